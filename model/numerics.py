@@ -1,0 +1,149 @@
+"""Integer primitives of NITRO-D (spec section 1) and the declared-width policy.
+
+Every function here states its rounding and its result dtype. Arithmetic is done in int64 (exact for
+every value the reference can produce) and narrowed explicitly, so no result depends on NumPy's
+promotion rules.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+import numpy as np
+
+_DTYPE_FOR_BITS = {8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}
+
+
+class NitroError(ValueError):
+    """Base class of every error the toolkit reports to the user (one clear line)."""
+
+
+class WidthOverflowError(NitroError):
+    """A value does not fit the hardware width declared for its tensor class."""
+
+
+def storage_dtype(bits: int) -> type[np.signedinteger]:
+    """Smallest NumPy signed dtype holding `bits`-bit two's-complement values."""
+    for width, dtype in _DTYPE_FOR_BITS.items():
+        if bits <= width:
+            return dtype
+    raise NitroError(f"widths above 64 bits are not supported (asked for {bits})")
+
+
+def tdiv(n: np.ndarray | int, d: np.ndarray | int) -> np.ndarray:
+    """Integer quotient rounded toward zero (C semantics); int64 result.
+
+    `>>` and `//` round toward minus infinity and are wrong for negative numerators (spec 1.1).
+    """
+    n64 = np.asarray(n, dtype=np.int64)
+    d64 = np.asarray(d, dtype=np.int64)
+    if np.any(d64 == 0):
+        raise ZeroDivisionError("tdiv: division by zero")
+    q = np.abs(n64) // np.abs(d64)
+    return np.where((n64 < 0) != (d64 < 0), -q, q)
+
+
+def tdiv_scalar(n: np.ndarray, d: int) -> np.ndarray:
+    """tdiv by one positive Python int; int64 result. The hot path of scaling and SGD."""
+    if d <= 0:
+        raise NitroError(f"divisor must be a positive integer, got {d}")
+    n64 = np.asarray(n, dtype=np.int64)
+    q = np.abs(n64) // d
+    np.negative(q, out=q, where=n64 < 0)
+    return q
+
+
+def wrap(v: np.ndarray, bits: int) -> np.ndarray:
+    """Two's-complement reduction to `bits` bits (spec wrapK), in the smallest dtype holding it."""
+    dtype = storage_dtype(bits)
+    v = np.asarray(v)
+    if bits == np.iinfo(dtype).bits:
+        return v.astype(dtype)  # NumPy integer narrowing is modular
+    half = 1 << (bits - 1)
+    return (((v.astype(np.int64) + half) & ((1 << bits) - 1)) - half).astype(dtype)
+
+
+def clip(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """min(max(v, lo), hi), dtype kept."""
+    return np.clip(v, lo, hi)
+
+
+def int_mean(x: np.ndarray, axis=None, keepdims: bool = False) -> np.ndarray:
+    """tdiv(sum(x), count) with the sum accumulated in int64 (spec 1.3)."""
+    x = np.asarray(x)
+    total = np.sum(x, axis=axis, dtype=np.int64, keepdims=keepdims)
+    count = x.size // max(total.size, 1) if axis is not None else x.size
+    return tdiv_scalar(total, count)
+
+
+def int_mean_and_mad(x: np.ndarray, axis=None) -> tuple[np.ndarray, np.ndarray]:
+    """Integer mean and mean absolute deviation, both truncated toward zero (spec 1.3)."""
+    m = int_mean(x, axis=axis, keepdims=True)
+    mad = int_mean(np.abs(np.asarray(x, dtype=np.int64) - m), axis=axis)
+    return m.reshape(mad.shape), mad
+
+
+def isqrt(n: int) -> int:
+    """floor(sqrt(n)) for n >= 0 (the reference's Heron iteration gives the same value)."""
+    import math
+
+    return math.isqrt(n)
+
+
+TensorClass = Literal["activation", "weight", "accumulator", "delta", "gradient", "loss_grad"]
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Declared two's-complement width, in bits, of every tensor class.
+
+    The defaults are the reference's storage widths: int8 activations and loss gradients, int32
+    weights, GEMM accumulators, deltas and weight gradients (spec 1.6 and 9.1).
+    """
+
+    activation: int = 8
+    weight: int = 32
+    accumulator: int = 32
+    delta: int = 32
+    gradient: int = 32
+    loss_grad: int = 8
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            bits = getattr(self, f.name)
+            if not isinstance(bits, int) or not 2 <= bits <= 64:
+                raise NitroError(f"width of {f.name!r} must be an integer in 2..64, got {bits!r}")
+
+
+@dataclass
+class WidthPolicy:
+    """What happens when an exact value does not fit its declared width.
+
+    mode "wrap" (the reference's behaviour): reduce modulo 2^bits and count how often it happened.
+    mode "check": raise WidthOverflowError naming layer, tensor, index and value.
+    """
+
+    widths: Widths = field(default_factory=Widths)
+    mode: Literal["wrap", "check"] = "wrap"
+    wraps: Counter = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("wrap", "check"):
+            raise NitroError(f"width mode must be 'wrap' or 'check', got {self.mode!r}")
+
+    def narrow(self, exact: np.ndarray, cls: TensorClass, layer: str, tensor: str) -> np.ndarray:
+        """Narrow an exact int64 tensor to the declared width of `cls`."""
+        bits = getattr(self.widths, cls)
+        narrowed = wrap(exact, bits)
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        bad = (exact < lo) | (exact > hi)
+        if bad.any():
+            if self.mode == "check":
+                idx = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise WidthOverflowError(
+                    f"{layer}: {tensor} value {int(exact[idx])} at index {idx} does not fit the "
+                    f"declared {bits}-bit {cls} width"
+                )
+            self.wraps[(layer, tensor)] += int(np.count_nonzero(bad))
+        return narrowed

@@ -1,0 +1,79 @@
+"""IntegerSGD and the learning-rate schedule (spec section 4)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .numerics import NitroError, tdiv_scalar
+
+
+def integer_sgd_update(
+    w: np.ndarray, g: np.ndarray, divisor: int, decay_inv: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """U = tdiv(G, D) + (tdiv(W, eta) if eta > 0); W_new = W - U.
+
+    `divisor` is D = lr_inv * amp; both terms use the weights before the update. Returns
+    (W_new, U) as exact int64; the caller narrows them to the declared weight width.
+    """
+    if divisor <= 0:
+        raise NitroError(f"IntegerSGD divisor lr_inv*amp must be positive, got {divisor}")
+    if decay_inv < 0:
+        raise NitroError(f"weight-decay inverse must be >= 0, got {decay_inv}")
+    u = tdiv_scalar(g, divisor)
+    if decay_inv > 0:
+        u += tdiv_scalar(w, decay_inv)
+    return np.asarray(w, dtype=np.int64) - u, u
+
+
+@dataclass
+class PlateauState:
+    """Counter state of ReduceLROnPlateau / EarlyStopping (spec 4.3): float control plane only."""
+
+    best: float = 0.0
+    counter: int = 0
+    epochs: int = 0
+
+
+@dataclass
+class Schedule:
+    """lr_inv schedule: x`factor` after `patience` epochs without a `min_delta` gain (from `start`)
+    on the test accuracy, and early stopping with its own patience. Mirrors the reference exactly."""
+
+    lr_inv: int = 512
+    factor: int = 3
+    min_delta: float = 0.01
+    patience: int = 15
+    start: int = 10
+    stop_patience: int = 35
+    stop_start: int = 30
+    plateau: PlateauState = None  # type: ignore[assignment]
+    stopper: PlateauState = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.lr_inv <= 0 or self.factor < 1:
+            raise NitroError("schedule: lr_inv must be > 0 and factor >= 1")
+        self.plateau = self.plateau or PlateauState()
+        self.stopper = self.stopper or PlateauState()
+
+    @staticmethod
+    def _tick(state: PlateauState, acc: float, start: int, patience: int, delta: float) -> bool:
+        state.epochs += 1
+        if state.epochs < start:
+            return False
+        if acc < state.best + delta:
+            state.counter += 1
+            if state.counter >= patience:
+                state.counter = 0
+                return True
+            return False
+        state.best, state.counter = acc, 0
+        return False
+
+    def end_epoch(self, test_acc: float) -> bool:
+        """Feed one epoch's test accuracy; returns True when training should stop."""
+        if self._tick(self.stopper, test_acc, self.stop_start, self.stop_patience, self.min_delta):
+            return True
+        if self._tick(self.plateau, test_acc, self.start, self.patience, self.min_delta):
+            self.lr_inv *= self.factor
+        return False
