@@ -1,0 +1,175 @@
+"""The training loop of the reference (`train_test_experiment`, spec 6.4), with checkpoints,
+metrics (CSV/JSON), training curves (PNG) and exact resume.
+
+One `numpy.random.RandomState(seed)` drives every draw in the reference CPU order: dataset
+shuffle, weight init, then per epoch the reshuffle, augmentation and dropout. With it the initial
+weights equal the reference's CPU vectors bit for bit.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_atomic
+from .config import ExperimentConfig
+from .datasets import load_raw
+from .init import init_params
+from .network import Network
+from .numerics import NitroError
+from .optim import PlateauState
+from .preprocess import IntegerDataset, augment_batch, epoch_permutation, preprocess
+
+CHECKPOINT = "checkpoint.npz"
+
+
+@dataclass
+class TrainResult:
+    best_test_acc: float
+    train_acc_at_best: float
+    best_epoch: int
+    epochs_run: int
+    history: list[dict]
+    network: Network
+
+
+def evaluate(net: Network, x: np.ndarray, labels: np.ndarray, batch: int = 64) -> float:
+    """Reference test metric: accuracy over fdiv(N, batch) full batches (first-argmax predictions)."""
+    n = (len(x) // batch) * batch
+    if n == 0:
+        raise NitroError(f"test set of {len(x)} images is smaller than one evaluation batch ({batch})")
+    pred = np.argmax(net.predict(x[:n], batch=batch), axis=1)
+    return float(np.count_nonzero(pred == labels[:n]) / n)
+
+
+def prepare(cfg: ExperimentConfig, data_dir: str | Path | None) -> tuple[IntegerDataset, Network, np.random.RandomState]:
+    """Load and preprocess the data, build the network and draw its initial weights."""
+    rng = np.random.RandomState(cfg.train.seed)
+    ds = preprocess(load_raw(cfg.data.dataset, data_dir), rng, onehot_value=cfg.data.onehot_value)
+    spec = cfg.build_spec(tuple(ds.train_x.shape[1:]))
+    net = Network(spec, init_params(spec, rng), cfg.policy())
+    return ds, net, rng
+
+
+def _state(schedule, best: dict, history: list, wraps) -> dict:
+    return {
+        "lr_inv": schedule.lr_inv,
+        "plateau": vars(schedule.plateau), "stopper": vars(schedule.stopper),
+        "best": best, "history": history,
+        "wraps": [[layer, tensor, n] for (layer, tensor), n in wraps.items()],
+    }
+
+
+def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | None = None,
+          epochs: int | None = None, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train `cfg`, writing checkpoint, metrics and curves into `out_dir` after every epoch."""
+    out = Path(out_dir)
+    ds, net, rng = prepare(cfg, data_dir)
+    schedule = cfg.make_schedule()
+    history: list[dict] = []
+    best = {"test_acc": -1.0, "train_acc": 0.0, "epoch": 0}
+    start = 0
+    order = np.arange(len(ds.train_x))
+    ck_path = out / CHECKPOINT
+    if resume:
+        ck = load_checkpoint(ck_path, cfg.digest())
+        net = Network(net.spec, ck.params, cfg.policy())
+        rng.set_state(ck.rng_state)
+        schedule.lr_inv = ck.state["lr_inv"]
+        schedule.plateau = PlateauState(**ck.state["plateau"])
+        schedule.stopper = PlateauState(**ck.state["stopper"])
+        best, history, start = ck.state["best"], ck.state["history"], ck.epoch
+        if ck.order.shape != order.shape:
+            raise NitroError(f"checkpoint {ck_path} was trained on {len(ck.order)} images, this data has {len(order)}")
+        order = ck.order
+        for layer, tensor, n in ck.state["wraps"]:
+            net.policy.wraps[(layer, tensor)] = n
+        if history and history[-1].get("stopped"):
+            start = cfg.train.epochs if epochs is None else epochs  # nothing left to do
+    elif ck_path.exists():
+        raise NitroError(f"{ck_path} exists: pass --resume to continue it, or choose another --out")
+    total = cfg.train.epochs if epochs is None else epochs
+    bs = cfg.train.batch_size
+    n_batches = len(ds.train_x) // bs
+    if n_batches == 0:
+        raise NitroError(f"training set ({len(ds.train_x)} images) is smaller than one batch ({bs})")
+    for epoch in range(start + 1, total + 1):
+        lr_inv = schedule.lr_inv
+        order = order[epoch_permutation(rng, len(order))]
+        t0, correct, seen = time.perf_counter(), 0, 0
+        bar = tqdm(range(n_batches), desc=f"epoch {epoch}/{total}", unit="batch", disable=not progress,
+                   leave=False, dynamic_ncols=True)
+        for b in bar:
+            rows = order[b * bs:(b + 1) * bs]
+            x = ds.train_x[rows]
+            if cfg.data.crop_padding or cfg.data.flip:
+                x = augment_batch(x, rng, cfg.data.crop_padding, cfg.data.flip)
+            res = net.train_step(x, ds.train_y[rows], lr_inv, rng=rng)
+            correct, seen = correct + res.correct, seen + bs
+            if b % 20 == 0 or b == n_batches - 1:
+                bar.set_postfix(acc=f"{correct / seen:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        train_s = time.perf_counter() - t0
+        test_acc = evaluate(net, ds.test_x, ds.test_labels, cfg.train.eval_batch)
+        row = {"epoch": epoch, "lr_inv": lr_inv, "train_acc": correct / seen, "test_acc": test_acc,
+               "train_s": round(train_s, 3), "train_img_s": round(seen / train_s, 1),
+               "wraps": int(sum(net.policy.wraps.values()))}
+        if test_acc > best["test_acc"]:
+            best = {"test_acc": test_acc, "train_acc": row["train_acc"], "epoch": epoch}
+        stop = schedule.end_epoch(test_acc)
+        row["stopped"] = stop
+        history.append(row)
+        if progress:
+            tqdm.write(f"epoch {epoch}: train {row['train_acc']:.4f}  test {test_acc:.4f}  "
+                       f"lr_inv {lr_inv}  {row['train_img_s']:.0f} img/s")
+        ck = Checkpoint(epoch, net.params, rng.get_state(), _state(schedule, best, history, net.policy.wraps),
+                        cfg.source, cfg.digest(), order)
+        save_checkpoint(ck_path, ck)
+        write_metrics(out, history, best, cfg.name)
+        if stop:
+            break
+    return TrainResult(best["test_acc"], best["train_acc"], best["epoch"], len(history), history, net)
+
+
+def write_metrics(out: Path, history: list[dict], best: dict, name: str) -> None:
+    """metrics.csv, metrics.json and curves.png, each written atomically."""
+    if not history:
+        return
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(history[0]))
+    w.writeheader()
+    w.writerows(history)
+    write_atomic(out / "metrics.csv", buf.getvalue().encode())
+    write_atomic(out / "metrics.json", json.dumps({"name": name, "best": best, "epochs": history},
+                                                  indent=1).encode())
+    plot_curves(out / "curves.png", history, name)
+
+
+def plot_curves(path: Path, history: list[dict], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in history]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(ep, [100 * r["train_acc"] for r in history], label="train (training-mode forward)")
+    ax.plot(ep, [100 * r["test_acc"] for r in history], label="test")
+    for r0, r1 in zip(history, history[1:]):
+        if r1["lr_inv"] != r0["lr_inv"]:
+            ax.axvline(r1["epoch"], color="grey", ls=":", lw=1)
+    ax.set_xlabel("epoch (dotted: lr_inv x3)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(path, buf.getvalue())
