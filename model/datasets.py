@@ -97,7 +97,9 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise NitroError(f"{path}: IDX header declares 0 dimensions")
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise NitroError(f"{path}: truncated IDX header ({ndim} dimensions need {header} bytes, file has {len(data)})")
+        raise NitroError(
+            f"{path}: truncated IDX header ({ndim} dimensions need {header} bytes, file has {len(data)})"
+        )
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = _IDX_DTYPES[code]
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
@@ -136,10 +138,17 @@ def write_atomic(path: Path, payload: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # ------------------------------------------------------------------------------- directory look-up

@@ -50,8 +50,7 @@ def tdiv_scalar(n: np.ndarray, d: int) -> np.ndarray:
         raise NitroError(f"divisor must be a positive integer, got {d}")
     n64 = np.asarray(n, dtype=np.int64)
     q = np.abs(n64) // d
-    np.negative(q, out=q, where=n64 < 0)
-    return q
+    return np.where(n64 < 0, -q, q)
 
 
 def wrap(v: np.ndarray, bits: int) -> np.ndarray:

@@ -1,0 +1,64 @@
+"""Bit-exact conformance with the official implementation's vectors (../shared/refvectors)."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from model.conform import run_conformance, spec_from_meta
+from model.spec import Hyper, build_cnn, build_mlp
+from scripts.cli import main
+
+TAGS = ["mlp", "mlp_warm1500", "cnn", "cnnx"]
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_every_array_of_every_step_matches(shared_dir, tag):
+    reports = run_conformance(shared_dir / "refvectors", tag)
+    assert [r.step for r in reports] == ["1", "2", "3", "after"]
+    for r in reports:
+        assert r.arrays > 8
+        assert not r.mismatches, str(r.mismatches[0])
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_builders_reproduce_the_reference_construction(shared_dir, tag):
+    """build_mlp/build_cnn from the reference config give exactly the network the meta describes."""
+    meta = json.loads((shared_dir / "refvectors" / f"{tag}_meta.json").read_text())
+    cfg = meta["config"]
+    hp = Hyper(cfg["lr_amp_factor"], cfg["fwd_decay_inv"], cfg["subnet_decay_inv"])
+    if "architecture" in cfg:
+        built = build_cnn((1, 28, 28), cfg["architecture"], cfg["num_fc_hidden"], hp, cfg["pred_decoder_dim"])
+    else:
+        built = build_mlp((1, 28, 28), cfg["num_fc_hidden"], hp)
+    assert built == spec_from_meta(meta, (1, 28, 28), 10)
+
+
+def test_cli_conform_passes(shared_dir, capsys):
+    assert main(["conform", str(shared_dir / "refvectors"), "mlp"]) == 0
+    out = capsys.readouterr().out
+    assert "mlp step 3: 59 arrays, all match" in out
+
+
+def test_cli_conform_reports_first_mismatch(shared_dir, tmp_path, capsys):
+    src = shared_dir / "refvectors"
+    for f in src.glob("mlp_*"):
+        if not f.name.startswith("mlp_warm"):
+            shutil.copy(f, tmp_path / f.name)
+    with np.load(src / "mlp_step2.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["wgrad/linear_pred_01"][3, 7] += 1
+    np.savez(tmp_path / "mlp_step2.npz", **arrays)
+    assert main(["conform", str(tmp_path), "mlp"]) == 1
+    out = capsys.readouterr().out
+    assert "mlp step 1: 59 arrays, all match" in out
+    assert "MISMATCH step 2, array 'wgrad/linear_pred_01' at index (3, 7)" in out
+
+
+def test_cli_conform_missing_or_corrupt_vectors(shared_dir, tmp_path, capsys):
+    assert main(["conform", str(tmp_path), "mlp"]) == 2
+    assert "no vector set 'mlp'" in capsys.readouterr().err
+    shutil.copy(shared_dir / "refvectors" / "mlp_meta.json", tmp_path)
+    (tmp_path / "mlp_data.npz").write_bytes(b"not a zip")
+    assert main(["conform", str(tmp_path), "mlp"]) == 2
+    assert "cannot read vector file" in capsys.readouterr().err

@@ -1,0 +1,52 @@
+"""The fast exact GEMM equals the exact integer oracle in every regime (float32, float64, limbs)."""
+import numpy as np
+import pytest
+
+from model.gemm import im2col, matmul, matmul_reference, sum_bound
+from model.numerics import NitroError
+
+
+@pytest.mark.parametrize("amax,bmax,k", [
+    (127, 64, 100),            # float32 regime
+    (128, 30000, 784),         # float64 regime
+    (128, (1 << 31) - 1, 4608),  # limb split: int8 x int32 extremes
+    ((1 << 31) - 1, 127, 300),   # wide operand on the left
+    ((1 << 31) - 1, (1 << 31) - 1, 64),  # both wide: result needs 67 bits, exact mod 2^64
+])
+def test_matmul_matches_integer_oracle(amax, bmax, k):
+    rng = np.random.default_rng(k)
+    a = rng.integers(-amax, amax + 1, size=(17, k), dtype=np.int64)
+    b = rng.integers(-bmax, bmax + 1, size=(k, 9), dtype=np.int64)
+    a[0, :] = -amax  # aligned extremes: the worst case of the bound
+    b[:, 0] = -bmax
+    np.testing.assert_array_equal(matmul(a, b), matmul_reference(a, b))
+
+
+def test_bound_selects_float32_only_when_exact():
+    a = np.full((2, 1024), 127, dtype=np.int8)
+    b = np.full((1024, 2), 130, dtype=np.int32)  # 127*130*1024 > 2^24
+    assert sum_bound(a, b) >= 1 << 24
+    np.testing.assert_array_equal(matmul(a, b), np.full((2, 2), 127 * 130 * 1024))
+
+
+def test_matmul_rejects_bad_operands():
+    with pytest.raises(NitroError, match="inner dimensions"):
+        matmul(np.zeros((2, 3), np.int8), np.zeros((4, 2), np.int32))
+    with pytest.raises(NitroError, match="integer"):
+        matmul(np.zeros((2, 3)), np.zeros((3, 2), np.int32))
+    with pytest.raises(NitroError, match="2-D"):
+        matmul(np.zeros(3, np.int8), np.zeros((3, 2), np.int32))
+
+
+def test_im2col_is_cross_correlation_with_zero_padding():
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, size=(2, 3, 5, 4), dtype=np.int8)
+    w = rng.integers(-64, 65, size=(4, 3, 3, 3), dtype=np.int32)
+    cols = im2col(x, 3, 3, 1)
+    z = matmul(cols, w.reshape(4, -1).T).reshape(2, 5, 4, 4).transpose(0, 3, 1, 2)
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    naive = np.zeros((2, 4, 5, 4), dtype=np.int64)
+    for i in range(5):
+        for j in range(4):
+            naive[:, :, i, j] = np.einsum("mckl,fckl->mf", xp[:, :, i:i + 3, j:j + 3], w)
+    np.testing.assert_array_equal(z, naive)
