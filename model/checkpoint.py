@@ -9,13 +9,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .fileio import write_atomic
 from .numerics import NitroError
 
 
@@ -36,21 +35,6 @@ def _content_hash(arrays: dict[str, np.ndarray]) -> str:
         a = np.ascontiguousarray(arrays[key])
         h.update(key.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
     return h.hexdigest()
-
-
-def write_atomic(path: Path, payload: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: Path, ck: Checkpoint) -> str:

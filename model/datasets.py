@@ -9,13 +9,13 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .fileio import write_atomic
 from .numerics import NitroError
 
 DATA_DIR_ENV = "NITRO_DATA_DIR"
@@ -130,25 +130,6 @@ def write_idx(path: str | Path, arr: np.ndarray) -> None:
     if path.suffix == ".gz":
         payload = gzip.compress(payload, compresslevel=9, mtime=0)
     write_atomic(path, payload)
-
-
-def write_atomic(path: Path, payload: bytes) -> None:
-    """Write bytes to `path` through a temporary file + os.replace, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ------------------------------------------------------------------------------- directory look-up

@@ -38,10 +38,11 @@ def sum_bound(a: np.ndarray, b: np.ndarray) -> int:
     crude = ma * mb * a.shape[1]
     if crude < _F32_EXACT:
         return crude
-    # Row L1 norms are much tighter for activations (few large values); they cost one pass.
-    row_l1 = int(np.abs(a, dtype=np.int64).sum(axis=1).max()) if a.size else 0
-    col_l1 = int(np.abs(b, dtype=np.int64).sum(axis=0).max()) if b.size else 0
-    return min(crude, row_l1 * mb, ma * col_l1)
+    # An L1 norm is much tighter for activations and deltas (few large values). Take it over the
+    # smaller operand only: it costs one pass over that operand.
+    if a.size <= b.size:
+        return min(crude, int(np.abs(a, dtype=np.int64).sum(axis=1).max()) * mb)
+    return min(crude, ma * int(np.abs(b, dtype=np.int64).sum(axis=0).max()))
 
 
 def _float_matmul(a: np.ndarray, b: np.ndarray, dtype) -> np.ndarray:

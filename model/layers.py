@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .gemm import im2col, matmul
-from .numerics import NitroError, tdiv, tdiv_scalar, wrap
+from .numerics import NitroError, tdiv_scalar, wrap
 
 INT32_MAX = (1 << 31) - 1
 ACT_MAX = 127  # NITRO scaling clips to [-127, 127]: -128 is never produced (spec 2.3)
@@ -106,11 +106,11 @@ def nitro_relu_backward(delta: np.ndarray, s: np.ndarray, slope_inv: int = 4) ->
     The asymmetry is the reference's: s = 127 blocks the gradient, s = -127 passes delta/alpha.
     """
     check_slope_inv(slope_inv)
-    s64 = np.asarray(s, dtype=np.int64)
-    g = np.full(s64.shape, INT32_MAX, dtype=np.int64)
-    g[(s64 >= 0) & (s64 < ACT_MAX)] = 1
-    g[(s64 >= -ACT_MAX) & (s64 < 0)] = slope_inv
-    return tdiv(delta, g).astype(np.int32)
+    s = np.asarray(s)
+    passes = (s >= 0) & (s < ACT_MAX)
+    negative = (s >= -ACT_MAX) & (s < 0)
+    out = np.where(negative, tdiv_scalar(delta, slope_inv), tdiv_scalar(delta, INT32_MAX))
+    return np.where(passes, delta, out).astype(np.int32)
 
 
 def loss_gradient(y_hat: np.ndarray, y: np.ndarray, wrap_int8: bool = True) -> np.ndarray:

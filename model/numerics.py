@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 
 _DTYPE_FOR_BITS = {8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}
+_F64_EXACT = 1 << 53
 
 
 class NitroError(ValueError):
@@ -45,12 +46,23 @@ def tdiv(n: np.ndarray | int, d: np.ndarray | int) -> np.ndarray:
 
 
 def tdiv_scalar(n: np.ndarray, d: int) -> np.ndarray:
-    """tdiv by one positive Python int; int64 result. The hot path of scaling and SGD."""
+    """tdiv by one positive Python int; int64 result. The hot path of scaling and SGD.
+
+    For |n| < 2^53 and d < 2^53, trunc(float64(n) / d) is exact: a non-integer quotient lies at
+    least 1/d from the next integer, farther than the division's rounding error |n/d| * 2^-53.
+    """
     if d <= 0:
         raise NitroError(f"divisor must be a positive integer, got {d}")
-    n64 = np.asarray(n, dtype=np.int64)
+    n = np.asarray(n)
+    if d < _F64_EXACT and (n.dtype.itemsize < 8 or n.size == 0 or _max_abs(n) < _F64_EXACT):
+        return np.trunc(n / np.float64(d)).astype(np.int64)
+    n64 = n.astype(np.int64)
     q = np.abs(n64) // d
     return np.where(n64 < 0, -q, q)
+
+
+def _max_abs(x: np.ndarray) -> int:
+    return max(-int(x.min()), int(x.max()))
 
 
 def wrap(v: np.ndarray, bits: int) -> np.ndarray:
@@ -134,15 +146,15 @@ class WidthPolicy:
     def narrow(self, exact: np.ndarray, cls: TensorClass, layer: str, tensor: str) -> np.ndarray:
         """Narrow an exact int64 tensor to the declared width of `cls`."""
         bits = getattr(self.widths, cls)
-        narrowed = wrap(exact, bits)
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        if exact.size == 0 or (int(exact.min()) >= lo and int(exact.max()) <= hi):
+            return exact.astype(storage_dtype(bits))  # the common case: nothing to wrap
         bad = (exact < lo) | (exact > hi)
-        if bad.any():
-            if self.mode == "check":
-                idx = tuple(int(i) for i in np.argwhere(bad)[0])
-                raise WidthOverflowError(
-                    f"{layer}: {tensor} value {int(exact[idx])} at index {idx} does not fit the "
-                    f"declared {bits}-bit {cls} width"
-                )
-            self.wraps[(layer, tensor)] += int(np.count_nonzero(bad))
-        return narrowed
+        if self.mode == "check":
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise WidthOverflowError(
+                f"{layer}: {tensor} value {int(exact[idx])} at index {idx} does not fit the "
+                f"declared {bits}-bit {cls} width"
+            )
+        self.wraps[(layer, tensor)] += int(np.count_nonzero(bad))
+        return wrap(exact, bits)

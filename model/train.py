@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_atomic
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig
 from .datasets import load_raw
+from .fileio import write_atomic
 from .init import init_params
 from .network import Network
 from .numerics import NitroError

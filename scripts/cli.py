@@ -65,6 +65,14 @@ def _conform(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flow(args: argparse.Namespace) -> int:
+    from scripts.flow import DEFAULT_CONFIG, run_flow
+
+    ok = run_flow(Path(args.out), Path(args.config or DEFAULT_CONFIG), args.data_dir, args.epochs,
+                  progress=not args.no_progress)
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nitro", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -88,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("vector_dir")
     c.add_argument("tag", help="vector set name: files TAG_init.npz, TAG_data.npz, TAG_stepK.npz, ...")
     c.set_defaults(func=_conform)
+    f = sub.add_parser("flow", help="the co-design flow: train, conform, RTL, simulate, report")
+    f.add_argument("--config", help="experiment TOML (default: configs/embedded_mlp.toml, shipped data)")
+    f.add_argument("--data-dir")
+    f.add_argument("--epochs", type=int)
+    f.add_argument("--out", default="runs/flow", help="output folder (default runs/flow)")
+    f.add_argument("--no-progress", action="store_true")
+    f.set_defaults(func=_flow)
     return p
 
 
