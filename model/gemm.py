@@ -10,6 +10,9 @@ against.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 
 from .numerics import NitroError
@@ -49,8 +52,24 @@ def _float_matmul(a: np.ndarray, b: np.ndarray, dtype) -> np.ndarray:
     return np.matmul(a.astype(dtype), b.astype(dtype)).astype(np.int64)
 
 
+_USE_REFERENCE = False
+
+
+@contextmanager
+def reference_gemm() -> Iterator[None]:
+    """Within this block `matmul` takes the slow integer path: to check the fast path end to end."""
+    global _USE_REFERENCE
+    saved, _USE_REFERENCE = _USE_REFERENCE, True
+    try:
+        yield
+    finally:
+        _USE_REFERENCE = saved
+
+
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Exact integer a @ b as int64 (modulo 2^64), via float32/float64 BLAS when provably exact."""
+    if _USE_REFERENCE:
+        return matmul_reference(a, b)
     a, b = np.asarray(a), np.asarray(b)
     _check_operands(a, b)
     bound = sum_bound(a, b)

@@ -91,13 +91,31 @@ def nitro_scaling(z: np.ndarray, factor: int) -> np.ndarray:
     return q.astype(np.int8)
 
 
-def nitro_relu_forward(s: np.ndarray, slope_inv: int = 4) -> np.ndarray:
-    """NITRO-ReLU: (clip(s,0,127) + tdiv(clip(s,-127,0), alpha)) - mu, int8 arithmetic; int8 out."""
+def _relu_table(slope_inv: int) -> np.ndarray:
+    """NITRO-ReLU of every int8 value, indexed by the value's byte (uint8 view)."""
     mu = check_slope_inv(slope_inv)
-    s64 = np.asarray(s, dtype=np.int64)
-    pos = np.clip(s64, 0, ACT_MAX)
-    neg = tdiv_scalar(np.clip(s64, -ACT_MAX, 0), slope_inv)
-    return wrap(wrap(pos + neg, 8).astype(np.int64) - mu, 8)
+    s = np.arange(-128, 128, dtype=np.int64)
+    pos = np.clip(s, 0, ACT_MAX)
+    neg = tdiv_scalar(np.clip(s, -ACT_MAX, 0), slope_inv)
+    table = wrap(wrap(pos + neg, 8).astype(np.int64) - mu, 8)  # int8 arithmetic, as the reference
+    return np.roll(table, -128)  # entry v & 0xFF holds relu(v)
+
+
+_RELU_TABLES = {alpha: _relu_table(alpha) for alpha in RELU_MEAN_CORRECTION}
+
+
+def nitro_relu_forward(s: np.ndarray, slope_inv: int = 4) -> np.ndarray:
+    """NITRO-ReLU: (clip(s,0,127) + tdiv(clip(s,-127,0), alpha)) - mu, int8 arithmetic; int8 out.
+
+    Evaluated once per int8 value into a 256-entry table (the input is always int8).
+    """
+    check_slope_inv(slope_inv)
+    s = np.asarray(s)
+    if s.dtype != np.int8:
+        if s.size and (int(s.min()) < -128 or int(s.max()) > 127):
+            raise NitroError("NITRO-ReLU input must be int8 (the output of a scaling layer)")
+        s = s.astype(np.int8)
+    return _RELU_TABLES[slope_inv][s.view(np.uint8)]
 
 
 def nitro_relu_backward(delta: np.ndarray, s: np.ndarray, slope_inv: int = 4) -> np.ndarray:

@@ -131,13 +131,13 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
         ck = Checkpoint(epoch, net.params, rng.get_state(), _state(schedule, best, history, net.policy.wraps),
                         cfg.source, cfg.digest(), order)
         save_checkpoint(ck_path, ck)
-        write_metrics(out, history, best, cfg.name)
+        write_metrics(out, history, best, cfg.name, net.policy.wraps)
         if stop:
             break
     return TrainResult(best["test_acc"], best["train_acc"], best["epoch"], len(history), history, net)
 
 
-def write_metrics(out: Path, history: list[dict], best: dict, name: str) -> None:
+def write_metrics(out: Path, history: list[dict], best: dict, name: str, wraps: dict) -> None:
     """metrics.csv, metrics.json and curves.png, each written atomically."""
     if not history:
         return
@@ -146,8 +146,9 @@ def write_metrics(out: Path, history: list[dict], best: dict, name: str) -> None
     w.writeheader()
     w.writerows(history)
     write_atomic(out / "metrics.csv", buf.getvalue().encode())
-    write_atomic(out / "metrics.json", json.dumps({"name": name, "best": best, "epochs": history},
-                                                  indent=1).encode())
+    doc = {"name": name, "best": best, "epochs": history,
+           "wraps": {f"{layer}/{tensor}": n for (layer, tensor), n in sorted(wraps.items())}}
+    write_atomic(out / "metrics.json", json.dumps(doc, indent=1).encode())
     plot_curves(out / "curves.png", history, name)
 
 

@@ -50,3 +50,24 @@ def test_im2col_is_cross_correlation_with_zero_padding():
         for j in range(4):
             naive[:, :, i, j] = np.einsum("mckl,fckl->mf", xp[:, :, i:i + 3, j:j + 3], w)
     np.testing.assert_array_equal(z, naive)
+
+
+def test_training_steps_identical_on_fast_and_integer_gemm(shared_dir):
+    """Whole training steps (trained weights, real data) agree bit for bit on both GEMM paths."""
+    from model.conform import spec_from_meta
+    from model.gemm import reference_gemm
+    from model.network import Network
+    import json
+
+    vec = shared_dir / "refvectors"
+    meta = json.loads((vec / "cnnx_meta.json").read_text())
+    data = np.load(vec / "mlp_warm1500_data.npz")
+    init = {k.removesuffix(".weight"): v for k, v in np.load(vec / "cnnx_init.npz").items()}
+    spec = spec_from_meta(meta, (1, 28, 28), 10)
+    nets = [Network(spec, {k: v * 97 for k, v in init.items()}) for _ in range(2)]  # large weights
+    for k in (1, 2, 3):
+        nets[0].train_step(data[f"step{k}_x"], data[f"step{k}_y_onehot"], 512)
+        with reference_gemm():
+            nets[1].train_step(data[f"step{k}_x"], data[f"step{k}_y_onehot"], 512)
+    for name, w in nets[0].params.items():
+        np.testing.assert_array_equal(nets[1].params[name], w)
