@@ -86,7 +86,11 @@ def conv2d_weight_grad(delta: np.ndarray, cols: np.ndarray, w_shape: tuple) -> n
 
 def nitro_scaling(z: np.ndarray, factor: int) -> np.ndarray:
     """NITRO Scaling forward: clip(tdiv(z, SF), -127, 127); any int in, int8 out. Backward is identity."""
-    q = tdiv_scalar(z, factor)
+    z = np.asarray(z)
+    if z.dtype.itemsize <= 4 and 0 < factor < (1 << 53):
+        q = np.trunc(z / np.float64(factor))  # exact for |z| < 2^53 (see numerics.tdiv_scalar)
+    else:
+        q = tdiv_scalar(z, factor)
     np.clip(q, -ACT_MAX, ACT_MAX, out=q)
     return q.astype(np.int8)
 

@@ -120,3 +120,17 @@ def test_plateau_schedule_and_early_stop_follow_the_reference():
     stop = [s.end_epoch(0.955) for _ in range(40)]
     # EarlyStopping sets its best at epoch 30, then fires after 35 epochs without gain: epoch 65.
     assert len(accs) + stop.index(True) + 1 == 65
+
+
+@pytest.mark.parametrize("factor", [1, 3, 2304, 25600, 200704, 786432, 1179648, (1 << 31) - 1])
+def test_scaling_float_path_equals_integer_tdiv(factor):
+    """The float64 shortcut in nitro_scaling agrees with integer truncating division everywhere."""
+    from model.numerics import tdiv
+
+    rng = np.random.default_rng(factor)
+    z = rng.integers(-(1 << 31), 1 << 31, size=200_000, dtype=np.int64)
+    k = rng.integers(-(1 << 31) // factor, (1 << 31) // factor, size=50_000)
+    edges = np.concatenate([k * factor, k * factor - 1, k * factor + 1, [-(1 << 31), (1 << 31) - 1, 0, -1]])
+    z = np.clip(np.concatenate([z, edges]), -(1 << 31), (1 << 31) - 1).astype(np.int32)
+    expected = np.clip(tdiv(z, factor), -127, 127).astype(np.int8)
+    np.testing.assert_array_equal(nitro_scaling(z, factor), expected)
