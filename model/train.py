@@ -125,9 +125,8 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
         stop = schedule.end_epoch(test_acc)
         row["stopped"] = stop
         history.append(row)
-        if progress:
-            tqdm.write(f"epoch {epoch}: train {row['train_acc']:.4f}  test {test_acc:.4f}  "
-                       f"lr_inv {lr_inv}  {row['train_img_s']:.0f} img/s")
+        tqdm.write(f"epoch {epoch}: train {row['train_acc']:.4f}  test {test_acc:.4f}  "
+                   f"lr_inv {lr_inv}  {row['train_img_s']:.0f} img/s")  # also without the bar
         ck = Checkpoint(epoch, net.params, rng.get_state(), _state(schedule, best, history, net.policy.wraps),
                         cfg.source, cfg.digest(), order)
         save_checkpoint(ck_path, ck)
