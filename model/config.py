@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .numerics import NitroError, WidthPolicy, Widths
-from .optim import Schedule
+from .optim import Schedule, ScheduleConfig
 from .spec import Hyper, NetworkSpec, Quirks, build_cnn, build_mlp
 
 
@@ -48,16 +48,6 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class ScheduleConfig:
-    factor: int = 3
-    min_delta: float = 0.01
-    patience: int = 15
-    start: int = 10
-    stop_patience: int = 35
-    stop_start: int = 30
-
-
-@dataclass(frozen=True)
 class NumericsConfig:
     mode: str = "wrap"  # "wrap" (reference) or "check" (fail on the first overflow)
     widths: Widths = field(default_factory=Widths)
@@ -89,9 +79,7 @@ class ExperimentConfig:
         return WidthPolicy(self.numerics.widths, self.numerics.mode)
 
     def make_schedule(self) -> Schedule:
-        s = self.schedule
-        return Schedule(self.train.lr_inv, s.factor, s.min_delta, s.patience, s.start,
-                        s.stop_patience, s.stop_start)
+        return Schedule(self.train.lr_inv, self.schedule)
 
     def digest(self) -> str:
         """Hash of everything that shapes training (not the name), to match checkpoints to configs."""

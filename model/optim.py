@@ -1,7 +1,7 @@
 """IntegerSGD and the learning-rate schedule (spec section 4)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,26 +35,35 @@ class PlateauState:
     epochs: int = 0
 
 
-@dataclass
-class Schedule:
-    """lr_inv schedule: x`factor` after `patience` epochs without a `min_delta` gain (from `start`)
-    on the test accuracy, and early stopping with its own patience. Mirrors the reference exactly."""
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The plateau rule (x`factor` on lr_inv after `patience` epochs from `start` without a
+    `min_delta` gain in test accuracy) and early stopping (`stop_patience` from `stop_start`)."""
 
-    lr_inv: int = 512
     factor: int = 3
     min_delta: float = 0.01
     patience: int = 15
     start: int = 10
     stop_patience: int = 35
     stop_start: int = 30
-    plateau: PlateauState = None  # type: ignore[assignment]
-    stopper: PlateauState = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        if self.lr_inv <= 0 or self.factor < 1:
-            raise NitroError("schedule: lr_inv must be > 0 and factor >= 1")
-        self.plateau = self.plateau or PlateauState()
-        self.stopper = self.stopper or PlateauState()
+        if self.factor < 1 or self.patience < 1 or self.stop_patience < 1:
+            raise NitroError("schedule: factor and patiences must be >= 1")
+
+
+@dataclass
+class Schedule:
+    """lr_inv schedule and early stopping on the test accuracy; mirrors the reference exactly."""
+
+    lr_inv: int = 512
+    rule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    plateau: PlateauState = field(default_factory=PlateauState)
+    stopper: PlateauState = field(default_factory=PlateauState)
+
+    def __post_init__(self) -> None:
+        if self.lr_inv <= 0:
+            raise NitroError(f"schedule: lr_inv must be > 0, got {self.lr_inv}")
 
     @staticmethod
     def _tick(state: PlateauState, acc: float, start: int, patience: int, delta: float) -> bool:
@@ -72,8 +81,9 @@ class Schedule:
 
     def end_epoch(self, test_acc: float) -> bool:
         """Feed one epoch's test accuracy; returns True when training should stop."""
-        if self._tick(self.stopper, test_acc, self.stop_start, self.stop_patience, self.min_delta):
+        r = self.rule
+        if self._tick(self.stopper, test_acc, r.stop_start, r.stop_patience, r.min_delta):
             return True
-        if self._tick(self.plateau, test_acc, self.start, self.patience, self.min_delta):
-            self.lr_inv *= self.factor
+        if self._tick(self.plateau, test_acc, r.start, r.patience, r.min_delta):
+            self.lr_inv *= r.factor
         return False
