@@ -74,3 +74,28 @@ def test_network_rejects_wrong_shapes():
     params["linear_02"] = params["linear_02"][:, :10]
     with pytest.raises(NitroError, match="weights of 'linear_02' have shape"):
         Network(spec, params)
+
+
+def test_cli_train_eval_and_checkpoint_errors(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = str(REPO / "configs/embedded_mlp.toml")
+    assert main(["train", "--config", cfg, "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    ck = out / "checkpoint.npz"
+    assert main(["eval", "--checkpoint", str(ck)]) == 0
+    acc = json_best(out)
+    assert f"test accuracy {100 * acc:.2f}%" in capsys.readouterr().out
+    before = ck.read_bytes()
+    other = str(REPO / "configs/mlp_mnist.toml")
+    assert main(["train", "--config", other, "--data-dir", "embedded", "--out", str(out), "--resume"]) == 2
+    assert "different config" in capsys.readouterr().err
+    assert ck.read_bytes() == before
+    ck.write_bytes(before[:1000])  # truncated
+    assert main(["eval", "--checkpoint", str(ck)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "corrupt" in err
+
+
+def json_best(out):
+    import json
+
+    return json.loads((out / "metrics.json").read_text())["best"]["test_acc"]
