@@ -138,6 +138,8 @@ class WidthPolicy:
     widths: Widths = field(default_factory=Widths)
     mode: Literal["wrap", "check"] = "wrap"
     wraps: Counter = field(default_factory=Counter)
+    # Largest exact magnitude seen per (layer, tensor) and its class: the data for sizing hardware.
+    observed: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in ("wrap", "check"):
@@ -147,7 +149,13 @@ class WidthPolicy:
         """Narrow an exact int64 tensor to the declared width of `cls`."""
         bits = getattr(self.widths, cls)
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        if exact.size == 0 or (int(exact.min()) >= lo and int(exact.max()) <= hi):
+        if exact.size == 0:
+            return exact.astype(storage_dtype(bits))
+        vmin, vmax = int(exact.min()), int(exact.max())
+        key = (layer, tensor)
+        seen = self.observed.get(key, (cls, 0))[1]
+        self.observed[key] = (cls, max(seen, -vmin, vmax))
+        if vmin >= lo and vmax <= hi:
             return exact.astype(storage_dtype(bits))  # the common case: nothing to wrap
         bad = (exact < lo) | (exact > hi)
         if self.mode == "check":
@@ -156,5 +164,20 @@ class WidthPolicy:
                 f"{layer}: {tensor} value {int(exact[idx])} at index {idx} does not fit the "
                 f"declared {bits}-bit {cls} width"
             )
-        self.wraps[(layer, tensor)] += int(np.count_nonzero(bad))
+        self.wraps[key] += int(np.count_nonzero(bad))
         return wrap(exact, bits)
+
+
+def bits_needed(max_abs: int) -> int:
+    """Two's-complement width holding every value in [-max_abs, max_abs]."""
+    return max(int(max_abs).bit_length() + 1, 1)
+
+
+def range_report(policy: WidthPolicy) -> list[dict]:
+    """Per (layer, tensor): class, declared bits, largest |exact value| seen, bits it needs, wraps."""
+    rows = []
+    for (layer, tensor), (cls, mx) in sorted(policy.observed.items()):
+        rows.append({"layer": layer, "tensor": tensor, "class": cls,
+                     "declared_bits": getattr(policy.widths, cls), "max_abs": mx,
+                     "bits_needed": bits_needed(mx), "wraps": policy.wraps.get((layer, tensor), 0)})
+    return rows

@@ -23,7 +23,7 @@ from .datasets import load_raw
 from .fileio import write_atomic
 from .init import init_params
 from .network import Network
-from .numerics import NitroError
+from .numerics import NitroError, WidthPolicy, range_report
 from .optim import PlateauState
 from .preprocess import IntegerDataset, augment_batch, epoch_permutation, preprocess
 
@@ -130,13 +130,13 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
         ck = Checkpoint(epoch, net.params, rng.get_state(), _state(schedule, best, history, net.policy.wraps),
                         cfg.source, cfg.digest(), order)
         save_checkpoint(ck_path, ck)
-        write_metrics(out, history, best, cfg.name, net.policy.wraps)
+        write_metrics(out, history, best, cfg.name, net.policy)
         if stop:
             break
     return TrainResult(best["test_acc"], best["train_acc"], best["epoch"], len(history), history, net)
 
 
-def write_metrics(out: Path, history: list[dict], best: dict, name: str, wraps: dict) -> None:
+def write_metrics(out: Path, history: list[dict], best: dict, name: str, policy: WidthPolicy) -> None:
     """metrics.csv, metrics.json and curves.png, each written atomically."""
     if not history:
         return
@@ -146,7 +146,8 @@ def write_metrics(out: Path, history: list[dict], best: dict, name: str, wraps: 
     w.writerows(history)
     write_atomic(out / "metrics.csv", buf.getvalue().encode())
     doc = {"name": name, "best": best, "epochs": history,
-           "wraps": {f"{layer}/{tensor}": n for (layer, tensor), n in sorted(wraps.items())}}
+           "wraps": {f"{layer}/{tensor}": n for (layer, tensor), n in sorted(policy.wraps.items())},
+           "ranges": range_report(policy)}
     write_atomic(out / "metrics.json", json.dumps(doc, indent=1).encode())
     plot_curves(out / "curves.png", history, name)
 

@@ -25,6 +25,31 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numerics(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from model.checkpoint import load_checkpoint
+    from model.config import load_config
+    from model.network import Network
+    from model.numerics import range_report
+    from model.train import prepare
+
+    cfg = load_config(args.config)
+    ds, net, rng = prepare(cfg, args.data_dir)
+    if args.checkpoint:
+        net = Network(net.spec, load_checkpoint(Path(args.checkpoint), cfg.digest()).params, cfg.policy())
+    bs = cfg.train.batch_size
+    steps = min(args.steps, len(ds.train_x) // bs)
+    for b in tqdm(range(steps), desc="training steps", unit="step", disable=args.no_progress):
+        net.train_step(ds.train_x[b * bs:(b + 1) * bs], ds.train_y[b * bs:(b + 1) * bs], cfg.train.lr_inv, rng=rng)
+    print(f"{cfg.name}: value ranges over {steps} training steps (mode {cfg.numerics.mode})")
+    print(f"{'layer':22s} {'tensor':16s} {'class':12s} {'declared':>8s} {'max |v|':>12s} {'needs':>6s} {'wraps':>6s}")
+    for r in range_report(net.policy):
+        print(f"{r['layer']:22s} {r['tensor']:16s} {r['class']:12s} {r['declared_bits']:>8d} "
+              f"{r['max_abs']:>12d} {r['bits_needed']:>6d} {r['wraps']:>6d}")
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from model.checkpoint import load_checkpoint
     from model.config import parse_config
@@ -91,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--data-dir")
     e.set_defaults(func=_eval)
+
+    n = sub.add_parser("numerics", help="declared width vs observed range of every tensor, per layer")
+    n.add_argument("--config", required=True)
+    n.add_argument("--steps", type=int, default=50, help="training steps to observe (default 50)")
+    n.add_argument("--checkpoint", help="start from trained weights (a checkpoint of this config)")
+    n.add_argument("--data-dir")
+    n.add_argument("--no-progress", action="store_true")
+    n.set_defaults(func=_numerics)
 
     c = sub.add_parser("conform", help="replay reference vectors and compare every array bit for bit")
     c.add_argument("vector_dir")

@@ -66,3 +66,22 @@ def test_widths_validate():
         Widths(weight=1)
     with pytest.raises(NitroError, match="mode"):
         WidthPolicy(mode="saturate")
+
+
+def test_range_report_and_check_mode_on_real_training(tmp_path, capsys):
+    """`nitro numerics` reports observed ranges; a too-narrow declared width fails naming layer and tensor."""
+    from scripts.cli import main
+
+    from conftest import REPO
+
+    cfg = tmp_path / "c.toml"
+    base = (REPO / "configs/embedded_mlp.toml").read_text()
+    cfg.write_text(base)
+    assert main(["numerics", "--config", str(cfg), "--steps", "3", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("linear_encoder_00") and "output" in line)
+    assert row.split()[-1] == "0" and int(row.split()[-2]) <= 32  # no wraps, fits its 32 bits
+    cfg.write_text(base + '\n[numerics]\nmode = "check"\nwidths = { accumulator = 12 }\n')
+    assert main(["numerics", "--config", str(cfg), "--steps", "3", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "linear_encoder_00: output value" in err and "12-bit accumulator" in err
