@@ -98,6 +98,27 @@ def _flow(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _rtl(args: argparse.Namespace) -> int:
+    import json
+
+    from hw.rtl import write_rtl
+
+    manifest = write_rtl(Path(args.out), args.unit or None)
+    entries = json.loads(Path(manifest).read_text())["units"]
+    for e in entries:
+        print(f"{e['unit']:22s} {e['file']:26s} latency {e['latency_cycles']} cycles, lint: {e['lint']}")
+    print(f"{len(entries)} units written to {args.out}/ (manifest: {manifest})")
+    return 0 if all(e["lint"] in ("clean", "skipped") for e in entries) else 1
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from sim.synth import synthesize
+
+    rows = synthesize(Path(args.out), args.unit or None, pnr=not args.no_pnr)
+    print(f"results: {args.out}/synth.md, synth.json")
+    return 0 if all(not r.get("error") for r in rows) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nitro", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -129,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("vector_dir")
     c.add_argument("tag", help="vector set name: files TAG_init.npz, TAG_data.npz, TAG_stepK.npz, ...")
     c.set_defaults(func=_conform)
+    r = sub.add_parser("rtl", help="write each hardware unit's Verilog and a manifest")
+    r.add_argument("--out", default="build/rtl", help="output folder (default build/rtl)")
+    r.add_argument("--unit", action="append", help="only this unit (repeatable)")
+    r.set_defaults(func=_rtl)
+
+    y = sub.add_parser("synth", help="yosys synth_ecp5 + nextpnr (LFE5U-85F, speed 6): resources and Fmax")
+    y.add_argument("--out", default="build/synth", help="output folder (default build/synth)")
+    y.add_argument("--unit", action="append", help="only this unit (repeatable)")
+    y.add_argument("--no-pnr", action="store_true", help="synthesis only (cell counts, no Fmax)")
+    y.set_defaults(func=_synth)
+
     f = sub.add_parser("flow", help="the co-design flow: train, conform, RTL, simulate, report")
     f.add_argument("--config", help="experiment TOML (default: configs/embedded_mlp.toml, shipped data)")
     f.add_argument("--data-dir")

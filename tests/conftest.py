@@ -13,3 +13,22 @@ def shared_dir() -> Path:
     if not (SHARED / "refvectors").is_dir():
         pytest.fail(f"shared material not found at {SHARED}: clone the repo beside ../shared")
     return SHARED
+
+
+def pytest_sessionstart(session) -> None:
+    """Vector counts are per session: drop the previous session's summary."""
+    if not hasattr(session.config, "workerinput"):  # the xdist controller (or a plain run) only
+        (REPO / "build" / "hw" / "vector_counts.json").unlink(missing_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Vectors checked per hardware unit (written by sim.testing.report), shown even with -q."""
+    import json
+
+    counts = REPO / "build" / "hw" / "vector_counts.json"
+    if not counts.exists():
+        return
+    data = json.loads(counts.read_text())
+    terminalreporter.write_sep("-", "golden-model vectors checked per hardware unit")
+    for unit, c in sorted(data.items()):
+        terminalreporter.write_line(f"{unit:14s} {sum(c.values()):>10,d}  " + ", ".join(f"{k}: {v:,d}" for k, v in c.items()))

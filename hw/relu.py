@@ -1,0 +1,73 @@
+"""NITRO-ReLU forward and backward units (spec 2.4), for every supported slope inverse alpha."""
+from __future__ import annotations
+
+from amaranth import Module, Mux, signed
+from amaranth.lib import data
+
+from model.divider import divider_constants
+from model.layers import INT32_MAX, check_slope_inv
+
+from .divider import tdiv_datapath, tdiv_latency
+from .stream_unit import PipelinedUnit, Stages, check_int
+
+ACT_MAX = 127
+
+
+def _clip(v, lo: int, hi: int):
+    return Mux(v > hi, hi, Mux(v < lo, lo, v))
+
+
+class NitroReluForward(PipelinedUnit):
+    """a = wrap8(wrap8(clip(s,0,127) + tdiv(clip(s,-127,0), alpha)) - mu(alpha)); int8 in and out.
+
+    Every int8 s is accepted (the reference's inputs are in [-127, 127]; -128 clips like -127).
+    Latency: the 8-bit divider's levels + 1.
+    """
+
+    def __init__(self, slope_inv: int = 4) -> None:
+        self.mu = check_slope_inv(slope_inv)  # NitroError for an unsupported alpha
+        self.slope_inv = slope_inv
+        self.consts = divider_constants(slope_inv, 8)
+        self.latency = tdiv_latency(8, self.consts.mult, self.consts.mult_width) + 1
+        super().__init__(signed(8), signed(8))
+
+    def datapath(self, m: Module, st: Stages, s):
+        c = self.consts
+        neg_in = _clip(s, -ACT_MAX, 0).as_signed()
+        neg, levels = tdiv_datapath(st, neg_in[:8].as_signed(), c.mult, c.shift, c.mult_width)
+        pos = st.delay(_clip(s, 0, ACT_MAX)[:8].as_signed(), levels, name="pos")
+        # Two int8 wraps, as the reference computes (pos + neg) in int8 and then subtracts mu in int8.
+        return st.reg(((pos + neg)[:8].as_signed() - self.mu)[:8].as_signed(), signed(8))
+
+
+class NitroReluBackward(PipelinedUnit):
+    """delta_out = tdiv(delta, g(s)), g = 1 on [0,126], alpha on [-127,-1], INT32_MAX otherwise.
+
+    Ports: i.payload {delta: signed(delta_width), s: signed(8)} (s = the stored forward input);
+    o.payload signed(delta_width). delta_width <= 32 (the reference holds deltas in int32).
+    Latency: the delta_width-bit divider's levels + 1.
+    """
+
+    def __init__(self, slope_inv: int = 4, delta_width: int = 32) -> None:
+        check_slope_inv(slope_inv)
+        self.slope_inv = slope_inv
+        self.delta_width = check_int("delta_width", delta_width, 2, 32)
+        self.consts = divider_constants(slope_inv, delta_width)
+        self.latency = tdiv_latency(delta_width, self.consts.mult, self.consts.mult_width) + 1
+        super().__init__(
+            data.StructLayout({"delta": signed(delta_width), "s": signed(8)}), signed(delta_width)
+        )
+
+    def datapath(self, m: Module, st: Stages, p):
+        c, w = self.consts, self.delta_width
+        q, levels = tdiv_datapath(st, p.delta, c.mult, c.shift, c.mult_width)
+        delta = st.delay(p.delta, levels, name="delta")
+        pass_through = st.delay((p.s >= 0) & (p.s < ACT_MAX), levels, name="pass")
+        slope = st.delay((p.s >= -ACT_MAX) & (p.s < 0), levels, name="slope")
+        # tdiv(delta, 2^31-1) for |delta| < 2^32: +1 at 2^31-1, -1 at -(2^31-1) and -2^31, else 0.
+        # Only reachable with 32-bit deltas; a comparison instead of a 32-bit divider.
+        if w == 32:
+            blocked = Mux(delta == INT32_MAX, 1, Mux(delta <= -INT32_MAX, -1, 0))
+        else:
+            blocked = 0
+        return st.reg(Mux(pass_through, delta, Mux(slope, q, blocked)), signed(w))

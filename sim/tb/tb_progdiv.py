@@ -1,0 +1,44 @@
+"""Runtime-programmable divider: host constants (model.divider) x corner numerators."""
+import numpy as np
+
+from model.divider import divider_constants
+from model.numerics import tdiv
+from sim.tb.common import UnitBench, cocotb_test, corner_ints, refvectors
+
+
+def divisor_pool(rng) -> np.ndarray:
+    # IntegerSGD's D = lr_inv * amp over the schedule (x3 per reduction), plus log-uniform others
+    sched = [512 * 3 ** k * amp for k in range(12) for amp in (1, 640)]
+    rand = np.floor(2.0 ** rng.uniform(0, 32, 200)).astype(np.int64)
+    extra = [1, 2, 3, 7, (1 << 31) - 1, 1 << 31, (1 << 32) - 1]
+    return np.unique(np.clip(np.array(sched + extra + rand.tolist()), 1, (1 << 32) - 1))
+
+
+def payload(bench, n, d):
+    pool, idx = np.unique(d, return_inverse=True)
+    cs = [bench.unit.constants(int(x)) for x in pool]
+    return {"n": n, "mult": np.array([c.mult for c in cs])[idx],
+            "shift": np.array([c.shift for c in cs])[idx]}
+
+
+@cocotb_test()
+async def corners(dut):
+    b = UnitBench(dut)
+    rng = np.random.default_rng(6)
+    pool = divisor_pool(rng)
+    n = corner_ints(rng, 32, 1_000_000, pivots=pool[:64].tolist())
+    d = rng.choice(pool, len(n))
+    await b.check("32-bit corners x 300 runtime divisors", payload(b, n, d),
+                  lambda v: tdiv(n, d))
+
+
+@cocotb_test()
+async def real_sgd_divisions(dut):
+    b = UnitBench(dut)
+    r = refvectors("mlp_warm1500_step1.npz")
+    n = np.concatenate([r["wgrad/linear_encoder_00"].ravel(), r["wgrad/linear_pred_00"].ravel()])
+    n = n.astype(np.int64)
+    d = np.where(np.arange(len(n)) < r["wgrad/linear_encoder_00"].size, 512 * 640, 512)
+    await b.check("real MNIST weight gradients / D, random valid/ready", payload(b, n, d),
+                  lambda v: tdiv(n, d), valid_p=0.7, ready_p=0.7)
+    assert divider_constants(512, 32).mult == 1  # powers of two need no multiplier

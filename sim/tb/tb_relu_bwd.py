@@ -1,0 +1,50 @@
+"""NITRO-ReLU backward, all slope inverses: every int8 s x corner deltas, real MNIST deltas."""
+import numpy as np
+
+from model.layers import nitro_relu_backward
+from sim.tb.common import UnitBench, cocotb_test, corner_ints, refvectors
+from sim.units import SLOPES
+
+ALL_INT8 = np.arange(-128, 128, dtype=np.int64)
+
+
+def golden(bench):
+    def g(v):
+        return {f"u{k}": nitro_relu_backward(v["delta"], v["s"], u.slope_inv)
+                for k, u in enumerate(bench.units)}
+    return g
+
+
+@cocotb_test()
+async def appendix_a(dut):
+    """Spec Appendix A: the only hard-coded expectations (delta = -7, 9, -2^31)."""
+    b = UnitBench(dut)
+    s = np.array([-127, -5, -4, -3, -1, 0, 1, 126, 127] * 3, dtype=np.int64)
+    d = np.repeat(np.array([-7, 9, -(1 << 31)], dtype=np.int64), 9)
+    got = await b.stream({"delta": d, "s": s})
+    k4 = SLOPES.index(4)
+    expect = [-1, -1, -1, -1, -1, -7, -7, -7, 0, 2, 2, 2, 2, 2, 9, 9, 9, 0] + \
+        [-536870912] * 5 + [-(1 << 31)] * 3 + [-1]
+    assert got[f"u{k4}"].tolist() == expect, got[f"u{k4}"].tolist()
+
+
+@cocotb_test()
+async def exhaustive_s_corner_delta(dut):
+    b = UnitBench(dut)
+    rng = np.random.default_rng(2)
+    deltas = corner_ints(rng, 32, 4096, pivots=SLOPES)
+    s, d = np.meshgrid(ALL_INT8, deltas)
+    await b.check("all int8 s x 4096 corner deltas", {"delta": d.ravel(), "s": s.ravel()}, golden(b))
+
+
+@cocotb_test()
+async def backpressure_and_real(dut):
+    b = UnitBench(dut)
+    v = {"delta": [], "s": []}
+    for f in ("mlp_warm1500_step1.npz", "mlp_warm1500_step2.npz", "mlp_step1.npz"):
+        r = refvectors(f)
+        for layer in ("00", "01"):
+            v["delta"].append(r[f"bwd_in/non_linearity_{layer}"].ravel())
+            v["s"].append(r[f"fwd/scaling_{layer}"].ravel())
+    v = {k: np.concatenate(x).astype(np.int64) for k, x in v.items()}
+    await b.check("real MNIST deltas, random valid/ready", v, golden(b), valid_p=0.7, ready_p=0.5)

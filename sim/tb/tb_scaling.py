@@ -1,0 +1,41 @@
+"""NITRO Scaling, the paper's scaling factors at 32 bits: corners, real GEMM outputs."""
+import numpy as np
+
+from model.layers import nitro_scaling
+from sim.tb.common import UnitBench, cocotb_test, corner_ints, refvectors
+
+
+def golden(bench):
+    def g(z):
+        return {f"u{k}": nitro_scaling(z, u.factor) for k, u in enumerate(bench.units)}
+    return g
+
+
+@cocotb_test()
+async def appendix_a(dut):
+    b = UnitBench(dut)
+    k = [u.factor for u in b.units].index(200704)
+    z = np.array([25_000_000, 30_000_000, -200_705, -200_703, -401_408, -30_000_000, 200_703])
+    got = await b.stream(z)
+    assert got[f"u{k}"].tolist() == [124, 127, -1, 0, -2, -127, 0], got[f"u{k}"].tolist()
+
+
+@cocotb_test()
+async def corners(dut):
+    b = UnitBench(dut)
+    rng = np.random.default_rng(3)
+    factors = [u.factor for u in b.units]
+    z = corner_ints(rng, 32, 1_000_000, pivots=factors)
+    await b.check("32-bit corners (+-k*SF+-2, clip points)", z, golden(b))
+
+
+@cocotb_test()
+async def real_tensors(dut):
+    b = UnitBench(dut)
+    z = []
+    for f in ("mlp_warm1500_step1.npz", "mlp_warm1500_step2.npz", "mlp_step1.npz", "cnn_step1.npz"):
+        r = refvectors(f)
+        z += [r[k][:4].ravel() for k in r if k.startswith("fwd/linear") or k.startswith("fwd/conv")]
+    z = np.concatenate(z).astype(np.int64)
+    await b.check("real MNIST GEMM outputs, random valid/ready", z, golden(b), valid_p=0.8,
+                  ready_p=0.6)

@@ -1,0 +1,50 @@
+"""pytest side of the unit testbenches: one cached build per simulated design, results reported."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .runner import BUILD_ROOT, Built, build_unit, run_tb
+
+_BUILDS: dict[str, Built] = {}
+
+
+def built(name: str) -> Built:
+    if name not in _BUILDS:
+        _BUILDS[name] = build_unit(name)
+    return _BUILDS[name]
+
+
+def run_unit(name: str, request: pytest.FixtureRequest | None = None, testcase: str | None = None,
+             tb_module: str | None = None) -> dict:
+    """Build (cached) and run the cocotb testbench sim.tb.tb_<name>; print and return counts."""
+    b = built(name)
+    tb = tb_module or f"sim.tb.tb_{name}"
+    tdir = "run" if testcase is None else f"run_{testcase}"
+    try:
+        counts = run_tb(b, tb, tdir, testcase=testcase)
+    except SystemExit as e:  # cocotb's runner exits on a failed test
+        log = (b.build_dir / tdir / "sim.log")
+        tail = log.read_text()[-6000:] if log.exists() else "(no log)"
+        raise AssertionError(f"cocotb testbench {tb} failed ({e}):\n{tail}") from None
+    report(name, counts, request)
+    return counts
+
+
+def report(name: str, counts: dict, request) -> None:
+    total = sum(counts.values())
+    line = f"[vectors] {name}: {total} total; " + ", ".join(f"{k}: {v}" for k, v in counts.items())
+    print(line)
+    summary = BUILD_ROOT / "vector_counts.json"
+    try:
+        data = json.loads(summary.read_text()) if summary.exists() else {}
+    except json.JSONDecodeError:
+        data = {}
+    data[name] = counts
+    summary.write_text(json.dumps(data, indent=1))
+    if request is not None:
+        request.node.user_properties.append(("vectors", total))
+        tr = request.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:  # shown even under output capture (not on xdist workers)
+            tr.write_line(line)

@@ -1,0 +1,60 @@
+# amaranth: UnusedElaboratable=no
+"""The simulated designs: unit (or lock-step bank of units) per Verilator build, and its depth.
+
+Banks put every parameter value of interest into one build: all NITRO-ReLU slopes, the scaling
+factors of the paper's layers, the IntegerSGD decay settings. `depth` = stimulus words per chunk.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from amaranth.lib import wiring
+
+from hw.divider import ConstDivider, ProgDivider
+from hw.lossgrad import LossGradient
+from hw.mac import Mac, MacArray
+from hw.maxpool import MaxPoolBackward, MaxPoolForward
+from hw.relu import NitroReluBackward, NitroReluForward
+from hw.scaling import NitroScaling
+from hw.sgd import IntegerSGDUpdate
+from model.layers import RELU_MEAN_CORRECTION
+
+from .bank import Bank
+
+SLOPES = sorted(RELU_MEAN_CORRECTION)
+# SF = 256 * fan-in of every layer of the paper's networks (spec 2.3, 7.3-7.5), plus extremes.
+# Simulation cost grows with the bank, so the banks hold a representative subset; the z3 proof
+# (sim/formal.py) covers the constants of every layer's SF, and scripts/exhaustive_divider.py
+# runs all 2^32 inputs through the SF = 200704 netlist.
+FAN_INS = [784, 100, 50, 3000, 9, 4096]
+SCALING_FACTORS = [256 * f for f in FAN_INS]
+# Constant dividers at 32 bits: decay inverses, small and awkward divisors, beyond the input range.
+DIVISORS_32 = [3, 7, 641, 12000, (1 << 31) - 1, (1 << 32) + 1]
+DIVISORS_16 = [2, 3, 5, 7, 127, 256, 12345, 32767]
+SCALING_16 = [9, 100, 258]
+DECAYS = [0, 3000, 12000]
+
+
+@dataclass(frozen=True)
+class SimUnit:
+    factory: Callable[[], wiring.Component]
+    depth: int = 1 << 20
+
+
+SIM_UNITS: dict[str, SimUnit] = {
+    "divider32": SimUnit(lambda: Bank([ConstDivider(d, 32) for d in DIVISORS_32])),
+    "div_scale16": SimUnit(lambda: Bank(
+        [ConstDivider(d, 16) for d in DIVISORS_16] + [NitroScaling(f, 16) for f in SCALING_16])),
+    "progdiv": SimUnit(lambda: ProgDivider(32)),
+    "scaling": SimUnit(lambda: Bank([NitroScaling(f) for f in SCALING_FACTORS])),
+    "relu_fwd": SimUnit(lambda: Bank([NitroReluForward(a) for a in SLOPES])),
+    "relu_bwd": SimUnit(lambda: Bank([NitroReluBackward(a) for a in SLOPES])),
+    "lossgrad": SimUnit(lambda: Bank([LossGradient(True), LossGradient(False)])),
+    "maxpool_fwd": SimUnit(lambda: MaxPoolForward(4, 8)),
+    "maxpool_bwd": SimUnit(lambda: MaxPoolBackward(4, 32)),
+    "sgd": SimUnit(lambda: Bank([IntegerSGDUpdate(decay_inv=e) for e in DECAYS])),
+    "mac": SimUnit(lambda: Mac(8, 16, 32)),
+    "mac4x4_w32": SimUnit(lambda: MacArray(4, 4, 8, 32, 32), depth=1 << 18),
+    "mac8x8": SimUnit(lambda: MacArray(8, 8, 8, 16, 32), depth=1 << 17),
+}

@@ -1,0 +1,24 @@
+# amaranth: UnusedElaboratable=no
+"""MAC and MAC arrays on Verilator, bit-exact against model.gemm.matmul wrapped to 32 bits."""
+import pytest
+
+from hw.mac import Mac, MacArray
+from sim.testing import run_unit
+
+
+@pytest.mark.parametrize("name", ["mac", "mac4x4_w32", "mac8x8"])
+def test_mac_array(name, request):
+    counts = run_unit(name, request)
+    assert sum(v for k, v in counts.items() if "multiply" in k) >= 1_000_000
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"rows": 0}, "rows"), ({"cols": 65}, "cols"), ({"a_width": 1}, "a_width"),
+    ({"acc_width": 16}, "narrower than one"),
+])
+def test_mac_array_bad_parameters(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        MacArray(**kw)
+    if "rows" not in kw and "cols" not in kw:
+        with pytest.raises(ValueError, match=msg):
+            Mac(**kw)

@@ -1,0 +1,36 @@
+"""Synthesis regression check against the committed baseline (benchmarks/hw/synth_baseline.json).
+
+Cheap on purpose: yosys synth_ecp5 only (no place-and-route) of three small elementwise units;
+a LUT4 / FF / DSP count more than 10 % above the baseline fails. The full table with Fmax is made
+by `nitro synth` (sim.synth.synthesize) and committed as the baseline per tool version.
+"""
+import json
+from pathlib import Path
+
+import pytest
+
+from amaranth.back import verilog
+from hw.rtl import make_unit
+from sim.synth import tool_versions, yosys_cells
+
+BASELINE = Path(__file__).resolve().parents[1] / "benchmarks" / "hw" / "synth_baseline.json"
+SMALL = ["loss_gradient", "nitro_relu_forward", "maxpool_forward"]
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    doc = json.loads(BASELINE.read_text())
+    tools = tool_versions()
+    # keyed by tool version; another yosys may legitimately differ, so compare to the newest then
+    entry = doc.get(tools["yosys"]) or doc[sorted(doc)[-1]]
+    return {r["unit"]: r for r in entry["units"]}
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_no_resource_regression(name, baseline, tmp_path):
+    v = tmp_path / f"{name}.v"
+    v.write_text(verilog.convert(make_unit(name), name=name))
+    got = yosys_cells(v, name, tmp_path)
+    base = baseline[name]
+    for key in ("LUT4", "FF", "DSP"):
+        assert got[key] <= base[key] * 1.10 + 1, f"{name}: {key} {got[key]} vs baseline {base[key]}"
