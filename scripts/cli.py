@@ -50,6 +50,24 @@ def _numerics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vectors(args: argparse.Namespace) -> int:
+    from model.checkpoint import load_checkpoint
+    from model.config import load_config
+    from model.network import Network
+    from model.train import prepare
+    from model.vectors import export_vectors
+
+    cfg = load_config(args.config)
+    ds, net, _ = prepare(cfg, args.data_dir)
+    if args.checkpoint:
+        net = Network(net.spec, load_checkpoint(Path(args.checkpoint), cfg.digest()).params, cfg.policy())
+    bs = cfg.train.batch_size
+    batches = [(ds.train_x[k * bs:(k + 1) * bs], ds.train_y[k * bs:(k + 1) * bs]) for k in range(args.steps)]
+    out = export_vectors(net, batches, ds.test_x[:args.test_images], cfg.train.lr_inv, Path(args.out), args.tag)
+    print(f"wrote vector set {args.tag!r} ({args.steps} steps) to {out}/; check it with: nitro conform {out} {args.tag}")
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from model.checkpoint import load_checkpoint
     from model.config import parse_config
@@ -145,6 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--data-dir")
     n.add_argument("--no-progress", action="store_true")
     n.set_defaults(func=_numerics)
+
+    v = sub.add_parser("vectors", help="export conformance vectors (reference format) from the golden model")
+    v.add_argument("--config", required=True)
+    v.add_argument("--out", required=True, help="output folder")
+    v.add_argument("--tag", default="golden", help="vector set name (file prefix)")
+    v.add_argument("--steps", type=int, default=3)
+    v.add_argument("--test-images", type=int, default=256)
+    v.add_argument("--checkpoint", help="start from trained weights (a checkpoint of this config)")
+    v.add_argument("--data-dir")
+    v.set_defaults(func=_vectors)
 
     c = sub.add_parser("conform", help="replay reference vectors and compare every array bit for bit")
     c.add_argument("vector_dir")

@@ -1,0 +1,95 @@
+"""Export conformance vectors from the golden model, in the reference's own folder format.
+
+`export_vectors` records `steps` training steps of any network (from any state, e.g. a trained
+checkpoint) as `TAG_init.npz`, `TAG_data.npz`, `TAG_stepK.npz`, `TAG_after3.npz` and
+`TAG_meta.json`, readable by `conform.run_conformance` and by the hardware testbenches: a hardware
+team gets bit-exact expected values for every tensor of every step without running Python.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .fileio import write_atomic
+from .network import Network, Trace
+from .numerics import NitroError
+from .spec import Block, Conv2d, Dropout, Flatten, Linear, MaxPool2d, NitroReLU, Scaling
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_atomic(path, buf.getvalue())
+
+
+def _leaf(layer) -> dict:
+    if isinstance(layer, Linear):
+        return {"name": layer.name, "type": "IntegerLinear", "in_features": layer.in_features,
+                "out_features": layer.out_features, "weight_shape": list(layer.weight_shape),
+                "optimizer": {"type": "IntegerSGD", "effective_lr_amp_factor": layer.amp,
+                              "weight_decay_inv": layer.decay_inv}}
+    if isinstance(layer, Conv2d):
+        return {"name": layer.name, "type": "IntegerConv2d", "in_channels": layer.in_channels,
+                "out_channels": layer.out_channels, "kernel_size": [layer.kernel] * 2,
+                "stride": [1, 1], "padding": [layer.padding] * 2, "weight_shape": list(layer.weight_shape),
+                "optimizer": {"type": "IntegerSGD", "effective_lr_amp_factor": layer.amp,
+                              "weight_decay_inv": layer.decay_inv}}
+    if isinstance(layer, Scaling):
+        return {"name": layer.name, "type": "ConstantScaling", "fwd_factor": layer.factor}
+    if isinstance(layer, NitroReLU):
+        return {"name": layer.name, "type": "NitroLeakyReLU", "negative_slope_inv": layer.slope_inv}
+    if isinstance(layer, MaxPool2d):
+        return {"name": layer.name, "type": "MaxPool2d", "kernel_size": list(layer.kernel),
+                "stride": list(layer.kernel), "padding": list(layer.padding)}
+    if isinstance(layer, Flatten):
+        return {"name": layer.name, "type": "Flatten"}
+    if isinstance(layer, Dropout):
+        return {"name": layer.name, "type": "Dropout", "rate": layer.rate}
+    raise NitroError(f"cannot describe layer {layer!r}")
+
+
+def describe(net: Network) -> dict:
+    """The meta-file description (`leaves`, `structure`, `backward_block_order`) of a network."""
+    spec, leaves, structure = net.spec, [], []
+    for it in spec.items:
+        if isinstance(it, Block):
+            pred = [p for p in (it.pool, it.flatten) if p is not None] + [it.pred, it.pred_scaling]
+            leaves += [_leaf(x) for x in (it.layer, it.scaling, it.relu, *pred)]
+            structure.append({"kind": "block", "name": it.name,
+                              "fwd": [it.layer.name, it.scaling.name, it.relu.name],
+                              "pred": [p.name for p in pred]})
+        else:
+            leaves.append(_leaf(it))
+            structure.append({"kind": "leaf", "name": it.name, "type": _leaf(it)["type"]})
+    leaves += [_leaf(spec.output), _leaf(spec.output_scaling)]
+    structure.append({"kind": "output", "layers": [spec.output.name, spec.output_scaling.name]})
+    return {"leaves": leaves, "structure": structure, "backward_block_order": list(spec.backward_order)}
+
+
+def export_vectors(net: Network, batches: list[tuple[np.ndarray, np.ndarray]], test_x: np.ndarray,
+                   lr_inv: int, out_dir: str | Path, tag: str) -> Path:
+    """Record len(batches) training steps of `net` (which is advanced) and its predictions after them."""
+    if any(isinstance(it, Dropout) for it in net.spec.items):
+        raise NitroError("vector export needs a deterministic network: remove dropout")
+    out = Path(out_dir)
+    _save_npz(out / f"{tag}_init.npz", {f"{k}.weight": v for k, v in net.params.items()})
+    data = {"test_x": test_x}
+    for k, (x, y) in enumerate(batches, 1):
+        data[f"step{k}_x"], data[f"step{k}_y_onehot"] = x, y
+        trace = Trace()
+        net.train_step(x, y, lr_inv, trace=trace)
+        _save_npz(out / f"{tag}_step{k}.npz", dict(trace))
+    _save_npz(out / f"{tag}_data.npz", data)
+    pred = net.predict(test_x)
+    after = {f"{k}.weight": v for k, v in net.params.items()}
+    after.update({"pred_out": pred, "pred_class": np.argmax(pred, axis=1).astype(np.int64)})
+    after.update({f"pred_local/{k}": v for k, v in net.predict_local(test_x).items()})
+    _save_npz(out / f"{tag}_after3.npz", after)
+    meta = {"tag": tag, "producer": "nitro golden model", "steps": len(batches),
+            "config": {"lr_inv": lr_inv}, **describe(net)}
+    write_atomic(out / f"{tag}_meta.json", json.dumps(meta, indent=1).encode())
+    return out
