@@ -48,9 +48,45 @@ def step_conform(ctx: dict) -> str:
     return "reference conformance (official implementation's vectors): " + "; ".join(lines)
 
 
+def step_rtl(ctx: dict) -> str:
+    import json
+
+    from hw.rtl import write_rtl
+
+    manifest = write_rtl(ctx["out"] / "rtl")
+    units = json.loads(manifest.read_text())["units"]
+    dirty = [u["unit"] for u in units if u["lint"] != "clean"]
+    if dirty:
+        ctx["failed"] = True
+    return (f"generated Verilog of {len(units)} units in rtl/ (manifest.json); Verilator lint: "
+            + ("clean" if not dirty else f"NOT clean: {', '.join(dirty)}"))
+
+
+# The units of one training step's datapath, each with its real-data testcase (sim/tb/tb_<unit>.py).
+FLOW_UNITS = {"scaling": "real_tensors", "relu_fwd": "real_tensors", "relu_bwd": "backpressure_and_real",
+              "lossgrad": "real_outputs", "sgd": "real_step", "mac8x8": "real_forward"}
+
+
+def step_simulate(ctx: dict) -> str:
+    from sim.testing import run_unit
+
+    parts = []
+    for unit, testcase in FLOW_UNITS.items():
+        try:
+            counts = run_unit(unit, testcase=testcase)
+        except AssertionError as exc:
+            ctx["failed"] = True
+            parts.append(f"{unit}: MISMATCH ({str(exc).splitlines()[0]})")
+            continue
+        parts.append(f"{unit}: {sum(counts.values()):,d} vectors bit-exact")
+    return "Verilator vs golden model on real MNIST training tensors: " + "; ".join(parts)
+
+
 STEPS: list[tuple[str, Callable[[dict], str]]] = [
     ("train", step_train),
     ("conform", step_conform),
+    ("rtl", step_rtl),
+    ("simulate", step_simulate),
 ]
 
 
