@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 _DTYPE_FOR_BITS = {8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}
-_F64_EXACT = 1 << 53
+F64_EXACT = 1 << 53
 
 
 class NitroError(ValueError):
@@ -54,7 +54,7 @@ def tdiv_scalar(n: np.ndarray, d: int) -> np.ndarray:
     if d <= 0:
         raise NitroError(f"divisor must be a positive integer, got {d}")
     n = np.asarray(n)
-    if d < _F64_EXACT and (n.dtype.itemsize < 8 or n.size == 0 or _max_abs(n) < _F64_EXACT):
+    if d < F64_EXACT and (n.dtype.itemsize < 8 or n.size == 0 or _max_abs(n) < F64_EXACT):
         return np.trunc(n / np.float64(d)).astype(np.int64)
     n64 = n.astype(np.int64)
     q = np.abs(n64) // d
@@ -146,7 +146,8 @@ class WidthPolicy:
             raise NitroError(f"width mode must be 'wrap' or 'check', got {self.mode!r}")
 
     def narrow(self, exact: np.ndarray, cls: TensorClass, layer: str, tensor: str) -> np.ndarray:
-        """Narrow an exact int64 tensor to the declared width of `cls`."""
+        """Narrow an exact tensor (int64, or float64 holding integers below 2^53) to the declared
+        width of `cls`."""
         bits = getattr(self.widths, cls)
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
         if exact.size == 0:
@@ -157,6 +158,7 @@ class WidthPolicy:
         self.observed[key] = (cls, max(seen, -vmin, vmax))
         if vmin >= lo and vmax <= hi:
             return exact.astype(storage_dtype(bits))  # the common case: nothing to wrap
+        exact = exact.astype(np.int64)  # a float -> int cast out of range is undefined: go exact first
         bad = (exact < lo) | (exact > hi)
         if self.mode == "check":
             idx = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .numerics import NitroError, tdiv_scalar
+from .numerics import F64_EXACT, NitroError, tdiv_scalar
 
 
 def integer_sgd_update(
@@ -14,16 +14,25 @@ def integer_sgd_update(
     """U = tdiv(G, D) + (tdiv(W, eta) if eta > 0); W_new = W - U.
 
     `divisor` is D = lr_inv * amp; both terms use the weights before the update. Returns
-    (W_new, U) as exact int64; the caller narrows them to the declared weight width.
+    (W_new, U) as exact integers (int64, or float64 holding integers below 2^53); the caller narrows
+    them to the declared weight width.
     """
     if divisor <= 0:
         raise NitroError(f"IntegerSGD divisor lr_inv*amp must be positive, got {divisor}")
     if decay_inv < 0:
         raise NitroError(f"weight-decay inverse must be >= 0, got {decay_inv}")
+    w, g = np.asarray(w), np.asarray(g)
+    if w.dtype.itemsize <= 4 and g.dtype.itemsize <= 4 and max(divisor, decay_inv) < F64_EXACT:
+        # Hot path: every term is an integer below 2^53, so float64 holds it exactly and the
+        # truncated quotients are exact (see numerics.tdiv_scalar).
+        u = np.trunc(g / np.float64(divisor))
+        if decay_inv > 0:
+            u += np.trunc(w / np.float64(decay_inv))
+        return w - u, u
     u = tdiv_scalar(g, divisor)
     if decay_inv > 0:
         u += tdiv_scalar(w, decay_inv)
-    return np.asarray(w, dtype=np.int64) - u, u
+    return w.astype(np.int64) - u, u
 
 
 @dataclass

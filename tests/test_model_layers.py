@@ -134,3 +134,15 @@ def test_scaling_float_path_equals_integer_tdiv(factor):
     z = np.clip(np.concatenate([z, edges]), -(1 << 31), (1 << 31) - 1).astype(np.int32)
     expected = np.clip(tdiv(z, factor), -127, 127).astype(np.int8)
     np.testing.assert_array_equal(nitro_scaling(z, factor), expected)
+
+
+def test_sgd_float_path_equals_integer_path():
+    rng = np.random.default_rng(7)
+    w = rng.integers(-(1 << 31), 1 << 31, size=100_000).astype(np.int32)
+    g = rng.integers(-(1 << 31), 1 << 31, size=100_000).astype(np.int32)
+    w[:4], g[:4] = [-(1 << 31), (1 << 31) - 1, -1, 0], [-(1 << 31), (1 << 31) - 1, -1, 0]
+    for d, eta in ((512, 3000), (327_680, 12_000), (7, 0), ((1 << 31) - 1, 1)):
+        wf, uf = integer_sgd_update(w, g, d, eta)  # int32 operands: float64 path
+        wi, ui = integer_sgd_update(w.astype(np.int64), g.astype(np.int64), d, eta)  # integer path
+        np.testing.assert_array_equal(np.asarray(wf, dtype=np.int64), wi)
+        np.testing.assert_array_equal(np.asarray(uf, dtype=np.int64), ui)
