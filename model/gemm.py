@@ -15,14 +15,9 @@ from typing import Iterator
 
 import numpy as np
 
-from .numerics import NitroError
+from .numerics import F64_EXACT, NitroError, max_abs
 
 _F32_EXACT = 1 << 24
-_F64_EXACT = 1 << 53
-
-
-def _max_abs(x: np.ndarray) -> int:
-    return max(-int(x.min()), int(x.max())) if x.size else 0
 
 
 def _check_operands(a: np.ndarray, b: np.ndarray) -> None:
@@ -37,7 +32,7 @@ def _check_operands(a: np.ndarray, b: np.ndarray) -> None:
 
 def sum_bound(a: np.ndarray, b: np.ndarray) -> int:
     """An upper bound on sum_k |a_ik||b_kj| over all (i, j): bounds every partial sum of a @ b."""
-    ma, mb = _max_abs(a), _max_abs(b)
+    ma, mb = max_abs(a), max_abs(b)
     crude = ma * mb * a.shape[1]
     if crude < _F32_EXACT:
         return crude
@@ -75,19 +70,19 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     bound = sum_bound(a, b)
     if bound < _F32_EXACT:
         return _float_matmul(a, b, np.float32)
-    if bound < _F64_EXACT:
+    if bound < F64_EXACT:
         return _float_matmul(a, b, np.float64)
     # Split the operand with the larger entries into limbs; the other stays whole.
-    if _max_abs(a) > _max_abs(b):
+    if max_abs(a) > max_abs(b):
         return matmul(b.T, a.T).T
     a_l1 = max(int(np.abs(a, dtype=np.int64).sum(axis=1).max()), 1)
-    shift = max(1, (_F64_EXACT // a_l1).bit_length() - 2)  # a_l1 * 2^shift < 2^53
+    shift = max(1, (F64_EXACT // a_l1).bit_length() - 2)  # a_l1 * 2^shift < 2^53
     rest = b.astype(np.int64)
     a_f = a.astype(np.float64)
     result = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
     offset = 0
     while True:
-        if _max_abs(rest) < (1 << shift):
+        if max_abs(rest) < (1 << shift):
             limb, done = rest, True  # last limb: signed, still exact
         else:
             limb, done = rest & ((1 << shift) - 1), False

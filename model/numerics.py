@@ -54,15 +54,16 @@ def tdiv_scalar(n: np.ndarray, d: int) -> np.ndarray:
     if d <= 0:
         raise NitroError(f"divisor must be a positive integer, got {d}")
     n = np.asarray(n)
-    if d < F64_EXACT and (n.dtype.itemsize < 8 or n.size == 0 or _max_abs(n) < F64_EXACT):
+    if d < F64_EXACT and (n.dtype.itemsize < 8 or n.size == 0 or max_abs(n) < F64_EXACT):
         return np.trunc(n / np.float64(d)).astype(np.int64)
     n64 = n.astype(np.int64)
     q = np.abs(n64) // d
     return np.where(n64 < 0, -q, q)
 
 
-def _max_abs(x: np.ndarray) -> int:
-    return max(-int(x.min()), int(x.max()))
+def max_abs(x: np.ndarray) -> int:
+    """max |x| as a Python int (0 for an empty array), without overflow at the dtype minimum."""
+    return max(-int(x.min()), int(x.max())) if x.size else 0
 
 
 def wrap(v: np.ndarray, bits: int) -> np.ndarray:
