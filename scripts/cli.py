@@ -1,4 +1,4 @@
-"""`nitro` command line: train, evaluate, conformance, RTL generation, simulation, synthesis, flow."""
+"""`nitro` command line: train, evaluate, conformance, RTL generation, co-simulation, synthesis, flow."""
 from __future__ import annotations
 
 import argparse
@@ -130,11 +130,26 @@ def _rtl(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    if args.engine:
+        from sim.engine.synth import synthesize_engine
+
+        res = synthesize_engine(Path(args.out) / "engine")
+        print(f"engine results: {Path(args.out) / 'engine'}/synth.json")
+        return 0 if not res.get("error") else 1
     from sim.synth import synthesize
 
     rows = synthesize(Path(args.out), args.unit or None, pnr=not args.no_pnr)
     print(f"results: {args.out}/synth.md, synth.json")
     return 0 if all(not r.get("error") for r in rows) else 1
+
+
+def _cosim(args: argparse.Namespace) -> int:
+    from sim.engine.cosim import run_cosim
+
+    if args.batch is not None and args.batch <= 0:
+        raise NitroError(f"--batch must be a positive integer, got {args.batch}")
+    return run_cosim(Path(args.config), args.steps, args.data_dir, Path(args.out) if args.out else None,
+                     progress=not args.no_progress, fault=args.fault, batch=args.batch)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,7 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--out", default="build/synth", help="output folder (default build/synth)")
     y.add_argument("--unit", action="append", help="only this unit (repeatable)")
     y.add_argument("--no-pnr", action="store_true", help="synthesis only (cell counts, no Fmax)")
+    y.add_argument("--engine", action="store_true",
+                   help="the training engine instead of the units: resources, Fmax, projected images/s")
     y.set_defaults(func=_synth)
+
+    s = sub.add_parser("cosim", help="train N steps on the Verilated engine, checked against the golden model")
+    s.add_argument("--config", required=True, help="experiment TOML (an MLP, e.g. configs/mlp_mnist.toml)")
+    s.add_argument("--steps", type=int, default=10)
+    s.add_argument("--batch", type=int, help="override the config's batch size")
+    s.add_argument("--data-dir")
+    s.add_argument("--out", help="write the result (cycles, phases, utilization) as JSON here")
+    s.add_argument("--fault", help="inject a fault STEP:LAYER:OUT,IN:BIT (the check must catch it)")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=_cosim)
 
     f = sub.add_parser("flow", help="the co-design flow: train, conform, RTL, simulate, report")
     f.add_argument("--config", help="experiment TOML (default: configs/embedded_mlp.toml, shipped data)")

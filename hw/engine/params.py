@@ -1,0 +1,207 @@
+"""Parameters of the NITRO-D training engine: array geometry, memory capacities, storage widths,
+the command layout and the memory map shared by the RTL (`hw.engine.core`) and the host compiler
+(`sim.engine.compiler`).
+
+Storage widths (spec 9, checked on real training by `tests/test_engine_widths.py` and recorded in
+benchmarks/engine/widths.json):
+  * activations, loss gradients, stored NITRO-ReLU inputs, network outputs: int8 (exact by construction);
+  * weights: int16. IntegerSGD's decay term pulls every weight back once |W| >= eta (spec 4.1), so
+    eta (12 000 / 3 000 for the MNIST MLP) is a soft bound: the reference's trained model has max
+    |W| 11 999; the golden model in check mode over 3 MNIST epochs peaked at 14 265. int16
+    (+-32 767) holds that with a 2.3x margin and halves the largest memory (WMEM: 92 instead of
+    ~184 block RAMs);
+  * deltas delta_p = e . W_l: |delta_p| <= classes * 128 * max|W_l| (spec 9.2: 23 bits for the MNIST
+    MLP with |W_l| <= eta_sub = 3000); stored as int24, which also holds the sign-extended int8 e;
+  * GEMM accumulators and weight gradients: int32 with wrap-around, exactly as the reference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from amaranth import signed, unsigned
+from amaranth.lib import data
+
+from model.numerics import NitroError
+
+# ---- opcodes of the output pipeline (what happens to each finished C tile) ------------------
+OP_END = 0  # stop; `done` rises
+OP_SCALE_RELU = 1  # s = clip(tdiv(z, SF)); a = NITRO-ReLU(s): a -> AMEM_C (col), AMEM_R (row); s -> SMEM
+OP_SCALE_LOSS = 2  # y_hat = clip(tdiv(z, SF)); e = wrap8(y_hat - y): e -> AMEM_C, DMEM; y_hat -> SMEM
+OP_RELU_BWD = 3  # delta = NITRO-ReLU backward(C row, s row from SMEM) -> DMEM (whole rows)
+OP_SGD = 4  # W <- W - (tdiv(G, D) + tdiv(W, eta)) in WMEM (and the transposed copy in WTMEM)
+OP_NAMES = {OP_END: "end", OP_SCALE_RELU: "scale_relu", OP_SCALE_LOSS: "scale_loss",
+            OP_RELU_BWD: "relu_bwd", OP_SGD: "sgd"}
+
+# ---- memory selectors (operand sources and host port) ---------------------------------------
+SEL_AMEM_C = 0  # int8 lanes packed along the batch (A operand of forward / delta GEMMs)
+SEL_AMEM_R = 1  # int8 lanes packed along features (A operand of weight-gradient GEMMs)
+SEL_WMEM = 2  # int16 weights, W^T layout: word (in, out-tile), lanes along outputs
+SEL_WTMEM = 3  # int16 learning-layer weights, W layout: word (class, in-tile), lanes along inputs
+SEL_DMEM = 4  # int24 deltas and loss gradients, row layout
+SEL_SMEM = 5  # int8 stored NITRO-ReLU inputs s and layer outputs y_hat, row layout
+SEL_YMEM = 6  # int8 one-hot targets, row layout
+SEL_CMEM = 7  # commands
+SEL_CTR = 8  # performance counters (read only)
+MEM_NAMES = {SEL_AMEM_C: "amem_c", SEL_AMEM_R: "amem_r", SEL_WMEM: "wmem", SEL_WTMEM: "wtmem",
+             SEL_DMEM: "dmem", SEL_SMEM: "smem", SEL_YMEM: "ymem", SEL_CMEM: "cmem"}
+A_SOURCES = {0: SEL_AMEM_C, 1: SEL_AMEM_R}  # cmd.a_sel -> memory
+B_SOURCES = {0: SEL_WMEM, 1: SEL_WTMEM, 2: SEL_DMEM}  # cmd.b_sel -> memory
+
+N_PHASES = 16
+CTR_KINDS = ("cycles", "mac_busy", "mac_stall", "drain_wait")  # per phase, in this order
+ADDR_W = 16
+CMD_WORD_BITS = 64
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """Generation parameters of one engine instance. Depths are in words (one word = `cols` or
+    `rows` lanes). The defaults hold the paper's MNIST MLP (784-100-50-10) at batch 64."""
+
+    rows: int = 8  # MAC array rows (M tile)
+    cols: int = 8  # MAC array columns (N tile); also the lane count of every memory word
+    act_bits: int = 8
+    weight_bits: int = 16
+    delta_bits: int = 24
+    acc_bits: int = 32
+    slope_inv: int = 4  # NITRO-ReLU alpha built into the ReLU units
+    amem_c_depth: int = 7744
+    amem_r_depth: int = 7552
+    wmem_depth: int = 11328
+    wtmem_depth: int = 256
+    dmem_depth: int = 1664
+    smem_depth: int = 1664
+    ymem_depth: int = 128
+    cmem_depth: int = 64  # commands (each `cmd_words` 64-bit words of CMEM)
+    max_divisor: int = (1 << 32) - 1  # largest IntegerSGD divisor lr_inv * amp
+    max_eta: int = (1 << 16) - 1  # largest weight-decay inverse
+    max_scale: int = (1 << 31) - 1  # largest scaling factor SF
+    wait_cycles: int = 2  # margin added to the computed flush after a command's last C row
+
+    def __post_init__(self) -> None:
+        if self.rows != self.cols:
+            raise NitroError("the engine needs a square MAC array (rows == cols): memory words "
+                             "carry `cols` lanes in either orientation")
+        if self.rows & (self.rows - 1) or not 1 <= self.rows <= 16:
+            raise NitroError("MAC array side must be a power of two in 1..16")
+        for k in ("amem_c_depth", "amem_r_depth", "wmem_depth", "wtmem_depth", "dmem_depth",
+                  "smem_depth", "ymem_depth", "cmem_depth"):
+            d = getattr(self, k)
+            if not 1 <= d <= (1 << ADDR_W):
+                raise NitroError(f"{k} must be in 1..{1 << ADDR_W}, got {d}")
+
+    @property
+    def lanes(self) -> int:
+        return self.cols
+
+    @property
+    def lane_bits(self) -> int:
+        return self.rows.bit_length() - 1
+
+    def depth(self, sel: int) -> int:
+        return {SEL_AMEM_C: self.amem_c_depth, SEL_AMEM_R: self.amem_r_depth,
+                SEL_WMEM: self.wmem_depth, SEL_WTMEM: self.wtmem_depth, SEL_DMEM: self.dmem_depth,
+                SEL_SMEM: self.smem_depth, SEL_YMEM: self.ymem_depth,
+                SEL_CMEM: self.cmem_depth * self.cmd_words}[sel]
+
+    def lane_width(self, sel: int) -> int:
+        return {SEL_AMEM_C: self.act_bits, SEL_AMEM_R: self.act_bits, SEL_WMEM: self.weight_bits,
+                SEL_WTMEM: self.weight_bits, SEL_DMEM: self.delta_bits, SEL_SMEM: self.act_bits,
+                SEL_YMEM: self.act_bits}[sel]
+
+    @property
+    def scale_div(self) -> tuple[int, int]:
+        """(mult_width, shift_width) of the runtime scaling divider (32-bit numerators)."""
+        from hw.divider import prog_divider_widths
+        return prog_divider_widths(self.acc_bits, self.max_scale)
+
+    @property
+    def grad_div(self) -> tuple[int, int]:
+        from hw.divider import prog_divider_widths
+        return prog_divider_widths(self.acc_bits, self.max_divisor)
+
+    @property
+    def eta_div(self) -> tuple[int, int]:
+        from hw.divider import prog_divider_widths
+        return prog_divider_widths(self.weight_bits, self.max_eta)
+
+    @property
+    def word_bits(self) -> int:
+        """The widest memory word (host read port width)."""
+        return self.lanes * max(self.act_bits, self.weight_bits, self.delta_bits)
+
+    @property
+    def host_data_bits(self) -> int:
+        """Width of the host write port: the widest memory word (commands go in 64-bit pieces)."""
+        return -(-max(self.word_bits, CMD_WORD_BITS) // 8) * 8
+
+    @property
+    def cmd_bits(self) -> int:
+        return data.Layout.cast(command_layout(self)).size
+
+    @property
+    def cmd_words(self) -> int:
+        """64-bit CMEM words per command (a power of two): a narrow CMEM fits one or two block RAMs."""
+        n = -(-self.cmd_bits // CMD_WORD_BITS)
+        return 1 << (n - 1).bit_length()
+
+    def key(self) -> str:
+        return repr(self)
+
+
+def _slot() -> data.StructLayout:
+    return data.StructLayout({"base": unsigned(ADDR_W), "stride": unsigned(ADDR_W)})
+
+
+def command_layout(p: EngineParams) -> data.StructLayout:
+    """One GEMM command: C[M x N] = A[M x K] . B[K x N], tiled rows x cols, then output op.
+
+    A word address of (m-tile mt, k) = a_base + mt*a_sm + k*a_sk   (lanes along M)
+    B word address of (k, n-tile nt) = b_base + k*b_sk + nt*b_sn   (lanes along N)
+    Output slots (element (m, n) of C):
+      o0 "col"  : word o0.base + (m / L) * o0.stride + n,  lane m % L      -> AMEM_C
+      o1 "row"  : word o1.base + m * o1.stride + n / L,    lane n % L      -> AMEM_R / DMEM
+      o2 "row"  : SMEM (s, y_hat written; s read by relu_bwd)
+      o3 "row"  : YMEM read (scale_loss) / WMEM read-modify-write (sgd)
+      o4 "tcol" : word o4.base + n * o4.stride + m / L,    lane m % L      -> WTMEM (sgd, wt_en)
+    """
+    smw, ssw = p.scale_div
+    gmw, gsw = p.grad_div
+    emw, esw = p.eta_div
+    return data.StructLayout({
+        "op": unsigned(3), "phase": unsigned(4), "wt_en": unsigned(1),
+        "a_sel": unsigned(1), "b_sel": unsigned(2),
+        "m_tiles": unsigned(ADDR_W), "n_tiles": unsigned(ADDR_W), "k_len": unsigned(ADDR_W),
+        "m_len": unsigned(ADDR_W + 4), "n_len": unsigned(ADDR_W + 4),
+        "a_base": unsigned(ADDR_W), "a_sm": unsigned(ADDR_W), "a_sk": unsigned(ADDR_W),
+        "b_base": unsigned(ADDR_W), "b_sk": unsigned(ADDR_W), "b_sn": unsigned(ADDR_W),
+        "o0": _slot(), "o1": _slot(), "o2": _slot(), "o3": _slot(), "o4": _slot(),
+        "sc_mult": unsigned(smw), "sc_shift": unsigned(ssw),
+        "d_mult": unsigned(gmw), "d_shift": unsigned(gsw),
+        "e_mult": unsigned(emw), "e_shift": unsigned(esw),
+    })
+
+
+@dataclass(frozen=True)
+class HostWordLayouts:
+    """Harness file formats: load words {data, addr, sel} and dump requests {addr, sel}."""
+
+    params: EngineParams = field(default_factory=EngineParams)
+
+    @property
+    def load(self) -> data.StructLayout:
+        return data.StructLayout({
+            "data": data.ArrayLayout(unsigned(8), self.params.host_data_bits // 8),
+            "addr": unsigned(ADDR_W), "sel": unsigned(4)})
+
+    @property
+    def request(self) -> data.StructLayout:
+        return data.StructLayout({"addr": unsigned(ADDR_W), "sel": unsigned(4)})
+
+    @property
+    def dump(self) -> data.ArrayLayout:
+        return data.ArrayLayout(unsigned(8), self.params.word_bits // 8)
+
+
+def lanes_layout(n: int, width: int) -> data.ArrayLayout:
+    return data.ArrayLayout(signed(width), n)

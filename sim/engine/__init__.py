@@ -1,0 +1,9 @@
+"""Host side and co-simulation of the NITRO-D training engine (hw.engine).
+
+    compiler.py  network config -> memory map + GEMM command stream; packing; host-side checks
+    build.py     Amaranth -> Verilog -> Verilator build of engine + engine_tb.sv (cached)
+    host.py      cocotb side: bulk load / run / read-back; EngineBackend.train_step
+    cosim.py     run_cosim (the `nitro cosim` entry): golden model and engine step by step
+    tb_cosim.py  the cocotb test module run inside the simulator
+    synth.py     synthesize_engine (the `nitro synth` entry for the engine): LFE5U-85F
+"""

@@ -1,0 +1,135 @@
+"""Verilator build of the engine + its co-simulation harness (a thin wrapper over sim.runner).
+
+Uses `sim.runner.setup_verilator`, `build_root` and `LINT_WAIVERS`; the build folder is keyed by a
+hash of the generated Verilog, the harness and the flags, and guarded by a file lock, exactly like
+the unit builds. The clock runs in the Verilog harness (`--timing`), so cocotb only waits for
+handshake edges.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hw.engine.params import EngineParams
+from sim.runner import LINT_WAIVERS, REPO, setup_verilator
+
+HARNESS = Path(__file__).with_name("engine_tb.sv")
+BUILD_ARGS = [*LINT_WAIVERS, "-O3", "--timing", "-Wno-fatal", "--x-assign", "fast",
+              "--x-initial", "fast"]
+# Own root (unit test runs may clear build/hw); NITRO_ENGINE_BUILD_ROOT overrides it.
+ENGINE_BUILD_ROOT = Path(os.environ.get("NITRO_ENGINE_BUILD_ROOT") or REPO / "build" / "engine")
+LD_DEPTH = 16384
+DP_DEPTH = 16384
+
+_ZERO_INIT = re.compile(r"\n  initial begin\n(?:    [\\\w$.]+ ?\[\d+\] = \d+'h0+;\n)+  end")
+
+
+def engine_verilog(params: EngineParams) -> str:
+    """Amaranth -> Verilog of the engine, without the all-zero memory initialisers (Verilator and
+    the FPGA both start memories at zero; the initialisers only slow the C++ compile)."""
+    from amaranth.back import verilog
+
+    from hw.engine.core import Engine
+
+    text = verilog.convert(Engine(params), name="engine")
+    return _ZERO_INIT.sub("", text)
+
+
+def _source_key(p: EngineParams, hparams: dict) -> str:
+    import amaranth
+
+    h = hashlib.sha256()
+    files = sorted((REPO / "hw").rglob("*.py")) + [REPO / "model" / f for f in
+                                                   ("divider.py", "layers.py", "numerics.py")]
+    for f in files + [HARNESS, Path(__file__)]:
+        h.update(f.name.encode() + f.read_bytes())
+    h.update(json.dumps([repr(p), hparams, BUILD_ARGS, amaranth.__version__]).encode())
+    return h.hexdigest()[:16]
+
+
+def _runner():
+    """cocotb's Verilator runner without `--public-flat-rw`: cocotb only touches the harness ports
+    (marked public in engine_tb.sv), so Verilator may optimise the whole engine (~2x faster)."""
+    from cocotb_tools.runner import Verilator
+
+    class _Lean(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            return cmds
+
+    return _Lean()
+
+
+@dataclass
+class EngineBuild:
+    params: EngineParams
+    build_dir: Path
+    verilog: Path
+    seconds: float  # build time (0 when cached)
+
+
+def build_engine(params: EngineParams | None = None) -> EngineBuild:
+    """Generate and Verilate the engine (cached by content hash; concurrent callers wait)."""
+    p = params or EngineParams()
+    setup_verilator()
+    hparams = {"HB": p.host_data_bits, "RB": p.word_bits, "LD_DEPTH": LD_DEPTH, "DP_DEPTH": DP_DEPTH}
+    # Fast path: the Python sources that generate the design are unchanged since a finished
+    # build (Verilog generation alone takes ~10 s).
+    src = _source_key(p, hparams)
+    link = ENGINE_BUILD_ROOT / f"src-{src}"
+    if link.exists():
+        bdir = Path(link.read_text().strip())
+        if (bdir / "tb").exists():
+            return EngineBuild(p, bdir, bdir / "engine.v", 0.0)
+    v_text = engine_verilog(p)
+    key = hashlib.sha256(
+        (v_text + HARNESS.read_text() + json.dumps([BUILD_ARGS, hparams])).encode()
+    ).hexdigest()[:12]
+    ENGINE_BUILD_ROOT.mkdir(parents=True, exist_ok=True)
+    gi = ENGINE_BUILD_ROOT.parent / ".gitignore"
+    if not gi.exists():
+        gi.write_text("*\n")
+    bdir = ENGINE_BUILD_ROOT / f"engine-{key}"
+    bdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    built = False
+    with open(bdir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        v_file = bdir / "engine.v"
+        if not (bdir / "tb").exists():
+            v_file.write_text(v_text)
+            shutil.copy(HARNESS, bdir / "engine_tb.sv")
+            _runner().build(
+                sources=[v_file, bdir / "engine_tb.sv"], hdl_toplevel="tb", build_dir=bdir,
+                build_args=BUILD_ARGS, parameters=hparams, timescale=("1ns", "1ps"),
+                log_file=bdir / "build.log",
+            )
+            built = True
+    (bdir / "params.json").write_text(json.dumps(p.__dict__))
+    link.write_text(str(bdir))
+    return EngineBuild(p, bdir, v_file, time.perf_counter() - t0 if built else 0.0)
+
+
+def run_engine_test(build: EngineBuild, test_module: str, test_dir: Path, env: dict[str, str],
+                    log_file: Path | None = None) -> None:
+    """Run a cocotb module against the engine build (SystemExit if a cocotb test fails)."""
+    from cocotb_tools.runner import get_runner
+
+    setup_verilator()
+    if test_dir.exists():
+        shutil.rmtree(test_dir)
+    test_dir.mkdir(parents=True)
+    env = {**env, "NITRO_ENGINE_PARAMS": json.dumps(build.params.__dict__)}
+    os.environ.update(env)  # the runner lets the parent's environment win over extra_env
+    get_runner("verilator").test(
+        test_module=test_module, hdl_toplevel="tb", hdl_toplevel_lang="verilog",
+        build_dir=build.build_dir, test_dir=test_dir, extra_env=env, log_file=log_file,
+    )

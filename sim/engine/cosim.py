@@ -1,0 +1,290 @@
+"""`nitro cosim`: train N steps of a NITRO-D MLP on the Verilated engine next to the golden model,
+checking after every step that all weights and outputs are bit-identical.
+
+`run_cosim` (the CLI entry) validates everything host-side first (config, engine capacity, command
+stream, data, fault spec), builds the engine (cached), then runs `cosim_main` inside the simulator
+(the cocotb test module `sim.engine.tb_cosim`), which writes a JSON result that `run_cosim` reports.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from model.numerics import NitroError
+
+RESULT_FILE = "cosim_result.json"
+
+
+# ---- checking -----------------------------------------------------------------------------------
+
+def first_difference(step: int, hw, net, trace, prog) -> dict | None:
+    """The first engine tensor that differs from the golden model (outputs, activations, weights),
+    with its first differing element; None when everything is bit-identical."""
+    spec = prog.spec
+    checks = [("network output y_hat", "output", hw.outputs["out.yhat"], trace["out"])]
+    blocks = [b for b in spec.blocks.values()]
+    for b in blocks:
+        checks.append((f"{b.pred_scaling.name} (learning-layer output)", b.pred.name,
+                       hw.outputs[f"{b.name}.yhat"], trace[f"fwd/{b.pred_scaling.name}"]))
+        checks.append((f"{b.relu.name} (block activation)", b.layer.name,
+                       hw.outputs[f"{b.name}.a.c"], trace[f"fwd/{b.relu.name}"]))
+    for name in prog.layers:
+        checks.append((f"{name}.weight", name, hw.weights[name], net.params[name]))
+        if name in hw.wcopies:
+            checks.append((f"{name}.weight (engine's transposed copy)", name, hw.wcopies[name],
+                           net.params[name]))
+    for label, layer, got, exp in checks:
+        got, exp = np.asarray(got, np.int64), np.asarray(exp, np.int64)
+        if got.shape != exp.shape:
+            return {"step": step, "layer": layer, "tensor": label, "index": None,
+                    "engine": f"shape {got.shape}", "golden": f"shape {exp.shape}", "count": -1}
+        bad = np.argwhere(got != exp)
+        if len(bad):
+            idx = tuple(int(i) for i in bad[0])
+            return {"step": step, "layer": layer, "tensor": label, "index": list(idx),
+                    "engine": int(got[idx]), "golden": int(exp[idx]), "count": int(len(bad))}
+    return None
+
+
+def describe(mm: dict) -> str:
+    idx = "" if mm["index"] is None else f" at index {tuple(mm['index'])}"
+    return (f"step {mm['step']}: layer {mm['layer']}: {mm['tensor']} differs{idx}: engine "
+            f"{mm['engine']} != golden {mm['golden']} ({mm['count']} elements differ)")
+
+
+def parse_fault(fault: str | None, prog) -> tuple[int, str, tuple[int, int], int] | None:
+    """'STEP:LAYER:OUT,IN:BIT' -> (step, layer, (out, in), bit); NitroError when malformed."""
+    if fault is None:
+        return None
+    try:
+        step_s, layer, idx_s, bit_s = fault.split(":")
+        step, bit = int(step_s), int(bit_s)
+        o, i = (int(v) for v in idx_s.split(","))
+    except ValueError:
+        raise NitroError(f"fault must be STEP:LAYER:OUT,IN:BIT (e.g. 1:linear_encoder_00:3,17:4), "
+                         f"got {fault!r}") from None
+    if layer not in prog.layers:
+        raise NitroError(f"fault: unknown layer {layer!r} (layers: {', '.join(prog.layers)})")
+    shape = prog.layers[layer].layer.weight_shape
+    if not (0 <= o < shape[0] and 0 <= i < shape[1]):
+        raise NitroError(f"fault: index ({o}, {i}) outside {layer} weights {shape}")
+    if not 0 <= bit < prog.params.weight_bits:
+        raise NitroError(f"fault: bit {bit} outside the {prog.params.weight_bits}-bit weights")
+    if step < 0:
+        raise NitroError("fault: step must be >= 0")
+    return step, layer, (o, i), bit
+
+
+# ---- inside the simulator -----------------------------------------------------------------------
+
+def _summary(prog, counters: list[dict]) -> dict:
+    """Average per-step phase breakdown and MAC utilization from the RTL counters."""
+    n = max(len(counters), 1)
+    R = prog.params.rows * prog.params.cols
+    phases = {}
+    for ph in prog.phases:
+        tot = {k: sum(c[ph][k] for c in counters) / n for k in counters[0][ph]} if counters else {}
+        macs = prog.macs.get(ph, 0)
+        cyc = tot.get("cycles", 0)
+        tot["useful_macs"] = macs
+        tot["busy_frac"] = tot.get("mac_busy", 0) / cyc if cyc else 0.0
+        tot["mac_util"] = macs / (R * cyc) if cyc else 0.0
+        phases[ph] = tot
+    gemm = [ph for ph in prog.phases if ph != "control"]
+    cyc = sum(phases[ph]["cycles"] for ph in gemm)
+    busy = sum(phases[ph]["mac_busy"] for ph in gemm)
+    macs = sum(prog.macs.get(ph, 0) for ph in gemm)
+    total = sum(phases[ph]["cycles"] for ph in prog.phases)
+    return {"cycles_per_step": total, "gemm_cycles_per_step": cyc,
+            "mac_busy_frac": busy / cyc if cyc else 0.0,
+            "mac_util": macs / (R * cyc) if cyc else 0.0,
+            "useful_macs_per_step": macs, "phases": phases}
+
+
+async def cosim_main(dut) -> None:
+    """The co-simulation loop (the same loop as model.train.train, one engine step per batch)."""
+    from tqdm import tqdm
+
+    from model.config import load_config
+    from model.network import Trace
+    from model.preprocess import augment_batch, epoch_permutation
+    from model.train import evaluate, prepare
+
+    from .compiler import compile_network
+    from .host import EngineBackend, params_from_env
+
+    env = os.environ
+    cfg = load_config(env["NITRO_COSIM_CONFIG"])
+    steps = int(env["NITRO_COSIM_STEPS"])
+    data_dir = env.get("NITRO_COSIM_DATA") or None
+    progress = env.get("NITRO_COSIM_PROGRESS") == "1"
+    batch = int(env.get("NITRO_COSIM_BATCH") or cfg.train.batch_size)
+    fault_s = env.get("NITRO_COSIM_FAULT") or None
+    cfg = replace(cfg, train=replace(cfg.train, batch_size=batch))
+    t_start = time.perf_counter()
+    ds, net, rng = prepare(cfg, data_dir)
+    params = params_from_env()
+    schedule = cfg.make_schedule()
+    prog = compile_network(net.spec, batch, params, schedule.lr_inv)
+    fault = parse_fault(fault_s, prog)
+    eng = EngineBackend(dut, prog)
+    await eng.load_weights(net.params)
+    n_batches = len(ds.train_x) // batch
+    order = np.arange(len(ds.train_x))
+    result = {"config": cfg.name, "batch": batch, "steps_requested": steps, "steps_run": 0,
+              "ok": True, "mismatch": None, "fault": fault_s, "network": _net_desc(prog)}
+    counters, step_cycles, sim_cycles = [], [], []
+    t_sim = t_gold = 0.0
+    bar = tqdm(total=steps, desc=f"cosim {cfg.name}", unit="step", disable=not progress,
+               dynamic_ncols=True, file=sys.stderr)
+    step, epoch = 0, 0
+    try:
+        while step < steps:
+            epoch += 1
+            order = order[epoch_permutation(rng, len(order))]
+            lr_inv = schedule.lr_inv
+            for b in range(n_batches):
+                if step >= steps:
+                    break
+                rows = order[b * batch:(b + 1) * batch]
+                x = ds.train_x[rows]
+                if cfg.data.crop_padding or cfg.data.flip:
+                    x = augment_batch(x, rng, cfg.data.crop_padding, cfg.data.flip)
+                y = ds.train_y[rows]
+                t0 = time.perf_counter()
+                trace = Trace()
+                net.train_step(x, y, lr_inv, rng=rng, trace=trace)
+                t1 = time.perf_counter()
+                flt = fault[1:] if fault is not None and fault[0] == step else None
+                hw = await eng.train_step(x, y, lr_inv, fault=flt)
+                t2 = time.perf_counter()
+                t_gold += t1 - t0
+                t_sim += t2 - t1
+                counters.append(hw.counters)
+                cyc = sum(v["cycles"] for v in hw.counters.values())
+                step_cycles.append(cyc)
+                sim_cycles.append(hw.sim_cycles)
+                mm = first_difference(step, hw, net, trace, prog)
+                step += 1
+                result["steps_run"] = step
+                bar.update(1)
+                bar.set_postfix(cycles=cyc, kHz=f"{sum(sim_cycles) / max(t_sim, 1e-9) / 1e3:.0f}")
+                if mm is not None:
+                    result["ok"], result["mismatch"] = False, mm
+                    result["message"] = describe(mm)
+                    raise StopIteration
+            else:
+                if step < steps:  # full epoch done: the reference's test evaluation and schedule
+                    acc = evaluate(net, ds.test_x, ds.test_labels, cfg.train.eval_batch)
+                    schedule.end_epoch(acc)
+    except StopIteration:
+        pass
+    finally:
+        bar.close()
+    summ = _summary(prog, counters) if counters else {}
+    result.update(summ)
+    result.update({
+        "cycles_per_step_list": step_cycles,
+        "sim_cycles_per_step": float(np.mean(sim_cycles)) if sim_cycles else 0.0,
+        "wall_s": time.perf_counter() - t_start, "engine_s": t_sim, "golden_s": t_gold,
+        "sim_khz": sum(sim_cycles) / max(t_sim, 1e-9) / 1e3,
+        "lr_inv": schedule.lr_inv, "params": params.__dict__,
+    })
+    Path(RESULT_FILE).write_text(json.dumps(result, indent=1))
+
+
+def _net_desc(prog) -> str:
+    spec = prog.spec
+    dims = [int(np.prod(spec.input_shape))] + [b.layer.out_features for b in spec.blocks.values()]
+    return "-".join(map(str, dims + [spec.num_classes]))
+
+
+# ---- host entry points ------------------------------------------------------------------------
+
+def prepare_cosim(config: Path, batch: int | None = None, fault: str | None = None,
+                  data_dir: str | None = None, params=None):
+    """Every check that can fail before simulation: config, engine capacity, commands, fault, data."""
+    from hw.engine.params import EngineParams
+    from model.config import load_config
+
+    from .compiler import compile_network
+
+    cfg = load_config(config)
+    p = params or EngineParams()
+    b = batch or cfg.train.batch_size
+    side = 32 if cfg.data.dataset in ("cifar10", "cifar-10") else 28
+    spec = cfg.build_spec((3 if side == 32 else 1, side, side))
+    prog = compile_network(spec, b, p, cfg.train.lr_inv)
+    parse_fault(fault, prog)
+    if cfg.data.dataset != "embedded":
+        from model.datasets import find_dataset_dir
+
+        find_dataset_dir(cfg.data.dataset, data_dir)
+    return cfg, prog
+
+
+def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, progress: bool,
+              fault: str | None = None, batch: int | None = None, params=None,
+              work_dir: Path | None = None) -> int:
+    """Train `steps` steps on the RTL next to the golden model; 0 when bit-identical throughout.
+
+    fault: 'STEP:LAYER:OUT,IN:BIT' flips one bit of a weight the engine computed at that step
+    (the check must then name that step, layer and element, and the exit code is 1).
+    """
+    from .build import build_engine, run_engine_test
+
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+        raise NitroError(f"--steps must be a positive integer, got {steps!r}")
+    cfg, prog = prepare_cosim(Path(config), batch, fault, data_dir, params)
+    t0 = time.perf_counter()
+    build = build_engine(prog.params)
+    t_build = time.perf_counter() - t0
+    tdir = Path(work_dir) if work_dir else build.build_dir / f"cosim-{cfg.name}-{os.getpid()}"
+    env = {"NITRO_COSIM_CONFIG": str(Path(config).resolve()), "NITRO_COSIM_STEPS": str(steps),
+           "NITRO_COSIM_DATA": str(Path(data_dir).resolve()) if data_dir and data_dir != "embedded"
+           else (data_dir or ""),
+           "NITRO_COSIM_PROGRESS": "1" if progress else "0",
+           "NITRO_COSIM_BATCH": str(prog.batch), "NITRO_COSIM_FAULT": fault or ""}
+    t1 = time.perf_counter()
+    try:
+        run_engine_test(build, "sim.engine.tb_cosim", tdir, env,
+                        log_file=None if progress else tdir.parent / f"{tdir.name}.log")
+    except SystemExit as e:
+        raise NitroError(f"cosim: the simulation failed ({e}); see {tdir}") from None
+    t_run = time.perf_counter() - t1
+    res_file = tdir / RESULT_FILE
+    if not res_file.exists():
+        raise NitroError(f"cosim: the simulation wrote no result ({tdir})")
+    res = json.loads(res_file.read_text())
+    res["build_s"], res["run_s"] = t_build, t_run
+    report(res)
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+    return 0 if res["ok"] else 1
+
+
+def report(res: dict) -> None:
+    print(f"cosim {res['config']} ({res['network']}, batch {res['batch']}): {res['steps_run']} of "
+          f"{res['steps_requested']} steps on the RTL, wall {res.get('run_s', res['wall_s']):.1f} s "
+          f"(engine {res['engine_s']:.1f} s at {res['sim_khz']:.0f} kcycles/s, golden "
+          f"{res['golden_s']:.1f} s)")
+    if res.get("phases"):
+        print(f"  cycles per step: {res['cycles_per_step']:.0f} (GEMM phases "
+              f"{res['gemm_cycles_per_step']:.0f}); MAC busy {100 * res['mac_busy_frac']:.1f}% of "
+              f"GEMM cycles, useful-MAC utilization {100 * res['mac_util']:.1f}%")
+        print(f"  {'phase':28s} {'cycles':>9s} {'MAC busy':>9s} {'stall':>7s} {'flush':>6s} {'util':>6s}")
+        for ph, v in res["phases"].items():
+            print(f"  {ph:28s} {v['cycles']:9.0f} {100 * v['busy_frac']:8.1f}% {v['mac_stall']:7.0f} "
+                  f"{v['drain_wait']:6.0f} {100 * v['mac_util']:5.1f}%")
+    if res["ok"]:
+        print("  all weights and outputs bit-identical to the golden model after every step")
+    else:
+        print(f"  MISMATCH: {res['message']}")

