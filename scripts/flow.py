@@ -1,5 +1,6 @@
 """The co-design flow behind `nitro flow`: train on the golden model, check it against the reference
-vectors, generate RTL, cross-check the RTL against the golden model in simulation, report.
+vectors, generate RTL, cross-check the units and the training engine against the golden model in
+simulation, report.
 
 Each step returns one line for the report; the report (Markdown + the training curves) is written
 to `<out>/report.md`.
@@ -82,11 +83,32 @@ def step_simulate(ctx: dict) -> str:
     return "Verilator vs golden model on real MNIST training tensors: " + "; ".join(parts)
 
 
+COSIM_STEPS = 3
+
+
+def step_cosim(ctx: dict) -> str:
+    import json
+
+    from sim.engine.cosim import run_cosim
+
+    res_file = ctx["out"] / "cosim.json"
+    rc = run_cosim(Path(ctx["config"]), COSIM_STEPS, ctx["data_dir"], res_file, progress=False)
+    res = json.loads(res_file.read_text())
+    if rc != 0:
+        ctx["failed"] = True
+        return f"training engine on Verilator: MISMATCH: {res['message']}"
+    return (f"training engine on Verilator: {res['steps_run']} training steps of {res['network']} (batch "
+            f"{res['batch']}) bit-identical to the golden model after every step; "
+            f"{res['cycles_per_step']:.0f} cycles/step, useful-MAC utilization {100 * res['mac_util']:.1f}% "
+            f"(cosim.json)")
+
+
 STEPS: list[tuple[str, Callable[[dict], str]]] = [
     ("train", step_train),
     ("conform", step_conform),
     ("rtl", step_rtl),
     ("simulate", step_simulate),
+    ("cosim", step_cosim),
 ]
 
 
