@@ -2,25 +2,36 @@
 
 Algorithm (constants from `model.divider`, which also states the exactness condition):
     q = sign(n) * ((|n| * mult) >> shift)          truncation toward zero for every signed input
-Pipeline levels (each a register):
-    1  sign and magnitude |n| (unsigned in_width bits: |most negative| fits)
-    2  partial products |n|_i * mult_j of 17-bit limbs (one ECP5 MULT18X18D each)
-    3  sum of the partial products        (skipped when there is a single partial product)
-    4  coarse part of a runtime shift     (programmable divider only: a barrel shifter in two halves)
-    5  >> shift and conditional negation
+Pipeline levels (each a register; every level is at most one ~36-bit carry chain or three LUT
+levels, for 200 MHz on an ECP5-85 speed 6):
+    1      sign and one's complement m = n ^ sign (in_width-1 bits); |n| = m + sign, so
+           |n|*mult = m*mult + sign*mult: the +1 of the negation becomes one more addend
+    2, 3   limb products m_i * mult_j of 17-bit limbs in MULT18X18Ds with input and output
+           registers (hw.dsp), or, for a constant mult with few set bits, shifted copies of m
+           (no levels)
+    +1     carry-save (3:2) reduction of the addends to two rows   (when there are more than two)
+    +k     the final add in k pieces of <= CPA_CHUNK bits, the carry registered between pieces
+    +2     runtime shift: coarse (multiples of 8), then fine      (programmable divider only)
+    +1     conditional negation
 """
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Value, signed, unsigned
+from math import ceil
+
+from amaranth import Cat, Const, Module, Mux, Value, signed, unsigned
 from amaranth.lib import data
 
 from model.divider import DividerConstants, divider_constants
 from model.numerics import NitroError
 
+from .dsp import registered_mul
 from .stream_unit import PipelinedUnit, Stages, check_int
 
 LIMB = 17  # unsigned operand bits of one MULT18X18D (18-bit signed ports)
 FINE_SHIFT_BITS = 3  # the runtime shift is split into a coarse (multiples of 8) and a fine stage
+CPA_CHUNK = 36  # widest carry chain in one pipeline level
+CSA_ROUNDS_PER_LEVEL = 3  # 3:2 compressor rounds (one LUT level each) per pipeline level
+SHIFT_ADD_MAX_BITS = 4  # a constant mult with at most this many set bits is built from shifts
 
 
 def _limbs(width: int) -> list[tuple[int, int]]:
@@ -28,18 +39,69 @@ def _limbs(width: int) -> list[tuple[int, int]]:
     return [(o, min(LIMB, width - o)) for o in range(0, width, LIMB)]
 
 
-def _partial_products(w: int, mult: int | None, mult_width: int) -> list[tuple[int, int, int, int]]:
-    """(operand offset, width, mult offset, width) of the limb products; mult None = runtime."""
-    return [
-        (mo, mw, co, cw) for mo, mw in _limbs(w) for co, cw in _limbs(mult_width)
-        if mult is None or (mult >> co) & ((1 << cw) - 1)
-    ]
+def _plan(w: int, mult: int | None, mult_width: int) -> dict:
+    """How tdiv_datapath builds the product for these parameters (mult None = runtime)."""
+    mw = max(w - 1, 1)  # bits of the one's complement magnitude
+    if mult is not None and bin(mult).count("1") <= SHIFT_ADD_MAX_BITS:
+        kind, n_terms = "shift", bin(mult).count("1") + 1
+    else:
+        parts = [(mo, mwid, co, cw) for mo, mwid in _limbs(mw) for co, cw in _limbs(mult_width)
+                 if mult is None or (mult >> co) & ((1 << cw) - 1)]
+        kind, n_terms = "dsp", len(parts) + 1
+    rounds, n = 0, n_terms
+    while n > 2:
+        n -= n // 3
+        rounds += 1
+    width = mw + mult_width
+    chunks = ceil(width / CPA_CHUNK) if n_terms > 1 else 0
+    levels = (1 + (2 if kind == "dsp" else 0) + ceil(rounds / CSA_ROUNDS_PER_LEVEL) + chunks
+              + (2 if mult is None else 0) + 1)
+    return {"kind": kind, "mag_width": mw, "width": width, "rounds": rounds, "chunks": chunks,
+            "levels": levels}
 
 
 def tdiv_latency(w: int, mult: int | None, mult_width: int) -> int:
     """Register levels of `tdiv_datapath` (mult None: runtime constants)."""
-    single = len(_partial_products(w, mult, mult_width)) == 1
-    return 3 + (not single) + (mult is None)
+    return _plan(w, mult, mult_width)["levels"]
+
+
+def _csa(rows: list[Value], width: int) -> list[Value]:
+    """One round of 3:2 compressors over `rows` (width-bit, wrapping): fewer rows, same sum."""
+    out = []
+    for k in range(0, len(rows) - 2, 3):
+        a, b, c = rows[k:k + 3]
+        out.append((a ^ b ^ c)[:width])
+        out.append((((a & b) | (a & c) | (b & c)) << 1)[:width])
+    out += rows[len(rows) - len(rows) % 3:] if len(rows) % 3 else []
+    return out
+
+
+def pipelined_sum(st: Stages, terms: list[tuple[Value, int]], width: int) -> tuple[Value, int]:
+    """sum(value << offset) mod 2^width, unsigned; returns (sum, register levels used)."""
+    rows = [(Value.cast(v).as_unsigned() << o)[:width] for v, o in terms]
+    levels = 0
+    if len(rows) == 1:
+        return rows[0], 0
+    rounds = 0
+    while len(rows) > 2:
+        rows = _csa(rows, width)
+        rounds += 1
+        if rounds % CSA_ROUNDS_PER_LEVEL == 0 or len(rows) <= 2:
+            rows = [st.reg(r, unsigned(width)) for r in rows]
+            levels += 1
+    x, y = rows
+    nch = ceil(width / CPA_CHUNK)
+    bounds = [(k * width // nch, (k + 1) * width // nch) for k in range(nch)]
+    done: list[Value] = []
+    carry, base = Const(0, 1), 0
+    for lo, hi in bounds:
+        s = st.reg(x[lo - base:hi - base] + y[lo - base:hi - base] + carry, unsigned(hi - lo + 1))
+        done = [st.reg(d) for d in done] + [s[:hi - lo]]
+        carry = s[hi - lo]
+        if hi < width:  # the rest of both rows waits one level for the carry
+            x, y, base = st.reg(x[hi - base:]), st.reg(y[hi - base:]), hi
+        levels += 1
+    return Cat(*done), levels
 
 
 def tdiv_datapath(
@@ -52,49 +114,59 @@ def tdiv_datapath(
     """
     w = len(n)
     variable = isinstance(shift, Value)
+    plan = _plan(w, None if variable else mult, mult_width)
+    mw, width = plan["mag_width"], plan["width"]
     levels = 1
+    n = n.as_signed()
     neg = st.reg(n < 0)
-    mag = st.reg(abs(n), unsigned(w))
+    mag = st.reg((n ^ Mux(n < 0, -1, 0))[:mw], unsigned(mw))  # one's complement: |n| - neg
     if variable:
         mult, shift = st.reg(mult), st.reg(shift)
-    # Level 2: limb products, registered right at the DSP output.
-    parts = []
-    for mo, mw, co, cw in _partial_products(w, None if variable else mult, mult_width):
+    if plan["kind"] == "dsp":
+        terms = []
+        for mo, mwid, co, cw in [(mo, mwid, co, cw) for mo, mwid in _limbs(mw)
+                                 for co, cw in _limbs(mult_width)]:
+            if variable:
+                factor = mult[co:co + cw]
+            else:
+                factor = (mult >> co) & ((1 << cw) - 1)
+                if not factor:
+                    continue
+            terms.append((registered_mul(st.m, st.platform, mag[mo:mo + mwid], factor,
+                                         name=st.unique(f"pp{mo}_{co}")), mo + co))
+        terms.append((st.delay(Mux(neg, mult, 0), 2, name="corr"), 0))  # sign * mult
+        neg = st.delay(neg, 2, name="neg")
         if variable:
-            factor = mult[co:co + cw]
-        else:
-            factor = Const((mult >> co) & ((1 << cw) - 1), unsigned(cw))
-        parts.append((mo + co, mag[mo:mo + mw] * factor))
-    levels += 1
-    neg, parts = st.reg(neg), [(o, st.reg(p)) for o, p in parts]
-    if variable:
-        shift = st.reg(shift)
-    if len(parts) == 1:
-        prod = parts[0][1] << parts[0][0]
+            shift = st.delay(shift, 2, name="shift")
+        levels += 2
     else:
-        levels += 1
-        total = sum((p << o for o, p in parts), Const(0, unsigned(1)))
-        prod = st.reg(total[:w + mult_width], unsigned(w + mult_width))
-        neg = st.reg(neg)
-        if variable:
-            shift = st.reg(shift)
+        terms = [(mag, k) for k in range(mult.bit_length()) if (mult >> k) & 1]
+        terms.append((Mux(neg, mult, 0), 0))
+    total, sl = pipelined_sum(st, terms, width)
+    levels += sl
+    neg = st.delay(neg, sl, name="neg_s")
     if variable:
-        levels += 1
+        shift = st.delay(shift, sl, name="shift_s")
+        levels += 2
         coarse = shift[FINE_SHIFT_BITS:]
-        prod = st.reg(prod >> (coarse << FINE_SHIFT_BITS), unsigned(len(prod)))
+        total = st.reg(total >> (coarse << FINE_SHIFT_BITS), unsigned(width))
         neg, shift = st.reg(neg), st.reg(shift[:FINE_SHIFT_BITS])
-        qmag = (prod >> shift)[:w]
+        total = st.reg((total >> shift)[:w], unsigned(w))
+        neg = st.reg(neg)
+        qmag = total
     else:
-        qmag = (prod >> shift)[:w]
+        qmag = total[shift:shift + w]
     levels += 1
     q = st.reg(Mux(neg, -qmag, qmag), signed(w))
+    assert levels == plan["levels"], (levels, plan)
     return q, levels
 
 
 class ConstDivider(PipelinedUnit):
-    """tdiv(n, divisor) for every signed `in_width`-bit n; divisor fixed at generation. Latency 3-4.
+    """tdiv(n, divisor) for every signed `in_width`-bit n; divisor fixed at generation.
 
-    Ports: i.payload signed(in_width); o.payload signed(in_width).
+    Ports: i.payload signed(in_width); o.payload signed(in_width). Latency `tdiv_latency` (7 for
+    32-bit inputs and a DSP-built multiplier, 3-4 for a power-of-two divisor).
     """
 
     def __init__(self, divisor: int, in_width: int = 32) -> None:
@@ -119,10 +191,11 @@ def prog_divider_widths(in_width: int, max_divisor: int) -> tuple[int, int]:
 
 
 class ProgDivider(PipelinedUnit):
-    """tdiv(n, d) with d chosen at run time through (mult, shift) carried in each payload. Latency 4-5.
+    """tdiv(n, d) with d chosen at run time through (mult, shift) carried in each payload.
 
     Ports: i.payload {n: signed(in_width), mult: unsigned(mult_width), shift: unsigned(shift_width)};
     o.payload signed(in_width). `constants(d)` gives the host-side values (model.divider).
+    Latency `tdiv_latency(in_width, None, mult_width)` (9 at 32 bits).
     """
 
     def __init__(self, in_width: int = 32, max_divisor: int = (1 << 32) - 1) -> None:

@@ -7,22 +7,33 @@ multipliers are busy on every transfer. `first` restarts the accumulators, `last
 finished C tile (rows x cols) is copied into an output buffer while the next tile already
 accumulates, and leaves as `rows` transfers of one C row each.
 
-Pipeline (why each level exists, for Fmax on ECP5):
-    1  input register                     (top-level I/O timing)
-    2  per-PE operand registers           (breaks the operand fan-out routing before the DSP)
-    3  product register                   (the MULT18X18D output, no carry chain behind it)
-    4  accumulator                        (one acc_width-bit carry chain)
-    then the tile buffer; first C row valid 5 cycles after the `last` transfer.
-Back-pressure: the array stalls only when a finished tile meets a still-draining buffer; the stall
-is a function of two registers, not of the output handshake.
+Pipeline (free-running: no register has a stall enable; why each level exists, for Fmax on ECP5):
+    1  input register                     (top-level I/O timing; one copy per row / column)
+    2  per-PE operand registers           (the MULT18X18D input registers: they absorb the operand
+                                           fan-out routing; hw.dsp)
+    3  product register                   (the MULT18X18D output register)
+    4  fabric product register            (the route from the DSP column to the accumulator:
+                                           4.5 ns at 8x8, so it gets a level of its own)
+    5  accumulator                        (one acc_width-bit carry chain, enabled by `valid`)
+    then the tile buffer, drained one row per cycle into a 16-row output skid FIFO (LUT RAM) that
+    the consumer reads; first C row valid 6 cycles after the `last` transfer.
+Back-pressure without a stall: the accumulators and the buffer hold one tile each. `i.ready` is a
+register that admits transfers only while fewer than two tiles are committed (a `last` accepted and
+not yet moved into the output FIFO): a finished tile then always finds the buffer free when the next tile's first
+product reaches the accumulators, whatever the consumer does. Cost: when a tile's `last` is accepted
+while the previous tile is still draining, input waits until that drain ends (a few cycles per tile
+only when tiles are shorter than the drain plus the pipe).
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .stream_unit import Stages, check_int
+from .dsp import registered_mul
+from .stream_unit import check_int, skid_output
+
+OUT_FIFO = 16  # C rows the output skid FIFO holds (one ECP5 LUT RAM deep)
 
 
 class MacArray(wiring.Component):
@@ -33,7 +44,7 @@ class MacArray(wiring.Component):
     o.payload ArrayLayout(signed(acc_width), cols)   (C rows 0..rows-1, in order)
     """
 
-    latency = 5  # `last` transfer -> first C row valid
+    latency = 6  # `last` transfer -> first C row valid
 
     def __init__(self, rows: int = 8, cols: int = 8, a_width: int = 8, b_width: int = 16,
                  acc_width: int = 32) -> None:
@@ -61,58 +72,96 @@ class MacArray(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         R, C, W = self.rows, self.cols, self.acc_width
-        en = Signal()
-        st = Stages(m, en)
-        buf_full = Signal()
-        cap = Signal()  # the accumulators hold a finished tile
-        m.d.comb += [en.eq(~(cap & buf_full)), self.i.ready.eq(en)]
-
-        def flags(v, f, last, tag):
-            return (st.reg(v, name=f"v{tag}"), st.reg(f, name=f"f{tag}"), st.reg(last, name=f"l{tag}"))
-
         p = self.i.payload
-        # Level 1: input registers. Flags need a reset: a bubble must not look like a transfer.
-        v1 = Signal(name="v1")
-        with m.If(en):
-            m.d.sync += v1.eq(self.i.valid)
-        f1, l1 = st.reg(p.first, name="f1"), st.reg(p.last, name="l1")
-        a1 = [st.reg(p.a[i], name=f"a1_{i}") for i in range(R)]
-        b1 = [st.reg(p.b[j], name=f"b1_{j}") for j in range(C)]
-        v2, f2, l2 = st.reg(v1, name="v2"), st.reg(f1, name="f2"), st.reg(l1, name="l2")
-        v3, f3, l3 = st.reg(v2, name="v3"), st.reg(f2, name="f3"), st.reg(l2, name="l3")
-        v4 = Signal(name="v4")
-        l4 = st.reg(l3, name="l4")
-        with m.If(en):
-            m.d.sync += v4.eq(v3)
-        m.d.comb += cap.eq(v4 & l4)
+        ready = Signal(init=1, name="in_ready")
+        fire = Signal()
+        m.d.comb += [self.i.ready.eq(ready), fire.eq(self.i.valid & ready)]
+
+        def reg(v, name, reset=False):
+            r = Signal(v.shape(), name=name, reset_less=not reset)
+            m.d.sync += r.eq(v)
+            return r
+
+        # Level 1: input registers. The valid chain has a reset: a bubble must not look like a transfer.
+        v1, f1 = reg(fire, "v1", True), reg(p.first, "f1")
+        a1 = [reg(p.a[i], f"a1_{i}") for i in range(R)]
+        b1 = [reg(p.b[j], f"b1_{j}") for j in range(C)]
+        v2, f2 = reg(v1, "v2", True), reg(f1, "f2")
+        v3, f3 = reg(v2, "v3", True), reg(f2, "f3")
+        v4 = reg(v3, "v4", True)
+        # The control logic gets its own "valid last" chain, so that v3 / f3 (rows*cols*acc_width
+        # enables and selects) do not pull the small control cluster across the array.
+        lv1 = reg(fire & p.last, "lv1", True)
+        lv2 = reg(lv1, "lv2", True)
+        lv3 = reg(lv2, "lv3", True)
+        lv4 = reg(lv3, "lv4", True)
 
         accs = [[None] * C for _ in range(R)]
         for i in range(R):
+            # One `first` register per row (f4 to all rows*cols*acc_width accumulator bits was the
+            # critical path at 8x8). Equal D inputs would be merged back by yosys, so row i's copy
+            # differs in a don't-care: when v3 is low (a bubble: the accumulators keep their value)
+            # it takes truth table i of (f3, lv3) instead of f3.
+            f4 = Signal(name=f"f4_{i}", reset_less=True)
+            tt = [(i % 16 >> k) & 1 for k in range(4)]
+            dont_care = Mux(f3, Mux(lv3, tt[3], tt[2]), Mux(lv3, tt[1], tt[0]))
+            m.d.sync += f4.eq(Mux(v3, f3, dont_care))
             for j in range(C):
-                a2 = st.reg(a1[i], name=f"a2_{i}_{j}")   # level 2: private operand copies
-                b2 = st.reg(b1[j], name=f"b2_{i}_{j}")
-                prod = st.reg((a2 * b2)[:W].as_signed(), signed(W), name=f"p_{i}_{j}")  # level 3
-                acc = Signal(signed(W), name=f"acc_{i}_{j}", reset_less=True)          # level 4
-                with m.If(en & v3):
-                    m.d.sync += acc.eq((Mux(f3, 0, acc) + prod)[:W])
+                prod = registered_mul(m, platform, a1[i], b1[j], name=f"pe{i}_{j}")  # levels 2, 3
+                prod = reg(prod, f"p_{i}_{j}")                                       # level 4
+                acc = Signal(signed(W), name=f"acc_{i}_{j}", reset_less=True)        # level 5
+                with m.If(v4):
+                    m.d.sync += acc.eq((Mux(f4, 0, acc) + prod)[:W])
                 accs[i][j] = acc
 
-        # Tile buffer: loaded from the accumulators, drained one C row per output transfer by
-        # shifting the rows up (a 2:1 mux per bit instead of a rows:1 read mux).
+        # Tile buffer: loaded from the accumulators, then shifted up one C row per cycle into the
+        # output skid FIFO (hw.stream_unit.skid_output) while the FIFO has room. Every buffer
+        # enable is a register; o.ready only steers the FIFO (a rows:1 read mux or a shift on
+        # o.ready fanned out to all rows*cols*acc_width buffer bits gave 131 MHz at 8x8).
+        # `copy` (accumulators -> buffer) and `move` (buffer row 0 -> FIFO) are computed one cycle
+        # ahead from next-state values and registered twice: a copy for the buffer's enables and a
+        # copy for the control logic (different reset kinds, so yosys does not merge them back
+        # into one high-fan-out net).
+        cap = Signal(name="acc_done")     # the accumulators hold a finished tile
+        buf_full = Signal(name="buf_full")  # the buffer holds rows not yet moved to the FIFO
+        copy_ctl, copy_buf = Signal(name="copy_ctl"), Signal(name="copy_buf", reset_less=True)
+        move_ctl, move_buf = Signal(name="move_ctl"), Signal(name="move_buf", reset_less=True)
         buf = [[Signal(signed(W), name=f"buf_{i}_{j}", reset_less=True) for j in range(C)]
                for i in range(R)]
-        row = Signal(range(max(R, 2)), name="drain_row")
-        m.d.comb += self.o.valid.eq(buf_full)
-        for j in range(C):
-            m.d.comb += self.o.payload[j].eq(buf[0][j])
-        with m.If(en & cap):
+        with m.If(copy_buf):
             m.d.sync += [buf[i][j].eq(accs[i][j]) for i in range(R) for j in range(C)]
-            m.d.sync += [buf_full.eq(1), row.eq(0)]
-        with m.Elif(self.o.valid & self.o.ready):
+        with m.Elif(move_buf):
             m.d.sync += [buf[i][j].eq(buf[i + 1][j]) for i in range(R - 1) for j in range(C)]
+
+        row0 = Signal(data.ArrayLayout(signed(W), C))
+        m.d.comb += [row0[j].eq(buf[0][j]) for j in range(C)]
+        fill, push, pop = skid_output(m, move_ctl, Value.cast(row0), self.o, OUT_FIFO)
+        fill_next = Signal.like(fill)
+        m.d.comb += fill_next.eq(fill + push - pop)
+
+        row = Signal(range(max(R, 2)), name="drain_row")
+        cap_next, buf_next = Signal(), Signal()
+        m.d.comb += cap_next.eq(lv4 | (cap & ~copy_ctl))
+        with m.If(copy_ctl):
+            m.d.comb += buf_next.eq(1)
+            m.d.sync += row.eq(0)
+        with m.Elif(move_ctl):
             m.d.sync += row.eq(row + 1)
-            with m.If(row == R - 1):
-                m.d.sync += buf_full.eq(0)
+            m.d.comb += buf_next.eq(row != R - 1)
+        with m.Else():
+            m.d.comb += buf_next.eq(buf_full)
+        copy_next = cap_next & ~buf_next
+        move_next = buf_next & ~copy_next & ~fill_next[-1]  # OUT_FIFO = 2^k: that bit = full
+        m.d.sync += [cap.eq(cap_next), buf_full.eq(buf_next),
+                     copy_ctl.eq(copy_next), copy_buf.eq(copy_next),
+                     move_ctl.eq(move_next), move_buf.eq(move_next)]
+
+        # Credits: tiles whose `last` was accepted and that are not yet in the buffer, plus the
+        # buffered tile; admit transfers while fewer than two.
+        pending = Signal(range(3), name="tiles_pending")
+        pending_next = Signal.like(pending)
+        m.d.comb += pending_next.eq(pending + (fire & p.last) - copy_ctl)
+        m.d.sync += [pending.eq(pending_next), ready.eq((pending_next + buf_next) < 2)]
         return m
 
 

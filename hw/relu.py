@@ -65,9 +65,12 @@ class NitroReluBackward(PipelinedUnit):
         pass_through = st.delay((p.s >= 0) & (p.s < ACT_MAX), levels, name="pass")
         slope = st.delay((p.s >= -ACT_MAX) & (p.s < 0), levels, name="slope")
         # tdiv(delta, 2^31-1) for |delta| < 2^32: +1 at 2^31-1, -1 at -(2^31-1) and -2^31, else 0.
-        # Only reachable with 32-bit deltas; a comparison instead of a 32-bit divider.
+        # Only reachable with 32-bit deltas; a comparison instead of a 32-bit divider, made at the
+        # input so that the last level is a plain 3:1 select.
         if w == 32:
-            blocked = Mux(delta == INT32_MAX, 1, Mux(delta <= -INT32_MAX, -1, 0))
+            d = p.delta
+            blocked = st.delay(Mux(d == INT32_MAX, 1, Mux(d <= -INT32_MAX, -1, 0)), levels,
+                               name="blocked")
         else:
             blocked = 0
         return st.reg(Mux(pass_through, delta, Mux(slope, q, blocked)), signed(w))

@@ -27,5 +27,9 @@ class NitroScaling(PipelinedUnit):
     def datapath(self, m: Module, st: Stages, payload):
         c = self.consts
         q, _ = tdiv_datapath(st, payload, c.mult, c.shift, c.mult_width)
-        # Own register level for the clip: the compare sits after the divider's negation carry chain.
-        return st.reg(Mux(q > ACT_MAX, ACT_MAX, Mux(q < -ACT_MAX, -ACT_MAX, q)), signed(8))
+        # Own register level for the clip, as reductions of the high bits instead of two 32-bit
+        # compares (carry chains) behind the divider's negation chain.
+        sign, high = q[-1], q[7:-1]
+        over = ~sign & high.any()                               # q > 127
+        under = sign & ~(high.all() & q[:7].any())              # q < -127 (q <= -128)
+        return st.reg(Mux(over, ACT_MAX, Mux(under, -ACT_MAX, q[:8].as_signed())), signed(8))

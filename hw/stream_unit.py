@@ -1,32 +1,59 @@
-"""Shared skeleton of every pipelined NITRO-D unit: one stream in, one stream out, global stall.
+"""Shared skeleton of every pipelined NITRO-D unit: one stream in, one stream out, free-running pipe.
 
-A unit is a fixed-latency pipeline. All its registers advance together on `en = ~o.valid | o.ready`
-(the output register is empty or being emptied), so back-pressure freezes the whole pipe and
-nothing is lost or duplicated; `i.ready = en`. `en` depends only on the output handshake, never on
-the datapath, which keeps it off the arithmetic's critical paths. Data registers are reset-less
-(a bubble carries garbage that the valid chain ignores), so synthesis does not add reset muxes.
+A unit is a fixed-latency pipeline whose datapath registers have no clock enable: a global stall
+(`en = ~o.valid | o.ready` on every register, the previous design) is one net with a fan-out of
+hundreds of flip-flop enables and was on the critical path of every unit (ECP5: 125-195 MHz).
+Back-pressure is honoured exactly all the same:
+
+* an output skid FIFO (LUT RAM on ECP5) of `capacity` entries takes whatever leaves the pipe while
+  the consumer is not ready; when it is empty and the consumer is ready, the pipe's last register
+  drives the output directly, so the latency (input transfer -> output valid) is the datapath's
+  register levels, with no extra cycle;
+* input acceptance is gated by credits: `i.ready` is one bit of a counter register of the transfers
+  in flight (in the pipe or in the FIFO), so nothing is accepted that the FIFO could not hold.
+  capacity >= latency + 1 keeps a never-stalled stream at one transfer per cycle.
+
+Data registers are reset-less (a bubble carries garbage that the valid chain ignores), so synthesis
+adds no reset muxes.
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, Value
+from amaranth import Module, Mux, Signal, Value, unsigned
 from amaranth.hdl import ShapeCastable
 from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+MIN_CAPACITY = 16  # one ECP5 TRELLIS_DPR16X4 is 16 deep: a shallower FIFO costs the same
 
 
 class Stages:
-    """Registers of one stall-able pipeline; `reg` adds one pipeline register level to a value."""
+    """Registers of one pipeline; `reg` adds one register level to a value.
 
-    def __init__(self, m: Module, en: Value) -> None:
-        self.m, self.en = m, en
+    `en` (optional) is a clock enable for every register (None: free-running). `platform` is the
+    elaboration platform, which `hw.dsp.registered_mul` uses to pick the ECP5 DSP primitive.
+    """
+
+    def __init__(self, m: Module, en: Value | None = None, platform=None) -> None:
+        self.m, self.en, self.platform = m, en, platform
+        self._names: dict[str, int] = {}
+
+    def unique(self, prefix: str) -> str:
+        """`prefix`, or prefix + a number when already used (submodule names must be unique)."""
+        k = self._names.get(prefix, 0)
+        self._names[prefix] = k + 1
+        return prefix if k == 0 else f"{prefix}_{k}"
 
     def reg(self, value, shape: ShapeCastable | None = None, name: str | None = None):
-        """A register loaded from `value` when the pipe advances (shape: the value's, or `shape`)."""
+        """A register loaded from `value` every cycle (shape: the value's, or `shape`)."""
         if shape is None:
             shape = value.shape()
         r = Signal(shape, name=name, reset_less=True)
-        with self.m.If(self.en):
+        if self.en is None:
             self.m.d.sync += r.eq(value)
+        else:
+            with self.m.If(self.en):
+                self.m.d.sync += r.eq(value)
         return r
 
     def delay(self, value, n: int, name: str | None = None):
@@ -36,13 +63,53 @@ class Stages:
         return value
 
 
+def skid_capacity(latency: int) -> int:
+    """FIFO entries (= credits) for a pipe of `latency` levels: a power of two >= latency + 1."""
+    return max(MIN_CAPACITY, 1 << latency.bit_length())
+
+
+def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int
+                ) -> tuple[Signal, Signal, Signal]:
+    """Drive stream `o` from a pipe end that cannot stall, through a `cap`-entry skid FIFO.
+
+    When the FIFO is empty and o.ready is high, the pipe's value leaves in the same cycle (no added
+    latency); otherwise it is written into the FIFO (asynchronous-read memory: LUT RAM on ECP5),
+    whose head is the output. The caller must never present more values than the FIFO can hold
+    (credits). Returns the FIFO's fill register (0..cap) and its push and pop strobes.
+    """
+    m.submodules.skid = mem = Memory(shape=unsigned(len(pipe)), depth=cap, init=[])
+    wr = mem.write_port()
+    rd = mem.read_port(domain="comb")
+    wptr = Signal(range(cap), name="skid_wptr")
+    rptr = Signal(range(cap), name="skid_rptr")
+    fill = Signal(range(cap + 1), name="skid_fill")
+    nonempty = Signal(name="skid_nonempty")
+    push, pop = Signal(), Signal()
+    m.d.comb += [
+        push.eq(pipe_valid & (nonempty | ~o.ready)),
+        pop.eq(nonempty & o.ready),
+        wr.addr.eq(wptr), wr.data.eq(pipe), wr.en.eq(push),
+        rd.addr.eq(rptr),
+        o.valid.eq(nonempty | pipe_valid),
+        o.payload.eq(Mux(nonempty, rd.data, pipe)),
+    ]
+    # nonempty without the fill adder on the path from o.ready (it was the critical path)
+    m.d.sync += [fill.eq(fill + push - pop),
+                 nonempty.eq(push | fill[1:].any() | (nonempty & ~pop))]
+    with m.If(push):
+        m.d.sync += wptr.eq(wptr + 1)
+    with m.If(pop):
+        m.d.sync += rptr.eq(rptr + 1)
+    return fill, push, pop
+
+
 class PipelinedUnit(wiring.Component):
     """Base of the elementwise units. Subclasses set `latency` and implement `datapath`.
 
-    `datapath(m, st, payload)` builds exactly `latency` register levels with `st.reg` and returns the
-    output payload: a value (normally the last register), a dict of struct fields or a list of
-    array elements. Latency is cycles from the input transfer to
-    the output becoming valid, when not stalled.
+    `datapath(m, st, payload)` builds exactly `latency` register levels with `st.reg` (or
+    `hw.dsp.registered_mul`, two levels) and returns the output payload: a value (normally the last
+    register), a dict of struct fields or a list of array elements. Latency is cycles from the input
+    transfer to the output becoming valid when the output is not stalled.
     """
 
     latency: int
@@ -58,23 +125,33 @@ class PipelinedUnit(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
-        st = Stages(m, en)
+        st = Stages(m, None, platform)
         out = self.datapath(m, st, self.i.payload)
+        pipe = Signal(self.o.payload.shape(), name="pipe_out")
         if isinstance(out, dict):  # struct payload, field by field
-            m.d.comb += [self.o.payload[k].eq(v) for k, v in out.items()]
+            m.d.comb += [pipe[k].eq(v) for k, v in out.items()]
         elif isinstance(out, list):  # array payload, element by element
-            m.d.comb += [self.o.payload[k].eq(v) for k, v in enumerate(out)]
+            m.d.comb += [pipe[k].eq(v) for k, v in enumerate(out)]
         else:
-            m.d.comb += self.o.payload.eq(out)
-        valid = self.i.valid
+            m.d.comb += pipe.eq(out)
+
+        cap = skid_capacity(self.latency)
+        in_fire = Signal()
+        m.d.comb += in_fire.eq(self.i.valid & self.i.ready)
+        valid = in_fire
         for k in range(self.latency):
             v = Signal(name=f"valid_{k + 1}")
-            with m.If(en):
-                m.d.sync += v.eq(valid)
+            m.d.sync += v.eq(valid)
             valid = v
-        m.d.comb += self.o.valid.eq(valid)
+        pipe_valid = valid
+
+        skid_output(m, pipe_valid, Value.cast(pipe), self.o, cap)
+
+        # Credits: transfers accepted and not yet delivered (in the pipe or in the FIFO).
+        in_flight = Signal(range(cap + 1), name="in_flight")
+        out_fire = self.o.valid & self.o.ready
+        m.d.sync += in_flight.eq(in_flight + in_fire - out_fire)
+        m.d.comb += self.i.ready.eq(~in_flight[-1])  # cap is a power of two: bit log2(cap) = full
         return m
 
 

@@ -134,16 +134,25 @@ def write_readme() -> None:
     s = OUT / "synth.json"
     if s.exists():
         r = json.loads(s.read_text())
-        lines += ["## synth.json (LFE5U-85F, CABGA381, speed 6)", "",
-                  f"- Fmax **{r['fmax_mhz']} MHz** (target {r['target_mhz']} MHz)"]
+        lines += ["## synth.json (LFE5U-85F, CABGA381, speed 6)", ""]
+        if r.get("fmax_mhz") is not None:
+            lines.append(f"- Fmax **{r['fmax_mhz']} MHz** (target {r['target_mhz']} MHz)")
+        else:
+            lines.append(f"- **Fmax not measured**: {r.get('status', '')}")
+            if r.get("pre_route_fmax_estimate_mhz"):
+                lines.append(f"- nextpnr pre-route estimate: {r['pre_route_fmax_estimate_mhz']} MHz")
         for k, v in r["utilization"].items():
             if k in ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_RAMW"):
                 lines.append(f"- {k}: {v['used']}/{v['available']} ({v['percent']}%)")
         if "projected_img_s_at_fmax" in r:
             lines.append(f"- projected training throughput at Fmax: **{r['projected_img_s_at_fmax']:.0f} "
-                         f"images/s** ({r['cycles_per_step']:.0f} cycles per batch of {r['batch']}); "
-                         f"golden model on this CPU: {r.get('golden_model_cpu_img_s', 'n/a')} images/s; "
-                         f"reference implementation: {r['reference_img_s']} images/s")
+                         f"images/s** ({r['cycles_per_step']:.0f} cycles per batch of {r['batch']})")
+        elif "projected_img_s" in r:
+            lines.append(f"- projected training throughput ({r['cycles_per_step']:.0f} cycles per batch "
+                         f"of {r['batch']}): " + ", ".join(f"{v} images/s at {k}"
+                                                         for k, v in r["projected_img_s"].items()))
+        lines.append(f"- golden model on this CPU: {r.get('golden_model_cpu_img_s', 'n/a')} images/s; "
+                     f"reference implementation: {r['reference_img_s']} images/s")
         lines.append("")
     w = OUT / "widths.json"
     if w.exists():

@@ -34,12 +34,46 @@ def parse(dat: Path) -> dict[tuple, int]:
     return points
 
 
-def collect(root: Path = BUILD_ROOT) -> dict:
-    """Merge every coverage.dat under root, per unit (Verilog file); returns the summary."""
+def current_builds(root: Path = BUILD_ROOT) -> dict[str, tuple[Path | None, list[Path]]]:
+    """design -> (coverage build folder, its coverage.dat files) for today's RTL.
+
+    The folder is the one hashed from the current generated Verilog; if that one has not run, the
+    newest coverage build whose Verilog equals today's except for Amaranth's `src` attributes
+    (source line numbers) is used. Stale builds of other RTL are never mixed in.
+    """
+    from .runner import build_plan, without_src
+    from .units import SIM_UNITS
+
+    out: dict[str, tuple[Path | None, list[Path]]] = {}
+    for name in SIM_UNITS:
+        bdir, v_text, _ = build_plan(name, coverage=True)
+        bdir = root / bdir.name
+        dats = sorted(bdir.glob("run*/coverage.dat"))
+        if not dats:
+            want = without_src(v_text)
+            for cand in sorted(root.glob(f"{name}-cov-*"), key=lambda p: p.stat().st_mtime,
+                               reverse=True):
+                v = cand / f"{name}.v"
+                found = sorted(cand.glob("run*/coverage.dat"))
+                if found and v.exists() and without_src(v.read_text()) == want:
+                    bdir, dats = cand, found
+                    break
+        out[name] = (bdir if dats else None, dats)
+    return out
+
+
+def current_dats(root: Path = BUILD_ROOT) -> dict[str, list[Path]]:
+    return {n: d for n, (_, d) in current_builds(root).items()}
+
+
+def collect(root: Path = BUILD_ROOT) -> tuple[dict, dict]:
+    """Merge the coverage.dat files of every design's current build; returns (summary per design,
+    line hits per (file, line) for the LCOV file)."""
     merged: dict[tuple, int] = defaultdict(int)
-    for dat in root.glob("*-cov-*/run*/coverage.dat"):
-        for k, v in parse(dat).items():
-            merged[k] += v
+    for name, dats in current_dats(root).items():
+        for dat in dats:
+            for k, v in parse(dat).items():
+                merged[k] += v
     per_file: dict[str, dict] = defaultdict(lambda: {"line": [0, 0], "toggle": [0, 0]})
     lines_hit: dict[tuple, int] = defaultdict(int)
     for (f, line, kind, _), hits in merged.items():
@@ -53,24 +87,60 @@ def collect(root: Path = BUILD_ROOT) -> dict:
     for (f, _), hits in lines_hit.items():
         per_file[f]["line"][0] += hits > 0
         per_file[f]["line"][1] += 1
-    return {f: {k: {"hit": h, "total": t, "pct": round(100 * h / t, 2) if t else 100.0}
-                for k, (h, t) in d.items()} for f, d in sorted(per_file.items())}
+    summary = {f: {k: {"hit": h, "total": t, "pct": round(100 * h / t, 2) if t else 100.0}
+                   for k, (h, t) in d.items()} for f, d in sorted(per_file.items())}
+    return summary, dict(lines_hit)
+
+
+def lcov(lines_hit: dict[tuple, int], paths: dict[str, str] | None = None) -> str:
+    """LCOV tracefile of the line points: SF, DA:line,count, LF, LH, end_of_record per file."""
+    out = []
+    for f in sorted({f for f, _ in lines_hit}):
+        pts = sorted((line, hits) for (g, line), hits in lines_hit.items() if g == f)
+        out += ["TN:", f"SF:{(paths or {}).get(f, f)}"]
+        out += [f"DA:{line},{hits}" for line, hits in pts]
+        out += [f"LF:{len(pts)}", f"LH:{sum(1 for _, h in pts if h > 0)}", "end_of_record"]
+    return "\n".join(out) + "\n"
 
 
 def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> dict:
-    """coverage.json, coverage.md and an lcov-style coverage.info (line points) in out_dir."""
-    summary = collect(root)
+    """coverage.json, coverage.md and an LCOV coverage.info (line points) in out_dir."""
+    summary, lines_hit = collect(root)
+    missing = [n for n, d in current_dats(root).items() if not d]
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "coverage.json").write_text(json.dumps(summary, indent=1) + "\n")
-    md = ["| design (generated Verilog) | line | toggle |", "|---|---:|---:|"]
+    doc = {"designs": summary, "not_run": missing,
+           "how": "NITRO_COVERAGE=1 pytest tests/test_hw_*.py; python -m sim.coverage",
+           "points": "Verilator --coverage-line --coverage-toggle on the generated Verilog "
+                     "(harness.sv excluded)"}
+    (out_dir / "coverage.json").write_text(json.dumps(doc, indent=1) + "\n")
+    md = ["# Line and toggle coverage of the units' generated Verilog", "",
+          f"{len(summary)} designs; run by `{doc['how']}`. Points are Verilator's line and toggle "
+          "points of the Amaranth-generated Verilog; the testbench harness is excluded.", "",
+          "| design (generated Verilog) | line | toggle |", "|---|---:|---:|"]
     for f, d in summary.items():
         md.append(f"| {f} | {d['line']['hit']}/{d['line']['total']} ({d['line']['pct']}%) | "
                   f"{d['toggle']['hit']}/{d['toggle']['total']} ({d['toggle']['pct']}%) |")
+    md += ["", "Untoggled points are mostly Amaranth's anonymous `$N` nets of the divider datapaths "
+           "(carry-save rows and partial products whose high bits are structurally zero for the "
+           "operand ranges, bits of a constant multiplier's correction term that are 0) and output "
+           "bits that cannot change for a given divisor (e.g. the quotient of a 32-bit input by "
+           "2^32+1 is always 0); every line of every design is executed. `coverage.info` is an "
+           "LCOV tracefile of the line points (SF = the measured Verilog in its build folder)."]
+    if missing:
+        md += ["", f"Not run: {', '.join(missing)}"]
     (out_dir / "coverage.md").write_text("\n".join(md) + "\n")
+    from .runner import REPO
+
+    paths = {}
+    for name, (bdir, _) in current_builds(root).items():  # SF: the Verilog that was measured
+        if bdir is not None:
+            v = bdir / f"{name}.v"
+            paths[f"{name}.v"] = str(v.relative_to(REPO)) if v.is_relative_to(REPO) else str(v)
+    (out_dir / "coverage.info").write_text(lcov(lines_hit, paths))
     return summary
 
 
 if __name__ == "__main__":
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else BUILD_ROOT / "coverage"
-    for f, d in write_report(out).items():
+    for f, d in write_report(out).items():  # noqa: B007
         print(f"{f:28s} line {d['line']['pct']:6.2f}%  toggle {d['toggle']['pct']:6.2f}%")

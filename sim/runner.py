@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -33,8 +34,9 @@ def coverage_enabled() -> bool:
     return os.environ.get("NITRO_COVERAGE", "") not in ("", "0")
 
 
-def build_args() -> list[str]:
-    return [*LINT_WAIVERS, *(COVERAGE_ARGS if coverage_enabled() else [])]
+def build_args(coverage: bool | None = None) -> list[str]:
+    cov = coverage_enabled() if coverage is None else coverage
+    return [*LINT_WAIVERS, *(COVERAGE_ARGS if cov else [])]
 
 
 def build_root() -> Path:
@@ -87,22 +89,38 @@ def payload_widths(unit) -> tuple[int, int]:
     return (Shape.cast(unit.i.payload.shape()).width, Shape.cast(unit.o.payload.shape()).width)
 
 
-def build_unit(name: str) -> Built:
-    """Generate and build the simulation of SIM_UNITS[name] (cached by content hash)."""
-    from cocotb_tools.runner import get_runner
+_SRC_ATTR = re.compile(r"\(\* src = \"[^\"]*\" \*\)")
 
+
+def without_src(v_text: str) -> str:
+    """Generated Verilog without Amaranth's `(* src = "file.py:line" *)` attributes: editing a
+    comment in hw/ moves them but changes no logic, so it must not force a rebuild."""
+    return _SRC_ATTR.sub("", v_text)
+
+
+def build_plan(name: str, coverage: bool | None = None) -> tuple[Path, str, dict]:
+    """(build folder, generated Verilog, harness parameters) of SIM_UNITS[name]; the folder name
+    carries a hash of everything that goes into the build."""
     from .units import SIM_UNITS
 
-    setup_verilator()
+    cov = coverage_enabled() if coverage is None else coverage
     spec = SIM_UNITS[name]
     unit = spec.factory()
     v_text = verilog.convert(unit, name="dut")
     in_w, out_w = payload_widths(unit)
     params = {"IN_W": in_w, "OUT_W": out_w, "DEPTH": spec.depth}
     key = hashlib.sha256(
-        (v_text + HARNESS.read_text() + json.dumps([build_args(), params])).encode()
+        (without_src(v_text) + HARNESS.read_text() + json.dumps([build_args(cov), params])).encode()
     ).hexdigest()[:12]
-    bdir = build_root() / f"{name}{'-cov' if coverage_enabled() else ''}-{key}"
+    return build_root() / f"{name}{'-cov' if cov else ''}-{key}", v_text, params
+
+
+def build_unit(name: str) -> Built:
+    """Generate and build the simulation of SIM_UNITS[name] (cached by content hash)."""
+    from cocotb_tools.runner import get_runner
+
+    setup_verilator()
+    bdir, v_text, params = build_plan(name)
     bdir.mkdir(parents=True, exist_ok=True)
     with open(bdir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

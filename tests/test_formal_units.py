@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from amaranth import Mux
 
-from hw.divider import ConstDivider, ProgDivider
+from hw.divider import ConstDivider, ProgDivider, tdiv_latency
 from hw.lossgrad import LossGradient
 from hw.maxpool import MaxPoolBackward, MaxPoolForward
 from hw.relu import NitroReluBackward, NitroReluForward
@@ -122,6 +122,8 @@ def test_bit_level_proof_finds_a_bug():
     """The harness is not vacuous: a divider built with a rounded-down multiplier fails."""
     u = ConstDivider(7, 12)
     u.consts = type(u.consts)(7, 12, u.consts.mult - 1, u.consts.shift)
+    # the datapath's structure (shift-add or DSP) depends on the multiplier's bits
+    u.latency = tdiv_latency(12, u.consts.mult, u.consts.mult_width)
     r = prove("div12_bug", FormalTop(u, lambda n: spec_tdiv(n, 7)))
     assert not r.passed and "Assert failed" in r.log, r.log
 

@@ -1,8 +1,10 @@
 """Synthesis regression check against the committed baseline (benchmarks/hw/synth_baseline.json).
 
-Cheap on purpose: yosys synth_ecp5 only (no place-and-route) of three small elementwise units;
-a LUT4 / FF / DSP count more than 10 % above the baseline fails. The full table with Fmax is made
-by `nitro synth` (sim.synth.synthesize) and committed as the baseline per tool version.
+Cheap on purpose: yosys synth_ecp5 only (no place-and-route) of four small elementwise units;
+a LUT4 / FF / DSP count more than 10 % above the baseline fails. maxpool_backward is among them
+because its stalled-pipeline RTL crashed yosys 0.70's ABC (sim.synth.FLOWS has the fallback).
+The full table with Fmax is made by `nitro synth` (sim.synth.synthesize) and committed as the
+baseline per tool version.
 """
 import json
 from pathlib import Path
@@ -11,10 +13,10 @@ import pytest
 
 from amaranth.back import verilog
 from hw.rtl import make_unit
-from sim.synth import tool_versions, yosys_cells
+from sim.synth import ECP5, regressions, tool_versions, yosys_cells
 
 BASELINE = Path(__file__).resolve().parents[1] / "benchmarks" / "hw" / "synth_baseline.json"
-SMALL = ["loss_gradient", "nitro_relu_forward", "maxpool_forward"]
+SMALL = ["loss_gradient", "nitro_relu_forward", "maxpool_forward", "maxpool_backward"]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +31,14 @@ def baseline():
 @pytest.mark.parametrize("name", SMALL)
 def test_no_resource_regression(name, baseline, tmp_path):
     v = tmp_path / f"{name}.v"
-    v.write_text(verilog.convert(make_unit(name), name=name))
+    v.write_text(verilog.convert(make_unit(name), name=name, platform=ECP5))
     got = yosys_cells(v, name, tmp_path)
-    base = baseline[name]
-    for key in ("LUT4", "FF", "DSP"):
-        assert got[key] <= base[key] * 1.10 + 1, f"{name}: {key} {got[key]} vs baseline {base[key]}"
+    assert not regressions(got, baseline[name]), regressions(got, baseline[name])
+
+
+def test_regression_is_flagged(baseline):
+    """The comparison is not vacuous: 20 % more LUTs, or one more DSP, is reported."""
+    base = baseline["loss_gradient"]
+    assert regressions(dict(base), base) == []
+    assert regressions({**base, "LUT4": int(base["LUT4"] * 1.2) + 2}, base)
+    assert regressions({**base, "DSP": base["DSP"] + 1}, base)

@@ -165,3 +165,18 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
             res["golden_model_cpu_img_s"] = golden_img_s
     (out / "synth.json").write_text(json.dumps(res, indent=1))
     return res
+
+
+def packing_report(out_dir: Path) -> dict:
+    """Resources after nextpnr packing (its "Device utilisation" table) and the pre-route Fmax
+    estimate, read from pnr.log: for a run whose routing has not finished."""
+    import re
+
+    text = (Path(out_dir) / "pnr.log").read_text()
+    util = {}
+    for name, used, avail in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", text, re.M):
+        if int(used) and name not in util:
+            util[name] = {"used": int(used), "available": int(avail),
+                          "percent": round(100 * int(used) / int(avail), 1)}
+    est = re.findall(r"Max frequency for clock .*?: ([\d.]+) MHz", text)
+    return {"utilization": util, "pre_route_fmax_estimate_mhz": float(est[0]) if est else None}
