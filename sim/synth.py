@@ -25,7 +25,6 @@ from pathlib import Path
 
 from amaranth import Cat, Elaboratable, Module, Signal, Value
 from amaranth.back import verilog
-from amaranth.hdl import Shape
 
 from hw.rtl import UNITS, make_unit
 
