@@ -25,19 +25,26 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _numerics(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+def _prepared(args: argparse.Namespace):
+    """Config, data, network (initial weights, or those of --checkpoint) and RNG of a command."""
     from model.checkpoint import load_checkpoint
     from model.config import load_config
     from model.network import Network
-    from model.numerics import range_report
     from model.train import prepare
 
     cfg = load_config(args.config)
     ds, net, rng = prepare(cfg, args.data_dir)
     if args.checkpoint:
         net = Network(net.spec, load_checkpoint(Path(args.checkpoint), cfg.digest()).params, cfg.policy())
+    return cfg, ds, net, rng
+
+
+def _numerics(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from model.numerics import range_report
+
+    cfg, ds, net, rng = _prepared(args)
     bs = cfg.train.batch_size
     steps = min(args.steps, len(ds.train_x) // bs)
     for b in tqdm(range(steps), desc="training steps", unit="step", disable=args.no_progress):
@@ -51,16 +58,9 @@ def _numerics(args: argparse.Namespace) -> int:
 
 
 def _vectors(args: argparse.Namespace) -> int:
-    from model.checkpoint import load_checkpoint
-    from model.config import load_config
-    from model.network import Network
-    from model.train import prepare
     from model.vectors import export_vectors
 
-    cfg = load_config(args.config)
-    ds, net, _ = prepare(cfg, args.data_dir)
-    if args.checkpoint:
-        net = Network(net.spec, load_checkpoint(Path(args.checkpoint), cfg.digest()).params, cfg.policy())
+    cfg, ds, net, _ = _prepared(args)
     bs = cfg.train.batch_size
     batches = [(ds.train_x[k * bs:(k + 1) * bs], ds.train_y[k * bs:(k + 1) * bs]) for k in range(args.steps)]
     out = export_vectors(net, batches, ds.test_x[:args.test_images], cfg.train.lr_inv, Path(args.out), args.tag)
