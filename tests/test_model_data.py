@@ -15,8 +15,7 @@ from model.datasets import MNIST_FILES, find_dataset_dir, load_raw, read_idx, wr
 from model.numerics import NitroError
 from model.preprocess import augment_batch, epoch_permutation, normalize_images, one_hot, preprocess
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from conftest import REPO, SHARED
 
 
 def shared(rel: str) -> Path:

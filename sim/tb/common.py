@@ -21,6 +21,7 @@ from sim.codec import Codec, concat, count, take
 from sim.units import SIM_UNITS
 
 PERIOD_NS = 10
+ALL_INT8 = np.arange(-128, 128, dtype=np.int64)  # every int8 value: the exhaustive stimulus
 
 
 class UnitBench:

@@ -2,11 +2,8 @@
 import numpy as np
 
 from model.layers import nitro_relu_backward
-from sim.tb.common import UnitBench, cocotb_test, corner_ints, refvectors
+from sim.tb.common import ALL_INT8, UnitBench, cocotb_test, corner_ints, refvectors
 from sim.units import SLOPES
-
-ALL_INT8 = np.arange(-128, 128, dtype=np.int64)
-
 
 def golden(bench):
     def g(v):

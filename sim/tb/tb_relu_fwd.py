@@ -2,10 +2,7 @@
 import numpy as np
 
 from model.layers import nitro_relu_forward
-from sim.tb.common import UnitBench, cocotb_test, refvectors
-
-ALL_INT8 = np.arange(-128, 128, dtype=np.int64)
-
+from sim.tb.common import ALL_INT8, UnitBench, cocotb_test, refvectors
 
 def golden(bench):
     def g(s):
