@@ -15,22 +15,30 @@ Data path (one GEMM command at a time, see `params.command_layout`):
 The sequencer fetches commands from CMEM until an END command; a fixed flush (`wait_cycles`)
 separates commands, so a command's reads never overtake the previous command's writes.
 
+Timing (ECP5, 150 MHz target): every memory is a `memory.BankedMemory` (registered address, bank
+and mux stages: reads arrive `READ_LATENCY` cycles after the address, writes land one cycle
+late). Nothing stalls a pipeline register: the operand fetch is free-running and enters the MAC
+array through a skid FIFO under credits (`hw.stream_unit.skid_output`), like the units. Loop-end
+tests are registered flags, not comparators in front of the address adders; the serializer's
+ready and the command launch are registers; the counter read mux spans two register levels.
+
 Host port (only while idle): one write per cycle into any memory (hw_*), one read per cycle
-(hr_*, data one cycle later) from any memory or from the performance counters (SEL_CTR):
-counter index = phase * 4 + kind, kinds in `params.CTR_KINDS`, reset by `start`.
+(hr_*, data `host_read_latency` cycles later) from any memory or from the performance counters
+(SEL_CTR): counter index = phase * 4 + kind, kinds in `params.CTR_KINDS`, reset by `start`.
 """
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.divider import ProgDivider
 from hw.lossgrad import LossGradient
 from hw.mac import MacArray
+from hw.stream_unit import skid_capacity, skid_output
 from hw.relu import NitroReluBackward, NitroReluForward
 
+from .memory import READ_LATENCY, BankedMemory
 from .params import (
     ADDR_W, CMD_WORD_BITS, CTR_KINDS, N_PHASES, OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD,
     SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_CTR, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM, SEL_YMEM,
@@ -40,6 +48,7 @@ from .sgd import ProgSGDUpdate
 
 CTR_BITS = 40
 ACT_MAX = 127
+HOST_READ_LATENCY = READ_LATENCY + 1  # memory pipeline + the registered host-side select
 
 
 def _delay(m: Module, v, n: int, name: str):
@@ -56,6 +65,8 @@ def _rep(v, n: int):
 
 
 class Engine(wiring.Component):
+    host_read_latency = HOST_READ_LATENCY
+
     def __init__(self, params: EngineParams | None = None) -> None:
         self.p = p = params or EngineParams()
         self.cmd_layout = command_layout(p)
@@ -80,23 +91,21 @@ class Engine(wiring.Component):
 
         def memory(sel: int, name: str, lane_w: int | None, width: int | None = None):
             w = width if width is not None else lane_w * L
-            mem = Memory(shape=unsigned(w), depth=p.depth(sel), init=[])
+            mem = BankedMemory(w, p.depth(sel), lane_w)
             m.submodules[name] = mem
-            rp = mem.read_port()
-            wp = mem.write_port(granularity=lane_w) if lane_w else mem.write_port()
-            mems[sel] = (rp, wp, lane_w, w)
-            return rp, wp
+            mems[sel] = (mem, lane_w, w)
+            return mem
 
         cmd_w = p.cmd_bits
         ncw = p.cmd_words
-        ac_r, ac_w = memory(SEL_AMEM_C, "amem_c", AB)
-        ar_r, ar_w = memory(SEL_AMEM_R, "amem_r", AB)
-        wm_r, wm_w = memory(SEL_WMEM, "wmem", WB)
-        wt_r, wt_w = memory(SEL_WTMEM, "wtmem", WB)
-        dm_r, dm_w = memory(SEL_DMEM, "dmem", DB)
-        sm_r, sm_w = memory(SEL_SMEM, "smem", AB)
-        ym_r, ym_w = memory(SEL_YMEM, "ymem", AB)
-        cm_r, cm_w = memory(SEL_CMEM, "cmem", None, CMD_WORD_BITS)
+        ac = memory(SEL_AMEM_C, "amem_c", AB)
+        ar = memory(SEL_AMEM_R, "amem_r", AB)
+        wm = memory(SEL_WMEM, "wmem", WB)
+        wt = memory(SEL_WTMEM, "wtmem", WB)
+        dm = memory(SEL_DMEM, "dmem", DB)
+        sm = memory(SEL_SMEM, "smem", AB)
+        ym = memory(SEL_YMEM, "ymem", AB)
+        cm = memory(SEL_CMEM, "cmem", None, CMD_WORD_BITS)
 
         # ---- units --------------------------------------------------------------------------
         m.submodules.mac = mac = MacArray(p.rows, p.cols, AB, DB, p.acc_bits)
@@ -113,40 +122,55 @@ class Engine(wiring.Component):
             m.d.comb += u.o.ready.eq(1)
 
         # ---- sequencer ----------------------------------------------------------------------
+        RL = READ_LATENCY
         cmd = Signal(self.cmd_layout)
         pc = Signal(ADDR_W)
-        fw = Signal(range(ncw + 1))
+        fw = Signal(range(ncw + RL))
         cmd_sr = Signal(ncw * CMD_WORD_BITS)
         busy = Signal()
         done = Signal()
-        # pipeline flush after the last C row: serializer + E1 + the deepest output pipeline
-        flush = L + 2 + max(scaler.latency + 1 + relu_fwd.latency, sgd.latency + 1,
-                            relu_bwd[0].latency + 1) + p.wait_cycles
+        l_sc = scaler.latency + 2  # divider, its output register, clip
+        # pipeline flush after the last C row: serializer, the element's memory read, the deepest
+        # output pipeline, the memories' write register
+        flush = L + 1 + RL + max(l_sc + relu_fwd.latency, sgd.latency + 1,
+                                 relu_bwd[0].latency) + 1 + p.wait_cycles
         self.flush_cycles = flush
         wait_cnt = Signal(range(flush + 1))
         drain_done = Signal()
         in_wait = Signal()
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
 
-        # issue-side counters and address registers
-        issuing = Signal()
-        # loop bounds minus one, registered at DECODE (no subtractor in front of the compares)
+        # issue-side loops: down-counters whose "at the end" flags are registers, so no comparator
+        # sits between a counter and the address adders
         k_last, n_last, m_last = (Signal(ADDR_W, name=n) for n in ("k_last", "n_last", "m_last"))
-        mt_i, nt_i, k_i = Signal(ADDR_W), Signal(ADDR_W), Signal(ADDR_W)
+        k_rem, nt_rem, mt_rem = (Signal(ADDR_W, name=n) for n in ("k_rem", "nt_rem", "mt_rem"))
+        k_end, nt_end, mt_end = Signal(), Signal(), Signal()
+        k_one, n_one = Signal(), Signal()  # a reloaded loop of length 1 is at its end at once
+        k_first = Signal()
+        issuing = Signal()
         a_tile, b_tile = Signal(ADDR_W, name="a_tile"), Signal(ADDR_W, name="b_tile")
         # Operand word addresses live in registers (the adders sit before them, not between a
-        # register and the block RAMs): a = a_tile + k*a_sk, b = b_tile + k*b_sk.
+        # register and the memories): a = a_tile + k*a_sk, b = b_tile + k*b_sk.
         a_addr = Signal(ADDR_W)
         b_addr = Signal(ADDR_W)
-        v1, f1, l1 = Signal(), Signal(), Signal()
-        v2, f2, l2 = Signal(), Signal(), Signal()
-        advance = Signal()
-        m.d.comb += advance.eq(~v2 | mac.i.ready)
+        # issue pipeline (free-running): stage 1 = memory address register ... stage RL = memory
+        # output, stage RL + 1 = operand registers, then a skid FIFO into the MAC array; a beat is
+        # issued only with a credit (fewer than `cap` beats between issue and the array)
+        vs = [Signal(name=f"v{k}") for k in range(1, RL + 2)]
+        fs = [Signal(name=f"f{k}") for k in range(1, RL + 2)]
+        ls = [Signal(name=f"l{k}") for k in range(1, RL + 2)]
+        cap = skid_capacity(RL + 1)
+        in_flight = Signal(range(cap + 1))
+        issue = Signal()
+        m.d.comb += issue.eq(issuing & ~in_flight[-1])  # cap is a power of two: top bit = full
+        launch = Signal()  # high in the DECODE cycle (a register: it loads ~250 flip-flops)
 
         # drain-side counters and address registers
-        mt_d, nt_d, r_d = Signal(ADDR_W), Signal(ADDR_W), Signal(LB or 1)
+        mt_d, nt_d, r_d = Signal(ADDR_W), Signal(ADDR_W), Signal(LB)
+        r_last = Signal()  # r_d == L - 1, as a register
         slots = [cmd.o0, cmd.o1, cmd.o2, cmd.o3, cmd.o4]
-        r_mt = {s: Signal(ADDR_W, name=f"r_mt{s}") for s in (1, 2, 3)}
+        r_mt = {s: Signal(ADDR_W, name=f"r_mt{s}") for s in (1, 2, 3)}  # row 0 of m tile, nt = 0
+        tile0 = {s: Signal(ADDR_W, name=f"tile0_{s}") for s in (1, 2, 3)}  # row 0 of tile (mt, nt)
         c_mt = Signal(ADDR_W)
         t_nt = Signal(ADDR_W)
         # row_addr[s] = r_mt[s] + r*stride_s + nt: kept in a register, updated per drained row
@@ -155,43 +179,42 @@ class Engine(wiring.Component):
         tcol_addr = Signal(ADDR_W)
         m.d.comb += [col_addr.eq(c_mt + (nt_d << LB)), tcol_addr.eq(t_nt + mt_d)]
         m_row = Signal(ADDR_W + 4)
-        m.d.comb += m_row.eq((mt_d << LB) | r_d if LB else mt_d)
+        m.d.comb += m_row.eq((mt_d << LB) | r_d)
+        # "last tile" flags one cycle behind the counters: a counter changes only on a tile's
+        # last row, and the flag is next read L >= 2 drained rows later
+        nt_d_last, mt_d_last = Signal(), Signal()
+        m.d.sync += [nt_d_last.eq(nt_d == n_last), mt_d_last.eq(mt_d == m_last)]
 
         op = cmd.op
-        serial = Signal()
-        m.d.comb += serial.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS) | (op == OP_SGD))
+        # decoded op flags, registered (valid from the first RUN cycle; only DECODE reads `op`)
+        is_relu, is_loss, is_sgd, is_rbwd, is_scale, serial = (
+            Signal(name=n) for n in ("is_relu", "is_loss", "is_sgd", "is_rbwd", "is_scale", "serial"))
+        m.d.sync += [is_relu.eq(op == OP_SCALE_RELU), is_loss.eq(op == OP_SCALE_LOSS),
+                     is_sgd.eq(op == OP_SGD), is_rbwd.eq(op == OP_RELU_BWD),
+                     is_scale.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS)),
+                     serial.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS) | (op == OP_SGD))]
 
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [pc.eq(0), busy.eq(1), done.eq(0)]
                     m.next = "FETCH"
-            with m.State("FETCH"):  # ncw 64-bit words, shifted in from the top
+            with m.State("FETCH"):  # ncw 64-bit words, shifted in from the top as they arrive
                 m.d.sync += fw.eq(fw + 1)
-                with m.If(fw != 0):
-                    m.d.sync += cmd_sr.eq(Cat(cmd_sr[CMD_WORD_BITS:], cm_r.data))
-                with m.If(fw == ncw):
+                with m.If(fw >= RL):
+                    m.d.sync += cmd_sr.eq(Cat(cmd_sr[CMD_WORD_BITS:], cm.rd_data))
+                with m.If(fw == ncw + RL - 1):
                     m.d.sync += fw.eq(0)
                     m.next = "LOAD"
             with m.State("LOAD"):
-                m.d.sync += cmd.as_value().eq(cmd_sr[:cmd_w])
+                m.d.sync += [cmd.as_value().eq(cmd_sr[:cmd_w]), launch.eq(1)]
                 m.next = "DECODE"
             with m.State("DECODE"):
+                m.d.sync += launch.eq(0)
                 with m.If(op == OP_END):
                     m.d.sync += [busy.eq(0), done.eq(1)]
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += [k_last.eq(cmd.k_len - 1), n_last.eq(cmd.n_tiles - 1),
-                                 m_last.eq(cmd.m_tiles - 1)]
-                    m.d.sync += [
-                        issuing.eq(1), mt_i.eq(0), nt_i.eq(0), k_i.eq(0),
-                        a_tile.eq(cmd.a_base), a_addr.eq(cmd.a_base), b_tile.eq(cmd.b_base),
-                        b_addr.eq(cmd.b_base),
-                        mt_d.eq(0), nt_d.eq(0), r_d.eq(0), drain_done.eq(0),
-                        c_mt.eq(cmd.o0.base), t_nt.eq(cmd.o4.base),
-                    ]
-                    m.d.sync += [r_mt[s].eq(slots[s].base) for s in (1, 2, 3)]
-                    m.d.sync += [row_addr[s].eq(slots[s].base) for s in (1, 2, 3)]
                     m.next = "RUN"
             with m.State("RUN"):
                 with m.If(drain_done):
@@ -204,68 +227,102 @@ class Engine(wiring.Component):
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
 
-        # ---- issue: operand fetch into the MAC array ----------------------------------------
-        with m.If(advance):
-            m.d.sync += [v1.eq(issuing), f1.eq(k_i == 0), l1.eq(k_i == k_last)]
-            with m.If(issuing):
-                m.d.sync += [k_i.eq(k_i + 1), a_addr.eq(a_addr + cmd.a_sk), b_addr.eq(b_addr + cmd.b_sk)]
-                with m.If(k_i == k_last):
-                    m.d.sync += k_i.eq(0)
-                    with m.If(nt_i == n_last):
-                        m.d.sync += [nt_i.eq(0), b_tile.eq(cmd.b_base), b_addr.eq(cmd.b_base),
-                                     mt_i.eq(mt_i + 1), a_tile.eq(a_tile + cmd.a_sm),
-                                     a_addr.eq(a_tile + cmd.a_sm)]
-                        with m.If(mt_i == m_last):
-                            m.d.sync += issuing.eq(0)
-                    with m.Else():
-                        m.d.sync += [nt_i.eq(nt_i + 1), b_tile.eq(b_tile + cmd.b_sn),
-                                     b_addr.eq(b_tile + cmd.b_sn), a_addr.eq(a_tile)]
+        with m.If(launch & (op != OP_END)):  # the DECODE cycle of a GEMM command
+                    m.d.sync += [k_last.eq(cmd.k_len - 1), n_last.eq(cmd.n_tiles - 1),
+                                 m_last.eq(cmd.m_tiles - 1)]
+                    m.d.sync += [k_rem.eq(cmd.k_len - 1), nt_rem.eq(cmd.n_tiles - 1),
+                                 mt_rem.eq(cmd.m_tiles - 1),
+                                 k_end.eq(cmd.k_len == 1), nt_end.eq(cmd.n_tiles == 1),
+                                 mt_end.eq(cmd.m_tiles == 1),
+                                 k_one.eq(cmd.k_len == 1), n_one.eq(cmd.n_tiles == 1)]
+                    m.d.sync += [
+                        issuing.eq(1), k_first.eq(1),
+                        a_tile.eq(cmd.a_base), a_addr.eq(cmd.a_base), b_tile.eq(cmd.b_base),
+                        b_addr.eq(cmd.b_base),
+                        mt_d.eq(0), nt_d.eq(0), r_d.eq(0), r_last.eq(0), drain_done.eq(0),
+                        c_mt.eq(cmd.o0.base), t_nt.eq(cmd.o4.base),
+                    ]
+                    m.d.sync += [r_mt[s].eq(slots[s].base) for s in (1, 2, 3)]
+                    m.d.sync += [row_addr[s].eq(slots[s].base) for s in (1, 2, 3)]
+                    m.d.sync += [tile0[s].eq(slots[s].base) for s in (1, 2, 3)]
 
-        a_sel1 = cmd.a_sel  # constant during a command
-        a_word = Mux(a_sel1, ar_r.data, ac_r.data)
+        # ---- issue: operand fetch into the MAC array ----------------------------------------
+        m.d.sync += [vs[0].eq(issue), fs[0].eq(k_first), ls[0].eq(k_end)]
+        m.d.sync += [x[k].eq(x[k - 1]) for x in (vs, fs, ls) for k in range(1, RL + 1)]
+        with m.If(issue):
+            m.d.sync += [k_first.eq(k_end), a_addr.eq(a_addr + cmd.a_sk),
+                         b_addr.eq(b_addr + cmd.b_sk),
+                         k_rem.eq(k_rem - 1), k_end.eq(k_rem == 1)]
+            with m.If(k_end):
+                m.d.sync += [k_rem.eq(k_last), k_end.eq(k_one)]
+                with m.If(nt_end):
+                    m.d.sync += [nt_rem.eq(n_last), nt_end.eq(n_one),
+                                 b_tile.eq(cmd.b_base), b_addr.eq(cmd.b_base),
+                                 a_tile.eq(a_tile + cmd.a_sm), a_addr.eq(a_tile + cmd.a_sm),
+                                 mt_rem.eq(mt_rem - 1), mt_end.eq(mt_rem == 1)]
+                    with m.If(mt_end):
+                        m.d.sync += issuing.eq(0)
+                with m.Else():
+                    m.d.sync += [nt_rem.eq(nt_rem - 1), nt_end.eq(nt_rem == 1),
+                                 b_tile.eq(b_tile + cmd.b_sn),
+                                 b_addr.eq(b_tile + cmd.b_sn), a_addr.eq(a_tile)]
+
+        a_word = Mux(cmd.a_sel, ar.rd_data, ac.rd_data)  # a_sel is constant during a command
         # Cat of signed WB-bit slices would not sign-extend: widen each lane explicitly.
         b_lanes = Signal(data.ArrayLayout(signed(DB), L))
         with m.Switch(cmd.b_sel):
             with m.Case(0):
-                m.d.comb += [b_lanes[j].eq(wm_r.data.word_select(j, WB).as_signed()) for j in range(L)]
+                m.d.comb += [b_lanes[j].eq(wm.rd_data.word_select(j, WB).as_signed()) for j in range(L)]
             with m.Case(1):
-                m.d.comb += [b_lanes[j].eq(wt_r.data.word_select(j, WB).as_signed()) for j in range(L)]
+                m.d.comb += [b_lanes[j].eq(wt.rd_data.word_select(j, WB).as_signed()) for j in range(L)]
             with m.Default():
-                m.d.comb += [b_lanes[j].eq(dm_r.data.word_select(j, DB).as_signed()) for j in range(L)]
-        # Stage 2: block RAM outputs registered (the operand memories spread over the die; this
-        # register keeps their clock-to-out and routing off the MAC array's input paths).
+                m.d.comb += [b_lanes[j].eq(dm.rd_data.word_select(j, DB).as_signed()) for j in range(L)]
+        # operand registers: the source select and sign extension get a stage of their own
         a_q = Signal(AB * L)
         b_q = Signal(data.ArrayLayout(signed(DB), L))
-        with m.If(advance):
-            m.d.sync += [v2.eq(v1), f2.eq(f1), l2.eq(l1), a_q.eq(a_word), b_q.eq(b_lanes)]
-        m.d.comb += [
-            mac.i.valid.eq(v2), mac.i.payload.first.eq(f2), mac.i.payload.last.eq(l2),
-        ]
-        m.d.comb += [mac.i.payload.a[i].eq(a_q.word_select(i, AB).as_signed()) for i in range(L)]
-        m.d.comb += [mac.i.payload.b[j].eq(b_q[j]) for j in range(L)]
+        m.d.sync += [a_q.eq(a_word), b_q.eq(b_lanes)]
+        beat = Signal(mac.i.payload.shape())
+        m.d.comb += [beat.first.eq(fs[-1]), beat.last.eq(ls[-1])]
+        m.d.comb += [beat.a[i].eq(a_q.word_select(i, AB).as_signed()) for i in range(L)]
+        m.d.comb += [beat.b[j].eq(b_q[j]) for j in range(L)]
+        skid_output(m, vs[-1], beat.as_value(), mac.i, cap)
+        mac_fire = mac.i.valid & mac.i.ready
+        m.d.sync += in_flight.eq(in_flight + issue - mac_fire)
 
-        # ---- drain: row counters --------------------------------------------------------------
+        # ---- drain: C rows out of the MAC array, through one register ---------------------------
+        # A row that leaves the array (o_fire) is handled from registers one cycle later (row_v,
+        # row_data): the drain counters, the serializer and the ReLU-backward path never see the
+        # array's output-FIFO logic.
         o_fire = Signal()
+        row_v = Signal()
+        row_data = Signal(mac.o.payload.shape())
         ser_busy = Signal()
-        ser_j = Signal(LB or 1)
-        accept = Signal()
-        m.d.comb += accept.eq(~ser_busy | (ser_j == L - 1))
-        m.d.comb += mac.o.ready.eq(Mux(serial, accept, 1))
-        m.d.comb += o_fire.eq(mac.o.valid & mac.o.ready)
-        last_row = (r_d == L - 1) & (nt_d == n_last) & (mt_d == m_last)
-        with m.If(o_fire):
-            m.d.sync += [r_d.eq(r_d + 1)]
+        ser_j = Signal(LB)
+        # The serializer takes one row every L cycles: after a serial op's row leaves the array,
+        # `accept` (the array's o.ready, a register) is low for L - 1 cycles. Other ops: always 1.
+        accept = Signal(init=1)
+        acc_cnt = Signal(LB)
+        m.d.comb += [mac.o.ready.eq(accept), o_fire.eq(mac.o.valid & accept)]
+        m.d.sync += [row_v.eq(o_fire), row_data.eq(mac.o.payload)]
+        with m.If(o_fire & serial):
+            m.d.sync += [accept.eq(0), acc_cnt.eq(L - 1)]
+        with m.Elif(acc_cnt != 0):
+            m.d.sync += [acc_cnt.eq(acc_cnt - 1), accept.eq(acc_cnt == 1)]
+        last_row = r_last & nt_d_last & mt_d_last
+        with m.If(row_v):
+            m.d.sync += [r_d.eq(r_d + 1), r_last.eq(r_d == L - 2)]
             m.d.sync += [row_addr[s].eq(row_addr[s] + slots[s].stride) for s in (1, 2, 3)]
-            with m.If(r_d == L - 1):
+            with m.If(r_last):
                 m.d.sync += [r_d.eq(0)]
-                with m.If(nt_d == n_last):
+                with m.If(nt_d_last):
                     m.d.sync += [nt_d.eq(0), t_nt.eq(cmd.o4.base), mt_d.eq(mt_d + 1),
                                  c_mt.eq(c_mt + cmd.o0.stride)]
-                    m.d.sync += [r_mt[s].eq(r_mt[s] + (slots[s].stride << LB)) for s in (1, 2, 3)]
-                    m.d.sync += [row_addr[s].eq(r_mt[s] + (slots[s].stride << LB)) for s in (1, 2, 3)]
+                    for s in (1, 2, 3):
+                        nxt = r_mt[s] + (slots[s].stride << LB)
+                        m.d.sync += [r_mt[s].eq(nxt), tile0[s].eq(nxt), row_addr[s].eq(nxt)]
                 with m.Else():
                     m.d.sync += [nt_d.eq(nt_d + 1), t_nt.eq(t_nt + (cmd.o4.stride << LB))]
-                    m.d.sync += [row_addr[s].eq(r_mt[s] + nt_d + 1) for s in (1, 2, 3)]
+                    m.d.sync += [x[s].eq(tile0[s] + 1) for s in (1, 2, 3) for x in (tile0, row_addr)]
             with m.If(last_row):
                 m.d.sync += drain_done.eq(1)
 
@@ -278,8 +335,8 @@ class Engine(wiring.Component):
         ser_col = Signal(ADDR_W)
         ser_tcol = Signal(ADDR_W)
         ser_rowa = {s: Signal(ADDR_W, name=f"ser_row{s}") for s in (1, 2, 3)}
-        with m.If(o_fire & serial):
-            m.d.sync += [ser_row.eq(mac.o.payload), ser_m.eq(m_row), ser_nt.eq(nt_d),
+        with m.If(row_v & serial):
+            m.d.sync += [ser_row.eq(row_data), ser_m.eq(m_row), ser_nt.eq(nt_d),
                          ser_col.eq(col_addr), ser_tcol.eq(tcol_addr), ser_j.eq(0), ser_busy.eq(1)]
             m.d.sync += [ser_rowa[s].eq(row_addr[s]) for s in (1, 2, 3)]
         with m.Elif(ser_busy):
@@ -289,39 +346,28 @@ class Engine(wiring.Component):
             with m.If(ser_j == L - 1):
                 m.d.sync += ser_busy.eq(0)
 
-        # E0: element (m, n) with its addresses; memory reads issued here
+        # E0: element (m, n) with its addresses; its YMEM / WMEM word is read here and arrives
+        # RL cycles later, at E1, together with the element
         e0_n = Signal(ADDR_W + 4)
-        m.d.comb += e0_n.eq((ser_nt << LB) | ser_j if LB else ser_nt)
+        m.d.comb += e0_n.eq((ser_nt << LB) | ser_j)
         e0_valid = Signal()
         m.d.comb += e0_valid.eq(ser_busy & (ser_m < m_len) & (e0_n < n_len))
-        lane_r0 = ser_m[:LB] if LB else Const(0, 1)
-        # E1 registers
-        e1 = {
-            "valid": Signal(name="e1_valid"), "z": Signal(signed(p.acc_bits), name="e1_z"),
-            "j": Signal(LB or 1, name="e1_j"), "r": Signal(LB or 1, name="e1_r"),
-            "a0": Signal(ADDR_W, name="e1_a0"), "a1": Signal(ADDR_W, name="e1_a1"),
-            "a2": Signal(ADDR_W, name="e1_a2"), "a3": Signal(ADDR_W, name="e1_a3"),
-            "a4": Signal(ADDR_W, name="e1_a4"),
-        }
-        m.d.sync += [
-            e1["valid"].eq(e0_valid), e1["z"].eq(ser_row[0]), e1["j"].eq(ser_j), e1["r"].eq(lane_r0),
-            e1["a0"].eq(ser_col), e1["a1"].eq(ser_rowa[1]), e1["a2"].eq(ser_rowa[2]),
-            e1["a3"].eq(ser_rowa[3]), e1["a4"].eq(ser_tcol),
-        ]
-        y1 = ym_r.data.word_select(e1["j"], AB).as_signed()
-        w1 = wm_r.data.word_select(e1["j"], WB).as_signed()
+        e0 = {"valid": e0_valid, "z": ser_row[0], "j": ser_j, "r": ser_m[:LB], "a0": ser_col,
+              "a1": ser_rowa[1], "a2": ser_rowa[2], "a3": ser_rowa[3], "a4": ser_tcol}
+        e1 = {k: _delay(m, v, RL, f"e_{k}") for k, v in e0.items()}
+        y1 = ym.rd_data.word_select(e1["j"], AB).as_signed()
+        w1 = wm.rd_data.word_select(e1["j"], WB).as_signed()
 
-        is_scale = (op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS)
-        # scaling: ProgDivider then clip (one register level)
+        # scaling: ProgDivider, a register, then clip
         m.d.comb += [
             scaler.i.valid.eq(e1["valid"] & is_scale),
             scaler.i.payload.n.eq(e1["z"]), scaler.i.payload.mult.eq(cmd.sc_mult),
             scaler.i.payload.shift.eq(cmd.sc_shift),
         ]
-        q = scaler.o.payload
+        q = Signal(signed(p.acc_bits))  # keeps the divider's skid-FIFO output mux off the clip
+        m.d.sync += q.eq(scaler.o.payload)
         s_val = Signal(signed(AB))
         m.d.sync += s_val.eq(Mux(q > ACT_MAX, ACT_MAX, Mux(q < -ACT_MAX, -ACT_MAX, q)))
-        l_sc = scaler.latency + 1
         y_s = _delay(m, y1, l_sc, "y")
         m.d.comb += [relu_fwd.i.valid.eq(1), relu_fwd.i.payload.eq(s_val),
                      lossgrad.i.valid.eq(1), lossgrad.i.payload.y_hat.eq(s_val),
@@ -333,30 +379,32 @@ class Engine(wiring.Component):
         sc = {k: _delay(m, v, l_sc + l_out, f"sc_{k}") for k, v in e1.items() if k != "z"}
         sc_valid = sc["valid"] & is_scale
 
-        # IntegerSGD update, behind one register level (block RAM lane select -> register)
+        # IntegerSGD update, behind one register level (lane select -> register)
         w2 = Signal(signed(WB))
         e2 = {k: Signal(v.shape(), name=f"e2_{k}") for k, v in e1.items()}
         m.d.sync += [w2.eq(w1)] + [e2[k].eq(v) for k, v in e1.items()]
         m.d.comb += [
-            sgd.i.valid.eq(e2["valid"] & (op == OP_SGD)),
+            sgd.i.valid.eq(e2["valid"] & is_sgd),
             sgd.i.payload.w.eq(w2), sgd.i.payload.g.eq(e2["z"]),
             sgd.i.payload.d_mult.eq(cmd.d_mult), sgd.i.payload.d_shift.eq(cmd.d_shift),
             sgd.i.payload.e_mult.eq(cmd.e_mult), sgd.i.payload.e_shift.eq(cmd.e_shift),
         ]
         sg = {k: _delay(m, v, sgd.latency, f"sg_{k}") for k, v in e2.items() if k not in ("z",)}
-        sg_valid = sg["valid"] & (op == OP_SGD)
+        # WMEM read-modify-write: a row's word is read on L consecutive cycles (E0) and first
+        # written RL + 1 + sgd.latency cycles after the first read, so never in a read cycle
+        # (the memories have no read/write collision logic, see hw.engine.memory)
+        assert RL + 1 + sgd.latency >= L
+        sg_valid = sg["valid"] & is_sgd
         w_new = sgd.o.payload
 
-        # ---- row path: NITRO-ReLU backward ---------------------------------------------------
-        rb_fire = o_fire & (op == OP_RELU_BWD)
-        rb1_valid = Signal()
-        rb1_row = Signal(data.ArrayLayout(signed(p.acc_bits), L))
-        rb1_addr = Signal(ADDR_W)
-        m.d.sync += [rb1_valid.eq(rb_fire & (m_row < m_len)), rb1_row.eq(mac.o.payload),
-                     rb1_addr.eq(row_addr[1])]
+        # ---- row path: NITRO-ReLU backward (the row's SMEM word arrives RL cycles later) ---------
+        rb_fire = row_v & is_rbwd
+        rb1_valid = _delay(m, rb_fire & (m_row < m_len), RL, "rb1_valid")
+        rb1_row = _delay(m, row_data, RL, "rb1_row")
+        rb1_addr = _delay(m, row_addr[1], RL, "rb1_addr")
         for j, u in enumerate(relu_bwd):
             m.d.comb += [u.i.valid.eq(rb1_valid), u.i.payload.delta.eq(rb1_row[j]),
-                         u.i.payload.s.eq(sm_r.data.word_select(j, AB).as_signed())]
+                         u.i.payload.s.eq(sm.rd_data.word_select(j, AB).as_signed())]
         l_rb = relu_bwd[0].latency
         rb_valid = _delay(m, rb1_valid, l_rb, "rb_valid")
         rb_addr = _delay(m, rb1_addr, l_rb, "rb_addr")
@@ -368,52 +416,44 @@ class Engine(wiring.Component):
 
         host_w = {sel: self.hw_en & (self.hw_sel == sel) & ~busy for sel in mems}
 
-        def host_or(sel, wp, addr, dat, en):
-            rp_, wp_, lane_w, width = mems[sel]
+        def host_or(sel, addr, dat, en):
+            mem, lane_w, width = mems[sel]
             full = (1 << (L if lane_w else 1)) - 1
             m.d.comb += [
-                wp.addr.eq(Mux(busy, addr, self.hw_addr)),
-                wp.data.eq(Mux(busy, dat, self.hw_data[:width])),
-                wp.en.eq(Mux(busy, en, Mux(host_w[sel], full, 0))),
+                mem.wr_addr.eq(Mux(busy, addr, self.hw_addr)),
+                mem.wr_data.eq(Mux(busy, dat, self.hw_data[:width])),
+                mem.wr_en.eq(Mux(busy, en, Mux(host_w[sel], full, 0))),
             ]
 
-        is_relu = op == OP_SCALE_RELU
-        is_loss = op == OP_SCALE_LOSS
         sc_val = Mux(is_relu, a_out, e_out)
-        host_or(SEL_AMEM_C, ac_w, sc["a0"], _rep(sc_val[:AB], L), lane_en(sc["r"], sc_valid))
-        host_or(SEL_AMEM_R, ar_w, sc["a1"], _rep(a_out[:AB], L), lane_en(sc["j"], sc_valid & is_relu))
+        host_or(SEL_AMEM_C, sc["a0"], _rep(sc_val[:AB], L), lane_en(sc["r"], sc_valid))
+        host_or(SEL_AMEM_R, sc["a1"], _rep(a_out[:AB], L), lane_en(sc["j"], sc_valid & is_relu))
         e_ext = Signal(signed(DB))
         m.d.comb += e_ext.eq(e_out)
-        host_or(SEL_DMEM, dm_w, Mux(rb_valid, rb_addr, sc["a1"]),
-                Mux(rb_valid, rb_word, _rep(e_ext, L)),
+        host_or(SEL_DMEM, Mux(rb_valid, rb_addr, sc["a1"]), Mux(rb_valid, rb_word, _rep(e_ext, L)),
                 Mux(rb_valid, (1 << L) - 1, lane_en(sc["j"], sc_valid & is_loss)))
-        host_or(SEL_SMEM, sm_w, sc["a2"], _rep(s_out[:AB], L), lane_en(sc["j"], sc_valid))
-        host_or(SEL_WMEM, wm_w, sg["a3"], _rep(w_new[:WB], L), lane_en(sg["j"], sg_valid))
-        host_or(SEL_WTMEM, wt_w, sg["a4"], _rep(w_new[:WB], L),
-                lane_en(sg["r"], sg_valid & cmd.wt_en))
-        host_or(SEL_YMEM, ym_w, 0, 0, 0)
-        host_or(SEL_CMEM, cm_w, 0, 0, 0)
+        host_or(SEL_SMEM, sc["a2"], _rep(s_out[:AB], L), lane_en(sc["j"], sc_valid))
+        host_or(SEL_WMEM, sg["a3"], _rep(w_new[:WB], L), lane_en(sg["j"], sg_valid))
+        host_or(SEL_WTMEM, sg["a4"], _rep(w_new[:WB], L), lane_en(sg["r"], sg_valid & cmd.wt_en))
+        host_or(SEL_YMEM, 0, 0, 0)
+        host_or(SEL_CMEM, 0, 0, 0)
 
         ha = self.hr_addr
-        is_sgd = op == OP_SGD
         reads = {
-            SEL_AMEM_C: (a_addr, advance), SEL_AMEM_R: (a_addr, advance),
-            SEL_WMEM: (Mux(is_sgd, ser_rowa[3], b_addr), Mux(is_sgd, 1, advance)),
-            SEL_WTMEM: (b_addr, advance), SEL_DMEM: (b_addr, advance),
-            SEL_SMEM: (row_addr[2], 1), SEL_YMEM: (ser_rowa[3], 1), SEL_CMEM: ((pc * ncw + fw)[:ADDR_W], 1),
+            SEL_AMEM_C: a_addr, SEL_AMEM_R: a_addr, SEL_WMEM: Mux(is_sgd, ser_rowa[3], b_addr),
+            SEL_WTMEM: b_addr, SEL_DMEM: b_addr, SEL_SMEM: row_addr[2], SEL_YMEM: ser_rowa[3],
+            SEL_CMEM: (pc * ncw + fw)[:ADDR_W],
         }
-        for sel, (addr, en) in reads.items():
-            rp = mems[sel][0]
-            m.d.comb += [rp.addr.eq(Mux(busy, addr, ha)), rp.en.eq(Mux(busy, en, 1))]
+        for sel, addr in reads.items():
+            m.d.comb += mems[sel][0].rd_addr.eq(Mux(busy, addr, ha))
 
         # ---- performance counters --------------------------------------------------------------
         n_ctr = N_PHASES * len(CTR_KINDS)
         kinds = len(CTR_KINDS)
         ctr_list = [Signal(CTR_BITS, name=f"ctr_{ph_}_{CTR_KINDS[k]}")
                     for ph_ in range(N_PHASES) for k in range(kinds)]
-        ctrs = Array(ctr_list)
         ph = cmd.phase
-        incs = [busy, mac.i.valid & mac.i.ready, mac.i.valid & ~mac.i.ready, in_wait]
+        incs = [busy, mac_fire, mac.i.valid & ~mac.i.ready, in_wait]
         with m.If(self.start & ~busy):
             m.d.sync += [c.eq(0) for c in ctr_list]
         with m.Elif(busy):
@@ -425,13 +465,23 @@ class Engine(wiring.Component):
                             m.d.sync += c.eq(c + 1)
 
         # ---- host read mux ----------------------------------------------------------------------
-        hr_sel1 = Signal(4)
+        # counters: address register, 8:1 within groups of 8, 8:1 over the groups (registered),
+        # then aligned with the memories' read latency
+        ha1 = _delay(m, ha[:(n_ctr - 1).bit_length()], 1, "ctr_addr")
+        ha2 = _delay(m, ha1, 1, "ctr_addr")
+        groups = []
+        for g in range(0, n_ctr, 8):
+            r = Signal(CTR_BITS, name=f"ctr_grp{g // 8}")
+            m.d.sync += r.eq(Array(ctr_list[g:g + 8])[ha1[:3]])
+            groups.append(r)
         ctr_rd = Signal(CTR_BITS)
-        m.d.sync += [hr_sel1.eq(self.hr_sel), ctr_rd.eq(ctrs[ha[:max(1, (n_ctr - 1).bit_length())]])]
-        with m.Switch(hr_sel1):
-            for sel, (rp, _, _, width) in mems.items():
+        m.d.sync += ctr_rd.eq(Array(groups)[ha2[3:]])
+        ctr_rd = _delay(m, ctr_rd, RL - 3, "ctr_rd")
+        hr_sel = _delay(m, self.hr_sel, RL, "hr_sel")
+        with m.Switch(hr_sel):
+            for sel, (mem, _, width) in mems.items():
                 with m.Case(sel):
-                    m.d.comb += self.hr_data.eq(rp.data)
+                    m.d.sync += self.hr_data.eq(mem.rd_data)
             with m.Case(SEL_CTR):
-                m.d.comb += self.hr_data.eq(ctr_rd)
+                m.d.sync += self.hr_data.eq(ctr_rd)
         return m

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hw.engine.core import Engine
 from hw.engine.params import EngineParams
 from sim.runner import LINT_WAIVERS, REPO, setup_verilator
 
@@ -35,8 +36,6 @@ def engine_verilog(params: EngineParams) -> str:
     """Amaranth -> Verilog of the engine, without the all-zero memory initialisers (Verilator and
     the FPGA both start memories at zero; the initialisers only slow the C++ compile)."""
     from amaranth.back import verilog
-
-    from hw.engine.core import Engine
 
     text = verilog.convert(Engine(params), name="engine")
     return _ZERO_INIT.sub("", text)
@@ -80,7 +79,8 @@ def build_engine(params: EngineParams | None = None) -> EngineBuild:
     """Generate and Verilate the engine (cached by content hash; concurrent callers wait)."""
     p = params or EngineParams()
     setup_verilator()
-    hparams = {"HB": p.host_data_bits, "RB": p.word_bits, "LD_DEPTH": LD_DEPTH, "DP_DEPTH": DP_DEPTH}
+    hparams = {"HB": p.host_data_bits, "RB": p.word_bits, "LD_DEPTH": LD_DEPTH, "DP_DEPTH": DP_DEPTH,
+               "RL": Engine.host_read_latency}
     # Fast path: the Python sources that generate the design are unchanged since a finished
     # build (Verilog generation alone takes ~10 s).
     src = _source_key(p, hparams)

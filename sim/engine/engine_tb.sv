@@ -4,14 +4,16 @@
 // (cleared at the start) rises when the operation has finished; cocotb waits on that edge only.
 //   ld  : $readmemh("load.hex") -> ldmem, then n_ld words {sel, addr, data} into the host write port
 //   rq  : $readmemh("requests.hex") -> rqmem (the read-back list {sel, addr}; kept across steps)
-//   dp  : n_dp reads through the host read port -> dpmem -> $writememh("dump.hex")
+//   dp  : n_dp reads through the host read port (data RL cycles after each request)
+//         -> dpmem -> $writememh("dump.hex")
 //   run : a `start` pulse into the engine; run_done follows the engine's `done`
 // verilator coverage_off
 module tb #(
     parameter int HB = 464,
     parameter int RB = 192,
     parameter int LD_DEPTH = 16384,
-    parameter int DP_DEPTH = 16384
+    parameter int DP_DEPTH = 16384,
+    parameter int RL = 5  // the engine's host read latency (>= 2)
 ) (
     input  logic        ld_go /*verilator public_flat_rw*/,
     input  logic [31:0] n_ld /*verilator public_flat_rw*/,
@@ -33,7 +35,8 @@ module tb #(
     logic [RB-1:0]    dpmem [DP_DEPTH];
 
     logic ld_q = 0, rq_q = 0, dp_q = 0, run_q = 0;
-    logic ld_busy = 0, dp_busy = 0, dp_cap = 0, dp_fin = 0, start = 0, eng_done;
+    logic ld_busy = 0, dp_busy = 0, dp_fin = 0, start = 0, eng_done;
+    logic [RL-1:0] dp_pipe = '0;  // requests in flight through the engine's read pipeline
     logic [31:0] ld_i = 0, dp_i = 0, dp_j = 0;
     logic [HB+20-1:0] ld_word;
     logic [19:0] rq_word;
@@ -62,7 +65,7 @@ module tb #(
         // read-back list
         if (rq_go && !rq_q) $readmemh("requests.hex", rqmem);
         // dump
-        dp_cap <= dp_busy;
+        dp_pipe <= {dp_pipe[RL-2:0], dp_busy};
         dp_fin <= 0;
         if (dp_go && !dp_q) begin
             dp_done <= 0; dp_i <= 0; dp_j <= 0; dp_busy <= (n_dp != 0);
@@ -71,10 +74,10 @@ module tb #(
             dp_i <= dp_i + 1;
             if (dp_i == n_dp - 1) dp_busy <= 0;
         end
-        if (dp_cap) begin
+        if (dp_pipe[RL-1]) begin
             dpmem[dp_j[$clog2(DP_DEPTH)-1:0]] <= hr_data;
             dp_j <= dp_j + 1;
-            if (!dp_busy) dp_fin <= 1;
+            if (!dp_busy && dp_pipe[RL-2:0] == '0) dp_fin <= 1;
         end
         if (dp_fin) begin
             $writememh("dump.hex", dpmem, 0, n_dp - 1);

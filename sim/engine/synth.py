@@ -63,8 +63,11 @@ class EngineSynthTop(Elaboratable):
         with m.If(ins["wr_shift"]):
             m.d.sync += wbuf.eq((wbuf << BUS)[:hb] | ins["wr_word"])
         rbuf = Signal(rb)
-        rd_cap = Signal()
-        m.d.sync += rd_cap.eq(ins["rd_req"])
+        rd_cap = ins["rd_req"]
+        for k in range(eng.host_read_latency):
+            r = Signal(name=f"rd_cap{k}")
+            m.d.sync += r.eq(rd_cap)
+            rd_cap = r
         with m.If(rd_cap):
             m.d.sync += rbuf.eq(eng.hr_data)
         with m.Elif(ins["rd_shift"]):

@@ -1,0 +1,97 @@
+"""An engine memory: `depth` words split into block-RAM-sized banks, pipelined for Fmax.
+
+An ECP5 DP16KD's clock-to-output without its output register (~4.5 ns at speed 6) leaves no time
+at 150 MHz for the bank-select mux of a deep memory or for a route across the die, and one address
+register fanning out to ~90 block RAMs is a long net. So every path into and out of the RAMs
+starts and ends at a register next to them:
+
+    read  (latency `READ_LATENCY`, free-running: no clock enables, the engine never stalls a read):
+        1  address register              (its fan-out to the banks is the whole stage)
+        2  block RAM read                (the RAM's own address register)
+        3  per-bank output register      (the RAM's clock-to-out goes to a register in the next slice)
+        4  bank-select mux -> output register (bank index carried along stages 1-3)
+    write (one cycle later than presented): address, data and lane enables registered, then
+        decoded to the bank that holds the address.
+
+Banks are as deep as one DP16KD configuration that holds a whole lane per block RAM column:
+1024 words (1024 x 18) for 10- to 18-bit lanes, else 2048 (2048 x 9; wider lanes take several).
+yosys maps each bank on its own, so the depth mux is ours and registered; a last bank deeper than
+512 words is padded to the full bank depth (yosys would split 1408 words into 1024 + 384, with a
+mux of its own behind the RAMs).
+
+The engine never reads and writes the same word in one cycle: commands are separated by a flush,
+every tensor has its own region (`sim.engine.compiler`), and the SGD read-modify-write writes a
+word more than `rows` cycles after the row's reads of it (checked in `hw.engine.core`). So the
+RAMs carry yosys' `no_rw_check`; without it yosys puts address comparators and a bypass mux behind
+every RAM to emulate read-before-write across the two DP16KD ports.
+"""
+from __future__ import annotations
+
+from amaranth import Array, Const, Module, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .params import ADDR_W
+
+READ_LATENCY = 4
+
+
+def bank_depth(granularity: int | None) -> int:
+    return 1024 if granularity is not None and 9 < granularity <= 18 else 2048
+
+
+class BankedMemory(wiring.Component):
+    """`depth` words of `width` bits; `wr_en` has one bit per `granularity`-bit lane (or one bit)."""
+
+    read_latency = READ_LATENCY
+
+    def __init__(self, width: int, depth: int, granularity: int | None = None) -> None:
+        if granularity is not None and width % granularity:
+            raise ValueError(f"width {width} is not a multiple of the lane width {granularity}")
+        if not 1 <= depth <= 1 << ADDR_W:
+            raise ValueError(f"depth must be in 1..{1 << ADDR_W}, got {depth}")
+        self.width, self.depth, self.granularity = width, depth, granularity
+        self.bank_depth = bank_depth(granularity)
+        lanes = width // granularity if granularity else 1
+        super().__init__({
+            "rd_addr": In(ADDR_W), "rd_data": Out(width),
+            "wr_addr": In(ADDR_W), "wr_data": In(width), "wr_en": In(lanes),
+        })
+
+    @property
+    def banks(self) -> int:
+        return -(-self.depth // self.bank_depth)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        nb = self.banks
+        bd = self.bank_depth
+        ab = (bd - 1).bit_length()
+        bank_of = (lambda a: a[ab:]) if nb > 1 else (lambda a: 0)
+
+        # write: one register level, then the bank decode
+        wa, wd, we = (Signal.like(s, name=f"{n}_q") for n, s in
+                      (("wr_addr", self.wr_addr), ("wr_data", self.wr_data), ("wr_en", self.wr_en)))
+        m.d.sync += [wa.eq(self.wr_addr), wd.eq(self.wr_data), we.eq(self.wr_en)]
+        # read: address register, then per-bank output registers, then the registered mux
+        ra = Signal(ADDR_W, name="rd_addr_q")
+        sel = [Signal(range(nb), name=f"rd_bank{k}") for k in (1, 2, 3)]
+        m.d.sync += [ra.eq(self.rd_addr), sel[0].eq(bank_of(self.rd_addr)),
+                     sel[1].eq(sel[0]), sel[2].eq(sel[1])]
+        outs = []
+        for b in range(nb):
+            d = min(bd, self.depth - b * bd)
+            d = bd if d > 512 else d
+            mem = Memory(shape=unsigned(self.width), depth=d, init=[], attrs={"no_rw_check": 1})
+            m.submodules[f"bank{b}"] = mem
+            rp = mem.read_port()
+            wp = mem.write_port(granularity=self.granularity) if self.granularity else mem.write_port()
+            hit = (bank_of(wa) == b) if nb > 1 else Const(1)
+            m.d.comb += [rp.addr.eq(ra[:ab]),
+                         wp.addr.eq(wa[:ab]), wp.data.eq(wd), wp.en.eq(we & hit.replicate(len(we)))]
+            q = Signal(self.width, name=f"bank{b}_q")
+            m.d.sync += q.eq(rp.data)
+            outs.append(q)
+        m.d.sync += self.rd_data.eq(Array(outs)[sel[2]] if nb > 1 else outs[0])
+        return m
