@@ -48,7 +48,7 @@ from .sgd import ProgSGDUpdate
 
 CTR_BITS = 40
 ACT_MAX = 127
-HOST_READ_LATENCY = READ_LATENCY + 1  # memory pipeline + the registered host-side select
+HOST_READ_LATENCY = READ_LATENCY + 2  # memory pipeline + a two-level registered source select
 
 
 def _delay(m: Module, v, n: int, name: str):
@@ -127,6 +127,9 @@ class Engine(wiring.Component):
         pc = Signal(ADDR_W)
         fw = Signal(range(ncw + RL))
         cmd_sr = Signal(ncw * CMD_WORD_BITS)
+        # CMEM words shift in from the top every cycle (no enable on 512 flip-flops): in LOAD it
+        # holds the ncw words FETCH read, in order
+        m.d.sync += cmd_sr.eq(Cat(cmd_sr[CMD_WORD_BITS:], cm.rd_data))
         busy = Signal()
         done = Signal()
         l_sc = scaler.latency + 2  # divider, its output register, clip
@@ -161,8 +164,10 @@ class Engine(wiring.Component):
         ls = [Signal(name=f"l{k}") for k in range(1, RL + 2)]
         cap = skid_capacity(RL + 1)
         in_flight = Signal(range(cap + 1))
+        # issue = issuing & (in_flight < cap), decided a cycle ahead from both next values, so
+        # the ~150 issue-side enables hang off a register
         issue = Signal()
-        m.d.comb += issue.eq(issuing & ~in_flight[-1])  # cap is a power of two: top bit = full
+        issuing_nx = Signal()
         launch = Signal()  # high in the DECODE cycle (a register: it loads ~250 flip-flops)
 
         # drain-side counters and address registers
@@ -199,10 +204,8 @@ class Engine(wiring.Component):
                 with m.If(self.start):
                     m.d.sync += [pc.eq(0), busy.eq(1), done.eq(0)]
                     m.next = "FETCH"
-            with m.State("FETCH"):  # ncw 64-bit words, shifted in from the top as they arrive
+            with m.State("FETCH"):  # ncw 64-bit words; the last arrives at fw = ncw + RL - 1
                 m.d.sync += fw.eq(fw + 1)
-                with m.If(fw >= RL):
-                    m.d.sync += cmd_sr.eq(Cat(cmd_sr[CMD_WORD_BITS:], cm.rd_data))
                 with m.If(fw == ncw + RL - 1):
                     m.d.sync += fw.eq(0)
                     m.next = "LOAD"
@@ -236,7 +239,7 @@ class Engine(wiring.Component):
                                  mt_end.eq(cmd.m_tiles == 1),
                                  k_one.eq(cmd.k_len == 1), n_one.eq(cmd.n_tiles == 1)]
                     m.d.sync += [
-                        issuing.eq(1), k_first.eq(1),
+                        k_first.eq(1),
                         a_tile.eq(cmd.a_base), a_addr.eq(cmd.a_base), b_tile.eq(cmd.b_base),
                         b_addr.eq(cmd.b_base),
                         mt_d.eq(0), nt_d.eq(0), r_d.eq(0), r_last.eq(0), drain_done.eq(0),
@@ -260,8 +263,6 @@ class Engine(wiring.Component):
                                  b_tile.eq(cmd.b_base), b_addr.eq(cmd.b_base),
                                  a_tile.eq(a_tile + cmd.a_sm), a_addr.eq(a_tile + cmd.a_sm),
                                  mt_rem.eq(mt_rem - 1), mt_end.eq(mt_rem == 1)]
-                    with m.If(mt_end):
-                        m.d.sync += issuing.eq(0)
                 with m.Else():
                     m.d.sync += [nt_rem.eq(nt_rem - 1), nt_end.eq(nt_rem == 1),
                                  b_tile.eq(b_tile + cmd.b_sn),
@@ -287,7 +288,12 @@ class Engine(wiring.Component):
         m.d.comb += [beat.b[j].eq(b_q[j]) for j in range(L)]
         skid_output(m, vs[-1], beat.as_value(), mac.i, cap)
         mac_fire = mac.i.valid & mac.i.ready
-        m.d.sync += in_flight.eq(in_flight + issue - mac_fire)
+        in_next = Signal.like(in_flight)
+        m.d.comb += [in_next.eq(in_flight + issue - mac_fire),
+                     issuing_nx.eq(Mux(launch & (op != OP_END), 1,
+                                       issuing & ~(issue & k_end & nt_end & mt_end)))]
+        m.d.sync += [in_flight.eq(in_next), issuing.eq(issuing_nx),
+                     issue.eq(issuing_nx & ~in_next[-1])]  # cap is a power of two: top bit = full
 
         # ---- drain: C rows out of the MAC array, through one register ---------------------------
         # A row that leaves the array (o_fire) is handled from registers one cycle later (row_v,
@@ -448,40 +454,47 @@ class Engine(wiring.Component):
             m.d.comb += mems[sel][0].rd_addr.eq(Mux(busy, addr, ha))
 
         # ---- performance counters --------------------------------------------------------------
+        # The events and the phase are registered first (a one-hot phase), so each counter's
+        # enable is one LUT of registers; counting runs one cycle behind `busy`.
         n_ctr = N_PHASES * len(CTR_KINDS)
         kinds = len(CTR_KINDS)
         ctr_list = [Signal(CTR_BITS, name=f"ctr_{ph_}_{CTR_KINDS[k]}")
                     for ph_ in range(N_PHASES) for k in range(kinds)]
-        ph = cmd.phase
-        incs = [busy, mac_fire, mac.i.valid & ~mac.i.ready, in_wait]
+        ev = Signal(kinds)
+        ph_hot = Signal(N_PHASES)
+        m.d.sync += [ev.eq(Mux(busy, Cat(1, mac_fire, mac.i.valid & ~mac.i.ready, in_wait), 0)),
+                     ph_hot.eq(Const(1, N_PHASES) << cmd.phase)]
         with m.If(self.start & ~busy):
             m.d.sync += [c.eq(0) for c in ctr_list]
-        with m.Elif(busy):
+        with m.Else():
             for ph_ in range(N_PHASES):
-                with m.If(ph == ph_):
-                    for k, inc in enumerate(incs):
-                        c = ctr_list[ph_ * kinds + k]
-                        with m.If(inc):
-                            m.d.sync += c.eq(c + 1)
+                for k in range(kinds):
+                    c = ctr_list[ph_ * kinds + k]
+                    with m.If(ph_hot[ph_] & ev[k]):
+                        m.d.sync += c.eq(c + 1)
 
         # ---- host read mux ----------------------------------------------------------------------
-        # counters: address register, 8:1 within groups of 8, 8:1 over the groups (registered),
-        # then aligned with the memories' read latency
-        ha1 = _delay(m, ha[:(n_ctr - 1).bit_length()], 1, "ctr_addr")
-        ha2 = _delay(m, ha1, 1, "ctr_addr")
-        groups = []
-        for g in range(0, n_ctr, 8):
-            r = Signal(CTR_BITS, name=f"ctr_grp{g // 8}")
-            m.d.sync += r.eq(Array(ctr_list[g:g + 8])[ha1[:3]])
-            groups.append(r)
-        ctr_rd = Signal(CTR_BITS)
-        m.d.sync += ctr_rd.eq(Array(groups)[ha2[3:]])
-        ctr_rd = _delay(m, ctr_rd, RL - 3, "ctr_rd")
+        # counters: a 4:1 mux per register level over the counter index (64 -> 16 -> 4 -> 1),
+        # RL levels in all like the memories; then every source through a two-level select
+        assert n_ctr == 64 and RL == 4
+        ca = _delay(m, ha[:6], 1, "ctr_addr")
+        level = ctr_list
+        for lv in range(3):
+            nxt = []
+            for g in range(0, len(level), 4):
+                r = Signal(CTR_BITS, name=f"ctr_rd{lv}_{g // 4}")
+                m.d.sync += r.eq(Array(level[g:g + 4])[ca[2 * lv:2 * lv + 2]])
+                nxt.append(r)
+            level = nxt
+            ca = _delay(m, ca, 1, f"ctr_addr{lv}")
+        ctr_rd = level[0]
+        srcs = {sel: mem.rd_data for sel, (mem, _, _) in mems.items()}
+        srcs[SEL_CTR] = ctr_rd
         hr_sel = _delay(m, self.hr_sel, RL, "hr_sel")
-        with m.Switch(hr_sel):
-            for sel, (mem, _, width) in mems.items():
-                with m.Case(sel):
-                    m.d.sync += self.hr_data.eq(mem.rd_data)
-            with m.Case(SEL_CTR):
-                m.d.sync += self.hr_data.eq(ctr_rd)
+        part = [Signal(p.word_bits, name=f"hr_part{g}") for g in range(4)]  # by hr_sel[2:]
+        for sel, v in srcs.items():
+            with m.If(hr_sel[:2] == sel % 4):
+                m.d.sync += part[sel // 4].eq(v)
+        hr_sel2 = _delay(m, hr_sel[2:], 1, "hr_sel")
+        m.d.sync += self.hr_data.eq(Array(part)[hr_sel2])
         return m
