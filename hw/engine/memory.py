@@ -6,12 +6,13 @@ register fanning out to ~90 block RAMs is a long net. So every path into and out
 starts and ends at a register next to them:
 
     read  (latency `READ_LATENCY`, free-running: no clock enables, the engine never stalls a read):
-        1  address register              (its fan-out to the banks is the whole stage)
+        1  per-bank address registers    (the route to a far bank is the whole stage)
         2  block RAM read                (the RAM's own address register)
-        3  per-bank output register      (the RAM's clock-to-out goes to a register in the next slice)
-        4  bank-select mux -> output register (bank index carried along stages 1-3)
-    write (one cycle later than presented): address, data and lane enables registered, then
-        decoded to the bank that holds the address.
+        3  per-bank output register      (the RAM's clock-to-out goes to a register in the next
+                                          slice; zero unless the read was this bank's)
+        4  OR of the bank registers -> output register
+    write (one cycle later than presented): address, data and lane enables registered per bank,
+        only for the bank that holds the address.
 
 Banks are as deep as one DP16KD configuration that holds a whole lane per block RAM column:
 1024 words (1024 x 18) for 10- to 18-bit lanes, else 2048 (2048 x 9; wider lanes take several).
@@ -27,7 +28,10 @@ every RAM to emulate read-before-write across the two DP16KD ports.
 """
 from __future__ import annotations
 
-from amaranth import Array, Const, Module, Signal, unsigned
+import operator
+from functools import reduce
+
+from amaranth import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -68,30 +72,35 @@ class BankedMemory(wiring.Component):
         nb = self.banks
         bd = self.bank_depth
         ab = (bd - 1).bit_length()
-        bank_of = (lambda a: a[ab:]) if nb > 1 else (lambda a: 0)
-
-        # write: one register level, then the bank decode
-        wa, wd, we = (Signal.like(s, name=f"{n}_q") for n, s in
-                      (("wr_addr", self.wr_addr), ("wr_data", self.wr_data), ("wr_en", self.wr_en)))
-        m.d.sync += [wa.eq(self.wr_addr), wd.eq(self.wr_data), we.eq(self.wr_en)]
-        # read: address register, then per-bank output registers, then the registered mux
-        ra = Signal(ADDR_W, name="rd_addr_q")
-        sel = [Signal(range(nb), name=f"rd_bank{k}") for k in (1, 2, 3)]
-        m.d.sync += [ra.eq(self.rd_addr), sel[0].eq(bank_of(self.rd_addr)),
-                     sel[1].eq(sel[0]), sel[2].eq(sel[1])]
+        rd_bank = [Signal(name=f"rd_hit{k}") for k in range(nb)]  # this cycle's read targets bank k
+        hit1 = [Signal(name=f"rd_hit{k}_q") for k in range(nb)]  # ... the address register's read
         outs = []
         for b in range(nb):
+            hit_w = (self.wr_addr[ab:] == b) if nb > 1 else Const(1)
+            m.d.comb += rd_bank[b].eq((self.rd_addr[ab:] == b) if nb > 1 else 1)
             d = min(bd, self.depth - b * bd)
             d = bd if d > 512 else d
             mem = Memory(shape=unsigned(self.width), depth=d, init=[], attrs={"no_rw_check": 1})
             m.submodules[f"bank{b}"] = mem
             rp = mem.read_port()
             wp = mem.write_port(granularity=self.granularity) if self.granularity else mem.write_port()
-            hit = (bank_of(wa) == b) if nb > 1 else Const(1)
-            m.d.comb += [rp.addr.eq(ra[:ab]),
-                         wp.addr.eq(wa[:ab]), wp.data.eq(wd), wp.en.eq(we & hit.replicate(len(we)))]
+            # Each bank has its own address and write registers (next to its RAMs; loaded only
+            # for accesses to this bank, so synthesis cannot merge the copies back into one
+            # die-spanning net), and its own output register, zero unless the read was this
+            # bank's: the bank select is an OR of the registered outputs.
+            ra, wa, wd = (Signal(len(x), name=f"bank{b}_{n}") for n, x in
+                          (("rd_addr", rp.addr), ("wr_addr", wp.addr), ("wr_data", self.wr_data)))
+            we = Signal(len(self.wr_en), name=f"bank{b}_wr_en")
+            with m.If(rd_bank[b]):
+                m.d.sync += ra.eq(self.rd_addr)
+            with m.If(hit_w):
+                m.d.sync += [wa.eq(self.wr_addr), wd.eq(self.wr_data)]
+            m.d.sync += we.eq(Mux(hit_w, self.wr_en, 0))
+            m.d.comb += [rp.addr.eq(ra), wp.addr.eq(wa), wp.data.eq(wd), wp.en.eq(we)]
+            hit2 = Signal(name=f"rd_hit{b}_q2")
+            m.d.sync += [hit1[b].eq(rd_bank[b]), hit2.eq(hit1[b])]
             q = Signal(self.width, name=f"bank{b}_q")
-            m.d.sync += q.eq(rp.data)
+            m.d.sync += q.eq(Mux(hit2, rp.data, 0))
             outs.append(q)
-        m.d.sync += self.rd_data.eq(Array(outs)[sel[2]] if nb > 1 else outs[0])
+        m.d.sync += self.rd_data.eq(reduce(operator.or_, outs))
         return m
