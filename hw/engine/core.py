@@ -51,10 +51,15 @@ ACT_MAX = 127
 HOST_READ_LATENCY = READ_LATENCY + 2  # memory pipeline + a two-level registered source select
 
 
-def _delay(m: Module, v, n: int, name: str):
+def _reg(*args, **kwargs) -> Signal:
+    """A data register: no reset (only control state is reset, so the reset net stays small)."""
+    return Signal(*args, reset_less=True, **kwargs)
+
+
+def _delay(m: Module, v, n: int, name: str, reset_less: bool = True):
     """`v` delayed by n clock cycles (plain registers: the output pipelines never stall)."""
     for k in range(n):
-        r = Signal(v.shape(), name=f"{name}_d{k + 1}")
+        r = Signal(v.shape(), name=f"{name}_d{k + 1}", reset_less=reset_less)
         m.d.sync += r.eq(v)
         v = r
     return v
@@ -123,10 +128,10 @@ class Engine(wiring.Component):
 
         # ---- sequencer ----------------------------------------------------------------------
         RL = READ_LATENCY
-        cmd = Signal(self.cmd_layout)
+        cmd = _reg(self.cmd_layout)
         pc = Signal(ADDR_W)
         fw = Signal(range(ncw + RL))
-        cmd_sr = Signal(ncw * CMD_WORD_BITS)
+        cmd_sr = _reg(ncw * CMD_WORD_BITS)
         # CMEM words shift in from the top every cycle (no enable on 512 flip-flops): in LOAD it
         # holds the ncw words FETCH read, in order
         m.d.sync += cmd_sr.eq(Cat(cmd_sr[CMD_WORD_BITS:], cm.rd_data))
@@ -140,60 +145,60 @@ class Engine(wiring.Component):
         self.flush_cycles = flush
         wait_cnt = Signal(range(flush + 1))
         drain_done = Signal()
-        in_wait = Signal()
+        in_wait = _reg()
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
 
         # issue-side loops: down-counters whose "at the end" flags are registers, so no comparator
         # sits between a counter and the address adders
-        k_last, n_last, m_last = (Signal(ADDR_W, name=n) for n in ("k_last", "n_last", "m_last"))
-        k_rem, nt_rem, mt_rem = (Signal(ADDR_W, name=n) for n in ("k_rem", "nt_rem", "mt_rem"))
-        k_end, nt_end, mt_end = Signal(), Signal(), Signal()
-        k_one, n_one = Signal(), Signal()  # a reloaded loop of length 1 is at its end at once
-        k_first = Signal()
+        k_last, n_last, m_last = (_reg(ADDR_W, name=n) for n in ("k_last", "n_last", "m_last"))
+        k_rem, nt_rem, mt_rem = (_reg(ADDR_W, name=n) for n in ("k_rem", "nt_rem", "mt_rem"))
+        k_end, nt_end, mt_end = _reg(), _reg(), _reg()
+        k_one, n_one = _reg(), _reg()  # a reloaded loop of length 1 is at its end at once
+        k_first = _reg()
         issuing = Signal()
-        a_tile, b_tile = Signal(ADDR_W, name="a_tile"), Signal(ADDR_W, name="b_tile")
+        a_tile, b_tile = _reg(ADDR_W, name="a_tile"), _reg(ADDR_W, name="b_tile")
         # Operand word addresses live in registers (the adders sit before them, not between a
         # register and the memories): a = a_tile + k*a_sk, b = b_tile + k*b_sk.
-        a_addr = Signal(ADDR_W)
-        b_addr = Signal(ADDR_W)
+        a_addr = _reg(ADDR_W)
+        b_addr = _reg(ADDR_W)
         # issue pipeline (free-running): stage 1 = memory address register ... stage RL = memory
         # output, stage RL + 1 = operand registers, then a skid FIFO into the MAC array; a beat is
         # issued only with a credit (fewer than `cap` beats between issue and the array)
         vs = [Signal(name=f"v{k}") for k in range(1, RL + 2)]
-        fs = [Signal(name=f"f{k}") for k in range(1, RL + 2)]
-        ls = [Signal(name=f"l{k}") for k in range(1, RL + 2)]
+        fs = [_reg(name=f"f{k}") for k in range(1, RL + 2)]
+        ls = [_reg(name=f"l{k}") for k in range(1, RL + 2)]
         cap = skid_capacity(RL + 1)
         in_flight = Signal(range(cap + 1))
         # issue = issuing & (in_flight < cap), decided a cycle ahead from both next values, so
         # the ~150 issue-side enables hang off a register
         issue = Signal()
-        issuing_nx = Signal()
+        issuing_nx = _reg()
         launch = Signal()  # high in the DECODE cycle (a register: it loads ~250 flip-flops)
 
         # drain-side counters and address registers
-        mt_d, nt_d, r_d = Signal(ADDR_W), Signal(ADDR_W), Signal(LB)
-        r_last = Signal()  # r_d == L - 1, as a register
+        mt_d, nt_d, r_d = _reg(ADDR_W), _reg(ADDR_W), _reg(LB)
+        r_last = _reg()  # r_d == L - 1, as a register
         slots = [cmd.o0, cmd.o1, cmd.o2, cmd.o3, cmd.o4]
-        r_mt = {s: Signal(ADDR_W, name=f"r_mt{s}") for s in (1, 2, 3)}  # row 0 of m tile, nt = 0
-        tile0 = {s: Signal(ADDR_W, name=f"tile0_{s}") for s in (1, 2, 3)}  # row 0 of tile (mt, nt)
-        c_mt = Signal(ADDR_W)
-        t_nt = Signal(ADDR_W)
+        r_mt = {s: _reg(ADDR_W, name=f"r_mt{s}") for s in (1, 2, 3)}  # row 0 of m tile, nt = 0
+        tile0 = {s: _reg(ADDR_W, name=f"tile0_{s}") for s in (1, 2, 3)}  # row 0 of tile (mt, nt)
+        c_mt = _reg(ADDR_W)
+        t_nt = _reg(ADDR_W)
         # row_addr[s] = r_mt[s] + r*stride_s + nt: kept in a register, updated per drained row
-        row_addr = {s: Signal(ADDR_W, name=f"row_addr{s}") for s in (1, 2, 3)}
-        col_addr = Signal(ADDR_W)
-        tcol_addr = Signal(ADDR_W)
+        row_addr = {s: _reg(ADDR_W, name=f"row_addr{s}") for s in (1, 2, 3)}
+        col_addr = _reg(ADDR_W)
+        tcol_addr = _reg(ADDR_W)
         m.d.comb += [col_addr.eq(c_mt + (nt_d << LB)), tcol_addr.eq(t_nt + mt_d)]
-        m_row = Signal(ADDR_W + 4)
+        m_row = _reg(ADDR_W + 4)
         m.d.comb += m_row.eq((mt_d << LB) | r_d)
         # "last tile" flags one cycle behind the counters: a counter changes only on a tile's
         # last row, and the flag is next read L >= 2 drained rows later
-        nt_d_last, mt_d_last = Signal(), Signal()
+        nt_d_last, mt_d_last = _reg(), _reg()
         m.d.sync += [nt_d_last.eq(nt_d == n_last), mt_d_last.eq(mt_d == m_last)]
 
         op = cmd.op
         # decoded op flags, registered (valid from the first RUN cycle; only DECODE reads `op`)
         is_relu, is_loss, is_sgd, is_rbwd, is_scale, serial = (
-            Signal(name=n) for n in ("is_relu", "is_loss", "is_sgd", "is_rbwd", "is_scale", "serial"))
+            _reg(name=n) for n in ("is_relu", "is_loss", "is_sgd", "is_rbwd", "is_scale", "serial"))
         m.d.sync += [is_relu.eq(op == OP_SCALE_RELU), is_loss.eq(op == OP_SCALE_LOSS),
                      is_sgd.eq(op == OP_SGD), is_rbwd.eq(op == OP_RELU_BWD),
                      is_scale.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS)),
@@ -270,7 +275,7 @@ class Engine(wiring.Component):
 
         a_word = Mux(cmd.a_sel, ar.rd_data, ac.rd_data)  # a_sel is constant during a command
         # Cat of signed WB-bit slices would not sign-extend: widen each lane explicitly.
-        b_lanes = Signal(data.ArrayLayout(signed(DB), L))
+        b_lanes = _reg(data.ArrayLayout(signed(DB), L))
         with m.Switch(cmd.b_sel):
             with m.Case(0):
                 m.d.comb += [b_lanes[j].eq(wm.rd_data.word_select(j, WB).as_signed()) for j in range(L)]
@@ -279,10 +284,10 @@ class Engine(wiring.Component):
             with m.Default():
                 m.d.comb += [b_lanes[j].eq(dm.rd_data.word_select(j, DB).as_signed()) for j in range(L)]
         # operand registers: the source select and sign extension get a stage of their own
-        a_q = Signal(AB * L)
-        b_q = Signal(data.ArrayLayout(signed(DB), L))
+        a_q = _reg(AB * L)
+        b_q = _reg(data.ArrayLayout(signed(DB), L))
         m.d.sync += [a_q.eq(a_word), b_q.eq(b_lanes)]
-        beat = Signal(mac.i.payload.shape())
+        beat = _reg(mac.i.payload.shape())
         m.d.comb += [beat.first.eq(fs[-1]), beat.last.eq(ls[-1])]
         m.d.comb += [beat.a[i].eq(a_q.word_select(i, AB).as_signed()) for i in range(L)]
         m.d.comb += [beat.b[j].eq(b_q[j]) for j in range(L)]
@@ -299,11 +304,11 @@ class Engine(wiring.Component):
         # A row that leaves the array (o_fire) is handled from registers one cycle later (row_v,
         # row_data): the drain counters, the serializer and the ReLU-backward path never see the
         # array's output-FIFO logic.
-        o_fire = Signal()
+        o_fire = _reg()
         row_v = Signal()
-        row_data = Signal(mac.o.payload.shape())
+        row_data = _reg(mac.o.payload.shape())
         ser_busy = Signal()
-        ser_j = Signal(LB)
+        ser_j = _reg(LB)
         # The serializer takes one row every L cycles: after a serial op's row leaves the array,
         # `accept` (the array's o.ready, a register) is low for L - 1 cycles. Other ops: always 1.
         accept = Signal(init=1)
@@ -335,12 +340,12 @@ class Engine(wiring.Component):
         m_len, n_len = cmd.m_len, cmd.n_len
 
         # ---- serial path: row -> one element per cycle ------------------------------------------
-        ser_row = Signal(data.ArrayLayout(signed(p.acc_bits), L))
-        ser_m = Signal(ADDR_W + 4)
-        ser_nt = Signal(ADDR_W)
-        ser_col = Signal(ADDR_W)
-        ser_tcol = Signal(ADDR_W)
-        ser_rowa = {s: Signal(ADDR_W, name=f"ser_row{s}") for s in (1, 2, 3)}
+        ser_row = _reg(data.ArrayLayout(signed(p.acc_bits), L))
+        ser_m = _reg(ADDR_W + 4)
+        ser_nt = _reg(ADDR_W)
+        ser_col = _reg(ADDR_W)
+        ser_tcol = _reg(ADDR_W)
+        ser_rowa = {s: _reg(ADDR_W, name=f"ser_row{s}") for s in (1, 2, 3)}
         with m.If(row_v & serial):
             m.d.sync += [ser_row.eq(row_data), ser_m.eq(m_row), ser_nt.eq(nt_d),
                          ser_col.eq(col_addr), ser_tcol.eq(tcol_addr), ser_j.eq(0), ser_busy.eq(1)]
@@ -354,13 +359,13 @@ class Engine(wiring.Component):
 
         # E0: element (m, n) with its addresses; its YMEM / WMEM word is read here and arrives
         # RL cycles later, at E1, together with the element
-        e0_n = Signal(ADDR_W + 4)
+        e0_n = _reg(ADDR_W + 4)
         m.d.comb += e0_n.eq((ser_nt << LB) | ser_j)
-        e0_valid = Signal()
+        e0_valid = _reg()
         m.d.comb += e0_valid.eq(ser_busy & (ser_m < m_len) & (e0_n < n_len))
         e0 = {"valid": e0_valid, "z": ser_row[0], "j": ser_j, "r": ser_m[:LB], "a0": ser_col,
               "a1": ser_rowa[1], "a2": ser_rowa[2], "a3": ser_rowa[3], "a4": ser_tcol}
-        e1 = {k: _delay(m, v, RL, f"e_{k}") for k, v in e0.items()}
+        e1 = {k: _delay(m, v, RL, f"e_{k}", k != "valid") for k, v in e0.items()}
         y1 = ym.rd_data.word_select(e1["j"], AB).as_signed()
         w1 = wm.rd_data.word_select(e1["j"], WB).as_signed()
 
@@ -370,9 +375,9 @@ class Engine(wiring.Component):
             scaler.i.payload.n.eq(e1["z"]), scaler.i.payload.mult.eq(cmd.sc_mult),
             scaler.i.payload.shift.eq(cmd.sc_shift),
         ]
-        q = Signal(signed(p.acc_bits))  # keeps the divider's skid-FIFO output mux off the clip
+        q = _reg(signed(p.acc_bits))  # keeps the divider's skid-FIFO output mux off the clip
         m.d.sync += q.eq(scaler.o.payload)
-        s_val = Signal(signed(AB))
+        s_val = _reg(signed(AB))
         m.d.sync += s_val.eq(Mux(q > ACT_MAX, ACT_MAX, Mux(q < -ACT_MAX, -ACT_MAX, q)))
         y_s = _delay(m, y1, l_sc, "y")
         m.d.comb += [relu_fwd.i.valid.eq(1), relu_fwd.i.payload.eq(s_val),
@@ -382,12 +387,12 @@ class Engine(wiring.Component):
         s_out = _delay(m, s_val, l_out, "s_out")
         e_out = _delay(m, lossgrad.o.payload, l_out - lossgrad.latency, "e_out")
         a_out = relu_fwd.o.payload
-        sc = {k: _delay(m, v, l_sc + l_out, f"sc_{k}") for k, v in e1.items() if k != "z"}
+        sc = {k: _delay(m, v, l_sc + l_out, f"sc_{k}", k != "valid") for k, v in e1.items() if k != "z"}
         sc_valid = sc["valid"] & is_scale
 
         # IntegerSGD update, behind one register level (lane select -> register)
-        w2 = Signal(signed(WB))
-        e2 = {k: Signal(v.shape(), name=f"e2_{k}") for k, v in e1.items()}
+        w2 = _reg(signed(WB))
+        e2 = {k: Signal(v.shape(), name=f"e2_{k}", reset_less=k != "valid") for k, v in e1.items()}
         m.d.sync += [w2.eq(w1)] + [e2[k].eq(v) for k, v in e1.items()]
         m.d.comb += [
             sgd.i.valid.eq(e2["valid"] & is_sgd),
@@ -395,7 +400,7 @@ class Engine(wiring.Component):
             sgd.i.payload.d_mult.eq(cmd.d_mult), sgd.i.payload.d_shift.eq(cmd.d_shift),
             sgd.i.payload.e_mult.eq(cmd.e_mult), sgd.i.payload.e_shift.eq(cmd.e_shift),
         ]
-        sg = {k: _delay(m, v, sgd.latency, f"sg_{k}") for k, v in e2.items() if k not in ("z",)}
+        sg = {k: _delay(m, v, sgd.latency, f"sg_{k}", k != "valid") for k, v in e2.items() if k != "z"}
         # WMEM read-modify-write: a row's word is read on L consecutive cycles (E0) and first
         # written RL + 1 + sgd.latency cycles after the first read, so never in a read cycle
         # (the memories have no read/write collision logic, see hw.engine.memory)
@@ -405,14 +410,14 @@ class Engine(wiring.Component):
 
         # ---- row path: NITRO-ReLU backward (the row's SMEM word arrives RL cycles later) ---------
         rb_fire = row_v & is_rbwd
-        rb1_valid = _delay(m, rb_fire & (m_row < m_len), RL, "rb1_valid")
+        rb1_valid = _delay(m, rb_fire & (m_row < m_len), RL, "rb1_valid", False)
         rb1_row = _delay(m, row_data, RL, "rb1_row")
         rb1_addr = _delay(m, row_addr[1], RL, "rb1_addr")
         for j, u in enumerate(relu_bwd):
             m.d.comb += [u.i.valid.eq(rb1_valid), u.i.payload.delta.eq(rb1_row[j]),
                          u.i.payload.s.eq(sm.rd_data.word_select(j, AB).as_signed())]
         l_rb = relu_bwd[0].latency
-        rb_valid = _delay(m, rb1_valid, l_rb, "rb_valid")
+        rb_valid = _delay(m, rb1_valid, l_rb, "rb_valid", False)
         rb_addr = _delay(m, rb1_addr, l_rb, "rb_addr")
         rb_word = Cat(*(u.o.payload[:DB] for u in relu_bwd))
 
@@ -434,7 +439,7 @@ class Engine(wiring.Component):
         sc_val = Mux(is_relu, a_out, e_out)
         host_or(SEL_AMEM_C, sc["a0"], _rep(sc_val[:AB], L), lane_en(sc["r"], sc_valid))
         host_or(SEL_AMEM_R, sc["a1"], _rep(a_out[:AB], L), lane_en(sc["j"], sc_valid & is_relu))
-        e_ext = Signal(signed(DB))
+        e_ext = _reg(signed(DB))
         m.d.comb += e_ext.eq(e_out)
         host_or(SEL_DMEM, Mux(rb_valid, rb_addr, sc["a1"]), Mux(rb_valid, rb_word, _rep(e_ext, L)),
                 Mux(rb_valid, (1 << L) - 1, lane_en(sc["j"], sc_valid & is_loss)))
@@ -458,7 +463,7 @@ class Engine(wiring.Component):
         # enable is one LUT of registers; counting runs one cycle behind `busy`.
         n_ctr = N_PHASES * len(CTR_KINDS)
         kinds = len(CTR_KINDS)
-        ctr_list = [Signal(CTR_BITS, name=f"ctr_{ph_}_{CTR_KINDS[k]}")
+        ctr_list = [_reg(CTR_BITS, name=f"ctr_{ph_}_{CTR_KINDS[k]}")
                     for ph_ in range(N_PHASES) for k in range(kinds)]
         ev = Signal(kinds)
         ph_hot = Signal(N_PHASES)
@@ -482,7 +487,7 @@ class Engine(wiring.Component):
         for lv in range(3):
             nxt = []
             for g in range(0, len(level), 4):
-                r = Signal(CTR_BITS, name=f"ctr_rd{lv}_{g // 4}")
+                r = _reg(CTR_BITS, name=f"ctr_rd{lv}_{g // 4}")
                 m.d.sync += r.eq(Array(level[g:g + 4])[ca[2 * lv:2 * lv + 2]])
                 nxt.append(r)
             level = nxt
@@ -491,10 +496,12 @@ class Engine(wiring.Component):
         srcs = {sel: mem.rd_data for sel, (mem, _, _) in mems.items()}
         srcs[SEL_CTR] = ctr_rd
         hr_sel = _delay(m, self.hr_sel, RL, "hr_sel")
-        part = [Signal(p.word_bits, name=f"hr_part{g}") for g in range(4)]  # by hr_sel[2:]
+        part = [_reg(p.word_bits, name=f"hr_part{g}") for g in range(4)]  # by hr_sel[2:]
         for sel, v in srcs.items():
             with m.If(hr_sel[:2] == sel % 4):
                 m.d.sync += part[sel // 4].eq(v)
         hr_sel2 = _delay(m, hr_sel[2:], 1, "hr_sel")
-        m.d.sync += self.hr_data.eq(Array(part)[hr_sel2])
+        hr_q = _reg(p.word_bits)
+        m.d.sync += hr_q.eq(Array(part)[hr_sel2])
+        m.d.comb += self.hr_data.eq(hr_q)
         return m

@@ -73,7 +73,7 @@ class BankedMemory(wiring.Component):
         bd = self.bank_depth
         ab = (bd - 1).bit_length()
         rd_bank = [Signal(name=f"rd_hit{k}") for k in range(nb)]  # this cycle's read targets bank k
-        hit1 = [Signal(name=f"rd_hit{k}_q") for k in range(nb)]  # ... the address register's read
+        hit1 = [Signal(name=f"rd_hit{k}_q", reset_less=True) for k in range(nb)]  # ... one cycle on
         outs = []
         for b in range(nb):
             hit_w = (self.wr_addr[ab:] == b) if nb > 1 else Const(1)
@@ -88,7 +88,7 @@ class BankedMemory(wiring.Component):
             # for accesses to this bank, so synthesis cannot merge the copies back into one
             # die-spanning net), and its own output register, zero unless the read was this
             # bank's: the bank select is an OR of the registered outputs.
-            ra, wa, wd = (Signal(len(x), name=f"bank{b}_{n}") for n, x in
+            ra, wa, wd = (Signal(len(x), name=f"bank{b}_{n}", reset_less=True) for n, x in
                           (("rd_addr", rp.addr), ("wr_addr", wp.addr), ("wr_data", self.wr_data)))
             we = Signal(len(self.wr_en), name=f"bank{b}_wr_en")
             with m.If(rd_bank[b]):
@@ -97,10 +97,12 @@ class BankedMemory(wiring.Component):
                 m.d.sync += [wa.eq(self.wr_addr), wd.eq(self.wr_data)]
             m.d.sync += we.eq(Mux(hit_w, self.wr_en, 0))
             m.d.comb += [rp.addr.eq(ra), wp.addr.eq(wa), wp.data.eq(wd), wp.en.eq(we)]
-            hit2 = Signal(name=f"rd_hit{b}_q2")
+            hit2 = Signal(name=f"rd_hit{b}_q2", reset_less=True)
             m.d.sync += [hit1[b].eq(rd_bank[b]), hit2.eq(hit1[b])]
-            q = Signal(self.width, name=f"bank{b}_q")
+            q = Signal(self.width, name=f"bank{b}_q", reset_less=True)
             m.d.sync += q.eq(Mux(hit2, rp.data, 0))
             outs.append(q)
-        m.d.sync += self.rd_data.eq(reduce(operator.or_, outs))
+        rd = Signal(self.width, name="rd_q", reset_less=True)  # data registers have no reset
+        m.d.sync += rd.eq(reduce(operator.or_, outs))
+        m.d.comb += self.rd_data.eq(rd)
         return m
