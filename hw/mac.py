@@ -26,7 +26,7 @@ only when tiles are shorter than the drain plus the pipe).
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, Value, signed
+from amaranth import Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,6 +34,16 @@ from .dsp import registered_mul
 from .stream_unit import check_int, skid_output
 
 OUT_FIFO = 16  # C rows the output skid FIFO holds (one ECP5 LUT RAM deep)
+
+
+def _truth_table(q: int, inputs: list[Value]) -> Value:
+    """The boolean function of `inputs` whose truth table is the integer q (bit k: output for
+    the input combination k, inputs[0] the least significant)."""
+    if not inputs:
+        return Const(q & 1, 1)
+    n = len(inputs) - 1
+    lo, hi = q & ((1 << (1 << n)) - 1), q >> (1 << n)
+    return Mux(inputs[-1], _truth_table(hi, inputs[:-1]), _truth_table(lo, inputs[:-1]))
 
 
 class MacArray(wiring.Component):
@@ -98,15 +108,16 @@ class MacArray(wiring.Component):
 
         accs = [[None] * C for _ in range(R)]
         for i in range(R):
-            # One `first` register per row (f4 to all rows*cols*acc_width accumulator bits was the
-            # critical path at 8x8). Equal D inputs would be merged back by yosys, so row i's copy
-            # differs in a don't-care: when v3 is low (a bubble: the accumulators keep their value)
-            # it takes truth table i of (f3, lv3) instead of f3.
-            f4 = Signal(name=f"f4_{i}", reset_less=True)
-            tt = [(i % 16 >> k) & 1 for k in range(4)]
-            dont_care = Mux(f3, Mux(lv3, tt[3], tt[2]), Mux(lv3, tt[1], tt[0]))
-            m.d.sync += f4.eq(Mux(v3, f3, dont_care))
             for j in range(C):
+                # One `first` register per PE, next to its accumulator (one f4 for all
+                # rows*cols*acc_width accumulator bits was the critical path at 8x8; one per row
+                # still spent ~3 ns routing to the row's PEs). Equal D inputs would be merged back
+                # by yosys, so PE q's copy differs in a don't-care: when v3 is low (a bubble: the
+                # accumulators keep their value) it takes truth table q of (f3, lv3, v2): one LUT4
+                # with v3, 256 distinct copies (arrays up to 16 x 16; beyond, copies repeat).
+                q = (i * C + j) % 256
+                f4 = Signal(name=f"f4_{i}_{j}", reset_less=True)
+                m.d.sync += f4.eq(Mux(v3, f3, _truth_table(q, [f3, lv3, v2])))
                 prod = registered_mul(m, platform, a1[i], b1[j], name=f"pe{i}_{j}")  # levels 2, 3
                 prod = reg(prod, f"p_{i}_{j}")                                       # level 4
                 acc = Signal(signed(W), name=f"acc_{i}_{j}", reset_less=True)        # level 5

