@@ -6,7 +6,10 @@
   widths : the golden model in "check" mode with the engine's storage widths (int16 weights, int24
            deltas) over real training -> widths.json (raises on the first value that does not fit)
   synth  : yosys + nextpnr for LFE5U-85F -> synth.json (resources, Fmax, projected images/s)
-  all    : the three, then README.md
+  synth-reduced : the same RTL with memories sized for configs/engine_reduced_mlp.toml
+           (784-32-10, batch 32; a third of the block RAMs): 10 cosim steps for its cycles per
+           step, then yosys + nextpnr -> cosim_engine_reduced_mlp_10steps.json, synth_reduced.json
+  all    : cosim, widths and synth, then README.md
 
     .venv/bin/python scripts/bench_engine.py all [--steps 100] [--data-dir ../shared/datasets/mnist]
 """
@@ -22,6 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "engine"
 CONFIG = REPO / "configs" / "mlp_mnist.toml"
+REDUCED = REPO / "configs" / "engine_reduced_mlp.toml"
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "mnist"
 
 
@@ -96,17 +100,67 @@ def golden_img_s(data_dir: str) -> tuple[float, str]:
     return float(r["images_per_s"]), "measured by scripts/bench_engine.py (scripts.bench_train._rate, 200 steps)"
 
 
-def bench_synth(cosim_json: Path | None, data_dir: str) -> Path:
+def bench_synth(cosim_json: Path | None, data_dir: str, route: bool = True) -> Path:
     from sim.engine.synth import synthesize_engine
 
     img_s, src = golden_img_s(data_dir)
     res = synthesize_engine(REPO / "build" / "engine" / "synth", cosim_result=cosim_json,
-                            golden_img_s=img_s)
+                            golden_img_s=img_s, route=route)
     res["golden_model_cpu_img_s_source"] = src
     out = OUT / "synth.json"
     out.write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
     return out
+
+
+def bench_synth_reduced(data_dir: str, route: bool = True) -> Path:
+    from model.config import load_config
+    from sim.engine.compiler import engine_params_for
+    from sim.engine.cosim import run_cosim
+    from sim.engine.synth import synthesize_engine
+
+    cfg = load_config(REDUCED)
+    params = engine_params_for(cfg.build_spec((1, 28, 28)), cfg.train.batch_size)
+    cos = OUT / "cosim_engine_reduced_mlp_10steps.json"
+    if run_cosim(REDUCED, 10, data_dir, cos, progress=True):  # default engine: same cycle counts
+        raise SystemExit(f"cosim failed: {json.loads(cos.read_text()).get('message')}")
+    res = synthesize_engine(REPO / "build" / "engine" / "synth_reduced", params=params, cosim_result=cos,
+                            route=route)
+    out = OUT / "synth_reduced.json"
+    out.write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+    return out
+
+
+def _synth_lines(path: Path, title: str) -> list[str]:
+    r = json.loads(path.read_text())
+    lines = [f"## {path.name}: {title} (LFE5U-85F, CABGA381, speed 6)", ""]
+    if r.get("fmax_mhz") is not None:
+        lines.append(f"- Fmax **{r['fmax_mhz']} MHz** (target {r['target_mhz']} MHz)")
+        cp = r.get("critical_path")
+        if cp:
+            lines.append(f"- critical path {cp['delay_ns']} ns: {cp['from']} -> {cp['to']}, {cp['cells']} "
+                         f"cells, logic {cp['logic_ns']} ns, routing {cp['routing_ns']} ns (longest net "
+                         f"{cp['longest_net_ns']} ns)")
+    else:
+        lines.append(f"- **Fmax not measured**: {r.get('status', '')}")
+        if r.get("pre_route_fmax_estimate_mhz"):
+            lines.append(f"- nextpnr pre-route estimate: {r['pre_route_fmax_estimate_mhz']} MHz")
+    for k, v in r["utilization"].items():
+        if k in ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_RAMW"):
+            lines.append(f"- {k}: {v['used']}/{v['available']} ({v['percent']}%)")
+    if "projected_img_s_at_fmax" in r:
+        lines.append(f"- {r['network']}: projected training throughput at Fmax **"
+                     f"{r['projected_img_s_at_fmax']:.0f} images/s** ({r['cycles_per_step']:.0f} cycles "
+                     f"per batch of {r['batch']})")
+    elif "projected_img_s" in r:
+        lines.append(f"- projected training throughput ({r['cycles_per_step']:.0f} cycles per batch "
+                     f"of {r['batch']}): " + ", ".join(f"{v} images/s at {k}"
+                                                     for k, v in r["projected_img_s"].items()))
+    if r.get("golden_model_cpu_img_s"):
+        lines.append(f"- golden model on this CPU: {r['golden_model_cpu_img_s']} images/s; reference "
+                     f"implementation: {r['reference_img_s']} images/s")
+    return lines + [""]
 
 
 def write_readme() -> None:
@@ -131,29 +185,21 @@ def write_readme() -> None:
             lines.append(f"| {ph} | {v['cycles']:.0f} | {100 * v['busy_frac']:.1f}% | "
                          f"{v['mac_stall']:.0f} | {v['drain_wait']:.0f} | {100 * v['mac_util']:.1f}% |")
         lines.append("")
-    s = OUT / "synth.json"
-    if s.exists():
-        r = json.loads(s.read_text())
-        lines += ["## synth.json (LFE5U-85F, CABGA381, speed 6)", ""]
-        if r.get("fmax_mhz") is not None:
-            lines.append(f"- Fmax **{r['fmax_mhz']} MHz** (target {r['target_mhz']} MHz)")
-        else:
-            lines.append(f"- **Fmax not measured**: {r.get('status', '')}")
-            if r.get("pre_route_fmax_estimate_mhz"):
-                lines.append(f"- nextpnr pre-route estimate: {r['pre_route_fmax_estimate_mhz']} MHz")
-        for k, v in r["utilization"].items():
-            if k in ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_RAMW"):
-                lines.append(f"- {k}: {v['used']}/{v['available']} ({v['percent']}%)")
-        if "projected_img_s_at_fmax" in r:
-            lines.append(f"- projected training throughput at Fmax: **{r['projected_img_s_at_fmax']:.0f} "
-                         f"images/s** ({r['cycles_per_step']:.0f} cycles per batch of {r['batch']})")
-        elif "projected_img_s" in r:
-            lines.append(f"- projected training throughput ({r['cycles_per_step']:.0f} cycles per batch "
-                         f"of {r['batch']}): " + ", ".join(f"{v} images/s at {k}"
-                                                         for k, v in r["projected_img_s"].items()))
-        lines.append(f"- golden model on this CPU: {r.get('golden_model_cpu_img_s', 'n/a')} images/s; "
-                     f"reference implementation: {r['reference_img_s']} images/s")
-        lines.append("")
+    for name, title in (("synth.json", "engine for the MNIST MLP at batch 64"),
+                        ("synth_reduced.json", "the same RTL, memories for 784-32-10 at batch 32")):
+        if (OUT / name).exists():
+            lines += _synth_lines(OUT / name, title)
+    ra = OUT / "routing_attempts.json"
+    if ra.exists():
+        r = json.loads(ra.read_text())
+        lines += ["## routing_attempts.json: nextpnr router runs on this machine", "", r["note"], "",
+                  "| run | netlist | router | iterations | overused wires (first -> last) | minutes | outcome |",
+                  "|---|---|---|---:|---|---:|---|"]
+        for a in r["runs"]:
+            lines.append(f"| {a['run']} | {a['netlist']} | {a['router']} | {a['iterations']} | "
+                         f"{a['overused_first']} -> {a['overused_last']} | {a['minutes']} | {a['outcome']} |")
+        lines += ["", "Placed wirelength by net group (nextpnr placement of the full engine, half-perimeter):",
+                  ""] + [f"- {k}: {v}" for k, v in r["wirelength_share"].items()] + [""]
     w = OUT / "widths.json"
     if w.exists():
         r = json.loads(w.read_text())
@@ -166,10 +212,11 @@ def write_readme() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["cosim", "widths", "synth", "all", "readme"])
+    ap.add_argument("what", choices=["cosim", "widths", "synth", "synth-reduced", "all", "readme"])
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    ap.add_argument("--no-route", action="store_true", help="synth: place only (no Fmax)")
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     cos = OUT / f"cosim_mlp_mnist_{a.steps}steps.json"
@@ -178,7 +225,9 @@ def main() -> None:
     if a.what in ("widths", "all"):
         bench_widths(a.epochs, a.data_dir)
     if a.what in ("synth", "all"):
-        bench_synth(cos if cos.exists() else None, a.data_dir)
+        bench_synth(cos if cos.exists() else None, a.data_dir, route=not a.no_route)
+    if a.what == "synth-reduced":
+        bench_synth_reduced(a.data_dir, route=not a.no_route)
     write_readme()
 
 

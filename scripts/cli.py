@@ -133,7 +133,7 @@ def _synth(args: argparse.Namespace) -> int:
     if args.engine:
         from sim.engine.synth import synthesize_engine
 
-        res = synthesize_engine(Path(args.out) / "engine")
+        res = synthesize_engine(Path(args.out) / "engine", route=not args.no_route)
         print(f"engine results: {Path(args.out) / 'engine'}/synth.json")
         return 0 if not res.get("error") else 1
     from sim.synth import synthesize
@@ -204,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--no-pnr", action="store_true", help="synthesis only (cell counts, no Fmax)")
     y.add_argument("--engine", action="store_true",
                    help="the training engine instead of the units: resources, Fmax, projected images/s")
+    y.add_argument("--no-route", action="store_true",
+                   help="engine: place only (packed resources, nextpnr's pre-route estimate, no Fmax)")
     y.set_defaults(func=_synth)
 
     s = sub.add_parser("cosim", help="train N steps on the Verilated engine, checked against the golden model")

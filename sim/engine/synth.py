@@ -108,8 +108,11 @@ def _tool(name: str) -> str:
 
 def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mhz: float = 150.0,
                       cosim_result: Path | None = None, golden_img_s: float | None = None,
-                      seed: int = 1, reuse_netlist: bool = True) -> dict:
+                      seed: int = 1, reuse_netlist: bool = True, route: bool = True) -> dict:
     """yosys synth_ecp5 + nextpnr-ecp5 (85k, CABGA381, speed 6); writes synth.json in out_dir.
+
+    route=False: placement only (nextpnr --no-route): the packed resources and nextpnr's pre-route
+    Fmax estimate, no Fmax (routing the full engine takes hours on a 2-core machine).
 
     cosim_result: a `nitro cosim` JSON (cycles per step) for the projected images/s at Fmax;
     default: the recorded 100-step MNIST-MLP run (benchmarks/engine/), when present.
@@ -145,10 +148,18 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
                            "--lpf", "top.lpf", "--lpf-allow-unconstrained",
                            "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
                            "--router", "router2",  # router1 does not converge on this design
-                           "-l", "pnr.log", "-q"], cwd=out)
+                           *([] if route else ["--no-route"]), "-l", "pnr.log", "-q"], cwd=out)
     t2 = time.perf_counter()
     if proc.returncode != 0:
         raise RuntimeError(f"nextpnr-ecp5 failed (exit {proc.returncode}); see {out / 'pnr.log'}")
+    if not route:
+        res = {**DEVICE, "target_mhz": freq_mhz, "fmax_mhz": None,
+               "status": "placed, not routed (route=False)", **packing_report(out),
+               "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1), "params": p.__dict__,
+               "yosys_cells": yosys_cells(out / "top.v", "top", out, reuse=True)}
+        _projection(res, cosim_result, golden_img_s, None, freq_mhz)
+        (out / "synth.json").write_text(json.dumps(res, indent=1))
+        return res
     rep = json.loads((out / "report.json").read_text())
     fmax = min(v_["achieved"] for v_ in rep["fmax"].values())
     util = {k: {"used": v_["used"], "available": v_["available"],
@@ -160,20 +171,27 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
            "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
            "params": p.__dict__}
     res["yosys_cells"] = yosys_cells(out / "top.v", "top", out, reuse=True)
-    if cosim_result is not None and Path(cosim_result).exists():
-        cos = json.loads(Path(cosim_result).read_text())
-        cyc = cos["cycles_per_step"]
-        res["cycles_per_step"] = cyc
-        res["batch"] = cos["batch"]
-        res["network"] = cos["network"]
-        img_s = fmax * 1e6 / cyc * cos["batch"]
-        res["projected_img_s_at_fmax"] = round(img_s, 1)
-        res["projected_img_s_at_target"] = round(freq_mhz * 1e6 / cyc * cos["batch"], 1)
-        res["reference_img_s"] = REFERENCE_IMG_S
-        if golden_img_s:
-            res["golden_model_cpu_img_s"] = golden_img_s
+    _projection(res, cosim_result, golden_img_s, fmax, freq_mhz)
     (out / "synth.json").write_text(json.dumps(res, indent=1))
     return res
+
+
+def _projection(res: dict, cosim_result: Path | None, golden_img_s: float | None,
+                fmax: float | None, freq_mhz: float) -> None:
+    """Training images/s from a cosim run's cycles per step, at Fmax (when routed) and at the
+    target and round clocks, next to the golden model's CPU rate and the reference's."""
+    if cosim_result is None or not Path(cosim_result).exists():
+        return
+    cos = json.loads(Path(cosim_result).read_text())
+    cyc = cos["cycles_per_step"]
+    res.update(cycles_per_step=cyc, batch=cos["batch"], network=cos["network"],
+               reference_img_s=REFERENCE_IMG_S)
+    if fmax is not None:
+        res["projected_img_s_at_fmax"] = round(fmax * 1e6 / cyc * cos["batch"], 1)
+    res["projected_img_s"] = {f"{f:g}MHz": round(f * 1e6 / cyc * cos["batch"])
+                              for f in sorted({50.0, 100.0, float(freq_mhz)})}
+    if golden_img_s:
+        res["golden_model_cpu_img_s"] = golden_img_s
 
 
 def critical_path(report: dict) -> dict | None:
