@@ -42,3 +42,26 @@ def test_regression_is_flagged(baseline):
     assert regressions(dict(base), base) == []
     assert regressions({**base, "LUT4": int(base["LUT4"] * 1.2) + 2}, base)
     assert regressions({**base, "DSP": base["DSP"] + 1}, base)
+
+
+def test_engine_critical_path_summary():
+    """synth.json's critical path: the worst clock-to-clock path of nextpnr's report (I/O paths,
+    <async>, are not the clock's), split into logic and routing."""
+    from sim.engine.synth import critical_path
+
+    def seg(kind, delay, a, b):
+        return {"type": kind, "delay": delay, "from": {"cell": a}, "to": {"cell": b}}
+
+    clk = "posedge $glbnet$clk"
+    report = {"critical_paths": [
+        {"from": "<async>", "to": clk, "path": [seg("routing", 9.0, "pin", "ff0")]},
+        {"from": clk, "to": clk, "path": [seg("clk-to-q", 0.5, "ff1", "ff1"),
+                                          seg("routing", 2.5, "ff1", "lut"),
+                                          seg("logic", 0.4, "lut", "lut"),
+                                          seg("routing", 1.0, "lut", "ff2"),
+                                          seg("setup", 0.1, "ff2", "ff2")]},
+    ]}
+    cp = critical_path(report)
+    assert cp == {"from": "ff1", "to": "ff2", "delay_ns": 4.5, "logic_ns": 1.0, "routing_ns": 3.5,
+                  "cells": 3, "longest_net_ns": 2.5}
+    assert critical_path({"critical_paths": report["critical_paths"][:1]}) is None
