@@ -108,11 +108,14 @@ def _tool(name: str) -> str:
 
 def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mhz: float = 150.0,
                       cosim_result: Path | None = None, golden_img_s: float | None = None,
-                      seed: int = 1, reuse_netlist: bool = True, route: bool = True) -> dict:
+                      seed: int = 1, reuse_netlist: bool = True, route: bool = True,
+                      router: str = "router1") -> dict:
     """yosys synth_ecp5 + nextpnr-ecp5 (85k, CABGA381, speed 6); writes synth.json in out_dir.
 
     route=False: placement only (nextpnr --no-route): the packed resources and nextpnr's pre-route
     Fmax estimate, no Fmax (routing the full engine takes hours on a 2-core machine).
+    router: router1 routed the reduced engine in ~13 min where router2 oscillated at 13-500
+    overused wires (benchmarks/engine/routing_attempts.json).
 
     cosim_result: a `nitro cosim` JSON (cycles per step) for the projected images/s at Fmax;
     default: the recorded 100-step MNIST-MLP run (benchmarks/engine/), when present.
@@ -147,7 +150,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
                            "--speed", "6", "--json", "top.json", "--freq", str(freq_mhz),
                            "--lpf", "top.lpf", "--lpf-allow-unconstrained",
                            "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
-                           "--router", "router2",  # router1 does not converge on this design
+                           "--router", router,
                            *([] if route else ["--no-route"]), "-l", "pnr.log", "-q"], cwd=out)
     t2 = time.perf_counter()
     if proc.returncode != 0:
