@@ -146,7 +146,7 @@ class Engine(wiring.Component):
         self.flush_cycles = flush
         wait_cnt = Signal(range(flush + 1))
         drain_done = Signal()
-        in_wait = _reg()
+        in_wait = Signal()
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
 
         # issue-side loops: down-counters whose "at the end" flags are registers, so no comparator
@@ -173,7 +173,7 @@ class Engine(wiring.Component):
         # issue = issuing & (in_flight < cap), decided a cycle ahead from both next values, so
         # the ~150 issue-side enables hang off a register
         issue = Signal()
-        issuing_nx = _reg()
+        issuing_nx = Signal()
         launch = Signal()  # high in the DECODE cycle (a register: it loads ~250 flip-flops)
 
         # drain-side counters and address registers
@@ -186,10 +186,10 @@ class Engine(wiring.Component):
         t_nt = _reg(ADDR_W)
         # row_addr[s] = r_mt[s] + r*stride_s + nt: kept in a register, updated per drained row
         row_addr = {s: _reg(ADDR_W, name=f"row_addr{s}") for s in (1, 2, 3)}
-        col_addr = _reg(ADDR_W)
-        tcol_addr = _reg(ADDR_W)
+        col_addr = Signal(ADDR_W)
+        tcol_addr = Signal(ADDR_W)
         m.d.comb += [col_addr.eq(c_mt + (nt_d << LB)), tcol_addr.eq(t_nt + mt_d)]
-        m_row = _reg(ADDR_W + 4)
+        m_row = Signal(ADDR_W + 4)
         m.d.comb += m_row.eq((mt_d << LB) | r_d)
         # "last tile" flags one cycle behind the counters: a counter changes only on a tile's
         # last row, and the flag is next read L >= 2 drained rows later
@@ -276,7 +276,7 @@ class Engine(wiring.Component):
 
         a_word = Mux(cmd.a_sel, ar.rd_data, ac.rd_data)  # a_sel is constant during a command
         # Cat of signed WB-bit slices would not sign-extend: widen each lane explicitly.
-        b_lanes = _reg(data.ArrayLayout(signed(DB), L))
+        b_lanes = Signal(data.ArrayLayout(signed(DB), L))
         with m.Switch(cmd.b_sel):
             with m.Case(0):
                 m.d.comb += [b_lanes[j].eq(wm.rd_data.word_select(j, WB).as_signed()) for j in range(L)]
@@ -288,7 +288,7 @@ class Engine(wiring.Component):
         a_q = _reg(AB * L)
         b_q = _reg(data.ArrayLayout(signed(DB), L))
         m.d.sync += [a_q.eq(a_word), b_q.eq(b_lanes)]
-        beat = _reg(mac.i.payload.shape())
+        beat = Signal(mac.i.payload.shape())
         m.d.comb += [beat.first.eq(fs[-1]), beat.last.eq(ls[-1])]
         m.d.comb += [beat.a[i].eq(a_q.word_select(i, AB).as_signed()) for i in range(L)]
         m.d.comb += [beat.b[j].eq(b_q[j]) for j in range(L)]
@@ -305,7 +305,7 @@ class Engine(wiring.Component):
         # A row that leaves the array (o_fire) is handled from registers one cycle later (row_v,
         # row_data): the drain counters, the serializer and the ReLU-backward path never see the
         # array's output-FIFO logic.
-        o_fire = _reg()
+        o_fire = Signal()
         row_v = Signal()
         row_data = _reg(mac.o.payload.shape())
         ser_busy = Signal()
@@ -360,9 +360,9 @@ class Engine(wiring.Component):
 
         # E0: element (m, n) with its addresses; its YMEM / WMEM word is read here and arrives
         # RL cycles later, at E1, together with the element
-        e0_n = _reg(ADDR_W + 4)
+        e0_n = Signal(ADDR_W + 4)
         m.d.comb += e0_n.eq((ser_nt << LB) | ser_j)
-        e0_valid = _reg()
+        e0_valid = Signal()
         m.d.comb += e0_valid.eq(ser_busy & (ser_m < m_len) & (e0_n < n_len))
         e0 = {"valid": e0_valid, "z": ser_row[0], "j": ser_j, "r": ser_m[:LB], "a0": ser_col,
               "a1": ser_rowa[1], "a2": ser_rowa[2], "a3": ser_rowa[3], "a4": ser_tcol}
@@ -440,7 +440,7 @@ class Engine(wiring.Component):
         sc_val = Mux(is_relu, a_out, e_out)
         host_or(SEL_AMEM_C, sc["a0"], _rep(sc_val[:AB], L), lane_en(sc["r"], sc_valid))
         host_or(SEL_AMEM_R, sc["a1"], _rep(a_out[:AB], L), lane_en(sc["j"], sc_valid & is_relu))
-        e_ext = _reg(signed(DB))
+        e_ext = Signal(signed(DB))
         m.d.comb += e_ext.eq(e_out)
         host_or(SEL_DMEM, Mux(rb_valid, rb_addr, sc["a1"]), Mux(rb_valid, rb_word, _rep(e_ext, L)),
                 Mux(rb_valid, (1 << L) - 1, lane_en(sc["j"], sc_valid & is_loss)))
