@@ -18,7 +18,7 @@ from amaranth import ClockSignal, Const, Instance, Module, Signal, Value, signed
 DSP_WIDTH = 18
 
 
-def use_ecp5_dsp(platform) -> bool:
+def targets_ecp5(platform) -> bool:
     """True when elaborating for ECP5 synthesis (sim.synth's marker or an Amaranth ECP5 platform)."""
     if platform is None:
         return False
@@ -64,7 +64,7 @@ def registered_mul(m: Module, platform, a: Value, b: Value | int, name: str) -> 
             off, k = off + w, k + 1
         m.d.comb += p.eq(sum(terms))
         return p
-    if fits and use_ecp5_dsp(platform):  # two wide operands stay behavioural (yosys splits them)
+    if fits and targets_ecp5(platform):  # two wide operands stay behavioural (yosys splits them)
         raw = Signal(36, name=f"{name}_raw")
         ax = Signal(DSP_WIDTH, name=f"{name}_a")
         bx = Signal(DSP_WIDTH, name=f"{name}_b")

@@ -31,6 +31,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dsp import registered_mul
+from .fanout import replicated_reg
 from .stream_unit import check_int, skid_output
 
 OUT_FIFO = 16  # C rows the output skid FIFO holds (one ECP5 LUT RAM deep)
@@ -130,42 +131,51 @@ class MacArray(wiring.Component):
         # enable is a register; o.ready only steers the FIFO (a rows:1 read mux or a shift on
         # o.ready fanned out to all rows*cols*acc_width buffer bits gave 131 MHz at 8x8).
         # `copy` (accumulators -> buffer) and `move` (buffer row 0 -> FIFO) are computed one cycle
-        # ahead from next-state values and registered twice: a copy for the buffer's enables and a
-        # copy for the control logic (different reset kinds, so yosys does not merge them back
-        # into one high-fan-out net).
+        # ahead from next-state values and registered: once for the control logic and once per
+        # PE for that PE's acc_width buffer bits (hw.fanout; one register for all of them, 2048
+        # loads at 8x8, was the standalone array's critical path: 6.4 ns, 5.6 of it routing).
         cap = Signal(name="acc_done")     # the accumulators hold a finished tile
         buf_full = Signal(name="buf_full")  # the buffer holds rows not yet moved to the FIFO
-        copy_ctl, copy_buf = Signal(name="copy_ctl"), Signal(name="copy_buf", reset_less=True)
-        move_ctl, move_buf = Signal(name="move_ctl"), Signal(name="move_buf", reset_less=True)
+        copy_ctl, move_ctl = Signal(name="copy_ctl"), Signal(name="move_ctl")
         buf = [[Signal(signed(W), name=f"buf_{i}_{j}", reset_less=True) for j in range(C)]
                for i in range(R)]
-        with m.If(copy_buf):
-            m.d.sync += [buf[i][j].eq(accs[i][j]) for i in range(R) for j in range(C)]
-        with m.Elif(move_buf):
-            m.d.sync += [buf[i][j].eq(buf[i + 1][j]) for i in range(R - 1) for j in range(C)]
+        cap_next, buf_next = Signal(), Signal()
+        copy_next, move_next = Signal(), Signal()
+        copy_pe = replicated_reg(m, platform, copy_next, R * C, "copy")
+        move_pe = replicated_reg(m, platform, move_next, R * C, "move")
+        for i in range(R):
+            for j in range(C):
+                with m.If(copy_pe[i * C + j]):
+                    m.d.sync += buf[i][j].eq(accs[i][j])
+                with m.Elif(move_pe[i * C + j]):
+                    if i < R - 1:  # the last row is refilled only by `copy`
+                        m.d.sync += buf[i][j].eq(buf[i + 1][j])
 
         row0 = Signal(data.ArrayLayout(signed(W), C))
         m.d.comb += [row0[j].eq(buf[0][j]) for j in range(C)]
         fill, push, pop = skid_output(m, move_ctl, Value.cast(row0), self.o, OUT_FIFO)
-        fill_next = Signal.like(fill)
-        m.d.comb += fill_next.eq(fill + push - pop)
+        # Room for one more `move`, as a register that does not look at o.ready (the fill adder
+        # between o.ready and the move decision was the 8x8 critical path): a fill of at most
+        # cap - 2 leaves room for the move in flight and the one decided this cycle. The bound
+        # ignores this cycle's pop (conservative: room returns one cycle after the FIFO drains).
+        room = Signal(init=1, name="fifo_room")
+        m.d.sync += room.eq(fill + move_ctl <= OUT_FIFO - 2)
 
         row = Signal(range(max(R, 2)), name="drain_row")
-        cap_next, buf_next = Signal(), Signal()
+        last_row = Signal(name="drain_last_row")  # row == R - 1, as a register (fewer LUT inputs)
         m.d.comb += cap_next.eq(lv4 | (cap & ~copy_ctl))
         with m.If(copy_ctl):
             m.d.comb += buf_next.eq(1)
-            m.d.sync += row.eq(0)
+            m.d.sync += [row.eq(0), last_row.eq(R == 1)]
         with m.Elif(move_ctl):
-            m.d.sync += row.eq(row + 1)
-            m.d.comb += buf_next.eq(row != R - 1)
+            m.d.sync += [row.eq(row + 1), last_row.eq(row == R - 2)]
+            m.d.comb += buf_next.eq(~last_row)
         with m.Else():
             m.d.comb += buf_next.eq(buf_full)
-        copy_next = cap_next & ~buf_next
-        move_next = buf_next & ~copy_next & ~fill_next[-1]  # OUT_FIFO = 2^k: that bit = full
+        m.d.comb += [copy_next.eq(cap_next & ~buf_next),
+                     move_next.eq(buf_next & room)]  # (copy_next implies ~buf_next)
         m.d.sync += [cap.eq(cap_next), buf_full.eq(buf_next),
-                     copy_ctl.eq(copy_next), copy_buf.eq(copy_next),
-                     move_ctl.eq(move_next), move_buf.eq(move_next)]
+                     copy_ctl.eq(copy_next), move_ctl.eq(move_next)]
 
         # Credits: tiles whose `last` was accepted and that are not yet in the buffer, plus the
         # buffered tile; admit transfers while fewer than two.
