@@ -36,27 +36,30 @@ def test_packs_the_bank_registers(netlist):
     nl = copy.deepcopy(netlist)
     before = Counter(c["type"] for c in _cells(nl).values())
     q_bits = {n: c["connections"]["Q"][0] for n, c in _cells(nl).items()
-              if c["type"] == "TRELLIS_FF" and "bank0_q" in n}
-    assert len(q_bits) == WIDTH
+              if c["type"] == "TRELLIS_FF" and "_q_" in n and n.startswith("bank")}
+    assert len(q_bits) == 2 * WIDTH  # bank0_q and bank1_q
     got = pack_ebr_output_registers(nl, "top")
-    assert got == {"ebr_ports_packed": 2, "registers_packed": WIDTH}
+    assert got == {"ebr_ports_packed": 3, "registers_packed": 2 * WIDTH}
     after = Counter(c["type"] for c in _cells(nl).values())
-    assert before["TRELLIS_FF"] - after["TRELLIS_FF"] == WIDTH
+    assert before["TRELLIS_FF"] - after["TRELLIS_FF"] == 2 * WIDTH
     assert not any(n in _cells(nl) for n in q_bits)
     rams = {n: c for n, c in _cells(nl).items() if c["type"] == "DP16KD"}
-    # the 1024 x 18 RAMs: read port OUTREG, driving the removed registers' output nets
+    # the 1024 x 18 RAMs of bank 0: read port (B) OUTREG, write port untouched
     full = [c for n, c in rams.items() if n.startswith("bank0")]
     assert [c["parameters"]["REGMODE_B"] for c in full] == ["OUTREG", "OUTREG"]
     assert all(c["parameters"]["REGMODE_A"] == "NOREG" for c in full)
-    driven = {c["connections"][p][0] for c in full for p in c["connections"] if p.startswith("DOB")}
-    assert set(q_bits.values()) <= driven
-    # the pseudo-dual-port RAM of bank 1 is left alone, and so are its registers
+    # the 512 x 36 pseudo-dual-port RAM of bank 1: both halves, both output enables on
     (pdp,) = [c for n, c in rams.items() if n.startswith("bank1")]
-    assert pdp["parameters"]["REGMODE_A"] == pdp["parameters"]["REGMODE_B"] == "NOREG"
-    assert sum("bank1_q" in n for n in _cells(nl)) == WIDTH
+    assert pdp["parameters"]["REGMODE_A"] == pdp["parameters"]["REGMODE_B"] == "OUTREG"
+    assert pdp["connections"]["OCEA"] == pdp["connections"]["OCEB"] == ["1"]
+    # the RAMs now drive the removed registers' output nets
+    driven = {c["connections"][p][0] for c in rams.values() for p in c["connections"]
+              if p.startswith(("DOA", "DOB"))}
+    assert set(q_bits.values()) <= driven
 
 
-@pytest.mark.parametrize("change", ["reset", "enable", "second load", "other clock", "inverted clock"])
+@pytest.mark.parametrize("change", ["reset", "enable", "second load", "other clock", "inverted clock",
+                                    "pdp port clocks differ"])
 def test_leaves_registers_that_are_not_plain(netlist, change):
     nl = copy.deepcopy(netlist)
     cells = _cells(nl)
@@ -73,11 +76,17 @@ def test_leaves_registers_that_are_not_plain(netlist, change):
         other["connections"]["A"] = [ff["connections"]["DI"][0]]
     elif change == "other clock":
         ff["connections"]["CLK"] = [spare]
-    else:
+    elif change == "inverted clock":
         for c in cells.values():
             if c["type"] == "DP16KD":
                 c["parameters"]["CLKBMUX"] = "INV"
+    else:
+        cells[next(n for n in cells if n.startswith("bank1") and cells[n]["type"] == "DP16KD")][
+            "connections"]["CLKA"] = [spare]
     got = pack_ebr_output_registers(nl, "top")
-    # the RAM behind the changed register keeps it (with an inverted clock, both RAMs do)
-    assert got["ebr_ports_packed"] == (0 if change == "inverted clock" else 1)
-    assert ff in _cells(nl).values()
+    # the RAM behind the changed register keeps it; the other two RAMs are packed (none with an
+    # inverted clock; bank 0's two when bank 1's PDP ports have different clocks)
+    assert got["ebr_ports_packed"] == {"inverted clock": 0, "pdp port clocks differ": 2}.get(change, 2)
+    assert ff in _cells(nl).values() or change == "pdp port clocks differ"
+    kept = change in ("inverted clock", "pdp port clocks differ")
+    assert sum("bank1_q" in n for n in _cells(nl)) == (WIDTH if kept else 0)
