@@ -158,8 +158,10 @@ class MacArray(wiring.Component):
         # between o.ready and the move decision was the 8x8 critical path): a fill of at most
         # cap - 2 leaves room for the move in flight and the one decided this cycle. The bound
         # ignores this cycle's pop (conservative: room returns one cycle after the FIFO drains).
+        # (written as matches: an adder and a compare were two carry chains, the 1x1 critical path)
         room = Signal(init=1, name="fifo_room")
-        m.d.sync += room.eq(fill + move_ctl <= OUT_FIFO - 2)
+        high = [v for v in range(OUT_FIFO - 2, OUT_FIFO + 1)]  # fill values that leave no room
+        m.d.sync += room.eq(~Mux(move_ctl, fill.matches(*high), fill.matches(*high[1:])))
 
         row = Signal(range(max(R, 2)), name="drain_row")
         last_row = Signal(name="drain_last_row")  # row == R - 1, as a register (fewer LUT inputs)
