@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.engine.memory import READ_LATENCY, BankedMemory, bank_depth
+from hw.engine.memory import READ_LATENCY, WRITE_LATENCY, BankedMemory, bank_depth
 
 
 def _run(mem: BankedMemory, ops: list[tuple[int, int, int, int]]) -> list[int]:
@@ -29,21 +29,21 @@ def _run(mem: BankedMemory, ops: list[tuple[int, int, int, int]]) -> list[int]:
 
 
 def _model(width: int, depth: int, lane: int | None, ops) -> dict[int, int]:
-    """Reference: cycle i's read and write are registered at clock edge i and reach the RAM at
-    edge i + 1 (the read sees the word before that edge's write). Returns {i: word read for the
-    address presented in cycle i}."""
+    """Reference: cycle i's read reaches the RAM at clock edge i + 1 (after its address register),
+    cycle j's write at edge j + WRITE_LATENCY; a read sees the writes of earlier edges. Returns
+    {i: word read for the address presented in cycle i}."""
     words = [0] * depth
     lanes, lw = (width // lane, lane) if lane else (1, width)
-    out, reg = {}, None
-    for i, op in enumerate(ops):
-        if reg is not None:
-            ra, wa, wd, we = reg
-            out[i - 1] = words[ra]
+    out = {}
+    for i, (ra, _, _, _) in enumerate(ops):
+        j = i - WRITE_LATENCY  # the write that lands at edge i
+        if j >= 0:
+            _, wa, wd, we = ops[j]
             for k in range(lanes):
                 if we >> k & 1:
                     mask = ((1 << lw) - 1) << (k * lw)
                     words[wa] = (words[wa] & ~mask) | (wd & mask)
-        reg = op
+        out[i] = words[ra]
     return out
 
 
@@ -59,11 +59,13 @@ def test_banked_memory_matches_array(width, depth, lane):
     ops = []
     for a in hot:  # write a random word to every address (all lanes), then random partial writes
         ops.append((0, a, int.from_bytes(rng.bytes(width // 8), "little"), (1 << lanes) - 1))
-    while len(ops) < len(hot) + 300:  # no read and write of one word in a cycle (engine contract)
+    assert WRITE_LATENCY == 2  # the previous cycle's write lands at this cycle's read edge
+    while len(ops) < len(hot) + 300:  # no read and write of one word at one RAM edge (engine contract)
         ra, wa = int(rng.choice(hot)), int(rng.choice(hot))
-        if ra != wa:
+        if ra != ops[-1][1]:
             ops.append((ra, wa, int.from_bytes(rng.bytes(width // 8), "little"),
                         int(rng.integers(0, 1 << lanes))))
+    ops.append((next(a for a in hot if a != ops[-1][1]), 0, 0, 0))  # the last write lands
     for a in hot:  # read everything back, back to back, with writes off
         ops.append((a, 0, 0, 0))
     ops += [(0, 0, 0, 0)] * READ_LATENCY

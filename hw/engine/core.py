@@ -39,7 +39,7 @@ from hw.mac import MacArray
 from hw.stream_unit import skid_capacity, skid_output
 from hw.relu import NitroReluBackward, NitroReluForward
 
-from .memory import READ_LATENCY, BankedMemory
+from .memory import READ_LATENCY, WRITE_LATENCY, BankedMemory
 from .params import (
     ADDR_W, CMD_WORD_BITS, CTR_KINDS, N_PHASES, OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD,
     SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_CTR, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM, SEL_YMEM,
@@ -140,9 +140,9 @@ class Engine(wiring.Component):
         done = Signal()
         l_sc = scaler.latency + 2  # divider, its output register, clip
         # pipeline flush after the last C row: serializer, the element's memory read, the deepest
-        # output pipeline, the memories' write register
+        # output pipeline, the memories' write registers
         flush = L + 1 + RL + max(l_sc + relu_fwd.latency, sgd.latency + 1,
-                                 relu_bwd[0].latency) + 1 + p.wait_cycles
+                                 relu_bwd[0].latency) + WRITE_LATENCY + p.wait_cycles
         self.flush_cycles = flush
         wait_cnt = Signal(range(flush + 1))
         drain_done = Signal()

@@ -13,8 +13,10 @@ starts and ends at a register next to them:
                                           RAM's clock-to-out is 5.83 ns in nextpnr's timing model,
                                           plus >= 1.04 ns of route to the nearest slice)
         4  bank select (each bank's register gated by its registered hit, ORed) -> output register
-    write (one cycle later than presented): address, data and lane enables registered per bank,
-        only for the bank that holds the address.
+    write (latency `WRITE_LATENCY`: in the RAM two clock edges after it is presented):
+        1  address, data and lane enables registered as presented (the engine / host select in
+           front of them comes from a register with ~800 loads: no bank decode behind it)
+        2  registered per bank, only for the bank that holds the address
 
 Banks are as deep as one DP16KD configuration that holds a whole lane per block RAM column:
 1024 words (1024 x 18) for 10- to 18-bit lanes, else 2048 (2048 x 9; wider lanes take several).
@@ -41,6 +43,7 @@ from amaranth.lib.wiring import In, Out
 from .params import ADDR_W
 
 READ_LATENCY = 4
+WRITE_LATENCY = 2  # edges from a write presented on wr_* to the word in the RAM
 
 
 def bank_depth(granularity: int | None) -> int:
@@ -51,6 +54,7 @@ class BankedMemory(wiring.Component):
     """`depth` words of `width` bits; `wr_en` has one bit per `granularity`-bit lane (or one bit)."""
 
     read_latency = READ_LATENCY
+    write_latency = WRITE_LATENCY
 
     def __init__(self, width: int, depth: int, granularity: int | None = None) -> None:
         if granularity is not None and width % granularity:
@@ -77,8 +81,11 @@ class BankedMemory(wiring.Component):
         rd_bank = [Signal(name=f"rd_hit{k}") for k in range(nb)]  # this cycle's read targets bank k
         hit1 = [Signal(name=f"rd_hit{k}_q", reset_less=True) for k in range(nb)]  # ... one cycle on
         outs = []
+        w_addr, w_data, w_en = (Signal(len(x), name=f"{n}_q", reset_less=n != "wr_en") for n, x in
+                                (("wr_addr", self.wr_addr), ("wr_data", self.wr_data), ("wr_en", self.wr_en)))
+        m.d.sync += [w_addr.eq(self.wr_addr), w_data.eq(self.wr_data), w_en.eq(self.wr_en)]
         for b in range(nb):
-            hit_w = (self.wr_addr[ab:] == b) if nb > 1 else Const(1)
+            hit_w = (w_addr[ab:] == b) if nb > 1 else Const(1)
             m.d.comb += rd_bank[b].eq((self.rd_addr[ab:] == b) if nb > 1 else 1)
             d = min(bd, self.depth - b * bd)
             d = bd if d > 512 else d
@@ -96,8 +103,8 @@ class BankedMemory(wiring.Component):
             with m.If(rd_bank[b]):
                 m.d.sync += ra.eq(self.rd_addr)
             with m.If(hit_w):
-                m.d.sync += [wa.eq(self.wr_addr), wd.eq(self.wr_data)]
-            m.d.sync += we.eq(Mux(hit_w, self.wr_en, 0))
+                m.d.sync += [wa.eq(w_addr), wd.eq(w_data)]
+            m.d.sync += we.eq(Mux(hit_w, w_en, 0))
             m.d.comb += [rp.addr.eq(ra), wp.addr.eq(wa), wp.data.eq(wd), wp.en.eq(we)]
             hit2, hit3 = (Signal(name=f"rd_hit{b}_q{k}", reset_less=True) for k in (2, 3))
             m.d.sync += [hit1[b].eq(rd_bank[b]), hit2.eq(hit1[b]), hit3.eq(hit2)]
