@@ -1,7 +1,7 @@
 """NITRO-ReLU forward and backward units (spec 2.4), for every supported slope inverse alpha."""
 from __future__ import annotations
 
-from amaranth import Module, Mux, signed
+from amaranth import Cat, Module, Mux, signed
 from amaranth.lib import data
 
 from model.divider import divider_constants
@@ -66,11 +66,15 @@ class NitroReluBackward(PipelinedUnit):
         slope = st.delay((p.s >= -ACT_MAX) & (p.s < 0), levels, name="slope")
         # tdiv(delta, 2^31-1) for |delta| < 2^32: +1 at 2^31-1, -1 at -(2^31-1) and -2^31, else 0.
         # Only reachable with 32-bit deltas; a comparison instead of a 32-bit divider, made at the
-        # input so that the last level is a plain 3:1 select.
+        # input so that the last level is a plain 3:1 select. The two 32-bit equalities (-(2^31-1)
+        # and -2^31 differ only in bit 0) are split into 16-bit halves, registered, then combined:
+        # in one level they were 7 LUT levels deep, the engine's deepest path.
         if w == 32:
             d = p.delta
-            blocked = st.delay(Mux(d == INT32_MAX, 1, Mux(d <= -INT32_MAX, -1, 0)), levels,
-                               name="blocked")
+            halves = st.reg(Cat(d[16:] == INT32_MAX >> 16, d[:16] == 0xFFFF,
+                                d[16:] == 0x8000, ~d[1:16].any()), name="blocked_halves")
+            pos_max, neg_max = halves[0] & halves[1], halves[2] & halves[3]
+            blocked = st.delay(Mux(pos_max, 1, Mux(neg_max, -1, 0)), levels - 1, name="blocked")
         else:
             blocked = 0
         return st.reg(Mux(pass_through, delta, Mux(slope, q, blocked)), signed(w))
