@@ -34,6 +34,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.divider import ProgDivider
+from hw.fanout import replicated_reg
 from hw.lossgrad import LossGradient
 from hw.mac import MacArray
 from hw.stream_unit import skid_capacity, skid_output
@@ -248,7 +249,7 @@ class Engine(wiring.Component):
                         k_first.eq(1),
                         a_tile.eq(cmd.a_base), a_addr.eq(cmd.a_base), b_tile.eq(cmd.b_base),
                         b_addr.eq(cmd.b_base),
-                        mt_d.eq(0), nt_d.eq(0), r_d.eq(0), r_last.eq(0), drain_done.eq(0),
+                        mt_d.eq(0), nt_d.eq(0), r_d.eq(0), drain_done.eq(0),
                         c_mt.eq(cmd.o0.base), t_nt.eq(cmd.o4.base),
                     ]
                     m.d.sync += [r_mt[s].eq(slots[s].base) for s in (1, 2, 3)]
@@ -321,22 +322,37 @@ class Engine(wiring.Component):
         with m.Elif(acc_cnt != 0):
             m.d.sync += [acc_cnt.eq(acc_cnt - 1), accept.eq(acc_cnt == 1)]
         last_row = r_last & nt_d_last & mt_d_last
-        with m.If(row_v):
-            m.d.sync += [r_d.eq(r_d + 1), r_last.eq(r_d == L - 2)]
-            m.d.sync += [row_addr[s].eq(row_addr[s] + slots[s].stride) for s in (1, 2, 3)]
-            with m.If(r_last):
-                m.d.sync += [r_d.eq(0)]
-                with m.If(nt_d_last):
-                    m.d.sync += [nt_d.eq(0), t_nt.eq(cmd.o4.base), mt_d.eq(mt_d + 1),
-                                 c_mt.eq(c_mt + cmd.o0.stride)]
-                    for s in (1, 2, 3):
-                        nxt = r_mt[s] + (slots[s].stride << LB)
-                        m.d.sync += [r_mt[s].eq(nxt), tile0[s].eq(nxt), row_addr[s].eq(nxt)]
-                with m.Else():
-                    m.d.sync += [nt_d.eq(nt_d + 1), t_nt.eq(t_nt + (cmd.o4.stride << LB))]
-                    m.d.sync += [x[s].eq(tile0[s] + 1) for s in (1, 2, 3) for x in (tile0, row_addr)]
-            with m.If(last_row):
-                m.d.sync += drain_done.eq(1)
+        # The row's case (next row / next n tile / next m tile) selects the next value of ~200
+        # address and counter bits: it is decided one cycle ahead, from o_fire and next-state
+        # values, and registered once per slot group (hw.fanout), so those muxes see registers.
+        # (`row_v & r_last & nt_d_last` decoded in front of them, ~80 loads per net, was the
+        # deepest drain path.) nt_d_last at the row is nt_d == n_last one cycle earlier.
+        r_last_next = Signal()
+        m.d.comb += r_last_next.eq(Mux(launch, 0, Mux(row_v, r_d == L - 2, r_last)))
+        m.d.sync += r_last.eq(r_last_next)
+        groups = (0, 1, 2, 3)  # 0: the counters, s: slot s's address registers
+        row_g = dict(zip(groups, replicated_reg(m, platform, o_fire, len(groups), "row_g")))
+        tile_g = dict(zip(groups, replicated_reg(m, platform, o_fire & r_last_next, len(groups),
+                                                 "tile_g")))
+        mt_g = dict(zip(groups, replicated_reg(m, platform, o_fire & r_last_next & (nt_d == n_last),
+                                               len(groups), "mt_g")))
+        with m.If(row_g[0]):
+            m.d.sync += r_d.eq(Mux(tile_g[0], 0, r_d + 1))
+        with m.If(mt_g[0]):
+            m.d.sync += [nt_d.eq(0), t_nt.eq(cmd.o4.base), mt_d.eq(mt_d + 1),
+                         c_mt.eq(c_mt + cmd.o0.stride)]
+        with m.Elif(tile_g[0]):
+            m.d.sync += [nt_d.eq(nt_d + 1), t_nt.eq(t_nt + (cmd.o4.stride << LB))]
+        for s in (1, 2, 3):
+            with m.If(mt_g[s]):
+                nxt = r_mt[s] + (slots[s].stride << LB)
+                m.d.sync += [r_mt[s].eq(nxt), tile0[s].eq(nxt), row_addr[s].eq(nxt)]
+            with m.Elif(tile_g[s]):
+                m.d.sync += [tile0[s].eq(tile0[s] + 1), row_addr[s].eq(tile0[s] + 1)]
+            with m.Elif(row_g[s]):
+                m.d.sync += row_addr[s].eq(row_addr[s] + slots[s].stride)
+        with m.If(row_v & last_row):
+            m.d.sync += drain_done.eq(1)
 
         m_len, n_len = cmd.m_len, cmd.n_len
 
