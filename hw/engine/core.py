@@ -16,12 +16,15 @@ The sequencer fetches commands from CMEM until an END command; a fixed flush (`w
 separates commands, so a command's reads never overtake the previous command's writes.
 
 Timing (ECP5, 150 MHz target): every memory is a `memory.BankedMemory` (per-bank address, output
-and OR stages: reads arrive `READ_LATENCY` cycles after the address, writes land one cycle late).
-Nothing stalls a pipeline register: the operand fetch is free-running and enters the MAC array
-through a skid FIFO under credits (`hw.stream_unit.skid_output`), like the units. Loop-end tests
-are registered flags, not comparators in front of the address adders; op decode, command launch,
-the serializer's ready and the C-row handoff are registers; the counter read mux spans three
-register levels and the host select two. Only control state has a reset.
+and select stages, the output register packed into the block RAM for synthesis: reads arrive
+`READ_LATENCY` cycles after the address; writes are registered before and after the bank decode
+and land `WRITE_LATENCY` edges later). Nothing stalls a pipeline register: the operand fetch is
+free-running and enters the MAC array through a skid FIFO under credits
+(`hw.stream_unit.skid_output`), like the units. Loop-end tests are registered flags, not
+comparators in front of the address adders; op decode, command launch, the serializer's ready,
+the C-row handoff and the drain's row/tile case are registers (the last one replicated per
+address group, `hw.fanout`); the counter read mux spans three register levels and the host select
+two. Only control state has a reset.
 
 Host port (only while idle): one write per cycle into any memory (hw_*), one read per cycle
 (hr_*, data `host_read_latency` cycles later) from any memory or from the performance counters
