@@ -178,7 +178,7 @@ class Engine(wiring.Component):
         # the ~150 issue-side enables hang off a register
         issue = Signal()
         issuing_nx = Signal()
-        launch = Signal()  # high in the DECODE cycle (a register: it loads ~250 flip-flops)
+        launch = Signal()  # high in the DECODE cycle (a register)
 
         # drain-side counters and address registers
         mt_d, nt_d, r_d = _reg(ADDR_W), _reg(ADDR_W), _reg(LB)
@@ -209,7 +209,7 @@ class Engine(wiring.Component):
                      is_scale.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS)),
                      serial.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS) | (op == OP_SGD))]
 
-        with m.FSM(name="seq"):
+        with m.FSM(name="seq") as seq:
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [pc.eq(0), busy.eq(1), done.eq(0)]
@@ -240,24 +240,31 @@ class Engine(wiring.Component):
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
 
-        with m.If(launch & (op != OP_END)):  # the DECODE cycle of a GEMM command
-                    m.d.sync += [k_last.eq(cmd.k_len - 1), n_last.eq(cmd.n_tiles - 1),
-                                 m_last.eq(cmd.m_tiles - 1)]
-                    m.d.sync += [k_rem.eq(cmd.k_len - 1), nt_rem.eq(cmd.n_tiles - 1),
-                                 mt_rem.eq(cmd.m_tiles - 1),
-                                 k_end.eq(cmd.k_len == 1), nt_end.eq(cmd.n_tiles == 1),
-                                 mt_end.eq(cmd.m_tiles == 1),
-                                 k_one.eq(cmd.k_len == 1), n_one.eq(cmd.n_tiles == 1)]
-                    m.d.sync += [
-                        k_first.eq(1),
-                        a_tile.eq(cmd.a_base), a_addr.eq(cmd.a_base), b_tile.eq(cmd.b_base),
-                        b_addr.eq(cmd.b_base),
-                        mt_d.eq(0), nt_d.eq(0), r_d.eq(0), drain_done.eq(0),
-                        c_mt.eq(cmd.o0.base), t_nt.eq(cmd.o4.base),
-                    ]
-                    m.d.sync += [r_mt[s].eq(slots[s].base) for s in (1, 2, 3)]
-                    m.d.sync += [row_addr[s].eq(slots[s].base) for s in (1, 2, 3)]
-                    m.d.sync += [tile0[s].eq(slots[s].base) for s in (1, 2, 3)]
+        # "the DECODE cycle of a GEMM command", registered from the command being loaded and
+        # replicated per group of the ~300 registers it loads (hw.fanout; launch & op != END
+        # decoded in front of their enables was a deep, wide path): 0 the sequencing and issue
+        # registers, 1-3 slot s's address registers, 4 the issue flag
+        incoming = data.View(self.cmd_layout, cmd_sr[:cmd_w])
+        gemm_g = replicated_reg(m, platform, seq.ongoing("LOAD") & (incoming.op != OP_END), 5,
+                                "gemm_launch")
+        with m.If(gemm_g[0]):
+            m.d.sync += [k_last.eq(cmd.k_len - 1), n_last.eq(cmd.n_tiles - 1),
+                         m_last.eq(cmd.m_tiles - 1)]
+            m.d.sync += [k_rem.eq(cmd.k_len - 1), nt_rem.eq(cmd.n_tiles - 1),
+                         mt_rem.eq(cmd.m_tiles - 1),
+                         k_end.eq(cmd.k_len == 1), nt_end.eq(cmd.n_tiles == 1),
+                         mt_end.eq(cmd.m_tiles == 1),
+                         k_one.eq(cmd.k_len == 1), n_one.eq(cmd.n_tiles == 1)]
+            m.d.sync += [
+                k_first.eq(1),
+                a_tile.eq(cmd.a_base), a_addr.eq(cmd.a_base), b_tile.eq(cmd.b_base),
+                b_addr.eq(cmd.b_base),
+                mt_d.eq(0), nt_d.eq(0), r_d.eq(0), drain_done.eq(0),
+                c_mt.eq(cmd.o0.base), t_nt.eq(cmd.o4.base),
+            ]
+        for s in (1, 2, 3):
+            with m.If(gemm_g[s]):
+                m.d.sync += [x[s].eq(slots[s].base) for x in (r_mt, row_addr, tile0)]
 
         # ---- issue: operand fetch into the MAC array ----------------------------------------
         m.d.sync += [vs[0].eq(issue), fs[0].eq(k_first), ls[0].eq(k_end)]
@@ -300,7 +307,7 @@ class Engine(wiring.Component):
         mac_fire = mac.i.valid & mac.i.ready
         in_next = Signal.like(in_flight)
         m.d.comb += [in_next.eq(in_flight + issue - mac_fire),
-                     issuing_nx.eq(Mux(launch & (op != OP_END), 1,
+                     issuing_nx.eq(Mux(gemm_g[4], 1,
                                        issuing & ~(issue & k_end & nt_end & mt_end)))]
         m.d.sync += [in_flight.eq(in_next), issuing.eq(issuing_nx),
                      issue.eq(issuing_nx & ~in_next[-1])]  # cap is a power of two: top bit = full
