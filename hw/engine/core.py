@@ -508,8 +508,8 @@ class Engine(wiring.Component):
         # ---- host read mux ----------------------------------------------------------------------
         # counters: a 4:1 mux per register level over the counter index (64 -> 16 -> 4 -> 1),
         # RL levels in all like the memories; then every source through a two-level select
-        assert n_ctr == 64 and RL == 4
-        ca = _delay(m, ha[:6], 1, "ctr_addr")
+        assert n_ctr == 64 and RL >= 4
+        ca = _delay(m, ha[:6], RL - 3, "ctr_addr")
         level = ctr_list
         for lv in range(3):
             nxt = []

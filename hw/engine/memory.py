@@ -6,6 +6,8 @@ register fanning out to ~90 block RAMs is a long net. So every path into and out
 starts and ends at a register next to them:
 
     read  (latency `READ_LATENCY`, free-running: no clock enables, the engine never stalls a read):
+        0  address register as presented (the engine / host select in front of it: no bank decode
+                                          behind it)
         1  per-bank address registers    (the route to a far bank is the whole stage)
         2  block RAM read                (the RAM's own address register)
         3  per-bank output register      (a plain register, packed into the DP16KD's own output
@@ -42,7 +44,7 @@ from amaranth.lib.wiring import In, Out
 
 from .params import ADDR_W
 
-READ_LATENCY = 4
+READ_LATENCY = 5
 WRITE_LATENCY = 2  # edges from a write presented on wr_* to the word in the RAM
 
 
@@ -84,9 +86,11 @@ class BankedMemory(wiring.Component):
         w_addr, w_data, w_en = (Signal(len(x), name=f"{n}_q", reset_less=n != "wr_en") for n, x in
                                 (("wr_addr", self.wr_addr), ("wr_data", self.wr_data), ("wr_en", self.wr_en)))
         m.d.sync += [w_addr.eq(self.wr_addr), w_data.eq(self.wr_data), w_en.eq(self.wr_en)]
+        r_addr = Signal(len(self.rd_addr), name="rd_addr_q", reset_less=True)
+        m.d.sync += r_addr.eq(self.rd_addr)
         for b in range(nb):
             hit_w = (w_addr[ab:] == b) if nb > 1 else Const(1)
-            m.d.comb += rd_bank[b].eq((self.rd_addr[ab:] == b) if nb > 1 else 1)
+            m.d.comb += rd_bank[b].eq((r_addr[ab:] == b) if nb > 1 else 1)
             d = min(bd, self.depth - b * bd)
             d = bd if d > 512 else d
             mem = Memory(shape=unsigned(self.width), depth=d, init=[], attrs={"no_rw_check": 1})
@@ -101,7 +105,7 @@ class BankedMemory(wiring.Component):
                           (("rd_addr", rp.addr), ("wr_addr", wp.addr), ("wr_data", self.wr_data)))
             we = Signal(len(self.wr_en), name=f"bank{b}_wr_en")
             with m.If(rd_bank[b]):
-                m.d.sync += ra.eq(self.rd_addr)
+                m.d.sync += ra.eq(r_addr)
             with m.If(hit_w):
                 m.d.sync += [wa.eq(w_addr), wd.eq(w_data)]
             m.d.sync += we.eq(Mux(hit_w, w_en, 0))

@@ -13,7 +13,7 @@ module tb #(
     parameter int RB = 192,
     parameter int LD_DEPTH = 16384,
     parameter int DP_DEPTH = 16384,
-    parameter int RL = 5  // the engine's host read latency (>= 2)
+    parameter int RL = 7  // the engine's host read latency (>= 2; sim.engine.build passes Engine.host_read_latency)
 ) (
     input  logic        ld_go /*verilator public_flat_rw*/,
     input  logic [31:0] n_ld /*verilator public_flat_rw*/,
