@@ -54,7 +54,7 @@ def _plan(w: int, mult: int | None, mult_width: int) -> dict:
         rounds += 1
     width = mw + mult_width
     chunks = ceil(width / CPA_CHUNK) if n_terms > 1 else 0
-    levels = (1 + (2 if kind == "dsp" else 0) + ceil(rounds / CSA_ROUNDS_PER_LEVEL) + chunks
+    levels = (1 + (3 if kind == "dsp" else 0) + ceil(rounds / CSA_ROUNDS_PER_LEVEL) + chunks
               + (2 if mult is None else 0) + 1)
     return {"kind": kind, "mag_width": mw, "width": width, "rounds": rounds, "chunks": chunks,
             "levels": levels}
@@ -132,13 +132,16 @@ def tdiv_datapath(
                 factor = (mult >> co) & ((1 << cw) - 1)
                 if not factor:
                     continue
-            terms.append((registered_mul(st.m, st.platform, mag[mo:mo + mwid], factor,
-                                         name=st.unique(f"pp{mo}_{co}")), mo + co))
-        terms.append((st.delay(Mux(neg, mult, 0), 2, name="corr"), 0))  # sign * mult
-        neg = st.delay(neg, 2, name="neg")
+            # each product gets a fabric register: the route out of the DSP column is a stage
+            # of its own (in the engine it was 6.5 ns, the routed critical path)
+            pp = registered_mul(st.m, st.platform, mag[mo:mo + mwid], factor,
+                                name=st.unique(f"pp{mo}_{co}"))
+            terms.append((st.reg(pp, name=st.unique(f"pp{mo}_{co}_f")), mo + co))
+        terms.append((st.delay(Mux(neg, mult, 0), 3, name="corr"), 0))  # sign * mult
+        neg = st.delay(neg, 3, name="neg")
         if variable:
-            shift = st.delay(shift, 2, name="shift")
-        levels += 2
+            shift = st.delay(shift, 3, name="shift")
+        levels += 3
     else:
         terms = [(mag, k) for k in range(mult.bit_length()) if (mult >> k) & 1]
         terms.append((Mux(neg, mult, 0), 0))
@@ -165,7 +168,7 @@ def tdiv_datapath(
 class ConstDivider(PipelinedUnit):
     """tdiv(n, divisor) for every signed `in_width`-bit n; divisor fixed at generation.
 
-    Ports: i.payload signed(in_width); o.payload signed(in_width). Latency `tdiv_latency` (7 for
+    Ports: i.payload signed(in_width); o.payload signed(in_width). Latency `tdiv_latency` (8 for
     32-bit inputs and a DSP-built multiplier, 3-4 for a power-of-two divisor).
     """
 
@@ -195,7 +198,7 @@ class ProgDivider(PipelinedUnit):
 
     Ports: i.payload {n: signed(in_width), mult: unsigned(mult_width), shift: unsigned(shift_width)};
     o.payload signed(in_width). `constants(d)` gives the host-side values (model.divider).
-    Latency `tdiv_latency(in_width, None, mult_width)` (9 at 32 bits).
+    Latency `tdiv_latency(in_width, None, mult_width)` (10 at 32 bits).
     """
 
     def __init__(self, in_width: int = 32, max_divisor: int = (1 << 32) - 1) -> None:
