@@ -160,7 +160,7 @@ class MacArray(wiring.Component):
         # ignores this cycle's pop (conservative: room returns one cycle after the FIFO drains).
         # (written as matches: an adder and a compare were two carry chains, the 1x1 critical path)
         room = Signal(init=1, name="fifo_room")
-        high = [v for v in range(OUT_FIFO - 2, OUT_FIFO + 1)]  # fill values that leave no room
+        high = list(range(OUT_FIFO - 2, OUT_FIFO + 1))  # fill values that leave no room
         m.d.sync += room.eq(~Mux(move_ctl, fill.matches(*high), fill.matches(*high[1:])))
 
         row = Signal(range(max(R, 2)), name="drain_row")
