@@ -148,28 +148,27 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
                                after="tee -o top.stat stat")
         (out / "top.flow").write_text(flow)
         v_old.write_text(v)
-    netlist = json.loads((out / "top.json").read_text())
-    packed = pack_ebr_output_registers(netlist, "top")  # block RAM output registers (sim.ebr_outreg)
-    write_atomic(out / "top_packed.json", json.dumps(netlist).encode())
+    packed = _pack_netlist(out)
     t1 = time.perf_counter()
     _nextpnr(out, "top_packed.json", freq_mhz, seed, router, route)
     t2 = time.perf_counter()
-    if not route:
-        res = {**DEVICE, "target_mhz": freq_mhz, "fmax_mhz": None,
-               "status": "placed, not routed (route=False)", **packing_report(out),
-               "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1), "params": p.__dict__,
-               "ebr_output_registers": packed, "yosys_cells": yosys_cells(out / "top.v", "top", out, reuse=True)}
-        _projection(res, cosim_result, golden_img_s, None, freq_mhz)
-        (out / "synth.json").write_text(json.dumps(res, indent=1))
-        return res
-    res = {**DEVICE, "target_mhz": freq_mhz, **routed_report(out / "report.json"),
-           "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
-           "params": p.__dict__, "ebr_output_registers": packed}
-    fmax = res["fmax_mhz"]
-    res["yosys_cells"] = yosys_cells(out / "top.v", "top", out, reuse=True)
-    _projection(res, cosim_result, golden_img_s, fmax, freq_mhz)
-    (out / "synth.json").write_text(json.dumps(res, indent=1))
+    report = (routed_report(out / "report.json") if route else
+              {"fmax_mhz": None, "status": "placed, not routed (route=False)", **packing_report(out)})
+    res = {**DEVICE, "target_mhz": freq_mhz, **report,
+           "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1), "params": p.__dict__,
+           "ebr_output_registers": packed,
+           "yosys_cells": yosys_cells(out / "top.v", "top", out, reuse=True)}
+    _projection(res, cosim_result, golden_img_s, res["fmax_mhz"], freq_mhz)
+    write_atomic(out / "synth.json", json.dumps(res, indent=1).encode())
     return res
+
+
+def _pack_netlist(out: Path) -> dict[str, int]:
+    """top.json -> top_packed.json with the block RAM output registers packed (sim.ebr_outreg)."""
+    netlist = json.loads((out / "top.json").read_text())
+    packed = pack_ebr_output_registers(netlist, "top")
+    write_atomic(out / "top_packed.json", json.dumps(netlist).encode())
+    return packed
 
 
 def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: str = "router1",
@@ -228,11 +227,8 @@ def memory_read_fmax(out_dir: Path, width: int = 16, depth: int = 1024, freq_mhz
     top = _MemoryBankTop(width, depth)
     (out / "top.v").write_text(verilog.convert(top, name="top", ports=top.ports(), platform=ECP5))
     unit_synth_ecp5("read_verilog top.v", "top", out, json_out="top.json")
-    netlist = json.loads((out / "top.json").read_text())
-    packed = pack_ebr_output_registers(netlist, "top")
-    write_atomic(out / "top_packed.json", json.dumps(netlist).encode())
     res = {**DEVICE, "target_mhz": freq_mhz, "memory": f"BankedMemory({width}, {depth})",
-           "ebr_output_registers": packed}
+           "ebr_output_registers": _pack_netlist(out)}
     for name, netlist_file in (("yosys_map", "top.json"), ("output_register_packed", "top_packed.json")):
         _nextpnr(out, netlist_file, freq_mhz)
         r = routed_report(out / "report.json")
