@@ -15,10 +15,12 @@ starts and ends at a register next to them:
                                           RAM's clock-to-out is 5.83 ns in nextpnr's timing model,
                                           plus >= 1.04 ns of route to the nearest slice)
         4  bank select (each bank's register gated by its registered hit, ORed) -> output register
-    write (latency `WRITE_LATENCY`: in the RAM two clock edges after it is presented):
+    write (latency `WRITE_LATENCY`: in the RAM three clock edges after it is presented):
         1  address, data and lane enables registered as presented (the engine / host select in
            front of them comes from a register with ~800 loads: no bank decode behind it)
-        2  registered per bank, only for the bank that holds the address
+        2  bank hits decoded into one register per bank; address, data and enables registered
+           again beside them (the decode is not in front of the route to a far bank)
+        3  registered per bank, only for the bank that holds the address
 
 Banks are as deep as one DP16KD configuration that holds a whole lane per block RAM column:
 1024 words (1024 x 18) for 10- to 18-bit lanes, else 2048 (2048 x 9; wider lanes take several).
@@ -37,7 +39,7 @@ from __future__ import annotations
 import operator
 from functools import reduce
 
-from amaranth import Const, Module, Mux, Signal, unsigned
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -45,7 +47,7 @@ from amaranth.lib.wiring import In, Out
 from .params import ADDR_W
 
 READ_LATENCY = 5
-WRITE_LATENCY = 2  # edges from a write presented on wr_* to the word in the RAM
+WRITE_LATENCY = 3  # edges from a write presented on wr_* to the word in the RAM
 
 
 def bank_depth(granularity: int | None) -> int:
@@ -86,10 +88,13 @@ class BankedMemory(wiring.Component):
         w_addr, w_data, w_en = (Signal(len(x), name=f"{n}_q", reset_less=n != "wr_en") for n, x in
                                 (("wr_addr", self.wr_addr), ("wr_data", self.wr_data), ("wr_en", self.wr_en)))
         m.d.sync += [w_addr.eq(self.wr_addr), w_data.eq(self.wr_data), w_en.eq(self.wr_en)]
+        w_addr2, w_data2, w_en2 = (Signal.like(x, name=f"{x.name}2") for x in (w_addr, w_data, w_en))
+        m.d.sync += [w_addr2.eq(w_addr), w_data2.eq(w_data), w_en2.eq(w_en)]
         r_addr = Signal(len(self.rd_addr), name="rd_addr_q", reset_less=True)
         m.d.sync += r_addr.eq(self.rd_addr)
         for b in range(nb):
-            hit_w = (w_addr[ab:] == b) if nb > 1 else Const(1)
+            hit_w = Signal(name=f"wr_hit{b}", reset_less=True)
+            m.d.sync += hit_w.eq((w_addr[ab:] == b) if nb > 1 else 1)
             m.d.comb += rd_bank[b].eq((r_addr[ab:] == b) if nb > 1 else 1)
             d = min(bd, self.depth - b * bd)
             d = bd if d > 512 else d
@@ -107,8 +112,8 @@ class BankedMemory(wiring.Component):
             with m.If(rd_bank[b]):
                 m.d.sync += ra.eq(r_addr)
             with m.If(hit_w):
-                m.d.sync += [wa.eq(w_addr), wd.eq(w_data)]
-            m.d.sync += we.eq(Mux(hit_w, w_en, 0))
+                m.d.sync += [wa.eq(w_addr2), wd.eq(w_data2)]
+            m.d.sync += we.eq(Mux(hit_w, w_en2, 0))
             m.d.comb += [rp.addr.eq(ra), wp.addr.eq(wa), wp.data.eq(wd), wp.en.eq(we)]
             hit2, hit3 = (Signal(name=f"rd_hit{b}_q{k}", reset_less=True) for k in (2, 3))
             m.d.sync += [hit1[b].eq(rd_bank[b]), hit2.eq(hit1[b]), hit3.eq(hit2)]

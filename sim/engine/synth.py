@@ -180,7 +180,9 @@ def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: st
                            "--lpf", "top.lpf", "--lpf-allow-unconstrained",
                            "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
                            "--router", router,
-                           *([] if route else ["--no-route"]), "-l", "pnr.log", "-q"], cwd=out)
+                           # per-net routed delays: every failing path, not only the worst one
+                           *(["--detailed-timing-report"] if route else ["--no-route"]),
+                           "-l", "pnr.log", "-q"], cwd=out)
     if proc.returncode != 0:
         raise RuntimeError(f"nextpnr-ecp5 failed (exit {proc.returncode}); see {out / 'pnr.log'}")
 
