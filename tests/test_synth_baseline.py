@@ -65,3 +65,25 @@ def test_engine_critical_path_summary():
     assert cp == {"from": "ff1", "to": "ff2", "delay_ns": 4.5, "logic_ns": 1.0, "routing_ns": 3.5,
                   "cells": 3, "longest_net_ns": 2.5}
     assert critical_path({"critical_paths": report["critical_paths"][:1]}) is None
+
+
+def test_engine_late_endpoints():
+    """synth.json's late endpoints: every register input arriving after the period, grouped by
+    register (indices and yosys' FF-cell suffix removed), worst group first; on-time ones left out."""
+    from sim.engine.synth import late_endpoints
+
+    def ep(cell, delay):
+        return {"cell": cell, "port": "DI", "event": "posedge clk", "delay": delay}
+
+    report = {"detailed_net_timings": [
+        {"net": "a", "event": "posedge clk", "endpoints": [ep("engine.acc_1_2_TRELLIS_FF_Q_7", 7.0),
+                                   ep("engine.acc_3_4_TRELLIS_FF_Q", 6.9),
+                                   ep("engine.acc_0_0_TRELLIS_FF_Q_1", 6.0)]},
+        {"net": "b", "event": "posedge clk", "endpoints": [ep("engine.wr_en$ff2", [3.0, 8.25])]},  # [min, max]
+        {"net": "rst", "event": "<async>", "endpoints": [ep("engine.seq_state_TRELLIS_FF_Q", 12.0)]},
+    ]}
+    got = late_endpoints(report, 6.667)
+    assert got == {"period_ns": 6.667, "count": 3, "groups": [
+        {"registers": "engine.wr_en", "endpoints": 1, "worst_arrival_ns": 8.25},
+        {"registers": "engine.acc_#_#", "endpoints": 2, "worst_arrival_ns": 7.0}]}
+    assert late_endpoints(report, 9.0)["count"] == 0

@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from amaranth import Elaboratable, Module, Signal
+from amaranth import ClockDomain, Elaboratable, Module, Signal
+from amaranth.lib.cdc import ResetSynchronizer
 
 from hw.engine.core import Engine
 from hw.engine.memory import BankedMemory
@@ -39,6 +40,8 @@ class EngineSynthTop(Elaboratable):
 
     def __init__(self, params: EngineParams | None = None) -> None:
         self.p = params or EngineParams()
+        self.clk = Signal()
+        self.rst = Signal()
         self.start = Signal()
         self.busy = Signal()
         self.done = Signal()
@@ -52,11 +55,17 @@ class EngineSynthTop(Elaboratable):
         self.rd_word = Signal(BUS)
 
     def ports(self):
-        return [self.start, self.busy, self.done, self.wr_shift, self.wr_commit, self.wr_word,
+        return [self.clk, self.rst, self.start, self.busy, self.done, self.wr_shift, self.wr_commit, self.wr_word,
                 self.sel, self.addr, self.rd_req, self.rd_shift, self.rd_word]
 
     def elaborate(self, platform) -> Module:
         m = Module()
+        # The reset pin is synchronized (asserted at once, released on a clock edge) like any
+        # input: its ~1000 loads are then a clocked net that Fmax accounts for, not an untimed
+        # path from the pin.
+        m.domains.sync = cd = ClockDomain()
+        m.d.comb += cd.clk.eq(self.clk)
+        m.submodules.rst_sync = ResetSynchronizer(self.rst)
         m.submodules.engine = eng = Engine(self.p)
         hb, rb = self.p.host_data_bits, self.p.word_bits
         # registered inputs
@@ -181,7 +190,8 @@ def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: st
                            "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
                            "--router", router,
                            # per-net routed delays: every failing path, not only the worst one
-                           *(["--detailed-timing-report"] if route else ["--no-route"]),
+                           *(["--detailed-timing-report", "--write", "routed.json"] if route
+                             else ["--no-route"]),
                            "-l", "pnr.log", "-q"], cwd=out)
     if proc.returncode != 0:
         raise RuntimeError(f"nextpnr-ecp5 failed (exit {proc.returncode}); see {out / 'pnr.log'}")
@@ -196,7 +206,9 @@ def routed_report(report_json: Path) -> dict:
                 "percent": round(100 * v["used"] / v["available"], 1)}
             for k, v in rep["utilization"].items() if v["used"]}
     return {"fmax_mhz": round(fmax, 2), "meets_target": fmax >= target,
-            "critical_path": critical_path(rep), "utilization": util}
+            "critical_path": critical_path(rep), "utilization": util,
+            **({"late_endpoints": late_endpoints(rep, 1e3 / target)}
+               if "detailed_net_timings" in rep else {})}
 
 
 class _MemoryBankTop(Elaboratable):
@@ -272,6 +284,28 @@ def critical_path(report: dict) -> dict | None:
             "routing_ns": round(sum(s["delay"] for s in routing), 2),
             "cells": len(segs) - len(routing),
             "longest_net_ns": round(max((s["delay"] for s in routing), default=0.0), 2)}
+
+
+def late_endpoints(report: dict, period_ns: float, top: int = 25) -> dict:
+    """Every register input whose routed arrival time exceeds the clock period, from nextpnr's
+    --detailed-timing-report (nextpnr 0.11 gives each timing endpoint's [min, max] arrival:
+    clock-to-out + logic + routing, no setup), grouped by register name with the indices and yosys' cell suffix
+    taken out: the critical path names one failing path, this names all of them."""
+    import re
+
+    groups: dict[str, list[float]] = {}
+    for net in report.get("detailed_net_timings", []):
+        if net["event"] == "<async>":  # driven by an input pin (reset): not a clock-to-clock path
+            continue
+        for ep in net["endpoints"]:
+            late = max(ep["delay"]) if isinstance(ep["delay"], list) else ep["delay"]  # [min, max]
+            if late > period_ns:
+                name = re.sub(r"_TRELLIS_FF_Q.*$|\$.*$", "", ep["cell"])
+                groups.setdefault(re.sub(r"\d+", "#", name), []).append(late)
+    worst = sorted(groups.items(), key=lambda kv: -max(kv[1]))
+    return {"period_ns": round(period_ns, 3), "count": sum(len(v) for v in groups.values()),
+            "groups": [{"registers": k, "endpoints": len(v), "worst_arrival_ns": round(max(v), 2)}
+                       for k, v in worst[:top]]}
 
 
 def packing_report(out_dir: Path) -> dict:
