@@ -13,7 +13,7 @@ that has `ecp5_dsp = True` (an Amaranth Lattice ECP5 platform does too).
 """
 from __future__ import annotations
 
-from amaranth import ClockSignal, Const, Instance, Module, Signal, Value, signed, unsigned
+from amaranth import ClockSignal, Const, Instance, Module, Shape, Signal, Value, signed, unsigned
 
 DSP_WIDTH = 18
 
@@ -42,6 +42,20 @@ def registered_mul(m: Module, platform, a: Value, b: Value | int, name: str) -> 
     registers: left to yosys, the wide product became two unregistered DSPs and an adder in one
     cycle (13.9 ns, the engine's critical path). Returns a Value of the exact product width.
     """
+    terms, shape = registered_mul_terms(m, platform, a, b, name)
+    if len(terms) == 1:
+        return terms[0][0]
+    p = Signal(shape, name=f"{name}_p", reset_less=True)
+    m.d.comb += p.eq(sum(t << off for t, off in terms))
+    return p
+
+
+def registered_mul_terms(m: Module, platform, a: Value, b: Value | int, name: str
+                         ) -> tuple[list[tuple[Value, int]], Shape]:
+    """`registered_mul` before the limb sum: [(registered product, left shift)] whose shifted sum
+    is a * b, and the product's shape. One term when the operands fit one multiplier; a caller
+    that registers the limb products before adding them (the MAC) keeps the route out of the
+    DSP column and the adder in separate cycles."""
     a = Value.cast(a)
     b_const = isinstance(b, int)
     if b_const:
@@ -51,7 +65,6 @@ def registered_mul(m: Module, platform, a: Value, b: Value | int, name: str) -> 
     width = len(a) + len(b)
     out_shape = signed(width) if (sa or sb) else unsigned(width)
     fits = _fits(a) and _fits(b)
-    p = Signal(out_shape, name=f"{name}_p", reset_less=True)
     if not fits and not b_const and (_fits(a) or _fits(b)):
         narrow, wide = (a, b) if _fits(a) else (b, a)
         terms, off, k = [], 0, 0
@@ -60,10 +73,10 @@ def registered_mul(m: Module, platform, a: Value, b: Value | int, name: str) -> 
             limb = wide[off:off + w]  # unsigned, except the top limb of a signed operand
             if off + w == len(wide) and wide.shape().signed:
                 limb = limb.as_signed()
-            terms.append(registered_mul(m, platform, narrow, limb, f"{name}_l{k}") << off)
+            terms.append((registered_mul(m, platform, narrow, limb, f"{name}_l{k}"), off))
             off, k = off + w, k + 1
-        m.d.comb += p.eq(sum(terms))
-        return p
+        return terms, out_shape
+    p = Signal(out_shape, name=f"{name}_p", reset_less=True)
     if fits and targets_ecp5(platform):  # two wide operands stay behavioural (yosys splits them)
         raw = Signal(36, name=f"{name}_raw")
         ax = Signal(DSP_WIDTH, name=f"{name}_a")
@@ -85,7 +98,7 @@ def registered_mul(m: Module, platform, a: Value, b: Value | int, name: str) -> 
             i_CE0=1, i_CE1=0, i_CE2=0, i_CE3=0, i_RST0=0, i_RST1=0, i_RST2=0, i_RST3=0,
             **ports,
         )
-        return p
+        return [(p, 0)], out_shape
     a_r = Signal(a.shape(), name=f"{name}_ar", reset_less=True)
     m.d.sync += a_r.eq(a)
     if b_const:
@@ -94,4 +107,4 @@ def registered_mul(m: Module, platform, a: Value, b: Value | int, name: str) -> 
         b_r = Signal(b.shape(), name=f"{name}_br", reset_less=True)
         m.d.sync += b_r.eq(b)
     m.d.sync += p.eq(a_r * b_r)
-    return p
+    return [(p, 0)], out_shape

@@ -13,8 +13,12 @@ Pipeline (free-running: no register has a stall enable; why each level exists, f
                                            fan-out routing; hw.dsp)
     3  product register                   (the MULT18X18D output register)
     4  fabric product register            (the route from the DSP column to the accumulator:
-                                           4.5 ns at 8x8, so it gets a level of its own)
-    5  accumulator                        (one acc_width-bit carry chain, enabled by `valid`)
+                                           4.5 ns at 8x8, so it gets a level of its own; one
+                                           register per DSP when a wide operand is cut into limbs)
+    5  accumulator                        (acc + the product, or + each limb product: a carry
+                                           chain per limb, enabled by `valid`; the limb sum
+                                           between the DSPs and level 4 spent the cycle on the
+                                           route out of the DSP column in the engine)
     then the tile buffer, drained one row per cycle into a 16-row output skid FIFO (LUT RAM) that
     the consumer reads; first C row valid 6 cycles after the `last` transfer.
 Back-pressure without a stall: the accumulators and the buffer hold one tile each. `i.ready` is a
@@ -30,7 +34,7 @@ from amaranth import Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .dsp import registered_mul
+from .dsp import registered_mul_terms
 from .fanout import replicated_reg
 from .stream_unit import check_int, skid_output
 
@@ -119,11 +123,11 @@ class MacArray(wiring.Component):
                 q = (i * C + j) % 256
                 f4 = Signal(name=f"f4_{i}_{j}", reset_less=True)
                 m.d.sync += f4.eq(Mux(v3, f3, _truth_table(q, [f3, lv3, v2])))
-                prod = registered_mul(m, platform, a1[i], b1[j], name=f"pe{i}_{j}")  # levels 2, 3
-                prod = reg(prod, f"p_{i}_{j}")                                       # level 4
+                terms, _ = registered_mul_terms(m, platform, a1[i], b1[j], f"pe{i}_{j}")  # 2, 3
+                prod = [reg(t, f"p_{i}_{j}_{k}") << off for k, (t, off) in enumerate(terms)]  # 4
                 acc = Signal(signed(W), name=f"acc_{i}_{j}", reset_less=True)        # level 5
                 with m.If(v4):
-                    m.d.sync += acc.eq((Mux(f4, 0, acc) + prod)[:W])
+                    m.d.sync += acc.eq(sum(prod, Mux(f4, 0, acc))[:W])
                 accs[i][j] = acc
 
         # Tile buffer: loaded from the accumulators, then shifted up one C row per cycle into the

@@ -29,6 +29,9 @@ two. Only control state has a reset.
 Host port (only while idle): one write per cycle into any memory (hw_*), one read per cycle
 (hr_*, data `host_read_latency` cycles later) from any memory or from the performance counters
 (SEL_CTR): counter index = phase * 4 + kind, kinds in `params.CTR_KINDS`, reset by `start`.
+A host write reaches its RAM `HOST_WRITE_LATENCY` clock edges after it is presented: a read
+(host or engine) presented that many cycles later, or more, sees it; `start` may follow the
+last write by one cycle (the engine's first read is its command fetch, three cycles on).
 """
 from __future__ import annotations
 
@@ -54,6 +57,10 @@ from .sgd import ProgSGDUpdate
 CTR_BITS = 40
 ACT_MAX = 127
 HOST_READ_LATENCY = READ_LATENCY + 2  # memory pipeline + a two-level registered source select
+HOST_WRITE_LATENCY = WRITE_LATENCY + 1  # a register per memory, then the memory's write pipeline
+# copies of replicated control registers (hw.fanout): each drives one slice of its loads
+CMD_GROUPS = 6  # the command register's load enable
+SER_GROUPS = 4  # the serializer's row load / shift (then one more for its addresses)
 
 
 def _reg(*args, **kwargs) -> Signal:
@@ -183,6 +190,7 @@ class Engine(wiring.Component):
         # drain-side counters and address registers
         mt_d, nt_d, r_d = _reg(ADDR_W), _reg(ADDR_W), _reg(LB)
         r_last = _reg()  # r_d == L - 1, as a register
+        r_pen = _reg()  # r_d == L - 2, as a register
         slots = [cmd.o0, cmd.o1, cmd.o2, cmd.o3, cmd.o4]
         r_mt = {s: _reg(ADDR_W, name=f"r_mt{s}") for s in (1, 2, 3)}  # row 0 of m tile, nt = 0
         tile0 = {s: _reg(ADDR_W, name=f"tile0_{s}") for s in (1, 2, 3)}  # row 0 of tile (mt, nt)
@@ -219,11 +227,9 @@ class Engine(wiring.Component):
                 with m.If(fw == ncw + RL - 1):
                     m.d.sync += fw.eq(0)
                     m.next = "LOAD"
-            with m.State("LOAD"):
-                m.d.sync += [cmd.as_value().eq(cmd_sr[:cmd_w]), launch.eq(1)]
+            with m.State("LOAD"):  # the command register loads (below)
                 m.next = "DECODE"
             with m.State("DECODE"):
-                m.d.sync += launch.eq(0)
                 with m.If(op == OP_END):
                     m.d.sync += [busy.eq(0), done.eq(1)]
                     m.next = "IDLE"
@@ -240,26 +246,35 @@ class Engine(wiring.Component):
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
 
+        # "the LOAD cycle", registered from FETCH's last word and replicated per slice of the
+        # command register (one LOAD decode of the state register drove all ~430 enables), the
+        # last copy for `launch` and the GEMM launch below
+        load_g = replicated_reg(m, platform, seq.ongoing("FETCH") & (fw == ncw + RL - 1),
+                                CMD_GROUPS + 1, "load")
+        chunk = -(-cmd_w // CMD_GROUPS)
+        for g in range(CMD_GROUPS):
+            lo, hi = g * chunk, min((g + 1) * chunk, cmd_w)
+            with m.If(load_g[g]):
+                m.d.sync += cmd.as_value()[lo:hi].eq(cmd_sr[lo:hi])
+        m.d.sync += launch.eq(load_g[CMD_GROUPS])
         # "the DECODE cycle of a GEMM command", registered from the command being loaded and
         # replicated per group of the ~300 registers it loads (hw.fanout; launch & op != END
         # decoded in front of their enables was a deep, wide path): 0 the sequencing and issue
         # registers, 1-3 slot s's address registers, 4 the issue flag
         incoming = data.View(self.cmd_layout, cmd_sr[:cmd_w])
-        gemm_g = replicated_reg(m, platform, seq.ongoing("LOAD") & (incoming.op != OP_END), 5,
+        gemm_g = replicated_reg(m, platform, load_g[CMD_GROUPS] & (incoming.op != OP_END), 5,
                                 "gemm_launch")
         with m.If(gemm_g[0]):
             m.d.sync += [k_last.eq(cmd.k_len - 1), n_last.eq(cmd.n_tiles - 1),
                          m_last.eq(cmd.m_tiles - 1)]
             m.d.sync += [k_rem.eq(cmd.k_len - 1), nt_rem.eq(cmd.n_tiles - 1),
-                         mt_rem.eq(cmd.m_tiles - 1),
-                         k_end.eq(cmd.k_len == 1), nt_end.eq(cmd.n_tiles == 1),
-                         mt_end.eq(cmd.m_tiles == 1),
+                         mt_rem.eq(cmd.m_tiles - 1), mt_end.eq(cmd.m_tiles == 1),
                          k_one.eq(cmd.k_len == 1), n_one.eq(cmd.n_tiles == 1)]
             m.d.sync += [
                 k_first.eq(1),
                 a_tile.eq(cmd.a_base), a_addr.eq(cmd.a_base), b_tile.eq(cmd.b_base),
                 b_addr.eq(cmd.b_base),
-                mt_d.eq(0), nt_d.eq(0), r_d.eq(0), drain_done.eq(0),
+                mt_d.eq(0), nt_d.eq(0), r_d.eq(0), r_pen.eq(0), drain_done.eq(0),  # (L >= 4)
                 c_mt.eq(cmd.o0.base), t_nt.eq(cmd.o4.base),
             ]
         for s in (1, 2, 3):
@@ -269,21 +284,44 @@ class Engine(wiring.Component):
         # ---- issue: operand fetch into the MAC array ----------------------------------------
         m.d.sync += [vs[0].eq(issue), fs[0].eq(k_first), ls[0].eq(k_end)]
         m.d.sync += [x[k].eq(x[k - 1]) for x in (vs, fs, ls) for k in range(1, RL + 1)]
+        # The loop-end flags' next values, so that `issue`, `k_end` and "k and n at their ends"
+        # are registered once per group of the ~100 address and counter bits they select
+        # (hw.fanout): 0 the counters, 1 the A addresses, 2 the B addresses. (One `issue`
+        # decoded with k_end & nt_end in front of every mux was the deepest issue path.)
+        k_end_n, nt_end_n, issue_n = Signal(), Signal(), Signal()
+        m.d.comb += [k_end_n.eq(k_end), nt_end_n.eq(nt_end)]
+        with m.If(gemm_g[0]):
+            m.d.comb += [k_end_n.eq(cmd.k_len == 1), nt_end_n.eq(cmd.n_tiles == 1)]
         with m.If(issue):
-            m.d.sync += [k_first.eq(k_end), a_addr.eq(a_addr + cmd.a_sk),
-                         b_addr.eq(b_addr + cmd.b_sk),
-                         k_rem.eq(k_rem - 1), k_end.eq(k_rem == 1)]
+            m.d.comb += k_end_n.eq(Mux(k_end, k_one, k_rem == 1))
             with m.If(k_end):
-                m.d.sync += [k_rem.eq(k_last), k_end.eq(k_one)]
-                with m.If(nt_end):
-                    m.d.sync += [nt_rem.eq(n_last), nt_end.eq(n_one),
-                                 b_tile.eq(cmd.b_base), b_addr.eq(cmd.b_base),
-                                 a_tile.eq(a_tile + cmd.a_sm), a_addr.eq(a_tile + cmd.a_sm),
-                                 mt_rem.eq(mt_rem - 1), mt_end.eq(mt_rem == 1)]
+                m.d.comb += nt_end_n.eq(Mux(nt_end, n_one, nt_rem == 1))
+        m.d.sync += [k_end.eq(k_end_n), nt_end.eq(nt_end_n)]
+        issue_g = replicated_reg(m, platform, issue_n, 3, "issue")
+        k_end_g = replicated_reg(m, platform, k_end_n, 3, "k_end")
+        kn_end_g = replicated_reg(m, platform, k_end_n & nt_end_n, 3, "kn_end")
+        with m.If(issue_g[0]):
+            m.d.sync += [k_first.eq(k_end_g[0]), k_rem.eq(k_rem - 1)]
+            with m.If(k_end_g[0]):
+                m.d.sync += k_rem.eq(k_last)
+                with m.If(kn_end_g[0]):
+                    m.d.sync += [nt_rem.eq(n_last), mt_rem.eq(mt_rem - 1), mt_end.eq(mt_rem == 1)]
                 with m.Else():
-                    m.d.sync += [nt_rem.eq(nt_rem - 1), nt_end.eq(nt_rem == 1),
-                                 b_tile.eq(b_tile + cmd.b_sn),
-                                 b_addr.eq(b_tile + cmd.b_sn), a_addr.eq(a_tile)]
+                    m.d.sync += nt_rem.eq(nt_rem - 1)
+        with m.If(issue_g[1]):
+            m.d.sync += a_addr.eq(a_addr + cmd.a_sk)
+            with m.If(k_end_g[1]):
+                with m.If(kn_end_g[1]):
+                    m.d.sync += [a_tile.eq(a_tile + cmd.a_sm), a_addr.eq(a_tile + cmd.a_sm)]
+                with m.Else():
+                    m.d.sync += a_addr.eq(a_tile)
+        with m.If(issue_g[2]):
+            m.d.sync += b_addr.eq(b_addr + cmd.b_sk)
+            with m.If(k_end_g[2]):
+                with m.If(kn_end_g[2]):
+                    m.d.sync += [b_tile.eq(cmd.b_base), b_addr.eq(cmd.b_base)]
+                with m.Else():
+                    m.d.sync += [b_tile.eq(b_tile + cmd.b_sn), b_addr.eq(b_tile + cmd.b_sn)]
 
         a_word = Mux(cmd.a_sel, ar.rd_data, ac.rd_data)  # a_sel is constant during a command
         # Cat of signed WB-bit slices would not sign-extend: widen each lane explicitly.
@@ -309,8 +347,8 @@ class Engine(wiring.Component):
         m.d.comb += [in_next.eq(in_flight + issue - mac_fire),
                      issuing_nx.eq(Mux(gemm_g[4], 1,
                                        issuing & ~(issue & k_end & nt_end & mt_end)))]
-        m.d.sync += [in_flight.eq(in_next), issuing.eq(issuing_nx),
-                     issue.eq(issuing_nx & ~in_next[-1])]  # cap is a power of two: top bit = full
+        m.d.comb += issue_n.eq(issuing_nx & ~in_next[-1])  # cap is a power of two: top bit = full
+        m.d.sync += [in_flight.eq(in_next), issuing.eq(issuing_nx), issue.eq(issue_n)]
 
         # ---- drain: C rows out of the MAC array, through one register ---------------------------
         # A row that leaves the array (o_fire) is handled from registers one cycle later (row_v,
@@ -338,16 +376,19 @@ class Engine(wiring.Component):
         # (`row_v & r_last & nt_d_last` decoded in front of them, ~80 loads per net, was the
         # deepest drain path.) nt_d_last at the row is nt_d == n_last one cycle earlier.
         r_last_next = Signal()
-        m.d.comb += r_last_next.eq(Mux(launch, 0, Mux(row_v, r_d == L - 2, r_last)))
+        m.d.comb += r_last_next.eq(Mux(launch, 0, Mux(row_v, r_pen, r_last)))
         m.d.sync += r_last.eq(r_last_next)
         groups = (0, 1, 2, 3)  # 0: the counters, s: slot s's address registers
         row_g = dict(zip(groups, replicated_reg(m, platform, o_fire, len(groups), "row_g")))
         tile_g = dict(zip(groups, replicated_reg(m, platform, o_fire & r_last_next, len(groups),
                                                  "tile_g")))
-        mt_g = dict(zip(groups, replicated_reg(m, platform, o_fire & r_last_next & (nt_d == n_last),
+        # nt_d == n_last as its registered flag: nt_d changed at least three cycles before a
+        # tile's last row leaves the array (L >= 4 rows per tile)
+        mt_g = dict(zip(groups, replicated_reg(m, platform, o_fire & r_last_next & nt_d_last,
                                                len(groups), "mt_g")))
         with m.If(row_g[0]):
-            m.d.sync += r_d.eq(Mux(tile_g[0], 0, r_d + 1))
+            m.d.sync += [r_d.eq(Mux(tile_g[0], 0, r_d + 1)),
+                         r_pen.eq(~tile_g[0] & (r_d == L - 3))]
         with m.If(mt_g[0]):
             m.d.sync += [nt_d.eq(0), t_nt.eq(cmd.o4.base), mt_d.eq(mt_d + 1),
                          c_mt.eq(c_mt + cmd.o0.stride)]
@@ -373,16 +414,29 @@ class Engine(wiring.Component):
         ser_col = _reg(ADDR_W)
         ser_tcol = _reg(ADDR_W)
         ser_rowa = {s: _reg(ADDR_W, name=f"ser_row{s}") for s in (1, 2, 3)}
-        with m.If(row_v & serial):
-            m.d.sync += [ser_row.eq(row_data), ser_m.eq(m_row), ser_nt.eq(nt_d),
-                         ser_col.eq(col_addr), ser_tcol.eq(tcol_addr), ser_j.eq(0), ser_busy.eq(1)]
-            m.d.sync += [ser_rowa[s].eq(row_addr[s]) for s in (1, 2, 3)]
-        with m.Elif(ser_busy):
-            m.d.sync += [ser_row[j].eq(ser_row[j + 1]) for j in range(L - 1)]
-            m.d.sync += [ser_j.eq(ser_j + 1), ser_col.eq(ser_col + 1),
-                         ser_tcol.eq(ser_tcol + cmd.o4.stride)]
-            with m.If(ser_j == L - 1):
-                m.d.sync += ser_busy.eq(0)
+        # "a serial op's row arrives" and "serializing" drive ~350 enables: both registered per
+        # group (hw.fanout), SER_GROUPS slices of the row, then the addresses and counters
+        ser_busy_n = Signal()
+        ser_ld = replicated_reg(m, platform, o_fire & serial, SER_GROUPS + 1, "ser_load")
+        m.d.comb += ser_busy_n.eq(ser_ld[0] | (ser_busy & (ser_j != L - 1)))
+        ser_on = replicated_reg(m, platform, ser_busy_n, SER_GROUPS + 1, "ser_busy")
+        m.d.sync += ser_busy.eq(ser_busy_n)
+        per = L // SER_GROUPS
+        for g in range(SER_GROUPS + 1):
+            lanes = range(g * per, (g + 1) * per)
+            with m.If(ser_ld[g]):
+                if g < SER_GROUPS:
+                    m.d.sync += [ser_row[j].eq(row_data[j]) for j in lanes]
+                else:
+                    m.d.sync += [ser_m.eq(m_row), ser_nt.eq(nt_d), ser_col.eq(col_addr),
+                                 ser_tcol.eq(tcol_addr), ser_j.eq(0)]
+                    m.d.sync += [ser_rowa[s].eq(row_addr[s]) for s in (1, 2, 3)]
+            with m.Elif(ser_on[g]):
+                if g < SER_GROUPS:
+                    m.d.sync += [ser_row[j].eq(ser_row[j + 1]) for j in lanes if j < L - 1]
+                else:
+                    m.d.sync += [ser_j.eq(ser_j + 1), ser_col.eq(ser_col + 1),
+                                 ser_tcol.eq(ser_tcol + cmd.o4.stride)]
 
         # E0: element (m, n) with its addresses; its YMEM / WMEM word is read here and arrives
         # RL cycles later, at E1, together with the element
@@ -452,15 +506,23 @@ class Engine(wiring.Component):
         def lane_en(lane, on):
             return Mux(on, Const(1, L) << lane, 0)
 
-        host_w = {sel: self.hw_en & (self.hw_sel == sel) & ~busy for sel in mems}
-
+        # A host write is registered per memory first (loaded only for its memory, so the copies
+        # stay apart): the host data register reaches every memory across the die, and the
+        # memory's own write register behind the engine / host select had no time for that
+        # route. The write lands one cycle later; the engine writes nothing while idle or in
+        # its first cycles, so the registered host write has the port to itself.
         def host_or(sel, addr, dat, en):
             mem, lane_w, width = mems[sel]
             full = (1 << (L if lane_w else 1)) - 1
+            h_en = Signal(name=f"host_wr{sel}")
+            h_addr, h_data = _reg(ADDR_W, name=f"host_wr{sel}_addr"), _reg(width, name=f"host_wr{sel}_data")
+            m.d.sync += h_en.eq(self.hw_en & (self.hw_sel == sel) & ~busy)
+            with m.If(self.hw_en & (self.hw_sel == sel)):
+                m.d.sync += [h_addr.eq(self.hw_addr), h_data.eq(self.hw_data[:width])]
             m.d.comb += [
-                mem.wr_addr.eq(Mux(busy, addr, self.hw_addr)),
-                mem.wr_data.eq(Mux(busy, dat, self.hw_data[:width])),
-                mem.wr_en.eq(Mux(busy, en, Mux(host_w[sel], full, 0))),
+                mem.wr_addr.eq(Mux(h_en, h_addr, addr)),
+                mem.wr_data.eq(Mux(h_en, h_data, dat)),
+                mem.wr_en.eq(Mux(h_en, full, en)),
             ]
 
         sc_val = Mux(is_relu, a_out, e_out)
@@ -496,14 +558,16 @@ class Engine(wiring.Component):
         ph_hot = Signal(N_PHASES)
         m.d.sync += [ev.eq(Mux(busy, Cat(1, mac_fire, mac.i.valid & ~mac.i.ready, in_wait), 0)),
                      ph_hot.eq(Const(1, N_PHASES) << cmd.phase)]
-        with m.If(self.start & ~busy):
-            m.d.sync += [c.eq(0) for c in ctr_list]
-        with m.Else():
-            for ph_ in range(N_PHASES):
-                for k in range(kinds):
-                    c = ctr_list[ph_ * kinds + k]
-                    with m.If(ph_hot[ph_] & ev[k]):
-                        m.d.sync += c.eq(c + 1)
+        # cleared one cycle after `start` (nothing is counted before busy's second cycle), from
+        # a register per phase rather than one start & ~busy decode for all 2 560 counter bits
+        clear = replicated_reg(m, platform, self.start & ~busy, N_PHASES, "ctr_clear")
+        for ph_ in range(N_PHASES):
+            for k in range(kinds):
+                c = ctr_list[ph_ * kinds + k]
+                with m.If(clear[ph_]):
+                    m.d.sync += c.eq(0)
+                with m.Elif(ph_hot[ph_] & ev[k]):
+                    m.d.sync += c.eq(c + 1)
 
         # ---- host read mux ----------------------------------------------------------------------
         # counters: a 4:1 mux per register level over the counter index (64 -> 16 -> 4 -> 1),

@@ -82,9 +82,9 @@ class EngineParams:
         if self.rows != self.cols:
             raise NitroError("the engine needs a square MAC array (rows == cols): memory words "
                              "carry `cols` lanes in either orientation")
-        if self.rows & (self.rows - 1) or not 2 <= self.rows <= 16:
-            # >= 2: the drain's registered "last tile" flags need two rows per tile
-            raise NitroError("MAC array side must be a power of two in 2..16")
+        if self.rows & (self.rows - 1) or not 4 <= self.rows <= 16:
+            # >= 4: the drain's registered "last tile" flags are read three rows after they change
+            raise NitroError("MAC array side must be a power of two in 4..16")
         for k in ("amem_c_depth", "amem_r_depth", "wmem_depth", "wtmem_depth", "dmem_depth",
                   "smem_depth", "ymem_depth", "cmem_depth"):
             d = getattr(self, k)
