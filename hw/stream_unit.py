@@ -93,13 +93,8 @@ def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int
         o.valid.eq(nonempty | pipe_valid),
         o.payload.eq(Mux(nonempty, rd.data, pipe)),
     ]
-    # nonempty without the fill adder on the path from o.ready (it was the critical path); the
-    # fill's +1 / -1 written out from pipe_valid, o.ready and nonempty, not from `push`: push
-    # also drives every LUT-RAM write enable (261 loads for the MAC array's rows), a long net
-    # that then ran into the fill's carry chain
-    # (+16 LUT4s on a small unit: maxpool_forward 125 -> 141)
-    up, down = pipe_valid & ~o.ready, nonempty & ~pipe_valid & o.ready  # = push & ~pop, pop & ~push
-    m.d.sync += [fill.eq(fill + up - down),
+    # nonempty without the fill adder on the path from o.ready (it was the critical path)
+    m.d.sync += [fill.eq(fill + push - pop),
                  nonempty.eq(push | fill[1:].any() | (nonempty & ~pop))]
     with m.If(push):
         m.d.sync += wptr.eq(wptr + 1)
