@@ -29,9 +29,10 @@ two. Only control state has a reset.
 Host port (only while idle): one write per cycle into any memory (hw_*), one read per cycle
 (hr_*, data `host_read_latency` cycles later) from any memory or from the performance counters
 (SEL_CTR): counter index = phase * 4 + kind, kinds in `params.CTR_KINDS`, reset by `start`.
-A host write reaches its RAM `HOST_WRITE_LATENCY` clock edges after it is presented: a read
-(host or engine) presented that many cycles later, or more, sees it; `start` may follow the
-last write by one cycle (the engine's first read is its command fetch, three cycles on).
+A host write presented in cycle w is registered per memory, then takes the memory's write
+pipeline: it is in its RAM after the clock edge ending cycle w + `HOST_WRITE_LATENCY`; a read
+presented in cycle r >= w + 3 sees it (the RAM reads at the edge ending cycle r + 2). `start`
+may follow the last write at once: the command fetch presents its first read two cycles later.
 """
 from __future__ import annotations
 
@@ -221,7 +222,9 @@ class Engine(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [pc.eq(0), busy.eq(1), done.eq(0)]
-                    m.next = "FETCH"
+                    m.next = "ARM"
+            with m.State("ARM"):  # one cycle: a host write of the cycle before `start` lands
+                m.next = "FETCH"
             with m.State("FETCH"):  # ncw 64-bit words; the last arrives at fw = ncw + RL - 1
                 m.d.sync += fw.eq(fw + 1)
                 with m.If(fw == ncw + RL - 1):
