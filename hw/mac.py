@@ -157,7 +157,7 @@ class MacArray(wiring.Component):
 
         row0 = Signal(data.ArrayLayout(signed(W), C))
         m.d.comb += [row0[j].eq(buf[0][j]) for j in range(C)]
-        fill, push, pop = skid_output(m, move_ctl, Value.cast(row0), self.o, OUT_FIFO)
+        fill, push, pop = skid_output(m, move_ctl, Value.cast(row0), self.o, OUT_FIFO, banks=C)
         # Room for one more `move`, as a register of the fill alone (the fill adder between
         # o.ready and the move decision was the 8x8 critical path; move_ctl in front of it, the
         # engine's, 8.1 ns of route): a fill of at most cap - 3 leaves room for a move at each

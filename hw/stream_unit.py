@@ -18,7 +18,7 @@ adds no reset muxes.
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, Value, unsigned
+from amaranth import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.hdl import ShapeCastable
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
@@ -68,7 +68,7 @@ def skid_capacity(latency: int) -> int:
     return max(MIN_CAPACITY, 1 << latency.bit_length())
 
 
-def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int
+def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int, banks: int = 1
                 ) -> tuple[Signal, Signal, Signal]:
     """Drive stream `o` from a pipe end that cannot stall, through a `cap`-entry skid FIFO.
 
@@ -76,30 +76,42 @@ def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int
     latency); otherwise it is written into the FIFO (asynchronous-read memory: LUT RAM on ECP5),
     whose head is the output. The caller must never present more values than the FIFO can hold
     (credits). Returns the FIFO's fill register (0..cap) and its push and pop strobes.
+
+    `banks` > 1 splits a wide FIFO into that many memories (equal slices of `pipe`), each with
+    its own copy of the read and write pointers: one pointer addressing the whole width (the
+    MAC array's 256-bit rows: 64 LUT RAMs, 260 loads) was a die-wide net into the output mux.
     """
-    m.submodules.skid = mem = Memory(shape=unsigned(len(pipe)), depth=cap, init=[])
-    wr = mem.write_port()
-    rd = mem.read_port(domain="comb")
-    wptr = Signal(range(cap), name="skid_wptr")
-    rptr = Signal(range(cap), name="skid_rptr")
+    if len(pipe) % banks:
+        raise ValueError(f"skid_output: {len(pipe)} bits do not split into {banks} banks")
+    bw = len(pipe) // banks
+    ports = []
+    for b in range(banks):
+        sfx = str(b) if banks > 1 else ""
+        m.submodules[f"skid{sfx}"] = mem = Memory(shape=unsigned(bw), depth=cap, init=[])
+        # copies of one counter per bank: synthesis does not merge registers that feed back
+        # into themselves
+        ports.append((mem.write_port(), mem.read_port(domain="comb"),
+                      Signal(range(cap), name=f"skid_wptr{sfx}"),
+                      Signal(range(cap), name=f"skid_rptr{sfx}")))
     fill = Signal(range(cap + 1), name="skid_fill")
     nonempty = Signal(name="skid_nonempty")
     push, pop = Signal(), Signal()
+    m.d.comb += [push.eq(pipe_valid & (nonempty | ~o.ready)), pop.eq(nonempty & o.ready)]
+    for b, (wr, rd, wptr, rptr) in enumerate(ports):
+        m.d.comb += [wr.addr.eq(wptr), wr.data.eq(pipe[b * bw:(b + 1) * bw]), wr.en.eq(push),
+                     rd.addr.eq(rptr)]
     m.d.comb += [
-        push.eq(pipe_valid & (nonempty | ~o.ready)),
-        pop.eq(nonempty & o.ready),
-        wr.addr.eq(wptr), wr.data.eq(pipe), wr.en.eq(push),
-        rd.addr.eq(rptr),
         o.valid.eq(nonempty | pipe_valid),
-        o.payload.eq(Mux(nonempty, rd.data, pipe)),
+        o.payload.eq(Mux(nonempty, Cat(*(rd.data for _, rd, _, _ in ports)), pipe)),
     ]
     # nonempty without the fill adder on the path from o.ready (it was the critical path)
     m.d.sync += [fill.eq(fill + push - pop),
                  nonempty.eq(push | fill[1:].any() | (nonempty & ~pop))]
-    with m.If(push):
-        m.d.sync += wptr.eq(wptr + 1)
-    with m.If(pop):
-        m.d.sync += rptr.eq(rptr + 1)
+    for wr, rd, wptr, rptr in ports:
+        with m.If(push):
+            m.d.sync += wptr.eq(wptr + 1)
+        with m.If(pop):
+            m.d.sync += rptr.eq(rptr + 1)
     return fill, push, pop
 
 

