@@ -48,3 +48,24 @@ def report(name: str, counts: dict, request) -> None:
         tr = request.config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:  # shown even under output capture (not on xdist workers)
             tr.write_line(line)
+
+
+def clocked(dut, cycles: list[list[tuple]], probe) -> list[int]:
+    """Run `dut` in the Amaranth simulator: one list of (signal, value) inputs per clock cycle
+    (signals not named keep their values); returns `probe`'s value after each clock edge."""
+    from amaranth.sim import Simulator
+
+    out = []
+
+    async def bench(ctx):
+        for inputs in cycles:
+            for sig, value in inputs:
+                ctx.set(sig, value)
+            await ctx.tick()
+            out.append(ctx.get(probe))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return out

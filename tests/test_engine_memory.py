@@ -3,29 +3,15 @@
 read latency, bank boundaries, a padded last bank, lane write enables, back-to-back accesses."""
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hw.engine.memory import READ_LATENCY, WRITE_LATENCY, BankedMemory, bank_depth
+from sim.testing import clocked
 
 
 def _run(mem: BankedMemory, ops: list[tuple[int, int, int, int]]) -> list[int]:
     """Drive one (rd_addr, wr_addr, wr_data, wr_en) per cycle; return rd_data of every cycle."""
-    out = []
-
-    async def bench(ctx):
-        for ra, wa, wd, we in ops:
-            ctx.set(mem.rd_addr, ra)
-            ctx.set(mem.wr_addr, wa)
-            ctx.set(mem.wr_data, wd)
-            ctx.set(mem.wr_en, we)
-            await ctx.tick()
-            out.append(ctx.get(mem.rd_data))
-
-    sim = Simulator(mem)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    return out
+    ports = (mem.rd_addr, mem.wr_addr, mem.wr_data, mem.wr_en)
+    return clocked(mem, [list(zip(ports, op)) for op in ops], mem.rd_data)
 
 
 # clock edge at which the RAM itself reads the address presented in cycle i: i + RAM_READ

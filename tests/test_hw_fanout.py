@@ -5,10 +5,10 @@ import json
 import pytest
 from amaranth import Elaboratable, Module, Signal
 from amaranth.back import verilog
-from amaranth.sim import Simulator
 
 from hw.fanout import replicated_reg
 from sim.synth import ECP5, synth_ecp5
+from sim.testing import clocked
 
 N = 6
 
@@ -27,18 +27,7 @@ class _Top(Elaboratable):
 def test_copies_follow_d_one_cycle_later():
     top = _Top()
     pattern = [1, 0, 1, 1, 0, 0, 1]
-    seen = []
-
-    async def bench(ctx):
-        for bit in pattern:
-            ctx.set(top.d, bit)
-            await ctx.tick()
-            seen.append(ctx.get(top.q))
-
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    seen = clocked(top, [[(top.d, bit)] for bit in pattern], top.q)
     assert seen == [(1 << N) - 1 if b else 0 for b in pattern]
 
 
