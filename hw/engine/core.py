@@ -30,7 +30,7 @@ Host port (only while idle): one write per cycle into any memory (hw_*), one rea
 (hr_*, data `host_read_latency` cycles later) from any memory or from the performance counters
 (SEL_CTR): counter index = phase * 4 + kind, kinds in `params.CTR_KINDS`, reset by `start`.
 A host write presented in cycle w is registered per memory, then takes the memory's write
-pipeline: it is in its RAM after the clock edge ending cycle w + `HOST_WRITE_LATENCY`; a read
+pipeline (`WRITE_LATENCY`): it is in its RAM after the clock edge ending cycle w + 4; a read
 presented in cycle r >= w + 3 sees it (the RAM reads at the edge ending cycle r + 2). `start`
 may follow the last write at once: the command fetch presents its first read two cycles later.
 """
@@ -58,7 +58,6 @@ from .sgd import ProgSGDUpdate
 CTR_BITS = 40
 ACT_MAX = 127
 HOST_READ_LATENCY = READ_LATENCY + 2  # memory pipeline + a two-level registered source select
-HOST_WRITE_LATENCY = WRITE_LATENCY + 1  # a register per memory, then the memory's write pipeline
 # copies of replicated control registers (hw.fanout): each drives one slice of its loads
 CMD_GROUPS = 6  # the command register's load enable
 SER_GROUPS = 4  # the serializer's row load / shift (then one more for its addresses)
@@ -526,8 +525,9 @@ class Engine(wiring.Component):
             full = (1 << (L if lane_w else 1)) - 1
             h_en = Signal(name=f"host_wr{sel}")
             h_addr, h_data = _reg(ADDR_W, name=f"host_wr{sel}_addr"), _reg(width, name=f"host_wr{sel}_data")
-            m.d.sync += h_en.eq(self.hw_en & (self.hw_sel == sel) & ~busy)
-            with m.If(self.hw_en & (self.hw_sel == sel)):
+            mine = self.hw_en & (self.hw_sel == sel)
+            m.d.sync += h_en.eq(mine & ~busy)
+            with m.If(mine):
                 m.d.sync += [h_addr.eq(self.hw_addr), h_data.eq(self.hw_data[:width])]
             m.d.comb += [
                 mem.wr_addr.eq(Mux(h_en, h_addr, addr)),

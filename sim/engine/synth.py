@@ -14,6 +14,7 @@ registers (sim.ebr_outreg).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -287,10 +288,8 @@ def critical_path(report: dict) -> dict | None:
 def late_endpoints(report: dict, period_ns: float, top: int = 25) -> dict:
     """Every register input whose routed arrival time exceeds the clock period, from nextpnr's
     --detailed-timing-report (nextpnr 0.11 gives each timing endpoint's [min, max] arrival:
-    clock-to-out + logic + routing, no setup), grouped by register name with the indices and yosys' cell suffix
-    taken out: the critical path names one failing path, this names all of them."""
-    import re
-
+    clock-to-out + logic + routing, no setup), grouped by register name with the indices and
+    yosys' cell suffix taken out: the critical path names one failing path, this names all."""
     groups: dict[str, list[float]] = {}
     for net in report.get("detailed_net_timings", []):
         if net["event"] == "<async>":  # driven by an input pin: not a clock-to-clock path
@@ -309,8 +308,6 @@ def late_endpoints(report: dict, period_ns: float, top: int = 25) -> dict:
 def packing_report(out_dir: Path) -> dict:
     """Resources after nextpnr packing (its "Device utilisation" table) and the pre-route Fmax
     estimate, read from pnr.log: for a run whose routing has not finished."""
-    import re
-
     text = (Path(out_dir) / "pnr.log").read_text()
     util = {}
     for name, used, avail in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", text, re.M):
