@@ -27,8 +27,14 @@ def targets_ecp5(platform) -> bool:
     return getattr(platform, "family", None) == "ecp5"
 
 
-def _fits(v: Value) -> bool:
-    return len(v) + (0 if v.shape().signed else 1) <= DSP_WIDTH
+def _fits(shape: Shape) -> bool:
+    return shape.width + (0 if shape.signed else 1) <= DSP_WIDTH
+
+
+def splits_operand(a: Shape, b: Shape) -> bool:
+    """True when `registered_mul_terms` cuts one operand of an a x b product into limbs (one
+    operand fits a DSP port, the other does not), so that it returns several terms."""
+    return not (_fits(a) and _fits(b)) and (_fits(a) or _fits(b))
 
 
 def registered_mul(m: Module, platform, a: Value, b: Value | int, name: str) -> Value:
@@ -64,9 +70,9 @@ def registered_mul_terms(m: Module, platform, a: Value, b: Value | int, name: st
     sa, sb = a.shape().signed, b.shape().signed
     width = len(a) + len(b)
     out_shape = signed(width) if (sa or sb) else unsigned(width)
-    fits = _fits(a) and _fits(b)
-    if not fits and not b_const and (_fits(a) or _fits(b)):
-        narrow, wide = (a, b) if _fits(a) else (b, a)
+    fits = _fits(a.shape()) and _fits(b.shape())
+    if not b_const and splits_operand(a.shape(), b.shape()):
+        narrow, wide = (a, b) if _fits(a.shape()) else (b, a)
         terms, off, k = [], 0, 0
         while off < len(wide):
             w = min(DSP_WIDTH - 1, len(wide) - off)

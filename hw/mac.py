@@ -15,12 +15,14 @@ Pipeline (free-running: no register has a stall enable; why each level exists, f
     4  fabric product register            (the route from the DSP column to the accumulator:
                                            4.5 ns at 8x8, so it gets a level of its own; one
                                            register per DSP when a wide operand is cut into limbs)
-    5  accumulator                        (acc + the product, or + each limb product: a carry
-                                           chain per limb, enabled by `valid`; the limb sum
-                                           between the DSPs and level 4 spent the cycle on the
-                                           route out of the DSP column in the engine)
+   (5) limb sum                           (only with limbs: acc + two limb products in one cycle
+                                           was two carry chains, the engine's MAC endpoints at
+                                           7.45 ns; the limb sum next to the DSPs was the route
+                                           out of the DSP column plus an adder)
+    5  accumulator (6 with limbs)         (acc + the product, enabled by `valid`)
     then the tile buffer, drained one row per cycle into a 16-row output skid FIFO (LUT RAM) that
-    the consumer reads; first C row valid 6 cycles after the `last` transfer.
+    the consumer reads; first C row valid `latency` cycles (6, or 7 with limbs) after the `last`
+    transfer.
 Back-pressure without a stall: the accumulators and the buffer hold one tile each. `i.ready` is a
 register that admits transfers only while fewer than two tiles are committed (a `last` accepted and
 not yet moved into the output FIFO): a finished tile then always finds the buffer free when the next tile's first
@@ -34,7 +36,7 @@ from amaranth import Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .dsp import registered_mul_terms
+from .dsp import registered_mul_terms, splits_operand
 from .fanout import replicated_reg
 from .stream_unit import check_int, skid_output
 
@@ -59,8 +61,6 @@ class MacArray(wiring.Component):
     o.payload ArrayLayout(signed(acc_width), cols)   (C rows 0..rows-1, in order)
     """
 
-    latency = 6  # `last` transfer -> first C row valid
-
     def __init__(self, rows: int = 8, cols: int = 8, a_width: int = 8, b_width: int = 16,
                  acc_width: int = 32) -> None:
         self.rows = check_int("rows", rows, 1, 64)
@@ -83,10 +83,14 @@ class MacArray(wiring.Component):
             "i": In(stream.Signature(in_layout)),
             "o": Out(stream.Signature(data.ArrayLayout(signed(acc_width), cols))),
         })
+        # `last` transfer -> first C row valid: one level more when the wide operand is cut into
+        # limbs (their sum gets its own register)
+        self.latency = 6 + splits_operand(signed(a_width), signed(b_width))
 
     def elaborate(self, platform) -> Module:
         m = Module()
         R, C, W = self.rows, self.cols, self.acc_width
+        E = self.latency - 2  # the level whose valid enables the accumulators (4, or 5 with limbs)
         p = self.i.payload
         ready = Signal(init=1, name="in_ready")
         fire = Signal()
@@ -97,37 +101,44 @@ class MacArray(wiring.Component):
             m.d.sync += r.eq(v)
             return r
 
+        def chain(v, name, n, reset=False):
+            """[v, v one cycle later, ..., v n cycles later]"""
+            out = [v]
+            for k in range(1, n + 1):
+                out.append(reg(out[-1], f"{name}{k}", reset))
+            return out
+
         # Level 1: input registers. The valid chain has a reset: a bubble must not look like a transfer.
-        v1, f1 = reg(fire, "v1", True), reg(p.first, "f1")
+        # v[k] / f[k]: valid / first of the transfer whose values are at level k.
+        v, f = chain(fire, "v", E, True), chain(p.first, "f", E - 1)
+        # The control logic gets its own "valid last" chain, so that v / f (rows*cols*acc_width
+        # enables and selects) do not pull the small control cluster across the array.
+        lv = chain(fire & p.last, "lv", E, True)
         a1 = [reg(p.a[i], f"a1_{i}") for i in range(R)]
         b1 = [reg(p.b[j], f"b1_{j}") for j in range(C)]
-        v2, f2 = reg(v1, "v2", True), reg(f1, "f2")
-        v3, f3 = reg(v2, "v3", True), reg(f2, "f3")
-        v4 = reg(v3, "v4", True)
-        # The control logic gets its own "valid last" chain, so that v3 / f3 (rows*cols*acc_width
-        # enables and selects) do not pull the small control cluster across the array.
-        lv1 = reg(fire & p.last, "lv1", True)
-        lv2 = reg(lv1, "lv2", True)
-        lv3 = reg(lv2, "lv3", True)
-        lv4 = reg(lv3, "lv4", True)
 
         accs = [[None] * C for _ in range(R)]
         for i in range(R):
             for j in range(C):
-                # One `first` register per PE, next to its accumulator (one f4 for all
+                # One `first` register per PE, next to its accumulator (one for all
                 # rows*cols*acc_width accumulator bits was the critical path at 8x8; one per row
                 # still spent ~3 ns routing to the row's PEs). Equal D inputs would be merged back
-                # by yosys, so PE q's copy differs in a don't-care: when v3 is low (a bubble: the
-                # accumulators keep their value) it takes truth table q of (f3, lv3, v2): one LUT4
-                # with v3, 256 distinct copies (arrays up to 16 x 16; beyond, copies repeat).
+                # by yosys, so PE q's copy differs in a don't-care: in a bubble (the accumulators
+                # keep their value) it takes truth table q of (f, lv, v one level earlier): one
+                # LUT4, 256 distinct copies (arrays up to 16 x 16; beyond, copies repeat).
                 q = (i * C + j) % 256
-                f4 = Signal(name=f"f4_{i}_{j}", reset_less=True)
-                m.d.sync += f4.eq(Mux(v3, f3, _truth_table(q, [f3, lv3, v2])))
+                first = Signal(name=f"first_{i}_{j}", reset_less=True)
+                m.d.sync += first.eq(Mux(v[E - 1], f[E - 1],
+                                         _truth_table(q, [f[E - 1], lv[E - 1], v[E - 2]])))
                 terms, _ = registered_mul_terms(m, platform, a1[i], b1[j], f"pe{i}_{j}")  # 2, 3
                 prod = [reg(t, f"p_{i}_{j}_{k}") << off for k, (t, off) in enumerate(terms)]  # 4
-                acc = Signal(signed(W), name=f"acc_{i}_{j}", reset_less=True)        # level 5
-                with m.If(v4):
-                    m.d.sync += acc.eq(sum(prod, Mux(f4, 0, acc))[:W])
+                if len(prod) > 1:  # level 5: the limb sum (one carry chain per level)
+                    psum = Signal(signed(W), name=f"psum_{i}_{j}", reset_less=True)
+                    m.d.sync += psum.eq(sum(prod))  # wraps or sign-extends to acc_width
+                    prod = [psum]
+                acc = Signal(signed(W), name=f"acc_{i}_{j}", reset_less=True)
+                with m.If(v[E]):
+                    m.d.sync += acc.eq((prod[0] + Mux(first, 0, acc))[:W])
                 accs[i][j] = acc
 
         # Tile buffer: loaded from the accumulators, then shifted up one C row per cycle into the
@@ -135,29 +146,18 @@ class MacArray(wiring.Component):
         # enable is a register; o.ready only steers the FIFO (a rows:1 read mux or a shift on
         # o.ready fanned out to all rows*cols*acc_width buffer bits gave 131 MHz at 8x8).
         # `copy` (accumulators -> buffer) and `move` (buffer row 0 -> FIFO) are computed one cycle
-        # ahead from next-state values and registered: once for the control logic and once per
-        # PE for that PE's acc_width buffer bits (hw.fanout; one register for all of them, 2048
-        # loads at 8x8, was the standalone array's critical path: 6.4 ns, 5.6 of it routing).
-        cap = Signal(name="acc_done")     # the accumulators hold a finished tile
-        buf_full = Signal(name="buf_full")  # the buffer holds rows not yet moved to the FIFO
-        copy_ctl, move_ctl = Signal(name="copy_ctl"), Signal(name="move_ctl")
+        # ahead from next-state values and registered once per PE for that PE's acc_width buffer
+        # bits (hw.fanout). The small state machine deciding them is itself replicated per PE
+        # row: each row's copy decides for its own `cols` PEs (one decision for all rows*cols
+        # copies was the standalone 8x8 array's critical path: 3.25 ns of route to 64 flip-flops).
+        # The copies see the same inputs and so step identically; row 0's drives the FIFO and the
+        # credits.
         buf = [[Signal(signed(W), name=f"buf_{i}_{j}", reset_less=True) for j in range(C)]
                for i in range(R)]
-        cap_next, buf_next = Signal(), Signal()
-        copy_next, move_next = Signal(), Signal()
-        copy_pe = replicated_reg(m, platform, copy_next, R * C, "copy")
-        move_pe = replicated_reg(m, platform, move_next, R * C, "move")
-        for i in range(R):
-            for j in range(C):
-                with m.If(copy_pe[i * C + j]):
-                    m.d.sync += buf[i][j].eq(accs[i][j])
-                with m.Elif(move_pe[i * C + j]):
-                    if i < R - 1:  # the last row is refilled only by `copy`
-                        m.d.sync += buf[i][j].eq(buf[i + 1][j])
-
+        move_ctl = [Signal(name=f"move_ctl_{g}") for g in range(R)]
         row0 = Signal(data.ArrayLayout(signed(W), C))
         m.d.comb += [row0[j].eq(buf[0][j]) for j in range(C)]
-        fill, push, pop = skid_output(m, move_ctl, Value.cast(row0), self.o, OUT_FIFO, banks=C)
+        fill, push, pop = skid_output(m, move_ctl[0], Value.cast(row0), self.o, OUT_FIFO, banks=C)
         # Room for one more `move`, as a register of the fill alone (the fill adder between
         # o.ready and the move decision was the 8x8 critical path; move_ctl in front of it, the
         # engine's, 8.1 ns of route): a fill of at most cap - 3 leaves room for a move at each
@@ -167,28 +167,42 @@ class MacArray(wiring.Component):
         room = Signal(init=1, name="fifo_room")
         m.d.sync += room.eq(~fill.matches(*range(OUT_FIFO - 2, OUT_FIFO + 1)))
 
-        row = Signal(range(max(R, 2)), name="drain_row")
-        last_row = Signal(name="drain_last_row")  # row == R - 1, as a register (fewer LUT inputs)
-        m.d.comb += cap_next.eq(lv4 | (cap & ~copy_ctl))
-        with m.If(copy_ctl):
-            m.d.comb += buf_next.eq(1)
-            m.d.sync += [row.eq(0), last_row.eq(R == 1)]
-        with m.Elif(move_ctl):
-            m.d.sync += [row.eq(row + 1), last_row.eq(row == R - 2)]
-            m.d.comb += buf_next.eq(~last_row)
-        with m.Else():
-            m.d.comb += buf_next.eq(buf_full)
-        m.d.comb += [copy_next.eq(cap_next & ~buf_next),
-                     move_next.eq(buf_next & room)]  # (copy_next implies ~buf_next)
-        m.d.sync += [cap.eq(cap_next), buf_full.eq(buf_next),
-                     copy_ctl.eq(copy_next), move_ctl.eq(move_next)]
-
-        # Credits: tiles whose `last` was accepted and that are not yet in the buffer, plus the
-        # buffered tile; admit transfers while fewer than two.
-        pending = Signal(range(3), name="tiles_pending")
-        pending_next = Signal.like(pending)
-        m.d.comb += pending_next.eq(pending + (fire & p.last) - copy_ctl)
-        m.d.sync += [pending.eq(pending_next), ready.eq((pending_next + buf_next) < 2)]
+        for g in range(R):
+            cap = Signal(name=f"acc_done_{g}")      # the accumulators hold a finished tile
+            buf_full = Signal(name=f"buf_full_{g}")  # the buffer holds rows not yet in the FIFO
+            copy_ctl = Signal(name=f"copy_ctl_{g}")
+            row = Signal(range(max(R, 2)), name=f"drain_row_{g}")
+            last_row = Signal(name=f"drain_last_row_{g}")  # row == R - 1 (fewer LUT inputs)
+            cap_next, buf_next = Signal(name=f"cap_next_{g}"), Signal(name=f"buf_next_{g}")
+            copy_next, move_next = Signal(name=f"copy_next_{g}"), Signal(name=f"move_next_{g}")
+            m.d.comb += cap_next.eq(lv[E] | (cap & ~copy_ctl))
+            with m.If(copy_ctl):
+                m.d.comb += buf_next.eq(1)
+                m.d.sync += [row.eq(0), last_row.eq(R == 1)]
+            with m.Elif(move_ctl[g]):
+                m.d.sync += [row.eq(row + 1), last_row.eq(row == R - 2)]
+                m.d.comb += buf_next.eq(~last_row)
+            with m.Else():
+                m.d.comb += buf_next.eq(buf_full)
+            m.d.comb += [copy_next.eq(cap_next & ~buf_next),
+                         move_next.eq(buf_next & room)]  # (copy_next implies ~buf_next)
+            m.d.sync += [cap.eq(cap_next), buf_full.eq(buf_next),
+                         copy_ctl.eq(copy_next), move_ctl[g].eq(move_next)]
+            copy_pe = replicated_reg(m, platform, copy_next, C, f"copy{g}")
+            move_pe = replicated_reg(m, platform, move_next, C, f"move{g}")
+            for j in range(C):
+                with m.If(copy_pe[j]):
+                    m.d.sync += buf[g][j].eq(accs[g][j])
+                with m.Elif(move_pe[j]):
+                    if g < R - 1:  # the last row is refilled only by `copy`
+                        m.d.sync += buf[g][j].eq(buf[g + 1][j])
+            if g == 0:
+                # Credits: tiles whose `last` was accepted and that are not yet in the buffer,
+                # plus the buffered tile; admit transfers while fewer than two.
+                pending = Signal(range(3), name="tiles_pending")
+                pending_next = Signal.like(pending)
+                m.d.comb += pending_next.eq(pending + (fire & p.last) - copy_ctl)
+                m.d.sync += [pending.eq(pending_next), ready.eq((pending_next + buf_next) < 2)]
         return m
 
 
