@@ -163,7 +163,9 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     report = (routed_report(out / "report.json") if route else
               {"fmax_mhz": None, "status": "placed, not routed (route=False)", **packing_report(out)})
     res = {**DEVICE, "target_mhz": freq_mhz, **report,
-           "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1), "params": p.__dict__,
+           "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
+           "nextpnr_options": ["--seed", str(seed), "--router", router, *PLACER_OPTS],
+           "params": p.__dict__,
            "ebr_output_registers": packed,
            "yosys_cells": yosys_cells(out / "top.v", "top", out, reuse=True)}
     _projection(res, cosim_result, golden_img_s, res["fmax_mhz"], freq_mhz)
@@ -179,6 +181,13 @@ def _pack_netlist(out: Path) -> dict[str, int]:
     return packed
 
 
+# The heap placer's timing weight and criticality exponent raised from their defaults (10, 2):
+# on the reduced engine the default placement routed in 37-50+ min (router1's slow tail) at
+# 124.4 MHz with 234 late register inputs; these settings routed the same netlist in 15 min at
+# 130.7 MHz with 38 (benchmarks/engine/routing_attempts.json).
+PLACER_OPTS = ("--placer-heap-timingweight", "30", "--placer-heap-critexp", "4")
+
+
 def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: str = "router1",
              route: bool = True) -> None:
     """nextpnr-ecp5 on the LFE5U-85F (CABGA381, speed 6), clock on G2: report.json + pnr.log in out."""
@@ -187,7 +196,7 @@ def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: st
                            "--speed", "6", "--json", netlist, "--freq", str(freq_mhz),
                            "--lpf", "top.lpf", "--lpf-allow-unconstrained",
                            "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
-                           "--router", router,
+                           "--router", router, *PLACER_OPTS,
                            # per-net routed delays: every failing path, not only the worst one
                            *(["--detailed-timing-report", "--write", "routed.json"] if route
                              else ["--no-route"]),
