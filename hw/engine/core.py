@@ -149,7 +149,7 @@ class Engine(wiring.Component):
         m.d.sync += cmd_sr.eq(Cat(cmd_sr[CMD_WORD_BITS:], cm.rd_data))
         busy = Signal()
         done = Signal()
-        l_sc = scaler.latency + 2  # divider, its output register, clip
+        l_sc = scaler.latency + 3  # divider, its output register, compares, clip
         # NITRO-ReLU, then a register: its output FIFO's read mux, the op select and the lane
         # copies into two memories' write selects were one cycle (8.0 ns, 6.6 of it routing)
         l_out = relu_fwd.latency + 1
@@ -468,8 +468,12 @@ class Engine(wiring.Component):
         ]
         q = _reg(signed(p.acc_bits))  # keeps the divider's skid-FIFO output mux off the clip
         m.d.sync += q.eq(scaler.o.payload)
+        # the clip's two acc_bits-wide compares get a level of their own (their carry chains
+        # into the select, mapped to the register's set / reset, were 7.5 ns routed)
+        q_hi, q_lo, q_low = _reg(), _reg(), _reg(signed(AB))
+        m.d.sync += [q_hi.eq(q > ACT_MAX), q_lo.eq(q < -ACT_MAX), q_low.eq(q)]
         s_val = _reg(signed(AB))
-        m.d.sync += s_val.eq(Mux(q > ACT_MAX, ACT_MAX, Mux(q < -ACT_MAX, -ACT_MAX, q)))
+        m.d.sync += s_val.eq(Mux(q_hi, ACT_MAX, Mux(q_lo, -ACT_MAX, q_low)))
         y_s = _delay(m, y1, l_sc, "y")
         m.d.comb += [relu_fwd.i.valid.eq(1), relu_fwd.i.payload.eq(s_val),
                      lossgrad.i.valid.eq(1), lossgrad.i.payload.y_hat.eq(s_val),
@@ -515,20 +519,21 @@ class Engine(wiring.Component):
         def lane_en(lane, on):
             return Mux(on, Const(1, L) << lane, 0)
 
-        # A host write is registered per memory first (loaded only for its memory, so the copies
-        # stay apart): the host data register reaches every memory across the die, and the
-        # memory's own write register behind the engine / host select had no time for that
-        # route. The write lands one cycle later; the engine writes nothing while idle or in
-        # its first cycles, so the registered host write has the port to itself.
+        # A host write is registered per memory first: the host data register reaches every
+        # memory across the die, and the memory's own write register behind the engine / host
+        # select had no time for that route. Address and data are copied every cycle into one
+        # register per memory (hw.fanout keeps the copies apart; loading them only for their
+        # memory's writes put the select decode in front of ~80 enables, 7.2 ns); they are used
+        # only when the registered write enable is. The write lands one cycle later; the engine
+        # writes nothing while idle or in its first cycles, so the registered host write has
+        # the port to itself.
         def host_or(sel, addr, dat, en):
             mem, lane_w, width = mems[sel]
             full = (1 << (L if lane_w else 1)) - 1
             h_en = Signal(name=f"host_wr{sel}")
-            h_addr, h_data = _reg(ADDR_W, name=f"host_wr{sel}_addr"), _reg(width, name=f"host_wr{sel}_data")
-            mine = self.hw_en & (self.hw_sel == sel)
-            m.d.sync += h_en.eq(mine & ~busy)
-            with m.If(mine):
-                m.d.sync += [h_addr.eq(self.hw_addr), h_data.eq(self.hw_data[:width])]
+            h_addr, = replicated_reg(m, platform, self.hw_addr, 1, f"host_wr{sel}_addr")
+            h_data, = replicated_reg(m, platform, self.hw_data[:width], 1, f"host_wr{sel}_data")
+            m.d.sync += h_en.eq(self.hw_en & (self.hw_sel == sel) & ~busy)
             m.d.comb += [
                 mem.wr_addr.eq(Mux(h_en, h_addr, addr)),
                 mem.wr_data.eq(Mux(h_en, h_data, dat)),
