@@ -1,5 +1,5 @@
-"""Replicated registers: one value (usually a control bit) registered into several flip-flops that synthesis keeps apart,
-so that each copy drives only a local group of loads.
+"""Replicated registers: one value (usually a control bit) registered into several flip-flops that
+synthesis keeps apart, so that each copy drives only a local group of loads.
 
 Why: yosys merges flip-flops with equal inputs (opt_merge), so `n` behavioural copies of a register
 become one flip-flop whose net spans every load. For ECP5 synthesis each copy is therefore a

@@ -167,6 +167,7 @@ class MacArray(wiring.Component):
         room = Signal(init=1, name="fifo_room")
         m.d.sync += room.eq(~fill.matches(*range(OUT_FIFO - 2, OUT_FIFO + 1)))
 
+        copy_ctls, buf_nexts = [], []
         for g in range(R):
             cap = Signal(name=f"acc_done_{g}")      # the accumulators hold a finished tile
             buf_full = Signal(name=f"buf_full_{g}")  # the buffer holds rows not yet in the FIFO
@@ -196,13 +197,15 @@ class MacArray(wiring.Component):
                 with m.Elif(move_pe[j]):
                     if g < R - 1:  # the last row is refilled only by `copy`
                         m.d.sync += buf[g][j].eq(buf[g + 1][j])
-            if g == 0:
-                # Credits: tiles whose `last` was accepted and that are not yet in the buffer,
-                # plus the buffered tile; admit transfers while fewer than two.
-                pending = Signal(range(3), name="tiles_pending")
-                pending_next = Signal.like(pending)
-                m.d.comb += pending_next.eq(pending + (fire & p.last) - copy_ctl)
-                m.d.sync += [pending.eq(pending_next), ready.eq((pending_next + buf_next) < 2)]
+            copy_ctls.append(copy_ctl)
+            buf_nexts.append(buf_next)
+
+        # Credits (from row 0's copy): tiles whose `last` was accepted and that are not yet in the
+        # buffer, plus the buffered tile; admit transfers while fewer than two.
+        pending = Signal(range(3), name="tiles_pending")
+        pending_next = Signal.like(pending)
+        m.d.comb += pending_next.eq(pending + (fire & p.last) - copy_ctls[0])
+        m.d.sync += [pending.eq(pending_next), ready.eq((pending_next + buf_nexts[0]) < 2)]
         return m
 
 
