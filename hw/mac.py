@@ -8,20 +8,23 @@ finished C tile (rows x cols) is copied into an output buffer while the next til
 accumulates, and leaves as `rows` transfers of one C row each.
 
 Pipeline (free-running: no register has a stall enable; why each level exists, for Fmax on ECP5):
-    1  input register                     (top-level I/O timing; one copy per row / column)
-    2  per-PE operand registers           (the MULT18X18D input registers: they absorb the operand
+    1  input register                     (one load each: placed near the source, it absorbs the
+                                           route from it; the engine's operand FIFO read -> the
+                                           fan-out register was the engine's critical path)
+    2  fan-out register                   (one copy per row / column, near the multipliers)
+    3  per-PE operand registers           (the MULT18X18D input registers: they absorb the operand
                                            fan-out routing; hw.dsp)
-    3  product register                   (the MULT18X18D output register)
-    4  fabric product register            (the route from the DSP column to the accumulator:
+    4  product register                   (the MULT18X18D output register)
+    5  fabric product register            (the route from the DSP column to the accumulator:
                                            4.5 ns at 8x8, so it gets a level of its own; one
                                            register per DSP when a wide operand is cut into limbs)
-   (5) limb sum                           (only with limbs: acc + two limb products in one cycle
+   (6) limb sum                           (only with limbs: acc + two limb products in one cycle
                                            was two carry chains, the engine's MAC endpoints at
                                            7.45 ns; the limb sum next to the DSPs was the route
                                            out of the DSP column plus an adder)
-    5  accumulator (6 with limbs)         (acc + the product, enabled by `valid`)
+    6  accumulator (7 with limbs)         (acc + the product, enabled by `valid`)
     then the tile buffer, drained one row per cycle into a 16-row output skid FIFO (LUT RAM) that
-    the consumer reads; first C row valid `latency` cycles (6, or 7 with limbs) after the `last`
+    the consumer reads; first C row valid `latency` cycles (7, or 8 with limbs) after the `last`
     transfer.
 Back-pressure without a stall: the accumulators and the buffer hold one tile each. `i.ready` is a
 register that admits transfers only while fewer than two tiles are committed (a `last` accepted and
@@ -85,12 +88,12 @@ class MacArray(wiring.Component):
         })
         # `last` transfer -> first C row valid: one level more when the wide operand is cut into
         # limbs (their sum gets its own register)
-        self.latency = 6 + splits_operand(signed(a_width), signed(b_width))
+        self.latency = 7 + splits_operand(signed(a_width), signed(b_width))
 
     def elaborate(self, platform) -> Module:
         m = Module()
         R, C, W = self.rows, self.cols, self.acc_width
-        E = self.latency - 2  # the level whose valid enables the accumulators (4, or 5 with limbs)
+        E = self.latency - 2  # the level whose valid enables the accumulators (5, or 6 with limbs)
         p = self.i.payload
         ready = Signal(init=1, name="in_ready")
         fire = Signal()
@@ -108,14 +111,16 @@ class MacArray(wiring.Component):
                 out.append(reg(out[-1], f"{name}{k}", reset))
             return out
 
-        # Level 1: input registers. The valid chain has a reset: a bubble must not look like a transfer.
+        # Levels 1 and 2: input registers, twice (one level: the engine's operand FIFO read ->
+        # input register was its critical path, 4.1 ns of route in 7.0 ns). The valid chain has
+        # a reset: a bubble must not look like a transfer.
         # v[k] / f[k]: valid / first of the transfer whose values are at level k.
         v, f = chain(fire, "v", E, True), chain(p.first, "f", E - 1)
         # The control logic gets its own "valid last" chain, so that v / f (rows*cols*acc_width
         # enables and selects) do not pull the small control cluster across the array.
         lv = chain(fire & p.last, "lv", E, True)
-        a1 = [reg(p.a[i], f"a1_{i}") for i in range(R)]
-        b1 = [reg(p.b[j], f"b1_{j}") for j in range(C)]
+        a1 = [reg(reg(p.a[i], f"a0_{i}"), f"a1_{i}") for i in range(R)]
+        b1 = [reg(reg(p.b[j], f"b0_{j}"), f"b1_{j}") for j in range(C)]
 
         accs = [[None] * C for _ in range(R)]
         for i in range(R):
@@ -130,9 +135,9 @@ class MacArray(wiring.Component):
                 first = Signal(name=f"first_{i}_{j}", reset_less=True)
                 m.d.sync += first.eq(Mux(v[E - 1], f[E - 1],
                                          _truth_table(q, [f[E - 1], lv[E - 1], v[E - 2]])))
-                terms, _ = registered_mul_terms(m, platform, a1[i], b1[j], f"pe{i}_{j}")  # 2, 3
-                prod = [reg(t, f"p_{i}_{j}_{k}") << off for k, (t, off) in enumerate(terms)]  # 4
-                if len(prod) > 1:  # level 5: the limb sum (one carry chain per level)
+                terms, _ = registered_mul_terms(m, platform, a1[i], b1[j], f"pe{i}_{j}")  # 3, 4
+                prod = [reg(t, f"p_{i}_{j}_{k}") << off for k, (t, off) in enumerate(terms)]  # 5
+                if len(prod) > 1:  # level 6: the limb sum (one carry chain per level)
                     psum = Signal(signed(W), name=f"psum_{i}_{j}", reset_less=True)
                     m.d.sync += psum.eq(sum(prod))  # wraps or sign-extends to acc_width
                     prod = [psum]
