@@ -172,12 +172,12 @@ class ConstDivider(PipelinedUnit):
     32-bit inputs and a DSP-built multiplier, 3-4 for a power-of-two divisor).
     """
 
-    def __init__(self, divisor: int, in_width: int = 32) -> None:
+    def __init__(self, divisor: int, in_width: int = 32, *, always_ready: bool = False) -> None:
         self.divisor = check_int("divisor", divisor, 1)
         self.in_width = check_int("in_width", in_width, 2, 64)
         self.consts: DividerConstants = divider_constants(divisor, in_width)
         self.latency = tdiv_latency(in_width, self.consts.mult, self.consts.mult_width)
-        super().__init__(signed(in_width), signed(in_width))
+        super().__init__(signed(in_width), signed(in_width), always_ready=always_ready)
 
     def datapath(self, m: Module, st: Stages, payload):
         q, levels = tdiv_datapath(
@@ -201,12 +201,14 @@ class ProgDivider(PipelinedUnit):
     Latency `tdiv_latency(in_width, None, mult_width)` (10 at 32 bits).
     """
 
-    def __init__(self, in_width: int = 32, max_divisor: int = (1 << 32) - 1) -> None:
+    def __init__(self, in_width: int = 32, max_divisor: int = (1 << 32) - 1, *,
+                 always_ready: bool = False) -> None:
         self.in_width = check_int("in_width", in_width, 2, 64)
         self.max_divisor = check_int("max_divisor", max_divisor, 1)
         self.mult_width, self.shift_width = prog_divider_widths(in_width, max_divisor)
         self.latency = tdiv_latency(in_width, None, self.mult_width)
-        super().__init__(self.in_layout(in_width, self.mult_width, self.shift_width), signed(in_width))
+        super().__init__(self.in_layout(in_width, self.mult_width, self.shift_width), signed(in_width),
+                         always_ready=always_ready)
 
     @staticmethod
     def in_layout(in_width: int, mult_width: int, shift_width: int) -> data.StructLayout:

@@ -13,13 +13,14 @@ class LossGradient(PipelinedUnit):
 
     latency = 1
 
-    def __init__(self, wrap_int8: bool = True) -> None:
+    def __init__(self, wrap_int8: bool = True, *, always_ready: bool = False) -> None:
         if not isinstance(wrap_int8, bool):
             raise TypeError(f"wrap_int8 must be a bool, got {wrap_int8!r}")
         self.wrap_int8 = wrap_int8
         self.out_width = 8 if wrap_int8 else 9
         super().__init__(
-            data.StructLayout({"y_hat": signed(8), "y": signed(8)}), signed(self.out_width)
+            data.StructLayout({"y_hat": signed(8), "y": signed(8)}), signed(self.out_width),
+            always_ready=always_ready,
         )
 
     def datapath(self, m: Module, st: Stages, p):

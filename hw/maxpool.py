@@ -22,13 +22,14 @@ class MaxPoolForward(PipelinedUnit):
     only if strictly greater). A registered comparison tree: latency ceil(log2(window)) (>= 1).
     """
 
-    def __init__(self, window: int = 4, width: int = 8) -> None:
+    def __init__(self, window: int = 4, width: int = 8, *, always_ready: bool = False) -> None:
         self.window = check_int("window", window, 1, 256)
         self.width = check_int("width", width, 2, 64)
         self.latency = max((window - 1).bit_length(), 1)
         super().__init__(
             data.ArrayLayout(signed(width), window),
             data.StructLayout({"max": signed(width), "arg": unsigned(_arg_width(window))}),
+            always_ready=always_ready,
         )
 
     def datapath(self, m: Module, st: Stages, p):
@@ -55,12 +56,13 @@ class MaxPoolBackward(PipelinedUnit):
 
     latency = 1
 
-    def __init__(self, window: int = 4, delta_width: int = 32) -> None:
+    def __init__(self, window: int = 4, delta_width: int = 32, *, always_ready: bool = False) -> None:
         self.window = check_int("window", window, 1, 256)
         self.delta_width = check_int("delta_width", delta_width, 2, 64)
         super().__init__(
             data.StructLayout({"delta": signed(delta_width), "arg": unsigned(_arg_width(window))}),
             data.ArrayLayout(signed(delta_width), window),
+            always_ready=always_ready,
         )
 
     def datapath(self, m: Module, st: Stages, p):

@@ -24,12 +24,12 @@ class NitroReluForward(PipelinedUnit):
     Latency: the 8-bit divider's levels + 1.
     """
 
-    def __init__(self, slope_inv: int = 4) -> None:
+    def __init__(self, slope_inv: int = 4, *, always_ready: bool = False) -> None:
         self.mu = check_slope_inv(slope_inv)  # NitroError for an unsupported alpha
         self.slope_inv = slope_inv
         self.consts = divider_constants(slope_inv, 8)
         self.latency = tdiv_latency(8, self.consts.mult, self.consts.mult_width) + 1
-        super().__init__(signed(8), signed(8))
+        super().__init__(signed(8), signed(8), always_ready=always_ready)
 
     def datapath(self, m: Module, st: Stages, s):
         c = self.consts
@@ -48,14 +48,15 @@ class NitroReluBackward(PipelinedUnit):
     Latency: the delta_width-bit divider's levels + 1.
     """
 
-    def __init__(self, slope_inv: int = 4, delta_width: int = 32) -> None:
+    def __init__(self, slope_inv: int = 4, delta_width: int = 32, *, always_ready: bool = False) -> None:
         check_slope_inv(slope_inv)
         self.slope_inv = slope_inv
         self.delta_width = check_int("delta_width", delta_width, 2, 32)
         self.consts = divider_constants(slope_inv, delta_width)
         self.latency = tdiv_latency(delta_width, self.consts.mult, self.consts.mult_width) + 1
         super().__init__(
-            data.StructLayout({"delta": signed(delta_width), "s": signed(8)}), signed(delta_width)
+            data.StructLayout({"delta": signed(delta_width), "s": signed(8)}), signed(delta_width),
+            always_ready=always_ready,
         )
 
     def datapath(self, m: Module, st: Stages, p):

@@ -17,12 +17,12 @@ class NitroScaling(PipelinedUnit):
     `factor` is the layer's SF = 256 * fan-in, fixed at generation; any positive value is exact.
     """
 
-    def __init__(self, factor: int, in_width: int = 32) -> None:
+    def __init__(self, factor: int, in_width: int = 32, *, always_ready: bool = False) -> None:
         self.factor = check_int("factor", factor, 1)
         self.in_width = check_int("in_width", in_width, 2, 64)
         self.consts = divider_constants(factor, in_width)
         self.latency = tdiv_latency(in_width, self.consts.mult, self.consts.mult_width) + 1
-        super().__init__(signed(in_width), signed(8))
+        super().__init__(signed(in_width), signed(8), always_ready=always_ready)
 
     def datapath(self, m: Module, st: Stages, payload):
         c = self.consts

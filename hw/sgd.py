@@ -22,7 +22,7 @@ class IntegerSGDUpdate(PipelinedUnit):
     """
 
     def __init__(self, weight_width: int = 32, grad_width: int = 32, decay_inv: int = 0,
-                 max_divisor: int = (1 << 32) - 1) -> None:
+                 max_divisor: int = (1 << 32) - 1, *, always_ready: bool = False) -> None:
         self.weight_width = check_int("weight_width", weight_width, 2, 64)
         self.grad_width = check_int("grad_width", grad_width, 2, 64)
         self.decay_inv = check_int("decay_inv", decay_inv, 0)
@@ -41,6 +41,7 @@ class IntegerSGDUpdate(PipelinedUnit):
                 "mult": self.mult_width, "shift": self.shift_width,
             }),
             signed(weight_width),
+            always_ready=always_ready,
         )
 
     def constants(self, divisor: int) -> DividerConstants:

@@ -13,6 +13,8 @@ Back-pressure is honoured exactly all the same:
   in flight (in the pipe or in the FIFO), so nothing is accepted that the FIFO could not hold.
   capacity >= latency + 1 keeps a never-stalled stream at one transfer per cycle.
 
+A unit built with `always_ready=True` has neither: its consumer takes every output.
+
 Data registers are reset-less (a bubble carries garbage that the valid chain ignores), so synthesis
 adds no reset muxes.
 """
@@ -129,14 +131,21 @@ class PipelinedUnit(wiring.Component):
     `hw.dsp.registered_mul`, two levels) and returns the output payload: a value (normally the last
     register), a dict of struct fields or a list of array elements. Latency is cycles from the input
     transfer to the output becoming valid when the output is not stalled.
+
+    `always_ready=True` is for a consumer that takes every output (the training engine's): both
+    streams are `always_ready` (ready is Const(1)) and the unit is the bare pipe, without the skid
+    FIFO and the credit counter, which would be dead logic in front of every output bit.
     """
 
     latency: int
 
-    def __init__(self, in_shape: ShapeCastable, out_shape: ShapeCastable) -> None:
+    def __init__(self, in_shape: ShapeCastable, out_shape: ShapeCastable, *,
+                 always_ready: bool = False) -> None:
+        if not isinstance(always_ready, bool):
+            raise TypeError(f"always_ready must be a bool, got {always_ready!r}")
         super().__init__({
-            "i": In(stream.Signature(in_shape)),
-            "o": Out(stream.Signature(out_shape)),
+            "i": In(stream.Signature(in_shape, always_ready=always_ready)),
+            "o": Out(stream.Signature(out_shape, always_ready=always_ready)),
         })
 
     def datapath(self, m: Module, st: Stages, payload):
@@ -154,7 +163,6 @@ class PipelinedUnit(wiring.Component):
         else:
             m.d.comb += pipe.eq(out)
 
-        cap = skid_capacity(self.latency)
         in_fire = Signal()
         m.d.comb += in_fire.eq(self.i.valid & self.i.ready)
         valid = in_fire
@@ -163,7 +171,11 @@ class PipelinedUnit(wiring.Component):
             m.d.sync += v.eq(valid)
             valid = v
         pipe_valid = valid
+        if self.o.signature.always_ready:
+            m.d.comb += [self.o.valid.eq(pipe_valid), self.o.payload.eq(pipe)]
+            return m
 
+        cap = skid_capacity(self.latency)
         skid_output(m, pipe_valid, Value.cast(pipe), self.o, cap)
 
         # Credits: transfers accepted and not yet delivered (in the pipe or in the FIFO).

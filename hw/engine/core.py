@@ -20,7 +20,8 @@ and select stages, the output register packed into the block RAM for synthesis: 
 `READ_LATENCY` cycles after the address; writes are registered before and after the bank decode
 and land `WRITE_LATENCY` edges later). Nothing stalls a pipeline register: the operand fetch is
 free-running and enters the MAC array through a skid FIFO under credits
-(`hw.stream_unit.skid_output`), like the units. Loop-end tests are registered flags, not
+(`hw.stream_unit.skid_output`); the elementwise units, whose every output the engine takes,
+are bare pipes (`always_ready`: no skid FIFO in front of their outputs). Loop-end tests are registered flags, not
 comparators in front of the address adders; op decode, command launch, the serializer's ready,
 the C-row handoff and the drain's row/tile case are registers (the last one replicated per
 address group, `hw.fanout`); the counter read mux spans three register levels and the host select
@@ -93,8 +94,9 @@ class Engine(wiring.Component):
             "hw_en": In(1), "hw_sel": In(4), "hw_addr": In(ADDR_W), "hw_data": In(hb),
             "hr_sel": In(4), "hr_addr": In(ADDR_W), "hr_data": Out(p.word_bits),
         })
-        self.sgd = ProgSGDUpdate(p.weight_bits, p.acc_bits, p.max_divisor, p.max_eta)
-        self.scaler = ProgDivider(p.acc_bits, p.max_scale)
+        # the engine takes every unit output in the cycle it appears: no skid FIFOs (always_ready)
+        self.sgd = ProgSGDUpdate(p.weight_bits, p.acc_bits, p.max_divisor, p.max_eta, always_ready=True)
+        self.scaler = ProgDivider(p.acc_bits, p.max_scale, always_ready=True)
 
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform) -> Module:
@@ -127,16 +129,14 @@ class Engine(wiring.Component):
         # ---- units --------------------------------------------------------------------------
         m.submodules.mac = mac = MacArray(p.rows, p.cols, AB, DB, p.acc_bits)
         m.submodules.scaler = scaler = self.scaler
-        m.submodules.relu_fwd = relu_fwd = NitroReluForward(p.slope_inv)
-        m.submodules.lossgrad = lossgrad = LossGradient(True)
+        m.submodules.relu_fwd = relu_fwd = NitroReluForward(p.slope_inv, always_ready=True)
+        m.submodules.lossgrad = lossgrad = LossGradient(True, always_ready=True)
         m.submodules.sgd = sgd = self.sgd
         relu_bwd = []
         for j in range(L):
-            u = NitroReluBackward(p.slope_inv, p.acc_bits)
+            u = NitroReluBackward(p.slope_inv, p.acc_bits, always_ready=True)
             m.submodules[f"relu_bwd_{j}"] = u
             relu_bwd.append(u)
-        for u in (scaler, relu_fwd, lossgrad, sgd, *relu_bwd):
-            m.d.comb += u.o.ready.eq(1)
 
         # ---- sequencer ----------------------------------------------------------------------
         RL = READ_LATENCY

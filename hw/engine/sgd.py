@@ -21,7 +21,8 @@ class ProgSGDUpdate(PipelinedUnit):
     """i.payload {w, g, d_mult, d_shift, e_mult, e_shift}; o.payload wrap(W - tdiv(G,D) - tdiv(W,eta))."""
 
     def __init__(self, weight_width: int = 16, grad_width: int = 32,
-                 max_divisor: int = (1 << 32) - 1, max_eta: int = (1 << 16) - 1) -> None:
+                 max_divisor: int = (1 << 32) - 1, max_eta: int = (1 << 16) - 1, *,
+                 always_ready: bool = False) -> None:
         self.weight_width = check_int("weight_width", weight_width, 2, 64)
         self.grad_width = check_int("grad_width", grad_width, 2, 64)
         self.max_divisor = check_int("max_divisor", max_divisor, 1)
@@ -33,7 +34,7 @@ class ProgSGDUpdate(PipelinedUnit):
         if self._e_levels > self._g_levels:
             raise ValueError("decay divider deeper than the gradient divider")
         self.latency = self._g_levels + 2
-        super().__init__(self.in_layout(), signed(weight_width))
+        super().__init__(self.in_layout(), signed(weight_width), always_ready=always_ready)
 
     def in_layout(self) -> data.StructLayout:
         return data.StructLayout({
