@@ -70,8 +70,8 @@ def skid_capacity(latency: int) -> int:
     return max(MIN_CAPACITY, 1 << latency.bit_length())
 
 
-def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int, banks: int = 1
-                ) -> tuple[Signal, Signal, Signal]:
+def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int, banks: int = 1,
+                pipe_valid_next: Value | None = None) -> tuple[Signal, Signal, Signal]:
     """Drive stream `o` from a pipe end that cannot stall, through a `cap`-entry skid FIFO.
 
     When the FIFO is empty and o.ready is high, the pipe's value leaves in the same cycle (no added
@@ -82,6 +82,10 @@ def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int, banks: i
     `banks` > 1 splits a wide FIFO into that many memories (equal slices of `pipe`), each with
     its own copy of the read and write pointers: one pointer addressing the whole width (the
     MAC array's 256-bit rows: 64 LUT RAMs, 260 loads) was a die-wide net into the output mux.
+
+    `pipe_valid_next` (the value `pipe_valid` takes at the next edge) makes `o.valid` a register
+    of its own, so that the consumer's handshake logic starts at a flip-flop rather than behind
+    the FIFO's `nonempty | pipe_valid`.
     """
     if len(pipe) % banks:
         raise ValueError(f"skid_output: {len(pipe)} bits do not split into {banks} banks")
@@ -102,10 +106,7 @@ def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int, banks: i
     for b, (wr, rd, wptr, rptr) in enumerate(ports):
         m.d.comb += [wr.addr.eq(wptr), wr.data.eq(pipe[b * bw:(b + 1) * bw]), wr.en.eq(push),
                      rd.addr.eq(rptr)]
-    m.d.comb += [
-        o.valid.eq(nonempty | pipe_valid),
-        o.payload.eq(Mux(nonempty, Cat(*(rd.data for _, rd, _, _ in ports)), pipe)),
-    ]
+    m.d.comb += o.payload.eq(Mux(nonempty, Cat(*(rd.data for _, rd, _, _ in ports)), pipe))
     # nonempty without the fill adder on the path from o.ready (it was the critical path). A
     # banked FIFO's push / pop fan out to every bank, so its fill counts from their inputs
     # (up = push & ~pop, down = pop & ~push): the fill adder is not a load of those long nets.
@@ -114,8 +115,15 @@ def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int, banks: i
         up, down = pipe_valid & ~o.ready, nonempty & ~pipe_valid & o.ready
     else:
         up, down = push, pop
-    m.d.sync += [fill.eq(fill + up - down),
-                 nonempty.eq(push | fill[1:].any() | (nonempty & ~pop))]
+    nonempty_next = Signal(name="skid_nonempty_next")
+    m.d.comb += nonempty_next.eq(push | fill[1:].any() | (nonempty & ~pop))
+    m.d.sync += [fill.eq(fill + up - down), nonempty.eq(nonempty_next)]
+    if pipe_valid_next is None:
+        m.d.comb += o.valid.eq(nonempty | pipe_valid)
+    else:
+        o_valid = Signal(name="skid_o_valid")
+        m.d.sync += o_valid.eq(nonempty_next | pipe_valid_next)
+        m.d.comb += o.valid.eq(o_valid)
     for wr, rd, wptr, rptr in ports:
         with m.If(push):
             m.d.sync += wptr.eq(wptr + 1)
