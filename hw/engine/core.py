@@ -168,11 +168,7 @@ class Engine(wiring.Component):
         k_last, n_last, m_last = (_reg(ADDR_W, name=n) for n in ("k_last", "n_last", "m_last"))
         k_rem, nt_rem, mt_rem = (_reg(ADDR_W, name=n) for n in ("k_rem", "nt_rem", "mt_rem"))
         k_end, nt_end, mt_end = _reg(), _reg(), _reg()
-        k_one, n_one = _reg(), _reg()  # k_len == 1, n_tiles == 1: a reloaded loop is at its end at once
-        k_two, n_two = _reg(), _reg()  # k_len == 2, n_tiles == 2
-        # k_rem == 1, nt_rem == 1 as registers, updated with the counters: the loop-end flags'
-        # next values (into `issue` and the kn_end copies) see no counter compare
-        k_rem1, nt_rem1 = _reg(), _reg()
+        k_one, n_one = _reg(), _reg()  # a reloaded loop of length 1 is at its end at once
         k_first = _reg()
         issuing = Signal()
         a_tile, b_tile = _reg(ADDR_W, name="a_tile"), _reg(ADDR_W, name="b_tile")
@@ -273,16 +269,12 @@ class Engine(wiring.Component):
         incoming = data.View(self.cmd_layout, cmd_sr[:cmd_w])
         gemm_g = replicated_reg(m, platform, load_g[CMD_GROUPS] & (incoming.op != OP_END), 5,
                                 "gemm_launch")
-        # loop-length flags, decoded as the command loads (valid from DECODE to the next load)
-        with m.If(load_g[CMD_GROUPS]):
-            m.d.sync += [k_one.eq(incoming.k_len == 1), n_one.eq(incoming.n_tiles == 1),
-                         k_two.eq(incoming.k_len == 2), n_two.eq(incoming.n_tiles == 2)]
         with m.If(gemm_g[0]):
             m.d.sync += [k_last.eq(cmd.k_len - 1), n_last.eq(cmd.n_tiles - 1),
                          m_last.eq(cmd.m_tiles - 1)]
             m.d.sync += [k_rem.eq(cmd.k_len - 1), nt_rem.eq(cmd.n_tiles - 1),
                          mt_rem.eq(cmd.m_tiles - 1), mt_end.eq(cmd.m_tiles == 1),
-                         k_rem1.eq(k_two), nt_rem1.eq(n_two)]
+                         k_one.eq(cmd.k_len == 1), n_one.eq(cmd.n_tiles == 1)]
             m.d.sync += [
                 k_first.eq(1),
                 a_tile.eq(cmd.a_base), a_addr.eq(cmd.a_base), b_tile.eq(cmd.b_base),
@@ -304,24 +296,23 @@ class Engine(wiring.Component):
         k_end_n, nt_end_n, issue_n = Signal(), Signal(), Signal()
         m.d.comb += [k_end_n.eq(k_end), nt_end_n.eq(nt_end)]
         with m.If(gemm_g[0]):
-            m.d.comb += [k_end_n.eq(k_one), nt_end_n.eq(n_one)]
+            m.d.comb += [k_end_n.eq(cmd.k_len == 1), nt_end_n.eq(cmd.n_tiles == 1)]
         with m.If(issue):
-            m.d.comb += k_end_n.eq(Mux(k_end, k_one, k_rem1))
+            m.d.comb += k_end_n.eq(Mux(k_end, k_one, k_rem == 1))
             with m.If(k_end):
-                m.d.comb += nt_end_n.eq(Mux(nt_end, n_one, nt_rem1))
+                m.d.comb += nt_end_n.eq(Mux(nt_end, n_one, nt_rem == 1))
         m.d.sync += [k_end.eq(k_end_n), nt_end.eq(nt_end_n)]
         issue_g = replicated_reg(m, platform, issue_n, 3, "issue")
         k_end_g = replicated_reg(m, platform, k_end_n, 3, "k_end")
         kn_end_g = replicated_reg(m, platform, k_end_n & nt_end_n, 3, "kn_end")
         with m.If(issue_g[0]):
-            m.d.sync += [k_first.eq(k_end_g[0]), k_rem.eq(k_rem - 1), k_rem1.eq(k_rem == 2)]
+            m.d.sync += [k_first.eq(k_end_g[0]), k_rem.eq(k_rem - 1)]
             with m.If(k_end_g[0]):
-                m.d.sync += [k_rem.eq(k_last), k_rem1.eq(k_two)]
+                m.d.sync += k_rem.eq(k_last)
                 with m.If(kn_end_g[0]):
-                    m.d.sync += [nt_rem.eq(n_last), nt_rem1.eq(n_two), mt_rem.eq(mt_rem - 1),
-                                 mt_end.eq(mt_rem == 1)]
+                    m.d.sync += [nt_rem.eq(n_last), mt_rem.eq(mt_rem - 1), mt_end.eq(mt_rem == 1)]
                 with m.Else():
-                    m.d.sync += [nt_rem.eq(nt_rem - 1), nt_rem1.eq(nt_rem == 2)]
+                    m.d.sync += nt_rem.eq(nt_rem - 1)
         with m.If(issue_g[1]):
             m.d.sync += a_addr.eq(a_addr + cmd.a_sk)
             with m.If(k_end_g[1]):
@@ -584,12 +575,9 @@ class Engine(wiring.Component):
         ph_hot = Signal(N_PHASES)
         m.d.sync += [ev.eq(Mux(busy, Cat(1, mac_fire, mac.i.valid & ~mac.i.ready, in_wait), 0)),
                      ph_hot.eq(Const(1, N_PHASES) << cmd.phase)]
-        # cleared two cycles after `start` (nothing is counted before busy's third cycle), from
-        # a register per phase rather than one start & ~busy decode for all 2 560 counter bits,
-        # behind one register of their own (`start` fanning out to the sequencer and to every
-        # phase's copy was pulled across the die: 7.15 ns into the sequencer state)
-        start_q = _delay(m, self.start & ~busy, 1, "ctr_start", False)
-        clear = replicated_reg(m, platform, start_q, N_PHASES, "ctr_clear")
+        # cleared one cycle after `start` (nothing is counted before busy's second cycle), from
+        # a register per phase rather than one start & ~busy decode for all 2 560 counter bits
+        clear = replicated_reg(m, platform, self.start & ~busy, N_PHASES, "ctr_clear")
         for ph_ in range(N_PHASES):
             en = _reg(kinds, name=f"ctr_en{ph_}")
             m.d.sync += en.eq(Mux(ph_hot[ph_], ev, 0))
