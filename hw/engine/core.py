@@ -21,11 +21,11 @@ and select stages, the output register packed into the block RAM for synthesis: 
 and land `WRITE_LATENCY` edges later). Nothing stalls a pipeline register: the operand fetch is
 free-running and enters the MAC array through a skid FIFO under credits
 (`hw.stream_unit.skid_output`); the elementwise units, whose every output the engine takes,
-are bare pipes (`always_ready`: no skid FIFO in front of their outputs). Loop-end tests are registered flags, not
-comparators in front of the address adders; op decode, command launch, the serializer's ready,
-the C-row handoff and the drain's row/tile case are registers (the last one replicated per
-address group, `hw.fanout`); the counter read mux spans three register levels and the host select
-two. Only control state has a reset.
+are bare pipes (`always_ready`: no skid FIFO in front of their outputs). Loop-end tests are
+registered flags, not comparators in front of the address adders; op decode, command launch,
+the serializer's ready, the C-row handoff and the drain's row/tile case are registers (the last
+one replicated per address group, `hw.fanout`); the counter read mux spans three register levels
+and the host select two. Only control state has a reset.
 
 Host port (only while idle): one write per cycle into any memory (hw_*), one read per cycle
 (hr_*, data `host_read_latency` cycles later) from any memory or from the performance counters
