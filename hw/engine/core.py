@@ -150,8 +150,9 @@ class Engine(wiring.Component):
         busy = Signal()
         done = Signal()
         l_sc = scaler.latency + 3  # divider, its output register, compares, clip
-        # NITRO-ReLU, then a register: its output FIFO's read mux, the op select and the lane
-        # copies into two memories' write selects were one cycle (8.0 ns, 6.6 of it routing)
+        # NITRO-ReLU, then a register: the op select and the lane copies into two memories'
+        # write selects get a cycle of their own (with the unit's former output-FIFO read mux
+        # they were 8.0 ns, 6.6 of it routing; the unit is now always_ready, without the FIFO)
         l_out = relu_fwd.latency + 1
         # pipeline flush after the last C row: serializer, the element's memory read, the deepest
         # output pipeline, the memories' write registers
@@ -466,7 +467,10 @@ class Engine(wiring.Component):
             scaler.i.payload.n.eq(e1["z"]), scaler.i.payload.mult.eq(cmd.sc_mult),
             scaler.i.payload.shift.eq(cmd.sc_shift),
         ]
-        q = _reg(signed(p.acc_bits))  # keeps the divider's skid-FIFO output mux off the clip
+        # a register between the divider and the clip compares (added for the divider's former
+        # output-FIFO mux; the divider is now always_ready and this is a plain pipeline level,
+        # kept because the routed netlist, synth_reduced.json, has it)
+        q = _reg(signed(p.acc_bits))
         m.d.sync += q.eq(scaler.o.payload)
         # the clip's two acc_bits-wide compares get a level of their own (their carry chains
         # into the select, mapped to the register's set / reset, were 7.5 ns routed)
