@@ -1,16 +1,27 @@
-"""Atomic file writes: a reader (or a crash) never sees half a file, and nothing is lost."""
+"""Atomic file writes: a reader (or a crash) never sees half a file, and nothing is lost.
+
+A write goes to `.<name>.<pid>.<random>.tmp` beside the target and is renamed over it. A process
+killed mid-write leaves its temp file behind; the pid in the name tells the next run that its
+writer is gone, so `remove_stale_temps` (called by every write and at the start of a run) removes it.
+"""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
+
+from .numerics import NitroError
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
 
 
 def write_atomic(path: str | Path, payload: bytes) -> None:
     """Write to a temp file in the same folder, fsync, give it the usual mode, then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
@@ -21,6 +32,47 @@ def write_atomic(path: str | Path, payload: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def writable_folder(folder: str | Path) -> Path:
+    """Create `folder` if needed and prove it writable before any work starts (NitroError if not);
+    temp files of interrupted writes in it are removed."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NitroError(f"output folder {folder} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise NitroError(f"output folder {folder} is not writable: {exc.strerror or exc}") from None
+    remove_stale_temps(folder)
+    return folder
+
+
+def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Delete the temp files in `folder` (of target `name`, or of any target) whose writing process
+    no longer runs; returns what was removed."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TEMP.match(p.name)
+        if m and (name is None or m["name"] == name) and not _alive(int(m["pid"])):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 def _umask() -> int:

@@ -85,7 +85,7 @@ class Network:
         return z, ctx
 
     def _scale(self, layer, z, trace):
-        s = L.nitro_scaling(z, layer.factor)
+        s = self.policy.narrow(L.nitro_scaling(z, layer.factor), "activation", layer.name, "output")
         if trace is not None:
             trace.put(f"fwd/{layer.name}", s)
         return s
@@ -111,7 +111,8 @@ class Network:
             if isinstance(it, Block):
                 z, ctx = self._gemm_forward(it.layer, h, trace)
                 s = self._scale(it.scaling, z, trace)
-                h = L.nitro_relu_forward(s, it.relu.slope_inv)
+                h = self.policy.narrow(L.nitro_relu_forward(s, it.relu.slope_inv), "activation",
+                                       it.relu.name, "output")
                 if trace is not None:
                     trace.put(f"fwd/{it.relu.name}", h)
                 if train or keep:
@@ -154,7 +155,9 @@ class Network:
     # ---- training --------------------------------------------------------------------------
 
     def _loss_grad(self, y_hat, y, key: str, trace: Trace | None) -> np.ndarray:
-        e = L.loss_gradient(y_hat, y, self.spec.quirks.loss_grad_wrap)
+        layer = self.spec.output if key == "output" else self.spec.blocks[key].pred
+        e = self.policy.narrow(L.loss_gradient(y_hat, y, self.spec.quirks.loss_grad_wrap), "loss_grad",
+                               layer.name, "loss gradient")
         if trace is not None:
             trace.put(f"loss_grad/{key}", e)
         return e

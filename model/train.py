@@ -20,7 +20,7 @@ from tqdm import tqdm
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig
 from .datasets import load_raw
-from .fileio import write_atomic
+from .fileio import writable_folder, write_atomic
 from .init import init_params
 from .network import Network
 from .numerics import NitroError, WidthPolicy, range_report
@@ -28,6 +28,7 @@ from .optim import PlateauState
 from .preprocess import IntegerDataset, augment_batch, epoch_permutation, preprocess
 
 CHECKPOINT = "checkpoint.npz"
+OUTPUTS = (CHECKPOINT, "metrics.csv", "metrics.json", "curves.png")  # what a run writes into its folder
 
 
 @dataclass
@@ -67,19 +68,49 @@ def _state(schedule, best: dict, history: list, wraps) -> dict:
     }
 
 
+def prepare_output(out: Path, resume: bool, force: bool = False) -> None:
+    """The run folder, checked before any work: a writable folder, holding no earlier run's outputs
+    unless resuming (or `force`)."""
+    writable_folder(out)
+    if resume:
+        if not (out / CHECKPOINT).exists():
+            raise NitroError(f"--resume: no {CHECKPOINT} in {out} to continue")
+        return
+    present = [name for name in OUTPUTS if (out / name).exists()]
+    if present and not force:
+        hint = " pass --resume to continue it," if CHECKPOINT in present else ""
+        raise NitroError(f"{out} already holds {', '.join(present)}:{hint} choose another --out, or pass "
+                         f"--force to overwrite")
+
+
+def check_sizes(cfg: ExperimentConfig, ds: IntegerDataset) -> None:
+    """Data sizes against batch sizes, before the first step."""
+    if len(ds.train_x) < cfg.train.batch_size:
+        raise NitroError(f"training set ({len(ds.train_x)} images) is smaller than one batch "
+                         f"(train.batch_size = {cfg.train.batch_size})")
+    if len(ds.test_x) < cfg.train.eval_batch:
+        raise NitroError(f"test set ({len(ds.test_x)} images) is smaller than one evaluation batch "
+                         f"(train.eval_batch = {cfg.train.eval_batch})")
+
+
 def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | None = None,
-          epochs: int | None = None, resume: bool = False, progress: bool = True) -> TrainResult:
+          epochs: int | None = None, resume: bool = False, progress: bool = True,
+          force: bool = False) -> TrainResult:
     """Train `cfg`, writing checkpoint, metrics and curves into `out_dir` after every epoch."""
     out = Path(out_dir)
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0):
+        raise NitroError(f"--epochs must be a positive integer, got {epochs!r}")
+    prepare_output(out, resume, force)
+    ck_path = out / CHECKPOINT
+    ck = load_checkpoint(ck_path, cfg.digest()) if resume else None
     ds, net, rng = prepare(cfg, data_dir)
+    check_sizes(cfg, ds)
     schedule = cfg.make_schedule()
     history: list[dict] = []
     best = {"test_acc": -1.0, "train_acc": 0.0, "epoch": 0}
     start = 0
     order = np.arange(len(ds.train_x))
-    ck_path = out / CHECKPOINT
-    if resume:
-        ck = load_checkpoint(ck_path, cfg.digest())
+    if ck is not None:
         net = Network(net.spec, ck.params, cfg.policy())
         rng.set_state(ck.rng_state)
         schedule.lr_inv = ck.state["lr_inv"]
@@ -93,13 +124,9 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
             net.policy.wraps[(layer, tensor)] = n
         if history and history[-1].get("stopped"):
             start = cfg.train.epochs if epochs is None else epochs  # nothing left to do
-    elif ck_path.exists():
-        raise NitroError(f"{ck_path} exists: pass --resume to continue it, or choose another --out")
     total = cfg.train.epochs if epochs is None else epochs
     bs = cfg.train.batch_size
     n_batches = len(ds.train_x) // bs
-    if n_batches == 0:
-        raise NitroError(f"training set ({len(ds.train_x)} images) is smaller than one batch ({bs})")
     for epoch in range(start + 1, total + 1):
         lr_inv = schedule.lr_inv
         order = order[epoch_permutation(rng, len(order))]

@@ -3,22 +3,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from model.numerics import NitroError
 
 
 def _train(args: argparse.Namespace) -> int:
-    from model.config import load_config
+    from model.config import load_config, with_seed
     from model.train import train
 
     cfg = load_config(args.config)
     if args.seed is not None:
-        cfg = replace(cfg, train=replace(cfg.train, seed=args.seed), name=f"{cfg.name}_seed{args.seed}")
+        cfg = with_seed(cfg, args.seed)
     out = Path(args.out or Path("runs") / cfg.name)
     res = train(cfg, out, args.data_dir, epochs=args.epochs, resume=args.resume,
-                progress=not args.no_progress)
+                progress=not args.no_progress, force=args.force)
     print(f"{cfg.name}: best test accuracy {100 * res.best_test_acc:.2f}% at epoch {res.best_epoch} "
           f"({res.epochs_run} epochs); results in {out}/ (metrics.csv, metrics.json, curves.png, "
           f"checkpoint.npz)")
@@ -58,10 +57,20 @@ def _numerics(args: argparse.Namespace) -> int:
 
 
 def _vectors(args: argparse.Namespace) -> int:
+    from model.fileio import writable_folder
     from model.vectors import export_vectors
 
+    out = Path(args.out)
+    writable_folder(out)
+    taken = sorted(p.name for p in out.glob(f"{args.tag}_*") if p.is_file())
+    if taken and not args.force:
+        raise NitroError(f"{out} already holds vector set {args.tag!r} ({', '.join(taken)}): choose another "
+                         f"--out or --tag, or pass --force to overwrite")
     cfg, ds, net, _ = _prepared(args)
     bs = cfg.train.batch_size
+    if args.steps * bs > len(ds.train_x):
+        raise NitroError(f"--steps {args.steps} needs {args.steps * bs} training images, the data has "
+                         f"{len(ds.train_x)}")
     batches = [(ds.train_x[k * bs:(k + 1) * bs], ds.train_y[k * bs:(k + 1) * bs]) for k in range(args.steps)]
     out = export_vectors(net, batches, ds.test_x[:args.test_images], cfg.train.lr_inv, Path(args.out), args.tag)
     print(f"wrote vector set {args.tag!r} ({args.steps} steps) to {out}/; check it with: nitro conform {out} {args.tag}")
@@ -146,23 +155,39 @@ def _synth(args: argparse.Namespace) -> int:
 def _cosim(args: argparse.Namespace) -> int:
     from sim.engine.cosim import run_cosim
 
-    if args.batch is not None and args.batch <= 0:
-        raise NitroError(f"--batch must be a positive integer, got {args.batch}")
     return run_cosim(Path(args.config), args.steps, args.data_dir, Path(args.out) if args.out else None,
                      progress=not args.no_progress, fault=args.fault, batch=args.batch)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the toolkit's one error path: one line `nitro: error: ...`, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"nitro: error: {self.prog.removeprefix('nitro').strip() or 'usage'}: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nitro", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = _Parser(prog="nitro", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a config on the golden model")
     t.add_argument("--config", required=True, help="experiment TOML (see configs/)")
-    t.add_argument("--epochs", type=int, help="stop after this many epochs (default: the config's)")
+    t.add_argument("--epochs", type=positive_int, help="stop after this many epochs (default: the config's)")
     t.add_argument("--seed", type=int, help="override the config's seed")
     t.add_argument("--data-dir", help="dataset folder (else $NITRO_DATA_DIR, /usr/share/datasets)")
     t.add_argument("--out", help="output folder (default runs/<config name>)")
     t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly")
+    t.add_argument("--force", action="store_true", help="overwrite an earlier run's outputs in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
 
@@ -173,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = sub.add_parser("numerics", help="declared width vs observed range of every tensor, per layer")
     n.add_argument("--config", required=True)
-    n.add_argument("--steps", type=int, default=50, help="training steps to observe (default 50)")
+    n.add_argument("--steps", type=positive_int, default=50, help="training steps to observe (default 50)")
     n.add_argument("--checkpoint", help="start from trained weights (a checkpoint of this config)")
     n.add_argument("--data-dir")
     n.add_argument("--no-progress", action="store_true")
@@ -183,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--config", required=True)
     v.add_argument("--out", required=True, help="output folder")
     v.add_argument("--tag", default="golden", help="vector set name (file prefix)")
-    v.add_argument("--steps", type=int, default=3)
-    v.add_argument("--test-images", type=int, default=256)
+    v.add_argument("--steps", type=positive_int, default=3)
+    v.add_argument("--test-images", type=positive_int, default=256)
+    v.add_argument("--force", action="store_true", help="overwrite a vector set of the same tag in --out")
     v.add_argument("--checkpoint", help="start from trained weights (a checkpoint of this config)")
     v.add_argument("--data-dir")
     v.set_defaults(func=_vectors)
@@ -210,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("cosim", help="train N steps on the Verilated engine, checked against the golden model")
     s.add_argument("--config", required=True, help="experiment TOML (an MLP, e.g. configs/mlp_mnist.toml)")
-    s.add_argument("--steps", type=int, default=10)
-    s.add_argument("--batch", type=int, help="override the config's batch size")
+    s.add_argument("--steps", type=positive_int, default=10)
+    s.add_argument("--batch", type=positive_int, help="override the config's batch size")
     s.add_argument("--data-dir")
     s.add_argument("--out", help="write the result (cycles, phases, utilization) as JSON here")
     s.add_argument("--fault", help="inject a fault STEP:LAYER:OUT,IN:BIT (the check must catch it)")
@@ -221,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("flow", help="the co-design flow: train, conform, RTL, simulate, report")
     f.add_argument("--config", help="experiment TOML (default: configs/embedded_mlp.toml, shipped data)")
     f.add_argument("--data-dir")
-    f.add_argument("--epochs", type=int)
+    f.add_argument("--epochs", type=positive_int)
     f.add_argument("--out", default="runs/flow", help="output folder (default runs/flow)")
     f.add_argument("--no-progress", action="store_true")
     f.set_defaults(func=_flow)
@@ -234,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except NitroError as exc:
         print(f"nitro: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused (full disk, permissions, a vanished file)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"nitro: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nitro: interrupted (the last checkpoint is intact)", file=sys.stderr)

@@ -2,8 +2,11 @@
 vectors, generate RTL, cross-check the units and the training engine against the golden model in
 simulation, report.
 
-Each step returns one line for the report; the report (Markdown + the training curves) is written
-to `<out>/report.md`.
+Each step returns one line for the report, naming the data it used and what it counted; a step
+that checked nothing fails the flow. The report (Markdown + the training curves) is written to
+`<out>/report.md`. On a plain clone (no `../shared`) every step still runs: the conformance step on
+the official `mlp` vector set shipped in `model/embedded/refvectors`, the unit cross-checks on
+tensors of the golden model trained on the embedded MNIST subset.
 """
 from __future__ import annotations
 
@@ -11,15 +14,23 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from model.fileio import write_atomic
 from model.config import load_config
 from model.conform import run_conformance
+from model.fileio import writable_folder, write_atomic
 from model.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "embedded_mlp.toml"
-DEFAULT_VECTORS = REPO.parent / "shared" / "refvectors"
+SHARED = REPO.parent / "shared"
+SHIPPED_VECTORS = REPO / "model" / "embedded" / "refvectors"
 VECTOR_TAGS = ("mlp", "mlp_warm1500", "cnn", "cnnx")
+
+
+def vector_sets(shared: Path) -> tuple[Path, tuple[str, ...]]:
+    """The official vector sets to replay: all four in ../shared, else the one the repo ships."""
+    if (shared / "refvectors" / "mlp_meta.json").exists():
+        return shared / "refvectors", VECTOR_TAGS
+    return SHIPPED_VECTORS, ("mlp",)
 
 
 def step_train(ctx: dict) -> str:
@@ -29,24 +40,25 @@ def step_train(ctx: dict) -> str:
                 progress=ctx["progress"])
     ctx["network"] = res.network
     rate = sum(r["train_img_s"] for r in res.history) / max(len(res.history), 1)
-    return (f"trained `{cfg.name}` on the golden model: best test accuracy {100 * res.best_test_acc:.2f}% "
+    return (f"trained `{cfg.name}` on the golden model ({cfg.data.dataset} data): best test accuracy {100 * res.best_test_acc:.2f}% "
             f"(epoch {res.best_epoch} of {res.epochs_run}), {rate:.0f} training images/s; "
             f"int32 wraps: {res.history[-1]['wraps'] if res.history else 0} — ![curves](train/curves.png)")
 
 
 def step_conform(ctx: dict) -> str:
-    vec = ctx["vectors"]
-    if not (vec / "mlp_meta.json").exists():
-        return f"reference conformance: no vector sets in {vec} (skipped)"
+    vec, tags = vector_sets(ctx["shared"])
     lines = []
-    for tag in VECTOR_TAGS:
+    for tag in tags:
         reports = run_conformance(vec, tag)
         bad = [m for r in reports for m in r.mismatches]
         n = sum(r.arrays for r in reports)
+        if n == 0:
+            bad = ["no array compared"]
         lines.append(f"{tag}: {n} arrays " + ("bit-exact" if not bad else f"MISMATCH: {bad[0]}"))
         if bad:
             ctx["failed"] = True
-    return "reference conformance (official implementation's vectors): " + "; ".join(lines)
+    return (f"reference conformance (the official implementation's vectors in "
+            f"{_shown(vec)}): " + "; ".join(lines))
 
 
 def step_rtl(ctx: dict) -> str:
@@ -57,7 +69,7 @@ def step_rtl(ctx: dict) -> str:
     manifest = write_rtl(ctx["out"] / "rtl")
     units = json.loads(manifest.read_text())["units"]
     dirty = [u["unit"] for u in units if u["lint"] != "clean"]
-    if dirty:
+    if dirty or not units:
         ctx["failed"] = True
     return (f"generated Verilog of {len(units)} units in rtl/ (manifest.json); Verilator lint: "
             + ("clean" if not dirty else f"NOT clean: {', '.join(dirty)}"))
@@ -68,19 +80,55 @@ FLOW_UNITS = {"scaling": "real_tensors", "relu_fwd": "real_tensors", "relu_bwd":
               "lossgrad": "real_outputs", "sgd": "real_step", "mac8x8": "real_forward"}
 
 
+def training_tensors(ctx: dict):
+    """The official vectors when ../shared has them, else vector sets exported from the golden model
+    on the embedded subset: at initialisation and as trained by the flow's train step."""
+    from model.network import Network
+    from model.numerics import WidthPolicy
+    from model.train import prepare
+    from model.vectors import export_vectors
+    from sim.tensors import TensorSource, official
+
+    if (ctx["shared"] / "refvectors" / "mlp_warm1500_step1.npz").exists():
+        return official()
+    cfg = load_config(ctx["config"])
+    ds, initial, _ = prepare(cfg, ctx["data_dir"])
+    trained = ctx["network"]
+    folder = ctx["out"] / "tensors"
+    bs = cfg.train.batch_size
+    batches = [(ds.train_x[k * bs:(k + 1) * bs], ds.train_y[k * bs:(k + 1) * bs]) for k in range(3)]
+    for tag, net in (("initial", initial), ("trained", trained)):
+        copy = Network(net.spec, {k: v.copy() for k, v in net.params.items()},
+                       WidthPolicy(net.policy.widths, net.policy.mode))
+        export_vectors(copy, batches, ds.test_x[:64], cfg.train.lr_inv, folder, tag)
+    return TensorSource(str(folder), "trained", "initial", None,
+                        f"golden-model tensors of `{cfg.name}` on {cfg.data.dataset} data, at "
+                        f"initialisation and after training ({_shown(folder)})")
+
+
 def step_simulate(ctx: dict) -> str:
     from sim.testing import run_unit
 
+    source = training_tensors(ctx)
     parts = []
     for unit, testcase in FLOW_UNITS.items():
         try:
-            counts = run_unit(unit, testcase=testcase)
+            counts = run_unit(unit, testcase=testcase, tensors=source)
         except AssertionError as exc:
             ctx["failed"] = True
-            parts.append(f"{unit}: MISMATCH ({str(exc).splitlines()[0]})")
+            parts.append(f"{unit}: FAILED ({str(exc).splitlines()[0]})")
             continue
         parts.append(f"{unit}: {sum(counts.values()):,d} vectors bit-exact")
-    return "Verilator vs golden model on real MNIST training tensors: " + "; ".join(parts)
+    return f"Verilator vs golden model on {source.description}: " + "; ".join(parts)
+
+
+def _shown(path: Path) -> str:
+    """A path as the report shows it: relative to the repository where it lies inside."""
+    path = Path(path).resolve()
+    for base in (REPO, REPO.parent):
+        if path.is_relative_to(base):
+            return str(path.relative_to(base))
+    return str(path)
 
 
 COSIM_STEPS = 3
@@ -98,7 +146,7 @@ def step_cosim(ctx: dict) -> str:
         ctx["failed"] = True
         return f"training engine on Verilator: MISMATCH: {res['message']}"
     return (f"training engine on Verilator: {res['steps_run']} training steps of {res['network']} (batch "
-            f"{res['batch']}) bit-identical to the golden model after every step; "
+            f"{res['batch']}, {load_config(ctx['config']).data.dataset} data) bit-identical to the golden model after every step; "
             f"{res['cycles_per_step']:.0f} cycles/step, useful-MAC utilization {100 * res['mac_util']:.1f}% "
             f"(cosim.json)")
 
@@ -113,10 +161,11 @@ STEPS: list[tuple[str, Callable[[dict], str]]] = [
 
 
 def run_flow(out: Path, config: Path = DEFAULT_CONFIG, data_dir: str | None = None, epochs: int | None = None,
-             vectors: Path = DEFAULT_VECTORS, progress: bool = True) -> bool:
+             shared: Path = SHARED, progress: bool = True) -> bool:
     """Run every step, print and write the report; returns True when every check passed."""
-    ctx = {"out": Path(out), "config": config, "data_dir": data_dir, "epochs": epochs,
-           "vectors": Path(vectors), "progress": progress, "failed": False}
+    load_config(config)  # bad input fails before any step
+    ctx = {"out": writable_folder(out), "config": config, "data_dir": data_dir, "epochs": epochs,
+           "shared": Path(shared), "progress": progress, "failed": False}
     lines = []
     for name, step in STEPS:
         t0 = time.perf_counter()

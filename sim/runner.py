@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 BUILD_ROOT = REPO / "build" / "hw"
 HARNESS = Path(__file__).with_name("harness.sv")
 from hw.rtl import LINT_WAIVERS, verilator_bin_dir
+from sim.tensors import TensorSource, official
 COVERAGE_ARGS = ["--coverage-line", "--coverage-toggle"]
 
 
@@ -135,10 +136,24 @@ def build_unit(name: str) -> Built:
     return Built(name, bdir, v_file)
 
 
+def check_results(results_xml: Path) -> None:
+    """SystemExit unless at least one cocotb test ran and none failed. cocotb's runner checks the
+    results itself only under pytest; the flow and the CLI call it outside."""
+    from cocotb_tools.runner import get_results
+
+    try:
+        n_tests, n_failed = get_results(results_xml)
+    except RuntimeError as exc:
+        raise SystemExit(f"no cocotb results: {exc}") from None
+    if n_failed or not n_tests:
+        raise SystemExit(f"{n_failed} of {n_tests} cocotb tests failed" if n_tests else "no cocotb test ran")
+
+
 def run_tb(built: Built, tb_module: str, test_dir_name: str, testcase: str | None = None,
-           extra_env: dict[str, str] | None = None) -> dict:
+           extra_env: dict[str, str] | None = None, tensors: TensorSource | None = None) -> dict:
     """Run one cocotb module against a build; returns the vector counts the testbench recorded.
 
+    `tensors` is where real-data testcases read training tensors (default: the official vectors).
     A failing cocotb test makes the runner exit (SystemExit), which pytest reports as a failure.
     """
     from cocotb_tools.runner import get_runner
@@ -148,13 +163,15 @@ def run_tb(built: Built, tb_module: str, test_dir_name: str, testcase: str | Non
     if tdir.exists():
         shutil.rmtree(tdir)
     tdir.mkdir(parents=True)
+    (tensors or official()).save(tdir)
     env = {"NITRO_UNIT": built.name, **(extra_env or {})}
     os.environ.update(env)  # the runner lets the parent's environment win over extra_env
-    get_runner("verilator").test(
+    results = get_runner("verilator").test(
         test_module=tb_module, hdl_toplevel="tb", hdl_toplevel_lang="verilog",
         build_dir=built.build_dir, test_dir=tdir, testcase=testcase, extra_env=env,
         plusargs=[f"+verilator+coverage+file+{tdir / 'coverage.dat'}"] if coverage_enabled() else [],
         log_file=tdir / "sim.log",
     )
+    check_results(results)
     counts_file = tdir / "counts.json"
     return json.loads(counts_file.read_text()) if counts_file.exists() else {}

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from .runner import BUILD_ROOT, Built, build_unit, run_tb
+from .tensors import TensorSource
 
 _BUILDS: dict[str, Built] = {}
 
@@ -17,17 +18,23 @@ def built(name: str) -> Built:
 
 
 def run_unit(name: str, request: pytest.FixtureRequest | None = None, testcase: str | None = None,
-             tb_module: str | None = None) -> dict:
-    """Build (cached) and run the cocotb testbench sim.tb.tb_<name>; print and return counts."""
+             tb_module: str | None = None, tensors: TensorSource | None = None) -> dict:
+    """Build (cached) and run the cocotb testbench sim.tb.tb_<name>; print and return counts.
+
+    A run that checked no vector against the golden model fails: it could not have caught anything.
+    """
     b = built(name)
     tb = tb_module or f"sim.tb.tb_{name}"
     tdir = "run" if testcase is None else f"run_{testcase}"
     try:
-        counts = run_tb(b, tb, tdir, testcase=testcase)
+        counts = run_tb(b, tb, tdir, testcase=testcase, tensors=tensors)
     except SystemExit as e:  # cocotb's runner exits on a failed test
         log = (b.build_dir / tdir / "sim.log")
         tail = log.read_text()[-6000:] if log.exists() else "(no log)"
         raise AssertionError(f"cocotb testbench {tb} failed ({e}):\n{tail}") from None
+    if sum(counts.values()) == 0:
+        raise AssertionError(f"cocotb testbench {tb}{'' if testcase is None else '::' + testcase} "
+                             f"checked 0 vectors against the golden model (no testcase ran?)")
     report(name, counts, request)
     return counts
 

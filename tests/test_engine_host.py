@@ -164,11 +164,13 @@ def test_lr_and_divisor_limits():
 
 def test_bad_fault_spec():
     prog = C.compile_network(mnist_spec(), 64)
-    assert parse_fault("2:linear_encoder_00:3,17:4", prog) == (2, "linear_encoder_00", (3, 17), 4)
+    assert parse_fault("2:linear_encoder_00:3,17:4", prog, 3) == (2, "linear_encoder_00", (3, 17), 4)
     for bad, msg in [("2:linear_encoder_00:3:4", "STEP:LAYER"), ("2:nope:3,17:4", "unknown layer"),
-                     ("2:linear_encoder_00:100,0:4", "outside"), ("2:linear_encoder_00:3,17:16", "bit")]:
+                     ("2:linear_encoder_00:100,0:4", "outside"), ("2:linear_encoder_00:3,17:16", "bit"),
+                     ("3:linear_encoder_00:3,17:4", "step 3 never runs"),
+                     ("-1:linear_encoder_00:3,17:4", "never runs")]:
         with pytest.raises(NitroError, match=msg):
-            parse_fault(bad, prog)
+            parse_fault(bad, prog, 3)
 
 
 def test_run_cosim_fails_before_simulation(tmp_path, monkeypatch):
@@ -180,23 +182,54 @@ def test_run_cosim_fails_before_simulation(tmp_path, monkeypatch):
 
     monkeypatch.setattr(B, "build_engine", no_build)
     big = tmp_path / "big.toml"
-    big.write_text('name = "big"\n[data]\ndataset = "embedded"\n[network]\nhidden = [2048, 1024]\n')
+    big.write_text('name = "big"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\nhidden = [2048, 1024]\n[train]\n')
     with pytest.raises(NitroError, match="cannot hold it"):
         run_cosim(big, 1, None, None, False)
     drop = tmp_path / "drop.toml"
-    drop.write_text('name = "d"\n[data]\ndataset = "embedded"\n[network]\nhidden = [16]\n'
-                    'dropout = 0.1\n')
+    drop.write_text('name = "d"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\nhidden = [16]\n'
+                    'dropout = 0.1\n[train]\n')
     with pytest.raises(NitroError, match="dropout"):
         run_cosim(drop, 1, None, None, False)
     with pytest.raises(NitroError, match="steps"):
         run_cosim(REPO / "configs" / "embedded_mlp.toml", 0, None, None, False)
     with pytest.raises(NitroError, match="fault must be"):
         run_cosim(REPO / "configs" / "embedded_mlp.toml", 1, None, None, False, fault="x")
+    with pytest.raises(NitroError, match="step 2 never runs"):  # the check could not fail
+        run_cosim(REPO / "configs" / "embedded_mlp.toml", 2, None, None, False,
+                  fault="2:linear_encoder_00:3,17:4")
     with pytest.raises(NitroError, match="cannot read config"):
         run_cosim(tmp_path / "missing.toml", 1, None, None, False)
 
 
 def test_prepare_cosim_real_config():
-    cfg, prog = prepare_cosim(REPO / "configs" / "embedded_mlp.toml")
+    cfg, prog = prepare_cosim(REPO / "configs" / "embedded_mlp.toml", 1)
     assert prog.batch == 64 and cfg.name == "embedded_mlp"
     assert parse_config  # imported API used by the CLI wiring
+
+
+@pytest.mark.parametrize("res, failure", [
+    ({"steps_run": 0, "ok": True, "fault": None, "fault_injected": False, "mismatch": None},
+     "no training step was compared"),
+    ({"steps_run": 3, "ok": True, "fault": "5:l:0,0:1", "fault_injected": False, "mismatch": None},
+     "never injected"),
+    ({"steps_run": 3, "ok": True, "fault": "1:l:0,0:1", "fault_injected": True, "mismatch": None},
+     "did not catch it"),
+])
+def test_cosim_verdict_fails_a_check_that_could_not_fail(res, failure):
+    """A cosim that compared nothing, or whose fault was not injected or not caught, fails."""
+    from sim.engine.cosim import verdict
+
+    verdict(res)
+    assert not res["ok"] and failure in res["message"]
+
+
+def test_cosim_verdict_keeps_a_caught_fault_and_a_clean_run():
+    from sim.engine.cosim import verdict
+
+    caught = {"steps_run": 2, "ok": False, "fault": "1:l:0,0:1", "fault_injected": True,
+              "mismatch": {"step": 1}, "message": "step 1: ..."}
+    verdict(caught)
+    assert caught["message"] == "step 1: ..."
+    clean = {"steps_run": 2, "ok": True, "fault": None, "fault_injected": False, "mismatch": None}
+    verdict(clean)
+    assert clean["ok"]

@@ -46,7 +46,7 @@ def test_checkpoint_guards(small_cfg, tmp_path):
     train(small_cfg, tmp_path, epochs=1, progress=False)
     ck = tmp_path / "checkpoint.npz"
     before = ck.read_bytes()
-    with pytest.raises(NitroError, match="exists: pass --resume"):
+    with pytest.raises(NitroError, match="already holds checkpoint.npz.*pass --resume"):
         train(small_cfg, tmp_path, epochs=1, progress=False)
     assert ck.read_bytes() == before  # nothing overwritten
     other = load_config(REPO / "configs/mlp_mnist.toml")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hw.engine.core import Engine
 from hw.engine.params import EngineParams
-from sim.runner import LINT_WAIVERS, REPO, setup_verilator
+from sim.runner import LINT_WAIVERS, REPO, check_results, setup_verilator
 
 HARNESS = Path(__file__).with_name("engine_tb.sv")
 BUILD_ARGS = [*LINT_WAIVERS, "-O3", "--timing", "-Wno-fatal", "--x-assign", "fast",
@@ -86,7 +86,7 @@ def build_engine(params: EngineParams | None = None) -> EngineBuild:
     src = _source_key(p, hparams)
     link = ENGINE_BUILD_ROOT / f"src-{src}"
     if link.exists():
-        bdir = Path(link.read_text().strip())
+        bdir = ENGINE_BUILD_ROOT / Path(link.read_text().strip()).name  # no checkout's path
         if (bdir / "tb").exists():
             return EngineBuild(p, bdir, bdir / "engine.v", 0.0)
     v_text = engine_verilog(p)
@@ -114,7 +114,7 @@ def build_engine(params: EngineParams | None = None) -> EngineBuild:
             )
             built = True
     (bdir / "params.json").write_text(json.dumps(p.__dict__))
-    link.write_text(str(bdir))
+    link.write_text(bdir.name)
     return EngineBuild(p, bdir, v_file, time.perf_counter() - t0 if built else 0.0)
 
 
@@ -129,7 +129,7 @@ def run_engine_test(build: EngineBuild, test_module: str, test_dir: Path, env: d
     test_dir.mkdir(parents=True)
     env = {**env, "NITRO_ENGINE_PARAMS": json.dumps(build.params.__dict__)}
     os.environ.update(env)  # the runner lets the parent's environment win over extra_env
-    get_runner("verilator").test(
+    check_results(get_runner("verilator").test(
         test_module=test_module, hdl_toplevel="tb", hdl_toplevel_lang="verilog",
         build_dir=build.build_dir, test_dir=test_dir, extra_env=env, log_file=log_file,
-    )
+    ))

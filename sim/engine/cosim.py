@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.fileio import write_atomic
 from model.numerics import NitroError
 
 RESULT_FILE = "cosim_result.json"
@@ -58,8 +59,9 @@ def describe(mm: dict) -> str:
             f"{mm['engine']} != golden {mm['golden']} ({mm['count']} elements differ)")
 
 
-def parse_fault(fault: str | None, prog) -> tuple[int, str, tuple[int, int], int] | None:
-    """'STEP:LAYER:OUT,IN:BIT' -> (step, layer, (out, in), bit); NitroError when malformed."""
+def parse_fault(fault: str | None, prog, steps: int) -> tuple[int, str, tuple[int, int], int] | None:
+    """'STEP:LAYER:OUT,IN:BIT' -> (step, layer, (out, in), bit); NitroError when malformed or when
+    STEP is not among the `steps` steps that run (a fault never injected proves nothing)."""
     if fault is None:
         return None
     try:
@@ -76,8 +78,8 @@ def parse_fault(fault: str | None, prog) -> tuple[int, str, tuple[int, int], int
         raise NitroError(f"fault: index ({o}, {i}) outside {layer} weights {shape}")
     if not 0 <= bit < prog.params.weight_bits:
         raise NitroError(f"fault: bit {bit} outside the {prog.params.weight_bits}-bit weights")
-    if step < 0:
-        raise NitroError("fault: step must be >= 0")
+    if not 0 <= step < steps:
+        raise NitroError(f"fault: step {step} never runs (steps 0..{steps - 1} run with --steps {steps})")
     return step, layer, (o, i), bit
 
 
@@ -132,13 +134,14 @@ async def cosim_main(dut) -> None:
     params = params_from_env()
     schedule = cfg.make_schedule()
     prog = compile_network(net.spec, batch, params, schedule.lr_inv)
-    fault = parse_fault(fault_s, prog)
+    fault = parse_fault(fault_s, prog, steps)
     eng = EngineBackend(dut, prog)
     await eng.load_weights(net.params)
     n_batches = len(ds.train_x) // batch
     order = np.arange(len(ds.train_x))
     result = {"config": cfg.name, "batch": batch, "steps_requested": steps, "steps_run": 0,
-              "ok": True, "mismatch": None, "fault": fault_s, "network": _net_desc(prog)}
+              "ok": True, "mismatch": None, "fault": fault_s, "fault_injected": False,
+              "network": _net_desc(prog)}
     counters, step_cycles, sim_cycles = [], [], []
     t_sim = t_gold = 0.0
     bar = tqdm(total=steps, desc=f"cosim {cfg.name}", unit="step", disable=not progress,
@@ -163,6 +166,7 @@ async def cosim_main(dut) -> None:
                 t1 = time.perf_counter()
                 flt = fault[1:] if fault is not None and fault[0] == step else None
                 hw = await eng.train_step(x, y, lr_inv, fault=flt)
+                result["fault_injected"] |= flt is not None
                 t2 = time.perf_counter()
                 t_gold += t1 - t0
                 t_sim += t2 - t1
@@ -207,7 +211,7 @@ def _net_desc(prog) -> str:
 
 # ---- host entry points ------------------------------------------------------------------------
 
-def prepare_cosim(config: Path, batch: int | None = None, fault: str | None = None,
+def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str | None = None,
                   data_dir: str | None = None, params=None):
     """Every check that can fail before simulation: config, engine capacity, commands, fault, data."""
     from hw.engine.params import EngineParams
@@ -221,7 +225,7 @@ def prepare_cosim(config: Path, batch: int | None = None, fault: str | None = No
     side = 32 if cfg.data.dataset in ("cifar10", "cifar-10") else 28
     spec = cfg.build_spec((3 if side == 32 else 1, side, side))
     prog = compile_network(spec, b, p, cfg.train.lr_inv)
-    parse_fault(fault, prog)
+    parse_fault(fault, prog, steps)
     if cfg.data.dataset != "embedded":
         from model.datasets import find_dataset_dir
 
@@ -241,7 +245,7 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise NitroError(f"--steps must be a positive integer, got {steps!r}")
-    cfg, prog = prepare_cosim(Path(config), batch, fault, data_dir, params)
+    cfg, prog = prepare_cosim(Path(config), steps, batch, fault, data_dir, params)
     t0 = time.perf_counter()
     build = build_engine(prog.params)
     t_build = time.perf_counter() - t0
@@ -263,12 +267,24 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
         raise NitroError(f"cosim: the simulation wrote no result ({tdir})")
     res = json.loads(res_file.read_text())
     res["build_s"], res["run_s"] = t_build, t_run
+    verdict(res)
     report(res)
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=1))
+        write_atomic(Path(out), json.dumps(res, indent=1).encode())
     return 0 if res["ok"] else 1
+
+
+def verdict(res: dict) -> None:
+    """A run that compared nothing, or a fault that was not injected or not caught, is a failure:
+    such a run could not have shown a wrong engine."""
+    failure = None
+    if res["steps_run"] == 0:
+        failure = "no training step was compared"
+    elif res["ok"] and res["fault"]:
+        failure = (f"fault {res['fault']} was injected but the check did not catch it"
+                   if res["fault_injected"] else f"fault {res['fault']} was never injected")
+    if failure:
+        res["ok"], res["message"] = False, f"check failed: {failure}"
 
 
 def report(res: dict) -> None:
@@ -287,4 +303,4 @@ def report(res: dict) -> None:
     if res["ok"]:
         print("  all weights and outputs bit-identical to the golden model after every step")
     else:
-        print(f"  MISMATCH: {res['message']}")
+        print(f"  {'MISMATCH' if res['mismatch'] else 'FAILED'}: {res['message']}")

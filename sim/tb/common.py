@@ -18,6 +18,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 
 from sim.codec import Codec, concat, count, take
+from sim.tensors import TensorSource
 from sim.units import SIM_UNITS
 
 PERIOD_NS = 10
@@ -157,14 +158,13 @@ def corner_ints(rng: np.random.Generator, width: int, n: int, pivots=()) -> np.n
     return np.concatenate(parts)[:max(n, len(fixed))]
 
 
-def shared_dir() -> Path:
-    """../shared beside the checkout (as tests/conftest.py)."""
-    return Path(__file__).resolve().parents[2].parent / "shared"
+# The MLP steps the elementwise units' real-data testcases take: two of a trained network, one at init.
+MLP_STEPS = (("step1", "trained_mlp"), ("step2", "trained_mlp"), ("step1", "initial_mlp"))
 
 
-def refvectors(name: str) -> dict[str, np.ndarray]:
-    with np.load(shared_dir() / "refvectors" / name) as z:
-        return {k: z[k] for k in z.files}
+def tensors() -> TensorSource:
+    """The training-tensor source the runner laid in this test folder (sim.tensors)."""
+    return TensorSource.read()
 
 
 def cocotb_test(**kw):

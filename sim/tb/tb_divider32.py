@@ -2,7 +2,7 @@
 import numpy as np
 
 from model.numerics import tdiv_scalar
-from sim.tb.common import UnitBench, cocotb_test, corner_ints, refvectors
+from sim.tb.common import UnitBench, cocotb_test, corner_ints, tensors
 
 
 def golden(bench):
@@ -22,8 +22,8 @@ async def corners(dut):
 @cocotb_test()
 async def real_gradients(dut):
     b = UnitBench(dut)
-    n = np.concatenate([refvectors(f)[k].ravel() for f in ("mlp_warm1500_step1.npz",)
-                        for k in ("wgrad/linear_encoder_00", "wgrad/linear_encoder_01",
-                                  "fwd/linear_encoder_00")]).astype(np.int64)
+    r = tensors().load("step1")
+    n = np.concatenate([r[k].ravel() for k in ("wgrad/linear_encoder_00", "wgrad/linear_encoder_01",
+                                                "fwd/linear_encoder_00")]).astype(np.int64)
     await b.check("real MNIST gradients / GEMM outputs, random valid/ready", n, golden(b),
                   valid_p=0.75, ready_p=0.75)

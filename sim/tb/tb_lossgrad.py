@@ -2,7 +2,7 @@
 import numpy as np
 
 from model.layers import loss_gradient
-from sim.tb.common import ALL_INT8, UnitBench, cocotb_test, refvectors
+from sim.tb.common import ALL_INT8, UnitBench, cocotb_test, tensors
 
 def golden(bench):
     def g(v):
@@ -32,8 +32,8 @@ async def exhaustive(dut):
 async def real_outputs(dut):
     b = UnitBench(dut)
     yh, y = [], []
-    for f in ("mlp_warm1500_step1.npz", "mlp_warm1500_step2.npz", "mlp_warm1500_step3.npz"):
-        r = refvectors(f)
+    for part in ("step1", "step2", "step3"):
+        r = tensors().load(part)
         for k in ("out", "fwd/scaling_pred_00", "fwd/scaling_pred_01"):
             yh.append(r[k].ravel())
             y.append(r["y_onehot"].ravel())

@@ -1,7 +1,7 @@
 """Single MAC (int8 x int16, 32-bit wrapping accumulator): corner dot products, real GEMM rows."""
 import numpy as np
 
-from sim.tb.common import UnitBench, cocotb_test, refvectors
+from sim.tb.common import UnitBench, cocotb_test, tensors
 from sim.tb.mac_common import check_tiles, gemm_tiles, random_tiles
 
 
@@ -17,7 +17,7 @@ async def random_dot_products(dut):
 @cocotb_test()
 async def real_forward(dut):
     b = UnitBench(dut)
-    r, w = refvectors("mlp_warm1500_step1.npz"), refvectors("mlp_warm1500_init.npz")
+    r, w = tensors().load("step1"), tensors().load("init")
     x = r["fwd/non_linearity_00"][:4].astype(np.int64)             # (4, 100) int8
     W = w["linear_encoder_01.weight"].astype(np.int64)            # (50, 100), |W| < 2^15
     await check_tiles(b, "real MNIST layer-2 forward", gemm_tiles(b, x, W.T))

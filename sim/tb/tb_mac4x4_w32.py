@@ -1,7 +1,7 @@
 """4x4 MAC array, int8 x int32 (reference weight-gradient widths), 32-bit wrap."""
 import numpy as np
 
-from sim.tb.common import UnitBench, cocotb_test, refvectors
+from sim.tb.common import UnitBench, cocotb_test, tensors
 from sim.tb.mac_common import check_tiles, gemm_tiles, random_tiles
 
 
@@ -18,7 +18,7 @@ async def random_tiles_wrap(dut):
 async def real_weight_gradient(dut):
     """G = delta.T @ x of the MNIST encoder layer 2, as x.T (int8) @ delta (int32) tiles."""
     b = UnitBench(dut)
-    r = refvectors("mlp_warm1500_step1.npz")
+    r = tensors().load("step1")
     x = r["fwd/non_linearity_00"].astype(np.int64)               # (32, 100) int8
     delta = r["bwd_in/linear_encoder_01"].astype(np.int64)        # (32, 50) int32
     await check_tiles(b, "real MNIST weight gradient x.T @ delta", gemm_tiles(b, x.T, delta))

@@ -1,7 +1,7 @@
 """8x8 MAC array, int8 x int16, 32-bit wrap: random tiles and a real MNIST forward GEMM."""
 import numpy as np
 
-from sim.tb.common import UnitBench, cocotb_test, refvectors
+from sim.tb.common import UnitBench, cocotb_test, tensors
 from sim.tb.mac_common import check_tiles, gemm_tiles, random_tiles
 
 
@@ -18,7 +18,7 @@ async def random_tiles_wrap(dut):
 async def real_forward(dut):
     """z = x @ W.T of the MNIST encoder layer 1 (784 inputs), full K per tile."""
     b = UnitBench(dut)
-    r, w = refvectors("mlp_warm1500_step1.npz"), refvectors("mlp_warm1500_init.npz")
+    r, w = tensors().load("step1"), tensors().load("init")
     x = r["fwd/flatten_00"][:16].astype(np.int64)                 # (16, 784) int8
     W = w["linear_encoder_00.weight"][:40].astype(np.int64)       # (40, 784)
     await check_tiles(b, "real MNIST layer-1 forward", gemm_tiles(b, x, W.T))

@@ -2,7 +2,7 @@
 import numpy as np
 
 from model.layers import maxpool_backward, maxpool_forward
-from sim.tb.common import UnitBench, cocotb_test, corner_ints, refvectors
+from sim.tb.common import UnitBench, cocotb_test, corner_ints, tensors
 
 
 def golden(v):
@@ -23,7 +23,7 @@ async def corners(dut):
 @cocotb_test()
 async def real_deltas(dut):
     b = UnitBench(dut)
-    r = refvectors("cnn_step1.npz")
+    r = tensors().load("step1", "cnn")
     _, arg = maxpool_forward(r["fwd/non_linearity_00"], (2, 2), (0, 0))
     v = {"delta": r["bwd_in/pooling_pred_00"].ravel().astype(np.int64),
          "arg": arg.ravel().astype(np.int64)}

@@ -2,7 +2,7 @@
 import numpy as np
 
 from model.layers import maxpool_forward
-from sim.tb.common import UnitBench, cocotb_test, refvectors
+from sim.tb.common import UnitBench, cocotb_test, tensors
 
 
 def golden(win):
@@ -39,7 +39,7 @@ async def random_ties(dut):
 @cocotb_test()
 async def real_maps(dut):
     b = UnitBench(dut)
-    r = refvectors("cnn_step1.npz")
+    r = tensors().load("step1", "cnn")
     win = np.concatenate([windows(r["fwd/non_linearity_00"]), windows(r["fwd/non_linearity_02"])])
     await b.check("real MNIST feature maps, random valid/ready", win.astype(np.int64), golden,
                   valid_p=0.6, ready_p=0.6)

@@ -3,7 +3,7 @@ import numpy as np
 
 from model.divider import divider_constants
 from model.numerics import tdiv
-from sim.tb.common import UnitBench, cocotb_test, corner_ints, refvectors
+from sim.tb.common import UnitBench, cocotb_test, corner_ints, tensors
 
 
 def divisor_pool(rng) -> np.ndarray:
@@ -35,7 +35,7 @@ async def corners(dut):
 @cocotb_test()
 async def real_sgd_divisions(dut):
     b = UnitBench(dut)
-    r = refvectors("mlp_warm1500_step1.npz")
+    r = tensors().load("step1")
     n = np.concatenate([r["wgrad/linear_encoder_00"].ravel(), r["wgrad/linear_pred_00"].ravel()])
     n = n.astype(np.int64)
     d = np.where(np.arange(len(n)) < r["wgrad/linear_encoder_00"].size, 512 * 640, 512)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from model.layers import nitro_relu_backward
-from sim.tb.common import ALL_INT8, UnitBench, cocotb_test, corner_ints, refvectors
+from sim.tb.common import ALL_INT8, MLP_STEPS, UnitBench, cocotb_test, corner_ints, tensors
 from sim.units import SLOPES
 
 def golden(bench):
@@ -38,8 +38,8 @@ async def exhaustive_s_corner_delta(dut):
 async def backpressure_and_real(dut):
     b = UnitBench(dut)
     v = {"delta": [], "s": []}
-    for f in ("mlp_warm1500_step1.npz", "mlp_warm1500_step2.npz", "mlp_step1.npz"):
-        r = refvectors(f)
+    for part, which in MLP_STEPS:
+        r = tensors().load(part, which)
         for layer in ("00", "01"):
             v["delta"].append(r[f"bwd_in/non_linearity_{layer}"].ravel())
             v["s"].append(r[f"fwd/scaling_{layer}"].ravel())

@@ -2,7 +2,7 @@
 import numpy as np
 
 from model.layers import nitro_relu_forward
-from sim.tb.common import ALL_INT8, UnitBench, cocotb_test, refvectors
+from sim.tb.common import ALL_INT8, MLP_STEPS, UnitBench, cocotb_test, tensors
 
 def golden(bench):
     def g(s):
@@ -33,9 +33,9 @@ async def random_corners(dut):
 @cocotb_test()
 async def real_tensors(dut):
     b = UnitBench(dut)
+    src = tensors()
     s = np.concatenate([
-        refvectors(f)[k].ravel().astype(np.int64)
-        for f in ("mlp_warm1500_step1.npz", "mlp_warm1500_step2.npz", "mlp_step1.npz")
-        for k in ("fwd/scaling_00", "fwd/scaling_01")
+        src.load(part, which)[k].ravel().astype(np.int64)
+        for part, which in MLP_STEPS for k in ("fwd/scaling_00", "fwd/scaling_01")
     ])
     await b.check("real MNIST scaling outputs", s, golden(b), ready_p=0.7, seed=3)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from model.layers import nitro_scaling
-from sim.tb.common import UnitBench, cocotb_test, corner_ints, refvectors
+from sim.tb.common import MLP_STEPS, UnitBench, cocotb_test, corner_ints, tensors
 
 
 def golden(bench):
@@ -32,9 +32,9 @@ async def corners(dut):
 @cocotb_test()
 async def real_tensors(dut):
     b = UnitBench(dut)
-    z = []
-    for f in ("mlp_warm1500_step1.npz", "mlp_warm1500_step2.npz", "mlp_step1.npz", "cnn_step1.npz"):
-        r = refvectors(f)
+    src, z = tensors(), []
+    for part, which in MLP_STEPS + ((("step1", "cnn"),) if src.cnn else ()):
+        r = src.load(part, which)
         z += [r[k][:4].ravel() for k in r if k.startswith("fwd/linear") or k.startswith("fwd/conv")]
     z = np.concatenate(z).astype(np.int64)
     await b.check("real MNIST GEMM outputs, random valid/ready", z, golden(b), valid_p=0.8,

@@ -3,7 +3,7 @@ import numpy as np
 
 from model.numerics import wrap
 from model.optim import integer_sgd_update
-from sim.tb.common import UnitBench, cocotb_test, corner_ints, refvectors
+from sim.tb.common import UnitBench, cocotb_test, corner_ints, tensors
 
 SCHEDULE = [d for d in (512 * 3 ** k * amp for k in range(12) for amp in (1, 640)) if d < 1 << 32]
 
@@ -57,7 +57,7 @@ async def corners(dut):
 @cocotb_test()
 async def real_step(dut):
     b = UnitBench(dut)
-    init, step = refvectors("mlp_warm1500_init.npz"), refvectors("mlp_warm1500_step1.npz")
+    init, step = tensors().load("init"), tensors().load("step1")
     w, g, d = [], [], []
     for layer, amp in (("linear_encoder_00", 640), ("linear_encoder_01", 640),
                        ("linear_pred_00", 1), ("linear_02", 1)):

@@ -1,0 +1,215 @@
+"""Issue 12: bad input gives one `nitro: error:` line and exit 2 before any work, nothing of the
+user's is overwritten, interrupted writes leave the previous file and no temp file, and every check
+that compared nothing fails."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from model.checkpoint import load_checkpoint
+from model.fileio import remove_stale_temps, write_atomic
+from scripts.cli import main
+
+from conftest import REPO
+
+TINY = """name = "tiny"
+[data]
+dataset = "embedded"
+[network]
+kind = "mlp"
+hidden = [16]
+[train]
+batch_size = 64
+epochs = 1
+"""
+
+
+def nitro(capsys, *argv) -> tuple[int, str]:
+    """Run the CLI in-process; returns (exit code, stderr) after checking the one-line rule."""
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse
+        rc = e.code
+    err = capsys.readouterr().err
+    if rc == 2:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("nitro: error: "), err
+        assert "Traceback" not in err
+    return rc, err
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY)
+    return cfg
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("name", ["metrics.csv", "metrics.json", "curves.png", "checkpoint.npz"])
+def test_train_refuses_to_overwrite_any_output(capsys, tiny, tmp_path, name):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / name).write_bytes(b"the user's file")
+    before = snapshot(out)
+    rc, err = nitro(capsys, "train", "--config", tiny, "--out", out, "--no-progress")
+    assert rc == 2 and f"already holds {name}" in err and "--force" in err
+    assert snapshot(out) == before
+
+
+def test_train_force_overwrites(capsys, tiny, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.csv").write_text("old")
+    rc, _ = nitro(capsys, "train", "--config", tiny, "--out", out, "--no-progress", "--force")
+    assert rc == 0 and (out / "metrics.csv").read_text().startswith("epoch,")
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--epochs", "0"], "--epochs: expected a positive integer, got 0"),
+    (["--epochs", "x"], "--epochs: expected a positive integer"),
+    (["--seed", "-1"], "train.seed"),
+    (["--seed", str(1 << 32)], "train.seed"),
+])
+def test_train_bad_arguments(capsys, tiny, tmp_path, argv, msg):
+    out = tmp_path / "run"
+    rc, err = nitro(capsys, "train", "--config", tiny, "--out", out, "--no-progress", *argv)
+    assert rc == 2 and msg in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_train_out_is_a_file(capsys, tiny, tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("mine")
+    rc, err = nitro(capsys, "train", "--config", tiny, "--out", f, "--no-progress")
+    assert rc == 2 and "is not a folder" in err and f.read_text() == "mine"
+    rc, err = nitro(capsys, "train", "--config", tiny, "--out", f / "sub", "--no-progress")
+    assert rc == 2 and "not writable" in err and f.read_text() == "mine"
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("", "missing"),
+    (TINY.replace("hidden = [16]", "hidden = []"), "hidden"),
+    (TINY.replace('name = "tiny"', 'name = "../escape"'), "name"),
+    (TINY.replace('name = "tiny"', 'name = "/tmp/abs"'), "name"),
+    (TINY.replace("epochs = 1", "epochs = 1\nseed = 4294967296"), "train.seed"),
+])
+def test_train_bad_configs(capsys, tmp_path, text, msg):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    out = tmp_path / "run"
+    rc, err = nitro(capsys, "train", "--config", cfg, "--out", out, "--no-progress")
+    assert rc == 2 and msg in err
+    assert not out.exists()
+
+
+def test_small_test_set_fails_before_training(capsys, tmp_path):
+    cfg = tmp_path / "big_eval.toml"
+    cfg.write_text(TINY.replace("epochs = 1", "epochs = 1\neval_batch = 4096"))
+    out = tmp_path / "run"
+    rc, err = nitro(capsys, "train", "--config", cfg, "--out", out, "--no-progress")
+    assert rc == 2 and "train.eval_batch = 4096" in err
+    assert list(out.iterdir()) == []  # no epoch ran, nothing written
+
+
+@pytest.mark.parametrize("width, where", [
+    ("activation = 4", "non_linearity_00: output value -36 at index (0, 0) does not fit the declared "
+                       "4-bit activation width"),
+    ("loss_grad = 2", "linear_02: loss gradient value -32 at index (0, 2) does not fit the declared "
+                      "2-bit loss_grad width"),
+])
+def test_declared_activation_and_loss_grad_widths_are_enforced(capsys, tmp_path, width, where):
+    cfg = tmp_path / "narrow.toml"
+    cfg.write_text(TINY.replace("hidden = [16]", "hidden = [100, 50]")
+                   + f'[numerics]\nmode = "check"\nwidths = {{ {width} }}\n')
+    rc, err = nitro(capsys, "numerics", "--config", cfg, "--steps", "1", "--no-progress")
+    assert rc == 2 and where in err
+
+
+def test_declared_widths_wrap_and_count_in_wrap_mode(tmp_path):
+    from model.config import load_config
+    from model.train import prepare
+
+    cfg = tmp_path / "narrow.toml"
+    cfg.write_text(TINY + '[numerics]\nwidths = { activation = 4 }\n')
+    ds, net, rng = prepare(load_config(cfg), None)
+    net.train_step(ds.train_x[:64], ds.train_y[:64], 512, rng=rng)
+    assert net.policy.wraps[("non_linearity_00", "output")] > 0
+
+
+def test_vectors_refuse_to_overwrite_a_set(capsys, tiny, tmp_path):
+    out = tmp_path / "vec"
+    out.mkdir()
+    (out / "golden_meta.json").write_text("{}")
+    rc, err = nitro(capsys, "vectors", "--config", tiny, "--out", out, "--steps", "1")
+    assert rc == 2 and "already holds vector set 'golden'" in err
+    assert (out / "golden_meta.json").read_text() == "{}"
+    rc, err = nitro(capsys, "vectors", "--config", tiny, "--out", tmp_path / "v2", "--steps", "1000")
+    assert rc == 2 and "--steps 1000 needs 64000 training images" in err
+
+
+def test_unknown_command_and_missing_argument_are_one_line(capsys):
+    assert nitro(capsys, "bogus")[0] == 2
+    assert nitro(capsys, "train")[0] == 2
+    assert nitro(capsys, "cosim", "--config", "x", "--batch", "0")[0] == 2
+
+
+# ---- interrupted writes ----------------------------------------------------------------------
+
+KILLED_WRITER = textwrap.dedent("""
+    import os, sys, time
+    import model.fileio as F
+    def hang(fd):  # the payload is in the temp file, the rename has not happened: kill here
+        print("writing", flush=True)
+        time.sleep(600)
+    F.os.fsync = hang
+    F.write_atomic(sys.argv[1], b"new" * 1000)
+""")
+
+
+def kill_during_write(path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path)], cwd=REPO,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
+def temps(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_kill_during_checkpoint_write_keeps_the_previous_file_and_resume_cleans_up(capsys, tiny, tmp_path):
+    out = tmp_path / "run"
+    assert nitro(capsys, "train", "--config", tiny, "--out", out, "--no-progress")[0] == 0
+    ck = out / "checkpoint.npz"
+    before = ck.read_bytes()
+    kill_during_write(ck)
+    assert ck.read_bytes() == before and load_checkpoint(ck).epoch == 1
+    assert len(temps(out)) == 1  # the killed writer's
+    rc, _ = nitro(capsys, "train", "--config", tiny, "--out", out, "--no-progress", "--resume",
+                  "--epochs", "2")
+    assert rc == 0 and load_checkpoint(ck).epoch == 2
+    assert temps(out) == []
+
+
+def test_next_write_of_the_same_file_removes_a_dead_writers_temp(tmp_path):
+    f = tmp_path / "report.md"
+    write_atomic(f, b"old")
+    kill_during_write(f)
+    assert f.read_bytes() == b"old" and len(temps(tmp_path)) == 1
+    write_atomic(f, b"newer")
+    assert f.read_bytes() == b"newer" and temps(tmp_path) == []
+
+
+def test_a_live_writers_temp_is_kept(tmp_path):
+    live = tmp_path / f".x.{os.getpid()}.abc.tmp"
+    live.write_text("in progress")
+    assert remove_stale_temps(tmp_path) == [] and live.exists()
