@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from model.fileio import write_atomic
+
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "engine"
 CONFIG = REPO / "configs" / "mlp_mnist.toml"
@@ -40,7 +42,7 @@ def bench_cosim(steps: int, data_dir: str) -> Path:
     res = json.loads(out.read_text())
     res["total_wall_s_incl_build"] = round(time.perf_counter() - t0, 1)
     res.pop("cycles_per_step_list", None) if steps > 200 else None
-    out.write_text(json.dumps(res, indent=1))
+    write_atomic(out, json.dumps(res, indent=1).encode())
     if rc:
         raise SystemExit(f"cosim failed: {res.get('message')}")
     return out
@@ -85,7 +87,7 @@ def bench_widths(epochs: int, data_dir: str) -> Path:
                  "max|W_l| < 2^23. Any value beyond these widths would also show up as a cosim mismatch."),
     }
     out = OUT / "widths.json"
-    out.write_text(json.dumps(doc, indent=1))
+    write_atomic(out, json.dumps(doc, indent=1).encode())
     print(json.dumps(doc, indent=1))
     return out
 
@@ -110,7 +112,7 @@ def bench_synth(cosim_json: Path | None, data_dir: str, route: bool = True) -> P
                             golden_img_s=img_s, route=route)
     res["golden_model_cpu_img_s_source"] = src
     out = OUT / "synth.json"
-    out.write_text(json.dumps(res, indent=1))
+    write_atomic(out, json.dumps(res, indent=1).encode())
     print(json.dumps(res, indent=1))
     return out
 
@@ -129,7 +131,7 @@ def bench_synth_reduced(data_dir: str, route: bool = True) -> Path:
     res = synthesize_engine(REPO / "build" / "engine" / "synth_reduced", params=params, cosim_result=cos,
                             route=route)
     out = OUT / "synth_reduced.json"
-    out.write_text(json.dumps(res, indent=1))
+    write_atomic(out, json.dumps(res, indent=1).encode())
     print(json.dumps(res, indent=1))
     return out
 
@@ -139,7 +141,7 @@ def bench_ebr() -> Path:
 
     res = memory_read_fmax(REPO / "build" / "engine" / "ebr")
     out = OUT / "ebr_outreg.json"
-    out.write_text(json.dumps(res, indent=1))
+    write_atomic(out, json.dumps(res, indent=1).encode())
     print(json.dumps(res, indent=1))
     return out
 
@@ -230,7 +232,7 @@ def write_readme() -> None:
                   f"- golden model, check mode, int{r['declared_widths']['weight']} weights and "
                   f"int{r['declared_widths']['delta']} deltas, {r['epochs']} epochs of MNIST: "
                   f"no overflow; max |W| per layer {r['max_abs_weight']}", ""]
-    (OUT / "README.md").write_text("\n".join(lines))
+    write_atomic(OUT / "README.md", ("\n".join(lines)).encode())
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ sys.path.insert(0, str(REPO))
 from amaranth.back import verilog  # noqa: E402
 from cocotb_tools.runner import get_runner  # noqa: E402
 
+from model.fileio import write_atomic  # noqa: E402
 from sim.runner import LINT_WAIVERS, build_root, build_unit, run_tb, setup_verilator  # noqa: E402
 from sim.units import SIM_UNITS  # noqa: E402
 
@@ -53,7 +54,7 @@ def main() -> int:
               "per_cycle_python": per, "speedup": round(pre["cycles_per_s"] / per["cycles_per_s"], 1),
               "host": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_atomic(args.out, (json.dumps(result, indent=1) + "\n").encode())
     print(json.dumps(result, indent=1))
     return 0
 

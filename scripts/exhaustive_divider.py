@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 from amaranth.back import verilog  # noqa: E402
 
 from hw.divider import ConstDivider  # noqa: E402
+from model.fileio import write_atomic  # noqa: E402
 from sim.runner import LINT_WAIVERS, build_root, setup_verilator  # noqa: E402
 
 # Verilator mangles the double underscore of Amaranth port names (i__valid) into i___05Fvalid.
@@ -96,7 +97,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_atomic(args.out, (json.dumps(result, indent=1) + "\n").encode())
     print(json.dumps(result, indent=1))
     return 0 if result["passed"] else 1
 

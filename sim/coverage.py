@@ -14,6 +14,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from model.fileio import write_atomic
+
 from .runner import BUILD_ROOT
 
 _ENTRY = re.compile(r"^C '(.*)' (\d+)$")
@@ -112,7 +114,7 @@ def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> dict:
            "how": "NITRO_COVERAGE=1 pytest tests/test_hw_*.py; python -m sim.coverage",
            "points": "Verilator --coverage-line --coverage-toggle on the generated Verilog "
                      "(harness.sv excluded)"}
-    (out_dir / "coverage.json").write_text(json.dumps(doc, indent=1) + "\n")
+    write_atomic(out_dir / "coverage.json", (json.dumps(doc, indent=1) + "\n").encode())
     md = ["# Line and toggle coverage of the units' generated Verilog", "",
           f"{len(summary)} designs; run by `{doc['how']}`. Points are Verilator's line and toggle "
           "points of the Amaranth-generated Verilog; the testbench harness is excluded.", "",
@@ -128,7 +130,7 @@ def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> dict:
            "LCOV tracefile of the line points (SF = the measured Verilog in its build folder)."]
     if missing:
         md += ["", f"Not run: {', '.join(missing)}"]
-    (out_dir / "coverage.md").write_text("\n".join(md) + "\n")
+    write_atomic(out_dir / "coverage.md", ("\n".join(md) + "\n").encode())
     from .runner import REPO
 
     paths = {}
@@ -136,7 +138,7 @@ def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> dict:
         if bdir is not None:
             v = bdir / f"{name}.v"
             paths[f"{name}.v"] = str(v.relative_to(REPO)) if v.is_relative_to(REPO) else str(v)
-    (out_dir / "coverage.info").write_text(lcov(lines_hit, paths))
+    write_atomic(out_dir / "coverage.info", lcov(lines_hit, paths).encode())
     return summary
 
 

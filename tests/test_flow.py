@@ -1,0 +1,83 @@
+"""`nitro flow` on a plain clone (no ../shared): every step runs on what the repository ships, with
+non-zero counts, and names its data; a step that checked nothing fails the flow (issue 12)."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scripts.flow as flow
+from sim.tensors import official
+from sim.testing import run_unit
+
+NO_SHARED = Path("/nonexistent/shared")
+
+
+def test_flow_on_a_plain_clone(tmp_path):
+    out = tmp_path / "flow"
+    assert flow.run_flow(out, epochs=1, shared=NO_SHARED, progress=False)
+    report = (out / "report.md").read_text()
+    assert "**Result: all checks passed**" in report
+    assert "(embedded data)" in report
+    assert "vectors in model/embedded/refvectors): mlp: 186 arrays bit-exact" in report
+    assert "golden-model tensors of `embedded_mlp` on embedded data" in report
+    counts = dict(re.findall(r"(\w+): ([\d,]+) vectors bit-exact", report))
+    assert set(counts) == set(flow.FLOW_UNITS)
+    assert all(int(n.replace(",", "")) > 1000 for n in counts.values()), counts
+    assert "3 training steps of 784-100-50-10" in report
+    assert re.search(r"Verilog of \d+ units", report)
+
+
+def _ctx(tmp_path, **kw):
+    return {"out": tmp_path, "config": flow.DEFAULT_CONFIG, "data_dir": None, "epochs": 1,
+            "shared": NO_SHARED, "progress": False, "failed": False, **kw}
+
+
+def test_conformance_that_compared_no_array_fails(tmp_path, monkeypatch):
+    from model.conform import StepReport
+
+    monkeypatch.setattr(flow, "run_conformance", lambda vec, tag: [StepReport("1", 0)])
+    ctx = _ctx(tmp_path)
+    line = flow.step_conform(ctx)
+    assert ctx["failed"] and "mlp: 0 arrays MISMATCH: no array compared" in line
+
+
+def test_rtl_with_no_unit_fails(tmp_path, monkeypatch):
+    import hw.rtl
+
+    def empty(out, units=None):
+        (out / "manifest.json").parent.mkdir(parents=True, exist_ok=True)
+        (out / "manifest.json").write_text('{"units": []}')
+        return out / "manifest.json"
+
+    monkeypatch.setattr(hw.rtl, "write_rtl", empty)
+    ctx = _ctx(tmp_path)
+    flow.step_rtl(ctx)
+    assert ctx["failed"]
+
+
+def test_unit_check_that_counted_no_vector_fails():
+    """appendix_a asserts hard-coded values and records no vector count: alone it checked nothing
+    against the golden model, so run_unit refuses it; a testcase that does not exist runs no test."""
+    with pytest.raises(AssertionError, match="checked 0 vectors"):
+        run_unit("relu_bwd", testcase="appendix_a")
+    with pytest.raises(AssertionError, match="no cocotb test ran"):
+        run_unit("relu_bwd", testcase="no_such_testcase")
+
+
+def test_simulate_step_reports_a_unit_that_checked_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(flow, "FLOW_UNITS", {"relu_bwd": "appendix_a"})
+    monkeypatch.setattr(flow, "training_tensors", lambda ctx: official())
+    ctx = _ctx(tmp_path)
+    line = flow.step_simulate(ctx)
+    assert ctx["failed"] and "relu_bwd: FAILED" in line and "checked 0 vectors" in line
+
+
+def test_a_missing_tensor_source_is_an_error(tmp_path):
+    from model.numerics import NitroError
+    from sim.tensors import TensorSource
+
+    with pytest.raises(NitroError, match="cannot read training tensors"):
+        TensorSource(str(tmp_path), "missing", "missing").load("step1")
+    with pytest.raises(NitroError, match="has no cnn set"):
+        TensorSource(str(tmp_path), "a", "b").load("step1", "cnn")
