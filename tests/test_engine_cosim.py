@@ -62,3 +62,11 @@ def test_engine_fault_is_caught(engine_build, tmp_path):
     assert (mm["step"], mm["layer"], mm["index"], mm["count"]) == (1, "linear_encoder_00", [3, 17], 1)
     assert abs(mm["engine"] - mm["golden"]) == 16
     assert "step 1: layer linear_encoder_00" in res["message"] and "(3, 17)" in res["message"]
+
+
+def test_engine_build_cache_holds_no_checkout_path(engine_build):
+    """The source-hash link names its build folder relative to the build root, so a copied
+    checkout uses its own build folder, never the original's."""
+    from sim.engine.build import source_link
+
+    assert source_link(engine_build.params).read_text() == engine_build.build_dir.name

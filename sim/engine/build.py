@@ -67,6 +67,16 @@ def _runner():
     return _Lean()
 
 
+def _harness_params(p: EngineParams) -> dict:
+    return {"HB": p.host_data_bits, "RB": p.word_bits, "LD_DEPTH": LD_DEPTH, "DP_DEPTH": DP_DEPTH,
+            "RL": Engine.host_read_latency}
+
+
+def source_link(p: EngineParams) -> Path:
+    """The file naming the build folder of the current sources' engine (the fast path)."""
+    return ENGINE_BUILD_ROOT / f"src-{_source_key(p, _harness_params(p))}"
+
+
 @dataclass
 class EngineBuild:
     params: EngineParams
@@ -79,16 +89,14 @@ def build_engine(params: EngineParams | None = None) -> EngineBuild:
     """Generate and Verilate the engine (cached by content hash; concurrent callers wait)."""
     p = params or EngineParams()
     setup_verilator()
-    hparams = {"HB": p.host_data_bits, "RB": p.word_bits, "LD_DEPTH": LD_DEPTH, "DP_DEPTH": DP_DEPTH,
-               "RL": Engine.host_read_latency}
+    hparams = _harness_params(p)
     # Fast path: the Python sources that generate the design are unchanged since a finished
     # build (Verilog generation alone takes ~10 s).
-    src = _source_key(p, hparams)
-    link = ENGINE_BUILD_ROOT / f"src-{src}"
-    if link.exists():
-        bdir = ENGINE_BUILD_ROOT / Path(link.read_text().strip()).name  # no checkout's path
-        if (bdir / "tb").exists():
-            return EngineBuild(p, bdir, bdir / "engine.v", 0.0)
+    link = source_link(p)
+    name = link.read_text().strip() if link.exists() else ""
+    if name and "/" not in name and (ENGINE_BUILD_ROOT / name / "tb").exists():  # a folder name only:
+        bdir = ENGINE_BUILD_ROOT / name  # a copied checkout must not reach into the original
+        return EngineBuild(p, bdir, bdir / "engine.v", 0.0)
     v_text = engine_verilog(p)
     key = hashlib.sha256(
         (v_text + HARNESS.read_text() + json.dumps([BUILD_ARGS, hparams])).encode()
