@@ -49,6 +49,7 @@ class Network:
         self.spec = spec
         self.policy = policy or WidthPolicy()
         self.params: dict[str, np.ndarray] = {}
+        self.layers = {layer.name: layer for layer in spec.param_layers()}
         for layer in spec.param_layers():
             if layer.name not in params:
                 raise NitroError(f"missing weights for layer {layer.name!r}")
@@ -102,12 +103,22 @@ class Network:
     # ---- forward ---------------------------------------------------------------------------
 
     def forward(self, x: np.ndarray, train: bool = False, rng: np.random.RandomState | None = None,
-                trace: Trace | None = None, keep: bool = False):
-        """Returns (y_hat int8, output-layer input, per-block caches when training or `keep`)."""
+                trace: Trace | None = None, keep: bool = False, masks: dict | None = None):
+        """Returns (y_hat int8, output-layer input, per-block caches when training or `keep`).
+
+        Training draws each dropout mask from `rng` in forward order, unless `masks` (dropout layer
+        name -> 0/1 mask, as `draw_masks` draws them) gives them."""
         self._check_input(x)
         caches: dict[str, _BlockCache] = {}
-        h = x
-        for it in self.spec.items:
+        h = self.forward_items(x, self.spec.items, train=train, rng=rng, masks=masks, trace=trace,
+                               caches=caches if train or keep else None)
+        return self.output_forward(h, trace), h, caches
+
+    def forward_items(self, h: np.ndarray, items, *, train: bool = False,
+                      rng: np.random.RandomState | None = None, masks: dict | None = None,
+                      trace: Trace | None = None, caches: dict | None = None) -> np.ndarray:
+        """Run `items` (a contiguous part of spec.items) on `h`; block caches go into `caches`."""
+        for it in items:
             if isinstance(it, Block):
                 z, ctx = self._gemm_forward(it.layer, h, trace)
                 s = self._scale(it.scaling, z, trace)
@@ -115,7 +126,7 @@ class Network:
                                        it.relu.name, "output")
                 if trace is not None:
                     trace.put(f"fwd/{it.relu.name}", h)
-                if train or keep:
+                if caches is not None:
                     caches[it.name] = _BlockCache(ctx, s, h)
             elif isinstance(it, MaxPool2d):
                 h, _ = L.maxpool_forward(h, it.kernel, it.padding, self._pad_value())
@@ -126,13 +137,34 @@ class Network:
                 if trace is not None:
                     trace.put(f"fwd/{it.name}", h)
             elif isinstance(it, Dropout) and train:
-                if rng is None:
+                if masks is not None:
+                    mask = masks[it.name]
+                elif rng is None:
                     raise NitroError("training with dropout needs an RNG")
-                keep = rng.binomial(1, 1.0 - it.rate, size=h.shape)
-                h = L.dropout_forward(h, keep, it.rate)
+                else:
+                    mask = rng.binomial(1, 1.0 - it.rate, size=h.shape)
+                h = L.dropout_forward(h, mask, it.rate)
+        return h
+
+    def output_forward(self, h: np.ndarray, trace: Trace | None = None) -> np.ndarray:
         z, _ = self._gemm_forward(self.spec.output, h, trace)
-        y_hat = self._scale(self.spec.output_scaling, z, trace)
-        return y_hat, h, caches
+        return self._scale(self.spec.output_scaling, z, trace)
+
+    def dropout_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-sample shape of every dropout layer's input, in forward order."""
+        shapes, h = {}, np.zeros((1, *self.spec.input_shape), np.int8)
+        for it in self.spec.items:
+            if isinstance(it, Dropout):
+                shapes[it.name] = h.shape[1:]
+            else:
+                h = self.forward_items(h, (it,))
+        return shapes
+
+    def draw_masks(self, batch: int, rng: np.random.RandomState) -> dict[str, np.ndarray]:
+        """The dropout masks of one training step, drawn exactly as `forward` draws them."""
+        rates = {it.name: it.rate for it in self.spec.items if isinstance(it, Dropout)}
+        return {name: rng.binomial(1, 1.0 - rates[name], size=(batch, *shape))
+                for name, shape in self.dropout_shapes().items()}
 
     def _pad_value(self) -> int:
         # The reference pads with INT32_MIN cast to int8, i.e. 0 (quirk D9); -128 is the fix (-inf).
@@ -162,8 +194,11 @@ class Network:
             trace.put(f"loss_grad/{key}", e)
         return e
 
-    def _block_backward(self, blk: Block, cache: _BlockCache, y: np.ndarray, lr_inv: int,
-                        trace: Trace | None) -> None:
+    def block_gradients(self, blk: Block, cache: _BlockCache, y: np.ndarray,
+                        trace: Trace | None = None) -> dict[str, np.ndarray]:
+        """The exact (int64, not yet narrowed) weight gradients of a block's learning layer and
+        layer from its local loss. Both use the weights before this step's update, so a caller may
+        sum them over shards of the batch before `apply_gradients`."""
         y_hat, p, arg, pooled_shape = self._pred_forward(blk, cache.a, trace)
         e = self._loss_grad(y_hat, y, blk.name, trace)
         if trace is not None:
@@ -173,7 +208,7 @@ class Network:
                 trace.put(key, e)
         w_pred = self.params[blk.pred.name]
         delta = self.policy.narrow(L.linear_input_grad(e, w_pred), "delta", blk.pred.name, "input delta")
-        self._update(blk.pred, L.linear_weight_grad(e, p), lr_inv, trace)
+        grads = {blk.pred.name: L.linear_weight_grad(e, p)}
         if trace is not None:
             trace.put(f"bwd_out/{blk.pred.name}", delta)
         if blk.flatten is not None:
@@ -198,13 +233,34 @@ class Network:
                 trace.put(key, delta)
         layer = blk.layer
         if isinstance(layer, Conv2d):
-            grad = L.conv2d_weight_grad(delta, cache.x_in, layer.weight_shape)
+            grads[layer.name] = L.conv2d_weight_grad(delta, cache.x_in, layer.weight_shape)
         else:
-            grad = L.linear_weight_grad(delta, cache.x_in)
-        self._update(layer, grad, lr_inv, trace)
+            grads[layer.name] = L.linear_weight_grad(delta, cache.x_in)
+        return grads
+
+    def output_gradients(self, y_hat: np.ndarray, x_out: np.ndarray, y: np.ndarray,
+                         trace: Trace | None = None) -> dict[str, np.ndarray]:
+        """The output layer's exact weight gradient (summable over shards, as block_gradients)."""
+        e = self._loss_grad(y_hat, y, "output", trace)
+        if trace is not None:
+            for key in (f"bwd_in/{self.spec.output_scaling.name}",
+                        f"bwd_out/{self.spec.output_scaling.name}", f"bwd_in/{self.spec.output.name}"):
+                trace.put(key, e)
+        return {self.spec.output.name: L.linear_weight_grad(e, x_out)}
+
+    def apply_gradients(self, grads: dict[str, np.ndarray], lr_inv: int, trace: Trace | None = None) -> None:
+        """Narrow each whole-batch gradient to its declared width and apply IntegerSGD."""
+        for name, g in grads.items():
+            self._update(self.layers[name], g, lr_inv, trace)
+
+    def update_units(self) -> list[str | None]:
+        """The updates of one step in order: None for the output layer, then a block name per
+        local update (a block may appear twice: the reference's FC double update)."""
+        return [None, *self.spec.backward_order]
 
     def train_step(self, x: np.ndarray, y: np.ndarray, lr_inv: int,
-                   rng: np.random.RandomState | None = None, trace: Trace | None = None) -> StepResult:
+                   rng: np.random.RandomState | None = None, trace: Trace | None = None,
+                   masks: dict | None = None) -> StepResult:
         """One mini-batch: forward, output-layer update, then every block's local update (spec 3.7)."""
         classes = self.spec.num_classes
         if y.shape != (x.shape[0], classes):
@@ -212,18 +268,12 @@ class Network:
         if trace is not None:
             trace.put("x", x)
             trace.put("y_onehot", y)
-        y_hat, x_out, caches = self.forward(x, train=True, rng=rng, trace=trace)
+        y_hat, x_out, caches = self.forward(x, train=True, rng=rng, trace=trace, masks=masks)
         correct = int(np.count_nonzero(np.argmax(y_hat, axis=1) == np.argmax(y, axis=1)))
-        e = self._loss_grad(y_hat, y, "output", trace)
-        out = self.spec.output
-        if trace is not None:
-            for key in (f"bwd_in/{self.spec.output_scaling.name}",
-                        f"bwd_out/{self.spec.output_scaling.name}", f"bwd_in/{out.name}"):
-                trace.put(key, e)
-        self._update(out, L.linear_weight_grad(e, x_out), lr_inv, trace)
-        blocks = self.spec.blocks
-        for name in self.spec.backward_order:
-            self._block_backward(blocks[name], caches[name], y, lr_inv, trace)
+        for unit in self.update_units():
+            grads = (self.output_gradients(y_hat, x_out, y, trace) if unit is None else
+                     self.block_gradients(self.spec.blocks[unit], caches[unit], y, trace))
+            self.apply_gradients(grads, lr_inv, trace)
         if trace is not None:
             trace.put("out", y_hat)
             for name, w in self.params.items():
