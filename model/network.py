@@ -91,11 +91,12 @@ class Network:
             trace.put(f"fwd/{layer.name}", s)
         return s
 
-    def _update(self, layer: Linear | Conv2d, grad: np.ndarray, lr_inv: int, trace: Trace | None):
-        g = self.policy.narrow(grad, "gradient", layer.name, "weight gradient")
+    def _update(self, layer: Linear | Conv2d, grad: np.ndarray, lr_inv: int, trace: Trace | None,
+                policy: WidthPolicy):
+        g = policy.narrow(grad, "gradient", layer.name, "weight gradient")
         w_new, u = integer_sgd_update(self.params[layer.name], g, lr_inv * layer.amp, layer.decay_inv)
-        u = self.policy.narrow(u, "weight", layer.name, "weight update")
-        self.params[layer.name] = self.policy.narrow(w_new, "weight", layer.name, "weight")
+        u = policy.narrow(u, "weight", layer.name, "weight update")
+        self.params[layer.name] = policy.narrow(w_new, "weight", layer.name, "weight")
         if trace is not None:
             trace.put(f"wgrad/{layer.name}", g)
             trace.put(f"wupd/{layer.name}", u)
@@ -248,10 +249,12 @@ class Network:
                 trace.put(key, e)
         return {self.spec.output.name: L.linear_weight_grad(e, x_out)}
 
-    def apply_gradients(self, grads: dict[str, np.ndarray], lr_inv: int, trace: Trace | None = None) -> None:
-        """Narrow each whole-batch gradient to its declared width and apply IntegerSGD."""
+    def apply_gradients(self, grads: dict[str, np.ndarray], lr_inv: int, trace: Trace | None = None,
+                        policy: WidthPolicy | None = None) -> None:
+        """Narrow each whole-batch gradient to its declared width and apply IntegerSGD; wraps are
+        counted in `policy` (default: the network's; a replica that repeats an update passes its own)."""
         for name, g in grads.items():
-            self._update(self.layers[name], g, lr_inv, trace)
+            self._update(self.layers[name], g, lr_inv, trace, policy or self.policy)
 
     def update_units(self) -> list[str | None]:
         """The updates of one step in order: None for the output layer, then a block name per

@@ -13,6 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -25,6 +26,7 @@ from .init import init_params
 from .network import Network
 from .numerics import NitroError, WidthPolicy, range_report
 from .optim import PlateauState
+from .parallel import LocalStepper, Stepper
 from .preprocess import IntegerDataset, augment_batch, epoch_permutation, preprocess
 
 CHECKPOINT = "checkpoint.npz"
@@ -95,8 +97,11 @@ def check_sizes(cfg: ExperimentConfig, ds: IntegerDataset) -> None:
 
 def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | None = None,
           epochs: int | None = None, resume: bool = False, progress: bool = True,
-          force: bool = False) -> TrainResult:
-    """Train `cfg`, writing checkpoint, metrics and curves into `out_dir` after every epoch."""
+          force: bool = False, make_stepper: Callable[[Network], Stepper] | None = None) -> TrainResult:
+    """Train `cfg`, writing checkpoint, metrics and curves into `out_dir` after every epoch.
+
+    make_stepper: how training steps run (default: in this process; `model.parallel` spreads them
+    over workers with the same result)."""
     out = Path(out_dir)
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0):
         raise NitroError(f"--epochs must be a positive integer, got {epochs!r}")
@@ -125,9 +130,22 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
         if history and history[-1].get("stopped"):
             start = cfg.train.epochs if epochs is None else epochs  # nothing left to do
     total = cfg.train.epochs if epochs is None else epochs
+    stepper = (make_stepper or LocalStepper)(net)
+    try:
+        best = _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history,
+                       range(start + 1, total + 1), progress)
+    finally:
+        stepper.close()
+    return TrainResult(best["test_acc"], best["train_acc"], best["epoch"], len(history), history, net)
+
+
+def _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history, epochs, progress) -> dict:
+    """The epoch loop (shuffle, augment, step, evaluate, schedule, checkpoint, metrics); appends to
+    `history` and returns the best epoch's record."""
     bs = cfg.train.batch_size
     n_batches = len(ds.train_x) // bs
-    for epoch in range(start + 1, total + 1):
+    total = epochs.stop - 1
+    for epoch in epochs:
         lr_inv = schedule.lr_inv
         order = order[epoch_permutation(rng, len(order))]
         t0, correct, seen = time.perf_counter(), 0, 0
@@ -138,10 +156,11 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
             x = ds.train_x[rows]
             if cfg.data.crop_padding or cfg.data.flip:
                 x = augment_batch(x, rng, cfg.data.crop_padding, cfg.data.flip)
-            res = net.train_step(x, ds.train_y[rows], lr_inv, rng=rng)
-            correct, seen = correct + res.correct, seen + bs
+            correct, seen = correct + stepper.step(x, ds.train_y[rows], lr_inv, rng), seen + bs
             if b % 20 == 0 or b == n_batches - 1:
                 bar.set_postfix(acc=f"{correct / seen:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        correct += stepper.drain()
+        stepper.sync(net)
         train_s = time.perf_counter() - t0
         test_acc = evaluate(net, ds.test_x, ds.test_labels, cfg.train.eval_batch)
         row = {"epoch": epoch, "lr_inv": lr_inv, "train_acc": correct / seen, "test_acc": test_acc,
@@ -156,11 +175,11 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
                    f"lr_inv {lr_inv}  {row['train_img_s']:.0f} img/s")  # also without the bar
         ck = Checkpoint(epoch, net.params, rng.get_state(), _state(schedule, best, history, net.policy.wraps),
                         cfg.source, cfg.digest(), order)
-        save_checkpoint(ck_path, ck)
+        save_checkpoint(out / CHECKPOINT, ck)
         write_metrics(out, history, best, cfg.name, net.policy)
         if stop:
             break
-    return TrainResult(best["test_acc"], best["train_acc"], best["epoch"], len(history), history, net)
+    return best
 
 
 def write_metrics(out: Path, history: list[dict], best: dict, name: str, policy: WidthPolicy) -> None:
