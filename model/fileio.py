@@ -34,6 +34,16 @@ def write_atomic(path: str | Path, payload: bytes) -> None:
         raise
 
 
+def write_figure(path: str | Path, fig, dpi: int = 110) -> None:
+    """A matplotlib figure as PNG, written atomically."""
+    import io
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=dpi)
+    write_atomic(path, buf.getvalue())
+
+
 def writable_folder(folder: str | Path) -> Path:
     """Create `folder` if needed and prove it writable before any work starts (NitroError if not);
     temp files of interrupted writes in it are removed."""

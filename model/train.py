@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig
 from .datasets import load_raw
-from .fileio import writable_folder, write_atomic
+from .fileio import writable_folder, write_atomic, write_figure
 from .init import init_params
 from .network import Network
 from .numerics import NitroError, WidthPolicy, range_report
@@ -216,8 +216,5 @@ def plot_curves(path: Path, history: list[dict], title: str) -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
+    write_figure(path, fig)
     plt.close(fig)
-    write_atomic(path, buf.getvalue())

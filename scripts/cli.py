@@ -16,8 +16,21 @@ def _train(args: argparse.Namespace) -> int:
     if args.seed is not None:
         cfg = with_seed(cfg, args.seed)
     out = Path(args.out or Path("runs") / cfg.name)
-    res = train(cfg, out, args.data_dir, epochs=args.epochs, resume=args.resume,
-                progress=not args.no_progress, force=args.force)
+    if args.pipeline is None and args.data_parallel is None and args.address is None:
+        if args.kill_worker_at is not None:
+            raise NitroError("--kill-worker-at needs workers: pass --pipeline or --data-parallel")
+        res = train(cfg, out, args.data_dir, epochs=args.epochs, resume=args.resume,
+                    progress=not args.no_progress, force=args.force)
+    else:
+        from model.parallel import ParallelPlan
+        from scripts.scaleout import train_distributed
+
+        plan = ParallelPlan(stages=(args.pipeline or None) if args.pipeline is not None else 1,
+                            shards=args.data_parallel or 1)
+        res, restarts = train_distributed(cfg, out, args.data_dir, args.epochs, args.resume,
+                                          not args.no_progress, args.force, plan, args.address,
+                                          args.kill_worker_at)
+        print(f"{cfg.name}: trained on Ray with {plan}; workers restarted {restarts} time(s)")
     print(f"{cfg.name}: best test accuracy {100 * res.best_test_acc:.2f}% at epoch {res.best_epoch} "
           f"({res.epochs_run} epochs); results in {out}/ (metrics.csv, metrics.json, curves.png, "
           f"checkpoint.npz)")
@@ -125,6 +138,13 @@ def _flow(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from scripts.sweep import sweep
+
+    return sweep([Path(c) for c in args.config], args.seeds, args.epochs, Path(args.out), args.data_dir,
+                 args.address, args.cpus_per_trial, not args.no_progress)
+
+
 def _rtl(args: argparse.Namespace) -> int:
     import json
 
@@ -176,6 +196,16 @@ def positive_int(text: str) -> int:
     return v
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nitro", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -189,6 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly")
     t.add_argument("--force", action="store_true", help="overwrite an earlier run's outputs in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--pipeline", type=non_negative_int, nargs="?", const=0, metavar="STAGES",
+                   help="run the blocks as a pipeline of Ray actors: STAGES stages balanced by MACs "
+                        "(default: one per block)")
+    t.add_argument("--data-parallel", type=positive_int, metavar="N",
+                   help="split every batch across N Ray actors per stage (gradients summed exactly)")
+    t.add_argument("--address", help="join this Ray cluster (default: a local instance for the command)")
+    t.add_argument("--kill-worker-at", type=positive_int, metavar="STEP",
+                   help="fault drill: kill a worker after STEP steps; the run restarts from its last "
+                        "checkpoint and ends with the same weights")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("eval", help="test accuracy of a checkpoint")
@@ -243,6 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fault", help="inject a fault STEP:LAYER:OUT,IN:BIT (the check must catch it)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cosim)
+
+    w = sub.add_parser("sweep", help="every (config, seed) as a Ray task: resumable, table and plot")
+    w.add_argument("--config", nargs="+", required=True, help="experiment TOMLs")
+    w.add_argument("--seeds", nargs="+", type=int, required=True, help="seeds of every config")
+    w.add_argument("--epochs", type=positive_int, help="stop each trial after this many epochs")
+    w.add_argument("--out", required=True, help="sweep folder: a folder per trial, summary.md/json/png")
+    w.add_argument("--data-dir")
+    w.add_argument("--address", help="join this Ray cluster (default: a local instance)")
+    w.add_argument("--cpus-per-trial", type=positive_int, default=1, help="CPUs (and BLAS threads) per trial")
+    w.add_argument("--no-progress", action="store_true")
+    w.set_defaults(func=_sweep)
 
     f = sub.add_parser("flow", help="the co-design flow: train, conform, RTL, simulate, report")
     f.add_argument("--config", help="experiment TOML (default: configs/embedded_mlp.toml, shipped data)")

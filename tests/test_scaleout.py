@@ -1,0 +1,247 @@
+"""Issue 15: pipelined and data-parallel training, in-process and on a local Ray instance (2 CPUs),
+bit-identical to one process: weights, accuracies, lr_inv schedule and wrap counts; a killed
+worker; the sweep with a killed driver."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.checkpoint import load_checkpoint
+from model.config import load_config, parse_config, with_seed
+from model.numerics import NitroError
+from model.parallel import LocalExecutor, ParallelPlan, ParallelStepper, plan_stages
+from model.train import prepare, train
+from scripts.cli import main
+
+from conftest import REPO
+
+# A short MLP: batch 256 (39 steps an epoch on the embedded subset), and a plateau rule that
+# multiplies lr_inv after epoch 1, so two epochs cross an epoch boundary with an lr_inv change.
+MLP = """name = "{name}"
+[data]
+dataset = "embedded"
+[network]
+kind = "mlp"
+hidden = [64, 32]
+dropout = {dropout}
+[train]
+batch_size = 256
+epochs = 2
+[schedule]
+start = 1
+patience = 1
+min_delta = 1.0
+"""
+PLANS = {"pipeline": ParallelPlan(None, 1), "data-parallel 2": ParallelPlan(1, 2),
+         "both": ParallelPlan(None, 2)}
+CLI_PLANS = {"pipeline": ["--pipeline"], "data-parallel 2": ["--data-parallel", "2"],
+             "both": ["--pipeline", "--data-parallel", "2"]}
+
+
+def mlp_config(tmp_path: Path, dropout: float) -> Path:
+    f = tmp_path / f"mlp_{dropout}.toml"
+    f.write_text(MLP.format(name=f"mlp_d{int(dropout * 10)}", dropout=dropout))
+    return f
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def steps_in_process(cfg, plan: ParallelPlan | None, n: int):
+    ds, net, rng = prepare(cfg, "embedded")
+    stepper = ParallelStepper(net, plan, LocalExecutor()) if plan else None
+    bs, correct = cfg.train.batch_size, 0
+    for k in range(n):
+        x, y = ds.train_x[k * bs:(k + 1) * bs], ds.train_y[k * bs:(k + 1) * bs]
+        correct += stepper.step(x, y, 512, rng) if stepper else net.train_step(x, y, 512, rng=rng).correct
+    if stepper:
+        correct += stepper.drain()
+        stepper.sync(net)
+    return net, correct
+
+
+@pytest.mark.parametrize("which", ["mlp", "mlp_dropout", "cnn_small_mnist"])
+@pytest.mark.parametrize("plan", list(PLANS))
+def test_in_process_workers_are_bit_identical(tmp_path, which, plan):
+    if which == "cnn_small_mnist":
+        cfg = load_config(REPO / "configs" / "cnn_small_mnist.toml")
+        cfg = replace(cfg, train=replace(cfg.train, batch_size=32))
+    else:
+        cfg = load_config(mlp_config(tmp_path, 0.2 if which == "mlp_dropout" else 0.0))
+    one, c1 = steps_in_process(cfg, None, 3)
+    par, c2 = steps_in_process(cfg, PLANS[plan], 3)
+    assert same_weights(one.params, par.params) and c1 == c2
+    assert one.policy.wraps == par.policy.wraps
+
+
+def test_stages_are_balanced_by_macs():
+    cfg = load_config(REPO / "configs" / "vgg8b_mnist.toml")
+    _, net, _ = prepare(replace(cfg, data=replace(cfg.data, dataset="embedded")), None)
+    stages = plan_stages(net, 3)
+    assert len(stages) == 3 and stages[-1].output and stages[-1].units[0] is None
+    total = sum(s.macs for s in stages)
+    assert max(s.macs for s in stages) < 0.6 * total  # a 3-way split of a VGG is far from 1 stage
+    order = list(net.spec.backward_order)  # every local update once (FC blocks twice), each stage
+    assert sorted(u for s in stages for u in s.units if u) == sorted(order)  # in that order
+    for s in stages:
+        assert [u for u in s.units if u] == [u for u in order if u in s.units]
+    n = len(net.spec.blocks)
+    assert len(plan_stages(net, None)) == n
+    with pytest.raises(NitroError, match=f"only {n} blocks"):
+        plan_stages(net, n + 1)
+
+
+# ---- on Ray -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray instance (2 CPUs) for the module: the commands join it instead of starting
+    their own."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def nitro(capsys, *argv):
+    """(exit code, captured output) of the CLI run in-process."""
+    rc = main([str(a) for a in argv])
+    return rc, capsys.readouterr()
+
+
+@pytest.fixture(scope="module")
+def single_runs(tmp_path_factory):
+    """The one-process reference runs of both MLPs (2 epochs, lr_inv change after the first)."""
+    runs = {}
+    for dropout in (0.0, 0.2):
+        tmp = tmp_path_factory.mktemp(f"single{dropout}")
+        cfg = mlp_config(tmp, dropout)
+        train(load_config(cfg), tmp / "run", progress=False)
+        runs[dropout] = (cfg, load_checkpoint(tmp / "run" / "checkpoint.npz"))
+    hist = runs[0.0][1].state["history"]
+    assert [r["lr_inv"] for r in hist] == [512, 1536]  # the boundary changes lr_inv
+    return runs
+
+
+def strip(history):
+    return [{k: v for k, v in r.items() if k not in ("train_s", "train_img_s")} for r in history]
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+@pytest.mark.parametrize("plan", list(CLI_PLANS))
+def test_ray_training_is_bit_identical(ray_local, single_runs, capsys, tmp_path, dropout, plan):
+    cfg, ref = single_runs[dropout]
+    out = tmp_path / "run"
+    rc, _ = nitro(capsys, "train", "--config", cfg, "--out", out, "--no-progress", *CLI_PLANS[plan])
+    assert rc == 0
+    got = load_checkpoint(out / "checkpoint.npz")
+    assert same_weights(got.params, ref.params)
+    assert strip(got.state["history"]) == strip(ref.state["history"])
+    assert got.state["wraps"] == ref.state["wraps"]
+
+
+def test_cnn_steps_on_ray_are_bit_identical(ray_local):
+    from scripts.scaleout import RayExecutor
+
+    cfg = load_config(REPO / "configs" / "cnn_small_mnist.toml")
+    cfg = replace(cfg, train=replace(cfg.train, batch_size=16))
+    one, c1 = steps_in_process(cfg, None, 2)
+    ds, net, rng = prepare(cfg, "embedded")
+    stepper = ParallelStepper(net, ParallelPlan(None, 2), RayExecutor(0.3))
+    c2 = sum(stepper.step(ds.train_x[k * 16:(k + 1) * 16], ds.train_y[k * 16:(k + 1) * 16], 512, rng)
+             for k in range(2)) + stepper.drain()
+    stepper.sync(net)
+    assert same_weights(one.params, net.params) and c1 == c2
+
+
+def test_killed_worker_run_ends_with_the_same_weights(ray_local, single_runs, capsys, tmp_path):
+    cfg, ref = single_runs[0.2]
+    out = tmp_path / "run"
+    rc, cap = nitro(capsys, "train", "--config", cfg, "--out", out, "--no-progress", "--pipeline",
+                    "--data-parallel", "2", "--kill-worker-at", "50")  # step 50: in epoch 2 of 39 steps
+    assert rc == 0 and "workers restarted 1 time(s)" in cap.out
+    got = load_checkpoint(out / "checkpoint.npz")
+    assert same_weights(got.params, ref.params)
+    assert strip(got.state["history"]) == strip(ref.state["history"])
+
+
+def test_kill_drill_restarts_once(ray_local, capsys, tmp_path):
+    from scripts.scaleout import train_distributed
+
+    cfg = load_config(mlp_config(tmp_path, 0.0))
+    _, restarts = train_distributed(cfg, tmp_path / "run", None, 1, False, False, False,
+                                    ParallelPlan(1, 2), None, kill_at_step=10)
+    assert restarts == 1  # the fault was injected, and survived
+
+
+def test_unreachable_address_is_one_error_line(capsys, tmp_path):
+    rc, cap = nitro(capsys, "train", "--config", mlp_config(tmp_path, 0.0), "--out", tmp_path / "r",
+                    "--address", "127.0.0.1:1", "--no-progress")
+    assert rc == 2 and cap.err.strip().splitlines() == [
+        "nitro: error: cannot reach the Ray cluster at 127.0.0.1:1: Connection refused"]
+    assert not (tmp_path / "r").exists()
+
+
+# ---- sweep --------------------------------------------------------------------------------------
+
+def sweep_configs(tmp_path: Path) -> list[Path]:
+    files = []
+    for name, hidden, epochs in (("sweep_a", 16, 1), ("sweep_b", 32, 3)):
+        f = tmp_path / f"{name}.toml"
+        f.write_text(f'name = "{name}"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\n'
+                     f'hidden = [{hidden}]\n[train]\nbatch_size = 256\nepochs = {epochs}\n')
+        files.append(f)
+    return files
+
+
+def test_sweep_table_plot_and_a_failing_trial(ray_local, capsys, tmp_path):
+    cfgs = sweep_configs(tmp_path)
+    bad = tmp_path / "sweep_bad.toml"
+    bad.write_text(cfgs[0].read_text().replace("sweep_a", "sweep_bad")
+                   + '[numerics]\nmode = "check"\nwidths = { activation = 4 }\n')
+    out = tmp_path / "sweep"
+    rc = main(["sweep", "--config", *map(str, cfgs), str(bad), "--seeds", "1", "2", "3",
+               "--out", str(out), "--no-progress"])
+    assert rc == 1  # the bad config's trials failed, the others finished
+    doc = json.loads((out / "summary.json").read_text())
+    rows = {r["config"]: r for r in doc["rows"]}
+    assert rows["sweep_a"]["seeds"] == 3 and rows["sweep_b"]["seeds"] == 3
+    assert 0 < rows["sweep_a"]["mean"] <= 100 and rows["sweep_a"]["std"] > 0
+    assert sorted(doc["failed"]) == ["sweep_bad_seed1", "sweep_bad_seed2", "sweep_bad_seed3"]
+    assert all("does not fit the declared 4-bit activation width" in why for why in doc["failed"].values())
+    assert (out / "summary.png").stat().st_size > 0
+    assert "| sweep_a | 3 |" in (out / "summary.md").read_text()
+
+
+def test_sweep_resumes_after_the_driver_is_killed(tmp_path):
+    cfgs = sweep_configs(tmp_path)
+    out = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "scripts.cli", "sweep", "--config", *map(str, cfgs), "--seeds", "1", "2",
+            "--out", str(out), "--no-progress"]
+    driver = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while len(list(out.glob("sweep_a_seed*/result.json"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert driver.poll() is None, driver.stdout.read()  # still running sweep_b's trials
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    done = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/result.json")}
+    assert "sweep_a_seed1" in done and "sweep_b_seed1" not in done
+    rerun = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{len(done)} finished earlier (skipped), {4 - len(done)} to run" in rerun.stdout
+    for name, mtime in done.items():  # finished trials were not run again
+        assert (out / name / "result.json").stat().st_mtime_ns == mtime
+    # an interrupted trial resumed from its checkpoint to the same result as an uninterrupted run
+    cfg = parse_config(cfgs[1].read_text(), "sweep_b")
+    ref = train(with_seed(cfg, 2), tmp_path / "ref", progress=False)
+    got = json.loads((out / "sweep_b_seed2" / "result.json").read_text())
+    assert got["best_test_acc"] == ref.best_test_acc and got["epochs_run"] == 3
