@@ -3,98 +3,243 @@
 
 The network is built from the meta file's own description (`structure`, `leaves`,
 `backward_block_order`), so any network the reference can describe is checked, not only the
-shipped four.
+shipped four. Everything read is validated first (types, the shape of every layer's input, the
+arrays of every step), so a malformed vector set is one clear error naming its file, never a
+failure deep inside the replay.
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from .layers import rss_loss_reference
+from .config import check_divisor, short_repr
+from .layers import check_slope_inv, rss_loss_reference
 from .network import Network, Trace
 from .numerics import NitroError
-from .spec import Block, Conv2d, Dropout, Flatten, Linear, MaxPool2d, NetworkSpec, NitroReLU, Scaling
+from .spec import Block, Conv2d, Flatten, Linear, MaxPool2d, NetworkSpec, NitroReLU, Scaling
+from .vectors import read_npz
+
+INT64_MAX = 2**63 - 1
+_MISSING = object()
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise NitroError(f"missing vector file {path}") from None
-    except Exception as exc:  # zipfile/pickle/format errors all mean a corrupt file
-        raise NitroError(f"cannot read vector file {path}: {exc}") from None
+    return read_npz(path, "vector file")
 
 
-def _pair(v, what: str) -> tuple[int, int]:
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int(d: dict, key: str, what: str, lo: int, hi: int = INT64_MAX, default: Any = _MISSING) -> int:
+    """d[key] as an integer in lo..hi (`default` when absent, if given)."""
+    v = d.get(key, default)
+    if v is _MISSING:
+        raise NitroError(f"{what} lacks {key!r}")
+    if not _is_int(v) or not lo <= v <= hi:
+        raise NitroError(f"{what}: {key!r} must be an integer in {lo}..{hi}, got {short_repr(v)}")
+    return v
+
+
+def _pair(d: dict, key: str, what: str, lo: int, default: Any = _MISSING) -> tuple[int, int]:
+    """d[key] as (h, w): a list of two integers >= lo, or one integer for both."""
+    v = d.get(key, default)
+    if v is _MISSING:
+        raise NitroError(f"{what} lacks {key!r}")
     v = list(v) if isinstance(v, (list, tuple)) else [v, v]
-    if len(v) != 2:
-        raise NitroError(f"{what}: expected 2 values, got {v}")
-    return int(v[0]), int(v[1])
+    if len(v) != 2 or not all(_is_int(e) and lo <= e <= INT64_MAX for e in v):
+        raise NitroError(f"{what}: {key!r} must be 2 integers >= {lo}, got {short_repr(v)}")
+    return v[0], v[1]
 
 
-def _gemm_leaf(leaf: dict) -> Linear | Conv2d:
-    opt = leaf.get("optimizer", {})
-    amp = int(opt.get("effective_lr_amp_factor", leaf.get("lr_amp_factor", 1)))
-    decay = int(opt.get("weight_decay_inv", leaf.get("decay_rate_inv", 0)))
+def _dict(v: Any, what: str) -> dict:
+    if not isinstance(v, dict):
+        raise NitroError(f"{what} must be a JSON object, got {type(v).__name__}")
+    return v
+
+
+def _list(v: Any, what: str, of: type) -> list:
+    if not isinstance(v, list) or not all(isinstance(e, of) for e in v):
+        raise NitroError(f"{what} must be a list of {of.__name__}")
+    return v
+
+
+def _gemm_leaf(leaf: dict, what: str) -> Linear | Conv2d:
+    opt = _dict(leaf.get("optimizer", {}), f"{what} optimizer")
+    amp = _int(opt, "effective_lr_amp_factor", what, 1,
+               default=_int(leaf, "lr_amp_factor", what, 1, default=1))
+    decay = _int(opt, "weight_decay_inv", what, 0, default=_int(leaf, "decay_rate_inv", what, 0, default=0))
     if leaf["type"] == "IntegerLinear":
-        return Linear(leaf["name"], int(leaf["in_features"]), int(leaf["out_features"]), amp, decay)
-    kh, kw = _pair(leaf["kernel_size"], f"{leaf['name']} kernel_size")
-    ph, pw = _pair(leaf.get("padding", 0), f"{leaf['name']} padding")
-    if kh != kw or ph != pw or _pair(leaf.get("stride", 1), "stride") != (1, 1):
-        raise NitroError(f"{leaf['name']}: only square stride-1 convolutions with equal padding")
-    return Conv2d(leaf["name"], int(leaf["in_channels"]), int(leaf["out_channels"]), kh, ph, amp, decay)
+        return Linear(leaf["name"], _int(leaf, "in_features", what, 1), _int(leaf, "out_features", what, 1),
+                      amp, decay)
+    kh, kw = _pair(leaf, "kernel_size", what, 1)
+    ph, pw = _pair(leaf, "padding", what, 0, default=0)
+    if kh != kw or ph != pw or _pair(leaf, "stride", what, 1, default=1) != (1, 1):
+        raise NitroError(f"{what}: only square stride-1 convolutions with equal padding")
+    if ph >= kh:
+        raise NitroError(f"{what}: padding {ph} must be below the kernel size {kh}")
+    return Conv2d(leaf["name"], _int(leaf, "in_channels", what, 1), _int(leaf, "out_channels", what, 1),
+                  kh, ph, amp, decay)
 
 
-def _leaf(leaf: dict):
-    t, name = leaf.get("type"), leaf.get("name")
-    if t in ("IntegerLinear", "IntegerConv2d"):
-        return _gemm_leaf(leaf)
-    if t == "ConstantScaling":
-        return Scaling(name, int(leaf["fwd_factor"]))
-    if t == "NitroLeakyReLU":
-        return NitroReLU(name, int(leaf.get("negative_slope_inv", 4)))
-    if t == "MaxPool2d":
-        kernel = _pair(leaf["kernel_size"], f"{name} kernel_size")
-        if _pair(leaf.get("stride", kernel), f"{name} stride") != kernel:
-            raise NitroError(f"{name}: only stride == kernel max-pools are supported")
-        return MaxPool2d(name, kernel, _pair(leaf.get("padding", 0), f"{name} padding"))
-    if t == "Flatten":
-        return Flatten(name)
-    if t == "Dropout":
-        return Dropout(name, float(leaf.get("rate", leaf.get("p", 0.0))))
-    raise NitroError(f"meta describes layer {name!r} of unknown type {t!r}")
+def _maxpool_leaf(leaf: dict, what: str) -> MaxPool2d:
+    kernel = _pair(leaf, "kernel_size", what, 1)
+    if _pair(leaf, "stride", what, 1, default=list(kernel)) != kernel:
+        raise NitroError(f"{what}: only stride == kernel max-pools are supported")
+    padding = _pair(leaf, "padding", what, 0, default=0)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise NitroError(f"{what}: padding {padding} is more than half the kernel {kernel}")
+    return MaxPool2d(leaf["name"], kernel, padding)
 
 
-def spec_from_meta(meta: dict, input_shape: tuple[int, int, int], num_classes: int) -> NetworkSpec:
-    """Build the network the reference meta file describes."""
+def _relu_leaf(leaf: dict, what: str) -> NitroReLU:
+    slope = _int(leaf, "negative_slope_inv", what, 1, default=4)
     try:
-        leaves = {leaf["name"]: _leaf(leaf) for leaf in meta["leaves"]}
-        items, output = [], None
-        for st in meta["structure"]:
-            if st["kind"] == "block":
-                layer, scaling, relu = (leaves[n] for n in st["fwd"])
-                pred = [leaves[n] for n in st["pred"]]
-                pool = next((p for p in pred if isinstance(p, MaxPool2d)), None)
-                flat = next((p for p in pred if isinstance(p, Flatten)), None)
-                lin, sc = pred[-2], pred[-1]
-                items.append(Block(st["name"], layer, scaling, relu, pool, flat, lin, sc))
-            elif st["kind"] == "leaf":
-                items.append(leaves[st["name"]])
-            elif st["kind"] == "output":
-                output = (leaves[st["layers"][0]], leaves[st["layers"][1]])
-            else:
-                raise NitroError(f"unknown structure kind {st['kind']!r}")
-        if output is None:
-            raise NitroError("meta structure has no output layer")
-        order = tuple(meta["backward_block_order"])
-    except KeyError as exc:
-        raise NitroError(f"meta file lacks key {exc}") from None
-    return NetworkSpec(tuple(input_shape), tuple(items), output[0], output[1], order, num_classes)
+        check_slope_inv(slope)
+    except NitroError as exc:
+        raise NitroError(f"{what}: {exc}") from None
+    return NitroReLU(leaf["name"], slope)
+
+
+_LEAF_TYPES = {
+    "IntegerLinear": _gemm_leaf,
+    "IntegerConv2d": _gemm_leaf,
+    "ConstantScaling": lambda leaf, what: Scaling(leaf["name"], _int(leaf, "fwd_factor", what, 1)),
+    "NitroLeakyReLU": _relu_leaf,
+    "MaxPool2d": _maxpool_leaf,
+    "Flatten": lambda leaf, what: Flatten(leaf["name"]),
+}
+
+
+def _leaf(leaf: Any, index: int):
+    leaf = _dict(leaf, f"leaves[{index}]")
+    name, t = leaf.get("name"), leaf.get("type")
+    if not isinstance(name, str) or not name:
+        raise NitroError(f"leaves[{index}]: 'name' must be a non-empty string")
+    what = f"layer {name!r}"
+    if t == "Dropout":
+        raise NitroError(f"{what} is a dropout layer: conformance replays deterministic networks only")
+    if not isinstance(t, str) or t not in _LEAF_TYPES:
+        raise NitroError(f"{what} has unknown type {short_repr(t)}")
+    return _LEAF_TYPES[t](leaf, what)
+
+
+def _resolve(leaves: dict, names: Any, what: str, types: list[type | tuple]) -> list:
+    """The leaves `names` refers to, which must have the given types in order."""
+    names = _list(names, what, str)
+    if len(names) != len(types):
+        raise NitroError(f"{what} must name {len(types)} layers, got {len(names)}")
+    out = []
+    for n, t in zip(names, types):
+        if n not in leaves:
+            raise NitroError(f"{what} names layer {n!r}, which 'leaves' does not describe")
+        if not isinstance(leaves[n], t):
+            raise NitroError(f"{what}: layer {n!r} is a {type(leaves[n]).__name__}, not the expected kind")
+        out.append(leaves[n])
+    return out
+
+
+_PRED_HEADS = ([], [MaxPool2d], [Flatten], [MaxPool2d, Flatten])  # before a block's Linear, Scaling
+
+
+def _block(st: dict, leaves: dict, what: str) -> Block:
+    """fwd: GEMM, Scaling, ReLU; pred: [MaxPool2d] [Flatten] Linear Scaling (the reference's order)."""
+    name = st.get("name")
+    if not isinstance(name, str) or not name:
+        raise NitroError(f"{what}: 'name' must be a non-empty string")
+    layer, scaling, relu = _resolve(leaves, st.get("fwd"), f"block {name!r} fwd",
+                                    [(Linear, Conv2d), Scaling, NitroReLU])
+    where = f"block {name!r} pred"
+    pred_names = _list(st.get("pred"), where, str)
+    head = [type(leaves.get(n)) for n in pred_names[:-2]]
+    if len(pred_names) < 2 or head not in _PRED_HEADS:
+        raise NitroError(f"{where} must name [MaxPool2d] [Flatten] IntegerLinear ConstantScaling layers")
+    pred = _resolve(leaves, pred_names, where, head + [Linear, Scaling])
+    pool = next((p for p in pred if isinstance(p, MaxPool2d)), None)
+    flat = next((p for p in pred if isinstance(p, Flatten)), None)
+    return Block(name, layer, scaling, relu, pool, flat, pred[-2], pred[-1])
+
+
+def spec_from_meta(meta: Any, input_shape: tuple[int, int, int], num_classes: int) -> NetworkSpec:
+    """Build the network the reference meta file describes; NitroError if it is malformed or if a
+    layer does not accept the shape of its input."""
+    meta = _dict(meta, "the meta file")
+    for key in ("leaves", "structure", "backward_block_order"):
+        if key not in meta:
+            raise NitroError(f"meta file lacks key {key!r}")
+    described = [_leaf(leaf, i) for i, leaf in enumerate(_list(meta["leaves"], "'leaves'", dict))]
+    leaves = {leaf.name: leaf for leaf in described}
+    if len(leaves) != len(described):
+        raise NitroError("'leaves' describes two layers of the same name")
+    items, outputs = [], []
+    for i, st in enumerate(_list(meta["structure"], "'structure'", dict)):
+        what, kind = f"structure[{i}]", st.get("kind")
+        if kind == "block":
+            items.append(_block(st, leaves, what))
+        elif kind == "leaf":
+            items += _resolve(leaves, [st.get("name")], what, [(MaxPool2d, Flatten)])
+        elif kind == "output":
+            outputs.append(_resolve(leaves, st.get("layers"), what, [Linear, Scaling]))
+        else:
+            raise NitroError(f"{what}: unknown structure kind {short_repr(kind)}")
+    if len(outputs) != 1:
+        raise NitroError(f"'structure' must have one output layer, has {len(outputs)}")
+    blocks = {it.name for it in items if isinstance(it, Block)}
+    if len(blocks) != sum(isinstance(it, Block) for it in items):
+        raise NitroError("'structure' has two blocks of the same name")
+    order = tuple(_list(meta["backward_block_order"], "'backward_block_order'", str))
+    unknown = sorted(set(order) - blocks)
+    if unknown:
+        raise NitroError(f"'backward_block_order' names {unknown}, which are not blocks of 'structure'")
+    spec = NetworkSpec(tuple(input_shape), tuple(items), outputs[0][0], outputs[0][1], order, num_classes)
+    _check_shapes(spec)
+    return spec
+
+
+def _gemm_output(layer: Linear | Conv2d, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if isinstance(layer, Linear):
+        if shape != (layer.in_features,):
+            raise NitroError(f"layer {layer.name!r} takes {layer.in_features} features, its input has shape {shape}")
+        return (layer.out_features,)
+    if len(shape) != 3 or shape[0] != layer.in_channels:
+        raise NitroError(f"layer {layer.name!r} takes {layer.in_channels} channels, its input has shape {shape}")
+    h, w = (side + 2 * layer.padding - layer.kernel + 1 for side in shape[1:])
+    if h < 1 or w < 1:
+        raise NitroError(f"layer {layer.name!r}: kernel {layer.kernel} is larger than its input {shape}")
+    return (layer.out_channels, h, w)
+
+
+def _pool_output(pool: MaxPool2d, shape: tuple[int, ...]) -> tuple[int, ...]:
+    (kh, kw), (ph, pw) = pool.kernel, pool.padding
+    if len(shape) != 3 or shape[1] + 2 * ph < kh or shape[2] + 2 * pw < kw:
+        raise NitroError(f"max-pool {pool.name!r} (kernel {pool.kernel}) does not fit its input {shape}")
+    return (shape[0], (shape[1] + 2 * ph) // kh, (shape[2] + 2 * pw) // kw)
+
+
+def _classifier(layer: Linear, shape: tuple[int, ...], classes: int) -> None:
+    _gemm_output(layer, shape)
+    if layer.out_features != classes:
+        raise NitroError(f"layer {layer.name!r} has {layer.out_features} outputs, the targets {classes} classes")
+
+
+def _check_shapes(spec: NetworkSpec) -> None:
+    """Walk the input shape through the network: each layer must accept what reaches it."""
+    shape = tuple(spec.input_shape)
+    for it in spec.items:
+        if isinstance(it, Block):
+            shape = _gemm_output(it.layer, shape)
+            pred = _pool_output(it.pool, shape) if it.pool else shape
+            _classifier(it.pred, (math.prod(pred),) if it.flatten else pred, spec.num_classes)
+        elif isinstance(it, MaxPool2d):
+            shape = _pool_output(it, shape)
+        else:
+            shape = (math.prod(shape),)
+    _classifier(spec.output, shape, spec.num_classes)
 
 
 @dataclass
@@ -128,50 +273,98 @@ def compare_arrays(step: str, ref: dict[str, np.ndarray], ours: dict[str, np.nda
         if o.dtype != r.dtype or o.shape != r.shape:
             rep.mismatches.append(Mismatch(step, key, None, f"{o.dtype}{o.shape}", f"{r.dtype}{r.shape}"))
             continue
-        diff = np.argwhere(o != r)
-        if diff.size:
+        diff = np.argwhere(o != r)  # (count, ndim): one row per differing element, also for 0-d arrays
+        if len(diff):
             idx = tuple(int(i) for i in diff[0])
             rep.mismatches.append(Mismatch(step, key, idx, o[idx].item(), r[idx].item()))
     return rep
+
+
+def _read_meta(path: Path, tag: str) -> dict:
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise NitroError(f"no vector set {tag!r} in {path.parent} (missing {path.name})") from None
+    except OSError as exc:
+        raise NitroError(f"cannot read meta file {path}: {exc.strerror or exc}") from None
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSON and text-encoding errors; absurd nesting
+        raise NitroError(f"corrupt meta file {path}: {type(exc).__name__}: {exc}") from None
+    return _in_file(path, _dict, meta, "the meta file")
+
+
+def _batch(data: dict, key: str, ndim: int) -> np.ndarray:
+    a = data.get(key)
+    if a is None:
+        raise NitroError(f"lacks array {key!r}")
+    if a.dtype != np.int8 or a.ndim != ndim or 0 in a.shape:
+        raise NitroError(f"array {key!r} must be a non-empty {ndim}-D int8 array, got {a.dtype}{a.shape}")
+    return a
+
+
+def _check_data(data: dict, steps: int) -> tuple[tuple[int, ...], int]:
+    """Input shape (C, H, W) and class count of the recorded batches, which must all agree."""
+    shape, classes = _batch(data, "step1_x", 4).shape[1:], _batch(data, "step1_y_onehot", 2).shape[1]
+    for k in range(1, steps + 1):
+        x, y = _batch(data, f"step{k}_x", 4), _batch(data, f"step{k}_y_onehot", 2)
+        if x.shape[1:] != shape or y.shape != (len(x), classes):
+            raise NitroError(f"step {k}: images {x.shape} and targets {y.shape} do not match step 1's "
+                             f"{shape} images of {classes} classes")
+    if _batch(data, "test_x", 4).shape[1:] != shape:
+        raise NitroError(f"'test_x' images have shape {data['test_x'].shape[1:]}, the training images {shape}")
+    return shape, classes
+
+
+def _in_file(path: Path, check: Callable, *args, **kwargs):
+    """check(*args, **kwargs), its error prefixed with the file it is about."""
+    try:
+        return check(*args, **kwargs)
+    except NitroError as exc:
+        raise NitroError(f"{path}: {exc}") from None
+
+
+def _step_report(path: Path, step: str, ours: dict) -> StepReport:
+    ref = _load_npz(path)
+    if not ref:
+        raise NitroError(f"vector file {path} holds no arrays: nothing to compare")
+    return compare_arrays(step, ref, ours)
 
 
 def run_conformance(vec_dir: str | Path, tag: str,
                     on_step: Callable[[StepReport], None] | None = None) -> list[StepReport]:
     """Replay the recorded steps of `tag` from its initial weights; compare every array."""
     vec_dir = Path(vec_dir)
-    meta_path = vec_dir / f"{tag}_meta.json"
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise NitroError(f"no vector set {tag!r} in {vec_dir} (missing {meta_path.name})") from None
-    except json.JSONDecodeError as exc:
-        raise NitroError(f"corrupt meta file {meta_path}: {exc}") from None
-    data = _load_npz(vec_dir / f"{tag}_data.npz")
-    init = _load_npz(vec_dir / f"{tag}_init.npz")
-    x1, y1 = data["step1_x"], data["step1_y_onehot"]
-    spec = spec_from_meta(meta, x1.shape[1:], y1.shape[1])
-    net = Network(spec, {k.removesuffix(".weight"): v for k, v in init.items()})
-    lr_inv = int(meta.get("config", {}).get("lr_inv", 512))
+    meta_path, data_path, init_path = (vec_dir / f"{tag}_{part}" for part in ("meta.json", "data.npz", "init.npz"))
+    meta = _read_meta(meta_path, tag)
+    steps = _in_file(meta_path, _int, meta, "steps", "the meta file", 1)
+    config = _in_file(meta_path, _dict, meta.get("config", {}), "'config'")
+    lr_inv = _in_file(meta_path, _int, config, "lr_inv", "'config'", 1, default=512)
+    data = _load_npz(data_path)
+    shape, classes = _in_file(data_path, _check_data, data, steps)
+    spec = _in_file(meta_path, spec_from_meta, meta, shape, classes)
+    _in_file(meta_path, check_divisor, spec, lr_inv, "config.lr_inv")
+    init = _load_npz(init_path)
+    if any(w.dtype != np.int32 for w in init.values()):
+        raise NitroError(f"{init_path}: initial weights must be int32")
+    net = _in_file(init_path, Network, spec, {k.removesuffix(".weight"): v for k, v in init.items()})
     reports = []
-    for k in range(1, int(meta.get("steps", 3)) + 1):
-        ref = _load_npz(vec_dir / f"{tag}_step{k}.npz")
+    for k in range(1, steps + 1):
         trace = Trace()
         res = net.train_step(data[f"step{k}_x"], data[f"step{k}_y_onehot"], lr_inv, trace=trace)
         ours = dict(trace)
         ours["ref_train_acc"] = np.float64(res.correct / len(res.y_hat))
         ours["ref_l2_loss_output"] = np.float64(rss_loss_reference(trace["out"], trace["y_onehot"]))
-        reports.append(compare_arrays(str(k), ref, ours))
+        reports.append(_step_report(vec_dir / f"{tag}_step{k}.npz", str(k), ours))
         if on_step:
             on_step(reports[-1])
-    ref = _load_npz(vec_dir / f"{tag}_after3.npz")
     test_x = data["test_x"]
     pred = net.predict(test_x, batch=128)
     ours = {f"{k}.weight": v for k, v in net.params.items()}
     ours["pred_out"] = pred
     ours["pred_class"] = np.argmax(pred, axis=1).astype(np.int64)
     ours.update({f"pred_local/{k}": v for k, v in net.predict_local(test_x, batch=128).items()})
-    reports.append(compare_arrays("after", ref, ours))
+    reports.append(_step_report(vec_dir / f"{tag}_after3.npz", "after", ours))
     if on_step:
         on_step(reports[-1])
     return reports
-

@@ -7,6 +7,7 @@ knows the data directories.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickle
 import zlib
@@ -48,6 +49,7 @@ _IDX_DTYPES = {
 }
 _IDX_CODES = {dt.newbyteorder("="): code for code, dt in _IDX_DTYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
+_IDX_MAX_DIMS = 32  # NumPy 1.x's array rank limit (2.x allows 64); image files have 3
 
 
 @dataclass
@@ -93,16 +95,18 @@ def read_idx(path: str | Path) -> np.ndarray:
     code, ndim = data[2], data[3]
     if code not in _IDX_DTYPES:
         raise NitroError(f"{path}: unknown IDX data type code 0x{code:02x}")
-    if ndim == 0:
-        raise NitroError(f"{path}: IDX header declares 0 dimensions")
+    if not 1 <= ndim <= _IDX_MAX_DIMS:
+        raise NitroError(f"{path}: IDX header declares {ndim} dimensions (1..{_IDX_MAX_DIMS} supported)")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise NitroError(
             f"{path}: truncated IDX header ({ndim} dimensions need {header} bytes, file has {len(data)})"
         )
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    if 0 in dims:
+        raise NitroError(f"{path}: IDX header declares shape {dims}: a file with no entries")
     dtype = _IDX_DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow however large the header
     actual = len(data) - header
     if actual != expected:
         what = "truncated" if actual < expected else "trailing bytes"
@@ -142,6 +146,12 @@ def canonical_name(name: str) -> str:
     if key not in DATASETS and key != EMBEDDED:
         raise NitroError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS + (EMBEDDED,))}")
     return key
+
+
+def image_shape(name: str) -> tuple[int, int, int]:
+    """(C, H, W) of every image of dataset `name`: the loaders refuse files of any other shape."""
+    key = canonical_name(name)
+    return _IMAGE_SHAPE["mnist" if key == EMBEDDED else key]
 
 
 def _required_files(name: str) -> tuple[str, ...]:
@@ -243,7 +253,7 @@ def load_raw(name: str, data_dir: str | Path | None = None) -> RawDataset:
     if key == "cifar10":
         (tr_x, tr_y), (te_x, te_y) = _load_cifar10(folder)
     else:
-        shape = _IMAGE_SHAPE["mnist"]
+        shape = image_shape(key)
         tr_x, tr_y = _load_idx_pair(folder, "train", shape)
         te_x, te_y = _load_idx_pair(folder, "t10k", shape)
     return RawDataset(key, tr_x, tr_y, te_x, te_y, folder)
@@ -307,7 +317,7 @@ def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise NitroError(f"{path}: 'data' must be a uint8 array of N x 3072, got {got}")
     try:
         labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise NitroError(f"{path}: 'labels' must be a list of integers") from None
     if labels.ndim != 1 or len(labels) != len(data):
         raise NitroError(f"{path}: {len(data)} images but 'labels' has shape {labels.shape}")

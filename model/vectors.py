@@ -7,6 +7,7 @@ team gets bit-exact expected values for every tensor of every step without runni
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -19,11 +20,33 @@ from .spec import Block, Conv2d, Dropout, Flatten, Linear, MaxPool2d, NitroReLU,
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    import io
-
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     write_atomic(path, buf.getvalue())
+
+
+def read_npz(path: Path, kind: str) -> dict[str, np.ndarray]:
+    """Every array of the .npz archive `path` (a checkpoint or a vector file: `kind`), read without
+    pickle; NitroError for a missing, damaged or foreign file."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise NitroError(f"{kind} {path} does not exist") from None
+    except Exception as exc:  # zipfile, format, pickle and size errors all mean a damaged file
+        raise NitroError(f"cannot read {kind} {path}: corrupt or not a {kind} ({exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise NitroError(f"cannot read {kind} {path}: corrupt or not a {kind} (a single .npy array, "
+                         f"not an .npz archive)")
+    try:
+        with archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except Exception as exc:
+        raise NitroError(f"cannot read {kind} {path}: corrupt or not a {kind} ({exc})") from None
+    foreign = sorted(k for k, a in arrays.items() if not isinstance(a, np.ndarray))
+    if foreign:  # np.load hands members that are not .npy files over as raw bytes
+        raise NitroError(f"cannot read {kind} {path}: corrupt or not a {kind} (members {foreign} "
+                         f"are not .npy arrays)")
+    return arrays
 
 
 def _leaf(layer) -> dict:
