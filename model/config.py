@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .datasets import canonical_name, image_shape
+from .datasets import image_shape
 from .numerics import NitroError, WidthPolicy, Widths
 from .optim import Schedule, ScheduleConfig
 from .layers import check_slope_inv, dropout_rescale

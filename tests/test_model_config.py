@@ -1,7 +1,7 @@
 """Config validation and the CLI's handling of bad input: one clear line, non-zero exit."""
 import pytest
 
-from model.config import load_config, parse_config
+from model.config import load_config, parse_config, to_toml, with_seed
 from model.numerics import NitroError
 from scripts.cli import main
 
@@ -99,3 +99,84 @@ def json_best(out):
     import json
 
     return json.loads((out / "metrics.json").read_text())["best"]["test_acc"]
+
+
+TINY = '[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\nhidden = [16]\n[train]\n'
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", r"missing table \[data\]"),
+    ('[data]\ndataset = "mnist"\n[train]\n', r"missing table \[network\]"),
+    ('[data]\n[network]\nkind = "mlp"\n[train]\n', "missing key 'data.dataset'"),
+    ('[data]\ndataset = "mnist"\n[network]\nhidden = [8]\n[train]\n', "missing key 'network.kind'"),
+    (TINY.replace("[16]", "[]"), "'network.hidden' must list at least one hidden layer"),
+    ('name = "../x"\n' + TINY, "'name' must be a plain name"),
+    ('name = ".hidden"\n' + TINY, "'name' must be a plain name"),
+    ('name = "a/b"\n' + TINY, "'name' must be a plain name"),
+    ("name = 5\n" + TINY, "'name' must be a plain name"),
+    (TINY + "seed = -1\n", "'train.seed' must be >= 0"),
+    (TINY + f"seed = {2**32}\n", "'train.seed' must be at most 4294967295"),
+    (TINY + "eval_batch = 0\n", "'train.eval_batch' must be positive"),
+    (TINY + "fwd_decay_inv = -1\n", "'train.fwd_decay_inv' must be >= 0"),
+    (TINY.replace("[16]", "[16]\ndropout = nan"), r"'network.dropout' must be in \[0, 1\)"),
+    (TINY.replace("[16]", "[16]\ndropout = true"), "'network.dropout' must be float"),
+    (TINY.replace("[16]", "[16]\npred_decoder_dim = 0"), "'network.pred_decoder_dim' must be positive"),
+    (TINY.replace('"embedded"', '"embedded"\nonehot_value = 128'), "'data.onehot_value' must be at most 127"),
+    (TINY.replace('"embedded"', '"embedded"\ncrop_padding = 29'), "'data.crop_padding' must be at most 28"),
+    (TINY.replace('"embedded"', '"imagenet"'), "'data.dataset': unknown dataset"),
+    (TINY + "[schedule]\nmin_delta = inf\n", r"'schedule.min_delta' must be in \[0, 1\]"),
+    (TINY + "[schedule]\nfactor = 0\n", "'schedule.factor' must be positive"),
+    (TINY + "seed = " + "[" * 3000 + "]" * 3000 + "\n", "invalid TOML: arrays or tables nested too deeply"),
+    (TINY + "seed = " + "9" * 5000 + "\n", "invalid TOML: Exceeds the limit"),
+    (TINY.replace('"mlp"\nhidden = [16]', '"cnn"\narchitecture = [["Conv2d", 4, 3, 1, "a"]]'),
+     r"'network.architecture\[0\] padding' must be int"),
+    (TINY.replace('"mlp"\nhidden = [16]', '"cnn"\narchitecture = [["Conv2d", 4, 3, 1, 3]]'),
+     r"'network.architecture\[0\] padding' must be at most 2"),
+    (TINY.replace('"mlp"\nhidden = [16]', '"cnn"\narchitecture = [[["Conv2d"]]]'),
+     r"'network.architecture\[0\]': unknown layer type \['Conv2d'\]"),
+    (TINY.replace("[16]", "[65536, 65536]"), "weights, more than the"),
+])
+def test_bad_config_files_are_rejected_naming_the_key(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(NitroError, match=f"^config {path}: .*{message}"):
+        load_config(path)
+
+
+def test_a_config_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_bytes(TINY.encode() + b"# \xff\n")
+    with pytest.raises(NitroError, match="is not UTF-8 text"):
+        load_config(path)
+
+
+def test_the_exact_loss_gradient_declares_16_bits_unless_the_config_says():
+    assert parse_config(TINY).numerics.widths.loss_grad == 8
+    assert parse_config(TINY + "[quirks]\nloss_grad_wrap = false\n").numerics.widths.loss_grad == 16
+    declared = TINY + "[quirks]\nloss_grad_wrap = false\n[numerics]\nwidths = { loss_grad = 12 }\n"
+    assert parse_config(declared).numerics.widths.loss_grad == 12
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_to_toml_reads_back_to_the_same_config(path):
+    cfg = load_config(path)
+    again = parse_config(to_toml(cfg), complete=True)
+    assert (again.name, again.digest()) == (cfg.name, cfg.digest())
+
+
+def test_with_seed_checks_names_and_restates_the_seed():
+    cfg = load_config(REPO / "configs/embedded_mlp.toml")
+    seeded = with_seed(cfg, 7)
+    assert (seeded.name, seeded.train.seed) == ("embedded_mlp_seed7", 7)
+    assert parse_config(seeded.source).digest() == seeded.digest()  # a checkpoint's config text has seed 7
+    for bad in (-1, 2**32, True, "7"):
+        with pytest.raises(NitroError, match="'train.seed'"):
+            with_seed(cfg, bad)
+
+
+def test_cli_seed_out_of_range_is_one_line(tmp_path, capsys):
+    cfg = str(REPO / "configs/embedded_mlp.toml")
+    assert main(["train", "--config", cfg, "--seed", str(2**32), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("nitro: error: 'train.seed' must be at most")
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,116 @@
+"""Malformed input to `nitro` (configs, IDX files, CIFAR-10 batches, checkpoints, vector sets) ends as
+one `nitro: error:` line with exit code 2: no traceback, no file touched.
+
+The properties live in scripts/fuzz_parsers.py (its long run records benchmarks/fuzz/); here they
+run under the reproducible "ci" hypothesis profile (NITRO_FUZZ_PROFILE=long for more), followed by
+the inputs that produced tracebacks before the parsers checked them.
+"""
+import gzip
+import io
+import json
+import os
+import zipfile
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+from model.conform import compare_arrays
+from scripts import fuzz_parsers as fz
+
+PROFILE = settings.get_profile(os.environ.get("NITRO_FUZZ_PROFILE", "ci"))
+
+
+@pytest.mark.parametrize("parser", sorted(fz.PARSERS))
+def test_malformed_input_is_one_error_line(parser):
+    ran = Counter()
+    fz.fuzz(parser, PROFILE, ran)
+    assert ran[parser] >= PROFILE.max_examples
+
+
+def _idx(code: int, dims: list[int], payload: bytes = b"") -> bytes:
+    return bytes([0, 0, code, len(dims)]) + np.asarray(dims, dtype=">u4").tobytes() + payload
+
+
+@pytest.mark.parametrize("name,content", [
+    ("train-labels-idx1-ubyte", _idx(8, [1] * 100, b"\x01")),  # rank 100: NumPy refuses to reshape
+    ("train-labels-idx1-ubyte", _idx(8, [2**31, 2**31, 4])),  # size 2^64 wrapped to 0 in int64
+    ("train-images-idx3-ubyte.gz", _idx(8, [0, 28, 28])),  # no images
+    ("t10k-labels-idx1-ubyte", _idx(8, [63], bytes(63))),  # 64 test images, 63 labels
+    ("train-images-idx3-ubyte.gz", gzip.compress(_idx(0x0B, [128, 28, 28], bytes(128 * 28 * 28 * 2)))),  # int16
+    ("train-images-idx3-ubyte.gz", gzip.compress(_idx(8, [128, 28, 28], bytes(100)))[:-9]),  # truncated gzip
+])
+def test_idx_files_that_used_to_crash(name, content):
+    fz.check_idx((name, content))
+
+
+def test_cifar_labels_beyond_int64():
+    fz.check_cifar(("data_batch_1", fz._cifar_batch(np.zeros((16, 3072), np.uint8), [2**70] * 16)))
+
+
+def _state_edit(**changes):
+    """The base checkpoint, resealed with its JSON state changed (None: key removed)."""
+    _, arrays = fz.checkpoint_base()
+    body = {k: v for k, v in arrays.items() if k != "meta"}
+    state = {**json.loads(body["state"].tobytes()), **changes}
+    body["state"] = np.frombuffer(fz.json_bytes({k: v for k, v in state.items() if v is not None}), np.uint8)
+    return "sealed", body, json.loads(arrays["meta"].tobytes())["config_digest"]
+
+
+def _array_edit(key, value):
+    _, arrays = fz.checkpoint_base()
+    body = {k: v for k, v in arrays.items() if k != "meta"}
+    return "sealed", {**body, key: value}, json.loads(arrays["meta"].tobytes())["config_digest"]
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(lambda: _state_edit(lr_inv=None), id="no lr_inv"),
+    pytest.param(lambda: _state_edit(plateau="x"), id="plateau a string"),
+    pytest.param(lambda: _state_edit(epoch="1"), id="epoch a string"),
+    pytest.param(lambda: _state_edit(lr_inv=2**70), id="lr_inv beyond int64"),
+    pytest.param(lambda: _state_edit(history=[{"epoch": 1, "test_acc": 0.5}]), id="history row keys"),
+    pytest.param(lambda: _array_edit("rng/keys", np.zeros(10, np.uint32)), id="rng keys 10 words"),
+    pytest.param(lambda: _array_edit("order", np.zeros(10000, np.int64)), id="order not a permutation"),
+    pytest.param(lambda: _array_edit("state", np.frombuffer(b"[1, 2]", np.uint8)), id="state a list"),
+    pytest.param(lambda: ("unsealed", {"meta": np.frombuffer(b"[1]", np.uint8)}), id="meta a list"),
+])
+def test_checkpoints_that_used_to_crash(case):
+    fz.check_checkpoint(case())
+
+
+def _zip_with_raw_member() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("x.npy", b"not an array")
+    return buf.getvalue()
+
+
+def _meta(edit) -> bytes:
+    meta = json.loads((fz.vectors_base() / "emb_meta.json").read_text())
+    edit(meta)
+    return fz.json_bytes(meta)
+
+
+def _linear_in_features(value):
+    def edit(meta):
+        next(leaf for leaf in meta["leaves"] if leaf["type"] == "IntegerLinear")["in_features"] = value
+    return edit
+
+
+@pytest.mark.parametrize("part,content", [
+    pytest.param("meta.json", lambda: b"[]", id="meta a list"),
+    pytest.param("meta.json", lambda: _meta(_linear_in_features("abc")), id="in_features a string"),
+    pytest.param("meta.json", lambda: _meta(_linear_in_features(783)), id="in_features off by one"),
+    pytest.param("meta.json", lambda: _meta(lambda m: m.update(steps=0)), id="zero steps"),
+    pytest.param("step1.npz", _zip_with_raw_member, id="member not .npy"),
+    pytest.param("step1.npz", lambda: fz._npz_bytes({}), id="step file without arrays"),
+])
+def test_vector_sets_that_used_to_crash_or_pass(part, content):
+    fz.check_vectors(("emb", part, content()))
+
+
+def test_a_differing_0d_array_is_a_mismatch():
+    """ref_train_acc and ref_l2_loss_output are 0-d: np.argwhere of a 0-d array has no rows to index."""
+    rep = compare_arrays("1", {"ref_train_acc": np.float64(0.5)}, {"ref_train_acc": np.float64(0.25)})
+    assert [(m.array, m.ours, m.ref) for m in rep.mismatches] == [("ref_train_acc", 0.25, 0.5)]
