@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ExperimentConfig, check_divisor, parse_config, short_repr
+from .config import ExperimentConfig, check_divisor, is_int, parse_config, short_repr
 from .datasets import image_shape
 from .fileio import write_atomic
 from .numerics import NitroError
@@ -95,14 +95,14 @@ def load_checkpoint(path: Path, config_digest: str | None = None) -> Checkpoint:
     arrays = read_npz(path, "checkpoint")
     try:
         meta = _verified_meta(arrays)
-        if config_digest is None or meta["config_digest"] == config_digest:
-            return _decode(arrays, meta["config_digest"])
+        if config_digest is not None and meta["config_digest"] != config_digest:
+            raise NitroError(
+                f"checkpoint {path} was written for a different config (digest {meta['config_digest']}, "
+                f"this run {config_digest}); resume with the config it was trained with"
+            )
+        return _decode(arrays, meta["config_digest"])
     except _Corrupt as exc:
         raise NitroError(f"checkpoint {path} is corrupt: {exc}") from None
-    raise NitroError(
-        f"checkpoint {path} was written for a different config (digest {meta['config_digest']}, "
-        f"this run {config_digest}); resume with the config it was trained with"
-    )
 
 
 def _need(ok: bool, what: str) -> None:
@@ -131,16 +131,12 @@ def _verified_meta(arrays: dict[str, np.ndarray]) -> dict:
     return meta
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _typed(v: Any, kind: type) -> bool:
     """JSON value `v` is a `kind` (int: not bool; float: any number)."""
     if kind is int:
-        return _is_int(v)
+        return is_int(v)
     if kind is float:
-        return _is_int(v) or isinstance(v, float)
+        return is_int(v) or isinstance(v, float)
     return isinstance(v, kind)
 
 
@@ -166,15 +162,15 @@ def _check_state(state: dict, epoch: int) -> None:
     wraps = state["wraps"]
     _need(isinstance(wraps, list) and all(
         isinstance(w, list) and len(w) == 3 and isinstance(w[0], str) and isinstance(w[1], str)
-        and _is_int(w[2]) and w[2] >= 0 for w in wraps), "'wraps' must be a list of [layer, tensor, count]")
+        and is_int(w[2]) and w[2] >= 0 for w in wraps), "'wraps' must be a list of [layer, tensor, count]")
 
 
 def _rng_state(words: Any, rng: Any) -> tuple:
     """numpy RandomState.set_state's tuple: ('MT19937', 624 uint32 words, pos, has_gauss, cached)."""
     _need(isinstance(words, np.ndarray) and words.dtype == np.uint32 and words.shape == (MT_KEYS,),
           f"'rng/keys' must be {MT_KEYS} uint32 words")
-    _need(isinstance(rng, list) and len(rng) == 4 and rng[0] == "MT19937" and _is_int(rng[1])
-          and 0 <= rng[1] <= MT_KEYS and rng[2] in (0, 1) and _is_int(rng[2]) and _typed(rng[3], float),
+    _need(isinstance(rng, list) and len(rng) == 4 and rng[0] == "MT19937" and is_int(rng[1])
+          and 0 <= rng[1] <= MT_KEYS and rng[2] in (0, 1) and is_int(rng[2]) and _typed(rng[3], float),
           "'rng' must be ['MT19937', position 0..624, has_gauss 0/1, cached gaussian]")
     return rng[0], words, rng[1], rng[2], float(rng[3])
 
@@ -216,7 +212,7 @@ def _decode(arrays: dict[str, np.ndarray], config_digest: str) -> Checkpoint:
     _need(isinstance(state, dict) and set(state) == {"epoch", "rng", *STATE_KEYS},
           f"'state' must have exactly the keys {sorted({'epoch', 'rng', *STATE_KEYS})}")
     epoch = state.pop("epoch")
-    _need(_is_int(epoch) and epoch >= 0, f"'epoch' must be a count of epochs, got {short_repr(epoch)}")
+    _need(is_int(epoch) and epoch >= 0, f"'epoch' must be a count of epochs, got {short_repr(epoch)}")
     rng_state = _rng_state(arrays.pop("rng/keys", None), state.pop("rng"))
     _check_state(state, epoch)
     cfg = _config(arrays.pop("config_text", None))

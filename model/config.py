@@ -140,13 +140,14 @@ def short_repr(value: Any) -> str:
     return _SHORT.repr(value)
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """An integer read from a user's file (TOML, JSON): bool is an int subclass, but not an integer here."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_int(key: str, value: Any, lo: int, hi: int) -> int:
     """`value` as an integer in lo..hi, else an error naming `key`."""
-    if not _is_int(value):
+    if not is_int(value):
         raise NitroError(f"'{key}' must be int, got {short_repr(value)}")
     if value < lo:
         raise NitroError(f"'{key}' must be {'positive' if lo == 1 else f'>= {lo}'}, got {value}")
@@ -182,7 +183,7 @@ def _section(cls, table: Any, where: str, convert: dict | None = None):
 
 
 def _int_list(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(_is_int(v) and 0 < v <= MAX_LAYER_WIDTH for v in value):
+    if not isinstance(value, list) or not all(is_int(v) and 0 < v <= MAX_LAYER_WIDTH for v in value):
         raise NitroError(f"'{where}' must be a list of positive integers (at most {MAX_LAYER_WIDTH}), "
                          f"got {short_repr(value)}")
     return tuple(value)

@@ -17,14 +17,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .config import check_divisor, short_repr
+from .config import INT64_MAX, check_divisor, is_int, short_repr
 from .layers import check_slope_inv, rss_loss_reference
 from .network import Network, Trace
 from .numerics import NitroError
 from .spec import Block, Conv2d, Flatten, Linear, MaxPool2d, NetworkSpec, NitroReLU, Scaling
 from .vectors import read_npz
 
-INT64_MAX = 2**63 - 1
 _MISSING = object()
 
 
@@ -32,16 +31,12 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
     return read_npz(path, "vector file")
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _int(d: dict, key: str, what: str, lo: int, hi: int = INT64_MAX, default: Any = _MISSING) -> int:
     """d[key] as an integer in lo..hi (`default` when absent, if given)."""
     v = d.get(key, default)
     if v is _MISSING:
         raise NitroError(f"{what} lacks {key!r}")
-    if not _is_int(v) or not lo <= v <= hi:
+    if not is_int(v) or not lo <= v <= hi:
         raise NitroError(f"{what}: {key!r} must be an integer in {lo}..{hi}, got {short_repr(v)}")
     return v
 
@@ -52,7 +47,7 @@ def _pair(d: dict, key: str, what: str, lo: int, default: Any = _MISSING) -> tup
     if v is _MISSING:
         raise NitroError(f"{what} lacks {key!r}")
     v = list(v) if isinstance(v, (list, tuple)) else [v, v]
-    if len(v) != 2 or not all(_is_int(e) and lo <= e <= INT64_MAX for e in v):
+    if len(v) != 2 or not all(is_int(e) and lo <= e <= INT64_MAX for e in v):
         raise NitroError(f"{what}: {key!r} must be 2 integers >= {lo}, got {short_repr(v)}")
     return v[0], v[1]
 
@@ -131,13 +126,12 @@ def _leaf(leaf: Any, index: int):
 
 def _resolve(leaves: dict, names: Any, what: str, types: list[type | tuple]) -> list:
     """The leaves `names` refers to, which must have the given types in order."""
-    names = _list(names, what, str)
-    if len(names) != len(types):
-        raise NitroError(f"{what} must name {len(types)} layers, got {len(names)}")
+    if not isinstance(names, list) or len(names) != len(types):
+        raise NitroError(f"{what} must be a list of {len(types)} layer names, got {short_repr(names)}")
     out = []
     for n, t in zip(names, types):
-        if n not in leaves:
-            raise NitroError(f"{what} names layer {n!r}, which 'leaves' does not describe")
+        if not isinstance(n, str) or n not in leaves:
+            raise NitroError(f"{what} names layer {short_repr(n)}, which 'leaves' does not describe")
         if not isinstance(leaves[n], t):
             raise NitroError(f"{what}: layer {n!r} is a {type(leaves[n]).__name__}, not the expected kind")
         out.append(leaves[n])

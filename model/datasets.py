@@ -127,8 +127,8 @@ def write_idx(path: str | Path, arr: np.ndarray) -> None:
     native = arr.dtype.newbyteorder("=")
     if native not in _IDX_CODES:
         raise NitroError(f"{path}: IDX cannot store dtype {arr.dtype}")
-    if not 1 <= arr.ndim <= 255:
-        raise NitroError(f"{path}: IDX needs 1..255 dimensions, array has {arr.ndim}")
+    if not 1 <= arr.ndim <= _IDX_MAX_DIMS:
+        raise NitroError(f"{path}: IDX files here hold 1..{_IDX_MAX_DIMS} dimensions, array has {arr.ndim}")
     header = bytes([0, 0, _IDX_CODES[native], arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
     payload = header + np.ascontiguousarray(arr, dtype=native.newbyteorder(">")).tobytes()
     if path.suffix == ".gz":
