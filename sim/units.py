@@ -54,6 +54,7 @@ SIM_UNITS: dict[str, SimUnit] = {
     "maxpool_fwd": SimUnit(lambda: MaxPoolForward(4, 8)),
     "maxpool_bwd": SimUnit(lambda: MaxPoolBackward(4, 32)),
     "sgd": SimUnit(lambda: Bank([IntegerSGDUpdate(decay_inv=e) for e in DECAYS])),
+    "sgd_engine": SimUnit(lambda: IntegerSGDUpdate(16, 32, decay_inv=None)),
     "mac": SimUnit(lambda: Mac(8, 16, 32)),
     "mac4x4_w32": SimUnit(lambda: MacArray(4, 4, 8, 32, 32), depth=1 << 18),
     "mac8x8": SimUnit(lambda: MacArray(8, 8, 8, 16, 32), depth=1 << 17),

@@ -66,8 +66,8 @@ def sgd_spec(d, eta, ww):
 
 
 def sgd_assume(unit, d):
-    c = unit.constants(d)
-    return lambda p: (p.mult == c.mult) & (p.shift == c.shift)
+    c = unit.d_constants(d)
+    return lambda p: (p.d_mult == c.mult) & (p.d_shift == c.shift)
 
 
 def cases():

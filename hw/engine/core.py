@@ -9,7 +9,7 @@ Data path (one GEMM command at a time, see `params.command_layout`):
              the next tile's K >= rows*cols accumulation beats):
                scale_relu : ProgDivider (SF) -> clip -> NitroReluForward  -> a, s
                scale_loss : ProgDivider (SF) -> clip -> LossGradient(y)    -> e, y_hat
-               sgd        : WMEM read -> ProgSGDUpdate(G, W, D, eta)      -> WMEM (+ WTMEM copy)
+               sgd        : WMEM read -> IntegerSGDUpdate(G, W, D, eta)      -> WMEM (+ WTMEM copy)
              row op (cols elements per cycle):
                relu_bwd   : C row + SMEM row s -> cols x NitroReluBackward -> DMEM row
 The sequencer fetches commands from CMEM until an END command; a fixed flush (`wait_cycles`)
@@ -47,6 +47,7 @@ from hw.lossgrad import LossGradient
 from hw.mac import MacArray
 from hw.stream_unit import skid_capacity, skid_output
 from hw.relu import NitroReluBackward, NitroReluForward
+from hw.sgd import IntegerSGDUpdate
 
 from .memory import READ_LATENCY, WRITE_LATENCY, BankedMemory
 from .params import (
@@ -54,7 +55,6 @@ from .params import (
     SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_CTR, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM, SEL_YMEM,
     EngineParams, command_layout,
 )
-from .sgd import ProgSGDUpdate
 
 CTR_BITS = 40
 ACT_MAX = 127
@@ -95,7 +95,8 @@ class Engine(wiring.Component):
             "hr_sel": In(4), "hr_addr": In(ADDR_W), "hr_data": Out(p.word_bits),
         })
         # the engine takes every unit output in the cycle it appears: no skid FIFOs (always_ready)
-        self.sgd = ProgSGDUpdate(p.weight_bits, p.acc_bits, p.max_divisor, p.max_eta, always_ready=True)
+        self.sgd = IntegerSGDUpdate(p.weight_bits, p.acc_bits, None, p.max_divisor, p.max_eta,
+                                   always_ready=True)
         self.scaler = ProgDivider(p.acc_bits, p.max_scale, always_ready=True)
 
     # ------------------------------------------------------------------------------------------

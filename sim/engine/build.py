@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hw.engine.core import Engine
 from hw.engine.params import EngineParams
-from sim.runner import LINT_WAIVERS, REPO, check_results, setup_verilator
+from sim.runner import LINT_WAIVERS, REPO, check_results, setup_verilator, without_src
 
 HARNESS = Path(__file__).with_name("engine_tb.sv")
 BUILD_ARGS = [*LINT_WAIVERS, "-O3", "--timing", "-Wno-fatal", "--x-assign", "fast",
@@ -99,7 +99,7 @@ def build_engine(params: EngineParams | None = None) -> EngineBuild:
         return EngineBuild(p, bdir, bdir / "engine.v", 0.0)
     v_text = engine_verilog(p)
     key = hashlib.sha256(
-        (v_text + HARNESS.read_text() + json.dumps([BUILD_ARGS, hparams])).encode()
+        (without_src(v_text) + HARNESS.read_text() + json.dumps([BUILD_ARGS, hparams])).encode()
     ).hexdigest()[:12]
     ENGINE_BUILD_ROOT.mkdir(parents=True, exist_ok=True)
     gi = ENGINE_BUILD_ROOT.parent / ".gitignore"

@@ -8,21 +8,31 @@ from sim.tb.common import UnitBench, cocotb_test, corner_ints, tensors
 SCHEDULE = [d for d in (512 * 3 ** k * amp for k in range(12) for amp in (1, 640)) if d < 1 << 32]
 
 
-def build(bench, w, g, d):
+def build(bench, w, g, d, eta=None):
+    """Payload and golden callback for weights w, gradients g, divisors d and, for a unit with a
+    runtime decay divider, decay inverses eta (else each unit's own decay_inv)."""
+    u0 = bench.units[0]
     pool, idx = np.unique(d, return_inverse=True)
-    cs = [bench.units[0].constants(int(x)) for x in pool]
-    v = {"w": w, "g": g, "mult": np.array([c.mult for c in cs])[idx],
-         "shift": np.array([c.shift for c in cs])[idx]}
+    cs = [u0.d_constants(int(x)) for x in pool]
+    v = {"w": w, "g": g, "d_mult": np.array([c.mult for c in cs])[idx],
+         "d_shift": np.array([c.shift for c in cs])[idx]}
+    if eta is not None:
+        epool, eidx = np.unique(eta, return_inverse=True)
+        ecs = np.array([u0.e_constants(int(e)) for e in epool])
+        v["e_mult"], v["e_shift"] = ecs[eidx, 0], ecs[eidx, 1]
 
     def golden(_):
         out = {}
         for k, u in enumerate(bench.units):
+            etas = eta if eta is not None else np.full(len(w), u.decay_inv)
             res = np.zeros(len(w), dtype=np.int64)
-            for j, dv in enumerate(pool):  # the golden update takes one scalar divisor
-                sel = idx == j
-                res[sel] = wrap(integer_sgd_update(w[sel], g[sel], int(dv), u.decay_inv)[0], 32)
+            order = np.lexsort((etas, d))  # the golden update takes scalar divisors: group by (D, eta)
+            cuts = np.flatnonzero(np.diff(d[order]) | np.diff(etas[order])) + 1
+            for sel in np.split(order, cuts):
+                new = integer_sgd_update(w[sel], g[sel], int(d[sel[0]]), int(etas[sel[0]]))[0]
+                res[sel] = wrap(new, u.weight_width)
             out[f"u{k}"] = res
-        return out
+        return out if hasattr(bench.unit, "units") else out["u0"]
     return v, golden
 
 

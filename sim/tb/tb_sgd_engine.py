@@ -1,0 +1,38 @@
+"""The engine's IntegerSGD pipeline (int16 weights, int32 gradients, D and eta both programmed per
+weight): corners, every decay inverse class, a real MNIST step with each layer's eta."""
+import numpy as np
+
+from sim.tb.common import UnitBench, cocotb_test, corner_ints, tensors
+from sim.tb.tb_sgd import SCHEDULE, build
+
+ETAS = [0, 1, 2, 3, 3000, 12000, 30000, (1 << 16) - 1]
+
+
+@cocotb_test()
+async def corners(dut):
+    b = UnitBench(dut)
+    rng = np.random.default_rng(21)
+    n = 1_000_000
+    w = corner_ints(rng, 16, n, pivots=[3000, 12000])
+    g = rng.permutation(corner_ints(rng, 32, n, pivots=SCHEDULE[:8]))
+    d = rng.choice(np.array(SCHEDULE + [1, 3, (1 << 32) - 1]), n)
+    eta = rng.choice(np.concatenate([ETAS, rng.integers(1, 1 << 16, 56)]), n)
+    v, golden = build(b, w, g, d, eta)
+    await b.check("16-bit W x 32-bit G corners x divisors x runtime eta", v, golden, seed=5)
+
+
+@cocotb_test()
+async def real_step(dut):
+    b = UnitBench(dut)
+    init, step = tensors().load("init"), tensors().load("step1")
+    w, g, d, eta = [], [], [], []
+    for layer, amp, e in (("linear_encoder_00", 640, 12000), ("linear_encoder_01", 640, 12000),
+                          ("linear_pred_00", 1, 3000), ("linear_pred_01", 1, 3000), ("linear_02", 1, 3000)):
+        w.append(init[f"{layer}.weight"].ravel())
+        g.append(step[f"wgrad/{layer}"].ravel())
+        d.append(np.full(w[-1].size, 512 * amp))
+        eta.append(np.full(w[-1].size, e))
+    w, g, d, eta = (np.concatenate(x).astype(np.int64) for x in (w, g, d, eta))
+    v, golden = build(b, w, g, d, eta)
+    await b.check("real MNIST step (W, G, D, eta), random valid/ready", v, golden, valid_p=0.8,
+                  ready_p=0.6)
