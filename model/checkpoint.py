@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .config import ExperimentConfig, check_divisor, is_int, parse_config, short_repr
-from .datasets import image_shape
+from .datasets import image_shape, one_line
 from .fileio import write_atomic
 from .numerics import NitroError
 from .optim import PlateauState
@@ -117,7 +117,7 @@ def _json(arrays: dict[str, np.ndarray], key: str) -> Any:
     try:
         return json.loads(a.tobytes())
     except (ValueError, RecursionError) as exc:  # JSON and text-encoding errors; absurd nesting
-        raise _Corrupt(f"{key!r} is not JSON ({type(exc).__name__}: {exc})") from None
+        raise _Corrupt(f"{key!r} is not JSON ({type(exc).__name__}: {one_line(exc)})") from None
 
 
 def _verified_meta(arrays: dict[str, np.ndarray]) -> dict:

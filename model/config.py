@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .datasets import image_shape
+from .datasets import image_shape, one_line
 from .numerics import NitroError, WidthPolicy, Widths
 from .optim import Schedule, ScheduleConfig
 from .layers import check_slope_inv, dropout_rescale
@@ -232,7 +232,7 @@ def _toml(text: str) -> dict:
     try:
         return tomllib.loads(text)
     except ValueError as exc:  # TOMLDecodeError, and int() refusing a literal of > 4300 digits
-        raise NitroError(f"invalid TOML: {exc}") from None
+        raise NitroError(f"invalid TOML: {one_line(exc)}") from None
     except RecursionError:
         raise NitroError("invalid TOML: arrays or tables nested too deeply") from None
 
@@ -385,7 +385,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise NitroError(f"cannot read config {path}: {exc.strerror or exc}") from None
+        raise NitroError(f"cannot read config {path}: {exc.strerror or one_line(exc)}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

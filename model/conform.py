@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .config import INT64_MAX, check_divisor, is_int, short_repr
+from .datasets import one_line
 from .layers import check_slope_inv, rss_loss_reference
 from .network import Network, Trace
 from .numerics import NitroError
@@ -280,11 +281,11 @@ def _read_meta(path: Path, tag: str) -> dict:
     except FileNotFoundError:
         raise NitroError(f"no vector set {tag!r} in {path.parent} (missing {path.name})") from None
     except OSError as exc:
-        raise NitroError(f"cannot read meta file {path}: {exc.strerror or exc}") from None
+        raise NitroError(f"cannot read meta file {path}: {exc.strerror or one_line(exc)}") from None
     try:
         meta = json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSON and text-encoding errors; absurd nesting
-        raise NitroError(f"corrupt meta file {path}: {type(exc).__name__}: {exc}") from None
+        raise NitroError(f"corrupt meta file {path}: {type(exc).__name__}: {one_line(exc)}") from None
     return _in_file(path, _dict, meta, "the meta file")
 
 

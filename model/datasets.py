@@ -64,6 +64,11 @@ class RawDataset:
     source: Path
 
 
+def one_line(exc: BaseException) -> str:
+    """A library's error message on one line (some span several): the CLI reports an error as one line."""
+    return " ".join(str(exc).split())
+
+
 # --------------------------------------------------------------------------------------------- IDX
 
 
@@ -72,12 +77,12 @@ def _read_bytes(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise NitroError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise NitroError(f"{path}: cannot read ({e.strerror or one_line(e)})") from None
     if data[:2] == _GZIP_MAGIC:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as e:
-            raise NitroError(f"{path}: corrupt or truncated gzip data ({e})") from None
+            raise NitroError(f"{path}: corrupt or truncated gzip data ({one_line(e)})") from None
     return data
 
 
@@ -306,9 +311,9 @@ def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         with path.open("rb") as f:
             obj = _BatchUnpickler(f, encoding="bytes").load()
     except OSError as e:
-        raise NitroError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise NitroError(f"{path}: cannot read ({e.strerror or one_line(e)})") from None
     except Exception as e:  # a corrupt pickle can raise almost anything
-        raise NitroError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
+        raise NitroError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {one_line(e)})") from None
     if not isinstance(obj, dict):
         raise NitroError(f"{path}: expected a pickled dict, found {type(obj).__name__}")
     data, labels = obj.get(b"data", obj.get("data")), obj.get(b"labels", obj.get("labels"))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .datasets import one_line
 from .fileio import write_atomic
 from .network import Network, Trace
 from .numerics import NitroError
@@ -33,7 +34,7 @@ def read_npz(path: Path, kind: str) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise NitroError(f"{kind} {path} does not exist") from None
     except Exception as exc:  # zipfile, format, pickle and size errors all mean a damaged file
-        raise NitroError(f"cannot read {kind} {path}: corrupt or not a {kind} ({exc})") from None
+        raise NitroError(f"cannot read {kind} {path}: corrupt or not a {kind} ({one_line(exc)})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise NitroError(f"cannot read {kind} {path}: corrupt or not a {kind} (a single .npy array, "
                          f"not an .npz archive)")
@@ -41,7 +42,7 @@ def read_npz(path: Path, kind: str) -> dict[str, np.ndarray]:
         with archive:
             arrays = {k: archive[k] for k in archive.files}
     except Exception as exc:
-        raise NitroError(f"cannot read {kind} {path}: corrupt or not a {kind} ({exc})") from None
+        raise NitroError(f"cannot read {kind} {path}: corrupt or not a {kind} ({one_line(exc)})") from None
     foreign = sorted(k for k, a in arrays.items() if not isinstance(a, np.ndarray))
     if foreign:  # np.load hands members that are not .npy files over as raw bytes
         raise NitroError(f"cannot read {kind} {path}: corrupt or not a {kind} (members {foreign} "

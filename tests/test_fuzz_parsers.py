@@ -45,8 +45,12 @@ def test_idx_files_that_used_to_crash(name, content):
     fz.check_idx((name, content))
 
 
-def test_cifar_labels_beyond_int64():
-    fz.check_cifar(("data_batch_1", fz._cifar_batch(np.zeros((16, 3072), np.uint8), [2**70] * 16)))
+@pytest.mark.parametrize("content", [
+    pytest.param(fz._cifar_batch(np.zeros((16, 3072), np.uint8), [2**70] * 16), id="labels beyond int64"),
+    pytest.param(b"P0\n.", id="persistent id: a two-line pickle error"),
+])
+def test_cifar_batches_that_used_to_crash(content):
+    fz.check_cifar(("data_batch_1", content))
 
 
 def _state_edit(**changes):
@@ -79,11 +83,19 @@ def test_checkpoints_that_used_to_crash(case):
     fz.check_checkpoint(case())
 
 
-def _zip_with_raw_member() -> bytes:
+def _zip(member: bytes) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("x.npy", b"not an array")
+        z.writestr("x.npy", member)
     return buf.getvalue()
+
+
+# An .npy header of 10 102 bytes: numpy refuses it with a message of three lines.
+_BIG_HEADER = b"\x93NUMPY\x01\x00" + (10102).to_bytes(2, "little") + b" " * 10101 + b"\n"
+
+
+def test_an_npy_header_numpy_refuses_in_three_lines():
+    fz.check_checkpoint(("raw", _zip(_BIG_HEADER)))
 
 
 def _meta(edit) -> bytes:
@@ -103,7 +115,7 @@ def _linear_in_features(value):
     pytest.param("meta.json", lambda: _meta(_linear_in_features("abc")), id="in_features a string"),
     pytest.param("meta.json", lambda: _meta(_linear_in_features(783)), id="in_features off by one"),
     pytest.param("meta.json", lambda: _meta(lambda m: m.update(steps=0)), id="zero steps"),
-    pytest.param("step1.npz", _zip_with_raw_member, id="member not .npy"),
+    pytest.param("step1.npz", lambda: _zip(b"not an array"), id="member not .npy"),
     pytest.param("step1.npz", lambda: fz._npz_bytes({}), id="step file without arrays"),
 ])
 def test_vector_sets_that_used_to_crash_or_pass(part, content):
