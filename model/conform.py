@@ -319,17 +319,23 @@ def _in_file(path: Path, check: Callable, *args, **kwargs):
         raise NitroError(f"{path}: {exc}") from None
 
 
-def _step_report(path: Path, step: str, ours: dict) -> StepReport:
+def _reference(path: Path) -> dict[str, np.ndarray]:
     ref = _load_npz(path)
     if not ref:
         raise NitroError(f"vector file {path} holds no arrays: nothing to compare")
-    return compare_arrays(step, ref, ours)
+    return ref
 
 
-def run_conformance(vec_dir: str | Path, tag: str,
-                    on_step: Callable[[StepReport], None] | None = None) -> list[StepReport]:
-    """Replay the recorded steps of `tag` from its initial weights; compare every array."""
-    vec_dir = Path(vec_dir)
+@dataclass
+class _VectorSet:
+    net: Network  # built from the meta file, holding the initial weights
+    lr_inv: int
+    data: dict[str, np.ndarray]
+    refs: dict[str, dict[str, np.ndarray]]  # "1".."N", "after" -> the reference arrays
+
+
+def _load_set(vec_dir: Path, tag: str) -> _VectorSet:
+    """Read and check every file of the set before anything is replayed."""
     meta_path, data_path, init_path = (vec_dir / f"{tag}_{part}" for part in ("meta.json", "data.npz", "init.npz"))
     meta = _read_meta(meta_path, tag)
     steps = _in_file(meta_path, _int, meta, "steps", "the meta file", 1)
@@ -343,23 +349,39 @@ def run_conformance(vec_dir: str | Path, tag: str,
     if any(w.dtype != np.int32 for w in init.values()):
         raise NitroError(f"{init_path}: initial weights must be int32")
     net = _in_file(init_path, Network, spec, {k.removesuffix(".weight"): v for k, v in init.items()})
-    reports = []
-    for k in range(1, steps + 1):
-        trace = Trace()
-        res = net.train_step(data[f"step{k}_x"], data[f"step{k}_y_onehot"], lr_inv, trace=trace)
-        ours = dict(trace)
-        ours["ref_train_acc"] = np.float64(res.correct / len(res.y_hat))
-        ours["ref_l2_loss_output"] = np.float64(rss_loss_reference(trace["out"], trace["y_onehot"]))
-        reports.append(_step_report(vec_dir / f"{tag}_step{k}.npz", str(k), ours))
-        if on_step:
-            on_step(reports[-1])
-    test_x = data["test_x"]
-    pred = net.predict(test_x, batch=128)
-    ours = {f"{k}.weight": v for k, v in net.params.items()}
+    refs = {str(k): _reference(vec_dir / f"{tag}_step{k}.npz") for k in range(1, steps + 1)}
+    refs["after"] = _reference(vec_dir / f"{tag}_after3.npz")
+    return _VectorSet(net, lr_inv, data, refs)
+
+
+def _step_arrays(vs: _VectorSet, k: str) -> dict[str, np.ndarray]:
+    """Train recorded step k; every traced tensor plus the reference's accuracy and loss."""
+    trace = Trace()
+    res = vs.net.train_step(vs.data[f"step{k}_x"], vs.data[f"step{k}_y_onehot"], vs.lr_inv, trace=trace)
+    ours = dict(trace)
+    ours["ref_train_acc"] = np.float64(res.correct / len(res.y_hat))
+    ours["ref_l2_loss_output"] = np.float64(rss_loss_reference(trace["out"], trace["y_onehot"]))
+    return ours
+
+
+def _final_arrays(vs: _VectorSet) -> dict[str, np.ndarray]:
+    """The weights after the recorded steps and the predictions on the test images."""
+    test_x = vs.data["test_x"]
+    pred = vs.net.predict(test_x, batch=128)
+    ours = {f"{k}.weight": v for k, v in vs.net.params.items()}
     ours["pred_out"] = pred
     ours["pred_class"] = np.argmax(pred, axis=1).astype(np.int64)
-    ours.update({f"pred_local/{k}": v for k, v in net.predict_local(test_x, batch=128).items()})
-    reports.append(_step_report(vec_dir / f"{tag}_after3.npz", "after", ours))
-    if on_step:
-        on_step(reports[-1])
+    ours.update({f"pred_local/{k}": v for k, v in vs.net.predict_local(test_x, batch=128).items()})
+    return ours
+
+
+def run_conformance(vec_dir: str | Path, tag: str,
+                    on_step: Callable[[StepReport], None] | None = None) -> list[StepReport]:
+    """Replay the recorded steps of `tag` from its initial weights; compare every array."""
+    vs = _load_set(Path(vec_dir), tag)
+    reports = []
+    for step, ref in vs.refs.items():
+        reports.append(compare_arrays(step, ref, _final_arrays(vs) if step == "after" else _step_arrays(vs, step)))
+        if on_step:
+            on_step(reports[-1])
     return reports
