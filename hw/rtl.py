@@ -21,6 +21,8 @@ from amaranth.lib import data, wiring
 from model.numerics import NitroError
 
 from .divider import ConstDivider, ProgDivider
+from .dma import DmaReader, DmaWriter
+from .engine.control import ControlRegisters
 from .lossgrad import LossGradient
 from .mac import Mac, MacArray
 from .maxpool import MaxPoolBackward, MaxPoolForward
@@ -51,6 +53,9 @@ UNITS: dict[str, tuple[type, dict[str, Any]]] = {
                                  "acc_width": 32}),
     "mac_array_8x8": (MacArray, {"rows": 8, "cols": 8, "a_width": 8, "b_width": 16,
                                  "acc_width": 32}),
+    "dma_reader": (DmaReader, {"addr_width": 32, "data_width": 64, "max_burst": 16, "max_outstanding": 4}),
+    "dma_writer": (DmaWriter, {"addr_width": 32, "data_width": 64, "max_burst": 16, "max_outstanding": 4}),
+    "engine_control": (ControlRegisters, {"array_side": 8, "bus_bits": 64}),
 }
 
 
@@ -80,16 +85,14 @@ def _fields(shape, prefix: str = "") -> list[dict]:
 
 
 def ports(unit: wiring.Component) -> list[dict]:
-    """Verilog ports of a stream unit: name, direction, width, payload fields."""
+    """Verilog ports of a unit, from its signature: name, direction, width, fields of layouts."""
     out = [{"name": "clk", "dir": "in", "width": 1}, {"name": "rst", "dir": "in", "width": 1}]
-    for member, flow in (("i", "in"), ("o", "out")):
-        s = getattr(unit, member)
-        back = "out" if flow == "in" else "in"
-        shape = s.payload.shape()
-        out.append({"name": f"{member}__payload", "dir": flow, "width": Shape.cast(shape).width,
-                    "fields": _fields(shape)})
-        out.append({"name": f"{member}__valid", "dir": flow, "width": 1})
-        out.append({"name": f"{member}__ready", "dir": back, "width": 1})
+    for path, member, _ in unit.signature.flatten(unit):
+        port = {"name": "__".join(map(str, path)), "dir": "in" if member.flow == wiring.In else "out",
+                "width": Shape.cast(member.shape).width}
+        if isinstance(member.shape, data.Layout):
+            port["fields"] = _fields(member.shape)
+        out.append(port)
     return out
 
 
@@ -125,7 +128,7 @@ def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = Tr
         cls, params = UNITS[name]
         entries.append({
             "unit": name, "class": f"{cls.__module__}.{cls.__name__}", "module": name,
-            "file": v_file.name, "parameters": params, "latency_cycles": unit.latency,
+            "file": v_file.name, "parameters": params, "latency_cycles": getattr(unit, "latency", None),
             "ports": ports(unit),
             "lint": lint(v_file, name) if run_lint else "not run",
             "lint_waivers": LINT_WAIVERS,

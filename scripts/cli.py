@@ -153,7 +153,8 @@ def _rtl(args: argparse.Namespace) -> int:
     manifest = write_rtl(Path(args.out), args.unit or None)
     entries = json.loads(Path(manifest).read_text())["units"]
     for e in entries:
-        print(f"{e['unit']:22s} {e['file']:26s} latency {e['latency_cycles']} cycles, lint: {e['lint']}")
+        timing = "AXI ports" if e["latency_cycles"] is None else f"latency {e['latency_cycles']} cycles"
+        print(f"{e['unit']:22s} {e['file']:26s} {timing}, lint: {e['lint']}")
     print(f"{len(entries)} units written to {args.out}/ (manifest: {manifest})")
     return 0 if all(e["lint"] in ("clean", "skipped") for e in entries) else 1
 

@@ -84,6 +84,7 @@ class Built:
     name: str
     build_dir: Path
     verilog: Path
+    toplevel: str = "tb"  # the stream harness; "top" for a component driven by cocotb directly
 
 
 def payload_widths(unit) -> tuple[int, int]:
@@ -118,22 +119,37 @@ def build_plan(name: str, coverage: bool | None = None) -> tuple[Path, str, dict
 
 def build_unit(name: str) -> Built:
     """Generate and build the simulation of SIM_UNITS[name] (cached by content hash)."""
-    from cocotb_tools.runner import get_runner
-
     setup_verilator()
     bdir, v_text, params = build_plan(name)
+    _build_locked(bdir, {f"{name}.v": v_text, "harness.sv": HARNESS.read_text()}, "tb", params)
+    return Built(name, bdir, bdir / f"{name}.v")
+
+
+def build_component(name: str, component) -> Built:
+    """A component as the Verilator toplevel `top`, its ports driven by the cocotb module directly
+    (the AXI protocol tests); cached by content hash like the units."""
+    setup_verilator()
+    v_text = verilog.convert(component, name="top")
+    key = hashlib.sha256((without_src(v_text) + json.dumps(build_args())).encode()).hexdigest()[:12]
+    bdir = build_root() / f"{name}-{key}"
+    _build_locked(bdir, {f"{name}.v": v_text}, "top", {})
+    return Built(name, bdir, bdir / f"{name}.v", "top")
+
+
+def _build_locked(bdir: Path, files: dict[str, str], toplevel: str, params: dict) -> None:
+    """Write the sources and Verilate them once; parallel callers wait on the folder's lock."""
+    from cocotb_tools.runner import get_runner
+
     bdir.mkdir(parents=True, exist_ok=True)
     with open(bdir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        v_file = bdir / f"{name}.v"
-        if not (bdir / "Vtop").exists():
-            v_file.write_text(v_text)
-            shutil.copy(HARNESS, bdir / "harness.sv")
+        if not (bdir / toplevel).exists():  # the simulator binary the runner links
+            for fname, text in files.items():
+                (bdir / fname).write_text(text)
             get_runner("verilator").build(
-                sources=[v_file, bdir / "harness.sv"], hdl_toplevel="tb", build_dir=bdir,
+                sources=[bdir / f for f in files], hdl_toplevel=toplevel, build_dir=bdir,
                 build_args=build_args(), parameters=params, log_file=bdir / "build.log",
             )
-    return Built(name, bdir, v_file)
 
 
 def check_results(results_xml: Path) -> None:
@@ -167,7 +183,7 @@ def run_tb(built: Built, tb_module: str, test_dir_name: str, testcase: str | Non
     env = {"NITRO_UNIT": built.name, **(extra_env or {})}
     os.environ.update(env)  # the runner lets the parent's environment win over extra_env
     results = get_runner("verilator").test(
-        test_module=tb_module, hdl_toplevel="tb", hdl_toplevel_lang="verilog",
+        test_module=tb_module, hdl_toplevel=built.toplevel, hdl_toplevel_lang="verilog",
         build_dir=built.build_dir, test_dir=tdir, testcase=testcase, extra_env=env,
         plusargs=[f"+verilator+coverage+file+{tdir / 'coverage.dat'}"] if coverage_enabled() else [],
         log_file=tdir / "sim.log",

@@ -5,15 +5,17 @@ import json
 
 import pytest
 
-from .runner import BUILD_ROOT, Built, build_unit, run_tb
+from .runner import BUILD_ROOT, Built, build_component, build_unit, run_tb
 from .tensors import TensorSource
 
 _BUILDS: dict[str, Built] = {}
 
 
 def built(name: str) -> Built:
+    from .units import SIM_TOPS
+
     if name not in _BUILDS:
-        _BUILDS[name] = build_unit(name)
+        _BUILDS[name] = build_component(name, SIM_TOPS[name]()) if name in SIM_TOPS else build_unit(name)
     return _BUILDS[name]
 
 

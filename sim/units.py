@@ -12,6 +12,8 @@ from typing import Callable
 from amaranth.lib import wiring
 
 from hw.divider import ConstDivider, ProgDivider
+from hw.dma import DmaLoopback
+from hw.engine.control import ControlRegisters
 from hw.lossgrad import LossGradient
 from hw.mac import Mac, MacArray
 from hw.maxpool import MaxPoolBackward, MaxPoolForward
@@ -58,4 +60,12 @@ SIM_UNITS: dict[str, SimUnit] = {
     "mac": SimUnit(lambda: Mac(8, 16, 32)),
     "mac4x4_w32": SimUnit(lambda: MacArray(4, 4, 8, 32, 32), depth=1 << 18),
     "mac8x8": SimUnit(lambda: MacArray(8, 8, 8, 16, 32), depth=1 << 17),
+}
+
+# Components driven by their cocotb module directly (no stream harness): the AXI ports, tested
+# against cocotbext-axi's models (sim/tb/tb_dma.py, sim/tb/tb_regs.py).
+SIM_TOPS: dict[str, Callable[[], wiring.Component]] = {
+    "dma64": lambda: DmaLoopback(32, 64, max_burst=16, max_outstanding=4),
+    "dma128": lambda: DmaLoopback(32, 128, max_burst=64, max_outstanding=2),
+    "control_regs": ControlRegisters,
 }

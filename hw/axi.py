@@ -1,0 +1,76 @@
+"""AXI4 and AXI4-Lite ports, declared once as `wiring` signatures (AMBA AXI and ACE spec, IHI 0022).
+
+Members carry the AXI signal names in lower case (`awaddr`, `rdata`, ...) and are flat, so a port
+`m_axi` becomes Verilog ports `m_axi__awaddr`, ... which cocotbext-axi binds with
+`AxiBus.from_prefix(dut, "m_axi", bus_separator="__")`. Directions are the manager's: a manager
+(DMA) port is `Out(axi4(...))`, a subordinate (register file) port `In(axilite(...))`.
+
+A read-only or write-only manager takes the channels it uses (`read=False` / `write=False`);
+`connect_channels` ties such a port into a full one.
+"""
+from __future__ import annotations
+
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+BURST_INCR = 0b01
+RESP_OKAY, RESP_SLVERR, RESP_DECERR = 0b00, 0b10, 0b11
+MAX_BURST_BEATS = 256  # AXI4 INCR
+BOUNDARY = 4096  # a burst never crosses a 4 KiB address boundary
+
+
+def _check(data_width: int, addr_width: int) -> None:
+    if data_width not in (32, 64, 128, 256, 512, 1024):
+        raise ValueError(f"AXI data width must be a power of two in 32..1024, got {data_width}")
+    if not 12 <= addr_width <= 64:
+        raise ValueError(f"AXI address width must be in 12..64, got {addr_width}")
+
+
+def axi4(addr_width: int = 32, data_width: int = 64, id_width: int = 1, *, read: bool = True,
+         write: bool = True) -> wiring.Signature:
+    """An AXI4 manager port with INCR-burst fields (no lock/cache/prot/qos/region/user)."""
+    _check(data_width, addr_width)
+    members = {}
+    if write:
+        members |= {
+            "awid": Out(id_width), "awaddr": Out(addr_width), "awlen": Out(8), "awsize": Out(3),
+            "awburst": Out(2), "awvalid": Out(1), "awready": In(1),
+            "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1),
+            "wvalid": Out(1), "wready": In(1),
+            "bid": In(id_width), "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+        }
+    if read:
+        members |= {
+            "arid": Out(id_width), "araddr": Out(addr_width), "arlen": Out(8), "arsize": Out(3),
+            "arburst": Out(2), "arvalid": Out(1), "arready": In(1),
+            "rid": In(id_width), "rdata": In(data_width), "rresp": In(2), "rlast": In(1),
+            "rvalid": In(1), "rready": Out(1),
+        }
+    if not members:
+        raise ValueError("an AXI4 port needs its read or its write channels")
+    return wiring.Signature(members)
+
+
+def axilite(addr_width: int = 12, data_width: int = 32) -> wiring.Signature:
+    """An AXI4-Lite manager port (a register file takes it flipped: `In(axilite())`)."""
+    if data_width not in (32, 64):
+        raise ValueError(f"AXI4-Lite data width must be 32 or 64, got {data_width}")
+    if not 4 <= addr_width <= 64:
+        raise ValueError(f"AXI4-Lite address width must be in 4..64, got {addr_width}")
+    return wiring.Signature({
+        "awaddr": Out(addr_width), "awprot": Out(3), "awvalid": Out(1), "awready": In(1),
+        "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wvalid": Out(1), "wready": In(1),
+        "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+        "araddr": Out(addr_width), "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
+        "rdata": In(data_width), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+    })
+
+
+def connect_channels(m: Module, full, part) -> None:
+    """Tie a read-only or write-only manager port `part` into the full manager port `full`."""
+    for name, member in part.signature.members.items():
+        if member.flow == Out:
+            m.d.comb += getattr(full, name).eq(getattr(part, name))
+        else:
+            m.d.comb += getattr(part, name).eq(getattr(full, name))

@@ -1,0 +1,169 @@
+"""A control/status register file behind an AXI4-Lite subordinate port, generated from one
+declarative register map (the same table documents the map, builds the RTL and drives the host).
+
+Access kinds:
+  rw     read/write, byte strobes honoured; the value drives an output port
+  ro     read-only, the value comes from an input port (status, counters)
+  const  read-only constant (ID and parameter block)
+  pulse  write-only: the bits written as 1 appear on the output port for one cycle (start)
+  w1c    sticky: bits set by the input port (events), cleared by writing 1 (done, error)
+A map may name an interrupt: irq = OR of (w1c register & rw enable register), both named.
+Reads of unmapped words and writes to unmapped or read-only words answer SLVERR.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth import Cat, Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import RESP_OKAY, RESP_SLVERR, axilite
+
+ACCESS = ("rw", "ro", "const", "pulse", "w1c")
+
+
+@dataclass(frozen=True)
+class Register:
+    name: str
+    offset: int  # byte offset of its 32-bit word
+    access: str
+    width: int = 32
+    reset: int = 0  # rw: value after reset; const: the value
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class RegisterMap:
+    registers: tuple[Register, ...]
+    irq: tuple[str, str] | None = None  # (w1c status register, rw enable register)
+    addr_width: int = 12
+
+    def __post_init__(self) -> None:
+        names, offsets = set(), set()
+        for r in self.registers:
+            if r.access not in ACCESS:
+                raise ValueError(f"register {r.name}: access must be one of {ACCESS}, got {r.access!r}")
+            if r.offset % 4 or not 0 <= r.offset < (1 << self.addr_width):
+                raise ValueError(f"register {r.name}: offset {r.offset:#x} is not a word in the map")
+            if not 1 <= r.width <= 32 or not 0 <= r.reset < (1 << r.width):
+                raise ValueError(f"register {r.name}: width {r.width} / reset {r.reset:#x} out of range")
+            if r.name in names or r.offset in offsets:
+                raise ValueError(f"register {r.name}: duplicate name or offset {r.offset:#x}")
+            names.add(r.name)
+            offsets.add(r.offset)
+        if self.irq is not None:
+            status, enable = (self[n] for n in self.irq)
+            if status.access != "w1c" or enable.access != "rw":
+                raise ValueError("irq needs a (w1c status, rw enable) register pair")
+
+    def __getitem__(self, name: str) -> Register:
+        for r in self.registers:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def markdown(self) -> str:
+        rows = ["| offset | register | access | width | reset | description |", "|---|---|---|---|---|---|"]
+        rows += [f"| {r.offset:#05x} | {r.name} | {r.access} | {r.width} | {r.reset:#x} | {r.doc} |"
+                 for r in sorted(self.registers, key=lambda r: r.offset)]
+        return "\n".join(rows)
+
+
+class AxiLiteRegisters(wiring.Component):
+    """Ports: `bus` (AXI4-Lite subordinate), one port per register that has one (named after it:
+    rw and pulse drive out, ro and w1c take in), and `irq` when the map names one."""
+
+    def __init__(self, regmap: RegisterMap) -> None:
+        self.regmap = regmap
+        ports = {"bus": In(axilite(regmap.addr_width))}
+        for r in regmap.registers:
+            if r.access in ("rw", "pulse"):
+                ports[r.name] = Out(r.width)
+            elif r.access in ("ro", "w1c"):
+                ports[r.name] = In(r.width)
+        if regmap.irq is not None:
+            ports["irq"] = Out(1)
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        values = self._storage(m)
+        self._write_channel(m, values)
+        self._read_channel(m, values)
+        if self.regmap.irq is not None:
+            status, enable = self.regmap.irq
+            m.d.comb += self.irq.eq((values[status] & values[enable]).any())
+        return m
+
+    def _storage(self, m: Module) -> dict:
+        """The readable value of every register (pulse: none)."""
+        values = {}
+        for r in self.regmap.registers:
+            if r.access == "const":
+                values[r.name] = Const(r.reset, r.width)
+            elif r.access == "ro":
+                values[r.name] = getattr(self, r.name)
+            elif r.access in ("rw", "w1c"):
+                values[r.name] = Signal(r.width, name=f"{r.name}_q", init=r.reset)
+                if r.access == "rw":
+                    m.d.comb += getattr(self, r.name).eq(values[r.name])
+        return values
+
+    def _write_channel(self, m: Module, values: dict) -> None:
+        bus = self.bus
+        aw_addr, w_data, w_strb = Signal.like(bus.awaddr), Signal.like(bus.wdata), Signal.like(bus.wstrb)
+        aw_held, w_held, bvalid, bresp = Signal(), Signal(), Signal(), Signal(2)
+        m.d.comb += [bus.awready.eq(~aw_held & ~bvalid), bus.wready.eq(~w_held & ~bvalid),
+                     bus.bvalid.eq(bvalid), bus.bresp.eq(bresp)]
+        with m.If(bus.awvalid & bus.awready):
+            m.d.sync += [aw_addr.eq(bus.awaddr), aw_held.eq(1)]
+        with m.If(bus.wvalid & bus.wready):
+            m.d.sync += [w_data.eq(bus.wdata), w_strb.eq(bus.wstrb), w_held.eq(1)]
+        with m.If(bvalid & bus.bready):
+            m.d.sync += bvalid.eq(0)
+        mask = Cat(*(w_strb[i].replicate(8) for i in range(len(w_strb))))  # byte strobes -> bits
+        write = aw_held & w_held
+        hits = self._decode(m, aw_addr, write, "wr")
+        with m.If(write):
+            m.d.sync += [aw_held.eq(0), w_held.eq(0), bvalid.eq(1), bresp.eq(RESP_SLVERR)]
+        for r in self.regmap.registers:
+            hit = hits[r.name]
+            if r.access == "pulse":
+                m.d.sync += getattr(self, r.name).eq(0)
+            if r.access == "w1c":  # an event in the clearing cycle is kept
+                clear = (w_data & mask)[:r.width] & hit.replicate(r.width)
+                m.d.sync += values[r.name].eq((values[r.name] & ~clear) | getattr(self, r.name))
+            if r.access in ("rw", "pulse", "w1c"):
+                with m.If(hit):
+                    m.d.sync += bresp.eq(RESP_OKAY)
+                    if r.access == "rw":
+                        new = (values[r.name] & ~mask[:r.width]) | (w_data & mask)[:r.width]
+                        m.d.sync += values[r.name].eq(new)
+                    elif r.access == "pulse":
+                        m.d.sync += getattr(self, r.name).eq((w_data & mask)[:r.width])
+
+    def _read_channel(self, m: Module, values: dict) -> None:
+        bus = self.bus
+        rvalid, rdata, rresp = Signal(), Signal.like(bus.rdata), Signal(2)
+        m.d.comb += [bus.arready.eq(~rvalid), bus.rvalid.eq(rvalid), bus.rdata.eq(rdata),
+                     bus.rresp.eq(rresp)]
+        with m.If(rvalid & bus.rready):
+            m.d.sync += rvalid.eq(0)
+        accept = bus.arvalid & bus.arready
+        hits = self._decode(m, bus.araddr, accept, "rd")
+        with m.If(accept):
+            m.d.sync += [rvalid.eq(1), rdata.eq(0), rresp.eq(RESP_SLVERR)]
+            for r in self.regmap.registers:
+                with m.If(hits[r.name]):
+                    m.d.sync += [rresp.eq(RESP_OKAY), rdata.eq(values.get(r.name, 0))]
+
+    def _decode(self, m: Module, addr, enable, channel: str) -> dict:
+        """One select per register: `enable` and the word address is its word."""
+        hits = {r.name: Signal(name=f"{channel}_{r.name}") for r in self.regmap.registers}
+        with m.If(enable):
+            with m.Switch(addr[2:]):
+                for r in self.regmap.registers:
+                    with m.Case(r.offset // 4):
+                        m.d.comb += hits[r.name].eq(1)
+        return hits
