@@ -125,19 +125,24 @@ def build_unit(name: str) -> Built:
     return Built(name, bdir, bdir / f"{name}.v")
 
 
-def build_component(name: str, component) -> Built:
+def build_component(name: str, component, harness: tuple[Path, ...] = ()) -> Built:
     """A component as the Verilator toplevel `top`, its ports driven by the cocotb module directly
-    (the AXI protocol tests); cached by content hash like the units."""
+    (the AXI protocol tests); or, with `harness` files (the first one's module is the toplevel),
+    as module `dut` inside a Verilog harness with its own clock. Cached by content hash."""
     setup_verilator()
-    v_text = verilog.convert(component, name="top")
-    key = hashlib.sha256((without_src(v_text) + json.dumps(build_args())).encode()).hexdigest()[:12]
-    bdir = build_root() / f"{name}-{key}"
-    _build_locked(bdir, {f"{name}.v": v_text}, "top", {})
-    return Built(name, bdir, bdir / f"{name}.v", "top")
+    v_text = verilog.convert(component, name="dut" if harness else "top")
+    files = {f"{name}.v": v_text, **{h.name: h.read_text() for h in harness}}
+    key = hashlib.sha256((without_src("".join(files.values())) + json.dumps(build_args())).encode())
+    bdir = build_root() / f"{name}-{key.hexdigest()[:12]}"
+    toplevel = harness[0].stem if harness else "top"
+    _build_locked(bdir, files, toplevel, {}, timing=bool(harness))
+    return Built(name, bdir, bdir / f"{name}.v", toplevel)
 
 
-def _build_locked(bdir: Path, files: dict[str, str], toplevel: str, params: dict) -> None:
-    """Write the sources and Verilate them once; parallel callers wait on the folder's lock."""
+def _build_locked(bdir: Path, files: dict[str, str], toplevel: str, params: dict,
+                  timing: bool = False) -> None:
+    """Write the sources and Verilate them once; parallel callers wait on the folder's lock.
+    timing: the harness runs its own clock (`always #5`), no Python per cycle."""
     from cocotb_tools.runner import get_runner
 
     bdir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +153,8 @@ def _build_locked(bdir: Path, files: dict[str, str], toplevel: str, params: dict
                 (bdir / fname).write_text(text)
             get_runner("verilator").build(
                 sources=[bdir / f for f in files], hdl_toplevel=toplevel, build_dir=bdir,
-                build_args=build_args(), parameters=params, log_file=bdir / "build.log",
+                build_args=build_args() + (["--timing"] if timing else []), parameters=params,
+                log_file=bdir / "build.log", **({"timescale": ("1ns", "1ps")} if timing else {}),
             )
 
 

@@ -15,7 +15,10 @@ def built(name: str) -> Built:
     from .units import SIM_TOPS
 
     if name not in _BUILDS:
-        _BUILDS[name] = build_component(name, SIM_TOPS[name]()) if name in SIM_TOPS else build_unit(name)
+        if name in SIM_TOPS:
+            _BUILDS[name] = build_component(name, SIM_TOPS[name].factory(), SIM_TOPS[name].harness)
+        else:
+            _BUILDS[name] = build_unit(name)
     return _BUILDS[name]
 
 

@@ -7,6 +7,7 @@ factors of the paper's layers, the IntegerSGD decay settings. `depth` = stimulus
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from amaranth.lib import wiring
@@ -62,10 +63,21 @@ SIM_UNITS: dict[str, SimUnit] = {
     "mac8x8": SimUnit(lambda: MacArray(8, 8, 8, 16, 32), depth=1 << 17),
 }
 
-# Components driven by their cocotb module directly (no stream harness): the AXI ports, tested
-# against cocotbext-axi's models (sim/tb/tb_dma.py, sim/tb/tb_regs.py).
-SIM_TOPS: dict[str, Callable[[], wiring.Component]] = {
-    "dma64": lambda: DmaLoopback(32, 64, max_burst=16, max_outstanding=4),
-    "dma128": lambda: DmaLoopback(32, 128, max_burst=64, max_outstanding=2),
-    "control_regs": ControlRegisters,
+@dataclass(frozen=True)
+class SimTop:
+    """A component driven by its cocotb module directly, or, with `harness` files, inside a
+    Verilog harness that runs the clock (long runs: no Python per cycle)."""
+    factory: Callable[[], wiring.Component]
+    harness: tuple[Path, ...] = ()
+
+
+HERE = Path(__file__).parent
+# The AXI ports against cocotbext-axi's models (sim/tb/tb_dma.py, sim/tb/tb_regs.py), and the DMA on
+# the Verilated memory model (sim/tb/tb_dma_mem.py).
+SIM_TOPS: dict[str, SimTop] = {
+    "dma64": SimTop(lambda: DmaLoopback(32, 64, max_burst=16, max_outstanding=4)),
+    "dma128": SimTop(lambda: DmaLoopback(32, 128, max_burst=64, max_outstanding=2)),
+    "control_regs": SimTop(ControlRegisters),
+    "dma64_mem": SimTop(lambda: DmaLoopback(32, 64, max_burst=16, max_outstanding=4),
+                        (HERE / "dma_tb.sv", HERE / "axi_mem.sv")),
 }

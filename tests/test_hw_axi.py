@@ -42,3 +42,10 @@ def test_port_and_map_parameters_are_checked():
         RegisterMap((Register("s", 0, "ro"), Register("e", 4, "rw")), irq=("s", "e"))
     table = control_map().markdown()
     assert "| 0x010 | ctrl | pulse | 1 |" in table and table.count("\n") == len(control_map().registers) + 1
+
+
+def test_dma_on_the_verilated_memory_model(request):
+    """The long-run memory model: results bit-identical under ideal, high-latency, reduced-bandwidth
+    and randomly stalling memory (two seeds); the run lengths differ as they must."""
+    counts = run_unit("dma64_mem", request, tb_module="sim.tb.tb_dma_mem")
+    assert counts["beats copied, identical under 5 memory settings"] > 5 * 5000

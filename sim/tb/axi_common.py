@@ -17,7 +17,7 @@ PERIOD_NS = 10
 
 def top():
     """The component under test (its parameters), named by the runner."""
-    return SIM_TOPS[os.environ["NITRO_UNIT"]]()
+    return SIM_TOPS[os.environ["NITRO_UNIT"]].factory()
 
 
 async def start(dut, cycles: int = 4) -> None:
