@@ -126,7 +126,7 @@ def build_engine(params: EngineParams | None = None) -> EngineBuild:
     return EngineBuild(p, bdir, v_file, time.perf_counter() - t0 if built else 0.0)
 
 
-def run_engine_test(build: EngineBuild, test_module: str, test_dir: Path, env: dict[str, str],
+def run_engine_test(build: EngineBuild, test_module: str, test_dir: Path, job,
                     log_file: Path | None = None) -> None:
     """Run a cocotb module against the engine build (SystemExit if a cocotb test fails)."""
     from cocotb_tools.runner import get_runner
@@ -135,9 +135,8 @@ def run_engine_test(build: EngineBuild, test_module: str, test_dir: Path, env: d
     if test_dir.exists():
         shutil.rmtree(test_dir)
     test_dir.mkdir(parents=True)
-    env = {**env, "NITRO_ENGINE_PARAMS": json.dumps(build.params.__dict__)}
-    os.environ.update(env)  # the runner lets the parent's environment win over extra_env
+    job.save(test_dir)  # the typed job the cocotb module reads (e.g. cosim.CosimRun)
     check_results(get_runner("verilator").test(
         test_module=test_module, hdl_toplevel="tb", hdl_toplevel_lang="verilog",
-        build_dir=build.build_dir, test_dir=test_dir, extra_env=env, log_file=log_file,
+        build_dir=build.build_dir, test_dir=test_dir, log_file=log_file,
     ))

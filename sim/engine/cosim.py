@@ -11,8 +11,9 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -20,6 +21,28 @@ from model.fileio import write_atomic
 from model.numerics import NitroError
 
 RESULT_FILE = "cosim_result.json"
+
+
+@dataclass(frozen=True)
+class CosimRun:
+    """Everything the simulator side of a co-simulation needs: one typed object, written as
+    cosim_run.json into the cocotb test folder (no environment variables)."""
+
+    config: str  # absolute path of the experiment TOML
+    steps: int
+    batch: int
+    params: dict  # the engine's EngineParams fields
+    data_dir: str | None = None
+    fault: str | None = None
+    progress: bool = False
+    FILE: ClassVar[str] = "cosim_run.json"
+
+    def save(self, folder: Path) -> None:
+        write_atomic(Path(folder) / self.FILE, json.dumps(asdict(self)).encode())
+
+    @classmethod
+    def read(cls, folder: Path = Path(".")) -> CosimRun:
+        return cls(**json.loads((Path(folder) / cls.FILE).read_text()))
 
 
 # ---- checking -----------------------------------------------------------------------------------
@@ -119,19 +142,17 @@ async def cosim_main(dut) -> None:
     from model.train import evaluate, prepare
 
     from .compiler import compile_network
-    from .host import EngineBackend, params_from_env
+    from hw.engine.params import EngineParams
 
-    env = os.environ
-    cfg = load_config(env["NITRO_COSIM_CONFIG"])
-    steps = int(env["NITRO_COSIM_STEPS"])
-    data_dir = env.get("NITRO_COSIM_DATA") or None
-    progress = env.get("NITRO_COSIM_PROGRESS") == "1"
-    batch = int(env.get("NITRO_COSIM_BATCH") or cfg.train.batch_size)
-    fault_s = env.get("NITRO_COSIM_FAULT") or None
+    from .host import EngineBackend
+
+    run = CosimRun.read()
+    steps, batch, fault_s, progress = run.steps, run.batch, run.fault, run.progress
+    cfg = load_config(run.config)
     cfg = replace(cfg, train=replace(cfg.train, batch_size=batch))
     t_start = time.perf_counter()
-    ds, net, rng = prepare(cfg, data_dir)
-    params = params_from_env()
+    ds, net, rng = prepare(cfg, run.data_dir)
+    params = EngineParams(**run.params)
     schedule = cfg.make_schedule()
     prog = compile_network(net.spec, batch, params, schedule.lr_inv)
     fault = parse_fault(fault_s, prog, steps)
@@ -250,14 +271,12 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
     build = build_engine(prog.params)
     t_build = time.perf_counter() - t0
     tdir = Path(work_dir) if work_dir else build.build_dir / f"cosim-{cfg.name}-{os.getpid()}"
-    env = {"NITRO_COSIM_CONFIG": str(Path(config).resolve()), "NITRO_COSIM_STEPS": str(steps),
-           "NITRO_COSIM_DATA": str(Path(data_dir).resolve()) if data_dir and data_dir != "embedded"
-           else (data_dir or ""),
-           "NITRO_COSIM_PROGRESS": "1" if progress else "0",
-           "NITRO_COSIM_BATCH": str(prog.batch), "NITRO_COSIM_FAULT": fault or ""}
+    run = CosimRun(str(Path(config).resolve()), steps, prog.batch, build.params.__dict__,
+                   str(Path(data_dir).resolve()) if data_dir and data_dir != "embedded" else data_dir,
+                   fault, progress)
     t1 = time.perf_counter()
     try:
-        run_engine_test(build, "sim.engine.tb_cosim", tdir, env,
+        run_engine_test(build, "sim.engine.tb_cosim", tdir, run,
                         log_file=None if progress else tdir.parent / f"{tdir.name}.log")
     except SystemExit as e:
         raise NitroError(f"cosim: the simulation failed ({e}); see {tdir}") from None

@@ -6,8 +6,6 @@ stream, dump the read-back list), each one `$readmemh` / `$writememh` file plus 
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +21,6 @@ from .compiler import (
     Program, Tensor, batch_tensors, pack_command, pack_tensor, unpack_tensor, weight_tensors,
 )
 from .build import DP_DEPTH, LD_DEPTH
-
-
-def params_from_env() -> EngineParams:
-    return EngineParams(**json.loads(os.environ["NITRO_ENGINE_PARAMS"]))
 
 
 def lanes_to_bytes(lanes: np.ndarray, lane_bits: int, nbytes: int) -> np.ndarray:

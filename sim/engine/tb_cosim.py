@@ -1,4 +1,4 @@
-"""cocotb test module: the engine co-simulation loop (configured by NITRO_COSIM_* variables)."""
+"""cocotb test module: the engine co-simulation loop (configured by cosim.CosimRun in its folder)."""
 import cocotb
 
 from sim.engine.cosim import cosim_main
