@@ -119,7 +119,7 @@ def bench_synth(cosim_json: Path | None, data_dir: str, route: bool = True) -> P
 
 def bench_synth_reduced(data_dir: str, route: bool = True) -> Path:
     from model.config import load_config
-    from sim.engine.compiler import engine_params_for
+    from hw.engine.compiler import engine_params_for
     from sim.engine.cosim import run_cosim
     from sim.engine.synth import synthesize_engine
 

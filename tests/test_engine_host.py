@@ -12,7 +12,7 @@ from hw.engine.params import (
 from model.config import load_config, parse_config
 from model.numerics import NitroError
 from model.spec import Hyper, build_mlp
-from sim.engine import compiler as C
+from hw.engine import compiler as C
 from sim.engine.cosim import parse_fault, prepare_cosim, run_cosim
 
 REPO = Path(__file__).resolve().parents[1]

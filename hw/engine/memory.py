@@ -29,7 +29,7 @@ yosys maps each bank on its own, so the depth mux is ours and registered; a last
 mux of its own behind the RAMs).
 
 The engine never reads and writes the same word in one cycle: commands are separated by a flush,
-every tensor has its own region (`sim.engine.compiler`), and the SGD read-modify-write writes a
+every tensor has its own region (`hw.engine.compiler`), and the SGD read-modify-write writes a
 word more than `rows` cycles after the row's reads of it (checked in `hw.engine.core`). So the
 RAMs carry yosys' `no_rw_check`; without it yosys puts address comparators and a bypass mux behind
 every RAM to emulate read-before-write across the two DP16KD ports.

@@ -1,6 +1,6 @@
 """Parameters of the NITRO-D training engine: array geometry, memory capacities, storage widths,
 the command layout and the memory map shared by the RTL (`hw.engine.core`) and the host compiler
-(`sim.engine.compiler`).
+(`hw.engine.compiler`).
 
 Storage widths (spec 9, checked on real training by `tests/test_engine_widths.py` and recorded in
 benchmarks/engine/widths.json):

@@ -1,6 +1,5 @@
-"""Host side and co-simulation of the NITRO-D training engine (hw.engine).
+"""Co-simulation of the NITRO-D training engine (hw.engine; its host compiler is hw.engine.compiler).
 
-    compiler.py  network config -> memory map + GEMM command stream; packing; host-side checks
     build.py     Amaranth -> Verilog -> Verilator build of engine + engine_tb.sv (cached)
     host.py      cocotb side: bulk load / run / read-back; EngineBackend.train_step
     cosim.py     run_cosim (the `nitro cosim` entry): golden model and engine step by step

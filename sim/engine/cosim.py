@@ -141,7 +141,7 @@ async def cosim_main(dut) -> None:
     from model.preprocess import augment_batch, epoch_permutation
     from model.train import evaluate, prepare
 
-    from .compiler import compile_network
+    from hw.engine.compiler import compile_network
     from hw.engine.params import EngineParams
 
     from .host import EngineBackend
@@ -238,7 +238,7 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     from hw.engine.params import EngineParams
     from model.config import load_config
 
-    from .compiler import compile_network
+    from hw.engine.compiler import compile_network
 
     cfg = load_config(config)
     p = params or EngineParams()

@@ -17,7 +17,7 @@ from hw.engine.params import (
 from model.numerics import NitroError
 from sim.codec import Codec
 
-from .compiler import (
+from hw.engine.compiler import (
     Program, Tensor, batch_tensors, pack_command, pack_tensor, unpack_tensor, weight_tensors,
 )
 from .build import DP_DEPTH, LD_DEPTH
@@ -150,7 +150,7 @@ class EngineBackend:
 
     async def train_step(self, x: np.ndarray, y: np.ndarray, lr_inv: int, fault=None) -> HwStep:
         """Stream the batch, run one training step on the engine, read everything back."""
-        from .compiler import set_lr
+        from hw.engine.compiler import set_lr
 
         parts = [self._tensor_words(t, m) for t, m in batch_tensors(self.prog, x, y)]
         if self._cmd_lr != lr_inv:
