@@ -25,6 +25,7 @@ from pathlib import Path
 
 from amaranth import Cat, Elaboratable, Module, Signal, Value
 from amaranth.back import verilog
+from amaranth.lib import wiring
 
 from hw.rtl import UNITS, make_unit
 
@@ -63,8 +64,9 @@ class PinWrapper(Elaboratable):
     def elaborate(self, platform) -> Module:
         m = Module()
         u = m.submodules.unit = self.unit
-        ins = [Value.cast(u.i.payload), u.i.valid, u.o.ready]
-        outs = Cat(Value.cast(u.o.payload), u.o.valid, u.i.ready)
+        members = list(u.signature.flatten(u))  # every port, stream or AXI
+        ins = [Value.cast(v) for _, member, v in members if member.flow == wiring.In]
+        outs = Cat(*(Value.cast(v) for _, member, v in members if member.flow == wiring.Out))
         win = sum(len(x) for x in ins)
         sh_in = Signal(win)
         m.d.sync += sh_in.eq(Cat(self.sin, sh_in[:-1]))
@@ -189,7 +191,7 @@ def synthesize(out_dir: Path, units: list[str] | None = None, pnr: bool = True,
         v = wd / f"{name}.v"
         changed = _write_if_changed(v, verilog.convert(unit, name=name, platform=ECP5))
         t0 = time.time()
-        row = {"unit": name, "parameters": UNITS[name][1], "latency_cycles": unit.latency}
+        row = {"unit": name, "parameters": UNITS[name][1], "latency_cycles": getattr(unit, "latency", None)}
         try:
             row.update(yosys_cells(v, name, wd, reuse=not changed))
             row["yosys_s"] = round(time.time() - t0, 1)

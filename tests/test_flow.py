@@ -15,7 +15,7 @@ NO_SHARED = Path("/nonexistent/shared")
 
 def test_flow_on_a_plain_clone(tmp_path):
     out = tmp_path / "flow"
-    assert flow.run_flow(out, epochs=1, shared=NO_SHARED, progress=False)
+    assert flow.run_flow(out, epochs=2, shared=NO_SHARED, progress=False)
     report = (out / "report.md").read_text()
     assert "**Result: all checks passed**" in report
     assert "(embedded data)" in report
@@ -54,6 +54,13 @@ def test_rtl_with_no_unit_fails(tmp_path, monkeypatch):
     ctx = _ctx(tmp_path)
     flow.step_rtl(ctx)
     assert ctx["failed"]
+
+
+def test_training_that_learned_nothing_fails_the_flow(tmp_path):
+    """One epoch on the subset stays at chance (10.9 %): the train step fails the flow."""
+    ctx = _ctx(tmp_path / "run", epochs=1)
+    line = flow.step_train(ctx)
+    assert ctx["failed"] and line.startswith("FAILED: did not learn")
 
 
 def test_unit_check_that_counted_no_vector_fails():

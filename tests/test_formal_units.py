@@ -53,9 +53,16 @@ def maxpool_spec(window):
     return spec
 
 
+def pinned(field, value: int):
+    """`field == value` as an assumption that can hold: a constant wider than its port would make
+    the assumption false and the proof vacuous."""
+    assert 0 <= value < 1 << len(field), f"constant {value} does not fit a {len(field)}-bit port"
+    return field == value
+
+
 def prog_assume(unit, d):
     c = divider_constants(d, unit.in_width, unit.mult_width, unit.shift_width)
-    return lambda p: (p.mult == c.mult) & (p.shift == c.shift)
+    return lambda p: pinned(p.mult, c.mult) & pinned(p.shift, c.shift)
 
 
 def sgd_spec(d, eta, ww):
@@ -67,7 +74,7 @@ def sgd_spec(d, eta, ww):
 
 def sgd_assume(unit, d):
     c = unit.d_constants(d)
-    return lambda p: (p.d_mult == c.mult) & (p.d_shift == c.shift)
+    return lambda p: pinned(p.d_mult, c.mult) & pinned(p.d_shift, c.shift)
 
 
 def cases():

@@ -194,7 +194,7 @@ def test_unreachable_address_is_one_error_line(capsys, tmp_path):
 
 def sweep_configs(tmp_path: Path) -> list[Path]:
     files = []
-    for name, hidden, epochs in (("sweep_a", 16, 1), ("sweep_b", 32, 3)):
+    for name, hidden, epochs in (("sweep_a", 16, 1), ("sweep_b", 32, 6)):
         f = tmp_path / f"{name}.toml"
         f.write_text(f'name = "{name}"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\n'
                      f'hidden = [{hidden}]\n[train]\nbatch_size = 256\nepochs = {epochs}\n')
@@ -228,13 +228,15 @@ def test_sweep_resumes_after_the_driver_is_killed(tmp_path):
             "--out", str(out), "--no-progress"]
     driver = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
-    while len(list(out.glob("sweep_a_seed*/result.json"))) < 2 and time.time() < deadline:
-        time.sleep(0.2)
-    assert driver.poll() is None, driver.stdout.read()  # still running sweep_b's trials
+    b2 = out / "sweep_b_seed2"
+    while not ((b2 / "checkpoint.npz").exists() and not (b2 / "result.json").exists()) \
+            and time.time() < deadline:  # kill while sweep_b_seed2 is between epochs
+        time.sleep(0.02)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     done = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/result.json")}
-    assert "sweep_a_seed1" in done and "sweep_b_seed1" not in done
+    epochs_before = load_checkpoint(b2 / "checkpoint.npz").epoch
+    assert "sweep_a_seed1" in done and "sweep_b_seed2" not in done and 1 <= epochs_before < 6
     rerun = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"{len(done)} finished earlier (skipped), {4 - len(done)} to run" in rerun.stdout
@@ -244,4 +246,4 @@ def test_sweep_resumes_after_the_driver_is_killed(tmp_path):
     cfg = parse_config(cfgs[1].read_text(), "sweep_b")
     ref = train(with_seed(cfg, 2), tmp_path / "ref", progress=False)
     got = json.loads((out / "sweep_b_seed2" / "result.json").read_text())
-    assert got["best_test_acc"] == ref.best_test_acc and got["epochs_run"] == 3
+    assert got["best_test_acc"] == ref.best_test_acc and got["epochs_run"] == 6

@@ -169,7 +169,7 @@ async def cosim_main(dut) -> None:
                dynamic_ncols=True, file=sys.stderr)
     step, epoch = 0, 0
     try:
-        while step < steps:
+        while step < steps and result["ok"]:
             epoch += 1
             order = order[epoch_permutation(rng, len(order))]
             lr_inv = schedule.lr_inv
@@ -200,16 +200,14 @@ async def cosim_main(dut) -> None:
                 result["steps_run"] = step
                 bar.update(1)
                 bar.set_postfix(cycles=cyc, kHz=f"{sum(sim_cycles) / max(t_sim, 1e-9) / 1e3:.0f}")
-                if mm is not None:
+                if mm is not None:  # stop at the first difference
                     result["ok"], result["mismatch"] = False, mm
                     result["message"] = describe(mm)
-                    raise StopIteration
+                    break
             else:
                 if step < steps:  # full epoch done: the reference's test evaluation and schedule
                     acc = evaluate(net, ds.test_x, ds.test_labels, cfg.train.eval_batch)
                     schedule.end_epoch(acc)
-    except StopIteration:
-        pass
     finally:
         bar.close()
     summ = _summary(prog, counters) if counters else {}
@@ -247,10 +245,12 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     spec = cfg.build_spec((3 if side == 32 else 1, side, side))
     prog = compile_network(spec, b, p, cfg.train.lr_inv)
     parse_fault(fault, prog, steps)
-    if cfg.data.dataset != "embedded":
-        from model.datasets import find_dataset_dir
+    from model.datasets import load_raw
 
-        find_dataset_dir(cfg.data.dataset, data_dir)
+    raw = load_raw(cfg.data.dataset, data_dir)  # found, readable, and holds a batch
+    if len(raw.train_x) < b:
+        raise NitroError(f"cosim: the training set ({len(raw.train_x)} images) is smaller than "
+                         f"one batch ({b})")
     return cfg, prog
 
 
@@ -299,6 +299,8 @@ def verdict(res: dict) -> None:
     failure = None
     if res["steps_run"] == 0:
         failure = "no training step was compared"
+    elif res["ok"] and res["steps_run"] != res["steps_requested"]:
+        failure = f"{res['steps_run']} of {res['steps_requested']} steps were compared"
     elif res["ok"] and res["fault"]:
         failure = (f"fault {res['fault']} was injected but the check did not catch it"
                    if res["fault_injected"] else f"fault {res['fault']} was never injected")

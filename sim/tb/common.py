@@ -89,11 +89,14 @@ class UnitBench:
 
 def compare(label: str, inputs, got, expected, path: str = "") -> None:
     """Scoreboard: every leaf equal, else an assertion naming the first mismatching vectors."""
-    if isinstance(expected, dict):
+    if isinstance(expected, dict):  # the same outputs on both sides: none left unchecked
+        assert set(got) == set(expected) and expected, \
+            f"{label}{path}: outputs {sorted(got)} vs golden {sorted(expected)}"
         for k in expected:
             compare(label, inputs, got[k], expected[k], f"{path}.{k}")
         return
     if isinstance(expected, list):
+        assert len(got) == len(expected) > 0, f"{label}{path}: {len(got)} outputs vs golden {len(expected)}"
         for k, e in enumerate(expected):
             compare(label, inputs, got[k], e, f"{path}[{k}]")
         return
@@ -103,8 +106,8 @@ def compare(label: str, inputs, got, expected, path: str = "") -> None:
     if len(bad):
         rows = sorted({int(b[0]) for b in bad[:5]})
         detail = "; ".join(
-            f"#{r}: in={_show(take(inputs, slice(r, r + 1)))} got={g[r].tolist()} "
-            f"golden={e[r].tolist()}" for r in rows
+            (f"#{r}: " + ("" if inputs is None else f"in={_show(take(inputs, slice(r, r + 1)))} ")
+             + f"got={g[r].tolist()} golden={e[r].tolist()}") for r in rows
         )
         raise AssertionError(f"{label}{path}: {len(bad)} mismatches vs golden model. {detail}")
 
