@@ -35,7 +35,10 @@ def _check(max_burst: int, max_outstanding: int) -> None:
 
 class BurstSplitter(wiring.Component):
     """Commands in, bursts {addr, len (AXI: beats - 1)} out; `misaligned` pulses for a dropped
-    command. The burst payload comes from registers, so it is stable while `valid` waits."""
+    command. A burst's length is computed in two registered steps before it is offered (the
+    4 KiB distance and the clipped remainder, then their minimum and the last-burst flag), so
+    none of it sits on the address-channel handshake path and the payload is stable while
+    `valid` waits: two cycles per burst, hidden under its data beats."""
 
     def __init__(self, addr_width: int, data_width: int, max_burst: int) -> None:
         self.addr_width, self.beat_bytes, self.max_burst = addr_width, data_width // 8, max_burst
@@ -53,17 +56,31 @@ class BurstSplitter(wiring.Component):
         addr = Signal(self.addr_width)
         remaining = Signal(BEATS_W)
         active = Signal()
-        to_boundary = Signal(range(BOUNDARY // self.beat_bytes + 1))
-        beats = Signal(range(self.max_burst + 1))
-        m.d.comb += [
-            to_boundary.eq((BOUNDARY - addr[:12]) >> shift),
-            beats.eq(Mux(remaining < self.max_burst, remaining, self.max_burst)),
-        ]
-        n = Mux(to_boundary < beats, to_boundary, beats)
+        n = Signal(range(self.max_burst + 1))  # the next burst's beats, valid at step 2
+        last = Signal()  # ... and it ends the command
+        step = Signal(2)  # 0: compute the operands, 1: compute n and last, 2: offered
+        n_ready = step == 2
+        # Narrow arithmetic only: beats to the 4 KiB boundary fit `small` bits, and so does
+        # `remaining` once its upper bits are known to be zero (an OR, no carry chain).
+        small = (BOUNDARY // self.beat_bytes).bit_length()
+        to_boundary, beats, rem = Signal(small), Signal(small), Signal(small)
+        within = Signal()  # remaining <= max_burst: only the 4 KiB boundary can cut it
+        with m.If(active & ~step.any()):  # (not `step == 0`: Amaranth writes `!step`, a lint error)
+            fits = ~remaining[small:].any()
+            m.d.sync += [
+                to_boundary.eq((BOUNDARY - addr[:12]) >> shift),
+                within.eq(fits & (remaining[:small] <= self.max_burst)), rem.eq(remaining[:small]),
+                beats.eq(Mux(fits & (remaining[:small] < self.max_burst), remaining[:small],
+                             self.max_burst)),
+                step.eq(1),
+            ]
+        with m.If(step == 1):  # the last burst: all that remains fits under both limits
+            m.d.sync += [n.eq(Mux(to_boundary < beats, to_boundary, beats)),
+                         last.eq(within & (rem <= to_boundary)), step.eq(2)]
         m.d.comb += [
             self.active.eq(active),
             self.cmd.ready.eq(~active),
-            self.burst.valid.eq(active),
+            self.burst.valid.eq(active & n_ready),
             self.burst.payload.addr.eq(addr),
             self.burst.payload.len.eq(n - 1),
         ]
@@ -73,10 +90,10 @@ class BurstSplitter(wiring.Component):
             with m.If(c.addr[:shift] != 0):
                 m.d.sync += self.misaligned.eq(1)
             with m.Elif(c.beats != 0):
-                m.d.sync += [addr.eq(c.addr), remaining.eq(c.beats), active.eq(1)]
+                m.d.sync += [addr.eq(c.addr), remaining.eq(c.beats), active.eq(1), step.eq(0)]
         with m.If(self.burst.valid & self.burst.ready):
-            m.d.sync += [addr.eq(addr + (n << shift)), remaining.eq(remaining - n)]
-            with m.If(remaining == n):
+            m.d.sync += [addr.eq(addr + (n << shift)), remaining.eq(remaining - n), step.eq(0)]
+            with m.If(last):
                 m.d.sync += active.eq(0)
         return m
 

@@ -225,10 +225,11 @@ def markdown(doc: dict) -> str:
              "", "| unit | latency | LUT4 | FF | LUTRAM | DSP | DSP/MAC | BRAM | Fmax (MHz) | yosys flow |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in doc["units"]:
+        latency = "AXI" if r["latency_cycles"] is None else r["latency_cycles"]
         if "error" in r:
-            lines.append(f"| {r['unit']} | {r['latency_cycles']} | failed: {r['error'][:60]} |||||||")
+            lines.append(f"| {r['unit']} | {latency} | failed: {r['error'][:60]} |||||||")
             continue
-        lines.append(f"| {r['unit']} | {r['latency_cycles']} | {r['LUT4']} | {r['FF']} | "
+        lines.append(f"| {r['unit']} | {latency} | {r['LUT4']} | {r['FF']} | "
                      f"{r.get('LUTRAM', 0)} | {r['DSP']} | {r.get('DSP_per_MAC', '-')} | {r['BRAM']} "
                      f"| {r.get('fmax_mhz', '-')} | {r.get('flow', 'abc9')} |")
     return "\n".join(lines) + "\n"
