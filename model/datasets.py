@@ -320,16 +320,23 @@ def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise NitroError(f"{path}: 'data' must be a uint8 array of N x 3072, got {got}")
-    try:
-        labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError):
-        raise NitroError(f"{path}: 'labels' must be a list of integers") from None
-    if labels.ndim != 1 or len(labels) != len(data):
+    labels = _cifar_labels(labels, path)
+    if len(labels) != len(data):
         raise NitroError(f"{path}: {len(data)} images but 'labels' has shape {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise NitroError(f"{path}: labels outside 0..{NUM_CLASSES - 1}")
     # Rows are 1024 R, 1024 G, 1024 B values, each plane row-major: a plain reshape is (N, 3, 32, 32).
-    return data.reshape(-1, 3, 32, 32), labels.astype(np.uint8)
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _cifar_labels(labels: object, path: Path) -> np.ndarray:
+    """'labels' as uint8 classes: a list of ints (the official batches) or a 1-D integer array.
+    Checked before any conversion, which would wrap, overflow or warn about other values."""
+    if isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu":
+        labels = labels.tolist()
+    if not isinstance(labels, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+        raise NitroError(f"{path}: 'labels' must be a list of integers")
+    if not all(0 <= v < NUM_CLASSES for v in labels):
+        raise NitroError(f"{path}: labels outside 0..{NUM_CLASSES - 1}")
+    return np.asarray(labels, dtype=np.uint8)
 
 
 def _load_cifar10(folder: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:

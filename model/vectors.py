@@ -29,25 +29,26 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def read_npz(path: Path, kind: str) -> dict[str, np.ndarray]:
     """Every array of the .npz archive `path` (a checkpoint or a vector file: `kind`), read without
     pickle; NitroError for a missing, damaged or foreign file."""
+    bad = f"cannot read {kind} {path}: corrupt or not a {kind}"
     try:
-        archive = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:  # np.load leaves a file it opened itself open when it fails
+            archive = np.load(f, allow_pickle=False)
+            arrays = _members(archive) if isinstance(archive, np.lib.npyio.NpzFile) else None
     except FileNotFoundError:
         raise NitroError(f"{kind} {path} does not exist") from None
-    except Exception as exc:  # zipfile, format, pickle and size errors all mean a damaged file
-        raise NitroError(f"cannot read {kind} {path}: corrupt or not a {kind} ({one_line(exc)})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise NitroError(f"cannot read {kind} {path}: corrupt or not a {kind} (a single .npy array, "
-                         f"not an .npz archive)")
-    try:
-        with archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except Exception as exc:
-        raise NitroError(f"cannot read {kind} {path}: corrupt or not a {kind} ({one_line(exc)})") from None
+    except Exception as exc:  # zipfile, format, pickle, size and OS errors all mean an unreadable file
+        raise NitroError(f"{bad} ({one_line(exc)})") from None
+    if arrays is None:
+        raise NitroError(f"{bad} (a single .npy array, not an .npz archive)")
     foreign = sorted(k for k, a in arrays.items() if not isinstance(a, np.ndarray))
     if foreign:  # np.load hands members that are not .npy files over as raw bytes
-        raise NitroError(f"cannot read {kind} {path}: corrupt or not a {kind} (members {foreign} "
-                         f"are not .npy arrays)")
+        raise NitroError(f"{bad} (members {foreign} are not .npy arrays)")
     return arrays
+
+
+def _members(archive: np.lib.npyio.NpzFile) -> dict:
+    with archive:
+        return {k: archive[k] for k in archive.files}
 
 
 def _leaf(layer) -> dict:

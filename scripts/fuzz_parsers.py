@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
@@ -77,16 +78,21 @@ def _must(ok: bool, what: str) -> None:
 
 
 def run_cli(argv: list[str]) -> tuple[int, str]:
-    """`nitro argv` in-process: (exit code, stderr)."""
+    """`nitro argv` in-process: (exit code, stderr), with every warning Python shows by default
+    counted as printed on stderr, as a user would see it (pytest would swallow it)."""
     err = io.StringIO()
-    with redirect_stderr(err), redirect_stdout(io.StringIO()):
+    with redirect_stderr(err), redirect_stdout(io.StringIO()), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", hidden)
         try:
             rc = main(argv)
         except SystemExit as exc:  # argparse
             rc = exc.code
         except Exception as exc:
             raise CliTraceback(f"nitro {' '.join(argv)}: {type(exc).__name__}: {exc}") from exc
-    return rc, err.getvalue()
+    shown = "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught)
+    return rc, shown + err.getvalue()
 
 
 def snapshot(folder: Path) -> dict[str, Any]:
@@ -155,9 +161,10 @@ def mutated(base: bytes, hot: int = 0) -> st.SearchStrategy[bytes]:
         pos = st.one_of(st.integers(0, min(hot, len(base))), pos)
     return st.one_of(
         pos.map(lambda n: base[:n]),
-        st.lists(st.tuples(pos, st.integers(1, 255)), min_size=1, max_size=4).map(functools.partial(_flip, base)),
+        # lambdas, not functools.partial: hypothesis shows a partial's arguments (all of `base`) in reprs
+        st.lists(st.tuples(pos, st.integers(1, 255)), min_size=1, max_size=4).map(lambda f: _flip(base, f)),
         st.lists(st.tuples(pos, st.integers(0, 8), st.binary(max_size=8)), min_size=1, max_size=3)
-        .map(functools.partial(_splice, base)),
+        .map(lambda e: _splice(base, e)),
     )
 
 
