@@ -71,9 +71,24 @@ def item_macs(net: Network) -> tuple[list[int], int]:
     return costs, 2 * int(np.prod(spec.output.weight_shape))
 
 
+def balanced_cuts(weights: list, n: int) -> tuple[int, ...]:
+    """Cut a sequence of chunk weights into n contiguous groups minimising the heaviest group
+    (exhaustive dynamic programme: a network has a handful of blocks). Returns the group bounds
+    (0, ..., len(weights))."""
+    seg = lambda a, b: sum(weights[a:b])  # noqa: E731
+    best = {(0, 0): (0, ())}
+    for k in range(1, n + 1):
+        for b in range(k, len(weights) + 1):
+            options = [(max(best[(k - 1, a)][0], seg(a, b)), best[(k - 1, a)][1] + (b,))
+                       for a in range(k - 1, b) if (k - 1, a) in best]
+            if options:
+                best[(k, b)] = min(options)
+    return (0,) + best[(n, len(weights))][1]
+
+
 def plan_stages(net: Network, n_stages: int | None) -> list[Stage]:
     """Cut spec.items before blocks into `n_stages` contiguous stages minimising the largest
-    stage's MACs (exhaustive dynamic programme: a network has a handful of blocks)."""
+    stage's MACs per step."""
     spec = net.spec
     blocks = [i for i, it in enumerate(spec.items) if isinstance(it, Block)]
     n = len(blocks) if n_stages is None else n_stages
@@ -83,14 +98,7 @@ def plan_stages(net: Network, n_stages: int | None) -> list[Stage]:
     costs[-1] += out_cost
     bounds = [0] + blocks[1:] + [len(spec.items)]  # candidate stage starts/ends
     seg = lambda a, b: sum(costs[bounds[a]:bounds[b]])  # noqa: E731
-    best = {(0, 0): (0, ())}
-    for k in range(1, n + 1):
-        for b in range(k, len(bounds)):
-            options = [(max(best[(k - 1, a)][0], seg(a, b)), best[(k - 1, a)][1] + (b,))
-                       for a in range(k - 1, b) if (k - 1, a) in best]
-            if options:
-                best[(k, b)] = min(options)
-    cuts = (0,) + best[(n, len(bounds) - 1)][1]
+    cuts = balanced_cuts([seg(a, a + 1) for a in range(len(bounds) - 1)], n)
     stages = []
     for a, b in zip(cuts, cuts[1:]):
         start, stop = bounds[a], bounds[b]
