@@ -52,15 +52,19 @@ async def appendix_a(dut):
     assert int(got[f"u{decay.index(3000)}"][4]) == -2999
 
 
+def corner_operands(rng, weight_width: int, n: int):
+    """(W, G, D): weights and 32-bit gradients at their corners, divisors of the lr schedule."""
+    w = corner_ints(rng, weight_width, n, pivots=[3000, 12000])
+    g = rng.permutation(corner_ints(rng, 32, n, pivots=SCHEDULE[:8]))
+    d = rng.choice(np.array(SCHEDULE + [1, 3, (1 << 32) - 1]), n)
+    return w, g, d
+
+
 @cocotb_test()
 async def corners(dut):
     b = UnitBench(dut)
     rng = np.random.default_rng(8)
-    n = 1_000_000
-    w = corner_ints(rng, 32, n, pivots=[3000, 12000])
-    g = rng.permutation(corner_ints(rng, 32, n, pivots=SCHEDULE[:8]))
-    d = rng.choice(np.array(SCHEDULE + [1, 3, (1 << 32) - 1]), n)
-    v, golden = build(b, w, g, d)
+    v, golden = build(b, *corner_operands(rng, 32, 1_000_000))
     await b.check("32-bit W x G corners x schedule divisors", v, golden, seed=9)
 
 

@@ -2,8 +2,8 @@
 weight): corners, every decay inverse class, a real MNIST step with each layer's eta."""
 import numpy as np
 
-from sim.tb.common import UnitBench, cocotb_test, corner_ints, tensors
-from sim.tb.tb_sgd import SCHEDULE, build
+from sim.tb.common import UnitBench, cocotb_test, tensors
+from sim.tb.tb_sgd import build, corner_operands
 
 ETAS = [0, 1, 2, 3, 3000, 12000, 30000, (1 << 16) - 1]
 
@@ -13,9 +13,7 @@ async def corners(dut):
     b = UnitBench(dut)
     rng = np.random.default_rng(21)
     n = 1_000_000
-    w = corner_ints(rng, 16, n, pivots=[3000, 12000])
-    g = rng.permutation(corner_ints(rng, 32, n, pivots=SCHEDULE[:8]))
-    d = rng.choice(np.array(SCHEDULE + [1, 3, (1 << 32) - 1]), n)
+    w, g, d = corner_operands(rng, 16, n)
     eta = rng.choice(np.concatenate([ETAS, rng.integers(1, 1 << 16, 56)]), n)
     v, golden = build(b, w, g, d, eta)
     await b.check("16-bit W x 32-bit G corners x divisors x runtime eta", v, golden, seed=5)
