@@ -7,9 +7,11 @@ knows the data directories.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import pickle
+import pickletools
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,10 +310,16 @@ class _BatchUnpickler(pickle.Unpickler):
 
 def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        with path.open("rb") as f:
-            obj = _BatchUnpickler(f, encoding="bytes").load()
+        data = path.read_bytes()
     except OSError as e:
         raise NitroError(f"{path}: cannot read ({e.strerror or one_line(e)})") from None
+    try:
+        # Walk the opcodes first, executing nothing: every length an opcode declares must fit in the
+        # file, so the unpickler never allocates for a length that is not there (a bytearray of
+        # 2^40 bytes: MemoryError, and CPython prints a SystemError of its own on stderr).
+        for _ in pickletools.genops(data):
+            pass
+        obj = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as e:  # a corrupt pickle can raise almost anything
         raise NitroError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {one_line(e)})") from None
     if not isinstance(obj, dict):

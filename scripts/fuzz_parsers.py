@@ -625,7 +625,7 @@ def _failures(exc: BaseException) -> list[dict]:
     """Each distinct failure hypothesis reported (one, or a group of them)."""
     group = exc.exceptions if isinstance(exc, BaseExceptionGroup) else [exc]
     return [{"kind": "traceback" if isinstance(e, CliTraceback) else type(e).__name__,
-             "message": str(e)[:2000]} for e in group]
+             "message": str(e)[:2000], "example": "\n".join(getattr(e, "__notes__", []))[:4000]} for e in group]
 
 
 def fuzz_one(parser: str, examples: int) -> dict:

@@ -49,6 +49,7 @@ def test_idx_files_that_used_to_crash(name, content):
     pytest.param(fz._cifar_batch(np.zeros((16, 3072), np.uint8), [2**70] * 16), id="labels beyond int64"),
     pytest.param(b"P0\n.", id="persistent id: a two-line pickle error"),
     pytest.param(fz._cifar_batch(np.zeros((1, 3072), np.uint8), np.complex64(1)), id="complex labels: a warning"),
+    pytest.param(b"\x80\x05\x96" + (2**40).to_bytes(8, "little") + b".", id="bytearray of 2^40 bytes"),
 ])
 def test_cifar_batches_that_used_to_crash(content):
     fz.check_cifar(("data_batch_1", content))
