@@ -51,6 +51,7 @@ _IDX_DTYPES = {
 }
 _IDX_CODES = {dt.newbyteorder("="): code for code, dt in _IDX_DTYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
+_GUNZIP_LIMIT = 1 << 30  # a few kB of gzip can expand to any size; MNIST's largest file has 47 MB
 _IDX_MAX_DIMS = 32  # NumPy 1.x's array rank limit (2.x allows 64); image files have 3
 
 
@@ -82,9 +83,12 @@ def _read_bytes(path: Path) -> bytes:
         raise NitroError(f"{path}: cannot read ({e.strerror or one_line(e)})") from None
     if data[:2] == _GZIP_MAGIC:
         try:
-            data = gzip.decompress(data)
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+                data = f.read(_GUNZIP_LIMIT + 1)
         except (OSError, EOFError, zlib.error) as e:
             raise NitroError(f"{path}: corrupt or truncated gzip data ({one_line(e)})") from None
+        if len(data) > _GUNZIP_LIMIT:
+            raise NitroError(f"{path}: gzip data expands to more than {_GUNZIP_LIMIT} bytes")
     return data
 
 

@@ -17,6 +17,8 @@ import pytest
 from hypothesis import settings
 
 from model.conform import compare_arrays
+from model.datasets import read_idx
+from model.numerics import NitroError
 from scripts import fuzz_parsers as fz
 
 PROFILE = settings.get_profile(os.environ.get("NITRO_FUZZ_PROFILE", "ci"))
@@ -128,3 +130,12 @@ def test_a_differing_0d_array_is_a_mismatch():
     """ref_train_acc and ref_l2_loss_output are 0-d: np.argwhere of a 0-d array has no rows to index."""
     rep = compare_arrays("1", {"ref_train_acc": np.float64(0.5)}, {"ref_train_acc": np.float64(0.25)})
     assert [(m.array, m.ours, m.ref) for m in rep.mismatches] == [("ref_train_acc", 0.25, 0.5)]
+
+
+def test_gzip_that_expands_beyond_the_limit(tmp_path, monkeypatch):
+    """A gzip bomb (a few kB expanding to any size) stops at the limit instead of exhausting memory."""
+    monkeypatch.setattr("model.datasets._GUNZIP_LIMIT", 1000)
+    path = tmp_path / "labels.gz"
+    path.write_bytes(gzip.compress(_idx(8, [2000], bytes(2000))))
+    with pytest.raises(NitroError, match="gzip data expands to more than 1000 bytes"):
+        read_idx(path)
