@@ -653,12 +653,12 @@ def main_long(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULT)
     args = ap.parse_args(argv)
     names = args.parser or list(PARSERS)
-    t0 = time.perf_counter()
+    commit, t0 = _git_commit(), time.perf_counter()  # the code under test: HEAD when the run starts
     # spawn, not fork: each worker then exits normally and removes its workspace (atexit)
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = dict(zip(names, pool.map(fuzz_one, names, [args.examples] * len(names))))
     doc = {"hypothesis": hypothesis.__version__, "python": platform.python_version(), "numpy": np.__version__,
-           "git_commit": _git_commit(), "examples_asked": args.examples, "seconds": round(time.perf_counter() - t0, 1),
+           "git_commit": commit, "examples_asked": args.examples, "seconds": round(time.perf_counter() - t0, 1),
            "tracebacks": sum(r["tracebacks"] for r in results.values()),
            "failures": sum(len(r["failures"]) for r in results.values()), "parsers": results}
     write_atomic(args.out, (json.dumps(doc, indent=1) + "\n").encode())
