@@ -367,14 +367,15 @@ def idx_inputs() -> st.SearchStrategy[tuple[str, bytes]]:
     return st.sampled_from(IDX_NAMES).flatmap(lambda name: st.tuples(st.just(name), _content(name)))
 
 
-def check_idx(case: tuple[str, bytes]) -> None:
-    """`nitro numerics` on an mnist folder with one file replaced: it runs or fails cleanly."""
+def check_idx(case: tuple[str, bytes]) -> int:
+    """`nitro numerics` on an mnist folder with one file replaced: it runs or fails cleanly.
+    Returns the exit code (a regression test of a known-bad input requires 2)."""
     name, content = case
     with scratch() as d:
         shutil.copytree(idx_base(), d, dirs_exist_ok=True)
         (d / name).write_bytes(content)
-        check_cli(d, ["numerics", "--config", str(workspace() / "fuzz_mnist.toml"), "--data-dir", str(d),
-                      "--steps", "1", "--no-progress"], ok=(0,))
+        return check_cli(d, ["numerics", "--config", str(workspace() / "fuzz_mnist.toml"), "--data-dir",
+                             str(d), "--steps", "1", "--no-progress"], ok=(0,))
 
 
 # ------------------------------------------------------------------------------------- CIFAR-10
@@ -409,14 +410,15 @@ def cifar_inputs() -> st.SearchStrategy[tuple[str, bytes]]:
     return st.tuples(st.sampled_from(CIFAR10_FILES), st.one_of(mutated(base, hot=64), _PICKLED))
 
 
-def check_cifar(case: tuple[str, bytes]) -> None:
-    """`nitro numerics` on a CIFAR-10 folder with one batch replaced: it runs or fails cleanly."""
+def check_cifar(case: tuple[str, bytes]) -> int:
+    """`nitro numerics` on a CIFAR-10 folder with one batch replaced: it runs or fails cleanly.
+    Returns the exit code."""
     name, content = case
     with scratch() as d:
         shutil.copytree(cifar_base(), d, dirs_exist_ok=True)
         (d / name).write_bytes(content)
-        check_cli(d, ["numerics", "--config", str(workspace() / "fuzz_cifar10.toml"), "--data-dir", str(d),
-                      "--steps", "1", "--no-progress"], ok=(0,))
+        return check_cli(d, ["numerics", "--config", str(workspace() / "fuzz_cifar10.toml"), "--data-dir",
+                             str(d), "--steps", "1", "--no-progress"], ok=(0,))
 
 
 # ---------------------------------------------------------------------------------- checkpoints
@@ -501,23 +503,25 @@ def _write_checkpoint(path: Path, case: tuple) -> None:
         write_atomic(path, buf.getvalue())
 
 
-def check_checkpoint(case: tuple) -> None:
+def check_checkpoint(case: tuple) -> int:
     """`nitro eval`, `nitro train --resume` (with nothing left to train) and `nitro numerics
     --checkpoint` on a damaged checkpoint: each runs or fails cleanly. numerics loads the data before
     the checkpoint, so it runs only for a checkpoint load_checkpoint accepts (it refuses the others
-    through the same call); resuming one at epoch 0 would train, so it is not resumed."""
+    through the same call); resuming one at epoch 0 would train, so it is not resumed. Returns
+    `nitro eval`'s exit code."""
     with scratch() as d:
         path = d / "checkpoint.npz"
         _write_checkpoint(path, case)
         cfg = str(workspace() / "fuzz_embedded.toml")
         loads = accepts(load_checkpoint, path)
-        check_cli(d, ["eval", "--checkpoint", str(path), "--data-dir", "embedded"], ok=(0,))
+        rc = check_cli(d, ["eval", "--checkpoint", str(path), "--data-dir", "embedded"], ok=(0,))
         if not loads or load_checkpoint(path).epoch >= 1:
             check_cli(d, ["train", "--config", cfg, "--out", str(d), "--resume", "--epochs", "1", "--no-progress"],
                       ok=(0,))
         if loads:
             check_cli(d, ["numerics", "--config", cfg, "--checkpoint", str(path), "--steps", "1", "--data-dir",
                           "embedded", "--no-progress"], ok=(0,))
+        return rc
 
 
 # -------------------------------------------------------------------------------- vector sets
@@ -583,15 +587,15 @@ def vector_inputs(draw) -> tuple[str, str, bytes]:
                                      mutated(path.read_bytes())))
 
 
-def check_vectors(case: tuple[str, str, bytes]) -> None:
+def check_vectors(case: tuple[str, str, bytes]) -> int:
     """`nitro conform` on a vector set with one file replaced: it matches (0), reports the first
-    mismatch (1), or fails cleanly."""
+    mismatch (1), or fails cleanly. Returns the exit code."""
     tag, part, content = case
     with scratch() as d:
         for p in VECTOR_PARTS:
             shutil.copy(vectors_base() / f"{tag}_{p}", d)
         (d / f"{tag}_{part}").write_bytes(content)
-        check_cli(d, ["conform", str(d), tag], ok=(0, 1))
+        return check_cli(d, ["conform", str(d), tag], ok=(0, 1))
 
 
 # ------------------------------------------------------------------------------------- runner
