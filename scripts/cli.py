@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except NitroError as exc:
-        print(f"nitro: error: {exc}", file=sys.stderr)
+        print(f"nitro: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)  # one line, always
         return 2
     except OSError as exc:  # the file system refused (full disk, permissions, a vanished file)
         where = f": {exc.filename}" if exc.filename else ""
