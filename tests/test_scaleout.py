@@ -148,14 +148,17 @@ def test_ray_training_is_bit_identical(ray_local, single_runs, capsys, tmp_path,
     assert got.state["wraps"] == ref.state["wraps"]
 
 
-def test_cnn_steps_on_ray_are_bit_identical(ray_local):
+@pytest.mark.parametrize("plan", list(PLANS))
+def test_cnn_steps_on_ray_are_bit_identical(ray_local, plan):
+    """cnn_small_mnist on Ray actors: two steps (an epoch of it is minutes on 2 cores; the MLPs
+    cover the epoch boundary, through the same training loop)."""
     from scripts.scaleout import RayExecutor
 
     cfg = load_config(REPO / "configs" / "cnn_small_mnist.toml")
     cfg = replace(cfg, train=replace(cfg.train, batch_size=16))
     one, c1 = steps_in_process(cfg, None, 2)
     ds, net, rng = prepare(cfg, "embedded")
-    stepper = ParallelStepper(net, ParallelPlan(None, 2), RayExecutor(0.3))
+    stepper = ParallelStepper(net, PLANS[plan], RayExecutor(0.3))
     c2 = sum(stepper.step(ds.train_x[k * 16:(k + 1) * 16], ds.train_y[k * 16:(k + 1) * 16], 512, rng)
              for k in range(2)) + stepper.drain()
     stepper.sync(net)
