@@ -43,7 +43,10 @@ class TensorSource:
             raise NitroError(f"cannot read training tensors {path}: {exc}") from None
 
     def save(self, folder: Path) -> None:
-        (Path(folder) / FILE).write_text(json.dumps(asdict(self)))
+        """Into the cocotb test folder, which is the simulator's working directory: so the
+        tensor folder is stored absolute."""
+        doc = asdict(self) | {"folder": str(Path(self.folder).resolve())}
+        (Path(folder) / FILE).write_text(json.dumps(doc))
 
     @staticmethod
     def read(folder: Path = Path(".")) -> TensorSource:

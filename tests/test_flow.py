@@ -13,8 +13,9 @@ from sim.testing import run_unit
 NO_SHARED = Path("/nonexistent/shared")
 
 
-def test_flow_on_a_plain_clone(tmp_path):
-    out = tmp_path / "flow"
+def test_flow_on_a_plain_clone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = Path("flow")  # relative, as `nitro flow`'s default runs/flow: the simulator runs elsewhere
     assert flow.run_flow(out, epochs=2, shared=NO_SHARED, progress=False)
     report = (out / "report.md").read_text()
     assert "**Result: all checks passed**" in report
