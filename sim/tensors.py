@@ -57,7 +57,3 @@ def official() -> TensorSource:
     """The official implementation's vector sets beside the checkout."""
     return TensorSource(str(SHARED_VECTORS), "mlp_warm1500", "mlp", "cnn",
                         f"the official implementation's vectors ({SHARED_VECTORS})")
-
-
-def official_available() -> bool:
-    return (SHARED_VECTORS / "mlp_warm1500_step1.npz").exists()
