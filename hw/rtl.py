@@ -55,7 +55,7 @@ UNITS: dict[str, tuple[type, dict[str, Any]]] = {
                                  "acc_width": 32}),
     "dma_reader": (DmaReader, {"addr_width": 32, "data_width": 64, "max_burst": 16, "max_outstanding": 4}),
     "dma_writer": (DmaWriter, {"addr_width": 32, "data_width": 64, "max_burst": 16, "max_outstanding": 4}),
-    "engine_control": (ControlRegisters, {"array_side": 8, "bus_bits": 64}),
+    "engine_control": (ControlRegisters, {}),
 }
 
 

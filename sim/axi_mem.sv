@@ -5,8 +5,9 @@
 //   stall_pct each cycle each channel's ready (AR, AW, W) or valid (R, B) is withheld with this
 //             probability, from a per-channel xorshift generator seeded by `seed`
 // One outstanding queue per direction (QUEUE bursts); W beats are taken for the oldest accepted
-// AW only. Memory: WORDS bus words; a rising `load` reads mem.hex into it, a rising `dump` writes
-// it to mem_out.hex (files in the simulation's folder).
+// AW only. Memory: WORDS bus words; a rising `load` reads mem.hex into it (only the words the
+// file names: `@address` lines place regions), a rising `dump` writes words dump_lo..dump_hi to
+// mem_out.hex (files in the simulation's folder).
 // verilator coverage_off
 module axi_mem #(
     parameter int DATA_W = 64,
@@ -19,6 +20,7 @@ module axi_mem #(
     input  logic [15:0] latency, gap,
     input  logic [7:0]  stall_pct,
     input  logic [31:0] seed,
+    input  logic [31:0] dump_lo, dump_hi,
     input  logic [ID_W-1:0] arid, awid,
     input  logic [ADDR_W-1:0] araddr, awaddr,
     input  logic [7:0] arlen, awlen,
@@ -108,7 +110,7 @@ module axi_mem #(
         load_q <= load;
         dump_q <= dump;
         if (load && !load_q) $readmemh("mem.hex", mem);
-        if (dump && !dump_q) $writememh("mem_out.hex", mem);
+        if (dump && !dump_q) $writememh("mem_out.hex", mem, dump_lo, dump_hi);
         if (rst) begin
             wq_head <= 0; wq_tail <= 0; b_head <= 0; b_tail <= 0; w_beat <= 0;
         end else begin

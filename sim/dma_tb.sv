@@ -68,6 +68,7 @@ module dma_tb #(
 
     axi_mem #(.DATA_W(DATA_W), .WORDS(WORDS)) memory (
         .clk(clk), .rst(rst), .load(load_go), .dump(dump_go), .latency(latency), .gap(gap), .stall_pct(stall_pct), .seed(seed),
+        .dump_lo(0), .dump_hi(WORDS - 1),
         .arid(arid), .awid(awid), .araddr(araddr), .awaddr(awaddr), .arlen(arlen), .awlen(awlen),
         .arsize(arsize), .awsize(awsize), .arburst(arburst), .awburst(awburst),
         .arvalid(arvalid), .awvalid(awvalid), .wvalid(wvalid), .wlast(wlast), .rready(rready),

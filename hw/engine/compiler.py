@@ -1,15 +1,17 @@
-"""Host side of the engine: compile a NITRO-D network into the engine's memory map and GEMM command
-stream, pack batches / weights into memory words, unpack read-back words.
+"""Host side of the engine: a NITRO-D network -> its tensors in external memory and the GEMMs of one
+training step (`hw.engine.tiling` then cuts them into scratchpad tiles and the program), plus the
+packing of matrices into memory words.
 
 Everything here runs before simulation and raises `NitroError` with one clear line when the engine
-cannot run the network: a layer type it has no lowering for (conv, dropout: next steps), a config
-that does not fit its memories, a batch of the wrong shape, a command that points outside a memory.
+cannot run the network: a layer type it has no lowering for (conv, dropout: next steps), a
+constant beyond the engine's dividers, a batch of the wrong shape, a command that points outside
+a scratchpad.
 
-Memory layouts (L = lanes per word = MAC array side):
-  act "col"  (AMEM_C): word base + (b / L) * F + f,        lanes b % L   (A of forward GEMMs)
-  act "row"  (AMEM_R, DMEM, SMEM, YMEM): word base + b * ceil(F/L) + f / L, lanes f % L
-  weights    (WMEM): W^T, word base + i * ceil(out/L) + o / L, lanes o % L   (B of forward GEMMs)
-  W_l copy   (WTMEM): W, word base + c * ceil(in/L) + i / L, lanes i % L   (B of delta GEMMs)
+Layouts (L = lanes per word = MAC array side); each tensor is loaded into the scratchpad `sel`:
+  act "col"  (AMEM_C): word (b / L) * F + f,        lanes b % L   (A of forward GEMMs)
+  act "row"  (AMEM_R, DMEM, SMEM, YMEM): word b * ceil(F/L) + f / L, lanes f % L
+  weights    (WMEM): W^T, word i * ceil(out/L) + o / L, lanes o % L   (B of forward GEMMs)
+  W_l copy   (WTMEM): W, word c * ceil(in/L) + i / L, lanes i % L   (B of delta GEMMs)
 """
 from __future__ import annotations
 
@@ -33,7 +35,12 @@ def cdiv(a: int, b: int) -> int:
 
 @dataclass
 class Tensor:
-    """A region of one memory holding a (rows x features) matrix in a given layout."""
+    """A (rows x features) matrix in one layout: in external memory at byte `ext`, or a tile of one
+    in scratchpad `sel` from word `base` (both word-addressed the same way).
+
+    col        : word (r / L) * feats + f, lane r % L   (batch-packed activations)
+    row, wT, w : word r * ceil(feats / L) + f / L, lane f % L
+    """
 
     name: str
     sel: int
@@ -42,6 +49,7 @@ class Tensor:
     feats: int
     base: int = 0
     lanes: int = 8
+    ext: int = 0
 
     @property
     def stride(self) -> int:
@@ -59,8 +67,51 @@ class Tensor:
 class LayerMap:
     layer: Linear
     role: str  # "fwd", "pred", "out"
-    w: Tensor  # W^T in WMEM (rows = in, feats = out)
-    wt: Tensor | None = None  # W in WTMEM (rows = out, feats = in), learning layers only
+    w: Tensor  # W^T (rows = in, feats = out)
+    wt: Tensor | None = None  # W (rows = out, feats = in), learning layers only
+
+
+SLOTS = ("o0", "o1", "o2", "o3", "o4")
+
+
+@dataclass
+class Gemm:
+    """One GEMM command: C[m x n] = A[m x k] . B[k x n], then the output op on every C element.
+    A is `a` (col layout: rows = m) or the transpose of `a` (row layout: feats = m); B is `b`
+    (rows = k, feats = n). `outs` maps output slots to tensors (see `params.command_layout`)."""
+
+    name: str
+    phase: str
+    op: int
+    a: Tensor
+    b: Tensor
+    m: int
+    k: int
+    n: int
+    outs: dict[str, Tensor]
+    consts: dict[str, int] = field(default_factory=dict)  # sc_*, d_*, e_* divider constants
+    sgd: Linear | None = None  # the layer an update command trains
+
+    @property
+    def wt_en(self) -> int:
+        return int("o4" in self.outs)
+
+    def fields(self, phase_index: int) -> dict:
+        """The command's hardware fields (`params.command_layout`), for `pack_command`."""
+        L = self.a.lanes
+        a, b = self.a, self.b
+        a_sm, a_sk = (a.stride, 1) if a.layout == "col" else (1, a.stride)
+        f = dict(op=self.op, phase=phase_index, wt_en=self.wt_en,
+                 a_sel=[k_ for k_, v in A_SOURCES.items() if v == a.sel][0],
+                 b_sel=[k_ for k_, v in B_SOURCES.items() if v == b.sel][0],
+                 m_len=self.m, n_len=self.n, k_len=self.k, m_tiles=cdiv(self.m, L),
+                 n_tiles=cdiv(self.n, L), a_base=a.base, a_sm=a_sm, a_sk=a_sk, b_base=b.base,
+                 b_sk=b.stride, b_sn=1)
+        for slot in SLOTS:
+            t = self.outs.get(slot)
+            f[slot] = {"base": t.base, "stride": t.stride} if t is not None else {"base": 0, "stride": 0}
+        f.update(self.consts)
+        return f
 
 
 @dataclass
@@ -68,16 +119,13 @@ class Program:
     params: EngineParams
     spec: NetworkSpec
     batch: int
-    tensors: dict[str, Tensor]
+    tensors: dict[str, Tensor]  # in external memory
     layers: dict[str, LayerMap]
-    commands: list[dict]
+    gemms: list[Gemm]  # one training step, before tiling
     phases: list[str]
-    usage: dict[int, int]  # words used per memory
     lr_inv: int = 0
     macs: dict[str, int] = field(default_factory=dict)  # useful multiply-accumulates per phase
-
-    def cmd_index(self, name: str) -> int:
-        return [c["name"] for c in self.commands].index(name)
+    ext_words: int = 0  # 64-bit words of external memory the tensors take
 
 
 # ---- compilation -----------------------------------------------------------------------------
@@ -113,26 +161,32 @@ def check_supported(spec: NetworkSpec, params: EngineParams) -> list[Block]:
     return blocks
 
 
+class _Planner:
+    """External memory: every tensor in its own region, 4 KiB aligned."""
+
+    def __init__(self, p: EngineParams) -> None:
+        self.p, self.top, self.tensors = p, 0, {}
+
+    def __call__(self, name: str, sel: int, layout: str, rows: int, feats: int) -> Tensor:
+        from .program import beats_per_word
+
+        t = Tensor(name, sel, layout, rows, feats, 0, self.p.lanes, self.top)
+        self.top += cdiv(t.words * beats_per_word(self.p, sel) * (self.p.bus_bits // 8), 4096) * 4096
+        self.tensors[name] = t
+        return t
+
+
 def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None = None,
                     lr_inv: int = 512) -> Program:
-    """Memory map + command stream of one training step of `spec` at batch size `batch`."""
+    """External memory map + GEMM list of one training step of `spec` at batch size `batch`."""
     p = params or EngineParams()
-    L = p.lanes
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise NitroError(f"engine: batch size must be a positive integer, got {batch!r}")
     blocks = check_supported(spec, p)
     classes = spec.num_classes
     f_in = int(np.prod(spec.input_shape))
-    usage = {s: 0 for s in MEM_NAMES}
-    tensors: dict[str, Tensor] = {}
-
-    def alloc(name: str, sel: int, layout: str, rows: int, feats: int) -> Tensor:
-        t = Tensor(name, sel, layout, rows, feats, usage[sel], L)
-        usage[sel] += t.words
-        tensors[name] = t
-        return t
-
-    # activations: x, then every block output, in both layouts
+    alloc = _Planner(p)
+    tensors = alloc.tensors
     acts = [(alloc("x.c", SEL_AMEM_C, "col", batch, f_in), alloc("x.r", SEL_AMEM_R, "row", batch, f_in))]
     for b in blocks:
         h = b.layer.out_features
@@ -158,97 +212,71 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
     alloc("out.e.d", SEL_DMEM, "row", batch, classes)
     alloc("out.yhat", SEL_SMEM, "row", batch, classes)
     alloc("y", SEL_YMEM, "row", batch, classes)
-
-    cmds: list[dict] = []
+    gemms = _gemms(spec, blocks, batch, acts, layers, tensors, p)
+    phases = list(dict.fromkeys(g.phase for g in gemms))
+    if len(phases) > N_PHASES - 1:  # fall back to one phase per kind of command
+        for g in gemms:
+            g.phase = g.phase.split("/")[0]
+        phases = list(dict.fromkeys(g.phase for g in gemms))
+    phases.append("control")  # the END command closing every RUN
     macs: dict[str, int] = {}
+    for g in gemms:
+        macs[g.phase] = macs.get(g.phase, 0) + g.m * g.n * g.k
+    prog = Program(p, spec, batch, tensors, layers, gemms, phases, 0, macs,
+                   alloc.top // (p.bus_bits // 8))
+    set_lr(prog, lr_inv)
+    return prog
 
-    def gemm(name, phase, op, a: Tensor, a_t: bool, b_src: Tensor, b_t: bool, m, k, n, **out):
-        """C[m x n] = A[m x k] . B[k x n]. a_t: A is the transpose of tensor `a` (row layout);
-        b_t: B is the transpose of weights stored as W^T (i.e. B = W^T^T ... see below)."""
-        if a.layout == "col":  # A = act (rows = batch = M, feats = K)
-            a_base, a_sm, a_sk = a.base, a.stride, 1
-        else:  # A = act^T from the row layout (feats = M, rows = K)
-            a_base, a_sm, a_sk = a.base, 1, a.stride
-        # B operand: every B source holds its lanes along N with one word per k per n-tile.
-        b_base, b_sk, b_sn = b_src.base, b_src.stride, 1
-        c = dict(name=name, phase=phase, op=op, a_sel=[k_ for k_, v in A_SOURCES.items() if v == a.sel][0],
-                 b_sel=[k_ for k_, v in B_SOURCES.items() if v == b_src.sel][0],
-                 m_len=m, n_len=n, k_len=k, m_tiles=cdiv(m, L), n_tiles=cdiv(n, L),
-                 a_base=a_base, a_sm=a_sm, a_sk=a_sk, b_base=b_base, b_sk=b_sk, b_sn=b_sn,
-                 wt_en=0, sc_mult=0, sc_shift=0, d_mult=0, d_shift=0, e_mult=0, e_shift=0)
-        for slot in ("o0", "o1", "o2", "o3", "o4"):
-            t = out.get(slot)
-            c[slot] = {"base": t.base, "stride": t.stride} if t is not None else {"base": 0, "stride": 0}
-            c[slot + "_t"] = t.name if t is not None else None
-        c.update({k_: v for k_, v in out.items() if not k_.startswith("o")})
-        cmds.append(c)
-        macs[phase] = macs.get(phase, 0) + m * n * k
 
+def _gemms(spec, blocks, batch, acts, layers, tensors, p) -> list[Gemm]:
+    """The GEMMs of one step: block forwards, output layer, then each block's local learning."""
+    classes = spec.num_classes
     smw, ssw = p.scale_div
+    gemms: list[Gemm] = []
 
     def scale(sf: int) -> dict:
         if sf > p.max_scale:
             raise NitroError(f"engine: scaling factor {sf} exceeds the engine's max {p.max_scale}")
         cst = divider_constants(sf, p.acc_bits, smw, ssw)
-        return {"sc_mult": cst.mult, "sc_shift": cst.shift, "sf": sf}
+        return {"sc_mult": cst.mult, "sc_shift": cst.shift}
 
-    def sgd(layer: Linear) -> dict:
-        return {"sgd_layer": layer.name, "amp": layer.amp, "eta": layer.decay_inv}
+    def gemm(name, op, a, b, m, k, n, consts=None, sgd=None, **outs):
+        gemms.append(Gemm(name, _phase(name), op, a, b, m, k, n, outs, consts or {}, sgd))
 
-    # forward of every block
     for k, b in enumerate(blocks):
-        x_c, _ = acts[k]
-        a_c, a_r = acts[k + 1]
         lf = b.layer
-        gemm(f"{b.name}/fwd", f"fwd/{b.name}", OP_SCALE_RELU, x_c, False, layers[lf.name].w, False,
-             batch, lf.in_features, lf.out_features, o0=a_c, o1=a_r, o2=tensors[f"{b.name}.s"],
-             **scale(b.scaling.factor))
-    # output layer: forward + loss gradient, update
-    last_c, last_r = acts[-1]
-    gemm("output/fwd", "out/fwd", OP_SCALE_LOSS, last_c, False, layers[o.name].w, False, batch,
-         o.in_features, classes, o0=tensors["out.e.c"], o1=tensors["out.e.d"], o2=tensors["out.yhat"],
-         o3=tensors["y"], **scale(spec.output_scaling.factor))
-    gemm("output/update", "out/update", OP_SGD, last_r, True, tensors["out.e.d"], False,
-         o.in_features, batch, classes, o3=layers[o.name].w, **sgd(o))
-    # blocks, last to first
-    order = [n for n in spec.backward_order]
+        a_c, a_r = acts[k + 1]
+        gemm(f"{b.name}/fwd", OP_SCALE_RELU, acts[k][0], layers[lf.name].w, batch, lf.in_features,
+             lf.out_features, scale(b.scaling.factor), o0=a_c, o1=a_r, o2=tensors[f"{b.name}.s"])
+    o = spec.output
+    gemm("output/fwd", OP_SCALE_LOSS, acts[-1][0], layers[o.name].w, batch, o.in_features, classes,
+         scale(spec.output_scaling.factor), o0=tensors["out.e.c"], o1=tensors["out.e.d"],
+         o2=tensors["out.yhat"], o3=tensors["y"])
+    gemm("output/update", OP_SGD, acts[-1][1], tensors["out.e.d"], o.in_features, batch, classes,
+         sgd=o, o3=layers[o.name].w)
     by_name = {b.name: (k, b) for k, b in enumerate(blocks)}
-    for name in order:
+    for name in spec.backward_order:
         k, b = by_name[name]
         a_c, a_r = acts[k + 1]
-        x_c, x_r = acts[k]
         lf, lp = b.layer, b.pred
         h = lf.out_features
-        gemm(f"{b.name}/learn", f"learn/{b.name}", OP_SCALE_LOSS, a_c, False, layers[lp.name].w, False,
-             batch, h, classes, o0=tensors[f"{b.name}.e.c"], o1=tensors[f"{b.name}.e.d"],
-             o2=tensors[f"{b.name}.yhat"], o3=tensors["y"], **scale(b.pred_scaling.factor))
-        gemm(f"{b.name}/delta", f"delta/{b.name}", OP_RELU_BWD, tensors[f"{b.name}.e.c"], False,
-             layers[lp.name].wt, False, batch, classes, h, o1=tensors[f"{b.name}.delta"],
-             o2=tensors[f"{b.name}.s"])
-        gemm(f"{b.name}/update_learn", f"upd_learn/{b.name}", OP_SGD, a_r, True,
-             tensors[f"{b.name}.e.d"], False, h, batch, classes, o3=layers[lp.name].w,
-             o4=layers[lp.name].wt, wt_en=1, **sgd(lp))
-        gemm(f"{b.name}/update_fwd", f"upd_fwd/{b.name}", OP_SGD, x_r, True,
-             tensors[f"{b.name}.delta"], False, lf.in_features, batch, h, o3=layers[lf.name].w,
-             **sgd(lf))
-    phases = []
-    for c in cmds:
-        if c["phase"] not in phases:
-            phases.append(c["phase"])
-    if len(phases) > N_PHASES - 1:  # fall back to one phase per kind of command
-        for c in cmds:
-            c["phase"] = c["phase"].split("/")[0]
-        phases = list(dict.fromkeys(c["phase"] for c in cmds))
-        macs = {ph: sum(c["m_len"] * c["n_len"] * c["k_len"] for c in cmds if c["phase"] == ph)
-                for ph in phases}
-    phases.append("control")
-    cmds.append(dict(name="end", phase="control", op=OP_END))
-    usage[SEL_CMEM] = len(cmds) * p.cmd_words
-    prog = Program(p, spec, batch, tensors, layers, cmds, phases, usage, 0, macs)
-    check_capacity(prog)
-    set_lr(prog, lr_inv)
-    validate_commands(prog)
-    return prog
+        gemm(f"{b.name}/learn", OP_SCALE_LOSS, a_c, layers[lp.name].w, batch, h, classes,
+             scale(b.pred_scaling.factor), o0=tensors[f"{b.name}.e.c"], o1=tensors[f"{b.name}.e.d"],
+             o2=tensors[f"{b.name}.yhat"], o3=tensors["y"])
+        gemm(f"{b.name}/delta", OP_RELU_BWD, tensors[f"{b.name}.e.c"], layers[lp.name].wt, batch,
+             classes, h, o1=tensors[f"{b.name}.delta"], o2=tensors[f"{b.name}.s"])
+        gemm(f"{b.name}/update_learn", OP_SGD, a_r, tensors[f"{b.name}.e.d"], h, batch, classes,
+             sgd=lp, o3=layers[lp.name].w, o4=layers[lp.name].wt)
+        gemm(f"{b.name}/update_fwd", OP_SGD, acts[k][1], tensors[f"{b.name}.delta"], lf.in_features,
+             batch, h, sgd=lf, o3=layers[lf.name].w)
+    return gemms
+
+
+def _phase(name: str) -> str:
+    """'block_00/update_fwd' -> 'upd_fwd/block_00' (counter phases group a kind of command)."""
+    owner, kind = name.split("/")
+    kind = {"update_learn": "upd_learn", "update_fwd": "upd_fwd", "update": "update"}.get(kind, kind)
+    return f"{'out' if owner == 'output' else kind}/{owner if owner != 'output' else kind}"
 
 
 def set_lr(prog: Program, lr_inv: int) -> None:
@@ -258,99 +286,62 @@ def set_lr(prog: Program, lr_inv: int) -> None:
         raise NitroError(f"engine: lr_inv must be a positive integer, got {lr_inv!r}")
     gmw, gsw = p.grad_div
     emw, esw = p.eta_div
-    for c in prog.commands:
-        if c["op"] != OP_SGD:
+    for g in prog.gemms:
+        if g.sgd is None:
             continue
-        d = lr_inv * c["amp"]
+        d = lr_inv * g.sgd.amp
         if d > p.max_divisor:
             raise NitroError(f"engine: IntegerSGD divisor lr_inv*amp = {d} exceeds the engine's "
-                             f"max {p.max_divisor} ({c['name']})")
+                             f"max {p.max_divisor} ({g.name})")
         cst = divider_constants(d, p.acc_bits, gmw, gsw)
-        c["d_mult"], c["d_shift"] = cst.mult, cst.shift
-        eta = c["eta"]
+        eta = g.sgd.decay_inv
         if eta > p.max_eta:
             raise NitroError(f"engine: weight-decay inverse {eta} exceeds the engine's max {p.max_eta}")
-        if eta:
-            ce = divider_constants(eta, p.weight_bits, emw, esw)
-            c["e_mult"], c["e_shift"] = ce.mult, ce.shift
-        else:
-            c["e_mult"], c["e_shift"] = 0, 0
+        ce = divider_constants(eta, p.weight_bits, emw, esw) if eta else None
+        g.consts.update(d_mult=cst.mult, d_shift=cst.shift, e_mult=ce.mult if ce else 0,
+                        e_shift=ce.shift if ce else 0)
     prog.lr_inv = lr_inv
 
 
-def check_capacity(prog: Program) -> None:
-    p = prog.params
-    what = {SEL_AMEM_C: "activations (batch-packed)", SEL_AMEM_R: "activations (feature-packed)",
-            SEL_WMEM: "weights", SEL_WTMEM: "learning-layer weight copies", SEL_DMEM: "deltas",
-            SEL_SMEM: "stored ReLU inputs and outputs", SEL_YMEM: "targets", SEL_CMEM: "commands"}
-    over = [f"{used} words of {MEM_NAMES[sel]} ({what[sel]}), the engine has {p.depth(sel)}"
-            for sel, used in sorted(prog.usage.items(), key=lambda kv: kv[0] != SEL_WMEM)
-            if used > p.depth(sel)]
-    if over:
-        raise NitroError(f"engine: this network at batch {prog.batch} needs " + "; ".join(over)
-                         + ": it cannot hold it")
-
-
-def validate_commands(prog: Program) -> None:
-    """Every address a command can touch lies inside its memory; every field fits its width."""
-    p = prog.params
+def validate_gemm(g: Gemm, p: EngineParams) -> None:
+    """Every scratchpad address a (tiled) command can touch lies inside its scratchpad; every
+    field fits its width."""
+    where = f"engine: command {g.name}"
     layout = command_layout(p)
     widths = {name: f.width for name, f in layout}
-    for idx, c in enumerate(prog.commands):
-        where = f"engine: command {idx} ({c['name']})"
-        if c["op"] == OP_END:
-            continue
-        for f in ("m_tiles", "n_tiles", "k_len", "m_len", "n_len", "a_base", "a_sm", "a_sk",
-                  "b_base", "b_sk", "b_sn"):
-            v = c[f]
-            if not 0 <= v < (1 << widths[f]):
-                raise NitroError(f"{where}: field {f} = {v} does not fit {widths[f]} bits")
-        if c["k_len"] < 1 or c["m_len"] < 1 or c["n_len"] < 1:
-            raise NitroError(f"{where}: empty GEMM (M, N, K must be >= 1)")
-        if c["m_tiles"] * p.rows < c["m_len"] or c["n_tiles"] * p.cols < c["n_len"]:
-            raise NitroError(f"{where}: tile counts do not cover M x N")
-        a_mem, b_mem = A_SOURCES.get(c["a_sel"]), B_SOURCES.get(c["b_sel"])
-        if a_mem is None or b_mem is None:
-            raise NitroError(f"{where}: operand source a_sel={c['a_sel']} / b_sel={c['b_sel']} "
-                             f"names no memory")
-        if c["op"] == OP_SGD and b_mem == SEL_WMEM:
-            raise NitroError(f"{where}: an update command cannot take its B operand from wmem "
-                             f"(the update reads and writes wmem through the same ports)")
-        a_hi = c["a_base"] + (c["m_tiles"] - 1) * c["a_sm"] + (c["k_len"] - 1) * c["a_sk"]
-        b_hi = c["b_base"] + (c["k_len"] - 1) * c["b_sk"] + (c["n_tiles"] - 1) * c["b_sn"]
-        _in_mem(where, "A operand", a_mem, a_hi, p)
-        _in_mem(where, "B operand", b_mem, b_hi, p)
-        L = p.lanes
-        m_hi, n_hi = c["m_len"] - 1, c["n_len"] - 1
-        col = lambda s: c[s]["base"] + (m_hi // L) * c[s]["stride"] + n_hi  # noqa: E731
-        row = lambda s: c[s]["base"] + m_hi * c[s]["stride"] + n_hi // L  # noqa: E731
-        tcol = lambda s: c[s]["base"] + n_hi * c[s]["stride"] + m_hi // L  # noqa: E731
-        op = c["op"]
-        if op == OP_SCALE_RELU:
-            outs = [("o0", SEL_AMEM_C, col), ("o1", SEL_AMEM_R, row), ("o2", SEL_SMEM, row)]
-        elif op == OP_SCALE_LOSS:
-            outs = [("o0", SEL_AMEM_C, col), ("o1", SEL_DMEM, row), ("o2", SEL_SMEM, row),
-                    ("o3", SEL_YMEM, row)]
-        elif op == OP_RELU_BWD:
-            # whole rows are written: the last n-tile word of the last row
-            outs = [("o1", SEL_DMEM, row), ("o2", SEL_SMEM, row)]
-        elif op == OP_SGD:
-            outs = [("o3", SEL_WMEM, row)] + ([("o4", SEL_WTMEM, tcol)] if c["wt_en"] else [])
-        else:
-            raise NitroError(f"{where}: unknown opcode {op}")
-        for slot, sel, fn in outs:
-            for f in ("base", "stride"):
-                if not 0 <= c[slot][f] < (1 << ADDR_W):
-                    raise NitroError(f"{where}: {slot}.{f} = {c[slot][f]} does not fit {ADDR_W} bits")
-            _in_mem(where, f"output slot {slot}", sel, fn(slot), p)
-    if len(prog.commands) > p.cmem_depth:
-        raise NitroError(f"engine: {len(prog.commands)} commands, CMEM holds {p.cmem_depth}")
+    c = g.fields(0)
+    for f in ("m_tiles", "n_tiles", "k_len", "m_len", "n_len", "a_base", "a_sm", "a_sk",
+              "b_base", "b_sk", "b_sn"):
+        if not 0 <= c[f] < (1 << widths[f]):
+            raise NitroError(f"{where}: field {f} = {c[f]} does not fit {widths[f]} bits")
+    if min(g.m, g.n, g.k) < 1:
+        raise NitroError(f"{where}: empty GEMM (M, N, K must be >= 1)")
+    if g.op == OP_SGD and g.b.sel == SEL_WMEM:
+        raise NitroError(f"{where}: an update command cannot take its B operand from wmem "
+                         f"(the update reads and writes wmem through the same ports)")
+    a_hi = c["a_base"] + (c["m_tiles"] - 1) * c["a_sm"] + (c["k_len"] - 1) * c["a_sk"]
+    b_hi = c["b_base"] + (c["k_len"] - 1) * c["b_sk"] + (c["n_tiles"] - 1) * c["b_sn"]
+    _in_mem(where, "A operand", g.a.sel, a_hi, p)
+    _in_mem(where, "B operand", g.b.sel, b_hi, p)
+    for slot, t in g.outs.items():
+        if t.sel != OUT_SLOTS[g.op].get(slot):
+            raise NitroError(f"{where}: output slot {slot} cannot address {MEM_NAMES[t.sel]}")
+        _in_mem(where, f"output slot {slot}", t.sel, t.base + t.words - 1, p)
+
+
+# output slot -> the scratchpad each op's slot addresses (`core.Engine`'s write and read ports)
+OUT_SLOTS = {
+    OP_SCALE_RELU: {"o0": SEL_AMEM_C, "o1": SEL_AMEM_R, "o2": SEL_SMEM},
+    OP_SCALE_LOSS: {"o0": SEL_AMEM_C, "o1": SEL_DMEM, "o2": SEL_SMEM, "o3": SEL_YMEM},
+    OP_RELU_BWD: {"o1": SEL_DMEM, "o2": SEL_SMEM},
+    OP_SGD: {"o3": SEL_WMEM, "o4": SEL_WTMEM},
+}
 
 
 def _in_mem(where: str, what: str, sel: int, hi: int, p: EngineParams) -> None:
     if hi >= p.depth(sel) or hi < 0:
         raise NitroError(f"{where}: {what} reaches word {hi} of {MEM_NAMES[sel]}, which has "
-                         f"{p.depth(sel)} words (missing memory)")
+                         f"{p.depth(sel)} words")
 
 
 # ---- packing ---------------------------------------------------------------------------------
@@ -422,31 +413,17 @@ def batch_tensors(prog: Program, x: np.ndarray, y: np.ndarray) -> list[tuple[Ten
     return [(t["x.c"], flat), (t["x.r"], flat), (t["y"], y)]
 
 
-def pack_command(prog: Program, c: dict) -> int:
-    """One command as an integer of the command layout's width."""
-    layout = command_layout(prog.params)
+def pack_command(p: EngineParams, fields: dict) -> int:
+    """One command (`Gemm.fields`, or an END) as an integer of the command layout's width."""
+    layout = command_layout(p)
     value = 0
     for name, f in layout:
-        if name in ("o0", "o1", "o2", "o3", "o4"):
-            v = c.get(name, {"base": 0, "stride": 0})
+        if name in SLOTS:
+            v = fields.get(name, {"base": 0, "stride": 0})
             fv = v["base"] | (v["stride"] << ADDR_W)
         else:
-            fv = int(c.get(name, 0))
-        w = f.width
-        if not 0 <= fv < (1 << w):
-            raise NitroError(f"engine: command {c['name']}: field {name} = {fv} does not fit {w} bits")
+            fv = int(fields.get(name, 0))
+        if not 0 <= fv < (1 << f.width):
+            raise NitroError(f"engine: command field {name} = {fv} does not fit {f.width} bits")
         value |= fv << f.offset
     return value
-
-
-def engine_params_for(spec: NetworkSpec, batch: int, base: EngineParams | None = None) -> EngineParams:
-    """The smallest memory depths (rounded up to 64 words) that hold `spec` at `batch`."""
-    from dataclasses import replace
-
-    p = base or EngineParams()
-    big = replace(p, **{f"{MEM_NAMES[s]}_depth": 1 << ADDR_W for s in MEM_NAMES})
-    prog = compile_network(spec, batch, big)
-    depths = {f"{MEM_NAMES[s]}_depth": max(64, cdiv(u, 64) * 64) for s, u in prog.usage.items()
-              if s != SEL_CMEM}
-    return replace(p, **depths)
-

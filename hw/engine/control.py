@@ -2,17 +2,26 @@
 the RTL register file (`hw.regs.AxiLiteRegisters`), the host driver and the documentation all come
 from it. A host writes the program's base address, sets START, and waits for DONE (or the
 interrupt); ERROR and ERROR_CODE say why a run stopped; the ID/parameter block tells the host
-what this instance can run; CYCLES counts the clock cycles of the last run.
+what this instance can run (array side, bus width, scratchpad depths: the tile limits); CYCLES
+counts the clock cycles of the last run, and the *_CYCLES counters split them by unit.
 """
 from __future__ import annotations
 
 from hw.regs import AxiLiteRegisters, Register, RegisterMap
 
+from .params import EngineParams
+
 ENGINE_ID = 0x4E49_5452  # "NITR"
 STATUS_DONE, STATUS_ERROR = 1 << 0, 1 << 1
+ERR_BUS = 1  # an AXI error response or a misaligned transfer address (sticky until reset)
+ERR_OPCODE = 2  # a program command with an unknown opcode
+ERROR_NAMES = {ERR_BUS: "AXI error response or misaligned address", ERR_OPCODE: "unknown opcode"}
 
 
-def control_map(array_side: int = 8, bus_bits: int = 64, version: int = 2) -> RegisterMap:
+def control_map(p: EngineParams | None = None, version: int = 2) -> RegisterMap:
+    p = p or EngineParams()
+    array_side, bus_bits = p.rows, p.bus_bits
+    depths = (p.amem_c_depth, p.wmem_depth, p.dmem_depth)
     return RegisterMap((
         Register("id", 0x000, "const", reset=ENGINE_ID, doc="engine identifier 'NITR'"),
         Register("version", 0x004, "const", reset=version, doc="register-map version"),
@@ -27,11 +36,21 @@ def control_map(array_side: int = 8, bus_bits: int = 64, version: int = 2) -> Re
         Register("prog_base_hi", 0x034, "rw", doc="bits 63:32"),
         Register("cycles_lo", 0x040, "ro", doc="clock cycles of the last run, bits 31:0"),
         Register("cycles_hi", 0x044, "ro", doc="bits 63:32"),
+        Register("fetch_cycles", 0x048, "ro", doc="cycles fetching program commands"),
+        Register("load_cycles", 0x04C, "ro", doc="cycles of LOAD transfers"),
+        Register("store_cycles", 0x050, "ro", doc="cycles of STORE transfers"),
+        Register("run_cycles", 0x054, "ro", doc="cycles the MAC array and its pipelines ran (RUN)"),
+        Register("depth_a", 0x060, "const", width=16, reset=depths[0],
+                 doc="activation scratchpad words (A tiles: K x M/side)"),
+        Register("depth_w", 0x064, "const", width=16, reset=depths[1],
+                 doc="weight scratchpad words (B tiles: K x N/side)"),
+        Register("depth_d", 0x068, "const", width=16, reset=depths[2],
+                 doc="delta scratchpad words"),
     ), irq=("status", "irq_enable"))
 
 
 class ControlRegisters(AxiLiteRegisters):
     """The engine's register file: `control_map` behind an AXI4-Lite port."""
 
-    def __init__(self, array_side: int = 8, bus_bits: int = 64) -> None:
-        super().__init__(control_map(array_side, bus_bits))
+    def __init__(self, params: EngineParams | None = None) -> None:
+        super().__init__(control_map(params))

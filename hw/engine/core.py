@@ -90,7 +90,7 @@ class Engine(wiring.Component):
         self.cmd_layout = command_layout(p)
         hb = p.host_data_bits
         super().__init__({
-            "start": In(1), "busy": Out(1), "done": Out(1),
+            "start": In(1), "busy": Out(1), "done": Out(1), "ctr_clear": In(1),
             "hw_en": In(1), "hw_sel": In(4), "hw_addr": In(ADDR_W), "hw_data": In(hb),
             "hr_sel": In(4), "hr_addr": In(ADDR_W), "hr_data": Out(p.word_bits),
         })
@@ -580,9 +580,9 @@ class Engine(wiring.Component):
         ph_hot = Signal(N_PHASES)
         m.d.sync += [ev.eq(Mux(busy, Cat(1, mac_fire, mac.i.valid & ~mac.i.ready, in_wait), 0)),
                      ph_hot.eq(Const(1, N_PHASES) << cmd.phase)]
-        # cleared one cycle after `start` (nothing is counted before busy's second cycle), from
-        # a register per phase rather than one start & ~busy decode for all 2 560 counter bits
-        clear = replicated_reg(m, platform, self.start & ~busy, N_PHASES, "ctr_clear")
+        # cleared by `ctr_clear` (the streaming top clears them once per program, not per run),
+        # from a register per phase rather than one decode for all 2 560 counter bits
+        clear = replicated_reg(m, platform, self.ctr_clear, N_PHASES, "ctr_clear")
         for ph_ in range(N_PHASES):
             en = _reg(kinds, name=f"ctr_en{ph_}")
             m.d.sync += en.eq(Mux(ph_hot[ph_], ev, 0))

@@ -56,7 +56,8 @@ CMD_WORD_BITS = 64
 @dataclass(frozen=True)
 class EngineParams:
     """Generation parameters of one engine instance. Depths are in words (one word = `cols` or
-    `rows` lanes). The defaults hold the paper's MNIST MLP (784-100-50-10) at batch 64."""
+    `rows` lanes). They bound the tiles, not the network: the compiler cuts every GEMM into tiles
+    that fit (`hw.engine.tiling`) and names the limit when one cannot."""
 
     rows: int = 8  # MAC array rows (M tile)
     cols: int = 8  # MAC array columns (N tile); also the lane count of every memory word
@@ -65,14 +66,16 @@ class EngineParams:
     delta_bits: int = 24
     acc_bits: int = 32
     slope_inv: int = 4  # NITRO-ReLU alpha built into the ReLU units
-    amem_c_depth: int = 7744
-    amem_r_depth: int = 7552
-    wmem_depth: int = 11328
-    wtmem_depth: int = 256
-    dmem_depth: int = 1664
-    smem_depth: int = 1664
-    ymem_depth: int = 128
-    cmem_depth: int = 64  # commands (each `cmd_words` 64-bit words of CMEM)
+    # scratchpads (the engine's only tensor storage: everything else is in external memory)
+    amem_c_depth: int = 2048
+    amem_r_depth: int = 2048
+    wmem_depth: int = 2048
+    wtmem_depth: int = 1024
+    dmem_depth: int = 1024
+    smem_depth: int = 1024
+    ymem_depth: int = 256
+    cmem_depth: int = 16  # commands (each `cmd_words` 64-bit words of CMEM)
+    bus_bits: int = 64  # AXI4 data width of the memory port
     max_divisor: int = (1 << 32) - 1  # largest IntegerSGD divisor lr_inv * amp
     max_eta: int = (1 << 16) - 1  # largest weight-decay inverse
     max_scale: int = (1 << 31) - 1  # largest scaling factor SF
@@ -85,6 +88,9 @@ class EngineParams:
         if self.rows & (self.rows - 1) or not 4 <= self.rows <= 16:
             # >= 4: the drain's registered "last tile" flags are read three rows after they change
             raise NitroError("MAC array side must be a power of two in 4..16")
+        if self.bus_bits != 64:
+            raise NitroError("the engine's memory port is 64 bits wide (bus_bits = 64); other "
+                             "widths are not built yet")
         for k in ("amem_c_depth", "amem_r_depth", "wmem_depth", "wtmem_depth", "dmem_depth",
                   "smem_depth", "ymem_depth", "cmem_depth"):
             d = getattr(self, k)

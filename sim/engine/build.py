@@ -17,17 +17,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw.engine.core import Engine
 from hw.engine.params import EngineParams
+from hw.engine.top import StreamEngine
 from sim.runner import LINT_WAIVERS, REPO, check_results, setup_verilator, without_src
 
 HARNESS = Path(__file__).with_name("engine_tb.sv")
+MEMORY_MODEL = Path(__file__).parents[1] / "axi_mem.sv"
+MEM_WORDS = 1 << 18  # the memory model: 2 MiB of 64-bit words
 BUILD_ARGS = [*LINT_WAIVERS, "-O3", "--timing", "-Wno-fatal", "--x-assign", "fast",
               "--x-initial", "fast"]
 # Own root (unit test runs may clear build/hw); NITRO_ENGINE_BUILD_ROOT overrides it.
 ENGINE_BUILD_ROOT = Path(os.environ.get("NITRO_ENGINE_BUILD_ROOT") or REPO / "build" / "engine")
-LD_DEPTH = 16384
-DP_DEPTH = 16384
 
 _ZERO_INIT = re.compile(r"\n  initial begin\n(?:    [\\\w$.]+ ?\[\d+\] = \d+'h0+;\n)+  end")
 
@@ -37,7 +37,7 @@ def engine_verilog(params: EngineParams) -> str:
     the FPGA both start memories at zero; the initialisers only slow the C++ compile)."""
     from amaranth.back import verilog
 
-    text = verilog.convert(Engine(params), name="engine")
+    text = verilog.convert(StreamEngine(params), name="engine")
     return _ZERO_INIT.sub("", text)
 
 
@@ -47,7 +47,7 @@ def _source_key(p: EngineParams, hparams: dict) -> str:
     h = hashlib.sha256()
     files = sorted((REPO / "hw").rglob("*.py")) + [REPO / "model" / f for f in
                                                    ("divider.py", "layers.py", "numerics.py")]
-    for f in files + [HARNESS, Path(__file__)]:
+    for f in files + [HARNESS, MEMORY_MODEL, Path(__file__)]:
         h.update(f.name.encode() + f.read_bytes())
     h.update(json.dumps([repr(p), hparams, BUILD_ARGS, amaranth.__version__]).encode())
     return h.hexdigest()[:16]
@@ -68,8 +68,7 @@ def _runner():
 
 
 def _harness_params(p: EngineParams) -> dict:
-    return {"HB": p.host_data_bits, "RB": p.word_bits, "LD_DEPTH": LD_DEPTH, "DP_DEPTH": DP_DEPTH,
-            "RL": Engine.host_read_latency}
+    return {"WORDS": MEM_WORDS}
 
 
 def source_link(p: EngineParams) -> Path:
@@ -99,7 +98,8 @@ def build_engine(params: EngineParams | None = None) -> EngineBuild:
         return EngineBuild(p, bdir, bdir / "engine.v", 0.0)
     v_text = engine_verilog(p)
     key = hashlib.sha256(
-        (without_src(v_text) + HARNESS.read_text() + json.dumps([BUILD_ARGS, hparams])).encode()
+        (without_src(v_text) + HARNESS.read_text() + MEMORY_MODEL.read_text()
+         + json.dumps([BUILD_ARGS, hparams])).encode()
     ).hexdigest()[:12]
     ENGINE_BUILD_ROOT.mkdir(parents=True, exist_ok=True)
     gi = ENGINE_BUILD_ROOT.parent / ".gitignore"
@@ -115,8 +115,9 @@ def build_engine(params: EngineParams | None = None) -> EngineBuild:
         if not (bdir / "tb").exists():
             v_file.write_text(v_text)
             shutil.copy(HARNESS, bdir / "engine_tb.sv")
+            shutil.copy(MEMORY_MODEL, bdir / "axi_mem.sv")
             _runner().build(
-                sources=[v_file, bdir / "engine_tb.sv"], hdl_toplevel="tb", build_dir=bdir,
+                sources=[v_file, bdir / "axi_mem.sv", bdir / "engine_tb.sv"], hdl_toplevel="tb", build_dir=bdir,
                 build_args=BUILD_ARGS, parameters=hparams, timescale=("1ns", "1ps"),
                 log_file=bdir / "build.log",
             )

@@ -35,6 +35,7 @@ class CosimRun:
     data_dir: str | None = None
     fault: str | None = None
     progress: bool = False
+    memory: dict | None = None  # host.MemoryModel fields
     FILE: ClassVar[str] = "cosim_run.json"
 
     def save(self, folder: Path) -> None:
@@ -108,7 +109,7 @@ def parse_fault(fault: str | None, prog, steps: int) -> tuple[int, str, tuple[in
 
 # ---- inside the simulator -----------------------------------------------------------------------
 
-def _summary(prog, counters: list[dict]) -> dict:
+def _summary(prog, counters: list[dict], units: list[dict]) -> dict:
     """Average per-step phase breakdown and MAC utilization from the RTL counters."""
     n = max(len(counters), 1)
     R = prog.params.rows * prog.params.cols
@@ -125,10 +126,12 @@ def _summary(prog, counters: list[dict]) -> dict:
     cyc = sum(phases[ph]["cycles"] for ph in gemm)
     busy = sum(phases[ph]["mac_busy"] for ph in gemm)
     macs = sum(prog.macs.get(ph, 0) for ph in gemm)
-    total = sum(phases[ph]["cycles"] for ph in prog.phases)
-    return {"cycles_per_step": total, "gemm_cycles_per_step": cyc,
+    unit = {k: sum(u[k] for u in units) / n for k in units[0]}
+    total = unit["cycles"]
+    return {"cycles_per_step": total, "gemm_cycles_per_step": cyc, "units": unit,
             "mac_busy_frac": busy / cyc if cyc else 0.0,
-            "mac_util": macs / (R * cyc) if cyc else 0.0,
+            "gemm_mac_util": macs / (R * cyc) if cyc else 0.0,
+            "mac_util": macs / (R * total) if total else 0.0,
             "useful_macs_per_step": macs, "phases": phases}
 
 
@@ -144,7 +147,7 @@ async def cosim_main(dut) -> None:
     from hw.engine.compiler import compile_network
     from hw.engine.params import EngineParams
 
-    from .host import EngineBackend
+    from .host import EngineBackend, MemoryModel
 
     run = CosimRun.read()
     steps, batch, fault_s, progress = run.steps, run.batch, run.fault, run.progress
@@ -156,14 +159,15 @@ async def cosim_main(dut) -> None:
     schedule = cfg.make_schedule()
     prog = compile_network(net.spec, batch, params, schedule.lr_inv)
     fault = parse_fault(fault_s, prog, steps)
-    eng = EngineBackend(dut, prog)
+    eng = EngineBackend(dut, prog, MemoryModel(**(run.memory or {})))
     await eng.load_weights(net.params)
     n_batches = len(ds.train_x) // batch
     order = np.arange(len(ds.train_x))
     result = {"config": cfg.name, "batch": batch, "steps_requested": steps, "steps_run": 0,
               "ok": True, "mismatch": None, "fault": fault_s, "fault_injected": False,
-              "network": _net_desc(prog)}
-    counters, step_cycles, sim_cycles = [], [], []
+              "network": _net_desc(prog), "memory": run.memory or {},
+              "tiles": len(eng.ep.tiles), "program_commands": len(eng.ep.commands)}
+    counters, units, step_cycles, sim_cycles = [], [], [], []
     t_sim = t_gold = 0.0
     bar = tqdm(total=steps, desc=f"cosim {cfg.name}", unit="step", disable=not progress,
                dynamic_ncols=True, file=sys.stderr)
@@ -192,7 +196,8 @@ async def cosim_main(dut) -> None:
                 t_gold += t1 - t0
                 t_sim += t2 - t1
                 counters.append(hw.counters)
-                cyc = sum(v["cycles"] for v in hw.counters.values())
+                units.append(hw.units)
+                cyc = hw.units["cycles"]
                 step_cycles.append(cyc)
                 sim_cycles.append(hw.sim_cycles)
                 mm = first_difference(step, hw, net, trace, prog)
@@ -210,7 +215,7 @@ async def cosim_main(dut) -> None:
                     schedule.end_epoch(acc)
     finally:
         bar.close()
-    summ = _summary(prog, counters) if counters else {}
+    summ = _summary(prog, counters, units) if counters else {}
     result.update(summ)
     result.update({
         "cycles_per_step_list": step_cycles,
@@ -237,6 +242,9 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     from model.config import load_config
 
     from hw.engine.compiler import compile_network
+    from hw.engine.tiling import lower
+
+    from .build import MEM_WORDS
 
     cfg = load_config(config)
     p = params or EngineParams()
@@ -244,6 +252,10 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     side = 32 if cfg.data.dataset in ("cifar10", "cifar-10") else 28
     spec = cfg.build_spec((3 if side == 32 else 1, side, side))
     prog = compile_network(spec, b, p, cfg.train.lr_inv)
+    ep = lower(prog)
+    if ep.ext_bytes > MEM_WORDS * 8:
+        raise NitroError(f"cosim: the step needs {ep.ext_bytes} bytes of memory; the simulated "
+                         f"memory has {MEM_WORDS * 8}")
     parse_fault(fault, prog, steps)
     from model.datasets import load_raw
 
@@ -256,7 +268,7 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
 
 def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, progress: bool,
               fault: str | None = None, batch: int | None = None, params=None,
-              work_dir: Path | None = None) -> int:
+              work_dir: Path | None = None, memory=None) -> int:
     """Train `steps` steps on the RTL next to the golden model; 0 when bit-identical throughout.
 
     fault: 'STEP:LAYER:OUT,IN:BIT' flips one bit of a weight the engine computed at that step
@@ -273,7 +285,7 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
     tdir = Path(work_dir) if work_dir else build.build_dir / f"cosim-{cfg.name}-{os.getpid()}"
     run = CosimRun(str(Path(config).resolve()), steps, prog.batch, build.params.__dict__,
                    str(Path(data_dir).resolve()) if data_dir and data_dir != "embedded" else data_dir,
-                   fault, progress)
+                   fault, progress, memory.__dict__ if memory is not None else None)
     t1 = time.perf_counter()
     try:
         run_engine_test(build, "sim.engine.tb_cosim", tdir, run,
@@ -314,9 +326,14 @@ def report(res: dict) -> None:
           f"(engine {res['engine_s']:.1f} s at {res['sim_khz']:.0f} kcycles/s, golden "
           f"{res['golden_s']:.1f} s)")
     if res.get("phases"):
-        print(f"  cycles per step: {res['cycles_per_step']:.0f} (GEMM phases "
-              f"{res['gemm_cycles_per_step']:.0f}); MAC busy {100 * res['mac_busy_frac']:.1f}% of "
-              f"GEMM cycles, useful-MAC utilization {100 * res['mac_util']:.1f}%")
+        u = res["units"]
+        print(f"  {res['tiles']} tiles, {res['program_commands']} program commands; memory model "
+              f"{res['memory'] or 'ideal'}")
+        print(f"  cycles per step: {res['cycles_per_step']:.0f} = fetch {u['fetch_cycles']:.0f} + "
+              f"load {u['load_cycles']:.0f} + run {u['run_cycles']:.0f} + store "
+              f"{u['store_cycles']:.0f}; useful-MAC utilization {100 * res['mac_util']:.1f}% of the "
+              f"step, {100 * res['gemm_mac_util']:.1f}% of GEMM cycles (MAC busy "
+              f"{100 * res['mac_busy_frac']:.1f}%)")
         print(f"  {'phase':28s} {'cycles':>9s} {'MAC busy':>9s} {'stall':>7s} {'flush':>6s} {'util':>6s}")
         for ph, v in res["phases"].items():
             print(f"  {ph:28s} {v['cycles']:9.0f} {100 * v['busy_frac']:8.1f}% {v['mac_stall']:7.0f} "

@@ -1,236 +1,218 @@
-"""cocotb side of the engine: bulk load / run / read-back through the harness, and the engine as a
-hardware backend of the golden model's training step.
+"""The host program a board would run, as the cocotb side of the co-simulation: write program and
+data into memory, set registers over AXI4-Lite (cocotbext-axi's AxiLiteMaster), start, wait for the
+interrupt, read results back from memory.
 
-No Python runs per simulated cycle: a step is three handshakes (load the batch, run the command
-stream, dump the read-back list), each one `$readmemh` / `$writememh` file plus one awaited edge.
+No Python runs per simulated cycle while the engine works: memory is written and read in bulk
+through the harness's memory model (`engine_tb.sv`: one `$readmemh` / `$writememh` file per
+transfer), and the host sleeps on the interrupt edge.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hw.engine.params import (
-    CTR_KINDS, N_PHASES, SEL_CMEM, SEL_CTR, EngineParams, HostWordLayouts,
-)
+from hw.engine.compiler import Program, batch_tensors, set_lr, weight_tensors
+from hw.engine.control import ERROR_NAMES, STATUS_DONE, STATUS_ERROR, control_map
+from hw.engine.image import tensor_from_words, tensor_span, tensor_words
+from hw.engine.params import CTR_KINDS
+from hw.engine.tiling import N_COUNTERS, lower, program_words, ucode_words
 from model.numerics import NitroError
-from sim.codec import Codec
 
-from hw.engine.compiler import (
-    Program, Tensor, batch_tensors, pack_command, pack_tensor, unpack_tensor, weight_tensors,
-)
-from .build import DP_DEPTH, LD_DEPTH
+from .build import MEM_WORDS
+
+UNIT_COUNTERS = ("cycles", "fetch_cycles", "load_cycles", "store_cycles", "run_cycles")
 
 
-def lanes_to_bytes(lanes: np.ndarray, lane_bits: int, nbytes: int) -> np.ndarray:
-    """(n, L) signed lane values -> (n, nbytes) little-endian bytes (two's complement per lane)."""
-    n, L = lanes.shape
-    lb = lane_bits // 8
-    u = lanes.astype(np.int64) & ((1 << lane_bits) - 1)
-    out = np.zeros((n, nbytes), dtype=np.int64)
-    for b in range(lb):
-        out[:, b:L * lb:lb] = (u >> (8 * b)) & 0xFF
-    return out
+@dataclass(frozen=True)
+class MemoryModel:
+    """The memory model's behaviour (axi_mem.sv): first-beat latency, idle cycles between read
+    beats, and the percentage of cycles each channel stalls, from a seeded generator."""
 
+    latency: int = 1
+    gap: int = 0
+    stall_pct: int = 0
+    seed: int = 1
 
-def bytes_to_lanes(by: np.ndarray, lane_bits: int, lanes: int) -> np.ndarray:
-    """(n, nbytes) bytes -> (n, L) signed lanes of `lane_bits` bits."""
-    lb = lane_bits // 8
-    by = np.asarray(by, dtype=np.int64)[:, :lanes * lb].reshape(len(by), lanes, lb)
-    v = np.zeros(by.shape[:2], dtype=np.int64)
-    for b in range(lb):
-        v |= by[:, :, b] << (8 * b)
-    half = 1 << (lane_bits - 1)
-    return np.where(v >= half, v - (1 << lane_bits), v)
+    def __post_init__(self) -> None:
+        for name, hi in (("latency", (1 << 16) - 1), ("gap", (1 << 16) - 1), ("stall_pct", 99),
+                         ("seed", (1 << 32) - 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= hi:
+                raise NitroError(f"memory model: {name} must be an integer in 0..{hi}, got {v!r}")
+        if self.latency < 1:
+            raise NitroError("memory model: latency must be at least 1 cycle")
+
+    @classmethod
+    def parse(cls, text: str) -> MemoryModel:
+        """'latency=100,gap=1,stall=30,seed=2' (any subset; 'ideal' is the default)."""
+        if text in ("", "ideal"):
+            return cls()
+        keys = {"latency": "latency", "gap": "gap", "stall": "stall_pct", "seed": "seed"}
+        kw = {}
+        for part in text.split(","):
+            k, sep, v = part.partition("=")
+            if not sep or k.strip() not in keys or not v.strip().isdigit():
+                raise NitroError(f"memory model must be 'ideal' or KEY=N,... with keys "
+                                 f"{', '.join(keys)} (e.g. latency=100,stall=30,seed=2), got {text!r}")
+            kw[keys[k.strip()]] = int(v)
+        return cls(**kw)
 
 
 @dataclass
 class HwStep:
     outputs: dict[str, np.ndarray]  # tensor name -> matrix read back
-    weights: dict[str, np.ndarray]  # layer name -> W (out, in) from WMEM
-    wcopies: dict[str, np.ndarray]  # learning layer -> W from WTMEM
+    weights: dict[str, np.ndarray]  # layer name -> W (out, in), from W^T in memory
+    wcopies: dict[str, np.ndarray]  # learning layer -> W from its transposed copy
     counters: dict[str, dict[str, int]]  # phase -> {cycles, mac_busy, mac_stall, drain_wait}
-    sim_cycles: int  # harness clock cycles of the whole step (load + run + read-back)
-
-
-class EngineHarness:
-    """Load / run / dump through `engine_tb.sv`."""
-
-    def __init__(self, dut, params: EngineParams) -> None:
-        self.dut, self.p = dut, params
-        hl = HostWordLayouts(params)
-        self.load_codec, self.req_codec, self.dump_codec = Codec(hl.load), Codec(hl.request), Codec(hl.dump)
-        self.nbytes = params.host_data_bits // 8
-        self._requests: tuple | None = None
-
-    async def _handshake(self, go, done) -> None:
-        from cocotb.triggers import RisingEdge, Timer
-
-        go.value = 1
-        await RisingEdge(done)
-        go.value = 0
-        await Timer(20, "ns")
-
-    async def load(self, sel: np.ndarray, addr: np.ndarray, data: np.ndarray) -> None:
-        """Write words (data: (n, nbytes) bytes) into the engine's memories, in chunks."""
-        for s in range(0, len(sel), LD_DEPTH):
-            sl = slice(s, s + LD_DEPTH)
-            n = self.load_codec.write_hex(Path("load.hex"), {"data": data[sl], "addr": addr[sl],
-                                                              "sel": sel[sl]})
-            self.dut.n_ld.value = n
-            await self._handshake(self.dut.ld_go, self.dut.ld_done)
-
-    async def run(self) -> None:
-        await self._handshake(self.dut.run_go, self.dut.run_done)
-
-    async def read(self, sel: np.ndarray, addr: np.ndarray) -> np.ndarray:
-        """Read words back: (n, word_bits/8) bytes."""
-        from cocotb.triggers import Timer
-
-        outs = []
-        for s in range(0, len(sel), DP_DEPTH):
-            sl = slice(s, s + DP_DEPTH)
-            key = (sel[sl].tobytes(), addr[sl].tobytes())
-            if self._requests != key:  # the read-back list is reloaded only when it changes
-                self.req_codec.write_hex(Path("requests.hex"), {"addr": addr[sl], "sel": sel[sl]})
-                self.dut.rq_go.value = 1
-                await Timer(20, "ns")
-                self.dut.rq_go.value = 0
-                await Timer(20, "ns")
-                self._requests = key
-            n = len(sel[sl])
-            self.dut.n_dp.value = n
-            await self._handshake(self.dut.dp_go, self.dut.dp_done)
-            outs.append(self.dump_codec.read_hex(Path("dump.hex"), n))
-        return np.concatenate(outs)
+    units: dict[str, int]  # UNIT_COUNTERS from the register file
+    sim_cycles: int = 0  # harness clock cycles of the whole step (host writes, run, read-back)
 
 
 class EngineBackend:
-    """The engine running a compiled program: weights resident, one `train_step` per batch."""
+    """The engine running a compiled step: weights resident in memory, one `train_step` per batch."""
 
-    def __init__(self, dut, prog: Program) -> None:
-        self.prog, self.p = prog, prog.params
-        self.h = EngineHarness(dut, prog.params)
-        self.dut = dut
-        self._cmd_lr = None
-        self._plan = self._readback_plan()
+    def __init__(self, dut, prog: Program, memory: MemoryModel | None = None) -> None:
+        from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
-    # ---- words -------------------------------------------------------------------------------
-    def _tensor_words(self, t: Tensor, mat: np.ndarray):
-        lanes = pack_tensor(t, mat)
-        lb = self.p.lane_width(t.sel)
-        lim = 1 << (lb - 1)
-        if lanes.size and (lanes.min() < -lim or lanes.max() >= lim):
-            raise NitroError(f"engine: {t.name} has values outside the {lb}-bit lanes of its memory")
-        data = lanes_to_bytes(lanes, lb, self.h.nbytes)
-        n = len(lanes)
-        return np.full(n, t.sel, np.int64), t.base + np.arange(n, dtype=np.int64), data
+        self.dut, self.prog, self.p = dut, prog, prog.params
+        self.memory = memory or MemoryModel()
+        self.ep = lower(prog)
+        if self.ep.ext_bytes > MEM_WORDS * 8:
+            raise NitroError(f"engine: the step needs {self.ep.ext_bytes} bytes of memory; the "
+                             f"simulated memory has {MEM_WORDS * 8}")
+        self.regs = control_map(self.p)
+        self.master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil", bus_separator="__"), dut.clk)
+        for side in (self.master.write_if, self.master.read_if):  # else a log line per access
+            side.log.setLevel(logging.WARNING)
+        self._lr = None
 
-    def _command_words(self):
-        cmds, ncw = self.prog.commands, self.p.cmd_words
-        data = np.zeros((len(cmds) * ncw, self.h.nbytes), dtype=np.int64)
-        for i, c in enumerate(cmds):
-            c2 = dict(c)
-            c2["phase"] = self.prog.phases.index(c["phase"])
-            raw = np.frombuffer(pack_command(self.prog, c2).to_bytes(ncw * 8, "little"), dtype=np.uint8)
-            data[i * ncw:(i + 1) * ncw, :8] = raw.reshape(ncw, 8)
-        n = len(data)
-        return np.full(n, SEL_CMEM, np.int64), np.arange(n, dtype=np.int64), data
+    # ---- memory ------------------------------------------------------------------------------
+    async def write_memory(self, regions: list[tuple[int, np.ndarray]]) -> None:
+        """Bus words into the memory model: (first word address, uint64 words) per region."""
+        from cocotb.triggers import ClockCycles
 
-    async def _load(self, parts) -> None:
-        sel = np.concatenate([p_[0] for p_ in parts])
-        addr = np.concatenate([p_[1] for p_ in parts])
-        data = np.concatenate([p_[2] for p_ in parts])
-        await self.h.load(sel, addr, data)
+        lines = []
+        for addr, words in regions:
+            lines.append(f"@{addr:x}")
+            lines += [f"{int(w):016x}" for w in words]
+        Path("mem.hex").write_text("\n".join(lines) + "\n")
+        self.dut.mem_load.value = 1
+        await ClockCycles(self.dut.clk, 2)
+        self.dut.mem_load.value = 0
+        await ClockCycles(self.dut.clk, 1)
 
-    # ---- host API ----------------------------------------------------------------------------
+    async def read_memory(self, first: int, count: int) -> np.ndarray:
+        from cocotb.triggers import ClockCycles, RisingEdge
+
+        self.dut.dump_lo.value, self.dut.dump_hi.value = first, first + count - 1
+        self.dut.mem_dump.value = 1
+        await RisingEdge(self.dut.mem_dumped)
+        self.dut.mem_dump.value = 0
+        await ClockCycles(self.dut.clk, 1)
+        text = "".join(ln for ln in Path("mem_out.hex").read_text().split() if not ln.startswith("@"))
+        return np.frombuffer(bytes.fromhex(text), dtype=">u8").astype(np.uint64)
+
+    # ---- registers -----------------------------------------------------------------------------
+    async def reg_write(self, name: str, value: int) -> None:
+        await self.master.write_dword(self.regs[name].offset, value)
+
+    async def reg_read(self, name: str) -> int:
+        return await self.master.read_dword(self.regs[name].offset)
+
+    async def reset(self) -> None:
+        from cocotb.triggers import ClockCycles
+
+        mm, dut = self.memory, self.dut
+        dut.latency.value, dut.gap.value, dut.stall_pct.value, dut.seed.value = (
+            mm.latency, mm.gap, mm.stall_pct, mm.seed)
+        for s in ("mem_load", "mem_dump", "s_axil__awvalid", "s_axil__wvalid", "s_axil__arvalid"):
+            getattr(dut, s).value = 0
+        dut.rst.value = 1
+        await ClockCycles(dut.clk, 4)
+        dut.rst.value = 0
+        await ClockCycles(dut.clk, 2)
+        await self.reg_write("irq_enable", STATUS_DONE | STATUS_ERROR)
+
+    async def run(self, budget_cycles: int) -> dict[str, int]:
+        """Start the program and sleep until the interrupt; the unit counters of the run."""
+        from cocotb.triggers import RisingEdge, with_timeout
+
+        base = self.ep.prog_ext
+        await self.reg_write("prog_base_lo", base & 0xFFFF_FFFF)
+        await self.reg_write("prog_base_hi", base >> 32)
+        await self.reg_write("ctrl", 1)
+        await with_timeout(RisingEdge(self.dut.irq), budget_cycles * 10, "ns")
+        status = await self.reg_read("status")
+        await self.reg_write("status", status)
+        if status & STATUS_ERROR:
+            code = await self.reg_read("error_code")
+            raise NitroError(f"engine: the run stopped with error {code} "
+                             f"({ERROR_NAMES.get(code, 'unknown')})")
+        cyc = {n: await self.reg_read(n) for n in UNIT_COUNTERS[1:]}
+        cyc["cycles"] = await self.reg_read("cycles_lo") | (await self.reg_read("cycles_hi") << 32)
+        return cyc
+
+    # ---- the training step -------------------------------------------------------------------
+    def _regions(self, pairs) -> list[tuple[int, np.ndarray]]:
+        return [(tensor_span(self.p, t)[0], tensor_words(self.p, t, m)) for t, m in pairs]
+
     async def load_weights(self, params: dict[str, np.ndarray]) -> None:
-        await self._load([self._tensor_words(t, m) for t, m in weight_tensors(self.prog, params)])
+        bb = self.p.bus_bits // 8
+        await self.reset()
+        await self.write_memory(self._regions(weight_tensors(self.prog, params))
+                                + [(self.ep.prog_ext // bb, program_words(self.ep))])
 
     async def train_step(self, x: np.ndarray, y: np.ndarray, lr_inv: int, fault=None) -> HwStep:
-        """Stream the batch, run one training step on the engine, read everything back."""
-        from hw.engine.compiler import set_lr
-
-        parts = [self._tensor_words(t, m) for t, m in batch_tensors(self.prog, x, y)]
-        if self._cmd_lr != lr_inv:
-            set_lr(self.prog, lr_inv)
-            parts.append(self._command_words())
+        """Write the batch (and the command words when lr_inv changed), run one step, read back."""
         c0 = int(self.dut.cycle.value)
-        await self._load(parts)
-        self._cmd_lr = lr_inv
-        await self.h.run()
+        regions = self._regions(batch_tensors(self.prog, x, y))
+        if self._lr != lr_inv:
+            set_lr(self.prog, lr_inv)
+            regions.append((self.ep.ucode_ext // (self.p.bus_bits // 8), ucode_words(self.ep)))
+            self._lr = lr_inv
+        await self.write_memory(regions)
+        units = await self.run(self._budget())
         if fault is not None:
             await self.flip_weight_bit(*fault)
-        step = await self._read_back()
+        step = await self._read_back(units)
         step.sim_cycles = int(self.dut.cycle.value) - c0
         return step
 
+    def _budget(self) -> int:
+        """A generous cycle bound for one run (a hung engine fails instead of waiting forever)."""
+        beats = sum(x.words * 3 for t in self.ep.tiles for x in t.loads + t.stores)
+        macs = sum(t.gemm.m * t.gemm.n * t.gemm.k for t in self.ep.tiles) // (self.p.rows * self.p.cols)
+        return 20 * (beats + macs) * max(1, self.memory.gap + 1) + 400 * self.memory.latency * (
+            len(self.ep.commands) + 1) + 100_000
+
     async def flip_weight_bit(self, layer: str, index: tuple[int, int], bit: int) -> None:
-        """Fault injection: flip one bit of one weight the engine just wrote (in WMEM)."""
-        lm = self.prog.layers[layer]
+        """Fault injection: flip one bit of one weight the engine just wrote to memory."""
+        t = self.prog.layers[layer].w  # W^T: rows = in, feats = out
+        first, n = tensor_span(self.p, t)
+        w = tensor_from_words(self.p, t, await self.read_memory(first, n))
         o, i = index
-        L = self.p.lanes
-        t = lm.w  # W^T: rows = in, feats = out
-        addr = t.base + i * t.stride + o // L
-        word = await self.h.read(np.array([t.sel]), np.array([addr]))
-        lanes = bytes_to_lanes(word, self.p.weight_bits, L)
-        lanes[0, o % L] ^= 1 << bit
         lim = 1 << (self.p.weight_bits - 1)
-        lanes = ((lanes + lim) % (2 * lim)) - lim
-        data = lanes_to_bytes(lanes, self.p.weight_bits, self.h.nbytes)
-        await self.h.load(np.array([t.sel]), np.array([addr]), data)
+        w[i, o] = ((int(w[i, o]) ^ (1 << bit)) + lim) % (2 * lim) - lim
+        await self.write_memory([(first, tensor_words(self.p, t, w))])
 
-    # ---- read-back ---------------------------------------------------------------------------
-    def _readback_plan(self):
-        prog = self.prog
-        items = []  # (kind, key, tensor or None, count)
-        for name, lm in prog.layers.items():
-            items.append(("weight", name, lm.w))
-            if lm.wt is not None:
-                items.append(("wcopy", name, lm.wt))
-        for name, t in prog.tensors.items():
-            if name.endswith("yhat") or name.endswith(".a.c"):
-                items.append(("output", name, t))
-        sels, addrs, spans = [], [], []
-        pos = 0
-        for kind, key, t in items:
-            n = t.words
-            sels.append(np.full(n, t.sel, np.int64))
-            addrs.append(t.base + np.arange(n, dtype=np.int64))
-            spans.append((kind, key, t, pos, n))
-            pos += n
-        nctr = N_PHASES * len(CTR_KINDS)
-        sels.append(np.full(nctr, SEL_CTR, np.int64))
-        addrs.append(np.arange(nctr, dtype=np.int64))
-        spans.append(("ctr", "ctr", None, pos, nctr))
-        return np.concatenate(sels), np.concatenate(addrs), spans
+    async def _read_back(self, units: dict[str, int]) -> HwStep:
+        bb = self.p.bus_bits // 8
+        n = self.ep.ctr_ext // bb + N_COUNTERS
+        words = await self.read_memory(0, n)
 
-    async def _read_back(self) -> HwStep:
-        sel, addr, spans = self._plan
-        words = await self.h.read(sel, addr)
-        L = self.p.lanes
-        out, wts, wcp, ctr = {}, {}, {}, {}
-        for kind, key, t, pos, n in spans:
-            w = words[pos:pos + n]
-            if kind == "ctr":
-                vals = _u40(w)
-                k = len(CTR_KINDS)
-                for ph, name in enumerate(self.prog.phases):
-                    ctr[name] = {CTR_KINDS[j]: int(vals[ph * k + j]) for j in range(k)}
-                continue
-            mat = unpack_tensor(t, bytes_to_lanes(w, self.p.lane_width(t.sel), L))
-            if kind == "weight":
-                wts[key] = mat.T
-            elif kind == "wcopy":
-                wcp[key] = mat
-            else:
-                out[key] = mat
-        return HwStep(out, wts, wcp, ctr, 0)
+        def get(t):
+            first, count = tensor_span(self.p, t)
+            return tensor_from_words(self.p, t, words[first:first + count])
 
-
-def _u40(w: np.ndarray) -> np.ndarray:
-    v = np.zeros(len(w), dtype=np.int64)
-    for b in range(5):
-        v |= np.asarray(w[:, b], dtype=np.int64) << (8 * b)
-    return v
+        wts = {name: get(lm.w).T for name, lm in self.prog.layers.items()}
+        wcp = {name: get(lm.wt) for name, lm in self.prog.layers.items() if lm.wt is not None}
+        out = {name: get(t) for name, t in self.prog.tensors.items()
+               if name.endswith("yhat") or name.endswith(".a.c")}
+        vals = words[self.ep.ctr_ext // bb:][:N_COUNTERS].astype(np.int64) & ((1 << 40) - 1)
+        k = len(CTR_KINDS)
+        ctr = {ph: {CTR_KINDS[j]: int(vals[i * k + j]) for j in range(k)}
+               for i, ph in enumerate(self.prog.phases)}
+        return HwStep(out, wts, wcp, ctr, units)

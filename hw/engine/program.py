@@ -1,0 +1,103 @@
+"""The streaming engine's program: what the sequencer (`hw.engine.top`) fetches from external memory.
+
+A program is a list of 128-bit commands at `prog_base` (two 64-bit bus words each):
+
+  LOAD  sel spad rows row_words ext stride : `rows` rows of `row_words` scratchpad words from
+        external memory (row r at byte `ext + r * stride`) into scratchpad `sel`, words
+        `spad ...` in order (a tile becomes contiguous on chip)
+  STORE sel spad rows row_words ext stride : the same transfer in the other direction
+  RUN   : run the GEMM commands the last LOADs put into the command scratchpad (SEL_CMEM), up to
+          their END, on the MAC array and its output pipelines
+  END   : the program is finished: DONE rises (and the interrupt, when enabled)
+
+In external memory a scratchpad word of `w` bits takes ceil(w / bus_bits) bus words, little-endian
+(lane 0 in the lowest bits), the unused bits zero: `words_per_beat` is that count per scratchpad.
+The layout is declared once here and used by the RTL and by the host (`pack`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth import unsigned
+from amaranth.lib import data
+
+from .params import SEL_CMEM, SEL_CTR, EngineParams
+
+SOP_END, SOP_LOAD, SOP_STORE, SOP_RUN = 0, 1, 2, 3
+SOP_NAMES = {SOP_END: "end", SOP_LOAD: "load", SOP_STORE: "store", SOP_RUN: "run"}
+PROGRAM_WORD_BITS = 128
+EXT_ADDR_W = 32
+CTR_WORD_BITS = 40  # a performance counter, as the core's host read port returns it
+
+transfer_layout = data.StructLayout({
+    "sel": unsigned(4), "spad": unsigned(16), "rows": unsigned(16), "row_words": unsigned(16),
+    "ext": unsigned(EXT_ADDR_W), "stride": unsigned(EXT_ADDR_W),
+})
+program_layout = data.StructLayout({"op": unsigned(3), "xfer": transfer_layout})
+assert program_layout.size <= PROGRAM_WORD_BITS
+
+
+def scratch_word_bits(p: EngineParams, sel: int) -> int:
+    """Bits of one word of scratchpad `sel` (the performance counters read as 40-bit words)."""
+    if sel == SEL_CTR:
+        return CTR_WORD_BITS
+    if sel == SEL_CMEM:
+        return 64
+    return p.lanes * p.lane_width(sel)
+
+
+def beats_per_word(p: EngineParams, sel: int) -> int:
+    return -(-scratch_word_bits(p, sel) // p.bus_bits)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One 2-D block between external memory and a scratchpad (LOAD or STORE)."""
+
+    sel: int
+    spad: int
+    rows: int
+    row_words: int
+    ext: int
+    stride: int
+
+    @property
+    def words(self) -> int:
+        return self.rows * self.row_words
+
+
+@dataclass(frozen=True)
+class Command:
+    op: int
+    xfer: Transfer | None = None
+
+    def pack(self) -> int:
+        """The command as a PROGRAM_WORD_BITS-bit integer of `program_layout`."""
+        fields = {"op": self.op}
+        if self.xfer is not None:
+            fields["xfer"] = self.xfer.__dict__
+        return _pack(program_layout, fields)
+
+
+def _pack(layout: data.StructLayout, fields: dict) -> int:
+    value = 0
+    for name, f in layout:
+        v = fields.get(name, 0)
+        if isinstance(f.shape, data.StructLayout):
+            v = _pack(f.shape, v or {})
+        if not 0 <= v < (1 << f.width):
+            raise ValueError(f"program field {name} = {v} does not fit {f.width} bits")
+        value |= v << f.offset
+    return value
+
+
+def load(t: Transfer) -> Command:
+    return Command(SOP_LOAD, t)
+
+
+def store(t: Transfer) -> Command:
+    return Command(SOP_STORE, t)
+
+
+RUN = Command(SOP_RUN)
+END = Command(SOP_END)

@@ -1,0 +1,208 @@
+"""Tiling and lowering: every GEMM of a compiled step (`hw.engine.compiler`) cut into tiles the
+scratchpads hold, and the engine program that moves and runs them (`hw.engine.program`).
+
+A tile covers whole MAC-array tiles of C: rows [m0, m1) and columns [n0, n1) of the output, all of
+K. Its operands and outputs are 2-D blocks of the tensors in external memory; each is LOADed to
+(or STOREd from) its own region of its scratchpad, where it is contiguous, and the tile's GEMM
+command addresses those regions. Per tile: LOADs (the A block is kept when the next tile of the
+same GEMM reuses it), the command into the command scratchpad, RUN, STOREs. The tile shape is the
+largest (fewest tiles) that fits every scratchpad; a GEMM whose single MAC-array tile does not fit
+is refused with the scratchpad and the limit named.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.numerics import NitroError
+
+from .compiler import SLOTS, Gemm, Program, Tensor, cdiv, pack_command, validate_gemm
+from .params import (
+    CTR_KINDS, MEM_NAMES, N_PHASES, OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SGD, SEL_CMEM, SEL_CTR,
+    EngineParams,
+)
+from .program import END, PROGRAM_WORD_BITS, RUN, Command, Transfer, beats_per_word, load, store
+
+# slots an op reads (loaded before RUN) and writes (stored after RUN)
+READS = {OP_SCALE_LOSS: ("o3",), OP_RELU_BWD: ("o2",), OP_SGD: ("o3",)}
+READ_ONLY = {OP_SCALE_LOSS: ("o3",), OP_RELU_BWD: ("o2",)}
+N_COUNTERS = N_PHASES * len(CTR_KINDS)
+
+
+@dataclass(frozen=True)
+class Block:
+    """Element ranges [r0, r1) x [f0, f1) of a tensor (rows x features)."""
+
+    t: Tensor
+    r0: int
+    r1: int
+    f0: int
+    f1: int
+
+
+@dataclass
+class Tile:
+    parent: Gemm
+    gemm: Gemm  # the tile's command, on scratchpad addresses
+    loads: list[Transfer]
+    stores: list[Transfer]
+    ucode_ext: int = 0  # byte address of its command words (the GEMM, then END)
+
+
+@dataclass
+class EngineProgram:
+    """A compiled step ready for the engine: tensors, tiles, program and where each lives."""
+
+    prog: Program
+    tiles: list[Tile]
+    commands: list[Command]
+    ucode_ext: int
+    prog_ext: int
+    ctr_ext: int
+    ext_bytes: int
+
+    @property
+    def params(self) -> EngineParams:
+        return self.prog.params
+
+
+def _blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int) -> dict[str, Block]:
+    """Role ('a', 'b', slot) -> the block of its tensor that the tile [m0, m1) x [n0, n1) uses."""
+    blocks = {"a": Block(g.a, m0, m1, 0, g.k) if g.a.layout == "col" else Block(g.a, 0, g.k, m0, m1),
+              "b": Block(g.b, 0, g.k, n0, n1)}
+    for slot, t in g.outs.items():
+        blocks[slot] = Block(t, n0, n1, m0, m1) if slot == "o4" else Block(t, m0, m1, n0, n1)
+    return blocks
+
+
+def _local(b: Block, base: int) -> Tensor:
+    return Tensor(b.t.name, b.t.sel, b.t.layout, b.r1 - b.r0, b.f1 - b.f0, base, b.t.lanes)
+
+
+def _usage(g: Gemm, mm: int, nn: int) -> dict[int, int]:
+    use: dict[int, int] = {}
+    for b in _blocks(g, 0, mm, 0, nn).values():
+        use[b.t.sel] = use.get(b.t.sel, 0) + _local(b, 0).words
+    return use
+
+
+def tile_shape(g: Gemm, p: EngineParams) -> tuple[int, int]:
+    """(M, N) elements per tile: the fewest tiles that fit every scratchpad, balanced."""
+    L = p.lanes
+    mt, nt = cdiv(g.m, L), cdiv(g.n, L)
+    over = {s: (u, p.depth(s)) for s, u in _usage(g, min(L, g.m), min(L, g.n)).items()
+            if u > p.depth(s)}
+    if over:
+        s, (u, d) = next(iter(over.items()))
+        raise NitroError(f"engine: {g.name} (M={g.m}, K={g.k}, N={g.n}) needs {u} words of the "
+                         f"{MEM_NAMES[s]} scratchpad for one {L}x{L} tile; the engine has {d} "
+                         f"(the K limit of this GEMM is about {g.k * d // u})")
+    best = None
+    for nc in range(nt, 0, -1):
+        for mc in range(mt, 0, -1):
+            mm, nn = min(mc * L, g.m), min(nc * L, g.n)
+            if all(u <= p.depth(s) for s, u in _usage(g, mm, nn).items()):
+                count = cdiv(mt, mc) * cdiv(nt, nc)
+                if best is None or count < best[0]:
+                    best = (count, mc, nc)
+                break
+    _, mc, nc = best
+    mc, nc = cdiv(mt, cdiv(mt, mc)), cdiv(nt, cdiv(nt, nc))  # balanced
+    return mc * L, nc * L
+
+
+def transfer(b: Block, base: int, p: EngineParams) -> Transfer:
+    """The 2-D transfer of block `b` to / from scratchpad words `base`..., contiguous on chip."""
+    t, L = b.t, b.t.lanes
+    bpw = beats_per_word(p, t.sel) * p.bus_bits // 8
+    if t.layout == "col":
+        rows, row_words = cdiv(b.r1, L) - b.r0 // L, b.f1 - b.f0
+        ext, stride = t.ext + ((b.r0 // L) * t.feats + b.f0) * bpw, t.feats * bpw
+    else:
+        rows, row_words = b.r1 - b.r0, cdiv(b.f1, L) - b.f0 // L
+        ext, stride = t.ext + (b.r0 * t.stride + b.f0 // L) * bpw, t.stride * bpw
+    if row_words * bpw == stride and rows * row_words < (1 << 16):  # contiguous: one row
+        rows, row_words = 1, rows * row_words
+    return Transfer(t.sel, base, rows, row_words, ext, stride)
+
+
+def lower(prog: Program) -> EngineProgram:
+    """Tile every GEMM and lay out the program, its command words and the counters after the
+    tensors in external memory."""
+    p = prog.params
+    tiles: list[Tile] = []
+    for g in prog.gemms:
+        tm, tn = tile_shape(g, p)
+        resident = None
+        for m0 in range(0, g.m, tm):
+            for n0 in range(0, g.n, tn):
+                tile = _tile(g, m0, min(m0 + tm, g.m), n0, min(n0 + tn, g.n), p)
+                a_load = tile.loads[0]
+                if a_load == resident:  # the same A block at the same place: still there
+                    tile.loads.pop(0)
+                resident = a_load
+                tiles.append(tile)
+    ext = prog.ext_words * (p.bus_bits // 8)
+    ncw = p.cmd_words
+    ucode_ext = ext
+    cmds: list[Command] = []
+    for i, tile in enumerate(tiles):
+        tile.ucode_ext = ucode_ext + i * 2 * ncw * 8
+        cmds += [load(x) for x in tile.loads]
+        cmds += [load(Transfer(SEL_CMEM, 0, 1, 2 * ncw, tile.ucode_ext, 2 * ncw * 8)), RUN]
+        cmds += [store(x) for x in tile.stores]
+    ctr_ext = _align(ucode_ext + len(tiles) * 2 * ncw * 8)
+    cmds += [store(Transfer(SEL_CTR, 0, 1, N_COUNTERS, ctr_ext, N_COUNTERS * 8)), END]
+    prog_ext = _align(ctr_ext + N_COUNTERS * 8)
+    end = prog_ext + len(cmds) * PROGRAM_WORD_BITS // 8
+    return EngineProgram(prog, tiles, cmds, ucode_ext, prog_ext, ctr_ext, _align(end))
+
+
+def _align(a: int) -> int:
+    return cdiv(a, 4096) * 4096
+
+
+def _tile(g: Gemm, m0: int, m1: int, n0: int, n1: int, p: EngineParams) -> Tile:
+    blocks = _blocks(g, m0, m1, n0, n1)
+    top: dict[int, int] = {}
+    local: dict[str, Tensor] = {}
+    loads, stores = [], []
+    reads = ("a", "b") + READS.get(g.op, ())
+    for role, b in blocks.items():  # "a" first: its scratchpad region starts at 0
+        base = top.get(b.t.sel, 0)
+        local[role] = _local(b, base)
+        top[b.t.sel] = base + local[role].words
+        if role in reads:
+            loads.append(transfer(b, base, p))
+        if role in SLOTS and role not in READ_ONLY.get(g.op, ()):
+            stores.append(transfer(b, base, p))
+    tg = Gemm(f"{g.name}[{m0}:{m1}, {n0}:{n1}]", g.phase, g.op, local["a"], local["b"], m1 - m0,
+              g.k, n1 - n0, {s: local[s] for s in g.outs}, g.consts, g.sgd)
+    validate_gemm(tg, p)
+    return Tile(g, tg, loads, stores)
+
+
+# ---- external memory words -----------------------------------------------------------------------
+
+def ucode_words(ep: EngineProgram) -> np.ndarray:
+    """The tiles' command words (64-bit, as the command scratchpad holds them), for the region at
+    `ep.ucode_ext`; rewritten whenever `compiler.set_lr` changes the update constants."""
+    p, prog = ep.params, ep.prog
+    ncw = p.cmd_words
+    end = pack_command(p, {"op": OP_END, "phase": prog.phases.index("control")})
+    out = np.zeros((len(ep.tiles), 2, ncw), dtype=np.uint64)
+    for i, tile in enumerate(ep.tiles):
+        for j, v in enumerate((pack_command(p, tile.gemm.fields(prog.phases.index(tile.gemm.phase))),
+                               end)):
+            out[i, j] = [(v >> (64 * w)) & ((1 << 64) - 1) for w in range(ncw)]
+    return out.reshape(-1)
+
+
+def program_words(ep: EngineProgram) -> np.ndarray:
+    words = PROGRAM_WORD_BITS // 64
+    out = np.zeros((len(ep.commands), words), dtype=np.uint64)
+    for i, c in enumerate(ep.commands):
+        v = c.pack()
+        out[i] = [(v >> (64 * w)) & ((1 << 64) - 1) for w in range(words)]
+    return out.reshape(-1)

@@ -1,0 +1,161 @@
+"""The streaming NITRO-D training engine: every tensor in external memory, tiles in scratchpads.
+
+    s_axil (AXI4-Lite) -> ControlRegisters (hw.engine.control): prog_base, START, DONE/ERROR, irq
+    m_axi  (AXI4)      <- DmaReader: program commands (Sequencer) and LOAD data (LoadUnit)
+                       <- DmaWriter: STORE data (StoreUnit)
+    Engine (hw.engine.core): the MAC array, its output pipelines and the scratchpads; LOAD writes
+    and STORE reads them through the core's host ports while the core is idle; RUN starts it.
+
+The sequencer runs one program command at a time (`hw.engine.program`): fetch (two bus words),
+then LOAD, STORE or RUN to completion, until END. Nothing in the RTL depends on the network: the
+compiler tiles every GEMM into what the scratchpads hold (`hw.engine.tiling`).
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.axi import axi4, axilite, connect_channels
+from hw.dma import DmaReader, DmaWriter
+
+from .control import ERR_BUS, ERR_OPCODE, ControlRegisters, control_map
+from .core import Engine
+from .params import EngineParams
+from .program import (
+    EXT_ADDR_W, PROGRAM_WORD_BITS, SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, program_layout,
+)
+from .transfer import LoadUnit, StoreUnit
+
+DMA_MAX_BURST = 16
+DMA_OUTSTANDING = 4
+
+
+class StreamEngine(wiring.Component):
+    def __init__(self, params: EngineParams | None = None) -> None:
+        self.p = p = params or EngineParams()
+        self.regmap = control_map(p)
+        super().__init__({
+            "s_axil": In(axilite(self.regmap.addr_width)),
+            "m_axi": Out(axi4(EXT_ADDR_W, p.bus_bits)),
+            "irq": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        p = self.p
+        m.submodules.regs = regs = ControlRegisters(p)
+        m.submodules.core = core = Engine(p)
+        kw = {"max_burst": DMA_MAX_BURST, "max_outstanding": DMA_OUTSTANDING}
+        m.submodules.reader = reader = DmaReader(EXT_ADDR_W, p.bus_bits, **kw)
+        m.submodules.writer = writer = DmaWriter(EXT_ADDR_W, p.bus_bits, **kw)
+        m.submodules.load = ld = LoadUnit(p)
+        m.submodules.store = st = StoreUnit(p)
+        wiring.connect(m, wiring.flipped(self.s_axil), regs.bus)
+        m.d.comb += self.irq.eq(regs.irq)
+        connect_channels(m, self.m_axi, reader.bus)
+        connect_channels(m, self.m_axi, writer.bus)
+        wiring.connect(m, st.dma_cmd, writer.cmd)
+        wiring.connect(m, st.dma_data, writer.data)
+        m.d.comb += [core.hw_en.eq(ld.wr_en), core.hw_sel.eq(ld.wr_sel), core.hw_addr.eq(ld.wr_addr),
+                     core.hw_data.eq(ld.wr_data), core.hr_sel.eq(st.rd_sel),
+                     core.hr_addr.eq(st.rd_addr), st.rd_data.eq(core.hr_data)]
+        self._sequencer(m, regs, core, reader, writer, ld, st)
+        return m
+
+    def _sequencer(self, m, regs, core, reader, writer, ld, st) -> None:
+        bb = self.p.bus_bits
+        beats = PROGRAM_WORD_BITS // bb
+        pc = Signal(EXT_ADDR_W)
+        word = Signal(PROGRAM_WORD_BITS)
+        cmd = data.View(program_layout, word[:program_layout.size])
+        beat = Signal(range(beats))
+        busy, done, err = Signal(), Signal(), Signal()
+        code = Signal(8)
+        dma_error = reader.error | writer.error
+        m.d.comb += [regs.busy.eq(busy), regs.error_code.eq(code),
+                     regs.status.eq(Cat(done, err)), ld.cmd.payload.eq(cmd.xfer),
+                     st.cmd.payload.eq(cmd.xfer)]
+        m.d.sync += [done.eq(0), err.eq(0), core.start.eq(0), core.ctr_clear.eq(0)]
+        fetch_cmd = Signal()
+        m.d.comb += [reader.cmd.valid.eq(fetch_cmd), reader.cmd.payload.addr.eq(pc),
+                     reader.cmd.payload.beats.eq(beats)]
+
+        def stop(error_code=None):
+            m.d.sync += busy.eq(0)
+            if error_code is None:
+                m.d.sync += done.eq(1)
+            else:
+                m.d.sync += [err.eq(1), code.eq(error_code)]
+            m.next = "IDLE"
+
+        with m.FSM(name="seq") as fsm:
+            with m.State("IDLE"):
+                with m.If(regs.ctrl[0]):
+                    m.d.sync += [pc.eq(Cat(regs.prog_base_lo, regs.prog_base_hi)), busy.eq(1),
+                                 code.eq(0), core.ctr_clear.eq(1), beat.eq(0)]
+                    m.next = "FETCH"
+            with m.State("FETCH"):  # the command's read burst
+                m.d.comb += fetch_cmd.eq(1)
+                with m.If(dma_error):
+                    stop(ERR_BUS)
+                with m.Elif(reader.cmd.ready):
+                    m.next = "GATHER"
+            with m.State("GATHER"):
+                m.d.comb += reader.data.ready.eq(1)
+                with m.If(dma_error):
+                    stop(ERR_BUS)
+                with m.Elif(reader.data.valid):
+                    m.d.sync += [word.word_select(beat, bb).eq(reader.data.payload), beat.eq(beat + 1)]
+                    with m.If(beat == beats - 1):
+                        m.d.sync += [beat.eq(0), pc.eq(pc + PROGRAM_WORD_BITS // 8)]
+                        m.next = "DECODE"
+            with m.State("DECODE"):
+                with m.Switch(cmd.op):
+                    with m.Case(SOP_END):
+                        stop()
+                    with m.Case(SOP_LOAD):
+                        m.d.comb += ld.cmd.valid.eq(1)
+                        m.next = "LOAD"
+                    with m.Case(SOP_STORE):
+                        m.d.comb += st.cmd.valid.eq(1)
+                        m.next = "STORE"
+                    with m.Case(SOP_RUN):
+                        m.d.sync += core.start.eq(1)
+                        m.next = "RUN"
+                    with m.Default():
+                        stop(ERR_OPCODE)
+            with m.State("LOAD"):  # the reader's data goes to the load unit
+                wiring.connect(m, ld.dma_cmd, reader.cmd)
+                wiring.connect(m, reader.data, ld.dma_data)
+                with m.If(dma_error):
+                    stop(ERR_BUS)
+                with m.Elif(~ld.busy & ~reader.busy):
+                    m.next = "FETCH"
+            with m.State("STORE"):
+                with m.If(dma_error):
+                    stop(ERR_BUS)
+                with m.Elif(~st.busy & ~writer.busy):
+                    m.next = "FETCH"
+            with m.State("RUN"):  # core.start is registered: core.busy rises one cycle on
+                m.next = "RUN_WAIT"
+            with m.State("RUN_WAIT"):
+                with m.If(~core.busy):
+                    m.next = "FETCH"
+        self._counters(m, regs, fsm, busy)
+
+    @staticmethod
+    def _counters(m, regs, fsm, busy) -> None:
+        counted = {"cycles": busy, "fetch_cycles": fsm.ongoing("FETCH") | fsm.ongoing("GATHER"),
+                   "load_cycles": fsm.ongoing("LOAD"), "store_cycles": fsm.ongoing("STORE"),
+                   "run_cycles": fsm.ongoing("RUN") | fsm.ongoing("RUN_WAIT")}
+        for name, event in counted.items():
+            c = Signal(64 if name == "cycles" else 32, name=f"ctr_{name}")
+            with m.If(regs.ctrl[0] & ~busy):
+                m.d.sync += c.eq(0)
+            with m.Elif(event):
+                m.d.sync += c.eq(c + 1)
+            if name == "cycles":
+                m.d.comb += [regs.cycles_lo.eq(c[:32]), regs.cycles_hi.eq(c[32:])]
+            else:
+                m.d.comb += getattr(regs, name).eq(c)

@@ -1,0 +1,163 @@
+"""LOAD and STORE units: 2-D blocks between external memory (through `hw.dma`) and the scratchpads
+(through the compute core's host ports, which the core lends while it is idle).
+
+Both issue one DMA command per row (`ext + r * stride`, row_words * beats-per-word beats) and move
+the words in order to / from consecutive scratchpad addresses from `spad`. A scratchpad word takes
+1 to 3 bus beats (`program.beats_per_word`), lane 0 in the lowest bits.
+"""
+from __future__ import annotations
+
+from amaranth import Array, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from hw.dma import BEATS_W, command_layout as dma_command_layout
+
+from .core import HOST_READ_LATENCY
+from .params import ADDR_W, EngineParams
+from .program import EXT_ADDR_W, beats_per_word, transfer_layout
+
+STORE_FIFO_WORDS = 16  # scratchpad words read ahead of the bus (covers the read latency)
+
+
+def _wpb_table(p: EngineParams):
+    return Array(Const(beats_per_word(p, s) if s <= 8 else 1, 2) for s in range(16))
+
+
+def _max_wpb(p: EngineParams) -> int:
+    return max(beats_per_word(p, s) for s in range(9))
+
+
+class _RowIssue:
+    """Shared by both units: the latched transfer and its DMA commands, one per row."""
+
+    def __init__(self, m: Module, p: EngineParams, unit) -> None:
+        self.x = x = Signal(transfer_layout)
+        self.wpb = wpb = Signal(2)
+        self.active = Signal()
+        left = Signal(16)
+        addr = Signal(EXT_ADDR_W)
+        rw = x.row_words
+        beats = Signal(BEATS_W)
+        m.d.comb += beats.eq(Mux(wpb == 1, rw, Mux(wpb == 2, rw << 1, (rw << 1) + rw)))
+        c = unit.cmd
+        self.accept = c.valid & c.ready
+        m.d.comb += c.ready.eq(~self.active)
+        with m.If(self.accept):
+            m.d.sync += [x.eq(c.payload), addr.eq(c.payload.ext), left.eq(c.payload.rows),
+                         wpb.eq(_wpb_table(p)[c.payload.sel]),
+                         self.active.eq((c.payload.rows != 0) & (c.payload.row_words != 0))]
+        d = unit.dma_cmd
+        m.d.comb += [d.valid.eq(self.active & (left != 0)), d.payload.addr.eq(addr),
+                     d.payload.beats.eq(beats)]
+        with m.If(d.valid & d.ready):
+            m.d.sync += [addr.eq(addr + x.stride), left.eq(left - 1)]
+
+
+def _word_counter(m: Module, x, step, name: str):
+    """Counts `step`s over rows x row_words words; returns (ptr, last word of the transfer)."""
+    ptr = Signal(ADDR_W, name=f"{name}_ptr")
+    col, row = Signal(16, name=f"{name}_col"), Signal(16, name=f"{name}_row")
+    last = (col == x.row_words - 1) & (row == x.rows - 1)
+    with m.If(step):
+        m.d.sync += ptr.eq(ptr + 1)
+        with m.If(col == x.row_words - 1):
+            m.d.sync += [col.eq(0), row.eq(row + 1)]
+        with m.Else():
+            m.d.sync += col.eq(col + 1)
+    return ptr, col, row, last
+
+
+class LoadUnit(wiring.Component):
+    """External memory -> scratchpad. Ports: cmd (a transfer), dma_cmd / dma_data (to a DmaReader),
+    the core's host write port (wr_*), busy."""
+
+    def __init__(self, p: EngineParams) -> None:
+        self.p = p
+        super().__init__({
+            "cmd": In(stream.Signature(transfer_layout)),
+            "dma_cmd": Out(stream.Signature(dma_command_layout(EXT_ADDR_W))),
+            "dma_data": In(stream.Signature(unsigned(p.bus_bits))),
+            "wr_en": Out(1), "wr_sel": Out(4), "wr_addr": Out(ADDR_W), "wr_data": Out(p.host_data_bits),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        p, bb = self.p, self.p.bus_bits
+        iss = _RowIssue(m, p, self)
+        x = iss.x
+        beat = Signal(2)
+        gather = Signal(_max_wpb(p) * bb)
+        fire = self.dma_data.valid & self.dma_data.ready
+        word_done = fire & (beat == iss.wpb - 1)
+        ptr, col, row, last = _word_counter(m, x, word_done, "ld")
+        nxt = Signal.like(gather)
+        m.d.comb += [nxt.eq(gather), self.dma_data.ready.eq(iss.active)]
+        with m.Switch(beat):
+            for k in range(_max_wpb(p)):
+                with m.Case(k):
+                    m.d.comb += nxt.word_select(k, bb).eq(self.dma_data.payload)
+        with m.If(iss.accept):
+            m.d.sync += [ptr.eq(self.cmd.payload.spad), col.eq(0), row.eq(0), beat.eq(0)]
+        with m.Elif(fire):
+            m.d.sync += [gather.eq(nxt), beat.eq(Mux(word_done, 0, beat + 1))]
+        m.d.sync += [self.wr_en.eq(word_done), self.wr_sel.eq(x.sel), self.wr_addr.eq(ptr),
+                     self.wr_data.eq(nxt[:p.host_data_bits])]
+        with m.If(word_done & last):
+            m.d.sync += iss.active.eq(0)
+        m.d.comb += self.busy.eq(iss.active | self.wr_en)
+        return m
+
+
+class StoreUnit(wiring.Component):
+    """Scratchpad -> external memory. Ports: cmd (a transfer), the core's host read port (rd_*,
+    data `HOST_READ_LATENCY` cycles after the address), dma_cmd / dma_data (to a DmaWriter), busy.
+    Reads run ahead of the bus by at most `STORE_FIFO_WORDS` words (a credit count), so the
+    free-running read pipeline never overruns the FIFO."""
+
+    def __init__(self, p: EngineParams) -> None:
+        self.p = p
+        super().__init__({
+            "cmd": In(stream.Signature(transfer_layout)),
+            "rd_sel": Out(4), "rd_addr": Out(ADDR_W), "rd_data": In(p.word_bits),
+            "dma_cmd": Out(stream.Signature(dma_command_layout(EXT_ADDR_W))),
+            "dma_data": Out(stream.Signature(unsigned(p.bus_bits))),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        p, bb = self.p, self.p.bus_bits
+        iss = _RowIssue(m, p, self)
+        x = iss.x
+        reading = Signal()
+        owed = Signal(range(STORE_FIFO_WORDS + 1))  # words read and not yet sent
+        issue = reading & (owed < STORE_FIFO_WORDS)
+        ptr, col, row, last = _word_counter(m, x, issue, "st")
+        with m.If(iss.accept):
+            m.d.sync += [ptr.eq(self.cmd.payload.spad), col.eq(0), row.eq(0),
+                         reading.eq((self.cmd.payload.rows != 0) & (self.cmd.payload.row_words != 0))]
+        with m.Elif(issue & last):
+            m.d.sync += reading.eq(0)
+        m.d.comb += [self.rd_sel.eq(x.sel), self.rd_addr.eq(ptr)]
+        arrive = Signal()
+        pipe = Signal(HOST_READ_LATENCY)
+        m.d.sync += pipe.eq(pipe << 1 | issue)
+        m.d.comb += arrive.eq(pipe[-1])
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=_max_wpb(p) * bb, depth=STORE_FIFO_WORDS)
+        m.d.comb += [fifo.w_en.eq(arrive), fifo.w_data.eq(self.rd_data)]
+        beat = Signal(2)
+        out = self.dma_data
+        send = out.valid & out.ready
+        word_sent = send & (beat == iss.wpb - 1)
+        m.d.comb += [out.valid.eq(fifo.r_rdy), out.payload.eq(fifo.r_data.word_select(beat, bb)),
+                     fifo.r_en.eq(word_sent)]
+        with m.If(send):
+            m.d.sync += beat.eq(Mux(word_sent, 0, beat + 1))
+        m.d.sync += owed.eq(owed + issue - word_sent)
+        with m.If(iss.active & ~reading & ~iss.accept & (owed == 0) & ~self.dma_cmd.valid):
+            m.d.sync += iss.active.eq(0)
+        m.d.comb += self.busy.eq(iss.active)
+        return m
