@@ -175,9 +175,11 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _cosim(args: argparse.Namespace) -> int:
     from sim.engine.cosim import run_cosim
+    from sim.engine.host import MemoryModel
 
     return run_cosim(Path(args.config), args.steps, args.data_dir, Path(args.out) if args.out else None,
-                     progress=not args.no_progress, fault=args.fault, batch=args.batch)
+                     progress=not args.no_progress, fault=args.fault, batch=args.batch,
+                     memory=MemoryModel.parse(args.memory), train_images=args.train_images)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -281,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir")
     s.add_argument("--out", help="write the result (cycles, phases, utilization) as JSON here")
     s.add_argument("--fault", help="inject a fault STEP:LAYER:OUT,IN:BIT (the check must catch it)")
+    s.add_argument("--memory", default="ideal",
+                   help="memory model: 'ideal' (one beat per cycle, latency 1) or KEY=N,... with "
+                        "latency (cycles to the first beat), gap (idle cycles between read beats), "
+                        "stall (%% of cycles each channel stalls), seed; e.g. latency=100,stall=30,seed=2")
+    s.add_argument("--train-images", type=positive_int,
+                   help="train on the first N training images only (short epochs: epoch boundaries "
+                        "and lr_inv changes within a few steps)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cosim)
 

@@ -1,6 +1,6 @@
-"""NITRO-D training engine on Verilator: whole MLP training steps, bit-identical to the golden model
-after every step (issue #4, acceptance 1, 2 and 4). One engine build (the MNIST-MLP capacity engine,
-cached by content hash) serves every test."""
+"""The streaming NITRO-D engine on Verilator, on the AXI4 memory model and driven over AXI4-Lite:
+whole MLP training steps, bit-identical to the golden model after every step (issue 13, acceptance
+1 and 3). One generated engine (cached by content hash) serves every network."""
 import json
 from pathlib import Path
 
@@ -8,8 +8,10 @@ import pytest
 
 from sim.engine.build import build_engine
 from sim.engine.cosim import run_cosim
+from sim.engine.host import MemoryModel
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
 
 
 @pytest.fixture(scope="session")
@@ -24,25 +26,45 @@ def _config(tmp_path: Path, hidden: list[int], batch: int) -> Path:
     return cfg
 
 
-def _cosim(tmp_path, config, steps, fault=None, batch=None):
+def _cosim(tmp_path, config, steps, fault=None, batch=None, **kw):
     out = tmp_path / "result.json"
-    rc = run_cosim(config, steps, None, out, False, fault=fault, batch=batch,
-                   work_dir=tmp_path / "sim")
+    rc = run_cosim(config, steps, kw.pop("data_dir", None), out, False, fault=fault, batch=batch,
+                   work_dir=tmp_path / "sim", **kw)
     return rc, json.loads(out.read_text())
 
 
 def test_engine_mnist_mlp_batch64(engine_build, tmp_path):
     """The paper's MNIST MLP 784-100-50-10 at batch 64: 2 steps, every weight and output
-    bit-identical; MAC utilization >= 90% over the GEMM phases (RTL counters)."""
+    bit-identical; the RTL counters account for every cycle of the step."""
     rc, res = _cosim(tmp_path, REPO / "configs" / "embedded_mlp.toml", 2)
     assert rc == 0, res.get("message")
     assert res["ok"] and res["steps_run"] == 2 and res["network"] == "784-100-50-10"
-    assert res["mac_busy_frac"] >= 0.95
-    assert res["mac_util"] >= 0.90
-    ph = res["phases"]
-    assert ph["fwd/linear_block_00"]["mac_util"] >= 0.95
-    assert ph["upd_fwd/linear_block_00"]["mac_util"] >= 0.95
-    assert 150_000 < res["cycles_per_step"] < 200_000
+    u = res["units"]
+    parts = u["fetch_cycles"] + u["load_cycles"] + u["store_cycles"] + u["run_cycles"]
+    assert 0.99 * u["cycles"] <= parts <= u["cycles"]
+    assert res["mac_busy_frac"] >= 0.95  # while the array runs, it is busy
+    # the core's per-phase counters see each RUN two cycles shorter than the sequencer (start
+    # and the cycle its busy falls)
+    assert u["run_cycles"] - sum(v["cycles"] for v in res["phases"].values()) == 2 * res["tiles"]
+
+
+def test_engine_fmnist_mlp_on_the_same_engine(engine_build, tmp_path):
+    """configs/mlp_fmnist.toml (784-200-100-50-10), which no longer needs a bigger engine."""
+    rc, res = _cosim(tmp_path, REPO / "configs" / "mlp_fmnist.toml", 2, data_dir=str(SHARED))
+    assert rc == 0, res.get("message")
+    assert res["steps_run"] == 2 and res["network"] == "784-200-100-50-10"
+
+
+def test_engine_epoch_boundary_and_lr_change(engine_build, tmp_path):
+    """Steps across two epoch boundaries with an lr_inv change at each (x3: 512 -> 1536 -> 4608):
+    the reshuffled batches and the new IntegerSGD constants are bit-identical too."""
+    cfg = tmp_path / "lr.toml"
+    cfg.write_text('name = "lr"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\n'
+                   'hidden = [24]\n[train]\nbatch_size = 16\n[schedule]\nstart = 0\npatience = 1\n'
+                   'min_delta = 1.0\n')
+    rc, res = _cosim(tmp_path, cfg, 7, train_images=48)
+    assert rc == 0, res.get("message")
+    assert res["steps_run"] == 7 and res["lr_inv"] == 4608
 
 
 def test_engine_odd_shapes(engine_build, tmp_path):
@@ -50,6 +72,20 @@ def test_engine_odd_shapes(engine_build, tmp_path):
     rc, res = _cosim(tmp_path, _config(tmp_path, [20], 12), 3)
     assert rc == 0, res.get("message")
     assert res["steps_run"] == 3 and res["network"] == "784-20-10"
+
+
+def test_engine_results_identical_under_memory_models(engine_build, tmp_path):
+    """Ideal memory, high latency, and random stalls with two seeds: bit-identical results (each
+    run is checked against the golden model), and the cycle counts show the settings took effect."""
+    cycles = {}
+    for name, mm in {"ideal": MemoryModel(), "latency 120": MemoryModel(latency=120),
+                     "stalls seed 1": MemoryModel(latency=8, stall_pct=30, seed=1),
+                     "stalls seed 2": MemoryModel(latency=8, stall_pct=30, seed=2)}.items():
+        rc, res = _cosim(tmp_path / name.replace(" ", "_"), _config(tmp_path, [20], 16), 2, memory=mm)
+        assert rc == 0, (name, res.get("message"))
+        cycles[name] = res["cycles_per_step_list"]
+    assert cycles["ideal"][0] < min(c[0] for k, c in cycles.items() if k != "ideal")
+    assert cycles["stalls seed 1"] != cycles["stalls seed 2"]
 
 
 def test_engine_fault_is_caught(engine_build, tmp_path):

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hw.engine.params import (
     OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, EngineParams,
@@ -13,7 +15,11 @@ from model.config import load_config
 from model.numerics import NitroError
 from model.spec import Hyper, build_mlp
 from hw.engine import compiler as C
+from hw.engine import tiling as T
+from hw.engine.image import tensor_span
+from hw.engine.program import END, RUN, Transfer, beats_per_word, load
 from sim.engine.cosim import parse_fault, prepare_cosim, run_cosim
+from sim.engine.host import MemoryModel
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,22 +28,62 @@ def mnist_spec(hidden=(100, 50), **kw):
     return build_mlp((1, 28, 28), list(hidden), Hyper(), **kw)
 
 
-def test_mnist_mlp_fits_default_engine():
+def test_mnist_mlp_gemms_and_macs():
     prog = C.compile_network(mnist_spec(), 64)
-    ops = [c["op"] for c in prog.commands]
-    # forward x2, output fwd + update, 4 commands per block, END
+    ops = [g.op for g in prog.gemms]
+    # forward x2, output fwd + update, 4 commands per block
     assert ops == [OP_SCALE_RELU, OP_SCALE_RELU, OP_SCALE_LOSS, OP_SGD] + \
-        [OP_SCALE_LOSS, OP_RELU_BWD, OP_SGD, OP_SGD] * 2 + [OP_END]
-    p = prog.params
-    for sel, used in prog.usage.items():
-        assert used <= p.depth(sel)
+        [OP_SCALE_LOSS, OP_RELU_BWD, OP_SGD, OP_SGD] * 2
     # useful MACs of one step: forward, learning, delta and gradient GEMMs of 784-100-50-10 at B=64
     assert sum(prog.macs.values()) == 64 * (2 * (784 * 100 + 100 * 50) + 5 * 50 * 10 + 3 * 100 * 10)
 
 
-def test_engine_params_for_sizes_memories():
-    p = C.engine_params_for(mnist_spec(), 64)
-    assert p == EngineParams()  # the default engine is exactly the MNIST MLP at batch 64
+def _covered(tiles, g):
+    """C elements each tile of GEMM g computes, as an (m, n) count matrix."""
+    hits = np.zeros((g.m, g.n), np.int64)
+    for t in tiles:
+        m0, n0 = (int(v.split(":")[0]) for v in t.gemm.name.rsplit("[", 1)[1].rstrip("]").split(", "))
+        assert t.gemm.k == g.k
+        hits[m0:m0 + t.gemm.m, n0:n0 + t.gemm.n] += 1
+    return hits
+
+
+@settings(max_examples=25, deadline=None)
+@given(hidden=st.lists(st.integers(1, 300), min_size=1, max_size=3), batch=st.integers(1, 130),
+       depth=st.sampled_from([1024, 1536, 2048]))
+def test_tiles_cover_every_gemm_once_and_fit(hidden, batch, depth):
+    """Whatever the shapes and scratchpad sizes: every output element of every GEMM is computed by
+    exactly one tile, every tile fits its scratchpads (validated), and every transfer stays inside
+    its tensor in external memory."""
+    p = replace(EngineParams(), amem_c_depth=depth, wmem_depth=depth)
+    prog = C.compile_network(mnist_spec(hidden), batch, p)
+    ep = T.lower(prog)
+    spans = {}
+    for t in prog.tensors.values():
+        first, n = tensor_span(p, t)
+        spans[t.name] = (first * 8, (first + n) * 8)
+    for g in prog.gemms:
+        tiles = [t for t in ep.tiles if t.parent is g]
+        assert (_covered(tiles, g) == 1).all(), g.name
+        for tile in tiles:
+            for x in tile.loads + tile.stores:
+                name = next(n for n, (lo, hi) in spans.items() if lo <= x.ext < hi)
+                bpw = beats_per_word(p, x.sel) * 8
+                last = x.ext + (x.rows - 1) * x.stride + x.row_words * bpw
+                assert last <= spans[name][1], (tile.gemm.name, name)
+    assert ep.commands[-1] == END and sum(c == RUN for c in ep.commands) == len(ep.tiles)
+
+
+def test_program_commands_pack_into_their_layout():
+    from hw.engine.program import program_layout
+
+    x = Transfer(3, 17, 5, 6, 0x1234_5000, 96)
+    word = load(x).pack()
+    fields = {name: (word >> f.offset) & ((1 << f.width) - 1) for name, f in program_layout}
+    assert fields["op"] == 1
+    xl = program_layout["xfer"].shape
+    got = {name: (fields["xfer"] >> f.offset) & ((1 << f.width) - 1) for name, f in xl}
+    assert got == x.__dict__
 
 
 @pytest.mark.parametrize("layout, rows, feats", [("col", 12, 20), ("row", 12, 20), ("wT", 20, 10),
@@ -51,7 +97,7 @@ def test_pack_unpack_roundtrip(layout, rows, feats):
 
 
 def test_lane_bytes_roundtrip():
-    from sim.engine.host import bytes_to_lanes, lanes_to_bytes
+    from hw.engine.image import bytes_to_lanes, lanes_to_bytes
 
     rng = np.random.default_rng(2)
     for bits in (8, 16, 24):
@@ -62,33 +108,37 @@ def test_lane_bytes_roundtrip():
 
 
 def test_command_packing_fits_layout():
-    """Every hardware field of every command lands at its layout offset (unpacked back exactly)."""
+    """Every hardware field of every tile command lands at its layout offset (unpacked back exactly)."""
     from hw.engine.params import ADDR_W, command_layout
 
     prog = C.compile_network(mnist_spec(), 64)
+    ep = T.lower(prog)
     layout = command_layout(prog.params)
-    for c in prog.commands:
-        c2 = dict(c, phase=prog.phases.index(c["phase"]))
-        word = C.pack_command(prog, c2)
+    for tile in ep.tiles:
+        f = tile.gemm.fields(prog.phases.index(tile.gemm.phase))
+        word = C.pack_command(prog.params, f)
         assert word < 1 << layout.size
-        for name, f in layout:
-            got = (word >> f.offset) & ((1 << f.width) - 1)
-            want = c2.get(name, 0)
+        for name, fl in layout:
+            got = (word >> fl.offset) & ((1 << fl.width) - 1)
+            want = f.get(name, 0)
             if isinstance(want, dict):  # an output slot {base, stride}
                 want = want["base"] | (want["stride"] << ADDR_W)
-            assert got == want, (c["name"], name)
+            assert got == want, (tile.gemm.name, name)
+    assert T.ucode_words(ep).size == len(ep.tiles) * 2 * prog.params.cmd_words
 
 
 # ---- bad input: clear errors before simulation --------------------------------------------
 
 def test_network_too_big_for_engine():
-    with pytest.raises(NitroError, match=r"needs \d+ words of wmem \(weights\).*cannot hold it"):
-        C.compile_network(mnist_spec((1024, 1024, 1024)), 64)
+    """A layer whose K does not fit one tile's scratchpad is refused, naming scratchpad and limit."""
+    with pytest.raises(NitroError, match=r"linear_block_01/fwd \(M=64, K=4096, N=16\) needs \d+ words "
+                                         r"of the \w+ scratchpad for one 8x8 tile; the engine has"):
+        T.lower(C.compile_network(mnist_spec((4096, 16)), 64))
 
 
 def test_batch_too_big_for_engine():
-    with pytest.raises(NitroError, match="at batch 128 needs .* cannot hold it"):
-        C.compile_network(mnist_spec(), 128)
+    with pytest.raises(NitroError, match=r"update.*K=4096.*scratchpad"):
+        T.lower(C.compile_network(mnist_spec(), 4096))
 
 
 @pytest.mark.parametrize("batch", [0, -3, 2.5, True])
@@ -134,33 +184,29 @@ def test_weights_beyond_engine_width():
 
 def test_command_referencing_missing_memory():
     prog = C.compile_network(mnist_spec(), 64)
-    C.validate_commands(prog)
-    prog.commands[0]["a_base"] = prog.params.amem_c_depth - 3
-    with pytest.raises(NitroError, match=r"command 0 .*A operand reaches word \d+ of amem_c, which "
-                                         r"has 7744 words \(missing memory\)"):
-        C.validate_commands(prog)
-    prog = C.compile_network(mnist_spec(), 64)
-    prog.commands[3]["o3"] = {"base": prog.params.wmem_depth, "stride": 1}
+    ep = T.lower(prog)
+    p = prog.params
+    g = ep.tiles[0].gemm
+    C.validate_gemm(g, p)
+    bad = replace(g, a=replace(g.a, base=p.amem_c_depth - 3))
+    with pytest.raises(NitroError, match=r"A operand reaches word \d+ of amem_c, which has 2048 words"):
+        C.validate_gemm(bad, p)
+    upd = next(t.gemm for t in ep.tiles if t.gemm.op == OP_SGD)
+    bad = replace(upd, outs={**upd.outs, "o3": replace(upd.outs["o3"], base=p.wmem_depth)})
     with pytest.raises(NitroError, match="output slot o3 reaches word .* of wmem"):
-        C.validate_commands(prog)
-    prog = C.compile_network(mnist_spec(), 64)
-    prog.commands[1]["b_sel"] = 3
-    with pytest.raises(NitroError, match="names no memory"):
-        C.validate_commands(prog)
-    prog = C.compile_network(mnist_spec(), 64)
-    prog.commands[3]["b_sel"] = 0
+        C.validate_gemm(bad, p)
+    with pytest.raises(NitroError, match="output slot o0 cannot address wmem"):
+        C.validate_gemm(replace(g, outs={**g.outs, "o0": upd.outs["o3"]}), p)
     with pytest.raises(NitroError, match="cannot take its B operand from wmem"):
-        C.validate_commands(prog)
-    prog = C.compile_network(mnist_spec(), 64)
-    prog.commands[2]["k_len"] = 0
+        C.validate_gemm(replace(upd, b=g.b), p)
     with pytest.raises(NitroError, match="empty GEMM"):
-        C.validate_commands(prog)
+        C.validate_gemm(replace(g, k=0), p)
 
 
 def test_small_engine_rejects_mnist():
-    small = replace(EngineParams(), wmem_depth=4096)
-    with pytest.raises(NitroError, match="wmem .* the engine has 4096"):
-        C.compile_network(mnist_spec(), 64, small)
+    small = replace(EngineParams(), wmem_depth=512)
+    with pytest.raises(NitroError, match="wmem scratchpad .* the engine has 512"):
+        T.lower(C.compile_network(mnist_spec(), 64, small))
 
 
 def test_lr_and_divisor_limits():
@@ -193,8 +239,8 @@ def test_run_cosim_fails_before_simulation(tmp_path, monkeypatch):
 
     monkeypatch.setattr(B, "build_engine", no_build)
     big = tmp_path / "big.toml"
-    big.write_text('name = "big"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\nhidden = [2048, 1024]\n[train]\n')
-    with pytest.raises(NitroError, match="cannot hold it"):
+    big.write_text('name = "big"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\nhidden = [4096, 16]\n[train]\n')
+    with pytest.raises(NitroError, match="scratchpad for one 8x8 tile"):
         run_cosim(big, 1, None, None, False)
     drop = tmp_path / "drop.toml"
     drop.write_text('name = "d"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\nhidden = [16]\n'
@@ -210,6 +256,25 @@ def test_run_cosim_fails_before_simulation(tmp_path, monkeypatch):
                   fault="2:linear_encoder_00:3,17:4")
     with pytest.raises(NitroError, match="cannot read config"):
         run_cosim(tmp_path / "missing.toml", 1, None, None, False)
+    with pytest.raises(NitroError, match=r"training set \(10 images\) is smaller than one batch"):
+        run_cosim(REPO / "configs" / "embedded_mlp.toml", 1, None, None, False, train_images=10)
+
+
+@pytest.mark.parametrize("text, want", [
+    ("ideal", MemoryModel()), ("latency=100", MemoryModel(latency=100)),
+    ("latency=30,gap=1,stall=25,seed=7", MemoryModel(30, 1, 25, 7)),
+])
+def test_memory_model_settings(text, want):
+    assert MemoryModel.parse(text) == want
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("latency", "KEY=N"), ("speed=3", "KEY=N"), ("latency=-1", "KEY=N"), ("stall=100", "stall_pct"),
+    ("latency=0", "at least 1"), ("gap=70000", "gap"),
+])
+def test_bad_memory_model_settings(text, msg):
+    with pytest.raises(NitroError, match=msg):
+        MemoryModel.parse(text)
 
 
 def test_prepare_cosim_real_config():

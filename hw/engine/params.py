@@ -189,26 +189,5 @@ def command_layout(p: EngineParams) -> data.StructLayout:
     })
 
 
-@dataclass(frozen=True)
-class HostWordLayouts:
-    """Harness file formats: load words {data, addr, sel} and dump requests {addr, sel}."""
-
-    params: EngineParams = field(default_factory=EngineParams)
-
-    @property
-    def load(self) -> data.StructLayout:
-        return data.StructLayout({
-            "data": data.ArrayLayout(unsigned(8), self.params.host_data_bits // 8),
-            "addr": unsigned(ADDR_W), "sel": unsigned(4)})
-
-    @property
-    def request(self) -> data.StructLayout:
-        return data.StructLayout({"addr": unsigned(ADDR_W), "sel": unsigned(4)})
-
-    @property
-    def dump(self) -> data.ArrayLayout:
-        return data.ArrayLayout(unsigned(8), self.params.word_bits // 8)
-
-
 def lanes_layout(n: int, width: int) -> data.ArrayLayout:
     return data.ArrayLayout(signed(width), n)

@@ -98,15 +98,19 @@ def tile_shape(g: Gemm, p: EngineParams) -> tuple[int, int]:
         raise NitroError(f"engine: {g.name} (M={g.m}, K={g.k}, N={g.n}) needs {u} words of the "
                          f"{MEM_NAMES[s]} scratchpad for one {L}x{L} tile; the engine has {d} "
                          f"(the K limit of this GEMM is about {g.k * d // u})")
+    def fits(mc: int, nc: int) -> bool:
+        return all(u <= p.depth(s) for s, u in _usage(g, min(mc * L, g.m), min(nc * L, g.n)).items())
+
     best = None
-    for nc in range(nt, 0, -1):
-        for mc in range(mt, 0, -1):
-            mm, nn = min(mc * L, g.m), min(nc * L, g.n)
-            if all(u <= p.depth(s) for s, u in _usage(g, mm, nn).items()):
-                count = cdiv(mt, mc) * cdiv(nt, nc)
-                if best is None or count < best[0]:
-                    best = (count, mc, nc)
-                break
+    for nc in range(nt, 0, -1):  # the largest mc that fits (usage grows with mc): bisection
+        lo, hi = 0, mt
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid, nc) else (lo, mid - 1)
+        if lo:
+            count = cdiv(mt, lo) * cdiv(nt, nc)
+            if best is None or count < best[0]:
+                best = (count, lo, nc)
     _, mc, nc = best
     mc, nc = cdiv(mt, cdiv(mt, mc)), cdiv(nt, cdiv(nt, nc))  # balanced
     return mc * L, nc * L

@@ -36,6 +36,7 @@ class CosimRun:
     fault: str | None = None
     progress: bool = False
     memory: dict | None = None  # host.MemoryModel fields
+    train_images: int | None = None  # the first N training images only
     FILE: ClassVar[str] = "cosim_run.json"
 
     def save(self, folder: Path) -> None:
@@ -155,6 +156,8 @@ async def cosim_main(dut) -> None:
     cfg = replace(cfg, train=replace(cfg.train, batch_size=batch))
     t_start = time.perf_counter()
     ds, net, rng = prepare(cfg, run.data_dir)
+    if run.train_images:
+        ds = replace(ds, train_x=ds.train_x[:run.train_images], train_y=ds.train_y[:run.train_images])
     params = EngineParams(**run.params)
     schedule = cfg.make_schedule()
     prog = compile_network(net.spec, batch, params, schedule.lr_inv)
@@ -236,7 +239,7 @@ def _net_desc(prog) -> str:
 # ---- host entry points ------------------------------------------------------------------------
 
 def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str | None = None,
-                  data_dir: str | None = None, params=None):
+                  data_dir: str | None = None, params=None, train_images: int | None = None):
     """Every check that can fail before simulation: config, engine capacity, commands, fault, data."""
     from hw.engine.params import EngineParams
     from model.config import load_config
@@ -260,15 +263,15 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     from model.datasets import load_raw
 
     raw = load_raw(cfg.data.dataset, data_dir)  # found, readable, and holds a batch
-    if len(raw.train_x) < b:
-        raise NitroError(f"cosim: the training set ({len(raw.train_x)} images) is smaller than "
-                         f"one batch ({b})")
+    n = min(len(raw.train_x), train_images or len(raw.train_x))
+    if n < b:
+        raise NitroError(f"cosim: the training set ({n} images) is smaller than one batch ({b})")
     return cfg, prog
 
 
 def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, progress: bool,
               fault: str | None = None, batch: int | None = None, params=None,
-              work_dir: Path | None = None, memory=None) -> int:
+              work_dir: Path | None = None, memory=None, train_images: int | None = None) -> int:
     """Train `steps` steps on the RTL next to the golden model; 0 when bit-identical throughout.
 
     fault: 'STEP:LAYER:OUT,IN:BIT' flips one bit of a weight the engine computed at that step
@@ -278,14 +281,14 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise NitroError(f"--steps must be a positive integer, got {steps!r}")
-    cfg, prog = prepare_cosim(Path(config), steps, batch, fault, data_dir, params)
+    cfg, prog = prepare_cosim(Path(config), steps, batch, fault, data_dir, params, train_images)
     t0 = time.perf_counter()
     build = build_engine(prog.params)
     t_build = time.perf_counter() - t0
     tdir = Path(work_dir) if work_dir else build.build_dir / f"cosim-{cfg.name}-{os.getpid()}"
     run = CosimRun(str(Path(config).resolve()), steps, prog.batch, build.params.__dict__,
                    str(Path(data_dir).resolve()) if data_dir and data_dir != "embedded" else data_dir,
-                   fault, progress, memory.__dict__ if memory is not None else None)
+                   fault, progress, memory.__dict__ if memory is not None else None, train_images)
     t1 = time.perf_counter()
     try:
         run_engine_test(build, "sim.engine.tb_cosim", tdir, run,

