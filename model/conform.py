@@ -327,14 +327,14 @@ def _reference(path: Path) -> dict[str, np.ndarray]:
 
 
 @dataclass
-class _VectorSet:
+class VectorSet:
     net: Network  # built from the meta file, holding the initial weights
     lr_inv: int
     data: dict[str, np.ndarray]
     refs: dict[str, dict[str, np.ndarray]]  # "1".."N", "after" -> the reference arrays
 
 
-def _load_set(vec_dir: Path, tag: str) -> _VectorSet:
+def load_set(vec_dir: Path, tag: str) -> VectorSet:
     """Read and check every file of the set before anything is replayed."""
     meta_path, data_path, init_path = (vec_dir / f"{tag}_{part}" for part in ("meta.json", "data.npz", "init.npz"))
     meta = _read_meta(meta_path, tag)
@@ -351,10 +351,10 @@ def _load_set(vec_dir: Path, tag: str) -> _VectorSet:
     net = _in_file(init_path, Network, spec, {k.removesuffix(".weight"): v for k, v in init.items()})
     refs = {str(k): _reference(vec_dir / f"{tag}_step{k}.npz") for k in range(1, steps + 1)}
     refs["after"] = _reference(vec_dir / f"{tag}_after3.npz")
-    return _VectorSet(net, lr_inv, data, refs)
+    return VectorSet(net, lr_inv, data, refs)
 
 
-def _step_arrays(vs: _VectorSet, k: str) -> dict[str, np.ndarray]:
+def _step_arrays(vs: VectorSet, k: str) -> dict[str, np.ndarray]:
     """Train recorded step k; every traced tensor plus the reference's accuracy and loss."""
     trace = Trace()
     res = vs.net.train_step(vs.data[f"step{k}_x"], vs.data[f"step{k}_y_onehot"], vs.lr_inv, trace=trace)
@@ -364,7 +364,7 @@ def _step_arrays(vs: _VectorSet, k: str) -> dict[str, np.ndarray]:
     return ours
 
 
-def _final_arrays(vs: _VectorSet) -> dict[str, np.ndarray]:
+def _final_arrays(vs: VectorSet) -> dict[str, np.ndarray]:
     """The weights after the recorded steps and the predictions on the test images."""
     test_x = vs.data["test_x"]
     pred = vs.net.predict(test_x, batch=128)
@@ -378,7 +378,7 @@ def _final_arrays(vs: _VectorSet) -> dict[str, np.ndarray]:
 def run_conformance(vec_dir: str | Path, tag: str,
                     on_step: Callable[[StepReport], None] | None = None) -> list[StepReport]:
     """Replay the recorded steps of `tag` from its initial weights; compare every array."""
-    vs = _load_set(Path(vec_dir), tag)
+    vs = load_set(Path(vec_dir), tag)
     reports = []
     for step, ref in vs.refs.items():
         reports.append(compare_arrays(step, ref, _final_arrays(vs) if step == "after" else _step_arrays(vs, step)))

@@ -111,7 +111,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _conform(args: argparse.Namespace) -> int:
-    from model.conform import run_conformance
+    if args.engine:
+        from sim.engine.conform import run_engine_conformance as run_conformance
+    else:
+        from model.conform import run_conformance
 
     first = None
 
@@ -179,7 +182,8 @@ def _cosim(args: argparse.Namespace) -> int:
 
     return run_cosim(Path(args.config), args.steps, args.data_dir, Path(args.out) if args.out else None,
                      progress=not args.no_progress, fault=args.fault, batch=args.batch,
-                     memory=MemoryModel.parse(args.memory), train_images=args.train_images)
+                     memory=MemoryModel.parse(args.memory), train_images=args.train_images,
+                     test_images=args.test_images)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -260,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("conform", help="replay reference vectors and compare every array bit for bit")
     c.add_argument("vector_dir")
     c.add_argument("tag", help="vector set name: files TAG_init.npz, TAG_data.npz, TAG_stepK.npz, ...")
+    c.add_argument("--engine", action="store_true",
+                   help="replay the steps on the Verilated training engine (MLP sets) and compare every "
+                        "array it produces: stored forward tensors, weights after every step, predictions")
     c.set_defaults(func=_conform)
     r = sub.add_parser("rtl", help="write each hardware unit's Verilog and a manifest")
     r.add_argument("--out", default="build/rtl", help="output folder (default build/rtl)")
@@ -290,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train-images", type=positive_int,
                    help="train on the first N training images only (short epochs: epoch boundaries "
                         "and lr_inv changes within a few steps)")
+    s.add_argument("--test-images", type=non_negative_int, default=0,
+                   help="after training, run the engine's inference program on the first N test "
+                        "images: its accuracy, and predictions identical to the golden model's")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cosim)
 

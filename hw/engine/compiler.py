@@ -122,6 +122,7 @@ class Program:
     tensors: dict[str, Tensor]  # in external memory
     layers: dict[str, LayerMap]
     gemms: list[Gemm]  # one training step, before tiling
+    infer_gemms: list[Gemm]  # inference: block forwards, output layer, learning layers
     phases: list[str]
     lr_inv: int = 0
     macs: dict[str, int] = field(default_factory=dict)  # useful multiply-accumulates per phase
@@ -212,24 +213,26 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
     alloc("out.e.d", SEL_DMEM, "row", batch, classes)
     alloc("out.yhat", SEL_SMEM, "row", batch, classes)
     alloc("y", SEL_YMEM, "row", batch, classes)
-    gemms = _gemms(spec, blocks, batch, acts, layers, tensors, p)
+    gemms = _gemms(spec, blocks, batch, acts, layers, tensors, p, train=True)
+    infer = _gemms(spec, blocks, batch, acts, layers, tensors, p, train=False)
     phases = list(dict.fromkeys(g.phase for g in gemms))
     if len(phases) > N_PHASES - 1:  # fall back to one phase per kind of command
-        for g in gemms:
+        for g in gemms + infer:
             g.phase = g.phase.split("/")[0]
         phases = list(dict.fromkeys(g.phase for g in gemms))
     phases.append("control")  # the END command closing every RUN
     macs: dict[str, int] = {}
     for g in gemms:
         macs[g.phase] = macs.get(g.phase, 0) + g.m * g.n * g.k
-    prog = Program(p, spec, batch, tensors, layers, gemms, phases, 0, macs,
+    prog = Program(p, spec, batch, tensors, layers, gemms, infer, phases, 0, macs,
                    alloc.top // (p.bus_bits // 8))
     set_lr(prog, lr_inv)
     return prog
 
 
-def _gemms(spec, blocks, batch, acts, layers, tensors, p) -> list[Gemm]:
-    """The GEMMs of one step: block forwards, output layer, then each block's local learning."""
+def _gemms(spec, blocks, batch, acts, layers, tensors, p, train: bool) -> list[Gemm]:
+    """The GEMMs of one step: block forwards, output layer, then each block's local learning
+    (train=False: only the forward GEMMs of every layer, the learning layers' included)."""
     classes = spec.num_classes
     smw, ssw = p.scale_div
     gemms: list[Gemm] = []
@@ -252,8 +255,9 @@ def _gemms(spec, blocks, batch, acts, layers, tensors, p) -> list[Gemm]:
     gemm("output/fwd", OP_SCALE_LOSS, acts[-1][0], layers[o.name].w, batch, o.in_features, classes,
          scale(spec.output_scaling.factor), o0=tensors["out.e.c"], o1=tensors["out.e.d"],
          o2=tensors["out.yhat"], o3=tensors["y"])
-    gemm("output/update", OP_SGD, acts[-1][1], tensors["out.e.d"], o.in_features, batch, classes,
-         sgd=o, o3=layers[o.name].w)
+    if train:
+        gemm("output/update", OP_SGD, acts[-1][1], tensors["out.e.d"], o.in_features, batch, classes,
+             sgd=o, o3=layers[o.name].w)
     by_name = {b.name: (k, b) for k, b in enumerate(blocks)}
     for name in spec.backward_order:
         k, b = by_name[name]
@@ -263,6 +267,8 @@ def _gemms(spec, blocks, batch, acts, layers, tensors, p) -> list[Gemm]:
         gemm(f"{b.name}/learn", OP_SCALE_LOSS, a_c, layers[lp.name].w, batch, h, classes,
              scale(b.pred_scaling.factor), o0=tensors[f"{b.name}.e.c"], o1=tensors[f"{b.name}.e.d"],
              o2=tensors[f"{b.name}.yhat"], o3=tensors["y"])
+        if not train:
+            continue
         gemm(f"{b.name}/delta", OP_RELU_BWD, tensors[f"{b.name}.e.c"], layers[lp.name].wt, batch,
              classes, h, o1=tensors[f"{b.name}.delta"], o2=tensors[f"{b.name}.s"])
         gemm(f"{b.name}/update_learn", OP_SGD, a_r, tensors[f"{b.name}.e.d"], h, batch, classes,

@@ -131,12 +131,13 @@ def transfer(b: Block, base: int, p: EngineParams) -> Transfer:
     return Transfer(t.sel, base, rows, row_words, ext, stride)
 
 
-def lower(prog: Program) -> EngineProgram:
-    """Tile every GEMM and lay out the program, its command words and the counters after the
-    tensors in external memory."""
+def lower(prog: Program, inference: bool = False, base: int | None = None) -> EngineProgram:
+    """Tile every GEMM of the training step (or of inference) and lay out the program, its
+    command words and the counters in external memory from byte `base` (default: after the
+    tensors)."""
     p = prog.params
     tiles: list[Tile] = []
-    for g in prog.gemms:
+    for g in prog.infer_gemms if inference else prog.gemms:
         tm, tn = tile_shape(g, p)
         resident = None
         for m0 in range(0, g.m, tm):
@@ -147,9 +148,8 @@ def lower(prog: Program) -> EngineProgram:
                     tile.loads.pop(0)
                 resident = a_load
                 tiles.append(tile)
-    ext = prog.ext_words * (p.bus_bits // 8)
     ncw = p.cmd_words
-    ucode_ext = ext
+    ucode_ext = prog.ext_words * (p.bus_bits // 8) if base is None else base
     cmds: list[Command] = []
     for i, tile in enumerate(tiles):
         tile.ucode_ext = ucode_ext + i * 2 * ncw * 8

@@ -14,11 +14,13 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from hw.engine.params import EngineParams
 from hw.engine.top import StreamEngine
+from model.fileio import write_atomic
 from sim.runner import LINT_WAIVERS, REPO, check_results, setup_verilator, without_src
 
 HARNESS = Path(__file__).with_name("engine_tb.sv")
@@ -74,6 +76,20 @@ def _harness_params(p: EngineParams) -> dict:
 def source_link(p: EngineParams) -> Path:
     """The file naming the build folder of the current sources' engine (the fast path)."""
     return ENGINE_BUILD_ROOT / f"src-{_source_key(p, _harness_params(p))}"
+
+
+class SimJob:
+    """A typed job for a cocotb module (a frozen dataclass): written as JSON file FILE into the
+    test folder by the host, read back inside the simulator (no environment variables)."""
+
+    FILE: ClassVar[str]
+
+    def save(self, folder: Path) -> None:
+        write_atomic(Path(folder) / self.FILE, json.dumps(asdict(self)).encode())
+
+    @classmethod
+    def read(cls, folder: Path = Path(".")):
+        return cls(**json.loads((Path(folder) / cls.FILE).read_text()))
 
 
 @dataclass

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,11 +20,13 @@ import numpy as np
 from model.fileio import write_atomic
 from model.numerics import NitroError
 
+from .build import SimJob
+
 RESULT_FILE = "cosim_result.json"
 
 
 @dataclass(frozen=True)
-class CosimRun:
+class CosimRun(SimJob):
     """Everything the simulator side of a co-simulation needs: one typed object, written as
     cosim_run.json into the cocotb test folder (no environment variables)."""
 
@@ -37,14 +39,8 @@ class CosimRun:
     progress: bool = False
     memory: dict | None = None  # host.MemoryModel fields
     train_images: int | None = None  # the first N training images only
+    test_images: int = 0  # then the inference program on the first N test images
     FILE: ClassVar[str] = "cosim_run.json"
-
-    def save(self, folder: Path) -> None:
-        write_atomic(Path(folder) / self.FILE, json.dumps(asdict(self)).encode())
-
-    @classmethod
-    def read(cls, folder: Path = Path(".")) -> CosimRun:
-        return cls(**json.loads((Path(folder) / cls.FILE).read_text()))
 
 
 # ---- checking -----------------------------------------------------------------------------------
@@ -218,6 +214,12 @@ async def cosim_main(dut) -> None:
                     schedule.end_epoch(acc)
     finally:
         bar.close()
+    if run.test_images and result["ok"]:
+        result["test"] = await _test_accuracy(eng, net, ds, run.test_images)
+        if not result["test"]["identical"]:
+            result["ok"] = False
+            result["message"] = (f"inference: the engine's predictions differ from the golden "
+                                 f"model's on {result['test']['differing_images']} test images")
     summ = _summary(prog, counters, units) if counters else {}
     result.update(summ)
     result.update({
@@ -228,6 +230,17 @@ async def cosim_main(dut) -> None:
         "lr_inv": schedule.lr_inv, "params": params.__dict__,
     })
     Path(RESULT_FILE).write_text(json.dumps(result, indent=1))
+
+
+async def _test_accuracy(eng, net, ds, n: int) -> dict:
+    """The inference program on the first n test images next to the golden model's prediction."""
+    x, labels = ds.test_x[:n], np.asarray(ds.test_labels[:n])
+    hw = (await eng.predict(x))["out"]
+    gold = net.predict(x, batch=eng.prog.batch)
+    return {"images": len(x), "identical": bool(np.array_equal(hw, gold)),
+            "differing_images": int((hw != gold).any(axis=1).sum()),
+            "engine_acc": float(np.mean(np.argmax(hw, axis=1) == labels)),
+            "golden_acc": float(np.mean(np.argmax(gold, axis=1) == labels))}
 
 
 def _net_desc(prog) -> str:
@@ -271,7 +284,8 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
 
 def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, progress: bool,
               fault: str | None = None, batch: int | None = None, params=None,
-              work_dir: Path | None = None, memory=None, train_images: int | None = None) -> int:
+              work_dir: Path | None = None, memory=None, train_images: int | None = None,
+              test_images: int = 0) -> int:
     """Train `steps` steps on the RTL next to the golden model; 0 when bit-identical throughout.
 
     fault: 'STEP:LAYER:OUT,IN:BIT' flips one bit of a weight the engine computed at that step
@@ -288,7 +302,8 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
     tdir = Path(work_dir) if work_dir else build.build_dir / f"cosim-{cfg.name}-{os.getpid()}"
     run = CosimRun(str(Path(config).resolve()), steps, prog.batch, build.params.__dict__,
                    str(Path(data_dir).resolve()) if data_dir and data_dir != "embedded" else data_dir,
-                   fault, progress, memory.__dict__ if memory is not None else None, train_images)
+                   fault, progress, memory.__dict__ if memory is not None else None, train_images,
+                   test_images)
     t1 = time.perf_counter()
     try:
         run_engine_test(build, "sim.engine.tb_cosim", tdir, run,
@@ -341,6 +356,11 @@ def report(res: dict) -> None:
         for ph, v in res["phases"].items():
             print(f"  {ph:28s} {v['cycles']:9.0f} {100 * v['busy_frac']:8.1f}% {v['mac_stall']:7.0f} "
                   f"{v['drain_wait']:6.0f} {100 * v['mac_util']:5.1f}%")
+    if res.get("test"):
+        t = res["test"]
+        print(f"  inference on {t['images']} test images: engine accuracy {100 * t['engine_acc']:.2f}%, "
+              f"golden model {100 * t['golden_acc']:.2f}%, predictions "
+              f"{'bit-identical' if t['identical'] else 'DIFFER'}")
     if res["ok"]:
         print("  all weights and outputs bit-identical to the golden model after every step")
     else:

@@ -63,7 +63,7 @@ class MemoryModel:
 
 @dataclass
 class HwStep:
-    outputs: dict[str, np.ndarray]  # tensor name -> matrix read back
+    outputs: dict[str, np.ndarray]  # tensor name -> matrix read back (activations, outputs, deltas)
     weights: dict[str, np.ndarray]  # layer name -> W (out, in), from W^T in memory
     wcopies: dict[str, np.ndarray]  # learning layer -> W from its transposed copy
     counters: dict[str, dict[str, int]]  # phase -> {cycles, mac_busy, mac_stall, drain_wait}
@@ -72,7 +72,8 @@ class HwStep:
 
 
 class EngineBackend:
-    """The engine running a compiled step: weights resident in memory, one `train_step` per batch."""
+    """The engine running a compiled step: weights resident in memory, one `train_step` per batch,
+    and `predict` (the inference program, in the same memory after the training program)."""
 
     def __init__(self, dut, prog: Program, memory: MemoryModel | None = None) -> None:
         from cocotbext.axi import AxiLiteBus, AxiLiteMaster
@@ -80,9 +81,10 @@ class EngineBackend:
         self.dut, self.prog, self.p = dut, prog, prog.params
         self.memory = memory or MemoryModel()
         self.ep = lower(prog)
-        if self.ep.ext_bytes > MEM_WORDS * 8:
-            raise NitroError(f"engine: the step needs {self.ep.ext_bytes} bytes of memory; the "
-                             f"simulated memory has {MEM_WORDS * 8}")
+        self.infer = lower(prog, inference=True, base=self.ep.ext_bytes)
+        if self.infer.ext_bytes > MEM_WORDS * 8:
+            raise NitroError(f"engine: the programs need {self.infer.ext_bytes} bytes of memory; "
+                             f"the simulated memory has {MEM_WORDS * 8}")
         self.regs = control_map(self.p)
         self.master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil", bus_separator="__"), dut.clk)
         for side in (self.master.write_if, self.master.read_if):  # else a log line per access
@@ -136,11 +138,11 @@ class EngineBackend:
         await ClockCycles(dut.clk, 2)
         await self.reg_write("irq_enable", STATUS_DONE | STATUS_ERROR)
 
-    async def run(self, budget_cycles: int) -> dict[str, int]:
-        """Start the program and sleep until the interrupt; the unit counters of the run."""
+    async def run(self, ep, budget_cycles: int) -> dict[str, int]:
+        """Start program `ep` and sleep until the interrupt; the unit counters of the run."""
         from cocotb.triggers import RisingEdge, with_timeout
 
-        base = self.ep.prog_ext
+        base = ep.prog_ext
         await self.reg_write("prog_base_lo", base & 0xFFFF_FFFF)
         await self.reg_write("prog_base_hi", base >> 32)
         await self.reg_write("ctrl", 1)
@@ -163,7 +165,8 @@ class EngineBackend:
         bb = self.p.bus_bits // 8
         await self.reset()
         await self.write_memory(self._regions(weight_tensors(self.prog, params))
-                                + [(self.ep.prog_ext // bb, program_words(self.ep))])
+                                + [(ep.prog_ext // bb, program_words(ep)) for ep in (self.ep, self.infer)]
+                                + [(self.infer.ucode_ext // bb, ucode_words(self.infer))])
 
     async def train_step(self, x: np.ndarray, y: np.ndarray, lr_inv: int, fault=None) -> HwStep:
         """Write the batch (and the command words when lr_inv changed), run one step, read back."""
@@ -174,19 +177,38 @@ class EngineBackend:
             regions.append((self.ep.ucode_ext // (self.p.bus_bits // 8), ucode_words(self.ep)))
             self._lr = lr_inv
         await self.write_memory(regions)
-        units = await self.run(self._budget())
+        units = await self.run(self.ep, self._budget(self.ep))
         if fault is not None:
             await self.flip_weight_bit(*fault)
         step = await self._read_back(units)
         step.sim_cycles = int(self.dut.cycle.value) - c0
         return step
 
-    def _budget(self) -> int:
+    def _budget(self, ep) -> int:
         """A generous cycle bound for one run (a hung engine fails instead of waiting forever)."""
-        beats = sum(x.words * 3 for t in self.ep.tiles for x in t.loads + t.stores)
-        macs = sum(t.gemm.m * t.gemm.n * t.gemm.k for t in self.ep.tiles) // (self.p.rows * self.p.cols)
+        beats = sum(x.words * 3 for t in ep.tiles for x in t.loads + t.stores)
+        macs = sum(t.gemm.m * t.gemm.n * t.gemm.k for t in ep.tiles) // (self.p.rows * self.p.cols)
         return 20 * (beats + macs) * max(1, self.memory.gap + 1) + 400 * self.memory.latency * (
-            len(self.ep.commands) + 1) + 100_000
+            len(ep.commands) + 1) + 100_000
+
+    async def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The inference program over the images `x` (any count; the last batch padded with zeros):
+        y_hat of the output layer ('out') and of every block's learning layer (block name)."""
+        b, prog = self.prog.batch, self.prog
+        names = ["out"] + [blk.name for blk in prog.spec.blocks.values()]
+        outs = {n: [] for n in names}
+        y = np.zeros((b, prog.spec.num_classes), np.int8)
+        for s in range(0, len(x), b):
+            xb = x[s:s + b]
+            pad = np.zeros((b - len(xb), *xb.shape[1:]), xb.dtype)
+            await self.write_memory(self._regions(batch_tensors(prog, np.concatenate([xb, pad]), y)))
+            await self.run(self.infer, self._budget(self.infer))
+            words = await self.read_memory(0, prog.ext_words)
+            for n in names:
+                t = prog.tensors[f"{n}.yhat"]
+                first, count = tensor_span(self.p, t)
+                outs[n].append(tensor_from_words(self.p, t, words[first:first + count])[:len(xb)])
+        return {n: np.concatenate(v).astype(np.int8) for n, v in outs.items()}
 
     async def flip_weight_bit(self, layer: str, index: tuple[int, int], bit: int) -> None:
         """Fault injection: flip one bit of one weight the engine just wrote to memory."""
@@ -209,8 +231,7 @@ class EngineBackend:
 
         wts = {name: get(lm.w).T for name, lm in self.prog.layers.items()}
         wcp = {name: get(lm.wt) for name, lm in self.prog.layers.items() if lm.wt is not None}
-        out = {name: get(t) for name, t in self.prog.tensors.items()
-               if name.endswith("yhat") or name.endswith(".a.c")}
+        out = {name: get(t) for name, t in self.prog.tensors.items()}
         vals = words[self.ep.ctr_ext // bb:][:N_COUNTERS].astype(np.int64) & ((1 << 40) - 1)
         k = len(CTR_KINDS)
         ctr = {ph: {CTR_KINDS[j]: int(vals[i * k + j]) for j in range(k)}

@@ -1,0 +1,138 @@
+"""`nitro conform --engine`: a reference vector set's recorded steps on the Verilated engine.
+
+Every array the engine produces is compared with the set, bit for bit, with `nitro conform`'s
+rules (`model.conform.compare_arrays`):
+  each step : the stored forward tensors (scaling outputs s, activations, learning-layer and
+              network outputs y_hat, loss gradients e, deltas after the ReLU backward) and the
+              weights after the step (the set's initial weights minus its recorded updates);
+  after     : the weights after the last step (`TAG_after3.npz`), and the inference program's
+              predictions on the set's test images (pred_out, pred_class, pred_local/*).
+Arrays the engine never stores (int32 GEMM outputs, gradients, losses) are not compared; the
+report says how many were.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import numpy as np
+
+from model.conform import Mismatch, StepReport, compare_arrays, load_set
+from model.numerics import NitroError
+
+from .build import SimJob
+
+RESULT_FILE = "conform_result.json"
+
+
+@dataclass(frozen=True)
+class ConformRun(SimJob):
+    vector_dir: str  # absolute
+    tag: str
+    params: dict  # the engine's EngineParams fields
+    FILE: ClassVar[str] = "conform_run.json"
+
+
+def engine_arrays(spec, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Reference array name -> the tensor the engine stored (exact dtype conversions: the
+    engine's int8 lanes to int8, its int24 deltas to the reference's int32)."""
+    out = {f"fwd/{spec.output_scaling.name}": outputs["out.yhat"].astype(np.int8),
+           "loss_grad/output": outputs["out.e.c"].astype(np.int8)}
+    for b in spec.blocks.values():
+        out[f"fwd/{b.scaling.name}"] = outputs[f"{b.name}.s"].astype(np.int8)
+        out[f"fwd/{b.relu.name}"] = outputs[f"{b.name}.a.c"].astype(np.int8)
+        out[f"fwd/{b.pred_scaling.name}"] = outputs[f"{b.name}.yhat"].astype(np.int8)
+        out[f"loss_grad/{b.name}"] = outputs[f"{b.name}.e.c"].astype(np.int8)
+        out[f"bwd_out/{b.relu.name}"] = outputs[f"{b.name}.delta"].astype(np.int32)
+    return out
+
+
+async def conform_main(dut) -> None:
+    from hw.engine.compiler import compile_network
+    from hw.engine.params import EngineParams
+
+    from .host import EngineBackend
+
+    run = ConformRun.read()
+    vs = load_set(Path(run.vector_dir), run.tag)
+    spec = vs.net.spec
+    batch = len(vs.data["step1_x"])
+    prog = compile_network(spec, batch, EngineParams(**run.params), vs.lr_inv)
+    eng = EngineBackend(dut, prog)
+    await eng.load_weights(vs.net.params)
+    weights = {f"{k}.weight": np.asarray(v, np.int32) for k, v in vs.net.params.items()}
+    copies = {k for k, lm in prog.layers.items() if lm.wt is not None}
+    reports = []
+    for k in (key for key in vs.refs if key != "after"):
+        hw = await eng.train_step(vs.data[f"step{k}_x"], vs.data[f"step{k}_y_onehot"], vs.lr_inv)
+        ours = engine_arrays(spec, hw.outputs)
+        ref = {name: a for name, a in vs.refs[k].items() if name in ours}
+        for name in weights:
+            layer = name.removesuffix(".weight")
+            weights[name] = (weights[name].astype(np.int64) - vs.refs[k][f"wupd/{layer}"]).astype(np.int32)
+        reports.append(_compare(k, ref, ours, weights, hw, copies))
+    hw_w = {f"{k}.weight": v for k, v in hw.weights.items()}  # after the last step
+    pred = await eng.predict(vs.data["test_x"])
+    ours = {"pred_out": pred["out"], "pred_class": np.argmax(pred["out"], axis=1).astype(np.int64),
+            **{f"pred_local/{b}": v for b, v in pred.items() if b != "out"}}
+    final = vs.refs["after"]
+    reports.append(_compare("after", {n: a for n, a in final.items() if n in ours}, ours,
+                            {n: a for n, a in final.items() if n in hw_w}, hw, copies))
+    Path(RESULT_FILE).write_text(json.dumps([{"step": r.step, "arrays": r.arrays,
+                                              "mismatches": [asdict(m) for m in r.mismatches]}
+                                             for r in reports]))
+
+
+def _compare(step: str, ref: dict, ours: dict, weights: dict, hw, copies: set[str]) -> StepReport:
+    """Outputs and weights (and the engine's transposed weight copies) against the set."""
+    ref, ours = dict(ref), dict(ours)
+    for name, w in weights.items():
+        layer = name.removesuffix(".weight")
+        ref[name], ours[name] = w, hw.weights[layer].astype(np.int32)
+        if layer in copies:
+            label = f"{name} (engine's transposed copy)"
+            ref[label], ours[label] = w, hw.wcopies[layer].astype(np.int32)
+    return compare_arrays(step, ref, ours)
+
+
+def run_engine_conformance(vec_dir: str | Path, tag: str,
+                           on_step: Callable[[StepReport], None] | None = None,
+                           work_dir: Path | None = None) -> list[StepReport]:
+    """Check the set and the engine's support for its network before building anything, then
+    replay it on the Verilated engine; the reports as `model.conform.run_conformance` gives them."""
+    from hw.engine.compiler import compile_network
+    from hw.engine.params import EngineParams
+    from hw.engine.tiling import lower
+
+    from .build import build_engine, run_engine_test
+
+    vec_dir = Path(vec_dir).resolve()
+    vs = load_set(vec_dir, tag)
+    p = EngineParams()
+    lower(compile_network(vs.net.spec, len(vs.data["step1_x"]), p, vs.lr_inv))
+    build = build_engine(p)
+    tdir = Path(work_dir) if work_dir else build.build_dir / f"conform-{tag}-{os.getpid()}"
+    t0 = time.perf_counter()
+    try:
+        run_engine_test(build, "sim.engine.tb_conform", tdir, ConformRun(str(vec_dir), tag, p.__dict__),
+                        log_file=tdir.parent / f"{tdir.name}.log")
+    except SystemExit as e:
+        raise NitroError(f"conform --engine: the simulation failed ({e}); see {tdir}") from None
+    res_file = tdir / RESULT_FILE
+    if not res_file.exists():
+        raise NitroError(f"conform --engine: the simulation wrote no result ({tdir})")
+    reports = [StepReport(r["step"], r["arrays"], [Mismatch(**{**m, "index": tuple(m["index"])
+                                                              if m["index"] is not None else None})
+                                                   for m in r["mismatches"]])
+               for r in json.loads(res_file.read_text())]
+    for rep in reports:
+        if on_step:
+            on_step(rep)
+    if not sum(r.arrays for r in reports):
+        raise NitroError("conform --engine: no array was compared")
+    print(f"(engine simulation {time.perf_counter() - t0:.1f} s)")
+    return reports

@@ -1,0 +1,56 @@
+"""`nitro conform --engine`: reference vector sets replayed on the Verilated engine, every array it
+produces compared bit for bit (issue 13, acceptance 2)."""
+import shutil
+
+import numpy as np
+import pytest
+
+from scripts.cli import main
+
+
+@pytest.mark.parametrize("tag", ["mlp", "mlp_warm1500"])
+def test_official_mlp_sets_on_the_engine(shared_dir, tag, capsys):
+    assert main(["conform", "--engine", str(shared_dir / "refvectors"), tag]) == 0
+    out = capsys.readouterr().out
+    # per step: 5 weights + 2 transposed copies + 12 stored forward / loss / delta tensors
+    for k in (1, 2, 3):
+        assert f"{tag} step {k}: 19 arrays, all match" in out
+    # after: 5 weights + 2 copies + pred_out, pred_class and 2 local predictions
+    assert f"{tag} step after: 11 arrays, all match" in out
+
+
+def test_any_mlp_set_the_meta_describes(tmp_path, capsys):
+    """A set exported by the golden model for another MLP (odd sizes, batch 12) replays too."""
+    cfg = tmp_path / "odd.toml"
+    cfg.write_text('name = "odd"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\n'
+                   'hidden = [37, 19, 11]\n[train]\nbatch_size = 12\n')
+    assert main(["vectors", "--config", str(cfg), "--out", str(tmp_path / "v"), "--tag", "odd",
+                 "--steps", "2", "--test-images", "30"]) == 0
+    assert main(["conform", "--engine", str(tmp_path / "v"), "odd"]) == 0
+    out = capsys.readouterr().out
+    assert "odd step 2: 27 arrays, all match" in out and "odd step after: 15 arrays" in out
+
+
+def test_engine_conform_reports_first_mismatch(shared_dir, tmp_path, capsys):
+    """A set with one activation and one weight update changed: the engine's replay names the
+    first differing array of the step and exits 1."""
+    src = shared_dir / "refvectors"
+    for f in src.glob("mlp_*"):
+        if not f.name.startswith("mlp_warm"):
+            shutil.copy(f, tmp_path / f.name)
+    with np.load(src / "mlp_step2.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["fwd/non_linearity_01"][3, 7] += 1
+    arrays["wupd/linear_02"][1, 2] += 1  # the expected weights after step 2 change
+    np.savez(tmp_path / "mlp_step2.npz", **arrays)
+    assert main(["conform", "--engine", str(tmp_path), "mlp"]) == 1
+    out = capsys.readouterr().out
+    assert "mlp step 1: 19 arrays, all match" in out
+    assert "mlp step 2: 19 arrays, 2 differ" in out
+    assert "MISMATCH step 2, array 'fwd/non_linearity_01' at index (3, 7)" in out
+
+
+def test_engine_conform_refuses_a_cnn_set(shared_dir, capsys):
+    assert main(["conform", "--engine", str(shared_dir / "refvectors"), "cnn"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nitro: error: engine: conv_block_00 is a convolution block") and err.count("\n") == 1
