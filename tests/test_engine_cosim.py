@@ -40,12 +40,13 @@ def test_engine_mnist_mlp_batch64(engine_build, tmp_path):
     assert rc == 0, res.get("message")
     assert res["ok"] and res["steps_run"] == 2 and res["network"] == "784-100-50-10"
     u = res["units"]
-    parts = u["fetch_cycles"] + u["load_cycles"] + u["store_cycles"] + u["run_cycles"]
-    assert 0.99 * u["cycles"] <= parts <= u["cycles"]
+    # the sequencer's states account for the step (the core's run overlaps the transfers)
+    parts = u["fetch_cycles"] + u["load_cycles"] + u["store_cycles"] + u["wait_cycles"]
+    assert 0.98 * u["cycles"] <= parts <= u["cycles"]
     assert res["mac_busy_frac"] >= 0.95  # while the array runs, it is busy
-    # the core's per-phase counters see each RUN two cycles shorter than the sequencer (start
-    # and the cycle its busy falls)
-    assert u["run_cycles"] - sum(v["cycles"] for v in res["phases"].values()) == 2 * res["tiles"]
+    # the core's per-phase counters and the register file's run counter count the same cycles
+    assert u["run_cycles"] == sum(v["cycles"] for v in res["phases"].values())
+    assert res["mac_util"] >= 0.75  # double buffering: transfers overlap the runs
 
 
 def test_engine_fmnist_mlp_on_the_same_engine(engine_build, tmp_path):

@@ -189,7 +189,7 @@ def test_command_referencing_missing_memory():
     g = ep.tiles[0].gemm
     C.validate_gemm(g, p)
     bad = replace(g, a=replace(g.a, base=p.amem_c_depth - 3))
-    with pytest.raises(NitroError, match=r"A operand reaches word \d+ of amem_c, which has 2048 words"):
+    with pytest.raises(NitroError, match=r"A operand reaches word \d+ of amem_c, which has 8192 words"):
         C.validate_gemm(bad, p)
     upd = next(t.gemm for t in ep.tiles if t.gemm.op == OP_SGD)
     bad = replace(upd, outs={**upd.outs, "o3": replace(upd.outs["o3"], base=p.wmem_depth)})

@@ -1,4 +1,5 @@
-"""The NITRO-D training engine: MAC array + on-chip memories + output pipelines + GEMM sequencer.
+"""The compute core of the streaming engine (`hw.engine.top`): MAC array + scratchpads + output
+pipelines + GEMM sequencer.
 
 Data path (one GEMM command at a time, see `params.command_layout`):
 
@@ -15,7 +16,7 @@ Data path (one GEMM command at a time, see `params.command_layout`):
 The sequencer fetches commands from CMEM until an END command; a fixed flush (`wait_cycles`)
 separates commands, so a command's reads never overtake the previous command's writes.
 
-Timing (ECP5, 150 MHz target): every memory is a `memory.BankedMemory` (per-bank address, output
+Timing (ECP5, 150 MHz target): every scratchpad is two `memory.BankedMemory` sets (per-bank address, output
 and select stages, the output register packed into the block RAM for synthesis: reads arrive
 `READ_LATENCY` cycles after the address; writes are registered before and after the bank decode
 and land `WRITE_LATENCY` edges later). Nothing stalls a pipeline register: the operand fetch is
@@ -27,13 +28,15 @@ the serializer's ready, the C-row handoff and the drain's row/tile case are regi
 one replicated per address group, `hw.fanout`); the counter read mux spans three register levels
 and the host select two. Only control state has a reset.
 
-Host port (only while idle): one write per cycle into any memory (hw_*), one read per cycle
+Host port (the LOAD / STORE side, also while the core runs): every scratchpad has two sets
+(`memory.PingPongMemory`); the core works in one (`bank`), the host port reaches the other, and
+`swap` (while idle) exchanges them. One write per cycle into any memory (hw_*), one read per cycle
 (hr_*, data `host_read_latency` cycles later) from any memory or from the performance counters
-(SEL_CTR): counter index = phase * 4 + kind, kinds in `params.CTR_KINDS`, reset by `start`.
+(SEL_CTR): counter index = phase * 4 + kind, kinds in `params.CTR_KINDS`, reset by `ctr_clear`.
 A host write presented in cycle w is registered per memory, then takes the memory's write
 pipeline (`WRITE_LATENCY`): it is in its RAM after the clock edge ending cycle w + 4; a read
-presented in cycle r >= w + 3 sees it (the RAM reads at the edge ending cycle r + 2). `start`
-may follow the last write at once: the command fetch presents its first read two cycles later.
+presented in cycle r >= w + 3 sees it (the RAM reads at the edge ending cycle r + 2). `swap` may
+follow the last write two cycles later (the write then enters its set's pipeline).
 """
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ from hw.stream_unit import skid_capacity, skid_output
 from hw.relu import NitroReluBackward, NitroReluForward
 from hw.sgd import IntegerSGDUpdate
 
-from .memory import READ_LATENCY, WRITE_LATENCY, BankedMemory
+from .memory import READ_LATENCY, WRITE_LATENCY, PingPongMemory
 from .params import (
     ADDR_W, CMD_WORD_BITS, CTR_KINDS, N_PHASES, OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD,
     SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_CTR, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM, SEL_YMEM,
@@ -91,6 +94,7 @@ class Engine(wiring.Component):
         hb = p.host_data_bits
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1), "ctr_clear": In(1),
+            "swap": In(1), "bank": Out(1),
             "hw_en": In(1), "hw_sel": In(4), "hw_addr": In(ADDR_W), "hw_data": In(hb),
             "hr_sel": In(4), "hr_addr": In(ADDR_W), "hr_data": Out(p.word_bits),
         })
@@ -106,13 +110,18 @@ class Engine(wiring.Component):
         L, LB = p.lanes, p.lane_bits
         AB, WB, DB = p.act_bits, p.weight_bits, p.delta_bits
 
-        # ---- memories ---------------------------------------------------------------------
+        # ---- memories: the engine's set and the host's (`bank` picks the engine's) -----------
         mems = {}
+        side = Signal()
+        with m.If(self.swap & ~self.busy):
+            m.d.sync += side.eq(~side)
+        m.d.comb += self.bank.eq(side)
 
         def memory(sel: int, name: str, lane_w: int | None, width: int | None = None):
             w = width if width is not None else lane_w * L
-            mem = BankedMemory(w, p.depth(sel), lane_w)
+            mem = PingPongMemory(w, p.depth(sel), lane_w)
             m.submodules[name] = mem
+            m.d.comb += mem.side.eq(side)
             mems[sel] = (mem, lane_w, w)
             return mem
 
@@ -147,7 +156,7 @@ class Engine(wiring.Component):
         cmd_sr = _reg(ncw * CMD_WORD_BITS)
         # CMEM words shift in from the top every cycle (no enable on 512 flip-flops): in LOAD it
         # holds the ncw words FETCH read, in order
-        m.d.sync += cmd_sr.eq(Cat(cmd_sr[CMD_WORD_BITS:], cm.rd_data))
+        m.d.sync += cmd_sr.eq(Cat(cmd_sr[CMD_WORD_BITS:], cm.e_rd_data))
         busy = Signal()
         done = Signal()
         l_sc = scaler.latency + 3  # divider, its output register, compares, clip
@@ -330,16 +339,16 @@ class Engine(wiring.Component):
                 with m.Else():
                     m.d.sync += [b_tile.eq(b_tile + cmd.b_sn), b_addr.eq(b_tile + cmd.b_sn)]
 
-        a_word = Mux(cmd.a_sel, ar.rd_data, ac.rd_data)  # a_sel is constant during a command
+        a_word = Mux(cmd.a_sel, ar.e_rd_data, ac.e_rd_data)  # a_sel is constant during a command
         # Cat of signed WB-bit slices would not sign-extend: widen each lane explicitly.
         b_lanes = Signal(data.ArrayLayout(signed(DB), L))
         with m.Switch(cmd.b_sel):
             with m.Case(0):
-                m.d.comb += [b_lanes[j].eq(wm.rd_data.word_select(j, WB).as_signed()) for j in range(L)]
+                m.d.comb += [b_lanes[j].eq(wm.e_rd_data.word_select(j, WB).as_signed()) for j in range(L)]
             with m.Case(1):
-                m.d.comb += [b_lanes[j].eq(wt.rd_data.word_select(j, WB).as_signed()) for j in range(L)]
+                m.d.comb += [b_lanes[j].eq(wt.e_rd_data.word_select(j, WB).as_signed()) for j in range(L)]
             with m.Default():
-                m.d.comb += [b_lanes[j].eq(dm.rd_data.word_select(j, DB).as_signed()) for j in range(L)]
+                m.d.comb += [b_lanes[j].eq(dm.e_rd_data.word_select(j, DB).as_signed()) for j in range(L)]
         # operand registers: the source select and sign extension get a stage of their own
         a_q = _reg(AB * L)
         b_q = _reg(data.ArrayLayout(signed(DB), L))
@@ -459,8 +468,8 @@ class Engine(wiring.Component):
         e0 = {"valid": e0_valid, "z": ser_row[0], "j": ser_j, "r": ser_m[:LB], "a0": ser_col,
               "a1": ser_rowa[1], "a2": ser_rowa[2], "a3": ser_rowa[3], "a4": ser_tcol}
         e1 = {k: _delay(m, v, RL, f"e_{k}", k != "valid") for k, v in e0.items()}
-        y1 = ym.rd_data.word_select(e1["j"], AB).as_signed()
-        w1 = wm.rd_data.word_select(e1["j"], WB).as_signed()
+        y1 = ym.e_rd_data.word_select(e1["j"], AB).as_signed()
+        w1 = wm.e_rd_data.word_select(e1["j"], WB).as_signed()
 
         # scaling: ProgDivider, a register, then clip
         m.d.comb += [
@@ -514,36 +523,31 @@ class Engine(wiring.Component):
         rb1_addr = _delay(m, row_addr[1], RL, "rb1_addr")
         for j, u in enumerate(relu_bwd):
             m.d.comb += [u.i.valid.eq(rb1_valid), u.i.payload.delta.eq(rb1_row[j]),
-                         u.i.payload.s.eq(sm.rd_data.word_select(j, AB).as_signed())]
+                         u.i.payload.s.eq(sm.e_rd_data.word_select(j, AB).as_signed())]
         l_rb = relu_bwd[0].latency
         rb_valid = _delay(m, rb1_valid, l_rb, "rb_valid", False)
         rb_addr = _delay(m, rb1_addr, l_rb, "rb_addr")
         rb_word = Cat(*(u.o.payload[:DB] for u in relu_bwd))
 
-        # ---- memory ports: engine use while busy, host use while idle -------------------------
+        # ---- memory ports: the engine's set and the host's ---------------------------------------
         def lane_en(lane, on):
             return Mux(on, Const(1, L) << lane, 0)
 
         # A host write is registered per memory first: the host data register reaches every
-        # memory across the die, and the memory's own write register behind the engine / host
-        # select had no time for that route. Address and data are copied every cycle into one
-        # register per memory (hw.fanout keeps the copies apart; loading them only for their
-        # memory's writes put the select decode in front of ~80 enables, 7.2 ns); they are used
-        # only when the registered write enable is. The write lands one cycle later; the engine
-        # writes nothing while idle or in its first cycles, so the registered host write has
-        # the port to itself.
+        # memory across the die. Address and data are copied every cycle into one register per
+        # memory (hw.fanout keeps the copies apart; loading them only for their memory's writes
+        # put the select decode in front of ~80 enables, 7.2 ns); they are used only when the
+        # registered write enable is. Host and engine have their own sets (PingPongMemory).
         def host_or(sel, addr, dat, en):
             mem, lane_w, width = mems[sel]
             full = (1 << (L if lane_w else 1)) - 1
             h_en = Signal(name=f"host_wr{sel}")
             h_addr, = replicated_reg(m, platform, self.hw_addr, 1, f"host_wr{sel}_addr")
             h_data, = replicated_reg(m, platform, self.hw_data[:width], 1, f"host_wr{sel}_data")
-            m.d.sync += h_en.eq(self.hw_en & (self.hw_sel == sel) & ~busy)
-            m.d.comb += [
-                mem.wr_addr.eq(Mux(h_en, h_addr, addr)),
-                mem.wr_data.eq(Mux(h_en, h_data, dat)),
-                mem.wr_en.eq(Mux(h_en, full, en)),
-            ]
+            m.d.sync += h_en.eq(self.hw_en & (self.hw_sel == sel))
+            m.d.comb += [mem.h_wr_addr.eq(h_addr), mem.h_wr_data.eq(h_data),
+                         mem.h_wr_en.eq(Mux(h_en, full, 0)),
+                         mem.e_wr_addr.eq(addr), mem.e_wr_data.eq(dat), mem.e_wr_en.eq(en)]
 
         sc_val = Mux(is_relu, a_out, e_out)
         host_or(SEL_AMEM_C, sc["a0"], _rep(sc_val[:AB], L), lane_en(sc["r"], sc_valid))
@@ -565,7 +569,7 @@ class Engine(wiring.Component):
             SEL_CMEM: (pc * ncw + fw)[:ADDR_W],
         }
         for sel, addr in reads.items():
-            m.d.comb += mems[sel][0].rd_addr.eq(Mux(busy, addr, ha))
+            m.d.comb += [mems[sel][0].e_rd_addr.eq(addr), mems[sel][0].h_rd_addr.eq(ha)]
 
         # ---- performance counters --------------------------------------------------------------
         # The events and the phase are registered first (a one-hot phase), then each phase's
@@ -608,7 +612,7 @@ class Engine(wiring.Component):
             level = nxt
             ca = _delay(m, ca, 1, f"ctr_addr{lv}")
         ctr_rd = level[0]
-        srcs = {sel: mem.rd_data for sel, (mem, _, _) in mems.items()}
+        srcs = {sel: mem.h_rd_data for sel, (mem, _, _) in mems.items()}
         srcs[SEL_CTR] = ctr_rd
         hr_sel = _delay(m, self.hr_sel, RL, "hr_sel")
         part = [_reg(p.word_bits, name=f"hr_part{g}") for g in range(4)]  # by hr_sel[2:]

@@ -126,3 +126,43 @@ class BankedMemory(wiring.Component):
         m.d.sync += rd.eq(reduce(operator.or_, outs))
         m.d.comb += self.rd_data.eq(rd)
         return m
+
+
+class PingPongMemory(wiring.Component):
+    """Two `BankedMemory` sets of one scratchpad: the engine works in one while the host side
+    (LOAD / STORE) fills and drains the other; `side` names the engine's set (the other is the
+    host's). Both sides have the `BankedMemory` ports and latencies: e_* for the engine, h_* for
+    the host. `side` changes only between runs, while nothing is in flight on either side."""
+
+    read_latency = READ_LATENCY
+    write_latency = WRITE_LATENCY
+
+    def __init__(self, width: int, depth: int, granularity: int | None = None) -> None:
+        self.sets = [BankedMemory(width, depth, granularity) for _ in range(2)]
+        self.width, self.depth = width, depth
+        lanes = len(self.sets[0].wr_en)
+        super().__init__({
+            "side": In(1),
+            **{f"{s}_{n}": v for s in ("e", "h") for n, v in (
+                ("rd_addr", In(ADDR_W)), ("rd_data", Out(width)), ("wr_addr", In(ADDR_W)),
+                ("wr_data", In(width)), ("wr_en", In(lanes)))},
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        side_q = self.side
+        for k in range(READ_LATENCY):  # the side each read was presented with
+            r = Signal(name=f"side_q{k}", reset_less=True)
+            m.d.sync += r.eq(side_q)
+            side_q = r
+        for k, mem in enumerate(self.sets):
+            m.submodules[f"set{k}"] = mem
+            eng = self.side == k
+            m.d.comb += [mem.rd_addr.eq(Mux(eng, self.e_rd_addr, self.h_rd_addr)),
+                         mem.wr_addr.eq(Mux(eng, self.e_wr_addr, self.h_wr_addr)),
+                         mem.wr_data.eq(Mux(eng, self.e_wr_data, self.h_wr_data)),
+                         mem.wr_en.eq(Mux(eng, self.e_wr_en, self.h_wr_en))]
+        s0, s1 = self.sets
+        m.d.comb += [self.e_rd_data.eq(Mux(side_q, s1.rd_data, s0.rd_data)),
+                     self.h_rd_data.eq(Mux(side_q, s0.rd_data, s1.rd_data))]
+        return m

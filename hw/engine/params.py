@@ -67,12 +67,15 @@ class EngineParams:
     acc_bits: int = 32
     slope_inv: int = 4  # NITRO-ReLU alpha built into the ReLU units
     # scratchpads (the engine's only tensor storage: everything else is in external memory)
-    amem_c_depth: int = 2048
+    # two sets of each (double buffering): 184 of the LFE5U-85F's 208 block RAMs. AMEM_C holds a
+    # whole batch-64 layer input of K = 784 (a forward GEMM streams its weights once); the int24
+    # DMEM and the int8 SMEM take 2048 words in the block RAMs 1024 would take.
+    amem_c_depth: int = 8192
     amem_r_depth: int = 2048
-    wmem_depth: int = 2048
+    wmem_depth: int = 1024
     wtmem_depth: int = 1024
-    dmem_depth: int = 1024
-    smem_depth: int = 1024
+    dmem_depth: int = 2048
+    smem_depth: int = 2048
     ymem_depth: int = 256
     cmem_depth: int = 16  # commands (each `cmd_words` 64-bit words of CMEM)
     bus_bits: int = 64  # AXI4 data width of the memory port

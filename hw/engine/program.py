@@ -6,9 +6,12 @@ A program is a list of 128-bit commands at `prog_base` (two 64-bit bus words eac
         external memory (row r at byte `ext + r * stride`) into scratchpad `sel`, words
         `spad ...` in order (a tile becomes contiguous on chip)
   STORE sel spad rows row_words ext stride : the same transfer in the other direction
-  RUN   : run the GEMM commands the last LOADs put into the command scratchpad (SEL_CMEM), up to
-          their END, on the MAC array and its output pipelines
-  END   : the program is finished: DONE rises (and the interrupt, when enabled)
+  SWAP  : wait until the core is idle, then exchange the scratchpads' two sets: what LOADs put
+          in the host's set is the core's, and what the core wrote is the host's to STORE
+  RUN   : start the GEMM commands in the core's command scratchpad (SEL_CMEM), up to their END,
+          on the MAC array and its output pipelines, and go on with the next command: LOADs and
+          STOREs of the host's set overlap the run (double buffering)
+  END   : wait until the core is idle; the program is finished: DONE rises (and the interrupt)
 
 In external memory a scratchpad word of `w` bits takes ceil(w / bus_bits) bus words, little-endian
 (lane 0 in the lowest bits), the unused bits zero: `words_per_beat` is that count per scratchpad.
@@ -23,8 +26,8 @@ from amaranth.lib import data
 
 from .params import SEL_CMEM, SEL_CTR, EngineParams
 
-SOP_END, SOP_LOAD, SOP_STORE, SOP_RUN = 0, 1, 2, 3
-SOP_NAMES = {SOP_END: "end", SOP_LOAD: "load", SOP_STORE: "store", SOP_RUN: "run"}
+SOP_END, SOP_LOAD, SOP_STORE, SOP_RUN, SOP_SWAP = 0, 1, 2, 3, 4
+SOP_NAMES = {SOP_END: "end", SOP_LOAD: "load", SOP_STORE: "store", SOP_RUN: "run", SOP_SWAP: "swap"}
 PROGRAM_WORD_BITS = 128
 EXT_ADDR_W = 32
 CTR_WORD_BITS = 40  # a performance counter, as the core's host read port returns it
@@ -100,4 +103,5 @@ def store(t: Transfer) -> Command:
 
 
 RUN = Command(SOP_RUN)
+SWAP = Command(SOP_SWAP)
 END = Command(SOP_END)

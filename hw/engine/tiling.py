@@ -5,9 +5,9 @@ A tile covers whole MAC-array tiles of C: rows [m0, m1) and columns [n0, n1) of 
 K. Its operands and outputs are 2-D blocks of the tensors in external memory; each is LOADed to
 (or STOREd from) its own region of its scratchpad, where it is contiguous, and the tile's GEMM
 command addresses those regions. Per tile: LOADs (the A block is kept when the next tile of the
-same GEMM reuses it), the command into the command scratchpad, RUN, STOREs. The tile shape is the
-largest (fewest tiles) that fits every scratchpad; a GEMM whose single MAC-array tile does not fit
-is refused with the scratchpad and the limit named.
+same GEMM reuses it), the command into the command scratchpad, RUN, STOREs, double-buffered
+(`_schedule`). The tile shape is the largest (fewest tiles) that fits every scratchpad; a GEMM
+whose single MAC-array tile does not fit is refused with the scratchpad and the limit named.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .params import (
     CTR_KINDS, MEM_NAMES, N_PHASES, OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SGD, SEL_CMEM, SEL_CTR,
     EngineParams,
 )
-from .program import END, PROGRAM_WORD_BITS, RUN, Command, Transfer, beats_per_word, load, store
+from .program import END, PROGRAM_WORD_BITS, RUN, SWAP, Command, Transfer, beats_per_word, load, store
 
 # slots an op reads (loaded before RUN) and writes (stored after RUN)
 READS = {OP_SCALE_LOSS: ("o3",), OP_RELU_BWD: ("o2",), OP_SGD: ("o3",)}
@@ -87,8 +87,20 @@ def _usage(g: Gemm, mm: int, nn: int) -> dict[int, int]:
     return use
 
 
-def tile_shape(g: Gemm, p: EngineParams) -> tuple[int, int]:
-    """(M, N) elements per tile: the fewest tiles that fit every scratchpad, balanced."""
+TILE_OVERHEAD_BEATS = 150  # per tile: its command words and about ten program fetches
+
+
+@dataclass(frozen=True)
+class TileShape:
+    m: int  # C rows per tile
+    n: int  # C columns per tile
+    n_outer: bool  # tiles ordered column-block first: the B block stays, A blocks stream
+
+
+def tile_shape(g: Gemm, p: EngineParams) -> TileShape:
+    """The tile shape and order with the fewest operand beats to load: for each column count the
+    most rows that fit every scratchpad (and the converse); the operand that stays is loaded once
+    per set, the other once per tile."""
     L = p.lanes
     mt, nt = cdiv(g.m, L), cdiv(g.n, L)
     over = {s: (u, p.depth(s)) for s, u in _usage(g, min(L, g.m), min(L, g.n)).items()
@@ -98,22 +110,37 @@ def tile_shape(g: Gemm, p: EngineParams) -> tuple[int, int]:
         raise NitroError(f"engine: {g.name} (M={g.m}, K={g.k}, N={g.n}) needs {u} words of the "
                          f"{MEM_NAMES[s]} scratchpad for one {L}x{L} tile; the engine has {d} "
                          f"(the K limit of this GEMM is about {g.k * d // u})")
+
     def fits(mc: int, nc: int) -> bool:
         return all(u <= p.depth(s) for s, u in _usage(g, min(mc * L, g.m), min(nc * L, g.n)).items())
 
-    best = None
-    for nc in range(nt, 0, -1):  # the largest mc that fits (usage grows with mc): bisection
-        lo, hi = 0, mt
+    def most(limit: int, ok) -> int:  # the largest c in 0..limit with ok(c) (ok is monotone)
+        lo, hi = 0, limit
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if fits(mid, nc) else (lo, mid - 1)
-        if lo:
-            count = cdiv(mt, lo) * cdiv(nt, nc)
-            if best is None or count < best[0]:
-                best = (count, lo, nc)
-    _, mc, nc = best
-    mc, nc = cdiv(mt, cdiv(mt, mc)), cdiv(nt, cdiv(nt, nc))  # balanced
-    return mc * L, nc * L
+            lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+        return lo
+
+    shapes = {(most(mt, lambda c: fits(c, nc)), nc) for nc in range(1, nt + 1)}
+    shapes |= {(mc, most(nt, lambda c: fits(mc, c))) for mc in range(1, mt + 1)}
+    a_beats = g.k * beats_per_word(p, g.a.sel)  # per MAC-array tile of rows
+    b_beats = g.k * beats_per_word(p, g.b.sel)  # per MAC-array tile of columns
+    best = None
+    for mc, nc in shapes:
+        if not mc or not nc:
+            continue
+        mc, nc = cdiv(mt, cdiv(mt, mc)), cdiv(nt, cdiv(nt, nc))  # balanced
+        mch, nch = cdiv(mt, mc), cdiv(nt, nc)
+        tiles = mch * nch
+        for n_outer in (False, True):
+            if n_outer:
+                beats = nch * nc * b_beats * min(mch, 2) + tiles * mc * a_beats
+            else:
+                beats = mch * mc * a_beats * min(nch, 2) + tiles * nc * b_beats
+            cost = beats + tiles * TILE_OVERHEAD_BEATS
+            if best is None or cost < best[0]:
+                best = (cost, TileShape(mc * L, nc * L, n_outer))
+    return best[1]
 
 
 def transfer(b: Block, base: int, p: EngineParams) -> Transfer:
@@ -138,29 +165,75 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
     p = prog.params
     tiles: list[Tile] = []
     for g in prog.infer_gemms if inference else prog.gemms:
-        tm, tn = tile_shape(g, p)
-        resident = None
-        for m0 in range(0, g.m, tm):
-            for n0 in range(0, g.n, tn):
-                tile = _tile(g, m0, min(m0 + tm, g.m), n0, min(n0 + tn, g.n), p)
-                a_load = tile.loads[0]
-                if a_load == resident:  # the same A block at the same place: still there
-                    tile.loads.pop(0)
-                resident = a_load
-                tiles.append(tile)
+        sh = tile_shape(g, p)
+        blocks = [(m0, n0) for m0 in range(0, g.m, sh.m) for n0 in range(0, g.n, sh.n)]
+        if sh.n_outer:
+            blocks.sort(key=lambda b: (b[1], b[0]))
+        tiles += [_tile(g, m0, min(m0 + sh.m, g.m), n0, min(n0 + sh.n, g.n), p) for m0, n0 in blocks]
     ncw = p.cmd_words
     ucode_ext = prog.ext_words * (p.bus_bits // 8) if base is None else base
-    cmds: list[Command] = []
     for i, tile in enumerate(tiles):
         tile.ucode_ext = ucode_ext + i * 2 * ncw * 8
-        cmds += [load(x) for x in tile.loads]
-        cmds += [load(Transfer(SEL_CMEM, 0, 1, 2 * ncw, tile.ucode_ext, 2 * ncw * 8)), RUN]
-        cmds += [store(x) for x in tile.stores]
+    cmds = _schedule(tiles, p)
     ctr_ext = _align(ucode_ext + len(tiles) * 2 * ncw * 8)
     cmds += [store(Transfer(SEL_CTR, 0, 1, N_COUNTERS, ctr_ext, N_COUNTERS * 8)), END]
     prog_ext = _align(ctr_ext + N_COUNTERS * 8)
     end = prog_ext + len(cmds) * PROGRAM_WORD_BITS // 8
     return EngineProgram(prog, tiles, cmds, ucode_ext, prog_ext, ctr_ext, _align(end))
+
+
+def _schedule(tiles: list[Tile], p: EngineParams) -> list[Command]:
+    """Double buffering: each tile's LOADs (and command words) go to the host's set while the core
+    runs the previous tile, SWAP hands them to the core, RUN starts it, and the previous tile's
+    STOREs drain the other set during the run. A tile that loads what the previous tile stores
+    waits for those STOREs (a bubble). A set keeps its A block for the next tile of the same GEMM
+    that lands there (A or B, whichever the tile order keeps). The program ends with the core in
+    set 0, where the next one starts."""
+    ncw = p.cmd_words
+    cmds: list[Command] = []
+    host = 1  # the set the host side reaches
+    resident: list = [None, None]  # per set: the (GEMM, A or B transfer)s it holds
+    pending, pending_spans = None, []  # the tile run last, its outputs not stored yet
+    for tile in tiles:
+        loads = list(tile.loads)
+        if pending is not None and _overlap(_spans(loads, p), pending_spans):
+            cmds += [SWAP] + [store(x) for x in pending.stores]
+            host ^= 1
+            pending = None
+        kept = resident[host] or set()
+        loads = [x for k, x in enumerate(loads) if k > 1 or (id(tile.parent), x) not in kept]
+        resident[host] = {(id(tile.parent), x) for x in tile.loads[:2]}
+        cmds += [load(x) for x in loads]
+        cmds += [load(Transfer(SEL_CMEM, 0, 1, 2 * ncw, tile.ucode_ext, 2 * ncw * 8)), SWAP, RUN]
+        host ^= 1
+        if pending is not None:
+            cmds += [store(x) for x in pending.stores]
+        pending, pending_spans = tile, _spans(tile.stores, p)
+    if pending is not None:
+        cmds += [SWAP] + [store(x) for x in pending.stores]
+        host ^= 1
+    return cmds + ([SWAP] if host != 1 else [])
+
+
+def _spans(xs: list[Transfer], p: EngineParams) -> list[tuple[int, int]]:
+    """The byte intervals of external memory the transfers touch, sorted by start."""
+    out = []
+    for x in xs:
+        n = x.row_words * beats_per_word(p, x.sel) * p.bus_bits // 8
+        out += [(x.ext + r * x.stride, x.ext + r * x.stride + n) for r in range(x.rows)]
+    return sorted(out)
+
+
+def _overlap(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> bool:
+    i = j = 0
+    while i < len(a) and j < len(b):
+        if a[i][1] <= b[j][0]:
+            i += 1
+        elif b[j][1] <= a[i][0]:
+            j += 1
+        else:
+            return True
+    return False
 
 
 def _align(a: int) -> int:

@@ -6,9 +6,11 @@
     Engine (hw.engine.core): the MAC array, its output pipelines and the scratchpads; LOAD writes
     and STORE reads them through the core's host ports while the core is idle; RUN starts it.
 
-The sequencer runs one program command at a time (`hw.engine.program`): fetch (two bus words),
-then LOAD, STORE or RUN to completion, until END. Nothing in the RTL depends on the network: the
-compiler tiles every GEMM into what the scratchpads hold (`hw.engine.tiling`).
+The sequencer runs the program (`hw.engine.program`): fetch a command (two bus words), then LOAD
+or STORE to completion; RUN starts the core and goes on, so transfers of the host's scratchpad
+set overlap the run; SWAP and END wait for the core. Nothing in the RTL depends on the network:
+the compiler tiles every GEMM into what the scratchpads hold and orders the transfers
+(`hw.engine.tiling`).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from .control import ERR_BUS, ERR_OPCODE, ControlRegisters, control_map
 from .core import Engine
 from .params import EngineParams
 from .program import (
-    EXT_ADDR_W, PROGRAM_WORD_BITS, SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, program_layout,
+    EXT_ADDR_W, PROGRAM_WORD_BITS, SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, program_layout,
 )
 from .transfer import LoadUnit, StoreUnit
 
@@ -77,6 +79,10 @@ class StreamEngine(wiring.Component):
                      regs.status.eq(Cat(done, err)), ld.cmd.payload.eq(cmd.xfer),
                      st.cmd.payload.eq(cmd.xfer)]
         m.d.sync += [done.eq(0), err.eq(0), core.start.eq(0), core.ctr_clear.eq(0)]
+        launched = Signal()  # RUN started the core and its busy has not been seen yet
+        with m.If(core.busy):
+            m.d.sync += launched.eq(0)
+        core_idle = ~core.busy & ~launched
         fetch_cmd = Signal()
         m.d.comb += [reader.cmd.valid.eq(fetch_cmd), reader.cmd.payload.addr.eq(pc),
                      reader.cmd.payload.beats.eq(beats)]
@@ -113,7 +119,7 @@ class StreamEngine(wiring.Component):
             with m.State("DECODE"):
                 with m.Switch(cmd.op):
                     with m.Case(SOP_END):
-                        stop()
+                        m.next = "FINISH"
                     with m.Case(SOP_LOAD):
                         m.d.comb += ld.cmd.valid.eq(1)
                         m.next = "LOAD"
@@ -121,8 +127,10 @@ class StreamEngine(wiring.Component):
                         m.d.comb += st.cmd.valid.eq(1)
                         m.next = "STORE"
                     with m.Case(SOP_RUN):
-                        m.d.sync += core.start.eq(1)
-                        m.next = "RUN"
+                        m.d.sync += [core.start.eq(1), launched.eq(1)]
+                        m.next = "FETCH"
+                    with m.Case(SOP_SWAP):
+                        m.next = "SWAP"
                     with m.Default():
                         stop(ERR_OPCODE)
             with m.State("LOAD"):  # the reader's data goes to the load unit
@@ -137,18 +145,21 @@ class StreamEngine(wiring.Component):
                     stop(ERR_BUS)
                 with m.Elif(~st.busy & ~writer.busy):
                     m.next = "FETCH"
-            with m.State("RUN"):  # core.start is registered: core.busy rises one cycle on
-                m.next = "RUN_WAIT"
-            with m.State("RUN_WAIT"):
-                with m.If(~core.busy):
+            with m.State("SWAP"):
+                with m.If(core_idle):
+                    m.d.comb += core.swap.eq(1)
                     m.next = "FETCH"
-        self._counters(m, regs, fsm, busy)
+            with m.State("FINISH"):
+                with m.If(core_idle):
+                    stop()
+        self._counters(m, regs, fsm, busy, core)
 
     @staticmethod
-    def _counters(m, regs, fsm, busy) -> None:
+    def _counters(m, regs, fsm, busy, core) -> None:
         counted = {"cycles": busy, "fetch_cycles": fsm.ongoing("FETCH") | fsm.ongoing("GATHER"),
                    "load_cycles": fsm.ongoing("LOAD"), "store_cycles": fsm.ongoing("STORE"),
-                   "run_cycles": fsm.ongoing("RUN") | fsm.ongoing("RUN_WAIT")}
+                   "wait_cycles": fsm.ongoing("SWAP") | fsm.ongoing("FINISH"),
+                   "run_cycles": busy & core.busy}
         for name, event in counted.items():
             c = Signal(64 if name == "cycles" else 32, name=f"ctr_{name}")
             with m.If(regs.ctrl[0] & ~busy):

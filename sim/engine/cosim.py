@@ -348,10 +348,10 @@ def report(res: dict) -> None:
         print(f"  {res['tiles']} tiles, {res['program_commands']} program commands; memory model "
               f"{res['memory'] or 'ideal'}")
         print(f"  cycles per step: {res['cycles_per_step']:.0f} = fetch {u['fetch_cycles']:.0f} + "
-              f"load {u['load_cycles']:.0f} + run {u['run_cycles']:.0f} + store "
-              f"{u['store_cycles']:.0f}; useful-MAC utilization {100 * res['mac_util']:.1f}% of the "
-              f"step, {100 * res['gemm_mac_util']:.1f}% of GEMM cycles (MAC busy "
-              f"{100 * res['mac_busy_frac']:.1f}%)")
+              f"load {u['load_cycles']:.0f} + store {u['store_cycles']:.0f} + waiting for the core "
+              f"{u['wait_cycles']:.0f} (the core ran {u['run_cycles']:.0f}); useful-MAC utilization "
+              f"{100 * res['mac_util']:.1f}% of the step, {100 * res['gemm_mac_util']:.1f}% of "
+              f"the core's cycles (MAC busy {100 * res['mac_busy_frac']:.1f}%)")
         print(f"  {'phase':28s} {'cycles':>9s} {'MAC busy':>9s} {'stall':>7s} {'flush':>6s} {'util':>6s}")
         for ph, v in res["phases"].items():
             print(f"  {ph:28s} {v['cycles']:9.0f} {100 * v['busy_frac']:8.1f}% {v['mac_stall']:7.0f} "

@@ -23,7 +23,7 @@ from model.numerics import NitroError
 
 from .build import MEM_WORDS
 
-UNIT_COUNTERS = ("cycles", "fetch_cycles", "load_cycles", "store_cycles", "run_cycles")
+UNIT_COUNTERS = ("cycles", "fetch_cycles", "load_cycles", "store_cycles", "wait_cycles", "run_cycles")
 
 
 @dataclass(frozen=True)
