@@ -1,19 +1,18 @@
-"""Engine benchmarks recorded in benchmarks/engine/ (issue #4):
+"""Streaming-engine benchmarks recorded in benchmarks/engine/ (issue 13):
 
-  cosim  : N training steps of the MNIST MLP (784-100-50-10, batch 64, paper hyper-parameters) on the
-           Verilated engine, bit-checked against the golden model after every step
-           -> cosim_mlp_mnist_<N>steps.json (cycles/step, phase breakdown, MAC utilization, wall time)
+  cosim  : training steps of the paper's MNIST MLP (100) and F-MNIST MLP (20) at batch 64 on the
+           Verilated engine, bit-checked against the golden model after every step, under the
+           ideal memory and the DDR3-class model -> cosim_<config>_<N>steps_<memory>.json
+  model  : the performance model (hw.engine.perf) against those runs -> perf_model.json
   widths : the golden model in "check" mode with the engine's storage widths (int16 weights, int24
            deltas) over real training -> widths.json (raises on the first value that does not fit)
-  synth  : yosys + nextpnr for LFE5U-85F -> synth.json (resources, Fmax, projected images/s)
-  synth-reduced : the same RTL with memories sized for configs/engine_reduced_mlp.toml
-           (784-32-10, batch 32; a third of the block RAMs): 10 cosim steps for its cycles per
-           step, then yosys + nextpnr -> cosim_engine_reduced_mlp_10steps.json, synth_reduced.json
+  synth  : yosys + nextpnr for LFE5U-85F with several nextpnr seeds -> synth_seed<K>.json and the
+           summary synth.json (resources, Fmax per seed, projected images/s at the worst Fmax)
   ebr    : one memory bank (a single DP16KD) routed as yosys maps it and with its output register
            packed (sim.ebr_outreg) -> ebr_outreg.json: the Fmax ceiling of a block RAM read
-  all    : cosim, widths and synth, then README.md
+  all    : cosim, model, widths and synth, then README.md
 
-    .venv/bin/python scripts/bench_engine.py all [--steps 100] [--data-dir ../shared/datasets/mnist]
+    .venv/bin/python scripts/bench_engine.py all [--data-dir ../shared/datasets] [--seeds 1 2 3]
 """
 from __future__ import annotations
 
@@ -25,27 +24,37 @@ from pathlib import Path
 import numpy as np
 
 from model.fileio import write_atomic
+from sim.engine.host import DDR3_TEXT
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "engine"
-CONFIG = REPO / "configs" / "mlp_mnist.toml"
-REDUCED = REPO / "configs" / "engine_reduced_mlp.toml"
-DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "mnist"
+RUNS = {"mlp_mnist": 100, "mlp_fmnist": 20}  # config -> steps
+MEMORIES = ("ideal", "ddr3")
+DEFAULT_DATA = REPO.parent / "shared" / "datasets"
 
 
-def bench_cosim(steps: int, data_dir: str) -> Path:
+def cosim_file(config: str, memory: str) -> Path:
+    return OUT / f"cosim_{config}_{RUNS[config]}steps_{memory}.json"
+
+
+def bench_cosim(data_dir: str) -> list[Path]:
     from sim.engine.cosim import run_cosim
+    from sim.engine.host import MemoryModel
 
-    out = OUT / f"cosim_mlp_mnist_{steps}steps.json"
-    t0 = time.perf_counter()
-    rc = run_cosim(CONFIG, steps, data_dir, out, progress=True)
-    res = json.loads(out.read_text())
-    res["total_wall_s_incl_build"] = round(time.perf_counter() - t0, 1)
-    res.pop("cycles_per_step_list", None) if steps > 200 else None
-    write_atomic(out, json.dumps(res, indent=1).encode())
-    if rc:
-        raise SystemExit(f"cosim failed: {res.get('message')}")
-    return out
+    outs = []
+    for config, steps in RUNS.items():
+        for memory in MEMORIES:
+            out = cosim_file(config, memory)
+            t0 = time.perf_counter()
+            rc = run_cosim(REPO / "configs" / f"{config}.toml", steps, data_dir, out, progress=True,
+                           memory=MemoryModel.parse(memory), test_images=256)
+            res = json.loads(out.read_text())
+            res["total_wall_s_incl_build"] = round(time.perf_counter() - t0, 1)
+            write_atomic(out, json.dumps(res, indent=1).encode())
+            if rc:
+                raise SystemExit(f"cosim failed: {res.get('message')}")
+            outs.append(out)
+    return outs
 
 
 def bench_widths(epochs: int, data_dir: str) -> Path:
@@ -58,7 +67,7 @@ def bench_widths(epochs: int, data_dir: str) -> Path:
     from model.train import train
 
     p = EngineParams()
-    cfg = load_config(CONFIG)
+    cfg = load_config(REPO / "configs" / "mlp_mnist.toml")
     widths = Widths(weight=p.weight_bits, delta=p.delta_bits)
     cfg = replace(cfg, numerics=replace(cfg.numerics, mode="check", widths=widths))
     run_dir = REPO / "build" / "engine" / "widths_run"
@@ -104,35 +113,38 @@ def golden_img_s(data_dir: str) -> tuple[float, str]:
     return float(r["images_per_s"]), "measured by scripts/bench_engine.py (scripts.bench_train._rate, 200 steps)"
 
 
-def bench_synth(cosim_json: Path | None, data_dir: str, route: bool = True) -> Path:
+def bench_synth(seeds: list[int], data_dir: str) -> Path:
+    """Route the engine once per nextpnr seed; synth.json: every seed's Fmax, critical path and
+    routing time, the resources, and the training throughput projected at the worst Fmax."""
     from sim.engine.synth import synthesize_engine
 
     img_s, src = golden_img_s(data_dir)
-    res = synthesize_engine(REPO / "build" / "engine" / "synth", cosim_result=cosim_json,
-                            golden_img_s=img_s, route=route)
-    res["golden_model_cpu_img_s_source"] = src
+    runs = {}
+    for seed in seeds:
+        res = synthesize_engine(REPO / "build" / "engine" / f"synth_seed{seed}", seed=seed,
+                                golden_img_s=img_s)
+        write_atomic(OUT / f"synth_seed{seed}.json", json.dumps(res, indent=1).encode())
+        runs[seed] = res
+    worst = min(r["fmax_mhz"] for r in runs.values())
+    first = runs[seeds[0]]
+    summary = {k: first[k] for k in ("device", "package", "speed", "target_mhz", "utilization",
+                                     "yosys_cells", "params") if k in first}
+    summary["seeds"] = {str(s): {"fmax_mhz": r["fmax_mhz"], "meets_target": r["meets_target"],
+                                 "critical_path": r["critical_path"], "nextpnr_s": r["nextpnr_s"]}
+                        for s, r in runs.items()}
+    summary["worst_fmax_mhz"] = worst
+    summary["golden_model_cpu_img_s"], summary["golden_model_cpu_img_s_source"] = img_s, src
+    summary["projected_img_s_at_worst_fmax"] = {}
+    for config in RUNS:
+        for memory in MEMORIES:
+            f = cosim_file(config, memory)
+            if f.exists():
+                c = json.loads(f.read_text())
+                summary["projected_img_s_at_worst_fmax"][f"{config} {memory}"] = round(
+                    worst * 1e6 / c["cycles_per_step"] * c["batch"], 1)
     out = OUT / "synth.json"
-    write_atomic(out, json.dumps(res, indent=1).encode())
-    print(json.dumps(res, indent=1))
-    return out
-
-
-def bench_synth_reduced(data_dir: str, route: bool = True) -> Path:
-    from model.config import load_config
-    from hw.engine.compiler import engine_params_for
-    from sim.engine.cosim import run_cosim
-    from sim.engine.synth import synthesize_engine
-
-    cfg = load_config(REDUCED)
-    params = engine_params_for(cfg.build_spec((1, 28, 28)), cfg.train.batch_size)
-    cos = OUT / "cosim_engine_reduced_mlp_10steps.json"
-    if run_cosim(REDUCED, 10, data_dir, cos, progress=True):  # default engine: same cycle counts
-        raise SystemExit(f"cosim failed: {json.loads(cos.read_text()).get('message')}")
-    res = synthesize_engine(REPO / "build" / "engine" / "synth_reduced", params=params, cosim_result=cos,
-                            route=route)
-    out = OUT / "synth_reduced.json"
-    write_atomic(out, json.dumps(res, indent=1).encode())
-    print(json.dumps(res, indent=1))
+    write_atomic(out, json.dumps(summary, indent=1).encode())
+    print(json.dumps(summary, indent=1))
     return out
 
 
@@ -146,63 +158,60 @@ def bench_ebr() -> Path:
     return out
 
 
-def _synth_lines(path: Path, title: str) -> list[str]:
-    r = json.loads(path.read_text())
-    lines = [f"## {path.name}: {title} (LFE5U-85F, CABGA381, speed 6)", ""]
-    if r.get("fmax_mhz") is not None:
-        lines.append(f"- Fmax **{r['fmax_mhz']} MHz** (target {r['target_mhz']} MHz)")
-        cp = r.get("critical_path")
-        if cp:
-            lines.append(f"- critical path {cp['delay_ns']} ns: {cp['from']} -> {cp['to']}, {cp['cells']} "
-                         f"cells, logic {cp['logic_ns']} ns, routing {cp['routing_ns']} ns (longest net "
-                         f"{cp['longest_net_ns']} ns)")
-    else:
-        lines.append(f"- **Fmax not measured**: {r.get('status', '')}")
-        if r.get("pre_route_fmax_estimate_mhz"):
-            lines.append(f"- nextpnr pre-route estimate: {r['pre_route_fmax_estimate_mhz']} MHz")
-    for k, v in r["utilization"].items():
-        if k in ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_RAMW"):
-            lines.append(f"- {k}: {v['used']}/{v['available']} ({v['percent']}%)")
-    if "projected_img_s_at_fmax" in r:
-        lines.append(f"- {r['network']}: projected training throughput at Fmax **"
-                     f"{r['projected_img_s_at_fmax']:.0f} images/s** ({r['cycles_per_step']:.0f} cycles "
-                     f"per batch of {r['batch']})")
-    elif "projected_img_s" in r:
-        lines.append(f"- projected training throughput ({r['cycles_per_step']:.0f} cycles per batch "
-                     f"of {r['batch']}): " + ", ".join(f"{v} images/s at {k}"
-                                                     for k, v in r["projected_img_s"].items()))
-    if r.get("golden_model_cpu_img_s"):
-        lines.append(f"- golden model on this CPU: {r['golden_model_cpu_img_s']} images/s; reference "
-                     f"implementation: {r['reference_img_s']} images/s")
-    return lines + [""]
-
-
 def write_readme() -> None:
-    lines = ["# NITRO-D training engine: recorded results", "",
-             "Produced by `scripts/bench_engine.py` (see its docstring). Engine: 8x8 int8 x int24 MAC "
-             "array (int32 wrap), int16 weights, batch-64 MNIST-MLP memory capacities.", ""]
-    cos = sorted(OUT.glob("cosim_*.json"))
-    for f in cos:
-        r = json.loads(f.read_text())
-        lines += [f"## {f.name}", "",
-                  f"- {r['network']} batch {r['batch']}, {r['steps_run']} steps, bit-identical: "
-                  f"**{r['ok']}**",
-                  f"- cycles per step: **{r['cycles_per_step']:.0f}** (GEMM phases "
-                  f"{r['gemm_cycles_per_step']:.0f}); MAC busy {100 * r['mac_busy_frac']:.1f}% of GEMM "
-                  f"cycles; useful-MAC utilization **{100 * r['mac_util']:.1f}%**",
-                  f"- wall time of the run: {r.get('run_s', r['wall_s']):.0f} s (simulator "
-                  f"{r['sim_khz']:.0f} kcycles/s; golden model {r['golden_s']:.1f} s); engine build "
-                  f"{r.get('build_s', 0):.0f} s", "",
-                  "| phase | cycles/step | MAC busy | stalls | flush | useful-MAC util |",
-                  "|---|---:|---:|---:|---:|---:|"]
-        for ph, v in r["phases"].items():
-            lines.append(f"| {ph} | {v['cycles']:.0f} | {100 * v['busy_frac']:.1f}% | "
-                         f"{v['mac_stall']:.0f} | {v['drain_wait']:.0f} | {100 * v['mac_util']:.1f}% |")
+    lines = ["# Streaming NITRO-D engine: recorded results", "",
+             "Produced by `scripts/bench_engine.py` (see its docstring). One generated engine: 8x8 "
+             "int8 x int24 MAC array (int32 wrap), int16 weights, double-buffered scratchpads, a "
+             "64-bit AXI4 memory port; tensors in external memory. Memory models (`nitro cosim "
+             "--memory`): ideal = first beat 1 cycle after the address, one beat per cycle; ddr3 = "
+             f"{DDR3_TEXT}.", ""]
+    for config in RUNS:
+        for memory in MEMORIES:
+            f = cosim_file(config, memory)
+            if not f.exists():
+                continue
+            r = json.loads(f.read_text())
+            u = r["units"]
+            t = r.get("test", {})
+            lines += [f"## {f.name}", "",
+                      f"- {r['network']} batch {r['batch']}, {r['steps_run']} steps, memory {memory}, "
+                      f"bit-identical after every step: **{r['ok']}**; {r['tiles']} tiles, "
+                      f"{r['program_commands']} program commands per step",
+                      f"- cycles per step: **{r['cycles_per_step']:.0f}** = fetch {u['fetch_cycles']:.0f}"
+                      f" + load {u['load_cycles']:.0f} + store {u['store_cycles']:.0f} + waiting for "
+                      f"the core {u['wait_cycles']:.0f}; the core ran {u['run_cycles']:.0f}",
+                      f"- useful-MAC utilization **{100 * r['mac_util']:.1f}%** of the step "
+                      f"({100 * r['gemm_mac_util']:.1f}% of the core's cycles)",
+                      f"- inference on {t.get('images', 0)} test images: engine accuracy "
+                      f"{100 * t.get('engine_acc', 0):.2f}%, predictions identical to the golden "
+                      f"model's: {t.get('identical')}",
+                      f"- wall time {r.get('run_s', r['wall_s']):.0f} s (simulator {r['sim_khz']:.0f} "
+                      f"kcycles/s)", ""]
+    pm = OUT / "perf_model.json"
+    if pm.exists():
+        r = json.loads(pm.read_text())
+        lines += ["## perf_model.json: predicted vs measured cycles per step", "",
+                  "| run | predicted | measured | error |", "|---|---:|---:|---:|"]
+        lines += [f"| {k} | {v['predicted']:.0f} | {v['measured']:.0f} | {100 * v['error']:+.2f}% |"
+                  for k, v in r["runs"].items()]
         lines.append("")
-    for name, title in (("synth.json", "engine for the MNIST MLP at batch 64"),
-                        ("synth_reduced.json", "the same RTL, memories for 784-32-10 at batch 32")):
-        if (OUT / name).exists():
-            lines += _synth_lines(OUT / name, title)
+    s = OUT / "synth.json"
+    if s.exists():
+        r = json.loads(s.read_text())
+        lines += [f"## synth.json: the whole engine on the {r['device']} ({r['package']}, speed "
+                  f"{r['speed']}), AXI ports as pins", "",
+                  "| nextpnr seed | Fmax (MHz) | critical path | routing time |", "|---|---:|---|---:|"]
+        for seed, v in r["seeds"].items():
+            cp = v["critical_path"] or {}
+            lines.append(f"| {seed} | {v['fmax_mhz']} | {cp.get('delay_ns')} ns: {cp.get('from')} -> "
+                         f"{cp.get('to')} ({cp.get('cells')} cells, routing {cp.get('routing_ns')} ns) | "
+                         f"{v['nextpnr_s'] / 60:.0f} min |")
+        lines += ["", "| resource | used | available | % |", "|---|---:|---:|---:|"]
+        lines += [f"| {k} | {v['used']} | {v['available']} | {v['percent']} |"
+                  for k, v in r["utilization"].items()]
+        lines += ["", f"Projected training throughput at the worst Fmax ({r['worst_fmax_mhz']} MHz): "
+                  + ", ".join(f"{k}: {v:.0f} images/s" for k, v in r["projected_img_s_at_worst_fmax"].items())
+                  + f" (golden model on this CPU: {r['golden_model_cpu_img_s']:.0f} images/s).", ""]
     e = OUT / "ebr_outreg.json"
     if e.exists():
         r = json.loads(e.read_text())
@@ -214,17 +223,6 @@ def write_readme() -> None:
                          f"({cp['from']} -> {cp['to']}: logic {cp['logic_ns']} ns, routing "
                          f"{cp['routing_ns']} ns)")
         lines.append("")
-    ra = OUT / "routing_attempts.json"
-    if ra.exists():
-        r = json.loads(ra.read_text())
-        lines += ["## routing_attempts.json: nextpnr router runs on this machine", "", r["note"], "",
-                  "| run | netlist | router | iterations | overused wires (first -> last) | minutes | outcome |",
-                  "|---|---|---|---:|---|---:|---|"]
-        for a in r["runs"]:
-            lines.append(f"| {a['run']} | {a['netlist']} | {a['router']} | {a['iterations']} | "
-                         f"{a['overused_first']} -> {a['overused_last']} | {a['minutes']} | {a['outcome']} |")
-        lines += ["", "Placed wirelength by net group (nextpnr placement of the full engine, half-perimeter):",
-                  ""] + [f"- {k}: {v}" for k, v in r["wirelength_share"].items()] + [""]
     w = OUT / "widths.json"
     if w.exists():
         r = json.loads(w.read_text())
@@ -232,27 +230,26 @@ def write_readme() -> None:
                   f"- golden model, check mode, int{r['declared_widths']['weight']} weights and "
                   f"int{r['declared_widths']['delta']} deltas, {r['epochs']} epochs of MNIST: "
                   f"no overflow; max |W| per layer {r['max_abs_weight']}", ""]
+    lines += ["The first engine's results (all tensors on chip) are in `v1/`.", ""]
     write_atomic(OUT / "README.md", ("\n".join(lines)).encode())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["cosim", "widths", "synth", "synth-reduced", "ebr", "all", "readme"])
-    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("what", choices=["cosim", "model", "widths", "synth", "ebr", "all", "readme"])
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
-    ap.add_argument("--no-route", action="store_true", help="synth: place only (no Fmax)")
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    cos = OUT / f"cosim_mlp_mnist_{a.steps}steps.json"
     if a.what in ("cosim", "all"):
-        cos = bench_cosim(a.steps, a.data_dir)
+        bench_cosim(a.data_dir)
+    if a.what in ("model", "all"):
+        bench_model(a.data_dir)
     if a.what in ("widths", "all"):
         bench_widths(a.epochs, a.data_dir)
     if a.what in ("synth", "all"):
-        bench_synth(cos if cos.exists() else None, a.data_dir, route=not a.no_route)
-    if a.what == "synth-reduced":
-        bench_synth_reduced(a.data_dir, route=not a.no_route)
+        bench_synth(a.seeds, a.data_dir)
     if a.what == "ebr":
         bench_ebr()
     write_readme()

@@ -47,6 +47,7 @@ def test_engine_mnist_mlp_batch64(engine_build, tmp_path):
     # the core's per-phase counters and the register file's run counter count the same cycles
     assert u["run_cycles"] == sum(v["cycles"] for v in res["phases"].values())
     assert res["mac_util"] >= 0.75  # double buffering: transfers overlap the runs
+    assert abs(res["predicted"]["error"]) < 0.05  # the performance model (hw.engine.perf)
 
 
 def test_engine_fmnist_mlp_on_the_same_engine(engine_build, tmp_path):
@@ -78,15 +79,17 @@ def test_engine_odd_shapes(engine_build, tmp_path):
 def test_engine_results_identical_under_memory_models(engine_build, tmp_path):
     """Ideal memory, high latency, and random stalls with two seeds: bit-identical results (each
     run is checked against the golden model), and the cycle counts show the settings took effect."""
-    cycles = {}
+    cycles, errors = {}, {}
     for name, mm in {"ideal": MemoryModel(), "latency 120": MemoryModel(latency=120),
                      "stalls seed 1": MemoryModel(latency=8, stall_pct=30, seed=1),
                      "stalls seed 2": MemoryModel(latency=8, stall_pct=30, seed=2)}.items():
         rc, res = _cosim(tmp_path / name.replace(" ", "_"), _config(tmp_path, [20], 16), 2, memory=mm)
         assert rc == 0, (name, res.get("message"))
         cycles[name] = res["cycles_per_step_list"]
+        errors[name] = res["predicted"]["error"]
     assert cycles["ideal"][0] < min(c[0] for k, c in cycles.items() if k != "ideal")
     assert cycles["stalls seed 1"] != cycles["stalls seed 2"]
+    assert all(abs(e) < 0.05 for e in errors.values()), errors
 
 
 def test_engine_fault_is_caught(engine_build, tmp_path):

@@ -143,6 +143,7 @@ async def cosim_main(dut) -> None:
 
     from hw.engine.compiler import compile_network
     from hw.engine.params import EngineParams
+    from hw.engine.perf import predict
 
     from .host import EngineBackend, MemoryModel
 
@@ -222,6 +223,12 @@ async def cosim_main(dut) -> None:
                                  f"model's on {result['test']['differing_images']} test images")
     summ = _summary(prog, counters, units) if counters else {}
     result.update(summ)
+    if counters:
+        mm = eng.memory
+        pred = predict(eng.ep, mm.latency, mm.stall_pct, mm.gap)
+        result["predicted"] = {"cycles_per_step": pred.cycles, "units": pred.units,
+                               "phases": pred.phases,
+                               "error": pred.cycles / summ["cycles_per_step"] - 1}
     result.update({
         "cycles_per_step_list": step_cycles,
         "sim_cycles_per_step": float(np.mean(sim_cycles)) if sim_cycles else 0.0,
@@ -352,6 +359,9 @@ def report(res: dict) -> None:
               f"{u['wait_cycles']:.0f} (the core ran {u['run_cycles']:.0f}); useful-MAC utilization "
               f"{100 * res['mac_util']:.1f}% of the step, {100 * res['gemm_mac_util']:.1f}% of "
               f"the core's cycles (MAC busy {100 * res['mac_busy_frac']:.1f}%)")
+        pr = res["predicted"]
+        print(f"  performance model (hw.engine.perf): {pr['cycles_per_step']:.0f} cycles per step "
+              f"predicted, {100 * pr['error']:+.2f}% from the measured")
         print(f"  {'phase':28s} {'cycles':>9s} {'MAC busy':>9s} {'stall':>7s} {'flush':>6s} {'util':>6s}")
         for ph, v in res["phases"].items():
             print(f"  {ph:28s} {v['cycles']:9.0f} {100 * v['busy_frac']:8.1f}% {v['mac_stall']:7.0f} "

@@ -47,9 +47,11 @@ class MemoryModel:
 
     @classmethod
     def parse(cls, text: str) -> MemoryModel:
-        """'latency=100,gap=1,stall=30,seed=2' (any subset; 'ideal' is the default)."""
+        """'latency=100,gap=1,stall=30,seed=2' (any subset), 'ideal' (the default) or 'ddr3'."""
         if text in ("", "ideal"):
             return cls()
+        if text == "ddr3":
+            return DDR3
         keys = {"latency": "latency", "gap": "gap", "stall": "stall_pct", "seed": "seed"}
         kw = {}
         for part in text.split(","):
@@ -59,6 +61,15 @@ class MemoryModel:
                                  f"{', '.join(keys)} (e.g. latency=100,stall=30,seed=2), got {text!r}")
             kw[keys[k.strip()]] = int(v)
         return cls(**kw)
+
+
+# A DDR3-class memory behind a 64-bit AXI port at 150 MHz: the first beat 200 ns after the
+# address (a DDR3 controller's read latency incl. the row activate), then one beat per cycle
+# (1.2 GB/s, under a DDR3-1600 x16 device's 3.2 GB/s peak), and 10 % of cycles stalled on every
+# channel for refresh, row misses and read/write turnarounds.
+DDR3 = MemoryModel(latency=30, gap=0, stall_pct=10, seed=1)
+DDR3_TEXT = ("first beat 30 cycles (200 ns at 150 MHz) after the address, then one 64-bit beat per "
+             "cycle, 10 % of cycles stalled on every channel (refresh, row misses, turnarounds)")
 
 
 @dataclass

@@ -63,7 +63,7 @@ class EngineSynthTop(Elaboratable):
 
 
 REPO = Path(__file__).resolve().parents[2]
-RECORDED_COSIM = REPO / "benchmarks" / "engine" / "cosim_mlp_mnist_100steps.json"
+RECORDED_COSIM = REPO / "benchmarks" / "engine" / "cosim_mlp_mnist_100steps_ideal.json"
 BENCH_TRAIN = REPO / "benchmarks" / "bench_train.json"
 
 

@@ -1,0 +1,109 @@
+"""Performance model of the streaming engine: cycles per step of a compiled program (`tiling.lower`)
+for a memory model, per unit (fetch, load, store, waiting for the core) and per phase of the core.
+
+The sequencer is replayed command by command: a fetch, then a LOAD or STORE to completion, RUN
+starting the core in the background, SWAP and END waiting for it. The parts:
+
+  fetch      : FETCH_CYCLES + the memory's first-beat latency (two beats, one burst)
+  transfer   : one DMA command per row, cut into bursts (<= DMA_MAX_BURST beats, never across
+               4 KiB); the splitter takes a cycle to accept a command and BURST_ISSUE_CYCLES per
+               burst, the bus one cycle per beat (1 + gap for reads), and at most DMA_OUTSTANDING
+               bursts are in flight, each for the latency plus its beats: a transfer takes the
+               slowest of the three, plus the first beat's latency and a fixed tail; stalls
+               stretch it by 1 / (1 - stall probability)
+  core run   : RUN_OVERHEAD_CYCLES + for every MAC-array tile of C, max(K, what its output op
+               needs): the serializer takes rows x cols cycles per tile (scale, loss, update), the
+               ReLU backward row path K + 2 but at least one cycle per row
+
+The constants are the RTL's, measured on it (`scripts/bench_engine.py model` compares the model
+with the counters of whole co-simulated training steps: benchmarks/engine/perf_model.json).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .params import OP_RELU_BWD, EngineParams
+from .program import (
+    SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, Transfer, beats_per_word,
+)
+from .tiling import EngineProgram, Tile
+from .top import DMA_MAX_BURST, DMA_OUTSTANDING
+
+FETCH_CYCLES = 5
+BURST_ISSUE_CYCLES = 3
+LOAD_TAIL_CYCLES = 6
+STORE_TAIL_CYCLES = 12  # the scratchpad read latency, the FIFO, the last write response
+RUN_OVERHEAD_CYCLES = 125  # command fetch from the scratchpad, pipeline fill, drain, flush, END
+BURST_SLOT_CYCLES = 1  # a burst holds its outstanding slot for the latency, its beats and the AR handshake
+BOUNDARY = 4096
+
+
+@dataclass
+class Prediction:
+    cycles: float = 0.0
+    units: dict[str, float] = field(default_factory=lambda: {
+        "fetch_cycles": 0.0, "load_cycles": 0.0, "store_cycles": 0.0, "wait_cycles": 0.0,
+        "run_cycles": 0.0})
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def bursts(x: Transfer, p: EngineParams) -> int:
+    """AXI bursts of a transfer: each row cut at DMA_MAX_BURST beats and at 4 KiB boundaries."""
+    bb = p.bus_bits // 8
+    beats = x.row_words * beats_per_word(p, x.sel)
+    n = 0
+    for r in range(x.rows):
+        addr, left = x.ext + r * x.stride, beats
+        while left:
+            step = min(left, DMA_MAX_BURST, (BOUNDARY - addr % BOUNDARY) // bb)
+            addr, left, n = addr + step * bb, left - step, n + 1
+    return n
+
+
+def transfer_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, store: bool,
+                    gap: int = 0) -> float:
+    """The slowest of: issuing the bursts, moving the beats, and keeping at most DMA_OUTSTANDING
+    bursts in flight (each holds its slot for the latency, its beats and BURST_SLOT_CYCLES)."""
+    slow = 1.0 / (1.0 - stall)  # handshakes withheld with probability `stall`
+    move = x.words * beats_per_word(p, x.sel) * (1 if store else 1 + gap) * slow
+    n = bursts(x, p)
+    slots = (n * (latency + BURST_SLOT_CYCLES) + move) / DMA_OUTSTANDING
+    issue = x.rows + n * (BURST_ISSUE_CYCLES + stall * slow)  # only the AR / AW handshake waits
+    busiest = max(move, issue, slots)
+    return busiest + latency + (STORE_TAIL_CYCLES if store else LOAD_TAIL_CYCLES)
+
+
+def run_cycles(tile: Tile, p: EngineParams) -> int:
+    g, L = tile.gemm, p.lanes
+    c_tiles = -(-g.m // L) * -(-g.n // L)
+    per = max(g.k + 2, L) if g.op == OP_RELU_BWD else max(g.k, L * L)
+    return RUN_OVERHEAD_CYCLES + c_tiles * per
+
+
+def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 0) -> Prediction:
+    """Cycles of one run of program `ep` for a memory with this first-beat latency, stall
+    percentage and idle cycles between read beats (the fields of `sim.engine.host.MemoryModel`)."""
+    p, stall = ep.params, stall_pct / 100
+    pred = Prediction(phases={ph: 0.0 for ph in ep.prog.phases})
+    t, core_free = 0.0, 0.0
+    runs = iter(ep.tiles)
+    for c in ep.commands:
+        f = FETCH_CYCLES + latency + gap + 3 * stall / (1.0 - stall)  # AR and two R beats
+        t += f
+        pred.units["fetch_cycles"] += f
+        if c.op in (SOP_LOAD, SOP_STORE):
+            d = transfer_cycles(c.xfer, p, latency, stall, c.op == SOP_STORE, gap)
+            t += d
+            pred.units["load_cycles" if c.op == SOP_LOAD else "store_cycles"] += d
+        elif c.op == SOP_RUN:
+            tile = next(runs)
+            r = run_cycles(tile, p)
+            core_free = t + 1 + r
+            pred.units["run_cycles"] += r
+            pred.phases[tile.gemm.phase] += r
+        elif c.op in (SOP_SWAP, SOP_END):
+            wait = max(0.0, core_free - t)
+            t += wait
+            pred.units["wait_cycles"] += wait
+    pred.cycles = t
+    return pred
