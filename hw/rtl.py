@@ -34,7 +34,9 @@ from .sgd import IntegerSGDUpdate
 #   WIDTHEXPAND     Amaranth writes `$signed(acc) + $signed(product)` with mixed operand widths;
 #                   the extension is the intended two's-complement one.
 #   CASEINCOMPLETE  `casez` of Array indexing with a non-power-of-two length (no default arm).
-LINT_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-CASEINCOMPLETE"]
+#   WIDTHTRUNC      Amaranth writes `x == 0` of a multi-bit x (FSM state tests included) as `!x`,
+#                   and a variable part-select (`word_select`) as a shift of the whole word.
+LINT_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-CASEINCOMPLETE", "-Wno-WIDTHTRUNC"]
 
 # name -> (class, parameters): the paper's defaults (SF of a 784-input layer, alpha = 4, ...).
 UNITS: dict[str, tuple[type, dict[str, Any]]] = {

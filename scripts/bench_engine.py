@@ -57,6 +57,26 @@ def bench_cosim(data_dir: str) -> list[Path]:
     return outs
 
 
+def bench_model(data_dir: str) -> Path:
+    """The performance model's prediction against every recorded co-simulation (both MLPs, both
+    memory models): cycles per step and per unit."""
+    runs = {}
+    for config in RUNS:
+        for memory in MEMORIES:
+            f = cosim_file(config, memory)
+            if not f.exists():
+                raise SystemExit(f"{f} is missing: run `bench_engine.py cosim` first")
+            r = json.loads(f.read_text())
+            pr = r["predicted"]
+            runs[f"{config} {memory}"] = {
+                "predicted": pr["cycles_per_step"], "measured": r["cycles_per_step"],
+                "error": pr["cycles_per_step"] / r["cycles_per_step"] - 1,
+                "units": {k: {"predicted": v, "measured": r["units"][k]} for k, v in pr["units"].items()}}
+    out = OUT / "perf_model.json"
+    write_atomic(out, json.dumps({"model": "hw/engine/perf.py", "runs": runs}, indent=1).encode())
+    return out
+
+
 def bench_widths(epochs: int, data_dir: str) -> Path:
     """Train the golden model with the engine's widths in check mode; record the extremes."""
     from dataclasses import replace

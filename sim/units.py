@@ -15,6 +15,7 @@ from amaranth.lib import wiring
 from hw.divider import ConstDivider, ProgDivider
 from hw.dma import DmaLoopback
 from hw.engine.control import ControlRegisters
+from hw.engine.top import StreamEngine
 from hw.lossgrad import LossGradient
 from hw.mac import Mac, MacArray
 from hw.maxpool import MaxPoolBackward, MaxPoolForward
@@ -72,12 +73,14 @@ class SimTop:
 
 
 HERE = Path(__file__).parent
-# The AXI ports against cocotbext-axi's models (sim/tb/tb_dma.py, sim/tb/tb_regs.py), and the DMA on
-# the Verilated memory model (sim/tb/tb_dma_mem.py).
+# The AXI ports against cocotbext-axi's models (sim/tb/tb_dma.py, sim/tb/tb_regs.py, the whole
+# streaming engine in sim/tb/tb_engine_axi.py), and the DMA on the Verilated memory model
+# (sim/tb/tb_dma_mem.py).
 SIM_TOPS: dict[str, SimTop] = {
     "dma64": SimTop(lambda: DmaLoopback(32, 64, max_burst=16, max_outstanding=4)),
     "dma128": SimTop(lambda: DmaLoopback(32, 128, max_burst=64, max_outstanding=2)),
     "control_regs": SimTop(ControlRegisters),
     "dma64_mem": SimTop(lambda: DmaLoopback(32, 64, max_burst=16, max_outstanding=4),
                         (HERE / "dma_tb.sv", HERE / "axi_mem.sv")),
+    "engine_axi": SimTop(StreamEngine),
 }

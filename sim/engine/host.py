@@ -84,7 +84,9 @@ class HwStep:
 
 class EngineBackend:
     """The engine running a compiled step: weights resident in memory, one `train_step` per batch,
-    and `predict` (the inference program, in the same memory after the training program)."""
+    and `predict` (the inference program, in the same memory after the training program).
+    The memory here is the harness's model (engine_tb.sv); `RamBackend` runs the same host
+    program against cocotbext-axi's AxiRam."""
 
     def __init__(self, dut, prog: Program, memory: MemoryModel | None = None) -> None:
         from cocotbext.axi import AxiLiteBus, AxiLiteMaster
@@ -135,13 +137,22 @@ class EngineBackend:
     async def reg_read(self, name: str) -> int:
         return await self.master.read_dword(self.regs[name].offset)
 
-    async def reset(self) -> None:
-        from cocotb.triggers import ClockCycles
+    def now(self) -> int:
+        return int(self.dut.cycle.value)
 
+    async def reset(self) -> None:
         mm, dut = self.memory, self.dut
         dut.latency.value, dut.gap.value, dut.stall_pct.value, dut.seed.value = (
             mm.latency, mm.gap, mm.stall_pct, mm.seed)
-        for s in ("mem_load", "mem_dump", "s_axil__awvalid", "s_axil__wvalid", "s_axil__arvalid"):
+        for s in ("mem_load", "mem_dump"):
+            getattr(dut, s).value = 0
+        await self._reset()
+
+    async def _reset(self) -> None:
+        from cocotb.triggers import ClockCycles
+
+        dut = self.dut
+        for s in ("s_axil__awvalid", "s_axil__wvalid", "s_axil__arvalid"):
             getattr(dut, s).value = 0
         dut.rst.value = 1
         await ClockCycles(dut.clk, 4)
@@ -181,7 +192,7 @@ class EngineBackend:
 
     async def train_step(self, x: np.ndarray, y: np.ndarray, lr_inv: int, fault=None) -> HwStep:
         """Write the batch (and the command words when lr_inv changed), run one step, read back."""
-        c0 = int(self.dut.cycle.value)
+        c0 = self.now()
         regions = self._regions(batch_tensors(self.prog, x, y))
         if self._lr != lr_inv:
             set_lr(self.prog, lr_inv)
@@ -192,7 +203,7 @@ class EngineBackend:
         if fault is not None:
             await self.flip_weight_bit(*fault)
         step = await self._read_back(units)
-        step.sim_cycles = int(self.dut.cycle.value) - c0
+        step.sim_cycles = self.now() - c0
         return step
 
     def _budget(self, ep) -> int:
@@ -248,3 +259,27 @@ class EngineBackend:
         ctr = {ph: {CTR_KINDS[j]: int(vals[i * k + j]) for j in range(k)}
                for i, ph in enumerate(self.prog.phases)}
         return HwStep(out, wts, wcp, ctr, units)
+
+
+class RamBackend(EngineBackend):
+    """The same host program with cocotbext-axi's AxiRam as the memory (the protocol test: the
+    clock runs in cocotb, the RAM's channels may pause at random)."""
+
+    def __init__(self, dut, prog: Program, ram) -> None:
+        super().__init__(dut, prog)
+        self.ram = ram
+
+    def now(self) -> int:
+        from cocotb.utils import get_sim_time
+
+        return int(get_sim_time("ns")) // 10
+
+    async def reset(self) -> None:
+        await self._reset()
+
+    async def write_memory(self, regions: list[tuple[int, np.ndarray]]) -> None:
+        for addr, words in regions:
+            self.ram.write(addr * 8, np.ascontiguousarray(words, np.uint64).tobytes())
+
+    async def read_memory(self, first: int, count: int) -> np.ndarray:
+        return np.frombuffer(self.ram.read(first * 8, count * 8), dtype=np.uint64).copy()
