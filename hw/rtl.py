@@ -23,6 +23,7 @@ from model.numerics import NitroError
 from .divider import ConstDivider, ProgDivider
 from .dma import DmaReader, DmaWriter
 from .engine.control import ControlRegisters
+from .engine.top import StreamEngine
 from .lossgrad import LossGradient
 from .mac import Mac, MacArray
 from .maxpool import MaxPoolBackward, MaxPoolForward
@@ -58,6 +59,7 @@ UNITS: dict[str, tuple[type, dict[str, Any]]] = {
     "dma_reader": (DmaReader, {"addr_width": 32, "data_width": 64, "max_burst": 16, "max_outstanding": 4}),
     "dma_writer": (DmaWriter, {"addr_width": 32, "data_width": 64, "max_burst": 16, "max_outstanding": 4}),
     "engine_control": (ControlRegisters, {}),
+    "stream_engine": (StreamEngine, {}),  # the whole training engine: AXI4 memory, AXI4-Lite control
 }
 
 

@@ -186,22 +186,23 @@ def _schedule(tiles: list[Tile], p: EngineParams) -> list[Command]:
     """Double buffering: each tile's LOADs (and command words) go to the host's set while the core
     runs the previous tile, SWAP hands them to the core, RUN starts it, and the previous tile's
     STOREs drain the other set during the run. A tile that loads what the previous tile stores
-    waits for those STOREs (a bubble). A set keeps its A block for the next tile of the same GEMM
-    that lands there (A or B, whichever the tile order keeps). The program ends with the core in
-    set 0, where the next one starts."""
+    loads the rest first (during the run), then waits for the run, stores its outputs (SWAP,
+    STOREs, SWAP back) and loads what depends on them: the only bubble. A set keeps the operand
+    block the tile order keeps (A or B) for the next tile of the same GEMM that lands there. The
+    program ends with the core in set 0, where the next one starts."""
     ncw = p.cmd_words
     cmds: list[Command] = []
     host = 1  # the set the host side reaches
     resident: list = [None, None]  # per set: the (GEMM, A or B transfer)s it holds
     pending, pending_spans = None, []  # the tile run last, its outputs not stored yet
     for tile in tiles:
-        loads = list(tile.loads)
-        if pending is not None and _overlap(_spans(loads, p), pending_spans):
-            cmds += [SWAP] + [store(x) for x in pending.stores]
-            host ^= 1
-            pending = None
         kept = resident[host] or set()
-        loads = [x for k, x in enumerate(loads) if k > 1 or (id(tile.parent), x) not in kept]
+        loads = [x for k, x in enumerate(tile.loads) if k > 1 or (id(tile.parent), x) not in kept]
+        dep = [x for x in loads if pending is not None and _overlap(_spans([x], p), pending_spans)]
+        if dep:  # the independent loads still overlap the run; then store, swap back, load the rest
+            cmds += [load(x) for x in loads if x not in dep]
+            cmds += [SWAP] + [store(x) for x in pending.stores] + [SWAP]
+            loads, pending = dep, None
         resident[host] = {(id(tile.parent), x) for x in tile.loads[:2]}
         cmds += [load(x) for x in loads]
         cmds += [load(Transfer(SEL_CMEM, 0, 1, 2 * ncw, tile.ucode_ext, 2 * ncw * 8)), SWAP, RUN]
