@@ -183,7 +183,7 @@ def _cosim(args: argparse.Namespace) -> int:
     return run_cosim(Path(args.config), args.steps, args.data_dir, Path(args.out) if args.out else None,
                      progress=not args.no_progress, fault=args.fault, batch=args.batch,
                      memory=MemoryModel.parse(args.memory), train_images=args.train_images,
-                     test_images=args.test_images)
+                     test_images=args.test_images, waves=args.waves)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -300,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-images", type=non_negative_int, default=0,
                    help="after training, run the engine's inference program on the first N test "
                         "images: its accuracy, and predictions identical to the golden model's")
+    s.add_argument("--waves", action="store_true",
+                   help="record every signal of the run to DIR/dump.fst (a separate, slower build; "
+                        "keep --steps small)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cosim)
 

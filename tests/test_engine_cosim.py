@@ -92,6 +92,14 @@ def test_engine_results_identical_under_memory_models(engine_build, tmp_path):
     assert all(abs(e) < 0.05 for e in errors.values()), errors
 
 
+def test_engine_waves(tmp_path):
+    """--waves: a tracing build of the same engine writes an FST of the run (header block first)."""
+    rc, res = _cosim(tmp_path, _config(tmp_path, [8], 8), 1, waves=True)
+    assert rc == 0, res.get("message")
+    fst = Path(res["waves"])
+    assert fst.stat().st_size > 100_000 and fst.read_bytes()[:1] == b"\x00"  # FST_BL_HDR
+
+
 def test_engine_fault_is_caught(engine_build, tmp_path):
     """One flipped bit of a weight the engine wrote at step 1: the check names step, layer and
     the first differing element, and the run exits non-zero."""

@@ -43,7 +43,12 @@ def engine_verilog(params: EngineParams) -> str:
     return _ZERO_INIT.sub("", text)
 
 
-def _source_key(p: EngineParams, hparams: dict) -> str:
+def _build_args(waves: bool) -> list[str]:
+    """Verilator flags; with waves the model records every signal to an FST file (slower)."""
+    return BUILD_ARGS + (["--trace-fst", "--trace-structs"] if waves else [])
+
+
+def _source_key(p: EngineParams, hparams: dict, waves: bool = False) -> str:
     import amaranth
 
     h = hashlib.sha256()
@@ -51,7 +56,7 @@ def _source_key(p: EngineParams, hparams: dict) -> str:
                                                    ("divider.py", "layers.py", "numerics.py")]
     for f in files + [HARNESS, MEMORY_MODEL, Path(__file__)]:
         h.update(f.name.encode() + f.read_bytes())
-    h.update(json.dumps([repr(p), hparams, BUILD_ARGS, amaranth.__version__]).encode())
+    h.update(json.dumps([repr(p), hparams, _build_args(waves), amaranth.__version__]).encode())
     return h.hexdigest()[:16]
 
 
@@ -73,9 +78,9 @@ def _harness_params(p: EngineParams) -> dict:
     return {"WORDS": MEM_WORDS}
 
 
-def source_link(p: EngineParams) -> Path:
+def source_link(p: EngineParams, waves: bool = False) -> Path:
     """The file naming the build folder of the current sources' engine (the fast path)."""
-    return ENGINE_BUILD_ROOT / f"src-{_source_key(p, _harness_params(p))}"
+    return ENGINE_BUILD_ROOT / f"src-{_source_key(p, _harness_params(p), waves)}"
 
 
 class SimJob:
@@ -98,24 +103,25 @@ class EngineBuild:
     build_dir: Path
     verilog: Path
     seconds: float  # build time (0 when cached)
+    waves: bool = False  # records an FST of every run
 
 
-def build_engine(params: EngineParams | None = None) -> EngineBuild:
+def build_engine(params: EngineParams | None = None, waves: bool = False) -> EngineBuild:
     """Generate and Verilate the engine (cached by content hash; concurrent callers wait)."""
     p = params or EngineParams()
     setup_verilator()
     hparams = _harness_params(p)
     # Fast path: the Python sources that generate the design are unchanged since a finished
     # build (Verilog generation alone takes ~10 s).
-    link = source_link(p)
+    link = source_link(p, waves)
     name = link.read_text().strip() if link.exists() else ""
     if name and "/" not in name and (ENGINE_BUILD_ROOT / name / "tb").exists():  # a folder name only:
         bdir = ENGINE_BUILD_ROOT / name  # a copied checkout must not reach into the original
-        return EngineBuild(p, bdir, bdir / "engine.v", 0.0)
+        return EngineBuild(p, bdir, bdir / "engine.v", 0.0, waves)
     v_text = engine_verilog(p)
     key = hashlib.sha256(
         (without_src(v_text) + HARNESS.read_text() + MEMORY_MODEL.read_text()
-         + json.dumps([BUILD_ARGS, hparams])).encode()
+         + json.dumps([_build_args(waves), hparams])).encode()
     ).hexdigest()[:12]
     ENGINE_BUILD_ROOT.mkdir(parents=True, exist_ok=True)
     gi = ENGINE_BUILD_ROOT.parent / ".gitignore"
@@ -134,13 +140,13 @@ def build_engine(params: EngineParams | None = None) -> EngineBuild:
             shutil.copy(MEMORY_MODEL, bdir / "axi_mem.sv")
             _runner().build(
                 sources=[v_file, bdir / "axi_mem.sv", bdir / "engine_tb.sv"], hdl_toplevel="tb", build_dir=bdir,
-                build_args=BUILD_ARGS, parameters=hparams, timescale=("1ns", "1ps"),
-                log_file=bdir / "build.log",
+                build_args=_build_args(waves), parameters=hparams, timescale=("1ns", "1ps"),
+                log_file=bdir / "build.log", waves=waves,
             )
             built = True
     (bdir / "params.json").write_text(json.dumps(p.__dict__))
     link.write_text(bdir.name)
-    return EngineBuild(p, bdir, v_file, time.perf_counter() - t0 if built else 0.0)
+    return EngineBuild(p, bdir, v_file, time.perf_counter() - t0 if built else 0.0, waves)
 
 
 def run_engine_test(build: EngineBuild, test_module: str, test_dir: Path, job,
@@ -155,5 +161,5 @@ def run_engine_test(build: EngineBuild, test_module: str, test_dir: Path, job,
     job.save(test_dir)  # the typed job the cocotb module reads (e.g. cosim.CosimRun)
     check_results(get_runner("verilator").test(
         test_module=test_module, hdl_toplevel="tb", hdl_toplevel_lang="verilog",
-        build_dir=build.build_dir, test_dir=test_dir, log_file=log_file,
+        build_dir=build.build_dir, test_dir=test_dir, log_file=log_file, waves=build.waves,
     ))

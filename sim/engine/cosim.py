@@ -292,7 +292,7 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
 def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, progress: bool,
               fault: str | None = None, batch: int | None = None, params=None,
               work_dir: Path | None = None, memory=None, train_images: int | None = None,
-              test_images: int = 0) -> int:
+              test_images: int = 0, waves: bool = False) -> int:
     """Train `steps` steps on the RTL next to the golden model; 0 when bit-identical throughout.
 
     fault: 'STEP:LAYER:OUT,IN:BIT' flips one bit of a weight the engine computed at that step
@@ -304,7 +304,10 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
         raise NitroError(f"--steps must be a positive integer, got {steps!r}")
     cfg, prog = prepare_cosim(Path(config), steps, batch, fault, data_dir, params, train_images)
     t0 = time.perf_counter()
-    build = build_engine(prog.params)
+    if waves and not Path("/usr/include/lz4.h").exists():
+        raise NitroError("--waves: Verilator's FST writer needs the lz4 headers "
+                         "(Debian: apt-get install liblz4-dev)")
+    build = build_engine(prog.params, waves=waves)
     t_build = time.perf_counter() - t0
     tdir = Path(work_dir) if work_dir else build.build_dir / f"cosim-{cfg.name}-{os.getpid()}"
     run = CosimRun(str(Path(config).resolve()), steps, prog.batch, build.params.__dict__,
@@ -323,6 +326,8 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
         raise NitroError(f"cosim: the simulation wrote no result ({tdir})")
     res = json.loads(res_file.read_text())
     res["build_s"], res["run_s"] = t_build, t_run
+    if waves:
+        res["waves"] = str(tdir / "dump.fst")
     verdict(res)
     report(res)
     if out is not None:
@@ -371,6 +376,8 @@ def report(res: dict) -> None:
         print(f"  inference on {t['images']} test images: engine accuracy {100 * t['engine_acc']:.2f}%, "
               f"golden model {100 * t['golden_acc']:.2f}%, predictions "
               f"{'bit-identical' if t['identical'] else 'DIFFER'}")
+    if res.get("waves"):
+        print(f"  waveforms: {res['waves']}")
     if res["ok"]:
         print("  all weights and outputs bit-identical to the golden model after every step")
     else:
