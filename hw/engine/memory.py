@@ -44,6 +44,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.fanout import replicated_reg
+
 from .params import ADDR_W
 
 READ_LATENCY = 5
@@ -132,7 +134,8 @@ class PingPongMemory(wiring.Component):
     """Two `BankedMemory` sets of one scratchpad: the engine works in one while the host side
     (LOAD / STORE) fills and drains the other; `side` names the engine's set (the other is the
     host's). Both sides have the `BankedMemory` ports and latencies: e_* for the engine, h_* for
-    the host. `side` changes only between runs, while nothing is in flight on either side."""
+    the host. `side` changes only between runs, while nothing is in flight on either side (the sets
+    follow it a cycle later)."""
 
     read_latency = READ_LATENCY
     write_latency = WRITE_LATENCY
@@ -150,18 +153,22 @@ class PingPongMemory(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        side_q = self.side
+        # `side` selects ~200 bits per port of each set: one registered copy per set and port
+        # (hw.fanout), so no single net spans both sets' muxes. The copies follow `side` a cycle
+        # late; nothing reaches either side in the cycles after a swap.
+        sel = replicated_reg(m, platform, self.side, 4, "side")  # set 0 rd, set 0 wr, set 1 rd, set 1 wr
+        side_q = sel[0]
         for k in range(READ_LATENCY):  # the side each read was presented with
             r = Signal(name=f"side_q{k}", reset_less=True)
             m.d.sync += r.eq(side_q)
             side_q = r
         for k, mem in enumerate(self.sets):
             m.submodules[f"set{k}"] = mem
-            eng = self.side == k
-            m.d.comb += [mem.rd_addr.eq(Mux(eng, self.e_rd_addr, self.h_rd_addr)),
-                         mem.wr_addr.eq(Mux(eng, self.e_wr_addr, self.h_wr_addr)),
-                         mem.wr_data.eq(Mux(eng, self.e_wr_data, self.h_wr_data)),
-                         mem.wr_en.eq(Mux(eng, self.e_wr_en, self.h_wr_en))]
+            rd, wr = (sel[2 * k] == k), (sel[2 * k + 1] == k)  # the engine's set
+            m.d.comb += [mem.rd_addr.eq(Mux(rd, self.e_rd_addr, self.h_rd_addr)),
+                         mem.wr_addr.eq(Mux(wr, self.e_wr_addr, self.h_wr_addr)),
+                         mem.wr_data.eq(Mux(wr, self.e_wr_data, self.h_wr_data)),
+                         mem.wr_en.eq(Mux(wr, self.e_wr_en, self.h_wr_en))]
         s0, s1 = self.sets
         m.d.comb += [self.e_rd_data.eq(Mux(side_q, s1.rd_data, s0.rd_data)),
                      self.h_rd_data.eq(Mux(side_q, s0.rd_data, s1.rd_data))]
