@@ -15,6 +15,29 @@ def shared_dir() -> Path:
     return SHARED
 
 
+@pytest.fixture
+def tampered_mlp_set(shared_dir, tmp_path):
+    """A copy of the official `mlp` vector set in tmp_path with step-2 arrays changed:
+    tamper({array: (index, delta), ...}) -> the folder."""
+    import shutil
+
+    import numpy as np
+
+    def tamper(changes: dict) -> Path:
+        src = shared_dir / "refvectors"
+        for f in src.glob("mlp_*"):
+            if not f.name.startswith("mlp_warm"):
+                shutil.copy(f, tmp_path / f.name)
+        with np.load(src / "mlp_step2.npz") as f:
+            arrays = {k: f[k] for k in f.files}
+        for name, (index, delta) in changes.items():
+            arrays[name][index] += delta
+        np.savez(tmp_path / "mlp_step2.npz", **arrays)
+        return tmp_path
+
+    return tamper
+
+
 def pytest_sessionstart(session) -> None:
     """Vector counts are per session: drop the previous session's summary."""
     if not hasattr(session.config, "workerinput"):  # the xdist controller (or a plain run) only

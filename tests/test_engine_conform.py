@@ -1,8 +1,5 @@
 """`nitro conform --engine`: reference vector sets replayed on the Verilated engine, every array it
 produces compared bit for bit (issue 13, acceptance 2)."""
-import shutil
-
-import numpy as np
 import pytest
 
 from scripts.cli import main
@@ -31,19 +28,12 @@ def test_any_mlp_set_the_meta_describes(tmp_path, capsys):
     assert "odd step 2: 27 arrays, all match" in out and "odd step after: 15 arrays" in out
 
 
-def test_engine_conform_reports_first_mismatch(shared_dir, tmp_path, capsys):
+def test_engine_conform_reports_first_mismatch(tampered_mlp_set, capsys):
     """A set with one activation and one weight update changed: the engine's replay names the
     first differing array of the step and exits 1."""
-    src = shared_dir / "refvectors"
-    for f in src.glob("mlp_*"):
-        if not f.name.startswith("mlp_warm"):
-            shutil.copy(f, tmp_path / f.name)
-    with np.load(src / "mlp_step2.npz") as f:
-        arrays = {k: f[k] for k in f.files}
-    arrays["fwd/non_linearity_01"][3, 7] += 1
-    arrays["wupd/linear_02"][1, 2] += 1  # the expected weights after step 2 change
-    np.savez(tmp_path / "mlp_step2.npz", **arrays)
-    assert main(["conform", "--engine", str(tmp_path), "mlp"]) == 1
+    folder = tampered_mlp_set({"fwd/non_linearity_01": ((3, 7), 1),
+                               "wupd/linear_02": ((1, 2), 1)})  # the weights after step 2 change
+    assert main(["conform", "--engine", str(folder), "mlp"]) == 1
     out = capsys.readouterr().out
     assert "mlp step 1: 19 arrays, all match" in out
     assert "mlp step 2: 19 arrays, 2 differ" in out

@@ -3,7 +3,6 @@ non-zero counts, and names its data; a step that checked nothing fails the flow 
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import scripts.flow as flow

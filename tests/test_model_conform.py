@@ -2,7 +2,6 @@
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 from model.conform import run_conformance, spec_from_meta
@@ -40,16 +39,9 @@ def test_cli_conform_passes(shared_dir, capsys):
     assert "mlp step 3: 59 arrays, all match" in out
 
 
-def test_cli_conform_reports_first_mismatch(shared_dir, tmp_path, capsys):
-    src = shared_dir / "refvectors"
-    for f in src.glob("mlp_*"):
-        if not f.name.startswith("mlp_warm"):
-            shutil.copy(f, tmp_path / f.name)
-    with np.load(src / "mlp_step2.npz") as f:
-        arrays = {k: f[k] for k in f.files}
-    arrays["wgrad/linear_pred_01"][3, 7] += 1
-    np.savez(tmp_path / "mlp_step2.npz", **arrays)
-    assert main(["conform", str(tmp_path), "mlp"]) == 1
+def test_cli_conform_reports_first_mismatch(tampered_mlp_set, capsys):
+    folder = tampered_mlp_set({"wgrad/linear_pred_01": ((3, 7), 1)})
+    assert main(["conform", str(folder), "mlp"]) == 1
     out = capsys.readouterr().out
     assert "mlp step 1: 59 arrays, all match" in out
     assert "MISMATCH step 2, array 'wgrad/linear_pred_01' at index (3, 7)" in out

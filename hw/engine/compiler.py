@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .params import (
-    ADDR_W, A_SOURCES, B_SOURCES, MEM_NAMES, N_PHASES, OP_END, OP_RELU_BWD,
-    OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_DMEM, SEL_SMEM,
+    ADDR_W, A_SOURCES, B_SOURCES, MEM_NAMES, N_PHASES, OP_RELU_BWD,
+    OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, SEL_AMEM_R, SEL_DMEM, SEL_SMEM,
     SEL_WMEM, SEL_WTMEM, SEL_YMEM, EngineParams, command_layout,
 )
 from model.divider import divider_constants

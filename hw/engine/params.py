@@ -16,7 +16,7 @@ benchmarks/engine/widths.json):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from amaranth import signed, unsigned
 from amaranth.lib import data

@@ -7,7 +7,7 @@ cycle on both ports. A misaligned transfer and an unknown opcode end in ERROR wi
 import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
-from cocotbext.axi import AxiBus, AxiLiteBus, AxiRam
+from cocotbext.axi import AxiBus, AxiRam
 
 from hw.engine.compiler import compile_network
 from hw.engine.control import ERR_BUS, ERR_OPCODE, STATUS_ERROR
@@ -28,8 +28,6 @@ BATCH = 4
 
 
 async def setup(dut, seed: int):
-    from cocotbext.axi import AxiLiteMaster  # noqa: F401 (the backend makes its own)
-
     ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator="__"), dut.clk, dut.rst, size=1 << 20)
     for k, ch in enumerate((ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
                             ram.read_if.ar_channel, ram.read_if.r_channel)):
