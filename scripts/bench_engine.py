@@ -232,6 +232,19 @@ def write_readme() -> None:
         lines += ["", f"Projected training throughput at the worst Fmax ({r['worst_fmax_mhz']} MHz): "
                   + ", ".join(f"{k}: {v:.0f} images/s" for k, v in r["projected_img_s_at_worst_fmax"].items())
                   + f" (golden model on this CPU: {r['golden_model_cpu_img_s']:.0f} images/s).", ""]
+    pl = OUT / "synth_placed_seed1.json"
+    if pl.exists():
+        r = json.loads(pl.read_text())
+        lines += [f"## {pl.name}: the whole engine placed, not routed ({r['device']}, {r['package']}, "
+                  f"speed {r['speed']}, AXI ports as pins)", "",
+                  f"nextpnr's estimate after placement: **{r['pre_route_fmax_estimate_mhz']} MHz** "
+                  f"(target {r['target_mhz']} MHz): timing closure of the streaming engine is open "
+                  "work; routing did not finish on this 2-core machine within the session (seed 1: "
+                  "80 000 overused wires after 16 minutes of router1).", "",
+                  "| resource | used | available | % |", "|---|---:|---:|---:|"]
+        lines += [f"| {k} | {v['used']} | {v['available']} | {v['percent']} |"
+                  for k, v in r["utilization"].items()]
+        lines.append("")
     e = OUT / "ebr_outreg.json"
     if e.exists():
         r = json.loads(e.read_text())

@@ -311,3 +311,22 @@ def test_cosim_verdict_keeps_a_caught_fault_and_a_clean_run():
     clean = _res()
     verdict(clean)
     assert clean["ok"]
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--memory", "speed=3"], "memory model must be"),
+    (["--fault", "1:x"], "fault must be"),
+    (["--train-images", "0"], "positive integer"),
+    (["--batch", "4096"], "K=4096"),
+])
+def test_cosim_cli_bad_input_is_one_line(args, msg, capsys):
+    """Bad cosim input: one `nitro: error:` line, exit 2, before anything is built."""
+    from scripts.cli import main
+
+    try:  # argparse's errors exit, the toolkit's return 2
+        rc = main(["cosim", "--config", str(REPO / "configs" / "embedded_mlp.toml"), *args])
+    except SystemExit as e:
+        rc = e.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nitro: error:") and err.count("\n") == 1 and msg in err
