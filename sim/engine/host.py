@@ -9,6 +9,7 @@ transfer), and the host sleeps on the interrupt edge.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,8 @@ class EngineBackend:
         self.master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil", bus_separator="__"), dut.clk)
         for side in (self.master.write_if, self.master.read_if):  # else a log line per access
             side.log.setLevel(logging.WARNING)
+        # cocotbext-axi 0.1.28 warns on every register read about its own internal event field
+        warnings.filterwarnings("ignore", "The data field will be removed", DeprecationWarning)
         self._lr = None
 
     # ---- memory ------------------------------------------------------------------------------
