@@ -52,14 +52,14 @@ from hw.stream_unit import skid_capacity, skid_output
 from hw.relu import NitroReluBackward, NitroReluForward
 from hw.sgd import IntegerSGDUpdate
 
+from .counters import PhaseCounters
 from .memory import READ_LATENCY, WRITE_LATENCY, PingPongMemory
 from .params import (
-    ADDR_W, CMD_WORD_BITS, CTR_KINDS, N_PHASES, OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD,
+    ADDR_W, CMD_WORD_BITS, OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD,
     SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_CTR, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM, SEL_YMEM,
     EngineParams, command_layout,
 )
 
-CTR_BITS = 40
 ACT_MAX = 127
 HOST_READ_LATENCY = READ_LATENCY + 2  # memory pipeline + a two-level registered source select
 # copies of replicated control registers (hw.fanout): each drives one slice of its loads
@@ -571,49 +571,14 @@ class Engine(wiring.Component):
         for sel, addr in reads.items():
             m.d.comb += [mems[sel][0].e_rd_addr.eq(addr), mems[sel][0].h_rd_addr.eq(ha)]
 
-        # ---- performance counters --------------------------------------------------------------
-        # The events and the phase are registered first (a one-hot phase), then each phase's
-        # event bits once more, next to that phase's counters (ev reached all 64 counters'
-        # enables across the die: 6.1 ns of route, 412 late register inputs); counting runs two
-        # cycles behind `busy`.
-        n_ctr = N_PHASES * len(CTR_KINDS)
-        kinds = len(CTR_KINDS)
-        ctr_list = [_reg(CTR_BITS, name=f"ctr_{ph_}_{CTR_KINDS[k]}")
-                    for ph_ in range(N_PHASES) for k in range(kinds)]
-        ev = Signal(kinds)
-        ph_hot = Signal(N_PHASES)
-        m.d.sync += [ev.eq(Mux(busy, Cat(1, mac_fire, mac.i.valid & ~mac.i.ready, in_wait), 0)),
-                     ph_hot.eq(Const(1, N_PHASES) << cmd.phase)]
-        # cleared by `ctr_clear` (the streaming top clears them once per program, not per run),
-        # from a register per phase rather than one decode for all 2 560 counter bits
-        clear = replicated_reg(m, platform, self.ctr_clear, N_PHASES, "ctr_clear")
-        for ph_ in range(N_PHASES):
-            en = _reg(kinds, name=f"ctr_en{ph_}")
-            m.d.sync += en.eq(Mux(ph_hot[ph_], ev, 0))
-            for k in range(kinds):
-                c = ctr_list[ph_ * kinds + k]
-                with m.If(clear[ph_]):
-                    m.d.sync += c.eq(0)
-                with m.Elif(en[k]):
-                    m.d.sync += c.eq(c + 1)
+        # ---- performance counters (read through the host port as SEL_CTR) ----------------------
+        m.submodules.counters = ctr = PhaseCounters(RL)
+        m.d.comb += [ctr.events.eq(Mux(busy, Cat(1, mac_fire, mac.i.valid & ~mac.i.ready, in_wait), 0)),
+                     ctr.phase.eq(cmd.phase), ctr.clear.eq(self.ctr_clear), ctr.rd_addr.eq(ha[:6])]
 
-        # ---- host read mux ----------------------------------------------------------------------
-        # counters: a 4:1 mux per register level over the counter index (64 -> 16 -> 4 -> 1),
-        # RL levels in all like the memories; then every source through a two-level select
-        assert n_ctr == 64 and RL >= 4
-        ca = _delay(m, ha[:6], RL - 3, "ctr_addr")
-        level = ctr_list
-        for lv in range(3):
-            nxt = []
-            for g in range(0, len(level), 4):
-                r = _reg(CTR_BITS, name=f"ctr_rd{lv}_{g // 4}")
-                m.d.sync += r.eq(Array(level[g:g + 4])[ca[2 * lv:2 * lv + 2]])
-                nxt.append(r)
-            level = nxt
-            ca = _delay(m, ca, 1, f"ctr_addr{lv}")
-        ctr_rd = level[0]
+        # ---- host read mux: every source through a two-level select ------------------------------
         srcs = {sel: mem.h_rd_data for sel, (mem, _, _) in mems.items()}
-        srcs[SEL_CTR] = ctr_rd
+        srcs[SEL_CTR] = ctr.rd_data
         hr_sel = _delay(m, self.hr_sel, RL, "hr_sel")
         part = [_reg(p.word_bits, name=f"hr_part{g}") for g in range(4)]  # by hr_sel[2:]
         for sel, v in srcs.items():

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from amaranth import unsigned
 from amaranth.lib import data
 
+from .counters import CTR_BITS
 from .params import SEL_CMEM, SEL_CTR, EngineParams
 
 SOP_END, SOP_LOAD, SOP_STORE, SOP_RUN, SOP_SWAP = 0, 1, 2, 3, 4
 SOP_NAMES = {SOP_END: "end", SOP_LOAD: "load", SOP_STORE: "store", SOP_RUN: "run", SOP_SWAP: "swap"}
 PROGRAM_WORD_BITS = 128
 EXT_ADDR_W = 32
-CTR_WORD_BITS = 40  # a performance counter, as the core's host read port returns it
 
 transfer_layout = data.StructLayout({
     "sel": unsigned(4), "spad": unsigned(16), "rows": unsigned(16), "row_words": unsigned(16),
@@ -43,7 +43,7 @@ assert program_layout.size <= PROGRAM_WORD_BITS
 def scratch_word_bits(p: EngineParams, sel: int) -> int:
     """Bits of one word of scratchpad `sel` (the performance counters read as 40-bit words)."""
     if sel == SEL_CTR:
-        return CTR_WORD_BITS
+        return CTR_BITS
     if sel == SEL_CMEM:
         return 64
     return p.lanes * p.lane_width(sel)
