@@ -44,41 +44,25 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.divider import ProgDivider
 from hw.fanout import replicated_reg
-from hw.lossgrad import LossGradient
 from hw.mac import MacArray
 from hw.stream_unit import skid_capacity, skid_output
-from hw.relu import NitroReluBackward, NitroReluForward
 from hw.sgd import IntegerSGDUpdate
 
 from .counters import PhaseCounters
 from .memory import READ_LATENCY, WRITE_LATENCY, PingPongMemory
+from .outputs import ReluBackwardRow, ScalePipeline
+from .pipeline import data_reg, delayed
 from .params import (
     ADDR_W, CMD_WORD_BITS, OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD,
     SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_CTR, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM, SEL_YMEM,
     EngineParams, command_layout,
 )
 
-ACT_MAX = 127
 HOST_READ_LATENCY = READ_LATENCY + 2  # memory pipeline + a two-level registered source select
 # copies of replicated control registers (hw.fanout): each drives one slice of its loads
 CMD_GROUPS = 6  # the command register's load enable
 SER_GROUPS = 4  # the serializer's row load / shift (then one more for its addresses)
-
-
-def _reg(*args, **kwargs) -> Signal:
-    """A data register: no reset (only control state is reset, so the reset net stays small)."""
-    return Signal(*args, reset_less=True, **kwargs)
-
-
-def _delay(m: Module, v, n: int, name: str, reset_less: bool = True):
-    """`v` delayed by n clock cycles (plain registers: the output pipelines never stall)."""
-    for k in range(n):
-        r = Signal(v.shape(), name=f"{name}_d{k + 1}", reset_less=reset_less)
-        m.d.sync += r.eq(v)
-        v = r
-    return v
 
 
 def _rep(v, n: int):
@@ -101,7 +85,6 @@ class Engine(wiring.Component):
         # the engine takes every unit output in the cycle it appears: no skid FIFOs (always_ready)
         self.sgd = IntegerSGDUpdate(p.weight_bits, p.acc_bits, None, p.max_divisor, p.max_eta,
                                    always_ready=True)
-        self.scaler = ProgDivider(p.acc_bits, p.max_scale, always_ready=True)
 
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform) -> Module:
@@ -138,36 +121,25 @@ class Engine(wiring.Component):
 
         # ---- units --------------------------------------------------------------------------
         m.submodules.mac = mac = MacArray(p.rows, p.cols, AB, DB, p.acc_bits)
-        m.submodules.scaler = scaler = self.scaler
-        m.submodules.relu_fwd = relu_fwd = NitroReluForward(p.slope_inv, always_ready=True)
-        m.submodules.lossgrad = lossgrad = LossGradient(True, always_ready=True)
+        m.submodules.scale = scale = ScalePipeline(p)
         m.submodules.sgd = sgd = self.sgd
-        relu_bwd = []
-        for j in range(L):
-            u = NitroReluBackward(p.slope_inv, p.acc_bits, always_ready=True)
-            m.submodules[f"relu_bwd_{j}"] = u
-            relu_bwd.append(u)
+        m.submodules.relu_bwd = rbwd = ReluBackwardRow(p, READ_LATENCY)
 
         # ---- sequencer ----------------------------------------------------------------------
         RL = READ_LATENCY
-        cmd = _reg(self.cmd_layout)
+        cmd = data_reg(self.cmd_layout)
         pc = Signal(ADDR_W)
         fw = Signal(range(ncw + RL))
-        cmd_sr = _reg(ncw * CMD_WORD_BITS)
+        cmd_sr = data_reg(ncw * CMD_WORD_BITS)
         # CMEM words shift in from the top every cycle (no enable on 512 flip-flops): in LOAD it
         # holds the ncw words FETCH read, in order
         m.d.sync += cmd_sr.eq(Cat(cmd_sr[CMD_WORD_BITS:], cm.e_rd_data))
         busy = Signal()
         done = Signal()
-        l_sc = scaler.latency + 3  # divider, its output register, compares, clip
-        # NITRO-ReLU, then a register: the op select and the lane copies into two memories'
-        # write selects get a cycle of their own (with the unit's former output-FIFO read mux
-        # they were 8.0 ns, 6.6 of it routing; the unit is now always_ready, without the FIFO)
-        l_out = relu_fwd.latency + 1
         # pipeline flush after the last C row: serializer, the element's memory read, the deepest
         # output pipeline, the memories' write registers
-        flush = L + 1 + RL + max(l_sc + l_out, sgd.latency + 1,
-                                 relu_bwd[0].latency) + WRITE_LATENCY + p.wait_cycles
+        flush = L + 1 + RL + max(scale.latency, sgd.latency + 1,
+                                 rbwd.unit_latency) + WRITE_LATENCY + p.wait_cycles
         self.flush_cycles = flush
         wait_cnt = Signal(range(flush + 1))
         drain_done = Signal()
@@ -176,23 +148,23 @@ class Engine(wiring.Component):
 
         # issue-side loops: down-counters whose "at the end" flags are registers, so no comparator
         # sits between a counter and the address adders
-        k_last, n_last, m_last = (_reg(ADDR_W, name=n) for n in ("k_last", "n_last", "m_last"))
-        k_rem, nt_rem, mt_rem = (_reg(ADDR_W, name=n) for n in ("k_rem", "nt_rem", "mt_rem"))
-        k_end, nt_end, mt_end = _reg(), _reg(), _reg()
-        k_one, n_one = _reg(), _reg()  # a reloaded loop of length 1 is at its end at once
-        k_first = _reg()
+        k_last, n_last, m_last = (data_reg(ADDR_W, name=n) for n in ("k_last", "n_last", "m_last"))
+        k_rem, nt_rem, mt_rem = (data_reg(ADDR_W, name=n) for n in ("k_rem", "nt_rem", "mt_rem"))
+        k_end, nt_end, mt_end = data_reg(), data_reg(), data_reg()
+        k_one, n_one = data_reg(), data_reg()  # a reloaded loop of length 1 is at its end at once
+        k_first = data_reg()
         issuing = Signal()
-        a_tile, b_tile = _reg(ADDR_W, name="a_tile"), _reg(ADDR_W, name="b_tile")
+        a_tile, b_tile = data_reg(ADDR_W, name="a_tile"), data_reg(ADDR_W, name="b_tile")
         # Operand word addresses live in registers (the adders sit before them, not between a
         # register and the memories): a = a_tile + k*a_sk, b = b_tile + k*b_sk.
-        a_addr = _reg(ADDR_W)
-        b_addr = _reg(ADDR_W)
+        a_addr = data_reg(ADDR_W)
+        b_addr = data_reg(ADDR_W)
         # issue pipeline (free-running): stage 1 = memory address register ... stage RL = memory
         # output, stage RL + 1 = operand registers, then a skid FIFO into the MAC array; a beat is
         # issued only with a credit (fewer than `cap` beats between issue and the array)
         vs = [Signal(name=f"v{k}") for k in range(1, RL + 2)]
-        fs = [_reg(name=f"f{k}") for k in range(1, RL + 2)]
-        ls = [_reg(name=f"l{k}") for k in range(1, RL + 2)]
+        fs = [data_reg(name=f"f{k}") for k in range(1, RL + 2)]
+        ls = [data_reg(name=f"l{k}") for k in range(1, RL + 2)]
         cap = skid_capacity(RL + 1)
         in_flight = Signal(range(cap + 1))
         # issue = issuing & (in_flight < cap), decided a cycle ahead from both next values, so
@@ -202,16 +174,16 @@ class Engine(wiring.Component):
         launch = Signal()  # high in the DECODE cycle (a register)
 
         # drain-side counters and address registers
-        mt_d, nt_d, r_d = _reg(ADDR_W), _reg(ADDR_W), _reg(LB)
-        r_last = _reg()  # r_d == L - 1, as a register
-        r_pen = _reg()  # r_d == L - 2, as a register
+        mt_d, nt_d, r_d = data_reg(ADDR_W), data_reg(ADDR_W), data_reg(LB)
+        r_last = data_reg()  # r_d == L - 1, as a register
+        r_pen = data_reg()  # r_d == L - 2, as a register
         slots = [cmd.o0, cmd.o1, cmd.o2, cmd.o3, cmd.o4]
-        r_mt = {s: _reg(ADDR_W, name=f"r_mt{s}") for s in (1, 2, 3)}  # row 0 of m tile, nt = 0
-        tile0 = {s: _reg(ADDR_W, name=f"tile0_{s}") for s in (1, 2, 3)}  # row 0 of tile (mt, nt)
-        c_mt = _reg(ADDR_W)
-        t_nt = _reg(ADDR_W)
+        r_mt = {s: data_reg(ADDR_W, name=f"r_mt{s}") for s in (1, 2, 3)}  # row 0 of m tile, nt = 0
+        tile0 = {s: data_reg(ADDR_W, name=f"tile0_{s}") for s in (1, 2, 3)}  # row 0 of tile (mt, nt)
+        c_mt = data_reg(ADDR_W)
+        t_nt = data_reg(ADDR_W)
         # row_addr[s] = r_mt[s] + r*stride_s + nt: kept in a register, updated per drained row
-        row_addr = {s: _reg(ADDR_W, name=f"row_addr{s}") for s in (1, 2, 3)}
+        row_addr = {s: data_reg(ADDR_W, name=f"row_addr{s}") for s in (1, 2, 3)}
         col_addr = Signal(ADDR_W)
         tcol_addr = Signal(ADDR_W)
         m.d.comb += [col_addr.eq(c_mt + (nt_d << LB)), tcol_addr.eq(t_nt + mt_d)]
@@ -219,13 +191,13 @@ class Engine(wiring.Component):
         m.d.comb += m_row.eq((mt_d << LB) | r_d)
         # "last tile" flags one cycle behind the counters: a counter changes only on a tile's
         # last row, and the flag is next read L >= 2 drained rows later
-        nt_d_last, mt_d_last = _reg(), _reg()
+        nt_d_last, mt_d_last = data_reg(), data_reg()
         m.d.sync += [nt_d_last.eq(nt_d == n_last), mt_d_last.eq(mt_d == m_last)]
 
         op = cmd.op
         # decoded op flags, registered (valid from the first RUN cycle; only DECODE reads `op`)
         is_relu, is_loss, is_sgd, is_rbwd, is_scale, serial = (
-            _reg(name=n) for n in ("is_relu", "is_loss", "is_sgd", "is_rbwd", "is_scale", "serial"))
+            data_reg(name=n) for n in ("is_relu", "is_loss", "is_sgd", "is_rbwd", "is_scale", "serial"))
         m.d.sync += [is_relu.eq(op == OP_SCALE_RELU), is_loss.eq(op == OP_SCALE_LOSS),
                      is_sgd.eq(op == OP_SGD), is_rbwd.eq(op == OP_RELU_BWD),
                      is_scale.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS)),
@@ -350,8 +322,8 @@ class Engine(wiring.Component):
             with m.Default():
                 m.d.comb += [b_lanes[j].eq(dm.e_rd_data.word_select(j, DB).as_signed()) for j in range(L)]
         # operand registers: the source select and sign extension get a stage of their own
-        a_q = _reg(AB * L)
-        b_q = _reg(data.ArrayLayout(signed(DB), L))
+        a_q = data_reg(AB * L)
+        b_q = data_reg(data.ArrayLayout(signed(DB), L))
         m.d.sync += [a_q.eq(a_word), b_q.eq(b_lanes)]
         beat = Signal(mac.i.payload.shape())
         m.d.comb += [beat.first.eq(fs[-1]), beat.last.eq(ls[-1])]
@@ -362,7 +334,7 @@ class Engine(wiring.Component):
         # a beat the array accepted frees its credit a cycle later (the array's ready, through
         # the credit adder into `issue` and its copies, was 7.9 ns): one more beat in flight at
         # most, which the skid FIFO holds (cap >= RL + 3)
-        mac_took = _delay(m, mac_fire, 1, "mac_took", False)
+        mac_took = delayed(m, mac_fire, 1, "mac_took", False)
         assert cap >= RL + 3
         in_next = Signal.like(in_flight)
         m.d.comb += [in_next.eq(in_flight + issue - mac_took),
@@ -377,9 +349,9 @@ class Engine(wiring.Component):
         # array's output-FIFO logic.
         o_fire = Signal()
         row_v = Signal()
-        row_data = _reg(mac.o.payload.shape())
+        row_data = data_reg(mac.o.payload.shape())
         ser_busy = Signal()
-        ser_j = _reg(LB)
+        ser_j = data_reg(LB)
         # The serializer takes one row every L cycles: after a serial op's row leaves the array,
         # `accept` (the array's o.ready, a register) is low for L - 1 cycles. Other ops: always 1.
         accept = Signal(init=1)
@@ -429,12 +401,12 @@ class Engine(wiring.Component):
         m_len, n_len = cmd.m_len, cmd.n_len
 
         # ---- serial path: row -> one element per cycle ------------------------------------------
-        ser_row = _reg(data.ArrayLayout(signed(p.acc_bits), L))
-        ser_m = _reg(ADDR_W + 4)
-        ser_nt = _reg(ADDR_W)
-        ser_col = _reg(ADDR_W)
-        ser_tcol = _reg(ADDR_W)
-        ser_rowa = {s: _reg(ADDR_W, name=f"ser_row{s}") for s in (1, 2, 3)}
+        ser_row = data_reg(data.ArrayLayout(signed(p.acc_bits), L))
+        ser_m = data_reg(ADDR_W + 4)
+        ser_nt = data_reg(ADDR_W)
+        ser_col = data_reg(ADDR_W)
+        ser_tcol = data_reg(ADDR_W)
+        ser_rowa = {s: data_reg(ADDR_W, name=f"ser_row{s}") for s in (1, 2, 3)}
         # "a serial op's row arrives" and "serializing" drive ~350 enables: both registered per
         # group (hw.fanout), SER_GROUPS slices of the row, then the addresses and counters
         ser_busy_n = Signal()
@@ -467,39 +439,19 @@ class Engine(wiring.Component):
         m.d.comb += e0_valid.eq(ser_busy & (ser_m < m_len) & (e0_n < n_len))
         e0 = {"valid": e0_valid, "z": ser_row[0], "j": ser_j, "r": ser_m[:LB], "a0": ser_col,
               "a1": ser_rowa[1], "a2": ser_rowa[2], "a3": ser_rowa[3], "a4": ser_tcol}
-        e1 = {k: _delay(m, v, RL, f"e_{k}", k != "valid") for k, v in e0.items()}
+        e1 = {k: delayed(m, v, RL, f"e_{k}", k != "valid") for k, v in e0.items()}
         y1 = ym.e_rd_data.word_select(e1["j"], AB).as_signed()
         w1 = wm.e_rd_data.word_select(e1["j"], WB).as_signed()
 
-        # scaling: ProgDivider, a register, then clip
-        m.d.comb += [
-            scaler.i.valid.eq(e1["valid"] & is_scale),
-            scaler.i.payload.n.eq(e1["z"]), scaler.i.payload.mult.eq(cmd.sc_mult),
-            scaler.i.payload.shift.eq(cmd.sc_shift),
-        ]
-        # a register between the divider and the clip compares (added for the divider's former
-        # output-FIFO mux; the divider is now always_ready and this is a plain pipeline level,
-        # kept because the routed netlist, synth_reduced.json, has it)
-        q = _reg(signed(p.acc_bits))
-        m.d.sync += q.eq(scaler.o.payload)
-        # the clip's two acc_bits-wide compares get a level of their own (their carry chains
-        # into the select, mapped to the register's set / reset, were 7.5 ns routed)
-        q_hi, q_lo, q_low = _reg(), _reg(), _reg(signed(AB))
-        m.d.sync += [q_hi.eq(q > ACT_MAX), q_lo.eq(q < -ACT_MAX), q_low.eq(q)]
-        s_val = _reg(signed(AB))
-        m.d.sync += s_val.eq(Mux(q_hi, ACT_MAX, Mux(q_lo, -ACT_MAX, q_low)))
-        y_s = _delay(m, y1, l_sc, "y")
-        m.d.comb += [relu_fwd.i.valid.eq(1), relu_fwd.i.payload.eq(s_val),
-                     lossgrad.i.valid.eq(1), lossgrad.i.payload.y_hat.eq(s_val),
-                     lossgrad.i.payload.y.eq(y_s)]
-        s_out = _delay(m, s_val, l_out, "s_out")
-        e_out = _delay(m, lossgrad.o.payload, l_out - lossgrad.latency, "e_out")
-        a_out = _delay(m, relu_fwd.o.payload, 1, "a_out")
-        sc = {k: _delay(m, v, l_sc + l_out, f"sc_{k}", k != "valid") for k, v in e1.items() if k != "z"}
+        # scaling, then NITRO-ReLU (a) and the loss gradient (e), all leaving together
+        m.d.comb += [scale.valid.eq(e1["valid"] & is_scale), scale.z.eq(e1["z"]), scale.y.eq(y1),
+                     scale.mult.eq(cmd.sc_mult), scale.shift.eq(cmd.sc_shift)]
+        s_out, a_out, e_out = scale.s, scale.a, scale.e
+        sc = {k: delayed(m, v, scale.latency, f"sc_{k}", k != "valid") for k, v in e1.items() if k != "z"}
         sc_valid = sc["valid"] & is_scale
 
         # IntegerSGD update, behind one register level (lane select -> register)
-        w2 = _reg(signed(WB))
+        w2 = data_reg(signed(WB))
         e2 = {k: Signal(v.shape(), name=f"e2_{k}", reset_less=k != "valid") for k, v in e1.items()}
         m.d.sync += [w2.eq(w1)] + [e2[k].eq(v) for k, v in e1.items()]
         m.d.comb += [
@@ -508,7 +460,7 @@ class Engine(wiring.Component):
             sgd.i.payload.d_mult.eq(cmd.d_mult), sgd.i.payload.d_shift.eq(cmd.d_shift),
             sgd.i.payload.e_mult.eq(cmd.e_mult), sgd.i.payload.e_shift.eq(cmd.e_shift),
         ]
-        sg = {k: _delay(m, v, sgd.latency, f"sg_{k}", k != "valid") for k, v in e2.items() if k != "z"}
+        sg = {k: delayed(m, v, sgd.latency, f"sg_{k}", k != "valid") for k, v in e2.items() if k != "z"}
         # WMEM read-modify-write: a row's word is read on L consecutive cycles (E0) and first
         # written RL + 1 + sgd.latency cycles after the first read, so never in a read cycle
         # (the memories have no read/write collision logic, see hw.engine.memory)
@@ -517,17 +469,9 @@ class Engine(wiring.Component):
         w_new = sgd.o.payload
 
         # ---- row path: NITRO-ReLU backward (the row's SMEM word arrives RL cycles later) ---------
-        rb_fire = row_v & is_rbwd
-        rb1_valid = _delay(m, rb_fire & (m_row < m_len), RL, "rb1_valid", False)
-        rb1_row = _delay(m, row_data, RL, "rb1_row")
-        rb1_addr = _delay(m, row_addr[1], RL, "rb1_addr")
-        for j, u in enumerate(relu_bwd):
-            m.d.comb += [u.i.valid.eq(rb1_valid), u.i.payload.delta.eq(rb1_row[j]),
-                         u.i.payload.s.eq(sm.e_rd_data.word_select(j, AB).as_signed())]
-        l_rb = relu_bwd[0].latency
-        rb_valid = _delay(m, rb1_valid, l_rb, "rb_valid", False)
-        rb_addr = _delay(m, rb1_addr, l_rb, "rb_addr")
-        rb_word = Cat(*(u.o.payload[:DB] for u in relu_bwd))
+        m.d.comb += [rbwd.valid.eq(row_v & is_rbwd & (m_row < m_len)), rbwd.row.eq(row_data),
+                     rbwd.addr.eq(row_addr[1]), rbwd.s_word.eq(sm.e_rd_data)]
+        rb_valid, rb_addr, rb_word = rbwd.out_valid, rbwd.out_addr, rbwd.out_word
 
         # ---- memory ports: the engine's set and the host's ---------------------------------------
         def lane_en(lane, on):
@@ -579,13 +523,13 @@ class Engine(wiring.Component):
         # ---- host read mux: every source through a two-level select ------------------------------
         srcs = {sel: mem.h_rd_data for sel, (mem, _, _) in mems.items()}
         srcs[SEL_CTR] = ctr.rd_data
-        hr_sel = _delay(m, self.hr_sel, RL, "hr_sel")
-        part = [_reg(p.word_bits, name=f"hr_part{g}") for g in range(4)]  # by hr_sel[2:]
+        hr_sel = delayed(m, self.hr_sel, RL, "hr_sel")
+        part = [data_reg(p.word_bits, name=f"hr_part{g}") for g in range(4)]  # by hr_sel[2:]
         for sel, v in srcs.items():
             with m.If(hr_sel[:2] == sel % 4):
                 m.d.sync += part[sel // 4].eq(v)
-        hr_sel2 = _delay(m, hr_sel[2:], 1, "hr_sel")
-        hr_q = _reg(p.word_bits)
+        hr_sel2 = delayed(m, hr_sel[2:], 1, "hr_sel")
+        hr_q = data_reg(p.word_bits)
         m.d.sync += hr_q.eq(Array(part)[hr_sel2])
         m.d.comb += self.hr_data.eq(hr_q)
         return m

@@ -1,0 +1,18 @@
+"""Register helpers of the core's free-running pipelines (nothing in them stalls)."""
+from __future__ import annotations
+
+from amaranth import Module, Signal
+
+
+def data_reg(*args, **kwargs) -> Signal:
+    """A data register: no reset (only control state is reset, so the reset net stays small)."""
+    return Signal(*args, reset_less=True, **kwargs)
+
+
+def delayed(m: Module, v, n: int, name: str, reset_less: bool = True):
+    """`v` delayed by n clock cycles (plain registers)."""
+    for k in range(n):
+        r = Signal(v.shape(), name=f"{name}_d{k + 1}", reset_less=reset_less)
+        m.d.sync += r.eq(v)
+        v = r
+    return v
