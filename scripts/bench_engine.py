@@ -178,6 +178,11 @@ def bench_ebr() -> Path:
     return out
 
 
+def _resource_table(util: dict) -> list[str]:
+    return (["| resource | used | available | % |", "|---|---:|---:|---:|"]
+            + [f"| {k} | {v['used']} | {v['available']} | {v['percent']} |" for k, v in util.items()])
+
+
 def write_readme() -> None:
     lines = ["# Streaming NITRO-D engine: recorded results", "",
              "Produced by `scripts/bench_engine.py` (see its docstring). One generated engine: 8x8 "
@@ -226,9 +231,7 @@ def write_readme() -> None:
             lines.append(f"| {seed} | {v['fmax_mhz']} | {cp.get('delay_ns')} ns: {cp.get('from')} -> "
                          f"{cp.get('to')} ({cp.get('cells')} cells, routing {cp.get('routing_ns')} ns) | "
                          f"{v['nextpnr_s'] / 60:.0f} min |")
-        lines += ["", "| resource | used | available | % |", "|---|---:|---:|---:|"]
-        lines += [f"| {k} | {v['used']} | {v['available']} | {v['percent']} |"
-                  for k, v in r["utilization"].items()]
+        lines += [""] + _resource_table(r["utilization"])
         lines += ["", f"Projected training throughput at the worst Fmax ({r['worst_fmax_mhz']} MHz): "
                   + ", ".join(f"{k}: {v:.0f} images/s" for k, v in r["projected_img_s_at_worst_fmax"].items())
                   + f" (golden model on this CPU: {r['golden_model_cpu_img_s']:.0f} images/s).", ""]
@@ -243,11 +246,7 @@ def write_readme() -> None:
                   "77 000 overused wires after 20 minutes (seed 1), as had the netlist before the "
                   "ping-pong set select was replicated (estimate 46.36 MHz) after 16. The same RTL with "
                   "a quarter of the scratchpads places at 53.97 MHz: the slow paths are logic, not the "
-                  "block RAMs.", "",
-                  "| resource | used | available | % |", "|---|---:|---:|---:|"]
-        lines += [f"| {k} | {v['used']} | {v['available']} | {v['percent']} |"
-                  for k, v in r["utilization"].items()]
-        lines.append("")
+                  "block RAMs.", ""] + _resource_table(r["utilization"]) + [""]
     e = OUT / "ebr_outreg.json"
     if e.exists():
         r = json.loads(e.read_text())
