@@ -40,7 +40,7 @@ follow the last write two cycles later (the write then enters its set's pipeline
 """
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -50,16 +50,16 @@ from hw.stream_unit import skid_capacity, skid_output
 from hw.sgd import IntegerSGDUpdate
 
 from .counters import PhaseCounters
-from .memory import READ_LATENCY, WRITE_LATENCY, PingPongMemory
+from .memory import READ_LATENCY, WRITE_LATENCY
 from .outputs import ReluBackwardRow, ScalePipeline
+from .scratchpads import HOST_READ_LATENCY, Scratchpads
 from .pipeline import data_reg, delayed
 from .params import (
-    ADDR_W, CMD_WORD_BITS, OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD,
-    SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_CTR, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM, SEL_YMEM,
+    ADDR_W, CMD_WORD_BITS, MEM_NAMES, OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD,
+    SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM, SEL_YMEM,
     EngineParams, command_layout,
 )
 
-HOST_READ_LATENCY = READ_LATENCY + 2  # memory pipeline + a two-level registered source select
 # copies of replicated control registers (hw.fanout): each drives one slice of its loads
 CMD_GROUPS = 6  # the command register's load enable
 SER_GROUPS = 4  # the serializer's row load / shift (then one more for its addresses)
@@ -93,31 +93,20 @@ class Engine(wiring.Component):
         L, LB = p.lanes, p.lane_bits
         AB, WB, DB = p.act_bits, p.weight_bits, p.delta_bits
 
-        # ---- memories: the engine's set and the host's (`bank` picks the engine's) -----------
-        mems = {}
+        # ---- scratchpads: the engine's set and the host's (`bank` picks the engine's) ---------
+        m.submodules.spads = sp = Scratchpads(p)
         side = Signal()
         with m.If(self.swap & ~self.busy):
             m.d.sync += side.eq(~side)
-        m.d.comb += self.bank.eq(side)
-
-        def memory(sel: int, name: str, lane_w: int | None, width: int | None = None):
-            w = width if width is not None else lane_w * L
-            mem = PingPongMemory(w, p.depth(sel), lane_w)
-            m.submodules[name] = mem
-            m.d.comb += mem.side.eq(side)
-            mems[sel] = (mem, lane_w, w)
-            return mem
-
+        m.d.comb += [self.bank.eq(side), sp.side.eq(side), sp.hw_en.eq(self.hw_en),
+                     sp.hw_sel.eq(self.hw_sel), sp.hw_addr.eq(self.hw_addr),
+                     sp.hw_data.eq(self.hw_data), sp.hr_sel.eq(self.hr_sel),
+                     sp.hr_addr.eq(self.hr_addr), self.hr_data.eq(sp.hr_data)]
+        ac, ar, wm, wt, dm, sm, ym, cm = (
+            getattr(sp, f"{MEM_NAMES[sel]}_rd_data") for sel in
+            (SEL_AMEM_C, SEL_AMEM_R, SEL_WMEM, SEL_WTMEM, SEL_DMEM, SEL_SMEM, SEL_YMEM, SEL_CMEM))
         cmd_w = p.cmd_bits
         ncw = p.cmd_words
-        ac = memory(SEL_AMEM_C, "amem_c", AB)
-        ar = memory(SEL_AMEM_R, "amem_r", AB)
-        wm = memory(SEL_WMEM, "wmem", WB)
-        wt = memory(SEL_WTMEM, "wtmem", WB)
-        dm = memory(SEL_DMEM, "dmem", DB)
-        sm = memory(SEL_SMEM, "smem", AB)
-        ym = memory(SEL_YMEM, "ymem", AB)
-        cm = memory(SEL_CMEM, "cmem", None, CMD_WORD_BITS)
 
         # ---- units --------------------------------------------------------------------------
         m.submodules.mac = mac = MacArray(p.rows, p.cols, AB, DB, p.acc_bits)
@@ -133,7 +122,7 @@ class Engine(wiring.Component):
         cmd_sr = data_reg(ncw * CMD_WORD_BITS)
         # CMEM words shift in from the top every cycle (no enable on 512 flip-flops): in LOAD it
         # holds the ncw words FETCH read, in order
-        m.d.sync += cmd_sr.eq(Cat(cmd_sr[CMD_WORD_BITS:], cm.e_rd_data))
+        m.d.sync += cmd_sr.eq(Cat(cmd_sr[CMD_WORD_BITS:], cm))
         busy = Signal()
         done = Signal()
         # pipeline flush after the last C row: serializer, the element's memory read, the deepest
@@ -311,16 +300,16 @@ class Engine(wiring.Component):
                 with m.Else():
                     m.d.sync += [b_tile.eq(b_tile + cmd.b_sn), b_addr.eq(b_tile + cmd.b_sn)]
 
-        a_word = Mux(cmd.a_sel, ar.e_rd_data, ac.e_rd_data)  # a_sel is constant during a command
+        a_word = Mux(cmd.a_sel, ar, ac)  # a_sel is constant during a command
         # Cat of signed WB-bit slices would not sign-extend: widen each lane explicitly.
         b_lanes = Signal(data.ArrayLayout(signed(DB), L))
         with m.Switch(cmd.b_sel):
             with m.Case(0):
-                m.d.comb += [b_lanes[j].eq(wm.e_rd_data.word_select(j, WB).as_signed()) for j in range(L)]
+                m.d.comb += [b_lanes[j].eq(wm.word_select(j, WB).as_signed()) for j in range(L)]
             with m.Case(1):
-                m.d.comb += [b_lanes[j].eq(wt.e_rd_data.word_select(j, WB).as_signed()) for j in range(L)]
+                m.d.comb += [b_lanes[j].eq(wt.word_select(j, WB).as_signed()) for j in range(L)]
             with m.Default():
-                m.d.comb += [b_lanes[j].eq(dm.e_rd_data.word_select(j, DB).as_signed()) for j in range(L)]
+                m.d.comb += [b_lanes[j].eq(dm.word_select(j, DB).as_signed()) for j in range(L)]
         # operand registers: the source select and sign extension get a stage of their own
         a_q = data_reg(AB * L)
         b_q = data_reg(data.ArrayLayout(signed(DB), L))
@@ -440,8 +429,8 @@ class Engine(wiring.Component):
         e0 = {"valid": e0_valid, "z": ser_row[0], "j": ser_j, "r": ser_m[:LB], "a0": ser_col,
               "a1": ser_rowa[1], "a2": ser_rowa[2], "a3": ser_rowa[3], "a4": ser_tcol}
         e1 = {k: delayed(m, v, RL, f"e_{k}", k != "valid") for k, v in e0.items()}
-        y1 = ym.e_rd_data.word_select(e1["j"], AB).as_signed()
-        w1 = wm.e_rd_data.word_select(e1["j"], WB).as_signed()
+        y1 = ym.word_select(e1["j"], AB).as_signed()
+        w1 = wm.word_select(e1["j"], WB).as_signed()
 
         # scaling, then NITRO-ReLU (a) and the loss gradient (e), all leaving together
         m.d.comb += [scale.valid.eq(e1["valid"] & is_scale), scale.z.eq(e1["z"]), scale.y.eq(y1),
@@ -470,66 +459,39 @@ class Engine(wiring.Component):
 
         # ---- row path: NITRO-ReLU backward (the row's SMEM word arrives RL cycles later) ---------
         m.d.comb += [rbwd.valid.eq(row_v & is_rbwd & (m_row < m_len)), rbwd.row.eq(row_data),
-                     rbwd.addr.eq(row_addr[1]), rbwd.s_word.eq(sm.e_rd_data)]
+                     rbwd.addr.eq(row_addr[1]), rbwd.s_word.eq(sm)]
         rb_valid, rb_addr, rb_word = rbwd.out_valid, rbwd.out_addr, rbwd.out_word
 
-        # ---- memory ports: the engine's set and the host's ---------------------------------------
+        # ---- the engine's scratchpad ports ----------------------------------------------------
         def lane_en(lane, on):
             return Mux(on, Const(1, L) << lane, 0)
 
-        # A host write is registered per memory first: the host data register reaches every
-        # memory across the die. Address and data are copied every cycle into one register per
-        # memory (hw.fanout keeps the copies apart; loading them only for their memory's writes
-        # put the select decode in front of ~80 enables, 7.2 ns); they are used only when the
-        # registered write enable is. Host and engine have their own sets (PingPongMemory).
-        def host_or(sel, addr, dat, en):
-            mem, lane_w, width = mems[sel]
-            full = (1 << (L if lane_w else 1)) - 1
-            h_en = Signal(name=f"host_wr{sel}")
-            h_addr, = replicated_reg(m, platform, self.hw_addr, 1, f"host_wr{sel}_addr")
-            h_data, = replicated_reg(m, platform, self.hw_data[:width], 1, f"host_wr{sel}_data")
-            m.d.sync += h_en.eq(self.hw_en & (self.hw_sel == sel))
-            m.d.comb += [mem.h_wr_addr.eq(h_addr), mem.h_wr_data.eq(h_data),
-                         mem.h_wr_en.eq(Mux(h_en, full, 0)),
-                         mem.e_wr_addr.eq(addr), mem.e_wr_data.eq(dat), mem.e_wr_en.eq(en)]
+        def write(sel, addr, dat, en):
+            name = MEM_NAMES[sel]
+            m.d.comb += [getattr(sp, f"{name}_wr_addr").eq(addr),
+                         getattr(sp, f"{name}_wr_data").eq(dat), getattr(sp, f"{name}_wr_en").eq(en)]
 
         sc_val = Mux(is_relu, a_out, e_out)
-        host_or(SEL_AMEM_C, sc["a0"], _rep(sc_val[:AB], L), lane_en(sc["r"], sc_valid))
-        host_or(SEL_AMEM_R, sc["a1"], _rep(a_out[:AB], L), lane_en(sc["j"], sc_valid & is_relu))
+        write(SEL_AMEM_C, sc["a0"], _rep(sc_val[:AB], L), lane_en(sc["r"], sc_valid))
+        write(SEL_AMEM_R, sc["a1"], _rep(a_out[:AB], L), lane_en(sc["j"], sc_valid & is_relu))
         e_ext = Signal(signed(DB))
         m.d.comb += e_ext.eq(e_out)
-        host_or(SEL_DMEM, Mux(rb_valid, rb_addr, sc["a1"]), Mux(rb_valid, rb_word, _rep(e_ext, L)),
-                Mux(rb_valid, (1 << L) - 1, lane_en(sc["j"], sc_valid & is_loss)))
-        host_or(SEL_SMEM, sc["a2"], _rep(s_out[:AB], L), lane_en(sc["j"], sc_valid))
-        host_or(SEL_WMEM, sg["a3"], _rep(w_new[:WB], L), lane_en(sg["j"], sg_valid))
-        host_or(SEL_WTMEM, sg["a4"], _rep(w_new[:WB], L), lane_en(sg["r"], sg_valid & cmd.wt_en))
-        host_or(SEL_YMEM, 0, 0, 0)
-        host_or(SEL_CMEM, 0, 0, 0)
-
-        ha = self.hr_addr
+        write(SEL_DMEM, Mux(rb_valid, rb_addr, sc["a1"]), Mux(rb_valid, rb_word, _rep(e_ext, L)),
+              Mux(rb_valid, (1 << L) - 1, lane_en(sc["j"], sc_valid & is_loss)))
+        write(SEL_SMEM, sc["a2"], _rep(s_out[:AB], L), lane_en(sc["j"], sc_valid))
+        write(SEL_WMEM, sg["a3"], _rep(w_new[:WB], L), lane_en(sg["j"], sg_valid))
+        write(SEL_WTMEM, sg["a4"], _rep(w_new[:WB], L), lane_en(sg["r"], sg_valid & cmd.wt_en))
         reads = {
             SEL_AMEM_C: a_addr, SEL_AMEM_R: a_addr, SEL_WMEM: Mux(is_sgd, ser_rowa[3], b_addr),
             SEL_WTMEM: b_addr, SEL_DMEM: b_addr, SEL_SMEM: row_addr[2], SEL_YMEM: ser_rowa[3],
             SEL_CMEM: (pc * ncw + fw)[:ADDR_W],
         }
         for sel, addr in reads.items():
-            m.d.comb += [mems[sel][0].e_rd_addr.eq(addr), mems[sel][0].h_rd_addr.eq(ha)]
+            m.d.comb += getattr(sp, f"{MEM_NAMES[sel]}_rd_addr").eq(addr)
 
         # ---- performance counters (read through the host port as SEL_CTR) ----------------------
         m.submodules.counters = ctr = PhaseCounters(RL)
         m.d.comb += [ctr.events.eq(Mux(busy, Cat(1, mac_fire, mac.i.valid & ~mac.i.ready, in_wait), 0)),
-                     ctr.phase.eq(cmd.phase), ctr.clear.eq(self.ctr_clear), ctr.rd_addr.eq(ha[:6])]
-
-        # ---- host read mux: every source through a two-level select ------------------------------
-        srcs = {sel: mem.h_rd_data for sel, (mem, _, _) in mems.items()}
-        srcs[SEL_CTR] = ctr.rd_data
-        hr_sel = delayed(m, self.hr_sel, RL, "hr_sel")
-        part = [data_reg(p.word_bits, name=f"hr_part{g}") for g in range(4)]  # by hr_sel[2:]
-        for sel, v in srcs.items():
-            with m.If(hr_sel[:2] == sel % 4):
-                m.d.sync += part[sel // 4].eq(v)
-        hr_sel2 = delayed(m, hr_sel[2:], 1, "hr_sel")
-        hr_q = data_reg(p.word_bits)
-        m.d.sync += hr_q.eq(Array(part)[hr_sel2])
-        m.d.comb += self.hr_data.eq(hr_q)
+                     ctr.phase.eq(cmd.phase), ctr.clear.eq(self.ctr_clear),
+                     ctr.rd_addr.eq(self.hr_addr[:6]), sp.ctr_data.eq(ctr.rd_data)]
         return m
