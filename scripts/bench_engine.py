@@ -243,7 +243,7 @@ def write_readme() -> None:
                   f"nextpnr's estimate after placement: **{r['pre_route_fmax_estimate_mhz']} MHz** "
                   f"(target {r['target_mhz']} MHz): timing closure of the streaming engine is open "
                   "work. Routing did not finish on this 2-core machine: router1 on this netlist still had "
-                  "77 000 overused wires after 20 minutes (seed 1), as had the netlist before the "
+                  "72 000 overused wires after 36 minutes (seed 1), as had the netlist before the "
                   "ping-pong set select was replicated (estimate 46.36 MHz) after 16. The same RTL with "
                   "a quarter of the scratchpads places at 53.97 MHz: the slow paths are logic, not the "
                   "block RAMs.", ""] + _resource_table(r["utilization"]) + [""]
