@@ -18,7 +18,7 @@ def shared_dir() -> Path:
 @pytest.fixture
 def tampered_mlp_set(shared_dir, tmp_path):
     """A copy of the official `mlp` vector set in tmp_path with step-2 arrays changed:
-    tamper({array: (index, delta), ...}) -> the folder."""
+    tamper({array: (index, delta) or None (dropped), ...}) -> the folder."""
     import shutil
 
     import numpy as np
@@ -30,8 +30,11 @@ def tampered_mlp_set(shared_dir, tmp_path):
                 shutil.copy(f, tmp_path / f.name)
         with np.load(src / "mlp_step2.npz") as f:
             arrays = {k: f[k] for k in f.files}
-        for name, (index, delta) in changes.items():
-            arrays[name][index] += delta
+        for name, change in changes.items():
+            if change is None:
+                del arrays[name]
+            else:
+                arrays[name][change[0]] += change[1]
         np.savez(tmp_path / "mlp_step2.npz", **arrays)
         return tmp_path
 

@@ -40,6 +40,14 @@ def test_engine_conform_reports_first_mismatch(tampered_mlp_set, capsys):
     assert "MISMATCH step 2, array 'fwd/non_linearity_01' at index (3, 7)" in out
 
 
+def test_engine_conform_refuses_a_set_lacking_an_engine_array(tampered_mlp_set, capsys):
+    """An array the engine produces but the set lacks would go unchecked: refused before building."""
+    folder = tampered_mlp_set({"bwd_out/non_linearity_01": None})
+    assert main(["conform", "--engine", str(folder), "mlp"]) == 2
+    err = capsys.readouterr().err
+    assert "mlp step 2 lacks bwd_out/non_linearity_01" in err and err.count("\n") == 1
+
+
 def test_engine_conform_refuses_a_cnn_set(shared_dir, capsys):
     assert main(["conform", "--engine", str(shared_dir / "refvectors"), "cnn"]) == 2
     err = capsys.readouterr().err

@@ -37,18 +37,31 @@ class ConformRun(SimJob):
     FILE: ClassVar[str] = "conform_run.json"
 
 
-def engine_arrays(spec, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Reference array name -> the tensor the engine stored (exact dtype conversions: the
-    engine's int8 lanes to int8, its int24 deltas to the reference's int32)."""
-    out = {f"fwd/{spec.output_scaling.name}": outputs["out.yhat"].astype(np.int8),
-           "loss_grad/output": outputs["out.e.c"].astype(np.int8)}
+def engine_array_map(spec) -> dict[str, tuple[str, type]]:
+    """Reference array name -> (the engine tensor that holds it, the reference's dtype; the
+    conversions are exact: int8 lanes to int8, the int24 deltas to int32)."""
+    out = {f"fwd/{spec.output_scaling.name}": ("out.yhat", np.int8),
+           "loss_grad/output": ("out.e.c", np.int8)}
     for b in spec.blocks.values():
-        out[f"fwd/{b.scaling.name}"] = outputs[f"{b.name}.s"].astype(np.int8)
-        out[f"fwd/{b.relu.name}"] = outputs[f"{b.name}.a.c"].astype(np.int8)
-        out[f"fwd/{b.pred_scaling.name}"] = outputs[f"{b.name}.yhat"].astype(np.int8)
-        out[f"loss_grad/{b.name}"] = outputs[f"{b.name}.e.c"].astype(np.int8)
-        out[f"bwd_out/{b.relu.name}"] = outputs[f"{b.name}.delta"].astype(np.int32)
+        out |= {f"fwd/{b.scaling.name}": (f"{b.name}.s", np.int8),
+                f"fwd/{b.relu.name}": (f"{b.name}.a.c", np.int8),
+                f"fwd/{b.pred_scaling.name}": (f"{b.name}.yhat", np.int8),
+                f"loss_grad/{b.name}": (f"{b.name}.e.c", np.int8),
+                f"bwd_out/{b.relu.name}": (f"{b.name}.delta", np.int32)}
     return out
+
+
+def required_arrays(net, step: str) -> list[str]:
+    """The set's arrays a replay on the engine compares (or, `wupd/*`, derives its weights from)."""
+    if step == "after":
+        return ([f"{k}.weight" for k in net.params] + ["pred_out", "pred_class"]
+                + [f"pred_local/{b}" for b in net.spec.blocks])
+    return [*engine_array_map(net.spec), *(f"wupd/{k}" for k in net.params)]
+
+
+def engine_arrays(spec, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The reference arrays the engine produced in one step."""
+    return {name: outputs[t].astype(dt) for name, (t, dt) in engine_array_map(spec).items()}
 
 
 async def conform_main(dut) -> None:
@@ -65,35 +78,33 @@ async def conform_main(dut) -> None:
     eng = EngineBackend(dut, prog)
     await eng.load_weights(vs.net.params)
     weights = {f"{k}.weight": np.asarray(v, np.int32) for k, v in vs.net.params.items()}
-    copies = {k for k, lm in prog.layers.items() if lm.wt is not None}
     reports = []
     for k in (key for key in vs.refs if key != "after"):
         hw = await eng.train_step(vs.data[f"step{k}_x"], vs.data[f"step{k}_y_onehot"], vs.lr_inv)
         ours = engine_arrays(spec, hw.outputs)
-        ref = {name: a for name, a in vs.refs[k].items() if name in ours}
+        ref = {name: vs.refs[k][name] for name in ours}
         for name in weights:
             layer = name.removesuffix(".weight")
             weights[name] = (weights[name].astype(np.int64) - vs.refs[k][f"wupd/{layer}"]).astype(np.int32)
-        reports.append(_compare(k, ref, ours, weights, hw, copies))
-    hw_w = {f"{k}.weight": v for k, v in hw.weights.items()}  # after the last step
+        reports.append(_compare(k, ref, ours, weights, hw))
     pred = await eng.predict(vs.data["test_x"])
     ours = {"pred_out": pred["out"], "pred_class": np.argmax(pred["out"], axis=1).astype(np.int64),
             **{f"pred_local/{b}": v for b, v in pred.items() if b != "out"}}
     final = vs.refs["after"]
-    reports.append(_compare("after", {n: a for n, a in final.items() if n in ours}, ours,
-                            {n: a for n, a in final.items() if n in hw_w}, hw, copies))
+    reports.append(_compare("after", {n: final[n] for n in ours}, ours,
+                            {n: final[n] for n in weights}, hw))
     Path(RESULT_FILE).write_text(json.dumps([{"step": r.step, "arrays": r.arrays,
                                               "mismatches": [asdict(m) for m in r.mismatches]}
                                              for r in reports]))
 
 
-def _compare(step: str, ref: dict, ours: dict, weights: dict, hw, copies: set[str]) -> StepReport:
+def _compare(step: str, ref: dict, ours: dict, weights: dict, hw) -> StepReport:
     """Outputs and weights (and the engine's transposed weight copies) against the set."""
     ref, ours = dict(ref), dict(ours)
     for name, w in weights.items():
         layer = name.removesuffix(".weight")
         ref[name], ours[name] = w, hw.weights[layer].astype(np.int32)
-        if layer in copies:
+        if layer in hw.wcopies:
             label = f"{name} (engine's transposed copy)"
             ref[label], ours[label] = w, hw.wcopies[layer].astype(np.int32)
     return compare_arrays(step, ref, ours)
@@ -114,6 +125,12 @@ def run_engine_conformance(vec_dir: str | Path, tag: str,
     vs = load_set(vec_dir, tag)
     p = EngineParams()
     lower(compile_network(vs.net.spec, len(vs.data["step1_x"]), p, vs.lr_inv))
+    for step, ref in vs.refs.items():  # every array the engine produces must be in the set
+        missing = [n for n in required_arrays(vs.net, step) if n not in ref]
+        if missing:
+            raise NitroError(f"conform --engine: {tag} step {step} lacks {', '.join(missing[:3])}"
+                             f"{' ...' if len(missing) > 3 else ''}: the engine's arrays could not "
+                             f"all be compared")
     build = build_engine(p)
     tdir = Path(work_dir) if work_dir else build.build_dir / f"conform-{tag}-{os.getpid()}"
     t0 = time.perf_counter()
