@@ -94,6 +94,11 @@ def _pack(layout: data.StructLayout, fields: dict) -> int:
     return value
 
 
+def bus_words(value: int, n: int) -> list[int]:
+    """An integer as n 64-bit words, least significant first (how memory holds commands)."""
+    return [(value >> (64 * k)) & ((1 << 64) - 1) for k in range(n)]
+
+
 def load(t: Transfer) -> Command:
     return Command(SOP_LOAD, t)
 

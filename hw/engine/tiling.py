@@ -22,7 +22,9 @@ from .params import (
     CTR_KINDS, MEM_NAMES, N_PHASES, OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SGD, SEL_CMEM, SEL_CTR,
     EngineParams,
 )
-from .program import END, PROGRAM_WORD_BITS, RUN, SWAP, Command, Transfer, beats_per_word, load, store
+from .program import (
+    END, PROGRAM_WORD_BITS, RUN, SWAP, Command, Transfer, beats_per_word, bus_words, load, store,
+)
 
 # slots an op reads (loaded before RUN) and writes (stored after RUN)
 READS = {OP_SCALE_LOSS: ("o3",), OP_RELU_BWD: ("o2",), OP_SGD: ("o3",)}
@@ -273,7 +275,7 @@ def ucode_words(ep: EngineProgram) -> np.ndarray:
     for i, tile in enumerate(ep.tiles):
         for j, v in enumerate((pack_command(p, tile.gemm.fields(prog.phases.index(tile.gemm.phase))),
                                end)):
-            out[i, j] = [(v >> (64 * w)) & ((1 << 64) - 1) for w in range(ncw)]
+            out[i, j] = bus_words(v, ncw)
     return out.reshape(-1)
 
 
@@ -281,6 +283,5 @@ def program_words(ep: EngineProgram) -> np.ndarray:
     words = PROGRAM_WORD_BITS // 64
     out = np.zeros((len(ep.commands), words), dtype=np.uint64)
     for i, c in enumerate(ep.commands):
-        v = c.pack()
-        out[i] = [(v >> (64 * w)) & ((1 << 64) - 1) for w in range(words)]
+        out[i] = bus_words(c.pack(), words)
     return out.reshape(-1)

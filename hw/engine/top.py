@@ -3,8 +3,9 @@
     s_axil (AXI4-Lite) -> ControlRegisters (hw.engine.control): prog_base, START, DONE/ERROR, irq
     m_axi  (AXI4)      <- DmaReader: program commands (Sequencer) and LOAD data (LoadUnit)
                        <- DmaWriter: STORE data (StoreUnit)
-    Engine (hw.engine.core): the MAC array, its output pipelines and the scratchpads; LOAD writes
-    and STORE reads them through the core's host ports while the core is idle; RUN starts it.
+    Engine (hw.engine.core): the MAC array, its output pipelines and the double-buffered
+    scratchpads; LOAD writes and STORE reads the host's set through the core's host ports (also
+    while the core runs in the other set); SWAP exchanges the sets; RUN starts the core.
 
 The sequencer runs the program (`hw.engine.program`): fetch a command (two bus words), then LOAD
 or STORE to completion; RUN starts the core and goes on, so transfers of the host's scratchpad

@@ -1,5 +1,5 @@
-"""LOAD and STORE units: 2-D blocks between external memory (through `hw.dma`) and the scratchpads
-(through the compute core's host ports, which the core lends while it is idle).
+"""LOAD and STORE units: 2-D blocks between external memory (through `hw.dma`) and the host's set
+of the double-buffered scratchpads (through the compute core's host ports).
 
 Both issue one DMA command per row (`ext + r * stride`, row_words * beats-per-word beats) and move
 the words in order to / from consecutive scratchpad addresses from `spad`. A scratchpad word takes
@@ -14,19 +14,20 @@ from amaranth.lib.wiring import In, Out
 
 from hw.dma import BEATS_W, command_layout as dma_command_layout
 
-from .core import HOST_READ_LATENCY
-from .params import ADDR_W, EngineParams
+from .params import ADDR_W, SEL_CTR, EngineParams
 from .program import EXT_ADDR_W, beats_per_word, transfer_layout
+from .scratchpads import HOST_READ_LATENCY
 
 STORE_FIFO_WORDS = 16  # scratchpad words read ahead of the bus (covers the read latency)
 
 
 def _wpb_table(p: EngineParams):
-    return Array(Const(beats_per_word(p, s) if s <= 8 else 1, 2) for s in range(16))
+    """Bus beats per word of every selector (the memories and the counters, SEL_CTR the last)."""
+    return Array(Const(beats_per_word(p, s) if s <= SEL_CTR else 1, 2) for s in range(16))
 
 
 def _max_wpb(p: EngineParams) -> int:
-    return max(beats_per_word(p, s) for s in range(9))
+    return max(beats_per_word(p, s) for s in range(SEL_CTR + 1))
 
 
 class _RowIssue:
@@ -56,7 +57,8 @@ class _RowIssue:
 
 
 def _word_counter(m: Module, x, step, name: str):
-    """Counts `step`s over rows x row_words words; returns (ptr, last word of the transfer)."""
+    """Counts `step`s over rows x row_words words; returns (ptr, col, row, `step` is the
+    transfer's last word)."""
     ptr = Signal(ADDR_W, name=f"{name}_ptr")
     col, row = Signal(16, name=f"{name}_col"), Signal(16, name=f"{name}_row")
     last = (col == x.row_words - 1) & (row == x.rows - 1)
@@ -69,25 +71,32 @@ def _word_counter(m: Module, x, step, name: str):
     return ptr, col, row, last
 
 
-class LoadUnit(wiring.Component):
+class _TransferUnit(wiring.Component):
+    """What both units have: cmd (a transfer), dma_cmd (to the DMA), busy, and the row issue."""
+
+    def __init__(self, p: EngineParams, ports: dict) -> None:
+        self.p = p
+        super().__init__({"cmd": In(stream.Signature(transfer_layout)),
+                          "dma_cmd": Out(stream.Signature(dma_command_layout(EXT_ADDR_W))),
+                          "busy": Out(1), **ports})
+
+    def _issue(self) -> tuple[Module, _RowIssue]:
+        m = Module()
+        return m, _RowIssue(m, self.p, self)
+
+
+class LoadUnit(_TransferUnit):
     """External memory -> scratchpad. Ports: cmd (a transfer), dma_cmd / dma_data (to a DmaReader),
     the core's host write port (wr_*), busy."""
 
     def __init__(self, p: EngineParams) -> None:
-        self.p = p
-        super().__init__({
-            "cmd": In(stream.Signature(transfer_layout)),
-            "dma_cmd": Out(stream.Signature(dma_command_layout(EXT_ADDR_W))),
-            "dma_data": In(stream.Signature(unsigned(p.bus_bits))),
-            "wr_en": Out(1), "wr_sel": Out(4), "wr_addr": Out(ADDR_W), "wr_data": Out(p.host_data_bits),
-            "busy": Out(1),
-        })
+        super().__init__(p, {"dma_data": In(stream.Signature(unsigned(p.bus_bits))),
+                             "wr_en": Out(1), "wr_sel": Out(4), "wr_addr": Out(ADDR_W),
+                             "wr_data": Out(p.host_data_bits)})
 
     def elaborate(self, platform) -> Module:
-        m = Module()
-        p, bb = self.p, self.p.bus_bits
-        iss = _RowIssue(m, p, self)
-        x = iss.x
+        m, iss = self._issue()
+        p, bb, x = self.p, self.p.bus_bits, iss.x
         beat = Signal(2)
         gather = Signal(_max_wpb(p) * bb)
         fire = self.dma_data.valid & self.dma_data.ready
@@ -111,27 +120,19 @@ class LoadUnit(wiring.Component):
         return m
 
 
-class StoreUnit(wiring.Component):
+class StoreUnit(_TransferUnit):
     """Scratchpad -> external memory. Ports: cmd (a transfer), the core's host read port (rd_*,
     data `HOST_READ_LATENCY` cycles after the address), dma_cmd / dma_data (to a DmaWriter), busy.
     Reads run ahead of the bus by at most `STORE_FIFO_WORDS` words (a credit count), so the
     free-running read pipeline never overruns the FIFO."""
 
     def __init__(self, p: EngineParams) -> None:
-        self.p = p
-        super().__init__({
-            "cmd": In(stream.Signature(transfer_layout)),
-            "rd_sel": Out(4), "rd_addr": Out(ADDR_W), "rd_data": In(p.word_bits),
-            "dma_cmd": Out(stream.Signature(dma_command_layout(EXT_ADDR_W))),
-            "dma_data": Out(stream.Signature(unsigned(p.bus_bits))),
-            "busy": Out(1),
-        })
+        super().__init__(p, {"rd_sel": Out(4), "rd_addr": Out(ADDR_W), "rd_data": In(p.word_bits),
+                             "dma_data": Out(stream.Signature(unsigned(p.bus_bits)))})
 
     def elaborate(self, platform) -> Module:
-        m = Module()
-        p, bb = self.p, self.p.bus_bits
-        iss = _RowIssue(m, p, self)
-        x = iss.x
+        m, iss = self._issue()
+        p, bb, x = self.p, self.p.bus_bits, iss.x
         reading = Signal()
         owed = Signal(range(STORE_FIFO_WORDS + 1))  # words read and not yet sent
         issue = reading & (owed < STORE_FIFO_WORDS)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.engine.compiler import Program, batch_tensors, set_lr, weight_tensors
+from hw.engine.counters import CTR_BITS
 from hw.engine.control import ERROR_NAMES, STATUS_DONE, STATUS_ERROR, control_map
 from hw.engine.image import tensor_from_words, tensor_span, tensor_words
 from hw.engine.params import CTR_KINDS
@@ -254,10 +255,12 @@ class EngineBackend:
             first, count = tensor_span(self.p, t)
             return tensor_from_words(self.p, t, words[first:first + count])
 
-        wts = {name: get(lm.w).T for name, lm in self.prog.layers.items()}
-        wcp = {name: get(lm.wt) for name, lm in self.prog.layers.items() if lm.wt is not None}
-        out = {name: get(t) for name, t in self.prog.tensors.items()}
-        vals = words[self.ep.ctr_ext // bb:][:N_COUNTERS].astype(np.int64) & ((1 << 40) - 1)
+        layers = self.prog.layers.items()
+        wts = {name: get(lm.w).T for name, lm in layers}
+        wcp = {name: get(lm.wt) for name, lm in layers if lm.wt is not None}
+        weights = {t.name for _, lm in layers for t in (lm.w, lm.wt) if t is not None}
+        out = {name: get(t) for name, t in self.prog.tensors.items() if name not in weights}
+        vals = words[self.ep.ctr_ext // bb:][:N_COUNTERS].astype(np.int64) & ((1 << CTR_BITS) - 1)
         k = len(CTR_KINDS)
         ctr = {ph: {CTR_KINDS[j]: int(vals[i * k + j]) for j in range(k)}
                for i, ph in enumerate(self.prog.phases)}

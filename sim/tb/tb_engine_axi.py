@@ -12,7 +12,7 @@ from cocotbext.axi import AxiBus, AxiRam
 from hw.engine.compiler import compile_network
 from hw.engine.control import ERR_BUS, ERR_OPCODE, STATUS_ERROR
 from hw.engine.params import EngineParams
-from hw.engine.program import PROGRAM_WORD_BITS, Command, Transfer, load
+from hw.engine.program import PROGRAM_WORD_BITS, Command, Transfer, bus_words, load
 from model.init import init_params
 from model.network import Network, Trace
 from model.spec import Hyper, build_mlp
@@ -73,9 +73,8 @@ async def training_steps_over_cocotbext_axi(dut):
 async def run_bad(eng, dut, command: Command) -> tuple[int, int]:
     """A one-command program; (status, error_code) after the interrupt."""
     base = 0x8_0000
-    words = command.pack()
-    await eng.write_memory([(base // 8, np.array([(words >> (64 * k)) & ((1 << 64) - 1)
-                                                  for k in range(PROGRAM_WORD_BITS // 64)], np.uint64))])
+    words = bus_words(command.pack(), PROGRAM_WORD_BITS // 64)
+    await eng.write_memory([(base // 8, np.array(words, np.uint64))])
     await eng.reg_write("prog_base_lo", base)
     await eng.reg_write("ctrl", 1)
     await with_timeout(RisingEdge(dut.irq), 20_000, "ns")
