@@ -29,9 +29,9 @@ one replicated per address group, `hw.fanout`); the counter read mux spans three
 and the host select two. Only control state has a reset.
 
 Host port (the LOAD / STORE side, also while the core runs): every scratchpad has two sets
-(`memory.PingPongMemory`); the core works in one (`bank`), the host port reaches the other, and
+(`memory.PingPongMemory`); the core works in one, the host port reaches the other, and
 `swap` (while idle) exchanges them. One write per cycle into any memory (hw_*), one read per cycle
-(hr_*, data `host_read_latency` cycles later) from any memory or from the performance counters
+(hr_*, data `HOST_READ_LATENCY` cycles later) from any memory or from the performance counters
 (SEL_CTR): counter index = phase * 4 + kind, kinds in `params.CTR_KINDS`, reset by `ctr_clear`.
 A host write presented in cycle w is registered per memory, then takes the memory's write
 pipeline (`WRITE_LATENCY`): it is in its RAM after the clock edge ending cycle w + 4; a read
@@ -52,7 +52,7 @@ from hw.sgd import IntegerSGDUpdate
 from .counters import PhaseCounters
 from .memory import READ_LATENCY, WRITE_LATENCY
 from .outputs import ReluBackwardRow, ScalePipeline
-from .scratchpads import HOST_READ_LATENCY, Scratchpads
+from .scratchpads import Scratchpads
 from .pipeline import data_reg, delayed
 from .params import (
     ADDR_W, CMD_WORD_BITS, MEM_NAMES, OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD,
@@ -70,15 +70,13 @@ def _rep(v, n: int):
 
 
 class Engine(wiring.Component):
-    host_read_latency = HOST_READ_LATENCY
-
     def __init__(self, params: EngineParams | None = None) -> None:
         self.p = p = params or EngineParams()
         self.cmd_layout = command_layout(p)
         hb = p.host_data_bits
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1), "ctr_clear": In(1),
-            "swap": In(1), "bank": Out(1),
+            "swap": In(1),
             "hw_en": In(1), "hw_sel": In(4), "hw_addr": In(ADDR_W), "hw_data": In(hb),
             "hr_sel": In(4), "hr_addr": In(ADDR_W), "hr_data": Out(p.word_bits),
         })
@@ -93,12 +91,12 @@ class Engine(wiring.Component):
         L, LB = p.lanes, p.lane_bits
         AB, WB, DB = p.act_bits, p.weight_bits, p.delta_bits
 
-        # ---- scratchpads: the engine's set and the host's (`bank` picks the engine's) ---------
+        # ---- scratchpads: the engine's set and the host's (`swap` exchanges them) ---------
         m.submodules.spads = sp = Scratchpads(p)
         side = Signal()
         with m.If(self.swap & ~self.busy):
             m.d.sync += side.eq(~side)
-        m.d.comb += [self.bank.eq(side), sp.side.eq(side), sp.hw_en.eq(self.hw_en),
+        m.d.comb += [sp.side.eq(side), sp.hw_en.eq(self.hw_en),
                      sp.hw_sel.eq(self.hw_sel), sp.hw_addr.eq(self.hw_addr),
                      sp.hw_data.eq(self.hw_data), sp.hr_sel.eq(self.hr_sel),
                      sp.hr_addr.eq(self.hr_addr), self.hr_data.eq(sp.hr_data)]
@@ -129,7 +127,6 @@ class Engine(wiring.Component):
         # output pipeline, the memories' write registers
         flush = L + 1 + RL + max(scale.latency, sgd.latency + 1,
                                  rbwd.unit_latency) + WRITE_LATENCY + p.wait_cycles
-        self.flush_cycles = flush
         wait_cnt = Signal(range(flush + 1))
         drain_done = Signal()
         in_wait = Signal()

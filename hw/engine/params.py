@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import signed, unsigned
+from amaranth import unsigned
 from amaranth.lib import data
 
 from model.numerics import NitroError
@@ -190,7 +190,3 @@ def command_layout(p: EngineParams) -> data.StructLayout:
         "d_mult": unsigned(gmw), "d_shift": unsigned(gsw),
         "e_mult": unsigned(emw), "e_shift": unsigned(esw),
     })
-
-
-def lanes_layout(n: int, width: int) -> data.ArrayLayout:
-    return data.ArrayLayout(signed(width), n)

@@ -28,7 +28,6 @@ from .counters import CTR_BITS
 from .params import SEL_CMEM, SEL_CTR, EngineParams
 
 SOP_END, SOP_LOAD, SOP_STORE, SOP_RUN, SOP_SWAP = 0, 1, 2, 3, 4
-SOP_NAMES = {SOP_END: "end", SOP_LOAD: "load", SOP_STORE: "store", SOP_RUN: "run", SOP_SWAP: "swap"}
 PROGRAM_WORD_BITS = 128
 EXT_ADDR_W = 32
 
