@@ -1,0 +1,145 @@
+"""The core's operand issue: loop counters (mt, nt, k) -> A and B word addresses -> the words read
+from the scratchpads -> one beat per cycle into the MAC array (K beats per C tile).
+
+The pipeline is free-running (nothing stalls a register): stage 1 is the memory address register,
+stage RL the memory output, stage RL + 1 the operand registers, then a skid FIFO into the array
+(`hw.stream_unit.skid_output`); a beat is issued only with a credit (fewer than `cap` beats
+between issue and the array). Loop-end tests are registered flags, not comparators in front of
+the address adders.
+"""
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.fanout import replicated_reg
+from hw.stream_unit import skid_capacity, skid_output
+
+from .memory import READ_LATENCY
+from .params import ADDR_W, EngineParams, command_layout
+from .pipeline import data_reg, delayed
+
+
+class OperandIssue(wiring.Component):
+    """`cmd`'s operand stream: `start` (the GEMM's DECODE cycle, two copies: 0 the counters, 1 the
+    issue flag) reloads the loops; `a_addr` / `b_addr` go to the A and B scratchpads, whose words
+    come back `READ_LATENCY` cycles later on `ac` / `ar` and `wm` / `wt` / `dm`; `o` is the MAC
+    array's input stream (`beat` its signature)."""
+
+    def __init__(self, p: EngineParams, beat: wiring.Signature) -> None:
+        self.p = p
+        L = p.lanes
+        super().__init__({
+            "cmd": In(command_layout(p)), "start": In(2),
+            "a_addr": Out(ADDR_W), "b_addr": Out(ADDR_W),
+            "ac": In(L * p.act_bits), "ar": In(L * p.act_bits),
+            "wm": In(L * p.weight_bits), "wt": In(L * p.weight_bits), "dm": In(L * p.delta_bits),
+            "o": Out(beat),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        p, cmd, RL = self.p, self.cmd, READ_LATENCY
+        L, AB, WB, DB = p.lanes, p.act_bits, p.weight_bits, p.delta_bits
+        start, start_issue = self.start[0], self.start[1]
+
+        # down-counters whose "at the end" flags are registers
+        k_last, n_last = data_reg(ADDR_W, name="k_last"), data_reg(ADDR_W, name="n_last")
+        k_rem, nt_rem, mt_rem = (data_reg(ADDR_W, name=n) for n in ("k_rem", "nt_rem", "mt_rem"))
+        k_end, nt_end, mt_end = data_reg(), data_reg(), data_reg()
+        k_one, n_one = data_reg(), data_reg()  # a reloaded loop of length 1 is at its end at once
+        k_first = data_reg()
+        issuing = Signal()
+        a_tile, b_tile = data_reg(ADDR_W, name="a_tile"), data_reg(ADDR_W, name="b_tile")
+        # Operand word addresses live in registers (the adders sit before them, not between a
+        # register and the memories): a = a_tile + k*a_sk, b = b_tile + k*b_sk.
+        a_addr, b_addr = data_reg(ADDR_W), data_reg(ADDR_W)
+        m.d.comb += [self.a_addr.eq(a_addr), self.b_addr.eq(b_addr)]
+        with m.If(start):
+            m.d.sync += [k_last.eq(cmd.k_len - 1), n_last.eq(cmd.n_tiles - 1),
+                         k_rem.eq(cmd.k_len - 1), nt_rem.eq(cmd.n_tiles - 1),
+                         mt_rem.eq(cmd.m_tiles - 1), mt_end.eq(cmd.m_tiles == 1),
+                         k_one.eq(cmd.k_len == 1), n_one.eq(cmd.n_tiles == 1),
+                         k_first.eq(1), a_tile.eq(cmd.a_base), a_addr.eq(cmd.a_base),
+                         b_tile.eq(cmd.b_base), b_addr.eq(cmd.b_base)]
+
+        # issue = issuing & (a credit), decided a cycle ahead from both next values, so the ~150
+        # issue-side enables hang off a register
+        issue, issue_n = Signal(), Signal()
+        # The loop-end flags' next values, so that `issue`, `k_end` and "k and n at their ends"
+        # are registered once per group of the ~100 address and counter bits they select
+        # (hw.fanout): 0 the counters, 1 the A addresses, 2 the B addresses. (One `issue`
+        # decoded with k_end & nt_end in front of every mux was the deepest issue path.)
+        k_end_n, nt_end_n = Signal(), Signal()
+        m.d.comb += [k_end_n.eq(k_end), nt_end_n.eq(nt_end)]
+        with m.If(start):
+            m.d.comb += [k_end_n.eq(cmd.k_len == 1), nt_end_n.eq(cmd.n_tiles == 1)]
+        with m.If(issue):
+            m.d.comb += k_end_n.eq(Mux(k_end, k_one, k_rem == 1))
+            with m.If(k_end):
+                m.d.comb += nt_end_n.eq(Mux(nt_end, n_one, nt_rem == 1))
+        m.d.sync += [k_end.eq(k_end_n), nt_end.eq(nt_end_n)]
+        issue_g = replicated_reg(m, platform, issue_n, 3, "issue")
+        k_end_g = replicated_reg(m, platform, k_end_n, 3, "k_end")
+        kn_end_g = replicated_reg(m, platform, k_end_n & nt_end_n, 3, "kn_end")
+        with m.If(issue_g[0]):
+            m.d.sync += [k_first.eq(k_end_g[0]), k_rem.eq(k_rem - 1)]
+            with m.If(k_end_g[0]):
+                m.d.sync += k_rem.eq(k_last)
+                with m.If(kn_end_g[0]):
+                    m.d.sync += [nt_rem.eq(n_last), mt_rem.eq(mt_rem - 1), mt_end.eq(mt_rem == 1)]
+                with m.Else():
+                    m.d.sync += nt_rem.eq(nt_rem - 1)
+        with m.If(issue_g[1]):
+            m.d.sync += a_addr.eq(a_addr + cmd.a_sk)
+            with m.If(k_end_g[1]):
+                with m.If(kn_end_g[1]):
+                    m.d.sync += [a_tile.eq(a_tile + cmd.a_sm), a_addr.eq(a_tile + cmd.a_sm)]
+                with m.Else():
+                    m.d.sync += a_addr.eq(a_tile)
+        with m.If(issue_g[2]):
+            m.d.sync += b_addr.eq(b_addr + cmd.b_sk)
+            with m.If(k_end_g[2]):
+                with m.If(kn_end_g[2]):
+                    m.d.sync += [b_tile.eq(cmd.b_base), b_addr.eq(cmd.b_base)]
+                with m.Else():
+                    m.d.sync += [b_tile.eq(b_tile + cmd.b_sn), b_addr.eq(b_tile + cmd.b_sn)]
+
+        # beat flags through the memory read: valid, first and last of a C tile's K beats
+        v = delayed(m, issue, RL + 1, "v", False)
+        first = delayed(m, k_first, RL + 1, "f")
+        last = delayed(m, k_end, RL + 1, "l")
+
+        # operand registers: the source select and sign extension get a stage of their own
+        a_q = data_reg(AB * L)
+        m.d.sync += a_q.eq(Mux(cmd.a_sel, self.ar, self.ac))  # a_sel is constant during a command
+        # Cat of signed WB-bit slices would not sign-extend: widen each lane explicitly.
+        b_q = data_reg(data.ArrayLayout(signed(DB), L))
+        with m.Switch(cmd.b_sel):
+            with m.Case(0):
+                m.d.sync += [b_q[j].eq(self.wm.word_select(j, WB).as_signed()) for j in range(L)]
+            with m.Case(1):
+                m.d.sync += [b_q[j].eq(self.wt.word_select(j, WB).as_signed()) for j in range(L)]
+            with m.Default():
+                m.d.sync += [b_q[j].eq(self.dm.word_select(j, DB).as_signed()) for j in range(L)]
+        beat = Signal(self.o.payload.shape())
+        m.d.comb += [beat.first.eq(first), beat.last.eq(last)]
+        m.d.comb += [beat.a[i].eq(a_q.word_select(i, AB).as_signed()) for i in range(L)]
+        m.d.comb += [beat.b[j].eq(b_q[j]) for j in range(L)]
+        cap = skid_capacity(RL + 1)
+        skid_output(m, v, beat.as_value(), self.o, cap)
+
+        # a beat the array accepted frees its credit a cycle later (the array's ready, through
+        # the credit adder into `issue` and its copies, was 7.9 ns): one more beat in flight at
+        # most, which the skid FIFO holds (cap >= RL + 3)
+        assert cap >= RL + 3
+        took = delayed(m, self.o.valid & self.o.ready, 1, "mac_took", False)
+        in_flight = Signal(range(cap + 1))
+        in_next = Signal.like(in_flight)
+        issuing_nx = Signal()
+        m.d.comb += [in_next.eq(in_flight + issue - took),
+                     issuing_nx.eq(Mux(start_issue, 1, issuing & ~(issue & k_end & nt_end & mt_end)))]
+        m.d.comb += issue_n.eq(issuing_nx & ~in_next[-1])  # cap is a power of two: top bit = full
+        m.d.sync += [in_flight.eq(in_next), issuing.eq(issuing_nx), issue.eq(issue_n)]
+        return m

@@ -1,0 +1,106 @@
+"""The core's command sequencer: fetches GEMM commands from the command scratchpad until an END,
+holds the current one in a register, and tells the issue and drain sides when one starts.
+
+A fixed flush (`flush` cycles after the last C row left the array) separates commands, so a
+command's reads never overtake the previous command's writes.
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.fanout import replicated_reg
+
+from .memory import READ_LATENCY
+from .params import ADDR_W, CMD_WORD_BITS, OP_END, EngineParams, command_layout
+from .pipeline import data_reg
+
+CMD_GROUPS = 6  # copies of the command register's load enable (hw.fanout)
+# copies of "a GEMM starts" (the DECODE cycle of a non-END command), each for one group of the
+# registers it loads: 0 the loop counters and drain counters, 1-3 output slot s's addresses,
+# 4 the issue flag
+GEMM_COPIES = 5
+
+
+class CommandSequencer(wiring.Component):
+    """start -> busy until an END command, then done. `cmd` is the command being run; `launch` is
+    high in its DECODE cycle, `gemm` (GEMM_COPIES copies) in the same cycle when it is a GEMM.
+    `drain_done` (its last C row has left the array) ends a command; `in_wait` marks the flush."""
+
+    def __init__(self, p: EngineParams, flush: int) -> None:
+        self.p, self.flush = p, flush
+        self.cmd_layout = command_layout(p)
+        super().__init__({
+            "start": In(1), "drain_done": In(1),
+            "cm_addr": Out(ADDR_W), "cm_data": In(CMD_WORD_BITS),
+            "busy": Out(1), "done": Out(1), "in_wait": Out(1),
+            "cmd": Out(self.cmd_layout), "launch": Out(1), "gemm": Out(GEMM_COPIES),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        p, RL = self.p, READ_LATENCY
+        ncw, cmd_w = p.cmd_words, p.cmd_bits
+        cmd = data_reg(self.cmd_layout)
+        pc = Signal(ADDR_W)
+        fw = Signal(range(ncw + RL))
+        busy, done = Signal(), Signal()
+        wait_cnt = Signal(range(self.flush + 1))
+        # CMEM words shift in from the top every cycle (no enable on 512 flip-flops): in LOAD it
+        # holds the ncw words FETCH read, in order
+        cmd_sr = data_reg(ncw * CMD_WORD_BITS)
+        m.d.sync += cmd_sr.eq(Cat(cmd_sr[CMD_WORD_BITS:], self.cm_data))
+        m.d.comb += [self.cm_addr.eq((pc * ncw + fw)[:ADDR_W]), self.busy.eq(busy),
+                     self.done.eq(done), self.cmd.eq(cmd)]
+
+        with m.FSM(name="seq") as seq:
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [pc.eq(0), busy.eq(1), done.eq(0)]
+                    m.next = "ARM"
+            with m.State("ARM"):  # one cycle: a host write of the cycle before `start` lands
+                m.next = "FETCH"
+            with m.State("FETCH"):  # ncw 64-bit words; the last arrives at fw = ncw + RL - 1
+                m.d.sync += fw.eq(fw + 1)
+                with m.If(fw == ncw + RL - 1):
+                    m.d.sync += fw.eq(0)
+                    m.next = "LOAD"
+            with m.State("LOAD"):  # the command register loads (below)
+                m.next = "DECODE"
+            with m.State("DECODE"):
+                with m.If(cmd.op == OP_END):
+                    m.d.sync += [busy.eq(0), done.eq(1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(self.drain_done):
+                    m.d.sync += wait_cnt.eq(self.flush)
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.comb += self.in_wait.eq(1)
+                m.d.sync += wait_cnt.eq(wait_cnt - 1)
+                with m.If(wait_cnt == 0):
+                    m.d.sync += pc.eq(pc + 1)
+                    m.next = "FETCH"
+
+        # "the LOAD cycle", registered from FETCH's last word and replicated per slice of the
+        # command register (one LOAD decode of the state register drove all ~430 enables), the
+        # last copy for `launch` and the GEMM start
+        load_g = replicated_reg(m, platform, seq.ongoing("FETCH") & (fw == ncw + RL - 1),
+                                CMD_GROUPS + 1, "load")
+        chunk = -(-cmd_w // CMD_GROUPS)
+        for g in range(CMD_GROUPS):
+            lo, hi = g * chunk, min((g + 1) * chunk, cmd_w)
+            with m.If(load_g[g]):
+                m.d.sync += cmd.as_value()[lo:hi].eq(cmd_sr[lo:hi])
+        launch = Signal()
+        m.d.sync += launch.eq(load_g[CMD_GROUPS])
+        # "the DECODE cycle of a GEMM command", registered from the command being loaded
+        # (launch & op != END decoded in front of ~300 enables was a deep, wide path)
+        incoming = data.View(self.cmd_layout, cmd_sr[:cmd_w])
+        gemm_g = replicated_reg(m, platform, load_g[CMD_GROUPS] & (incoming.op != OP_END),
+                                GEMM_COPIES, "gemm_launch")
+        m.d.comb += [self.launch.eq(launch), self.gemm.eq(Cat(*gemm_g))]
+        return m
