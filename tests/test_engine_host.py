@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hw.engine.params import (
-    OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, EngineParams,
+    OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, SEL_WMEM, SEL_WTMEM,
+    EngineParams,
 )
 from model.config import load_config
 from model.numerics import NitroError
@@ -31,11 +32,47 @@ def mnist_spec(hidden=(100, 50), **kw):
 def test_mnist_mlp_gemms_and_macs():
     prog = C.compile_network(mnist_spec(), 64)
     ops = [g.op for g in prog.gemms]
-    # forward x2, output fwd + update, 4 commands per block
-    assert ops == [OP_SCALE_RELU, OP_SCALE_RELU, OP_SCALE_LOSS, OP_SGD] + \
-        [OP_SCALE_LOSS, OP_RELU_BWD, OP_SGD, OP_SGD] * 2
+    # per block: forward, learning layer, delta, learning-layer update; output layer; the
+    # forward-layer updates last
+    assert ops == [OP_SCALE_RELU, OP_SCALE_LOSS, OP_RELU_BWD, OP_SGD] * 2 + [OP_SCALE_LOSS, OP_SGD] + \
+        [OP_SGD] * 2
     # useful MACs of one step: forward, learning, delta and gradient GEMMs of 784-100-50-10 at B=64
     assert sum(prog.macs.values()) == 64 * (2 * (784 * 100 + 100 * 50) + 5 * 50 * 10 + 3 * 100 * 10)
+
+
+@pytest.mark.parametrize("hidden", [[100, 50], [200, 100, 50], [37]])
+def test_step_order_keeps_every_dependency(hidden):
+    """The engine's GEMM order differs from the reference's backward order; it must still read
+    every tensor after the GEMM that writes it and before the GEMM that next overwrites it."""
+    from hw.engine.tiling import READ_ONLY, READS
+
+    prog = C.compile_network(mnist_spec(hidden), 64)
+    reads = [{g.a.name, g.b.name} | {g.outs[s].name for s in READS.get(g.op, ())} for g in prog.gemms]
+    writes = [{t.name for s, t in g.outs.items() if s not in READ_ONLY.get(g.op, ())}
+              for g in prog.gemms]
+    for i, r in enumerate(reads):
+        for j, w in enumerate(writes):
+            if j != i and r & w:  # j writes what i reads: only weights are written after a read
+                assert j < i or all(prog.tensors[n].sel in (SEL_WMEM, SEL_WTMEM) for n in r & w), \
+                    (prog.gemms[i].name, prog.gemms[j].name)
+    for j, w in enumerate(writes):  # a weight update follows every read of those weights
+        for i, r in enumerate(reads):
+            if i != j and r & w and prog.tensors[next(iter(r & w))].sel in (SEL_WMEM, SEL_WTMEM):
+                assert i < j, (prog.gemms[i].name, prog.gemms[j].name)
+
+
+def test_chains_of_small_gemms_run_on_chip():
+    """The MNIST MLP's learning chains are grouped: fewer runs than tiles, and no run loads a
+    block that an earlier tile of the same run wrote (it reads it where it was written)."""
+    ep = T.lower(C.compile_network(mnist_spec(), 64))
+    assert len(ep.runs) < len(ep.tiles)
+    grouped = [r for r in ep.runs if len(r.tiles) > 1]
+    assert grouped and max(len(r.tiles) for r in grouped) >= 4
+    for r in grouped:
+        written = set()
+        for t in r.tiles:
+            assert not any((x.ext, x.rows, x.row_words) in written for x in t.loads), t.gemm.name
+            written |= {(x.ext, x.rows, x.row_words) for x in t.stores}
 
 
 def _covered(tiles, g):
@@ -71,7 +108,7 @@ def test_tiles_cover_every_gemm_once_and_fit(hidden, batch, depth):
                 bpw = beats_per_word(p, x.sel) * 8
                 last = x.ext + (x.rows - 1) * x.stride + x.row_words * bpw
                 assert last <= spans[name][1], (tile.gemm.name, name)
-    assert ep.commands[-1] == END and sum(c == RUN for c in ep.commands) == len(ep.tiles)
+    assert ep.commands[-1] == END and sum(c == RUN for c in ep.commands) == len(ep.runs)
 
 
 def test_program_commands_pack_into_their_layout():
@@ -124,14 +161,14 @@ def test_command_packing_fits_layout():
             if isinstance(want, dict):  # an output slot {base, stride}
                 want = want["base"] | (want["stride"] << ADDR_W)
             assert got == want, (tile.gemm.name, name)
-    assert T.ucode_words(ep).size == len(ep.tiles) * 2 * prog.params.cmd_words
+    assert T.ucode_words(ep).size == sum(r.commands for r in ep.runs) * prog.params.cmd_words
 
 
 # ---- bad input: clear errors before simulation --------------------------------------------
 
 def test_network_too_big_for_engine():
     """A layer whose K does not fit one tile's scratchpad is refused, naming scratchpad and limit."""
-    with pytest.raises(NitroError, match=r"linear_block_01/fwd \(M=64, K=4096, N=16\) needs \d+ words "
+    with pytest.raises(NitroError, match=r"linear_block_00/learn \(M=64, K=4096, N=10\) needs \d+ words "
                                          r"of the \w+ scratchpad for one 8x8 tile; the engine has"):
         T.lower(C.compile_network(mnist_spec((4096, 16)), 64))
 

@@ -231,8 +231,17 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
 
 
 def _gemms(spec, blocks, batch, acts, layers, tensors, p, train: bool) -> list[Gemm]:
-    """The GEMMs of one step: block forwards, output layer, then each block's local learning
-    (train=False: only the forward GEMMs of every layer, the learning layers' included)."""
+    """The GEMMs of one step (train=False: only the forward GEMMs of every layer, the learning
+    layers' included).
+
+    Order: each block's forward, then its local learning (learning layer, loss gradient, delta,
+    learning-layer update), the output layer with its update, and last the blocks' forward-layer
+    updates. The reference runs the output layer's backward first and the blocks last to first;
+    the results are the same because with local losses a block's backward reads only its own
+    stored activations, its own weights and the targets, and each layer's weights are updated
+    after every GEMM that reads them. This order puts a block's learning GEMMs right behind the
+    forward whose outputs they read (`tiling` runs such chains on chip), and a forward-layer
+    update, which reads the block's delta, two runs after the delta."""
     classes = spec.num_classes
     smw, ssw = p.scale_div
     gemms: list[Gemm] = []
@@ -247,10 +256,19 @@ def _gemms(spec, blocks, batch, acts, layers, tensors, p, train: bool) -> list[G
         gemms.append(Gemm(name, _phase(name), op, a, b, m, k, n, outs, consts or {}, sgd))
 
     for k, b in enumerate(blocks):
-        lf = b.layer
+        lf, lp = b.layer, b.pred
         a_c, a_r = acts[k + 1]
+        h = lf.out_features
         gemm(f"{b.name}/fwd", OP_SCALE_RELU, acts[k][0], layers[lf.name].w, batch, lf.in_features,
-             lf.out_features, scale(b.scaling.factor), o0=a_c, o1=a_r, o2=tensors[f"{b.name}.s"])
+             h, scale(b.scaling.factor), o0=a_c, o1=a_r, o2=tensors[f"{b.name}.s"])
+        gemm(f"{b.name}/learn", OP_SCALE_LOSS, a_c, layers[lp.name].w, batch, h, classes,
+             scale(b.pred_scaling.factor), o0=tensors[f"{b.name}.e.c"], o1=tensors[f"{b.name}.e.d"],
+             o2=tensors[f"{b.name}.yhat"], o3=tensors["y"])
+        if train:
+            gemm(f"{b.name}/delta", OP_RELU_BWD, tensors[f"{b.name}.e.c"], layers[lp.name].wt, batch,
+                 classes, h, o1=tensors[f"{b.name}.delta"], o2=tensors[f"{b.name}.s"])
+            gemm(f"{b.name}/update_learn", OP_SGD, a_r, tensors[f"{b.name}.e.d"], h, batch, classes,
+                 sgd=lp, o3=layers[lp.name].w, o4=layers[lp.name].wt)
     o = spec.output
     gemm("output/fwd", OP_SCALE_LOSS, acts[-1][0], layers[o.name].w, batch, o.in_features, classes,
          scale(spec.output_scaling.factor), o0=tensors["out.e.c"], o1=tensors["out.e.d"],
@@ -258,23 +276,10 @@ def _gemms(spec, blocks, batch, acts, layers, tensors, p, train: bool) -> list[G
     if train:
         gemm("output/update", OP_SGD, acts[-1][1], tensors["out.e.d"], o.in_features, batch, classes,
              sgd=o, o3=layers[o.name].w)
-    by_name = {b.name: (k, b) for k, b in enumerate(blocks)}
-    for name in spec.backward_order:
-        k, b = by_name[name]
-        a_c, a_r = acts[k + 1]
-        lf, lp = b.layer, b.pred
-        h = lf.out_features
-        gemm(f"{b.name}/learn", OP_SCALE_LOSS, a_c, layers[lp.name].w, batch, h, classes,
-             scale(b.pred_scaling.factor), o0=tensors[f"{b.name}.e.c"], o1=tensors[f"{b.name}.e.d"],
-             o2=tensors[f"{b.name}.yhat"], o3=tensors["y"])
-        if not train:
-            continue
-        gemm(f"{b.name}/delta", OP_RELU_BWD, tensors[f"{b.name}.e.c"], layers[lp.name].wt, batch,
-             classes, h, o1=tensors[f"{b.name}.delta"], o2=tensors[f"{b.name}.s"])
-        gemm(f"{b.name}/update_learn", OP_SGD, a_r, tensors[f"{b.name}.e.d"], h, batch, classes,
-             sgd=lp, o3=layers[lp.name].w, o4=layers[lp.name].wt)
-        gemm(f"{b.name}/update_fwd", OP_SGD, acts[k][1], tensors[f"{b.name}.delta"], lf.in_features,
-             batch, h, sgd=lf, o3=layers[lf.name].w)
+        for k, b in enumerate(blocks):
+            lf = b.layer
+            gemm(f"{b.name}/update_fwd", OP_SGD, acts[k][1], tensors[f"{b.name}.delta"],
+                 lf.in_features, batch, lf.out_features, sgd=lf, o3=layers[lf.name].w)
     return gemms
 
 

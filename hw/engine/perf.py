@@ -11,9 +11,10 @@ starting the core in the background, SWAP and END waiting for it. The parts:
                bursts are in flight, each for the latency plus its beats: a transfer takes the
                slowest of the three, plus the first beat's latency and a fixed tail; stalls
                stretch it by 1 / (1 - stall probability)
-  core run   : RUN_OVERHEAD_CYCLES + for every MAC-array tile of C, max(K, what its output op
-               needs): the serializer takes rows x cols cycles per tile (scale, loss, update), the
-               ReLU backward row path K + 2 but at least one cycle per row
+  core run   : RUN_OVERHEAD_CYCLES, COMMAND_CYCLES per further GEMM of the run, and for every
+               MAC-array tile of C, max(K, what its output op needs): the serializer takes
+               rows x cols cycles per tile (scale, loss, update), the ReLU backward row path K + 2
+               but at least one cycle per row
 
 The constants are the RTL's, measured on it (`scripts/bench_engine.py model` compares the model
 with the counters of whole co-simulated training steps: benchmarks/engine/perf_model.json).
@@ -26,7 +27,7 @@ from .params import OP_RELU_BWD, EngineParams
 from .program import (
     SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, Transfer, beats_per_word,
 )
-from .tiling import EngineProgram, Tile
+from .tiling import EngineProgram, Run, Tile
 from .top import DMA_MAX_BURST, DMA_OUTSTANDING
 
 FETCH_CYCLES = 5
@@ -34,6 +35,7 @@ BURST_ISSUE_CYCLES = 3
 LOAD_TAIL_CYCLES = 6
 STORE_TAIL_CYCLES = 12  # the scratchpad read latency, the FIFO, the last write response
 RUN_OVERHEAD_CYCLES = 125  # command fetch from the scratchpad, pipeline fill, drain, flush, END
+COMMAND_CYCLES = 115  # a further GEMM of the same run: its fetch, fill, drain, flush (99-125 by op)
 BURST_SLOT_CYCLES = 1  # a burst holds its outstanding slot for the latency, its beats and the AR handshake
 BOUNDARY = 4096
 
@@ -73,11 +75,18 @@ def transfer_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, st
     return busiest + latency + (STORE_TAIL_CYCLES if store else LOAD_TAIL_CYCLES)
 
 
-def run_cycles(tile: Tile, p: EngineParams) -> int:
+def tile_cycles(tile: Tile, p: EngineParams) -> int:
+    """The core's cycles for one tile's MAC-array tiles."""
     g, L = tile.gemm, p.lanes
     c_tiles = -(-g.m // L) * -(-g.n // L)
     per = max(g.k + 2, L) if g.op == OP_RELU_BWD else max(g.k, L * L)
-    return RUN_OVERHEAD_CYCLES + c_tiles * per
+    return c_tiles * per
+
+
+def run_cycles(run: Run, p: EngineParams) -> list[int]:
+    """The core's cycles for each tile of a run, the run's fixed cost on its first tile."""
+    return [tile_cycles(t, p) + (RUN_OVERHEAD_CYCLES if k == 0 else COMMAND_CYCLES)
+            for k, t in enumerate(run.tiles)]
 
 
 def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 0) -> Prediction:
@@ -86,7 +95,7 @@ def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 
     p, stall = ep.params, stall_pct / 100
     pred = Prediction(phases={ph: 0.0 for ph in ep.prog.phases})
     t, core_free = 0.0, 0.0
-    runs = iter(ep.tiles)
+    runs = iter(ep.runs)
     for c in ep.commands:
         f = FETCH_CYCLES + latency + gap + 3 * stall / (1.0 - stall)  # AR and two R beats
         t += f
@@ -96,11 +105,12 @@ def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 
             t += d
             pred.units["load_cycles" if c.op == SOP_LOAD else "store_cycles"] += d
         elif c.op == SOP_RUN:
-            tile = next(runs)
-            r = run_cycles(tile, p)
-            core_free = t + 1 + r
-            pred.units["run_cycles"] += r
-            pred.phases[tile.gemm.phase] += r
+            run = next(runs)
+            rs = run_cycles(run, p)
+            core_free = t + 1 + sum(rs)
+            pred.units["run_cycles"] += sum(rs)
+            for tile, r in zip(run.tiles, rs):
+                pred.phases[tile.gemm.phase] += r
         elif c.op in (SOP_SWAP, SOP_END):
             wait = max(0.0, core_free - t)
             t += wait

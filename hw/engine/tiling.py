@@ -4,14 +4,20 @@ scratchpads hold, and the engine program that moves and runs them (`hw.engine.pr
 A tile covers whole MAC-array tiles of C: rows [m0, m1) and columns [n0, n1) of the output, all of
 K. Its operands and outputs are 2-D blocks of the tensors in external memory; each is LOADed to
 (or STOREd from) its own region of its scratchpad, where it is contiguous, and the tile's GEMM
-command addresses those regions. Per tile: LOADs (the A block is kept when the next tile of the
-same GEMM reuses it), the command into the command scratchpad, RUN, STOREs, double-buffered
-(`_schedule`). The tile shape is the largest (fewest tiles) that fits every scratchpad; a GEMM
-whose single MAC-array tile does not fit is refused with the scratchpad and the limit named.
+command addresses those regions. The tile shape is the largest (fewest tiles) that fits every
+scratchpad; a GEMM whose single MAC-array tile does not fit is refused with the scratchpad and the
+limit named.
+
+Tiles are grouped into runs (one RUN each, `_group`): a tile that reads a block an earlier tile of
+the run wrote joins that run when everything fits, and reads the block where it was written
+instead of a store and a load through external memory (the chains of small GEMMs of local
+learning: forward, learning layer, delta, updates). Per run: LOADs (the A or B block is kept when
+the next single-tile run of the same GEMM reuses it), the commands into the command scratchpad,
+RUN, STOREs, double-buffered (`_schedule`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,9 +53,41 @@ class Block:
 class Tile:
     parent: Gemm
     gemm: Gemm  # the tile's command, on scratchpad addresses
-    loads: list[Transfer]
-    stores: list[Transfer]
-    ucode_ext: int = 0  # byte address of its command words (the GEMM, then END)
+    loads: list[Transfer]  # the blocks it reads that its run does not hold yet
+    stores: list[Transfer]  # the blocks it writes that no earlier tile of its run wrote
+
+
+@dataclass
+class Run:
+    """Tiles run back to back in one scratchpad set: one RUN of their GEMM commands, then END."""
+
+    tiles: list[Tile]
+    top: dict[int, int] = field(default_factory=dict, repr=False)  # words used per scratchpad
+    held: dict[tuple, Tensor] = field(default_factory=dict, repr=False)  # block key -> region
+    written: set[tuple] = field(default_factory=set, repr=False)  # block keys its tiles write
+    ucode_ext: int = 0  # byte address of its command words
+
+    @property
+    def loads(self) -> list[Transfer]:
+        return [x for t in self.tiles for x in t.loads]
+
+    @property
+    def stores(self) -> list[Transfer]:
+        return [x for t in self.tiles for x in t.stores]
+
+    @property
+    def kept(self) -> set:
+        """The operand blocks (A, B) a single-tile run leaves in its set for the next tile of the
+        same GEMM."""
+        if len(self.tiles) != 1:
+            return set()
+        t = self.tiles[0]
+        return {(id(t.parent), x) for x in t.loads[:2]}
+
+    @property
+    def commands(self) -> int:
+        """Its command words: a GEMM per tile, then END."""
+        return len(self.tiles) + 1
 
 
 @dataclass
@@ -57,7 +95,7 @@ class EngineProgram:
     """A compiled step ready for the engine: tensors, tiles, program and where each lives."""
 
     prog: Program
-    tiles: list[Tile]
+    runs: list[Run]
     commands: list[Command]
     ucode_ext: int
     prog_ext: int
@@ -67,6 +105,10 @@ class EngineProgram:
     @property
     def params(self) -> EngineParams:
         return self.prog.params
+
+    @property
+    def tiles(self) -> list[Tile]:
+        return [t for r in self.runs for t in r.tiles]
 
 
 def _blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int) -> dict[str, Block]:
@@ -161,60 +203,86 @@ def transfer(b: Block, base: int, p: EngineParams) -> Transfer:
 
 
 def lower(prog: Program, inference: bool = False, base: int | None = None) -> EngineProgram:
-    """Tile every GEMM of the training step (or of inference) and lay out the program, its
-    command words and the counters in external memory from byte `base` (default: after the
-    tensors)."""
+    """Tile every GEMM of the training step (or of inference), group the tiles into runs and lay
+    out the program, its command words and the counters in external memory from byte `base`
+    (default: after the tensors)."""
     p = prog.params
-    tiles: list[Tile] = []
+    cuts = []
     for g in prog.infer_gemms if inference else prog.gemms:
         sh = tile_shape(g, p)
         blocks = [(m0, n0) for m0 in range(0, g.m, sh.m) for n0 in range(0, g.n, sh.n)]
         if sh.n_outer:
             blocks.sort(key=lambda b: (b[1], b[0]))
-        tiles += [_tile(g, m0, min(m0 + sh.m, g.m), n0, min(n0 + sh.n, g.n), p) for m0, n0 in blocks]
+        cuts += [(g, m0, min(m0 + sh.m, g.m), n0, min(n0 + sh.n, g.n)) for m0, n0 in blocks]
+    runs = _group(cuts, p)
     ncw = p.cmd_words
     ucode_ext = prog.ext_words * (p.bus_bits // 8) if base is None else base
-    for i, tile in enumerate(tiles):
-        tile.ucode_ext = ucode_ext + i * 2 * ncw * 8
-    cmds = _schedule(tiles, p)
-    ctr_ext = _align(ucode_ext + len(tiles) * 2 * ncw * 8)
+    for run in runs:
+        run.ucode_ext = ucode_ext
+        ucode_ext += run.commands * ncw * 8
+    cmds = _schedule(runs, p)
+    ctr_ext = _align(ucode_ext)
     cmds += [store(Transfer(SEL_CTR, 0, 1, N_COUNTERS, ctr_ext, N_COUNTERS * 8)), END]
     prog_ext = _align(ctr_ext + N_COUNTERS * 8)
     end = prog_ext + len(cmds) * PROGRAM_WORD_BITS // 8
-    return EngineProgram(prog, tiles, cmds, ucode_ext, prog_ext, ctr_ext, _align(end))
+    return EngineProgram(prog, runs, cmds, runs[0].ucode_ext, prog_ext, ctr_ext, _align(end))
 
 
-def _schedule(tiles: list[Tile], p: EngineParams) -> list[Command]:
-    """Double buffering: each tile's LOADs (and command words) go to the host's set while the core
-    runs the previous tile, SWAP hands them to the core, RUN starts it, and the previous tile's
-    STOREs drain the other set during the run. A tile that loads what the previous tile stores
-    loads the rest first (during the run), then waits for the run, stores its outputs (SWAP,
-    STOREs, SWAP back) and loads what depends on them: the only bubble. A set keeps the operand
-    block the tile order keeps (A or B) for the next tile of the same GEMM that lands there. The
-    program ends with the core in set 0, where the next one starts."""
+def _group(cuts: list[tuple], p: EngineParams) -> list[Run]:
+    """Tiles in order, each joining the previous run when it reads a block that run wrote, fits
+    beside it and the command scratchpad holds one more command; else starting a run."""
+    runs: list[Run] = []
+    for cut in cuts:
+        run = runs[-1] if runs else None
+        if run is not None and run.commands < p.cmem_depth:
+            trial = Run(list(run.tiles), dict(run.top), dict(run.held), set(run.written))
+            tile, forwarded = _tile(*cut, p, trial)
+            if forwarded and tile is not None:
+                trial.tiles.append(tile)
+                runs[-1] = trial
+                continue
+        run = Run([])
+        tile, _ = _tile(*cut, p, run)
+        run.tiles.append(tile)
+        runs.append(run)
+    return runs
+
+
+def _schedule(runs: list[Run], p: EngineParams) -> list[Command]:
+    """Double buffering: each run's LOADs (and command words) go to the host's set while the core
+    runs the previous run, SWAP hands them to the core, RUN starts it, and the previous run's
+    STOREs drain the other set during the run. A run that loads what the previous run stores
+    loads the rest first (during the run), then waits for the run, stores the outputs it needs
+    (SWAP, STOREs, SWAP back), loads them, and the previous run's other outputs are stored during
+    its own run: the only bubble. A set keeps the operand block the tile order keeps (A or B) for
+    the next tile of the same GEMM that lands there. The program ends with the core in set 0,
+    where the next one starts."""
     ncw = p.cmd_words
     cmds: list[Command] = []
     host = 1  # the set the host side reaches
-    resident: list = [None, None]  # per set: the (GEMM, A or B transfer)s it holds
-    pending, pending_spans = None, []  # the tile run last, its outputs not stored yet
-    for tile in tiles:
-        kept = resident[host] or set()
-        loads = [x for k, x in enumerate(tile.loads) if k > 1 or (id(tile.parent), x) not in kept]
-        dep = [x for x in loads if pending is not None and _overlap(_spans([x], p), pending_spans)]
+    resident: list = [set(), set()]  # per set: the (GEMM, A or B transfer)s it holds
+    owed: list[Transfer] = []  # the outputs of the run last started, not stored yet
+    for run in runs:
+        kept = resident[host] if len(run.tiles) == 1 else set()
+        parent = run.tiles[0].parent
+        loads = [x for k, x in enumerate(run.loads) if k > 1 or (id(parent), x) not in kept]
+        owed_spans = _spans(owed, p)
+        dep = [x for x in loads if _overlap(_spans([x], p), owed_spans)]
         if dep:  # the independent loads still overlap the run; then store, swap back, load the rest
+            dep_spans = _spans(dep, p)
+            need = [x for x in owed if _overlap(_spans([x], p), dep_spans)]
             cmds += [load(x) for x in loads if x not in dep]
-            cmds += [SWAP] + [store(x) for x in pending.stores] + [SWAP]
-            loads, pending = dep, None
-        resident[host] = {(id(tile.parent), x) for x in tile.loads[:2]}
+            cmds += [SWAP] + [store(x) for x in need] + [SWAP]
+            loads, owed = dep, [x for x in owed if x not in need]
+        resident[host] = run.kept
         cmds += [load(x) for x in loads]
-        cmds += [load(Transfer(SEL_CMEM, 0, 1, 2 * ncw, tile.ucode_ext, 2 * ncw * 8)), SWAP, RUN]
+        words = run.commands * ncw
+        cmds += [load(Transfer(SEL_CMEM, 0, 1, words, run.ucode_ext, words * 8)), SWAP, RUN]
         host ^= 1
-        if pending is not None:
-            cmds += [store(x) for x in pending.stores]
-        pending, pending_spans = tile, _spans(tile.stores, p)
-    if pending is not None:
-        cmds += [SWAP] + [store(x) for x in pending.stores]
-        host ^= 1
+        cmds += [store(x) for x in owed]
+        owed = run.stores
+    cmds += [SWAP] + [store(x) for x in owed]
+    host ^= 1
     return cmds + ([SWAP] if host != 1 else [])
 
 
@@ -243,40 +311,62 @@ def _align(a: int) -> int:
     return cdiv(a, 4096) * 4096
 
 
-def _tile(g: Gemm, m0: int, m1: int, n0: int, n1: int, p: EngineParams) -> Tile:
+def _key(b: Block) -> tuple:
+    return (b.t.name, b.r0, b.r1, b.f0, b.f1)
+
+
+def _meets(k1: tuple, k2: tuple) -> bool:
+    """Two block keys share an element."""
+    return k1[0] == k2[0] and k1[1] < k2[2] and k2[1] < k1[2] and k1[3] < k2[4] and k2[3] < k1[4]
+
+
+def _tile(g: Gemm, m0: int, m1: int, n0: int, n1: int, p: EngineParams,
+          run: Run) -> tuple[Tile | None, bool]:
+    """The tile [m0, m1) x [n0, n1) of `g` placed in `run`'s set after what it holds: a block the
+    run holds is used where it is (not loaded again; written in place); the others get regions
+    of their own. Updates `run` and returns (the tile, whether it reads a block the run wrote), or
+    (None, False) when it does not fit beside the run or touches part of a block the run wrote."""
     blocks = _blocks(g, m0, m1, n0, n1)
-    top: dict[int, int] = {}
+    reads = ("a", "b") + READS.get(g.op, ())
+    new = [_key(b) for b in blocks.values() if _key(b) not in run.held]
+    if any(_meets(k, w) for k in new for w in run.written | set(run.held) if k != w):
+        return None, False
+    forwarded = any(_key(blocks[r]) in run.written for r in reads)
     local: dict[str, Tensor] = {}
     loads, stores = [], []
-    reads = ("a", "b") + READS.get(g.op, ())
-    for role, b in blocks.items():  # "a" first: its scratchpad region starts at 0
-        base = top.get(b.t.sel, 0)
-        local[role] = _local(b, base)
-        top[b.t.sel] = base + local[role].words
-        if role in reads:
-            loads.append(transfer(b, base, p))
-        if role in SLOTS and role not in READ_ONLY.get(g.op, ()):
-            stores.append(transfer(b, base, p))
+    for role, b in blocks.items():  # "a" first: a fresh run's A region starts at word 0
+        key = _key(b)
+        fresh = key not in run.held
+        if fresh:
+            base = run.top.get(b.t.sel, 0)
+            run.held[key] = _local(b, base)
+            run.top[b.t.sel] = base + run.held[key].words
+            if run.top[b.t.sel] > p.depth(b.t.sel) and run.tiles:
+                return None, False
+            if role in reads:
+                loads.append(transfer(b, base, p))
+        local[role] = run.held[key]
+        if role in SLOTS and role not in READ_ONLY.get(g.op, ()) and key not in run.written:
+            run.written.add(key)
+            stores.append(transfer(b, local[role].base, p))
     tg = Gemm(f"{g.name}[{m0}:{m1}, {n0}:{n1}]", g.phase, g.op, local["a"], local["b"], m1 - m0,
               g.k, n1 - n0, {s: local[s] for s in g.outs}, g.consts, g.sgd)
     validate_gemm(tg, p)
-    return Tile(g, tg, loads, stores)
+    return Tile(g, tg, loads, stores), forwarded
 
 
 # ---- external memory words -----------------------------------------------------------------------
 
 def ucode_words(ep: EngineProgram) -> np.ndarray:
-    """The tiles' command words (64-bit, as the command scratchpad holds them), for the region at
+    """The runs' command words (64-bit, as the command scratchpad holds them), for the region at
     `ep.ucode_ext`; rewritten whenever `compiler.set_lr` changes the update constants."""
     p, prog = ep.params, ep.prog
-    ncw = p.cmd_words
     end = pack_command(p, {"op": OP_END, "phase": prog.phases.index("control")})
-    out = np.zeros((len(ep.tiles), 2, ncw), dtype=np.uint64)
-    for i, tile in enumerate(ep.tiles):
-        for j, v in enumerate((pack_command(p, tile.gemm.fields(prog.phases.index(tile.gemm.phase))),
-                               end)):
-            out[i, j] = bus_words(v, ncw)
-    return out.reshape(-1)
+    words: list[int] = []
+    for run in ep.runs:
+        words += [pack_command(p, t.gemm.fields(prog.phases.index(t.gemm.phase))) for t in run.tiles]
+        words.append(end)
+    return np.array([w for v in words for w in bus_words(v, p.cmd_words)], dtype=np.uint64)
 
 
 def program_words(ep: EngineProgram) -> np.ndarray:
