@@ -10,7 +10,9 @@ a scratchpad.
 Layouts (L = lanes per word = MAC array side); each tensor is loaded into the scratchpad `sel`:
   act "col"  (AMEM_C): word (b / L) * F + f,        lanes b % L   (A of forward GEMMs)
   act "row"  (AMEM_R, DMEM, SMEM, YMEM): word b * ceil(F/L) + f / L, lanes f % L
-  weights    (WMEM): W^T, word i * ceil(out/L) + o / L, lanes o % L   (B of forward GEMMs)
+  weights    (WMEM): W^T, word i * ceil(out/L) + o / L, lanes o % L   (B of forward GEMMs);
+             in external memory panel-major, word (o / L) * in + i, so that a tile's columns
+             are whole bursts (`program` LOAD / STORE `across`)
   W_l copy   (WTMEM): W, word c * ceil(in/L) + i / L, lanes i % L   (B of delta GEMMs)
 """
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Tensor:
 
     col        : word (r / L) * feats + f, lane r % L   (batch-packed activations)
     row, wT, w : word r * ceil(feats / L) + f / L, lane f % L
+    except wT in external memory: word (f / L) * rows + r (panels of L columns, one after another)
     """
 
     name: str
@@ -371,6 +374,8 @@ def pack_tensor(t: Tensor, mat: np.ndarray) -> np.ndarray:
     fp = cdiv(t.feats, L) * L
     full = np.zeros((t.rows, fp), dtype=np.int64)
     full[:, :t.feats] = mat
+    if t.layout == "wT":
+        return full.reshape(t.rows, fp // L, L).transpose(1, 0, 2).reshape(-1, L)
     return full.reshape(-1, L)
 
 
@@ -382,6 +387,8 @@ def unpack_tensor(t: Tensor, lanes: np.ndarray) -> np.ndarray:
         rp = cdiv(t.rows, L) * L
         return lanes.reshape(rp // L, t.feats, L).transpose(0, 2, 1).reshape(rp, t.feats)[:t.rows]
     fp = cdiv(t.feats, L) * L
+    if t.layout == "wT":
+        return lanes.reshape(fp // L, t.rows, L).transpose(1, 0, 2).reshape(t.rows, fp)[:, :t.feats]
     return lanes.reshape(t.rows, fp)[:, :t.feats]
 
 

@@ -2,10 +2,11 @@
 
 A program is a list of 128-bit commands at `prog_base` (two 64-bit bus words each):
 
-  LOAD  sel spad rows row_words ext stride : `rows` rows of `row_words` scratchpad words from
-        external memory (row r at byte `ext + r * stride`) into scratchpad `sel`, words
-        `spad ...` in order (a tile becomes contiguous on chip)
-  STORE sel spad rows row_words ext stride : the same transfer in the other direction
+  LOAD  sel spad rows row_words ext stride across : `rows` rows of `row_words` scratchpad words
+        from external memory (row r at byte `ext + r * stride`) into scratchpad `sel`, word c of
+        row r at `spad + r * row_words + c` (a tile becomes contiguous on chip), or with `across`
+        at `spad + c * rows + r` (a block of weight panels becomes row-major on chip)
+  STORE sel spad rows row_words ext stride across : the same transfer in the other direction
   SWAP  : wait until the core is idle, then exchange the scratchpads' two sets: what LOADs put
           in the host's set is the core's, and what the core wrote is the host's to STORE
   RUN   : start the GEMM commands in the core's command scratchpad (SEL_CMEM), up to their END,
@@ -33,7 +34,7 @@ EXT_ADDR_W = 32
 
 transfer_layout = data.StructLayout({
     "sel": unsigned(4), "spad": unsigned(16), "rows": unsigned(16), "row_words": unsigned(16),
-    "ext": unsigned(EXT_ADDR_W), "stride": unsigned(EXT_ADDR_W),
+    "ext": unsigned(EXT_ADDR_W), "stride": unsigned(EXT_ADDR_W), "across": unsigned(1),
 })
 program_layout = data.StructLayout({"op": unsigned(3), "xfer": transfer_layout})
 assert program_layout.size <= PROGRAM_WORD_BITS
@@ -62,6 +63,7 @@ class Transfer:
     row_words: int
     ext: int
     stride: int
+    across: int = 0
 
     @property
     def words(self) -> int:

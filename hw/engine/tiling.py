@@ -191,6 +191,10 @@ def transfer(b: Block, base: int, p: EngineParams) -> Transfer:
     """The 2-D transfer of block `b` to / from scratchpad words `base`..., contiguous on chip."""
     t, L = b.t, b.t.lanes
     bpw = beats_per_word(p, t.sel) * p.bus_bits // 8
+    if t.layout == "wT":  # one row per panel of L columns, landing side by side (row-major)
+        j0 = b.f0 // L
+        return Transfer(t.sel, base, cdiv(b.f1, L) - j0, b.r1 - b.r0, t.ext + (j0 * t.rows + b.r0) * bpw,
+                        t.rows * bpw, across=1)
     if t.layout == "col":
         rows, row_words = cdiv(b.r1, L) - b.r0 // L, b.f1 - b.f0
         ext, stride = t.ext + ((b.r0 // L) * t.feats + b.f0) * bpw, t.feats * bpw

@@ -2,8 +2,9 @@
 of the double-buffered scratchpads (through the compute core's host ports).
 
 Both issue one DMA command per row (`ext + r * stride`, row_words * beats-per-word beats) and move
-the words in order to / from consecutive scratchpad addresses from `spad`. A scratchpad word takes
-1 to 3 bus beats (`program.beats_per_word`), lane 0 in the lowest bits.
+the words in order to / from the scratchpad: consecutive addresses from `spad`, or with `across`
+word c of row r at `spad + c * rows + r`. A scratchpad word takes 1 to 3 bus beats
+(`program.beats_per_word`), lane 0 in the lowest bits.
 """
 from __future__ import annotations
 
@@ -56,19 +57,22 @@ class _RowIssue:
             m.d.sync += [addr.eq(addr + x.stride), left.eq(left - 1)]
 
 
-def _word_counter(m: Module, x, step, name: str):
-    """Counts `step`s over rows x row_words words; returns (ptr, col, row, `step` is the
-    transfer's last word)."""
+def _word_counter(m: Module, x, start, spad, step, name: str):
+    """Scratchpad address of each word: `start` loads `spad`, each `step` moves to the next word
+    of the transfer `x`; returns (address, `step` is the transfer's last word)."""
     ptr = Signal(ADDR_W, name=f"{name}_ptr")
+    row_ptr = Signal(ADDR_W, name=f"{name}_row_ptr")  # row r's first word (`across`)
     col, row = Signal(16, name=f"{name}_col"), Signal(16, name=f"{name}_row")
     last = (col == x.row_words - 1) & (row == x.rows - 1)
-    with m.If(step):
-        m.d.sync += ptr.eq(ptr + 1)
+    with m.If(start):
+        m.d.sync += [ptr.eq(spad), row_ptr.eq(spad), col.eq(0), row.eq(0)]
+    with m.Elif(step):
         with m.If(col == x.row_words - 1):
-            m.d.sync += [col.eq(0), row.eq(row + 1)]
+            m.d.sync += [col.eq(0), row.eq(row + 1), row_ptr.eq(row_ptr + 1),
+                         ptr.eq(Mux(x.across, row_ptr + 1, ptr + 1))]
         with m.Else():
-            m.d.sync += col.eq(col + 1)
-    return ptr, col, row, last
+            m.d.sync += [col.eq(col + 1), ptr.eq(ptr + Mux(x.across, x.rows, 1))]
+    return ptr, last
 
 
 class _TransferUnit(wiring.Component):
@@ -101,7 +105,7 @@ class LoadUnit(_TransferUnit):
         gather = Signal(_max_wpb(p) * bb)
         fire = self.dma_data.valid & self.dma_data.ready
         word_done = fire & (beat == iss.wpb - 1)
-        ptr, col, row, last = _word_counter(m, x, word_done, "ld")
+        ptr, last = _word_counter(m, x, iss.accept, self.cmd.payload.spad, word_done, "ld")
         nxt = Signal.like(gather)
         m.d.comb += [nxt.eq(gather), self.dma_data.ready.eq(iss.active)]
         with m.Switch(beat):
@@ -109,7 +113,7 @@ class LoadUnit(_TransferUnit):
                 with m.Case(k):
                     m.d.comb += nxt.word_select(k, bb).eq(self.dma_data.payload)
         with m.If(iss.accept):
-            m.d.sync += [ptr.eq(self.cmd.payload.spad), col.eq(0), row.eq(0), beat.eq(0)]
+            m.d.sync += beat.eq(0)
         with m.Elif(fire):
             m.d.sync += [gather.eq(nxt), beat.eq(Mux(word_done, 0, beat + 1))]
         m.d.sync += [self.wr_en.eq(word_done), self.wr_sel.eq(x.sel), self.wr_addr.eq(ptr),
@@ -136,10 +140,9 @@ class StoreUnit(_TransferUnit):
         reading = Signal()
         owed = Signal(range(STORE_FIFO_WORDS + 1))  # words read and not yet sent
         issue = reading & (owed < STORE_FIFO_WORDS)
-        ptr, col, row, last = _word_counter(m, x, issue, "st")
+        ptr, last = _word_counter(m, x, iss.accept, self.cmd.payload.spad, issue, "st")
         with m.If(iss.accept):
-            m.d.sync += [ptr.eq(self.cmd.payload.spad), col.eq(0), row.eq(0),
-                         reading.eq((self.cmd.payload.rows != 0) & (self.cmd.payload.row_words != 0))]
+            m.d.sync += reading.eq((self.cmd.payload.rows != 0) & (self.cmd.payload.row_words != 0))
         with m.Elif(issue & last):
             m.d.sync += reading.eq(0)
         m.d.comb += [self.rd_sel.eq(x.sel), self.rd_addr.eq(ptr)]
