@@ -8,6 +8,8 @@
            deltas) over real training -> widths.json (raises on the first value that does not fit)
   synth  : yosys + nextpnr for LFE5U-85F with several nextpnr seeds -> synth_seed<K>.json and the
            summary synth.json (resources, Fmax per seed, projected images/s at the worst Fmax)
+  place  : yosys + nextpnr placement only (seed 1; routing the whole engine does not finish on a
+           2-core machine) -> synth_placed_seed1.json: resources and the pre-route Fmax estimate
   ebr    : one memory bank (a single DP16KD) routed as yosys maps it and with its output register
            packed (sim.ebr_outreg) -> ebr_outreg.json: the Fmax ceiling of a block RAM read
   all    : cosim, model, widths and synth, then README.md
@@ -199,6 +201,17 @@ def bench_synth(seeds: list[int], data_dir: str) -> Path:
     return out
 
 
+def bench_place(data_dir: str) -> Path:
+    from sim.engine.synth import synthesize_engine
+
+    img_s, _ = golden_img_s(data_dir)
+    res = synthesize_engine(REPO / "build" / "engine" / "synth_place", seed=1, golden_img_s=img_s,
+                            route=False)
+    out = OUT / "synth_placed_seed1.json"
+    write_atomic(out, json.dumps(res, indent=1).encode())
+    return out
+
+
 def bench_ebr() -> Path:
     from sim.engine.synth import memory_read_fmax
 
@@ -312,7 +325,7 @@ def write_readme() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["cosim", "model", "widths", "synth", "ebr", "all", "readme"])
+    ap.add_argument("what", choices=["cosim", "model", "widths", "synth", "place", "ebr", "all", "readme"])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
@@ -326,6 +339,8 @@ def main() -> None:
         bench_widths(a.epochs, a.data_dir)
     if a.what in ("synth", "all"):
         bench_synth(a.seeds, a.data_dir)
+    if a.what == "place":
+        bench_place(a.data_dir)
     if a.what == "ebr":
         bench_ebr()
     write_readme()
