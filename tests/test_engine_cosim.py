@@ -76,6 +76,16 @@ def test_engine_odd_shapes(engine_build, tmp_path):
     assert res["steps_run"] == 3 and res["network"] == "784-20-10"
 
 
+def test_engine_k_longer_than_the_scratchpads(engine_build, tmp_path):
+    """784-1100-16-10: the weights after the 1100-wide layer (1100 words per panel) and its
+    learning layer exceed wmem; those GEMMs run in K chunks that accumulate in the MAC array
+    across runs, bit-identical to the golden model, on the same engine."""
+    rc, res = _cosim(tmp_path, _config(tmp_path, [1100, 16], 16), 2)
+    assert rc == 0, res.get("message")
+    assert res["steps_run"] == 2 and res["k_chunks"] >= 4
+    assert abs(res["predicted"]["error"]) < 0.05
+
+
 def test_engine_results_identical_under_memory_models(engine_build, tmp_path):
     """Ideal memory, high latency, and random stalls with two seeds: bit-identical results (each
     run is checked against the golden model), and the cycle counts show the settings took effect."""

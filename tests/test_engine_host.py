@@ -76,22 +76,28 @@ def test_chains_of_small_gemms_run_on_chip():
 
 
 def _covered(tiles, g):
-    """C elements each tile of GEMM g computes, as an (m, n) count matrix."""
+    """K terms each C element of GEMM g gets from its tiles, as an (m, n) matrix; the chunks of a
+    C tile come in K order, the first starting and the last ending it."""
     hits = np.zeros((g.m, g.n), np.int64)
-    for t in tiles:
-        m0, n0 = (int(v.split(":")[0]) for v in t.gemm.name.rsplit("[", 1)[1].rstrip("]").split(", "))
-        assert t.gemm.k == g.k
-        hits[m0:m0 + t.gemm.m, n0:n0 + t.gemm.n] += 1
+    for k, t in enumerate(tiles):
+        rng = t.gemm.name.rsplit("[", 1)[1].rstrip("]").split(", ")
+        m0, n0 = (int(v.split(":")[0]) for v in rng[:2])
+        k0, k1 = (int(v) for v in rng[2].split(":")) if len(rng) > 2 else (0, g.k)
+        assert t.gemm.k == k1 - k0 and t.gemm.k_cont == (k0 > 0) and t.gemm.k_hold == (k1 < g.k)
+        if k0 > 0:  # a continuation follows its C tile's previous chunk
+            assert tiles[k - 1].gemm.name.rsplit("[", 1)[1].startswith(f"{m0}:"), t.gemm.name
+        hits[m0:m0 + t.gemm.m, n0:n0 + t.gemm.n] += k1 - k0
     return hits
 
 
 @settings(max_examples=25, deadline=None)
-@given(hidden=st.lists(st.integers(1, 300), min_size=1, max_size=3), batch=st.integers(1, 130),
+@given(hidden=st.lists(st.integers(1, 1500), min_size=1, max_size=3), batch=st.integers(1, 130),
        depth=st.sampled_from([1024, 1536, 2048]))
 def test_tiles_cover_every_gemm_once_and_fit(hidden, batch, depth):
-    """Whatever the shapes and scratchpad sizes: every output element of every GEMM is computed by
-    exactly one tile, every tile fits its scratchpads (validated), and every transfer stays inside
-    its tensor in external memory."""
+    """Whatever the shapes and scratchpad sizes: every output element of every GEMM gets each of
+    its K terms from exactly one tile (a K too long for the scratchpads in chunks), every tile
+    fits its scratchpads (validated), and every transfer stays inside its tensor in external
+    memory."""
     p = replace(EngineParams(), amem_c_depth=depth, wmem_depth=depth)
     prog = C.compile_network(mnist_spec(hidden), batch, p)
     ep = T.lower(prog)
@@ -101,7 +107,7 @@ def test_tiles_cover_every_gemm_once_and_fit(hidden, batch, depth):
         spans[t.name] = (first * 8, (first + n) * 8)
     for g in prog.gemms:
         tiles = [t for t in ep.tiles if t.parent is g]
-        assert (_covered(tiles, g) == 1).all(), g.name
+        assert (_covered(tiles, g) == g.k).all(), g.name
         for tile in tiles:
             for x in tile.loads + tile.stores:
                 name = next(n for n, (lo, hi) in spans.items() if lo <= x.ext < hi)
@@ -167,15 +173,18 @@ def test_command_packing_fits_layout():
 # ---- bad input: clear errors before simulation --------------------------------------------
 
 def test_network_too_big_for_engine():
-    """A layer whose K does not fit one tile's scratchpad is refused, naming scratchpad and limit."""
-    with pytest.raises(NitroError, match=r"linear_block_00/learn \(M=64, K=4096, N=10\) needs \d+ words "
-                                         r"of the \w+ scratchpad for one 8x8 tile; the engine has"):
-        T.lower(C.compile_network(mnist_spec((4096, 16)), 64))
+    """Tensors beyond the engine's external address space are refused before anything is tiled."""
+    with pytest.raises(NitroError, match=r"need more than 3072 MiB of external memory \(at "
+                                         r"linear_encoder_01.wT\); the engine's AXI addresses are 32 bits"):
+        C.compile_network(mnist_spec((40000, 40000)), 64)
 
 
-def test_batch_too_big_for_engine():
-    with pytest.raises(NitroError, match=r"update.*K=4096.*scratchpad"):
-        T.lower(C.compile_network(mnist_spec(), 4096))
+def test_long_k_runs_in_chunks():
+    """A K longer than the scratchpads hold (the weights after a 1200-wide layer, 1200 x 2 words
+    of wmem per panel) runs as chunks on one C tile; the rest of the step is tiled as before."""
+    ep = T.lower(C.compile_network(mnist_spec((1200, 50)), 64))
+    chunked = {t.parent.name for t in ep.tiles if t.gemm.k_hold}
+    assert chunked == {"linear_block_01/fwd", "linear_block_00/learn"}
 
 
 @pytest.mark.parametrize("batch", [0, -3, 2.5, True])
@@ -241,9 +250,13 @@ def test_command_referencing_missing_memory():
 
 
 def test_small_engine_rejects_mnist():
-    small = replace(EngineParams(), wmem_depth=512)
-    with pytest.raises(NitroError, match="wmem scratchpad .* the engine has 512"):
+    """Scratchpads too small for one C tile's outputs, whatever the K chunk, are named."""
+    small = replace(EngineParams(), ymem_depth=4)
+    with pytest.raises(NitroError, match=r"linear_block_00/learn \(M=64, K=100, N=10\) needs 8 words of the "
+                                         r"ymem scratchpad for one 8x8 tile; the engine has 4"):
         T.lower(C.compile_network(mnist_spec(), 64, small))
+    ep = T.lower(C.compile_network(mnist_spec(), 64, replace(EngineParams(), wmem_depth=512)))
+    assert any(t.gemm.k_hold for t in ep.tiles)  # a small wmem: the forward GEMMs in K chunks
 
 
 def test_lr_and_divisor_limits():
@@ -277,7 +290,7 @@ def test_run_cosim_fails_before_simulation(tmp_path, monkeypatch):
     monkeypatch.setattr(B, "build_engine", no_build)
     big = tmp_path / "big.toml"
     big.write_text('name = "big"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\nhidden = [4096, 16]\n[train]\n')
-    with pytest.raises(NitroError, match="scratchpad for one 8x8 tile"):
+    with pytest.raises(NitroError, match=r"the step needs \d+ bytes of memory; the simulated memory"):
         run_cosim(big, 1, None, None, False)
     drop = tmp_path / "drop.toml"
     drop.write_text('name = "d"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\nhidden = [16]\n'
@@ -354,7 +367,7 @@ def test_cosim_verdict_keeps_a_caught_fault_and_a_clean_run():
     (["--memory", "speed=3"], "memory model must be"),
     (["--fault", "1:x"], "fault must be"),
     (["--train-images", "0"], "positive integer"),
-    (["--batch", "4096"], "K=4096"),
+    (["--batch", "4096"], "the simulated memory has"),
 ])
 def test_cosim_cli_bad_input_is_one_line(args, msg, capsys):
     """Bad cosim input: one `nitro: error:` line, exit 2, before anything is built."""

@@ -94,6 +94,8 @@ class Gemm:
     outs: dict[str, Tensor]
     consts: dict[str, int] = field(default_factory=dict)  # sc_*, d_*, e_* divider constants
     sgd: Linear | None = None  # the layer an update command trains
+    k_cont: bool = False  # a chunk of K after the first (`params.command_layout`)
+    k_hold: bool = False  # a chunk of K before the last: no output
 
     @property
     def wt_en(self) -> int:
@@ -104,7 +106,8 @@ class Gemm:
         L = self.a.lanes
         a, b = self.a, self.b
         a_sm, a_sk = (a.stride, 1) if a.layout == "col" else (1, a.stride)
-        f = dict(op=self.op, phase=phase_index, wt_en=self.wt_en,
+        f = dict(op=self.op, phase=phase_index, wt_en=self.wt_en, k_cont=int(self.k_cont),
+                 k_hold=int(self.k_hold),
                  a_sel=[k_ for k_, v in A_SOURCES.items() if v == a.sel][0],
                  b_sel=[k_ for k_, v in B_SOURCES.items() if v == b.sel][0],
                  m_len=self.m, n_len=self.n, k_len=self.k, m_tiles=cdiv(self.m, L),
@@ -165,6 +168,9 @@ def check_supported(spec: NetworkSpec, params: EngineParams) -> list[Block]:
     return blocks
 
 
+EXT_BYTES = 3 << 30  # the tensors' share of the 4 GiB address space (program, counters after)
+
+
 class _Planner:
     """External memory: every tensor in its own region, 4 KiB aligned."""
 
@@ -172,10 +178,14 @@ class _Planner:
         self.p, self.top, self.tensors = p, 0, {}
 
     def __call__(self, name: str, sel: int, layout: str, rows: int, feats: int) -> Tensor:
-        from .program import beats_per_word
+        from .program import EXT_ADDR_W, beats_per_word
 
         t = Tensor(name, sel, layout, rows, feats, 0, self.p.lanes, self.top)
         self.top += cdiv(t.words * beats_per_word(self.p, sel) * (self.p.bus_bits // 8), 4096) * 4096
+        if self.top > EXT_BYTES:
+            raise NitroError(f"engine: the network's tensors need more than {EXT_BYTES >> 20} MiB of "
+                             f"external memory (at {name}); the engine's AXI addresses are "
+                             f"{EXT_ADDR_W} bits")
         self.tensors[name] = t
         return t
 
@@ -330,6 +340,8 @@ def validate_gemm(g: Gemm, p: EngineParams) -> None:
             raise NitroError(f"{where}: field {f} = {c[f]} does not fit {widths[f]} bits")
     if min(g.m, g.n, g.k) < 1:
         raise NitroError(f"{where}: empty GEMM (M, N, K must be >= 1)")
+    if (g.k_cont or g.k_hold) and c["m_tiles"] * c["n_tiles"] != 1:
+        raise NitroError(f"{where}: a chunk of K must cover one C tile (the array accumulates one)")
     if g.op == OP_SGD and g.b.sel == SEL_WMEM:
         raise NitroError(f"{where}: an update command cannot take its B operand from wmem "
                          f"(the update reads and writes wmem through the same ports)")

@@ -103,8 +103,13 @@ class Engine(wiring.Component):
         m.submodules.drain = drain = RowDrain(p, stream.Signature(mac.o.payload.shape()))
         m.submodules.ser = ser = RowSerializer(p)
         cmd = seq.cmd
+        # a command that ends no C tile (k_hold) is done when its last beat is issued: the next
+        # command's beats (the rest of K) follow it into the array
+        hold = data_reg(name="k_hold")
+        m.d.sync += hold.eq(cmd.k_hold)
         m.d.comb += [seq.start.eq(self.start), seq.cm_data.eq(mem[SEL_CMEM][1]),
-                     seq.drain_done.eq(drain.done), self.busy.eq(seq.busy), self.done.eq(seq.done)]
+                     seq.drain_done.eq(drain.done | (hold & issue.idle)),
+                     self.busy.eq(seq.busy), self.done.eq(seq.done)]
 
         # decoded op flags, registered (valid from the first RUN cycle; only DECODE reads `op`)
         is_relu, is_loss, is_sgd, is_rbwd, is_scale, serial = (

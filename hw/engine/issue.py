@@ -25,7 +25,8 @@ class OperandIssue(wiring.Component):
     """`cmd`'s operand stream: `start` (the GEMM's DECODE cycle, two copies: 0 the counters, 1 the
     issue flag) reloads the loops; `a_addr` / `b_addr` go to the A and B scratchpads, whose words
     come back `READ_LATENCY` cycles later on `ac` / `ar` and `wm` / `wt` / `dm`; `o` is the MAC
-    array's input stream (`beat` its signature)."""
+    array's input stream (`beat` its signature); `idle`: every beat of the command is issued.
+    A chunk of K (`cmd.k_cont`, `cmd.k_hold`) neither starts nor ends its C tile."""
 
     def __init__(self, p: EngineParams, beat: wiring.Signature) -> None:
         self.p = p
@@ -35,7 +36,7 @@ class OperandIssue(wiring.Component):
             "a_addr": Out(ADDR_W), "b_addr": Out(ADDR_W),
             "ac": In(L * p.act_bits), "ar": In(L * p.act_bits),
             "wm": In(L * p.weight_bits), "wt": In(L * p.weight_bits), "dm": In(L * p.delta_bits),
-            "o": Out(beat),
+            "o": Out(beat), "idle": Out(1),
         })
 
     def elaborate(self, platform) -> Module:
@@ -124,7 +125,7 @@ class OperandIssue(wiring.Component):
             with m.Default():
                 m.d.sync += [b_q[j].eq(self.dm.word_select(j, DB).as_signed()) for j in range(L)]
         beat = Signal(self.o.payload.shape())
-        m.d.comb += [beat.first.eq(first), beat.last.eq(last)]
+        m.d.comb += [beat.first.eq(first & ~cmd.k_cont), beat.last.eq(last & ~cmd.k_hold)]
         m.d.comb += [beat.a[i].eq(a_q.word_select(i, AB).as_signed()) for i in range(L)]
         m.d.comb += [beat.b[j].eq(b_q[j]) for j in range(L)]
         cap = skid_capacity(RL + 1)
@@ -142,4 +143,5 @@ class OperandIssue(wiring.Component):
                      issuing_nx.eq(Mux(start_issue, 1, issuing & ~(issue & k_end & nt_end & mt_end)))]
         m.d.comb += issue_n.eq(issuing_nx & ~in_next[-1])  # cap is a power of two: top bit = full
         m.d.sync += [in_flight.eq(in_next), issuing.eq(issuing_nx), issue.eq(issue_n)]
+        m.d.comb += self.idle.eq(~issuing)
         return m

@@ -174,12 +174,17 @@ def command_layout(p: EngineParams) -> data.StructLayout:
       o2 "row"  : SMEM (s, y_hat written; s read by relu_bwd)
       o3 "row"  : YMEM read (scale_loss) / WMEM read-modify-write (sgd)
       o4 "tcol" : word o4.base + n * o4.stride + m / L,    lane m % L      -> WTMEM (sgd, wt_en)
+    A GEMM whose K does not fit the scratchpads runs as several commands on one C tile, each a
+    chunk of K: k_cont (the first beat adds to the array's accumulators instead of starting the
+    tile) on all but the first, k_hold (the last beat does not end the tile: nothing drains) on
+    all but the last (`hw.engine.tiling`).
     """
     smw, ssw = p.scale_div
     gmw, gsw = p.grad_div
     emw, esw = p.eta_div
     return data.StructLayout({
         "op": unsigned(3), "phase": unsigned(4), "wt_en": unsigned(1),
+        "k_cont": unsigned(1), "k_hold": unsigned(1),
         "a_sel": unsigned(1), "b_sel": unsigned(2),
         "m_tiles": unsigned(ADDR_W), "n_tiles": unsigned(ADDR_W), "k_len": unsigned(ADDR_W),
         "m_len": unsigned(ADDR_W + 4), "n_len": unsigned(ADDR_W + 4),

@@ -79,6 +79,8 @@ def tile_cycles(tile: Tile, p: EngineParams) -> int:
     """The core's cycles for one tile's MAC-array tiles."""
     g, L = tile.gemm, p.lanes
     c_tiles = -(-g.m // L) * -(-g.n // L)
+    if g.k_hold:  # a chunk of K that ends no tile: its beats only
+        return g.k
     per = max(g.k + 2, L) if g.op == OP_RELU_BWD else max(g.k, L * L)
     return c_tiles * per
 

@@ -111,11 +111,14 @@ class EngineProgram:
         return [t for r in self.runs for t in r.tiles]
 
 
-def _blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int) -> dict[str, Block]:
-    """Role ('a', 'b', slot) -> the block of its tensor that the tile [m0, m1) x [n0, n1) uses."""
-    blocks = {"a": Block(g.a, m0, m1, 0, g.k) if g.a.layout == "col" else Block(g.a, 0, g.k, m0, m1),
-              "b": Block(g.b, 0, g.k, n0, n1)}
-    for slot, t in g.outs.items():
+def _blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int = 0, k1: int | None = None,
+            outs: bool = True) -> dict[str, Block]:
+    """Role ('a', 'b', slot) -> the block of its tensor that the tile [m0, m1) x [n0, n1) uses,
+    for the K range [k0, k1) (default all of K); without the output slots when `outs` is False."""
+    k1 = g.k if k1 is None else k1
+    blocks = {"a": Block(g.a, m0, m1, k0, k1) if g.a.layout == "col" else Block(g.a, k0, k1, m0, m1),
+              "b": Block(g.b, k0, k1, n0, n1)}
+    for slot, t in g.outs.items() if outs else ():
         blocks[slot] = Block(t, n0, n1, m0, m1) if slot == "o4" else Block(t, m0, m1, n0, n1)
     return blocks
 
@@ -124,9 +127,9 @@ def _local(b: Block, base: int) -> Tensor:
     return Tensor(b.t.name, b.t.sel, b.t.layout, b.r1 - b.r0, b.f1 - b.f0, base, b.t.lanes)
 
 
-def _usage(g: Gemm, mm: int, nn: int) -> dict[int, int]:
+def _usage(g: Gemm, mm: int, nn: int, kk: int | None = None) -> dict[int, int]:
     use: dict[int, int] = {}
-    for b in _blocks(g, 0, mm, 0, nn).values():
+    for b in _blocks(g, 0, mm, 0, nn, 0, kk).values():
         use[b.t.sel] = use.get(b.t.sel, 0) + _local(b, 0).words
     return use
 
@@ -139,21 +142,19 @@ class TileShape:
     m: int  # C rows per tile
     n: int  # C columns per tile
     n_outer: bool  # tiles ordered column-block first: the B block stays, A blocks stream
+    k: int | None = None  # K per chunk when all of K does not fit (then one C tile per tile)
 
 
 def tile_shape(g: Gemm, p: EngineParams) -> TileShape:
     """The tile shape and order with the fewest operand beats to load: for each column count the
     most rows that fit every scratchpad (and the converse); the operand that stays is loaded once
-    per set, the other once per tile."""
+    per set, the other once per tile. When one MAC-array tile of C with all of K does not fit, K
+    is cut into the fewest equal chunks that do, one C tile at a time."""
     L = p.lanes
     mt, nt = cdiv(g.m, L), cdiv(g.n, L)
-    over = {s: (u, p.depth(s)) for s, u in _usage(g, min(L, g.m), min(L, g.n)).items()
-            if u > p.depth(s)}
-    if over:
-        s, (u, d) = next(iter(over.items()))
-        raise NitroError(f"engine: {g.name} (M={g.m}, K={g.k}, N={g.n}) needs {u} words of the "
-                         f"{MEM_NAMES[s]} scratchpad for one {L}x{L} tile; the engine has {d} "
-                         f"(the K limit of this GEMM is about {g.k * d // u})")
+    one = (min(L, g.m), min(L, g.n))
+    if any(u > p.depth(s) for s, u in _usage(g, *one).items()):
+        return TileShape(L, L, False, _k_chunk(g, p, one))
 
     def fits(mc: int, nc: int) -> bool:
         return all(u <= p.depth(s) for s, u in _usage(g, min(mc * L, g.m), min(nc * L, g.n)).items())
@@ -187,6 +188,23 @@ def tile_shape(g: Gemm, p: EngineParams) -> TileShape:
     return best[1]
 
 
+def _k_chunk(g: Gemm, p: EngineParams, one: tuple[int, int]) -> int:
+    """K per chunk: the fewest equal chunks whose operands fit beside one C tile's outputs."""
+    def fits(kk: int) -> bool:
+        return all(u <= p.depth(s) for s, u in _usage(g, *one, kk).items())
+
+    if not fits(1):
+        s, u = next((s, u) for s, u in _usage(g, *one, 1).items() if u > p.depth(s))
+        raise NitroError(f"engine: {g.name} (M={g.m}, K={g.k}, N={g.n}) needs {u} words of the "
+                         f"{MEM_NAMES[s]} scratchpad for one {p.lanes}x{p.lanes} tile; the engine "
+                         f"has {p.depth(s)}")
+    lo, hi = 1, g.k
+    while lo < hi:  # the largest chunk that fits
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return cdiv(g.k, cdiv(g.k, lo))
+
+
 def transfer(b: Block, base: int, p: EngineParams) -> Transfer:
     """The 2-D transfer of block `b` to / from scratchpad words `base`..., contiguous on chip."""
     t, L = b.t, b.t.lanes
@@ -217,7 +235,9 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
         blocks = [(m0, n0) for m0 in range(0, g.m, sh.m) for n0 in range(0, g.n, sh.n)]
         if sh.n_outer:
             blocks.sort(key=lambda b: (b[1], b[0]))
-        cuts += [(g, m0, min(m0 + sh.m, g.m), n0, min(n0 + sh.n, g.n)) for m0, n0 in blocks]
+        kc = sh.k or g.k
+        cuts += [_Cut(g, m0, min(m0 + sh.m, g.m), n0, min(n0 + sh.n, g.n), k0, min(k0 + kc, g.k))
+                 for m0, n0 in blocks for k0 in range(0, g.k, kc)]
     runs = _group(cuts, p)
     ncw = p.cmd_words
     ucode_ext = prog.ext_words * (p.bus_bits // 8) if base is None else base
@@ -232,7 +252,20 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
     return EngineProgram(prog, runs, cmds, runs[0].ucode_ext, prog_ext, ctr_ext, _align(end))
 
 
-def _group(cuts: list[tuple], p: EngineParams) -> list[Run]:
+@dataclass(frozen=True)
+class _Cut:
+    """Where a tile lies in its GEMM: C rows [m0, m1), columns [n0, n1), K range [k0, k1)."""
+
+    g: Gemm
+    m0: int
+    m1: int
+    n0: int
+    n1: int
+    k0: int
+    k1: int
+
+
+def _group(cuts: list[_Cut], p: EngineParams) -> list[Run]:
     """Tiles in order, each joining the previous run when it reads a block that run wrote, fits
     beside it and the command scratchpad holds one more command; else starting a run."""
     runs: list[Run] = []
@@ -240,13 +273,13 @@ def _group(cuts: list[tuple], p: EngineParams) -> list[Run]:
         run = runs[-1] if runs else None
         if run is not None and run.commands < p.cmem_depth:
             trial = Run(list(run.tiles), dict(run.top), dict(run.held), set(run.written))
-            tile, forwarded = _tile(*cut, p, trial)
+            tile, forwarded = _tile(cut, p, trial)
             if forwarded and tile is not None:
                 trial.tiles.append(tile)
                 runs[-1] = trial
                 continue
         run = Run([])
-        tile, _ = _tile(*cut, p, run)
+        tile, _ = _tile(cut, p, run)
         run.tiles.append(tile)
         runs.append(run)
     return runs
@@ -324,14 +357,16 @@ def _meets(k1: tuple, k2: tuple) -> bool:
     return k1[0] == k2[0] and k1[1] < k2[2] and k2[1] < k1[2] and k1[3] < k2[4] and k2[3] < k1[4]
 
 
-def _tile(g: Gemm, m0: int, m1: int, n0: int, n1: int, p: EngineParams,
-          run: Run) -> tuple[Tile | None, bool]:
-    """The tile [m0, m1) x [n0, n1) of `g` placed in `run`'s set after what it holds: a block the
-    run holds is used where it is (not loaded again; written in place); the others get regions
-    of their own. Updates `run` and returns (the tile, whether it reads a block the run wrote), or
-    (None, False) when it does not fit beside the run or touches part of a block the run wrote."""
-    blocks = _blocks(g, m0, m1, n0, n1)
-    reads = ("a", "b") + READS.get(g.op, ())
+def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
+    """The tile `cut` placed in `run`'s set after what it holds: a block the run holds is used
+    where it is (not loaded again; written in place); the others get regions of their own.
+    Updates `run` and returns (the tile, whether it reads a block the run wrote), or (None,
+    False) when it does not fit beside the run or touches part of a block the run wrote. A chunk
+    of K before the last has no outputs (nothing drains)."""
+    g = cut.g
+    hold = cut.k1 < g.k
+    blocks = _blocks(g, cut.m0, cut.m1, cut.n0, cut.n1, cut.k0, cut.k1, outs=not hold)
+    reads = ("a", "b") + (() if hold else READS.get(g.op, ()))
     new = [_key(b) for b in blocks.values() if _key(b) not in run.held]
     if any(_meets(k, w) for k in new for w in run.written | set(run.held) if k != w):
         return None, False
@@ -353,8 +388,10 @@ def _tile(g: Gemm, m0: int, m1: int, n0: int, n1: int, p: EngineParams,
         if role in SLOTS and role not in READ_ONLY.get(g.op, ()) and key not in run.written:
             run.written.add(key)
             stores.append(transfer(b, local[role].base, p))
-    tg = Gemm(f"{g.name}[{m0}:{m1}, {n0}:{n1}]", g.phase, g.op, local["a"], local["b"], m1 - m0,
-              g.k, n1 - n0, {s: local[s] for s in g.outs}, g.consts, g.sgd)
+    ks = f", {cut.k0}:{cut.k1}" if cut.k1 - cut.k0 < g.k else ""
+    tg = Gemm(f"{g.name}[{cut.m0}:{cut.m1}, {cut.n0}:{cut.n1}{ks}]", g.phase, g.op, local["a"],
+              local["b"], cut.m1 - cut.m0, cut.k1 - cut.k0, cut.n1 - cut.n0,
+              {s: local[s] for s in g.outs if s in local}, g.consts, g.sgd, cut.k0 > 0, hold)
     validate_gemm(tg, p)
     return Tile(g, tg, loads, stores), forwarded
 

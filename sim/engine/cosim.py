@@ -166,7 +166,9 @@ async def cosim_main(dut) -> None:
     result = {"config": cfg.name, "batch": batch, "steps_requested": steps, "steps_run": 0,
               "ok": True, "mismatch": None, "fault": fault_s, "fault_injected": False,
               "network": _net_desc(prog), "memory": run.memory or {},
-              "tiles": len(eng.ep.tiles), "program_commands": len(eng.ep.commands)}
+              "tiles": len(eng.ep.tiles), "runs": len(eng.ep.runs),
+              "k_chunks": sum(t.gemm.k_hold or t.gemm.k_cont for t in eng.ep.tiles),
+              "program_commands": len(eng.ep.commands)}
     counters, units, step_cycles, sim_cycles = [], [], [], []
     t_sim = t_gold = 0.0
     bar = tqdm(total=steps, desc=f"cosim {cfg.name}", unit="step", disable=not progress,

@@ -8,7 +8,7 @@
 //     (mem_dumped follows one cycle later).
 // verilator coverage_off
 module tb #(
-    parameter int WORDS = 1 << 18
+    parameter int WORDS = 1 << 19
 ) (
     input  logic        rst /*verilator public_flat_rw*/,
     input  logic        mem_load /*verilator public_flat_rw*/,
