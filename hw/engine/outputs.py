@@ -1,17 +1,26 @@
-"""The core's output pipelines that are more than one unit: scaling with its two consumers, and the
-row-wide NITRO-ReLU backward. Both are bare pipes (every output taken in the cycle it appears)."""
+"""The core's output operations: scaling with its two consumers (NITRO-ReLU, loss gradient),
+IntegerSGD, and the row-wide NITRO-ReLU backward, with the scratchpad writes they make. All are
+bare pipes (every output taken in the cycle it appears)."""
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.divider import ProgDivider
 from hw.lossgrad import LossGradient
 from hw.relu import NitroReluBackward, NitroReluForward
+from hw.sgd import IntegerSGDUpdate
 
-from .params import ADDR_W, EngineParams
+from .memory import READ_LATENCY
+from .params import (
+    ADDR_W, MEM_NAMES, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, SEL_AMEM_R,
+    SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM, EngineParams, command_layout,
+)
 from .pipeline import data_reg, delayed
+from .serializer import element_layout
+
+WRITTEN = (SEL_AMEM_C, SEL_AMEM_R, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM)  # what the ops write
 
 ACT_MAX = 127
 
@@ -95,4 +104,109 @@ class ReluBackwardRow(wiring.Component):
         m.d.comb += [self.out_valid.eq(delayed(m, valid, self.unit_latency, "rb_valid", False)),
                      self.out_addr.eq(delayed(m, addr, self.unit_latency, "rb_addr")),
                      self.out_word.eq(Cat(*(u.o.payload[:p.delta_bits] for u in self.units)))]
+        return m
+
+
+def _rep(v, n: int):
+    return Cat(*([v] * n))
+
+
+class OutputOps(wiring.Component):
+    """The output op of `cmd` on the drained C: serial ops on the serializer's elements (`e_valid`,
+    `e`: scale_relu -> a, s; scale_loss -> e, y_hat; sgd -> W), relu_bwd on whole rows (`row_v`,
+    `row` with its DMEM / SMEM word `row_addr` and index `m_row`). The YMEM, WMEM and SMEM words
+    an element or row needs arrive on `y_word`, `w_word` and `s_word` `READ_LATENCY` cycles after
+    its address; the writes leave on NAME_wr_* per memory. `serial` / `is_sgd`: the op's kind,
+    registered from `cmd.op`. `latency`: the deepest pipe, for the command flush."""
+
+    def __init__(self, p: EngineParams) -> None:
+        self.p = p
+        L = p.lanes
+        self.scale = ScalePipeline(p)
+        # the engine takes every unit output in the cycle it appears: no skid FIFOs (always_ready)
+        self.sgd = IntegerSGDUpdate(p.weight_bits, p.acc_bits, None, p.max_divisor, p.max_eta,
+                                    always_ready=True)
+        self.rbwd = ReluBackwardRow(p, READ_LATENCY)
+        self.latency = max(self.scale.latency, self.sgd.latency + 1, self.rbwd.unit_latency)
+        ports = {"cmd": In(command_layout(p)), "e_valid": In(1), "e": In(element_layout(p)),
+                 "row_v": In(1), "row": In(data.ArrayLayout(signed(p.acc_bits), L)),
+                 "row_addr": In(ADDR_W), "m_row": In(ADDR_W + 4),
+                 "y_word": In(L * p.act_bits), "w_word": In(L * p.weight_bits),
+                 "s_word": In(L * p.act_bits), "serial": Out(1), "is_sgd": Out(1)}
+        for sel in WRITTEN:
+            name = MEM_NAMES[sel]
+            ports |= {f"{name}_wr_addr": Out(ADDR_W), f"{name}_wr_data": Out(L * p.lane_width(sel)),
+                      f"{name}_wr_en": Out(L)}
+        super().__init__(ports)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        p, cmd, RL, L = self.p, self.cmd, READ_LATENCY, self.p.lanes
+        AB, WB = p.act_bits, p.weight_bits
+        m.submodules.scale, m.submodules.sgd = scale, sgd = self.scale, self.sgd
+        m.submodules.relu_bwd = rbwd = self.rbwd
+
+        # decoded op flags, registered (valid from the first RUN cycle; only DECODE reads `op`)
+        is_relu, is_loss, is_sgd, is_rbwd, is_scale, serial = (
+            data_reg(name=n) for n in ("is_relu", "is_loss", "is_sgd", "is_rbwd", "is_scale", "serial"))
+        op = cmd.op
+        m.d.sync += [is_relu.eq(op == OP_SCALE_RELU), is_loss.eq(op == OP_SCALE_LOSS),
+                     is_sgd.eq(op == OP_SGD), is_rbwd.eq(op == OP_RELU_BWD),
+                     is_scale.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS)),
+                     serial.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS) | (op == OP_SGD))]
+        m.d.comb += [self.serial.eq(serial), self.is_sgd.eq(is_sgd)]
+
+        # E1: the element RL cycles later, with its YMEM / WMEM word (read at E0)
+        e1_valid = delayed(m, self.e_valid, RL, "e1_valid", False)
+        e1 = delayed(m, self.e, RL, "e1")
+        y1 = self.y_word.word_select(e1.j, AB).as_signed()
+        w1 = self.w_word.word_select(e1.j, WB).as_signed()
+
+        # scaling, then NITRO-ReLU (a) and the loss gradient (e), all leaving together
+        m.d.comb += [scale.valid.eq(e1_valid & is_scale), scale.z.eq(e1.z), scale.y.eq(y1),
+                     scale.mult.eq(cmd.sc_mult), scale.shift.eq(cmd.sc_shift)]
+        sc_valid = delayed(m, e1_valid, scale.latency, "sc_valid", False) & is_scale
+        sc = delayed(m, e1, scale.latency, "sc")
+
+        # IntegerSGD update, behind one register level (lane select -> register)
+        w2 = data_reg(signed(WB))
+        e2_valid = Signal()
+        e2 = data_reg(e1.shape())
+        m.d.sync += [w2.eq(w1), e2_valid.eq(e1_valid), e2.eq(e1)]
+        m.d.comb += [
+            sgd.i.valid.eq(e2_valid & is_sgd),
+            sgd.i.payload.w.eq(w2), sgd.i.payload.g.eq(e2.z),
+            sgd.i.payload.d_mult.eq(cmd.d_mult), sgd.i.payload.d_shift.eq(cmd.d_shift),
+            sgd.i.payload.e_mult.eq(cmd.e_mult), sgd.i.payload.e_shift.eq(cmd.e_shift),
+        ]
+        sg_valid = delayed(m, e2_valid, sgd.latency, "sg_valid", False) & is_sgd
+        sg = delayed(m, e2, sgd.latency, "sg")
+        # WMEM read-modify-write: a row's word is read on L consecutive cycles (E0) and first
+        # written RL + 1 + sgd.latency cycles after the first read, so never in a read cycle
+        # (the memories have no read/write collision logic, see hw.engine.memory)
+        assert RL + 1 + sgd.latency >= L
+
+        # NITRO-ReLU backward on whole rows (the row's SMEM word arrives RL cycles later)
+        m.d.comb += [rbwd.valid.eq(self.row_v & is_rbwd & (self.m_row < cmd.m_len)),
+                     rbwd.row.eq(self.row), rbwd.addr.eq(self.row_addr), rbwd.s_word.eq(self.s_word)]
+
+        def lane_en(lane, on):
+            return Mux(on, Const(1, L) << lane, 0)
+
+        def write(sel, addr, dat, en):
+            name = MEM_NAMES[sel]
+            m.d.comb += [getattr(self, f"{name}_wr_addr").eq(addr),
+                         getattr(self, f"{name}_wr_data").eq(dat), getattr(self, f"{name}_wr_en").eq(en)]
+
+        a_out, e_out, w_new = scale.a, scale.e, sgd.o.payload
+        rb = rbwd.out_valid
+        write(SEL_AMEM_C, sc.a[0], _rep(Mux(is_relu, a_out, e_out)[:AB], L), lane_en(sc.r, sc_valid))
+        write(SEL_AMEM_R, sc.a[1], _rep(a_out[:AB], L), lane_en(sc.j, sc_valid & is_relu))
+        e_ext = Signal(signed(p.delta_bits))
+        m.d.comb += e_ext.eq(e_out)
+        write(SEL_DMEM, Mux(rb, rbwd.out_addr, sc.a[1]), Mux(rb, rbwd.out_word, _rep(e_ext, L)),
+              Mux(rb, (1 << L) - 1, lane_en(sc.j, sc_valid & is_loss)))
+        write(SEL_SMEM, sc.a[2], _rep(scale.s[:AB], L), lane_en(sc.j, sc_valid))
+        write(SEL_WMEM, sg.a[3], _rep(w_new[:WB], L), lane_en(sg.j, sg_valid))
+        write(SEL_WTMEM, sg.a[4], _rep(w_new[:WB], L), lane_en(sg.r, sg_valid & cmd.wt_en))
         return m
