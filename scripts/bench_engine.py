@@ -10,6 +10,9 @@
            summary synth.json (resources, Fmax per seed, projected images/s at the worst Fmax)
   place  : yosys + nextpnr placement only (seed 1; routing the whole engine does not finish on a
            2-core machine) -> synth_placed_seed1.json: resources and the pre-route Fmax estimate
+  small  : the same engine with a quarter of the scratchpad depths, placed and routed (seed 1):
+           routes where the whole engine does not on a 2-core machine, so its critical paths are
+           the logic's -> synth_small_seed1.json (not the whole engine: a timing probe)
   ebr    : one memory bank (a single DP16KD) routed as yosys maps it and with its output register
            packed (sim.ebr_outreg) -> ebr_outreg.json: the Fmax ceiling of a block RAM read
   all    : cosim, model, widths and synth, then README.md
@@ -212,6 +215,29 @@ def bench_place(data_dir: str) -> Path:
     return out
 
 
+SMALL_DIVISOR = 4
+DEPTHS = ("amem_c_depth", "amem_r_depth", "wmem_depth", "wtmem_depth", "dmem_depth", "smem_depth",
+          "ymem_depth")
+
+
+def bench_small(data_dir: str, seed: int = 1) -> Path:
+    from dataclasses import replace
+
+    from hw.engine.params import EngineParams
+    from sim.engine.synth import synthesize_engine
+
+    p = EngineParams()
+    small = replace(p, **{k: getattr(p, k) // SMALL_DIVISOR for k in DEPTHS})
+    img_s, _ = golden_img_s(data_dir)
+    res = synthesize_engine(REPO / "build" / "engine" / f"synth_small_seed{seed}", small, seed=seed,
+                            golden_img_s=img_s)
+    res["note"] = (f"timing probe: the engine with its scratchpad depths divided by {SMALL_DIVISOR}; "
+                   "the cycles and projections are the whole engine's")
+    out = OUT / f"synth_small_seed{seed}.json"
+    write_atomic(out, json.dumps(res, indent=1).encode())
+    return out
+
+
 def bench_ebr() -> Path:
     from sim.engine.synth import memory_read_fmax
 
@@ -327,7 +353,8 @@ def write_readme() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["cosim", "model", "widths", "synth", "place", "ebr", "all", "readme"])
+    ap.add_argument("what", choices=["cosim", "model", "widths", "synth", "place", "small", "ebr", "all",
+                                         "readme"])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
@@ -343,6 +370,8 @@ def main() -> None:
         bench_synth(a.seeds, a.data_dir)
     if a.what == "place":
         bench_place(a.data_dir)
+    if a.what == "small":
+        bench_small(a.data_dir)
     if a.what == "ebr":
         bench_ebr()
     write_readme()
