@@ -35,30 +35,38 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "engine"
 RUNS = {"mlp_mnist": 100, "mlp_fmnist": 20}  # config -> steps
 MEMORIES = ("ideal", "ddr3")
+WIDE = ("mlp_mnist",)  # also run on the engine generated with a 128-bit memory port
 DEFAULT_DATA = REPO.parent / "shared" / "datasets"
 
 
-def cosim_file(config: str, memory: str) -> Path:
-    return OUT / f"cosim_{config}_{RUNS[config]}steps_{memory}.json"
+def cosim_file(config: str, memory: str, bus: int = 64) -> Path:
+    wide = "" if bus == 64 else f"_bus{bus}"
+    return OUT / f"cosim_{config}_{RUNS[config]}steps_{memory}{wide}.json"
+
+
+def cosim_runs() -> list[tuple[str, str, int]]:
+    """(config, memory model, bus width) of every recorded co-simulation."""
+    return [(c, m, b) for c in RUNS for b in (64, 128) if b == 64 or c in WIDE for m in MEMORIES]
 
 
 def bench_cosim(data_dir: str) -> list[Path]:
+    from hw.engine.params import EngineParams
     from sim.engine.cosim import run_cosim
     from sim.engine.host import MemoryModel
 
     outs = []
-    for config, steps in RUNS.items():
-        for memory in MEMORIES:
-            out = cosim_file(config, memory)
-            t0 = time.perf_counter()
-            rc = run_cosim(REPO / "configs" / f"{config}.toml", steps, data_dir, out, progress=True,
-                           memory=MemoryModel.parse(memory), test_images=256)
-            res = json.loads(out.read_text())
-            res["total_wall_s_incl_build"] = round(time.perf_counter() - t0, 1)
-            write_atomic(out, json.dumps(res, indent=1).encode())
-            if rc:
-                raise SystemExit(f"cosim failed: {res.get('message')}")
-            outs.append(out)
+    for config, memory, bus in cosim_runs():
+        out = cosim_file(config, memory, bus)
+        t0 = time.perf_counter()
+        rc = run_cosim(REPO / "configs" / f"{config}.toml", RUNS[config], data_dir, out, progress=True,
+                       memory=MemoryModel.parse(memory), test_images=256,
+                       params=EngineParams(bus_bits=bus))
+        res = json.loads(out.read_text())
+        res["total_wall_s_incl_build"] = round(time.perf_counter() - t0, 1)
+        write_atomic(out, json.dumps(res, indent=1).encode())
+        if rc:
+            raise SystemExit(f"cosim failed: {res.get('message')}")
+        outs.append(out)
     return outs
 
 
@@ -66,17 +74,16 @@ def bench_model(data_dir: str) -> Path:
     """The performance model's prediction against every recorded co-simulation (both MLPs, both
     memory models): cycles per step and per unit."""
     runs = {}
-    for config in RUNS:
-        for memory in MEMORIES:
-            f = cosim_file(config, memory)
-            if not f.exists():
-                raise SystemExit(f"{f} is missing: run `bench_engine.py cosim` first")
-            r = json.loads(f.read_text())
-            pr = r["predicted"]
-            runs[f"{config} {memory}"] = {
-                "predicted": pr["cycles_per_step"], "measured": r["cycles_per_step"],
-                "error": pr["cycles_per_step"] / r["cycles_per_step"] - 1,
-                "units": {k: {"predicted": v, "measured": r["units"][k]} for k, v in pr["units"].items()}}
+    for config, memory, bus in cosim_runs():
+        f = cosim_file(config, memory, bus)
+        if not f.exists():
+            raise SystemExit(f"{f} is missing: run `bench_engine.py cosim` first")
+        r = json.loads(f.read_text())
+        pr = r["predicted"]
+        runs[f"{config} {memory}" + ("" if bus == 64 else f" {bus}-bit")] = {
+            "predicted": pr["cycles_per_step"], "measured": r["cycles_per_step"],
+            "error": pr["cycles_per_step"] / r["cycles_per_step"] - 1,
+            "units": {k: {"predicted": v, "measured": r["units"][k]} for k, v in pr["units"].items()}}
     out = OUT / "perf_model.json"
     ceilings = {config: utilization_ceiling(config) for config in RUNS}
     write_atomic(out, json.dumps({"model": "hw/engine/perf.py", "runs": runs,
@@ -191,13 +198,12 @@ def bench_synth(seeds: list[int], data_dir: str) -> Path:
     summary["worst_fmax_mhz"] = worst
     summary["golden_model_cpu_img_s"], summary["golden_model_cpu_img_s_source"] = img_s, src
     summary["projected_img_s_at_worst_fmax"] = {}
-    for config in RUNS:
-        for memory in MEMORIES:
-            f = cosim_file(config, memory)
-            if f.exists():
-                c = json.loads(f.read_text())
-                summary["projected_img_s_at_worst_fmax"][f"{config} {memory}"] = round(
-                    worst * 1e6 / c["cycles_per_step"] * c["batch"], 1)
+    for config, memory, bus in cosim_runs():
+        f = cosim_file(config, memory, bus)
+        if f.exists() and bus == summary["params"]["bus_bits"]:
+            c = json.loads(f.read_text())
+            summary["projected_img_s_at_worst_fmax"][f"{config} {memory}"] = round(
+                worst * 1e6 / c["cycles_per_step"] * c["batch"], 1)
     out = OUT / "synth.json"
     write_atomic(out, json.dumps(summary, indent=1).encode())
     print(json.dumps(summary, indent=1))
@@ -257,31 +263,32 @@ def write_readme() -> None:
     lines = ["# Streaming NITRO-D engine: recorded results", "",
              "Produced by `scripts/bench_engine.py` (see its docstring). One generated engine: 8x8 "
              "int8 x int24 MAC array (int32 wrap), int16 weights, double-buffered scratchpads, a "
-             "64-bit AXI4 memory port; tensors in external memory. Memory models (`nitro cosim "
+             "64-bit AXI4 memory port (`_bus128`: the same engine generated with a 128-bit port); "
+             "tensors in external memory. Memory models (`nitro cosim "
              "--memory`): ideal = first beat 1 cycle after the address, one beat per cycle; ddr3 = "
              f"{DDR3_TEXT}.", ""]
-    for config in RUNS:
-        for memory in MEMORIES:
-            f = cosim_file(config, memory)
-            if not f.exists():
-                continue
-            r = json.loads(f.read_text())
-            u = r["units"]
-            t = r.get("test", {})
-            lines += [f"## {f.name}", "",
-                      f"- {r['network']} batch {r['batch']}, {r['steps_run']} steps, memory {memory}, "
-                      f"bit-identical after every step: **{r['ok']}**; {r['tiles']} tiles, "
-                      f"{r['program_commands']} program commands per step",
-                      f"- cycles per step: **{r['cycles_per_step']:.0f}** = fetch {u['fetch_cycles']:.0f}"
-                      f" + load {u['load_cycles']:.0f} + store {u['store_cycles']:.0f} + waiting for "
-                      f"the core {u['wait_cycles']:.0f}; the core ran {u['run_cycles']:.0f}",
-                      f"- useful-MAC utilization **{100 * r['mac_util']:.1f}%** of the step "
-                      f"({100 * r['gemm_mac_util']:.1f}% of the core's cycles)",
-                      f"- inference on {t.get('images', 0)} test images: engine accuracy "
-                      f"{100 * t.get('engine_acc', 0):.2f}%, predictions identical to the golden "
-                      f"model's: {t.get('identical')}",
-                      f"- wall time {r.get('run_s', r['wall_s']):.0f} s (simulator {r['sim_khz']:.0f} "
-                      f"kcycles/s)", ""]
+    for config, memory, bus in cosim_runs():
+        f = cosim_file(config, memory, bus)
+        if not f.exists():
+            continue
+        r = json.loads(f.read_text())
+        u = r["units"]
+        t = r.get("test", {})
+        lines += [f"## {f.name}", "",
+                  f"- {r['network']} batch {r['batch']}, {r['steps_run']} steps, memory {memory}, "
+                  f"{bus}-bit port, bit-identical after every step: **{r['ok']}**; {r['tiles']} "
+                  f"tiles in {r.get('runs', r['tiles'])} runs, {r['program_commands']} program "
+                  "commands per step",
+                  f"- cycles per step: **{r['cycles_per_step']:.0f}** = fetch {u['fetch_cycles']:.0f}"
+                  f" + load {u['load_cycles']:.0f} + store {u['store_cycles']:.0f} + waiting for "
+                  f"the core {u['wait_cycles']:.0f}; the core ran {u['run_cycles']:.0f}",
+                  f"- useful-MAC utilization **{100 * r['mac_util']:.1f}%** of the step "
+                  f"({100 * r['gemm_mac_util']:.1f}% of the core's cycles)",
+                  f"- inference on {t.get('images', 0)} test images: engine accuracy "
+                  f"{100 * t.get('engine_acc', 0):.2f}%, predictions identical to the golden "
+                  f"model's: {t.get('identical')}",
+                  f"- wall time {r.get('run_s', r['wall_s']):.0f} s (simulator {r['sim_khz']:.0f} "
+                  f"kcycles/s)", ""]
     pm = OUT / "perf_model.json"
     if pm.exists():
         r = json.loads(pm.read_text())

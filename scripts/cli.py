@@ -177,13 +177,15 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _cosim(args: argparse.Namespace) -> int:
+    from hw.engine.params import EngineParams
     from sim.engine.cosim import run_cosim
     from sim.engine.host import MemoryModel
 
     return run_cosim(Path(args.config), args.steps, args.data_dir, Path(args.out) if args.out else None,
                      progress=not args.no_progress, fault=args.fault, batch=args.batch,
                      memory=MemoryModel.parse(args.memory), train_images=args.train_images,
-                     test_images=args.test_images, waves=args.waves)
+                     test_images=args.test_images, waves=args.waves,
+                     params=EngineParams(bus_bits=args.bus_bits))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -300,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-images", type=non_negative_int, default=0,
                    help="after training, run the engine's inference program on the first N test "
                         "images: its accuracy, and predictions identical to the golden model's")
+    s.add_argument("--bus-bits", type=int, choices=(64, 128), default=64,
+                   help="the engine's AXI4 memory port width (a separate build per width)")
     s.add_argument("--waves", action="store_true",
                    help="record every signal of the run to DIR/dump.fst (a separate, slower build; "
                         "keep --steps small)")

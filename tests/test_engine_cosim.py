@@ -86,6 +86,18 @@ def test_engine_k_longer_than_the_scratchpads(engine_build, tmp_path):
     assert abs(res["predicted"]["error"]) < 0.05
 
 
+def test_engine_128_bit_bus(tmp_path):
+    """The engine generated with a 128-bit AXI4 port (a build of its own): the MNIST MLP's steps
+    and its inference bit-identical, weights and deltas in fewer beats than at 64 bits."""
+    from hw.engine.params import EngineParams
+
+    rc, res = _cosim(tmp_path, REPO / "configs" / "embedded_mlp.toml", 2, test_images=64,
+                     params=EngineParams(bus_bits=128))
+    assert rc == 0, res.get("message")
+    assert res["ok"] and res["params"]["bus_bits"] == 128 and res["test"]["identical"]
+    assert res["mac_util"] >= 0.85 and abs(res["predicted"]["error"]) < 0.05
+
+
 def test_engine_results_identical_under_memory_models(engine_build, tmp_path):
     """Ideal memory, high latency, and random stalls with two seeds: bit-identical results (each
     run is checked against the golden model), and the cycle counts show the settings took effect."""

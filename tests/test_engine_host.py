@@ -18,7 +18,7 @@ from model.spec import Hyper, build_mlp
 from hw.engine import compiler as C
 from hw.engine import tiling as T
 from hw.engine.image import tensor_span
-from hw.engine.program import END, RUN, Transfer, beats_per_word, load
+from hw.engine.program import END, RUN, Transfer, ext_word_bytes, load
 from sim.engine.cosim import parse_fault, prepare_cosim, run_cosim
 from sim.engine.host import MemoryModel
 
@@ -92,13 +92,13 @@ def _covered(tiles, g):
 
 @settings(max_examples=25, deadline=None)
 @given(hidden=st.lists(st.integers(1, 1500), min_size=1, max_size=3), batch=st.integers(1, 130),
-       depth=st.sampled_from([1024, 1536, 2048]))
-def test_tiles_cover_every_gemm_once_and_fit(hidden, batch, depth):
+       depth=st.sampled_from([1024, 1536, 2048]), bus=st.sampled_from([64, 128]))
+def test_tiles_cover_every_gemm_once_and_fit(hidden, batch, depth, bus):
     """Whatever the shapes and scratchpad sizes: every output element of every GEMM gets each of
     its K terms from exactly one tile (a K too long for the scratchpads in chunks), every tile
     fits its scratchpads (validated), and every transfer stays inside its tensor in external
     memory."""
-    p = replace(EngineParams(), amem_c_depth=depth, wmem_depth=depth)
+    p = replace(EngineParams(), amem_c_depth=depth, wmem_depth=depth, bus_bits=bus)
     prog = C.compile_network(mnist_spec(hidden), batch, p)
     ep = T.lower(prog)
     spans = {}
@@ -111,7 +111,7 @@ def test_tiles_cover_every_gemm_once_and_fit(hidden, batch, depth):
         for tile in tiles:
             for x in tile.loads + tile.stores:
                 name = next(n for n, (lo, hi) in spans.items() if lo <= x.ext < hi)
-                bpw = beats_per_word(p, x.sel) * 8
+                bpw = ext_word_bytes(p, x.sel)
                 last = x.ext + (x.rows - 1) * x.stride + x.row_words * bpw
                 assert last <= spans[name][1], (tile.gemm.name, name)
     assert ep.commands[-1] == END and sum(c == RUN for c in ep.commands) == len(ep.runs)

@@ -8,7 +8,7 @@ from model.numerics import NitroError
 
 from .compiler import Tensor, pack_tensor, unpack_tensor
 from .params import EngineParams
-from .program import beats_per_word
+from .program import ext_word_bytes
 
 
 def lanes_to_bytes(lanes: np.ndarray, lane_bits: int, nbytes: int) -> np.ndarray:
@@ -34,24 +34,21 @@ def bytes_to_lanes(by: np.ndarray, lane_bits: int, lanes: int) -> np.ndarray:
 
 
 def tensor_words(p: EngineParams, t: Tensor, mat: np.ndarray) -> np.ndarray:
-    """The bus words (uint64) of tensor `t` holding `mat`, for the region at byte `t.ext`."""
+    """The 64-bit words of tensor `t` holding `mat`, for the region at byte `t.ext`."""
     lanes = pack_tensor(t, mat)
     lb = p.lane_width(t.sel)
     lim = 1 << (lb - 1)
     if lanes.size and (lanes.min() < -lim or lanes.max() >= lim):
         raise NitroError(f"engine: {t.name} has values outside the {lb}-bit lanes of its scratchpad")
-    nbytes = beats_per_word(p, t.sel) * p.bus_bits // 8
-    return lanes_to_bytes(lanes, lb, nbytes).reshape(-1).view(np.uint64)
+    return lanes_to_bytes(lanes, lb, ext_word_bytes(p, t.sel)).reshape(-1).view(np.uint64)
 
 
 def tensor_from_words(p: EngineParams, t: Tensor, words: np.ndarray) -> np.ndarray:
-    """Inverse of `tensor_words`: bus words -> the (rows x feats) matrix."""
-    nbytes = beats_per_word(p, t.sel) * p.bus_bits // 8
-    by = np.ascontiguousarray(words, dtype=np.uint64).view(np.uint8).reshape(-1, nbytes)
+    """Inverse of `tensor_words`: 64-bit words -> the (rows x feats) matrix."""
+    by = np.ascontiguousarray(words, dtype=np.uint64).view(np.uint8).reshape(-1, ext_word_bytes(p, t.sel))
     return unpack_tensor(t, bytes_to_lanes(by, p.lane_width(t.sel), t.lanes))
 
 
 def tensor_span(p: EngineParams, t: Tensor) -> tuple[int, int]:
-    """(first bus word, bus words) of tensor `t` in external memory."""
-    bb = p.bus_bits // 8
-    return t.ext // bb, t.words * beats_per_word(p, t.sel)
+    """(first 64-bit word, 64-bit words) of tensor `t` in external memory."""
+    return t.ext // 8, t.words * ext_word_bytes(p, t.sel) // 8

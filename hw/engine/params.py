@@ -91,9 +91,9 @@ class EngineParams:
         if self.rows & (self.rows - 1) or not 4 <= self.rows <= 16:
             # >= 4: the drain's registered "last tile" flags are read three rows after they change
             raise NitroError("MAC array side must be a power of two in 4..16")
-        if self.bus_bits != 64:
-            raise NitroError("the engine's memory port is 64 bits wide (bus_bits = 64); other "
-                             "widths are not built yet")
+        if self.bus_bits not in (64, 128):
+            raise NitroError(f"the engine's memory port is 64 or 128 bits wide, got bus_bits = "
+                             f"{self.bus_bits}")
         for k in ("amem_c_depth", "amem_r_depth", "wmem_depth", "wtmem_depth", "dmem_depth",
                   "smem_depth", "ymem_depth", "cmem_depth"):
             d = getattr(self, k)

@@ -1,6 +1,6 @@
 """The streaming engine's program: what the sequencer (`hw.engine.top`) fetches from external memory.
 
-A program is a list of 128-bit commands at `prog_base` (two 64-bit bus words each):
+A program is a list of 128-bit commands at `prog_base` (two beats of a 64-bit bus, one of 128):
 
   LOAD  sel spad rows row_words ext stride across : `rows` rows of `row_words` scratchpad words
         from external memory (row r at byte `ext + r * stride`) into scratchpad `sel`, word c of
@@ -14,8 +14,9 @@ A program is a list of 128-bit commands at `prog_base` (two 64-bit bus words eac
           STOREs of the host's set overlap the run (double buffering)
   END   : wait until the core is idle; the program is finished: DONE rises (and the interrupt)
 
-In external memory a scratchpad word of `w` bits takes ceil(w / bus_bits) bus words, little-endian
-(lane 0 in the lowest bits), the unused bits zero: `words_per_beat` is that count per scratchpad.
+In external memory a scratchpad word of `w` bits takes ceil(w / bus_bits) bus beats, little-endian
+(lane 0 in the lowest bits), the unused bits zero (`beats_per_word`, `ext_word_bytes`): with a
+128-bit bus a 64-bit activation word fills half a beat, so that every transfer stays beat-aligned.
 The layout is declared once here and used by the RTL and by the host (`pack`).
 """
 from __future__ import annotations
@@ -51,6 +52,11 @@ def scratch_word_bits(p: EngineParams, sel: int) -> int:
 
 def beats_per_word(p: EngineParams, sel: int) -> int:
     return -(-scratch_word_bits(p, sel) // p.bus_bits)
+
+
+def ext_word_bytes(p: EngineParams, sel: int) -> int:
+    """Bytes one word of scratchpad `sel` takes in external memory (whole bus beats)."""
+    return beats_per_word(p, sel) * p.bus_bits // 8
 
 
 @dataclass(frozen=True)

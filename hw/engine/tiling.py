@@ -29,7 +29,8 @@ from .params import (
     EngineParams,
 )
 from .program import (
-    END, PROGRAM_WORD_BITS, RUN, SWAP, Command, Transfer, beats_per_word, bus_words, load, store,
+    END, PROGRAM_WORD_BITS, RUN, SWAP, Command, Transfer, beats_per_word, bus_words, ext_word_bytes,
+    load, store,
 )
 
 # slots an op reads (loaded before RUN) and writes (stored after RUN)
@@ -208,7 +209,7 @@ def _k_chunk(g: Gemm, p: EngineParams, one: tuple[int, int]) -> int:
 def transfer(b: Block, base: int, p: EngineParams) -> Transfer:
     """The 2-D transfer of block `b` to / from scratchpad words `base`..., contiguous on chip."""
     t, L = b.t, b.t.lanes
-    bpw = beats_per_word(p, t.sel) * p.bus_bits // 8
+    bpw = ext_word_bytes(p, t.sel)
     if t.layout == "wT":  # one row per panel of L columns, landing side by side (row-major)
         j0 = b.f0 // L
         return Transfer(t.sel, base, cdiv(b.f1, L) - j0, b.r1 - b.r0, t.ext + (j0 * t.rows + b.r0) * bpw,
@@ -239,15 +240,15 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
         cuts += [_Cut(g, m0, min(m0 + sh.m, g.m), n0, min(n0 + sh.n, g.n), k0, min(k0 + kc, g.k))
                  for m0, n0 in blocks for k0 in range(0, g.k, kc)]
     runs = _group(cuts, p)
-    ncw = p.cmd_words
+    ncw, cw, ctw = p.cmd_words, ext_word_bytes(p, SEL_CMEM), ext_word_bytes(p, SEL_CTR)
     ucode_ext = prog.ext_words * (p.bus_bits // 8) if base is None else base
     for run in runs:
         run.ucode_ext = ucode_ext
-        ucode_ext += run.commands * ncw * 8
+        ucode_ext += run.commands * ncw * cw
     cmds = _schedule(runs, p)
     ctr_ext = _align(ucode_ext)
-    cmds += [store(Transfer(SEL_CTR, 0, 1, N_COUNTERS, ctr_ext, N_COUNTERS * 8)), END]
-    prog_ext = _align(ctr_ext + N_COUNTERS * 8)
+    cmds += [store(Transfer(SEL_CTR, 0, 1, N_COUNTERS, ctr_ext, N_COUNTERS * ctw)), END]
+    prog_ext = _align(ctr_ext + N_COUNTERS * ctw)
     end = prog_ext + len(cmds) * PROGRAM_WORD_BITS // 8
     return EngineProgram(prog, runs, cmds, runs[0].ucode_ext, prog_ext, ctr_ext, _align(end))
 
@@ -294,7 +295,7 @@ def _schedule(runs: list[Run], p: EngineParams) -> list[Command]:
     its own run: the only bubble. A set keeps the operand block the tile order keeps (A or B) for
     the next tile of the same GEMM that lands there. The program ends with the core in set 0,
     where the next one starts."""
-    ncw = p.cmd_words
+    ncw, cw = p.cmd_words, ext_word_bytes(p, SEL_CMEM)
     cmds: list[Command] = []
     host = 1  # the set the host side reaches
     resident: list = [set(), set()]  # per set: the (GEMM, A or B transfer)s it holds
@@ -314,7 +315,7 @@ def _schedule(runs: list[Run], p: EngineParams) -> list[Command]:
         resident[host] = run.kept
         cmds += [load(x) for x in loads]
         words = run.commands * ncw
-        cmds += [load(Transfer(SEL_CMEM, 0, 1, words, run.ucode_ext, words * 8)), SWAP, RUN]
+        cmds += [load(Transfer(SEL_CMEM, 0, 1, words, run.ucode_ext, words * cw)), SWAP, RUN]
         host ^= 1
         cmds += [store(x) for x in owed]
         owed = run.stores
@@ -327,7 +328,7 @@ def _spans(xs: list[Transfer], p: EngineParams) -> list[tuple[int, int]]:
     """The byte intervals of external memory the transfers touch, sorted by start."""
     out = []
     for x in xs:
-        n = x.row_words * beats_per_word(p, x.sel) * p.bus_bits // 8
+        n = x.row_words * ext_word_bytes(p, x.sel)
         out += [(x.ext + r * x.stride, x.ext + r * x.stride + n) for r in range(x.rows)]
     return sorted(out)
 
@@ -399,15 +400,19 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
 # ---- external memory words -----------------------------------------------------------------------
 
 def ucode_words(ep: EngineProgram) -> np.ndarray:
-    """The runs' command words (64-bit, as the command scratchpad holds them), for the region at
-    `ep.ucode_ext`; rewritten whenever `compiler.set_lr` changes the update constants."""
+    """The runs' command words (64-bit, as the command scratchpad holds them, each in a bus beat of
+    its own), for the region at `ep.ucode_ext`, as 64-bit words; rewritten whenever
+    `compiler.set_lr` changes the update constants."""
     p, prog = ep.params, ep.prog
     end = pack_command(p, {"op": OP_END, "phase": prog.phases.index("control")})
     words: list[int] = []
     for run in ep.runs:
         words += [pack_command(p, t.gemm.fields(prog.phases.index(t.gemm.phase))) for t in run.tiles]
         words.append(end)
-    return np.array([w for v in words for w in bus_words(v, p.cmd_words)], dtype=np.uint64)
+    flat = np.array([w for v in words for w in bus_words(v, p.cmd_words)], dtype=np.uint64)
+    out = np.zeros((len(flat), ext_word_bytes(p, SEL_CMEM) // 8), dtype=np.uint64)
+    out[:, 0] = flat
+    return out.reshape(-1)
 
 
 def program_words(ep: EngineProgram) -> np.ndarray:

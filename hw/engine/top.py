@@ -1,13 +1,14 @@
 """The streaming NITRO-D training engine: every tensor in external memory, tiles in scratchpads.
 
     s_axil (AXI4-Lite) -> ControlRegisters (hw.engine.control): prog_base, START, DONE/ERROR, irq
-    m_axi  (AXI4)      <- DmaReader: program commands (Sequencer) and LOAD data (LoadUnit)
+    m_axi  (AXI4, 64 or 128 bits: `EngineParams.bus_bits`)
+                       <- DmaReader: program commands (Sequencer) and LOAD data (LoadUnit)
                        <- DmaWriter: STORE data (StoreUnit)
     Engine (hw.engine.core): the MAC array, its output pipelines and the double-buffered
     scratchpads; LOAD writes and STORE reads the host's set through the core's host ports (also
     while the core runs in the other set); SWAP exchanges the sets; RUN starts the core.
 
-The sequencer runs the program (`hw.engine.program`): fetch a command (two bus words), then LOAD
+The sequencer runs the program (`hw.engine.program`): fetch a command (one 128-bit read), then LOAD
 or STORE to completion; RUN starts the core and goes on, so transfers of the host's scratchpad
 set overlap the run; SWAP and END wait for the core. Nothing in the RTL depends on the network:
 the compiler tiles every GEMM into what the scratchpads hold and orders the transfers

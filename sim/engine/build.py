@@ -25,7 +25,7 @@ from sim.runner import LINT_WAIVERS, REPO, check_results, setup_verilator, witho
 
 HARNESS = Path(__file__).with_name("engine_tb.sv")
 MEMORY_MODEL = Path(__file__).parents[1] / "axi_mem.sv"
-MEM_WORDS = 1 << 19  # the memory model: 4 MiB of 64-bit words
+MEM_WORDS = 1 << 19  # the memory model: 4 MiB (as 64-bit words; the model holds bus words)
 BUILD_ARGS = [*LINT_WAIVERS, "-O3", "--timing", "-Wno-fatal", "--x-assign", "fast",
               "--x-initial", "fast"]
 # Own root (unit test runs may clear build/hw); NITRO_ENGINE_BUILD_ROOT overrides it.
@@ -75,7 +75,7 @@ def _runner():
 
 
 def _harness_params(p: EngineParams) -> dict:
-    return {"WORDS": MEM_WORDS}
+    return {"WORDS": MEM_WORDS * 64 // p.bus_bits, "DATA_W": p.bus_bits}
 
 
 def source_link(p: EngineParams, waves: bool = False) -> Path:

@@ -5,10 +5,12 @@
 //   * sets registers over the AXI4-Lite port (cocotbext-axi's AxiLiteMaster on s_axil__*),
 //     starts, and waits for the interrupt;
 //   * reads results back: words dump_lo..dump_hi to mem_out.hex on a rising mem_dump
+//     (addresses and hex lines in DATA_W-bit memory words)
 //     (mem_dumped follows one cycle later).
 // verilator coverage_off
 module tb #(
-    parameter int WORDS = 1 << 19
+    parameter int WORDS = 1 << 19,
+    parameter int DATA_W = 64  // the engine's bus_bits; the memory holds WORDS words of DATA_W bits
 ) (
     input  logic        rst /*verilator public_flat_rw*/,
     input  logic        mem_load /*verilator public_flat_rw*/,
@@ -51,8 +53,8 @@ module tb #(
     logic [1:0] arburst, awburst, rresp, bresp;
     logic arid, awid, rid, bid, arvalid, arready, awvalid, awready, wvalid, wready, wlast;
     logic rvalid, rready, rlast, bvalid, bready;
-    logic [63:0] wdata, rdata;
-    logic [7:0] wstrb;
+    logic [DATA_W-1:0] wdata, rdata;
+    logic [DATA_W/8-1:0] wstrb;
 
     initial begin
         cycle = 0; mem_dumped = 0;
@@ -84,7 +86,7 @@ module tb #(
         .m_axi__bready(bready)
     );
 
-    axi_mem #(.DATA_W(64), .WORDS(WORDS)) memory (
+    axi_mem #(.DATA_W(DATA_W), .WORDS(WORDS)) memory (
         .clk(clk), .rst(rst), .load(mem_load), .dump(mem_dump), .latency(latency), .gap(gap),
         .stall_pct(stall_pct), .seed(seed), .dump_lo(dump_lo), .dump_hi(dump_hi),
         .arid(arid), .awid(awid), .araddr(araddr), .awaddr(awaddr), .arlen(arlen), .awlen(awlen),

@@ -19,7 +19,8 @@ from hw.engine.compiler import Program, batch_tensors, set_lr, weight_tensors
 from hw.engine.counters import CTR_BITS
 from hw.engine.control import ERROR_NAMES, STATUS_DONE, STATUS_ERROR, control_map
 from hw.engine.image import tensor_from_words, tensor_span, tensor_words
-from hw.engine.params import CTR_KINDS
+from hw.engine.params import CTR_KINDS, SEL_CTR
+from hw.engine.program import ext_word_bytes
 from hw.engine.tiling import N_COUNTERS, lower, program_words, ucode_words
 from model.numerics import NitroError
 
@@ -110,13 +111,17 @@ class EngineBackend:
 
     # ---- memory ------------------------------------------------------------------------------
     async def write_memory(self, regions: list[tuple[int, np.ndarray]]) -> None:
-        """Bus words into the memory model: (first word address, uint64 words) per region."""
+        """64-bit words into the memory model: (first word address, uint64 words) per region; the
+        model holds bus words (`bus_bits` wide: every region starts and ends on a bus word)."""
         from cocotb.triggers import ClockCycles
 
+        n = self.p.bus_bits // 64
         lines = []
         for addr, words in regions:
-            lines.append(f"@{addr:x}")
-            lines += [f"{int(w):016x}" for w in words]
+            words = np.asarray(words, dtype=np.uint64)
+            assert addr % n == 0 and len(words) % n == 0, "regions are whole bus words"
+            lines.append(f"@{addr // n:x}")
+            lines += ["".join(f"{int(w):016x}" for w in beat[::-1]) for beat in words.reshape(-1, n)]
         Path("mem.hex").write_text("\n".join(lines) + "\n")
         self.dut.mem_load.value = 1
         await ClockCycles(self.dut.clk, 2)
@@ -124,15 +129,19 @@ class EngineBackend:
         await ClockCycles(self.dut.clk, 1)
 
     async def read_memory(self, first: int, count: int) -> np.ndarray:
+        """64-bit words [first, first + count) (whole bus words) from the memory model."""
         from cocotb.triggers import ClockCycles, RisingEdge
 
-        self.dut.dump_lo.value, self.dut.dump_hi.value = first, first + count - 1
+        n = self.p.bus_bits // 64
+        assert first % n == 0 and count % n == 0, "reads are whole bus words"
+        self.dut.dump_lo.value, self.dut.dump_hi.value = first // n, (first + count) // n - 1
         self.dut.mem_dump.value = 1
         await RisingEdge(self.dut.mem_dumped)
         self.dut.mem_dump.value = 0
         await ClockCycles(self.dut.clk, 1)
         text = "".join(ln for ln in Path("mem_out.hex").read_text().split() if not ln.startswith("@"))
-        return np.frombuffer(bytes.fromhex(text), dtype=">u8").astype(np.uint64)
+        beats = np.frombuffer(bytes.fromhex(text), dtype=">u8").astype(np.uint64).reshape(-1, n)
+        return beats[:, ::-1].reshape(-1)  # a beat's hex line is most significant word first
 
     # ---- registers -----------------------------------------------------------------------------
     async def reg_write(self, name: str, value: int) -> None:
@@ -188,11 +197,10 @@ class EngineBackend:
         return [(tensor_span(self.p, t)[0], tensor_words(self.p, t, m)) for t, m in pairs]
 
     async def load_weights(self, params: dict[str, np.ndarray]) -> None:
-        bb = self.p.bus_bits // 8
         await self.reset()
         await self.write_memory(self._regions(weight_tensors(self.prog, params))
-                                + [(ep.prog_ext // bb, program_words(ep)) for ep in (self.ep, self.infer)]
-                                + [(self.infer.ucode_ext // bb, ucode_words(self.infer))])
+                                + [(ep.prog_ext // 8, program_words(ep)) for ep in (self.ep, self.infer)]
+                                + [(self.infer.ucode_ext // 8, ucode_words(self.infer))])
 
     async def train_step(self, x: np.ndarray, y: np.ndarray, lr_inv: int, fault=None) -> HwStep:
         """Write the batch (and the command words when lr_inv changed), run one step, read back."""
@@ -200,7 +208,7 @@ class EngineBackend:
         regions = self._regions(batch_tensors(self.prog, x, y))
         if self._lr != lr_inv:
             set_lr(self.prog, lr_inv)
-            regions.append((self.ep.ucode_ext // (self.p.bus_bits // 8), ucode_words(self.ep)))
+            regions.append((self.ep.ucode_ext // 8, ucode_words(self.ep)))
             self._lr = lr_inv
         await self.write_memory(regions)
         units = await self.run(self.ep, self._budget(self.ep))
@@ -229,7 +237,7 @@ class EngineBackend:
             pad = np.zeros((b - len(xb), *xb.shape[1:]), xb.dtype)
             await self.write_memory(self._regions(batch_tensors(prog, np.concatenate([xb, pad]), y)))
             await self.run(self.infer, self._budget(self.infer))
-            words = await self.read_memory(0, prog.ext_words)
+            words = await self.read_memory(0, prog.ext_words * self.p.bus_bits // 64)
             for n in names:
                 t = prog.tensors[f"{n}.yhat"]
                 first, count = tensor_span(self.p, t)
@@ -247,8 +255,8 @@ class EngineBackend:
         await self.write_memory([(first, tensor_words(self.p, t, w))])
 
     async def _read_back(self, units: dict[str, int]) -> HwStep:
-        bb = self.p.bus_bits // 8
-        n = self.ep.ctr_ext // bb + N_COUNTERS
+        ctw = ext_word_bytes(self.p, SEL_CTR) // 8  # 64-bit words per counter
+        n = self.ep.ctr_ext // 8 + N_COUNTERS * ctw
         words = await self.read_memory(0, n)
 
         def get(t):
@@ -260,7 +268,7 @@ class EngineBackend:
         wcp = {name: get(lm.wt) for name, lm in layers if lm.wt is not None}
         weights = {t.name for _, lm in layers for t in (lm.w, lm.wt) if t is not None}
         out = {name: get(t) for name, t in self.prog.tensors.items() if name not in weights}
-        vals = words[self.ep.ctr_ext // bb:][:N_COUNTERS].astype(np.int64) & ((1 << CTR_BITS) - 1)
+        vals = words[self.ep.ctr_ext // 8:n:ctw].astype(np.int64) & ((1 << CTR_BITS) - 1)
         k = len(CTR_KINDS)
         ctr = {ph: {CTR_KINDS[j]: int(vals[i * k + j]) for j in range(k)}
                for i, ph in enumerate(self.prog.phases)}
