@@ -9,7 +9,6 @@ transfer), and the host sleeps on the interrupt edge.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +93,10 @@ class EngineBackend:
     def __init__(self, dut, prog: Program, memory: MemoryModel | None = None) -> None:
         from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
+        from sim.tb.axi_common import quiet_axi_models
+
+        quiet_axi_models()
+
         self.dut, self.prog, self.p = dut, prog, prog.params
         self.memory = memory or MemoryModel()
         self.ep = lower(prog)
@@ -105,8 +108,6 @@ class EngineBackend:
         self.master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil", bus_separator="__"), dut.clk)
         for side in (self.master.write_if, self.master.read_if):  # else a log line per access
             side.log.setLevel(logging.WARNING)
-        # cocotbext-axi 0.1.28 warns on every register read about its own internal event field
-        warnings.filterwarnings("ignore", "The data field will be removed", DeprecationWarning)
         self._lr = None
 
     # ---- memory ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 
 import cocotb
 from cocotb.clock import Clock
@@ -13,6 +14,17 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from sim.units import SIM_TOPS
 
 PERIOD_NS = 10
+
+
+def quiet_axi_models() -> None:
+    """cocotbext-axi 0.1.28 calls cocotb 2's deprecated `setimmediatevalue` for every channel
+    and an event field it deprecates itself on every register read: a warning per model and
+    per access in every simulation log otherwise."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
+    warnings.filterwarnings("ignore", "The data field will be removed", DeprecationWarning)
+
+
+quiet_axi_models()
 
 
 def top():
