@@ -5,7 +5,8 @@
            ideal memory and the DDR3-class model -> cosim_<config>_<N>steps_<memory>.json
   model  : the performance model (hw.engine.perf) against those runs -> perf_model.json
   widths : the golden model in "check" mode with the engine's storage widths (int16 weights, int24
-           deltas) over real training -> widths.json (raises on the first value that does not fit)
+           deltas) over real training (--config, --epochs) -> widths.json for the MNIST MLP,
+           widths_<config>.json for another config; a value that does not fit is recorded
   synth  : yosys + nextpnr for LFE5U-85F with several nextpnr seeds -> synth_seed<K>.json and the
            summary synth.json (resources, Fmax per seed, projected images/s at the worst Fmax)
   place  : yosys + nextpnr placement only (seed 1; routing the whole engine does not finish on a
@@ -120,31 +121,58 @@ def _program(config: str, batch: int, p):
     return lower(compile_network(cfg.build_spec(image_shape(cfg.data.dataset)), batch, p))
 
 
-def bench_widths(epochs: int, data_dir: str) -> Path:
-    """Train the golden model with the engine's widths in check mode; record the extremes."""
+WIDTHS_NOTE = (
+    "Weights: the decay term tdiv(W, eta) pulls every |W| >= eta back by >= 1 per step, so eta "
+    "(decay_inv) is a soft bound (spec 4.1: the reference's fully trained MLP has max |W| 11 999 for "
+    "eta 12 000); transient excursions above eta occur (see max_abs_weight), which is why a layer "
+    "with eta 30 000 does not fit int16. Learning-layer deltas: |delta_p| <= classes * 128 * "
+    "max|W_l| (delta_p_bound). Check mode raises on the first value beyond the declared widths; "
+    "on the engine such a value would also show up as a cosim mismatch.")
+
+
+def widths_file(config: str, weight_bits: int) -> Path:
+    if config == "mlp_mnist" and weight_bits == 16:
+        return OUT / "widths.json"
+    return OUT / f"widths_{config}_w{weight_bits}.json"
+
+
+def bench_widths(config: str, epochs: int, data_dir: str, weight_bits: int | None = None) -> Path:
+    """Train the golden model with the engine's widths in check mode; record the extremes, or the
+    first value that does not fit."""
     from dataclasses import replace
 
     from hw.engine.params import EngineParams
     from model.config import load_config
-    from model.numerics import Widths
+    from model.numerics import WidthOverflowError, Widths
     from model.train import train
 
     p = EngineParams()
-    cfg = load_config(REPO / "configs" / "mlp_mnist.toml")
+    if weight_bits is not None:
+        p = replace(p, weight_bits=weight_bits)
+    cfg = load_config(REPO / "configs" / f"{config}.toml")
     widths = Widths(weight=p.weight_bits, delta=p.delta_bits)
     cfg = replace(cfg, numerics=replace(cfg.numerics, mode="check", widths=widths))
-    run_dir = REPO / "build" / "engine" / "widths_run"
+    run_dir = REPO / "build" / "engine" / f"widths_run_{config}"
     if (run_dir / "checkpoint.npz").exists():
         (run_dir / "checkpoint.npz").unlink()
     t0 = time.perf_counter()
-    res = train(cfg, run_dir, data_dir, epochs=epochs, progress=False)
+    out = widths_file(config, p.weight_bits)
+    head = {"config": cfg.name, "epochs": epochs, "mode": "check",
+            "declared_widths": {"weight": p.weight_bits, "delta": p.delta_bits}}
+    try:
+        res = train(cfg, run_dir, data_dir, epochs=epochs, progress=True)
+    except WidthOverflowError as e:
+        doc = {**head, "seconds": round(time.perf_counter() - t0, 1), "overflows": 1,
+               "first_overflow": str(e)}
+        write_atomic(out, json.dumps(doc, indent=1).encode())
+        print(json.dumps(doc, indent=1))
+        return out
     net = res.network
     spec = net.spec
     maxw = {k: int(np.abs(v).max()) for k, v in net.params.items()}
     learn = [b.pred.name for b in spec.blocks.values()]
     doc = {
-        "config": cfg.name, "epochs": epochs, "mode": "check", "seconds": round(time.perf_counter() - t0, 1),
-        "declared_widths": {"weight": p.weight_bits, "delta": p.delta_bits},
+        **head, "seconds": round(time.perf_counter() - t0, 1),
         "overflows": 0,  # check mode raises on the first value that does not fit
         "max_abs_weight": maxw,
         "decay_inv": {b.layer.name: b.layer.decay_inv for b in spec.blocks.values()}
@@ -152,13 +180,8 @@ def bench_widths(epochs: int, data_dir: str) -> Path:
                      | {spec.output.name: spec.output.decay_inv},
         "delta_p_bound": {n: spec.num_classes * 128 * maxw[n] for n in learn},
         "best_test_acc": res.best_test_acc,
-        "note": ("int16 weights: the decay term tdiv(W, eta) pulls every |W| >= eta back by >= 1 per "
-                 "step, so eta is a soft bound (spec 4.1: the reference's fully trained model has max "
-                 "|W| 11 999 for eta 12 000); transient excursions above eta occur (see max_abs_weight) "
-                 "but stay far below the int16 limit 32 767. int24 deltas: |delta_p| <= classes * 128 * "
-                 "max|W_l| < 2^23. Any value beyond these widths would also show up as a cosim mismatch."),
+        "note": WIDTHS_NOTE,
     }
-    out = OUT / "widths.json"
     write_atomic(out, json.dumps(doc, indent=1).encode())
     print(json.dumps(doc, indent=1))
     return out
@@ -347,13 +370,14 @@ def write_readme() -> None:
                          f"({cp['from']} -> {cp['to']}: logic {cp['logic_ns']} ns, routing "
                          f"{cp['routing_ns']} ns)")
         lines.append("")
-    w = OUT / "widths.json"
-    if w.exists():
+    for w in sorted(OUT.glob("widths*.json")):
         r = json.loads(w.read_text())
-        lines += ["## widths.json", "",
+        found = (f"stopped after {r['seconds']:.0f} s of training at the first value that does not "
+                 f"fit: {r['first_overflow']}" if r["overflows"] else
+                 f"{r['epochs']} epoch(s), no overflow; max |W| per layer {r['max_abs_weight']}")
+        lines += [f"## {w.name}", "",
                   f"- golden model, check mode, int{r['declared_widths']['weight']} weights and "
-                  f"int{r['declared_widths']['delta']} deltas, {r['epochs']} epochs of MNIST: "
-                  f"no overflow; max |W| per layer {r['max_abs_weight']}", ""]
+                  f"int{r['declared_widths']['delta']} deltas, {r['config']}: {found}", ""]
     lines += ["The first engine's results (all tensors on chip) are in `v1/`.", ""]
     write_atomic(OUT / "README.md", ("\n".join(lines)).encode())
 
@@ -363,6 +387,8 @@ def main() -> None:
     ap.add_argument("what", choices=["cosim", "model", "widths", "synth", "place", "small", "ebr", "all",
                                          "readme"])
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--config", default="mlp_mnist", help="widths: the experiment config")
+    ap.add_argument("--weight-bits", type=int, help="widths: another weight width than the engine's")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
     a = ap.parse_args()
@@ -372,7 +398,7 @@ def main() -> None:
     if a.what in ("model", "all"):
         bench_model(a.data_dir)
     if a.what in ("widths", "all"):
-        bench_widths(a.epochs, a.data_dir)
+        bench_widths(a.config, a.epochs, a.data_dir, a.weight_bits)
     if a.what in ("synth", "all"):
         bench_synth(a.seeds, a.data_dir)
     if a.what == "place":
