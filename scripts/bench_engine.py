@@ -5,8 +5,9 @@
            ideal memory and the DDR3-class model -> cosim_<config>_<N>steps_<memory>.json
   model  : the performance model (hw.engine.perf) against those runs -> perf_model.json
   widths : the golden model in "check" mode with the engine's storage widths (int16 weights, int24
-           deltas) over real training (--config, --epochs) -> widths.json for the MNIST MLP,
-           widths_<config>.json for another config; a value that does not fit is recorded
+           deltas, or --weight-bits) over real training (--config, --epochs) -> widths.json for
+           the MNIST MLP, widths_<config>_w<bits>.json otherwise; a value that does not fit is
+           recorded
   synth  : yosys + nextpnr for LFE5U-85F with several nextpnr seeds -> synth_seed<K>.json and the
            summary synth.json (resources, Fmax per seed, projected images/s at the worst Fmax)
   place  : yosys + nextpnr placement only (seed 1; routing the whole engine does not finish on a

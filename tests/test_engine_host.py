@@ -84,8 +84,11 @@ def _covered(tiles, g):
         m0, n0 = (int(v.split(":")[0]) for v in rng[:2])
         k0, k1 = (int(v) for v in rng[2].split(":")) if len(rng) > 2 else (0, g.k)
         assert t.gemm.k == k1 - k0 and t.gemm.k_cont == (k0 > 0) and t.gemm.k_hold == (k1 < g.k)
-        if k0 > 0:  # a continuation follows its C tile's previous chunk
-            assert tiles[k - 1].gemm.name.rsplit("[", 1)[1].startswith(f"{m0}:"), t.gemm.name
+        if k0 > 0:  # a continuation follows its C tile's previous chunk, where that one ended
+            prev = tiles[k - 1].gemm
+            pm, pn, pk = prev.name.rsplit("[", 1)[1].rstrip("]").split(", ")
+            assert (int(pm.split(":")[0]), int(pn.split(":")[0])) == (m0, n0), t.gemm.name
+            assert int(pk.split(":")[1]) == k0 and prev.k_hold, t.gemm.name
         hits[m0:m0 + t.gemm.m, n0:n0 + t.gemm.n] += k1 - k0
     return hits
 

@@ -132,7 +132,7 @@ class Program:
     phases: list[str]
     lr_inv: int = 0
     macs: dict[str, int] = field(default_factory=dict)  # useful multiply-accumulates per phase
-    ext_words: int = 0  # 64-bit words of external memory the tensors take
+    ext_words: int = 0  # bus words of external memory the tensors take
 
 
 # ---- compilation -----------------------------------------------------------------------------
@@ -178,10 +178,10 @@ class _Planner:
         self.p, self.top, self.tensors = p, 0, {}
 
     def __call__(self, name: str, sel: int, layout: str, rows: int, feats: int) -> Tensor:
-        from .program import EXT_ADDR_W, beats_per_word
+        from .program import EXT_ADDR_W, ext_word_bytes
 
         t = Tensor(name, sel, layout, rows, feats, 0, self.p.lanes, self.top)
-        self.top += cdiv(t.words * beats_per_word(self.p, sel) * (self.p.bus_bits // 8), 4096) * 4096
+        self.top += cdiv(t.words * ext_word_bytes(self.p, sel), 4096) * 4096
         if self.top > EXT_BYTES:
             raise NitroError(f"engine: the network's tensors need more than {EXT_BYTES >> 20} MiB of "
                              f"external memory (at {name}); the engine's AXI addresses are "
@@ -253,8 +253,8 @@ def _gemms(spec, blocks, batch, acts, layers, tensors, p, train: bool) -> list[G
     the results are the same because with local losses a block's backward reads only its own
     stored activations, its own weights and the targets, and each layer's weights are updated
     after every GEMM that reads them. This order puts a block's learning GEMMs right behind the
-    forward whose outputs they read (`tiling` runs such chains on chip), and a forward-layer
-    update, which reads the block's delta, two runs after the delta."""
+    forward whose outputs they read (`tiling` runs such chains on chip), and the forward-layer
+    updates, which read the blocks' deltas, after the output layer, well after those deltas."""
     classes = spec.num_classes
     smw, ssw = p.scale_div
     gemms: list[Gemm] = []

@@ -1,5 +1,6 @@
 """Tensors as external-memory words: a matrix in its layout (`compiler.pack_tensor`), each
-scratchpad word little-endian in ceil(width / bus) 64-bit bus words (`program.beats_per_word`)."""
+scratchpad word little-endian in whole bus beats (`program.ext_word_bytes`), handed to the host as
+64-bit words."""
 from __future__ import annotations
 
 import numpy as np

@@ -166,7 +166,7 @@ class OutputOps(wiring.Component):
         m.d.comb += [scale.valid.eq(e1_valid & is_scale), scale.z.eq(e1.z), scale.y.eq(y1),
                      scale.mult.eq(cmd.sc_mult), scale.shift.eq(cmd.sc_shift)]
         sc_valid = delayed(m, e1_valid, scale.latency, "sc_valid", False) & is_scale
-        sc = delayed(m, e1, scale.latency, "sc")
+        sc = delayed(m, self._where(m, e1, "e1"), scale.latency, "sc")
 
         # IntegerSGD update, behind one register level (lane select -> register)
         w2 = data_reg(signed(WB))
@@ -180,7 +180,7 @@ class OutputOps(wiring.Component):
             sgd.i.payload.e_mult.eq(cmd.e_mult), sgd.i.payload.e_shift.eq(cmd.e_shift),
         ]
         sg_valid = delayed(m, e2_valid, sgd.latency, "sg_valid", False) & is_sgd
-        sg = delayed(m, e2, sgd.latency, "sg")
+        sg = delayed(m, self._where(m, e2, "e2"), sgd.latency, "sg")
         # WMEM read-modify-write: a row's word is read on L consecutive cycles (E0) and first
         # written RL + 1 + sgd.latency cycles after the first read, so never in a read cycle
         # (the memories have no read/write collision logic, see hw.engine.memory)
@@ -210,3 +210,10 @@ class OutputOps(wiring.Component):
         write(SEL_WMEM, sg.a[3], _rep(w_new[:WB], L), lane_en(sg.j, sg_valid))
         write(SEL_WTMEM, sg.a[4], _rep(w_new[:WB], L), lane_en(sg.r, sg_valid & cmd.wt_en))
         return m
+
+    def _where(self, m: Module, e, name: str):
+        """An element's lanes and addresses without its value: what travels beside a pipe."""
+        layout = data.StructLayout({k: f.shape for k, f in element_layout(self.p) if k != "z"})
+        w = Signal(layout, name=f"{name}_where")
+        m.d.comb += [getattr(w, k).eq(getattr(e, k)) for k, _ in layout]
+        return w

@@ -78,9 +78,9 @@ def transfer_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, st
 def tile_cycles(tile: Tile, p: EngineParams) -> int:
     """The core's cycles for one tile's MAC-array tiles."""
     g, L = tile.gemm, p.lanes
-    c_tiles = -(-g.m // L) * -(-g.n // L)
     if g.k_hold:  # a chunk of K that ends no tile: its beats only
         return g.k
+    c_tiles = -(-g.m // L) * -(-g.n // L)
     per = max(g.k + 2, L) if g.op == OP_RELU_BWD else max(g.k, L * L)
     return c_tiles * per
 

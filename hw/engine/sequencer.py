@@ -1,8 +1,9 @@
 """The core's command sequencer: fetches GEMM commands from the command scratchpad until an END,
 holds the current one in a register, and tells the issue and drain sides when one starts.
 
-A fixed flush (`flush` cycles after the last C row left the array) separates commands, so a
-command's reads never overtake the previous command's writes.
+A fixed flush (`flush` cycles after the command is done: its last C row left the array, or, for a
+chunk of K that ends no tile, its last beat was issued) separates commands, so a command's reads
+never overtake the previous command's writes.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ GEMM_COPIES = 5
 class CommandSequencer(wiring.Component):
     """start -> busy until an END command, then done. `cmd` is the command being run; `launch` is
     high in its DECODE cycle, `gemm` (GEMM_COPIES copies) in the same cycle when it is a GEMM.
-    `drain_done` (its last C row has left the array) ends a command; `in_wait` marks the flush."""
+    `drain_done` (the command is done: its last C row has left the array, or its last beat is
+    issued when it ends no tile) ends a command; `in_wait` marks the flush."""
 
     def __init__(self, p: EngineParams, flush: int) -> None:
         self.p, self.flush = p, flush

@@ -1,12 +1,13 @@
 """Tiling and lowering: every GEMM of a compiled step (`hw.engine.compiler`) cut into tiles the
 scratchpads hold, and the engine program that moves and runs them (`hw.engine.program`).
 
-A tile covers whole MAC-array tiles of C: rows [m0, m1) and columns [n0, n1) of the output, all of
-K. Its operands and outputs are 2-D blocks of the tensors in external memory; each is LOADed to
-(or STOREd from) its own region of its scratchpad, where it is contiguous, and the tile's GEMM
-command addresses those regions. The tile shape is the largest (fewest tiles) that fits every
-scratchpad; a GEMM whose single MAC-array tile does not fit is refused with the scratchpad and the
-limit named.
+A tile covers whole MAC-array tiles of C: rows [m0, m1) and columns [n0, n1) of the output, and
+all of K, or one chunk of K when a single MAC-array tile with all of K does not fit (the chunks of
+a C tile run one after another and accumulate in the array). Its operands and outputs are 2-D
+blocks of the tensors in external memory; each is LOADed to (or STOREd from) a region of its
+scratchpad, where it is contiguous, and the tile's GEMM command addresses those regions. The tile
+shape is the one with the fewest operand beats that fits every scratchpad; a GEMM whose outputs
+for one MAC-array tile do not fit is refused with the scratchpad and the limit named.
 
 Tiles are grouped into runs (one RUN each, `_group`): a tile that reads a block an earlier tile of
 the run wrote joins that run when everything fits, and reads the block where it was written
@@ -135,7 +136,7 @@ def _usage(g: Gemm, mm: int, nn: int, kk: int | None = None) -> dict[int, int]:
     return use
 
 
-TILE_OVERHEAD_BEATS = 150  # per tile: its command words and about ten program fetches
+TILE_OVERHEAD_BEATS = 150  # per tile (a run of its own, unless grouped): command words and fetches
 
 
 @dataclass(frozen=True)
@@ -154,21 +155,14 @@ def tile_shape(g: Gemm, p: EngineParams) -> TileShape:
     L = p.lanes
     mt, nt = cdiv(g.m, L), cdiv(g.n, L)
     one = (min(L, g.m), min(L, g.n))
-    if any(u > p.depth(s) for s, u in _usage(g, *one).items()):
+    if not _fits(g, p, *one):
         return TileShape(L, L, False, _k_chunk(g, p, one))
 
     def fits(mc: int, nc: int) -> bool:
-        return all(u <= p.depth(s) for s, u in _usage(g, min(mc * L, g.m), min(nc * L, g.n)).items())
+        return _fits(g, p, min(mc * L, g.m), min(nc * L, g.n))
 
-    def most(limit: int, ok) -> int:  # the largest c in 0..limit with ok(c) (ok is monotone)
-        lo, hi = 0, limit
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
-        return lo
-
-    shapes = {(most(mt, lambda c: fits(c, nc)), nc) for nc in range(1, nt + 1)}
-    shapes |= {(mc, most(nt, lambda c: fits(mc, c))) for mc in range(1, mt + 1)}
+    shapes = {(_largest(0, mt, lambda c: fits(c, nc)), nc) for nc in range(1, nt + 1)}
+    shapes |= {(mc, _largest(0, nt, lambda c: fits(mc, c))) for mc in range(1, mt + 1)}
     a_beats = g.k * beats_per_word(p, g.a.sel)  # per MAC-array tile of rows
     b_beats = g.k * beats_per_word(p, g.b.sel)  # per MAC-array tile of columns
     best = None
@@ -189,21 +183,27 @@ def tile_shape(g: Gemm, p: EngineParams) -> TileShape:
     return best[1]
 
 
+def _fits(g: Gemm, p: EngineParams, mm: int, nn: int, kk: int | None = None) -> bool:
+    return all(u <= p.depth(s) for s, u in _usage(g, mm, nn, kk).items())
+
+
+def _largest(lo: int, hi: int, ok) -> int:
+    """The largest c in lo + 1..hi with ok(c), else lo; ok is monotone (true up to some c)."""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+    return lo
+
+
 def _k_chunk(g: Gemm, p: EngineParams, one: tuple[int, int]) -> int:
     """K per chunk: the fewest equal chunks whose operands fit beside one C tile's outputs."""
-    def fits(kk: int) -> bool:
-        return all(u <= p.depth(s) for s, u in _usage(g, *one, kk).items())
-
-    if not fits(1):
+    if not _fits(g, p, *one, 1):
         s, u = next((s, u) for s, u in _usage(g, *one, 1).items() if u > p.depth(s))
         raise NitroError(f"engine: {g.name} (M={g.m}, K={g.k}, N={g.n}) needs {u} words of the "
                          f"{MEM_NAMES[s]} scratchpad for one {p.lanes}x{p.lanes} tile; the engine "
                          f"has {p.depth(s)}")
-    lo, hi = 1, g.k
-    while lo < hi:  # the largest chunk that fits
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
-    return cdiv(g.k, cdiv(g.k, lo))
+    kc = _largest(1, g.k, lambda kk: _fits(g, p, *one, kk))
+    return cdiv(g.k, cdiv(g.k, kc))
 
 
 def transfer(b: Block, base: int, p: EngineParams) -> Transfer:
@@ -281,6 +281,7 @@ def _group(cuts: list[_Cut], p: EngineParams) -> list[Run]:
                 continue
         run = Run([])
         tile, _ = _tile(cut, p, run)
+        assert tile is not None  # a fresh run takes any tile (validate_gemm names what overflows)
         run.tiles.append(tile)
         runs.append(run)
     return runs
@@ -293,7 +294,7 @@ def _schedule(runs: list[Run], p: EngineParams) -> list[Command]:
     loads the rest first (during the run), then waits for the run, stores the outputs it needs
     (SWAP, STOREs, SWAP back), loads them, and the previous run's other outputs are stored during
     its own run: the only bubble. A set keeps the operand block the tile order keeps (A or B) for
-    the next tile of the same GEMM that lands there. The program ends with the core in set 0,
+    the next single-tile run of the same GEMM that lands there. The program ends with the core in set 0,
     where the next one starts."""
     ncw, cw = p.cmd_words, ext_word_bytes(p, SEL_CMEM)
     cmds: list[Command] = []
@@ -362,14 +363,14 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
     """The tile `cut` placed in `run`'s set after what it holds: a block the run holds is used
     where it is (not loaded again; written in place); the others get regions of their own.
     Updates `run` and returns (the tile, whether it reads a block the run wrote), or (None,
-    False) when it does not fit beside the run or touches part of a block the run wrote. A chunk
+    False) when it does not fit beside the run or touches part of a block the run holds. A chunk
     of K before the last has no outputs (nothing drains)."""
     g = cut.g
     hold = cut.k1 < g.k
     blocks = _blocks(g, cut.m0, cut.m1, cut.n0, cut.n1, cut.k0, cut.k1, outs=not hold)
     reads = ("a", "b") + (() if hold else READS.get(g.op, ()))
     new = [_key(b) for b in blocks.values() if _key(b) not in run.held]
-    if any(_meets(k, w) for k in new for w in run.written | set(run.held) if k != w):
+    if any(_meets(k, h) for k in new for h in run.held):  # (run.written is part of run.held)
         return None, False
     forwarded = any(_key(blocks[r]) in run.written for r in reads)
     local: dict[str, Tensor] = {}

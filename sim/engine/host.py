@@ -120,7 +120,9 @@ class EngineBackend:
         lines = []
         for addr, words in regions:
             words = np.asarray(words, dtype=np.uint64)
-            assert addr % n == 0 and len(words) % n == 0, "regions are whole bus words"
+            if addr % n or len(words) % n:
+                raise ValueError(f"memory region at word {addr} ({len(words)} words) is not whole "
+                                 f"{self.p.bus_bits}-bit bus words")
             lines.append(f"@{addr // n:x}")
             lines += ["".join(f"{int(w):016x}" for w in beat[::-1]) for beat in words.reshape(-1, n)]
         Path("mem.hex").write_text("\n".join(lines) + "\n")
@@ -134,7 +136,9 @@ class EngineBackend:
         from cocotb.triggers import ClockCycles, RisingEdge
 
         n = self.p.bus_bits // 64
-        assert first % n == 0 and count % n == 0, "reads are whole bus words"
+        if first % n or count % n:
+            raise ValueError(f"memory read at word {first} ({count} words) is not whole "
+                             f"{self.p.bus_bits}-bit bus words")
         self.dut.dump_lo.value, self.dut.dump_hi.value = first // n, (first + count) // n - 1
         self.dut.mem_dump.value = 1
         await RisingEdge(self.dut.mem_dumped)
