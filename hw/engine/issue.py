@@ -41,8 +41,7 @@ class OperandIssue(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        p, cmd, RL = self.p, self.cmd, READ_LATENCY
-        L, AB, WB, DB = p.lanes, p.act_bits, p.weight_bits, p.delta_bits
+        cmd, RL = self.cmd, READ_LATENCY
         start, start_issue = self.start[0], self.start[1]
 
         # down-counters whose "at the end" flags are registers
@@ -112,22 +111,8 @@ class OperandIssue(wiring.Component):
         first = delayed(m, k_first, RL + 1, "f")
         last = delayed(m, k_end, RL + 1, "l")
 
-        # operand registers: the source select and sign extension get a stage of their own
-        a_q = data_reg(AB * L)
-        m.d.sync += a_q.eq(Mux(cmd.a_sel, self.ar, self.ac))  # a_sel is constant during a command
-        # Cat of signed WB-bit slices would not sign-extend: widen each lane explicitly.
-        b_q = data_reg(data.ArrayLayout(signed(DB), L))
-        with m.Switch(cmd.b_sel):
-            with m.Case(0):
-                m.d.sync += [b_q[j].eq(self.wm.word_select(j, WB).as_signed()) for j in range(L)]
-            with m.Case(1):
-                m.d.sync += [b_q[j].eq(self.wt.word_select(j, WB).as_signed()) for j in range(L)]
-            with m.Default():
-                m.d.sync += [b_q[j].eq(self.dm.word_select(j, DB).as_signed()) for j in range(L)]
-        beat = Signal(self.o.payload.shape())
+        beat = self._operands(m)
         m.d.comb += [beat.first.eq(first & ~cmd.k_cont), beat.last.eq(last & ~cmd.k_hold)]
-        m.d.comb += [beat.a[i].eq(a_q.word_select(i, AB).as_signed()) for i in range(L)]
-        m.d.comb += [beat.b[j].eq(b_q[j]) for j in range(L)]
         cap = skid_capacity(RL + 1)
         skid_output(m, v, beat.as_value(), self.o, cap)
 
@@ -145,3 +130,24 @@ class OperandIssue(wiring.Component):
         m.d.sync += [in_flight.eq(in_next), issuing.eq(issuing_nx), issue.eq(issue_n)]
         m.d.comb += self.idle.eq(~issuing)
         return m
+
+    def _operands(self, m: Module):
+        """The beat's A and B lanes from the words the scratchpads return, through the operand
+        registers (the source select and sign extension get a stage of their own)."""
+        p, cmd, L = self.p, self.cmd, self.p.lanes
+        AB, WB, DB = p.act_bits, p.weight_bits, p.delta_bits
+        a_q = data_reg(AB * L)
+        m.d.sync += a_q.eq(Mux(cmd.a_sel, self.ar, self.ac))  # a_sel is constant during a command
+        # Cat of signed WB-bit slices would not sign-extend: widen each lane explicitly.
+        b_q = data_reg(data.ArrayLayout(signed(DB), L))
+        with m.Switch(cmd.b_sel):
+            with m.Case(0):
+                m.d.sync += [b_q[j].eq(self.wm.word_select(j, WB).as_signed()) for j in range(L)]
+            with m.Case(1):
+                m.d.sync += [b_q[j].eq(self.wt.word_select(j, WB).as_signed()) for j in range(L)]
+            with m.Default():
+                m.d.sync += [b_q[j].eq(self.dm.word_select(j, DB).as_signed()) for j in range(L)]
+        beat = Signal(self.o.payload.shape())
+        m.d.comb += [beat.a[i].eq(a_q.word_select(i, AB).as_signed()) for i in range(L)]
+        m.d.comb += [beat.b[j].eq(b_q[j]) for j in range(L)]
+        return beat
