@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.engine.params import EngineParams
 from model.fileio import write_atomic
 from sim.engine.host import DDR3_TEXT
 
@@ -52,7 +53,6 @@ def cosim_runs() -> list[tuple[str, str, int]]:
 
 
 def bench_cosim(data_dir: str) -> list[Path]:
-    from hw.engine.params import EngineParams
     from sim.engine.cosim import run_cosim
     from sim.engine.host import MemoryModel
 
@@ -100,8 +100,6 @@ def utilization_ceiling(config: str) -> dict:
     from hw.engine.program import beats_per_word
 
     r = json.loads(cosim_file(config, "ideal").read_text())
-    from hw.engine.params import EngineParams
-
     p = EngineParams(**r["params"])
     useful = r["useful_macs_per_step"] / (p.rows * p.cols)
     core = r["gemm_cycles_per_step"] + r["phases"]["control"]["cycles"]
@@ -142,7 +140,6 @@ def bench_widths(config: str, epochs: int, data_dir: str, weight_bits: int | Non
     first value that does not fit."""
     from dataclasses import replace
 
-    from hw.engine.params import EngineParams
     from model.config import load_config
     from model.numerics import WidthOverflowError, Widths
     from model.train import train
@@ -253,7 +250,6 @@ DEPTHS = ("amem_c_depth", "amem_r_depth", "wmem_depth", "wtmem_depth", "dmem_dep
 def bench_small(data_dir: str, seed: int = 1) -> Path:
     from dataclasses import replace
 
-    from hw.engine.params import EngineParams
     from sim.engine.synth import synthesize_engine
 
     p = EngineParams()

@@ -132,7 +132,7 @@ class Program:
     phases: list[str]
     lr_inv: int = 0
     macs: dict[str, int] = field(default_factory=dict)  # useful multiply-accumulates per phase
-    ext_words: int = 0  # bus words of external memory the tensors take
+    tensor_bytes: int = 0  # external memory the tensors take (from byte 0, 4 KiB aligned)
 
 
 # ---- compilation -----------------------------------------------------------------------------
@@ -238,7 +238,7 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
     for g in gemms:
         macs[g.phase] = macs.get(g.phase, 0) + g.m * g.n * g.k
     prog = Program(p, spec, batch, tensors, layers, gemms, infer, phases, 0, macs,
-                   alloc.top // (p.bus_bits // 8))
+                   alloc.top)
     set_lr(prog, lr_inv)
     return prog
 

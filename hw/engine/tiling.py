@@ -241,7 +241,7 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
                  for m0, n0 in blocks for k0 in range(0, g.k, kc)]
     runs = _group(cuts, p)
     ncw, cw, ctw = p.cmd_words, ext_word_bytes(p, SEL_CMEM), ext_word_bytes(p, SEL_CTR)
-    ucode_ext = prog.ext_words * (p.bus_bits // 8) if base is None else base
+    ucode_ext = prog.tensor_bytes if base is None else base
     for run in runs:
         run.ucode_ext = ucode_ext
         ucode_ext += run.commands * ncw * cw
@@ -294,8 +294,8 @@ def _schedule(runs: list[Run], p: EngineParams) -> list[Command]:
     loads the rest first (during the run), then waits for the run, stores the outputs it needs
     (SWAP, STOREs, SWAP back), loads them, and the previous run's other outputs are stored during
     its own run: the only bubble. A set keeps the operand block the tile order keeps (A or B) for
-    the next single-tile run of the same GEMM that lands there. The program ends with the core in set 0,
-    where the next one starts."""
+    the next single-tile run of the same GEMM that lands there. The program ends with the core in
+    set 0, where the next one starts."""
     ncw, cw = p.cmd_words, ext_word_bytes(p, SEL_CMEM)
     cmds: list[Command] = []
     host = 1  # the set the host side reaches

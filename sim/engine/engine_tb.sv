@@ -5,8 +5,8 @@
 //   * sets registers over the AXI4-Lite port (cocotbext-axi's AxiLiteMaster on s_axil__*),
 //     starts, and waits for the interrupt;
 //   * reads results back: words dump_lo..dump_hi to mem_out.hex on a rising mem_dump
-//     (addresses and hex lines in DATA_W-bit memory words)
 //     (mem_dumped follows one cycle later).
+// Addresses and hex lines of both files are in DATA_W-bit memory words.
 // verilator coverage_off
 module tb #(
     parameter int WORDS = 1 << 19,

@@ -242,7 +242,7 @@ class EngineBackend:
             pad = np.zeros((b - len(xb), *xb.shape[1:]), xb.dtype)
             await self.write_memory(self._regions(batch_tensors(prog, np.concatenate([xb, pad]), y)))
             await self.run(self.infer, self._budget(self.infer))
-            words = await self.read_memory(0, prog.ext_words * self.p.bus_bits // 64)
+            words = await self.read_memory(0, prog.tensor_bytes // 8)
             for n in names:
                 t = prog.tensors[f"{n}.yhat"]
                 first, count = tensor_span(self.p, t)

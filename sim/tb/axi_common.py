@@ -24,9 +24,6 @@ def quiet_axi_models() -> None:
     warnings.filterwarnings("ignore", "The data field will be removed", DeprecationWarning)
 
 
-quiet_axi_models()
-
-
 def top():
     """The component under test (its parameters), named by the runner."""
     return SIM_TOPS[os.environ["NITRO_UNIT"]].factory()

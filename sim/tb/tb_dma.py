@@ -8,7 +8,7 @@ import cocotb
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotbext.axi import AxiBus, AxiRam
 
-from sim.tb.axi_common import StabilityChecker, send, stalls, start, top
+from sim.tb.axi_common import StabilityChecker, quiet_axi_models, send, stalls, start, top
 from sim.tb.common import record
 
 CHANNELS = {"ar": ["araddr", "arlen"], "aw": ["awaddr", "awlen"], "w": ["wdata", "wlast"],
@@ -17,6 +17,7 @@ RAM_BYTES = 1 << 20
 
 
 def ram_with_stalls(dut, seed: int, p: float) -> AxiRam:
+    quiet_axi_models()
     ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator="__"), dut.clk, dut.rst, size=RAM_BYTES)
     chans = (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
              ram.read_if.ar_channel, ram.read_if.r_channel)

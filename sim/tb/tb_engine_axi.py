@@ -17,7 +17,7 @@ from model.init import init_params
 from model.network import Network, Trace
 from model.spec import Hyper, build_mlp
 from sim.engine.host import RamBackend
-from sim.tb.axi_common import StabilityChecker, stalls, start
+from sim.tb.axi_common import StabilityChecker, quiet_axi_models, stalls, start
 from sim.tb.common import record
 
 AXI_CHANNELS = {"ar": ["araddr", "arlen"], "r": ["rdata", "rlast"], "aw": ["awaddr", "awlen"],
@@ -28,6 +28,7 @@ BATCH = 4
 
 
 async def setup(dut, seed: int):
+    quiet_axi_models()
     ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator="__"), dut.clk, dut.rst, size=1 << 20)
     for k, ch in enumerate((ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
                             ram.read_if.ar_channel, ram.read_if.r_channel)):

@@ -10,7 +10,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 from cocotbext.axi.constants import AxiResp
 
-from sim.tb.axi_common import StabilityChecker, stalls, start, top
+from sim.tb.axi_common import StabilityChecker, quiet_axi_models, stalls, start, top
 from sim.tb.common import record
 
 CHANNELS = {"aw": ["awaddr"], "w": ["wdata", "wstrb"], "b": ["bresp"], "ar": ["araddr"],
@@ -19,6 +19,7 @@ CHANNELS = {"aw": ["awaddr"], "w": ["wdata", "wstrb"], "b": ["bresp"], "ar": ["a
 
 async def setup(dut, seed: int):
     regs = top()
+    quiet_axi_models()
     master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "bus", bus_separator="__"), dut.clk, dut.rst)
     master.write_if.b_channel.set_pause_generator(stalls(seed, 0.5))
     master.read_if.r_channel.set_pause_generator(stalls(seed + 1, 0.5))
