@@ -141,3 +141,25 @@ def test_engine_build_cache_holds_no_checkout_path(engine_build):
     from sim.engine.build import source_link
 
     assert source_link(engine_build.params).read_text() == engine_build.build_dir.name
+
+
+CNN_CONFIG = ('name = "engine_cnn"\n[data]\ndataset = "embedded"\n[network]\nkind = "cnn"\n'
+              'architecture = [["Conv2d", 8, 3, 1, 1]]\nhidden = [32]\npred_decoder_dim = 8192\n'
+              '[train]\nbatch_size = 16\nlr_amp = 640\nfwd_decay_inv = 30000\n'
+              'subnet_decay_inv = 3000\n')
+
+
+def test_engine_conv_block(engine_build, tmp_path):
+    """A 3x3 convolution block (28x28 MNIST images, 1 -> 8 channels, no pooling: its learning
+    layer reads all 6272 features) and an FC block trained twice per step (the reference's CNN
+    quirk), on the same engine: im2col by address generation with the padding masked, the
+    weight gradient per window position. Every weight (conv included) and output bit-identical
+    after each of 2 steps; the inference program's predictions equal the golden model's."""
+    cfg = tmp_path / "cnn.toml"
+    cfg.write_text(CNN_CONFIG)
+    rc, res = _cosim(tmp_path, cfg, 2, test_images=32)
+    assert rc == 0, res.get("message")
+    assert res["steps_run"] == 2 and res["network"] == "784-conv8-32-10"
+    assert res["test"]["images"] == 32 and res["test"]["identical"]
+    assert abs(res["predicted"]["error"]) < 0.05
+

@@ -14,7 +14,7 @@ from hw.engine.params import (
 )
 from model.config import load_config
 from model.numerics import NitroError
-from model.spec import Hyper, build_mlp
+from model.spec import Hyper, build_cnn, build_mlp
 from hw.engine import compiler as C
 from hw.engine import tiling as T
 from hw.engine.image import tensor_span
@@ -207,10 +207,43 @@ def test_unsupported_layers():
         C.compile_network(mnist_spec(dropout=0.1), 64)
     cfg = load_config(REPO / "configs" / "cnn_small_mnist.toml")
     spec = cfg.build_spec((1, 28, 28))
-    with pytest.raises(NitroError, match="convolution block"):
+    with pytest.raises(NitroError, match=r"conv_block_00: its learning layer pools \(4, 2\)"):
         C.compile_network(spec, 8)
     with pytest.raises(NitroError, match="alpha 8"):
         C.compile_network(build_mlp((1, 28, 28), [16], Hyper(slope_inv=8)), 8)
+
+
+def _cnn(arch, **kw):
+    return build_cnn((1, 28, 28), arch, [16], Hyper(), pred_decoder_dim=8192, **kw)
+
+
+@pytest.mark.parametrize("arch, batch, message", [
+    ([["Conv2d", 8, 5, 1, 2]], 8, "conv_encoder_00: kernel 5, padding 2; .* 3x3 convolutions"),
+    ([["Conv2d", 8, 3, 1, 0]], 8, "conv_encoder_00: kernel 3, padding 0"),
+    ([["Conv2d", 12, 3, 1, 1]], 8, "conv_encoder_00 has 12 output channels; .* multiple of 8"),
+    ([["Conv2d", 8, 3, 1, 1], ["MaxPool2d", 2, 2]], 8, "max_pool_01: max-pooling between blocks"),
+    ([["Conv2d", 8, 3, 1, 1]], 12, "a CNN's batch must be a multiple of 8"),
+])
+def test_unsupported_convolutions(arch, batch, message):
+    """Each CNN the engine cannot run is refused before any work, naming the layer and the limit."""
+    with pytest.raises(NitroError, match=message):
+        C.compile_network(_cnn(arch), batch)
+
+
+def test_conv_lowering():
+    """A conv block lowers to forward tiles of L images x whole output rows (the rows their
+    windows read loaded beside them) and one weight-gradient GEMM per window position, in
+    chunks of whole images; the FC block after it is trained twice (the reference's quirk)."""
+    prog = C.compile_network(_cnn([["Conv2d", 8, 3, 1, 1]]), 16)
+    ep = T.lower(prog)
+    fwd = [t for t in ep.tiles if t.parent.name == "conv_block_00/fwd"]
+    assert [t.gemm.m for t in fwd] == [8 * 7 * 28] * 8  # 7 of 28 rows per tile, 2 x 4 tiles
+    assert [t.loads[0].words for t in fwd[:4]] == [8 * 28, 9 * 28, 9 * 28, 8 * 28]  # + halo rows
+    wins = {t.gemm.conv.window for t in ep.tiles if t.parent.name == "conv_block_00/update_fwd"}
+    assert wins == {(ky, kx) for ky in range(3) for kx in range(3)}
+    names = [g.name for g in prog.gemms]
+    assert names.count("linear_block_01/update_fwd") == 2
+    assert names.count("conv_block_00/update_fwd") == 9
 
 
 def test_batch_of_wrong_shape_or_type():

@@ -17,7 +17,7 @@ Layouts (L = lanes per word = MAC array side); each tensor is loaded into the sc
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from .params import (
 from model.divider import divider_constants
 from model.layers import RELU_MEAN_CORRECTION
 from model.numerics import NitroError
-from model.spec import Block, Dropout, Flatten, Linear, NetworkSpec
+from model.spec import Block, Conv2d, Dropout, Flatten, Linear, MaxPool2d, NetworkSpec
 
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
@@ -53,6 +53,7 @@ class Tensor:
     base: int = 0
     lanes: int = 8
     ext: int = 0
+    image: tuple[int, int, int] | None = None  # (h, w, c): features are pixels x channels (HWC)
 
     @property
     def stride(self) -> int:
@@ -68,10 +69,90 @@ class Tensor:
 
 @dataclass
 class LayerMap:
-    layer: Linear
+    """A layer's weights in the engine: W^T, for a 3x3 convolution with rows (ky, kx, c) (the
+    forward's K order); a linear layer behind a flatten of HWC features takes its input columns
+    in that order (`perm`: engine column -> the reference's CHW column)."""
+
+    layer: Linear | Conv2d
     role: str  # "fwd", "pred", "out"
     w: Tensor  # W^T (rows = in, feats = out)
     wt: Tensor | None = None  # W (rows = out, feats = in), learning layers only
+    perm: np.ndarray | None = None
+
+    def to_engine(self, w: np.ndarray) -> np.ndarray:
+        """The reference's W -> the engine's W (out, in): W^T is its transpose."""
+        if isinstance(self.layer, Conv2d):
+            return w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+        return w if self.perm is None else w[:, self.perm]
+
+    def from_engine(self, w: np.ndarray) -> np.ndarray:
+        if isinstance(self.layer, Conv2d):
+            co, ci, k, _ = self.layer.weight_shape
+            return w.reshape(co, k, k, ci).transpose(0, 3, 1, 2)
+        if self.perm is None:
+            return w
+        out = np.empty_like(w)
+        out[:, self.perm] = w
+        return out
+
+
+def hwc_perm(c: int, h: int, w: int) -> np.ndarray:
+    """Engine feature (y, x, c) -> the reference's flattened (c, y, x) index."""
+    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+
+
+def to_hwc(x: np.ndarray, channels: int | None = None) -> np.ndarray:
+    """(rows, C, H, W) -> (rows, H*W*C'), channels innermost, zero-padded to `channels`."""
+    r, c, h, w = x.shape
+    out = np.zeros((r, h, w, channels or c), dtype=x.dtype)
+    out[..., :c] = x.transpose(0, 2, 3, 1)
+    return out.reshape(r, -1)
+
+
+def from_hwc(t: Tensor, mat: np.ndarray) -> np.ndarray:
+    """A matrix of tensor `t` in the reference's shape: (rows, C, H, W) for images."""
+    if t.image is None:
+        return mat
+    h, w, c = t.image
+    return mat.reshape(mat.shape[0], h, w, c).transpose(0, 3, 1, 2)
+
+
+@dataclass(frozen=True)
+class ConvGeom:
+    """A 3x3 convolution (stride 1, padding 1) of h x w images, c_in -> c_out channels (HWC).
+    window None: the forward GEMM of L images (M = pixels x L images, K = (ky, kx, c_in), N =
+    c_out), a tile from output row y0 whose A block starts at source pixel a_off; (ky, kx): the
+    weight gradient of that window position (M = c_in, K = images x pixels, N = c_out), the
+    MAC-array tile at A word a_off and B word b_off."""
+
+    h: int
+    w: int
+    c_in: int
+    c_out: int
+    window: tuple[int, int] | None = None
+    a_off: int = 0
+    b_off: int = 0
+    y0: int = 0
+
+    @property
+    def pixels(self) -> int:
+        return self.h * self.w
+
+    def fields(self, g: Gemm) -> dict:
+        a, mod, hw = g.a, 1 << ADDR_W, self.pixels
+        f = dict(conv=1, cv_w=self.w, cv_h=self.h)
+        if self.window is None:  # an A word is one channel of L images: a pixel is c_in words
+            ci, first = self.c_in, (self.y0 - 1) * self.w - 1  # the first window's source pixel
+            return f | dict(cv_x0=-1, cv_y0=self.y0 - 1, cv_mw=self.w, cv_n0=ci, cv_n1=3, cv_n2=3,
+                            a_base=(a.base + (first - self.a_off) * ci) % mod, a_sm=ci, a_sk=1,
+                            a_skr=(self.w - 3) * ci + 1,
+                            o0={"base": g.outs["o0"].base, "stride": self.c_out})
+        ky, kx = self.window
+        ppw = a.stride // hw  # A words per pixel (channel tiles)
+        return f | dict(cv_x0=kx - 1, cv_y0=ky - 1, cv_mw=0, cv_n0=1, cv_n1=self.w, cv_n2=self.h,
+                        a_base=(a.base + self.a_off + ((ky - 1) * self.w + kx - 1) * ppw) % mod,
+                        a_sm=1, a_sk=ppw, a_skr=ppw, b_base=g.b.base + self.b_off,
+                        b_sk=g.b.stride // hw)
 
 
 SLOTS = ("o0", "o1", "o2", "o3", "o4")
@@ -96,6 +177,7 @@ class Gemm:
     sgd: Linear | None = None  # the layer an update command trains
     k_cont: bool = False  # a chunk of K after the first (`params.command_layout`)
     k_hold: bool = False  # a chunk of K before the last: no output
+    conv: ConvGeom | None = None
 
     @property
     def wt_en(self) -> int:
@@ -110,14 +192,19 @@ class Gemm:
                  k_hold=int(self.k_hold),
                  a_sel=[k_ for k_, v in A_SOURCES.items() if v == a.sel][0],
                  b_sel=[k_ for k_, v in B_SOURCES.items() if v == b.sel][0],
-                 m_len=self.m, n_len=self.n, k_len=self.k, m_tiles=cdiv(self.m, L),
-                 n_tiles=cdiv(self.n, L), a_base=a.base, a_sm=a_sm, a_sk=a_sk, b_base=b.base,
-                 b_sk=b.stride, b_sn=1)
+                 m_len=self.m, n_len=self.n, k_len=self.k, a_base=a.base, a_sm=a_sm, a_sk=a_sk,
+                 b_base=b.base, b_sk=b.stride)
         for slot in SLOTS:
             t = self.outs.get(slot)
             f[slot] = {"base": t.base, "stride": t.stride} if t is not None else {"base": 0, "stride": 0}
+        if self.conv is not None:
+            f.update(self.conv.fields(self))
         f.update(self.consts)
         return f
+
+    @property
+    def c_tiles(self) -> int:
+        return cdiv(self.m, self.a.lanes) * cdiv(self.n, self.a.lanes)
 
 
 @dataclass
@@ -138,19 +225,20 @@ class Program:
 # ---- compilation -----------------------------------------------------------------------------
 
 def check_supported(spec: NetworkSpec, params: EngineParams) -> list[Block]:
-    """The engine runs NITRO-D MLPs: Flatten, LocalLinearBlocks, output Linear. Else NitroError."""
+    """The engine runs NITRO-D MLPs and CNNs of 3x3 convolution blocks without pooling: Flatten,
+    local-loss blocks, output Linear. Else NitroError naming the layer and the limit."""
     blocks = []
     for it in spec.items:
         if isinstance(it, Block):
-            if not isinstance(it.layer, Linear):
-                raise NitroError(f"engine: {it.name} is a convolution block; the engine runs MLPs "
-                                 f"only (conv lowers to GEMM via im2col addressing: not built yet)")
-            if it.pool is not None:
-                raise NitroError(f"engine: {it.name} has a learning-layer MaxPool (not supported)")
+            if isinstance(it.layer, Conv2d):  # (3x3, padding 1: the side stays the input's)
+                _check_conv(it, params, spec.input_shape[1])
             if it.relu.slope_inv != params.slope_inv:
                 raise NitroError(f"engine: {it.relu.name} uses NITRO-ReLU alpha {it.relu.slope_inv}; "
                                  f"the engine's ReLU units are built for alpha {params.slope_inv}")
             blocks.append(it)
+        elif isinstance(it, MaxPool2d):
+            raise NitroError(f"engine: {it.name}: max-pooling between blocks is not built yet "
+                             f"(the engine runs convolution blocks without pooling)")
         elif isinstance(it, Dropout):
             raise NitroError(f"engine: {it.name}: dropout is not supported by the engine "
                              f"(it needs a random-number source in the RTL)")
@@ -168,6 +256,28 @@ def check_supported(spec: NetworkSpec, params: EngineParams) -> list[Block]:
     return blocks
 
 
+def _check_conv(b: Block, p: EngineParams, side: int) -> None:
+    from .params import CV_BITS, CV_N0_BITS
+
+    c = b.layer
+    if c.kernel != 3 or c.padding != 1:
+        raise NitroError(f"engine: {c.name}: kernel {c.kernel}, padding {c.padding}; the engine's "
+                         f"window generator runs 3x3 convolutions with padding 1 (stride 1)")
+    if c.out_channels % p.lanes:
+        raise NitroError(f"engine: {c.name} has {c.out_channels} output channels; the engine needs "
+                         f"a multiple of {p.lanes} (the lanes of a word)")
+    if c.in_channels >= 1 << CV_N0_BITS:
+        raise NitroError(f"engine: {c.name} has {c.in_channels} input channels; the window "
+                         f"generator counts up to {(1 << CV_N0_BITS) - 1}")
+    if b.pool is not None:
+        raise NitroError(f"engine: {b.name}: its learning layer pools {b.pool.kernel} (learning-"
+                         f"layer max-pooling is not built yet: raise pred_decoder_dim to "
+                         f">= {c.out_channels * side * side} to run without)")
+    if side >= 1 << (CV_BITS - 1):
+        raise NitroError(f"engine: {c.name} works on {side}x{side} images; the window generator's "
+                         f"limit is {(1 << (CV_BITS - 1)) - 1}")
+
+
 EXT_BYTES = 3 << 30  # the tensors' share of the 4 GiB address space (program, counters after)
 
 
@@ -177,10 +287,11 @@ class _Planner:
     def __init__(self, p: EngineParams) -> None:
         self.p, self.top, self.tensors = p, 0, {}
 
-    def __call__(self, name: str, sel: int, layout: str, rows: int, feats: int) -> Tensor:
+    def __call__(self, name: str, sel: int, layout: str, rows: int, feats: int,
+                 image: tuple[int, int, int] | None = None) -> Tensor:
         from .program import EXT_ADDR_W, ext_word_bytes
 
-        t = Tensor(name, sel, layout, rows, feats, 0, self.p.lanes, self.top)
+        t = Tensor(name, sel, layout, rows, feats, 0, self.p.lanes, self.top, image)
         self.top += cdiv(t.words * ext_word_bytes(self.p, sel), 4096) * 4096
         if self.top > EXT_BYTES:
             raise NitroError(f"engine: the network's tensors need more than {EXT_BYTES >> 20} MiB of "
@@ -190,6 +301,19 @@ class _Planner:
         return t
 
 
+@dataclass
+class _Act:
+    """A layer input or block output: batch-packed (col) and row layouts, image shape if any."""
+
+    c: Tensor
+    r: Tensor
+    image: tuple[int, int, int] | None = None  # (h, w, channels)
+
+    def perm(self) -> np.ndarray | None:
+        """The column order of a linear layer that flattens this activation."""
+        return None if self.image is None else hwc_perm(self.image[2], *self.image[:2])
+
+
 def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None = None,
                     lr_inv: int = 512) -> Program:
     """External memory map + GEMM list of one training step of `spec` at batch size `batch`."""
@@ -197,31 +321,50 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise NitroError(f"engine: batch size must be a positive integer, got {batch!r}")
     blocks = check_supported(spec, p)
-    classes = spec.num_classes
-    f_in = int(np.prod(spec.input_shape))
+    L, classes = p.lanes, spec.num_classes
+    convs = any(isinstance(b.layer, Conv2d) for b in blocks)
+    if convs and batch % L:
+        raise NitroError(f"engine: a CNN's batch must be a multiple of {L} (a convolution's "
+                         f"m tiles are {L} images), got {batch}")
     alloc = _Planner(p)
     tensors = alloc.tensors
-    acts = [(alloc("x.c", SEL_AMEM_C, "col", batch, f_in), alloc("x.r", SEL_AMEM_R, "row", batch, f_in))]
-    for b in blocks:
-        h = b.layer.out_features
-        acts.append((alloc(f"{b.name}.a.c", SEL_AMEM_C, "col", batch, h),
-                     alloc(f"{b.name}.a.r", SEL_AMEM_R, "row", batch, h)))
+    cin, side, _ = spec.input_shape
+    if isinstance(blocks[0].layer, Conv2d):
+        acts = [_Act(alloc("x.c", SEL_AMEM_C, "col", batch, side * side * cin, (side, side, cin)),
+                     alloc("x.r", SEL_AMEM_R, "row", batch, side * side * cdiv(cin, L) * L,
+                           (side, side, cdiv(cin, L) * L)), (side, side, cin))]
+    else:
+        f_in = int(np.prod(spec.input_shape))
+        acts = [_Act(alloc("x.c", SEL_AMEM_C, "col", batch, f_in),
+                     alloc("x.r", SEL_AMEM_R, "row", batch, f_in))]
     layers: dict[str, LayerMap] = {}
     for b in blocks:
         lf, lp = b.layer, b.pred
-        layers[lf.name] = LayerMap(lf, "fwd", alloc(f"{lf.name}.wT", SEL_WMEM, "wT", lf.in_features,
-                                                    lf.out_features))
+        if isinstance(lf, Conv2d):
+            h, w, _ = acts[-1].image
+            image = (h, w, lf.out_channels)
+            feats = h * w * lf.out_channels
+            layers[lf.name] = LayerMap(lf, "fwd", alloc(f"{lf.name}.wT", SEL_WMEM, "wT",
+                                                        9 * lf.in_channels, lf.out_channels))
+        else:
+            image, feats = None, lf.out_features
+            layers[lf.name] = LayerMap(lf, "fwd", alloc(f"{lf.name}.wT", SEL_WMEM, "wT",
+                                                        lf.in_features, feats), perm=acts[-1].perm())
+        out = _Act(alloc(f"{b.name}.a.c", SEL_AMEM_C, "col", batch, feats, image),
+                   alloc(f"{b.name}.a.r", SEL_AMEM_R, "row", batch, feats, image), image)
+        acts.append(out)
         layers[lp.name] = LayerMap(lp, "pred", alloc(f"{lp.name}.wT", SEL_WMEM, "wT", lp.in_features,
                                                      lp.out_features),
-                                   alloc(f"{lp.name}.w", SEL_WTMEM, "w", lp.out_features, lp.in_features))
-        alloc(f"{b.name}.s", SEL_SMEM, "row", batch, lf.out_features)
-        alloc(f"{b.name}.delta", SEL_DMEM, "row", batch, lf.out_features)
+                                   alloc(f"{lp.name}.w", SEL_WTMEM, "w", lp.out_features, lp.in_features),
+                                   out.perm())
+        alloc(f"{b.name}.s", SEL_SMEM, "row", batch, feats, image)
+        alloc(f"{b.name}.delta", SEL_DMEM, "row", batch, feats, image)
         alloc(f"{b.name}.e.c", SEL_AMEM_C, "col", batch, classes)
         alloc(f"{b.name}.e.d", SEL_DMEM, "row", batch, classes)
         alloc(f"{b.name}.yhat", SEL_SMEM, "row", batch, classes)
     o = spec.output
     layers[o.name] = LayerMap(o, "out", alloc(f"{o.name}.wT", SEL_WMEM, "wT", o.in_features,
-                                              o.out_features))
+                                              o.out_features), perm=acts[-1].perm())
     alloc("out.e.c", SEL_AMEM_C, "col", batch, classes)
     alloc("out.e.d", SEL_DMEM, "row", batch, classes)
     alloc("out.yhat", SEL_SMEM, "row", batch, classes)
@@ -254,10 +397,14 @@ def _gemms(spec, blocks, batch, acts, layers, tensors, p, train: bool) -> list[G
     stored activations, its own weights and the targets, and each layer's weights are updated
     after every GEMM that reads them. This order puts a block's learning GEMMs right behind the
     forward whose outputs they read (`tiling` runs such chains on chip), and the forward-layer
-    updates, which read the blocks' deltas, after the output layer, well after those deltas."""
+    updates, which read the blocks' deltas, after the output layer, well after those deltas.
+    A block the reference trains twice per step (a CNN's FC blocks, `quirks.fc_double_update`)
+    runs its whole backward, forward-layer update included, twice right after its forward: the
+    second pass reads the weights the first one wrote, as the reference's does."""
     classes = spec.num_classes
     smw, ssw = p.scale_div
     gemms: list[Gemm] = []
+    late: list[Gemm] = []  # the forward-layer updates, after the output layer
 
     def scale(sf: int) -> dict:
         if sf > p.max_scale:
@@ -265,35 +412,53 @@ def _gemms(spec, blocks, batch, acts, layers, tensors, p, train: bool) -> list[G
         cst = divider_constants(sf, p.acc_bits, smw, ssw)
         return {"sc_mult": cst.mult, "sc_shift": cst.shift}
 
-    def gemm(name, op, a, b, m, k, n, consts=None, sgd=None, **outs):
-        gemms.append(Gemm(name, _phase(name), op, a, b, m, k, n, outs, consts or {}, sgd))
+    def gemm(name, op, a, b, m, k, n, consts=None, sgd=None, conv=None, to=None, **outs):
+        (gemms if to is None else to).append(
+            Gemm(name, _phase(name), op, a, b, m, k, n, outs, consts or {}, sgd, conv=conv))
 
     for k, b in enumerate(blocks):
         lf, lp = b.layer, b.pred
-        a_c, a_r = acts[k + 1]
-        h = lf.out_features
-        gemm(f"{b.name}/fwd", OP_SCALE_RELU, acts[k][0], layers[lf.name].w, batch, lf.in_features,
-             h, scale(b.scaling.factor), o0=a_c, o1=a_r, o2=tensors[f"{b.name}.s"])
-        gemm(f"{b.name}/learn", OP_SCALE_LOSS, a_c, layers[lp.name].w, batch, h, classes,
-             scale(b.pred_scaling.factor), o0=tensors[f"{b.name}.e.c"], o1=tensors[f"{b.name}.e.d"],
-             o2=tensors[f"{b.name}.yhat"], o3=tensors["y"])
-        if train:
+        x, out = acts[k], acts[k + 1]
+        s_t, delta = tensors[f"{b.name}.s"], tensors[f"{b.name}.delta"]
+        wf = layers[lf.name].w
+        cg = None
+        if isinstance(lf, Conv2d):
+            h, w, ci = x.image
+            cg = ConvGeom(h, w, lf.in_channels, lf.out_channels)
+            gemm(f"{b.name}/fwd", OP_SCALE_RELU, x.c, wf, batch * h * w, 9 * ci, lf.out_channels,
+                 scale(b.scaling.factor), conv=cg, o0=out.c, o1=out.r, o2=s_t)
+        else:
+            gemm(f"{b.name}/fwd", OP_SCALE_RELU, x.c, wf, batch, lf.in_features, lf.out_features,
+                 scale(b.scaling.factor), o0=out.c, o1=out.r, o2=s_t)
+        passes = spec.backward_order.count(b.name) if train else 1
+        for _ in range(passes):
+            gemm(f"{b.name}/learn", OP_SCALE_LOSS, out.c, layers[lp.name].w, batch, lp.in_features,
+                 classes, scale(b.pred_scaling.factor), o0=tensors[f"{b.name}.e.c"],
+                 o1=tensors[f"{b.name}.e.d"], o2=tensors[f"{b.name}.yhat"], o3=tensors["y"])
+            if not train:
+                continue
             gemm(f"{b.name}/delta", OP_RELU_BWD, tensors[f"{b.name}.e.c"], layers[lp.name].wt, batch,
-                 classes, h, o1=tensors[f"{b.name}.delta"], o2=tensors[f"{b.name}.s"])
-            gemm(f"{b.name}/update_learn", OP_SGD, a_r, tensors[f"{b.name}.e.d"], h, batch, classes,
-                 sgd=lp, o3=layers[lp.name].w, o4=layers[lp.name].wt)
+                 classes, lp.in_features, o1=delta, o2=s_t)
+            gemm(f"{b.name}/update_learn", OP_SGD, out.r, tensors[f"{b.name}.e.d"], lp.in_features,
+                 batch, classes, sgd=lp, o3=layers[lp.name].w, o4=layers[lp.name].wt)
+            to = late if passes == 1 else None
+            if cg is None:
+                gemm(f"{b.name}/update_fwd", OP_SGD, x.r, delta, lf.in_features, batch,
+                     lf.out_features, sgd=lf, o3=wf, to=to)
+            else:  # one weight-gradient GEMM per window position
+                for ky in range(3):
+                    for kx in range(3):
+                        gemm(f"{b.name}/update_fwd", OP_SGD, x.r, delta, lf.in_channels,
+                             batch * cg.pixels, lf.out_channels, sgd=lf,
+                             conv=replace(cg, window=(ky, kx)), o3=wf, to=to)
     o = spec.output
-    gemm("output/fwd", OP_SCALE_LOSS, acts[-1][0], layers[o.name].w, batch, o.in_features, classes,
+    gemm("output/fwd", OP_SCALE_LOSS, acts[-1].c, layers[o.name].w, batch, o.in_features, classes,
          scale(spec.output_scaling.factor), o0=tensors["out.e.c"], o1=tensors["out.e.d"],
          o2=tensors["out.yhat"], o3=tensors["y"])
     if train:
-        gemm("output/update", OP_SGD, acts[-1][1], tensors["out.e.d"], o.in_features, batch, classes,
+        gemm("output/update", OP_SGD, acts[-1].r, tensors["out.e.d"], o.in_features, batch, classes,
              sgd=o, o3=layers[o.name].w)
-        for k, b in enumerate(blocks):
-            lf = b.layer
-            gemm(f"{b.name}/update_fwd", OP_SGD, acts[k][1], tensors[f"{b.name}.delta"],
-                 lf.in_features, batch, lf.out_features, sgd=lf, o3=layers[lf.name].w)
-    return gemms
+    return gemms + late
 
 
 def _phase(name: str) -> str:
@@ -334,19 +499,22 @@ def validate_gemm(g: Gemm, p: EngineParams) -> None:
     layout = command_layout(p)
     widths = {name: f.width for name, f in layout}
     c = g.fields(0)
-    for f in ("m_tiles", "n_tiles", "k_len", "m_len", "n_len", "a_base", "a_sm", "a_sk",
-              "b_base", "b_sk", "b_sn"):
+    for f in ("k_len", "m_len", "n_len", "a_base", "a_sm", "a_sk", "b_base", "b_sk"):
         if not 0 <= c[f] < (1 << widths[f]):
             raise NitroError(f"{where}: field {f} = {c[f]} does not fit {widths[f]} bits")
     if min(g.m, g.n, g.k) < 1:
         raise NitroError(f"{where}: empty GEMM (M, N, K must be >= 1)")
-    if (g.k_cont or g.k_hold) and c["m_tiles"] * c["n_tiles"] != 1:
+    if (g.k_cont or g.k_hold) and g.c_tiles != 1:
         raise NitroError(f"{where}: a chunk of K must cover one C tile (the array accumulates one)")
     if g.op == OP_SGD and g.b.sel == SEL_WMEM:
         raise NitroError(f"{where}: an update command cannot take its B operand from wmem "
                          f"(the update reads and writes wmem through the same ports)")
-    a_hi = c["a_base"] + (c["m_tiles"] - 1) * c["a_sm"] + (c["k_len"] - 1) * c["a_sk"]
-    b_hi = c["b_base"] + (c["k_len"] - 1) * c["b_sk"] + (c["n_tiles"] - 1) * c["b_sn"]
+    m_tiles, n_tiles = cdiv(g.m, p.lanes), cdiv(g.n, p.lanes)
+    if g.conv is None:
+        a_hi = c["a_base"] + (m_tiles - 1) * c["a_sm"] + (c["k_len"] - 1) * c["a_sk"]
+    else:  # the window's reads outside the image read zero, wherever they point
+        a_hi = g.a.base + g.a.words - 1
+    b_hi = c["b_base"] + (c["k_len"] - 1) * c["b_sk"] + n_tiles - 1
     _in_mem(where, "A operand", g.a.sel, a_hi, p)
     _in_mem(where, "B operand", g.b.sel, b_hi, p)
     for slot, t in g.outs.items():
@@ -416,9 +584,10 @@ def weight_tensors(prog: Program, params: dict[str, np.ndarray]) -> list[tuple[T
         if w.size and (w.min() < -lim or w.max() >= lim):
             raise NitroError(f"engine: weights of {name} exceed the engine's "
                              f"{prog.params.weight_bits}-bit weight storage")
-        out.append((lm.w, w.T))
+        we = lm.to_engine(w)
+        out.append((lm.w, we.T))
         if lm.wt is not None:
-            out.append((lm.wt, w))
+            out.append((lm.wt, we))
     return out
 
 
@@ -438,9 +607,12 @@ def batch_tensors(prog: Program, x: np.ndarray, y: np.ndarray) -> list[tuple[Ten
                          f"got {y.shape}")
     if not np.issubdtype(y.dtype, np.integer) or y.size and (y.min() < -128 or y.max() > 127):
         raise NitroError("engine: targets must be int8 values")
-    flat = x.reshape(prog.batch, -1)
     t = prog.tensors
-    return [(t["x.c"], flat), (t["x.r"], flat), (t["y"], y)]
+
+    def image(tx: Tensor) -> np.ndarray:
+        return x.reshape(prog.batch, -1) if tx.image is None else to_hwc(x, tx.image[2])
+
+    return [(t["x.c"], image(t["x.c"])), (t["x.r"], image(t["x.r"])), (t["y"], y)]
 
 
 def pack_command(p: EngineParams, fields: dict) -> int:
@@ -453,6 +625,8 @@ def pack_command(p: EngineParams, fields: dict) -> int:
             fv = v["base"] | (v["stride"] << ADDR_W)
         else:
             fv = int(fields.get(name, 0))
+            if f.shape.signed and -(1 << (f.width - 1)) <= fv < 0:
+                fv += 1 << f.width
         if not 0 <= fv < (1 << f.width):
             raise NitroError(f"engine: command field {name} = {fv} does not fit {f.width} bits")
         value |= fv << f.offset

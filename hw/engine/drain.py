@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from hw.fanout import replicated_reg
 
 from .params import ADDR_W, EngineParams, command_layout
-from .pipeline import data_reg
+from .pipeline import data_reg, last_tile
 
 ROW_SLOTS = (1, 2, 3)  # the "row" output slots, whose addresses follow the drained rows
 
@@ -52,12 +52,16 @@ class RowDrain(wiring.Component):
         # row_addr[s] = r_mt[s] + r*stride_s + nt: kept in a register, updated per drained row
         row_addr = {s: data_reg(ADDR_W, name=f"row_addr{s}") for s in ROW_SLOTS}
         c_mt, t_nt = data_reg(ADDR_W), data_reg(ADDR_W)
+        # a row slot's step per m tile: L rows, or (conv forward: m tiles are pixels, channels
+        # innermost) the n tiles of one pixel
+        r_mstep = data_reg(ADDR_W)
         done = Signal()
         m.d.comb += [self.col_addr.eq(c_mt + (nt_d << LB)), self.tcol_addr.eq(t_nt + mt_d),
                      self.m_row.eq((mt_d << LB) | r_d), self.nt.eq(nt_d), self.done.eq(done)]
         m.d.comb += [getattr(self, f"row_addr{s}").eq(row_addr[s]) for s in ROW_SLOTS]
         with m.If(self.start[0]):
-            m.d.sync += [n_last.eq(cmd.n_tiles - 1), m_last.eq(cmd.m_tiles - 1),
+            m.d.sync += [n_last.eq(last_tile(cmd.n_len, LB)), m_last.eq(last_tile(cmd.m_len, LB)),
+                         r_mstep.eq(Mux(cmd.cv_mw != 0, last_tile(cmd.n_len, LB) + 1, 0)),
                          mt_d.eq(0), nt_d.eq(0), r_d.eq(0), r_pen.eq(0), done.eq(0),  # (L >= 4)
                          c_mt.eq(cmd.o0.base), t_nt.eq(cmd.o4.base)]
         for s in ROW_SLOTS:
@@ -108,7 +112,7 @@ class RowDrain(wiring.Component):
             m.d.sync += [nt_d.eq(nt_d + 1), t_nt.eq(t_nt + (cmd.o4.stride << LB))]
         for s in ROW_SLOTS:
             with m.If(mt_g[s]):
-                nxt = r_mt[s] + (slots[s].stride << LB)
+                nxt = r_mt[s] + Mux(r_mstep != 0, r_mstep, slots[s].stride << LB)
                 m.d.sync += [r_mt[s].eq(nxt), tile0[s].eq(nxt), row_addr[s].eq(nxt)]
             with m.Elif(tile_g[s]):
                 m.d.sync += [tile0[s].eq(tile0[s] + 1), row_addr[s].eq(tile0[s] + 1)]

@@ -17,8 +17,8 @@ from hw.fanout import replicated_reg
 from hw.stream_unit import skid_capacity, skid_output
 
 from .memory import READ_LATENCY
-from .params import ADDR_W, EngineParams, command_layout
-from .pipeline import data_reg, delayed
+from .params import ADDR_W, CV_BITS, CV_N0_BITS, EngineParams, command_layout
+from .pipeline import data_reg, delayed, last_tile
 
 
 class OperandIssue(wiring.Component):
@@ -41,7 +41,7 @@ class OperandIssue(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        cmd, RL = self.cmd, READ_LATENCY
+        p, cmd, RL = self.p, self.cmd, READ_LATENCY
         start, start_issue = self.start[0], self.start[1]
 
         # down-counters whose "at the end" flags are registers
@@ -56,11 +56,12 @@ class OperandIssue(wiring.Component):
         # register and the memories): a = a_tile + k*a_sk, b = b_tile + k*b_sk.
         a_addr, b_addr = data_reg(ADDR_W), data_reg(ADDR_W)
         m.d.comb += [self.a_addr.eq(a_addr), self.b_addr.eq(b_addr)]
+        m_last_c, n_last_c = last_tile(cmd.m_len, p.lane_bits), last_tile(cmd.n_len, p.lane_bits)
         with m.If(start):
-            m.d.sync += [k_last.eq(cmd.k_len - 1), n_last.eq(cmd.n_tiles - 1),
-                         k_rem.eq(cmd.k_len - 1), nt_rem.eq(cmd.n_tiles - 1),
-                         mt_rem.eq(cmd.m_tiles - 1), mt_end.eq(cmd.m_tiles == 1),
-                         k_one.eq(cmd.k_len == 1), n_one.eq(cmd.n_tiles == 1),
+            m.d.sync += [k_last.eq(cmd.k_len - 1), n_last.eq(n_last_c),
+                         k_rem.eq(cmd.k_len - 1), nt_rem.eq(n_last_c),
+                         mt_rem.eq(m_last_c), mt_end.eq(m_last_c == 0),
+                         k_one.eq(cmd.k_len == 1), n_one.eq(n_last_c == 0),
                          k_first.eq(1), a_tile.eq(cmd.a_base), a_addr.eq(cmd.a_base),
                          b_tile.eq(cmd.b_base), b_addr.eq(cmd.b_base)]
 
@@ -69,20 +70,20 @@ class OperandIssue(wiring.Component):
         issue, issue_n = Signal(), Signal()
         # The loop-end flags' next values, so that `issue`, `k_end` and "k and n at their ends"
         # are registered once per group of the ~100 address and counter bits they select
-        # (hw.fanout): 0 the counters, 1 the A addresses, 2 the B addresses. (One `issue`
+        # (hw.fanout): 0 the counters, 1 the A addresses, 2 the B addresses, 3 the conv window. (One `issue`
         # decoded with k_end & nt_end in front of every mux was the deepest issue path.)
         k_end_n, nt_end_n = Signal(), Signal()
         m.d.comb += [k_end_n.eq(k_end), nt_end_n.eq(nt_end)]
         with m.If(start):
-            m.d.comb += [k_end_n.eq(cmd.k_len == 1), nt_end_n.eq(cmd.n_tiles == 1)]
+            m.d.comb += [k_end_n.eq(cmd.k_len == 1), nt_end_n.eq(n_last_c == 0)]
         with m.If(issue):
             m.d.comb += k_end_n.eq(Mux(k_end, k_one, k_rem == 1))
             with m.If(k_end):
                 m.d.comb += nt_end_n.eq(Mux(nt_end, n_one, nt_rem == 1))
         m.d.sync += [k_end.eq(k_end_n), nt_end.eq(nt_end_n)]
-        issue_g = replicated_reg(m, platform, issue_n, 3, "issue")
-        k_end_g = replicated_reg(m, platform, k_end_n, 3, "k_end")
-        kn_end_g = replicated_reg(m, platform, k_end_n & nt_end_n, 3, "kn_end")
+        issue_g = replicated_reg(m, platform, issue_n, 4, "issue")
+        k_end_g = replicated_reg(m, platform, k_end_n, 4, "k_end")
+        kn_end_g = replicated_reg(m, platform, k_end_n & nt_end_n, 4, "kn_end")
         with m.If(issue_g[0]):
             m.d.sync += [k_first.eq(k_end_g[0]), k_rem.eq(k_rem - 1)]
             with m.If(k_end_g[0]):
@@ -91,8 +92,9 @@ class OperandIssue(wiring.Component):
                     m.d.sync += [nt_rem.eq(n_last), mt_rem.eq(mt_rem - 1), mt_end.eq(mt_rem == 1)]
                 with m.Else():
                     m.d.sync += nt_rem.eq(nt_rem - 1)
+        inb, row_end = self._window(m, start, issue_g[3], k_end_g[3], kn_end_g[3])
         with m.If(issue_g[1]):
-            m.d.sync += a_addr.eq(a_addr + cmd.a_sk)
+            m.d.sync += a_addr.eq(a_addr + Mux(row_end, cmd.a_skr, cmd.a_sk))
             with m.If(k_end_g[1]):
                 with m.If(kn_end_g[1]):
                     m.d.sync += [a_tile.eq(a_tile + cmd.a_sm), a_addr.eq(a_tile + cmd.a_sm)]
@@ -104,14 +106,14 @@ class OperandIssue(wiring.Component):
                 with m.If(kn_end_g[2]):
                     m.d.sync += [b_tile.eq(cmd.b_base), b_addr.eq(cmd.b_base)]
                 with m.Else():
-                    m.d.sync += [b_tile.eq(b_tile + cmd.b_sn), b_addr.eq(b_tile + cmd.b_sn)]
+                    m.d.sync += [b_tile.eq(b_tile + 1), b_addr.eq(b_tile + 1)]
 
         # beat flags through the memory read: valid, first and last of a C tile's K beats
         v = delayed(m, issue, RL + 1, "v", False)
         first = delayed(m, k_first, RL + 1, "f")
         last = delayed(m, k_end, RL + 1, "l")
 
-        beat = self._operands(m)
+        beat = self._operands(m, delayed(m, inb, RL, "inb"))
         m.d.comb += [beat.first.eq(first & ~cmd.k_cont), beat.last.eq(last & ~cmd.k_hold)]
         cap = skid_capacity(RL + 1)
         skid_output(m, v, beat.as_value(), self.o, cap)
@@ -131,13 +133,52 @@ class OperandIssue(wiring.Component):
         m.d.comb += self.idle.eq(~issuing)
         return m
 
-    def _operands(self, m: Module):
+    def _window(self, m: Module, start, issue, k_end, kn_end):
+        """A conv command's source pixel (`params.command_layout`): (sx, sy) is the pixel of the
+        beat at the A address register, (mx, my) the first pixel of the m tile's window.
+        Returns (the pixel lies inside the image, the beat ends a row of the window)."""
+        cmd = self.cmd
+        PW = CV_BITS + 3  # signed: window offsets below zero, sums above the image
+        sx, sy, mx, my = (data_reg(signed(PW), name=n) for n in ("sx", "sy", "mx", "my"))
+        c0, c1, c2 = data_reg(CV_N0_BITS), data_reg(CV_BITS), data_reg(CV_BITS)
+        px = data_reg(CV_BITS)  # m tiles left in the output row
+        with m.If(start):
+            m.d.sync += [sx.eq(cmd.cv_x0), sy.eq(cmd.cv_y0), mx.eq(cmd.cv_x0), my.eq(cmd.cv_y0),
+                         c0.eq(cmd.cv_n0 - 1), c1.eq(cmd.cv_n1 - 1), c2.eq(cmd.cv_n2 - 1),
+                         px.eq(cmd.cv_mw - 1)]
+        row_end = Signal()
+        m.d.comb += row_end.eq(cmd.conv & (c0 == 0) & (c1 == 0))
+        with m.If(issue):
+            with m.If(k_end):  # the next C tile: its window from the start
+                m.d.sync += [c0.eq(cmd.cv_n0 - 1), c1.eq(cmd.cv_n1 - 1), c2.eq(cmd.cv_n2 - 1),
+                             sx.eq(mx), sy.eq(my)]
+                with m.If(kn_end & (cmd.cv_mw != 0)):  # the next m tile is the next output pixel
+                    with m.If(px == 0):
+                        m.d.sync += [px.eq(cmd.cv_mw - 1), mx.eq(cmd.cv_x0), my.eq(my + 1),
+                                     sx.eq(cmd.cv_x0), sy.eq(my + 1)]
+                    with m.Else():
+                        m.d.sync += [px.eq(px - 1), mx.eq(mx + 1), sx.eq(mx + 1)]
+            with m.Elif(c0 != 0):
+                m.d.sync += c0.eq(c0 - 1)
+            with m.Else():
+                m.d.sync += [c0.eq(cmd.cv_n0 - 1), sx.eq(sx + 1), c1.eq(c1 - 1)]
+                with m.If(c1 == 0):
+                    m.d.sync += [c1.eq(cmd.cv_n1 - 1), sx.eq(mx), sy.eq(sy + 1), c2.eq(c2 - 1)]
+                    with m.If(c2 == 0):
+                        m.d.sync += [c2.eq(cmd.cv_n2 - 1), sy.eq(my)]
+        inb = Signal()
+        m.d.comb += inb.eq(~cmd.conv | ((sx >= 0) & (sx < cmd.cv_w) & (sy >= 0) & (sy < cmd.cv_h)))
+        return inb, row_end
+
+    def _operands(self, m: Module, inb):
         """The beat's A and B lanes from the words the scratchpads return, through the operand
-        registers (the source select and sign extension get a stage of their own)."""
+        registers (the source select and sign extension get a stage of their own; an A word
+        outside a conv window's image reads zero: `inb`, aligned with the word)."""
         p, cmd, L = self.p, self.cmd, self.p.lanes
         AB, WB, DB = p.act_bits, p.weight_bits, p.delta_bits
         a_q = data_reg(AB * L)
-        m.d.sync += a_q.eq(Mux(cmd.a_sel, self.ar, self.ac))  # a_sel is constant during a command
+        # a_sel is constant during a command
+        m.d.sync += a_q.eq(Mux(inb, Mux(cmd.a_sel, self.ar, self.ac), 0))
         # Cat of signed WB-bit slices would not sign-extend: widen each lane explicitly.
         b_q = data_reg(data.ArrayLayout(signed(DB), L))
         with m.Switch(cmd.b_sel):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import unsigned
+from amaranth import signed, unsigned
 from amaranth.lib import data
 
 from model.numerics import NitroError
@@ -51,6 +51,8 @@ N_PHASES = 16
 CTR_KINDS = ("cycles", "mac_busy", "mac_stall", "drain_wait")  # per phase, in this order
 ADDR_W = 16
 CMD_WORD_BITS = 64
+CV_BITS = 8  # convolution image sides (and window pixel offsets, signed)
+CV_N0_BITS = 10  # beats per source pixel along K (input channels of a forward window)
 
 
 @dataclass(frozen=True)
@@ -167,13 +169,23 @@ def command_layout(p: EngineParams) -> data.StructLayout:
     """One GEMM command: C[M x N] = A[M x K] . B[K x N], tiled rows x cols, then output op.
 
     A word address of (m-tile mt, k) = a_base + mt*a_sm + k*a_sk   (lanes along M)
-    B word address of (k, n-tile nt) = b_base + k*b_sk + nt*b_sn   (lanes along N)
+    B word address of (k, n-tile nt) = b_base + k*b_sk + nt        (lanes along N)
+    (m_len / L and n_len / L tiles, rounded up.)
     Output slots (element (m, n) of C):
       o0 "col"  : word o0.base + (m / L) * o0.stride + n,  lane m % L      -> AMEM_C
       o1 "row"  : word o1.base + m * o1.stride + n / L,    lane n % L      -> AMEM_R / DMEM
       o2 "row"  : SMEM (s, y_hat written; s read by relu_bwd)
       o3 "row"  : YMEM read (scale_loss) / WMEM read-modify-write (sgd)
       o4 "tcol" : word o4.base + n * o4.stride + m / L,    lane m % L      -> WTMEM (sgd, wt_en)
+    A 3x3 convolution is a GEMM whose A operand is read through a window (`conv`): every A beat
+    belongs to a source pixel (x, y) of a cv_w x cv_h image and reads zero when that pixel lies
+    outside it (the padding, never stored). Along K a pixel takes cv_n0 beats, a row cv_n1
+    pixels, and after cv_n2 rows the pixel returns to its first row (the next image); the A
+    address steps by a_skr instead of a_sk where a row ends. Along M the first tile's pixel is
+    (cv_x0, cv_y0); with cv_mw > 0 each m tile is the next output pixel of rows cv_mw wide
+    (the forward GEMM: M = pixels, K = window x channels), and the row slots step n_tiles
+    words per m tile (pixels x channels, channels innermost); with cv_mw = 0 the pixel does not
+    move along M (the weight gradient of one window position: M = channels, K = pixels).
     A GEMM whose K does not fit the scratchpads runs as several commands on one C tile, each a
     chunk of K: k_cont (the first beat adds to the array's accumulators instead of starting the
     tile) on all but the first, k_hold (the last beat does not end the tile: nothing drains) on
@@ -186,10 +198,13 @@ def command_layout(p: EngineParams) -> data.StructLayout:
         "op": unsigned(3), "phase": unsigned(4), "wt_en": unsigned(1),
         "k_cont": unsigned(1), "k_hold": unsigned(1),
         "a_sel": unsigned(1), "b_sel": unsigned(2),
-        "m_tiles": unsigned(ADDR_W), "n_tiles": unsigned(ADDR_W), "k_len": unsigned(ADDR_W),
-        "m_len": unsigned(ADDR_W + 4), "n_len": unsigned(ADDR_W + 4),
+        "k_len": unsigned(ADDR_W), "m_len": unsigned(ADDR_W + 4), "n_len": unsigned(ADDR_W + 4),
         "a_base": unsigned(ADDR_W), "a_sm": unsigned(ADDR_W), "a_sk": unsigned(ADDR_W),
-        "b_base": unsigned(ADDR_W), "b_sk": unsigned(ADDR_W), "b_sn": unsigned(ADDR_W),
+        "b_base": unsigned(ADDR_W), "b_sk": unsigned(ADDR_W),
+        "conv": unsigned(1), "cv_w": unsigned(CV_BITS), "cv_h": unsigned(CV_BITS),
+        "cv_x0": signed(CV_BITS), "cv_y0": signed(CV_BITS), "cv_mw": unsigned(CV_BITS),
+        "cv_n0": unsigned(CV_N0_BITS), "cv_n1": unsigned(CV_BITS), "cv_n2": unsigned(CV_BITS),
+        "a_skr": unsigned(ADDR_W),
         "o0": _slot(), "o1": _slot(), "o2": _slot(), "o3": _slot(), "o4": _slot(),
         "sc_mult": unsigned(smw), "sc_shift": unsigned(ssw),
         "d_mult": unsigned(gmw), "d_shift": unsigned(gsw),

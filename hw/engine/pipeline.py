@@ -16,3 +16,8 @@ def delayed(m: Module, v, n: int, name: str, reset_less: bool = True):
         m.d.sync += r.eq(v)
         v = r
     return v
+
+
+def last_tile(length, lane_bits: int):
+    """The index of the last tile of `length` elements in tiles of 1 << lane_bits (length >= 1)."""
+    return ((length - 1) >> lane_bits)[:16]

@@ -18,7 +18,7 @@ RUN, STOREs, double-buffered (`_schedule`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -118,6 +118,8 @@ def _blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int = 0, k1: int | 
     """Role ('a', 'b', slot) -> the block of its tensor that the tile [m0, m1) x [n0, n1) uses,
     for the K range [k0, k1) (default all of K); without the output slots when `outs` is False."""
     k1 = g.k if k1 is None else k1
+    if g.conv is not None:
+        return _conv_blocks(g, m0, m1, n0, n1, k0, k1, outs)
     blocks = {"a": Block(g.a, m0, m1, k0, k1) if g.a.layout == "col" else Block(g.a, k0, k1, m0, m1),
               "b": Block(g.b, k0, k1, n0, n1)}
     for slot, t in g.outs.items() if outs else ():
@@ -125,13 +127,76 @@ def _blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int = 0, k1: int | 
     return blocks
 
 
+def _conv_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
+                 outs: bool) -> dict[str, Block]:
+    """A convolution's blocks are whole images (rows of its tensors): the forward's tile is L
+    images (M = images x pixels) with all of K and N; a weight gradient's K range is whole
+    images, its A and B blocks all their channels (the MAC-array tile is an offset in them)."""
+    cg, hw = g.conv, g.conv.pixels
+    if cg.window is None:
+        i0, y0, y1, s0, s1 = _fwd_rows(cg, m0, m1, g.a.lanes)
+        ci, co, w = cg.c_in, cg.c_out, cg.w
+        blocks = {"a": Block(g.a, i0, i0 + g.a.lanes, s0 * w * ci, s1 * w * ci),
+                  "b": Block(g.b, 0, g.k, n0, n1)}
+        out = {slot: Block(t, i0, i0 + g.a.lanes, y0 * w * co, y1 * w * co)
+               for slot, t in g.outs.items()}
+    else:
+        i0, i1 = k0 // hw, k1 // hw
+        row0 = (cg.window[0] * 3 + cg.window[1]) * cg.c_in
+        blocks = {"a": Block(g.a, i0, i1, 0, g.a.feats), "b": Block(g.b, i0, i1, 0, g.b.feats)}
+        out = {slot: Block(t, row0 + m0, row0 + m1, n0, n1) for slot, t in g.outs.items()}
+    return blocks | (out if outs else {})
+
+
+def _fwd_rows(cg, m0: int, m1: int, L: int) -> tuple[int, int, int, int, int]:
+    """A forward tile's first image, output rows [y0, y1) and the source rows [s0, s1) its
+    windows read (M = L-image tiles x pixels x L)."""
+    per, row = L * cg.pixels, L * cg.w
+    i0, y0 = m0 // per * L, m0 % per // row
+    y1 = y0 + (m1 - m0) // row
+    return i0, y0, y1, max(y0 - 1, 0), min(y1 + 1, cg.h)
+
+
+def _conv_shape(g: Gemm, p: EngineParams) -> TileShape:
+    """Forward: L images, the most output rows (a divisor of the image's) that fit with the
+    source rows their windows read. Weight gradient: all of K when it fits, else one MAC-array
+    tile at a time in chunks of whole images."""
+    L, hw, cg = p.lanes, g.conv.pixels, g.conv
+    if cg.window is None:
+        row = L * cg.w
+
+        def fits(r: int) -> bool:  # a tile away from the top reads r + 2 source rows
+            m0 = row * min(1, cg.h - r)
+            return all(u <= p.depth(s) for s, u in _usage(g, m0 + r * row, g.n, m0=m0).items())
+
+        rows = [r for r in range(cg.h, 0, -1) if cg.h % r == 0 and fits(r)]
+        if not rows:
+            s, u = next((s, u) for s, u in _usage(g, row, g.n).items() if u > p.depth(s))
+            raise NitroError(f"engine: {g.name} (convolution of {cg.w}-pixel rows, {g.k} inputs, "
+                             f"{g.n} outputs) needs {u} words of the {MEM_NAMES[s]} scratchpad for "
+                             f"one row of {L} images; the engine has {p.depth(s)}")
+        return TileShape(rows[0] * row, g.n, False)
+    if _fits(g, p, g.m, g.n):
+        return TileShape(g.m, g.n, False)
+    one = (min(L, g.m), min(L, g.n))
+    if not _fits(g, p, *one, hw):
+        s, u = next((s, u) for s, u in _usage(g, *one, hw).items() if u > p.depth(s))
+        raise NitroError(f"engine: {g.name} (weight gradient over {hw}-pixel images) needs {u} "
+                         f"words of the {MEM_NAMES[s]} scratchpad for one image; the engine has "
+                         f"{p.depth(s)}")
+    images = _largest(1, g.k // hw, lambda i: _fits(g, p, *one, i * hw))
+    n = g.k // hw
+    return TileShape(L, L, False, cdiv(n, cdiv(n, images)) * hw)
+
+
 def _local(b: Block, base: int) -> Tensor:
     return Tensor(b.t.name, b.t.sel, b.t.layout, b.r1 - b.r0, b.f1 - b.f0, base, b.t.lanes)
 
 
-def _usage(g: Gemm, mm: int, nn: int, kk: int | None = None) -> dict[int, int]:
+def _usage(g: Gemm, mm: int, nn: int, kk: int | None = None, m0: int = 0) -> dict[int, int]:
+    """Words per scratchpad of the tile [m0, mm) x [0, nn) x [0, kk)."""
     use: dict[int, int] = {}
-    for b in _blocks(g, 0, mm, 0, nn, 0, kk).values():
+    for b in _blocks(g, m0, mm, 0, nn, 0, kk).values():
         use[b.t.sel] = use.get(b.t.sel, 0) + _local(b, 0).words
     return use
 
@@ -152,6 +217,8 @@ def tile_shape(g: Gemm, p: EngineParams) -> TileShape:
     most rows that fit every scratchpad (and the converse); the operand that stays is loaded once
     per set, the other once per tile. When one MAC-array tile of C with all of K does not fit, K
     is cut into the fewest equal chunks that do, one C tile at a time."""
+    if g.conv is not None:
+        return _conv_shape(g, p)
     L = p.lanes
     mt, nt = cdiv(g.m, L), cdiv(g.n, L)
     one = (min(L, g.m), min(L, g.n))
@@ -391,9 +458,16 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
             run.written.add(key)
             stores.append(transfer(b, local[role].base, p))
     ks = f", {cut.k0}:{cut.k1}" if cut.k1 - cut.k0 < g.k else ""
-    tg = Gemm(f"{g.name}[{cut.m0}:{cut.m1}, {cut.n0}:{cut.n1}{ks}]", g.phase, g.op, local["a"],
+    conv, win = g.conv, ""
+    if conv is not None and conv.window is not None:
+        conv = replace(conv, a_off=cut.m0 // p.lanes, b_off=cut.n0 // p.lanes)
+        win = f" window {conv.window}"
+    elif conv is not None:
+        _, y0, _, s0, _ = _fwd_rows(conv, cut.m0, cut.m1, p.lanes)
+        conv = replace(conv, y0=y0, a_off=s0 * conv.w)
+    tg = Gemm(f"{g.name}[{cut.m0}:{cut.m1}, {cut.n0}:{cut.n1}{ks}]{win}", g.phase, g.op, local["a"],
               local["b"], cut.m1 - cut.m0, cut.k1 - cut.k0, cut.n1 - cut.n0,
-              {s: local[s] for s in g.outs if s in local}, g.consts, g.sgd, cut.k0 > 0, hold)
+              {s: local[s] for s in g.outs if s in local}, g.consts, g.sgd, cut.k0 > 0, hold, conv)
     validate_gemm(tg, p)
     return Tile(g, tg, loads, stores), forwarded
 

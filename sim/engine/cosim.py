@@ -53,7 +53,7 @@ def first_difference(step: int, hw, net, trace, prog) -> dict | None:
     blocks = [b for b in spec.blocks.values()]
     for b in blocks:
         checks.append((f"{b.pred_scaling.name} (learning-layer output)", b.pred.name,
-                       hw.outputs[f"{b.name}.yhat"], trace[f"fwd/{b.pred_scaling.name}"]))
+                       hw.outputs[f"{b.name}.yhat"], _last(trace, f"fwd/{b.pred_scaling.name}")))
         checks.append((f"{b.relu.name} (block activation)", b.layer.name,
                        hw.outputs[f"{b.name}.a.c"], trace[f"fwd/{b.relu.name}"]))
     for name in prog.layers:
@@ -72,6 +72,14 @@ def first_difference(step: int, hw, net, trace, prog) -> dict | None:
             return {"step": step, "layer": layer, "tensor": label, "index": list(idx),
                     "engine": int(got[idx]), "golden": int(exp[idx]), "count": int(len(bad))}
     return None
+
+
+def _last(trace, key: str):
+    """The value `key` was last given in the step (a block trained twice puts it twice)."""
+    n = 2
+    while f"{key}@{n}" in trace:
+        n += 1
+    return trace[key if n == 2 else f"{key}@{n - 1}"]
 
 
 def describe(mm: dict) -> str:
@@ -95,6 +103,8 @@ def parse_fault(fault: str | None, prog, steps: int) -> tuple[int, str, tuple[in
     if layer not in prog.layers:
         raise NitroError(f"fault: unknown layer {layer!r} (layers: {', '.join(prog.layers)})")
     shape = prog.layers[layer].layer.weight_shape
+    if len(shape) != 2:
+        raise NitroError(f"fault: {layer} is a convolution; faults go into linear layers' weights")
     if not (0 <= o < shape[0] and 0 <= i < shape[1]):
         raise NitroError(f"fault: index ({o}, {i}) outside {layer} weights {shape}")
     if not 0 <= bit < prog.params.weight_bits:
@@ -254,7 +264,10 @@ async def _test_accuracy(eng, net, ds, n: int) -> dict:
 
 def _net_desc(prog) -> str:
     spec = prog.spec
-    dims = [int(np.prod(spec.input_shape))] + [b.layer.out_features for b in spec.blocks.values()]
+    dims = [int(np.prod(spec.input_shape))]
+    for b in spec.blocks.values():
+        dims.append(f"conv{b.layer.out_channels}" if hasattr(b.layer, "out_channels")
+                    else b.layer.out_features)
     return "-".join(map(str, dims + [spec.num_classes]))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.engine.compiler import Program, batch_tensors, set_lr, weight_tensors
+from hw.engine.compiler import Program, batch_tensors, from_hwc, set_lr, weight_tensors
 from hw.engine.counters import CTR_BITS
 from hw.engine.control import ERROR_NAMES, STATUS_DONE, STATUS_ERROR, control_map
 from hw.engine.image import tensor_from_words, tensor_span, tensor_words
@@ -251,10 +251,13 @@ class EngineBackend:
 
     async def flip_weight_bit(self, layer: str, index: tuple[int, int], bit: int) -> None:
         """Fault injection: flip one bit of one weight the engine just wrote to memory."""
-        t = self.prog.layers[layer].w  # W^T: rows = in, feats = out
+        lm = self.prog.layers[layer]
+        t = lm.w  # W^T: rows = in (in the engine's order), feats = out
         first, n = tensor_span(self.p, t)
         w = tensor_from_words(self.p, t, await self.read_memory(first, n))
         o, i = index
+        if lm.perm is not None:
+            i = int(np.flatnonzero(lm.perm == i)[0])
         lim = 1 << (self.p.weight_bits - 1)
         w[i, o] = ((int(w[i, o]) ^ (1 << bit)) + lim) % (2 * lim) - lim
         await self.write_memory([(first, tensor_words(self.p, t, w))])
@@ -269,10 +272,11 @@ class EngineBackend:
             return tensor_from_words(self.p, t, words[first:first + count])
 
         layers = self.prog.layers.items()
-        wts = {name: get(lm.w).T for name, lm in layers}
-        wcp = {name: get(lm.wt) for name, lm in layers if lm.wt is not None}
+        wts = {name: lm.from_engine(get(lm.w).T) for name, lm in layers}
+        wcp = {name: lm.from_engine(get(lm.wt)) for name, lm in layers if lm.wt is not None}
         weights = {t.name for _, lm in layers for t in (lm.w, lm.wt) if t is not None}
-        out = {name: get(t) for name, t in self.prog.tensors.items() if name not in weights}
+        out = {name: from_hwc(t, get(t)) for name, t in self.prog.tensors.items()
+               if name not in weights}
         vals = words[self.ep.ctr_ext // 8:n:ctw].astype(np.int64) & ((1 << CTR_BITS) - 1)
         k = len(CTR_KINDS)
         ctr = {ph: {CTR_KINDS[j]: int(vals[i * k + j]) for j in range(k)}
