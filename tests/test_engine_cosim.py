@@ -143,23 +143,17 @@ def test_engine_build_cache_holds_no_checkout_path(engine_build):
     assert source_link(engine_build.params).read_text() == engine_build.build_dir.name
 
 
-CNN_CONFIG = ('name = "engine_cnn"\n[data]\ndataset = "embedded"\n[network]\nkind = "cnn"\n'
-              'architecture = [["Conv2d", 8, 3, 1, 1]]\nhidden = [32]\npred_decoder_dim = 8192\n'
-              '[train]\nbatch_size = 16\nlr_amp = 640\nfwd_decay_inv = 30000\n'
-              'subnet_decay_inv = 3000\n')
-
-
-def test_engine_conv_block(engine_build, tmp_path):
-    """A 3x3 convolution block (28x28 MNIST images, 1 -> 8 channels, no pooling: its learning
-    layer reads all 6272 features) and an FC block trained twice per step (the reference's CNN
-    quirk), on the same engine: im2col by address generation with the padding masked, the
-    weight gradient per window position. Every weight (conv included) and output bit-identical
-    after each of 2 steps; the inference program's predictions equal the golden model's."""
-    cfg = tmp_path / "cnn.toml"
-    cfg.write_text(CNN_CONFIG)
-    rc, res = _cosim(tmp_path, cfg, 2, test_images=32)
+def test_engine_conv_blocks(engine_build, tmp_path):
+    """configs/engine_cnn_mnist.toml: two 3x3 convolution blocks (MNIST, 1 -> 8 channels at
+    28x28, 2x2 max-pool, 8 -> 16 at 14x14; no learning-layer pools: the learning layers read all
+    6272 / 3136 features) and an FC block trained twice per step (the reference's CNN quirk), on
+    the same engine: im2col by address generation with the padding masked, the first layer's
+    single channel padded to a word, the weight gradients per window position in chunks of whole
+    images, the pool in both layouts. Every weight (conv included) and output bit-identical after
+    each of 2 steps; inference predictions identical."""
+    rc, res = _cosim(tmp_path, REPO / "configs" / "engine_cnn_mnist.toml", 2, batch=16,
+                     test_images=16)
     assert rc == 0, res.get("message")
-    assert res["steps_run"] == 2 and res["network"] == "784-conv8-32-10"
-    assert res["test"]["images"] == 32 and res["test"]["identical"]
+    assert res["steps_run"] == 2 and res["network"] == "784-conv8-pool2-conv16-32-10"
+    assert res["test"]["images"] == 16 and res["test"]["identical"]
     assert abs(res["predicted"]["error"]) < 0.05
-

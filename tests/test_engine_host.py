@@ -14,7 +14,7 @@ from hw.engine.params import (
 )
 from model.config import load_config
 from model.numerics import NitroError
-from model.spec import Hyper, build_cnn, build_mlp
+from model.spec import Hyper, Quirks, build_cnn, build_mlp
 from hw.engine import compiler as C
 from hw.engine import tiling as T
 from hw.engine.image import tensor_span
@@ -221,7 +221,7 @@ def _cnn(arch, **kw):
     ([["Conv2d", 8, 5, 1, 2]], 8, "conv_encoder_00: kernel 5, padding 2; .* 3x3 convolutions"),
     ([["Conv2d", 8, 3, 1, 0]], 8, "conv_encoder_00: kernel 3, padding 0"),
     ([["Conv2d", 12, 3, 1, 1]], 8, "conv_encoder_00 has 12 output channels; .* multiple of 8"),
-    ([["Conv2d", 8, 3, 1, 1], ["MaxPool2d", 2, 2]], 8, "max_pool_01: max-pooling between blocks"),
+    ([["Conv2d", 8, 3, 1, 1], ["MaxPool2d", 4, 4]], 8, r"max_pool_01: max-pool \(4, 4\) .* 2x2"),
     ([["Conv2d", 8, 3, 1, 1]], 12, "a CNN's batch must be a multiple of 8"),
 ])
 def test_unsupported_convolutions(arch, batch, message):
@@ -244,6 +244,8 @@ def test_conv_lowering():
     names = [g.name for g in prog.gemms]
     assert names.count("linear_block_01/update_fwd") == 2
     assert names.count("conv_block_00/update_fwd") == 9
+    fixed = C.compile_network(_cnn([["Conv2d", 8, 3, 1, 1]], quirks=Quirks(fc_double_update=False)), 16)
+    assert [g.name for g in fixed.gemms].count("linear_block_01/update_fwd") == 1
 
 
 def test_batch_of_wrong_shape_or_type():

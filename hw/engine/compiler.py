@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .params import (
-    ADDR_W, A_SOURCES, B_SOURCES, MEM_NAMES, N_PHASES, OP_RELU_BWD,
+    ADDR_W, A_SOURCES, B_SOURCES, MEM_NAMES, N_PHASES, OP_POOL, OP_RELU_BWD,
     OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, SEL_AMEM_R, SEL_DMEM, SEL_SMEM,
     SEL_WMEM, SEL_WTMEM, SEL_YMEM, EngineParams, command_layout,
 )
@@ -158,11 +158,56 @@ class ConvGeom:
 SLOTS = ("o0", "o1", "o2", "o3", "o4")
 
 
+@dataclass(frozen=True)
+class PoolGeom:
+    """Max-pooling of h x w images (channels innermost, `words` scratchpad words per pixel),
+    kh x kw windows with stride = kernel and padding (ph, pw) of value 0 (the reference's int8
+    pools, quirk D9); `mask`: mark the stored s of every non-arg-max position (`hw.engine.pool`).
+    A tile covers output rows from y0."""
+
+    h: int
+    w: int
+    words: int
+    kh: int
+    kw: int
+    ph: int = 0
+    pw: int = 0
+    mask: bool = False
+    y0: int = 0
+
+    @property
+    def ho(self) -> int:
+        return (self.h + 2 * self.ph - self.kh) // self.kh + 1
+
+    @property
+    def wo(self) -> int:
+        return (self.w + 2 * self.pw - self.kw) // self.kw + 1
+
+    def source_rows(self, y0: int, y1: int) -> tuple[int, int]:
+        """The image rows the windows of output rows [y0, y1) read."""
+        return max(y0 * self.kh - self.ph, 0), min(y1 * self.kh - self.ph, self.h)
+
+    def fields(self, g: Gemm, phase_index: int) -> dict:
+        a, d, cw, mod = g.a, g.outs["o0"], self.words, 1 << ADDR_W
+        top = self.y0 * self.kh - self.ph  # the first window's top row (padding included)
+        first = (top - self.source_rows(self.y0, self.y0 + 1)[0]) * self.w - self.pw
+        f = dict(op=g.op, phase=phase_index, a_sel=[k for k, v in A_SOURCES.items() if v == a.sel][0],
+                 conv=int(self.mask), m_len=cdiv(a.rows, a.lanes) if a.layout == "col" else a.rows,
+                 k_len=g.n, cv_w=self.w, cv_h=self.h, cv_x0=-self.pw, cv_y0=top, cv_mw=self.wo,
+                 cv_n0=cw, cv_n1=self.kw, cv_n2=self.kh, a_base=(a.base + first * cw) % mod,
+                 a_sm=a.stride, a_sk=(self.w - self.kw + 1) * cw, a_skr=self.kw * cw,
+                 b_sk=self.kh * self.w * cw, o0={"base": d.base, "stride": d.stride})
+        if self.mask:
+            f["o2"] = {"base": g.outs["o2"].base, "stride": g.outs["o2"].stride}
+        return f
+
+
 @dataclass
 class Gemm:
-    """One GEMM command: C[m x n] = A[m x k] . B[k x n], then the output op on every C element.
-    A is `a` (col layout: rows = m) or the transpose of `a` (row layout: feats = m); B is `b`
-    (rows = k, feats = n). `outs` maps output slots to tensors (see `params.command_layout`)."""
+    """One core command: a GEMM C[m x n] = A[m x k] . B[k x n], then the output op on every C
+    element. A is `a` (col layout: rows = m) or the transpose of `a` (row layout: feats = m); B
+    is `b` (rows = k, feats = n). `outs` maps output slots to tensors (see
+    `params.command_layout`). Or (`pool`) a max-pool of `a` (m images, n output rows) into o0."""
 
     name: str
     phase: str
@@ -178,6 +223,7 @@ class Gemm:
     k_cont: bool = False  # a chunk of K after the first (`params.command_layout`)
     k_hold: bool = False  # a chunk of K before the last: no output
     conv: ConvGeom | None = None
+    pool: PoolGeom | None = None
 
     @property
     def wt_en(self) -> int:
@@ -185,7 +231,8 @@ class Gemm:
 
     def fields(self, phase_index: int) -> dict:
         """The command's hardware fields (`params.command_layout`), for `pack_command`."""
-        L = self.a.lanes
+        if self.pool is not None:
+            return self.pool.fields(self, phase_index)
         a, b = self.a, self.b
         a_sm, a_sk = (a.stride, 1) if a.layout == "col" else (1, a.stride)
         f = dict(op=self.op, phase=phase_index, wt_en=self.wt_en, k_cont=int(self.k_cont),
@@ -225,20 +272,26 @@ class Program:
 # ---- compilation -----------------------------------------------------------------------------
 
 def check_supported(spec: NetworkSpec, params: EngineParams) -> list[Block]:
-    """The engine runs NITRO-D MLPs and CNNs of 3x3 convolution blocks without pooling: Flatten,
-    local-loss blocks, output Linear. Else NitroError naming the layer and the limit."""
-    blocks = []
+    """The engine runs NITRO-D MLPs and CNNs of 3x3 convolution blocks with 2x2 max-pools between
+    them (not yet learning-layer pools): Flatten, local-loss blocks, output Linear. Else
+    NitroError naming the layer and the limit."""
+    blocks, side = [], spec.input_shape[1]  # the image side (3x3 convolutions with padding 1 keep it)
     for it in spec.items:
         if isinstance(it, Block):
-            if isinstance(it.layer, Conv2d):  # (3x3, padding 1: the side stays the input's)
-                _check_conv(it, params, spec.input_shape[1])
+            if isinstance(it.layer, Conv2d):
+                _check_conv(it, params, side)
             if it.relu.slope_inv != params.slope_inv:
                 raise NitroError(f"engine: {it.relu.name} uses NITRO-ReLU alpha {it.relu.slope_inv}; "
                                  f"the engine's ReLU units are built for alpha {params.slope_inv}")
             blocks.append(it)
         elif isinstance(it, MaxPool2d):
-            raise NitroError(f"engine: {it.name}: max-pooling between blocks is not built yet "
-                             f"(the engine runs convolution blocks without pooling)")
+            if it.kernel != (2, 2) or it.padding != (0, 0):
+                raise NitroError(f"engine: {it.name}: max-pool {it.kernel} with padding "
+                                 f"{it.padding}; between blocks the engine pools 2x2 windows, "
+                                 f"unpadded")
+            if not blocks or not isinstance(blocks[-1].layer, Conv2d):
+                raise NitroError(f"engine: {it.name}: the engine pools convolution outputs only")
+            side //= 2
         elif isinstance(it, Dropout):
             raise NitroError(f"engine: {it.name}: dropout is not supported by the engine "
                              f"(it needs a random-number source in the RTL)")
@@ -270,9 +323,9 @@ def _check_conv(b: Block, p: EngineParams, side: int) -> None:
         raise NitroError(f"engine: {c.name} has {c.in_channels} input channels; the window "
                          f"generator counts up to {(1 << CV_N0_BITS) - 1}")
     if b.pool is not None:
-        raise NitroError(f"engine: {b.name}: its learning layer pools {b.pool.kernel} (learning-"
-                         f"layer max-pooling is not built yet: raise pred_decoder_dim to "
-                         f">= {c.out_channels * side * side} to run without)")
+        raise NitroError(f"engine: {b.name}: its learning layer pools {b.pool.kernel}; learning-"
+                         f"layer max-pooling is not built yet (without it the block needs "
+                         f"pred_decoder_dim >= {c.out_channels * side * side})")
     if side >= 1 << (CV_BITS - 1):
         raise NitroError(f"engine: {c.name} works on {side}x{side} images; the window generator's "
                          f"limit is {(1 << (CV_BITS - 1)) - 1}")
@@ -314,6 +367,16 @@ class _Act:
         return None if self.image is None else hwc_perm(self.image[2], *self.image[:2])
 
 
+@dataclass
+class _Stage:
+    """A block with its input and output, and the max-pools that follow it (name, to)."""
+
+    block: Block
+    x: _Act
+    out: _Act
+    pools: list[tuple[str, _Act]] = field(default_factory=list)
+
+
 def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None = None,
                     lr_inv: int = 512) -> Program:
     """External memory map + GEMM list of one training step of `spec` at batch size `batch`."""
@@ -328,20 +391,31 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
                          f"m tiles are {L} images), got {batch}")
     alloc = _Planner(p)
     tensors = alloc.tensors
+
+    def act(name: str, feats: int, image=None, r_image=None) -> _Act:
+        r_feats = feats if r_image is None else int(np.prod(r_image))
+        return _Act(alloc(f"{name}.c", SEL_AMEM_C, "col", batch, feats, image),
+                    alloc(f"{name}.r", SEL_AMEM_R, "row", batch, r_feats, r_image or image), image)
+
     cin, side, _ = spec.input_shape
-    if isinstance(blocks[0].layer, Conv2d):
-        acts = [_Act(alloc("x.c", SEL_AMEM_C, "col", batch, side * side * cin, (side, side, cin)),
-                     alloc("x.r", SEL_AMEM_R, "row", batch, side * side * cdiv(cin, L) * L,
-                           (side, side, cdiv(cin, L) * L)), (side, side, cin))]
+    if convs:  # the row layout's channels padded to whole words (a weight gradient's M tile)
+        cur = act("x", side * side * cin, (side, side, cin), (side, side, cdiv(cin, L) * L))
     else:
-        f_in = int(np.prod(spec.input_shape))
-        acts = [_Act(alloc("x.c", SEL_AMEM_C, "col", batch, f_in),
-                     alloc("x.r", SEL_AMEM_R, "row", batch, f_in))]
+        cur = act("x", int(np.prod(spec.input_shape)))
     layers: dict[str, LayerMap] = {}
-    for b in blocks:
-        lf, lp = b.layer, b.pred
+    stages: list[_Stage] = []
+    for it in spec.items:
+        if isinstance(it, MaxPool2d):
+            h, w, c = cur.image
+            g = PoolGeom(h, w, c, *it.kernel)
+            cur = act(it.name, g.ho * g.wo * c, (g.ho, g.wo, c))
+            stages[-1].pools.append((it.name, cur))
+            continue
+        if not isinstance(it, Block):
+            continue
+        b, lf, lp = it, it.layer, it.pred
         if isinstance(lf, Conv2d):
-            h, w, _ = acts[-1].image
+            h, w, _ = cur.image
             image = (h, w, lf.out_channels)
             feats = h * w * lf.out_channels
             layers[lf.name] = LayerMap(lf, "fwd", alloc(f"{lf.name}.wT", SEL_WMEM, "wT",
@@ -349,10 +423,10 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
         else:
             image, feats = None, lf.out_features
             layers[lf.name] = LayerMap(lf, "fwd", alloc(f"{lf.name}.wT", SEL_WMEM, "wT",
-                                                        lf.in_features, feats), perm=acts[-1].perm())
-        out = _Act(alloc(f"{b.name}.a.c", SEL_AMEM_C, "col", batch, feats, image),
-                   alloc(f"{b.name}.a.r", SEL_AMEM_R, "row", batch, feats, image), image)
-        acts.append(out)
+                                                        lf.in_features, feats), perm=cur.perm())
+        out = act(f"{b.name}.a", feats, image)
+        stages.append(_Stage(b, cur, out))
+        cur = out
         layers[lp.name] = LayerMap(lp, "pred", alloc(f"{lp.name}.wT", SEL_WMEM, "wT", lp.in_features,
                                                      lp.out_features),
                                    alloc(f"{lp.name}.w", SEL_WTMEM, "w", lp.out_features, lp.in_features),
@@ -364,13 +438,13 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
         alloc(f"{b.name}.yhat", SEL_SMEM, "row", batch, classes)
     o = spec.output
     layers[o.name] = LayerMap(o, "out", alloc(f"{o.name}.wT", SEL_WMEM, "wT", o.in_features,
-                                              o.out_features), perm=acts[-1].perm())
+                                              o.out_features), perm=cur.perm())
     alloc("out.e.c", SEL_AMEM_C, "col", batch, classes)
     alloc("out.e.d", SEL_DMEM, "row", batch, classes)
     alloc("out.yhat", SEL_SMEM, "row", batch, classes)
     alloc("y", SEL_YMEM, "row", batch, classes)
-    gemms = _gemms(spec, blocks, batch, acts, layers, tensors, p, train=True)
-    infer = _gemms(spec, blocks, batch, acts, layers, tensors, p, train=False)
+    gemms = _gemms(spec, stages, cur, batch, layers, tensors, p, train=True)
+    infer = _gemms(spec, stages, cur, batch, layers, tensors, p, train=False)
     phases = list(dict.fromkeys(g.phase for g in gemms))
     if len(phases) > N_PHASES - 1:  # fall back to one phase per kind of command
         for g in gemms + infer:
@@ -379,14 +453,15 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
     phases.append("control")  # the END command closing every RUN
     macs: dict[str, int] = {}
     for g in gemms:
-        macs[g.phase] = macs.get(g.phase, 0) + g.m * g.n * g.k
+        if g.pool is None:
+            macs[g.phase] = macs.get(g.phase, 0) + g.m * g.n * g.k
     prog = Program(p, spec, batch, tensors, layers, gemms, infer, phases, 0, macs,
                    alloc.top)
     set_lr(prog, lr_inv)
     return prog
 
 
-def _gemms(spec, blocks, batch, acts, layers, tensors, p, train: bool) -> list[Gemm]:
+def _gemms(spec, stages, last, batch, layers, tensors, p, train: bool) -> list[Gemm]:
     """The GEMMs of one step (train=False: only the forward GEMMs of every layer, the learning
     layers' included).
 
@@ -400,7 +475,8 @@ def _gemms(spec, blocks, batch, acts, layers, tensors, p, train: bool) -> list[G
     updates, which read the blocks' deltas, after the output layer, well after those deltas.
     A block the reference trains twice per step (a CNN's FC blocks, `quirks.fc_double_update`)
     runs its whole backward, forward-layer update included, twice right after its forward: the
-    second pass reads the weights the first one wrote, as the reference's does."""
+    second pass reads the weights the first one wrote, as the reference's does. A max-pool
+    between blocks follows the forward of the block before it, in both layouts."""
     classes = spec.num_classes
     smw, ssw = p.scale_div
     gemms: list[Gemm] = []
@@ -412,13 +488,19 @@ def _gemms(spec, blocks, batch, acts, layers, tensors, p, train: bool) -> list[G
         cst = divider_constants(sf, p.acc_bits, smw, ssw)
         return {"sc_mult": cst.mult, "sc_shift": cst.shift}
 
-    def gemm(name, op, a, b, m, k, n, consts=None, sgd=None, conv=None, to=None, **outs):
+    def gemm(name, op, a, b, m, k, n, consts=None, sgd=None, conv=None, to=None, pool=None, **outs):
         (gemms if to is None else to).append(
-            Gemm(name, _phase(name), op, a, b, m, k, n, outs, consts or {}, sgd, conv=conv))
+            Gemm(name, _phase(name), op, a, b, m, k, n, outs, consts or {}, sgd, conv=conv, pool=pool))
 
-    for k, b in enumerate(blocks):
+    def max_pool(name: str, src: _Act, dst: _Act) -> None:
+        h, w, c = src.image
+        for t, d, words in ((src.c, dst.c, c), (src.r, dst.r, c // p.lanes)):
+            g = PoolGeom(h, w, words, 2, 2)
+            gemm(f"{name}/pool", OP_POOL, t, t, batch, 1, g.ho, pool=g, o0=d)
+
+    for st in stages:
+        b, x, out = st.block, st.x, st.out
         lf, lp = b.layer, b.pred
-        x, out = acts[k], acts[k + 1]
         s_t, delta = tensors[f"{b.name}.s"], tensors[f"{b.name}.delta"]
         wf = layers[lf.name].w
         cg = None
@@ -430,6 +512,10 @@ def _gemms(spec, blocks, batch, acts, layers, tensors, p, train: bool) -> list[G
         else:
             gemm(f"{b.name}/fwd", OP_SCALE_RELU, x.c, wf, batch, lf.in_features, lf.out_features,
                  scale(b.scaling.factor), o0=out.c, o1=out.r, o2=s_t)
+        src = out
+        for name, dst in st.pools:
+            max_pool(name, src, dst)
+            src = dst
         passes = spec.backward_order.count(b.name) if train else 1
         for _ in range(passes):
             gemm(f"{b.name}/learn", OP_SCALE_LOSS, out.c, layers[lp.name].w, batch, lp.in_features,
@@ -452,11 +538,11 @@ def _gemms(spec, blocks, batch, acts, layers, tensors, p, train: bool) -> list[G
                              batch * cg.pixels, lf.out_channels, sgd=lf,
                              conv=replace(cg, window=(ky, kx)), o3=wf, to=to)
     o = spec.output
-    gemm("output/fwd", OP_SCALE_LOSS, acts[-1].c, layers[o.name].w, batch, o.in_features, classes,
+    gemm("output/fwd", OP_SCALE_LOSS, last.c, layers[o.name].w, batch, o.in_features, classes,
          scale(spec.output_scaling.factor), o0=tensors["out.e.c"], o1=tensors["out.e.d"],
          o2=tensors["out.yhat"], o3=tensors["y"])
     if train:
-        gemm("output/update", OP_SGD, acts[-1].r, tensors["out.e.d"], o.in_features, batch, classes,
+        gemm("output/update", OP_SGD, last.r, tensors["out.e.d"], o.in_features, batch, classes,
              sgd=o, o3=layers[o.name].w)
     return gemms + late
 
@@ -496,6 +582,13 @@ def validate_gemm(g: Gemm, p: EngineParams) -> None:
     """Every scratchpad address a (tiled) command can touch lies inside its scratchpad; every
     field fits its width."""
     where = f"engine: command {g.name}"
+    if g.pool is not None:
+        _in_mem(where, "pool source", g.a.sel, g.a.base + g.a.words - 1, p)
+        for slot, t in g.outs.items():
+            if t.sel != (g.a.sel if slot == "o0" else SEL_SMEM):
+                raise NitroError(f"{where}: output slot {slot} cannot address {MEM_NAMES[t.sel]}")
+            _in_mem(where, f"output slot {slot}", t.sel, t.base + t.words - 1, p)
+        return
     layout = command_layout(p)
     widths = {name: f.width for name, f in layout}
     c = g.fields(0)

@@ -45,10 +45,11 @@ from .issue import OperandIssue
 from .memory import READ_LATENCY, WRITE_LATENCY
 from .outputs import WRITTEN, OutputOps
 from .params import (
-    ADDR_W, MEM_NAMES, SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM,
+    ADDR_W, MEM_NAMES, OP_POOL, SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM,
     SEL_YMEM, EngineParams,
 )
 from .pipeline import data_reg
+from .pool import PoolUnit
 from .scratchpads import Scratchpads
 from .sequencer import CommandSequencer
 from .serializer import RowSerializer
@@ -94,10 +95,13 @@ class Engine(wiring.Component):
         cmd = seq.cmd
         # a command that ends no C tile (k_hold) is done when its last beat is issued: the next
         # command's beats (the rest of K) follow it into the array
-        hold = data_reg(name="k_hold")
-        m.d.sync += hold.eq(cmd.k_hold)
+        hold, pooling = data_reg(name="k_hold"), data_reg(name="pooling")
+        m.d.sync += [hold.eq(cmd.k_hold), pooling.eq(cmd.op == OP_POOL)]
+        m.submodules.pool = pool = PoolUnit(p)
+        m.d.comb += [pool.cmd.eq(cmd), pool.start.eq(seq.pool),
+                     pool.rd_data.eq(Mux(cmd.a_sel, mem[SEL_AMEM_R][1], mem[SEL_AMEM_C][1]))]
         m.d.comb += [seq.start.eq(self.start), seq.cm_data.eq(mem[SEL_CMEM][1]),
-                     seq.drain_done.eq(drain.done | (hold & issue.idle)),
+                     seq.drain_done.eq(Mux(pooling, pool.done, drain.done | (hold & issue.idle))),
                      self.busy.eq(seq.busy), self.done.eq(seq.done)]
 
         # ---- issue -> MAC array -> drain -> serializer -> output ops -------------------------------
@@ -120,12 +124,21 @@ class Engine(wiring.Component):
                      ops.s_word.eq(mem[SEL_SMEM][1])]
 
         # ---- the engine's scratchpad ports -------------------------------------------------------
+        # the max-pool unit writes its source scratchpad (AMEM_C or AMEM_R) and SMEM (marks)
+        # while no GEMM runs: its write enables are zero otherwise, the output ops' during it
+        pool_wr = {SEL_AMEM_C: (pool.wr_addr, pool.wr_data, Mux(cmd.a_sel, 0, pool.wr_en)),
+                   SEL_AMEM_R: (pool.wr_addr, pool.wr_data, Mux(cmd.a_sel, pool.wr_en, 0)),
+                   SEL_SMEM: (pool.mk_addr, pool.mk_data, pool.mk_en)}
         for sel in WRITTEN:
             name = MEM_NAMES[sel]
-            m.d.comb += [getattr(sp, f"{name}_wr_{k}").eq(getattr(ops, f"{name}_wr_{k}"))
-                         for k in ("addr", "data", "en")]
+            port = [getattr(ops, f"{name}_wr_{k}") for k in ("addr", "data", "en")]
+            if sel in pool_wr:
+                pa, pd, pe = pool_wr[sel]
+                port = [Mux(pooling, pa, port[0]), Mux(pooling, pd, port[1]), port[2] | pe]
+            m.d.comb += [getattr(sp, f"{name}_wr_{k}").eq(v) for k, v in zip(("addr", "data", "en"), port)]
+        a_rd = Mux(pooling, pool.rd_addr, issue.a_addr)
         reads = {
-            SEL_AMEM_C: issue.a_addr, SEL_AMEM_R: issue.a_addr,
+            SEL_AMEM_C: a_rd, SEL_AMEM_R: a_rd,
             SEL_WMEM: Mux(ops.is_sgd, ser.e.a[3], issue.b_addr), SEL_WTMEM: issue.b_addr,
             SEL_DMEM: issue.b_addr, SEL_SMEM: drain.row_addr2, SEL_YMEM: ser.e.a[3],
             SEL_CMEM: seq.cm_addr,

@@ -29,8 +29,9 @@ OP_SCALE_RELU = 1  # s = clip(tdiv(z, SF)); a = NITRO-ReLU(s): a -> AMEM_C (col)
 OP_SCALE_LOSS = 2  # y_hat = clip(tdiv(z, SF)); e = wrap8(y_hat - y): e -> AMEM_C, DMEM; y_hat -> SMEM
 OP_RELU_BWD = 3  # delta = NITRO-ReLU backward(C row, s row from SMEM) -> DMEM (whole rows)
 OP_SGD = 4  # W <- W - (tdiv(G, D) + tdiv(W, eta)) in WMEM (and the transposed copy in WTMEM)
+OP_POOL = 5  # not a GEMM: max-pool scratchpad words (`hw.engine.pool`)
 OP_NAMES = {OP_END: "end", OP_SCALE_RELU: "scale_relu", OP_SCALE_LOSS: "scale_loss",
-            OP_RELU_BWD: "relu_bwd", OP_SGD: "sgd"}
+            OP_RELU_BWD: "relu_bwd", OP_SGD: "sgd", OP_POOL: "pool"}
 
 # ---- memory selectors (operand sources and host port) ---------------------------------------
 SEL_AMEM_C = 0  # int8 lanes packed along the batch (A operand of forward / delta GEMMs)

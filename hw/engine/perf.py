@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .memory import READ_LATENCY
 from .params import OP_RELU_BWD, EngineParams
 from .program import (
     SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, Transfer, beats_per_word,
@@ -78,6 +79,12 @@ def transfer_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, st
 def tile_cycles(tile: Tile, p: EngineParams) -> int:
     """The core's cycles for one tile's MAC-array tiles."""
     g, L = tile.gemm, p.lanes
+    if g.pool is not None:  # per word: the window's reads, the memory's latency, write (marks)
+        pg = g.pool
+        f = g.fields(0)
+        window = pg.kh * pg.kw
+        return f["m_len"] * g.n * pg.wo * pg.words * (
+            window * (2 if pg.mask else 1) + READ_LATENCY + 4) + 1
     if g.k_hold:  # a chunk of K that ends no tile: its beats only
         return g.k
     c_tiles = -(-g.m // L) * -(-g.n // L)

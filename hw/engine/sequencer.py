@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 from hw.fanout import replicated_reg
 
 from .memory import READ_LATENCY
-from .params import ADDR_W, CMD_WORD_BITS, OP_END, EngineParams, command_layout
+from .params import ADDR_W, CMD_WORD_BITS, OP_END, OP_POOL, EngineParams, command_layout
 from .pipeline import data_reg
 
 CMD_GROUPS = 6  # copies of the command register's load enable (hw.fanout)
@@ -26,7 +26,8 @@ GEMM_COPIES = 5
 
 class CommandSequencer(wiring.Component):
     """start -> busy until an END command, then done. `cmd` is the command being run; `launch` is
-    high in its DECODE cycle, `gemm` (GEMM_COPIES copies) in the same cycle when it is a GEMM.
+    high in its DECODE cycle, `gemm` (GEMM_COPIES copies) in the same cycle when it is a GEMM,
+    `pool` when it is a max-pool.
     `drain_done` (the command is done: its last C row has left the array, or its last beat is
     issued when it ends no tile) ends a command; `in_wait` marks the flush."""
 
@@ -38,6 +39,7 @@ class CommandSequencer(wiring.Component):
             "cm_addr": Out(ADDR_W), "cm_data": In(CMD_WORD_BITS),
             "busy": Out(1), "done": Out(1), "in_wait": Out(1),
             "cmd": Out(self.cmd_layout), "launch": Out(1), "gemm": Out(GEMM_COPIES),
+            "pool": Out(1),
         })
 
     def elaborate(self, platform) -> Module:
@@ -102,7 +104,10 @@ class CommandSequencer(wiring.Component):
         # "the DECODE cycle of a GEMM command", registered from the command being loaded
         # (launch & op != END decoded in front of ~300 enables was a deep, wide path)
         incoming = data.View(self.cmd_layout, cmd_sr[:cmd_w])
-        gemm_g = replicated_reg(m, platform, load_g[CMD_GROUPS] & (incoming.op != OP_END),
+        is_pool = incoming.op == OP_POOL
+        gemm_g = replicated_reg(m, platform, load_g[CMD_GROUPS] & (incoming.op != OP_END) & ~is_pool,
                                 GEMM_COPIES, "gemm_launch")
-        m.d.comb += [self.launch.eq(launch), self.gemm.eq(Cat(*gemm_g))]
+        pool = Signal()
+        m.d.sync += pool.eq(load_g[CMD_GROUPS] & is_pool)
+        m.d.comb += [self.launch.eq(launch), self.gemm.eq(Cat(*gemm_g)), self.pool.eq(pool)]
         return m

@@ -26,7 +26,8 @@ from model.numerics import NitroError
 
 from .compiler import SLOTS, Gemm, Program, Tensor, cdiv, pack_command, validate_gemm
 from .params import (
-    CTR_KINDS, MEM_NAMES, N_PHASES, OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SGD, SEL_CMEM, SEL_CTR,
+    CTR_KINDS, MEM_NAMES, N_PHASES, OP_END, OP_POOL, OP_RELU_BWD, OP_SCALE_LOSS, OP_SGD, SEL_CMEM,
+    SEL_CTR,
     EngineParams,
 )
 from .program import (
@@ -35,7 +36,8 @@ from .program import (
 )
 
 # slots an op reads (loaded before RUN) and writes (stored after RUN)
-READS = {OP_SCALE_LOSS: ("o3",), OP_RELU_BWD: ("o2",), OP_SGD: ("o3",)}
+READS = {OP_SCALE_LOSS: ("o3",), OP_RELU_BWD: ("o2",), OP_SGD: ("o3",),
+         OP_POOL: ("o2",)}  # (a pool marks some lanes of s)
 READ_ONLY = {OP_SCALE_LOSS: ("o3",), OP_RELU_BWD: ("o2",)}
 N_COUNTERS = N_PHASES * len(CTR_KINDS)
 
@@ -120,6 +122,8 @@ def _blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int = 0, k1: int | 
     k1 = g.k if k1 is None else k1
     if g.conv is not None:
         return _conv_blocks(g, m0, m1, n0, n1, k0, k1, outs)
+    if g.pool is not None:
+        return _pool_blocks(g, m0, m1, n0, n1, outs)
     blocks = {"a": Block(g.a, m0, m1, k0, k1) if g.a.layout == "col" else Block(g.a, k0, k1, m0, m1),
               "b": Block(g.b, k0, k1, n0, n1)}
     for slot, t in g.outs.items() if outs else ():
@@ -146,6 +150,36 @@ def _conv_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
         blocks = {"a": Block(g.a, i0, i1, 0, g.a.feats), "b": Block(g.b, i0, i1, 0, g.b.feats)}
         out = {slot: Block(t, row0 + m0, row0 + m1, n0, n1) for slot, t in g.outs.items()}
     return blocks | (out if outs else {})
+
+
+def _pool_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, outs: bool) -> dict[str, Block]:
+    """A max-pool's tile: images [m0, m1), output rows [n0, n1); its source (and marked s) the
+    image rows their windows read."""
+    pg = g.pool
+    s0, s1 = pg.source_rows(n0, n1)
+
+    def rows(t: Tensor, r0: int, r1: int, w: int, pixels: int) -> Block:
+        per = t.feats // pixels * w  # features per image row
+        return Block(t, m0, m1, r0 * per, r1 * per)
+
+    blocks = {"a": rows(g.a, s0, s1, pg.w, pg.h * pg.w)}
+    for slot, t in g.outs.items() if outs else ():
+        blocks[slot] = (rows(t, n0, n1, pg.wo, pg.ho * pg.wo) if slot == "o0" else
+                        rows(t, s0, s1, pg.w, pg.h * pg.w))
+    return blocks
+
+
+def _pool_shape(g: Gemm, p: EngineParams) -> TileShape:
+    """The images (whole words of them in the batch-packed layout) x output rows that fit with
+    the most output words per tile."""
+    step = p.lanes if g.a.layout == "col" else 1
+    best = max(((i * r, i, r) for i in range(step, g.m + 1, step)
+                for r in [_largest(0, g.n, lambda r: _fits(g, p, i, r))] if r), default=None)
+    if best is not None:
+        return TileShape(best[1], best[2], False)
+    s, u = next((s, u) for s, u in _usage(g, step, 1).items() if u > p.depth(s))
+    raise NitroError(f"engine: {g.name} needs {u} words of the {MEM_NAMES[s]} scratchpad for one "
+                     f"output row of {step} image(s); the engine has {p.depth(s)}")
 
 
 def _fwd_rows(cg, m0: int, m1: int, L: int) -> tuple[int, int, int, int, int]:
@@ -219,6 +253,8 @@ def tile_shape(g: Gemm, p: EngineParams) -> TileShape:
     is cut into the fewest equal chunks that do, one C tile at a time."""
     if g.conv is not None:
         return _conv_shape(g, p)
+    if g.pool is not None:
+        return _pool_shape(g, p)
     L = p.lanes
     mt, nt = cdiv(g.m, L), cdiv(g.n, L)
     one = (min(L, g.m), min(L, g.n))
@@ -435,7 +471,7 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
     g = cut.g
     hold = cut.k1 < g.k
     blocks = _blocks(g, cut.m0, cut.m1, cut.n0, cut.n1, cut.k0, cut.k1, outs=not hold)
-    reads = ("a", "b") + (() if hold else READS.get(g.op, ()))
+    reads = tuple(r for r in ("a", "b") + (() if hold else READS.get(g.op, ())) if r in blocks)
     new = [_key(b) for b in blocks.values() if _key(b) not in run.held]
     if any(_meets(k, h) for k in new for h in run.held):  # (run.written is part of run.held)
         return None, False
@@ -465,9 +501,11 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
     elif conv is not None:
         _, y0, _, s0, _ = _fwd_rows(conv, cut.m0, cut.m1, p.lanes)
         conv = replace(conv, y0=y0, a_off=s0 * conv.w)
+    pool = None if g.pool is None else replace(g.pool, y0=cut.n0)
     tg = Gemm(f"{g.name}[{cut.m0}:{cut.m1}, {cut.n0}:{cut.n1}{ks}]{win}", g.phase, g.op, local["a"],
-              local["b"], cut.m1 - cut.m0, cut.k1 - cut.k0, cut.n1 - cut.n0,
-              {s: local[s] for s in g.outs if s in local}, g.consts, g.sgd, cut.k0 > 0, hold, conv)
+              local.get("b", local["a"]), cut.m1 - cut.m0, cut.k1 - cut.k0, cut.n1 - cut.n0,
+              {s: local[s] for s in g.outs if s in local}, g.consts, g.sgd, cut.k0 > 0, hold, conv,
+              pool)
     validate_gemm(tg, p)
     return Tile(g, tg, loads, stores), forwarded
 

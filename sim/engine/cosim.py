@@ -263,11 +263,16 @@ async def _test_accuracy(eng, net, ds, n: int) -> dict:
 
 
 def _net_desc(prog) -> str:
+    from model.spec import Block, MaxPool2d
+
     spec = prog.spec
     dims = [int(np.prod(spec.input_shape))]
-    for b in spec.blocks.values():
-        dims.append(f"conv{b.layer.out_channels}" if hasattr(b.layer, "out_channels")
-                    else b.layer.out_features)
+    for it in spec.items:
+        if isinstance(it, MaxPool2d):
+            dims.append(f"pool{it.kernel[0]}")
+        elif isinstance(it, Block):
+            dims.append(f"conv{it.layer.out_channels}" if hasattr(it.layer, "out_channels")
+                        else it.layer.out_features)
     return "-".join(map(str, dims + [spec.num_classes]))
 
 
