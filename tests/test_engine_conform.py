@@ -1,5 +1,5 @@
 """`nitro conform --engine`: reference vector sets replayed on the Verilated engine, every array it
-produces compared bit for bit (issue 13, acceptance 2)."""
+produces compared bit for bit (issue 13, acceptance 2; issue 14, acceptance 1)."""
 import pytest
 
 from scripts.cli import main
@@ -48,8 +48,12 @@ def test_engine_conform_refuses_a_set_lacking_an_engine_array(tampered_mlp_set, 
     assert "mlp step 2 lacks bwd_out/non_linearity_01" in err and err.count("\n") == 1
 
 
-def test_engine_conform_refuses_a_cnn_set(shared_dir, capsys):
-    assert main(["conform", "--engine", str(shared_dir / "refvectors"), "cnn"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("nitro: error: engine: conv_block_00: its learning layer pools (2, 2); "
-                          "learning-layer max-pooling is not built yet") and err.count("\n") == 1
+def test_official_cnn_set_on_the_engine(shared_dir, capsys):
+    """The official implementation's CNN vectors (issue 14): conv16 - pool - conv32 - pool and
+    the output layer, learning layers behind 2x2 max-pools, batch 32: the forward outputs, s,
+    the deltas through the pools and the ReLU, every weight after every step, the predictions."""
+    assert main(["conform", "--engine", str(shared_dir / "refvectors"), "cnn"]) == 0
+    out = capsys.readouterr().out
+    for k in (1, 2, 3):
+        assert f"cnn step {k}: 19 arrays, all match" in out
+    assert "cnn step after: 11 arrays, all match" in out

@@ -162,8 +162,8 @@ SLOTS = ("o0", "o1", "o2", "o3", "o4")
 class PoolGeom:
     """Max-pooling of h x w images (channels innermost, `words` scratchpad words per pixel),
     kh x kw windows with stride = kernel and padding (ph, pw) of value 0 (the reference's int8
-    pools, quirk D9); `mask`: mark the stored s of every non-arg-max position (`hw.engine.pool`).
-    A tile covers output rows from y0."""
+    pools, quirk D9); `mask`: copy the stored s (o2) into o3 with every non-arg-max position
+    marked (`hw.engine.pool`). A tile covers output rows from y0."""
 
     h: int
     w: int
@@ -197,9 +197,25 @@ class PoolGeom:
                  cv_n0=cw, cv_n1=self.kw, cv_n2=self.kh, a_base=(a.base + first * cw) % mod,
                  a_sm=a.stride, a_sk=(self.w - self.kw + 1) * cw, a_skr=self.kw * cw,
                  b_sk=self.kh * self.w * cw, o0={"base": d.base, "stride": d.stride})
-        if self.mask:
-            f["o2"] = {"base": g.outs["o2"].base, "stride": g.outs["o2"].stride}
+        for slot in ("o2", "o3") if self.mask else ():  # s and its marked copy, laid out as
+            t = g.outs[slot]  # the source: their bases at the same (padded) first position
+            f[slot] = {"base": (t.base + first * cw) % mod, "stride": t.stride}
         return f
+
+    def map_fields(self) -> dict:
+        """A delta GEMM's B tiles through this pool's map (`params.command_layout` bpool), for a
+        tile of whole image rows from y0."""
+        return dict(bpool=1, cv_w=self.w, cv_n0=self.words, cv_n1=self.kw, cv_n2=self.kh,
+                    cv_x0=-self.pw, cv_y0=-((self.y0 + self.ph) % self.kh))
+
+    @property
+    def covered(self) -> int:
+        """The image rows the windows cover (the reference drops the rest: floor)."""
+        return min(self.h, self.ho * self.kh - self.ph)
+
+    def pooled_rows(self, y0: int, y1: int) -> tuple[int, int]:
+        """The output rows whose windows hold image rows [y0, y1)."""
+        return (y0 + self.ph) // self.kh, (y1 - 1 + self.ph) // self.kh + 1
 
 
 @dataclass
@@ -224,6 +240,7 @@ class Gemm:
     k_hold: bool = False  # a chunk of K before the last: no output
     conv: ConvGeom | None = None
     pool: PoolGeom | None = None
+    unpool: PoolGeom | None = None  # B's columns (n) through a learning pool's map
 
     @property
     def wt_en(self) -> int:
@@ -246,6 +263,8 @@ class Gemm:
             f[slot] = {"base": t.base, "stride": t.stride} if t is not None else {"base": 0, "stride": 0}
         if self.conv is not None:
             f.update(self.conv.fields(self))
+        if self.unpool is not None:
+            f.update(self.unpool.map_fields())
         f.update(self.consts)
         return f
 
@@ -267,19 +286,20 @@ class Program:
     lr_inv: int = 0
     macs: dict[str, int] = field(default_factory=dict)  # useful multiply-accumulates per phase
     tensor_bytes: int = 0  # external memory the tensors take (from byte 0, 4 KiB aligned)
+    cleared: list[Tensor] = field(default_factory=list)  # zero when the host loads the weights
 
 
 # ---- compilation -----------------------------------------------------------------------------
 
 def check_supported(spec: NetworkSpec, params: EngineParams) -> list[Block]:
-    """The engine runs NITRO-D MLPs and CNNs of 3x3 convolution blocks with 2x2 max-pools between
-    them (not yet learning-layer pools): Flatten, local-loss blocks, output Linear. Else
+    """The engine runs NITRO-D MLPs and CNNs of 3x3 convolution blocks (with their learning-layer
+    pools) and 2x2 max-pools between them: Flatten, local-loss blocks, output Linear. Else
     NitroError naming the layer and the limit."""
     blocks, side = [], spec.input_shape[1]  # the image side (3x3 convolutions with padding 1 keep it)
     for it in spec.items:
         if isinstance(it, Block):
             if isinstance(it.layer, Conv2d):
-                _check_conv(it, params, side)
+                _check_conv(it, params, side, spec.quirks.maxpool_pad_zero)
             if it.relu.slope_inv != params.slope_inv:
                 raise NitroError(f"engine: {it.relu.name} uses NITRO-ReLU alpha {it.relu.slope_inv}; "
                                  f"the engine's ReLU units are built for alpha {params.slope_inv}")
@@ -309,7 +329,7 @@ def check_supported(spec: NetworkSpec, params: EngineParams) -> list[Block]:
     return blocks
 
 
-def _check_conv(b: Block, p: EngineParams, side: int) -> None:
+def _check_conv(b: Block, p: EngineParams, side: int, quirk_pad_zero: bool) -> None:
     from .params import CV_BITS, CV_N0_BITS
 
     c = b.layer
@@ -323,9 +343,14 @@ def _check_conv(b: Block, p: EngineParams, side: int) -> None:
         raise NitroError(f"engine: {c.name} has {c.in_channels} input channels; the window "
                          f"generator counts up to {(1 << CV_N0_BITS) - 1}")
     if b.pool is not None:
-        raise NitroError(f"engine: {b.name}: its learning layer pools {b.pool.kernel}; learning-"
-                         f"layer max-pooling is not built yet (without it the block needs "
-                         f"pred_decoder_dim >= {c.out_channels * side * side})")
+        g = PoolGeom(side, side, 1, *b.pool.kernel, *b.pool.padding)
+        if (side - 1 + g.pw) // g.kw != g.wo - 1:
+            raise NitroError(f"engine: {b.pool.name}: its windows {b.pool.kernel} leave columns of "
+                             f"the {side}x{side} image uncovered; the engine's pools cover every "
+                             f"column (rows may be left over)")
+        if (g.ph or g.pw) and not quirk_pad_zero:
+            raise NitroError(f"engine: {b.pool.name}: the engine's max-pool unit pads with 0 "
+                             f"(quirks.maxpool_pad_zero = true, the reference's int8 pools)")
     if side >= 1 << (CV_BITS - 1):
         raise NitroError(f"engine: {c.name} works on {side}x{side} images; the window generator's "
                          f"limit is {(1 << (CV_BITS - 1)) - 1}")
@@ -374,6 +399,7 @@ class _Stage:
     block: Block
     x: _Act
     out: _Act
+    learn: _Act  # the learning layer's input: out, or out through the learning pool
     pools: list[tuple[str, _Act]] = field(default_factory=list)
 
 
@@ -404,6 +430,7 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
         cur = act("x", int(np.prod(spec.input_shape)))
     layers: dict[str, LayerMap] = {}
     stages: list[_Stage] = []
+    cleared: list[Tensor] = []
     for it in spec.items:
         if isinstance(it, MaxPool2d):
             h, w, c = cur.image
@@ -425,13 +452,21 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
             layers[lf.name] = LayerMap(lf, "fwd", alloc(f"{lf.name}.wT", SEL_WMEM, "wT",
                                                         lf.in_features, feats), perm=cur.perm())
         out = act(f"{b.name}.a", feats, image)
-        stages.append(_Stage(b, cur, out))
+        learn = out
+        if b.pool is not None:
+            g = PoolGeom(*image, *b.pool.kernel, *b.pool.padding)
+            learn = act(f"{b.name}.p", g.ho * g.wo * image[2], (g.ho, g.wo, image[2]))
+        stages.append(_Stage(b, cur, out, learn))
         cur = out
         layers[lp.name] = LayerMap(lp, "pred", alloc(f"{lp.name}.wT", SEL_WMEM, "wT", lp.in_features,
                                                      lp.out_features),
                                    alloc(f"{lp.name}.w", SEL_WTMEM, "w", lp.out_features, lp.in_features),
-                                   out.perm())
+                                   learn.perm())
         alloc(f"{b.name}.s", SEL_SMEM, "row", batch, feats, image)
+        if b.pool is not None:
+            alloc(f"{b.name}.s.marked", SEL_SMEM, "row", batch, feats, image)
+            if PoolGeom(*image, *b.pool.kernel, *b.pool.padding).covered < image[0]:
+                cleared.append(tensors[f"{b.name}.delta"])
         alloc(f"{b.name}.delta", SEL_DMEM, "row", batch, feats, image)
         alloc(f"{b.name}.e.c", SEL_AMEM_C, "col", batch, classes)
         alloc(f"{b.name}.e.d", SEL_DMEM, "row", batch, classes)
@@ -456,7 +491,7 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
         if g.pool is None:
             macs[g.phase] = macs.get(g.phase, 0) + g.m * g.n * g.k
     prog = Program(p, spec, batch, tensors, layers, gemms, infer, phases, 0, macs,
-                   alloc.top)
+                   alloc.top, cleared)
     set_lr(prog, lr_inv)
     return prog
 
@@ -488,9 +523,11 @@ def _gemms(spec, stages, last, batch, layers, tensors, p, train: bool) -> list[G
         cst = divider_constants(sf, p.acc_bits, smw, ssw)
         return {"sc_mult": cst.mult, "sc_shift": cst.shift}
 
-    def gemm(name, op, a, b, m, k, n, consts=None, sgd=None, conv=None, to=None, pool=None, **outs):
-        (gemms if to is None else to).append(
-            Gemm(name, _phase(name), op, a, b, m, k, n, outs, consts or {}, sgd, conv=conv, pool=pool))
+    def gemm(name, op, a, b, m, k, n, consts=None, sgd=None, conv=None, to=None, pool=None,
+             unpool=None, **outs):
+        (gemms if to is None else to).append(Gemm(name, _phase(name), op, a, b, m, k, n, outs,
+                                                  consts or {}, sgd, conv=conv, pool=pool,
+                                                  unpool=unpool))
 
     def max_pool(name: str, src: _Act, dst: _Act) -> None:
         h, w, c = src.image
@@ -502,6 +539,7 @@ def _gemms(spec, stages, last, batch, layers, tensors, p, train: bool) -> list[G
         b, x, out = st.block, st.x, st.out
         lf, lp = b.layer, b.pred
         s_t, delta = tensors[f"{b.name}.s"], tensors[f"{b.name}.delta"]
+        s_mark = tensors.get(f"{b.name}.s.marked", s_t)  # what the ReLU backward reads
         wf = layers[lf.name].w
         cg = None
         if isinstance(lf, Conv2d):
@@ -516,16 +554,27 @@ def _gemms(spec, stages, last, batch, layers, tensors, p, train: bool) -> list[G
         for name, dst in st.pools:
             max_pool(name, src, dst)
             src = dst
+        unpool = None
+        if b.pool is not None:  # the learning pool: the arg-max marks s (`hw.engine.pool`)
+            h, w, c = out.image
+            unpool = PoolGeom(h, w, c // p.lanes, *b.pool.kernel, *b.pool.padding)
+            if train:
+                gemm(f"{b.name}/pool", OP_POOL, out.r, out.r, batch, 1, unpool.ho,
+                     pool=replace(unpool, mask=True), o0=st.learn.r, o2=s_t, o3=s_mark)
+            gemm(f"{b.name}/pool", OP_POOL, out.c, out.c, batch, 1, unpool.ho,
+                 pool=replace(unpool, words=c), o0=st.learn.c)
         passes = spec.backward_order.count(b.name) if train else 1
         for _ in range(passes):
-            gemm(f"{b.name}/learn", OP_SCALE_LOSS, out.c, layers[lp.name].w, batch, lp.in_features,
+            gemm(f"{b.name}/learn", OP_SCALE_LOSS, st.learn.c, layers[lp.name].w, batch, lp.in_features,
                  classes, scale(b.pred_scaling.factor), o0=tensors[f"{b.name}.e.c"],
                  o1=tensors[f"{b.name}.e.d"], o2=tensors[f"{b.name}.yhat"], o3=tensors["y"])
             if not train:
                 continue
+            # (image rows no window covers keep the zero delta the host wrote: `Program.cleared`)
             gemm(f"{b.name}/delta", OP_RELU_BWD, tensors[f"{b.name}.e.c"], layers[lp.name].wt, batch,
-                 classes, lp.in_features, o1=delta, o2=s_t)
-            gemm(f"{b.name}/update_learn", OP_SGD, out.r, tensors[f"{b.name}.e.d"], lp.in_features,
+                 classes, out.c.feats if unpool is None else out.c.feats // unpool.h * unpool.covered,
+                 unpool=unpool, o1=delta, o2=s_mark)
+            gemm(f"{b.name}/update_learn", OP_SGD, st.learn.r, tensors[f"{b.name}.e.d"], lp.in_features,
                  batch, classes, sgd=lp, o3=layers[lp.name].w, o4=layers[lp.name].wt)
             to = late if passes == 1 else None
             if cg is None:
@@ -585,7 +634,7 @@ def validate_gemm(g: Gemm, p: EngineParams) -> None:
     if g.pool is not None:
         _in_mem(where, "pool source", g.a.sel, g.a.base + g.a.words - 1, p)
         for slot, t in g.outs.items():
-            if t.sel != (g.a.sel if slot == "o0" else SEL_SMEM):
+            if t.sel != (g.a.sel if slot == "o0" else SEL_SMEM) or slot not in ("o0", "o2", "o3"):
                 raise NitroError(f"{where}: output slot {slot} cannot address {MEM_NAMES[t.sel]}")
             _in_mem(where, f"output slot {slot}", t.sel, t.base + t.words - 1, p)
         return
@@ -608,6 +657,8 @@ def validate_gemm(g: Gemm, p: EngineParams) -> None:
     else:  # the window's reads outside the image read zero, wherever they point
         a_hi = g.a.base + g.a.words - 1
     b_hi = c["b_base"] + (c["k_len"] - 1) * c["b_sk"] + n_tiles - 1
+    if g.unpool is not None:  # n runs over the un-pooled pixels, B over the pooled
+        b_hi = g.b.base + g.b.words - 1
     _in_mem(where, "A operand", g.a.sel, a_hi, p)
     _in_mem(where, "B operand", g.b.sel, b_hi, p)
     for slot, t in g.outs.items():

@@ -98,7 +98,7 @@ class Engine(wiring.Component):
         hold, pooling = data_reg(name="k_hold"), data_reg(name="pooling")
         m.d.sync += [hold.eq(cmd.k_hold), pooling.eq(cmd.op == OP_POOL)]
         m.submodules.pool = pool = PoolUnit(p)
-        m.d.comb += [pool.cmd.eq(cmd), pool.start.eq(seq.pool),
+        m.d.comb += [pool.cmd.eq(cmd), pool.start.eq(seq.pool), pool.s_data.eq(mem[SEL_SMEM][1]),
                      pool.rd_data.eq(Mux(cmd.a_sel, mem[SEL_AMEM_R][1], mem[SEL_AMEM_C][1]))]
         m.d.comb += [seq.start.eq(self.start), seq.cm_data.eq(mem[SEL_CMEM][1]),
                      seq.drain_done.eq(Mux(pooling, pool.done, drain.done | (hold & issue.idle))),
@@ -140,7 +140,8 @@ class Engine(wiring.Component):
         reads = {
             SEL_AMEM_C: a_rd, SEL_AMEM_R: a_rd,
             SEL_WMEM: Mux(ops.is_sgd, ser.e.a[3], issue.b_addr), SEL_WTMEM: issue.b_addr,
-            SEL_DMEM: issue.b_addr, SEL_SMEM: drain.row_addr2, SEL_YMEM: ser.e.a[3],
+            SEL_DMEM: issue.b_addr, SEL_SMEM: Mux(pooling, pool.s_addr, drain.row_addr2),
+            SEL_YMEM: ser.e.a[3],
             SEL_CMEM: seq.cm_addr,
         }
         m.d.comb += [mem[sel][0].eq(addr) for sel, addr in reads.items()]

@@ -93,6 +93,8 @@ class OperandIssue(wiring.Component):
                 with m.Else():
                     m.d.sync += nt_rem.eq(nt_rem - 1)
         inb, row_end = self._window(m, start, issue_g[3], k_end_g[3], kn_end_g[3])
+        b_next = self._pool_map(m, b_tile, start | (issue_g[3] & kn_end_g[3]),
+                                issue_g[3] & k_end_g[3] & ~kn_end_g[3])
         with m.If(issue_g[1]):
             m.d.sync += a_addr.eq(a_addr + Mux(row_end, cmd.a_skr, cmd.a_sk))
             with m.If(k_end_g[1]):
@@ -106,7 +108,7 @@ class OperandIssue(wiring.Component):
                 with m.If(kn_end_g[2]):
                     m.d.sync += [b_tile.eq(cmd.b_base), b_addr.eq(cmd.b_base)]
                 with m.Else():
-                    m.d.sync += [b_tile.eq(b_tile + 1), b_addr.eq(b_tile + 1)]
+                    m.d.sync += [b_tile.eq(b_next), b_addr.eq(b_next)]
 
         # beat flags through the memory read: valid, first and last of a C tile's K beats
         v = delayed(m, issue, RL + 1, "v", False)
@@ -169,6 +171,42 @@ class OperandIssue(wiring.Component):
         inb = Signal()
         m.d.comb += inb.eq(~cmd.conv | ((sx >= 0) & (sx < cmd.cv_w) & (sy >= 0) & (sy < cmd.cv_h)))
         return inb, row_end
+
+    def _pool_map(self, m: Module, b_tile, restart, advance):
+        """The B tile of the next n tile: the next word, or (`cmd.bpool`) the word of the next
+        pixel's pooling window (`params.command_layout`); `restart` at the first n tile,
+        `advance` when the n tile ends."""
+        cmd = self.cmd
+        ct, x = data_reg(CV_N0_BITS), data_reg(CV_BITS)
+        wx, wy = data_reg(CV_BITS), data_reg(CV_BITS)  # the pixel's place in its window
+        pix, row = data_reg(ADDR_W), data_reg(ADDR_W)  # the window's and its row's first B tile
+        cw, pw, ph = cmd.cv_n0, -cmd.cv_x0, -cmd.cv_y0
+        w_end, h_end = wx == cmd.cv_n1 - 1, wy == cmd.cv_n2 - 1
+        b_next = Signal(ADDR_W)
+        with m.If(~cmd.bpool | (ct != 0)):
+            m.d.comb += b_next.eq(b_tile + 1)
+        with m.Elif(x != 0):
+            m.d.comb += b_next.eq(Mux(w_end, pix + cw, pix))
+        with m.Else():
+            m.d.comb += b_next.eq(Mux(h_end, pix + cw, row))
+        with m.If(restart):
+            m.d.sync += [ct.eq(cw - 1), x.eq(cmd.cv_w - 1), wx.eq(pw), wy.eq(ph),
+                         pix.eq(cmd.b_base), row.eq(cmd.b_base)]
+        with m.Elif(advance & (ct != 0)):
+            m.d.sync += ct.eq(ct - 1)
+        with m.Elif(advance):
+            m.d.sync += ct.eq(cw - 1)
+            with m.If(x != 0):
+                m.d.sync += [x.eq(x - 1), wx.eq(Mux(w_end, 0, wx + 1))]
+                with m.If(w_end):
+                    m.d.sync += pix.eq(pix + cw)
+            with m.Else():
+                m.d.sync += [x.eq(cmd.cv_w - 1), wx.eq(pw), wy.eq(Mux(h_end, 0, wy + 1))]
+                with m.If(h_end):
+                    m.d.sync += [pix.eq(pix + cw), row.eq(pix + cw)]
+                with m.Else():
+                    m.d.sync += pix.eq(row)
+        return b_next
 
     def _operands(self, m: Module, inb):
         """The beat's A and B lanes from the words the scratchpads return, through the operand

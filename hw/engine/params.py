@@ -187,6 +187,10 @@ def command_layout(p: EngineParams) -> data.StructLayout:
     (the forward GEMM: M = pixels, K = window x channels), and the row slots step n_tiles
     words per m tile (pixels x channels, channels innermost); with cv_mw = 0 the pixel does not
     move along M (the weight gradient of one window position: M = channels, K = pixels).
+    With `bpool` the n tiles are the pixels (x channel words) of a cv_w-wide image read through a
+    learning layer's max-pool map: the B tile of a pixel is its window's (kw x kh = cv_n1 x
+    cv_n2, cv_n0 words per pixel, the first tile at window position (-cv_x0, -cv_y0)), so the
+    delta GEMM of a pooled learning layer writes the un-pooled delta at once.
     A GEMM whose K does not fit the scratchpads runs as several commands on one C tile, each a
     chunk of K: k_cont (the first beat adds to the array's accumulators instead of starting the
     tile) on all but the first, k_hold (the last beat does not end the tile: nothing drains) on
@@ -205,7 +209,7 @@ def command_layout(p: EngineParams) -> data.StructLayout:
         "conv": unsigned(1), "cv_w": unsigned(CV_BITS), "cv_h": unsigned(CV_BITS),
         "cv_x0": signed(CV_BITS), "cv_y0": signed(CV_BITS), "cv_mw": unsigned(CV_BITS),
         "cv_n0": unsigned(CV_N0_BITS), "cv_n1": unsigned(CV_BITS), "cv_n2": unsigned(CV_BITS),
-        "a_skr": unsigned(ADDR_W),
+        "a_skr": unsigned(ADDR_W), "bpool": unsigned(1),
         "o0": _slot(), "o1": _slot(), "o2": _slot(), "o3": _slot(), "o4": _slot(),
         "sc_mult": unsigned(smw), "sc_shift": unsigned(ssw),
         "d_mult": unsigned(gmw), "d_shift": unsigned(gsw),

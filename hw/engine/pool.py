@@ -1,12 +1,14 @@
 """The core's max-pool unit (OP_POOL): kh x kw windows (stride = kernel) of a scratchpad's words,
-lane-wise, into another region of the same scratchpad; optionally marking the stored NITRO-ReLU
-inputs s of every window position that is not its lane's arg-max.
+lane-wise, into another region of the same scratchpad; optionally copying the stored NITRO-ReLU
+inputs s of each window into a marked copy in which every position that is not its lane's
+arg-max reads -128.
 
-Marking writes s = -128, a value the clip never produces: the NITRO-ReLU backward's inverse slope
-of s < -127 is 2^31 - 1 (spec 2.4), so the delta that later reaches such a position through the
-learning layer's pool map is 0, exactly the reference's routing of each window's gradient to its
-first maximum (and into the padding when that maximum is a padded 0: the reference pads its int8
-pools with 0, quirk D9). The padding is never stored: a position outside the image reads 0.
+-128 is a value the clip never produces: the NITRO-ReLU backward's inverse slope of s < -127 is
+2^31 - 1 (spec 2.4), so a delta that reaches a marked position through the learning layer's pool
+map (`hw.engine.issue`, bpool) becomes 0: exactly the reference's routing of each window's
+gradient to its first maximum (into the padding when that maximum is a padded 0: the reference
+pads its int8 pools with 0, quirk D9). The padding is never stored: a position outside the image
+reads 0.
 
 Command fields (`params.command_layout`), per block (`m_len` blocks, `a_sm` source words apart,
 `o0.stride` destination words apart): `k_len` output rows of `cv_mw` pixels of `cv_n0` words;
@@ -14,8 +16,9 @@ source image cv_w x cv_h with padding (-cv_x0, -cv_y0); window cv_n1 x cv_n2 (kw
 word steps: `a_skr` per output pixel (kw x cv_n0), `b_sk` per output row (kh source rows),
 `a_sk` from the end of a window row to the start of the next. `a_base`: the source word of the
 first window's top-left position (padding included); `o0.base` the first destination word (the
-output is contiguous within a block); `conv` set: mark s in SMEM at `o2.base` + (the source word
-- a_base), the mask region laid out as the source.
+output is contiguous within a block). With `conv` set, s is read in SMEM at `o2.base` + (the
+source word - a_base) and its marked copy written at `o3.base` + (the same), both regions laid
+out as the source (their bases at its first window's top-left position).
 """
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ MASK = -128  # s of a position whose delta is dropped
 
 class PoolUnit(wiring.Component):
     """`start` (the command's DECODE cycle) runs `cmd`; `rd_addr` -> `rd_data` (`READ_LATENCY`
-    later) is the source scratchpad's port, `wr_*` its write port, `mk_*` SMEM's; `active` while
+    later) is the source scratchpad's port, `wr_*` its write port, `s_addr` -> `s_data` and `mk_*`
+    SMEM's (s and its marked copy); `active` while
     the command runs (the core's port selects), `done` when its last write is presented."""
 
     def __init__(self, p: EngineParams) -> None:
@@ -42,6 +46,7 @@ class PoolUnit(wiring.Component):
             "cmd": In(command_layout(p)), "start": In(1),
             "rd_addr": Out(ADDR_W), "rd_data": In(L * AB),
             "wr_addr": Out(ADDR_W), "wr_data": Out(L * AB), "wr_en": Out(L),
+            "s_addr": Out(ADDR_W), "s_data": In(L * AB),
             "mk_addr": Out(ADDR_W), "mk_data": Out(L * AB), "mk_en": Out(L),
             "active": Out(1), "done": Out(1),
         })
@@ -62,7 +67,7 @@ class PoolUnit(wiring.Component):
         iy, ix = data_reg(signed(PW)), data_reg(signed(PW))
         pos = data_reg(WIN)  # window position being issued
         wait = data_reg(range(RL + 2))
-        mk_off = data_reg(ADDR_W)
+        mk_off, mk_copy = data_reg(ADDR_W), data_reg(ADDR_W)  # source -> s, s -> its copy
         active, done = Signal(), Signal()
         m.d.comb += [self.active.eq(active), self.done.eq(done), self.rd_addr.eq(addr)]
 
@@ -82,6 +87,7 @@ class PoolUnit(wiring.Component):
                                  pix_base.eq(cmd.a_base), dst_blk.eq(cmd.o0.base),
                                  dst.eq(cmd.o0.base), iy0.eq(cmd.cv_y0), ix0.eq(cmd.cv_x0),
                                  mk_off.eq(cmd.o2.base - cmd.a_base),
+                                 mk_copy.eq(cmd.o3.base - cmd.o2.base),
                                  *window_start(cmd.a_base, cmd.cv_y0, cmd.cv_x0)]
                     m.next = "ISSUE"
             with m.State("ISSUE"):  # one source word per cycle, row-major over the window
@@ -105,7 +111,7 @@ class PoolUnit(wiring.Component):
                     m.next = "MARK"
                 with m.Else():
                     m.next = "NEXT"
-            with m.State("MARK"):  # s := MASK where this position is not the lane's arg-max
+            with m.State("MARK"):  # read s at each position; its marked copy follows (below)
                 m.d.comb += marking.eq(1)
                 m.d.sync += [pos.eq(pos + 1), kx.eq(kx + 1), ix.eq(ix + 1), addr.eq(addr + cmd.cv_n0)]
                 with m.If(kx == cmd.cv_n1 - 1):
@@ -150,7 +156,13 @@ class PoolUnit(wiring.Component):
             with m.If(v & (f | (x > best[j]))):
                 m.d.sync += [best[j].eq(x), arg[j].eq(idx)]
         m.d.comb += [self.wr_addr.eq(dst), self.wr_data.eq(best.as_value()),
-                     self.wr_en.eq(Mux(writing, (1 << L) - 1, 0)),
-                     self.mk_addr.eq(addr), self.mk_data.eq(Cat(*[Const(MASK, signed(AB))] * L)),
-                     self.mk_en.eq(Mux(marking & inside, Cat(*(arg[j] != pos for j in range(L))), 0))]
+                     self.wr_en.eq(Mux(writing, (1 << L) - 1, 0)), self.s_addr.eq(addr)]
+        # the marked copy of s: each position's word RL cycles after its read, MASK in the
+        # lanes whose arg-max is elsewhere
+        mk_v = delayed(m, marking & inside, RL, "mark_v", False)
+        mk_pos = delayed(m, pos, RL, "mark_pos")
+        mk_at = delayed(m, addr + mk_copy, RL, "mark_addr")
+        m.d.comb += [self.mk_addr.eq(mk_at), self.mk_en.eq(Mux(mk_v, (1 << L) - 1, 0)),
+                     self.mk_data.eq(Cat(*(Mux(arg[j] == mk_pos, self.s_data.word_select(j, AB),
+                                                Const(MASK & 0xFF, AB)) for j in range(L))))]
         return m

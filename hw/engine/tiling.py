@@ -36,9 +36,8 @@ from .program import (
 )
 
 # slots an op reads (loaded before RUN) and writes (stored after RUN)
-READS = {OP_SCALE_LOSS: ("o3",), OP_RELU_BWD: ("o2",), OP_SGD: ("o3",),
-         OP_POOL: ("o2",)}  # (a pool marks some lanes of s)
-READ_ONLY = {OP_SCALE_LOSS: ("o3",), OP_RELU_BWD: ("o2",)}
+READS = {OP_SCALE_LOSS: ("o3",), OP_RELU_BWD: ("o2",), OP_SGD: ("o3",), OP_POOL: ("o2",)}
+READ_ONLY = {OP_SCALE_LOSS: ("o3",), OP_RELU_BWD: ("o2",), OP_POOL: ("o2",)}
 N_COUNTERS = N_PHASES * len(CTR_KINDS)
 
 
@@ -124,6 +123,8 @@ def _blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int = 0, k1: int | 
         return _conv_blocks(g, m0, m1, n0, n1, k0, k1, outs)
     if g.pool is not None:
         return _pool_blocks(g, m0, m1, n0, n1, outs)
+    if g.unpool is not None:
+        return _unpool_blocks(g, m0, m1, n0, n1, k0, k1, outs)
     blocks = {"a": Block(g.a, m0, m1, k0, k1) if g.a.layout == "col" else Block(g.a, k0, k1, m0, m1),
               "b": Block(g.b, k0, k1, n0, n1)}
     for slot, t in g.outs.items() if outs else ():
@@ -169,17 +170,48 @@ def _pool_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, outs: bool) -> dic
     return blocks
 
 
+def _unpool_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
+                   outs: bool) -> dict[str, Block]:
+    """A delta GEMM through a learning pool: columns [n0, n1) are whole image rows of the
+    un-pooled delta; B holds the pooled rows whose windows cover them."""
+    pg, row = g.unpool, g.n // g.unpool.h
+    r0, r1 = pg.pooled_rows(n0 // row, n1 // row)
+    prow = g.b.feats // pg.ho
+    blocks = {"a": Block(g.a, m0, m1, k0, k1), "b": Block(g.b, k0, k1, r0 * prow, r1 * prow)}
+    for slot, t in g.outs.items() if outs else ():
+        blocks[slot] = Block(t, m0, m1, n0, n1)
+    return blocks
+
+
 def _pool_shape(g: Gemm, p: EngineParams) -> TileShape:
     """The images (whole words of them in the batch-packed layout) x output rows that fit with
     the most output words per tile."""
     step = p.lanes if g.a.layout == "col" else 1
+
+    def fits(i: int, r: int) -> bool:  # a band away from the top reads kh rows per output row
+        n0 = min(1, g.n - r)
+        return all(u <= p.depth(s) for s, u in _usage(g, i, n0 + r, n0=n0).items())
+
     best = max(((i * r, i, r) for i in range(step, g.m + 1, step)
-                for r in [_largest(0, g.n, lambda r: _fits(g, p, i, r))] if r), default=None)
+                for r in [_largest(0, g.n, lambda r: fits(i, r))] if r), default=None)
     if best is not None:
         return TileShape(best[1], best[2], False)
     s, u = next((s, u) for s, u in _usage(g, step, 1).items() if u > p.depth(s))
     raise NitroError(f"engine: {g.name} needs {u} words of the {MEM_NAMES[s]} scratchpad for one "
                      f"output row of {step} image(s); the engine has {p.depth(s)}")
+
+
+def _unpool_shape(g: Gemm, p: EngineParams) -> TileShape:
+    """Whole MAC-array tiles of rows x whole image rows of the delta, the most words that fit."""
+    L, row = p.lanes, g.n // g.unpool.h
+    best = max(((i * r, i, r) for i in range(L, cdiv(g.m, L) * L + 1, L)
+                for r in [_largest(0, g.unpool.h, lambda r: _fits(g, p, min(i, g.m), r * row))]
+                if r), default=None)
+    if best is None:
+        s, u = next((s, u) for s, u in _usage(g, min(L, g.m), row).items() if u > p.depth(s))
+        raise NitroError(f"engine: {g.name} needs {u} words of the {MEM_NAMES[s]} scratchpad for "
+                         f"one image row of {L} images; the engine has {p.depth(s)}")
+    return TileShape(best[1], best[2] * row, False)
 
 
 def _fwd_rows(cg, m0: int, m1: int, L: int) -> tuple[int, int, int, int, int]:
@@ -227,10 +259,11 @@ def _local(b: Block, base: int) -> Tensor:
     return Tensor(b.t.name, b.t.sel, b.t.layout, b.r1 - b.r0, b.f1 - b.f0, base, b.t.lanes)
 
 
-def _usage(g: Gemm, mm: int, nn: int, kk: int | None = None, m0: int = 0) -> dict[int, int]:
-    """Words per scratchpad of the tile [m0, mm) x [0, nn) x [0, kk)."""
+def _usage(g: Gemm, mm: int, nn: int, kk: int | None = None, m0: int = 0,
+           n0: int = 0) -> dict[int, int]:
+    """Words per scratchpad of the tile [m0, mm) x [n0, nn) x [0, kk)."""
     use: dict[int, int] = {}
-    for b in _blocks(g, m0, mm, 0, nn, 0, kk).values():
+    for b in _blocks(g, m0, mm, n0, nn, 0, kk).values():
         use[b.t.sel] = use.get(b.t.sel, 0) + _local(b, 0).words
     return use
 
@@ -255,6 +288,8 @@ def tile_shape(g: Gemm, p: EngineParams) -> TileShape:
         return _conv_shape(g, p)
     if g.pool is not None:
         return _pool_shape(g, p)
+    if g.unpool is not None:
+        return _unpool_shape(g, p)
     L = p.lanes
     mt, nt = cdiv(g.m, L), cdiv(g.n, L)
     one = (min(L, g.m), min(L, g.n))
@@ -502,10 +537,11 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
         _, y0, _, s0, _ = _fwd_rows(conv, cut.m0, cut.m1, p.lanes)
         conv = replace(conv, y0=y0, a_off=s0 * conv.w)
     pool = None if g.pool is None else replace(g.pool, y0=cut.n0)
+    unpool = None if g.unpool is None else replace(g.unpool, y0=cut.n0 // (g.n // g.unpool.h))
     tg = Gemm(f"{g.name}[{cut.m0}:{cut.m1}, {cut.n0}:{cut.n1}{ks}]{win}", g.phase, g.op, local["a"],
               local.get("b", local["a"]), cut.m1 - cut.m0, cut.k1 - cut.k0, cut.n1 - cut.n0,
               {s: local[s] for s in g.outs if s in local}, g.consts, g.sgd, cut.k0 > 0, hold, conv,
-              pool)
+              pool, unpool)
     validate_gemm(tg, p)
     return Tile(g, tg, loads, stores), forwarded
 

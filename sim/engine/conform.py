@@ -39,15 +39,19 @@ class ConformRun(SimJob):
 
 def engine_array_map(spec) -> dict[str, tuple[str, type]]:
     """Reference array name -> (the engine tensor that holds it, the reference's dtype; the
-    conversions are exact: int8 lanes to int8, the int24 deltas to int32)."""
+    conversions are exact: int8 lanes to int8, the int24 deltas to int32). A block trained n > 1
+    times per step (the CNN FC double update) holds its last pass's learning-side arrays, which
+    the set names NAME@n."""
     out = {f"fwd/{spec.output_scaling.name}": ("out.yhat", np.int8),
            "loss_grad/output": ("out.e.c", np.int8)}
     for b in spec.blocks.values():
+        n = spec.backward_order.count(b.name)
+        last = "" if n == 1 else f"@{n}"
         out |= {f"fwd/{b.scaling.name}": (f"{b.name}.s", np.int8),
                 f"fwd/{b.relu.name}": (f"{b.name}.a.c", np.int8),
-                f"fwd/{b.pred_scaling.name}": (f"{b.name}.yhat", np.int8),
-                f"loss_grad/{b.name}": (f"{b.name}.e.c", np.int8),
-                f"bwd_out/{b.relu.name}": (f"{b.name}.delta", np.int32)}
+                f"fwd/{b.pred_scaling.name}{last}": (f"{b.name}.yhat", np.int8),
+                f"loss_grad/{b.name}{last}": (f"{b.name}.e.c", np.int8),
+                f"bwd_out/{b.relu.name}{last}": (f"{b.name}.delta", np.int32)}
     return out
 
 
@@ -117,14 +121,13 @@ def run_engine_conformance(vec_dir: str | Path, tag: str,
     replay it on the Verilated engine; the reports as `model.conform.run_conformance` gives them."""
     from hw.engine.compiler import compile_network
     from hw.engine.params import EngineParams
-    from hw.engine.tiling import lower
-
     from .build import build_engine, run_engine_test
+    from .host import programs
 
     vec_dir = Path(vec_dir).resolve()
     vs = load_set(vec_dir, tag)
     p = EngineParams()
-    lower(compile_network(vs.net.spec, len(vs.data["step1_x"]), p, vs.lr_inv))
+    programs(compile_network(vs.net.spec, len(vs.data["step1_x"]), p, vs.lr_inv))
     for step, ref in vs.refs.items():  # every array the engine produces must be in the set
         missing = [n for n in required_arrays(vs.net, step) if n not in ref]
         if missing:

@@ -285,9 +285,8 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     from model.config import load_config
 
     from hw.engine.compiler import compile_network
-    from hw.engine.tiling import lower
 
-    from .build import MEM_WORDS
+    from .host import programs
 
     cfg = load_config(config)
     p = params or EngineParams()
@@ -295,10 +294,7 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     side = 32 if cfg.data.dataset in ("cifar10", "cifar-10") else 28
     spec = cfg.build_spec((3 if side == 32 else 1, side, side))
     prog = compile_network(spec, b, p, cfg.train.lr_inv)
-    ep = lower(prog)
-    if ep.ext_bytes > MEM_WORDS * 8:
-        raise NitroError(f"cosim: the step needs {ep.ext_bytes} bytes of memory; the simulated "
-                         f"memory has {MEM_WORDS * 8}")
+    programs(prog)
     parse_fault(fault, prog, steps)
     from model.datasets import load_raw
 

@@ -74,6 +74,17 @@ DDR3_TEXT = ("first beat 30 cycles (200 ns at 150 MHz) after the address, then o
              "cycle, 10 % of cycles stalled on every channel (refresh, row misses, turnarounds)")
 
 
+def programs(prog: Program):
+    """The training and the inference program, one after the other in the simulated memory
+    (NitroError when they do not fit it)."""
+    ep = lower(prog)
+    infer = lower(prog, inference=True, base=ep.ext_bytes)
+    if infer.ext_bytes > MEM_WORDS * 8:
+        raise NitroError(f"engine: the programs need {infer.ext_bytes} bytes of memory; the "
+                         f"simulated memory has {MEM_WORDS * 8}")
+    return ep, infer
+
+
 @dataclass
 class HwStep:
     outputs: dict[str, np.ndarray]  # tensor name -> matrix read back (activations, outputs, deltas)
@@ -99,11 +110,7 @@ class EngineBackend:
 
         self.dut, self.prog, self.p = dut, prog, prog.params
         self.memory = memory or MemoryModel()
-        self.ep = lower(prog)
-        self.infer = lower(prog, inference=True, base=self.ep.ext_bytes)
-        if self.infer.ext_bytes > MEM_WORDS * 8:
-            raise NitroError(f"engine: the programs need {self.infer.ext_bytes} bytes of memory; "
-                             f"the simulated memory has {MEM_WORDS * 8}")
+        self.ep, self.infer = programs(prog)
         self.regs = control_map(self.p)
         self.master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil", bus_separator="__"), dut.clk)
         for side in (self.master.write_if, self.master.read_if):  # else a log line per access
@@ -203,7 +210,8 @@ class EngineBackend:
 
     async def load_weights(self, params: dict[str, np.ndarray]) -> None:
         await self.reset()
-        await self.write_memory(self._regions(weight_tensors(self.prog, params))
+        zeros = [(t, np.zeros((t.rows, t.feats), np.int64)) for t in self.prog.cleared]
+        await self.write_memory(self._regions(weight_tensors(self.prog, params) + zeros)
                                 + [(ep.prog_ext // 8, program_words(ep)) for ep in (self.ep, self.infer)]
                                 + [(self.infer.ucode_ext // 8, ucode_words(self.infer))])
 
