@@ -157,3 +157,24 @@ def test_engine_conv_blocks(engine_build, tmp_path):
     assert res["steps_run"] == 2 and res["network"] == "784-conv8-pool2-conv16-32-10"
     assert res["test"]["images"] == 16 and res["test"]["identical"]
     assert abs(res["predicted"]["error"]) < 0.05
+
+
+def test_engine_conv_tiles_on_small_scratchpads(tmp_path):
+    """The same CNN on an engine generated with a 128-word WMEM and a 512-word DMEM: the second
+    convolution's forward runs in tiles of 8 of its 16 output channels (the outputs strided in
+    memory) and the first one's weight gradients in chunks of 14 image rows (a chunk holds the
+    rows its windows read); bit-identical after each of 2 steps."""
+    from hw.engine.compiler import compile_network
+    from hw.engine.params import EngineParams
+    from hw.engine.tiling import lower
+    from model.config import load_config
+
+    p = EngineParams(wmem_depth=128, dmem_depth=512)
+    config = REPO / "configs" / "engine_cnn_mnist.toml"
+    ep = lower(compile_network(load_config(config).build_spec((1, 28, 28)), 16, p))
+    fwd = {t.gemm.n for t in ep.tiles if t.parent.name == "conv_block_02/fwd"}
+    wgrad = {t.gemm.k for t in ep.tiles if t.parent.name == "conv_block_00/update_fwd"}
+    assert fwd == {8} and wgrad == {14 * 28}
+    rc, res = _cosim(tmp_path, config, 2, batch=16, params=p)
+    assert rc == 0, res.get("message")
+    assert res["steps_run"] == 2

@@ -121,38 +121,43 @@ def from_hwc(t: Tensor, mat: np.ndarray) -> np.ndarray:
 class ConvGeom:
     """A 3x3 convolution (stride 1, padding 1) of h x w images, c_in -> c_out channels (HWC).
     window None: the forward GEMM of L images (M = pixels x L images, K = (ky, kx, c_in), N =
-    c_out), a tile from output row y0 whose A block starts at source pixel a_off; (ky, kx): the
-    weight gradient of that window position (M = c_in, K = images x pixels, N = c_out), the
-    MAC-array tile at A word a_off and B word b_off."""
+    c_out); (ky, kx): the weight gradient of that window position (M = c_in, K = images x
+    pixels, N = c_out), the MAC-array tile at A word a_word and B word b_word. A tile covers
+    output rows from y0 (of one image, or whole images); its A block starts at source row a_row."""
 
     h: int
     w: int
     c_in: int
     c_out: int
     window: tuple[int, int] | None = None
-    a_off: int = 0
-    b_off: int = 0
     y0: int = 0
+    a_row: int = 0
+    a_word: int = 0
+    b_word: int = 0
+    rows: int = 0  # the weight gradient's output rows per image (0: whole images)
 
     @property
     def pixels(self) -> int:
         return self.h * self.w
 
     def fields(self, g: Gemm) -> dict:
-        a, mod, hw = g.a, 1 << ADDR_W, self.pixels
+        a, mod = g.a, 1 << ADDR_W
         f = dict(conv=1, cv_w=self.w, cv_h=self.h)
+        top = self.y0 - self.a_row  # the tile's first output row in its A block
         if self.window is None:  # an A word is one channel of L images: a pixel is c_in words
-            ci, first = self.c_in, (self.y0 - 1) * self.w - 1  # the first window's source pixel
+            ci, first = self.c_in, (top - 1) * self.w - 1  # the first window's source pixel
             return f | dict(cv_x0=-1, cv_y0=self.y0 - 1, cv_mw=self.w, cv_n0=ci, cv_n1=3, cv_n2=3,
-                            a_base=(a.base + (first - self.a_off) * ci) % mod, a_sm=ci, a_sk=1,
+                            a_base=(a.base + first * ci) % mod, a_sm=ci, a_sk=1,
                             a_skr=(self.w - 3) * ci + 1,
-                            o0={"base": g.outs["o0"].base, "stride": self.c_out})
+                            o0={"base": g.outs["o0"].base, "stride": g.n})
         ky, kx = self.window
-        ppw = a.stride // hw  # A words per pixel (channel tiles)
-        return f | dict(cv_x0=kx - 1, cv_y0=ky - 1, cv_mw=0, cv_n0=1, cv_n1=self.w, cv_n2=self.h,
-                        a_base=(a.base + self.a_off + ((ky - 1) * self.w + kx - 1) * ppw) % mod,
-                        a_sm=1, a_sk=ppw, a_skr=ppw, b_base=g.b.base + self.b_off,
-                        b_sk=g.b.stride // hw)
+        ppw = cdiv(self.c_in, a.lanes)  # A words per pixel (channel tiles)
+        first = (top + ky - 1) * self.w + kx - 1
+        return f | dict(cv_x0=kx - 1, cv_y0=self.y0 + ky - 1, cv_mw=0, cv_n0=1, cv_n1=self.w,
+                        cv_n2=self.rows or self.h,
+                        a_base=(a.base + self.a_word + first * ppw) % mod,
+                        a_sm=1, a_sk=ppw, a_skr=ppw, b_base=g.b.base + self.b_word,
+                        b_sk=self.c_out // a.lanes)
 
 
 SLOTS = ("o0", "o1", "o2", "o3", "o4")
@@ -463,11 +468,11 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
                                    alloc(f"{lp.name}.w", SEL_WTMEM, "w", lp.out_features, lp.in_features),
                                    learn.perm())
         alloc(f"{b.name}.s", SEL_SMEM, "row", batch, feats, image)
+        alloc(f"{b.name}.delta", SEL_DMEM, "row", batch, feats, image)
         if b.pool is not None:
             alloc(f"{b.name}.s.marked", SEL_SMEM, "row", batch, feats, image)
             if PoolGeom(*image, *b.pool.kernel, *b.pool.padding).covered < image[0]:
                 cleared.append(tensors[f"{b.name}.delta"])
-        alloc(f"{b.name}.delta", SEL_DMEM, "row", batch, feats, image)
         alloc(f"{b.name}.e.c", SEL_AMEM_C, "col", batch, classes)
         alloc(f"{b.name}.e.d", SEL_DMEM, "row", batch, classes)
         alloc(f"{b.name}.yhat", SEL_SMEM, "row", batch, classes)

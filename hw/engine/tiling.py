@@ -43,13 +43,20 @@ N_COUNTERS = N_PHASES * len(CTR_KINDS)
 
 @dataclass(frozen=True)
 class Block:
-    """Element ranges [r0, r1) x [f0, f1) of a tensor (rows x features)."""
+    """Element ranges [r0, r1) x [f0, f1) of a tensor (rows x features); with `reps` > 1 the
+    features f0 + q * period + [0, f1 - f0) for q < reps (some channels of every pixel)."""
 
     t: Tensor
     r0: int
     r1: int
     f0: int
     f1: int
+    period: int = 0
+    reps: int = 1
+
+    @property
+    def f_end(self) -> int:
+        return self.f0 + (self.reps - 1) * self.period + self.f1 - self.f0
 
 
 @dataclass
@@ -143,14 +150,32 @@ def _conv_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
         ci, co, w = cg.c_in, cg.c_out, cg.w
         blocks = {"a": Block(g.a, i0, i0 + g.a.lanes, s0 * w * ci, s1 * w * ci),
                   "b": Block(g.b, 0, g.k, n0, n1)}
-        out = {slot: Block(t, i0, i0 + g.a.lanes, y0 * w * co, y1 * w * co)
-               for slot, t in g.outs.items()}
+        if n1 - n0 == co:
+            out = {slot: Block(t, i0, i0 + g.a.lanes, y0 * w * co, y1 * w * co)
+                   for slot, t in g.outs.items()}
+        else:  # some output channels of every pixel
+            out = {slot: Block(t, i0, i0 + g.a.lanes, y0 * w * co + n0, y0 * w * co + n1, co,
+                               (y1 - y0) * w) for slot, t in g.outs.items()}
     else:
-        i0, i1 = k0 // hw, k1 // hw
+        i0, y0, y1, s0, s1 = _wgrad_rows(cg, k0, k1)
+        i1 = max(i0 + 1, k1 // hw)
         row0 = (cg.window[0] * 3 + cg.window[1]) * cg.c_in
-        blocks = {"a": Block(g.a, i0, i1, 0, g.a.feats), "b": Block(g.b, i0, i1, 0, g.b.feats)}
+        a_px, b_px = g.a.feats // hw * cg.w, g.b.feats // hw * cg.w  # features per image row
+        blocks = {"a": Block(g.a, i0, i1, s0 * a_px, s1 * a_px),
+                  "b": Block(g.b, i0, i1, y0 * b_px, y1 * b_px)}
         out = {slot: Block(t, row0 + m0, row0 + m1, n0, n1) for slot, t in g.outs.items()}
     return blocks | (out if outs else {})
+
+
+def _wgrad_rows(cg, k0: int, k1: int) -> tuple[int, int, int, int, int]:
+    """A weight-gradient chunk [k0, k1) of K = images x pixels: its first image, output rows
+    [y0, y1) (all rows when it spans whole images) and the source rows [s0, s1) they read."""
+    hw = cg.pixels
+    if k1 - k0 >= hw:
+        return k0 // hw, 0, cg.h, 0, cg.h
+    y0 = k0 % hw // cg.w
+    y1 = y0 + (k1 - k0) // cg.w
+    return k0 // hw, y0, y1, max(y0 - 1, 0), min(y1 + 1, cg.h)
 
 
 def _pool_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, outs: bool) -> dict[str, Block]:
@@ -231,39 +256,50 @@ def _conv_shape(g: Gemm, p: EngineParams) -> TileShape:
     if cg.window is None:
         row = L * cg.w
 
-        def fits(r: int) -> bool:  # a tile away from the top reads r + 2 source rows
+        def fits(r: int, nc: int) -> bool:  # a tile away from the top reads r + 2 source rows
             m0 = row * min(1, cg.h - r)
-            return all(u <= p.depth(s) for s, u in _usage(g, m0 + r * row, g.n, m0=m0).items())
+            return all(u <= p.depth(s) for s, u in _usage(g, m0 + r * row, nc, m0=m0).items())
 
-        rows = [r for r in range(cg.h, 0, -1) if cg.h % r == 0 and fits(r)]
-        if not rows:
-            s, u = next((s, u) for s, u in _usage(g, row, g.n).items() if u > p.depth(s))
+        # the most output words: whole rows (a divisor of the image's) x output channels
+        best = max(((r * nc, r, nc) for nc in range(L, g.n + 1, L) if g.n % nc == 0
+                    for r in range(cg.h, 0, -1) if cg.h % r == 0 and fits(r, nc)), default=None)
+        if best is None:
+            s, u = next((s, u) for s, u in _usage(g, row, L).items() if u > p.depth(s))
             raise NitroError(f"engine: {g.name} (convolution of {cg.w}-pixel rows, {g.k} inputs, "
                              f"{g.n} outputs) needs {u} words of the {MEM_NAMES[s]} scratchpad for "
-                             f"one row of {L} images; the engine has {p.depth(s)}")
-        return TileShape(rows[0] * row, g.n, False)
+                             f"one row of {L} images and {L} channels; the engine has {p.depth(s)}")
+        return TileShape(best[1] * row, best[2], False)
     if _fits(g, p, g.m, g.n):
         return TileShape(g.m, g.n, False)
     one = (min(L, g.m), min(L, g.n))
-    if not _fits(g, p, *one, hw):
-        s, u = next((s, u) for s, u in _usage(g, *one, hw).items() if u > p.depth(s))
-        raise NitroError(f"engine: {g.name} (weight gradient over {hw}-pixel images) needs {u} "
-                         f"words of the {MEM_NAMES[s]} scratchpad for one image; the engine has "
-                         f"{p.depth(s)}")
-    images = _largest(1, g.k // hw, lambda i: _fits(g, p, *one, i * hw))
     n = g.k // hw
-    return TileShape(L, L, False, cdiv(n, cdiv(n, images)) * hw)
+    if _fits(g, p, *one, hw):
+        images = _largest(1, n, lambda i: _fits(g, p, *one, i * hw))
+        return TileShape(L, L, False, cdiv(n, cdiv(n, images)) * hw)
+
+    def band(r: int) -> bool:  # rows of one image, away from its top (two more source rows)
+        k0 = cg.w * min(1, cg.h - r)
+        return all(u <= p.depth(s) for s, u in
+                   _usage(g, one[0], one[1], k0 + r * cg.w, k0=k0).items())
+
+    rows = [r for r in range(cg.h - 1, 0, -1) if cg.h % r == 0 and band(r)]
+    if not rows:
+        s, u = next((s, u) for s, u in _usage(g, *one, cg.w).items() if u > p.depth(s))
+        raise NitroError(f"engine: {g.name} (weight gradient over {cg.w}-pixel image rows) needs "
+                         f"{u} words of the {MEM_NAMES[s]} scratchpad for one row; the engine has "
+                         f"{p.depth(s)}")
+    return TileShape(L, L, False, rows[0] * cg.w)
 
 
 def _local(b: Block, base: int) -> Tensor:
-    return Tensor(b.t.name, b.t.sel, b.t.layout, b.r1 - b.r0, b.f1 - b.f0, base, b.t.lanes)
+    return Tensor(b.t.name, b.t.sel, b.t.layout, b.r1 - b.r0, (b.f1 - b.f0) * b.reps, base, b.t.lanes)
 
 
 def _usage(g: Gemm, mm: int, nn: int, kk: int | None = None, m0: int = 0,
-           n0: int = 0) -> dict[int, int]:
-    """Words per scratchpad of the tile [m0, mm) x [n0, nn) x [0, kk)."""
+           n0: int = 0, k0: int = 0) -> dict[int, int]:
+    """Words per scratchpad of the tile [m0, mm) x [n0, nn) x [k0, kk)."""
     use: dict[int, int] = {}
-    for b in _blocks(g, m0, mm, n0, nn, 0, kk).values():
+    for b in _blocks(g, m0, mm, n0, nn, k0, kk).values():
         use[b.t.sel] = use.get(b.t.sel, 0) + _local(b, 0).words
     return use
 
@@ -342,6 +378,22 @@ def _k_chunk(g: Gemm, p: EngineParams, one: tuple[int, int]) -> int:
                          f"has {p.depth(s)}")
     kc = _largest(1, g.k, lambda kk: _fits(g, p, *one, kk))
     return cdiv(g.k, cdiv(g.k, kc))
+
+
+def transfers(b: Block, base: int, p: EngineParams) -> list[Transfer]:
+    """The 2-D transfers of block `b` to / from scratchpad words `base`..., contiguous on chip:
+    one, or for some channels of every pixel one per image (one per L images batch-packed)."""
+    if b.reps == 1:
+        return [transfer(b, base, p)]
+    t, L, n = b.t, b.t.lanes, b.f1 - b.f0
+    bpw = ext_word_bytes(p, t.sel)
+    if t.layout == "col":
+        assert cdiv(b.r1, L) - b.r0 // L == 1, "a strided batch-packed block is one word of images"
+        return [Transfer(t.sel, base, b.reps, n, t.ext + ((b.r0 // L) * t.feats + b.f0) * bpw,
+                         b.period * bpw)]
+    return [Transfer(t.sel, base + k * b.reps * n // L, b.reps, n // L,
+                     t.ext + (r * t.stride + b.f0 // L) * bpw, b.period // L * bpw)
+            for k, r in enumerate(range(b.r0, b.r1))]
 
 
 def transfer(b: Block, base: int, p: EngineParams) -> Transfer:
@@ -489,11 +541,11 @@ def _align(a: int) -> int:
 
 
 def _key(b: Block) -> tuple:
-    return (b.t.name, b.r0, b.r1, b.f0, b.f1)
+    return (b.t.name, b.r0, b.r1, b.f0, b.f_end, b.period, b.reps)
 
 
 def _meets(k1: tuple, k2: tuple) -> bool:
-    """Two block keys share an element."""
+    """Two block keys may share an element (strided blocks: their feature spans meet)."""
     return k1[0] == k2[0] and k1[1] < k2[2] and k2[1] < k1[2] and k1[3] < k2[4] and k2[3] < k1[4]
 
 
@@ -523,19 +575,21 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
             if run.top[b.t.sel] > p.depth(b.t.sel) and run.tiles:
                 return None, False
             if role in reads:
-                loads.append(transfer(b, base, p))
+                loads += transfers(b, base, p)
         local[role] = run.held[key]
         if role in SLOTS and role not in READ_ONLY.get(g.op, ()) and key not in run.written:
             run.written.add(key)
-            stores.append(transfer(b, local[role].base, p))
+            stores += transfers(b, local[role].base, p)
     ks = f", {cut.k0}:{cut.k1}" if cut.k1 - cut.k0 < g.k else ""
     conv, win = g.conv, ""
     if conv is not None and conv.window is not None:
-        conv = replace(conv, a_off=cut.m0 // p.lanes, b_off=cut.n0 // p.lanes)
+        _, y0, y1, s0, _ = _wgrad_rows(conv, cut.k0, cut.k1)
+        conv = replace(conv, y0=y0, a_row=s0, a_word=cut.m0 // p.lanes, b_word=cut.n0 // p.lanes,
+                       rows=0 if cut.k1 - cut.k0 >= conv.pixels else y1 - y0)
         win = f" window {conv.window}"
     elif conv is not None:
         _, y0, _, s0, _ = _fwd_rows(conv, cut.m0, cut.m1, p.lanes)
-        conv = replace(conv, y0=y0, a_off=s0 * conv.w)
+        conv = replace(conv, y0=y0, a_row=s0)
     pool = None if g.pool is None else replace(g.pool, y0=cut.n0)
     unpool = None if g.unpool is None else replace(g.unpool, y0=cut.n0 // (g.n // g.unpool.h))
     tg = Gemm(f"{g.name}[{cut.m0}:{cut.m1}, {cut.n0}:{cut.n1}{ks}]{win}", g.phase, g.op, local["a"],
