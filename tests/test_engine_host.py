@@ -12,7 +12,6 @@ from hw.engine.params import (
     OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, SEL_WMEM, SEL_WTMEM,
     EngineParams,
 )
-from model.config import load_config
 from model.numerics import NitroError
 from model.spec import Hyper, Quirks, build_cnn, build_mlp
 from hw.engine import compiler as C
