@@ -3,6 +3,9 @@
   cosim  : training steps of the paper's MNIST MLP (100) and F-MNIST MLP (20) at batch 64 on the
            Verilated engine, bit-checked against the golden model after every step, under the
            ideal memory and the DDR3-class model -> cosim_<config>_<N>steps_<memory>.json
+  cnn    : CNN training on the engine (issue 14): configs/engine_cnn_mnist.toml (50 steps, batch 16,
+           inference on 256 test images) and one step of cnn_small_mnist at batch 8, per-phase
+           cycles (the convolutions per layer) -> cosim_<config>_<N>steps_b<batch>_ideal.json
   model  : the performance model (hw.engine.perf) against those runs -> perf_model.json
   widths : the golden model in "check" mode with the engine's storage widths (int16 weights, int24
            deltas, or --weight-bits) over real training (--config, --epochs) -> widths.json for
@@ -127,6 +130,37 @@ WIDTHS_NOTE = (
     "with eta 30 000 does not fit int16. Learning-layer deltas: |delta_p| <= classes * 128 * "
     "max|W_l| (delta_p_bound). Check mode raises on the first value beyond the declared widths; "
     "on the engine such a value would also show up as a cosim mismatch.")
+
+
+# CNNs (issue 14): config -> (batch, steps, test images); the ideal memory
+CNN_RUNS = {"engine_cnn_mnist": (16, 50, 256), "cnn_small_mnist": (8, 1, 0)}
+
+
+def cnn_file(config: str) -> Path:
+    batch, steps, _ = CNN_RUNS[config]
+    return OUT / f"cosim_{config}_{steps}steps_b{batch}_ideal.json"
+
+
+def bench_cnn(data_dir: str) -> list[Path]:
+    """CNN training on the Verilated engine, bit-checked after every step: the shipped
+    configs/engine_cnn_mnist.toml (50 steps, then the inference program on 256 test images) and
+    one step of configs/cnn_small_mnist.toml at batch 8 (its weight gradients are memory-bound:
+    a step at batch 64 would take ~20 minutes of simulation)."""
+    from sim.engine.cosim import run_cosim
+
+    outs = []
+    for config, (batch, steps, test) in CNN_RUNS.items():
+        out = cnn_file(config)
+        t0 = time.perf_counter()
+        rc = run_cosim(REPO / "configs" / f"{config}.toml", steps, data_dir, out, progress=True,
+                       batch=batch, test_images=test)
+        res = json.loads(out.read_text())
+        res["total_wall_s_incl_build"] = round(time.perf_counter() - t0, 1)
+        write_atomic(out, json.dumps(res, indent=1).encode())
+        if rc:
+            raise SystemExit(f"cosim failed: {res.get('message')}")
+        outs.append(out)
+    return outs
 
 
 def widths_file(config: str, weight_bits: int) -> Path:
@@ -279,6 +313,37 @@ def _resource_table(util: dict) -> list[str]:
             + [f"| {k} | {v['used']} | {v['available']} | {v['percent']} |" for k, v in util.items()])
 
 
+def _cosim_lines(f: Path, memory: str, bus: int, per_phase: bool = False) -> list[str]:
+    """A recorded co-simulation in the README: bit-exactness, cycles, utilization, inference
+    (and per phase: the convolutions per layer)."""
+    r = json.loads(f.read_text())
+    u = r["units"]
+    t = r.get("test", {})
+    lines = [f"## {f.name}", "",
+             f"- {r['network']} batch {r['batch']}, {r['steps_run']} steps, memory {memory}, "
+             f"{bus}-bit port, bit-identical after every step: **{r['ok']}**; {r['tiles']} "
+             f"tiles in {r.get('runs', r['tiles'])} runs, {r['program_commands']} program "
+             "commands per step",
+             f"- cycles per step: **{r['cycles_per_step']:.0f}** = fetch {u['fetch_cycles']:.0f}"
+             f" + load {u['load_cycles']:.0f} + store {u['store_cycles']:.0f} + waiting for "
+             f"the core {u['wait_cycles']:.0f}; the core ran {u['run_cycles']:.0f}; predicted "
+             f"{r['predicted']['cycles_per_step']:.0f} ({100 * r['predicted']['error']:+.2f}%)",
+             f"- useful-MAC utilization **{100 * r['mac_util']:.1f}%** of the step "
+             f"({100 * r['gemm_mac_util']:.1f}% of the core's cycles)"]
+    if t:
+        lines.append(f"- inference on {t['images']} test images: engine accuracy "
+                     f"{100 * t['engine_acc']:.2f}%, golden model {100 * t['golden_acc']:.2f}%, "
+                     f"predictions identical: {t['identical']}")
+    lines += [f"- wall time {r.get('run_s', r['wall_s']):.0f} s (simulator {r['sim_khz']:.0f} "
+              f"kcycles/s)", ""]
+    if per_phase:
+        lines += ["| phase | core cycles | MAC busy | useful-MAC utilization |", "|---|---:|---:|---:|"]
+        lines += [f"| {ph} | {v['cycles']:.0f} | {100 * v['busy_frac']:.1f}% | "
+                  f"{100 * v['mac_util']:.1f}% |" for ph, v in r["phases"].items() if v["cycles"]]
+        lines.append("")
+    return lines
+
+
 def write_readme() -> None:
     lines = ["# Streaming NITRO-D engine: recorded results", "",
              "Produced by `scripts/bench_engine.py` (see its docstring). One generated engine: 8x8 "
@@ -289,26 +354,11 @@ def write_readme() -> None:
              f"{DDR3_TEXT}.", ""]
     for config, memory, bus in cosim_runs():
         f = cosim_file(config, memory, bus)
-        if not f.exists():
-            continue
-        r = json.loads(f.read_text())
-        u = r["units"]
-        t = r.get("test", {})
-        lines += [f"## {f.name}", "",
-                  f"- {r['network']} batch {r['batch']}, {r['steps_run']} steps, memory {memory}, "
-                  f"{bus}-bit port, bit-identical after every step: **{r['ok']}**; {r['tiles']} "
-                  f"tiles in {r.get('runs', r['tiles'])} runs, {r['program_commands']} program "
-                  "commands per step",
-                  f"- cycles per step: **{r['cycles_per_step']:.0f}** = fetch {u['fetch_cycles']:.0f}"
-                  f" + load {u['load_cycles']:.0f} + store {u['store_cycles']:.0f} + waiting for "
-                  f"the core {u['wait_cycles']:.0f}; the core ran {u['run_cycles']:.0f}",
-                  f"- useful-MAC utilization **{100 * r['mac_util']:.1f}%** of the step "
-                  f"({100 * r['gemm_mac_util']:.1f}% of the core's cycles)",
-                  f"- inference on {t.get('images', 0)} test images: engine accuracy "
-                  f"{100 * t.get('engine_acc', 0):.2f}%, predictions identical to the golden "
-                  f"model's: {t.get('identical')}",
-                  f"- wall time {r.get('run_s', r['wall_s']):.0f} s (simulator {r['sim_khz']:.0f} "
-                  f"kcycles/s)", ""]
+        if f.exists():
+            lines += _cosim_lines(f, memory, bus)
+    for f in map(cnn_file, CNN_RUNS):
+        if f.exists():
+            lines += _cosim_lines(f, "ideal", 64, per_phase=True)
     pm = OUT / "perf_model.json"
     if pm.exists():
         r = json.loads(pm.read_text())
@@ -381,8 +431,8 @@ def write_readme() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["cosim", "model", "widths", "synth", "place", "small", "ebr", "all",
-                                         "readme"])
+    ap.add_argument("what", choices=["cosim", "cnn", "model", "widths", "synth", "place", "small",
+                                     "ebr", "all", "readme"])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--config", default="mlp_mnist", help="widths: the experiment config")
     ap.add_argument("--weight-bits", type=int, help="widths: another weight width than the engine's")
@@ -392,6 +442,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     if a.what in ("cosim", "all"):
         bench_cosim(a.data_dir)
+    if a.what in ("cnn", "all"):
+        bench_cnn(a.data_dir)
     if a.what in ("model", "all"):
         bench_model(a.data_dir)
     if a.what in ("widths", "all"):

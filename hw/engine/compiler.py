@@ -486,9 +486,12 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
     gemms = _gemms(spec, stages, cur, batch, layers, tensors, p, train=True)
     infer = _gemms(spec, stages, cur, batch, layers, tensors, p, train=False)
     phases = list(dict.fromkeys(g.phase for g in gemms))
-    if len(phases) > N_PHASES - 1:  # fall back to one phase per kind of command
+    # too many for the counters: a phase per kind of command, convolutions still per layer
+    for keep in ({g.phase for g in gemms if g.conv is not None}, set()):
+        if len(phases) <= N_PHASES - 1:
+            break
         for g in gemms + infer:
-            g.phase = g.phase.split("/")[0]
+            g.phase = g.phase if g.phase in keep else g.phase.split("/")[0]
         phases = list(dict.fromkeys(g.phase for g in gemms))
     phases.append("control")  # the END command closing every RUN
     macs: dict[str, int] = {}
