@@ -160,21 +160,28 @@ def test_engine_conv_blocks(engine_build, tmp_path):
 
 
 def test_engine_conv_tiles_on_small_scratchpads(tmp_path):
-    """The same CNN on an engine generated with a 128-word WMEM and a 512-word DMEM: the second
-    convolution's forward runs in tiles of 8 of its 16 output channels (the outputs strided in
-    memory) and the first one's weight gradients in chunks of 14 image rows (a chunk holds the
-    rows its windows read); bit-identical after each of 2 steps."""
+    """The CNN with learning-layer pools ((4, 4), and (4, 2) with 2 rows of padding: its
+    learning layers read at most 512 features) on an engine generated with a 128-word WMEM, a
+    512-word DMEM and a 256-word SMEM, which forces every cut: the second convolution's forward
+    in tiles of 8 of its 16 output channels (strided outputs), the first one's weight gradients
+    in chunks of 14 image rows (with the rows their windows read), the second learning pool one
+    channel word at a time. Bit-identical after each of 2 steps."""
     from hw.engine.compiler import compile_network
     from hw.engine.params import EngineParams
     from hw.engine.tiling import lower
     from model.config import load_config
 
-    p = EngineParams(wmem_depth=128, dmem_depth=512)
-    config = REPO / "configs" / "engine_cnn_mnist.toml"
-    ep = lower(compile_network(load_config(config).build_spec((1, 28, 28)), 16, p))
-    fwd = {t.gemm.n for t in ep.tiles if t.parent.name == "conv_block_02/fwd"}
-    wgrad = {t.gemm.k for t in ep.tiles if t.parent.name == "conv_block_00/update_fwd"}
-    assert fwd == {8} and wgrad == {14 * 28}
+    p = EngineParams(wmem_depth=128, dmem_depth=512, smem_depth=256)
+    config = tmp_path / "lpool.toml"
+    config.write_text((REPO / "configs" / "engine_cnn_mnist.toml").read_text()
+                      .replace("pred_decoder_dim = 8192", "pred_decoder_dim = 512"))
+    spec = load_config(config).build_spec((1, 28, 28))
+    assert [b.pool.kernel for b in spec.blocks.values() if b.pool] == [(4, 4), (4, 2)]
+    ep = lower(compile_network(spec, 16, p))
+    tiles = lambda name: [t.gemm for t in ep.tiles if t.parent.name == name]  # noqa: E731
+    assert {g.n for g in tiles("conv_block_02/fwd")} == {8}
+    assert {g.k for g in tiles("conv_block_00/update_fwd")} == {14 * 28}
+    assert {g.pool.words for g in tiles("conv_block_02/pool") if g.a.layout == "row"} == {1}
     rc, res = _cosim(tmp_path, config, 2, batch=16, params=p)
     assert rc == 0, res.get("message")
     assert res["steps_run"] == 2

@@ -228,7 +228,8 @@ class Gemm:
     """One core command: a GEMM C[m x n] = A[m x k] . B[k x n], then the output op on every C
     element. A is `a` (col layout: rows = m) or the transpose of `a` (row layout: feats = m); B
     is `b` (rows = k, feats = n). `outs` maps output slots to tensors (see
-    `params.command_layout`). Or (`pool`) a max-pool of `a` (m images, n output rows) into o0."""
+    `params.command_layout`). Or (`pool`) a max-pool of `a` (m images, n output rows, k words
+    per pixel) into o0."""
 
     name: str
     phase: str
@@ -541,7 +542,7 @@ def _gemms(spec, stages, last, batch, layers, tensors, p, train: bool) -> list[G
         h, w, c = src.image
         for t, d, words in ((src.c, dst.c, c), (src.r, dst.r, c // p.lanes)):
             g = PoolGeom(h, w, words, 2, 2)
-            gemm(f"{name}/pool", OP_POOL, t, t, batch, 1, g.ho, pool=g, o0=d)
+            gemm(f"{name}/pool", OP_POOL, t, t, batch, words, g.ho, pool=g, o0=d)
 
     for st in stages:
         b, x, out = st.block, st.x, st.out
@@ -567,9 +568,9 @@ def _gemms(spec, stages, last, batch, layers, tensors, p, train: bool) -> list[G
             h, w, c = out.image
             unpool = PoolGeom(h, w, c // p.lanes, *b.pool.kernel, *b.pool.padding)
             if train:
-                gemm(f"{b.name}/pool", OP_POOL, out.r, out.r, batch, 1, unpool.ho,
+                gemm(f"{b.name}/pool", OP_POOL, out.r, out.r, batch, unpool.words, unpool.ho,
                      pool=replace(unpool, mask=True), o0=st.learn.r, o2=s_t, o3=s_mark)
-            gemm(f"{b.name}/pool", OP_POOL, out.c, out.c, batch, 1, unpool.ho,
+            gemm(f"{b.name}/pool", OP_POOL, out.c, out.c, batch, c, unpool.ho,
                  pool=replace(unpool, words=c), o0=st.learn.c)
         passes = spec.backward_order.count(b.name) if train else 1
         for _ in range(passes):

@@ -129,7 +129,7 @@ def _blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int = 0, k1: int | 
     if g.conv is not None:
         return _conv_blocks(g, m0, m1, n0, n1, k0, k1, outs)
     if g.pool is not None:
-        return _pool_blocks(g, m0, m1, n0, n1, outs)
+        return _pool_blocks(g, m0, m1, n0, n1, k0, k1, outs)
     if g.unpool is not None:
         return _unpool_blocks(g, m0, m1, n0, n1, k0, k1, outs)
     blocks = {"a": Block(g.a, m0, m1, k0, k1) if g.a.layout == "col" else Block(g.a, k0, k1, m0, m1),
@@ -178,15 +178,19 @@ def _wgrad_rows(cg, k0: int, k1: int) -> tuple[int, int, int, int, int]:
     return k0 // hw, y0, y1, max(y0 - 1, 0), min(y1 + 1, cg.h)
 
 
-def _pool_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, outs: bool) -> dict[str, Block]:
-    """A max-pool's tile: images [m0, m1), output rows [n0, n1); its source (and marked s) the
-    image rows their windows read."""
+def _pool_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
+                 outs: bool) -> dict[str, Block]:
+    """A max-pool's tile: images [m0, m1), output rows [n0, n1), words [k0, k1) of each pixel;
+    its source (and s, and its marked copy) the image rows their windows read."""
     pg = g.pool
     s0, s1 = pg.source_rows(n0, n1)
 
     def rows(t: Tensor, r0: int, r1: int, w: int, pixels: int) -> Block:
-        per = t.feats // pixels * w  # features per image row
-        return Block(t, m0, m1, r0 * per, r1 * per)
+        fp = t.feats // pixels  # features per pixel
+        if k1 - k0 == pg.words:
+            return Block(t, m0, m1, r0 * w * fp, r1 * w * fp)
+        fw = fp // pg.words  # features per word
+        return Block(t, m0, m1, r0 * w * fp + k0 * fw, r0 * w * fp + k1 * fw, fp, (r1 - r0) * w)
 
     blocks = {"a": rows(g.a, s0, s1, pg.w, pg.h * pg.w)}
     for slot, t in g.outs.items() if outs else ():
@@ -213,17 +217,20 @@ def _pool_shape(g: Gemm, p: EngineParams) -> TileShape:
     the most output words per tile."""
     step = p.lanes if g.a.layout == "col" else 1
 
-    def fits(i: int, r: int) -> bool:  # a band away from the top reads kh rows per output row
+    def fits(i: int, r: int, wc: int) -> bool:  # a band away from the top reads kh rows each
         n0 = min(1, g.n - r)
-        return all(u <= p.depth(s) for s, u in _usage(g, i, n0 + r, n0=n0).items())
+        return all(u <= p.depth(s) for s, u in _usage(g, i, n0 + r, wc, n0=n0).items())
 
-    best = max(((i * r, i, r) for i in range(step, g.m + 1, step)
-                for r in [_largest(0, g.n, lambda r: fits(i, r))] if r), default=None)
+    # some words of each pixel: of L images at most when batch-packed (a strided block)
+    best = max(((i * r * wc, i, r, wc) for wc in range(1, g.k + 1) if g.k % wc == 0
+                for i in range(step, (g.m if wc == g.k or step == 1 else step) + 1, step)
+                for r in [_largest(0, g.n, lambda r: fits(i, r, wc))] if r), default=None)
     if best is not None:
-        return TileShape(best[1], best[2], False)
-    s, u = next((s, u) for s, u in _usage(g, step, 1).items() if u > p.depth(s))
+        return TileShape(best[1], best[2], False, best[3])
+    s, u = next((s, u) for s, u in _usage(g, step, 1, 1).items() if u > p.depth(s))
     raise NitroError(f"engine: {g.name} needs {u} words of the {MEM_NAMES[s]} scratchpad for one "
-                     f"output row of {step} image(s); the engine has {p.depth(s)}")
+                     f"word of each pixel of one output row of {step} image(s); the engine has "
+                     f"{p.depth(s)}")
 
 
 def _unpool_shape(g: Gemm, p: EngineParams) -> TileShape:
@@ -556,7 +563,7 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
     False) when it does not fit beside the run or touches part of a block the run holds. A chunk
     of K before the last has no outputs (nothing drains)."""
     g = cut.g
-    hold = cut.k1 < g.k
+    hold = cut.k1 < g.k and g.pool is None
     blocks = _blocks(g, cut.m0, cut.m1, cut.n0, cut.n1, cut.k0, cut.k1, outs=not hold)
     reads = tuple(r for r in ("a", "b") + (() if hold else READS.get(g.op, ())) if r in blocks)
     new = [_key(b) for b in blocks.values() if _key(b) not in run.held]
@@ -590,7 +597,7 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
     elif conv is not None:
         _, y0, _, s0, _ = _fwd_rows(conv, cut.m0, cut.m1, p.lanes)
         conv = replace(conv, y0=y0, a_row=s0)
-    pool = None if g.pool is None else replace(g.pool, y0=cut.n0)
+    pool = None if g.pool is None else replace(g.pool, y0=cut.n0, words=cut.k1 - cut.k0)
     unpool = None if g.unpool is None else replace(g.unpool, y0=cut.n0 // (g.n // g.unpool.h))
     tg = Gemm(f"{g.name}[{cut.m0}:{cut.m1}, {cut.n0}:{cut.n1}{ks}]{win}", g.phase, g.op, local["a"],
               local.get("b", local["a"]), cut.m1 - cut.m0, cut.k1 - cut.k0, cut.n1 - cut.n0,
