@@ -22,6 +22,8 @@ out as the source (their bases at its first window's top-left position).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -31,6 +33,26 @@ from .params import ADDR_W, CV_BITS, CV_N0_BITS, EngineParams, command_layout
 from .pipeline import data_reg, delayed
 
 MASK = -128  # s of a position whose delta is dropped
+PW = CV_BITS + 3  # signed pixel coordinates: the padding below zero
+WIN = 2 * CV_BITS  # window positions (kh x kw)
+
+
+@dataclass
+class _Walk:
+    """The window walk's registers and strobes the data side reads (`PoolUnit._walk`)."""
+
+    addr: Signal  # the source (or s) word being read
+    dst: Signal  # the pooled word's destination
+    iy: Signal  # the position's pixel
+    ix: Signal
+    ky: Signal  # its place in the window
+    kx: Signal
+    pos: Signal  # its index, row-major
+    mk_copy: Signal  # s -> its marked copy
+    issue: Signal  # a source word is read
+    writing: Signal  # the pooled word is written
+    marking: Signal  # s is read for the marked copy
+    inside: Signal  # the position lies in the image (else padding)
 
 
 class PoolUnit(wiring.Component):
@@ -53,31 +75,68 @@ class PoolUnit(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        p, cmd, RL = self.p, self.cmd, READ_LATENCY
-        L, AB = p.lanes, p.act_bits
-        PW = CV_BITS + 3
-        WIN = 2 * CV_BITS  # window positions (kh x kw)
+        cmd, RL, AB = self.cmd, READ_LATENCY, self.p.act_bits
+        w = _Walk(
+            addr=data_reg(ADDR_W, name="addr"), dst=data_reg(ADDR_W, name="dst"),
+            iy=data_reg(signed(PW), name="iy"), ix=data_reg(signed(PW), name="ix"),
+            ky=data_reg(CV_BITS, name="ky"), kx=data_reg(CV_BITS, name="kx"),
+            pos=data_reg(WIN, name="pos"), mk_copy=data_reg(ADDR_W, name="mk_copy"),
+            issue=Signal(name="issue"), writing=Signal(name="writing"),
+            marking=Signal(name="marking"), inside=Signal(name="inside"))
+        m.d.comb += [w.inside.eq((w.iy >= 0) & (w.iy < cmd.cv_h) & (w.ix >= 0) & (w.ix < cmd.cv_w)),
+                     self.rd_addr.eq(w.addr), self.s_addr.eq(w.addr)]
+        self._walk(m, w)
+        # the words come back RL cycles after their address: lane-wise first maximum, the
+        # padding reading 0
+        L = self.p.lanes
+        v = delayed(m, w.issue, RL, "pool_v", False)
+        f = delayed(m, w.pos == 0, RL, "pool_f")
+        inb = delayed(m, w.inside, RL, "pool_in")
+        idx = delayed(m, w.pos, RL, "pool_pos")
+        best = data_reg(data.ArrayLayout(signed(AB), L))
+        arg = data_reg(data.ArrayLayout(WIN, L))
+        for j in range(L):
+            x = Mux(inb, self.rd_data.word_select(j, AB).as_signed(), 0)
+            with m.If(v & (f | (x > best[j]))):
+                m.d.sync += [best[j].eq(x), arg[j].eq(idx)]
+        m.d.comb += [self.wr_addr.eq(w.dst), self.wr_data.eq(best.as_value()),
+                     self.wr_en.eq(Mux(w.writing, (1 << L) - 1, 0))]
+        # the marked copy of s: each position's word RL cycles after its read, MASK in the
+        # lanes whose arg-max is elsewhere
+        mk_v = delayed(m, w.marking & w.inside, RL, "mark_v", False)
+        mk_pos = delayed(m, w.pos, RL, "mark_pos")
+        mk_at = delayed(m, w.addr + w.mk_copy, RL, "mark_addr")
+        m.d.comb += [self.mk_addr.eq(mk_at), self.mk_en.eq(Mux(mk_v, (1 << L) - 1, 0)),
+                     self.mk_data.eq(Cat(*(Mux(arg[j] == mk_pos, self.s_data.word_select(j, AB),
+                                                Const(MASK & 0xFF, AB)) for j in range(L))))]
+        return m
+
+    def _walk(self, m: Module, w: _Walk) -> None:
+        """The command's loops: blocks, output rows, pixels, words; per word the window's
+        positions (ISSUE), the wait for the last one's data (REDUCE), the pooled word (WRITE)
+        and the positions again for the marked copy of s (MARK)."""
+        cmd, RL = self.cmd, READ_LATENCY
         blk, oy = data_reg(ADDR_W + 4), data_reg(ADDR_W)
         ox, c = data_reg(CV_BITS), data_reg(CV_N0_BITS)
-        ky, kx = data_reg(CV_BITS), data_reg(CV_BITS)
-        blk_base, row_base, pix_base, addr = (data_reg(ADDR_W, name=n) for n in
-                                              ("blk_base", "row_base", "pix_base", "addr"))
-        dst_blk, dst = data_reg(ADDR_W), data_reg(ADDR_W)
+        blk_base, row_base, pix_base = (data_reg(ADDR_W, name=n) for n in
+                                        ("blk_base", "row_base", "pix_base"))
+        dst_blk = data_reg(ADDR_W)
         iy0, ix0 = data_reg(signed(PW)), data_reg(signed(PW))  # the window's top-left pixel
-        iy, ix = data_reg(signed(PW)), data_reg(signed(PW))
-        pos = data_reg(WIN)  # window position being issued
         wait = data_reg(range(RL + 2))
-        mk_off, mk_copy = data_reg(ADDR_W), data_reg(ADDR_W)  # source -> s, s -> its copy
+        mk_off = data_reg(ADDR_W)  # source -> s
         active, done = Signal(), Signal()
-        m.d.comb += [self.active.eq(active), self.done.eq(done), self.rd_addr.eq(addr)]
+        m.d.comb += [self.active.eq(active), self.done.eq(done)]
+        last = (w.ky == cmd.cv_n2 - 1) & (w.kx == cmd.cv_n1 - 1)
 
-        inside = Signal()
-        m.d.comb += inside.eq((iy >= 0) & (iy < cmd.cv_h) & (ix >= 0) & (ix < cmd.cv_w))
-        issue, first, last, writing, marking = Signal(), Signal(), Signal(), Signal(), Signal()
-        m.d.comb += [first.eq(pos == 0), last.eq((ky == cmd.cv_n2 - 1) & (kx == cmd.cv_n1 - 1))]
+        def start(base, y0, x0):
+            return [w.addr.eq(base), w.iy.eq(y0), w.ix.eq(x0), w.ky.eq(0), w.kx.eq(0), w.pos.eq(0)]
 
-        def window_start(base, y0, x0):
-            return [addr.eq(base), iy.eq(y0), ix.eq(x0), ky.eq(0), kx.eq(0), pos.eq(0)]
+        def step():  # the next window position, row-major
+            m.d.sync += [w.pos.eq(w.pos + 1), w.kx.eq(w.kx + 1), w.ix.eq(w.ix + 1),
+                         w.addr.eq(w.addr + cmd.cv_n0)]
+            with m.If(w.kx == cmd.cv_n1 - 1):
+                m.d.sync += [w.kx.eq(0), w.ky.eq(w.ky + 1), w.ix.eq(ix0), w.iy.eq(w.iy + 1),
+                             w.addr.eq(w.addr + cmd.a_sk)]
 
         with m.FSM(name="pool"):
             with m.State("IDLE"):
@@ -85,17 +144,14 @@ class PoolUnit(wiring.Component):
                     m.d.sync += [active.eq(1), done.eq(0), blk.eq(0), oy.eq(0), ox.eq(0), c.eq(0),
                                  blk_base.eq(cmd.a_base), row_base.eq(cmd.a_base),
                                  pix_base.eq(cmd.a_base), dst_blk.eq(cmd.o0.base),
-                                 dst.eq(cmd.o0.base), iy0.eq(cmd.cv_y0), ix0.eq(cmd.cv_x0),
+                                 w.dst.eq(cmd.o0.base), iy0.eq(cmd.cv_y0), ix0.eq(cmd.cv_x0),
                                  mk_off.eq(cmd.o2.base - cmd.a_base),
-                                 mk_copy.eq(cmd.o3.base - cmd.o2.base),
-                                 *window_start(cmd.a_base, cmd.cv_y0, cmd.cv_x0)]
+                                 w.mk_copy.eq(cmd.o3.base - cmd.o2.base),
+                                 *start(cmd.a_base, cmd.cv_y0, cmd.cv_x0)]
                     m.next = "ISSUE"
-            with m.State("ISSUE"):  # one source word per cycle, row-major over the window
-                m.d.comb += issue.eq(1)
-                m.d.sync += [pos.eq(pos + 1), kx.eq(kx + 1), ix.eq(ix + 1), addr.eq(addr + cmd.cv_n0)]
-                with m.If(kx == cmd.cv_n1 - 1):
-                    m.d.sync += [kx.eq(0), ky.eq(ky + 1), ix.eq(ix0), iy.eq(iy + 1),
-                                 addr.eq(addr + cmd.a_sk)]
+            with m.State("ISSUE"):  # one source word per cycle
+                m.d.comb += w.issue.eq(1)
+                step()
                 with m.If(last):
                     m.d.sync += wait.eq(RL + 1)
                     m.next = "REDUCE"
@@ -104,65 +160,38 @@ class PoolUnit(wiring.Component):
                 with m.If(wait == 0):
                     m.next = "WRITE"
             with m.State("WRITE"):
-                m.d.comb += writing.eq(1)
-                m.d.sync += window_start(pix_base + c, iy0, ix0)
+                m.d.comb += w.writing.eq(1)
+                m.d.sync += start(pix_base + c, iy0, ix0)
                 with m.If(cmd.conv):
-                    m.d.sync += addr.eq(pix_base + c + mk_off)
+                    m.d.sync += w.addr.eq(pix_base + c + mk_off)
                     m.next = "MARK"
                 with m.Else():
                     m.next = "NEXT"
-            with m.State("MARK"):  # read s at each position; its marked copy follows (below)
-                m.d.comb += marking.eq(1)
-                m.d.sync += [pos.eq(pos + 1), kx.eq(kx + 1), ix.eq(ix + 1), addr.eq(addr + cmd.cv_n0)]
-                with m.If(kx == cmd.cv_n1 - 1):
-                    m.d.sync += [kx.eq(0), ky.eq(ky + 1), ix.eq(ix0), iy.eq(iy + 1),
-                                 addr.eq(addr + cmd.a_sk)]
+            with m.State("MARK"):  # read s at each position (its marked copy follows)
+                m.d.comb += w.marking.eq(1)
+                step()
                 with m.If(last):
                     m.next = "NEXT"
             with m.State("NEXT"):  # the next word, pixel, output row, block
                 m.next = "ISSUE"
                 nxt_c = c + 1
-                m.d.sync += [c.eq(nxt_c), dst.eq(dst + 1), *window_start(pix_base + nxt_c, iy0, ix0)]
+                m.d.sync += [c.eq(nxt_c), w.dst.eq(w.dst + 1), *start(pix_base + nxt_c, iy0, ix0)]
                 with m.If(nxt_c == cmd.cv_n0):
                     npx = pix_base + cmd.a_skr
                     m.d.sync += [c.eq(0), ox.eq(ox + 1), pix_base.eq(npx), ix0.eq(ix0 + cmd.cv_n1),
-                                 *window_start(npx, iy0, ix0 + cmd.cv_n1)]
+                                 *start(npx, iy0, ix0 + cmd.cv_n1)]
                     with m.If(ox == cmd.cv_mw - 1):
                         nrow = row_base + cmd.b_sk
                         m.d.sync += [ox.eq(0), oy.eq(oy + 1), row_base.eq(nrow), pix_base.eq(nrow),
                                      ix0.eq(cmd.cv_x0), iy0.eq(iy0 + cmd.cv_n2),
-                                     *window_start(nrow, iy0 + cmd.cv_n2, cmd.cv_x0)]
+                                     *start(nrow, iy0 + cmd.cv_n2, cmd.cv_x0)]
                         with m.If(oy == cmd.k_len - 1):
                             nblk = blk_base + cmd.a_sm
                             ndst = dst_blk + cmd.o0.stride
                             m.d.sync += [oy.eq(0), blk.eq(blk + 1), blk_base.eq(nblk),
                                          row_base.eq(nblk), pix_base.eq(nblk), dst_blk.eq(ndst),
-                                         dst.eq(ndst), iy0.eq(cmd.cv_y0),
-                                         *window_start(nblk, cmd.cv_y0, cmd.cv_x0)]
+                                         w.dst.eq(ndst), iy0.eq(cmd.cv_y0),
+                                         *start(nblk, cmd.cv_y0, cmd.cv_x0)]
                             with m.If(blk == cmd.m_len - 1):
                                 m.d.sync += [active.eq(0), done.eq(1)]
                                 m.next = "IDLE"
-
-        # the words come back RL cycles after their address: lane-wise first maximum, the
-        # padding reading 0
-        v = delayed(m, issue, RL, "pool_v", False)
-        f = delayed(m, first, RL, "pool_f")
-        inb = delayed(m, inside, RL, "pool_in")
-        idx = delayed(m, pos, RL, "pool_pos")
-        best = data_reg(data.ArrayLayout(signed(AB), L))
-        arg = data_reg(data.ArrayLayout(WIN, L))
-        for j in range(L):
-            x = Mux(inb, self.rd_data.word_select(j, AB).as_signed(), 0)
-            with m.If(v & (f | (x > best[j]))):
-                m.d.sync += [best[j].eq(x), arg[j].eq(idx)]
-        m.d.comb += [self.wr_addr.eq(dst), self.wr_data.eq(best.as_value()),
-                     self.wr_en.eq(Mux(writing, (1 << L) - 1, 0)), self.s_addr.eq(addr)]
-        # the marked copy of s: each position's word RL cycles after its read, MASK in the
-        # lanes whose arg-max is elsewhere
-        mk_v = delayed(m, marking & inside, RL, "mark_v", False)
-        mk_pos = delayed(m, pos, RL, "mark_pos")
-        mk_at = delayed(m, addr + mk_copy, RL, "mark_addr")
-        m.d.comb += [self.mk_addr.eq(mk_at), self.mk_en.eq(Mux(mk_v, (1 << L) - 1, 0)),
-                     self.mk_data.eq(Cat(*(Mux(arg[j] == mk_pos, self.s_data.word_select(j, AB),
-                                                Const(MASK & 0xFF, AB)) for j in range(L))))]
-        return m
