@@ -196,8 +196,8 @@ class PoolGeom:
         a, d, cw, mod = g.a, g.outs["o0"], self.words, 1 << ADDR_W
         top = self.y0 * self.kh - self.ph  # the first window's top row (padding included)
         first = (top - self.source_rows(self.y0, self.y0 + 1)[0]) * self.w - self.pw
-        f = dict(op=g.op, phase=phase_index, a_sel=[k for k, v in A_SOURCES.items() if v == a.sel][0],
-                 conv=int(self.mask), m_len=cdiv(a.rows, a.lanes) if a.layout == "col" else a.rows,
+        a_sel = [k for k, v in A_SOURCES.items() if v == a.sel][0]
+        f = dict(op=g.op, phase=phase_index, a_sel=a_sel, conv=int(self.mask), m_len=cdiv(a.rows, a.lanes) if a.layout == "col" else a.rows,
                  k_len=g.n, cv_w=self.w, cv_h=self.h, cv_x0=-self.pw, cv_y0=top, cv_mw=self.wo,
                  cv_n0=cw, cv_n1=self.kw, cv_n2=self.kh, a_base=(a.base + first * cw) % mod,
                  a_sm=a.stride, a_sk=(self.w - self.kw + 1) * cw, a_skr=self.kw * cw,
@@ -301,7 +301,7 @@ def check_supported(spec: NetworkSpec, params: EngineParams) -> list[Block]:
     """The engine runs NITRO-D MLPs and CNNs of 3x3 convolution blocks (with their learning-layer
     pools) and 2x2 max-pools between them: Flatten, local-loss blocks, output Linear. Else
     NitroError naming the layer and the limit."""
-    blocks, side = [], spec.input_shape[1]  # the image side (3x3 convolutions with padding 1 keep it)
+    blocks, side = [], spec.input_shape[1]  # the image side (3x3 convolutions, padding 1, keep it)
     for it in spec.items:
         if isinstance(it, Block):
             if isinstance(it.layer, Conv2d):
@@ -574,17 +574,17 @@ def _gemms(spec, stages, last, batch, layers, tensors, p, train: bool) -> list[G
                  pool=replace(unpool, words=c), o0=st.learn.c)
         passes = spec.backward_order.count(b.name) if train else 1
         for _ in range(passes):
-            gemm(f"{b.name}/learn", OP_SCALE_LOSS, st.learn.c, layers[lp.name].w, batch, lp.in_features,
-                 classes, scale(b.pred_scaling.factor), o0=tensors[f"{b.name}.e.c"],
+            gemm(f"{b.name}/learn", OP_SCALE_LOSS, st.learn.c, layers[lp.name].w, batch,
+                 lp.in_features, classes, scale(b.pred_scaling.factor), o0=tensors[f"{b.name}.e.c"],
                  o1=tensors[f"{b.name}.e.d"], o2=tensors[f"{b.name}.yhat"], o3=tensors["y"])
             if not train:
                 continue
             # (image rows no window covers keep the zero delta the host wrote: `Program.cleared`)
-            gemm(f"{b.name}/delta", OP_RELU_BWD, tensors[f"{b.name}.e.c"], layers[lp.name].wt, batch,
-                 classes, out.c.feats if unpool is None else out.c.feats // unpool.h * unpool.covered,
-                 unpool=unpool, o1=delta, o2=s_mark)
-            gemm(f"{b.name}/update_learn", OP_SGD, st.learn.r, tensors[f"{b.name}.e.d"], lp.in_features,
-                 batch, classes, sgd=lp, o3=layers[lp.name].w, o4=layers[lp.name].wt)
+            n = out.c.feats if unpool is None else out.c.feats // unpool.h * unpool.covered
+            gemm(f"{b.name}/delta", OP_RELU_BWD, tensors[f"{b.name}.e.c"], layers[lp.name].wt,
+                 batch, classes, n, unpool=unpool, o1=delta, o2=s_mark)
+            gemm(f"{b.name}/update_learn", OP_SGD, st.learn.r, tensors[f"{b.name}.e.d"],
+                 lp.in_features, batch, classes, sgd=lp, o3=layers[lp.name].w, o4=layers[lp.name].wt)
             to = late if passes == 1 else None
             if cg is None:
                 gemm(f"{b.name}/update_fwd", OP_SGD, x.r, delta, lf.in_features, batch,

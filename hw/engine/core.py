@@ -45,7 +45,8 @@ from .issue import OperandIssue
 from .memory import READ_LATENCY, WRITE_LATENCY
 from .outputs import WRITTEN, OutputOps
 from .params import (
-    ADDR_W, MEM_NAMES, OP_POOL, SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM,
+    ADDR_W, MEM_NAMES, OP_POOL, SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_DMEM, SEL_SMEM, SEL_WMEM,
+    SEL_WTMEM,
     SEL_YMEM, EngineParams,
 )
 from .pipeline import data_reg

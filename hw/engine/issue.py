@@ -70,8 +70,9 @@ class OperandIssue(wiring.Component):
         issue, issue_n = Signal(), Signal()
         # The loop-end flags' next values, so that `issue`, `k_end` and "k and n at their ends"
         # are registered once per group of the ~100 address and counter bits they select
-        # (hw.fanout): 0 the counters, 1 the A addresses, 2 the B addresses, 3 the conv window. (One `issue`
-        # decoded with k_end & nt_end in front of every mux was the deepest issue path.)
+        # (hw.fanout): 0 the counters, 1 the A addresses, 2 the B addresses, 3 the window and
+        # pool-map counters. (One `issue` decoded with k_end & nt_end in front of every mux was
+        # the deepest issue path.)
         k_end_n, nt_end_n = Signal(), Signal()
         m.d.comb += [k_end_n.eq(k_end), nt_end_n.eq(nt_end)]
         with m.If(start):
