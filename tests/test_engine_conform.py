@@ -28,6 +28,21 @@ def test_any_mlp_set_the_meta_describes(tmp_path, capsys):
     assert "odd step 2: 27 arrays, all match" in out and "odd step after: 15 arrays" in out
 
 
+def test_any_cnn_set_the_meta_describes(tmp_path, capsys):
+    """A CNN set exported by the golden model: conv8 - pool - conv16 with a (4, 4) and a padded
+    (4, 2) learning pool, an FC block trained twice per step, batch 8."""
+    cfg = tmp_path / "cnn.toml"
+    cfg.write_text('name = "c"\n[data]\ndataset = "embedded"\n[network]\nkind = "cnn"\n'
+                   'architecture = [["Conv2d", 8, 3, 1, 1], ["MaxPool2d", 2, 2], '
+                   '["Conv2d", 16, 3, 1, 1]]\nhidden = [24]\npred_decoder_dim = 512\n'
+                   '[train]\nbatch_size = 8\n')
+    assert main(["vectors", "--config", str(cfg), "--out", str(tmp_path / "v"), "--tag", "c",
+                 "--steps", "2", "--test-images", "16"]) == 0
+    assert main(["conform", "--engine", str(tmp_path / "v"), "c"]) == 0
+    out = capsys.readouterr().out
+    assert "c step 2: 27 arrays, all match" in out and "c step after: 15 arrays, all match" in out
+
+
 def test_engine_conform_reports_first_mismatch(tampered_mlp_set, capsys):
     """A set with one activation and one weight update changed: the engine's replay names the
     first differing array of the step and exits 1."""
