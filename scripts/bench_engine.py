@@ -6,6 +6,7 @@
   cnn    : CNN training on the engine (issue 14): configs/engine_cnn_mnist.toml (50 steps, batch 16,
            inference on 256 test images) and one step of cnn_small_mnist at batch 8, per-phase
            cycles (the convolutions per layer) -> cosim_<config>_<N>steps_b<batch>_ideal.json
+  conform: `nitro conform --engine` on the official CNN sets cnn and cnnx -> conform_<tag>.json
   model  : the performance model (hw.engine.perf) against those runs -> perf_model.json
   widths : the golden model in "check" mode with the engine's storage widths (int16 weights, int24
            deltas, or --weight-bits) over real training (--config, --epochs) -> widths.json for
@@ -159,6 +160,30 @@ def bench_cnn(data_dir: str) -> list[Path]:
         write_atomic(out, json.dumps(res, indent=1).encode())
         if rc:
             raise SystemExit(f"cosim failed: {res.get('message')}")
+        outs.append(out)
+    return outs
+
+
+CNN_SETS = ("cnn", "cnnx")  # the official implementation's CNN vectors (../shared/refvectors)
+
+
+def bench_conform(vec_dir: Path) -> list[Path]:
+    """`nitro conform --engine` on the official CNN sets (about 3 minutes of simulation each:
+    a benchmark, while CI replays a smaller CNN set the golden model exports) ->
+    conform_<tag>.json: arrays compared and differing per step, the simulation time."""
+    from sim.engine.conform import run_engine_conformance
+
+    outs = []
+    for tag in CNN_SETS:
+        t0 = time.perf_counter()
+        reports = run_engine_conformance(vec_dir, tag)
+        res = {"set": tag, "vector_dir": str(vec_dir), "wall_s": round(time.perf_counter() - t0, 1),
+               "steps": {r.step: {"arrays": r.arrays, "differ": len(r.mismatches)} for r in reports},
+               "ok": not any(r.mismatches for r in reports)}
+        out = OUT / f"conform_{tag}.json"
+        write_atomic(out, json.dumps(res, indent=1).encode())
+        if not res["ok"]:
+            raise SystemExit(f"conform --engine {tag}: arrays differ")
         outs.append(out)
     return outs
 
@@ -359,6 +384,13 @@ def write_readme() -> None:
     for f in map(cnn_file, CNN_RUNS):
         if f.exists():
             lines += _cosim_lines(f, "ideal", 64, per_phase=True)
+    for f in (OUT / f"conform_{tag}.json" for tag in CNN_SETS):
+        if f.exists():
+            r = json.loads(f.read_text())
+            steps = ", ".join(f"{k}: {v['arrays']} arrays, {v['differ']} differ"
+                              for k, v in r["steps"].items())
+            lines += [f"## {f.name}", "", f"- `nitro conform --engine` on the official `{r['set']}` "
+                      f"set: every array matches: **{r['ok']}** ({steps}); {r['wall_s']:.0f} s", ""]
     pm = OUT / "perf_model.json"
     if pm.exists():
         r = json.loads(pm.read_text())
@@ -431,8 +463,8 @@ def write_readme() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["cosim", "cnn", "model", "widths", "synth", "place", "small",
-                                     "ebr", "all", "readme"])
+    ap.add_argument("what", choices=["cosim", "cnn", "conform", "model", "widths", "synth", "place",
+                                     "small", "ebr", "all", "readme"])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--config", default="mlp_mnist", help="widths: the experiment config")
     ap.add_argument("--weight-bits", type=int, help="widths: another weight width than the engine's")
@@ -444,6 +476,8 @@ def main() -> None:
         bench_cosim(a.data_dir)
     if a.what in ("cnn", "all"):
         bench_cnn(a.data_dir)
+    if a.what in ("conform", "all"):
+        bench_conform(REPO.parent / "shared" / "refvectors")
     if a.what in ("model", "all"):
         bench_model(a.data_dir)
     if a.what in ("widths", "all"):
