@@ -164,10 +164,11 @@ def test_engine_conv_tiles_on_small_scratchpads(tmp_path):
     learning layers read at most 512 features) on an engine generated with a 128-word WMEM, a
     512-word DMEM and a 256-word SMEM, which forces every cut: the second convolution's forward
     in tiles of 8 of its 16 output channels (strided outputs), the first one's weight gradients
-    in chunks of 14 image rows (with the rows their windows read), the second learning pool one
-    channel word at a time. Bit-identical after each of 2 steps."""
+    in chunks of 14 image rows (with the rows their windows read), the second one's from one
+    channel word of its deltas per MAC-array tile, the second learning pool one channel word at
+    a time. Bit-identical after each of 2 steps."""
     from hw.engine.compiler import compile_network
-    from hw.engine.params import EngineParams
+    from hw.engine.params import SEL_DMEM, EngineParams
     from hw.engine.tiling import lower
     from model.config import load_config
 
@@ -182,6 +183,9 @@ def test_engine_conv_tiles_on_small_scratchpads(tmp_path):
     assert {g.n for g in tiles("conv_block_02/fwd")} == {8}
     assert {g.k for g in tiles("conv_block_00/update_fwd")} == {14 * 28}
     assert {g.pool.words for g in tiles("conv_block_02/pool") if g.a.layout == "row"} == {1}
+    # a chunked weight gradient's MAC-array tile loads only its own output channels' deltas
+    wg = [t for t in ep.tiles if t.parent.name == "conv_block_02/update_fwd"]
+    assert {x.row_words for t in wg for x in t.loads if x.sel == SEL_DMEM} == {1}
     rc, res = _cosim(tmp_path, config, 2, batch=16, params=p)
     assert rc == 0, res.get("message")
     assert res["steps_run"] == 2

@@ -157,7 +157,7 @@ class ConvGeom:
                         cv_n2=self.rows or self.h,
                         a_base=(a.base + self.a_word + first * ppw) % mod,
                         a_sm=1, a_sk=ppw, a_skr=ppw, b_base=g.b.base + self.b_word,
-                        b_sk=self.c_out // a.lanes)
+                        b_sk=g.b.stride // ((self.rows or self.h) * self.w))  # B words per pixel
 
 
 SLOTS = ("o0", "o1", "o2", "o3", "o4")

@@ -163,6 +163,9 @@ def _conv_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
         a_px, b_px = g.a.feats // hw * cg.w, g.b.feats // hw * cg.w  # features per image row
         blocks = {"a": Block(g.a, i0, i1, s0 * a_px, s1 * a_px),
                   "b": Block(g.b, i0, i1, y0 * b_px, y1 * b_px)}
+        if n1 - n0 < cg.c_out:  # one MAC-array tile of a chunked gradient: its deltas only
+            blocks["b"] = Block(g.b, i0, i1, y0 * b_px + n0, y0 * b_px + n1, cg.c_out,
+                                (y1 - y0) * cg.w)
         out = {slot: Block(t, row0 + m0, row0 + m1, n0, n1) for slot, t in g.outs.items()}
     return blocks | (out if outs else {})
 
@@ -591,7 +594,9 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
     conv, win = g.conv, ""
     if conv is not None and conv.window is not None:
         _, y0, y1, s0, _ = _wgrad_rows(conv, cut.k0, cut.k1)
-        conv = replace(conv, y0=y0, a_row=s0, a_word=cut.m0 // p.lanes, b_word=cut.n0 // p.lanes,
+        sliced = cut.n1 - cut.n0 < conv.c_out  # (the B block holds the tile's deltas only)
+        conv = replace(conv, y0=y0, a_row=s0, a_word=cut.m0 // p.lanes,
+                       b_word=0 if sliced else cut.n0 // p.lanes,
                        rows=0 if cut.k1 - cut.k0 >= conv.pixels else y1 - y0)
         win = f" window {conv.window}"
     elif conv is not None:
