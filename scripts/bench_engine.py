@@ -57,23 +57,27 @@ def cosim_runs() -> list[tuple[str, str, int]]:
 
 
 def bench_cosim(data_dir: str) -> list[Path]:
-    from sim.engine.cosim import run_cosim
     from sim.engine.host import MemoryModel
 
-    outs = []
-    for config, memory, bus in cosim_runs():
-        out = cosim_file(config, memory, bus)
-        t0 = time.perf_counter()
-        rc = run_cosim(REPO / "configs" / f"{config}.toml", RUNS[config], data_dir, out, progress=True,
-                       memory=MemoryModel.parse(memory), test_images=256,
-                       params=EngineParams(bus_bits=bus))
-        res = json.loads(out.read_text())
-        res["total_wall_s_incl_build"] = round(time.perf_counter() - t0, 1)
-        write_atomic(out, json.dumps(res, indent=1).encode())
-        if rc:
-            raise SystemExit(f"cosim failed: {res.get('message')}")
-        outs.append(out)
-    return outs
+    return [_record_cosim(config, RUNS[config], data_dir, cosim_file(config, memory, bus),
+                          memory=MemoryModel.parse(memory), test_images=256,
+                          params=EngineParams(bus_bits=bus))
+            for config, memory, bus in cosim_runs()]
+
+
+def _record_cosim(config: str, steps: int, data_dir: str, out: Path, **kw) -> Path:
+    """`steps` co-simulated steps of configs/<config>.toml recorded in `out` (with the wall time
+    including the engine build); SystemExit when the engine and the golden model differ."""
+    from sim.engine.cosim import run_cosim
+
+    t0 = time.perf_counter()
+    rc = run_cosim(REPO / "configs" / f"{config}.toml", steps, data_dir, out, progress=True, **kw)
+    res = json.loads(out.read_text())
+    res["total_wall_s_incl_build"] = round(time.perf_counter() - t0, 1)
+    write_atomic(out, json.dumps(res, indent=1).encode())
+    if rc:
+        raise SystemExit(f"cosim failed: {res.get('message')}")
+    return out
 
 
 def bench_model(data_dir: str) -> Path:
@@ -147,21 +151,8 @@ def bench_cnn(data_dir: str) -> list[Path]:
     configs/engine_cnn_mnist.toml (50 steps, then the inference program on 256 test images) and
     one step of configs/cnn_small_mnist.toml at batch 8 (its weight gradients are memory-bound:
     a step at batch 64 would take ~20 minutes of simulation)."""
-    from sim.engine.cosim import run_cosim
-
-    outs = []
-    for config, (batch, steps, test) in CNN_RUNS.items():
-        out = cnn_file(config)
-        t0 = time.perf_counter()
-        rc = run_cosim(REPO / "configs" / f"{config}.toml", steps, data_dir, out, progress=True,
-                       batch=batch, test_images=test)
-        res = json.loads(out.read_text())
-        res["total_wall_s_incl_build"] = round(time.perf_counter() - t0, 1)
-        write_atomic(out, json.dumps(res, indent=1).encode())
-        if rc:
-            raise SystemExit(f"cosim failed: {res.get('message')}")
-        outs.append(out)
-    return outs
+    return [_record_cosim(config, steps, data_dir, cnn_file(config), batch=batch, test_images=test)
+            for config, (batch, steps, test) in CNN_RUNS.items()]
 
 
 CNN_SETS = ("cnn", "cnnx")  # the official implementation's CNN vectors (../shared/refvectors)
@@ -178,7 +169,8 @@ def bench_conform(vec_dir: Path) -> list[Path]:
         t0 = time.perf_counter()
         reports = run_engine_conformance(vec_dir, tag)
         res = {"set": tag, "vector_dir": str(vec_dir), "wall_s": round(time.perf_counter() - t0, 1),
-               "steps": {r.step: {"arrays": r.arrays, "differ": len(r.mismatches)} for r in reports},
+               "steps": {r.step: {"arrays": r.arrays, "differ": len(r.mismatches)}
+                         for r in reports},
                "ok": not any(r.mismatches for r in reports)}
         out = OUT / f"conform_{tag}.json"
         write_atomic(out, json.dumps(res, indent=1).encode())
@@ -362,7 +354,8 @@ def _cosim_lines(f: Path, memory: str, bus: int, per_phase: bool = False) -> lis
     lines += [f"- wall time {r.get('run_s', r['wall_s']):.0f} s (simulator {r['sim_khz']:.0f} "
               f"kcycles/s)", ""]
     if per_phase:
-        lines += ["| phase | core cycles | MAC busy | useful-MAC utilization |", "|---|---:|---:|---:|"]
+        lines += ["| phase | core cycles | MAC busy | useful-MAC utilization |",
+                  "|---|---:|---:|---:|"]
         lines += [f"| {ph} | {v['cycles']:.0f} | {100 * v['busy_frac']:.1f}% | "
                   f"{100 * v['mac_util']:.1f}% |" for ph, v in r["phases"].items() if v["cycles"]]
         lines.append("")
@@ -389,8 +382,9 @@ def write_readme() -> None:
             r = json.loads(f.read_text())
             steps = ", ".join(f"{k}: {v['arrays']} arrays, {v['differ']} differ"
                               for k, v in r["steps"].items())
-            lines += [f"## {f.name}", "", f"- `nitro conform --engine` on the official `{r['set']}` "
-                      f"set: every array matches: **{r['ok']}** ({steps}); {r['wall_s']:.0f} s", ""]
+            lines += [f"## {f.name}", "",
+                      f"- `nitro conform --engine` on the official `{r['set']}` set: every "
+                      f"array matches: **{r['ok']}** ({steps}); {r['wall_s']:.0f} s", ""]
     pm = OUT / "perf_model.json"
     if pm.exists():
         r = json.loads(pm.read_text())

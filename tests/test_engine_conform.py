@@ -18,14 +18,20 @@ def test_official_mlp_sets_on_the_engine(shared_dir, tag, capsys):
 
 def test_any_mlp_set_the_meta_describes(tmp_path, capsys):
     """A set exported by the golden model for another MLP (odd sizes, batch 12) replays too."""
-    cfg = tmp_path / "odd.toml"
-    cfg.write_text('name = "odd"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\n'
-                   'hidden = [37, 19, 11]\n[train]\nbatch_size = 12\n')
-    assert main(["vectors", "--config", str(cfg), "--out", str(tmp_path / "v"), "--tag", "odd",
-                 "--steps", "2", "--test-images", "30"]) == 0
-    assert main(["conform", "--engine", str(tmp_path / "v"), "odd"]) == 0
-    out = capsys.readouterr().out
+    out = _export_and_replay(tmp_path, capsys, "odd", 'kind = "mlp"\nhidden = [37, 19, 11]\n'
+                             '[train]\nbatch_size = 12\n', 30)
     assert "odd step 2: 27 arrays, all match" in out and "odd step after: 15 arrays" in out
+
+
+def _export_and_replay(tmp_path, capsys, tag: str, network: str, test_images: int) -> str:
+    """`nitro vectors` of an embedded-data network (`network`: its [network] keys onwards), 2
+    steps, then `nitro conform --engine` on the set; its standard output."""
+    cfg = tmp_path / f"{tag}.toml"
+    cfg.write_text(f'name = "{tag}"\n[data]\ndataset = "embedded"\n[network]\n{network}')
+    assert main(["vectors", "--config", str(cfg), "--out", str(tmp_path / "v"), "--tag", tag,
+                 "--steps", "2", "--test-images", str(test_images)]) == 0
+    assert main(["conform", "--engine", str(tmp_path / "v"), tag]) == 0
+    return capsys.readouterr().out
 
 
 def test_any_cnn_set_the_meta_describes(tmp_path, capsys):
@@ -33,15 +39,10 @@ def test_any_cnn_set_the_meta_describes(tmp_path, capsys):
     (4, 2) learning pool, an FC block trained twice per step, batch 8: what the official `cnn`
     and `cnnx` sets exercise, at a size for CI (those two replay in about 3 minutes each:
     `scripts/bench_engine.py conform`, benchmarks/engine/conform_*.json)."""
-    cfg = tmp_path / "cnn.toml"
-    cfg.write_text('name = "c"\n[data]\ndataset = "embedded"\n[network]\nkind = "cnn"\n'
-                   'architecture = [["Conv2d", 8, 3, 1, 1], ["MaxPool2d", 2, 2], '
-                   '["Conv2d", 16, 3, 1, 1]]\nhidden = [24]\npred_decoder_dim = 512\n'
-                   '[train]\nbatch_size = 8\n')
-    assert main(["vectors", "--config", str(cfg), "--out", str(tmp_path / "v"), "--tag", "c",
-                 "--steps", "2", "--test-images", "16"]) == 0
-    assert main(["conform", "--engine", str(tmp_path / "v"), "c"]) == 0
-    out = capsys.readouterr().out
+    net = ('kind = "cnn"\narchitecture = [["Conv2d", 8, 3, 1, 1], ["MaxPool2d", 2, 2], '
+           '["Conv2d", 16, 3, 1, 1]]\nhidden = [24]\npred_decoder_dim = 512\n'
+           '[train]\nbatch_size = 8\n')
+    out = _export_and_replay(tmp_path, capsys, "c", net, 16)
     assert "c step 2: 27 arrays, all match" in out and "c step after: 15 arrays, all match" in out
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .params import (
-    ADDR_W, A_SOURCES, B_SOURCES, MEM_NAMES, N_PHASES, OP_POOL, OP_RELU_BWD,
+    ADDR_W, A_SOURCES, B_SOURCES, CV_BITS, CV_N0_BITS, MEM_NAMES, N_PHASES, OP_POOL, OP_RELU_BWD,
     OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, SEL_AMEM_R, SEL_DMEM, SEL_SMEM,
     SEL_WMEM, SEL_WTMEM, SEL_YMEM, EngineParams, command_layout,
 )
@@ -197,7 +197,8 @@ class PoolGeom:
         top = self.y0 * self.kh - self.ph  # the first window's top row (padding included)
         first = (top - self.source_rows(self.y0, self.y0 + 1)[0]) * self.w - self.pw
         a_sel = [k for k, v in A_SOURCES.items() if v == a.sel][0]
-        f = dict(op=g.op, phase=phase_index, a_sel=a_sel, conv=int(self.mask), m_len=cdiv(a.rows, a.lanes) if a.layout == "col" else a.rows,
+        blocks = cdiv(a.rows, a.lanes) if a.layout == "col" else a.rows
+        f = dict(op=g.op, phase=phase_index, a_sel=a_sel, conv=int(self.mask), m_len=blocks,
                  k_len=g.n, cv_w=self.w, cv_h=self.h, cv_x0=-self.pw, cv_y0=top, cv_mw=self.wo,
                  cv_n0=cw, cv_n1=self.kw, cv_n2=self.kh, a_base=(a.base + first * cw) % mod,
                  a_sm=a.stride, a_sk=(self.w - self.kw + 1) * cw, a_skr=self.kw * cw,
@@ -336,8 +337,6 @@ def check_supported(spec: NetworkSpec, params: EngineParams) -> list[Block]:
 
 
 def _check_conv(b: Block, p: EngineParams, side: int, quirk_pad_zero: bool) -> None:
-    from .params import CV_BITS, CV_N0_BITS
-
     c = b.layer
     if c.kernel != 3 or c.padding != 1:
         raise NitroError(f"engine: {c.name}: kernel {c.kernel}, padding {c.padding}; the engine's "
@@ -466,8 +465,8 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
         cur = out
         layers[lp.name] = LayerMap(lp, "pred", alloc(f"{lp.name}.wT", SEL_WMEM, "wT", lp.in_features,
                                                      lp.out_features),
-                                   alloc(f"{lp.name}.w", SEL_WTMEM, "w", lp.out_features, lp.in_features),
-                                   learn.perm())
+                                   alloc(f"{lp.name}.w", SEL_WTMEM, "w", lp.out_features,
+                                         lp.in_features), learn.perm())
         alloc(f"{b.name}.s", SEL_SMEM, "row", batch, feats, image)
         alloc(f"{b.name}.delta", SEL_DMEM, "row", batch, feats, image)
         if b.pool is not None:
@@ -584,7 +583,8 @@ def _gemms(spec, stages, last, batch, layers, tensors, p, train: bool) -> list[G
             gemm(f"{b.name}/delta", OP_RELU_BWD, tensors[f"{b.name}.e.c"], layers[lp.name].wt,
                  batch, classes, n, unpool=unpool, o1=delta, o2=s_mark)
             gemm(f"{b.name}/update_learn", OP_SGD, st.learn.r, tensors[f"{b.name}.e.d"],
-                 lp.in_features, batch, classes, sgd=lp, o3=layers[lp.name].w, o4=layers[lp.name].wt)
+                 lp.in_features, batch, classes, sgd=lp, o3=layers[lp.name].w,
+                 o4=layers[lp.name].wt)
             to = late if passes == 1 else None
             if cg is None:
                 gemm(f"{b.name}/update_fwd", OP_SGD, x.r, delta, lf.in_features, batch,

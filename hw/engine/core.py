@@ -136,7 +136,8 @@ class Engine(wiring.Component):
             if sel in pool_wr:
                 pa, pd, pe = pool_wr[sel]
                 port = [Mux(pooling, pa, port[0]), Mux(pooling, pd, port[1]), port[2] | pe]
-            m.d.comb += [getattr(sp, f"{name}_wr_{k}").eq(v) for k, v in zip(("addr", "data", "en"), port)]
+            m.d.comb += [getattr(sp, f"{name}_wr_{k}").eq(v)
+                         for k, v in zip(("addr", "data", "en"), port)]
         a_rd = Mux(pooling, pool.rd_addr, issue.a_addr)
         reads = {
             SEL_AMEM_C: a_rd, SEL_AMEM_R: a_rd,

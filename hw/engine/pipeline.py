@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from amaranth import Module, Signal
 
+from .params import ADDR_W
+
 
 def data_reg(*args, **kwargs) -> Signal:
     """A data register: no reset (only control state is reset, so the reset net stays small)."""
@@ -20,4 +22,4 @@ def delayed(m: Module, v, n: int, name: str, reset_less: bool = True):
 
 def last_tile(length, lane_bits: int):
     """The index of the last tile of `length` elements in tiles of 1 << lane_bits (length >= 1)."""
-    return ((length - 1) >> lane_bits)[:16]
+    return ((length - 1) >> lane_bits)[:ADDR_W]

@@ -105,7 +105,8 @@ class CommandSequencer(wiring.Component):
         # (launch & op != END decoded in front of ~300 enables was a deep, wide path)
         incoming = data.View(self.cmd_layout, cmd_sr[:cmd_w])
         is_pool = incoming.op == OP_POOL
-        gemm_g = replicated_reg(m, platform, load_g[CMD_GROUPS] & (incoming.op != OP_END) & ~is_pool,
+        gemm_g = replicated_reg(m, platform,
+                                load_g[CMD_GROUPS] & (incoming.op != OP_END) & ~is_pool,
                                 GEMM_COPIES, "gemm_launch")
         pool = Signal()
         m.d.sync += pool.eq(load_g[CMD_GROUPS] & is_pool)

@@ -222,7 +222,7 @@ def _pool_shape(g: Gemm, p: EngineParams) -> TileShape:
 
     def fits(i: int, r: int, wc: int) -> bool:  # a band away from the top reads kh rows each
         n0 = min(1, g.n - r)
-        return all(u <= p.depth(s) for s, u in _usage(g, i, n0 + r, wc, n0=n0).items())
+        return _fits(g, p, i, n0 + r, wc, n0=n0)
 
     # some words of each pixel: of L images at most when batch-packed (a strided block)
     best = max(((i * r * wc, i, r, wc) for wc in range(1, g.k + 1) if g.k % wc == 0
@@ -230,10 +230,9 @@ def _pool_shape(g: Gemm, p: EngineParams) -> TileShape:
                 for r in [_largest(0, g.n, lambda r: fits(i, r, wc))] if r), default=None)
     if best is not None:
         return TileShape(best[1], best[2], False, best[3])
-    s, u = next((s, u) for s, u in _usage(g, step, 1, 1).items() if u > p.depth(s))
-    raise NitroError(f"engine: {g.name} needs {u} words of the {MEM_NAMES[s]} scratchpad for one "
-                     f"word of each pixel of one output row of {step} image(s); the engine has "
-                     f"{p.depth(s)}")
+    s, u, d = _overflow(g, p, step, 1, 1)
+    raise NitroError(f"engine: {g.name} needs {u} words of the {s} scratchpad for one word of "
+                     f"each pixel of one output row of {step} image(s); the engine has {d}")
 
 
 def _unpool_shape(g: Gemm, p: EngineParams) -> TileShape:
@@ -243,9 +242,9 @@ def _unpool_shape(g: Gemm, p: EngineParams) -> TileShape:
                 for r in [_largest(0, g.unpool.h, lambda r: _fits(g, p, min(i, g.m), r * row))]
                 if r), default=None)
     if best is None:
-        s, u = next((s, u) for s, u in _usage(g, min(L, g.m), row).items() if u > p.depth(s))
-        raise NitroError(f"engine: {g.name} needs {u} words of the {MEM_NAMES[s]} scratchpad for "
-                         f"one image row of {L} images; the engine has {p.depth(s)}")
+        s, u, d = _overflow(g, p, min(L, g.m), row)
+        raise NitroError(f"engine: {g.name} needs {u} words of the {s} scratchpad for one image "
+                         f"row of {L} images; the engine has {d}")
     return TileShape(best[1], best[2] * row, False)
 
 
@@ -268,16 +267,16 @@ def _conv_shape(g: Gemm, p: EngineParams) -> TileShape:
 
         def fits(r: int, nc: int) -> bool:  # a tile away from the top reads r + 2 source rows
             m0 = row * min(1, cg.h - r)
-            return all(u <= p.depth(s) for s, u in _usage(g, m0 + r * row, nc, m0=m0).items())
+            return _fits(g, p, m0 + r * row, nc, m0=m0)
 
         # the most output words: whole rows (a divisor of the image's) x output channels
         best = max(((r * nc, r, nc) for nc in range(L, g.n + 1, L) if g.n % nc == 0
                     for r in range(cg.h, 0, -1) if cg.h % r == 0 and fits(r, nc)), default=None)
         if best is None:
-            s, u = next((s, u) for s, u in _usage(g, row, L).items() if u > p.depth(s))
+            s, u, d = _overflow(g, p, row, L)
             raise NitroError(f"engine: {g.name} (convolution of {cg.w}-pixel rows, {g.k} inputs, "
-                             f"{g.n} outputs) needs {u} words of the {MEM_NAMES[s]} scratchpad for "
-                             f"one row of {L} images and {L} channels; the engine has {p.depth(s)}")
+                             f"{g.n} outputs) needs {u} words of the {s} scratchpad for one row "
+                             f"of {L} images and {L} channels; the engine has {d}")
         return TileShape(best[1] * row, best[2], False)
     if _fits(g, p, g.m, g.n):
         return TileShape(g.m, g.n, False)
@@ -289,20 +288,19 @@ def _conv_shape(g: Gemm, p: EngineParams) -> TileShape:
 
     def band(r: int) -> bool:  # rows of one image, away from its top (two more source rows)
         k0 = cg.w * min(1, cg.h - r)
-        return all(u <= p.depth(s) for s, u in
-                   _usage(g, one[0], one[1], k0 + r * cg.w, k0=k0).items())
+        return _fits(g, p, *one, k0 + r * cg.w, k0=k0)
 
     rows = [r for r in range(cg.h - 1, 0, -1) if cg.h % r == 0 and band(r)]
     if not rows:
-        s, u = next((s, u) for s, u in _usage(g, *one, cg.w).items() if u > p.depth(s))
+        s, u, d = _overflow(g, p, *one, cg.w)
         raise NitroError(f"engine: {g.name} (weight gradient over {cg.w}-pixel image rows) needs "
-                         f"{u} words of the {MEM_NAMES[s]} scratchpad for one row; the engine has "
-                         f"{p.depth(s)}")
+                         f"{u} words of the {s} scratchpad for one row; the engine has {d}")
     return TileShape(L, L, False, rows[0] * cg.w)
 
 
 def _local(b: Block, base: int) -> Tensor:
-    return Tensor(b.t.name, b.t.sel, b.t.layout, b.r1 - b.r0, (b.f1 - b.f0) * b.reps, base, b.t.lanes)
+    return Tensor(b.t.name, b.t.sel, b.t.layout, b.r1 - b.r0, (b.f1 - b.f0) * b.reps, base,
+                  b.t.lanes)
 
 
 def _usage(g: Gemm, mm: int, nn: int, kk: int | None = None, m0: int = 0,
@@ -367,8 +365,16 @@ def tile_shape(g: Gemm, p: EngineParams) -> TileShape:
     return best[1]
 
 
-def _fits(g: Gemm, p: EngineParams, mm: int, nn: int, kk: int | None = None) -> bool:
-    return all(u <= p.depth(s) for s, u in _usage(g, mm, nn, kk).items())
+def _fits(g: Gemm, p: EngineParams, mm: int, nn: int, kk: int | None = None, **at: int) -> bool:
+    """The tile [m0, mm) x [n0, nn) x [k0, kk) (`at`: its starts) fits every scratchpad."""
+    return all(u <= p.depth(s) for s, u in _usage(g, mm, nn, kk, **at).items())
+
+
+def _overflow(g: Gemm, p: EngineParams, mm: int, nn: int,
+              kk: int | None = None) -> tuple[str, int, int]:
+    """(scratchpad name, words needed, words it has) of the first scratchpad the tile overflows."""
+    s, u = next((s, u) for s, u in _usage(g, mm, nn, kk).items() if u > p.depth(s))
+    return MEM_NAMES[s], u, p.depth(s)
 
 
 def _largest(lo: int, hi: int, ok) -> int:
@@ -382,10 +388,9 @@ def _largest(lo: int, hi: int, ok) -> int:
 def _k_chunk(g: Gemm, p: EngineParams, one: tuple[int, int]) -> int:
     """K per chunk: the fewest equal chunks whose operands fit beside one C tile's outputs."""
     if not _fits(g, p, *one, 1):
-        s, u = next((s, u) for s, u in _usage(g, *one, 1).items() if u > p.depth(s))
+        s, u, d = _overflow(g, p, *one, 1)
         raise NitroError(f"engine: {g.name} (M={g.m}, K={g.k}, N={g.n}) needs {u} words of the "
-                         f"{MEM_NAMES[s]} scratchpad for one {p.lanes}x{p.lanes} tile; the engine "
-                         f"has {p.depth(s)}")
+                         f"{s} scratchpad for one {p.lanes}x{p.lanes} tile; the engine has {d}")
     kc = _largest(1, g.k, lambda kk: _fits(g, p, *one, kk))
     return cdiv(g.k, cdiv(g.k, kc))
 
