@@ -189,3 +189,23 @@ def test_engine_conv_tiles_on_small_scratchpads(tmp_path):
     rc, res = _cosim(tmp_path, config, 2, batch=16, params=p)
     assert rc == 0, res.get("message")
     assert res["steps_run"] == 2
+
+
+def test_engine_learning_pool_leaving_rows_uncovered(tmp_path):
+    """A learning pool whose windows leave image rows uncovered (the reference drops them:
+    floor): pred_decoder_dim 128 gives the second block (14x14, 16 channels) an (8, 4) pool with
+    4 rows of padding, whose two windows cover rows 0..11 of 14. Its delta GEMM spans the covered
+    rows only (tiles of whole rows of them), rows 12 and 13 keep the zero delta the host writes;
+    bit-identical after each of 2 steps."""
+    from hw.engine.compiler import compile_network
+    from model.config import load_config
+
+    config = tmp_path / "uncovered.toml"
+    config.write_text((REPO / "configs" / "engine_cnn_mnist.toml").read_text()
+                      .replace("pred_decoder_dim = 8192", "pred_decoder_dim = 128"))
+    prog = compile_network(load_config(config).build_spec((1, 28, 28)), 16)
+    assert [t.name for t in prog.cleared] == ["conv_block_02.delta"]
+    assert [g.n for g in prog.gemms if g.name == "conv_block_02/delta"] == [12 * 14 * 16]
+    rc, res = _cosim(tmp_path, config, 2, batch=16)
+    assert rc == 0, res.get("message")
+    assert res["steps_run"] == 2

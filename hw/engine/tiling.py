@@ -206,13 +206,19 @@ def _unpool_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int
                    outs: bool) -> dict[str, Block]:
     """A delta GEMM through a learning pool: columns [n0, n1) are whole image rows of the
     un-pooled delta; B holds the pooled rows whose windows cover them."""
-    pg, row = g.unpool, g.n // g.unpool.h
+    pg, row = g.unpool, _unpool_row(g)
     r0, r1 = pg.pooled_rows(n0 // row, n1 // row)
     prow = g.b.feats // pg.ho
     blocks = {"a": Block(g.a, m0, m1, k0, k1), "b": Block(g.b, k0, k1, r0 * prow, r1 * prow)}
     for slot, t in g.outs.items() if outs else ():
         blocks[slot] = Block(t, m0, m1, n0, n1)
     return blocks
+
+
+def _unpool_row(g: Gemm) -> int:
+    """Features per image row of a delta GEMM through a learning pool (its N spans the rows the
+    pool's windows cover)."""
+    return g.n // g.unpool.covered
 
 
 def _pool_shape(g: Gemm, p: EngineParams) -> TileShape:
@@ -237,9 +243,9 @@ def _pool_shape(g: Gemm, p: EngineParams) -> TileShape:
 
 def _unpool_shape(g: Gemm, p: EngineParams) -> TileShape:
     """Whole MAC-array tiles of rows x whole image rows of the delta, the most words that fit."""
-    L, row = p.lanes, g.n // g.unpool.h
+    L, row, rows = p.lanes, _unpool_row(g), g.unpool.covered
     best = max(((i * r, i, r) for i in range(L, cdiv(g.m, L) * L + 1, L)
-                for r in [_largest(0, g.unpool.h, lambda r: _fits(g, p, min(i, g.m), r * row))]
+                for r in [_largest(0, rows, lambda r: _fits(g, p, min(i, g.m), r * row))]
                 if r), default=None)
     if best is None:
         s, u, d = _overflow(g, p, min(L, g.m), row)
@@ -608,7 +614,7 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
         _, y0, _, s0, _ = _fwd_rows(conv, cut.m0, cut.m1, p.lanes)
         conv = replace(conv, y0=y0, a_row=s0)
     pool = None if g.pool is None else replace(g.pool, y0=cut.n0, words=cut.k1 - cut.k0)
-    unpool = None if g.unpool is None else replace(g.unpool, y0=cut.n0 // (g.n // g.unpool.h))
+    unpool = None if g.unpool is None else replace(g.unpool, y0=cut.n0 // _unpool_row(g))
     tg = Gemm(f"{g.name}[{cut.m0}:{cut.m1}, {cut.n0}:{cut.n1}{ks}]{win}", g.phase, g.op, local["a"],
               local.get("b", local["a"]), cut.m1 - cut.m0, cut.k1 - cut.k0, cut.n1 - cut.n0,
               {s: local[s] for s in g.outs if s in local}, g.consts, g.sgd, cut.k0 > 0, hold, conv,
