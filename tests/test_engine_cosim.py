@@ -77,10 +77,20 @@ def test_engine_odd_shapes(engine_build, tmp_path):
 
 
 def test_engine_k_longer_than_the_scratchpads(engine_build, tmp_path):
-    """784-1100-16-10: the weights after the 1100-wide layer (1100 words per panel) and its
-    learning layer exceed wmem; those GEMMs run in K chunks that accumulate in the MAC array
-    across runs, bit-identical to the golden model, on the same engine."""
-    rc, res = _cosim(tmp_path, _config(tmp_path, [1100, 16], 16), 2)
+    """784-1100-8-10 at batch 8: the weights after the 1100-wide layer (1100 words per panel)
+    and its learning layer exceed wmem, so those GEMMs run in K chunks across runs, both ways:
+    the forward (one C tile) accumulating in the MAC array, the learning layer (two C tiles)
+    with its partial sums in pmem. Bit-identical to the golden model, on the same engine."""
+    from hw.engine.compiler import compile_network
+    from hw.engine.tiling import lower
+    from model.config import load_config
+
+    config = _config(tmp_path, [1100, 8], 8)
+    ep = lower(compile_network(load_config(config).build_spec((1, 28, 28)), 8))
+    held = {t.parent.name for t in ep.tiles if t.gemm.k_hold}
+    partial = {t.parent.name for t in ep.tiles if t.gemm.p_out}
+    assert held == {"linear_block_01/fwd"} and partial == {"linear_block_00/learn"}
+    rc, res = _cosim(tmp_path, config, 2)
     assert rc == 0, res.get("message")
     assert res["steps_run"] == 2 and res["k_chunks"] >= 4
     assert abs(res["predicted"]["error"]) < 0.05
@@ -149,8 +159,17 @@ def test_engine_conv_blocks(engine_build, tmp_path):
     6272 / 3136 features) and an FC block trained twice per step (the reference's CNN quirk), on
     the same engine: im2col by address generation with the padding masked, the first layer's
     single channel padded to a word, the weight gradients per window position in chunks of whole
-    images, the pool in both layouts. Every weight (conv included) and output bit-identical after
-    each of 2 steps; inference predictions identical."""
+    images (the second one's two C tiles with their partial sums in pmem), the pool in both
+    layouts. Every weight (conv included) and output bit-identical after each of 2 steps;
+    inference predictions identical."""
+    from hw.engine.compiler import compile_network
+    from hw.engine.tiling import lower
+    from model.config import load_config
+
+    config = REPO / "configs" / "engine_cnn_mnist.toml"
+    ep = lower(compile_network(load_config(config).build_spec((1, 28, 28)), 16))
+    assert {t.gemm.c_tiles for t in ep.tiles
+            if t.parent.name == "conv_block_02/update_fwd" and t.gemm.p_out} == {2}
     rc, res = _cosim(tmp_path, REPO / "configs" / "engine_cnn_mnist.toml", 2, batch=16,
                      test_images=16)
     assert rc == 0, res.get("message")
@@ -162,7 +181,8 @@ def test_engine_conv_blocks(engine_build, tmp_path):
 def test_engine_conv_tiles_on_small_scratchpads(tmp_path):
     """The CNN with learning-layer pools ((4, 4), and (4, 2) with 2 rows of padding: its
     learning layers read at most 512 features) on an engine generated with a 128-word WMEM, a
-    512-word DMEM and a 256-word SMEM, which forces every cut: the second convolution's forward
+    512-word DMEM, a 256-word SMEM and a PMEM of one C tile (every chunk of K on one MAC-array
+    tile, its sums in the array), which forces every cut: the second convolution's forward
     in tiles of 8 of its 16 output channels (strided outputs), the first one's weight gradients
     in chunks of 14 image rows (with the rows their windows read), the second one's from one
     channel word of its deltas per MAC-array tile, the second learning pool one channel word at
@@ -172,7 +192,7 @@ def test_engine_conv_tiles_on_small_scratchpads(tmp_path):
     from hw.engine.tiling import lower
     from model.config import load_config
 
-    p = EngineParams(wmem_depth=128, dmem_depth=512, smem_depth=256)
+    p = EngineParams(wmem_depth=128, dmem_depth=512, smem_depth=256, pmem_depth=64)
     config = tmp_path / "lpool.toml"
     config.write_text((REPO / "configs" / "engine_cnn_mnist.toml").read_text()
                       .replace("pred_decoder_dim = 8192", "pred_decoder_dim = 512"))

@@ -82,18 +82,21 @@ def test_chains_of_small_gemms_run_on_chip():
 
 def _covered(tiles, g):
     """K terms each C element of GEMM g gets from its tiles, as an (m, n) matrix; the chunks of a
-    C tile come in K order, the first starting and the last ending it."""
+    tile come in K order, the first starting and the last ending it, all in one of the two ways
+    (on one C tile in the array, or their partial sums in pmem)."""
     hits = np.zeros((g.m, g.n), np.int64)
     for k, t in enumerate(tiles):
         rng = t.gemm.name.rsplit("[", 1)[1].rstrip("]").split(", ")
         m0, n0 = (int(v.split(":")[0]) for v in rng[:2])
         k0, k1 = (int(v) for v in rng[2].split(":")) if len(rng) > 2 else (0, g.k)
-        assert t.gemm.k == k1 - k0 and t.gemm.k_cont == (k0 > 0) and t.gemm.k_hold == (k1 < g.k)
-        if k0 > 0:  # a continuation follows its C tile's previous chunk, where that one ended
+        tg = t.gemm
+        assert tg.k == k1 - k0 and (tg.k_cont or tg.p_in) == (k0 > 0), tg.name
+        assert (tg.k_hold or tg.p_out) == (k1 < g.k) and not (tg.k_cont or tg.k_hold) & (tg.p_in or tg.p_out)
+        if k0 > 0:  # a continuation follows its tile's previous chunk, where that one ended
             prev = tiles[k - 1].gemm
             pm, pn, pk = prev.name.rsplit("[", 1)[1].rstrip("]").split(", ")
-            assert (int(pm.split(":")[0]), int(pn.split(":")[0])) == (m0, n0), t.gemm.name
-            assert int(pk.split(":")[1]) == k0 and prev.k_hold, t.gemm.name
+            assert (int(pm.split(":")[0]), int(pn.split(":")[0])) == (m0, n0), tg.name
+            assert int(pk.split(":")[1]) == k0 and (prev.k_hold, prev.p_out) == (tg.k_cont, tg.p_in)
         hits[m0:m0 + t.gemm.m, n0:n0 + t.gemm.n] += k1 - k0
     return hits
 
@@ -189,9 +192,9 @@ def test_network_too_big_for_engine():
 
 def test_long_k_runs_in_chunks():
     """A K longer than the scratchpads hold (the weights after a 1200-wide layer, 1200 x 2 words
-    of wmem per panel) runs as chunks on one C tile; the rest of the step is tiled as before."""
+    of wmem per panel) runs as chunks of K; the rest of the step is tiled as before."""
     ep = T.lower(C.compile_network(mnist_spec((1200, 50)), 64))
-    chunked = {t.parent.name for t in ep.tiles if t.gemm.k_hold}
+    chunked = {t.parent.name for t in ep.tiles if t.gemm.k_hold or t.gemm.p_out}
     assert chunked == {"linear_block_01/fwd", "linear_block_00/learn"}
 
 
@@ -295,7 +298,7 @@ def test_small_engine_rejects_mnist():
                                          r"ymem scratchpad for one 8x8 tile; the engine has 4"):
         T.lower(C.compile_network(mnist_spec(), 64, small))
     ep = T.lower(C.compile_network(mnist_spec(), 64, replace(EngineParams(), wmem_depth=512)))
-    assert any(t.gemm.k_hold for t in ep.tiles)  # a small wmem: the forward GEMMs in K chunks
+    assert any(t.gemm.p_out for t in ep.tiles)  # a small wmem: the forward GEMMs in K chunks
 
 
 def test_lr_and_divisor_limits():

@@ -243,11 +243,13 @@ class Gemm:
     outs: dict[str, Tensor]
     consts: dict[str, int] = field(default_factory=dict)  # sc_*, d_*, e_* divider constants
     sgd: Linear | None = None  # the layer an update command trains
-    k_cont: bool = False  # a chunk of K after the first (`params.command_layout`)
-    k_hold: bool = False  # a chunk of K before the last: no output
+    k_cont: bool = False  # a chunk of K after the first, on one C tile (`params.command_layout`)
+    k_hold: bool = False  # a chunk of K before the last, on one C tile: no output
     conv: ConvGeom | None = None
     pool: PoolGeom | None = None
     unpool: PoolGeom | None = None  # B's columns (n) through a learning pool's map
+    p_in: bool = False  # a chunk of K after the first, its partial sums in PMEM
+    p_out: bool = False  # a chunk of K before the last: its sums to PMEM, no output
 
     @property
     def wt_en(self) -> int:
@@ -260,7 +262,7 @@ class Gemm:
         a, b = self.a, self.b
         a_sm, a_sk = (a.stride, 1) if a.layout == "col" else (1, a.stride)
         f = dict(op=self.op, phase=phase_index, wt_en=self.wt_en, k_cont=int(self.k_cont),
-                 k_hold=int(self.k_hold),
+                 k_hold=int(self.k_hold), p_in=int(self.p_in), p_out=int(self.p_out),
                  a_sel=[k_ for k_, v in A_SOURCES.items() if v == a.sel][0],
                  b_sel=[k_ for k_, v in B_SOURCES.items() if v == b.sel][0],
                  m_len=self.m, n_len=self.n, k_len=self.k, a_base=a.base, a_sm=a_sm, a_sk=a_sk,
@@ -657,6 +659,11 @@ def validate_gemm(g: Gemm, p: EngineParams) -> None:
         raise NitroError(f"{where}: empty GEMM (M, N, K must be >= 1)")
     if (g.k_cont or g.k_hold) and g.c_tiles != 1:
         raise NitroError(f"{where}: a chunk of K must cover one C tile (the array accumulates one)")
+    if (g.p_in or g.p_out) and g.op not in PARTIAL_OPS:
+        raise NitroError(f"{where}: only serial ops keep partial sums (chunks of K) in pmem")
+    if (g.p_in or g.p_out) and g.c_tiles * p.lanes * p.lanes > p.pmem_depth:
+        raise NitroError(f"{where}: the partial sums of {g.c_tiles} C tiles need "
+                         f"{g.c_tiles * p.lanes * p.lanes} words of pmem; the engine has {p.pmem_depth}")
     if g.op == OP_SGD and g.b.sel == SEL_WMEM:
         raise NitroError(f"{where}: an update command cannot take its B operand from wmem "
                          f"(the update reads and writes wmem through the same ports)")
@@ -675,6 +682,8 @@ def validate_gemm(g: Gemm, p: EngineParams) -> None:
             raise NitroError(f"{where}: output slot {slot} cannot address {MEM_NAMES[t.sel]}")
         _in_mem(where, f"output slot {slot}", t.sel, t.base + t.words - 1, p)
 
+
+PARTIAL_OPS = (OP_SCALE_RELU, OP_SCALE_LOSS, OP_SGD)  # the serial ops: their elements pass PMEM
 
 # output slot -> the scratchpad each op's slot addresses (`core.Engine`'s write and read ports)
 OUT_SLOTS = {

@@ -6,7 +6,8 @@ pipelines, run by small components.
               (WMEM | WTMEM | DMEM) -> MacArray (outer product, rows x cols, int32 wrap); K beats
               per C tile
     drain     (`drain.RowDrain`): finished C rows and their output addresses, then by op:
-      serial ops (`serializer.RowSerializer`, one C element per cycle):
+      serial ops (`serializer.RowSerializer`, one C element per cycle; a chunk of K adds each
+      element's partial sum from PMEM, and writes the sum back there instead):
         scale_relu : ProgDivider (SF) -> clip -> NitroReluForward  -> a, s
         scale_loss : ProgDivider (SF) -> clip -> LossGradient(y)    -> e, y_hat
         sgd        : WMEM read -> IntegerSGDUpdate(G, W, D, eta)      -> WMEM (+ WTMEM copy)
@@ -42,7 +43,7 @@ from hw.mac import MacArray
 from .counters import PhaseCounters
 from .drain import RowDrain
 from .issue import OperandIssue
-from .memory import READ_LATENCY, WRITE_LATENCY
+from .memory import READ_LATENCY, WRITE_LATENCY, BankedMemory
 from .outputs import WRITTEN, OutputOps
 from .params import (
     ADDR_W, MEM_NAMES, OP_POOL, SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_DMEM, SEL_SMEM, SEL_WMEM,
@@ -117,7 +118,13 @@ class Engine(wiring.Component):
         m.d.comb += [ser.cmd.eq(cmd), ser.load.eq(drain.o_fire & ops.serial),
                      ser.row.eq(drain.row_data)]
         m.d.comb += [getattr(ser, n).eq(getattr(drain, n)) for n in
-                     ("m_row", "nt", "col_addr", "tcol_addr", "row_addr1", "row_addr2", "row_addr3")]
+                     ("row_n", "m_row", "nt", "col_addr", "tcol_addr", "row_addr1", "row_addr2",
+                      "row_addr3")]
+        # the partial sums of a GEMM run in chunks of K: the core's own (no host side, one set)
+        m.submodules.pmem = pmem = BankedMemory(p.acc_bits, p.pmem_depth)
+        m.d.comb += [pmem.rd_addr.eq(ser.e.p), ops.p_word.eq(pmem.rd_data),
+                     pmem.wr_addr.eq(ops.pmem_wr_addr), pmem.wr_data.eq(ops.pmem_wr_data),
+                     pmem.wr_en.eq(ops.pmem_wr_en)]
         m.d.comb += [ops.cmd.eq(cmd), ops.e_valid.eq(ser.valid), ops.e.eq(ser.e),
                      ops.row_v.eq(drain.row_v), ops.row.eq(drain.row_data),
                      ops.row_addr.eq(drain.row_addr1), ops.m_row.eq(drain.m_row),

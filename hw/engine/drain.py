@@ -23,7 +23,8 @@ ROW_SLOTS = (1, 2, 3)  # the "row" output slots, whose addresses follow the drai
 class RowDrain(wiring.Component):
     """`i`: the array's C rows (`rows` its signature); `start` (copies: 0 the counters, 1-3 slot
     s's address registers) reloads for the command `cmd`, `launch` marks its DECODE cycle, `serial`
-    its op kind. Per drained row (`row_v`, `row_data`): its m index `m_row`, n tile `nt`, the o0
+    its op kind. Per drained row (`row_v`, `row_data`): its index in the command `row_n`, its m
+    index `m_row`, n tile `nt`, the o0
     and o4 words of its first element (`col_addr`, `tcol_addr`) and the row slots' words
     (`row_addr1..3`); `o_fire` a cycle earlier. `done`: the command's last row has drained."""
 
@@ -33,7 +34,7 @@ class RowDrain(wiring.Component):
             "cmd": In(command_layout(p)), "start": In(4), "launch": In(1), "serial": In(1),
             "i": In(rows),
             "o_fire": Out(1), "row_v": Out(1), "row_data": Out(rows.members["payload"].shape),
-            "m_row": Out(ADDR_W + 4), "nt": Out(ADDR_W), "col_addr": Out(ADDR_W),
+            "row_n": Out(ADDR_W), "m_row": Out(ADDR_W + 4), "nt": Out(ADDR_W), "col_addr": Out(ADDR_W),
             "tcol_addr": Out(ADDR_W), "row_addr1": Out(ADDR_W), "row_addr2": Out(ADDR_W),
             "row_addr3": Out(ADDR_W), "done": Out(1),
         })
@@ -55,14 +56,17 @@ class RowDrain(wiring.Component):
         # a row slot's step per m tile: L rows, or (conv forward: m tiles are pixels, channels
         # innermost) the n tiles of one pixel
         r_mstep = data_reg(ADDR_W)
+        row_n = data_reg(ADDR_W)  # rows drained so far (a chunk's partial sums: `pmem_depth`)
         done = Signal()
         m.d.comb += [self.col_addr.eq(c_mt + (nt_d << LB)), self.tcol_addr.eq(t_nt + mt_d),
-                     self.m_row.eq((mt_d << LB) | r_d), self.nt.eq(nt_d), self.done.eq(done)]
+                     self.m_row.eq((mt_d << LB) | r_d), self.nt.eq(nt_d), self.done.eq(done),
+                     self.row_n.eq(row_n)]
         m.d.comb += [getattr(self, f"row_addr{s}").eq(row_addr[s]) for s in ROW_SLOTS]
         with m.If(self.start[0]):
             m.d.sync += [n_last.eq(last_tile(cmd.n_len, LB)), m_last.eq(last_tile(cmd.m_len, LB)),
                          r_mstep.eq(Mux(cmd.cv_mw != 0, last_tile(cmd.n_len, LB) + 1, 0)),
                          mt_d.eq(0), nt_d.eq(0), r_d.eq(0), r_pen.eq(0), done.eq(0),  # (L >= 4)
+                         row_n.eq(0),
                          c_mt.eq(cmd.o0.base), t_nt.eq(cmd.o4.base)]
         for s in ROW_SLOTS:
             with m.If(self.start[s]):
@@ -103,7 +107,7 @@ class RowDrain(wiring.Component):
         mt_g = dict(zip(groups, replicated_reg(m, platform, o_fire & r_last_next & nt_d_last,
                                                len(groups), "mt_g")))
         with m.If(row_g[0]):
-            m.d.sync += [r_d.eq(Mux(tile_g[0], 0, r_d + 1)),
+            m.d.sync += [r_d.eq(Mux(tile_g[0], 0, r_d + 1)), row_n.eq(row_n + 1),
                          r_pen.eq(~tile_g[0] & (r_d == L - 3))]
         with m.If(mt_g[0]):
             m.d.sync += [nt_d.eq(0), t_nt.eq(cmd.o4.base), mt_d.eq(mt_d + 1),

@@ -116,8 +116,10 @@ class OutputOps(wiring.Component):
     `e`: scale_relu -> a, s; scale_loss -> e, y_hat; sgd -> W), relu_bwd on whole rows (`row_v`,
     `row` with its DMEM / SMEM word `row_addr` and index `m_row`). The YMEM, WMEM and SMEM words
     an element or row needs arrive on `y_word`, `w_word` and `s_word` `READ_LATENCY` cycles after
-    its address; the writes leave on NAME_wr_* per memory. `serial` / `is_sgd`: the op's kind,
-    registered from `cmd.op`. `latency`: the deepest pipe, for the command flush."""
+    its address; the writes leave on NAME_wr_* per memory. A chunk of K (`cmd.p_in`, `p_out`)
+    adds the element's partial sum `p_word` (PMEM, read like WMEM) and writes the sum back to
+    PMEM (pmem_wr_*) instead of the op. `serial` / `is_sgd`: the op's kind, registered from
+    `cmd.op`. `latency`: the deepest pipe, for the command flush."""
 
     def __init__(self, p: EngineParams) -> None:
         self.p = p
@@ -127,12 +129,16 @@ class OutputOps(wiring.Component):
         self.sgd = IntegerSGDUpdate(p.weight_bits, p.acc_bits, None, p.max_divisor, p.max_eta,
                                     always_ready=True)
         self.rbwd = ReluBackwardRow(p, READ_LATENCY)
-        self.latency = max(self.scale.latency, self.sgd.latency + 1, self.rbwd.unit_latency)
+        # both serial pipes start at E2, one register after the partial sum's adder
+        self.latency = max(self.scale.latency, self.sgd.latency) + 1
+        self.latency = max(self.latency, self.rbwd.unit_latency)
         ports = {"cmd": In(command_layout(p)), "e_valid": In(1), "e": In(element_layout(p)),
                  "row_v": In(1), "row": In(data.ArrayLayout(signed(p.acc_bits), L)),
                  "row_addr": In(ADDR_W), "m_row": In(ADDR_W + 4),
                  "y_word": In(L * p.act_bits), "w_word": In(L * p.weight_bits),
-                 "s_word": In(L * p.act_bits), "serial": Out(1), "is_sgd": Out(1)}
+                 "s_word": In(L * p.act_bits), "p_word": In(signed(p.acc_bits)),
+                 "pmem_wr_addr": Out(ADDR_W), "pmem_wr_data": Out(p.acc_bits), "pmem_wr_en": Out(1),
+                 "serial": Out(1), "is_sgd": Out(1)}
         for sel in WRITTEN:
             name = MEM_NAMES[sel]
             ports |= {f"{name}_wr_addr": Out(ADDR_W), f"{name}_wr_data": Out(L * p.lane_width(sel)),
@@ -147,39 +153,48 @@ class OutputOps(wiring.Component):
         m.submodules.relu_bwd = rbwd = self.rbwd
 
         # decoded op flags, registered (valid from the first RUN cycle; only DECODE reads `op`)
-        is_relu, is_loss, is_sgd, is_rbwd, is_scale, serial = (
-            data_reg(name=n) for n in ("is_relu", "is_loss", "is_sgd", "is_rbwd", "is_scale", "serial"))
+        is_relu, is_loss, is_sgd, is_rbwd, is_scale, serial, p_in, p_out = (
+            data_reg(name=n) for n in ("is_relu", "is_loss", "is_sgd", "is_rbwd", "is_scale",
+                                       "serial", "p_in", "p_out"))
         op = cmd.op
-        m.d.sync += [is_relu.eq(op == OP_SCALE_RELU), is_loss.eq(op == OP_SCALE_LOSS),
+        m.d.sync += [p_in.eq(cmd.p_in), p_out.eq(cmd.p_out),
+                     is_relu.eq(op == OP_SCALE_RELU), is_loss.eq(op == OP_SCALE_LOSS),
                      is_sgd.eq(op == OP_SGD), is_rbwd.eq(op == OP_RELU_BWD),
                      is_scale.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS)),
                      serial.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS) | (op == OP_SGD))]
         m.d.comb += [self.serial.eq(serial), self.is_sgd.eq(is_sgd)]
 
-        # E1: the element RL cycles later, with its YMEM / WMEM word (read at E0)
+        # E1: the element RL cycles later, with its YMEM / WMEM / PMEM words (read at E0)
         e1_valid = delayed(m, self.e_valid, RL, "e1_valid", False)
         e1 = delayed(m, self.e, RL, "e1")
         y1 = self.y_word.word_select(e1.j, AB).as_signed()
         w1 = self.w_word.word_select(e1.j, WB).as_signed()
 
-        # scaling, then NITRO-ReLU (a) and the loss gradient (e), all leaving together
-        m.d.comb += [scale.valid.eq(e1_valid & is_scale), scale.z.eq(e1.z), scale.y.eq(y1),
-                     scale.mult.eq(cmd.sc_mult), scale.shift.eq(cmd.sc_shift)]
-        sc_valid = delayed(m, e1_valid, scale.latency, "sc_valid", False) & is_scale
-        sc = delayed(m, self._where(m, e1, "e1"), scale.latency, "sc")
-
-        # IntegerSGD update, behind one register level (lane select -> register)
-        w2 = data_reg(signed(WB))
+        # E2: the element plus its partial sum (int32 wrap: the chunks' order changes nothing),
+        # the YMEM / WMEM lanes, registered
+        w2, y2 = data_reg(signed(WB)), data_reg(signed(AB))
         e2_valid = Signal()
         e2 = data_reg(e1.shape())
-        m.d.sync += [w2.eq(w1), e2_valid.eq(e1_valid), e2.eq(e1)]
+        m.d.sync += [w2.eq(w1), y2.eq(y1), e2_valid.eq(e1_valid), e2.eq(e1),
+                     e2.z.eq((e1.z + Mux(p_in, self.p_word, 0))[:p.acc_bits])]
+        m.d.comb += [self.pmem_wr_addr.eq(e2.p), self.pmem_wr_data.eq(e2.z),
+                     self.pmem_wr_en.eq(e2_valid & p_out)]
+        op_valid = e2_valid & ~p_out
+
+        # scaling, then NITRO-ReLU (a) and the loss gradient (e), all leaving together
+        m.d.comb += [scale.valid.eq(op_valid & is_scale), scale.z.eq(e2.z), scale.y.eq(y2),
+                     scale.mult.eq(cmd.sc_mult), scale.shift.eq(cmd.sc_shift)]
+        sc_valid = delayed(m, op_valid, scale.latency, "sc_valid", False) & is_scale
+        sc = delayed(m, self._where(m, e2, "e2s"), scale.latency, "sc")
+
+        # IntegerSGD update
         m.d.comb += [
-            sgd.i.valid.eq(e2_valid & is_sgd),
+            sgd.i.valid.eq(op_valid & is_sgd),
             sgd.i.payload.w.eq(w2), sgd.i.payload.g.eq(e2.z),
             sgd.i.payload.d_mult.eq(cmd.d_mult), sgd.i.payload.d_shift.eq(cmd.d_shift),
             sgd.i.payload.e_mult.eq(cmd.e_mult), sgd.i.payload.e_shift.eq(cmd.e_shift),
         ]
-        sg_valid = delayed(m, e2_valid, sgd.latency, "sg_valid", False) & is_sgd
+        sg_valid = delayed(m, op_valid, sgd.latency, "sg_valid", False) & is_sgd
         sg = delayed(m, self._where(m, e2, "e2"), sgd.latency, "sg")
         # WMEM read-modify-write: a row's word is read on L consecutive cycles (E0) and first
         # written RL + 1 + sgd.latency cycles after the first read, so never in a read cycle
@@ -212,8 +227,8 @@ class OutputOps(wiring.Component):
         return m
 
     def _where(self, m: Module, e, name: str):
-        """An element's lanes and addresses without its value: what travels beside a pipe."""
-        layout = data.StructLayout({k: f.shape for k, f in element_layout(self.p) if k != "z"})
+        """An element's lanes and output addresses: what travels beside a pipe."""
+        layout = data.StructLayout({k: f.shape for k, f in element_layout(self.p) if k not in ("z", "p")})
         w = Signal(layout, name=f"{name}_where")
         m.d.comb += [getattr(w, k).eq(getattr(e, k)) for k, _ in layout]
         return w

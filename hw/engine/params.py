@@ -81,6 +81,9 @@ class EngineParams:
     smem_depth: int = 2048
     ymem_depth: int = 256
     cmem_depth: int = 16  # commands (each `cmd_words` 64-bit words of CMEM)
+    # partial sums (int32 elements) of the C tiles of a GEMM run in chunks of K, kept on chip
+    # between its chunk commands (`p_in`, `p_out`): 8 block RAMs, 64 MAC-array tiles of C
+    pmem_depth: int = 4096
     bus_bits: int = 64  # AXI4 data width of the memory port
     max_divisor: int = (1 << 32) - 1  # largest IntegerSGD divisor lr_inv * amp
     max_eta: int = (1 << 16) - 1  # largest weight-decay inverse
@@ -102,6 +105,9 @@ class EngineParams:
             d = getattr(self, k)
             if not 1 <= d <= (1 << ADDR_W):
                 raise NitroError(f"{k} must be in 1..{1 << ADDR_W}, got {d}")
+        if self.pmem_depth % (self.rows * self.cols) or not 0 < self.pmem_depth <= 1 << ADDR_W:
+            raise NitroError(f"pmem_depth must be a multiple of rows x cols = {self.rows * self.cols} "
+                             f"up to {1 << ADDR_W}, got {self.pmem_depth}")
 
     @property
     def lanes(self) -> int:
@@ -191,17 +197,21 @@ def command_layout(p: EngineParams) -> data.StructLayout:
     learning layer's max-pool map: the B tile of a pixel is its window's (kw x kh = cv_n1 x
     cv_n2, cv_n0 words per pixel, the first tile at window position (-cv_x0, -cv_y0)), so the
     delta GEMM of a pooled learning layer writes the un-pooled delta at once.
-    A GEMM whose K does not fit the scratchpads runs as several commands on one C tile, each a
-    chunk of K: k_cont (the first beat adds to the array's accumulators instead of starting the
-    tile) on all but the first, k_hold (the last beat does not end the tile: nothing drains) on
-    all but the last (`hw.engine.tiling`).
+    A GEMM whose K does not fit the scratchpads runs as several commands, each a chunk of K,
+    in one of two ways (`hw.engine.tiling`):
+      on one C tile: k_cont (the first beat adds to the array's accumulators instead of starting
+        the tile) on all but the first, k_hold (the last beat does not end the tile: nothing
+        drains) on all but the last;
+      on up to pmem_depth elements of C (serial ops): p_in (each element adds its partial sum,
+        element (row n of the command, lane j) at PMEM word n * L + j) on all but the first,
+        p_out (the sums go to PMEM instead of the output op) on all but the last.
     """
     smw, ssw = p.scale_div
     gmw, gsw = p.grad_div
     emw, esw = p.eta_div
     return data.StructLayout({
         "op": unsigned(3), "phase": unsigned(4), "wt_en": unsigned(1),
-        "k_cont": unsigned(1), "k_hold": unsigned(1),
+        "k_cont": unsigned(1), "k_hold": unsigned(1), "p_in": unsigned(1), "p_out": unsigned(1),
         "a_sel": unsigned(1), "b_sel": unsigned(2),
         "k_len": unsigned(ADDR_W), "m_len": unsigned(ADDR_W + 4), "n_len": unsigned(ADDR_W + 4),
         "a_base": unsigned(ADDR_W), "a_sm": unsigned(ADDR_W), "a_sk": unsigned(ADDR_W),

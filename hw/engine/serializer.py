@@ -17,10 +17,10 @@ SER_GROUPS = 4  # copies of the row load / shift enables: one per slice of the r
 
 
 def element_layout(p: EngineParams) -> data.StructLayout:
-    """One C element on its way to the output units: value, lane j (n % L), row r (m % L) and the
-    word addresses of slots o0..o4 (`params.command_layout`)."""
+    """One C element on its way to the output units: value, lane j (n % L), row r (m % L), the
+    word addresses of slots o0..o4 (`params.command_layout`) and of its partial sum in PMEM."""
     return data.StructLayout({"z": signed(p.acc_bits), "j": p.lane_bits, "r": p.lane_bits,
-                              "a": data.ArrayLayout(ADDR_W, 5)})
+                              "a": data.ArrayLayout(ADDR_W, 5), "p": ADDR_W})
 
 
 class RowSerializer(wiring.Component):
@@ -33,7 +33,8 @@ class RowSerializer(wiring.Component):
         L = p.lanes
         super().__init__({
             "cmd": In(command_layout(p)), "load": In(1),
-            "row": In(data.ArrayLayout(signed(p.acc_bits), L)), "m_row": In(ADDR_W + 4),
+            "row": In(data.ArrayLayout(signed(p.acc_bits), L)), "row_n": In(ADDR_W),
+            "m_row": In(ADDR_W + 4),
             "nt": In(ADDR_W), "col_addr": In(ADDR_W), "tcol_addr": In(ADDR_W),
             "row_addr1": In(ADDR_W), "row_addr2": In(ADDR_W), "row_addr3": In(ADDR_W),
             "valid": Out(1), "e": Out(element_layout(p)),
@@ -44,7 +45,7 @@ class RowSerializer(wiring.Component):
         p, cmd = self.p, self.cmd
         L, LB = p.lanes, p.lane_bits
         ser_row = data_reg(data.ArrayLayout(signed(p.acc_bits), L))
-        ser_m, ser_nt = data_reg(ADDR_W + 4), data_reg(ADDR_W)
+        ser_m, ser_nt, ser_p = data_reg(ADDR_W + 4), data_reg(ADDR_W), data_reg(ADDR_W)
         ser_col, ser_tcol = data_reg(ADDR_W), data_reg(ADDR_W)
         ser_rowa = {s: data_reg(ADDR_W, name=f"ser_row{s}") for s in (1, 2, 3)}
         ser_j = data_reg(LB)
@@ -64,18 +65,19 @@ class RowSerializer(wiring.Component):
                     m.d.sync += [ser_row[j].eq(self.row[j]) for j in lanes]
                 else:
                     m.d.sync += [ser_m.eq(self.m_row), ser_nt.eq(self.nt), ser_col.eq(self.col_addr),
-                                 ser_tcol.eq(self.tcol_addr), ser_j.eq(0)]
+                                 ser_tcol.eq(self.tcol_addr), ser_j.eq(0),
+                                 ser_p.eq(self.row_n << LB)]
                     m.d.sync += [ser_rowa[s].eq(getattr(self, f"row_addr{s}")) for s in (1, 2, 3)]
             with m.Elif(ser_on[g]):
                 if g < SER_GROUPS:
                     m.d.sync += [ser_row[j].eq(ser_row[j + 1]) for j in lanes if j < L - 1]
                 else:
-                    m.d.sync += [ser_j.eq(ser_j + 1), ser_col.eq(ser_col + 1),
+                    m.d.sync += [ser_j.eq(ser_j + 1), ser_col.eq(ser_col + 1), ser_p.eq(ser_p + 1),
                                  ser_tcol.eq(ser_tcol + cmd.o4.stride)]
         n = Signal(ADDR_W + 4)
         m.d.comb += n.eq((ser_nt << LB) | ser_j)
         m.d.comb += [self.valid.eq(ser_busy & (ser_m < cmd.m_len) & (n < cmd.n_len)),
                      self.e.z.eq(ser_row[0]), self.e.j.eq(ser_j), self.e.r.eq(ser_m[:LB]),
-                     self.e.a[0].eq(ser_col), self.e.a[4].eq(ser_tcol)]
+                     self.e.a[0].eq(ser_col), self.e.a[4].eq(ser_tcol), self.e.p.eq(ser_p)]
         m.d.comb += [self.e.a[s].eq(ser_rowa[s]) for s in (1, 2, 3)]
         return m

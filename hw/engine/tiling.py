@@ -24,7 +24,7 @@ import numpy as np
 
 from model.numerics import NitroError
 
-from .compiler import SLOTS, Gemm, Program, Tensor, cdiv, pack_command, validate_gemm
+from .compiler import PARTIAL_OPS, SLOTS, Gemm, Program, Tensor, cdiv, pack_command, validate_gemm
 from .params import (
     CTR_KINDS, MEM_NAMES, N_PHASES, OP_END, OP_POOL, OP_RELU_BWD, OP_SCALE_LOSS, OP_SGD, SEL_CMEM,
     SEL_CTR,
@@ -265,8 +265,8 @@ def _fwd_rows(cg, m0: int, m1: int, L: int) -> tuple[int, int, int, int, int]:
 
 def _conv_shape(g: Gemm, p: EngineParams) -> TileShape:
     """Forward: L images, the most output rows (a divisor of the image's) that fit with the
-    source rows their windows read. Weight gradient: all of K when it fits, else one MAC-array
-    tile at a time in chunks of whole images."""
+    source rows their windows read. Weight gradient: all of K when it fits, else in chunks
+    (`_chunk_shape`) of whole images, or of a band of image rows when one image does not fit."""
     L, hw, cg = p.lanes, g.conv.pixels, g.conv
     if cg.window is None:
         row = L * cg.w
@@ -286,22 +286,26 @@ def _conv_shape(g: Gemm, p: EngineParams) -> TileShape:
         return TileShape(best[1] * row, best[2], False)
     if _fits(g, p, g.m, g.n):
         return TileShape(g.m, g.n, False)
-    one = (min(L, g.m), min(L, g.n))
     n = g.k // hw
-    if _fits(g, p, *one, hw):
-        images = _largest(1, n, lambda i: _fits(g, p, *one, i * hw))
-        return TileShape(L, L, False, cdiv(n, cdiv(n, images)) * hw)
 
-    def band(r: int) -> bool:  # rows of one image, away from its top (two more source rows)
-        k0 = cg.w * min(1, cg.h - r)
-        return _fits(g, p, *one, k0 + r * cg.w, k0=k0)
+    def chunk(mm: int, nn: int) -> int | None:
+        if _fits(g, p, mm, nn, hw):
+            images = _largest(1, n, lambda i: _fits(g, p, mm, nn, i * hw))
+            return cdiv(n, cdiv(n, images)) * hw
 
-    rows = [r for r in range(cg.h - 1, 0, -1) if cg.h % r == 0 and band(r)]
-    if not rows:
-        s, u, d = _overflow(g, p, *one, cg.w)
+        def band(r: int) -> bool:  # rows of one image, away from its top (two more source rows)
+            k0 = cg.w * min(1, cg.h - r)
+            return _fits(g, p, mm, nn, k0 + r * cg.w, k0=k0)
+
+        rows = [r for r in range(cg.h - 1, 0, -1) if cg.h % r == 0 and band(r)]
+        return rows[0] * cg.w if rows else None
+
+    sh = _chunk_shape(g, p, chunk)
+    if sh is None:
+        s, u, d = _overflow(g, p, min(L, g.m), min(L, g.n), cg.w)
         raise NitroError(f"engine: {g.name} (weight gradient over {cg.w}-pixel image rows) needs "
                          f"{u} words of the {s} scratchpad for one row; the engine has {d}")
-    return TileShape(L, L, False, rows[0] * cg.w)
+    return sh
 
 
 def _local(b: Block, base: int) -> Tensor:
@@ -326,14 +330,15 @@ class TileShape:
     m: int  # C rows per tile
     n: int  # C columns per tile
     n_outer: bool  # tiles ordered column-block first: the B block stays, A blocks stream
-    k: int | None = None  # K per chunk when all of K does not fit (then one C tile per tile)
+    k: int | None = None  # K per chunk when all of K does not fit
+    partial: bool = False  # the chunks' sums in PMEM (else in the array: one C tile per tile)
 
 
 def tile_shape(g: Gemm, p: EngineParams) -> TileShape:
     """The tile shape and order with the fewest operand beats to load: for each column count the
     most rows that fit every scratchpad (and the converse); the operand that stays is loaded once
     per set, the other once per tile. When one MAC-array tile of C with all of K does not fit, K
-    is cut into the fewest equal chunks that do, one C tile at a time."""
+    is cut into chunks (`_chunk_shape`)."""
     if g.conv is not None:
         return _conv_shape(g, p)
     if g.pool is not None:
@@ -344,7 +349,16 @@ def tile_shape(g: Gemm, p: EngineParams) -> TileShape:
     mt, nt = cdiv(g.m, L), cdiv(g.n, L)
     one = (min(L, g.m), min(L, g.n))
     if not _fits(g, p, *one):
-        return TileShape(L, L, False, _k_chunk(g, p, one))
+        def chunk(mm: int, nn: int) -> int | None:
+            kc = _largest(0, g.k, lambda kk: _fits(g, p, mm, nn, kk))
+            return cdiv(g.k, cdiv(g.k, kc)) if kc else None
+
+        sh = _chunk_shape(g, p, chunk)
+        if sh is None:
+            s, u, d = _overflow(g, p, *one, 1)
+            raise NitroError(f"engine: {g.name} (M={g.m}, K={g.k}, N={g.n}) needs {u} words of the "
+                             f"{s} scratchpad for one {L}x{L} tile; the engine has {d}")
+        return sh
 
     def fits(mc: int, nc: int) -> bool:
         return _fits(g, p, min(mc * L, g.m), min(nc * L, g.n))
@@ -391,14 +405,31 @@ def _largest(lo: int, hi: int, ok) -> int:
     return lo
 
 
-def _k_chunk(g: Gemm, p: EngineParams, one: tuple[int, int]) -> int:
-    """K per chunk: the fewest equal chunks whose operands fit beside one C tile's outputs."""
-    if not _fits(g, p, *one, 1):
-        s, u, d = _overflow(g, p, *one, 1)
-        raise NitroError(f"engine: {g.name} (M={g.m}, K={g.k}, N={g.n}) needs {u} words of the "
-                         f"{s} scratchpad for one {p.lanes}x{p.lanes} tile; the engine has {d}")
-    kc = _largest(1, g.k, lambda kk: _fits(g, p, *one, kk))
-    return cdiv(g.k, cdiv(g.k, kc))
+def _chunk_shape(g: Gemm, p: EngineParams, chunk) -> TileShape | None:
+    """A GEMM whose K does not fit, in chunks of K (`chunk(mm, nn)`: K per chunk of an mm x nn
+    tile, None when none fits): on one C tile, the array holding its sums between chunks, or for
+    the serial ops on as many C tiles as PMEM holds the partial sums of, so that each chunk's
+    operands are loaded once for all of them. The shape with the fewest cycles: per chunk
+    command the slower of its operand beats and its MAC-array tiles, plus the fixed overhead."""
+    L = p.lanes
+    mt, nt, most = cdiv(g.m, L), cdiv(g.n, L), p.pmem_depth // (L * L)
+    shapes = {(1, 1, False)}
+    if g.op in PARTIAL_OPS:
+        shapes |= {(mc, min(nt, most // mc), True) for mc in range(1, min(mt, most) + 1)}
+        shapes |= {(min(mt, most // nc), nc, True) for nc in range(1, min(nt, most) + 1)}
+    best = None
+    for mc, nc, partial in sorted(shapes):
+        mm, nn = min(mc * L, g.m), min(nc * L, g.n)
+        kc = chunk(mm, nn)
+        if kc is None or (partial and mc * nc == 1):
+            continue
+        beats = sum(_local(b, 0).words * beats_per_word(p, b.t.sel)
+                    for b in _blocks(g, 0, mm, 0, nn, 0, kc, outs=False).values())
+        macs = mc * nc * max(kc, L * L) if partial else kc
+        cost = cdiv(g.m, mm) * cdiv(g.n, nn) * cdiv(g.k, kc) * (max(beats, macs) + TILE_OVERHEAD_BEATS)
+        if best is None or cost < best[0]:
+            best = (cost, TileShape(mm, nn, False, kc, partial))
+    return None if best is None else best[1]
 
 
 def transfers(b: Block, base: int, p: EngineParams) -> list[Transfer]:
@@ -448,8 +479,8 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
         if sh.n_outer:
             blocks.sort(key=lambda b: (b[1], b[0]))
         kc = sh.k or g.k
-        cuts += [_Cut(g, m0, min(m0 + sh.m, g.m), n0, min(n0 + sh.n, g.n), k0, min(k0 + kc, g.k))
-                 for m0, n0 in blocks for k0 in range(0, g.k, kc)]
+        cuts += [_Cut(g, m0, min(m0 + sh.m, g.m), n0, min(n0 + sh.n, g.n), k0, min(k0 + kc, g.k),
+                      sh.partial) for m0, n0 in blocks for k0 in range(0, g.k, kc)]
     runs = _group(cuts, p)
     ncw, cw, ctw = p.cmd_words, ext_word_bytes(p, SEL_CMEM), ext_word_bytes(p, SEL_CTR)
     ucode_ext = prog.tensor_bytes if base is None else base
@@ -466,7 +497,8 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
 
 @dataclass(frozen=True)
 class _Cut:
-    """Where a tile lies in its GEMM: C rows [m0, m1), columns [n0, n1), K range [k0, k1)."""
+    """Where a tile lies in its GEMM: C rows [m0, m1), columns [n0, n1), K range [k0, k1);
+    `partial`: its chunks' sums in PMEM."""
 
     g: Gemm
     m0: int
@@ -475,6 +507,7 @@ class _Cut:
     n1: int
     k0: int
     k1: int
+    partial: bool = False
 
 
 def _group(cuts: list[_Cut], p: EngineParams) -> list[Run]:
@@ -617,8 +650,9 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
     unpool = None if g.unpool is None else replace(g.unpool, y0=cut.n0 // _unpool_row(g))
     tg = Gemm(f"{g.name}[{cut.m0}:{cut.m1}, {cut.n0}:{cut.n1}{ks}]{win}", g.phase, g.op, local["a"],
               local.get("b", local["a"]), cut.m1 - cut.m0, cut.k1 - cut.k0, cut.n1 - cut.n0,
-              {s: local[s] for s in g.outs if s in local}, g.consts, g.sgd, cut.k0 > 0, hold, conv,
-              pool, unpool)
+              {s: local[s] for s in g.outs if s in local}, g.consts, g.sgd,
+              cut.k0 > 0 and not cut.partial and pool is None, hold and not cut.partial, conv,
+              pool, unpool, cut.k0 > 0 and cut.partial, hold and cut.partial)
     validate_gemm(tg, p)
     return Tile(g, tg, loads, stores), forwarded
 

@@ -177,7 +177,8 @@ async def cosim_main(dut) -> None:
               "ok": True, "mismatch": None, "fault": fault_s, "fault_injected": False,
               "network": _net_desc(prog), "memory": run.memory or {},
               "tiles": len(eng.ep.tiles), "runs": len(eng.ep.runs),
-              "k_chunks": sum(t.gemm.k_hold or t.gemm.k_cont for t in eng.ep.tiles),
+              "k_chunks": sum(t.gemm.k_hold or t.gemm.k_cont or t.gemm.p_in or t.gemm.p_out
+                                for t in eng.ep.tiles),
               "program_commands": len(eng.ep.commands)}
     counters, units, step_cycles, sim_cycles = [], [], [], []
     t_sim = t_gold = 0.0
