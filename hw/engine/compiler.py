@@ -123,7 +123,9 @@ class ConvGeom:
     window None: the forward GEMM of L images (M = pixels x L images, K = (ky, kx, c_in), N =
     c_out); (ky, kx): the weight gradient of that window position (M = c_in, K = images x
     pixels, N = c_out), the MAC-array tile at A word a_word and B word b_word. A tile covers
-    output rows from y0 (of one image, or whole images); its A block starts at source row a_row."""
+    output rows from y0 (of one image, or whole images); its A block starts at source row a_row.
+    A forward chunk of K is the window taps `taps` (rows ky0..ky1, columns kx0..kx1, all
+    channels; K order is (ky, kx, c_in))."""
 
     h: int
     w: int
@@ -135,6 +137,7 @@ class ConvGeom:
     a_word: int = 0
     b_word: int = 0
     rows: int = 0  # the weight gradient's output rows per image (0: whole images)
+    taps: tuple[int, int, int, int] = (0, 3, 0, 3)  # (ky0, ky1, kx0, kx1)
 
     @property
     def pixels(self) -> int:
@@ -145,11 +148,14 @@ class ConvGeom:
         f = dict(conv=1, cv_w=self.w, cv_h=self.h)
         top = self.y0 - self.a_row  # the tile's first output row in its A block
         if self.window is None:  # an A word is one channel of L images: a pixel is c_in words
-            ci, first = self.c_in, (top - 1) * self.w - 1  # the first window's source pixel
-            return f | dict(cv_x0=-1, cv_y0=self.y0 - 1, cv_mw=self.w, cv_n0=ci, cv_n1=3, cv_n2=3,
-                            a_base=(a.base + first * ci) % mod, a_sm=ci, a_sk=1,
-                            a_skr=(self.w - 3) * ci + 1,
-                            o0={"base": g.outs["o0"].base, "stride": g.n})
+            ky0, ky1, kx0, kx1 = self.taps
+            ci, first = self.c_in, (top - 1 + ky0) * self.w - 1 + kx0  # the first tap's pixel
+            f |= dict(cv_x0=kx0 - 1, cv_y0=self.y0 - 1 + ky0, cv_mw=self.w, cv_n0=ci,
+                      cv_n1=kx1 - kx0, cv_n2=ky1 - ky0, a_base=(a.base + first * ci) % mod,
+                      a_sm=ci, a_sk=1, a_skr=(self.w - (kx1 - kx0)) * ci + 1)
+            if "o0" in g.outs:  # (a chunk of K before the last has no outputs)
+                f["o0"] = {"base": g.outs["o0"].base, "stride": g.n}
+            return f
         ky, kx = self.window
         ppw = cdiv(self.c_in, a.lanes)  # A words per pixel (channel tiles)
         first = (top + ky - 1) * self.w + kx - 1
@@ -168,7 +174,8 @@ class PoolGeom:
     """Max-pooling of h x w images (channels innermost, `words` scratchpad words per pixel),
     kh x kw windows with stride = kernel and padding (ph, pw) of value 0 (the reference's int8
     pools, quirk D9); `mask`: copy the stored s (o2) into o3 with every non-arg-max position
-    marked (`hw.engine.pool`). A tile covers output rows from y0."""
+    marked (`hw.engine.pool`). A tile covers output rows from y0; a delta tile through the
+    pool's map (`map_fields`) covers image rows from y0, or `seg` pixels of row y0 from x0."""
 
     h: int
     w: int
@@ -179,6 +186,8 @@ class PoolGeom:
     pw: int = 0
     mask: bool = False
     y0: int = 0
+    x0: int = 0
+    seg: int = 0
 
     @property
     def ho(self) -> int:
@@ -210,9 +219,10 @@ class PoolGeom:
 
     def map_fields(self) -> dict:
         """A delta GEMM's B tiles through this pool's map (`params.command_layout` bpool), for a
-        tile of whole image rows from y0."""
-        return dict(bpool=1, cv_w=self.w, cv_n0=self.words, cv_n1=self.kw, cv_n2=self.kh,
-                    cv_x0=-self.pw, cv_y0=-((self.y0 + self.ph) % self.kh))
+        tile of whole image rows from y0 (or a segment of one)."""
+        return dict(bpool=1, cv_w=self.seg or self.w, cv_n0=self.words, cv_n1=self.kw,
+                    cv_n2=self.kh, cv_x0=-((self.x0 + self.pw) % self.kw),
+                    cv_y0=-((self.y0 + self.ph) % self.kh))
 
     @property
     def covered(self) -> int:

@@ -146,10 +146,10 @@ def _conv_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
     images, its A and B blocks all their channels (the MAC-array tile is an offset in them)."""
     cg, hw = g.conv, g.conv.pixels
     if cg.window is None:
-        i0, y0, y1, s0, s1 = _fwd_rows(cg, m0, m1, g.a.lanes)
+        i0, y0, y1, s0, s1 = _fwd_rows(cg, m0, m1, g.a.lanes, _taps(cg, k0, k1))
         ci, co, w = cg.c_in, cg.c_out, cg.w
         blocks = {"a": Block(g.a, i0, i0 + g.a.lanes, s0 * w * ci, s1 * w * ci),
-                  "b": Block(g.b, 0, g.k, n0, n1)}
+                  "b": Block(g.b, k0, k1, n0, n1)}
         if n1 - n0 == co:
             out = {slot: Block(t, i0, i0 + g.a.lanes, y0 * w * co, y1 * w * co)
                    for slot, t in g.outs.items()}
@@ -205,11 +205,17 @@ def _pool_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
 def _unpool_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
                    outs: bool) -> dict[str, Block]:
     """A delta GEMM through a learning pool: columns [n0, n1) are whole image rows of the
-    un-pooled delta; B holds the pooled rows whose windows cover them."""
+    un-pooled delta, or a segment of whole windows of one; B holds the pooled pixels whose
+    windows cover them."""
     pg, row = g.unpool, _unpool_row(g)
-    r0, r1 = pg.pooled_rows(n0 // row, n1 // row)
+    r0, r1 = pg.pooled_rows(n0 // row, cdiv(n1, row))
     prow = g.b.feats // pg.ho
-    blocks = {"a": Block(g.a, m0, m1, k0, k1), "b": Block(g.b, k0, k1, r0 * prow, r1 * prow)}
+    f0, f1 = r0 * prow, r1 * prow
+    if (n1 - n0) % row or n0 % row:  # a segment: its windows' pooled pixels
+        px = row // pg.w  # features per pixel
+        f0 += (n0 % row // px + pg.pw) // pg.kw * px
+        f1 = f0 + cdiv((n1 - n0) // px + (n0 % row // px + pg.pw) % pg.kw, pg.kw) * px
+    blocks = {"a": Block(g.a, m0, m1, k0, k1), "b": Block(g.b, k0, k1, f0, f1)}
     for slot, t in g.outs.items() if outs else ():
         blocks[slot] = Block(t, m0, m1, n0, n1)
     return blocks
@@ -242,30 +248,50 @@ def _pool_shape(g: Gemm, p: EngineParams) -> TileShape:
 
 
 def _unpool_shape(g: Gemm, p: EngineParams) -> TileShape:
-    """Whole MAC-array tiles of rows x whole image rows of the delta, the most words that fit."""
-    L, row, rows = p.lanes, _unpool_row(g), g.unpool.covered
+    """Whole MAC-array tiles of rows x whole image rows of the delta, the most words that fit;
+    else L images x segments of image rows, each the most whole pooling windows that fit."""
+    L, row, rows, pg = p.lanes, _unpool_row(g), g.unpool.covered, g.unpool
     best = max(((i * r, i, r) for i in range(L, cdiv(g.m, L) * L + 1, L)
                 for r in [_largest(0, rows, lambda r: _fits(g, p, min(i, g.m), r * row))]
                 if r), default=None)
-    if best is None:
-        s, u, d = _overflow(g, p, min(L, g.m), row)
-        raise NitroError(f"engine: {g.name} needs {u} words of the {s} scratchpad for one image "
-                         f"row of {L} images; the engine has {d}")
-    return TileShape(best[1], best[2] * row, False)
+    if best is not None:
+        return TileShape(best[1], best[2] * row, False)
+    px, mm = row // pg.w, min(L, g.m)
+    for s in range(pg.wo, 0, -1):  # windows per segment
+        xs = sorted({0, pg.w} | {x for x in range(s * pg.kw - pg.pw, pg.w, s * pg.kw) if x > 0})
+        if all(_fits(g, p, mm, x1 * px, n0=x0 * px) for x0, x1 in zip(xs, xs[1:])):
+            edges = sorted({y * row + x * px for y in range(rows) for x in xs})
+            return TileShape(mm, 0, False, n_cuts=tuple(edges))
+    s, u, d = _overflow(g, p, mm, pg.kw * px)
+    raise NitroError(f"engine: {g.name} needs {u} words of the {s} scratchpad for one pooling "
+                     f"window of {L} images; the engine has {d}")
 
 
-def _fwd_rows(cg, m0: int, m1: int, L: int) -> tuple[int, int, int, int, int]:
-    """A forward tile's first image, output rows [y0, y1) and the source rows [s0, s1) its
-    windows read (M = L-image tiles x pixels x L)."""
+def _fwd_rows(cg, m0: int, m1: int, L: int,
+              taps: tuple[int, int, int, int] = (0, 3, 0, 3)) -> tuple[int, int, int, int, int]:
+    """A forward tile's first image, output rows [y0, y1) and the source rows [s0, s1) the
+    window taps `taps` read (M = L-image tiles x pixels x L)."""
     per, row = L * cg.pixels, L * cg.w
     i0, y0 = m0 // per * L, m0 % per // row
     y1 = y0 + (m1 - m0) // row
-    return i0, y0, y1, max(y0 - 1, 0), min(y1 + 1, cg.h)
+    s0 = min(max(y0 - 1 + taps[0], 0), cg.h - 1)
+    # (taps that read only padding rows still get one row: every beat of it reads zero)
+    return i0, y0, y1, s0, max(min(y1 - 2 + taps[1], cg.h), s0 + 1)
+
+
+def _taps(cg, k0: int, k1: int) -> tuple[int, int, int, int]:
+    """The window taps (ky0, ky1, kx0, kx1) of a forward chunk [k0, k1) of K = (ky, kx, c_in):
+    whole window rows, or taps of one row."""
+    t0, t1 = k0 // cg.c_in, k1 // cg.c_in
+    if t0 % 3 == 0 and t1 % 3 == 0:
+        return t0 // 3, t1 // 3, 0, 3
+    return t0 // 3, t0 // 3 + 1, t0 % 3, t0 % 3 + t1 - t0
 
 
 def _conv_shape(g: Gemm, p: EngineParams) -> TileShape:
     """Forward: L images, the most output rows (a divisor of the image's) that fit with the
-    source rows their windows read. Weight gradient: all of K when it fits, else in chunks
+    source rows their windows read; when none does with all of K, chunks of K of whole window
+    rows or single taps (all input channels) with their partial sums in PMEM. Weight gradient: all of K when it fits, else in chunks
     (`_chunk_shape`) of whole images, or of a band of image rows when one image does not fit."""
     L, hw, cg = p.lanes, g.conv.pixels, g.conv
     if cg.window is None:
@@ -278,12 +304,21 @@ def _conv_shape(g: Gemm, p: EngineParams) -> TileShape:
         # the most output words: whole rows (a divisor of the image's) x output channels
         best = max(((r * nc, r, nc) for nc in range(L, g.n + 1, L) if g.n % nc == 0
                     for r in range(cg.h, 0, -1) if cg.h % r == 0 and fits(r, nc)), default=None)
-        if best is None:
-            s, u, d = _overflow(g, p, row, L)
-            raise NitroError(f"engine: {g.name} (convolution of {cg.w}-pixel rows, {g.k} inputs, "
-                             f"{g.n} outputs) needs {u} words of the {s} scratchpad for one row "
-                             f"of {L} images and {L} channels; the engine has {d}")
-        return TileShape(best[1] * row, best[2], False)
+        if best is not None:
+            return TileShape(best[1] * row, best[2], False)
+        most = p.pmem_depth // (L * L)  # C tiles: pixels x channel words
+        for kc in (3 * cg.c_in, cg.c_in):  # a window row, a tap
+            best = max(((r * nc, r, nc) for nc in range(L, g.n + 1, L) if g.n % nc == 0
+                        for r in range(cg.h, 0, -1) if cg.h % r == 0
+                        and r * cg.w * nc // L <= most
+                        and _fits(g, p, row * min(1, cg.h - r) + r * row, nc, kc,
+                                  m0=row * min(1, cg.h - r))), default=None)
+            if best is not None:
+                return TileShape(best[1] * row, best[2], False, kc, True)
+        s, u, d = _overflow(g, p, row, L, cg.c_in)
+        raise NitroError(f"engine: {g.name} (convolution of {cg.w}-pixel rows, {g.k} inputs, "
+                         f"{g.n} outputs) needs {u} words of the {s} scratchpad for one row "
+                         f"of {L} images, {L} channels and one window tap; the engine has {d}")
     if _fits(g, p, g.m, g.n):
         return TileShape(g.m, g.n, False)
     n = g.k // hw
@@ -332,6 +367,7 @@ class TileShape:
     n_outer: bool  # tiles ordered column-block first: the B block stays, A blocks stream
     k: int | None = None  # K per chunk when all of K does not fit
     partial: bool = False  # the chunks' sums in PMEM (else in the array: one C tile per tile)
+    n_cuts: tuple[int, ...] | None = None  # the column edges (from 0 to N) when not every n
 
 
 def tile_shape(g: Gemm, p: EngineParams) -> TileShape:
@@ -475,12 +511,13 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
     cuts = []
     for g in prog.infer_gemms if inference else prog.gemms:
         sh = tile_shape(g, p)
-        blocks = [(m0, n0) for m0 in range(0, g.m, sh.m) for n0 in range(0, g.n, sh.n)]
+        edges = sh.n_cuts or (*range(0, g.n, sh.n), g.n)
+        blocks = [(m0, n0, n1) for m0 in range(0, g.m, sh.m) for n0, n1 in zip(edges, edges[1:])]
         if sh.n_outer:
             blocks.sort(key=lambda b: (b[1], b[0]))
         kc = sh.k or g.k
-        cuts += [_Cut(g, m0, min(m0 + sh.m, g.m), n0, min(n0 + sh.n, g.n), k0, min(k0 + kc, g.k),
-                      sh.partial) for m0, n0 in blocks for k0 in range(0, g.k, kc)]
+        cuts += [_Cut(g, m0, min(m0 + sh.m, g.m), n0, n1, k0, min(k0 + kc, g.k), sh.partial)
+                 for m0, n0, n1 in blocks for k0 in range(0, g.k, kc)]
     runs = _group(cuts, p)
     ncw, cw, ctw = p.cmd_words, ext_word_bytes(p, SEL_CMEM), ext_word_bytes(p, SEL_CTR)
     ucode_ext = prog.tensor_bytes if base is None else base
@@ -644,10 +681,16 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
                        rows=0 if cut.k1 - cut.k0 >= conv.pixels else y1 - y0)
         win = f" window {conv.window}"
     elif conv is not None:
-        _, y0, _, s0, _ = _fwd_rows(conv, cut.m0, cut.m1, p.lanes)
-        conv = replace(conv, y0=y0, a_row=s0)
+        taps = _taps(conv, cut.k0, cut.k1)
+        _, y0, _, s0, _ = _fwd_rows(conv, cut.m0, cut.m1, p.lanes, taps)
+        conv = replace(conv, y0=y0, a_row=s0, taps=taps)
     pool = None if g.pool is None else replace(g.pool, y0=cut.n0, words=cut.k1 - cut.k0)
-    unpool = None if g.unpool is None else replace(g.unpool, y0=cut.n0 // _unpool_row(g))
+    unpool = None
+    if g.unpool is not None:
+        row = _unpool_row(g)
+        px, whole = row // g.unpool.w, (cut.n1 - cut.n0) % row == 0 and cut.n0 % row == 0
+        unpool = replace(g.unpool, y0=cut.n0 // row, x0=cut.n0 % row // px,
+                         seg=0 if whole else (cut.n1 - cut.n0) // px)
     tg = Gemm(f"{g.name}[{cut.m0}:{cut.m1}, {cut.n0}:{cut.n1}{ks}]{win}", g.phase, g.op, local["a"],
               local.get("b", local["a"]), cut.m1 - cut.m0, cut.k1 - cut.k0, cut.n1 - cut.n0,
               {s: local[s] for s in g.outs if s in local}, g.consts, g.sgd,

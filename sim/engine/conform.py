@@ -118,9 +118,10 @@ def _compare(step: str, ref: dict, ours: dict, weights: dict, hw) -> StepReport:
 
 def run_engine_conformance(vec_dir: str | Path, tag: str,
                            on_step: Callable[[StepReport], None] | None = None,
-                           work_dir: Path | None = None) -> list[StepReport]:
+                           work_dir: Path | None = None, params=None) -> list[StepReport]:
     """Check the set and the engine's support for its network before building anything, then
-    replay it on the Verilated engine; the reports as `model.conform.run_conformance` gives them."""
+    replay it on the Verilated engine (`params`: its EngineParams, default the shipped engine's);
+    the reports as `model.conform.run_conformance` gives them."""
     from hw.engine.compiler import compile_network
     from hw.engine.params import EngineParams
     from .build import build_engine, run_engine_test
@@ -128,7 +129,7 @@ def run_engine_conformance(vec_dir: str | Path, tag: str,
 
     vec_dir = Path(vec_dir).resolve()
     vs = load_set(vec_dir, tag)
-    p = EngineParams()
+    p = params or EngineParams()
     programs(compile_network(vs.net.spec, len(vs.data["step1_x"]), p, vs.lr_inv))
     for step, ref in vs.refs.items():  # every array the engine produces must be in the set
         missing = [n for n in required_arrays(vs.net, step) if n not in ref]
