@@ -8,6 +8,10 @@
            1000 test images), per-phase cycles (the convolutions per layer)
            -> cosim_<config>_<N>steps_b<batch>_ideal.json
   conform: `nitro conform --engine` on the official CNN sets cnn and cnnx -> conform_<tag>.json
+  vgg    : VGG8B MNIST (issue 14, acceptance 3): the performance model's cycles per step at batch
+           64 for the ideal and the DDR3-class memory, per phase, and images/s at 150 MHz ->
+           vgg8b_mnist_model.json; one training step of it at batch 8 on the Verilated engine
+           (about 30 minutes) -> cosim_vgg8b_mnist_1steps_b8_ideal.json
   model  : the performance model (hw.engine.perf) against those runs -> perf_model.json
   widths : the golden model in "check" mode with the engine's storage widths (int16 weights, int24
            deltas, or --weight-bits) over real training (--config, --epochs) -> widths.json for
@@ -154,6 +158,41 @@ def bench_cnn(data_dir: str) -> list[Path]:
     minutes of simulation)."""
     return [_record_cosim(config, steps, data_dir, cnn_file(config), batch=batch, test_images=test)
             for config, (batch, steps, test) in CNN_RUNS.items()]
+
+
+VGG = "vgg8b_mnist"
+VGG_RTL_BATCH = 8  # one step at batch 64 would be ~3.1 G cycles: three hours of simulation
+TARGET_MHZ = 150.0
+
+
+def bench_vgg(data_dir: str) -> list[Path]:
+    """VGG8B MNIST: the compiled program's predicted cycles per step (batch 64, both memory
+    models, per phase with the useful-MAC utilization of its GEMMs) and images/s at the 150 MHz
+    target; then one step at batch 8 co-simulated and bit-checked."""
+    from hw.engine.perf import predict
+    from sim.engine.host import DDR3
+
+    p = EngineParams()
+    t0 = time.perf_counter()
+    ep = _program(VGG, 64, p)
+    compile_s = time.perf_counter() - t0
+    macs = ep.prog.macs
+    res = {"config": VGG, "batch": 64, "tiles": len(ep.tiles), "runs": len(ep.runs),
+           "compile_s": round(compile_s, 1), "target_mhz": TARGET_MHZ,
+           "useful_macs_per_step": sum(macs.values()), "memories": {}}
+    for name, mm in (("ideal", None), ("ddr3", DDR3)):
+        pr = predict(ep) if mm is None else predict(ep, mm.latency, mm.stall_pct, mm.gap)
+        res["memories"][name] = {
+            "cycles_per_step": pr.cycles, "units": pr.units,
+            "img_s_at_target": round(64 * TARGET_MHZ * 1e6 / pr.cycles, 2),
+            "mac_util": sum(macs.values()) / (p.rows * p.cols * pr.cycles),
+            "phases": {ph: {"cycles": c, "util": macs.get(ph, 0) / (p.rows * p.cols * c) if c else 0.0}
+                       for ph, c in pr.phases.items()}}
+    out = OUT / f"{VGG}_model.json"
+    write_atomic(out, json.dumps(res, indent=1).encode())
+    rtl = _record_cosim(VGG, 1, data_dir, OUT / f"cosim_{VGG}_1steps_b{VGG_RTL_BATCH}_ideal.json",
+                        batch=VGG_RTL_BATCH)
+    return [out, rtl]
 
 
 CNN_SETS = ("cnn", "cnnx")  # the official implementation's CNN vectors (../shared/refvectors)
@@ -458,7 +497,7 @@ def write_readme() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["cosim", "cnn", "conform", "model", "widths", "synth", "place",
+    ap.add_argument("what", choices=["cosim", "cnn", "conform", "vgg", "model", "widths", "synth", "place",
                                      "small", "ebr", "all", "readme"])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--config", default="mlp_mnist", help="widths: the experiment config")
@@ -473,6 +512,8 @@ def main() -> None:
         bench_cnn(a.data_dir)
     if a.what in ("conform", "all"):
         bench_conform(REPO.parent / "shared" / "refvectors")
+    if a.what in ("vgg", "all"):
+        bench_vgg(a.data_dir)
     if a.what in ("model", "all"):
         bench_model(a.data_dir)
     if a.what in ("widths", "all"):

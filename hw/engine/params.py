@@ -17,6 +17,7 @@ benchmarks/engine/widths.json):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from amaranth import signed, unsigned
 from amaranth.lib import data
@@ -156,7 +157,7 @@ class EngineParams:
 
     @property
     def cmd_bits(self) -> int:
-        return data.Layout.cast(command_layout(self)).size
+        return _command_bits(self)
 
     @property
     def cmd_words(self) -> int:
@@ -172,6 +173,7 @@ def _slot() -> data.StructLayout:
     return data.StructLayout({"base": unsigned(ADDR_W), "stride": unsigned(ADDR_W)})
 
 
+@cache  # (the compiler asks for it per tile)
 def command_layout(p: EngineParams) -> data.StructLayout:
     """One GEMM command: C[M x N] = A[M x K] . B[K x N], tiled rows x cols, then output op.
 
@@ -225,3 +227,8 @@ def command_layout(p: EngineParams) -> data.StructLayout:
         "d_mult": unsigned(gmw), "d_shift": unsigned(gsw),
         "e_mult": unsigned(emw), "e_shift": unsigned(esw),
     })
+
+
+@cache
+def _command_bits(p: EngineParams) -> int:
+    return data.Layout.cast(command_layout(p)).size

@@ -25,7 +25,7 @@ from sim.runner import LINT_WAIVERS, REPO, check_results, setup_verilator, witho
 
 HARNESS = Path(__file__).with_name("engine_tb.sv")
 MEMORY_MODEL = Path(__file__).parents[1] / "axi_mem.sv"
-MEM_WORDS = 1 << 22  # the memory model: 32 MiB (as 64-bit words; the model holds bus words)
+MEM_WORDS = 1 << 23  # the memory model: 64 MiB (as 64-bit words; the model holds bus words)
 BUILD_ARGS = [*LINT_WAIVERS, "-O3", "--timing", "-Wno-fatal", "--x-assign", "fast",
               "--x-initial", "fast"]
 # Own root (unit test runs may clear build/hw); NITRO_ENGINE_BUILD_ROOT overrides it.
