@@ -402,6 +402,26 @@ def _cosim_lines(f: Path, memory: str, bus: int, per_phase: bool = False) -> lis
     return lines
 
 
+def _vgg_lines() -> list[str]:
+    """VGG8B: the performance model's numbers, then its co-simulated step."""
+    f = OUT / f"{VGG}_model.json"
+    if not f.exists():
+        return []
+    r = json.loads(f.read_text())
+    lines = [f"## {f.name}: VGG8B MNIST on the engine (performance model, batch {r['batch']})", "",
+             f"- {r['tiles']} tiles in {r['runs']} runs (compiled and tiled in {r['compile_s']:.0f} s), "
+             f"{r['useful_macs_per_step']:.3g} useful MACs per step"]
+    lines += [f"- {name} memory: **{m['cycles_per_step']:.4g} cycles per step**, useful-MAC "
+              f"utilization {100 * m['mac_util']:.1f}%: **{m['img_s_at_target']} images/s** at "
+              f"{r['target_mhz']:.0f} MHz (the target; the engine's routing has not closed, below)"
+              for name, m in r["memories"].items()]
+    lines += ["", "| phase | cycles (ideal memory) | useful-MAC utilization |", "|---|---:|---:|"]
+    lines += [f"| {ph} | {v['cycles']:.4g} | {100 * v['util']:.1f}% |"
+              for ph, v in r["memories"]["ideal"]["phases"].items() if v["cycles"]]
+    rtl = OUT / f"cosim_{VGG}_1steps_b{VGG_RTL_BATCH}_ideal.json"
+    return lines + [""] + (_cosim_lines(rtl, "ideal", 64, per_phase=True) if rtl.exists() else [])
+
+
 def write_readme() -> None:
     lines = ["# Streaming NITRO-D engine: recorded results", "",
              "Produced by `scripts/bench_engine.py` (see its docstring). One generated engine: 8x8 "
@@ -417,6 +437,7 @@ def write_readme() -> None:
     for f in map(cnn_file, CNN_RUNS):
         if f.exists():
             lines += _cosim_lines(f, "ideal", 64, per_phase=True)
+    lines += _vgg_lines()
     for f in (OUT / f"conform_{tag}.json" for tag in CNN_SETS):
         if f.exists():
             r = json.loads(f.read_text())
@@ -470,7 +491,8 @@ def write_readme() -> None:
                   "`v1/`). Timing closure of the streaming engine is open work: routing did not finish "
                   "on this 2-core machine (router1 still had 72 000 overused wires after 36 minutes on "
                   "an earlier netlist of this engine, seed 1; 184 of the 208 "
-                  "block RAMs and 360 of the 365 I/Os are used).", ""]
+                  "block RAMs and 360 of the 365 I/Os are used; the partial-sum memory added "
+                  "since takes 8 more block RAMs).", ""]
         lines += _resource_table(r["utilization"]) + [""]
     e = OUT / "ebr_outreg.json"
     if e.exists():

@@ -2,8 +2,11 @@
 scratchpads hold, and the engine program that moves and runs them (`hw.engine.program`).
 
 A tile covers whole MAC-array tiles of C: rows [m0, m1) and columns [n0, n1) of the output, and
-all of K, or one chunk of K when a single MAC-array tile with all of K does not fit (the chunks of
-a C tile run one after another and accumulate in the array). Its operands and outputs are 2-D
+all of K, or one chunk of K when all of K does not fit (`_chunk_shape`): the chunks of a tile run
+one after another and accumulate either in the array (one MAC-array tile) or, for the serial ops,
+in the partial-sum memory (up to `pmem_depth` elements of C, so each chunk's operands are loaded
+once for all of its MAC-array tiles). A convolution's forward is chunked by window taps, a delta
+GEMM through a learning pool cut into segments of image rows. Its operands and outputs are 2-D
 blocks of the tensors in external memory; each is LOADed to (or STOREd from) a region of its
 scratchpad, where it is contiguous, and the tile's GEMM command addresses those regions. The tile
 shape is the one with the fewest operand beats that fits every scratchpad; a GEMM whose outputs
