@@ -46,42 +46,66 @@ def test_any_cnn_set_the_meta_describes(tmp_path, capsys):
     assert "c step 2: 27 arrays, all match" in out and "c step after: 15 arrays, all match" in out
 
 
-def test_trained_cnn_set_on_an_engine_cut_like_vgg8b(tmp_path, capsys):
-    """The cuts VGG8B needs, forced on the small CNN (conv8 - pool - conv16, learning pools
-    (4, 4) and (4, 2) with 2 rows of padding, batch 16) by an engine with a 16-word WMEM and a
-    128-word WTMEM: the second convolution's forward in chunks of K of one window tap each
-    (8 input channels; the taps' padding rows masked), their partial sums in pmem; the delta
-    GEMM through the second learning pool in segments of whole pooling windows of one image
-    row, its B tiles the segment's pooled pixels. The set starts from weights trained for an
-    epoch: with the initial ones the second block's scaled outputs are all zero, and a wrong
-    forward would go unseen. Every stored array matches."""
+def _trained_cnn_set(tmp_path, channels: int, p) -> tuple:
+    """conv{channels} - pool - conv16 with learning pools (4, 4) and (4, 2) with 2 rows of
+    padding, an FC block, batch 16, trained for an epoch on the golden model, then a 2-step set
+    exported from those weights (with the initial ones the second block's scaled outputs are all
+    zero, and a wrong forward would go unseen). Returns (its program on engine `p`, a function
+    replaying the set on that engine and asserting that every array matches)."""
     from hw.engine.compiler import compile_network
-    from hw.engine.params import EngineParams
     from hw.engine.tiling import lower
     from model.config import load_config
     from sim.engine.conform import run_engine_conformance
 
-    p = EngineParams(wmem_depth=16, wtmem_depth=128)
     cfg = tmp_path / "w.toml"
     cfg.write_text('name = "w"\n[data]\ndataset = "embedded"\n[network]\nkind = "cnn"\n'
-                   'architecture = [["Conv2d", 8, 3, 1, 1], ["MaxPool2d", 2, 2], '
+                   f'architecture = [["Conv2d", {channels}, 3, 1, 1], ["MaxPool2d", 2, 2], '
                    '["Conv2d", 16, 3, 1, 1]]\nhidden = [32]\npred_decoder_dim = 512\n'
                    '[train]\nbatch_size = 16\n')
     ep = lower(compile_network(load_config(cfg).build_spec((1, 28, 28)), 16, p))
+
+    def replay() -> None:
+        assert main(["train", "--config", str(cfg), "--epochs", "1", "--out", str(tmp_path / "run"),
+                     "--no-progress"]) == 0
+        assert main(["vectors", "--config", str(cfg), "--checkpoint",
+                     str(tmp_path / "run" / "checkpoint.npz"), "--out", str(tmp_path / "v"),
+                     "--tag", "w", "--steps", "2", "--test-images", "16"]) == 0
+        reports = run_engine_conformance(tmp_path / "v", "w", params=p, work_dir=tmp_path / "sim")
+        assert [(r.step, r.arrays, r.mismatches) for r in reports] == [
+            ("1", 27, []), ("2", 27, []), ("after", 15, [])]
+    return ep, replay
+
+
+def test_trained_cnn_set_on_an_engine_cut_like_vgg8b(tmp_path):
+    """The cuts VGG8B's forward and deltas need, forced on a small CNN by an engine with a
+    16-word WMEM and a 128-word WTMEM: the second convolution's forward in chunks of K of one
+    window tap each (8 input channels; the taps' padding rows masked), their partial sums in
+    pmem; the delta GEMM through the second learning pool in segments of whole pooling windows
+    of one image row, its B tiles the segment's pooled pixels. Every array matches."""
+    from hw.engine.params import EngineParams
+
+    ep, replay = _trained_cnn_set(tmp_path, 8, EngineParams(wmem_depth=16, wtmem_depth=128))
     fwd = [t.gemm for t in ep.tiles if t.parent.name == "conv_block_02/fwd"]
     assert {g.conv.taps for g in fwd} == {(ky, ky + 1, kx, kx + 1) for ky in range(3)
                                           for kx in range(3)}
     assert all(g.p_in == (g.conv.taps != (0, 1, 0, 1)) for g in fwd)
     segs = {t.gemm.unpool.seg for t in ep.tiles if t.parent.name == "conv_block_02/delta"}
     assert 0 not in segs and len(segs) == 2
-    assert main(["train", "--config", str(cfg), "--epochs", "1", "--out", str(tmp_path / "run"),
-                 "--no-progress"]) == 0
-    assert main(["vectors", "--config", str(cfg), "--checkpoint", str(tmp_path / "run" / "checkpoint.npz"),
-                 "--out", str(tmp_path / "v"), "--tag", "w", "--steps", "2",
-                 "--test-images", "16"]) == 0
-    reports = run_engine_conformance(tmp_path / "v", "w", params=p, work_dir=tmp_path / "sim")
-    assert [(r.step, r.arrays, r.mismatches) for r in reports] == [
-        ("1", 27, []), ("2", 27, []), ("after", 15, [])]
+    replay()
+
+
+def test_trained_cnn_set_with_weight_gradients_of_some_channels(tmp_path):
+    """A 16 -> 16 convolution's weight gradient whose K does not fit, on an engine whose PMEM
+    holds one C tile: each MAC-array tile's chunks load only its own input channels'
+    activations and output channels' deltas (strided blocks of both operands, as VGG8B's
+    512-channel layers need). Every array matches."""
+    from hw.engine.params import EngineParams
+
+    ep, replay = _trained_cnn_set(tmp_path, 16, EngineParams(pmem_depth=64))
+    wg = [t.gemm for t in ep.tiles if t.parent.name == "conv_block_02/update_fwd"]
+    assert {(g.conv.a_words, g.conv.a_word, g.conv.b_word) for g in wg} == {(1, 0, 0)}
+    assert any(g.k_hold for g in wg)
+    replay()
 
 
 def test_engine_conform_reports_first_mismatch(tampered_mlp_set, capsys):

@@ -136,6 +136,7 @@ class ConvGeom:
     a_row: int = 0
     a_word: int = 0
     b_word: int = 0
+    a_words: int = 0  # A words per pixel when its block holds some channel words (0: all)
     rows: int = 0  # the weight gradient's output rows per image (0: whole images)
     taps: tuple[int, int, int, int] = (0, 3, 0, 3)  # (ky0, ky1, kx0, kx1)
 
@@ -157,7 +158,7 @@ class ConvGeom:
                 f["o0"] = {"base": g.outs["o0"].base, "stride": g.n}
             return f
         ky, kx = self.window
-        ppw = cdiv(self.c_in, a.lanes)  # A words per pixel (channel tiles)
+        ppw = self.a_words or cdiv(self.c_in, a.lanes)  # A words per pixel (channel tiles)
         first = (top + ky - 1) * self.w + kx - 1
         return f | dict(cv_x0=kx - 1, cv_y0=self.y0 + ky - 1, cv_mw=0, cv_n0=1, cv_n1=self.w,
                         cv_n2=self.rows or self.h,

@@ -166,11 +166,21 @@ def _conv_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
         a_px, b_px = g.a.feats // hw * cg.w, g.b.feats // hw * cg.w  # features per image row
         blocks = {"a": Block(g.a, i0, i1, s0 * a_px, s1 * a_px),
                   "b": Block(g.b, i0, i1, y0 * b_px, y1 * b_px)}
-        if n1 - n0 < cg.c_out:  # one MAC-array tile of a chunked gradient: its deltas only
+        if n1 - n0 < cg.c_out:  # some output channels of a chunked gradient: their deltas only
             blocks["b"] = Block(g.b, i0, i1, y0 * b_px + n0, y0 * b_px + n1, cg.c_out,
                                 (y1 - y0) * cg.w)
+        a0, a1 = _a_words(g, m0, m1)
+        if a1 - a0 < a_px // cg.w:  # ... and some input channels: their activations only
+            blocks["a"] = Block(g.a, i0, i1, s0 * a_px + a0, s0 * a_px + a1, a_px // cg.w,
+                                (s1 - s0) * cg.w)
         out = {slot: Block(t, row0 + m0, row0 + m1, n0, n1) for slot, t in g.outs.items()}
     return blocks | (out if outs else {})
+
+
+def _a_words(g: Gemm, m0: int, m1: int) -> tuple[int, int]:
+    """The features [a0, a1) of each pixel (whole words) that a weight-gradient tile's rows read."""
+    L = g.a.lanes
+    return m0 // L * L, cdiv(m1, L) * L
 
 
 def _wgrad_rows(cg, k0: int, k1: int) -> tuple[int, int, int, int, int]:
@@ -679,7 +689,10 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
     if conv is not None and conv.window is not None:
         _, y0, y1, s0, _ = _wgrad_rows(conv, cut.k0, cut.k1)
         sliced = cut.n1 - cut.n0 < conv.c_out  # (the B block holds the tile's deltas only)
-        conv = replace(conv, y0=y0, a_row=s0, a_word=cut.m0 // p.lanes,
+        a0, a1 = _a_words(g, cut.m0, cut.m1)
+        a_sliced = a1 - a0 < g.a.feats // conv.pixels  # (and the A block its channels only)
+        conv = replace(conv, y0=y0, a_row=s0, a_word=0 if a_sliced else cut.m0 // p.lanes,
+                       a_words=(a1 - a0) // p.lanes if a_sliced else 0,
                        b_word=0 if sliced else cut.n0 // p.lanes,
                        rows=0 if cut.k1 - cut.k0 >= conv.pixels else y1 - y0)
         win = f" window {conv.window}"
