@@ -302,36 +302,39 @@ def _taps(cg, k0: int, k1: int) -> tuple[int, int, int, int]:
 
 
 def _conv_shape(g: Gemm, p: EngineParams) -> TileShape:
-    """Forward: L images, the most output rows (a divisor of the image's) that fit with the
-    source rows their windows read; when none does with all of K, chunks of K of whole window
-    rows or single taps (all input channels) with their partial sums in PMEM. Weight gradient: all of K when it fits, else in chunks
-    (`_chunk_shape`) of whole images, or of a band of image rows when one image does not fit."""
-    L, hw, cg = p.lanes, g.conv.pixels, g.conv
-    if cg.window is None:
-        row = L * cg.w
+    return _wgrad_shape(g, p) if g.conv.window is not None else _conv_fwd_shape(g, p)
 
-        def fits(r: int, nc: int) -> bool:  # a tile away from the top reads r + 2 source rows
+
+def _conv_fwd_shape(g: Gemm, p: EngineParams) -> TileShape:
+    """L images x the most output rows (a divisor of the image's) x output channels that fit with
+    the source rows their windows read; when none does with all of K, chunks of K of whole window
+    rows or single taps (all input channels), their partial sums in PMEM."""
+    L, cg = p.lanes, g.conv
+    row = L * cg.w
+
+    def best(kc: int | None, tiles: float) -> tuple | None:
+        def fits(r: int, nc: int) -> bool:  # a tile away from the top reads the most source rows
             m0 = row * min(1, cg.h - r)
-            return _fits(g, p, m0 + r * row, nc, m0=m0)
+            return r * cg.w * nc // L <= tiles and _fits(g, p, m0 + r * row, nc, kc, m0=m0)
 
-        # the most output words: whole rows (a divisor of the image's) x output channels
-        best = max(((r * nc, r, nc) for nc in range(L, g.n + 1, L) if g.n % nc == 0
+        return max(((r * nc, r, nc) for nc in range(L, g.n + 1, L) if g.n % nc == 0
                     for r in range(cg.h, 0, -1) if cg.h % r == 0 and fits(r, nc)), default=None)
-        if best is not None:
-            return TileShape(best[1] * row, best[2], False)
-        most = p.pmem_depth // (L * L)  # C tiles: pixels x channel words
-        for kc in (3 * cg.c_in, cg.c_in):  # a window row, a tap
-            best = max(((r * nc, r, nc) for nc in range(L, g.n + 1, L) if g.n % nc == 0
-                        for r in range(cg.h, 0, -1) if cg.h % r == 0
-                        and r * cg.w * nc // L <= most
-                        and _fits(g, p, row * min(1, cg.h - r) + r * row, nc, kc,
-                                  m0=row * min(1, cg.h - r))), default=None)
-            if best is not None:
-                return TileShape(best[1] * row, best[2], False, kc, True)
-        s, u, d = _overflow(g, p, row, L, cg.c_in)
-        raise NitroError(f"engine: {g.name} (convolution of {cg.w}-pixel rows, {g.k} inputs, "
-                         f"{g.n} outputs) needs {u} words of the {s} scratchpad for one row "
-                         f"of {L} images, {L} channels and one window tap; the engine has {d}")
+
+    most = p.pmem_depth // (L * L)  # C tiles: pixels x channel words
+    for kc, tiles in ((None, float("inf")), (3 * cg.c_in, most), (cg.c_in, most)):  # all, a row, a tap
+        b = best(kc, tiles)
+        if b is not None:
+            return TileShape(b[1] * row, b[2], False, kc, kc is not None)
+    s, u, d = _overflow(g, p, row, L, cg.c_in)
+    raise NitroError(f"engine: {g.name} (convolution of {cg.w}-pixel rows, {g.k} inputs, "
+                     f"{g.n} outputs) needs {u} words of the {s} scratchpad for one row "
+                     f"of {L} images, {L} channels and one window tap; the engine has {d}")
+
+
+def _wgrad_shape(g: Gemm, p: EngineParams) -> TileShape:
+    """A weight gradient: all of K when it fits, else in chunks (`_chunk_shape`) of whole images,
+    or of a band of image rows when one image does not fit."""
+    L, hw, cg = p.lanes, g.conv.pixels, g.conv
     if _fits(g, p, g.m, g.n):
         return TileShape(g.m, g.n, False)
     n = g.k // hw
@@ -685,7 +688,21 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
             run.written.add(key)
             stores += transfers(b, local[role].base, p)
     ks = f", {cut.k0}:{cut.k1}" if cut.k1 - cut.k0 < g.k else ""
-    conv, win = g.conv, ""
+    conv, pool, unpool = _geometry(cut, p)
+    win = f" window {conv.window}" if conv is not None and conv.window is not None else ""
+    tg = Gemm(f"{g.name}[{cut.m0}:{cut.m1}, {cut.n0}:{cut.n1}{ks}]{win}", g.phase, g.op, local["a"],
+              local.get("b", local["a"]), cut.m1 - cut.m0, cut.k1 - cut.k0, cut.n1 - cut.n0,
+              {s: local[s] for s in g.outs if s in local}, g.consts, g.sgd,
+              cut.k0 > 0 and not cut.partial and pool is None, hold and not cut.partial, conv,
+              pool, unpool, cut.k0 > 0 and cut.partial, hold and cut.partial)
+    validate_gemm(tg, p)
+    return Tile(g, tg, loads, stores), forwarded
+
+
+def _geometry(cut: _Cut, p: EngineParams) -> tuple:
+    """The tile's convolution, max-pool and pool-map geometry (`ConvGeom`, `PoolGeom`): where in
+    its images, channels and window taps the tile lies."""
+    g, conv = cut.g, cut.g.conv
     if conv is not None and conv.window is not None:
         _, y0, y1, s0, _ = _wgrad_rows(conv, cut.k0, cut.k1)
         sliced = cut.n1 - cut.n0 < conv.c_out  # (the B block holds the tile's deltas only)
@@ -695,7 +712,6 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
                        a_words=(a1 - a0) // p.lanes if a_sliced else 0,
                        b_word=0 if sliced else cut.n0 // p.lanes,
                        rows=0 if cut.k1 - cut.k0 >= conv.pixels else y1 - y0)
-        win = f" window {conv.window}"
     elif conv is not None:
         taps = _taps(conv, cut.k0, cut.k1)
         _, y0, _, s0, _ = _fwd_rows(conv, cut.m0, cut.m1, p.lanes, taps)
@@ -707,13 +723,7 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
         px, whole = row // g.unpool.w, (cut.n1 - cut.n0) % row == 0 and cut.n0 % row == 0
         unpool = replace(g.unpool, y0=cut.n0 // row, x0=cut.n0 % row // px,
                          seg=0 if whole else (cut.n1 - cut.n0) // px)
-    tg = Gemm(f"{g.name}[{cut.m0}:{cut.m1}, {cut.n0}:{cut.n1}{ks}]{win}", g.phase, g.op, local["a"],
-              local.get("b", local["a"]), cut.m1 - cut.m0, cut.k1 - cut.k0, cut.n1 - cut.n0,
-              {s: local[s] for s in g.outs if s in local}, g.consts, g.sgd,
-              cut.k0 > 0 and not cut.partial and pool is None, hold and not cut.partial, conv,
-              pool, unpool, cut.k0 > 0 and cut.partial, hold and cut.partial)
-    validate_gemm(tg, p)
-    return Tile(g, tg, loads, stores), forwarded
+    return conv, pool, unpool
 
 
 # ---- external memory words -----------------------------------------------------------------------
