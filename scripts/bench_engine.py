@@ -11,7 +11,7 @@
   vgg    : VGG8B MNIST (issue 14, acceptance 3): the performance model's cycles per step at batch
            64 for the ideal and the DDR3-class memory, per phase, and images/s at 150 MHz ->
            vgg8b_mnist_model.json; one training step of it at batch 8 on the Verilated engine
-           (about 30 minutes) -> cosim_vgg8b_mnist_1steps_b8_ideal.json
+           (about 15 minutes) -> cosim_vgg8b_mnist_1steps_b8_ideal.json
   model  : the performance model (hw.engine.perf) against those runs -> perf_model.json
   widths : the golden model in "check" mode with the engine's storage widths (int16 weights, int24
            deltas, or --weight-bits) over real training (--config, --epochs) -> widths.json for
@@ -161,7 +161,7 @@ def bench_cnn(data_dir: str) -> list[Path]:
 
 
 VGG = "vgg8b_mnist"
-VGG_RTL_BATCH = 8  # one step at batch 64 would be ~3.1 G cycles: three hours of simulation
+VGG_RTL_BATCH = 8  # one step at batch 64 is ~1.6 G cycles: about 90 minutes of simulation
 TARGET_MHZ = 150.0
 
 

@@ -130,8 +130,7 @@ class OutputOps(wiring.Component):
                                     always_ready=True)
         self.rbwd = ReluBackwardRow(p, READ_LATENCY)
         # both serial pipes start at E2, one register after the partial sum's adder
-        self.latency = max(self.scale.latency, self.sgd.latency) + 1
-        self.latency = max(self.latency, self.rbwd.unit_latency)
+        self.latency = max(self.scale.latency + 1, self.sgd.latency + 1, self.rbwd.unit_latency)
         ports = {"cmd": In(command_layout(p)), "e_valid": In(1), "e": In(element_layout(p)),
                  "row_v": In(1), "row": In(data.ArrayLayout(signed(p.acc_bits), L)),
                  "row_addr": In(ADDR_W), "m_row": In(ADDR_W + 4),

@@ -166,21 +166,24 @@ def _conv_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
         a_px, b_px = g.a.feats // hw * cg.w, g.b.feats // hw * cg.w  # features per image row
         blocks = {"a": Block(g.a, i0, i1, s0 * a_px, s1 * a_px),
                   "b": Block(g.b, i0, i1, y0 * b_px, y1 * b_px)}
-        if n1 - n0 < cg.c_out:  # some output channels of a chunked gradient: their deltas only
+        a_cut, b_sliced = _wgrad_cut(g, m0, m1, n0, n1)
+        if b_sliced:  # some output channels of a chunked gradient: their deltas only
             blocks["b"] = Block(g.b, i0, i1, y0 * b_px + n0, y0 * b_px + n1, cg.c_out,
                                 (y1 - y0) * cg.w)
-        a0, a1 = _a_words(g, m0, m1)
-        if a1 - a0 < a_px // cg.w:  # ... and some input channels: their activations only
-            blocks["a"] = Block(g.a, i0, i1, s0 * a_px + a0, s0 * a_px + a1, a_px // cg.w,
-                                (s1 - s0) * cg.w)
+        if a_cut is not None:  # ... and some input channels: their activations only
+            blocks["a"] = Block(g.a, i0, i1, s0 * a_px + a_cut[0], s0 * a_px + a_cut[1],
+                                a_px // cg.w, (s1 - s0) * cg.w)
         out = {slot: Block(t, row0 + m0, row0 + m1, n0, n1) for slot, t in g.outs.items()}
     return blocks | (out if outs else {})
 
 
-def _a_words(g: Gemm, m0: int, m1: int) -> tuple[int, int]:
-    """The features [a0, a1) of each pixel (whole words) that a weight-gradient tile's rows read."""
+def _wgrad_cut(g: Gemm, m0: int, m1: int, n0: int, n1: int) -> tuple[tuple[int, int] | None, bool]:
+    """A weight-gradient tile's operand slices: the features [a0, a1) of each pixel (whole
+    words) its A block holds when that is not all of them (else None), and whether its B block
+    holds only the tile's output channels' deltas."""
     L = g.a.lanes
-    return m0 // L * L, cdiv(m1, L) * L
+    a0, a1 = m0 // L * L, cdiv(m1, L) * L
+    return (a0, a1) if a1 - a0 < g.a.feats // g.conv.pixels else None, n1 - n0 < g.conv.c_out
 
 
 def _wgrad_rows(cg, k0: int, k1: int) -> tuple[int, int, int, int, int]:
@@ -224,14 +227,25 @@ def _unpool_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int
     r0, r1 = pg.pooled_rows(n0 // row, cdiv(n1, row))
     prow = g.b.feats // pg.ho
     f0, f1 = r0 * prow, r1 * prow
-    if (n1 - n0) % row or n0 % row:  # a segment: its windows' pooled pixels
-        px = row // pg.w  # features per pixel
-        f0 += (n0 % row // px + pg.pw) // pg.kw * px
-        f1 = f0 + cdiv((n1 - n0) // px + (n0 % row // px + pg.pw) % pg.kw, pg.kw) * px
+    seg = _unpool_segment(g, n0, n1)
+    if seg is not None:  # its windows' pooled pixels
+        (x0, w), px = seg, row // pg.w  # (features per pixel)
+        f0 += (x0 + pg.pw) // pg.kw * px
+        f1 = f0 + cdiv(w + (x0 + pg.pw) % pg.kw, pg.kw) * px
     blocks = {"a": Block(g.a, m0, m1, k0, k1), "b": Block(g.b, k0, k1, f0, f1)}
     for slot, t in g.outs.items() if outs else ():
         blocks[slot] = Block(t, m0, m1, n0, n1)
     return blocks
+
+
+def _unpool_segment(g: Gemm, n0: int, n1: int) -> tuple[int, int] | None:
+    """(first pixel, pixels) of a delta tile through a learning pool that is a segment of one
+    image row; None for whole rows."""
+    row = _unpool_row(g)
+    if (n1 - n0) % row == 0 and n0 % row == 0:
+        return None
+    px = row // g.unpool.w  # features per pixel
+    return n0 % row // px, (n1 - n0) // px
 
 
 def _unpool_row(g: Gemm) -> int:
@@ -705,12 +719,10 @@ def _geometry(cut: _Cut, p: EngineParams) -> tuple:
     g, conv = cut.g, cut.g.conv
     if conv is not None and conv.window is not None:
         _, y0, y1, s0, _ = _wgrad_rows(conv, cut.k0, cut.k1)
-        sliced = cut.n1 - cut.n0 < conv.c_out  # (the B block holds the tile's deltas only)
-        a0, a1 = _a_words(g, cut.m0, cut.m1)
-        a_sliced = a1 - a0 < g.a.feats // conv.pixels  # (and the A block its channels only)
-        conv = replace(conv, y0=y0, a_row=s0, a_word=0 if a_sliced else cut.m0 // p.lanes,
-                       a_words=(a1 - a0) // p.lanes if a_sliced else 0,
-                       b_word=0 if sliced else cut.n0 // p.lanes,
+        a_cut, b_sliced = _wgrad_cut(g, cut.m0, cut.m1, cut.n0, cut.n1)
+        conv = replace(conv, y0=y0, a_row=s0, a_word=0 if a_cut else cut.m0 // p.lanes,
+                       a_words=(a_cut[1] - a_cut[0]) // p.lanes if a_cut else 0,
+                       b_word=0 if b_sliced else cut.n0 // p.lanes,
                        rows=0 if cut.k1 - cut.k0 >= conv.pixels else y1 - y0)
     elif conv is not None:
         taps = _taps(conv, cut.k0, cut.k1)
@@ -719,10 +731,8 @@ def _geometry(cut: _Cut, p: EngineParams) -> tuple:
     pool = None if g.pool is None else replace(g.pool, y0=cut.n0, words=cut.k1 - cut.k0)
     unpool = None
     if g.unpool is not None:
-        row = _unpool_row(g)
-        px, whole = row // g.unpool.w, (cut.n1 - cut.n0) % row == 0 and cut.n0 % row == 0
-        unpool = replace(g.unpool, y0=cut.n0 // row, x0=cut.n0 % row // px,
-                         seg=0 if whole else (cut.n1 - cut.n0) // px)
+        x0, seg = _unpool_segment(g, cut.n0, cut.n1) or (0, 0)
+        unpool = replace(g.unpool, y0=cut.n0 // _unpool_row(g), x0=x0, seg=seg)
     return conv, pool, unpool
 
 
