@@ -69,6 +69,23 @@ def test_engine_epoch_boundary_and_lr_change(engine_build, tmp_path):
     assert res["steps_run"] == 7 and res["lr_inv"] == 4608
 
 
+def test_engine_run_in_segments(engine_build, tmp_path):
+    """--start-step: the golden model trains steps 0..4 alone (two of them after an epoch
+    boundary and an lr_inv change), the engine takes its weights at step 5 and runs steps 5 and
+    6 (across the next boundary), bit-identical; a fault outside those steps is refused."""
+    from model.numerics import NitroError
+
+    cfg = tmp_path / "lr.toml"
+    cfg.write_text('name = "lr"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\n'
+                   'hidden = [24]\n[train]\nbatch_size = 16\n[schedule]\nstart = 0\npatience = 1\n'
+                   'min_delta = 1.0\n')
+    rc, res = _cosim(tmp_path, cfg, 2, train_images=48, start_step=5)
+    assert rc == 0, res.get("message")
+    assert (res["start_step"], res["steps_run"], res["lr_inv"]) == (5, 2, 4608)
+    with pytest.raises(NitroError, match="step 4 never runs on the engine"):
+        _cosim(tmp_path, cfg, 2, fault="4:linear_encoder_00:0,0:1", train_images=48, start_step=5)
+
+
 def test_engine_odd_shapes(engine_build, tmp_path):
     """Batch and hidden sizes that are not multiples of the array side (masked edges)."""
     rc, res = _cosim(tmp_path, _config(tmp_path, [20], 12), 3)
@@ -158,8 +175,8 @@ def test_engine_conv_blocks(engine_build, tmp_path):
     28x28, 2x2 max-pool, 8 -> 16 at 14x14; no learning-layer pools: the learning layers read all
     6272 / 3136 features) and an FC block trained twice per step (the reference's CNN quirk), on
     the same engine: im2col by address generation with the padding masked, the first layer's
-    single channel padded to a word, the weight gradients per window position in chunks of whole
-    images (the second one's two C tiles with their partial sums in pmem), the pool in both
+    single channel padded to a word, the weight gradients in chunks of whole images, the nine
+    window positions of each chunk in one run (each its own pmem region), the pool in both
     layouts. Every weight (conv included) and output bit-identical after each of 2 steps;
     inference predictions identical."""
     from hw.engine.compiler import compile_network
@@ -168,8 +185,10 @@ def test_engine_conv_blocks(engine_build, tmp_path):
 
     config = REPO / "configs" / "engine_cnn_mnist.toml"
     ep = lower(compile_network(load_config(config).build_spec((1, 28, 28)), 16))
-    assert {t.gemm.c_tiles for t in ep.tiles
-            if t.parent.name == "conv_block_02/update_fwd" and t.gemm.p_out} == {2}
+    for name in ("conv_block_00/update_fwd", "conv_block_02/update_fwd"):  # windows together
+        runs = [[t.gemm for t in r.tiles] for r in ep.runs if r.tiles[0].parent.name == name]
+        assert runs and all(len(r) == 9 and len({g.p_base for g in r}) == 9 for r in runs)
+        assert any(g.p_out for r in runs for g in r) and any(g.p_in for r in runs for g in r)
     rc, res = _cosim(tmp_path, REPO / "configs" / "engine_cnn_mnist.toml", 2, batch=16,
                      test_images=16)
     assert rc == 0, res.get("message")

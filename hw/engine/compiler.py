@@ -261,6 +261,7 @@ class Gemm:
     unpool: PoolGeom | None = None  # B's columns (n) through a learning pool's map
     p_in: bool = False  # a chunk of K after the first, its partial sums in PMEM
     p_out: bool = False  # a chunk of K before the last: its sums to PMEM, no output
+    p_base: int = 0  # its partial sums' first PMEM row (of L elements)
 
     @property
     def wt_en(self) -> int:
@@ -274,6 +275,7 @@ class Gemm:
         a_sm, a_sk = (a.stride, 1) if a.layout == "col" else (1, a.stride)
         f = dict(op=self.op, phase=phase_index, wt_en=self.wt_en, k_cont=int(self.k_cont),
                  k_hold=int(self.k_hold), p_in=int(self.p_in), p_out=int(self.p_out),
+                 p_base=self.p_base,
                  a_sel=[k_ for k_, v in A_SOURCES.items() if v == a.sel][0],
                  b_sel=[k_ for k_, v in B_SOURCES.items() if v == b.sel][0],
                  m_len=self.m, n_len=self.n, k_len=self.k, a_base=a.base, a_sm=a_sm, a_sk=a_sk,
@@ -672,9 +674,10 @@ def validate_gemm(g: Gemm, p: EngineParams) -> None:
         raise NitroError(f"{where}: a chunk of K must cover one C tile (the array accumulates one)")
     if (g.p_in or g.p_out) and g.op not in PARTIAL_OPS:
         raise NitroError(f"{where}: only serial ops keep partial sums (chunks of K) in pmem")
-    if (g.p_in or g.p_out) and g.c_tiles * p.lanes * p.lanes > p.pmem_depth:
-        raise NitroError(f"{where}: the partial sums of {g.c_tiles} C tiles need "
-                         f"{g.c_tiles * p.lanes * p.lanes} words of pmem; the engine has {p.pmem_depth}")
+    if (g.p_in or g.p_out) and (g.p_base + g.c_tiles * p.lanes) * p.lanes > p.pmem_depth:
+        raise NitroError(f"{where}: the partial sums of {g.c_tiles} C tiles from row {g.p_base} "
+                         f"reach word {(g.p_base + g.c_tiles * p.lanes) * p.lanes} of pmem; the "
+                         f"engine has {p.pmem_depth}")
     if g.op == OP_SGD and g.b.sel == SEL_WMEM:
         raise NitroError(f"{where}: an update command cannot take its B operand from wmem "
                          f"(the update reads and writes wmem through the same ports)")

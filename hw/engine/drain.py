@@ -23,8 +23,8 @@ ROW_SLOTS = (1, 2, 3)  # the "row" output slots, whose addresses follow the drai
 class RowDrain(wiring.Component):
     """`i`: the array's C rows (`rows` its signature); `start` (copies: 0 the counters, 1-3 slot
     s's address registers) reloads for the command `cmd`, `launch` marks its DECODE cycle, `serial`
-    its op kind. Per drained row (`row_v`, `row_data`): its index in the command `row_n`, its m
-    index `m_row`, n tile `nt`, the o0
+    its op kind. Per drained row (`row_v`, `row_data`): its PMEM row `row_n` (the command's
+    p_base + its index in the command), its m index `m_row`, n tile `nt`, the o0
     and o4 words of its first element (`col_addr`, `tcol_addr`) and the row slots' words
     (`row_addr1..3`); `o_fire` a cycle earlier. `done`: the command's last row has drained."""
 
@@ -56,7 +56,7 @@ class RowDrain(wiring.Component):
         # a row slot's step per m tile: L rows, or (conv forward: m tiles are pixels, channels
         # innermost) the n tiles of one pixel
         r_mstep = data_reg(ADDR_W)
-        row_n = data_reg(ADDR_W)  # rows drained so far (a chunk's partial sums: `pmem_depth`)
+        row_n = data_reg(ADDR_W)  # p_base + rows drained so far (a chunk's partial sums' PMEM row)
         done = Signal()
         m.d.comb += [self.col_addr.eq(c_mt + (nt_d << LB)), self.tcol_addr.eq(t_nt + mt_d),
                      self.m_row.eq((mt_d << LB) | r_d), self.nt.eq(nt_d), self.done.eq(done),
@@ -66,7 +66,7 @@ class RowDrain(wiring.Component):
             m.d.sync += [n_last.eq(last_tile(cmd.n_len, LB)), m_last.eq(last_tile(cmd.m_len, LB)),
                          r_mstep.eq(Mux(cmd.cv_mw != 0, last_tile(cmd.n_len, LB) + 1, 0)),
                          mt_d.eq(0), nt_d.eq(0), r_d.eq(0), r_pen.eq(0), done.eq(0),  # (L >= 4)
-                         row_n.eq(0),
+                         row_n.eq(cmd.p_base),
                          c_mt.eq(cmd.o0.base), t_nt.eq(cmd.o4.base)]
         for s in ROW_SLOTS:
             with m.If(self.start[s]):

@@ -205,8 +205,9 @@ def command_layout(p: EngineParams) -> data.StructLayout:
         the tile) on all but the first, k_hold (the last beat does not end the tile: nothing
         drains) on all but the last;
       on up to pmem_depth elements of C (serial ops): p_in (each element adds its partial sum,
-        element (row n of the command, lane j) at PMEM word n * L + j) on all but the first,
-        p_out (the sums go to PMEM instead of the output op) on all but the last.
+        element (row n of the command, lane j) at PMEM word (p_base + n) * L + j) on all but the
+        first, p_out (the sums go to PMEM instead of the output op) on all but the last; p_base
+        gives GEMMs whose chunks interleave (the windows of a weight gradient) regions of their own.
     """
     smw, ssw = p.scale_div
     gmw, gsw = p.grad_div
@@ -214,6 +215,7 @@ def command_layout(p: EngineParams) -> data.StructLayout:
     return data.StructLayout({
         "op": unsigned(3), "phase": unsigned(4), "wt_en": unsigned(1),
         "k_cont": unsigned(1), "k_hold": unsigned(1), "p_in": unsigned(1), "p_out": unsigned(1),
+        "p_base": unsigned((p.pmem_depth // p.lanes - 1).bit_length()),
         "a_sel": unsigned(1), "b_sel": unsigned(2),
         "k_len": unsigned(ADDR_W), "m_len": unsigned(ADDR_W + 4), "n_len": unsigned(ADDR_W + 4),
         "a_base": unsigned(ADDR_W), "a_sm": unsigned(ADDR_W), "a_sk": unsigned(ADDR_W),

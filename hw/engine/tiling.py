@@ -315,8 +315,8 @@ def _taps(cg, k0: int, k1: int) -> tuple[int, int, int, int]:
     return t0 // 3, t0 // 3 + 1, t0 % 3, t0 % 3 + t1 - t0
 
 
-def _conv_shape(g: Gemm, p: EngineParams) -> TileShape:
-    return _wgrad_shape(g, p) if g.conv.window is not None else _conv_fwd_shape(g, p)
+def _conv_shape(g: Gemm, p: EngineParams, share: int) -> TileShape:
+    return _wgrad_shape(g, p, share) if g.conv.window is not None else _conv_fwd_shape(g, p)
 
 
 def _conv_fwd_shape(g: Gemm, p: EngineParams) -> TileShape:
@@ -345,9 +345,10 @@ def _conv_fwd_shape(g: Gemm, p: EngineParams) -> TileShape:
                      f"of {L} images, {L} channels and one window tap; the engine has {d}")
 
 
-def _wgrad_shape(g: Gemm, p: EngineParams) -> TileShape:
-    """A weight gradient: all of K when it fits, else in chunks (`_chunk_shape`) of whole images,
-    or of a band of image rows when one image does not fit."""
+def _wgrad_shape(g: Gemm, p: EngineParams, share: int) -> TileShape:
+    """A weight gradient: all of K when it fits, else in chunks (`_chunk_shape`, `share` windows
+    reading each chunk's blocks) of whole images, or of a band of image rows when one image does
+    not fit."""
     L, hw, cg = p.lanes, g.conv.pixels, g.conv
     if _fits(g, p, g.m, g.n):
         return TileShape(g.m, g.n, False)
@@ -365,7 +366,7 @@ def _wgrad_shape(g: Gemm, p: EngineParams) -> TileShape:
         rows = [r for r in range(cg.h - 1, 0, -1) if cg.h % r == 0 and band(r)]
         return rows[0] * cg.w if rows else None
 
-    sh = _chunk_shape(g, p, chunk)
+    sh = _chunk_shape(g, p, chunk, share)
     if sh is None:
         s, u, d = _overflow(g, p, min(L, g.m), min(L, g.n), cg.w)
         raise NitroError(f"engine: {g.name} (weight gradient over {cg.w}-pixel image rows) needs "
@@ -400,13 +401,14 @@ class TileShape:
     n_cuts: tuple[int, ...] | None = None  # the column edges (from 0 to N) when not every n
 
 
-def tile_shape(g: Gemm, p: EngineParams) -> TileShape:
+def tile_shape(g: Gemm, p: EngineParams, share: int = 1) -> TileShape:
     """The tile shape and order with the fewest operand beats to load: for each column count the
     most rows that fit every scratchpad (and the converse); the operand that stays is loaded once
     per set, the other once per tile. When one MAC-array tile of C with all of K does not fit, K
-    is cut into chunks (`_chunk_shape`)."""
+    is cut into chunks (`_chunk_shape`). `share`: GEMMs that read the same blocks (the windows
+    of a weight gradient), which `_cuts` runs together."""
     if g.conv is not None:
-        return _conv_shape(g, p)
+        return _conv_shape(g, p, share)
     if g.pool is not None:
         return _pool_shape(g, p)
     if g.unpool is not None:
@@ -471,27 +473,32 @@ def _largest(lo: int, hi: int, ok) -> int:
     return lo
 
 
-def _chunk_shape(g: Gemm, p: EngineParams, chunk) -> TileShape | None:
+def _chunk_shape(g: Gemm, p: EngineParams, chunk, share: int = 1) -> TileShape | None:
     """A GEMM whose K does not fit, in chunks of K (`chunk(mm, nn)`: K per chunk of an mm x nn
     tile, None when none fits): on one C tile, the array holding its sums between chunks, or for
     the serial ops on as many C tiles as PMEM holds the partial sums of, so that each chunk's
-    operands are loaded once for all of them. The shape with the fewest cycles: per chunk
-    command the slower of its operand beats and its MAC-array tiles, plus the fixed overhead."""
+    operands are loaded once for all of them, and once for as many of the `share` GEMMs reading
+    them as PMEM holds the partial sums of. The shape with the fewest cycles: per chunk command
+    the slower of its share of the operand beats and its MAC-array tiles, plus the fixed
+    overhead."""
     L = p.lanes
     mt, nt, most = cdiv(g.m, L), cdiv(g.n, L), p.pmem_depth // (L * L)
     shapes = {(1, 1, False)}
-    if g.op in PARTIAL_OPS:
-        shapes |= {(mc, min(nt, most // mc), True) for mc in range(1, min(mt, most) + 1)}
-        shapes |= {(min(mt, most // nc), nc, True) for nc in range(1, min(nt, most) + 1)}
+    if g.op in PARTIAL_OPS:  # the largest with all of PMEM, or its share for some GEMMs of `share`
+        for t in {most // s for s in range(1, share + 1)}:
+            shapes |= {(mc, min(nt, t // mc), True) for mc in range(1, min(mt, t) + 1)}
+            shapes |= {(min(mt, t // nc), nc, True) for nc in range(1, min(nt, t) + 1)}
     best = None
     for mc, nc, partial in sorted(shapes):
         mm, nn = min(mc * L, g.m), min(nc * L, g.n)
         kc = chunk(mm, nn)
-        if kc is None or (partial and mc * nc == 1):
+        if kc is None or (partial and mc * nc == 1 and share == 1):
             continue
         beats = sum(_local(b, 0).words * beats_per_word(p, b.t.sel)
                     for b in _blocks(g, 0, mm, 0, nn, 0, kc, outs=False).values())
         macs = mc * nc * max(kc, L * L) if partial else kc
+        if partial:
+            beats /= min(share, most // (mc * nc))
         cost = cdiv(g.m, mm) * cdiv(g.n, nn) * cdiv(g.k, kc) * (max(beats, macs) + TILE_OVERHEAD_BEATS)
         if best is None or cost < best[0]:
             best = (cost, TileShape(mm, nn, False, kc, partial))
@@ -538,16 +545,8 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
     out the program, its command words and the counters in external memory from byte `base`
     (default: after the tensors)."""
     p = prog.params
-    cuts = []
-    for g in prog.infer_gemms if inference else prog.gemms:
-        sh = tile_shape(g, p)
-        edges = sh.n_cuts or (*range(0, g.n, sh.n), g.n)
-        blocks = [(m0, n0, n1) for m0 in range(0, g.m, sh.m) for n0, n1 in zip(edges, edges[1:])]
-        if sh.n_outer:
-            blocks.sort(key=lambda b: (b[1], b[0]))
-        kc = sh.k or g.k
-        cuts += [_Cut(g, m0, min(m0 + sh.m, g.m), n0, n1, k0, min(k0 + kc, g.k), sh.partial)
-                 for m0, n0, n1 in blocks for k0 in range(0, g.k, kc)]
+    cuts = [c for group in _window_groups(prog.infer_gemms if inference else prog.gemms)
+            for c in _cuts(group, p)]
     runs = _group(cuts, p)
     ncw, cw, ctw = p.cmd_words, ext_word_bytes(p, SEL_CMEM), ext_word_bytes(p, SEL_CTR)
     ucode_ext = prog.tensor_bytes if base is None else base
@@ -562,10 +561,51 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
     return EngineProgram(prog, runs, cmds, runs[0].ucode_ext, prog_ext, ctr_ext, _align(end))
 
 
+def _window_groups(gemms: list[Gemm]) -> list[list[Gemm]]:
+    """The GEMMs in order, the window positions of one weight gradient together (they read the
+    same blocks: `_cuts` interleaves them), every other GEMM on its own."""
+    groups: list[list[Gemm]] = []
+    for g in gemms:
+        prev = groups[-1][0] if groups else None
+        if (g.conv is not None and g.conv.window is not None and prev is not None
+                and prev.conv is not None and prev.conv.window is not None and prev.name == g.name):
+            groups[-1].append(g)
+        else:
+            groups.append([g])
+    return groups
+
+
+def _cuts(group: list[Gemm], p: EngineParams) -> list[_Cut]:
+    """The tiles of a GEMM, or of the windows of a weight gradient, in run order. Windows share
+    their A and B blocks: unless the array holds a tile's sums between its chunks, the windows
+    whose partial sums PMEM holds at once (each in a region of its own) take each block, and
+    each chunk of K, one after another, so the block is loaded once for all of them."""
+    g = group[0]
+    sh = tile_shape(g, p, share=len(group))
+    edges = sh.n_cuts or (*range(0, g.n, sh.n), g.n)
+    blocks = [(m0, n0, n1) for m0 in range(0, g.m, sh.m) for n0, n1 in zip(edges, edges[1:])]
+    if sh.n_outer:
+        blocks.sort(key=lambda b: (b[1], b[0]))
+    kc = sh.k or g.k
+    chunks = [(k0, min(k0 + kc, g.k)) for k0 in range(0, g.k, kc)]
+    rows = cdiv(sh.m, p.lanes) * cdiv(sh.n, p.lanes) * p.lanes  # PMEM rows of a tile's sums
+    per = p.pmem_depth // p.lanes // rows if sh.partial else len(group)
+    if sh.k is not None and not sh.partial:
+        per = 1  # the array holds the sums: a window's chunks back to back
+    out = []
+    for w0 in range(0, len(group), per):
+        ws = group[w0:w0 + per]
+        out += [_Cut(w, m0, min(m0 + sh.m, g.m), n0, n1, k0, k1, sh.partial,
+                     j * rows if sh.partial else 0, j > 0)
+                for m0, n0, n1 in blocks for k0, k1 in chunks for j, w in enumerate(ws)]
+    return out
+
+
 @dataclass(frozen=True)
 class _Cut:
     """Where a tile lies in its GEMM: C rows [m0, m1), columns [n0, n1), K range [k0, k1);
-    `partial`: its chunks' sums in PMEM."""
+    `partial`: its chunks' sums in PMEM from row `p_base`; `joins`: it reads the blocks of the
+    tile before it (a window of the same weight gradient), so it joins that tile's run."""
 
     g: Gemm
     m0: int
@@ -575,18 +615,21 @@ class _Cut:
     k0: int
     k1: int
     partial: bool = False
+    p_base: int = 0
+    joins: bool = False
 
 
 def _group(cuts: list[_Cut], p: EngineParams) -> list[Run]:
-    """Tiles in order, each joining the previous run when it reads a block that run wrote, fits
-    beside it and the command scratchpad holds one more command; else starting a run."""
+    """Tiles in order, each joining the previous run when it reads a block that run wrote (or
+    `joins` it), fits beside it and the command scratchpad holds one more command; else starting
+    a run."""
     runs: list[Run] = []
     for cut in cuts:
         run = runs[-1] if runs else None
         if run is not None and run.commands < p.cmem_depth:
             trial = Run(list(run.tiles), dict(run.top), dict(run.held), set(run.written))
             tile, forwarded = _tile(cut, p, trial)
-            if forwarded and tile is not None:
+            if (forwarded or cut.joins) and tile is not None:
                 trial.tiles.append(tile)
                 runs[-1] = trial
                 continue
@@ -708,7 +751,7 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
               local.get("b", local["a"]), cut.m1 - cut.m0, cut.k1 - cut.k0, cut.n1 - cut.n0,
               {s: local[s] for s in g.outs if s in local}, g.consts, g.sgd,
               cut.k0 > 0 and not cut.partial and pool is None, hold and not cut.partial, conv,
-              pool, unpool, cut.k0 > 0 and cut.partial, hold and cut.partial)
+              pool, unpool, cut.k0 > 0 and cut.partial, hold and cut.partial, cut.p_base)
     validate_gemm(tg, p)
     return Tile(g, tg, loads, stores), forwarded
 
