@@ -185,7 +185,7 @@ def _cosim(args: argparse.Namespace) -> int:
                      progress=not args.no_progress, fault=args.fault, batch=args.batch,
                      memory=MemoryModel.parse(args.memory), train_images=args.train_images,
                      test_images=args.test_images, waves=args.waves,
-                     params=EngineParams(bus_bits=args.bus_bits))
+                     params=EngineParams(bus_bits=args.bus_bits), start_step=args.start_step)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -302,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-images", type=non_negative_int, default=0,
                    help="after training, run the engine's inference program on the first N test "
                         "images: its accuracy, and predictions identical to the golden model's")
+    s.add_argument("--start-step", type=non_negative_int, default=0,
+                   help="the golden model trains the first K steps alone (the same loop and data "
+                        "order); the engine takes its weights there and runs --steps more, each "
+                        "checked (a long run in segments)")
     s.add_argument("--bus-bits", type=int, choices=(64, 128), default=64,
                    help="the engine's AXI4 memory port width (a separate build per width)")
     s.add_argument("--waves", action="store_true",

@@ -40,6 +40,7 @@ class CosimRun(SimJob):
     memory: dict | None = None  # host.MemoryModel fields
     train_images: int | None = None  # the first N training images only
     test_images: int = 0  # then the inference program on the first N test images
+    start_step: int = 0  # steps the golden model trains alone before the engine takes over
     FILE: ClassVar[str] = "cosim_run.json"
 
 
@@ -88,9 +89,11 @@ def describe(mm: dict) -> str:
             f"{mm['engine']} != golden {mm['golden']} ({mm['count']} elements differ)")
 
 
-def parse_fault(fault: str | None, prog, steps: int) -> tuple[int, str, tuple[int, int], int] | None:
+def parse_fault(fault: str | None, prog, steps: int,
+                start: int = 0) -> tuple[int, str, tuple[int, int], int] | None:
     """'STEP:LAYER:OUT,IN:BIT' -> (step, layer, (out, in), bit); NitroError when malformed or when
-    STEP is not among the `steps` steps that run (a fault never injected proves nothing)."""
+    STEP is not among the `steps` steps the engine runs from step `start` (a fault never
+    injected proves nothing)."""
     if fault is None:
         return None
     try:
@@ -109,8 +112,9 @@ def parse_fault(fault: str | None, prog, steps: int) -> tuple[int, str, tuple[in
         raise NitroError(f"fault: index ({o}, {i}) outside {layer} weights {shape}")
     if not 0 <= bit < prog.params.weight_bits:
         raise NitroError(f"fault: bit {bit} outside the {prog.params.weight_bits}-bit weights")
-    if not 0 <= step < steps:
-        raise NitroError(f"fault: step {step} never runs (steps 0..{steps - 1} run with --steps {steps})")
+    if not start <= step < start + steps:
+        raise NitroError(f"fault: step {step} never runs on the engine (steps {start}.."
+                         f"{start + steps - 1} do)")
     return step, layer, (o, i), bit
 
 
@@ -143,7 +147,8 @@ def _summary(prog, counters: list[dict], units: list[dict]) -> dict:
 
 
 async def cosim_main(dut) -> None:
-    """The co-simulation loop (the same loop as model.train.train, one engine step per batch)."""
+    """The co-simulation loop (the same loop as model.train.train, one engine step per batch). The
+    first `start_step` steps the golden model trains alone; the engine starts from its weights."""
     from tqdm import tqdm
 
     from model.config import load_config
@@ -159,6 +164,7 @@ async def cosim_main(dut) -> None:
 
     run = CosimRun.read()
     steps, batch, fault_s, progress = run.steps, run.batch, run.fault, run.progress
+    start = run.start_step
     cfg = load_config(run.config)
     cfg = replace(cfg, train=replace(cfg.train, batch_size=batch))
     t_start = time.perf_counter()
@@ -168,12 +174,12 @@ async def cosim_main(dut) -> None:
     params = EngineParams(**run.params)
     schedule = cfg.make_schedule()
     prog = compile_network(net.spec, batch, params, schedule.lr_inv)
-    fault = parse_fault(fault_s, prog, steps)
+    fault = parse_fault(fault_s, prog, steps, start)
     eng = EngineBackend(dut, prog, MemoryModel(**(run.memory or {})))
-    await eng.load_weights(net.params)
     n_batches = len(ds.train_x) // batch
     order = np.arange(len(ds.train_x))
-    result = {"config": cfg.name, "batch": batch, "steps_requested": steps, "steps_run": 0,
+    result = {"config": cfg.name, "batch": batch, "start_step": start,
+              "steps_requested": steps, "steps_run": 0,
               "ok": True, "mismatch": None, "fault": fault_s, "fault_injected": False,
               "network": _net_desc(prog), "memory": run.memory or {},
               "tiles": len(eng.ep.tiles), "runs": len(eng.ep.runs),
@@ -186,18 +192,24 @@ async def cosim_main(dut) -> None:
                dynamic_ncols=True, file=sys.stderr)
     step, epoch = 0, 0
     try:
-        while step < steps and result["ok"]:
+        while step < start + steps and result["ok"]:
             epoch += 1
             order = order[epoch_permutation(rng, len(order))]
             lr_inv = schedule.lr_inv
             for b in range(n_batches):
-                if step >= steps:
+                if step >= start + steps:
                     break
                 rows = order[b * batch:(b + 1) * batch]
                 x = ds.train_x[rows]
                 if cfg.data.crop_padding or cfg.data.flip:
                     x = augment_batch(x, rng, cfg.data.crop_padding, cfg.data.flip)
                 y = ds.train_y[rows]
+                if step < start:
+                    net.train_step(x, y, lr_inv, rng=rng)
+                    step += 1
+                    continue
+                if step == start:
+                    await eng.load_weights(net.params)
                 t0 = time.perf_counter()
                 trace = Trace()
                 net.train_step(x, y, lr_inv, rng=rng, trace=trace)
@@ -215,7 +227,7 @@ async def cosim_main(dut) -> None:
                 sim_cycles.append(hw.sim_cycles)
                 mm = first_difference(step, hw, net, trace, prog)
                 step += 1
-                result["steps_run"] = step
+                result["steps_run"] = step - start
                 bar.update(1)
                 bar.set_postfix(cycles=cyc, kHz=f"{sum(sim_cycles) / max(t_sim, 1e-9) / 1e3:.0f}")
                 if mm is not None:  # stop at the first difference
@@ -223,7 +235,7 @@ async def cosim_main(dut) -> None:
                     result["message"] = describe(mm)
                     break
             else:
-                if step < steps:  # full epoch done: the reference's test evaluation and schedule
+                if step < start + steps:  # full epoch done: the reference's test evaluation and schedule
                     acc = evaluate(net, ds.test_x, ds.test_labels, cfg.train.eval_batch)
                     schedule.end_epoch(acc)
     finally:
@@ -280,7 +292,8 @@ def _net_desc(prog) -> str:
 # ---- host entry points ------------------------------------------------------------------------
 
 def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str | None = None,
-                  data_dir: str | None = None, params=None, train_images: int | None = None):
+                  data_dir: str | None = None, params=None, train_images: int | None = None,
+                  start_step: int = 0):
     """Every check that can fail before simulation: config, engine capacity, commands, fault, data."""
     from hw.engine.params import EngineParams
     from model.config import load_config
@@ -296,7 +309,7 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     spec = cfg.build_spec((3 if side == 32 else 1, side, side))
     prog = compile_network(spec, b, p, cfg.train.lr_inv)
     programs(prog)
-    parse_fault(fault, prog, steps)
+    parse_fault(fault, prog, steps, start_step)
     from model.datasets import load_raw
 
     raw = load_raw(cfg.data.dataset, data_dir)  # found, readable, and holds a batch
@@ -309,8 +322,11 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
 def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, progress: bool,
               fault: str | None = None, batch: int | None = None, params=None,
               work_dir: Path | None = None, memory=None, train_images: int | None = None,
-              test_images: int = 0, waves: bool = False) -> int:
+              test_images: int = 0, waves: bool = False, start_step: int = 0) -> int:
     """Train `steps` steps on the RTL next to the golden model; 0 when bit-identical throughout.
+
+    start_step: the golden model trains the first steps alone (the same loop and data order), the
+    engine takes its weights at that step: a long run in segments, each checked after every step.
 
     fault: 'STEP:LAYER:OUT,IN:BIT' flips one bit of a weight the engine computed at that step
     (the check must then name that step, layer and element, and the exit code is 1).
@@ -319,7 +335,10 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise NitroError(f"--steps must be a positive integer, got {steps!r}")
-    cfg, prog = prepare_cosim(Path(config), steps, batch, fault, data_dir, params, train_images)
+    if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+        raise NitroError(f"--start-step must be a non-negative integer, got {start_step!r}")
+    cfg, prog = prepare_cosim(Path(config), steps, batch, fault, data_dir, params, train_images,
+                              start_step)
     t0 = time.perf_counter()
     if waves and not Path("/usr/include/lz4.h").exists():
         raise NitroError("--waves: Verilator's FST writer needs the lz4 headers "
@@ -330,7 +349,7 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
     run = CosimRun(str(Path(config).resolve()), steps, prog.batch, build.params.__dict__,
                    str(Path(data_dir).resolve()) if data_dir and data_dir != "embedded" else data_dir,
                    fault, progress, memory.__dict__ if memory is not None else None, train_images,
-                   test_images)
+                   test_images, start_step)
     t1 = time.perf_counter()
     try:
         run_engine_test(build, "sim.engine.tb_cosim", tdir, run,
@@ -368,8 +387,9 @@ def verdict(res: dict) -> None:
 
 
 def report(res: dict) -> None:
+    first = f" from step {res['start_step']}" if res.get("start_step") else ""
     print(f"cosim {res['config']} ({res['network']}, batch {res['batch']}): {res['steps_run']} of "
-          f"{res['steps_requested']} steps on the RTL, wall {res.get('run_s', res['wall_s']):.1f} s "
+          f"{res['steps_requested']} steps on the RTL{first}, wall {res.get('run_s', res['wall_s']):.1f} s "
           f"(engine {res['engine_s']:.1f} s at {res['sim_khz']:.0f} kcycles/s, golden "
           f"{res['golden_s']:.1f} s)")
     if res.get("phases"):
