@@ -4,9 +4,11 @@
            Verilated engine, bit-checked against the golden model after every step, under the
            ideal memory and the DDR3-class model -> cosim_<config>_<N>steps_<memory>.json
   cnn    : CNN training on the engine (issue 14): configs/engine_cnn_mnist.toml (50 steps, batch 16,
-           inference on 256 test images) and cnn_small_mnist (20 steps at batch 64, inference on
-           1000 test images), per-phase cycles (the convolutions per layer)
+           inference on 256 test images), per-phase cycles (the convolutions per layer)
            -> cosim_<config>_<N>steps_b<batch>_ideal.json
+  long   : cnn_small_mnist for 200 steps at batch 64 in two segments of 100 run side by side
+           (`nitro cosim --start-step`; about 80 minutes on two cores), the second followed by
+           inference on 1000 test images -> cosim_cnn_small_mnist_steps<first>-<last>_b64_ideal.json
   conform: `nitro conform --engine` on the official CNN sets cnn and cnnx -> conform_<tag>.json
   vgg    : VGG8B MNIST (issue 14, acceptance 3): the performance model's cycles per step at batch
            64 for the ideal and the DDR3-class memory, per phase, and images/s at 150 MHz ->
@@ -26,7 +28,7 @@
            the logic's -> synth_small_seed1.json (not the whole engine: a timing probe)
   ebr    : one memory bank (a single DP16KD) routed as yosys maps it and with its output register
            packed (sim.ebr_outreg) -> ebr_outreg.json: the Fmax ceiling of a block RAM read
-  all    : cosim, model, widths and synth, then README.md
+  all    : every mode above but place, small and ebr, then README.md
 
     .venv/bin/python scripts/bench_engine.py all [--data-dir ../shared/datasets] [--seeds 1 2 3]
 """
@@ -34,6 +36,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -143,7 +147,9 @@ WIDTHS_NOTE = (
 
 
 # CNNs (issue 14): config -> (batch, steps, test images); the ideal memory
-CNN_RUNS = {"engine_cnn_mnist": (16, 50, 256), "cnn_small_mnist": (64, 20, 1000)}
+CNN_RUNS = {"engine_cnn_mnist": (16, 50, 256)}
+# the long CNN run: config, steps, segments side by side, test images after the last
+LONG, LONG_STEPS, LONG_SEGMENTS, LONG_TEST = "cnn_small_mnist", 200, 2, 1000
 
 
 def cnn_file(config: str) -> Path:
@@ -153,11 +159,35 @@ def cnn_file(config: str) -> Path:
 
 def bench_cnn(data_dir: str) -> list[Path]:
     """CNN training on the Verilated engine, bit-checked after every step: the shipped
-    configs/engine_cnn_mnist.toml (50 steps, then the inference program on 256 test images) and
-    configs/cnn_small_mnist.toml (20 steps at its batch of 64, then 1000 test images; about 40
-    minutes of simulation)."""
+    configs/engine_cnn_mnist.toml (50 steps, then the inference program on 256 test images)."""
     return [_record_cosim(config, steps, data_dir, cnn_file(config), batch=batch, test_images=test)
             for config, (batch, steps, test) in CNN_RUNS.items()]
+
+
+def long_files() -> list[Path]:
+    n = LONG_STEPS // LONG_SEGMENTS
+    return [OUT / f"cosim_{LONG}_steps{s:03d}-{s + n - 1:03d}_b64_ideal.json"
+            for s in range(0, LONG_STEPS, n)]
+
+
+def bench_long(data_dir: str) -> list[Path]:
+    """configs/cnn_small_mnist.toml for LONG_STEPS steps at its batch of 64, in segments run side
+    by side, one `nitro cosim` process per core: each has the golden model train the steps before
+    it alone and the engine take its weights there (`--start-step`), so each step runs on the
+    engine from the weights the step before produced, which the segment before checked
+    bit-identical. The last segment then runs inference on LONG_TEST test images."""
+    n = LONG_STEPS // LONG_SEGMENTS
+    procs = []
+    for k, f in enumerate(long_files()):
+        cmd = [sys.executable, "-m", "scripts.cli", "cosim", "--config",
+               str(REPO / "configs" / f"{LONG}.toml"), "--steps", str(n), "--start-step", str(k * n),
+               "--data-dir", data_dir, "--out", str(f), "--no-progress"]
+        if k == LONG_SEGMENTS - 1:
+            cmd += ["--test-images", str(LONG_TEST)]
+        procs.append(subprocess.Popen(cmd, cwd=REPO))
+    if any(p.wait() for p in procs):
+        raise SystemExit(f"{LONG}: a segment of the long run failed (see its output above)")
+    return long_files()
 
 
 VGG = "vgg8b_mnist"
@@ -385,8 +415,11 @@ def _cosim_lines(f: Path, memory: str, bus: int, per_phase: bool = False) -> lis
     r = json.loads(f.read_text())
     u = r["units"]
     t = r.get("test", {})
+    first = r.get("start_step", 0)
+    steps = (f"steps {first}..{first + r['steps_run'] - 1} (the golden model trained the {first} "
+             "before alone)" if first else f"{r['steps_run']} steps")
     lines = [f"## {f.name}", "",
-             f"- {r['network']} batch {r['batch']}, {r['steps_run']} steps, memory {memory}, "
+             f"- {r['network']} batch {r['batch']}, {steps}, memory {memory}, "
              f"{bus}-bit port, bit-identical after every step: **{r['ok']}**; {r['tiles']} "
              f"tiles in {r.get('runs', r['tiles'])} runs, {r['program_commands']} program "
              "commands per step",
@@ -450,6 +483,9 @@ def write_readme() -> None:
     for f in map(cnn_file, CNN_RUNS):
         if f.exists():
             lines += _cosim_lines(f, "ideal", 64, per_phase=True)
+    for k, f in enumerate(long_files()):
+        if f.exists():
+            lines += _cosim_lines(f, "ideal", 64, per_phase=k == 0)
     lines += _vgg_lines()
     for f in (OUT / f"conform_{tag}.json" for tag in CNN_SETS):
         if f.exists():
@@ -532,8 +568,8 @@ def write_readme() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["cosim", "cnn", "conform", "vgg", "model", "widths", "synth", "place",
-                                     "small", "ebr", "all", "readme"])
+    ap.add_argument("what", choices=["cosim", "cnn", "long", "conform", "vgg", "model", "widths", "synth",
+                                     "place", "small", "ebr", "all", "readme"])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--config", default="mlp_mnist", help="widths: the experiment config")
     ap.add_argument("--weight-bits", type=int, help="widths: another weight width than the engine's")
@@ -545,6 +581,8 @@ def main() -> None:
         bench_cosim(a.data_dir)
     if a.what in ("cnn", "all"):
         bench_cnn(a.data_dir)
+    if a.what in ("long", "all"):
+        bench_long(a.data_dir)
     if a.what in ("conform", "all"):
         bench_conform(REPO.parent / "shared" / "refvectors")
     if a.what in ("vgg", "all"):

@@ -15,7 +15,9 @@ for one MAC-array tile do not fit is refused with the scratchpad and the limit n
 Tiles are grouped into runs (one RUN each, `_group`): a tile that reads a block an earlier tile of
 the run wrote joins that run when everything fits, and reads the block where it was written
 instead of a store and a load through external memory (the chains of small GEMMs of local
-learning: forward, learning layer, delta, updates). Per run: LOADs (the A or B block is kept when
+learning: forward, learning layer, delta, updates). The nine window positions of a convolution's
+weight gradient read the same activations and deltas: they take each block and chunk of K one
+after another in one run (`_cuts`), each keeping its partial sums in a PMEM region of its own. Per run: LOADs (the A or B block is kept when
 the next single-tile run of the same GEMM reuses it), the commands into the command scratchpad,
 RUN, STOREs, double-buffered (`_schedule`).
 """
