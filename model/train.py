@@ -139,6 +139,19 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
     return TrainResult(best["test_acc"], best["train_acc"], best["epoch"], len(history), history, net)
 
 
+def epoch_batches(cfg: ExperimentConfig, ds: IntegerDataset, order: np.ndarray,
+                  rng: np.random.RandomState):
+    """An epoch's training batches (x, y) in `order` (shuffled already), augmented as configured
+    (drawing from `rng` before each batch's step, as the reference does)."""
+    bs = cfg.train.batch_size
+    for b in range(len(ds.train_x) // bs):
+        rows = order[b * bs:(b + 1) * bs]
+        x = ds.train_x[rows]
+        if cfg.data.crop_padding or cfg.data.flip:
+            x = augment_batch(x, rng, cfg.data.crop_padding, cfg.data.flip)
+        yield x, ds.train_y[rows]
+
+
 def _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history, epochs, progress) -> dict:
     """The epoch loop (shuffle, augment, step, evaluate, schedule, checkpoint, metrics); appends to
     `history` and returns the best epoch's record."""
@@ -149,14 +162,10 @@ def _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history, epo
         lr_inv = schedule.lr_inv
         order = order[epoch_permutation(rng, len(order))]
         t0, correct, seen = time.perf_counter(), 0, 0
-        bar = tqdm(range(n_batches), desc=f"epoch {epoch}/{total}", unit="batch", disable=not progress,
-                   leave=False, dynamic_ncols=True)
-        for b in bar:
-            rows = order[b * bs:(b + 1) * bs]
-            x = ds.train_x[rows]
-            if cfg.data.crop_padding or cfg.data.flip:
-                x = augment_batch(x, rng, cfg.data.crop_padding, cfg.data.flip)
-            correct, seen = correct + stepper.step(x, ds.train_y[rows], lr_inv, rng), seen + bs
+        bar = tqdm(epoch_batches(cfg, ds, order, rng), total=n_batches, desc=f"epoch {epoch}/{total}",
+                   unit="batch", disable=not progress, leave=False, dynamic_ncols=True)
+        for b, (x, y) in enumerate(bar):
+            correct, seen = correct + stepper.step(x, y, lr_inv, rng), seen + bs
             if b % 20 == 0 or b == n_batches - 1:
                 bar.set_postfix(acc=f"{correct / seen:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         correct += stepper.drain()

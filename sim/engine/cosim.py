@@ -153,8 +153,7 @@ async def cosim_main(dut) -> None:
 
     from model.config import load_config
     from model.network import Trace
-    from model.preprocess import augment_batch, epoch_permutation
-    from model.train import evaluate, prepare
+    from model.train import prepare
 
     from hw.engine.compiler import compile_network
     from hw.engine.params import EngineParams
@@ -176,8 +175,6 @@ async def cosim_main(dut) -> None:
     prog = compile_network(net.spec, batch, params, schedule.lr_inv)
     fault = parse_fault(fault_s, prog, steps, start)
     eng = EngineBackend(dut, prog, MemoryModel(**(run.memory or {})))
-    n_batches = len(ds.train_x) // batch
-    order = np.arange(len(ds.train_x))
     result = {"config": cfg.name, "batch": batch, "start_step": start,
               "steps_requested": steps, "steps_run": 0,
               "ok": True, "mismatch": None, "fault": fault_s, "fault_injected": False,
@@ -190,54 +187,36 @@ async def cosim_main(dut) -> None:
     t_sim = t_gold = 0.0
     bar = tqdm(total=steps, desc=f"cosim {cfg.name}", unit="step", disable=not progress,
                dynamic_ncols=True, file=sys.stderr)
-    step, epoch = 0, 0
     try:
-        while step < start + steps and result["ok"]:
-            epoch += 1
-            order = order[epoch_permutation(rng, len(order))]
-            lr_inv = schedule.lr_inv
-            for b in range(n_batches):
-                if step >= start + steps:
-                    break
-                rows = order[b * batch:(b + 1) * batch]
-                x = ds.train_x[rows]
-                if cfg.data.crop_padding or cfg.data.flip:
-                    x = augment_batch(x, rng, cfg.data.crop_padding, cfg.data.flip)
-                y = ds.train_y[rows]
-                if step < start:
-                    net.train_step(x, y, lr_inv, rng=rng)
-                    step += 1
-                    continue
-                if step == start:
-                    await eng.load_weights(net.params)
-                t0 = time.perf_counter()
-                trace = Trace()
-                net.train_step(x, y, lr_inv, rng=rng, trace=trace)
-                t1 = time.perf_counter()
-                flt = fault[1:] if fault is not None and fault[0] == step else None
-                hw = await eng.train_step(x, y, lr_inv, fault=flt)
-                result["fault_injected"] |= flt is not None
-                t2 = time.perf_counter()
-                t_gold += t1 - t0
-                t_sim += t2 - t1
-                counters.append(hw.counters)
-                units.append(hw.units)
-                cyc = hw.units["cycles"]
-                step_cycles.append(cyc)
-                sim_cycles.append(hw.sim_cycles)
-                mm = first_difference(step, hw, net, trace, prog)
-                step += 1
-                result["steps_run"] = step - start
-                bar.update(1)
-                bar.set_postfix(cycles=cyc, kHz=f"{sum(sim_cycles) / max(t_sim, 1e-9) / 1e3:.0f}")
-                if mm is not None:  # stop at the first difference
-                    result["ok"], result["mismatch"] = False, mm
-                    result["message"] = describe(mm)
-                    break
-            else:
-                if step < start + steps:  # full epoch done: the reference's test evaluation and schedule
-                    acc = evaluate(net, ds.test_x, ds.test_labels, cfg.train.eval_batch)
-                    schedule.end_epoch(acc)
+        for step, x, y, lr_inv in _batches(cfg, ds, net, rng, schedule, start + steps):
+            if step < start:
+                net.train_step(x, y, lr_inv, rng=rng)
+                continue
+            if step == start:
+                await eng.load_weights(net.params)
+            t0 = time.perf_counter()
+            trace = Trace()
+            net.train_step(x, y, lr_inv, rng=rng, trace=trace)
+            t1 = time.perf_counter()
+            flt = fault[1:] if fault is not None and fault[0] == step else None
+            hw = await eng.train_step(x, y, lr_inv, fault=flt)
+            result["fault_injected"] |= flt is not None
+            t2 = time.perf_counter()
+            t_gold += t1 - t0
+            t_sim += t2 - t1
+            counters.append(hw.counters)
+            units.append(hw.units)
+            cyc = hw.units["cycles"]
+            step_cycles.append(cyc)
+            sim_cycles.append(hw.sim_cycles)
+            mm = first_difference(step, hw, net, trace, prog)
+            result["steps_run"] = step + 1 - start
+            bar.update(1)
+            bar.set_postfix(cycles=cyc, kHz=f"{sum(sim_cycles) / max(t_sim, 1e-9) / 1e3:.0f}")
+            if mm is not None:  # stop at the first difference
+                result["ok"], result["mismatch"] = False, mm
+                result["message"] = describe(mm)
+                break
     finally:
         bar.close()
     if run.test_images and result["ok"]:
@@ -262,6 +241,27 @@ async def cosim_main(dut) -> None:
         "lr_inv": schedule.lr_inv, "params": params.__dict__,
     })
     Path(RESULT_FILE).write_text(json.dumps(result, indent=1))
+
+
+def _batches(cfg, ds, net, rng, schedule, total: int):
+    """(step, x, y, lr_inv) of model.train.train's loop for `total` steps: each epoch's shuffled
+    batches, and after each full epoch the reference's test evaluation feeding the lr_inv
+    schedule."""
+    from model.preprocess import epoch_permutation
+    from model.train import epoch_batches, evaluate
+
+    step, order = 0, np.arange(len(ds.train_x))
+    while True:
+        order = order[epoch_permutation(rng, len(order))]
+        lr_inv = schedule.lr_inv
+        for x, y in epoch_batches(cfg, ds, order, rng):
+            if step >= total:
+                return
+            yield step, x, y, lr_inv
+            step += 1
+        if step >= total:
+            return
+        schedule.end_epoch(evaluate(net, ds.test_x, ds.test_labels, cfg.train.eval_batch))
 
 
 async def _test_accuracy(eng, net, ds, n: int) -> dict:
