@@ -1,0 +1,164 @@
+# amaranth: UnusedElaboratable=no
+"""The engine's max-pool unit (hw.engine.pool.PoolUnit) on Amaranth's simulator, between two of the
+engine's banked memories, against model.layers.maxpool_forward: the pooled words, and the marked
+copy of s (every window position but its lane's first maximum reads -128). Cases: several words
+per pixel and images, ties, all-negative windows whose maximum is the padding's 0, a tile of
+output rows away from the top, windows that leave rows uncovered, a pool between blocks (no
+marked copy). Mutations of the first-maximum rule and of the padding's 0 fail it."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from amaranth import Elaboratable, Module, Mux, Signal
+
+from hw.engine.compiler import Gemm, PoolGeom, Tensor, pack_command
+from hw.engine.memory import BankedMemory
+from hw.engine.params import OP_POOL, SEL_AMEM_R, SEL_SMEM, EngineParams, command_layout
+from hw.engine.pool import MASK, PoolUnit
+from model.layers import maxpool_forward
+
+P = EngineParams()
+L = P.lanes
+DEPTH = 2048
+
+
+class _Harness(Elaboratable):
+    """PoolUnit on a source memory (read, pooled-word write) and SMEM (s read, marked-copy write);
+    with `host` the test bench owns both memories' ports (h_*)."""
+
+    def __init__(self) -> None:
+        self.pool = PoolUnit(P)
+        self.src, self.smem = BankedMemory(L * 8, DEPTH, 8), BankedMemory(L * 8, DEPTH, 8)
+        self.cmd = Signal(command_layout(P))
+        self.start = Signal()
+        self.host = Signal(init=1)
+        self.h_sel, self.h_en = Signal(), Signal()  # 0: source, 1: SMEM
+        self.h_addr, self.h_data = Signal(16), Signal(L * 8)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        pool, src, smem = self.pool, self.src, self.smem
+        m.submodules += [pool, src, smem]
+        on = ~self.host
+        full = (1 << L) - 1
+        m.d.comb += [pool.cmd.eq(self.cmd), pool.start.eq(self.start),
+                     pool.rd_data.eq(src.rd_data), pool.s_data.eq(smem.rd_data),
+                     src.rd_addr.eq(Mux(on, pool.rd_addr, self.h_addr)),
+                     smem.rd_addr.eq(Mux(on, pool.s_addr, self.h_addr)),
+                     src.wr_addr.eq(Mux(on, pool.wr_addr, self.h_addr)),
+                     src.wr_data.eq(Mux(on, pool.wr_data, self.h_data)),
+                     src.wr_en.eq(Mux(on, pool.wr_en, Mux(self.h_en & ~self.h_sel, full, 0))),
+                     smem.wr_addr.eq(Mux(on, pool.mk_addr, self.h_addr)),
+                     smem.wr_data.eq(Mux(on, pool.mk_data, self.h_data)),
+                     smem.wr_en.eq(Mux(on, pool.mk_en, Mux(self.h_en & self.h_sel, full, 0)))]
+        return m
+
+
+def _words(a: np.ndarray) -> list[int]:
+    """(images, h, w, channels) int8 -> scratchpad words (pixels row-major, channels in lanes)."""
+    lanes = a.reshape(-1, L).astype(np.uint8)
+    return [int.from_bytes(r.tobytes(), "little") for r in lanes]
+
+
+def _unwords(words: list[int], shape: tuple) -> np.ndarray:
+    b = b"".join(w.to_bytes(L, "little") for w in words)
+    return np.frombuffer(b, dtype=np.int8).reshape(shape)
+
+
+def _run(pg: PoolGeom, a: np.ndarray, s: np.ndarray, y0: int, rows: int) -> tuple:
+    """Pool output rows [y0, y0 + rows) of images `a` (and mark `s`) on the unit; returns (pooled
+    words as (images, rows, wo, channels), the marked copy as (images, h, w, channels), cycles)."""
+    from amaranth.sim import Simulator
+
+    n_img, h, w, c = a.shape
+    first = pg.source_rows(y0, y0 + rows)[0] * w * pg.words  # the tile's first source row
+    src_t = Tensor("a", SEL_AMEM_R, "row", n_img, h * w * c, first)
+    dst_t = Tensor("o", SEL_AMEM_R, "row", n_img, rows * pg.wo * c, n_img * h * w * pg.words)
+    s_t = Tensor("s", SEL_SMEM, "row", n_img, h * w * c, first)
+    mk_t = Tensor("m", SEL_SMEM, "row", n_img, h * w * c, n_img * h * w * pg.words + first)
+    mk_region = mk_t.base - first
+    outs = {"o0": dst_t} | ({"o2": s_t, "o3": mk_t} if pg.mask else {})
+    g = Gemm("pool", "pool", OP_POOL, src_t, src_t, n_img, pg.words, rows, outs, pool=pg)
+    cmd = pack_command(P, replace(pg, y0=y0).fields(g, 0))
+    sentinel = np.full_like(s, 99)
+    preload = [(0, i, v) for i, v in enumerate(_words(a))]
+    preload += [(1, i, v) for i, v in enumerate(_words(s))]
+    preload += [(1, mk_region + i, v) for i, v in enumerate(_words(sentinel))]
+    dut = _Harness()
+    out: dict = {}
+
+    async def bench(ctx):
+        for sel, addr, v in preload:
+            ctx.set(dut.h_sel, sel)
+            ctx.set(dut.h_addr, addr)
+            ctx.set(dut.h_data, v)
+            ctx.set(dut.h_en, 1)
+            await ctx.tick()
+        ctx.set(dut.h_en, 0)
+        await ctx.tick().repeat(4)  # the last write lands
+        ctx.set(dut.host, 0)
+        ctx.set(dut.cmd.as_value(), cmd)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        cycles = 1
+        while not ctx.get(dut.pool.done):
+            await ctx.tick()
+            cycles += 1
+        await ctx.tick().repeat(12)  # the marks trail their reads by the read latency
+        ctx.set(dut.host, 1)
+        out["cycles"] = cycles
+        for name, mem, base, n in (("dst", dut.src, dst_t.base, dst_t.words),
+                                   ("mk", dut.smem, mk_region, mk_t.words)):
+            words = []
+            for i in range(n + 5):  # read latency 5: one address per cycle, data 5 cycles later
+                ctx.set(dut.h_addr, base + min(i, n - 1))
+                await ctx.tick()
+                words.append(ctx.get(mem.rd_data))
+            out[name] = words[4:4 + n]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return (_unwords(out["dst"], (n_img, rows, pg.wo, c)), _unwords(out["mk"], a.shape),
+            out["cycles"])
+
+
+def _expected(pg: PoolGeom, a: np.ndarray, s: np.ndarray, y0: int, rows: int) -> tuple:
+    """The golden model's pool of every output row, cut to the tile, and the marked copy the
+    unit writes for the tile's windows (positions of other rows keep the sentinel 99)."""
+    kh, kw, ph, pw = pg.kh, pg.kw, pg.ph, pg.pw
+    out, arg = maxpool_forward(a.transpose(0, 3, 1, 2), (kh, kw), (ph, pw), pad_value=0)
+    pooled = out.transpose(0, 2, 3, 1)[:, y0:y0 + rows]
+    marked = np.full_like(s, 99)
+    for oy in range(y0, y0 + rows) if pg.mask else ():
+        for ox in range(pg.wo):
+            for k in range(kh * kw):
+                y, x = oy * kh + k // kw - ph, ox * kw + k % kw - pw
+                if 0 <= y < pg.h and 0 <= x < pg.w:
+                    first = arg[:, :, oy, ox].T == k  # (channels, images) -> (images, channels)
+                    marked[:, y, x] = np.where(first.T, s[:, y, x], MASK)
+    return pooled, marked
+
+
+@pytest.mark.parametrize("h, w, c, k, pad, y0, rows, low, mask", [
+    (6, 6, 16, (2, 2), (0, 0), 0, 3, -3, True),    # two words per pixel, ties in 7 values
+    (6, 4, 8, (4, 2), (1, 0), 0, 2, -100, True),   # padded rows: all-negative windows pool to 0
+    (8, 6, 8, (4, 2), (2, 0), 1, 1, -120, True),   # a tile of one output row away from the top
+    (7, 5, 8, (2, 2), (0, 0), 0, 3, -127, True),   # a row and a column no window covers (floor)
+    (6, 6, 16, (2, 2), (0, 0), 0, 3, -3, False),   # a pool between blocks: no marked copy
+])
+def test_pool_unit_matches_the_golden_model(h, w, c, k, pad, y0, rows, low, mask):
+    rng = np.random.default_rng(h * 100 + w * 10 + c + y0)
+    n_img = 3
+    a = rng.integers(low, 4 if low == -3 else 127, (n_img, h, w, c)).astype(np.int8)
+    s = rng.integers(-127, 128, (n_img, h, w, c)).astype(np.int8)
+    pg = PoolGeom(h, w, c // L, *k, *pad, mask=mask)
+    got_pool, got_mark, cycles = _run(pg, a, s, y0, rows)
+    want_pool, want_mark = _expected(pg, a, s, y0, rows)
+    assert want_pool.size and (want_mark != 99).any() == mask  # something was pooled (and marked)
+    np.testing.assert_array_equal(got_pool, want_pool)
+    np.testing.assert_array_equal(got_mark, want_mark)
+    reads = 2 if mask else 1  # every window position read (again for the marked copy)
+    assert cycles > n_img * rows * pg.wo * pg.words * reads * k[0] * k[1]
