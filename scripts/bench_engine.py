@@ -74,16 +74,29 @@ def bench_cosim(data_dir: str) -> list[Path]:
             for config, memory, bus in cosim_runs()]
 
 
+def commit() -> str:
+    """The checkout's commit (`git describe --always --dirty`): what a record was measured on."""
+    r = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
+                       text=True)
+    return r.stdout.strip() or "unknown"
+
+
+def _stamp(out: Path, **extra) -> dict:
+    """Add the commit (and `extra`) to a recorded result."""
+    res = json.loads(out.read_text()) | {"commit": commit(), **extra}
+    write_atomic(out, json.dumps(res, indent=1).encode())
+    return res
+
+
 def _record_cosim(config: str, steps: int, data_dir: str, out: Path, **kw) -> Path:
     """`steps` co-simulated steps of configs/<config>.toml recorded in `out` (with the wall time
-    including the engine build); SystemExit when the engine and the golden model differ."""
+    including the engine build and the commit); SystemExit when the engine and the golden model
+    differ."""
     from sim.engine.cosim import run_cosim
 
     t0 = time.perf_counter()
     rc = run_cosim(REPO / "configs" / f"{config}.toml", steps, data_dir, out, progress=True, **kw)
-    res = json.loads(out.read_text())
-    res["total_wall_s_incl_build"] = round(time.perf_counter() - t0, 1)
-    write_atomic(out, json.dumps(res, indent=1).encode())
+    res = _stamp(out, total_wall_s_incl_build=round(time.perf_counter() - t0, 1))
     if rc:
         raise SystemExit(f"cosim failed: {res.get('message')}")
     return out
@@ -187,6 +200,8 @@ def bench_long(data_dir: str) -> list[Path]:
         procs.append(subprocess.Popen(cmd, cwd=REPO))
     if any(p.wait() for p in procs):
         raise SystemExit(f"{LONG}: a segment of the long run failed (see its output above)")
+    for f in long_files():
+        _stamp(f)
     return long_files()
 
 
@@ -209,7 +224,7 @@ def bench_vgg(data_dir: str) -> list[Path]:
     macs = ep.prog.macs
     res = {"config": VGG, "batch": 64, "tiles": len(ep.tiles), "runs": len(ep.runs),
            "compile_s": round(compile_s, 1), "target_mhz": TARGET_MHZ,
-           "useful_macs_per_step": sum(macs.values()), "memories": {}}
+           "useful_macs_per_step": sum(macs.values()), "memories": {}, "commit": commit()}
     for name, mm in (("ideal", None), ("ddr3", DDR3)):
         pr = predict(ep) if mm is None else predict(ep, mm.latency, mm.stall_pct, mm.gap)
         res["memories"][name] = {
@@ -250,7 +265,7 @@ def bench_conform(vec_dir: Path) -> list[Path]:
         res = {"set": tag, "vector_dir": str(vec_dir), "wall_s": round(time.perf_counter() - t0, 1),
                "steps": {r.step: {"arrays": r.arrays, "differ": len(r.mismatches)}
                          for r in reports},
-               "ok": not any(r.mismatches for r in reports)}
+               "ok": not any(r.mismatches for r in reports), "commit": commit()}
         out = OUT / f"conform_{tag}.json"
         write_atomic(out, json.dumps(res, indent=1).encode())
         if not res["ok"]:
@@ -434,7 +449,7 @@ def _cosim_lines(f: Path, memory: str, bus: int, per_phase: bool = False) -> lis
                      f"{100 * t['engine_acc']:.2f}%, golden model {100 * t['golden_acc']:.2f}%, "
                      f"predictions identical: {t['identical']}")
     lines += [f"- wall time {r.get('run_s', r['wall_s']):.0f} s (simulator {r['sim_khz']:.0f} "
-              f"kcycles/s)", ""]
+              f"kcycles/s)" + (f"; commit {r['commit']}" if "commit" in r else ""), ""]
     if per_phase:
         lines += ["| phase | core cycles | MAC busy | useful-MAC utilization |",
                   "|---|---:|---:|---:|"]
