@@ -14,7 +14,7 @@ starting the core in the background, SWAP and END waiting for it. The parts:
   core run   : RUN_OVERHEAD_CYCLES, COMMAND_CYCLES per further GEMM of the run, and for every
                MAC-array tile of C, max(K, what its output op needs): the serializer takes
                rows x cols cycles per tile (scale, loss, update), the ReLU backward row path K + 2
-               but at least one cycle per row
+               but at least one cycle per row; a max-pool one cycle per window position read
 
 The constants are the RTL's, measured on it (`scripts/bench_engine.py model` compares the model
 with the counters of whole co-simulated training steps: benchmarks/engine/perf_model.json).
@@ -76,15 +76,18 @@ def transfer_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, st
     return busiest + latency + (STORE_TAIL_CYCLES if store else LOAD_TAIL_CYCLES)
 
 
+def pool_cycles(words: int, window: int, mask: bool) -> int:
+    """A max-pool command (`hw.engine.pool`): one read per window position and pooled word
+    (twice with the marked copy of s), then the last writes after the read latency."""
+    return words * window * (2 if mask else 1) + READ_LATENCY + 3
+
+
 def tile_cycles(tile: Tile, p: EngineParams) -> int:
     """The core's cycles for one tile's MAC-array tiles."""
     g, L = tile.gemm, p.lanes
-    if g.pool is not None:  # per word: the window's reads, the memory's latency, write (marks)
+    if g.pool is not None:
         pg = g.pool
-        f = g.fields(0)
-        window = pg.kh * pg.kw
-        return f["m_len"] * g.n * pg.wo * pg.words * (
-            window * (2 if pg.mask else 1) + READ_LATENCY + 4) + 1
+        return pool_cycles(g.fields(0)["m_len"] * g.n * pg.wo * pg.words, pg.kh * pg.kw, pg.mask)
     if g.k_hold:  # a chunk of K that ends no tile: its beats only
         return g.k
     c_tiles = -(-g.m // L) * -(-g.n // L)

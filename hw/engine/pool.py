@@ -50,7 +50,7 @@ class _Walk:
     pos: Signal  # its index, row-major
     mk_copy: Signal  # s -> its marked copy
     issue: Signal  # a source word is read
-    writing: Signal  # the pooled word is written
+    last: Signal  # the position is its window's last
     marking: Signal  # s is read for the marked copy
     inside: Signal  # the position lies in the image (else padding)
 
@@ -81,7 +81,7 @@ class PoolUnit(wiring.Component):
             iy=data_reg(signed(PW), name="iy"), ix=data_reg(signed(PW), name="ix"),
             ky=data_reg(CV_BITS, name="ky"), kx=data_reg(CV_BITS, name="kx"),
             pos=data_reg(WIN, name="pos"), mk_copy=data_reg(ADDR_W, name="mk_copy"),
-            issue=Signal(name="issue"), writing=Signal(name="writing"),
+            issue=Signal(name="issue"), last=Signal(name="last"),
             marking=Signal(name="marking"), inside=Signal(name="inside"))
         m.d.comb += [w.inside.eq((w.iy >= 0) & (w.iy < cmd.cv_h) & (w.ix >= 0) & (w.ix < cmd.cv_w)),
                      self.rd_addr.eq(w.addr), self.s_addr.eq(w.addr)]
@@ -99,8 +99,12 @@ class PoolUnit(wiring.Component):
             x = Mux(inb, self.rd_data.word_select(j, AB).as_signed(), 0)
             with m.If(v & (f | (x > best[j]))):
                 m.d.sync += [best[j].eq(x), arg[j].eq(idx)]
-        m.d.comb += [self.wr_addr.eq(w.dst), self.wr_data.eq(best.as_value()),
-                     self.wr_en.eq(Mux(w.writing, (1 << L) - 1, 0))]
+        # the pooled word: written in the cycle its window's last word has been reduced (the next
+        # window's first word replaces `best` only at the end of that cycle)
+        wr_v = delayed(m, w.issue & w.last, RL + 1, "pool_wr", False)
+        wr_at = delayed(m, w.dst, RL + 1, "pool_dst")
+        m.d.comb += [self.wr_addr.eq(wr_at), self.wr_data.eq(best.as_value()),
+                     self.wr_en.eq(Mux(wr_v, (1 << L) - 1, 0))]
         # the marked copy of s: each position's word RL cycles after its read, MASK in the
         # lanes whose arg-max is elsewhere
         mk_v = delayed(m, w.marking & w.inside, RL, "mark_v", False)
@@ -113,8 +117,10 @@ class PoolUnit(wiring.Component):
 
     def _walk(self, m: Module, w: _Walk) -> None:
         """The command's loops: blocks, output rows, pixels, words; per word the window's
-        positions (ISSUE), the wait for the last one's data (REDUCE), the pooled word (WRITE)
-        and the positions again for the marked copy of s (MARK)."""
+        positions (ISSUE), then with `conv` the positions again for the marked copy of s (MARK),
+        back to back: the window's arg-max is complete when the first word of s arrives, and
+        the next window's first word reaches the max registers after the last word of s. The
+        writes trail the reads by the read latency (FLUSH)."""
         cmd, RL = self.cmd, READ_LATENCY
         blk, oy = data_reg(ADDR_W + 4), data_reg(ADDR_W)
         ox, c = data_reg(CV_BITS), data_reg(CV_N0_BITS)
@@ -125,8 +131,8 @@ class PoolUnit(wiring.Component):
         wait = data_reg(range(RL + 2))
         mk_off = data_reg(ADDR_W)  # source -> s
         active, done = Signal(), Signal()
-        m.d.comb += [self.active.eq(active), self.done.eq(done)]
-        last = (w.ky == cmd.cv_n2 - 1) & (w.kx == cmd.cv_n1 - 1)
+        m.d.comb += [self.active.eq(active), self.done.eq(done),
+                     w.last.eq((w.ky == cmd.cv_n2 - 1) & (w.kx == cmd.cv_n1 - 1))]
 
         def start(base, y0, x0):
             return [w.addr.eq(base), w.iy.eq(y0), w.ix.eq(x0), w.ky.eq(0), w.kx.eq(0), w.pos.eq(0)]
@@ -137,6 +143,30 @@ class PoolUnit(wiring.Component):
             with m.If(w.kx == cmd.cv_n1 - 1):
                 m.d.sync += [w.kx.eq(0), w.ky.eq(w.ky + 1), w.ix.eq(ix0), w.iy.eq(w.iy + 1),
                              w.addr.eq(w.addr + cmd.a_sk)]
+
+        def advance():  # the next word, pixel, output row, block: its window from the start
+            m.next = "ISSUE"
+            nxt_c = c + 1
+            m.d.sync += [c.eq(nxt_c), w.dst.eq(w.dst + 1), *start(pix_base + nxt_c, iy0, ix0)]
+            with m.If(nxt_c == cmd.cv_n0):
+                npx = pix_base + cmd.a_skr
+                m.d.sync += [c.eq(0), ox.eq(ox + 1), pix_base.eq(npx), ix0.eq(ix0 + cmd.cv_n1),
+                             *start(npx, iy0, ix0 + cmd.cv_n1)]
+                with m.If(ox == cmd.cv_mw - 1):
+                    nrow = row_base + cmd.b_sk
+                    m.d.sync += [ox.eq(0), oy.eq(oy + 1), row_base.eq(nrow), pix_base.eq(nrow),
+                                 ix0.eq(cmd.cv_x0), iy0.eq(iy0 + cmd.cv_n2),
+                                 *start(nrow, iy0 + cmd.cv_n2, cmd.cv_x0)]
+                    with m.If(oy == cmd.k_len - 1):
+                        nblk = blk_base + cmd.a_sm
+                        ndst = dst_blk + cmd.o0.stride
+                        m.d.sync += [oy.eq(0), blk.eq(blk + 1), blk_base.eq(nblk),
+                                     row_base.eq(nblk), pix_base.eq(nblk), dst_blk.eq(ndst),
+                                     w.dst.eq(ndst), iy0.eq(cmd.cv_y0),
+                                     *start(nblk, cmd.cv_y0, cmd.cv_x0)]
+                        with m.If(blk == cmd.m_len - 1):
+                            m.d.sync += wait.eq(RL + 1)
+                            m.next = "FLUSH"
 
         with m.FSM(name="pool"):
             with m.State("IDLE"):
@@ -152,46 +182,19 @@ class PoolUnit(wiring.Component):
             with m.State("ISSUE"):  # one source word per cycle
                 m.d.comb += w.issue.eq(1)
                 step()
-                with m.If(last):
-                    m.d.sync += wait.eq(RL + 1)
-                    m.next = "REDUCE"
-            with m.State("REDUCE"):  # the last word's data reaches the max registers
-                m.d.sync += wait.eq(wait - 1)
-                with m.If(wait == 0):
-                    m.next = "WRITE"
-            with m.State("WRITE"):
-                m.d.comb += w.writing.eq(1)
-                m.d.sync += start(pix_base + c, iy0, ix0)
-                with m.If(cmd.conv):
-                    m.d.sync += w.addr.eq(pix_base + c + mk_off)
-                    m.next = "MARK"
-                with m.Else():
-                    m.next = "NEXT"
+                with m.If(w.last):
+                    with m.If(cmd.conv):
+                        m.d.sync += [*start(pix_base + c, iy0, ix0), w.addr.eq(pix_base + c + mk_off)]
+                        m.next = "MARK"
+                    with m.Else():
+                        advance()
             with m.State("MARK"):  # read s at each position (its marked copy follows)
                 m.d.comb += w.marking.eq(1)
                 step()
-                with m.If(last):
-                    m.next = "NEXT"
-            with m.State("NEXT"):  # the next word, pixel, output row, block
-                m.next = "ISSUE"
-                nxt_c = c + 1
-                m.d.sync += [c.eq(nxt_c), w.dst.eq(w.dst + 1), *start(pix_base + nxt_c, iy0, ix0)]
-                with m.If(nxt_c == cmd.cv_n0):
-                    npx = pix_base + cmd.a_skr
-                    m.d.sync += [c.eq(0), ox.eq(ox + 1), pix_base.eq(npx), ix0.eq(ix0 + cmd.cv_n1),
-                                 *start(npx, iy0, ix0 + cmd.cv_n1)]
-                    with m.If(ox == cmd.cv_mw - 1):
-                        nrow = row_base + cmd.b_sk
-                        m.d.sync += [ox.eq(0), oy.eq(oy + 1), row_base.eq(nrow), pix_base.eq(nrow),
-                                     ix0.eq(cmd.cv_x0), iy0.eq(iy0 + cmd.cv_n2),
-                                     *start(nrow, iy0 + cmd.cv_n2, cmd.cv_x0)]
-                        with m.If(oy == cmd.k_len - 1):
-                            nblk = blk_base + cmd.a_sm
-                            ndst = dst_blk + cmd.o0.stride
-                            m.d.sync += [oy.eq(0), blk.eq(blk + 1), blk_base.eq(nblk),
-                                         row_base.eq(nblk), pix_base.eq(nblk), dst_blk.eq(ndst),
-                                         w.dst.eq(ndst), iy0.eq(cmd.cv_y0),
-                                         *start(nblk, cmd.cv_y0, cmd.cv_x0)]
-                            with m.If(blk == cmd.m_len - 1):
-                                m.d.sync += [active.eq(0), done.eq(1)]
-                                m.next = "IDLE"
+                with m.If(w.last):
+                    advance()
+            with m.State("FLUSH"):  # the last writes are presented
+                m.d.sync += wait.eq(wait - 1)
+                with m.If(wait == 0):
+                    m.d.sync += [active.eq(0), done.eq(1)]
+                    m.next = "IDLE"
