@@ -75,10 +75,13 @@ def bench_cosim(data_dir: str) -> list[Path]:
 
 
 def commit() -> str:
-    """The checkout's commit (`git describe --always --dirty`): what a record was measured on."""
-    r = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
-                       text=True)
-    return r.stdout.strip() or "unknown"
+    """The checkout's commit, "-dirty" when files outside benchmarks/ (the records themselves)
+    differ from it: what a record was measured on."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("-dirty" if git("status", "--porcelain", "--", ".", ":(exclude)benchmarks") else "")
 
 
 def _stamp(out: Path, **extra) -> dict:
