@@ -4,8 +4,9 @@
            Verilated engine, bit-checked against the golden model after every step, under the
            ideal memory and the DDR3-class model -> cosim_<config>_<N>steps_<memory>.json
   cnn    : CNN training on the engine (issue 14): configs/engine_cnn_mnist.toml (50 steps, batch 16,
-           inference on 256 test images), per-phase cycles (the convolutions per layer)
-           -> cosim_<config>_<N>steps_b<batch>_ideal.json
+           inference on 256 test images) and two steps of cnn_small_mnist at batch 64 (the
+           current engine's cycles; `long` is the long run), per-phase cycles (the convolutions
+           per layer) -> cosim_<config>_<N>steps_b<batch>_ideal.json
   long   : cnn_small_mnist for 200 steps at batch 64 in two segments of 100 run side by side
            (`nitro cosim --start-step`; about 80 minutes on two cores), the second followed by
            inference on 1000 test images -> cosim_cnn_small_mnist_steps<first>-<last>_b64_ideal.json
@@ -163,7 +164,7 @@ WIDTHS_NOTE = (
 
 
 # CNNs (issue 14): config -> (batch, steps, test images); the ideal memory
-CNN_RUNS = {"engine_cnn_mnist": (16, 50, 256)}
+CNN_RUNS = {"engine_cnn_mnist": (16, 50, 256), "cnn_small_mnist": (64, 2, 0)}
 # the long CNN run: config, steps, segments side by side, test images after the last
 LONG, LONG_STEPS, LONG_SEGMENTS, LONG_TEST = "cnn_small_mnist", 200, 2, 1000
 
@@ -175,7 +176,8 @@ def cnn_file(config: str) -> Path:
 
 def bench_cnn(data_dir: str) -> list[Path]:
     """CNN training on the Verilated engine, bit-checked after every step: the shipped
-    configs/engine_cnn_mnist.toml (50 steps, then the inference program on 256 test images)."""
+    configs/engine_cnn_mnist.toml (50 steps, then the inference program on 256 test images) and
+    configs/cnn_small_mnist.toml (2 steps at its batch of 64)."""
     return [_record_cosim(config, steps, data_dir, cnn_file(config), batch=batch, test_images=test)
             for config, (batch, steps, test) in CNN_RUNS.items()]
 
