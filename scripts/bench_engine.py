@@ -503,6 +503,14 @@ def write_readme() -> None:
     for f in map(cnn_file, CNN_RUNS):
         if f.exists():
             lines += _cosim_lines(f, "ideal", 64, per_phase=True)
+    if any(f.exists() for f in long_files()):
+        lines += [f"The long run of {LONG} ({LONG_STEPS} steps at batch 64, `bench_engine.py long`) "
+                  f"in {LONG_SEGMENTS} segments simulated side by side: each segment's golden model "
+                  "trains the steps before it alone and the engine starts from its weights (`nitro "
+                  "cosim --start-step`), so every step ran on the engine from the weights the step "
+                  "before produced, which the segment before found bit-identical. Its cycles are "
+                  f"the engine's at the commit shown; the current engine's are in "
+                  f"`{cnn_file(LONG).name}` above.", ""]
     for k, f in enumerate(long_files()):
         if f.exists():
             lines += _cosim_lines(f, "ideal", 64, per_phase=k == 0)
