@@ -17,9 +17,9 @@ the run wrote joins that run when everything fits, and reads the block where it 
 instead of a store and a load through external memory (the chains of small GEMMs of local
 learning: forward, learning layer, delta, updates). The nine window positions of a convolution's
 weight gradient read the same activations and deltas: they take each block and chunk of K one
-after another in one run (`_cuts`), each keeping its partial sums in a PMEM region of its own. Per run: LOADs (the A or B block is kept when
-the next single-tile run of the same GEMM reuses it), the commands into the command scratchpad,
-RUN, STOREs, double-buffered (`_schedule`).
+after another in one run (`_cuts`), each keeping its partial sums in a PMEM region of its own.
+Per run: LOADs (the A or B block is kept when the next single-tile run of the same GEMM reuses
+it), the commands into the command scratchpad, RUN, STOREs, double-buffered (`_schedule`).
 """
 from __future__ import annotations
 
@@ -500,11 +500,16 @@ def _chunk_shape(g: Gemm, p: EngineParams, chunk, share: int = 1) -> TileShape |
                     for b in _blocks(g, 0, mm, 0, nn, 0, kc, outs=False).values())
         macs = mc * nc * max(kc, L * L) if partial else kc
         if partial:
-            beats /= min(share, most // (mc * nc))
+            beats /= min(share, _pmem_share(p, mc * nc))
         cost = cdiv(g.m, mm) * cdiv(g.n, nn) * cdiv(g.k, kc) * (max(beats, macs) + TILE_OVERHEAD_BEATS)
         if best is None or cost < best[0]:
             best = (cost, TileShape(mm, nn, False, kc, partial))
     return None if best is None else best[1]
+
+
+def _pmem_share(p: EngineParams, c_tiles: int) -> int:
+    """How many GEMMs PMEM holds the partial sums of at once, each of `c_tiles` MAC-array tiles."""
+    return p.pmem_depth // (p.lanes * p.lanes * c_tiles)
 
 
 def transfers(b: Block, base: int, p: EngineParams) -> list[Transfer]:
@@ -566,11 +571,12 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
 def _window_groups(gemms: list[Gemm]) -> list[list[Gemm]]:
     """The GEMMs in order, the window positions of one weight gradient together (they read the
     same blocks: `_cuts` interleaves them), every other GEMM on its own."""
+    def window(g: Gemm) -> bool:
+        return g.conv is not None and g.conv.window is not None
+
     groups: list[list[Gemm]] = []
     for g in gemms:
-        prev = groups[-1][0] if groups else None
-        if (g.conv is not None and g.conv.window is not None and prev is not None
-                and prev.conv is not None and prev.conv.window is not None and prev.name == g.name):
+        if groups and window(g) and window(groups[-1][0]) and groups[-1][0].name == g.name:
             groups[-1].append(g)
         else:
             groups.append([g])
@@ -590,9 +596,13 @@ def _cuts(group: list[Gemm], p: EngineParams) -> list[_Cut]:
         blocks.sort(key=lambda b: (b[1], b[0]))
     kc = sh.k or g.k
     chunks = [(k0, min(k0 + kc, g.k)) for k0 in range(0, g.k, kc)]
-    rows = cdiv(sh.m, p.lanes) * cdiv(sh.n, p.lanes) * p.lanes  # PMEM rows of a tile's sums
-    per = p.pmem_depth // p.lanes // rows if sh.partial else len(group)
-    if sh.k is not None and not sh.partial:
+    tiles = cdiv(sh.m, p.lanes) * cdiv(sh.n, p.lanes)
+    rows = tiles * p.lanes  # PMEM rows of a tile's sums
+    if sh.partial:
+        per = _pmem_share(p, tiles)
+    elif sh.k is None:
+        per = len(group)  # all of K: no sums kept between commands
+    else:
         per = 1  # the array holds the sums: a window's chunks back to back
     out = []
     for w0 in range(0, len(group), per):
