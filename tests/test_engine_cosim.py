@@ -72,7 +72,8 @@ def test_engine_epoch_boundary_and_lr_change(engine_build, tmp_path):
 def test_engine_run_in_segments(engine_build, tmp_path):
     """--start-step: the golden model trains steps 0..4 alone (two of them after an epoch
     boundary and an lr_inv change), the engine takes its weights at step 5 and runs steps 5 and
-    6 (across the next boundary), bit-identical; a fault outside those steps is refused."""
+    6 (across the next boundary), bit-identical; a fault in the engine's first step is caught
+    there, one outside its steps is refused."""
     from model.numerics import NitroError
 
     cfg = tmp_path / "lr.toml"
@@ -82,6 +83,9 @@ def test_engine_run_in_segments(engine_build, tmp_path):
     rc, res = _cosim(tmp_path, cfg, 2, train_images=48, start_step=5)
     assert rc == 0, res.get("message")
     assert (res["start_step"], res["steps_run"], res["lr_inv"]) == (5, 2, 4608)
+    rc, res = _cosim(tmp_path, cfg, 2, fault="5:linear_encoder_00:0,0:1", train_images=48,
+                     start_step=5)
+    assert rc == 1 and res["fault_injected"] and res["mismatch"]["step"] == 5
     with pytest.raises(NitroError, match="step 4 never runs on the engine"):
         _cosim(tmp_path, cfg, 2, fault="4:linear_encoder_00:0,0:1", train_images=48, start_step=5)
 
