@@ -15,6 +15,7 @@ from hw.engine.params import (
 from model.numerics import NitroError
 from model.spec import Hyper, Quirks, build_cnn, build_mlp
 from hw.engine import compiler as C
+from hw.engine import perf
 from hw.engine import tiling as T
 from hw.engine.image import tensor_span
 from hw.engine.program import END, RUN, Transfer, ext_word_bytes, load
@@ -192,10 +193,31 @@ def test_network_too_big_for_engine():
 
 def test_long_k_runs_in_chunks():
     """A K longer than the scratchpads hold (the weights after a 1200-wide layer, 1200 x 2 words
-    of wmem per panel) runs as chunks of K; the rest of the step is tiled as before."""
+    of wmem per panel) runs as chunks of K; the rest of the step is tiled as before (the first
+    GEMM, whose loads nothing overlaps, in chunks too: test_first_gemm_in_chunks)."""
     ep = T.lower(C.compile_network(mnist_spec((1200, 50)), 64))
     chunked = {t.parent.name for t in ep.tiles if t.gemm.k_hold or t.gemm.p_out}
-    assert chunked == {"linear_block_01/fwd", "linear_block_00/learn"}
+    assert chunked == {"linear_block_00/fwd", "linear_block_01/fwd", "linear_block_00/learn"}
+
+
+def test_first_gemm_in_chunks(monkeypatch):
+    """The step's first GEMM fits with all of K, but nothing overlaps its first tile's loads: it
+    runs in chunks of K (partial sums in PMEM), whose first loads are short, and the performance
+    model predicts the step faster than with whole-K tiles; no other GEMM changes."""
+    prog = C.compile_network(mnist_spec(), 64)
+    g, p = prog.gemms[0], prog.params
+    whole, chunked = T.tile_shape(g, p), T.tile_shape(g, p, exposed=True)
+    assert whole.k is None and chunked.k < g.k and chunked.partial
+    ep = T.lower(prog)
+    orig = T.tile_shape
+    monkeypatch.setattr(T, "tile_shape", lambda g, p, share=1, exposed=False: orig(g, p, share))
+    ep_whole = T.lower(prog)
+    first, first_whole = ep.runs[0].tiles[0], ep_whole.runs[0].tiles[0]
+    assert first.gemm.k == chunked.k and first_whole.gemm.k == g.k
+    assert sum(x.words for x in first.loads) < sum(x.words for x in first_whole.loads) / 2
+    assert perf.predict(ep).cycles < 0.98 * perf.predict(ep_whole).cycles
+    assert ([t.gemm for t in ep.tiles if t.parent is not g]
+            == [t.gemm for t in ep_whole.tiles if t.parent is not g])
 
 
 @pytest.mark.parametrize("batch", [0, -3, 2.5, True])

@@ -368,7 +368,7 @@ def _wgrad_shape(g: Gemm, p: EngineParams, share: int) -> TileShape:
         rows = [r for r in range(cg.h - 1, 0, -1) if cg.h % r == 0 and band(r)]
         return rows[0] * cg.w if rows else None
 
-    sh = _chunk_shape(g, p, chunk, share)
+    sh = _chunk_shape(g, p, chunk, share)[1]
     if sh is None:
         s, u, d = _overflow(g, p, min(L, g.m), min(L, g.n), cg.w)
         raise NitroError(f"engine: {g.name} (weight gradient over {cg.w}-pixel image rows) needs "
@@ -403,12 +403,14 @@ class TileShape:
     n_cuts: tuple[int, ...] | None = None  # the column edges (from 0 to N) when not every n
 
 
-def tile_shape(g: Gemm, p: EngineParams, share: int = 1) -> TileShape:
+def tile_shape(g: Gemm, p: EngineParams, share: int = 1, exposed: bool = False) -> TileShape:
     """The tile shape and order with the fewest operand beats to load: for each column count the
     most rows that fit every scratchpad (and the converse); the operand that stays is loaded once
     per set, the other once per tile. When one MAC-array tile of C with all of K does not fit, K
     is cut into chunks (`_chunk_shape`). `share`: GEMMs that read the same blocks (the windows
-    of a weight gradient), which `_cuts` runs together."""
+    of a weight gradient), which `_cuts` runs together. `exposed`: nothing runs while the first
+    tile's operands load (the program's first GEMM), so chunks of K, whose first loads are short,
+    are taken when that gains more than the chunks' extra commands cost."""
     if g.conv is not None:
         return _conv_shape(g, p, share)
     if g.pool is not None:
@@ -418,12 +420,13 @@ def tile_shape(g: Gemm, p: EngineParams, share: int = 1) -> TileShape:
     L = p.lanes
     mt, nt = cdiv(g.m, L), cdiv(g.n, L)
     one = (min(L, g.m), min(L, g.n))
-    if not _fits(g, p, *one):
-        def chunk(mm: int, nn: int) -> int | None:
-            kc = _largest(0, g.k, lambda kk: _fits(g, p, mm, nn, kk))
-            return cdiv(g.k, cdiv(g.k, kc)) if kc else None
 
-        sh = _chunk_shape(g, p, chunk)
+    def chunk(mm: int, nn: int) -> int | None:
+        kc = _largest(0, g.k, lambda kk: _fits(g, p, mm, nn, kk))
+        return cdiv(g.k, cdiv(g.k, kc)) if kc else None
+
+    if not _fits(g, p, *one):
+        sh = _chunk_shape(g, p, chunk)[1]
         if sh is None:
             s, u, d = _overflow(g, p, *one, 1)
             raise NitroError(f"engine: {g.name} (M={g.m}, K={g.k}, N={g.n}) needs {u} words of the "
@@ -452,7 +455,23 @@ def tile_shape(g: Gemm, p: EngineParams, share: int = 1) -> TileShape:
             cost = beats + tiles * TILE_OVERHEAD_BEATS
             if best is None or cost < best[0]:
                 best = (cost, TileShape(mc * L, nc * L, n_outer))
-    return best[1]
+    sh = best[1]
+    if exposed and g.op in PARTIAL_OPS:
+        cost, chunked = _chunk_shape(g, p, chunk, exposed=True)
+        if chunked is not None and cost < _exposed_cycles(g, p, sh):
+            return chunked
+    return sh
+
+
+def _exposed_cycles(g: Gemm, p: EngineParams, sh: TileShape) -> int:
+    """A GEMM's cycles in shape `sh` (all of K per tile) when its first tile's operands load with
+    nothing to overlap: those beats, then per tile the slower of the operand that streams and
+    the MAC-array tiles, and the fixed overhead; `_chunk_shape`'s cost in the same terms."""
+    first = sum(_local(b, 0).words * beats_per_word(p, b.t.sel)
+                for b in _blocks(g, 0, sh.m, 0, sh.n, outs=False).values())
+    stream = g.k * beats_per_word(p, (g.a if sh.n_outer else g.b).sel) * (sh.m if sh.n_outer else sh.n)
+    macs = cdiv(sh.m, p.lanes) * cdiv(sh.n, p.lanes) * max(g.k, p.lanes * p.lanes)
+    return first + cdiv(g.m, sh.m) * cdiv(g.n, sh.n) * (max(stream, macs) + TILE_OVERHEAD_BEATS)
 
 
 def _fits(g: Gemm, p: EngineParams, mm: int, nn: int, kk: int | None = None, **at: int) -> bool:
@@ -475,14 +494,15 @@ def _largest(lo: int, hi: int, ok) -> int:
     return lo
 
 
-def _chunk_shape(g: Gemm, p: EngineParams, chunk, share: int = 1) -> TileShape | None:
+def _chunk_shape(g: Gemm, p: EngineParams, chunk, share: int = 1,
+                 exposed: bool = False) -> tuple[float, TileShape | None]:
     """A GEMM whose K does not fit, in chunks of K (`chunk(mm, nn)`: K per chunk of an mm x nn
     tile, None when none fits): on one C tile, the array holding its sums between chunks, or for
     the serial ops on as many C tiles as PMEM holds the partial sums of, so that each chunk's
     operands are loaded once for all of them, and once for as many of the `share` GEMMs reading
     them as PMEM holds the partial sums of. The shape with the fewest cycles: per chunk command
     the slower of its share of the operand beats and its MAC-array tiles, plus the fixed
-    overhead."""
+    overhead, and with `exposed` the first chunk's beats. Returns (that cost, the shape)."""
     L = p.lanes
     mt, nt, most = cdiv(g.m, L), cdiv(g.n, L), p.pmem_depth // (L * L)
     shapes = {(1, 1, False)}
@@ -502,9 +522,10 @@ def _chunk_shape(g: Gemm, p: EngineParams, chunk, share: int = 1) -> TileShape |
         if partial:
             beats /= min(share, _pmem_share(p, mc * nc))
         cost = cdiv(g.m, mm) * cdiv(g.n, nn) * cdiv(g.k, kc) * (max(beats, macs) + TILE_OVERHEAD_BEATS)
+        cost += beats if exposed else 0
         if best is None or cost < best[0]:
             best = (cost, TileShape(mm, nn, False, kc, partial))
-    return None if best is None else best[1]
+    return (0, None) if best is None else best
 
 
 def _pmem_share(p: EngineParams, c_tiles: int) -> int:
@@ -552,8 +573,8 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
     out the program, its command words and the counters in external memory from byte `base`
     (default: after the tensors)."""
     p = prog.params
-    cuts = [c for group in _window_groups(prog.infer_gemms if inference else prog.gemms)
-            for c in _cuts(group, p)]
+    cuts = [c for i, group in enumerate(_window_groups(prog.infer_gemms if inference else prog.gemms))
+            for c in _cuts(group, p, exposed=i == 0)]
     runs = _group(cuts, p)
     ncw, cw, ctw = p.cmd_words, ext_word_bytes(p, SEL_CMEM), ext_word_bytes(p, SEL_CTR)
     ucode_ext = prog.tensor_bytes if base is None else base
@@ -583,13 +604,14 @@ def _window_groups(gemms: list[Gemm]) -> list[list[Gemm]]:
     return groups
 
 
-def _cuts(group: list[Gemm], p: EngineParams) -> list[_Cut]:
+def _cuts(group: list[Gemm], p: EngineParams, exposed: bool = False) -> list[_Cut]:
     """The tiles of a GEMM, or of the windows of a weight gradient, in run order. Windows share
     their A and B blocks: unless the array holds a tile's sums between its chunks, the windows
     whose partial sums PMEM holds at once (each in a region of its own) take each block, and
-    each chunk of K, one after another, so the block is loaded once for all of them."""
+    each chunk of K, one after another, so the block is loaded once for all of them.
+    `exposed`: the program's first GEMM (`tile_shape`)."""
     g = group[0]
-    sh = tile_shape(g, p, share=len(group))
+    sh = tile_shape(g, p, share=len(group), exposed=exposed)
     edges = sh.n_cuts or (*range(0, g.n, sh.n), g.n)
     blocks = [(m0, n0, n1) for m0 in range(0, g.m, sh.m) for n0, n1 in zip(edges, edges[1:])]
     if sh.n_outer:
