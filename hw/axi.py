@@ -20,6 +20,15 @@ MAX_BURST_BEATS = 256  # AXI4 INCR
 BOUNDARY = 4096  # a burst never crosses a 4 KiB address boundary
 
 
+def burst_split(addr: int, beats: int, beat_bytes: int, max_burst: int):
+    """The INCR bursts (address, beats) of `beats` bus words from byte `addr`: at most
+    `max_burst` beats each, none across a 4 KiB boundary."""
+    while beats:
+        n = min(beats, max_burst, (BOUNDARY - addr % BOUNDARY) // beat_bytes)
+        yield addr, n
+        addr, beats = addr + n * beat_bytes, beats - n
+
+
 def _check(data_width: int, addr_width: int) -> None:
     if data_width not in (32, 64, 128, 256, 512, 1024):
         raise ValueError(f"AXI data width must be a power of two in 32..1024, got {data_width}")

@@ -35,10 +35,13 @@ def _check(max_burst: int, max_outstanding: int) -> None:
 
 class BurstSplitter(wiring.Component):
     """Commands in, bursts {addr, len (AXI: beats - 1)} out; `misaligned` pulses for a dropped
-    command. A burst's length is computed in two registered steps before it is offered (the
-    4 KiB distance and the clipped remainder, then their minimum and the last-burst flag), so
-    none of it sits on the address-channel handshake path and the payload is stable while
-    `valid` waits: two cycles per burst, hidden under its data beats."""
+    command. A three-stage pipe, so that a run of short commands (the rows of a strided 2-D
+    transfer) leaves one burst per cycle: s0 holds a command (or the rest of one), s1 its 4 KiB
+    distance and clipped remainder, the output register the burst (their minimum). None of it
+    sits on the address channel's handshake path, and the payload is stable while `valid`
+    waits. The rest of a command cut into several bursts re-enters s0 the cycle after its burst
+    reaches the output (three cycles per burst, hidden under its data beats); a new command
+    enters s0 only when no rest can be owed, which keeps the bursts in order."""
 
     def __init__(self, addr_width: int, data_width: int, max_burst: int) -> None:
         self.addr_width, self.beat_bytes, self.max_burst = addr_width, data_width // 8, max_burst
@@ -52,49 +55,63 @@ class BurstSplitter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        shift = self.beat_bytes.bit_length() - 1
-        addr = Signal(self.addr_width)
-        remaining = Signal(BEATS_W)
-        active = Signal()
-        n = Signal(range(self.max_burst + 1))  # the next burst's beats, valid at step 2
-        last = Signal()  # ... and it ends the command
-        step = Signal(2)  # 0: compute the operands, 1: compute n and last, 2: offered
-        n_ready = step == 2
-        # Narrow arithmetic only: beats to the 4 KiB boundary fit `small` bits, and so does
-        # `remaining` once its upper bits are known to be zero (an OR, no carry chain).
+        AW, shift = self.addr_width, self.beat_bytes.bit_length() - 1
+        # Narrow arithmetic only: beats to the 4 KiB boundary fit `small` bits, and so does a
+        # remainder once its upper bits are known to be zero (an OR, no carry chain).
         small = (BOUNDARY // self.beat_bytes).bit_length()
-        to_boundary, beats, rem = Signal(small), Signal(small), Signal(small)
-        within = Signal()  # remaining <= max_burst: only the 4 KiB boundary can cut it
-        with m.If(active & ~step.any()):  # (not `step == 0`: Amaranth writes `!step`, a lint error)
-            fits = ~remaining[small:].any()
-            m.d.sync += [
-                to_boundary.eq((BOUNDARY - addr[:12]) >> shift),
-                within.eq(fits & (remaining[:small] <= self.max_burst)), rem.eq(remaining[:small]),
-                beats.eq(Mux(fits & (remaining[:small] < self.max_burst), remaining[:small],
-                             self.max_burst)),
-                step.eq(1),
-            ]
-        with m.If(step == 1):  # the last burst: all that remains fits under both limits
-            m.d.sync += [n.eq(Mux(to_boundary < beats, to_boundary, beats)),
-                         last.eq(within & (rem <= to_boundary)), step.eq(2)]
+
+        def to_boundary(addr):
+            return (BOUNDARY - addr[:12]) >> shift
+
+        # s0: a command, or the rest of one; `single`: known to be one burst (a new command)
+        s0_v, s0_single = Signal(), Signal()
+        s0_addr, s0_rem = Signal(AW), Signal(BEATS_W)
+        # s1: its 4 KiB distance and clipped remainder
+        s1_v, s1_within = Signal(), Signal()
+        s1_addr, s1_rem = Signal(AW), Signal(BEATS_W)
+        s1_tb, s1_beats, s1_small = Signal(small), Signal(small), Signal(small)
+        # the output register, and the rest its burst leaves (re-enters s0 next cycle)
+        o_v, o_addr, o_n = Signal(), Signal(AW), Signal(range(self.max_burst + 1))
+        rest_v, rest_rem = Signal(), Signal(BEATS_W)
+
+        last1 = s1_within & (s1_small <= s1_tb)  # all that remains fits under both limits
+        o_free = ~o_v | self.burst.ready
+        s1_adv = s1_v & o_free
+        s0_adv = s0_v & (~s1_v | s1_adv)
+        # no rest owed by s1 or the output (a rest enters an empty s0), or s0 leaves as one burst
         m.d.comb += [
-            self.active.eq(active),
-            self.cmd.ready.eq(~active),
-            self.burst.valid.eq(active & n_ready),
-            self.burst.payload.addr.eq(addr),
-            self.burst.payload.len.eq(n - 1),
+            self.cmd.ready.eq(~rest_v & ((~s0_v & ~(s1_v & ~last1)) | (s0_adv & s0_single))),
+            self.burst.valid.eq(o_v), self.burst.payload.addr.eq(o_addr),
+            self.burst.payload.len.eq(o_n - 1),
+            self.active.eq(s0_v | s1_v | o_v | rest_v),
         ]
+        with m.If(self.burst.ready):
+            m.d.sync += o_v.eq(0)
+        m.d.sync += rest_v.eq(0)
+        with m.If(s1_adv):
+            m.d.sync += [o_v.eq(1), o_addr.eq(s1_addr), o_n.eq(Mux(s1_tb < s1_beats, s1_tb, s1_beats)),
+                         rest_v.eq(~last1), rest_rem.eq(s1_rem), s1_v.eq(0)]
+        with m.If(s0_adv):
+            fits = ~s0_rem[small:].any()
+            m.d.sync += [
+                s1_v.eq(1), s1_addr.eq(s0_addr), s1_rem.eq(s0_rem), s1_tb.eq(to_boundary(s0_addr)),
+                s1_within.eq(fits & (s0_rem[:small] <= self.max_burst)), s1_small.eq(s0_rem[:small]),
+                s1_beats.eq(Mux(fits & (s0_rem[:small] < self.max_burst), s0_rem[:small],
+                                self.max_burst)),
+                s0_v.eq(0),
+            ]
+        with m.If(rest_v):
+            m.d.sync += [s0_v.eq(1), s0_single.eq(0), s0_addr.eq(o_addr + (o_n << shift)),
+                         s0_rem.eq(rest_rem - o_n)]
         m.d.sync += self.misaligned.eq(0)
         with m.If(self.cmd.valid & self.cmd.ready):
             c = self.cmd.payload
             with m.If(c.addr[:shift] != 0):
                 m.d.sync += self.misaligned.eq(1)
             with m.Elif(c.beats != 0):
-                m.d.sync += [addr.eq(c.addr), remaining.eq(c.beats), active.eq(1), step.eq(0)]
-        with m.If(self.burst.valid & self.burst.ready):
-            m.d.sync += [addr.eq(addr + (n << shift)), remaining.eq(remaining - n), step.eq(0)]
-            with m.If(last):
-                m.d.sync += active.eq(0)
+                one = ~c.beats[small:].any() & (c.beats[:small] <= self.max_burst)
+                m.d.sync += [s0_v.eq(1), s0_addr.eq(c.addr), s0_rem.eq(c.beats),
+                             s0_single.eq(one & (c.beats[:small] <= to_boundary(c.addr)))]
         return m
 
 

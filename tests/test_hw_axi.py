@@ -1,10 +1,12 @@
 # amaranth: UnusedElaboratable=no
 """AXI4 DMA and the AXI4-Lite register file on Verilator against cocotbext-axi's models (issue 13:
 the protocol test of both AXI ports), and their parameter checks."""
+import random
+
 import pytest
 
-from hw.axi import axi4, axilite
-from hw.dma import DmaReader, DmaWriter
+from hw.axi import axi4, axilite, burst_split
+from hw.dma import BurstSplitter, DmaReader, DmaWriter
 from hw.engine.control import control_map
 from hw.regs import Register, RegisterMap
 from sim.testing import run_unit
@@ -57,3 +59,63 @@ def test_dma_on_the_verilated_memory_model(request):
     and randomly stalling memory (two seeds); the run lengths differ as they must."""
     counts = run_unit("dma64_mem", request, tb_module="sim.tb.tb_dma_mem")
     assert counts["beats copied, identical under 5 memory settings"] > 5 * 5000
+
+
+def _split_in_sim(cmds: list[tuple[int, int]], p_stall: float, seed: int, beat: int = 8,
+                  max_burst: int = 16) -> tuple[list[tuple[int, int, int]], int]:
+    """The BurstSplitter in Amaranth's simulator fed `cmds` (addr, beats) back to back, its burst
+    output stalled with probability `p_stall`: the bursts (cycle, addr, beats) and the count of
+    `misaligned` pulses."""
+    from amaranth.sim import Simulator
+
+    dut = BurstSplitter(32, beat * 8, max_burst)
+    rng, out, bad = random.Random(seed), [], [0]
+
+    async def bench(ctx):
+        k, cycle = 0, 0
+        while k < len(cmds) or ctx.get(dut.active):
+            ready = rng.random() >= p_stall
+            ctx.set(dut.burst.ready, ready)
+            ctx.set(dut.cmd.valid, k < len(cmds))
+            if k < len(cmds):
+                ctx.set(dut.cmd.payload.addr, cmds[k][0])
+                ctx.set(dut.cmd.payload.beats, cmds[k][1])
+            took = k < len(cmds) and ctx.get(dut.cmd.ready)
+            if ctx.get(dut.burst.valid) and ready:
+                out.append((cycle, ctx.get(dut.burst.payload.addr), ctx.get(dut.burst.payload.len) + 1))
+            bad[0] += ctx.get(dut.misaligned)
+            await ctx.tick()
+            k, cycle = k + took, cycle + 1
+            assert cycle < 100 * len(cmds) + 100, "the splitter stopped"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return out, bad[0]
+
+
+@pytest.mark.parametrize("p_stall", [0.0, 0.3])
+def test_burst_splitter_against_the_burst_rule(p_stall):
+    """Random commands (short rows, starts just below a 4 KiB boundary, long ones, empty and
+    misaligned ones) give exactly the bursts of `burst_split`, in order, under output stalls."""
+    rng, beat = random.Random(7), 8
+    cmds = []
+    for _ in range(300):
+        addr = rng.choice([rng.randrange(0, 1 << 20, beat), (rng.randrange(1, 256) << 12) - beat * rng.randint(1, 5)])
+        cmds.append((addr, rng.choice([0, 1, 2, 3, rng.randint(4, 40), rng.randint(40, 300)])))
+    cmds += [(0x1001, 4), (0x2000, 3)]
+    got, bad = _split_in_sim(cmds, p_stall, seed=1)
+    want = [b for a, n in cmds if a % beat == 0 for b in burst_split(a, n, beat, 16)]
+    assert len(want) > 400 and [(a, n) for _, a, n in got] == want
+    assert bad == 1
+
+
+def test_burst_splitter_issues_a_short_command_per_cycle():
+    """Rows of a strided transfer (one burst each) leave one burst per cycle; a command cut into
+    bursts takes three cycles per burst."""
+    short = [(0x10000 + 256 * r, 2) for r in range(64)]
+    got, _ = _split_in_sim(short, 0.0, seed=1)
+    assert len(got) == 64 and got[-1][0] - got[0][0] == 63
+    long_, _ = _split_in_sim([(0x20000, 16 * 8)], 0.0, seed=1)
+    assert len(long_) == 8 and long_[-1][0] - long_[0][0] == 3 * 7

@@ -6,8 +6,9 @@ starting the core in the background, SWAP and END waiting for it. The parts:
 
   fetch      : FETCH_CYCLES + the memory's first-beat latency (two beats, one burst)
   transfer   : one DMA command per row, cut into bursts (<= DMA_MAX_BURST beats, never across
-               4 KiB); the splitter takes a cycle to accept a command and BURST_ISSUE_CYCLES per
-               burst, the bus one cycle per beat (1 + gap for reads), and at most DMA_OUTSTANDING
+               4 KiB); the splitter issues one row's first burst per cycle and each further burst
+               of a row BURST_ISSUE_CYCLES after the one before, the bus takes one cycle per beat
+               (1 + gap for reads), and at most DMA_OUTSTANDING
                bursts are in flight, each for the latency plus its beats: a transfer takes the
                slowest of the three, plus the first beat's latency and a fixed tail; stalls
                stretch it by 1 / (1 - stall probability)
@@ -22,6 +23,8 @@ with the counters of whole co-simulated training steps: benchmarks/engine/perf_m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from hw.axi import burst_split
 
 from .memory import READ_LATENCY
 from .params import OP_RELU_BWD, EngineParams
@@ -38,7 +41,6 @@ STORE_TAIL_CYCLES = 12  # the scratchpad read latency, the FIFO, the last write 
 RUN_OVERHEAD_CYCLES = 125  # command fetch from the scratchpad, pipeline fill, drain, flush, END
 COMMAND_CYCLES = 115  # a further GEMM of the same run: its fetch, fill, drain, flush (99-125 by op)
 BURST_SLOT_CYCLES = 1  # a burst holds its outstanding slot for the latency, its beats and the AR handshake
-BOUNDARY = 4096
 
 
 @dataclass
@@ -52,15 +54,8 @@ class Prediction:
 
 def bursts(x: Transfer, p: EngineParams) -> int:
     """AXI bursts of a transfer: each row cut at DMA_MAX_BURST beats and at 4 KiB boundaries."""
-    bb = p.bus_bits // 8
-    beats = x.row_words * beats_per_word(p, x.sel)
-    n = 0
-    for r in range(x.rows):
-        addr, left = x.ext + r * x.stride, beats
-        while left:
-            step = min(left, DMA_MAX_BURST, (BOUNDARY - addr % BOUNDARY) // bb)
-            addr, left, n = addr + step * bb, left - step, n + 1
-    return n
+    bb, beats = p.bus_bits // 8, x.row_words * beats_per_word(p, x.sel)
+    return sum(1 for r in range(x.rows) for _ in burst_split(x.ext + r * x.stride, beats, bb, DMA_MAX_BURST))
 
 
 def transfer_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, store: bool,
@@ -71,7 +66,9 @@ def transfer_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, st
     move = x.words * beats_per_word(p, x.sel) * (1 if store else 1 + gap) * slow
     n = bursts(x, p)
     slots = (n * (latency + BURST_SLOT_CYCLES) + move) / DMA_OUTSTANDING
-    issue = x.rows + n * (BURST_ISSUE_CYCLES + stall * slow)  # only the AR / AW handshake waits
+    # a row's first burst leaves a cycle after the one before, a further burst of the same row
+    # BURST_ISSUE_CYCLES after its own; only the AR / AW handshake waits on stalls
+    issue = x.rows + (n - x.rows) * BURST_ISSUE_CYCLES + n * stall * slow
     busiest = max(move, issue, slots)
     return busiest + latency + (STORE_TAIL_CYCLES if store else LOAD_TAIL_CYCLES)
 
