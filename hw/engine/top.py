@@ -32,7 +32,9 @@ from .program import (
 from .transfer import LoadUnit, StoreUnit
 
 DMA_MAX_BURST = 16
-DMA_OUTSTANDING = 4
+# bursts in flight per direction: the strided rows of CNN tensors are bursts of a few beats, so
+# with a DDR3-class latency (30 cycles) four in flight left the port idle most of the time
+DMA_OUTSTANDING = 16
 
 
 class StreamEngine(wiring.Component):
