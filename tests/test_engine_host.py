@@ -182,6 +182,30 @@ def test_command_packing_fits_layout():
     assert T.ucode_words(ep).size == sum(r.commands for r in ep.runs) * prog.params.cmd_words
 
 
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.integers(1, 6), row_words=st.integers(1, 12), gap=st.integers(0, 3),
+       cuts=st.lists(st.tuples(st.integers(0, 400), st.integers(1, 40)), max_size=4))
+def test_dependent_load_cut_into_early_and_late_pieces(rows, row_words, gap, cuts):
+    """A load that reads part of the previous run's unstored outputs: the pieces that read none of
+    them (loaded during that run) and those that do cover the transfer exactly, word for word, in
+    its scratchpad order."""
+    p = EngineParams()
+    bpw = ext_word_bytes(p, SEL_AMEM_C)
+    x = Transfer(SEL_AMEM_C, 100, rows, row_words, 4096, (row_words + gap) * bpw)
+    spans = sorted((4096 + a * bpw // 4, 4096 + (a + n) * bpw // 4) for a, n in cuts)
+    early, late = T._cut_by(x, spans, p)
+
+    def words(xs):  # (scratchpad word, external byte address) of every word
+        return {(y.spad + r * y.row_words + c, y.ext + r * y.stride + c * bpw)
+                for y in xs for r in range(y.rows) for c in range(y.row_words)}
+
+    assert sorted(words(early) | words(late)) == sorted(words([x]))
+    assert sum(y.words for y in early + late) == x.words
+    assert not T._overlap(T._spans(early, p), spans)
+    assert all(T._overlap(T._spans([y], p), spans) for y in late)
+
+
 # ---- bad input: clear errors before simulation --------------------------------------------
 
 def test_network_too_big_for_engine():

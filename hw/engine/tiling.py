@@ -696,9 +696,13 @@ def _schedule(runs: list[Run], p: EngineParams) -> list[Command]:
         owed_spans = _spans(owed, p)
         dep = [x for x in loads if _overlap(_spans([x], p), owed_spans)]
         if dep:  # the independent loads still overlap the run; then store, swap back, load the rest
+            free = [x for x in loads if x not in dep]
+            parts = [_cut_by(x, owed_spans, p) for x in dep]
+            free += [y for early, _ in parts for y in early]
+            dep = [y for _, late in parts for y in late]
             dep_spans = _spans(dep, p)
             need = [x for x in owed if _overlap(_spans([x], p), dep_spans)]
-            cmds += [load(x) for x in loads if x not in dep]
+            cmds += [load(x) for x in free]
             cmds += [SWAP] + [store(x) for x in need] + [SWAP]
             loads, owed = dep, [x for x in owed if x not in need]
         resident[host] = run.kept
@@ -711,6 +715,29 @@ def _schedule(runs: list[Run], p: EngineParams) -> list[Command]:
     cmds += [SWAP] + [store(x) for x in owed]
     host ^= 1
     return cmds + ([SWAP] if host != 1 else [])
+
+
+def _cut_by(x: Transfer, spans: list[tuple[int, int]], p: EngineParams) -> tuple[list, list]:
+    """A load that reads some of `spans` (the previous run's outputs, not stored yet) as the
+    pieces that do not (loaded while that run runs) and those that do: runs of whole rows, or of
+    words of a one-row transfer; both stay contiguous on chip. An `across` transfer stays whole."""
+    bpw = ext_word_bytes(p, x.sel)
+    if x.across:
+        return [], [x]
+    if x.rows == 1:  # words in groups of the same dependence
+        marks = [_overlap([(x.ext + w * bpw, x.ext + (w + 1) * bpw)], spans) for w in range(x.row_words)]
+        def piece(a, b): return replace(x, spad=x.spad + a, row_words=b - a, ext=x.ext + a * bpw)
+    else:
+        n = x.row_words * bpw
+        marks = [_overlap([(x.ext + r * x.stride, x.ext + r * x.stride + n)], spans) for r in range(x.rows)]
+        def piece(a, b): return replace(x, spad=x.spad + a * x.row_words, rows=b - a, ext=x.ext + a * x.stride)
+    out: tuple[list, list] = ([], [])
+    a = 0
+    for b in range(1, len(marks) + 1):
+        if b == len(marks) or marks[b] != marks[a]:
+            out[marks[a]].append(piece(a, b))
+            a = b
+    return out
 
 
 def _spans(xs: list[Transfer], p: EngineParams) -> list[tuple[int, int]]:
