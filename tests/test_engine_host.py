@@ -201,7 +201,7 @@ def test_dependent_load_cut_into_early_and_late_pieces(rows, row_words, gap, cut
                 for y in xs for r in range(y.rows) for c in range(y.row_words)}
 
     assert sorted(words(early) | words(late)) == sorted(words([x]))
-    assert sum(y.words for y in early + late) == x.words
+    assert sum(y.words for y in early + late) == x.words and len(early + late) <= T.MAX_CUT_PIECES
     assert not T._overlap(T._spans(early, p), spans)
     assert all(T._overlap(T._spans([y], p), spans) for y in late)
 

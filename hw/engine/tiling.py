@@ -717,6 +717,9 @@ def _schedule(runs: list[Run], p: EngineParams) -> list[Command]:
     return cmds + ([SWAP] if host != 1 else [])
 
 
+MAX_CUT_PIECES = 3
+
+
 def _cut_by(x: Transfer, spans: list[tuple[int, int]], p: EngineParams) -> tuple[list, list]:
     """A load that reads some of `spans` (the previous run's outputs, not stored yet) as the
     pieces that do not (loaded while that run runs) and those that do: runs of whole rows, or of
@@ -737,7 +740,9 @@ def _cut_by(x: Transfer, spans: list[tuple[int, int]], p: EngineParams) -> tuple
         if b == len(marks) or marks[b] != marks[a]:
             out[marks[a]].append(piece(a, b))
             a = b
-    return out
+    # every piece is a command of its own (a fetch and the memory's first-beat latency): pieces
+    # that alternate along the transfer cost more than the early ones gain
+    return out if len(out[0]) + len(out[1]) <= MAX_CUT_PIECES else ([], [x])
 
 
 def _spans(xs: list[Transfer], p: EngineParams) -> list[tuple[int, int]]:
