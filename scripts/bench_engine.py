@@ -29,7 +29,10 @@
            the logic's -> synth_small_seed1.json (not the whole engine: a timing probe)
   ebr    : one memory bank (a single DP16KD) routed as yosys maps it and with its output register
            packed (sim.ebr_outreg) -> ebr_outreg.json: the Fmax ceiling of a block RAM read
-  all    : every mode above but place, small and ebr, then README.md
+  congestion: router2 on the whole engine for at most --minutes, with its congestion heatmaps ->
+           routing_congestion_seed1.json: overused wires per iteration, where on the die and in
+           which modules the overuse lies (Fmax when it routes)
+  all    : every mode above but place, small, ebr and congestion, then README.md
 
     .venv/bin/python scripts/bench_engine.py all [--data-dir ../shared/datasets] [--seeds 1 2 3]
 """
@@ -392,6 +395,16 @@ def bench_place(data_dir: str) -> Path:
     return out
 
 
+def bench_congestion(minutes: float, seed: int = 1) -> Path:
+    from sim.engine.synth import route_congestion
+
+    res = route_congestion(REPO / "build" / "engine" / f"congestion_seed{seed}", seed, minutes)
+    out = OUT / f"routing_congestion_seed{seed}.json"
+    write_atomic(out, json.dumps(res, indent=1).encode())
+    _stamp(out)
+    return out
+
+
 SMALL_DIVISOR = 4
 DEPTHS = ("amem_c_depth", "amem_r_depth", "wmem_depth", "wtmem_depth", "dmem_depth", "smem_depth",
           "ymem_depth")
@@ -571,6 +584,23 @@ def write_readme() -> None:
                   "block RAMs and 360 of the 365 I/Os are used; the partial-sum memory added "
                   "since takes 8 more block RAMs).", ""]
         lines += _resource_table(r["utilization"]) + [""]
+    for c in sorted(OUT.glob("routing_congestion_seed*.json")):
+        r = json.loads(c.read_text())
+        its = r["overused_by_iteration"]
+        lines += [f"## {c.name}: where routing the whole engine congests (router2, seed {r['seed']})", "",
+                  f"{r['iterations']} router2 iterations in {r['minutes']} minutes, then "
+                  + (f"routed at {r['fmax_mhz']} MHz." if r.get("fmax_mhz") else "stopped, not routed.")
+                  + f" Overused wires after each: {', '.join(f'{v:,}' for v in its[:3])} ... "
+                  f"{', '.join(f'{v:,}' for v in its[-3:])}.", "",
+                  f"Overuse on a 4 x 4 split of the die at iteration {r['heatmap_iteration']} (%; "
+                  "rows: bands of tile columns x from the left, columns: bands of rows y):", "",
+                  "| x \\ y | 1 | 2 | 3 | 4 |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {i + 1} | " + " | ".join(str(v) for v in row) + " |"
+                  for i, row in enumerate(r["overuse_by_region_pct"])]
+        lines += ["", "Congested nets by module (% of router2's per-net congestion count):", "",
+                  "| module | % |", "|---|---:|"]
+        lines += [f"| `{k}` | {v} |" for k, v in r["congested_nets_by_module_pct"].items()]
+        lines += [""]
     e = OUT / "ebr_outreg.json"
     if e.exists():
         r = json.loads(e.read_text())
@@ -597,7 +627,8 @@ def write_readme() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["cosim", "cnn", "long", "conform", "vgg", "model", "widths", "synth",
-                                     "place", "small", "ebr", "all", "readme"])
+                                     "place", "small", "ebr", "congestion", "all", "readme"])
+    ap.add_argument("--minutes", type=float, default=60.0, help="congestion: router2's time limit")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--config", default="mlp_mnist", help="widths: the experiment config")
     ap.add_argument("--weight-bits", type=int, help="widths: another weight width than the engine's")
@@ -627,6 +658,8 @@ def main() -> None:
         bench_small(a.data_dir)
     if a.what == "ebr":
         bench_ebr()
+    if a.what == "congestion":
+        bench_congestion(a.minutes)
     write_readme()
 
 

