@@ -591,7 +591,7 @@ def write_readme() -> None:
                   f"{r['iterations']} router2 iterations in {r['minutes']} minutes, then "
                   + (f"routed at {r['fmax_mhz']} MHz." if r.get("fmax_mhz") else "stopped, not routed.")
                   + f" Overused wires after each: {', '.join(f'{v:,}' for v in its[:3])} ... "
-                  f"{', '.join(f'{v:,}' for v in its[-3:])}.", "",
+                  f"{', '.join(f'{v:,}' for v in its[-3:])}." + (f" ({r['note']}.)" if r.get("note") else ""), "",
                   f"Overuse on a 4 x 4 split of the die at iteration {r['heatmap_iteration']} (%; "
                   "rows: bands of tile columns x from the left, columns: bands of rows y):", "",
                   "| x \\ y | 1 | 2 | 3 | 4 |", "|---|---:|---:|---:|---:|"]
