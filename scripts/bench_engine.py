@@ -600,7 +600,8 @@ def write_readme() -> None:
         lines += ["", "Congested nets by module (% of router2's per-net congestion count):", "",
                   "| module | % |", "|---|---:|"]
         lines += [f"| `{k}` | {v} |" for k, v in r["congested_nets_by_module_pct"].items()]
-        lines += [""]
+        lines += ["", "The packed design against the device's capacity:", ""]
+        lines += _resource_table(r["utilization"]) + [""]
     e = OUT / "ebr_outreg.json"
     if e.exists():
         r = json.loads(e.read_text())

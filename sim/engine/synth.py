@@ -202,13 +202,16 @@ def route_congestion(out_dir: Path, seed: int = 1, minutes: float = 60.0) -> dic
 
 
 def congestion_summary(out: Path, grid: int = 4, top: int = 12) -> dict:
-    """From a router2 run's pnr.log and its last heatmaps: overused wires after every iteration,
+    """From a router2 run's pnr.log and its last heatmaps: the packed design's utilization of the
+    device, overused wires after every iteration,
     the overuse on a grid x grid split of the die ([x band][y band]: router2 writes a line per
     tile column x), and the hierarchy levels (instance paths cut after three names) whose nets
     are most congested."""
-    its = [(int(a), int(b)) for a, b in re.findall(r"iter=(\d+) .*?overused=(\d+)",
-                                                   (out / "pnr.log").read_text())]
-    res: dict = {"iterations": len(its), "overused_by_iteration": [b for _, b in its]}
+    log = (out / "pnr.log").read_text()
+    its = [(int(a), int(b)) for a, b in re.findall(r"iter=(\d+) .*?overused=(\d+)", log)]
+    util = {k: {"used": int(u), "available": int(a), "percent": round(100 * int(u) / int(a), 1)}
+            for k, u, a in re.findall(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", log) if int(u)}
+    res: dict = {"utilization": util, "iterations": len(its), "overused_by_iteration": [b for _, b in its]}
     last = max((int(m.group(1)) for f in out.glob(f"{HEATMAP}_congestion_by_coordinate_*.csv")
                 if (m := re.search(r"_(\d+)\.csv$", f.name))), default=None)
     if last is None:
