@@ -98,30 +98,14 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     default: the recorded 100-step MNIST-MLP run (benchmarks/engine/), when present.
     golden_img_s: the golden model's CPU images/s; default: benchmarks/bench_train.json, if present.
     """
-    from amaranth.back import verilog
-
-    from .build import _ZERO_INIT
-
     out = Path(out_dir).resolve()
     if cosim_result is None and RECORDED_COSIM.exists():
         cosim_result = RECORDED_COSIM
     if golden_img_s is None:
         golden_img_s = recorded_golden_img_s()
-    out.mkdir(parents=True, exist_ok=True)
     p = params or EngineParams()
-    top = EngineSynthTop(p)
-    # ECP5 marker platform: hw.dsp instantiates MULT18X18D with their input/output registers
-    v = _ZERO_INIT.sub("", verilog.convert(top, name="top", ports=top.ports(), platform=ECP5))
-    (out / "top.v").write_text(v)
     t0 = time.perf_counter()
-    v_old = out / "top.v.synthesized"
-    if not (reuse_netlist and v_old.exists() and v_old.read_text() == v and (out / "top.json").exists()
-            and (out / "top.stat").exists()):
-        flow = unit_synth_ecp5("read_verilog top.v", "top", out, json_out="top.json",
-                               after="tee -o top.stat stat")
-        (out / "top.flow").write_text(flow)
-        v_old.write_text(v)
-    packed = _pack_netlist(out)
+    packed = _engine_netlist(out, p, reuse_netlist)
     t1 = time.perf_counter()
     _nextpnr(out, "top_packed.json", freq_mhz, seed, router, route)
     t2 = time.perf_counter()
@@ -136,6 +120,28 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     _projection(res, cosim_result, golden_img_s, res["fmax_mhz"], freq_mhz)
     write_atomic(out / "synth.json", json.dumps(res, indent=1).encode())
     return res
+
+
+def _engine_netlist(out: Path, p: EngineParams, reuse: bool = True) -> dict[str, int]:
+    """EngineSynthTop's Verilog, yosys (skipped when `reuse` and the Verilog is the one last
+    synthesized in `out`) and the block RAM output registers packed: top_packed.json in `out`."""
+    from amaranth.back import verilog
+
+    from .build import _ZERO_INIT
+
+    out.mkdir(parents=True, exist_ok=True)
+    top = EngineSynthTop(p)
+    # ECP5 marker platform: hw.dsp instantiates MULT18X18D with their input/output registers
+    v = _ZERO_INIT.sub("", verilog.convert(top, name="top", ports=top.ports(), platform=ECP5))
+    (out / "top.v").write_text(v)
+    v_old = out / "top.v.synthesized"
+    if not (reuse and v_old.exists() and v_old.read_text() == v and (out / "top.json").exists()
+            and (out / "top.stat").exists()):
+        flow = unit_synth_ecp5("read_verilog top.v", "top", out, json_out="top.json",
+                               after="tee -o top.stat stat")
+        (out / "top.flow").write_text(flow)
+        v_old.write_text(v)
+    return _pack_netlist(out)
 
 
 def _pack_netlist(out: Path) -> dict[str, int]:
@@ -182,15 +188,7 @@ def route_congestion(out_dir: Path, seed: int = 1, minutes: float = 60.0) -> dic
     """Route the whole engine with router2 for at most `minutes`, writing its congestion heatmaps;
     `congestion_summary` of the run (routed: Fmax too)."""
     out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    top = EngineSynthTop()
-    from amaranth.back import verilog
-
-    from .build import _ZERO_INIT
-    (out / "top.v").write_text(_ZERO_INIT.sub("", verilog.convert(top, name="top", ports=top.ports(),
-                                                                  platform=ECP5)))
-    unit_synth_ecp5("read_verilog top.v", "top", out, json_out="top.json")
-    _pack_netlist(out)
+    _engine_netlist(out, EngineParams())
     t0 = time.perf_counter()
     routed = _nextpnr(out, "top_packed.json", 150.0, seed, "router2",
                       extra=("--router2-heatmap", HEATMAP), timeout_s=minutes * 60)
