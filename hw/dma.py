@@ -63,6 +63,9 @@ class BurstSplitter(wiring.Component):
         def to_boundary(addr):
             return (BOUNDARY - addr[:12]) >> shift
 
+        def within(beats):  # at most one burst's beats: only the 4 KiB boundary can cut them
+            return ~beats[small:].any() & (beats[:small] <= self.max_burst)
+
         # s0: a command, or the rest of one; `single`: known to be one burst (a new command)
         s0_v, s0_single = Signal(), Signal()
         s0_addr, s0_rem = Signal(AW), Signal(BEATS_W)
@@ -95,7 +98,7 @@ class BurstSplitter(wiring.Component):
             fits = ~s0_rem[small:].any()
             m.d.sync += [
                 s1_v.eq(1), s1_addr.eq(s0_addr), s1_rem.eq(s0_rem), s1_tb.eq(to_boundary(s0_addr)),
-                s1_within.eq(fits & (s0_rem[:small] <= self.max_burst)), s1_small.eq(s0_rem[:small]),
+                s1_within.eq(within(s0_rem)), s1_small.eq(s0_rem[:small]),
                 s1_beats.eq(Mux(fits & (s0_rem[:small] < self.max_burst), s0_rem[:small],
                                 self.max_burst)),
                 s0_v.eq(0),
@@ -109,9 +112,8 @@ class BurstSplitter(wiring.Component):
             with m.If(c.addr[:shift] != 0):
                 m.d.sync += self.misaligned.eq(1)
             with m.Elif(c.beats != 0):
-                one = ~c.beats[small:].any() & (c.beats[:small] <= self.max_burst)
                 m.d.sync += [s0_v.eq(1), s0_addr.eq(c.addr), s0_rem.eq(c.beats),
-                             s0_single.eq(one & (c.beats[:small] <= to_boundary(c.addr)))]
+                             s0_single.eq(within(c.beats) & (c.beats[:small] <= to_boundary(c.addr)))]
         return m
 
 

@@ -467,11 +467,16 @@ def _exposed_cycles(g: Gemm, p: EngineParams, sh: TileShape) -> int:
     """A GEMM's cycles in shape `sh` (all of K per tile) when its first tile's operands load with
     nothing to overlap: those beats, then per tile the slower of the operand that streams and
     the MAC-array tiles, and the fixed overhead; `_chunk_shape`'s cost in the same terms."""
-    first = sum(_local(b, 0).words * beats_per_word(p, b.t.sel)
-                for b in _blocks(g, 0, sh.m, 0, sh.n, outs=False).values())
+    first = _operand_beats(g, p, sh.m, sh.n)
     stream = g.k * beats_per_word(p, (g.a if sh.n_outer else g.b).sel) * (sh.m if sh.n_outer else sh.n)
     macs = cdiv(sh.m, p.lanes) * cdiv(sh.n, p.lanes) * max(g.k, p.lanes * p.lanes)
     return first + cdiv(g.m, sh.m) * cdiv(g.n, sh.n) * (max(stream, macs) + TILE_OVERHEAD_BEATS)
+
+
+def _operand_beats(g: Gemm, p: EngineParams, mm: int, nn: int, kk: int | None = None) -> int:
+    """Bus beats of the operand blocks of the tile [0, mm) x [0, nn) x [0, kk)."""
+    return sum(_local(b, 0).words * beats_per_word(p, b.t.sel)
+               for b in _blocks(g, 0, mm, 0, nn, 0, kk, outs=False).values())
 
 
 def _fits(g: Gemm, p: EngineParams, mm: int, nn: int, kk: int | None = None, **at: int) -> bool:
@@ -516,8 +521,7 @@ def _chunk_shape(g: Gemm, p: EngineParams, chunk, share: int = 1,
         kc = chunk(mm, nn)
         if kc is None or (partial and mc * nc == 1 and share == 1):
             continue
-        beats = sum(_local(b, 0).words * beats_per_word(p, b.t.sel)
-                    for b in _blocks(g, 0, mm, 0, nn, 0, kc, outs=False).values())
+        beats = _operand_beats(g, p, mm, nn, kc)
         macs = mc * nc * max(kc, L * L) if partial else kc
         if partial:
             beats /= min(share, _pmem_share(p, mc * nc))
