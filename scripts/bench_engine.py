@@ -20,7 +20,8 @@
            deltas, or --weight-bits) over real training (--config, --epochs) -> widths.json for
            the MNIST MLP, widths_<config>_w<bits>.json otherwise; a value that does not fit is
            recorded
-  synth  : yosys + nextpnr for LFE5U-85F with several nextpnr seeds -> synth_seed<K>.json and the
+  synth  : yosys + nextpnr for LFE5U-85F with several nextpnr seeds (--jobs of them side by side;
+           a seed already routed from the current RTL is kept) -> synth_seed<K>.json and the
            summary synth.json (resources, Fmax per seed, projected images/s at the worst Fmax)
   place  : yosys + nextpnr placement only (seed 1; routing the whole engine does not finish on a
            2-core machine) -> synth_placed_seed1.json: resources and the pre-route Fmax estimate
@@ -350,18 +351,35 @@ def golden_img_s(data_dir: str) -> tuple[float, str]:
     return float(r["images_per_s"]), "measured by scripts/bench_engine.py (scripts.bench_train._rate, 200 steps)"
 
 
-def bench_synth(seeds: list[int], data_dir: str) -> Path:
-    """Route the engine once per nextpnr seed; synth.json: every seed's Fmax, critical path and
-    routing time, the resources, and the training throughput projected at the worst Fmax."""
+def _route_seed(seed: int, img_s: float | None) -> dict:
     from sim.engine.synth import synthesize_engine
 
+    res = synthesize_engine(REPO / "build" / "engine" / f"synth_seed{seed}", seed=seed,
+                            golden_img_s=img_s)
+    write_atomic(OUT / f"synth_seed{seed}.json", json.dumps(res, indent=1).encode())
+    return res
+
+
+def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1) -> Path:
+    """Route the engine once per nextpnr seed, `jobs` seeds at a time (each nextpnr is one
+    thread); a seed whose record (synth_seed<K>.json) was routed from this RTL's Verilog is kept.
+    synth.json: every seed's Fmax, critical path and routing time, the resources, and the
+    training throughput projected at the worst Fmax."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from sim.engine.synth import engine_verilog, verilog_digest
+
     img_s, src = golden_img_s(data_dir)
+    digest = verilog_digest(engine_verilog(EngineParams()))
     runs = {}
     for seed in seeds:
-        res = synthesize_engine(REPO / "build" / "engine" / f"synth_seed{seed}", seed=seed,
-                                golden_img_s=img_s)
-        write_atomic(OUT / f"synth_seed{seed}.json", json.dumps(res, indent=1).encode())
-        runs[seed] = res
+        f = OUT / f"synth_seed{seed}.json"
+        if f.exists() and json.loads(f.read_text()).get("verilog_sha256") == digest:
+            runs[seed] = json.loads(f.read_text())
+    todo = [s for s in seeds if s not in runs]
+    with ProcessPoolExecutor(max(1, min(jobs, len(todo) or 1))) as pool:
+        runs |= dict(zip(todo, pool.map(_route_seed, todo, [img_s] * len(todo))))
+    runs = {s: runs[s] for s in seeds}
     worst = min(r["fmax_mhz"] for r in runs.values())
     first = runs[seeds[0]]
     summary = {k: first[k] for k in ("device", "package", "speed", "target_mhz", "utilization",
@@ -634,6 +652,7 @@ def main() -> None:
     ap.add_argument("--config", default="mlp_mnist", help="widths: the experiment config")
     ap.add_argument("--weight-bits", type=int, help="widths: another weight width than the engine's")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--jobs", type=int, default=1, help="synth: seeds routed side by side")
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -652,7 +671,7 @@ def main() -> None:
     if a.what in ("widths", "all"):
         bench_widths(a.config, a.epochs, a.data_dir, a.weight_bits)
     if a.what in ("synth", "all"):
-        bench_synth(a.seeds, a.data_dir)
+        bench_synth(a.seeds, a.data_dir, a.jobs)
     if a.what == "place":
         bench_place(a.data_dir)
     if a.what == "small":

@@ -329,9 +329,13 @@ def _conv_fwd_shape(g: Gemm, p: EngineParams) -> TileShape:
     row = L * cg.w
 
     def best(kc: int | None, tiles: float) -> tuple | None:
-        def fits(r: int, nc: int) -> bool:  # a tile away from the top reads the most source rows
+        def fits(r: int, nc: int) -> bool:
+            # a tile away from the top reads the most source rows, and of the chunks the one
+            # whose taps read the most rows (a whole-image tile: the middle window row's)
             m0 = row * min(1, cg.h - r)
-            return r * cg.w * nc // L <= tiles and _fits(g, p, m0 + r * row, nc, kc, m0=m0)
+            return r * cg.w * nc // L <= tiles and all(
+                _fits(g, p, m0 + r * row, nc, k0 + kc if kc else None, m0=m0, k0=k0)
+                for k0 in (range(0, g.k, kc) if kc else (0,)))
 
         return max(((r * nc, r, nc) for nc in range(L, g.n + 1, L) if g.n % nc == 0
                     for r in range(cg.h, 0, -1) if cg.h % r == 0 and fits(r, nc)), default=None)

@@ -10,6 +10,7 @@ into the RAMs' output registers (sim.ebr_outreg).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -114,7 +115,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     res = {**DEVICE, "target_mhz": freq_mhz, **report,
            "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
            "nextpnr_options": ["--seed", str(seed), "--router", router, *PLACER_OPTS],
-           "params": p.__dict__,
+           "params": p.__dict__, "verilog_sha256": verilog_digest((out / "top.v").read_text()),
            "ebr_output_registers": packed,
            "yosys_cells": yosys_cells(out / "top.v", "top", out, reuse=True)}
     _projection(res, cosim_result, golden_img_s, res["fmax_mhz"], freq_mhz)
@@ -122,17 +123,27 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     return res
 
 
-def _engine_netlist(out: Path, p: EngineParams, reuse: bool = True) -> dict[str, int]:
-    """EngineSynthTop's Verilog, yosys (skipped when `reuse` and the Verilog is the one last
-    synthesized in `out`) and the block RAM output registers packed: top_packed.json in `out`."""
+def engine_verilog(p: EngineParams) -> str:
+    """EngineSynthTop's Verilog for ECP5 synthesis (hw.dsp instantiates MULT18X18D with their
+    input and output registers for the ECP5 marker platform)."""
     from amaranth.back import verilog
 
     from .build import _ZERO_INIT
 
-    out.mkdir(parents=True, exist_ok=True)
     top = EngineSynthTop(p)
-    # ECP5 marker platform: hw.dsp instantiates MULT18X18D with their input/output registers
-    v = _ZERO_INIT.sub("", verilog.convert(top, name="top", ports=top.ports(), platform=ECP5))
+    return _ZERO_INIT.sub("", verilog.convert(top, name="top", ports=top.ports(), platform=ECP5))
+
+
+def verilog_digest(v: str) -> str:
+    """What names the RTL a routing record is for."""
+    return hashlib.sha256(v.encode()).hexdigest()
+
+
+def _engine_netlist(out: Path, p: EngineParams, reuse: bool = True) -> dict[str, int]:
+    """EngineSynthTop's Verilog, yosys (skipped when `reuse` and the Verilog is the one last
+    synthesized in `out`) and the block RAM output registers packed: top_packed.json in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    v = engine_verilog(p)
     (out / "top.v").write_text(v)
     v_old = out / "top.v.synthesized"
     if not (reuse and v_old.exists() and v_old.read_text() == v and (out / "top.json").exists()
