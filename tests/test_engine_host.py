@@ -287,6 +287,18 @@ def test_unsupported_convolutions(arch, batch, message):
         C.compile_network(_cnn(arch), batch)
 
 
+def test_conv_forward_chunks_fit_for_every_window_row():
+    """Whole-image forward tiles of 3x3 images with K in chunks (512 input channels): the middle
+    window row's chunk reads a source row more than the first row's, and the tile must fit for
+    it (with AMEM_C between the two, the shape once fitted the first and overflowed)."""
+    arch = [["Conv2d", 8, 3, 1, 1], ["MaxPool2d", 2, 2]] * 3 + [["Conv2d", 512, 3, 1, 1]] * 2
+    spec = build_cnn((1, 28, 28), arch, [16], Hyper(), pred_decoder_dim=1024)
+    for depth in (3328, 4096, 4352):
+        ep = T.lower(C.compile_network(spec, 8, replace(EngineParams(), amem_c_depth=depth)))
+        fwd = [t.gemm for t in ep.tiles if t.parent.name == "conv_block_04/fwd"]
+        assert fwd and all(g.k < 9 * 512 for g in fwd)  # chunked, and every chunk validated
+
+
 def test_conv_lowering():
     """A conv block lowers to forward tiles of L images x whole output rows (the rows their
     windows read loaded beside them) and one weight-gradient GEMM per window position, in
