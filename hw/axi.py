@@ -6,11 +6,12 @@ Members carry the AXI signal names in lower case (`awaddr`, `rdata`, ...) and ar
 (DMA) port is `Out(axi4(...))`, a subordinate (register file) port `In(axilite(...))`.
 
 A read-only or write-only manager takes the channels it uses (`read=False` / `write=False`);
-`connect_channels` ties such a port into a full one.
+`connect_channels` ties such a port into a full one. `AxiRegisterSlice` registers every channel
+of a port both ways (what an AXI register slice does at a block's boundary).
 """
 from __future__ import annotations
 
-from amaranth import Module
+from amaranth import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -83,3 +84,32 @@ def connect_channels(m: Module, full, part) -> None:
             m.d.comb += getattr(full, name).eq(getattr(part, name))
         else:
             m.d.comb += getattr(part, name).eq(getattr(full, name))
+
+
+CHANNELS = {"aw": True, "w": True, "b": False, "ar": True, "r": False}  # channel -> manager drives
+
+
+class AxiRegisterSlice(wiring.Component):
+    """`s` (a manager's port: the DMA) to `m` (the bus), every channel through a
+    `stream_unit.RegisterSlice`: valid, payload and ready are registers on both sides, so the
+    bus's handshakes do not reach the manager's logic in the same cycle (one cycle each way)."""
+
+    def __init__(self, addr_width: int = 32, data_width: int = 64, id_width: int = 1) -> None:
+        sig = axi4(addr_width, data_width, id_width)
+        super().__init__({"s": In(sig), "m": Out(sig)})
+
+    def elaborate(self, platform) -> Module:
+        from .stream_unit import RegisterSlice
+
+        m = Module()
+        for ch, forward in CHANNELS.items():
+            names = [n for n in self.m.signature.members
+                     if n.startswith(ch) and n[len(ch):] not in ("valid", "ready")]
+            src, dst = (self.s, self.m) if forward else (self.m, self.s)
+            fields = [getattr(src, n) for n in names]
+            m.submodules[ch] = sl = RegisterSlice(len(Cat(*fields)))
+            m.d.comb += [sl.i.valid.eq(getattr(src, f"{ch}valid")), sl.i.payload.eq(Cat(*fields)),
+                         getattr(src, f"{ch}ready").eq(sl.i.ready),
+                         getattr(dst, f"{ch}valid").eq(sl.o.valid), sl.o.ready.eq(getattr(dst, f"{ch}ready")),
+                         Cat(*(getattr(dst, n) for n in names)).eq(sl.o.payload)]
+        return m

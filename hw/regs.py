@@ -12,9 +12,11 @@ Reads of unmapped words and writes to unmapped or read-only words answer SLVERR.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
+from functools import reduce
 
-from amaranth import Cat, Const, Module, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -144,19 +146,28 @@ class AxiLiteRegisters(wiring.Component):
                         m.d.sync += getattr(self, r.name).eq((w_data & mask)[:r.width])
 
     def _read_channel(self, m: Module, values: dict) -> None:
+        """A read in three registered steps: the address, one select per register decoded from
+        it, the selected value (a decode and a wide mux behind the bus pins in one cycle were the
+        engine's slowest AXI4-Lite path); arready stays low until the answer is taken."""
         bus = self.bus
-        rvalid, rdata, rresp = Signal(), Signal.like(bus.rdata), Signal(2)
-        m.d.comb += [bus.arready.eq(~rvalid), bus.rvalid.eq(rvalid), bus.rdata.eq(rdata),
+        busy, rvalid, rdata, rresp = Signal(), Signal(), Signal.like(bus.rdata), Signal(2)
+        addr, addressed, decoded = Signal.like(bus.araddr), Signal(), Signal()
+        m.d.comb += [bus.arready.eq(~busy), bus.rvalid.eq(rvalid), bus.rdata.eq(rdata),
                      bus.rresp.eq(rresp)]
-        with m.If(rvalid & bus.rready):
-            m.d.sync += rvalid.eq(0)
         accept = bus.arvalid & bus.arready
-        hits = self._decode(m, bus.araddr, accept, "rd")
         with m.If(accept):
-            m.d.sync += [rvalid.eq(1), rdata.eq(0), rresp.eq(RESP_SLVERR)]
-            for r in self.regmap.registers:
-                with m.If(hits[r.name]):
-                    m.d.sync += [rresp.eq(RESP_OKAY), rdata.eq(values.get(r.name, 0))]
+            m.d.sync += [addr.eq(bus.araddr), busy.eq(1)]
+        m.d.sync += [addressed.eq(accept), decoded.eq(addressed)]
+        hits = self._decode(m, addr, 1, "rd")
+        hit_q = {name: Signal(name=f"{name}_rd_q") for name in hits}
+        m.d.sync += [hit_q[n].eq(h) for n, h in hits.items()]
+        selected = [Mux(hit_q[r.name], values[r.name], 0) for r in self.regmap.registers
+                    if r.name in values]  # one select at most: an OR, not a priority chain
+        with m.If(decoded):
+            m.d.sync += [rvalid.eq(1), rresp.eq(Mux(Cat(*hit_q.values()).any(), RESP_OKAY, RESP_SLVERR)),
+                         rdata.eq(reduce(operator.or_, selected, Const(0, len(rdata))))]
+        with m.If(rvalid & bus.rready):
+            m.d.sync += [rvalid.eq(0), busy.eq(0)]
 
     def _decode(self, m: Module, addr, enable, channel: str) -> dict:
         """One select per register: `enable` and the word address is its word."""

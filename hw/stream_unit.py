@@ -132,6 +132,31 @@ def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int, banks: i
     return fill, push, pop
 
 
+class RegisterSlice(wiring.Component):
+    """A stream through registers both ways (a two-entry skid buffer): `o.valid`, `o.payload`
+    and `i.ready` are flip-flops, so neither side's handshake logic reaches into the other's.
+    One beat per cycle, one cycle of latency; a beat that finds the output held waits in the
+    skid register, and `i.ready` falls until it has moved on."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__({"i": In(stream.Signature(unsigned(width))),
+                          "o": Out(stream.Signature(unsigned(width)))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        out_v, skid_v = Signal(name="out_valid"), Signal(name="skid_valid")
+        out_d, skid_d = (Signal(len(self.i.payload), name=n, reset_less=True) for n in ("out", "skid"))
+        m.d.comb += [self.o.valid.eq(out_v), self.o.payload.eq(out_d), self.i.ready.eq(~skid_v)]
+        with m.If(self.o.ready | ~out_v):
+            with m.If(skid_v):
+                m.d.sync += [out_d.eq(skid_d), out_v.eq(1), skid_v.eq(0)]
+            with m.Else():
+                m.d.sync += [out_d.eq(self.i.payload), out_v.eq(self.i.valid)]
+        with m.Elif(self.i.valid & ~skid_v):
+            m.d.sync += [skid_d.eq(self.i.payload), skid_v.eq(1)]
+        return m
+
+
 class PipelinedUnit(wiring.Component):
     """Base of the elementwise units. Subclasses set `latency` and implement `datapath`.
 

@@ -34,10 +34,10 @@ from .program import (
 from .tiling import EngineProgram, Run, Tile
 from .top import DMA_MAX_BURST, DMA_OUTSTANDING
 
-FETCH_CYCLES = 5
+FETCH_CYCLES = 7  # with the AR and R register slices
 BURST_ISSUE_CYCLES = 3
-LOAD_TAIL_CYCLES = 6
-STORE_TAIL_CYCLES = 12  # the scratchpad read latency, the FIFO, the last write response
+LOAD_TAIL_CYCLES = 8
+STORE_TAIL_CYCLES = 13  # the scratchpad read latency, the FIFO, the last write response
 RUN_OVERHEAD_CYCLES = 125  # command fetch from the scratchpad, pipeline fill, drain, flush, END
 COMMAND_CYCLES = 115  # a further GEMM of the same run: its fetch, fill, drain, flush (99-125 by op)
 BURST_SLOT_CYCLES = 1  # a burst holds its outstanding slot for the latency, its beats and the AR handshake
@@ -76,7 +76,7 @@ def transfer_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, st
 def pool_cycles(words: int, window: int, mask: bool) -> int:
     """A max-pool command (`hw.engine.pool`): one read per window position and pooled word
     (twice with the marked copy of s), then the last writes after the read latency."""
-    return words * window * (2 if mask else 1) + READ_LATENCY + 3
+    return words * window * (2 if mask else 1) + READ_LATENCY + 4
 
 
 def tile_cycles(tile: Tile, p: EngineParams) -> int:

@@ -47,6 +47,8 @@ class _Walk:
     ix: Signal
     ky: Signal  # its place in the window
     kx: Signal
+    ky_last: Signal  # ky, kx at the window's last row / column (registered: no compares in
+    kx_last: Signal  # front of the walk's enables)
     pos: Signal  # its index, row-major
     mk_copy: Signal  # s -> its marked copy
     issue: Signal  # a source word is read
@@ -75,43 +77,46 @@ class PoolUnit(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        cmd, RL, AB = self.cmd, READ_LATENCY, self.p.act_bits
+        cmd, AB = self.cmd, self.p.act_bits
         w = _Walk(
             addr=data_reg(ADDR_W, name="addr"), dst=data_reg(ADDR_W, name="dst"),
             iy=data_reg(signed(PW), name="iy"), ix=data_reg(signed(PW), name="ix"),
             ky=data_reg(CV_BITS, name="ky"), kx=data_reg(CV_BITS, name="kx"),
+            ky_last=data_reg(name="ky_last"), kx_last=data_reg(name="kx_last"),
             pos=data_reg(WIN, name="pos"), mk_copy=data_reg(ADDR_W, name="mk_copy"),
             issue=Signal(name="issue"), last=Signal(name="last"),
             marking=Signal(name="marking"), inside=Signal(name="inside"))
         m.d.comb += [w.inside.eq((w.iy >= 0) & (w.iy < cmd.cv_h) & (w.ix >= 0) & (w.ix < cmd.cv_w)),
                      self.rd_addr.eq(w.addr), self.s_addr.eq(w.addr)]
         self._walk(m, w)
-        # the words come back RL cycles after their address: lane-wise first maximum, the
-        # padding reading 0
-        L = self.p.lanes
-        v = delayed(m, w.issue, RL, "pool_v", False)
-        f = delayed(m, w.pos == 0, RL, "pool_f")
-        inb = delayed(m, w.inside, RL, "pool_in")
-        idx = delayed(m, w.pos, RL, "pool_pos")
+        # the words come back READ_LATENCY cycles after their address: lane-wise first maximum,
+        # the padding reading 0
+        L, DL = self.p.lanes, READ_LATENCY + 1  # the words read, registered on arrival
+        rd, s_rd = data_reg(L * AB, name="rd_q"), data_reg(L * AB, name="s_q")
+        m.d.sync += [rd.eq(self.rd_data), s_rd.eq(self.s_data)]
+        v = delayed(m, w.issue, DL, "pool_v", False)
+        f = delayed(m, w.pos == 0, DL, "pool_f")
+        inb = delayed(m, w.inside, DL, "pool_in")
+        idx = delayed(m, w.pos, DL, "pool_pos")
         best = data_reg(data.ArrayLayout(signed(AB), L))
         arg = data_reg(data.ArrayLayout(WIN, L))
         for j in range(L):
-            x = Mux(inb, self.rd_data.word_select(j, AB).as_signed(), 0)
+            x = Mux(inb, rd.word_select(j, AB).as_signed(), 0)
             with m.If(v & (f | (x > best[j]))):
                 m.d.sync += [best[j].eq(x), arg[j].eq(idx)]
         # the pooled word: written in the cycle its window's last word has been reduced (the next
         # window's first word replaces `best` only at the end of that cycle)
-        wr_v = delayed(m, w.issue & w.last, RL + 1, "pool_wr", False)
-        wr_at = delayed(m, w.dst, RL + 1, "pool_dst")
+        wr_v = delayed(m, w.issue & w.last, DL + 1, "pool_wr", False)
+        wr_at = delayed(m, w.dst, DL + 1, "pool_dst")
         m.d.comb += [self.wr_addr.eq(wr_at), self.wr_data.eq(best.as_value()),
                      self.wr_en.eq(Mux(wr_v, (1 << L) - 1, 0))]
-        # the marked copy of s: each position's word RL cycles after its read, MASK in the
+        # the marked copy of s: each position's word DL cycles after its read, MASK in the
         # lanes whose arg-max is elsewhere
-        mk_v = delayed(m, w.marking & w.inside, RL, "mark_v", False)
-        mk_pos = delayed(m, w.pos, RL, "mark_pos")
-        mk_at = delayed(m, w.addr + w.mk_copy, RL, "mark_addr")
+        mk_v = delayed(m, w.marking & w.inside, DL, "mark_v", False)
+        mk_pos = delayed(m, w.pos, DL, "mark_pos")
+        mk_at = delayed(m, w.addr + w.mk_copy, DL, "mark_addr")
         m.d.comb += [self.mk_addr.eq(mk_at), self.mk_en.eq(Mux(mk_v, (1 << L) - 1, 0)),
-                     self.mk_data.eq(Cat(*(Mux(arg[j] == mk_pos, self.s_data.word_select(j, AB),
+                     self.mk_data.eq(Cat(*(Mux(arg[j] == mk_pos, s_rd.word_select(j, AB),
                                                 Const(MASK & 0xFF, AB)) for j in range(L))))]
         return m
 
@@ -120,58 +125,68 @@ class PoolUnit(wiring.Component):
         positions (ISSUE), then with `conv` the positions again for the marked copy of s (MARK),
         back to back: the window's arg-max is complete when the first word of s arrives, and
         the next window's first word reaches the max registers after the last word of s. The
-        writes trail the reads by the read latency (FLUSH)."""
+        writes trail the reads by the read latency (FLUSH). Every loop's "at its last value" is
+        a register set with the counter (`_count`)."""
         cmd, RL = self.cmd, READ_LATENCY
         blk, oy = data_reg(ADDR_W + 4), data_reg(ADDR_W)
         ox, c = data_reg(CV_BITS), data_reg(CV_N0_BITS)
+        blk_last, oy_last, ox_last, c_last = (data_reg(name=f"{n}_last") for n in ("blk", "oy", "ox", "c"))
         blk_base, row_base, pix_base = (data_reg(ADDR_W, name=n) for n in
                                         ("blk_base", "row_base", "pix_base"))
         dst_blk = data_reg(ADDR_W)
         iy0, ix0 = data_reg(signed(PW)), data_reg(signed(PW))  # the window's top-left pixel
-        wait = data_reg(range(RL + 2))
+        wait = data_reg(range(RL + 3))
         mk_off = data_reg(ADDR_W)  # source -> s
         active, done = Signal(), Signal()
         m.d.comb += [self.active.eq(active), self.done.eq(done),
-                     w.last.eq((w.ky == cmd.cv_n2 - 1) & (w.kx == cmd.cv_n1 - 1))]
+                     w.last.eq(w.ky_last & w.kx_last)]
 
         def start(base, y0, x0):
-            return [w.addr.eq(base), w.iy.eq(y0), w.ix.eq(x0), w.ky.eq(0), w.kx.eq(0), w.pos.eq(0)]
+            return [w.addr.eq(base), w.iy.eq(y0), w.ix.eq(x0), w.pos.eq(0),
+                    *_count(w.ky, w.ky_last, cmd.cv_n2), *_count(w.kx, w.kx_last, cmd.cv_n1)]
 
         def step():  # the next window position, row-major
-            m.d.sync += [w.pos.eq(w.pos + 1), w.kx.eq(w.kx + 1), w.ix.eq(w.ix + 1),
-                         w.addr.eq(w.addr + cmd.cv_n0)]
-            with m.If(w.kx == cmd.cv_n1 - 1):
-                m.d.sync += [w.kx.eq(0), w.ky.eq(w.ky + 1), w.ix.eq(ix0), w.iy.eq(w.iy + 1),
-                             w.addr.eq(w.addr + cmd.a_sk)]
+            m.d.sync += [w.pos.eq(w.pos + 1), *_count(w.kx, w.kx_last, cmd.cv_n1, w.kx + 1),
+                         w.ix.eq(w.ix + 1), w.addr.eq(w.addr + cmd.cv_n0)]
+            with m.If(w.kx_last):
+                m.d.sync += [*_count(w.kx, w.kx_last, cmd.cv_n1),
+                             *_count(w.ky, w.ky_last, cmd.cv_n2, w.ky + 1),
+                             w.ix.eq(ix0), w.iy.eq(w.iy + 1), w.addr.eq(w.addr + cmd.a_sk)]
 
         def advance():  # the next word, pixel, output row, block: its window from the start
             m.next = "ISSUE"
             nxt_c = c + 1
-            m.d.sync += [c.eq(nxt_c), w.dst.eq(w.dst + 1), *start(pix_base + nxt_c, iy0, ix0)]
-            with m.If(nxt_c == cmd.cv_n0):
+            m.d.sync += [*_count(c, c_last, cmd.cv_n0, nxt_c), w.dst.eq(w.dst + 1),
+                         *start(pix_base + nxt_c, iy0, ix0)]
+            with m.If(c_last):
                 npx = pix_base + cmd.a_skr
-                m.d.sync += [c.eq(0), ox.eq(ox + 1), pix_base.eq(npx), ix0.eq(ix0 + cmd.cv_n1),
+                m.d.sync += [*_count(c, c_last, cmd.cv_n0), *_count(ox, ox_last, cmd.cv_mw, ox + 1),
+                             pix_base.eq(npx), ix0.eq(ix0 + cmd.cv_n1),
                              *start(npx, iy0, ix0 + cmd.cv_n1)]
-                with m.If(ox == cmd.cv_mw - 1):
+                with m.If(ox_last):
                     nrow = row_base + cmd.b_sk
-                    m.d.sync += [ox.eq(0), oy.eq(oy + 1), row_base.eq(nrow), pix_base.eq(nrow),
+                    m.d.sync += [*_count(ox, ox_last, cmd.cv_mw), *_count(oy, oy_last, cmd.k_len, oy + 1),
+                                 row_base.eq(nrow), pix_base.eq(nrow),
                                  ix0.eq(cmd.cv_x0), iy0.eq(iy0 + cmd.cv_n2),
                                  *start(nrow, iy0 + cmd.cv_n2, cmd.cv_x0)]
-                    with m.If(oy == cmd.k_len - 1):
+                    with m.If(oy_last):
                         nblk = blk_base + cmd.a_sm
                         ndst = dst_blk + cmd.o0.stride
-                        m.d.sync += [oy.eq(0), blk.eq(blk + 1), blk_base.eq(nblk),
+                        m.d.sync += [*_count(oy, oy_last, cmd.k_len), *_count(blk, blk_last, cmd.m_len, blk + 1),
+                                     blk_base.eq(nblk),
                                      row_base.eq(nblk), pix_base.eq(nblk), dst_blk.eq(ndst),
                                      w.dst.eq(ndst), iy0.eq(cmd.cv_y0),
                                      *start(nblk, cmd.cv_y0, cmd.cv_x0)]
-                        with m.If(blk == cmd.m_len - 1):
-                            m.d.sync += wait.eq(RL + 1)
+                        with m.If(blk_last):
+                            m.d.sync += wait.eq(RL + 2)
                             m.next = "FLUSH"
 
         with m.FSM(name="pool"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [active.eq(1), done.eq(0), blk.eq(0), oy.eq(0), ox.eq(0), c.eq(0),
+                    m.d.sync += [active.eq(1), done.eq(0), *_count(blk, blk_last, cmd.m_len),
+                                 *_count(oy, oy_last, cmd.k_len), *_count(ox, ox_last, cmd.cv_mw),
+                                 *_count(c, c_last, cmd.cv_n0),
                                  blk_base.eq(cmd.a_base), row_base.eq(cmd.a_base),
                                  pix_base.eq(cmd.a_base), dst_blk.eq(cmd.o0.base),
                                  w.dst.eq(cmd.o0.base), iy0.eq(cmd.cv_y0), ix0.eq(cmd.cv_x0),
@@ -198,3 +213,11 @@ class PoolUnit(wiring.Component):
                 with m.If(wait == 0):
                     m.d.sync += [active.eq(0), done.eq(1)]
                     m.next = "IDLE"
+
+
+def _count(counter, last, length, value=None) -> list:
+    """A loop counter set to `value` (default 0, the loop's start) with its "at the last of
+    `length` values" flag: value + 1 == length."""
+    if value is None:
+        return [counter.eq(0), last.eq(length == 1)]
+    return [counter.eq(value), last.eq(value + 1 == length)]

@@ -20,7 +20,7 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.axi import axi4, axilite, connect_channels
+from hw.axi import AxiRegisterSlice, axi4, axilite, connect_channels
 from hw.dma import DmaReader, DmaWriter
 
 from .control import ERR_BUS, ERR_OPCODE, ControlRegisters, control_map
@@ -59,8 +59,11 @@ class StreamEngine(wiring.Component):
         m.submodules.store = st = StoreUnit(p)
         wiring.connect(m, wiring.flipped(self.s_axil), regs.bus)
         m.d.comb += self.irq.eq(regs.irq)
-        connect_channels(m, self.m_axi, reader.bus)
-        connect_channels(m, self.m_axi, writer.bus)
+        # the memory port's handshakes stop at a register slice (the pins' were paths across the die)
+        m.submodules.axi_slice = sl = AxiRegisterSlice(EXT_ADDR_W, p.bus_bits)
+        wiring.connect(m, sl.m, wiring.flipped(self.m_axi))
+        connect_channels(m, sl.s, reader.bus)
+        connect_channels(m, sl.s, writer.bus)
         wiring.connect(m, st.dma_cmd, writer.cmd)
         wiring.connect(m, st.dma_data, writer.data)
         m.d.comb += [core.hw_en.eq(ld.wr_en), core.hw_sel.eq(ld.wr_sel), core.hw_addr.eq(ld.wr_addr),

@@ -32,24 +32,28 @@ def _max_wpb(p: EngineParams) -> int:
 
 
 class _RowIssue:
-    """Shared by both units: the latched transfer and its DMA commands, one per row."""
+    """Shared by both units: the latched transfer and its DMA commands, one per row. A command
+    is latched as it is accepted and starts (`armed`) a cycle later, from the latched copy: the
+    sequencer's decode is not in front of the units' counters."""
 
     def __init__(self, m: Module, p: EngineParams, unit) -> None:
         self.x = x = Signal(transfer_layout)
         self.wpb = wpb = Signal(2)
         self.active = Signal()
+        self.armed = armed = Signal()  # the cycle after a command was accepted
         left = Signal(16)
         addr = Signal(EXT_ADDR_W)
         rw = x.row_words
         beats = Signal(BEATS_W)
         m.d.comb += beats.eq(Mux(wpb == 1, rw, Mux(wpb == 2, rw << 1, (rw << 1) + rw)))
         c = unit.cmd
-        self.accept = c.valid & c.ready
-        m.d.comb += c.ready.eq(~self.active)
-        with m.If(self.accept):
-            m.d.sync += [x.eq(c.payload), addr.eq(c.payload.ext), left.eq(c.payload.rows),
-                         wpb.eq(_wpb_table(p)[c.payload.sel]),
-                         self.active.eq((c.payload.rows != 0) & (c.payload.row_words != 0))]
+        accept = c.valid & c.ready
+        m.d.comb += c.ready.eq(~self.active & ~armed)
+        m.d.sync += armed.eq(accept)
+        with m.If(accept):
+            m.d.sync += [x.eq(c.payload), wpb.eq(_wpb_table(p)[c.payload.sel])]
+        with m.If(armed):
+            m.d.sync += [addr.eq(x.ext), left.eq(x.rows), self.active.eq((x.rows != 0) & (rw != 0))]
         d = unit.dma_cmd
         m.d.comb += [d.valid.eq(self.active & (left != 0)), d.payload.addr.eq(addr),
                      d.payload.beats.eq(beats)]
@@ -57,22 +61,32 @@ class _RowIssue:
             m.d.sync += [addr.eq(addr + x.stride), left.eq(left - 1)]
 
 
-def _word_counter(m: Module, x, start, spad, step, name: str):
-    """Scratchpad address of each word: `start` loads `spad`, each `step` moves to the next word
-    of the transfer `x`; returns (address, `step` is the transfer's last word)."""
+def _count(counter, last, length, value=None) -> list:
+    """A counter set to `value` (default 0) with its "at the last of `length` values" flag."""
+    if value is None:
+        return [counter.eq(0), last.eq(length == 1)]
+    return [counter.eq(value), last.eq(value + 1 == length)]
+
+
+def _word_counter(m: Module, x, start, step, name: str):
+    """Scratchpad address of each word: `start` loads `x.spad`, each `step` moves to the next word
+    of the transfer `x`; returns (address, `step` is the transfer's last word). The row and
+    column ends are registered flags (no compare in front of the address registers)."""
     ptr = Signal(ADDR_W, name=f"{name}_ptr")
     row_ptr = Signal(ADDR_W, name=f"{name}_row_ptr")  # row r's first word (`across`)
     col, row = Signal(16, name=f"{name}_col"), Signal(16, name=f"{name}_row")
-    last = (col == x.row_words - 1) & (row == x.rows - 1)
+    col_last, row_last = Signal(name=f"{name}_col_last"), Signal(name=f"{name}_row_last")
     with m.If(start):
-        m.d.sync += [ptr.eq(spad), row_ptr.eq(spad), col.eq(0), row.eq(0)]
+        m.d.sync += [ptr.eq(x.spad), row_ptr.eq(x.spad), *_count(col, col_last, x.row_words),
+                     *_count(row, row_last, x.rows)]
     with m.Elif(step):
-        with m.If(col == x.row_words - 1):
-            m.d.sync += [col.eq(0), row.eq(row + 1), row_ptr.eq(row_ptr + 1),
-                         ptr.eq(Mux(x.across, row_ptr + 1, ptr + 1))]
+        with m.If(col_last):
+            m.d.sync += [*_count(col, col_last, x.row_words), *_count(row, row_last, x.rows, row + 1),
+                         row_ptr.eq(row_ptr + 1), ptr.eq(Mux(x.across, row_ptr + 1, ptr + 1))]
         with m.Else():
-            m.d.sync += [col.eq(col + 1), ptr.eq(ptr + Mux(x.across, x.rows, 1))]
-    return ptr, last
+            m.d.sync += [*_count(col, col_last, x.row_words, col + 1),
+                         ptr.eq(ptr + Mux(x.across, x.rows, 1))]
+    return ptr, col_last & row_last
 
 
 class _TransferUnit(wiring.Component):
@@ -105,14 +119,14 @@ class LoadUnit(_TransferUnit):
         gather = Signal(_max_wpb(p) * bb)
         fire = self.dma_data.valid & self.dma_data.ready
         word_done = fire & (beat == iss.wpb - 1)
-        ptr, last = _word_counter(m, x, iss.accept, self.cmd.payload.spad, word_done, "ld")
+        ptr, last = _word_counter(m, x, iss.armed, word_done, "ld")
         nxt = Signal.like(gather)
         m.d.comb += [nxt.eq(gather), self.dma_data.ready.eq(iss.active)]
         with m.Switch(beat):
             for k in range(_max_wpb(p)):
                 with m.Case(k):
                     m.d.comb += nxt.word_select(k, bb).eq(self.dma_data.payload)
-        with m.If(iss.accept):
+        with m.If(iss.armed):
             m.d.sync += beat.eq(0)
         with m.Elif(fire):
             m.d.sync += [gather.eq(nxt), beat.eq(Mux(word_done, 0, beat + 1))]
@@ -120,7 +134,7 @@ class LoadUnit(_TransferUnit):
                      self.wr_data.eq(nxt[:p.host_data_bits])]
         with m.If(word_done & last):
             m.d.sync += iss.active.eq(0)
-        m.d.comb += self.busy.eq(iss.active | self.wr_en)
+        m.d.comb += self.busy.eq(iss.active | iss.armed | self.wr_en)
         return m
 
 
@@ -140,9 +154,9 @@ class StoreUnit(_TransferUnit):
         reading = Signal()
         owed = Signal(range(STORE_FIFO_WORDS + 1))  # words read and not yet sent
         issue = reading & (owed < STORE_FIFO_WORDS)
-        ptr, last = _word_counter(m, x, iss.accept, self.cmd.payload.spad, issue, "st")
-        with m.If(iss.accept):
-            m.d.sync += reading.eq((self.cmd.payload.rows != 0) & (self.cmd.payload.row_words != 0))
+        ptr, last = _word_counter(m, x, iss.armed, issue, "st")
+        with m.If(iss.armed):
+            m.d.sync += reading.eq((x.rows != 0) & (x.row_words != 0))
         with m.Elif(issue & last):
             m.d.sync += reading.eq(0)
         m.d.comb += [self.rd_sel.eq(x.sel), self.rd_addr.eq(ptr)]
@@ -161,7 +175,7 @@ class StoreUnit(_TransferUnit):
         with m.If(send):
             m.d.sync += beat.eq(Mux(word_sent, 0, beat + 1))
         m.d.sync += owed.eq(owed + issue - word_sent)
-        with m.If(iss.active & ~reading & ~iss.accept & (owed == 0) & ~self.dma_cmd.valid):
+        with m.If(iss.active & ~reading & ~iss.armed & (owed == 0) & ~self.dma_cmd.valid):
             m.d.sync += iss.active.eq(0)
-        m.d.comb += self.busy.eq(iss.active)
+        m.d.comb += self.busy.eq(iss.active | iss.armed)
         return m
