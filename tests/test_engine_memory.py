@@ -4,7 +4,7 @@ read latency, bank boundaries, a padded last bank, lane write enables, back-to-b
 import numpy as np
 import pytest
 
-from hw.engine.memory import READ_LATENCY, WRITE_LATENCY, BankedMemory, bank_depth
+from hw.engine.memory import BANK_READ_LATENCY as READ_LATENCY, WRITE_LATENCY, BankedMemory, bank_depth
 from sim.testing import clocked
 
 

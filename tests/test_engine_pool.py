@@ -13,7 +13,7 @@ import pytest
 from amaranth import Elaboratable, Module, Mux, Signal
 
 from hw.engine.compiler import Gemm, PoolGeom, Tensor, pack_command
-from hw.engine.memory import BankedMemory
+from hw.engine.memory import READ_LATENCY, BankedMemory
 from hw.engine.params import OP_POOL, SEL_AMEM_R, SEL_SMEM, EngineParams, command_layout
 from hw.engine.perf import pool_cycles
 from hw.engine.pool import MASK, PoolUnit
@@ -43,10 +43,13 @@ class _Harness(Elaboratable):
         m.submodules += [pool, src, smem]
         on = ~self.host
         full = (1 << L) - 1
+        # the read address registered once, as an engine memory does (READ_LATENCY)
+        src_rd, smem_rd = Signal(16), Signal(16)
+        m.d.sync += [src_rd.eq(Mux(on, pool.rd_addr, self.h_addr)),
+                     smem_rd.eq(Mux(on, pool.s_addr, self.h_addr))]
         m.d.comb += [pool.cmd.eq(self.cmd), pool.start.eq(self.start),
                      pool.rd_data.eq(src.rd_data), pool.s_data.eq(smem.rd_data),
-                     src.rd_addr.eq(Mux(on, pool.rd_addr, self.h_addr)),
-                     smem.rd_addr.eq(Mux(on, pool.s_addr, self.h_addr)),
+                     src.rd_addr.eq(src_rd), smem.rd_addr.eq(smem_rd),
                      src.wr_addr.eq(Mux(on, pool.wr_addr, self.h_addr)),
                      src.wr_data.eq(Mux(on, pool.wr_data, self.h_data)),
                      src.wr_en.eq(Mux(on, pool.wr_en, Mux(self.h_en & ~self.h_sel, full, 0))),
@@ -113,11 +116,11 @@ def _run(pg: PoolGeom, a: np.ndarray, s: np.ndarray, y0: int, rows: int) -> tupl
         for name, mem, base, n in (("dst", dut.src, dst_t.base, dst_t.words),
                                    ("mk", dut.smem, mk_region, mk_t.words)):
             words = []
-            for i in range(n + 5):  # read latency 5: one address per cycle, data 5 cycles later
+            for i in range(n + READ_LATENCY):  # one address per cycle, its data READ_LATENCY later
                 ctx.set(dut.h_addr, base + min(i, n - 1))
                 await ctx.tick()
                 words.append(ctx.get(mem.rd_data))
-            out[name] = words[4:4 + n]
+            out[name] = words[READ_LATENCY - 1:READ_LATENCY - 1 + n]
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)

@@ -29,7 +29,7 @@ Host port (the LOAD / STORE side, also while the core runs): every scratchpad ha
 (SEL_CTR): counter index = phase * 4 + kind, kinds in `params.CTR_KINDS`, reset by `ctr_clear`.
 A host write presented in cycle w is registered per memory, then takes the memory's write
 pipeline (`WRITE_LATENCY`): it is in its RAM after the clock edge ending cycle w + 4; a read
-presented in cycle r >= w + 3 sees it (the RAM reads at the edge ending cycle r + 2). `swap` may
+presented in cycle r >= w + 2 sees it (the RAM reads at the edge ending cycle r + 3). `swap` may
 follow the last write two cycles later (the write then enters its set's pipeline).
 """
 from __future__ import annotations
@@ -122,7 +122,9 @@ class Engine(wiring.Component):
                       "row_addr3")]
         # the partial sums of a GEMM run in chunks of K: the core's own (no host side, one set)
         m.submodules.pmem = pmem = BankedMemory(p.acc_bits, p.pmem_depth)
-        m.d.comb += [pmem.rd_addr.eq(ser.e.p), ops.p_word.eq(pmem.rd_data),
+        p_rd = data_reg(ADDR_W, name="pmem_rd_addr")  # registered as every engine memory's
+        m.d.sync += p_rd.eq(ser.e.p)
+        m.d.comb += [pmem.rd_addr.eq(p_rd), ops.p_word.eq(pmem.rd_data),
                      pmem.wr_addr.eq(ops.pmem_wr_addr), pmem.wr_data.eq(ops.pmem_wr_data),
                      pmem.wr_en.eq(ops.pmem_wr_en)]
         m.d.comb += [ops.cmd.eq(cmd), ops.e_valid.eq(ser.valid), ops.e.eq(ser.e),

@@ -54,8 +54,9 @@ class RowDrain(wiring.Component):
         row_addr = {s: data_reg(ADDR_W, name=f"row_addr{s}") for s in ROW_SLOTS}
         c_mt, t_nt = data_reg(ADDR_W), data_reg(ADDR_W)
         # a row slot's step per m tile: L rows, or (conv forward: m tiles are pixels, channels
-        # innermost) the n tiles of one pixel
-        r_mstep = data_reg(ADDR_W)
+        # innermost) the n tiles of one pixel; chosen at the command's start (a compare and a
+        # mux in front of the m-tile adders were the drain's slowest paths)
+        m_step = {s: data_reg(ADDR_W, name=f"m_step{s}") for s in ROW_SLOTS}
         row_n = data_reg(ADDR_W)  # p_base + rows drained so far (a chunk's partial sums' PMEM row)
         done = Signal()
         m.d.comb += [self.col_addr.eq(c_mt + (nt_d << LB)), self.tcol_addr.eq(t_nt + mt_d),
@@ -64,13 +65,14 @@ class RowDrain(wiring.Component):
         m.d.comb += [getattr(self, f"row_addr{s}").eq(row_addr[s]) for s in ROW_SLOTS]
         with m.If(self.start[0]):
             m.d.sync += [n_last.eq(last_tile(cmd.n_len, LB)), m_last.eq(last_tile(cmd.m_len, LB)),
-                         r_mstep.eq(Mux(cmd.cv_mw != 0, last_tile(cmd.n_len, LB) + 1, 0)),
                          mt_d.eq(0), nt_d.eq(0), r_d.eq(0), r_pen.eq(0), done.eq(0),  # (L >= 4)
                          row_n.eq(cmd.p_base),
                          c_mt.eq(cmd.o0.base), t_nt.eq(cmd.o4.base)]
         for s in ROW_SLOTS:
             with m.If(self.start[s]):
                 m.d.sync += [x[s].eq(slots[s].base) for x in (r_mt, row_addr, tile0)]
+                m.d.sync += m_step[s].eq(Mux(cmd.cv_mw != 0, last_tile(cmd.n_len, LB) + 1,
+                                             slots[s].stride << LB))
         # "last tile" flags one cycle behind the counters: a counter changes only on a tile's
         # last row, and the flag is next read L >= 2 drained rows later
         nt_d_last, mt_d_last = data_reg(), data_reg()
@@ -116,7 +118,7 @@ class RowDrain(wiring.Component):
             m.d.sync += [nt_d.eq(nt_d + 1), t_nt.eq(t_nt + (cmd.o4.stride << LB))]
         for s in ROW_SLOTS:
             with m.If(mt_g[s]):
-                nxt = r_mt[s] + Mux(r_mstep != 0, r_mstep, slots[s].stride << LB)
+                nxt = r_mt[s] + m_step[s]
                 m.d.sync += [r_mt[s].eq(nxt), tile0[s].eq(nxt), row_addr[s].eq(nxt)]
             with m.Elif(tile_g[s]):
                 m.d.sync += [tile0[s].eq(tile0[s] + 1), row_addr[s].eq(tile0[s] + 1)]

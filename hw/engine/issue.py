@@ -118,7 +118,7 @@ class OperandIssue(wiring.Component):
 
         beat = self._operands(m, delayed(m, inb, RL, "inb"))
         m.d.comb += [beat.first.eq(first & ~cmd.k_cont), beat.last.eq(last & ~cmd.k_hold)]
-        cap = skid_capacity(RL + 1)
+        cap = skid_capacity(RL + 2)
         skid_output(m, v, beat.as_value(), self.o, cap)
 
         # a beat the array accepted frees its credit a cycle later (the array's ready, through

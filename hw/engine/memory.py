@@ -5,7 +5,9 @@ at 150 MHz for the bank-select mux of a deep memory or for a route across the di
 register fanning out to ~90 block RAMs is a long net. So every path into and out of the RAMs
 starts and ends at a register next to them:
 
-    read  (latency `READ_LATENCY`, free-running: no clock enables, the engine never stalls a read):
+    read  (latency `BANK_READ_LATENCY`, free-running: no clock enables, the engine never stalls
+          a read; `PingPongMemory` registers the engine's and the host's read address once more
+          in front of it, per memory: `READ_LATENCY`):
         0  address register as presented (the engine / host select in front of it: no bank decode
                                           behind it)
         1  per-bank address registers    (the route to a far bank is the whole stage)
@@ -48,7 +50,11 @@ from hw.fanout import replicated_reg
 
 from .params import ADDR_W
 
-READ_LATENCY = 5
+BANK_READ_LATENCY = 5  # a BankedMemory's
+# an engine memory's (PingPongMemory, and the core's PMEM): the read address is registered once
+# per memory before the BankedMemory (one source register reaching every set across the die was
+# a slow path: the operand and host read addresses, 10-10.4 ns)
+READ_LATENCY = BANK_READ_LATENCY + 1
 WRITE_LATENCY = 3  # edges from a write presented on wr_* to the word in the RAM
 
 
@@ -59,7 +65,7 @@ def bank_depth(granularity: int | None) -> int:
 class BankedMemory(wiring.Component):
     """`depth` words of `width` bits; `wr_en` has one bit per `granularity`-bit lane (or one bit)."""
 
-    read_latency = READ_LATENCY
+    read_latency = BANK_READ_LATENCY
     write_latency = WRITE_LATENCY
 
     def __init__(self, width: int, depth: int, granularity: int | None = None) -> None:
@@ -157,15 +163,17 @@ class PingPongMemory(wiring.Component):
         # (hw.fanout), so no single net spans both sets' muxes. The copies follow `side` a cycle
         # late; nothing reaches either side in the cycles after a swap.
         sel = replicated_reg(m, platform, self.side, 4, "side")  # set 0 rd, set 0 wr, set 1 rd, set 1 wr
+        e_rd, h_rd = (replicated_reg(m, platform, a, 1, f"{n}_rd_addr")[0]
+                      for n, a in (("e", self.e_rd_addr), ("h", self.h_rd_addr)))
         side_q = sel[0]
-        for k in range(READ_LATENCY):  # the side each read was presented with
+        for k in range(BANK_READ_LATENCY):  # the side each read was presented with (a cycle late)
             r = Signal(name=f"side_q{k}", reset_less=True)
             m.d.sync += r.eq(side_q)
             side_q = r
         for k, mem in enumerate(self.sets):
             m.submodules[f"set{k}"] = mem
             rd, wr = (sel[2 * k] == k), (sel[2 * k + 1] == k)  # the engine's set
-            m.d.comb += [mem.rd_addr.eq(Mux(rd, self.e_rd_addr, self.h_rd_addr)),
+            m.d.comb += [mem.rd_addr.eq(Mux(rd, e_rd, h_rd)),
                          mem.wr_addr.eq(Mux(wr, self.e_wr_addr, self.h_wr_addr)),
                          mem.wr_data.eq(Mux(wr, self.e_wr_data, self.h_wr_data)),
                          mem.wr_en.eq(Mux(wr, self.e_wr_en, self.h_wr_en))]

@@ -112,12 +112,15 @@ class PoolUnit(wiring.Component):
                      self.wr_en.eq(Mux(wr_v, (1 << L) - 1, 0))]
         # the marked copy of s: each position's word DL cycles after its read, MASK in the
         # lanes whose arg-max is elsewhere
+        # (the write registered: the arg-max compares behind SMEM's write select were a slow path)
         mk_v = delayed(m, w.marking & w.inside, DL, "mark_v", False)
         mk_pos = delayed(m, w.pos, DL, "mark_pos")
-        mk_at = delayed(m, w.addr + w.mk_copy, DL, "mark_addr")
-        m.d.comb += [self.mk_addr.eq(mk_at), self.mk_en.eq(Mux(mk_v, (1 << L) - 1, 0)),
-                     self.mk_data.eq(Cat(*(Mux(arg[j] == mk_pos, s_rd.word_select(j, AB),
-                                                Const(MASK & 0xFF, AB)) for j in range(L))))]
+        mk_at = delayed(m, w.addr + w.mk_copy, DL + 1, "mark_addr")
+        mk_en, mk_data = Signal(L, name="mark_en"), data_reg(L * AB, name="mark_data")
+        m.d.sync += [mk_en.eq(Mux(mk_v, (1 << L) - 1, 0)),
+                     mk_data.eq(Cat(*(Mux(arg[j] == mk_pos, s_rd.word_select(j, AB),
+                                          Const(MASK & 0xFF, AB)) for j in range(L))))]
+        m.d.comb += [self.mk_addr.eq(mk_at), self.mk_en.eq(mk_en), self.mk_data.eq(mk_data)]
         return m
 
     def _walk(self, m: Module, w: _Walk) -> None:
