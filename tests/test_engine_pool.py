@@ -36,6 +36,7 @@ class _Harness(Elaboratable):
         self.host = Signal(init=1)
         self.h_sel, self.h_en = Signal(), Signal()  # 0: source, 1: SMEM
         self.h_addr, self.h_data = Signal(16), Signal(L * 8)
+        self.src_q, self.smem_q = Signal(L * 8), Signal(L * 8)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -43,12 +44,14 @@ class _Harness(Elaboratable):
         m.submodules += [pool, src, smem]
         on = ~self.host
         full = (1 << L) - 1
-        # the read address registered once, as an engine memory does (READ_LATENCY)
+        # the read address registered once, as an engine memory does (READ_LATENCY) ...
         src_rd, smem_rd = Signal(16), Signal(16)
         m.d.sync += [src_rd.eq(Mux(on, pool.rd_addr, self.h_addr)),
                      smem_rd.eq(Mux(on, pool.s_addr, self.h_addr))]
+        src_q, smem_q = self.src_q, self.smem_q  # and the words
+        m.d.sync += [src_q.eq(src.rd_data), smem_q.eq(smem.rd_data)]
         m.d.comb += [pool.cmd.eq(self.cmd), pool.start.eq(self.start),
-                     pool.rd_data.eq(src.rd_data), pool.s_data.eq(smem.rd_data),
+                     pool.rd_data.eq(src_q), pool.s_data.eq(smem_q),
                      src.rd_addr.eq(src_rd), smem.rd_addr.eq(smem_rd),
                      src.wr_addr.eq(Mux(on, pool.wr_addr, self.h_addr)),
                      src.wr_data.eq(Mux(on, pool.wr_data, self.h_data)),
@@ -119,7 +122,7 @@ def _run(pg: PoolGeom, a: np.ndarray, s: np.ndarray, y0: int, rows: int) -> tupl
             for i in range(n + READ_LATENCY):  # one address per cycle, its data READ_LATENCY later
                 ctx.set(dut.h_addr, base + min(i, n - 1))
                 await ctx.tick()
-                words.append(ctx.get(mem.rd_data))
+                words.append(ctx.get(dut.src_q if mem is dut.src else dut.smem_q))
             out[name] = words[READ_LATENCY - 1:READ_LATENCY - 1 + n]
 
     sim = Simulator(dut)

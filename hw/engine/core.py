@@ -122,9 +122,10 @@ class Engine(wiring.Component):
                       "row_addr3")]
         # the partial sums of a GEMM run in chunks of K: the core's own (no host side, one set)
         m.submodules.pmem = pmem = BankedMemory(p.acc_bits, p.pmem_depth)
-        p_rd = data_reg(ADDR_W, name="pmem_rd_addr")  # registered as every engine memory's
-        m.d.sync += p_rd.eq(ser.e.p)
-        m.d.comb += [pmem.rd_addr.eq(p_rd), ops.p_word.eq(pmem.rd_data),
+        # address and word registered as every engine memory's (READ_LATENCY)
+        p_rd, p_word = data_reg(ADDR_W, name="pmem_rd_addr"), data_reg(p.acc_bits, name="pmem_word")
+        m.d.sync += [p_rd.eq(ser.e.p), p_word.eq(pmem.rd_data)]
+        m.d.comb += [pmem.rd_addr.eq(p_rd), ops.p_word.eq(p_word),
                      pmem.wr_addr.eq(ops.pmem_wr_addr), pmem.wr_data.eq(ops.pmem_wr_data),
                      pmem.wr_en.eq(ops.pmem_wr_en)]
         m.d.comb += [ops.cmd.eq(cmd), ops.e_valid.eq(ser.valid), ops.e.eq(ser.e),

@@ -7,7 +7,7 @@ starts and ends at a register next to them:
 
     read  (latency `BANK_READ_LATENCY`, free-running: no clock enables, the engine never stalls
           a read; `PingPongMemory` registers the engine's and the host's read address once more
-          in front of it, per memory: `READ_LATENCY`):
+          in front of it, and the word after its two sets' select: `READ_LATENCY`):
         0  address register as presented (the engine / host select in front of it: no bank decode
                                           behind it)
         1  per-bank address registers    (the route to a far bank is the whole stage)
@@ -52,9 +52,10 @@ from .params import ADDR_W
 
 BANK_READ_LATENCY = 5  # a BankedMemory's
 # an engine memory's (PingPongMemory, and the core's PMEM): the read address is registered once
-# per memory before the BankedMemory (one source register reaching every set across the die was
-# a slow path: the operand and host read addresses, 10-10.4 ns)
-READ_LATENCY = BANK_READ_LATENCY + 1
+# per memory before the BankedMemory and the word once after its two sets' select (one source
+# register reaching every set across the die, and the sets' select in front of the consumers'
+# muxes, were slow paths: operand and host read addresses 10-10.4 ns, operand words 9.5 ns)
+READ_LATENCY = BANK_READ_LATENCY + 2
 WRITE_LATENCY = 3  # edges from a write presented on wr_* to the word in the RAM
 
 
@@ -178,6 +179,8 @@ class PingPongMemory(wiring.Component):
                          mem.wr_data.eq(Mux(wr, self.e_wr_data, self.h_wr_data)),
                          mem.wr_en.eq(Mux(wr, self.e_wr_en, self.h_wr_en))]
         s0, s1 = self.sets
-        m.d.comb += [self.e_rd_data.eq(Mux(side_q, s1.rd_data, s0.rd_data)),
-                     self.h_rd_data.eq(Mux(side_q, s0.rd_data, s1.rd_data))]
+        e_q, h_q = (Signal(self.width, name=f"{n}_rd_q", reset_less=True) for n in "eh")
+        m.d.sync += [e_q.eq(Mux(side_q, s1.rd_data, s0.rd_data)),
+                     h_q.eq(Mux(side_q, s0.rd_data, s1.rd_data))]
+        m.d.comb += [self.e_rd_data.eq(e_q), self.h_rd_data.eq(h_q)]
         return m
