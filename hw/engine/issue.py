@@ -176,37 +176,55 @@ class OperandIssue(wiring.Component):
     def _pool_map(self, m: Module, b_tile, restart, advance):
         """The B tile of the next n tile: the next word, or (`cmd.bpool`) the word of the next
         pixel's pooling window (`params.command_layout`); `restart` at the first n tile,
-        `advance` when the n tile ends."""
+        `advance` when the n tile ends. The walk's tests are registered flags and pix + cw a
+        register, so that the choice is muxes behind registers (it feeds the B address)."""
         cmd = self.cmd
         ct, x = data_reg(CV_N0_BITS), data_reg(CV_BITS)
         wx, wy = data_reg(CV_BITS), data_reg(CV_BITS)  # the pixel's place in its window
         pix, row = data_reg(ADDR_W), data_reg(ADDR_W)  # the window's and its row's first B tile
+        pix_cw = data_reg(ADDR_W)  # pix + cw
+        ct_0, x_0, w_end, h_end = (data_reg(name=n) for n in ("ct_0", "x_0", "w_end", "h_end"))
         cw, pw, ph = cmd.cv_n0, -cmd.cv_x0, -cmd.cv_y0
-        w_end, h_end = wx == cmd.cv_n1 - 1, wy == cmd.cv_n2 - 1
+
+        def set_ct(v):
+            return [ct.eq(v), ct_0.eq(v == 0)]
+
+        def set_x(v):
+            return [x.eq(v), x_0.eq(v == 0)]
+
+        def set_wx(v):
+            return [wx.eq(v), w_end.eq(v == cmd.cv_n1 - 1)]
+
+        def set_wy(v):
+            return [wy.eq(v), h_end.eq(v == cmd.cv_n2 - 1)]
+
+        def set_pix(v):
+            return [pix.eq(v), pix_cw.eq(v + cw)]
+
         b_next = Signal(ADDR_W)
-        with m.If(~cmd.bpool | (ct != 0)):
+        with m.If(~cmd.bpool | ~ct_0):
             m.d.comb += b_next.eq(b_tile + 1)
-        with m.Elif(x != 0):
-            m.d.comb += b_next.eq(Mux(w_end, pix + cw, pix))
+        with m.Elif(~x_0):
+            m.d.comb += b_next.eq(Mux(w_end, pix_cw, pix))
         with m.Else():
-            m.d.comb += b_next.eq(Mux(h_end, pix + cw, row))
+            m.d.comb += b_next.eq(Mux(h_end, pix_cw, row))
         with m.If(restart):
-            m.d.sync += [ct.eq(cw - 1), x.eq(cmd.cv_w - 1), wx.eq(pw), wy.eq(ph),
-                         pix.eq(cmd.b_base), row.eq(cmd.b_base)]
-        with m.Elif(advance & (ct != 0)):
-            m.d.sync += ct.eq(ct - 1)
+            m.d.sync += [*set_ct(cw - 1), *set_x(cmd.cv_w - 1), *set_wx(pw), *set_wy(ph),
+                         *set_pix(cmd.b_base), row.eq(cmd.b_base)]
+        with m.Elif(advance & ~ct_0):
+            m.d.sync += set_ct(ct - 1)
         with m.Elif(advance):
-            m.d.sync += ct.eq(cw - 1)
-            with m.If(x != 0):
-                m.d.sync += [x.eq(x - 1), wx.eq(Mux(w_end, 0, wx + 1))]
+            m.d.sync += set_ct(cw - 1)
+            with m.If(~x_0):
+                m.d.sync += [*set_x(x - 1), *set_wx(Mux(w_end, 0, wx + 1))]
                 with m.If(w_end):
-                    m.d.sync += pix.eq(pix + cw)
+                    m.d.sync += set_pix(pix_cw)
             with m.Else():
-                m.d.sync += [x.eq(cmd.cv_w - 1), wx.eq(pw), wy.eq(Mux(h_end, 0, wy + 1))]
+                m.d.sync += [*set_x(cmd.cv_w - 1), *set_wx(pw), *set_wy(Mux(h_end, 0, wy + 1))]
                 with m.If(h_end):
-                    m.d.sync += [pix.eq(pix + cw), row.eq(pix + cw)]
+                    m.d.sync += [*set_pix(pix_cw), row.eq(pix_cw)]
                 with m.Else():
-                    m.d.sync += pix.eq(row)
+                    m.d.sync += set_pix(row)
         return b_next
 
     def _operands(self, m: Module, inb):
