@@ -385,8 +385,11 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1) -> Path:
     summary = {k: first[k] for k in ("device", "package", "speed", "target_mhz", "utilization",
                                      "yosys_cells", "params") if k in first}
     summary["seeds"] = {str(s): {"fmax_mhz": r["fmax_mhz"], "meets_target": r["meets_target"],
-                                 "critical_path": r["critical_path"], "nextpnr_s": r["nextpnr_s"]}
+                                 "critical_path": r["critical_path"], "nextpnr_s": r["nextpnr_s"],
+                                 "late_inputs": r.get("late_endpoints", {}).get("count"),
+                                 "late_groups": r.get("late_endpoints", {}).get("groups", [])[:8]}
                         for s, r in runs.items()}
+    summary["verilog_sha256"] = first.get("verilog_sha256")
     summary["worst_fmax_mhz"] = worst
     summary["golden_model_cpu_img_s"], summary["golden_model_cpu_img_s_source"] = img_s, src
     summary["projected_img_s_at_worst_fmax"] = {}
@@ -576,13 +579,20 @@ def write_readme() -> None:
     if s.exists():
         r = json.loads(s.read_text())
         lines += [f"## synth.json: the whole engine on the {r['device']} ({r['package']}, speed "
-                  f"{r['speed']}), AXI ports as pins", "",
-                  "| nextpnr seed | Fmax (MHz) | critical path | routing time |", "|---|---:|---|---:|"]
+                  f"{r['speed']}), AXI ports as pins, target {r['target_mhz']} MHz", "",
+                  "| nextpnr seed | Fmax (MHz) | critical path | late register inputs | place and route |",
+                  "|---|---:|---|---:|---:|"]
         for seed, v in r["seeds"].items():
             cp = v["critical_path"] or {}
             lines.append(f"| {seed} | {v['fmax_mhz']} | {cp.get('delay_ns')} ns: {cp.get('from')} -> "
                          f"{cp.get('to')} ({cp.get('cells')} cells, routing {cp.get('routing_ns')} ns) | "
-                         f"{v['nextpnr_s'] / 60:.0f} min |")
+                         f"{v.get('late_inputs')} | {v['nextpnr_s'] / 60:.0f} min |")
+        worst = min(r["seeds"].values(), key=lambda v: v["fmax_mhz"])
+        if worst.get("late_groups"):
+            lines += ["", "The slowest seed's late register inputs by group (what to pipeline next):", "",
+                      "| registers | inputs | worst arrival (ns) |", "|---|---:|---:|"]
+            lines += [f"| `{g['registers']}` | {g['endpoints']} | {g['worst_arrival_ns']} |"
+                      for g in worst["late_groups"]]
         lines += [""] + _resource_table(r["utilization"])
         lines += ["", f"Projected training throughput at the worst Fmax ({r['worst_fmax_mhz']} MHz): "
                   + ", ".join(f"{k}: {v:.0f} images/s" for k, v in r["projected_img_s_at_worst_fmax"].items())
@@ -596,11 +606,7 @@ def write_readme() -> None:
                   f"(target {r['target_mhz']} MHz). The estimate charges a fixed delay per tile of "
                   "distance and is dominated by die-spanning nets, so it does not predict the routed "
                   "Fmax (the first engine's reduced variant: 95 MHz estimated, 130-151 MHz routed, "
-                  "`v1/`). Timing closure of the streaming engine is open work: routing did not finish "
-                  "on this 2-core machine (router1 still had 72 000 overused wires after 36 minutes on "
-                  "an earlier netlist of this engine, seed 1; 184 of the 208 "
-                  "block RAMs and 360 of the 365 I/Os are used; the partial-sum memory added "
-                  "since takes 8 more block RAMs).", ""]
+                  "`v1/`; the routed results are in synth.json).", ""]
         lines += _resource_table(r["utilization"]) + [""]
     for c in sorted(OUT.glob("routing_congestion_seed*.json")):
         r = json.loads(c.read_text())

@@ -23,3 +23,12 @@ def delayed(m: Module, v, n: int, name: str, reset_less: bool = True):
 def last_tile(length, lane_bits: int):
     """The index of the last tile of `length` elements in tiles of 1 << lane_bits (length >= 1)."""
     return ((length - 1) >> lane_bits)[:ADDR_W]
+
+
+def count_to(counter, last, length, value=None) -> list:
+    """Statements setting a loop counter to `value` (default 0, the loop's start) and its
+    registered "at the last of `length` values" flag (value + 1 == length), so that the loop's
+    end is a flip-flop rather than a compare in front of the enables it drives."""
+    if value is None:
+        return [counter.eq(0), last.eq(length == 1)]
+    return [counter.eq(value), last.eq(value + 1 == length)]

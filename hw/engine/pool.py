@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from .memory import READ_LATENCY
 from .params import ADDR_W, CV_BITS, CV_N0_BITS, EngineParams, command_layout
-from .pipeline import data_reg, delayed
+from .pipeline import count_to, data_reg, delayed
 
 MASK = -128  # s of a position whose delta is dropped
 PW = CV_BITS + 3  # signed pixel coordinates: the padding below zero
@@ -146,36 +146,36 @@ class PoolUnit(wiring.Component):
 
         def start(base, y0, x0):
             return [w.addr.eq(base), w.iy.eq(y0), w.ix.eq(x0), w.pos.eq(0),
-                    *_count(w.ky, w.ky_last, cmd.cv_n2), *_count(w.kx, w.kx_last, cmd.cv_n1)]
+                    *count_to(w.ky, w.ky_last, cmd.cv_n2), *count_to(w.kx, w.kx_last, cmd.cv_n1)]
 
         def step():  # the next window position, row-major
-            m.d.sync += [w.pos.eq(w.pos + 1), *_count(w.kx, w.kx_last, cmd.cv_n1, w.kx + 1),
+            m.d.sync += [w.pos.eq(w.pos + 1), *count_to(w.kx, w.kx_last, cmd.cv_n1, w.kx + 1),
                          w.ix.eq(w.ix + 1), w.addr.eq(w.addr + cmd.cv_n0)]
             with m.If(w.kx_last):
-                m.d.sync += [*_count(w.kx, w.kx_last, cmd.cv_n1),
-                             *_count(w.ky, w.ky_last, cmd.cv_n2, w.ky + 1),
+                m.d.sync += [*count_to(w.kx, w.kx_last, cmd.cv_n1),
+                             *count_to(w.ky, w.ky_last, cmd.cv_n2, w.ky + 1),
                              w.ix.eq(ix0), w.iy.eq(w.iy + 1), w.addr.eq(w.addr + cmd.a_sk)]
 
         def advance():  # the next word, pixel, output row, block: its window from the start
             m.next = "ISSUE"
             nxt_c = c + 1
-            m.d.sync += [*_count(c, c_last, cmd.cv_n0, nxt_c), w.dst.eq(w.dst + 1),
+            m.d.sync += [*count_to(c, c_last, cmd.cv_n0, nxt_c), w.dst.eq(w.dst + 1),
                          *start(pix_base + nxt_c, iy0, ix0)]
             with m.If(c_last):
                 npx = pix_base + cmd.a_skr
-                m.d.sync += [*_count(c, c_last, cmd.cv_n0), *_count(ox, ox_last, cmd.cv_mw, ox + 1),
+                m.d.sync += [*count_to(c, c_last, cmd.cv_n0), *count_to(ox, ox_last, cmd.cv_mw, ox + 1),
                              pix_base.eq(npx), ix0.eq(ix0 + cmd.cv_n1),
                              *start(npx, iy0, ix0 + cmd.cv_n1)]
                 with m.If(ox_last):
                     nrow = row_base + cmd.b_sk
-                    m.d.sync += [*_count(ox, ox_last, cmd.cv_mw), *_count(oy, oy_last, cmd.k_len, oy + 1),
+                    m.d.sync += [*count_to(ox, ox_last, cmd.cv_mw), *count_to(oy, oy_last, cmd.k_len, oy + 1),
                                  row_base.eq(nrow), pix_base.eq(nrow),
                                  ix0.eq(cmd.cv_x0), iy0.eq(iy0 + cmd.cv_n2),
                                  *start(nrow, iy0 + cmd.cv_n2, cmd.cv_x0)]
                     with m.If(oy_last):
                         nblk = blk_base + cmd.a_sm
                         ndst = dst_blk + cmd.o0.stride
-                        m.d.sync += [*_count(oy, oy_last, cmd.k_len), *_count(blk, blk_last, cmd.m_len, blk + 1),
+                        m.d.sync += [*count_to(oy, oy_last, cmd.k_len), *count_to(blk, blk_last, cmd.m_len, blk + 1),
                                      blk_base.eq(nblk),
                                      row_base.eq(nblk), pix_base.eq(nblk), dst_blk.eq(ndst),
                                      w.dst.eq(ndst), iy0.eq(cmd.cv_y0),
@@ -187,9 +187,9 @@ class PoolUnit(wiring.Component):
         with m.FSM(name="pool"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [active.eq(1), done.eq(0), *_count(blk, blk_last, cmd.m_len),
-                                 *_count(oy, oy_last, cmd.k_len), *_count(ox, ox_last, cmd.cv_mw),
-                                 *_count(c, c_last, cmd.cv_n0),
+                    m.d.sync += [active.eq(1), done.eq(0), *count_to(blk, blk_last, cmd.m_len),
+                                 *count_to(oy, oy_last, cmd.k_len), *count_to(ox, ox_last, cmd.cv_mw),
+                                 *count_to(c, c_last, cmd.cv_n0),
                                  blk_base.eq(cmd.a_base), row_base.eq(cmd.a_base),
                                  pix_base.eq(cmd.a_base), dst_blk.eq(cmd.o0.base),
                                  w.dst.eq(cmd.o0.base), iy0.eq(cmd.cv_y0), ix0.eq(cmd.cv_x0),
@@ -216,11 +216,3 @@ class PoolUnit(wiring.Component):
                 with m.If(wait == 0):
                     m.d.sync += [active.eq(0), done.eq(1)]
                     m.next = "IDLE"
-
-
-def _count(counter, last, length, value=None) -> list:
-    """A loop counter set to `value` (default 0, the loop's start) with its "at the last of
-    `length` values" flag: value + 1 == length."""
-    if value is None:
-        return [counter.eq(0), last.eq(length == 1)]
-    return [counter.eq(value), last.eq(value + 1 == length)]

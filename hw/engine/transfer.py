@@ -16,6 +16,7 @@ from amaranth.lib.wiring import In, Out
 from hw.dma import BEATS_W, command_layout as dma_command_layout
 
 from .params import ADDR_W, SEL_CTR, EngineParams
+from .pipeline import count_to
 from .program import EXT_ADDR_W, beats_per_word, transfer_layout
 from .scratchpads import HOST_READ_LATENCY
 
@@ -61,13 +62,6 @@ class _RowIssue:
             m.d.sync += [addr.eq(addr + x.stride), left.eq(left - 1)]
 
 
-def _count(counter, last, length, value=None) -> list:
-    """A counter set to `value` (default 0) with its "at the last of `length` values" flag."""
-    if value is None:
-        return [counter.eq(0), last.eq(length == 1)]
-    return [counter.eq(value), last.eq(value + 1 == length)]
-
-
 def _word_counter(m: Module, x, start, step, name: str):
     """Scratchpad address of each word: `start` loads `x.spad`, each `step` moves to the next word
     of the transfer `x`; returns (address, `step` is the transfer's last word). The row and
@@ -77,14 +71,14 @@ def _word_counter(m: Module, x, start, step, name: str):
     col, row = Signal(16, name=f"{name}_col"), Signal(16, name=f"{name}_row")
     col_last, row_last = Signal(name=f"{name}_col_last"), Signal(name=f"{name}_row_last")
     with m.If(start):
-        m.d.sync += [ptr.eq(x.spad), row_ptr.eq(x.spad), *_count(col, col_last, x.row_words),
-                     *_count(row, row_last, x.rows)]
+        m.d.sync += [ptr.eq(x.spad), row_ptr.eq(x.spad), *count_to(col, col_last, x.row_words),
+                     *count_to(row, row_last, x.rows)]
     with m.Elif(step):
         with m.If(col_last):
-            m.d.sync += [*_count(col, col_last, x.row_words), *_count(row, row_last, x.rows, row + 1),
+            m.d.sync += [*count_to(col, col_last, x.row_words), *count_to(row, row_last, x.rows, row + 1),
                          row_ptr.eq(row_ptr + 1), ptr.eq(Mux(x.across, row_ptr + 1, ptr + 1))]
         with m.Else():
-            m.d.sync += [*_count(col, col_last, x.row_words, col + 1),
+            m.d.sync += [*count_to(col, col_last, x.row_words, col + 1),
                          ptr.eq(ptr + Mux(x.across, x.rows, 1))]
     return ptr, col_last & row_last
 

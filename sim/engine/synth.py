@@ -135,8 +135,9 @@ def engine_verilog(p: EngineParams) -> str:
 
 
 def verilog_digest(v: str) -> str:
-    """What names the RTL a routing record is for."""
-    return hashlib.sha256(v.encode()).hexdigest()
+    """What names the RTL a routing record is for: the Verilog without its source-location
+    attributes (a checkout's path and line numbers are not the design)."""
+    return hashlib.sha256(re.sub(r'\(\* src = "[^"]*" \*\)\s*', "", v).encode()).hexdigest()
 
 
 def _engine_netlist(out: Path, p: EngineParams, reuse: bool = True) -> dict[str, int]:
