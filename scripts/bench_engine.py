@@ -351,18 +351,19 @@ def golden_img_s(data_dir: str) -> tuple[float, str]:
     return float(r["images_per_s"]), "measured by scripts/bench_engine.py (scripts.bench_train._rate, 200 steps)"
 
 
-def _route_seed(seed: int, img_s: float | None) -> dict:
+def _route_seed(seed: int, img_s: float | None, minutes: float | None) -> dict:
     from sim.engine.synth import synthesize_engine
 
     res = synthesize_engine(REPO / "build" / "engine" / f"synth_seed{seed}", seed=seed,
-                            golden_img_s=img_s)
+                            golden_img_s=img_s, route_minutes=minutes)
     write_atomic(OUT / f"synth_seed{seed}.json", json.dumps(res, indent=1).encode())
     return res
 
 
-def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1) -> Path:
+def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float | None = None) -> Path:
     """Route the engine once per nextpnr seed, `jobs` seeds at a time (each nextpnr is one
-    thread); a seed whose record (synth_seed<K>.json) was routed from this RTL's Verilog is kept.
+    thread), each stopped after `minutes` (a "not routed" record); a seed whose record
+    (synth_seed<K>.json) was made from this RTL's Verilog is kept.
     synth.json: every seed's Fmax, critical path and routing time, the resources, and the
     training throughput projected at the worst Fmax."""
     from concurrent.futures import ProcessPoolExecutor
@@ -378,14 +379,16 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1) -> Path:
             runs[seed] = json.loads(f.read_text())
     todo = [s for s in seeds if s not in runs]
     with ProcessPoolExecutor(max(1, min(jobs, len(todo) or 1))) as pool:
-        runs |= dict(zip(todo, pool.map(_route_seed, todo, [img_s] * len(todo))))
+        runs |= dict(zip(todo, pool.map(_route_seed, todo, [img_s] * len(todo), [minutes] * len(todo))))
     runs = {s: runs[s] for s in seeds}
-    worst = min(r["fmax_mhz"] for r in runs.values())
+    routed = [r["fmax_mhz"] for r in runs.values() if r["fmax_mhz"] is not None]
+    worst = min(routed) if routed else None
     first = runs[seeds[0]]
     summary = {k: first[k] for k in ("device", "package", "speed", "target_mhz", "utilization",
                                      "yosys_cells", "params") if k in first}
     summary["seeds"] = {str(s): {"fmax_mhz": r["fmax_mhz"], "meets_target": r["meets_target"],
                                  "critical_path": r["critical_path"], "nextpnr_s": r["nextpnr_s"],
+                                 "status": r.get("status") or "routed",
                                  "late_inputs": r.get("late_endpoints", {}).get("count"),
                                  "late_groups": r.get("late_endpoints", {}).get("groups", [])[:8]}
                         for s, r in runs.items()}
@@ -395,7 +398,7 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1) -> Path:
     summary["projected_img_s_at_worst_fmax"] = {}
     for config, memory, bus in cosim_runs():
         f = cosim_file(config, memory, bus)
-        if f.exists() and bus == summary["params"]["bus_bits"]:
+        if f.exists() and bus == summary["params"]["bus_bits"] and worst is not None:
             c = json.loads(f.read_text())
             summary["projected_img_s_at_worst_fmax"][f"{config} {memory}"] = round(
                 worst * 1e6 / c["cycles_per_step"] * c["batch"], 1)
@@ -583,18 +586,20 @@ def write_readme() -> None:
                   "| nextpnr seed | Fmax (MHz) | critical path | late register inputs | place and route |",
                   "|---|---:|---|---:|---:|"]
         for seed, v in r["seeds"].items():
-            cp = v["critical_path"] or {}
-            lines.append(f"| {seed} | {v['fmax_mhz']} | {cp.get('delay_ns')} ns: {cp.get('from')} -> "
-                         f"{cp.get('to')} ({cp.get('cells')} cells, routing {cp.get('routing_ns')} ns) | "
-                         f"{v.get('late_inputs')} | {v['nextpnr_s'] / 60:.0f} min |")
-        worst = min(r["seeds"].values(), key=lambda v: v["fmax_mhz"])
+            cp = v["critical_path"]
+            path = (f"{cp['delay_ns']} ns: {cp['from']} -> {cp['to']} ({cp['cells']} cells, routing "
+                    f"{cp['routing_ns']} ns)" if cp else v.get("status"))
+            lines.append(f"| {seed} | {v['fmax_mhz'] or '-'} | {path} | {v.get('late_inputs') or '-'} | "
+                         f"{v['nextpnr_s'] / 60:.0f} min |")
+        worst = min((v for v in r["seeds"].values() if v["fmax_mhz"]), key=lambda v: v["fmax_mhz"],
+                    default={})
         if worst.get("late_groups"):
             lines += ["", "The slowest seed's late register inputs by group (what to pipeline next):", "",
                       "| registers | inputs | worst arrival (ns) |", "|---|---:|---:|"]
             lines += [f"| `{g['registers']}` | {g['endpoints']} | {g['worst_arrival_ns']} |"
                       for g in worst["late_groups"]]
         lines += [""] + _resource_table(r["utilization"])
-        lines += ["", f"Projected training throughput at the worst Fmax ({r['worst_fmax_mhz']} MHz): "
+        lines += ["", f"Projected training throughput at the slowest routed seed's Fmax ({r['worst_fmax_mhz']} MHz): "
                   + ", ".join(f"{k}: {v:.0f} images/s" for k, v in r["projected_img_s_at_worst_fmax"].items())
                   + f" (golden model on this CPU: {r['golden_model_cpu_img_s']:.0f} images/s).", ""]
     pl = OUT / "synth_placed_seed1.json"
@@ -659,6 +664,7 @@ def main() -> None:
     ap.add_argument("--weight-bits", type=int, help="widths: another weight width than the engine's")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--jobs", type=int, default=1, help="synth: seeds routed side by side")
+    ap.add_argument("--route-minutes", type=float, help="synth: stop a seed's nextpnr after this long")
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -677,7 +683,7 @@ def main() -> None:
     if a.what in ("widths", "all"):
         bench_widths(a.config, a.epochs, a.data_dir, a.weight_bits)
     if a.what in ("synth", "all"):
-        bench_synth(a.seeds, a.data_dir, a.jobs)
+        bench_synth(a.seeds, a.data_dir, a.jobs, a.route_minutes)
     if a.what == "place":
         bench_place(a.data_dir)
     if a.what == "small":

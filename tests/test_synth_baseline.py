@@ -87,3 +87,22 @@ def test_engine_late_endpoints():
         {"registers": "engine.wr_en", "endpoints": 1, "worst_arrival_ns": 8.25},
         {"registers": "engine.acc_#_#", "endpoints": 2, "worst_arrival_ns": 7.0}]}
     assert late_endpoints(report, 9.0)["count"] == 0
+
+
+def test_engine_unrouted_report(tmp_path):
+    """A route stopped by its time limit: router1's last progress line (iteration, arcs left),
+    the packed resources and the pre-route estimate from pnr.log; no Fmax."""
+    from sim.engine.synth import unrouted_report
+
+    (tmp_path / "pnr.log").write_text(
+        "Info:          DP16KD:   160/  208    76%\n"
+        "Info:      MULT18X18D:   137/  156    87%\n"
+        "Info: Max frequency for clock '$glbnet$clk': 68.88 MHz (FAIL at 150.00 MHz)\n"
+        "Info:     1000 |      0       1000 |    0  1000 |    119000|       0.52       0.52|\n"
+        "Info:   310000 |  85373     220685 |  286   714 |     58455|      29.59    2229.78|\n")
+    r = unrouted_report(tmp_path, 44.6)
+    assert r["fmax_mhz"] is None and (r["router_iterations"], r["arcs_left"]) == (310000, 58455)
+    assert r["status"] == ("not routed: stopped after 45 min of nextpnr, router1 at iteration 310000 "
+                           "with 58455 arcs left to route")
+    assert r["utilization"]["DP16KD"] == {"used": 160, "available": 208, "percent": 76.9}
+    assert r["pre_route_fmax_estimate_mhz"] == 68.88

@@ -87,7 +87,7 @@ def _tool(name: str) -> str:
 def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mhz: float = 150.0,
                       cosim_result: Path | None = None, golden_img_s: float | None = None,
                       seed: int = 1, reuse_netlist: bool = True, route: bool = True,
-                      router: str = "router1") -> dict:
+                      router: str = "router1", route_minutes: float | None = None) -> dict:
     """yosys synth_ecp5 + nextpnr-ecp5 (85k, CABGA756, speed 6); writes synth.json in out_dir.
 
     route=False: placement only (nextpnr --no-route): the packed resources and nextpnr's pre-route
@@ -98,6 +98,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     cosim_result: a `nitro cosim` JSON (cycles per step) for the projected images/s at Fmax;
     default: the recorded 100-step MNIST-MLP run (benchmarks/engine/), when present.
     golden_img_s: the golden model's CPU images/s; default: benchmarks/bench_train.json, if present.
+    route_minutes: stop nextpnr after this long; the result is then `unrouted_report`'s.
     """
     out = Path(out_dir).resolve()
     if cosim_result is None and RECORDED_COSIM.exists():
@@ -108,10 +109,13 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     t0 = time.perf_counter()
     packed = _engine_netlist(out, p, reuse_netlist)
     t1 = time.perf_counter()
-    _nextpnr(out, "top_packed.json", freq_mhz, seed, router, route)
+    finished = _nextpnr(out, "top_packed.json", freq_mhz, seed, router, route,
+                        timeout_s=route_minutes * 60 if route_minutes else None)
     t2 = time.perf_counter()
-    report = (routed_report(out / "report.json") if route else
-              {"fmax_mhz": None, "status": "placed, not routed (route=False)", **packing_report(out)})
+    if not route:
+        report = {"fmax_mhz": None, "status": "placed, not routed (route=False)", **packing_report(out)}
+    else:
+        report = routed_report(out / "report.json") if finished else unrouted_report(out, (t2 - t1) / 60)
     res = {**DEVICE, "target_mhz": freq_mhz, **report,
            "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
            "nextpnr_options": ["--seed", str(seed), "--router", router, *PLACER_OPTS],
@@ -354,6 +358,18 @@ def late_endpoints(report: dict, period_ns: float, top: int = 25) -> dict:
     return {"period_ns": round(period_ns, 3), "count": sum(len(v) for v in groups.values()),
             "groups": [{"registers": k, "endpoints": len(v), "worst_arrival_ns": round(max(v), 2)}
                        for k, v in worst[:top]]}
+
+
+def unrouted_report(out_dir: Path, minutes: float) -> dict:
+    """A nextpnr run stopped while router1 still had arcs to route: how far it got (its last
+    progress line in pnr.log), the packed resources and the pre-route estimate."""
+    text = (Path(out_dir) / "pnr.log").read_text()
+    prog = re.findall(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|", text, re.M)
+    it, left = map(int, prog[-1]) if prog else (0, None)
+    return {"fmax_mhz": None, "meets_target": False, "critical_path": None,
+            "status": f"not routed: stopped after {minutes:.0f} min of nextpnr, router1 at iteration "
+                      f"{it} with {left} arcs left to route",
+            "router_iterations": it, "arcs_left": left, **packing_report(out_dir)}
 
 
 def packing_report(out_dir: Path) -> dict:
