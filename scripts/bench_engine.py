@@ -469,6 +469,7 @@ def _resource_table(util: dict) -> list[str]:
 def _cosim_lines(f: Path, memory: str, bus: int, per_phase: bool = False) -> list[str]:
     """A recorded co-simulation in the README: bit-exactness, cycles, utilization, inference
     (and per phase: the convolutions per layer)."""
+    from sim.engine.cosim import units_text
     r = json.loads(f.read_text())
     u = r["units"]
     t = r.get("test", {})
@@ -480,9 +481,7 @@ def _cosim_lines(f: Path, memory: str, bus: int, per_phase: bool = False) -> lis
              f"{bus}-bit port, bit-identical after every step: **{r['ok']}**; {r['tiles']} "
              f"tiles in {r.get('runs', r['tiles'])} runs, {r['program_commands']} program "
              "commands per step",
-             f"- cycles per step: **{r['cycles_per_step']:.0f}** = fetch {u['fetch_cycles']:.0f}"
-             f" + load {u['load_cycles']:.0f} + store {u['store_cycles']:.0f} + waiting for "
-             f"the core {u['wait_cycles']:.0f}; the core ran {u['run_cycles']:.0f}; predicted "
+             f"- cycles per step: **{r['cycles_per_step']:.0f}** = {units_text(u)}; predicted "
              f"{r['predicted']['cycles_per_step']:.0f} ({100 * r['predicted']['error']:+.2f}%)",
              f"- useful-MAC utilization **{100 * r['mac_util']:.1f}%** of the step "
              f"({100 * r['gemm_mac_util']:.1f}% of the core's cycles)"]

@@ -18,7 +18,7 @@ from hw.engine import compiler as C
 from hw.engine import perf
 from hw.engine import tiling as T
 from hw.engine.image import tensor_span
-from hw.engine.program import END, RUN, Transfer, ext_word_bytes, load
+from hw.engine.program import END, RUN, SWAP, SYNC, Transfer, ext_word_bytes, load, store
 from sim.engine.cosim import parse_fault, prepare_cosim, run_cosim
 from sim.engine.host import MemoryModel
 
@@ -217,6 +217,27 @@ def test_dependent_load_cut_where_its_rows_turn_dependent():
     assert late == [Transfer(SEL_AMEM_C, 22, 2, 4, 8192 + 48 * bpw, 16 * bpw)]
     odd_rows = [(8192 + r * 16 * bpw, 8192 + r * 16 * bpw + 1) for r in (1, 3)]
     assert T._cut_by(x, odd_rows, p) == ([], [x])
+
+
+def test_loads_wait_for_the_stores_they_touch():
+    """STOREs run beside the commands after them: a LOAD that writes scratchpad words a STORE
+    since the last SWAP or SYNC reads, or reads bytes it writes, gets a SYNC first; one that
+    touches neither does not, nor one after a SWAP (which waits for every STORE)."""
+    p = EngineParams()
+    out = Transfer(SEL_AMEM_C, 100, 2, 8, 0x10000, 0x1000)  # words 100..115, two rows of bytes
+    other_sel = Transfer(SEL_WMEM, 100, 1, 16, 0x40000, 0)
+    same_words = Transfer(SEL_AMEM_C, 112, 1, 8, 0x50000, 0)
+    bpw = ext_word_bytes(p, SEL_AMEM_C)
+    same_bytes = Transfer(SEL_AMEM_C, 0, 1, 2, 0x11000 + 6 * bpw, 0)  # row 1's last words
+    next_row = Transfer(SEL_AMEM_C, 0, 1, 2, 0x10000 + 8 * bpw, 0)  # between the two rows
+    for x, synced in ((other_sel, False), (next_row, False), (same_words, True), (same_bytes, True)):
+        assert T._synced([store(out), load(x), END], p) == (
+            [store(out)] + [SYNC] * synced + [load(x), END]), x
+    # one SYNC covers every STORE before it; a SWAP waits for them too
+    assert T._synced([store(out), load(same_words), load(same_bytes), END], p) == [
+        store(out), SYNC, load(same_words), load(same_bytes), END]
+    assert T._synced([store(out), SWAP, load(same_words), END], p) == [
+        store(out), SWAP, load(same_words), END]
 
 
 # ---- bad input: clear errors before simulation --------------------------------------------

@@ -38,9 +38,11 @@ def control_map(p: EngineParams | None = None, version: int = 2) -> RegisterMap:
         Register("cycles_hi", 0x044, "ro", doc="bits 63:32"),
         Register("fetch_cycles", 0x048, "ro", doc="cycles fetching program commands"),
         Register("load_cycles", 0x04C, "ro", doc="cycles of LOAD transfers"),
-        Register("store_cycles", 0x050, "ro", doc="cycles of STORE transfers"),
+        Register("store_cycles", 0x050, "ro",
+                 doc="cycles a STORE was queued or moving (beside the other commands)"),
         Register("run_cycles", 0x054, "ro", doc="cycles the core ran (RUN; overlaps the transfers)"),
-        Register("wait_cycles", 0x058, "ro", doc="cycles the sequencer waited for the core (SWAP, END)"),
+        Register("wait_cycles", 0x058, "ro", doc="cycles the sequencer waited for the core or the "
+                 "stores (SWAP, SYNC, END, a full store queue)"),
         Register("depth_a", 0x060, "const", width=16, reset=depths[0],
                  doc="activation scratchpad words (A tiles: K x M/side)"),
         Register("depth_w", 0x064, "const", width=16, reset=depths[1],

@@ -29,7 +29,7 @@ from hw.axi import burst_split
 from .memory import READ_LATENCY
 from .params import OP_RELU_BWD, EngineParams
 from .program import (
-    SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, Transfer, beats_per_word,
+    SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, SOP_SYNC, Transfer, beats_per_word,
 )
 from .tiling import EngineProgram, Run, Tile
 from .top import DMA_MAX_BURST, DMA_OUTSTANDING
@@ -40,6 +40,7 @@ LOAD_TAIL_CYCLES = 8
 STORE_TAIL_CYCLES = 15  # the scratchpad read latency, the FIFO, the last write response
 RUN_OVERHEAD_CYCLES = 133  # command fetch from the scratchpad, pipeline fill, drain, flush, END
 COMMAND_CYCLES = 119  # a further GEMM of the same run: its fetch, fill, drain, flush (103-129 by op)
+STORE_QUEUE = 8
 BURST_SLOT_CYCLES = 1  # a burst holds its outstanding slot for the latency, its beats and the AR handshake
 
 
@@ -103,16 +104,31 @@ def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 
     percentage and idle cycles between read beats (the fields of `sim.engine.host.MemoryModel`)."""
     p, stall = ep.params, stall_pct / 100
     pred = Prediction(phases={ph: 0.0 for ph in ep.prog.phases})
-    t, core_free = 0.0, 0.0
+    t, core_free, store_free = 0.0, 0.0, 0.0
+    queued: list[float] = []  # when each STORE in the queue or the unit finishes
+
+    def wait_until(free: float) -> None:
+        nonlocal t
+        wait = max(0.0, free - t)
+        t += wait
+        pred.units["wait_cycles"] += wait
+
     runs = iter(ep.runs)
     for c in ep.commands:
         f = FETCH_CYCLES + latency + gap + 3 * stall / (1.0 - stall)  # AR and two R beats
         t += f
         pred.units["fetch_cycles"] += f
-        if c.op in (SOP_LOAD, SOP_STORE):
-            d = transfer_cycles(c.xfer, p, latency, stall, c.op == SOP_STORE, gap)
+        if c.op == SOP_LOAD:
+            d = transfer_cycles(c.xfer, p, latency, stall, False, gap)
             t += d
-            pred.units["load_cycles" if c.op == SOP_LOAD else "store_cycles"] += d
+            pred.units["load_cycles"] += d
+        elif c.op == SOP_STORE:  # queued for the store unit; the sequencer goes on
+            while len(queued) >= STORE_QUEUE:
+                wait_until(queued.pop(0))
+            d = transfer_cycles(c.xfer, p, latency, stall, True, gap)
+            store_free = max(t, store_free) + d
+            queued = [e for e in queued if e > t] + [store_free]
+            pred.units["store_cycles"] += d
         elif c.op == SOP_RUN:
             run = next(runs)
             rs = run_cycles(run, p)
@@ -120,9 +136,9 @@ def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 
             pred.units["run_cycles"] += sum(rs)
             for tile, r in zip(run.tiles, rs):
                 pred.phases[tile.gemm.phase] += r
+        elif c.op == SOP_SYNC:
+            wait_until(store_free)
         elif c.op in (SOP_SWAP, SOP_END):
-            wait = max(0.0, core_free - t)
-            t += wait
-            pred.units["wait_cycles"] += wait
+            wait_until(max(core_free, store_free))
     pred.cycles = t
     return pred

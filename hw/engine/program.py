@@ -6,7 +6,12 @@ A program is a list of 128-bit commands at `prog_base` (two beats of a 64-bit bu
         from external memory (row r at byte `ext + r * stride`) into scratchpad `sel`, word c of
         row r at `spad + r * row_words + c` (a tile becomes contiguous on chip), or with `across`
         at `spad + c * rows + r` (a block of weight panels becomes row-major on chip)
-  STORE sel spad rows row_words ext stride across : the same transfer in the other direction
+  STORE sel spad rows row_words ext stride across : the same transfer in the other direction,
+          handed to the store unit, which moves it while the sequencer goes on (AXI's write
+          channels are separate from its reads): the next STORE waits for the unit, SWAP,
+          SYNC and END for all of them
+  SYNC  : wait until the STOREs before it have finished (before a LOAD that writes a scratchpad
+          region a STORE still reads, or reads memory a STORE still writes)
   SWAP  : wait until the core is idle, then exchange the scratchpads' two sets: what LOADs put
           in the host's set is the core's, and what the core wrote is the host's to STORE
   RUN   : start the GEMM commands in the core's command scratchpad (SEL_CMEM), up to their END,
@@ -29,7 +34,7 @@ from amaranth.lib import data
 from .counters import CTR_BITS
 from .params import SEL_CMEM, SEL_CTR, EngineParams
 
-SOP_END, SOP_LOAD, SOP_STORE, SOP_RUN, SOP_SWAP = 0, 1, 2, 3, 4
+SOP_END, SOP_LOAD, SOP_STORE, SOP_RUN, SOP_SWAP, SOP_SYNC = 0, 1, 2, 3, 4, 5
 PROGRAM_WORD_BITS = 128
 EXT_ADDR_W = 32
 
@@ -116,4 +121,5 @@ def store(t: Transfer) -> Command:
 
 RUN = Command(SOP_RUN)
 SWAP = Command(SOP_SWAP)
+SYNC = Command(SOP_SYNC)
 END = Command(SOP_END)

@@ -36,8 +36,8 @@ from .params import (
     EngineParams,
 )
 from .program import (
-    END, PROGRAM_WORD_BITS, RUN, SWAP, Command, Transfer, beats_per_word, bus_words, ext_word_bytes,
-    load, store,
+    END, PROGRAM_WORD_BITS, RUN, SOP_END, SOP_LOAD, SOP_STORE, SOP_SWAP, SWAP, SYNC, Command,
+    Transfer, beats_per_word, bus_words, ext_word_bytes, load, store,
 )
 
 # slots an op reads (loaded before RUN) and writes (stored after RUN)
@@ -592,6 +592,7 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
     cmds = _schedule(runs, p)
     ctr_ext = _align(ucode_ext)
     cmds += [store(Transfer(SEL_CTR, 0, 1, N_COUNTERS, ctr_ext, N_COUNTERS * ctw)), END]
+    cmds = _synced(cmds, p)
     prog_ext = _align(ctr_ext + N_COUNTERS * ctw)
     end = prog_ext + len(cmds) * PROGRAM_WORD_BITS // 8
     return EngineProgram(prog, runs, cmds, runs[0].ucode_ext, prog_ext, ctr_ext, _align(end))
@@ -723,6 +724,30 @@ def _schedule(runs: list[Run], p: EngineParams) -> list[Command]:
     cmds += [SWAP] + [store(x) for x in owed]
     host ^= 1
     return cmds + ([SWAP] if host != 1 else [])
+
+
+def _synced(cmds: list[Command], p: EngineParams) -> list[Command]:
+    """The program with a SYNC before each LOAD that writes a scratchpad region a STORE still
+    running reads, or reads external memory it writes: STOREs run beside the commands after them
+    until a SWAP, SYNC or END (`hw.engine.program`)."""
+    out: list[Command] = []
+    running: list[Transfer] = []
+    for c in cmds:
+        if c.op == SOP_LOAD and any(_conflict(c.xfer, x, p) for x in running):
+            out.append(SYNC)
+            running = []
+        if c.op == SOP_STORE:
+            running.append(c.xfer)
+        elif c.op in (SOP_SWAP, SOP_END):
+            running = []
+        out.append(c)
+    return out
+
+
+def _conflict(ld: Transfer, st: Transfer, p: EngineParams) -> bool:
+    """The LOAD `ld` writes words of the scratchpad the STORE `st` reads, or reads bytes it writes."""
+    spad = ld.sel == st.sel and ld.spad < st.spad + st.words and st.spad < ld.spad + ld.words
+    return spad or _overlap(_spans([ld], p), _spans([st], p))
 
 
 MAX_CUT_PIECES = 3

@@ -8,16 +8,18 @@
     scratchpads; LOAD writes and STORE reads the host's set through the core's host ports (also
     while the core runs in the other set); SWAP exchanges the sets; RUN starts the core.
 
-The sequencer runs the program (`hw.engine.program`): fetch a command (one 128-bit read), then LOAD
-or STORE to completion; RUN starts the core and goes on, so transfers of the host's scratchpad
-set overlap the run; SWAP and END wait for the core. Nothing in the RTL depends on the network:
-the compiler tiles every GEMM into what the scratchpads hold and orders the transfers
-(`hw.engine.tiling`).
+The sequencer runs the program (`hw.engine.program`): fetch a command (one 128-bit read), then a
+LOAD to completion, or a STORE into the store queue (the store unit drains it on the write
+channels while the reads go on); RUN starts the core and goes on, so transfers of the host's
+scratchpad set overlap the run; SYNC waits for the stores, SWAP and END for them and the core.
+Nothing in the RTL depends on the network: the compiler tiles every GEMM into what the
+scratchpads hold and orders the transfers (`hw.engine.tiling`).
 """
 from __future__ import annotations
 
 from amaranth import Cat, Module, Signal
 from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from hw.axi import AxiRegisterSlice, axi4, axilite, connect_channels
@@ -27,7 +29,8 @@ from .control import ERR_BUS, ERR_OPCODE, ControlRegisters, control_map
 from .core import Engine
 from .params import EngineParams
 from .program import (
-    EXT_ADDR_W, PROGRAM_WORD_BITS, SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, program_layout,
+    EXT_ADDR_W, PROGRAM_WORD_BITS, SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, SOP_SYNC,
+    program_layout, transfer_layout,
 )
 from .transfer import LoadUnit, StoreUnit
 
@@ -35,6 +38,9 @@ DMA_MAX_BURST = 16
 # bursts in flight per direction: the strided rows of CNN tensors are bursts of a few beats, so
 # with a DDR3-class latency (30 cycles) four in flight left the port idle most of the time
 DMA_OUTSTANDING = 16
+# STOREs queued for the store unit: a run's outputs are several small STOREs, and with the
+# sequencer waiting for each the next run's LOADs waited behind all of them
+STORE_QUEUE = 8
 
 
 class StreamEngine(wiring.Component):
@@ -82,9 +88,12 @@ class StreamEngine(wiring.Component):
         busy, done, err = Signal(), Signal(), Signal()
         code = Signal(8)
         dma_error = reader.error | writer.error
+        m.submodules.store_queue = queue = SyncFIFOBuffered(width=transfer_layout.size, depth=STORE_QUEUE)
+        wiring.connect(m, queue.r_stream, st.cmd)
+        stores_idle = ~queue.r_rdy & ~st.busy & ~writer.busy
         m.d.comb += [regs.busy.eq(busy), regs.error_code.eq(code),
                      regs.status.eq(Cat(done, err)), ld.cmd.payload.eq(cmd.xfer),
-                     st.cmd.payload.eq(cmd.xfer)]
+                     queue.w_data.eq(cmd.xfer)]
         m.d.sync += [done.eq(0), err.eq(0), core.start.eq(0), core.ctr_clear.eq(0)]
         launched = Signal()  # RUN started the core and its busy has not been seen yet
         with m.If(core.busy):
@@ -131,13 +140,14 @@ class StreamEngine(wiring.Component):
                         m.d.comb += ld.cmd.valid.eq(1)
                         m.next = "LOAD"
                     with m.Case(SOP_STORE):
-                        m.d.comb += st.cmd.valid.eq(1)
                         m.next = "STORE"
                     with m.Case(SOP_RUN):
                         m.d.sync += [core.start.eq(1), launched.eq(1)]
                         m.next = "FETCH"
                     with m.Case(SOP_SWAP):
                         m.next = "SWAP"
+                    with m.Case(SOP_SYNC):
+                        m.next = "SYNC"
                     with m.Default():
                         stop(ERR_OPCODE)
             with m.State("LOAD"):  # the reader's data goes to the load unit
@@ -147,26 +157,37 @@ class StreamEngine(wiring.Component):
                     stop(ERR_BUS)
                 with m.Elif(~ld.busy & ~reader.busy):
                     m.next = "FETCH"
-            with m.State("STORE"):
+            with m.State("STORE"):  # into the queue (waits while it is full)
+                m.d.comb += queue.w_en.eq(1)
                 with m.If(dma_error):
                     stop(ERR_BUS)
-                with m.Elif(~st.busy & ~writer.busy):
+                with m.Elif(queue.w_rdy):
+                    m.next = "FETCH"
+            with m.State("SYNC"):
+                with m.If(dma_error):
+                    stop(ERR_BUS)
+                with m.Elif(stores_idle):
                     m.next = "FETCH"
             with m.State("SWAP"):
-                with m.If(core_idle):
+                with m.If(dma_error):
+                    stop(ERR_BUS)
+                with m.Elif(stores_idle & core_idle):
                     m.d.comb += core.swap.eq(1)
                     m.next = "FETCH"
             with m.State("FINISH"):
-                with m.If(core_idle):
+                with m.If(dma_error):
+                    stop(ERR_BUS)
+                with m.Elif(stores_idle & core_idle):
                     stop()
-        self._counters(m, regs, fsm, busy, core)
+        waits = (fsm.ongoing("SYNC") | fsm.ongoing("SWAP") | fsm.ongoing("FINISH")
+                 | fsm.ongoing("STORE") & ~queue.w_rdy)
+        self._counters(m, regs, fsm, busy, core, waits, busy & ~stores_idle)
 
     @staticmethod
-    def _counters(m, regs, fsm, busy, core) -> None:
+    def _counters(m, regs, fsm, busy, core, waits, storing) -> None:
         counted = {"cycles": busy, "fetch_cycles": fsm.ongoing("FETCH") | fsm.ongoing("GATHER"),
-                   "load_cycles": fsm.ongoing("LOAD"), "store_cycles": fsm.ongoing("STORE"),
-                   "wait_cycles": fsm.ongoing("SWAP") | fsm.ongoing("FINISH"),
-                   "run_cycles": busy & core.busy}
+                   "load_cycles": fsm.ongoing("LOAD"), "store_cycles": storing,
+                   "wait_cycles": waits, "run_cycles": busy & core.busy}
         for name, event in counted.items():
             c = Signal(64 if name == "cycles" else 32, name=f"ctr_{name}")
             with m.If(regs.ctrl[0] & ~busy):

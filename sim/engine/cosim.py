@@ -386,6 +386,14 @@ def verdict(res: dict) -> None:
         res["ok"], res["message"] = False, f"check failed: {failure}"
 
 
+def units_text(u: dict) -> str:
+    """The sequencer's share of a step: the commands it fetched, LOADs and waits (STOREs run
+    beside them), and the core's run, which overlaps all of them."""
+    return (f"fetch {u['fetch_cycles']:.0f} + load {u['load_cycles']:.0f} + waiting for the core "
+            f"or the stores {u['wait_cycles']:.0f} (stores moved for {u['store_cycles']:.0f}, "
+            f"the core ran {u['run_cycles']:.0f})")
+
+
 def report(res: dict) -> None:
     first = f" from step {res['start_step']}" if res.get("start_step") else ""
     print(f"cosim {res['config']} ({res['network']}, batch {res['batch']}): {res['steps_run']} of "
@@ -396,11 +404,10 @@ def report(res: dict) -> None:
         u = res["units"]
         print(f"  {res['tiles']} tiles, {res['program_commands']} program commands; memory model "
               f"{res['memory'] or 'ideal'}")
-        print(f"  cycles per step: {res['cycles_per_step']:.0f} = fetch {u['fetch_cycles']:.0f} + "
-              f"load {u['load_cycles']:.0f} + store {u['store_cycles']:.0f} + waiting for the core "
-              f"{u['wait_cycles']:.0f} (the core ran {u['run_cycles']:.0f}); useful-MAC utilization "
-              f"{100 * res['mac_util']:.1f}% of the step, {100 * res['gemm_mac_util']:.1f}% of "
-              f"the core's cycles (MAC busy {100 * res['mac_busy_frac']:.1f}%)")
+        print(f"  cycles per step: {res['cycles_per_step']:.0f} = {units_text(u)}; useful-MAC "
+              f"utilization {100 * res['mac_util']:.1f}% of the step, "
+              f"{100 * res['gemm_mac_util']:.1f}% of the core's cycles (MAC busy "
+              f"{100 * res['mac_busy_frac']:.1f}%)")
         pr = res["predicted"]
         print(f"  performance model (hw.engine.perf): {pr['cycles_per_step']:.0f} cycles per step "
               f"predicted, {100 * pr['error']:+.2f}% from the measured")
