@@ -222,7 +222,8 @@ def test_dependent_load_cut_where_its_rows_turn_dependent():
 def test_loads_wait_for_the_stores_they_touch():
     """STOREs run beside the commands after them: a LOAD that writes scratchpad words a STORE
     since the last SWAP or SYNC reads, or reads bytes it writes, gets a SYNC first; one that
-    touches neither does not, nor one after a SWAP (which waits for every STORE)."""
+    touches neither does not, nor one after a SWAP (which waits for every STORE). The SYNC waits
+    only for the STOREs it has to."""
     p = EngineParams()
     out = Transfer(SEL_AMEM_C, 100, 2, 8, 0x10000, 0x1000)  # words 100..115, two rows of bytes
     other_sel = Transfer(SEL_WMEM, 100, 1, 16, 0x40000, 0)
@@ -238,6 +239,15 @@ def test_loads_wait_for_the_stores_they_touch():
         store(out), SYNC, load(same_words), load(same_bytes), END]
     assert T._synced([store(out), SWAP, load(same_words), END], p) == [
         store(out), SWAP, load(same_words), END]
+    # a STORE no LOAD after it touches moves past the SYNC, beside the LOADs after it; not one
+    # that writes bytes of a STORE the SYNC waits for, and not when no SYNC follows it
+    free = Transfer(SEL_WMEM, 0, 1, 4, 0x60000, 0)
+    assert T._synced([store(free), store(out), load(other_sel), load(same_words), END], p) == [
+        store(out), load(other_sel), SYNC, store(free), load(same_words), END]
+    first = replace(free, ext=out.ext)
+    assert T._synced([store(first), store(out), load(same_words), END], p) == [
+        store(first), store(out), SYNC, load(same_words), END]
+    assert T._synced([store(free), load(other_sel), END], p) == [store(free), load(other_sel), END]
 
 
 # ---- bad input: clear errors before simulation --------------------------------------------

@@ -727,20 +727,49 @@ def _schedule(runs: list[Run], p: EngineParams) -> list[Command]:
 
 
 def _synced(cmds: list[Command], p: EngineParams) -> list[Command]:
-    """The program with a SYNC before each LOAD that writes a scratchpad region a STORE still
-    running reads, or reads external memory it writes: STOREs run beside the commands after them
-    until a SWAP, SYNC or END (`hw.engine.program`)."""
+    """The program with the SYNCs its LOADs need: STOREs run beside the commands after them
+    until a SWAP, SYNC or END (`hw.engine.program`), and a LOAD that writes scratchpad words a
+    running STORE reads, or reads bytes it writes, waits for it (`_sync_segment`)."""
     out: list[Command] = []
-    running: list[Transfer] = []
+    segment: list[Command] = []
     for c in cmds:
+        if c.op in (SOP_SWAP, SOP_END):
+            out += _sync_segment(segment, p) + [c]
+            segment = []
+        else:
+            segment.append(c)
+    return out + _sync_segment(segment, p)
+
+
+def _sync_segment(seg: list[Command], p: EngineParams) -> list[Command]:
+    """Commands between two SWAPs with a SYNC before each LOAD that conflicts with a STORE before
+    it. A SYNC waits for every STORE before it, so a STORE no later LOAD conflicts with, and
+    that would be waited for, is issued just after the SYNC instead, where it moves beside the
+    LOADs that follow (never earlier: a STORE only moves past LOADs it does not touch)."""
+    stores = [k for k, c in enumerate(seg) if c.op == SOP_STORE]
+    loads = [k for k, c in enumerate(seg) if c.op == SOP_LOAD]
+    needed = {k for k in stores if any(_conflict(seg[j].xfer, seg[k].xfer, p) for j in loads if j > k)}
+    for k in reversed(stores):  # a STORE keeps its order with a needed one that writes its bytes
+        if k not in needed and any(_overlap(_spans([seg[k].xfer], p), _spans([seg[j].xfer], p))
+                                   for j in needed if j > k):
+            needed.add(k)
+    syncs, running = set(), []
+    for k, c in enumerate(seg):  # where the needed STOREs alone put SYNCs
         if c.op == SOP_LOAD and any(_conflict(c.xfer, x, p) for x in running):
-            out.append(SYNC)
+            syncs.add(k)
             running = []
-        if c.op == SOP_STORE:
+        if k in needed:
             running.append(c.xfer)
-        elif c.op in (SOP_SWAP, SOP_END):
-            running = []
-        out.append(c)
+    out: list[Command] = []
+    held: list[Command] = []
+    for k, c in enumerate(seg):
+        if k in syncs:
+            out += [SYNC] + held
+            held = []
+        if c.op == SOP_STORE and k not in needed and any(j > k for j in syncs):
+            held.append(c)
+        else:
+            out.append(c)
     return out
 
 
