@@ -18,7 +18,10 @@ from hw.engine import compiler as C
 from hw.engine import perf
 from hw.engine import tiling as T
 from hw.engine.image import tensor_span
-from hw.engine.program import END, RUN, SWAP, SYNC, Transfer, ext_word_bytes, load, store
+from hw.engine.program import (
+    END, RUN, SOP_END, SOP_LOAD, SOP_STORE, SOP_SWAP, SOP_SYNC, SWAP, SYNC, Transfer, ext_word_bytes,
+    load, store,
+)
 from sim.engine.cosim import parse_fault, prepare_cosim, run_cosim
 from sim.engine.host import MemoryModel
 
@@ -248,6 +251,55 @@ def test_loads_wait_for_the_stores_they_touch():
     assert T._synced([store(first), store(out), load(same_words), END], p) == [
         store(first), store(out), SYNC, load(same_words), END]
     assert T._synced([store(free), load(other_sel), END], p) == [store(free), load(other_sel), END]
+
+
+def _touches(x: Transfer, p: EngineParams) -> tuple[set, set]:
+    """The (scratchpad, word) pairs and the external bytes a transfer touches, word by word."""
+    bpw = ext_word_bytes(p, x.sel)
+    words = {(x.sel, x.spad + k) for k in range(x.words)}
+    ext = {x.ext + r * x.stride + b for r in range(x.rows) for b in range(x.row_words * bpw)}
+    return words, ext
+
+
+_xfer = st.builds(lambda sel, spad, rows, row_words, ext, gap: Transfer(
+    sel, spad, rows, row_words, 8 * ext, 8 * (row_words * (1 + (sel == SEL_WMEM)) + gap)),
+    st.sampled_from([SEL_AMEM_C, SEL_WMEM]), st.integers(0, 40), st.integers(1, 3),
+    st.integers(1, 6), st.integers(0, 60), st.integers(0, 4))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.builds(load, _xfer), st.builds(store, _xfer), st.just(RUN),
+                          st.just(SWAP)), max_size=14), _xfer)
+def test_synced_programs_keep_every_store_load_order(middle, x):
+    """Against the program run one command at a time: with STOREs running beside the commands
+    after them, every LOAD and STORE that touch the same scratchpad words or external bytes (and
+    every two STOREs that write the same bytes) keep their order, with a SYNC, SWAP or END
+    between a STORE and a LOAD after it; no STORE crosses a SWAP; only SYNCs are added. The
+    program stores `x` first and loads it last, so every example has a pair to check."""
+    p = EngineParams()
+    cmds = [store(x), *middle, load(x), END]
+    out = T._synced(cmds, p)
+    pos = {id(c): k for k, c in enumerate(out) if c.xfer}
+    assert sorted(pos) == sorted(id(c) for c in cmds if c.xfer)  # the same commands, SYNCs added
+    assert [c for c in out if c.op not in (SOP_SYNC, SOP_STORE)] == [c for c in cmds if c.op != SOP_STORE]
+    barriers = [k for k, c in enumerate(out) if c.op in (SOP_SYNC, SOP_SWAP, SOP_END)]
+    transfers = [c for c in cmds if c.xfer]
+    checked = 0
+    for i, a in enumerate(transfers):
+        for b in transfers[i + 1:]:
+            if a.op == b.op == SOP_LOAD:
+                continue
+            (wa, ea), (wb, eb) = _touches(a.xfer, p), _touches(b.xfer, p)
+            if (ea & eb) if a.op == b.op else (wa & wb or ea & eb):
+                checked += 1
+                assert pos[id(a)] < pos[id(b)], (a, b)
+                if a.op == SOP_STORE and b.op == SOP_LOAD:
+                    assert any(pos[id(a)] < k < pos[id(b)] for k in barriers), (a, b)
+        if a.op == SOP_STORE:  # the same SWAPs before it
+            at = next(k for k, c in enumerate(cmds) if c is a)
+            swaps_in = sum(1 for c in cmds[:at] if c.op == SOP_SWAP)
+            assert sum(1 for c in out[:pos[id(a)]] if c.op == SOP_SWAP) == swaps_in
+    assert checked
 
 
 # ---- bad input: clear errors before simulation --------------------------------------------
