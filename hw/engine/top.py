@@ -88,9 +88,7 @@ class StreamEngine(wiring.Component):
         busy, done, err = Signal(), Signal(), Signal()
         code = Signal(8)
         dma_error = reader.error | writer.error
-        m.submodules.store_queue = queue = SyncFIFOBuffered(width=transfer_layout.size, depth=STORE_QUEUE)
-        wiring.connect(m, queue.r_stream, st.cmd)
-        stores_idle = ~queue.r_rdy & ~st.busy & ~writer.busy
+        queue, stores_idle = self._store_queue(m, st, writer)
         m.d.comb += [regs.busy.eq(busy), regs.error_code.eq(code),
                      regs.status.eq(Cat(done, err)), ld.cmd.payload.eq(cmd.xfer),
                      queue.w_data.eq(cmd.xfer)]
@@ -182,6 +180,13 @@ class StreamEngine(wiring.Component):
         waits = (fsm.ongoing("SYNC") | fsm.ongoing("SWAP") | fsm.ongoing("FINISH")
                  | fsm.ongoing("STORE") & ~queue.w_rdy)
         self._counters(m, regs, fsm, busy, core, waits, busy & ~stores_idle)
+
+    @staticmethod
+    def _store_queue(m, st, writer):
+        """STOREs wait in a queue for the store unit: (the queue, nothing queued or moving)."""
+        m.submodules.store_queue = queue = SyncFIFOBuffered(width=transfer_layout.size, depth=STORE_QUEUE)
+        wiring.connect(m, queue.r_stream, st.cmd)
+        return queue, ~queue.r_rdy & ~st.busy & ~writer.busy
 
     @staticmethod
     def _counters(m, regs, fsm, busy, core, waits, storing) -> None:
