@@ -1,8 +1,11 @@
 """Performance model of the streaming engine: cycles per step of a compiled program (`tiling.lower`)
-for a memory model, per unit (fetch, load, store, waiting for the core) and per phase of the core.
+for a memory model, per unit (fetch, load, store, waiting for the core or the stores) and per
+phase of the core.
 
-The sequencer is replayed command by command: a fetch, then a LOAD or STORE to completion, RUN
-starting the core in the background, SWAP and END waiting for it. The parts:
+The sequencer is replayed command by command: a fetch, then a LOAD to completion, a STORE into
+the store queue (waiting while STORE_QUEUE are queued; the store unit moves them one after
+another in the background), RUN starting the core in the background, SYNC waiting for the
+stores, SWAP and END for them and the core. The parts:
 
   fetch      : FETCH_CYCLES + the memory's first-beat latency (two beats, one burst)
   transfer   : one DMA command per row, cut into bursts (<= DMA_MAX_BURST beats, never across
@@ -32,7 +35,7 @@ from .program import (
     SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, SOP_SYNC, Transfer, beats_per_word,
 )
 from .tiling import EngineProgram, Run, Tile
-from .top import DMA_MAX_BURST, DMA_OUTSTANDING
+from .top import DMA_MAX_BURST, DMA_OUTSTANDING, STORE_QUEUE
 
 FETCH_CYCLES = 7  # with the AR and R register slices
 BURST_ISSUE_CYCLES = 3
@@ -40,7 +43,6 @@ LOAD_TAIL_CYCLES = 8
 STORE_TAIL_CYCLES = 15  # the scratchpad read latency, the FIFO, the last write response
 RUN_OVERHEAD_CYCLES = 133  # command fetch from the scratchpad, pipeline fill, drain, flush, END
 COMMAND_CYCLES = 119  # a further GEMM of the same run: its fetch, fill, drain, flush (103-129 by op)
-STORE_QUEUE = 8
 BURST_SLOT_CYCLES = 1  # a burst holds its outstanding slot for the latency, its beats and the AR handshake
 
 
