@@ -746,37 +746,42 @@ def _sync_segment(seg: list[Command], p: EngineParams) -> list[Command]:
     it. A SYNC waits for every STORE before it, so a STORE no later LOAD conflicts with, and
     that would be waited for, is issued just after the SYNC instead, where it moves beside the
     LOADs that follow (never earlier: a STORE only moves past LOADs it does not touch)."""
+    spans = {k: _spans([c.xfer], p) for k, c in enumerate(seg) if c.xfer is not None}
+    hull = {k: (s[0][0], max(e for _, e in s)) for k, s in spans.items()}
+
+    def touch(j: int, k: int) -> bool:  # transfers j and k share external bytes
+        return hull[j][0] < hull[k][1] and hull[k][0] < hull[j][1] and _overlap(spans[j], spans[k])
+
+    def conflict(ld: int, st: int) -> bool:
+        """LOAD `ld` writes scratchpad words STORE `st` reads, or reads bytes it writes."""
+        a, b = seg[ld].xfer, seg[st].xfer
+        return a.sel == b.sel and a.spad < b.spad + b.words and b.spad < a.spad + a.words or touch(ld, st)
+
     stores = [k for k, c in enumerate(seg) if c.op == SOP_STORE]
     loads = [k for k, c in enumerate(seg) if c.op == SOP_LOAD]
-    needed = {k for k in stores if any(_conflict(seg[j].xfer, seg[k].xfer, p) for j in loads if j > k)}
+    needed = {k for k in stores if any(conflict(j, k) for j in loads if j > k)}
     for k in reversed(stores):  # a STORE keeps its order with a needed one that writes its bytes
-        if k not in needed and any(_overlap(_spans([seg[k].xfer], p), _spans([seg[j].xfer], p))
-                                   for j in needed if j > k):
+        if k not in needed and any(touch(k, j) for j in needed if j > k):
             needed.add(k)
     syncs, running = set(), []
     for k, c in enumerate(seg):  # where the needed STOREs alone put SYNCs
-        if c.op == SOP_LOAD and any(_conflict(c.xfer, x, p) for x in running):
+        if c.op == SOP_LOAD and any(conflict(k, j) for j in running):
             syncs.add(k)
             running = []
         if k in needed:
-            running.append(c.xfer)
+            running.append(k)
+    last_sync = max(syncs, default=-1)
     out: list[Command] = []
     held: list[Command] = []
     for k, c in enumerate(seg):
         if k in syncs:
             out += [SYNC] + held
             held = []
-        if c.op == SOP_STORE and k not in needed and any(j > k for j in syncs):
+        if c.op == SOP_STORE and k not in needed and k < last_sync:
             held.append(c)
         else:
             out.append(c)
     return out
-
-
-def _conflict(ld: Transfer, st: Transfer, p: EngineParams) -> bool:
-    """The LOAD `ld` writes words of the scratchpad the STORE `st` reads, or reads bytes it writes."""
-    spad = ld.sel == st.sel and ld.spad < st.spad + st.words and st.spad < ld.spad + ld.words
-    return spad or _overlap(_spans([ld], p), _spans([st], p))
 
 
 MAX_CUT_PIECES = 3
