@@ -106,8 +106,11 @@ def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 
     percentage and idle cycles between read beats (the fields of `sim.engine.host.MemoryModel`)."""
     p, stall = ep.params, stall_pct / 100
     pred = Prediction(phases={ph: 0.0 for ph in ep.prog.phases})
-    t, core_free, store_free = 0.0, 0.0, 0.0
-    queued: list[float] = []  # when each STORE in the queue or the unit finishes
+    t, core_free = 0.0, 0.0
+    queued: list[float] = []  # when each STORE in the queue or the unit finishes, in order
+
+    def stores_done() -> float:
+        return queued[-1] if queued else 0.0
 
     def wait_until(free: float) -> None:
         nonlocal t
@@ -128,8 +131,7 @@ def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 
             while len(queued) >= STORE_QUEUE:
                 wait_until(queued.pop(0))
             d = transfer_cycles(c.xfer, p, latency, stall, True, gap)
-            store_free = max(t, store_free) + d
-            queued = [e for e in queued if e > t] + [store_free]
+            queued = [e for e in queued if e > t] + [max(t, stores_done()) + d]
             pred.units["store_cycles"] += d
         elif c.op == SOP_RUN:
             run = next(runs)
@@ -139,8 +141,8 @@ def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 
             for tile, r in zip(run.tiles, rs):
                 pred.phases[tile.gemm.phase] += r
         elif c.op == SOP_SYNC:
-            wait_until(store_free)
+            wait_until(stores_done())
         elif c.op in (SOP_SWAP, SOP_END):
-            wait_until(max(core_free, store_free))
+            wait_until(max(core_free, stores_done()))
     pred.cycles = t
     return pred
