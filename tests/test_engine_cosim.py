@@ -39,11 +39,12 @@ def test_engine_mnist_mlp_batch64(engine_build, tmp_path):
     rc, res = _cosim(tmp_path, REPO / "configs" / "embedded_mlp.toml", 2)
     assert rc == 0, res.get("message")
     assert res["ok"] and res["steps_run"] == 2 and res["network"] == "784-100-50-10"
+    assert res["warm_steps"] == 1  # the second step's first run was loaded during the first's last
     u = res["units"]
     # the sequencer's states account for the step (the core's run and the stores overlap them)
     parts = u["fetch_cycles"] + u["load_cycles"] + u["wait_cycles"]
     assert 0.98 * u["cycles"] <= parts <= u["cycles"]
-    assert 0.1 * u["cycles"] <= u["store_cycles"] <= u["cycles"] - u["load_cycles"] / 2
+    assert 0.1 * u["cycles"] <= u["store_cycles"] <= u["cycles"]  # stores ran, within the step
     assert res["mac_busy_frac"] >= 0.95  # while the array runs, it is busy
     # the core's per-phase counters and the register file's run counter count the same cycles
     assert u["run_cycles"] == sum(v["cycles"] for v in res["phases"].values())

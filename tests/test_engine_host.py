@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hw.engine.params import (
-    OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, SEL_WMEM, SEL_WTMEM,
+    OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, SEL_CTR, SEL_WMEM, SEL_WTMEM,
     EngineParams,
 )
 from model.numerics import NitroError
@@ -19,8 +19,8 @@ from hw.engine import perf
 from hw.engine import tiling as T
 from hw.engine.image import tensor_span
 from hw.engine.program import (
-    END, RUN, SOP_END, SOP_LOAD, SOP_STORE, SOP_SWAP, SOP_SYNC, SWAP, SYNC, Transfer, ext_word_bytes,
-    load, store,
+    END, PROGRAM_WORD_BITS, RUN, SOP_END, SOP_LOAD, SOP_STORE, SOP_SWAP, SOP_SYNC, SWAP, SYNC,
+    Transfer, ext_word_bytes, load, store,
 )
 from sim.engine.cosim import parse_fault, prepare_cosim, run_cosim
 from sim.engine.host import MemoryModel
@@ -130,6 +130,71 @@ def test_tiles_cover_every_gemm_once_and_fit(hidden, batch, depth, bus):
                 last = x.ext + (x.rows - 1) * x.stride + x.row_words * bpw
                 assert last <= spans[name][1], (tile.gemm.name, name)
     assert ep.commands[-1] == END and sum(c == RUN for c in ep.commands) == len(ep.runs)
+
+
+def _sets(cmds):
+    """Replay the scratchpad sets: per command, the set the host side reaches (SWAP flips it)."""
+    host, out = 1, []
+    for c in cmds:
+        out.append(host)
+        host ^= c == SWAP
+    return out, host
+
+
+def test_prefetch_loads_the_next_first_run_from_the_staged_batch():
+    """Steps back to back (`tiling.Prefetch`): during the last run the next step's first run is
+    loaded into set 1, its batch blocks from the staged copy, nothing touches set 1 after it, and
+    the warm program is the program without those first loads."""
+    prog = C.compile_network(mnist_spec(), 64)
+    ep = T.lower(prog)
+    pf, cold = ep.prefetch, ep.commands
+    head = cold[:cold.index(SWAP)]
+    assert [c.xfer for c in head] == ep.runs[0].loads + [T._ucode_load(ep.runs[0], prog.params)]
+    assert [c for c in pf.commands if c != SYNC] == [c for c in cold[len(head):] if c != SYNC]
+    last = len(cold) - cold[::-1].index(RUN)
+    sets, end = _sets(cold)
+    fetch = [(c.xfer, sets[i]) for i, c in enumerate(cold[last:], last) if c.op == SOP_LOAD]
+    assert end == 1 and len(fetch) == len(head)
+    p, staged = prog.params, 0
+    for (x, side), h in zip(fetch, head):
+        assert side == 1 and replace(x, ext=h.xfer.ext) == h.xfer
+        batch = [n for n in T.BATCH_TENSORS if prog.tensors[n].ext <= h.xfer.ext < prog.tensors[n].ext
+                 + T._bytes(prog.tensors[n], p)]
+        if batch:
+            t, s = prog.tensors[batch[0]], pf.staged[batch[0]]
+            assert x.ext - s.ext == h.xfer.ext - t.ext
+            staged += 1
+        else:
+            assert x.ext == h.xfer.ext
+    assert staged > 0  # the first run reads the batch
+    # the staged copies lie between the counters and the programs, the warm program after the cold
+    cb, pb = T.N_COUNTERS * ext_word_bytes(p, SEL_CTR), PROGRAM_WORD_BITS // 8
+    spans = sorted([(s.ext, s.ext + T._bytes(s, p)) for s in pf.staged.values()]
+                   + [(0, prog.tensor_bytes), (ep.ctr_ext, ep.ctr_ext + cb),
+                      (ep.prog_ext, ep.prog_ext + len(cold) * pb), (pf.ext, pf.ext + len(pf.commands) * pb)])
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])) and spans[-1][1] <= ep.ext_bytes
+    # an odd number of runs: the last one runs in set 1, the next first run is loaded into set 0
+    # and found there on the core's side (the warm program starts with the RUN)
+    odd = T.lower(C.compile_network(mnist_spec([100]), 64))
+    sets, end = _sets(odd.commands)
+    last = len(odd.commands) - odd.commands[::-1].index(RUN)
+    assert len(odd.runs) % 2 and end == 1 and odd.prefetch.commands[0] == RUN
+    assert {sets[i] for i, c in enumerate(odd.commands[last:], last) if c.op == SOP_LOAD} == {0}
+
+
+def test_no_prefetch_of_what_the_last_run_writes():
+    """The next first run is loaded before the last run's outputs are stored: when it reads
+    bytes they write, the program does without the prefetch."""
+    p = EngineParams()
+    x, w = Transfer(SEL_AMEM_C, 0, 1, 64, 0, 512), Transfer(SEL_WMEM, 0, 1, 32, 4096, 512)
+
+    def run(loads, stores):
+        return T.Run([T.Tile(object(), None, loads, stores)], ucode_ext=1 << 16)
+
+    for written, skip in ((w, 0), (replace(w, ext=8192), 3)):  # 2 loads and the command words
+        fetch = [x, w, T._ucode_load(run([], []), p)]
+        cmds, got = T._schedule([run([x, w], []), run([x], [written])], p, fetch)
+        assert got == skip and sum(c.op == SOP_LOAD for c in cmds) == 5 + (skip > 0) * 3
 
 
 def test_program_commands_pack_into_their_layout():

@@ -101,9 +101,11 @@ def run_cycles(run: Run, p: EngineParams) -> list[int]:
             for k, t in enumerate(run.tiles)]
 
 
-def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 0) -> Prediction:
-    """Cycles of one run of program `ep` for a memory with this first-beat latency, stall
-    percentage and idle cycles between read beats (the fields of `sim.engine.host.MemoryModel`)."""
+def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 0,
+            warm: bool = False) -> Prediction:
+    """Cycles of one run of program `ep` (`warm`: its warm start, `tiling.Prefetch`) for a memory
+    with this first-beat latency, stall percentage and idle cycles between read beats (the
+    fields of `sim.engine.host.MemoryModel`)."""
     p, stall = ep.params, stall_pct / 100
     pred = Prediction(phases={ph: 0.0 for ph in ep.prog.phases})
     t, core_free = 0.0, 0.0
@@ -119,7 +121,7 @@ def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 
         pred.units["wait_cycles"] += wait
 
     runs = iter(ep.runs)
-    for c in ep.commands:
+    for c in ep.prefetch.commands if warm else ep.commands:
         f = FETCH_CYCLES + latency + gap + 3 * stall / (1.0 - stall)  # AR and two R beats
         t += f
         pred.units["fetch_cycles"] += f

@@ -106,6 +106,18 @@ class Run:
 
 
 @dataclass
+class Prefetch:
+    """Steps back to back: while a step's last run computes, the next step's first run is loaded
+    into the set it runs in, its batch blocks from a copy of the next batch the host writes
+    beside the current one (`staged`: batch tensor -> that copy). The next step then starts warm:
+    `commands`, the program without the first run's loads, at `ext`."""
+
+    staged: dict[str, Tensor]
+    commands: list[Command]
+    ext: int
+
+
+@dataclass
 class EngineProgram:
     """A compiled step ready for the engine: tensors, tiles, program and where each lives."""
 
@@ -116,6 +128,7 @@ class EngineProgram:
     prog_ext: int
     ctr_ext: int
     ext_bytes: int
+    prefetch: Prefetch | None = None
 
     @property
     def params(self) -> EngineParams:
@@ -589,13 +602,54 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
     for run in runs:
         run.ucode_ext = ucode_ext
         ucode_ext += run.commands * ncw * cw
-    cmds = _schedule(runs, p)
     ctr_ext = _align(ucode_ext)
-    cmds += [store(Transfer(SEL_CTR, 0, 1, N_COUNTERS, ctr_ext, N_COUNTERS * ctw)), END]
-    cmds = _synced(cmds, p)
-    prog_ext = _align(ctr_ext + N_COUNTERS * ctw)
-    end = prog_ext + len(cmds) * PROGRAM_WORD_BITS // 8
-    return EngineProgram(prog, runs, cmds, runs[0].ucode_ext, prog_ext, ctr_ext, _align(end))
+    stage_ext = _align(ctr_ext + N_COUNTERS * ctw)
+    staged = {} if inference else _staged(prog, stage_ext)
+    head = [*runs[0].loads, _ucode_load(runs[0], p)]
+    cmds, skip = _schedule(runs, p, [_restaged(x, prog, staged, p) for x in head if staged])
+    tail = [store(Transfer(SEL_CTR, 0, 1, N_COUNTERS, ctr_ext, N_COUNTERS * ctw)), END]
+    prog_ext = _align(max([stage_ext] + [s.ext + _bytes(s, p) for s in staged.values()]))
+    cold = _synced(cmds + tail, p)
+    end = prog_ext + len(cold) * PROGRAM_WORD_BITS // 8
+    pf = None
+    if skip:  # the warm program: without the first run's loads
+        assert cmds[len(head)] == SWAP
+        warm = _synced(cmds[skip:] + tail, p)
+        pf = Prefetch(staged, warm, _align(end))
+        end = pf.ext + len(warm) * PROGRAM_WORD_BITS // 8
+    return EngineProgram(prog, runs, cold, runs[0].ucode_ext, prog_ext, ctr_ext, _align(end), pf)
+
+
+BATCH_TENSORS = ("x.c", "x.r", "y")  # what the host writes per step (`compiler.batch_tensors`)
+
+
+def _bytes(t: Tensor, p: EngineParams) -> int:
+    return t.words * ext_word_bytes(p, t.sel)
+
+
+def _staged(prog: Program, base: int) -> dict[str, Tensor]:
+    """A copy of every batch tensor from byte `base`, for the next step's batch."""
+    out = {}
+    for name in BATCH_TENSORS:
+        t = prog.tensors[name]
+        out[name] = replace(t, ext=base)
+        base = _align(base + _bytes(t, prog.params))
+    return out
+
+
+def _restaged(x: Transfer, prog: Program, staged: dict[str, Tensor], p: EngineParams) -> Transfer:
+    """Transfer `x`, reading the staged copy where it reads a batch tensor."""
+    for name, s in staged.items():
+        t = prog.tensors[name]
+        if t.ext <= x.ext < t.ext + _bytes(t, p):
+            return replace(x, ext=x.ext - t.ext + s.ext)
+    return x
+
+
+def _ucode_load(run: Run, p: EngineParams) -> Transfer:
+    """A run's command words into the command scratchpad."""
+    words = run.commands * p.cmd_words
+    return Transfer(SEL_CMEM, 0, 1, words, run.ucode_ext, words * ext_word_bytes(p, SEL_CMEM))
 
 
 def _window_groups(gemms: list[Gemm]) -> list[list[Gemm]]:
@@ -684,7 +738,7 @@ def _group(cuts: list[_Cut], p: EngineParams) -> list[Run]:
     return runs
 
 
-def _schedule(runs: list[Run], p: EngineParams) -> list[Command]:
+def _schedule(runs: list[Run], p: EngineParams, prefetch: list[Transfer]) -> tuple[list[Command], int]:
     """Double buffering: each run's LOADs (and command words) go to the host's set while the core
     runs the previous run, SWAP hands them to the core, RUN starts it, and the previous run's
     STOREs drain the other set during the run. A run that loads what the previous run stores
@@ -692,8 +746,11 @@ def _schedule(runs: list[Run], p: EngineParams) -> list[Command]:
     (SWAP, STOREs, SWAP back), loads them, and the previous run's other outputs are stored during
     its own run: the only bubble. A set keeps the operand block the tile order keeps (A or B) for
     the next single-tile run of the same GEMM that lands there. The program ends with the core in
-    set 0, where the next one starts."""
-    ncw, cw = p.cmd_words, ext_word_bytes(p, SEL_CMEM)
+    set 0, where the next one starts. `prefetch` (the next step's first run) is loaded into the
+    host's set during the last run, which the next program's first run then finds on the host's
+    side (an even number of runs: the warm program starts with the SWAP) or on the core's (odd:
+    it starts with the RUN), unless the last run writes bytes it reads. Returns the commands
+    and how many of them the warm program skips (0: no prefetch)."""
     cmds: list[Command] = []
     host = 1  # the set the host side reaches
     resident: list = [set(), set()]  # per set: the (GEMM, A or B transfer)s it holds
@@ -716,14 +773,17 @@ def _schedule(runs: list[Run], p: EngineParams) -> list[Command]:
             loads, owed = dep, [x for x in owed if x not in need]
         resident[host] = run.kept
         cmds += [load(x) for x in loads]
-        words = run.commands * ncw
-        cmds += [load(Transfer(SEL_CMEM, 0, 1, words, run.ucode_ext, words * cw)), SWAP, RUN]
+        cmds += [load(_ucode_load(run, p)), SWAP, RUN]
         host ^= 1
         cmds += [store(x) for x in owed]
         owed = run.stores
+    if _overlap(_spans(prefetch, p), _spans(owed, p)):
+        prefetch = []  # the last run writes what the next first run reads: it cannot go ahead
+    skip = (len(prefetch) + (host != 1)) if prefetch else 0
+    cmds += [load(x) for x in prefetch]
     cmds += [SWAP] + [store(x) for x in owed]
     host ^= 1
-    return cmds + ([SWAP] if host != 1 else [])
+    return cmds + ([SWAP] if host != 1 else []), skip
 
 
 def _synced(cmds: list[Command], p: EngineParams) -> list[Command]:
@@ -930,9 +990,9 @@ def ucode_words(ep: EngineProgram) -> np.ndarray:
     return out.reshape(-1)
 
 
-def program_words(ep: EngineProgram) -> np.ndarray:
+def program_words(commands: list[Command]) -> np.ndarray:
     words = PROGRAM_WORD_BITS // 64
-    out = np.zeros((len(ep.commands), words), dtype=np.uint64)
-    for i, c in enumerate(ep.commands):
+    out = np.zeros((len(commands), words), dtype=np.uint64)
+    for i, c in enumerate(commands):
         out[i] = bus_words(c.pack(), words)
     return out.reshape(-1)

@@ -83,8 +83,11 @@ async def conform_main(dut) -> None:
     await eng.load_weights(vs.net.params)
     weights = {f"{k}.weight": np.asarray(v, np.int32) for k, v in vs.net.params.items()}
     reports = []
-    for k in (key for key in vs.refs if key != "after"):
-        hw = await eng.train_step(vs.data[f"step{k}_x"], vs.data[f"step{k}_y_onehot"], vs.lr_inv)
+    steps = [key for key in vs.refs if key != "after"]
+    batches = [(vs.data[f"step{k}_x"], vs.data[f"step{k}_y_onehot"]) for k in steps]
+    for i, k in enumerate(steps):
+        following = batches[i + 1] if i + 1 < len(steps) else None
+        hw = await eng.train_step(*batches[i], vs.lr_inv, following=following)
         ours = engine_arrays(spec, hw.outputs)
         ref = {name: vs.refs[k][name] for name in ours}
         for name in weights:  # every update of the step (a doubly trained layer's @2 too)

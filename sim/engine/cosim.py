@@ -183,23 +183,30 @@ async def cosim_main(dut) -> None:
               "k_chunks": sum(t.gemm.k_hold or t.gemm.k_cont or t.gemm.p_in or t.gemm.p_out
                                 for t in eng.ep.tiles),
               "program_commands": len(eng.ep.commands)}
-    counters, units, step_cycles, sim_cycles = [], [], [], []
+    counters, units, step_cycles, sim_cycles, warm = [], [], [], [], []
     t_sim = t_gold = 0.0
     bar = tqdm(total=steps, desc=f"cosim {cfg.name}", unit="step", disable=not progress,
                dynamic_ncols=True, file=sys.stderr)
+    batches = _batches(cfg, ds, net, rng, schedule, start + steps)
+    following = next(batches, None)
     try:
-        for step, x, y, lr_inv in _batches(cfg, ds, net, rng, schedule, start + steps):
+        while following is not None:
+            step, x, y, lr_inv = following
             if step < start:
                 net.train_step(x, y, lr_inv, rng=rng)
+                following = next(batches, None)
                 continue
             if step == start:
                 await eng.load_weights(net.params)
             t0 = time.perf_counter()
             trace = Trace()
             net.train_step(x, y, lr_inv, rng=rng, trace=trace)
+            following = next(batches, None)  # (after the step, as the training loop draws it)
             t1 = time.perf_counter()
             flt = fault[1:] if fault is not None and fault[0] == step else None
-            hw = await eng.train_step(x, y, lr_inv, fault=flt)
+            hw = await eng.train_step(x, y, lr_inv, fault=flt,
+                                      following=following and following[1:3])
+            warm.append(hw.warm)
             result["fault_injected"] |= flt is not None
             t2 = time.perf_counter()
             t_gold += t1 - t0
@@ -229,10 +236,13 @@ async def cosim_main(dut) -> None:
     result.update(summ)
     if counters:
         mm = eng.memory
-        pred = predict(eng.ep, mm.latency, mm.stall_pct, mm.gap)
-        result["predicted"] = {"cycles_per_step": pred.cycles, "units": pred.units,
-                               "phases": pred.phases,
-                               "error": pred.cycles / summ["cycles_per_step"] - 1}
+        pred = {w: predict(eng.ep, mm.latency, mm.stall_pct, mm.gap, w) for w in set(warm)}
+        cyc = float(np.mean([pred[w].cycles for w in warm]))
+        result["predicted"] = {"cycles_per_step": cyc, "units": pred[warm[-1]].units,
+                               "phases": pred[warm[-1]].phases,
+                               "error": cyc / summ["cycles_per_step"] - 1}
+        result["warm_steps"] = sum(warm)
+        result["warm_list"] = warm
     result.update({
         "cycles_per_step_list": step_cycles,
         "sim_cycles_per_step": float(np.mean(sim_cycles)) if sim_cycles else 0.0,
@@ -394,6 +404,17 @@ def units_text(u: dict) -> str:
             f"the core ran {u['run_cycles']:.0f})")
 
 
+def warm_text(res: dict) -> str:
+    """How many steps started warm (`tiling.Prefetch`) and their cycles and utilization."""
+    cyc = [c for c, w in zip(res["cycles_per_step_list"], res.get("warm_list", [])) if w]
+    if not cyc:
+        return "every step started cold (the program prefetches no first run)"
+    mean = float(np.mean(cyc))
+    util = res["useful_macs_per_step"] / (res["params"]["rows"] * res["params"]["cols"] * mean)
+    return (f"{len(cyc)} of {res['steps_run']} steps started warm (the first run loaded during the "
+            f"step before): {mean:.0f} cycles per step, useful-MAC utilization {100 * util:.1f}%")
+
+
 def report(res: dict) -> None:
     first = f" from step {res['start_step']}" if res.get("start_step") else ""
     print(f"cosim {res['config']} ({res['network']}, batch {res['batch']}): {res['steps_run']} of "
@@ -411,6 +432,7 @@ def report(res: dict) -> None:
         pr = res["predicted"]
         print(f"  performance model (hw.engine.perf): {pr['cycles_per_step']:.0f} cycles per step "
               f"predicted, {100 * pr['error']:+.2f}% from the measured")
+        print(f"  {warm_text(res)}")
         print(f"  {'phase':28s} {'cycles':>9s} {'MAC busy':>9s} {'stall':>7s} {'flush':>6s} {'util':>6s}")
         for ph, v in res["phases"].items():
             print(f"  {ph:28s} {v['cycles']:9.0f} {100 * v['busy_frac']:8.1f}% {v['mac_stall']:7.0f} "

@@ -93,6 +93,7 @@ class HwStep:
     counters: dict[str, dict[str, int]]  # phase -> {cycles, mac_busy, mac_stall, drain_wait}
     units: dict[str, int]  # UNIT_COUNTERS from the register file
     sim_cycles: int = 0  # harness clock cycles of the whole step (host writes, run, read-back)
+    warm: bool = False  # the step started warm (`tiling.Prefetch`)
 
 
 class EngineBackend:
@@ -116,6 +117,7 @@ class EngineBackend:
         for side in (self.master.write_if, self.master.read_if):  # else a log line per access
             side.log.setLevel(logging.WARNING)
         self._lr = None
+        self._ready = None  # the batch whose first run the last step prefetched (x, y)
 
     # ---- memory ------------------------------------------------------------------------------
     async def write_memory(self, regions: list[tuple[int, np.ndarray]]) -> None:
@@ -185,11 +187,12 @@ class EngineBackend:
         await ClockCycles(dut.clk, 2)
         await self.reg_write("irq_enable", STATUS_DONE | STATUS_ERROR)
 
-    async def run(self, ep, budget_cycles: int) -> dict[str, int]:
-        """Start program `ep` and sleep until the interrupt; the unit counters of the run."""
+    async def run(self, ep, budget_cycles: int, warm: bool = False) -> dict[str, int]:
+        """Start program `ep` (`warm`: its warm start) and sleep until the interrupt; the unit
+        counters of the run."""
         from cocotb.triggers import RisingEdge, with_timeout
 
-        base = ep.prog_ext
+        base = ep.prefetch.ext if warm else ep.prog_ext
         await self.reg_write("prog_base_lo", base & 0xFFFF_FFFF)
         await self.reg_write("prog_base_hi", base >> 32)
         await self.reg_write("ctrl", 1)
@@ -210,25 +213,40 @@ class EngineBackend:
 
     async def load_weights(self, params: dict[str, np.ndarray]) -> None:
         await self.reset()
+        self._ready = None
         zeros = [(t, np.zeros((t.rows, t.feats), np.int64)) for t in self.prog.cleared]
+        progs = [(ep.prog_ext, ep.commands) for ep in (self.ep, self.infer)]
+        if self.ep.prefetch is not None:
+            progs.append((self.ep.prefetch.ext, self.ep.prefetch.commands))
         await self.write_memory(self._regions(weight_tensors(self.prog, params) + zeros)
-                                + [(ep.prog_ext // 8, program_words(ep)) for ep in (self.ep, self.infer)]
+                                + [(ext // 8, program_words(c)) for ext, c in progs]
                                 + [(self.infer.ucode_ext // 8, ucode_words(self.infer))])
 
-    async def train_step(self, x: np.ndarray, y: np.ndarray, lr_inv: int, fault=None) -> HwStep:
-        """Write the batch (and the command words when lr_inv changed), run one step, read back."""
+    async def train_step(self, x: np.ndarray, y: np.ndarray, lr_inv: int, fault=None,
+                         following: tuple[np.ndarray, np.ndarray] | None = None) -> HwStep:
+        """Write the batch (and the command words when lr_inv changed), run one step, read back.
+        `following`: the next step's batch, staged so that this step prefetches its first run
+        (`tiling.Prefetch`); a step whose batch was prefetched that way, with nothing written
+        or run since and the same lr_inv (the first run's command words), starts warm."""
         c0 = self.now()
+        pf = self.ep.prefetch
+        warm = (pf is not None and self._ready is not None and self._lr == lr_inv
+                and all(np.array_equal(a, b) for a, b in zip(self._ready, (x, y))))
         regions = self._regions(batch_tensors(self.prog, x, y))
+        if pf is not None and following is not None:
+            staged = batch_tensors(self.prog, *following)
+            regions += self._regions((pf.staged[t.name], m) for t, m in staged)
         if self._lr != lr_inv:
             set_lr(self.prog, lr_inv)
             regions.append((self.ep.ucode_ext // 8, ucode_words(self.ep)))
             self._lr = lr_inv
         await self.write_memory(regions)
-        units = await self.run(self.ep, self._budget(self.ep))
+        units = await self.run(self.ep, self._budget(self.ep), warm)
+        self._ready = None if following is None else tuple(np.array(a) for a in following)
         if fault is not None:
             await self.flip_weight_bit(*fault)
         step = await self._read_back(units)
-        step.sim_cycles = self.now() - c0
+        step.sim_cycles, step.warm = self.now() - c0, warm
         return step
 
     def _budget(self, ep) -> int:
@@ -245,6 +263,7 @@ class EngineBackend:
         names = ["out"] + [blk.name for blk in prog.spec.blocks.values()]
         outs = {n: [] for n in names}
         y = np.zeros((b, prog.spec.num_classes), np.int8)
+        self._ready = None  # the inference program runs in both scratchpad sets
         for s in range(0, len(x), b):
             xb = x[s:s + b]
             pad = np.zeros((b - len(xb), *xb.shape[1:]), xb.dtype)
@@ -269,6 +288,7 @@ class EngineBackend:
         lim = 1 << (self.p.weight_bits - 1)
         w[i, o] = ((int(w[i, o]) ^ (1 << bit)) + lim) % (2 * lim) - lim
         await self.write_memory([(first, tensor_words(self.p, t, w))])
+        self._ready = None  # a prefetched block may hold the weight before the flip
 
     async def _read_back(self, units: dict[str, int]) -> HwStep:
         ctw = ext_word_bytes(self.p, SEL_CTR) // 8  # 64-bit words per counter

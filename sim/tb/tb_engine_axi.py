@@ -49,12 +49,14 @@ async def training_steps_over_cocotbext_axi(dut):
     rng = np.random.RandomState(4)
     await eng.load_weights(net.params)
     checked = 0
-    for step in range(2):
-        x = rng.randint(-128, 128, (BATCH, 1, 4, 4)).astype(np.int8)
-        y = (np.eye(10, dtype=np.int8)[rng.randint(0, 10, BATCH)] * 32).astype(np.int8)
+    batches = [(rng.randint(-128, 128, (BATCH, 1, 4, 4)).astype(np.int8),
+                (np.eye(10, dtype=np.int8)[rng.randint(0, 10, BATCH)] * 32).astype(np.int8))
+               for _ in range(2)]
+    for step, (x, y) in enumerate(batches):
         trace = Trace()
         net.train_step(x, y, 512, trace=trace)
-        hw = await eng.train_step(x, y, 512)
+        hw = await eng.train_step(x, y, 512, following=batches[1] if step == 0 else None)
+        assert hw.warm == (step == 1 and eng.ep.prefetch is not None), step
         for name, w in net.params.items():
             assert np.array_equal(hw.weights[name], w), (step, name)
             checked += w.size
