@@ -2,6 +2,7 @@
 input before any simulation starts (issue #4, acceptance 5)."""
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -141,23 +142,27 @@ def _sets(cmds):
     return out, host
 
 
-def test_prefetch_loads_the_next_first_run_from_the_staged_batch():
+@pytest.mark.parametrize("hidden", [[100, 50], [64, 32]])
+def test_prefetch_loads_the_next_first_run_from_the_staged_batch(hidden):
     """Steps back to back (`tiling.Prefetch`): during the last run the next step's first run is
-    loaded into set 1, its batch blocks from the staged copy, nothing touches set 1 after it, and
-    the warm program is the program without those first loads."""
-    prog = C.compile_network(mnist_spec(), 64)
+    loaded into the host's set, its batch blocks from the staged copy, and nothing touches that
+    set after it; the warm program is the program without those first loads, and finds them on
+    the host's side (an even number of runs: it starts with the SWAP) or on the core's (odd)."""
+    prog = C.compile_network(mnist_spec(hidden), 64)
     ep = T.lower(prog)
     pf, cold = ep.prefetch, ep.commands
     head = cold[:cold.index(SWAP)]
     assert [c.xfer for c in head] == ep.runs[0].loads + [T._ucode_load(ep.runs[0], prog.params)]
-    assert [c for c in pf.commands if c != SYNC] == [c for c in cold[len(head):] if c != SYNC]
+    even = len(ep.runs) % 2 == 0
+    assert pf.commands[0] == (SWAP if even else RUN)
+    assert [c for c in pf.commands if c != SYNC] == [c for c in cold[len(head) + (not even):] if c != SYNC]
     last = len(cold) - cold[::-1].index(RUN)
     sets, end = _sets(cold)
     fetch = [(c.xfer, sets[i]) for i, c in enumerate(cold[last:], last) if c.op == SOP_LOAD]
     assert end == 1 and len(fetch) == len(head)
     p, staged = prog.params, 0
     for (x, side), h in zip(fetch, head):
-        assert side == 1 and replace(x, ext=h.xfer.ext) == h.xfer
+        assert side == int(even) and replace(x, ext=h.xfer.ext) == h.xfer
         batch = [n for n in T.BATCH_TENSORS if prog.tensors[n].ext <= h.xfer.ext < prog.tensors[n].ext
                  + T._bytes(prog.tensors[n], p)]
         if batch:
@@ -173,13 +178,29 @@ def test_prefetch_loads_the_next_first_run_from_the_staged_batch():
                    + [(0, prog.tensor_bytes), (ep.ctr_ext, ep.ctr_ext + cb),
                       (ep.prog_ext, ep.prog_ext + len(cold) * pb), (pf.ext, pf.ext + len(pf.commands) * pb)])
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])) and spans[-1][1] <= ep.ext_bytes
-    # an odd number of runs: the last one runs in set 1, the next first run is loaded into set 0
-    # and found there on the core's side (the warm program starts with the RUN)
-    odd = T.lower(C.compile_network(mnist_spec([100]), 64))
-    sets, end = _sets(odd.commands)
-    last = len(odd.commands) - odd.commands[::-1].index(RUN)
-    assert len(odd.runs) % 2 and end == 1 and odd.prefetch.commands[0] == RUN
-    assert {sets[i] for i, c in enumerate(odd.commands[last:], last) if c.op == SOP_LOAD} == {0}
+
+
+def test_learning_gemms_follow_the_forward_block_by_block():
+    """The MNIST MLP's first forward is cut into two blocks of 32 rows: the learning layer and
+    the delta of each block join the run of the block's last chunk of K (shortened to leave them
+    room), and the learning-layer update, which reads all 64 rows, runs at the end of the step."""
+    prog = C.compile_network(mnist_spec(), 64)
+    ep = T.lower(prog)
+    joined = [[t.gemm.name.split("[")[0] for t in r.tiles] for r in ep.runs if len(r.tiles) == 3
+              and r.tiles[0].parent.name == "linear_block_00/fwd"]
+    assert joined == [["linear_block_00/fwd", "linear_block_00/learn", "linear_block_00/delta"]] * 2
+    fwd = [t.gemm for t in ep.tiles if t.parent.name == "linear_block_00/fwd"]
+    for m in (0, 32):  # each block's chunks cover K once, the last one the shortest
+        ks = [g.k for g in fwd if g.name.startswith(f"linear_block_00/fwd[{m}:")]
+        assert sum(ks) == 784 and ks[-1] == min(ks) and fwd[0].m == 32
+    assert ep.runs[-1].tiles[-1].parent.name == "linear_block_00/update_learn"
+    # a later GEMM that writes what the update reads keeps it in place
+    g = lambda a, b, **outs: SimpleNamespace(a=SimpleNamespace(name=a), b=SimpleNamespace(name=b),  # noqa: E731
+                                             op=OP_SGD, outs={k: SimpleNamespace(name=v) for k, v in outs.items()})
+    upd = g("a.r", "e.d", o3="wl", o4="wl.w")
+    assert T._deferrable([upd], [g("x.r", "d", o3="w")])
+    assert not T._deferrable([upd], [g("x.r", "d", o3="e.d")])
+    assert not T._deferrable([upd], [g("wl.w", "d", o3="w")])
 
 
 def test_no_prefetch_of_what_the_last_run_writes():
@@ -388,7 +409,8 @@ def test_long_k_runs_in_chunks():
 def test_first_gemm_in_chunks(monkeypatch):
     """The step's first GEMM fits with all of K, but nothing overlaps its first tile's loads: it
     runs in chunks of K (partial sums in PMEM), whose first loads are shorter, and the performance
-    model predicts the step faster than with whole-K tiles; no other GEMM changes."""
+    model predicts the step faster than with whole-K tiles; every other GEMM is cut as before
+    (its learning GEMMs join its blocks' runs: `tiling._row_chain`)."""
     prog = C.compile_network(mnist_spec(), 64)
     g, p = prog.gemms[0], prog.params
     whole, chunked = T.tile_shape(g, p), T.tile_shape(g, p, exposed=True)
@@ -401,8 +423,11 @@ def test_first_gemm_in_chunks(monkeypatch):
     assert first.gemm.k == chunked.k and first_whole.gemm.k == g.k
     assert sum(x.words for x in first.loads) < 0.6 * sum(x.words for x in first_whole.loads)
     assert perf.predict(ep).cycles < 0.98 * perf.predict(ep_whole).cycles
-    rest = [t.gemm for t in ep.tiles if t.parent is not g]
-    assert len(rest) > 10 and rest == [t.gemm for t in ep_whole.tiles if t.parent is not g]
+    def cut(e):
+        return sorted(t.gemm.name for t in e.tiles if t.parent is not g and "/learn" not in t.parent.name
+                      and "/delta" not in t.parent.name)
+
+    assert len(cut(ep)) > 10 and cut(ep) == cut(ep_whole)
 
 
 @pytest.mark.parametrize("batch", [0, -3, 2.5, True])

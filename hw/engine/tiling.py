@@ -18,8 +18,11 @@ instead of a store and a load through external memory (the chains of small GEMMs
 learning: forward, learning layer, delta, updates). The nine window positions of a convolution's
 weight gradient read the same activations and deltas: they take each block and chunk of K one
 after another in one run (`_cuts`), each keeping its partial sums in a PMEM region of its own.
+A linear forward cut along the batch takes its block's learning layer and delta into the run of
+the block's last chunk of K (`_row_chain`).
 Per run: LOADs (the A or B block is kept when the next single-tile run of the same GEMM reuses
-it), the commands into the command scratchpad, RUN, STOREs, double-buffered (`_schedule`).
+it), the commands into the command scratchpad, RUN, STOREs, double-buffered (`_schedule`); the
+last run also loads the next step's first run (`Prefetch`).
 """
 from __future__ import annotations
 
@@ -31,9 +34,8 @@ from model.numerics import NitroError
 
 from .compiler import PARTIAL_OPS, SLOTS, Gemm, Program, Tensor, cdiv, pack_command, validate_gemm
 from .params import (
-    CTR_KINDS, MEM_NAMES, N_PHASES, OP_END, OP_POOL, OP_RELU_BWD, OP_SCALE_LOSS, OP_SGD, SEL_CMEM,
-    SEL_CTR,
-    EngineParams,
+    CTR_KINDS, MEM_NAMES, N_PHASES, OP_END, OP_POOL, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU,
+    OP_SGD, SEL_CMEM, SEL_CTR, EngineParams,
 )
 from .program import (
     END, PROGRAM_WORD_BITS, RUN, SOP_END, SOP_LOAD, SOP_STORE, SOP_SWAP, SWAP, SYNC, Command,
@@ -594,9 +596,7 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
     out the program, its command words and the counters in external memory from byte `base`
     (default: after the tensors)."""
     p = prog.params
-    cuts = [c for i, group in enumerate(_window_groups(prog.infer_gemms if inference else prog.gemms))
-            for c in _cuts(group, p, exposed=i == 0)]
-    runs = _group(cuts, p)
+    runs = _group(_step_cuts(_window_groups(prog.infer_gemms if inference else prog.gemms), p), p)
     ncw, cw, ctw = p.cmd_words, ext_word_bytes(p, SEL_CMEM), ext_word_bytes(p, SEL_CTR)
     ucode_ext = prog.tensor_bytes if base is None else base
     for run in runs:
@@ -665,6 +665,99 @@ def _window_groups(gemms: list[Gemm]) -> list[list[Gemm]]:
         else:
             groups.append([g])
     return groups
+
+
+def _step_cuts(groups: list[list[Gemm]], p: EngineParams) -> list[_Cut]:
+    """The tiles of every GEMM group (`_cuts`) in run order; a forward cut into blocks of rows
+    is followed, block by block, by the learning GEMMs that read those rows (`_row_chain`), and
+    the learning-layer update that needs all of them then waits for the end of the step."""
+    cuts: list[_Cut] = []
+    late: list[_Cut] = []
+    i = 0
+    while i < len(groups):
+        chain, deferred = _row_chain(groups, i, p)
+        if not chain:
+            cuts += _cuts(groups[i], p, exposed=i == 0)
+            i += 1
+            continue
+        f = groups[i][0]
+        own = _cuts([f], p, exposed=i == 0)
+        for m0, m1 in sorted({(c.m0, c.m1) for c in own}):
+            follow = [_Cut(g, m0, m1, 0, g.n, 0, g.k) for g in chain]
+            cuts += _with_room([c for c in own if c.m0 == m0], follow, p) + follow
+        i += 1 + len(chain)
+        if deferred:  # (it joins the step's last run when it fits there)
+            late += [replace(c, joins=True) for c in _cuts(groups[i], p)]
+            i += 1
+    return cuts + late
+
+
+def _row_chain(groups: list[list[Gemm]], i: int, p: EngineParams) -> tuple[list[Gemm], bool]:
+    """The learning GEMMs after forward groups[i] that go with its blocks of rows: when the
+    forward (a linear layer) is cut along the batch, the learning layer and the delta, whose
+    rows read only the same rows, each fit one block. They join the run of the block's last
+    chunk instead of waiting for the whole forward's outputs to be stored and loaded again. The
+    learning-layer update after them, which reads every row, is deferred to the end of the step
+    when no later GEMM touches what it reads or writes (returned: whether it is)."""
+    f = groups[i][0]
+    if len(groups[i]) > 1 or f.op != OP_SCALE_RELU or f.conv is not None or f.pool is not None:
+        return [], False
+    sh = tile_shape(f, p, exposed=i == 0)
+    if sh.m >= f.m or sh.n < f.n:  # not cut along the batch, or rows in several tiles
+        return [], False
+    block, chain = sh.m, []
+    for group in groups[i + 1:]:
+        g = group[0]
+        if (len(group) > 1 or g.op not in (OP_SCALE_LOSS, OP_RELU_BWD) or g.a.layout != "col"
+                or g.m != f.m or g.unpool is not None or not _fits(g, p, block, g.n)):
+            break
+        chain.append(g)
+    if not chain or chain[0].a is not f.outs["o0"]:
+        return [], False
+    j = i + 1 + len(chain)
+    update = j < len(groups) - 1 and groups[j][0].op == OP_SGD
+    return chain, update and _deferrable(groups[j], [g for gs in groups[j + 1:] for g in gs])
+
+
+def _deferrable(group: list[Gemm], later: list[Gemm]) -> bool:
+    """`group` may run after all of `later`: none of them reads what it writes or writes what
+    it reads or writes."""
+    def touched(g: Gemm) -> tuple[set, set]:
+        reads = {g.a.name, g.b.name} | {g.outs[s].name for s in READS.get(g.op, ())}
+        return reads, {t.name for s, t in g.outs.items() if s not in READ_ONLY.get(g.op, ())}
+
+    for g in group:
+        r, w = touched(g)
+        if any(w & (r2 | w2) or r & w2 for r2, w2 in map(touched, later)):
+            return False
+    return True
+
+
+def _with_room(own: list[_Cut], follow: list[_Cut], p: EngineParams) -> list[_Cut]:
+    """A block's chunks of K, the last one short enough for the `follow` tiles to join its run
+    (the rest of K in as few chunks as fit); unchanged when they join it already, or cannot."""
+    def joins(last: _Cut) -> bool:
+        run = Run([])
+        tile, _ = _tile(last, p, run)
+        run.tiles.append(tile)
+        for c in follow:
+            t, forwarded = _tile(c, p, run)
+            if t is None or not forwarded:
+                return False
+            run.tiles.append(t)
+        return run.commands <= p.cmem_depth
+
+    last, g = own[-1], own[-1].g
+    if joins(last) or not last.partial:
+        return own
+    size = _largest(0, last.k1 - last.k0, lambda k: joins(replace(last, k0=g.k - k)))
+    if not size:
+        return own
+    rest = g.k - size
+    most = _largest(0, rest, lambda k: _fits(g, p, last.m1 - last.m0, last.n1 - last.n0, k))
+    n = cdiv(rest, most)
+    edges = [rest * j // n for j in range(n + 1)] + [g.k]
+    return [replace(last, k0=a, k1=b) for a, b in zip(edges, edges[1:])]
 
 
 def _cuts(group: list[Gemm], p: EngineParams, exposed: bool = False) -> list[_Cut]:
