@@ -352,11 +352,11 @@ def golden_img_s(data_dir: str) -> tuple[float, str]:
     return float(r["images_per_s"]), "measured by scripts/bench_engine.py (scripts.bench_train._rate, 200 steps)"
 
 
-def _route_seed(seed: int, img_s: float | None, minutes: float | None) -> dict:
+def _route_seed(seed: int, minutes: float | None) -> dict:
     from sim.engine.synth import synthesize_engine
 
     res = synthesize_engine(REPO / "build" / "engine" / f"synth_seed{seed}", seed=seed,
-                            golden_img_s=img_s, route_minutes=minutes)
+                            route_minutes=minutes, project=False)
     write_atomic(OUT / f"synth_seed{seed}.json", json.dumps(res, indent=1).encode())
     return res
 
@@ -380,7 +380,7 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
             runs[seed] = json.loads(f.read_text())
     todo = [s for s in seeds if s not in runs]
     with ProcessPoolExecutor(max(1, min(jobs, len(todo) or 1))) as pool:
-        runs |= dict(zip(todo, pool.map(_route_seed, todo, [img_s] * len(todo), [minutes] * len(todo))))
+        runs |= dict(zip(todo, pool.map(_route_seed, todo, [minutes] * len(todo))))
     runs = {s: runs[s] for s in seeds}
     routed = [r["fmax_mhz"] for r in runs.values() if r["fmax_mhz"] is not None]
     worst = min(routed) if routed else None

@@ -5,6 +5,11 @@ interrupt, read results back from memory.
 No Python runs per simulated cycle while the engine works: memory is written and read in bulk
 through the harness's memory model (`engine_tb.sv`: one `$readmemh` / `$writememh` file per
 transfer), and the host sleeps on the interrupt edge.
+
+Steps back to back: given the next batch too, the host writes it to its staged copy before the
+step, the step's program loads the next step's first run from it during its last run, and the
+next step starts the warm program (`tiling.Prefetch`), as a board's driver with two batch
+buffers would.
 """
 from __future__ import annotations
 

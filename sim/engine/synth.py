@@ -87,7 +87,8 @@ def _tool(name: str) -> str:
 def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mhz: float = 150.0,
                       cosim_result: Path | None = None, golden_img_s: float | None = None,
                       seed: int = 1, reuse_netlist: bool = True, route: bool = True,
-                      router: str = "router1", route_minutes: float | None = None) -> dict:
+                      router: str = "router1", route_minutes: float | None = None,
+                      project: bool = True) -> dict:
     """yosys synth_ecp5 + nextpnr-ecp5 (85k, CABGA756, speed 6); writes synth.json in out_dir.
 
     route=False: placement only (nextpnr --no-route): the packed resources and nextpnr's pre-route
@@ -99,6 +100,8 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     default: the recorded 100-step MNIST-MLP run (benchmarks/engine/), when present.
     golden_img_s: the golden model's CPU images/s; default: benchmarks/bench_train.json, if present.
     route_minutes: stop nextpnr after this long; the result is then `unrouted_report`'s.
+    project=False: no throughput projection (a routing record whose summary projects from the
+    cosim records of its own time).
     """
     out = Path(out_dir).resolve()
     if cosim_result is None and RECORDED_COSIM.exists():
@@ -122,7 +125,8 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
            "params": p.__dict__, "verilog_sha256": verilog_digest((out / "top.v").read_text()),
            "ebr_output_registers": packed,
            "yosys_cells": yosys_cells(out / "top.v", "top", out, reuse=True)}
-    _projection(res, cosim_result, golden_img_s, res["fmax_mhz"], freq_mhz)
+    if project:
+        _projection(res, cosim_result, golden_img_s, res["fmax_mhz"], freq_mhz)
     write_atomic(out / "synth.json", json.dumps(res, indent=1).encode())
     return res
 
