@@ -69,6 +69,9 @@ def test_engine_epoch_boundary_and_lr_change(engine_build, tmp_path):
     rc, res = _cosim(tmp_path, cfg, 7, train_images=48)
     assert rc == 0, res.get("message")
     assert res["steps_run"] == 7 and res["lr_inv"] == 4608
+    # every step starts warm, its first run loaded during the step before (across the epoch
+    # boundaries too), but the first and those whose lr_inv changed the command words
+    assert res["warm_list"] == [False, True, True, False, True, True, False]
 
 
 def test_engine_run_in_segments(engine_build, tmp_path):
