@@ -34,12 +34,14 @@ def _cosim(tmp_path, config, steps, fault=None, batch=None, **kw):
 
 
 def test_engine_mnist_mlp_batch64(engine_build, tmp_path):
-    """The paper's MNIST MLP 784-100-50-10 at batch 64: 2 steps, every weight and output
+    """The paper's MNIST MLP 784-100-50-10 at batch 64: 3 steps, every weight and output
     bit-identical; the RTL counters account for every cycle of the step."""
-    rc, res = _cosim(tmp_path, REPO / "configs" / "embedded_mlp.toml", 2)
+    rc, res = _cosim(tmp_path, REPO / "configs" / "embedded_mlp.toml", 3)
     assert rc == 0, res.get("message")
-    assert res["ok"] and res["steps_run"] == 2 and res["network"] == "784-100-50-10"
-    assert res["warm_steps"] == 1  # the second step's first run was loaded during the first's last
+    assert res["ok"] and res["steps_run"] == 3 and res["network"] == "784-100-50-10"
+    # each step after the first found its first run loaded during the step before; with an odd
+    # number of runs (35) the set holding it alternates from step to step
+    assert res["warm_list"] == [False, True, True] and res["runs"] % 2
     u = res["units"]
     # the sequencer's states account for the step (the core's run and the stores overlap them)
     parts = u["fetch_cycles"] + u["load_cycles"] + u["wait_cycles"]
@@ -47,7 +49,7 @@ def test_engine_mnist_mlp_batch64(engine_build, tmp_path):
     assert 0.1 * u["cycles"] <= u["store_cycles"] <= u["cycles"]  # stores ran, within the step
     assert res["mac_busy_frac"] >= 0.95  # while the array runs, it is busy
     # the core's per-phase counters and the register file's run counter count the same cycles
-    assert u["run_cycles"] == sum(v["cycles"] for v in res["phases"].values())
+    assert u["run_cycles"] == pytest.approx(sum(v["cycles"] for v in res["phases"].values()), abs=1e-6)
     assert res["mac_util"] >= 0.75  # double buffering: transfers overlap the runs
     assert abs(res["predicted"]["error"]) < 0.05  # the performance model (hw.engine.perf)
 

@@ -134,12 +134,23 @@ def test_tiles_cover_every_gemm_once_and_fit(hidden, batch, depth, bus):
 
 
 def _sets(cmds):
-    """Replay the scratchpad sets: per command, the set the host side reaches (SWAP flips it)."""
+    """Replay the scratchpad sets from a start with the host's side on set 1: per command, the
+    set the host side reaches (SWAP flips it); the host's side at the end."""
     host, out = 1, []
     for c in cmds:
         out.append(host)
         host ^= c == SWAP
     return out, host
+
+
+def _prefetch_lands(cmds, warm):
+    """Where a program loads the next first run (a set) is where the warm program that follows it
+    runs its first RUN (the warm program's frame starts where this one's host side ends)."""
+    sets, end = _sets(cmds)
+    last = len(cmds) - cmds[::-1].index(RUN)
+    fetched = {sets[i] for i, c in enumerate(cmds[last:], last) if c.op == SOP_LOAD}
+    first_run = 1 - _sets(warm)[0][warm.index(RUN)]  # the core's side: the other set
+    return fetched == {first_run if end == 1 else 1 - first_run}
 
 
 @pytest.mark.parametrize("hidden", [[100, 50], [64, 32]])
@@ -178,6 +189,8 @@ def test_prefetch_loads_the_next_first_run_from_the_staged_batch(hidden):
                    + [(0, prog.tensor_bytes), (ep.ctr_ext, ep.ctr_ext + cb),
                       (ep.prog_ext, ep.prog_ext + len(cold) * pb), (pf.ext, pf.ext + len(pf.commands) * pb)])
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])) and spans[-1][1] <= ep.ext_bytes
+    # the cold program and the warm one both leave the next first run where the next warm RUN is
+    assert _prefetch_lands(cold, pf.commands) and _prefetch_lands(pf.commands, pf.commands)
 
 
 def test_learning_gemms_follow_the_forward_block_by_block():
@@ -215,7 +228,8 @@ def test_no_prefetch_of_what_the_last_run_writes():
     for written, skip in ((w, 0), (replace(w, ext=8192), 3)):  # 2 loads and the command words
         fetch = [x, w, T._ucode_load(run([], []), p)]
         cmds, got = T._schedule([run([x, w], []), run([x], [written])], p, fetch)
-        assert got == skip and sum(c.op == SOP_LOAD for c in cmds) == 5 + (skip > 0) * 3
+        last = len(cmds) - cmds[::-1].index(RUN)
+        assert got == skip and [c.xfer for c in cmds[last:] if c.op == SOP_LOAD] == fetch[:skip]
 
 
 def test_program_commands_pack_into_their_layout():

@@ -25,9 +25,11 @@ def test_control_registers_over_axilite(request):
 
 def test_engine_ports_against_cocotbext_axi(request):
     """The whole streaming engine with AxiRam (random pauses on every channel) and AxiLiteMaster:
-    two training steps and the inference program bit-identical to the golden model; error codes."""
+    three training steps (the last two starting warm) and the inference program bit-identical to
+    the golden model; error codes."""
     counts = run_unit("engine_axi", request, tb_module="sim.tb.tb_engine_axi")
-    assert counts["weights and outputs of 2 steps and 10 predictions, random pauses on both ports"] > 500
+    assert counts["weights and outputs of 3 steps (2 warm) and 10 predictions, random pauses on "
+                  "both ports"] > 500
     assert counts["error programs ending in ERROR with their code"] == 2
 
 

@@ -767,6 +767,9 @@ def weight_tensors(prog: Program, params: dict[str, np.ndarray]) -> list[tuple[T
     return out
 
 
+BATCH_TENSORS = ("x.c", "x.r", "y")  # what the host writes per step: the batch in both layouts, targets
+
+
 def batch_tensors(prog: Program, x: np.ndarray, y: np.ndarray) -> list[tuple[Tensor, np.ndarray]]:
     """The per-step host stream: the int8 batch (both layouts) and the one-hot targets."""
     spec = prog.spec
@@ -788,7 +791,8 @@ def batch_tensors(prog: Program, x: np.ndarray, y: np.ndarray) -> list[tuple[Ten
     def image(tx: Tensor) -> np.ndarray:
         return x.reshape(prog.batch, -1) if tx.image is None else to_hwc(x, tx.image[2])
 
-    return [(t["x.c"], image(t["x.c"])), (t["x.r"], image(t["x.r"])), (t["y"], y)]
+    xc, xr, yt = (t[name] for name in BATCH_TENSORS)
+    return [(xc, image(xc)), (xr, image(xr)), (yt, y)]
 
 
 def pack_command(p: EngineParams, fields: dict) -> int:

@@ -32,7 +32,10 @@ import numpy as np
 
 from model.numerics import NitroError
 
-from .compiler import PARTIAL_OPS, SLOTS, Gemm, Program, Tensor, cdiv, pack_command, validate_gemm
+from .compiler import (
+    BATCH_TENSORS, PARTIAL_OPS, SLOTS, Gemm, Program, Tensor, cdiv, pack_command, validate_gemm,
+)
+from .image import tensor_span
 from .params import (
     CTR_KINDS, MEM_NAMES, N_PHASES, OP_END, OP_POOL, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU,
     OP_SGD, SEL_CMEM, SEL_CTR, EngineParams,
@@ -606,7 +609,7 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
     stage_ext = _align(ctr_ext + N_COUNTERS * ctw)
     staged = {} if inference else _staged(prog, stage_ext)
     head = [*runs[0].loads, _ucode_load(runs[0], p)]
-    cmds, skip = _schedule(runs, p, [_restaged(x, prog, staged, p) for x in head if staged])
+    cmds, skip = _schedule(runs, p, [_restaged(x, prog, staged, p) for x in head] if staged else [])
     tail = [store(Transfer(SEL_CTR, 0, 1, N_COUNTERS, ctr_ext, N_COUNTERS * ctw)), END]
     prog_ext = _align(max([stage_ext] + [s.ext + _bytes(s, p) for s in staged.values()]))
     cold = _synced(cmds + tail, p)
@@ -620,11 +623,9 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
     return EngineProgram(prog, runs, cold, runs[0].ucode_ext, prog_ext, ctr_ext, _align(end), pf)
 
 
-BATCH_TENSORS = ("x.c", "x.r", "y")  # what the host writes per step (`compiler.batch_tensors`)
-
-
 def _bytes(t: Tensor, p: EngineParams) -> int:
-    return t.words * ext_word_bytes(p, t.sel)
+    """Bytes of tensor `t` in external memory."""
+    return tensor_span(p, t)[1] * 8
 
 
 def _staged(prog: Program, base: int) -> dict[str, Tensor]:
@@ -794,8 +795,9 @@ def _cuts(group: list[Gemm], p: EngineParams, exposed: bool = False) -> list[_Cu
 @dataclass(frozen=True)
 class _Cut:
     """Where a tile lies in its GEMM: C rows [m0, m1), columns [n0, n1), K range [k0, k1);
-    `partial`: its chunks' sums in PMEM from row `p_base`; `joins`: it reads the blocks of the
-    tile before it (a window of the same weight gradient), so it joins that tile's run."""
+    `partial`: its chunks' sums in PMEM from row `p_base`; `joins`: it joins the run of the tile
+    before it when it fits there (a window of the same weight gradient, which reads the same
+    blocks; a learning-layer update deferred to the step's last run)."""
 
     g: Gemm
     m0: int
@@ -838,8 +840,8 @@ def _schedule(runs: list[Run], p: EngineParams, prefetch: list[Transfer]) -> tup
     loads the rest first (during the run), then waits for the run, stores the outputs it needs
     (SWAP, STOREs, SWAP back), loads them, and the previous run's other outputs are stored during
     its own run: the only bubble. A set keeps the operand block the tile order keeps (A or B) for
-    the next single-tile run of the same GEMM that lands there. The program ends with the core in
-    set 0, where the next one starts. `prefetch` (the next step's first run) is loaded into the
+    the next single-tile run of the same GEMM that lands there. The program ends with the host's
+    side on the set it started with (no program depends on which that is). `prefetch` (the next step's first run) is loaded into the
     host's set during the last run, which the next program's first run then finds on the host's
     side (an even number of runs: the warm program starts with the SWAP) or on the core's (odd:
     it starts with the RUN), unless the last run writes bytes it reads. Returns the commands

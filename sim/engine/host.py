@@ -183,6 +183,7 @@ class EngineBackend:
     async def _reset(self) -> None:
         from cocotb.triggers import ClockCycles
 
+        self._ready = None
         dut = self.dut
         for s in ("s_axil__awvalid", "s_axil__wvalid", "s_axil__arvalid"):
             getattr(dut, s).value = 0
@@ -197,6 +198,7 @@ class EngineBackend:
         counters of the run."""
         from cocotb.triggers import RisingEdge, with_timeout
 
+        self._ready = None  # whatever runs now leaves no prefetch the host knows of
         base = ep.prefetch.ext if warm else ep.prog_ext
         await self.reg_write("prog_base_lo", base & 0xFFFF_FFFF)
         await self.reg_write("prog_base_hi", base >> 32)
@@ -218,7 +220,6 @@ class EngineBackend:
 
     async def load_weights(self, params: dict[str, np.ndarray]) -> None:
         await self.reset()
-        self._ready = None
         zeros = [(t, np.zeros((t.rows, t.feats), np.int64)) for t in self.prog.cleared]
         progs = [(ep.prog_ext, ep.commands) for ep in (self.ep, self.infer)]
         if self.ep.prefetch is not None:
@@ -268,7 +269,6 @@ class EngineBackend:
         names = ["out"] + [blk.name for blk in prog.spec.blocks.values()]
         outs = {n: [] for n in names}
         y = np.zeros((b, prog.spec.num_classes), np.int8)
-        self._ready = None  # the inference program runs in both scratchpad sets
         for s in range(0, len(x), b):
             xb = x[s:s + b]
             pad = np.zeros((b - len(xb), *xb.shape[1:]), xb.dtype)
