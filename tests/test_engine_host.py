@@ -590,7 +590,7 @@ def test_run_cosim_fails_before_simulation(tmp_path, monkeypatch):
     monkeypatch.setattr(B, "build_engine", no_build)
     big = tmp_path / "big.toml"
     big.write_text('name = "big"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\nhidden = [40000, 16]\n[train]\n')
-    with pytest.raises(NitroError, match=r"the programs need \d+ bytes of memory; the simulated memory"):
+    with pytest.raises(NitroError, match=r"the tensors and programs need \d+ bytes of memory or more; the simulated memory"):
         run_cosim(big, 1, None, None, False)
     drop = tmp_path / "drop.toml"
     drop.write_text('name = "d"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\nhidden = [16]\n'

@@ -615,9 +615,9 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
     cold = _synced(cmds + tail, p)
     end = prog_ext + len(cold) * PROGRAM_WORD_BITS // 8
     pf = None
-    if skip:  # the warm program: without the first run's loads
-        assert cmds[len(head)] == SWAP
-        warm = _synced(cmds[skip:] + tail, p)
+    if skip:  # the warm program: without the first run's loads (they wait for no STORE: no SYNC)
+        assert cold[:len(head) + 1] == cmds[:len(head) + 1] and cmds[len(head)] == SWAP
+        warm = cold[skip:]
         pf = Prefetch(staged, warm, _align(end))
         end = pf.ext + len(warm) * PROGRAM_WORD_BITS // 8
     return EngineProgram(prog, runs, cold, runs[0].ucode_ext, prog_ext, ctr_ext, _align(end), pf)
@@ -683,9 +683,13 @@ def _step_cuts(groups: list[list[Gemm]], p: EngineParams) -> list[_Cut]:
             continue
         f = groups[i][0]
         own = _cuts([f], p, exposed=i == 0)
+        chunks: dict[int, list[tuple[int, int]]] = {}  # per block height (the fit is the same)
         for m0, m1 in sorted({(c.m0, c.m1) for c in own}):
             follow = [_Cut(g, m0, m1, 0, g.n, 0, g.k) for g in chain]
-            cuts += _with_room([c for c in own if c.m0 == m0], follow, p) + follow
+            block = [c for c in own if c.m0 == m0]
+            if m1 - m0 not in chunks:
+                chunks[m1 - m0] = [(c.k0, c.k1) for c in _with_room(block, follow, p)]
+            cuts += [replace(block[-1], k0=a, k1=b) for a, b in chunks[m1 - m0]] + follow
         i += 1 + len(chain)
         if deferred:  # (it joins the step's last run when it fits there)
             late += [replace(c, joins=True) for c in _cuts(groups[i], p)]

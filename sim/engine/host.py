@@ -81,12 +81,16 @@ DDR3_TEXT = ("first beat 30 cycles (200 ns at 150 MHz) after the address, then o
 
 def programs(prog: Program):
     """The training and the inference program, one after the other in the simulated memory
-    (NitroError when they do not fit it)."""
+    (NitroError when they do not fit it; tensors that alone do not fit, before compiling)."""
+    def fits(need: int) -> None:
+        if need > MEM_WORDS * 8:
+            raise NitroError(f"engine: the tensors and programs need {need} bytes of memory or "
+                             f"more; the simulated memory has {MEM_WORDS * 8}")
+
+    fits(prog.tensor_bytes)
     ep = lower(prog)
     infer = lower(prog, inference=True, base=ep.ext_bytes)
-    if infer.ext_bytes > MEM_WORDS * 8:
-        raise NitroError(f"engine: the programs need {infer.ext_bytes} bytes of memory; the "
-                         f"simulated memory has {MEM_WORDS * 8}")
+    fits(infer.ext_bytes)
     return ep, infer
 
 
