@@ -48,12 +48,8 @@ def test_mnist_mlp_gemms_and_macs():
 def test_step_order_keeps_every_dependency(hidden):
     """The engine's GEMM order differs from the reference's backward order; it must still read
     every tensor after the GEMM that writes it and before the GEMM that next overwrites it."""
-    from hw.engine.tiling import READ_ONLY, READS
-
     prog = C.compile_network(mnist_spec(hidden), 64)
-    reads = [{g.a.name, g.b.name} | {g.outs[s].name for s in READS.get(g.op, ())} for g in prog.gemms]
-    writes = [{t.name for s, t in g.outs.items() if s not in READ_ONLY.get(g.op, ())}
-              for g in prog.gemms]
+    reads, writes = zip(*map(T.touched, prog.gemms))
     weights = {n for n, t in prog.tensors.items() if t.sel in (SEL_WMEM, SEL_WTMEM)}
     raw = war = 0  # pairs checked: an activation read after its write, a weight read before its update
     for i, r in enumerate(reads):

@@ -724,13 +724,15 @@ def _row_chain(groups: list[list[Gemm]], i: int, p: EngineParams) -> tuple[list[
     return chain, update and _deferrable(groups[j], [g for gs in groups[j + 1:] for g in gs])
 
 
+def touched(g: Gemm) -> tuple[set[str], set[str]]:
+    """The names of the tensors GEMM `g` reads and of those it writes."""
+    reads = {g.a.name, g.b.name} | {g.outs[s].name for s in READS.get(g.op, ())}
+    return reads, {t.name for s, t in g.outs.items() if s not in READ_ONLY.get(g.op, ())}
+
+
 def _deferrable(group: list[Gemm], later: list[Gemm]) -> bool:
     """`group` may run after all of `later`: none of them reads what it writes or writes what
     it reads or writes."""
-    def touched(g: Gemm) -> tuple[set, set]:
-        reads = {g.a.name, g.b.name} | {g.outs[s].name for s in READS.get(g.op, ())}
-        return reads, {t.name for s, t in g.outs.items() if s not in READ_ONLY.get(g.op, ())}
-
     for g in group:
         r, w = touched(g)
         if any(w & (r2 | w2) or r & w2 for r2, w2 in map(touched, later)):

@@ -408,7 +408,7 @@ def warm_text(res: dict) -> str:
     """How many steps started warm (`tiling.Prefetch`) and their cycles and utilization."""
     cyc = [c for c, w in zip(res["cycles_per_step_list"], res.get("warm_list", [])) if w]
     if not cyc:
-        return "every step started cold (the program prefetches no first run)"
+        return "every step started cold"
     mean = float(np.mean(cyc))
     util = res["useful_macs_per_step"] / (res["params"]["rows"] * res["params"]["cols"] * mean)
     return (f"{len(cyc)} of {res['steps_run']} steps started warm (the first run loaded during the "
