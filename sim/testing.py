@@ -1,9 +1,13 @@
 """pytest side of the unit testbenches: one cached build per simulated design, results reported."""
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 
 import pytest
+
+from model.fileio import write_atomic
 
 from .runner import BUILD_ROOT, Built, build_component, build_unit, run_tb
 from .tensors import TensorSource
@@ -30,7 +34,9 @@ def run_unit(name: str, request: pytest.FixtureRequest | None = None, testcase: 
     """
     b = built(name)
     tb = tb_module or f"sim.tb.tb_{name}"
-    tdir = "run" if testcase is None else f"run_{testcase}"
+    # one folder per xdist worker: two workers may run testcases of the same build at once
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    tdir = ("run" if testcase is None else f"run_{testcase}") + (f"-{worker}" if worker else "")
     try:
         counts = run_tb(b, tb, tdir, testcase=testcase, tensors=tensors)
     except SystemExit as e:  # cocotb's runner exits on a failed test
@@ -49,12 +55,12 @@ def report(name: str, counts: dict, request) -> None:
     line = f"[vectors] {name}: {total} total; " + ", ".join(f"{k}: {v}" for k, v in counts.items())
     print(line)
     summary = BUILD_ROOT / "vector_counts.json"
-    try:
+    BUILD_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(BUILD_ROOT / ".vector_counts.lock", "w") as lock:  # xdist workers add to one file
+        fcntl.flock(lock, fcntl.LOCK_EX)
         data = json.loads(summary.read_text()) if summary.exists() else {}
-    except json.JSONDecodeError:
-        data = {}
-    data[name] = counts
-    summary.write_text(json.dumps(data, indent=1))
+        data[name] = counts
+        write_atomic(summary, json.dumps(data, indent=1).encode())
     if request is not None:
         request.node.user_properties.append(("vectors", total))
         tr = request.config.pluginmanager.get_plugin("terminalreporter")
