@@ -41,8 +41,8 @@ FETCH_CYCLES = 7  # with the AR and R register slices
 BURST_ISSUE_CYCLES = 3
 LOAD_TAIL_CYCLES = 8
 STORE_TAIL_CYCLES = 15  # the scratchpad read latency, the FIFO, the last write response
-RUN_OVERHEAD_CYCLES = 133  # command fetch from the scratchpad, pipeline fill, drain, flush, END
-COMMAND_CYCLES = 119  # a further GEMM of the same run: its fetch, fill, drain, flush (103-129 by op)
+RUN_OVERHEAD_CYCLES = 118  # the first command's fetch from the scratchpad, pipeline fill, drain, flush, END
+COMMAND_CYCLES = 104  # a further GEMM of the same run: fill, drain, flush (its fetch overlaps the flush)
 BURST_SLOT_CYCLES = 1  # a burst holds its outstanding slot for the latency, its beats and the AR handshake
 
 

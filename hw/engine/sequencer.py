@@ -3,7 +3,9 @@ holds the current one in a register, and tells the issue and drain sides when on
 
 A fixed flush (`flush` cycles after the command is done: its last C row left the array, or, for a
 chunk of K that ends no tile, its last beat was issued) separates commands, so a command's reads
-never overtake the previous command's writes.
+never overtake the previous command's writes. The next command's words are read from the command
+scratchpad during the flush's last cycles (nothing writes the engine's set while it runs), so it
+loads as the flush ends.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ class CommandSequencer(wiring.Component):
         pc = Signal(ADDR_W)
         fw = Signal(range(ncw + RL))
         busy, done = Signal(), Signal()
+        assert self.flush >= ncw + RL, "the next command is fetched during the flush"
         wait_cnt = Signal(range(self.flush + 1))
         # CMEM words shift in from the top every cycle (no enable on 512 flip-flops): in LOAD it
         # holds the ncw words FETCH read, in order
@@ -80,20 +83,22 @@ class CommandSequencer(wiring.Component):
                     m.next = "RUN"
             with m.State("RUN"):
                 with m.If(self.drain_done):
-                    m.d.sync += wait_cnt.eq(self.flush)
+                    m.d.sync += [wait_cnt.eq(self.flush), pc.eq(pc + 1)]
                     m.next = "WAIT"
-            with m.State("WAIT"):
+            with m.State("WAIT"):  # the flush; its last ncw + RL cycles fetch the next command
                 m.d.comb += self.in_wait.eq(1)
                 m.d.sync += wait_cnt.eq(wait_cnt - 1)
+                with m.If(wait_cnt < ncw + RL):
+                    m.d.sync += fw.eq(fw + 1)
                 with m.If(wait_cnt == 0):
-                    m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
+                    m.d.sync += fw.eq(0)
+                    m.next = "LOAD"
 
         # "the LOAD cycle", registered from FETCH's last word and replicated per slice of the
         # command register (one LOAD decode of the state register drove all ~430 enables), the
         # last copy for `launch` and the GEMM start
-        load_g = replicated_reg(m, platform, seq.ongoing("FETCH") & (fw == ncw + RL - 1),
-                                CMD_GROUPS + 1, "load")
+        fetched = (seq.ongoing("FETCH") & (fw == ncw + RL - 1)) | (seq.ongoing("WAIT") & (wait_cnt == 0))
+        load_g = replicated_reg(m, platform, fetched, CMD_GROUPS + 1, "load")
         chunk = -(-cmd_w // CMD_GROUPS)
         for g in range(CMD_GROUPS):
             lo, hi = g * chunk, min((g + 1) * chunk, cmd_w)
