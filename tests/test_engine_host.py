@@ -190,18 +190,37 @@ def test_prefetch_loads_the_next_first_run_from_the_staged_batch(hidden):
 
 
 def test_learning_gemms_follow_the_forward_block_by_block():
-    """The MNIST MLP's first forward is cut into two blocks of 32 rows: the learning layer and
-    the delta of each block join the run of the block's last chunk of K (shortened to leave them
-    room), and the learning-layer update, which reads all 64 rows, runs at the end of the step."""
-    prog = C.compile_network(mnist_spec(), 64)
-    ep = T.lower(prog)
+    """A forward cut into blocks of rows (784-40 at batch 256: three blocks of at most 88 rows):
+    the learning layer and the delta of each block join the run of the block's last chunk of K,
+    and the learning-layer update, which reads every row, runs at the end of the step."""
+    ep = T.lower(C.compile_network(mnist_spec((40, 50)), 256))
     joined = [[t.gemm.name.split("[")[0] for t in r.tiles] for r in ep.runs if len(r.tiles) == 3
               and r.tiles[0].parent.name == "linear_block_00/fwd"]
-    assert joined == [["linear_block_00/fwd", "linear_block_00/learn", "linear_block_00/delta"]] * 2
+    assert joined == [["linear_block_00/fwd", "linear_block_00/learn", "linear_block_00/delta"]] * 3
     fwd = [t.gemm for t in ep.tiles if t.parent.name == "linear_block_00/fwd"]
-    for m in (0, 32):  # each block's chunks cover K once, the last one the shortest
-        ks = [g.k for g in fwd if g.name.startswith(f"linear_block_00/fwd[{m}:")]
-        assert sum(ks) == 784 and ks[-1] == min(ks) and fwd[0].m == 32
+    for m in (0, 88, 176):  # each block's chunks cover K once
+        assert sum(g.k for g in fwd if g.name.startswith(f"linear_block_00/fwd[{m}:")) == 784
+    assert ep.runs[-1].tiles[-1].parent.name == "linear_block_00/update_learn"
+
+
+def test_learning_gemms_follow_the_forward_column_blocks():
+    """The MNIST MLP's first forward is cut into two blocks of columns (56 and 44 of its 100
+    outputs; PMEM holds 64 MAC-array tiles of partial sums, all 64 rows in 13 column tiles need
+    104): the learning layer, in two chunks of K split where the last block starts (the first
+    reading the first block's stored outputs, its partial sums in PMEM beside the block's), and
+    the delta in the same two column blocks join the run of the last block's last chunk; the
+    learning-layer update runs at the end of the step."""
+    ep = T.lower(C.compile_network(mnist_spec(), 64))
+    joined = [[t.gemm.name for t in r.tiles[1:]] for r in ep.runs if len(r.tiles) > 1
+              and r.tiles[0].parent.name == "linear_block_00/fwd"]
+    assert joined == [["linear_block_00/learn[0:64, 0:10, 0:56]", "linear_block_00/learn[0:64, 0:10, 56:100]",
+                       "linear_block_00/delta[0:64, 0:56]", "linear_block_00/delta[0:64, 56:100]"]]
+    learn = [t.gemm for t in ep.tiles if t.parent.name == "linear_block_00/learn"]
+    assert [(g.p_in, g.p_out) for g in learn] == [(False, True), (True, False)]
+    assert learn[0].p_base == learn[1].p_base == 8 * 6 * 8  # after the last block's 8 x 6 C tiles
+    fwd = [t.gemm for t in ep.tiles if t.parent.name == "linear_block_00/fwd"]
+    for n in (0, 56):  # each block's chunks cover K once
+        assert sum(g.k for g in fwd if g.name.startswith(f"linear_block_00/fwd[0:64, {n}:")) == 784
     assert ep.runs[-1].tiles[-1].parent.name == "linear_block_00/update_learn"
     # a later GEMM that writes what the update reads keeps it in place
     g = lambda a, b, **outs: SimpleNamespace(a=SimpleNamespace(name=a), b=SimpleNamespace(name=b),  # noqa: E731
@@ -410,17 +429,19 @@ def test_network_too_big_for_engine():
 def test_long_k_runs_in_chunks():
     """A K longer than the scratchpads hold (the weights after a 1200-wide layer, 1200 x 2 words
     of wmem per panel) runs as chunks of K; the rest of the step is tiled as before (the first
-    GEMM, whose loads nothing overlaps, in chunks too: test_first_gemm_in_chunks)."""
+    GEMM, whose loads nothing overlaps, in chunks too: test_first_gemm_in_chunks; the learning
+    layer after a forward cut into column blocks in two chunks: `tiling._column_follow`)."""
     ep = T.lower(C.compile_network(mnist_spec((1200, 50)), 64))
     chunked = {t.parent.name for t in ep.tiles if t.gemm.k_hold or t.gemm.p_out}
-    assert chunked == {"linear_block_00/fwd", "linear_block_01/fwd", "linear_block_00/learn"}
+    assert chunked == {"linear_block_00/fwd", "linear_block_01/fwd", "linear_block_00/learn",
+                       "linear_block_01/learn"}
 
 
 def test_first_gemm_in_chunks(monkeypatch):
     """The step's first GEMM fits with all of K, but nothing overlaps its first tile's loads: it
     runs in chunks of K (partial sums in PMEM), whose first loads are shorter, and the performance
     model predicts the step faster than with whole-K tiles; every other GEMM is cut as before
-    (its learning GEMMs join its blocks' runs: `tiling._row_chain`)."""
+    (its learning GEMMs join its blocks' runs: `tiling._chain`)."""
     prog = C.compile_network(mnist_spec(), 64)
     g, p = prog.gemms[0], prog.params
     whole, chunked = T.tile_shape(g, p), T.tile_shape(g, p, exposed=True)

@@ -19,7 +19,8 @@ learning: forward, learning layer, delta, updates). The nine window positions of
 weight gradient read the same activations and deltas: they take each block and chunk of K one
 after another in one run (`_cuts`), each keeping its partial sums in a PMEM region of its own.
 A linear forward cut along the batch takes its block's learning layer and delta into the run of
-the block's last chunk of K (`_row_chain`).
+the block's last chunk of K; one cut along its columns takes them, cut at the same columns, into
+the run of its last block's last chunk (`_chain`).
 Per run: LOADs (the A or B block is kept when the next single-tile run of the same GEMM reuses
 it), the commands into the command scratchpad, RUN, STOREs, double-buffered (`_schedule`); the
 last run also loads the next step's first run (`Prefetch`).
@@ -527,9 +528,10 @@ def _chunk_shape(g: Gemm, p: EngineParams, chunk, share: int = 1,
     tile, None when none fits): on one C tile, the array holding its sums between chunks, or for
     the serial ops on as many C tiles as PMEM holds the partial sums of, so that each chunk's
     operands are loaded once for all of them, and once for as many of the `share` GEMMs reading
-    them as PMEM holds the partial sums of. The shape with the fewest cycles: per chunk command
-    the slower of its share of the operand beats and its MAC-array tiles, plus the fixed
-    overhead, and with `exposed` the first chunk's beats. Returns (that cost, the shape)."""
+    them as PMEM holds the partial sums of. Blocks are balanced (the last one no larger than
+    the others). The shape with the fewest cycles: per chunk command of each block the slower of
+    its share of the operand beats and its MAC-array tiles, plus the fixed overhead, and with
+    `exposed` the first chunk's beats. Returns (that cost, the shape)."""
     L = p.lanes
     mt, nt, most = cdiv(g.m, L), cdiv(g.n, L), p.pmem_depth // (L * L)
     shapes = {(1, 1, False)}
@@ -539,16 +541,25 @@ def _chunk_shape(g: Gemm, p: EngineParams, chunk, share: int = 1,
             shapes |= {(min(mt, t // nc), nc, True) for nc in range(1, min(nt, t) + 1)}
     best = None
     for mc, nc, partial in sorted(shapes):
+        if partial:
+            mc, nc = cdiv(mt, cdiv(mt, mc)), cdiv(nt, cdiv(nt, nc))
         mm, nn = min(mc * L, g.m), min(nc * L, g.n)
         kc = chunk(mm, nn)
         if kc is None or (partial and mc * nc == 1 and share == 1):
             continue
-        beats = _operand_beats(g, p, mm, nn, kc)
-        macs = mc * nc * max(kc, L * L) if partial else kc
-        if partial:
+
+        def command(bm: int, bn: int) -> float:  # one chunk command of a bm x bn block
+            beats = _operand_beats(g, p, bm, bn, kc)
+            if not partial:
+                return max(beats, kc) + TILE_OVERHEAD_BEATS
             beats /= min(share, _pmem_share(p, mc * nc))
-        cost = cdiv(g.m, mm) * cdiv(g.n, nn) * cdiv(g.k, kc) * (max(beats, macs) + TILE_OVERHEAD_BEATS)
-        cost += beats if exposed else 0
+            return max(beats, cdiv(bm, L) * cdiv(bn, L) * max(kc, L * L)) + TILE_OVERHEAD_BEATS
+
+        # blocks of mm x nn, and smaller ones at the bottom and right edges
+        sizes = [(n, b) for n, b in ((g.m // mm, mm), (1, g.m % mm)) if n and b]
+        cols = [(n, b) for n, b in ((g.n // nn, nn), (1, g.n % nn)) if n and b]
+        cost = cdiv(g.k, kc) * sum(a * c * command(bm, bn) for a, bm in sizes for c, bn in cols)
+        cost += _operand_beats(g, p, mm, nn, kc) if exposed else 0
         if best is None or cost < best[0]:
             best = (cost, TileShape(mm, nn, False, kc, partial))
     return (0, None) if best is None else best
@@ -669,27 +680,20 @@ def _window_groups(gemms: list[Gemm]) -> list[list[Gemm]]:
 
 
 def _step_cuts(groups: list[list[Gemm]], p: EngineParams) -> list[_Cut]:
-    """The tiles of every GEMM group (`_cuts`) in run order; a forward cut into blocks of rows
-    is followed, block by block, by the learning GEMMs that read those rows (`_row_chain`), and
-    the learning-layer update that needs all of them then waits for the end of the step."""
+    """The tiles of every GEMM group (`_cuts`) in run order; a forward cut into blocks is followed
+    by the learning GEMMs that read those blocks (`_chain`), and the learning-layer update that
+    needs all of them then waits for the end of the step."""
     cuts: list[_Cut] = []
     late: list[_Cut] = []
     i = 0
     while i < len(groups):
-        chain, deferred = _row_chain(groups, i, p)
+        chain, deferred, sh = _chain(groups, i, p)
         if not chain:
-            cuts += _cuts(groups[i], p, exposed=i == 0)
+            cuts += _cuts(groups[i], p, exposed=i == 0, sh=sh)
             i += 1
             continue
-        f = groups[i][0]
-        own = _cuts([f], p, exposed=i == 0)
-        chunks: dict[int, list[tuple[int, int]]] = {}  # per block height (the fit is the same)
-        for m0, m1 in sorted({(c.m0, c.m1) for c in own}):
-            follow = [_Cut(g, m0, m1, 0, g.n, 0, g.k) for g in chain]
-            block = [c for c in own if c.m0 == m0]
-            if m1 - m0 not in chunks:
-                chunks[m1 - m0] = [(c.k0, c.k1) for c in _with_room(block, follow, p)]
-            cuts += [replace(block[-1], k0=a, k1=b) for a, b in chunks[m1 - m0]] + follow
+        own = _cuts(groups[i], p, sh=sh)
+        cuts += (_row_follow if sh.m < groups[i][0].m else _column_follow)(own, chain, p)
         i += 1 + len(chain)
         if deferred:  # (it joins the step's last run when it fits there)
             late += [replace(c, joins=True) for c in _cuts(groups[i], p)]
@@ -697,31 +701,80 @@ def _step_cuts(groups: list[list[Gemm]], p: EngineParams) -> list[_Cut]:
     return cuts + late
 
 
-def _row_chain(groups: list[list[Gemm]], i: int, p: EngineParams) -> tuple[list[Gemm], bool]:
-    """The learning GEMMs after forward groups[i] that go with its blocks of rows: when the
-    forward (a linear layer) is cut along the batch, the learning layer and the delta, whose
-    rows read only the same rows, each fit one block. They join the run of the block's last
-    chunk instead of waiting for the whole forward's outputs to be stored and loaded again. The
-    learning-layer update after them, which reads every row, is deferred to the end of the step
-    when no later GEMM touches what it reads or writes (returned: whether it is)."""
+def _row_follow(own: list[_Cut], chain: list[Gemm], p: EngineParams) -> list[_Cut]:
+    """A forward cut into blocks of rows, each block's learning GEMMs (its rows) joining the
+    run of the block's last chunk of K."""
+    cuts: list[_Cut] = []
+    chunks: dict[int, list[tuple[int, int]]] = {}  # per block height (the fit is the same)
+    for m0, m1 in sorted({(c.m0, c.m1) for c in own}):
+        follow = [_Cut(g, m0, m1, 0, g.n, 0, g.k) for g in chain]
+        block = [c for c in own if c.m0 == m0]
+        if m1 - m0 not in chunks:
+            chunks[m1 - m0] = [(c.k0, c.k1) for c in _with_room(block, follow, p)]
+        cuts += [replace(block[-1], k0=a, k1=b) for a, b in chunks[m1 - m0]] + follow
+    return cuts
+
+
+def _column_follow(own: list[_Cut], chain: list[Gemm], p: EngineParams) -> list[_Cut]:
+    """A forward cut into blocks of columns (all rows), the learning GEMMs joining the run of
+    the last block's last chunk, cut where that block starts: the learning layer (K = the
+    forward's columns) in two chunks of K, its partial sums in PMEM beside the block's, the
+    first reading the earlier blocks' stored outputs; the delta (N = the forward's columns) in
+    two column blocks."""
+    edges = sorted({(c.n0, c.n1) for c in own})
+    cut = edges[-1][0]
+    last = [c for c in own if c.n0 == cut]
+    p_base = cdiv(last[0].m1 - last[0].m0, p.lanes) * cdiv(edges[-1][1] - cut, p.lanes) * p.lanes
+    follow = []
+    for g in chain:
+        if g.op == OP_SCALE_LOSS:  # K along the forward's columns
+            follow += [_Cut(g, 0, g.m, 0, g.n, 0, cut, True, p_base, True),
+                       _Cut(g, 0, g.m, 0, g.n, cut, g.k, True, p_base)]
+        else:
+            follow += [_Cut(g, 0, g.m, 0, cut, 0, g.k), _Cut(g, 0, g.m, cut, g.n, 0, g.k)]
+    return [c for c in own if c not in last] + _with_room(last, follow, p) + follow
+
+
+def _chain(groups: list[list[Gemm]], i: int, p: EngineParams) -> tuple[list[Gemm], bool, TileShape]:
+    """The learning GEMMs after forward groups[i] that go with its blocks: when the forward (a
+    linear layer) is cut along the batch, the learning layer and the delta, whose rows read only
+    the same rows, each fit one block; when it is cut along its columns in chunks of K, they
+    are cut at the same columns and the learning layer's partial sums fit PMEM beside the last
+    block's. They join the run of a block's last chunk instead of waiting for the whole
+    forward's outputs to be stored and loaded again. The learning-layer update after them, which
+    reads every row, is deferred to the end of the step when no later GEMM touches what it
+    reads or writes. Returns (the chain, whether the update is deferred, groups[i]'s shape)."""
     f = groups[i][0]
+    sh = tile_shape(f, p, share=len(groups[i]), exposed=i == 0)
     if len(groups[i]) > 1 or f.op != OP_SCALE_RELU or f.conv is not None or f.pool is not None:
-        return [], False
-    sh = tile_shape(f, p, exposed=i == 0)
-    if sh.m >= f.m or sh.n < f.n:  # not cut along the batch, or rows in several tiles
-        return [], False
-    block, chain = sh.m, []
+        return [], False, sh
+    rows = sh.m < f.m and sh.n >= f.n
+    if not rows and not (sh.m >= f.m and sh.n < f.n and sh.partial):
+        return [], False, sh
+    L = p.lanes
+
+    def fits(g: Gemm) -> bool:  # g's pieces (`_row_follow`, `_column_follow`)
+        if rows:
+            return _fits(g, p, sh.m, g.n)
+        last = f.n % sh.n or sh.n
+        if g.op == OP_RELU_BWD:
+            return _fits(g, p, g.m, f.n - last) and _fits(g, p, g.m, g.n, n0=f.n - last)
+        pmem = (cdiv(f.m, L) * cdiv(last, L) + cdiv(g.m, L) * cdiv(g.n, L)) * L * L
+        return (pmem <= p.pmem_depth and _fits(g, p, g.m, g.n, f.n - last)
+                and _fits(g, p, g.m, g.n, f.n, k0=f.n - last))
+
+    chain = []
     for group in groups[i + 1:]:
         g = group[0]
         if (len(group) > 1 or g.op not in (OP_SCALE_LOSS, OP_RELU_BWD) or g.a.layout != "col"
-                or g.m != f.m or g.unpool is not None or not _fits(g, p, block, g.n)):
+                or g.m != f.m or g.unpool is not None or not fits(g)):
             break
         chain.append(g)
     if not chain or chain[0].a is not f.outs["o0"]:
-        return [], False
+        return [], False, sh
     j = i + 1 + len(chain)
     update = j < len(groups) - 1 and groups[j][0].op == OP_SGD
-    return chain, update and _deferrable(groups[j], [g for gs in groups[j + 1:] for g in gs])
+    return chain, update and _deferrable(groups[j], [g for gs in groups[j + 1:] for g in gs]), sh
 
 
 def touched(g: Gemm) -> tuple[set[str], set[str]]:
@@ -749,7 +802,7 @@ def _with_room(own: list[_Cut], follow: list[_Cut], p: EngineParams) -> list[_Cu
         run.tiles.append(tile)
         for c in follow:
             t, forwarded = _tile(c, p, run)
-            if t is None or not forwarded:
+            if t is None or not (forwarded or c.joins):
                 return False
             run.tiles.append(t)
         return run.commands <= p.cmem_depth
@@ -767,14 +820,15 @@ def _with_room(own: list[_Cut], follow: list[_Cut], p: EngineParams) -> list[_Cu
     return [replace(last, k0=a, k1=b) for a, b in zip(edges, edges[1:])]
 
 
-def _cuts(group: list[Gemm], p: EngineParams, exposed: bool = False) -> list[_Cut]:
+def _cuts(group: list[Gemm], p: EngineParams, exposed: bool = False,
+          sh: TileShape | None = None) -> list[_Cut]:
     """The tiles of a GEMM, or of the windows of a weight gradient, in run order. Windows share
     their A and B blocks: unless the array holds a tile's sums between its chunks, the windows
     whose partial sums PMEM holds at once (each in a region of its own) take each block, and
     each chunk of K, one after another, so the block is loaded once for all of them.
-    `exposed`: the program's first GEMM (`tile_shape`)."""
+    `exposed`: the program's first GEMM (`tile_shape`); `sh`: its shape, when known."""
     g = group[0]
-    sh = tile_shape(g, p, share=len(group), exposed=exposed)
+    sh = sh or tile_shape(g, p, share=len(group), exposed=exposed)
     edges = sh.n_cuts or (*range(0, g.n, sh.n), g.n)
     blocks = [(m0, n0, n1) for m0 in range(0, g.m, sh.m) for n0, n1 in zip(edges, edges[1:])]
     if sh.n_outer:
