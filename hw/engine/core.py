@@ -53,8 +53,17 @@ from .params import (
 from .pipeline import data_reg
 from .pool import PoolUnit
 from .scratchpads import Scratchpads
-from .sequencer import CommandSequencer
+from .sequencer import CommandSequencer, Flush
 from .serializer import RowSerializer
+
+
+def command_flush(p: EngineParams) -> Flush:
+    """Each pipe's depth behind the drain plus the memories' write registers and the margin."""
+    ops, RL, tail = OutputOps(p), READ_LATENCY, WRITE_LATENCY + p.wait_cycles
+    serial = p.lanes + 1 + RL  # the serializer's last element and its memory word (E1)
+    return Flush(full=serial + ops.latency + tail, p_out=serial + 1 + tail,
+                 sgd=serial + ops.sgd.latency + 1 + tail, relu_bwd=1 + ops.rbwd.latency + tail,
+                 hold=p.cmd_words + RL)
 
 
 class Engine(wiring.Component):
@@ -70,7 +79,7 @@ class Engine(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        p, RL, L = self.p, READ_LATENCY, self.p.lanes
+        p, RL = self.p, READ_LATENCY
 
         # ---- scratchpads: the engine's set and the host's (`swap` exchanges them) -----------
         m.submodules.spads = sp = Scratchpads(p)
@@ -87,10 +96,7 @@ class Engine(wiring.Component):
         # ---- units ------------------------------------------------------------------------------
         m.submodules.mac = mac = MacArray(p.rows, p.cols, p.act_bits, p.delta_bits, p.acc_bits)
         m.submodules.ops = ops = OutputOps(p)
-        # pipeline flush after the last C row: serializer, the element's memory read, the deepest
-        # output pipeline, the memories' write registers
-        flush = L + 1 + RL + ops.latency + WRITE_LATENCY + p.wait_cycles
-        m.submodules.seq = seq = CommandSequencer(p, flush)
+        m.submodules.seq = seq = CommandSequencer(p, command_flush(p))
         m.submodules.issue = issue = OperandIssue(p, stream.Signature(mac.i.payload.shape()))
         m.submodules.drain = drain = RowDrain(p, stream.Signature(mac.o.payload.shape()))
         m.submodules.ser = ser = RowSerializer(p)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from hw.axi import burst_split
 
+from .core import command_flush
 from .memory import READ_LATENCY
 from .params import OP_RELU_BWD, EngineParams
 from .program import (
@@ -96,9 +97,11 @@ def tile_cycles(tile: Tile, p: EngineParams) -> int:
 
 
 def run_cycles(run: Run, p: EngineParams) -> list[int]:
-    """The core's cycles for each tile of a run, the run's fixed cost on its first tile."""
-    return [tile_cycles(t, p) + (RUN_OVERHEAD_CYCLES if k == 0 else COMMAND_CYCLES)
-            for k, t in enumerate(run.tiles)]
+    """The core's cycles for each tile of a run, the run's fixed cost on its first tile; the
+    overheads are a scaling command's, shorter by the flush its op does without."""
+    fl = command_flush(p)
+    return [tile_cycles(t, p) + (RUN_OVERHEAD_CYCLES if k == 0 else COMMAND_CYCLES) - fl.full
+            + fl.of(t.gemm.k_hold, t.gemm.p_out, t.gemm.op) for k, t in enumerate(run.tiles)]
 
 
 def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 0,

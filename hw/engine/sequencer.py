@@ -1,22 +1,26 @@
 """The core's command sequencer: fetches GEMM commands from the command scratchpad until an END,
 holds the current one in a register, and tells the issue and drain sides when one starts.
 
-A fixed flush (`flush` cycles after the command is done: its last C row left the array, or, for a
-chunk of K that ends no tile, its last beat was issued) separates commands, so a command's reads
-never overtake the previous command's writes. The next command's words are read from the command
+A flush (`core.Flush`: cycles after the command is done, its last C row left the array or, for a
+chunk of K that ends no tile, its last beat was issued, as deep as the command's output pipe)
+separates commands, so a command's reads never overtake the previous command's writes. The next command's words are read from the command
 scratchpad during the flush's last cycles (nothing writes the engine's set while it runs), so it
 loads as the flush ends.
 """
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal
+from dataclasses import dataclass
+
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.fanout import replicated_reg
 
 from .memory import READ_LATENCY
-from .params import ADDR_W, CMD_WORD_BITS, OP_END, OP_POOL, EngineParams, command_layout
+from .params import (
+    ADDR_W, CMD_WORD_BITS, OP_END, OP_POOL, OP_RELU_BWD, OP_SGD, EngineParams, command_layout,
+)
 from .pipeline import data_reg
 
 CMD_GROUPS = 6  # copies of the command register's load enable (hw.fanout)
@@ -26,6 +30,23 @@ CMD_GROUPS = 6  # copies of the command register's load enable (hw.fanout)
 GEMM_COPIES = 5
 
 
+@dataclass(frozen=True)
+class Flush:
+    """Cycles the sequencer waits after a command is done (its last C row left the array, or
+    its last beat was issued), by what its last writes still need."""
+
+    full: int  # scale ops, max-pool: the serializer, the element's memory read, the scaling pipe
+    p_out: int  # a chunk of K's partial sums: to PMEM one register after the adder
+    sgd: int  # the IntegerSGD pipe
+    relu_bwd: int  # whole rows: the SMEM word, the unit
+    hold: int  # a chunk that ends no tile writes nothing: only the next command's fetch
+
+    def of(self, k_hold, p_out, op, mux=lambda c, a, b: a if c else b):
+        """The flush of a command with these fields (Amaranth values with mux=Mux)."""
+        return mux(k_hold, self.hold, mux(p_out, self.p_out, mux(
+            op == OP_SGD, self.sgd, mux(op == OP_RELU_BWD, self.relu_bwd, self.full))))
+
+
 class CommandSequencer(wiring.Component):
     """start -> busy until an END command, then done. `cmd` is the command being run; `launch` is
     high in its DECODE cycle, `gemm` (GEMM_COPIES copies) in the same cycle when it is a GEMM,
@@ -33,7 +54,7 @@ class CommandSequencer(wiring.Component):
     `drain_done` (the command is done: its last C row has left the array, or its last beat is
     issued when it ends no tile) ends a command; `in_wait` marks the flush."""
 
-    def __init__(self, p: EngineParams, flush: int) -> None:
+    def __init__(self, p: EngineParams, flush: Flush) -> None:
         self.p, self.flush = p, flush
         self.cmd_layout = command_layout(p)
         super().__init__({
@@ -52,8 +73,12 @@ class CommandSequencer(wiring.Component):
         pc = Signal(ADDR_W)
         fw = Signal(range(ncw + RL))
         busy, done = Signal(), Signal()
-        assert self.flush >= ncw + RL, "the next command is fetched during the flush"
-        wait_cnt = Signal(range(self.flush + 1))
+        fl = self.flush
+        assert min(vars(fl).values()) >= ncw + RL, "the next command is fetched during the flush"
+        wait_cnt = Signal(range(fl.full + 1))
+        # this command's flush, registered from its fields (loaded two cycles before RUN)
+        flush = Signal.like(wait_cnt)
+        m.d.sync += flush.eq(fl.of(cmd.k_hold, cmd.p_out, cmd.op, Mux))
         # CMEM words shift in from the top every cycle (no enable on 512 flip-flops): in LOAD it
         # holds the ncw words FETCH read, in order
         cmd_sr = data_reg(ncw * CMD_WORD_BITS)
@@ -83,7 +108,7 @@ class CommandSequencer(wiring.Component):
                     m.next = "RUN"
             with m.State("RUN"):
                 with m.If(self.drain_done):
-                    m.d.sync += [wait_cnt.eq(self.flush), pc.eq(pc + 1)]
+                    m.d.sync += [wait_cnt.eq(flush), pc.eq(pc + 1)]
                     m.next = "WAIT"
             with m.State("WAIT"):  # the flush; its last ncw + RL cycles fetch the next command
                 m.d.comb += self.in_wait.eq(1)
