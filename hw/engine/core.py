@@ -34,6 +34,8 @@ follow the last write two cycles later (the write then enters its set's pipeline
 """
 from __future__ import annotations
 
+from functools import cache
+
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -57,6 +59,7 @@ from .sequencer import CommandSequencer, Flush
 from .serializer import RowSerializer
 
 
+@cache  # the performance model asks once per run
 def command_flush(p: EngineParams) -> Flush:
     """Each pipe's depth behind the drain plus the memories' write registers and the margin."""
     ops, RL, tail = OutputOps(p), READ_LATENCY, WRITE_LATENCY + p.wait_cycles
