@@ -40,8 +40,8 @@ def _idx(code: int, dims: list[int], payload: bytes = b"") -> bytes:
     ("train-labels-idx1-ubyte", _idx(8, [2**31, 2**31, 4])),  # size 2^64 wrapped to 0 in int64
     ("train-images-idx3-ubyte.gz", _idx(8, [0, 28, 28])),  # no images
     ("t10k-labels-idx1-ubyte", _idx(8, [63], bytes(63))),  # 64 test images, 63 labels
-    ("train-images-idx3-ubyte.gz", gzip.compress(_idx(0x0B, [128, 28, 28], bytes(128 * 28 * 28 * 2)))),  # int16
-    ("train-images-idx3-ubyte.gz", gzip.compress(_idx(8, [128, 28, 28], bytes(100)))[:-9]),  # truncated gzip
+    ("train-images-idx3-ubyte.gz", gzip.compress(_idx(0x0B, [128, 28, 28], bytes(128 * 28 * 28 * 2)), mtime=0)),  # int16
+    ("train-images-idx3-ubyte.gz", gzip.compress(_idx(8, [128, 28, 28], bytes(100)), mtime=0)[:-9]),  # truncated gzip
 ])
 def test_idx_files_that_used_to_crash(name, content):
     assert fz.check_idx((name, content)) == 2  # refused, not accepted
