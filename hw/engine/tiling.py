@@ -693,7 +693,8 @@ def _step_cuts(groups: list[list[Gemm]], p: EngineParams) -> list[_Cut]:
             i += 1
             continue
         own = _cuts(groups[i], p, sh=sh)
-        cuts += (_row_follow if sh.m < groups[i][0].m else _column_follow)(own, chain, p)
+        rows = sh.m < groups[i][0].m
+        cuts += _row_follow(own, chain, p) if rows else _column_follow(own, chain, sh, p)
         i += 1 + len(chain)
         if deferred:  # (it joins the step's last run when it fits there)
             late += [replace(c, joins=True) for c in _cuts(groups[i], p)]
@@ -715,24 +716,26 @@ def _row_follow(own: list[_Cut], chain: list[Gemm], p: EngineParams) -> list[_Cu
     return cuts
 
 
-def _column_follow(own: list[_Cut], chain: list[Gemm], p: EngineParams) -> list[_Cut]:
-    """A forward cut into blocks of columns (all rows), the learning GEMMs joining the run of
-    the last block's last chunk, cut where that block starts: the learning layer (K = the
-    forward's columns) in two chunks of K, its partial sums in PMEM beside the block's, the
-    first reading the earlier blocks' stored outputs; the delta (N = the forward's columns) in
-    two column blocks."""
-    edges = sorted({(c.n0, c.n1) for c in own})
-    cut = edges[-1][0]
-    last = [c for c in own if c.n0 == cut]
-    p_base = cdiv(last[0].m1 - last[0].m0, p.lanes) * cdiv(edges[-1][1] - cut, p.lanes) * p.lanes
-    follow = []
-    for g in chain:
-        if g.op == OP_SCALE_LOSS:  # K along the forward's columns
-            follow += [_Cut(g, 0, g.m, 0, g.n, 0, cut, True, p_base, True),
-                       _Cut(g, 0, g.m, 0, g.n, cut, g.k, True, p_base)]
-        else:
-            follow += [_Cut(g, 0, g.m, 0, cut, 0, g.k), _Cut(g, 0, g.m, cut, g.n, 0, g.k)]
+def _column_follow(own: list[_Cut], chain: list[Gemm], sh: TileShape, p: EngineParams) -> list[_Cut]:
+    """A forward cut into blocks of columns (all rows, shape `sh`), its learning GEMMs
+    (`_column_pieces`) joining the run of the last block's last chunk."""
+    f = own[0].g
+    follow = [c for g in chain for c in _column_pieces(g, f, sh, p)]
+    last = [c for c in own if c.n1 == f.n]
     return [c for c in own if c not in last] + _with_room(last, follow, p) + follow
+
+
+def _column_pieces(g: Gemm, f: Gemm, sh: TileShape, p: EngineParams) -> list[_Cut]:
+    """Learning GEMM g after forward f cut into column blocks of `sh`, cut where the last block
+    starts: the learning layer (K = f's columns) in two chunks of K, its partial sums in PMEM
+    beside the last block's, the first reading the earlier blocks' stored outputs; the delta
+    (N = f's columns) in two column blocks."""
+    cut = f.n - (f.n % sh.n or sh.n)
+    if g.op == OP_SCALE_LOSS:
+        p_base = cdiv(f.m, p.lanes) * cdiv(f.n - cut, p.lanes) * p.lanes
+        return [_Cut(g, 0, g.m, 0, g.n, 0, cut, True, p_base, True),
+                _Cut(g, 0, g.m, 0, g.n, cut, g.k, True, p_base)]
+    return [_Cut(g, 0, g.m, 0, cut, 0, g.k), _Cut(g, 0, g.m, cut, g.n, 0, g.k)]
 
 
 def _chain(groups: list[list[Gemm]], i: int, p: EngineParams) -> tuple[list[Gemm], bool, TileShape]:
@@ -753,15 +756,12 @@ def _chain(groups: list[list[Gemm]], i: int, p: EngineParams) -> tuple[list[Gemm
         return [], False, sh
     L = p.lanes
 
-    def fits(g: Gemm) -> bool:  # g's pieces (`_row_follow`, `_column_follow`)
+    def fits(g: Gemm) -> bool:  # g's pieces (`_row_follow`, `_column_pieces`)
         if rows:
             return _fits(g, p, sh.m, g.n)
-        last = f.n % sh.n or sh.n
-        if g.op == OP_RELU_BWD:
-            return _fits(g, p, g.m, f.n - last) and _fits(g, p, g.m, g.n, n0=f.n - last)
-        pmem = (cdiv(f.m, L) * cdiv(last, L) + cdiv(g.m, L) * cdiv(g.n, L)) * L * L
-        return (pmem <= p.pmem_depth and _fits(g, p, g.m, g.n, f.n - last)
-                and _fits(g, p, g.m, g.n, f.n, k0=f.n - last))
+        return all(_fits(g, p, c.m1, c.n1, c.k1, m0=c.m0, n0=c.n0, k0=c.k0) and (
+            not c.partial or (c.p_base + cdiv(g.m, L) * cdiv(g.n, L) * L) * L <= p.pmem_depth)
+            for c in _column_pieces(g, f, sh, p))
 
     chain = []
     for group in groups[i + 1:]:
