@@ -1,11 +1,11 @@
 """The core's command sequencer: fetches GEMM commands from the command scratchpad until an END,
 holds the current one in a register, and tells the issue and drain sides when one starts.
 
-A flush (`core.Flush`: cycles after the command is done, its last C row left the array or, for a
+A flush (`Flush`: cycles after the command is done, its last C row left the array or, for a
 chunk of K that ends no tile, its last beat was issued, as deep as the command's output pipe)
-separates commands, so a command's reads never overtake the previous command's writes. The next command's words are read from the command
-scratchpad during the flush's last cycles (nothing writes the engine's set while it runs), so it
-loads as the flush ends.
+separates commands, so a command's reads never overtake the previous command's writes. The next
+command's words are read from the command scratchpad during the flush's last cycles (nothing
+writes the engine's set while it runs), so it loads as the flush ends.
 """
 from __future__ import annotations
 
