@@ -168,7 +168,9 @@ def test_prefetch_loads_the_next_first_run_from_the_staged_batch(hidden):
     fetch = [(c.xfer, sets[i]) for i, c in enumerate(cold[last:], last) if c.op == SOP_LOAD]
     assert end == 1 and len(fetch) == len(head)
     p, staged = prog.params, 0
-    for (x, side), h in zip(fetch, head):
+    # (in the order `_sync_segment` chose for them)
+    fetch.sort(key=lambda f: (f[0].sel, f[0].spad))
+    for (x, side), h in zip(fetch, sorted(head, key=lambda c: (c.xfer.sel, c.xfer.spad))):
         assert side == int(even) and replace(x, ext=h.xfer.ext) == h.xfer
         batch = [n for n in T.BATCH_TENSORS if prog.tensors[n].ext <= h.xfer.ext < prog.tensors[n].ext
                  + T._bytes(prog.tensors[n], p)]
@@ -368,6 +370,22 @@ def test_loads_wait_for_the_stores_they_touch():
     assert T._synced([store(free), load(other_sel), END], p) == [store(free), load(other_sel), END]
 
 
+def test_loads_wait_for_their_own_stores_only():
+    """A LOAD that needs no STORE goes first, beside the STOREs of the first LOAD that does; the
+    next LOAD's STOREs are issued after that SYNC, so they run beside the LOAD before theirs (the
+    order the MNIST MLP's weight-update runs need to hide the previous run's stores)."""
+    p = EngineParams()
+    s1, l1 = Transfer(SEL_AMEM_C, 0, 1, 8, 0x10000, 0), Transfer(SEL_AMEM_C, 0, 1, 32, 0x20000, 0)
+    s3, l3 = Transfer(SEL_WMEM, 0, 1, 4, 0x30000, 0), Transfer(SEL_WMEM, 0, 1, 16, 0x40000, 0)
+    l2 = Transfer(SEL_WTMEM, 0, 1, 64, 0x50000, 0)
+    assert T._synced([RUN, store(s1), store(s3), load(l1), load(l2), load(l3), END], p) == [
+        RUN, store(s1), load(l2), SYNC, store(s3), load(l1), SYNC, load(l3), END]
+    # a LOAD whose STOREs take longer than it goes after those whose STOREs do not
+    long_store = replace(s3, row_words=64)
+    assert T._synced([RUN, store(s1), store(long_store), load(l3), load(l1), END], p) == [
+        RUN, store(s1), SYNC, store(long_store), load(l1), SYNC, load(l3), END]
+
+
 def _touches(x: Transfer, p: EngineParams) -> tuple[set, set]:
     """The (scratchpad, word) pairs and the external bytes a transfer touches, word by word."""
     bpw = ext_word_bytes(p, x.sel)
@@ -382,38 +400,47 @@ _xfer = st.builds(lambda sel, spad, rows, row_words, ext, gap: Transfer(
     st.integers(1, 6), st.integers(0, 60), st.integers(0, 4))
 
 
+_segment = st.tuples(st.booleans(), st.lists(_xfer, max_size=4), st.lists(_xfer, max_size=4))
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(st.builds(load, _xfer), st.builds(store, _xfer), st.just(RUN),
-                          st.just(SWAP)), max_size=14), _xfer)
-def test_synced_programs_keep_every_store_load_order(middle, x):
+@given(st.lists(_segment, min_size=1, max_size=4), _xfer)
+def test_synced_programs_keep_every_store_load_order(segments, x):
     """Against the program run one command at a time: with STOREs running beside the commands
     after them, every LOAD and STORE that touch the same scratchpad words or external bytes (and
-    every two STOREs that write the same bytes) keep their order, with a SYNC, SWAP or END
-    between a STORE and a LOAD after it; no STORE crosses a SWAP; only SYNCs are added. The
-    program stores `x` first and loads it last, so every example has a pair to check."""
+    every two STOREs that write the same bytes, every two LOADs that write the same words) keep
+    their order, with a SYNC, SWAP or END between a STORE and a LOAD after it; no transfer
+    crosses a SWAP; only SYNCs are added. Segments are as `_schedule` writes them (a RUN, STOREs,
+    LOADs); the program stores `x` first and loads it last, so every example has a pair to check."""
     p = EngineParams()
-    cmds = [store(x), *middle, load(x), END]
+    segments[0][1].insert(0, x)
+    segments[-1][2].append(x)
+    cmds = []
+    for run, stores, loads in segments:
+        cmds += [RUN] * run + [store(y) for y in stores] + [load(y) for y in loads] + [SWAP]
+    cmds[-1] = END
     out = T._synced(cmds, p)
     pos = {id(c): k for k, c in enumerate(out) if c.xfer}
     assert sorted(pos) == sorted(id(c) for c in cmds if c.xfer)  # the same commands, SYNCs added
-    assert [c for c in out if c.op not in (SOP_SYNC, SOP_STORE)] == [c for c in cmds if c.op != SOP_STORE]
+    assert [c for c in out if c.xfer is None and c.op != SOP_SYNC] == [c for c in cmds if c.xfer is None]
     barriers = [k for k, c in enumerate(out) if c.op in (SOP_SYNC, SOP_SWAP, SOP_END)]
     transfers = [c for c in cmds if c.xfer]
     checked = 0
     for i, a in enumerate(transfers):
         for b in transfers[i + 1:]:
-            if a.op == b.op == SOP_LOAD:
-                continue
             (wa, ea), (wb, eb) = _touches(a.xfer, p), _touches(b.xfer, p)
-            if (ea & eb) if a.op == b.op else (wa & wb or ea & eb):
+            if a.op == b.op == SOP_LOAD:
+                ordered = wa & wb
+            else:
+                ordered = (ea & eb) if a.op == b.op else (wa & wb or ea & eb)
+            if ordered:
                 checked += 1
                 assert pos[id(a)] < pos[id(b)], (a, b)
                 if a.op == SOP_STORE and b.op == SOP_LOAD:
                     assert any(pos[id(a)] < k < pos[id(b)] for k in barriers), (a, b)
-        if a.op == SOP_STORE:  # the same SWAPs before it
-            at = next(k for k, c in enumerate(cmds) if c is a)
-            swaps_in = sum(1 for c in cmds[:at] if c.op == SOP_SWAP)
-            assert sum(1 for c in out[:pos[id(a)]] if c.op == SOP_SWAP) == swaps_in
+        at = next(k for k, c in enumerate(cmds) if c is a)  # the same SWAPs before it
+        swaps_in = sum(1 for c in cmds[:at] if c.op == SOP_SWAP)
+        assert sum(1 for c in out[:pos[id(a)]] if c.op == SOP_SWAP) == swaps_in
     assert checked
 
 

@@ -957,45 +957,58 @@ def _synced(cmds: list[Command], p: EngineParams) -> list[Command]:
 
 
 def _sync_segment(seg: list[Command], p: EngineParams) -> list[Command]:
-    """Commands between two SWAPs with a SYNC before each LOAD that conflicts with a STORE before
-    it. A SYNC waits for every STORE before it, so a STORE no later LOAD conflicts with, and
-    that would be waited for, is issued just after the SYNC instead, where it moves beside the
-    LOADs that follow (never earlier: a STORE only moves past LOADs it does not touch)."""
+    """Commands between two SWAPs (a RUN, the previous run's STOREs, the next run's LOADs: the
+    order `_schedule` writes) with a SYNC before each LOAD that writes scratchpad words a STORE
+    before it reads, or reads bytes it writes, while that STORE may still run.
+
+    STOREs move one after another beside the commands after them, a LOAD holds the sequencer
+    until it is done, and a SYNC waits for every STORE issued before it. So the LOADs go in
+    Johnson's order for two machines in series: those that need fewer STORE beats than they
+    take themselves first, fewest first; then the others, longest first. The STOREs a LOAD needs
+    (and no LOAD before it) are issued just after the previous SYNC, so they run beside the
+    LOADs up to their own SYNC, and the STOREs no LOAD needs after the last SYNC. A STORE keeps
+    its order with every STORE that writes its bytes; LOADs that write the same words keep
+    theirs."""
+    rank = {SOP_STORE: 1, SOP_LOAD: 2}
+    assert [rank.get(c.op, 0) for c in seg] == sorted(rank.get(c.op, 0) for c in seg), seg
     spans = {k: _spans([c.xfer], p) for k, c in enumerate(seg) if c.xfer is not None}
     hull = {k: (s[0][0], max(e for _, e in s)) for k, s in spans.items()}
 
     def touch(j: int, k: int) -> bool:  # transfers j and k share external bytes
         return hull[j][0] < hull[k][1] and hull[k][0] < hull[j][1] and _overlap(spans[j], spans[k])
 
-    def conflict(ld: int, st: int) -> bool:
-        """LOAD `ld` writes scratchpad words STORE `st` reads, or reads bytes it writes."""
-        a, b = seg[ld].xfer, seg[st].xfer
-        return a.sel == b.sel and a.spad < b.spad + b.words and b.spad < a.spad + a.words or touch(ld, st)
+    def same_words(j: int, k: int) -> bool:
+        a, b = seg[j].xfer, seg[k].xfer
+        return a.sel == b.sel and a.spad < b.spad + b.words and b.spad < a.spad + a.words
+
+    def beats(ks: list[int]) -> int:
+        return sum(seg[k].xfer.words * beats_per_word(p, seg[k].xfer.sel) for k in ks)
 
     stores = [k for k, c in enumerate(seg) if c.op == SOP_STORE]
     loads = [k for k, c in enumerate(seg) if c.op == SOP_LOAD]
-    needed = {k for k in stores if any(conflict(j, k) for j in loads if j > k)}
-    for k in reversed(stores):  # a STORE keeps its order with a needed one that writes its bytes
-        if k not in needed and any(touch(k, j) for j in needed if j > k):
-            needed.add(k)
-    syncs, running = set(), []
-    for k, c in enumerate(seg):  # where the needed STOREs alone put SYNCs
-        if c.op == SOP_LOAD and any(conflict(k, j) for j in running):
-            syncs.add(k)
-            running = []
-        if k in needed:
-            running.append(k)
-    last_sync = max(syncs, default=-1)
-    out: list[Command] = []
-    held: list[Command] = []
-    for k, c in enumerate(seg):
-        if k in syncs:
-            out += [SYNC] + held
-            held = []
-        if c.op == SOP_STORE and k not in needed and k < last_sync:
-            held.append(c)
-        else:
-            out.append(c)
+    need = {}
+    for j in loads:
+        ks = {k for k in stores if same_words(j, k) or touch(j, k)}
+        for k in reversed(stores):  # and the STOREs before them that write their bytes
+            if k not in ks and any(touch(k, i) for i in ks if i > k):
+                ks.add(k)
+        need[j] = sorted(ks)
+    if not any(need.values()):
+        return seg
+    first = sorted((j for j in loads if beats(need[j]) < beats([j])), key=lambda j: beats(need[j]))
+    order = first + sorted((j for j in loads if j not in first), key=lambda j: -beats([j]))
+    if any(same_words(a, b) for i, a in enumerate(order) for b in order[i + 1:] if a > b):
+        order = loads
+    fresh: dict[int, list[int]] = {}  # per LOAD, the STOREs it needs that no LOAD before it does
+    for j in order:
+        fresh[j] = [k for k in need[j] if all(k not in v for v in fresh.values())]
+    waits = [j for j in order if fresh[j]] + [None]
+    fresh[None] = [k for k in stores if all(k not in v for v in fresh.values())]
+    out = [c for c in seg if c.xfer is None] + [seg[k] for k in fresh[waits[0]]]
+    for j in order:
+        if fresh[j]:
+            out += [SYNC] + [seg[k] for k in fresh[waits[waits.index(j) + 1]]]
+        out.append(seg[j])
     return out
 
 
