@@ -897,15 +897,16 @@ def _schedule(runs: list[Run], p: EngineParams, prefetch: list[Transfer]) -> tup
     """Double buffering: each run's LOADs (and command words) go to the host's set while the core
     runs the previous run, SWAP hands them to the core, RUN starts it, and the previous run's
     STOREs drain the other set during the run. A run that loads what the previous run stores
-    loads the rest first (during the run), then waits for the run, stores the outputs it needs
-    (SWAP, STOREs, SWAP back), loads them, and the previous run's other outputs are stored during
-    its own run: the only bubble. A set keeps the operand block the tile order keeps (A or B) for
-    the next single-tile run of the same GEMM that lands there. The program ends with the host's
-    side on the set it started with (no program depends on which that is). `prefetch` (the next step's first run) is loaded into the
-    host's set during the last run, which the next program's first run then finds on the host's
-    side (an even number of runs: the warm program starts with the SWAP) or on the core's (odd:
-    it starts with the RUN), unless the last run writes bytes it reads. Returns the commands
-    and how many of them the warm program skips (0: no prefetch)."""
+    loads the rest and its command words first (during the run), then waits for the run, stores
+    the outputs it needs (SWAP, STOREs, SWAP back), loads them, and the previous run's other
+    outputs are stored during its own run: the only bubble. A set keeps the operand block the
+    tile order keeps (A or B) for the next single-tile run of the same GEMM that lands there. The
+    program ends with the host's side on the set it started with (no program depends on which
+    that is). `prefetch` (the next step's first run) is loaded into the host's set during the
+    last run, which the next program's first run then finds on the host's side (an even number
+    of runs: the warm program starts with the SWAP) or on the core's (odd: it starts with the
+    RUN), unless the last run writes bytes it reads. Returns the commands and how many of them
+    the warm program skips (0: no prefetch)."""
     cmds: list[Command] = []
     host = 1  # the set the host side reaches
     resident: list = [set(), set()]  # per set: the (GEMM, A or B transfer)s it holds
@@ -916,6 +917,7 @@ def _schedule(runs: list[Run], p: EngineParams, prefetch: list[Transfer]) -> tup
         loads = [x for k, x in enumerate(run.loads) if k > 1 or (id(parent), x) not in kept]
         owed_spans = _spans(owed, p)
         dep = [x for x in loads if _overlap(_spans([x], p), owed_spans)]
+        ucode = [load(_ucode_load(run, p))]
         if dep:  # the independent loads still overlap the run; then store, swap back, load the rest
             free = [x for x in loads if x not in dep]
             parts = [_cut_by(x, owed_spans, p) for x in dep]
@@ -923,12 +925,11 @@ def _schedule(runs: list[Run], p: EngineParams, prefetch: list[Transfer]) -> tup
             dep = [y for _, late in parts for y in late]
             dep_spans = _spans(dep, p)
             need = [x for x in owed if _overlap(_spans([x], p), dep_spans)]
-            cmds += [load(x) for x in free]
+            cmds += [load(x) for x in free] + ucode
             cmds += [SWAP] + [store(x) for x in need] + [SWAP]
-            loads, owed = dep, [x for x in owed if x not in need]
+            loads, owed, ucode = dep, [x for x in owed if x not in need], []
         resident[host] = run.kept
-        cmds += [load(x) for x in loads]
-        cmds += [load(_ucode_load(run, p)), SWAP, RUN]
+        cmds += [load(x) for x in loads] + ucode + [SWAP, RUN]
         host ^= 1
         cmds += [store(x) for x in owed]
         owed = run.stores
