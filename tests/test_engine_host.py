@@ -21,7 +21,7 @@ from hw.engine import tiling as T
 from hw.engine.image import tensor_span
 from hw.engine.program import (
     END, PROGRAM_WORD_BITS, RUN, SOP_END, SOP_LOAD, SOP_STORE, SOP_SWAP, SOP_SYNC, SWAP, SYNC,
-    Transfer, ext_word_bytes, load, store,
+    Transfer, beats_per_word, ext_word_bytes, load, store,
 )
 from sim.engine.cosim import parse_fault, prepare_cosim, run_cosim
 from sim.engine.host import MemoryModel
@@ -478,7 +478,7 @@ def test_first_gemm_in_chunks(monkeypatch):
     monkeypatch.setattr(T, "tile_shape", lambda g, p, share=1, exposed=False: orig(g, p, share))
     ep_whole = T.lower(prog)
     first, first_whole = ep.runs[0].tiles[0], ep_whole.runs[0].tiles[0]
-    assert first.gemm.k == chunked.k and first_whole.gemm.k == g.k
+    assert first.gemm.k == p.lanes ** 2 < chunked.k and first_whole.gemm.k == g.k  # `_short_first`
     assert sum(x.words for x in first.loads) < 0.6 * sum(x.words for x in first_whole.loads)
     assert perf.predict(ep).cycles < 0.98 * perf.predict(ep_whole).cycles
     def cut(e):
@@ -486,6 +486,27 @@ def test_first_gemm_in_chunks(monkeypatch):
                       and "/delta" not in t.parent.name)
 
     assert len(cut(ep)) > 10 and cut(ep) == cut(ep_whole)
+
+
+def test_short_first_chunk_and_a_short_last_run(monkeypatch):
+    """The MNIST MLP's step ends with the first block's learning-layer update alone, whose outputs
+    (all that is stored after the core ends) are small, and starts with the shortest chunk of K
+    (L*L) whose MAC-array tiles cover the next chunk's loads; the next step loads that chunk
+    during the last run, in fewer beats than the run's MAC-array cycles. The performance model
+    predicts both the cold and the warm step faster than with the first block's chunks equal."""
+    prog = C.compile_network(mnist_spec(), 64)
+    p, ep = prog.params, T.lower(prog)
+    last, first = ep.runs[-1], ep.runs[0]
+    assert [t.parent.name for t in last.tiles] == ["linear_block_00/update_learn"]
+    assert sum(x.words for x in last.stores) < 400
+    assert first.tiles[0].gemm.k == p.lanes ** 2 < ep.runs[1].tiles[0].gemm.k
+    beats = sum(x.words * beats_per_word(p, x.sel) for x in first.loads)
+    assert beats <= T._mac_cycles(p, 100, 10, 64) == sum(perf.tile_cycles(t, p) for t in last.tiles)
+    monkeypatch.setattr(T, "_short_first", lambda cuts, last, p: cuts)
+    equal = T.lower(prog)
+    assert len(equal.runs) == len(ep.runs) - 1
+    for warm in (False, True):
+        assert perf.predict(ep, warm=warm).cycles < perf.predict(equal, warm=warm).cycles - 500
 
 
 @pytest.mark.parametrize("batch", [0, -3, 2.5, True])

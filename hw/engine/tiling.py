@@ -492,8 +492,14 @@ def _exposed_cycles(g: Gemm, p: EngineParams, sh: TileShape) -> int:
     the MAC-array tiles, and the fixed overhead; `_chunk_shape`'s cost in the same terms."""
     first = _operand_beats(g, p, sh.m, sh.n)
     stream = g.k * beats_per_word(p, (g.a if sh.n_outer else g.b).sel) * (sh.m if sh.n_outer else sh.n)
-    macs = cdiv(sh.m, p.lanes) * cdiv(sh.n, p.lanes) * max(g.k, p.lanes * p.lanes)
+    macs = _mac_cycles(p, sh.m, sh.n, g.k)
     return first + cdiv(g.m, sh.m) * cdiv(g.n, sh.n) * (max(stream, macs) + TILE_OVERHEAD_BEATS)
+
+
+def _mac_cycles(p: EngineParams, mm: int, nn: int, kk: int) -> int:
+    """The MAC-array cycles of an mm x nn tile with K = kk, in a scaling or update op: at least
+    the serializer's one element per cycle of each MAC-array tile of C."""
+    return cdiv(mm, p.lanes) * cdiv(nn, p.lanes) * max(kk, p.lanes * p.lanes)
 
 
 def _operand_beats(g: Gemm, p: EngineParams, mm: int, nn: int, kk: int | None = None) -> int:
@@ -553,7 +559,7 @@ def _chunk_shape(g: Gemm, p: EngineParams, chunk, share: int = 1,
             if not partial:
                 return max(beats, kc) + TILE_OVERHEAD_BEATS
             beats /= min(share, _pmem_share(p, mc * nc))
-            return max(beats, cdiv(bm, L) * cdiv(bn, L) * max(kc, L * L)) + TILE_OVERHEAD_BEATS
+            return max(beats, _mac_cycles(p, bm, bn, kc)) + TILE_OVERHEAD_BEATS
 
         # blocks of mm x nn, and smaller ones at the bottom and right edges
         sizes = [(n, b) for n, b in ((g.m // mm, mm), (1, g.m % mm)) if n and b]
@@ -682,7 +688,9 @@ def _window_groups(gemms: list[Gemm]) -> list[list[Gemm]]:
 def _step_cuts(groups: list[list[Gemm]], p: EngineParams) -> list[_Cut]:
     """The tiles of every GEMM group (`_cuts`) in run order; a forward cut into blocks is followed
     by the learning GEMMs that read those blocks (`_chain`), and the learning-layer update that
-    needs all of them then waits for the end of the step."""
+    needs all of them then waits for the end of the step. The deferred updates run together as
+    the step's last run, of their own: their outputs, all that is stored after the core ends,
+    are small (`_short_first` makes the next step's first loads fit beside that run)."""
     cuts: list[_Cut] = []
     late: list[_Cut] = []
     i = 0
@@ -696,10 +704,33 @@ def _step_cuts(groups: list[list[Gemm]], p: EngineParams) -> list[_Cut]:
         rows = sh.m < groups[i][0].m
         cuts += _row_follow(own, chain, p) if rows else _column_follow(own, chain, sh, p)
         i += 1 + len(chain)
-        if deferred:  # (it joins the step's last run when it fits there)
-            late += [replace(c, joins=True) for c in _cuts(groups[i], p)]
+        if deferred:
+            late += [replace(c, joins=bool(late) or k > 0) for k, c in enumerate(_cuts(groups[i], p))]
             i += 1
-    return cuts + late
+    return _short_first(cuts, late[-1], p) + late if late else cuts
+
+
+def _short_first(cuts: list[_Cut], last: _Cut, p: EngineParams) -> list[_Cut]:
+    """The step's first GEMM, when it runs in chunks of K, with its first chunk as short as can
+    be: at least L*L (so that its MAC-array tiles are not drain bound) and long enough that its
+    run covers the next chunk's loads, when its own loads then take no longer than the step's
+    last run (`last`), during which the next step loads them (`Prefetch`); the rest of the
+    block's K before its last chunk in chunks no longer than before. A cold step waits for
+    fewer loads, and a warm one needs no long last run."""
+    c0, L = cuts[0], p.lanes
+    block = [c for c in cuts if (c.g, c.m0, c.n0) == (c0.g, c0.m0, c0.n0)]
+    if not c0.partial or len(block) < 2:
+        return cuts
+    g, mm, nn, kc, end = c0.g, c0.m1 - c0.m0, c0.n1 - c0.n0, c0.k1 - c0.k0, block[-1].k0
+    nxt = _operand_beats(g, p, mm, nn, kc)
+    k1 = 1 + _largest(L * L - 1, kc, lambda k: _mac_cycles(p, mm, nn, k) + TILE_OVERHEAD_BEATS < nxt)
+    budget = _mac_cycles(p, last.m1 - last.m0, last.n1 - last.n0, last.k1 - last.k0)
+    if k1 >= min(kc, end) or _operand_beats(g, p, mm, nn, k1) > budget:
+        return cuts
+    n = cdiv(end - k1, kc)
+    edges = [k1 + (end - k1) * j // n for j in range(n + 1)]
+    head = [replace(c0, k0=0, k1=k1)] + [replace(c0, k0=a, k1=b) for a, b in zip(edges, edges[1:])]
+    return head + cuts[len(block) - 1:]
 
 
 def _row_follow(own: list[_Cut], chain: list[Gemm], p: EngineParams) -> list[_Cut]:
@@ -857,7 +888,8 @@ class _Cut:
     """Where a tile lies in its GEMM: C rows [m0, m1), columns [n0, n1), K range [k0, k1);
     `partial`: its chunks' sums in PMEM from row `p_base`; `joins`: it joins the run of the tile
     before it when it fits there (a window of the same weight gradient, which reads the same
-    blocks; a learning-layer update deferred to the step's last run)."""
+    blocks; a learning layer's first chunk of K after a forward cut into column blocks; a
+    deferred learning-layer update after the first, in the step's last run)."""
 
     g: Gemm
     m0: int
