@@ -237,11 +237,14 @@ async def cosim_main(dut) -> None:
     if counters:
         mm = eng.memory
         pred = {w: predict(eng.ep, mm.latency, mm.stall_pct, mm.gap, w) for w in set(warm)}
+
+        def mean(part: str) -> dict:  # over the steps run, cold and warm as they came
+            return {k: float(np.mean([getattr(pred[w], part)[k] for w in warm]))
+                    for k in getattr(pred[warm[0]], part)}
+
         cyc = float(np.mean([pred[w].cycles for w in warm]))
-        result["predicted"] = {"cycles_per_step": cyc, "units": pred[warm[-1]].units,
-                               "phases": pred[warm[-1]].phases,
-                               "error": cyc / summ["cycles_per_step"] - 1}
-        result["warm_steps"] = sum(warm)
+        result["predicted"] = {"cycles_per_step": cyc, "units": mean("units"),
+                               "phases": mean("phases"), "error": cyc / summ["cycles_per_step"] - 1}
         result["warm_list"] = warm
     result.update({
         "cycles_per_step_list": step_cycles,
