@@ -28,6 +28,7 @@ last run also loads the next step's first run (`Prefetch`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from itertools import takewhile
 
 import numpy as np
 
@@ -718,8 +719,8 @@ def _short_first(cuts: list[_Cut], last: _Cut, p: EngineParams) -> list[_Cut]:
     block's K before its last chunk in chunks no longer than before. A cold step waits for
     fewer loads, and a warm one needs no long last run."""
     c0, L = cuts[0], p.lanes
-    block = [c for c in cuts if (c.g, c.m0, c.n0) == (c0.g, c0.m0, c0.n0)]
-    if not c0.partial or len(block) < 2:
+    block = list(takewhile(lambda c: (c.g, c.m0, c.n0) == (c0.g, c0.m0, c0.n0), cuts))
+    if not c0.partial or c0.g.conv is not None or len(block) < 2:  # (a convolution's K is taps)
         return cuts
     g, mm, nn, kc, end = c0.g, c0.m1 - c0.m0, c0.n1 - c0.n0, c0.k1 - c0.k0, block[-1].k0
     nxt = _operand_beats(g, p, mm, nn, kc)
