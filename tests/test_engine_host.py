@@ -371,19 +371,22 @@ def test_loads_wait_for_the_stores_they_touch():
 
 
 def test_loads_wait_for_their_own_stores_only():
-    """A LOAD that needs no STORE goes first, beside the STOREs of the first LOAD that does; the
-    next LOAD's STOREs are issued after that SYNC, so they run beside the LOAD before theirs (the
-    order the MNIST MLP's weight-update runs need to hide the previous run's stores)."""
+    """LOADs in Johnson's order: those whose STOREs take fewer beats than they do first, fewest
+    STORE beats first (one that needs none goes beside the STOREs of the first that does); then
+    the others, longest first. Each LOAD's STOREs are issued after the SYNC before the LOAD ahead
+    of it, so they move while that one loads (the order the MNIST MLP's weight-update runs need
+    to hide the previous run's stores)."""
     p = EngineParams()
     s1, l1 = Transfer(SEL_AMEM_C, 0, 1, 8, 0x10000, 0), Transfer(SEL_AMEM_C, 0, 1, 32, 0x20000, 0)
-    s3, l3 = Transfer(SEL_WMEM, 0, 1, 4, 0x30000, 0), Transfer(SEL_WMEM, 0, 1, 16, 0x40000, 0)
+    s3, l3 = Transfer(SEL_WMEM, 0, 1, 2, 0x30000, 0), Transfer(SEL_WMEM, 0, 1, 16, 0x40000, 0)
     l2 = Transfer(SEL_WTMEM, 0, 1, 64, 0x50000, 0)
-    assert T._synced([RUN, store(s1), store(s3), load(l1), load(l2), load(l3), END], p) == [
-        RUN, store(s1), load(l2), SYNC, store(s3), load(l1), SYNC, load(l3), END]
-    # a LOAD whose STOREs take longer than it goes after those whose STOREs do not
-    long_store = replace(s3, row_words=64)
-    assert T._synced([RUN, store(s1), store(long_store), load(l3), load(l1), END], p) == [
-        RUN, store(s1), SYNC, store(long_store), load(l1), SYNC, load(l3), END]
+    assert T._synced([RUN, store(s1), store(s3), load(l1), load(l3), load(l2), END], p) == [
+        RUN, store(s3), load(l2), SYNC, store(s1), load(l3), SYNC, load(l1), END]
+    long_store = replace(s3, row_words=64)  # 128 beats before a 32-beat LOAD
+    s4, l4 = Transfer(SEL_WTMEM, 0, 1, 16, 0x60000, 0), Transfer(SEL_WTMEM, 0, 1, 8, 0x70000, 0)
+    assert T._synced([RUN, store(s1), store(long_store), store(s4), load(l4), load(l3), load(l1), END],
+                     p) == [RUN, store(s1), SYNC, store(long_store), load(l1), SYNC, store(s4), load(l3),
+                            SYNC, load(l4), END]
 
 
 def _touches(x: Transfer, p: EngineParams) -> tuple[set, set]:
@@ -466,9 +469,10 @@ def test_long_k_runs_in_chunks():
 
 def test_first_gemm_in_chunks(monkeypatch):
     """The step's first GEMM fits with all of K, but nothing overlaps its first tile's loads: it
-    runs in chunks of K (partial sums in PMEM), whose first loads are shorter, and the performance
-    model predicts the step faster than with whole-K tiles; every other GEMM is cut as before
-    (its learning GEMMs join its blocks' runs: `tiling._chain`)."""
+    runs in chunks of K (partial sums in PMEM; the first one shorter still, `_short_first`),
+    whose first loads are shorter, and the performance model predicts the step faster than with
+    whole-K tiles; every other GEMM is cut as before (its learning GEMMs join its blocks' runs:
+    `tiling._chain`)."""
     prog = C.compile_network(mnist_spec(), 64)
     g, p = prog.gemms[0], prog.params
     whole, chunked = T.tile_shape(g, p), T.tile_shape(g, p, exposed=True)
@@ -492,11 +496,13 @@ def test_short_first_chunk_and_a_short_last_run(monkeypatch):
     """The MNIST MLP's step ends with the first block's learning-layer update alone, whose outputs
     (all that is stored after the core ends) are small, and starts with the shortest chunk of K
     (L*L) whose MAC-array tiles cover the next chunk's loads; the next step loads that chunk
-    during the last run, in fewer beats than the run's MAC-array cycles. The performance model
-    predicts both the cold and the warm step faster than with the first block's chunks equal."""
+    during the last run, its operands in no more beats than the run's MAC-array cycles. The
+    performance model predicts both the cold and the warm step faster than with the first
+    block's chunks equal."""
     prog = C.compile_network(mnist_spec(), 64)
     p, ep = prog.params, T.lower(prog)
     last, first = ep.runs[-1], ep.runs[0]
+    assert ep.prefetch is not None
     assert [t.parent.name for t in last.tiles] == ["linear_block_00/update_learn"]
     assert sum(x.words for x in last.stores) < 400
     assert first.tiles[0].gemm.k == p.lanes ** 2 < ep.runs[1].tiles[0].gemm.k

@@ -689,9 +689,10 @@ def _window_groups(gemms: list[Gemm]) -> list[list[Gemm]]:
 def _step_cuts(groups: list[list[Gemm]], p: EngineParams) -> list[_Cut]:
     """The tiles of every GEMM group (`_cuts`) in run order; a forward cut into blocks is followed
     by the learning GEMMs that read those blocks (`_chain`), and the learning-layer update that
-    needs all of them then waits for the end of the step. The deferred updates run together as
-    the step's last run, of their own: their outputs, all that is stored after the core ends,
-    are small (`_short_first` makes the next step's first loads fit beside that run)."""
+    needs all of them then waits for the end of the step. The deferred updates start a run of
+    their own (the later ones join it where they fit): their outputs, all that is stored after
+    the core ends, are small (`_short_first` makes the next step's first loads fit beside that
+    run)."""
     cuts: list[_Cut] = []
     late: list[_Cut] = []
     i = 0
@@ -726,10 +727,9 @@ def _short_first(cuts: list[_Cut], last: _Cut, p: EngineParams) -> list[_Cut]:
     nxt = _operand_beats(g, p, mm, nn, kc)
     k1 = 1 + _largest(L * L - 1, kc, lambda k: _mac_cycles(p, mm, nn, k) + TILE_OVERHEAD_BEATS < nxt)
     budget = _mac_cycles(p, last.m1 - last.m0, last.n1 - last.n0, last.k1 - last.k0)
-    if k1 >= min(kc, end) or _operand_beats(g, p, mm, nn, k1) > budget:
+    if k1 >= kc or _operand_beats(g, p, mm, nn, k1) > budget:  # (kc <= end: two chunks or more)
         return cuts
-    n = cdiv(end - k1, kc)
-    edges = [k1 + (end - k1) * j // n for j in range(n + 1)]
+    edges = _balanced(k1, end, cdiv(end - k1, kc))
     head = [replace(c0, k0=0, k1=k1)] + [replace(c0, k0=a, k1=b) for a, b in zip(edges, edges[1:])]
     return head + cuts[len(block) - 1:]
 
@@ -825,6 +825,11 @@ def _deferrable(group: list[Gemm], later: list[Gemm]) -> bool:
     return True
 
 
+def _balanced(a: int, b: int, n: int) -> list[int]:
+    """The edges of [a, b) cut into n pieces that differ by at most one."""
+    return [a + (b - a) * j // n for j in range(n + 1)]
+
+
 def _with_room(own: list[_Cut], follow: list[_Cut], p: EngineParams) -> list[_Cut]:
     """A block's chunks of K, the last one short enough for the `follow` tiles to join its run
     (the rest of K in as few chunks as fit); unchanged when they join it already, or cannot."""
@@ -848,7 +853,7 @@ def _with_room(own: list[_Cut], follow: list[_Cut], p: EngineParams) -> list[_Cu
     rest = g.k - size
     most = _largest(0, rest, lambda k: _fits(g, p, last.m1 - last.m0, last.n1 - last.n0, k))
     n = cdiv(rest, most)
-    edges = [rest * j // n for j in range(n + 1)] + [g.k]
+    edges = _balanced(0, rest, n) + [g.k]
     return [replace(last, k0=a, k1=b) for a, b in zip(edges, edges[1:])]
 
 
@@ -978,7 +983,9 @@ def _schedule(runs: list[Run], p: EngineParams, prefetch: list[Transfer]) -> tup
 def _synced(cmds: list[Command], p: EngineParams) -> list[Command]:
     """The program with the SYNCs its LOADs need: STOREs run beside the commands after them
     until a SWAP, SYNC or END (`hw.engine.program`), and a LOAD that writes scratchpad words a
-    running STORE reads, or reads bytes it writes, waits for it (`_sync_segment`)."""
+    running STORE reads, or reads bytes it writes, waits for it (`_sync_segment`, which may
+    reorder a segment's LOADs). Each segment between SWAPs is as `_schedule` writes it: a RUN,
+    STOREs, then LOADs."""
     out: list[Command] = []
     segment: list[Command] = []
     for c in cmds:
@@ -1001,8 +1008,8 @@ def _sync_segment(seg: list[Command], p: EngineParams) -> list[Command]:
     take themselves first, fewest first; then the others, longest first. The STOREs a LOAD needs
     (and no LOAD before it) are issued just after the previous SYNC, so they run beside the
     LOADs up to their own SYNC, and the STOREs no LOAD needs after the last SYNC. A STORE keeps
-    its order with every STORE that writes its bytes; LOADs that write the same words keep
-    theirs."""
+    its order with every STORE that writes its bytes; when two LOADs write the same words, all
+    of the segment's LOADs keep their order."""
     rank = {SOP_STORE: 1, SOP_LOAD: 2}
     assert [rank.get(c.op, 0) for c in seg] == sorted(rank.get(c.op, 0) for c in seg), seg
     spans = {k: _spans([c.xfer], p) for k, c in enumerate(seg) if c.xfer is not None}
@@ -1033,15 +1040,18 @@ def _sync_segment(seg: list[Command], p: EngineParams) -> list[Command]:
     order = first + sorted((j for j in loads if j not in first), key=lambda j: -beats([j]))
     if any(same_words(a, b) for i, a in enumerate(order) for b in order[i + 1:] if a > b):
         order = loads
-    fresh: dict[int, list[int]] = {}  # per LOAD, the STOREs it needs that no LOAD before it does
+    fresh: dict[int | None, list[int]] = {}  # per LOAD, its STOREs no LOAD before it needs
+    seen: set[int] = set()
     for j in order:
-        fresh[j] = [k for k in need[j] if all(k not in v for v in fresh.values())]
+        fresh[j] = [k for k in need[j] if k not in seen]
+        seen.update(fresh[j])
     waits = [j for j in order if fresh[j]] + [None]
-    fresh[None] = [k for k in stores if all(k not in v for v in fresh.values())]
+    fresh[None] = [k for k in stores if k not in seen]  # after the last SYNC
+    following = dict(zip(waits, waits[1:]))
     out = [c for c in seg if c.xfer is None] + [seg[k] for k in fresh[waits[0]]]
     for j in order:
         if fresh[j]:
-            out += [SYNC] + [seg[k] for k in fresh[waits[waits.index(j) + 1]]]
+            out += [SYNC] + [seg[k] for k in fresh[following[j]]]
         out.append(seg[j])
     return out
 
