@@ -35,7 +35,7 @@ from .params import OP_RELU_BWD, EngineParams
 from .program import (
     SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, SOP_SYNC, Transfer, beats_per_word,
 )
-from .tiling import EngineProgram, Run, Tile
+from .tiling import EngineProgram, Run, Tile, mac_cycles
 from .top import DMA_MAX_BURST, DMA_OUTSTANDING, STORE_QUEUE
 
 FETCH_CYCLES = 7  # with the AR and R register slices
@@ -91,9 +91,9 @@ def tile_cycles(tile: Tile, p: EngineParams) -> int:
         return pool_cycles(g.fields(0)["m_len"] * g.n * pg.wo * pg.words, pg.kh * pg.kw, pg.mask)
     if g.k_hold:  # a chunk of K that ends no tile: its beats only
         return g.k
-    c_tiles = -(-g.m // L) * -(-g.n // L)
-    per = max(g.k + 2, L) if g.op == OP_RELU_BWD else max(g.k, L * L)
-    return c_tiles * per
+    if g.op == OP_RELU_BWD:  # whole rows through the unit, at least one cycle per row
+        return -(-g.m // L) * -(-g.n // L) * max(g.k + 2, L)
+    return mac_cycles(p, g.m, g.n, g.k)
 
 
 def run_cycles(run: Run, p: EngineParams) -> list[int]:

@@ -493,11 +493,11 @@ def _exposed_cycles(g: Gemm, p: EngineParams, sh: TileShape) -> int:
     the MAC-array tiles, and the fixed overhead; `_chunk_shape`'s cost in the same terms."""
     first = _operand_beats(g, p, sh.m, sh.n)
     stream = g.k * beats_per_word(p, (g.a if sh.n_outer else g.b).sel) * (sh.m if sh.n_outer else sh.n)
-    macs = _mac_cycles(p, sh.m, sh.n, g.k)
+    macs = mac_cycles(p, sh.m, sh.n, g.k)
     return first + cdiv(g.m, sh.m) * cdiv(g.n, sh.n) * (max(stream, macs) + TILE_OVERHEAD_BEATS)
 
 
-def _mac_cycles(p: EngineParams, mm: int, nn: int, kk: int) -> int:
+def mac_cycles(p: EngineParams, mm: int, nn: int, kk: int) -> int:
     """The MAC-array cycles of an mm x nn tile with K = kk, in a scaling or update op: at least
     the serializer's one element per cycle of each MAC-array tile of C."""
     return cdiv(mm, p.lanes) * cdiv(nn, p.lanes) * max(kk, p.lanes * p.lanes)
@@ -560,7 +560,7 @@ def _chunk_shape(g: Gemm, p: EngineParams, chunk, share: int = 1,
             if not partial:
                 return max(beats, kc) + TILE_OVERHEAD_BEATS
             beats /= min(share, _pmem_share(p, mc * nc))
-            return max(beats, _mac_cycles(p, bm, bn, kc)) + TILE_OVERHEAD_BEATS
+            return max(beats, mac_cycles(p, bm, bn, kc)) + TILE_OVERHEAD_BEATS
 
         # blocks of mm x nn, and smaller ones at the bottom and right edges
         sizes = [(n, b) for n, b in ((g.m // mm, mm), (1, g.m % mm)) if n and b]
@@ -725,8 +725,8 @@ def _short_first(cuts: list[_Cut], last: _Cut, p: EngineParams) -> list[_Cut]:
         return cuts
     g, mm, nn, kc, end = c0.g, c0.m1 - c0.m0, c0.n1 - c0.n0, c0.k1 - c0.k0, block[-1].k0
     nxt = _operand_beats(g, p, mm, nn, kc)
-    k1 = 1 + _largest(L * L - 1, kc, lambda k: _mac_cycles(p, mm, nn, k) + TILE_OVERHEAD_BEATS < nxt)
-    budget = _mac_cycles(p, last.m1 - last.m0, last.n1 - last.n0, last.k1 - last.k0)
+    k1 = 1 + _largest(L * L - 1, kc, lambda k: mac_cycles(p, mm, nn, k) + TILE_OVERHEAD_BEATS < nxt)
+    budget = mac_cycles(p, last.m1 - last.m0, last.n1 - last.n0, last.k1 - last.k0)
     if k1 >= kc or _operand_beats(g, p, mm, nn, k1) > budget:  # (kc <= end: two chunks or more)
         return cuts
     edges = _balanced(k1, end, cdiv(end - k1, kc))
