@@ -4,9 +4,10 @@ back-pressure honoured on every channel.
 A command is {addr, beats}: `beats` bus words from the byte address `addr` (aligned to a word; a
 misaligned command is dropped and sets the sticky `error`). `BurstSplitter` cuts commands into
 bursts of at most `max_burst` beats that never cross a 4 KiB boundary. `DmaReader` issues them on
-AR while fewer than `max_outstanding` are unanswered and passes R beats straight to its `data`
-stream (`rready` is the consumer's `ready`: a stalled consumer stalls the bus, nothing is
-buffered). `DmaWriter` issues AW the same way, sends each issued burst's beats from its `data`
+AR while fewer than `max_outstanding` are unanswered and its read buffer has room for every beat
+asked for, so it holds `rready` high: the consumer's back-pressure stops at the buffer and never
+reaches the bus (an R handshake that depends on the consumer is a path from deep in the design
+to the pins). `DmaWriter` issues AW the same way, sends each issued burst's beats from its `data`
 stream on W with `wlast` on the burst's last beat, and counts B responses. A non-OKAY response
 sets `error`. Every AXI transaction uses ID 0, so responses return in order.
 """
@@ -155,20 +156,34 @@ class DmaReader(_Dma):
             "bus": Out(axi4(addr_width, data_width, id_width, write=False)),
         })
 
+    @property
+    def buffer_beats(self) -> int:
+        """The read buffer's depth: every beat of max_outstanding bursts of max_burst."""
+        return self.max_outstanding * self.max_burst
+
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
-        split, issued, outstanding = self._issue(m, bus.arvalid, bus.arready, bus.araddr, bus.arlen)
+        m.submodules.buffer = buf = SyncFIFOBuffered(width=self.data_width, depth=self.buffer_beats)
+        # beats the buffer can still promise: a burst is issued only against room for all of it,
+        # taken at its AR handshake and given back as its beats leave the buffer
+        room = Signal(range(self.buffer_beats + 1), init=self.buffer_beats)
+        fits = Signal()
+        split, issued, outstanding = self._issue(m, bus.arvalid, bus.arready, bus.araddr, bus.arlen,
+                                                 gate=fits)
+        m.d.comb += fits.eq(room > split.burst.payload.len)
         m.d.comb += [bus.arid.eq(0), bus.arsize.eq(self.data_width.bit_length() - 4),
-                     bus.arburst.eq(BURST_INCR)]
-        beat = bus.rvalid & bus.rready
-        m.d.comb += [self.data.valid.eq(bus.rvalid), self.data.payload.eq(bus.rdata),
-                     bus.rready.eq(self.data.ready)]
+                     bus.arburst.eq(BURST_INCR), bus.rready.eq(1)]
+        beat = bus.rvalid
+        m.d.comb += [buf.w_en.eq(beat), buf.w_data.eq(bus.rdata)]
+        wiring.connect(m, buf.r_stream, wiring.flipped(self.data))
+        taken = self.data.valid & self.data.ready
+        m.d.sync += room.eq(room + taken - Mux(issued, bus.arlen + 1, 0))
         done = beat & bus.rlast
         m.d.sync += outstanding.eq(outstanding + issued - done)
         with m.If(beat & (bus.rresp != RESP_OKAY)):
             m.d.sync += self.error.eq(1)
-        m.d.comb += self.busy.eq(split.active | (outstanding != 0))
+        m.d.comb += self.busy.eq(split.active | (outstanding != 0) | buf.r_rdy)
         return m
 
 

@@ -38,7 +38,10 @@ from .program import (
 from .tiling import EngineProgram, Run, Tile, mac_cycles
 from .top import DMA_MAX_BURST, DMA_OUTSTANDING, STORE_QUEUE
 
-FETCH_CYCLES = 7  # with the AR and R register slices
+FETCH_CYCLES = 7
+# a read's round trip beyond the memory's latency: the second register slice each way and the
+# DMA reader's buffer (fetches and LOADs; a STORE's beats leave without waiting for them)
+READ_PORT_CYCLES = 4
 BURST_ISSUE_CYCLES = 3
 LOAD_TAIL_CYCLES = 8
 STORE_TAIL_CYCLES = 15  # the scratchpad read latency, the FIFO, the last write response
@@ -124,12 +127,13 @@ def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 
         pred.units["wait_cycles"] += wait
 
     runs = iter(ep.runs)
+    read_latency = latency + READ_PORT_CYCLES
     for c in ep.prefetch.commands if warm else ep.commands:
-        f = FETCH_CYCLES + latency + gap + 3 * stall / (1.0 - stall)  # AR and two R beats
+        f = FETCH_CYCLES + read_latency + gap + 3 * stall / (1.0 - stall)  # AR and two R beats
         t += f
         pred.units["fetch_cycles"] += f
         if c.op == SOP_LOAD:
-            d = transfer_cycles(c.xfer, p, latency, stall, False, gap)
+            d = transfer_cycles(c.xfer, p, read_latency, stall, False, gap)
             t += d
             pred.units["load_cycles"] += d
         elif c.op == SOP_STORE:  # queued for the store unit; the sequencer goes on

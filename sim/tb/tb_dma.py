@@ -16,27 +16,37 @@ CHANNELS = {"ar": ["araddr", "arlen"], "aw": ["awaddr", "awlen"], "w": ["wdata",
 RAM_BYTES = 1 << 20
 
 
-def ram_with_stalls(dut, seed: int, p: float) -> AxiRam:
+def ram_with_stalls(dut, seed: int, p: float, p_w: float | None = None) -> AxiRam:
+    """The RAM, each channel stalled with probability p (W with p_w when given)."""
     quiet_axi_models()
     ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator="__"), dut.clk, dut.rst, size=RAM_BYTES)
     chans = (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
              ram.read_if.ar_channel, ram.read_if.r_channel)
     for k, ch in enumerate(chans):
-        ch.set_pause_generator(stalls(seed + k, p))
+        ch.set_pause_generator(stalls(seed + k, p_w if k == 1 and p_w is not None else p))
     return ram
 
 
 class BurstMonitor:
-    """Largest AR/AW burst and the most reads in flight (AR handshakes not yet answered by RLAST)."""
+    """Largest AR/AW burst, the most reads in flight (AR handshakes not yet answered by RLAST),
+    the most beats read and not yet written (what the reader's buffer holds) and the cycles with
+    `rready` low."""
 
-    def __init__(self, dut) -> None:
-        self.dut, self.max_len, self.max_reads = dut, 0, 0
+    def __init__(self, dut, buffer_beats: int) -> None:
+        self.dut, self.max_len, self.max_reads, self.max_held, self.rready_low = dut, 0, 0, 0, 0
+        self.buffer_beats = buffer_beats
         cocotb.start_soon(self._run())
 
     async def _run(self) -> None:
-        d, in_flight = self.dut, 0
+        d, in_flight, held = self.dut, 0, 0
         while True:
             await ReadOnly()
+            self.rready_low += not d.m_axi__rready.value
+            held += bool(d.m_axi__rvalid.value and d.m_axi__rready.value)
+            held -= bool(d.m_axi__wvalid.value and d.m_axi__wready.value)
+            self.max_held = max(self.max_held, held)
+            # fails the test at once: a beat beyond the buffer's depth was lost
+            assert held <= self.buffer_beats, f"{held} beats read and not written"
             if d.m_axi__arvalid.value and d.m_axi__arready.value:
                 in_flight += 1
                 self.max_len = max(self.max_len, int(d.m_axi__arlen.value) + 1)
@@ -66,13 +76,13 @@ def copies(rng: random.Random, beat: int, n: int) -> list[tuple[int, int, int]]:
     return out
 
 
-async def run_copies(dut, seed: int, p_stall: float, n: int) -> int:
+async def run_copies(dut, seed: int, p_stall: float, n: int, p_w: float | None = None) -> BurstMonitor:
     unit = top()
     beat = unit.reader.data_width // 8
     rng = random.Random(seed)
-    ram = ram_with_stalls(dut, seed, p_stall)
+    ram = ram_with_stalls(dut, seed, p_stall, p_w)
     await start(dut)
-    checker, bursts = StabilityChecker(dut, "m_axi", CHANNELS), BurstMonitor(dut)
+    checker, bursts = StabilityChecker(dut, "m_axi", CHANNELS), BurstMonitor(dut, unit.reader.buffer_beats)
     jobs = copies(rng, beat, n)
     written = [rng.randbytes(beats * beat) for _, _, beats in jobs]
     for (src, _, _), data in zip(jobs, written):
@@ -96,21 +106,35 @@ async def run_copies(dut, seed: int, p_stall: float, n: int) -> int:
     assert bursts.max_len <= unit.reader.max_burst
     if p_stall:  # stalled R beats let the reader fill its outstanding window
         assert bursts.max_reads == unit.reader.max_outstanding, bursts.max_reads
+    # the buffer takes every beat: no R handshake waits for the writer
+    assert bursts.rready_low == 0, bursts.rready_low
+    dut._log.info("most beats held in the read buffer: %d of %d", bursts.max_held, unit.reader.buffer_beats)
     total = sum(b for _, _, b in jobs)
     assert checker.handshakes["r"] == checker.handshakes["w"] == total
-    return total
+    bursts.beats = total
+    return bursts
 
 
 @cocotb.test()
 async def copies_without_stalls(dut):
-    beats = await run_copies(dut, seed=1, p_stall=0.0, n=40)
-    record(top_name(), "beats copied, no stalls", beats, dut._log)
+    bursts = await run_copies(dut, seed=1, p_stall=0.0, n=40)
+    record(top_name(), "beats copied, no stalls", bursts.beats, dut._log)
 
 
 @cocotb.test()
 async def copies_with_random_stalls(dut):
-    beats = await run_copies(dut, seed=2, p_stall=0.4, n=40)
-    record(top_name(), "beats copied, 40 % random stalls on every channel", beats, dut._log)
+    bursts = await run_copies(dut, seed=2, p_stall=0.4, n=40)
+    record(top_name(), "beats copied, 40 % random stalls on every channel", bursts.beats, dut._log)
+
+
+@cocotb.test()
+async def reads_wait_for_buffer_room(dut):
+    """A slow write side fills the reader's buffer: reads then wait for room (rready stays high,
+    and no beat is lost)."""
+    bursts = await run_copies(dut, seed=4, p_stall=0.0, n=20, p_w=0.8)
+    reader = top().reader
+    assert bursts.max_held > reader.buffer_beats - reader.max_burst, (bursts.max_held, reader.buffer_beats)
+    record(top_name(), "beats copied through a full read buffer", bursts.beats, dut._log)
 
 
 @cocotb.test()
