@@ -112,6 +112,12 @@ class StreamEngine(wiring.Component):
                 m.d.sync += [err.eq(1), code.eq(error_code)]
             m.next = "IDLE"
 
+        def unless_bus_error(cond):
+            """A DMA error ends the program in every state that waits on the bus; else `cond`."""
+            with m.If(dma_error):
+                stop(ERR_BUS)
+            return m.Elif(cond)
+
         with m.FSM(name="seq") as fsm:
             with m.State("IDLE"):
                 with m.If(regs.ctrl[0]):
@@ -120,15 +126,11 @@ class StreamEngine(wiring.Component):
                     m.next = "FETCH"
             with m.State("FETCH"):  # the command's read burst
                 m.d.comb += fetch_cmd.eq(1)
-                with m.If(dma_error):
-                    stop(ERR_BUS)
-                with m.Elif(reader.cmd.ready):
+                with unless_bus_error(reader.cmd.ready):
                     m.next = "GATHER"
             with m.State("GATHER"):
                 m.d.comb += reader.data.ready.eq(1)
-                with m.If(dma_error):
-                    stop(ERR_BUS)
-                with m.Elif(reader.data.valid):
+                with unless_bus_error(reader.data.valid):
                     m.d.sync += [word.word_select(beat, bb).eq(reader.data.payload), beat.eq(beat + 1)]
                     with m.If(beat == beats - 1):
                         m.d.sync += [beat.eq(0), pc.eq(pc + PROGRAM_WORD_BITS // 8)]
@@ -154,31 +156,21 @@ class StreamEngine(wiring.Component):
             with m.State("LOAD"):  # the reader's data goes to the load unit
                 wiring.connect(m, ld.dma_cmd, reader.cmd)
                 wiring.connect(m, reader.data, ld.dma_data)
-                with m.If(dma_error):
-                    stop(ERR_BUS)
-                with m.Elif(~ld.busy & ~reader.busy):
+                with unless_bus_error(~ld.busy & ~reader.busy):
                     m.next = "FETCH"
             with m.State("STORE"):  # into the queue (waits while it is full)
                 m.d.comb += queue.w_en.eq(1)
-                with m.If(dma_error):
-                    stop(ERR_BUS)
-                with m.Elif(queue.w_rdy):
+                with unless_bus_error(queue.w_rdy):
                     m.next = "FETCH"
             with m.State("SYNC"):
-                with m.If(dma_error):
-                    stop(ERR_BUS)
-                with m.Elif(stores_idle):
+                with unless_bus_error(stores_idle):
                     m.next = "FETCH"
             with m.State("SWAP"):
-                with m.If(dma_error):
-                    stop(ERR_BUS)
-                with m.Elif(stores_idle & core_idle):
+                with unless_bus_error(stores_idle & core_idle):
                     m.d.comb += core.swap.eq(1)
                     m.next = "FETCH"
             with m.State("FINISH"):
-                with m.If(dma_error):
-                    stop(ERR_BUS)
-                with m.Elif(stores_idle & core_idle):
+                with unless_bus_error(stores_idle & core_idle):
                     stop()
         waits = (fsm.ongoing("SYNC") | fsm.ongoing("SWAP") | fsm.ongoing("FINISH")
                  | fsm.ongoing("STORE") & ~queue.w_rdy)
