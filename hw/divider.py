@@ -206,9 +206,14 @@ class ProgDivider(PipelinedUnit):
         self.in_width = check_int("in_width", in_width, 2, 64)
         self.max_divisor = check_int("max_divisor", max_divisor, 1)
         self.mult_width, self.shift_width = prog_divider_widths(in_width, max_divisor)
-        self.latency = tdiv_latency(in_width, None, self.mult_width)
+        self.latency = self.latency_for(in_width, max_divisor)
         super().__init__(self.in_layout(in_width, self.mult_width, self.shift_width), signed(in_width),
                          always_ready=always_ready)
+
+    @staticmethod
+    def latency_for(in_width: int, max_divisor: int) -> int:
+        """The latency of such a divider, without building one."""
+        return tdiv_latency(in_width, None, prog_divider_widths(in_width, max_divisor)[0])
 
     @staticmethod
     def in_layout(in_width: int, mult_width: int, shift_width: int) -> data.StructLayout:

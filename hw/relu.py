@@ -28,8 +28,14 @@ class NitroReluForward(PipelinedUnit):
         self.mu = check_slope_inv(slope_inv)  # NitroError for an unsupported alpha
         self.slope_inv = slope_inv
         self.consts = divider_constants(slope_inv, 8)
-        self.latency = tdiv_latency(8, self.consts.mult, self.consts.mult_width) + 1
+        self.latency = self.latency_for(slope_inv)
         super().__init__(signed(8), signed(8), always_ready=always_ready)
+
+    @staticmethod
+    def latency_for(slope_inv: int) -> int:
+        """The latency of such a unit, without building one."""
+        c = divider_constants(slope_inv, 8)
+        return tdiv_latency(8, c.mult, c.mult_width) + 1
 
     def datapath(self, m: Module, st: Stages, s):
         c = self.consts
@@ -53,11 +59,17 @@ class NitroReluBackward(PipelinedUnit):
         self.slope_inv = slope_inv
         self.delta_width = check_int("delta_width", delta_width, 2, 32)
         self.consts = divider_constants(slope_inv, delta_width)
-        self.latency = tdiv_latency(delta_width, self.consts.mult, self.consts.mult_width) + 1
+        self.latency = self.latency_for(slope_inv, delta_width)
         super().__init__(
             data.StructLayout({"delta": signed(delta_width), "s": signed(8)}), signed(delta_width),
             always_ready=always_ready,
         )
+
+    @staticmethod
+    def latency_for(slope_inv: int, delta_width: int) -> int:
+        """The latency of such a unit, without building one."""
+        c = divider_constants(slope_inv, delta_width)
+        return tdiv_latency(delta_width, c.mult, c.mult_width) + 1
 
     def datapath(self, m: Module, st: Stages, p):
         c, w = self.consts, self.delta_width

@@ -37,7 +37,7 @@ class IntegerSGDUpdate(PipelinedUnit):
         self.d_widths = prog_divider_widths(grad_width, max_divisor)
         self.e_widths = prog_divider_widths(weight_width, max_eta) if decay_inv is None else None
         self.decay = divider_constants(decay_inv, weight_width) if decay_inv else None
-        self._g_levels = tdiv_latency(grad_width, None, self.d_widths[0])
+        self._g_levels = self.latency_for(grad_width, max_divisor) - 2
         if self.e_widths:
             e_levels = tdiv_latency(weight_width, None, self.e_widths[0])
         else:
@@ -50,6 +50,11 @@ class IntegerSGDUpdate(PipelinedUnit):
         if self.e_widths:
             fields |= {"e_mult": unsigned(self.e_widths[0]), "e_shift": unsigned(self.e_widths[1])}
         super().__init__(data.StructLayout(fields), signed(weight_width), always_ready=always_ready)
+
+    @staticmethod
+    def latency_for(grad_width: int, max_divisor: int) -> int:
+        """The latency of such a unit, without building one: the gradient divider's levels + 2."""
+        return tdiv_latency(grad_width, None, prog_divider_widths(grad_width, max_divisor)[0]) + 2
 
     def d_constants(self, divisor: int) -> DividerConstants:
         """Host side: exact (mult, shift) of D for this unit's gradient width (NitroError if none)."""

@@ -46,7 +46,7 @@ from .counters import PhaseCounters
 from .drain import RowDrain
 from .issue import OperandIssue
 from .memory import READ_LATENCY, WRITE_LATENCY, BankedMemory
-from .outputs import WRITTEN, OutputOps
+from .outputs import WRITTEN, OutputOps, PipeLatencies
 from .params import (
     ADDR_W, MEM_NAMES, OP_POOL, SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_DMEM, SEL_SMEM, SEL_WMEM,
     SEL_WTMEM,
@@ -62,10 +62,10 @@ from .serializer import RowSerializer
 @cache  # the performance model asks once per run
 def command_flush(p: EngineParams) -> Flush:
     """Each pipe's depth behind the drain plus the memories' write registers and the margin."""
-    ops, RL, tail = OutputOps(p), READ_LATENCY, WRITE_LATENCY + p.wait_cycles
+    lat, RL, tail = PipeLatencies.of(p), READ_LATENCY, WRITE_LATENCY + p.wait_cycles
     serial = p.lanes + 1 + RL  # the serializer's last element and its memory word (E1)
-    return Flush(full=serial + ops.latency + tail, p_out=serial + 1 + tail,
-                 sgd=serial + ops.sgd.latency + 1 + tail, relu_bwd=1 + ops.rbwd.latency + tail,
+    return Flush(full=serial + lat.deepest + tail, p_out=serial + 1 + tail,
+                 sgd=serial + lat.sgd + 1 + tail, relu_bwd=1 + RL + lat.relu_bwd + tail,
                  hold=p.cmd_words + RL)
 
 

@@ -3,6 +3,8 @@ IntegerSGD, and the row-wide NITRO-ReLU backward, with the scratchpad writes the
 bare pipes (every output taken in the cycle it appears)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -25,6 +27,35 @@ WRITTEN = (SEL_AMEM_C, SEL_AMEM_R, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM)  # w
 ACT_MAX = 127
 
 
+@dataclass(frozen=True)
+class PipeLatencies:
+    """The output pipes' depths from the engine's parameters alone (the command flush and the
+    performance model need them without building the pipes; the units compute their own
+    latencies from the same functions)."""
+
+    clip: int  # z -> s: the divider, its output register, the clip's compares, its select
+    out: int  # s -> a, e: NITRO-ReLU, then a register (the op select and the lane copies into
+    #           two memories' write selects get a cycle of their own: 8.0 ns routed without it)
+    sgd: int  # IntegerSGD
+    relu_bwd: int  # one NITRO-ReLU backward unit
+
+    @classmethod
+    def of(cls, p: EngineParams) -> PipeLatencies:
+        return cls(clip=ProgDivider.latency_for(p.acc_bits, p.max_scale) + 3,
+                   out=NitroReluForward.latency_for(p.slope_inv) + 1,
+                   sgd=IntegerSGDUpdate.latency_for(p.acc_bits, p.max_divisor),
+                   relu_bwd=NitroReluBackward.latency_for(p.slope_inv, p.acc_bits))
+
+    @property
+    def scale(self) -> int:
+        return self.clip + self.out
+
+    @property
+    def deepest(self) -> int:
+        """Behind the partial-sum register (both serial pipes start one register after it)."""
+        return max(self.scale + 1, self.sgd + 1, self.relu_bwd)
+
+
 class ScalePipeline(wiring.Component):
     """One element per cycle: s = clip(tdiv(z, SF)) (the runtime divider's constants mult, shift),
     then a = NITRO-ReLU(s) and e = wrap8(s - y). s, a and e leave `latency` cycles after z and y
@@ -36,12 +67,8 @@ class ScalePipeline(wiring.Component):
         self.scaler = ProgDivider(p.acc_bits, p.max_scale, always_ready=True)
         self.relu = NitroReluForward(p.slope_inv, always_ready=True)
         self.lossgrad = LossGradient(True, always_ready=True)
-        # divider, its output register, the clip's compares, the clip's select
-        self.clip_latency = self.scaler.latency + 3
-        # NITRO-ReLU, then a register: the op select and the lane copies into two memories'
-        # write selects get a cycle of their own (8.0 ns routed without it)
-        self.out_latency = self.relu.latency + 1
-        self.latency = self.clip_latency + self.out_latency
+        lat = PipeLatencies.of(p)
+        self.clip_latency, self.out_latency, self.latency = lat.clip, lat.out, lat.scale
         super().__init__({
             "valid": In(1), "z": In(signed(p.acc_bits)), "mult": In(mw), "shift": In(sw),
             "y": In(signed(p.act_bits)),
@@ -82,7 +109,7 @@ class ReluBackwardRow(wiring.Component):
         self.p, self.read_latency = p, read_latency
         self.units = [NitroReluBackward(p.slope_inv, p.acc_bits, always_ready=True)
                       for _ in range(p.lanes)]
-        self.unit_latency = self.units[0].latency
+        self.unit_latency = PipeLatencies.of(p).relu_bwd
         self.latency = read_latency + self.unit_latency
         L = p.lanes
         super().__init__({
@@ -129,8 +156,7 @@ class OutputOps(wiring.Component):
         self.sgd = IntegerSGDUpdate(p.weight_bits, p.acc_bits, None, p.max_divisor, p.max_eta,
                                     always_ready=True)
         self.rbwd = ReluBackwardRow(p, READ_LATENCY)
-        # both serial pipes start at E2, one register after the partial sum's adder
-        self.latency = max(self.scale.latency + 1, self.sgd.latency + 1, self.rbwd.unit_latency)
+        self.latency = PipeLatencies.of(p).deepest
         ports = {"cmd": In(command_layout(p)), "e_valid": In(1), "e": In(element_layout(p)),
                  "row_v": In(1), "row": In(data.ArrayLayout(signed(p.acc_bits), L)),
                  "row_addr": In(ADDR_W), "m_row": In(ADDR_W + 4),
