@@ -39,9 +39,11 @@ from .tiling import EngineProgram, Run, Tile, mac_cycles
 from .top import DMA_MAX_BURST, DMA_OUTSTANDING, STORE_QUEUE
 
 FETCH_CYCLES = 7
-# a read's round trip beyond the memory's latency: the second register slice each way and the
-# DMA reader's buffer (fetches and LOADs; a STORE's beats leave without waiting for them)
-READ_PORT_CYCLES = 4
+# a read's round trip beyond the memory's latency: the second register slice each way, the
+# DMA reader's buffer and the slices on its command and data streams (fetches and LOADs; a
+# STORE's beats leave without waiting for them)
+READ_PORT_CYCLES = 6
+WAIT_SEEN_CYCLES = 1  # the sequencer sees a unit turn idle through a register
 BURST_ISSUE_CYCLES = 3
 LOAD_TAIL_CYCLES = 8
 STORE_TAIL_CYCLES = 15  # the scratchpad read latency, the FIFO, the last write response
@@ -122,7 +124,7 @@ def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 
 
     def wait_until(free: float) -> None:
         nonlocal t
-        wait = max(0.0, free - t)
+        wait = max(0.0, free + WAIT_SEEN_CYCLES - t) if free > t else 0.0
         t += wait
         pred.units["wait_cycles"] += wait
 

@@ -17,13 +17,14 @@ scratchpads hold and orders the transfers (`hw.engine.tiling`).
 """
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from hw.axi import AxiRegisterSlice, axi4, axilite, connect_channels
-from hw.dma import DmaReader, DmaWriter
+from hw.dma import DmaReader, DmaWriter, command_layout as dma_command_layout
+from hw.stream_unit import RegisterSlice
 
 from .control import ERR_BUS, ERR_OPCODE, ControlRegisters, control_map
 from .core import Engine
@@ -74,14 +75,25 @@ class StreamEngine(wiring.Component):
         connect_channels(m, sl.s, reader.bus)
         connect_channels(m, sl.s, writer.bus)
         wiring.connect(m, st.dma_cmd, writer.cmd)
-        wiring.connect(m, st.dma_data, writer.data)
+        # register slices (one cycle each) on the DMA's streams to the units and the sequencer:
+        # the DMA sits by the memory port, they across the die
+        m.submodules.read_cmd = rd_cmd = RegisterSlice(len(Value.cast(reader.cmd.payload)))
+        m.submodules.read_data = rd_data = RegisterSlice(p.bus_bits)
+        m.submodules.write_data = wr_data = RegisterSlice(p.bus_bits)
+        m.d.comb += [reader.cmd.valid.eq(rd_cmd.o.valid), reader.cmd.payload.eq(rd_cmd.o.payload),
+                     rd_cmd.o.ready.eq(reader.cmd.ready)]
+        wiring.connect(m, reader.data, rd_data.i)
+        wiring.connect(m, st.dma_data, wr_data.i)
+        wiring.connect(m, wr_data.o, writer.data)
         m.d.comb += [core.hw_en.eq(ld.wr_en), core.hw_sel.eq(ld.wr_sel), core.hw_addr.eq(ld.wr_addr),
                      core.hw_data.eq(ld.wr_data), core.hr_sel.eq(st.rd_sel),
                      core.hr_addr.eq(st.rd_addr), st.rd_data.eq(core.hr_data)]
-        self._sequencer(m, regs, core, reader, writer, ld, st)
+        self._sequencer(m, regs, core, (reader, rd_cmd.i, rd_data.o), writer, ld, st)
         return m
 
-    def _sequencer(self, m, regs, core, reader, writer, ld, st) -> None:
+    def _sequencer(self, m, regs, core, read, writer, ld, st) -> None:
+        """`read`: the DmaReader and its command and data streams."""
+        reader, read_cmd, read_data = read
         bb = self.p.bus_bits
         beats = PROGRAM_WORD_BITS // bb
         pc = Signal(EXT_ADDR_W)
@@ -90,19 +102,32 @@ class StreamEngine(wiring.Component):
         beat = Signal(range(beats))
         busy, done, err = Signal(), Signal(), Signal()
         code = Signal(8)
-        dma_error = reader.error | writer.error
         queue, stores_idle = self._store_queue(m, st, writer)
         m.d.comb += [regs.busy.eq(busy), regs.error_code.eq(code),
                      regs.status.eq(Cat(done, err)), ld.cmd.payload.eq(cmd.xfer),
                      queue.w_data.eq(cmd.xfer)]
-        m.d.sync += [done.eq(0), err.eq(0), core.start.eq(0), core.ctr_clear.eq(0)]
+        m.d.sync += [done.eq(0), err.eq(0), core.start.eq(0), core.ctr_clear.eq(0),
+                     core.swap.eq(0)]
         launched = Signal()  # RUN started the core and its busy has not been seen yet
         with m.If(core.busy):
             m.d.sync += launched.eq(0)
-        core_idle = ~core.busy & ~launched
-        fetch_cmd = Signal()
-        m.d.comb += [reader.cmd.valid.eq(fetch_cmd), reader.cmd.payload.addr.eq(pc),
-                     reader.cmd.payload.beats.eq(beats)]
+        # What the waits wait for, registered: the units lie across the die from the sequencer.
+        # A unit the sequencer starts looks busy at once (launched, a LOAD's valid, a queued
+        # STORE is seen long before its SYNC), so a registered idle is only late, by a cycle.
+        core_idle, stores_done, load_done, dma_error = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [core_idle.eq(~core.busy & ~launched), stores_done.eq(stores_idle),
+                     load_done.eq(~ld.busy & ~reader.busy & ~ld.cmd.valid),
+                     dma_error.eq(reader.error | writer.error)]
+        # The reader serves the fetch and the load unit, never both at once (a LOAD ends before
+        # the next fetch): wired to both, so no state decode sits in its handshakes' paths.
+        fetch_cmd, gather = Signal(), Signal()
+        fetch = Signal(dma_command_layout(EXT_ADDR_W))
+        m.d.comb += [fetch.addr.eq(pc), fetch.beats.eq(beats),
+                     read_cmd.valid.eq(fetch_cmd | ld.dma_cmd.valid),
+                     read_cmd.payload.eq(Mux(fetch_cmd, fetch, ld.dma_cmd.payload)),
+                     ld.dma_cmd.ready.eq(read_cmd.ready),
+                     ld.dma_data.valid.eq(read_data.valid), ld.dma_data.payload.eq(read_data.payload),
+                     read_data.ready.eq(gather | ld.dma_data.ready)]
 
         def stop(error_code=None):
             m.d.sync += busy.eq(0)
@@ -126,12 +151,12 @@ class StreamEngine(wiring.Component):
                     m.next = "FETCH"
             with m.State("FETCH"):  # the command's read burst
                 m.d.comb += fetch_cmd.eq(1)
-                with unless_bus_error(reader.cmd.ready):
+                with unless_bus_error(read_cmd.ready):
                     m.next = "GATHER"
             with m.State("GATHER"):
-                m.d.comb += reader.data.ready.eq(1)
-                with unless_bus_error(reader.data.valid):
-                    m.d.sync += [word.word_select(beat, bb).eq(reader.data.payload), beat.eq(beat + 1)]
+                m.d.comb += gather.eq(1)
+                with unless_bus_error(read_data.valid):
+                    m.d.sync += [word.word_select(beat, bb).eq(read_data.payload), beat.eq(beat + 1)]
                     with m.If(beat == beats - 1):
                         m.d.sync += [beat.eq(0), pc.eq(pc + PROGRAM_WORD_BITS // 8)]
                         m.next = "DECODE"
@@ -154,23 +179,21 @@ class StreamEngine(wiring.Component):
                     with m.Default():
                         stop(ERR_OPCODE)
             with m.State("LOAD"):  # the reader's data goes to the load unit
-                wiring.connect(m, ld.dma_cmd, reader.cmd)
-                wiring.connect(m, reader.data, ld.dma_data)
-                with unless_bus_error(~ld.busy & ~reader.busy):
+                with unless_bus_error(load_done):
                     m.next = "FETCH"
             with m.State("STORE"):  # into the queue (waits while it is full)
                 m.d.comb += queue.w_en.eq(1)
                 with unless_bus_error(queue.w_rdy):
                     m.next = "FETCH"
             with m.State("SYNC"):
-                with unless_bus_error(stores_idle):
+                with unless_bus_error(stores_done):
                     m.next = "FETCH"
             with m.State("SWAP"):
-                with unless_bus_error(stores_idle & core_idle):
-                    m.d.comb += core.swap.eq(1)
+                with unless_bus_error(stores_done & core_idle):
+                    m.d.sync += core.swap.eq(1)
                     m.next = "FETCH"
             with m.State("FINISH"):
-                with unless_bus_error(stores_idle & core_idle):
+                with unless_bus_error(stores_done & core_idle):
                     stop()
         waits = (fsm.ongoing("SYNC") | fsm.ongoing("SWAP") | fsm.ongoing("FINISH")
                  | fsm.ongoing("STORE") & ~queue.w_rdy)
@@ -190,9 +213,13 @@ class StreamEngine(wiring.Component):
                    "wait_cycles": waits, "run_cycles": busy & core.busy}
         for name, event in counted.items():
             c = Signal(64 if name == "cycles" else 32, name=f"ctr_{name}")
+            # counted a cycle late (the events come from across the die): the host reads the
+            # counters after DONE, by when the last event is in
+            counted_q = Signal(name=f"ctr_{name}_event")
+            m.d.sync += counted_q.eq(event)
             with m.If(regs.ctrl[0] & ~busy):
                 m.d.sync += c.eq(0)
-            with m.Elif(event):
+            with m.Elif(counted_q):
                 m.d.sync += c.eq(c + 1)
             if name == "cycles":
                 m.d.comb += [regs.cycles_lo.eq(c[:32]), regs.cycles_hi.eq(c[32:])]
