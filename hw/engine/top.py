@@ -74,24 +74,31 @@ class StreamEngine(wiring.Component):
         wiring.connect(m, sl.m, pins.s)
         connect_channels(m, sl.s, reader.bus)
         connect_channels(m, sl.s, writer.bus)
-        wiring.connect(m, st.dma_cmd, writer.cmd)
         # register slices (one cycle each) on the DMA's streams to the units and the sequencer:
         # the DMA sits by the memory port, they across the die
-        m.submodules.read_cmd = rd_cmd = RegisterSlice(len(Value.cast(reader.cmd.payload)))
+        cmd_bits = len(Value.cast(reader.cmd.payload))
+        m.submodules.read_cmd = rd_cmd = RegisterSlice(cmd_bits)
         m.submodules.read_data = rd_data = RegisterSlice(p.bus_bits)
+        m.submodules.write_cmd = wr_cmd = RegisterSlice(cmd_bits)
         m.submodules.write_data = wr_data = RegisterSlice(p.bus_bits)
-        m.d.comb += [reader.cmd.valid.eq(rd_cmd.o.valid), reader.cmd.payload.eq(rd_cmd.o.payload),
-                     rd_cmd.o.ready.eq(reader.cmd.ready)]
+        for slice_, dma in ((rd_cmd, reader), (wr_cmd, writer)):
+            m.d.comb += [dma.cmd.valid.eq(slice_.o.valid), dma.cmd.payload.eq(slice_.o.payload),
+                         slice_.o.ready.eq(dma.cmd.ready)]
+        m.d.comb += [wr_cmd.i.valid.eq(st.dma_cmd.valid), wr_cmd.i.payload.eq(st.dma_cmd.payload),
+                     st.dma_cmd.ready.eq(wr_cmd.i.ready)]
         wiring.connect(m, reader.data, rd_data.i)
         wiring.connect(m, st.dma_data, wr_data.i)
         wiring.connect(m, wr_data.o, writer.data)
         m.d.comb += [core.hw_en.eq(ld.wr_en), core.hw_sel.eq(ld.wr_sel), core.hw_addr.eq(ld.wr_addr),
                      core.hw_data.eq(ld.wr_data), core.hr_sel.eq(st.rd_sel),
                      core.hr_addr.eq(st.rd_addr), st.rd_data.eq(core.hr_data)]
-        self._sequencer(m, regs, core, (reader, rd_cmd.i, rd_data.o), writer, ld, st)
+        # a STORE is done when its last command has left the slice and the writer is idle
+        writer_busy = writer.busy | wr_cmd.o.valid
+        self._sequencer(m, regs, core, (reader, rd_cmd.i, rd_data.o), writer_busy, writer.error,
+                        ld, st)
         return m
 
-    def _sequencer(self, m, regs, core, read, writer, ld, st) -> None:
+    def _sequencer(self, m, regs, core, read, writer_busy, writer_error, ld, st) -> None:
         """`read`: the DmaReader and its command and data streams."""
         reader, read_cmd, read_data = read
         bb = self.p.bus_bits
@@ -102,7 +109,7 @@ class StreamEngine(wiring.Component):
         beat = Signal(range(beats))
         busy, done, err = Signal(), Signal(), Signal()
         code = Signal(8)
-        queue, stores_idle = self._store_queue(m, st, writer)
+        queue, stores_idle = self._store_queue(m, st, writer_busy)
         m.d.comb += [regs.busy.eq(busy), regs.error_code.eq(code),
                      regs.status.eq(Cat(done, err)), ld.cmd.payload.eq(cmd.xfer),
                      queue.w_data.eq(cmd.xfer)]
@@ -117,7 +124,7 @@ class StreamEngine(wiring.Component):
         core_idle, stores_done, load_done, dma_error = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [core_idle.eq(~core.busy & ~launched), stores_done.eq(stores_idle),
                      load_done.eq(~ld.busy & ~reader.busy & ~ld.cmd.valid),
-                     dma_error.eq(reader.error | writer.error)]
+                     dma_error.eq(reader.error | writer_error)]
         # The reader serves the fetch and the load unit, never both at once (a LOAD ends before
         # the next fetch): wired to both, so no state decode sits in its handshakes' paths.
         fetch_cmd, gather = Signal(), Signal()
@@ -200,11 +207,11 @@ class StreamEngine(wiring.Component):
         self._counters(m, regs, fsm, busy, core, waits, busy & ~stores_idle)
 
     @staticmethod
-    def _store_queue(m, st, writer):
+    def _store_queue(m, st, writer_busy):
         """STOREs wait in a queue for the store unit: (the queue, nothing queued or moving)."""
         m.submodules.store_queue = queue = SyncFIFOBuffered(width=transfer_layout.size, depth=STORE_QUEUE)
         wiring.connect(m, queue.r_stream, st.cmd)
-        return queue, ~queue.r_rdy & ~st.busy & ~writer.busy
+        return queue, ~queue.r_rdy & ~st.busy & ~writer_busy
 
     @staticmethod
     def _counters(m, regs, fsm, busy, core, waits, storing) -> None:

@@ -136,7 +136,9 @@ class StoreUnit(_TransferUnit):
     """Scratchpad -> external memory. Ports: cmd (a transfer), the core's host read port (rd_*,
     data `HOST_READ_LATENCY` cycles after the address), dma_cmd / dma_data (to a DmaWriter), busy.
     Reads run ahead of the bus by at most `STORE_FIFO_WORDS` words (a credit count), so the
-    free-running read pipeline never overruns the FIFO."""
+    free-running read pipeline never overruns the FIFO. The reads (by the scratchpads) and the
+    FIFO (by the write port) lie apart: the words cross through one more register, and a word
+    sent returns its credit a cycle later, so neither side's logic takes the other's signals."""
 
     def __init__(self, p: EngineParams) -> None:
         super().__init__(p, {"rd_sel": Out(4), "rd_addr": Out(ADDR_W), "rd_data": In(p.word_bits),
@@ -154,12 +156,11 @@ class StoreUnit(_TransferUnit):
         with m.Elif(issue & last):
             m.d.sync += reading.eq(0)
         m.d.comb += [self.rd_sel.eq(x.sel), self.rd_addr.eq(ptr)]
-        arrive = Signal()
-        pipe = Signal(HOST_READ_LATENCY)
-        m.d.sync += pipe.eq(pipe << 1 | issue)
-        m.d.comb += arrive.eq(pipe[-1])
+        pipe = Signal(HOST_READ_LATENCY + 1)
+        word = Signal(len(self.rd_data))
+        m.d.sync += [pipe.eq(pipe << 1 | issue), word.eq(self.rd_data)]
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=_max_wpb(p) * bb, depth=STORE_FIFO_WORDS)
-        m.d.comb += [fifo.w_en.eq(arrive), fifo.w_data.eq(self.rd_data)]
+        m.d.comb += [fifo.w_en.eq(pipe[-1]), fifo.w_data.eq(word)]
         beat = Signal(2)
         out = self.dma_data
         send = out.valid & out.ready
@@ -168,7 +169,8 @@ class StoreUnit(_TransferUnit):
                      fifo.r_en.eq(word_sent)]
         with m.If(send):
             m.d.sync += beat.eq(Mux(word_sent, 0, beat + 1))
-        m.d.sync += owed.eq(owed + issue - word_sent)
+        credit = Signal()
+        m.d.sync += [credit.eq(word_sent), owed.eq(owed + issue - credit)]
         with m.If(iss.active & ~reading & ~iss.armed & (owed == 0) & ~self.dma_cmd.valid):
             m.d.sync += iss.active.eq(0)
         m.d.comb += self.busy.eq(iss.active | iss.armed)
