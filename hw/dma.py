@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .axi import BOUNDARY, BURST_INCR, MAX_BURST_BEATS, RESP_OKAY, axi4, connect_channels
@@ -64,27 +64,29 @@ class BurstSplitter(wiring.Component):
         def to_boundary(addr):
             return (BOUNDARY - addr[:12]) >> shift
 
-        def within(beats):  # at most one burst's beats: only the 4 KiB boundary can cut them
-            return ~beats[small:].any() & (beats[:small] <= self.max_burst)
+        def one_burst(addr, beats):  # at most max_burst beats, none past the 4 KiB boundary
+            # beats <= to_boundary(addr) as one adder (addr is aligned): no chain behind a chain
+            page_end = addr[shift:12] + beats[:small]
+            return ~beats[small:].any() & (beats[:small] <= self.max_burst) & (
+                page_end <= BOUNDARY >> shift)
 
         # s0: a command, or the rest of one; `single`: known to be one burst (a new command)
         s0_v, s0_single = Signal(), Signal()
         s0_addr, s0_rem = Signal(AW), Signal(BEATS_W)
-        # s1: its 4 KiB distance and clipped remainder
-        s1_v, s1_within = Signal(), Signal()
+        # s1: its 4 KiB distance and clipped remainder; `last`: all of it fits one burst
+        s1_v, s1_last = Signal(), Signal()
         s1_addr, s1_rem = Signal(AW), Signal(BEATS_W)
-        s1_tb, s1_beats, s1_small = Signal(small), Signal(small), Signal(small)
+        s1_tb, s1_beats = Signal(small), Signal(small)
         # the output register, and the rest its burst leaves (re-enters s0 next cycle)
         o_v, o_addr, o_n = Signal(), Signal(AW), Signal(range(self.max_burst + 1))
         rest_v, rest_rem = Signal(), Signal(BEATS_W)
 
-        last1 = s1_within & (s1_small <= s1_tb)  # all that remains fits under both limits
         o_free = ~o_v | self.burst.ready
         s1_adv = s1_v & o_free
         s0_adv = s0_v & (~s1_v | s1_adv)
         # no rest owed by s1 or the output (a rest enters an empty s0), or s0 leaves as one burst
         m.d.comb += [
-            self.cmd.ready.eq(~rest_v & ((~s0_v & ~(s1_v & ~last1)) | (s0_adv & s0_single))),
+            self.cmd.ready.eq(~rest_v & ((~s0_v & ~(s1_v & ~s1_last)) | (s0_adv & s0_single))),
             self.burst.valid.eq(o_v), self.burst.payload.addr.eq(o_addr),
             self.burst.payload.len.eq(o_n - 1),
             self.active.eq(s0_v | s1_v | o_v | rest_v),
@@ -94,12 +96,12 @@ class BurstSplitter(wiring.Component):
         m.d.sync += rest_v.eq(0)
         with m.If(s1_adv):
             m.d.sync += [o_v.eq(1), o_addr.eq(s1_addr), o_n.eq(Mux(s1_tb < s1_beats, s1_tb, s1_beats)),
-                         rest_v.eq(~last1), rest_rem.eq(s1_rem), s1_v.eq(0)]
+                         rest_v.eq(~s1_last), rest_rem.eq(s1_rem), s1_v.eq(0)]
         with m.If(s0_adv):
             fits = ~s0_rem[small:].any()
             m.d.sync += [
                 s1_v.eq(1), s1_addr.eq(s0_addr), s1_rem.eq(s0_rem), s1_tb.eq(to_boundary(s0_addr)),
-                s1_within.eq(within(s0_rem)), s1_small.eq(s0_rem[:small]),
+                s1_last.eq(one_burst(s0_addr, s0_rem)),
                 s1_beats.eq(Mux(fits & (s0_rem[:small] < self.max_burst), s0_rem[:small],
                                 self.max_burst)),
                 s0_v.eq(0),
@@ -114,7 +116,7 @@ class BurstSplitter(wiring.Component):
                 m.d.sync += self.misaligned.eq(1)
             with m.Elif(c.beats != 0):
                 m.d.sync += [s0_v.eq(1), s0_addr.eq(c.addr), s0_rem.eq(c.beats),
-                             s0_single.eq(within(c.beats) & (c.beats[:small] <= to_boundary(c.addr)))]
+                             s0_single.eq(one_burst(c.addr, c.beats))]
         return m
 
 
@@ -164,21 +166,23 @@ class DmaReader(_Dma):
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
-        m.submodules.buffer = buf = SyncFIFOBuffered(width=self.data_width, depth=self.buffer_beats)
-        # beats the buffer can still promise: a burst is issued only against room for all of it,
-        # taken at its AR handshake and given back as its beats leave the buffer
-        room = Signal(range(self.buffer_beats + 1), init=self.buffer_beats)
-        fits = Signal()
+        # asynchronous reads put the buffer in distributed RAM: an ECP5 block RAM read without its
+        # output register (which a FIFO's enabled read cannot use) takes 5.8 ns of a cycle alone
+        m.submodules.buffer = buf = SyncFIFO(width=self.data_width, depth=self.buffer_beats)
+        # beats the buffer can still promise, less one longest burst: a burst's beats are taken
+        # at its AR handshake and given back as they leave the buffer, and a burst is issued only
+        # while a longest one would fit, so the gate is the counter's sign bit (no comparison on
+        # the AR handshake)
+        spare = Signal(range(-self.max_burst, self.buffer_beats), init=self.buffer_beats - self.max_burst)
         split, issued, outstanding = self._issue(m, bus.arvalid, bus.arready, bus.araddr, bus.arlen,
-                                                 gate=fits)
-        m.d.comb += fits.eq(room > split.burst.payload.len)
+                                                 gate=~spare[-1])
         m.d.comb += [bus.arid.eq(0), bus.arsize.eq(self.data_width.bit_length() - 4),
                      bus.arburst.eq(BURST_INCR), bus.rready.eq(1)]
         beat = bus.rvalid
         m.d.comb += [buf.w_en.eq(beat), buf.w_data.eq(bus.rdata)]
         wiring.connect(m, buf.r_stream, wiring.flipped(self.data))
         taken = self.data.valid & self.data.ready
-        m.d.sync += room.eq(room + taken - Mux(issued, bus.arlen + 1, 0))
+        m.d.sync += spare.eq(spare + taken - Mux(issued, bus.arlen + 1, 0))
         done = beat & bus.rlast
         m.d.sync += outstanding.eq(outstanding + issued - done)
         with m.If(beat & (bus.rresp != RESP_OKAY)):
@@ -201,11 +205,11 @@ class DmaWriter(_Dma):
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
-        # the lengths of issued bursts, for W's wlast; AW also waits for room here (at least 4
-        # deep: a shallower buffered FIFO has a zero-width address, which Verilator rejects)
+        # the lengths of issued bursts, for W's wlast (at least 4 deep: a shallower buffered FIFO
+        # has a zero-width address, which Verilator rejects). It never fills: a burst leaves it
+        # with its last W beat, before its response, so it holds at most the outstanding bursts.
         m.submodules.lens = lens = SyncFIFOBuffered(width=8, depth=max(4, self.max_outstanding))
-        split, issued, outstanding = self._issue(m, bus.awvalid, bus.awready, bus.awaddr, bus.awlen,
-                                                 gate=lens.w_rdy)
+        split, issued, outstanding = self._issue(m, bus.awvalid, bus.awready, bus.awaddr, bus.awlen)
         m.d.comb += [bus.awid.eq(0), bus.awsize.eq(self.data_width.bit_length() - 4),
                      bus.awburst.eq(BURST_INCR), lens.w_data.eq(bus.awlen), lens.w_en.eq(issued)]
         beat_no = Signal(8)

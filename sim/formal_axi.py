@@ -132,7 +132,8 @@ class WriterCheck(Elaboratable):
     """`DmaWriter` on a free AXI write slave, fed by a free data stream."""
 
     def __init__(self, depth: int = 16, dut: DmaWriter | None = None) -> None:
-        self.dut = dut or DmaWriter(12, 32, max_burst=4, max_outstanding=2)
+        # as many bursts in flight as its queue of burst lengths holds (4), as in the engine
+        self.dut = dut or DmaWriter(12, 32, max_burst=4, max_outstanding=4)
         self.depth = depth
 
     def elaborate(self, platform) -> Module:

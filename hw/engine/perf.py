@@ -42,11 +42,11 @@ FETCH_CYCLES = 7
 # a read's round trip beyond the memory's latency: the second register slice each way, the
 # DMA reader's buffer and the slices on its command and data streams (fetches and LOADs; a
 # STORE's beats leave without waiting for them)
-READ_PORT_CYCLES = 6
+READ_PORT_CYCLES = 5
 WAIT_SEEN_CYCLES = 1  # the sequencer sees a unit turn idle through a register
 BURST_ISSUE_CYCLES = 3
 LOAD_TAIL_CYCLES = 8
-STORE_TAIL_CYCLES = 15  # the scratchpad read latency, the FIFO, the last write response
+STORE_TAIL_CYCLES = 17  # the command slice, the scratchpad read latency, the FIFO, the response
 RUN_OVERHEAD_CYCLES = 118  # the first command's fetch from the scratchpad, pipeline fill, drain, flush, END
 COMMAND_CYCLES = 104  # a further GEMM of the same run: fill, drain, flush (its fetch overlaps the flush)
 BURST_SLOT_CYCLES = 1  # a burst holds its outstanding slot for the latency, its beats and the AR handshake
