@@ -87,21 +87,32 @@ def _burst_rules(m: Module, dut, valid, ready, addr, length, size, burst) -> Non
     held(m, valid, ready, [addr, length, size, burst], Assert)
 
 
-class ReaderCheck(Elaboratable):
+class _DmaCheck(Elaboratable):
+    """A DMA master out of reset, its command stream and the given inputs free."""
+
+    def __init__(self, depth: int, dut) -> None:
+        self.dut, self.depth = dut, depth
+
+    def _setup(self, free: list) -> Module:
+        m = Module()
+        m.submodules.dut = self.dut
+        m.d.comb += Assume(~ResetSignal())
+        _command_source(m, self.dut)
+        for s in free:
+            _free(m, s)
+        return m
+
+
+class ReaderCheck(_DmaCheck):
     """`DmaReader` on a free AXI read slave."""
 
     def __init__(self, depth: int = 16, dut: DmaReader | None = None) -> None:
-        self.dut = dut or DmaReader(12, 32, max_burst=4, max_outstanding=2)
-        self.depth = depth
+        super().__init__(depth, dut or DmaReader(12, 32, max_burst=4, max_outstanding=2))
 
     def elaborate(self, platform) -> Module:
-        m = Module()
-        m.submodules.dut = dut = self.dut
+        dut = self.dut
         bus = dut.bus
-        m.d.comb += Assume(~ResetSignal())
-        _command_source(m, dut)
-        for s in (bus.arready, bus.rvalid, bus.rdata, bus.rresp, dut.data.ready):
-            _free(m, s)
+        m = self._setup([bus.arready, bus.rvalid, bus.rdata, bus.rresp, dut.data.ready])
         m.d.comb += bus.rid.eq(0)
         q = LengthQueue(m, dut.max_outstanding + 1, "ar")
         beat = Signal(8)
@@ -128,22 +139,18 @@ class ReaderCheck(Elaboratable):
         return m
 
 
-class WriterCheck(Elaboratable):
+class WriterCheck(_DmaCheck):
     """`DmaWriter` on a free AXI write slave, fed by a free data stream."""
 
     def __init__(self, depth: int = 16, dut: DmaWriter | None = None) -> None:
         # as many bursts in flight as its queue of burst lengths holds (4), as in the engine
-        self.dut = dut or DmaWriter(12, 32, max_burst=4, max_outstanding=4)
-        self.depth = depth
+        super().__init__(depth, dut or DmaWriter(12, 32, max_burst=4, max_outstanding=4))
 
     def elaborate(self, platform) -> Module:
-        m = Module()
-        m.submodules.dut = dut = self.dut
+        dut = self.dut
         bus = dut.bus
-        m.d.comb += Assume(~ResetSignal())
-        _command_source(m, dut)
-        for s in (bus.awready, bus.wready, bus.bvalid, bus.bresp, dut.data.valid, dut.data.payload):
-            _free(m, s)
+        m = self._setup([bus.awready, bus.wready, bus.bvalid, bus.bresp, dut.data.valid,
+                         dut.data.payload])
         m.d.comb += bus.bid.eq(0)
         held(m, dut.data.valid, dut.data.ready, [dut.data.payload], Assume)
         held(m, bus.bvalid, bus.bready, [bus.bresp], Assume)
