@@ -370,11 +370,11 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
     training throughput projected at the worst Fmax."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from sim.engine.synth import EngineSynthTop, engine_verilog, verilog_digest
+    from sim.engine.synth import engine_lpf, engine_verilog, verilog_digest
 
     img_s, src = golden_img_s(data_dir)
     current = (verilog_digest(engine_verilog(EngineParams())),
-               hashlib.sha256(EngineSynthTop().lpf().encode()).hexdigest())
+               hashlib.sha256(engine_lpf(EngineParams()).encode()).hexdigest())
     runs = {}
     for seed in seeds:
         f = OUT / f"synth_seed{seed}.json"

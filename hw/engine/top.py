@@ -44,15 +44,20 @@ DMA_OUTSTANDING = 16
 STORE_QUEUE = 8
 
 
+def engine_signature(p: EngineParams) -> wiring.Signature:
+    """The engine's ports: AXI4-Lite control, the AXI4 memory master, the interrupt."""
+    return wiring.Signature({
+        "s_axil": In(axilite(control_map(p).addr_width)),
+        "m_axi": Out(axi4(EXT_ADDR_W, p.bus_bits)),
+        "irq": Out(1),
+    })
+
+
 class StreamEngine(wiring.Component):
     def __init__(self, params: EngineParams | None = None) -> None:
         self.p = p = params or EngineParams()
         self.regmap = control_map(p)
-        super().__init__({
-            "s_axil": In(axilite(self.regmap.addr_width)),
-            "m_axi": Out(axi4(EXT_ADDR_W, p.bus_bits)),
-            "irq": Out(1),
-        })
+        super().__init__(engine_signature(p))
 
     def elaborate(self, platform) -> Module:
         m = Module()

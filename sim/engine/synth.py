@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In
 
 from hw.engine.memory import BankedMemory
 from hw.engine.params import ADDR_W, EngineParams
-from hw.engine.top import StreamEngine
+from hw.engine.top import StreamEngine, engine_signature
 from model.fileio import write_atomic
 from sim.ebr_outreg import pack_ebr_output_registers
 from sim.synth import ECP5, yosys_cells
@@ -45,16 +45,11 @@ class EngineSynthTop(Elaboratable):
         self.p = params or EngineParams()
         self.engine = StreamEngine(self.p)
         self.clk = Signal()
-        self.pins = [(Signal(len(v), name="__".join(map(str, path))), v, member.flow == In)
+        self.pins = [(Signal(len(v), name=_pin_name(path)), v, member.flow == In)
                      for path, member, v in self.engine.signature.flatten(self.engine)]
 
     def ports(self):
         return [self.clk] + [pin for pin, _, _ in self.pins]
-
-    def lpf(self) -> str:
-        """The pin constraints: each AXI channel on adjacent package pins."""
-        return channel_lpf([(pin.name, len(pin)) for pin, _, _ in self.pins],
-                           DEVICE["device"], DEVICE["package"])
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -69,6 +64,21 @@ class EngineSynthTop(Elaboratable):
             else:
                 m.d.sync += [q1.eq(port), q2.eq(q1), pin.eq(q2)]
         return m
+
+
+def _pin_name(path: tuple) -> str:
+    return "__".join(map(str, path))
+
+
+def engine_pins(p: EngineParams) -> list[tuple[str, int]]:
+    """EngineSynthTop's AXI pins (name, width), in the engine signature's order."""
+    sig = engine_signature(p)
+    return [(_pin_name(path), len(v)) for path, _, v in sig.flatten(sig.create())]
+
+
+def engine_lpf(p: EngineParams) -> str:
+    """EngineSynthTop's pin constraints: each AXI channel on adjacent package pins."""
+    return channel_lpf(engine_pins(p), DEVICE["device"], DEVICE["package"])
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,8 +129,8 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     p = params or EngineParams()
     t0 = time.perf_counter()
     packed = _engine_netlist(out, p, reuse_netlist)
+    lpf = engine_lpf(p)
     t1 = time.perf_counter()
-    lpf = EngineSynthTop(p).lpf()
     finished = _nextpnr(out, "top_packed.json", freq_mhz, seed, router, route, lpf=lpf,
                         timeout_s=route_minutes * 60 if route_minutes else None)
     t2 = time.perf_counter()
@@ -221,7 +231,7 @@ def route_congestion(out_dir: Path, seed: int = 1, minutes: float = 60.0) -> dic
     out = Path(out_dir).resolve()
     _engine_netlist(out, EngineParams())
     t0 = time.perf_counter()
-    routed = _nextpnr(out, "top_packed.json", 150.0, seed, "router2", lpf=EngineSynthTop().lpf(),
+    routed = _nextpnr(out, "top_packed.json", 150.0, seed, "router2", lpf=engine_lpf(EngineParams()),
                       extra=("--router2-heatmap", HEATMAP), timeout_s=minutes * 60)
     res = {**DEVICE, "seed": seed, "router": "router2", "nextpnr_options": list(PLACER_OPTS),
            "minutes": round((time.perf_counter() - t0) / 60, 1), **congestion_summary(out)}

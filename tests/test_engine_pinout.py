@@ -1,0 +1,34 @@
+"""The synthesis top's pin constraints (sim.engine.pinout): every engine pin on its own package
+pin, each AXI port on consecutive pins of the perimeter walk, the clock on its clock input."""
+import re
+
+import pytest
+
+from sim.engine.pinout import CLOCK_PIN, channel_lpf, perimeter_sites
+from hw.engine.params import EngineParams
+from sim.engine.synth import DEVICE, engine_lpf, engine_pins
+
+SITES = perimeter_sites(DEVICE["device"], DEVICE["package"])
+
+
+def test_perimeter_walks_every_package_pin_once_clockwise():
+    assert len(SITES) == len(set(SITES)) == 365  # the LFE5U-85F's user I/Os in the CABGA756
+    assert SITES.index(CLOCK_PIN) > 0
+
+
+def test_engine_lpf_puts_each_port_on_consecutive_perimeter_pins():
+    located = dict(re.findall(r'LOCATE COMP "([^"]+)" SITE "([^"]+)";', engine_lpf(EngineParams())))
+    assert located.pop("clk") == CLOCK_PIN
+    widths = dict(engine_pins(EngineParams()))
+    assert len(located) == sum(widths.values()) == 359
+    assert len(set(located.values())) == len(located) and set(located.values()) <= set(SITES)
+    walk = [s for s in SITES if s != CLOCK_PIN]
+    for name, width in widths.items():
+        bits = [name] if width == 1 else [f"{name}[{i}]" for i in range(width)]
+        at = [walk.index(located[b]) for b in bits]
+        assert at == list(range(at[0], at[0] + width)), name
+
+
+def test_too_many_pins_is_refused():
+    with pytest.raises(ValueError, match="do not fit"):
+        channel_lpf([("bus", 365)], DEVICE["device"], DEVICE["package"])
