@@ -170,9 +170,9 @@ class DmaReader(_Dma):
         # output register (which a FIFO's enabled read cannot use) takes 5.8 ns of a cycle alone
         m.submodules.buffer = buf = SyncFIFO(width=self.data_width, depth=self.buffer_beats)
         # beats the buffer can still promise, less one longest burst: a burst's beats are taken
-        # at its AR handshake and given back as they leave the buffer, and a burst is issued only
-        # while a longest one would fit, so the gate is the counter's sign bit (no comparison on
-        # the AR handshake)
+        # at its AR handshake and given back a cycle after they leave the buffer (the consumer's
+        # ready is not in front of the counter), and a burst is issued only while a longest one
+        # would fit, so the gate is the counter's sign bit (no comparison on the AR handshake)
         spare = Signal(range(-self.max_burst, self.buffer_beats), init=self.buffer_beats - self.max_burst)
         split, issued, outstanding = self._issue(m, bus.arvalid, bus.arready, bus.araddr, bus.arlen,
                                                  gate=~spare[-1])
@@ -181,8 +181,9 @@ class DmaReader(_Dma):
         beat = bus.rvalid
         m.d.comb += [buf.w_en.eq(beat), buf.w_data.eq(bus.rdata)]
         wiring.connect(m, buf.r_stream, wiring.flipped(self.data))
-        taken = self.data.valid & self.data.ready
-        m.d.sync += spare.eq(spare + taken - Mux(issued, bus.arlen + 1, 0))
+        taken = Signal()
+        m.d.sync += [taken.eq(self.data.valid & self.data.ready),
+                     spare.eq(spare + taken - Mux(issued, bus.arlen + 1, 0))]
         done = beat & bus.rlast
         m.d.sync += outstanding.eq(outstanding + issued - done)
         with m.If(beat & (bus.rresp != RESP_OKAY)):

@@ -83,6 +83,18 @@ def _word_counter(m: Module, x, start, step, name: str):
     return ptr, col_last & row_last
 
 
+def _word_beats(m: Module, wpb, restart, step, name: str):
+    """The bus beat of a word of `wpb` beats: `restart` (a transfer's first cycle) returns to the
+    first, each `step` moves on; returns (beat, `beat` is its word's last). The last-beat flag is
+    a register kept with the counter: no compare between a bus handshake and what it enables."""
+    beat, last = Signal(2, name=f"{name}_beat"), Signal(name=f"{name}_beat_last")
+    with m.If(restart | (step & last)):
+        m.d.sync += [beat.eq(0), last.eq(wpb == 1)]
+    with m.Elif(step):
+        m.d.sync += [beat.eq(beat + 1), last.eq(beat + 2 == wpb)]
+    return beat, last
+
+
 class _TransferUnit(wiring.Component):
     """What both units have: cmd (a transfer), dma_cmd (to the DMA), busy, and the row issue."""
 
@@ -109,10 +121,10 @@ class LoadUnit(_TransferUnit):
     def elaborate(self, platform) -> Module:
         m, iss = self._issue()
         p, bb, x = self.p, self.p.bus_bits, iss.x
-        beat = Signal(2)
         gather = Signal(_max_wpb(p) * bb)
         fire = self.dma_data.valid & self.dma_data.ready
-        word_done = fire & (beat == iss.wpb - 1)
+        beat, beat_last = _word_beats(m, iss.wpb, iss.armed, fire, "ld")
+        word_done = fire & beat_last
         ptr, last = _word_counter(m, x, iss.armed, word_done, "ld")
         nxt = Signal.like(gather)
         m.d.comb += [nxt.eq(gather), self.dma_data.ready.eq(iss.active)]
@@ -120,10 +132,8 @@ class LoadUnit(_TransferUnit):
             for k in range(_max_wpb(p)):
                 with m.Case(k):
                     m.d.comb += nxt.word_select(k, bb).eq(self.dma_data.payload)
-        with m.If(iss.armed):
-            m.d.sync += beat.eq(0)
-        with m.Elif(fire):
-            m.d.sync += [gather.eq(nxt), beat.eq(Mux(word_done, 0, beat + 1))]
+        with m.If(fire):
+            m.d.sync += gather.eq(nxt)
         m.d.sync += [self.wr_en.eq(word_done), self.wr_sel.eq(x.sel), self.wr_addr.eq(ptr),
                      self.wr_data.eq(nxt[:p.host_data_bits])]
         with m.If(word_done & last):
@@ -161,14 +171,12 @@ class StoreUnit(_TransferUnit):
         m.d.sync += [pipe.eq(pipe << 1 | issue), word.eq(self.rd_data)]
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=_max_wpb(p) * bb, depth=STORE_FIFO_WORDS)
         m.d.comb += [fifo.w_en.eq(pipe[-1]), fifo.w_data.eq(word)]
-        beat = Signal(2)
         out = self.dma_data
         send = out.valid & out.ready
-        word_sent = send & (beat == iss.wpb - 1)
+        beat, beat_last = _word_beats(m, iss.wpb, iss.armed, send, "st")
+        word_sent = send & beat_last
         m.d.comb += [out.valid.eq(fifo.r_rdy), out.payload.eq(fifo.r_data.word_select(beat, bb)),
                      fifo.r_en.eq(word_sent)]
-        with m.If(send):
-            m.d.sync += beat.eq(Mux(word_sent, 0, beat + 1))
         credit = Signal()
         m.d.sync += [credit.eq(word_sent), owed.eq(owed + issue - credit)]
         with m.If(iss.active & ~reading & ~iss.armed & (owed == 0) & ~self.dma_cmd.valid):
