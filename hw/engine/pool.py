@@ -89,21 +89,12 @@ class PoolUnit(wiring.Component):
         m.d.comb += [w.inside.eq((w.iy >= 0) & (w.iy < cmd.cv_h) & (w.ix >= 0) & (w.ix < cmd.cv_w)),
                      self.rd_addr.eq(w.addr), self.s_addr.eq(w.addr)]
         self._walk(m, w)
-        # the words come back READ_LATENCY cycles after their address: lane-wise first maximum,
-        # the padding reading 0
-        L, DL = self.p.lanes, READ_LATENCY + 1  # the words read, registered on arrival
-        rd, s_rd = data_reg(L * AB, name="rd_q"), data_reg(L * AB, name="s_q")
-        m.d.sync += [rd.eq(self.rd_data), s_rd.eq(self.s_data)]
-        v = delayed(m, w.issue, DL, "pool_v", False)
-        f = delayed(m, w.pos == 0, DL, "pool_f")
-        inb = delayed(m, w.inside, DL, "pool_in")
-        idx = delayed(m, w.pos, DL, "pool_pos")
-        best = data_reg(data.ArrayLayout(signed(AB), L))
-        arg = data_reg(data.ArrayLayout(WIN, L))
-        for j in range(L):
-            x = Mux(inb, rd.word_select(j, AB).as_signed(), 0)
-            with m.If(v & (f | (x > best[j]))):
-                m.d.sync += [best[j].eq(x), arg[j].eq(idx)]
+        # the words come back READ_LATENCY cycles after their address, are registered on arrival
+        # (`nxt`) and once more (`cur`, the word reduced): lane-wise first maximum, the padding
+        # reading 0
+        L, DL = self.p.lanes, READ_LATENCY + 2
+        best, arg = self._running_max(m, w, DL)
+        s_rd = delayed(m, self.s_data, 2, "s_q")
         # the pooled word: written in the cycle its window's last word has been reduced (the next
         # window's first word replaces `best` only at the end of that cycle)
         wr_v = delayed(m, w.issue & w.last, DL + 1, "pool_wr", False)
@@ -122,6 +113,31 @@ class PoolUnit(wiring.Component):
                                           Const(MASK & 0xFF, AB)) for j in range(L))))]
         m.d.comb += [self.mk_addr.eq(mk_at), self.mk_en.eq(mk_en), self.mk_data.eq(mk_data)]
         return m
+
+    def _running_max(self, m: Module, w: _Walk, DL: int):
+        """(best, arg) of each lane: the window's first maximum so far and its position. Both
+        ways the next word can compare (with `best` as it is, and with the word now reduced,
+        which replaces `best` when taken) are registered a cycle ahead, so what each lane's
+        enables wait on is one choice between two flip-flops, not a compare."""
+        L, AB = self.p.lanes, self.p.act_bits
+        rd = data_reg(L * AB, name="rd_q")
+        m.d.sync += rd.eq(self.rd_data)
+        inb = delayed(m, w.inside, DL - 1, "pool_in")
+        nxt = [Mux(inb, rd.word_select(j, AB).as_signed(), 0) for j in range(L)]
+        cur = data_reg(data.ArrayLayout(signed(AB), L), name="pool_cur")
+        m.d.sync += [cur[j].eq(nxt[j]) for j in range(L)]
+        v = delayed(m, w.issue, DL, "pool_v", False)
+        f = delayed(m, w.pos == 0, DL, "pool_f")
+        idx = delayed(m, w.pos, DL, "pool_pos")
+        best = data_reg(data.ArrayLayout(signed(AB), L), name="pool_best")
+        arg = data_reg(data.ArrayLayout(WIN, L), name="pool_arg")
+        for j in range(L):
+            over_best, over_cur, took = Signal(), Signal(), Signal()  # registered a cycle ahead
+            take = v & (f | Mux(took, over_cur, over_best))
+            m.d.sync += [over_best.eq(nxt[j] > best[j]), over_cur.eq(nxt[j] > cur[j]), took.eq(take)]
+            with m.If(take):
+                m.d.sync += [best[j].eq(cur[j]), arg[j].eq(idx)]
+        return best, arg
 
     def _walk(self, m: Module, w: _Walk) -> None:
         """The command's loops: blocks, output rows, pixels, words; per word the window's
@@ -181,7 +197,7 @@ class PoolUnit(wiring.Component):
                                      w.dst.eq(ndst), iy0.eq(cmd.cv_y0),
                                      *start(nblk, cmd.cv_y0, cmd.cv_x0)]
                         with m.If(blk_last):
-                            m.d.sync += wait.eq(RL + 2)
+                            m.d.sync += wait.eq(RL + 3)
                             m.next = "FLUSH"
 
         with m.FSM(name="pool"):
