@@ -5,4 +5,5 @@
     cosim.py     run_cosim (the `nitro cosim` entry): golden model and engine step by step
     tb_cosim.py  the cocotb test module run inside the simulator
     synth.py     synthesize_engine (the `nitro synth` entry for the engine): LFE5U-85F
+    pinout.py    its pin constraints: each AXI channel on adjacent package pins
 """
