@@ -587,9 +587,8 @@ def write_readme() -> None:
     if s.exists():
         r = json.loads(s.read_text())
         lines += [f"## synth.json: the whole engine on the {r['device']} ({r['package']}, speed "
-                  f"{r['speed']}), AXI ports as pins"
-                  + (", each channel on adjacent pins (sim/engine/pinout.py)" if r.get("lpf_sha256") else "")
-                  + f", target {r['target_mhz']} MHz", "",
+                  f"{r['speed']}), AXI ports as pins, each channel on adjacent pins "
+                  f"(sim/engine/pinout.py), target {r['target_mhz']} MHz", "",
                   "| nextpnr seed | Fmax (MHz) | critical path | late register inputs | place and route |",
                   "|---|---:|---|---:|---:|"]
         for seed, v in r["seeds"].items():

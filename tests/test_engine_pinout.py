@@ -4,16 +4,16 @@ import re
 
 import pytest
 
-from sim.engine.pinout import CLOCK_PIN, channel_lpf, perimeter_sites
 from hw.engine.params import EngineParams
+from sim.engine.pinout import CLOCK_PIN, channel_lpf, perimeter_sites
 from sim.engine.synth import DEVICE, engine_lpf, engine_pins
 
 SITES = perimeter_sites(DEVICE["device"], DEVICE["package"])
 
 
-def test_perimeter_walks_every_package_pin_once_clockwise():
+def test_perimeter_walks_every_package_pin_once():
     assert len(SITES) == len(set(SITES)) == 365  # the LFE5U-85F's user I/Os in the CABGA756
-    assert SITES.index(CLOCK_PIN) > 0
+    assert CLOCK_PIN in SITES
 
 
 def test_engine_lpf_puts_each_port_on_consecutive_perimeter_pins():
