@@ -43,6 +43,7 @@ class _RowIssue:
         self.active = Signal()
         self.armed = armed = Signal()  # the cycle after a command was accepted
         left = Signal(16)
+        more = Signal()  # left != 0, as a register: the DMA command's valid crosses the die
         addr = Signal(EXT_ADDR_W)
         rw = x.row_words
         beats = Signal(BEATS_W)
@@ -54,12 +55,13 @@ class _RowIssue:
         with m.If(accept):
             m.d.sync += [x.eq(c.payload), wpb.eq(_wpb_table(p)[c.payload.sel])]
         with m.If(armed):
-            m.d.sync += [addr.eq(x.ext), left.eq(x.rows), self.active.eq((x.rows != 0) & (rw != 0))]
+            m.d.sync += [addr.eq(x.ext), left.eq(x.rows), more.eq(x.rows != 0),
+                         self.active.eq((x.rows != 0) & (rw != 0))]
         d = unit.dma_cmd
-        m.d.comb += [d.valid.eq(self.active & (left != 0)), d.payload.addr.eq(addr),
+        m.d.comb += [d.valid.eq(self.active & more), d.payload.addr.eq(addr),
                      d.payload.beats.eq(beats)]
         with m.If(d.valid & d.ready):
-            m.d.sync += [addr.eq(addr + x.stride), left.eq(left - 1)]
+            m.d.sync += [addr.eq(addr + x.stride), left.eq(left - 1), more.eq(left != 1)]
 
 
 def _word_counter(m: Module, x, start, step, name: str):
