@@ -38,11 +38,13 @@ class BurstSplitter(wiring.Component):
     """Commands in, bursts {addr, len (AXI: beats - 1)} out; `misaligned` pulses for a dropped
     command. A three-stage pipe, so that a run of short commands (the rows of a strided 2-D
     transfer) leaves one burst per cycle: s0 holds a command (or the rest of one), s1 its 4 KiB
-    distance and clipped remainder, the output register the burst (their minimum). None of it
-    sits on the address channel's handshake path, and the payload is stable while `valid`
-    waits. The rest of a command cut into several bursts re-enters s0 the cycle after its burst
-    reaches the output (three cycles per burst, hidden under its data beats); a new command
-    enters s0 only when no rest can be owed, which keeps the bursts in order."""
+    distance and clipped remainder, the output register the burst (their minimum). A skid
+    register behind the output takes a burst formed while the output waits, so the pipe
+    advances on its own registers: the address channel's ready only loads the output and the
+    skid, and the payload is stable while `valid` waits. The rest of a command cut into several
+    bursts re-enters s0 the cycle after its burst is formed (three cycles per burst, hidden
+    under its data beats); a new command enters s0 only when no rest can be owed, which keeps
+    the bursts in order."""
 
     def __init__(self, addr_width: int, data_width: int, max_burst: int) -> None:
         self.addr_width, self.beat_bytes, self.max_burst = addr_width, data_width // 8, max_burst
@@ -77,26 +79,34 @@ class BurstSplitter(wiring.Component):
         s1_v, s1_last = Signal(), Signal()
         s1_addr, s1_rem = Signal(AW), Signal(BEATS_W)
         s1_tb, s1_beats = Signal(small), Signal(small)
-        # the output register, and the rest its burst leaves (re-enters s0 next cycle)
+        # the output register, its skid, the burst last formed and the rest it leaves (re-enters
+        # s0 next cycle)
         o_v, o_addr, o_n = Signal(), Signal(AW), Signal(range(self.max_burst + 1))
+        k_v, k_addr, k_n = Signal(), Signal(AW), Signal(range(self.max_burst + 1))
+        f_addr, f_n = Signal(AW), Signal(range(self.max_burst + 1))
         rest_v, rest_rem = Signal(), Signal(BEATS_W)
 
-        o_free = ~o_v | self.burst.ready
-        s1_adv = s1_v & o_free
+        s1_adv = s1_v & ~k_v
         s0_adv = s0_v & (~s1_v | s1_adv)
-        # no rest owed by s1 or the output (a rest enters an empty s0), or s0 leaves as one burst
+        # no rest owed by s1 or the last burst (a rest enters an empty s0), or s0 leaves as one burst
         m.d.comb += [
             self.cmd.ready.eq(~rest_v & ((~s0_v & ~(s1_v & ~s1_last)) | (s0_adv & s0_single))),
             self.burst.valid.eq(o_v), self.burst.payload.addr.eq(o_addr),
             self.burst.payload.len.eq(o_n - 1),
-            self.active.eq(s0_v | s1_v | o_v | rest_v),
+            self.active.eq(s0_v | s1_v | o_v | k_v | rest_v),
         ]
-        with m.If(self.burst.ready):
-            m.d.sync += o_v.eq(0)
+        n = Mux(s1_tb < s1_beats, s1_tb, s1_beats)
+        with m.If(self.burst.ready | ~o_v):
+            with m.If(k_v):
+                m.d.sync += [o_v.eq(1), o_addr.eq(k_addr), o_n.eq(k_n), k_v.eq(0)]
+            with m.Else():
+                m.d.sync += [o_v.eq(s1_adv), o_addr.eq(s1_addr), o_n.eq(n)]
+        with m.Elif(s1_adv):
+            m.d.sync += [k_v.eq(1), k_addr.eq(s1_addr), k_n.eq(n)]
         m.d.sync += rest_v.eq(0)
         with m.If(s1_adv):
-            m.d.sync += [o_v.eq(1), o_addr.eq(s1_addr), o_n.eq(Mux(s1_tb < s1_beats, s1_tb, s1_beats)),
-                         rest_v.eq(~s1_last), rest_rem.eq(s1_rem), s1_v.eq(0)]
+            m.d.sync += [f_addr.eq(s1_addr), f_n.eq(n), rest_v.eq(~s1_last), rest_rem.eq(s1_rem),
+                         s1_v.eq(0)]
         with m.If(s0_adv):
             fits = ~s0_rem[small:].any()
             m.d.sync += [
@@ -107,8 +117,8 @@ class BurstSplitter(wiring.Component):
                 s0_v.eq(0),
             ]
         with m.If(rest_v):
-            m.d.sync += [s0_v.eq(1), s0_single.eq(0), s0_addr.eq(o_addr + (o_n << shift)),
-                         s0_rem.eq(rest_rem - o_n)]
+            m.d.sync += [s0_v.eq(1), s0_single.eq(0), s0_addr.eq(f_addr + (f_n << shift)),
+                         s0_rem.eq(rest_rem - f_n)]
         m.d.sync += self.misaligned.eq(0)
         with m.If(self.cmd.valid & self.cmd.ready):
             c = self.cmd.payload

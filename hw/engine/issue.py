@@ -18,7 +18,7 @@ from hw.stream_unit import skid_capacity, skid_output
 
 from .memory import READ_LATENCY
 from .params import ADDR_W, CV_BITS, CV_N0_BITS, EngineParams, command_layout
-from .pipeline import data_reg, delayed, last_tile
+from .pipeline import Countdown, data_reg, delayed, last_tile
 
 
 class OperandIssue(wiring.Component):
@@ -143,32 +143,31 @@ class OperandIssue(wiring.Component):
         cmd = self.cmd
         PW = CV_BITS + 3  # signed: window offsets below zero, sums above the image
         sx, sy, mx, my = (data_reg(signed(PW), name=n) for n in ("sx", "sy", "mx", "my"))
-        c0, c1, c2 = data_reg(CV_N0_BITS), data_reg(CV_BITS), data_reg(CV_BITS)
+        c0, c1, c2 = Countdown(CV_N0_BITS, "c0"), Countdown(CV_BITS, "c1"), Countdown(CV_BITS, "c2")
         px = data_reg(CV_BITS)  # m tiles left in the output row
+        window = [*c0.restart(cmd.cv_n0), *c1.restart(cmd.cv_n1), *c2.restart(cmd.cv_n2)]
         with m.If(start):
             m.d.sync += [sx.eq(cmd.cv_x0), sy.eq(cmd.cv_y0), mx.eq(cmd.cv_x0), my.eq(cmd.cv_y0),
-                         c0.eq(cmd.cv_n0 - 1), c1.eq(cmd.cv_n1 - 1), c2.eq(cmd.cv_n2 - 1),
-                         px.eq(cmd.cv_mw - 1)]
+                         *window, px.eq(cmd.cv_mw - 1)]
         row_end = Signal()
-        m.d.comb += row_end.eq(cmd.conv & (c0 == 0) & (c1 == 0))
+        m.d.comb += row_end.eq(cmd.conv & c0.last & c1.last)
         with m.If(issue):
             with m.If(k_end):  # the next C tile: its window from the start
-                m.d.sync += [c0.eq(cmd.cv_n0 - 1), c1.eq(cmd.cv_n1 - 1), c2.eq(cmd.cv_n2 - 1),
-                             sx.eq(mx), sy.eq(my)]
+                m.d.sync += [*window, sx.eq(mx), sy.eq(my)]
                 with m.If(kn_end & (cmd.cv_mw != 0)):  # the next m tile is the next output pixel
                     with m.If(px == 0):
                         m.d.sync += [px.eq(cmd.cv_mw - 1), mx.eq(cmd.cv_x0), my.eq(my + 1),
                                      sx.eq(cmd.cv_x0), sy.eq(my + 1)]
                     with m.Else():
                         m.d.sync += [px.eq(px - 1), mx.eq(mx + 1), sx.eq(mx + 1)]
-            with m.Elif(c0 != 0):
-                m.d.sync += c0.eq(c0 - 1)
+            with m.Elif(~c0.last):
+                m.d.sync += c0.step()
             with m.Else():
-                m.d.sync += [c0.eq(cmd.cv_n0 - 1), sx.eq(sx + 1), c1.eq(c1 - 1)]
-                with m.If(c1 == 0):
-                    m.d.sync += [c1.eq(cmd.cv_n1 - 1), sx.eq(mx), sy.eq(sy + 1), c2.eq(c2 - 1)]
-                    with m.If(c2 == 0):
-                        m.d.sync += [c2.eq(cmd.cv_n2 - 1), sy.eq(my)]
+                m.d.sync += [*c0.restart(cmd.cv_n0), sx.eq(sx + 1), *c1.step()]
+                with m.If(c1.last):
+                    m.d.sync += [*c1.restart(cmd.cv_n1), sx.eq(mx), sy.eq(sy + 1), *c2.step()]
+                    with m.If(c2.last):
+                        m.d.sync += [*c2.restart(cmd.cv_n2), sy.eq(my)]
         inb = Signal()
         m.d.comb += inb.eq(~cmd.conv | ((sx >= 0) & (sx < cmd.cv_w) & (sy >= 0) & (sy < cmd.cv_h)))
         return inb, row_end

@@ -25,10 +25,21 @@ def last_tile(length, lane_bits: int):
     return ((length - 1) >> lane_bits)[:ADDR_W]
 
 
-def count_to(counter, last, length, value=None) -> list:
-    """Statements setting a loop counter to `value` (default 0, the loop's start) and its
-    registered "at the last of `length` values" flag (value + 1 == length), so that the loop's
-    end is a flip-flop rather than a compare in front of the enables it drives."""
-    if value is None:
-        return [counter.eq(0), last.eq(length == 1)]
-    return [counter.eq(value), last.eq(value + 1 == length)]
+class Countdown:
+    """A loop counter kept as the values left after the current one, with "at the last value"
+    and "at the one before it" as registers: a step loads the last flag from a flip-flop and the
+    next from a compare of the counter with a constant, so neither an adder nor a compare with
+    the loop's length sits in front of the enables the flag drives."""
+
+    def __init__(self, width: int, name: str) -> None:
+        self.left = data_reg(width, name=f"{name}_left")
+        self.last = data_reg(name=f"{name}_last")
+        self.pen = data_reg(name=f"{name}_pen")
+
+    def restart(self, length) -> list:
+        """Statements: the loop at the first of its `length` (>= 1) values."""
+        return [self.left.eq(length - 1), self.last.eq(length == 1), self.pen.eq(length == 2)]
+
+    def step(self) -> list:
+        """Statements: the loop at its next value (past its last, both flags stay clear)."""
+        return [self.left.eq(self.left - 1), self.last.eq(self.pen), self.pen.eq(self.left == 2)]

@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from .memory import READ_LATENCY
 from .params import ADDR_W, CV_BITS, CV_N0_BITS, EngineParams, command_layout
-from .pipeline import count_to, data_reg, delayed
+from .pipeline import Countdown, data_reg, delayed
 
 MASK = -128  # s of a position whose delta is dropped
 PW = CV_BITS + 3  # signed pixel coordinates: the padding below zero
@@ -45,10 +45,8 @@ class _Walk:
     dst: Signal  # the pooled word's destination
     iy: Signal  # the position's pixel
     ix: Signal
-    ky: Signal  # its place in the window
-    kx: Signal
-    ky_last: Signal  # ky, kx at the window's last row / column (registered: no compares in
-    kx_last: Signal  # front of the walk's enables)
+    ky: Countdown  # its place in the window (the row and column ends registered)
+    kx: Countdown
     pos: Signal  # its index, row-major
     mk_copy: Signal  # s -> its marked copy
     issue: Signal  # a source word is read
@@ -81,8 +79,7 @@ class PoolUnit(wiring.Component):
         w = _Walk(
             addr=data_reg(ADDR_W, name="addr"), dst=data_reg(ADDR_W, name="dst"),
             iy=data_reg(signed(PW), name="iy"), ix=data_reg(signed(PW), name="ix"),
-            ky=data_reg(CV_BITS, name="ky"), kx=data_reg(CV_BITS, name="kx"),
-            ky_last=data_reg(name="ky_last"), kx_last=data_reg(name="kx_last"),
+            ky=Countdown(CV_BITS, "ky"), kx=Countdown(CV_BITS, "kx"),
             pos=data_reg(WIN, name="pos"), mk_copy=data_reg(ADDR_W, name="mk_copy"),
             issue=Signal(name="issue"), last=Signal(name="last"),
             marking=Signal(name="marking"), inside=Signal(name="inside"))
@@ -145,11 +142,11 @@ class PoolUnit(wiring.Component):
         back to back: the window's arg-max is complete when the first word of s arrives, and
         the next window's first word reaches the max registers after the last word of s. The
         writes trail the reads by the read latency (FLUSH). Every loop's "at its last value" is
-        a register set with the counter (`_count`)."""
+        a register kept with the counter (`Countdown`)."""
         cmd, RL = self.cmd, READ_LATENCY
-        blk, oy = data_reg(ADDR_W + 4), data_reg(ADDR_W)
-        ox, c = data_reg(CV_BITS), data_reg(CV_N0_BITS)
-        blk_last, oy_last, ox_last, c_last = (data_reg(name=f"{n}_last") for n in ("blk", "oy", "ox", "c"))
+        blk, oy = Countdown(ADDR_W + 4, "blk"), Countdown(ADDR_W, "oy")
+        ox, cn = Countdown(CV_BITS, "ox"), Countdown(CV_N0_BITS, "c")
+        c = data_reg(CV_N0_BITS)  # the word within the pixel (its address offset)
         blk_base, row_base, pix_base = (data_reg(ADDR_W, name=n) for n in
                                         ("blk_base", "row_base", "pix_base"))
         dst_blk = data_reg(ADDR_W)
@@ -158,54 +155,53 @@ class PoolUnit(wiring.Component):
         mk_off = data_reg(ADDR_W)  # source -> s
         active, done = Signal(), Signal()
         m.d.comb += [self.active.eq(active), self.done.eq(done),
-                     w.last.eq(w.ky_last & w.kx_last)]
+                     w.last.eq(w.ky.last & w.kx.last)]
 
         def start(base, y0, x0):
             return [w.addr.eq(base), w.iy.eq(y0), w.ix.eq(x0), w.pos.eq(0),
-                    *count_to(w.ky, w.ky_last, cmd.cv_n2), *count_to(w.kx, w.kx_last, cmd.cv_n1)]
+                    *w.ky.restart(cmd.cv_n2), *w.kx.restart(cmd.cv_n1)]
 
         def step():  # the next window position, row-major
-            m.d.sync += [w.pos.eq(w.pos + 1), *count_to(w.kx, w.kx_last, cmd.cv_n1, w.kx + 1),
+            m.d.sync += [w.pos.eq(w.pos + 1), *w.kx.step(),
                          w.ix.eq(w.ix + 1), w.addr.eq(w.addr + cmd.cv_n0)]
-            with m.If(w.kx_last):
-                m.d.sync += [*count_to(w.kx, w.kx_last, cmd.cv_n1),
-                             *count_to(w.ky, w.ky_last, cmd.cv_n2, w.ky + 1),
+            with m.If(w.kx.last):
+                m.d.sync += [*w.kx.restart(cmd.cv_n1), *w.ky.step(),
                              w.ix.eq(ix0), w.iy.eq(w.iy + 1), w.addr.eq(w.addr + cmd.a_sk)]
 
         def advance():  # the next word, pixel, output row, block: its window from the start
             m.next = "ISSUE"
             nxt_c = c + 1
-            m.d.sync += [*count_to(c, c_last, cmd.cv_n0, nxt_c), w.dst.eq(w.dst + 1),
+            m.d.sync += [c.eq(nxt_c), *cn.step(), w.dst.eq(w.dst + 1),
                          *start(pix_base + nxt_c, iy0, ix0)]
-            with m.If(c_last):
+            with m.If(cn.last):
                 npx = pix_base + cmd.a_skr
-                m.d.sync += [*count_to(c, c_last, cmd.cv_n0), *count_to(ox, ox_last, cmd.cv_mw, ox + 1),
+                m.d.sync += [c.eq(0), *cn.restart(cmd.cv_n0), *ox.step(),
                              pix_base.eq(npx), ix0.eq(ix0 + cmd.cv_n1),
                              *start(npx, iy0, ix0 + cmd.cv_n1)]
-                with m.If(ox_last):
+                with m.If(ox.last):
                     nrow = row_base + cmd.b_sk
-                    m.d.sync += [*count_to(ox, ox_last, cmd.cv_mw), *count_to(oy, oy_last, cmd.k_len, oy + 1),
+                    m.d.sync += [*ox.restart(cmd.cv_mw), *oy.step(),
                                  row_base.eq(nrow), pix_base.eq(nrow),
                                  ix0.eq(cmd.cv_x0), iy0.eq(iy0 + cmd.cv_n2),
                                  *start(nrow, iy0 + cmd.cv_n2, cmd.cv_x0)]
-                    with m.If(oy_last):
+                    with m.If(oy.last):
                         nblk = blk_base + cmd.a_sm
                         ndst = dst_blk + cmd.o0.stride
-                        m.d.sync += [*count_to(oy, oy_last, cmd.k_len), *count_to(blk, blk_last, cmd.m_len, blk + 1),
+                        m.d.sync += [*oy.restart(cmd.k_len), *blk.step(),
                                      blk_base.eq(nblk),
                                      row_base.eq(nblk), pix_base.eq(nblk), dst_blk.eq(ndst),
                                      w.dst.eq(ndst), iy0.eq(cmd.cv_y0),
                                      *start(nblk, cmd.cv_y0, cmd.cv_x0)]
-                        with m.If(blk_last):
+                        with m.If(blk.last):
                             m.d.sync += wait.eq(RL + 3)
                             m.next = "FLUSH"
 
         with m.FSM(name="pool"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [active.eq(1), done.eq(0), *count_to(blk, blk_last, cmd.m_len),
-                                 *count_to(oy, oy_last, cmd.k_len), *count_to(ox, ox_last, cmd.cv_mw),
-                                 *count_to(c, c_last, cmd.cv_n0),
+                    m.d.sync += [active.eq(1), done.eq(0), *blk.restart(cmd.m_len),
+                                 *oy.restart(cmd.k_len), *ox.restart(cmd.cv_mw),
+                                 c.eq(0), *cn.restart(cmd.cv_n0),
                                  blk_base.eq(cmd.a_base), row_base.eq(cmd.a_base),
                                  pix_base.eq(cmd.a_base), dst_blk.eq(cmd.o0.base),
                                  w.dst.eq(cmd.o0.base), iy0.eq(cmd.cv_y0), ix0.eq(cmd.cv_x0),

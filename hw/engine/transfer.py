@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from hw.dma import BEATS_W, command_layout as dma_command_layout
 
 from .params import ADDR_W, SEL_CTR, EngineParams
-from .pipeline import count_to
+from .pipeline import Countdown
 from .program import EXT_ADDR_W, beats_per_word, transfer_layout
 from .scratchpads import HOST_READ_LATENCY
 
@@ -67,22 +67,20 @@ class _RowIssue:
 def _word_counter(m: Module, x, start, step, name: str):
     """Scratchpad address of each word: `start` loads `x.spad`, each `step` moves to the next word
     of the transfer `x`; returns (address, `step` is the transfer's last word). The row and
-    column ends are registered flags (no compare in front of the address registers)."""
+    column ends are registered flags (`Countdown`: no compare in front of the address registers)."""
     ptr = Signal(ADDR_W, name=f"{name}_ptr")
     row_ptr = Signal(ADDR_W, name=f"{name}_row_ptr")  # row r's first word (`across`)
-    col, row = Signal(16, name=f"{name}_col"), Signal(16, name=f"{name}_row")
-    col_last, row_last = Signal(name=f"{name}_col_last"), Signal(name=f"{name}_row_last")
+    col, row = Countdown(16, f"{name}_col"), Countdown(16, f"{name}_row")
     with m.If(start):
-        m.d.sync += [ptr.eq(x.spad), row_ptr.eq(x.spad), *count_to(col, col_last, x.row_words),
-                     *count_to(row, row_last, x.rows)]
+        m.d.sync += [ptr.eq(x.spad), row_ptr.eq(x.spad), *col.restart(x.row_words),
+                     *row.restart(x.rows)]
     with m.Elif(step):
-        with m.If(col_last):
-            m.d.sync += [*count_to(col, col_last, x.row_words), *count_to(row, row_last, x.rows, row + 1),
+        with m.If(col.last):
+            m.d.sync += [*col.restart(x.row_words), *row.step(),
                          row_ptr.eq(row_ptr + 1), ptr.eq(Mux(x.across, row_ptr + 1, ptr + 1))]
         with m.Else():
-            m.d.sync += [*count_to(col, col_last, x.row_words, col + 1),
-                         ptr.eq(ptr + Mux(x.across, x.rows, 1))]
-    return ptr, col_last & row_last
+            m.d.sync += [*col.step(), ptr.eq(ptr + Mux(x.across, x.rows, 1))]
+    return ptr, col.last & row.last
 
 
 def _word_beats(m: Module, wpb, restart, step, name: str):
