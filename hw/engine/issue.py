@@ -178,50 +178,39 @@ class OperandIssue(wiring.Component):
         `advance` when the n tile ends. The walk's tests are registered flags and pix + cw a
         register, so that the choice is muxes behind registers (it feeds the B address)."""
         cmd = self.cmd
-        ct, x = data_reg(CV_N0_BITS), data_reg(CV_BITS)
-        wx, wy = data_reg(CV_BITS), data_reg(CV_BITS)  # the pixel's place in its window
+        # words of the pixel and pixels of the row left, and the pixel's place in its window
+        # (a window starts in its padding: -cv_x0, -cv_y0)
+        ct, x = Countdown(CV_N0_BITS, "ct"), Countdown(CV_BITS, "x")
+        wx, wy = Countdown(CV_BITS, "wx"), Countdown(CV_BITS, "wy")
         pix, row = data_reg(ADDR_W), data_reg(ADDR_W)  # the window's and its row's first B tile
         pix_cw = data_reg(ADDR_W)  # pix + cw
-        ct_0, x_0, w_end, h_end = (data_reg(name=n) for n in ("ct_0", "x_0", "w_end", "h_end"))
-        cw, pw, ph = cmd.cv_n0, -cmd.cv_x0, -cmd.cv_y0
-
-        def set_ct(v):
-            return [ct.eq(v), ct_0.eq(v == 0)]
-
-        def set_x(v):
-            return [x.eq(v), x_0.eq(v == 0)]
-
-        def set_wx(v):
-            return [wx.eq(v), w_end.eq(v == cmd.cv_n1 - 1)]
-
-        def set_wy(v):
-            return [wy.eq(v), h_end.eq(v == cmd.cv_n2 - 1)]
+        cw = cmd.cv_n0
 
         def set_pix(v):
             return [pix.eq(v), pix_cw.eq(v + cw)]
 
         b_next = Signal(ADDR_W)
-        with m.If(~cmd.bpool | ~ct_0):
+        with m.If(~cmd.bpool | ~ct.last):
             m.d.comb += b_next.eq(b_tile + 1)
-        with m.Elif(~x_0):
-            m.d.comb += b_next.eq(Mux(w_end, pix_cw, pix))
+        with m.Elif(~x.last):
+            m.d.comb += b_next.eq(Mux(wx.last, pix_cw, pix))
         with m.Else():
-            m.d.comb += b_next.eq(Mux(h_end, pix_cw, row))
+            m.d.comb += b_next.eq(Mux(wy.last, pix_cw, row))
         with m.If(restart):
-            m.d.sync += [*set_ct(cw - 1), *set_x(cmd.cv_w - 1), *set_wx(pw), *set_wy(ph),
-                         *set_pix(cmd.b_base), row.eq(cmd.b_base)]
-        with m.Elif(advance & ~ct_0):
-            m.d.sync += set_ct(ct - 1)
+            m.d.sync += [*ct.restart(cw), *x.restart(cmd.cv_w), *wx.restart(cmd.cv_n1 + cmd.cv_x0),
+                         *wy.restart(cmd.cv_n2 + cmd.cv_y0), *set_pix(cmd.b_base), row.eq(cmd.b_base)]
+        with m.Elif(advance & ~ct.last):
+            m.d.sync += ct.step()
         with m.Elif(advance):
-            m.d.sync += set_ct(cw - 1)
-            with m.If(~x_0):
-                m.d.sync += [*set_x(x - 1), *set_wx(Mux(w_end, 0, wx + 1))]
-                with m.If(w_end):
-                    m.d.sync += set_pix(pix_cw)
+            m.d.sync += ct.restart(cw)
+            with m.If(~x.last):
+                m.d.sync += [*x.step(), *wx.step()]
+                with m.If(wx.last):
+                    m.d.sync += [*wx.restart(cmd.cv_n1), *set_pix(pix_cw)]
             with m.Else():
-                m.d.sync += [*set_x(cmd.cv_w - 1), *set_wx(pw), *set_wy(Mux(h_end, 0, wy + 1))]
-                with m.If(h_end):
-                    m.d.sync += [*set_pix(pix_cw), row.eq(pix_cw)]
+                m.d.sync += [*x.restart(cmd.cv_w), *wx.restart(cmd.cv_n1 + cmd.cv_x0), *wy.step()]
+                with m.If(wy.last):
+                    m.d.sync += [*wy.restart(cmd.cv_n2), *set_pix(pix_cw), row.eq(pix_cw)]
                 with m.Else():
                     m.d.sync += set_pix(row)
         return b_next

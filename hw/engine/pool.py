@@ -145,8 +145,8 @@ class PoolUnit(wiring.Component):
         a register kept with the counter (`Countdown`)."""
         cmd, RL = self.cmd, READ_LATENCY
         blk, oy = Countdown(ADDR_W + 4, "blk"), Countdown(ADDR_W, "oy")
-        ox, cn = Countdown(CV_BITS, "ox"), Countdown(CV_N0_BITS, "c")
-        c = data_reg(CV_N0_BITS)  # the word within the pixel (its address offset)
+        ox, c = Countdown(CV_BITS, "ox"), Countdown(CV_N0_BITS, "c")
+        win0 = data_reg(ADDR_W, name="win0")  # the window's first source word (its pixel's first + c)
         blk_base, row_base, pix_base = (data_reg(ADDR_W, name=n) for n in
                                         ("blk_base", "row_base", "pix_base"))
         dst_blk = data_reg(ADDR_W)
@@ -158,7 +158,7 @@ class PoolUnit(wiring.Component):
                      w.last.eq(w.ky.last & w.kx.last)]
 
         def start(base, y0, x0):
-            return [w.addr.eq(base), w.iy.eq(y0), w.ix.eq(x0), w.pos.eq(0),
+            return [w.addr.eq(base), win0.eq(base), w.iy.eq(y0), w.ix.eq(x0), w.pos.eq(0),
                     *w.ky.restart(cmd.cv_n2), *w.kx.restart(cmd.cv_n1)]
 
         def step():  # the next window position, row-major
@@ -170,12 +170,10 @@ class PoolUnit(wiring.Component):
 
         def advance():  # the next word, pixel, output row, block: its window from the start
             m.next = "ISSUE"
-            nxt_c = c + 1
-            m.d.sync += [c.eq(nxt_c), *cn.step(), w.dst.eq(w.dst + 1),
-                         *start(pix_base + nxt_c, iy0, ix0)]
-            with m.If(cn.last):
+            m.d.sync += [*c.step(), w.dst.eq(w.dst + 1), *start(win0 + 1, iy0, ix0)]
+            with m.If(c.last):
                 npx = pix_base + cmd.a_skr
-                m.d.sync += [c.eq(0), *cn.restart(cmd.cv_n0), *ox.step(),
+                m.d.sync += [*c.restart(cmd.cv_n0), *ox.step(),
                              pix_base.eq(npx), ix0.eq(ix0 + cmd.cv_n1),
                              *start(npx, iy0, ix0 + cmd.cv_n1)]
                 with m.If(ox.last):
@@ -201,7 +199,7 @@ class PoolUnit(wiring.Component):
                 with m.If(self.start):
                     m.d.sync += [active.eq(1), done.eq(0), *blk.restart(cmd.m_len),
                                  *oy.restart(cmd.k_len), *ox.restart(cmd.cv_mw),
-                                 c.eq(0), *cn.restart(cmd.cv_n0),
+                                 *c.restart(cmd.cv_n0),
                                  blk_base.eq(cmd.a_base), row_base.eq(cmd.a_base),
                                  pix_base.eq(cmd.a_base), dst_blk.eq(cmd.o0.base),
                                  w.dst.eq(cmd.o0.base), iy0.eq(cmd.cv_y0), ix0.eq(cmd.cv_x0),
@@ -214,7 +212,7 @@ class PoolUnit(wiring.Component):
                 step()
                 with m.If(w.last):
                     with m.If(cmd.conv):
-                        m.d.sync += [*start(pix_base + c, iy0, ix0), w.addr.eq(pix_base + c + mk_off)]
+                        m.d.sync += [*start(win0, iy0, ix0), w.addr.eq(win0 + mk_off)]
                         m.next = "MARK"
                     with m.Else():
                         advance()
