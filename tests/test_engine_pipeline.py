@@ -1,0 +1,65 @@
+# amaranth: UnusedElaboratable=no
+"""hw.engine.pipeline.Countdown against the loop it counts: after restart(n) and i steps, `last`
+is i == n - 1 and `pen` is i == n - 2, modulo the counter's range (so both are clear once stepped
+past the end, until the counter wraps), for every length of its width (n = 1 and 2 start at the
+flags, 0 is the full range) and any pattern of steps, restarts and idle cycles."""
+from amaranth import Cat, Elaboratable, Module, Signal
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hw.engine.pipeline import Countdown
+from sim.testing import clocked
+
+W = 4
+
+
+class _Loop(Elaboratable):
+    def __init__(self) -> None:
+        self.restart, self.step, self.length = Signal(), Signal(), Signal(W)
+        self.flags = Signal(2)
+
+    def elaborate(self, platform):
+        m = Module()
+        c = Countdown(W, "c")
+        with m.If(self.restart):
+            m.d.sync += c.restart(self.length)
+        with m.Elif(self.step):
+            m.d.sync += c.step()
+        m.d.comb += self.flags.eq(Cat(c.last, c.pen))
+        return m
+
+
+def _expected(ops):
+    """(last, pen) after each cycle, from the loop index i of a loop of n values (None before
+    the first restart: the flags are reset-less)."""
+    out, n, i = [], None, 0
+    for op, length in ops:
+        if op == "restart":
+            n, i = length, 0
+        elif op == "step" and n is not None:
+            i += 1
+        left = None if n is None else (n - 1 - i) % (1 << W)
+        out.append(None if n is None else int(left == 0) | int(left == 1) << 1)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["restart", "step", "step", "step", "idle"]),
+                          st.integers(0, (1 << W) - 1)), min_size=1, max_size=60))
+def test_countdown_flags_follow_the_loop(ops):
+    top = _Loop()
+    cycles = [[(top.restart, op == "restart"), (top.step, op == "step"), (top.length, n)]
+              for op, n in ops]
+    seen = clocked(top, cycles, top.flags)
+    want = _expected(ops)
+    checked = [(s, w) for s, w in zip(seen, want) if w is not None]
+    assert all(s == w for s, w in checked), list(zip(ops, seen, want))
+
+
+def test_countdown_reaches_both_flags():
+    """A loop of 3 stepped to its end: pen then last rise, once each, and clear past the end."""
+    top = _Loop()
+    ops = [("restart", 3), ("step", 0), ("step", 0), ("step", 0)]
+    seen = clocked(top, [[(top.restart, op == "restart"), (top.step, op == "step"), (top.length, n)]
+                         for op, n in ops], top.flags)
+    assert seen == [0, 0b10, 0b01, 0]
