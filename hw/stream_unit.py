@@ -153,7 +153,11 @@ class RegisterSlice(wiring.Component):
             with m.Else():
                 m.d.sync += [out_d.eq(self.i.payload), out_v.eq(self.i.valid)]
         with m.Elif(self.i.valid & ~skid_v):
-            m.d.sync += [skid_d.eq(self.i.payload), skid_v.eq(1)]
+            m.d.sync += skid_v.eq(1)
+        # an empty skid register takes every beat offered: it is read only once skid_v is set,
+        # which happens in the cycle it took the beat that waited, so its enable is one flip-flop
+        with m.If(~skid_v):
+            m.d.sync += skid_d.eq(self.i.payload)
         return m
 
 

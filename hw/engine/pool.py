@@ -28,6 +28,8 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.fanout import replicated_reg
+
 from .memory import READ_LATENCY
 from .params import ADDR_W, CV_BITS, CV_N0_BITS, EngineParams, command_layout
 from .pipeline import Countdown, data_reg, delayed
@@ -90,7 +92,10 @@ class PoolUnit(wiring.Component):
         # (`nxt`) and once more (`cur`, the word reduced): lane-wise first maximum, the padding
         # reading 0
         L, DL = self.p.lanes, READ_LATENCY + 2
-        best, arg = self._running_max(m, w, DL)
+        # each position's index DL cycles after its read, a copy per lane: the arg-max registers
+        # take it and the marked copy compares with it in every lane, across the scratchpad's width
+        pos = replicated_reg(m, platform, delayed(m, w.pos, DL - 1, "pool_pos"), L, "pool_pos")
+        best, arg = self._running_max(m, platform, w, DL, pos)
         s_rd = delayed(m, self.s_data, 2, "s_q")
         # the pooled word: written in the cycle its window's last word has been reduced (the next
         # window's first word replaces `best` only at the end of that cycle)
@@ -102,20 +107,20 @@ class PoolUnit(wiring.Component):
         # lanes whose arg-max is elsewhere
         # (the write registered: the arg-max compares behind SMEM's write select were a slow path)
         mk_v = delayed(m, w.marking & w.inside, DL, "mark_v", False)
-        mk_pos = delayed(m, w.pos, DL, "mark_pos")
         mk_at = delayed(m, w.addr + w.mk_copy, DL + 1, "mark_addr")
         mk_en, mk_data = Signal(L, name="mark_en"), data_reg(L * AB, name="mark_data")
         m.d.sync += [mk_en.eq(Mux(mk_v, (1 << L) - 1, 0)),
-                     mk_data.eq(Cat(*(Mux(arg[j] == mk_pos, s_rd.word_select(j, AB),
+                     mk_data.eq(Cat(*(Mux(arg[j] == pos[j], s_rd.word_select(j, AB),
                                           Const(MASK & 0xFF, AB)) for j in range(L))))]
         m.d.comb += [self.mk_addr.eq(mk_at), self.mk_en.eq(mk_en), self.mk_data.eq(mk_data)]
         return m
 
-    def _running_max(self, m: Module, w: _Walk, DL: int):
-        """(best, arg) of each lane: the window's first maximum so far and its position. Both
-        ways the next word can compare (with `best` as it is, and with the word now reduced,
-        which replaces `best` when taken) are registered a cycle ahead, so what each lane's
-        enables wait on is one choice between two flip-flops, not a compare."""
+    def _running_max(self, m: Module, platform, w: _Walk, DL: int, pos: list):
+        """(best, arg) of each lane: the window's first maximum so far and its position (`pos`,
+        the lane's copy of the index). Both ways the next word can compare (with `best` as it is,
+        and with the word now reduced, which replaces `best` when taken) are registered a cycle
+        ahead, so what each lane's enables wait on is one choice between two flip-flops, not a
+        compare; the word's valid and first flags are a copy per lane too."""
         L, AB = self.p.lanes, self.p.act_bits
         rd = data_reg(L * AB, name="rd_q")
         m.d.sync += rd.eq(self.rd_data)
@@ -123,17 +128,18 @@ class PoolUnit(wiring.Component):
         nxt = [Mux(inb, rd.word_select(j, AB).as_signed(), 0) for j in range(L)]
         cur = data_reg(data.ArrayLayout(signed(AB), L), name="pool_cur")
         m.d.sync += [cur[j].eq(nxt[j]) for j in range(L)]
-        v = delayed(m, w.issue, DL, "pool_v", False)
-        f = delayed(m, w.pos == 0, DL, "pool_f")
-        idx = delayed(m, w.pos, DL, "pool_pos")
+        v = replicated_reg(m, platform, delayed(m, w.issue, DL - 1, "pool_v", False), L, "pool_v")
+        f = replicated_reg(m, platform, delayed(m, w.pos == 0, DL - 1, "pool_f"), L, "pool_f")
         best = data_reg(data.ArrayLayout(signed(AB), L), name="pool_best")
         arg = data_reg(data.ArrayLayout(WIN, L), name="pool_arg")
         for j in range(L):
-            over_best, over_cur, took = Signal(), Signal(), Signal()  # registered a cycle ahead
-            take = v & (f | Mux(took, over_cur, over_best))
+            # registered a cycle ahead
+            over_best, over_cur = Signal(name=f"over_best{j}"), Signal(name=f"over_cur{j}")
+            took = Signal(name=f"took{j}")
+            take = v[j] & (f[j] | Mux(took, over_cur, over_best))
             m.d.sync += [over_best.eq(nxt[j] > best[j]), over_cur.eq(nxt[j] > cur[j]), took.eq(take)]
             with m.If(take):
-                m.d.sync += [best[j].eq(cur[j]), arg[j].eq(idx)]
+                m.d.sync += [best[j].eq(cur[j]), arg[j].eq(pos[j])]
         return best, arg
 
     def _walk(self, m: Module, w: _Walk) -> None:
