@@ -186,6 +186,8 @@ class OperandIssue(wiring.Component):
         pix_cw = data_reg(ADDR_W)  # pix + cw
         cw = cmd.cv_n0
 
+        wx_first = wx.restart(cmd.cv_n1 + cmd.cv_x0)  # a row's first pixel: the window's padding
+
         def set_pix(v):
             return [pix.eq(v), pix_cw.eq(v + cw)]
 
@@ -197,7 +199,7 @@ class OperandIssue(wiring.Component):
         with m.Else():
             m.d.comb += b_next.eq(Mux(wy.last, pix_cw, row))
         with m.If(restart):
-            m.d.sync += [*ct.restart(cw), *x.restart(cmd.cv_w), *wx.restart(cmd.cv_n1 + cmd.cv_x0),
+            m.d.sync += [*ct.restart(cw), *x.restart(cmd.cv_w), *wx_first,
                          *wy.restart(cmd.cv_n2 + cmd.cv_y0), *set_pix(cmd.b_base), row.eq(cmd.b_base)]
         with m.Elif(advance & ~ct.last):
             m.d.sync += ct.step()
@@ -208,7 +210,7 @@ class OperandIssue(wiring.Component):
                 with m.If(wx.last):
                     m.d.sync += [*wx.restart(cmd.cv_n1), *set_pix(pix_cw)]
             with m.Else():
-                m.d.sync += [*x.restart(cmd.cv_w), *wx.restart(cmd.cv_n1 + cmd.cv_x0), *wy.step()]
+                m.d.sync += [*x.restart(cmd.cv_w), *wx_first, *wy.step()]
                 with m.If(wy.last):
                     m.d.sync += [*wy.restart(cmd.cv_n2), *set_pix(pix_cw), row.eq(pix_cw)]
                 with m.Else():

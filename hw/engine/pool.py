@@ -94,7 +94,7 @@ class PoolUnit(wiring.Component):
         L, DL = self.p.lanes, READ_LATENCY + 2
         # each position's index DL cycles after its read, a copy per lane: the arg-max registers
         # take it and the marked copy compares with it in every lane, across the scratchpad's width
-        pos = replicated_reg(m, platform, delayed(m, w.pos, DL - 1, "pool_pos"), L, "pool_pos")
+        pos = self._per_lane(m, platform, w.pos, DL, "pool_pos")
         best, arg = self._running_max(m, platform, w, DL, pos)
         s_rd = delayed(m, self.s_data, 2, "s_q")
         # the pooled word: written in the cycle its window's last word has been reduced (the next
@@ -115,6 +115,11 @@ class PoolUnit(wiring.Component):
         m.d.comb += [self.mk_addr.eq(mk_at), self.mk_en.eq(mk_en), self.mk_data.eq(mk_data)]
         return m
 
+    def _per_lane(self, m: Module, platform, v, n: int, name: str, reset_less: bool = True) -> list:
+        """`v` delayed by n cycles, its last register a copy per lane (`hw.fanout`: the lanes lie
+        across the scratchpads' width, and identical registers would be merged into one)."""
+        return replicated_reg(m, platform, delayed(m, v, n - 1, name, reset_less), self.p.lanes, name)
+
     def _running_max(self, m: Module, platform, w: _Walk, DL: int, pos: list):
         """(best, arg) of each lane: the window's first maximum so far and its position (`pos`,
         the lane's copy of the index). Both ways the next word can compare (with `best` as it is,
@@ -128,8 +133,8 @@ class PoolUnit(wiring.Component):
         nxt = [Mux(inb, rd.word_select(j, AB).as_signed(), 0) for j in range(L)]
         cur = data_reg(data.ArrayLayout(signed(AB), L), name="pool_cur")
         m.d.sync += [cur[j].eq(nxt[j]) for j in range(L)]
-        v = replicated_reg(m, platform, delayed(m, w.issue, DL - 1, "pool_v", False), L, "pool_v")
-        f = replicated_reg(m, platform, delayed(m, w.pos == 0, DL - 1, "pool_f"), L, "pool_f")
+        v = self._per_lane(m, platform, w.issue, DL, "pool_v", reset_less=False)
+        f = self._per_lane(m, platform, w.pos == 0, DL, "pool_f")
         best = data_reg(data.ArrayLayout(signed(AB), L), name="pool_best")
         arg = data_reg(data.ArrayLayout(WIN, L), name="pool_arg")
         for j in range(L):
