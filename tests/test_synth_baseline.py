@@ -108,3 +108,19 @@ def test_engine_unrouted_report(tmp_path):
                            "with 58455 arcs left to route")
     assert r["utilization"]["DP16KD"] == {"used": 160, "available": 208, "percent": 76.9}
     assert r["pre_route_fmax_estimate_mhz"] == 68.88
+
+
+@pytest.mark.parametrize("left, routed", [(900, True), (58455, False)])
+def test_route_near_done_gets_grace(tmp_path, monkeypatch, left, routed):
+    """At its time limit a route with at most GRACE_ARCS arcs left is given more time (and
+    finishes here); one further from done is stopped."""
+    import subprocess
+
+    from sim.engine import synth
+
+    monkeypatch.setattr(synth, "GRACE", 10.0)
+    (tmp_path / "pnr.log").write_text(
+        f"Info:   310000 |  85373     220685 |  286   714 |     {left:5d}|      29.59    2229.78|\n")
+    proc = subprocess.Popen(["sleep", "3"])
+    assert synth._wait_routed(proc, tmp_path / "pnr.log", 1.0) is routed
+    assert proc.returncode == (0 if routed else -9)

