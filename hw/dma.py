@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .axi import BOUNDARY, BURST_INCR, MAX_BURST_BEATS, RESP_OKAY, axi4, connect_channels
+from .stream_unit import CreditFIFO
 
 BEATS_W = 24  # beats per command: up to 16 Mi bus words
 
@@ -216,10 +217,11 @@ class DmaWriter(_Dma):
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
-        # the lengths of issued bursts, for W's wlast (at least 4 deep: a shallower buffered FIFO
-        # has a zero-width address, which Verilator rejects). It never fills: a burst leaves it
-        # with its last W beat, before its response, so it holds at most the outstanding bursts.
-        m.submodules.lens = lens = SyncFIFOBuffered(width=8, depth=max(4, self.max_outstanding))
+        # the lengths of issued bursts, for W's wlast. It never fills (a burst leaves it with its
+        # last W beat, before its response, so it holds at most the outstanding bursts), so its
+        # writes need no level check. At least 2 deep: a 1-deep memory's address has zero width.
+        depth = max(2, 1 << (self.max_outstanding - 1).bit_length())
+        m.submodules.lens = lens = CreditFIFO(8, depth)
         split, issued, outstanding = self._issue(m, bus.awvalid, bus.awready, bus.awaddr, bus.awlen)
         m.d.comb += [bus.awid.eq(0), bus.awsize.eq(self.data_width.bit_length() - 4),
                      bus.awburst.eq(BURST_INCR), lens.w_data.eq(bus.awlen), lens.w_en.eq(issued)]

@@ -161,6 +161,51 @@ class RegisterSlice(wiring.Component):
         return m
 
 
+class CreditFIFO(wiring.Component):
+    """`amaranth.lib.fifo.SyncFIFOBuffered`'s ports and timing (r_rdy and r_data are registers; a
+    word written is readable two edges later) for a writer that holds a credit per free entry and
+    so never writes into a full FIFO: the write is not gated by the fill level. (In
+    SyncFIFOBuffered the level's compare sits in front of every LUT RAM's write enable, and on the
+    engine's 192-bit store FIFO that loop spanned the die.) Holds `depth` (a power of two) words
+    in memory and one in the output register. `banks` memories of equal width, each with its own
+    copy of the pointers, as in `skid_output`."""
+
+    def __init__(self, width: int, depth: int, banks: int = 1) -> None:
+        if depth & (depth - 1) or width % banks:
+            raise ValueError(f"CreditFIFO: depth {depth} not a power of two, or {width} bits "
+                             f"not in {banks} equal banks")
+        self.width, self.depth, self.banks = width, depth, banks
+        super().__init__({"w_en": In(1), "w_data": In(width), "r_en": In(1),
+                          "r_rdy": Out(1), "r_data": Out(width)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        bw = self.width // self.banks
+        held = Signal(range(self.depth + 1))  # words in memory
+        held_nz = Signal()  # held != 0, a register of its own
+        load = Signal()  # memory head -> output register
+        out = Signal(self.width, reset_less=True)
+        m.d.comb += [load.eq(held_nz & (~self.r_rdy | self.r_en)), self.r_data.eq(out)]
+        for b in range(self.banks):
+            m.submodules[f"mem{b}"] = mem = Memory(shape=unsigned(bw), depth=self.depth, init=[])
+            wr, rd = mem.write_port(), mem.read_port(domain="comb")
+            wptr = Signal(range(self.depth), name=f"wptr{b}")
+            rptr = Signal(range(self.depth), name=f"rptr{b}")
+            m.d.comb += [wr.addr.eq(wptr), wr.data.eq(self.w_data[b * bw:(b + 1) * bw]),
+                         wr.en.eq(self.w_en), rd.addr.eq(rptr)]
+            with m.If(self.w_en):
+                m.d.sync += wptr.eq(wptr + 1)
+            with m.If(load):
+                m.d.sync += [rptr.eq(rptr + 1), out[b * bw:(b + 1) * bw].eq(rd.data)]
+        m.d.sync += [held.eq(held + self.w_en - load),
+                     held_nz.eq(self.w_en | held[1:].any() | (held_nz & ~load))]
+        with m.If(load):
+            m.d.sync += self.r_rdy.eq(1)
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
+        return m
+
+
 class PipelinedUnit(wiring.Component):
     """Base of the elementwise units. Subclasses set `latency` and implement `datapath`.
 

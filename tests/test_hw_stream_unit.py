@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""hw.stream_unit.PipelinedUnit with always_ready=True: the bare pipe the training engine uses.
+"""hw.stream_unit: PipelinedUnit with always_ready=True (the bare pipe the training engine uses),
+and CreditFIFO against the FIFO it stands in for.
 
 It must be cycle-for-cycle the unit with a consumer that is always ready (same valid sequence,
 same outputs, same latency), bit-exact against the golden model, and carry no skid FIFO. The
@@ -7,10 +8,14 @@ back-pressured variant is covered by the cocotb benches (tests/test_hw_*.py).
 """
 import numpy as np
 import pytest
-from amaranth import Cat, Fragment, Value
+from amaranth import Cat, Elaboratable, Fragment, Module, Mux, Signal, Value
+from amaranth.lib.fifo import SyncFIFOBuffered
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hw.relu import NitroReluForward
 from hw.scaling import NitroScaling
+from hw.stream_unit import CreditFIFO
 from model.layers import nitro_relu_forward, nitro_scaling
 from sim.testing import clocked
 
@@ -68,3 +73,73 @@ def test_always_ready_has_no_skid_fifo():
 def test_always_ready_must_be_a_bool():
     with pytest.raises(TypeError, match="always_ready"):
         NitroReluForward(4, always_ready=1)
+
+
+class _FifoPair(Elaboratable):
+    """CreditFIFO(depth) beside SyncFIFOBuffered(depth + 1), the same capacity, on the same inputs."""
+
+    def __init__(self, width: int, depth: int, banks: int) -> None:
+        self.credit = CreditFIFO(width, depth, banks)
+        self.ref = SyncFIFOBuffered(width=width, depth=depth + 1)
+        self.w_en, self.w_data, self.r_en = Signal(), Signal(width), Signal()
+        self.seen = Signal(2 * (width + 1))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.credit, m.submodules.ref = self.credit, self.ref
+        for f in (self.credit, self.ref):
+            m.d.comb += [f.w_en.eq(self.w_en), f.w_data.eq(self.w_data), f.r_en.eq(self.r_en)]
+        # the data counts only while it is valid
+        m.d.comb += self.seen.eq(Cat(*(Cat(f.r_rdy, Mux(f.r_rdy, f.r_data, 0))
+                                       for f in (self.credit, self.ref))))
+        return m
+
+
+def _run_pair(pair: _FifoPair, ops) -> tuple[list[int], int]:
+    """Each (write, read, data) op one cycle; a write only while the writer holds a credit (a
+    word read frees one). Returns `seen` after every edge and the writes made."""
+    from amaranth.sim import Simulator
+
+    out, writes = [], 0
+
+    async def bench(ctx):
+        nonlocal writes
+        held = 0
+        for w, r, d in ops:
+            w = w and held < pair.credit.depth + 1
+            ctx.set(pair.w_en, int(w)), ctx.set(pair.w_data, d), ctx.set(pair.r_en, int(r))
+            read = r and ctx.get(pair.ref.r_rdy)
+            await ctx.tick()
+            held += w - read
+            writes += w
+            out.append(ctx.get(pair.seen))
+
+    sim = Simulator(pair)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return out, writes
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from([(8, 2, 1), (12, 4, 3), (16, 16, 2)]),
+       st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(0, 255)), min_size=1, max_size=80))
+def test_credit_fifo_is_sync_fifo_buffered(shape, ops):
+    """Any writes a credit-holding writer may make (never past the capacity) and any reads:
+    r_rdy and the valid r_data equal SyncFIFOBuffered's after every edge."""
+    pair = _FifoPair(*shape)
+    seen, _ = _run_pair(pair, ops)
+    half = 1 << (shape[0] + 1)
+    assert [s % half for s in seen] == [s // half for s in seen]
+
+
+def test_credit_fifo_fills_and_drains():
+    """Written to capacity (depth + 1 words) with no reads, then drained: every word out in
+    order, each FIFO's r_rdy the same throughout."""
+    pair = _FifoPair(8, 4, 2)
+    ops = [(True, False, 10 + k) for k in range(8)] + [(False, True, 0)] * 8
+    seen, writes = _run_pair(pair, ops)
+    half = 1 << 9
+    assert writes == 5 and [s % half for s in seen] == [s // half for s in seen]
+    words = [(s >> 1) & 0xFF for s in seen[7:] if s & 1]  # seen[7]: before the first read
+    assert words == [10, 11, 12, 13, 14]

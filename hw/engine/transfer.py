@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from amaranth import Array, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from hw.dma import BEATS_W, command_layout as dma_command_layout
+from hw.stream_unit import CreditFIFO
 
 from .params import ADDR_W, SEL_CTR, EngineParams
 from .pipeline import Countdown
@@ -42,6 +42,8 @@ class _RowIssue:
         self.wpb = wpb = Signal(2)
         self.active = Signal()
         self.armed = armed = Signal()  # the cycle after a command was accepted
+        # whether it moves anything, decided as it is accepted: no compare behind `armed`
+        self.nonempty = nonempty = Signal()
         left = Signal(16)
         more = Signal()  # left != 0, as a register: the DMA command's valid crosses the die
         addr = Signal(EXT_ADDR_W)
@@ -52,11 +54,14 @@ class _RowIssue:
         accept = c.valid & c.ready
         m.d.comb += c.ready.eq(~self.active & ~armed)
         m.d.sync += armed.eq(accept)
+        rows_nz = Signal()
         with m.If(accept):
-            m.d.sync += [x.eq(c.payload), wpb.eq(_wpb_table(p)[c.payload.sel])]
+            m.d.sync += [x.eq(c.payload), wpb.eq(_wpb_table(p)[c.payload.sel]),
+                         rows_nz.eq(c.payload.rows != 0),
+                         nonempty.eq((c.payload.rows != 0) & (c.payload.row_words != 0))]
         with m.If(armed):
-            m.d.sync += [addr.eq(x.ext), left.eq(x.rows), more.eq(x.rows != 0),
-                         self.active.eq((x.rows != 0) & (rw != 0))]
+            m.d.sync += [addr.eq(x.ext), left.eq(x.rows), more.eq(rows_nz),
+                         self.active.eq(nonempty)]
         d = unit.dma_cmd
         m.d.comb += [d.valid.eq(self.active & more), d.payload.addr.eq(addr),
                      d.payload.beats.eq(beats)]
@@ -162,14 +167,14 @@ class StoreUnit(_TransferUnit):
         issue = reading & (owed < STORE_FIFO_WORDS)
         ptr, last = _word_counter(m, x, iss.armed, issue, "st")
         with m.If(iss.armed):
-            m.d.sync += reading.eq((x.rows != 0) & (x.row_words != 0))
+            m.d.sync += reading.eq(iss.nonempty)
         with m.Elif(issue & last):
             m.d.sync += reading.eq(0)
         m.d.comb += [self.rd_sel.eq(x.sel), self.rd_addr.eq(ptr)]
         pipe = Signal(HOST_READ_LATENCY + 1)
         word = Signal(len(self.rd_data))
         m.d.sync += [pipe.eq(pipe << 1 | issue), word.eq(self.rd_data)]
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=_max_wpb(p) * bb, depth=STORE_FIFO_WORDS)
+        m.submodules.fifo = fifo = CreditFIFO(_max_wpb(p) * bb, STORE_FIFO_WORDS, banks=_max_wpb(p))
         m.d.comb += [fifo.w_en.eq(pipe[-1]), fifo.w_data.eq(word)]
         out = self.dma_data
         send = out.valid & out.ready
@@ -178,8 +183,11 @@ class StoreUnit(_TransferUnit):
         m.d.comb += [out.valid.eq(fifo.r_rdy), out.payload.eq(fifo.r_data.word_select(beat, bb)),
                      fifo.r_en.eq(word_sent)]
         credit = Signal()
-        m.d.sync += [credit.eq(word_sent), owed.eq(owed + issue - credit)]
-        with m.If(iss.active & ~reading & ~iss.armed & (owed == 0) & ~self.dma_cmd.valid):
+        owed_next = Signal.like(owed)
+        settled = Signal(init=1)  # owed == 0, a register of its own (no compare in the end's enable)
+        m.d.comb += owed_next.eq(owed + issue - credit)
+        m.d.sync += [credit.eq(word_sent), owed.eq(owed_next), settled.eq(owed_next == 0)]
+        with m.If(iss.active & ~reading & ~iss.armed & settled & ~self.dma_cmd.valid):
             m.d.sync += iss.active.eq(0)
         m.d.comb += self.busy.eq(iss.active | iss.armed)
         return m
