@@ -49,6 +49,8 @@ class OperandIssue(wiring.Component):
         k_rem, nt_rem, mt_rem = (data_reg(ADDR_W, name=n) for n in ("k_rem", "nt_rem", "mt_rem"))
         k_end, nt_end, mt_end = data_reg(), data_reg(), data_reg()
         k_one, n_one = data_reg(), data_reg()  # a reloaded loop of length 1 is at its end at once
+        k_pen, nt_pen = data_reg(), data_reg()  # k_rem == 1, nt_rem == 1, as registers
+        k_two, n_two = data_reg(), data_reg()  # ... of a reloaded loop
         k_first = data_reg()
         issuing = Signal()
         a_tile, b_tile = data_reg(ADDR_W, name="a_tile"), data_reg(ADDR_W, name="b_tile")
@@ -57,11 +59,14 @@ class OperandIssue(wiring.Component):
         a_addr, b_addr = data_reg(ADDR_W), data_reg(ADDR_W)
         m.d.comb += [self.a_addr.eq(a_addr), self.b_addr.eq(b_addr)]
         m_last_c, n_last_c = last_tile(cmd.m_len, p.lane_bits), last_tile(cmd.n_len, p.lane_bits)
+        k_two_c = (cmd.k_len - 1)[:ADDR_W] == 1
         with m.If(start):
             m.d.sync += [k_last.eq(cmd.k_len - 1), n_last.eq(n_last_c),
                          k_rem.eq(cmd.k_len - 1), nt_rem.eq(n_last_c),
                          mt_rem.eq(m_last_c), mt_end.eq(m_last_c == 0),
                          k_one.eq(cmd.k_len == 1), n_one.eq(n_last_c == 0),
+                         k_pen.eq(k_two_c), nt_pen.eq(n_last_c == 1),
+                         k_two.eq(k_two_c), n_two.eq(n_last_c == 1),
                          k_first.eq(1), a_tile.eq(cmd.a_base), a_addr.eq(cmd.a_base),
                          b_tile.eq(cmd.b_base), b_addr.eq(cmd.b_base)]
 
@@ -78,21 +83,22 @@ class OperandIssue(wiring.Component):
         with m.If(start):
             m.d.comb += [k_end_n.eq(cmd.k_len == 1), nt_end_n.eq(n_last_c == 0)]
         with m.If(issue):
-            m.d.comb += k_end_n.eq(Mux(k_end, k_one, k_rem == 1))
+            m.d.comb += k_end_n.eq(Mux(k_end, k_one, k_pen))
             with m.If(k_end):
-                m.d.comb += nt_end_n.eq(Mux(nt_end, n_one, nt_rem == 1))
+                m.d.comb += nt_end_n.eq(Mux(nt_end, n_one, nt_pen))
         m.d.sync += [k_end.eq(k_end_n), nt_end.eq(nt_end_n)]
         issue_g = replicated_reg(m, platform, issue_n, 4, "issue")
         k_end_g = replicated_reg(m, platform, k_end_n, 4, "k_end")
         kn_end_g = replicated_reg(m, platform, k_end_n & nt_end_n, 4, "kn_end")
         with m.If(issue_g[0]):
-            m.d.sync += [k_first.eq(k_end_g[0]), k_rem.eq(k_rem - 1)]
+            m.d.sync += [k_first.eq(k_end_g[0]), k_rem.eq(k_rem - 1), k_pen.eq(k_rem == 2)]
             with m.If(k_end_g[0]):
-                m.d.sync += k_rem.eq(k_last)
+                m.d.sync += [k_rem.eq(k_last), k_pen.eq(k_two)]
                 with m.If(kn_end_g[0]):
-                    m.d.sync += [nt_rem.eq(n_last), mt_rem.eq(mt_rem - 1), mt_end.eq(mt_rem == 1)]
+                    m.d.sync += [nt_rem.eq(n_last), nt_pen.eq(n_two), mt_rem.eq(mt_rem - 1),
+                                 mt_end.eq(mt_rem == 1)]
                 with m.Else():
-                    m.d.sync += nt_rem.eq(nt_rem - 1)
+                    m.d.sync += [nt_rem.eq(nt_rem - 1), nt_pen.eq(nt_rem == 2)]
         inb, row_end = self._window(m, start, issue_g[3], k_end_g[3], kn_end_g[3])
         b_next = self._pool_map(m, b_tile, start | (issue_g[3] & kn_end_g[3]),
                                 issue_g[3] & k_end_g[3] & ~kn_end_g[3])
