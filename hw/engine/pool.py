@@ -52,7 +52,7 @@ class _Walk:
     pos: Signal  # its index, row-major
     mk_copy: Signal  # s -> its marked copy
     issue: Signal  # a source word is read
-    last: Signal  # the position is its window's last
+    last: Signal  # the position is its window's last (a register kept with ky and kx)
     marking: Signal  # s is read for the marked copy
     inside: Signal  # the position lies in the image (else padding)
 
@@ -83,7 +83,7 @@ class PoolUnit(wiring.Component):
             iy=data_reg(signed(PW), name="iy"), ix=data_reg(signed(PW), name="ix"),
             ky=Countdown(CV_BITS, "ky"), kx=Countdown(CV_BITS, "kx"),
             pos=data_reg(WIN, name="pos"), mk_copy=data_reg(ADDR_W, name="mk_copy"),
-            issue=Signal(name="issue"), last=Signal(name="last"),
+            issue=Signal(name="issue"), last=data_reg(name="last"),
             marking=Signal(name="marking"), inside=Signal(name="inside"))
         m.d.comb += [w.inside.eq((w.iy >= 0) & (w.iy < cmd.cv_h) & (w.ix >= 0) & (w.ix < cmd.cv_w)),
                      self.rd_addr.eq(w.addr), self.s_addr.eq(w.addr)]
@@ -149,11 +149,13 @@ class PoolUnit(wiring.Component):
 
     def _walk(self, m: Module, w: _Walk) -> None:
         """The command's loops: blocks, output rows, pixels, words; per word the window's
-        positions (ISSUE), then with `conv` the positions again for the marked copy of s (MARK),
-        back to back: the window's arg-max is complete when the first word of s arrives, and
-        the next window's first word reaches the max registers after the last word of s. The
-        writes trail the reads by the read latency (FLUSH). Every loop's "at its last value" is
-        a register kept with the counter (`Countdown`)."""
+        positions (issue), then with `conv` the positions again for the marked copy of s
+        (marking), back to back: the window's arg-max is complete when the first word of s
+        arrives, and the next window's first word reaches the max registers after the last word
+        of s. The writes trail the reads by the read latency (flushing). Every loop's "at its
+        last value", the position's "last of its window" and "this window's last read moves on"
+        (`fin`: marking, or issuing without `conv`) are registers, so the ~50 enables of a step
+        to the next word, pixel, row or block decode a few flip-flops."""
         cmd, RL = self.cmd, READ_LATENCY
         blk, oy = Countdown(ADDR_W + 4, "blk"), Countdown(ADDR_W, "oy")
         ox, c = Countdown(CV_BITS, "ox"), Countdown(CV_N0_BITS, "c")
@@ -164,24 +166,28 @@ class PoolUnit(wiring.Component):
         iy0, ix0 = data_reg(signed(PW)), data_reg(signed(PW))  # the window's top-left pixel
         wait = data_reg(range(RL + 3))
         mk_off = data_reg(ADDR_W)  # source -> s
-        active, done = Signal(), Signal()
+        active, done, walking, marking, flushing = (Signal(name=n) for n in
+                                                     ("active", "done", "walking", "marking", "flushing"))
+        fin = data_reg(name="fin")
         m.d.comb += [self.active.eq(active), self.done.eq(done),
-                     w.last.eq(w.ky.last & w.kx.last)]
+                     w.issue.eq(walking & ~marking), w.marking.eq(walking & marking)]
+        n1_one = cmd.cv_n1 == 1
 
         def start(base, y0, x0):
             return [w.addr.eq(base), win0.eq(base), w.iy.eq(y0), w.ix.eq(x0), w.pos.eq(0),
-                    *w.ky.restart(cmd.cv_n2), *w.kx.restart(cmd.cv_n1)]
+                    *w.ky.restart(cmd.cv_n2), *w.kx.restart(cmd.cv_n1),
+                    w.last.eq(n1_one & (cmd.cv_n2 == 1))]
 
         def step():  # the next window position, row-major
-            m.d.sync += [w.pos.eq(w.pos + 1), *w.kx.step(),
+            m.d.sync += [w.pos.eq(w.pos + 1), *w.kx.step(), w.last.eq(w.kx.pen & w.ky.last),
                          w.ix.eq(w.ix + 1), w.addr.eq(w.addr + cmd.cv_n0)]
             with m.If(w.kx.last):
-                m.d.sync += [*w.kx.restart(cmd.cv_n1), *w.ky.step(),
+                m.d.sync += [*w.kx.restart(cmd.cv_n1), *w.ky.step(), w.last.eq(n1_one & w.ky.pen),
                              w.ix.eq(ix0), w.iy.eq(w.iy + 1), w.addr.eq(w.addr + cmd.a_sk)]
 
         def advance():  # the next word, pixel, output row, block: its window from the start
-            m.next = "ISSUE"
-            m.d.sync += [*c.step(), w.dst.eq(w.dst + 1), *start(win0 + 1, iy0, ix0)]
+            m.d.sync += [*c.step(), w.dst.eq(w.dst + 1), *start(win0 + 1, iy0, ix0),
+                         marking.eq(0), fin.eq(~cmd.conv)]
             with m.If(c.last):
                 npx = pix_base + cmd.a_skr
                 m.d.sync += [*c.restart(cmd.cv_n0), *ox.step(),
@@ -202,38 +208,27 @@ class PoolUnit(wiring.Component):
                                      w.dst.eq(ndst), iy0.eq(cmd.cv_y0),
                                      *start(nblk, cmd.cv_y0, cmd.cv_x0)]
                         with m.If(blk.last):
-                            m.d.sync += wait.eq(RL + 3)
-                            m.next = "FLUSH"
+                            m.d.sync += [walking.eq(0), flushing.eq(1), wait.eq(RL + 3)]
 
-        with m.FSM(name="pool"):
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [active.eq(1), done.eq(0), *blk.restart(cmd.m_len),
-                                 *oy.restart(cmd.k_len), *ox.restart(cmd.cv_mw),
-                                 *c.restart(cmd.cv_n0),
-                                 blk_base.eq(cmd.a_base), row_base.eq(cmd.a_base),
-                                 pix_base.eq(cmd.a_base), dst_blk.eq(cmd.o0.base),
-                                 w.dst.eq(cmd.o0.base), iy0.eq(cmd.cv_y0), ix0.eq(cmd.cv_x0),
-                                 mk_off.eq(cmd.o2.base - cmd.a_base),
-                                 w.mk_copy.eq(cmd.o3.base - cmd.o2.base),
-                                 *start(cmd.a_base, cmd.cv_y0, cmd.cv_x0)]
-                    m.next = "ISSUE"
-            with m.State("ISSUE"):  # one source word per cycle
-                m.d.comb += w.issue.eq(1)
-                step()
-                with m.If(w.last):
-                    with m.If(cmd.conv):
-                        m.d.sync += [*start(win0, iy0, ix0), w.addr.eq(win0 + mk_off)]
-                        m.next = "MARK"
-                    with m.Else():
-                        advance()
-            with m.State("MARK"):  # read s at each position (its marked copy follows)
-                m.d.comb += w.marking.eq(1)
-                step()
-                with m.If(w.last):
-                    advance()
-            with m.State("FLUSH"):  # the last writes are presented
-                m.d.sync += wait.eq(wait - 1)
-                with m.If(wait == 0):
-                    m.d.sync += [active.eq(0), done.eq(1)]
-                    m.next = "IDLE"
+        with m.If(walking):  # one source (issue) or s (marking) word per cycle
+            step()
+            with m.If(w.last & ~fin):  # issued a conv window: read s at each position
+                m.d.sync += [*start(win0, iy0, ix0), w.addr.eq(win0 + mk_off),
+                             marking.eq(1), fin.eq(1)]
+            with m.If(w.last & fin):
+                advance()
+        with m.If(flushing):  # the last writes are presented
+            m.d.sync += wait.eq(wait - 1)
+            with m.If(wait == 0):
+                m.d.sync += [flushing.eq(0), active.eq(0), done.eq(1)]
+        with m.If(self.start & ~active):
+            m.d.sync += [active.eq(1), done.eq(0), walking.eq(1), marking.eq(0), fin.eq(~cmd.conv),
+                         *blk.restart(cmd.m_len),
+                         *oy.restart(cmd.k_len), *ox.restart(cmd.cv_mw),
+                         *c.restart(cmd.cv_n0),
+                         blk_base.eq(cmd.a_base), row_base.eq(cmd.a_base),
+                         pix_base.eq(cmd.a_base), dst_blk.eq(cmd.o0.base),
+                         w.dst.eq(cmd.o0.base), iy0.eq(cmd.cv_y0), ix0.eq(cmd.cv_x0),
+                         mk_off.eq(cmd.o2.base - cmd.a_base),
+                         w.mk_copy.eq(cmd.o3.base - cmd.o2.base),
+                         *start(cmd.a_base, cmd.cv_y0, cmd.cv_x0)]
