@@ -601,9 +601,9 @@ def write_readme() -> None:
                     default={})
         if worst.get("late_groups"):
             lines += ["", "The slowest seed's late register inputs by group (what to pipeline next):", "",
-                      "| registers | inputs | worst arrival (ns) |", "|---|---:|---:|"]
-            lines += [f"| `{g['registers']}` | {g['endpoints']} | {g['worst_arrival_ns']} |"
-                      for g in worst["late_groups"]]
+                      "| registers | input | inputs | worst arrival (ns) |", "|---|---|---:|---:|"]
+            lines += [f"| `{g['registers']}` | {g.get('input', '-')} | {g['endpoints']} | "
+                      f"{g['worst_arrival_ns']} |" for g in worst["late_groups"]]
         lines += [""] + _resource_table(r["utilization"])
         lines += ["", f"Projected training throughput at the slowest routed seed's Fmax ({r['worst_fmax_mhz']} MHz): "
                   + ", ".join(f"{k}: {v:.0f} images/s" for k, v in r["projected_img_s_at_worst_fmax"].items())

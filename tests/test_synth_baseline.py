@@ -69,25 +69,28 @@ def test_engine_critical_path_summary():
 
 def test_engine_late_endpoints():
     """synth.json's late endpoints: every register input arriving after the period, grouped by
-    register (indices and yosys' FF-cell suffix removed), worst group first; on-time ones and
-    output pins (the synthesis wrapper's I/O paths) left out."""
+    register (indices and yosys' FF-cell suffix removed) and input kind, worst group first;
+    on-time ones and output pins (the synthesis wrapper's I/O paths) left out."""
     from sim.engine.synth import late_endpoints
 
-    def ep(cell, delay):
-        return {"cell": cell, "port": "DI", "event": "posedge clk", "delay": delay}
+    def ep(cell, delay, port="DI"):
+        return {"cell": cell, "port": port, "event": "posedge clk", "delay": delay}
 
     report = {"detailed_net_timings": [
         {"net": "a", "event": "posedge clk", "endpoints": [ep("engine.acc_1_2_TRELLIS_FF_Q_7", 7.0),
                                    ep("engine.acc_3_4_TRELLIS_FF_Q", 6.9),
                                    ep("engine.acc_0_0_TRELLIS_FF_Q_1", 6.0)]},
         {"net": "b", "event": "posedge clk", "endpoints": [ep("engine.wr_en$ff2", [3.0, 8.25])]},  # [min, max]
+        {"net": "e", "event": "posedge clk", "endpoints": [ep("engine.acc_5_6_TRELLIS_FF_Q", 7.5, "CE"),
+                                                           ep("engine.acc_5_7_TRELLIS_FF_Q", 6.0, "CE")]},
         {"net": "rst", "event": "<async>", "endpoints": [ep("engine.seq_state_TRELLIS_FF_Q", 12.0)]},
         {"net": "c", "event": "posedge clk", "endpoints": [ep("m_axi__wstrb[2]$tr_io", 12.2)]},  # a pin
     ]}
     got = late_endpoints(report, 6.667)
-    assert got == {"period_ns": 6.667, "count": 3, "groups": [
-        {"registers": "engine.wr_en", "endpoints": 1, "worst_arrival_ns": 8.25},
-        {"registers": "engine.acc_#_#", "endpoints": 2, "worst_arrival_ns": 7.0}]}
+    assert got == {"period_ns": 6.667, "count": 4, "groups": [
+        {"registers": "engine.wr_en", "input": "data", "endpoints": 1, "worst_arrival_ns": 8.25},
+        {"registers": "engine.acc_#_#", "input": "enable", "endpoints": 1, "worst_arrival_ns": 7.5},
+        {"registers": "engine.acc_#_#", "input": "data", "endpoints": 2, "worst_arrival_ns": 7.0}]}
     assert late_endpoints(report, 9.0)["count"] == 0
 
 

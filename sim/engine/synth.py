@@ -390,12 +390,19 @@ def critical_path(report: dict) -> dict | None:
             "longest_net_ns": round(max((s["delay"] for s in routing), default=0.0), 2)}
 
 
+# a TRELLIS_FF's inputs: DI / M the data (through the slice's LUT or direct), CE the clock
+# enable, LSR the set/reset
+INPUT_KINDS = {"DI": "data", "M": "data", "CE": "enable", "LSR": "reset"}
+
+
 def late_endpoints(report: dict, period_ns: float, top: int = 25) -> dict:
     """Every register input whose routed arrival time exceeds the clock period, from nextpnr's
     --detailed-timing-report (nextpnr 0.11 gives each timing endpoint's [min, max] arrival:
     clock-to-out + logic + routing, no setup), grouped by register name with the indices and
-    yosys' cell suffix taken out: the critical path names one failing path, this names all."""
-    groups: dict[str, list[float]] = {}
+    yosys' cell suffix taken out, and by the input that is late (`INPUT_KINDS`: a path into the
+    clock enables asks for another fix than one into the data): the critical path names one
+    failing path, this names all."""
+    groups: dict[tuple[str, str], list[float]] = {}
     for net in report.get("detailed_net_timings", []):
         if net["event"] == "<async>":  # driven by an input pin: not a clock-to-clock path
             continue
@@ -405,11 +412,12 @@ def late_endpoints(report: dict, period_ns: float, top: int = 25) -> dict:
             late = max(ep["delay"]) if isinstance(ep["delay"], list) else ep["delay"]  # [min, max]
             if late > period_ns:
                 name = re.sub(r"_TRELLIS_FF_Q.*$|\$.*$", "", ep["cell"])
-                groups.setdefault(re.sub(r"\d+", "#", name), []).append(late)
+                kind = INPUT_KINDS.get(ep.get("port"), ep.get("port"))
+                groups.setdefault((re.sub(r"\d+", "#", name), kind), []).append(late)
     worst = sorted(groups.items(), key=lambda kv: -max(kv[1]))
     return {"period_ns": round(period_ns, 3), "count": sum(len(v) for v in groups.values()),
-            "groups": [{"registers": k, "endpoints": len(v), "worst_arrival_ns": round(max(v), 2)}
-                       for k, v in worst[:top]]}
+            "groups": [{"registers": k, "input": kind, "endpoints": len(v),
+                        "worst_arrival_ns": round(max(v), 2)} for (k, kind), v in worst[:top]]}
 
 
 def router_progress(log_text: str) -> tuple[int, int | None]:
