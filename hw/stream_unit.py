@@ -162,19 +162,20 @@ class RegisterSlice(wiring.Component):
 
 
 class CreditFIFO(wiring.Component):
-    """`amaranth.lib.fifo.SyncFIFOBuffered`'s ports and timing (r_rdy and r_data are registers; a
-    word written is readable two edges later) for a writer that holds a credit per free entry and
-    so never writes into a full FIFO: the write is not gated by the fill level. (In
-    SyncFIFOBuffered the level's compare sits in front of every LUT RAM's write enable, and on the
-    engine's 192-bit store FIFO that loop spanned the die.) Holds `depth` (a power of two) words
-    in memory and one in the output register. `banks` memories of equal width, each with its own
-    copy of the pointers, as in `skid_output`."""
+    """A FIFO for a writer that holds a credit per free entry and so never writes into a full one:
+    the write is not gated by the fill level. (In `amaranth.lib.fifo` the level's compare sits in
+    front of every LUT RAM's write enable; on the engine's 192-bit store FIFO that loop spanned
+    the die.) `buffered`: SyncFIFOBuffered's ports and timing (r_rdy and r_data registers, a word
+    readable two edges after its write; `depth` words in memory and one in the output register);
+    else SyncFIFO's (r_data the memory's head, readable one edge after its write; r_rdy is a
+    register all the same). `depth` is a power of two; `banks` memories of equal width, each with
+    its own copy of the pointers, as in `skid_output`."""
 
-    def __init__(self, width: int, depth: int, banks: int = 1) -> None:
+    def __init__(self, width: int, depth: int, banks: int = 1, buffered: bool = True) -> None:
         if depth & (depth - 1) or width % banks:
             raise ValueError(f"CreditFIFO: depth {depth} not a power of two, or {width} bits "
                              f"not in {banks} equal banks")
-        self.width, self.depth, self.banks = width, depth, banks
+        self.width, self.depth, self.banks, self.buffered = width, depth, banks, buffered
         super().__init__({"w_en": In(1), "w_data": In(width), "r_en": In(1),
                           "r_rdy": Out(1), "r_data": Out(width)})
 
@@ -183,9 +184,8 @@ class CreditFIFO(wiring.Component):
         bw = self.width // self.banks
         held = Signal(range(self.depth + 1))  # words in memory
         held_nz = Signal()  # held != 0, a register of its own
-        load = Signal()  # memory head -> output register
-        out = Signal(self.width, reset_less=True)
-        m.d.comb += [load.eq(held_nz & (~self.r_rdy | self.r_en)), self.r_data.eq(out)]
+        pop = Signal()  # the memory's head leaves (into the output register, if buffered)
+        head = []
         for b in range(self.banks):
             m.submodules[f"mem{b}"] = mem = Memory(shape=unsigned(bw), depth=self.depth, init=[])
             wr, rd = mem.write_port(), mem.read_port(domain="comb")
@@ -195,14 +195,21 @@ class CreditFIFO(wiring.Component):
                          wr.en.eq(self.w_en), rd.addr.eq(rptr)]
             with m.If(self.w_en):
                 m.d.sync += wptr.eq(wptr + 1)
-            with m.If(load):
-                m.d.sync += [rptr.eq(rptr + 1), out[b * bw:(b + 1) * bw].eq(rd.data)]
-        m.d.sync += [held.eq(held + self.w_en - load),
-                     held_nz.eq(self.w_en | held[1:].any() | (held_nz & ~load))]
-        with m.If(load):
-            m.d.sync += self.r_rdy.eq(1)
-        with m.Elif(self.r_en):
-            m.d.sync += self.r_rdy.eq(0)
+            with m.If(pop):
+                m.d.sync += rptr.eq(rptr + 1)
+            head.append(rd.data)
+        if self.buffered:
+            out = Signal(self.width, reset_less=True)
+            m.d.comb += [pop.eq(held_nz & (~self.r_rdy | self.r_en)), self.r_data.eq(out)]
+            with m.If(pop):
+                m.d.sync += [out.eq(Cat(*head)), self.r_rdy.eq(1)]
+            with m.Elif(self.r_en):
+                m.d.sync += self.r_rdy.eq(0)
+        else:
+            m.d.comb += [pop.eq(held_nz & self.r_en), self.r_rdy.eq(held_nz),
+                         self.r_data.eq(Cat(*head))]
+        m.d.sync += [held.eq(held + self.w_en - pop),
+                     held_nz.eq(self.w_en | held[1:].any() | (held_nz & ~pop))]
         return m
 
 
