@@ -170,7 +170,8 @@ class DmaReader(_Dma):
 
     @property
     def buffer_beats(self) -> int:
-        """The read buffer's depth: every beat of max_outstanding bursts of max_burst."""
+        """The beats the read buffer holds (its credit limit): every beat of max_outstanding
+        bursts of max_burst."""
         return self.max_outstanding * self.max_burst
 
     def elaborate(self, platform):
@@ -180,8 +181,8 @@ class DmaReader(_Dma):
         # output register (which a FIFO's enabled read cannot use) takes 5.8 ns of a cycle alone.
         # It never overflows (`spare` below), so its writes need no level check; 16-bit banks
         # keep each read pointer's fan-out local.
-        m.submodules.buffer = buf = CreditFIFO(self.data_width, 1 << (self.buffer_beats - 1).bit_length(),
-                                               banks=self.data_width // 16, buffered=False)
+        m.submodules.buffer = buf = CreditFIFO(self.data_width, self.buffer_beats,
+                                               banks=max(1, self.data_width // 16), buffered=False)
         # beats the buffer can still promise, less one longest burst: a burst's beats are taken
         # at its AR handshake and given back a cycle after they leave the buffer (the consumer's
         # ready is not in front of the counter), and a burst is issued only while a longest one
@@ -222,9 +223,8 @@ class DmaWriter(_Dma):
         bus = self.bus
         # the lengths of issued bursts, for W's wlast. It never fills (a burst leaves it with its
         # last W beat, before its response, so it holds at most the outstanding bursts), so its
-        # writes need no level check. At least 2 deep: a 1-deep memory's address has zero width.
-        depth = max(2, 1 << (self.max_outstanding - 1).bit_length())
-        m.submodules.lens = lens = CreditFIFO(8, depth)
+        # writes need no level check
+        m.submodules.lens = lens = CreditFIFO(8, max(2, self.max_outstanding))
         split, issued, outstanding = self._issue(m, bus.awvalid, bus.awready, bus.awaddr, bus.awlen)
         m.d.comb += [bus.awid.eq(0), bus.awsize.eq(self.data_width.bit_length() - 4),
                      bus.awburst.eq(BURST_INCR), lens.w_data.eq(bus.awlen), lens.w_en.eq(issued)]

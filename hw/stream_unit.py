@@ -168,14 +168,15 @@ class CreditFIFO(wiring.Component):
     the die.) `buffered`: SyncFIFOBuffered's ports and timing (r_rdy and r_data registers, a word
     readable two edges after its write; `depth` words in memory and one in the output register);
     else SyncFIFO's (r_data the memory's head, readable one edge after its write; r_rdy is a
-    register all the same). `depth` is a power of two; `banks` memories of equal width, each with
-    its own copy of the pointers, as in `skid_output`."""
+    register all the same). The memory is `depth` (>= 2) rounded up to a power of two deep, in
+    `banks` memories of equal width, each with its own copy of the pointers, as in `skid_output`."""
 
     def __init__(self, width: int, depth: int, banks: int = 1, buffered: bool = True) -> None:
-        if depth & (depth - 1) or width % banks:
-            raise ValueError(f"CreditFIFO: depth {depth} not a power of two, or {width} bits "
-                             f"not in {banks} equal banks")
-        self.width, self.depth, self.banks, self.buffered = width, depth, banks, buffered
+        if depth < 2 or banks < 1 or width % banks:
+            raise ValueError(f"CreditFIFO: depth {depth} < 2 (a 1-deep memory's address has no "
+                             f"bits), or {width} bits not in {banks} equal banks")
+        self.width, self.banks, self.buffered = width, banks, buffered
+        self.depth = 1 << (depth - 1).bit_length()
         super().__init__({"w_en": In(1), "w_data": In(width), "r_en": In(1),
                           "r_rdy": Out(1), "r_data": Out(width)})
 

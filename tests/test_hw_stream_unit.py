@@ -127,8 +127,9 @@ def _run_pair(pair: _FifoPair, ops) -> tuple[list[int], int]:
 @settings(max_examples=60, deadline=None)
 @given(st.sampled_from([(8, 2, 1, True), (12, 4, 3, True), (16, 16, 2, True),
                         (8, 2, 1, False), (12, 4, 3, False), (16, 16, 4, False)]),
-       st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(0, 255)), min_size=1, max_size=80))
-def test_credit_fifo_is_sync_fifo_buffered(shape, ops):
+       st.lists(st.tuples(st.sampled_from([True, True, False]), st.booleans(), st.integers(0, 255)),
+                min_size=1, max_size=80))
+def test_credit_fifo_matches_amaranth_fifo(shape, ops):
     """Any writes a credit-holding writer may make (never past the capacity) and any reads:
     r_rdy and the valid r_data equal the amaranth FIFO's after every edge."""
     pair = _FifoPair(*shape)
@@ -148,3 +149,12 @@ def test_credit_fifo_fills_and_drains(buffered):
     assert writes == pair.capacity and [s % half for s in seen] == [s // half for s in seen]
     words = [(s >> 1) & 0xFF for s in seen[7:] if s & 1]  # seen[7]: before the first read
     assert words == list(range(10, 10 + pair.capacity))
+
+
+def test_credit_fifo_rounds_its_depth_up():
+    """A depth that is not a power of two gets the next one; one word deep has no address."""
+    assert CreditFIFO(8, 48).depth == 64 and CreditFIFO(8, 2).depth == 2
+    with pytest.raises(ValueError, match="depth 1 < 2"):
+        CreditFIFO(8, 1)
+    with pytest.raises(ValueError, match="not in 0 equal banks"):
+        CreditFIFO(8, 4, banks=0)

@@ -83,14 +83,18 @@ def test_engine_late_endpoints():
         {"net": "b", "event": "posedge clk", "endpoints": [ep("engine.wr_en$ff2", [3.0, 8.25])]},  # [min, max]
         {"net": "e", "event": "posedge clk", "endpoints": [ep("engine.acc_5_6_TRELLIS_FF_Q", 7.5, "CE"),
                                                            ep("engine.acc_5_7_TRELLIS_FF_Q", 6.0, "CE")]},
+        {"net": "f", "event": "posedge clk", "endpoints": [ep("engine.buf.storage.0.1", 6.8, "WAD2"),
+                                                           ep("engine.buf.storage.3.0", 6.9, "WAD0")]},
         {"net": "rst", "event": "<async>", "endpoints": [ep("engine.seq_state_TRELLIS_FF_Q", 12.0)]},
         {"net": "c", "event": "posedge clk", "endpoints": [ep("m_axi__wstrb[2]$tr_io", 12.2)]},  # a pin
     ]}
     got = late_endpoints(report, 6.667)
-    assert got == {"period_ns": 6.667, "count": 4, "groups": [
+    assert got == {"period_ns": 6.667, "count": 6, "groups": [
         {"registers": "engine.wr_en", "input": "data", "endpoints": 1, "worst_arrival_ns": 8.25},
         {"registers": "engine.acc_#_#", "input": "enable", "endpoints": 1, "worst_arrival_ns": 7.5},
-        {"registers": "engine.acc_#_#", "input": "data", "endpoints": 2, "worst_arrival_ns": 7.0}]}
+        {"registers": "engine.acc_#_#", "input": "data", "endpoints": 2, "worst_arrival_ns": 7.0},
+        {"registers": "engine.buf.storage.#.#", "input": "RAM write address", "endpoints": 2,
+         "worst_arrival_ns": 6.9}]}
     assert late_endpoints(report, 9.0)["count"] == 0
 
 
@@ -127,3 +131,15 @@ def test_route_near_done_gets_grace(tmp_path, monkeypatch, left, routed):
     proc = subprocess.Popen(["sleep", "3"])
     assert synth._wait_routed(proc, tmp_path / "pnr.log", 1.0) is routed
     assert proc.returncode == (0 if routed else -9)
+
+
+def test_route_stopped_before_its_log(tmp_path):
+    """Stopped at its limit before router1 wrote a line (no pnr.log yet): no grace, and the
+    process does not outlive the wait."""
+    import subprocess
+
+    from sim.engine import synth
+
+    proc = subprocess.Popen(["sleep", "30"])
+    assert synth._wait_routed(proc, tmp_path / "pnr.log", 0.5) is False
+    assert proc.returncode == -9

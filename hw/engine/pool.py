@@ -166,8 +166,8 @@ class PoolUnit(wiring.Component):
         iy0, ix0 = data_reg(signed(PW)), data_reg(signed(PW))  # the window's top-left pixel
         wait = data_reg(range(RL + 3))
         mk_off = data_reg(ADDR_W)  # source -> s
-        active, done, walking, marking, flushing = (Signal(name=n) for n in
-                                                     ("active", "done", "walking", "marking", "flushing"))
+        active, done, walking, marking, flushing = (
+            Signal(name=n) for n in ("active", "done", "walking", "marking", "flushing"))
         fin = data_reg(name="fin")
         m.d.comb += [self.active.eq(active), self.done.eq(done),
                      w.issue.eq(walking & ~marking), w.marking.eq(walking & marking)]

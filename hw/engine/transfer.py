@@ -55,10 +55,10 @@ class _RowIssue:
         m.d.comb += c.ready.eq(~self.active & ~armed)
         m.d.sync += armed.eq(accept)
         rows_nz = Signal()
+        c_rows_nz = c.payload.rows != 0
         with m.If(accept):
-            m.d.sync += [x.eq(c.payload), wpb.eq(_wpb_table(p)[c.payload.sel]),
-                         rows_nz.eq(c.payload.rows != 0),
-                         nonempty.eq((c.payload.rows != 0) & (c.payload.row_words != 0))]
+            m.d.sync += [x.eq(c.payload), wpb.eq(_wpb_table(p)[c.payload.sel]), rows_nz.eq(c_rows_nz),
+                         nonempty.eq(c_rows_nz & (c.payload.row_words != 0))]
         with m.If(armed):
             m.d.sync += [addr.eq(x.ext), left.eq(x.rows), more.eq(rows_nz),
                          self.active.eq(nonempty)]
@@ -184,7 +184,7 @@ class StoreUnit(_TransferUnit):
                      fifo.r_en.eq(word_sent)]
         credit = Signal()
         owed_next = Signal.like(owed)
-        settled = Signal(init=1)  # owed == 0, a register of its own (no compare in the end's enable)
+        settled = Signal(init=1)  # owed == 0 as a register: no compare in the end's enable
         m.d.comb += owed_next.eq(owed + issue - credit)
         m.d.sync += [credit.eq(word_sent), owed.eq(owed_next), settled.eq(owed_next == 0)]
         with m.If(iss.active & ~reading & ~iss.armed & settled & ~self.dma_cmd.valid):

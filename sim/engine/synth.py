@@ -228,23 +228,27 @@ GRACE_ARCS, GRACE = 5000, 0.25
 
 def _wait_routed(proc: subprocess.Popen, log: Path, timeout_s: float | None) -> bool:
     """Wait for nextpnr; past `timeout_s` (once extended by GRACE while router1 had at most
-    GRACE_ARCS arcs left) stop it and return False."""
+    GRACE_ARCS arcs left) stop it and return False. nextpnr never outlives this call."""
     try:
-        proc.wait(timeout_s)
-        return True
-    except subprocess.TimeoutExpired:
-        _, left = router_progress(log.read_text())
-        if left is not None and left <= GRACE_ARCS:
-            print(f"nextpnr ({log.parent.name}): {left} arcs left at the {timeout_s / 60:.0f}-minute "
-                  f"limit: {GRACE * timeout_s / 60:.0f} minutes more", flush=True)
-            try:
-                proc.wait(GRACE * timeout_s)
-                return True
-            except subprocess.TimeoutExpired:
-                pass
-        proc.kill()
-        proc.wait()
-        return False
+        try:
+            proc.wait(timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            pass
+        _, left = router_progress(log.read_text()) if log.exists() else (0, None)
+        if left is None or left > GRACE_ARCS:
+            return False
+        print(f"nextpnr ({log.parent.name}): {left} arcs left at the {timeout_s / 60:.0f}-minute "
+              f"limit: {GRACE * timeout_s / 60:.0f} minutes more", flush=True)
+        try:
+            proc.wait(GRACE * timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 HEATMAP = "heat"  # router2's congestion heatmaps: HEATMAP_congestion_by_{coordinate,net}_<iter>.csv
@@ -390,9 +394,11 @@ def critical_path(report: dict) -> dict | None:
             "longest_net_ns": round(max((s["delay"] for s in routing), default=0.0), 2)}
 
 
-# a TRELLIS_FF's inputs: DI / M the data (through the slice's LUT or direct), CE the clock
-# enable, LSR the set/reset
-INPUT_KINDS = {"DI": "data", "M": "data", "CE": "enable", "LSR": "reset"}
+# a register input's port (its bit index dropped) -> what is late: a TRELLIS_FF's DI / M (data
+# through the slice's LUT or direct), CE, LSR; a LUT RAM's (TRELLIS_RAMW) write enable, address
+# and data
+INPUT_KINDS = {"DI": "data", "M": "data", "CE": "enable", "LSR": "reset",
+               "WRE": "RAM write enable", "WAD": "RAM write address"}
 
 
 def late_endpoints(report: dict, period_ns: float, top: int = 25) -> dict:
@@ -412,7 +418,8 @@ def late_endpoints(report: dict, period_ns: float, top: int = 25) -> dict:
             late = max(ep["delay"]) if isinstance(ep["delay"], list) else ep["delay"]  # [min, max]
             if late > period_ns:
                 name = re.sub(r"_TRELLIS_FF_Q.*$|\$.*$", "", ep["cell"])
-                kind = INPUT_KINDS.get(ep.get("port"), ep.get("port"))
+                port = re.sub(r"\d+$", "", ep.get("port", ""))
+                kind = INPUT_KINDS.get(port, port)
                 groups.setdefault((re.sub(r"\d+", "#", name), kind), []).append(late)
     worst = sorted(groups.items(), key=lambda kv: -max(kv[1]))
     return {"period_ns": round(period_ns, 3), "count": sum(len(v) for v in groups.values()),
