@@ -1,7 +1,8 @@
 """NITRO Scaling unit (spec 2.3): s = clip(tdiv(z, SF), -127, 127), int8 out."""
 from __future__ import annotations
 
-from amaranth import Module, Mux, signed
+from amaranth import Cat, Const, Module, Mux, signed, unsigned
+from amaranth.lib import data
 
 from model.divider import divider_constants
 
@@ -33,3 +34,44 @@ class NitroScaling(PipelinedUnit):
         over = ~sign & high.any()                               # q > 127
         under = sign & ~(high.all() & q[:7].any())              # q < -127 (q <= -128)
         return st.reg(Mux(over, ACT_MAX, Mux(under, -ACT_MAX, q[:8].as_signed())), signed(8))
+
+
+class ScaleClip(PipelinedUnit):
+    """z (signed in_width), sf (1..max_scale, in each payload) -> clip(tdiv(z, sf), -127, 127).
+
+    No multiplier: the result saturates at |q| >= 128, so only the quotient's low 8 bits matter,
+    and |z| / sf takes 8 restoring-division steps (one register level each, a subtractor of at
+    most in_width bits): step b takes sf * 2^b from the remainder when it fits. Bit 7 set means
+    |z| >= 128 * sf, i.e. saturation; below it, bits 6..0 are the exact truncated quotient.
+    Latency: |z|, 8 steps, sign and clip: 10. Eight lanes of it cost no DSP (the engine's
+    row-wide scaling).
+    """
+
+    STEPS = 8  # quotient bits: 7 exact ones and the saturation bit
+
+    def __init__(self, in_width: int = 32, max_scale: int = (1 << 31) - 1, *,
+                 always_ready: bool = False) -> None:
+        self.in_width = check_int("in_width", in_width, 9, 64)
+        self.max_scale = check_int("max_scale", max_scale, 1)
+        self.sf_width = max_scale.bit_length()
+        self.latency = self.latency_for()
+        super().__init__(data.StructLayout({"z": signed(in_width), "sf": unsigned(self.sf_width)}),
+                         signed(8), always_ready=always_ready)
+
+    @classmethod
+    def latency_for(cls) -> int:
+        return cls.STEPS + 2
+
+    def datapath(self, m: Module, st: Stages, p):
+        W = self.in_width
+        sign, sf = st.reg(p.z[-1]), st.reg(p.sf)
+        rem = st.reg(Mux(p.z[-1], -p.z, p.z)[:W], unsigned(W))  # |z|; |-2^(W-1)| fits unsigned
+        q = Const(0, 0)
+        for b in reversed(range(self.STEPS)):
+            hi = rem[b:]
+            fits = hi >= sf
+            q = st.reg(Cat(fits, q))
+            rem = st.reg(Mux(fits, Cat(rem[:b], (hi - sf)[:W - b]), rem), unsigned(W))
+            sign, sf = st.reg(sign), st.reg(sf)
+        mag = Mux(q[-1], ACT_MAX, q[:-1])
+        return st.reg(Mux(sign, -mag, mag)[:8].as_signed(), signed(8))

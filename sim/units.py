@@ -20,7 +20,7 @@ from hw.lossgrad import LossGradient
 from hw.mac import Mac, MacArray
 from hw.maxpool import MaxPoolBackward, MaxPoolForward
 from hw.relu import NitroReluBackward, NitroReluForward
-from hw.scaling import NitroScaling
+from hw.scaling import NitroScaling, ScaleClip
 from hw.sgd import IntegerSGDUpdate
 from model.layers import RELU_MEAN_CORRECTION
 
@@ -52,6 +52,7 @@ SIM_UNITS: dict[str, SimUnit] = {
         [ConstDivider(d, 16) for d in DIVISORS_16] + [NitroScaling(f, 16) for f in SCALING_16])),
     "progdiv": SimUnit(lambda: ProgDivider(32)),
     "scaling": SimUnit(lambda: Bank([NitroScaling(f) for f in SCALING_FACTORS])),
+    "scale_clip": SimUnit(ScaleClip),
     "relu_fwd": SimUnit(lambda: Bank([NitroReluForward(a) for a in SLOPES])),
     "relu_bwd": SimUnit(lambda: Bank([NitroReluBackward(a) for a in SLOPES])),
     "lossgrad": SimUnit(lambda: Bank([LossGradient(True), LossGradient(False)])),
