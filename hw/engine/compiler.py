@@ -536,15 +536,13 @@ def _gemms(spec, stages, last, batch, layers, tensors, p, train: bool) -> list[G
     second pass reads the weights the first one wrote, as the reference's does. A max-pool
     between blocks follows the forward of the block before it, in both layouts."""
     classes = spec.num_classes
-    smw, ssw = p.scale_div
     gemms: list[Gemm] = []
     late: list[Gemm] = []  # the forward-layer updates, after the output layer
 
     def scale(sf: int) -> dict:
         if sf > p.max_scale:
             raise NitroError(f"engine: scaling factor {sf} exceeds the engine's max {p.max_scale}")
-        cst = divider_constants(sf, p.acc_bits, smw, ssw)
-        return {"sc_mult": cst.mult, "sc_shift": cst.shift}
+        return {"sc_sf": sf}
 
     def gemm(name, op, a, b, m, k, n, consts=None, sgd=None, conv=None, to=None, pool=None,
              unpool=None, **outs):

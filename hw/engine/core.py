@@ -46,7 +46,8 @@ from .counters import PhaseCounters
 from .drain import RowDrain
 from .issue import OperandIssue
 from .memory import READ_LATENCY, WRITE_LATENCY, BankedMemory
-from .outputs import WRITTEN, OutputOps, PipeLatencies
+from .latencies import PipeLatencies
+from .outputs import WRITTEN, OutputOps
 from .params import (
     ADDR_W, MEM_NAMES, OP_POOL, SEL_AMEM_C, SEL_AMEM_R, SEL_CMEM, SEL_DMEM, SEL_SMEM, SEL_WMEM,
     SEL_WTMEM,
@@ -66,6 +67,7 @@ def command_flush(p: EngineParams) -> Flush:
     serial = p.lanes + 1 + RL  # the serializer's last element and its memory word (E1)
     return Flush(full=serial + lat.deepest + tail, p_out=serial + 1 + tail,
                  sgd=serial + lat.sgd + 1 + tail, relu_bwd=1 + RL + lat.relu_bwd + tail,
+                 rows=1 + lat.scale + p.lanes + tail,
                  hold=p.cmd_words + RL)
 
 
@@ -139,7 +141,8 @@ class Engine(wiring.Component):
                      pmem.wr_en.eq(ops.pmem_wr_en)]
         m.d.comb += [ops.cmd.eq(cmd), ops.e_valid.eq(ser.valid), ops.e.eq(ser.e),
                      ops.row_v.eq(drain.row_v), ops.row.eq(drain.row_data),
-                     ops.row_addr.eq(drain.row_addr1), ops.m_row.eq(drain.m_row),
+                     ops.row_addr.eq(drain.row_addr1), ops.row_addr2.eq(drain.row_addr2),
+                     ops.col_addr.eq(drain.col_addr), ops.nt.eq(drain.nt), ops.m_row.eq(drain.m_row),
                      ops.y_word.eq(mem[SEL_YMEM][1]), ops.w_word.eq(mem[SEL_WMEM][1]),
                      ops.s_word.eq(mem[SEL_SMEM][1])]
 

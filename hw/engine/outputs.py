@@ -1,102 +1,55 @@
-"""The core's output operations: scaling with its two consumers (NITRO-ReLU, loss gradient),
-IntegerSGD, and the row-wide NITRO-ReLU backward, with the scratchpad writes they make. All are
-bare pipes (every output taken in the cycle it appears)."""
+"""The core's output operations: serial scaling with its two consumers (NITRO-ReLU, loss
+gradient), IntegerSGD, and the row-wide NITRO-ReLU backward and scaling (`hw.engine.rowscale`),
+with the scratchpad writes they make. All are bare pipes (every output taken in the cycle it
+appears)."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.divider import ProgDivider
 from hw.lossgrad import LossGradient
-from hw.relu import NitroReluBackward, NitroReluForward
+from hw.relu import NitroReluBackward
 from hw.sgd import IntegerSGDUpdate
 
+from .latencies import PipeLatencies
 from .memory import READ_LATENCY
 from .params import (
     ADDR_W, MEM_NAMES, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, SEL_AMEM_R,
-    SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM, EngineParams, command_layout,
+    SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM, EngineParams, command_layout, row_scaled,
 )
 from .pipeline import data_reg, delayed
+from .rowscale import RowScale, ScaleRelu
 from .serializer import element_layout
 
 WRITTEN = (SEL_AMEM_C, SEL_AMEM_R, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM)  # what the ops write
 
-ACT_MAX = 127
-
-
-@dataclass(frozen=True)
-class PipeLatencies:
-    """The output pipes' depths from the engine's parameters alone (the command flush and the
-    performance model need them without building the pipes; the units compute their own
-    latencies from the same functions)."""
-
-    clip: int  # z -> s: the divider, its output register, the clip's compares, its select
-    out: int  # s -> a, e: NITRO-ReLU, then a register (the op select and the lane copies into
-    #           two memories' write selects get a cycle of their own: 8.0 ns routed without it)
-    sgd: int  # IntegerSGD
-    relu_bwd: int  # one NITRO-ReLU backward unit
-
-    @classmethod
-    def of(cls, p: EngineParams) -> PipeLatencies:
-        return cls(clip=ProgDivider.latency_for(p.acc_bits, p.max_scale) + 3,
-                   out=NitroReluForward.latency_for(p.slope_inv) + 1,
-                   sgd=IntegerSGDUpdate.latency_for(p.acc_bits, p.max_divisor),
-                   relu_bwd=NitroReluBackward.latency_for(p.slope_inv, p.acc_bits))
-
-    @property
-    def scale(self) -> int:
-        return self.clip + self.out
-
-    @property
-    def deepest(self) -> int:
-        """Behind the partial-sum register (both serial pipes start one register after it)."""
-        return max(self.scale + 1, self.sgd + 1, self.relu_bwd)
-
 
 class ScalePipeline(wiring.Component):
-    """One element per cycle: s = clip(tdiv(z, SF)) (the runtime divider's constants mult, shift),
-    then a = NITRO-ReLU(s) and e = wrap8(s - y). s, a and e leave `latency` cycles after z and y
-    enter; `valid` only gates the divider (the consumer keeps its own valid alongside)."""
+    """One element per cycle: s = clip(tdiv(z, SF)), then a = NITRO-ReLU(s) and e = wrap8(s - y).
+    s, a and e leave `latency` cycles after z and y enter."""
 
     def __init__(self, p: EngineParams) -> None:
         self.p = p
-        mw, sw = p.scale_div
-        self.scaler = ProgDivider(p.acc_bits, p.max_scale, always_ready=True)
-        self.relu = NitroReluForward(p.slope_inv, always_ready=True)
+        self.lane = ScaleRelu(p, 1)
         self.lossgrad = LossGradient(True, always_ready=True)
-        lat = PipeLatencies.of(p)
-        self.clip_latency, self.out_latency, self.latency = lat.clip, lat.out, lat.scale
+        self.clip_latency, self.out_latency = self.lane.clip_latency, self.lane.out_latency
+        self.latency = self.lane.latency
         super().__init__({
-            "valid": In(1), "z": In(signed(p.acc_bits)), "mult": In(mw), "shift": In(sw),
+            "z": In(signed(p.acc_bits)), "sf": In(p.max_scale.bit_length()),
             "y": In(signed(p.act_bits)),
             "s": Out(signed(p.act_bits)), "a": Out(signed(p.act_bits)), "e": Out(signed(p.act_bits)),
         })
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        AB = self.p.act_bits
-        m.submodules.scaler, m.submodules.relu = scaler, relu = self.scaler, self.relu
-        m.submodules.lossgrad = lossgrad = self.lossgrad
-        m.d.comb += [scaler.i.valid.eq(self.valid), scaler.i.payload.n.eq(self.z),
-                     scaler.i.payload.mult.eq(self.mult), scaler.i.payload.shift.eq(self.shift)]
-        q = data_reg(signed(self.p.acc_bits))
-        m.d.sync += q.eq(scaler.o.payload)
-        # the clip's two acc_bits-wide compares get a level of their own (their carry chains
-        # into the select, mapped to the register's set / reset, were 7.5 ns routed)
-        q_hi, q_lo, q_low = data_reg(), data_reg(), data_reg(signed(AB))
-        m.d.sync += [q_hi.eq(q > ACT_MAX), q_lo.eq(q < -ACT_MAX), q_low.eq(q)]
-        s_val = data_reg(signed(AB))
-        m.d.sync += s_val.eq(Mux(q_hi, ACT_MAX, Mux(q_lo, -ACT_MAX, q_low)))
+        m.submodules.lane, m.submodules.lossgrad = lane, lossgrad = self.lane, self.lossgrad
+        m.d.comb += [lane.z[0].eq(self.z), lane.sf.eq(self.sf)]
         y_s = delayed(m, self.y, self.clip_latency, "y")
-        m.d.comb += [relu.i.valid.eq(1), relu.i.payload.eq(s_val),
-                     lossgrad.i.valid.eq(1), lossgrad.i.payload.y_hat.eq(s_val),
+        m.d.comb += [lossgrad.i.valid.eq(1), lossgrad.i.payload.y_hat.eq(lane.s_clip[0]),
                      lossgrad.i.payload.y.eq(y_s)]
-        m.d.comb += [self.s.eq(delayed(m, s_val, self.out_latency, "s_out")),
-                     self.e.eq(delayed(m, lossgrad.o.payload, self.out_latency - lossgrad.latency, "e_out")),
-                     self.a.eq(delayed(m, relu.o.payload, 1, "a_out"))]
+        m.d.comb += [self.s.eq(lane.s[0]), self.a.eq(lane.a[0]),
+                     self.e.eq(delayed(m, lossgrad.o.payload, self.out_latency - lossgrad.latency, "e_out"))]
         return m
 
 
@@ -140,8 +93,9 @@ def _rep(v, n: int):
 
 class OutputOps(wiring.Component):
     """The output op of `cmd` on the drained C: serial ops on the serializer's elements (`e_valid`,
-    `e`: scale_relu -> a, s; scale_loss -> e, y_hat; sgd -> W), relu_bwd on whole rows (`row_v`,
-    `row` with its DMEM / SMEM word `row_addr` and index `m_row`). The YMEM, WMEM and SMEM words
+    `e`: scale_relu -> a, s; scale_loss -> e, y_hat; sgd -> W), relu_bwd and a row-scaled
+    scale_relu (`params.row_scaled`) on whole rows (`row_v`, `row` with its index `m_row`, n tile
+    `nt`, o0 word `col_addr` and o1 / o2 words `row_addr` / `row_addr2`). The YMEM, WMEM and SMEM words
     an element or row needs arrive on `y_word`, `w_word` and `s_word` `READ_LATENCY` cycles after
     its address; the writes leave on NAME_wr_* per memory. A chunk of K (`cmd.p_in`, `p_out`)
     adds the element's partial sum `p_word` (PMEM, read like WMEM) and writes the sum back to
@@ -156,10 +110,12 @@ class OutputOps(wiring.Component):
         self.sgd = IntegerSGDUpdate(p.weight_bits, p.acc_bits, None, p.max_divisor, p.max_eta,
                                     always_ready=True)
         self.rbwd = ReluBackwardRow(p, READ_LATENCY)
+        self.rows = RowScale(p)
         self.latency = PipeLatencies.of(p).deepest
         ports = {"cmd": In(command_layout(p)), "e_valid": In(1), "e": In(element_layout(p)),
                  "row_v": In(1), "row": In(data.ArrayLayout(signed(p.acc_bits), L)),
-                 "row_addr": In(ADDR_W), "m_row": In(ADDR_W + 4),
+                 "row_addr": In(ADDR_W), "row_addr2": In(ADDR_W), "col_addr": In(ADDR_W),
+                 "nt": In(ADDR_W), "m_row": In(ADDR_W + 4),
                  "y_word": In(L * p.act_bits), "w_word": In(L * p.weight_bits),
                  "s_word": In(L * p.act_bits), "p_word": In(signed(p.acc_bits)),
                  "pmem_wr_addr": Out(ADDR_W), "pmem_wr_data": Out(p.acc_bits), "pmem_wr_en": Out(1),
@@ -175,18 +131,20 @@ class OutputOps(wiring.Component):
         p, cmd, RL, L = self.p, self.cmd, READ_LATENCY, self.p.lanes
         AB, WB = p.act_bits, p.weight_bits
         m.submodules.scale, m.submodules.sgd = scale, sgd = self.scale, self.sgd
-        m.submodules.relu_bwd = rbwd = self.rbwd
+        m.submodules.relu_bwd, m.submodules.rows = rbwd, rows = self.rbwd, self.rows
 
         # decoded op flags, registered (valid from the first RUN cycle; only DECODE reads `op`)
-        is_relu, is_loss, is_sgd, is_rbwd, is_scale, serial, p_in, p_out = (
+        is_relu, is_loss, is_sgd, is_rbwd, is_scale, is_rows, serial, p_in, p_out = (
             data_reg(name=n) for n in ("is_relu", "is_loss", "is_sgd", "is_rbwd", "is_scale",
-                                       "serial", "p_in", "p_out"))
+                                       "is_rows", "serial", "p_in", "p_out"))
         op = cmd.op
         m.d.sync += [p_in.eq(cmd.p_in), p_out.eq(cmd.p_out),
                      is_relu.eq(op == OP_SCALE_RELU), is_loss.eq(op == OP_SCALE_LOSS),
                      is_sgd.eq(op == OP_SGD), is_rbwd.eq(op == OP_RELU_BWD),
                      is_scale.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS)),
-                     serial.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS) | (op == OP_SGD))]
+                     is_rows.eq(row_scaled(op, cmd.p_in, cmd.p_out)),
+                     serial.eq(((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS) | (op == OP_SGD))
+                               & ~row_scaled(op, cmd.p_in, cmd.p_out))]
         m.d.comb += [self.serial.eq(serial), self.is_sgd.eq(is_sgd)]
 
         # E1: the element RL cycles later, with its YMEM / WMEM / PMEM words (read at E0)
@@ -207,8 +165,7 @@ class OutputOps(wiring.Component):
         op_valid = e2_valid & ~p_out
 
         # scaling, then NITRO-ReLU (a) and the loss gradient (e), all leaving together
-        m.d.comb += [scale.valid.eq(op_valid & is_scale), scale.z.eq(e2.z), scale.y.eq(y2),
-                     scale.mult.eq(cmd.sc_mult), scale.shift.eq(cmd.sc_shift)]
+        m.d.comb += [scale.z.eq(e2.z), scale.y.eq(y2), scale.sf.eq(cmd.sc_sf)]
         sc_valid = delayed(m, op_valid, scale.latency, "sc_valid", False) & is_scale
         sc = delayed(m, self._where(m, e2, "e2s"), scale.latency, "sc")
 
@@ -230,6 +187,11 @@ class OutputOps(wiring.Component):
         m.d.comb += [rbwd.valid.eq(self.row_v & is_rbwd & (self.m_row < cmd.m_len)),
                      rbwd.row.eq(self.row), rbwd.addr.eq(self.row_addr), rbwd.s_word.eq(self.s_word)]
 
+        # scale_relu on whole rows
+        m.d.comb += [rows.cmd.eq(cmd), rows.valid.eq(self.row_v & is_rows), rows.row.eq(self.row),
+                     rows.m_row.eq(self.m_row), rows.nt.eq(self.nt), rows.col_addr.eq(self.col_addr),
+                     rows.row_addr1.eq(self.row_addr), rows.row_addr2.eq(self.row_addr2)]
+
         def lane_en(lane, on):
             return Mux(on, Const(1, L) << lane, 0)
 
@@ -240,13 +202,19 @@ class OutputOps(wiring.Component):
 
         a_out, e_out, w_new = scale.a, scale.e, sgd.o.payload
         rb = rbwd.out_valid
-        write(SEL_AMEM_C, sc.a[0], _rep(Mux(is_relu, a_out, e_out)[:AB], L), lane_en(sc.r, sc_valid))
-        write(SEL_AMEM_R, sc.a[1], _rep(a_out[:AB], L), lane_en(sc.j, sc_valid & is_relu))
+        def row_or(name, addr, dat, en):  # the row-wide scaling's port during its commands
+            return [Mux(is_rows, getattr(rows, f"{name}_wr_{k}"), v)
+                    for k, v in (("addr", addr), ("data", dat), ("en", en))]
+
+        write(SEL_AMEM_C, *row_or("amem_c", sc.a[0], _rep(Mux(is_relu, a_out, e_out)[:AB], L),
+                                  lane_en(sc.r, sc_valid)))
+        write(SEL_AMEM_R, *row_or("amem_r", sc.a[1], _rep(a_out[:AB], L),
+                                  lane_en(sc.j, sc_valid & is_relu)))
         e_ext = Signal(signed(p.delta_bits))
         m.d.comb += e_ext.eq(e_out)
         write(SEL_DMEM, Mux(rb, rbwd.out_addr, sc.a[1]), Mux(rb, rbwd.out_word, _rep(e_ext, L)),
               Mux(rb, (1 << L) - 1, lane_en(sc.j, sc_valid & is_loss)))
-        write(SEL_SMEM, sc.a[2], _rep(scale.s[:AB], L), lane_en(sc.j, sc_valid))
+        write(SEL_SMEM, *row_or("smem", sc.a[2], _rep(scale.s[:AB], L), lane_en(sc.j, sc_valid)))
         write(SEL_WMEM, sg.a[3], _rep(w_new[:WB], L), lane_en(sg.j, sg_valid))
         write(SEL_WTMEM, sg.a[4], _rep(w_new[:WB], L), lane_en(sg.r, sg_valid & cmd.wt_en))
         return m

@@ -31,6 +31,16 @@ OP_SCALE_LOSS = 2  # y_hat = clip(tdiv(z, SF)); e = wrap8(y_hat - y): e -> AMEM_
 OP_RELU_BWD = 3  # delta = NITRO-ReLU backward(C row, s row from SMEM) -> DMEM (whole rows)
 OP_SGD = 4  # W <- W - (tdiv(G, D) + tdiv(W, eta)) in WMEM (and the transposed copy in WTMEM)
 OP_POOL = 5  # not a GEMM: max-pool scratchpad words (`hw.engine.pool`)
+
+
+def row_scaled(op, p_in, p_out):
+    """A scale_relu command whose C elements carry no partial sums runs on whole C rows
+    (`hw.engine.rowscale`: L elements per cycle), every other scale and update op through the
+    serializer (one per cycle). On ints (the compiler, the performance model) and on Amaranth
+    values (the RTL) alike."""
+    return (op == OP_SCALE_RELU) & (p_in == 0) & (p_out == 0)
+
+
 OP_NAMES = {OP_END: "end", OP_SCALE_RELU: "scale_relu", OP_SCALE_LOSS: "scale_loss",
             OP_RELU_BWD: "relu_bwd", OP_SGD: "sgd", OP_POOL: "pool"}
 
@@ -131,12 +141,6 @@ class EngineParams:
                 SEL_YMEM: self.act_bits}[sel]
 
     @property
-    def scale_div(self) -> tuple[int, int]:
-        """(mult_width, shift_width) of the runtime scaling divider (32-bit numerators)."""
-        from hw.divider import prog_divider_widths
-        return prog_divider_widths(self.acc_bits, self.max_scale)
-
-    @property
     def grad_div(self) -> tuple[int, int]:
         from hw.divider import prog_divider_widths
         return prog_divider_widths(self.acc_bits, self.max_divisor)
@@ -210,7 +214,6 @@ def command_layout(p: EngineParams) -> data.StructLayout:
         first, p_out (the sums go to PMEM instead of the output op) on all but the last; p_base
         gives GEMMs whose chunks interleave (the windows of a weight gradient) regions of their own.
     """
-    smw, ssw = p.scale_div
     gmw, gsw = p.grad_div
     emw, esw = p.eta_div
     return data.StructLayout({
@@ -226,7 +229,7 @@ def command_layout(p: EngineParams) -> data.StructLayout:
         "cv_n0": unsigned(CV_N0_BITS), "cv_n1": unsigned(CV_BITS), "cv_n2": unsigned(CV_BITS),
         "a_skr": unsigned(ADDR_W), "bpool": unsigned(1),
         "o0": _slot(), "o1": _slot(), "o2": _slot(), "o3": _slot(), "o4": _slot(),
-        "sc_mult": unsigned(smw), "sc_shift": unsigned(ssw),
+        "sc_sf": unsigned(p.max_scale.bit_length()),
         "d_mult": unsigned(gmw), "d_shift": unsigned(gsw),
         "e_mult": unsigned(emw), "e_shift": unsigned(esw),
     })

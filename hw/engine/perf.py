@@ -17,8 +17,8 @@ stores, SWAP and END for them and the core. The parts:
                stretch it by 1 / (1 - stall probability)
   core run   : RUN_OVERHEAD_CYCLES, COMMAND_CYCLES per further GEMM of the run, and for every
                MAC-array tile of C, max(K, what its output op needs): the serializer takes
-               rows x cols cycles per tile (scale, loss, update), the ReLU backward row path K + 2
-               but at least one cycle per row; a max-pool one cycle per window position read
+               rows x cols cycles per tile (scale, loss, update), the row paths (ReLU backward,
+               row-wide scaling) K + 2 but at least one cycle per row; a max-pool one cycle per window position read
 
 The constants are the RTL's, measured on it (`scripts/bench_engine.py model` compares the model
 with the counters of whole co-simulated training steps: benchmarks/engine/perf_model.json).
@@ -31,7 +31,7 @@ from hw.axi import burst_split
 
 from .core import command_flush
 from .memory import READ_LATENCY
-from .params import OP_RELU_BWD, EngineParams
+from .params import OP_RELU_BWD, EngineParams, row_scaled
 from .program import (
     SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, SOP_SYNC, Transfer, beats_per_word,
 )
@@ -96,7 +96,7 @@ def tile_cycles(tile: Tile, p: EngineParams) -> int:
         return pool_cycles(g.fields(0)["m_len"] * g.n * pg.wo * pg.words, pg.kh * pg.kw, pg.mask)
     if g.k_hold:  # a chunk of K that ends no tile: its beats only
         return g.k
-    if g.op == OP_RELU_BWD:  # whole rows through the unit, at least one cycle per row
+    if g.op == OP_RELU_BWD or row_scaled(g.op, g.p_in, g.p_out):  # whole rows, one per cycle
         return -(-g.m // L) * -(-g.n // L) * max(g.k + 2, L)
     return mac_cycles(p, g.m, g.n, g.k)
 
@@ -106,7 +106,7 @@ def run_cycles(run: Run, p: EngineParams) -> list[int]:
     overheads are a scaling command's, shorter by the flush its op does without."""
     fl = command_flush(p)
     return [tile_cycles(t, p) + (RUN_OVERHEAD_CYCLES if k == 0 else COMMAND_CYCLES) - fl.full
-            + fl.of(t.gemm.k_hold, t.gemm.p_out, t.gemm.op) for k, t in enumerate(run.tiles)]
+            + fl.of(t.gemm.k_hold, t.gemm.p_in, t.gemm.p_out, t.gemm.op) for k, t in enumerate(run.tiles)]
 
 
 def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 0,

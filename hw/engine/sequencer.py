@@ -20,6 +20,7 @@ from hw.fanout import replicated_reg
 from .memory import READ_LATENCY
 from .params import (
     ADDR_W, CMD_WORD_BITS, OP_END, OP_POOL, OP_RELU_BWD, OP_SGD, EngineParams, command_layout,
+    row_scaled,
 )
 from .pipeline import data_reg
 
@@ -39,12 +40,14 @@ class Flush:
     p_out: int  # a chunk of K's partial sums: to PMEM one register after the adder
     sgd: int  # the IntegerSGD pipe
     relu_bwd: int  # whole rows: the SMEM word, the unit
+    rows: int  # row-wide scaling (`params.row_scaled`): the lanes, then the last tile's columns
     hold: int  # a chunk that ends no tile writes nothing: only the next command's fetch
 
-    def of(self, k_hold, p_out, op, mux=lambda c, a, b: a if c else b):
+    def of(self, k_hold, p_in, p_out, op, mux=lambda c, a, b: a if c else b):
         """The flush of a command with these fields (Amaranth values with mux=Mux)."""
         return mux(k_hold, self.hold, mux(p_out, self.p_out, mux(
-            op == OP_SGD, self.sgd, mux(op == OP_RELU_BWD, self.relu_bwd, self.full))))
+            op == OP_SGD, self.sgd, mux(op == OP_RELU_BWD, self.relu_bwd,
+                                        mux(row_scaled(op, p_in, p_out), self.rows, self.full)))))
 
 
 class CommandSequencer(wiring.Component):
@@ -78,7 +81,7 @@ class CommandSequencer(wiring.Component):
         wait_cnt = Signal(range(fl.full + 1))
         # this command's flush, registered from its fields (loaded two cycles before RUN)
         flush = Signal.like(wait_cnt)
-        m.d.sync += flush.eq(fl.of(cmd.k_hold, cmd.p_out, cmd.op, Mux))
+        m.d.sync += flush.eq(fl.of(cmd.k_hold, cmd.p_in, cmd.p_out, cmd.op, Mux))
         # CMEM words shift in from the top every cycle (no enable on 512 flip-flops): in LOAD it
         # holds the ncw words FETCH read, in order
         cmd_sr = data_reg(ncw * CMD_WORD_BITS)
