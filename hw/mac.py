@@ -28,10 +28,11 @@ Pipeline (free-running: no register has a stall enable; why each level exists, f
     transfer.
 Back-pressure without a stall: the accumulators and the buffer hold one tile each. `i.ready` is a
 register that admits transfers only while fewer than two tiles are committed (a `last` accepted and
-not yet moved into the output FIFO): a finished tile then always finds the buffer free when the next tile's first
-product reaches the accumulators, whatever the consumer does. Cost: when a tile's `last` is accepted
-while the previous tile is still draining, input waits until that drain ends (a few cycles per tile
-only when tiles are shorter than the drain plus the pipe).
+not yet moved into the output FIFO), or while the buffer's last rows will have moved before a
+transfer admitted now reaches the accumulators: a finished tile then always finds the buffer free
+when the next tile's first product reaches the accumulators, whatever the consumer does. Cost:
+when a tile's `last` is accepted while the previous tile still has more than E - 1 rows to drain,
+input waits (tiles of K = 9 at 8x8: one tile per 10 cycles on average).
 """
 from __future__ import annotations
 
@@ -176,7 +177,7 @@ class MacArray(wiring.Component):
         room = Signal(init=1, name="fifo_room")
         m.d.sync += room.eq(~fill.matches(*range(OUT_FIFO - 2, OUT_FIFO + 1)))
 
-        copy_ctls, buf_nexts = [], []
+        copy_ctls, buf_nexts, moved = [], [], []
         for g in range(R):
             cap = Signal(name=f"acc_done_{g}")      # the accumulators hold a finished tile
             buf_full = Signal(name=f"buf_full_{g}")  # the buffer holds rows not yet in the FIFO
@@ -208,13 +209,22 @@ class MacArray(wiring.Component):
                         m.d.sync += buf[g][j].eq(buf[g + 1][j])
             copy_ctls.append(copy_ctl)
             buf_nexts.append(buf_next)
+            moved.append(row)
 
         # Credits (from row 0's copy): tiles whose `last` was accepted and that are not yet in the
-        # buffer, plus the buffered tile; admit transfers while fewer than two.
+        # buffer, plus the buffered tile; admit transfers while fewer than two, or with one
+        # waiting in the accumulators when the buffer will be free before a transfer admitted
+        # now reaches them (E cycles): at most E - 1 rows left to move, and FIFO room for all
+        # of them whatever the consumer does (so tiles of K < rows + E follow each other).
         pending = Signal(range(3), name="tiles_pending")
         pending_next = Signal.like(pending)
+        early = Signal(name="early_admit")
+        if OUT_FIFO - 3 - R >= 0:
+            m.d.comb += early.eq((moved[0] >= R - E + 1) & (fill <= OUT_FIFO - 3 - R))
         m.d.comb += pending_next.eq(pending + (fire & p.last) - copy_ctls[0])
-        m.d.sync += [pending.eq(pending_next), ready.eq((pending_next + buf_nexts[0]) < 2)]
+        m.d.sync += [pending.eq(pending_next),
+                     ready.eq(((pending_next + buf_nexts[0]) < 2)
+                              | ((pending_next == 1) & buf_nexts[0] & early))]
         return m
 
 

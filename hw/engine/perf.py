@@ -18,7 +18,7 @@ stores, SWAP and END for them and the core. The parts:
   core run   : RUN_OVERHEAD_CYCLES, COMMAND_CYCLES per further GEMM of the run, and for every
                MAC-array tile of C, max(K, what its output op needs): the serializer takes
                rows x cols cycles per tile (scale, loss, update), the row paths (ReLU backward,
-               row-wide scaling) K + 2 but at least one cycle per row; a max-pool one cycle per window position read
+               row-wide scaling) K, but at least the tile buffer's (`row_tile_cycles`); a max-pool one cycle per window position read
 
 The constants are the RTL's, measured on it (`scripts/bench_engine.py model` compares the model
 with the counters of whole co-simulated training steps: benchmarks/engine/perf_model.json).
@@ -49,6 +49,7 @@ LOAD_TAIL_CYCLES = 8
 STORE_TAIL_CYCLES = 17  # the command slice, the scratchpad read latency, the FIFO, the response
 RUN_OVERHEAD_CYCLES = 118  # the first command's fetch from the scratchpad, pipeline fill, drain, flush, END
 COMMAND_CYCLES = 104  # a further GEMM of the same run: fill, drain, flush (its fetch overlaps the flush)
+ROW_PAIR_CYCLES = 3  # see row_tile_cycles
 BURST_SLOT_CYCLES = 1  # a burst holds its outstanding slot for the latency, its beats and the AR handshake
 
 
@@ -88,7 +89,14 @@ def pool_cycles(words: int, window: int, mask: bool) -> int:
     return words * window * (2 if mask else 1) + READ_LATENCY + 5
 
 
-def tile_cycles(tile: Tile, p: EngineParams) -> int:
+def row_tile_cycles(k: int, lanes: int) -> float:
+    """The MAC array's cycles per C tile of K beats when every row is taken as it leaves: the
+    tile buffer's copy and L moves, or K; a tile admitted while the buffer drains
+    (`hw.mac.MacArray`) makes two tiles take K + L + ROW_PAIR_CYCLES."""
+    return max(lanes + 1, (k + lanes + ROW_PAIR_CYCLES) / 2, k)
+
+
+def tile_cycles(tile: Tile, p: EngineParams) -> float:
     """The core's cycles for one tile's MAC-array tiles."""
     g, L = tile.gemm, p.lanes
     if g.pool is not None:
@@ -97,11 +105,11 @@ def tile_cycles(tile: Tile, p: EngineParams) -> int:
     if g.k_hold:  # a chunk of K that ends no tile: its beats only
         return g.k
     if g.op == OP_RELU_BWD or row_scaled(g.op, g.p_in, g.p_out):  # whole rows, one per cycle
-        return -(-g.m // L) * -(-g.n // L) * max(g.k + 2, L)
+        return -(-g.m // L) * -(-g.n // L) * row_tile_cycles(g.k, L)
     return mac_cycles(p, g.m, g.n, g.k)
 
 
-def run_cycles(run: Run, p: EngineParams) -> list[int]:
+def run_cycles(run: Run, p: EngineParams) -> list[float]:
     """The core's cycles for each tile of a run, the run's fixed cost on its first tile; the
     overheads are a scaling command's, shorter by the flush its op does without."""
     fl = command_flush(p)

@@ -12,6 +12,8 @@ async def random_tiles_wrap(dut):
     await check_tiles(b, "corner-heavy 4x4 tiles", random_tiles(b, rng, 1_000_000))
     await check_tiles(b, "4x4 tiles, random valid/ready", random_tiles(b, rng, 100_000),
                       valid_p=0.5, ready_p=0.3)
+    await check_tiles(b, "4x4 tiles K<=10, consumer ready 90 %", random_tiles(b, rng, 100_000, 10),
+                      ready_p=0.9)
 
 
 @cocotb_test()

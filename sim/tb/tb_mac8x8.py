@@ -12,6 +12,10 @@ async def random_tiles_wrap(dut):
     await check_tiles(b, "corner-heavy 8x8 tiles", random_tiles(b, rng, 1_000_000))
     await check_tiles(b, "8x8 tiles K<=4, random valid/ready", random_tiles(b, rng, 50_000, 4),
                       valid_p=0.7, ready_p=0.3)
+    # short tiles back to back (the next admitted while the buffer still drains), a consumer
+    # that sometimes stalls
+    await check_tiles(b, "8x8 tiles K<=12, consumer ready 90 %", random_tiles(b, rng, 200_000, 12),
+                      ready_p=0.9)
 
 
 @cocotb_test()
