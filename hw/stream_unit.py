@@ -70,6 +70,32 @@ def skid_capacity(latency: int) -> int:
     return max(MIN_CAPACITY, 1 << latency.bit_length())
 
 
+def banked_ram_fifo(m: Module, data: Value, depth: int, banks: int, push: Value, pop: Value,
+                    names) -> Value:
+    """The memory of a FIFO: `banks` asynchronous-read memories (LUT RAM on ECP5) of equal slices
+    of `data`, each with its own copy of the write and read pointers (synthesis does not merge
+    registers that feed back into themselves, so each copy stays by its bank: one pointer
+    addressing a wide FIFO was a die-wide net). `push` writes `data`, `pop` moves to the next
+    word; returns the head word. `names(b)`: bank b's (memory, write pointer, read pointer)."""
+    if banks < 1 or len(data) % banks:
+        raise ValueError(f"{len(data)} bits do not split into {banks} banks")
+    bw = len(data) // banks
+    head = []
+    for b in range(banks):
+        mem_name, w_name, r_name = names(b)
+        m.submodules[mem_name] = mem = Memory(shape=unsigned(bw), depth=depth, init=[])
+        wr, rd = mem.write_port(), mem.read_port(domain="comb")
+        wptr, rptr = Signal(range(depth), name=w_name), Signal(range(depth), name=r_name)
+        m.d.comb += [wr.addr.eq(wptr), wr.data.eq(data[b * bw:(b + 1) * bw]), wr.en.eq(push),
+                     rd.addr.eq(rptr)]
+        with m.If(push):
+            m.d.sync += wptr.eq(wptr + 1)
+        with m.If(pop):
+            m.d.sync += rptr.eq(rptr + 1)
+        head.append(rd.data)
+    return Cat(*head)
+
+
 def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int, banks: int = 1,
                 pipe_valid_next: Value | None = None) -> tuple[Signal, Signal, Signal]:
     """Drive stream `o` from a pipe end that cannot stall, through a `cap`-entry skid FIFO.
@@ -79,34 +105,25 @@ def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int, banks: i
     whose head is the output. The caller must never present more values than the FIFO can hold
     (credits). Returns the FIFO's fill register (0..cap) and its push and pop strobes.
 
-    `banks` > 1 splits a wide FIFO into that many memories (equal slices of `pipe`), each with
-    its own copy of the read and write pointers: one pointer addressing the whole width (the
-    MAC array's 256-bit rows: 64 LUT RAMs, 260 loads) was a die-wide net into the output mux.
+    `banks` > 1 splits a wide FIFO into that many memories (`banked_ram_fifo`): one pointer
+    addressing the MAC array's 256-bit rows (64 LUT RAMs, 260 loads) was a die-wide net into
+    the output mux.
 
     `pipe_valid_next` (the value `pipe_valid` takes at the next edge) makes `o.valid` a register
     of its own, so that the consumer's handshake logic starts at a flip-flop rather than behind
     the FIFO's `nonempty | pipe_valid`.
     """
-    if len(pipe) % banks:
-        raise ValueError(f"skid_output: {len(pipe)} bits do not split into {banks} banks")
-    bw = len(pipe) // banks
-    ports = []
-    for b in range(banks):
-        sfx = str(b) if banks > 1 else ""
-        m.submodules[f"skid{sfx}"] = mem = Memory(shape=unsigned(bw), depth=cap, init=[])
-        # copies of one counter per bank: synthesis does not merge registers that feed back
-        # into themselves
-        ports.append((mem.write_port(), mem.read_port(domain="comb"),
-                      Signal(range(cap), name=f"skid_wptr{sfx}"),
-                      Signal(range(cap), name=f"skid_rptr{sfx}")))
     fill = Signal(range(cap + 1), name="skid_fill")
     nonempty = Signal(name="skid_nonempty")
     push, pop = Signal(), Signal()
     m.d.comb += [push.eq(pipe_valid & (nonempty | ~o.ready)), pop.eq(nonempty & o.ready)]
-    for b, (wr, rd, wptr, rptr) in enumerate(ports):
-        m.d.comb += [wr.addr.eq(wptr), wr.data.eq(pipe[b * bw:(b + 1) * bw]), wr.en.eq(push),
-                     rd.addr.eq(rptr)]
-    m.d.comb += o.payload.eq(Mux(nonempty, Cat(*(rd.data for _, rd, _, _ in ports)), pipe))
+
+    def names(b):
+        sfx = str(b) if banks > 1 else ""
+        return f"skid{sfx}", f"skid_wptr{sfx}", f"skid_rptr{sfx}"
+
+    head = banked_ram_fifo(m, pipe, cap, banks, push, pop, names)
+    m.d.comb += o.payload.eq(Mux(nonempty, head, pipe))
     # nonempty without the fill adder on the path from o.ready (it was the critical path). A
     # banked FIFO's push / pop fan out to every bank, so its fill counts from their inputs
     # (up = push & ~pop, down = pop & ~push): the fill adder is not a load of those long nets.
@@ -124,11 +141,6 @@ def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int, banks: i
         o_valid = Signal(name="skid_o_valid")
         m.d.sync += o_valid.eq(nonempty_next | pipe_valid_next)
         m.d.comb += o.valid.eq(o_valid)
-    for wr, rd, wptr, rptr in ports:
-        with m.If(push):
-            m.d.sync += wptr.eq(wptr + 1)
-        with m.If(pop):
-            m.d.sync += rptr.eq(rptr + 1)
     return fill, push, pop
 
 
@@ -169,7 +181,7 @@ class CreditFIFO(wiring.Component):
     readable two edges after its write; `depth` words in memory and one in the output register);
     else SyncFIFO's (r_data the memory's head, readable one edge after its write; r_rdy is a
     register all the same). The memory is `depth` (>= 2) rounded up to a power of two deep, in
-    `banks` memories of equal width, each with its own copy of the pointers, as in `skid_output`."""
+    `banks` (`banked_ram_fifo`)."""
 
     def __init__(self, width: int, depth: int, banks: int = 1, buffered: bool = True) -> None:
         if depth < 2 or banks < 1 or width % banks:
@@ -182,33 +194,21 @@ class CreditFIFO(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        bw = self.width // self.banks
         held = Signal(range(self.depth + 1))  # words in memory
         held_nz = Signal()  # held != 0, a register of its own
         pop = Signal()  # the memory's head leaves (into the output register, if buffered)
-        head = []
-        for b in range(self.banks):
-            m.submodules[f"mem{b}"] = mem = Memory(shape=unsigned(bw), depth=self.depth, init=[])
-            wr, rd = mem.write_port(), mem.read_port(domain="comb")
-            wptr = Signal(range(self.depth), name=f"wptr{b}")
-            rptr = Signal(range(self.depth), name=f"rptr{b}")
-            m.d.comb += [wr.addr.eq(wptr), wr.data.eq(self.w_data[b * bw:(b + 1) * bw]),
-                         wr.en.eq(self.w_en), rd.addr.eq(rptr)]
-            with m.If(self.w_en):
-                m.d.sync += wptr.eq(wptr + 1)
-            with m.If(pop):
-                m.d.sync += rptr.eq(rptr + 1)
-            head.append(rd.data)
+        head = banked_ram_fifo(m, self.w_data, self.depth, self.banks, self.w_en, pop,
+                               lambda b: (f"mem{b}", f"wptr{b}", f"rptr{b}"))
         if self.buffered:
             out = Signal(self.width, reset_less=True)
             m.d.comb += [pop.eq(held_nz & (~self.r_rdy | self.r_en)), self.r_data.eq(out)]
             with m.If(pop):
-                m.d.sync += [out.eq(Cat(*head)), self.r_rdy.eq(1)]
+                m.d.sync += [out.eq(head), self.r_rdy.eq(1)]
             with m.Elif(self.r_en):
                 m.d.sync += self.r_rdy.eq(0)
         else:
             m.d.comb += [pop.eq(held_nz & self.r_en), self.r_rdy.eq(held_nz),
-                         self.r_data.eq(Cat(*head))]
+                         self.r_data.eq(head)]
         m.d.sync += [held.eq(held + self.w_en - pop),
                      held_nz.eq(self.w_en | held[1:].any() | (held_nz & ~pop))]
         return m
