@@ -86,7 +86,7 @@ def transfer_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, st
 def pool_cycles(words: int, window: int, mask: bool) -> int:
     """A max-pool command (`hw.engine.pool`): one read per window position and pooled word
     (twice with the marked copy of s), then the last writes after the read latency."""
-    return words * window * (2 if mask else 1) + READ_LATENCY + 5
+    return words * window * (2 if mask else 1) + READ_LATENCY + 6
 
 
 def row_tile_cycles(k: int, lanes: int) -> float:

@@ -104,14 +104,18 @@ class PoolUnit(wiring.Component):
         m.d.comb += [self.wr_addr.eq(wr_at), self.wr_data.eq(best.as_value()),
                      self.wr_en.eq(Mux(wr_v, (1 << L) - 1, 0))]
         # the marked copy of s: each position's word DL cycles after its read, MASK in the
-        # lanes whose arg-max is elsewhere
-        # (the write registered: the arg-max compares behind SMEM's write select were a slow path)
-        mk_v = delayed(m, w.marking & w.inside, DL, "mark_v", False)
-        mk_at = delayed(m, w.addr + w.mk_copy, DL + 1, "mark_addr")
+        # lanes whose arg-max is elsewhere. Each lane's compare is registered where its arg-max
+        # is (`hit`: arg is final only in that cycle), the word formed a cycle later: the compare
+        # into the word registers' synchronous set/reset crossed the die (10.47 ns, round 7).
+        mk_v = delayed(m, w.marking & w.inside, DL + 1, "mark_v", False)
+        mk_at = delayed(m, w.addr + w.mk_copy, DL + 2, "mark_addr")
+        s_mk = delayed(m, s_rd, 1, "s_mk")
+        hit = Signal(L, name="mark_hit")
         mk_en, mk_data = Signal(L, name="mark_en"), data_reg(L * AB, name="mark_data")
-        m.d.sync += [mk_en.eq(Mux(mk_v, (1 << L) - 1, 0)),
-                     mk_data.eq(Cat(*(Mux(arg[j] == pos[j], s_rd.word_select(j, AB),
-                                          Const(MASK & 0xFF, AB)) for j in range(L))))]
+        m.d.sync += [hit.eq(Cat(*(arg[j] == pos[j] for j in range(L)))),
+                     mk_en.eq(Mux(mk_v, (1 << L) - 1, 0)),
+                     mk_data.eq(Cat(*(Mux(hit[j], s_mk.word_select(j, AB), Const(MASK & 0xFF, AB))
+                                      for j in range(L))))]
         m.d.comb += [self.mk_addr.eq(mk_at), self.mk_en.eq(mk_en), self.mk_data.eq(mk_data)]
         return m
 
@@ -164,7 +168,7 @@ class PoolUnit(wiring.Component):
                                         ("blk_base", "row_base", "pix_base"))
         dst_blk = data_reg(ADDR_W)
         iy0, ix0 = data_reg(signed(PW)), data_reg(signed(PW))  # the window's top-left pixel
-        wait = data_reg(range(RL + 3))
+        wait = data_reg(range(RL + 4))
         mk_off = data_reg(ADDR_W)  # source -> s
         active, done, walking, marking, flushing = (
             Signal(name=n) for n in ("active", "done", "walking", "marking", "flushing"))
@@ -208,7 +212,7 @@ class PoolUnit(wiring.Component):
                                      w.dst.eq(ndst), iy0.eq(cmd.cv_y0),
                                      *start(nblk, cmd.cv_y0, cmd.cv_x0)]
                         with m.If(blk.last):
-                            m.d.sync += [walking.eq(0), flushing.eq(1), wait.eq(RL + 3)]
+                            m.d.sync += [walking.eq(0), flushing.eq(1), wait.eq(RL + 4)]
 
         with m.If(walking):  # one source (issue) or s (marking) word per cycle
             step()
