@@ -54,6 +54,7 @@ class Tensor:
     lanes: int = 8
     ext: int = 0
     image: tuple[int, int, int] | None = None  # (h, w, c): features are pixels x channels (HWC)
+    taps: bool = False  # a 1-channel image's row layout holding window taps (`tap_packed`)
 
     @property
     def stride(self) -> int:
@@ -109,6 +110,25 @@ def to_hwc(x: np.ndarray, channels: int | None = None) -> np.ndarray:
     return out.reshape(r, -1)
 
 
+TAP_LANES = 8  # lanes of a tap-packed pixel word: the 3x3 window's taps 1..8
+
+
+def tap_packed(x: np.ndarray, lanes: int) -> np.ndarray:
+    """(rows, 1, H, W) -> (rows, H*W*lanes): pixel p's word holds in lane j the pixel of window
+    tap j + 1 (taps numbered ky * 3 + kx, offset (ky - 1, kx - 1)), 0 outside the image. A first
+    convolution's one channel would fill one lane of its weight gradient's A words, the rest
+    zero padding; packed, one GEMM gets taps 1..8 (M = 8) and tap 0 is lane 0 one pixel to the
+    left (the TPU's space-to-depth idea for the first layer: the same words, the lanes used)."""
+    r, _, h, w = x.shape
+    pad = np.zeros((r, h + 2, w + 2), dtype=x.dtype)
+    pad[:, 1:-1, 1:-1] = x[:, 0]
+    out = np.zeros((r, h, w, lanes), dtype=x.dtype)
+    for j in range(TAP_LANES):
+        ky, kx = divmod(j + 1, 3)
+        out[..., j] = pad[:, ky:ky + h, kx:kx + w]
+    return out.reshape(r, -1)
+
+
 def from_hwc(t: Tensor, mat: np.ndarray) -> np.ndarray:
     """A matrix of tensor `t` in the reference's shape: (rows, C, H, W) for images."""
     if t.image is None:
@@ -122,7 +142,8 @@ class ConvGeom:
     """A 3x3 convolution (stride 1, padding 1) of h x w images, c_in -> c_out channels (HWC).
     window None: the forward GEMM of L images (M = pixels x L images, K = (ky, kx, c_in), N =
     c_out); (ky, kx): the weight gradient of that window position (M = c_in, K = images x
-    pixels, N = c_out), the MAC-array tile at A word a_word and B word b_word. A tile covers
+    pixels, N = c_out), the MAC-array tile at A word a_word and B word b_word; `tap`: the
+    weight row (tap) of its A words' lane 0 when not the window's own (a tap-packed input). A tile covers
     output rows from y0 (of one image, or whole images); its A block starts at source row a_row.
     A forward chunk of K is the window taps `taps` (rows ky0..ky1, columns kx0..kx1, all
     channels; K order is (ky, kx, c_in))."""
@@ -139,10 +160,17 @@ class ConvGeom:
     a_words: int = 0  # A words per pixel when its block holds some channel words (0: all)
     rows: int = 0  # the weight gradient's output rows per image (0: whole images)
     taps: tuple[int, int, int, int] = (0, 3, 0, 3)  # (ky0, ky1, kx0, kx1)
+    tap: int | None = None
 
     @property
     def pixels(self) -> int:
         return self.h * self.w
+
+    @property
+    def row0(self) -> int:
+        """A weight gradient's first weight row (K index (ky, kx, c_in) of the forward)."""
+        ky, kx = self.window
+        return (ky * 3 + kx if self.tap is None else self.tap) * self.c_in
 
     def fields(self, g: Gemm) -> dict:
         a, mod = g.a, 1 << ADDR_W
@@ -446,6 +474,8 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
     cin, side, _ = spec.input_shape
     if convs:  # the row layout's channels padded to whole words (a weight gradient's M tile)
         cur = act("x", side * side * cin, (side, side, cin), (side, side, cdiv(cin, L) * L))
+        if cin == 1 and L >= TAP_LANES:  # ... or holding window taps (`tap_packed`)
+            cur.r.taps = True
     else:
         cur = act("x", int(np.prod(spec.input_shape)))
     layers: dict[str, LayerMap] = {}
@@ -602,12 +632,13 @@ def _gemms(spec, stages, last, batch, layers, tensors, p, train: bool) -> list[G
             if cg is None:
                 gemm(f"{b.name}/update_fwd", OP_SGD, x.r, delta, lf.in_features, batch,
                      lf.out_features, sgd=lf, o3=wf, to=to)
-            else:  # one weight-gradient GEMM per window position
-                for ky in range(3):
-                    for kx in range(3):
-                        gemm(f"{b.name}/update_fwd", OP_SGD, x.r, delta, lf.in_channels,
-                             batch * cg.pixels, lf.out_channels, sgd=lf,
-                             conv=replace(cg, window=(ky, kx)), o3=wf, to=to)
+            else:  # one weight-gradient GEMM per window position, or two of a tap-packed input
+                wins = ([(1, 1, TAP_LANES, 1), (1, 0, 1, 0)] if x.r.taps else
+                        [(ky, kx, lf.in_channels, None) for ky in range(3) for kx in range(3)])
+                for ky, kx, rows, tap in wins:
+                    gemm(f"{b.name}/update_fwd", OP_SGD, x.r, delta, rows, batch * cg.pixels,
+                         lf.out_channels, sgd=lf, conv=replace(cg, window=(ky, kx), tap=tap),
+                         o3=wf, to=to)
     o = spec.output
     gemm("output/fwd", OP_SCALE_LOSS, last.c, layers[o.name].w, batch, o.in_features, classes,
          scale(spec.output_scaling.factor), o0=tensors["out.e.c"], o1=tensors["out.e.d"],
@@ -787,6 +818,8 @@ def batch_tensors(prog: Program, x: np.ndarray, y: np.ndarray) -> list[tuple[Ten
     t = prog.tensors
 
     def image(tx: Tensor) -> np.ndarray:
+        if tx.taps:
+            return tap_packed(x, tx.image[2])
         return x.reshape(prog.batch, -1) if tx.image is None else to_hwc(x, tx.image[2])
 
     xc, xr, yt = (t[name] for name in BATCH_TENSORS)

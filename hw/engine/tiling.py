@@ -184,7 +184,7 @@ def _conv_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
     else:
         i0, y0, y1, s0, s1 = _wgrad_rows(cg, k0, k1)
         i1 = max(i0 + 1, k1 // hw)
-        row0 = (cg.window[0] * 3 + cg.window[1]) * cg.c_in
+        row0 = cg.row0
         a_px, b_px = g.a.feats // hw * cg.w, g.b.feats // hw * cg.w  # features per image row
         blocks = {"a": Block(g.a, i0, i1, s0 * a_px, s1 * a_px),
                   "b": Block(g.b, i0, i1, y0 * b_px, y1 * b_px)}
@@ -883,9 +883,10 @@ def _cuts(group: list[Gemm], p: EngineParams, exposed: bool = False,
     out = []
     for w0 in range(0, len(group), per):
         ws = group[w0:w0 + per]
-        out += [_Cut(w, m0, min(m0 + sh.m, g.m), n0, n1, k0, k1, sh.partial,
+        out += [_Cut(w, m0, min(m0 + sh.m, w.m), n0, n1, k0, k1, sh.partial,
                      j * rows if sh.partial else 0, j > 0)
-                for m0, n0, n1 in blocks for k0, k1 in chunks for j, w in enumerate(ws)]
+                for m0, n0, n1 in blocks for k0, k1 in chunks for j, w in enumerate(ws)
+                if m0 < w.m]  # (the windows of a tap-packed input differ in M)
     return out
 
 
