@@ -219,8 +219,9 @@ class MacArray(wiring.Component):
         pending = Signal(range(3), name="tiles_pending")
         pending_next = Signal.like(pending)
         early = Signal(name="early_admit")
-        if OUT_FIFO - 3 - R >= 0:
-            m.d.comb += early.eq((moved[0] >= R - E + 1) & (fill <= OUT_FIFO - 3 - R))
+        if OUT_FIFO - 3 - R >= 0:  # (with R < E every buffered row leaves in time)
+            m.d.comb += early.eq((moved[0] >= R - E + 1 if R > E - 1 else 1)
+                                 & (fill <= OUT_FIFO - 3 - R))
         m.d.comb += pending_next.eq(pending + (fire & p.last) - copy_ctls[0])
         m.d.sync += [pending.eq(pending_next),
                      ready.eq(((pending_next + buf_nexts[0]) < 2)

@@ -560,19 +560,34 @@ def test_conv_forward_chunks_fit_for_every_window_row():
 def test_conv_lowering():
     """A conv block lowers to forward tiles of L images x whole output rows (the rows their
     windows read loaded beside them) and one weight-gradient GEMM per window position, in
-    chunks of whole images; the FC block after it is trained twice (the reference's quirk)."""
+    chunks of whole images, two of a tap-packed 1-channel input (taps 1..8 at the centre, tap 0
+    one pixel to the left); the FC block after it is trained twice (the reference's quirk)."""
     prog = C.compile_network(_cnn([["Conv2d", 8, 3, 1, 1]]), 16)
     ep = T.lower(prog)
     fwd = [t for t in ep.tiles if t.parent.name == "conv_block_00/fwd"]
     assert [t.gemm.m for t in fwd] == [8 * 7 * 28] * 8  # 7 of 28 rows per tile, 2 x 4 tiles
     assert [t.loads[0].words for t in fwd[:4]] == [8 * 28, 9 * 28, 9 * 28, 8 * 28]  # + halo rows
-    wins = {t.gemm.conv.window for t in ep.tiles if t.parent.name == "conv_block_00/update_fwd"}
-    assert wins == {(ky, kx) for ky in range(3) for kx in range(3)}
+    wins = {(t.gemm.conv.window, t.gemm.m, t.gemm.conv.row0) for t in ep.tiles
+            if t.parent.name == "conv_block_00/update_fwd"}
+    assert wins == {((1, 1), 8, 1), ((1, 0), 1, 0)}
     names = [g.name for g in prog.gemms]
     assert names.count("linear_block_01/update_fwd") == 2
-    assert names.count("conv_block_00/update_fwd") == 9
+    assert names.count("conv_block_00/update_fwd") == 2
+    two = C.compile_network(_cnn([["Conv2d", 8, 3, 1, 1], ["Conv2d", 8, 3, 1, 1]]), 16)
+    assert [g.name for g in two.gemms].count("conv_block_01/update_fwd") == 9  # 8 channels: windows
     fixed = C.compile_network(_cnn([["Conv2d", 8, 3, 1, 1]], quirks=Quirks(fc_double_update=False)), 16)
     assert [g.name for g in fixed.gemms].count("linear_block_01/update_fwd") == 1
+
+
+def test_tap_packed_input():
+    """Lane j of a pixel's word is the pixel of window tap j + 1, zero outside the image: lane 3
+    (tap 4, the centre) is the image itself."""
+    x = np.arange(1, 1 + 2 * 3 * 4, dtype=np.int8).reshape(2, 1, 3, 4)
+    t = C.tap_packed(x, 8).reshape(2, 3, 4, 8)
+    assert (t[..., 3] == x[:, 0]).all()
+    assert (t[:, 1:, :, 0] == x[:, 0, :-1]).all() and (t[:, 0, :, 0] == 0).all()  # tap 1: (-1, 0)
+    assert (t[:, :-1, :-1, 7] == x[:, 0, 1:, 1:]).all() and (t[:, -1, :, 7] == 0).all()  # tap 8
+    assert (t[:, :, -1, 7] == 0).all()
 
 
 def test_batch_of_wrong_shape_or_type():

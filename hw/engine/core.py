@@ -8,11 +8,13 @@ pipelines, run by small components.
     drain     (`drain.RowDrain`): finished C rows and their output addresses, then by op:
       serial ops (`serializer.RowSerializer`, one C element per cycle; a chunk of K adds each
       element's partial sum from PMEM, and writes the sum back there instead):
-        scale_relu : ProgDivider (SF) -> clip -> NitroReluForward  -> a, s
-        scale_loss : ProgDivider (SF) -> clip -> LossGradient(y)    -> e, y_hat
+        scale_relu : ScaleClip (SF) -> NitroReluForward           -> a, s   (chunks of K only)
+        scale_loss : ScaleClip (SF) -> LossGradient(y)            -> e, y_hat
         sgd        : WMEM read -> IntegerSGDUpdate(G, W, D, eta)      -> WMEM (+ WTMEM copy)
-      row op (cols elements per cycle):
+      row ops (cols elements per cycle):
         relu_bwd   : C row + SMEM row s -> cols x NitroReluBackward -> DMEM row
+        scale_relu : cols x (ScaleClip -> NitroReluForward) -> SMEM, AMEM_R rows, AMEM_C columns
+                     (`rowscale.RowScale`)
 
 Timing (ECP5, 150 MHz target): every scratchpad is two `memory.BankedMemory` sets (per-bank
 address, output and select stages, the output register packed into the block RAM for synthesis:

@@ -15,8 +15,9 @@ for one MAC-array tile do not fit is refused with the scratchpad and the limit n
 Tiles are grouped into runs (one RUN each, `_group`): a tile that reads a block an earlier tile of
 the run wrote joins that run when everything fits, and reads the block where it was written
 instead of a store and a load through external memory (the chains of small GEMMs of local
-learning: forward, learning layer, delta, updates). The nine window positions of a convolution's
-weight gradient read the same activations and deltas: they take each block and chunk of K one
+learning: forward, learning layer, delta, updates). The window positions of a convolution's
+weight gradient (nine, or two of a tap-packed input: `compiler.tap_packed`) read the same
+activations and deltas: they take each block and chunk of K one
 after another in one run (`_cuts`), each keeping its partial sums in a PMEM region of its own.
 A linear forward cut along the batch takes its block's learning layer and delta into the run of
 the block's last chunk of K; one cut along its columns takes them, cut at the same columns, into
