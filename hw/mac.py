@@ -27,14 +27,18 @@ Pipeline (free-running: no register has a stall enable; why each level exists, f
     the consumer reads; first C row valid `latency` cycles (7, or 8 with limbs) after the `last`
     transfer.
 Back-pressure without a stall: the accumulators and the buffer hold one tile each. `i.ready` is a
-register that admits transfers only while fewer than two tiles are committed (a `last` accepted and
-not yet moved into the output FIFO), or while the buffer's last rows will have moved before a
-transfer admitted now reaches the accumulators: a finished tile then always finds the buffer free
+register that admits transfers only while fewer than two tiles are committed (a `last` accepted
+and not yet moved into the output FIFO), or while the buffer's last rows will have moved before a
+transfer admitted now reaches the accumulators (at most E - 1 rows left, and room in the FIFO for
+all of them, so that no consumer stall can hold them back): a finished tile then always finds the buffer free
 when the next tile's first product reaches the accumulators, whatever the consumer does. Cost:
 when a tile's `last` is accepted while the previous tile still has more than E - 1 rows to drain,
 input waits (tiles of K = 9 at 8x8: one tile per 10 cycles on average).
 """
 from __future__ import annotations
+
+import operator
+from functools import reduce
 
 from amaranth import Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
@@ -177,7 +181,7 @@ class MacArray(wiring.Component):
         room = Signal(init=1, name="fifo_room")
         m.d.sync += room.eq(~fill.matches(*range(OUT_FIFO - 2, OUT_FIFO + 1)))
 
-        copy_ctls, buf_nexts, moved = [], [], []
+        copy_ctls, buf_nexts = [], []
         for g in range(R):
             cap = Signal(name=f"acc_done_{g}")      # the accumulators hold a finished tile
             buf_full = Signal(name=f"buf_full_{g}")  # the buffer holds rows not yet in the FIFO
@@ -209,7 +213,8 @@ class MacArray(wiring.Component):
                         m.d.sync += buf[g][j].eq(buf[g + 1][j])
             copy_ctls.append(copy_ctl)
             buf_nexts.append(buf_next)
-            moved.append(row)
+            if g == 0:
+                moved = row  # row 0's rows moved since its copy
 
         # Credits (from row 0's copy): tiles whose `last` was accepted and that are not yet in the
         # buffer, plus the buffered tile; admit transfers while fewer than two, or with one
@@ -219,9 +224,13 @@ class MacArray(wiring.Component):
         pending = Signal(range(3), name="tiles_pending")
         pending_next = Signal.like(pending)
         early = Signal(name="early_admit")
-        if OUT_FIFO - 3 - R >= 0:  # (with R < E every buffered row leaves in time)
-            m.d.comb += early.eq((moved[0] >= R - E + 1 if R > E - 1 else 1)
-                                 & (fill <= OUT_FIFO - 3 - R))
+        if OUT_FIFO - 3 - R >= 0:  # (an array of more than 13 rows never admits early)
+            # with R < E every buffered row leaves in time; a power-of-two R's row count wraps
+            # to 0 on the last move, another one's still holds R in the cycle of the copy
+            terms = ([moved >= R - E + 1] if R > E - 1 else []) + [fill <= OUT_FIFO - 3 - R]
+            if R & (R - 1):
+                terms.append(~copy_ctls[0])
+            m.d.comb += early.eq(reduce(operator.and_, terms))
         m.d.comb += pending_next.eq(pending + (fire & p.last) - copy_ctls[0])
         m.d.sync += [pending.eq(pending_next),
                      ready.eq(((pending_next + buf_nexts[0]) < 2)

@@ -63,6 +63,7 @@ SIM_UNITS: dict[str, SimUnit] = {
     "mac": SimUnit(lambda: Mac(8, 16, 32)),
     "mac4x4_w32": SimUnit(lambda: MacArray(4, 4, 8, 32, 32), depth=1 << 18),
     "mac8x8": SimUnit(lambda: MacArray(8, 8, 8, 16, 32), depth=1 << 17),
+    "mac6x6": SimUnit(lambda: MacArray(6, 6, 8, 16, 32), depth=1 << 16),
 }
 
 @dataclass(frozen=True)

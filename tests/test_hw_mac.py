@@ -12,6 +12,10 @@ def test_mac_array(name, request):
     assert sum(v for k, v in counts.items() if "multiply" in k) >= 1_000_000
 
 
+def test_mac_array_of_6_rows(request):
+    assert sum(run_unit("mac6x6", request).values()) >= 200_000
+
+
 @pytest.mark.parametrize("kw, msg", [
     ({"rows": 0}, "rows"), ({"cols": 65}, "cols"), ({"a_width": 1}, "a_width"),
     ({"acc_width": 16}, "narrower than one"),

@@ -280,7 +280,7 @@ class Gemm:
     k: int
     n: int
     outs: dict[str, Tensor]
-    consts: dict[str, int] = field(default_factory=dict)  # sc_*, d_*, e_* divider constants
+    consts: dict[str, int] = field(default_factory=dict)  # SF (sc_sf), d_* / e_* divider constants
     sgd: Linear | None = None  # the layer an update command trains
     k_cont: bool = False  # a chunk of K after the first, on one C tile (`params.command_layout`)
     k_hold: bool = False  # a chunk of K before the last, on one C tile: no output
@@ -414,10 +414,10 @@ class _Planner:
         self.p, self.top, self.tensors = p, 0, {}
 
     def __call__(self, name: str, sel: int, layout: str, rows: int, feats: int,
-                 image: tuple[int, int, int] | None = None) -> Tensor:
+                 image: tuple[int, int, int] | None = None, taps: bool = False) -> Tensor:
         from .program import EXT_ADDR_W, ext_word_bytes
 
-        t = Tensor(name, sel, layout, rows, feats, 0, self.p.lanes, self.top, image)
+        t = Tensor(name, sel, layout, rows, feats, 0, self.p.lanes, self.top, image, taps)
         self.top += cdiv(t.words * ext_word_bytes(self.p, sel), 4096) * 4096
         if self.top > EXT_BYTES:
             raise NitroError(f"engine: the network's tensors need more than {EXT_BYTES >> 20} MiB of "
@@ -466,16 +466,17 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
     alloc = _Planner(p)
     tensors = alloc.tensors
 
-    def act(name: str, feats: int, image=None, r_image=None) -> _Act:
+    def act(name: str, feats: int, image=None, r_image=None, taps: bool = False) -> _Act:
         r_feats = feats if r_image is None else int(np.prod(r_image))
         return _Act(alloc(f"{name}.c", SEL_AMEM_C, "col", batch, feats, image),
-                    alloc(f"{name}.r", SEL_AMEM_R, "row", batch, r_feats, r_image or image), image)
+                    alloc(f"{name}.r", SEL_AMEM_R, "row", batch, r_feats, r_image or image, taps),
+                    image)
 
     cin, side, _ = spec.input_shape
     if convs:  # the row layout's channels padded to whole words (a weight gradient's M tile)
-        cur = act("x", side * side * cin, (side, side, cin), (side, side, cdiv(cin, L) * L))
-        if cin == 1 and L >= TAP_LANES:  # ... or holding window taps (`tap_packed`)
-            cur.r.taps = True
+        # (a 1-channel image's row layout holds window taps instead: `tap_packed`)
+        cur = act("x", side * side * cin, (side, side, cin), (side, side, cdiv(cin, L) * L),
+                  taps=cin == 1 and L >= TAP_LANES)
     else:
         cur = act("x", int(np.prod(spec.input_shape)))
     layers: dict[str, LayerMap] = {}

@@ -202,6 +202,7 @@ class OutputOps(wiring.Component):
 
         a_out, e_out, w_new = scale.a, scale.e, sgd.o.payload
         rb = rbwd.out_valid
+
         def row_or(name, addr, dat, en):  # the row-wide scaling's port during its commands
             return [Mux(is_rows, getattr(rows, f"{name}_wr_{k}"), v)
                     for k, v in (("addr", addr), ("data", dat), ("en", en))]

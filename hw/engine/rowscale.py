@@ -27,14 +27,15 @@ WRITES = ("amem_c", "amem_r", "smem")  # the scratchpads it writes
 class ScaleRelu(wiring.Component):
     """`lanes` elements per cycle: s = clip(tdiv(z, sf)) (`hw.scaling.ScaleClip`, sf at run time),
     then a = NITRO-ReLU(s). `s_clip` leaves `clip` cycles after z, `s` and `a` `latency` cycles
-    after it (`PipeLatencies`). The serial pipe is one lane of it, the row-wide one
-    (`hw.engine.rowscale`) L."""
+    after z (`PipeLatencies`). The serial pipe (`outputs.ScalePipeline`) is one lane of it,
+    `RowScale` L."""
 
     def __init__(self, p: EngineParams, lanes: int) -> None:
         self.p, self.lanes = p, lanes
         self.scalers = [ScaleClip(p.acc_bits, p.max_scale, always_ready=True) for _ in range(lanes)]
         self.relus = [NitroReluForward(p.slope_inv, always_ready=True) for _ in range(lanes)]
         lat = PipeLatencies.of(p)
+        assert (self.scalers[0].latency, self.relus[0].latency + 1) == (lat.clip, lat.out)
         self.clip_latency, self.out_latency, self.latency = lat.clip, lat.out, lat.scale
         act = data.ArrayLayout(signed(p.act_bits), lanes)
         super().__init__({
@@ -104,7 +105,7 @@ class RowScale(wiring.Component):
         # AMEM_C: the tile's first L - 1 rows shift through `held`; its last row loads the
         # column words `cols` (word j: lane r = row r's element j)
         held = [data_reg(data.ArrayLayout(signed(AB), L), name=f"rs_held{r}") for r in range(L - 1)]
-        held_ok = data_reg(max(L - 1, 1))
+        held_ok = data_reg(L - 1)
         cols = [data_reg(L * AB, name=f"rs_col{j}") for j in range(L)]
         col_lanes, col_n = data_reg(L), data_reg(L)  # lanes (rows) in m_len; columns in n_len
         col_at = data_reg(ADDR_W)

@@ -17,8 +17,8 @@ the run wrote joins that run when everything fits, and reads the block where it 
 instead of a store and a load through external memory (the chains of small GEMMs of local
 learning: forward, learning layer, delta, updates). The window positions of a convolution's
 weight gradient (nine, or two of a tap-packed input: `compiler.tap_packed`) read the same
-activations and deltas: they take each block and chunk of K one
-after another in one run (`_cuts`), each keeping its partial sums in a PMEM region of its own.
+activations and deltas: they take each block and chunk of K one after another in one run
+(`_cuts`), each keeping its partial sums in a PMEM region of its own.
 A linear forward cut along the batch takes its block's learning layer and delta into the run of
 the block's last chunk of K; one cut along its columns takes them, cut at the same columns, into
 the run of its last block's last chunk (`_chain`).
@@ -866,6 +866,7 @@ def _cuts(group: list[Gemm], p: EngineParams, exposed: bool = False,
     each chunk of K, one after another, so the block is loaded once for all of them.
     `exposed`: the program's first GEMM (`tile_shape`); `sh`: its shape, when known."""
     g = group[0]
+    assert g.m == max(w.m for w in group)  # the first window spans the others' rows
     sh = sh or tile_shape(g, p, share=len(group), exposed=exposed)
     edges = sh.n_cuts or (*range(0, g.n, sh.n), g.n)
     blocks = [(m0, n0, n1) for m0 in range(0, g.m, sh.m) for n0, n1 in zip(edges, edges[1:])]
