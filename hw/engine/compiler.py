@@ -27,6 +27,7 @@ from .params import (
     SEL_WMEM, SEL_WTMEM, SEL_YMEM, EngineParams, command_layout,
 )
 from model.divider import divider_constants
+from model.gemm import im2col
 from model.layers import RELU_MEAN_CORRECTION
 from model.numerics import NitroError
 from model.spec import Block, Conv2d, Dropout, Flatten, Linear, MaxPool2d, NetworkSpec
@@ -120,12 +121,8 @@ def tap_packed(x: np.ndarray, lanes: int) -> np.ndarray:
     zero padding; packed, one GEMM gets taps 1..8 (M = 8) and tap 0 is lane 0 one pixel to the
     left (the TPU's space-to-depth idea for the first layer: the same words, the lanes used)."""
     r, _, h, w = x.shape
-    pad = np.zeros((r, h + 2, w + 2), dtype=x.dtype)
-    pad[:, 1:-1, 1:-1] = x[:, 0]
-    out = np.zeros((r, h, w, lanes), dtype=x.dtype)
-    for j in range(TAP_LANES):
-        ky, kx = divmod(j + 1, 3)
-        out[..., j] = pad[:, ky:ky + h, kx:kx + w]
+    out = np.zeros((r * h * w, lanes), dtype=x.dtype)
+    out[:, :TAP_LANES] = im2col(x, 3, 3, 1)[:, 1:1 + TAP_LANES]  # columns: taps 0..8
     return out.reshape(r, -1)
 
 

@@ -138,13 +138,14 @@ class OutputOps(wiring.Component):
             data_reg(name=n) for n in ("is_relu", "is_loss", "is_sgd", "is_rbwd", "is_scale",
                                        "is_rows", "serial", "p_in", "p_out"))
         op = cmd.op
+        by_rows = row_scaled(op, cmd.p_in, cmd.p_out)
         m.d.sync += [p_in.eq(cmd.p_in), p_out.eq(cmd.p_out),
                      is_relu.eq(op == OP_SCALE_RELU), is_loss.eq(op == OP_SCALE_LOSS),
                      is_sgd.eq(op == OP_SGD), is_rbwd.eq(op == OP_RELU_BWD),
                      is_scale.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS)),
-                     is_rows.eq(row_scaled(op, cmd.p_in, cmd.p_out)),
+                     is_rows.eq(by_rows),
                      serial.eq(((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS) | (op == OP_SGD))
-                               & ~row_scaled(op, cmd.p_in, cmd.p_out))]
+                               & ~by_rows)]
         m.d.comb += [self.serial.eq(serial), self.is_sgd.eq(is_sgd)]
 
         # E1: the element RL cycles later, with its YMEM / WMEM / PMEM words (read at E0)

@@ -18,7 +18,8 @@ stores, SWAP and END for them and the core. The parts:
   core run   : RUN_OVERHEAD_CYCLES, COMMAND_CYCLES per further GEMM of the run, and for every
                MAC-array tile of C, max(K, what its output op needs): the serializer takes
                rows x cols cycles per tile (scale, loss, update), the row paths (ReLU backward,
-               row-wide scaling) K, but at least the tile buffer's (`row_tile_cycles`); a max-pool one cycle per window position read
+               row-wide scaling) K, but at least the tile buffer's (`row_tile_cycles`); a
+               max-pool one cycle per window position read
 
 The constants are the RTL's, measured on it (`scripts/bench_engine.py model` compares the model
 with the counters of whole co-simulated training steps: benchmarks/engine/perf_model.json).
