@@ -19,6 +19,7 @@ from hw.engine import compiler as C
 from hw.engine import perf
 from hw.engine import tiling as T
 from hw.engine.image import tensor_span
+from hw.engine.tilecost import mac_cycles
 from hw.engine.program import (
     END, PROGRAM_WORD_BITS, RUN, SOP_END, SOP_LOAD, SOP_STORE, SOP_SWAP, SOP_SYNC, SWAP, SYNC,
     Transfer, beats_per_word, ext_word_bytes, load, store,
@@ -507,7 +508,7 @@ def test_short_first_chunk_and_a_short_last_run(monkeypatch):
     assert sum(x.words for x in last.stores) < 400
     assert first.tiles[0].gemm.k == p.lanes ** 2 < ep.runs[1].tiles[0].gemm.k
     beats = sum(x.words * beats_per_word(p, x.sel) for x in first.loads)
-    assert beats <= T.mac_cycles(p, 100, 10, 64) == sum(perf.tile_cycles(t, p) for t in last.tiles)
+    assert beats <= mac_cycles(p, 100, 10, 64) == sum(perf.tile_cycles(t, p) for t in last.tiles)
     monkeypatch.setattr(T, "_short_first", lambda cuts, last, p: cuts)
     equal = T.lower(prog)
     assert len(equal.runs) == len(ep.runs) - 1

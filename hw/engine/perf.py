@@ -32,11 +32,12 @@ from hw.axi import burst_split
 
 from .core import command_flush
 from .memory import READ_LATENCY
-from .params import OP_RELU_BWD, EngineParams, row_scaled
+from .params import EngineParams
 from .program import (
     SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, SOP_SYNC, Transfer, beats_per_word,
 )
-from .tiling import EngineProgram, Run, Tile, mac_cycles
+from .tilecost import by_rows, mac_cycles
+from .tiling import EngineProgram, Run, Tile
 from .top import DMA_MAX_BURST, DMA_OUTSTANDING, STORE_QUEUE
 
 FETCH_CYCLES = 7
@@ -50,7 +51,6 @@ LOAD_TAIL_CYCLES = 8
 STORE_TAIL_CYCLES = 17  # the command slice, the scratchpad read latency, the FIFO, the response
 RUN_OVERHEAD_CYCLES = 118  # the first command's fetch from the scratchpad, pipeline fill, drain, flush, END
 COMMAND_CYCLES = 104  # a further GEMM of the same run: fill, drain, flush (its fetch overlaps the flush)
-ROW_PAIR_CYCLES = 3  # see row_tile_cycles
 BURST_SLOT_CYCLES = 1  # a burst holds its outstanding slot for the latency, its beats and the AR handshake
 
 
@@ -90,24 +90,15 @@ def pool_cycles(words: int, window: int, mask: bool) -> int:
     return words * window * (2 if mask else 1) + READ_LATENCY + 6
 
 
-def row_tile_cycles(k: int, lanes: int) -> float:
-    """The MAC array's cycles per C tile of K beats when every row is taken as it leaves: the
-    tile buffer's copy and L moves, or K; a tile admitted while the buffer drains
-    (`hw.mac.MacArray`) makes two tiles take K + L + ROW_PAIR_CYCLES."""
-    return max(lanes + 1, (k + lanes + ROW_PAIR_CYCLES) / 2, k)
-
-
 def tile_cycles(tile: Tile, p: EngineParams) -> float:
     """The core's cycles for one tile's MAC-array tiles."""
-    g, L = tile.gemm, p.lanes
+    g = tile.gemm
     if g.pool is not None:
         pg = g.pool
         return pool_cycles(g.fields(0)["m_len"] * g.n * pg.wo * pg.words, pg.kh * pg.kw, pg.mask)
     if g.k_hold:  # a chunk of K that ends no tile: its beats only
         return g.k
-    if g.op == OP_RELU_BWD or row_scaled(g.op, g.p_in, g.p_out):  # whole rows, one per cycle
-        return -(-g.m // L) * -(-g.n // L) * row_tile_cycles(g.k, L)
-    return mac_cycles(p, g.m, g.n, g.k)
+    return mac_cycles(p, g.m, g.n, g.k, by_rows(g.op, g.p_in, g.p_out))
 
 
 def run_cycles(run: Run, p: EngineParams) -> list[float]:

@@ -47,6 +47,7 @@ from .program import (
     END, PROGRAM_WORD_BITS, RUN, SOP_END, SOP_LOAD, SOP_STORE, SOP_SWAP, SWAP, SYNC, Command,
     Transfer, beats_per_word, bus_words, ext_word_bytes, load, store,
 )
+from .tilecost import by_rows, mac_cycles
 
 # slots an op reads (loaded before RUN) and writes (stored after RUN)
 READS = {OP_SCALE_LOSS: ("o3",), OP_RELU_BWD: ("o2",), OP_SGD: ("o3",), OP_POOL: ("o2",)}
@@ -494,14 +495,8 @@ def _exposed_cycles(g: Gemm, p: EngineParams, sh: TileShape) -> int:
     the MAC-array tiles, and the fixed overhead; `_chunk_shape`'s cost in the same terms."""
     first = _operand_beats(g, p, sh.m, sh.n)
     stream = g.k * beats_per_word(p, (g.a if sh.n_outer else g.b).sel) * (sh.m if sh.n_outer else sh.n)
-    macs = mac_cycles(p, sh.m, sh.n, g.k)
+    macs = mac_cycles(p, sh.m, sh.n, g.k, by_rows(g.op, g.p_in, g.p_out))
     return first + cdiv(g.m, sh.m) * cdiv(g.n, sh.n) * (max(stream, macs) + TILE_OVERHEAD_BEATS)
-
-
-def mac_cycles(p: EngineParams, mm: int, nn: int, kk: int) -> int:
-    """The MAC-array cycles of an mm x nn tile with K = kk, in a scaling or update op: at least
-    the serializer's one element per cycle of each MAC-array tile of C."""
-    return cdiv(mm, p.lanes) * cdiv(nn, p.lanes) * max(kk, p.lanes * p.lanes)
 
 
 def _operand_beats(g: Gemm, p: EngineParams, mm: int, nn: int, kk: int | None = None) -> int:
@@ -727,7 +722,8 @@ def _short_first(cuts: list[_Cut], last: _Cut, p: EngineParams) -> list[_Cut]:
     g, mm, nn, kc, end = c0.g, c0.m1 - c0.m0, c0.n1 - c0.n0, c0.k1 - c0.k0, block[-1].k0
     nxt = _operand_beats(g, p, mm, nn, kc)
     k1 = 1 + _largest(L * L - 1, kc, lambda k: mac_cycles(p, mm, nn, k) + TILE_OVERHEAD_BEATS < nxt)
-    budget = mac_cycles(p, last.m1 - last.m0, last.n1 - last.n0, last.k1 - last.k0)
+    budget = mac_cycles(p, last.m1 - last.m0, last.n1 - last.n0, last.k1 - last.k0,
+                        by_rows(last.g.op, last.g.p_in, last.g.p_out))
     if k1 >= kc or _operand_beats(g, p, mm, nn, k1) > budget:  # (kc <= end: two chunks or more)
         return cuts
     edges = _balanced(k1, end, cdiv(end - k1, kc))
