@@ -33,7 +33,10 @@
   congestion: router2 on the whole engine for at most --minutes, with its congestion heatmaps ->
            routing_congestion_seed1.json: overused wires per iteration, where on the die and in
            which modules the overuse lies (Fmax when it routes)
-  all    : every mode above but place, small, ebr and congestion, then README.md
+  floorplan: where nextpnr put each unit of a routed seed (build/engine/synth_seed<K>, --seeds) and
+           the late register inputs between units (sim.engine.floorplan) -> floorplan_seed<K>.json
+           and .png (the synth mode does this for the seeds it routes)
+  all    : every mode above but place, small, ebr, congestion and floorplan, then README.md
 
     .venv/bin/python scripts/bench_engine.py all [--data-dir ../shared/datasets] [--seeds 1 2 3]
 """
@@ -356,10 +359,38 @@ def golden_img_s(data_dir: str) -> tuple[float, str]:
 def _route_seed(seed: int, minutes: float | None) -> dict:
     from sim.engine.synth import synthesize_engine
 
-    res = synthesize_engine(REPO / "build" / "engine" / f"synth_seed{seed}", seed=seed,
-                            route_minutes=minutes, project=False)
+    res = synthesize_engine(_seed_dir(seed), seed=seed, route_minutes=minutes, project=False)
     write_atomic(OUT / f"synth_seed{seed}.json", json.dumps(res, indent=1).encode())
+    if res.get("floorplan"):
+        _record_floorplan(seed, res["floorplan"])
     return res
+
+
+def _seed_dir(seed: int) -> Path:
+    return REPO / "build" / "engine" / f"synth_seed{seed}"
+
+
+def _record_floorplan(seed: int, fp: dict) -> Path:
+    """floorplan_seed<K>.json (with the RTL it is of) and the plot beside it."""
+    from sim.engine.synth import verilog_digest
+
+    out = OUT / f"floorplan_seed{seed}.json"
+    fmax = json.loads((_seed_dir(seed) / "report.json").read_text())["fmax"]
+    fp = {"seed": seed, "fmax_mhz": round(min(v["achieved"] for v in fmax.values()), 2),
+          "verilog_sha256": verilog_digest((_seed_dir(seed) / "top.v").read_text()), **fp}
+    write_atomic(out, json.dumps(fp, indent=1).encode())
+    write_atomic(out.with_suffix(".png"), (_seed_dir(seed) / "floorplan.png").read_bytes())
+    return out
+
+
+def bench_floorplan(seed: int) -> Path:
+    """The floorplan of a seed already routed in build/engine/synth_seed<K>."""
+    from sim.engine.floorplan import floorplan_files
+
+    d = _seed_dir(seed)
+    if not (d / "routed.json").exists():
+        raise SystemExit(f"bench_engine: error: {d} holds no routed engine (run the synth mode)")
+    return _record_floorplan(seed, floorplan_files(d, 1e3 / TARGET_MHZ, f"engine, nextpnr seed {seed}"))
 
 
 def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float | None = None) -> Path:
@@ -663,7 +694,7 @@ def write_readme() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["cosim", "cnn", "long", "conform", "vgg", "model", "widths", "synth",
-                                     "place", "small", "ebr", "congestion", "all", "readme"])
+                                     "place", "small", "ebr", "congestion", "floorplan", "all", "readme"])
     ap.add_argument("--minutes", type=float, default=60.0, help="congestion: router2's time limit")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--config", default="mlp_mnist", help="widths: the experiment config")
@@ -698,6 +729,9 @@ def main() -> None:
         bench_ebr()
     if a.what == "congestion":
         bench_congestion(a.minutes)
+    if a.what == "floorplan":
+        for seed in a.seeds:
+            bench_floorplan(seed)
     write_readme()
 
 

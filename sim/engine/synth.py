@@ -28,6 +28,8 @@ from hw.engine.params import ADDR_W, EngineParams
 from hw.engine.top import StreamEngine, engine_signature
 from model.fileio import write_atomic
 from sim.ebr_outreg import pack_ebr_output_registers
+
+from .floorplan import floorplan_files
 from sim.synth import ECP5, yosys_cells
 from sim.synth import synth_ecp5 as unit_synth_ecp5
 
@@ -138,6 +140,8 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
         report = {"fmax_mhz": None, "status": "placed, not routed (route=False)", **packing_report(out)}
     else:
         report = routed_report(out / "report.json") if finished else unrouted_report(out, (t2 - t1) / 60)
+        if finished:
+            report["floorplan"] = floorplan_files(out, 1e3 / freq_mhz, f"engine, nextpnr seed {seed}")
     res = {**DEVICE, "target_mhz": freq_mhz, **report,
            "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
            "nextpnr_options": ["--seed", str(seed), "--router", router, *PLACER_OPTS],

@@ -1,0 +1,137 @@
+"""Where nextpnr put the engine: every cell's tile on the die, by unit (the MAC array, each
+scratchpad, the output ops, the DMA...), how far each unit spreads, and the late register inputs
+between units (which unit drives them, which unit they are in, how many tiles apart). Routing is
+most of every late path on the full engine, so the question timing closure asks is which unit
+pairs sit far apart: `floorplan.png` shows it, `floorplan()` counts it.
+
+Reads nextpnr's written netlist (`--write`: each cell's NEXTPNR_BEL, "X<x>/Y<y>/<bel>") and its
+report (`--report` with `--detailed-timing-report`: each net's driver and its endpoints' arrival
+times; the critical path with each cell's location).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from hw.engine.params import MEM_NAMES
+
+# the unit of a cell: the engine's core parts by their submodule's name (a scratchpad by its
+# memory's, the output ops by op), everything else under `engine.` is the DMA, AXI and control side
+_CORE = re.compile(r"^\\?engine\.core\.(\w+?)(?:\$\d+)?\.(?:(\w+?)(?:\$\d+)?\.)?")
+_ENGINE = re.compile(r"^\\?engine\.")
+OTHER, DMA = "other", "dma/axi/control"
+
+
+def unit_of(cell: str) -> str:
+    m = _CORE.match(cell)
+    if m:
+        part, sub = m.groups()
+        if part == "spads" and sub in MEM_NAMES.values():
+            return sub
+        return f"{part}.{sub}" if part == "ops" and sub else part
+    return DMA if _ENGINE.match(cell) else OTHER
+
+
+def cell_tiles(netlist: dict, top: str = "top") -> dict[str, tuple[int, int]]:
+    """Every placed cell's tile (x, y) in a nextpnr-written netlist."""
+    tiles = {}
+    for name, cell in netlist["modules"][top]["cells"].items():
+        bel = cell.get("attributes", {}).get("NEXTPNR_BEL", "")
+        m = re.match(r"X(\d+)/Y(\d+)/", bel)
+        if m:
+            tiles[name] = (int(m.group(1)), int(m.group(2)))
+    return tiles
+
+
+def late_inputs(report: dict, period_ns: float) -> list[tuple[str, str, float]]:
+    """(driver cell, endpoint cell, arrival ns) of every register input that arrives after
+    `period_ns` (the clock-to-clock nets of `--detailed-timing-report`, as `synth.late_endpoints`)."""
+    late = []
+    for net in report.get("detailed_net_timings", []):
+        if net["event"] == "<async>":
+            continue
+        for ep in net["endpoints"]:
+            t = max(ep["delay"]) if isinstance(ep["delay"], list) else ep["delay"]
+            if t > period_ns and not ep["cell"].endswith("$tr_io"):
+                late.append((net["driver"], ep["cell"], t))
+    return late
+
+
+def floorplan(netlist: dict, report: dict, period_ns: float, top: str = "top") -> dict:
+    """Per unit its cell count, centre and spread (the tiles between the 5th and 95th percentile
+    of its cells, in x and y); per (driving unit, endpoint unit) pair its late register inputs,
+    the worst arrival and the median tile distance (Manhattan) from driver to endpoint."""
+    tiles = cell_tiles(netlist, top)
+    by_unit: dict[str, list[tuple[int, int]]] = {}
+    for name, xy in tiles.items():
+        by_unit.setdefault(unit_of(name), []).append(xy)
+    units = {}
+    for u, xy in sorted(by_unit.items(), key=lambda kv: -len(kv[1])):
+        a = np.array(xy)
+        lo, hi = np.percentile(a, 5, axis=0), np.percentile(a, 95, axis=0)
+        units[u] = {"cells": len(xy), "centre": [round(float(v), 1) for v in a.mean(axis=0)],
+                    "spread_tiles": [round(float(v), 1) for v in hi - lo]}
+    pairs: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    for drv, ep, t in late_inputs(report, period_ns):
+        if drv in tiles and ep in tiles:
+            (x0, y0), (x1, y1) = tiles[drv], tiles[ep]
+            pairs.setdefault((unit_of(drv), unit_of(ep)), []).append((t, abs(x1 - x0) + abs(y1 - y0)))
+    late = [{"from": a, "to": b, "inputs": len(v), "worst_arrival_ns": round(max(t for t, _ in v), 2),
+             "median_distance_tiles": float(np.median([d for _, d in v]))}
+            for (a, b), v in sorted(pairs.items(), key=lambda kv: -max(t for t, _ in kv[1]))]
+    xs, ys = zip(*tiles.values()) if tiles else ((0,), (0,))
+    return {"die_tiles": [max(xs) + 1, max(ys) + 1], "period_ns": round(period_ns, 3),
+            "cells_placed": len(tiles), "late_inputs": sum(p["inputs"] for p in late),
+            "units": units, "late_by_unit_pair": late}
+
+
+def plot_floorplan(netlist: dict, report: dict, period_ns: float, path: Path, title: str,
+                   top: str = "top") -> None:
+    """The die with every placed cell as a dot coloured by unit, and a line from driver to
+    endpoint for every late register input (darker: later)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tiles = cell_tiles(netlist, top)
+    by_unit: dict[str, list[tuple[int, int]]] = {}
+    for name, xy in tiles.items():
+        by_unit.setdefault(unit_of(name), []).append(xy)
+    fig, ax = plt.subplots(figsize=(11, 8.5))
+    pairs = plt.get_cmap("tab20").colors  # dark hues first, then their light ones
+    colors = pairs[0::2] + pairs[1::2] + plt.get_cmap("tab20b").colors[0::2]
+    jitter = np.random.default_rng(0)  # cells share tiles: spread the dots inside their tile
+    for k, (u, xy) in enumerate(sorted(by_unit.items(), key=lambda kv: -len(kv[1]))):
+        a = np.array(xy, dtype=float) + jitter.uniform(-0.4, 0.4, (len(xy), 2))
+        ax.scatter(a[:, 0], a[:, 1], s=1.5, color=colors[k % len(colors)], label=f"{u} ({len(xy)})", alpha=0.6)
+    late = [(tiles[d], tiles[e], t) for d, e, t in late_inputs(report, period_ns)
+            if d in tiles and e in tiles]
+    if late:
+        worst = max(t for *_, t in late)
+        for (x0, y0), (x1, y1), t in sorted(late, key=lambda v: v[2]):
+            f = (t - period_ns) / max(worst - period_ns, 1e-9)
+            ax.plot([x0, x1], [y0, y1], color=plt.cm.Reds(0.35 + 0.65 * f), lw=0.4 + f, alpha=0.7)
+    ax.set_title(f"{title}: {len(late)} register inputs later than {period_ns:.2f} ns (red lines)")
+    ax.set_xlabel("tile x")
+    ax.set_ylabel("tile y")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), markerscale=6, fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=130)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def floorplan_files(out_dir: Path, period_ns: float, title: str, netlist_file: str = "routed.json",
+                    report_file: str = "report.json") -> dict:
+    """`floorplan` of a nextpnr run's folder, and its plot as floorplan.png there."""
+    out = Path(out_dir)
+    netlist = json.loads((out / netlist_file).read_text())
+    report = json.loads((out / report_file).read_text())
+    plot_floorplan(netlist, report, period_ns, out / "floorplan.png", title)
+    return floorplan(netlist, report, period_ns)
