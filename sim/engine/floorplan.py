@@ -46,9 +46,12 @@ def cell_tiles(netlist: dict, top: str = "top") -> dict[str, tuple[int, int]]:
     return tiles
 
 
-def late_inputs(report: dict, period_ns: float) -> list[tuple[str, str, float]]:
-    """(driver cell, endpoint cell, arrival ns) of every register input that arrives after
-    `period_ns` (the clock-to-clock nets of `--detailed-timing-report`, as `synth.late_endpoints`)."""
+def late_inputs(report: dict, period_ns: float) -> list[tuple[str, str, str, float]]:
+    """(driver cell, endpoint cell, endpoint port, arrival ns) of every register input whose
+    routed arrival exceeds `period_ns`, from nextpnr's --detailed-timing-report (nextpnr 0.11
+    gives each endpoint's [min, max] arrival: clock-to-out + logic + routing, no setup). Nets
+    driven by an input pin and endpoints at an output pin (the wrapper's I/O paths) are not the
+    engine's clock-to-clock paths and are left out."""
     late = []
     for net in report.get("detailed_net_timings", []):
         if net["event"] == "<async>":
@@ -56,7 +59,7 @@ def late_inputs(report: dict, period_ns: float) -> list[tuple[str, str, float]]:
         for ep in net["endpoints"]:
             t = max(ep["delay"]) if isinstance(ep["delay"], list) else ep["delay"]
             if t > period_ns and not ep["cell"].endswith("$tr_io"):
-                late.append((net["driver"], ep["cell"], t))
+                late.append((net.get("driver", ""), ep["cell"], ep.get("port", ""), t))
     return late
 
 
@@ -75,7 +78,7 @@ def floorplan(netlist: dict, report: dict, period_ns: float, top: str = "top") -
         units[u] = {"cells": len(xy), "centre": [round(float(v), 1) for v in a.mean(axis=0)],
                     "spread_tiles": [round(float(v), 1) for v in hi - lo]}
     pairs: dict[tuple[str, str], list[tuple[float, int]]] = {}
-    for drv, ep, t in late_inputs(report, period_ns):
+    for drv, ep, _, t in late_inputs(report, period_ns):
         if drv in tiles and ep in tiles:
             (x0, y0), (x1, y1) = tiles[drv], tiles[ep]
             pairs.setdefault((unit_of(drv), unit_of(ep)), []).append((t, abs(x1 - x0) + abs(y1 - y0)))
@@ -107,7 +110,7 @@ def plot_floorplan(netlist: dict, report: dict, period_ns: float, path: Path, ti
     for k, (u, xy) in enumerate(sorted(by_unit.items(), key=lambda kv: -len(kv[1]))):
         a = np.array(xy, dtype=float) + jitter.uniform(-0.4, 0.4, (len(xy), 2))
         ax.scatter(a[:, 0], a[:, 1], s=1.5, color=colors[k % len(colors)], label=f"{u} ({len(xy)})", alpha=0.6)
-    late = [(tiles[d], tiles[e], t) for d, e, t in late_inputs(report, period_ns)
+    late = [(tiles[d], tiles[e], t) for d, e, _, t in late_inputs(report, period_ns)
             if d in tiles and e in tiles]
     if late:
         worst = max(t for *_, t in late)

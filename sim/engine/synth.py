@@ -28,11 +28,10 @@ from hw.engine.params import ADDR_W, EngineParams
 from hw.engine.top import StreamEngine, engine_signature
 from model.fileio import write_atomic
 from sim.ebr_outreg import pack_ebr_output_registers
-
-from .floorplan import floorplan_files
 from sim.synth import ECP5, yosys_cells
 from sim.synth import synth_ecp5 as unit_synth_ecp5
 
+from .floorplan import floorplan_files, late_inputs
 from .pinout import channel_lpf
 
 REFERENCE_IMG_S = 4980  # the reference implementation's training throughput (issue #4)
@@ -406,25 +405,16 @@ INPUT_KINDS = {"DI": "data", "M": "data", "CE": "enable", "LSR": "reset",
 
 
 def late_endpoints(report: dict, period_ns: float, top: int = 25) -> dict:
-    """Every register input whose routed arrival time exceeds the clock period, from nextpnr's
-    --detailed-timing-report (nextpnr 0.11 gives each timing endpoint's [min, max] arrival:
-    clock-to-out + logic + routing, no setup), grouped by register name with the indices and
-    yosys' cell suffix taken out, and by the input that is late (`INPUT_KINDS`: a path into the
-    clock enables asks for another fix than one into the data): the critical path names one
-    failing path, this names all."""
+    """Every register input that arrives late (`floorplan.late_inputs`), grouped by register name
+    with the indices and yosys' cell suffix taken out, and by the input that is late
+    (`INPUT_KINDS`: a path into the clock enables asks for another fix than one into the data):
+    the critical path names one failing path, this names all."""
     groups: dict[tuple[str, str], list[float]] = {}
-    for net in report.get("detailed_net_timings", []):
-        if net["event"] == "<async>":  # driven by an input pin: not a clock-to-clock path
-            continue
-        for ep in net["endpoints"]:
-            if ep["cell"].endswith("$tr_io"):  # an output pin: the wrapper's I/O path, not the engine's
-                continue
-            late = max(ep["delay"]) if isinstance(ep["delay"], list) else ep["delay"]  # [min, max]
-            if late > period_ns:
-                name = re.sub(r"_TRELLIS_FF_Q.*$|\$.*$", "", ep["cell"])
-                port = re.sub(r"\d+$", "", ep.get("port", ""))
-                kind = INPUT_KINDS.get(port, port)
-                groups.setdefault((re.sub(r"\d+", "#", name), kind), []).append(late)
+    for _, cell, port, late in late_inputs(report, period_ns):
+        name = re.sub(r"_TRELLIS_FF_Q.*$|\$.*$", "", cell)
+        port = re.sub(r"\d+$", "", port)
+        kind = INPUT_KINDS.get(port, port)
+        groups.setdefault((re.sub(r"\d+", "#", name), kind), []).append(late)
     worst = sorted(groups.items(), key=lambda kv: -max(kv[1]))
     return {"period_ns": round(period_ns, 3), "count": sum(len(v) for v in groups.values()),
             "groups": [{"registers": k, "input": kind, "endpoints": len(v),
