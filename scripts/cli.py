@@ -166,9 +166,12 @@ def _synth(args: argparse.Namespace) -> int:
     if args.engine:
         from sim.engine.synth import synthesize_engine
 
-        res = synthesize_engine(Path(args.out) / "engine", route=not args.no_route)
+        res = synthesize_engine(Path(args.out) / "engine", seed=args.seed, route=not args.no_route,
+                                route_minutes=args.route_minutes)
         print(f"engine results: {Path(args.out) / 'engine'}/synth.json")
         return 0 if not res.get("error") else 1
+    if args.seed != 1 or args.route_minutes or args.no_route:
+        raise NitroError("--seed, --route-minutes and --no-route apply to the engine (--engine)")
     from sim.synth import synthesize
 
     rows = synthesize(Path(args.out), args.unit or None, pnr=not args.no_pnr)
@@ -283,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the training engine instead of the units: resources, Fmax, projected images/s")
     y.add_argument("--no-route", action="store_true",
                    help="engine: place only (packed resources, nextpnr's pre-route estimate, no Fmax)")
+    y.add_argument("--seed", type=positive_int, default=1, help="engine: nextpnr's seed (default 1)")
+    y.add_argument("--route-minutes", type=positive_int, metavar="MIN",
+                   help="engine: stop nextpnr after this long (a 'not routed' record with how far it got)")
     y.set_defaults(func=_synth)
 
     s = sub.add_parser("cosim", help="train N steps on the Verilated engine, checked against the golden model")

@@ -161,6 +161,17 @@ def test_unknown_command_and_missing_argument_are_one_line(capsys):
     assert nitro(capsys, "cosim", "--config", "x", "--batch", "0")[0] == 2
 
 
+@pytest.mark.parametrize("argv, msg", [
+    (["--seed", "2"], "apply to the engine"),
+    (["--no-route"], "apply to the engine"),
+    (["--engine", "--seed", "0"], "expected a positive integer"),
+    (["--engine", "--route-minutes", "x"], "expected a positive integer"),
+])
+def test_synth_bad_arguments(capsys, tmp_path, argv, msg):
+    rc, err = nitro(capsys, "synth", "--out", tmp_path / "s", *argv)
+    assert rc == 2 and msg in err and not (tmp_path / "s").exists()
+
+
 # ---- interrupted writes ----------------------------------------------------------------------
 
 KILLED_WRITER = textwrap.dedent("""
