@@ -1,13 +1,16 @@
 # amaranth: UnusedElaboratable=no
 """sim.engine.floorplan on a small design named like the engine (engine.core.mac, .pool,
 .spads.amem_c), placed and routed by nextpnr at a clock it cannot meet: every placed cell gets a
-unit, and the late register inputs it counts are the ones `synth.late_endpoints` counts."""
+unit, the late register inputs it counts are the ones `synth.late_endpoints` counts, and the long
+connections (its pins sit at the die's edge) are measured from the placement, routed or not."""
 import json
 
 from amaranth import Elaboratable, Module, Signal
 from amaranth.back import verilog
 
-from sim.engine.floorplan import DMA, OTHER, floorplan, floorplan_files, unit_of
+from sim.engine.floorplan import (
+    DMA, LONG_TILES, OTHER, cell_tiles, floorplan, floorplan_files, long_connections, unit_of,
+)
 from sim.engine.synth import _nextpnr, late_endpoints
 from sim.synth import ECP5, synth_ecp5
 
@@ -62,12 +65,31 @@ class _Top(Elaboratable):
         return m
 
 
-def test_floorplan_of_a_routed_design(tmp_path):
+def _placed(tmp_path, route: bool):
     top = _Top()
     (tmp_path / "top.v").write_text(verilog.convert(top, name="top", ports=[top.a, top.b, top.o],
                                                     platform=ECP5))
     synth_ecp5("read_verilog top.v", "top", tmp_path, json_out="top.json")
-    assert _nextpnr(tmp_path, "top.json", 400.0)
+    assert _nextpnr(tmp_path, "top.json", 400.0, route=route)
+
+
+def _check_long(fp: dict, netlist: dict) -> None:
+    long = long_connections(netlist, cell_tiles(netlist), LONG_TILES)
+    assert fp["long_connections"] == len(long) == sum(p["connections"] for p in fp["long_by_unit_pair"]) > 0
+    assert all(d >= LONG_TILES for *_, d in long)
+    assert max(p["longest_tiles"] for p in fp["long_by_unit_pair"]) == max(d for *_, d in long)
+
+
+def test_floorplan_of_a_placed_design(tmp_path):
+    _placed(tmp_path, route=False)
+    fp = floorplan_files(tmp_path, 2.5, "test", "placed.json")
+    assert fp["cells_placed"] > 50 and fp["late_inputs"] == 0  # no routed delays yet
+    _check_long(fp, json.loads((tmp_path / "placed.json").read_text()))
+    assert (tmp_path / "floorplan.png").stat().st_size > 10_000
+
+
+def test_floorplan_of_a_routed_design(tmp_path):
+    _placed(tmp_path, route=True)
     period = 2.5
     fp = floorplan_files(tmp_path, period, "test")
     netlist = json.loads((tmp_path / "routed.json").read_text())
@@ -80,3 +102,4 @@ def test_floorplan_of_a_routed_design(tmp_path):
     assert {"mac", "pool", "amem_c"} <= set(fp["units"])
     assert fp["late_inputs"] == late_endpoints(report, period)["count"] > 0
     assert {p["from"] for p in fp["late_by_unit_pair"]} & {"mac", "pool", "amem_c"}
+    _check_long(fp, netlist)

@@ -46,6 +46,43 @@ def cell_tiles(netlist: dict, top: str = "top") -> dict[str, tuple[int, int]]:
     return tiles
 
 
+def _by_unit(tiles: dict[str, tuple[int, int]]) -> dict[str, list[tuple[int, int]]]:
+    """The placed cells' tiles by unit, the largest unit first."""
+    by_unit: dict[str, list[tuple[int, int]]] = {}
+    for name, xy in tiles.items():
+        by_unit.setdefault(unit_of(name), []).append(xy)
+    return dict(sorted(by_unit.items(), key=lambda kv: -len(kv[1])))
+
+
+def long_connections(netlist: dict, tiles: dict[str, tuple[int, int]], min_tiles: int,
+                     top: str = "top") -> list[tuple[str, str, int]]:
+    """(driver cell, sink cell, Manhattan distance in tiles) of every placed connection at least
+    `min_tiles` long, the clock's global network left out: what the placement alone says about
+    the routes to come (nextpnr's pre-route estimate charges ~120 ps per tile)."""
+    cells = netlist["modules"][top]["cells"]
+    drivers, sinks = {}, {}
+    for name, c in cells.items():
+        for port, bits in c.get("connections", {}).items():
+            out = c.get("port_directions", {}).get(port) == "output"
+            for b in bits:
+                if isinstance(b, int):
+                    if out:
+                        drivers[b] = name
+                    else:
+                        sinks.setdefault(b, set()).add(name)
+    found = []
+    for b, drv in drivers.items():
+        if cells[drv]["type"] == "DCCA" or drv not in tiles:
+            continue
+        x0, y0 = tiles[drv]
+        for snk in sinks.get(b, ()):
+            if snk in tiles:
+                d = abs(tiles[snk][0] - x0) + abs(tiles[snk][1] - y0)
+                if d >= min_tiles:
+                    found.append((drv, snk, d))
+    return found
+
+
 def late_inputs(report: dict, period_ns: float) -> list[tuple[str, str, str, float]]:
     """(driver cell, endpoint cell, endpoint port, arrival ns) of every register input whose
     routed arrival exceeds `period_ns`, from nextpnr's --detailed-timing-report (nextpnr 0.11
@@ -63,16 +100,17 @@ def late_inputs(report: dict, period_ns: float) -> list[tuple[str, str, str, flo
     return late
 
 
+LONG_TILES = 40  # a third of the LFE5U-85F's width: ~5 ns of route in the pre-route estimate
+
+
 def floorplan(netlist: dict, report: dict, period_ns: float, top: str = "top") -> dict:
     """Per unit its cell count, centre and spread (the tiles between the 5th and 95th percentile
     of its cells, in x and y); per (driving unit, endpoint unit) pair its late register inputs,
-    the worst arrival and the median tile distance (Manhattan) from driver to endpoint."""
+    the worst arrival and the median tile distance (Manhattan) from driver to endpoint (a routed
+    run's), and its connections at least LONG_TILES long (placement alone)."""
     tiles = cell_tiles(netlist, top)
-    by_unit: dict[str, list[tuple[int, int]]] = {}
-    for name, xy in tiles.items():
-        by_unit.setdefault(unit_of(name), []).append(xy)
     units = {}
-    for u, xy in sorted(by_unit.items(), key=lambda kv: -len(kv[1])):
+    for u, xy in _by_unit(tiles).items():
         a = np.array(xy)
         lo, hi = np.percentile(a, 5, axis=0), np.percentile(a, 95, axis=0)
         units[u] = {"cells": len(xy), "centre": [round(float(v), 1) for v in a.mean(axis=0)],
@@ -85,39 +123,49 @@ def floorplan(netlist: dict, report: dict, period_ns: float, top: str = "top") -
     late = [{"from": a, "to": b, "inputs": len(v), "worst_arrival_ns": round(max(t for t, _ in v), 2),
              "median_distance_tiles": float(np.median([d for _, d in v]))}
             for (a, b), v in sorted(pairs.items(), key=lambda kv: -max(t for t, _ in kv[1]))]
+    spans: dict[tuple[str, str], list[int]] = {}
+    for drv, snk, d in long_connections(netlist, tiles, LONG_TILES, top):
+        spans.setdefault((unit_of(drv), unit_of(snk)), []).append(d)
+    long = [{"from": a, "to": b, "connections": len(v), "longest_tiles": max(v)}
+            for (a, b), v in sorted(spans.items(), key=lambda kv: -len(kv[1]))]
     xs, ys = zip(*tiles.values()) if tiles else ((0,), (0,))
     return {"die_tiles": [max(xs) + 1, max(ys) + 1], "period_ns": round(period_ns, 3),
             "cells_placed": len(tiles), "late_inputs": sum(p["inputs"] for p in late),
-            "units": units, "late_by_unit_pair": late}
+            "units": units, "late_by_unit_pair": late, "long_tiles": LONG_TILES,
+            "long_connections": sum(p["connections"] for p in long), "long_by_unit_pair": long}
 
 
 def plot_floorplan(netlist: dict, report: dict, period_ns: float, path: Path, title: str,
                    top: str = "top") -> None:
     """The die with every placed cell as a dot coloured by unit, and a line from driver to
-    endpoint for every late register input (darker: later)."""
+    endpoint for every late register input (darker: later), or where the run was placed and not
+    routed, for every connection at least LONG_TILES long."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tiles = cell_tiles(netlist, top)
-    by_unit: dict[str, list[tuple[int, int]]] = {}
-    for name, xy in tiles.items():
-        by_unit.setdefault(unit_of(name), []).append(xy)
     fig, ax = plt.subplots(figsize=(11, 8.5))
     pairs = plt.get_cmap("tab20").colors  # dark hues first, then their light ones
     colors = pairs[0::2] + pairs[1::2] + plt.get_cmap("tab20b").colors[0::2]
     jitter = np.random.default_rng(0)  # cells share tiles: spread the dots inside their tile
-    for k, (u, xy) in enumerate(sorted(by_unit.items(), key=lambda kv: -len(kv[1]))):
+    for k, (u, xy) in enumerate(_by_unit(tiles).items()):
         a = np.array(xy, dtype=float) + jitter.uniform(-0.4, 0.4, (len(xy), 2))
         ax.scatter(a[:, 0], a[:, 1], s=1.5, color=colors[k % len(colors)], label=f"{u} ({len(xy)})", alpha=0.6)
     late = [(tiles[d], tiles[e], t) for d, e, _, t in late_inputs(report, period_ns)
             if d in tiles and e in tiles]
-    if late:
+    if late:  # routed: the late register inputs, darker the later
         worst = max(t for *_, t in late)
         for (x0, y0), (x1, y1), t in sorted(late, key=lambda v: v[2]):
             f = (t - period_ns) / max(worst - period_ns, 1e-9)
             ax.plot([x0, x1], [y0, y1], color=plt.cm.Reds(0.35 + 0.65 * f), lw=0.4 + f, alpha=0.7)
-    ax.set_title(f"{title}: {len(late)} register inputs later than {period_ns:.2f} ns (red lines)")
+        ax.set_title(f"{title}: {len(late)} register inputs later than {period_ns:.2f} ns (red lines)")
+    else:  # placed only: the long connections
+        long = long_connections(netlist, tiles, LONG_TILES, top)
+        for drv, snk, _ in long:
+            (x0, y0), (x1, y1) = tiles[drv], tiles[snk]
+            ax.plot([x0, x1], [y0, y1], color="0.2", lw=0.2, alpha=0.05)
+        ax.set_title(f"{title}: {len(long)} connections >= {LONG_TILES} tiles (grey lines)")
     ax.set_xlabel("tile x")
     ax.set_ylabel("tile y")
     ax.set_aspect("equal")
@@ -132,7 +180,8 @@ def plot_floorplan(netlist: dict, report: dict, period_ns: float, path: Path, ti
 
 def floorplan_files(out_dir: Path, period_ns: float, title: str, netlist_file: str = "routed.json",
                     report_file: str = "report.json") -> dict:
-    """`floorplan` of a nextpnr run's folder, and its plot as floorplan.png there."""
+    """`floorplan` of a nextpnr run's folder (routed.json, or placed.json of a placement-only run),
+    and its plot as floorplan.png there."""
     out = Path(out_dir)
     netlist = json.loads((out / netlist_file).read_text())
     report = json.loads((out / report_file).read_text())

@@ -136,7 +136,9 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
                         timeout_s=route_minutes * 60 if route_minutes else None)
     t2 = time.perf_counter()
     if not route:
-        report = {"fmax_mhz": None, "status": "placed, not routed (route=False)", **packing_report(out)}
+        report = {"fmax_mhz": None, "status": "placed, not routed (route=False)", **packing_report(out),
+                  "floorplan": floorplan_files(out, 1e3 / freq_mhz, f"engine placed, nextpnr seed {seed}",
+                                               "placed.json")}
     else:
         report = routed_report(out / "report.json") if finished else unrouted_report(out, (t2 - t1) / 60)
         if finished:
@@ -215,7 +217,7 @@ def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: st
                              "--router", router, *PLACER_OPTS, *extra,
                              # per-net routed delays: every failing path, not only the worst one
                              *(["--detailed-timing-report", "--write", "routed.json"] if route
-                               else ["--no-route"]),
+                               else ["--no-route", "--write", "placed.json"]),
                              "-l", "pnr.log", "-q"], cwd=out)
     if not _wait_routed(proc, out / "pnr.log", timeout_s):
         return False
