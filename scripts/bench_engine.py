@@ -452,7 +452,26 @@ def bench_place(data_dir: str) -> Path:
                             route=False)
     out = OUT / "synth_placed_seed1.json"
     write_atomic(out, json.dumps(res, indent=1).encode())
+    png = REPO / "build" / "engine" / "synth_place" / "floorplan.png"
+    write_atomic(OUT / "floorplan_placed_seed1.png", png.read_bytes())
     return out
+
+
+def _floorplan_lines(fp: dict, png: str) -> list[str]:
+    """Where the units landed (sim.engine.floorplan): cells and spread per unit, the unit pairs
+    with the most long connections."""
+    lines = [f"Where nextpnr put each unit (`{png}`; spread: the tiles between the 5th and 95th "
+             f"percentile of its cells, on a {fp['die_tiles'][0]} x {fp['die_tiles'][1]}-tile die), "
+             f"and the unit pairs with the most of the {fp['long_connections']:,} connections of at "
+             f"least {fp['long_tiles']} tiles:", "",
+             "| unit | cells | spread x | spread y |", "|---|---:|---:|---:|"]
+    lines += [f"| {u} | {v['cells']} | {v['spread_tiles'][0]:.0f} | {v['spread_tiles'][1]:.0f} |"
+              for u, v in list(fp["units"].items())[:12]]
+    lines += ["", "| from | to | connections >= " + str(fp["long_tiles"]) + " tiles | longest |",
+              "|---|---|---:|---:|"]
+    lines += [f"| {p['from']} | {p['to']} | {p['connections']} | {p['longest_tiles']} |"
+              for p in fp["long_by_unit_pair"][:10]]
+    return lines + [""]
 
 
 def bench_congestion(minutes: float, seed: int = 1) -> Path:
@@ -650,6 +669,8 @@ def write_readme() -> None:
                   "Fmax (the first engine's reduced variant: 95 MHz estimated, 130-151 MHz routed, "
                   "`v1/`; the routed results are in synth.json).", ""]
         lines += _resource_table(r["utilization"]) + [""]
+        if r.get("floorplan"):
+            lines += _floorplan_lines(r["floorplan"], "floorplan_placed_seed1.png")
     for c in sorted(OUT.glob("routing_congestion_seed*.json")):
         r = json.loads(c.read_text())
         its = r["overused_by_iteration"]
