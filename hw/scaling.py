@@ -45,18 +45,12 @@ class ScaleClip(PipelinedUnit):
     |z| >= 128 * sf, i.e. saturation; below it, bits 6..0 are the exact truncated quotient.
     Latency: |z|, 8 steps, sign and clip: 10. Eight lanes of it cost no DSP (the engine's
     row-wide scaling).
-
-    `held_sf`: sf is registered once and that register serves every step, instead of a copy
-    travelling with each element (31 flip-flops a step); the caller then keeps sf the same while
-    elements are in flight (the engine: a command's SF, constant until its flush has drained the
-    pipe).
     """
 
     STEPS = 8  # quotient bits: 7 exact ones and the saturation bit
 
     def __init__(self, in_width: int = 32, max_scale: int = (1 << 31) - 1, *,
-                 always_ready: bool = False, held_sf: bool = False) -> None:
-        self.held_sf = held_sf
+                 always_ready: bool = False) -> None:
         self.in_width = check_int("in_width", in_width, 9, 64)
         self.max_scale = check_int("max_scale", max_scale, 1)
         self.sf_width = max_scale.bit_length()
@@ -78,6 +72,6 @@ class ScaleClip(PipelinedUnit):
             fits = hi >= sf
             q = st.reg(Cat(fits, q))
             rem = st.reg(Mux(fits, Cat(rem[:b], (hi - sf)[:W - b]), rem), unsigned(W))
-            sign, sf = st.reg(sign), sf if self.held_sf else st.reg(sf)
+            sign, sf = st.reg(sign), st.reg(sf)
         mag = Mux(q[-1], ACT_MAX, q[:-1])
         return st.reg(Mux(sign, -mag, mag)[:8].as_signed(), signed(8))

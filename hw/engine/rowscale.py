@@ -32,8 +32,7 @@ class ScaleRelu(wiring.Component):
 
     def __init__(self, p: EngineParams, lanes: int) -> None:
         self.p, self.lanes = p, lanes
-        self.scalers = [ScaleClip(p.acc_bits, p.max_scale, always_ready=True, held_sf=True)
-                        for _ in range(lanes)]
+        self.scalers = [ScaleClip(p.acc_bits, p.max_scale, always_ready=True) for _ in range(lanes)]
         self.relus = [NitroReluForward(p.slope_inv, always_ready=True) for _ in range(lanes)]
         lat = PipeLatencies.of(p)
         assert (self.scalers[0].latency, self.relus[0].latency + 1) == (lat.clip, lat.out)
