@@ -46,6 +46,11 @@ def cell_tiles(netlist: dict, top: str = "top") -> dict[str, tuple[int, int]]:
     return tiles
 
 
+def _distance(a: tuple[int, int], b: tuple[int, int]) -> int:
+    """Manhattan distance in tiles."""
+    return abs(b[0] - a[0]) + abs(b[1] - a[1])
+
+
 def _by_unit(tiles: dict[str, tuple[int, int]]) -> dict[str, list[tuple[int, int]]]:
     """The placed cells' tiles by unit, the largest unit first."""
     by_unit: dict[str, list[tuple[int, int]]] = {}
@@ -69,15 +74,14 @@ def long_connections(netlist: dict, tiles: dict[str, tuple[int, int]], min_tiles
                     if out:
                         drivers[b] = name
                     else:
-                        sinks.setdefault(b, set()).add(name)
+                        sinks.setdefault(b, {})[name] = None  # in netlist order: a deterministic list
     found = []
     for b, drv in drivers.items():
         if cells[drv]["type"] == "DCCA" or drv not in tiles:
             continue
-        x0, y0 = tiles[drv]
         for snk in sinks.get(b, ()):
             if snk in tiles:
-                d = abs(tiles[snk][0] - x0) + abs(tiles[snk][1] - y0)
+                d = _distance(tiles[drv], tiles[snk])
                 if d >= min_tiles:
                     found.append((drv, snk, d))
     return found
@@ -103,12 +107,24 @@ def late_inputs(report: dict, period_ns: float) -> list[tuple[str, str, str, flo
 LONG_TILES = 40  # a third of the LFE5U-85F's width: ~5 ns of route in the pre-route estimate
 
 
+def _measure(netlist: dict, report: dict, period_ns: float, top: str):
+    """The placed cells' tiles, the late register inputs between placed cells (driver, endpoint,
+    arrival) and the connections at least LONG_TILES long: what `floorplan` counts and
+    `plot_floorplan` draws."""
+    tiles = cell_tiles(netlist, top)
+    late = [(d, e, t) for d, e, _, t in late_inputs(report, period_ns) if d in tiles and e in tiles]
+    return tiles, late, long_connections(netlist, tiles, LONG_TILES, top)
+
+
 def floorplan(netlist: dict, report: dict, period_ns: float, top: str = "top") -> dict:
     """Per unit its cell count, centre and spread (the tiles between the 5th and 95th percentile
     of its cells, in x and y); per (driving unit, endpoint unit) pair its late register inputs,
     the worst arrival and the median tile distance (Manhattan) from driver to endpoint (a routed
     run's), and its connections at least LONG_TILES long (placement alone)."""
-    tiles = cell_tiles(netlist, top)
+    return _summary(*_measure(netlist, report, period_ns, top), period_ns)
+
+
+def _summary(tiles, late_in, long_in, period_ns: float) -> dict:
     units = {}
     for u, xy in _by_unit(tiles).items():
         a = np.array(xy)
@@ -116,18 +132,16 @@ def floorplan(netlist: dict, report: dict, period_ns: float, top: str = "top") -
         units[u] = {"cells": len(xy), "centre": [round(float(v), 1) for v in a.mean(axis=0)],
                     "spread_tiles": [round(float(v), 1) for v in hi - lo]}
     pairs: dict[tuple[str, str], list[tuple[float, int]]] = {}
-    for drv, ep, _, t in late_inputs(report, period_ns):
-        if drv in tiles and ep in tiles:
-            (x0, y0), (x1, y1) = tiles[drv], tiles[ep]
-            pairs.setdefault((unit_of(drv), unit_of(ep)), []).append((t, abs(x1 - x0) + abs(y1 - y0)))
+    for drv, ep, t in late_in:
+        pairs.setdefault((unit_of(drv), unit_of(ep)), []).append((t, _distance(tiles[drv], tiles[ep])))
     late = [{"from": a, "to": b, "inputs": len(v), "worst_arrival_ns": round(max(t for t, _ in v), 2),
              "median_distance_tiles": float(np.median([d for _, d in v]))}
-            for (a, b), v in sorted(pairs.items(), key=lambda kv: -max(t for t, _ in kv[1]))]
+            for (a, b), v in sorted(pairs.items(), key=lambda kv: (-max(t for t, _ in kv[1]), kv[0]))]
     spans: dict[tuple[str, str], list[int]] = {}
-    for drv, snk, d in long_connections(netlist, tiles, LONG_TILES, top):
+    for drv, snk, d in long_in:
         spans.setdefault((unit_of(drv), unit_of(snk)), []).append(d)
     long = [{"from": a, "to": b, "connections": len(v), "longest_tiles": max(v)}
-            for (a, b), v in sorted(spans.items(), key=lambda kv: -len(kv[1]))]
+            for (a, b), v in sorted(spans.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
     xs, ys = zip(*tiles.values()) if tiles else ((0,), (0,))
     return {"die_tiles": [max(xs) + 1, max(ys) + 1], "period_ns": round(period_ns, 3),
             "cells_placed": len(tiles), "late_inputs": sum(p["inputs"] for p in late),
@@ -135,16 +149,14 @@ def floorplan(netlist: dict, report: dict, period_ns: float, top: str = "top") -
             "long_connections": sum(p["connections"] for p in long), "long_by_unit_pair": long}
 
 
-def plot_floorplan(netlist: dict, report: dict, period_ns: float, path: Path, title: str,
-                   top: str = "top") -> None:
+def plot_floorplan(tiles, late, long, period_ns: float, path: Path, title: str) -> None:
     """The die with every placed cell as a dot coloured by unit, and a line from driver to
     endpoint for every late register input (darker: later), or where the run was placed and not
-    routed, for every connection at least LONG_TILES long."""
+    routed, for every connection at least LONG_TILES long (`_measure`'s lists)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tiles = cell_tiles(netlist, top)
     fig, ax = plt.subplots(figsize=(11, 8.5))
     pairs = plt.get_cmap("tab20").colors  # dark hues first, then their light ones
     colors = pairs[0::2] + pairs[1::2] + plt.get_cmap("tab20b").colors[0::2]
@@ -152,19 +164,16 @@ def plot_floorplan(netlist: dict, report: dict, period_ns: float, path: Path, ti
     for k, (u, xy) in enumerate(_by_unit(tiles).items()):
         a = np.array(xy, dtype=float) + jitter.uniform(-0.4, 0.4, (len(xy), 2))
         ax.scatter(a[:, 0], a[:, 1], s=1.5, color=colors[k % len(colors)], label=f"{u} ({len(xy)})", alpha=0.6)
-    late = [(tiles[d], tiles[e], t) for d, e, _, t in late_inputs(report, period_ns)
-            if d in tiles and e in tiles]
     if late:  # routed: the late register inputs, darker the later
         worst = max(t for *_, t in late)
-        for (x0, y0), (x1, y1), t in sorted(late, key=lambda v: v[2]):
+        for d, e, t in sorted(late, key=lambda v: v[2]):
             f = (t - period_ns) / max(worst - period_ns, 1e-9)
-            ax.plot([x0, x1], [y0, y1], color=plt.cm.Reds(0.35 + 0.65 * f), lw=0.4 + f, alpha=0.7)
+            ax.plot([tiles[d][0], tiles[e][0]], [tiles[d][1], tiles[e][1]],
+                    color=plt.cm.Reds(0.35 + 0.65 * f), lw=0.4 + f, alpha=0.7)
         ax.set_title(f"{title}: {len(late)} register inputs later than {period_ns:.2f} ns (red lines)")
     else:  # placed only: the long connections
-        long = long_connections(netlist, tiles, LONG_TILES, top)
-        for drv, snk, _ in long:
-            (x0, y0), (x1, y1) = tiles[drv], tiles[snk]
-            ax.plot([x0, x1], [y0, y1], color="0.2", lw=0.2, alpha=0.05)
+        for d, e, _ in long:
+            ax.plot([tiles[d][0], tiles[e][0]], [tiles[d][1], tiles[e][1]], color="0.2", lw=0.2, alpha=0.05)
         ax.set_title(f"{title}: {len(long)} connections >= {LONG_TILES} tiles (grey lines)")
     ax.set_xlabel("tile x")
     ax.set_ylabel("tile y")
@@ -185,5 +194,6 @@ def floorplan_files(out_dir: Path, period_ns: float, title: str, netlist_file: s
     out = Path(out_dir)
     netlist = json.loads((out / netlist_file).read_text())
     report = json.loads((out / report_file).read_text())
-    plot_floorplan(netlist, report, period_ns, out / "floorplan.png", title)
-    return floorplan(netlist, report, period_ns)
+    measured = _measure(netlist, report, period_ns, "top")
+    plot_floorplan(*measured, period_ns, out / "floorplan.png", title)
+    return _summary(*measured, period_ns)
