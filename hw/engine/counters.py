@@ -41,25 +41,27 @@ class PhaseCounters(wiring.Component):
         m.d.sync += [ev1.eq(self.events), ev.eq(ev1), ph1.eq(self.phase), ph.eq(ph1),
                      clear.eq(self.clear)]
         cur = Signal(range(N_PHASES), name="ctr_phase")  # the phase the active counts belong to
+        written = Signal(N_PHASES, name="ctr_written")  # the phases whose RAM words hold counts
+        switch = Signal(name="ctr_switch")  # the phase changes: its counts into RAM, the new one starts
+        m.d.comb += switch.eq(~clear & (ph != cur))
+        with m.If(clear):
+            m.d.sync += written.eq(0)
+        with m.Elif(switch):
+            m.d.sync += [written.eq(written | (1 << cur)), cur.eq(ph)]
         act = [Signal(CTR_BITS, name=f"ctr_act_{k}") for k in CTR_KINDS]
-        valid = [Signal(N_PHASES, name=f"ctr_valid_{k}") for k in CTR_KINDS]  # RAM word written
-        rams, host = [], []
+        rams = []
         for k, name in enumerate(CTR_KINDS):
             m.submodules[f"ram_{name}"] = ram = Memory(shape=unsigned(CTR_BITS), depth=N_PHASES, init=[])
             wr, old, rd = ram.write_port(), ram.read_port(domain="comb"), ram.read_port(domain="comb")
-            stored = Mux(valid[k].bit_select(cur, 1), old.data, 0)
-            m.d.comb += [old.addr.eq(cur), wr.addr.eq(cur), wr.data.eq(stored + act[k]),
-                         wr.en.eq(~clear & (ph != cur))]
+            m.d.comb += [old.addr.eq(cur), wr.addr.eq(cur), wr.en.eq(switch),
+                         wr.data.eq(Mux(written.bit_select(cur, 1), old.data, 0) + act[k])]
             with m.If(clear):
-                m.d.sync += [act[k].eq(0), valid[k].eq(0)]
-            with m.Elif(ph != cur):  # the phase changes: its count into RAM, the new one starts
-                m.d.sync += [act[k].eq(ev[k]), valid[k].eq(valid[k] | (1 << cur))]
+                m.d.sync += act[k].eq(0)
+            with m.Elif(switch):
+                m.d.sync += act[k].eq(ev[k])
             with m.Else():
                 m.d.sync += act[k].eq(act[k] + ev[k])
             rams.append(rd)
-            host.append((valid[k], act[k]))
-        with m.If(~clear & (ph != cur)):
-            m.d.sync += cur.eq(ph)
 
         # read: the address delayed latency - 3 cycles (as the scratchpads' words), then the RAM
         # word and the active count registered, their sum, the result
@@ -72,9 +74,8 @@ class PhaseCounters(wiring.Component):
         word, live = (Signal(CTR_BITS, name=n, reset_less=True) for n in ("ctr_rd_word", "ctr_rd_live"))
         for rd in rams:
             m.d.comb += rd.addr.eq(rp)
-        m.d.sync += [word.eq(Mux(Array(v for v, _ in host)[rk].bit_select(rp, 1),
-                                 Array(rd.data for rd in rams)[rk], 0)),
-                     live.eq(Mux(rp == cur, Array(a for _, a in host)[rk], 0))]
+        m.d.sync += [word.eq(Mux(written.bit_select(rp, 1), Array(rd.data for rd in rams)[rk], 0)),
+                     live.eq(Mux(rp == cur, Array(act)[rk], 0))]
         total, out = (Signal(CTR_BITS, name=n, reset_less=True) for n in ("ctr_rd_sum", "ctr_rd"))
         m.d.sync += [total.eq(word + live), out.eq(total)]
         m.d.comb += self.rd_data.eq(out)
