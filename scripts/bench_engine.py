@@ -448,12 +448,11 @@ def bench_place(data_dir: str) -> Path:
     from sim.engine.synth import synthesize_engine
 
     img_s, _ = golden_img_s(data_dir)
-    res = synthesize_engine(REPO / "build" / "engine" / "synth_place", seed=1, golden_img_s=img_s,
-                            route=False)
+    d = REPO / "build" / "engine" / "synth_place"
+    res = synthesize_engine(d, seed=1, golden_img_s=img_s, route=False)
     out = OUT / "synth_placed_seed1.json"
     write_atomic(out, json.dumps(res, indent=1).encode())
-    png = REPO / "build" / "engine" / "synth_place" / "floorplan.png"
-    write_atomic(OUT / "floorplan_placed_seed1.png", png.read_bytes())
+    write_atomic(OUT / "floorplan_placed_seed1.png", (d / "floorplan.png").read_bytes())
     return out
 
 
