@@ -23,6 +23,7 @@ from hw.engine.params import MEM_NAMES
 _CORE = re.compile(r"^\\?engine\.core\.(\w+?)(?:\$\d+)?\.(?:(\w+?)(?:\$\d+)?\.)?")
 _ENGINE = re.compile(r"^\\?engine\.")
 OTHER, DMA = "other", "dma/axi/control"
+CONSTANTS = ("$PACKER_GND", "$PACKER_VCC")  # nextpnr-ecp5's constant-0 and constant-1 LUTs
 
 
 def unit_of(cell: str) -> str:
@@ -63,7 +64,8 @@ def long_connections(netlist: dict, tiles: dict[str, tuple[int, int]], min_tiles
                      top: str = "top") -> list[tuple[str, str, int]]:
     """(driver cell, sink cell, Manhattan distance in tiles) of every placed connection at least
     `min_tiles` long, the clock's global network left out: what the placement alone says about
-    the routes to come (nextpnr's pre-route estimate charges ~120 ps per tile)."""
+    the routes to come (nextpnr's pre-route estimate charges ~120 ps per tile). The packer's
+    constant drivers are left out too: their nets have no timing."""
     cells = netlist["modules"][top]["cells"]
     drivers, sinks = {}, {}
     for name, c in cells.items():
@@ -77,7 +79,7 @@ def long_connections(netlist: dict, tiles: dict[str, tuple[int, int]], min_tiles
                         sinks.setdefault(b, {})[name] = None  # in netlist order: a deterministic list
     found = []
     for b, drv in drivers.items():
-        if cells[drv]["type"] == "DCCA" or drv not in tiles:
+        if cells[drv]["type"] == "DCCA" or drv in CONSTANTS or drv not in tiles:
             continue
         for snk in sinks.get(b, ()):
             if snk in tiles:
