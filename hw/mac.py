@@ -40,7 +40,7 @@ from __future__ import annotations
 import operator
 from functools import reduce
 
-from amaranth import Const, Module, Mux, Signal, Value, signed
+from amaranth import Const, Module, Mux, ResetSignal, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -120,13 +120,17 @@ class MacArray(wiring.Component):
         # input register was its critical path, 4.1 ns of route in 7.0 ns). The valid chain has
         # a reset: a bubble must not look like a transfer.
         # v[k] / f[k]: valid / first of the transfer whose values are at level k.
-        v, f = chain(fire, "v", E, True), chain(p.first, "f", E - 1)
+        v, f = chain(fire, "v", E - 1, True), chain(p.first, "f", E - 1)
         # The control logic gets its own "valid last" chain, so that v / f (rows*cols*acc_width
         # enables and selects) do not pull the small control cluster across the array.
         lv = chain(fire & p.last, "lv", E, True)
         a1 = [reg(reg(p.a[i], f"a0_{i}"), f"a1_{i}") for i in range(R)]
         b1 = [reg(reg(p.b[j], f"b0_{j}"), f"b1_{j}") for j in range(C)]
 
+        # The accumulators' enable, one copy per PE next to its acc_width flip-flops (one register
+        # enabling all rows*cols*acc_width of them was a die-wide clock-enable net: 571 of its
+        # connections 40+ tiles long in the placed engine); each copy resets like the valid chain.
+        en = replicated_reg(m, platform, v[E - 1] & ~ResetSignal(), R * C, "acc_en")
         accs = [[None] * C for _ in range(R)]
         for i in range(R):
             for j in range(C):
@@ -147,7 +151,7 @@ class MacArray(wiring.Component):
                     m.d.sync += psum.eq(sum(prod))  # wraps or sign-extends to acc_width
                     prod = [psum]
                 acc = Signal(signed(W), name=f"acc_{i}_{j}", reset_less=True)
-                with m.If(v[E]):
+                with m.If(en[i * C + j]):
                     m.d.sync += acc.eq((prod[0] + Mux(first, 0, acc))[:W])
                 accs[i][j] = acc
 
