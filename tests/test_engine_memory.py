@@ -1,10 +1,13 @@
 # amaranth: UnusedElaboratable=no
 """The engine's banked, pipelined memory (hw.engine.memory.BankedMemory) against a plain array:
-read latency, bank boundaries, a padded last bank, lane write enables, back-to-back accesses."""
+read latency, bank boundaries, a padded last bank, lane write enables, back-to-back accesses; and
+its double-buffered pair (PingPongMemory) against two arrays swapped between runs."""
 import numpy as np
 import pytest
 
-from hw.engine.memory import BANK_READ_LATENCY as READ_LATENCY, WRITE_LATENCY, BankedMemory, bank_depth
+from amaranth import Cat
+
+from hw.engine.memory import BANK_READ_LATENCY as READ_LATENCY, WRITE_LATENCY, BankedMemory, PingPongMemory, bank_depth
 from sim.testing import clocked
 
 
@@ -65,6 +68,54 @@ def test_banked_memory_matches_array(width, depth, lane):
     for i, word in ram.items():  # data of cycle i's address: on rd_data in cycle i + READ_LATENCY
         if i + READ_LATENCY - 1 < len(got):
             assert got[i + READ_LATENCY - 1] == word, (i, ops[i])
+
+
+def _masked(word: int, data: int, en: int, lanes: int, lw: int) -> int:
+    for k in range(lanes):
+        if en >> k & 1:
+            mask = ((1 << lw) - 1) << (k * lw)
+            word = (word & ~mask) | (data & mask)
+    return word
+
+
+@pytest.mark.parametrize("width,depth,lane", [(192, 2048, 24), (64, 1500, 8), (64, 16, None)])
+def test_ping_pong_memory_sides(width, depth, lane):
+    """Runs of lane-masked writes, then reads, on both ports at once (the engine's set and the
+    host's), `side` swapped between runs; every word read is checked against the set it names."""
+    rng = np.random.default_rng(width + depth)
+    mem = PingPongMemory(width, depth, lane)
+    lanes, lw = (width // lane, lane) if lane else (1, width)
+    sets, side, cycles, expect = [[0] * depth, [0] * depth], 0, [], []
+
+    def cycle(**values):
+        values = {"e_wr_en": 0, "h_wr_en": 0, **values}
+        cycles.append([(mem.side, side), *((getattr(mem, k), v) for k, v in values.items())])
+
+    for _ in range(4):
+        addrs = {n: [int(a) for a in rng.choice(depth, 12, replace=False)] for n in "eh"}
+        for i in range(12):
+            w = {}
+            for n, s_ in (("e", side), ("h", 1 - side)):
+                a, d = addrs[n][i], int.from_bytes(rng.bytes(width // 8), "little")
+                en = (1 << lanes) - 1 if i < 6 else int(rng.integers(0, 1 << lanes))
+                sets[s_][a] = _masked(sets[s_][a], d, en, lanes, lw)
+                w |= {f"{n}_wr_addr": a, f"{n}_wr_data": d, f"{n}_wr_en": en}
+            cycle(**w)
+        for _ in range(WRITE_LATENCY + 2):
+            cycle()
+        for i in range(12):
+            ea, ha = addrs["e"][i], addrs["h"][11 - i]
+            expect.append((len(cycles), sets[side][ea], sets[1 - side][ha]))
+            cycle(e_rd_addr=ea, h_rd_addr=ha)
+        for _ in range(mem.read_latency + 2):
+            cycle()
+        side ^= 1
+        for _ in range(3):
+            cycle()
+    got = clocked(mem, cycles, Cat(mem.e_rd_data, mem.h_rd_data))
+    assert len(expect) == 48
+    for i, e_word, h_word in expect:
+        assert got[i + mem.read_latency - 1] == e_word | h_word << width, i
 
 
 def test_banked_memory_rejects_bad_shapes():

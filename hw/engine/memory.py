@@ -160,27 +160,38 @@ class PingPongMemory(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        # `side` selects ~200 bits per port of each set: one registered copy per set and port
-        # (hw.fanout), so no single net spans both sets' muxes. The copies follow `side` a cycle
-        # late; nothing reaches either side in the cycles after a swap.
-        sel = replicated_reg(m, platform, self.side, 4, "side")  # set 0 rd, set 0 wr, set 1 rd, set 1 wr
+        # `side` selects ~200 bits per port of each set: registered copies (hw.fanout) per set
+        # for its read address, and per set and lane for its writes (a lane's RAMs lie anywhere
+        # on the die: one copy for a set's whole word spanned 111 tiles in the placed engine).
+        # The copies follow `side` a cycle late; nothing reaches either side in the cycles after
+        # a swap.
+        lanes = len(self.e_wr_en)
+        per_set = 1 + lanes  # the read address, then each lane's write select
+        sel = replicated_reg(m, platform, self.side, 2 * per_set, "side")
         e_rd, h_rd = (replicated_reg(m, platform, a, 1, f"{n}_rd_addr")[0]
                       for n, a in (("e", self.e_rd_addr), ("h", self.h_rd_addr)))
         side_q = sel[0]
-        for k in range(BANK_READ_LATENCY):  # the side each read was presented with (a cycle late)
-            r = Signal(name=f"side_q{k}", reset_less=True)
+        for k in range(BANK_READ_LATENCY - 1):  # the side each read was presented with (a cycle
+            r = Signal(name=f"side_q{k}", reset_less=True)  # late), its last register per lane
             m.d.sync += r.eq(side_q)
             side_q = r
+        side_rd = replicated_reg(m, platform, side_q, lanes, "side_rd")
+        lw = self.width // lanes
         for k, mem in enumerate(self.sets):
             m.submodules[f"set{k}"] = mem
-            rd, wr = (sel[2 * k] == k), (sel[2 * k + 1] == k)  # the engine's set
+            rd, *wr = (c == k for c in sel[k * per_set:(k + 1) * per_set])  # the engine's set
             m.d.comb += [mem.rd_addr.eq(Mux(rd, e_rd, h_rd)),
-                         mem.wr_addr.eq(Mux(wr, self.e_wr_addr, self.h_wr_addr)),
-                         mem.wr_data.eq(Mux(wr, self.e_wr_data, self.h_wr_data)),
-                         mem.wr_en.eq(Mux(wr, self.e_wr_en, self.h_wr_en))]
+                         mem.wr_addr.eq(Mux(wr[0], self.e_wr_addr, self.h_wr_addr))]
+            for j in range(lanes):
+                m.d.comb += [mem.wr_data[j * lw:(j + 1) * lw].eq(
+                                 Mux(wr[j], self.e_wr_data[j * lw:(j + 1) * lw],
+                                     self.h_wr_data[j * lw:(j + 1) * lw])),
+                             mem.wr_en[j].eq(Mux(wr[j], self.e_wr_en[j], self.h_wr_en[j]))]
         s0, s1 = self.sets
         e_q, h_q = (Signal(self.width, name=f"{n}_rd_q", reset_less=True) for n in "eh")
-        m.d.sync += [e_q.eq(Mux(side_q, s1.rd_data, s0.rd_data)),
-                     h_q.eq(Mux(side_q, s0.rd_data, s1.rd_data))]
+        for j, side in enumerate(side_rd):
+            w0, w1 = (x.rd_data[j * lw:(j + 1) * lw] for x in (s0, s1))
+            m.d.sync += [e_q[j * lw:(j + 1) * lw].eq(Mux(side, w1, w0)),
+                         h_q[j * lw:(j + 1) * lw].eq(Mux(side, w0, w1))]
         m.d.comb += [self.e_rd_data.eq(e_q), self.h_rd_data.eq(h_q)]
         return m
