@@ -130,7 +130,7 @@ class MacArray(wiring.Component):
         # The accumulators' enable, one copy per PE next to its acc_width flip-flops (one register
         # enabling all rows*cols*acc_width of them was a die-wide clock-enable net: 571 of its
         # connections 40+ tiles long in the placed engine); each copy resets like the valid chain.
-        en = replicated_reg(m, platform, v[E - 1] & ~ResetSignal(), R * C, "acc_en")
+        en = replicated_reg(m, platform, v[E - 1] & ~ResetSignal(allow_reset_less=True), R * C, "acc_en")
         accs = [[None] * C for _ in range(R)]
         for i in range(R):
             for j in range(C):
