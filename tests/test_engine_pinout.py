@@ -6,7 +6,7 @@ import pytest
 
 from hw.engine.params import EngineParams
 from sim.engine.pinout import CLOCK_PIN, channel_lpf, perimeter_sites
-from sim.engine.synth import DEVICE, engine_lpf, engine_pins
+from sim.engine.synth import DEVICE, engine_lpf, engine_pins, engine_verilog
 
 SITES = perimeter_sites(DEVICE["device"], DEVICE["package"])
 
@@ -32,3 +32,12 @@ def test_engine_lpf_puts_each_port_on_consecutive_perimeter_pins():
 def test_too_many_pins_is_refused():
     with pytest.raises(ValueError, match="do not fit"):
         channel_lpf([("bus", 365)], DEVICE["device"], DEVICE["package"])
+
+
+def test_synthesis_top_generates_with_its_pins():
+    """The Verilog that yosys reads (the ECP5 primitives, a sync domain without reset): every
+    constrained pin is a port of `top`."""
+    v = engine_verilog(EngineParams())
+    ports = set(re.findall(r"^\s*(?:input|output)\s+(?:wire\s+)?(?:\[\d+:0\]\s+)?(\S+);", v, re.M))
+    assert {name for name, _ in engine_pins(EngineParams())} | {"clk"} <= ports
+    assert "MULT18X18D" in v and "TRELLIS_FF" in v
