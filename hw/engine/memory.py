@@ -41,7 +41,7 @@ from __future__ import annotations
 import operator
 from functools import reduce
 
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -49,6 +49,7 @@ from amaranth.lib.wiring import In, Out
 from hw.fanout import replicated_reg
 
 from .params import ADDR_W
+from .pipeline import delayed
 
 BANK_READ_LATENCY = 5  # a BankedMemory's
 # an engine memory's (PingPongMemory, and the core's PMEM): the read address is registered once
@@ -91,8 +92,10 @@ class BankedMemory(wiring.Component):
         nb = self.banks
         bd = self.bank_depth
         ab = (bd - 1).bit_length()
+        # Bank hits only where there are several banks: a one-bank memory's would be registers
+        # holding 1, which yosys merges across all memories into one flip-flop enabling their
+        # RAMs' address and data registers all over the die.
         rd_bank = [Signal(name=f"rd_hit{k}") for k in range(nb)]  # this cycle's read targets bank k
-        hit1 = [Signal(name=f"rd_hit{k}_q", reset_less=True) for k in range(nb)]  # ... one cycle on
         outs = []
         w_addr, w_data, w_en = (Signal(len(x), name=f"{n}_q", reset_less=n != "wr_en") for n, x in
                                 (("wr_addr", self.wr_addr), ("wr_data", self.wr_data), ("wr_en", self.wr_en)))
@@ -102,8 +105,9 @@ class BankedMemory(wiring.Component):
         r_addr = Signal(len(self.rd_addr), name="rd_addr_q", reset_less=True)
         m.d.sync += r_addr.eq(self.rd_addr)
         for b in range(nb):
-            hit_w = Signal(name=f"wr_hit{b}", reset_less=True)
-            m.d.sync += hit_w.eq((w_addr[ab:] == b) if nb > 1 else 1)
+            hit_w = Signal(name=f"wr_hit{b}", reset_less=True) if nb > 1 else Const(1)
+            if nb > 1:
+                m.d.sync += hit_w.eq(w_addr[ab:] == b)
             m.d.comb += rd_bank[b].eq((r_addr[ab:] == b) if nb > 1 else 1)
             d = min(bd, self.depth - b * bd)
             d = bd if d > 512 else d
@@ -124,13 +128,11 @@ class BankedMemory(wiring.Component):
                 m.d.sync += [wa.eq(w_addr2), wd.eq(w_data2)]
             m.d.sync += we.eq(Mux(hit_w, w_en2, 0))
             m.d.comb += [rp.addr.eq(ra), wp.addr.eq(wa), wp.data.eq(wd), wp.en.eq(we)]
-            hit2, hit3 = (Signal(name=f"rd_hit{b}_q{k}", reset_less=True) for k in (2, 3))
-            m.d.sync += [hit1[b].eq(rd_bank[b]), hit2.eq(hit1[b]), hit3.eq(hit2)]
             # A plain register (no enable, no reset, one load per bit): the block RAM's own
             # output register takes its place on ECP5 (sim.ebr_outreg packs it there).
             q = Signal(self.width, name=f"bank{b}_q", reset_less=True)
             m.d.sync += q.eq(rp.data)
-            outs.append(Mux(hit3, q, 0))
+            outs.append(Mux(delayed(m, rd_bank[b], 3, f"rd_hit{b}_q"), q, 0) if nb > 1 else q)
         rd = Signal(self.width, name="rd_q", reset_less=True)  # data registers have no reset
         m.d.sync += rd.eq(reduce(operator.or_, outs))
         m.d.comb += self.rd_data.eq(rd)
