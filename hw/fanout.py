@@ -8,7 +8,7 @@ Amaranth simulator) the copies are plain registers, cycle-identical.
 """
 from __future__ import annotations
 
-from amaranth import ClockSignal, Instance, Module, Signal, Value
+from amaranth import Cat, ClockSignal, Instance, Module, Mux, Signal, Value
 
 from .dsp import targets_ecp5
 
@@ -29,3 +29,10 @@ def replicated_reg(m: Module, platform, d: Value, n: int, name: str) -> list[Sig
         else:
             m.d.sync += q.eq(d)
     return qs
+
+
+def lane_mux(sels: list[Value], a: Value, b: Value) -> Value:
+    """Mux(sels[j], a, b) on lane j of len(sels) equal lanes of a and b: each lane's select its
+    own copy (`replicated_reg`), so that no one select net spans a word whose lanes lie apart."""
+    w = len(a) // len(sels)
+    return Cat(*(Mux(s, a[j * w:(j + 1) * w], b[j * w:(j + 1) * w]) for j, s in enumerate(sels)))

@@ -42,6 +42,7 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.fanout import lane_mux, replicated_reg
 from hw.mac import MacArray
 
 from .counters import PhaseCounters
@@ -157,9 +158,10 @@ class Engine(wiring.Component):
         for sel in WRITTEN:
             name = MEM_NAMES[sel]
             port = [getattr(ops, f"{name}_wr_{k}") for k in ("addr", "data", "en")]
-            if sel in pool_wr:
+            if sel in pool_wr:  # the select once for the address and once per lane
                 pa, pd, pe = pool_wr[sel]
-                port = [Mux(pooling, pa, port[0]), Mux(pooling, pd, port[1]), port[2] | pe]
+                ps = replicated_reg(m, platform, cmd.op == OP_POOL, p.lanes + 1, f"pool_{name}")
+                port = [Mux(ps[0], pa, port[0]), lane_mux(ps[1:], pd, port[1]), port[2] | pe]
             m.d.comb += [getattr(sp, f"{name}_wr_{k}").eq(v)
                          for k, v in zip(("addr", "data", "en"), port)]
         a_rd = Mux(pooling, pool.rd_addr, issue.a_addr)

@@ -46,7 +46,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.fanout import replicated_reg
+from hw.fanout import lane_mux, replicated_reg
 
 from .params import ADDR_W
 from .pipeline import delayed
@@ -178,22 +178,16 @@ class PingPongMemory(wiring.Component):
             m.d.sync += r.eq(side_q)
             side_q = r
         side_rd = replicated_reg(m, platform, side_q, lanes, "side_rd")
-        lw = self.width // lanes
         for k, mem in enumerate(self.sets):
             m.submodules[f"set{k}"] = mem
             rd, *wr = (c == k for c in sel[k * per_set:(k + 1) * per_set])  # the engine's set
             m.d.comb += [mem.rd_addr.eq(Mux(rd, e_rd, h_rd)),
-                         mem.wr_addr.eq(Mux(wr[0], self.e_wr_addr, self.h_wr_addr))]
-            for j in range(lanes):
-                m.d.comb += [mem.wr_data[j * lw:(j + 1) * lw].eq(
-                                 Mux(wr[j], self.e_wr_data[j * lw:(j + 1) * lw],
-                                     self.h_wr_data[j * lw:(j + 1) * lw])),
-                             mem.wr_en[j].eq(Mux(wr[j], self.e_wr_en[j], self.h_wr_en[j]))]
+                         mem.wr_addr.eq(Mux(wr[0], self.e_wr_addr, self.h_wr_addr)),
+                         mem.wr_data.eq(lane_mux(wr, self.e_wr_data, self.h_wr_data)),
+                         mem.wr_en.eq(lane_mux(wr, self.e_wr_en, self.h_wr_en))]
         s0, s1 = self.sets
         e_q, h_q = (Signal(self.width, name=f"{n}_rd_q", reset_less=True) for n in "eh")
-        for j, side in enumerate(side_rd):
-            w0, w1 = (x.rd_data[j * lw:(j + 1) * lw] for x in (s0, s1))
-            m.d.sync += [e_q[j * lw:(j + 1) * lw].eq(Mux(side, w1, w0)),
-                         h_q[j * lw:(j + 1) * lw].eq(Mux(side, w0, w1))]
+        m.d.sync += [e_q.eq(lane_mux(side_rd, s1.rd_data, s0.rd_data)),
+                     h_q.eq(lane_mux(side_rd, s0.rd_data, s1.rd_data))]
         m.d.comb += [self.e_rd_data.eq(e_q), self.h_rd_data.eq(h_q)]
         return m

@@ -8,6 +8,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.fanout import lane_mux, replicated_reg
 from hw.lossgrad import LossGradient
 from hw.relu import NitroReluBackward
 from hw.sgd import IntegerSGDUpdate
@@ -204,9 +205,16 @@ class OutputOps(wiring.Component):
         a_out, e_out, w_new = scale.a, scale.e, sgd.o.payload
         rb = rbwd.out_valid
 
+        def selects(d, name):
+            """A command's port select registered as `d` once for the address and once per lane
+            (the lanes' write registers lie apart, with their memory's RAMs)."""
+            return replicated_reg(m, platform, d, L + 1, name)
+
         def row_or(name, addr, dat, en):  # the row-wide scaling's port during its commands
-            return [Mux(is_rows, getattr(rows, f"{name}_wr_{k}"), v)
-                    for k, v in (("addr", addr), ("data", dat), ("en", en))]
+            rs = selects(by_rows, f"rows_{name}")
+            return [Mux(rs[0], getattr(rows, f"{name}_wr_addr"), addr),
+                    lane_mux(rs[1:], getattr(rows, f"{name}_wr_data"), dat),
+                    lane_mux(rs[1:], getattr(rows, f"{name}_wr_en"), en)]
 
         write(SEL_AMEM_C, *row_or("amem_c", sc.a[0], _rep(Mux(is_relu, a_out, e_out)[:AB], L),
                                   lane_en(sc.r, sc_valid)))
@@ -214,7 +222,11 @@ class OutputOps(wiring.Component):
                                   lane_en(sc.j, sc_valid & is_relu)))
         e_ext = Signal(signed(p.delta_bits))
         m.d.comb += e_ext.eq(e_out)
-        write(SEL_DMEM, Mux(rb, rbwd.out_addr, sc.a[1]), Mux(rb, rbwd.out_word, _rep(e_ext, L)),
+        # DMEM's address and word by the command (relu_bwd or not): no loss gradient is written
+        # during a relu_bwd command, nor a ReLU-backward row during any other
+        rbs = selects(op == OP_RELU_BWD, "rbwd_dmem")
+        write(SEL_DMEM, Mux(rbs[0], rbwd.out_addr, sc.a[1]),
+              lane_mux(rbs[1:], rbwd.out_word, _rep(e_ext, L)),
               Mux(rb, (1 << L) - 1, lane_en(sc.j, sc_valid & is_loss)))
         write(SEL_SMEM, *row_or("smem", sc.a[2], _rep(scale.s[:AB], L), lane_en(sc.j, sc_valid)))
         write(SEL_WMEM, sg.a[3], _rep(w_new[:WB], L), lane_en(sg.j, sg_valid))
