@@ -100,10 +100,10 @@ def registered_mul_terms(m: Module, platform, a: Value, b: Value | int, name: st
             p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
             p_GSR="DISABLED", p_RESETMODE="SYNC", p_SOURCEB_MODE="B_SHIFT", p_MULT_BYPASS="DISABLED",
             i_SIGNEDA=int(sa), i_SIGNEDB=int(sb), i_SOURCEA=0, i_SOURCEB=0,
-            i_CLK0=ClockSignal(), i_CLK1=0, i_CLK2=0, i_CLK3=0,
-            i_CE0=1, i_CE1=0, i_CE2=0, i_CE3=0, i_RST0=0, i_RST1=0, i_RST2=0, i_RST3=0,
+            i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0,
             **ports,
-        )
+        )  # (CLK1-3, CE1-3, RST1-3 unconnected: no register selects them, and nextpnr-ecp5
+        #    routes a DSP's constant control inputs from one die-wide constant net each)
         return [(p, 0)], out_shape
     a_r = Signal(a.shape(), name=f"{name}_ar", reset_less=True)
     m.d.sync += a_r.eq(a)
