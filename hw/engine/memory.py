@@ -105,9 +105,7 @@ class BankedMemory(wiring.Component):
         r_addr = Signal(len(self.rd_addr), name="rd_addr_q", reset_less=True)
         m.d.sync += r_addr.eq(self.rd_addr)
         for b in range(nb):
-            hit_w = Signal(name=f"wr_hit{b}", reset_less=True) if nb > 1 else Const(1)
-            if nb > 1:
-                m.d.sync += hit_w.eq(w_addr[ab:] == b)
+            hit_w = delayed(m, w_addr[ab:] == b, 1, f"wr_hit{b}") if nb > 1 else Const(1)
             m.d.comb += rd_bank[b].eq((r_addr[ab:] == b) if nb > 1 else 1)
             d = min(bd, self.depth - b * bd)
             d = bd if d > 512 else d
@@ -172,12 +170,9 @@ class PingPongMemory(wiring.Component):
         sel = replicated_reg(m, platform, self.side, 2 * per_set, "side")
         e_rd, h_rd = (replicated_reg(m, platform, a, 1, f"{n}_rd_addr")[0]
                       for n, a in (("e", self.e_rd_addr), ("h", self.h_rd_addr)))
-        side_q = sel[0]
-        for k in range(BANK_READ_LATENCY - 1):  # the side each read was presented with (a cycle
-            r = Signal(name=f"side_q{k}", reset_less=True)  # late), its last register per lane
-            m.d.sync += r.eq(side_q)
-            side_q = r
-        side_rd = replicated_reg(m, platform, side_q, lanes, "side_rd")
+        # the side each read was presented with (a cycle late), its last register per lane
+        side_rd = replicated_reg(m, platform, delayed(m, sel[0], BANK_READ_LATENCY - 1, "side_q"),
+                                 lanes, "side_rd")
         for k, mem in enumerate(self.sets):
             m.submodules[f"set{k}"] = mem
             rd, *wr = (c == k for c in sel[k * per_set:(k + 1) * per_set])  # the engine's set
