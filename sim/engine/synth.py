@@ -111,7 +111,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     """yosys synth_ecp5 + nextpnr-ecp5 (85k, CABGA756, speed 6); writes synth.json in out_dir.
 
     route=False: placement only (nextpnr --no-route): the packed resources and nextpnr's pre-route
-    Fmax estimate, no Fmax (routing the full engine takes hours on a 2-core machine).
+    Fmax estimate, no Fmax.
     router: router1 routed the reduced engine in ~13 min where router2 oscillated at 13-500
     overused wires (benchmarks/engine/v1/routing_attempts.json).
 
@@ -197,11 +197,11 @@ def _pack_netlist(out: Path) -> dict[str, int]:
     return packed
 
 
-# The heap placer's timing weight and criticality exponent raised from their defaults (10, 2):
-# on the reduced engine the default placement routed in 37-50+ min (router1's slow tail) at
-# 124.4 MHz with 234 late register inputs; these settings routed the same netlist in 15 min at
-# 130.7 MHz with 38 (benchmarks/engine/v1/routing_attempts.json).
-PLACER_OPTS = ("--placer-heap-timingweight", "30", "--placer-heap-critexp", "4")
+# nextpnr's electrostatic placer (`static`) instead of its default HeAP: no HeAP placement of the
+# engine since the row-wide scaling finished routing (router1 still oscillating at 566 arcs after
+# 79 minutes), while the static placer's placement of the same netlist routed in 4.5 minutes
+# (benchmarks/engine/routing_placers_seed1.json).
+PLACER_OPTS = ("--placer", "static")
 
 
 def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: str = "router1",
