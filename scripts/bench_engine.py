@@ -401,7 +401,7 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
     training throughput projected at the worst Fmax."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from sim.engine.synth import engine_lpf, engine_verilog, verilog_digest
+    from sim.engine.synth import engine_lpf, engine_verilog, share_netlist, verilog_digest
 
     img_s, src = golden_img_s(data_dir)
     current = (verilog_digest(engine_verilog(EngineParams())),
@@ -414,6 +414,8 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
             if (rec.get("verilog_sha256"), rec.get("lpf_sha256")) == current:
                 runs[seed] = rec
     todo = [s for s in seeds if s not in runs]
+    if todo:
+        share_netlist([_seed_dir(s) for s in todo], EngineParams())
     with ProcessPoolExecutor(max(1, min(jobs, len(todo) or 1))) as pool:
         runs |= dict(zip(todo, pool.map(_route_seed, todo, [minutes] * len(todo))))
     runs = {s: runs[s] for s in seeds}

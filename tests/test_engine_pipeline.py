@@ -2,12 +2,14 @@
 """hw.engine.pipeline.Countdown against the loop it counts: after restart(n) and i steps, `last`
 is i == n - 1 and `pen` is i == n - 2, modulo the counter's range (so both are clear once stepped
 past the end, until the counter wraps), for every length of its width (n = 1 and 2 start at the
-flags, 0 is the full range) and any pattern of steps, restarts and idle cycles."""
+flags, 0 is the full range) and any pattern of steps, restarts and idle cycles; `last_tile_is`
+against `last_tile` for every length of 10 bits."""
 from amaranth import Cat, Elaboratable, Module, Signal
+from amaranth.sim import Simulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hw.engine.pipeline import Countdown
+from hw.engine.pipeline import Countdown, last_tile, last_tile_is
 from sim.testing import clocked
 
 W = 4
@@ -63,3 +65,23 @@ def test_countdown_flags_follow_the_loop(first, ops):
 def test_countdown_reaches_both_flags():
     """A loop of 3 stepped to its end: pen then last rise, once each, and clear past the end."""
     assert _run([("restart", 3), ("step", 0), ("step", 0), ("step", 0)]) == [0, 0b10, 0b01, 0]
+
+
+def test_last_tile_is_compares_without_a_subtractor():
+    length, m = Signal(10), Module()
+    pairs = [(lb, c, Signal(name=f"a{lb}_{c}"), Signal(name=f"b{lb}_{c}"))
+             for lb in (2, 3, 4) for c in range(3)]
+    for lb, c, a, b in pairs:
+        m.d.comb += [a.eq(last_tile(length, lb) == c), b.eq(last_tile_is(length, lb, c))]
+    seen = []
+
+    async def bench(ctx):
+        for v in range(1 << len(length)):
+            ctx.set(length, v)
+            seen.extend((v, lb, c, ctx.get(a), ctx.get(b)) for lb, c, a, b in pairs)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(seen) == 9 << 10 and sum(a for *_, a, _ in seen) == 3 * (4 + 8 + 16)
+    assert [r for r in seen if r[3] != r[4]] == []

@@ -6,7 +6,10 @@ phase) and in one active counter per kind for the phase that is counting: when t
 each active count is added into its RAM word in the same cycle and the counter starts on the new
 phase. Counter (phase, kind) is at all times its RAM word (0 until first written after a clear)
 plus the active count when that phase is the active one: 64 x 40 flip-flops and adders with a
-64:1 read mux took 7 800 cells, 9 % of the placed engine.
+64:1 read mux took 7 800 cells, 9 % of the placed engine. The sum of a phase's word and its
+active count is registered and written into the RAM a cycle later: in that cycle the active
+phase is another one, so no switch reads a word still being written, and a read of that word
+takes the registered sum.
 """
 from __future__ import annotations
 
@@ -42,19 +45,26 @@ class PhaseCounters(wiring.Component):
                      clear.eq(self.clear)]
         cur = Signal(range(N_PHASES), name="ctr_phase")  # the phase the active counts belong to
         written = Signal(N_PHASES, name="ctr_written")  # the phases whose RAM words hold counts
+        cur_written = Signal(name="ctr_cur_written")  # written[cur], as a register
         switch = Signal(name="ctr_switch")  # the phase changes: its counts into RAM, the new one starts
         m.d.comb += switch.eq(~clear & (ph != cur))
         with m.If(clear):
-            m.d.sync += written.eq(0)
+            m.d.sync += [written.eq(0), cur_written.eq(0)]
         with m.Elif(switch):
-            m.d.sync += [written.eq(written | (1 << cur)), cur.eq(ph)]
+            m.d.sync += [written.eq(written | (1 << cur)), cur.eq(ph),
+                         cur_written.eq(written.bit_select(ph, 1))]
+        # the write a switch makes, a cycle later: phase, enable and each kind's sum
+        wr_ph = Signal(range(N_PHASES), name="ctr_wr_phase", reset_less=True)
+        wr_en = Signal(name="ctr_wr_en")
+        m.d.sync += [wr_ph.eq(cur), wr_en.eq(switch)]
         act = [Signal(CTR_BITS, name=f"ctr_act_{k}") for k in CTR_KINDS]
+        sums = [Signal(CTR_BITS, name=f"ctr_sum_{k}", reset_less=True) for k in CTR_KINDS]
         rams = []
         for k, name in enumerate(CTR_KINDS):
             m.submodules[f"ram_{name}"] = ram = Memory(shape=unsigned(CTR_BITS), depth=N_PHASES, init=[])
             wr, old, rd = ram.write_port(), ram.read_port(domain="comb"), ram.read_port(domain="comb")
-            m.d.comb += [old.addr.eq(cur), wr.addr.eq(cur), wr.en.eq(switch),
-                         wr.data.eq(Mux(written.bit_select(cur, 1), old.data, 0) + act[k])]
+            m.d.comb += [old.addr.eq(cur), wr.addr.eq(wr_ph), wr.en.eq(wr_en), wr.data.eq(sums[k])]
+            m.d.sync += sums[k].eq(Mux(cur_written, old.data, 0) + act[k])
             with m.If(clear):
                 m.d.sync += act[k].eq(0)
             with m.Elif(switch):
@@ -74,7 +84,8 @@ class PhaseCounters(wiring.Component):
         word, live = (Signal(CTR_BITS, name=n, reset_less=True) for n in ("ctr_rd_word", "ctr_rd_live"))
         for rd in rams:
             m.d.comb += rd.addr.eq(rp)
-        m.d.sync += [word.eq(Mux(written.bit_select(rp, 1), Array(rd.data for rd in rams)[rk], 0)),
+        stored = Mux(wr_en & (wr_ph == rp), Array(sums)[rk], Array(rd.data for rd in rams)[rk])
+        m.d.sync += [word.eq(Mux(written.bit_select(rp, 1), stored, 0)),
                      live.eq(Mux(rp == cur, Array(act)[rk], 0))]
         total, out = (Signal(CTR_BITS, name=n, reset_less=True) for n in ("ctr_rd_sum", "ctr_rd"))
         m.d.sync += [total.eq(word + live), out.eq(total)]

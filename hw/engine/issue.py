@@ -18,7 +18,7 @@ from hw.stream_unit import skid_capacity, skid_output
 
 from .memory import READ_LATENCY
 from .params import ADDR_W, CV_BITS, CV_N0_BITS, EngineParams, command_layout
-from .pipeline import Countdown, data_reg, delayed, last_tile
+from .pipeline import Countdown, data_reg, delayed, last_tile, last_tile_is
 
 
 class OperandIssue(wiring.Component):
@@ -58,15 +58,18 @@ class OperandIssue(wiring.Component):
         # register and the memories): a = a_tile + k*a_sk, b = b_tile + k*b_sk.
         a_addr, b_addr = data_reg(ADDR_W), data_reg(ADDR_W)
         m.d.comb += [self.a_addr.eq(a_addr), self.b_addr.eq(b_addr)]
-        m_last_c, n_last_c = last_tile(cmd.m_len, p.lane_bits), last_tile(cmd.n_len, p.lane_bits)
-        k_two_c = (cmd.k_len - 1)[:ADDR_W] == 1
+        LB = p.lane_bits
+        m_last_c, n_last_c = last_tile(cmd.m_len, LB), last_tile(cmd.n_len, LB)
+        # the loops' length flags from compares of the lengths (no subtractor in front of them)
+        k_two_c = cmd.k_len == 2
+        n_one_c, n_two_c = last_tile_is(cmd.n_len, LB, 0), last_tile_is(cmd.n_len, LB, 1)
         with m.If(start):
             m.d.sync += [k_last.eq(cmd.k_len - 1), n_last.eq(n_last_c),
                          k_rem.eq(cmd.k_len - 1), nt_rem.eq(n_last_c),
-                         mt_rem.eq(m_last_c), mt_end.eq(m_last_c == 0),
-                         k_one.eq(cmd.k_len == 1), n_one.eq(n_last_c == 0),
-                         k_pen.eq(k_two_c), nt_pen.eq(n_last_c == 1),
-                         k_two.eq(k_two_c), n_two.eq(n_last_c == 1),
+                         mt_rem.eq(m_last_c), mt_end.eq(last_tile_is(cmd.m_len, LB, 0)),
+                         k_one.eq(cmd.k_len == 1), n_one.eq(n_one_c),
+                         k_pen.eq(k_two_c), nt_pen.eq(n_two_c),
+                         k_two.eq(k_two_c), n_two.eq(n_two_c),
                          k_first.eq(1), a_tile.eq(cmd.a_base), a_addr.eq(cmd.a_base),
                          b_tile.eq(cmd.b_base), b_addr.eq(cmd.b_base)]
 
@@ -81,7 +84,7 @@ class OperandIssue(wiring.Component):
         k_end_n, nt_end_n = Signal(), Signal()
         m.d.comb += [k_end_n.eq(k_end), nt_end_n.eq(nt_end)]
         with m.If(start):
-            m.d.comb += [k_end_n.eq(cmd.k_len == 1), nt_end_n.eq(n_last_c == 0)]
+            m.d.comb += [k_end_n.eq(cmd.k_len == 1), nt_end_n.eq(n_one_c)]
         with m.If(issue):
             m.d.comb += k_end_n.eq(Mux(k_end, k_one, k_pen))
             with m.If(k_end):
@@ -103,7 +106,8 @@ class OperandIssue(wiring.Component):
         b_next = self._pool_map(m, b_tile, start | (issue_g[3] & kn_end_g[3]),
                                 issue_g[3] & k_end_g[3] & ~kn_end_g[3])
         with m.If(issue_g[1]):
-            m.d.sync += a_addr.eq(a_addr + Mux(row_end, cmd.a_skr, cmd.a_sk))
+            # both steps added, the row end choosing between the sums (not in front of the adder)
+            m.d.sync += a_addr.eq(Mux(row_end, a_addr + cmd.a_skr, a_addr + cmd.a_sk))
             with m.If(k_end_g[1]):
                 with m.If(kn_end_g[1]):
                     m.d.sync += [a_tile.eq(a_tile + cmd.a_sm), a_addr.eq(a_tile + cmd.a_sm)]

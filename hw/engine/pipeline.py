@@ -1,7 +1,7 @@
 """Register helpers of the core's free-running pipelines (nothing in them stalls)."""
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 
 from .params import ADDR_W
 
@@ -23,6 +23,13 @@ def delayed(m: Module, v, n: int, name: str, reset_less: bool = True):
 def last_tile(length, lane_bits: int):
     """The index of the last tile of `length` elements in tiles of 1 << lane_bits (length >= 1)."""
     return ((length - 1) >> lane_bits)[:ADDR_W]
+
+
+def last_tile_is(length, lane_bits: int, c: int):
+    """last_tile(length, lane_bits) == c without its subtractor (a compare of the length's tile
+    count and remainder with constants: LUTs, no carry chain)."""
+    q, r = length >> lane_bits, length[:lane_bits]
+    return Mux(r.any(), q == c, q == c + 1)
 
 
 class Countdown:

@@ -189,6 +189,19 @@ def _engine_netlist(out: Path, p: EngineParams, reuse: bool = True) -> dict[str,
     return _pack_netlist(out)
 
 
+NETLIST_FILES = ("top.v.synthesized", "top.json", "top.stat", "top.flow")  # what `_engine_netlist` reuses
+
+
+def share_netlist(dirs: list[Path], p: EngineParams) -> None:
+    """Synthesize the engine once, in dirs[0], and copy its netlist into the other dirs: their
+    `synthesize_engine` runs (one per nextpnr seed) then skip yosys."""
+    _engine_netlist(dirs[0], p)
+    for d in dirs[1:]:
+        d.mkdir(parents=True, exist_ok=True)
+        for f in NETLIST_FILES:
+            shutil.copyfile(dirs[0] / f, d / f)
+
+
 def _pack_netlist(out: Path) -> dict[str, int]:
     """top.json -> top_packed.json with the block RAM output registers packed (sim.ebr_outreg)."""
     netlist = json.loads((out / "top.json").read_text())
