@@ -564,15 +564,18 @@ def _vgg_lines() -> list[str]:
     r = json.loads(f.read_text())
     synth = OUT / "synth.json"
     worst = json.loads(synth.read_text()).get("worst_fmax_mhz") if synth.exists() else None
-    routed = (f"; {{:.2f}} at the slowest routed seed's {worst} MHz (synth.json)" if worst
-              else "; the engine has not routed")
+
+    def at_routed(img_s: float) -> str:
+        return (f"; {img_s * worst / r['target_mhz']:.2f} at the slowest routed seed's {worst} MHz "
+                "(synth.json)" if worst else "; the engine has not routed")
+
     lines = [f"## {f.name}: VGG8B MNIST on the engine (performance model, batch {r['batch']})", "",
              f"- {r['tiles']} tiles in {r['runs']} runs (compiled and tiled in {r['compile_s']:.0f} s), "
              f"{r['useful_macs_per_step']:.3g} useful MACs per step"]
     lines += [f"- {name} memory: **{m['cycles_per_step']:.4g} cycles per step**, useful-MAC "
               f"utilization {100 * m['mac_util']:.1f}%: **{m['img_s_at_target']} images/s** at "
               f"{r['target_mhz']:.0f} MHz (the target)"
-              + routed.format(m["img_s_at_target"] * (worst or 0) / r["target_mhz"])
+              + at_routed(m["img_s_at_target"])
               for name, m in r["memories"].items()]
     lines += ["", "| phase | cycles (ideal memory) | useful-MAC utilization |", "|---|---:|---:|"]
     lines += [f"| {ph} | {v['cycles']:.4g} | {100 * v['util']:.1f}% |"
