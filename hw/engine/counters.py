@@ -3,13 +3,12 @@ a pipelined path with the scratchpads' read latency (the host port's SEL_CTR).
 
 Only one phase counts at a time, so the counts live in one small LUT RAM per kind (a word per
 phase) and in one active counter per kind for the phase that is counting: when the phase changes,
-each active count is added into its RAM word in the same cycle and the counter starts on the new
-phase. Counter (phase, kind) is at all times its RAM word (0 until first written after a clear)
-plus the active count when that phase is the active one: 64 x 40 flip-flops and adders with a
-64:1 read mux took 7 800 cells, 9 % of the placed engine. The sum of a phase's word and its
-active count is registered and written into the RAM a cycle later: in that cycle the active
-phase is another one, so no switch reads a word still being written, and a read of that word
-takes the registered sum.
+the sum of each active count and its RAM word is registered and written into the word a cycle
+later, and the counter starts on the new phase. In that cycle the active phase is another one,
+so no switch reads a word still being written, and a read of that word takes the registered sum.
+Counter (phase, kind) is thus its RAM word (0 until first written after a clear) plus the active
+count when that phase is the active one: 64 x 40 flip-flops and adders with a 64:1 read mux took
+7 800 cells, 9 % of the placed engine.
 """
 from __future__ import annotations
 

@@ -61,13 +61,13 @@ class OperandIssue(wiring.Component):
         LB = p.lane_bits
         m_last_c, n_last_c = last_tile(cmd.m_len, LB), last_tile(cmd.n_len, LB)
         # the loops' length flags from compares of the lengths (no subtractor in front of them)
-        k_two_c = cmd.k_len == 2
+        k_one_c, k_two_c = cmd.k_len == 1, cmd.k_len == 2
         n_one_c, n_two_c = last_tile_is(cmd.n_len, LB, 0), last_tile_is(cmd.n_len, LB, 1)
         with m.If(start):
             m.d.sync += [k_last.eq(cmd.k_len - 1), n_last.eq(n_last_c),
                          k_rem.eq(cmd.k_len - 1), nt_rem.eq(n_last_c),
                          mt_rem.eq(m_last_c), mt_end.eq(last_tile_is(cmd.m_len, LB, 0)),
-                         k_one.eq(cmd.k_len == 1), n_one.eq(n_one_c),
+                         k_one.eq(k_one_c), n_one.eq(n_one_c),
                          k_pen.eq(k_two_c), nt_pen.eq(n_two_c),
                          k_two.eq(k_two_c), n_two.eq(n_two_c),
                          k_first.eq(1), a_tile.eq(cmd.a_base), a_addr.eq(cmd.a_base),
@@ -84,7 +84,7 @@ class OperandIssue(wiring.Component):
         k_end_n, nt_end_n = Signal(), Signal()
         m.d.comb += [k_end_n.eq(k_end), nt_end_n.eq(nt_end)]
         with m.If(start):
-            m.d.comb += [k_end_n.eq(cmd.k_len == 1), nt_end_n.eq(n_one_c)]
+            m.d.comb += [k_end_n.eq(k_one_c), nt_end_n.eq(n_one_c)]
         with m.If(issue):
             m.d.comb += k_end_n.eq(Mux(k_end, k_one, k_pen))
             with m.If(k_end):

@@ -174,8 +174,15 @@ def verilog_digest(v: str) -> str:
 
 
 def _engine_netlist(out: Path, p: EngineParams, reuse: bool = True) -> dict[str, int]:
-    """EngineSynthTop's Verilog, yosys (skipped when `reuse` and the Verilog is the one last
-    synthesized in `out`) and the block RAM output registers packed: top_packed.json in `out`."""
+    """EngineSynthTop's Verilog and yosys (`_synthesized`) and the block RAM output registers
+    packed: top_packed.json in `out`."""
+    _synthesized(out, p, reuse)
+    return _pack_netlist(out)
+
+
+def _synthesized(out: Path, p: EngineParams, reuse: bool = True) -> None:
+    """EngineSynthTop's Verilog and yosys' netlist of it in `out` (yosys skipped when `reuse` and
+    the Verilog is the one last synthesized there)."""
     out.mkdir(parents=True, exist_ok=True)
     v = engine_verilog(p)
     (out / "top.v").write_text(v)
@@ -186,16 +193,15 @@ def _engine_netlist(out: Path, p: EngineParams, reuse: bool = True) -> dict[str,
                                after="tee -o top.stat stat")
         (out / "top.flow").write_text(flow)
         v_old.write_text(v)
-    return _pack_netlist(out)
 
 
-NETLIST_FILES = ("top.v.synthesized", "top.json", "top.stat", "top.flow")  # what `_engine_netlist` reuses
+NETLIST_FILES = ("top.v.synthesized", "top.json", "top.stat", "top.flow")  # what `_synthesized` reuses
 
 
 def share_netlist(dirs: list[Path], p: EngineParams) -> None:
     """Synthesize the engine once, in dirs[0], and copy its netlist into the other dirs: their
     `synthesize_engine` runs (one per nextpnr seed) then skip yosys."""
-    _engine_netlist(dirs[0], p)
+    _synthesized(dirs[0], p)
     for d in dirs[1:]:
         d.mkdir(parents=True, exist_ok=True)
         for f in NETLIST_FILES:
