@@ -113,10 +113,14 @@ class AxiLiteRegisters(wiring.Component):
         return values
 
     def _write_channel(self, m: Module, values: dict) -> None:
+        """A write in two registered steps: address and data held, then one select per register
+        decoded from the address and applied (the decode in front of every register's enable
+        and reset was a slow path across the die); no handshake is taken while one is applied."""
         bus = self.bus
         aw_addr, w_data, w_strb = Signal.like(bus.awaddr), Signal.like(bus.wdata), Signal.like(bus.wstrb)
-        aw_held, w_held, bvalid, bresp = Signal(), Signal(), Signal(), Signal(2)
-        m.d.comb += [bus.awready.eq(~aw_held & ~bvalid), bus.wready.eq(~w_held & ~bvalid),
+        aw_held, w_held, applying, bvalid, bresp = Signal(), Signal(), Signal(), Signal(), Signal(2)
+        idle = ~applying & ~bvalid
+        m.d.comb += [bus.awready.eq(~aw_held & idle), bus.wready.eq(~w_held & idle),
                      bus.bvalid.eq(bvalid), bus.bresp.eq(bresp)]
         with m.If(bus.awvalid & bus.awready):
             m.d.sync += [aw_addr.eq(bus.awaddr), aw_held.eq(1)]
@@ -126,9 +130,13 @@ class AxiLiteRegisters(wiring.Component):
             m.d.sync += bvalid.eq(0)
         mask = Cat(*(w_strb[i].replicate(8) for i in range(len(w_strb))))  # byte strobes -> bits
         write = aw_held & w_held
-        hits = self._decode(m, aw_addr, write, "wr")
+        decoded = self._decode(m, aw_addr, write, "wr")
+        hits = {n: Signal(name=f"{n}_wr_q") for n in decoded}
+        m.d.sync += [applying.eq(write), *(hits[n].eq(h) for n, h in decoded.items())]
         with m.If(write):
-            m.d.sync += [aw_held.eq(0), w_held.eq(0), bvalid.eq(1), bresp.eq(RESP_SLVERR)]
+            m.d.sync += [aw_held.eq(0), w_held.eq(0)]
+        with m.If(applying):
+            m.d.sync += [bvalid.eq(1), bresp.eq(RESP_SLVERR)]
         for r in self.regmap.registers:
             hit = hits[r.name]
             if r.access == "pulse":
