@@ -7,6 +7,7 @@ from amaranth.lib import data
 from model.divider import divider_constants
 
 from .divider import tdiv_datapath, tdiv_latency
+from .fanout import replicated_reg
 from .stream_unit import PipelinedUnit, Stages, check_int
 
 ACT_MAX = 127  # -128 is never produced (spec 2.3)
@@ -44,7 +45,9 @@ class ScaleClip(PipelinedUnit):
     most in_width bits): step b takes sf * 2^b from the remainder when it fits. Bit 7 set means
     |z| >= 128 * sf, i.e. saturation; below it, bits 6..0 are the exact truncated quotient.
     Latency: |z|, 8 steps, sign and clip: 10. Eight lanes of it cost no DSP (the engine's
-    row-wide scaling).
+    row-wide scaling). `sf` enters through a flip-flop of its own (`hw.fanout`): the lanes all
+    take the command's sf, and yosys would merge their identical sf registers, stage by stage,
+    into one chain that ties every lane's divider to every other's.
     """
 
     STEPS = 8  # quotient bits: 7 exact ones and the saturation bit
@@ -64,7 +67,8 @@ class ScaleClip(PipelinedUnit):
 
     def datapath(self, m: Module, st: Stages, p):
         W = self.in_width
-        sign, sf = st.reg(p.z[-1]), st.reg(p.sf)
+        sign = st.reg(p.z[-1])
+        sf, = replicated_reg(m, st.platform, p.sf, 1, "sf_in")
         rem = st.reg(Mux(p.z[-1], -p.z, p.z)[:W], unsigned(W))  # |z|; |-2^(W-1)| fits unsigned
         q = Const(0, 0)
         for b in reversed(range(self.STEPS)):
