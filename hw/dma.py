@@ -169,10 +169,15 @@ class DmaReader(_Dma):
         })
 
     @property
-    def buffer_beats(self) -> int:
-        """The beats the read buffer holds (its credit limit): every beat of max_outstanding
-        bursts of max_burst."""
+    def memory_beats(self) -> int:
+        """The beats the read buffer's memory holds (its credit limit): every beat of
+        max_outstanding bursts of max_burst."""
         return self.max_outstanding * self.max_burst
+
+    @property
+    def buffer_beats(self) -> int:
+        """The beats the read buffer holds: its memory's and one in its output register."""
+        return self.memory_beats + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -180,14 +185,16 @@ class DmaReader(_Dma):
         # asynchronous reads put the buffer in distributed RAM: an ECP5 block RAM read without its
         # output register (which a FIFO's enabled read cannot use) takes 5.8 ns of a cycle alone.
         # It never overflows (`spare` below), so its writes need no level check; 16-bit banks
-        # keep each read pointer's fan-out local.
-        m.submodules.buffer = buf = CreditFIFO(self.data_width, self.buffer_beats,
-                                               banks=max(1, self.data_width // 16), buffered=False)
+        # keep each read pointer's fan-out local. Its output is a register beside the RAM, so
+        # the stream leaves the reader from flip-flops.
+        m.submodules.buffer = buf = CreditFIFO(self.data_width, self.memory_beats,
+                                               banks=max(1, self.data_width // 16))
         # beats the buffer can still promise, less one longest burst: a burst's beats are taken
-        # at its AR handshake and given back a cycle after they leave the buffer (the consumer's
-        # ready is not in front of the counter), and a burst is issued only while a longest one
-        # would fit, so the gate is the counter's sign bit (no comparison on the AR handshake)
-        spare = Signal(range(-self.max_burst, self.buffer_beats), init=self.buffer_beats - self.max_burst)
+        # at its AR handshake and given back a cycle after they leave the buffer's memory (the
+        # consumer's ready is not in front of the counter), and a burst is issued only while a
+        # longest one would fit, so the gate is the counter's sign bit (no comparison on the AR
+        # handshake)
+        spare = Signal(range(-self.max_burst, self.memory_beats), init=self.memory_beats - self.max_burst)
         split, issued, outstanding = self._issue(m, bus.arvalid, bus.arready, bus.araddr, bus.arlen,
                                                  gate=~spare[-1])
         m.d.comb += [bus.arid.eq(0), bus.arsize.eq(self.data_width.bit_length() - 4),
@@ -197,13 +204,13 @@ class DmaReader(_Dma):
         m.d.comb += [self.data.valid.eq(buf.r_rdy), self.data.payload.eq(buf.r_data),
                      buf.r_en.eq(self.data.ready)]
         taken = Signal()
-        m.d.sync += [taken.eq(self.data.valid & self.data.ready),
+        m.d.sync += [taken.eq(buf.popped),
                      spare.eq(spare + taken - Mux(issued, bus.arlen + 1, 0))]
         done = beat & bus.rlast
         m.d.sync += outstanding.eq(outstanding + issued - done)
         with m.If(beat & (bus.rresp != RESP_OKAY)):
             m.d.sync += self.error.eq(1)
-        m.d.comb += self.busy.eq(split.active | (outstanding != 0) | buf.r_rdy)
+        m.d.comb += self.busy.eq(split.active | (outstanding != 0) | buf.popped | buf.r_rdy)
         return m
 
 

@@ -177,38 +177,34 @@ class CreditFIFO(wiring.Component):
     """A FIFO for a writer that holds a credit per free entry and so never writes into a full one:
     the write is not gated by the fill level. (In `amaranth.lib.fifo` the level's compare sits in
     front of every LUT RAM's write enable; on the engine's 192-bit store FIFO that loop spanned
-    the die.) `buffered`: SyncFIFOBuffered's ports and timing (r_rdy and r_data registers, a word
-    readable two edges after its write; `depth` words in memory and one in the output register);
-    else SyncFIFO's (r_data the memory's head, readable one edge after its write; r_rdy is a
-    register all the same). The memory is `depth` (>= 2) rounded up to a power of two deep, in
-    `banks` (`banked_ram_fifo`)."""
+    the die.) Ports and timing are SyncFIFOBuffered's: r_rdy and r_data are registers, a word is
+    readable two edges after its write; `depth` words in memory and one in the output register.
+    The memory is `depth` (>= 2) rounded up to a power of two deep, in `banks`
+    (`banked_ram_fifo`). `popped`: the memory's head moved to the output register this cycle, so
+    a writer's credit can be returned as the memory frees a word."""
 
-    def __init__(self, width: int, depth: int, banks: int = 1, buffered: bool = True) -> None:
+    def __init__(self, width: int, depth: int, banks: int = 1) -> None:
         if depth < 2 or banks < 1 or width % banks:
             raise ValueError(f"CreditFIFO: depth {depth} < 2 (a 1-deep memory's address has no "
                              f"bits), or {width} bits not in {banks} equal banks")
-        self.width, self.banks, self.buffered = width, banks, buffered
+        self.width, self.banks = width, banks
         self.depth = 1 << (depth - 1).bit_length()
         super().__init__({"w_en": In(1), "w_data": In(width), "r_en": In(1),
-                          "r_rdy": Out(1), "r_data": Out(width)})
+                          "r_rdy": Out(1), "r_data": Out(width), "popped": Out(1)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
         held = Signal(range(self.depth + 1))  # words in memory
         held_nz = Signal()  # held != 0, a register of its own
-        pop = Signal()  # the memory's head leaves (into the output register, if buffered)
+        pop = self.popped  # the memory's head leaves into the output register
         head = banked_ram_fifo(m, self.w_data, self.depth, self.banks, self.w_en, pop,
                                lambda b: (f"mem{b}", f"wptr{b}", f"rptr{b}"))
-        if self.buffered:
-            out = Signal(self.width, reset_less=True)
-            m.d.comb += [pop.eq(held_nz & (~self.r_rdy | self.r_en)), self.r_data.eq(out)]
-            with m.If(pop):
-                m.d.sync += [out.eq(head), self.r_rdy.eq(1)]
-            with m.Elif(self.r_en):
-                m.d.sync += self.r_rdy.eq(0)
-        else:
-            m.d.comb += [pop.eq(held_nz & self.r_en), self.r_rdy.eq(held_nz),
-                         self.r_data.eq(head)]
+        out = Signal(self.width, reset_less=True)
+        m.d.comb += [pop.eq(held_nz & (~self.r_rdy | self.r_en)), self.r_data.eq(out)]
+        with m.If(pop):
+            m.d.sync += [out.eq(head), self.r_rdy.eq(1)]
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
         m.d.sync += [held.eq(held + self.w_en - pop),
                      held_nz.eq(self.w_en | held[1:].any() | (held_nz & ~pop))]
         return m

@@ -79,11 +79,11 @@ class StreamEngine(wiring.Component):
         wiring.connect(m, sl.m, pins.s)
         connect_channels(m, sl.s, reader.bus)
         connect_channels(m, sl.s, writer.bus)
-        # register slices (one cycle each) on the DMA's streams to the units and the sequencer:
-        # the DMA sits by the memory port, they across the die
+        # register slices (one cycle each) on the DMA's streams to and from the units and the
+        # sequencer: the DMA sits by the memory port, they across the die. The read data leaves
+        # the reader's buffer from its output register, and no ready goes back: see `_sequencer`.
         cmd_bits = len(Value.cast(reader.cmd.payload))
         m.submodules.read_cmd = rd_cmd = RegisterSlice(cmd_bits)
-        m.submodules.read_data = rd_data = RegisterSlice(p.bus_bits)
         m.submodules.write_cmd = wr_cmd = RegisterSlice(cmd_bits)
         m.submodules.write_data = wr_data = RegisterSlice(p.bus_bits)
         for slice_, dma in ((rd_cmd, reader), (wr_cmd, writer)):
@@ -91,7 +91,6 @@ class StreamEngine(wiring.Component):
                          slice_.o.ready.eq(dma.cmd.ready)]
         m.d.comb += [wr_cmd.i.valid.eq(st.dma_cmd.valid), wr_cmd.i.payload.eq(st.dma_cmd.payload),
                      st.dma_cmd.ready.eq(wr_cmd.i.ready)]
-        wiring.connect(m, reader.data, rd_data.i)
         wiring.connect(m, st.dma_data, wr_data.i)
         wiring.connect(m, wr_data.o, writer.data)
         m.d.comb += [core.hw_en.eq(ld.wr_en), core.hw_sel.eq(ld.wr_sel), core.hw_addr.eq(ld.wr_addr),
@@ -99,7 +98,7 @@ class StreamEngine(wiring.Component):
                      core.hr_addr.eq(st.rd_addr), st.rd_data.eq(core.hr_data)]
         # a STORE is done when its last command has left the slice and the writer is idle
         writer_busy = writer.busy | wr_cmd.o.valid
-        self._sequencer(m, regs, core, (reader, rd_cmd.i, rd_data.o), writer_busy, writer.error,
+        self._sequencer(m, regs, core, (reader, rd_cmd.i, reader.data), writer_busy, writer.error,
                         ld, st)
         return m
 
@@ -131,15 +130,18 @@ class StreamEngine(wiring.Component):
                      load_done.eq(~ld.busy & ~reader.busy & ~ld.cmd.valid),
                      dma_error.eq(reader.error | writer_error)]
         # The reader serves the fetch and the load unit, never both at once (a LOAD ends before
-        # the next fetch): wired to both, so no state decode sits in its handshakes' paths.
-        fetch_cmd, gather = Signal(), Signal()
+        # the next fetch): wired to both, so no state decode sits in its handshakes' paths. Each
+        # takes every beat it asked for as it arrives (GATHER waits for its beats; the load unit
+        # is active from before its first DMA command to its last beat), so the read data's
+        # ready is 1: the consumers' state is not in front of the reader's buffer.
+        fetch_cmd = Signal()
         fetch = Signal(dma_command_layout(EXT_ADDR_W))
         m.d.comb += [fetch.addr.eq(pc), fetch.beats.eq(beats),
                      read_cmd.valid.eq(fetch_cmd | ld.dma_cmd.valid),
                      read_cmd.payload.eq(Mux(fetch_cmd, fetch, ld.dma_cmd.payload)),
                      ld.dma_cmd.ready.eq(read_cmd.ready),
                      ld.dma_data.valid.eq(read_data.valid), ld.dma_data.payload.eq(read_data.payload),
-                     read_data.ready.eq(gather | ld.dma_data.ready)]
+                     read_data.ready.eq(1)]
 
         def stop(error_code=None):
             m.d.sync += busy.eq(0)
@@ -166,7 +168,6 @@ class StreamEngine(wiring.Component):
                 with unless_bus_error(read_cmd.ready):
                     m.next = "GATHER"
             with m.State("GATHER"):
-                m.d.comb += gather.eq(1)
                 with unless_bus_error(read_data.valid):
                     m.d.sync += [word.word_select(beat, bb).eq(read_data.payload), beat.eq(beat + 1)]
                     with m.If(beat == beats - 1):

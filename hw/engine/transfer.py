@@ -115,11 +115,12 @@ class _TransferUnit(wiring.Component):
 
 
 class LoadUnit(_TransferUnit):
-    """External memory -> scratchpad. Ports: cmd (a transfer), dma_cmd / dma_data (to a DmaReader),
-    the core's host write port (wr_*), busy."""
+    """External memory -> scratchpad. Ports: cmd (a transfer), dma_cmd / dma_data (to a DmaReader
+    that also serves the sequencer's fetch: the unit takes the beats that come while it is active,
+    which are those of its own commands), the core's host write port (wr_*), busy."""
 
     def __init__(self, p: EngineParams) -> None:
-        super().__init__(p, {"dma_data": In(stream.Signature(unsigned(p.bus_bits))),
+        super().__init__(p, {"dma_data": In(stream.Signature(unsigned(p.bus_bits), always_ready=True)),
                              "wr_en": Out(1), "wr_sel": Out(4), "wr_addr": Out(ADDR_W),
                              "wr_data": Out(p.host_data_bits)})
 
@@ -127,12 +128,12 @@ class LoadUnit(_TransferUnit):
         m, iss = self._issue()
         p, bb, x = self.p, self.p.bus_bits, iss.x
         gather = Signal(_max_wpb(p) * bb)
-        fire = self.dma_data.valid & self.dma_data.ready
+        fire = self.dma_data.valid & iss.active
         beat, beat_last = _word_beats(m, iss.wpb, iss.armed, fire, "ld")
         word_done = fire & beat_last
         ptr, last = _word_counter(m, x, iss.armed, word_done, "ld")
         nxt = Signal.like(gather)
-        m.d.comb += [nxt.eq(gather), self.dma_data.ready.eq(iss.active)]
+        m.d.comb += nxt.eq(gather)
         with m.Switch(beat):
             for k in range(_max_wpb(p)):
                 with m.Case(k):
