@@ -112,10 +112,12 @@ class Engine(wiring.Component):
         # a command that ends no C tile (k_hold) is done when its last beat is issued: the next
         # command's beats (the rest of K) follow it into the array
         hold, pooling = data_reg(name="k_hold"), data_reg(name="pooling")
-        m.d.sync += [hold.eq(cmd.k_hold), pooling.eq(cmd.op == OP_POOL)]
+        # the pool's source scratchpad, a cycle after the command's: its first read is later
+        pool_r = data_reg(name="pool_a_sel")
+        m.d.sync += [hold.eq(cmd.k_hold), pooling.eq(cmd.op == OP_POOL), pool_r.eq(cmd.a_sel)]
         m.submodules.pool = pool = PoolUnit(p)
         m.d.comb += [pool.cmd.eq(cmd), pool.start.eq(seq.pool), pool.s_data.eq(mem[SEL_SMEM][1]),
-                     pool.rd_data.eq(Mux(cmd.a_sel, mem[SEL_AMEM_R][1], mem[SEL_AMEM_C][1]))]
+                     pool.rd_data.eq(Mux(pool_r, mem[SEL_AMEM_R][1], mem[SEL_AMEM_C][1]))]
         m.d.comb += [seq.start.eq(self.start), seq.cm_data.eq(mem[SEL_CMEM][1]),
                      seq.drain_done.eq(Mux(pooling, pool.done, drain.done | (hold & issue.idle))),
                      self.busy.eq(seq.busy), self.done.eq(seq.done)]
@@ -152,8 +154,8 @@ class Engine(wiring.Component):
         # ---- the engine's scratchpad ports -------------------------------------------------------
         # the max-pool unit writes its source scratchpad (AMEM_C or AMEM_R) and SMEM (marks)
         # while no GEMM runs: its write enables are zero otherwise, the output ops' during it
-        pool_wr = {SEL_AMEM_C: (pool.wr_addr, pool.wr_data, Mux(cmd.a_sel, 0, pool.wr_en)),
-                   SEL_AMEM_R: (pool.wr_addr, pool.wr_data, Mux(cmd.a_sel, pool.wr_en, 0)),
+        pool_wr = {SEL_AMEM_C: (pool.wr_addr, pool.wr_data, Mux(pool_r, 0, pool.wr_en)),
+                   SEL_AMEM_R: (pool.wr_addr, pool.wr_data, Mux(pool_r, pool.wr_en, 0)),
                    SEL_SMEM: (pool.mk_addr, pool.mk_data, pool.mk_en)}
         for sel in WRITTEN:
             name = MEM_NAMES[sel]

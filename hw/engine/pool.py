@@ -77,7 +77,10 @@ class PoolUnit(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        cmd, AB = self.cmd, self.p.act_bits
+        AB = self.p.act_bits
+        # the command's fields as latched at its start: registers beside the walk's adders, not
+        # the sequencer's command register, which every unit reads across the die
+        cmd = data_reg(command_layout(self.p), name="pool_cmd")
         w = _Walk(
             addr=data_reg(ADDR_W, name="addr"), dst=data_reg(ADDR_W, name="dst"),
             iy=data_reg(signed(PW), name="iy"), ix=data_reg(signed(PW), name="ix"),
@@ -87,7 +90,7 @@ class PoolUnit(wiring.Component):
             marking=Signal(name="marking"), inside=Signal(name="inside"))
         m.d.comb += [w.inside.eq((w.iy >= 0) & (w.iy < cmd.cv_h) & (w.ix >= 0) & (w.ix < cmd.cv_w)),
                      self.rd_addr.eq(w.addr), self.s_addr.eq(w.addr)]
-        self._walk(m, w)
+        self._walk(m, w, cmd)
         # the words come back READ_LATENCY cycles after their address, are registered on arrival
         # (`nxt`) and once more (`cur`, the word reduced): lane-wise first maximum, the padding
         # reading 0
@@ -133,8 +136,8 @@ class PoolUnit(wiring.Component):
         L, AB = self.p.lanes, self.p.act_bits
         rd = data_reg(L * AB, name="rd_q")
         m.d.sync += rd.eq(self.rd_data)
-        inb = delayed(m, w.inside, DL - 1, "pool_in")
-        nxt = [Mux(inb, rd.word_select(j, AB).as_signed(), 0) for j in range(L)]
+        inb = self._per_lane(m, platform, w.inside, DL - 1, "pool_in")
+        nxt = [Mux(inb[j], rd.word_select(j, AB).as_signed(), 0) for j in range(L)]
         cur = data_reg(data.ArrayLayout(signed(AB), L), name="pool_cur")
         m.d.sync += [cur[j].eq(nxt[j]) for j in range(L)]
         v = self._per_lane(m, platform, w.issue, DL, "pool_v", reset_less=False)
@@ -151,7 +154,7 @@ class PoolUnit(wiring.Component):
                 m.d.sync += [best[j].eq(cur[j]), arg[j].eq(pos[j])]
         return best, arg
 
-    def _walk(self, m: Module, w: _Walk) -> None:
+    def _walk(self, m: Module, w: _Walk, cmd) -> None:
         """The command's loops: blocks, output rows, pixels, words; per word the window's
         positions (issue), then with `conv` the positions again for the marked copy of s
         (marking), back to back: the window's arg-max is complete when the first word of s
@@ -159,8 +162,9 @@ class PoolUnit(wiring.Component):
         of s. The writes trail the reads by the read latency (flushing). Every loop's "at its
         last value", the position's "last of its window" and "this window's last read moves on"
         (`fin`: marking, or issuing without `conv`) are registers, so the ~50 enables of a step
-        to the next word, pixel, row or block decode a few flip-flops."""
-        cmd, RL = self.cmd, READ_LATENCY
+        to the next word, pixel, row or block decode a few flip-flops. `cmd`: the command as
+        latched at its start (the start cycle reads the port)."""
+        RL = READ_LATENCY
         blk, oy = Countdown(ADDR_W + 4, "blk"), Countdown(ADDR_W, "oy")
         ox, c = Countdown(CV_BITS, "ox"), Countdown(CV_N0_BITS, "c")
         win0 = data_reg(ADDR_W, name="win0")  # the window's first source word (its pixel's first + c)
@@ -175,12 +179,13 @@ class PoolUnit(wiring.Component):
         fin = data_reg(name="fin")
         m.d.comb += [self.active.eq(active), self.done.eq(done),
                      w.issue.eq(walking & ~marking), w.marking.eq(walking & marking)]
-        n1_one = cmd.cv_n1 == 1
 
-        def start(base, y0, x0):
+        def start(base, y0, x0, c=cmd):
             return [w.addr.eq(base), win0.eq(base), w.iy.eq(y0), w.ix.eq(x0), w.pos.eq(0),
-                    *w.ky.restart(cmd.cv_n2), *w.kx.restart(cmd.cv_n1),
-                    w.last.eq(n1_one & (cmd.cv_n2 == 1))]
+                    *w.ky.restart(c.cv_n2), *w.kx.restart(c.cv_n1),
+                    w.last.eq((c.cv_n1 == 1) & (c.cv_n2 == 1))]
+
+        n1_one = cmd.cv_n1 == 1
 
         def step():  # the next window position, row-major
             m.d.sync += [w.pos.eq(w.pos + 1), *w.kx.step(), w.last.eq(w.kx.pen & w.ky.last),
@@ -226,13 +231,14 @@ class PoolUnit(wiring.Component):
             with m.If(wait == 0):
                 m.d.sync += [flushing.eq(0), active.eq(0), done.eq(1)]
         with m.If(self.start & ~active):
-            m.d.sync += [active.eq(1), done.eq(0), walking.eq(1), marking.eq(0), fin.eq(~cmd.conv),
-                         *blk.restart(cmd.m_len),
-                         *oy.restart(cmd.k_len), *ox.restart(cmd.cv_mw),
-                         *c.restart(cmd.cv_n0),
-                         blk_base.eq(cmd.a_base), row_base.eq(cmd.a_base),
-                         pix_base.eq(cmd.a_base), dst_blk.eq(cmd.o0.base),
-                         w.dst.eq(cmd.o0.base), iy0.eq(cmd.cv_y0), ix0.eq(cmd.cv_x0),
-                         mk_off.eq(cmd.o2.base - cmd.a_base),
-                         w.mk_copy.eq(cmd.o3.base - cmd.o2.base),
-                         *start(cmd.a_base, cmd.cv_y0, cmd.cv_x0)]
+            c0 = self.cmd
+            m.d.sync += [cmd.eq(c0), active.eq(1), done.eq(0), walking.eq(1), marking.eq(0),
+                         fin.eq(~c0.conv), *blk.restart(c0.m_len),
+                         *oy.restart(c0.k_len), *ox.restart(c0.cv_mw),
+                         *c.restart(c0.cv_n0),
+                         blk_base.eq(c0.a_base), row_base.eq(c0.a_base),
+                         pix_base.eq(c0.a_base), dst_blk.eq(c0.o0.base),
+                         w.dst.eq(c0.o0.base), iy0.eq(c0.cv_y0), ix0.eq(c0.cv_x0),
+                         mk_off.eq(c0.o2.base - c0.a_base),
+                         w.mk_copy.eq(c0.o3.base - c0.o2.base),
+                         *start(c0.a_base, c0.cv_y0, c0.cv_x0, c0)]
