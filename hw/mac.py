@@ -235,10 +235,15 @@ class MacArray(wiring.Component):
             if R & (R - 1):
                 terms.append(~copy_ctls[0])
             m.d.comb += early.eq(reduce(operator.and_, terms))
-        m.d.comb += pending_next.eq(pending + (fire & p.last) - copy_ctls[0])
-        m.d.sync += [pending.eq(pending_next),
-                     ready.eq(((pending_next + buf_nexts[0]) < 2)
-                              | ((pending_next == 1) & buf_nexts[0] & early))]
+        # both outcomes of this cycle's `last` are formed ahead and chosen by it: the transfer's
+        # handshake arrives from across the die, late in the cycle
+        def admit(pn):
+            return ((pn + buf_nexts[0]) < 2) | ((pn == 1) & buf_nexts[0] & early)
+
+        ends = fire & p.last
+        kept, ended = ((pending + k - copy_ctls[0])[:len(pending)] for k in (0, 1))
+        m.d.comb += pending_next.eq(Mux(ends, ended, kept))
+        m.d.sync += [pending.eq(pending_next), ready.eq(Mux(ends, admit(ended), admit(kept)))]
         return m
 
 
