@@ -160,9 +160,9 @@ class Engine(wiring.Component):
         for sel in WRITTEN:
             name = MEM_NAMES[sel]
             port = [getattr(ops, f"{name}_wr_{k}") for k in ("addr", "data", "en")]
-            if sel in pool_wr:  # the select once for the address and once per lane
-                pa, pd, pe = pool_wr[sel]
-                ps = replicated_reg(m, platform, cmd.op == OP_POOL, p.lanes + 1, f"pool_{name}")
+            if sel in pool_wr:  # the select once for the address and once per lane, two cycles
+                pa, pd, pe = pool_wr[sel]  # after DECODE (as the output ops' selects)
+                ps = replicated_reg(m, platform, pooling, p.lanes + 1, f"pool_{name}")
                 port = [Mux(ps[0], pa, port[0]), lane_mux(ps[1:], pd, port[1]), port[2] | pe]
             m.d.comb += [getattr(sp, f"{name}_wr_{k}").eq(v)
                          for k, v in zip(("addr", "data", "en"), port)]

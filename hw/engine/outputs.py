@@ -206,12 +206,14 @@ class OutputOps(wiring.Component):
         rb = rbwd.out_valid
 
         def selects(d, name):
-            """A command's port select registered as `d` once for the address and once per lane
-            (the lanes' write registers lie apart, with their memory's RAMs)."""
+            """A command's port select registered as `d` (itself a register of the decoded
+            command) once for the address and once per lane (the lanes' write registers lie
+            apart, with their memory's RAMs). Two cycles after DECODE: a command's first write
+            is far later, and the last one before it was presented before its flush ended."""
             return replicated_reg(m, platform, d, L + 1, name)
 
         def row_or(name, addr, dat, en):  # the row-wide scaling's port during its commands
-            rs = selects(by_rows, f"rows_{name}")
+            rs = selects(is_rows, f"rows_{name}")
             return [Mux(rs[0], getattr(rows, f"{name}_wr_addr"), addr),
                     lane_mux(rs[1:], getattr(rows, f"{name}_wr_data"), dat),
                     lane_mux(rs[1:], getattr(rows, f"{name}_wr_en"), en)]
@@ -224,7 +226,7 @@ class OutputOps(wiring.Component):
         m.d.comb += e_ext.eq(e_out)
         # DMEM's address and word by the command (relu_bwd or not): no loss gradient is written
         # during a relu_bwd command, nor a ReLU-backward row during any other
-        rbs = selects(op == OP_RELU_BWD, "rbwd_dmem")
+        rbs = selects(is_rbwd, "rbwd_dmem")
         write(SEL_DMEM, Mux(rbs[0], rbwd.out_addr, sc.a[1]),
               lane_mux(rbs[1:], rbwd.out_word, _rep(e_ext, L)),
               Mux(rb, (1 << L) - 1, lane_en(sc.j, sc_valid & is_loss)))
