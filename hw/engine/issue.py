@@ -73,6 +73,12 @@ class OperandIssue(wiring.Component):
                          k_first.eq(1), a_tile.eq(cmd.a_base), a_addr.eq(cmd.a_base),
                          b_tile.eq(cmd.b_base), b_addr.eq(cmd.b_base)]
 
+        # the command a cycle late, registered beside the walk's adders (the sequencer's command
+        # register feeds every unit across the die): it changes only at a DECODE, and the walk
+        # reads it only after its start cycle, which reads the port
+        run = data_reg(command_layout(p), name="issue_cmd")
+        m.d.sync += run.eq(cmd)
+
         # issue = issuing & (a credit), decided a cycle ahead from both next values, so the ~150
         # issue-side enables hang off a register
         issue, issue_n = Signal(), Signal()
@@ -102,22 +108,22 @@ class OperandIssue(wiring.Component):
                                  mt_end.eq(mt_rem == 1)]
                 with m.Else():
                     m.d.sync += [nt_rem.eq(nt_rem - 1), nt_pen.eq(nt_rem == 2)]
-        inb, row_end = self._window(m, start, issue_g[3], k_end_g[3], kn_end_g[3])
-        b_next = self._pool_map(m, b_tile, start | (issue_g[3] & kn_end_g[3]),
+        inb, row_end = self._window(m, run, start, issue_g[3], k_end_g[3], kn_end_g[3])
+        b_next = self._pool_map(m, run, b_tile, start, issue_g[3] & kn_end_g[3],
                                 issue_g[3] & k_end_g[3] & ~kn_end_g[3])
         with m.If(issue_g[1]):
             # both steps added, the row end choosing between the sums (not in front of the adder)
-            m.d.sync += a_addr.eq(Mux(row_end, a_addr + cmd.a_skr, a_addr + cmd.a_sk))
+            m.d.sync += a_addr.eq(Mux(row_end, a_addr + run.a_skr, a_addr + run.a_sk))
             with m.If(k_end_g[1]):
                 with m.If(kn_end_g[1]):
-                    m.d.sync += [a_tile.eq(a_tile + cmd.a_sm), a_addr.eq(a_tile + cmd.a_sm)]
+                    m.d.sync += [a_tile.eq(a_tile + run.a_sm), a_addr.eq(a_tile + run.a_sm)]
                 with m.Else():
                     m.d.sync += a_addr.eq(a_tile)
         with m.If(issue_g[2]):
-            m.d.sync += b_addr.eq(b_addr + cmd.b_sk)
+            m.d.sync += b_addr.eq(b_addr + run.b_sk)
             with m.If(k_end_g[2]):
                 with m.If(kn_end_g[2]):
-                    m.d.sync += [b_tile.eq(cmd.b_base), b_addr.eq(cmd.b_base)]
+                    m.d.sync += [b_tile.eq(run.b_base), b_addr.eq(run.b_base)]
                 with m.Else():
                     m.d.sync += [b_tile.eq(b_next), b_addr.eq(b_next)]
 
@@ -146,85 +152,94 @@ class OperandIssue(wiring.Component):
         m.d.comb += self.idle.eq(~issuing)
         return m
 
-    def _window(self, m: Module, start, issue, k_end, kn_end):
+    def _window(self, m: Module, run, start, issue, k_end, kn_end):
         """A conv command's source pixel (`params.command_layout`): (sx, sy) is the pixel of the
         beat at the A address register, (mx, my) the first pixel of the m tile's window.
-        Returns (the pixel lies inside the image, the beat ends a row of the window)."""
+        Returns (the pixel lies inside the image, the beat ends a row of the window). `run`:
+        the command after its start cycle."""
         cmd = self.cmd
         PW = CV_BITS + 3  # signed: window offsets below zero, sums above the image
         sx, sy, mx, my = (data_reg(signed(PW), name=n) for n in ("sx", "sy", "mx", "my"))
         c0, c1, c2 = Countdown(CV_N0_BITS, "c0"), Countdown(CV_BITS, "c1"), Countdown(CV_BITS, "c2")
         px = data_reg(CV_BITS)  # m tiles left in the output row
-        window = [*c0.restart(cmd.cv_n0), *c1.restart(cmd.cv_n1), *c2.restart(cmd.cv_n2)]
+
+        def window(c):
+            return [*c0.restart(c.cv_n0), *c1.restart(c.cv_n1), *c2.restart(c.cv_n2)]
+
         with m.If(start):
             m.d.sync += [sx.eq(cmd.cv_x0), sy.eq(cmd.cv_y0), mx.eq(cmd.cv_x0), my.eq(cmd.cv_y0),
-                         *window, px.eq(cmd.cv_mw - 1)]
+                         *window(cmd), px.eq(cmd.cv_mw - 1)]
         row_end = Signal()
-        m.d.comb += row_end.eq(cmd.conv & c0.last & c1.last)
+        m.d.comb += row_end.eq(run.conv & c0.last & c1.last)
         with m.If(issue):
             with m.If(k_end):  # the next C tile: its window from the start
-                m.d.sync += [*window, sx.eq(mx), sy.eq(my)]
-                with m.If(kn_end & (cmd.cv_mw != 0)):  # the next m tile is the next output pixel
+                m.d.sync += [*window(run), sx.eq(mx), sy.eq(my)]
+                with m.If(kn_end & (run.cv_mw != 0)):  # the next m tile is the next output pixel
                     with m.If(px == 0):
-                        m.d.sync += [px.eq(cmd.cv_mw - 1), mx.eq(cmd.cv_x0), my.eq(my + 1),
-                                     sx.eq(cmd.cv_x0), sy.eq(my + 1)]
+                        m.d.sync += [px.eq(run.cv_mw - 1), mx.eq(run.cv_x0), my.eq(my + 1),
+                                     sx.eq(run.cv_x0), sy.eq(my + 1)]
                     with m.Else():
                         m.d.sync += [px.eq(px - 1), mx.eq(mx + 1), sx.eq(mx + 1)]
             with m.Elif(~c0.last):
                 m.d.sync += c0.step()
             with m.Else():
-                m.d.sync += [*c0.restart(cmd.cv_n0), sx.eq(sx + 1), *c1.step()]
+                m.d.sync += [*c0.restart(run.cv_n0), sx.eq(sx + 1), *c1.step()]
                 with m.If(c1.last):
-                    m.d.sync += [*c1.restart(cmd.cv_n1), sx.eq(mx), sy.eq(sy + 1), *c2.step()]
+                    m.d.sync += [*c1.restart(run.cv_n1), sx.eq(mx), sy.eq(sy + 1), *c2.step()]
                     with m.If(c2.last):
-                        m.d.sync += [*c2.restart(cmd.cv_n2), sy.eq(my)]
+                        m.d.sync += [*c2.restart(run.cv_n2), sy.eq(my)]
         inb = Signal()
-        m.d.comb += inb.eq(~cmd.conv | ((sx >= 0) & (sx < cmd.cv_w) & (sy >= 0) & (sy < cmd.cv_h)))
+        m.d.comb += inb.eq(~run.conv | ((sx >= 0) & (sx < run.cv_w) & (sy >= 0) & (sy < run.cv_h)))
         return inb, row_end
 
-    def _pool_map(self, m: Module, b_tile, restart, advance):
+    def _pool_map(self, m: Module, run, b_tile, start, again, advance):
         """The B tile of the next n tile: the next word, or (`cmd.bpool`) the word of the next
-        pixel's pooling window (`params.command_layout`); `restart` at the first n tile,
-        `advance` when the n tile ends. The walk's tests are registered flags and pix + cw a
-        register, so that the choice is muxes behind registers (it feeds the B address)."""
-        cmd = self.cmd
+        pixel's pooling window (`params.command_layout`); back to the first n tile at `start`
+        (from the port) and `again` (from `run`, the command after its start cycle), `advance`
+        when the n tile ends. The walk's tests are registered flags and pix + cw a register, so
+        that the choice is muxes behind registers (it feeds the B address)."""
         # words of the pixel and pixels of the row left, and the pixel's place in its window
         # (a window starts in its padding: -cv_x0, -cv_y0)
         ct, x = Countdown(CV_N0_BITS, "ct"), Countdown(CV_BITS, "x")
         wx, wy = Countdown(CV_BITS, "wx"), Countdown(CV_BITS, "wy")
         pix, row = data_reg(ADDR_W), data_reg(ADDR_W)  # the window's and its row's first B tile
         pix_cw = data_reg(ADDR_W)  # pix + cw
-        cw = cmd.cv_n0
 
-        wx_first = wx.restart(cmd.cv_n1 + cmd.cv_x0)  # a row's first pixel: the window's padding
+        def first_pixel(c):  # a row's first pixel: the window's padding
+            return wx.restart(c.cv_n1 + c.cv_x0)
 
-        def set_pix(v):
-            return [pix.eq(v), pix_cw.eq(v + cw)]
+        def set_pix(v, c):
+            return [pix.eq(v), pix_cw.eq(v + c.cv_n0)]
+
+        def restart(c):
+            return [*ct.restart(c.cv_n0), *x.restart(c.cv_w), *first_pixel(c),
+                    *wy.restart(c.cv_n2 + c.cv_y0), *set_pix(c.b_base, c), row.eq(c.b_base)]
 
         b_next = Signal(ADDR_W)
-        with m.If(~cmd.bpool | ~ct.last):
+        with m.If(~run.bpool | ~ct.last):
             m.d.comb += b_next.eq(b_tile + 1)
         with m.Elif(~x.last):
             m.d.comb += b_next.eq(Mux(wx.last, pix_cw, pix))
         with m.Else():
             m.d.comb += b_next.eq(Mux(wy.last, pix_cw, row))
-        with m.If(restart):
-            m.d.sync += [*ct.restart(cw), *x.restart(cmd.cv_w), *wx_first,
-                         *wy.restart(cmd.cv_n2 + cmd.cv_y0), *set_pix(cmd.b_base), row.eq(cmd.b_base)]
+        with m.If(start):
+            m.d.sync += restart(self.cmd)
+        with m.Elif(again):
+            m.d.sync += restart(run)
         with m.Elif(advance & ~ct.last):
             m.d.sync += ct.step()
         with m.Elif(advance):
-            m.d.sync += ct.restart(cw)
+            m.d.sync += ct.restart(run.cv_n0)
             with m.If(~x.last):
                 m.d.sync += [*x.step(), *wx.step()]
                 with m.If(wx.last):
-                    m.d.sync += [*wx.restart(cmd.cv_n1), *set_pix(pix_cw)]
+                    m.d.sync += [*wx.restart(run.cv_n1), *set_pix(pix_cw, run)]
             with m.Else():
-                m.d.sync += [*x.restart(cmd.cv_w), *wx_first, *wy.step()]
+                m.d.sync += [*x.restart(run.cv_w), *first_pixel(run), *wy.step()]
                 with m.If(wy.last):
-                    m.d.sync += [*wy.restart(cmd.cv_n2), *set_pix(pix_cw), row.eq(pix_cw)]
+                    m.d.sync += [*wy.restart(run.cv_n2), *set_pix(pix_cw, run), row.eq(pix_cw)]
                 with m.Else():
-                    m.d.sync += set_pix(row)
+                    m.d.sync += set_pix(row, run)
         return b_next
 
     def _operands(self, m: Module, inb):
