@@ -14,6 +14,7 @@ from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.fanout import replicated_reg
 from hw.relu import NitroReluForward
 from hw.scaling import ScaleClip
 
@@ -89,8 +90,10 @@ class RowScale(wiring.Component):
         m.d.sync += [m_ok.eq(self.m_row < cmd.m_len), n_rem.eq(cmd.n_len - (self.nt << LB)),
                      n_mask.eq(Mux(n_rem >= L, (1 << L) - 1,
                                    ((1 << n_rem[:LB]) - 1)[:L]))]
-        valid = delayed(m, self.valid, lat, "rs_valid", False)
-        last = delayed(m, self.m_row[:LB] == L - 1, lat, "rs_last")
+        # a row's valid and "its tile's last", a cycle before its s and a leave the lanes
+        valid_p = delayed(m, self.valid, lat - 1, "rs_valid", False)
+        last_p = delayed(m, self.m_row[:LB] == L - 1, lat - 1, "rs_last")
+        valid, last = delayed(m, valid_p, 1, "rs_valid_q", False), delayed(m, last_p, 1, "rs_last_q")
         m_ok = delayed(m, m_ok, lat - 1, "rs_m_ok")
         n_mask = delayed(m, n_mask, lat - 2, "rs_n_mask")
         col_addr = delayed(m, self.col_addr, lat, "rs_col")
@@ -103,24 +106,34 @@ class RowScale(wiring.Component):
                      self.smem_wr_data.eq(lanes.s), self.smem_wr_en.eq(en)]
 
         # AMEM_C: the tile's first L - 1 rows shift through `held`; its last row loads the
-        # column words `cols` (word j: lane r = row r's element j)
+        # column words `cols` (word j: lane r = row r's element j). The enables are registers,
+        # a copy per lane and one for the rest (~600 flip-flops across the row's lanes): `move`
+        # a row arrives, `load` it is a tile's last, `shift` columns are still to write.
         held = [data_reg(data.ArrayLayout(signed(AB), L), name=f"rs_held{r}") for r in range(L - 1)]
         held_ok = data_reg(L - 1)
         cols = [data_reg(L * AB, name=f"rs_col{j}") for j in range(L)]
         col_lanes, col_n = data_reg(L), data_reg(L)  # lanes (rows) in m_len; columns in n_len
         col_at = data_reg(ADDR_W)
         left = Signal(range(L + 1))  # columns still to write
-        with m.If(valid):
-            m.d.sync += [held[r].eq(held[r + 1]) for r in range(L - 2)]
-            m.d.sync += [held[L - 2].eq(lanes.a), held_ok.eq(Cat(held_ok[1:], m_ok))]
-        tile = [*held, lanes.a]
-        with m.If(valid & last):
-            m.d.sync += [cols[j].eq(Cat(*(t[j] for t in tile))) for j in range(L)]
+        move = replicated_reg(m, platform, valid_p, L + 1, "rs_move")
+        load = replicated_reg(m, platform, valid_p & last_p, L + 1, "rs_load")
+        shift = replicated_reg(m, platform, (valid & last) | left[1:].any(), L + 1, "rs_shift")
+        for j in range(L):
+            with m.If(move[j]):
+                m.d.sync += [held[r][j].eq(held[r + 1][j]) for r in range(L - 2)]
+                m.d.sync += held[L - 2][j].eq(lanes.a[j])
+            with m.If(load[j]):
+                m.d.sync += cols[j].eq(Cat(*(t[j] for t in [*held, lanes.a])))
+            if j < L - 1:  # the last column word is only loaded
+                with m.Elif(shift[j]):
+                    m.d.sync += cols[j].eq(cols[j + 1])
+        with m.If(move[L]):
+            m.d.sync += held_ok.eq(Cat(held_ok[1:], m_ok))
+        with m.If(load[L]):
             m.d.sync += [col_lanes.eq(Cat(held_ok, m_ok)), col_n.eq(n_mask), col_at.eq(col_addr),
                          left.eq(L)]
-        with m.Elif(left != 0):
-            m.d.sync += [cols[j].eq(cols[j + 1]) for j in range(L - 1)]
+        with m.Elif(shift[L]):
             m.d.sync += [col_n.eq(col_n[1:]), col_at.eq(col_at + 1), left.eq(left - 1)]
         m.d.comb += [self.amem_c_wr_addr.eq(col_at), self.amem_c_wr_data.eq(cols[0]),
-                     self.amem_c_wr_en.eq(Mux((left != 0) & col_n[0], col_lanes, 0))]
+                     self.amem_c_wr_en.eq(Mux(shift[L] & col_n[0], col_lanes, 0))]
         return m
