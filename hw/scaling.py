@@ -44,7 +44,7 @@ class ScaleClip(PipelinedUnit):
     and |z| / sf takes 8 restoring-division steps (one register level each, a subtractor of at
     most in_width bits): step b takes sf * 2^b from the remainder when it fits. Bit 7 set means
     |z| >= 128 * sf, i.e. saturation; below it, bits 6..0 are the exact truncated quotient.
-    Latency: |z|, 8 steps, sign and clip: 10. Eight lanes of it cost no DSP (the engine's
+    Latency: |z|, 8 steps (the last with the sign and clip), a copy: 10. Eight lanes of it cost no DSP (the engine's
     row-wide scaling). `sf` enters through a flip-flop of its own (`hw.fanout`): the lanes all
     take the command's sf, and yosys would merge their identical sf registers, stage by stage,
     into one chain that ties every lane's divider to every other's.
@@ -71,11 +71,21 @@ class ScaleClip(PipelinedUnit):
         sf, = replicated_reg(m, st.platform, p.sf, 1, "sf_in")
         rem = st.reg(Mux(p.z[-1], -p.z, p.z)[:W], unsigned(W))  # |z|; |-2^(W-1)| fits unsigned
         q = Const(0, 0)
-        for b in reversed(range(self.STEPS)):
+        for b in reversed(range(1, self.STEPS)):
             hi = rem[b:]
             fits = hi >= sf
             q = st.reg(Cat(fits, q))
             rem = st.reg(Mux(fits, Cat(rem[:b], (hi - sf)[:W - b]), rem), unsigned(W))
             sign, sf = st.reg(sign), st.reg(sf)
-        mag = Mux(q[-1], ACT_MAX, q[:-1])
-        return st.reg(Mux(sign, -mag, mag)[:8].as_signed(), signed(8))
+        # The last step's bit chooses between the two results it can give, each formed beside
+        # the step from the bits before it (saturation, bits 6..1, the sign), so the clip and
+        # the negation are not behind the divider and the last register level is a plain copy:
+        # no logic behind the route from the lane to where its result goes.
+        sat, high = q[-1], q[:-1]
+
+        def result(q0):
+            mag = Mux(sat, ACT_MAX, Cat(q0, high))
+            return Mux(sign, -mag, mag)[:8].as_signed()
+
+        out = st.reg(Mux(rem >= sf, result(1), result(0)), signed(8))
+        return st.reg(out)
