@@ -168,8 +168,9 @@ class PoolUnit(wiring.Component):
         blk, oy = Countdown(ADDR_W + 4, "blk"), Countdown(ADDR_W, "oy")
         ox, c = Countdown(CV_BITS, "ox"), Countdown(CV_N0_BITS, "c")
         win0 = data_reg(ADDR_W, name="win0")  # the window's first source word (its pixel's first + c)
-        blk_base, row_base, pix_base = (data_reg(ADDR_W, name=n) for n in
-                                        ("blk_base", "row_base", "pix_base"))
+        # the first source word of the next pixel, output row and block, kept ahead (each the
+        # current one's plus its step): the walk's address takes registers, not adders
+        npx, nrow, nblk = (data_reg(ADDR_W, name=n) for n in ("next_pix", "next_row", "next_blk"))
         dst_blk = data_reg(ADDR_W)
         iy0, ix0 = data_reg(signed(PW)), data_reg(signed(PW))  # the window's top-left pixel
         wait = data_reg(range(RL + 4))
@@ -198,22 +199,19 @@ class PoolUnit(wiring.Component):
             m.d.sync += [*c.step(), w.dst.eq(w.dst + 1), *start(win0 + 1, iy0, ix0),
                          marking.eq(0), fin.eq(~cmd.conv)]
             with m.If(c.last):
-                npx = pix_base + cmd.a_skr
                 m.d.sync += [*c.restart(cmd.cv_n0), *ox.step(),
-                             pix_base.eq(npx), ix0.eq(ix0 + cmd.cv_n1),
+                             npx.eq(npx + cmd.a_skr), ix0.eq(ix0 + cmd.cv_n1),
                              *start(npx, iy0, ix0 + cmd.cv_n1)]
                 with m.If(ox.last):
-                    nrow = row_base + cmd.b_sk
                     m.d.sync += [*ox.restart(cmd.cv_mw), *oy.step(),
-                                 row_base.eq(nrow), pix_base.eq(nrow),
+                                 nrow.eq(nrow + cmd.b_sk), npx.eq(nrow + cmd.a_skr),
                                  ix0.eq(cmd.cv_x0), iy0.eq(iy0 + cmd.cv_n2),
                                  *start(nrow, iy0 + cmd.cv_n2, cmd.cv_x0)]
                     with m.If(oy.last):
-                        nblk = blk_base + cmd.a_sm
                         ndst = dst_blk + cmd.o0.stride
                         m.d.sync += [*oy.restart(cmd.k_len), *blk.step(),
-                                     blk_base.eq(nblk),
-                                     row_base.eq(nblk), pix_base.eq(nblk), dst_blk.eq(ndst),
+                                     nblk.eq(nblk + cmd.a_sm), nrow.eq(nblk + cmd.b_sk),
+                                     npx.eq(nblk + cmd.a_skr), dst_blk.eq(ndst),
                                      w.dst.eq(ndst), iy0.eq(cmd.cv_y0),
                                      *start(nblk, cmd.cv_y0, cmd.cv_x0)]
                         with m.If(blk.last):
@@ -236,8 +234,8 @@ class PoolUnit(wiring.Component):
                          fin.eq(~c0.conv), *blk.restart(c0.m_len),
                          *oy.restart(c0.k_len), *ox.restart(c0.cv_mw),
                          *c.restart(c0.cv_n0),
-                         blk_base.eq(c0.a_base), row_base.eq(c0.a_base),
-                         pix_base.eq(c0.a_base), dst_blk.eq(c0.o0.base),
+                         npx.eq(c0.a_base + c0.a_skr), nrow.eq(c0.a_base + c0.b_sk),
+                         nblk.eq(c0.a_base + c0.a_sm), dst_blk.eq(c0.o0.base),
                          w.dst.eq(c0.o0.base), iy0.eq(c0.cv_y0), ix0.eq(c0.cv_x0),
                          mk_off.eq(c0.o2.base - c0.a_base),
                          w.mk_copy.eq(c0.o3.base - c0.o2.base),
