@@ -146,6 +146,7 @@ class Engine(wiring.Component):
                      pmem.wr_en.eq(ops.pmem_wr_en)]
         m.d.comb += [ops.cmd.eq(cmd), ops.e_valid.eq(ser.valid), ops.e.eq(ser.e),
                      ops.row_v.eq(drain.row_v), ops.row.eq(drain.row_data),
+                     ops.row_rs.eq(drain.row_lanes),
                      ops.row_addr.eq(drain.row_addr1), ops.row_addr2.eq(drain.row_addr2),
                      ops.col_addr.eq(drain.col_addr), ops.nt.eq(drain.nt), ops.m_row.eq(drain.m_row),
                      ops.y_word.eq(mem[SEL_YMEM][1]), ops.w_word.eq(mem[SEL_WMEM][1]),

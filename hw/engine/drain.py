@@ -26,7 +26,9 @@ class RowDrain(wiring.Component):
     its op kind. Per drained row (`row_v`, `row_data`): its PMEM row `row_n` (the command's
     p_base + its index in the command), its m index `m_row`, n tile `nt`, the o0
     and o4 words of its first element (`col_addr`, `tcol_addr`) and the row slots' words
-    (`row_addr1..3`); `o_fire` a cycle earlier. `done`: the command's last row has drained."""
+    (`row_addr1..3`); `o_fire` a cycle earlier. `row_lanes`: `row_data` again, each element in
+    flip-flops of its own, for the row-wide scaling, whose lanes lie apart across the die.
+    `done`: the command's last row has drained."""
 
     def __init__(self, p: EngineParams, rows: wiring.Signature) -> None:
         self.p = p
@@ -34,6 +36,7 @@ class RowDrain(wiring.Component):
             "cmd": In(command_layout(p)), "start": In(4), "launch": In(1), "serial": In(1),
             "i": In(rows),
             "o_fire": Out(1), "row_v": Out(1), "row_data": Out(rows.members["payload"].shape),
+            "row_lanes": Out(rows.members["payload"].shape),
             "row_n": Out(ADDR_W), "m_row": Out(ADDR_W + 4), "nt": Out(ADDR_W), "col_addr": Out(ADDR_W),
             "tcol_addr": Out(ADDR_W), "row_addr1": Out(ADDR_W), "row_addr2": Out(ADDR_W),
             "row_addr3": Out(ADDR_W), "done": Out(1),
@@ -54,9 +57,17 @@ class RowDrain(wiring.Component):
         row_addr = {s: data_reg(ADDR_W, name=f"row_addr{s}") for s in ROW_SLOTS}
         c_mt, t_nt = data_reg(ADDR_W), data_reg(ADDR_W)
         # a row slot's step per m tile: L rows, or (conv forward: m tiles are pixels, channels
-        # innermost) the n tiles of one pixel; chosen at the command's start (a compare and a
-        # mux in front of the m-tile adders were the drain's slowest paths)
+        # innermost) the n tiles of one pixel. Formed from the command in two register levels,
+        # free-running: the command holds while its rows drain, and its first m tile ends many
+        # cycles after its DECODE (a compare and a mux in front of the m-tile adders, then
+        # behind the command register's die-wide nets, were the drain's slowest paths)
         m_step = {s: data_reg(ADDR_W, name=f"m_step{s}") for s in ROW_SLOTS}
+        conv_m, n_tiles = data_reg(name="conv_m"), data_reg(ADDR_W, name="n_tiles")
+        m.d.sync += [conv_m.eq(cmd.cv_mw != 0), n_tiles.eq(last_tile(cmd.n_len, LB) + 1)]
+        for s in ROW_SLOTS:
+            stride = data_reg(ADDR_W, name=f"m_stride{s}")
+            m.d.sync += [stride.eq(slots[s].stride << LB),
+                         m_step[s].eq(Mux(conv_m, n_tiles, stride))]
         row_n = data_reg(ADDR_W)  # p_base + rows drained so far (a chunk's partial sums' PMEM row)
         done = Signal()
         m.d.comb += [self.col_addr.eq(c_mt + (nt_d << LB)), self.tcol_addr.eq(t_nt + mt_d),
@@ -71,8 +82,6 @@ class RowDrain(wiring.Component):
         for s in ROW_SLOTS:
             with m.If(self.start[s]):
                 m.d.sync += [x[s].eq(slots[s].base) for x in (r_mt, row_addr, tile0)]
-                m.d.sync += m_step[s].eq(Mux(cmd.cv_mw != 0, last_tile(cmd.n_len, LB) + 1,
-                                             slots[s].stride << LB))
         # "last tile" flags one cycle behind the counters: a counter changes only on a tile's
         # last row, and the flag is next read L >= 2 drained rows later
         nt_d_last, mt_d_last = data_reg(), data_reg()
@@ -87,6 +96,9 @@ class RowDrain(wiring.Component):
         row_data = data_reg(self.row_data.shape())
         m.d.sync += [row_v.eq(o_fire), row_data.eq(self.i.payload)]
         m.d.comb += self.row_data.eq(row_data)
+        m.d.comb += [self.row_lanes[j].eq(replicated_reg(m, platform, self.i.payload[j], 1,
+                                                         f"row_lane{j}")[0])
+                     for j in range(L)]
         with m.If(o_fire & self.serial):
             m.d.sync += [accept.eq(0), acc_cnt.eq(L - 1)]
         with m.Elif(acc_cnt != 0):

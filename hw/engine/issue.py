@@ -84,9 +84,10 @@ class OperandIssue(wiring.Component):
         issue, issue_n = Signal(), Signal()
         # The loop-end flags' next values, so that `issue`, `k_end` and "k and n at their ends"
         # are registered once per group of the ~100 address and counter bits they select
-        # (hw.fanout): 0 the counters, 1 the A addresses, 2 the B addresses, 3 the window and
-        # pool-map counters. (One `issue` decoded with k_end & nt_end in front of every mux was
-        # the deepest issue path.)
+        # (hw.fanout): 0 the counters, 1 the A addresses, 2 the B addresses; the window and
+        # pool-map counters take their cases (a beat ends a C tile, and the n loop too, or not)
+        # as registers of their own. (One `issue` decoded with k_end & nt_end in front of every
+        # mux was the deepest issue path.)
         k_end_n, nt_end_n = Signal(), Signal()
         m.d.comb += [k_end_n.eq(k_end), nt_end_n.eq(nt_end)]
         with m.If(start):
@@ -96,9 +97,13 @@ class OperandIssue(wiring.Component):
             with m.If(k_end):
                 m.d.comb += nt_end_n.eq(Mux(nt_end, n_one, nt_pen))
         m.d.sync += [k_end.eq(k_end_n), nt_end.eq(nt_end_n)]
-        issue_g = replicated_reg(m, platform, issue_n, 4, "issue")
-        k_end_g = replicated_reg(m, platform, k_end_n, 4, "k_end")
-        kn_end_g = replicated_reg(m, platform, k_end_n & nt_end_n, 4, "kn_end")
+        issue_g = replicated_reg(m, platform, issue_n, 3, "issue")
+        k_end_g = replicated_reg(m, platform, k_end_n, 3, "k_end")
+        kn_end_g = replicated_reg(m, platform, k_end_n & nt_end_n, 3, "kn_end")
+        tile, kn_tile = (replicated_reg(m, platform, issue_n & e, 2, n)
+                         for e, n in ((k_end_n, "tile"), (k_end_n & nt_end_n, "kn_tile")))
+        k_step, = replicated_reg(m, platform, issue_n & ~k_end_n, 1, "k_step")
+        n_step, = replicated_reg(m, platform, issue_n & k_end_n & ~nt_end_n, 1, "n_step")
         with m.If(issue_g[0]):
             m.d.sync += [k_first.eq(k_end_g[0]), k_rem.eq(k_rem - 1), k_pen.eq(k_rem == 2)]
             with m.If(k_end_g[0]):
@@ -108,9 +113,8 @@ class OperandIssue(wiring.Component):
                                  mt_end.eq(mt_rem == 1)]
                 with m.Else():
                     m.d.sync += [nt_rem.eq(nt_rem - 1), nt_pen.eq(nt_rem == 2)]
-        inb, row_end = self._window(m, run, start, issue_g[3], k_end_g[3], kn_end_g[3])
-        b_next = self._pool_map(m, run, b_tile, start, issue_g[3] & kn_end_g[3],
-                                issue_g[3] & k_end_g[3] & ~kn_end_g[3])
+        inb, row_end = self._window(m, run, start, tile[0], kn_tile[0], k_step)
+        b_next = self._pool_map(m, run, b_tile, start, kn_tile[1], n_step)
         with m.If(issue_g[1]):
             # both steps added, the row end choosing between the sums (not in front of the adder)
             m.d.sync += a_addr.eq(Mux(row_end, a_addr + run.a_skr, a_addr + run.a_sk))
@@ -152,11 +156,12 @@ class OperandIssue(wiring.Component):
         m.d.comb += self.idle.eq(~issuing)
         return m
 
-    def _window(self, m: Module, run, start, issue, k_end, kn_end):
+    def _window(self, m: Module, run, start, tile, kn_tile, k_step):
         """A conv command's source pixel (`params.command_layout`): (sx, sy) is the pixel of the
         beat at the A address register, (mx, my) the first pixel of the m tile's window.
         Returns (the pixel lies inside the image, the beat ends a row of the window). `run`:
-        the command after its start cycle."""
+        the command after its start cycle; the beat issued ends a C tile (`tile`), and its n
+        loop (`kn_tile`), or not (`k_step`)."""
         cmd = self.cmd
         PW = CV_BITS + 3  # signed: window offsets below zero, sums above the image
         sx, sy, mx, my = (data_reg(signed(PW), name=n) for n in ("sx", "sy", "mx", "my"))
@@ -166,28 +171,28 @@ class OperandIssue(wiring.Component):
         def window(c):
             return [*c0.restart(c.cv_n0), *c1.restart(c.cv_n1), *c2.restart(c.cv_n2)]
 
+        mw = data_reg(name="win_mw")  # run.cv_mw != 0, as a register
         with m.If(start):
             m.d.sync += [sx.eq(cmd.cv_x0), sy.eq(cmd.cv_y0), mx.eq(cmd.cv_x0), my.eq(cmd.cv_y0),
-                         *window(cmd), px.eq(cmd.cv_mw - 1)]
+                         *window(cmd), px.eq(cmd.cv_mw - 1), mw.eq(cmd.cv_mw != 0)]
         row_end = Signal()
         m.d.comb += row_end.eq(run.conv & c0.last & c1.last)
-        with m.If(issue):
-            with m.If(k_end):  # the next C tile: its window from the start
-                m.d.sync += [*window(run), sx.eq(mx), sy.eq(my)]
-                with m.If(kn_end & (run.cv_mw != 0)):  # the next m tile is the next output pixel
-                    with m.If(px == 0):
-                        m.d.sync += [px.eq(run.cv_mw - 1), mx.eq(run.cv_x0), my.eq(my + 1),
-                                     sx.eq(run.cv_x0), sy.eq(my + 1)]
-                    with m.Else():
-                        m.d.sync += [px.eq(px - 1), mx.eq(mx + 1), sx.eq(mx + 1)]
-            with m.Elif(~c0.last):
-                m.d.sync += c0.step()
-            with m.Else():
-                m.d.sync += [*c0.restart(run.cv_n0), sx.eq(sx + 1), *c1.step()]
-                with m.If(c1.last):
-                    m.d.sync += [*c1.restart(run.cv_n1), sx.eq(mx), sy.eq(sy + 1), *c2.step()]
-                    with m.If(c2.last):
-                        m.d.sync += [*c2.restart(run.cv_n2), sy.eq(my)]
+        with m.If(tile):  # the next C tile: its window from the start
+            m.d.sync += [*window(run), sx.eq(mx), sy.eq(my)]
+            with m.If(kn_tile & mw):  # the next m tile is the next output pixel
+                with m.If(px == 0):
+                    m.d.sync += [px.eq(run.cv_mw - 1), mx.eq(run.cv_x0), my.eq(my + 1),
+                                 sx.eq(run.cv_x0), sy.eq(my + 1)]
+                with m.Else():
+                    m.d.sync += [px.eq(px - 1), mx.eq(mx + 1), sx.eq(mx + 1)]
+        with m.Elif(k_step & ~c0.last):
+            m.d.sync += c0.step()
+        with m.Elif(k_step):
+            m.d.sync += [*c0.restart(run.cv_n0), sx.eq(sx + 1), *c1.step()]
+            with m.If(c1.last):
+                m.d.sync += [*c1.restart(run.cv_n1), sx.eq(mx), sy.eq(sy + 1), *c2.step()]
+                with m.If(c2.last):
+                    m.d.sync += [*c2.restart(run.cv_n2), sy.eq(my)]
         inb = Signal()
         m.d.comb += inb.eq(~run.conv | ((sx >= 0) & (sx < run.cv_w) & (sy >= 0) & (sy < run.cv_h)))
         return inb, row_end

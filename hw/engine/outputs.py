@@ -96,7 +96,8 @@ class OutputOps(wiring.Component):
     """The output op of `cmd` on the drained C: serial ops on the serializer's elements (`e_valid`,
     `e`: scale_relu -> a, s; scale_loss -> e, y_hat; sgd -> W), relu_bwd and a row-scaled
     scale_relu (`params.row_scaled`) on whole rows (`row_v`, `row` with its index `m_row`, n tile
-    `nt`, o0 word `col_addr` and o1 / o2 words `row_addr` / `row_addr2`). The YMEM, WMEM and SMEM words
+    `nt`, o0 word `col_addr` and o1 / o2 words `row_addr` / `row_addr2`; the row-wide scaling
+    takes the row from `row_rs`, its own copy). The YMEM, WMEM and SMEM words
     an element or row needs arrive on `y_word`, `w_word` and `s_word` `READ_LATENCY` cycles after
     its address; the writes leave on NAME_wr_* per memory. A chunk of K (`cmd.p_in`, `p_out`)
     adds the element's partial sum `p_word` (PMEM, read like WMEM) and writes the sum back to
@@ -115,6 +116,7 @@ class OutputOps(wiring.Component):
         self.latency = PipeLatencies.of(p).deepest
         ports = {"cmd": In(command_layout(p)), "e_valid": In(1), "e": In(element_layout(p)),
                  "row_v": In(1), "row": In(data.ArrayLayout(signed(p.acc_bits), L)),
+                 "row_rs": In(data.ArrayLayout(signed(p.acc_bits), L)),
                  "row_addr": In(ADDR_W), "row_addr2": In(ADDR_W), "col_addr": In(ADDR_W),
                  "nt": In(ADDR_W), "m_row": In(ADDR_W + 4),
                  "y_word": In(L * p.act_bits), "w_word": In(L * p.weight_bits),
@@ -190,7 +192,7 @@ class OutputOps(wiring.Component):
                      rbwd.row.eq(self.row), rbwd.addr.eq(self.row_addr), rbwd.s_word.eq(self.s_word)]
 
         # scale_relu on whole rows
-        m.d.comb += [rows.cmd.eq(cmd), rows.valid.eq(self.row_v & is_rows), rows.row.eq(self.row),
+        m.d.comb += [rows.cmd.eq(cmd), rows.valid.eq(self.row_v & is_rows), rows.row.eq(self.row_rs),
                      rows.m_row.eq(self.m_row), rows.nt.eq(self.nt), rows.col_addr.eq(self.col_addr),
                      rows.row_addr1.eq(self.row_addr), rows.row_addr2.eq(self.row_addr2)]
 

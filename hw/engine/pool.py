@@ -160,10 +160,11 @@ class PoolUnit(wiring.Component):
         (marking), back to back: the window's arg-max is complete when the first word of s
         arrives, and the next window's first word reaches the max registers after the last word
         of s. The writes trail the reads by the read latency (flushing). Every loop's "at its
-        last value", the position's "last of its window" and "this window's last read moves on"
-        (`fin`: marking, or issuing without `conv`) are registers, so the ~50 enables of a step
-        to the next word, pixel, row or block decode a few flip-flops. `cmd`: the command as
-        latched at its start (the start cycle reads the port)."""
+        last value" is a register, and so are "the window's last read moves on" (`adv`) and "the
+        window's last read starts its marked copy" (`mark`), formed from the next values of
+        `walking`, the position's "last of its window" and `fin` (marking, or issuing without
+        `conv`): the ~50 enables of a step to the next word, pixel, row or block decode a few
+        flip-flops. `cmd`: the command as latched at its start (the start cycle reads the port)."""
         RL = READ_LATENCY
         blk, oy = Countdown(ADDR_W + 4, "blk"), Countdown(ADDR_W, "oy")
         ox, c = Countdown(CV_BITS, "ox"), Countdown(CV_N0_BITS, "c")
@@ -180,49 +181,61 @@ class PoolUnit(wiring.Component):
         fin = data_reg(name="fin")
         m.d.comb += [self.active.eq(active), self.done.eq(done),
                      w.issue.eq(walking & ~marking), w.marking.eq(walking & marking)]
+        # walking, last and fin through their next values (assigned below, last assignment
+        # winning as in the sync domain), which `adv` and `mark` are registered from
+        walking_n, last_n, fin_n = Signal(), Signal(), Signal()
+        m.d.comb += [walking_n.eq(walking), last_n.eq(w.last), fin_n.eq(fin)]
+        m.d.sync += [walking.eq(walking_n), w.last.eq(last_n), fin.eq(fin_n)]
+        adv, mark = Signal(name="adv"), Signal(name="mark")
+        m.d.sync += [adv.eq(walking_n & last_n & fin_n), mark.eq(walking_n & last_n & ~fin_n)]
 
         def start(base, y0, x0, c=cmd):
-            return [w.addr.eq(base), win0.eq(base), w.iy.eq(y0), w.ix.eq(x0), w.pos.eq(0),
-                    *w.ky.restart(c.cv_n2), *w.kx.restart(c.cv_n1),
-                    w.last.eq((c.cv_n1 == 1) & (c.cv_n2 == 1))]
+            m.d.sync += [w.addr.eq(base), win0.eq(base), w.iy.eq(y0), w.ix.eq(x0), w.pos.eq(0),
+                         *w.ky.restart(c.cv_n2), *w.kx.restart(c.cv_n1)]
+            m.d.comb += last_n.eq((c.cv_n1 == 1) & (c.cv_n2 == 1))
 
         n1_one = cmd.cv_n1 == 1
 
         def step():  # the next window position, row-major
-            m.d.sync += [w.pos.eq(w.pos + 1), *w.kx.step(), w.last.eq(w.kx.pen & w.ky.last),
-                         w.ix.eq(w.ix + 1), w.addr.eq(w.addr + cmd.cv_n0)]
+            m.d.sync += [w.pos.eq(w.pos + 1), *w.kx.step(), w.ix.eq(w.ix + 1),
+                         w.addr.eq(w.addr + cmd.cv_n0)]
+            m.d.comb += last_n.eq(w.kx.pen & w.ky.last)
             with m.If(w.kx.last):
-                m.d.sync += [*w.kx.restart(cmd.cv_n1), *w.ky.step(), w.last.eq(n1_one & w.ky.pen),
-                             w.ix.eq(ix0), w.iy.eq(w.iy + 1), w.addr.eq(w.addr + cmd.a_sk)]
+                m.d.sync += [*w.kx.restart(cmd.cv_n1), *w.ky.step(), w.ix.eq(ix0),
+                             w.iy.eq(w.iy + 1), w.addr.eq(w.addr + cmd.a_sk)]
+                m.d.comb += last_n.eq(n1_one & w.ky.pen)
 
         def advance():  # the next word, pixel, output row, block: its window from the start
-            m.d.sync += [*c.step(), w.dst.eq(w.dst + 1), *start(win0 + 1, iy0, ix0),
-                         marking.eq(0), fin.eq(~cmd.conv)]
+            m.d.sync += [*c.step(), w.dst.eq(w.dst + 1), marking.eq(0)]
+            m.d.comb += fin_n.eq(~cmd.conv)
+            start(win0 + 1, iy0, ix0)
             with m.If(c.last):
                 m.d.sync += [*c.restart(cmd.cv_n0), *ox.step(),
-                             npx.eq(npx + cmd.a_skr), ix0.eq(ix0 + cmd.cv_n1),
-                             *start(npx, iy0, ix0 + cmd.cv_n1)]
+                             npx.eq(npx + cmd.a_skr), ix0.eq(ix0 + cmd.cv_n1)]
+                start(npx, iy0, ix0 + cmd.cv_n1)
                 with m.If(ox.last):
                     m.d.sync += [*ox.restart(cmd.cv_mw), *oy.step(),
                                  nrow.eq(nrow + cmd.b_sk), npx.eq(nrow + cmd.a_skr),
-                                 ix0.eq(cmd.cv_x0), iy0.eq(iy0 + cmd.cv_n2),
-                                 *start(nrow, iy0 + cmd.cv_n2, cmd.cv_x0)]
+                                 ix0.eq(cmd.cv_x0), iy0.eq(iy0 + cmd.cv_n2)]
+                    start(nrow, iy0 + cmd.cv_n2, cmd.cv_x0)
                     with m.If(oy.last):
                         ndst = dst_blk + cmd.o0.stride
                         m.d.sync += [*oy.restart(cmd.k_len), *blk.step(),
                                      nblk.eq(nblk + cmd.a_sm), nrow.eq(nblk + cmd.b_sk),
                                      npx.eq(nblk + cmd.a_skr), dst_blk.eq(ndst),
-                                     w.dst.eq(ndst), iy0.eq(cmd.cv_y0),
-                                     *start(nblk, cmd.cv_y0, cmd.cv_x0)]
+                                     w.dst.eq(ndst), iy0.eq(cmd.cv_y0)]
+                        start(nblk, cmd.cv_y0, cmd.cv_x0)
                         with m.If(blk.last):
-                            m.d.sync += [walking.eq(0), flushing.eq(1), wait.eq(RL + 4)]
+                            m.d.sync += [flushing.eq(1), wait.eq(RL + 4)]
+                            m.d.comb += walking_n.eq(0)
 
         with m.If(walking):  # one source (issue) or s (marking) word per cycle
             step()
-            with m.If(w.last & ~fin):  # issued a conv window: read s at each position
-                m.d.sync += [*start(win0, iy0, ix0), w.addr.eq(win0 + mk_off),
-                             marking.eq(1), fin.eq(1)]
-            with m.If(w.last & fin):
+            with m.If(mark):  # issued a conv window: read s at each position
+                start(win0, iy0, ix0)
+                m.d.sync += [w.addr.eq(win0 + mk_off), marking.eq(1)]
+                m.d.comb += fin_n.eq(1)
+            with m.If(adv):
                 advance()
         with m.If(flushing):  # the last writes are presented
             m.d.sync += wait.eq(wait - 1)
@@ -230,13 +243,14 @@ class PoolUnit(wiring.Component):
                 m.d.sync += [flushing.eq(0), active.eq(0), done.eq(1)]
         with m.If(self.start & ~active):
             c0 = self.cmd
-            m.d.sync += [cmd.eq(c0), active.eq(1), done.eq(0), walking.eq(1), marking.eq(0),
-                         fin.eq(~c0.conv), *blk.restart(c0.m_len),
+            m.d.comb += [walking_n.eq(1), fin_n.eq(~c0.conv)]
+            m.d.sync += [cmd.eq(c0), active.eq(1), done.eq(0), marking.eq(0),
+                         *blk.restart(c0.m_len),
                          *oy.restart(c0.k_len), *ox.restart(c0.cv_mw),
                          *c.restart(c0.cv_n0),
                          npx.eq(c0.a_base + c0.a_skr), nrow.eq(c0.a_base + c0.b_sk),
                          nblk.eq(c0.a_base + c0.a_sm), dst_blk.eq(c0.o0.base),
                          w.dst.eq(c0.o0.base), iy0.eq(c0.cv_y0), ix0.eq(c0.cv_x0),
                          mk_off.eq(c0.o2.base - c0.a_base),
-                         w.mk_copy.eq(c0.o3.base - c0.o2.base),
-                         *start(c0.a_base, c0.cv_y0, c0.cv_x0, c0)]
+                         w.mk_copy.eq(c0.o3.base - c0.o2.base)]
+            start(c0.a_base, c0.cv_y0, c0.cv_x0, c0)
