@@ -57,10 +57,10 @@ class RowDrain(wiring.Component):
         row_addr = {s: data_reg(ADDR_W, name=f"row_addr{s}") for s in ROW_SLOTS}
         c_mt, t_nt = data_reg(ADDR_W), data_reg(ADDR_W)
         # a row slot's step per m tile: L rows, or (conv forward: m tiles are pixels, channels
-        # innermost) the n tiles of one pixel. Formed from the command in two register levels,
-        # free-running: the command holds while its rows drain, and its first m tile ends many
-        # cycles after its DECODE (a compare and a mux in front of the m-tile adders, then
-        # behind the command register's die-wide nets, were the drain's slowest paths)
+        # innermost) the n tiles of one pixel. It lags `cmd` by two register levels (no enable):
+        # it is read only at an m tile's last row, far more than two cycles after the DECODE,
+        # and `cmd` holds while its rows drain. (The compare and mux behind the command
+        # register's die-wide nets, in front of the m-tile adders, were the drain's slowest paths.)
         m_step = {s: data_reg(ADDR_W, name=f"m_step{s}") for s in ROW_SLOTS}
         conv_m, n_tiles = data_reg(name="conv_m"), data_reg(ADDR_W, name="n_tiles")
         m.d.sync += [conv_m.eq(cmd.cv_mw != 0), n_tiles.eq(last_tile(cmd.n_len, LB) + 1)]

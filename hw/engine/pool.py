@@ -181,8 +181,8 @@ class PoolUnit(wiring.Component):
         fin = data_reg(name="fin")
         m.d.comb += [self.active.eq(active), self.done.eq(done),
                      w.issue.eq(walking & ~marking), w.marking.eq(walking & marking)]
-        # walking, last and fin through their next values (assigned below, last assignment
-        # winning as in the sync domain), which `adv` and `mark` are registered from
+        # walking, last and fin are assigned only through their next values (below, the last
+        # assignment winning as in the sync domain), which `adv` and `mark` are registered from
         walking_n, last_n, fin_n = Signal(), Signal(), Signal()
         m.d.comb += [walking_n.eq(walking), last_n.eq(w.last), fin_n.eq(fin)]
         m.d.sync += [walking.eq(walking_n), w.last.eq(last_n), fin.eq(fin_n)]
