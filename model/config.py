@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .datasets import image_shape, one_line
+from .fileio import PLAIN_NAME_RULE, is_plain_name
 from .numerics import NitroError, WidthPolicy, Widths
 from .optim import Schedule, ScheduleConfig
 from .layers import check_slope_inv, dropout_rescale
@@ -127,7 +128,6 @@ _INT_RANGES = {
     "schedule.stop_patience": (1, INT32_MAX),
     "schedule.stop_start": (0, INT32_MAX),
 }
-_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 _EXPECTED_TYPES = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
 
 _SHORT = reprlib.Repr()
@@ -257,10 +257,9 @@ def _numerics(parts: dict, doc: dict) -> NumericsConfig:
 
 
 def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-        raise NitroError(f"'name' must be a plain name (A-Z a-z 0-9 . _ -, at most 128 characters, no '..', "
-                         f"not starting with '.'; it names the run folder, and a config without one takes "
-                         f"its file's name), got {short_repr(name)}")
+    if not is_plain_name(name):
+        raise NitroError(f"'name' must be a plain name ({PLAIN_NAME_RULE}; it names the run folder, and a "
+                         f"config without one takes its file's name), got {short_repr(name)}")
     return name
 
 

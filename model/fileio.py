@@ -14,6 +14,13 @@ from pathlib import Path
 from .numerics import NitroError
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+_PLAIN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+PLAIN_NAME_RULE = "A-Z a-z 0-9 . _ -, at most 128 characters, no '..', not starting with '.'"
+
+
+def is_plain_name(name) -> bool:
+    """`name` can name a file or folder inside another one and no more: no path, no hidden file."""
+    return isinstance(name, str) and bool(_PLAIN.fullmatch(name)) and ".." not in name
 
 
 def write_atomic(path: str | Path, payload: bytes) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import one_line
-from .fileio import write_atomic
+from .fileio import PLAIN_NAME_RULE, is_plain_name, write_atomic
 from .network import Network, Trace
 from .numerics import NitroError
 from .spec import Block, Conv2d, Dropout, Flatten, Linear, MaxPool2d, NitroReLU, Scaling
@@ -95,12 +95,20 @@ def describe(net: Network) -> dict:
     return {"leaves": leaves, "structure": structure, "backward_block_order": list(spec.backward_order)}
 
 
+def check_tag(tag) -> str:
+    """A vector set's tag starts its files' names in the set's folder: a plain name."""
+    if not is_plain_name(tag):
+        raise NitroError(f"tag must be a plain name ({PLAIN_NAME_RULE}; it starts the set's file "
+                         f"names), got {tag!r}")
+    return tag
+
+
 def export_vectors(net: Network, batches: list[tuple[np.ndarray, np.ndarray]], test_x: np.ndarray,
                    lr_inv: int, out_dir: str | Path, tag: str) -> Path:
     """Record len(batches) training steps of `net` (which is advanced) and its predictions after them."""
     if any(isinstance(it, Dropout) for it in net.spec.items):
         raise NitroError("vector export needs a deterministic network: remove dropout")
-    out = Path(out_dir)
+    out, tag = Path(out_dir), check_tag(tag)
     _save_npz(out / f"{tag}_init.npz", {f"{k}.weight": v for k, v in net.params.items()})
     data = {"test_x": test_x}
     for k, (x, y) in enumerate(batches, 1):

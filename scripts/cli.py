@@ -71,9 +71,10 @@ def _numerics(args: argparse.Namespace) -> int:
 
 def _vectors(args: argparse.Namespace) -> int:
     from model.fileio import writable_folder
-    from model.vectors import export_vectors
+    from model.vectors import check_tag, export_vectors
 
     out = Path(args.out)
+    check_tag(args.tag)
     writable_folder(out)
     taken = sorted(p.name for p in out.glob(f"{args.tag}_*") if p.is_file())
     if taken and not args.force:
@@ -270,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("vector_dir")
     c.add_argument("tag", help="vector set name: files TAG_init.npz, TAG_data.npz, TAG_stepK.npz, ...")
     c.add_argument("--engine", action="store_true",
-                   help="replay the steps on the Verilated training engine (MLP sets) and compare every "
+                   help="replay the steps on the Verilated training engine (MLP and CNN sets) and compare every "
                         "array it produces: stored forward tensors, weights after every step, predictions")
     c.set_defaults(func=_conform)
     r = sub.add_parser("rtl", help="write each hardware unit's Verilog and a manifest")
@@ -292,14 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
     y.set_defaults(func=_synth)
 
     s = sub.add_parser("cosim", help="train N steps on the Verilated engine, checked against the golden model")
-    s.add_argument("--config", required=True, help="experiment TOML (an MLP, e.g. configs/mlp_mnist.toml)")
+    s.add_argument("--config", required=True,
+                   help="experiment TOML (an MLP or CNN, e.g. configs/mlp_mnist.toml, configs/cnn_small_mnist.toml)")
     s.add_argument("--steps", type=positive_int, default=10)
     s.add_argument("--batch", type=positive_int, help="override the config's batch size")
     s.add_argument("--data-dir")
     s.add_argument("--out", help="write the result (cycles, phases, utilization) as JSON here")
     s.add_argument("--fault", help="inject a fault STEP:LAYER:OUT,IN:BIT (the check must catch it)")
     s.add_argument("--memory", default="ideal",
-                   help="memory model: 'ideal' (one beat per cycle, latency 1) or KEY=N,... with "
+                   help="memory model: 'ideal' (one beat per cycle, latency 1), 'ddr3' (latency=30,stall=10,"
+                        "seed=1: a DDR3-class memory at 150 MHz) or KEY=N,... with "
                         "latency (cycles to the first beat), gap (idle cycles between read beats), "
                         "stall (%% of cycles each channel stalls), seed; e.g. latency=100,stall=30,seed=2")
     s.add_argument("--train-images", type=positive_int,
@@ -315,8 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bus-bits", type=int, choices=(64, 128), default=64,
                    help="the engine's AXI4 memory port width (a separate build per width)")
     s.add_argument("--waves", action="store_true",
-                   help="record every signal of the run to DIR/dump.fst (a separate, slower build; "
-                        "keep --steps small)")
+                   help="record every signal of the run to an FST, dump.fst in the run's build folder "
+                        "(its path is printed and in --out as 'waves'; a separate, slower build: keep "
+                        "--steps small)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cosim)
 

@@ -48,7 +48,7 @@ def reachable(address: str, timeout_s: float = 5.0) -> None:
     if address == "auto":
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit() and int(port) <= 65535):
         raise NitroError(f"--address must be HOST:PORT (or ray://HOST:PORT, or auto), got {address!r}")
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()

@@ -155,6 +155,15 @@ def test_vectors_refuse_to_overwrite_a_set(capsys, tiny, tmp_path):
     assert rc == 2 and "--steps 1000 needs 64000 training images" in err
 
 
+@pytest.mark.parametrize("tag", ["../escape", "sub/x", ".hidden", ""])
+def test_vectors_tag_is_a_plain_name(capsys, tiny, tmp_path, tag):
+    """The tag names files inside --out: a path in it would write elsewhere."""
+    rc, err = nitro(capsys, "vectors", "--config", tiny, "--out", tmp_path / "v", "--tag", tag,
+                    "--steps", "1")
+    assert rc == 2 and "tag must be a plain name" in err
+    assert not list(tmp_path.rglob("*.npz")) and not list(tmp_path.rglob("*_meta.json"))
+
+
 def test_unknown_command_and_missing_argument_are_one_line(capsys):
     assert nitro(capsys, "bogus")[0] == 2
     assert nitro(capsys, "train")[0] == 2

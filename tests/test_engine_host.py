@@ -707,7 +707,8 @@ def test_memory_model_settings(text, want):
 
 @pytest.mark.parametrize("text, msg", [
     ("latency", "KEY=N"), ("speed=3", "KEY=N"), ("latency=-1", "KEY=N"), ("stall=100", "stall_pct"),
-    ("latency=0", "at least 1"), ("gap=70000", "gap"),
+    ("latency=0", "at least 1"), ("gap=70000", "gap"), ("latency=\u00b2", "KEY=N"),
+    ("latency=5,latency=6", "given twice"),
 ])
 def test_bad_memory_model_settings(text, msg):
     with pytest.raises(NitroError, match=msg):
@@ -755,6 +756,7 @@ def test_cosim_verdict_keeps_a_caught_fault_and_a_clean_run():
     (["--fault", "1:x"], "fault must be"),
     (["--train-images", "0"], "positive integer"),
     (["--batch", "40000"], "the simulated memory has"),
+    (["--out", str(REPO)], "is a folder"),
 ])
 def test_cosim_cli_bad_input_is_one_line(args, msg, capsys):
     """Bad cosim input: one `nitro: error:` line, exit 2, before anything is built."""

@@ -193,6 +193,15 @@ def test_unreachable_address_is_one_error_line(capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("address", ["localhost:\u00b2", "localhost:99999999999999999999", "localhost:65536",
+                                     "localhost", ":80"])
+def test_malformed_address_is_one_error_line(capsys, tmp_path, address):
+    rc, cap = nitro(capsys, "train", "--config", mlp_config(tmp_path, 0.0), "--out", tmp_path / "r",
+                    "--address", address, "--no-progress")
+    assert rc == 2 and cap.err.startswith("nitro: error: --address must be HOST:PORT")
+    assert cap.err.count("\n") == 1 and not (tmp_path / "r").exists()
+
+
 # ---- sweep --------------------------------------------------------------------------------------
 
 def sweep_configs(tmp_path: Path) -> list[Path]:

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from model.fileio import write_atomic
+from model.fileio import writable_folder, write_atomic
 from model.numerics import NitroError
 
 from .build import SimJob
@@ -310,6 +310,7 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     """Every check that can fail before simulation: config, engine capacity, commands, fault, data."""
     from hw.engine.params import EngineParams
     from model.config import load_config
+    from model.datasets import image_shape
 
     from hw.engine.compiler import compile_network
 
@@ -318,8 +319,7 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     cfg = load_config(config)
     p = params or EngineParams()
     b = batch or cfg.train.batch_size
-    side = 32 if cfg.data.dataset in ("cifar10", "cifar-10") else 28
-    spec = cfg.build_spec((3 if side == 32 else 1, side, side))
+    spec = cfg.build_spec(image_shape(cfg.data.dataset))
     prog = compile_network(spec, b, p, cfg.train.lr_inv)
     programs(prog)
     parse_fault(fault, prog, steps, start_step)
@@ -350,6 +350,10 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
         raise NitroError(f"--steps must be a positive integer, got {steps!r}")
     if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
         raise NitroError(f"--start-step must be a non-negative integer, got {start_step!r}")
+    if out is not None:  # the result file's place, proven before the simulation
+        if Path(out).is_dir():
+            raise NitroError(f"--out {out} is a folder: name the result's JSON file")
+        writable_folder(Path(out).parent)
     cfg, prog = prepare_cosim(Path(config), steps, batch, fault, data_dir, params, train_images,
                               start_step)
     t0 = time.perf_counter()

@@ -63,9 +63,11 @@ class MemoryModel:
         kw = {}
         for part in text.split(","):
             k, sep, v = part.partition("=")
-            if not sep or k.strip() not in keys or not v.strip().isdigit():
-                raise NitroError(f"memory model must be 'ideal' or KEY=N,... with keys "
+            if not sep or k.strip() not in keys or not v.strip().isascii() or not v.strip().isdigit():
+                raise NitroError(f"memory model must be 'ideal', 'ddr3' or KEY=N,... with keys "
                                  f"{', '.join(keys)} (e.g. latency=100,stall=30,seed=2), got {text!r}")
+            if keys[k.strip()] in kw:
+                raise NitroError(f"memory model: {k.strip()} given twice in {text!r}")
             kw[keys[k.strip()]] = int(v)
         return cls(**kw)
 
