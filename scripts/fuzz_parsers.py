@@ -1,4 +1,5 @@
-"""Fuzz every parser behind `nitro`: configs, IDX files, CIFAR-10 batches, checkpoints, vector sets.
+"""Fuzz every parser behind `nitro`: configs, IDX files, CIFAR-10 batches, checkpoints, vector sets,
+and the option strings cosim and vectors parse themselves (--memory, --fault, --tag).
 
 Each property hands one malformed (or by chance valid) input to the real CLI, in-process, and checks
 the contract of issue 12: bad input ends as ONE line `nitro: error: ...` on stderr with exit code 2,
@@ -598,6 +599,43 @@ def check_vectors(case: tuple[str, str, bytes]) -> int:
         return check_cli(d, ["conform", str(d), tag], ok=(0, 1))
 
 
+# ------------------------------------------------------------------------------ option strings
+
+EMBEDDED_MLP = REPO / "configs" / "embedded_mlp.toml"
+_DIGITS = st.one_of(st.integers(-3, 2**70).map(str), st.sampled_from(["\u00b2", "\u0663", "1_0", " 7", "0x10", ""]))
+
+
+@st.composite
+def option_inputs(draw) -> tuple[str, str]:
+    """(option, value): --memory, --fault or --tag, as text of any kind or near the valid syntax."""
+    opt = draw(st.sampled_from(["--memory", "--fault", "--tag"]))
+    if opt == "--memory":
+        part = st.tuples(st.sampled_from(["latency", "gap", "stall", "seed", "speed", ""]),
+                         st.sampled_from(["=", ":", ""]), _DIGITS).map("".join)
+        near = st.lists(part, min_size=1, max_size=5).map(",".join)
+    elif opt == "--fault":
+        layer = st.sampled_from(["linear_encoder_00", "linear_encoder_01", "conv_encoder_00", "x", ""])
+        near = st.tuples(_DIGITS, layer, _DIGITS, _DIGITS, _DIGITS).map(
+            lambda t: f"{t[0]}:{t[1]}:{t[2]},{t[3]}:{t[4]}")
+    else:
+        near = st.text(st.sampled_from("abc./_-\\"), max_size=12)
+    return opt, draw(st.one_of(st.text(max_size=40), near, st.sampled_from(["ideal", "ddr3", "golden"])))
+
+
+def check_option(case: tuple[str, str]) -> int:
+    """A cosim or vectors run whose option string may be malformed and whose training data is
+    too small either way: one error line, exit 2, before anything is built or written."""
+    opt, value = case
+    with scratch() as d:
+        if opt == "--tag":
+            argv = ["vectors", "--config", str(EMBEDDED_MLP), "--out", str(d), "--tag", value,
+                    "--steps", "100000", "--data-dir", "embedded"]
+        else:
+            argv = ["cosim", "--config", str(EMBEDDED_MLP), "--steps", "1", "--train-images", "1",
+                    "--out", str(d / "r.json"), "--data-dir", "embedded", opt, value]
+        return check_cli(d, argv)
+
+
 # ------------------------------------------------------------------------------------- runner
 
 
@@ -608,6 +646,7 @@ PARSERS: dict[str, tuple[Callable[[], st.SearchStrategy], Callable[[Any], None]]
     "cifar": (cifar_inputs, check_cifar),
     "checkpoints": (checkpoint_inputs, check_checkpoint),
     "vectors": (vector_inputs, check_vectors),
+    "options": (option_inputs, check_option),
 }
 
 
