@@ -18,6 +18,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
+from model.fileio import writable_folder, write_atomic
 from model.numerics import NitroError
 
 from .divider import ConstDivider, ProgDivider
@@ -123,13 +124,12 @@ def lint(v_file: Path, top: str) -> str:
 
 def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = True) -> Path:
     """Write <unit>.v for each unit (default: all) and manifest.json; returns the manifest path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    made = [(name, make_unit(name)) for name in units or list(UNITS)]  # unknown names: before any write
+    out_dir = writable_folder(out_dir)
     entries = []
-    for name in units or list(UNITS):
-        unit = make_unit(name)
+    for name, unit in made:
         v_file = out_dir / f"{name}.v"
-        v_file.write_text(verilog.convert(unit, name=name))
+        write_atomic(v_file, verilog.convert(unit, name=name).encode())
         cls, params = UNITS[name]
         entries.append({
             "unit": name, "class": f"{cls.__module__}.{cls.__name__}", "module": name,
@@ -139,5 +139,5 @@ def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = Tr
             "lint_waivers": LINT_WAIVERS,
         })
     manifest = out_dir / "manifest.json"
-    manifest.write_text(json.dumps({"units": entries}, indent=1) + "\n")
+    write_atomic(manifest, (json.dumps({"units": entries}, indent=1) + "\n").encode())
     return manifest

@@ -114,7 +114,7 @@ def _record_cosim(config: str, steps: int, data_dir: str, out: Path, **kw) -> Pa
     return out
 
 
-def bench_model(data_dir: str) -> Path:
+def bench_model() -> Path:
     """The performance model's prediction against every recorded co-simulation (both MLPs, both
     memory models): cycles per step and per unit."""
     runs = {}
@@ -746,7 +746,7 @@ def main() -> None:
     if a.what in ("vgg", "all"):
         bench_vgg(a.data_dir)
     if a.what in ("model", "all"):
-        bench_model(a.data_dir)
+        bench_model()
     if a.what in ("widths", "all"):
         bench_widths(a.config, a.epochs, a.data_dir, a.weight_bits)
     if a.what in ("synth", "all"):

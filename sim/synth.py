@@ -28,6 +28,7 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from hw.rtl import UNITS, make_unit
+from model.fileio import writable_folder, write_atomic, write_figure
 
 VENV_BIN = Path(sys.executable).parent
 DEVICE = ["--85k", "--package", "CABGA381", "--speed", "6"]
@@ -181,11 +182,10 @@ def synthesize(out_dir: Path, units: list[str] | None = None, pnr: bool = True,
     """Synthesize (and, with pnr, place and route) each unit; writes synth.json, synth.md and
     synth.png (if matplotlib is installed) into out_dir and returns the rows. With `baseline`, the
     rows also become out_dir/synth_baseline.json's entry for this yosys version."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    made = [(name, make_unit(name)) for name in units or list(UNITS)]  # unknown names: before any write
+    out_dir = writable_folder(out_dir)
     rows = []
-    for name in units or list(UNITS):
-        unit = make_unit(name)
+    for name, unit in made:
         wd = out_dir / name
         wd.mkdir(exist_ok=True)
         v = wd / f"{name}.v"
@@ -205,14 +205,14 @@ def synthesize(out_dir: Path, units: list[str] | None = None, pnr: bool = True,
     versions = tool_versions()
     doc = {"device": "LFE5U-85F-6BG381 (CABGA381, speed 6)", "target_mhz": TARGET_MHZ,
            "tools": versions, "units": rows}
-    (out_dir / "synth.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out_dir / "synth.md").write_text(markdown(doc))
+    write_atomic(out_dir / "synth.json", (json.dumps(doc, indent=1) + "\n").encode())
+    write_atomic(out_dir / "synth.md", markdown(doc).encode())
     _chart(doc, out_dir / "synth.png")
     if baseline:
         bfile = out_dir / "synth_baseline.json"
         base = json.loads(bfile.read_text()) if bfile.exists() else {}
         base[versions["yosys"]] = doc
-        bfile.write_text(json.dumps(base, indent=1) + "\n")
+        write_atomic(bfile, (json.dumps(base, indent=1) + "\n").encode())
     return rows
 
 
@@ -251,8 +251,7 @@ def _chart(doc: dict, path: Path) -> None:
     ax.axhline(150, ls=":", c="k", lw=0.8)  # MAC array target
     ax.set_ylabel("Fmax (MHz), LFE5U-85F-6")
     ax.tick_params(axis="x", rotation=45)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_figure(path, fig, dpi=100)
     plt.close(fig)
 
 

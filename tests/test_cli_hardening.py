@@ -175,10 +175,16 @@ def test_unknown_command_and_missing_argument_are_one_line(capsys):
     (["--no-route"], "apply to the engine"),
     (["--engine", "--seed", "0"], "expected a positive integer"),
     (["--engine", "--route-minutes", "x"], "expected a positive integer"),
+    (["--unit", "mac", "--unit", "bogus"], "unknown unit 'bogus'"),
 ])
 def test_synth_bad_arguments(capsys, tmp_path, argv, msg):
     rc, err = nitro(capsys, "synth", "--out", tmp_path / "s", *argv)
     assert rc == 2 and msg in err and not (tmp_path / "s").exists()
+
+
+def test_rtl_unknown_unit_writes_nothing(capsys, tmp_path):
+    rc, err = nitro(capsys, "rtl", "--out", tmp_path / "r", "--unit", "mac", "--unit", "bogus")
+    assert rc == 2 and "unknown unit 'bogus'" in err and not (tmp_path / "r").exists()
 
 
 # ---- interrupted writes ----------------------------------------------------------------------
