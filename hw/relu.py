@@ -5,12 +5,10 @@ from amaranth import Cat, Module, Mux, signed
 from amaranth.lib import data
 
 from model.divider import divider_constants
-from model.layers import INT32_MAX, check_slope_inv
+from model.layers import ACT_MAX, INT32_MAX, check_slope_inv
 
 from .divider import tdiv_datapath, tdiv_latency
 from .stream_unit import PipelinedUnit, Stages, check_int
-
-ACT_MAX = 127
 
 
 def _clip(v, lo: int, hi: int):

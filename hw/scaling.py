@@ -5,12 +5,11 @@ from amaranth import Cat, Const, Module, Mux, signed, unsigned
 from amaranth.lib import data
 
 from model.divider import divider_constants
+from model.layers import ACT_MAX
 
 from .divider import tdiv_datapath, tdiv_latency
 from .fanout import replicated_reg
 from .stream_unit import PipelinedUnit, Stages, check_int
-
-ACT_MAX = 127  # -128 is never produced (spec 2.3)
 
 
 class NitroScaling(PipelinedUnit):

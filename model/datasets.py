@@ -165,10 +165,6 @@ def image_shape(name: str) -> tuple[int, int, int]:
     return _IMAGE_SHAPE["mnist" if key == EMBEDDED else key]
 
 
-def _required_files(name: str) -> tuple[str, ...]:
-    return CIFAR10_FILES if name == "cifar10" else MNIST_FILES
-
-
 def _idx_file(folder: Path, stem: str) -> Path | None:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.is_file():

@@ -41,9 +41,6 @@ def row_scaled(op, p_in, p_out):
     return (op == OP_SCALE_RELU) & (p_in == 0) & (p_out == 0)
 
 
-OP_NAMES = {OP_END: "end", OP_SCALE_RELU: "scale_relu", OP_SCALE_LOSS: "scale_loss",
-            OP_RELU_BWD: "relu_bwd", OP_SGD: "sgd", OP_POOL: "pool"}
-
 # ---- memory selectors (operand sources and host port) ---------------------------------------
 SEL_AMEM_C = 0  # int8 lanes packed along the batch (A operand of forward / delta GEMMs)
 SEL_AMEM_R = 1  # int8 lanes packed along features (A operand of weight-gradient GEMMs)

@@ -25,7 +25,7 @@ def write_hex(path: Path, words, digits: int) -> None:
     path.write_text("".join(f"{int(w):0{digits}x}\n" for w in words))
 
 
-async def pulse(dut, go, done, budget_cycles: int) -> None:
+async def pulse(go, done, budget_cycles: int) -> None:
     """Raise `go` and wait for `done` (an error when it does not come: a hung DMA fails the test)."""
     go.value = 1
     await with_timeout(RisingEdge(done), budget_cycles * 10, "ns")
@@ -52,9 +52,9 @@ async def copies_under_memory_settings(dut):
     cycles = {}
     for name, (latency, gap, stall, seed) in SETTINGS.items():
         dut.latency.value, dut.gap.value, dut.stall_pct.value, dut.seed.value = latency, gap, stall, seed
-        await pulse(dut, dut.load_go, dut.load_done, 100)
-        await pulse(dut, dut.run_go, dut.run_done, 40 * beats + 100 * latency * len(jobs))
-        await pulse(dut, dut.dump_go, dut.dump_done, 100)
+        await pulse(dut.load_go, dut.load_done, 100)
+        await pulse(dut.run_go, dut.run_done, 40 * beats + 100 * latency * len(jobs))
+        await pulse(dut.dump_go, dut.dump_done, 100)
         got = np.array([int(line, 16) for line in Path("mem_out.hex").read_text().split()],
                        dtype=np.uint64).view(np.uint8)
         bad = np.flatnonzero(got != expected)
