@@ -55,7 +55,7 @@ def test_engine_mnist_mlp_batch64(engine_build, tmp_path):
 
 
 def test_engine_fmnist_mlp_on_the_same_engine(engine_build, tmp_path):
-    """configs/mlp_fmnist.toml (784-200-100-50-10), which no longer needs a bigger engine."""
+    """configs/mlp_fmnist.toml (784-200-100-50-10) on the same generated engine as the MNIST MLP."""
     rc, res = _cosim(tmp_path, REPO / "configs" / "mlp_fmnist.toml", 2, data_dir=str(SHARED))
     assert rc == 0, res.get("message")
     assert res["steps_run"] == 2 and res["network"] == "784-200-100-50-10"

@@ -43,7 +43,7 @@ def _idx(code: int, dims: list[int], payload: bytes = b"") -> bytes:
     ("train-images-idx3-ubyte.gz", gzip.compress(_idx(0x0B, [128, 28, 28], bytes(128 * 28 * 28 * 2)), mtime=0)),  # int16
     ("train-images-idx3-ubyte.gz", gzip.compress(_idx(8, [128, 28, 28], bytes(100)), mtime=0)[:-9]),  # truncated gzip
 ])
-def test_idx_files_that_used_to_crash(name, content):
+def test_idx_files_fuzzing_found_are_refused(name, content):
     assert fz.check_idx((name, content)) == 2  # refused, not accepted
 
 
@@ -53,7 +53,7 @@ def test_idx_files_that_used_to_crash(name, content):
     pytest.param(fz._cifar_batch(np.zeros((1, 3072), np.uint8), np.complex64(1)), id="complex labels: a warning"),
     pytest.param(b"\x80\x05\x96" + (2**40).to_bytes(8, "little") + b".", id="bytearray of 2^40 bytes"),
 ])
-def test_cifar_batches_that_used_to_crash(content):
+def test_cifar_batches_fuzzing_found_are_refused(content):
     assert fz.check_cifar(("data_batch_1", content)) == 2
 
 
@@ -83,7 +83,7 @@ def _array_edit(key, value):
     pytest.param(lambda: _array_edit("state", np.frombuffer(b"[1, 2]", np.uint8)), id="state a list"),
     pytest.param(lambda: ("unsealed", {"meta": np.frombuffer(b"[1]", np.uint8)}), id="meta a list"),
 ])
-def test_checkpoints_that_used_to_crash(case):
+def test_checkpoints_fuzzing_found_are_refused(case):
     assert fz.check_checkpoint(case()) == 2
 
 
@@ -122,7 +122,7 @@ def _linear_in_features(value):
     pytest.param("step1.npz", lambda: _zip(b"not an array"), id="member not .npy"),
     pytest.param("step1.npz", lambda: fz._npz_bytes({}), id="step file without arrays"),
 ])
-def test_vector_sets_that_used_to_crash_or_pass(part, content):
+def test_vector_sets_fuzzing_found_are_refused(part, content):
     assert fz.check_vectors(("emb", part, content())) == 2
 
 

@@ -1,7 +1,7 @@
 """The core's row-wide scaling: a scale_relu command without partial sums (`params.row_scaled`)
 takes whole C rows, one per cycle, through L lanes of scaling and NITRO-ReLU, instead of the
 serializer's one element per cycle. A C tile then leaves in L cycles rather than L x L, so a GEMM
-with K < L x L (a first convolution's 9 taps) no longer waits for its outputs.
+with K < L x L (a first convolution's 9 taps) does not wait for its outputs.
 
 s and a of a row go to its row-layout words (SMEM, AMEM_R) at once. AMEM_C holds lanes along M,
 so a tile's a values reach it as columns: the tile's rows are kept in registers and, after its
