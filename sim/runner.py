@@ -40,13 +40,19 @@ def build_args(coverage: bool | None = None) -> list[str]:
     return [*LINT_WAIVERS, *(COVERAGE_ARGS if cov else [])]
 
 
-def build_root() -> Path:
-    """build/hw, created with a .gitignore of its own so build products never get committed."""
-    BUILD_ROOT.mkdir(parents=True, exist_ok=True)
-    gi = BUILD_ROOT.parent / ".gitignore"
+def ignored_root(root: Path) -> Path:
+    """`root` created, its parent (build/) with a .gitignore of its own so build products never
+    get committed."""
+    root.mkdir(parents=True, exist_ok=True)
+    gi = root.parent / ".gitignore"
     if not gi.exists():
         gi.write_text("*\n")
-    return BUILD_ROOT
+    return root
+
+
+def build_root() -> Path:
+    """build/hw (`ignored_root`)."""
+    return ignored_root(BUILD_ROOT)
 
 
 _SETUP_DONE = False
@@ -139,23 +145,32 @@ def build_component(name: str, component, harness: tuple[Path, ...] = ()) -> Bui
     return Built(name, bdir, bdir / f"{name}.v", toplevel)
 
 
-def _build_locked(bdir: Path, files: dict[str, str], toplevel: str, params: dict,
-                  timing: bool = False) -> None:
-    """Write the sources and Verilate them once; parallel callers wait on the folder's lock.
-    timing: the harness runs its own clock (`always #5`), no Python per cycle."""
-    from cocotb_tools.runner import get_runner
-
+def build_locked(bdir: Path, files: dict[str, str], toplevel: str, runner, args: list[str],
+                 params: dict, timescale: tuple[str, str] | None = None, waves: bool = False) -> bool:
+    """Write the sources (in this order) and Verilate them with cocotb's `runner` once; parallel
+    callers wait on the folder's lock. True when this call built them."""
     bdir.mkdir(parents=True, exist_ok=True)
     with open(bdir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (bdir / toplevel).exists():  # the simulator binary the runner links
-            for fname, text in files.items():
-                (bdir / fname).write_text(text)
-            get_runner("verilator").build(
-                sources=[bdir / f for f in files], hdl_toplevel=toplevel, build_dir=bdir,
-                build_args=build_args() + (["--timing"] if timing else []), parameters=params,
-                log_file=bdir / "build.log", **({"timescale": ("1ns", "1ps")} if timing else {}),
-            )
+        if (bdir / toplevel).exists():  # the simulator binary the runner links
+            return False
+        for fname, text in files.items():
+            (bdir / fname).write_text(text)
+        runner.build(sources=[bdir / f for f in files], hdl_toplevel=toplevel, build_dir=bdir,
+                     build_args=args, parameters=params, log_file=bdir / "build.log", waves=waves,
+                     **({"timescale": timescale} if timescale else {}))
+        return True
+
+
+def _build_locked(bdir: Path, files: dict[str, str], toplevel: str, params: dict,
+                  timing: bool = False) -> None:
+    """`build_locked` with the units' flags. timing: the harness runs its own clock
+    (`always #5`), no Python per cycle."""
+    from cocotb_tools.runner import get_runner
+
+    build_locked(bdir, files, toplevel, get_runner("verilator"),
+                 build_args() + (["--timing"] if timing else []), params,
+                 ("1ns", "1ps") if timing else None)
 
 
 def check_results(results_xml: Path) -> None:

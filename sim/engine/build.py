@@ -7,7 +7,6 @@ handshake edges.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -21,7 +20,9 @@ from typing import ClassVar
 from hw.engine.params import EngineParams
 from hw.engine.top import StreamEngine
 from model.fileio import write_atomic
-from sim.runner import LINT_WAIVERS, REPO, check_results, setup_verilator, without_src
+from sim.runner import (
+    LINT_WAIVERS, REPO, build_locked, check_results, ignored_root, setup_verilator, without_src,
+)
 
 HARNESS = Path(__file__).with_name("engine_tb.sv")
 MEMORY_MODEL = Path(__file__).parents[1] / "axi_mem.sv"
@@ -125,27 +126,12 @@ def build_engine(params: EngineParams | None = None, waves: bool = False) -> Eng
         (without_src(v_text) + HARNESS.read_text() + MEMORY_MODEL.read_text()
          + json.dumps([_build_args(waves), hparams])).encode()
     ).hexdigest()[:12]
-    ENGINE_BUILD_ROOT.mkdir(parents=True, exist_ok=True)
-    gi = ENGINE_BUILD_ROOT.parent / ".gitignore"
-    if not gi.exists():
-        gi.write_text("*\n")
-    bdir = ENGINE_BUILD_ROOT / f"engine-{key}"
-    bdir.mkdir(parents=True, exist_ok=True)
+    bdir = ignored_root(ENGINE_BUILD_ROOT) / f"engine-{key}"
     t0 = time.perf_counter()
-    built = False
-    with open(bdir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        v_file = bdir / "engine.v"
-        if not (bdir / "tb").exists():
-            v_file.write_text(v_text)
-            shutil.copy(HARNESS, bdir / "engine_tb.sv")
-            shutil.copy(MEMORY_MODEL, bdir / "axi_mem.sv")
-            _runner().build(
-                sources=[v_file, bdir / "axi_mem.sv", bdir / "engine_tb.sv"], hdl_toplevel="tb", build_dir=bdir,
-                build_args=_build_args(waves), parameters=hparams, timescale=("1ns", "1ps"),
-                log_file=bdir / "build.log", waves=waves,
-            )
-            built = True
+    v_file = bdir / "engine.v"
+    built = build_locked(bdir, {v_file.name: v_text, "axi_mem.sv": MEMORY_MODEL.read_text(),
+                                "engine_tb.sv": HARNESS.read_text()}, "tb", _runner(),
+                         _build_args(waves), hparams, ("1ns", "1ps"), waves)
     (bdir / "params.json").write_text(json.dumps(p.__dict__))
     link.write_text(bdir.name)
     return EngineBuild(p, bdir, v_file, time.perf_counter() - t0 if built else 0.0, waves)
