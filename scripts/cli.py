@@ -167,6 +167,10 @@ def _synth(args: argparse.Namespace) -> int:
     if args.engine:
         from sim.engine.synth import synthesize_engine
 
+        if args.unit or args.no_pnr:
+            raise NitroError("--unit and --no-pnr apply to the units (without --engine; the engine's "
+                             "placement only is --no-route)")
+
         res = synthesize_engine(Path(args.out) / "engine", seed=args.seed, route=not args.no_route,
                                 route_minutes=args.route_minutes)
         print(f"engine results: {Path(args.out) / 'engine'}/synth.json")
@@ -229,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="override the config's seed")
     t.add_argument("--data-dir", help="dataset folder (else $NITRO_DATA_DIR, /usr/share/datasets)")
     t.add_argument("--out", help="output folder (default runs/<config name>)")
-    t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly")
-    t.add_argument("--force", action="store_true", help="overwrite an earlier run's outputs in --out")
+    again = t.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly")
+    again.add_argument("--force", action="store_true", help="overwrite an earlier run's outputs in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--pipeline", type=non_negative_int, nargs="?", const=0, metavar="STAGES",
                    help="run the blocks as a pipeline of Ray actors: STAGES stages balanced by MACs "
@@ -356,8 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"nitro: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("nitro: interrupted (the last checkpoint is intact)", file=sys.stderr)
+    except KeyboardInterrupt:  # every output is written atomically: nothing is left half-written
+        kept = " (the last checkpoint is intact)" if args.cmd in ("train", "flow", "sweep") else ""
+        print(f"nitro: interrupted{kept}", file=sys.stderr)
         return 130
 
 

@@ -77,6 +77,7 @@ def test_train_force_overwrites(capsys, tiny, tmp_path):
     (["--epochs", "x"], "--epochs: expected a positive integer"),
     (["--seed", "-1"], "train.seed"),
     (["--seed", str(1 << 32)], "train.seed"),
+    (["--resume", "--force"], "not allowed with argument --resume"),
 ])
 def test_train_bad_arguments(capsys, tiny, tmp_path, argv, msg):
     out = tmp_path / "run"
@@ -176,6 +177,8 @@ def test_unknown_command_and_missing_argument_are_one_line(capsys):
     (["--engine", "--seed", "0"], "expected a positive integer"),
     (["--engine", "--route-minutes", "x"], "expected a positive integer"),
     (["--unit", "mac", "--unit", "bogus"], "unknown unit 'bogus'"),
+    (["--engine", "--unit", "mac"], "apply to the units"),
+    (["--engine", "--no-pnr"], "apply to the units"),
 ])
 def test_synth_bad_arguments(capsys, tmp_path, argv, msg):
     rc, err = nitro(capsys, "synth", "--out", tmp_path / "s", *argv)
