@@ -52,10 +52,15 @@ def evaluate(net: Network, x: np.ndarray, labels: np.ndarray, batch: int = 64) -
     return float(np.count_nonzero(pred == labels[:n]) / n)
 
 
+def load_data(cfg: ExperimentConfig, data_dir: str | Path | None) -> tuple[IntegerDataset, np.random.RandomState]:
+    """The run's preprocessed data, and its random stream after preprocessing (the weights come next)."""
+    rng = np.random.RandomState(cfg.train.seed)
+    return preprocess(load_raw(cfg.data.dataset, data_dir), rng, onehot_value=cfg.data.onehot_value), rng
+
+
 def prepare(cfg: ExperimentConfig, data_dir: str | Path | None) -> tuple[IntegerDataset, Network, np.random.RandomState]:
     """Load and preprocess the data, build the network and draw its initial weights."""
-    rng = np.random.RandomState(cfg.train.seed)
-    ds = preprocess(load_raw(cfg.data.dataset, data_dir), rng, onehot_value=cfg.data.onehot_value)
+    ds, rng = load_data(cfg, data_dir)
     spec = cfg.build_spec(tuple(ds.train_x.shape[1:]))
     net = Network(spec, init_params(spec, rng), cfg.policy())
     return ds, net, rng

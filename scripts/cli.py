@@ -95,15 +95,11 @@ def _eval(args: argparse.Namespace) -> int:
     from model.checkpoint import load_checkpoint
     from model.config import parse_config
     from model.network import Network
-    from model.train import evaluate
-    from model.datasets import load_raw
-    from model.preprocess import preprocess
-    import numpy as np
+    from model.train import evaluate, load_data
 
     ck = load_checkpoint(Path(args.checkpoint))
     cfg = parse_config(ck.config_text, "checkpoint")
-    ds = preprocess(load_raw(cfg.data.dataset, args.data_dir), np.random.RandomState(cfg.train.seed),
-                    onehot_value=cfg.data.onehot_value)
+    ds, _ = load_data(cfg, args.data_dir)
     net = Network(cfg.build_spec(tuple(ds.test_x.shape[1:])), ck.params, cfg.policy())
     acc = evaluate(net, ds.test_x, ds.test_labels, cfg.train.eval_batch)
     print(f"{cfg.name} after epoch {ck.epoch}: test accuracy {100 * acc:.2f}% "
