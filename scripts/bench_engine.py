@@ -588,7 +588,8 @@ def _vgg_lines() -> list[str]:
     return lines + [""] + (_cosim_lines(rtl, "ideal", 64, per_phase=True) if rtl.exists() else [])
 
 
-def write_readme() -> None:
+def _run_lines() -> list[str]:
+    """The header and each recorded co-simulation: MLPs, CNNs, the long run, VGG8B."""
     lines = ["# Streaming NITRO-D engine: recorded results", "",
              "Produced by `scripts/bench_engine.py` (see its docstring). One generated engine: 8x8 "
              "int8 x int24 MAC array (int32 wrap), int16 weights, double-buffered scratchpads, a "
@@ -615,6 +616,12 @@ def write_readme() -> None:
         if f.exists():
             lines += _cosim_lines(f, "ideal", 64, per_phase=k == 0)
     lines += _vgg_lines()
+    return lines
+
+
+def _conform_lines() -> list[str]:
+    """`nitro conform --engine` on the official CNN sets."""
+    lines = []
     for f in (OUT / f"conform_{tag}.json" for tag in CNN_SETS):
         if f.exists():
             r = json.loads(f.read_text())
@@ -623,6 +630,12 @@ def write_readme() -> None:
             lines += [f"## {f.name}", "",
                       f"- `nitro conform --engine` on the official `{r['set']}` set: every "
                       f"array matches: **{r['ok']}** ({steps}); {r['wall_s']:.0f} s", ""]
+    return lines
+
+
+def _perf_model_lines() -> list[str]:
+    """The performance model against the runs, and what bounds utilization."""
+    lines = []
     pm = OUT / "perf_model.json"
     if pm.exists():
         r = json.loads(pm.read_text())
@@ -642,6 +655,12 @@ def write_readme() -> None:
                   f"{100 * v['with_first_load']:.1f}% | {100 * v['measured']:.1f}% |"
                   for k, v in r.get("utilization_ceiling", {}).items()]
         lines.append("")
+    return lines
+
+
+def _synth_lines() -> list[str]:
+    """The routed engine: Fmax per seed, the slowest seed's late inputs, resources, projections."""
+    lines = []
     s = OUT / "synth.json"
     if s.exists():
         r = json.loads(s.read_text())
@@ -667,6 +686,12 @@ def write_readme() -> None:
         lines += ["", f"Projected training throughput at the slowest routed seed's Fmax ({r['worst_fmax_mhz']} MHz): "
                   + ", ".join(f"{k}: {v:.0f} images/s" for k, v in r["projected_img_s_at_worst_fmax"].items())
                   + f" (golden model on this CPU: {r['golden_model_cpu_img_s']:.0f} images/s).", ""]
+    return lines
+
+
+def _placed_lines() -> list[str]:
+    """The placed-only engine: nextpnr's estimate, resources, floorplan."""
+    lines = []
     pl = OUT / "synth_placed_seed1.json"
     if pl.exists():
         r = json.loads(pl.read_text())
@@ -680,6 +705,12 @@ def write_readme() -> None:
         lines += _resource_table(r["utilization"]) + [""]
         if r.get("floorplan"):
             lines += _floorplan_lines(r["floorplan"], "floorplan_placed_seed1.png")
+    return lines
+
+
+def _congestion_lines() -> list[str]:
+    """router2's congestion runs."""
+    lines = []
     for c in sorted(OUT.glob("routing_congestion_seed*.json")):
         r = json.loads(c.read_text())
         its = r["overused_by_iteration"]
@@ -698,6 +729,12 @@ def write_readme() -> None:
         lines += [f"| `{k}` | {v} |" for k, v in r["congested_nets_by_module_pct"].items()]
         lines += ["", "The packed design against the device's capacity:", ""]
         lines += _resource_table(r["utilization"]) + [""]
+    return lines
+
+
+def _ebr_lines() -> list[str]:
+    """A block RAM read routed alone, with and without its output register."""
+    lines = []
     e = OUT / "ebr_outreg.json"
     if e.exists():
         r = json.loads(e.read_text())
@@ -709,6 +746,12 @@ def write_readme() -> None:
                          f"({cp['from']} -> {cp['to']}: logic {cp['logic_ns']} ns, routing "
                          f"{cp['routing_ns']} ns)")
         lines.append("")
+    return lines
+
+
+def _widths_lines() -> list[str]:
+    """The storage widths checked on real training."""
+    lines = []
     for w in sorted(OUT.glob("widths*.json")):
         r = json.loads(w.read_text())
         found = (f"stopped after {r['seconds']:.0f} s of training at the first value that does not "
@@ -717,7 +760,13 @@ def write_readme() -> None:
         lines += [f"## {w.name}", "",
                   f"- golden model, check mode, int{r['declared_widths']['weight']} weights and "
                   f"int{r['declared_widths']['delta']} deltas, {r['config']}: {found}", ""]
-    lines += ["The first engine's results (all tensors on chip) are in `v1/`.", ""]
+    return lines
+
+
+def write_readme() -> None:
+    lines = [*_run_lines(), *_conform_lines(), *_perf_model_lines(), *_synth_lines(),
+             *_placed_lines(), *_congestion_lines(), *_ebr_lines(), *_widths_lines(),
+             "The first engine's results (all tensors on chip) are in `v1/`.", ""]
     write_atomic(OUT / "README.md", ("\n".join(lines)).encode())
 
 
