@@ -15,7 +15,7 @@ from hw.divider import ConstDivider, ProgDivider, tdiv_latency
 from hw.lossgrad import LossGradient
 from hw.maxpool import MaxPoolBackward, MaxPoolForward
 from hw.relu import NitroReluBackward, NitroReluForward
-from hw.scaling import NitroScaling
+from hw.scaling import NitroScaling, ScaleClip
 from hw.sgd import IntegerSGDUpdate
 from model.divider import divider_constants
 from model.layers import INT32_MAX, RELU_MEAN_CORRECTION
@@ -39,6 +39,11 @@ def relu_bwd_spec(alpha):
         ga = (p.s >= -127) & (p.s < 0)
         return Mux(g1, p.delta, Mux(ga, spec_tdiv(p.delta, alpha), spec_tdiv(p.delta, INT32_MAX)))
     return spec
+
+
+def scale_clip_spec(p):
+    q = abs(p.z) // p.sf
+    return spec_clip(Mux(p.z < 0, -q, q), -127, 127)
 
 
 def maxpool_spec(window):
@@ -89,6 +94,9 @@ def cases():
     for f in (9, 100, 258):
         yield (f"scaling16_sf{f}", lambda f=f: FormalTop(
             NitroScaling(f, 16), lambda z, f=f: spec_clip(spec_tdiv(z, f), -127, 127)))
+    for w, top in ((12, 63), (13, 8191)):  # sf at run time, as wide as z or wider
+        yield (f"scale_clip{w}_sf{top}", lambda w=w, top=top: FormalTop(
+            ScaleClip(w, top), scale_clip_spec, lambda p: p.sf != 0))
     for d, w in ((3, 16), (7, 16), (641, 16), (12345, 16), (10, 18), (100, 18)):
         yield (f"div{w}_d{d}", lambda d=d, w=w: FormalTop(
             ConstDivider(d, w), lambda n, d=d: spec_tdiv(n, d)))
