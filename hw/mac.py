@@ -9,8 +9,7 @@ accumulates, and leaves as `rows` transfers of one C row each.
 
 Pipeline (free-running: no register has a stall enable; why each level exists, for Fmax on ECP5):
     1  input register                     (one load each: placed near the source, it absorbs the
-                                           route from it; the engine's operand FIFO read -> the
-                                           fan-out register was the engine's critical path)
+                                           route from it)
     2  fan-out register                   (one copy per row / column, near the multipliers)
     3  per-PE operand registers           (the MULT18X18D input registers: they absorb the operand
                                            fan-out routing; hw.dsp)
@@ -19,9 +18,7 @@ Pipeline (free-running: no register has a stall enable; why each level exists, f
                                            4.5 ns at 8x8, so it gets a level of its own; one
                                            register per DSP when a wide operand is cut into limbs)
    (6) limb sum                           (only with limbs: acc + two limb products in one cycle
-                                           was two carry chains, the engine's MAC endpoints at
-                                           7.45 ns; the limb sum next to the DSPs was the route
-                                           out of the DSP column plus an adder)
+                                           would be two carry chains)
     6  accumulator (7 with limbs)         (acc + the product, enabled by `valid`)
     then the tile buffer, drained one row per cycle into a 16-row output skid FIFO (LUT RAM) that
     the consumer reads; first C row valid `latency` cycles (7, or 8 with limbs) after the `last`
@@ -61,6 +58,20 @@ def _truth_table(q: int, inputs: list[Value]) -> Value:
     return Mux(inputs[-1], _truth_table(hi, inputs[:-1]), _truth_table(lo, inputs[:-1]))
 
 
+def _reg(m: Module, v, name: str, reset: bool = False) -> Signal:
+    r = Signal(v.shape(), name=name, reset_less=not reset)
+    m.d.sync += r.eq(v)
+    return r
+
+
+def _chain(m: Module, v, name: str, n: int, reset: bool = False) -> list:
+    """[v, v one cycle later, ..., v n cycles later]"""
+    out = [v]
+    for k in range(1, n + 1):
+        out.append(_reg(m, out[-1], f"{name}{k}", reset))
+    return out
+
+
 class MacArray(wiring.Component):
     """C = A @ B tiles, wrapped to acc_width bits. A: rows x K, a_width bits; B: K x cols, b_width.
 
@@ -97,46 +108,40 @@ class MacArray(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        R, C, W = self.rows, self.cols, self.acc_width
+        R, C = self.rows, self.cols
         E = self.latency - 2  # the level whose valid enables the accumulators (5, or 6 with limbs)
         p = self.i.payload
         ready = Signal(init=1, name="in_ready")
         fire = Signal()
         m.d.comb += [self.i.ready.eq(ready), fire.eq(self.i.valid & ready)]
 
-        def reg(v, name, reset=False):
-            r = Signal(v.shape(), name=name, reset_less=not reset)
-            m.d.sync += r.eq(v)
-            return r
-
-        def chain(v, name, n, reset=False):
-            """[v, v one cycle later, ..., v n cycles later]"""
-            out = [v]
-            for k in range(1, n + 1):
-                out.append(reg(out[-1], f"{name}{k}", reset))
-            return out
-
-        # Levels 1 and 2: input registers, twice (one level: the engine's operand FIFO read ->
-        # input register was its critical path, 4.1 ns of route in 7.0 ns). The valid chain has
-        # a reset: a bubble must not look like a transfer.
+        # Levels 1 and 2: input registers, twice (the operands come from across the die). The
+        # valid chain has a reset: a bubble must not look like a transfer.
         # v[k] / f[k]: valid / first of the transfer whose values are at level k.
-        v, f = chain(fire, "v", E - 1, True), chain(p.first, "f", E - 1)
+        v, f = _chain(m, fire, "v", E - 1, True), _chain(m, p.first, "f", E - 1)
         # The control logic gets its own "valid last" chain, so that v / f (rows*cols*acc_width
         # enables and selects) do not pull the small control cluster across the array.
-        lv = chain(fire & p.last, "lv", E, True)
-        a1 = [reg(reg(p.a[i], f"a0_{i}"), f"a1_{i}") for i in range(R)]
-        b1 = [reg(reg(p.b[j], f"b0_{j}"), f"b1_{j}") for j in range(C)]
+        lv = _chain(m, fire & p.last, "lv", E, True)
+        a1 = [_reg(m, _reg(m, p.a[i], f"a0_{i}"), f"a1_{i}") for i in range(R)]
+        b1 = [_reg(m, _reg(m, p.b[j], f"b0_{j}"), f"b1_{j}") for j in range(C)]
 
+        accs = self._pes(m, platform, v, f, lv, a1, b1, E)
+        copy_ctls, buf_nexts, moved, fill = self._tile_buffer(m, platform, accs, lv, E)
+        self._credits(m, fire, p, ready, copy_ctls, buf_nexts, moved, fill, E)
+        return m
+
+    def _pes(self, m: Module, platform, v, f, lv, a1, b1, E: int) -> list[list[Signal]]:
+        """Levels 3 to E + 1: each PE's product and accumulator; returns the accumulators."""
+        R, C, W = self.rows, self.cols, self.acc_width
         # The accumulators' enable, one copy per PE next to its acc_width flip-flops (one register
-        # enabling all rows*cols*acc_width of them was a die-wide clock-enable net: 571 of its
-        # connections 40+ tiles long in the placed engine); each copy resets like the valid chain.
+        # for all rows*cols*acc_width of them would be a die-wide enable net); each copy resets
+        # like the valid chain.
         en = replicated_reg(m, platform, v[E - 1] & ~ResetSignal(allow_reset_less=True), R * C, "acc_en")
         accs = [[None] * C for _ in range(R)]
         for i in range(R):
             for j in range(C):
-                # One `first` register per PE, next to its accumulator (one for all
-                # rows*cols*acc_width accumulator bits was the critical path at 8x8; one per row
-                # still spent ~3 ns routing to the row's PEs). Equal D inputs would be merged back
+                # One `first` register per PE, next to its accumulator (a shared one, even one per
+                # row, would select across many PEs' accumulators). Equal D inputs would be merged back
                 # by yosys, so PE q's copy differs in a don't-care: in a bubble (the accumulators
                 # keep their value) it takes truth table q of (f, lv, v one level earlier): one
                 # LUT4, 256 distinct copies (arrays up to 16 x 16; beyond, copies repeat).
@@ -145,7 +150,7 @@ class MacArray(wiring.Component):
                 m.d.sync += first.eq(Mux(v[E - 1], f[E - 1],
                                          _truth_table(q, [f[E - 1], lv[E - 1], v[E - 2]])))
                 terms, _ = registered_mul_terms(m, platform, a1[i], b1[j], f"pe{i}_{j}")  # 3, 4
-                prod = [reg(t, f"p_{i}_{j}_{k}") << off for k, (t, off) in enumerate(terms)]  # 5
+                prod = [_reg(m, t, f"p_{i}_{j}_{k}") << off for k, (t, off) in enumerate(terms)]  # 5
                 if len(prod) > 1:  # level 6: the limb sum (one carry chain per level)
                     psum = Signal(signed(W), name=f"psum_{i}_{j}", reset_less=True)
                     m.d.sync += psum.eq(sum(prod))  # wraps or sign-extends to acc_width
@@ -154,16 +159,20 @@ class MacArray(wiring.Component):
                 with m.If(en[i * C + j]):
                     m.d.sync += acc.eq((prod[0] + Mux(first, 0, acc))[:W])
                 accs[i][j] = acc
+        return accs
 
+    def _tile_buffer(self, m: Module, platform, accs, lv, E: int):
+        """The finished tile's buffer and its drain into the output FIFO, decided per PE row;
+        returns row 0's copy and buffer-next decisions, its moved-row count and the FIFO fill."""
+        R, C, W = self.rows, self.cols, self.acc_width
         # Tile buffer: loaded from the accumulators, then shifted up one C row per cycle into the
         # output skid FIFO (hw.stream_unit.skid_output) while the FIFO has room. Every buffer
-        # enable is a register; o.ready only steers the FIFO (a rows:1 read mux or a shift on
-        # o.ready fanned out to all rows*cols*acc_width buffer bits gave 131 MHz at 8x8).
+        # enable is a register; o.ready only steers the FIFO, never every buffer bit.
         # `copy` (accumulators -> buffer) and `move` (buffer row 0 -> FIFO) are computed one cycle
         # ahead from next-state values and registered once per PE for that PE's acc_width buffer
         # bits (hw.fanout). The small state machine deciding them is itself replicated per PE
-        # row: each row's copy decides for its own `cols` PEs (one decision for all rows*cols
-        # copies was the standalone 8x8 array's critical path: 3.25 ns of route to 64 flip-flops).
+        # row: each row's copy decides for its own `cols` PEs (one decision would reach across
+        # the whole array).
         # The copies see the same inputs and so step identically; row 0's drives the FIFO and the
         # credits.
         buf = [[Signal(signed(W), name=f"buf_{i}_{j}", reset_less=True) for j in range(C)]
@@ -172,16 +181,14 @@ class MacArray(wiring.Component):
         move_next = [Signal(name=f"move_next_{g}") for g in range(R)]
         row0 = Signal(data.ArrayLayout(signed(W), C))
         m.d.comb += [row0[j].eq(buf[0][j]) for j in range(C)]
-        # o.valid is a register (the engine's drain logic behind `nonempty | move` was its
-        # critical path: 7.13 ns from the FIFO's nonempty to the serializer's load copies)
+        # o.valid is a register: the consumer's logic starts at a flip-flop
         fill, push, pop = skid_output(m, move_ctl[0], Value.cast(row0), self.o, OUT_FIFO, banks=C,
                                       pipe_valid_next=move_next[0])
-        # Room for one more `move`, as a register of the fill alone (the fill adder between
-        # o.ready and the move decision was the 8x8 critical path; move_ctl in front of it, the
-        # engine's, 8.1 ns of route): a fill of at most cap - 3 leaves room for a move at each
-        # of the next two edges and the one decided this cycle. The bound ignores this cycle's
-        # pop and whether a move is in flight (conservative: the FIFO holds one row less).
-        # (written as matches: an adder and a compare were two carry chains, the 1x1 critical path)
+        # Room for one more `move`, as a register of the fill alone, so that no adder lies
+        # between o.ready and the move decision: a fill of at most cap - 3 leaves room for a move
+        # at each of the next two edges and the one decided this cycle. The bound ignores this
+        # cycle's pop and whether a move is in flight (conservative: the FIFO holds one row less).
+        # Written as matches, not a compare: no carry chain.
         room = Signal(init=1, name="fifo_room")
         m.d.sync += room.eq(~fill.matches(*range(OUT_FIFO - 2, OUT_FIFO + 1)))
 
@@ -219,7 +226,11 @@ class MacArray(wiring.Component):
             buf_nexts.append(buf_next)
             if g == 0:
                 moved = row  # row 0's rows moved since its copy
+        return copy_ctls, buf_nexts, moved, fill
 
+    def _credits(self, m: Module, fire, p, ready, copy_ctls, buf_nexts, moved, fill, E: int) -> None:
+        """`ready`: the transfers admitted against the tiles in flight."""
+        R = self.rows
         # Credits (from row 0's copy): tiles whose `last` was accepted and that are not yet in the
         # buffer, plus the buffered tile; admit transfers while fewer than two, or with one
         # waiting in the accumulators when the buffer will be free before a transfer admitted
@@ -244,7 +255,6 @@ class MacArray(wiring.Component):
         kept, ended = ((pending + k - copy_ctls[0])[:len(pending)] for k in (0, 1))
         m.d.comb += pending_next.eq(Mux(ends, ended, kept))
         m.d.sync += [pending.eq(pending_next), ready.eq(Mux(ends, admit(ended), admit(kept)))]
-        return m
 
 
 class Mac(MacArray):
