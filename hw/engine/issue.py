@@ -41,7 +41,7 @@ class OperandIssue(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        p, cmd, RL = self.p, self.cmd, READ_LATENCY
+        p, cmd = self.p, self.cmd
         start, start_issue = self.start[0], self.start[1]
 
         # down-counters whose "at the end" flags are registers
@@ -131,6 +131,14 @@ class OperandIssue(wiring.Component):
                 with m.Else():
                     m.d.sync += [b_tile.eq(b_next), b_addr.eq(b_next)]
 
+        self._beats(m, issue, issue_n, issuing, k_first, k_end, nt_end, mt_end, inb, start_issue)
+        return m
+
+    def _beats(self, m: Module, issue, issue_n, issuing, k_first, k_end, nt_end, mt_end, inb,
+               start_issue) -> None:
+        """The beats through the memory read to the array (`o`), and `issue_n`: the next
+        issue, from the walk and the credits of the beats in flight."""
+        cmd, RL = self.cmd, READ_LATENCY
         # beat flags through the memory read: valid, first and last of a C tile's K beats
         v = delayed(m, issue, RL + 1, "v", False)
         first = delayed(m, k_first, RL + 1, "f")
@@ -141,9 +149,9 @@ class OperandIssue(wiring.Component):
         cap = skid_capacity(RL + 2)
         skid_output(m, v, beat.as_value(), self.o, cap)
 
-        # a beat the array accepted frees its credit a cycle later (the array's ready, through
-        # the credit adder into `issue` and its copies, was 7.9 ns): one more beat in flight at
-        # most, which the skid FIFO holds (cap >= RL + 3)
+        # a beat the array accepted frees its credit a cycle later, so the array's ready does not
+        # reach `issue` and its copies through the credit adder: one more beat in flight at most,
+        # which the skid FIFO holds (cap >= RL + 3)
         assert cap >= RL + 3
         took = delayed(m, self.o.valid & self.o.ready, 1, "mac_took", False)
         in_flight = Signal(range(cap + 1))
@@ -154,7 +162,6 @@ class OperandIssue(wiring.Component):
         m.d.comb += issue_n.eq(issuing_nx & ~in_next[-1])  # cap is a power of two: top bit = full
         m.d.sync += [in_flight.eq(in_next), issuing.eq(issuing_nx), issue.eq(issue_n)]
         m.d.comb += self.idle.eq(~issuing)
-        return m
 
     def _window(self, m: Module, run, start, tile, kn_tile, k_step):
         """A conv command's source pixel (`params.command_layout`): (sx, sy) is the pixel of the

@@ -136,19 +136,7 @@ class OutputOps(wiring.Component):
         m.submodules.scale, m.submodules.sgd = scale, sgd = self.scale, self.sgd
         m.submodules.relu_bwd, m.submodules.rows = rbwd, rows = self.rbwd, self.rows
 
-        # decoded op flags, registered (valid from the first RUN cycle; only DECODE reads `op`)
-        is_relu, is_loss, is_sgd, is_rbwd, is_scale, is_rows, serial, p_in, p_out = (
-            data_reg(name=n) for n in ("is_relu", "is_loss", "is_sgd", "is_rbwd", "is_scale",
-                                       "is_rows", "serial", "p_in", "p_out"))
-        op = cmd.op
-        by_rows = row_scaled(op, cmd.p_in, cmd.p_out)
-        m.d.sync += [p_in.eq(cmd.p_in), p_out.eq(cmd.p_out),
-                     is_relu.eq(op == OP_SCALE_RELU), is_loss.eq(op == OP_SCALE_LOSS),
-                     is_sgd.eq(op == OP_SGD), is_rbwd.eq(op == OP_RELU_BWD),
-                     is_scale.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS)),
-                     is_rows.eq(by_rows),
-                     serial.eq(((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS) | (op == OP_SGD))
-                               & ~by_rows)]
+        is_relu, is_loss, is_sgd, is_rbwd, is_scale, is_rows, serial, p_in, p_out = self._decoded(m)
         m.d.comb += [self.serial.eq(serial), self.is_sgd.eq(is_sgd)]
 
         # E1: the element RL cycles later, with its YMEM / WMEM / PMEM words (read at E0)
@@ -236,6 +224,24 @@ class OutputOps(wiring.Component):
         write(SEL_WMEM, sg.a[3], _rep(w_new[:WB], L), lane_en(sg.j, sg_valid))
         write(SEL_WTMEM, sg.a[4], _rep(w_new[:WB], L), lane_en(sg.r, sg_valid & cmd.wt_en))
         return m
+
+    def _decoded(self, m: Module) -> tuple:
+        """The command's op flags, registered (valid from the first RUN cycle; only DECODE reads
+        `op`): is_relu, is_loss, is_sgd, is_rbwd, is_scale, is_rows, serial, p_in, p_out."""
+        cmd = self.cmd
+        is_relu, is_loss, is_sgd, is_rbwd, is_scale, is_rows, serial, p_in, p_out = (
+            data_reg(name=n) for n in ("is_relu", "is_loss", "is_sgd", "is_rbwd", "is_scale",
+                                       "is_rows", "serial", "p_in", "p_out"))
+        op = cmd.op
+        by_rows = row_scaled(op, cmd.p_in, cmd.p_out)
+        m.d.sync += [p_in.eq(cmd.p_in), p_out.eq(cmd.p_out),
+                     is_relu.eq(op == OP_SCALE_RELU), is_loss.eq(op == OP_SCALE_LOSS),
+                     is_sgd.eq(op == OP_SGD), is_rbwd.eq(op == OP_RELU_BWD),
+                     is_scale.eq((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS)),
+                     is_rows.eq(by_rows),
+                     serial.eq(((op == OP_SCALE_RELU) | (op == OP_SCALE_LOSS) | (op == OP_SGD))
+                               & ~by_rows)]
+        return is_relu, is_loss, is_sgd, is_rbwd, is_scale, is_rows, serial, p_in, p_out
 
     def _where(self, m: Module, e, name: str):
         """An element's lanes and output addresses: what travels beside a pipe."""

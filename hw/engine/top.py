@@ -129,19 +129,7 @@ class StreamEngine(wiring.Component):
         m.d.sync += [core_idle.eq(~core.busy & ~launched), stores_done.eq(stores_idle),
                      load_done.eq(~ld.busy & ~reader.busy & ~ld.cmd.valid),
                      dma_error.eq(reader.error | writer_error)]
-        # The reader serves the fetch and the load unit, never both at once (a LOAD ends before
-        # the next fetch): wired to both, so no state decode sits in its handshakes' paths. Each
-        # takes every beat it asked for as it arrives (GATHER waits for its beats; the load unit
-        # is active from before its first DMA command to its last beat), so the read data's
-        # ready is 1: the consumers' state is not in front of the reader's buffer.
-        fetch_cmd = Signal()
-        fetch = Signal(dma_command_layout(EXT_ADDR_W))
-        m.d.comb += [fetch.addr.eq(pc), fetch.beats.eq(beats),
-                     read_cmd.valid.eq(fetch_cmd | ld.dma_cmd.valid),
-                     read_cmd.payload.eq(Mux(fetch_cmd, fetch, ld.dma_cmd.payload)),
-                     ld.dma_cmd.ready.eq(read_cmd.ready),
-                     ld.dma_data.valid.eq(read_data.valid), ld.dma_data.payload.eq(read_data.payload),
-                     read_data.ready.eq(1)]
+        fetch_cmd = self._share_reader(m, read_cmd, read_data, ld, pc, beats)
 
         def stop(error_code=None):
             m.d.sync += busy.eq(0)
@@ -211,6 +199,24 @@ class StreamEngine(wiring.Component):
         waits = (fsm.ongoing("SYNC") | fsm.ongoing("SWAP") | fsm.ongoing("FINISH")
                  | fsm.ongoing("STORE") & ~queue.w_rdy)
         self._counters(m, regs, fsm, busy, core, waits, busy & ~stores_idle)
+
+    @staticmethod
+    def _share_reader(m, read_cmd, read_data, ld, pc, beats):
+        """The reader serves the fetch and the load unit, never both at once (a LOAD ends before
+        the next fetch): wired to both, so no state decode sits in its handshakes' paths. Each
+        takes every beat it asked for as it arrives (GATHER waits for its beats; the load unit
+        is active from before its first DMA command to its last beat), so the read data's
+        ready is 1: the consumers' state is not in front of the reader's buffer. Returns the
+        fetch's request, `fetch_cmd`."""
+        fetch_cmd = Signal()
+        fetch = Signal(dma_command_layout(EXT_ADDR_W))
+        m.d.comb += [fetch.addr.eq(pc), fetch.beats.eq(beats),
+                     read_cmd.valid.eq(fetch_cmd | ld.dma_cmd.valid),
+                     read_cmd.payload.eq(Mux(fetch_cmd, fetch, ld.dma_cmd.payload)),
+                     ld.dma_cmd.ready.eq(read_cmd.ready),
+                     ld.dma_data.valid.eq(read_data.valid), ld.dma_data.payload.eq(read_data.payload),
+                     read_data.ready.eq(1)]
+        return fetch_cmd
 
     @staticmethod
     def _store_queue(m, st, writer_busy):
