@@ -157,7 +157,6 @@ async def cosim_main(dut) -> None:
 
     from hw.engine.compiler import compile_network
     from hw.engine.params import EngineParams
-    from hw.engine.perf import predict
 
     from .host import EngineBackend, MemoryModel
 
@@ -235,16 +234,7 @@ async def cosim_main(dut) -> None:
     summ = _summary(prog, counters, units) if counters else {}
     result.update(summ)
     if counters:
-        mm = eng.memory
-        pred = {w: predict(eng.ep, mm.latency, mm.stall_pct, mm.gap, w) for w in set(warm)}
-
-        def mean(part: str) -> dict:  # over the steps run, cold and warm as they came
-            return {k: float(np.mean([getattr(pred[w], part)[k] for w in warm]))
-                    for k in getattr(pred[warm[0]], part)}
-
-        cyc = float(np.mean([pred[w].cycles for w in warm]))
-        result["predicted"] = {"cycles_per_step": cyc, "units": mean("units"),
-                               "phases": mean("phases"), "error": cyc / summ["cycles_per_step"] - 1}
+        result["predicted"] = _prediction(eng, warm, summ["cycles_per_step"])
         result["warm_list"] = warm
     result.update({
         "cycles_per_step_list": step_cycles,
@@ -254,6 +244,23 @@ async def cosim_main(dut) -> None:
         "lr_inv": schedule.lr_inv, "params": params.__dict__,
     })
     Path(RESULT_FILE).write_text(json.dumps(result, indent=1))
+
+
+def _prediction(eng, warm: list[bool], measured: float) -> dict:
+    """The performance model's cycles per step, per unit and per phase, averaged over the steps
+    run (cold and warm as they came), and its error against the `measured` cycles per step."""
+    from hw.engine.perf import predict
+
+    mm = eng.memory
+    pred = {w: predict(eng.ep, mm.latency, mm.stall_pct, mm.gap, w) for w in set(warm)}
+
+    def mean(part: str) -> dict:
+        return {k: float(np.mean([getattr(pred[w], part)[k] for w in warm]))
+                for k in getattr(pred[warm[0]], part)}
+
+    cyc = float(np.mean([pred[w].cycles for w in warm]))
+    return {"cycles_per_step": cyc, "units": mean("units"), "phases": mean("phases"),
+            "error": cyc / measured - 1}
 
 
 def _batches(cfg, ds, net, rng, schedule, total: int):
