@@ -63,12 +63,13 @@ class MemoryModel:
         kw = {}
         for part in text.split(","):
             k, sep, v = part.partition("=")
-            if not sep or k.strip() not in keys or not v.strip().isascii() or not v.strip().isdigit():
+            key, value = k.strip(), v.strip()
+            if not sep or key not in keys or not (value.isascii() and value.isdigit()):
                 raise NitroError(f"memory model must be 'ideal', 'ddr3' or KEY=N,... with keys "
                                  f"{', '.join(keys)} (e.g. latency=100,stall=30,seed=2), got {text!r}")
-            if keys[k.strip()] in kw:
-                raise NitroError(f"memory model: {k.strip()} given twice in {text!r}")
-            kw[keys[k.strip()]] = int(v)
+            if keys[key] in kw:
+                raise NitroError(f"memory model: {key} given twice in {text!r}")
+            kw[keys[key]] = int(value)
         return cls(**kw)
 
 
