@@ -1,9 +1,9 @@
-"""Streaming-engine benchmarks recorded in benchmarks/engine/ (issue 13):
+"""Streaming-engine benchmarks recorded in benchmarks/engine/:
 
   cosim  : training steps of the paper's MNIST MLP (100) and F-MNIST MLP (20) at batch 64 on the
            Verilated engine, bit-checked against the golden model after every step, under the
            ideal memory and the DDR3-class model -> cosim_<config>_<N>steps_<memory>.json
-  cnn    : CNN training on the engine (issue 14): configs/engine_cnn_mnist.toml (50 steps, batch 16,
+  cnn    : CNN training on the engine: configs/engine_cnn_mnist.toml (50 steps, batch 16,
            inference on 256 test images) and two steps of cnn_small_mnist at batch 64 (the
            current engine's cycles; `long` is the long run), per-phase cycles (the convolutions
            per layer) -> cosim_<config>_<N>steps_b<batch>_ideal.json
@@ -11,7 +11,7 @@
            (`nitro cosim --start-step`; about 80 minutes on two cores), the second followed by
            inference on 1000 test images -> cosim_cnn_small_mnist_steps<first>-<last>_b64_ideal.json
   conform: `nitro conform --engine` on the official CNN sets cnn and cnnx -> conform_<tag>.json
-  vgg    : VGG8B MNIST (issue 14, acceptance 3): the performance model's cycles per step at batch
+  vgg    : VGG8B MNIST: the performance model's cycles per step at batch
            64 for the ideal and the DDR3-class memory, per phase, and images/s at 150 MHz ->
            vgg8b_mnist_model.json; one training step of it at batch 8 on the Verilated engine
            (about 15 minutes) -> cosim_vgg8b_mnist_1steps_b8_ideal.json
@@ -171,7 +171,7 @@ WIDTHS_NOTE = (
     "on the engine such a value would also show up as a cosim mismatch.")
 
 
-# CNNs (issue 14): config -> (batch, steps, test images); the ideal memory
+# CNNs: config -> (batch, steps, test images); the ideal memory
 CNN_RUNS = {"engine_cnn_mnist": (16, 50, 256), "cnn_small_mnist": (64, 2, 0)}
 # the long CNN run: config, steps, segments side by side, test images after the last
 LONG, LONG_STEPS, LONG_SEGMENTS, LONG_TEST = "cnn_small_mnist", 200, 2, 1000

@@ -222,7 +222,12 @@ def non_negative_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nitro", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    for add in (_add_train, _add_model_commands, _add_hardware_commands, _add_run_commands):
+        add(sub)
+    return p
 
+
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a config on the golden model")
     t.add_argument("--config", required=True, help="experiment TOML (see configs/)")
     t.add_argument("--epochs", type=positive_int, help="stop after this many epochs (default: the config's)")
@@ -244,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "checkpoint and ends with the same weights")
     t.set_defaults(func=_train)
 
+
+def _add_model_commands(sub) -> None:
+    """The golden model's commands: eval, numerics, vectors, conform."""
     e = sub.add_parser("eval", help="test accuracy of a checkpoint")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--data-dir")
@@ -275,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replay the steps on the Verilated training engine (MLP and CNN sets) and compare every "
                         "array it produces: stored forward tensors, weights after every step, predictions")
     c.set_defaults(func=_conform)
+
+
+def _add_hardware_commands(sub) -> None:
+    """rtl, synth and cosim."""
     r = sub.add_parser("rtl", help="write each hardware unit's Verilog and a manifest")
     r.add_argument("--out", default="build/rtl", help="output folder (default build/rtl)")
     r.add_argument("--unit", action="append", help="only this unit (repeatable)")
@@ -325,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cosim)
 
+
+def _add_run_commands(sub) -> None:
+    """Multi-run commands: sweep, flow."""
     w = sub.add_parser("sweep", help="every (config, seed) as a Ray task: resumable, table and plot")
     w.add_argument("--config", nargs="+", required=True, help="experiment TOMLs")
     w.add_argument("--seeds", nargs="+", type=int, required=True, help="seeds of every config")
@@ -343,7 +358,6 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", default="runs/flow", help="output folder (default runs/flow)")
     f.add_argument("--no-progress", action="store_true")
     f.set_defaults(func=_flow)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 and the option strings cosim and vectors parse themselves (--memory, --fault, --tag).
 
 Each property hands one malformed (or by chance valid) input to the real CLI, in-process, and checks
-the contract of issue 12: bad input ends as ONE line `nitro: error: ...` on stderr with exit code 2,
+the CLI's contract: bad input ends as ONE line `nitro: error: ...` on stderr with exit code 2,
 never a traceback, and the files handed over are left as they were (same bytes, same mtime, no new
 file beside them). tests/test_fuzz_parsers.py runs the properties with the "ci" profile; this script
 is the long run ("long" profile), which records benchmarks/fuzz/fuzz_parsers.json and exits 1 on any

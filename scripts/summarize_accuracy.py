@@ -19,7 +19,7 @@ from model.fileio import write_atomic
 REPO = Path(__file__).resolve().parents[1]
 ACC = REPO / "benchmarks" / "accuracy"
 REFERENCE_RUN = REPO.parent / "shared" / "refvectors" / "bench_mlp.json"
-# Paper table (spec 8.1) and this project's acceptance targets (issue 2).
+# Paper table (spec 8.1) and this project's accuracy targets.
 PAPER = {"mlp_mnist": 97.36, "mlp_fmnist": 88.66, "cnn_small_mnist": None}
 TARGET = {"mlp_mnist": 97.2, "mlp_fmnist": 88.5, "cnn_small_mnist": 98.5}
 

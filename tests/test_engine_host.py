@@ -1,5 +1,5 @@
 """Engine host side without simulation: compilation, memory map, packing, and clear errors on bad
-input before any simulation starts (issue #4, acceptance 5)."""
+input before any simulation starts (issue 13, acceptance 6; issue 14, acceptance 6)."""
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace

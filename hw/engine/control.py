@@ -1,4 +1,4 @@
-"""The control and status register map of the streaming engine (issue 13), one declarative table:
+"""The control and status register map of the streaming engine, one declarative table:
 the RTL register file (`hw.regs.AxiLiteRegisters`), the host driver and the documentation all come
 from it. A host writes the program's base address, sets START, and waits for DONE (or the
 interrupt); ERROR and ERROR_CODE say why a run stopped; the ID/parameter block tells the host

@@ -34,7 +34,6 @@ from sim.synth import synth_ecp5 as unit_synth_ecp5
 from .floorplan import floorplan_files, late_inputs
 from .pinout import channel_lpf
 
-REFERENCE_IMG_S = 4980  # the reference implementation's training throughput (issue #4)
 DEVICE = {"device": "LFE5U-85F", "package": "CABGA756", "speed": 6}
 CLOCK_LPF = 'IOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'  # a unit's top: only its clock is constrained
 
@@ -96,6 +95,14 @@ def recorded_golden_img_s() -> float | None:
         if r.get("config") == "mlp_mnist" and r.get("weight_scale", 1) == 1:
             return float(r["images_per_s"])
     return None
+
+
+def recorded_reference_img_s() -> float | None:
+    """The reference implementation's CPU training rate of the MNIST MLP (its median epoch in
+    ../shared/refvectors/bench_mlp.json) as scripts/bench_train.py recorded it, if recorded."""
+    if not BENCH_TRAIN.exists():
+        return None
+    return json.loads(BENCH_TRAIN.read_text()).get("reference_implementation", {}).get("mlp_img_s")
 
 
 def _tool(name: str) -> str:
@@ -390,8 +397,9 @@ def _projection(res: dict, cosim_result: Path | None, golden_img_s: float | None
         return
     cos = json.loads(Path(cosim_result).read_text())
     cyc = cos["cycles_per_step"]
-    res.update(cycles_per_step=cyc, batch=cos["batch"], network=cos["network"],
-               reference_img_s=REFERENCE_IMG_S)
+    res.update(cycles_per_step=cyc, batch=cos["batch"], network=cos["network"])
+    if (ref := recorded_reference_img_s()) is not None:
+        res["reference_img_s"] = round(ref)
     if fmax is not None:
         res["projected_img_s_at_fmax"] = round(fmax * 1e6 / cyc * cos["batch"], 1)
     res["projected_img_s"] = {f"{f:g}MHz": round(f * 1e6 / cyc * cos["batch"])
