@@ -133,7 +133,7 @@ def tdiv_datapath(
                 if not factor:
                     continue
             # each product gets a fabric register: the route out of the DSP column is a stage
-            # of its own (in the engine it was 6.5 ns, the routed critical path)
+            # of its own
             pp = registered_mul(st.m, st.platform, mag[mo:mo + mwid], factor,
                                 name=st.unique(f"pp{mo}_{co}"))
             terms.append((st.reg(pp, name=st.unique(f"pp{mo}_{co}_f")), mo + co))

@@ -155,8 +155,8 @@ class AxiLiteRegisters(wiring.Component):
 
     def _read_channel(self, m: Module, values: dict) -> None:
         """A read in three registered steps: the address, one select per register decoded from
-        it, the selected value (a decode and a wide mux behind the bus pins in one cycle were the
-        engine's slowest AXI4-Lite path); arready stays low until the answer is taken."""
+        it, the selected value (no decode and wide mux behind the bus pins in one cycle); arready
+        stays low until the answer is taken."""
         bus = self.bus
         busy, rvalid, rdata, rresp = Signal(), Signal(), Signal.like(bus.rdata), Signal(2)
         addr, addressed, decoded = Signal.like(bus.araddr), Signal(), Signal()

@@ -78,8 +78,8 @@ class NitroReluBackward(PipelinedUnit):
         # tdiv(delta, 2^31-1) for |delta| < 2^32: +1 at 2^31-1, -1 at -(2^31-1) and -2^31, else 0.
         # Only reachable with 32-bit deltas; a comparison instead of a 32-bit divider, made at the
         # input so that the last level is a plain 3:1 select. The two 32-bit equalities (-(2^31-1)
-        # and -2^31 differ only in bit 0) are split into 16-bit halves, registered, then combined:
-        # in one level they were 7 LUT levels deep, the engine's deepest path.
+        # and -2^31 differ only in bit 0) are split into 16-bit halves, registered, then combined,
+        # so that no compare is more than a few LUT levels deep.
         if w == 32:
             d = p.delta
             halves = st.reg(Cat(d[16:] == INT32_MAX >> 16, d[:16] == 0xFFFF,

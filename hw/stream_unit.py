@@ -127,7 +127,7 @@ def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int, banks: i
 
     head = banked_ram_fifo(m, pipe, cap, banks, push, pop, names)
     m.d.comb += o.payload.eq(Mux(nonempty, head, pipe))
-    # nonempty without the fill adder on the path from o.ready (it was the critical path). A
+    # nonempty without the fill adder on the path from o.ready (the unit's shortest cycle). A
     # banked FIFO's push / pop fan out to every bank, so its fill counts from their inputs
     # (up = push & ~pop, down = pop & ~push): the fill adder is not a load of those long nets.
     # (Not for one bank: that version cost maxpool_forward 16 LUT4s and 53 MHz through ABC.)

@@ -89,7 +89,7 @@ def collect(root: Path = BUILD_ROOT) -> tuple[dict, dict]:
     for (f, _), hits in lines_hit.items():
         per_file[f]["line"][0] += hits > 0
         per_file[f]["line"][1] += 1
-    summary = {f: {k: {"hit": h, "total": t, "pct": round(100 * h / t, 2) if t else 100.0}
+    summary = {f: {k: {"hit": h, "total": t, "pct": round(100 * h / t, 2) if t else None}
                    for k, (h, t) in d.items()} for f, d in sorted(per_file.items())}
     return summary, dict(lines_hit)
 
@@ -105,12 +105,32 @@ def lcov(lines_hit: dict[tuple, int], paths: dict[str, str] | None = None) -> st
     return "\n".join(out) + "\n"
 
 
-def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> dict:
-    """coverage.json, coverage.md and an LCOV coverage.info (line points) in out_dir."""
+def line_gaps(summary: dict, not_run: list[str]) -> list[str]:
+    """What keeps the report from saying that every line of every design ran: designs not run,
+    designs without line points (a build without --coverage-line measures nothing) and designs
+    with lines never executed. Empty only when there was something to measure."""
+    gaps = [f"{n}: not run" for n in not_run] or ([] if summary else ["no design measured"])
+    for f, d in summary.items():
+        hit, total = d["line"]["hit"], d["line"]["total"]
+        if not total:
+            gaps.append(f"{f}: no line points")
+        elif hit < total:
+            gaps.append(f"{f}: {total - hit} of {total} lines never executed")
+    return gaps
+
+
+def _pct(d: dict) -> str:
+    return f"{d['hit']}/{d['total']} ({d['pct']}%)" if d["total"] else "no points"
+
+
+def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> tuple[dict, list[str]]:
+    """coverage.json, coverage.md and an LCOV coverage.info (line points) in out_dir; returns the
+    summary per design and its `line_gaps`."""
     summary, lines_hit = collect(root)
     missing = [n for n, d in current_dats(root).items() if not d]
+    gaps = line_gaps(summary, missing)
     out_dir.mkdir(parents=True, exist_ok=True)
-    doc = {"designs": summary, "not_run": missing,
+    doc = {"designs": summary, "not_run": missing, "line_gaps": gaps,
            "how": "NITRO_COVERAGE=1 pytest tests/test_hw_*.py; python -m sim.coverage",
            "points": "Verilator --coverage-line --coverage-toggle on the generated Verilog "
                      "(harness.sv excluded)"}
@@ -120,16 +140,15 @@ def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> dict:
           "points of the Amaranth-generated Verilog; the testbench harness is excluded.", "",
           "| design (generated Verilog) | line | toggle |", "|---|---:|---:|"]
     for f, d in summary.items():
-        md.append(f"| {f} | {d['line']['hit']}/{d['line']['total']} ({d['line']['pct']}%) | "
-                  f"{d['toggle']['hit']}/{d['toggle']['total']} ({d['toggle']['pct']}%) |")
+        md.append(f"| {f} | {_pct(d['line'])} | {_pct(d['toggle'])} |")
     md += ["", "Untoggled points are mostly Amaranth's anonymous `$N` nets of the divider datapaths "
            "(carry-save rows and partial products whose high bits are structurally zero for the "
            "operand ranges, bits of a constant multiplier's correction term that are 0) and output "
            "bits that cannot change for a given divisor (e.g. the quotient of a 32-bit input by "
-           "2^32+1 is always 0); every line of every design is executed. `coverage.info` is an "
-           "LCOV tracefile of the line points (SF = the measured Verilog in its build folder)."]
-    if missing:
-        md += ["", f"Not run: {', '.join(missing)}"]
+           "2^32+1 is always 0). `coverage.info` is an LCOV tracefile of the line points (SF = "
+           "the measured Verilog in its build folder).", "",
+           "Lines: " + ("every line of every design is executed." if not gaps else
+                        "not every line is executed: " + "; ".join(gaps) + ".")]
     write_atomic(out_dir / "coverage.md", ("\n".join(md) + "\n").encode())
     from .runner import REPO
 
@@ -139,10 +158,14 @@ def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> dict:
             v = bdir / f"{name}.v"
             paths[f"{name}.v"] = str(v.relative_to(REPO)) if v.is_relative_to(REPO) else str(v)
     write_atomic(out_dir / "coverage.info", lcov(lines_hit, paths).encode())
-    return summary
+    return summary, gaps
 
 
 if __name__ == "__main__":
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else BUILD_ROOT / "coverage"
-    for f, d in write_report(out).items():  # noqa: B007
-        print(f"{f:28s} line {d['line']['pct']:6.2f}%  toggle {d['toggle']['pct']:6.2f}%")
+    summary, gaps = write_report(out)
+    for f, d in summary.items():
+        print(f"{f:28s} line {_pct(d['line']):>22s}  toggle {_pct(d['toggle']):>22s}")
+    for g in gaps:
+        print(f"coverage gap: {g}", file=sys.stderr)
+    sys.exit(1 if gaps else 0)

@@ -11,7 +11,6 @@ from sim.engine.cosim import run_cosim
 from sim.engine.host import MemoryModel
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "datasets"
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +39,7 @@ def test_engine_mnist_mlp_batch64(engine_build, tmp_path):
     assert rc == 0, res.get("message")
     assert res["ok"] and res["steps_run"] == 3 and res["network"] == "784-100-50-10"
     # each step after the first found its first run loaded during the step before; with an odd
-    # number of runs (35) the set holding it alternates from step to step
+    # number of runs the set holding it alternates from step to step
     assert res["warm_list"] == [False, True, True] and res["runs"] % 2
     u = res["units"]
     # the sequencer's states account for the step (the core's run and the stores overlap them)
@@ -54,9 +53,9 @@ def test_engine_mnist_mlp_batch64(engine_build, tmp_path):
     assert abs(res["predicted"]["error"]) < 0.05  # the performance model (hw.engine.perf)
 
 
-def test_engine_fmnist_mlp_on_the_same_engine(engine_build, tmp_path):
+def test_engine_fmnist_mlp_on_the_same_engine(engine_build, tmp_path, shared_dir):
     """configs/mlp_fmnist.toml (784-200-100-50-10) on the same generated engine as the MNIST MLP."""
-    rc, res = _cosim(tmp_path, REPO / "configs" / "mlp_fmnist.toml", 2, data_dir=str(SHARED))
+    rc, res = _cosim(tmp_path, REPO / "configs" / "mlp_fmnist.toml", 2, data_dir=str(shared_dir / "datasets"))
     assert rc == 0, res.get("message")
     assert res["steps_run"] == 2 and res["network"] == "784-200-100-50-10"
 

@@ -3,7 +3,7 @@ one `nitro: error:` line with exit code 2: no traceback, no file touched.
 
 The properties live in scripts/fuzz_parsers.py (its long run records benchmarks/fuzz/); here they
 run under the reproducible "ci" hypothesis profile (NITRO_FUZZ_PROFILE=long for more), followed by
-the inputs that produced tracebacks before the parsers checked them.
+inputs the fuzzing found, each of which one of the parsers' checks must refuse.
 """
 import gzip
 import io

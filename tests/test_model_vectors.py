@@ -1,4 +1,6 @@
-"""Vector export round trip: what the golden model exports, `nitro conform` accepts bit for bit."""
+"""Vector export round trip: what the golden model exports, `nitro conform` accepts bit for bit.
+A check of the file format and of replay, not of arithmetic (the golden model replays its own
+vectors): agreement with the reference implementation is tests/test_model_conform.py's."""
 import json
 
 import numpy as np

@@ -59,8 +59,8 @@ class RowDrain(wiring.Component):
         # a row slot's step per m tile: L rows, or (conv forward: m tiles are pixels, channels
         # innermost) the n tiles of one pixel. It lags `cmd` by two register levels (no enable):
         # it is read only at an m tile's last row, far more than two cycles after the DECODE,
-        # and `cmd` holds while its rows drain. (The compare and mux behind the command
-        # register's die-wide nets, in front of the m-tile adders, were the drain's slowest paths.)
+        # and `cmd` holds while its rows drain, so no compare or mux behind the command register's
+        # die-wide nets sits in front of the m-tile adders.
         m_step = {s: data_reg(ADDR_W, name=f"m_step{s}") for s in ROW_SLOTS}
         conv_m, n_tiles = data_reg(name="conv_m"), data_reg(ADDR_W, name="n_tiles")
         m.d.sync += [conv_m.eq(cmd.cv_mw != 0), n_tiles.eq(last_tile(cmd.n_len, LB) + 1)]
@@ -106,9 +106,9 @@ class RowDrain(wiring.Component):
 
         # The row's case (next row / next n tile / next m tile) selects the next value of ~200
         # address and counter bits: it is decided one cycle ahead, from o_fire and next-state
-        # values, and registered once per slot group (hw.fanout), so those muxes see registers.
-        # (`row_v & r_last & nt_d_last` decoded in front of them, ~80 loads per net, was the
-        # deepest drain path.) nt_d_last at the row is nt_d == n_last one cycle earlier.
+        # values, and registered once per slot group (hw.fanout), so those muxes see registers
+        # rather than a decode with ~80 loads per net. nt_d_last at the row is nt_d == n_last
+        # one cycle earlier.
         r_last_next = Signal()
         m.d.comb += r_last_next.eq(Mux(self.launch, 0, Mux(row_v, r_pen, r_last)))
         m.d.sync += r_last.eq(r_last_next)

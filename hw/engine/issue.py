@@ -86,8 +86,7 @@ class OperandIssue(wiring.Component):
         # are registered once per group of the ~100 address and counter bits they select
         # (hw.fanout): 0 the counters, 1 the A addresses, 2 the B addresses; the window and
         # pool-map counters take their cases (a beat ends a C tile, and the n loop too, or not)
-        # as registers of their own. (One `issue` decoded with k_end & nt_end in front of every
-        # mux was the deepest issue path.)
+        # as registers of their own, so that no mux waits on a decode of k_end & nt_end.
         k_end_n, nt_end_n = Signal(), Signal()
         m.d.comb += [k_end_n.eq(k_end), nt_end_n.eq(nt_end)]
         with m.If(start):

@@ -54,8 +54,8 @@ from .pipeline import delayed
 BANK_READ_LATENCY = 5  # a BankedMemory's
 # an engine memory's (PingPongMemory, and the core's PMEM): the read address is registered once
 # per memory before the BankedMemory and the word once after its two sets' select (one source
-# register reaching every set across the die, and the sets' select in front of the consumers'
-# muxes, were slow paths: operand and host read addresses 10-10.4 ns, operand words 9.5 ns)
+# register reaching every set across the die, or the sets' select in front of the consumers'
+# muxes, would take most of a cycle in route)
 READ_LATENCY = BANK_READ_LATENCY + 2
 WRITE_LATENCY = 3  # edges from a write presented on wr_* to the word in the RAM
 

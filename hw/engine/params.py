@@ -78,8 +78,8 @@ class EngineParams:
     acc_bits: int = 32
     slope_inv: int = 4  # NITRO-ReLU alpha built into the ReLU units
     # scratchpads (the engine's only tensor storage: everything else is in external memory)
-    # two sets of each (double buffering): 160 of the LFE5U-85F's 208 block RAMs (with 192 the
-    # engine did not route). AMEM_C holds the source rows of a VGG8B forward tile (3808 words);
+    # two sets of each (double buffering): 160 of the LFE5U-85F's 208 block RAMs, leaving the
+    # router room around them. AMEM_C holds the source rows of a VGG8B forward tile (3808 words);
     # a longer K runs in chunks (PMEM), which costs the MLPs nothing and cnn_small 0.15 %. The
     # int24 DMEM and the int8 SMEM take 2048 words in the block RAMs 1024 would take.
     amem_c_depth: int = 4096

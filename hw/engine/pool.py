@@ -108,8 +108,8 @@ class PoolUnit(wiring.Component):
                      self.wr_en.eq(Mux(wr_v, (1 << L) - 1, 0))]
         # the marked copy of s: each position's word DL cycles after its read, MASK in the
         # lanes whose arg-max is elsewhere. Each lane's compare is registered where its arg-max
-        # is (`hit`: arg is final only in that cycle), the word formed a cycle later: the compare
-        # into the word registers' synchronous set/reset crossed the die (10.47 ns, round 7).
+        # is (`hit`: arg is final only in that cycle), the word formed a cycle later, so that no
+        # compare drives the word registers' synchronous set/reset across the die.
         mk_v = delayed(m, w.marking & w.inside, DL + 1, "mark_v", False)
         mk_at = delayed(m, w.addr + w.mk_copy, DL + 2, "mark_addr")
         s_mk = delayed(m, s_rd, 1, "s_mk")

@@ -134,8 +134,8 @@ class CommandSequencer(wiring.Component):
                 m.d.sync += cmd.as_value()[lo:hi].eq(cmd_sr[lo:hi])
         launch = Signal()
         m.d.sync += launch.eq(load_g[CMD_GROUPS])
-        # "the DECODE cycle of a GEMM command", registered from the command being loaded
-        # (launch & op != END decoded in front of ~300 enables was a deep, wide path)
+        # "the DECODE cycle of a GEMM command", registered from the command being loaded: ~300
+        # enables see a register, not a decode of launch & op != END
         incoming = data.View(self.cmd_layout, cmd_sr[:cmd_w])
         is_pool = incoming.op == OP_POOL
         gemm_g = replicated_reg(m, platform,

@@ -72,7 +72,7 @@ class StreamEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.s_axil), regs.bus)
         m.d.comb += self.irq.eq(regs.irq)
         # the memory port's handshakes cross two register slices: the pins lie on the die's edge,
-        # so one slice can sit by the pins and one by the DMA (a single slice left paths across it)
+        # so one slice can sit by the pins and one by the DMA, and no path crosses the die
         m.submodules.axi_pins = pins = AxiRegisterSlice(EXT_ADDR_W, p.bus_bits)
         m.submodules.axi_slice = sl = AxiRegisterSlice(EXT_ADDR_W, p.bus_bits)
         wiring.connect(m, pins.m, wiring.flipped(self.m_axi))
