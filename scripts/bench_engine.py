@@ -22,12 +22,14 @@
            recorded
   synth  : yosys + nextpnr for LFE5U-85F with several nextpnr seeds (--jobs of them side by side;
            a seed already routed from the current RTL and pins is kept) -> synth_seed<K>.json and the
-           summary synth.json (resources, Fmax per seed, projected images/s at the worst Fmax)
-  place  : yosys + nextpnr placement only (seed 1; routing the whole engine does not finish on a
-           2-core machine) -> synth_placed_seed1.json: resources and the pre-route Fmax estimate
+           summary synth.json (resources, Fmax per seed, projected images/s at the worst Fmax);
+           --speed 7 or 8: the same on a faster speed grade -> synth_speed<G>_seed<K>.json and
+           synth_speed<G>.json
+  place  : yosys + nextpnr placement only (seed 1) -> synth_placed_seed1.json: resources and the
+           pre-route Fmax estimate
   small  : the same engine with a quarter of the scratchpad depths, placed and routed (seed 1):
-           routes where the whole engine does not on a 2-core machine, so its critical paths are
-           the logic's -> synth_small_seed1.json (not the whole engine: a timing probe)
+           how much of the Fmax the block RAMs' spread costs -> synth_small_seed1.json (not the
+           whole engine: a timing probe)
   ebr    : one memory bank (a single DP16KD) routed as yosys maps it and with its output register
            packed (sim.ebr_outreg) -> ebr_outreg.json: the Fmax ceiling of a block RAM read
   congestion: router2 on the whole engine for at most --minutes, with its congestion heatmaps ->
@@ -55,6 +57,7 @@ import numpy as np
 from hw.engine.params import EngineParams
 from model.fileio import write_atomic
 from sim.engine.host import DDR3_TEXT
+from sim.engine.synth import DEVICE, SPEED_GRADES
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "engine"
@@ -356,18 +359,24 @@ def golden_img_s(data_dir: str) -> tuple[float, str]:
     return float(r["images_per_s"]), "measured by scripts/bench_engine.py (scripts.bench_train._rate, 200 steps)"
 
 
-def _route_seed(seed: int, minutes: float | None) -> dict:
+def _route_seed(seed: int, minutes: float | None, speed: int = DEVICE["speed"]) -> dict:
     from sim.engine.synth import synthesize_engine
 
-    res = synthesize_engine(_seed_dir(seed), seed=seed, route_minutes=minutes, project=False)
-    write_atomic(OUT / f"synth_seed{seed}.json", json.dumps(res, indent=1).encode())
-    if res.get("floorplan"):
+    res = synthesize_engine(_seed_dir(seed, speed), seed=seed, route_minutes=minutes, project=False,
+                            speed=speed)
+    write_atomic(OUT / f"{_synth_name(speed)}_seed{seed}.json", json.dumps(res, indent=1).encode())
+    if res.get("floorplan") and speed == DEVICE["speed"]:
         _record_floorplan(seed, res["floorplan"])
     return res
 
 
-def _seed_dir(seed: int) -> Path:
-    return REPO / "build" / "engine" / f"synth_seed{seed}"
+def _synth_name(speed: int = DEVICE["speed"]) -> str:
+    """The records' name: synth for the target speed grade, synth_speed<G> for another."""
+    return "synth" if speed == DEVICE["speed"] else f"synth_speed{speed}"
+
+
+def _seed_dir(seed: int, speed: int = DEVICE["speed"]) -> Path:
+    return REPO / "build" / "engine" / f"{_synth_name(speed)}_seed{seed}"
 
 
 def _record_floorplan(seed: int, fp: dict) -> Path:
@@ -393,12 +402,14 @@ def bench_floorplan(seed: int) -> Path:
     return _record_floorplan(seed, floorplan_files(d, 1e3 / TARGET_MHZ, f"engine, nextpnr seed {seed}"))
 
 
-def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float | None = None) -> Path:
+def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float | None = None,
+                speed: int = DEVICE["speed"]) -> Path:
     """Route the engine once per nextpnr seed, `jobs` seeds at a time (each nextpnr is one
     thread), each stopped after `minutes` (a "not routed" record); a seed whose record
     (synth_seed<K>.json) was made from this RTL's Verilog and pin constraints is kept.
     synth.json: every seed's Fmax, critical path and routing time, the resources, and the
-    training throughput projected at the worst Fmax."""
+    training throughput projected at the worst Fmax. Another speed grade than the target's:
+    the same as synth_speed<G>_seed<K>.json and synth_speed<G>.json."""
     from concurrent.futures import ProcessPoolExecutor
 
     from sim.engine.synth import engine_lpf, engine_verilog, share_netlist, verilog_digest
@@ -408,16 +419,16 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
                hashlib.sha256(engine_lpf(EngineParams()).encode()).hexdigest())
     runs = {}
     for seed in seeds:
-        f = OUT / f"synth_seed{seed}.json"
+        f = OUT / f"{_synth_name(speed)}_seed{seed}.json"
         if f.exists():
             rec = json.loads(f.read_text())
             if (rec.get("verilog_sha256"), rec.get("lpf_sha256")) == current:
                 runs[seed] = rec
     todo = [s for s in seeds if s not in runs]
     if todo:
-        share_netlist([_seed_dir(s) for s in todo], EngineParams())
+        share_netlist([_seed_dir(s, speed) for s in todo], EngineParams())
     with ProcessPoolExecutor(max(1, min(jobs, len(todo) or 1))) as pool:
-        runs |= dict(zip(todo, pool.map(_route_seed, todo, [minutes] * len(todo))))
+        runs |= dict(zip(todo, pool.map(_route_seed, todo, [minutes] * len(todo), [speed] * len(todo))))
     runs = {s: runs[s] for s in seeds}
     routed = [r["fmax_mhz"] for r in runs.values() if r["fmax_mhz"] is not None]
     worst = min(routed) if routed else None
@@ -440,7 +451,7 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
             c = json.loads(f.read_text())
             summary["projected_img_s_at_worst_fmax"][f"{config} {memory}"] = round(
                 worst * 1e6 / c["cycles_per_step"] * c["batch"], 1)
-    out = OUT / "synth.json"
+    out = OUT / f"{_synth_name(speed)}.json"
     write_atomic(out, json.dumps(summary, indent=1).encode())
     print(json.dumps(summary, indent=1))
     return out
@@ -781,6 +792,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--jobs", type=int, default=1, help="synth: seeds routed side by side")
     ap.add_argument("--route-minutes", type=float, help="synth: stop a seed's nextpnr after this long")
+    ap.add_argument("--speed", type=int, choices=SPEED_GRADES, default=DEVICE["speed"],
+                    help="synth: the LFE5U-85F's speed grade (another than the target's 6 records "
+                         "synth_speed<G>*.json)")
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -799,7 +813,7 @@ def main() -> None:
     if a.what in ("widths", "all"):
         bench_widths(a.config, a.epochs, a.data_dir, a.weight_bits)
     if a.what in ("synth", "all"):
-        bench_synth(a.seeds, a.data_dir, a.jobs, a.route_minutes)
+        bench_synth(a.seeds, a.data_dir, a.jobs, a.route_minutes, a.speed)
     if a.what == "place":
         bench_place(a.data_dir)
     if a.what == "small":

@@ -168,11 +168,11 @@ def _synth(args: argparse.Namespace) -> int:
                              "placement only is --no-route)")
 
         res = synthesize_engine(Path(args.out) / "engine", seed=args.seed, route=not args.no_route,
-                                route_minutes=args.route_minutes)
+                                route_minutes=args.route_minutes, speed=args.speed)
         print(f"engine results: {Path(args.out) / 'engine'}/synth.json")
         return 0 if not res.get("error") else 1
-    if args.seed != 1 or args.route_minutes or args.no_route:
-        raise NitroError("--seed, --route-minutes and --no-route apply to the engine (--engine)")
+    if args.seed != 1 or args.route_minutes or args.no_route or args.speed != 6:
+        raise NitroError("--seed, --route-minutes, --speed and --no-route apply to the engine (--engine)")
     from sim.synth import synthesize
 
     rows = synthesize(Path(args.out), args.unit or None, pnr=not args.no_pnr)
@@ -301,6 +301,8 @@ def _add_hardware_commands(sub) -> None:
     y.add_argument("--no-route", action="store_true",
                    help="engine: place only (packed resources, nextpnr's pre-route estimate, no Fmax)")
     y.add_argument("--seed", type=positive_int, default=1, help="engine: nextpnr's seed (default 1)")
+    y.add_argument("--speed", type=int, choices=(6, 7, 8), default=6,
+                   help="engine: the LFE5U-85F's speed grade (default 6, the slowest)")
     y.add_argument("--route-minutes", type=positive_int, metavar="MIN",
                    help="engine: stop nextpnr after this long (a 'not routed' record with how far it got)")
     y.set_defaults(func=_synth)

@@ -174,6 +174,7 @@ def test_unknown_command_and_missing_argument_are_one_line(capsys):
 @pytest.mark.parametrize("argv, msg", [
     (["--seed", "2"], "apply to the engine"),
     (["--no-route"], "apply to the engine"),
+    (["--speed", "8"], "apply to the engine"),
     (["--engine", "--seed", "0"], "expected a positive integer"),
     (["--engine", "--route-minutes", "x"], "expected a positive integer"),
     (["--unit", "mac", "--unit", "bogus"], "unknown unit 'bogus'"),

