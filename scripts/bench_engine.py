@@ -25,6 +25,9 @@
            summary synth.json (resources, Fmax per seed, projected images/s at the worst Fmax);
            --speed 7 or 8: the same on a faster speed grade -> synth_speed<G>_seed<K>.json and
            synth_speed<G>.json
+  experiment: a netlist that was routed but did not land (a branch's bench_engine synth records,
+           --records DIR, named by --name and described by --changes) added to
+           timing_experiments.json beside the landed netlist's seeds
   place  : yosys + nextpnr placement only (seed 1) -> synth_placed_seed1.json: resources and the
            pre-route Fmax estimate
   small  : the same engine with a quarter of the scratchpad depths, placed and routed (seed 1):
@@ -457,6 +460,54 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
     return out
 
 
+EXPERIMENTS = OUT / "timing_experiments.json"
+
+
+def seed_summary(rec: dict) -> dict:
+    """One routed seed of a synth_seed<K>.json in brief: Fmax, routing time, critical path, the
+    late register inputs and their six worst groups, the size, and which RTL it was."""
+    cp = rec["critical_path"]
+    return {"fmax_mhz": rec["fmax_mhz"], "nextpnr_minutes": round(rec["nextpnr_s"] / 60),
+            "critical_path": f"{cp['delay_ns']} ns: {cp['from']} -> {cp['to']} ({cp['cells']} cells, "
+                             f"routing {cp['routing_ns']} ns)",
+            "late_inputs_at_150mhz": rec["late_endpoints"]["count"],
+            "worst_groups": [f"{g['registers']} ({g['input']}): {g['endpoints']}, {g['worst_arrival_ns']} ns"
+                             for g in rec["late_endpoints"]["groups"][:6]],
+            "ff": rec["utilization"]["TRELLIS_FF"]["used"], "lut": rec["utilization"]["TRELLIS_COMB"]["used"],
+            "verilog_sha256": rec["verilog_sha256"]}
+
+
+def _routed_seeds(records: Path) -> dict[str, dict]:
+    """The routed seeds of one netlist in `records` (records of two netlists side by side, e.g. a
+    branch's beside the ones it was cloned with, are refused)."""
+    seeds = {}
+    for f in sorted(records.glob("synth_seed*.json")):
+        rec = json.loads(f.read_text())
+        if rec.get("fmax_mhz") is not None:
+            seeds[f.stem.removeprefix("synth_seed")] = seed_summary(rec)
+    if not seeds:
+        raise SystemExit(f"no routed synth_seed<K>.json in {records}")
+    if len({v["verilog_sha256"] for v in seeds.values()}) > 1:
+        raise SystemExit(f"the routed records in {records} are of different netlists: "
+                         + ", ".join(f"seed {s}: {v['verilog_sha256'][:8]}" for s, v in seeds.items()))
+    return seeds
+
+
+def bench_experiment(name: str, changes: str, records: Path) -> Path:
+    """timing_experiments.json with the experiment `name` (routed seeds from `records`) added or
+    replaced (what else its entry holds, e.g. the seeds not routed, is kept), and the landed
+    netlist's seeds (this checkout's records) as the baseline."""
+    doc = json.loads(EXPERIMENTS.read_text()) if EXPERIMENTS.exists() else {}
+    doc["baseline"] = _routed_seeds(OUT)
+    old = {e["name"]: e for e in doc.get("experiments", [])}
+    entry = {**old.get(name, {}), "name": name, "changes": changes, "seeds": _routed_seeds(records)}
+    doc["experiments"] = [entry if e["name"] == name else e for e in old.values()] + (
+        [] if name in old else [entry])
+    write_atomic(EXPERIMENTS, (json.dumps(doc, indent=1) + "\n").encode())
+    print({e["name"][:40]: {s: v["fmax_mhz"] for s, v in e["seeds"].items()} for e in doc["experiments"]})
+    return EXPERIMENTS
+
+
 def bench_place(data_dir: str) -> Path:
     from sim.engine.synth import synthesize_engine
 
@@ -784,7 +835,7 @@ def write_readme() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["cosim", "cnn", "long", "conform", "vgg", "model", "widths", "synth",
-                                     "place", "small", "ebr", "congestion", "floorplan", "all", "readme"])
+                                     "experiment", "place", "small", "ebr", "congestion", "floorplan", "all", "readme"])
     ap.add_argument("--minutes", type=float, default=60.0, help="congestion: router2's time limit")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--config", default="mlp_mnist", help="widths: the experiment config")
@@ -795,8 +846,13 @@ def main() -> None:
     ap.add_argument("--speed", type=int, choices=SPEED_GRADES, default=DEVICE["speed"],
                     help="synth: the LFE5U-85F's speed grade (another than the target's 6 records "
                          "synth_speed<G>*.json)")
+    ap.add_argument("--name", help="experiment: the netlist's name")
+    ap.add_argument("--changes", help="experiment: what it changed")
+    ap.add_argument("--records", type=Path, help="experiment: the folder of its synth_seed<K>.json")
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
     a = ap.parse_args()
+    if a.what == "experiment" and not (a.name and a.changes and a.records):
+        ap.error("experiment needs --name, --changes and --records")
     OUT.mkdir(parents=True, exist_ok=True)
     if a.what in ("cosim", "all"):
         bench_cosim(a.data_dir)
@@ -814,6 +870,8 @@ def main() -> None:
         bench_widths(a.config, a.epochs, a.data_dir, a.weight_bits)
     if a.what in ("synth", "all"):
         bench_synth(a.seeds, a.data_dir, a.jobs, a.route_minutes, a.speed)
+    if a.what == "experiment":
+        bench_experiment(a.name, a.changes, a.records)
     if a.what == "place":
         bench_place(a.data_dir)
     if a.what == "small":
