@@ -45,8 +45,8 @@ def registered_mul(m: Module, platform, a: Value, b: Value | int, name: str) -> 
     MULT18X18D is used. When one operand fits and the other does not (the engine's int8 x int24
     MACs), the wide one is cut into 17-bit unsigned limbs and a top limb, each limb product is a
     registered multiplier of its own, and the result is their shifted sum after the product
-    registers: left to yosys, the wide product became two unregistered DSPs and an adder in one
-    cycle (13.9 ns, the engine's critical path). Returns a Value of the exact product width.
+    registers (left to yosys, the wide product becomes two unregistered DSPs and an adder in one
+    cycle, about two clock periods). Returns a Value of the exact product width.
     """
     terms, shape = registered_mul_terms(m, platform, a, b, name)
     if len(terms) == 1:

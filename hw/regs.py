@@ -114,8 +114,8 @@ class AxiLiteRegisters(wiring.Component):
 
     def _write_channel(self, m: Module, values: dict) -> None:
         """A write in two registered steps: address and data held, then one select per register
-        decoded from the address and applied (the decode in front of every register's enable
-        and reset was a slow path across the die); no handshake is taken while one is applied."""
+        decoded from the address and applied (no decode in front of every register's enable and
+        reset across the die); no handshake is taken while one is applied."""
         bus = self.bus
         aw_addr, w_data, w_strb = Signal.like(bus.awaddr), Signal.like(bus.wdata), Signal.like(bus.wstrb)
         aw_held, w_held, applying, bvalid, bresp = Signal(), Signal(), Signal(), Signal(), Signal(2)

@@ -1,8 +1,8 @@
 """Shared skeleton of every pipelined NITRO-D unit: one stream in, one stream out, free-running pipe.
 
 A unit is a fixed-latency pipeline whose datapath registers have no clock enable: a global stall
-(`en = ~o.valid | o.ready` on every register, the previous design) is one net with a fan-out of
-hundreds of flip-flop enables and was on the critical path of every unit (ECP5: 125-195 MHz).
+(`en = ~o.valid | o.ready` on every register) would be one net with a fan-out of hundreds of
+flip-flop enables, on the critical path of every unit.
 Back-pressure is honoured exactly all the same:
 
 * an output skid FIFO (LUT RAM on ECP5) of `capacity` entries takes whatever leaves the pipe while

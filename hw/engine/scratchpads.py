@@ -58,7 +58,7 @@ class Scratchpads(wiring.Component):
             # A host write is registered per memory first: the host data register reaches every
             # memory across the die. Address and data are copied every cycle into one register
             # per memory (hw.fanout keeps the copies apart; loading them only for their memory's
-            # writes put the select decode in front of ~80 enables, 7.2 ns); they are used only
+            # writes would put the select decode in front of ~80 enables); they are used only
             # when the registered write enable is.
             h_en = Signal(name=f"host_wr{sel}")
             h_addr, = replicated_reg(m, platform, self.hw_addr, 1, f"host_wr{sel}_addr")
