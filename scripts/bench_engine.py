@@ -27,7 +27,8 @@
            synth_speed<G>.json
   experiment: a netlist that was routed but did not land (a branch's bench_engine synth records,
            --records DIR, named by --name and described by --changes) added to
-           timing_experiments.json beside the landed netlist's seeds
+           timing_experiments.json beside the landed netlist's seeds; --flow (with --speed G for
+           synth_speed<G> records): a netlist routed with another flow, under flow_experiments
   place  : yosys + nextpnr placement only (seed 1) -> synth_placed_seed1.json: resources and the
            pre-route Fmax estimate
   small  : the same engine with a quarter of the scratchpad depths, placed and routed (seed 1):
@@ -477,34 +478,38 @@ def seed_summary(rec: dict) -> dict:
             "verilog_sha256": rec["verilog_sha256"]}
 
 
-def _routed_seeds(records: Path) -> dict[str, dict]:
+def _routed_seeds(records: Path, speed: int = DEVICE["speed"]) -> dict[str, dict]:
     """The routed seeds of one netlist in `records` (records of two netlists side by side, e.g. a
     branch's beside the ones it was cloned with, are refused)."""
-    seeds = {}
-    for f in sorted(records.glob("synth_seed*.json")):
+    seeds, name = {}, _synth_name(speed)
+    for f in sorted(records.glob(f"{name}_seed*.json")):
         rec = json.loads(f.read_text())
         if rec.get("fmax_mhz") is not None:
-            seeds[f.stem.removeprefix("synth_seed")] = seed_summary(rec)
+            seeds[f.stem.removeprefix(f"{name}_seed")] = seed_summary(rec)
     if not seeds:
-        raise SystemExit(f"no routed synth_seed<K>.json in {records}")
+        raise SystemExit(f"no routed {name}_seed<K>.json in {records}")
     if len({v["verilog_sha256"] for v in seeds.values()}) > 1:
         raise SystemExit(f"the routed records in {records} are of different netlists: "
                          + ", ".join(f"seed {s}: {v['verilog_sha256'][:8]}" for s, v in seeds.items()))
     return seeds
 
 
-def bench_experiment(name: str, changes: str, records: Path) -> Path:
-    """timing_experiments.json with the experiment `name` (routed seeds from `records`) added or
-    replaced (what else its entry holds, e.g. the seeds not routed, is kept), and the landed
-    netlist's seeds (this checkout's records) as the baseline."""
+def bench_experiment(name: str, changes: str, records: Path, speed: int = DEVICE["speed"],
+                     flow: bool = False) -> Path:
+    """timing_experiments.json with the experiment `name` (routed seeds from `records`, of speed
+    grade `speed`) added or replaced (what else its entry holds, e.g. the seeds not routed, is
+    kept), and the landed netlist's seeds (this checkout's records) as the baseline. `flow`: an
+    experiment with the flow (a netlist routed another way), under flow_experiments."""
     doc = json.loads(EXPERIMENTS.read_text()) if EXPERIMENTS.exists() else {}
     doc["baseline"] = _routed_seeds(OUT)
-    old = {e["name"]: e for e in doc.get("experiments", [])}
-    entry = {**old.get(name, {}), "name": name, "changes": changes, "seeds": _routed_seeds(records)}
-    doc["experiments"] = [entry if e["name"] == name else e for e in old.values()] + (
+    section = "flow_experiments" if flow else "experiments"
+    old = {e["name"]: e for e in doc.get(section, [])}
+    entry = {**old.get(name, {}), "name": name, "changes": changes,
+             "seeds": _routed_seeds(records, speed)}
+    doc[section] = [entry if e["name"] == name else e for e in old.values()] + (
         [] if name in old else [entry])
     write_atomic(EXPERIMENTS, (json.dumps(doc, indent=1) + "\n").encode())
-    print({e["name"][:40]: {s: v["fmax_mhz"] for s, v in e["seeds"].items()} for e in doc["experiments"]})
+    print({e["name"][:40]: {s: v["fmax_mhz"] for s, v in e.get("seeds", {}).items()} for e in doc[section]})
     return EXPERIMENTS
 
 
@@ -849,6 +854,8 @@ def main() -> None:
     ap.add_argument("--name", help="experiment: the netlist's name")
     ap.add_argument("--changes", help="experiment: what it changed")
     ap.add_argument("--records", type=Path, help="experiment: the folder of its synth_seed<K>.json")
+    ap.add_argument("--flow", action="store_true",
+                    help="experiment: one with the flow (e.g. --speed 8), under flow_experiments")
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
     a = ap.parse_args()
     if a.what == "experiment" and not (a.name and a.changes and a.records):
@@ -871,7 +878,7 @@ def main() -> None:
     if a.what in ("synth", "all"):
         bench_synth(a.seeds, a.data_dir, a.jobs, a.route_minutes, a.speed)
     if a.what == "experiment":
-        bench_experiment(a.name, a.changes, a.records)
+        bench_experiment(a.name, a.changes, a.records, a.speed, a.flow)
     if a.what == "place":
         bench_place(a.data_dir)
     if a.what == "small":
