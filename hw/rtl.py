@@ -45,7 +45,7 @@ UNITS: dict[str, tuple[type, dict[str, Any]]] = {
     "const_divider": (ConstDivider, {"divisor": 200704, "in_width": 32}),
     "prog_divider": (ProgDivider, {"in_width": 32, "max_divisor": (1 << 32) - 1}),
     "nitro_scaling": (NitroScaling, {"factor": 200704, "in_width": 32}),
-    "scale_clip": (ScaleClip, {"in_width": 32, "max_scale": (1 << 31) - 1}),
+    "scale_clip": (ScaleClip, {"in_width": 32, "max_scale": (1 << 24) - 1}),  # the engine's
     "nitro_relu_forward": (NitroReluForward, {"slope_inv": 4}),
     "nitro_relu_backward": (NitroReluBackward, {"slope_inv": 4, "delta_width": 32}),
     "integer_sgd_update": (IntegerSGDUpdate, {"weight_width": 32, "grad_width": 32,

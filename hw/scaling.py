@@ -42,7 +42,10 @@ class ScaleClip(PipelinedUnit):
     No multiplier: the result saturates at |q| >= 128, so only the quotient's low 8 bits matter,
     and |z| / sf takes 8 restoring-division steps (one register level each, a subtractor of at
     most in_width bits): step b takes sf * 2^b from the remainder when it fits. Bit 7 set means
-    |z| >= 128 * sf, i.e. saturation; below it, bits 6..0 are the exact truncated quotient.
+    |z| >= 128 * sf, i.e. saturation; below it, bits 6..0 are the exact truncated quotient, and
+    the remainder before step b is under 2^(b+1) * sf: steps 6..0 compare and subtract only
+    bits b .. b + sf_width of it (a saturated result ignores them), a carry chain as wide as sf
+    and one bit, not in_width - b.
     Latency: |z|, 8 steps (the last with the sign and clip), a copy: 10. Eight lanes of it cost no DSP (the engine's
     row-wide scaling). `sf` enters through a flip-flop of its own (`hw.fanout`): the lanes all
     take the command's sf, and yosys would merge their identical sf registers, stage by stage,
@@ -65,16 +68,18 @@ class ScaleClip(PipelinedUnit):
         return cls.STEPS + 2
 
     def datapath(self, m: Module, st: Stages, p):
-        W = self.in_width
+        W, N = self.in_width, self.sf_width + 1
         sign = st.reg(p.z[-1])
         sf, = replicated_reg(m, st.platform, p.sf, 1, "sf_in")
         rem = st.reg(Mux(p.z[-1], -p.z, p.z)[:W], unsigned(W))  # |z|; |-2^(W-1)| fits unsigned
         q = Const(0, 0)
         for b in reversed(range(1, self.STEPS)):
-            hi = rem[b:]
+            # the saturation step sees all of |z|; the later ones a window of N bits
+            hi = rem[b:] if b == self.STEPS - 1 else rem[b:b + N]
             fits = hi >= sf
             q = st.reg(Cat(fits, q))
-            rem = st.reg(Mux(fits, Cat(rem[:b], (hi - sf)[:W - b]), rem), unsigned(W))
+            w = min(W, b + N)
+            rem = st.reg(Mux(fits, Cat(rem[:b], (hi - sf)[:w - b]), rem[:w]), unsigned(w))
             sign, sf = st.reg(sign), st.reg(sf)
         # The last step's bit chooses between the two results it can give, each formed beside
         # the step from the bits before it (saturation, bits 6..1, the sign), so the clip and
@@ -86,5 +91,5 @@ class ScaleClip(PipelinedUnit):
             mag = Mux(sat, ACT_MAX, Cat(q0, high))
             return Mux(sign, -mag, mag)[:8].as_signed()
 
-        out = st.reg(Mux(rem >= sf, result(1), result(0)), signed(8))
+        out = st.reg(Mux(rem[:N] >= sf, result(1), result(0)), signed(8))
         return st.reg(out)

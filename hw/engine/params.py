@@ -96,7 +96,9 @@ class EngineParams:
     bus_bits: int = 64  # AXI4 data width of the memory port
     max_divisor: int = (1 << 32) - 1  # largest IntegerSGD divisor lr_inv * amp
     max_eta: int = (1 << 16) - 1  # largest weight-decay inverse
-    max_scale: int = (1 << 31) - 1  # largest scaling factor SF
+    # largest scaling factor SF = 256 x fan-in: fan-ins up to 65 535 (VGG8B's largest SF is
+    # 1 179 648); the row-wide scaling's division steps are carry chains of its width + 1
+    max_scale: int = (1 << 24) - 1
     wait_cycles: int = 2  # margin added to the computed flush after a command's last C row
 
     def __post_init__(self) -> None:
