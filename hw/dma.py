@@ -119,14 +119,14 @@ class BurstSplitter(wiring.Component):
         with m.If(rest_v):
             m.d.sync += [s0_v.eq(1), s0_single.eq(0), s0_addr.eq(f_addr + (f_n << shift)),
                          s0_rem.eq(rest_rem - f_n)]
+        # s0's registers take every accepted command; only s0_v depends on whether it is kept
+        # (aligned, not empty), so those compares are not in front of their enables
+        c = self.cmd.payload
+        aligned = c.addr[:shift] == 0
         m.d.sync += self.misaligned.eq(0)
         with m.If(self.cmd.valid & self.cmd.ready):
-            c = self.cmd.payload
-            with m.If(c.addr[:shift] != 0):
-                m.d.sync += self.misaligned.eq(1)
-            with m.Elif(c.beats != 0):
-                m.d.sync += [s0_v.eq(1), s0_addr.eq(c.addr), s0_rem.eq(c.beats),
-                             s0_single.eq(one_burst(c.addr, c.beats))]
+            m.d.sync += [s0_v.eq(aligned & (c.beats != 0)), s0_addr.eq(c.addr), s0_rem.eq(c.beats),
+                         s0_single.eq(one_burst(c.addr, c.beats)), self.misaligned.eq(~aligned)]
         return m
 
 

@@ -24,6 +24,7 @@ from model.numerics import NitroError
 from .divider import ConstDivider, ProgDivider
 from .dma import DmaReader, DmaWriter
 from .engine.control import ControlRegisters
+from .engine.params import EngineParams
 from .engine.top import StreamEngine
 from .lossgrad import LossGradient
 from .mac import Mac, MacArray
@@ -45,7 +46,7 @@ UNITS: dict[str, tuple[type, dict[str, Any]]] = {
     "const_divider": (ConstDivider, {"divisor": 200704, "in_width": 32}),
     "prog_divider": (ProgDivider, {"in_width": 32, "max_divisor": (1 << 32) - 1}),
     "nitro_scaling": (NitroScaling, {"factor": 200704, "in_width": 32}),
-    "scale_clip": (ScaleClip, {"in_width": 32, "max_scale": (1 << 24) - 1}),  # the engine's
+    "scale_clip": (ScaleClip, {"in_width": 32, "max_scale": EngineParams.max_scale}),
     "nitro_relu_forward": (NitroReluForward, {"slope_inv": 4}),
     "nitro_relu_backward": (NitroReluBackward, {"slope_inv": 4, "delta_width": 32}),
     "integer_sgd_update": (IntegerSGDUpdate, {"weight_width": 32, "grad_width": 32,

@@ -99,8 +99,8 @@ class OperandIssue(wiring.Component):
         issue_g = replicated_reg(m, platform, issue_n, 3, "issue")
         k_end_g = replicated_reg(m, platform, k_end_n, 3, "k_end")
         kn_end_g = replicated_reg(m, platform, k_end_n & nt_end_n, 3, "kn_end")
-        tile, kn_tile = (replicated_reg(m, platform, issue_n & e, 2, n)
-                         for e, n in ((k_end_n, "tile"), (k_end_n & nt_end_n, "kn_tile")))
+        tile, = replicated_reg(m, platform, issue_n & k_end_n, 1, "tile")
+        kn_tile = replicated_reg(m, platform, issue_n & k_end_n & nt_end_n, 2, "kn_tile")
         k_step, = replicated_reg(m, platform, issue_n & ~k_end_n, 1, "k_step")
         n_step, = replicated_reg(m, platform, issue_n & k_end_n & ~nt_end_n, 1, "n_step")
         with m.If(issue_g[0]):
@@ -112,7 +112,7 @@ class OperandIssue(wiring.Component):
                                  mt_end.eq(mt_rem == 1)]
                 with m.Else():
                     m.d.sync += [nt_rem.eq(nt_rem - 1), nt_pen.eq(nt_rem == 2)]
-        inb, row_end = self._window(m, run, start, tile[0], kn_tile[0], k_step)
+        inb, row_end = self._window(m, run, start, tile, kn_tile[0], k_step)
         b_next = self._pool_map(m, run, b_tile, start, kn_tile[1], n_step)
         with m.If(issue_g[1]):
             # both steps added, the row end choosing between the sums (not in front of the adder)

@@ -48,8 +48,7 @@ class _RowIssue:
         more = Signal()  # left != 0, as a register: the DMA command's valid crosses the die
         addr = Signal(EXT_ADDR_W)
         rw = x.row_words
-        beats = Signal(BEATS_W)
-        m.d.comb += beats.eq(Mux(wpb == 1, rw, Mux(wpb == 2, rw << 1, (rw << 1) + rw)))
+        beats = Signal(BEATS_W)  # a register: only the command mux is between it and the slice
         c = unit.cmd
         accept = c.valid & c.ready
         m.d.comb += c.ready.eq(~self.active & ~armed)
@@ -61,6 +60,7 @@ class _RowIssue:
                          nonempty.eq(c_rows_nz & (c.payload.row_words != 0))]
         with m.If(armed):
             m.d.sync += [addr.eq(x.ext), left.eq(x.rows), more.eq(rows_nz),
+                         beats.eq(Mux(wpb == 1, rw, Mux(wpb == 2, rw << 1, (rw << 1) + rw))),
                          self.active.eq(nonempty)]
         d = unit.dma_cmd
         m.d.comb += [d.valid.eq(self.active & more), d.payload.addr.eq(addr),
