@@ -134,10 +134,11 @@ class PoolUnit(wiring.Component):
         ahead, so what each lane's enables wait on is one choice between two flip-flops, not a
         compare; the word's valid and first flags are a copy per lane too."""
         L, AB = self.p.lanes, self.p.act_bits
-        rd = data_reg(L * AB, name="rd_q")
-        m.d.sync += rd.eq(self.rd_data)
-        inb = self._per_lane(m, platform, w.inside, DL - 1, "pool_in")
-        nxt = [Mux(inb[j], rd.word_select(j, AB).as_signed(), 0) for j in range(L)]
+        # each lane's word registered with its padding already 0 (`inside` a cycle earlier), so
+        # that the compares below start at flip-flops
+        inb = self._per_lane(m, platform, w.inside, DL - 2, "pool_in")
+        nxt = [data_reg(signed(AB), name=f"rd_q{j}") for j in range(L)]
+        m.d.sync += [nxt[j].eq(Mux(inb[j], self.rd_data.word_select(j, AB), 0)) for j in range(L)]
         cur = data_reg(data.ArrayLayout(signed(AB), L), name="pool_cur")
         m.d.sync += [cur[j].eq(nxt[j]) for j in range(L)]
         v = self._per_lane(m, platform, w.issue, DL, "pool_v", reset_less=False)
