@@ -29,7 +29,7 @@ def _simulate(sf, m_len, n_len, z, gaps):
         ctx.set(dut.cmd.m_len, m_len)
         ctx.set(dut.cmd.n_len, n_len)
         rows = [(mt, nt, r) for mt, nt in tiles for r in range(L)]
-        cycles = [None] * gaps[0]
+        cycles = [None] * (1 + gaps[0])  # the command's sf is in place a cycle before its rows
         for i, row in enumerate(rows):
             cycles += [None] * gaps[i] + [row]
         for row in cycles + [None] * (dut.latency + 2 * L):

@@ -28,7 +28,7 @@ WRITTEN = (SEL_AMEM_C, SEL_AMEM_R, SEL_DMEM, SEL_SMEM, SEL_WMEM, SEL_WTMEM)  # w
 
 class ScalePipeline(wiring.Component):
     """One element per cycle: s = clip(tdiv(z, SF)), then a = NITRO-ReLU(s) and e = wrap8(s - y).
-    s, a and e leave `latency` cycles after z and y enter."""
+    s, a and e leave `latency` cycles after z and y enter; sf is taken a cycle before z."""
 
     def __init__(self, p: EngineParams) -> None:
         self.p = p

@@ -28,8 +28,8 @@ WRITES = ("amem_c", "amem_r", "smem")  # the scratchpads it writes
 class ScaleRelu(wiring.Component):
     """`lanes` elements per cycle: s = clip(tdiv(z, sf)) (`hw.scaling.ScaleClip`, sf at run time),
     then a = NITRO-ReLU(s). `s_clip` leaves `clip` cycles after z, `s` and `a` `latency` cycles
-    after z (`PipeLatencies`). The serial pipe (`outputs.ScalePipeline`) is one lane of it,
-    `RowScale` L."""
+    after z (`PipeLatencies`); sf is taken a cycle before z (the command's, set long before its
+    first z). The serial pipe (`outputs.ScalePipeline`) is one lane of it, `RowScale` L."""
 
     def __init__(self, p: EngineParams, lanes: int) -> None:
         self.p, self.lanes = p, lanes
@@ -47,10 +47,15 @@ class ScaleRelu(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
+        # sf is the command's and holds through it, and a command's first z comes long after
+        # its register loads (DECODE, then the array's latency at least): a copy per lane in
+        # front of the lane's own sf register costs no cycle and halves the wire from the
+        # command register to lanes that lie far apart.
+        sfs = replicated_reg(m, platform, self.sf, self.lanes, "sf_lane")
         for j, (sc, relu) in enumerate(zip(self.scalers, self.relus)):
             m.submodules[f"scaler{j}"], m.submodules[f"relu{j}"] = sc, relu
             m.d.comb += [sc.i.valid.eq(1), sc.i.payload.z.eq(self.z[j]),
-                         sc.i.payload.sf.eq(self.sf), self.s_clip[j].eq(sc.o.payload),
+                         sc.i.payload.sf.eq(sfs[j]), self.s_clip[j].eq(sc.o.payload),
                          relu.i.valid.eq(1), relu.i.payload.eq(sc.o.payload)]
             m.d.comb += [self.s[j].eq(delayed(m, sc.o.payload, self.out_latency, f"s{j}_out")),
                          self.a[j].eq(delayed(m, relu.o.payload, 1, f"a{j}_out"))]
