@@ -40,12 +40,15 @@ class ScaleClip(PipelinedUnit):
     """z (signed in_width), sf (1..max_scale, in each payload) -> clip(tdiv(z, sf), -127, 127).
 
     No multiplier: the result saturates at |q| >= 128, so only the quotient's low 8 bits matter,
-    and |z| / sf takes 8 restoring-division steps (one register level each, a subtractor of at
-    most in_width bits): step b takes sf * 2^b from the remainder when it fits. Bit 7 set means
-    |z| >= 128 * sf, i.e. saturation; below it, bits 6..0 are the exact truncated quotient, and
-    the remainder before step b is under 2^(b+1) * sf: steps 6..0 compare and subtract only
-    bits b .. b + sf_width of it (a saturated result ignores them), a carry chain as wide as sf
-    and one bit, not in_width - b.
+    and |z| / sf takes 8 non-restoring division steps, one register level each: step b adds
+    sf * 2^b to the partial remainder r, or takes it away while r >= 0, and its quotient bit is
+    r >= 0 afterwards (the same bits as restoring division: a negative r is the restoring
+    remainder less sf * 2^b). The add-or-subtract is one carry chain whose sf operand is
+    inverted by the previous step's bit, a register: no select fans out behind a carry chain.
+    Bit 7 set means |z| >= 128 * sf, i.e. saturation; below it, bits 6..0 are the exact
+    truncated quotient, and before step b, -2^(b+1) * sf <= r < 2^(b+1) * sf: steps 6..0 work on
+    bits b .. b + sf_width + 1 of r (a saturated result ignores them), a carry chain of
+    sf_width + 2 bits, not in_width - b.
     Latency: |z|, 8 steps (the last with the sign and clip), a copy: 10. Eight lanes of it cost no DSP (the engine's
     row-wide scaling). `sf` enters through a flip-flop of its own (`hw.fanout`): the lanes all
     take the command's sf, and yosys would merge their identical sf registers, stage by stage,
@@ -68,28 +71,38 @@ class ScaleClip(PipelinedUnit):
         return cls.STEPS + 2
 
     def datapath(self, m: Module, st: Stages, p):
-        W, N = self.in_width, self.sf_width + 1
+        W, N = self.in_width, self.sf_width + 1  # r >> (b + 1) after step b + 1 fits N bits signed
+        T = self.STEPS - 1
         sign = st.reg(p.z[-1])
         sf, = replicated_reg(m, st.platform, p.sf, 1, "sf_in")
-        rem = st.reg(Mux(p.z[-1], -p.z, p.z)[:W], unsigned(W))  # |z|; |-2^(W-1)| fits unsigned
-        q = Const(0, 0)
-        for b in reversed(range(1, self.STEPS)):
-            # the saturation step sees all of |z|; the later ones a window of N bits
-            hi = rem[b:] if b == self.STEPS - 1 else rem[b:b + N]
-            fits = hi >= sf
-            q = st.reg(Cat(fits, q))
-            w = min(W, b + N)
-            rem = st.reg(Mux(fits, Cat(rem[:b], (hi - sf)[:w - b]), rem[:w]), unsigned(w))
+        mag = st.reg(Mux(p.z[-1], -p.z, p.z)[:W], unsigned(W))  # |z|; |-2^(W-1)| fits unsigned
+        # the saturation step: r = |z| - 128 * sf on all of |z|; bits below 7 never change
+        d = mag[T:] - sf
+        q = st.reg(~d[-1])
+        r = st.reg(Cat(mag[:T], d[:N]), unsigned(T + N))
+        sign, sf = st.reg(sign), st.reg(sf)
+        for b in reversed(range(1, T)):
+            w = r[b:b + N + 1]  # r >> b, N + 1 bits signed
+            sub = q[0]
+            sfx = Cat(sf, Const(0, N + 1 - len(sf))) ^ sub.replicate(N + 1)
+            # w + sf, or w - sf as w + ~sf + 1: the 1 carried in from a bit below
+            t = (Cat(sub, w) + Cat(sub, sfx))[1:N + 2]
+            q = st.reg(Cat(~t[N], q))
+            r = st.reg(Cat(r[:b], t[:N]), unsigned(b + N))
             sign, sf = st.reg(sign), st.reg(sf)
-        # The last step's bit chooses between the two results it can give, each formed beside
-        # the step from the bits before it (saturation, bits 6..1, the sign), so the clip and
-        # the negation are not behind the divider and the last register level is a plain copy:
-        # no logic behind the route from the lane to where its result goes.
+        # The last step's bit, r >= 0 after it, is r1 >= sf after a step that subtracted and
+        # r1 + sf >= 0 after one that added: two carry chains beside each other, each choosing
+        # between the two results the bit can give, formed beside the step from the bits before
+        # it (saturation, bits 6..1, the sign), so the clip and the negation are not behind the
+        # divider and the last register level is a plain copy: no logic behind the route from
+        # the lane to where its result goes.
         sat, high = q[-1], q[:-1]
+        r1 = r[:N + 1].as_signed()
 
         def result(q0):
             mag = Mux(sat, ACT_MAX, Cat(q0, high))
             return Mux(sign, -mag, mag)[:8].as_signed()
 
-        out = st.reg(Mux(rem[:N] >= sf, result(1), result(0)), signed(8))
+        q0 = Mux(q[0], r1 >= sf, ~(r1 + sf)[-1])
+        out = st.reg(Mux(q0, result(1), result(0)), signed(8))
         return st.reg(out)
