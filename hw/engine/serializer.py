@@ -48,15 +48,13 @@ class RowSerializer(wiring.Component):
         ser_m, ser_nt, ser_p = data_reg(ADDR_W + 4), data_reg(ADDR_W), data_reg(ADDR_W)
         ser_col, ser_tcol = data_reg(ADDR_W), data_reg(ADDR_W)
         ser_rowa = {s: data_reg(ADDR_W, name=f"ser_row{s}") for s in (1, 2, 3)}
-        ser_j = data_reg(LB)
-        ser_busy = Signal()
-        # "a serial op's row arrives" and "serializing" drive ~350 enables: both registered per
-        # group (hw.fanout), SER_GROUPS slices of the row, then the addresses and counters
-        ser_busy_n = Signal()
+        # "a serial op's row arrives" and "serializing" drive ~350 enables: both per group
+        # (hw.fanout), SER_GROUPS slices of the row, then the addresses and counters. Each group
+        # keeps its own busy flag and element count, fed only by its own load copy, so that no
+        # group's enable waits on a register placed beside another group.
         ser_ld = replicated_reg(m, platform, self.load, SER_GROUPS + 1, "ser_load")
-        m.d.comb += ser_busy_n.eq(ser_ld[0] | (ser_busy & (ser_j != L - 1)))
-        ser_on = replicated_reg(m, platform, ser_busy_n, SER_GROUPS + 1, "ser_busy")
-        m.d.sync += ser_busy.eq(ser_busy_n)
+        ser_on, counts = zip(*(self._busy(m, ser_ld[g], f"ser_busy{g}") for g in range(SER_GROUPS + 1)))
+        ser_busy, ser_j = ser_on[SER_GROUPS], counts[SER_GROUPS]  # the addresses' group
         per = L // SER_GROUPS
         for g in range(SER_GROUPS + 1):
             lanes = range(g * per, (g + 1) * per)
@@ -65,14 +63,14 @@ class RowSerializer(wiring.Component):
                     m.d.sync += [ser_row[j].eq(self.row[j]) for j in lanes]
                 else:
                     m.d.sync += [ser_m.eq(self.m_row), ser_nt.eq(self.nt), ser_col.eq(self.col_addr),
-                                 ser_tcol.eq(self.tcol_addr), ser_j.eq(0),
+                                 ser_tcol.eq(self.tcol_addr),
                                  ser_p.eq(self.row_n << LB)]
                     m.d.sync += [ser_rowa[s].eq(getattr(self, f"row_addr{s}")) for s in (1, 2, 3)]
             with m.Elif(ser_on[g]):
                 if g < SER_GROUPS:
                     m.d.sync += [ser_row[j].eq(ser_row[j + 1]) for j in lanes if j < L - 1]
                 else:
-                    m.d.sync += [ser_j.eq(ser_j + 1), ser_col.eq(ser_col + 1), ser_p.eq(ser_p + 1),
+                    m.d.sync += [ser_col.eq(ser_col + 1), ser_p.eq(ser_p + 1),
                                  ser_tcol.eq(ser_tcol + cmd.o4.stride)]
         n = Signal(ADDR_W + 4)
         m.d.comb += n.eq((ser_nt << LB) | ser_j)
@@ -81,3 +79,14 @@ class RowSerializer(wiring.Component):
                      self.e.a[0].eq(ser_col), self.e.a[4].eq(ser_tcol), self.e.p.eq(ser_p)]
         m.d.comb += [self.e.a[s].eq(ser_rowa[s]) for s in (1, 2, 3)]
         return m
+
+    def _busy(self, m: Module, load: Signal, name: str) -> tuple[Signal, Signal]:
+        """High for the L cycles after `load`: one group's serializing flag, and its count of the
+        row's elements (0..L-1)."""
+        busy, count = Signal(name=name), data_reg(self.p.lane_bits, name=f"{name}_count")
+        m.d.sync += busy.eq(load | (busy & (count != self.p.lanes - 1)))
+        with m.If(load):
+            m.d.sync += count.eq(0)
+        with m.Elif(busy):
+            m.d.sync += count.eq(count + 1)
+        return busy, count
