@@ -2,7 +2,7 @@
 back-pressure honoured on every channel.
 
 A command is {addr, beats}: `beats` bus words from the byte address `addr` (aligned to a word; a
-misaligned command is dropped and sets the sticky `error`). `BurstSplitter` cuts commands into
+misaligned command is dropped and sets `error`, which stays set until `clear`). `BurstSplitter` cuts commands into
 bursts of at most `max_burst` beats that never cross a 4 KiB boundary. `DmaReader` issues them on
 AR while fewer than `max_outstanding` are unanswered and its read buffer has room for every beat
 asked for, so it holds `rready` high: the consumer's back-pressure stops at the buffer and never
@@ -139,7 +139,7 @@ class _Dma(wiring.Component):
         self.addr_width, self.data_width, self.id_width = addr_width, data_width, id_width
         self.max_burst, self.max_outstanding = max_burst, max_outstanding
         super().__init__({"cmd": In(stream.Signature(command_layout(addr_width))),
-                          "busy": Out(1), "error": Out(1), **ports})
+                          "busy": Out(1), "error": Out(1), "clear": In(1), **ports})
 
     def _issue(self, m: Module, valid, ready, addr, length, gate=1):
         """Splitter -> address channel while fewer than max_outstanding bursts are unanswered and
@@ -147,6 +147,8 @@ class _Dma(wiring.Component):
         rises it stays up until the handshake, as AXI requires.
         Returns (splitter, issued pulse, outstanding counter)."""
         m.submodules.split = split = BurstSplitter(self.addr_width, self.data_width, self.max_burst)
+        with m.If(self.clear):  # an error in the same cycle still sets `error` (assigned below)
+            m.d.sync += self.error.eq(0)
         wiring.connect(m, wiring.flipped(self.cmd), split.cmd)
         outstanding = Signal(range(self.max_outstanding + 1))
         open_ = (outstanding < self.max_outstanding) & gate
@@ -216,7 +218,12 @@ class DmaReader(_Dma):
 
 class DmaWriter(_Dma):
     """`data` stream -> memory. Ports: cmd (in), data (in), bus (AXI4 write channels), busy, error.
-    The stream must carry exactly the commands' beats."""
+    The stream must carry exactly the commands' beats.
+
+    A burst's W beats wait for its AW handshake (its length, for `wlast`, comes from there). AXI4
+    lets a slave wait for WVALID before AWREADY, so the writer belongs behind a register slice
+    that takes AW on its own (`hw.axi.AxiRegisterSlice`; the engine has two): the slice then
+    offers AW and W side by side to any slave."""
 
     def __init__(self, addr_width: int = 32, data_width: int = 64, id_width: int = 1, *,
                  max_burst: int = 16, max_outstanding: int = 4) -> None:

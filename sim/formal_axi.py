@@ -9,7 +9,8 @@ Asserted of the master (AMBA AXI4 spec, A3.2-A3.4):
   * the writer sends W only for issued bursts, WLAST exactly on each one's last beat, in order;
   * the reader holds RREADY high, and its read buffer never holds more beats than its depth (a
     beat the buffer dropped would be lost, as RREADY does not wait for it);
-  * the streams to the engine keep `amaranth.lib.stream`'s rule (valid held with its payload).
+  * the streams to the engine keep `amaranth.lib.stream`'s rule (valid held with its payload);
+  * a non-OKAY response (R or B) sets `error` the next cycle, and `error` holds until `clear`.
 Covers (`smtbmc -c`) show the environment reaches what the rules are about: the read buffer
 full, every burst slot taken, a full-length burst, a command cut at 4 KiB, an error response.
 """
@@ -98,9 +99,17 @@ class _DmaCheck(Elaboratable):
         m.submodules.dut = self.dut
         m.d.comb += Assume(~ResetSignal())
         _command_source(m, self.dut)
-        for s in free:
+        for s in free + [self.dut.clear]:
             _free(m, s)
         return m
+
+    def _error_rule(self, m: Module, response, resp) -> None:
+        """A non-OKAY `resp` on a `response` handshake sets `error`; it holds until `clear`."""
+        dut = self.dut
+        bad, kept = Signal(name="bad_response"), Signal(name="error_kept")
+        m.d.sync += [bad.eq(response & (resp != 0)), kept.eq(dut.error & ~dut.clear)]
+        with m.If(bad | kept):
+            m.d.comb += Assert(dut.error)
 
 
 class ReaderCheck(_DmaCheck):
@@ -132,6 +141,7 @@ class ReaderCheck(_DmaCheck):
         m.d.comb += [Assert(q.count <= dut.max_outstanding), Assert(bus.rready),
                      Assert(in_buffer <= dut.buffer_beats)]
         held(m, dut.data.valid, dut.data.ready, [dut.data.payload], Assert)
+        self._error_rule(m, r_hs, bus.rresp)
         m.d.comb += [Cover(in_buffer == dut.buffer_beats), Cover(q.count == dut.max_outstanding),
                      Cover(bus.arvalid & (bus.arlen == dut.max_burst - 1)),
                      Cover(bus.arvalid & (bus.araddr[:12] + 4 * (bus.arlen + 1) == BOUNDARY)),
@@ -178,6 +188,7 @@ class WriterCheck(_DmaCheck):
                          Assert(bus.wstrb == (1 << len(bus.wstrb)) - 1)]
         held(m, bus.wvalid, bus.wready, [bus.wdata, bus.wstrb, bus.wlast], Assert)
         m.d.comb += [Assert(aw_open <= dut.max_outstanding), Assert(q.count <= dut.max_outstanding)]
+        self._error_rule(m, b_hs, bus.bresp)
         m.d.comb += [Cover(aw_open == dut.max_outstanding),
                      Cover(w_hs & bus.wlast & (q.head == dut.max_burst - 1)),
                      Cover(bus.awvalid & (bus.awaddr[:12] + 4 * (bus.awlen + 1) == BOUNDARY)),

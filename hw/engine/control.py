@@ -13,12 +13,14 @@ from .params import EngineParams
 
 ENGINE_ID = 0x4E49_5452  # "NITR"
 STATUS_DONE, STATUS_ERROR = 1 << 0, 1 << 1
-ERR_BUS = 1  # an AXI error response or a misaligned transfer address (sticky until reset)
+ERR_BUS = 1  # an AXI error response (SLVERR, DECERR) on the memory port
 ERR_OPCODE = 2  # a program command with an unknown opcode
-ERROR_NAMES = {ERR_BUS: "AXI error response or misaligned address", ERR_OPCODE: "unknown opcode"}
+ERR_ALIGN = 3  # prog_base, or a transfer's address or row stride, not a multiple of the bus word
+ERROR_NAMES = {ERR_BUS: "AXI error response", ERR_OPCODE: "unknown opcode",
+               ERR_ALIGN: "address not aligned to the bus word"}
 
 
-def control_map(p: EngineParams | None = None, version: int = 2) -> RegisterMap:
+def control_map(p: EngineParams | None = None, version: int = 3) -> RegisterMap:
     p = p or EngineParams()
     array_side, bus_bits = p.rows, p.bus_bits
     depths = (p.amem_c_depth, p.wmem_depth, p.dmem_depth)
@@ -27,13 +29,17 @@ def control_map(p: EngineParams | None = None, version: int = 2) -> RegisterMap:
         Register("version", 0x004, "const", reset=version, doc="register-map version"),
         Register("params", 0x008, "const", width=16, reset=(array_side << 8) | (bus_bits // 8),
                  doc="[15:8] MAC array side, [7:0] bus bytes per beat"),
-        Register("ctrl", 0x010, "pulse", width=1, doc="write 1: start the program at prog_base"),
+        Register("ctrl", 0x010, "pulse", width=1,
+                 doc="write 1: start the program at prog_base (ignored while busy)"),
         Register("status", 0x014, "w1c", width=2, doc="[0] done, [1] error; write 1 to clear"),
         Register("irq_enable", 0x018, "rw", width=2, doc="interrupt on status bits [0] done, [1] error"),
-        Register("busy", 0x01C, "ro", width=1, doc="a program is running"),
+        Register("busy", 0x01C, "ro", width=1,
+                 doc="a program is running; after an error, until every transfer it started ended"),
         Register("error_code", 0x020, "ro", width=8, doc="why the last run stopped (0: no error)"),
-        Register("prog_base_lo", 0x030, "rw", doc="byte address of the command program, bits 31:0"),
-        Register("prog_base_hi", 0x034, "rw", doc="bits 63:32"),
+        Register("prog_base_lo", 0x030, "rw",
+                 doc="byte address of the command program (a multiple of the bus word), bits 31:0"),
+        Register("prog_base_hi", 0x034, "const", reset=0,
+                 doc="bits 63:32: 0 (the memory port's addresses are 32 bits)"),
         Register("cycles_lo", 0x040, "ro", doc="clock cycles of the last run, bits 31:0"),
         Register("cycles_hi", 0x044, "ro", doc="bits 63:32"),
         Register("fetch_cycles", 0x048, "ro", doc="cycles fetching program commands"),

@@ -26,7 +26,7 @@ from hw.axi import AxiRegisterSlice, axi4, axilite, connect_channels
 from hw.dma import DmaReader, DmaWriter, command_layout as dma_command_layout
 from hw.stream_unit import RegisterSlice
 
-from .control import ERR_BUS, ERR_OPCODE, ControlRegisters, control_map
+from .control import ERR_ALIGN, ERR_BUS, ERR_OPCODE, ControlRegisters, control_map
 from .core import Engine
 from .params import EngineParams
 from .program import (
@@ -98,13 +98,14 @@ class StreamEngine(wiring.Component):
                      core.hr_addr.eq(st.rd_addr), st.rd_data.eq(core.hr_data)]
         # a STORE is done when its last command has left the slice and the writer is idle
         writer_busy = writer.busy | wr_cmd.o.valid
-        self._sequencer(m, regs, core, (reader, rd_cmd.i, reader.data), writer_busy, writer.error,
-                        ld, st)
+        self._sequencer(m, regs, core, (reader, rd_cmd.i, reader.data), (writer, writer_busy), ld, st)
         return m
 
-    def _sequencer(self, m, regs, core, read, writer_busy, writer_error, ld, st) -> None:
-        """`read`: the DmaReader and its command and data streams."""
+    def _sequencer(self, m, regs, core, read, write, ld, st) -> None:
+        """`read`: the DmaReader and its command and data streams; `write`: the DmaWriter and
+        whether it or its command slice holds a STORE's transfer."""
         reader, read_cmd, read_data = read
+        writer, writer_busy = write
         bb = self.p.bus_bits
         beats = PROGRAM_WORD_BITS // bb
         pc = Signal(EXT_ADDR_W)
@@ -128,29 +129,44 @@ class StreamEngine(wiring.Component):
         core_idle, stores_done, load_done, dma_error = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [core_idle.eq(~core.busy & ~launched), stores_done.eq(stores_idle),
                      load_done.eq(~ld.busy & ~reader.busy & ~ld.cmd.valid),
-                     dma_error.eq(reader.error | writer_error)]
+                     dma_error.eq(reader.error | writer.error)]
+        dma_clear = Signal()  # START: a new program, the DMA's error flags cleared (and their copy)
+        m.d.comb += [reader.clear.eq(dma_clear), writer.clear.eq(dma_clear)]
+        with m.If(dma_clear):
+            m.d.sync += dma_error.eq(0)
         fetch_cmd = self._share_reader(m, read_cmd, read_data, ld, pc, beats)
 
-        def stop(error_code=None):
-            m.d.sync += busy.eq(0)
-            if error_code is None:
-                m.d.sync += done.eq(1)
-            else:
-                m.d.sync += [err.eq(1), code.eq(error_code)]
+        def stop():
+            m.d.sync += [busy.eq(0), done.eq(1)]
             m.next = "IDLE"
+
+        def fail(error_code):
+            """End the program with `error_code` once every transfer it started has ended (HALT):
+            BUSY low means the memory port is quiet."""
+            m.d.sync += code.eq(error_code)
+            m.next = "HALT"
 
         def unless_bus_error(cond):
             """A DMA error ends the program in every state that waits on the bus; else `cond`."""
             with m.If(dma_error):
-                stop(ERR_BUS)
+                fail(ERR_BUS)
             return m.Elif(cond)
 
+        # a transfer's rows start at ext + r * stride: each a whole bus word, or the DMA could
+        # not move it (the compiler's never are; a host's program might be)
+        word_bytes = bb // 8
+        x = cmd.xfer
+        misaligned = (x.ext % word_bytes != 0) | ((x.stride % word_bytes != 0) & (x.rows > 1))
         with m.FSM(name="seq") as fsm:
             with m.State("IDLE"):
                 with m.If(regs.ctrl[0]):
-                    m.d.sync += [pc.eq(Cat(regs.prog_base_lo, regs.prog_base_hi)), busy.eq(1),
-                                 code.eq(0), core.ctr_clear.eq(1), beat.eq(0)]
-                    m.next = "FETCH"
+                    m.d.sync += [pc.eq(regs.prog_base_lo), busy.eq(1), code.eq(0),
+                                 core.ctr_clear.eq(1), beat.eq(0)]
+                    m.d.comb += dma_clear.eq(1)
+                    with m.If(regs.prog_base_lo % word_bytes != 0):
+                        fail(ERR_ALIGN)
+                    with m.Else():
+                        m.next = "FETCH"
             with m.State("FETCH"):  # the command's read burst
                 m.d.comb += fetch_cmd.eq(1)
                 with unless_bus_error(read_cmd.ready):
@@ -165,11 +181,14 @@ class StreamEngine(wiring.Component):
                 with m.Switch(cmd.op):
                     with m.Case(SOP_END):
                         m.next = "FINISH"
-                    with m.Case(SOP_LOAD):
-                        m.d.comb += ld.cmd.valid.eq(1)
-                        m.next = "LOAD"
-                    with m.Case(SOP_STORE):
-                        m.next = "STORE"
+                    with m.Case(SOP_LOAD, SOP_STORE):
+                        with m.If(misaligned):
+                            fail(ERR_ALIGN)
+                        with m.Elif(cmd.op == SOP_LOAD):
+                            m.d.comb += ld.cmd.valid.eq(1)
+                            m.next = "LOAD"
+                        with m.Else():
+                            m.next = "STORE"
                     with m.Case(SOP_RUN):
                         m.d.sync += [core.start.eq(1), launched.eq(1)]
                         m.next = "FETCH"
@@ -178,7 +197,7 @@ class StreamEngine(wiring.Component):
                     with m.Case(SOP_SYNC):
                         m.next = "SYNC"
                     with m.Default():
-                        stop(ERR_OPCODE)
+                        fail(ERR_OPCODE)
             with m.State("LOAD"):  # the reader's data goes to the load unit
                 with unless_bus_error(load_done):
                     m.next = "FETCH"
@@ -196,6 +215,10 @@ class StreamEngine(wiring.Component):
             with m.State("FINISH"):
                 with unless_bus_error(stores_done & core_idle):
                     stop()
+            with m.State("HALT"):  # an error: the stores, loads and the core run to their end
+                with m.If(stores_done & core_idle & load_done):
+                    m.d.sync += [busy.eq(0), err.eq(1)]
+                    m.next = "IDLE"
         waits = (fsm.ongoing("SYNC") | fsm.ongoing("SWAP") | fsm.ongoing("FINISH")
                  | fsm.ongoing("STORE") & ~queue.w_rdy)
         self._counters(m, regs, fsm, busy, core, waits, busy & ~stores_idle)

@@ -207,8 +207,7 @@ class EngineBackend:
 
         self._ready = None  # whatever runs now leaves no prefetch the host knows of
         base = ep.prefetch.ext if warm else ep.prog_ext
-        await self.reg_write("prog_base_lo", base & 0xFFFF_FFFF)
-        await self.reg_write("prog_base_hi", base >> 32)
+        await self.reg_write("prog_base_lo", base)  # the compiler plans below 2^32 (EXT_ADDR_W)
         await self.reg_write("ctrl", 1)
         await with_timeout(RisingEdge(self.dut.irq), budget_cycles * 10, "ns")
         status = await self.reg_read("status")

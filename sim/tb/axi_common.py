@@ -58,6 +58,43 @@ async def send(dut, port: str, payloads) -> None:
     valid.value = 0
 
 
+def pause_all(master, seed: int, p: float) -> None:
+    """Random pauses on all five channels of a cocotbext-axi master (AXI4 or AXI4-Lite): a
+    write's address and data then reach the slave apart, in either order."""
+    w, r = master.write_if, master.read_if
+    for k, ch in enumerate((w.aw_channel, w.w_channel, w.b_channel, r.ar_channel, r.r_channel)):
+        ch.set_pause_generator(stalls(seed + k, p))
+
+
+class WriteOrder:
+    """Counts, per write, whether the slave took its address first, its data first, or both in
+    one cycle (AXI lets them come in any order). For a slave that takes one write at a time."""
+
+    def __init__(self, dut, prefix: str) -> None:
+        self.dut, self.prefix = dut, prefix
+        self.counts = {"address first": 0, "data first": 0, "together": 0}
+        cocotb.start_soon(self._run())
+
+    def _hs(self, ch: str) -> bool:
+        return bool(int(getattr(self.dut, f"{self.prefix}__{ch}valid").value)
+                    and int(getattr(self.dut, f"{self.prefix}__{ch}ready").value))
+
+    async def _run(self) -> None:
+        cycle, seen = 0, {}  # channel -> the cycle of its handshake, for the write being taken
+        while True:
+            await ReadOnly()
+            for ch in ("aw", "w"):
+                if self._hs(ch):
+                    seen[ch] = cycle
+            if len(seen) == 2:
+                order = seen["aw"] - seen["w"]
+                self.counts["together" if order == 0 else "address first" if order < 0
+                            else "data first"] += 1
+                seen = {}
+            cycle += 1
+            await RisingEdge(self.dut.clk)
+
+
 class StabilityChecker:
     """Samples channels every cycle: a VALID that waits must hold, with its payload, until READY."""
 

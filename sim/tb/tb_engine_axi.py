@@ -1,23 +1,30 @@
 """The streaming engine's two AXI ports against cocotbext-axi's models: AxiRam as the memory, with
 random pauses on all five channels, and AxiLiteMaster on the register port, with random pauses on
-its response channels. The host program (sim.engine.host, the cosim's) trains a small MLP
-(16-12-10, batch 4: every op and transfer kind) for two steps and runs the inference program;
-weights, outputs and predictions equal the golden model's. Handshake stability is checked every
-cycle on both ports. A misaligned transfer and an unknown opcode end in ERROR with their codes."""
+all five of its channels too (so a write's address and data arrive apart, in either order). The
+host program (sim.engine.host, the cosim's) trains a small MLP (16-12-10, batch 4: every op and
+transfer kind) for two steps and runs the inference program; weights, outputs and predictions
+equal the golden model's. Handshake stability is checked every cycle on both ports.
+Errors: an unknown opcode, a misaligned transfer or program address, and SLVERR on a read and
+on a write response (a faulty region of the RAM) each end in ERROR with their code, only after
+every transfer the program started has ended (the memory port stays quiet after the interrupt,
+and a STORE queued before the bad command has all its responses); the next START runs."""
 import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 from cocotbext.axi import AxiBus, AxiRam
 
 from hw.engine.compiler import compile_network
-from hw.engine.control import ERR_BUS, ERR_OPCODE, STATUS_ERROR
-from hw.engine.params import EngineParams
-from hw.engine.program import PROGRAM_WORD_BITS, Command, Transfer, bus_words, load
+from hw.axi import burst_split
+from hw.engine.control import ERR_ALIGN, ERR_BUS, ERR_OPCODE, STATUS_DONE, STATUS_ERROR
+from hw.engine.params import SEL_AMEM_C, EngineParams
+from hw.engine.program import (
+    PROGRAM_WORD_BITS, SOP_END, Command, Transfer, beats_per_word, bus_words, load, store,
+)
 from model.init import init_params
 from model.network import Network, Trace
 from model.spec import Hyper, build_mlp
 from sim.engine.host import RamBackend
-from sim.tb.axi_common import StabilityChecker, quiet_axi_models, stalls, start
+from sim.tb.axi_common import StabilityChecker, pause_all, quiet_axi_models, stalls, start
 from sim.tb.common import record
 
 AXI_CHANNELS = {"ar": ["araddr", "arlen"], "r": ["rdata", "rlast"], "aw": ["awaddr", "awlen"],
@@ -25,6 +32,7 @@ AXI_CHANNELS = {"ar": ["araddr", "arlen"], "r": ["rdata", "rlast"], "aw": ["awad
 LITE_CHANNELS = {"aw": ["awaddr"], "w": ["wdata", "wstrb"], "b": ["bresp"], "ar": ["araddr"],
                  "r": ["rdata", "rresp"]}
 BATCH, SHAPE = 4, (1, 16, 16)
+READ_FAULT, WRITE_FAULT = range(0x9_0000, 0xA_0000), range(0xA_0000, 0xB_0000)  # SLVERR there
 
 
 async def setup(dut, seed: int):
@@ -38,11 +46,23 @@ async def setup(dut, seed: int):
     # depend on the batch the first run reads
     net = Network(spec, {k: v * 16 for k, v in init_params(spec, np.random.RandomState(seed)).items()})
     eng = RamBackend(dut, compile_network(spec, BATCH, EngineParams(), 512), ram)
-    eng.master.write_if.b_channel.set_pause_generator(stalls(seed + 7, 0.5))
-    eng.master.read_if.r_channel.set_pause_generator(stalls(seed + 8, 0.5))
+    pause_all(eng.master, seed + 7, 0.5)
     checkers = [StabilityChecker(dut, "m_axi", AXI_CHANNELS), StabilityChecker(dut, "s_axil", LITE_CHANNELS)]
     await start(dut)
+    _fault(ram.read_if, "_read", READ_FAULT)
+    _fault(ram.write_if, "_write", WRITE_FAULT)
     return net, eng, checkers
+
+
+def _fault(interface, method: str, region: range) -> None:
+    """AxiRam answers SLVERR for an access that raises: make `region` raise."""
+    inner = getattr(interface, method)
+
+    async def access(address, *args):
+        if address in region:
+            raise OSError(f"faulty region: {address:#x}")
+        return await inner(address, *args)
+    setattr(interface, method, access)
 
 
 @cocotb.test()
@@ -77,25 +97,55 @@ async def training_steps_over_cocotbext_axi(dut):
            checked, dut._log)
 
 
-async def run_bad(eng, dut, command: Command) -> tuple[int, int]:
-    """A one-command program; (status, error_code) after the interrupt."""
-    base = 0x8_0000
-    words = bus_words(command.pack(), PROGRAM_WORD_BITS // 64)
+async def run_bad(eng, dut, checkers, commands: list[Command], base: int = 0x8_0000) -> tuple[int, int, dict]:
+    """A program of `commands` at `base`; (status, error_code, the memory port's handshakes per
+    channel during the run) after the interrupt, once the port has been quiet for 64 cycles."""
+    words = [w for c in commands for w in bus_words(c.pack(), PROGRAM_WORD_BITS // 64)]
     await eng.write_memory([(base // 8, np.array(words, np.uint64))])
     await eng.reg_write("prog_base_lo", base)
+    before = dict(checkers[0].handshakes)
     await eng.reg_write("ctrl", 1)
-    await with_timeout(RisingEdge(dut.irq), 20_000, "ns")
+    await with_timeout(RisingEdge(dut.irq), 50_000, "ns")
+    during = {ch: n - before[ch] for ch, n in checkers[0].handshakes.items()}
+    await ClockCycles(dut.clk, 64)
+    assert checkers[0].handshakes == {ch: before[ch] + n for ch, n in during.items()}, \
+        "the memory port moved after the interrupt"
     status, code = await eng.reg_read("status"), await eng.reg_read("error_code")
     await eng.reg_write("status", status)
-    return status, code
+    return status, code, during
+
+
+def _bursts(t: Transfer, p: EngineParams) -> int:
+    beats = t.row_words * beats_per_word(p, t.sel)
+    return sum(len(list(burst_split(t.ext + r * t.stride, beats, p.bus_bits // 8, 16)))
+               for r in range(t.rows))
 
 
 @cocotb.test()
 async def errors_end_in_error_status(dut):
-    net, eng, _ = await setup(dut, 5)
+    net, eng, checkers = await setup(dut, 5)
     await eng.reset()
-    assert await run_bad(eng, dut, Command(7)) == (STATUS_ERROR, ERR_OPCODE)
-    await ClockCycles(dut.clk, 4)
-    misaligned = load(Transfer(0, 0, 1, 4, 0x1003, 32))
-    assert await run_bad(eng, dut, misaligned) == (STATUS_ERROR, ERR_BUS)
-    record("engine_axi", "error programs ending in ERROR with their code", 2, dut._log)
+    p, end = EngineParams(), Command(SOP_END)
+    status, code, _ = await run_bad(eng, dut, checkers, [Command(7)])
+    assert (status, code) == (STATUS_ERROR, ERR_OPCODE)
+    # a STORE queued before the bad command: its responses all come before the interrupt
+    queued = Transfer(SEL_AMEM_C, 0, 6, 4, 0x4_0000, 0x1000 - 16)  # row 1 crosses 4 KiB
+    status, code, moved = await run_bad(eng, dut, checkers, [store(queued), Command(7)])
+    assert (status, code) == (STATUS_ERROR, ERR_OPCODE) and moved["b"] == _bursts(queued, p) > 6
+    # misaligned: refused before any transfer (only the command's own fetch reads)
+    status, code, moved = await run_bad(eng, dut, checkers, [load(Transfer(0, 0, 1, 4, 0x1003, 32))])
+    assert (status, code, moved["ar"], moved["aw"]) == (STATUS_ERROR, ERR_ALIGN, 1, 0)
+    status, code, moved = await run_bad(eng, dut, checkers, [end], base=0x8_0004)
+    assert (status, code, moved["ar"]) == (STATUS_ERROR, ERR_ALIGN, 0)
+    # SLVERR on a LOAD's reads and on a STORE's write responses
+    status, code, moved = await run_bad(eng, dut, checkers, [load(Transfer(0, 0, 2, 4, READ_FAULT[0], 256)), end])
+    assert (status, code) == (STATUS_ERROR, ERR_BUS) and moved["r"] > 0
+    bad_store = Transfer(SEL_AMEM_C, 0, 2, 4, WRITE_FAULT[0], 256)
+    status, code, moved = await run_bad(eng, dut, checkers, [store(bad_store), end])
+    assert (status, code) == (STATUS_ERROR, ERR_BUS) and moved["b"] == _bursts(bad_store, p)
+    # START clears the error: a good program runs
+    status, code, _ = await run_bad(eng, dut, checkers, [end])
+    assert (status, code) == (STATUS_DONE, 0)
+    for c in checkers:
+        assert not c.violations, c.violations[:3]
+    record("engine_axi", "error programs ending in ERROR with their code, the port quiet", 6, dut._log)

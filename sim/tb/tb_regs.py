@@ -1,5 +1,6 @@
 """The engine's control registers (hw.regs.AxiLiteRegisters over hw.engine.control's map) driven
-by cocotbext-axi's AxiLiteMaster with random stalls on its response channels: every register kind
+by cocotbext-axi's AxiLiteMaster with random stalls on all five channels (a write's address and
+data taken in either order and together, each counted): every register kind
 (const, rw with byte strobes, ro, pulse, w1c with events and the interrupt), SLVERR on unmapped
 and read-only words, the handshake rules checked every cycle."""
 import os
@@ -10,7 +11,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 from cocotbext.axi.constants import AxiResp
 
-from sim.tb.axi_common import StabilityChecker, quiet_axi_models, stalls, start, top
+from sim.tb.axi_common import StabilityChecker, WriteOrder, pause_all, quiet_axi_models, start, top
 from sim.tb.common import record
 
 CHANNELS = {"aw": ["awaddr"], "w": ["wdata", "wstrb"], "b": ["bresp"], "ar": ["araddr"],
@@ -21,13 +22,12 @@ async def setup(dut, seed: int):
     regs = top()
     quiet_axi_models()
     master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "bus", bus_separator="__"), dut.clk, dut.rst)
-    master.write_if.b_channel.set_pause_generator(stalls(seed, 0.5))
-    master.read_if.r_channel.set_pause_generator(stalls(seed + 1, 0.5))
+    pause_all(master, seed, 0.5)
     for r in regs.regmap.registers:  # hardware-side inputs quiet
         if r.access in ("ro", "w1c"):
             getattr(dut, r.name).value = 0
     await start(dut)
-    return regs.regmap, master, StabilityChecker(dut, "bus", CHANNELS)
+    return regs.regmap, master, StabilityChecker(dut, "bus", CHANNELS), WriteOrder(dut, "bus")
 
 
 async def read(master, offset: int) -> tuple[int, AxiResp]:
@@ -37,14 +37,16 @@ async def read(master, offset: int) -> tuple[int, AxiResp]:
 
 @cocotb.test()
 async def every_register_kind(dut):
-    regmap, master, checker = await setup(dut, 7)
+    regmap, master, checker, order = await setup(dut, 7)
     rng = random.Random(7)
     checks = 0
     for r in regmap.registers:
         mask = (1 << r.width) - 1
         if r.access == "const":
             assert await read(master, r.offset) == (r.reset, AxiResp.OKAY), r.name
-            checks += 1
+            assert (await master.write(r.offset, b"\x01\0\0\0")).resp == AxiResp.SLVERR, r.name
+            assert await read(master, r.offset) == (r.reset, AxiResp.OKAY), r.name
+            checks += 3
         elif r.access == "rw":
             for _ in range(8):
                 v = rng.getrandbits(32)
@@ -68,12 +70,13 @@ async def every_register_kind(dut):
         assert (await master.write(offset, b"\0\0\0\0")).resp == AxiResp.SLVERR
         checks += 2
     assert not checker.violations, checker.violations[:3]
+    assert all(order.counts.values()), order.counts  # address first, data first, together
     record(os.environ["NITRO_UNIT"], "register reads/writes checked", checks, dut._log)
 
 
 @cocotb.test()
 async def start_pulse_status_and_interrupt(dut):
-    regmap, master, checker = await setup(dut, 11)
+    regmap, master, checker, _ = await setup(dut, 11)
     ctrl, status, enable = (regmap[n] for n in ("ctrl", "status", "irq_enable"))
     pulses = []
 
