@@ -42,6 +42,9 @@ DMA_OUTSTANDING = 16
 # STOREs queued for the store unit: a run's outputs are several small STOREs, and with the
 # sequencer waiting for each the next run's LOADs waited behind all of them
 STORE_QUEUE = 8
+# cycles before HALT reads the idle flags: the store queue's output register (2), then the
+# registered flag (1)
+HALT_SETTLE = 3
 
 
 def engine_signature(p: EngineParams) -> wiring.Signature:
@@ -128,7 +131,7 @@ class StreamEngine(wiring.Component):
         # STORE is seen long before its SYNC), so a registered idle is only late, by a cycle.
         core_idle, stores_done, load_done, dma_error = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [core_idle.eq(~core.busy & ~launched), stores_done.eq(stores_idle),
-                     load_done.eq(~ld.busy & ~reader.busy & ~ld.cmd.valid),
+                     load_done.eq(~ld.busy & ~reader.busy & ~ld.cmd.valid & ~reader.cmd.valid),
                      dma_error.eq(reader.error | writer.error)]
         dma_clear = Signal()  # START: a new program, the DMA's error flags cleared (and their copy)
         m.d.comb += [reader.clear.eq(dma_clear), writer.clear.eq(dma_clear)]
@@ -140,10 +143,14 @@ class StreamEngine(wiring.Component):
             m.d.sync += [busy.eq(0), done.eq(1)]
             m.next = "IDLE"
 
+        # HALT trusts the registered idle flags only after HALT_SETTLE cycles: a STORE pushed or
+        # a fetch sent just before the error shows in them a few cycles later
+        settle = Signal(range(HALT_SETTLE + 1))
+
         def fail(error_code):
             """End the program with `error_code` once every transfer it started has ended (HALT):
-            BUSY low means the memory port is quiet."""
-            m.d.sync += code.eq(error_code)
+            BUSY low means the memory port is quiet. Nothing new starts once the error is seen."""
+            m.d.sync += [code.eq(error_code), settle.eq(HALT_SETTLE)]
             m.next = "HALT"
 
         def unless_bus_error(cond):
@@ -168,7 +175,7 @@ class StreamEngine(wiring.Component):
                     with m.Else():
                         m.next = "FETCH"
             with m.State("FETCH"):  # the command's read burst
-                m.d.comb += fetch_cmd.eq(1)
+                m.d.comb += fetch_cmd.eq(~dma_error)
                 with unless_bus_error(read_cmd.ready):
                     m.next = "GATHER"
             with m.State("GATHER"):
@@ -202,7 +209,7 @@ class StreamEngine(wiring.Component):
                 with unless_bus_error(load_done):
                     m.next = "FETCH"
             with m.State("STORE"):  # into the queue (waits while it is full)
-                m.d.comb += queue.w_en.eq(1)
+                m.d.comb += queue.w_en.eq(~dma_error)
                 with unless_bus_error(queue.w_rdy):
                     m.next = "FETCH"
             with m.State("SYNC"):
@@ -216,7 +223,9 @@ class StreamEngine(wiring.Component):
                 with unless_bus_error(stores_done & core_idle):
                     stop()
             with m.State("HALT"):  # an error: the stores, loads and the core run to their end
-                with m.If(stores_done & core_idle & load_done):
+                with m.If(settle != 0):
+                    m.d.sync += settle.eq(settle - 1)
+                with m.Elif(stores_done & core_idle & load_done):
                     m.d.sync += [busy.eq(0), err.eq(1)]
                     m.next = "IDLE"
         waits = (fsm.ongoing("SYNC") | fsm.ongoing("SWAP") | fsm.ongoing("FINISH")

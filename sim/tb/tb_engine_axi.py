@@ -104,8 +104,12 @@ async def run_bad(eng, dut, checkers, commands: list[Command], base: int = 0x8_0
     await eng.write_memory([(base // 8, np.array(words, np.uint64))])
     await eng.reg_write("prog_base_lo", base)
     before = dict(checkers[0].handshakes)
+
+    async def interrupt():
+        await RisingEdge(dut.irq)
+    irq = cocotb.start_soon(interrupt())  # waiting before START: an error may end it in 3 cycles
     await eng.reg_write("ctrl", 1)
-    await with_timeout(RisingEdge(dut.irq), 50_000, "ns")
+    await with_timeout(irq, 50_000, "ns")
     during = {ch: n - before[ch] for ch, n in checkers[0].handshakes.items()}
     await ClockCycles(dut.clk, 64)
     assert checkers[0].handshakes == {ch: before[ch] + n for ch, n in during.items()}, \
@@ -113,6 +117,10 @@ async def run_bad(eng, dut, checkers, commands: list[Command], base: int = 0x8_0
     status, code = await eng.reg_read("status"), await eng.reg_read("error_code")
     await eng.reg_write("status", status)
     return status, code, during
+
+
+def _beats(t: Transfer, p: EngineParams) -> int:
+    return t.rows * t.row_words * beats_per_word(p, t.sel)
 
 
 def _bursts(t: Transfer, p: EngineParams) -> int:
@@ -138,8 +146,10 @@ async def errors_end_in_error_status(dut):
     status, code, moved = await run_bad(eng, dut, checkers, [end], base=0x8_0004)
     assert (status, code, moved["ar"]) == (STATUS_ERROR, ERR_ALIGN, 0)
     # SLVERR on a LOAD's reads and on a STORE's write responses
-    status, code, moved = await run_bad(eng, dut, checkers, [load(Transfer(0, 0, 2, 4, READ_FAULT[0], 256)), end])
-    assert (status, code) == (STATUS_ERROR, ERR_BUS) and moved["r"] > 0
+    bad_load = Transfer(SEL_AMEM_C, 0, 2, 4, READ_FAULT[0], 256)
+    status, code, moved = await run_bad(eng, dut, checkers, [load(bad_load), end])
+    fetch = PROGRAM_WORD_BITS // p.bus_bits  # the LOAD command's beats; END is never fetched
+    assert (status, code, moved["r"]) == (STATUS_ERROR, ERR_BUS, fetch + _beats(bad_load, p))
     bad_store = Transfer(SEL_AMEM_C, 0, 2, 4, WRITE_FAULT[0], 256)
     status, code, moved = await run_bad(eng, dut, checkers, [store(bad_store), end])
     assert (status, code) == (STATUS_ERROR, ERR_BUS) and moved["b"] == _bursts(bad_store, p)
