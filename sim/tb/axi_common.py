@@ -58,10 +58,10 @@ async def send(dut, port: str, payloads) -> None:
     valid.value = 0
 
 
-def pause_all(master, seed: int, p: float) -> None:
-    """Random pauses on all five channels of a cocotbext-axi master (AXI4 or AXI4-Lite): a
-    write's address and data then reach the slave apart, in either order."""
-    w, r = master.write_if, master.read_if
+def pause_all(model, seed: int, p: float) -> None:
+    """Random pauses on all five channels of a cocotbext-axi model (a master, AXI4 or AXI4-Lite,
+    or AxiRam): a write's address and data then travel apart, in either order."""
+    w, r = model.write_if, model.read_if
     for k, ch in enumerate((w.aw_channel, w.w_channel, w.b_channel, r.ar_channel, r.r_channel)):
         ch.set_pause_generator(stalls(seed + k, p))
 

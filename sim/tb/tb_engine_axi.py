@@ -24,7 +24,7 @@ from model.init import init_params
 from model.network import Network, Trace
 from model.spec import Hyper, build_mlp
 from sim.engine.host import RamBackend
-from sim.tb.axi_common import StabilityChecker, pause_all, quiet_axi_models, stalls, start
+from sim.tb.axi_common import StabilityChecker, pause_all, quiet_axi_models, start
 from sim.tb.common import record
 
 AXI_CHANNELS = {"ar": ["araddr", "arlen"], "r": ["rdata", "rlast"], "aw": ["awaddr", "awlen"],
@@ -38,9 +38,7 @@ READ_FAULT, WRITE_FAULT = range(0x9_0000, 0xA_0000), range(0xA_0000, 0xB_0000)  
 async def setup(dut, seed: int):
     quiet_axi_models()
     ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator="__"), dut.clk, dut.rst, size=1 << 20)
-    for k, ch in enumerate((ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
-                            ram.read_if.ar_channel, ram.read_if.r_channel)):
-        ch.set_pause_generator(stalls(seed + k, 0.3))
+    pause_all(ram, seed, 0.3)
     spec = build_mlp(SHAPE, [12, 12, 12], Hyper())  # 7 runs: the steps after the first start warm
     # weights x16: at their initial scale every forward output scales to 0 and no result would
     # depend on the batch the first run reads
