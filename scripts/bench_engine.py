@@ -60,8 +60,8 @@ import numpy as np
 
 from hw.engine.params import EngineParams
 from model.fileio import write_atomic
+from sim.engine.device import DEVICE, SPEED_GRADES
 from sim.engine.host import DDR3_TEXT
-from sim.engine.synth import DEVICE, SPEED_GRADES
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "engine"

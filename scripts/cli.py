@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from model.numerics import NitroError
+from sim.engine.device import DEVICE, SPEED_GRADES
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -171,7 +172,7 @@ def _synth(args: argparse.Namespace) -> int:
                                 route_minutes=args.route_minutes, speed=args.speed)
         print(f"engine results: {Path(args.out) / 'engine'}/synth.json")
         return 0 if not res.get("error") else 1
-    if args.seed != 1 or args.route_minutes or args.no_route or args.speed != 6:
+    if args.seed != 1 or args.route_minutes or args.no_route or args.speed != DEVICE["speed"]:
         raise NitroError("--seed, --route-minutes, --speed and --no-route apply to the engine (--engine)")
     from sim.synth import synthesize
 
@@ -301,8 +302,8 @@ def _add_hardware_commands(sub) -> None:
     y.add_argument("--no-route", action="store_true",
                    help="engine: place only (packed resources, nextpnr's pre-route estimate, no Fmax)")
     y.add_argument("--seed", type=positive_int, default=1, help="engine: nextpnr's seed (default 1)")
-    y.add_argument("--speed", type=int, choices=(6, 7, 8), default=6,
-                   help="engine: the LFE5U-85F's speed grade (default 6, the slowest)")
+    y.add_argument("--speed", type=int, choices=SPEED_GRADES, default=DEVICE["speed"],
+                   help=f"engine: the {DEVICE['device']}'s speed grade (default {DEVICE['speed']}, the slowest)")
     y.add_argument("--route-minutes", type=positive_int, metavar="MIN",
                    help="engine: stop nextpnr after this long (a 'not routed' record with how far it got)")
     y.set_defaults(func=_synth)

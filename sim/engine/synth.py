@@ -33,11 +33,10 @@ from sim.ebr_outreg import pack_ebr_output_registers
 from sim.synth import ECP5, yosys_cells
 from sim.synth import synth_ecp5 as unit_synth_ecp5
 
+from .device import DEVICE, SPEED_GRADES
 from .floorplan import floorplan_files, late_inputs
 from .pinout import channel_lpf
 
-DEVICE = {"device": "LFE5U-85F", "package": "CABGA756", "speed": 6}
-SPEED_GRADES = (6, 7, 8)  # the LFE5U-85F's; 6, the slowest and the common one on boards, is the target
 CLOCK_LPF = 'IOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'  # a unit's top: only its clock is constrained
 
 
@@ -89,12 +88,14 @@ RECORDED_COSIM = REPO / "benchmarks" / "engine" / "cosim_mlp_mnist_100steps_idea
 BENCH_TRAIN = REPO / "benchmarks" / "bench_train.json"
 
 
+def _bench_train() -> dict:
+    """scripts/bench_train.py's record, empty if there is none."""
+    return json.loads(BENCH_TRAIN.read_text()) if BENCH_TRAIN.exists() else {}
+
+
 def recorded_golden_img_s() -> float | None:
     """The golden model's CPU training rate of the MNIST MLP from scripts/bench_train.py, if recorded."""
-    if not BENCH_TRAIN.exists():
-        return None
-    rows = json.loads(BENCH_TRAIN.read_text()).get("results", [])
-    for r in rows:
+    for r in _bench_train().get("results", []):
         if r.get("config") == "mlp_mnist" and r.get("weight_scale", 1) == 1:
             return float(r["images_per_s"])
     return None
@@ -103,9 +104,7 @@ def recorded_golden_img_s() -> float | None:
 def recorded_reference_img_s() -> float | None:
     """The reference implementation's CPU training rate of the MNIST MLP (its median epoch in
     ../shared/refvectors/bench_mlp.json) as scripts/bench_train.py recorded it, if recorded."""
-    if not BENCH_TRAIN.exists():
-        return None
-    return json.loads(BENCH_TRAIN.read_text()).get("reference_implementation", {}).get("mlp_img_s")
+    return _bench_train().get("reference_implementation", {}).get("mlp_img_s")
 
 
 def _tool(name: str) -> str:
