@@ -3,6 +3,7 @@ random stall generators for cocotbext-axi's channel models, and the AXI handshak
 (once VALID is up, it and the payload hold until READY)."""
 from __future__ import annotations
 
+import abc
 import os
 import random
 import warnings
@@ -66,59 +67,70 @@ def pause_all(model, seed: int, p: float) -> None:
         ch.set_pause_generator(stalls(seed + k, p))
 
 
-class WriteOrder:
-    """Counts, per write, whether the slave took its address first, its data first, or both in
-    one cycle (AXI lets them come in any order). For a slave that takes one write at a time."""
+class _ChannelMonitor(abc.ABC):
+    """Samples a port's channels once per cycle, after the cycle's values have settled."""
 
     def __init__(self, dut, prefix: str) -> None:
         self.dut, self.prefix = dut, prefix
-        self.counts = {"address first": 0, "data first": 0, "together": 0}
-        cocotb.start_soon(self._run())
-
-    def _hs(self, ch: str) -> bool:
-        return bool(int(getattr(self.dut, f"{self.prefix}__{ch}valid").value)
-                    and int(getattr(self.dut, f"{self.prefix}__{ch}ready").value))
-
-    async def _run(self) -> None:
-        cycle, seen = 0, {}  # channel -> the cycle of its handshake, for the write being taken
-        while True:
-            await ReadOnly()
-            for ch in ("aw", "w"):
-                if self._hs(ch):
-                    seen[ch] = cycle
-            if len(seen) == 2:
-                order = seen["aw"] - seen["w"]
-                self.counts["together" if order == 0 else "address first" if order < 0
-                            else "data first"] += 1
-                seen = {}
-            cycle += 1
-            await RisingEdge(self.dut.clk)
-
-
-class StabilityChecker:
-    """Samples channels every cycle: a VALID that waits must hold, with its payload, until READY."""
-
-    def __init__(self, dut, prefix: str, channels: dict[str, list[str]]) -> None:
-        self.dut, self.prefix, self.channels = dut, prefix, channels
-        self.handshakes = {ch: 0 for ch in channels}
-        self.violations: list[str] = []
         cocotb.start_soon(self._run())
 
     def _sig(self, name: str):
         return getattr(self.dut, f"{self.prefix}__{name}")
 
+    def _valid_ready(self, ch: str) -> tuple[int, int]:
+        return int(self._sig(f"{ch}valid").value), int(self._sig(f"{ch}ready").value)
+
+    @abc.abstractmethod
+    def _sample(self, cycle: int) -> None:
+        """Look at the channels in cycle `cycle` (counted from the monitor's start)."""
+
     async def _run(self) -> None:
-        waiting: dict[str, tuple] = {}
+        cycle = 0
         while True:
             await ReadOnly()
-            for ch, fields in self.channels.items():
-                valid, ready = int(self._sig(f"{ch}valid").value), int(self._sig(f"{ch}ready").value)
-                payload = tuple(int(self._sig(f).value) for f in fields)
-                if ch in waiting and (not valid or payload != waiting[ch]):
-                    self.violations.append(f"{ch}: valid or payload changed before ready")
-                waiting.pop(ch, None)
-                if valid and ready:
-                    self.handshakes[ch] += 1
-                elif valid:
-                    waiting[ch] = payload
+            self._sample(cycle)
+            cycle += 1
             await RisingEdge(self.dut.clk)
+
+
+class WriteOrder(_ChannelMonitor):
+    """Counts, per write, whether the slave took its address first, its data first, or both in
+    one cycle (AXI lets them come in any order). For a slave that takes one write at a time."""
+
+    def __init__(self, dut, prefix: str) -> None:
+        self.counts = {"address first": 0, "data first": 0, "together": 0}
+        self._seen: dict[str, int] = {}  # channel -> the cycle of its handshake, for the write being taken
+        super().__init__(dut, prefix)
+
+    def _sample(self, cycle: int) -> None:
+        for ch in ("aw", "w"):
+            if all(self._valid_ready(ch)):
+                self._seen[ch] = cycle
+        if len(self._seen) == 2:
+            order = self._seen["aw"] - self._seen["w"]
+            self.counts["together" if order == 0 else "address first" if order < 0
+                        else "data first"] += 1
+            self._seen = {}
+
+
+class StabilityChecker(_ChannelMonitor):
+    """Samples channels every cycle: a VALID that waits must hold, with its payload, until READY."""
+
+    def __init__(self, dut, prefix: str, channels: dict[str, list[str]]) -> None:
+        self.channels = channels
+        self.handshakes = {ch: 0 for ch in channels}
+        self.violations: list[str] = []
+        self._waiting: dict[str, tuple] = {}
+        super().__init__(dut, prefix)
+
+    def _sample(self, cycle: int) -> None:
+        for ch, fields in self.channels.items():
+            valid, ready = self._valid_ready(ch)
+            payload = tuple(int(self._sig(f).value) for f in fields)
+            if ch in self._waiting and (not valid or payload != self._waiting[ch]):
+                self.violations.append(f"{ch}: valid or payload changed before ready")
+            self._waiting.pop(ch, None)
+            if valid and ready:
+                self.handshakes[ch] += 1
+            elif valid:
+                self._waiting[ch] = payload
