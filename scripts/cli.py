@@ -293,7 +293,8 @@ def _add_hardware_commands(sub) -> None:
     r.add_argument("--unit", action="append", help="only this unit (repeatable)")
     r.set_defaults(func=_rtl)
 
-    y = sub.add_parser("synth", help="yosys synth_ecp5 + nextpnr (LFE5U-85F, speed 6): resources and Fmax")
+    y = sub.add_parser("synth", help=f"yosys synth_ecp5 + nextpnr ({DEVICE['device']}, speed "
+                         f"{DEVICE['speed']}): resources and Fmax")
     y.add_argument("--out", default="build/synth", help="output folder (default build/synth)")
     y.add_argument("--unit", action="append", help="only this unit (repeatable)")
     y.add_argument("--no-pnr", action="store_true", help="synthesis only (cell counts, no Fmax)")
