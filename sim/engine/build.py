@@ -21,7 +21,8 @@ from hw.engine.params import EngineParams
 from hw.engine.top import StreamEngine
 from model.fileio import write_atomic
 from sim.runner import (
-    LINT_WAIVERS, REPO, build_locked, check_results, ignored_root, setup_verilator, without_src,
+    LINT_WAIVERS, REPO, build_locked, check_results, ignored_root, module_tests, setup_verilator,
+    without_src,
 )
 
 HARNESS = Path(__file__).with_name("engine_tb.sv")
@@ -150,4 +151,4 @@ def run_engine_test(build: EngineBuild, test_module: str, test_dir: Path, job,
     check_results(get_runner("verilator").test(
         test_module=test_module, hdl_toplevel="tb", hdl_toplevel_lang="verilog",
         build_dir=build.build_dir, test_dir=test_dir, log_file=log_file, waves=build.waves,
-    ))
+    ), module_tests(test_module))
