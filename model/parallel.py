@@ -86,14 +86,20 @@ def balanced_cuts(weights: list, n: int) -> tuple[int, ...]:
     return (0,) + best[(n, len(weights))][1]
 
 
+def check_stages(spec, n_stages: int | None) -> None:
+    """A network of `spec` can be cut into `n_stages` pipeline stages (one block at least each)."""
+    blocks = sum(isinstance(it, Block) for it in spec.items)
+    if n_stages is not None and n_stages > blocks:
+        raise NitroError(f"--pipeline {n_stages}: the network has only {blocks} blocks to spread")
+
+
 def plan_stages(net: Network, n_stages: int | None) -> list[Stage]:
     """Cut spec.items before blocks into `n_stages` contiguous stages minimising the largest
     stage's MACs per step."""
     spec = net.spec
     blocks = [i for i, it in enumerate(spec.items) if isinstance(it, Block)]
     n = len(blocks) if n_stages is None else n_stages
-    if n > len(blocks):
-        raise NitroError(f"--pipeline {n}: the network has only {len(blocks)} blocks to spread")
+    check_stages(spec, n)
     costs, out_cost = item_macs(net)
     costs[-1] += out_cost
     bounds = [0] + blocks[1:] + [len(spec.items)]  # candidate stage starts/ends

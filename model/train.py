@@ -79,6 +79,9 @@ def prepare_output(out: Path, resume: bool, force: bool = False) -> None:
     """The run folder, checked before any work: a writable folder, holding no earlier run's outputs
     unless resuming (or `force`)."""
     writable_folder(out)
+    for name in OUTPUTS:
+        if (out / name).exists() and not (out / name).is_file():
+            raise NitroError(f"{out / name} is not a file: the run writes its {name} there")
     if resume:
         if not (out / CHECKPOINT).exists():
             raise NitroError(f"--resume: no {CHECKPOINT} in {out} to continue")

@@ -29,6 +29,7 @@ def ray_session(address: str | None, num_cpus: int | None = None):
     if ray.is_initialized():
         yield ray
         return
+    logging.getLogger("ray").setLevel(logging.ERROR)  # its banners would follow our one error line
     try:
         ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
                  log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
@@ -99,9 +100,14 @@ def train_distributed(cfg, out: Path, data_dir, epochs, resume: bool, progress: 
     import ray.exceptions
     from tqdm import tqdm
 
-    from model.parallel import plan_stages
-    from model.train import CHECKPOINT, train
+    from model.datasets import image_shape
+    from model.parallel import check_stages, plan_stages
+    from model.train import CHECKPOINT, prepare_output, train
 
+    if address:
+        reachable(address)  # bad input before the run folder is made and Ray starts
+    prepare_output(Path(out), resume, force)  # (train checks it again, as for a run without Ray)
+    check_stages(cfg.build_spec(image_shape(cfg.data.dataset)), plan.stages)
     ck = Path(out) / CHECKPOINT
     mark = ck.stat().st_mtime_ns if ck.exists() else None  # a checkpoint this run did not write
     restarts = 0

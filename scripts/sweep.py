@@ -25,26 +25,33 @@ class Trial:
     config_text: str
     config_name: str  # the config's `name`: the summary's row
     seed: int
+    digest: str  # of the seeded config: a result or checkpoint of another config is not this trial's
+    epochs: int  # the epoch count the trial trains to (--epochs, else the config's)
 
     @property
     def folder(self) -> str:
         return f"{self.config_name}_seed{self.seed}"
 
 
-def plan_trials(configs: list[Path], seeds: list[int], data_dir: str | None) -> list[Trial]:
+def plan_trials(configs: list[Path], seeds: list[int], data_dir: str | None,
+                epochs: int | None = None) -> list[Trial]:
     """Every (config, seed), validated before any work (configs, seeds, data, distinct names)."""
     from model.config import load_config, with_seed
     from model.datasets import find_dataset_dir
 
+    if len(set(seeds)) != len(seeds):
+        raise NitroError(f"--seeds names a seed twice: {' '.join(map(str, seeds))}")
     trials, names = [], {}
     for path in configs:
         cfg = load_config(path)
-        if names.setdefault(cfg.name, path) != path:
+        if cfg.name in names:
             raise NitroError(f"configs {names[cfg.name]} and {path} have the same name {cfg.name!r}")
+        names[cfg.name] = path
         find_dataset_dir(cfg.data.dataset, data_dir)
         for seed in seeds:
-            with_seed(cfg, seed)
-            trials.append(Trial(cfg.source, cfg.name, seed))
+            seeded = with_seed(cfg, seed)
+            trials.append(Trial(cfg.source, cfg.name, seed, seeded.digest(),
+                                epochs if epochs is not None else cfg.train.epochs))
     return trials
 
 
@@ -57,19 +64,33 @@ def run_trial(trial: Trial, epochs: int | None, out: str, data_dir: str | None) 
     cfg = with_seed(parse_config(trial.config_text, trial.config_name), trial.seed)
     t0 = time.perf_counter()
     res = train(cfg, folder, data_dir, epochs, resume=(folder / CHECKPOINT).exists(), progress=False)
-    result = {"config": trial.config_name, "seed": trial.seed, "best_test_acc": res.best_test_acc,
-              "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
-              "seconds": round(time.perf_counter() - t0, 1)}
+    result = {"config": trial.config_name, "seed": trial.seed, "config_digest": trial.digest,
+              "epochs": trial.epochs, "best_test_acc": res.best_test_acc, "best_epoch": res.best_epoch,
+              "epochs_run": res.epochs_run, "seconds": round(time.perf_counter() - t0, 1)}
     write_atomic(folder / RESULT, json.dumps(result, indent=1).encode())
     return result
 
 
 def finished(out: Path, trial: Trial) -> dict | None:
+    """The trial's result, or None when it has yet to run: no result, an unreadable one, or one of
+    an earlier, shorter sweep of the same config (the trial then resumes from its checkpoint).
+    A result of another config, or of more epochs than asked for, is an error: it is not this
+    trial's, and its folder is the user's."""
     f = out / trial.folder / RESULT
     try:
-        return json.loads(f.read_text()) if f.exists() else None
-    except json.JSONDecodeError:
-        return None  # an unreadable result: run the trial again (it resumes from its checkpoint)
+        r = json.loads(f.read_text()) if f.exists() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not (isinstance(r, dict) and isinstance(r.get("best_test_acc"), float)
+            and 0 <= r["best_test_acc"] <= 1 and isinstance(r.get("epochs"), int)
+            and isinstance(r.get("config_digest"), str)):
+        return None
+    other = ("another config" if r["config_digest"] != trial.digest
+             else f"{r['epochs']} epochs" if r["epochs"] > trial.epochs else None)
+    if other:
+        raise NitroError(f"{f} is the result of {other}, not of {trial.config_name} seed {trial.seed} "
+                         f"at {trial.epochs} epochs: choose another --out")
+    return r if r["epochs"] == trial.epochs else None
 
 
 def sweep(configs: list[Path], seeds: list[int], epochs: int | None, out: Path, data_dir: str | None,
@@ -79,7 +100,7 @@ def sweep(configs: list[Path], seeds: list[int], epochs: int | None, out: Path, 
 
     from .scaleout import ray_session
 
-    trials = plan_trials(configs, seeds, data_dir)
+    trials = plan_trials(configs, seeds, data_dir, epochs)
     out = writable_folder(out)
     data = str(Path(data_dir).resolve()) if data_dir and data_dir != "embedded" else data_dir
     results = {t: r for t in trials if (r := finished(out, t)) is not None}

@@ -262,3 +262,31 @@ def test_sweep_resumes_after_the_driver_is_killed(tmp_path):
     ref = train(with_seed(cfg, 2), tmp_path / "ref", progress=False)
     got = json.loads((out / "sweep_b_seed2" / "result.json").read_text())
     assert got["best_test_acc"] == ref.best_test_acc and got["epochs_run"] == 6
+
+
+def test_sweep_refuses_repeats_and_results_not_its_own(tmp_path):
+    """A seed or config given twice would train two tasks into one folder and count one result
+    twice; a result.json that is not this trial's (another config, more epochs) is the user's and
+    is refused before any work; an unreadable one, or one of fewer epochs, runs (resumes) the trial."""
+    from scripts.sweep import RESULT, finished, plan_trials
+
+    cfgs = sweep_configs(tmp_path)
+    with pytest.raises(NitroError, match="--seeds names a seed twice"):
+        plan_trials(cfgs, [1, 1], None)
+    with pytest.raises(NitroError, match="have the same name 'sweep_a'"):
+        plan_trials([cfgs[0], cfgs[0]], [1], None)
+    a1 = plan_trials(cfgs[:1], [1], None)[0]
+    f = tmp_path / "out" / a1.folder / RESULT
+    f.parent.mkdir(parents=True)
+    ok = {"best_test_acc": 0.5, "epochs": a1.epochs, "config_digest": a1.digest}
+    for text in ("{}", "[1]", '{"best_test_acc": "x"}', b"\xff\xfe"):
+        f.write_bytes(text if isinstance(text, bytes) else text.encode())
+        assert finished(tmp_path / "out", a1) is None
+    f.write_text(json.dumps(ok))
+    assert finished(tmp_path / "out", a1) == ok
+    assert finished(tmp_path / "out", plan_trials(cfgs[:1], [1], None, epochs=3)[0]) is None
+    with pytest.raises(NitroError, match="is the result of another config"):
+        finished(tmp_path / "out", replace(a1, digest="0" * 16))
+    f.write_text(json.dumps({**ok, "epochs": a1.epochs + 1}))
+    with pytest.raises(NitroError, match=f"is the result of {a1.epochs + 1} epochs"):
+        finished(tmp_path / "out", a1)
