@@ -123,9 +123,19 @@ def lint(v_file: Path, top: str) -> str:
     return "clean" if r.returncode == 0 and not r.stderr.strip() else (r.stdout + r.stderr).strip()
 
 
+def _manifest_units(manifest: Path) -> list[dict]:
+    """The unit entries of an earlier manifest.json, none when it is missing or unreadable."""
+    try:
+        doc = json.loads(manifest.read_text())
+    except (OSError, ValueError):  # missing, not text, not JSON
+        return []
+    units = doc.get("units") if isinstance(doc, dict) else None
+    return [e for e in units if isinstance(e, dict)] if isinstance(units, list) else []
+
+
 def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = True) -> Path:
     """Write <unit>.v for each unit (default: all) and manifest.json; returns the manifest path."""
-    made = [(name, make_unit(name)) for name in units or list(UNITS)]  # unknown names: before any write
+    made = [(name, make_unit(name)) for name in dict.fromkeys(units or UNITS)]  # unknown names: before any write
     out_dir = writable_folder(out_dir)
     entries = []
     for name, unit in made:
@@ -140,5 +150,8 @@ def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = Tr
             "lint_waivers": LINT_WAIVERS,
         })
     manifest = out_dir / "manifest.json"
-    write_atomic(manifest, (json.dumps({"units": entries}, indent=1) + "\n").encode())
+    written = {e["unit"] for e in entries}
+    kept = [e for e in _manifest_units(manifest) if e.get("unit") not in written
+            and (out_dir / str(e.get("file"))).is_file()]  # units written earlier into this folder
+    write_atomic(manifest, (json.dumps({"units": kept + entries}, indent=1) + "\n").encode())
     return manifest

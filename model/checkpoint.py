@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ExperimentConfig, check_divisor, is_int, parse_config, short_repr
+from .config import ExperimentConfig, check_divisor, is_int, parse_config, short_repr, with_seed
 from .datasets import image_shape, one_line
 from .fileio import write_atomic
 from .numerics import NitroError
@@ -95,14 +95,27 @@ def load_checkpoint(path: Path, config_digest: str | None = None) -> Checkpoint:
     arrays = read_npz(path, "checkpoint")
     try:
         meta = _verified_meta(arrays)
-        if config_digest is not None and meta["config_digest"] != config_digest:
-            raise NitroError(
-                f"checkpoint {path} was written for a different config (digest {meta['config_digest']}, "
-                f"this run {config_digest}); resume with the config it was trained with"
-            )
+        if config_digest is not None:
+            _same_config(path, meta["config_digest"], config_digest)
         return _decode(arrays, meta["config_digest"])
     except _Corrupt as exc:
         raise NitroError(f"checkpoint {path} is corrupt: {exc}") from None
+
+
+def _same_config(path: Path, written: str, wanted: str) -> None:
+    if written != wanted:
+        raise NitroError(f"checkpoint {path} was written for a different config (digest {written}, "
+                         f"this run {wanted}); resume with the config it was trained with")
+
+
+def load_checkpoint_for(path: Path, cfg: ExperimentConfig) -> tuple[Checkpoint, ExperimentConfig]:
+    """A checkpoint of `cfg`'s run, or of `cfg` run with another seed (`train --seed`), and the
+    config it was written for (`cfg`, or `cfg` with that seed)."""
+    ck = load_checkpoint(path)
+    if ck.config_digest != cfg.digest():
+        cfg = with_seed(cfg, parse_config(ck.config_text, cfg.name).train.seed)
+        _same_config(Path(path), ck.config_digest, cfg.digest())
+    return ck, cfg
 
 
 def _need(ok: bool, what: str) -> None:

@@ -386,7 +386,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
     except OSError as exc:
         raise NitroError(f"cannot read config {path}: {exc.strerror or one_line(exc)}") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # (an editor's byte-order mark is not the config's)
     except UnicodeDecodeError as exc:
         raise NitroError(f"config {path} is not UTF-8 text (byte {exc.start})") from None
     try:

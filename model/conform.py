@@ -23,7 +23,7 @@ from .layers import check_slope_inv, rss_loss_reference
 from .network import Network, Trace
 from .numerics import NitroError
 from .spec import Block, Conv2d, Flatten, Linear, MaxPool2d, NetworkSpec, NitroReLU, Scaling
-from .vectors import read_npz
+from .vectors import check_tag, read_npz
 
 _MISSING = object()
 
@@ -336,6 +336,7 @@ class VectorSet:
 
 def load_set(vec_dir: Path, tag: str) -> VectorSet:
     """Read and check every file of the set before anything is replayed."""
+    check_tag(tag)
     meta_path, data_path, init_path = (vec_dir / f"{tag}_{part}" for part in ("meta.json", "data.npz", "init.npz"))
     meta = _read_meta(meta_path, tag)
     steps = _in_file(meta_path, _int, meta, "steps", "the meta file", 1)

@@ -51,6 +51,13 @@ def write_figure(path: str | Path, fig, dpi: int = 110) -> None:
     write_atomic(path, buf.getvalue())
 
 
+def refuse_overwrite(path: Path, force: bool) -> None:
+    """Before any work: `path`, an earlier run's result, is the user's unless `force`."""
+    if path.exists() and not force:
+        raise NitroError(f"{path} already exists (an earlier run's result): choose another --out, "
+                         f"or pass --force to overwrite it")
+
+
 def writable_folder(folder: str | Path) -> Path:
     """Create `folder` if needed and prove it writable before any work starts (NitroError if not);
     temp files of interrupted writes in it are removed."""

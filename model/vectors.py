@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,13 @@ def check_tag(tag) -> str:
         raise NitroError(f"tag must be a plain name ({PLAIN_NAME_RULE}; it starts the set's file "
                          f"names), got {tag!r}")
     return tag
+
+
+def set_files(folder: Path, tag: str) -> list[Path]:
+    """The files of vector set `tag` in `folder` (as `export_vectors` names them: not those of a
+    set whose tag merely starts with `tag`)."""
+    name = re.compile(re.escape(tag) + r"_(?:(?:init|data|after3|step[0-9]+)\.npz|meta\.json)")
+    return sorted(p for p in folder.iterdir() if name.fullmatch(p.name) and p.is_file())
 
 
 def export_vectors(net: Network, batches: list[tuple[np.ndarray, np.ndarray]], test_x: np.ndarray,

@@ -40,15 +40,17 @@ def _train(args: argparse.Namespace) -> int:
 
 def _prepared(args: argparse.Namespace):
     """Config, data, network (initial weights, or those of --checkpoint) and RNG of a command."""
-    from model.checkpoint import load_checkpoint
+    from model.checkpoint import load_checkpoint_for
     from model.config import load_config
     from model.network import Network
     from model.train import prepare
 
-    cfg = load_config(args.config)
-    ds, net, rng = prepare(cfg, args.data_dir)
+    cfg, ck = load_config(args.config), None
     if args.checkpoint:
-        net = Network(net.spec, load_checkpoint(Path(args.checkpoint), cfg.digest()).params, cfg.policy())
+        ck, cfg = load_checkpoint_for(Path(args.checkpoint), cfg)
+    ds, net, rng = prepare(cfg, args.data_dir)
+    if ck is not None:
+        net = Network(net.spec, ck.params, cfg.policy())
     return cfg, ds, net, rng
 
 
@@ -59,7 +61,9 @@ def _numerics(args: argparse.Namespace) -> int:
 
     cfg, ds, net, rng = _prepared(args)
     bs = cfg.train.batch_size
-    steps = min(args.steps, len(ds.train_x) // bs)
+    steps = args.steps
+    if steps * bs > len(ds.train_x):
+        raise NitroError(f"--steps {steps} needs {steps * bs} training images, the data has {len(ds.train_x)}")
     for b in tqdm(range(steps), desc="training steps", unit="step", disable=args.no_progress):
         net.train_step(ds.train_x[b * bs:(b + 1) * bs], ds.train_y[b * bs:(b + 1) * bs], cfg.train.lr_inv, rng=rng)
     print(f"{cfg.name}: value ranges over {steps} training steps (mode {cfg.numerics.mode})")
@@ -72,21 +76,25 @@ def _numerics(args: argparse.Namespace) -> int:
 
 def _vectors(args: argparse.Namespace) -> int:
     from model.fileio import writable_folder
-    from model.vectors import check_tag, export_vectors
+    from model.vectors import check_tag, export_vectors, set_files
 
     out = Path(args.out)
     check_tag(args.tag)
     writable_folder(out)
-    taken = sorted(p.name for p in out.glob(f"{args.tag}_*") if p.is_file())
+    taken = set_files(out, args.tag)
     if taken and not args.force:
-        raise NitroError(f"{out} already holds vector set {args.tag!r} ({', '.join(taken)}): choose another "
-                         f"--out or --tag, or pass --force to overwrite")
+        raise NitroError(f"{out} already holds vector set {args.tag!r} ({', '.join(p.name for p in taken)}): "
+                         f"choose another --out or --tag, or pass --force to overwrite")
     cfg, ds, net, _ = _prepared(args)
     bs = cfg.train.batch_size
     if args.steps * bs > len(ds.train_x):
         raise NitroError(f"--steps {args.steps} needs {args.steps * bs} training images, the data has "
                          f"{len(ds.train_x)}")
+    if args.test_images > len(ds.test_x):
+        raise NitroError(f"--test-images {args.test_images}: the data has {len(ds.test_x)} test images")
     batches = [(ds.train_x[k * bs:(k + 1) * bs], ds.train_y[k * bs:(k + 1) * bs]) for k in range(args.steps)]
+    for p in taken:  # --force: the old set goes first, so no file of it outlives the new one
+        p.unlink()
     out = export_vectors(net, batches, ds.test_x[:args.test_images], cfg.train.lr_inv, Path(args.out), args.tag)
     print(f"wrote vector set {args.tag!r} ({args.steps} steps) to {out}/; check it with: nitro conform {out} {args.tag}")
     return 0
@@ -149,10 +157,11 @@ def _sweep(args: argparse.Namespace) -> int:
 def _rtl(args: argparse.Namespace) -> int:
     import json
 
-    from hw.rtl import write_rtl
+    from hw.rtl import UNITS, write_rtl
 
     manifest = write_rtl(Path(args.out), args.unit or None)
-    entries = json.loads(Path(manifest).read_text())["units"]
+    wrote = set(args.unit or UNITS)  # the manifest also keeps units written there earlier
+    entries = [e for e in json.loads(Path(manifest).read_text())["units"] if e["unit"] in wrote]
     for e in entries:
         timing = "AXI ports" if e["latency_cycles"] is None else f"latency {e['latency_cycles']} cycles"
         print(f"{e['unit']:22s} {e['file']:26s} {timing}, lint: {e['lint']}")
@@ -161,12 +170,17 @@ def _rtl(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from model.fileio import refuse_overwrite
+
+    refuse_overwrite(Path(args.out) / ("engine" if args.engine else "") / "synth.json", args.force)
     if args.engine:
         from sim.engine.synth import synthesize_engine
 
         if args.unit or args.no_pnr:
             raise NitroError("--unit and --no-pnr apply to the units (without --engine; the engine's "
                              "placement only is --no-route)")
+        if args.no_route and args.route_minutes:
+            raise NitroError("--route-minutes limits the route: not with --no-route")
 
         res = synthesize_engine(Path(args.out) / "engine", seed=args.seed, route=not args.no_route,
                                 route_minutes=args.route_minutes, speed=args.speed)
@@ -183,9 +197,12 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _cosim(args: argparse.Namespace) -> int:
     from hw.engine.params import EngineParams
+    from model.fileio import refuse_overwrite
     from sim.engine.cosim import run_cosim
     from sim.engine.host import MemoryModel
 
+    if args.out and not Path(args.out).is_dir():  # (a folder: run_cosim's error names it)
+        refuse_overwrite(Path(args.out), args.force)
     return run_cosim(Path(args.config), args.steps, args.data_dir, Path(args.out) if args.out else None,
                      progress=not args.no_progress, fault=args.fault, batch=args.batch,
                      memory=MemoryModel.parse(args.memory), train_images=args.train_images,
@@ -307,6 +324,7 @@ def _add_hardware_commands(sub) -> None:
                    help=f"engine: the {DEVICE['device']}'s speed grade (default {DEVICE['speed']}, the slowest)")
     y.add_argument("--route-minutes", type=positive_int, metavar="MIN",
                    help="engine: stop nextpnr after this long (a 'not routed' record with how far it got)")
+    y.add_argument("--force", action="store_true", help="overwrite an earlier synth.json in --out")
     y.set_defaults(func=_synth)
 
     s = sub.add_parser("cosim", help="train N steps on the Verilated engine, checked against the golden model")
@@ -316,6 +334,7 @@ def _add_hardware_commands(sub) -> None:
     s.add_argument("--batch", type=positive_int, help="override the config's batch size")
     s.add_argument("--data-dir")
     s.add_argument("--out", help="write the result (cycles, phases, utilization) as JSON here")
+    s.add_argument("--force", action="store_true", help="overwrite an earlier result at --out")
     s.add_argument("--fault", help="inject a fault STEP:LAYER:OUT,IN:BIT (the check must catch it)")
     s.add_argument("--memory", default="ideal",
                    help="memory model: 'ideal' (one beat per cycle, latency 1), 'ddr3' (latency=30,stall=10,"

@@ -102,7 +102,7 @@ def _write_if_changed(path: Path, text: str) -> bool:
     """Write `text`; False if the file already held it (the results next to it are reusable)."""
     if path.exists() and path.read_text() == text:
         return False
-    path.write_text(text)
+    write_atomic(path, text.encode())
     return True
 
 

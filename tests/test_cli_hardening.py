@@ -64,6 +64,27 @@ def test_train_refuses_to_overwrite_any_output(capsys, tiny, tmp_path, name):
     assert snapshot(out) == before
 
 
+def test_a_folder_where_an_output_goes_is_refused_before_training(capsys, tiny, tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoint.npz").mkdir(parents=True)
+    rc, err = nitro(capsys, "train", "--config", tiny, "--out", out, "--force", "--no-progress")
+    assert rc == 2 and "checkpoint.npz is not a file" in err and not (out / "metrics.csv").exists()
+
+
+def test_distributed_training_checks_its_input_before_ray_starts(capsys, tiny, tmp_path, monkeypatch):
+    import scripts.scaleout as scaleout
+
+    monkeypatch.setattr(scaleout, "ray_session", lambda *a, **k: pytest.fail("Ray started first"))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.csv").write_text("the user's file")
+    rc, err = nitro(capsys, "train", "--config", tiny, "--out", out, "--pipeline", "1", "--no-progress")
+    assert rc == 2 and "already holds metrics.csv" in err
+    rc, err = nitro(capsys, "train", "--config", tiny, "--out", tmp_path / "r2", "--pipeline", "5",
+                    "--no-progress")
+    assert rc == 2 and "--pipeline 5: the network has only" in err
+
+
 def test_train_force_overwrites(capsys, tiny, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -156,6 +177,18 @@ def test_vectors_refuse_to_overwrite_a_set(capsys, tiny, tmp_path):
     assert rc == 2 and "--steps 1000 needs 64000 training images" in err
 
 
+def test_vectors_force_replaces_the_whole_set_and_only_it(capsys, tiny, tmp_path):
+    """A set whose tag starts with another's is not that set; --force leaves no file of the old set
+    (a longer earlier run's golden_step2.npz) beside the new one."""
+    out = tmp_path / "vec"
+    rc, _ = nitro(capsys, "vectors", "--config", tiny, "--out", out, "--steps", "2", "--tag", "golden_b")
+    assert rc == 0
+    rc, _ = nitro(capsys, "vectors", "--config", tiny, "--out", out, "--steps", "2")
+    assert rc == 0 and (out / "golden_step2.npz").exists()
+    rc, _ = nitro(capsys, "vectors", "--config", tiny, "--out", out, "--steps", "1", "--force")
+    assert rc == 0 and not (out / "golden_step2.npz").exists() and (out / "golden_b_step2.npz").exists()
+
+
 @pytest.mark.parametrize("tag", ["../escape", "sub/x", ".hidden", ""])
 def test_vectors_tag_is_a_plain_name(capsys, tiny, tmp_path, tag):
     """The tag names files inside --out: a path in it would write elsewhere."""
@@ -180,10 +213,27 @@ def test_unknown_command_and_missing_argument_are_one_line(capsys):
     (["--unit", "mac", "--unit", "bogus"], "unknown unit 'bogus'"),
     (["--engine", "--unit", "mac"], "apply to the units"),
     (["--engine", "--no-pnr"], "apply to the units"),
+    (["--engine", "--no-route", "--route-minutes", "5"], "not with --no-route"),
 ])
 def test_synth_bad_arguments(capsys, tmp_path, argv, msg):
     rc, err = nitro(capsys, "synth", "--out", tmp_path / "s", *argv)
     assert rc == 2 and msg in err and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("argv, result", [
+    (["synth", "--engine", "--out", "s"], "s/engine/synth.json"),
+    (["synth", "--out", "s"], "s/synth.json"),
+    (["cosim", "--config", REPO / "configs" / "embedded_mlp.toml", "--out", "c.json"], "c.json"),
+])
+def test_synth_and_cosim_keep_an_earlier_result(capsys, tmp_path, monkeypatch, argv, result):
+    """A routed engine took the better part of an hour: rerunning into the same --out (another
+    --seed, say) must not replace it unless --force."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / result).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / result).write_text("the user's result")
+    rc, err = nitro(capsys, *argv)
+    assert rc == 2 and f"{result} already exists" in err and "--force" in err
+    assert (tmp_path / result).read_text() == "the user's result"
 
 
 def test_rtl_unknown_unit_writes_nothing(capsys, tmp_path):
@@ -243,3 +293,36 @@ def test_a_live_writers_temp_is_kept(tmp_path):
     live = tmp_path / f".x.{os.getpid()}.abc.tmp"
     live.write_text("in progress")
     assert remove_stale_temps(tmp_path) == [] and live.exists()
+
+
+def test_a_seeded_runs_checkpoint_serves_numerics_and_vectors(capsys, tiny, tmp_path):
+    """`train --seed 5` writes a checkpoint of tiny_seed5: numerics and vectors take it with the
+    config it came from (tiny.toml), and refuse it with another config."""
+    rc, _ = nitro(capsys, "train", "--config", tiny, "--seed", "5", "--out", tmp_path / "r", "--no-progress")
+    ck = tmp_path / "r" / "checkpoint.npz"
+    assert rc == 0 and ck.exists()
+    rc, _ = nitro(capsys, "numerics", "--config", tiny, "--checkpoint", ck, "--steps", "1", "--no-progress")
+    assert rc == 0
+    rc, _ = nitro(capsys, "vectors", "--config", tiny, "--checkpoint", ck, "--steps", "1", "--out", tmp_path / "v")
+    assert rc == 0 and (tmp_path / "v" / "golden_meta.json").exists()
+    other = tmp_path / "other.toml"
+    other.write_text(TINY.replace("hidden = [16]", "hidden = [32]"))
+    rc, err = nitro(capsys, "numerics", "--config", other, "--checkpoint", ck, "--steps", "1")
+    assert rc == 2 and "was written for a different config" in err
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["numerics", "--steps", "100000"], "--steps 100000 needs 6400000 training images"),
+    (["vectors", "--test-images", "100000"], "--test-images 100000: the data has"),
+])
+def test_counts_beyond_the_data_are_errors_not_cut_down(capsys, tiny, tmp_path, argv, msg):
+    rc, err = nitro(capsys, *argv, "--config", tiny, *(["--out", tmp_path / "v"] if argv[0] == "vectors" else []))
+    assert rc == 2 and msg in err
+
+
+def test_a_config_with_a_byte_order_mark_reads_as_without(tmp_path, tiny):
+    from model.config import load_config
+
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + tiny.read_bytes())
+    assert load_config(bom).digest() == load_config(tiny).digest()

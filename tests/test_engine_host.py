@@ -707,7 +707,7 @@ def test_memory_model_settings(text, want):
 
 @pytest.mark.parametrize("text, msg", [
     ("latency", "KEY=N"), ("speed=3", "KEY=N"), ("latency=-1", "KEY=N"), ("stall=100", "stall_pct"),
-    ("latency=0", "at least 1"), ("gap=70000", "gap"), ("latency=\u00b2", "KEY=N"),
+    ("latency=0", "latency must be an integer in 1..65535"), ("gap=70000", "gap"), ("latency=\u00b2", "KEY=N"),
     ("latency=5,latency=6", "given twice"),
 ])
 def test_bad_memory_model_settings(text, msg):
@@ -755,6 +755,8 @@ def test_cosim_verdict_keeps_a_caught_fault_and_a_clean_run():
     (["--memory", "speed=3"], "memory model must be"),
     (["--fault", "1:x"], "fault must be"),
     (["--train-images", "0"], "positive integer"),
+    (["--train-images", "100000"], "--train-images 100000: embedded has"),
+    (["--test-images", "100000"], "--test-images 100000: embedded has"),
     (["--batch", "40000"], "the simulated memory has"),
     (["--out", str(REPO)], "is a folder"),
 ])

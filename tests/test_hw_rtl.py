@@ -28,3 +28,12 @@ def test_write_rtl_all_units_lint_clean(tmp_path):
 def test_write_rtl_subset(tmp_path):
     doc = json.loads(write_rtl(tmp_path, ["loss_gradient"], run_lint=False).read_text())
     assert [u["unit"] for u in doc["units"]] == ["loss_gradient"]
+
+
+def test_write_rtl_keeps_the_units_written_earlier_in_its_manifest(tmp_path):
+    write_rtl(tmp_path, ["loss_gradient"], run_lint=False)
+    doc = json.loads(write_rtl(tmp_path, ["nitro_relu_forward"], run_lint=False).read_text())
+    assert [u["unit"] for u in doc["units"]] == ["loss_gradient", "nitro_relu_forward"]
+    (tmp_path / "loss_gradient.v").unlink()  # an entry whose Verilog is gone is not kept
+    doc = json.loads(write_rtl(tmp_path, ["nitro_relu_forward"], run_lint=False).read_text())
+    assert [u["unit"] for u in doc["units"]] == ["nitro_relu_forward"]

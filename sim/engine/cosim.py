@@ -313,7 +313,7 @@ def _net_desc(prog) -> str:
 
 def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str | None = None,
                   data_dir: str | None = None, params=None, train_images: int | None = None,
-                  start_step: int = 0):
+                  start_step: int = 0, test_images: int = 0):
     """Every check that can fail before simulation: config, engine capacity, commands, fault, data."""
     from hw.engine.params import EngineParams
     from model.config import load_config
@@ -333,7 +333,12 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     from model.datasets import load_raw
 
     raw = load_raw(cfg.data.dataset, data_dir)  # found, readable, and holds a batch
-    n = min(len(raw.train_x), train_images or len(raw.train_x))
+    for split, asked, have in (("train", train_images or 0, len(raw.train_x)),
+                               ("test", test_images, len(raw.test_x))):
+        if asked > have:
+            raise NitroError(f"cosim: --{split}-images {asked}: {cfg.data.dataset} has {have} "
+                             f"{split} images")
+    n = train_images or len(raw.train_x)
     if n < b:
         raise NitroError(f"cosim: the training set ({n} images) is smaller than one batch ({b})")
     return cfg, prog
@@ -362,7 +367,7 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
             raise NitroError(f"--out {out} is a folder: name the result's JSON file")
         writable_folder(Path(out).parent)
     cfg, prog = prepare_cosim(Path(config), steps, batch, fault, data_dir, params, train_images,
-                              start_step)
+                              start_step, test_images)
     t0 = time.perf_counter()
     if waves and not Path("/usr/include/lz4.h").exists():
         raise NitroError("--waves: Verilator's FST writer needs the lz4 headers "

@@ -44,13 +44,11 @@ class MemoryModel:
     seed: int = 1
 
     def __post_init__(self) -> None:
-        for name, hi in (("latency", (1 << 16) - 1), ("gap", (1 << 16) - 1), ("stall_pct", 99),
-                         ("seed", (1 << 32) - 1)):
+        for name, lo, hi in (("latency", 1, (1 << 16) - 1), ("gap", 0, (1 << 16) - 1),
+                             ("stall_pct", 0, 99), ("seed", 0, (1 << 32) - 1)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= hi:
-                raise NitroError(f"memory model: {name} must be an integer in 0..{hi}, got {v!r}")
-        if self.latency < 1:
-            raise NitroError("memory model: latency must be at least 1 cycle")
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise NitroError(f"memory model: {name} must be an integer in {lo}..{hi}, got {v!r}")
 
     @classmethod
     def parse(cls, text: str) -> MemoryModel:

