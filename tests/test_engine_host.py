@@ -730,9 +730,14 @@ def _res(**kw):
     (_res(steps_run=2), "2 of 3 steps were compared"),
     (_res(fault="5:l:0,0:1"), "never injected"),
     (_res(fault="1:l:0,0:1", fault_injected=True), "did not catch it"),
+    (_res(steps_run=2, ok=False, fault="1:l:0,0:1", fault_injected=True, message="step 1: layer m",
+          mismatch={"step": 1, "layer": "m", "index": [0, 0], "count": 1}), "differed elsewhere"),
+    (_res(steps_run=2, ok=False, fault="1:l:0,0:1", fault_injected=True, message="step 1: layer l",
+          mismatch={"step": 1, "layer": "l", "index": [0, 0], "count": 2}), "differed elsewhere"),
 ])
 def test_cosim_verdict_fails_a_check_that_could_not_fail(res, failure):
-    """A cosim that compared nothing, or whose fault was not injected or not caught, fails."""
+    """A cosim that compared nothing, or whose fault was not injected or not caught, fails; so
+    does one whose first difference is not the fault's element (an engine bug beside it)."""
     from sim.engine.cosim import verdict
 
     verdict(res)
@@ -743,7 +748,7 @@ def test_cosim_verdict_keeps_a_caught_fault_and_a_clean_run():
     from sim.engine.cosim import verdict
 
     caught = _res(steps_run=2, ok=False, fault="1:l:0,0:1", fault_injected=True,
-                  mismatch={"step": 1}, message="step 1: ...")
+                  mismatch={"step": 1, "layer": "l", "index": [0, 0], "count": 1}, message="step 1: ...")
     verdict(caught)
     assert caught["message"] == "step 1: ..."
     clean = _res()

@@ -411,6 +411,12 @@ def verdict(res: dict) -> None:
     elif res["ok"] and res["fault"]:
         failure = (f"fault {res['fault']} was injected but the check did not catch it"
                    if res["fault_injected"] else f"fault {res['fault']} was never injected")
+    elif res["fault"] and res["mismatch"]:
+        step, layer, idx, _ = res["fault"].split(":")
+        mm = res["mismatch"]
+        if (mm["step"], mm["layer"], mm["index"], mm["count"]) != (
+                int(step), layer, [int(v) for v in idx.split(",")], 1):  # the fault's one element
+            failure = f"the engine differed elsewhere than fault {res['fault']}: {res['message']}"
     if failure:
         res["ok"], res["message"] = False, f"check failed: {failure}"
 

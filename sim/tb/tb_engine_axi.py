@@ -132,28 +132,40 @@ async def errors_end_in_error_status(dut):
     net, eng, checkers = await setup(dut, 5)
     await eng.reset()
     p, end = EngineParams(), Command(SOP_END)
+    checked = 0
+
+    def ended_in_error(ok: bool, what: str) -> None:
+        nonlocal checked
+        assert ok, what
+        checked += 1
+
     status, code, _ = await run_bad(eng, dut, checkers, [Command(7)])
-    assert (status, code) == (STATUS_ERROR, ERR_OPCODE)
+    ended_in_error((status, code) == (STATUS_ERROR, ERR_OPCODE), "unknown opcode")
     # a STORE queued before the bad command: its responses all come before the interrupt
     queued = Transfer(SEL_AMEM_C, 0, 6, 4, 0x4_0000, 0x1000 - 16)  # row 1 crosses 4 KiB
     status, code, moved = await run_bad(eng, dut, checkers, [store(queued), Command(7)])
-    assert (status, code) == (STATUS_ERROR, ERR_OPCODE) and moved["b"] == _bursts(queued, p) > 6
+    ended_in_error((status, code) == (STATUS_ERROR, ERR_OPCODE) and moved["b"] == _bursts(queued, p) > 6,
+                   "a queued STORE's responses before the interrupt")
     # misaligned: refused before any transfer (only the command's own fetch reads)
     status, code, moved = await run_bad(eng, dut, checkers, [load(Transfer(0, 0, 1, 4, 0x1003, 32))])
-    assert (status, code, moved["ar"], moved["aw"]) == (STATUS_ERROR, ERR_ALIGN, 1, 0)
+    ended_in_error((status, code, moved["ar"], moved["aw"]) == (STATUS_ERROR, ERR_ALIGN, 1, 0),
+                   "a misaligned transfer")
     status, code, moved = await run_bad(eng, dut, checkers, [end], base=0x8_0004)
-    assert (status, code, moved["ar"]) == (STATUS_ERROR, ERR_ALIGN, 0)
+    ended_in_error((status, code, moved["ar"]) == (STATUS_ERROR, ERR_ALIGN, 0), "a misaligned program")
     # SLVERR on a LOAD's reads and on a STORE's write responses
     bad_load = Transfer(SEL_AMEM_C, 0, 2, 4, READ_FAULT[0], 256)
     status, code, moved = await run_bad(eng, dut, checkers, [load(bad_load), end])
     fetch = PROGRAM_WORD_BITS // p.bus_bits  # the LOAD command's beats; END is never fetched
-    assert (status, code, moved["r"]) == (STATUS_ERROR, ERR_BUS, fetch + _beats(bad_load, p))
+    ended_in_error((status, code, moved["r"]) == (STATUS_ERROR, ERR_BUS, fetch + _beats(bad_load, p)),
+                   "SLVERR on a LOAD")
     bad_store = Transfer(SEL_AMEM_C, 0, 2, 4, WRITE_FAULT[0], 256)
     status, code, moved = await run_bad(eng, dut, checkers, [store(bad_store), end])
-    assert (status, code) == (STATUS_ERROR, ERR_BUS) and moved["b"] == _bursts(bad_store, p)
+    ended_in_error((status, code) == (STATUS_ERROR, ERR_BUS) and moved["b"] == _bursts(bad_store, p),
+                   "SLVERR on a STORE")
     # START clears the error: a good program runs
     status, code, _ = await run_bad(eng, dut, checkers, [end])
     assert (status, code) == (STATUS_DONE, 0)
     for c in checkers:
         assert not c.violations, c.violations[:3]
-    record("engine_axi", "error programs ending in ERROR with their code, the port quiet", 6, dut._log)
+    record("engine_axi", "error programs ending in ERROR with their code, the port quiet", checked,
+           dut._log)
