@@ -98,9 +98,11 @@ def sweep(configs: list[Path], seeds: list[int], epochs: int | None, out: Path, 
     """Run the missing trials on Ray; write the summary; 0 when every trial has a result."""
     from tqdm import tqdm
 
-    from .scaleout import ray_session
+    from .scaleout import ray_session, reachable
 
     trials = plan_trials(configs, seeds, data_dir, epochs)
+    if address:
+        reachable(address)  # before the plan is printed
     out = writable_folder(out)
     data = str(Path(data_dir).resolve()) if data_dir and data_dir != "embedded" else data_dir
     results = {t: r for t in trials if (r := finished(out, t)) is not None}
