@@ -116,6 +116,10 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
     prepare_output(out, resume, force)
     ck_path = out / CHECKPOINT
     ck = load_checkpoint(ck_path, cfg.digest()) if resume else None
+    total = cfg.train.epochs if epochs is None else epochs
+    if ck is not None and ck.epoch > total:
+        raise NitroError(f"--resume: {ck_path} has trained {ck.epoch} epochs already, more than the "
+                         f"{total} asked for")
     ds, net, rng = prepare(cfg, data_dir)
     check_sizes(cfg, ds)
     schedule = cfg.make_schedule()
@@ -136,8 +140,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
         for layer, tensor, n in ck.state["wraps"]:
             net.policy.wraps[(layer, tensor)] = n
         if history and history[-1].get("stopped"):
-            start = cfg.train.epochs if epochs is None else epochs  # nothing left to do
-    total = cfg.train.epochs if epochs is None else epochs
+            start = total  # nothing left to do
     stepper = (make_stepper or LocalStepper)(net)
     try:
         best = _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history,

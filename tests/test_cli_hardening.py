@@ -326,3 +326,12 @@ def test_a_config_with_a_byte_order_mark_reads_as_without(tmp_path, tiny):
     bom = tmp_path / "bom.toml"
     bom.write_bytes(b"\xef\xbb\xbf" + tiny.read_bytes())
     assert load_config(bom).digest() == load_config(tiny).digest()
+
+
+def test_resume_to_fewer_epochs_than_trained_is_an_error(capsys, tiny, tmp_path):
+    out = tmp_path / "run"
+    assert nitro(capsys, "train", "--config", tiny, "--out", out, "--epochs", "2", "--no-progress")[0] == 0
+    before = snapshot(out)
+    rc, err = nitro(capsys, "train", "--config", tiny, "--out", out, "--resume", "--epochs", "1", "--no-progress")
+    assert rc == 2 and "has trained 2 epochs already, more than the 1 asked for" in err
+    assert snapshot(out) == before
