@@ -217,6 +217,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"nitro: error: {self.prog.removeprefix('nitro').strip() or 'usage'}: {message}\n")
 
 
+def path_arg(text: str) -> str:
+    """A path option: an empty one would silently mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
 def positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -251,7 +258,7 @@ def _add_train(sub) -> None:
     t.add_argument("--epochs", type=positive_int, help="stop after this many epochs (default: the config's)")
     t.add_argument("--seed", type=int, help="override the config's seed")
     t.add_argument("--data-dir", help="dataset folder (else $NITRO_DATA_DIR, /usr/share/datasets)")
-    t.add_argument("--out", help="output folder (default runs/<config name>)")
+    t.add_argument("--out", type=path_arg, help="output folder (default runs/<config name>)")
     again = t.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly")
     again.add_argument("--force", action="store_true", help="overwrite an earlier run's outputs in --out")
@@ -285,7 +292,7 @@ def _add_model_commands(sub) -> None:
 
     v = sub.add_parser("vectors", help="export conformance vectors (reference format) from the golden model")
     v.add_argument("--config", required=True)
-    v.add_argument("--out", required=True, help="output folder")
+    v.add_argument("--out", type=path_arg, required=True, help="output folder")
     v.add_argument("--tag", default="golden", help="vector set name (file prefix)")
     v.add_argument("--steps", type=positive_int, default=3)
     v.add_argument("--test-images", type=positive_int, default=256)
@@ -306,13 +313,13 @@ def _add_model_commands(sub) -> None:
 def _add_hardware_commands(sub) -> None:
     """rtl, synth and cosim."""
     r = sub.add_parser("rtl", help="write each hardware unit's Verilog and a manifest")
-    r.add_argument("--out", default="build/rtl", help="output folder (default build/rtl)")
+    r.add_argument("--out", type=path_arg, default="build/rtl", help="output folder (default build/rtl)")
     r.add_argument("--unit", action="append", help="only this unit (repeatable)")
     r.set_defaults(func=_rtl)
 
     y = sub.add_parser("synth", help=f"yosys synth_ecp5 + nextpnr ({DEVICE['device']}, speed "
                          f"{DEVICE['speed']}): resources and Fmax")
-    y.add_argument("--out", default="build/synth", help="output folder (default build/synth)")
+    y.add_argument("--out", type=path_arg, default="build/synth", help="output folder (default build/synth)")
     y.add_argument("--unit", action="append", help="only this unit (repeatable)")
     y.add_argument("--no-pnr", action="store_true", help="synthesis only (cell counts, no Fmax)")
     y.add_argument("--engine", action="store_true",
@@ -333,7 +340,7 @@ def _add_hardware_commands(sub) -> None:
     s.add_argument("--steps", type=positive_int, default=10)
     s.add_argument("--batch", type=positive_int, help="override the config's batch size")
     s.add_argument("--data-dir")
-    s.add_argument("--out", help="write the result (cycles, phases, utilization) as JSON here")
+    s.add_argument("--out", type=path_arg, help="write the result (cycles, phases, utilization) as JSON here")
     s.add_argument("--force", action="store_true", help="overwrite an earlier result at --out")
     s.add_argument("--fault", help="inject a fault STEP:LAYER:OUT,IN:BIT (the check must catch it)")
     s.add_argument("--memory", default="ideal",
@@ -367,7 +374,7 @@ def _add_run_commands(sub) -> None:
     w.add_argument("--config", nargs="+", required=True, help="experiment TOMLs")
     w.add_argument("--seeds", nargs="+", type=int, required=True, help="seeds of every config")
     w.add_argument("--epochs", type=positive_int, help="stop each trial after this many epochs")
-    w.add_argument("--out", required=True, help="sweep folder: a folder per trial, summary.md/json/png")
+    w.add_argument("--out", type=path_arg, required=True, help="sweep folder: a folder per trial, summary.md/json/png")
     w.add_argument("--data-dir")
     w.add_argument("--address", help="join this Ray cluster (default: a local instance)")
     w.add_argument("--cpus-per-trial", type=positive_int, default=1, help="CPUs (and BLAS threads) per trial")
@@ -378,7 +385,7 @@ def _add_run_commands(sub) -> None:
     f.add_argument("--config", help="experiment TOML (default: configs/embedded_mlp.toml, shipped data)")
     f.add_argument("--data-dir")
     f.add_argument("--epochs", type=positive_int)
-    f.add_argument("--out", default="runs/flow", help="output folder (default runs/flow)")
+    f.add_argument("--out", type=path_arg, default="runs/flow", help="output folder (default runs/flow)")
     f.add_argument("--no-progress", action="store_true")
     f.set_defaults(func=_flow)
 

@@ -118,8 +118,12 @@ def train_distributed(cfg, out: Path, data_dir, epochs, resume: bool, progress: 
 
         while True:
             try:
-                return train(cfg, out, data_dir, epochs, resume=resume, progress=progress, force=force,
-                             make_stepper=stepper), restarts
+                res = train(cfg, out, data_dir, epochs, resume=resume, progress=progress, force=force,
+                            make_stepper=stepper)
+                if kill_at_step is not None and restarts == 0:  # a drill that never ran proves nothing
+                    raise NitroError(f"--kill-worker-at {kill_at_step}: the run ended before that step, "
+                                     f"so no worker was killed")
+                return res, restarts
             except ray.exceptions.RayActorError as exc:
                 restarts += 1
                 if restarts > MAX_RESTARTS:

@@ -335,3 +335,9 @@ def test_resume_to_fewer_epochs_than_trained_is_an_error(capsys, tiny, tmp_path)
     rc, err = nitro(capsys, "train", "--config", tiny, "--out", out, "--resume", "--epochs", "1", "--no-progress")
     assert rc == 2 and "has trained 2 epochs already, more than the 1 asked for" in err
     assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("command", [["rtl"], ["synth"], ["flow"], ["sweep", "--config", "x", "--seeds", "1"]])
+def test_an_empty_out_path_is_refused(capsys, command):
+    rc, err = nitro(capsys, *command, "--out", "")
+    assert rc == 2 and "--out: expected a path, got an empty string" in err
