@@ -59,7 +59,7 @@ def report(name: str, counts: dict, request) -> None:
     with open(BUILD_ROOT / ".vector_counts.lock", "w") as lock:  # xdist workers add to one file
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = json.loads(summary.read_text()) if summary.exists() else {}
-        data[name] = counts
+        data[name] = {**data.get(name, {}), **counts}  # a unit's testcases run from several tests
         write_atomic(summary, json.dumps(data, indent=1).encode())
     if request is not None:
         request.node.user_properties.append(("vectors", total))
