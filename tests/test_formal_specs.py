@@ -3,45 +3,37 @@
 
 test_formal_units proves each unit equal to an HDL expression written from the spec text; this
 evaluates every such expression in Amaranth's simulator and compares it with the `model/` function
-it stands for, on sampled inputs (each field's corners and random values), so that no proof can
-pass against a specification that has drifted from the model.
+it stands for, on sampled inputs (each field's corners, log-uniform and random values:
+`corner_ints`), so that no proof can pass against a specification that has drifted from the model.
 """
 import re
 
 import numpy as np
 import pytest
-from amaranth import Module, Shape, Signal, Value
-from amaranth.lib import data
+from amaranth import Module, Signal, Value
 from amaranth.sim import Simulator
 
 from model.layers import loss_gradient, maxpool_backward, maxpool_forward, nitro_relu_backward, \
     nitro_relu_forward, nitro_scaling
 from model.numerics import tdiv, wrap
 from model.optim import integer_sgd_update
+from sim.codec import leaves
+from sim.tb.common import corner_ints
 
 from test_formal_units import CASES
 
 SAMPLES = 1500
 
 
-def _range(shape: Shape) -> tuple[int, int]:
-    return (-(1 << shape.width - 1), (1 << shape.width - 1) - 1) if shape.signed else (0, (1 << shape.width) - 1)
-
-
 def samples(layout, rng, nonzero: tuple[str, ...] = ()) -> dict:
-    """Per input field, SAMPLES values: the field's corners first, then random ones."""
-    if isinstance(layout, data.StructLayout):
-        fields = {k: f.shape for k, f in layout}
-    elif isinstance(layout, data.ArrayLayout):
-        fields = {k: layout.elem_shape for k in range(layout.length)}
-    else:
-        fields = {None: layout}
+    """Per input field (keyed by its name or index, None for a plain shape), SAMPLES corner-heavy
+    values (`corner_ints`), shuffled so that one field's corners meet the others' other values."""
     out = {}
-    for k, shape in fields.items():
-        lo, hi = _range(Shape.cast(shape))
-        corners = np.array([lo, lo + 1, -1, 0, 1, hi - 1, hi], np.int64).clip(lo, hi)
-        v = np.concatenate([np.resize(corners, SAMPLES // 4), rng.integers(lo, hi + 1, SAMPLES - SAMPLES // 4)])
-        rng.shuffle(v)  # corners of one field meet random values of the others
+    for leaf in leaves(layout):
+        k = leaf.path[0] if leaf.path else None
+        v = corner_ints(rng, leaf.width, SAMPLES) if leaf.signed else \
+            np.abs(corner_ints(rng, leaf.width + 1, SAMPLES)).clip(0, (1 << leaf.width) - 1)
+        rng.shuffle(v)
         out[k] = np.where(v == 0, 1, v) if k in nonzero else v
     return out
 
