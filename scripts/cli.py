@@ -54,16 +54,22 @@ def _prepared(args: argparse.Namespace):
     return cfg, ds, net, rng
 
 
+def _checked_batch_size(steps: int, cfg, ds) -> int:
+    """The batch size of `steps` training steps on `ds`, which must hold them all."""
+    bs = cfg.train.batch_size
+    if steps * bs > len(ds.train_x):
+        raise NitroError(f"--steps {steps} needs {steps * bs} training images, the data has {len(ds.train_x)}")
+    return bs
+
+
 def _numerics(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from model.numerics import range_report
 
     cfg, ds, net, rng = _prepared(args)
-    bs = cfg.train.batch_size
     steps = args.steps
-    if steps * bs > len(ds.train_x):
-        raise NitroError(f"--steps {steps} needs {steps * bs} training images, the data has {len(ds.train_x)}")
+    bs = _checked_batch_size(steps, cfg, ds)
     for b in tqdm(range(steps), desc="training steps", unit="step", disable=args.no_progress):
         net.train_step(ds.train_x[b * bs:(b + 1) * bs], ds.train_y[b * bs:(b + 1) * bs], cfg.train.lr_inv, rng=rng)
     print(f"{cfg.name}: value ranges over {steps} training steps (mode {cfg.numerics.mode})")
@@ -86,10 +92,7 @@ def _vectors(args: argparse.Namespace) -> int:
         raise NitroError(f"{out} already holds vector set {args.tag!r} ({', '.join(p.name for p in taken)}): "
                          f"choose another --out or --tag, or pass --force to overwrite")
     cfg, ds, net, _ = _prepared(args)
-    bs = cfg.train.batch_size
-    if args.steps * bs > len(ds.train_x):
-        raise NitroError(f"--steps {args.steps} needs {args.steps * bs} training images, the data has "
-                         f"{len(ds.train_x)}")
+    bs = _checked_batch_size(args.steps, cfg, ds)
     if args.test_images > len(ds.test_x):
         raise NitroError(f"--test-images {args.test_images}: the data has {len(ds.test_x)} test images")
     batches = [(ds.train_x[k * bs:(k + 1) * bs], ds.train_y[k * bs:(k + 1) * bs]) for k in range(args.steps)]

@@ -55,7 +55,7 @@ def plan_trials(configs: list[Path], seeds: list[int], data_dir: str | None,
     return trials
 
 
-def run_trial(trial: Trial, epochs: int | None, out: str, data_dir: str | None) -> dict:
+def run_trial(trial: Trial, out: str, data_dir: str | None) -> dict:
     """One trial, in a Ray worker: train (resuming its checkpoint if any), then write result.json."""
     from model.config import parse_config, with_seed
     from model.train import CHECKPOINT, train
@@ -63,7 +63,7 @@ def run_trial(trial: Trial, epochs: int | None, out: str, data_dir: str | None) 
     folder = Path(out) / trial.folder
     cfg = with_seed(parse_config(trial.config_text, trial.config_name), trial.seed)
     t0 = time.perf_counter()
-    res = train(cfg, folder, data_dir, epochs, resume=(folder / CHECKPOINT).exists(), progress=False)
+    res = train(cfg, folder, data_dir, trial.epochs, resume=(folder / CHECKPOINT).exists(), progress=False)
     result = {"config": trial.config_name, "seed": trial.seed, "config_digest": trial.digest,
               "epochs": trial.epochs, "best_test_acc": res.best_test_acc, "best_epoch": res.best_epoch,
               "epochs_run": res.epochs_run, "seconds": round(time.perf_counter() - t0, 1)}
@@ -115,7 +115,7 @@ def sweep(configs: list[Path], seeds: list[int], epochs: int | None, out: Path, 
             task = ray.remote(run_trial).options(
                 num_cpus=cpus_per_trial, max_retries=0,
                 runtime_env={"env_vars": {"OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}})
-            refs = {task.remote(t, epochs, str(out.resolve()), data): t for t in todo}
+            refs = {task.remote(t, str(out.resolve()), data): t for t in todo}
             bar = tqdm(total=len(trials), initial=len(results), desc="sweep", unit="trial",
                        disable=not progress, dynamic_ncols=True)
             while refs:

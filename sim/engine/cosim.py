@@ -89,6 +89,17 @@ def describe(mm: dict) -> str:
             f"{mm['engine']} != golden {mm['golden']} ({mm['count']} elements differ)")
 
 
+def fault_fields(fault: str) -> tuple[int, str, tuple[int, int], int]:
+    """'STEP:LAYER:OUT,IN:BIT' -> (step, layer, (out, in), bit); NitroError when malformed."""
+    try:
+        step_s, layer, idx_s, bit_s = fault.split(":")
+        o, i = (int(v) for v in idx_s.split(","))
+        return int(step_s), layer, (o, i), int(bit_s)
+    except ValueError:
+        raise NitroError(f"fault must be STEP:LAYER:OUT,IN:BIT (e.g. 1:linear_encoder_00:3,17:4), "
+                         f"got {fault!r}") from None
+
+
 def parse_fault(fault: str | None, prog, steps: int,
                 start: int = 0) -> tuple[int, str, tuple[int, int], int] | None:
     """'STEP:LAYER:OUT,IN:BIT' -> (step, layer, (out, in), bit); NitroError when malformed or when
@@ -96,13 +107,7 @@ def parse_fault(fault: str | None, prog, steps: int,
     injected proves nothing)."""
     if fault is None:
         return None
-    try:
-        step_s, layer, idx_s, bit_s = fault.split(":")
-        step, bit = int(step_s), int(bit_s)
-        o, i = (int(v) for v in idx_s.split(","))
-    except ValueError:
-        raise NitroError(f"fault must be STEP:LAYER:OUT,IN:BIT (e.g. 1:linear_encoder_00:3,17:4), "
-                         f"got {fault!r}") from None
+    step, layer, (o, i), bit = fault_fields(fault)
     if layer not in prog.layers:
         raise NitroError(f"fault: unknown layer {layer!r} (layers: {', '.join(prog.layers)})")
     shape = prog.layers[layer].layer.weight_shape
@@ -412,10 +417,9 @@ def verdict(res: dict) -> None:
         failure = (f"fault {res['fault']} was injected but the check did not catch it"
                    if res["fault_injected"] else f"fault {res['fault']} was never injected")
     elif res["fault"] and res["mismatch"]:
-        step, layer, idx, _ = res["fault"].split(":")
-        mm = res["mismatch"]
-        if (mm["step"], mm["layer"], mm["index"], mm["count"]) != (
-                int(step), layer, [int(v) for v in idx.split(",")], 1):  # the fault's one element
+        step, layer, idx, _ = fault_fields(res["fault"])
+        mm = res["mismatch"]  # must be the fault's one element, and nothing else
+        if (mm["step"], mm["layer"], mm["index"], mm["count"]) != (step, layer, list(idx), 1):
             failure = f"the engine differed elsewhere than fault {res['fault']}: {res['message']}"
     if failure:
         res["ok"], res["message"] = False, f"check failed: {failure}"
