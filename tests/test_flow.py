@@ -63,13 +63,23 @@ def test_training_that_learned_nothing_fails_the_flow(tmp_path):
     assert ctx["failed"] and line.startswith("FAILED: did not learn")
 
 
-def test_unit_check_that_counted_no_vector_fails():
-    """appendix_a asserts hard-coded values and records no vector count: alone it checked nothing
-    against the golden model, so run_unit refuses it; a testcase that does not exist runs no test."""
-    with pytest.raises(AssertionError, match="checked 0 vectors"):
-        run_unit("relu_bwd", testcase="appendix_a")
+def _counted_nothing(monkeypatch):
+    """Every testbench run records no vector count, as one whose testcases only asserted literals
+    (or compared nothing) would."""
+    import sim.testing
+
+    monkeypatch.setattr(sim.testing, "run_tb", lambda *a, **k: {})
+
+
+def test_unit_check_that_counted_no_vector_fails(monkeypatch):
+    """A testbench run that checked nothing against the golden model is refused by run_unit; a
+    testcase that does not exist runs no test."""
     with pytest.raises(AssertionError, match="no cocotb test ran"):
         run_unit("relu_bwd", testcase="no_such_testcase")
+    assert run_unit("relu_bwd", testcase="appendix_a") == {"spec Appendix A rows": 27}
+    _counted_nothing(monkeypatch)
+    with pytest.raises(AssertionError, match="checked 0 vectors"):
+        run_unit("relu_bwd", testcase="appendix_a")
 
 
 def _junit(path: Path, cases: list[tuple[str, bool]]) -> Path:
@@ -98,6 +108,7 @@ def test_a_testcase_that_did_not_run_fails(tmp_path):
 
 def test_simulate_step_reports_a_unit_that_checked_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(flow, "FLOW_UNITS", {"relu_bwd": "appendix_a"})
+    _counted_nothing(monkeypatch)
     monkeypatch.setattr(flow, "training_tensors", lambda ctx: official())
     ctx = _ctx(tmp_path)
     line = flow.step_simulate(ctx)
