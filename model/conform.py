@@ -23,7 +23,7 @@ from .layers import check_slope_inv, rss_loss_reference
 from .network import Network, Trace
 from .numerics import NitroError
 from .spec import Block, Conv2d, Flatten, Linear, MaxPool2d, NetworkSpec, NitroReLU, Scaling
-from .vectors import check_tag, read_npz
+from .vectors import check_tag, read_npz, set_file
 
 _MISSING = object()
 
@@ -337,7 +337,7 @@ class VectorSet:
 def load_set(vec_dir: Path, tag: str) -> VectorSet:
     """Read and check every file of the set before anything is replayed."""
     check_tag(tag)
-    meta_path, data_path, init_path = (vec_dir / f"{tag}_{part}" for part in ("meta.json", "data.npz", "init.npz"))
+    meta_path, data_path, init_path = (set_file(vec_dir, tag, part) for part in ("meta", "data", "init"))
     meta = _read_meta(meta_path, tag)
     steps = _in_file(meta_path, _int, meta, "steps", "the meta file", 1)
     config = _in_file(meta_path, _dict, meta.get("config", {}), "'config'")
@@ -350,8 +350,8 @@ def load_set(vec_dir: Path, tag: str) -> VectorSet:
     if any(w.dtype != np.int32 for w in init.values()):
         raise NitroError(f"{init_path}: initial weights must be int32")
     net = _in_file(init_path, Network, spec, {k.removesuffix(".weight"): v for k, v in init.items()})
-    refs = {str(k): _reference(vec_dir / f"{tag}_step{k}.npz") for k in range(1, steps + 1)}
-    refs["after"] = _reference(vec_dir / f"{tag}_after3.npz")
+    refs = {str(k): _reference(set_file(vec_dir, tag, f"step{k}")) for k in range(1, steps + 1)}
+    refs["after"] = _reference(set_file(vec_dir, tag, "after3"))
     return VectorSet(net, lr_inv, data, refs)
 
 

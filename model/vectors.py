@@ -104,10 +104,19 @@ def check_tag(tag) -> str:
     return tag
 
 
+ARCHIVES = ("init", "data", "after3")  # a set's .npz parts beside step<K>.npz and meta.json
+
+
+def set_file(folder: str | Path, tag: str, part: str) -> Path:
+    """Part `part` of vector set `tag` in `folder`: 'meta' (the .json), 'init', 'data', 'after3'
+    or 'step<K>' (archives)."""
+    return Path(folder) / f"{tag}_{part}{'.json' if part == 'meta' else '.npz'}"
+
+
 def set_files(folder: Path, tag: str) -> list[Path]:
     """The files of vector set `tag` in `folder` (as `export_vectors` names them: not those of a
     set whose tag merely starts with `tag`)."""
-    name = re.compile(re.escape(tag) + r"_(?:(?:init|data|after3|step[0-9]+)\.npz|meta\.json)")
+    name = re.compile(re.escape(tag) + r"_(?:(?:" + "|".join(ARCHIVES) + r"|step[0-9]+)\.npz|meta\.json)")
     return sorted(p for p in folder.iterdir() if name.fullmatch(p.name) and p.is_file())
 
 
@@ -117,20 +126,20 @@ def export_vectors(net: Network, batches: list[tuple[np.ndarray, np.ndarray]], t
     if any(isinstance(it, Dropout) for it in net.spec.items):
         raise NitroError("vector export needs a deterministic network: remove dropout")
     out, tag = Path(out_dir), check_tag(tag)
-    _save_npz(out / f"{tag}_init.npz", {f"{k}.weight": v for k, v in net.params.items()})
+    _save_npz(set_file(out, tag, "init"), {f"{k}.weight": v for k, v in net.params.items()})
     data = {"test_x": test_x}
     for k, (x, y) in enumerate(batches, 1):
         data[f"step{k}_x"], data[f"step{k}_y_onehot"] = x, y
         trace = Trace()
         net.train_step(x, y, lr_inv, trace=trace)
-        _save_npz(out / f"{tag}_step{k}.npz", dict(trace))
-    _save_npz(out / f"{tag}_data.npz", data)
+        _save_npz(set_file(out, tag, f"step{k}"), dict(trace))
+    _save_npz(set_file(out, tag, "data"), data)
     pred = net.predict(test_x)
     after = {f"{k}.weight": v for k, v in net.params.items()}
     after.update({"pred_out": pred, "pred_class": np.argmax(pred, axis=1).astype(np.int64)})
     after.update({f"pred_local/{k}": v for k, v in net.predict_local(test_x).items()})
-    _save_npz(out / f"{tag}_after3.npz", after)
+    _save_npz(set_file(out, tag, "after3"), after)
     meta = {"tag": tag, "producer": "nitro golden model", "steps": len(batches),
             "config": {"lr_inv": lr_inv}, **describe(net)}
-    write_atomic(out / f"{tag}_meta.json", json.dumps(meta, indent=1).encode())
+    write_atomic(set_file(out, tag, "meta"), json.dumps(meta, indent=1).encode())
     return out

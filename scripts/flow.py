@@ -18,6 +18,7 @@ from model.config import load_config
 from model.conform import run_conformance
 from model.fileio import writable_folder, write_atomic
 from model.train import train
+from model.vectors import set_file
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "embedded_mlp.toml"
@@ -28,7 +29,7 @@ VECTOR_TAGS = ("mlp", "mlp_warm1500", "cnn", "cnnx")
 
 def vector_sets(shared: Path) -> tuple[Path, tuple[str, ...]]:
     """The official vector sets to replay: all four in ../shared, else the one the repo ships."""
-    if (shared / "refvectors" / "mlp_meta.json").exists():
+    if set_file(shared / "refvectors", "mlp", "meta").exists():
         return shared / "refvectors", VECTOR_TAGS
     return SHIPPED_VECTORS, ("mlp",)
 

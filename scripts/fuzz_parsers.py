@@ -50,7 +50,7 @@ from model.init import init_params
 from model.network import Network
 from model.numerics import NitroError, Widths
 from model.train import prepare, train
-from model.vectors import export_vectors
+from model.vectors import export_vectors, set_file, set_files
 from scripts.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -527,7 +527,7 @@ def check_checkpoint(case: tuple) -> int:
 
 # -------------------------------------------------------------------------------- vector sets
 
-VECTOR_PARTS = ("meta.json", "data.npz", "init.npz", "step1.npz", "step2.npz", "after3.npz")
+VECTOR_PARTS = ("meta", "data", "init", "step1", "step2", "after3")
 _CNN = """
 [network]
 kind = "cnn"
@@ -580,8 +580,8 @@ def _npz_edit(draw, path: Path) -> bytes:
 def vector_inputs(draw) -> tuple[str, str, bytes]:
     """(tag, part, new content): the meta file edited as JSON or as bytes, or one archive edited."""
     tag, part = draw(st.sampled_from(["emb", "cnn"])), draw(st.sampled_from(VECTOR_PARTS[:1] * 3 + VECTOR_PARTS[1:]))
-    path = vectors_base() / f"{tag}_{part}"
-    if part != "meta.json":
+    path = set_file(vectors_base(), tag, part)
+    if part != "meta":
         return tag, part, draw(_npz_edit(path))
     meta = json.loads(path.read_text())
     return tag, part, draw(st.one_of(json_edited(meta).map(json_bytes), json_edited(meta).map(json_bytes),
@@ -593,9 +593,9 @@ def check_vectors(case: tuple[str, str, bytes]) -> int:
     mismatch (1), or fails cleanly. Returns the exit code."""
     tag, part, content = case
     with scratch() as d:
-        for p in VECTOR_PARTS:
-            shutil.copy(vectors_base() / f"{tag}_{p}", d)
-        (d / f"{tag}_{part}").write_bytes(content)
+        for p in set_files(vectors_base(), tag):
+            shutil.copy(p, d)
+        set_file(d, tag, part).write_bytes(content)
         return check_cli(d, ["conform", str(d), tag], ok=(0, 1))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from model.numerics import NitroError
+from model.vectors import set_file
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_VECTORS = REPO.parent / "shared" / "refvectors"
@@ -35,7 +36,7 @@ class TensorSource:
         tag = getattr(self, which)
         if tag is None:
             raise NitroError(f"tensor source {self.description or self.folder} has no {which} set")
-        path = Path(self.folder) / f"{tag}_{part}.npz"
+        path = set_file(self.folder, tag, part)
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
