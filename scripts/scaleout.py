@@ -21,11 +21,10 @@ ONE_BLAS_THREAD = {"env_vars": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": 
 
 @contextmanager
 def ray_session(address: str | None, num_cpus: int | None = None):
-    """A Ray instance for the duration of a command: joined at `address`, or started locally."""
+    """A Ray instance for the duration of a command: joined at `address` (which the command checked
+    with `reachable` before its first output), or started locally."""
     import ray
 
-    if address:
-        reachable(address)
     if ray.is_initialized():
         yield ray
         return
