@@ -105,11 +105,12 @@ def check_sizes(cfg: ExperimentConfig, ds: IntegerDataset) -> None:
 
 def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | None = None,
           epochs: int | None = None, resume: bool = False, progress: bool = True,
-          force: bool = False, make_stepper: Callable[[Network], Stepper] | None = None) -> TrainResult:
+          force: bool = False, make_stepper: Callable[[Network, int], Stepper] | None = None) -> TrainResult:
     """Train `cfg`, writing checkpoint, metrics and curves into `out_dir` after every epoch.
 
-    make_stepper: how training steps run (default: in this process; `model.parallel` spreads them
-    over workers with the same result)."""
+    make_stepper(net, steps): how training steps run, given the most steps the run has left (before
+    an early stop); default: in this process; `model.parallel` spreads them over workers with the
+    same result."""
     out = Path(out_dir)
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0):
         raise NitroError(f"--epochs must be a positive integer, got {epochs!r}")
@@ -141,7 +142,8 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
             net.policy.wraps[(layer, tensor)] = n
         if history and history[-1].get("stopped"):
             start = total  # nothing left to do
-    stepper = (make_stepper or LocalStepper)(net)
+    steps_left = (total - start) * (len(ds.train_x) // cfg.train.batch_size)
+    stepper = make_stepper(net, steps_left) if make_stepper else LocalStepper(net)
     try:
         best = _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history,
                        range(start + 1, total + 1), progress)

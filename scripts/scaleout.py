@@ -111,7 +111,10 @@ def train_distributed(cfg, out: Path, data_dir, epochs, resume: bool, progress: 
     mark = ck.stat().st_mtime_ns if ck.exists() else None  # a checkpoint this run did not write
     restarts = 0
     with ray_session(address):
-        def stepper(net):
+        def stepper(net, steps_left):
+            if kill_at_step is not None and restarts == 0 and kill_at_step > steps_left:
+                raise NitroError(f"--kill-worker-at {kill_at_step}: the run has {steps_left} steps "
+                                 f"left, so no worker would be killed")
             cpus = cpus_per_worker(ray, plan, len(plan_stages(net, plan.stages)))
             return ParallelStepper(net, plan, RayExecutor(cpus), kill_at_step if restarts == 0 else None)
 
@@ -119,9 +122,9 @@ def train_distributed(cfg, out: Path, data_dir, epochs, resume: bool, progress: 
             try:
                 res = train(cfg, out, data_dir, epochs, resume=resume, progress=progress, force=force,
                             make_stepper=stepper)
-                if kill_at_step is not None and restarts == 0:  # a drill that never ran proves nothing
-                    raise NitroError(f"--kill-worker-at {kill_at_step}: the run ended before that step, "
-                                     f"so no worker was killed")
+                if kill_at_step is not None and restarts == 0:  # stopped early: the drill never ran
+                    raise NitroError(f"--kill-worker-at {kill_at_step}: the run stopped early, before "
+                                     f"that step, so no worker was killed")
                 return res, restarts
             except ray.exceptions.RayActorError as exc:
                 restarts += 1

@@ -183,9 +183,10 @@ def test_kill_drill_restarts_once(ray_local, capsys, tmp_path):
     _, restarts = train_distributed(cfg, tmp_path / "run", None, 1, False, False, False,
                                     ParallelPlan(1, 2), None, kill_at_step=10)
     assert restarts == 1  # the fault was injected, and survived
-    with pytest.raises(NitroError, match="--kill-worker-at 100000: the run ended before that step"):
+    with pytest.raises(NitroError, match="--kill-worker-at 40: the run has 39 steps left"):
         train_distributed(cfg, tmp_path / "run2", None, 1, False, False, False, ParallelPlan(1, 2), None,
-                          kill_at_step=100_000)
+                          kill_at_step=40)
+    assert not (tmp_path / "run2" / "checkpoint.npz").exists()  # refused before the first step
 
 
 def test_unreachable_address_is_one_error_line(capsys, tmp_path):
