@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from .numerics import NitroError
@@ -16,6 +17,7 @@ from .numerics import NitroError
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
 _PLAIN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 PLAIN_NAME_RULE = "A-Z a-z 0-9 . _ -, at most 128 characters, no '..', not starting with '.'"
+_made: list[list[Path]] = []  # per open `removed_if_left_empty`: the folders writable_folder made
 
 
 def is_plain_name(name) -> bool:
@@ -64,14 +66,34 @@ def writable_folder(folder: str | Path) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NitroError(f"output folder {folder} exists and is not a folder")
+    missing = [p for p in (folder.absolute(), *folder.absolute().parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        if _made:
+            _made[-1].extend(reversed(missing))
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
         raise NitroError(f"output folder {folder} is not writable: {exc.strerror or exc}") from None
     remove_stale_temps(folder)
     return folder
+
+
+@contextmanager
+def removed_if_left_empty():
+    """A command's scope: an output folder `writable_folder` creates in it (with the parents it
+    creates) is removed again when the command fails and leaves it empty, so a failed run leaves
+    no trace; a folder holding anything (a checkpoint, a report) is kept."""
+    _made.append([])
+    try:
+        yield
+    except BaseException:
+        for folder in reversed(_made[-1]):  # deepest first; one that is not empty stays
+            with suppress(OSError):
+                folder.rmdir()
+        raise
+    finally:
+        _made.pop()
 
 
 def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]:

@@ -394,9 +394,12 @@ def _add_run_commands(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from model.fileio import removed_if_left_empty
+
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with removed_if_left_empty():
+            return args.func(args)
     except NitroError as exc:
         print(f"nitro: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)  # one line, always
         return 2

@@ -138,7 +138,20 @@ def test_small_test_set_fails_before_training(capsys, tmp_path):
     out = tmp_path / "run"
     rc, err = nitro(capsys, "train", "--config", cfg, "--out", out, "--no-progress")
     assert rc == 2 and "train.eval_batch = 4096" in err
-    assert list(out.iterdir()) == []  # no epoch ran, nothing written
+    assert not out.exists()  # no epoch ran: the folder it made is gone again
+
+
+def test_a_failed_run_leaves_no_folder_it_made_and_keeps_the_users(capsys, tmp_path):
+    cfg = tmp_path / "big_eval.toml"
+    cfg.write_text(TINY.replace("epochs = 1", "epochs = 1\neval_batch = 4096"))
+    rc, _ = nitro(capsys, "train", "--config", cfg, "--out", tmp_path / "a" / "b" / "run", "--no-progress")
+    assert rc == 2 and not (tmp_path / "a").exists()  # the parents it made as well
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    rc, _ = nitro(capsys, "train", "--config", cfg, "--out", mine / "run", "--no-progress")
+    assert rc == 2 and mine.is_dir() and list(mine.iterdir()) == []
+    rc, _ = nitro(capsys, "train", "--config", cfg, "--out", mine, "--no-progress")
+    assert rc == 2 and mine.is_dir()  # an empty folder of the user's is theirs
 
 
 @pytest.mark.parametrize("width, where", [
