@@ -6,6 +6,7 @@ lint result. Only the documented waivers below are used.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -66,10 +67,16 @@ UNITS: dict[str, tuple[type, dict[str, Any]]] = {
 }
 
 
+def unit_names(units: list[str] | None) -> list[str]:
+    """The units asked for (default: all), each once; an unknown name is an error."""
+    names = list(dict.fromkeys(units or UNITS))
+    if unknown := [n for n in names if n not in UNITS]:
+        raise NitroError(f"unknown unit {unknown[0]!r}; known: {', '.join(UNITS)}")
+    return names
+
+
 def make_unit(name: str) -> wiring.Component:
-    if name not in UNITS:
-        raise NitroError(f"unknown unit {name!r}; known: {', '.join(UNITS)}")
-    cls, params = UNITS[name]
+    cls, params = UNITS[unit_names([name])[0]]
     return cls(**params)
 
 
@@ -133,9 +140,33 @@ def _manifest_units(manifest: Path) -> list[dict]:
     return [e for e in units if isinstance(e, dict)] if isinstance(units, list) else []
 
 
-def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = True) -> Path:
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _check_ours(out_dir: Path, names: list[str], force: bool) -> None:
+    """Only files an earlier write_rtl wrote, unchanged since (the manifest's sha256), are
+    replaced without `force`: a hand edit or a file of the user's is not lost."""
+    if force:
+        return
+    manifest = out_dir / "manifest.json"
+    written = {e.get("file"): e.get("sha256") for e in _manifest_units(manifest)}
+    if manifest.exists() and not written:
+        raise NitroError(f"{manifest} is not a manifest nitro rtl wrote: choose another --out, or "
+                         f"pass --force to overwrite it")
+    for name in names:
+        v_file = out_dir / f"{name}.v"
+        if v_file.exists() and (not v_file.is_file() or written.get(v_file.name) != _sha256(v_file)):
+            raise NitroError(f"{v_file} was changed since nitro rtl wrote it, or was not written by "
+                             f"it: choose another --out, or pass --force to overwrite it")
+
+
+def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = True,
+              force: bool = False) -> Path:
     """Write <unit>.v for each unit (default: all) and manifest.json; returns the manifest path."""
-    made = [(name, make_unit(name)) for name in dict.fromkeys(units or UNITS)]  # unknown names: before any write
+    names = unit_names(units)  # before any write
+    _check_ours(Path(out_dir), names, force)
+    made = [(name, make_unit(name)) for name in names]
     out_dir = writable_folder(out_dir)
     entries = []
     for name, unit in made:
@@ -144,7 +175,8 @@ def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = Tr
         cls, params = UNITS[name]
         entries.append({
             "unit": name, "class": f"{cls.__module__}.{cls.__name__}", "module": name,
-            "file": v_file.name, "parameters": params, "latency_cycles": getattr(unit, "latency", None),
+            "file": v_file.name, "sha256": _sha256(v_file), "parameters": params,
+            "latency_cycles": getattr(unit, "latency", None),
             "ports": ports(unit),
             "lint": lint(v_file, name) if run_lint else "not run",
             "lint_waivers": LINT_WAIVERS,

@@ -162,7 +162,7 @@ def _rtl(args: argparse.Namespace) -> int:
 
     from hw.rtl import UNITS, write_rtl
 
-    manifest = write_rtl(Path(args.out), args.unit or None)
+    manifest = write_rtl(Path(args.out), args.unit or None, force=args.force)
     wrote = set(args.unit or UNITS)  # the manifest also keeps units written there earlier
     entries = [e for e in json.loads(Path(manifest).read_text())["units"] if e["unit"] in wrote]
     for e in entries:
@@ -318,6 +318,8 @@ def _add_hardware_commands(sub) -> None:
     r = sub.add_parser("rtl", help="write each hardware unit's Verilog and a manifest")
     r.add_argument("--out", type=path_arg, default="build/rtl", help="output folder (default build/rtl)")
     r.add_argument("--unit", action="append", help="only this unit (repeatable)")
+    r.add_argument("--force", action="store_true",
+                   help="overwrite Verilog changed since nitro rtl wrote it (or not written by it)")
     r.set_defaults(func=_rtl)
 
     y = sub.add_parser("synth", help=f"yosys synth_ecp5 + nextpnr ({DEVICE['device']}, speed "

@@ -27,7 +27,7 @@ from amaranth import Cat, Elaboratable, Module, Signal, Value
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
-from hw.rtl import UNITS, make_unit
+from hw.rtl import UNITS, make_unit, unit_names
 from model.fileio import writable_folder, write_atomic, write_figure
 
 VENV_BIN = Path(sys.executable).parent
@@ -186,7 +186,7 @@ def synthesize(out_dir: Path, units: list[str] | None = None, pnr: bool = True,
     """Synthesize (and, with pnr, place and route) each unit; writes synth.json, synth.md and
     synth.png (if matplotlib is installed) into out_dir and returns the rows. With `baseline`, the
     rows also become out_dir/synth_baseline.json's entry for this yosys version."""
-    made = [(name, make_unit(name)) for name in units or list(UNITS)]  # unknown names: before any write
+    made = [(name, make_unit(name)) for name in unit_names(units)]  # unknown names: before any write
     out_dir = writable_folder(out_dir)
     rows = []
     for name, unit in made:

@@ -1,7 +1,11 @@
 """`write_rtl` (nitro rtl): every unit's Verilog, a manifest of parameters/ports/widths, lint clean."""
+import hashlib
 import json
 
+import pytest
+
 from hw.rtl import LINT_WAIVERS, UNITS, write_rtl
+from model.numerics import NitroError
 
 
 def test_write_rtl_all_units_lint_clean(tmp_path):
@@ -37,3 +41,22 @@ def test_write_rtl_keeps_the_units_written_earlier_in_its_manifest(tmp_path):
     (tmp_path / "loss_gradient.v").unlink()  # an entry whose Verilog is gone is not kept
     doc = json.loads(write_rtl(tmp_path, ["nitro_relu_forward"], run_lint=False).read_text())
     assert [u["unit"] for u in doc["units"]] == ["nitro_relu_forward"]
+
+
+def test_write_rtl_keeps_a_hand_edited_or_foreign_file_unless_forced(tmp_path):
+    doc = json.loads(write_rtl(tmp_path, ["loss_gradient"], run_lint=False).read_text())
+    v = tmp_path / "loss_gradient.v"
+    assert doc["units"][0]["sha256"] == hashlib.sha256(v.read_bytes()).hexdigest()
+    write_rtl(tmp_path, ["loss_gradient"], run_lint=False)  # its own unchanged output: replaced
+    v.write_text(v.read_text() + "// my edit\n")
+    with pytest.raises(NitroError, match="loss_gradient.v was changed since nitro rtl wrote it"):
+        write_rtl(tmp_path, ["loss_gradient"], run_lint=False)
+    assert v.read_text().endswith("// my edit\n")
+    write_rtl(tmp_path, ["loss_gradient"], run_lint=False, force=True)
+    assert "// my edit" not in v.read_text()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.json").write_text("my notes")
+    with pytest.raises(NitroError, match="is not a manifest nitro rtl wrote"):
+        write_rtl(other, ["loss_gradient"], run_lint=False)
+    assert (other / "manifest.json").read_text() == "my notes"
