@@ -7,6 +7,7 @@ The full table with Fmax is made by `nitro synth` (sim.synth.synthesize) and com
 baseline per tool version.
 """
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,21 @@ BASELINE = Path(__file__).resolve().parents[1] / "benchmarks" / "hw" / "synth_ba
 SMALL = ["loss_gradient", "nitro_relu_forward", "maxpool_forward", "maxpool_backward"]
 
 
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", version))
+
+
+def test_the_newest_baseline_is_chosen_by_version_number():
+    assert max(["Yosys 0.9", "Yosys 0.70", "Yosys 0.100+3"], key=version_key) == "Yosys 0.100+3"
+
+
 @pytest.fixture(scope="module")
 def baseline():
     doc = json.loads(BASELINE.read_text())
     tools = tool_versions()
     # keyed by tool version; another yosys may legitimately differ, so compare to the newest then
-    entry = doc.get(tools["yosys"]) or doc[sorted(doc)[-1]]
+    # (by version number: "Yosys 0.100" is newer than "Yosys 0.99")
+    entry = doc.get(tools["yosys"]) or doc[max(doc, key=version_key)]
     return {r["unit"]: r for r in entry["units"]}
 
 
