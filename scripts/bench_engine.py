@@ -762,13 +762,19 @@ def _placed_lines() -> list[str]:
     pl = OUT / "synth_placed_seed1.json"
     if pl.exists():
         r = json.loads(pl.read_text())
+        routed = OUT / "synth.json"
+        routed_sha = json.loads(routed.read_text()).get("verilog_sha256") if routed.exists() else None
+        which = ("the netlist routed in synth.json" if r.get("verilog_sha256") == routed_sha else
+                 f"Verilog {str(r.get('verilog_sha256'))[:8]}, an earlier RTL than the one routed in "
+                 f"synth.json ({str(routed_sha)[:8]})")
         lines += [f"## {pl.name}: the whole engine placed, not routed ({r['device']}, {r['package']}, "
                   f"speed {r['speed']}, AXI ports as pins)", "",
-                  f"nextpnr's estimate after placement: **{r['pre_route_fmax_estimate_mhz']} MHz** "
+                  f"Placed: {which}. nextpnr's estimate after placement: "
+                  f"**{r['pre_route_fmax_estimate_mhz']} MHz** "
                   f"(target {r['target_mhz']} MHz). The estimate charges a fixed delay per tile of "
                   "distance and is dominated by die-spanning nets, so it does not predict the routed "
                   "Fmax (the first engine's reduced variant: 95 MHz estimated, 130-151 MHz routed, "
-                  "`v1/`; the routed results are in synth.json).", ""]
+                  "`v1/`).", ""]
         lines += _resource_table(r["utilization"]) + [""]
         if r.get("floorplan"):
             lines += _floorplan_lines(r["floorplan"], "floorplan_placed_seed1.png")
