@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .numerics import NitroError
 
 
@@ -31,6 +33,11 @@ class DividerConstants:
     def mult_width(self) -> int:
         """Unsigned bits the multiplier needs."""
         return max(self.mult.bit_length(), 1)
+
+    def quotient(self, n: np.ndarray) -> np.ndarray:
+        """What the divider computes: sign(n) * ((|n| * mult) >> shift) (int64 numerators)."""
+        mag = (np.abs(n) * self.mult) >> self.shift
+        return np.where(n < 0, -mag, mag)
 
 
 def magnitude_bound(in_width: int) -> int:

@@ -15,6 +15,8 @@ from amaranth.lib import wiring
 from hw.divider import ConstDivider, ProgDivider
 from hw.dma import DmaLoopback
 from hw.engine.control import ControlRegisters
+from hw.engine.core import mac_array
+from hw.engine.params import EngineParams
 from hw.engine.top import StreamEngine
 from hw.lossgrad import LossGradient
 from hw.mac import Mac, MacArray
@@ -34,7 +36,7 @@ SLOPES = sorted(RELU_MEAN_CORRECTION)
 FAN_INS = [784, 100, 50, 3000, 9, 4096]
 SCALING_FACTORS = [256 * f for f in FAN_INS]
 # Constant dividers at 32 bits: decay inverses, small and awkward divisors, beyond the input range.
-DIVISORS_32 = [3, 7, 641, 12000, (1 << 31) - 1, (1 << 32) + 1]
+DIVISORS_32 = [3, 7, 641, 12000, 200704, (1 << 31) - 1, (1 << 32) + 1]  # 200704: rtl's const_divider
 DIVISORS_16 = [2, 3, 5, 7, 127, 256, 12345, 32767]
 SCALING_16 = [9, 100, 258]
 DECAYS = [0, 3000, 12000]
@@ -52,7 +54,7 @@ SIM_UNITS: dict[str, SimUnit] = {
         [ConstDivider(d, 16) for d in DIVISORS_16] + [NitroScaling(f, 16) for f in SCALING_16])),
     "progdiv": SimUnit(lambda: ProgDivider(32)),
     "scaling": SimUnit(lambda: Bank([NitroScaling(f) for f in SCALING_FACTORS])),
-    "scale_clip": SimUnit(ScaleClip),
+    "scale_clip": SimUnit(lambda: ScaleClip(32, EngineParams.max_scale)),  # the engine's
     "relu_fwd": SimUnit(lambda: Bank([NitroReluForward(a) for a in SLOPES])),
     "relu_bwd": SimUnit(lambda: Bank([NitroReluBackward(a) for a in SLOPES])),
     "lossgrad": SimUnit(lambda: Bank([LossGradient(True), LossGradient(False)])),
@@ -62,7 +64,7 @@ SIM_UNITS: dict[str, SimUnit] = {
     "sgd_engine": SimUnit(lambda: IntegerSGDUpdate(16, 32, decay_inv=None)),
     "mac": SimUnit(lambda: Mac(8, 16, 32)),
     "mac4x4_w32": SimUnit(lambda: MacArray(4, 4, 8, 32, 32), depth=1 << 18),
-    "mac8x8": SimUnit(lambda: MacArray(8, 8, 8, 16, 32), depth=1 << 17),
+    "mac8x8": SimUnit(lambda: mac_array(EngineParams()), depth=1 << 17),  # the engine's
     "mac6x6": SimUnit(lambda: MacArray(6, 6, 8, 16, 32), depth=1 << 16),
 }
 

@@ -17,7 +17,7 @@ from hw.engine.memory import READ_LATENCY, BankedMemory
 from hw.engine.params import OP_POOL, SEL_AMEM_R, SEL_SMEM, EngineParams, command_layout
 from hw.engine.perf import pool_cycles
 from hw.engine.pool import MASK, PoolUnit
-from model.layers import maxpool_forward
+from model.layers import maxpool_backward, maxpool_forward
 
 P = EngineParams()
 L = P.lanes
@@ -139,14 +139,18 @@ def _expected(pg: PoolGeom, a: np.ndarray, s: np.ndarray, y0: int, rows: int) ->
     kh, kw, ph, pw = pg.kh, pg.kw, pg.ph, pg.pw
     out, arg = maxpool_forward(a.transpose(0, 3, 1, 2), (kh, kw), (ph, pw), pad_value=0)
     pooled = out.transpose(0, 2, 3, 1)[:, y0:y0 + rows]
-    marked = np.full_like(s, 99)
-    for oy in range(y0, y0 + rows) if pg.mask else ():
-        for ox in range(pg.wo):
-            for k in range(kh * kw):
-                y, x = oy * kh + k // kw - ph, ox * kw + k % kw - pw
-                if 0 <= y < pg.h and 0 <= x < pg.w:
-                    first = arg[:, :, oy, ox].T == k  # (channels, images) -> (images, channels)
-                    marked[:, y, x] = np.where(first.T, s[:, y, x], MASK)
+    if not pg.mask:
+        return pooled, np.full_like(s, 99)
+    tile = np.zeros(out.shape, dtype=np.int32)
+    tile[:, :, y0:y0 + rows] = 1
+    in_shape = (a.shape[0], a.shape[3], pg.h, pg.w)
+
+    def routed(window_arg):  # the positions the golden model routes the tile's windows to
+        back = maxpool_backward(tile, window_arg, in_shape, (kh, kw), (ph, pw))
+        return back.transpose(0, 2, 3, 1) != 0
+
+    covered = np.logical_or.reduce([routed(np.full_like(arg, k)) for k in range(kh * kw)])
+    marked = np.where(covered, np.where(routed(arg), s, MASK), 99).astype(s.dtype)
     return pooled, marked
 
 

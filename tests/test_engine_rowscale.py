@@ -62,7 +62,7 @@ def _simulate(sf, m_len, n_len, z, gaps):
 
 def _expected(sf, m_len, n_len, z):
     s = nitro_scaling(z[:m_len, :n_len], sf)
-    a = nitro_relu_forward(s)
+    a = nitro_relu_forward(s, P.slope_inv)
     mem = {name: {} for name in WRITES}
     for m in range(m_len):
         for n in range(n_len):

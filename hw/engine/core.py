@@ -74,6 +74,12 @@ def command_flush(p: EngineParams) -> Flush:
                  hold=p.cmd_words + RL)
 
 
+
+def mac_array(p: EngineParams) -> MacArray:
+    """The engine's MAC array: activations times weights or deltas (the wider operand, cut into
+    limbs for the DSPs), wrapping at acc_bits."""
+    return MacArray(p.rows, p.cols, p.act_bits, p.delta_bits, p.acc_bits)
+
 class Engine(wiring.Component):
     def __init__(self, params: EngineParams | None = None) -> None:
         self.p = p = params or EngineParams()
@@ -102,7 +108,7 @@ class Engine(wiring.Component):
                for sel, name in MEM_NAMES.items()}
 
         # ---- units ------------------------------------------------------------------------------
-        m.submodules.mac = mac = MacArray(p.rows, p.cols, p.act_bits, p.delta_bits, p.acc_bits)
+        m.submodules.mac = mac = mac_array(p)
         m.submodules.ops = ops = OutputOps(p)
         m.submodules.seq = seq = CommandSequencer(p, command_flush(p))
         m.submodules.issue = issue = OperandIssue(p, stream.Signature(mac.i.payload.shape()))

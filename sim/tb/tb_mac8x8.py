@@ -1,4 +1,6 @@
-"""8x8 MAC array, int8 x int16, 32-bit wrap: random tiles and a real MNIST forward GEMM."""
+"""The engine's 8x8 MAC array (int8 x int24: the delta operand of the weight gradients is cut
+into a 17-bit and a 7-bit limb), 32-bit wrap: corner-heavy random tiles and a real MNIST forward
+GEMM."""
 import numpy as np
 
 from sim.tb.common import UnitBench, cocotb_test, tensors
