@@ -119,13 +119,23 @@ def build_plan(name: str, coverage: bool | None = None) -> tuple[Path, str, dict
     cov = coverage_enabled() if coverage is None else coverage
     spec = SIM_UNITS[name]
     unit = spec.factory()
-    v_text = verilog.convert(unit, name="dut")
+    v_text = verilog.convert(unit, name="dut", platform=_ecp5() if spec.ecp5 else None)
+    if spec.ecp5:
+        from .ecp5_models import ecp5_models
+
+        v_text += ecp5_models()
     in_w, out_w = payload_widths(unit)
     params = {"IN_W": in_w, "OUT_W": out_w, "DEPTH": spec.depth}
     key = hashlib.sha256(
         (without_src(v_text) + HARNESS.read_text() + json.dumps([build_args(cov), params])).encode()
     ).hexdigest()[:12]
     return build_root() / f"{name}{'-cov' if cov else ''}-{key}", v_text, params
+
+
+def _ecp5():
+    from .synth import ECP5
+
+    return ECP5
 
 
 def build_unit(name: str) -> Built:

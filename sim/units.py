@@ -46,6 +46,7 @@ DECAYS = [0, 3000, 12000]
 class SimUnit:
     factory: Callable[[], wiring.Component]
     depth: int = 1 << 20
+    ecp5: bool = False  # elaborated for synthesis: hw.dsp's MULT18X18D on sim.ecp5_models' model
 
 
 SIM_UNITS: dict[str, SimUnit] = {
@@ -65,6 +66,7 @@ SIM_UNITS: dict[str, SimUnit] = {
     "mac": SimUnit(lambda: Mac(8, 16, 32)),
     "mac4x4_w32": SimUnit(lambda: MacArray(4, 4, 8, 32, 32), depth=1 << 18),
     "mac8x8": SimUnit(lambda: mac_array(EngineParams()), depth=1 << 17),  # the engine's
+    "mac8x8_ecp5": SimUnit(lambda: mac_array(EngineParams()), depth=1 << 16, ecp5=True),
     "mac6x6": SimUnit(lambda: MacArray(6, 6, 8, 16, 32), depth=1 << 16),
 }
 
