@@ -10,7 +10,8 @@
   long   : cnn_small_mnist for 200 steps at batch 64 in two segments of 100 run side by side
            (`nitro cosim --start-step`; about 80 minutes on two cores), the second followed by
            inference on 1000 test images -> cosim_cnn_small_mnist_steps<first>-<last>_b64_ideal.json
-  conform: `nitro conform --engine` on the official CNN sets cnn and cnnx -> conform_<tag>.json
+  conform: `nitro conform --engine` on the official sets mlp, mlp_warm1500, cnn and cnnx ->
+           conform_<tag>.json
   vgg    : VGG8B MNIST: the performance model's cycles per step at batch
            64 for the ideal and the DDR3-class memory, per phase, and images/s at 150 MHz ->
            vgg8b_mnist_model.json; one training step of it at batch 8 on the Verilated engine
@@ -270,17 +271,18 @@ def bench_vgg(data_dir: str) -> list[Path]:
     return [out, rtl]
 
 
-CNN_SETS = ("cnn", "cnnx")  # the official implementation's CNN vectors (../shared/refvectors)
+OFFICIAL_SETS = ("mlp", "mlp_warm1500", "cnn", "cnnx")  # the official implementation's vectors (../shared/refvectors)
 
 
 def bench_conform(vec_dir: Path) -> list[Path]:
-    """`nitro conform --engine` on the official CNN sets (about 3 minutes of simulation each:
-    a benchmark, while CI replays a smaller CNN set the golden model exports) ->
+    """`nitro conform --engine` on the official sets (the CNN ones about 2 minutes of simulation
+    each: a benchmark, while CI replays the MLP sets and a smaller CNN set the golden model
+    exports) ->
     conform_<tag>.json: arrays compared and differing per step, the simulation time."""
     from sim.engine.conform import run_engine_conformance
 
     outs = []
-    for tag in CNN_SETS:
+    for tag in OFFICIAL_SETS:
         t0 = time.perf_counter()
         reports = run_engine_conformance(vec_dir, tag)
         res = {"set": tag, "vector_dir": str(vec_dir), "wall_s": round(time.perf_counter() - t0, 1),
@@ -687,9 +689,9 @@ def _run_lines() -> list[str]:
 
 
 def _conform_lines() -> list[str]:
-    """`nitro conform --engine` on the official CNN sets."""
+    """`nitro conform --engine` on the official sets."""
     lines = []
-    for f in (OUT / f"conform_{tag}.json" for tag in CNN_SETS):
+    for f in (OUT / f"conform_{tag}.json" for tag in OFFICIAL_SETS):
         if f.exists():
             r = json.loads(f.read_text())
             steps = ", ".join(f"{k}: {v['arrays']} arrays, {v['differ']} differ"

@@ -34,6 +34,13 @@ def test_host_constants_exact_small_widths(width):
             assert not is_exact(d, width, m, c.shift - 1)
 
 
+@pytest.mark.parametrize("shift", [0, 9, 31])
+def test_host_constants_of_a_power_of_two_are_a_shift(shift):
+    """The lr schedule's divisors 512 * 3^k include powers of two: no multiplier needed."""
+    c = divider_constants(1 << shift, 32)
+    assert (c.mult, c.shift) == (1, shift)
+
+
 def test_host_constants_reject():
     with pytest.raises(NitroError, match="positive"):
         divider_constants(0, 32)
