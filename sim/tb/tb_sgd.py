@@ -38,7 +38,8 @@ def build(bench, w, g, d, eta=None):
 
 @cocotb_test()
 async def appendix_a(dut):
-    """Spec 4.1's (W, G, D) rows on every unit (the model's tests pin the spec's values)."""
+    """Spec 4.1's (W, G, D) rows on every unit, each with the unit's own decay (the rows with
+    their own eta: tb_sgd_engine's spec_rows; the model's tests pin the spec's values)."""
     b = UnitBench(dut)
     w = np.array([5000, -30000, 7, 3001, -2999])
     g = np.array([1_000_000, -400_000, -1000, 0, 0])

@@ -9,6 +9,17 @@ ETAS = [0, 1, 2, 3, 3000, 12000, 30000, (1 << 16) - 1]
 
 
 @cocotb_test()
+async def spec_rows(dut):
+    """Spec 4.1's (W, G, D, eta) rows, each with its own eta (the model's tests pin the values)."""
+    b = UnitBench(dut)
+    w = np.array([5000, -30000, 7, 3001, -2999])
+    g = np.array([1_000_000, -400_000, -1000, 0, 0])
+    d = np.array([327_680, 327_680, 512, 512, 512])
+    v, golden = build(b, w, g, d, np.array([12_000, 25_000, 3000, 3000, 3000]))
+    await b.check("spec 4.1 rows with their eta", v, golden)
+
+
+@cocotb_test()
 async def corners(dut):
     b = UnitBench(dut)
     rng = np.random.default_rng(21)
