@@ -144,34 +144,42 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _check_ours(out_dir: Path, names: list[str], force: bool) -> None:
-    """Only files an earlier write_rtl wrote, unchanged since (the manifest's sha256), are
-    replaced without `force`: a hand edit or a file of the user's is not lost."""
+def _check_ours(out_dir: Path, texts: dict[str, str], force: bool) -> None:
+    """Without `force` a file is replaced only when it holds what write_rtl writes now, or what an
+    earlier write_rtl wrote there and nobody changed since (the manifest's sha256; an entry of a
+    nitro rtl that recorded no hashes vouches for its file): a hand edit or a file of the user's
+    is not lost."""
     if force:
         return
     manifest = out_dir / "manifest.json"
-    written = {e.get("file"): e.get("sha256") for e in _manifest_units(manifest)}
-    if manifest.exists() and not written:
+    entries = {e.get("file"): e for e in _manifest_units(manifest)}
+    if manifest.exists() and not entries:
         raise NitroError(f"{manifest} is not a manifest nitro rtl wrote: choose another --out, or "
                          f"pass --force to overwrite it")
-    for name in names:
+    for name, text in texts.items():
         v_file = out_dir / f"{name}.v"
-        if v_file.exists() and (not v_file.is_file() or written.get(v_file.name) != _sha256(v_file)):
-            raise NitroError(f"{v_file} was changed since nitro rtl wrote it, or was not written by "
-                             f"it: choose another --out, or pass --force to overwrite it")
+        if not v_file.exists():
+            continue
+        digest = _sha256(v_file) if v_file.is_file() else None
+        entry = entries.get(v_file.name)
+        if digest is not None and (digest == hashlib.sha256(text.encode()).hexdigest() or (
+                entry is not None and entry.get("sha256", digest) == digest)):
+            continue
+        raise NitroError(f"{v_file} was changed since nitro rtl wrote it, or was not written by "
+                         f"it: choose another --out, or pass --force to overwrite it")
 
 
 def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = True,
               force: bool = False) -> Path:
     """Write <unit>.v for each unit (default: all) and manifest.json; returns the manifest path."""
-    names = unit_names(units)  # before any write
-    _check_ours(Path(out_dir), names, force)
-    made = [(name, make_unit(name)) for name in names]
+    made = [(name, make_unit(name)) for name in unit_names(units)]  # unknown names: before any write
+    texts = {name: verilog.convert(unit, name=name) for name, unit in made}
+    _check_ours(Path(out_dir), texts, force)
     out_dir = writable_folder(out_dir)
     entries = []
     for name, unit in made:
         v_file = out_dir / f"{name}.v"
-        write_atomic(v_file, verilog.convert(unit, name=name).encode())
+        write_atomic(v_file, texts[name].encode())
         cls, params = UNITS[name]
         entries.append({
             "unit": name, "class": f"{cls.__module__}.{cls.__name__}", "module": name,

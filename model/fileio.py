@@ -82,7 +82,7 @@ def writable_folder(folder: str | Path) -> Path:
 @contextmanager
 def removed_if_left_empty():
     """A command's scope: an output folder `writable_folder` creates in it (with the parents it
-    creates) is removed again when the command fails and leaves it empty, so a failed run leaves
+    creates) is removed again when the command raises and leaves it empty, so a failed run leaves
     no trace; a folder holding anything (a checkpoint, a report) is kept."""
     _made.append([])
     try:
@@ -92,6 +92,9 @@ def removed_if_left_empty():
             with suppress(OSError):
                 folder.rmdir()
         raise
+    else:
+        if len(_made) > 1:  # an enclosing scope that fails removes these too
+            _made[-2].extend(_made[-1])
     finally:
         _made.pop()
 

@@ -142,7 +142,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
             net.policy.wraps[(layer, tensor)] = n
         if history and history[-1].get("stopped"):
             start = total  # nothing left to do
-    steps_left = (total - start) * (len(ds.train_x) // cfg.train.batch_size)
+    steps_left = (total - start) * batches_per_epoch(cfg, ds)
     stepper = make_stepper(net, steps_left) if make_stepper else LocalStepper(net)
     try:
         best = _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history,
@@ -152,12 +152,17 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
     return TrainResult(best["test_acc"], best["train_acc"], best["epoch"], len(history), history, net)
 
 
+def batches_per_epoch(cfg: ExperimentConfig, ds: IntegerDataset) -> int:
+    """Whole batches only: the reference drops an epoch's last partial batch."""
+    return len(ds.train_x) // cfg.train.batch_size
+
+
 def epoch_batches(cfg: ExperimentConfig, ds: IntegerDataset, order: np.ndarray,
                   rng: np.random.RandomState):
     """An epoch's training batches (x, y) in `order` (shuffled already), augmented as configured
     (drawing from `rng` before each batch's step, as the reference does)."""
     bs = cfg.train.batch_size
-    for b in range(len(ds.train_x) // bs):
+    for b in range(batches_per_epoch(cfg, ds)):
         rows = order[b * bs:(b + 1) * bs]
         x = ds.train_x[rows]
         if cfg.data.crop_padding or cfg.data.flip:
@@ -168,8 +173,7 @@ def epoch_batches(cfg: ExperimentConfig, ds: IntegerDataset, order: np.ndarray,
 def _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history, epochs, progress) -> dict:
     """The epoch loop (shuffle, augment, step, evaluate, schedule, checkpoint, metrics); appends to
     `history` and returns the best epoch's record."""
-    bs = cfg.train.batch_size
-    n_batches = len(ds.train_x) // bs
+    n_batches = batches_per_epoch(cfg, ds)
     total = epochs.stop - 1
     for epoch in epochs:
         lr_inv = schedule.lr_inv
@@ -178,7 +182,7 @@ def _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history, epo
         bar = tqdm(epoch_batches(cfg, ds, order, rng), total=n_batches, desc=f"epoch {epoch}/{total}",
                    unit="batch", disable=not progress, leave=False, dynamic_ncols=True)
         for b, (x, y) in enumerate(bar):
-            correct, seen = correct + stepper.step(x, y, lr_inv, rng), seen + bs
+            correct, seen = correct + stepper.step(x, y, lr_inv, rng), seen + len(y)
             if b % 20 == 0 or b == n_batches - 1:
                 bar.set_postfix(acc=f"{correct / seen:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         correct += stepper.drain()

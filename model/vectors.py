@@ -110,6 +110,8 @@ ARCHIVES = ("init", "data", "after3")  # a set's .npz parts beside step<K>.npz a
 def set_file(folder: str | Path, tag: str, part: str) -> Path:
     """Part `part` of vector set `tag` in `folder`: 'meta' (the .json), 'init', 'data', 'after3'
     or 'step<K>' (archives)."""
+    if part != "meta" and part not in ARCHIVES and not re.fullmatch(r"step[0-9]+", part):
+        raise ValueError(f"a vector set has no part {part!r}")
     return Path(folder) / f"{tag}_{part}{'.json' if part == 'meta' else '.npz'}"
 
 

@@ -275,7 +275,7 @@ OFFICIAL_SETS = ("mlp", "mlp_warm1500", "cnn", "cnnx")  # the official implement
 
 
 def bench_conform(vec_dir: Path) -> list[Path]:
-    """`nitro conform --engine` on the official sets (the CNN ones about 2 minutes of simulation
+    """`nitro conform --engine` on the official sets (the CNN ones about a minute of simulation
     each: a benchmark, while CI replays the MLP sets and a smaller CNN set the golden model
     exports) ->
     conform_<tag>.json: arrays compared and differing per step, the simulation time."""

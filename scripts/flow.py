@@ -93,7 +93,7 @@ def training_tensors(ctx: dict):
     from model.vectors import export_vectors
     from sim.tensors import TensorSource, official
 
-    if (ctx["shared"] / "refvectors" / "mlp_warm1500_step1.npz").exists():
+    if set_file(ctx["shared"] / "refvectors", "mlp_warm1500", "step1").exists():
         return official()
     cfg = load_config(ctx["config"])
     ds, initial, _ = prepare(cfg, ctx["data_dir"])

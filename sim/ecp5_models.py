@@ -4,9 +4,9 @@ registers the other simulations use) runs against the golden model too. yosys sh
 box of MULT18X18D.
 
 Each model covers the configuration `hw` uses and refuses any other at elaboration:
-- MULT18X18D: P = A x B (each operand signed when its SIGNED input is 1), with the A, B and
-  output registers on CLK0 (CE0, synchronous RST0) or absent, no pipeline register, no bypass;
-  C, SOURCEA/B unused.
+- MULT18X18D: P = A x B (each operand signed when its SIGNED input, a constant, is 1), with the
+  A, B and output registers on CLK0 (CE0, synchronous RST0) or absent, no pipeline register, no
+  bypass; C, SOURCEA/B unused.
 - TRELLIS_FF: Q takes DI at each rising CLK (CE used unless CEMUX = "1"), cleared by LSR at once.
 """
 from __future__ import annotations
@@ -63,7 +63,9 @@ module MULT18X18D #(
     initial begin
         if (!(REG_INPUTA_CLK inside {{"NONE", "CLK0"}}) || !(REG_INPUTB_CLK inside {{"NONE", "CLK0"}})
             || !(REG_OUTPUT_CLK inside {{"NONE", "CLK0"}}) || REG_PIPELINE_CLK != "NONE"
-            || REG_INPUTC_CLK != "NONE" || MULT_BYPASS != "DISABLED" || RESETMODE != "SYNC")
+            || REG_INPUTC_CLK != "NONE" || MULT_BYPASS != "DISABLED" || RESETMODE != "SYNC"
+            || REG_INPUTA_CE != "CE0" || REG_INPUTB_CE != "CE0" || REG_OUTPUT_CE != "CE0"
+            || REG_INPUTA_RST != "RST0" || REG_INPUTB_RST != "RST0" || REG_OUTPUT_RST != "RST0")
             $fatal(1, "MULT18X18D: a configuration the simulation model does not cover");
     end
     wire [17:0] a = {_bus("A", 18)};

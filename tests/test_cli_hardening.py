@@ -354,3 +354,15 @@ def test_resume_to_fewer_epochs_than_trained_is_an_error(capsys, tiny, tmp_path)
 def test_an_empty_out_path_is_refused(capsys, command):
     rc, err = nitro(capsys, *command, "--out", "")
     assert rc == 2 and "--out: expected a path, got an empty string" in err
+
+
+def test_folders_of_an_inner_scope_that_succeeded_go_when_the_outer_one_fails(tmp_path):
+    from model.fileio import removed_if_left_empty, writable_folder
+
+    with pytest.raises(RuntimeError):
+        with removed_if_left_empty():
+            with removed_if_left_empty():
+                writable_folder(tmp_path / "a" / "b")
+            assert (tmp_path / "a" / "b").is_dir()
+            raise RuntimeError
+    assert not (tmp_path / "a").exists()

@@ -54,6 +54,14 @@ def test_write_rtl_keeps_a_hand_edited_or_foreign_file_unless_forced(tmp_path):
     assert v.read_text().endswith("// my edit\n")
     write_rtl(tmp_path, ["loss_gradient"], run_lint=False, force=True)
     assert "// my edit" not in v.read_text()
+    (tmp_path / "manifest.json").unlink()  # no record, but what it writes now: replaced
+    write_rtl(tmp_path, ["loss_gradient"], run_lint=False)
+    doc = json.loads((tmp_path / "manifest.json").read_text())
+    del doc["units"][0]["sha256"]  # a manifest of a nitro rtl that recorded no hashes
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    v.write_text(v.read_text() + "// older\n")
+    write_rtl(tmp_path, ["loss_gradient"], run_lint=False)
+    assert "// older" not in v.read_text()
     other = tmp_path / "other"
     other.mkdir()
     (other / "manifest.json").write_text("my notes")
