@@ -33,7 +33,9 @@ def run_unit(name: str, request: pytest.FixtureRequest | None = None, testcase: 
     A run that checked no vector against the golden model fails: it could not have caught anything.
     """
     b = built(name)
-    tb = tb_module or f"sim.tb.tb_{name}"
+    from .units import SIM_UNITS
+
+    tb = tb_module or SIM_UNITS[name].tb or f"sim.tb.tb_{name}"
     # one folder per xdist worker: two workers may run testcases of the same build at once
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     tdir = ("run" if testcase is None else f"run_{testcase}") + (f"-{worker}" if worker else "")

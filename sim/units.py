@@ -42,11 +42,15 @@ SCALING_16 = [9, 100, 258]
 DECAYS = [0, 3000, 12000]
 
 
+SHAPES_TB = "sim.tb.tb_mac_shapes"
+
+
 @dataclass(frozen=True)
 class SimUnit:
     factory: Callable[[], wiring.Component]
     depth: int = 1 << 20
     ecp5: bool = False  # elaborated for synthesis: hw.dsp's MULT18X18D on sim.ecp5_models' model
+    tb: str = ""  # its cocotb module, when not sim.tb.tb_<name>
 
 
 SIM_UNITS: dict[str, SimUnit] = {
@@ -67,7 +71,9 @@ SIM_UNITS: dict[str, SimUnit] = {
     "mac4x4_w32": SimUnit(lambda: MacArray(4, 4, 8, 32, 32), depth=1 << 18),
     "mac8x8": SimUnit(lambda: mac_array(EngineParams()), depth=1 << 17),  # the engine's
     "mac8x8_ecp5": SimUnit(lambda: mac_array(EngineParams()), depth=1 << 16, ecp5=True),
-    "mac6x6": SimUnit(lambda: MacArray(6, 6, 8, 16, 32), depth=1 << 16),
+    "mac6x6": SimUnit(lambda: MacArray(6, 6, 8, 16, 32), depth=1 << 16, tb=SHAPES_TB),
+    "mac4x4": SimUnit(lambda: MacArray(4, 4, 8, 16, 32), depth=1 << 16, tb=SHAPES_TB),  # rtl's
+    "mac8x8_b16": SimUnit(lambda: MacArray(8, 8, 8, 16, 32), depth=1 << 16, tb=SHAPES_TB),  # rtl's
 }
 
 @dataclass(frozen=True)

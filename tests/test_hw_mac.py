@@ -25,8 +25,10 @@ def test_mac_array_on_the_ecp5_multipliers(request):
     assert sum(run_unit("mac8x8_ecp5", request).values()) >= 250_000
 
 
-def test_mac_array_of_6_rows(request):
-    assert sum(run_unit("mac6x6", request).values()) >= 200_000
+@pytest.mark.parametrize("name", ["mac6x6", "mac4x4", "mac8x8_b16"])
+def test_mac_array_shapes(name, request):
+    """6x6 (rows not a power of two) and rtl's exported 4x4 and 8x8 (int8 x int16)."""
+    assert sum(run_unit(name, request).values()) >= 200_000
 
 
 @pytest.mark.parametrize("kw, msg", [
