@@ -4,31 +4,25 @@ only with real training values): the serial scaling with its NITRO-ReLU and loss
 (`ScalePipeline`) and the row-wide NITRO-ReLU backward (`ReluBackwardRow`), whose deltas wrap to
 the engine's delta width."""
 import numpy as np
-from amaranth.sim import Simulator
+from amaranth import Cat
 
 from hw.engine.outputs import ReluBackwardRow, ScalePipeline
 from hw.engine.params import EngineParams
 from model.layers import loss_gradient, nitro_relu_backward, nitro_relu_forward, nitro_scaling
 from model.numerics import wrap
 from sim.tb.common import corner_ints
+from sim.testing import clocked
 
 P = EngineParams()
 L = P.lanes
 N = 3000
 
 
-def _run(dut, cycles: int, drive, sample) -> None:
-    """Each cycle: drive(ctx, k) sets the inputs, sample(ctx, k) reads the outputs, then a clock."""
-    async def bench(ctx):
-        for k in range(cycles):
-            drive(ctx, k)
-            sample(ctx, k)
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+def _fields(words: list[int], width: int, n: int) -> np.ndarray:
+    """Each word's n `width`-bit fields, lowest first, as signed values."""
+    w = np.array(words, dtype=object)
+    return wrap(np.array([[(v >> (width * j)) & ((1 << width) - 1) for j in range(n)] for v in w],
+                         dtype=np.int64), width)
 
 
 def test_scale_pipeline_at_its_corners():
@@ -40,29 +34,20 @@ def test_scale_pipeline_at_its_corners():
     z = np.where(rng.random(N) < 0.5, near, corner_ints(rng, 32, N))
     y = rng.choice(np.array([-128, -127, -1, 0, 1, 32, 127]), N)
     dut = ScalePipeline(P)
-    got = {"s": {}, "a": {}, "e": {}}
-
-    def drive(ctx, c):  # element c - 1 enters in cycle c, its sf a cycle earlier
-        if c < N:
-            ctx.set(dut.sf, int(sf[c]))
-        if 0 <= c - 1 < N:
-            ctx.set(dut.z, int(z[c - 1]))
-            ctx.set(dut.y, int(y[c - 1]))
-
-    def sample(ctx, c):
-        if 0 <= c - 1 - dut.latency < N:
-            for name in got:
-                got[name][c - 1 - dut.latency] = ctx.get(getattr(dut, name))
-
-    _run(dut, N + dut.latency + 2, drive, sample)
+    # cycle c: element c - 1 enters, its sf a cycle earlier; the outputs `latency` cycles later
+    cycles = [([(dut.sf, int(sf[c]))] if c < N else [])
+              + ([(dut.z, int(z[c - 1])), (dut.y, int(y[c - 1]))] if 1 <= c <= N else [])
+              for c in range(N + dut.latency + 1)]
+    out = clocked(dut, cycles, Cat(dut.s, dut.a, dut.e))[dut.latency:dut.latency + N]
+    assert len(out) == N
+    got = _fields(out, P.act_bits, 3)
     s = np.empty(N, np.int64)
     for f in np.unique(sf):
         s[sf == f] = nitro_scaling(z[sf == f], int(f))
     expected = {"s": s, "a": nitro_relu_forward(s.astype(np.int8), P.slope_inv),
                 "e": loss_gradient(s.astype(np.int8), y.astype(np.int8))}
-    for name, want in expected.items():
-        assert len(got[name]) == N
-        np.testing.assert_array_equal([got[name][i] for i in range(N)], want, err_msg=name)
+    for j, (name, want) in enumerate(expected.items()):
+        np.testing.assert_array_equal(got[:, j], want, err_msg=name)
 
 
 def test_relu_backward_row_wraps_to_the_delta_width():
@@ -72,25 +57,17 @@ def test_relu_backward_row_wraps_to_the_delta_width():
     s = rng.choice(np.concatenate([[-128, -127, -1, 0, 1, 126, 127], rng.integers(-128, 128, 9)]),
                    (N, L))
     dut = ReluBackwardRow(P, rl)
-    got = {}
-
-    def drive(ctx, c):
-        ctx.set(dut.valid, c < N)
-        if c < N:
-            ctx.set(dut.row, [int(v) for v in rows[c]])
-            ctx.set(dut.addr, c)
-        if 0 <= c - rl < N:  # the stored s arrives read_latency cycles after its row
-            ctx.set(dut.s_word, sum((int(v) & 0xFF) << (8 * j) for j, v in enumerate(s[c - rl])))
-
-    def sample(ctx, c):
-        if ctx.get(dut.out_valid):
-            word = ctx.get(dut.out_word)
-            mask = (1 << P.delta_bits) - 1
-            got[ctx.get(dut.out_addr)] = [word >> (P.delta_bits * j) & mask for j in range(L)]
-
-    _run(dut, N + dut.latency + 2, drive, sample)
+    # cycle c: row c enters; the stored s arrives read_latency cycles after its row
+    cycles = [[(dut.valid, c < N)]
+              + ([(dut.row, [int(v) for v in rows[c]]), (dut.addr, c)] if c < N else [])
+              + ([(dut.s_word, sum((int(v) & 0xFF) << (8 * j) for j, v in enumerate(s[c - rl])))]
+                 if 0 <= c - rl < N else [])
+              for c in range(N + dut.latency + 1)]
+    word_bits = L * P.delta_bits
+    out = clocked(dut, cycles, Cat(dut.out_word, dut.out_addr, dut.out_valid))
+    got = {(v >> word_bits) & ((1 << len(dut.out_addr)) - 1): v & ((1 << word_bits) - 1)
+           for v in out if v >> (word_bits + len(dut.out_addr)) & 1}
     assert sorted(got) == list(range(N))
     want = wrap(nitro_relu_backward(rows, s.astype(np.int8), P.slope_inv), P.delta_bits)
-    got_words = np.array([got[i] for i in range(N)], dtype=np.int64)
-    np.testing.assert_array_equal(wrap(got_words, P.delta_bits), want)
+    np.testing.assert_array_equal(_fields([got[i] for i in range(N)], P.delta_bits, L), want)
     assert np.any(want != nitro_relu_backward(rows, s.astype(np.int8), P.slope_inv))  # wraps seen
