@@ -140,8 +140,8 @@ def _manifest_units(manifest: Path) -> list[dict]:
     return [e for e in units if isinstance(e, dict)] if isinstance(units, list) else []
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _check_ours(out_dir: Path, texts: dict[str, str], force: bool) -> None:
@@ -160,9 +160,9 @@ def _check_ours(out_dir: Path, texts: dict[str, str], force: bool) -> None:
         v_file = out_dir / f"{name}.v"
         if not v_file.exists():
             continue
-        digest = _sha256(v_file) if v_file.is_file() else None
+        digest = _sha256(v_file.read_bytes()) if v_file.is_file() else None
         entry = entries.get(v_file.name)
-        if digest is not None and (digest == hashlib.sha256(text.encode()).hexdigest() or (
+        if digest is not None and (digest == _sha256(text.encode()) or (
                 entry is not None and entry.get("sha256", digest) == digest)):
             continue
         raise NitroError(f"{v_file} was changed since nitro rtl wrote it, or was not written by "
@@ -183,7 +183,7 @@ def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = Tr
         cls, params = UNITS[name]
         entries.append({
             "unit": name, "class": f"{cls.__module__}.{cls.__name__}", "module": name,
-            "file": v_file.name, "sha256": _sha256(v_file), "parameters": params,
+            "file": v_file.name, "sha256": _sha256(texts[name].encode()), "parameters": params,
             "latency_cycles": getattr(unit, "latency", None),
             "ports": ports(unit),
             "lint": lint(v_file, name) if run_lint else "not run",

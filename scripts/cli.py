@@ -160,10 +160,10 @@ def _sweep(args: argparse.Namespace) -> int:
 def _rtl(args: argparse.Namespace) -> int:
     import json
 
-    from hw.rtl import UNITS, write_rtl
+    from hw.rtl import unit_names, write_rtl
 
     manifest = write_rtl(Path(args.out), args.unit or None, force=args.force)
-    wrote = set(args.unit or UNITS)  # the manifest also keeps units written there earlier
+    wrote = set(unit_names(args.unit))  # the manifest also keeps units written there earlier
     entries = [e for e in json.loads(Path(manifest).read_text())["units"] if e["unit"] in wrote]
     for e in entries:
         timing = "AXI ports" if e["latency_cycles"] is None else f"latency {e['latency_cycles']} cycles"

@@ -28,6 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 BUILD_ROOT = REPO / "build" / "hw"
 HARNESS = Path(__file__).with_name("harness.sv")
 from hw.rtl import LINT_WAIVERS, verilator_bin_dir
+from sim.ecp5_models import ecp5_models
+from sim.synth import ECP5
 from sim.tensors import TensorSource, official
 COVERAGE_ARGS = ["--coverage-line", "--coverage-toggle"]
 
@@ -119,10 +121,8 @@ def build_plan(name: str, coverage: bool | None = None) -> tuple[Path, str, dict
     cov = coverage_enabled() if coverage is None else coverage
     spec = SIM_UNITS[name]
     unit = spec.factory()
-    v_text = verilog.convert(unit, name="dut", platform=_ecp5() if spec.ecp5 else None)
+    v_text = verilog.convert(unit, name="dut", platform=ECP5 if spec.ecp5 else None)
     if spec.ecp5:
-        from .ecp5_models import ecp5_models
-
         v_text += ecp5_models()
     in_w, out_w = payload_widths(unit)
     params = {"IN_W": in_w, "OUT_W": out_w, "DEPTH": spec.depth}
@@ -130,12 +130,6 @@ def build_plan(name: str, coverage: bool | None = None) -> tuple[Path, str, dict
         (without_src(v_text) + HARNESS.read_text() + json.dumps([build_args(cov), params])).encode()
     ).hexdigest()[:12]
     return build_root() / f"{name}{'-cov' if cov else ''}-{key}", v_text, params
-
-
-def _ecp5():
-    from .synth import ECP5
-
-    return ECP5
 
 
 def build_unit(name: str) -> Built:

@@ -74,11 +74,11 @@ def command_flush(p: EngineParams) -> Flush:
                  hold=p.cmd_words + RL)
 
 
-
 def mac_array(p: EngineParams) -> MacArray:
     """The engine's MAC array: activations times weights or deltas (the wider operand, cut into
     limbs for the DSPs), wrapping at acc_bits."""
     return MacArray(p.rows, p.cols, p.act_bits, p.delta_bits, p.acc_bits)
+
 
 class Engine(wiring.Component):
     def __init__(self, params: EngineParams | None = None) -> None:
