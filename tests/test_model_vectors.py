@@ -11,7 +11,7 @@ from model.config import parse_config
 from model.init import init_params
 from model.network import Network
 from model.numerics import NitroError
-from model.vectors import export_vectors
+from model.vectors import export_vectors, set_file
 from scripts.cli import main
 
 from conftest import REPO
@@ -57,3 +57,11 @@ def test_export_refuses_dropout(tmp_path):
     net = Network(spec, init_params(spec, np.random.RandomState(0)))
     with pytest.raises(NitroError, match="dropout"):
         export_vectors(net, [], np.zeros((1, 1, 4, 4), np.int8), 512, tmp_path, "d")
+
+
+@pytest.mark.parametrize("part", ["meta.json", "step", "step1.npz", "after", "weights"])
+def test_a_set_has_only_its_own_parts(part, tmp_path):
+    assert set_file(tmp_path, "t", "step12").name == "t_step12.npz"
+    assert set_file(tmp_path, "t", "meta").name == "t_meta.json"
+    with pytest.raises(ValueError, match="no part"):
+        set_file(tmp_path, "t", part)
