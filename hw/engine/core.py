@@ -129,7 +129,8 @@ class Engine(wiring.Component):
                      self.busy.eq(seq.busy), self.done.eq(seq.done)]
 
         # ---- issue -> MAC array -> drain -> serializer -> output ops -------------------------------
-        m.d.comb += [issue.cmd.eq(cmd), issue.start.eq(Cat(seq.gemm[0], seq.gemm[4]))]
+        m.d.comb += [issue.cmd.eq(cmd), issue.cmd_next.eq(seq.incoming),
+                     issue.start.eq(Cat(seq.gemm[0], seq.gemm[4]))]
         m.d.comb += [getattr(issue, n).eq(mem[sel][1]) for n, sel in
                      (("ac", SEL_AMEM_C), ("ar", SEL_AMEM_R), ("wm", SEL_WMEM), ("wt", SEL_WTMEM),
                       ("dm", SEL_DMEM))]
