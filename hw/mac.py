@@ -72,6 +72,15 @@ def _chain(m: Module, v, name: str, n: int, reset: bool = False) -> list:
     return out
 
 
+def beat_layout(rows: int, cols: int, a_width: int, b_width: int) -> data.StructLayout:
+    """A `MacArray`'s input beat: one column of A, one row of B, and the C tile's K-loop flags."""
+    return data.StructLayout({
+        "a": data.ArrayLayout(signed(a_width), rows),
+        "b": data.ArrayLayout(signed(b_width), cols),
+        "first": 1, "last": 1,
+    })
+
+
 class MacArray(wiring.Component):
     """C = A @ B tiles, wrapped to acc_width bits. A: rows x K, a_width bits; B: K x cols, b_width.
 
@@ -93,13 +102,8 @@ class MacArray(wiring.Component):
                 f"acc_width {acc_width} is narrower than one {a_width}x{b_width}-bit product "
                 f"({a_width + b_width - 1} bits); use >= 32 (wrapping, as the reference) or wider"
             )
-        in_layout = data.StructLayout({
-            "a": data.ArrayLayout(signed(a_width), rows),
-            "b": data.ArrayLayout(signed(b_width), cols),
-            "first": 1, "last": 1,
-        })
         super().__init__({
-            "i": In(stream.Signature(in_layout)),
+            "i": In(stream.Signature(beat_layout(rows, cols, a_width, b_width))),
             "o": Out(stream.Signature(data.ArrayLayout(signed(acc_width), cols))),
         })
         # `last` transfer -> first C row valid: one level more when the wide operand is cut into

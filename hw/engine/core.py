@@ -111,7 +111,7 @@ class Engine(wiring.Component):
         m.submodules.mac = mac = mac_array(p)
         m.submodules.ops = ops = OutputOps(p)
         m.submodules.seq = seq = CommandSequencer(p, command_flush(p))
-        m.submodules.issue = issue = OperandIssue(p, stream.Signature(mac.i.payload.shape()))
+        m.submodules.issue = issue = OperandIssue(p)
         m.submodules.drain = drain = RowDrain(p, stream.Signature(mac.o.payload.shape()))
         m.submodules.ser = ser = RowSerializer(p)
         cmd = seq.cmd

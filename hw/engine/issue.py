@@ -10,10 +10,11 @@ the address adders.
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.fanout import replicated_reg
+from hw.mac import beat_layout
 from hw.stream_unit import skid_capacity, skid_output
 
 from .memory import READ_LATENCY
@@ -26,12 +27,13 @@ class OperandIssue(wiring.Component):
     issue flag) reloads the loops; `cmd_next` is the command the sequencer loads in the cycle
     before (`sequencer.CommandSequencer.incoming`), whose loop lengths are compared a cycle early; `a_addr` / `b_addr` go to the A and B scratchpads, whose words
     come back `READ_LATENCY` cycles later on `ac` / `ar` and `wm` / `wt` / `dm`; `o` is the MAC
-    array's input stream (`beat` its signature); `idle`: every beat of the command is issued.
+    array's input stream (`hw.mac.beat_layout`); `idle`: every beat of the command is issued.
     A chunk of K (`cmd.k_cont`, `cmd.k_hold`) neither starts nor ends its C tile."""
 
-    def __init__(self, p: EngineParams, beat: wiring.Signature) -> None:
+    def __init__(self, p: EngineParams) -> None:
         self.p = p
         L = p.lanes
+        beat = stream.Signature(beat_layout(p.rows, p.cols, p.act_bits, p.delta_bits))
         super().__init__({
             "cmd": In(command_layout(p)), "cmd_next": In(command_layout(p)), "start": In(2),
             "a_addr": Out(ADDR_W), "b_addr": Out(ADDR_W),
