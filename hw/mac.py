@@ -81,6 +81,11 @@ def beat_layout(rows: int, cols: int, a_width: int, b_width: int) -> data.Struct
     })
 
 
+def row_layout(cols: int, acc_width: int) -> data.ArrayLayout:
+    """A `MacArray`'s output: one row of a finished C tile."""
+    return data.ArrayLayout(signed(acc_width), cols)
+
+
 class MacArray(wiring.Component):
     """C = A @ B tiles, wrapped to acc_width bits. A: rows x K, a_width bits; B: K x cols, b_width.
 
@@ -104,7 +109,7 @@ class MacArray(wiring.Component):
             )
         super().__init__({
             "i": In(stream.Signature(beat_layout(rows, cols, a_width, b_width))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(acc_width), cols))),
+            "o": Out(stream.Signature(row_layout(cols, acc_width))),
         })
         # `last` transfer -> first C row valid: one level more when the wide operand is cut into
         # limbs (their sum gets its own register)

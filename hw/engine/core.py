@@ -39,7 +39,7 @@ from __future__ import annotations
 from functools import cache
 
 from amaranth import Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.fanout import lane_mux, replicated_reg
@@ -112,7 +112,7 @@ class Engine(wiring.Component):
         m.submodules.ops = ops = OutputOps(p)
         m.submodules.seq = seq = CommandSequencer(p, command_flush(p))
         m.submodules.issue = issue = OperandIssue(p)
-        m.submodules.drain = drain = RowDrain(p, stream.Signature(mac.o.payload.shape()))
+        m.submodules.drain = drain = RowDrain(p)
         m.submodules.ser = ser = RowSerializer(p)
         cmd = seq.cmd
         # a command that ends no C tile (k_hold) is done when its last beat is issued: the next

@@ -9,10 +9,11 @@ L - 1 cycles in which the array's `ready` is low: the serializer takes one row e
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.fanout import replicated_reg
+from hw.mac import row_layout
 
 from .params import ADDR_W, EngineParams, command_layout
 from .pipeline import data_reg, last_tile
@@ -21,7 +22,7 @@ ROW_SLOTS = (1, 2, 3)  # the "row" output slots, whose addresses follow the drai
 
 
 class RowDrain(wiring.Component):
-    """`i`: the array's C rows (`rows` its signature); `start` (copies: 0 the counters, 1-3 slot
+    """`i`: the array's C rows (`hw.mac.row_layout`); `start` (copies: 0 the counters, 1-3 slot
     s's address registers) reloads for the command `cmd`, `launch` marks its DECODE cycle, `serial`
     its op kind. Per drained row (`row_v`, `row_data`): its PMEM row `row_n` (the command's
     p_base + its index in the command), its m index `m_row`, n tile `nt`, the o0
@@ -30,8 +31,9 @@ class RowDrain(wiring.Component):
     flip-flops of its own, for the row-wide scaling, whose lanes lie apart across the die.
     `done`: the command's last row has drained."""
 
-    def __init__(self, p: EngineParams, rows: wiring.Signature) -> None:
+    def __init__(self, p: EngineParams) -> None:
         self.p = p
+        rows = stream.Signature(row_layout(p.cols, p.acc_bits))
         super().__init__({
             "cmd": In(command_layout(p)), "start": In(4), "launch": In(1), "serial": In(1),
             "i": In(rows),
