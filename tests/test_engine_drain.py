@@ -1,15 +1,18 @@
 # amaranth: UnusedElaboratable=no
-"""The core's drain (`drain.RowDrain`) alone: each C row that leaves the MAC array comes out once,
-in order, with its data and the indices and output word addresses that `params.command_layout`
-documents for its slots (o0 col, o1-o3 row, o4 tcol; the partial-sum row p_base + its index),
-under random valid gaps from the array; a serial op's row holds the array off for L - 1 cycles;
-`done` rises after the command's last row."""
+"""The core's drain (`drain.RowDrain`) alone, and with the serializer behind it as the core wires
+them: each C row that leaves the MAC array comes out once, in order, with its data and the indices
+and output word addresses that `params.command_layout` documents for its slots (o0 col, o1-o3
+row, o4 tcol; the partial-sum row p_base + its index), under random valid gaps from the array; a
+serial op's row holds the array off for L - 1 cycles and is cut into elements, each inside
+m_len x n_len once with its own words; `done` rises after the command's last row."""
 import numpy as np
+from amaranth import Module
 from amaranth.sim import Simulator
 
 from hw.engine.compiler import pack_command
 from hw.engine.drain import ROW_SLOTS, RowDrain
 from hw.engine.params import EngineParams
+from hw.engine.serializer import RowSerializer
 
 P = EngineParams()
 L = P.lanes
@@ -36,12 +39,32 @@ def _expected(c: dict) -> list[dict]:
     return out
 
 
+def _elements(c: dict, rows: list[list[int]]) -> list[dict]:
+    """The serializer's elements of the drained rows: those inside m_len x n_len, in row order."""
+    out = []
+    for i, (row, d) in enumerate(zip(rows, _expected(c))):
+        m, nt = d["m_row"], d["nt"]
+        for j in range(L):
+            n = nt * L + j
+            if m < c["m_len"] and n < c["n_len"]:
+                out.append({"z": row[j], "j": j, "r": m % L, "p": (c["p_base"] + i) * L + j,
+                            "a": [c["o0"]["base"] + (m // L) * c["o0"]["stride"] + n,
+                                  *(c[f"o{s}"]["base"] + m * c[f"o{s}"]["stride"] + nt for s in ROW_SLOTS),
+                                  c["o4"]["base"] + n * c["o4"]["stride"] + m // L]})
+    return out
+
+
 def _run(c: dict, serial: int, valid_p: float, seed: int):
     rng = np.random.default_rng(seed)
-    dut = RowDrain(P)
+    dut, ser = RowDrain(P), RowSerializer(P)
+    top = Module()
+    top.submodules.drain, top.submodules.ser = dut, ser
+    top.d.comb += [ser.cmd.eq(dut.cmd), ser.load.eq(dut.o_fire & serial), ser.row.eq(dut.row_data),
+                   *(getattr(ser, n).eq(getattr(dut, n)) for n in
+                     ("row_n", "m_row", "nt", "col_addr", "tcol_addr", *(f"row_addr{s}" for s in ROW_SLOTS)))]
     want = _expected(c)
     rows = [[int(v) for v in rng.integers(-(1 << 31), 1 << 31, L)] for _ in want]
-    got, fires, done_at = [], [], []
+    got, fires, done_at, elements = [], [], [], []
 
     async def bench(ctx):
         ctx.set(dut.cmd.as_value(), pack_command(P, c))
@@ -62,19 +85,23 @@ def _run(c: dict, serial: int, valid_p: float, seed: int):
                 got.append({k: ctx.get(getattr(dut, k)) for k in want[0]}
                            | {"data": [ctx.get(dut.row_data[j]) for j in range(L)],
                               "lanes": [ctx.get(dut.row_lanes[j]) for j in range(L)]})
+            if ctx.get(ser.valid):
+                e = ctx.get(ser.e)
+                elements.append({"z": e.z, "j": e.j, "r": e.r, "p": e.p, "a": list(e.a)})
             if ctx.get(dut.done):
                 done_at.append(len(got))
-                break
+                if len(done_at) > 2 * L:  # the last row's elements are out
+                    break
             if offer and ctx.get(dut.i.ready):
                 fires.append(cyc)
                 sent += 1
             await ctx.tick()
 
-    sim = Simulator(dut)
+    sim = Simulator(top)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    return want, rows, got, fires, done_at
+    return want, rows, got, fires, done_at, elements
 
 
 def test_rows_carry_their_documented_addresses():
@@ -82,11 +109,13 @@ def test_rows_carry_their_documented_addresses():
     for k, (m_len, n_len, serial, valid_p) in enumerate(
             [(L, L, 0, 1.0), (3 * L - 2, 2 * L + 1, 0, 0.5), (2 * L, 3 * L, 1, 1.0), (L + 1, 1, 1, 0.3)]):
         c = _command(rng, m_len, n_len)
-        want, rows, got, fires, done_at = _run(c, serial, valid_p, k)
+        want, rows, got, fires, done_at, elements = _run(c, serial, valid_p, k)
         assert len(want) > 0 and len(got) == len(want)
         assert [{k: g[k] for k in want[0]} for g in got] == want
         assert [g["data"] for g in got] == rows and [g["lanes"] for g in got] == rows
-        assert done_at == [len(want)]  # done with the last row, not before
+        assert done_at[0] == len(want)  # done with the last row, not before
+        if serial:
+            assert elements == _elements(c, rows) and len(elements) > 0
         gaps = np.diff(fires)
         if serial:  # the serializer takes one row every L cycles
             assert (gaps >= L).all()
