@@ -25,9 +25,10 @@ from .pipeline import Countdown, data_reg, delayed, last_tile, last_tile_is
 class OperandIssue(wiring.Component):
     """`cmd`'s operand stream: `start` (the GEMM's DECODE cycle, two copies: 0 the counters, 1 the
     issue flag) reloads the loops; `cmd_next` is the command the sequencer loads in the cycle
-    before (`sequencer.CommandSequencer.incoming`), whose loop lengths are compared a cycle early; `a_addr` / `b_addr` go to the A and B scratchpads, whose words
-    come back `READ_LATENCY` cycles later on `ac` / `ar` and `wm` / `wt` / `dm`; `o` is the MAC
-    array's input stream (`hw.mac.beat_layout`); `idle`: every beat of the command is issued.
+    before (`sequencer.CommandSequencer.incoming`), whose loop lengths are compared a cycle
+    early; `a_addr` / `b_addr` go to the A and B scratchpads, whose words come back
+    `READ_LATENCY` cycles later on `ac` / `ar` and `wm` / `wt` / `dm`; `o` is the MAC array's
+    input stream (`hw.mac.beat_layout`); `idle`: every beat of the command is issued.
     A chunk of K (`cmd.k_cont`, `cmd.k_hold`) neither starts nor ends its C tile."""
 
     def __init__(self, p: EngineParams) -> None:
