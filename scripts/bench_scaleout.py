@@ -9,6 +9,7 @@ Writes benchmarks/scaleout/scaleout.json, README.md and scaleout.png.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import subprocess
@@ -35,7 +36,15 @@ def batches(cfg, ds, n: int):
     return [(ds.train_x[k * bs:(k + 1) * bs], ds.train_y[k * bs:(k + 1) * bs]) for k in range(n)]
 
 
-def rate_one_process(cfg, data_dir: str, steps: int) -> float:
+def weights_digest(net) -> str:
+    """The network's weights after a run, to compare the modes (each trains the same batches)."""
+    h = hashlib.sha256()
+    for name in sorted(net.params):
+        h.update(name.encode() + np.ascontiguousarray(net.params[name]).tobytes())
+    return h.hexdigest()
+
+
+def rate_one_process(cfg, data_dir: str, steps: int) -> tuple[float, str]:
     ds, net, rng = prepare(cfg, data_dir)
     work = batches(cfg, ds, steps + 1)
     with threadpool_limits(1):
@@ -43,10 +52,10 @@ def rate_one_process(cfg, data_dir: str, steps: int) -> float:
         t0 = time.perf_counter()
         for x, y in work[1:]:
             net.train_step(x, y, cfg.train.lr_inv, rng=rng)
-    return steps * cfg.train.batch_size / (time.perf_counter() - t0)
+    return steps * cfg.train.batch_size / (time.perf_counter() - t0), weights_digest(net)
 
 
-def rate_on_ray(cfg, data_dir: str, steps: int, plan: ParallelPlan) -> float:
+def rate_on_ray(cfg, data_dir: str, steps: int, plan: ParallelPlan) -> tuple[float, str]:
     from scripts.scaleout import RayExecutor, cpus_per_worker, ray_session
 
     ds, net, rng = prepare(cfg, data_dir)
@@ -61,8 +70,9 @@ def rate_on_ray(cfg, data_dir: str, steps: int, plan: ParallelPlan) -> float:
             stepper.step(x, y, cfg.train.lr_inv, rng)
         stepper.drain()
         dt = time.perf_counter() - t0
+        stepper.sync(net)
         stepper.close()
-    return steps * cfg.train.batch_size / dt
+    return steps * cfg.train.batch_size / dt, weights_digest(net)
 
 
 def stage_profile(cfg, data_dir: str, steps: int) -> list[dict]:
@@ -123,17 +133,21 @@ def main() -> None:
     ap.add_argument("--data-dir", default=str(REPO.parent / "shared" / "datasets"))
     a = ap.parse_args()
     cfg = load_config(REPO / "configs" / "vgg8b_mnist.toml")
-    rates = {"one process (1 BLAS thread)": rate_one_process(cfg, a.data_dir, a.steps)}
+    one = "one process (1 BLAS thread)"
+    rates, digests = {}, {}
+    rates[one], digests[one] = rate_one_process(cfg, a.data_dir, a.steps)
     n_blocks = len(plan_stages(prepare(cfg, a.data_dir)[1], None))
     for label, plan in (("--pipeline 2", ParallelPlan(2, 1)), ("--data-parallel 2", ParallelPlan(1, 2)),
                         (f"--pipeline ({n_blocks} stages)", ParallelPlan(None, 1))):
-        rates[label] = rate_on_ray(cfg, a.data_dir, a.steps, plan)
+        rates[label], digests[label] = rate_on_ray(cfg, a.data_dir, a.steps, plan)
         print(f"{label}: {rates[label]:.1f} img/s", flush=True)
+    identical = {k: d == digests[one] for k, d in digests.items() if k != one}
     profile = stage_profile(cfg, a.data_dir, max(2, a.steps // 2))
     projection = [project(profile, cfg.train.batch_size, m) for m in (1, 4, 16, 64)]
     pipeline_only = [project(profile, cfg.train.batch_size, m, max_shards=1) for m in (1, 4, 16, 64)]
     doc = {"network": "vgg8b_mnist", "batch": cfg.train.batch_size, "steps": a.steps,
-           "machine": f"{platform.machine()}, 2 cores", "images_s": rates, "stages": profile,
+           "machine": f"{platform.machine()}, 2 cores", "images_s": rates,
+           "weights_identical_to_one_process": identical, "weights_sha256": digests, "stages": profile,
            "projection": projection, "projection_pipeline_only": pipeline_only,
            "assumed_link": {"bytes_s": LINK_BYTES_S, "latency_s": LINK_LATENCY_S},
            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -142,14 +156,18 @@ def main() -> None:
     write_atomic(OUT / "scaleout.json", json.dumps(doc, indent=1).encode())
     write_readme(doc)
     plot(doc)
+    if not all(identical.values()):
+        raise SystemExit(f"weights differ from one process's: {[k for k, v in identical.items() if not v]}")
 
 
 def write_readme(doc: dict) -> None:
     lines = ["# Scale-out on Ray: VGG8B, MNIST, batch 64", "",
              f"Measured on this {doc['machine']} machine at commit {doc['commit']} "
              f"({doc['steps']} steps after one warm-up step; `scripts/bench_scaleout.py`).", "",
-             "| mode | images/s |", "|---|---|"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in doc["images_s"].items()]
+             "| mode | images/s | weights after the run |", "|---|---|---|"]
+    same = doc["weights_identical_to_one_process"]
+    lines += [f"| {k} | {v:.1f} | {'the reference' if k not in same else 'identical' if same[k] else 'DIFFERENT'} |"
+              for k, v in doc["images_s"].items()]
     lines += ["", "Per block (one pipeline stage each; the output layer with the last), one BLAS thread:", "",
               "| stage | MACs/image | s/step | activation bytes/step sent on | gradient bytes/step |",
               "|---|---|---|---|---|"]
