@@ -15,7 +15,7 @@ from amaranth.lib import wiring
 from hw.divider import ConstDivider, ProgDivider
 from hw.dma import DmaLoopback
 from hw.engine.control import ControlRegisters
-from hw.engine.core import mac_array
+from hw.engine.array import mac_array
 from hw.engine.params import EngineParams
 from hw.engine.top import StreamEngine
 from hw.lossgrad import LossGradient

@@ -12,30 +12,38 @@ from amaranth.sim import Simulator
 from hw.engine.compiler import pack_command
 from hw.engine.drain import ROW_SLOTS, RowDrain
 from hw.engine.params import EngineParams
-from hw.engine.serializer import RowSerializer
+from hw.engine.serializer import DRAIN_FIELDS, RowSerializer
 
 P = EngineParams()
 L = P.lanes
 
 
-def _command(rng, m_len: int, n_len: int) -> dict:
+def _command(rng, m_len: int, n_len: int, cv_mw: int = 0) -> dict:
     slot = lambda: {"base": int(rng.integers(0, 3000)), "stride": int(rng.integers(1, 40))}  # noqa: E731
     return {"m_len": m_len, "n_len": n_len, "k_len": 3, "p_base": int(rng.integers(0, 8)),
-            **{f"o{s}": slot() for s in range(5)}}
+            "cv_mw": cv_mw, **{f"o{s}": slot() for s in range(5)}}
 
 
 def _expected(c: dict) -> list[dict]:
-    """Per drained row, in the array's order (m tiles, then n tiles, then rows): the outputs."""
-    out = []
+    """Per drained row, in the array's order (m tiles, then n tiles, then rows): the outputs. A
+    row slot's word is base + m * stride + n tile, or for a convolution's forward (cv_mw > 0:
+    pixels x channels, channels innermost) base + m tile * n tiles + row * stride + n tile."""
+    out, n_tiles = [], -(-c["n_len"] // L)
     for mt in range(-(-c["m_len"] // L)):
-        for nt in range(-(-c["n_len"] // L)):
+        for nt in range(n_tiles):
             for r in range(L):
                 m = mt * L + r
+
+                def row_word(s: int) -> int:
+                    o = c[f"o{s}"]
+                    if c["cv_mw"]:
+                        return o["base"] + mt * n_tiles + r * o["stride"] + nt
+                    return o["base"] + m * o["stride"] + nt
+
                 out.append({"m_row": m, "nt": nt, "row_n": c["p_base"] + len(out),
                             "col_addr": c["o0"]["base"] + mt * c["o0"]["stride"] + nt * L,
                             "tcol_addr": c["o4"]["base"] + nt * L * c["o4"]["stride"] + mt,
-                            **{f"row_addr{s}": c[f"o{s}"]["base"] + m * c[f"o{s}"]["stride"] + nt
-                               for s in ROW_SLOTS}})
+                            **{f"row_addr{s}": row_word(s) for s in ROW_SLOTS}})
     return out
 
 
@@ -49,7 +57,7 @@ def _elements(c: dict, rows: list[list[int]]) -> list[dict]:
             if m < c["m_len"] and n < c["n_len"]:
                 out.append({"z": row[j], "j": j, "r": m % L, "p": (c["p_base"] + i) * L + j,
                             "a": [c["o0"]["base"] + (m // L) * c["o0"]["stride"] + n,
-                                  *(c[f"o{s}"]["base"] + m * c[f"o{s}"]["stride"] + nt for s in ROW_SLOTS),
+                                  *(d[f"row_addr{s}"] for s in ROW_SLOTS),
                                   c["o4"]["base"] + n * c["o4"]["stride"] + m // L]})
     return out
 
@@ -60,8 +68,7 @@ def _run(c: dict, serial: int, valid_p: float, seed: int):
     top = Module()
     top.submodules.drain, top.submodules.ser = dut, ser
     top.d.comb += [ser.cmd.eq(dut.cmd), ser.load.eq(dut.o_fire & serial), ser.row.eq(dut.row_data),
-                   *(getattr(ser, n).eq(getattr(dut, n)) for n in
-                     ("row_n", "m_row", "nt", "col_addr", "tcol_addr", *(f"row_addr{s}" for s in ROW_SLOTS)))]
+                   *(getattr(ser, n).eq(getattr(dut, n)) for n in DRAIN_FIELDS)]
     want = _expected(c)
     rows = [[int(v) for v in rng.integers(-(1 << 31), 1 << 31, L)] for _ in want]
     got, fires, done_at, elements = [], [], [], []
@@ -106,9 +113,10 @@ def _run(c: dict, serial: int, valid_p: float, seed: int):
 
 def test_rows_carry_their_documented_addresses():
     rng = np.random.default_rng(11)
-    for k, (m_len, n_len, serial, valid_p) in enumerate(
-            [(L, L, 0, 1.0), (3 * L - 2, 2 * L + 1, 0, 0.5), (2 * L, 3 * L, 1, 1.0), (L + 1, 1, 1, 0.3)]):
-        c = _command(rng, m_len, n_len)
+    for k, (m_len, n_len, cv_mw, serial, valid_p) in enumerate(
+            [(L, L, 0, 0, 1.0), (3 * L - 2, 2 * L + 1, 0, 0, 0.5), (2 * L, 3 * L, 0, 1, 1.0),
+             (L + 1, 1, 0, 1, 0.3), (5 * L, 2 * L - 3, 3, 0, 0.7), (4 * L, L + 2, 2, 1, 1.0)]):
+        c = _command(rng, m_len, n_len, cv_mw)
         want, rows, got, fires, done_at, elements = _run(c, serial, valid_p, k)
         assert len(want) > 0 and len(got) == len(want)
         assert [{k: g[k] for k in want[0]} for g in got] == want
@@ -118,6 +126,6 @@ def test_rows_carry_their_documented_addresses():
             assert elements == _elements(c, rows) and len(elements) > 0
         gaps = np.diff(fires)
         if serial:  # the serializer takes one row every L cycles
-            assert (gaps >= L).all()
+            assert (gaps >= L).all() and (valid_p < 1 or (gaps == L).all())
         elif valid_p == 1:  # a row a cycle otherwise
             assert (gaps == 1).all()

@@ -2,48 +2,80 @@
 """The core's operand issue (`issue.OperandIssue`) alone. The cosim runs it only on the compiler's
 programs, where the MAC array holds `ready` low in set patterns. Here each GEMM command's beats
 must carry the word addresses that `params.command_layout` documents, in its loop order, with the
-tile flags, under random back-pressure (the credit logic filling the skid FIFO to its top). The
-loop lengths are taken from `cmd_next` only in the cycle before `start` (the command the sequencer
-loads then); in every other cycle `cmd_next` holds noise."""
+tile flags: plain GEMMs, and convolutions read through their window (source pixels outside the
+image read zero, the address steps by a_skr where a window row ends, m tiles moving along output
+rows or not). Under random back-pressure and stalls longer than the skid FIFO, the credit logic
+must stop the walk before the FIFO overflows and lose no beat. (The learning pools' B map,
+`bpool`, is left to the cosim.)"""
 import numpy as np
 from amaranth.sim import Simulator
 
 from hw.engine.compiler import pack_command
 from hw.engine.issue import OperandIssue
 from hw.engine.memory import READ_LATENCY
-from hw.engine.params import EngineParams, command_layout
+from hw.engine.params import EngineParams
 
 P = EngineParams()
 L = P.lanes
 A_TAG = {"ac": 1, "ar": 2}  # lane 2 of an A word: which scratchpad it came from
 B_TAG = {"wm": 1, "wt": 2, "dm": 3}  # lane 1 of a B word
 B_SEL = {0: "wm", 1: "wt", 2: "dm"}
+STALL = 40  # cycles of ready low after each start: longer than the skid FIFO and the read pipe
 
 
 def _commands(rng) -> list[dict]:
-    """Plain GEMMs (no window, no pool map): loops of one, two and more tiles and beats, and
-    chunks of K that neither start nor end their tile."""
+    """Plain GEMMs: loops of one, two and more tiles and beats, and chunks of K that neither start
+    nor end their tile; then a forward convolution (m tiles along output rows 5 pixels wide,
+    3 x 3 window of 2 words a pixel, padding on every side) and a weight gradient's window
+    position (K = the pixels of two 6 x 3 images shifted by a tap, m tiles on one pixel)."""
     shapes = [(1, 1, 1), (L, L, 2), (L + 1, 2 * L, 1), (3 * L, L - 1, 2), (2 * L, 3 * L + 2, 5),
               (1, 2 * L + 1, 3), (L + 3, L + 5, 7)]
     cmds = []
     for i, (m, n, k) in enumerate(shapes):
-        cmds.append({"m_len": m, "n_len": n, "k_len": k,
-                     "a_base": int(rng.integers(0, 4000)), "a_sm": int(rng.integers(1, 300)),
-                     "a_sk": int(rng.integers(0, 40)), "b_base": int(rng.integers(0, 4000)),
-                     "b_sk": int(rng.integers(0, 90)), "a_sel": i % 2, "b_sel": i % 3,
-                     "k_cont": int(i % 4 == 2), "k_hold": int(i % 4 == 3)})
+        cmds.append({"m_len": m, "n_len": n, "k_len": k, **_bases(rng), "a_sel": i % 2,
+                     "b_sel": i % 3, "k_cont": int(i % 4 == 2), "k_hold": int(i % 4 == 3)})
+    cmds.append({"m_len": 20 * L, "n_len": L, "k_len": 18, **_bases(rng), "a_skr": 77,
+                 "conv": 1, "cv_w": 5, "cv_h": 4, "cv_x0": -1, "cv_y0": -1, "cv_mw": 5,
+                 "cv_n0": 2, "cv_n1": 3, "cv_n2": 3})
+    cmds.append({"m_len": 2 * L, "n_len": L + 1, "k_len": 36, **_bases(rng), "a_skr": 5, "a_sel": 1,
+                 "b_sel": 2, "conv": 1, "cv_w": 6, "cv_h": 3, "cv_x0": 1, "cv_y0": -1, "cv_mw": 0,
+                 "cv_n0": 1, "cv_n1": 6, "cv_n2": 3})
     return cmds
 
 
+def _bases(rng) -> dict:
+    return {"a_base": int(rng.integers(0, 4000)), "a_sm": int(rng.integers(1, 300)),
+            "a_sk": int(rng.integers(0, 40)), "b_base": int(rng.integers(0, 4000)),
+            "b_sk": int(rng.integers(0, 90))}
+
+
+def _a_walk(c: dict, mt: int) -> list[tuple[int, bool]]:
+    """(A word, the pixel lies inside the image) of each beat of a C tile of m tile `mt`."""
+    addr, out = c["a_base"] + mt * c["a_sm"], []
+    if not c.get("conv"):
+        return [(addr + k * c["a_sk"], True) for k in range(c["k_len"])]
+    n0, n1, n2, mw = c["cv_n0"], c["cv_n1"], c["cv_n2"], c["cv_mw"]
+    mx, my = (c["cv_x0"] + mt % mw, c["cv_y0"] + mt // mw) if mw else (c["cv_x0"], c["cv_y0"])
+    for k in range(c["k_len"]):
+        px, py = (k // n0) % n1, (k // (n0 * n1)) % n2
+        x, y = mx + px, my + py
+        out.append((addr, 0 <= x < c["cv_w"] and 0 <= y < c["cv_h"]))
+        row_end = k % n0 == n0 - 1 and px == n1 - 1
+        addr += c["a_skr"] if row_end else c["a_sk"]
+    return out
+
+
 def _expected(c: dict) -> list[tuple]:
-    """(A word, A scratchpad, B word, B scratchpad, first, last) of each beat, as documented."""
+    """(A word, A scratchpad, B word, B scratchpad, first, last) of each beat, as documented; an
+    A word outside the image reads zero (no address, no scratchpad)."""
     out = []
     for mt in range(-(-c["m_len"] // L)):
+        walk = _a_walk(c, mt)
         for nt in range(-(-c["n_len"] // L)):
-            for k in range(c["k_len"]):
-                out.append((c["a_base"] + mt * c["a_sm"] + k * c["a_sk"], "ar" if c["a_sel"] else "ac",
-                            c["b_base"] + k * c["b_sk"] + nt, B_SEL[c["b_sel"]],
-                            k == 0 and not c["k_cont"], k == c["k_len"] - 1 and not c["k_hold"]))
+            for k, (a, inside) in enumerate(walk):
+                out.append((a if inside else 0, ("ar" if c.get("a_sel") else "ac") if inside else None,
+                            c["b_base"] + k * c["b_sk"] + nt, B_SEL[c.get("b_sel", 0)],
+                            k == 0 and not c.get("k_cont"), k == c["k_len"] - 1 and not c.get("k_hold")))
     return out
 
 
@@ -54,19 +86,20 @@ def _words(addr: int, bits: int, tag: int, tag_lane: int) -> int:
 
 
 def _run(cmds: list[dict], ready_p: float, seed: int) -> list[list[tuple]]:
-    """Each command's beats as the array took them, `ready` high with probability `ready_p`."""
+    """Each command's beats as the array took them: `ready` low for STALL cycles after the start,
+    then high with probability `ready_p`."""
     rng = np.random.default_rng(seed)
     dut = OperandIssue(P)
-    width = command_layout(P).size
     got: list[list[tuple]] = []
+    a_tags, b_tags = {v: k for k, v in A_TAG.items()}, {v: k for k, v in B_TAG.items()}
 
     async def bench(ctx):
         hist = []  # (A address, B address) of each cycle
+        since = [0]  # cycles since the last start
 
-        async def cycle(start: int = 0, nxt: int | None = None):
+        async def cycle(start: int = 0):
             ctx.set(dut.start, start)
-            noise = int.from_bytes(rng.bytes(-(-width // 8)), "little") % (1 << width)
-            ctx.set(dut.cmd_next.as_value(), noise if nxt is None else nxt)
+            since[0] = 0 if start else since[0] + 1
             hist.append((ctx.get(dut.a_addr), ctx.get(dut.b_addr)))
             a, b = hist[-1 - READ_LATENCY] if len(hist) > READ_LATENCY else (0, 0)
             for name, tag in A_TAG.items():
@@ -74,22 +107,19 @@ def _run(cmds: list[dict], ready_p: float, seed: int) -> list[list[tuple]]:
             for name, tag in B_TAG.items():
                 bits = P.delta_bits if name == "dm" else P.weight_bits
                 ctx.set(getattr(dut, name), _words(b, bits, tag, 1))
-            ctx.set(dut.o.ready, int(rng.random() < ready_p))
+            ctx.set(dut.o.ready, int(since[0] > STALL and rng.random() < ready_p))
             if ctx.get(dut.o.valid) and ctx.get(dut.o.ready):
                 beat = ctx.get(dut.o.payload)
                 a_lanes = [v & 0xFF for v in beat.a]
                 b_lanes = [v & ((1 << P.weight_bits) - 1) for v in beat.b]
-                got[-1].append((a_lanes[0] | a_lanes[1] << 8, {v: k for k, v in A_TAG.items()}.get(a_lanes[2]),
-                                b_lanes[0], {v: k for k, v in B_TAG.items()}.get(b_lanes[1]),
-                                bool(beat.first), bool(beat.last)))
+                got[-1].append((a_lanes[0] | a_lanes[1] << 8, a_tags.get(a_lanes[2]),
+                                b_lanes[0], b_tags.get(b_lanes[1]), bool(beat.first), bool(beat.last)))
             await ctx.tick()
 
         for c in cmds:
-            packed = pack_command(P, c)
-            await cycle(nxt=packed)  # the sequencer's LOAD cycle: the command being loaded
-            ctx.set(dut.cmd.as_value(), packed)
+            ctx.set(dut.cmd.as_value(), pack_command(P, c))
             got.append([])
-            await cycle(start=0b11)  # DECODE
+            await cycle(start=0b11)
             want = len(_expected(c))
             for _ in range(40 * want + 100):
                 if len(got[-1]) >= want and ctx.get(dut.idle):
@@ -107,6 +137,8 @@ def _run(cmds: list[dict], ready_p: float, seed: int) -> list[list[tuple]]:
 
 def test_beats_follow_the_documented_walk_under_back_pressure():
     cmds = _commands(np.random.default_rng(5))
+    outside = sum(a is None for c in cmds for _, a, *_ in _expected(c))
+    assert 0 < outside < sum(len(_expected(c)) for c in cmds)  # both kinds of A beat occur
     for ready_p, seed in ((1.0, 1), (0.35, 2), (0.6, 3), (0.1, 4)):
         got = _run(cmds, ready_p, seed)
         assert len(got) == len(cmds)

@@ -43,8 +43,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.fanout import lane_mux, replicated_reg
-from hw.mac import MacArray
 
+from .array import mac_array
 from .counters import PhaseCounters
 from .drain import RowDrain
 from .issue import OperandIssue
@@ -60,7 +60,7 @@ from .pipeline import data_reg
 from .pool import PoolUnit
 from .scratchpads import Scratchpads
 from .sequencer import CommandSequencer, Flush
-from .serializer import RowSerializer
+from .serializer import DRAIN_FIELDS, RowSerializer
 
 
 @cache  # the performance model asks once per run
@@ -72,12 +72,6 @@ def command_flush(p: EngineParams) -> Flush:
                  sgd=serial + lat.sgd + 1 + tail, relu_bwd=1 + RL + lat.relu_bwd + tail,
                  rows=1 + lat.scale + p.lanes + tail,
                  hold=p.cmd_words + RL)
-
-
-def mac_array(p: EngineParams) -> MacArray:
-    """The engine's MAC array: activations times weights or deltas (the wider operand, cut into
-    limbs for the DSPs), wrapping at acc_bits."""
-    return MacArray(p.rows, p.cols, p.act_bits, p.delta_bits, p.acc_bits)
 
 
 class Engine(wiring.Component):
@@ -129,8 +123,7 @@ class Engine(wiring.Component):
                      self.busy.eq(seq.busy), self.done.eq(seq.done)]
 
         # ---- issue -> MAC array -> drain -> serializer -> output ops -------------------------------
-        m.d.comb += [issue.cmd.eq(cmd), issue.cmd_next.eq(seq.incoming),
-                     issue.start.eq(Cat(seq.gemm[0], seq.gemm[4]))]
+        m.d.comb += [issue.cmd.eq(cmd), issue.start.eq(Cat(seq.gemm[0], seq.gemm[4]))]
         m.d.comb += [getattr(issue, n).eq(mem[sel][1]) for n, sel in
                      (("ac", SEL_AMEM_C), ("ar", SEL_AMEM_R), ("wm", SEL_WMEM), ("wt", SEL_WTMEM),
                       ("dm", SEL_DMEM))]
@@ -140,9 +133,7 @@ class Engine(wiring.Component):
                      drain.serial.eq(ops.serial)]
         m.d.comb += [ser.cmd.eq(cmd), ser.load.eq(drain.o_fire & ops.serial),
                      ser.row.eq(drain.row_data)]
-        m.d.comb += [getattr(ser, n).eq(getattr(drain, n)) for n in
-                     ("row_n", "m_row", "nt", "col_addr", "tcol_addr", "row_addr1", "row_addr2",
-                      "row_addr3")]
+        m.d.comb += [getattr(ser, n).eq(getattr(drain, n)) for n in DRAIN_FIELDS]
         # the partial sums of a GEMM run in chunks of K: the core's own (no host side, one set)
         m.submodules.pmem = pmem = BankedMemory(p.acc_bits, p.pmem_depth)
         # address and word registered as every engine memory's (READ_LATENCY)

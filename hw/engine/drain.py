@@ -9,12 +9,12 @@ L - 1 cycles in which the array's `ready` is low: the serializer takes one row e
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.fanout import replicated_reg
-from hw.mac import row_layout
 
+from .array import row_signature
 from .params import ADDR_W, EngineParams, command_layout
 from .pipeline import data_reg, last_tile
 
@@ -22,7 +22,7 @@ ROW_SLOTS = (1, 2, 3)  # the "row" output slots, whose addresses follow the drai
 
 
 class RowDrain(wiring.Component):
-    """`i`: the array's C rows (`hw.mac.row_layout`); `start` (copies: 0 the counters, 1-3 slot
+    """`i`: the array's C rows (`array.row_signature`); `start` (copies: 0 the counters, 1-3 slot
     s's address registers) reloads for the command `cmd`, `launch` marks its DECODE cycle, `serial`
     its op kind. Per drained row (`row_v`, `row_data`): its PMEM row `row_n` (the command's
     p_base + its index in the command), its m index `m_row`, n tile `nt`, the o0
@@ -33,7 +33,7 @@ class RowDrain(wiring.Component):
 
     def __init__(self, p: EngineParams) -> None:
         self.p = p
-        rows = stream.Signature(row_layout(p.cols, p.acc_bits))
+        rows = row_signature(p)
         super().__init__({
             "cmd": In(command_layout(p)), "start": In(4), "launch": In(1), "serial": In(1),
             "i": In(rows),

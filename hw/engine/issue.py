@@ -10,13 +10,13 @@ the address adders.
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.fanout import replicated_reg
-from hw.mac import beat_layout
 from hw.stream_unit import skid_capacity, skid_output
 
+from .array import beat_signature
 from .memory import READ_LATENCY
 from .params import ADDR_W, CV_BITS, CV_N0_BITS, EngineParams, command_layout
 from .pipeline import Countdown, data_reg, delayed, last_tile, last_tile_is
@@ -24,19 +24,17 @@ from .pipeline import Countdown, data_reg, delayed, last_tile, last_tile_is
 
 class OperandIssue(wiring.Component):
     """`cmd`'s operand stream: `start` (the GEMM's DECODE cycle, two copies: 0 the counters, 1 the
-    issue flag) reloads the loops; `cmd_next` is the command the sequencer loads in the cycle
-    before (`sequencer.CommandSequencer.incoming`), whose loop lengths are compared a cycle
-    early; `a_addr` / `b_addr` go to the A and B scratchpads, whose words come back
-    `READ_LATENCY` cycles later on `ac` / `ar` and `wm` / `wt` / `dm`; `o` is the MAC array's
-    input stream (`hw.mac.beat_layout`); `idle`: every beat of the command is issued.
+    issue flag) reloads the loops; `a_addr` / `b_addr` go to the A and B scratchpads, whose words
+    come back `READ_LATENCY` cycles later on `ac` / `ar` and `wm` / `wt` / `dm`; `o` is the MAC
+    array's input stream (`array.beat_signature`); `idle`: every beat of the command is issued.
     A chunk of K (`cmd.k_cont`, `cmd.k_hold`) neither starts nor ends its C tile."""
 
     def __init__(self, p: EngineParams) -> None:
         self.p = p
         L = p.lanes
-        beat = stream.Signature(beat_layout(p.rows, p.cols, p.act_bits, p.delta_bits))
+        beat = beat_signature(p)
         super().__init__({
-            "cmd": In(command_layout(p)), "cmd_next": In(command_layout(p)), "start": In(2),
+            "cmd": In(command_layout(p)), "start": In(2),
             "a_addr": Out(ADDR_W), "b_addr": Out(ADDR_W),
             "ac": In(L * p.act_bits), "ar": In(L * p.act_bits),
             "wm": In(L * p.weight_bits), "wt": In(L * p.weight_bits), "dm": In(L * p.delta_bits),
@@ -64,20 +62,13 @@ class OperandIssue(wiring.Component):
         m.d.comb += [self.a_addr.eq(a_addr), self.b_addr.eq(b_addr)]
         LB = p.lane_bits
         m_last_c, n_last_c = last_tile(cmd.m_len, LB), last_tile(cmd.n_len, LB)
-        # the loops' length flags, compared (no subtractor) and registered in the cycle before
-        # `start` from the command being loaded: the loop-end flags' next values, which `start`
-        # selects, see registers and not a compare behind the command register's die-wide nets
-        nxt = self.cmd_next
-        k_one_c, k_two_c, n_one_c, n_two_c, m_one_c = (
-            data_reg(name=n) for n in ("k_one_c", "k_two_c", "n_one_c", "n_two_c", "m_one_c"))
-        m.d.sync += [k_one_c.eq(nxt.k_len == 1), k_two_c.eq(nxt.k_len == 2),
-                     n_one_c.eq(last_tile_is(nxt.n_len, LB, 0)),
-                     n_two_c.eq(last_tile_is(nxt.n_len, LB, 1)),
-                     m_one_c.eq(last_tile_is(nxt.m_len, LB, 0))]
+        # the loops' length flags from compares of the lengths (no subtractor in front of them)
+        k_one_c, k_two_c = cmd.k_len == 1, cmd.k_len == 2
+        n_one_c, n_two_c = last_tile_is(cmd.n_len, LB, 0), last_tile_is(cmd.n_len, LB, 1)
         with m.If(start):
             m.d.sync += [k_last.eq(cmd.k_len - 1), n_last.eq(n_last_c),
                          k_rem.eq(cmd.k_len - 1), nt_rem.eq(n_last_c),
-                         mt_rem.eq(m_last_c), mt_end.eq(m_one_c),
+                         mt_rem.eq(m_last_c), mt_end.eq(last_tile_is(cmd.m_len, LB, 0)),
                          k_one.eq(k_one_c), n_one.eq(n_one_c),
                          k_pen.eq(k_two_c), nt_pen.eq(n_two_c),
                          k_two.eq(k_two_c), n_two.eq(n_two_c),
@@ -164,19 +155,13 @@ class OperandIssue(wiring.Component):
         # which the skid FIFO holds (cap >= RL + 3)
         assert cap >= RL + 3
         took = delayed(m, self.o.valid & self.o.ready, 1, "mac_took", False)
-        in_flight = Signal(range(cap + 1))  # at most cap: no beat is issued into a full FIFO
+        in_flight = Signal(range(cap + 1))
         in_next = Signal.like(in_flight)
-        # in_next >= cap from registered thresholds of in_flight instead of the adder's top bit:
-        # one beat more (issue, no take) fills it from cap - 1, one fewer never from cap + 1
-        at_cap, below_cap = Signal(), Signal()  # in_flight == cap, in_flight == cap - 1
-        full_n = Signal()
         issuing_nx = Signal()
         m.d.comb += [in_next.eq(in_flight + issue - took),
-                     full_n.eq(Mux(issue == took, at_cap, issue & below_cap)),
                      issuing_nx.eq(Mux(start_issue, 1, issuing & ~(issue & k_end & nt_end & mt_end)))]
-        m.d.comb += issue_n.eq(issuing_nx & ~full_n)
-        m.d.sync += [in_flight.eq(in_next), at_cap.eq(in_next == cap), below_cap.eq(in_next == cap - 1),
-                     issuing.eq(issuing_nx), issue.eq(issue_n)]
+        m.d.comb += issue_n.eq(issuing_nx & ~in_next[-1])  # cap is a power of two: top bit = full
+        m.d.sync += [in_flight.eq(in_next), issuing.eq(issuing_nx), issue.eq(issue_n)]
         m.d.comb += self.idle.eq(~issuing)
 
     def _window(self, m: Module, run, start, tile, kn_tile, k_step):

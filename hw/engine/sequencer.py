@@ -55,8 +55,7 @@ class CommandSequencer(wiring.Component):
     high in its DECODE cycle, `gemm` (GEMM_COPIES copies) in the same cycle when it is a GEMM,
     `pool` when it is a max-pool.
     `drain_done` (the command is done: its last C row has left the array, or its last beat is
-    issued when it ends no tile) ends a command; `in_wait` marks the flush. `incoming` is the
-    command the register loads at the end of this cycle: valid in the cycle before `launch`."""
+    issued when it ends no tile) ends a command; `in_wait` marks the flush."""
 
     def __init__(self, p: EngineParams, flush: Flush) -> None:
         self.p, self.flush = p, flush
@@ -66,7 +65,7 @@ class CommandSequencer(wiring.Component):
             "cm_addr": Out(ADDR_W), "cm_data": In(CMD_WORD_BITS),
             "busy": Out(1), "done": Out(1), "in_wait": Out(1),
             "cmd": Out(self.cmd_layout), "launch": Out(1), "gemm": Out(GEMM_COPIES),
-            "pool": Out(1), "incoming": Out(self.cmd_layout),
+            "pool": Out(1),
         })
 
     def elaborate(self, platform) -> Module:
@@ -144,6 +143,5 @@ class CommandSequencer(wiring.Component):
                                 GEMM_COPIES, "gemm_launch")
         pool = Signal()
         m.d.sync += pool.eq(load_g[CMD_GROUPS] & is_pool)
-        m.d.comb += [self.launch.eq(launch), self.gemm.eq(Cat(*gemm_g)), self.pool.eq(pool),
-                     self.incoming.eq(incoming)]
+        m.d.comb += [self.launch.eq(launch), self.gemm.eq(Cat(*gemm_g)), self.pool.eq(pool)]
         return m

@@ -13,6 +13,8 @@ from hw.fanout import replicated_reg
 from .params import ADDR_W, EngineParams, command_layout
 from .pipeline import data_reg
 
+# what the serializer takes of each drained row from `hw.engine.drain.RowDrain`, by name
+DRAIN_FIELDS = ("row_n", "m_row", "nt", "col_addr", "tcol_addr", "row_addr1", "row_addr2", "row_addr3")
 SER_GROUPS = 4  # copies of the row load / shift enables: one per slice of the row, one more for the addresses
 
 
