@@ -66,6 +66,19 @@ def prepare(cfg: ExperimentConfig, data_dir: str | Path | None) -> tuple[Integer
     return ds, net, rng
 
 
+def _fresh_best() -> dict:
+    return {"test_acc": -1.0, "train_acc": 0.0, "epoch": 0}
+
+
+def start_checkpoint(cfg: ExperimentConfig, params: dict[str, np.ndarray],
+                     data_dir: str | Path | None = None) -> Checkpoint:
+    """What a fresh run of `cfg` holds before its first epoch, with `params` for its weights: a
+    checkpoint that starts another tool from chosen weights (`nitro cosim --checkpoint`)."""
+    ds, _, rng = prepare(cfg, data_dir)
+    return Checkpoint(0, params, rng.get_state(), _state(cfg.make_schedule(), _fresh_best(), [], {}),
+                      cfg.source, cfg.digest(), np.arange(len(ds.train_x)))
+
+
 def _state(schedule, best: dict, history: list, wraps) -> dict:
     return {
         "lr_inv": schedule.lr_inv,
@@ -125,7 +138,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
     check_sizes(cfg, ds)
     schedule = cfg.make_schedule()
     history: list[dict] = []
-    best = {"test_acc": -1.0, "train_acc": 0.0, "epoch": 0}
+    best = _fresh_best()
     start = 0
     order = np.arange(len(ds.train_x))
     if ck is not None:

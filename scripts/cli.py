@@ -210,7 +210,8 @@ def _cosim(args: argparse.Namespace) -> int:
                      progress=not args.no_progress, fault=args.fault, batch=args.batch,
                      memory=MemoryModel.parse(args.memory), train_images=args.train_images,
                      test_images=args.test_images, waves=args.waves,
-                     params=EngineParams(bus_bits=args.bus_bits), start_step=args.start_step)
+                     params=EngineParams(bus_bits=args.bus_bits), start_step=args.start_step,
+                     checkpoint=Path(args.checkpoint) if args.checkpoint else None)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -363,6 +364,10 @@ def _add_hardware_commands(sub) -> None:
                    help="the golden model trains the first K steps alone (the same loop and data "
                         "order); the engine takes its weights there and runs --steps more, each "
                         "checked (a long run in segments)")
+    s.add_argument("--checkpoint", type=path_arg,
+                   help="start the engine and the golden model from this checkpoint's weights (a "
+                        "`nitro train` run of --config) instead of the initial ones, whose scaled "
+                        "outputs mostly round to 0")
     s.add_argument("--bus-bits", type=int, choices=(64, 128), default=64,
                    help="the engine's AXI4 memory port width (a separate build per width)")
     s.add_argument("--waves", action="store_true",

@@ -217,6 +217,26 @@ def test_unknown_command_and_missing_argument_are_one_line(capsys):
     assert nitro(capsys, "cosim", "--config", "x", "--batch", "0")[0] == 2
 
 
+def test_cosim_checkpoint_of_another_network_is_refused_before_the_build(capsys, tmp_path, monkeypatch):
+    """--checkpoint: a missing file, or a run of another network, is one error line; nothing is
+    built."""
+    import sim.engine.build
+    from model.checkpoint import save_checkpoint
+    from model.config import load_config
+    from model.train import prepare, start_checkpoint
+
+    monkeypatch.setattr(sim.engine.build, "build_engine", lambda *a, **k: pytest.fail("built"))
+    cfg = REPO / "configs" / "embedded_mlp.toml"
+    rc, err = nitro(capsys, "cosim", "--config", cfg, "--checkpoint", tmp_path / "none.npz")
+    assert rc == 2 and "does not exist" in err
+    wide = tmp_path / "wide.toml"
+    wide.write_text(cfg.read_text().replace("hidden = [100, 50]", "hidden = [120, 50]"))
+    wcfg = load_config(wide)
+    save_checkpoint(tmp_path / "wide.npz", start_checkpoint(wcfg, prepare(wcfg, None)[1].params))
+    rc, err = nitro(capsys, "cosim", "--config", cfg, "--checkpoint", tmp_path / "wide.npz")
+    assert rc == 2 and "written for a different config" in err
+
+
 @pytest.mark.parametrize("argv, msg", [
     (["--seed", "2"], "apply to the engine"),
     (["--no-route"], "apply to the engine"),

@@ -25,11 +25,30 @@ def _config(tmp_path: Path, hidden: list[int], batch: int) -> Path:
     return cfg
 
 
+def _scaled_start(tmp_path: Path, config: Path, data_dir: str | None) -> Path:
+    """A checkpoint of `config` at epoch 0 holding its initial weights x64. At their own scale
+    most scaled outputs of the initial weights round to 0, where a wrong forward would go unseen;
+    x64, every tensor the cosim compares varies from the first step."""
+    from model.checkpoint import save_checkpoint
+    from model.config import load_config
+    from model.train import prepare, start_checkpoint
+
+    cfg = load_config(config)
+    _, net, _ = prepare(cfg, data_dir)
+    path = tmp_path / "start.npz"
+    save_checkpoint(path, start_checkpoint(cfg, {k: v * 64 for k, v in net.params.items()}, data_dir))
+    return path
+
+
 def _cosim(tmp_path, config, steps, fault=None, batch=None, **kw):
-    out = tmp_path / "result.json"
-    rc = run_cosim(config, steps, kw.pop("data_dir", None), out, False, fault=fault, batch=batch,
-                   work_dir=tmp_path / "sim", **kw)
-    return rc, json.loads(out.read_text())
+    """run_cosim from the weights of `_scaled_start`; a run that passed must have compared no
+    tensor that stayed one constant."""
+    out, data_dir = tmp_path / "result.json", kw.pop("data_dir", None)
+    rc = run_cosim(config, steps, data_dir, out, False, fault=fault, batch=batch,
+                   work_dir=tmp_path / "sim", checkpoint=_scaled_start(tmp_path, config, data_dir), **kw)
+    res = json.loads(out.read_text())
+    assert rc != 0 or res["constant_tensors"] == [], res["constant_tensors"]
+    return rc, res
 
 
 def test_engine_mnist_mlp_batch64(engine_build, tmp_path):

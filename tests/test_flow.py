@@ -25,6 +25,7 @@ def test_flow_on_a_plain_clone(tmp_path, monkeypatch):
     assert set(counts) == set(flow.FLOW_UNITS)
     assert all(int(n.replace(",", "")) > 1000 for n in counts.values()), counts
     assert "3 training steps of 784-100-50-10" in report
+    assert "from the trained weights (train/checkpoint.npz)" in report and "every compared tensor varying" in report
     assert re.search(r"Verilog of \d+ units", report)
 
 
@@ -113,6 +114,23 @@ def test_simulate_step_reports_a_unit_that_checked_nothing(tmp_path, monkeypatch
     ctx = _ctx(tmp_path)
     line = flow.step_simulate(ctx)
     assert ctx["failed"] and "relu_bwd: FAILED" in line and "checked 0 vectors" in line
+
+
+def test_cosim_that_compared_only_constants_fails(tmp_path, monkeypatch):
+    """A co-simulation whose compared activations never varied (the initial weights' scaled
+    outputs round to 0) could not have shown a wrong forward: it fails the flow."""
+    import json
+
+    import sim.engine.cosim
+
+    def constant_run(config, steps, data_dir, out, progress, **kw):
+        Path(out).write_text(json.dumps({"constant_tensors": ["non_linearity_00 (block activation)"]}))
+        return 0
+
+    monkeypatch.setattr(sim.engine.cosim, "run_cosim", constant_run)
+    ctx = _ctx(tmp_path)
+    line = flow.step_cosim(ctx)
+    assert ctx["failed"] and "compared only as one constant: non_linearity_00" in line
 
 
 def test_a_missing_tensor_source_is_an_error(tmp_path):

@@ -41,14 +41,15 @@ class CosimRun(SimJob):
     train_images: int | None = None  # the first N training images only
     test_images: int = 0  # then the inference program on the first N test images
     start_step: int = 0  # steps the golden model trains alone before the engine takes over
+    checkpoint: str | None = None  # start from this checkpoint's weights, not the initial ones
     FILE: ClassVar[str] = "cosim_run.json"
 
 
 # ---- checking -----------------------------------------------------------------------------------
 
-def first_difference(step: int, hw, net, trace, prog) -> dict | None:
-    """The first engine tensor that differs from the golden model (outputs, activations, weights),
-    with its first differing element; None when everything is bit-identical."""
+def compared(hw, net, trace, prog) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """(label, layer, engine, golden) of every tensor a step compares: outputs, activations,
+    weights."""
     spec = prog.spec
     checks = [("network output y_hat", "output", hw.outputs["out.yhat"], trace["out"])]
     blocks = [b for b in spec.blocks.values()]
@@ -62,8 +63,14 @@ def first_difference(step: int, hw, net, trace, prog) -> dict | None:
         if name in hw.wcopies:
             checks.append((f"{name}.weight (engine's transposed copy)", name, hw.wcopies[name],
                            net.params[name]))
+    return [(label, layer, np.asarray(got, np.int64), np.asarray(exp, np.int64))
+            for label, layer, got, exp in checks]
+
+
+def first_difference(step: int, checks) -> dict | None:
+    """The first engine tensor of `compared` that differs from the golden model, with its first
+    differing element; None when everything is bit-identical."""
     for label, layer, got, exp in checks:
-        got, exp = np.asarray(got, np.int64), np.asarray(exp, np.int64)
         if got.shape != exp.shape:
             return {"step": step, "layer": layer, "tensor": label, "index": None,
                     "engine": f"shape {got.shape}", "golden": f"shape {exp.shape}", "count": -1}
@@ -156,8 +163,9 @@ async def cosim_main(dut) -> None:
     first `start_step` steps the golden model trains alone; the engine starts from its weights."""
     from tqdm import tqdm
 
+    from model.checkpoint import load_checkpoint
     from model.config import load_config
-    from model.network import Trace
+    from model.network import Network, Trace
     from model.train import prepare
 
     from hw.engine.compiler import compile_network
@@ -172,6 +180,8 @@ async def cosim_main(dut) -> None:
     cfg = replace(cfg, train=replace(cfg.train, batch_size=batch))
     t_start = time.perf_counter()
     ds, net, rng = prepare(cfg, run.data_dir)
+    if run.checkpoint:
+        net = Network(net.spec, load_checkpoint(Path(run.checkpoint)).params, cfg.policy())
     if run.train_images:
         ds = replace(ds, train_x=ds.train_x[:run.train_images], train_y=ds.train_y[:run.train_images])
     params = EngineParams(**run.params)
@@ -188,6 +198,7 @@ async def cosim_main(dut) -> None:
                                 for t in eng.ep.tiles),
               "program_commands": len(eng.ep.commands)}
     counters, units, step_cycles, sim_cycles, warm = [], [], [], [], []
+    labels, varied = [], set()  # the tensors compared; those whose golden values were not one constant
     t_sim = t_gold = 0.0
     bar = tqdm(total=steps, desc=f"cosim {cfg.name}", unit="step", disable=not progress,
                dynamic_ncols=True, file=sys.stderr)
@@ -220,7 +231,10 @@ async def cosim_main(dut) -> None:
             cyc = hw.units["cycles"]
             step_cycles.append(cyc)
             sim_cycles.append(hw.sim_cycles)
-            mm = first_difference(step, hw, net, trace, prog)
+            checks = compared(hw, net, trace, prog)
+            labels = [c[0] for c in checks]
+            varied.update(label for label, _, _, exp in checks if exp.size and exp.min() != exp.max())
+            mm = first_difference(step, checks)
             result["steps_run"] = step + 1 - start
             bar.update(1)
             bar.set_postfix(cycles=cyc, kHz=f"{sum(sim_cycles) / max(t_sim, 1e-9) / 1e3:.0f}")
@@ -236,6 +250,9 @@ async def cosim_main(dut) -> None:
             result["ok"] = False
             result["message"] = (f"inference: the engine's predictions differ from the golden "
                                  f"model's on {result['test']['differing_images']} test images")
+    # a tensor that was one constant in every step compared (e.g. the scaled outputs of initial
+    # weights, all rounding to 0) could not have shown most engine errors in what produced it
+    result["constant_tensors"] = [label for label in labels if label not in varied]
     summ = _summary(prog, counters, units) if counters else {}
     result.update(summ)
     if counters:
@@ -318,9 +335,11 @@ def _net_desc(prog) -> str:
 
 def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str | None = None,
                   data_dir: str | None = None, params=None, train_images: int | None = None,
-                  start_step: int = 0, test_images: int = 0):
-    """Every check that can fail before simulation: config, engine capacity, commands, fault, data."""
+                  start_step: int = 0, test_images: int = 0, checkpoint: Path | None = None):
+    """Every check that can fail before simulation: config, checkpoint, engine capacity,
+    commands, fault, data."""
     from hw.engine.params import EngineParams
+    from model.checkpoint import load_checkpoint_for
     from model.config import load_config
     from model.datasets import image_shape
 
@@ -329,6 +348,8 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     from .host import programs
 
     cfg = load_config(config)
+    if checkpoint is not None:
+        load_checkpoint_for(Path(checkpoint), cfg)  # intact, and a run of `config` (any seed)
     p = params or EngineParams()
     b = batch or cfg.train.batch_size
     spec = cfg.build_spec(image_shape(cfg.data.dataset))
@@ -352,11 +373,15 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
 def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, progress: bool,
               fault: str | None = None, batch: int | None = None, params=None,
               work_dir: Path | None = None, memory=None, train_images: int | None = None,
-              test_images: int = 0, waves: bool = False, start_step: int = 0) -> int:
+              test_images: int = 0, waves: bool = False, start_step: int = 0,
+              checkpoint: Path | None = None) -> int:
     """Train `steps` steps on the RTL next to the golden model; 0 when bit-identical throughout.
 
     start_step: the golden model trains the first steps alone (the same loop and data order), the
     engine takes its weights at that step: a long run in segments, each checked after every step.
+
+    checkpoint: both start from its weights (a run of `config`) instead of the initial ones, whose
+    scaled outputs are mostly 0 (`constant_tensors` in the result names what never varied).
 
     fault: 'STEP:LAYER:OUT,IN:BIT' flips one bit of a weight the engine computed at that step
     (the check must then name that step, layer and element, and the exit code is 1).
@@ -372,7 +397,7 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
             raise NitroError(f"--out {out} is a folder: name the result's JSON file")
         writable_folder(Path(out).parent)
     cfg, prog = prepare_cosim(Path(config), steps, batch, fault, data_dir, params, train_images,
-                              start_step, test_images)
+                              start_step, test_images, checkpoint)
     t0 = time.perf_counter()
     if waves and not Path("/usr/include/lz4.h").exists():
         raise NitroError("--waves: Verilator's FST writer needs the lz4 headers "
@@ -383,7 +408,7 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
     run = CosimRun(str(Path(config).resolve()), steps, prog.batch, build.params.__dict__,
                    str(Path(data_dir).resolve()) if data_dir and data_dir != "embedded" else data_dir,
                    fault, progress, memory.__dict__ if memory is not None else None, train_images,
-                   test_images, start_step)
+                   test_images, start_step, str(Path(checkpoint).resolve()) if checkpoint else None)
     t1 = time.perf_counter()
     try:
         run_engine_test(build, "sim.engine.tb_cosim", tdir, run,
@@ -477,3 +502,7 @@ def report(res: dict) -> None:
         print("  all weights and outputs bit-identical to the golden model after every step")
     else:
         print(f"  {'MISMATCH' if res['mismatch'] else 'FAILED'}: {res['message']}")
+    if res.get("constant_tensors"):
+        print(f"  note: one constant in every step compared (the golden model's too), so they could "
+              f"not show most errors (start from trained weights, --checkpoint, or run longer): "
+              f"{', '.join(res['constant_tensors'])}")
