@@ -52,8 +52,10 @@ def test_im2col_is_cross_correlation_with_zero_padding():
     np.testing.assert_array_equal(z, naive)
 
 
-def test_training_steps_identical_on_fast_and_integer_gemm(shared_dir):
-    """Whole training steps (trained weights, real data) agree bit for bit on both GEMM paths."""
+def test_training_steps_identical_on_fast_and_integer_gemm(shared_dir, monkeypatch):
+    """Whole training steps (trained weights, real data) agree bit for bit on both GEMM paths;
+    under reference_gemm no BLAS product runs."""
+    import model.gemm
     from model.conform import spec_from_meta
     from model.gemm import reference_gemm
     from model.network import Network
@@ -65,9 +67,16 @@ def test_training_steps_identical_on_fast_and_integer_gemm(shared_dir):
     init = {k.removesuffix(".weight"): v for k, v in np.load(vec / "cnnx_init.npz").items()}
     spec = spec_from_meta(meta, (1, 28, 28), 10)
     nets = [Network(spec, {k: v * 97 for k, v in init.items()}) for _ in range(2)]  # large weights
+    blas = model.gemm._float_matmul
+
+    def refused(*a):
+        raise AssertionError("a float GEMM ran under reference_gemm")
+
     for k in (1, 2, 3):
         nets[0].train_step(data[f"step{k}_x"], data[f"step{k}_y_onehot"], 512)
         with reference_gemm():
+            monkeypatch.setattr(model.gemm, "_float_matmul", refused)
             nets[1].train_step(data[f"step{k}_x"], data[f"step{k}_y_onehot"], 512)
+            monkeypatch.setattr(model.gemm, "_float_matmul", blas)
     for name, w in nets[0].params.items():
         np.testing.assert_array_equal(nets[1].params[name], w)

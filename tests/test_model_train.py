@@ -7,7 +7,7 @@ import pytest
 from model.checkpoint import load_checkpoint
 from model.config import load_config
 from model.numerics import NitroError
-from model.train import train
+from model.train import batches_per_epoch, prepare, train
 
 from conftest import REPO
 
@@ -29,9 +29,20 @@ def small_cfg():
 
 
 def test_resume_is_bit_identical(small_cfg, tmp_path):
+    """A resumed run trains only the epochs left (retraining from scratch would give the same
+    weights) and ends where the straight run does."""
+    from model.parallel import LocalStepper
+
     straight = train(small_cfg, tmp_path / "a", epochs=2, progress=False)
     train(small_cfg, tmp_path / "b", epochs=1, progress=False)
-    resumed = train(small_cfg, tmp_path / "b", epochs=2, resume=True, progress=False)
+    planned = []
+
+    def counted(net, steps):
+        planned.append(steps)
+        return LocalStepper(net)
+
+    resumed = train(small_cfg, tmp_path / "b", epochs=2, resume=True, progress=False, make_stepper=counted)
+    assert planned == [batches_per_epoch(small_cfg, prepare(small_cfg, None)[0])]  # one epoch, not two
     for k, w in straight.network.params.items():
         np.testing.assert_array_equal(resumed.network.params[k], w)
     strip = lambda h: [{k: v for k, v in r.items() if k not in ("train_s", "train_img_s")} for r in h]
