@@ -140,8 +140,8 @@ def strip(history):
 def test_ray_training_is_bit_identical(ray_local, single_runs, capsys, tmp_path, dropout, plan):
     cfg, ref = single_runs[dropout]
     out = tmp_path / "run"
-    rc, _ = nitro(capsys, "train", "--config", cfg, "--out", out, "--no-progress", *CLI_PLANS[plan])
-    assert rc == 0
+    rc, captured = nitro(capsys, "train", "--config", cfg, "--out", out, "--no-progress", *CLI_PLANS[plan])
+    assert rc == 0 and "trained on Ray with" in captured.out  # not the one-process path
     got = load_checkpoint(out / "checkpoint.npz")
     assert same_weights(got.params, ref.params)
     assert strip(got.state["history"]) == strip(ref.state["history"])
