@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from model.numerics import NitroError
@@ -96,9 +99,16 @@ def _vectors(args: argparse.Namespace) -> int:
     if args.test_images > len(ds.test_x):
         raise NitroError(f"--test-images {args.test_images}: the data has {len(ds.test_x)} test images")
     batches = [(ds.train_x[k * bs:(k + 1) * bs], ds.train_y[k * bs:(k + 1) * bs]) for k in range(args.steps)]
-    for p in taken:  # --force: the old set goes first, so no file of it outlives the new one
-        p.unlink()
-    out = export_vectors(net, batches, ds.test_x[:args.test_images], cfg.train.lr_inv, Path(args.out), args.tag)
+    # the new set is written beside the old one and takes its place only once it is complete
+    stage = Path(tempfile.mkdtemp(prefix=f".{args.tag}.", dir=out))
+    try:
+        export_vectors(net, batches, ds.test_x[:args.test_images], cfg.train.lr_inv, stage, args.tag)
+        for p in taken:  # --force: no file of the old set outlives the new one
+            p.unlink()
+        for p in set_files(stage, args.tag):
+            os.replace(p, out / p.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     print(f"wrote vector set {args.tag!r} ({args.steps} steps) to {out}/; check it with: nitro conform {out} {args.tag}")
     return 0
 

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from model.checkpoint import load_checkpoint
@@ -326,6 +327,35 @@ def test_a_live_writers_temp_is_kept(tmp_path):
     live = tmp_path / f".x.{os.getpid()}.abc.tmp"
     live.write_text("in progress")
     assert remove_stale_temps(tmp_path) == [] and live.exists()
+
+
+def test_vectors_force_that_fails_keeps_the_old_set(capsys, tiny, tmp_path):
+    """--force replaces a set only with a complete new one: an export that fails (dropout makes a
+    network non-deterministic) leaves the old set as it was, and no staging folder."""
+    out = tmp_path / "vec"
+    assert nitro(capsys, "vectors", "--config", tiny, "--out", out, "--steps", "1")[0] == 0
+    before = snapshot(out)
+    drop = tmp_path / "drop.toml"
+    drop.write_text(TINY.replace("hidden = [16]", "hidden = [16]\ndropout = 0.5"))
+    rc, err = nitro(capsys, "vectors", "--config", drop, "--out", out, "--steps", "1", "--force")
+    assert rc == 2 and "deterministic network" in err
+    assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)
+
+
+def test_vectors_take_the_checkpoints_weights(capsys, tiny, tmp_path):
+    """vectors --checkpoint: the set's initial weights are the checkpoint's, not the config's."""
+    from model.checkpoint import save_checkpoint
+    from model.config import load_config
+    from model.train import prepare, start_checkpoint
+
+    cfg = load_config(tiny)
+    weights = {k: v * 3 for k, v in prepare(cfg, None)[1].params.items()}
+    save_checkpoint(tmp_path / "ck.npz", start_checkpoint(cfg, weights))
+    rc, _ = nitro(capsys, "vectors", "--config", tiny, "--checkpoint", tmp_path / "ck.npz", "--steps", "1",
+                  "--out", tmp_path / "v")
+    init = np.load(tmp_path / "v" / "golden_init.npz")
+    assert rc == 0 and sorted(init.files) == sorted(f"{k}.weight" for k in weights)
+    assert all(np.array_equal(init[f"{k}.weight"], w) for k, w in weights.items())
 
 
 def test_a_seeded_runs_checkpoint_serves_numerics_and_vectors(capsys, tiny, tmp_path):
