@@ -130,14 +130,21 @@ def lint(v_file: Path, top: str) -> str:
     return "clean" if r.returncode == 0 and not r.stderr.strip() else (r.stdout + r.stderr).strip()
 
 
-def _manifest_units(manifest: Path) -> list[dict]:
-    """The unit entries of an earlier manifest.json, none when it is missing or unreadable."""
+def _manifest_units(manifest: Path) -> list[dict] | None:
+    """The unit entries of an earlier manifest.json: none when there is no such file, None when
+    it is not one nitro rtl wrote (not JSON, no units, or an entry without its unit's name, that
+    unit's .v file or a sha256 text)."""
+    if not manifest.exists():
+        return []
     try:
         doc = json.loads(manifest.read_text())
-    except (OSError, ValueError):  # missing, not text, not JSON
-        return []
+    except (OSError, ValueError):  # not text, not JSON
+        return None
     units = doc.get("units") if isinstance(doc, dict) else None
-    return [e for e in units if isinstance(e, dict)] if isinstance(units, list) else []
+    ours = isinstance(units, list) and units and all(
+        isinstance(e, dict) and isinstance(e.get("unit"), str) and e.get("file") == f"{e['unit']}.v"
+        and isinstance(e.get("sha256", ""), str) for e in units)
+    return units if ours else None
 
 
 def _sha256(data: bytes) -> str:
@@ -149,21 +156,24 @@ def _check_ours(out_dir: Path, texts: dict[str, str], force: bool) -> None:
     earlier write_rtl wrote there and nobody changed since (the manifest's sha256; an entry of a
     nitro rtl that recorded no hashes vouches for its file): a hand edit or a file of the user's
     is not lost."""
+    for name in texts:
+        if (out_dir / f"{name}.v").exists() and not (out_dir / f"{name}.v").is_file():
+            raise NitroError(f"{out_dir / f'{name}.v'} is not a file: nitro rtl writes {name}'s Verilog there")
     if force:
         return
     manifest = out_dir / "manifest.json"
-    entries = {e.get("file"): e for e in _manifest_units(manifest)}
-    if manifest.exists() and not entries:
+    units = _manifest_units(manifest)
+    if units is None:
         raise NitroError(f"{manifest} is not a manifest nitro rtl wrote: choose another --out, or "
                          f"pass --force to overwrite it")
+    entries = {e["file"]: e for e in units}
     for name, text in texts.items():
         v_file = out_dir / f"{name}.v"
         if not v_file.exists():
             continue
-        digest = _sha256(v_file.read_bytes()) if v_file.is_file() else None
+        digest = _sha256(v_file.read_bytes())
         entry = entries.get(v_file.name)
-        if digest is not None and (digest == _sha256(text.encode()) or (
-                entry is not None and entry.get("sha256", digest) == digest)):
+        if digest == _sha256(text.encode()) or (entry is not None and entry.get("sha256", digest) == digest):
             continue
         raise NitroError(f"{v_file} was changed since nitro rtl wrote it, or was not written by "
                          f"it: choose another --out, or pass --force to overwrite it")
@@ -191,7 +201,7 @@ def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = Tr
         })
     manifest = out_dir / "manifest.json"
     written = {e["unit"] for e in entries}
-    kept = [e for e in _manifest_units(manifest) if e.get("unit") not in written
-            and (out_dir / str(e.get("file"))).is_file()]  # units written earlier into this folder
+    kept = [e for e in _manifest_units(manifest) or [] if e["unit"] not in written
+            and (out_dir / e["file"]).is_file()]  # units written earlier into this folder
     write_atomic(manifest, (json.dumps({"units": kept + entries}, indent=1) + "\n").encode())
     return manifest

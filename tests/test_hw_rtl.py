@@ -65,10 +65,15 @@ def test_write_rtl_keeps_a_hand_edited_or_foreign_file_unless_forced(tmp_path):
     assert "// older" not in v.read_text()
     other = tmp_path / "other"
     other.mkdir()
-    (other / "manifest.json").write_text("my notes")
-    with pytest.raises(NitroError, match="is not a manifest nitro rtl wrote"):
-        write_rtl(other, ["loss_gradient"], run_lint=False)
-    assert (other / "manifest.json").read_text() == "my notes"
+    for foreign in ("my notes", '{"units": [{"file": "other.txt"}]}', '{"units": [{"file": ["a"]}]}',
+                    '{"units": [{"file": "other.txt", "unit": ["x"]}]}', '{"units": []}'):
+        (other / "manifest.json").write_text(foreign)
+        with pytest.raises(NitroError, match="is not a manifest nitro rtl wrote"):
+            write_rtl(other, ["loss_gradient"], run_lint=False)
+        assert (other / "manifest.json").read_text() == foreign and not (other / "loss_gradient.v").exists()
+    (other / "loss_gradient.v").mkdir()
+    with pytest.raises(NitroError, match="loss_gradient.v is not a file"):
+        write_rtl(other, ["loss_gradient"], run_lint=False, force=True)
 
 
 def _components(c):
