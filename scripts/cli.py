@@ -292,14 +292,14 @@ def _add_train(sub) -> None:
 def _add_model_commands(sub) -> None:
     """The golden model's commands: eval, numerics, vectors, conform."""
     e = sub.add_parser("eval", help="test accuracy of a checkpoint")
-    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--checkpoint", type=path_arg, required=True)
     e.add_argument("--data-dir")
     e.set_defaults(func=_eval)
 
     n = sub.add_parser("numerics", help="declared width vs observed range of every tensor, per layer")
     n.add_argument("--config", required=True)
     n.add_argument("--steps", type=positive_int, default=50, help="training steps to observe (default 50)")
-    n.add_argument("--checkpoint", help="start from trained weights (a checkpoint of this config)")
+    n.add_argument("--checkpoint", type=path_arg, help="start from trained weights (a checkpoint of this config)")
     n.add_argument("--data-dir")
     n.add_argument("--no-progress", action="store_true")
     n.set_defaults(func=_numerics)
@@ -311,7 +311,7 @@ def _add_model_commands(sub) -> None:
     v.add_argument("--steps", type=positive_int, default=3)
     v.add_argument("--test-images", type=positive_int, default=256)
     v.add_argument("--force", action="store_true", help="overwrite a vector set of the same tag in --out")
-    v.add_argument("--checkpoint", help="start from trained weights (a checkpoint of this config)")
+    v.add_argument("--checkpoint", type=path_arg, help="start from trained weights (a checkpoint of this config)")
     v.add_argument("--data-dir")
     v.set_defaults(func=_vectors)
 
@@ -423,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # the file system refused (full disk, permissions, a vanished file)
         where = f": {exc.filename}" if exc.filename else ""
         print(f"nitro: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except MemoryError:  # (numpy's _ArrayMemoryError too) a network or batch too large for this machine
+        print(f"nitro: error: {args.cmd}: out of memory (a smaller batch or network fits)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # every output is written atomically: nothing is left half-written
         kept = " (the last checkpoint is intact)" if args.cmd in ("train", "flow", "sweep") else ""

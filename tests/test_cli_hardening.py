@@ -391,6 +391,38 @@ def test_a_config_with_a_byte_order_mark_reads_as_without(tmp_path, tiny):
     assert load_config(bom).digest() == load_config(tiny).digest()
 
 
+@pytest.mark.parametrize("cmd", ["vectors", "numerics", "eval", "cosim"])
+def test_an_empty_checkpoint_path_is_refused(capsys, tiny, cmd):
+    """--checkpoint "" would silently mean the initial weights."""
+    rc, err = nitro(capsys, cmd, *(["--config", tiny] if cmd != "eval" else []), "--checkpoint", "")
+    assert rc == 2 and "expected a path" in err
+
+
+def test_out_of_memory_is_one_line(capsys, tiny, tmp_path, monkeypatch):
+    """numpy's allocation failure (a MemoryError) is one error line, not a traceback."""
+    import model.train
+
+    def too_big(*a, **k):
+        np.empty(1 << 62, dtype=np.uint8)
+
+    monkeypatch.setattr(model.train, "_epochs", too_big)
+    rc, err = nitro(capsys, "train", "--config", tiny, "--out", tmp_path / "run", "--no-progress")
+    assert rc == 2 and "train: out of memory" in err
+
+
+def test_a_config_that_is_not_a_regular_file_is_refused(capsys, tmp_path):
+    """A device, a pipe or a folder as --config: one error line, nothing read without end."""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"#" * (2 << 20))
+    for path, msg in (("/dev/zero", "not a regular file"), (fifo, "not a regular file"),
+                      (tmp_path, "not a regular file"), (big, "not an experiment TOML")):
+        rc, err = nitro(capsys, "train", "--config", path, "--out", tmp_path / "run")
+        assert rc == 2 and msg in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_to_fewer_epochs_than_trained_is_an_error(capsys, tiny, tmp_path):
     out = tmp_path / "run"
     assert nitro(capsys, "train", "--config", tiny, "--out", out, "--epochs", "2", "--no-progress")[0] == 0
