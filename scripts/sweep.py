@@ -35,9 +35,10 @@ class Trial:
 
 def plan_trials(configs: list[Path], seeds: list[int], data_dir: str | None,
                 epochs: int | None = None) -> list[Trial]:
-    """Every (config, seed), validated before any work (configs, seeds, data, distinct names)."""
+    """Every (config, seed), validated before any work (configs, seeds, distinct names, and the
+    data: readable, and holding a batch of each config)."""
     from model.config import load_config, with_seed
-    from model.datasets import find_dataset_dir
+    from model.train import check_sizes, load_data
 
     if len(set(seeds)) != len(seeds):
         raise NitroError(f"--seeds names a seed twice: {' '.join(map(str, seeds))}")
@@ -47,7 +48,7 @@ def plan_trials(configs: list[Path], seeds: list[int], data_dir: str | None,
         if cfg.name in names:
             raise NitroError(f"configs {names[cfg.name]} and {path} have the same name {cfg.name!r}")
         names[cfg.name] = path
-        find_dataset_dir(cfg.data.dataset, data_dir)
+        check_sizes(cfg, load_data(cfg, data_dir)[0])
         for seed in seeds:
             seeded = with_seed(cfg, seed)
             trials.append(Trial(cfg.source, cfg.name, seed, seeded.digest(),
@@ -104,6 +105,7 @@ def sweep(configs: list[Path], seeds: list[int], epochs: int | None, out: Path, 
     if address:
         reachable(address)  # before the plan is printed
     out = writable_folder(out)
+    summary_is_ours(out)
     data = str(Path(data_dir).resolve()) if data_dir and data_dir != "embedded" else data_dir
     results = {t: r for t in trials if (r := finished(out, t)) is not None}
     failures: dict[Trial, str] = {}
@@ -143,6 +145,25 @@ def summarize(trials: list[Trial], results: dict) -> list[dict]:
         rows.append({"config": name, "seeds": len(accs), "mean": statistics.fmean(accs) if accs else None,
                      "std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "best_test_acc": accs})
     return rows
+
+
+SUMMARY_FILES = ("summary.md", "summary.json", "summary.png")
+
+
+def summary_is_ours(out: Path) -> None:
+    """A sweep rerun into its folder rewrites its summary; summary files that an earlier sweep did
+    not write (no summary.json of its shape beside them) are the user's and are kept."""
+    present = [name for name in SUMMARY_FILES if (out / name).exists()]
+    if not present:
+        return
+    try:
+        doc = json.loads((out / "summary.json").read_text())
+        ours = isinstance(doc, dict) and {"rows", "trials", "failed", "missing"} <= set(doc)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        ours = False
+    if not ours or not all((out / name).is_file() for name in present):
+        raise NitroError(f"{out} holds {', '.join(present)} that nitro sweep did not write: choose "
+                         f"another --out")
 
 
 def write_summary(out: Path, trials: list[Trial], results: dict, failures: dict) -> None:

@@ -294,3 +294,22 @@ def test_sweep_refuses_repeats_and_results_not_its_own(tmp_path):
     f.write_text(json.dumps({**ok, "epochs": a1.epochs + 1}))
     with pytest.raises(NitroError, match=f"is the result of {a1.epochs + 1} epochs"):
         finished(tmp_path / "out", a1)
+
+
+def test_sweep_checks_the_data_and_keeps_summaries_not_its_own(capsys, tmp_path, monkeypatch):
+    """Before Ray starts: a batch larger than the data, or summary files of the user's in --out
+    (a sweep rerun rewrites only its own summary), are one error line; nothing is written."""
+    import scripts.scaleout
+
+    monkeypatch.setattr(scripts.scaleout, "ray_session", lambda *a, **k: pytest.fail("Ray started"))
+    cfgs = sweep_configs(tmp_path)
+    big = tmp_path / "big.toml"
+    big.write_text(cfgs[0].read_text().replace("batch_size = 256", "batch_size = 100000"))
+    rc, cap = nitro(capsys, "sweep", "--config", str(big), "--seeds", "1", "--out", str(tmp_path / "s1"))
+    assert rc == 2 and "smaller than one batch" in cap.err and not (tmp_path / "s1").exists()
+    out = tmp_path / "s2"
+    out.mkdir()
+    (out / "summary.md").write_text("my notes")
+    rc, cap = nitro(capsys, "sweep", "--config", str(cfgs[0]), "--seeds", "1", "--out", str(out))
+    assert rc == 2 and "summary.md that nitro sweep did not write" in cap.err
+    assert (out / "summary.md").read_text() == "my notes" and sorted(p.name for p in out.iterdir()) == ["summary.md"]
