@@ -174,7 +174,10 @@ STEPS: list[tuple[str, Callable[[dict], str]]] = [
 def run_flow(out: Path, config: Path = DEFAULT_CONFIG, data_dir: str | None = None, epochs: int | None = None,
              shared: Path = SHARED, progress: bool = True) -> bool:
     """Run every step, print and write the report; returns True when every check passed."""
-    load_config(config)  # bad input fails before any step
+    from sim.engine.cosim import prepare_cosim
+
+    load_config(config)  # bad input fails before any step: the config, and what the engine can run
+    prepare_cosim(Path(config), COSIM_STEPS, data_dir=data_dir)
     ctx = {"out": writable_folder(out), "config": config, "data_dir": data_dir, "epochs": epochs,
            "shared": Path(shared), "progress": progress, "failed": False}
     lines = []

@@ -141,3 +141,16 @@ def test_a_missing_tensor_source_is_an_error(tmp_path):
         TensorSource(str(tmp_path), "missing", "missing").load("step1")
     with pytest.raises(NitroError, match="has no cnn set"):
         TensorSource(str(tmp_path), "a", "b").load("step1", "cnn")
+
+
+def test_a_network_the_engine_cannot_run_fails_before_the_first_step(tmp_path):
+    """The engine's limits are checked with the config, not at the flow's last step after
+    training, conformance, RTL and simulation."""
+    from model.numerics import NitroError
+
+    cfg = tmp_path / "slope3.toml"
+    cfg.write_text('name = "slope3"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\n'
+                   'hidden = [16]\nslope_inv = 3\n[train]\nbatch_size = 16\n')
+    with pytest.raises(NitroError, match="the engine's ReLU units are built for alpha 4"):
+        flow.run_flow(tmp_path / "flow", cfg, shared=NO_SHARED, progress=False)
+    assert not (tmp_path / "flow").exists()
