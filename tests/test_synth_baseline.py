@@ -55,10 +55,10 @@ def test_regression_is_flagged(baseline):
     assert regressions({**base, "LUT4": int(base["LUT4"] * 0.8) - 2}, base)  # logic gone
 
 
-def test_engine_critical_path_summary():
+def test_critical_path_summary():
     """synth.json's critical path: the worst clock-to-clock path of nextpnr's report (I/O paths,
     <async>, are not the clock's), split into logic and routing."""
-    from sim.engine.synth import critical_path
+    from sim.synth import critical_path
 
     def seg(kind, delay, a, b):
         return {"type": kind, "delay": delay, "from": {"cell": a}, "to": {"cell": b}}

@@ -30,7 +30,7 @@ from hw.engine.top import StreamEngine, engine_signature
 from model.fileio import write_atomic
 from model.numerics import NitroError
 from sim.ebr_outreg import pack_ebr_output_registers
-from sim.synth import ECP5, yosys_cells
+from sim.synth import ECP5, critical_path, yosys_cells
 from sim.synth import synth_ecp5 as unit_synth_ecp5
 
 from .device import DEVICE, SPEED_GRADES
@@ -412,24 +412,6 @@ def _projection(res: dict, cosim_result: Path | None, golden_img_s: float | None
                               for f in sorted({50.0, 100.0, float(freq_mhz)})}
     if golden_img_s:
         res["golden_model_cpu_img_s"] = golden_img_s
-
-
-def critical_path(report: dict) -> dict | None:
-    """The worst clock-to-clock path of a nextpnr report: endpoints, delay, logic levels and the
-    longest single net (routing vs logic tells whether a path wants pipelining or placement)."""
-    paths = [cp for cp in report.get("critical_paths", [])
-             if cp.get("path") and "<async>" not in (cp["from"], cp["to"])]  # clock to clock
-    if not paths:
-        return None
-    cp = max(paths, key=lambda c: sum(s["delay"] for s in c["path"]))
-    segs = cp["path"]
-    routing = [s for s in segs if s["type"] == "routing"]
-    return {"from": segs[0]["from"]["cell"], "to": segs[-1]["to"]["cell"],
-            "delay_ns": round(sum(s["delay"] for s in segs), 2),
-            "logic_ns": round(sum(s["delay"] for s in segs if s["type"] != "routing"), 2),
-            "routing_ns": round(sum(s["delay"] for s in routing), 2),
-            "cells": len(segs) - len(routing),
-            "longest_net_ns": round(max((s["delay"] for s in routing), default=0.0), 2)}
 
 
 # a register input's port (its bit index dropped) -> what is late: a TRELLIS_FF's DI / M (data
