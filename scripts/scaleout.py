@@ -41,8 +41,14 @@ def ray_session(address: str | None, num_cpus: int | None = None):
         ray.shutdown()
 
 
+# an HTTP/2 client's connection preface and an empty SETTINGS frame: a Ray head's GCS and Ray
+# Client ports are gRPC servers, which answer with a SETTINGS frame (type 4) of their own
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 def reachable(address: str, timeout_s: float = 5.0) -> None:
-    """A cluster address answers on its port (Ray itself retries for minutes before giving up)."""
+    """A cluster address answers on its port, as a gRPC server (Ray itself retries for minutes
+    before giving up, and hangs on a port that answers otherwise)."""
     import socket
 
     if address == "auto":
@@ -51,9 +57,15 @@ def reachable(address: str, timeout_s: float = 5.0) -> None:
     if not host or not (port.isascii() and port.isdigit() and int(port) <= 65535):
         raise NitroError(f"--address must be HOST:PORT (or ray://HOST:PORT, or auto), got {address!r}")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as conn:
+            conn.sendall(H2_PREFACE)
+            head = b""
+            while len(head) < 9 and (part := conn.recv(9 - len(head))):
+                head += part
     except OSError as exc:
         raise NitroError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+    if len(head) < 9 or head[3] != 4:
+        raise NitroError(f"{address} answers, but not as a Ray cluster (no gRPC server there)")
 
 
 class RayExecutor:

@@ -197,6 +197,32 @@ def test_unreachable_address_is_one_error_line(capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_an_address_that_is_not_a_ray_cluster_is_one_error_line(capsys, tmp_path, ray_local):
+    """A port that answers, but not as Ray's gRPC (here a web server), is refused at once: Ray
+    itself would hang there for minutes. A Ray head's address passes the same check."""
+    import http.server
+    import threading
+
+    from scripts.scaleout import reachable
+
+    reachable(ray_local.get_runtime_context().gcs_address)
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):  # (the CLI's stderr is what the test reads)
+            pass
+
+    web = http.server.HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{web.server_address[1]}"
+        rc, cap = nitro(capsys, "train", "--config", mlp_config(tmp_path, 0.0), "--out", tmp_path / "r",
+                        "--address", address, "--no-progress")
+    finally:
+        web.shutdown()
+    assert rc == 2 and cap.err.strip().splitlines() == [
+        f"nitro: error: {address} answers, but not as a Ray cluster (no gRPC server there)"]
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("address", ["localhost:\u00b2", "localhost:99999999999999999999", "localhost:65536",
                                      "localhost", ":80"])
 def test_malformed_address_is_one_error_line(capsys, tmp_path, address):
