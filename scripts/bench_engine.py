@@ -3,6 +3,8 @@
   cosim  : training steps of the paper's MNIST MLP (100) and F-MNIST MLP (20) at batch 64 on the
            Verilated engine, bit-checked against the golden model after every step, under the
            ideal memory and the DDR3-class model -> cosim_<config>_<N>steps_<memory>.json
+  trained: the F-MNIST MLP's run (ideal memory) from a checkpoint trained one epoch on the golden
+           model, every compared tensor varying -> cosim_<config>_<N>steps_ideal_trained.json
   cnn    : CNN training on the engine: configs/engine_cnn_mnist.toml (50 steps, batch 16,
            inference on 256 test images) and two steps of cnn_small_mnist at batch 64 (the
            current engine's cycles; `long` is the long run), per-phase cycles (the convolutions
@@ -89,6 +91,34 @@ def bench_cosim(data_dir: str) -> list[Path]:
                           memory=MemoryModel.parse(memory), test_images=256,
                           params=EngineParams(bus_bits=bus))
             for config, memory, bus in cosim_runs()]
+
+
+def trained_file(config: str) -> Path:
+    return OUT / f"cosim_{config}_{RUNS[config]}steps_ideal_trained.json"
+
+
+TRAINED = ("mlp_fmnist",)  # from its initial weights, two block activations stay constant for 20 steps
+
+
+def bench_trained(data_dir: str) -> list[Path]:
+    """The TRAINED MLPs' recorded steps again, from a checkpoint trained one epoch on the golden
+    model: from the initial weights some compared tensors stay one constant, where a wrong forward
+    could not show."""
+    from model.config import load_config
+    from model.train import train
+
+    outs = []
+    for config in TRAINED:
+        steps = RUNS[config]
+        run = REPO / "build" / "trained" / config
+        if not (run / "checkpoint.npz").exists():
+            train(load_config(REPO / "configs" / f"{config}.toml"), run, data_dir, epochs=1, force=True)
+        out = _record_cosim(config, steps, data_dir, trained_file(config), test_images=256,
+                            checkpoint=run / "checkpoint.npz")
+        if json.loads(out.read_text())["constant_tensors"]:
+            raise SystemExit(f"{out}: some compared tensors stayed constant")
+        outs.append(out)
+    return outs
 
 
 def commit() -> str:
@@ -614,6 +644,10 @@ def _cosim_lines(f: Path, memory: str, bus: int, per_phase: bool = False) -> lis
         lines.append(f"- inference on {t['images']} test images: engine accuracy "
                      f"{100 * t['engine_acc']:.2f}%, golden model {100 * t['golden_acc']:.2f}%, "
                      f"predictions identical: {t['identical']}")
+    if "constant_tensors" in r:
+        lines.append("- compared tensors that stayed one constant in every step: "
+                     + (", ".join(r["constant_tensors"]) or "none")
+                     + (" (from a checkpoint trained one epoch)" if r.get("checkpoint") else ""))
     lines += [f"- wall time {r.get('run_s', r['wall_s']):.0f} s (simulator {r['sim_khz']:.0f} "
               f"kcycles/s)" + (f"; commit {r['commit']}" if "commit" in r else ""), ""]
     if per_phase:
@@ -670,6 +704,9 @@ def _run_lines() -> list[str]:
         f = cosim_file(config, memory, bus)
         if f.exists():
             lines += _cosim_lines(f, memory, bus)
+    for f in map(trained_file, TRAINED):
+        if f.exists():
+            lines += _cosim_lines(f, "ideal", 64)
     for f in map(cnn_file, CNN_RUNS):
         if f.exists():
             lines += _cosim_lines(f, "ideal", 64, per_phase=True)
@@ -847,7 +884,7 @@ def write_readme() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["cosim", "cnn", "long", "conform", "vgg", "model", "widths", "synth",
+    ap.add_argument("what", choices=["cosim", "trained", "cnn", "long", "conform", "vgg", "model", "widths", "synth",
                                      "experiment", "place", "small", "ebr", "congestion", "floorplan", "all", "readme"])
     ap.add_argument("--minutes", type=float, default=60.0, help="congestion: router2's time limit")
     ap.add_argument("--epochs", type=int, default=3)
@@ -871,6 +908,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     if a.what in ("cosim", "all"):
         bench_cosim(a.data_dir)
+    if a.what in ("trained", "all"):
+        bench_trained(a.data_dir)
     if a.what in ("cnn", "all"):
         bench_cnn(a.data_dir)
     if a.what in ("long", "all"):

@@ -189,7 +189,7 @@ async def cosim_main(dut) -> None:
     prog = compile_network(net.spec, batch, params, schedule.lr_inv)
     fault = parse_fault(fault_s, prog, steps, start)
     eng = EngineBackend(dut, prog, MemoryModel(**(run.memory or {})))
-    result = {"config": cfg.name, "batch": batch, "start_step": start,
+    result = {"config": cfg.name, "batch": batch, "start_step": start, "checkpoint": run.checkpoint,
               "steps_requested": steps, "steps_run": 0,
               "ok": True, "mismatch": None, "fault": fault_s, "fault_injected": False,
               "network": _net_desc(prog), "memory": run.memory or {},
