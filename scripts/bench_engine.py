@@ -115,6 +115,7 @@ def bench_trained(data_dir: str) -> list[Path]:
             train(load_config(REPO / "configs" / f"{config}.toml"), run, data_dir, epochs=1, force=True)
         out = _record_cosim(config, steps, data_dir, trained_file(config), test_images=256,
                             checkpoint=run / "checkpoint.npz")
+        _stamp(out, checkpoint=str((run / "checkpoint.npz").relative_to(REPO)))  # not this machine's path
         if json.loads(out.read_text())["constant_tensors"]:
             raise SystemExit(f"{out}: some compared tensors stayed constant")
         outs.append(out)
