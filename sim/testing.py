@@ -70,11 +70,20 @@ def report(name: str, counts: dict, request) -> None:
             tr.write_line(line)
 
 
+def simulate(dut, bench) -> None:
+    """Run the testbench `bench` (an async function of the simulator context) on `dut` in the
+    Amaranth simulator, with one clock."""
+    from amaranth.sim import Simulator
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def clocked(dut, cycles: list[list[tuple]], probe) -> list[int]:
     """Run `dut` in the Amaranth simulator: one list of (signal, value) inputs per clock cycle
     (signals not named keep their values); returns `probe`'s value after each clock edge."""
-    from amaranth.sim import Simulator
-
     out = []
 
     async def bench(ctx):
@@ -84,8 +93,5 @@ def clocked(dut, cycles: list[list[tuple]], probe) -> list[int]:
             await ctx.tick()
             out.append(ctx.get(probe))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return out

@@ -5,10 +5,10 @@ latency - 3 cycles after the address. Phases change every cycle or stay for long
 recur, clears fall anywhere, and every counter is read back."""
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hw.engine.counters import PhaseCounters
 from hw.engine.params import CTR_KINDS, N_PHASES
+from sim.testing import simulate
 
 K = len(CTR_KINDS)
 
@@ -60,10 +60,7 @@ def test_counters_count_every_event_of_its_phase(seed):
             await ctx.tick()
         got.append(ctx.get(dut.rd_data))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     want = _expected(phase, events, clear, addr, latency)
     checked = [(g, w) for g, w in zip(got, want) if w is not None]
     assert len(checked) > 2900 and sum(w > 0 for _, w in checked) > 1500

@@ -7,12 +7,12 @@ serial op's row holds the array off for L - 1 cycles and is cut into elements, e
 m_len x n_len once with its own words; `done` rises after the command's last row."""
 import numpy as np
 from amaranth import Module
-from amaranth.sim import Simulator
 
 from hw.engine.compiler import pack_command
 from hw.engine.drain import ROW_SLOTS, RowDrain
 from hw.engine.params import EngineParams
 from hw.engine.serializer import DRAIN_FIELDS, RowSerializer
+from sim.testing import simulate
 
 P = EngineParams()
 L = P.lanes
@@ -104,10 +104,7 @@ def _run(c: dict, serial: int, valid_p: float, seed: int):
                 sent += 1
             await ctx.tick()
 
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(top, bench)
     return want, rows, got, fires, done_at, elements
 
 

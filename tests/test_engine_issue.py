@@ -8,12 +8,12 @@ rows or not). Under random back-pressure and stalls longer than the skid FIFO, t
 must stop the walk before the FIFO overflows and lose no beat. (The learning pools' B map,
 `bpool`, is left to the cosim.)"""
 import numpy as np
-from amaranth.sim import Simulator
 
 from hw.engine.compiler import pack_command
 from hw.engine.issue import OperandIssue
 from hw.engine.memory import READ_LATENCY
 from hw.engine.params import EngineParams
+from sim.testing import simulate
 
 P = EngineParams()
 L = P.lanes
@@ -128,10 +128,7 @@ def _run(cmds: list[dict], ready_p: float, seed: int) -> list[list[tuple]]:
             for _ in range(READ_LATENCY + 8):  # nothing more comes
                 await cycle()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return got
 
 

@@ -18,6 +18,7 @@ from hw.engine.params import OP_POOL, SEL_AMEM_R, SEL_SMEM, EngineParams, comman
 from hw.engine.perf import pool_cycles
 from hw.engine.pool import MASK, PoolUnit
 from model.layers import maxpool_backward, maxpool_forward
+from sim.testing import simulate
 
 P = EngineParams()
 L = P.lanes
@@ -76,7 +77,6 @@ def _unwords(words: list[int], shape: tuple) -> np.ndarray:
 def _run(pg: PoolGeom, a: np.ndarray, s: np.ndarray, y0: int, rows: int) -> tuple:
     """Pool output rows [y0, y0 + rows) of images `a` (and mark `s`) on the unit; returns (pooled
     words as (images, rows, wo, channels), the marked copy as (images, h, w, channels), cycles)."""
-    from amaranth.sim import Simulator
 
     n_img, h, w, c = a.shape
     first = pg.source_rows(y0, y0 + rows)[0] * w * pg.words  # the tile's first source row
@@ -125,10 +125,7 @@ def _run(pg: PoolGeom, a: np.ndarray, s: np.ndarray, y0: int, rows: int) -> tupl
                 words.append(ctx.get(dut.src_q if mem is dut.src else dut.smem_q))
             out[name] = words[READ_LATENCY - 1:READ_LATENCY - 1 + n]
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return (_unwords(out["dst"], (n_img, rows, pg.wo, c)), _unwords(out["mk"], a.shape),
             out["cycles"])
 

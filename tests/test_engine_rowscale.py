@@ -4,13 +4,13 @@ between rows, M and N not multiples of the lanes) -> exactly the SMEM / AMEM_R r
 AMEM_C column lanes of the elements inside m_len x n_len, holding s = nitro_scaling(z, SF) and
 a = nitro_relu_forward(s)."""
 import numpy as np
-from amaranth.sim import Simulator
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hw.engine.params import EngineParams
 from hw.engine.rowscale import WRITES, RowScale
 from model.layers import nitro_relu_forward, nitro_scaling
+from sim.testing import simulate
 
 P = EngineParams()
 L = P.lanes
@@ -53,10 +53,7 @@ def _simulate(sf, m_len, n_len, z, gaps):
                         writes[0] += 1
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return mem, writes[0]
 
 

@@ -5,7 +5,6 @@ command scratchpad, run twice (a START after the END): the commands are run in o
 launches and in no other cycle; after `drain_done` each command waits for the flush that
 `Flush` documents for its op and chunk flags; END raises `done`."""
 import numpy as np
-from amaranth.sim import Simulator
 
 from hw.engine.compiler import pack_command
 from hw.engine.core import command_flush
@@ -15,6 +14,7 @@ from hw.engine.params import (
 )
 from hw.engine.program import bus_words
 from hw.engine.sequencer import GEMM_COPIES, CommandSequencer
+from sim.testing import simulate
 
 P = EngineParams()
 FLUSH = command_flush(P)
@@ -84,10 +84,7 @@ def test_commands_run_in_order_with_their_flushes():
                     dones.append(cyc)
                     break
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
 
     assert [v for _, v, *_ in launches] == packed * RUNS  # every command, in order, END last
     assert not stray

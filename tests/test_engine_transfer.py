@@ -6,12 +6,12 @@ row_words + c, or spad + c * rows + r `across`; a word's beats lane 0 first. Scr
 two and three beats a word, empty transfers, random ready on the DMA command and data channels
 and random gaps in the loaded beats; `busy` falls after each transfer."""
 import numpy as np
-from amaranth.sim import Simulator
 
 from hw.engine.params import SEL_AMEM_R, SEL_CTR, SEL_DMEM, SEL_WMEM, EngineParams
 from hw.engine.program import beats_per_word, scratch_word_bits
 from hw.engine.scratchpads import HOST_READ_LATENCY
 from hw.engine.transfer import LoadUnit, StoreUnit
+from sim.testing import simulate
 
 P = EngineParams()
 BB = P.bus_bits
@@ -33,13 +33,6 @@ def _words(t: tuple) -> list[tuple[int, int]]:
 def _dma_commands(t: tuple) -> list[tuple[int, int]]:
     sel, _, rows, rw, ext, stride, _ = t
     return [(ext + r * stride, rw * beats_per_word(P, sel)) for r in range(rows)] if rw else []
-
-
-def _simulate(dut, bench) -> None:
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
 
 
 async def _send(ctx, dut, t: tuple, step) -> None:
@@ -87,7 +80,7 @@ def test_load_unit_writes_each_word_where_the_transfer_says():
                 await step()
             assert not ctx.get(dut.busy) and not queued
 
-    _simulate(dut, bench)
+    simulate(dut, bench)
     for t, c, w, b in zip(TRANSFERS, cmds, writes, beats_sent):
         wpb = beats_per_word(P, t[0])
         assert c == _dma_commands(t)
@@ -131,7 +124,7 @@ def test_store_unit_sends_each_word_where_the_transfer_says():
                 await step()
             assert not ctx.get(dut.busy)
 
-    _simulate(dut, bench)
+    simulate(dut, bench)
     for t, c, b in zip(TRANSFERS, cmds, beats):
         wpb = beats_per_word(P, t[0])
         assert c == _dma_commands(t)

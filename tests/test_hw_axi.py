@@ -9,7 +9,7 @@ from hw.axi import axi4, axilite, burst_split
 from hw.dma import BurstSplitter, DmaReader, DmaWriter
 from hw.engine.control import control_map
 from hw.regs import Register, RegisterMap
-from sim.testing import run_unit
+from sim.testing import run_unit, simulate
 
 
 @pytest.mark.parametrize("name", ["dma64", "dma128"])
@@ -69,7 +69,6 @@ def _split_in_sim(cmds: list[tuple[int, int]], p_stall: float, seed: int, beat: 
     """The BurstSplitter in Amaranth's simulator fed `cmds` (addr, beats) back to back, its burst
     output stalled with probability `p_stall`: the bursts (cycle, addr, beats) and the count of
     `misaligned` pulses."""
-    from amaranth.sim import Simulator
 
     dut = BurstSplitter(32, beat * 8, max_burst)
     rng, out, bad = random.Random(seed), [], [0]
@@ -91,10 +90,7 @@ def _split_in_sim(cmds: list[tuple[int, int]], p_stall: float, seed: int, beat: 
             k, cycle = k + took, cycle + 1
             assert cycle < 100 * len(cmds) + 100, "the splitter stopped"
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return out, bad[0]
 
 
@@ -129,7 +125,6 @@ def test_register_slice_passes_every_beat_in_order(p_in, p_out):
     """RegisterSlice (every channel of AxiRegisterSlice) under random valid and ready: every beat
     leaves once, in order, `o.valid` held until taken with its payload unchanged; with neither
     side pausing, one beat per cycle after one cycle of latency."""
-    from amaranth.sim import Simulator
 
     from hw.stream_unit import RegisterSlice
 
@@ -158,10 +153,7 @@ def test_register_slice_passes_every_beat_in_order(p_in, p_out):
             k, cycles[0] = k + took, cycles[0] + 1
             assert cycles[0] < 20 * len(beats), "the slice stopped"
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert out == beats
     if p_in == p_out == 0.0:
         assert cycles[0] == len(beats) + 1

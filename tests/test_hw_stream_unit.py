@@ -17,7 +17,7 @@ from hw.relu import NitroReluForward
 from hw.scaling import NitroScaling
 from hw.stream_unit import CreditFIFO
 from model.layers import nitro_relu_forward, nitro_scaling
-from sim.testing import clocked
+from sim.testing import clocked, simulate
 
 rng = np.random.default_rng(5)
 CORNERS_32 = [-(1 << 31), -(1 << 31) + 1, -1, 0, 1, (1 << 31) - 1, 127 * 784 * 256, -127 * 784 * 256 - 1]
@@ -101,7 +101,6 @@ def _run_pair(pair: _FifoPair, ops) -> tuple[list[int], int, int]:
     """Each (write, read, data) op one cycle; a write only while the writer holds a credit (a
     word read frees one). Returns `seen` after every edge, the writes made and the cycles in
     which the credit FIFO's memory gave up a word (`popped`)."""
-    from amaranth.sim import Simulator
 
     out, writes, pops = [], 0, 0
 
@@ -118,10 +117,7 @@ def _run_pair(pair: _FifoPair, ops) -> tuple[list[int], int, int]:
             writes += w
             out.append(ctx.get(pair.seen))
 
-    sim = Simulator(pair)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(pair, bench)
     return out, writes, pops
 
 
