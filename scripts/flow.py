@@ -17,7 +17,7 @@ from typing import Callable
 from model.config import load_config
 from model.conform import run_conformance
 from model.fileio import writable_folder, write_atomic
-from model.train import train
+from model.train import CHECKPOINT, train
 from model.vectors import set_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,10 +34,15 @@ def vector_sets(shared: Path) -> tuple[Path, tuple[str, ...]]:
     return SHIPPED_VECTORS, ("mlp",)
 
 
+def trained_checkpoint(ctx: dict) -> Path:
+    """The checkpoint of the flow's training run (the co-simulation starts from its weights)."""
+    return ctx["out"] / "train" / CHECKPOINT
+
+
 def step_train(ctx: dict) -> str:
     cfg = load_config(ctx["config"])
-    run_dir = ctx["out"] / "train"
-    res = train(cfg, run_dir, ctx["data_dir"], epochs=ctx["epochs"], resume=(run_dir / "checkpoint.npz").exists(),
+    run_dir = trained_checkpoint(ctx).parent
+    res = train(cfg, run_dir, ctx["data_dir"], epochs=ctx["epochs"], resume=trained_checkpoint(ctx).exists(),
                 progress=ctx["progress"])
     ctx["network"] = res.network
     rate = sum(r["train_img_s"] for r in res.history) / max(len(res.history), 1)
@@ -146,7 +151,7 @@ def step_cosim(ctx: dict) -> str:
     res_file = ctx["out"] / "cosim.json"
     # from the trained weights: the initial ones' scaled outputs mostly round to 0
     rc = run_cosim(Path(ctx["config"]), COSIM_STEPS, ctx["data_dir"], res_file, progress=False,
-                   checkpoint=ctx["out"] / "train" / "checkpoint.npz")
+                   checkpoint=trained_checkpoint(ctx))
     res = json.loads(res_file.read_text())
     if rc != 0:
         ctx["failed"] = True
@@ -176,7 +181,7 @@ def run_flow(out: Path, config: Path = DEFAULT_CONFIG, data_dir: str | None = No
     """Run every step, print and write the report; returns True when every check passed."""
     from sim.engine.cosim import prepare_cosim
 
-    load_config(config)  # bad input fails before any step: the config, and what the engine can run
+    # bad input fails before any step: the config, and what the engine can run
     prepare_cosim(Path(config), COSIM_STEPS, data_dir=data_dir)
     ctx = {"out": writable_folder(out), "config": config, "data_dir": data_dir, "epochs": epochs,
            "shared": Path(shared), "progress": progress, "failed": False}
