@@ -384,11 +384,12 @@ MAX_CONFIG_BYTES = 1 << 20
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read, parse and validate a config file (which must be complete: see `parse_config`)."""
     path = Path(path)
-    if path.exists() and not path.is_file():  # a device or a pipe would be read without end
-        raise NitroError(f"config {path} is not a regular file")
-    if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
-        raise NitroError(f"config {path} is {path.stat().st_size} bytes: not an experiment TOML "
-                         f"(at most {MAX_CONFIG_BYTES})")
+    if path.exists():  # (a missing one: the read's error below)
+        if not path.is_file():  # a device or a pipe would be read without end
+            raise NitroError(f"config {path} is not a regular file")
+        if (size := path.stat().st_size) > MAX_CONFIG_BYTES:
+            raise NitroError(f"config {path} is {size} bytes: not an experiment TOML "
+                             f"(at most {MAX_CONFIG_BYTES})")
     try:
         raw = path.read_bytes()
     except OSError as exc:
