@@ -105,17 +105,17 @@ def bench_trained(data_dir: str) -> list[Path]:
     model: from the initial weights some compared tensors stay one constant, where a wrong forward
     could not show."""
     from model.config import load_config
-    from model.train import train
+    from model.train import CHECKPOINT, train
 
     outs = []
     for config in TRAINED:
-        steps = RUNS[config]
         run = REPO / "build" / "trained" / config
-        if not (run / "checkpoint.npz").exists():
+        ck = run / CHECKPOINT
+        if not ck.exists():
             train(load_config(REPO / "configs" / f"{config}.toml"), run, data_dir, epochs=1, force=True)
-        out = _record_cosim(config, steps, data_dir, trained_file(config), test_images=256,
-                            checkpoint=run / "checkpoint.npz")
-        _stamp(out, checkpoint=str((run / "checkpoint.npz").relative_to(REPO)))  # not this machine's path
+        # the record names the checkpoint relative to the repository, not this machine's path
+        out = _record_cosim(config, RUNS[config], data_dir, trained_file(config), test_images=256,
+                            checkpoint=ck, stamp={"checkpoint": str(ck.relative_to(REPO))})
         if json.loads(out.read_text())["constant_tensors"]:
             raise SystemExit(f"{out}: some compared tensors stayed constant")
         outs.append(out)
@@ -139,15 +139,16 @@ def _stamp(out: Path, **extra) -> dict:
     return res
 
 
-def _record_cosim(config: str, steps: int, data_dir: str, out: Path, **kw) -> Path:
+def _record_cosim(config: str, steps: int, data_dir: str, out: Path, stamp: dict | None = None,
+                  **kw) -> Path:
     """`steps` co-simulated steps of configs/<config>.toml recorded in `out` (with the wall time
-    including the engine build and the commit); SystemExit when the engine and the golden model
-    differ."""
+    including the engine build, the commit and `stamp`); SystemExit when the engine and the
+    golden model differ."""
     from sim.engine.cosim import run_cosim
 
     t0 = time.perf_counter()
     rc = run_cosim(REPO / "configs" / f"{config}.toml", steps, data_dir, out, progress=True, **kw)
-    res = _stamp(out, total_wall_s_incl_build=round(time.perf_counter() - t0, 1))
+    res = _stamp(out, total_wall_s_incl_build=round(time.perf_counter() - t0, 1), **(stamp or {}))
     if rc:
         raise SystemExit(f"cosim failed: {res.get('message')}")
     return out
