@@ -70,11 +70,14 @@ def _fresh_best() -> dict:
     return {"test_acc": -1.0, "train_acc": 0.0, "epoch": 0}
 
 
-def start_checkpoint(cfg: ExperimentConfig, params: dict[str, np.ndarray],
-                     data_dir: str | Path | None = None) -> Checkpoint:
-    """What a fresh run of `cfg` holds before its first epoch, with `params` for its weights: a
-    checkpoint that starts another tool from chosen weights (`nitro cosim --checkpoint`)."""
-    ds, _, rng = prepare(cfg, data_dir)
+def start_checkpoint(cfg: ExperimentConfig, params: dict[str, np.ndarray] | None = None,
+                     data_dir: str | Path | None = None, scale: int = 1) -> Checkpoint:
+    """What a fresh run of `cfg` holds before its first epoch, with `params` for its weights (by
+    default its initial weights x `scale`): a checkpoint that starts another tool from chosen
+    weights (`nitro cosim --checkpoint`)."""
+    ds, net, rng = prepare(cfg, data_dir)
+    if params is None:
+        params = {k: v * scale for k, v in net.params.items()}
     return Checkpoint(0, params, rng.get_state(), _state(cfg.make_schedule(), _fresh_best(), [], {}),
                       cfg.source, cfg.digest(), np.arange(len(ds.train_x)))
 

@@ -8,7 +8,8 @@
   cnn    : CNN training on the engine: configs/engine_cnn_mnist.toml (50 steps, batch 16,
            inference on 256 test images) and two steps of cnn_small_mnist at batch 64 (the
            current engine's cycles; `long` is the long run), per-phase cycles (the convolutions
-           per layer) -> cosim_<config>_<N>steps_b<batch>_ideal.json
+           per layer), from the initial weights x64 (START_SCALE) so that every compared tensor
+           varies -> cosim_<config>_<N>steps_b<batch>_ideal.json
   long   : cnn_small_mnist for 200 steps at batch 64 in two segments of 100 run side by side
            (`nitro cosim --start-step`; about 80 minutes on two cores), the second followed by
            inference on 1000 test images -> cosim_cnn_small_mnist_steps<first>-<last>_b64_ideal.json
@@ -17,7 +18,8 @@
   vgg    : VGG8B MNIST: the performance model's cycles per step at batch
            64 for the ideal and the DDR3-class memory, per phase, and images/s at 150 MHz ->
            vgg8b_mnist_model.json; one training step of it at batch 8 on the Verilated engine
-           (about 15 minutes) -> cosim_vgg8b_mnist_1steps_b8_ideal.json
+           from the initial weights x256, every compared tensor varying (about 30 minutes) ->
+           cosim_vgg8b_mnist_1steps_b8_ideal.json
   model  : the performance model (hw.engine.perf) against those runs -> perf_model.json
   widths : the golden model in "check" mode with the engine's storage widths (int16 weights, int24
            deltas, or --weight-bits) over real training (--config, --epochs) -> widths.json for
@@ -100,6 +102,35 @@ def trained_file(config: str) -> Path:
 TRAINED = ("mlp_fmnist",)  # from its initial weights, two block activations stay constant for 20 steps
 
 
+def _require_varied(out: Path) -> Path:
+    """`out`, a recorded co-simulation; SystemExit when some tensor it compared stayed one
+    constant (it could not have shown most errors in what produced it)."""
+    if const := json.loads(out.read_text())["constant_tensors"]:
+        raise SystemExit(f"{out}: some compared tensors stayed constant: {', '.join(const)}")
+    return out
+
+
+def scaled_start(config: str, data_dir: str) -> Path:
+    """A checkpoint of configs/<config>.toml before its first step holding its initial weights x
+    START_SCALE[config] (in build/scaled/)."""
+    from model.checkpoint import save_checkpoint
+    from model.config import load_config
+    from model.train import start_checkpoint
+
+    ck = REPO / "build" / "scaled" / f"{config}_x{START_SCALE[config]}.npz"
+    ck.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(ck, start_checkpoint(load_config(REPO / "configs" / f"{config}.toml"),
+                                         data_dir=data_dir, scale=START_SCALE[config]))
+    return ck
+
+
+def _record_scaled(config: str, steps: int, data_dir: str, out: Path, **kw) -> Path:
+    """`_record_cosim` from `scaled_start`'s weights, every compared tensor varying."""
+    return _require_varied(_record_cosim(
+        config, steps, data_dir, out, checkpoint=scaled_start(config, data_dir),
+        stamp={"start": f"the initial weights x{START_SCALE[config]}"}, **kw))
+
+
 def bench_trained(data_dir: str) -> list[Path]:
     """The TRAINED MLPs' recorded steps again, from a checkpoint trained one epoch on the golden
     model: from the initial weights some compared tensors stay one constant, where a wrong forward
@@ -114,11 +145,9 @@ def bench_trained(data_dir: str) -> list[Path]:
         if not ck.exists():
             train(load_config(REPO / "configs" / f"{config}.toml"), run, data_dir, epochs=1, force=True)
         # the record names the checkpoint relative to the repository, not this machine's path
-        out = _record_cosim(config, RUNS[config], data_dir, trained_file(config), test_images=256,
-                            checkpoint=ck, stamp={"checkpoint": str(ck.relative_to(REPO))})
-        if json.loads(out.read_text())["constant_tensors"]:
-            raise SystemExit(f"{out}: some compared tensors stayed constant")
-        outs.append(out)
+        outs.append(_require_varied(_record_cosim(
+            config, RUNS[config], data_dir, trained_file(config), test_images=256, checkpoint=ck,
+            stamp={"checkpoint": str(ck.relative_to(REPO))})))
     return outs
 
 
@@ -213,6 +242,10 @@ WIDTHS_NOTE = (
 
 # CNNs: config -> (batch, steps, test images); the ideal memory
 CNN_RUNS = {"engine_cnn_mnist": (16, 50, 256), "cnn_small_mnist": (64, 2, 0)}
+VGG = "vgg8b_mnist"
+# The CNN records start from the initial weights x this: at their own scale most scaled outputs
+# round to 0 and some compared tensors stay one constant (VGG8B's learning layers even x64).
+START_SCALE = {"engine_cnn_mnist": 64, "cnn_small_mnist": 64, VGG: 256}
 # the long CNN run: config, steps, segments side by side, test images after the last
 LONG, LONG_STEPS, LONG_SEGMENTS, LONG_TEST = "cnn_small_mnist", 200, 2, 1000
 
@@ -225,8 +258,8 @@ def cnn_file(config: str) -> Path:
 def bench_cnn(data_dir: str) -> list[Path]:
     """CNN training on the Verilated engine, bit-checked after every step: the shipped
     configs/engine_cnn_mnist.toml (50 steps, then the inference program on 256 test images) and
-    configs/cnn_small_mnist.toml (2 steps at its batch of 64)."""
-    return [_record_cosim(config, steps, data_dir, cnn_file(config), batch=batch, test_images=test)
+    configs/cnn_small_mnist.toml (2 steps at its batch of 64), from `scaled_start`'s weights."""
+    return [_record_scaled(config, steps, data_dir, cnn_file(config), batch=batch, test_images=test)
             for config, (batch, steps, test) in CNN_RUNS.items()]
 
 
@@ -258,7 +291,6 @@ def bench_long(data_dir: str) -> list[Path]:
     return long_files()
 
 
-VGG = "vgg8b_mnist"
 VGG_RTL_BATCH = 8  # one step at batch 64 is ~1.6 G cycles: about 90 minutes of simulation
 TARGET_MHZ = 150.0
 
@@ -266,7 +298,7 @@ TARGET_MHZ = 150.0
 def bench_vgg(data_dir: str) -> list[Path]:
     """VGG8B MNIST: the compiled program's predicted cycles per step (batch 64, both memory
     models, per phase with the useful-MAC utilization of its GEMMs) and images/s at the 150 MHz
-    target; then one step at batch 8 co-simulated and bit-checked."""
+    target; then one step at batch 8 from `scaled_start`'s weights co-simulated and bit-checked."""
     from hw.engine.perf import predict, run_cycles
     from sim.engine.host import DDR3, MemoryModel
 
@@ -298,8 +330,8 @@ def bench_vgg(data_dir: str) -> list[Path]:
                     for k, v in layers.items()}
     out = OUT / f"{VGG}_model.json"
     write_atomic(out, json.dumps(res, indent=1).encode())
-    rtl = _record_cosim(VGG, 1, data_dir, OUT / f"cosim_{VGG}_1steps_b{VGG_RTL_BATCH}_ideal.json",
-                        batch=VGG_RTL_BATCH)
+    rtl = _record_scaled(VGG, 1, data_dir, OUT / f"cosim_{VGG}_1steps_b{VGG_RTL_BATCH}_ideal.json",
+                         batch=VGG_RTL_BATCH)
     return [out, rtl]
 
 

@@ -31,12 +31,10 @@ def _scaled_start(tmp_path: Path, config: Path, data_dir: str | None) -> Path:
     x64, every tensor the cosim compares varies from the first step."""
     from model.checkpoint import save_checkpoint
     from model.config import load_config
-    from model.train import prepare, start_checkpoint
+    from model.train import start_checkpoint
 
-    cfg = load_config(config)
-    _, net, _ = prepare(cfg, data_dir)
     path = tmp_path / "start.npz"
-    save_checkpoint(path, start_checkpoint(cfg, {k: v * 64 for k, v in net.params.items()}, data_dir))
+    save_checkpoint(path, start_checkpoint(load_config(config), data_dir=data_dir, scale=64))
     return path
 
 
