@@ -109,13 +109,14 @@ def prepare_output(out: Path, resume: bool, force: bool = False) -> None:
                          f"--force to overwrite")
 
 
-def check_sizes(cfg: ExperimentConfig, ds: IntegerDataset) -> None:
-    """Data sizes against batch sizes, before the first step."""
-    if len(ds.train_x) < cfg.train.batch_size:
-        raise NitroError(f"training set ({len(ds.train_x)} images) is smaller than one batch "
+def check_sizes(cfg: ExperimentConfig, n_train: int, n_test: int) -> None:
+    """Data sizes (images in the training and test sets) against batch sizes, before the first
+    step."""
+    if n_train < cfg.train.batch_size:
+        raise NitroError(f"training set ({n_train} images) is smaller than one batch "
                          f"(train.batch_size = {cfg.train.batch_size})")
-    if len(ds.test_x) < cfg.train.eval_batch:
-        raise NitroError(f"test set ({len(ds.test_x)} images) is smaller than one evaluation batch "
+    if n_test < cfg.train.eval_batch:
+        raise NitroError(f"test set ({n_test} images) is smaller than one evaluation batch "
                          f"(train.eval_batch = {cfg.train.eval_batch})")
 
 
@@ -138,7 +139,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
         raise NitroError(f"--resume: {ck_path} has trained {ck.epoch} epochs already, more than the "
                          f"{total} asked for")
     ds, net, rng = prepare(cfg, data_dir)
-    check_sizes(cfg, ds)
+    check_sizes(cfg, len(ds.train_x), len(ds.test_x))
     schedule = cfg.make_schedule()
     history: list[dict] = []
     best = _fresh_best()

@@ -48,7 +48,8 @@ def plan_trials(configs: list[Path], seeds: list[int], data_dir: str | None,
         if cfg.name in names:
             raise NitroError(f"configs {names[cfg.name]} and {path} have the same name {cfg.name!r}")
         names[cfg.name] = path
-        check_sizes(cfg, load_data(cfg, data_dir)[0])
+        ds = load_data(cfg, data_dir)[0]
+        check_sizes(cfg, len(ds.train_x), len(ds.test_x))
         for seed in seeds:
             seeded = with_seed(cfg, seed)
             trials.append(Trial(cfg.source, cfg.name, seed, seeded.digest(),

@@ -342,6 +342,7 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     from model.checkpoint import load_checkpoint_for
     from model.config import load_config
     from model.datasets import image_shape
+    from model.train import check_sizes
 
     from hw.engine.compiler import compile_network
 
@@ -364,9 +365,9 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
         if asked > have:
             raise NitroError(f"cosim: --{split}-images {asked}: {cfg.data.dataset} has {have} "
                              f"{split} images")
-    n = train_images or len(raw.train_x)
-    if n < b:
-        raise NitroError(f"cosim: the training set ({n} images) is smaller than one batch ({b})")
+    # the run's batches, and the test evaluations after each epoch it crosses
+    check_sizes(replace(cfg, train=replace(cfg.train, batch_size=b)),
+                train_images or len(raw.train_x), len(raw.test_x))
     return cfg, prog
 
 
