@@ -5,8 +5,8 @@ must carry the word addresses that `params.command_layout` documents, in its loo
 tile flags: plain GEMMs, and convolutions read through their window (source pixels outside the
 image read zero, the address steps by a_skr where a window row ends, m tiles moving along output
 rows or not). Under random back-pressure and stalls longer than the skid FIFO, the credit logic
-must stop the walk before the FIFO overflows and lose no beat. (The learning pools' B map,
-`bpool`, is left to the cosim.)"""
+must stop the walk before the FIFO overflows and lose no beat. A delta GEMM through a learning
+pool's map (`bpool`) must read each pixel's B tile at its pooling window's word."""
 import numpy as np
 
 from hw.engine.compiler import pack_command
@@ -27,7 +27,9 @@ def _commands(rng) -> list[dict]:
     """Plain GEMMs: loops of one, two and more tiles and beats, and chunks of K that neither start
     nor end their tile; then a forward convolution (m tiles along output rows 5 pixels wide,
     3 x 3 window of 2 words a pixel, padding on every side) and a weight gradient's window
-    position (K = the pixels of two 6 x 3 images shifted by a tap, m tiles on one pixel)."""
+    position (K = the pixels of two 6 x 3 images shifted by a tap, m tiles on one pixel); then
+    delta GEMMs through a pool map: 2 x 2 windows of 2 words a pixel on a 5-pixel row starting
+    in the window's padding, and 3 x 2 windows of 1 word on a 7-pixel row."""
     shapes = [(1, 1, 1), (L, L, 2), (L + 1, 2 * L, 1), (3 * L, L - 1, 2), (2 * L, 3 * L + 2, 5),
               (1, 2 * L + 1, 3), (L + 3, L + 5, 7)]
     cmds = []
@@ -40,6 +42,10 @@ def _commands(rng) -> list[dict]:
     cmds.append({"m_len": 2 * L, "n_len": L + 1, "k_len": 36, **_bases(rng), "a_skr": 5, "a_sel": 1,
                  "b_sel": 2, "conv": 1, "cv_w": 6, "cv_h": 3, "cv_x0": 1, "cv_y0": -1, "cv_mw": 0,
                  "cv_n0": 1, "cv_n1": 6, "cv_n2": 3})
+    for w, rows, n0, kw, kh, x0, y0 in ((5, 3, 2, 2, 2, -1, -1), (7, 4, 1, 3, 2, 0, -1)):
+        cmds.append({"m_len": L + 2, "n_len": w * rows * n0 * L, "k_len": 3, **_bases(rng),
+                     "b_sel": 2, "bpool": 1, "cv_w": w, "cv_n0": n0, "cv_n1": kw, "cv_n2": kh,
+                     "cv_x0": x0, "cv_y0": y0})
     return cmds
 
 
@@ -65,6 +71,18 @@ def _a_walk(c: dict, mt: int) -> list[tuple[int, bool]]:
     return out
 
 
+def _b_tile(c: dict, nt: int) -> int:
+    """The first B word of n tile `nt`: the next word, or (bpool) the word of the pixel's pooling
+    window, the windows of a row (cv_n0 words each) one after another, then the next row's."""
+    if not c.get("bpool"):
+        return c["b_base"] + nt
+    n0, kw, kh = c["cv_n0"], c["cv_n1"], c["cv_n2"]
+    pixel, word = divmod(nt, n0)
+    y, x = divmod(pixel, c["cv_w"])
+    per_row = (c["cv_w"] - 1 - c["cv_x0"]) // kw + 1  # the first pixel sits at -cv_x0 in its window
+    return c["b_base"] + ((y - c["cv_y0"]) // kh * per_row + (x - c["cv_x0"]) // kw) * n0 + word
+
+
 def _expected(c: dict) -> list[tuple]:
     """(A word, A scratchpad, B word, B scratchpad, first, last) of each beat, as documented; an
     A word outside the image reads zero (no address, no scratchpad)."""
@@ -74,7 +92,7 @@ def _expected(c: dict) -> list[tuple]:
         for nt in range(-(-c["n_len"] // L)):
             for k, (a, inside) in enumerate(walk):
                 out.append((a if inside else 0, ("ar" if c.get("a_sel") else "ac") if inside else None,
-                            c["b_base"] + k * c["b_sk"] + nt, B_SEL[c.get("b_sel", 0)],
+                            _b_tile(c, nt) + k * c["b_sk"], B_SEL[c.get("b_sel", 0)],
                             k == 0 and not c.get("k_cont"), k == c["k_len"] - 1 and not c.get("k_hold")))
     return out
 
