@@ -126,9 +126,15 @@ def scaled_start(config: str, data_dir: str) -> Path:
 
 def _record_scaled(config: str, steps: int, data_dir: str, out: Path, **kw) -> Path:
     """`_record_cosim` from `scaled_start`'s weights, every compared tensor varying."""
+    ck = scaled_start(config, data_dir)
     return _require_varied(_record_cosim(
-        config, steps, data_dir, out, checkpoint=scaled_start(config, data_dir),
-        stamp={"start": f"the initial weights x{START_SCALE[config]}"}, **kw))
+        config, steps, data_dir, out, checkpoint=ck, stamp=_start_stamp(ck, f"the initial weights x{START_SCALE[config]}"), **kw))
+
+
+def _start_stamp(ck: Path, start: str) -> dict:
+    """What a record started from: the checkpoint relative to the repository (not this
+    machine's path), and what it holds."""
+    return {"checkpoint": str(ck.relative_to(REPO)), "start": start}
 
 
 def bench_trained(data_dir: str) -> list[Path]:
@@ -144,10 +150,9 @@ def bench_trained(data_dir: str) -> list[Path]:
         ck = run / CHECKPOINT
         if not ck.exists():
             train(load_config(REPO / "configs" / f"{config}.toml"), run, data_dir, epochs=1, force=True)
-        # the record names the checkpoint relative to the repository, not this machine's path
         outs.append(_require_varied(_record_cosim(
             config, RUNS[config], data_dir, trained_file(config), test_images=256, checkpoint=ck,
-            stamp={"checkpoint": str(ck.relative_to(REPO))})))
+            stamp=_start_stamp(ck, "a checkpoint trained one epoch on the golden model"))))
     return outs
 
 
@@ -681,7 +686,7 @@ def _cosim_lines(f: Path, memory: str, bus: int, per_phase: bool = False) -> lis
     if "constant_tensors" in r:
         lines.append("- compared tensors that stayed one constant in every step: "
                      + (", ".join(r["constant_tensors"]) or "none")
-                     + (" (from a checkpoint trained one epoch)" if r.get("checkpoint") else ""))
+                     + (f" (from {r['start']})" if "start" in r else ""))
     lines += [f"- wall time {r.get('run_s', r['wall_s']):.0f} s (simulator {r['sim_khz']:.0f} "
               f"kcycles/s)" + (f"; commit {r['commit']}" if "commit" in r else ""), ""]
     if per_phase:
