@@ -21,6 +21,9 @@
            from the initial weights x256, every compared tensor varying (about 30 minutes) ->
            cosim_vgg8b_mnist_1steps_b8_ideal.json
   model  : the performance model (hw.engine.perf) against those runs -> perf_model.json
+  margin : the sequencer's flush without its margin (wait_cycles 0: the computed pipe depths must
+           suffice) and one cycle short (-1: some run must differ from the golden model), a few
+           steps of a CNN and an MLP -> flush_margin.json
   widths : the golden model in "check" mode with the engine's storage widths (int16 weights, int24
            deltas, or --weight-bits) over real training (--config, --epochs) -> widths.json for
            the MNIST MLP, widths_<config>_w<bits>.json otherwise; a value that does not fit is
@@ -110,23 +113,24 @@ def _require_varied(out: Path) -> Path:
     return out
 
 
-def scaled_start(config: str, data_dir: str) -> Path:
+def scaled_start(config: str, scale: int, data_dir: str) -> Path:
     """A checkpoint of configs/<config>.toml before its first step holding its initial weights x
-    START_SCALE[config] (in build/scaled/)."""
+    `scale` (in build/scaled/)."""
     from model.checkpoint import save_checkpoint
     from model.config import load_config
     from model.train import start_checkpoint
 
-    ck = REPO / "build" / "scaled" / f"{config}_x{START_SCALE[config]}.npz"
+    ck = REPO / "build" / "scaled" / f"{config}_x{scale}.npz"
     ck.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ck, start_checkpoint(load_config(REPO / "configs" / f"{config}.toml"),
-                                         data_dir=data_dir, scale=START_SCALE[config]))
+                                         data_dir=data_dir, scale=scale))
     return ck
 
 
 def _record_scaled(config: str, steps: int, data_dir: str, out: Path, **kw) -> Path:
-    """`_record_cosim` from `scaled_start`'s weights, every compared tensor varying."""
-    ck = scaled_start(config, data_dir)
+    """`_record_cosim` from the initial weights x START_SCALE[config], every compared tensor
+    varying."""
+    ck = scaled_start(config, START_SCALE[config], data_dir)
     return _require_varied(_record_cosim(
         config, steps, data_dir, out, checkpoint=ck, stamp=_start_stamp(ck, f"the initial weights x{START_SCALE[config]}"), **kw))
 
@@ -154,6 +158,43 @@ def bench_trained(data_dir: str) -> list[Path]:
             config, RUNS[config], data_dir, trained_file(config), test_images=256, checkpoint=ck,
             stamp=_start_stamp(ck, "a checkpoint trained one epoch on the golden model"))))
     return outs
+
+
+# the flush margin: config -> (batch, steps) run on engines without it and one cycle short of it
+MARGIN_RUNS = {"engine_cnn_mnist": (16, 3), "mlp_mnist": (64, 3)}
+
+
+def bench_margin(data_dir: str) -> Path:
+    """The sequencer waits a computed flush after each command (`core.command_flush`: each
+    pipe's depth behind the drain) plus `wait_cycles` (2). MARGIN_RUNS co-simulated (from the
+    initial weights x64) on engines generated with wait_cycles 0 and -1: without the margin the
+    computed depths must suffice; one cycle less must be caught by the comparison somewhere,
+    or these runs could not show a flush that is too short."""
+    from dataclasses import replace
+
+    from sim.engine.cosim import run_cosim
+
+    res = {"default_wait_cycles": EngineParams().wait_cycles, "runs": {}, "commit": commit()}
+    for wait in (0, -1):
+        p = replace(EngineParams(), wait_cycles=wait)
+        for config, (batch, steps) in MARGIN_RUNS.items():
+            out = REPO / "build" / "margin" / f"{config}_wait{wait}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            run_cosim(REPO / "configs" / f"{config}.toml", steps, data_dir, out, progress=True,
+                      batch=batch, params=p, checkpoint=scaled_start(config, 64, data_dir))
+            r = json.loads(out.read_text())
+            res["runs"][f"{config} wait_cycles={wait}"] = {
+                "ok": r["ok"], "steps_run": r["steps_run"], "batch": batch,
+                "mismatch": r.get("mismatch"), "constant_tensors": r["constant_tensors"],
+                "cycles_per_step": r.get("cycles_per_step")}
+    runs = res["runs"]
+    res["sufficient_without_margin"] = all(v["ok"] for k, v in runs.items() if k.endswith("=0"))
+    res["one_short_caught"] = [k for k, v in runs.items() if k.endswith("=-1") and not v["ok"]]
+    f = OUT / "flush_margin.json"
+    write_atomic(f, json.dumps(res, indent=1).encode())
+    if not res["sufficient_without_margin"] or not res["one_short_caught"]:
+        raise SystemExit(f"{f}: the computed flush does not suffice, or no run caught one a cycle short")
+    return f
 
 
 def commit() -> str:
@@ -900,6 +941,23 @@ def _ebr_lines() -> list[str]:
     return lines
 
 
+def _margin_lines() -> list[str]:
+    """The flush margin: runs without it and one cycle short of it."""
+    f = OUT / "flush_margin.json"
+    if not f.exists():
+        return []
+    r = json.loads(f.read_text())
+    lines = [f"## flush_margin.json: the sequencer's flush without its margin of "
+             f"{r['default_wait_cycles']} cycles, and one cycle short", "",
+             "| run | steps | bit-identical | first difference |", "|---|---:|---|---|"]
+    for k, v in r["runs"].items():
+        mm = v["mismatch"]
+        lines.append(f"| {k} (batch {v['batch']}) | {v['steps_run']} | {v['ok']} | "
+                     + (f"step {mm['step']}, {mm['tensor']}, {mm['count']} elements" if mm else "")
+                     + " |")
+    return lines + ["", f"Commit {r['commit']}.", ""]
+
+
 def _widths_lines() -> list[str]:
     """The storage widths checked on real training."""
     lines = []
@@ -916,14 +974,14 @@ def _widths_lines() -> list[str]:
 
 def write_readme() -> None:
     lines = [*_run_lines(), *_conform_lines(), *_perf_model_lines(), *_synth_lines(),
-             *_placed_lines(), *_congestion_lines(), *_ebr_lines(), *_widths_lines(),
+             *_placed_lines(), *_congestion_lines(), *_ebr_lines(), *_margin_lines(), *_widths_lines(),
              "The first engine's results (all tensors on chip) are in `v1/`.", ""]
     write_atomic(OUT / "README.md", ("\n".join(lines)).encode())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["cosim", "trained", "cnn", "long", "conform", "vgg", "model", "widths", "synth",
+    ap.add_argument("what", choices=["cosim", "trained", "cnn", "long", "conform", "vgg", "model", "margin", "widths", "synth",
                                      "experiment", "place", "small", "ebr", "congestion", "floorplan", "all", "readme"])
     ap.add_argument("--minutes", type=float, default=60.0, help="congestion: router2's time limit")
     ap.add_argument("--epochs", type=int, default=3)
@@ -959,6 +1017,8 @@ def main() -> None:
         bench_vgg(a.data_dir)
     if a.what in ("model", "all"):
         bench_model()
+    if a.what in ("margin", "all"):
+        bench_margin(a.data_dir)
     if a.what in ("widths", "all"):
         bench_widths(a.config, a.epochs, a.data_dir, a.weight_bits)
     if a.what in ("synth", "all"):
