@@ -326,7 +326,7 @@ def bench_long(data_dir: str) -> list[Path]:
     for k, f in enumerate(long_files()):
         cmd = [sys.executable, "-m", "scripts.cli", "cosim", "--config",
                str(REPO / "configs" / f"{LONG}.toml"), "--steps", str(n), "--start-step", str(k * n),
-               "--data-dir", data_dir, "--out", str(f), "--no-progress"]
+               "--data-dir", data_dir, "--out", str(f), "--no-progress", "--force"]
         if k == LONG_SEGMENTS - 1:
             cmd += ["--test-images", str(LONG_TEST)]
         procs.append(subprocess.Popen(cmd, cwd=REPO))
