@@ -28,10 +28,12 @@ def beats(tiles):
             "first": np.concatenate(first), "last": np.concatenate(last)}
 
 
-async def check_tiles(bench: UnitBench, label: str, tiles, **kw) -> int:
-    """Stream tiles in chunks that fit the stimulus / response memories; compare every C tile."""
+async def check_tiles(bench: UnitBench, label: str, tiles, must_wrap: bool = False, **kw) -> int:
+    """Stream tiles in chunks that fit the stimulus / response memories; compare every C tile.
+    must_wrap: some exact C values must lie outside the accumulator's range (counted and
+    recorded), so that its wrap was checked."""
     u = bench.unit
-    got, exp, chunk, n_beats, n_rows, products = [], [], [], 0, 0, 0
+    got, exp, chunk, n_beats, n_rows, products, wrapped = [], [], [], 0, 0, 0, 0
     pending = list(tiles)
     while pending or chunk:
         A, B = pending[0] if pending else (None, None)
@@ -42,11 +44,15 @@ async def check_tiles(bench: UnitBench, label: str, tiles, **kw) -> int:
             continue
         out = await bench.stream(beats(chunk), n_out=n_rows, **kw)
         got.append(out)
-        exp.append(np.concatenate([wrap(matmul(A, B), u.acc_width) for A, B in chunk]))
+        exact = np.concatenate([matmul(A, B) for A, B in chunk])
+        exp.append(wrap(exact, u.acc_width))
+        wrapped += int(np.count_nonzero(exp[-1] != exact))
         products += sum(A.shape[0] * A.shape[1] * B.shape[1] for A, B in chunk)
         chunk, n_beats, n_rows = [], 0, 0
     compare(label, None, concat(got), concat(exp))  # rows of C: the inputs are whole tiles
     record(bench.name, label + " (multiply-accumulates)", products, bench.log)
+    if must_wrap:
+        record(bench.name, label + " (C values past the accumulator's range)", wrapped, bench.log)
     return products
 
 
@@ -61,11 +67,29 @@ def random_tiles(bench: UnitBench, rng, n_products: int, max_k: int = 48):
         k = int(rng.integers(1, max_k + 1))
         A = rng.integers(-amax, amax, (u.rows, k))
         B = rng.integers(-bmax, bmax, (k, u.cols))
-        if rng.random() < 0.5:  # extremes make the 32-bit accumulator wrap
+        if rng.random() < 0.5:  # extremes (the wrap itself: `wrapping_tiles`)
             A = np.where(rng.random(A.shape) < 0.5, rng.choice(acorner, A.shape), A)
             B = np.where(rng.random(B.shape) < 0.5, rng.choice(bcorner, B.shape), B)
         tiles.append((A, B))
         total += u.rows * u.cols * k
+    return tiles
+
+
+def wrapping_tiles(bench: UnitBench, rng, n: int):
+    """n tiles whose exact sums leave the accumulator's range: K of 2 to 3 times
+    2^(acc - 1) / (amax * bmax), each row of A and column of B one extreme of either sign (a
+    tenth of the values corner-heavy noise), so that most C values wrap, some more than once."""
+    u = bench.unit
+    amax, bmax = 1 << (u.a_width - 1), 1 << (u.b_width - 1)
+    k0 = (1 << (u.acc_width - 1)) // (amax * bmax) + 1
+    tiles = []
+    for _ in range(n):
+        k = int(rng.integers(2 * k0, 3 * k0 + 1))
+        A = np.repeat(rng.choice([-amax, amax - 1], (u.rows, 1)), k, axis=1)
+        B = np.repeat(rng.choice([-bmax, bmax - 1], (1, u.cols)), k, axis=0)
+        A = np.where(rng.random(A.shape) < 0.1, rng.integers(-amax, amax, A.shape), A)
+        B = np.where(rng.random(B.shape) < 0.1, rng.integers(-bmax, bmax, B.shape), B)
+        tiles.append((A, B))
     return tiles
 
 

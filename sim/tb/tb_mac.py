@@ -2,7 +2,7 @@
 import numpy as np
 
 from sim.tb.common import UnitBench, cocotb_test, tensors
-from sim.tb.mac_common import check_tiles, gemm_tiles, random_tiles
+from sim.tb.mac_common import check_tiles, gemm_tiles, random_tiles, wrapping_tiles
 
 
 @cocotb_test()
@@ -12,6 +12,8 @@ async def random_dot_products(dut):
     await check_tiles(b, "corner-heavy dot products", random_tiles(b, rng, 1_000_000, max_k=64))
     await check_tiles(b, "dot products, random valid/ready", random_tiles(b, rng, 50_000),
                       valid_p=0.6, ready_p=0.4)
+    await check_tiles(b, "dot products past the accumulator's range", wrapping_tiles(b, rng, 200),
+                      must_wrap=True)
 
 
 @cocotb_test()

@@ -2,7 +2,7 @@
 import numpy as np
 
 from sim.tb.common import UnitBench, cocotb_test, tensors
-from sim.tb.mac_common import check_tiles, gemm_tiles, random_tiles
+from sim.tb.mac_common import check_tiles, gemm_tiles, random_tiles, wrapping_tiles
 
 
 @cocotb_test()
@@ -14,6 +14,8 @@ async def random_tiles_wrap(dut):
                       valid_p=0.5, ready_p=0.3)
     await check_tiles(b, "4x4 tiles K<=10, consumer ready 90 %", random_tiles(b, rng, 100_000, 10),
                       ready_p=0.9)
+    await check_tiles(b, "4x4 tiles past the accumulator's range", wrapping_tiles(b, rng, 200),
+                      must_wrap=True)
 
 
 @cocotb_test()

@@ -4,7 +4,7 @@ GEMM."""
 import numpy as np
 
 from sim.tb.common import UnitBench, cocotb_test, tensors
-from sim.tb.mac_common import check_tiles, gemm_tiles, random_tiles
+from sim.tb.mac_common import check_tiles, gemm_tiles, random_tiles, wrapping_tiles
 
 
 @cocotb_test()
@@ -18,6 +18,8 @@ async def random_tiles_wrap(dut):
     # that sometimes stalls
     await check_tiles(b, "8x8 tiles K<=12, consumer ready 90 %", random_tiles(b, rng, 200_000, 12),
                       ready_p=0.9)
+    await check_tiles(b, "8x8 tiles past the accumulator's range", wrapping_tiles(b, rng, 200),
+                      must_wrap=True)
 
 
 @cocotb_test()

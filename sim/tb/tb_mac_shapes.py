@@ -4,7 +4,7 @@ back, the next admitted while the buffer still drains."""
 import numpy as np
 
 from sim.tb.common import UnitBench, cocotb_test
-from sim.tb.mac_common import check_tiles, random_tiles
+from sim.tb.mac_common import check_tiles, random_tiles, wrapping_tiles
 
 
 @cocotb_test()
@@ -15,3 +15,5 @@ async def short_tiles(dut):
     await check_tiles(b, f"{shape} tiles K<=12", random_tiles(b, rng, 100_000, 12))
     await check_tiles(b, f"{shape} tiles K<=12, consumer ready 90 %", random_tiles(b, rng, 100_000, 12),
                       ready_p=0.9)
+    await check_tiles(b, f"{shape} tiles past the accumulator's range", wrapping_tiles(b, rng, 24),
+                      must_wrap=True, ready_p=0.9)
