@@ -32,6 +32,29 @@ async def corners(dut):
 
 
 @cocotb_test()
+async def multiples(dut):
+    """Numerators at and beside the multiples of their own divisor, for every divisor of the
+    pool: where a constant off by one shows first (the corners above pair a numerator with a
+    random divisor, so the large divisors never see their multiples)."""
+    b = UnitBench(dut)
+    rng = np.random.default_rng(7)
+    lo, hi = -(1 << 31), (1 << 31) - 1
+    n, d = [], []
+    for div in divisor_pool(rng).tolist():
+        kmin, kmax = -(-lo // div), hi // div  # the multiples k * div inside int32
+        ks = np.unique(np.concatenate([[kmin, kmax, kmin + 1, kmax - 1, -1, 1],
+                                       rng.integers(kmin, kmax + 1, 40)]))
+        ks = ks[(ks >= kmin) & (ks <= kmax)]
+        for e in range(-2, 3):
+            v = ks * div + e
+            v = v[(v >= lo) & (v <= hi)]
+            n.append(v)
+            d.append(np.full(len(v), div))
+    n, d = np.concatenate(n), np.concatenate(d)
+    await b.check("k * D + (-2..2) for each runtime divisor D", payload(b, n, d), lambda v: tdiv(n, d))
+
+
+@cocotb_test()
 async def real_sgd_divisions(dut):
     b = UnitBench(dut)
     r = tensors().load("step1")
