@@ -5,6 +5,9 @@ here: lines `C '<\\x01key\\x02value...>' count` with keys f (file), l (line), pa
 v_toggle/..., v_branch/...). Points of the testbench harness are excluded (coverage_off).
 
     NITRO_COVERAGE=1 pytest tests/test_hw_*.py && python -m sim.coverage   # writes the report
+
+The report counts the runs of the last such pytest session only: its start removes every
+earlier run's coverage.dat (`clear_runs`).
 """
 from __future__ import annotations
 
@@ -34,6 +37,16 @@ def parse(dat: Path) -> dict[tuple, int]:
                fields.get("o", "") + fields.get("h", "") + fields.get("n", ""))
         points[key] = points.get(key, 0) + int(m.group(2))
     return points
+
+
+def clear_runs(root: Path = BUILD_ROOT) -> int:
+    """Remove every coverage.dat of the coverage builds' run folders; returns how many. A run
+    folder of an earlier session (another xdist worker's, another testcase's, or a testbench
+    changed since) would otherwise add points that this session did not hit."""
+    dats = list(root.glob("*-cov-*/run*/coverage.dat"))
+    for dat in dats:
+        dat.unlink()
+    return len(dats)
 
 
 def current_builds(root: Path = BUILD_ROOT) -> dict[str, tuple[Path | None, list[Path]]]:
@@ -130,7 +143,9 @@ def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> tuple[dict, list[str
     missing = [n for n, d in current_dats(root).items() if not d]
     gaps = line_gaps(summary, missing)
     out_dir.mkdir(parents=True, exist_ok=True)
+    builds = {n: b.name for n, (b, _) in current_builds(root).items() if b is not None}
     doc = {"designs": summary, "not_run": missing, "line_gaps": gaps,
+           "builds": builds,  # each measured build folder, named by its Verilog's hash
            "how": "NITRO_COVERAGE=1 pytest tests/test_hw_*.py; python -m sim.coverage",
            "points": "Verilator --coverage-line --coverage-toggle on the generated Verilog "
                      "(harness.sv excluded)"}

@@ -42,9 +42,14 @@ def tampered_mlp_set(shared_dir, tmp_path):
 
 
 def pytest_sessionstart(session) -> None:
-    """Vector counts are per session: drop the previous session's summary."""
+    """Vector counts and coverage are per session: drop the previous session's."""
     if not hasattr(session.config, "workerinput"):  # the xdist controller (or a plain run) only
+        from sim.coverage import clear_runs
+        from sim.runner import coverage_enabled
+
         (REPO / "build" / "hw" / "vector_counts.json").unlink(missing_ok=True)
+        if coverage_enabled():
+            clear_runs()
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -1,6 +1,7 @@
 """The coverage report's reader and verdict: Verilator's coverage.dat points parsed per kind, and
-the sentence "every line is executed" only when every design had line points and ran them all."""
-from sim.coverage import line_gaps, parse
+the sentence "every line is executed" only when every design had line points and ran them all;
+a session's report without an earlier session's runs."""
+from sim.coverage import clear_runs, line_gaps, parse
 
 
 def _point(f: str, line: int, kind: str, obj: str, hits: int) -> str:
@@ -30,3 +31,16 @@ def test_line_gaps_name_every_shortfall():
     assert line_gaps({"a.v": _design(0, 0)}, []) == ["a.v: no line points"]
     assert line_gaps({"a.v": _design(5, 5)}, ["relu"]) == ["relu: not run"]
     assert line_gaps({}, []) == ["no design measured"]
+
+
+def test_a_session_starts_without_earlier_runs(tmp_path):
+    """Every run folder's coverage.dat of every coverage build goes (a plain run's, an xdist
+    worker's, a testcase's); the builds and other builds' runs stay."""
+    dats = [tmp_path / b / r / "coverage.dat" for b in ("relu_fwd-cov-ab12", "mac-cov-cd34")
+            for r in ("run", "run-gw3", "run_corners")]
+    keep = [tmp_path / "relu_fwd-cov-ab12" / "relu_fwd.v", tmp_path / "relu_fwd-ab12" / "run" / "coverage.dat"]
+    for f in dats + keep:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("x")
+    assert clear_runs(tmp_path) == len(dats)
+    assert not any(f.exists() for f in dats) and all(f.exists() for f in keep)
