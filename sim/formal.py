@@ -1,11 +1,13 @@
 """Formal checks: bit-level proofs of the units (yosys-smtbmc + yices) and the z3 integer proof of
 the divider algorithm's constants for any input width (TOOLCHAIN.md section 7).
 
-Bit-level: the unit's input is an AnyConst held on a free-running stream (valid = ready = 1); after
-`latency` cycles the output must be valid and equal a specification written directly from the spec
-formulas with Amaranth's own operators (`//` for the division: no magic numbers on the spec side).
-With the input held constant the pipeline state is fully determined after `latency` steps, so a
-BMC of depth latency+1 from reset is a proof for every input of the declared width.
+Bit-level: the unit's input is any value in every cycle (AnySeq) on a free-running stream (valid =
+ready = 1); from cycle `latency` on, the output must be valid and equal a specification, written
+directly from the spec formulas with Amaranth's own operators (`//` for the division: no magic
+numbers on the spec side), of the input `latency` cycles before. A unit's state at any cycle from
+`latency` on is a function of the last `latency` inputs, all free, so the states a BMC of depth
+latency+2 from reset reaches are all the pipeline can hold: a proof for every input sequence of
+the declared width, each stage checked against the inputs beside it in the pipe.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import Callable
 
 from amaranth import Elaboratable, Module, Mux, ResetSignal, Signal
 from amaranth.back import rtlil
-from amaranth.asserts import AnyConst  # not re-exported by amaranth.hdl in 0.5
+from amaranth.asserts import AnySeq  # not re-exported by amaranth.hdl in 0.5
 from amaranth.hdl import Assert, Assume, Cover
 from amaranth.hdl import Shape
 from amaranth.lib import data
@@ -49,9 +51,11 @@ def spec_clip(v, lo: int, hi: int):
 
 
 class FormalTop(Elaboratable):
-    """unit + AnyConst input + `Assert(o.valid & (o.payload == spec(x)))` after `latency` cycles.
+    """unit + an AnySeq input x + `Assert(o.valid & (o.payload == spec(x `latency` cycles
+    before)))` from cycle `latency` on.
 
-    `assume(x)` (optional) restricts the input, e.g. to the constants of one runtime divisor.
+    `assume(x)` (optional) restricts the input of every cycle, e.g. to the constants of one
+    runtime divisor.
     """
 
     def __init__(self, unit, spec: Callable, assume: Callable | None = None) -> None:
@@ -67,18 +71,27 @@ class FormalTop(Elaboratable):
         u = self.unit
         m.submodules.dut = u
         shape = u.i.payload.shape()
-        raw = AnyConst(Shape.cast(shape).width)
-        x = data.View(shape, raw) if isinstance(shape, data.Layout) else raw.as_signed() \
-            if Shape.cast(shape).signed else raw
+
+        def typed(raw):
+            return data.View(shape, raw) if isinstance(shape, data.Layout) else raw.as_signed() \
+                if Shape.cast(shape).signed else raw
+
+        raw = AnySeq(Shape.cast(shape).width)
+        x = typed(raw)
         m.d.comb += [u.i.payload.eq(x), u.i.valid.eq(1), u.o.ready.eq(1), Assume(~ResetSignal())]
         if self.assume is not None:
             m.d.comb += Assume(self.assume(x))
         lat = u.latency
+        past = raw  # the input `lat` cycles before, through a register per cycle
+        for k in range(lat):
+            reg = Signal(len(raw), name=f"x_{k + 1}_cycles_ago")
+            m.d.sync += reg.eq(past)
+            past = reg
         cycle = Signal(range(lat + 2))
         with m.If(cycle <= lat):
             m.d.sync += cycle.eq(cycle + 1)
-        with m.If(cycle == lat):
-            expected = self.spec(x)
+        with m.If(cycle >= lat):
+            expected = self.spec(typed(past))
             got = u.o.payload
             m.d.comb += [Assert(u.o.valid), Cover(u.o.valid)]  # the cover: some input meets `assume`
             m.d.comb += Assert(got.as_value() == expected if isinstance(got, data.View)
