@@ -22,6 +22,8 @@ def test_dma_copies_through_axi4(request, name):
 def test_control_registers_over_axilite(request):
     counts = run_unit("control_regs", request, tb_module="sim.tb.tb_regs")
     assert counts["register reads/writes checked"] > 50
+    # the start pulse (2 checks), then 5 for each of the status register's two bits
+    assert counts["start pulse, w1c status and interrupt sequence"] == 2 + 5 * 2
 
 
 def test_engine_ports_against_cocotbext_axi(request):

@@ -99,20 +99,24 @@ async def start_pulse_status_and_interrupt(dut):
     await ClockCycles(dut.clk, 3)
     check(pulses == [1], pulses)  # exactly one cycle
     check(await read(master, ctrl.offset) == (0, AxiResp.OKAY), "ctrl reads 0")
-    # an event sets status bit 0; it sticks, raises irq only when enabled, clears on write-1
-    dut.status.value = 0b01
-    await RisingEdge(dut.clk)
-    dut.status.value = 0
-    await ClockCycles(dut.clk, 2)
-    check((await read(master, status.offset))[0] == 0b01, "the event sticks")
-    check(not dut.irq.value, "no interrupt while disabled")
-    await master.write_dword(enable.offset, 0b01)
-    await ClockCycles(dut.clk, 1)
-    check(dut.irq.value, "interrupt once enabled")
-    await master.write_dword(status.offset, 0b10)  # clearing the other bit changes nothing
-    check((await read(master, status.offset))[0] == 0b01 and dut.irq.value, "other bit's clear")
-    await master.write_dword(status.offset, 0b01)
-    await ClockCycles(dut.clk, 1)
-    check((await read(master, status.offset))[0] == 0 and not dut.irq.value, "write-1 clears")
+    # for each status bit: an event sets it; it sticks, raises irq only when its own enable is
+    # set, is not cleared by a write-1 to another bit, and clears on its own write-1
+    for bit in range(status.width):
+        own, other = 1 << bit, ((1 << status.width) - 1) & ~(1 << bit)
+        await master.write_dword(enable.offset, other)
+        dut.status.value = own
+        await RisingEdge(dut.clk)
+        dut.status.value = 0
+        await ClockCycles(dut.clk, 2)
+        check((await read(master, status.offset))[0] == own, f"bit {bit}: the event sticks")
+        check(not dut.irq.value, f"bit {bit}: no interrupt while its enable is clear")
+        await master.write_dword(enable.offset, own)
+        await ClockCycles(dut.clk, 1)
+        check(dut.irq.value, f"bit {bit}: interrupt once enabled")
+        await master.write_dword(status.offset, other)  # clearing the other bits changes nothing
+        check((await read(master, status.offset))[0] == own and dut.irq.value, f"bit {bit}: other clear")
+        await master.write_dword(status.offset, own)
+        await ClockCycles(dut.clk, 1)
+        check((await read(master, status.offset))[0] == 0 and not dut.irq.value, f"bit {bit}: write-1 clears")
     assert not checker.violations, checker.violations[:3]
     record(os.environ["NITRO_UNIT"], "start pulse, w1c status and interrupt sequence", checks, dut._log)
