@@ -166,17 +166,21 @@ MARGIN_RUNS = {"engine_cnn_mnist": (16, 3), "mlp_mnist": (64, 3)}
 
 def bench_margin(data_dir: str) -> Path:
     """The sequencer waits a computed flush after each command (`core.command_flush`: each
-    pipe's depth behind the drain) plus `wait_cycles` (2). MARGIN_RUNS co-simulated (from the
-    initial weights x64) on engines generated with wait_cycles 0 and -1: without the margin the
-    computed depths must suffice; one cycle less must be caught by the comparison somewhere,
-    or these runs could not show a flush that is too short."""
+    pipe's depth behind the drain plus `wait_cycles` (2), at least the next command's fetch).
+    MARGIN_RUNS co-simulated (from the initial weights x64) on engines generated with
+    wait_cycles 0 and -1 (every flush one cycle short of its pipe, but where the fetch is
+    longer): without the margin the computed depths must suffice; one cycle less must be caught
+    by the comparison somewhere, or these runs could not show a flush that is too short."""
     from dataclasses import replace
 
+    from hw.engine.core import command_flush
     from sim.engine.cosim import run_cosim
 
-    res = {"default_wait_cycles": EngineParams().wait_cycles, "runs": {}, "commit": commit()}
+    res = {"default_wait_cycles": EngineParams().wait_cycles, "flush": {}, "runs": {},
+           "commit": commit()}
     for wait in (0, -1):
         p = replace(EngineParams(), wait_cycles=wait)
+        res["flush"][wait] = vars(command_flush(p))
         for config, (batch, steps) in MARGIN_RUNS.items():
             out = REPO / "build" / "margin" / f"{config}_wait{wait}.json"
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -949,6 +953,9 @@ def _margin_lines() -> list[str]:
     r = json.loads(f.read_text())
     lines = [f"## flush_margin.json: the sequencer's flush without its margin of "
              f"{r['default_wait_cycles']} cycles, and one cycle short", "",
+             "Flush per command kind (cycles): " + "; ".join(
+                 f"wait_cycles {w}: " + ", ".join(f"{k} {v}" for k, v in f.items())
+                 for w, f in r["flush"].items()), "",
              "| run | steps | bit-identical | first difference |", "|---|---:|---|---|"]
     for k, v in r["runs"].items():
         mm = v["mismatch"]

@@ -65,13 +65,15 @@ from .serializer import DRAIN_FIELDS, RowSerializer
 
 @cache  # the performance model asks once per run
 def command_flush(p: EngineParams) -> Flush:
-    """Each pipe's depth behind the drain plus the memories' write registers and the margin."""
+    """Each pipe's depth behind the drain plus the memories' write registers and the margin, and
+    at least the next command's fetch (`hold`: the sequencer fetches it during the flush)."""
     lat, RL, tail = PipeLatencies.of(p), READ_LATENCY, WRITE_LATENCY + p.wait_cycles
     serial = p.lanes + 1 + RL  # the serializer's last element and its memory word (E1)
-    return Flush(full=serial + lat.deepest + tail, p_out=serial + 1 + tail,
-                 sgd=serial + lat.sgd + 1 + tail, relu_bwd=1 + RL + lat.relu_bwd + tail,
-                 rows=1 + lat.scale + p.lanes + tail,
-                 hold=p.cmd_words + RL)
+    fetch = p.cmd_words + RL
+    depths = dict(full=serial + lat.deepest + tail, p_out=serial + 1 + tail,
+                  sgd=serial + lat.sgd + 1 + tail, relu_bwd=1 + RL + lat.relu_bwd + tail,
+                  rows=1 + lat.scale + p.lanes + tail)
+    return Flush(**{k: max(v, fetch) for k, v in depths.items()}, hold=fetch)
 
 
 class Engine(wiring.Component):
