@@ -18,7 +18,7 @@
   vgg    : VGG8B MNIST: the performance model's cycles per step at batch
            64 for the ideal and the DDR3-class memory, per phase, and images/s at 150 MHz ->
            vgg8b_mnist_model.json; one training step of it at batch 8 on the Verilated engine
-           from the initial weights x256, every compared tensor varying (about 30 minutes) ->
+           from the initial weights x256, every compared tensor varying (about 20 minutes) ->
            cosim_vgg8b_mnist_1steps_b8_ideal.json
   model  : the performance model (hw.engine.perf) against those runs -> perf_model.json
   margin : the sequencer's flush without its margin (wait_cycles 0: the computed pipe depths must
@@ -130,9 +130,10 @@ def scaled_start(config: str, scale: int, data_dir: str) -> Path:
 def _record_scaled(config: str, steps: int, data_dir: str, out: Path, **kw) -> Path:
     """`_record_cosim` from the initial weights x START_SCALE[config], every compared tensor
     varying."""
-    ck = scaled_start(config, START_SCALE[config], data_dir)
-    return _require_varied(_record_cosim(
-        config, steps, data_dir, out, checkpoint=ck, stamp=_start_stamp(ck, f"the initial weights x{START_SCALE[config]}"), **kw))
+    scale = START_SCALE[config]
+    ck = scaled_start(config, scale, data_dir)
+    return _require_varied(_record_cosim(config, steps, data_dir, out, checkpoint=ck, **kw,
+                                         stamp=_start_stamp(ck, f"the initial weights x{scale}")))
 
 
 def _start_stamp(ck: Path, start: str) -> dict:
