@@ -75,6 +75,10 @@ def start_checkpoint(cfg: ExperimentConfig, params: dict[str, np.ndarray] | None
     """What a fresh run of `cfg` holds before its first epoch, with `params` for its weights (by
     default its initial weights x `scale`): a checkpoint that starts another tool from chosen
     weights (`nitro cosim --checkpoint`)."""
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1 or (
+            params is not None and scale != 1):
+        raise NitroError(f"start_checkpoint: scale must be a positive integer for the initial "
+                         f"weights (not with params), got {scale!r}")
     ds, net, rng = prepare(cfg, data_dir)
     if params is None:
         params = {k: v * scale for k, v in net.params.items()}
@@ -109,12 +113,12 @@ def prepare_output(out: Path, resume: bool, force: bool = False) -> None:
                          f"--force to overwrite")
 
 
-def check_sizes(cfg: ExperimentConfig, n_train: int, n_test: int) -> None:
+def check_sizes(cfg: ExperimentConfig, n_train: int, n_test: int, batch: int | None = None) -> None:
     """Data sizes (images in the training and test sets) against batch sizes, before the first
-    step."""
-    if n_train < cfg.train.batch_size:
-        raise NitroError(f"training set ({n_train} images) is smaller than one batch "
-                         f"(train.batch_size = {cfg.train.batch_size})")
+    step; `batch`: the one given on the command line (--batch) instead of the config's."""
+    b, name = (cfg.train.batch_size, "train.batch_size =") if batch is None else (batch, "--batch")
+    if n_train < b:
+        raise NitroError(f"training set ({n_train} images) is smaller than one batch ({name} {b})")
     if n_test < cfg.train.eval_batch:
         raise NitroError(f"test set ({n_test} images) is smaller than one evaluation batch "
                          f"(train.eval_batch = {cfg.train.eval_batch})")

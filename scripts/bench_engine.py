@@ -178,16 +178,20 @@ def bench_margin(data_dir: str) -> Path:
     from hw.engine.core import command_flush
     from sim.engine.cosim import run_cosim
 
-    res = {"default_wait_cycles": EngineParams().wait_cycles, "flush": {}, "runs": {},
-           "commit": commit()}
+    zero = vars(command_flush(replace(EngineParams(), wait_cycles=0)))
+    res = {"default_wait_cycles": EngineParams().wait_cycles, "start": "the initial weights x64",
+           "flush": {}, "under": {}, "runs": {}, "commit": commit()}
+    starts = {config: scaled_start(config, 64, data_dir) for config in MARGIN_RUNS}
     for wait in MARGINS:
         p = replace(EngineParams(), wait_cycles=wait)
         res["flush"][wait] = vars(command_flush(p))
+        # cycles under the computed depth per command kind (the fetch floors some)
+        res["under"][wait] = {k: zero[k] - v for k, v in res["flush"][wait].items()}
         for config, (batch, steps) in MARGIN_RUNS.items():
             out = REPO / "build" / "margin" / f"{config}_wait{wait}.json"
             out.parent.mkdir(parents=True, exist_ok=True)
             run_cosim(REPO / "configs" / f"{config}.toml", steps, data_dir, out, progress=True,
-                      batch=batch, params=p, checkpoint=scaled_start(config, 64, data_dir))
+                      batch=batch, params=p, checkpoint=starts[config])
             r = json.loads(out.read_text())
             res["runs"][f"{config} wait_cycles={wait}"] = {
                 "wait_cycles": wait, "ok": r["ok"], "steps_run": r["steps_run"], "batch": batch,
@@ -196,9 +200,12 @@ def bench_margin(data_dir: str) -> Path:
         if not all(v["ok"] for v in res["runs"].values()):
             break
     runs = res["runs"].values()
-    res["sufficient_without_margin"] = all(v["ok"] for v in runs if v["wait_cycles"] == 0)
+    # a run whose compared tensors stayed constant could not have shown a difference
+    res["sufficient_without_margin"] = all(v["ok"] and not v["constant_tensors"] for v in runs
+                                           if v["wait_cycles"] == 0)
     failed = [v["wait_cycles"] for v in runs if not v["ok"]]
     res["first_caught"] = max(failed) if failed else None
+    res["all_identical_down_to"] = min((w for w in res["flush"] if w not in failed), default=None)
     f = OUT / "flush_margin.json"
     write_atomic(f, json.dumps(res, indent=1).encode())
     if not res["sufficient_without_margin"] or not failed:
@@ -967,10 +974,15 @@ def _margin_lines() -> list[str]:
         lines.append(f"| {k} (batch {v['batch']}) | {v['steps_run']} | {v['ok']} | "
                      + (f"step {mm['step']}, {mm['tensor']}, {mm['count']} elements" if mm else "")
                      + " |")
-    passed = [v["wait_cycles"] for v in r["runs"].values() if v["ok"]]
+    if r["all_identical_down_to"] is not None:
+        w = r["all_identical_down_to"]
+        lines += ["", f"Every run (from {r['start']}) is bit-identical down to wait_cycles {w}, "
+                  "cycles under the computed flush: "
+                  + ", ".join(f"{k} {v}" for k, v in r["under"][str(w)].items()) + "."]
     if r["first_caught"] is not None:
-        lines += ["", f"Every run is bit-identical down to wait_cycles {min(passed)}; at "
-                  f"{r['first_caught']} one differs."]
+        w = r["first_caught"]
+        lines += [f"At wait_cycles {w} a run differs, cycles under: "
+                  + ", ".join(f"{k} {v}" for k, v in r["under"][str(w)].items()) + "."]
     return lines + ["", f"Commit {r['commit']}.", ""]
 
 

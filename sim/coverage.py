@@ -77,15 +77,11 @@ def current_builds(root: Path = BUILD_ROOT) -> dict[str, tuple[Path | None, list
     return out
 
 
-def current_dats(root: Path = BUILD_ROOT) -> dict[str, list[Path]]:
-    return {n: d for n, (_, d) in current_builds(root).items()}
-
-
-def collect(root: Path = BUILD_ROOT) -> tuple[dict, dict]:
-    """Merge the coverage.dat files of every design's current build; returns (summary per design,
-    line hits per (file, line) for the LCOV file)."""
+def collect(builds: dict[str, tuple[Path | None, list[Path]]]) -> tuple[dict, dict]:
+    """Merge the coverage.dat files of every design's current build (`current_builds`); returns
+    (summary per design, line hits per (file, line) for the LCOV file)."""
     merged: dict[tuple, int] = defaultdict(int)
-    for name, dats in current_dats(root).items():
+    for _, dats in builds.values():
         for dat in dats:
             for k, v in parse(dat).items():
                 merged[k] += v
@@ -139,13 +135,14 @@ def _pct(d: dict) -> str:
 def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> tuple[dict, list[str]]:
     """coverage.json, coverage.md and an LCOV coverage.info (line points) in out_dir; returns the
     summary per design and its `line_gaps`."""
-    summary, lines_hit = collect(root)
-    missing = [n for n, d in current_dats(root).items() if not d]
+    builds = current_builds(root)
+    summary, lines_hit = collect(builds)
+    missing = [n for n, (_, d) in builds.items() if not d]
     gaps = line_gaps(summary, missing)
     out_dir.mkdir(parents=True, exist_ok=True)
-    builds = {n: b.name for n, (b, _) in current_builds(root).items() if b is not None}
     doc = {"designs": summary, "not_run": missing, "line_gaps": gaps,
-           "builds": builds,  # each measured build folder, named by its Verilog's hash
+           # each measured build folder, named by its Verilog's hash
+           "builds": {n: b.name for n, (b, _) in builds.items() if b is not None},
            "how": "NITRO_COVERAGE=1 pytest tests/test_hw_*.py; python -m sim.coverage",
            "points": "Verilator --coverage-line --coverage-toggle on the generated Verilog "
                      "(harness.sv excluded)"}
@@ -168,7 +165,7 @@ def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> tuple[dict, list[str
     from .runner import REPO
 
     paths = {}
-    for name, (bdir, _) in current_builds(root).items():  # SF: the Verilog that was measured
+    for name, (bdir, _) in builds.items():  # SF: the Verilog that was measured
         if bdir is not None:
             v = bdir / f"{name}.v"
             paths[f"{name}.v"] = str(v.relative_to(REPO)) if v.is_relative_to(REPO) else str(v)

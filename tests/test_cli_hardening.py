@@ -13,6 +13,7 @@ import pytest
 
 from model.checkpoint import load_checkpoint
 from model.fileio import remove_stale_temps, write_atomic
+from model.numerics import NitroError
 from scripts.cli import main
 
 from conftest import REPO
@@ -351,6 +352,9 @@ def test_vectors_take_the_checkpoints_weights(capsys, tiny, tmp_path):
     cfg = load_config(tiny)
     weights = {k: v * 3 for k, v in prepare(cfg, None)[1].params.items()}
     save_checkpoint(tmp_path / "ck.npz", start_checkpoint(cfg, weights))
+    for bad in ({"params": weights, "scale": 3}, {"scale": 0}):  # a scale it would not apply
+        with pytest.raises(NitroError, match="scale must be a positive integer"):
+            start_checkpoint(cfg, **bad)
     rc, _ = nitro(capsys, "vectors", "--config", tiny, "--checkpoint", tmp_path / "ck.npz", "--steps", "1",
                   "--out", tmp_path / "v")
     init = np.load(tmp_path / "v" / "golden_init.npz")

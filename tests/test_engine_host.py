@@ -695,7 +695,9 @@ def test_run_cosim_fails_before_simulation(tmp_path, monkeypatch):
         run_cosim(tmp_path / "missing.toml", 1, None, None, False)
     with pytest.raises(NitroError, match=r"training set \(10 images\) is smaller than one batch"):
         run_cosim(REPO / "configs" / "embedded_mlp.toml", 1, None, None, False, train_images=10)
-    wide_eval = tmp_path / "eval.toml"  # evaluated after each epoch a run crosses
+    with pytest.raises(NitroError, match=r"smaller than one batch \(--batch 32\)"):
+        run_cosim(REPO / "configs" / "embedded_mlp.toml", 1, None, None, False, train_images=10, batch=32)
+    wide_eval = tmp_path / "eval.toml"  # train requires an evaluation batch; so does cosim
     wide_eval.write_text('name = "e"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\n'
                          'hidden = [16]\n[train]\neval_batch = 4000\n')
     with pytest.raises(NitroError, match=r"test set \(2000 images\) is smaller than one evaluation batch"):

@@ -365,9 +365,8 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
         if asked > have:
             raise NitroError(f"cosim: --{split}-images {asked}: {cfg.data.dataset} has {have} "
                              f"{split} images")
-    # the run's batches, and the test evaluations after each epoch it crosses
-    check_sizes(replace(cfg, train=replace(cfg.train, batch_size=b)),
-                train_images or len(raw.train_x), len(raw.test_x))
+    # as `train` requires: a batch, and an evaluation batch for the end of an epoch
+    check_sizes(cfg, train_images or len(raw.train_x), len(raw.test_x), batch)
     return cfg, prog
 
 

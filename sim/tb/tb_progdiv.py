@@ -33,9 +33,10 @@ async def corners(dut):
 
 @cocotb_test()
 async def multiples(dut):
-    """Numerators at and beside the multiples of their own divisor, for every divisor of the
-    pool: where a constant off by one shows first (the corners above pair a numerator with a
-    random divisor, so the large divisors never see their multiples)."""
+    """Numerators at and beside the multiples of their own divisor, for every divisor of a pool
+    drawn as the corners' is (the schedule's, the extremes and 200 log-uniform others): where a
+    constant off by one shows first (the corners pair a numerator with a random divisor, so the
+    large divisors never see their multiples)."""
     b = UnitBench(dut)
     rng = np.random.default_rng(7)
     lo, hi = -(1 << 31), (1 << 31) - 1
