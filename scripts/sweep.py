@@ -38,7 +38,8 @@ def plan_trials(configs: list[Path], seeds: list[int], data_dir: str | None,
     """Every (config, seed), validated before any work (configs, seeds, distinct names, and the
     data: readable, and holding a batch of each config)."""
     from model.config import load_config, with_seed
-    from model.train import check_sizes, load_data
+    from model.datasets import load_raw
+    from model.train import check_sizes
 
     if len(set(seeds)) != len(seeds):
         raise NitroError(f"--seeds names a seed twice: {' '.join(map(str, seeds))}")
@@ -48,8 +49,8 @@ def plan_trials(configs: list[Path], seeds: list[int], data_dir: str | None,
         if cfg.name in names:
             raise NitroError(f"configs {names[cfg.name]} and {path} have the same name {cfg.name!r}")
         names[cfg.name] = path
-        ds = load_data(cfg, data_dir)[0]
-        check_sizes(cfg, len(ds.train_x), len(ds.test_x))
+        raw = load_raw(cfg.data.dataset, data_dir)  # readable (preprocessing keeps the sizes)
+        check_sizes(cfg, len(raw.train_x), len(raw.test_x))
         for seed in seeds:
             seeded = with_seed(cfg, seed)
             trials.append(Trial(cfg.source, cfg.name, seed, seeded.digest(),

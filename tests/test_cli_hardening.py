@@ -225,7 +225,7 @@ def test_cosim_checkpoint_of_another_network_is_refused_before_the_build(capsys,
     import sim.engine.build
     from model.checkpoint import save_checkpoint
     from model.config import load_config
-    from model.train import prepare, start_checkpoint
+    from model.train import start_checkpoint
 
     monkeypatch.setattr(sim.engine.build, "build_engine", lambda *a, **k: pytest.fail("built"))
     cfg = REPO / "configs" / "embedded_mlp.toml"
@@ -234,7 +234,7 @@ def test_cosim_checkpoint_of_another_network_is_refused_before_the_build(capsys,
     wide = tmp_path / "wide.toml"
     wide.write_text(cfg.read_text().replace("hidden = [100, 50]", "hidden = [120, 50]"))
     wcfg = load_config(wide)
-    save_checkpoint(tmp_path / "wide.npz", start_checkpoint(wcfg, prepare(wcfg, None)[1].params))
+    save_checkpoint(tmp_path / "wide.npz", start_checkpoint(wcfg))
     rc, err = nitro(capsys, "cosim", "--config", cfg, "--checkpoint", tmp_path / "wide.npz")
     assert rc == 2 and "written for a different config" in err
 

@@ -67,16 +67,13 @@ def test_training_steps_identical_on_fast_and_integer_gemm(shared_dir, monkeypat
     init = {k.removesuffix(".weight"): v for k, v in np.load(vec / "cnnx_init.npz").items()}
     spec = spec_from_meta(meta, (1, 28, 28), 10)
     nets = [Network(spec, {k: v * 97 for k, v in init.items()}) for _ in range(2)]  # large weights
-    blas = model.gemm._float_matmul
-
     def refused(*a):
         raise AssertionError("a float GEMM ran under reference_gemm")
 
     for k in (1, 2, 3):
         nets[0].train_step(data[f"step{k}_x"], data[f"step{k}_y_onehot"], 512)
-        with reference_gemm():
-            monkeypatch.setattr(model.gemm, "_float_matmul", refused)
+        with reference_gemm(), monkeypatch.context() as mp:
+            mp.setattr(model.gemm, "_float_matmul", refused)
             nets[1].train_step(data[f"step{k}_x"], data[f"step{k}_y_onehot"], 512)
-            monkeypatch.setattr(model.gemm, "_float_matmul", blas)
     for name, w in nets[0].params.items():
         np.testing.assert_array_equal(nets[1].params[name], w)

@@ -206,6 +206,7 @@ def test_an_address_that_is_not_a_ray_cluster_is_one_error_line(capsys, tmp_path
     from scripts.scaleout import reachable
 
     reachable(ray_local.get_runtime_context().gcs_address)
+
     class Quiet(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args):  # (the CLI's stderr is what the test reads)
             pass
