@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import ExperimentConfig
+from .config import ExperimentConfig, load_config
 from .datasets import load_raw
 from .fileio import writable_folder, write_atomic, write_figure
 from .init import init_params
@@ -85,6 +85,12 @@ def start_checkpoint(cfg: ExperimentConfig, params: dict[str, np.ndarray] | None
     return Checkpoint(0, params, rng.get_state(), _state(cfg.make_schedule(), _fresh_best(), [], {}),
                       cfg.source, cfg.digest(), np.arange(len(ds.train_x)))
 
+
+def save_start_checkpoint(config: str | Path, path: Path, data_dir: str | Path | None = None,
+                          scale: int = 1) -> Path:
+    """`path`: the config file's `start_checkpoint` holding its initial weights x `scale`."""
+    save_checkpoint(path, start_checkpoint(load_config(config), data_dir=data_dir, scale=scale))
+    return path
 
 def _state(schedule, best: dict, history: list, wraps) -> dict:
     return {

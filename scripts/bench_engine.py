@@ -116,15 +116,11 @@ def _require_varied(out: Path) -> Path:
 def scaled_start(config: str, scale: int, data_dir: str) -> Path:
     """A checkpoint of configs/<config>.toml before its first step holding its initial weights x
     `scale` (in build/scaled/)."""
-    from model.checkpoint import save_checkpoint
-    from model.config import load_config
-    from model.train import start_checkpoint
+    from model.train import save_start_checkpoint
 
     ck = REPO / "build" / "scaled" / f"{config}_x{scale}.npz"
     ck.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(ck, start_checkpoint(load_config(REPO / "configs" / f"{config}.toml"),
-                                         data_dir=data_dir, scale=scale))
-    return ck
+    return save_start_checkpoint(REPO / "configs" / f"{config}.toml", ck, data_dir, scale)
 
 
 def _record_scaled(config: str, steps: int, data_dir: str, out: Path, **kw) -> Path:

@@ -29,13 +29,9 @@ def _scaled_start(tmp_path: Path, config: Path, data_dir: str | None) -> Path:
     """A checkpoint of `config` at epoch 0 holding its initial weights x64. At their own scale
     most scaled outputs of the initial weights round to 0, where a wrong forward would go unseen;
     x64, every tensor the cosim compares varies from the first step."""
-    from model.checkpoint import save_checkpoint
-    from model.config import load_config
-    from model.train import start_checkpoint
+    from model.train import save_start_checkpoint
 
-    path = tmp_path / "start.npz"
-    save_checkpoint(path, start_checkpoint(load_config(config), data_dir=data_dir, scale=64))
-    return path
+    return save_start_checkpoint(config, tmp_path / "start.npz", data_dir, 64)
 
 
 def _cosim(tmp_path, config, steps, fault=None, batch=None, **kw):
