@@ -11,14 +11,14 @@
            per layer), from the initial weights x64 (START_SCALE) so that every compared tensor
            varies -> cosim_<config>_<N>steps_b<batch>_ideal.json
   long   : cnn_small_mnist for 200 steps at batch 64 in two segments of 100 run side by side
-           (`nitro cosim --start-step`; about 80 minutes on two cores), the second followed by
+           (`nitro cosim --start-step`; about 2 hours on two cores), the second followed by
            inference on 1000 test images -> cosim_cnn_small_mnist_steps<first>-<last>_b64_ideal.json
   conform: `nitro conform --engine` on the official sets mlp, mlp_warm1500, cnn and cnnx ->
            conform_<tag>.json
   vgg    : VGG8B MNIST: the performance model's cycles per step at batch
            64 for the ideal and the DDR3-class memory, per phase, and images/s at 150 MHz ->
            vgg8b_mnist_model.json; one training step of it at batch 8 on the Verilated engine
-           from the initial weights x256, every compared tensor varying (about 20 minutes) ->
+           from the initial weights x256, every compared tensor varying (about 16 minutes) ->
            cosim_vgg8b_mnist_1steps_b8_ideal.json
   model  : the performance model (hw.engine.perf) against those runs -> perf_model.json
   margin : the sequencer's flush without its margin (wait_cycles 0: the computed pipe depths must
@@ -301,8 +301,9 @@ WIDTHS_NOTE = (
 # CNNs: config -> (batch, steps, test images); the ideal memory
 CNN_RUNS = {"engine_cnn_mnist": (16, 50, 256), "cnn_small_mnist": (64, 2, 0)}
 VGG = "vgg8b_mnist"
-# The CNN records start from the initial weights x this: at their own scale most scaled outputs
-# round to 0 and some compared tensors stay one constant (VGG8B's learning layers even x64).
+# The short CNN records start from the initial weights x this: at their own scale most scaled
+# outputs round to 0 and some compared tensors stay one constant (VGG8B's learning layers even
+# x64). The long run starts from the initial weights themselves: over 200 steps they all vary.
 START_SCALE = {"engine_cnn_mnist": 64, "cnn_small_mnist": 64, VGG: 256}
 # the long CNN run: config, steps, segments side by side, test images after the last
 LONG, LONG_STEPS, LONG_SEGMENTS, LONG_TEST = "cnn_small_mnist", 200, 2, 1000
@@ -344,12 +345,18 @@ def bench_long(data_dir: str) -> list[Path]:
         procs.append(subprocess.Popen(cmd, cwd=REPO))
     if any(p.wait() for p in procs):
         raise SystemExit(f"{LONG}: a segment of the long run failed (see its output above)")
-    for f in long_files():
-        _stamp(f)
+    for k, f in enumerate(long_files()):
+        _require_varied(f)
+        _stamp(f, start=_long_start(k * n))
     return long_files()
 
 
-VGG_RTL_BATCH = 8  # one step at batch 64 is ~1.6 G cycles: about 90 minutes of simulation
+def _long_start(step: int) -> str:
+    return ("the initial weights" if step == 0 else
+            f"the golden model's weights after {step} steps from the initial weights")
+
+
+VGG_RTL_BATCH = 8  # one step at batch 64 is ~1.5 G cycles: about 2 hours of simulation
 TARGET_MHZ = 150.0
 
 
@@ -844,7 +851,7 @@ def _perf_model_lines() -> list[str]:
         lines += ["", "What bounds useful-MAC utilization with the ideal memory "
                   "(`utilization_ceiling`): the core's own cycles (the 8x8 array pads the learning "
                   "layers' 10 outputs to 16, serial output ops take 64 cycles per C tile when K < 64, "
-                  "~120 cycles per command) and, in a step that starts cold, the first run's "
+                  "118 cycles for a run's first command and 104 for each further one) and, in a step that starts cold, the first run's "
                   "loads, which nothing overlaps (a warm step found them loaded):", "",
                   "| network | useful MAC cycles | core cycles | core-bound | first-run load beats "
                   "| with them | measured |", "|---|---:|---:|---:|---:|---:|---:|"]
@@ -887,20 +894,24 @@ def _synth_lines() -> list[str]:
     return lines
 
 
+def _which_netlist(r: dict) -> str:
+    """Whether record `r` holds the netlist routed in synth.json or an earlier one."""
+    routed = OUT / "synth.json"
+    routed_sha = json.loads(routed.read_text()).get("verilog_sha256") if routed.exists() else None
+    return ("the netlist routed in synth.json" if r.get("verilog_sha256") == routed_sha else
+            f"Verilog {str(r.get('verilog_sha256'))[:8]}, an earlier RTL than the one routed in "
+            f"synth.json ({str(routed_sha)[:8]})")
+
+
 def _placed_lines() -> list[str]:
     """The placed-only engine: nextpnr's estimate, resources, floorplan."""
     lines = []
     pl = OUT / "synth_placed_seed1.json"
     if pl.exists():
         r = json.loads(pl.read_text())
-        routed = OUT / "synth.json"
-        routed_sha = json.loads(routed.read_text()).get("verilog_sha256") if routed.exists() else None
-        which = ("the netlist routed in synth.json" if r.get("verilog_sha256") == routed_sha else
-                 f"Verilog {str(r.get('verilog_sha256'))[:8]}, an earlier RTL than the one routed in "
-                 f"synth.json ({str(routed_sha)[:8]})")
         lines += [f"## {pl.name}: the whole engine placed, not routed ({r['device']}, {r['package']}, "
                   f"speed {r['speed']}, AXI ports as pins)", "",
-                  f"Placed: {which}. nextpnr's estimate after placement: "
+                  f"Placed: {_which_netlist(r)}. nextpnr's estimate after placement: "
                   f"**{r['pre_route_fmax_estimate_mhz']} MHz** "
                   f"(target {r['target_mhz']} MHz). The estimate charges a fixed delay per tile of "
                   "distance and is dominated by die-spanning nets, so it does not predict the routed "
@@ -919,7 +930,7 @@ def _congestion_lines() -> list[str]:
         r = json.loads(c.read_text())
         its = r["overused_by_iteration"]
         lines += [f"## {c.name}: where routing the whole engine congests (router2, seed {r['seed']})", "",
-                  f"{r['iterations']} router2 iterations in {r['minutes']} minutes, then "
+                  f"Routed: {_which_netlist(r)}. {r['iterations']} router2 iterations in {r['minutes']} minutes, then "
                   + (f"routed at {r['fmax_mhz']} MHz." if r.get("fmax_mhz") else "stopped, not routed.")
                   + f" Overused wires after each: {', '.join(f'{v:,}' for v in its[:3])} ... "
                   f"{', '.join(f'{v:,}' for v in its[-3:])}." + (f" ({r['note']}.)" if r.get("note") else ""), "",

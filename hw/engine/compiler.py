@@ -3,9 +3,9 @@ training step (`hw.engine.tiling` then cuts them into scratchpad tiles and the p
 packing of matrices into memory words.
 
 Everything here runs before simulation and raises `NitroError` with one clear line when the engine
-cannot run the network: a layer type it has no lowering for (conv, dropout: next steps), a
-constant beyond the engine's dividers, a batch of the wrong shape, a command that points outside
-a scratchpad.
+cannot run the network: a layer it has no lowering for (dropout; a convolution other than 3x3 with
+padding 1; a pool between blocks other than 2x2 unpadded), a constant beyond the engine's
+dividers, a batch of the wrong shape, a command that points outside a scratchpad.
 
 Layouts (L = lanes per word = MAC array side); each tensor is loaded into the scratchpad `sel`:
   act "col"  (AMEM_C): word (b / L) * F + f,        lanes b % L   (A of forward GEMMs)

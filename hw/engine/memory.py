@@ -2,7 +2,7 @@
 
 An ECP5 DP16KD's clock-to-output without its output register (5.83 ns at speed 6 in nextpnr) leaves no time
 at 150 MHz for the bank-select mux of a deep memory or for a route across the die, and one address
-register fanning out to ~90 block RAMs is a long net. So every path into and out of the RAMs
+register fanning out to every block RAM of a deep memory is a long net. So every path into and out of the RAMs
 starts and ends at a register next to them:
 
     read  (latency `BANK_READ_LATENCY`, free-running: no clock enables, the engine never stalls

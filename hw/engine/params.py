@@ -8,8 +8,8 @@ benchmarks/engine/widths.json):
   * weights: int16. IntegerSGD's decay term pulls every weight back once |W| >= eta (spec 4.1), so
     eta (12 000 / 3 000 for the MNIST MLP) is a soft bound: the reference's trained model has max
     |W| 11 999; the golden model in check mode over 3 MNIST epochs peaked at 14 265. int16
-    (+-32 767) holds that with a 2.3x margin and halves the largest memory (WMEM: 92 instead of
-    ~184 block RAMs);
+    (+-32 767) holds that with a 2.3x margin and halves the weight scratchpads and the weights'
+    memory traffic against int32;
   * deltas delta_p = e . W_l: |delta_p| <= classes * 128 * max|W_l| (spec 9.2: 23 bits for the MNIST
     MLP with |W_l| <= eta_sub = 3000); stored as int24, which also holds the sign-extended int8 e;
   * GEMM accumulators and weight gradients: int32 with wrap-around, exactly as the reference.

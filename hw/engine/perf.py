@@ -7,7 +7,8 @@ the store queue (waiting while STORE_QUEUE are queued; the store unit moves them
 another in the background), RUN starting the core in the background, SYNC waiting for the
 stores, SWAP and END for them and the core. The parts:
 
-  fetch      : FETCH_CYCLES + the memory's first-beat latency (two beats, one burst)
+  fetch      : FETCH_CYCLES + the read port's latency (the memory's first-beat latency +
+               READ_PORT_CYCLES) + the read gap, stretched by the stalls (one burst)
   transfer   : one DMA command per row, cut into bursts (<= DMA_MAX_BURST beats, never across
                4 KiB); the splitter issues one row's first burst per cycle and each further burst
                of a row BURST_ISSUE_CYCLES after the one before, the bus takes one cycle per beat

@@ -1,5 +1,5 @@
-"""`nitro cosim`: train N steps of a NITRO-D MLP on the Verilated engine next to the golden model,
-checking after every step that all weights and outputs are bit-identical.
+"""`nitro cosim`: train N steps of a NITRO-D MLP or CNN on the Verilated engine next to the golden
+model, checking after every step that all weights and outputs are bit-identical.
 
 `run_cosim` (the CLI entry) validates everything host-side first (config, engine capacity, command
 stream, data, fault spec), builds the engine (cached), then runs `cosim_main` inside the simulator

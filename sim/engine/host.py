@@ -76,8 +76,8 @@ class MemoryModel:
 # (1.2 GB/s, under a DDR3-1600 x16 device's 3.2 GB/s peak), and 10 % of cycles stalled on every
 # channel for refresh, row misses and read/write turnarounds.
 DDR3 = MemoryModel(latency=30, gap=0, stall_pct=10, seed=1)
-DDR3_TEXT = ("first beat 30 cycles (200 ns at 150 MHz) after the address, then one 64-bit beat per "
-             "cycle, 10 % of cycles stalled on every channel (refresh, row misses, turnarounds)")
+DDR3_TEXT = ("first beat 30 cycles (200 ns at 150 MHz) after the address, then one beat per cycle "
+             "(64 bits; 128 on the `_bus128` engine's port), 10 % of cycles stalled on every channel (refresh, row misses, turnarounds)")
 
 
 def programs(prog: Program):
