@@ -9,9 +9,9 @@ from model.numerics import NitroError
 @pytest.mark.parametrize("amax,bmax,k", [
     (127, 64, 100),            # float32 regime
     (128, 30000, 784),         # float64 regime
-    (128, (1 << 31) - 1, 4608),  # limb split: int8 x int32 extremes
+    (128, (1 << 31) - 1, 4608),  # float64 at its widest: int8 x int32 extremes (bound ~2^50)
     ((1 << 31) - 1, 127, 300),   # wide operand on the left
-    ((1 << 31) - 1, (1 << 31) - 1, 64),  # both wide: result needs 67 bits, exact mod 2^64
+    ((1 << 31) - 1, (1 << 31) - 1, 64),  # limb split: result needs 67 bits, exact mod 2^64
 ])
 def test_matmul_matches_integer_oracle(amax, bmax, k):
     rng = np.random.default_rng(k)
@@ -20,6 +20,24 @@ def test_matmul_matches_integer_oracle(amax, bmax, k):
     a[0, :] = -amax  # aligned extremes: the worst case of the bound
     b[:, 0] = -bmax
     np.testing.assert_array_equal(matmul(a, b), matmul_reference(a, b))
+
+
+@pytest.mark.parametrize("a,b,dtype", [
+    (1, (1 << 24) - 1, np.float32),    # the largest bound float32 holds exactly
+    (1, 1 << 24, np.float64),
+    (127, (1 << 18) + 1, np.float64),  # an odd product above 2^24: float32 would round it
+    (1, (1 << 53) - 1, np.float64),
+    (1, 1 << 53, None),                # limbs
+    (3, (1 << 53) + 1, None),          # an odd product above 2^53: float64 would round it
+])
+def test_each_float_regime_ends_where_its_type_stops_being_exact(monkeypatch, a, b, dtype):
+    import model.gemm as gemm
+
+    used, real = [], gemm._float_matmul
+    monkeypatch.setattr(gemm, "_float_matmul", lambda x, y, t: used.append(t) or real(x, y, t))
+    a, b = np.array([[a]], np.int64), np.array([[b]], np.int64)
+    np.testing.assert_array_equal(matmul(a, b), matmul_reference(a, b))
+    assert used == ([dtype] if dtype else [])
 
 
 def test_bound_selects_float32_only_when_exact():

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from model.numerics import (NitroError, WidthOverflowError, WidthPolicy, Widths, int_mean,
-                            int_mean_and_mad, isqrt, tdiv, tdiv_scalar, wrap)
+from model.numerics import (F64_EXACT, NitroError, WidthOverflowError, WidthPolicy, Widths, int_mean,
+                            int_mean_and_mad, isqrt, range_report, tdiv, tdiv_scalar, wrap)
 
 
 @pytest.mark.parametrize("n,d,q", [(-7, 2, -3), (7, -2, -3), (-7, -2, 3), (7, 2, 3), (-8, 4, -2),
@@ -18,6 +18,17 @@ def test_tdiv_extremes_and_scalar_path_agree():
         exp = np.array([(abs(v) // d) * (1 if v >= 0 else -1) for v in n.tolist()])
         np.testing.assert_array_equal(tdiv(n, d), exp)
         np.testing.assert_array_equal(tdiv_scalar(n, d), exp)
+
+
+def test_tdiv_scalar_exact_beyond_float64():
+    """From 2^53 on (numerator or divisor) float64 division may round: tdiv_scalar divides in
+    integers there, still toward zero, exact multiples and their neighbours included."""
+    for d in (3, F64_EXACT - 1, F64_EXACT, F64_EXACT + 1, 3 * F64_EXACT, (1 << 62) + 1):
+        n = [k * d + e for k in (-3, -1, 0, 1, 3) for e in (-1, 0, 1) if abs(k * d + e) < 1 << 63]
+        n = np.array(n + [-(1 << 62) - 3, -F64_EXACT - 1, -7, 7, F64_EXACT + 1, (1 << 62) + 3], np.int64)
+        assert max(abs(int(v)) for v in n) >= F64_EXACT
+        np.testing.assert_array_equal(tdiv_scalar(n, d), tdiv(n, d))
+    assert tdiv_scalar(np.array([-7, 7], np.int64), F64_EXACT).tolist() == [0, 0]
 
 
 def test_tdiv_rejects_zero_and_bad_divisors():
@@ -55,6 +66,11 @@ def test_width_policy_wrap_counts_and_check_names_the_value():
     out = pol.narrow(exact, "accumulator", "linear_encoder_00", "output")
     np.testing.assert_array_equal(out, [1, -(1 << 31), -5, (1 << 31) - 2])
     assert pol.wraps[("linear_encoder_00", "output")] == 2
+    pol.narrow(np.array([7, -9]), "accumulator", "linear_encoder_00", "output")
+    # the largest magnitude over every call, here a negative one: what sizes the hardware
+    assert pol.observed[("linear_encoder_00", "output")] == ("accumulator", (1 << 31) + 2)
+    (row,) = range_report(pol)
+    assert (row["max_abs"], row["bits_needed"], row["wraps"], row["declared_bits"]) == ((1 << 31) + 2, 33, 2, 32)
     strict = WidthPolicy(Widths(weight=16), mode="check")
     with pytest.raises(WidthOverflowError, match=r"linear_pred_00: weight value 40000 at index \(1,\)"):
         strict.narrow(np.array([3, 40000]), "weight", "linear_pred_00", "weight")
