@@ -97,7 +97,7 @@ def _state(schedule, best: dict, history: list, wraps) -> dict:
         "lr_inv": schedule.lr_inv,
         "plateau": vars(schedule.plateau), "stopper": vars(schedule.stopper),
         "best": best, "history": history,
-        "wraps": [[layer, tensor, n] for (layer, tensor), n in wraps.items()],
+        "wraps": [[layer, tensor, n] for (layer, tensor), n in sorted(wraps.items())],
     }
 
 

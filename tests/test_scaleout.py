@@ -3,6 +3,7 @@ bit-identical to one process: weights, accuracies, lr_inv schedule and wrap coun
 worker; the sweep with a killed driver."""
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -23,6 +24,9 @@ from conftest import REPO
 
 # A short MLP: batch 256 (39 steps an epoch on the embedded subset), and a plateau rule that
 # multiplies lr_inv after epoch 1, so two epochs cross an epoch boundary with an lr_inv change.
+# Accumulators and weight gradients narrower than the reference's, so that forward outputs and
+# updates wrap and the workers' wrap counts have something to add up.
+NARROW = {"accumulator": 20, "gradient": 24}
 MLP = """name = "{name}"
 [data]
 dataset = "embedded"
@@ -37,6 +41,8 @@ epochs = 2
 start = 1
 patience = 1
 min_delta = 1.0
+[numerics]
+widths = {{ {narrow} }}
 """
 PLANS = {"pipeline": ParallelPlan(None, 1), "data-parallel 2": ParallelPlan(1, 2),
          "both": ParallelPlan(None, 2)}
@@ -46,7 +52,8 @@ CLI_PLANS = {"pipeline": ["--pipeline"], "data-parallel 2": ["--data-parallel", 
 
 def mlp_config(tmp_path: Path, dropout: float) -> Path:
     f = tmp_path / f"mlp_{dropout}.toml"
-    f.write_text(MLP.format(name=f"mlp_d{int(dropout * 10)}", dropout=dropout))
+    narrow = ", ".join(f"{k} = {v}" for k, v in NARROW.items())
+    f.write_text(MLP.format(name=f"mlp_d{int(dropout * 10)}", dropout=dropout, narrow=narrow))
     return f
 
 
@@ -72,13 +79,16 @@ def steps_in_process(cfg, plan: ParallelPlan | None, n: int):
 def test_in_process_workers_are_bit_identical(tmp_path, which, plan):
     if which == "cnn_small_mnist":
         cfg = load_config(REPO / "configs" / "cnn_small_mnist.toml")
-        cfg = replace(cfg, train=replace(cfg.train, batch_size=32))
+        cfg = replace(cfg, train=replace(cfg.train, batch_size=32),
+                      numerics=replace(cfg.numerics, widths=replace(cfg.numerics.widths, **NARROW)))
     else:
         cfg = load_config(mlp_config(tmp_path, 0.2 if which == "mlp_dropout" else 0.0))
     one, c1 = steps_in_process(cfg, None, 3)
     par, c2 = steps_in_process(cfg, PLANS[plan], 3)
     assert same_weights(one.params, par.params) and c1 == c2
-    assert one.policy.wraps == par.policy.wraps
+    # forward outputs and an update wrapped (counted once, not once per replica)
+    assert {t for _, t in one.policy.wraps} >= {"output", "weight gradient"}
+    assert one.policy.wraps == par.policy.wraps and one.policy.observed == par.policy.observed
 
 
 def test_stages_are_balanced_by_macs():
@@ -128,6 +138,7 @@ def single_runs(tmp_path_factory):
         runs[dropout] = (cfg, load_checkpoint(tmp / "run" / "checkpoint.npz"))
     hist = runs[0.0][1].state["history"]
     assert [r["lr_inv"] for r in hist] == [512, 1536]  # the boundary changes lr_inv
+    assert all({t for _, t, _ in ck.state["wraps"]} >= {"output", "weight gradient"} for _, ck in runs.values())
     return runs
 
 
@@ -256,8 +267,12 @@ def test_sweep_table_plot_and_a_failing_trial(ray_local, capsys, tmp_path):
     assert rc == 1  # the bad config's trials failed, the others finished
     doc = json.loads((out / "summary.json").read_text())
     rows = {r["config"]: r for r in doc["rows"]}
-    assert rows["sweep_a"]["seeds"] == 3 and rows["sweep_b"]["seeds"] == 3
-    assert 0 < rows["sweep_a"]["mean"] <= 100 and rows["sweep_a"]["std"] > 0
+    for name in ("sweep_a", "sweep_b"):  # each row summarizes its own trials' results
+        accs = [100 * json.loads((out / f"{name}_seed{s}" / "result.json").read_text())["best_test_acc"]
+                for s in (1, 2, 3)]
+        assert rows[name]["seeds"] == 3 and sorted(rows[name]["best_test_acc"]) == sorted(accs)
+        assert rows[name]["mean"] == pytest.approx(statistics.fmean(accs))
+        assert rows[name]["std"] == pytest.approx(statistics.stdev(accs)) and rows[name]["std"] > 0
     assert sorted(doc["failed"]) == ["sweep_bad_seed1", "sweep_bad_seed2", "sweep_bad_seed3"]
     assert all("does not fit the declared 4-bit activation width" in why for why in doc["failed"].values())
     assert (out / "summary.png").stat().st_size > 0
