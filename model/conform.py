@@ -355,6 +355,14 @@ def load_set(vec_dir: Path, tag: str) -> VectorSet:
     return VectorSet(net, lr_inv, data, refs)
 
 
+def constant_arrays(vs: VectorSet) -> list[str]:
+    """The set's arrays that hold one value, every element in every step: a replay that matches
+    them shows little about what produced them."""
+    names = dict.fromkeys(n for ref in vs.refs.values() for n in ref)
+    return [n for n in names
+            if np.unique(np.concatenate([np.ravel(ref[n]) for ref in vs.refs.values() if n in ref])).size == 1]
+
+
 def _step_arrays(vs: VectorSet, k: str) -> dict[str, np.ndarray]:
     """Train recorded step k; every traced tensor plus the reference's accuracy and loss."""
     trace = Trace()

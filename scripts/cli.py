@@ -130,6 +130,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _conform(args: argparse.Namespace) -> int:
+    from model.conform import constant_arrays, load_set
+
     if args.engine:
         from sim.engine.conform import run_engine_conformance as run_conformance
     else:
@@ -149,6 +151,9 @@ def _conform(args: argparse.Namespace) -> int:
         print(first)
         return 1
     print(f"{args.tag}: every array of every step matches bit for bit")
+    if const := constant_arrays(load_set(Path(args.vector_dir), args.tag)):
+        print(f"{args.tag}: {len(const)} of them hold one value throughout (a match shows little "
+              f"about what produced them): {', '.join(const)}")
     return 0
 
 

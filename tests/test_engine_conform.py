@@ -25,11 +25,19 @@ def test_any_mlp_set_the_meta_describes(tmp_path, capsys):
 
 def _export_and_replay(tmp_path, capsys, tag: str, network: str, test_images: int) -> str:
     """`nitro vectors` of an embedded-data network (`network`: its [network] keys onwards), 2
-    steps, then `nitro conform --engine` on the set; its standard output."""
+    steps from its initial weights x64, then `nitro conform --engine` on the set; its standard
+    output. From the initial weights themselves several scaled outputs are one constant, which a
+    wrong forward would match; x64 every array varies but the untrained network's predicted
+    class (the host's argmax of pred_out, which varies)."""
+    from model.conform import constant_arrays, load_set
+    from model.train import save_start_checkpoint
+
     cfg = tmp_path / f"{tag}.toml"
     cfg.write_text(f'name = "{tag}"\n[data]\ndataset = "embedded"\n[network]\n{network}')
-    assert main(["vectors", "--config", str(cfg), "--out", str(tmp_path / "v"), "--tag", tag,
-                 "--steps", "2", "--test-images", str(test_images)]) == 0
+    start = save_start_checkpoint(cfg, tmp_path / "start.npz", scale=64)
+    assert main(["vectors", "--config", str(cfg), "--checkpoint", str(start), "--out", str(tmp_path / "v"),
+                 "--tag", tag, "--steps", "2", "--test-images", str(test_images)]) == 0
+    assert constant_arrays(load_set(tmp_path / "v", tag)) == ["pred_class"]
     assert main(["conform", "--engine", str(tmp_path / "v"), tag]) == 0
     return capsys.readouterr().out
 

@@ -13,6 +13,7 @@ from hw.engine.params import (
     OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, SEL_CTR, SEL_WMEM, SEL_WTMEM,
     EngineParams,
 )
+from model.divider import divider_constants
 from model.numerics import NitroError
 from model.spec import Hyper, Quirks, build_cnn, build_mlp
 from hw.engine import compiler as C
@@ -272,6 +273,23 @@ def test_pack_unpack_roundtrip(layout, rows, feats):
     assert np.array_equal(C.unpack_tensor(t, lanes), mat)
 
 
+@pytest.mark.parametrize("layout", ["col", "row", "w", "wT"])
+def test_pack_places_each_element_where_the_layout_table_says(layout):
+    """Element (r, f) at the word and lane of hw/engine/compiler.py's layout table (L = 8):
+    col: word (r / L) * F + f, lane r % L; row, w: word r * ceil(F / L) + f / L, lane f % L;
+    wT (in external memory): word (f / L) * rows + r, lane f % L; padding lanes zero."""
+    rows, feats, L = 11, 13, 8
+    t = C.Tensor("t", SEL_AMEM_C, layout, rows, feats, 5, L)
+    r, f = np.meshgrid(np.arange(rows), np.arange(feats), indexing="ij")
+    mat = 1000 * r + f + 1
+    word = {"col": (r // L) * feats + f, "row": r * -(-feats // L) + f // L,
+            "w": r * -(-feats // L) + f // L, "wT": (f // L) * rows + r}[layout]
+    lane = r % L if layout == "col" else f % L
+    lanes = C.pack_tensor(t, mat)
+    assert np.array_equal(lanes[word, lane], mat)
+    assert np.count_nonzero(lanes) == rows * feats
+
+
 def test_lane_bytes_roundtrip():
     from hw.engine.image import bytes_to_lanes, lanes_to_bytes
 
@@ -281,6 +299,11 @@ def test_lane_bytes_roundtrip():
         by = lanes_to_bytes(lanes, bits, 58)
         assert by.shape == (50, 58) and by.max() < 256
         assert np.array_equal(bytes_to_lanes(by, bits, 8), lanes)
+        if bits < 24:  # lanes side by side, each little-endian two's complement, as numpy stores them
+            assert np.array_equal(by[:, :8 * (bits // 8)], lanes.astype(f"<i{bits // 8}").view(np.uint8))
+        else:
+            assert np.array_equal(by[:, :24].reshape(50, 8, 3),
+                                  lanes.astype("<i4").view(np.uint8).reshape(50, 8, 4)[:, :, :3])
 
 
 def test_command_packing_fits_layout():
@@ -652,8 +675,14 @@ def test_lr_and_divisor_limits():
         C.set_lr(prog, 0)
     with pytest.raises(NitroError, match="exceeds the engine's max"):
         C.set_lr(prog, 1 << 30)  # lr_inv * 640 > 2^32 - 1
+    sgd = [g for g in prog.gemms if g.sgd]
+    at_512 = [(g.consts["d_mult"], g.consts["d_shift"]) for g in sgd]
     C.set_lr(prog, 1536)
-    assert prog.lr_inv == 1536
+    assert prog.lr_inv == 1536 and sgd
+    p = prog.params
+    for g, old in zip(sgd, at_512):  # every update command's divider by lr_inv * amp, recomputed
+        cst = divider_constants(1536 * g.sgd.amp, p.acc_bits, *p.grad_div)
+        assert (g.consts["d_mult"], g.consts["d_shift"]) == (cst.mult, cst.shift) != old
 
 
 def test_bad_fault_spec():

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from model.conform import run_conformance, spec_from_meta
+from model.conform import constant_arrays, load_set, run_conformance, spec_from_meta
 from model.spec import Hyper, build_cnn, build_mlp
 from scripts.cli import main
 
@@ -45,6 +45,19 @@ def test_cli_conform_reports_first_mismatch(tampered_mlp_set, capsys):
     out = capsys.readouterr().out
     assert "mlp step 1: 59 arrays, all match" in out
     assert "MISMATCH step 2, array 'wgrad/linear_pred_01' at index (3, 7)" in out
+
+
+def test_constant_arrays_are_named(tampered_mlp_set, capsys):
+    """The official mlp set's first scaled outputs hold one value in all three steps: conform says
+    so; one element changed in one step and the array varies."""
+    vs = load_set(tampered_mlp_set({}), "mlp")
+    const = constant_arrays(vs)
+    assert "fwd/scaling_00" in const and "out" not in const
+    assert all(len({int(v) for ref in vs.refs.values() if n in ref for v in ref[n].ravel()}) == 1 for n in const)
+    varied = load_set(tampered_mlp_set({"fwd/scaling_00": ((0, 0), 1)}), "mlp")
+    assert constant_arrays(varied) == [n for n in const if n != "fwd/scaling_00"]
+    assert main(["conform", str(tampered_mlp_set({})), "mlp"]) == 0
+    assert f"mlp: {len(const)} of them hold one value throughout" in capsys.readouterr().out
 
 
 def test_cli_conform_missing_or_corrupt_vectors(shared_dir, tmp_path, capsys):

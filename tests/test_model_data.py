@@ -506,8 +506,8 @@ def test_embedded_subset(mnist_full):
     assert raw.train_x.shape == (10000, 1, 28, 28) and raw.test_x.shape == (2000, 1, 28, 28)
     assert raw.train_y.shape == (10000,) and raw.test_y.shape == (2000,)
     assert raw.train_x.dtype == np.uint8 and set(np.unique(raw.train_y).tolist()) == set(range(10))
-    np.testing.assert_array_equal(raw.train_x, mnist_full.train_x[:10000])
-    np.testing.assert_array_equal(raw.test_y, mnist_full.test_y[:2000])
+    for part, n in (("train_x", 10000), ("train_y", 10000), ("test_x", 2000), ("test_y", 2000)):
+        np.testing.assert_array_equal(getattr(raw, part), getattr(mnist_full, part)[:n])
     size = sum(p.stat().st_size for p in datasets.EMBEDDED_DIR.iterdir())
     assert size <= 3 * 2**20
 
@@ -522,5 +522,7 @@ def test_make_embedded_subset_script(tmp_path, no_default_dirs):
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.gz" for s in MNIST_FILES)
     raw = load_raw("mnist", out)
     np.testing.assert_array_equal(raw.train_x[:, 0], arrays["train-images-idx3-ubyte"][:4])
+    np.testing.assert_array_equal(raw.train_y, arrays["train-labels-idx1-ubyte"][:4])
+    np.testing.assert_array_equal(raw.test_x[:, 0], arrays["t10k-images-idx3-ubyte"][:2])
     np.testing.assert_array_equal(raw.test_y, arrays["t10k-labels-idx1-ubyte"][:2])
     assert script.main(["--src", str(tmp_path / "full"), "--out", str(out), "--train", "7"]) == 1

@@ -25,6 +25,16 @@ def test_relu_forward_vectors():
     assert a.dtype == np.int8
 
 
+def test_per_slope_tables_are_the_spec():
+    """mu(alpha) and the Kaiming gain x1000 as spec 2.4 tabulates them (the reference derives
+    neither; the model's tables are copies, checked here against the spec's)."""
+    from model.init import KAIMING_GAIN
+
+    alphas = [3, 4, 5, 7, 8, 10, 15, 16, 20]
+    assert RELU_MEAN_CORRECTION == dict(zip(alphas, [31, 36, 38, 40, 42, 43, 44, 44, 45]))
+    assert KAIMING_GAIN == dict(zip(alphas, [1342, 1372, 1387, 1400, 1403, 1407, 1411, 1411, 1412]))
+
+
 @pytest.mark.parametrize("alpha", sorted(RELU_MEAN_CORRECTION))
 def test_relu_forward_every_slope(alpha):
     s = np.arange(-128, 128, dtype=np.int8)
@@ -86,6 +96,9 @@ def test_dropout_rescale():
     np.testing.assert_array_equal(dropout_forward(np.array([91, -67, 91], np.int8), np.array([1, 1, 0]), 0.1),
                                   [101, -74, 0])
     assert dropout_rescale(0.15) == 1176
+    spec = [1052, 1111, 1176, 1250, 1333, 1428, 1538, 1666, 1818, 2000,  # spec 2.8, p = 0.05 .. 0.95
+            2222, 2500, 2857, 3333, 4000, 5000, 6666, 10000, 20000]
+    assert [dropout_rescale(round(0.05 * k, 2)) for k in range(1, 20)] == spec
     with pytest.raises(NitroError, match="dropout rate 0.12"):
         dropout_rescale(0.12)
 
