@@ -407,7 +407,9 @@ def bench_conform(vec_dir: Path) -> list[Path]:
     """`nitro conform --engine` on the official sets (the CNN ones about a minute of simulation
     each: a benchmark, while CI replays the MLP sets and a smaller CNN set the golden model
     exports) ->
-    conform_<tag>.json: arrays compared and differing per step, the simulation time."""
+    conform_<tag>.json: arrays compared and differing per step, the set's arrays that hold one
+    value throughout, the simulation time."""
+    from model.conform import constant_arrays, load_set
     from sim.engine.conform import run_engine_conformance
 
     outs = []
@@ -417,7 +419,8 @@ def bench_conform(vec_dir: Path) -> list[Path]:
         res = {"set": tag, "vector_dir": str(vec_dir), "wall_s": round(time.perf_counter() - t0, 1),
                "steps": {r.step: {"arrays": r.arrays, "differ": len(r.mismatches)}
                          for r in reports},
-               "ok": not any(r.mismatches for r in reports), "commit": commit()}
+               "ok": not any(r.mismatches for r in reports),
+               "constant_arrays": constant_arrays(load_set(vec_dir, tag)), "commit": commit()}
         out = OUT / f"conform_{tag}.json"
         write_atomic(out, json.dumps(res, indent=1).encode())
         if not res["ok"]:
@@ -834,7 +837,9 @@ def _conform_lines() -> list[str]:
                               for k, v in r["steps"].items())
             lines += [f"## {f.name}", "",
                       f"- `nitro conform --engine` on the official `{r['set']}` set: every "
-                      f"array matches: **{r['ok']}** ({steps}); {r['wall_s']:.0f} s", ""]
+                      f"array matches: **{r['ok']}** ({steps}); {r['wall_s']:.0f} s",
+                      "- arrays of the set that hold one value throughout (a match shows little "
+                      f"about them): {', '.join(r['constant_arrays']) or 'none'}", ""]
     return lines
 
 
