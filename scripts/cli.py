@@ -161,7 +161,7 @@ def _flow(args: argparse.Namespace) -> int:
     from scripts.flow import DEFAULT_CONFIG, run_flow
 
     ok = run_flow(Path(args.out), Path(args.config or DEFAULT_CONFIG), args.data_dir, args.epochs,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, force=args.force)
     return 0 if ok else 1
 
 
@@ -410,7 +410,10 @@ def _add_run_commands(sub) -> None:
     f.add_argument("--config", help="experiment TOML (default: configs/embedded_mlp.toml, shipped data)")
     f.add_argument("--data-dir")
     f.add_argument("--epochs", type=positive_int)
-    f.add_argument("--out", type=path_arg, default="runs/flow", help="output folder (default runs/flow)")
+    f.add_argument("--out", type=path_arg, default="runs/flow",
+                   help="output folder (default runs/flow); a folder an earlier flow wrote is continued")
+    f.add_argument("--force", action="store_true",
+                   help="start over, in a folder holding other files or an earlier flow's")
     f.add_argument("--no-progress", action="store_true")
     f.set_defaults(func=_flow)
 

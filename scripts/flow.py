@@ -10,6 +10,7 @@ tensors of the golden model trained on the embedded MNIST subset.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -17,6 +18,7 @@ from typing import Callable
 from model.config import load_config
 from model.conform import run_conformance
 from model.fileio import writable_folder, write_atomic
+from model.numerics import NitroError
 from model.train import CHECKPOINT, train
 from model.vectors import set_file
 
@@ -42,8 +44,9 @@ def trained_checkpoint(ctx: dict) -> Path:
 def step_train(ctx: dict) -> str:
     cfg = load_config(ctx["config"])
     run_dir = trained_checkpoint(ctx).parent
-    res = train(cfg, run_dir, ctx["data_dir"], epochs=ctx["epochs"], resume=trained_checkpoint(ctx).exists(),
-                progress=ctx["progress"])
+    resume = trained_checkpoint(ctx).exists() and not ctx["force"]
+    res = train(cfg, run_dir, ctx["data_dir"], epochs=ctx["epochs"], resume=resume,
+                progress=ctx["progress"], force=ctx["force"])
     ctx["network"] = res.network
     rate = sum(r["train_img_s"] for r in res.history) / max(len(res.history), 1)
     floor = 2 / res.network.spec.num_classes  # twice chance: a run that learned nothing fails
@@ -71,11 +74,9 @@ def step_conform(ctx: dict) -> str:
 
 
 def step_rtl(ctx: dict) -> str:
-    import json
-
     from hw.rtl import write_rtl
 
-    manifest = write_rtl(ctx["out"] / "rtl")
+    manifest = write_rtl(ctx["out"] / "rtl", force=ctx["force"])
     units = json.loads(manifest.read_text())["units"]
     dirty = [u["unit"] for u in units if u["lint"] != "clean"]
     if dirty or not units:
@@ -144,8 +145,6 @@ COSIM_STEPS = 3
 
 
 def step_cosim(ctx: dict) -> str:
-    import json
-
     from sim.engine.cosim import run_cosim
 
     res_file = ctx["out"] / "cosim.json"
@@ -176,15 +175,38 @@ STEPS: list[tuple[str, Callable[[dict], str]]] = [
 ]
 
 
+# What the flow writes in its folder, and the file that marks a folder as the flow's own.
+OUTPUT_FILES, OUTPUT_FOLDERS, STAMP = ("report.md", "cosim.json"), ("train", "rtl", "tensors"), "flow.json"
+
+
+def claim_folder(out: Path, force: bool) -> Path:
+    """The flow's output folder, checked before any step: no output's name taken by the wrong kind
+    of entry, and, unless `force`, no file there the flow did not write. A folder the flow wrote
+    (its STAMP) is continued: training resumes from its checkpoint, the later steps run again."""
+    out = Path(out)
+    for names, kind, is_kind in ((OUTPUT_FILES + (STAMP,), "file", Path.is_file), (OUTPUT_FOLDERS, "folder", Path.is_dir)):
+        for name in names:
+            if (out / name).exists() and not is_kind(out / name):
+                raise NitroError(f"{out / name} is not a {kind}: the flow writes its {name} there")
+    if out.is_dir() and not force and not (out / STAMP).is_file() and any(out.iterdir()):
+        raise NitroError(f"{out} holds files the flow did not write: choose another --out, or pass "
+                         f"--force to write the flow's outputs there (replacing any of "
+                         f"{', '.join(OUTPUT_FILES + OUTPUT_FOLDERS)})")
+    out = writable_folder(out)
+    write_atomic(out / STAMP, (json.dumps({"flow": "nitro flow output folder"}) + "\n").encode())
+    return out
+
+
 def run_flow(out: Path, config: Path = DEFAULT_CONFIG, data_dir: str | None = None, epochs: int | None = None,
-             shared: Path = SHARED, progress: bool = True) -> bool:
-    """Run every step, print and write the report; returns True when every check passed."""
+             shared: Path = SHARED, progress: bool = True, force: bool = False) -> bool:
+    """Run every step, print and write the report; returns True when every check passed. `force`:
+    start over in a folder holding other files or an earlier flow's (training from scratch)."""
     from sim.engine.cosim import prepare_cosim
 
-    # bad input fails before any step: the config, and what the engine can run
+    # bad input fails before any step: the config, what the engine can run, the output folder
     prepare_cosim(Path(config), COSIM_STEPS, data_dir=data_dir)
-    ctx = {"out": writable_folder(out), "config": config, "data_dir": data_dir, "epochs": epochs,
-           "shared": Path(shared), "progress": progress, "failed": False}
+    ctx = {"out": claim_folder(out, force), "config": config, "data_dir": data_dir, "epochs": epochs,
+           "shared": Path(shared), "progress": progress, "failed": False, "force": force}
     lines = []
     for name, step in STEPS:
         t0 = time.perf_counter()

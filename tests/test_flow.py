@@ -154,3 +154,30 @@ def test_a_network_the_engine_cannot_run_fails_before_the_first_step(tmp_path):
     with pytest.raises(NitroError, match="the engine's ReLU units are built for alpha 4"):
         flow.run_flow(tmp_path / "flow", cfg, shared=NO_SHARED, progress=False)
     assert not (tmp_path / "flow").exists()
+
+
+def test_a_folder_of_other_files_is_refused_before_the_first_step(tmp_path):
+    """The flow writes report.md, cosim.json, train/, rtl/ and tensors/: in a folder it did not
+    write (no flow.json) nothing is replaced without --force, and an output name taken by the
+    wrong kind of entry is named; both before any step runs."""
+    from model.numerics import NitroError
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.md").write_text("MY NOTES")
+    with pytest.raises(NitroError, match="holds files the flow did not write.*--force"):
+        flow.run_flow(out, shared=NO_SHARED, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["report.md"]
+    assert (out / "report.md").read_text() == "MY NOTES"
+    (out / "report.md").unlink()
+    (out / "cosim.json").mkdir()
+    for force in (False, True):
+        with pytest.raises(NitroError, match="cosim.json is not a file: the flow writes its cosim.json there"):
+            flow.run_flow(out, shared=NO_SHARED, progress=False, force=force)
+    assert sorted(p.name for p in out.iterdir()) == ["cosim.json"]
+
+
+def test_a_folder_the_flow_wrote_is_continued(tmp_path):
+    out = flow.claim_folder(tmp_path / "f", force=False)
+    (out / "report.md").write_text("an earlier flow's report")
+    assert flow.claim_folder(out, force=False) == out and (out / flow.STAMP).is_file()
