@@ -41,6 +41,14 @@ def ray_session(address: str | None, num_cpus: int | None = None):
         ray.shutdown()
 
 
+def check_task_cpus(ray, cpus: float, option: str) -> None:
+    """NitroError unless some node of the Ray instance has `cpus` CPUs: Ray would keep a task that
+    asks for more waiting, without an error, for ever."""
+    most = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]), default=0.0)
+    if cpus > most:
+        raise NitroError(f"{option} {cpus:g}: the largest node of the Ray instance has {most:g} CPUs")
+
+
 # an HTTP/2 client's connection preface and an empty SETTINGS frame: a Ray head's GCS and Ray
 # Client ports are gRPC servers, which answer with a SETTINGS frame (type 4) of their own
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])

@@ -101,7 +101,7 @@ def sweep(configs: list[Path], seeds: list[int], epochs: int | None, out: Path, 
     """Run the missing trials on Ray; write the summary; 0 when every trial has a result."""
     from tqdm import tqdm
 
-    from .scaleout import ray_session, reachable
+    from .scaleout import check_task_cpus, ray_session, reachable
 
     trials = plan_trials(configs, seeds, data_dir, epochs)
     if address:
@@ -115,6 +115,7 @@ def sweep(configs: list[Path], seeds: list[int], epochs: int | None, out: Path, 
     print(f"sweep: {len(trials)} trials, {len(results)} finished earlier (skipped), {len(todo)} to run")
     if todo:
         with ray_session(address) as ray:
+            check_task_cpus(ray, cpus_per_trial, "--cpus-per-trial")
             threads = str(max(1, int(cpus_per_trial)))
             task = ray.remote(run_trial).options(
                 num_cpus=cpus_per_trial, max_retries=0,

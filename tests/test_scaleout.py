@@ -355,3 +355,13 @@ def test_sweep_checks_the_data_and_keeps_summaries_not_its_own(capsys, tmp_path,
     rc, cap = nitro(capsys, "sweep", "--config", str(cfgs[0]), "--seeds", "1", "--out", str(out))
     assert rc == 2 and "summary.md that nitro sweep did not write" in cap.err
     assert (out / "summary.md").read_text() == "my notes" and sorted(p.name for p in out.iterdir()) == ["summary.md"]
+
+
+def test_sweep_refuses_more_cpus_per_trial_than_a_node_has(ray_local, capsys, tmp_path):
+    """Ray would keep such a trial waiting for ever: one error line instead, no trial run."""
+    out = tmp_path / "sweep"
+    rc, cap = nitro(capsys, "sweep", "--config", sweep_configs(tmp_path)[0], "--seeds", "1",
+                    "--out", out, "--cpus-per-trial", "3", "--no-progress")
+    assert rc == 2 and cap.err.strip().splitlines() == [
+        "nitro: error: --cpus-per-trial 3: the largest node of the Ray instance has 2 CPUs"]
+    assert not list(out.glob("*/result.json"))
