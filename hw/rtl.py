@@ -159,9 +159,11 @@ def _check_ours(out_dir: Path, texts: dict[str, str], force: bool) -> None:
     for name in texts:
         if (out_dir / f"{name}.v").exists() and not (out_dir / f"{name}.v").is_file():
             raise NitroError(f"{out_dir / f'{name}.v'} is not a file: nitro rtl writes {name}'s Verilog there")
+    manifest = out_dir / "manifest.json"
+    if manifest.exists() and not manifest.is_file():
+        raise NitroError(f"{manifest} is not a file: nitro rtl writes its manifest there")
     if force:
         return
-    manifest = out_dir / "manifest.json"
     units = _manifest_units(manifest)
     if units is None:
         raise NitroError(f"{manifest} is not a manifest nitro rtl wrote: choose another --out, or "
@@ -183,9 +185,9 @@ def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = Tr
               force: bool = False) -> Path:
     """Write <unit>.v for each unit (default: all) and manifest.json; returns the manifest path."""
     made = [(name, make_unit(name)) for name in unit_names(units)]  # unknown names: before any write
+    out_dir = writable_folder(out_dir)  # before the conversions, which take seconds
     texts = {name: verilog.convert(unit, name=name) for name, unit in made}
-    _check_ours(Path(out_dir), texts, force)
-    out_dir = writable_folder(out_dir)
+    _check_ours(out_dir, texts, force)
     entries = []
     for name, unit in made:
         v_file = out_dir / f"{name}.v"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,20 @@ def describe(net: Network) -> dict:
     return {"leaves": leaves, "structure": structure, "backward_block_order": list(spec.backward_order)}
 
 
+def check_reference_behaviour(net: Network) -> None:
+    """A set's meta file describes a network as the reference builds it, and conform replays it with
+    the reference's behaviours and widths: a network with a quirk fixed or other widths would
+    record a set that no replay reproduces."""
+    q, w = net.spec.quirks, net.policy.widths
+    changed = ([f"quirks.{f.name} = {str(getattr(q, f.name)).lower()}" for f in fields(q)
+                if getattr(q, f.name) != f.default]
+               + [f"numerics.widths.{f.name} = {getattr(w, f.name)}" for f in fields(w)
+                  if getattr(w, f.name) != f.default])
+    if changed:
+        raise NitroError(f"a vector set records the reference's behaviours and widths, which conform "
+                         f"replays; this network sets {', '.join(changed)}")
+
+
 def check_tag(tag) -> str:
     """A vector set's tag starts its files' names in the set's folder: a plain name."""
     if not is_plain_name(tag):
@@ -127,6 +142,7 @@ def export_vectors(net: Network, batches: list[tuple[np.ndarray, np.ndarray]], t
     """Record len(batches) training steps of `net` (which is advanced) and its predictions after them."""
     if any(isinstance(it, Dropout) for it in net.spec.items):
         raise NitroError("vector export needs a deterministic network: remove dropout")
+    check_reference_behaviour(net)
     out, tag = Path(out_dir), check_tag(tag)
     _save_npz(set_file(out, tag, "init"), {f"{k}.weight": v for k, v in net.params.items()})
     data = {"test_x": test_x}

@@ -85,11 +85,14 @@ def _numerics(args: argparse.Namespace) -> int:
 
 def _vectors(args: argparse.Namespace) -> int:
     from model.fileio import writable_folder
-    from model.vectors import check_tag, export_vectors, set_files
+    from model.vectors import ARCHIVES, check_tag, export_vectors, set_file, set_files
 
     out = Path(args.out)
     check_tag(args.tag)
     writable_folder(out)
+    for part in ("meta", *ARCHIVES, *(f"step{k}" for k in range(1, args.steps + 1))):
+        if (f := set_file(out, args.tag, part)).exists() and not f.is_file():
+            raise NitroError(f"{f} is not a file: the set's {part} part goes there")
     taken = set_files(out, args.tag)
     if taken and not args.force:
         raise NitroError(f"{out} already holds vector set {args.tag!r} ({', '.join(p.name for p in taken)}): "

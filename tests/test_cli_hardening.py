@@ -343,6 +343,42 @@ def test_vectors_force_that_fails_keeps_the_old_set(capsys, tiny, tmp_path):
     assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)
 
 
+@pytest.mark.parametrize("extra, named", [
+    ("[quirks]\nloss_grad_wrap = false\n", "quirks.loss_grad_wrap = false, numerics.widths.loss_grad = 16"),
+    ("[quirks]\nmaxpool_pad_zero = false\n", "quirks.maxpool_pad_zero = false"),
+    ("[numerics]\nwidths = { accumulator = 16 }\n", "numerics.widths.accumulator = 16"),
+])
+def test_vectors_refuse_what_no_replay_reproduces(capsys, tiny, tmp_path, extra, named):
+    """conform replays a set with the reference's behaviours and widths, which its meta file
+    implies: a set of a network with a quirk fixed or other widths would not replay."""
+    cfg = tmp_path / "fixed.toml"
+    cfg.write_text(TINY + extra)
+    rc, err = nitro(capsys, "vectors", "--config", cfg, "--out", tmp_path / "v", "--steps", "1")
+    assert rc == 2 and f"this network sets {named}" in err
+    assert not (tmp_path / "v").exists() or not any((tmp_path / "v").iterdir())
+
+
+def test_vectors_name_a_folder_in_the_way_before_any_work(capsys, tiny, tmp_path):
+    """A folder where a part of the new set goes stopped the export after it had deleted the old
+    set (--force), naming a temporary file; it is now named, and the old set kept."""
+    out = tmp_path / "vec"
+    assert nitro(capsys, "vectors", "--config", tiny, "--out", out, "--steps", "1")[0] == 0
+    before = snapshot(out)
+    (out / "golden_step2.npz").mkdir()
+    rc, err = nitro(capsys, "vectors", "--config", tiny, "--out", out, "--steps", "2", "--force")
+    assert rc == 2 and f"{out / 'golden_step2.npz'} is not a file: the set's step2 part goes there" in err
+    assert snapshot(out) == before
+
+
+def test_rtl_names_a_manifest_folder_before_writing(capsys, tmp_path):
+    out = tmp_path / "rtl"
+    (out / "manifest.json").mkdir(parents=True)
+    for force in ([], ["--force"]):
+        rc, err = nitro(capsys, "rtl", "--out", out, "--unit", "mac", *force)
+        assert rc == 2 and f"{out / 'manifest.json'} is not a file" in err
+        assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
 def test_vectors_take_the_checkpoints_weights(capsys, tiny, tmp_path):
     """vectors --checkpoint: the set's initial weights are the checkpoint's, not the config's."""
     from model.checkpoint import save_checkpoint
