@@ -127,6 +127,10 @@ class Widths:
             if not isinstance(bits, int) or not 2 <= bits <= 64:
                 raise NitroError(f"width of {f.name!r} must be an integer in 2..64, got {bits!r}")
 
+    def changes(self) -> list[str]:
+        """'<class> = <bits>' for every width that is not the reference's."""
+        return [f"{f.name} = {getattr(self, f.name)}" for f in fields(self) if getattr(self, f.name) != f.default]
+
 
 @dataclass
 class WidthPolicy:

@@ -104,8 +104,7 @@ def check_reference_behaviour(net: Network) -> None:
     q, w = net.spec.quirks, net.policy.widths
     changed = ([f"quirks.{f.name} = {str(getattr(q, f.name)).lower()}" for f in fields(q)
                 if getattr(q, f.name) != f.default]
-               + [f"numerics.widths.{f.name} = {getattr(w, f.name)}" for f in fields(w)
-                  if getattr(w, f.name) != f.default])
+               + [f"numerics.widths.{c}" for c in w.changes()])
     if changed:
         raise NitroError(f"a vector set records the reference's behaviours and widths, which conform "
                          f"replays; this network sets {', '.join(changed)}")

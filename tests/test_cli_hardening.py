@@ -239,6 +239,19 @@ def test_cosim_checkpoint_of_another_network_is_refused_before_the_build(capsys,
     assert rc == 2 and "written for a different config" in err
 
 
+def test_cosim_refuses_widths_the_engine_does_not_compute_with(capsys, tiny, tmp_path, monkeypatch):
+    """A config's narrower accumulator made the golden model wrap where the engine does not, and
+    the run ended in a mismatch that blamed the engine, after the build."""
+    import sim.engine.build
+
+    monkeypatch.setattr(sim.engine.build, "build_engine", lambda *a, **k: pytest.fail("built"))
+    cfg = tmp_path / "narrow.toml"
+    cfg.write_text(TINY + "[numerics]\nwidths = { accumulator = 12, delta = 20 }\n")
+    rc, err = nitro(capsys, "cosim", "--config", cfg, "--steps", "1")
+    assert rc == 2 and ("engine: its datapath has the reference's widths; the config sets "
+                        "numerics.widths.accumulator = 12, numerics.widths.delta = 20") in err
+
+
 @pytest.mark.parametrize("argv, msg", [
     (["--seed", "2"], "apply to the engine"),
     (["--no-route"], "apply to the engine"),

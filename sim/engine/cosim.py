@@ -355,6 +355,9 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     b = batch or cfg.train.batch_size
     spec = cfg.build_spec(image_shape(cfg.data.dataset))
     prog = compile_network(spec, b, p, cfg.train.lr_inv)
+    if changed := cfg.numerics.widths.changes():
+        raise NitroError(f"engine: its datapath has the reference's widths; the config sets "
+                         f"{', '.join('numerics.widths.' + c for c in changed)}")
     programs(prog)
     parse_fault(fault, prog, steps, start_step)
     from model.datasets import load_raw
