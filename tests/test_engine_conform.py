@@ -134,3 +134,29 @@ def test_engine_conform_refuses_a_set_lacking_an_engine_array(tampered_mlp_set, 
     assert main(["conform", "--engine", str(folder), "mlp"]) == 2
     err = capsys.readouterr().err
     assert "mlp step 2 lacks bwd_out/non_linearity_01" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("bad", ["float64", "shape (3, 3)", "shape (1,)"])
+def test_a_malformed_update_array_is_named_before_the_build(shared_dir, tmp_path, capsys, monkeypatch, bad):
+    """The replay derives each step's weights from the set's wupd/* arrays: a float one was cast,
+    a (1,) one broadcast, and the engine blamed for the difference (a (3, 3) one failed inside
+    the simulation)."""
+    import shutil
+
+    import numpy as np
+
+    import sim.engine.build
+
+    monkeypatch.setattr(sim.engine.build, "build_engine", lambda *a, **k: pytest.fail("built"))
+    for f in (shared_dir / "refvectors").glob("mlp_*"):
+        if not f.name.startswith("mlp_warm"):
+            shutil.copy(f, tmp_path / f.name)
+    with np.load(tmp_path / "mlp_step1.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    w = arrays["wupd/linear_02"]
+    arrays["wupd/linear_02"] = {"float64": w.astype(np.float64), "shape (3, 3)": w[:3, :3],
+                                "shape (1,)": w[0, :1]}[bad]
+    np.savez(tmp_path / "mlp_step1.npz", **arrays)
+    assert main(["conform", "--engine", str(tmp_path), "mlp"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "wupd/linear_02 of step 1 is" in err[0] and "the update of linear_02 is int32(10, 50)" in err[0]

@@ -107,6 +107,18 @@ async def conform_main(dut) -> None:
                                              for r in reports]))
 
 
+def _check_updates(vs, step: str, ref: dict) -> None:
+    """The replay takes each step's weights from the set's `wupd/*` updates: int32 arrays of their
+    layer's weight shape (else NitroError naming the array, before the build)."""
+    for name, a in ref.items():
+        layer = name.removeprefix("wupd/").split("@")[0]
+        if name.startswith("wupd/") and layer in vs.net.params:
+            want = vs.net.params[layer].shape
+            if a.dtype != np.int32 or a.shape != want:
+                raise NitroError(f"conform --engine: {name} of step {step} is {a.dtype}{a.shape}; the "
+                                 f"update of {layer} is int32{want}")
+
+
 def _compare(step: str, ref: dict, ours: dict, weights: dict, hw) -> StepReport:
     """Outputs and weights (and the engine's transposed weight copies) against the set."""
     ref, ours = dict(ref), dict(ours)
@@ -140,6 +152,7 @@ def run_engine_conformance(vec_dir: str | Path, tag: str,
             raise NitroError(f"conform --engine: {tag} step {step} lacks {', '.join(missing[:3])}"
                              f"{' ...' if len(missing) > 3 else ''}: the engine's arrays could not "
                              f"all be compared")
+        _check_updates(vs, step, ref)
     build = build_engine(p)
     tdir = Path(work_dir) if work_dir else build.build_dir / f"conform-{tag}-{os.getpid()}"
     t0 = time.perf_counter()
