@@ -6,7 +6,9 @@ replayed draw for draw.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -36,6 +38,14 @@ class IntegerDataset:
     norm_mean: np.ndarray
     norm_mad: np.ndarray
     train_index: np.ndarray
+
+    @cached_property
+    def digest(self) -> str:
+        """What the images and labels are, in order: a resumed run must train on the same."""
+        h = hashlib.sha256()
+        for a in (self.train_x, self.train_labels, self.test_x, self.test_labels):
+            h.update(str(a.shape).encode() + np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
 
 
 def normalization_stats(train_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

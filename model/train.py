@@ -82,7 +82,7 @@ def start_checkpoint(cfg: ExperimentConfig, params: dict[str, np.ndarray] | None
     ds, net, rng = prepare(cfg, data_dir)
     if params is None:
         params = {k: v * scale for k, v in net.params.items()}
-    return Checkpoint(0, params, rng.get_state(), _state(cfg.make_schedule(), _fresh_best(), [], {}),
+    return Checkpoint(0, params, rng.get_state(), _state(cfg.make_schedule(), _fresh_best(), [], {}, ds),
                       cfg.source, cfg.digest(), np.arange(len(ds.train_x)))
 
 
@@ -92,8 +92,9 @@ def save_start_checkpoint(config: str | Path, path: Path, data_dir: str | Path |
     save_checkpoint(path, start_checkpoint(load_config(config), data_dir=data_dir, scale=scale))
     return path
 
-def _state(schedule, best: dict, history: list, wraps) -> dict:
+def _state(schedule, best: dict, history: list, wraps, ds: IntegerDataset) -> dict:
     return {
+        "data": ds.digest,
         "lr_inv": schedule.lr_inv,
         "plateau": vars(schedule.plateau), "stopper": vars(schedule.stopper),
         "best": best, "history": history,
@@ -164,6 +165,10 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
         best, history, start = ck.state["best"], ck.state["history"], ck.epoch
         if ck.order.shape != order.shape:
             raise NitroError(f"checkpoint {ck_path} was trained on {len(ck.order)} images, this data has {len(order)}")
+        if ck.state.get("data", ds.digest) != ds.digest:  # an older checkpoint holds no digest
+            raise NitroError(f"--resume: {ck_path} was trained on other images or labels than these "
+                             f"(data digest {ck.state['data']}, these {ds.digest}): give the data "
+                             f"(--data-dir) of the run it continues")
         order = ck.order
         for layer, tensor, n in ck.state["wraps"]:
             net.policy.wraps[(layer, tensor)] = n
@@ -226,7 +231,7 @@ def _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history, epo
         history.append(row)
         tqdm.write(f"epoch {epoch}: train {row['train_acc']:.4f}  test {test_acc:.4f}  "
                    f"lr_inv {lr_inv}  {row['train_img_s']:.0f} img/s")  # also without the bar
-        ck = Checkpoint(epoch, net.params, rng.get_state(), _state(schedule, best, history, net.policy.wraps),
+        ck = Checkpoint(epoch, net.params, rng.get_state(), _state(schedule, best, history, net.policy.wraps, ds),
                         cfg.source, cfg.digest(), order)
         save_checkpoint(out / CHECKPOINT, ck)
         write_metrics(out, history, best, cfg.name, net.policy)

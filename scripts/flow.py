@@ -184,7 +184,8 @@ def claim_folder(out: Path, force: bool) -> Path:
     of entry, and, unless `force`, no file there the flow did not write. A folder the flow wrote
     (its STAMP) is continued: training resumes from its checkpoint, the later steps run again."""
     out = Path(out)
-    for names, kind, is_kind in ((OUTPUT_FILES + (STAMP,), "file", Path.is_file), (OUTPUT_FOLDERS, "folder", Path.is_dir)):
+    for names, kind, is_kind in ((OUTPUT_FILES + (STAMP,), "file", Path.is_file),
+                                 (OUTPUT_FOLDERS, "folder", Path.is_dir)):
         for name in names:
             if (out / name).exists() and not is_kind(out / name):
                 raise NitroError(f"{out / name} is not a {kind}: the flow writes its {name} there")

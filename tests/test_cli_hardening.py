@@ -501,3 +501,28 @@ def test_folders_of_an_inner_scope_that_succeeded_go_when_the_outer_one_fails(tm
             assert (tmp_path / "a" / "b").is_dir()
             raise RuntimeError
     assert not (tmp_path / "a").exists()
+
+
+def test_resume_refuses_other_data(capsys, tmp_path):
+    """A checkpoint records a digest of the images and labels it trained on: resuming it on a
+    dataset of the same size but other content (another --data-dir) is refused, not continued."""
+    import gzip
+    import shutil
+
+    from model.datasets import EMBEDDED_DIR
+
+    for name in ("a", "b"):
+        shutil.copytree(EMBEDDED_DIR, tmp_path / name / "mnist")
+    labels = tmp_path / "b" / "mnist" / "train-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(labels.read_bytes()))
+    raw[8] = (raw[8] + 1) % 10  # the first training label
+    labels.write_bytes(gzip.compress(bytes(raw)))
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(TINY.replace('dataset = "embedded"', 'dataset = "mnist"').replace("epochs = 1", "epochs = 2"))
+    run = ["train", "--config", cfg, "--out", tmp_path / "run", "--no-progress"]
+    assert nitro(capsys, *run, "--epochs", "1", "--data-dir", tmp_path / "a")[0] == 0
+    rc, err = nitro(capsys, *run, "--resume", "--data-dir", tmp_path / "b")
+    assert rc == 2 and "was trained on other images or labels than these" in err
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.npz").epoch == 1
+    assert nitro(capsys, *run, "--resume", "--data-dir", tmp_path / "a")[0] == 0
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.npz").epoch == 2

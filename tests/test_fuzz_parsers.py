@@ -77,6 +77,8 @@ def _array_edit(key, value):
     pytest.param(lambda: _state_edit(plateau="x"), id="plateau a string"),
     pytest.param(lambda: _state_edit(epoch="1"), id="epoch a string"),
     pytest.param(lambda: _state_edit(lr_inv=2**70), id="lr_inv beyond int64"),
+    pytest.param(lambda: _state_edit(data="not hex"), id="data digest not hex"),
+    pytest.param(lambda: _state_edit(data=7), id="data digest a number"),
     pytest.param(lambda: _state_edit(history=[{"epoch": 1, "test_acc": 0.5}]), id="history row keys"),
     pytest.param(lambda: _array_edit("rng/keys", np.zeros(10, np.uint32)), id="rng keys 10 words"),
     pytest.param(lambda: _array_edit("order", np.zeros(10000, np.int64)), id="order not a permutation"),
@@ -85,6 +87,12 @@ def _array_edit(key, value):
 ])
 def test_checkpoints_fuzzing_found_are_refused(case):
     assert fz.check_checkpoint(case()) == 2
+
+
+def test_a_checkpoint_without_a_data_digest_still_loads():
+    """Checkpoints written before the data digest was recorded hold none."""
+    assert "data" in json.loads(fz.checkpoint_base()[1]["state"].tobytes())
+    assert fz.check_checkpoint(_state_edit(data=None)) == 0
 
 
 def _zip(member: bytes) -> bytes:
