@@ -31,7 +31,7 @@ def test_flow_on_a_plain_clone(tmp_path, monkeypatch):
 
 def _ctx(tmp_path, **kw):
     return {"out": tmp_path, "config": flow.DEFAULT_CONFIG, "data_dir": None, "epochs": 1,
-            "shared": NO_SHARED, "progress": False, "failed": False, **kw}
+            "shared": NO_SHARED, "progress": False, "failed": False, "force": False, **kw}
 
 
 def test_conformance_that_compared_no_array_fails(tmp_path, monkeypatch):
