@@ -46,7 +46,7 @@ def test_conformance_that_compared_no_array_fails(tmp_path, monkeypatch):
 def test_rtl_with_no_unit_fails(tmp_path, monkeypatch):
     import hw.rtl
 
-    def empty(out, units=None):
+    def empty(out, units=None, force=False):
         (out / "manifest.json").parent.mkdir(parents=True, exist_ok=True)
         (out / "manifest.json").write_text('{"units": []}')
         return out / "manifest.json"
