@@ -200,6 +200,13 @@ def _search(roots: list[Path], name: str, searched: list[str]) -> Path | None:
     return None
 
 
+def data_dir_for(name: str, data_dir: str | Path | None) -> str | Path | None:
+    """A data folder given to a tool that runs several configs, as one of them should read it:
+    not at all when its dataset is the embedded subset (which `find_dataset_dir` refuses to look
+    for in a folder)."""
+    return None if canonical_name(name) == EMBEDDED else data_dir
+
+
 def find_dataset_dir(name: str, data_dir: str | Path | None = None) -> Path:
     """Folder holding the files of dataset `name`.
 
@@ -209,6 +216,10 @@ def find_dataset_dir(name: str, data_dir: str | Path | None = None) -> Path:
     'embedded' (or name 'embedded') selects the MNIST subset shipped in the repository.
     """
     name = canonical_name(name)
+    if name == EMBEDDED and data_dir is not None and str(data_dir) != EMBEDDED:
+        raise NitroError(f"--data-dir {data_dir}: dataset 'embedded' is the MNIST subset in the "
+                         f"repository and is read from there; drop --data-dir, or set [data] dataset "
+                         f"= \"mnist\" in the config to read MNIST from {data_dir}")
     if name == EMBEDDED or (data_dir is not None and str(data_dir) == EMBEDDED):
         if name not in (EMBEDDED, "mnist"):
             raise NitroError(f"the embedded dataset is an MNIST subset; it cannot stand in for {name!r}")

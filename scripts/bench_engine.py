@@ -113,6 +113,14 @@ def _require_varied(out: Path) -> Path:
     return out
 
 
+def _data(config: str, data_dir: str) -> str | None:
+    """The benchmarks' --data-dir as configs/<config>.toml reads it (not, for the embedded subset)."""
+    from model.config import load_config
+    from model.datasets import data_dir_for
+
+    return data_dir_for(load_config(REPO / "configs" / f"{config}.toml").data.dataset, data_dir)
+
+
 def scaled_start(config: str, scale: int, data_dir: str) -> Path:
     """A checkpoint of configs/<config>.toml before its first step holding its initial weights x
     `scale` (in build/scaled/)."""
@@ -120,7 +128,7 @@ def scaled_start(config: str, scale: int, data_dir: str) -> Path:
 
     ck = REPO / "build" / "scaled" / f"{config}_x{scale}.npz"
     ck.parent.mkdir(parents=True, exist_ok=True)
-    return save_start_checkpoint(REPO / "configs" / f"{config}.toml", ck, data_dir, scale)
+    return save_start_checkpoint(REPO / "configs" / f"{config}.toml", ck, _data(config, data_dir), scale)
 
 
 def _record_scaled(config: str, steps: int, data_dir: str, out: Path, **kw) -> Path:
@@ -186,8 +194,8 @@ def bench_margin(data_dir: str) -> Path:
         for config, (batch, steps) in MARGIN_RUNS.items():
             out = REPO / "build" / "margin" / f"{config}_wait{wait}.json"
             out.parent.mkdir(parents=True, exist_ok=True)
-            run_cosim(REPO / "configs" / f"{config}.toml", steps, data_dir, out, progress=True,
-                      batch=batch, params=p, checkpoint=starts[config])
+            run_cosim(REPO / "configs" / f"{config}.toml", steps, _data(config, data_dir), out,
+                      progress=True, batch=batch, params=p, checkpoint=starts[config])
             r = json.loads(out.read_text())
             res["runs"][f"{config} wait_cycles={wait}"] = {
                 "wait_cycles": wait, "ok": r["ok"], "steps_run": r["steps_run"], "batch": batch,
@@ -234,7 +242,8 @@ def _record_cosim(config: str, steps: int, data_dir: str, out: Path, stamp: dict
     from sim.engine.cosim import run_cosim
 
     t0 = time.perf_counter()
-    rc = run_cosim(REPO / "configs" / f"{config}.toml", steps, data_dir, out, progress=True, **kw)
+    rc = run_cosim(REPO / "configs" / f"{config}.toml", steps, _data(config, data_dir), out, progress=True,
+                   **kw)
     res = _stamp(out, total_wall_s_incl_build=round(time.perf_counter() - t0, 1), **(stamp or {}))
     if rc:
         raise SystemExit(f"cosim failed: {res.get('message')}")

@@ -38,35 +38,40 @@ def plan_trials(configs: list[Path], seeds: list[int], data_dir: str | None,
     """Every (config, seed), validated before any work (configs, seeds, distinct names, and the
     data: readable, and holding a batch of each config)."""
     from model.config import load_config, with_seed
-    from model.datasets import load_raw
+    from model.datasets import EMBEDDED, data_dir_for, load_raw
     from model.train import check_sizes
 
     if len(set(seeds)) != len(seeds):
         raise NitroError(f"--seeds names a seed twice: {' '.join(map(str, seeds))}")
-    trials, names = [], {}
+    trials, names, datasets = [], {}, set()
     for path in configs:
         cfg = load_config(path)
+        datasets.add(cfg.data.dataset)
         if cfg.name in names:
             raise NitroError(f"configs {names[cfg.name]} and {path} have the same name {cfg.name!r}")
         names[cfg.name] = path
-        raw = load_raw(cfg.data.dataset, data_dir)  # readable (preprocessing keeps the sizes)
+        raw = load_raw(cfg.data.dataset, data_dir_for(cfg.data.dataset, data_dir))  # readable
         check_sizes(cfg, len(raw.train_x), len(raw.test_x))
         for seed in seeds:
             seeded = with_seed(cfg, seed)
             trials.append(Trial(cfg.source, cfg.name, seed, seeded.digest(),
                                 epochs if epochs is not None else cfg.train.epochs))
+    if data_dir not in (None, EMBEDDED) and datasets == {EMBEDDED}:
+        raise NitroError(f"--data-dir {data_dir}: every config's dataset is 'embedded', the MNIST "
+                         f"subset in the repository, which none reads from a folder")
     return trials
 
 
 def run_trial(trial: Trial, out: str, data_dir: str | None) -> dict:
     """One trial, in a Ray worker: train (resuming its checkpoint if any), then write result.json."""
     from model.config import parse_config, with_seed
+    from model.datasets import data_dir_for
     from model.train import CHECKPOINT, train
 
     folder = Path(out) / trial.folder
     cfg = with_seed(parse_config(trial.config_text, trial.config_name), trial.seed)
     t0 = time.perf_counter()
-    res = train(cfg, folder, data_dir, trial.epochs, resume=(folder / CHECKPOINT).exists(), progress=False)
+    res = train(cfg, folder, data_dir_for(cfg.data.dataset, data_dir), trial.epochs, resume=(folder / CHECKPOINT).exists(), progress=False)
     result = {"config": trial.config_name, "seed": trial.seed, "config_digest": trial.digest,
               "epochs": trial.epochs, "best_test_acc": res.best_test_acc, "best_epoch": res.best_epoch,
               "epochs_run": res.epochs_run, "seconds": round(time.perf_counter() - t0, 1)}

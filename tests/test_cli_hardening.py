@@ -526,3 +526,23 @@ def test_resume_refuses_other_data(capsys, tmp_path):
     assert load_checkpoint(tmp_path / "run" / "checkpoint.npz").epoch == 1
     assert nitro(capsys, *run, "--resume", "--data-dir", tmp_path / "a")[0] == 0
     assert load_checkpoint(tmp_path / "run" / "checkpoint.npz").epoch == 2
+
+
+def test_data_dir_for_the_embedded_subset_is_refused(capsys, tiny, tmp_path):
+    """The embedded subset is read from the repository: a --data-dir given with it was ignored
+    without a word (a wrong path too); a sweep whose configs all use it says so, one that mixes
+    it with on-disk data reads the folder for those configs only."""
+    from scripts.sweep import plan_trials
+
+    for argv in (["train", "--config", tiny, "--out", tmp_path / "r"],
+                 ["cosim", "--config", REPO / "configs" / "embedded_mlp.toml", "--steps", "1"]):
+        rc, err = nitro(capsys, *argv, "--data-dir", tmp_path / "nowhere")
+        assert rc == 2 and f"--data-dir {tmp_path / 'nowhere'}: dataset 'embedded' is the MNIST subset" in err
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(NitroError, match="every config's dataset is 'embedded'"):
+        plan_trials([tiny], [1], str(tmp_path))
+    mnist = tmp_path / "mnist.toml"
+    mnist.write_text(TINY.replace('name = "tiny"', 'name = "m"').replace('"embedded"', '"mnist"'))
+    with pytest.raises(NitroError, match=f"dataset 'mnist' not found in data_dir {tmp_path}"):
+        plan_trials([tiny, mnist], [1], str(tmp_path))  # the folder is searched for mnist only
+    assert len(plan_trials([tiny, mnist], [1], "embedded")) == 2
