@@ -93,6 +93,12 @@ def check_stages(spec, n_stages: int | None) -> None:
         raise NitroError(f"--pipeline {n_stages}: the network has only {blocks} blocks to spread")
 
 
+def check_shards(shards: int, batch: int) -> None:
+    """Each of `shards` data-parallel replicas takes one image of a batch at least."""
+    if batch < shards:
+        raise NitroError(f"--data-parallel {shards} needs a batch of at least {shards} images, got {batch}")
+
+
 def plan_stages(net: Network, n_stages: int | None) -> list[Stage]:
     """Cut spec.items before blocks into `n_stages` contiguous stages minimising the largest
     stage's MACs per step."""
@@ -239,10 +245,8 @@ class ParallelStepper:
 
     def step(self, x: np.ndarray, y: np.ndarray, lr_inv: int, rng: np.random.RandomState) -> int:
         masks = self.draw_masks(len(x), rng) if self.has_dropout else {}
+        check_shards(self.plan.shards, len(x))
         rows = np.array_split(np.arange(len(x)), self.plan.shards)
-        if min(len(r) for r in rows) == 0:
-            raise NitroError(f"--data-parallel {self.plan.shards} needs a batch of at least "
-                             f"{self.plan.shards} images, got {len(x)}")
         h = [x[r] for r in rows]
         for stage, workers, drop in zip(self.stages, self.workers, self.dropouts):
             h = [self.ex.submit(w, "forward", h[k], y[rows[k]], {n: masks[n][rows[k]] for n in drop})

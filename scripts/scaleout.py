@@ -120,13 +120,14 @@ def train_distributed(cfg, out: Path, data_dir, epochs, resume: bool, progress: 
     from tqdm import tqdm
 
     from model.datasets import image_shape
-    from model.parallel import check_stages, plan_stages
+    from model.parallel import check_shards, check_stages, plan_stages
     from model.train import CHECKPOINT, prepare_output, train
 
     if address:
         reachable(address)  # bad input before the run folder is made and Ray starts
     prepare_output(Path(out), resume, force)  # (train checks it again, as for a run without Ray)
     check_stages(cfg.build_spec(image_shape(cfg.data.dataset)), plan.stages)
+    check_shards(plan.shards, cfg.train.batch_size)
     ck = Path(out) / CHECKPOINT
     mark = ck.stat().st_mtime_ns if ck.exists() else None  # a checkpoint this run did not write
     restarts = 0

@@ -200,6 +200,19 @@ def test_kill_drill_restarts_once(ray_local, capsys, tmp_path):
     assert not (tmp_path / "run2" / "checkpoint.npz").exists()  # refused before the first step
 
 
+def test_more_replicas_than_images_in_a_batch_is_refused_before_ray_starts(capsys, tmp_path, monkeypatch):
+    import scripts.scaleout
+
+    monkeypatch.setattr(scripts.scaleout, "ray_session", lambda *a, **k: pytest.fail("Ray started"))
+    cfg = tmp_path / "b2.toml"
+    cfg.write_text(mlp_config(tmp_path, 0.0).read_text().replace("batch_size = 256", "batch_size = 2"))
+    rc, cap = nitro(capsys, "train", "--config", cfg, "--out", tmp_path / "r", "--data-parallel", "3",
+                    "--no-progress")
+    assert rc == 2 and cap.err.strip().splitlines() == [
+        "nitro: error: --data-parallel 3 needs a batch of at least 3 images, got 2"]
+    assert not (tmp_path / "r").exists()
+
+
 def test_unreachable_address_is_one_error_line(capsys, tmp_path):
     rc, cap = nitro(capsys, "train", "--config", mlp_config(tmp_path, 0.0), "--out", tmp_path / "r",
                     "--address", "127.0.0.1:1", "--no-progress")
