@@ -193,7 +193,10 @@ def _rtl(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from model.fileio import refuse_overwrite
 
-    refuse_overwrite(Path(args.out) / ("engine" if args.engine else "") / "synth.json", args.force)
+    # the records (the netlists beside them are the tool's cache: a rerun reuses them)
+    records = ("synth.json", "floorplan.png") if args.engine else ("synth.json", "synth.md", "synth.png")
+    for name in records:
+        refuse_overwrite(Path(args.out) / ("engine" if args.engine else "") / name, args.force)
     if args.engine:
         from sim.engine.synth import synthesize_engine
 

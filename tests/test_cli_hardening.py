@@ -270,7 +270,10 @@ def test_synth_bad_arguments(capsys, tmp_path, argv, msg):
 
 @pytest.mark.parametrize("argv, result", [
     (["synth", "--engine", "--out", "s"], "s/engine/synth.json"),
+    (["synth", "--engine", "--out", "s"], "s/engine/floorplan.png"),
     (["synth", "--out", "s"], "s/synth.json"),
+    (["synth", "--out", "s"], "s/synth.md"),
+    (["synth", "--out", "s"], "s/synth.png"),
     (["cosim", "--config", REPO / "configs" / "embedded_mlp.toml", "--out", "c.json"], "c.json"),
 ])
 def test_synth_and_cosim_keep_an_earlier_result(capsys, tmp_path, monkeypatch, argv, result):
