@@ -282,7 +282,7 @@ def _add_train(sub) -> None:
     t.add_argument("--config", required=True, help="experiment TOML (see configs/)")
     t.add_argument("--epochs", type=positive_int, help="stop after this many epochs (default: the config's)")
     t.add_argument("--seed", type=int, help="override the config's seed")
-    t.add_argument("--data-dir", help="dataset folder (else $NITRO_DATA_DIR, /usr/share/datasets)")
+    t.add_argument("--data-dir", type=path_arg, help="dataset folder (else $NITRO_DATA_DIR, /usr/share/datasets)")
     t.add_argument("--out", type=path_arg, help="output folder (default runs/<config name>)")
     again = t.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly")
@@ -304,14 +304,14 @@ def _add_model_commands(sub) -> None:
     """The golden model's commands: eval, numerics, vectors, conform."""
     e = sub.add_parser("eval", help="test accuracy of a checkpoint")
     e.add_argument("--checkpoint", type=path_arg, required=True)
-    e.add_argument("--data-dir")
+    e.add_argument("--data-dir", type=path_arg)
     e.set_defaults(func=_eval)
 
     n = sub.add_parser("numerics", help="declared width vs observed range of every tensor, per layer")
     n.add_argument("--config", required=True)
     n.add_argument("--steps", type=positive_int, default=50, help="training steps to observe (default 50)")
     n.add_argument("--checkpoint", type=path_arg, help="start from trained weights (a checkpoint of this config)")
-    n.add_argument("--data-dir")
+    n.add_argument("--data-dir", type=path_arg)
     n.add_argument("--no-progress", action="store_true")
     n.set_defaults(func=_numerics)
 
@@ -323,11 +323,11 @@ def _add_model_commands(sub) -> None:
     v.add_argument("--test-images", type=positive_int, default=256)
     v.add_argument("--force", action="store_true", help="overwrite a vector set of the same tag in --out")
     v.add_argument("--checkpoint", type=path_arg, help="start from trained weights (a checkpoint of this config)")
-    v.add_argument("--data-dir")
+    v.add_argument("--data-dir", type=path_arg)
     v.set_defaults(func=_vectors)
 
     c = sub.add_parser("conform", help="replay reference vectors and compare every array bit for bit")
-    c.add_argument("vector_dir")
+    c.add_argument("vector_dir", type=path_arg)
     c.add_argument("tag", help="vector set name: files TAG_init.npz, TAG_data.npz, TAG_stepK.npz, ...")
     c.add_argument("--engine", action="store_true",
                    help="replay the steps on the Verilated training engine (MLP and CNN sets) and compare every "
@@ -366,7 +366,7 @@ def _add_hardware_commands(sub) -> None:
                    help="experiment TOML (an MLP or CNN, e.g. configs/mlp_mnist.toml, configs/cnn_small_mnist.toml)")
     s.add_argument("--steps", type=positive_int, default=10)
     s.add_argument("--batch", type=positive_int, help="override the config's batch size")
-    s.add_argument("--data-dir")
+    s.add_argument("--data-dir", type=path_arg)
     s.add_argument("--out", type=path_arg, help="write the result (cycles, phases, utilization) as JSON here")
     s.add_argument("--force", action="store_true", help="overwrite an earlier result at --out")
     s.add_argument("--fault", help="inject a fault STEP:LAYER:OUT,IN:BIT (the check must catch it)")
@@ -406,7 +406,7 @@ def _add_run_commands(sub) -> None:
     w.add_argument("--seeds", nargs="+", type=int, required=True, help="seeds of every config")
     w.add_argument("--epochs", type=positive_int, help="stop each trial after this many epochs")
     w.add_argument("--out", type=path_arg, required=True, help="sweep folder: a folder per trial, summary.md/json/png")
-    w.add_argument("--data-dir")
+    w.add_argument("--data-dir", type=path_arg)
     w.add_argument("--address", help="join this Ray cluster (default: a local instance)")
     w.add_argument("--cpus-per-trial", type=positive_int, default=1, help="CPUs (and BLAS threads) per trial")
     w.add_argument("--no-progress", action="store_true")
@@ -414,7 +414,7 @@ def _add_run_commands(sub) -> None:
 
     f = sub.add_parser("flow", help="the co-design flow: train, conform, RTL, simulate, report")
     f.add_argument("--config", help="experiment TOML (default: configs/embedded_mlp.toml, shipped data)")
-    f.add_argument("--data-dir")
+    f.add_argument("--data-dir", type=path_arg)
     f.add_argument("--epochs", type=positive_int)
     f.add_argument("--out", type=path_arg, default="runs/flow",
                    help="output folder (default runs/flow); a folder an earlier flow wrote is continued")

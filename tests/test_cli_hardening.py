@@ -454,6 +454,14 @@ def test_an_empty_checkpoint_path_is_refused(capsys, tiny, cmd):
     assert rc == 2 and "expected a path" in err
 
 
+@pytest.mark.parametrize("argv", [["conform", "", "mlp"], ["train", "--out", "r", "--data-dir", ""],
+                                  ["sweep", "--seeds", "1", "--data-dir", ""]])
+def test_an_empty_data_path_is_refused(capsys, tiny, argv):
+    """An empty vector folder or --data-dir meant the current folder (and named none in the error)."""
+    rc, err = nitro(capsys, *argv, *(["--config", tiny] if argv[0] != "conform" else []))
+    assert rc == 2 and "expected a path, got an empty string" in err
+
+
 def test_out_of_memory_is_one_line(capsys, tiny, tmp_path, monkeypatch):
     """numpy's allocation failure (a MemoryError) is one error line, not a traceback."""
     import model.train
