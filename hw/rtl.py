@@ -151,24 +151,31 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _check_ours(out_dir: Path, texts: dict[str, str], force: bool) -> None:
-    """Without `force` a file is replaced only when it holds what write_rtl writes now, or what an
-    earlier write_rtl wrote there and nobody changed since (the manifest's sha256; an entry of a
-    nitro rtl that recorded no hashes vouches for its file): a hand edit or a file of the user's
-    is not lost."""
-    for name in texts:
+def _check_targets(out_dir: Path, names: list[str], force: bool) -> dict | None:
+    """Before the conversions: every output name free for a file and, unless `force`, a manifest
+    there that nitro rtl wrote (its entries by file; None with `force`)."""
+    for name in names:
         if (out_dir / f"{name}.v").exists() and not (out_dir / f"{name}.v").is_file():
             raise NitroError(f"{out_dir / f'{name}.v'} is not a file: nitro rtl writes {name}'s Verilog there")
     manifest = out_dir / "manifest.json"
     if manifest.exists() and not manifest.is_file():
         raise NitroError(f"{manifest} is not a file: nitro rtl writes its manifest there")
     if force:
-        return
+        return None
     units = _manifest_units(manifest)
     if units is None:
         raise NitroError(f"{manifest} is not a manifest nitro rtl wrote: choose another --out, or "
                          f"pass --force to overwrite it")
-    entries = {e["file"]: e for e in units}
+    return {e["file"]: e for e in units}
+
+
+def _check_ours(out_dir: Path, texts: dict[str, str], entries: dict | None) -> None:
+    """Without `force` (entries None) a file is replaced only when it holds what write_rtl writes
+    now, or what an earlier write_rtl wrote there and nobody changed since (the manifest's sha256;
+    an entry of a nitro rtl that recorded no hashes vouches for its file): a hand edit or a file of
+    the user's is not lost."""
+    if entries is None:
+        return
     for name, text in texts.items():
         v_file = out_dir / f"{name}.v"
         if not v_file.exists():
@@ -185,9 +192,10 @@ def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = Tr
               force: bool = False) -> Path:
     """Write <unit>.v for each unit (default: all) and manifest.json; returns the manifest path."""
     made = [(name, make_unit(name)) for name in unit_names(units)]  # unknown names: before any write
-    out_dir = writable_folder(out_dir)  # before the conversions, which take seconds
+    out_dir = writable_folder(out_dir)  # checked before the conversions, which take seconds
+    earlier = _check_targets(out_dir, [name for name, _ in made], force)
     texts = {name: verilog.convert(unit, name=name) for name, unit in made}
-    _check_ours(out_dir, texts, force)
+    _check_ours(out_dir, texts, earlier)
     entries = []
     for name, unit in made:
         v_file = out_dir / f"{name}.v"

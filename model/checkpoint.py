@@ -172,8 +172,9 @@ def _check_state(state: dict, epoch: int) -> None:
     _need(isinstance(history, list) and len(history) == epoch, f"'history' must hold one row per epoch ({epoch})")
     for i, row in enumerate(history):
         _need(_record(row, HISTORY_FIELDS, f"'history'[{i}]")["epoch"] == i + 1, f"'history'[{i}] is not epoch {i + 1}")
-    _need(isinstance(state.get("data", ""), str) and re.fullmatch(r"[0-9a-f]*", state.get("data", "")),
-          "'data' must be a hexadecimal digest")
+    data = state.get("data", "0" * 16)
+    _need(isinstance(data, str) and re.fullmatch(r"[0-9a-f]{16}", data) is not None,
+          "'data' must be a digest of 16 hexadecimal digits")
     wraps = state["wraps"]
     _need(isinstance(wraps, list) and all(
         isinstance(w, list) and len(w) == 3 and isinstance(w[0], str) and isinstance(w[1], str)
@@ -226,7 +227,7 @@ def _decode(arrays: dict[str, np.ndarray], config_digest: str) -> Checkpoint:
     state = _json(arrays, "state")
     keys = {"epoch", "rng", *STATE_KEYS}
     _need(isinstance(state, dict) and set(state) in (keys, keys | {"data"}),
-          f"'state' must have the keys {sorted(keys)} (and 'data')")
+          f"'state' must have the keys {sorted(keys)}, and optionally 'data'")
     epoch = state.pop("epoch")
     _need(is_int(epoch) and epoch >= 0, f"'epoch' must be a count of epochs, got {short_repr(epoch)}")
     rng_state = _rng_state(arrays.pop("rng/keys", None), state.pop("rng"))

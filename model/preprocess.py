@@ -44,7 +44,8 @@ class IntegerDataset:
         """What the images and labels are, in order: a resumed run must train on the same."""
         h = hashlib.sha256()
         for a in (self.train_x, self.train_labels, self.test_x, self.test_labels):
-            h.update(str(a.shape).encode() + np.ascontiguousarray(a).tobytes())
+            h.update(str(a.shape).encode())
+            h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
         return h.hexdigest()[:16]
 
 

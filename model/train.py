@@ -92,6 +92,7 @@ def save_start_checkpoint(config: str | Path, path: Path, data_dir: str | Path |
     save_checkpoint(path, start_checkpoint(load_config(config), data_dir=data_dir, scale=scale))
     return path
 
+
 def _state(schedule, best: dict, history: list, wraps, ds: IntegerDataset) -> dict:
     return {
         "data": ds.digest,
@@ -166,9 +167,9 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
         if ck.order.shape != order.shape:
             raise NitroError(f"checkpoint {ck_path} was trained on {len(ck.order)} images, this data has {len(order)}")
         if ck.state.get("data", ds.digest) != ds.digest:  # an older checkpoint holds no digest
-            raise NitroError(f"--resume: {ck_path} was trained on other images or labels than these "
-                             f"(data digest {ck.state['data']}, these {ds.digest}): give the data "
-                             f"(--data-dir) of the run it continues")
+            raise NitroError(f"{ck_path} was trained on other images or labels than these (data "
+                             f"digest {ck.state['data']}, these {ds.digest}): give the data of the "
+                             f"run it continues (--data-dir), or start over (--force)")
         order = ck.order
         for layer, tensor, n in ck.state["wraps"]:
             net.policy.wraps[(layer, tensor)] = n

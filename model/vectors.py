@@ -18,8 +18,8 @@ import numpy as np
 from .datasets import one_line
 from .fileio import PLAIN_NAME_RULE, is_plain_name, write_atomic
 from .network import Network, Trace
-from .numerics import NitroError
-from .spec import Block, Conv2d, Dropout, Flatten, Linear, MaxPool2d, NitroReLU, Scaling
+from .numerics import NitroError, Widths
+from .spec import Block, Conv2d, Dropout, Flatten, Linear, MaxPool2d, NitroReLU, Quirks, Scaling
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -97,11 +97,10 @@ def describe(net: Network) -> dict:
     return {"leaves": leaves, "structure": structure, "backward_block_order": list(spec.backward_order)}
 
 
-def check_reference_behaviour(net: Network) -> None:
+def check_replayable(q: Quirks, w: Widths) -> None:
     """A set's meta file describes a network as the reference builds it, and conform replays it with
-    the reference's behaviours and widths: a network with a quirk fixed or other widths would
-    record a set that no replay reproduces."""
-    q, w = net.spec.quirks, net.policy.widths
+    the reference's behaviours and widths: a set of a network with a quirk fixed or other widths
+    would not replay."""
     changed = ([f"quirks.{f.name} = {str(getattr(q, f.name)).lower()}" for f in fields(q)
                 if getattr(q, f.name) != f.default]
                + [f"numerics.widths.{c}" for c in w.changes()])
@@ -141,7 +140,6 @@ def export_vectors(net: Network, batches: list[tuple[np.ndarray, np.ndarray]], t
     """Record len(batches) training steps of `net` (which is advanced) and its predictions after them."""
     if any(isinstance(it, Dropout) for it in net.spec.items):
         raise NitroError("vector export needs a deterministic network: remove dropout")
-    check_reference_behaviour(net)
     out, tag = Path(out_dir), check_tag(tag)
     _save_npz(set_file(out, tag, "init"), {f"{k}.weight": v for k, v in net.params.items()})
     data = {"test_x": test_x}

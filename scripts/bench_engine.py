@@ -467,7 +467,7 @@ def bench_widths(config: str, epochs: int, data_dir: str, weight_bits: int | Non
     head = {"config": cfg.name, "epochs": epochs, "mode": "check",
             "declared_widths": {"weight": p.weight_bits, "delta": p.delta_bits}}
     try:
-        res = train(cfg, run_dir, data_dir, epochs=epochs, progress=True)
+        res = train(cfg, run_dir, _data(config, data_dir), epochs=epochs, progress=True)
     except WidthOverflowError as e:
         doc = {**head, "seconds": round(time.perf_counter() - t0, 1), "overflows": 1,
                "first_overflow": str(e)}
@@ -855,6 +855,8 @@ def _conform_lines() -> list[str]:
 def _perf_model_lines() -> list[str]:
     """The performance model against the runs, and what bounds utilization."""
     lines = []
+    from hw.engine.perf import COMMAND_CYCLES, RUN_OVERHEAD_CYCLES
+
     pm = OUT / "perf_model.json"
     if pm.exists():
         r = json.loads(pm.read_text())
@@ -865,8 +867,9 @@ def _perf_model_lines() -> list[str]:
         lines += ["", "What bounds useful-MAC utilization with the ideal memory "
                   "(`utilization_ceiling`): the core's own cycles (the 8x8 array pads the learning "
                   "layers' 10 outputs to 16, serial output ops take 64 cycles per C tile when K < 64, "
-                  "118 cycles for a run's first command and 104 for each further one) and, in a step that starts cold, the first run's "
-                  "loads, which nothing overlaps (a warm step found them loaded):", "",
+                  f"{RUN_OVERHEAD_CYCLES} cycles for a run's first command and {COMMAND_CYCLES} for "
+                  "each further one) and, in a step that starts cold, the first run's loads, which "
+                  "nothing overlaps (a warm step found them loaded):", "",
                   "| network | useful MAC cycles | core cycles | core-bound | first-run load beats "
                   "| with them | measured |", "|---|---:|---:|---:|---:|---:|---:|"]
         lines += [f"| {k} | {v['useful_mac_cycles']:.0f} | {v['core_cycles']:.0f} | "

@@ -84,11 +84,14 @@ def _numerics(args: argparse.Namespace) -> int:
 
 
 def _vectors(args: argparse.Namespace) -> int:
+    from model.config import load_config
     from model.fileio import writable_folder
-    from model.vectors import ARCHIVES, check_tag, export_vectors, set_file, set_files
+    from model.vectors import ARCHIVES, check_replayable, check_tag, export_vectors, set_file, set_files
 
     out = Path(args.out)
     check_tag(args.tag)
+    cfg = load_config(args.config)
+    check_replayable(cfg.quirks, cfg.numerics.widths)
     writable_folder(out)
     for part in ("meta", *ARCHIVES, *(f"step{k}" for k in range(1, args.steps + 1))):
         if (f := set_file(out, args.tag, part)).exists() and not f.is_file():

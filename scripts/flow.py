@@ -189,13 +189,23 @@ def claim_folder(out: Path, force: bool) -> Path:
         for name in names:
             if (out / name).exists() and not is_kind(out / name):
                 raise NitroError(f"{out / name} is not a {kind}: the flow writes its {name} there")
-    if out.is_dir() and not force and not (out / STAMP).is_file() and any(out.iterdir()):
-        raise NitroError(f"{out} holds files the flow did not write: choose another --out, or pass "
-                         f"--force to write the flow's outputs there (replacing any of "
-                         f"{', '.join(OUTPUT_FILES + OUTPUT_FOLDERS)})")
+    if out.is_dir() and not force and not _stamped(out) and any(out.iterdir()):
+        raise NitroError(f"{out} has files and no {STAMP} of the flow's (a flow before {STAMP} wrote "
+                         f"none): choose another --out, or pass --force to start over there "
+                         f"(replacing any of {', '.join(OUTPUT_FILES + OUTPUT_FOLDERS)})")
     out = writable_folder(out)
-    write_atomic(out / STAMP, (json.dumps({"flow": "nitro flow output folder"}) + "\n").encode())
+    write_atomic(out / STAMP, (json.dumps(STAMP_DOC) + "\n").encode())
     return out
+
+
+STAMP_DOC = {"flow": "nitro flow output folder"}
+
+
+def _stamped(out: Path) -> bool:
+    try:
+        return json.loads((out / STAMP).read_text()) == STAMP_DOC
+    except (OSError, ValueError):
+        return False
 
 
 def run_flow(out: Path, config: Path = DEFAULT_CONFIG, data_dir: str | None = None, epochs: int | None = None,

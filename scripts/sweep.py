@@ -38,7 +38,7 @@ def plan_trials(configs: list[Path], seeds: list[int], data_dir: str | None,
     """Every (config, seed), validated before any work (configs, seeds, distinct names, and the
     data: readable, and holding a batch of each config)."""
     from model.config import load_config, with_seed
-    from model.datasets import EMBEDDED, data_dir_for, load_raw
+    from model.datasets import EMBEDDED, canonical_name, data_dir_for, load_raw
     from model.train import check_sizes
 
     if len(set(seeds)) != len(seeds):
@@ -46,7 +46,7 @@ def plan_trials(configs: list[Path], seeds: list[int], data_dir: str | None,
     trials, names, datasets = [], {}, set()
     for path in configs:
         cfg = load_config(path)
-        datasets.add(cfg.data.dataset)
+        datasets.add(canonical_name(cfg.data.dataset))
         if cfg.name in names:
             raise NitroError(f"configs {names[cfg.name]} and {path} have the same name {cfg.name!r}")
         names[cfg.name] = path
@@ -71,7 +71,8 @@ def run_trial(trial: Trial, out: str, data_dir: str | None) -> dict:
     folder = Path(out) / trial.folder
     cfg = with_seed(parse_config(trial.config_text, trial.config_name), trial.seed)
     t0 = time.perf_counter()
-    res = train(cfg, folder, data_dir_for(cfg.data.dataset, data_dir), trial.epochs, resume=(folder / CHECKPOINT).exists(), progress=False)
+    data = data_dir_for(cfg.data.dataset, data_dir)
+    res = train(cfg, folder, data, trial.epochs, resume=(folder / CHECKPOINT).exists(), progress=False)
     result = {"config": trial.config_name, "seed": trial.seed, "config_digest": trial.digest,
               "epochs": trial.epochs, "best_test_acc": res.best_test_acc, "best_epoch": res.best_epoch,
               "epochs_run": res.epochs_run, "seconds": round(time.perf_counter() - t0, 1)}

@@ -142,10 +142,13 @@ def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> tuple[dict, list[str
     missing = [n for n, (_, d) in builds.items() if not d]
     gaps = line_gaps(summary, missing)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from .runner import REPO
+
+    shown = out_dir.resolve().relative_to(REPO) if out_dir.resolve().is_relative_to(REPO) else out_dir
     doc = {"designs": summary, "not_run": missing, "line_gaps": gaps,
            # each measured build folder, named by its Verilog's hash
            "builds": {n: b.name for n, (b, _) in builds.items() if b is not None},
-           "how": "NITRO_COVERAGE=1 pytest tests/test_hw_*.py; python -m sim.coverage benchmarks/hw",
+           "how": f"NITRO_COVERAGE=1 pytest tests/test_hw_*.py; python -m sim.coverage {shown}",
            "points": "Verilator --coverage-line --coverage-toggle on the generated Verilog "
                      "(harness.sv excluded)"}
     write_atomic(out_dir / "coverage.json", (json.dumps(doc, indent=1) + "\n").encode())
@@ -164,7 +167,6 @@ def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> tuple[dict, list[str
            "Lines: " + ("every line of every design is executed." if not gaps else
                         "not every line is executed: " + "; ".join(gaps) + ".")]
     write_atomic(out_dir / "coverage.md", ("\n".join(md) + "\n").encode())
-    from .runner import REPO
 
     paths = {}
     for name, (bdir, _) in builds.items():  # SF: the Verilog that was measured

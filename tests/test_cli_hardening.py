@@ -240,15 +240,15 @@ def test_cosim_checkpoint_of_another_network_is_refused_before_the_build(capsys,
 
 
 def test_cosim_refuses_widths_the_engine_does_not_compute_with(capsys, tiny, tmp_path, monkeypatch):
-    """A config's narrower accumulator made the golden model wrap where the engine does not, and
-    the run ended in a mismatch that blamed the engine, after the build."""
+    """Widths other than the reference's (a narrower accumulator wraps in the golden model, not in
+    the engine) are refused before the build, not reported as the engine's mismatch."""
     import sim.engine.build
 
     monkeypatch.setattr(sim.engine.build, "build_engine", lambda *a, **k: pytest.fail("built"))
     cfg = tmp_path / "narrow.toml"
     cfg.write_text(TINY + "[numerics]\nwidths = { accumulator = 12, delta = 20 }\n")
     rc, err = nitro(capsys, "cosim", "--config", cfg, "--steps", "1")
-    assert rc == 2 and ("engine: its datapath has the reference's widths; the config sets "
+    assert rc == 2 and ("engine: it computes what the reference's widths give (int32 wrap); the config sets "
                         "numerics.widths.accumulator = 12, numerics.widths.delta = 20") in err
 
 
@@ -375,8 +375,8 @@ def test_vectors_refuse_what_no_replay_reproduces(capsys, tiny, tmp_path, extra,
 
 
 def test_vectors_name_a_folder_in_the_way_before_any_work(capsys, tiny, tmp_path):
-    """A folder where a part of the new set goes stopped the export after it had deleted the old
-    set (--force), naming a temporary file; it is now named, and the old set kept."""
+    """A folder where a part of the new set goes is named before any work (not as a temporary
+    file's failure midway), and the old set stays whole, --force or not."""
     out = tmp_path / "vec"
     assert nitro(capsys, "vectors", "--config", tiny, "--out", out, "--steps", "1")[0] == 0
     before = snapshot(out)
@@ -457,7 +457,7 @@ def test_an_empty_checkpoint_path_is_refused(capsys, tiny, cmd):
 @pytest.mark.parametrize("argv", [["conform", "", "mlp"], ["train", "--out", "r", "--data-dir", ""],
                                   ["sweep", "--seeds", "1", "--data-dir", ""]])
 def test_an_empty_data_path_is_refused(capsys, tiny, argv):
-    """An empty vector folder or --data-dir meant the current folder (and named none in the error)."""
+    """An empty vector folder or --data-dir would silently mean the current folder."""
     rc, err = nitro(capsys, *argv, *(["--config", tiny] if argv[0] != "conform" else []))
     assert rc == 2 and "expected a path, got an empty string" in err
 
@@ -540,9 +540,9 @@ def test_resume_refuses_other_data(capsys, tmp_path):
 
 
 def test_data_dir_for_the_embedded_subset_is_refused(capsys, tiny, tmp_path):
-    """The embedded subset is read from the repository: a --data-dir given with it was ignored
-    without a word (a wrong path too); a sweep whose configs all use it says so, one that mixes
-    it with on-disk data reads the folder for those configs only."""
+    """The embedded subset is read from the repository, so a --data-dir given with it (a wrong
+    path too) would be ignored: it is refused; a sweep whose configs all use the subset says so,
+    one that mixes it with on-disk data reads the folder for those configs only."""
     from scripts.sweep import plan_trials
 
     for argv in (["train", "--config", tiny, "--out", tmp_path / "r"],

@@ -138,9 +138,9 @@ def test_engine_conform_refuses_a_set_lacking_an_engine_array(tampered_mlp_set, 
 
 @pytest.mark.parametrize("bad", ["float64", "shape (3, 3)", "shape (1,)"])
 def test_a_malformed_update_array_is_named_before_the_build(shared_dir, tmp_path, capsys, monkeypatch, bad):
-    """The replay derives each step's weights from the set's wupd/* arrays: a float one was cast,
-    a (1,) one broadcast, and the engine blamed for the difference (a (3, 3) one failed inside
-    the simulation)."""
+    """The replay derives each step's weights from the set's wupd/* arrays: one of another dtype
+    or shape is named before the build, not cast or broadcast into a difference the engine
+    would be blamed for, or a failure inside the simulation."""
     import shutil
 
     import numpy as np

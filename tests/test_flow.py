@@ -158,18 +158,22 @@ def test_a_network_the_engine_cannot_run_fails_before_the_first_step(tmp_path):
 
 def test_a_folder_of_other_files_is_refused_before_the_first_step(tmp_path):
     """The flow writes report.md, cosim.json, train/, rtl/ and tensors/: in a folder it did not
-    write (no flow.json) nothing is replaced without --force, and an output name taken by the
-    wrong kind of entry is named; both before any step runs."""
+    write (no flow.json of its own) nothing is replaced without --force, and an output name taken
+    by the wrong kind of entry is named; both before any step runs."""
     from model.numerics import NitroError
 
     out = tmp_path / "mine"
     out.mkdir()
     (out / "report.md").write_text("MY NOTES")
-    with pytest.raises(NitroError, match="holds files the flow did not write.*--force"):
-        flow.run_flow(out, shared=NO_SHARED, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["report.md"]
-    assert (out / "report.md").read_text() == "MY NOTES"
-    (out / "report.md").unlink()
+    for stamp in (None, '{"mine": 1}'):  # no flow.json, or the user's own
+        if stamp:
+            (out / "flow.json").write_text(stamp)
+        with pytest.raises(NitroError, match="has files and no flow.json of the flow's.*--force"):
+            flow.run_flow(out, shared=NO_SHARED, progress=False)
+        assert (out / "report.md").read_text() == "MY NOTES"
+    assert (out / "flow.json").read_text() == '{"mine": 1}'
+    for name in ("report.md", "flow.json"):
+        (out / name).unlink()
     (out / "cosim.json").mkdir()
     for force in (False, True):
         with pytest.raises(NitroError, match="cosim.json is not a file: the flow writes its cosim.json there"):
@@ -177,7 +181,30 @@ def test_a_folder_of_other_files_is_refused_before_the_first_step(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["cosim.json"]
 
 
-def test_a_folder_the_flow_wrote_is_continued(tmp_path):
+@pytest.mark.parametrize("force", [False, True])
+def test_a_folder_the_flow_wrote_is_continued_or_started_over(tmp_path, monkeypatch, force):
+    """A rerun in the flow's folder resumes its training and checks its RTL files against the
+    manifest; with --force it trains from scratch and overwrites them."""
+    import hw.rtl
+
     out = flow.claim_folder(tmp_path / "f", force=False)
-    (out / "report.md").write_text("an earlier flow's report")
-    assert flow.claim_folder(out, force=False) == out and (out / flow.STAMP).is_file()
+    (out / "train").mkdir()
+    (out / "train" / "checkpoint.npz").write_bytes(b"an earlier run's")
+    assert flow.claim_folder(out, force=force) == out
+    seen = {}
+
+    def fake_train(cfg, run_dir, data_dir, **kw):
+        seen["train"] = (kw["resume"], kw["force"])
+        raise RuntimeError("stop")
+
+    def fake_rtl(out, **kw):
+        seen["rtl"] = kw["force"]  # returns no manifest: step_rtl stops reading it
+
+    monkeypatch.setattr(flow, "train", fake_train)
+    monkeypatch.setattr(hw.rtl, "write_rtl", fake_rtl)
+    ctx = _ctx(out, force=force)
+    with pytest.raises(RuntimeError, match="stop"):
+        flow.step_train(ctx)
+    with pytest.raises(AttributeError):  # the stand-in returns no manifest
+        flow.step_rtl(ctx)
+    assert seen == {"train": (not force, force), "rtl": force}

@@ -356,8 +356,8 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     spec = cfg.build_spec(image_shape(cfg.data.dataset))
     prog = compile_network(spec, b, p, cfg.train.lr_inv)
     if changed := cfg.numerics.widths.changes():
-        raise NitroError(f"engine: its datapath has the reference's widths; the config sets "
-                         f"{', '.join('numerics.widths.' + c for c in changed)}")
+        raise NitroError(f"engine: it computes what the reference's widths give (int32 wrap); "
+                         f"the config sets {', '.join('numerics.widths.' + c for c in changed)}")
     programs(prog)
     parse_fault(fault, prog, steps, start_step)
     from model.datasets import load_raw
