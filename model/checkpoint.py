@@ -26,7 +26,8 @@ from .optim import PlateauState
 from .spec import NetworkSpec
 from .vectors import read_npz
 
-FORMAT = "nitro-checkpoint-1"
+FORMAT = "nitro-checkpoint-2"  # 2: the state records its data digest
+READABLE = ("nitro-checkpoint-1", FORMAT)
 MT_KEYS = 624  # words of numpy's MT19937 state
 # The per-epoch row train.py appends to the history (csv.DictWriter needs the same keys in every row).
 HISTORY_FIELDS = {"epoch": int, "lr_inv": int, "train_acc": float, "test_acc": float, "train_s": float,
@@ -135,8 +136,8 @@ def _json(arrays: dict[str, np.ndarray], key: str) -> Any:
 
 def _verified_meta(arrays: dict[str, np.ndarray]) -> dict:
     meta = _json(arrays, "meta")
-    _need(isinstance(meta, dict) and meta.get("format") == FORMAT,
-          f"unknown format (expected a {FORMAT!r} meta record)")
+    _need(isinstance(meta, dict) and meta.get("format") in READABLE,
+          f"unknown format (expected a {' or '.join(map(repr, READABLE))} meta record)")
     _need(isinstance(meta.get("sha256"), str) and isinstance(meta.get("config_digest"), str)
           and re.fullmatch(r"[0-9a-f]+", meta["config_digest"]) is not None,
           "meta record lacks its sha256 or its config_digest (hexadecimal)")

@@ -89,9 +89,12 @@ def test_checkpoints_fuzzing_found_are_refused(case):
     assert fz.check_checkpoint(case()) == 2
 
 
-def test_a_checkpoint_without_a_data_digest_still_loads():
-    """Checkpoints written before the data digest was recorded hold none."""
+def test_a_checkpoint_without_a_data_digest_still_loads(monkeypatch):
+    """Checkpoints of format 1, written before the data digest was recorded, hold none."""
+    import model.checkpoint
+
     assert "data" in json.loads(fz.checkpoint_base()[1]["state"].tobytes())
+    monkeypatch.setattr(model.checkpoint, "FORMAT", "nitro-checkpoint-1")
     assert fz.check_checkpoint(_state_edit(data=None)) == 0
 
 
