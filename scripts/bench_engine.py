@@ -42,6 +42,9 @@
   small  : the same engine with a quarter of the scratchpad depths, placed and routed (seed 1):
            how much of the Fmax the block RAMs' spread costs -> synth_small_seed1.json (not the
            whole engine: a timing probe)
+  pinless: the whole engine with its AXI ports inside the chip (sim.engine.synth.EnginePinlessTop:
+           no ring of 360 pins), placed and routed (--seeds, --speed): how much of the Fmax the pin
+           ring costs -> routing_pinless_speed<G>_seed<K>.json (a timing probe, not the flow's top)
   ebr    : one memory bank (a single DP16KD) routed as yosys maps it and with its output register
            packed (sim.ebr_outreg) -> ebr_outreg.json: the Fmax ceiling of a block RAM read
   congestion: router2 on the whole engine for at most --minutes, with its congestion heatmaps ->
@@ -50,7 +53,7 @@
   floorplan: where nextpnr put each unit of a routed seed (build/engine/synth_seed<K>, --seeds) and
            the late register inputs between units (sim.engine.floorplan) -> floorplan_seed<K>.json
            and .png (the synth mode does this for the seeds it routes)
-  all    : every mode above but place, small, ebr, congestion and floorplan, then README.md
+  all    : every mode above but place, small, pinless, ebr, congestion and floorplan, then README.md
 
     .venv/bin/python scripts/bench_engine.py all [--data-dir ../shared/datasets] [--seeds 1 2 3]
 """
@@ -717,6 +720,46 @@ def bench_small(data_dir: str, seed: int = 1) -> Path:
     return out
 
 
+def pinless_file(seed: int, speed: int) -> Path:
+    return OUT / f"routing_pinless_speed{speed}_seed{seed}.json"
+
+
+def bench_pinless(seeds: list[int], speed: int) -> list[Path]:
+    """EnginePinlessTop routed with the flow's options, one seed at a time: Fmax, critical path and
+    late inputs beside the engine's own (the same Verilog inside)."""
+    from sim.engine.synth import engine_verilog, synthesize_engine, verilog_digest
+
+    outs = []
+    for seed in seeds:
+        res = synthesize_engine(REPO / "build" / "engine" / f"pinless_speed{speed}_seed{seed}", seed=seed,
+                                speed=speed, project=False, pinless=True)
+        rec = {"seed": seed, "speed": speed, "engine_verilog_sha256": verilog_digest(engine_verilog(EngineParams())),
+               **seed_summary(res), "utilization": res["utilization"], "commit": commit()}
+        write_atomic(out := pinless_file(seed, speed), json.dumps(rec, indent=1).encode())
+        outs.append(out)
+    return outs
+
+
+def _pinless_lines() -> list[str]:
+    """The pinless timing probe beside the engine's routed seeds."""
+    recs = [json.loads(f.read_text()) for f in sorted(OUT.glob("routing_pinless_speed*_seed*.json"))]
+    if not recs:
+        return []
+    lines = ["## routing_pinless_speed<G>_seed<K>.json: the engine without its pin ring (timing probe)", "",
+             "The same engine with its AXI ports inside the chip, as in an SoC "
+             "(`sim.engine.synth.EnginePinlessTop`: each channel's inputs from a shift register, its "
+             "outputs folded by registered XORs into one pin), placed and routed with the flow's "
+             "options. Against the seeds of synth.json (the 360 AXI pins), it shows how much of the "
+             "Fmax the pin ring costs.", "",
+             "| speed | seed | Fmax (MHz) | critical path | late register inputs at 150 MHz | place and route |",
+             "|---:|---:|---:|---|---:|---:|"]
+    lines += [f"| {r['speed']} | {r['seed']} | {r['fmax_mhz']} | {r['critical_path']} | "
+              f"{r['late_inputs_at_150mhz']} | {r['nextpnr_minutes']} min |" for r in recs]
+    lines += ["", "Worst groups of late register inputs: " + "; ".join(
+        f"seed {r['seed']} (speed {r['speed']}): " + (", ".join(r["worst_groups"][:4]) or "none") for r in recs), ""]
+    return lines
+
+
 def bench_ebr() -> Path:
     from sim.engine.synth import memory_read_fmax
 
@@ -1026,7 +1069,7 @@ def _widths_lines() -> list[str]:
 
 def write_readme() -> None:
     lines = [*_run_lines(), *_conform_lines(), *_perf_model_lines(), *_synth_lines(),
-             *_placed_lines(), *_congestion_lines(), *_ebr_lines(), *_margin_lines(), *_widths_lines(),
+             *_placed_lines(), *_pinless_lines(), *_congestion_lines(), *_ebr_lines(), *_margin_lines(), *_widths_lines(),
              "The first engine's results (all tensors on chip) are in `v1/`.", ""]
     write_atomic(OUT / "README.md", ("\n".join(lines)).encode())
 
@@ -1034,7 +1077,8 @@ def write_readme() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["cosim", "trained", "cnn", "long", "conform", "vgg", "model", "margin", "widths", "synth",
-                                     "experiment", "place", "small", "ebr", "congestion", "floorplan", "all", "readme"])
+                                     "experiment", "place", "small", "pinless", "ebr", "congestion", "floorplan",
+                                     "all", "readme"])
     ap.add_argument("--minutes", type=float, default=60.0, help="congestion: router2's time limit")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--config", default="mlp_mnist", help="widths: the experiment config")
@@ -1081,6 +1125,8 @@ def main() -> None:
         bench_place(a.data_dir)
     if a.what == "small":
         bench_small(a.data_dir)
+    if a.what == "pinless":
+        bench_pinless(a.seeds, a.speed)
     if a.what == "ebr":
         bench_ebr()
     if a.what == "congestion":

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from amaranth import ClockDomain, Elaboratable, Module, Signal
+from amaranth import Cat, ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib.wiring import In
 
 from hw.engine.memory import BankedMemory
@@ -35,7 +35,7 @@ from sim.synth import synth_ecp5 as unit_synth_ecp5
 
 from .device import DEVICE, SPEED_GRADES
 from .floorplan import floorplan_files, late_inputs
-from .pinout import channel_lpf
+from .pinout import CLOCK_PIN, channel_lpf
 
 CLOCK_LPF = 'IOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'  # a unit's top: only its clock is constrained
 
@@ -65,6 +65,47 @@ class EngineSynthTop(Elaboratable):
                 m.d.comb += port.eq(q2)
             else:
                 m.d.sync += [q1.eq(port), q2.eq(q1), pin.eq(q2)]
+        return m
+
+
+class EnginePinlessTop(EngineSynthTop):
+    """Timing probe: the engine with its AXI ports inside the chip, as in an SoC, without the ring
+    of 360 pins that spreads EngineSynthTop's AXI logic around the die. Each AXI channel's inputs
+    are the bits of a shift register of its own (fed by one pin), its outputs are registered and
+    folded by registered 4-input XOR levels into one pin: every engine port still starts or ends
+    at a register, and nothing of the engine can be optimised away."""
+
+    def __init__(self, params: EngineParams | None = None) -> None:
+        super().__init__(params)
+        self.groups: dict[tuple[str, str, bool], list] = {}
+        for pin, port, is_in in self.pins:
+            port_name, _, field = pin.name.partition("__")
+            key = (port_name, field[:2] if field[:2] in ("ar", "aw") else field[:1], is_in)
+            self.groups.setdefault(key, []).append(port)
+        self.io = {key: Signal(name="_".join(filter(None, ("si" if key[2] else "so", *key[:2]))))
+                   for key in self.groups}
+
+    def ports(self):
+        return [self.clk, *self.io.values()]
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.domains.sync = cd = ClockDomain(reset_less=True)
+        m.d.comb += cd.clk.eq(self.clk)
+        m.submodules.engine = self.engine
+        for (name, channel, is_in), ports in self.groups.items():
+            pin = self.io[(name, channel, is_in)]
+            bits = Signal(sum(len(v) for v in ports), name=f"{pin.name}_q")
+            if is_in:
+                m.d.sync += bits.eq(Cat(pin, bits[:-1]))
+                m.d.comb += Cat(*ports).eq(bits)
+                continue
+            m.d.sync += bits.eq(Cat(*ports))
+            while len(bits) > 1:
+                folded = Signal((len(bits) + 3) // 4, name=f"{pin.name}_x{len(bits)}")
+                m.d.sync += [folded[i].eq(bits[4 * i:4 * i + 4].xor()) for i in range(len(folded))]
+                bits = folded
+            m.d.comb += pin.eq(bits)
         return m
 
 
@@ -116,7 +157,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
                       cosim_result: Path | None = None, golden_img_s: float | None = None,
                       seed: int = 1, reuse_netlist: bool = True, route: bool = True,
                       router: str = "router1", route_minutes: float | None = None,
-                      project: bool = True, speed: int = DEVICE["speed"]) -> dict:
+                      project: bool = True, speed: int = DEVICE["speed"], pinless: bool = False) -> dict:
     """yosys synth_ecp5 + nextpnr-ecp5 (85k, CABGA756, speed grade `speed`); writes synth.json in
     out_dir.
 
@@ -131,6 +172,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     route_minutes: stop nextpnr after this long; the result is then `unrouted_report`'s.
     project=False: no throughput projection (a routing record whose summary projects from the
     cosim records of its own time).
+    pinless: the timing probe EnginePinlessTop instead (its few pins unconstrained but the clock's).
     """
     out = Path(out_dir).resolve()
     if cosim_result is None and RECORDED_COSIM.exists():
@@ -139,8 +181,8 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
         golden_img_s = recorded_golden_img_s()
     p = params or EngineParams()
     t0 = time.perf_counter()
-    packed = _engine_netlist(out, p, reuse_netlist)
-    lpf = engine_lpf(p)
+    packed = _engine_netlist(out, p, reuse_netlist, EnginePinlessTop if pinless else EngineSynthTop)
+    lpf = f'LOCATE COMP "clk" SITE "{CLOCK_PIN}";\n' + CLOCK_LPF if pinless else engine_lpf(p)
     t1 = time.perf_counter()
     finished = _nextpnr(out, "top_packed.json", freq_mhz, seed, router, route, lpf=lpf,
                         timeout_s=route_minutes * 60 if route_minutes else None, speed=speed)
@@ -166,14 +208,15 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
     return res
 
 
-def engine_verilog(p: EngineParams) -> str:
-    """EngineSynthTop's Verilog for ECP5 synthesis (hw.dsp instantiates MULT18X18D with their
-    input and output registers for the ECP5 marker platform)."""
+def engine_verilog(p: EngineParams, top_cls: type = EngineSynthTop) -> str:
+    """The Verilog of `top_cls` (EngineSynthTop, or the probe EnginePinlessTop) for ECP5
+    synthesis (hw.dsp instantiates MULT18X18D with their input and output registers for the ECP5
+    marker platform)."""
     from amaranth.back import verilog
 
     from .build import _ZERO_INIT
 
-    top = EngineSynthTop(p)
+    top = top_cls(p)
     return _ZERO_INIT.sub("", verilog.convert(top, name="top", ports=top.ports(), platform=ECP5))
 
 
@@ -183,18 +226,19 @@ def verilog_digest(v: str) -> str:
     return hashlib.sha256(re.sub(r'\(\* src = "[^"]*" \*\)\s*', "", v).encode()).hexdigest()
 
 
-def _engine_netlist(out: Path, p: EngineParams, reuse: bool = True) -> dict[str, int]:
-    """EngineSynthTop's Verilog and yosys (`_synthesized`) and the block RAM output registers
-    packed: top_packed.json in `out`."""
-    _synthesized(out, p, reuse)
+def _engine_netlist(out: Path, p: EngineParams, reuse: bool = True,
+                    top_cls: type = EngineSynthTop) -> dict[str, int]:
+    """`top_cls`'s Verilog and yosys (`_synthesized`) and the block RAM output registers packed:
+    top_packed.json in `out`."""
+    _synthesized(out, p, reuse, top_cls)
     return _pack_netlist(out)
 
 
-def _synthesized(out: Path, p: EngineParams, reuse: bool = True) -> None:
-    """EngineSynthTop's Verilog and yosys' netlist of it in `out` (yosys skipped when `reuse` and
-    the Verilog is the one last synthesized there)."""
+def _synthesized(out: Path, p: EngineParams, reuse: bool = True, top_cls: type = EngineSynthTop) -> None:
+    """`top_cls`'s Verilog and yosys' netlist of it in `out` (yosys skipped when `reuse` and the
+    Verilog is the one last synthesized there)."""
     out.mkdir(parents=True, exist_ok=True)
-    v = engine_verilog(p)
+    v = engine_verilog(p, top_cls)
     write_atomic(out / "top.v", v.encode())
     v_old = out / "top.v.synthesized"
     if not (reuse and v_old.exists() and v_old.read_text() == v and (out / "top.json").exists()
