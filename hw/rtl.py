@@ -191,9 +191,10 @@ def _check_ours(out_dir: Path, texts: dict[str, str], entries: dict | None) -> N
 def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = True,
               force: bool = False) -> Path:
     """Write <unit>.v for each unit (default: all) and manifest.json; returns the manifest path."""
-    made = [(name, make_unit(name)) for name in unit_names(units)]  # unknown names: before any write
+    names = unit_names(units)  # unknown names: before any write
     out_dir = writable_folder(out_dir)  # checked before the conversions, which take seconds
-    earlier = _check_targets(out_dir, [name for name, _ in made], force)
+    earlier = _check_targets(out_dir, names, force)
+    made = [(name, make_unit(name)) for name in names]
     texts = {name: verilog.convert(unit, name=name) for name, unit in made}
     _check_ours(out_dir, texts, earlier)
     entries = []
