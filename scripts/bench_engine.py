@@ -740,6 +740,12 @@ def bench_pinless(seeds: list[int], speed: int) -> list[Path]:
     return outs
 
 
+def _seed_dir_record(seed: int, speed: int) -> dict | None:
+    """The recorded route of the engine with its pins for this seed and speed grade, if any."""
+    f = OUT / (f"synth_seed{seed}.json" if speed == DEVICE["speed"] else f"synth_speed{speed}_seed{seed}.json")
+    return json.loads(f.read_text()) if f.exists() else None
+
+
 def _pinless_lines() -> list[str]:
     """The pinless timing probe beside the engine's routed seeds."""
     recs = [json.loads(f.read_text()) for f in sorted(OUT.glob("routing_pinless_speed*_seed*.json"))]
@@ -751,10 +757,14 @@ def _pinless_lines() -> list[str]:
              "outputs folded by registered XORs into one pin), placed and routed with the flow's "
              "options. Against the seeds of synth.json (the 360 AXI pins), it shows how much of the "
              "Fmax the pin ring costs.", "",
-             "| speed | seed | Fmax (MHz) | critical path | late register inputs at 150 MHz | place and route |",
-             "|---:|---:|---:|---|---:|---:|"]
-    lines += [f"| {r['speed']} | {r['seed']} | {r['fmax_mhz']} | {r['critical_path']} | "
-              f"{r['late_inputs_at_150mhz']} | {r['nextpnr_minutes']} min |" for r in recs]
+             "| speed | seed | Fmax (MHz) | with the pins | critical path | late register inputs at 150 MHz "
+             "(with the pins) | place and route |", "|---:|---:|---:|---:|---|---:|---:|"]
+    for r in recs:
+        pinned = _seed_dir_record(r["seed"], r["speed"])
+        same = pinned is not None and pinned["verilog_sha256"] == r["engine_verilog_sha256"]
+        lines.append(f"| {r['speed']} | {r['seed']} | {r['fmax_mhz']} | {pinned['fmax_mhz'] if same else '-'} | "
+                     f"{r['critical_path']} | {r['late_inputs_at_150mhz']} "
+                     f"({pinned['late_endpoints']['count'] if same else '-'}) | {r['nextpnr_minutes']} min |")
     lines += ["", "Worst groups of late register inputs: " + "; ".join(
         f"seed {r['seed']} (speed {r['speed']}): " + (", ".join(r["worst_groups"][:4]) or "none") for r in recs), ""]
     return lines
