@@ -729,20 +729,20 @@ def bench_pinless(seeds: list[int], speed: int) -> list[Path]:
     late inputs beside the engine's own (the same Verilog inside)."""
     from sim.engine.synth import engine_verilog, synthesize_engine, verilog_digest
 
-    outs = []
+    outs, engine_sha = [], verilog_digest(engine_verilog(EngineParams()))
     for seed in seeds:
         res = synthesize_engine(REPO / "build" / "engine" / f"pinless_speed{speed}_seed{seed}", seed=seed,
                                 speed=speed, project=False, pinless=True)
-        rec = {"seed": seed, "speed": speed, "engine_verilog_sha256": verilog_digest(engine_verilog(EngineParams())),
+        rec = {"seed": seed, "speed": speed, "engine_verilog_sha256": engine_sha,
                **seed_summary(res), "utilization": res["utilization"], "commit": commit()}
         write_atomic(out := pinless_file(seed, speed), json.dumps(rec, indent=1).encode())
         outs.append(out)
     return outs
 
 
-def _seed_dir_record(seed: int, speed: int) -> dict | None:
+def _pinned_record(seed: int, speed: int) -> dict | None:
     """The recorded route of the engine with its pins for this seed and speed grade, if any."""
-    f = OUT / (f"synth_seed{seed}.json" if speed == DEVICE["speed"] else f"synth_speed{speed}_seed{seed}.json")
+    f = OUT / f"{_synth_name(speed)}_seed{seed}.json"
     return json.loads(f.read_text()) if f.exists() else None
 
 
@@ -760,7 +760,7 @@ def _pinless_lines() -> list[str]:
              "| speed | seed | Fmax (MHz) | with the pins | critical path | late register inputs at 150 MHz "
              "(with the pins) | place and route |", "|---:|---:|---:|---:|---|---:|---:|"]
     for r in recs:
-        pinned = _seed_dir_record(r["seed"], r["speed"])
+        pinned = _pinned_record(r["seed"], r["speed"])
         same = pinned is not None and pinned["verilog_sha256"] == r["engine_verilog_sha256"]
         lines.append(f"| {r['speed']} | {r['seed']} | {r['fmax_mhz']} | {pinned['fmax_mhz'] if same else '-'} | "
                      f"{r['critical_path']} | {r['late_inputs_at_150mhz']} "

@@ -177,6 +177,7 @@ STEPS: list[tuple[str, Callable[[dict], str]]] = [
 
 # What the flow writes in its folder, and the file that marks a folder as the flow's own.
 OUTPUT_FILES, OUTPUT_FOLDERS, STAMP = ("report.md", "cosim.json"), ("train", "rtl", "tensors"), "flow.json"
+STAMP_DOC = {"flow": "nitro flow output folder"}
 
 
 def claim_folder(out: Path, force: bool) -> Path:
@@ -196,9 +197,6 @@ def claim_folder(out: Path, force: bool) -> Path:
     out = writable_folder(out)
     write_atomic(out / STAMP, (json.dumps(STAMP_DOC) + "\n").encode())
     return out
-
-
-STAMP_DOC = {"flow": "nitro flow output folder"}
 
 
 def _stamped(out: Path) -> bool:

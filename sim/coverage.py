@@ -134,6 +134,14 @@ def _pct(d: dict) -> str:
     return f"{d['hit']}/{d['total']} ({d['pct']}%)" if d["total"] else "no points"
 
 
+def _in_repo(path: Path) -> str:
+    """`path` relative to the repository where it lies inside (records name no machine's paths)."""
+    from .runner import REPO
+
+    path = path.resolve()
+    return str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
+
+
 def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> tuple[dict, list[str]]:
     """coverage.json, coverage.md and an LCOV coverage.info (line points) in out_dir; returns the
     summary per design and its `line_gaps`."""
@@ -142,13 +150,10 @@ def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> tuple[dict, list[str
     missing = [n for n, (_, d) in builds.items() if not d]
     gaps = line_gaps(summary, missing)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from .runner import REPO
-
-    shown = out_dir.resolve().relative_to(REPO) if out_dir.resolve().is_relative_to(REPO) else out_dir
     doc = {"designs": summary, "not_run": missing, "line_gaps": gaps,
            # each measured build folder, named by its Verilog's hash
            "builds": {n: b.name for n, (b, _) in builds.items() if b is not None},
-           "how": f"NITRO_COVERAGE=1 pytest tests/test_hw_*.py; python -m sim.coverage {shown}",
+           "how": f"NITRO_COVERAGE=1 pytest tests/test_hw_*.py; python -m sim.coverage {_in_repo(out_dir)}",
            "points": "Verilator --coverage-line --coverage-toggle on the generated Verilog "
                      "(harness.sv excluded)"}
     write_atomic(out_dir / "coverage.json", (json.dumps(doc, indent=1) + "\n").encode())
@@ -172,7 +177,7 @@ def write_report(out_dir: Path, root: Path = BUILD_ROOT) -> tuple[dict, list[str
     for name, (bdir, _) in builds.items():  # SF: the Verilog that was measured
         if bdir is not None:
             v = bdir / f"{name}.v"
-            paths[f"{name}.v"] = str(v.relative_to(REPO)) if v.is_relative_to(REPO) else str(v)
+            paths[f"{name}.v"] = _in_repo(v)
     write_atomic(out_dir / "coverage.info", lcov(lines_hit, paths).encode())
     return summary, gaps
 
