@@ -18,7 +18,8 @@ def shared_dir() -> Path:
 @pytest.fixture
 def tampered_mlp_set(shared_dir, tmp_path):
     """A copy of the official `mlp` vector set in tmp_path with step-2 arrays changed:
-    tamper({array: (index, delta) or None (dropped), ...}) -> the folder."""
+    tamper({array: (index, delta), None (dropped) or a function of the array (its replacement),
+    ...}) -> the folder."""
     import shutil
 
     import numpy as np
@@ -33,6 +34,8 @@ def tampered_mlp_set(shared_dir, tmp_path):
         for name, change in changes.items():
             if change is None:
                 del arrays[name]
+            elif callable(change):
+                arrays[name] = change(arrays[name])
             else:
                 arrays[name][change[0]] += change[1]
         np.savez(tmp_path / "mlp_step2.npz", **arrays)

@@ -137,26 +137,18 @@ def test_engine_conform_refuses_a_set_lacking_an_engine_array(tampered_mlp_set, 
 
 
 @pytest.mark.parametrize("bad", ["float64", "shape (3, 3)", "shape (1,)"])
-def test_a_malformed_update_array_is_named_before_the_build(shared_dir, tmp_path, capsys, monkeypatch, bad):
+def test_a_malformed_update_array_is_named_before_the_build(tampered_mlp_set, capsys, monkeypatch, bad):
     """The replay derives each step's weights from the set's wupd/* arrays: one of another dtype
     or shape is named before the build, not cast or broadcast into a difference the engine
     would be blamed for, or a failure inside the simulation."""
-    import shutil
-
     import numpy as np
 
     import sim.engine.build
 
     monkeypatch.setattr(sim.engine.build, "build_engine", lambda *a, **k: pytest.fail("built"))
-    for f in (shared_dir / "refvectors").glob("mlp_*"):
-        if not f.name.startswith("mlp_warm"):
-            shutil.copy(f, tmp_path / f.name)
-    with np.load(tmp_path / "mlp_step1.npz") as z:
-        arrays = {k: z[k] for k in z.files}
-    w = arrays["wupd/linear_02"]
-    arrays["wupd/linear_02"] = {"float64": w.astype(np.float64), "shape (3, 3)": w[:3, :3],
-                                "shape (1,)": w[0, :1]}[bad]
-    np.savez(tmp_path / "mlp_step1.npz", **arrays)
-    assert main(["conform", "--engine", str(tmp_path), "mlp"]) == 2
+    malformed = {"float64": lambda w: w.astype(np.float64), "shape (3, 3)": lambda w: w[:3, :3],
+                 "shape (1,)": lambda w: w[0, :1]}[bad]
+    folder = tampered_mlp_set({"wupd/linear_02": malformed})
+    assert main(["conform", "--engine", str(folder), "mlp"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "wupd/linear_02 of step 1 is" in err[0] and "the update of linear_02 is int32(10, 50)" in err[0]
+    assert len(err) == 1 and "wupd/linear_02 of step 2 is" in err[0] and "the update of linear_02 is int32(10, 50)" in err[0]
