@@ -22,7 +22,7 @@ from .fileio import PLAIN_NAME_RULE, is_plain_name
 from .numerics import NitroError, WidthPolicy, Widths
 from .optim import Schedule, ScheduleConfig
 from .layers import check_slope_inv, dropout_rescale
-from .spec import Hyper, NetworkSpec, Quirks, build_cnn, build_mlp
+from .spec import Hyper, NetworkSpec, Quirks, build_cnn, build_mlp, consulted_quirks
 
 INT32_MAX = 2**31 - 1  # the engine holds hyper-parameters in 32-bit registers
 INT64_MAX = 2**63 - 1
@@ -90,6 +90,19 @@ class ExperimentConfig:
             return build_mlp(input_shape, list(n.hidden), self.hyper(), n.dropout, self.quirks)
         return build_cnn(input_shape, [tuple(e) for e in n.architecture], list(n.hidden), self.hyper(),
                          n.pred_decoder_dim, n.dropout, self.quirks)
+
+    def quirks_in_effect(self, input_shape: tuple[int, int, int]) -> list[str]:
+        """'<name> = <value>' for each quirk set otherwise than the reference that changes how this
+        network trains: one the network consults as it trains, or one that shapes its spec."""
+        spec = self.build_spec(input_shape)
+
+        def shape(q: Quirks) -> NetworkSpec:
+            return replace(replace(self, quirks=q).build_spec(input_shape), quirks=Quirks())
+
+        return [f"{f.name} = {str(v).lower()}" for f in fields(Quirks)
+                if (v := getattr(self.quirks, f.name)) != f.default
+                and (f.name in consulted_quirks(spec)
+                     or shape(self.quirks) != shape(replace(self.quirks, **{f.name: f.default})))]
 
     def policy(self) -> WidthPolicy:
         return WidthPolicy(self.numerics.widths, self.numerics.mode)

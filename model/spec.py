@@ -132,6 +132,13 @@ class NetworkSpec:
         return out + [self.output]
 
 
+def consulted_quirks(spec: NetworkSpec) -> set[str]:
+    """The quirks `Network` consults while it trains this spec (the others shape the spec itself):
+    the loss gradient's wrap always, the learning pools' pad value only where a pool pads."""
+    padded = any(b.pool is not None and b.pool.padding != (0, 0) for b in spec.blocks.values())
+    return {"loss_grad_wrap"} | ({"maxpool_pad_zero"} if padded else set())
+
+
 def _positive(name: str, v: object) -> int:
     if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
         raise NitroError(f"{name} must be a positive integer, got {v!r}")

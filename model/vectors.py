@@ -10,16 +10,16 @@ from __future__ import annotations
 import io
 import json
 import re
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
-from .datasets import one_line
+from .config import ExperimentConfig
+from .datasets import image_shape, one_line
 from .fileio import PLAIN_NAME_RULE, is_plain_name, write_atomic
 from .network import Network, Trace
-from .numerics import NitroError, Widths
-from .spec import Block, Conv2d, Dropout, Flatten, Linear, MaxPool2d, NitroReLU, Quirks, Scaling
+from .numerics import NitroError
+from .spec import Block, Conv2d, Dropout, Flatten, Linear, MaxPool2d, NitroReLU, Scaling
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -97,13 +97,12 @@ def describe(net: Network) -> dict:
     return {"leaves": leaves, "structure": structure, "backward_block_order": list(spec.backward_order)}
 
 
-def check_replayable(q: Quirks, w: Widths) -> None:
+def check_replayable(cfg: ExperimentConfig) -> None:
     """A set's meta file describes a network as the reference builds it, and conform replays it with
-    the reference's behaviours and widths: a set of a network with a quirk fixed or other widths
-    would not replay."""
-    changed = ([f"quirks.{f.name} = {str(getattr(q, f.name)).lower()}" for f in fields(q)
-                if getattr(q, f.name) != f.default]
-               + [f"numerics.widths.{c}" for c in w.changes()])
+    the reference's behaviours and widths: a set of a network that a fixed quirk trains otherwise,
+    or with other widths, would not replay."""
+    changed = ([f"quirks.{c}" for c in cfg.quirks_in_effect(image_shape(cfg.data.dataset))]
+               + [f"numerics.widths.{c}" for c in cfg.numerics.widths.changes()])
     if changed:
         raise NitroError(f"a vector set records the reference's behaviours and widths, which conform "
                          f"replays; this network sets {', '.join(changed)}")

@@ -91,7 +91,7 @@ def _vectors(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_tag(args.tag)
     cfg = load_config(args.config)
-    check_replayable(cfg.quirks, cfg.numerics.widths)
+    check_replayable(cfg)
     writable_folder(out)
     for part in ("meta", *ARCHIVES, *(f"step{k}" for k in range(1, args.steps + 1))):
         if (f := set_file(out, args.tag, part)).exists() and not f.is_file():

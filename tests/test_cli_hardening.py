@@ -359,19 +359,37 @@ def test_vectors_force_that_fails_keeps_the_old_set(capsys, tiny, tmp_path):
     assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)
 
 
-@pytest.mark.parametrize("extra, named", [
-    ("[quirks]\nloss_grad_wrap = false\n", "quirks.loss_grad_wrap = false, numerics.widths.loss_grad = 16"),
-    ("[quirks]\nmaxpool_pad_zero = false\n", "quirks.maxpool_pad_zero = false"),
-    ("[numerics]\nwidths = { accumulator = 16 }\n", "numerics.widths.accumulator = 16"),
+# conv4 with a learning pool of (8, 8) padded by 4 rows and columns (28 = 3 x 8 + 4)
+TINY_PADDED_CNN = TINY.replace('kind = "mlp"\nhidden = [16]', 'kind = "cnn"\narchitecture = '
+                               '[["Conv2d", 4, 3, 1, 1]]\nhidden = []\npred_decoder_dim = 64')
+
+
+@pytest.mark.parametrize("config, extra, named", [
+    (TINY, "[quirks]\nloss_grad_wrap = false\n", "quirks.loss_grad_wrap = false, numerics.widths.loss_grad = 16"),
+    (TINY_PADDED_CNN, "[quirks]\nmaxpool_pad_zero = false\n", "quirks.maxpool_pad_zero = false"),
+    (TINY_PADDED_CNN, "[quirks]\nconv_amp_inert = false\n", "quirks.conv_amp_inert = false"),
+    (TINY, "[numerics]\nwidths = { accumulator = 16 }\n", "numerics.widths.accumulator = 16"),
 ])
-def test_vectors_refuse_what_no_replay_reproduces(capsys, tiny, tmp_path, extra, named):
+def test_vectors_refuse_what_no_replay_reproduces(capsys, tmp_path, config, extra, named):
     """conform replays a set with the reference's behaviours and widths, which its meta file
-    implies: a set of a network with a quirk fixed or other widths would not replay."""
+    implies: a set of a network that a fixed quirk trains otherwise, or with other widths, would
+    not replay."""
     cfg = tmp_path / "fixed.toml"
-    cfg.write_text(TINY + extra)
+    cfg.write_text(config + extra)
     rc, err = nitro(capsys, "vectors", "--config", cfg, "--out", tmp_path / "v", "--steps", "1")
     assert rc == 2 and f"this network sets {named}" in err
     assert not (tmp_path / "v").exists() or not any((tmp_path / "v").iterdir())
+
+
+def test_vectors_take_quirks_the_network_never_meets(capsys, tmp_path):
+    """The MLP has no convolution, learning pool or FC block after convolutions: the fixes of
+    those quirks leave its training as the reference's, and its set replays."""
+    cfg = tmp_path / "fixed.toml"
+    cfg.write_text(TINY + "[quirks]\nmaxpool_pad_zero = false\nfc_double_update = false\n"
+                   "conv_amp_inert = false\n")
+    assert nitro(capsys, "vectors", "--config", cfg, "--out", tmp_path / "v", "--steps", "1")[0] == 0
+    assert main(["conform", str(tmp_path / "v"), "golden"]) == 0
+    assert "golden: every array of every step matches bit for bit" in capsys.readouterr().out
 
 
 def test_vectors_name_a_folder_in_the_way_before_any_work(capsys, tiny, tmp_path):

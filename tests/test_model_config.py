@@ -1,4 +1,5 @@
 """Config validation and the CLI's handling of bad input: one clear line, non-zero exit."""
+import numpy as np
 import pytest
 
 from model.config import load_config, parse_config, to_toml, with_seed
@@ -60,7 +61,6 @@ def test_cli_missing_dataset_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_network_rejects_wrong_shapes():
-    import numpy as np
     from model.init import init_params
     from model.network import Network
 
@@ -180,3 +180,54 @@ def test_cli_seed_out_of_range_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("nitro: error: 'train.seed' must be at most")
     assert not (tmp_path / "o").exists()
+
+
+# conv4 whose learning pool (8, 8) pads 4 rows and columns, and conv4 - pool - conv4 whose pools
+# (4, 4) and (2, 2) tile their maps exactly, with an FC block after them
+QUIRK_NETS = {
+    "padded_cnn": 'kind = "cnn"\narchitecture = [["Conv2d", 4, 3, 1, 1]]\nhidden = []\npred_decoder_dim = 64',
+    "fc_cnn": 'kind = "cnn"\narchitecture = [["Conv2d", 4, 3, 1, 1], ["MaxPool2d", 2, 2], '
+              '["Conv2d", 4, 3, 1, 1]]\nhidden = [12]\npred_decoder_dim = 256',
+    "mlp": 'kind = "mlp"\nhidden = [16]',
+}
+
+
+def _two_steps(cfg):
+    """Every traced tensor of two training steps on the embedded subset from the initial weights
+    x64 (at their own scale most scaled outputs round to 0 and hide a difference)."""
+    from model.network import Network, Trace
+    from model.train import prepare
+
+    ds, net, _ = prepare(cfg, None)
+    net = Network(net.spec, {k: v * 64 for k, v in net.params.items()}, cfg.policy())
+    out = {}
+    for step in range(2):
+        trace = Trace()
+        sl = slice(16 * step, 16 * step + 16)
+        net.train_step(ds.train_x[sl], ds.train_y[sl], 512, trace=trace)
+        out.update({f"{step}/{k}": v for k, v in trace.items()})
+    return out | {f"w/{k}": v for k, v in net.params.items()}
+
+
+def test_a_quirk_not_in_effect_leaves_training_as_the_references():
+    """quirks_in_effect decides which fixed quirks `nitro vectors` refuses: a fixed quirk it leaves
+    out must train exactly as the reference; each quirk it names changes the
+    training of at least one of these networks."""
+    from dataclasses import fields
+
+    from model.spec import Quirks
+
+    left_out, changed = 0, set()
+    for net in QUIRK_NETS.values():
+        text = TINY.replace('kind = "mlp"\nhidden = [16]', net)
+        want = _two_steps(parse_config(text))
+        for f in fields(Quirks):
+            cfg = parse_config(f"{text}[quirks]\n{f.name} = {str(not f.default).lower()}\n")
+            got = _two_steps(cfg)
+            same = got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+            if cfg.quirks_in_effect((1, 28, 28)):
+                changed |= {f.name} if not same else set()
+            else:
+                assert same, (net, f.name)
+                left_out += 1
+    assert left_out == 5 and changed == {f.name for f in fields(Quirks)}
