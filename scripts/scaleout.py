@@ -9,6 +9,7 @@ rest of the run identical to an uninterrupted one.
 from __future__ import annotations
 
 import logging
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,12 +42,17 @@ def ray_session(address: str | None, num_cpus: int | None = None):
         ray.shutdown()
 
 
-def check_task_cpus(ray, cpus: float, option: str) -> None:
-    """NitroError unless some node of the Ray instance has `cpus` CPUs: Ray would keep a task that
-    asks for more waiting, without an error, for ever."""
+def check_task_cpus(ray, cpus: float, option: str, cluster: bool) -> None:
+    """A task that asks for more CPUs than any node has waits, without an error, until such a node
+    joins: never on a local instance (NitroError); on a cluster joined at --address only if it
+    autoscales, which Ray does not tell its clients (a note on stderr, then the wait)."""
     most = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]), default=0.0)
-    if cpus > most:
+    if cpus <= most:
+        return
+    if not cluster:
         raise NitroError(f"{option} {cpus:g}: the largest node of the Ray instance has {most:g} CPUs")
+    print(f"nitro: note: {option} {cpus:g}: the largest node of the Ray cluster has {most:g} CPUs "
+          f"now; the tasks wait until the cluster adds a larger one", file=sys.stderr)
 
 
 # an HTTP/2 client's connection preface and an empty SETTINGS frame: a Ray head's GCS and Ray

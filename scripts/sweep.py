@@ -121,7 +121,7 @@ def sweep(configs: list[Path], seeds: list[int], epochs: int | None, out: Path, 
     print(f"sweep: {len(trials)} trials, {len(results)} finished earlier (skipped), {len(todo)} to run")
     if todo:
         with ray_session(address) as ray:
-            check_task_cpus(ray, cpus_per_trial, "--cpus-per-trial")
+            check_task_cpus(ray, cpus_per_trial, "--cpus-per-trial", cluster=bool(address))
             threads = str(max(1, int(cpus_per_trial)))
             task = ray.remote(run_trial).options(
                 num_cpus=cpus_per_trial, max_retries=0,

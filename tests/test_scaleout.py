@@ -378,3 +378,22 @@ def test_sweep_refuses_more_cpus_per_trial_than_a_node_has(ray_local, capsys, tm
     assert rc == 2 and cap.err.strip().splitlines() == [
         "nitro: error: --cpus-per-trial 3: the largest node of the Ray instance has 2 CPUs"]
     assert not list(out.glob("*/result.json"))
+
+
+def test_a_cluster_may_grow_a_node_large_enough(capsys):
+    """A cluster joined at --address may autoscale: a task larger than its nodes is a note, not
+    an error, there; on a local instance it is refused."""
+    from scripts.scaleout import check_task_cpus
+
+    class Ray:
+        @staticmethod
+        def nodes():
+            return [{"Alive": True, "Resources": {"CPU": 4.0}}, {"Alive": False, "Resources": {"CPU": 64.0}}]
+
+    check_task_cpus(Ray, 4, "--cpus-per-trial", cluster=False)
+    check_task_cpus(Ray, 8, "--cpus-per-trial", cluster=True)
+    assert capsys.readouterr().err == ("nitro: note: --cpus-per-trial 8: the largest node of the Ray "
+                                       "cluster has 4 CPUs now; the tasks wait until the cluster "
+                                       "adds a larger one\n")
+    with pytest.raises(NitroError, match="the largest node of the Ray instance has 4 CPUs"):
+        check_task_cpus(Ray, 8, "--cpus-per-trial", cluster=False)
