@@ -123,20 +123,8 @@ class StreamEngine(wiring.Component):
                      queue.w_data.eq(cmd.xfer)]
         m.d.sync += [done.eq(0), err.eq(0), core.start.eq(0), core.ctr_clear.eq(0),
                      core.swap.eq(0)]
-        launched = Signal()  # RUN started the core and its busy has not been seen yet
-        with m.If(core.busy):
-            m.d.sync += launched.eq(0)
-        # What the waits wait for, registered: the units lie across the die from the sequencer.
-        # A unit the sequencer starts looks busy at once (launched, a LOAD's valid, a queued
-        # STORE is seen long before its SYNC), so a registered idle is only late, by a cycle.
-        core_idle, stores_done, load_done, dma_error = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [core_idle.eq(~core.busy & ~launched), stores_done.eq(stores_idle),
-                     load_done.eq(~ld.busy & ~reader.busy & ~ld.cmd.valid & ~reader.cmd.valid),
-                     dma_error.eq(reader.error | writer.error)]
-        dma_clear = Signal()  # START: a new program, the DMA's error flags cleared (and their copy)
-        m.d.comb += [reader.clear.eq(dma_clear), writer.clear.eq(dma_clear)]
-        with m.If(dma_clear):
-            m.d.sync += dma_error.eq(0)
+        launched, core_idle, stores_done, load_done, dma_error, dma_clear = self._wait_flags(
+            m, core, reader, writer, ld, stores_idle)
         fetch_cmd = self._share_reader(m, read_cmd, read_data, ld, pc, beats)
 
         def stop():
@@ -185,26 +173,7 @@ class StreamEngine(wiring.Component):
                         m.d.sync += [beat.eq(0), pc.eq(pc + PROGRAM_WORD_BITS // 8)]
                         m.next = "DECODE"
             with m.State("DECODE"):
-                with m.Switch(cmd.op):
-                    with m.Case(SOP_END):
-                        m.next = "FINISH"
-                    with m.Case(SOP_LOAD, SOP_STORE):
-                        with m.If(misaligned):
-                            fail(ERR_ALIGN)
-                        with m.Elif(cmd.op == SOP_LOAD):
-                            m.d.comb += ld.cmd.valid.eq(1)
-                            m.next = "LOAD"
-                        with m.Else():
-                            m.next = "STORE"
-                    with m.Case(SOP_RUN):
-                        m.d.sync += [core.start.eq(1), launched.eq(1)]
-                        m.next = "FETCH"
-                    with m.Case(SOP_SWAP):
-                        m.next = "SWAP"
-                    with m.Case(SOP_SYNC):
-                        m.next = "SYNC"
-                    with m.Default():
-                        fail(ERR_OPCODE)
+                self._decode(m, cmd, misaligned, fail, ld, core, launched)
             with m.State("LOAD"):  # the reader's data goes to the load unit
                 with unless_bus_error(load_done):
                     m.next = "FETCH"
@@ -231,6 +200,51 @@ class StreamEngine(wiring.Component):
         waits = (fsm.ongoing("SYNC") | fsm.ongoing("SWAP") | fsm.ongoing("FINISH")
                  | fsm.ongoing("STORE") & ~queue.w_rdy)
         self._counters(m, regs, fsm, busy, core, waits, busy & ~stores_idle)
+
+    @staticmethod
+    def _decode(m, cmd, misaligned, fail, ld, core, launched) -> None:
+        """DECODE: the state each command goes to (a LOAD's request to the load unit, a RUN's
+        start to the core, here); a misaligned transfer or an unknown opcode fails the program."""
+        with m.Switch(cmd.op):
+            with m.Case(SOP_END):
+                m.next = "FINISH"
+            with m.Case(SOP_LOAD, SOP_STORE):
+                with m.If(misaligned):
+                    fail(ERR_ALIGN)
+                with m.Elif(cmd.op == SOP_LOAD):
+                    m.d.comb += ld.cmd.valid.eq(1)
+                    m.next = "LOAD"
+                with m.Else():
+                    m.next = "STORE"
+            with m.Case(SOP_RUN):
+                m.d.sync += [core.start.eq(1), launched.eq(1)]
+                m.next = "FETCH"
+            with m.Case(SOP_SWAP):
+                m.next = "SWAP"
+            with m.Case(SOP_SYNC):
+                m.next = "SYNC"
+            with m.Default():
+                fail(ERR_OPCODE)
+
+    @staticmethod
+    def _wait_flags(m, core, reader, writer, ld, stores_idle):
+        """What the sequencer's waits wait for, registered: the units lie across the die from it.
+        A unit the sequencer starts looks busy at once (`launched`: RUN started the core and its
+        busy has not been seen yet; a LOAD's valid; a queued STORE is seen long before its
+        SYNC), so a registered idle is only late, by a cycle. `dma_clear` (START: a new program)
+        clears the DMA's error flags and their copy."""
+        launched = Signal()
+        with m.If(core.busy):
+            m.d.sync += launched.eq(0)
+        core_idle, stores_done, load_done, dma_error = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [core_idle.eq(~core.busy & ~launched), stores_done.eq(stores_idle),
+                     load_done.eq(~ld.busy & ~reader.busy & ~ld.cmd.valid & ~reader.cmd.valid),
+                     dma_error.eq(reader.error | writer.error)]
+        dma_clear = Signal()
+        m.d.comb += [reader.clear.eq(dma_clear), writer.clear.eq(dma_clear)]
+        with m.If(dma_clear):
+            m.d.sync += dma_error.eq(0)
+        return launched, core_idle, stores_done, load_done, dma_error, dma_clear
 
     @staticmethod
     def _share_reader(m, read_cmd, read_data, ld, pc, beats):
