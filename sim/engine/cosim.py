@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -158,14 +158,27 @@ def _summary(prog, counters: list[dict], units: list[dict]) -> dict:
             "useful_macs_per_step": macs, "phases": phases}
 
 
+@dataclass
+class _Tally:
+    """What the engine's steps measured, step by step, and the tensors compared: their labels and
+    those whose golden values were not one constant."""
+    counters: list = field(default_factory=list)
+    units: list = field(default_factory=list)
+    step_cycles: list = field(default_factory=list)
+    sim_cycles: list = field(default_factory=list)
+    warm: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    varied: set = field(default_factory=set)
+    t_sim: float = 0.0
+    t_gold: float = 0.0
+
+
 async def cosim_main(dut) -> None:
     """The co-simulation loop (the same loop as model.train.train, one engine step per batch). The
     first `start_step` steps the golden model trains alone; the engine starts from its weights."""
-    from tqdm import tqdm
-
     from model.checkpoint import load_checkpoint
     from model.config import load_config
-    from model.network import Network, Trace
+    from model.network import Network
     from model.train import prepare
 
     from hw.engine.compiler import compile_network
@@ -174,8 +187,7 @@ async def cosim_main(dut) -> None:
     from .host import EngineBackend, MemoryModel
 
     run = CosimRun.read()
-    steps, batch, fault_s, progress = run.steps, run.batch, run.fault, run.progress
-    start = run.start_step
+    steps, batch, start = run.steps, run.batch, run.start_step
     cfg = load_config(run.config)
     cfg = replace(cfg, train=replace(cfg.train, batch_size=batch))
     t_start = time.perf_counter()
@@ -187,31 +199,62 @@ async def cosim_main(dut) -> None:
     params = EngineParams(**run.params)
     schedule = cfg.make_schedule()
     prog = compile_network(net.spec, batch, params, schedule.lr_inv)
-    fault = parse_fault(fault_s, prog, steps, start)
+    fault = parse_fault(run.fault, prog, steps, start)
     eng = EngineBackend(dut, prog, MemoryModel(**(run.memory or {})))
     result = {"config": cfg.name, "batch": batch, "start_step": start, "checkpoint": run.checkpoint,
               "steps_requested": steps, "steps_run": 0,
-              "ok": True, "mismatch": None, "fault": fault_s, "fault_injected": False,
+              "ok": True, "mismatch": None, "fault": run.fault, "fault_injected": False,
               "network": _net_desc(prog), "memory": run.memory or {},
               "tiles": len(eng.ep.tiles), "runs": len(eng.ep.runs),
               "k_chunks": sum(t.gemm.k_hold or t.gemm.k_cont or t.gemm.p_in or t.gemm.p_out
                                 for t in eng.ep.tiles),
               "program_commands": len(eng.ep.commands)}
-    counters, units, step_cycles, sim_cycles, warm = [], [], [], [], []
-    labels, varied = [], set()  # the tensors compared; those whose golden values were not one constant
-    t_sim = t_gold = 0.0
-    bar = tqdm(total=steps, desc=f"cosim {cfg.name}", unit="step", disable=not progress,
-               dynamic_ncols=True, file=sys.stderr)
-    batches = _batches(cfg, ds, net, rng, schedule, start + steps)
+    tally = _Tally()
+    await _run_steps(eng, net, rng, prog, _batches(cfg, ds, net, rng, schedule, start + steps),
+                     run, fault, result, tally)
+    if run.test_images and result["ok"]:
+        result["test"] = await _test_accuracy(eng, net, ds, run.test_images)
+        if not result["test"]["identical"]:
+            result["ok"] = False
+            result["message"] = (f"inference: the engine's predictions differ from the golden "
+                                 f"model's on {result['test']['differing_images']} test images")
+    # a tensor that was one constant in every step compared (e.g. the scaled outputs of initial
+    # weights, all rounding to 0) could not have shown most engine errors in what produced it
+    result["constant_tensors"] = [label for label in tally.labels if label not in tally.varied]
+    summ = _summary(prog, tally.counters, tally.units) if tally.counters else {}
+    result.update(summ)
+    if tally.counters:
+        result["predicted"] = _prediction(eng, tally.warm, summ["cycles_per_step"])
+        result["warm_list"] = tally.warm
+    result.update({
+        "cycles_per_step_list": tally.step_cycles,
+        "sim_cycles_per_step": float(np.mean(tally.sim_cycles)) if tally.sim_cycles else 0.0,
+        "wall_s": time.perf_counter() - t_start, "engine_s": tally.t_sim, "golden_s": tally.t_gold,
+        "sim_khz": sum(tally.sim_cycles) / max(tally.t_sim, 1e-9) / 1e3,
+        "lr_inv": schedule.lr_inv, "params": params.__dict__,
+    })
+    Path(RESULT_FILE).write_text(json.dumps(result, indent=1))
+
+
+async def _run_steps(eng, net, rng, prog, batches, run: CosimRun, fault, result: dict,
+                     tally: _Tally) -> None:
+    """Train each batch on the golden model, then on the engine (the steps before `start_step`
+    on the golden model alone), comparing after every step; stop at the first difference."""
+    from tqdm import tqdm
+
+    from model.network import Trace
+
+    bar = tqdm(total=run.steps, desc=f"cosim {result['config']}", unit="step",
+               disable=not run.progress, dynamic_ncols=True, file=sys.stderr)
     following = next(batches, None)
     try:
         while following is not None:
             step, x, y, lr_inv = following
-            if step < start:
+            if step < run.start_step:
                 net.train_step(x, y, lr_inv, rng=rng)
                 following = next(batches, None)
                 continue
-            if step == start:
+            if step == run.start_step:
                 await eng.load_weights(net.params)
             t0 = time.perf_counter()
             trace = Trace()
@@ -221,51 +264,29 @@ async def cosim_main(dut) -> None:
             flt = fault[1:] if fault is not None and fault[0] == step else None
             hw = await eng.train_step(x, y, lr_inv, fault=flt,
                                       following=following and following[1:3])
-            warm.append(hw.warm)
+            tally.warm.append(hw.warm)
             result["fault_injected"] |= flt is not None
             t2 = time.perf_counter()
-            t_gold += t1 - t0
-            t_sim += t2 - t1
-            counters.append(hw.counters)
-            units.append(hw.units)
-            cyc = hw.units["cycles"]
-            step_cycles.append(cyc)
-            sim_cycles.append(hw.sim_cycles)
+            tally.t_gold += t1 - t0
+            tally.t_sim += t2 - t1
+            tally.counters.append(hw.counters)
+            tally.units.append(hw.units)
+            tally.step_cycles.append(hw.units["cycles"])
+            tally.sim_cycles.append(hw.sim_cycles)
             checks = compared(hw, net, trace, prog)
-            labels = [c[0] for c in checks]
-            varied.update(label for label, _, _, exp in checks if exp.size and exp.min() != exp.max())
+            tally.labels = [c[0] for c in checks]
+            tally.varied.update(label for label, _, _, exp in checks if exp.size and exp.min() != exp.max())
             mm = first_difference(step, checks)
-            result["steps_run"] = step + 1 - start
+            result["steps_run"] = step + 1 - run.start_step
             bar.update(1)
-            bar.set_postfix(cycles=cyc, kHz=f"{sum(sim_cycles) / max(t_sim, 1e-9) / 1e3:.0f}")
+            bar.set_postfix(cycles=hw.units["cycles"],
+                            kHz=f"{sum(tally.sim_cycles) / max(tally.t_sim, 1e-9) / 1e3:.0f}")
             if mm is not None:  # stop at the first difference
                 result["ok"], result["mismatch"] = False, mm
                 result["message"] = describe(mm)
                 break
     finally:
         bar.close()
-    if run.test_images and result["ok"]:
-        result["test"] = await _test_accuracy(eng, net, ds, run.test_images)
-        if not result["test"]["identical"]:
-            result["ok"] = False
-            result["message"] = (f"inference: the engine's predictions differ from the golden "
-                                 f"model's on {result['test']['differing_images']} test images")
-    # a tensor that was one constant in every step compared (e.g. the scaled outputs of initial
-    # weights, all rounding to 0) could not have shown most engine errors in what produced it
-    result["constant_tensors"] = [label for label in labels if label not in varied]
-    summ = _summary(prog, counters, units) if counters else {}
-    result.update(summ)
-    if counters:
-        result["predicted"] = _prediction(eng, warm, summ["cycles_per_step"])
-        result["warm_list"] = warm
-    result.update({
-        "cycles_per_step_list": step_cycles,
-        "sim_cycles_per_step": float(np.mean(sim_cycles)) if sim_cycles else 0.0,
-        "wall_s": time.perf_counter() - t_start, "engine_s": t_sim, "golden_s": t_gold,
-        "sim_khz": sum(sim_cycles) / max(t_sim, 1e-9) / 1e3,
-        "lr_inv": schedule.lr_inv, "params": params.__dict__,
-    })
-    Path(RESULT_FILE).write_text(json.dumps(result, indent=1))
 
 
 def _prediction(eng, warm: list[bool], measured: float) -> dict:
