@@ -108,9 +108,9 @@ def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int, banks: i
     whose head is the output. The caller must never present more values than the FIFO can hold
     (credits). Returns the FIFO's fill register (0..cap) and its push and pop strobes.
 
-    `banks` > 1 splits a wide FIFO into that many memories (`banked_ram_fifo`): one pointer
-    addressing the MAC array's 256-bit rows (64 LUT RAMs, 260 loads) was a die-wide net into
-    the output mux.
+    `banks` > 1 splits a wide FIFO into that many memories (`banked_ram_fifo`), each with its own
+    pointers: one pointer addressing every LUT RAM of a wide row (the MAC array's 256-bit rows:
+    64 of them) would be a die-wide net.
 
     `pipe_valid_next` (the value `pipe_valid` takes at the next edge) makes `o.valid` a register
     of its own, so that the consumer's handshake logic starts at a flip-flop rather than behind
@@ -130,7 +130,7 @@ def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int, banks: i
     # nonempty without the fill adder on the path from o.ready (the unit's shortest cycle). A
     # banked FIFO's push / pop fan out to every bank, so its fill counts from their inputs
     # (up = push & ~pop, down = pop & ~push): the fill adder is not a load of those long nets.
-    # (Not for one bank: that version cost maxpool_forward 16 LUT4s and 53 MHz through ABC.)
+    # (One bank keeps push / pop: short nets, where the longer form only costs LUTs.)
     if banks > 1:
         up, down = pipe_valid & ~o.ready, nonempty & ~pipe_valid & o.ready
     else:

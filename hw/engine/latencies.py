@@ -18,7 +18,7 @@ class PipeLatencies:
 
     clip: int  # z -> s: hw.scaling.ScaleClip
     out: int  # s -> a, e: NITRO-ReLU, then a register (the op select and the lane copies into
-    #           two memories' write selects get a cycle of their own: 8.0 ns routed without it)
+    #           two memories' write selects get a cycle of their own: a long route)
     sgd: int  # IntegerSGD
     relu_bwd: int  # one NITRO-ReLU backward unit
 

@@ -36,11 +36,11 @@ from .program import (
 from .transfer import LoadUnit, StoreUnit
 
 DMA_MAX_BURST = 16
-# bursts in flight per direction: the strided rows of CNN tensors are bursts of a few beats, so
-# with a DDR3-class latency (30 cycles) four in flight left the port idle most of the time
+# bursts in flight per direction: the strided rows of CNN tensors are bursts of a few beats, which
+# must overlap a DDR3-class latency (30 cycles) to keep the port busy
 DMA_OUTSTANDING = 16
-# STOREs queued for the store unit: a run's outputs are several small STOREs, and with the
-# sequencer waiting for each the next run's LOADs waited behind all of them
+# STOREs queued for the store unit: a run's outputs are several small STOREs, which the next
+# run's LOADs should not wait behind
 STORE_QUEUE = 8
 # cycles before HALT reads the idle flags: the store queue's output register (2), then the
 # registered flag (1)

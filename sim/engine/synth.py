@@ -270,9 +270,8 @@ def _pack_netlist(out: Path) -> dict[str, int]:
     return packed
 
 
-# nextpnr's electrostatic placer (`static`) instead of its default HeAP: no HeAP placement of the
-# engine since the row-wide scaling finished routing (router1 still oscillating at 566 arcs after
-# 79 minutes), while the static placer's placement of the same netlist routed in 4.5 minutes
+# nextpnr's electrostatic placer (`static`) instead of its default HeAP: the engine placed by HeAP
+# does not finish routing, placed by the static placer it does
 # (benchmarks/engine/routing_placers_seed1.json).
 PLACER_OPTS = ("--placer", "static")
 
