@@ -11,10 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
-import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -22,9 +19,10 @@ from threadpoolctl import threadpool_limits
 from model.config import load_config
 from model.fileio import write_atomic, write_figure
 from model.parallel import ParallelPlan, ParallelStepper, StageWorker, balanced_cuts, plan_stages
+from model.paths import REPO, SHARED_DATASETS
 from model.train import prepare
+from scripts.provenance import commit, host
 
-REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "scaleout"
 # Assumed interconnect for the projection (this machine has no second one to measure against).
 LINK_BYTES_S = 1.25e9  # 10 Gbit/s Ethernet
@@ -130,7 +128,7 @@ def project(profile: list[dict], batch: int, machines: int, max_shards: int | No
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--data-dir", default=str(REPO.parent / "shared" / "datasets"))
+    ap.add_argument("--data-dir", default=str(SHARED_DATASETS))
     a = ap.parse_args()
     cfg = load_config(REPO / "configs" / "vgg8b_mnist.toml")
     one = "one process (1 BLAS thread)"
@@ -146,12 +144,11 @@ def main() -> None:
     projection = [project(profile, cfg.train.batch_size, m) for m in (1, 4, 16, 64)]
     pipeline_only = [project(profile, cfg.train.batch_size, m, max_shards=1) for m in (1, 4, 16, 64)]
     doc = {"network": "vgg8b_mnist", "batch": cfg.train.batch_size, "steps": a.steps,
-           "machine": f"{platform.machine()}, 2 cores", "images_s": rates,
+           "machine": host(), "images_s": rates,
            "weights_identical_to_one_process": identical, "weights_sha256": digests, "stages": profile,
            "projection": projection, "projection_pipeline_only": pipeline_only,
            "assumed_link": {"bytes_s": LINK_BYTES_S, "latency_s": LINK_LATENCY_S},
-           "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                    text=True, cwd=REPO).stdout.strip()}
+           "commit": commit()}
     OUT.mkdir(parents=True, exist_ok=True)
     write_atomic(OUT / "scaleout.json", json.dumps(doc, indent=1).encode())
     write_readme(doc)

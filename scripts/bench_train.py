@@ -21,10 +21,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from model.config import load_config
 from model.fileio import write_atomic
 from model.gemm import reference_gemm
+from model.paths import REPO, SHARED
 from model.train import prepare
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 
 
 def _rate(cfg_name: str, steps: int, warmup: int, data_dir: str, weight_scale: int = 1,

@@ -19,12 +19,11 @@ from model.config import load_config
 from model.conform import run_conformance
 from model.fileio import writable_folder, write_atomic
 from model.numerics import NitroError
+from model.paths import REPO, SHARED
 from model.train import CHECKPOINT, train
 from model.vectors import set_file
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "embedded_mlp.toml"
-SHARED = REPO.parent / "shared"
 SHIPPED_VECTORS = REPO / "model" / "embedded" / "refvectors"
 VECTOR_TAGS = ("mlp", "mlp_warm1500", "cnn", "cnnx")
 

@@ -24,7 +24,6 @@ import multiprocessing
 import pickle
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,11 +48,12 @@ from model.fileio import write_atomic
 from model.init import init_params
 from model.network import Network
 from model.numerics import NitroError, Widths
+from model.paths import REPO
 from model.train import prepare, train
 from model.vectors import export_vectors, set_file, set_files
 from scripts.cli import main
+from scripts.provenance import commit
 
-REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "benchmarks" / "fuzz" / "fuzz_parsers.json"
 SHIPPED_CONFIGS = sorted((REPO / "configs").glob("*.toml"))
 
@@ -682,12 +682,6 @@ def fuzz_one(parser: str, examples: int) -> dict:
             "tracebacks": sum(f["kind"] == "traceback" for f in failures)}
 
 
-def _git_commit() -> str:
-    out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], cwd=REPO,
-                         capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
 def main_long(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--examples", type=int, default=10_000, help="inputs per parser (default 10000)")
@@ -696,12 +690,12 @@ def main_long(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULT)
     args = ap.parse_args(argv)
     names = args.parser or list(PARSERS)
-    commit, t0 = _git_commit(), time.perf_counter()  # the code under test: HEAD when the run starts
+    head, t0 = commit(), time.perf_counter()  # the code under test: HEAD when the run starts
     # spawn, not fork: each worker then exits normally and removes its workspace (atexit)
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = dict(zip(names, pool.map(fuzz_one, names, [args.examples] * len(names))))
     doc = {"hypothesis": hypothesis.__version__, "python": platform.python_version(), "numpy": np.__version__,
-           "git_commit": commit, "examples_asked": args.examples, "seconds": round(time.perf_counter() - t0, 1),
+           "git_commit": head, "examples_asked": args.examples, "seconds": round(time.perf_counter() - t0, 1),
            "tracebacks": sum(r["tracebacks"] for r in results.values()),
            "failures": sum(len(r["failures"]) for r in results.values()), "parsers": results}
     write_atomic(args.out, (json.dumps(doc, indent=1) + "\n").encode())

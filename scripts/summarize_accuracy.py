@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
 from model.fileio import write_atomic
+from model.paths import REPO, SHARED_VECTORS
 
-REPO = Path(__file__).resolve().parents[1]
 ACC = REPO / "benchmarks" / "accuracy"
-REFERENCE_RUN = REPO.parent / "shared" / "refvectors" / "bench_mlp.json"
+REFERENCE_RUN = SHARED_VECTORS / "bench_mlp.json"
 # Paper table (spec 8.1) and this project's accuracy targets.
 PAPER = {"mlp_mnist": 97.36, "mlp_fmnist": 88.66, "cnn_small_mnist": None}
 TARGET = {"mlp_mnist": 97.2, "mlp_fmnist": 88.5, "cnn_small_mnist": 98.5}

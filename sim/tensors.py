@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from model.numerics import NitroError
+from model.paths import SHARED_VECTORS
 from model.vectors import set_file
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_VECTORS = REPO.parent / "shared" / "refvectors"
 FILE = "tensors.json"
 
 

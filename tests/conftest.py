@@ -3,8 +3,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from model.paths import REPO, SHARED
 
 
 @pytest.fixture(scope="session")

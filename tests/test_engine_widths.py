@@ -2,7 +2,6 @@
 first value outside its declared width) with int16 weights and int24 deltas. The longer documented
 run (several MNIST epochs) is in benchmarks/engine/widths.json (scripts/bench_engine.py widths)."""
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +10,9 @@ from hw.engine.params import EngineParams
 from model.config import load_config
 from model.network import Network
 from model.numerics import WidthOverflowError, WidthPolicy, Widths, range_report
+from model.paths import REPO
 from model.preprocess import epoch_permutation
 from model.train import prepare
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_engine_widths_hold_one_epoch():

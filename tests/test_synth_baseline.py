@@ -8,15 +8,15 @@ baseline per tool version.
 """
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from amaranth.back import verilog
 from hw.rtl import make_unit
+from model.paths import REPO
 from sim.synth import ECP5, regressions, tool_versions, yosys_cells
 
-BASELINE = Path(__file__).resolve().parents[1] / "benchmarks" / "hw" / "synth_baseline.json"
+BASELINE = REPO / "benchmarks" / "hw" / "synth_baseline.json"
 SMALL = ["loss_gradient", "nitro_relu_forward", "maxpool_forward", "maxpool_backward"]
 
 

@@ -29,6 +29,7 @@ from hw.engine.params import ADDR_W, EngineParams
 from hw.engine.top import StreamEngine, engine_signature
 from model.fileio import write_atomic
 from model.numerics import NitroError
+from model.paths import REPO
 from sim.ebr_outreg import pack_ebr_output_registers
 from sim.synth import ECP5, critical_path, yosys_cells
 from sim.synth import synth_ecp5 as unit_synth_ecp5
@@ -124,7 +125,6 @@ def engine_lpf(p: EngineParams) -> str:
     return channel_lpf(engine_pins(p), DEVICE["device"], DEVICE["package"])
 
 
-REPO = Path(__file__).resolve().parents[2]
 RECORDED_COSIM = REPO / "benchmarks" / "engine" / "cosim_mlp_mnist_100steps_ideal.json"
 BENCH_TRAIN = REPO / "benchmarks" / "bench_train.json"
 
