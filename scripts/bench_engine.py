@@ -69,17 +69,18 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.engine.memory_model import DDR3_TEXT
 from hw.engine.params import EngineParams
 from model.fileio import write_atomic
+from model.paths import REPO, SHARED_DATASETS, SHARED_VECTORS
+from scripts.provenance import commit
 from sim.engine.device import DEVICE, SPEED_GRADES
-from sim.engine.host import DDR3_TEXT
 
-REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "engine"
 RUNS = {"mlp_mnist": 100, "mlp_fmnist": 20}  # config -> steps
 MEMORIES = ("ideal", "ddr3")
 WIDE = ("mlp_mnist",)  # also run on the engine generated with a 128-bit memory port
-DEFAULT_DATA = REPO.parent / "shared" / "datasets"
+DEFAULT_DATA = SHARED_DATASETS
 
 
 def cosim_file(config: str, memory: str, bus: int = 64) -> Path:
@@ -93,7 +94,7 @@ def cosim_runs() -> list[tuple[str, str, int]]:
 
 
 def bench_cosim(data_dir: str) -> list[Path]:
-    from sim.engine.host import MemoryModel
+    from hw.engine.memory_model import MemoryModel
 
     return [_record_cosim(config, RUNS[config], data_dir, cosim_file(config, memory, bus),
                           memory=MemoryModel.parse(memory), test_images=256,
@@ -218,16 +219,6 @@ def bench_margin(data_dir: str) -> Path:
     if not res["sufficient_without_margin"] or not failed:
         raise SystemExit(f"{f}: the computed flush does not suffice, or no run caught a shorter one")
     return f
-
-
-def commit() -> str:
-    """The checkout's commit, "-dirty" when files outside benchmarks/ (the records themselves)
-    differ from it: what a record was measured on."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("-dirty" if git("status", "--porcelain", "--", ".", ":(exclude)benchmarks") else "")
 
 
 def _stamp(out: Path, **extra) -> dict:
@@ -377,7 +368,7 @@ def bench_vgg(data_dir: str) -> list[Path]:
     models, per phase with the useful-MAC utilization of its GEMMs) and images/s at the 150 MHz
     target; then one step at batch 8 from `scaled_start`'s weights co-simulated and bit-checked."""
     from hw.engine.perf import predict, run_cycles
-    from sim.engine.host import DDR3, MemoryModel
+    from hw.engine.memory_model import DDR3, MemoryModel
 
     p = EngineParams()
     t0 = time.perf_counter()
@@ -389,7 +380,7 @@ def bench_vgg(data_dir: str) -> list[Path]:
            "compile_s": round(compile_s, 1), "target_mhz": TARGET_MHZ, "warm": warm,
            "useful_macs_per_step": sum(macs.values()), "memories": {}, "commit": commit()}
     for name, mm in (("ideal", MemoryModel()), ("ddr3", DDR3)):
-        pr = predict(ep, mm.latency, mm.stall_pct, mm.gap, warm)
+        pr = predict(ep, mm, warm)
         res["memories"][name] = {
             "cycles_per_step": pr.cycles, "units": pr.units,
             "img_s_at_target": round(64 * TARGET_MHZ * 1e6 / pr.cycles, 2),
@@ -1118,7 +1109,7 @@ def main() -> None:
     if a.what in ("long", "all"):
         bench_long(a.data_dir)
     if a.what in ("conform", "all"):
-        bench_conform(REPO.parent / "shared" / "refvectors")
+        bench_conform(SHARED_VECTORS)
     if a.what in ("vgg", "all"):
         bench_vgg(a.data_dir)
     if a.what in ("model", "all"):

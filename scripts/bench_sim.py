@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import shutil
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from amaranth.back import verilog  # noqa: E402
-from cocotb_tools.runner import get_runner  # noqa: E402
-
 from model.fileio import write_atomic  # noqa: E402
-from sim.runner import LINT_WAIVERS, build_root, build_unit, run_tb, setup_verilator  # noqa: E402
+from scripts.provenance import host, today  # noqa: E402
+from sim.runner import build_component, build_unit, run_tb  # noqa: E402
+from sim.tb.bench_mac import MacBench  # noqa: E402
 from sim.units import SIM_UNITS  # noqa: E402
 
 
@@ -30,29 +26,17 @@ def main() -> int:
     ap.add_argument("--cycles", type=int, default=200_000)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "hw" / "bench_sim.json")
     args = ap.parse_args()
-    setup_verilator()
-    env = {"BENCH_CYCLES": str(args.cycles)}
     # preloaded: the testbench harness around the array
     built = build_unit("mac4x4_w32")
-    run_tb(built, "sim.tb.bench_mac", "bench_pre", extra_env={**env, "BENCH_MODE": "preloaded"})
+    run_tb(built, "sim.tb.bench_mac", "bench_pre", jobs=(MacBench("preloaded", args.cycles),))
     pre = json.loads((built.build_dir / "bench_pre" / "bench_preloaded.json").read_text())
     # per cycle: the bare array as toplevel
-    bdir = build_root() / "bench_mac4x4_raw"
-    bdir.mkdir(parents=True, exist_ok=True)
-    (bdir / "dut.v").write_text(verilog.convert(SIM_UNITS["mac4x4_w32"].factory(), name="dut"))
-    r = get_runner("verilator")
-    r.build(sources=[bdir / "dut.v"], hdl_toplevel="dut", build_dir=bdir, build_args=LINT_WAIVERS,
-            log_file=bdir / "build.log")
-    tdir = bdir / "run"
-    shutil.rmtree(tdir, ignore_errors=True)
-    import os
-    os.environ.update({**env, "BENCH_MODE": "per_cycle", "NITRO_UNIT": "mac4x4_w32"})
-    r.test(test_module="sim.tb.bench_mac", hdl_toplevel="dut", hdl_toplevel_lang="verilog",
-           build_dir=bdir, test_dir=tdir, log_file=bdir / "run.log")
-    per = json.loads((tdir / "bench_per_cycle.json").read_text())
+    raw = build_component("mac4x4_w32_raw", SIM_UNITS["mac4x4_w32"].factory())
+    run_tb(raw, "sim.tb.bench_mac", "bench_cyc", jobs=(MacBench("per_cycle", args.cycles),))
+    per = json.loads((raw.build_dir / "bench_cyc" / "bench_per_cycle.json").read_text())
     result = {"design": "MacArray 4x4, int8 x int32, 32-bit acc", "preloaded": pre,
               "per_cycle_python": per, "speedup": round(pre["cycles_per_s"] / per["cycles_per_s"], 1),
-              "host": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}
+              "host": host(), "date": today()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out, (json.dumps(result, indent=1) + "\n").encode())
     print(json.dumps(result, indent=1))

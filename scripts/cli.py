@@ -226,7 +226,7 @@ def _cosim(args: argparse.Namespace) -> int:
     from hw.engine.params import EngineParams
     from model.fileio import refuse_overwrite
     from sim.engine.cosim import run_cosim
-    from sim.engine.host import MemoryModel
+    from hw.engine.memory_model import MemoryModel
 
     if args.out and not Path(args.out).is_dir():  # (a folder: run_cosim's error names it)
         refuse_overwrite(Path(args.out), args.force)

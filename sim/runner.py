@@ -24,13 +24,15 @@ from xml.etree import ElementTree
 from amaranth.back import verilog
 from amaranth.hdl import Shape
 
-REPO = Path(__file__).resolve().parents[1]
-BUILD_ROOT = REPO / "build" / "hw"
-HARNESS = Path(__file__).with_name("harness.sv")
 from hw.rtl import LINT_WAIVERS, verilator_bin_dir
+from model.paths import REPO
 from sim.ecp5_models import ecp5_models
+from sim.job import SimJob, UnitJob
 from sim.synth import ECP5
 from sim.tensors import TensorSource, official
+
+BUILD_ROOT = REPO / "build" / "hw"
+HARNESS = Path(__file__).with_name("harness.sv")
 COVERAGE_ARGS = ["--coverage-line", "--coverage-toggle"]
 
 
@@ -220,10 +222,11 @@ def check_results(results_xml: Path, expected: set[str]) -> None:
 
 
 def run_tb(built: Built, tb_module: str, test_dir_name: str, testcase: str | None = None,
-           extra_env: dict[str, str] | None = None, tensors: TensorSource | None = None) -> dict:
+           jobs: tuple[SimJob, ...] = (), tensors: TensorSource | None = None) -> dict:
     """Run one cocotb module against a build; returns the vector counts the testbench recorded.
 
-    `tensors` is where real-data testcases read training tensors (default: the official vectors).
+    The testbench finds the unit's name (`UnitJob`) and `jobs` in its test folder; `tensors` is
+    where real-data testcases read training tensors (default: the official vectors).
     A failing cocotb test makes the runner exit (SystemExit), which pytest reports as a failure.
     """
     from cocotb_tools.runner import get_runner
@@ -234,11 +237,11 @@ def run_tb(built: Built, tb_module: str, test_dir_name: str, testcase: str | Non
         shutil.rmtree(tdir)
     tdir.mkdir(parents=True)
     (tensors or official()).save(tdir)
-    env = {"NITRO_UNIT": built.name, **(extra_env or {})}
-    os.environ.update(env)  # the runner lets the parent's environment win over extra_env
+    for job in (UnitJob(built.name), *jobs):
+        job.save(tdir)
     results = get_runner("verilator").test(
         test_module=tb_module, hdl_toplevel=built.toplevel, hdl_toplevel_lang="verilog",
-        build_dir=built.build_dir, test_dir=tdir, testcase=testcase, extra_env=env,
+        build_dir=built.build_dir, test_dir=tdir, testcase=testcase,
         plusargs=[f"+verilator+coverage+file+{tdir / 'coverage.dat'}"] if coverage_enabled() else [],
         log_file=tdir / "sim.log",
     )

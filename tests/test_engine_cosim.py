@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from hw.engine.memory_model import MemoryModel
+from model.paths import REPO
 from sim.engine.build import build_engine
 from sim.engine.cosim import run_cosim
-from sim.engine.host import MemoryModel
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")

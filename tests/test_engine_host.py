@@ -1,7 +1,6 @@
 """Engine host side without simulation: compilation, memory map, packing, and clear errors on bad
 input before any simulation starts (issue 13, acceptance 6; issue 14, acceptance 6)."""
 from dataclasses import replace
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,9 +14,11 @@ from hw.engine.params import (
 )
 from model.divider import divider_constants
 from model.numerics import NitroError
+from model.paths import REPO
 from model.spec import Hyper, Quirks, build_cnn, build_mlp
 from hw.engine import compiler as C
 from hw.engine import perf
+from hw.engine.memory_model import MemoryModel
 from hw.engine import tiling as T
 from hw.engine.image import tensor_span
 from hw.engine.tilecost import mac_cycles
@@ -26,9 +27,6 @@ from hw.engine.program import (
     Transfer, beats_per_word, ext_word_bytes, load, store,
 )
 from sim.engine.cosim import parse_fault, prepare_cosim, run_cosim
-from sim.engine.host import MemoryModel
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def mnist_spec(hidden=(100, 50), **kw):

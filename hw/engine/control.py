@@ -18,6 +18,17 @@ ERR_OPCODE = 2  # a program command with an unknown opcode
 ERR_ALIGN = 3  # prog_base, or a transfer's address or row stride, not a multiple of the bus word
 ERROR_NAMES = {ERR_BUS: "AXI error response", ERR_OPCODE: "unknown opcode",
                ERR_ALIGN: "address not aligned to the bus word"}
+# The sequencer's counters that split a run's cycles by unit: a read-only register each, from
+# UNIT_COUNTERS_BASE on; name -> what it counts.
+UNIT_COUNTERS_BASE = 0x048
+UNIT_COUNTERS = {
+    "fetch_cycles": "cycles fetching program commands",
+    "load_cycles": "cycles of LOAD transfers",
+    "store_cycles": "cycles a STORE was queued or moving (beside the other commands)",
+    "run_cycles": "cycles the core ran (RUN; overlaps the transfers)",
+    "wait_cycles": "cycles the sequencer waited for the core or the stores (SWAP, SYNC, END, a "
+                   "full store queue)",
+}
 
 
 def control_map(p: EngineParams | None = None, version: int = 3) -> RegisterMap:
@@ -42,13 +53,8 @@ def control_map(p: EngineParams | None = None, version: int = 3) -> RegisterMap:
                  doc="bits 63:32: 0 (the memory port's addresses are 32 bits)"),
         Register("cycles_lo", 0x040, "ro", doc="clock cycles of the last run, bits 31:0"),
         Register("cycles_hi", 0x044, "ro", doc="bits 63:32"),
-        Register("fetch_cycles", 0x048, "ro", doc="cycles fetching program commands"),
-        Register("load_cycles", 0x04C, "ro", doc="cycles of LOAD transfers"),
-        Register("store_cycles", 0x050, "ro",
-                 doc="cycles a STORE was queued or moving (beside the other commands)"),
-        Register("run_cycles", 0x054, "ro", doc="cycles the core ran (RUN; overlaps the transfers)"),
-        Register("wait_cycles", 0x058, "ro", doc="cycles the sequencer waited for the core or the "
-                 "stores (SWAP, SYNC, END, a full store queue)"),
+        *(Register(name, UNIT_COUNTERS_BASE + 4 * k, "ro", doc=doc)
+          for k, (name, doc) in enumerate(UNIT_COUNTERS.items())),
         Register("depth_a", 0x060, "const", width=16, reset=depths[0],
                  doc="activation scratchpad words (A tiles: K x M/side)"),
         Register("depth_w", 0x064, "const", width=16, reset=depths[1],

@@ -31,8 +31,10 @@ from dataclasses import dataclass, field
 
 from hw.axi import burst_split
 
+from .control import UNIT_COUNTERS
 from .core import command_flush
 from .memory import READ_LATENCY
+from .memory_model import MemoryModel
 from .params import EngineParams
 from .program import (
     SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, SOP_SYNC, Transfer, beats_per_word,
@@ -58,9 +60,7 @@ BURST_SLOT_CYCLES = 1  # a burst holds its outstanding slot for the latency, its
 @dataclass
 class Prediction:
     cycles: float = 0.0
-    units: dict[str, float] = field(default_factory=lambda: {
-        "fetch_cycles": 0.0, "load_cycles": 0.0, "store_cycles": 0.0, "wait_cycles": 0.0,
-        "run_cycles": 0.0})
+    units: dict[str, float] = field(default_factory=lambda: dict.fromkeys(UNIT_COUNTERS, 0.0))
     phases: dict[str, float] = field(default_factory=dict)
 
 
@@ -110,12 +110,10 @@ def run_cycles(run: Run, p: EngineParams) -> list[float]:
             + fl.of(t.gemm.k_hold, t.gemm.p_in, t.gemm.p_out, t.gemm.op) for k, t in enumerate(run.tiles)]
 
 
-def predict(ep: EngineProgram, latency: int = 1, stall_pct: int = 0, gap: int = 0,
-            warm: bool = False) -> Prediction:
-    """Cycles of one run of program `ep` (`warm`: its warm start, `tiling.Prefetch`) for a memory
-    with this first-beat latency, stall percentage and idle cycles between read beats (the
-    fields of `sim.engine.host.MemoryModel`)."""
-    p, stall = ep.params, stall_pct / 100
+def predict(ep: EngineProgram, memory: MemoryModel = MemoryModel(), warm: bool = False) -> Prediction:
+    """Cycles of one run of program `ep` (`warm`: its warm start, `tiling.Prefetch`) on `memory`."""
+    p, stall = ep.params, memory.stall_pct / 100
+    latency, gap = memory.latency, memory.gap
     pred = Prediction(phases={ph: 0.0 for ph in ep.prog.phases})
     t, core_free = 0.0, 0.0
     queued: list[float] = []  # when each STORE in the queue or the unit finishes, in order

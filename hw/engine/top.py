@@ -26,7 +26,7 @@ from hw.axi import AxiRegisterSlice, axi4, axilite, connect_channels
 from hw.dma import DmaReader, DmaWriter, command_layout as dma_command_layout
 from hw.stream_unit import RegisterSlice
 
-from .control import ERR_ALIGN, ERR_BUS, ERR_OPCODE, ControlRegisters, control_map
+from .control import ERR_ALIGN, ERR_BUS, ERR_OPCODE, UNIT_COUNTERS, ControlRegisters, control_map
 from .core import Engine
 from .params import EngineParams
 from .program import (
@@ -276,6 +276,7 @@ class StreamEngine(wiring.Component):
         counted = {"cycles": busy, "fetch_cycles": fsm.ongoing("FETCH") | fsm.ongoing("GATHER"),
                    "load_cycles": fsm.ongoing("LOAD"), "store_cycles": storing,
                    "wait_cycles": waits, "run_cycles": busy & core.busy}
+        assert counted.keys() == {"cycles", *UNIT_COUNTERS}, "a counter of the register map undriven"
         for name, event in counted.items():
             c = Signal(64 if name == "cycles" else 32, name=f"ctr_{name}")
             # counted a cycle late (the events come from across the die): the host reads the

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 from hw.engine.params import EngineParams
 from hw.engine.top import StreamEngine
-from model.fileio import write_atomic
 from sim.runner import (
     LINT_WAIVERS, REPO, build_locked, check_results, ignored_root, module_tests, setup_verilator,
     without_src,
@@ -32,8 +29,7 @@ MEM_WORDS = 1 << 23  # the memory model: 64 MiB (as 64-bit words; the model hold
 # engine ~1.6x faster for a few seconds more of compile
 BUILD_ARGS = [*LINT_WAIVERS, "-O3", "--timing", "-Wno-fatal", "--x-assign", "fast",
               "--x-initial", "fast", "-CFLAGS", "-O3"]
-# Own root (unit test runs may clear build/hw); NITRO_ENGINE_BUILD_ROOT overrides it.
-ENGINE_BUILD_ROOT = Path(os.environ.get("NITRO_ENGINE_BUILD_ROOT") or REPO / "build" / "engine")
+ENGINE_BUILD_ROOT = REPO / "build" / "engine"  # a root of its own: unit test runs may clear build/hw
 
 _ZERO_INIT = re.compile(r"\n  initial begin\n(?:    [\\\w$.]+ ?\[\d+\] = \d+'h0+;\n)+  end")
 
@@ -85,20 +81,6 @@ def _harness_params(p: EngineParams) -> dict:
 def source_link(p: EngineParams, waves: bool = False) -> Path:
     """The file naming the build folder of the current sources' engine (the fast path)."""
     return ENGINE_BUILD_ROOT / f"src-{_source_key(p, _harness_params(p), waves)}"
-
-
-class SimJob:
-    """A typed job for a cocotb module (a frozen dataclass): written as JSON file FILE into the
-    test folder by the host, read back inside the simulator (no environment variables)."""
-
-    FILE: ClassVar[str]
-
-    def save(self, folder: Path) -> None:
-        write_atomic(Path(folder) / self.FILE, json.dumps(asdict(self)).encode())
-
-    @classmethod
-    def read(cls, folder: Path = Path(".")):
-        return cls(**json.loads((Path(folder) / cls.FILE).read_text()))
 
 
 @dataclass

@@ -21,10 +21,11 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
+from hw.engine.params import EngineParams
 from model.conform import Mismatch, StepReport, compare_arrays, load_set
 from model.numerics import NitroError
 
-from .build import SimJob
+from sim.job import SimJob
 
 RESULT_FILE = "conform_result.json"
 
@@ -33,7 +34,7 @@ RESULT_FILE = "conform_result.json"
 class ConformRun(SimJob):
     vector_dir: str  # absolute
     tag: str
-    params: dict  # the engine's EngineParams fields
+    params: EngineParams
     FILE: ClassVar[str] = "conform_run.json"
 
 
@@ -70,7 +71,6 @@ def engine_arrays(spec, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]
 
 async def conform_main(dut) -> None:
     from hw.engine.compiler import compile_network
-    from hw.engine.params import EngineParams
 
     from .host import EngineBackend
 
@@ -78,7 +78,7 @@ async def conform_main(dut) -> None:
     vs = load_set(Path(run.vector_dir), run.tag)
     spec = vs.net.spec
     batch = len(vs.data["step1_x"])
-    prog = compile_network(spec, batch, EngineParams(**run.params), vs.lr_inv)
+    prog = compile_network(spec, batch, run.params, vs.lr_inv)
     eng = EngineBackend(dut, prog)
     await eng.load_weights(vs.net.params)
     weights = {f"{k}.weight": np.asarray(v, np.int32) for k, v in vs.net.params.items()}
@@ -138,7 +138,6 @@ def run_engine_conformance(vec_dir: str | Path, tag: str,
     replay it on the Verilated engine (`params`: its EngineParams, default the shipped engine's);
     the reports as `model.conform.run_conformance` gives them."""
     from hw.engine.compiler import compile_network
-    from hw.engine.params import EngineParams
     from .build import build_engine, run_engine_test
     from .host import programs
 
@@ -157,7 +156,7 @@ def run_engine_conformance(vec_dir: str | Path, tag: str,
     tdir = Path(work_dir) if work_dir else build.build_dir / f"conform-{tag}-{os.getpid()}"
     t0 = time.perf_counter()
     try:
-        run_engine_test(build, "sim.engine.tb_conform", tdir, ConformRun(str(vec_dir), tag, p.__dict__),
+        run_engine_test(build, "sim.engine.tb_conform", tdir, ConformRun(str(vec_dir), tag, p),
                         log_file=tdir.parent / f"{tdir.name}.log")
     except SystemExit as e:
         raise NitroError(f"conform --engine: the simulation failed ({e}); see {tdir}") from None

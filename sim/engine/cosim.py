@@ -11,16 +11,18 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from hw.engine.memory_model import MemoryModel
+from hw.engine.params import EngineParams
 from model.fileio import writable_folder, write_atomic
 from model.numerics import NitroError
 
-from .build import SimJob
+from sim.job import SimJob
 
 RESULT_FILE = "cosim_result.json"
 
@@ -33,11 +35,11 @@ class CosimRun(SimJob):
     config: str  # absolute path of the experiment TOML
     steps: int
     batch: int
-    params: dict  # the engine's EngineParams fields
+    params: EngineParams
     data_dir: str | None = None
     fault: str | None = None
     progress: bool = False
-    memory: dict | None = None  # host.MemoryModel fields
+    memory: MemoryModel | None = None  # None: the ideal memory
     train_images: int | None = None  # the first N training images only
     test_images: int = 0  # then the inference program on the first N test images
     start_step: int = 0  # steps the golden model trains alone before the engine takes over
@@ -182,9 +184,8 @@ async def cosim_main(dut) -> None:
     from model.train import prepare
 
     from hw.engine.compiler import compile_network
-    from hw.engine.params import EngineParams
 
-    from .host import EngineBackend, MemoryModel
+    from .host import EngineBackend
 
     run = CosimRun.read()
     steps, batch, start = run.steps, run.batch, run.start_step
@@ -196,15 +197,15 @@ async def cosim_main(dut) -> None:
         net = Network(net.spec, load_checkpoint(Path(run.checkpoint)).params, cfg.policy())
     if run.train_images:
         ds = replace(ds, train_x=ds.train_x[:run.train_images], train_y=ds.train_y[:run.train_images])
-    params = EngineParams(**run.params)
+    params = run.params
     schedule = cfg.make_schedule()
     prog = compile_network(net.spec, batch, params, schedule.lr_inv)
     fault = parse_fault(run.fault, prog, steps, start)
-    eng = EngineBackend(dut, prog, MemoryModel(**(run.memory or {})))
+    eng = EngineBackend(dut, prog, run.memory)
     result = {"config": cfg.name, "batch": batch, "start_step": start, "checkpoint": run.checkpoint,
               "steps_requested": steps, "steps_run": 0,
               "ok": True, "mismatch": None, "fault": run.fault, "fault_injected": False,
-              "network": _net_desc(prog), "memory": run.memory or {},
+              "network": _net_desc(prog), "memory": asdict(run.memory) if run.memory else {},
               "tiles": len(eng.ep.tiles), "runs": len(eng.ep.runs),
               "k_chunks": sum(t.gemm.k_hold or t.gemm.k_cont or t.gemm.p_in or t.gemm.p_out
                                 for t in eng.ep.tiles),
@@ -295,7 +296,7 @@ def _prediction(eng, warm: list[bool], measured: float) -> dict:
     from hw.engine.perf import predict
 
     mm = eng.memory
-    pred = {w: predict(eng.ep, mm.latency, mm.stall_pct, mm.gap, w) for w in set(warm)}
+    pred = {w: predict(eng.ep, mm, w) for w in set(warm)}
 
     def mean(part: str) -> dict:
         return {k: float(np.mean([getattr(pred[w], part)[k] for w in warm]))
@@ -429,9 +430,9 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
     build = build_engine(prog.params, waves=waves)
     t_build = time.perf_counter() - t0
     tdir = Path(work_dir) if work_dir else build.build_dir / f"cosim-{cfg.name}-{os.getpid()}"
-    run = CosimRun(str(Path(config).resolve()), steps, prog.batch, build.params.__dict__,
+    run = CosimRun(str(Path(config).resolve()), steps, prog.batch, build.params,
                    str(Path(data_dir).resolve()) if data_dir and data_dir != "embedded" else data_dir,
-                   fault, progress, memory.__dict__ if memory is not None else None, train_images,
+                   fault, progress, memory, train_images,
                    test_images, start_step, str(Path(checkpoint).resolve()) if checkpoint else None)
     t1 = time.perf_counter()
     try:

@@ -21,7 +21,8 @@ import numpy as np
 
 from hw.engine.compiler import Program, batch_tensors, from_hwc, set_lr, weight_tensors
 from hw.engine.counters import CTR_BITS
-from hw.engine.control import ERROR_NAMES, STATUS_DONE, STATUS_ERROR, control_map
+from hw.engine.control import ERROR_NAMES, STATUS_DONE, STATUS_ERROR, UNIT_COUNTERS, control_map
+from hw.engine.memory_model import MemoryModel
 from hw.engine.image import tensor_from_words, tensor_span, tensor_words
 from hw.engine.params import CTR_KINDS, SEL_CTR
 from hw.engine.program import ext_word_bytes
@@ -30,54 +31,6 @@ from model.numerics import NitroError
 
 from .build import MEM_WORDS
 
-UNIT_COUNTERS = ("cycles", "fetch_cycles", "load_cycles", "store_cycles", "wait_cycles", "run_cycles")
-
-
-@dataclass(frozen=True)
-class MemoryModel:
-    """The memory model's behaviour (axi_mem.sv): first-beat latency, idle cycles between read
-    beats, and the percentage of cycles each channel stalls, from a seeded generator."""
-
-    latency: int = 1
-    gap: int = 0
-    stall_pct: int = 0
-    seed: int = 1
-
-    def __post_init__(self) -> None:
-        for name, lo, hi in (("latency", 1, (1 << 16) - 1), ("gap", 0, (1 << 16) - 1),
-                             ("stall_pct", 0, 99), ("seed", 0, (1 << 32) - 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise NitroError(f"memory model: {name} must be an integer in {lo}..{hi}, got {v!r}")
-
-    @classmethod
-    def parse(cls, text: str) -> MemoryModel:
-        """'latency=100,gap=1,stall=30,seed=2' (any subset), 'ideal' (the default) or 'ddr3'."""
-        if text in ("", "ideal"):
-            return cls()
-        if text == "ddr3":
-            return DDR3
-        keys = {"latency": "latency", "gap": "gap", "stall": "stall_pct", "seed": "seed"}
-        kw = {}
-        for part in text.split(","):
-            k, sep, v = part.partition("=")
-            key, value = k.strip(), v.strip()
-            if not sep or key not in keys or not (value.isascii() and value.isdigit()):
-                raise NitroError(f"memory model must be 'ideal', 'ddr3' or KEY=N,... with keys "
-                                 f"{', '.join(keys)} (e.g. latency=100,stall=30,seed=2), got {text!r}")
-            if keys[key] in kw:
-                raise NitroError(f"memory model: {key} given twice in {text!r}")
-            kw[keys[key]] = int(value)
-        return cls(**kw)
-
-
-# A DDR3-class memory behind a 64-bit AXI port at 150 MHz: the first beat 200 ns after the
-# address (a DDR3 controller's read latency incl. the row activate), then one beat per cycle
-# (1.2 GB/s, under a DDR3-1600 x16 device's 3.2 GB/s peak), and 10 % of cycles stalled on every
-# channel for refresh, row misses and read/write turnarounds.
-DDR3 = MemoryModel(latency=30, gap=0, stall_pct=10, seed=1)
-DDR3_TEXT = ("first beat 30 cycles (200 ns at 150 MHz) after the address, then one beat per cycle "
-             "(64 bits; 128 on the `_bus128` engine's port), 10 % of cycles stalled on every channel (refresh, row misses, turnarounds)")
 
 
 def programs(prog: Program):
@@ -101,7 +54,7 @@ class HwStep:
     weights: dict[str, np.ndarray]  # layer name -> W (out, in), from W^T in memory
     wcopies: dict[str, np.ndarray]  # learning layer -> W from its transposed copy
     counters: dict[str, dict[str, int]]  # phase -> {cycles, mac_busy, mac_stall, drain_wait}
-    units: dict[str, int]  # UNIT_COUNTERS from the register file
+    units: dict[str, int]  # cycles and the UNIT_COUNTERS from the register file
     sim_cycles: int = 0  # harness clock cycles of the whole step (host writes, run, read-back)
     warm: bool = False  # the step started warm (`tiling.Prefetch`)
 
@@ -214,7 +167,7 @@ class EngineBackend:
             code = await self.reg_read("error_code")
             raise NitroError(f"engine: the run stopped with error {code} "
                              f"({ERROR_NAMES.get(code, 'unknown')})")
-        cyc = {n: await self.reg_read(n) for n in UNIT_COUNTERS[1:]}
+        cyc = {n: await self.reg_read(n) for n in UNIT_COUNTERS}
         cyc["cycles"] = await self.reg_read("cycles_lo") | (await self.reg_read("cycles_hi") << 32)
         return cyc
 

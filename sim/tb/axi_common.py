@@ -4,7 +4,6 @@ random stall generators for cocotbext-axi's channel models, and the AXI handshak
 from __future__ import annotations
 
 import abc
-import os
 import random
 import warnings
 
@@ -12,6 +11,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
+from sim.job import UnitJob
 from sim.units import SIM_TOPS
 
 PERIOD_NS = 10
@@ -25,9 +25,14 @@ def quiet_axi_models() -> None:
     warnings.filterwarnings("ignore", "The data field will be removed", DeprecationWarning)
 
 
+def top_name() -> str:
+    """The component under test's name in SIM_TOPS, from the runner's `UnitJob`."""
+    return UnitJob.read().unit
+
+
 def top():
-    """The component under test (its parameters), named by the runner."""
-    return SIM_TOPS[os.environ["NITRO_UNIT"]].factory()
+    """The component under test (its parameters)."""
+    return SIM_TOPS[top_name()].factory()
 
 
 async def start(dut, cycles: int = 4) -> None:

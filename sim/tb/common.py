@@ -1,6 +1,6 @@
 """Reusable cocotb pieces: driver (stimulus memory), monitor (response memory), scoreboard.
 
-`UnitBench` knows the unit under test from NITRO_UNIT (sim.units), loads a batch of input vectors
+`UnitBench` knows the unit under test from its `UnitJob` (sim.units), loads a batch of input vectors
 into the testbench's stimulus memory, lets the design stream them with random valid / ready
 patterns, reads the responses back and compares them, in order and bit for bit, with what the
 golden model (a callback given by the testbench) says. No Python runs per simulated cycle.
@@ -8,7 +8,6 @@ golden model (a callback given by the testbench) says. No Python runs per simula
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +17,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 
 from sim.codec import Codec, concat, count, take
+from sim.job import UnitJob
 from sim.tensors import TensorSource
 from sim.units import SIM_UNITS
 
@@ -28,7 +28,7 @@ ALL_INT8 = np.arange(-128, 128, dtype=np.int64)  # every int8 value: the exhaust
 class UnitBench:
     def __init__(self, dut) -> None:
         self.dut = dut
-        self.name = os.environ["NITRO_UNIT"]
+        self.name = UnitJob.read().unit
         spec = SIM_UNITS[self.name]
         self.unit = spec.factory()
         self.depth = spec.depth

@@ -1,14 +1,15 @@
 """DMA reader + writer on one AXI4 port (hw.dma.DmaLoopback) against cocotbext-axi's AxiRam: random
 memory-to-memory copies (bursts cut at 4 KiB and max_burst, several reads in flight) with random
 stalls on all five channels; every byte compared; the handshake rules checked every cycle."""
-import os
 import random
 
 import cocotb
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotbext.axi import AxiBus, AxiRam
 
-from sim.tb.axi_common import StabilityChecker, quiet_axi_models, send, stalls, start, top
+from sim.tb.axi_common import (
+    StabilityChecker, quiet_axi_models, send, stalls, start, top, top_name,
+)
 from sim.tb.common import record
 
 CHANNELS = {"ar": ["araddr", "arlen"], "aw": ["awaddr", "awlen"], "w": ["wdata", "wlast"],
@@ -147,7 +148,3 @@ async def misaligned_command_sets_error(dut):
     await ClockCycles(dut.clk, 20)
     assert dut.error.value and not dut.busy.value and not dut.m_axi__arvalid.value
     record(top_name(), "misaligned command dropped with error", 1, dut._log)
-
-
-def top_name() -> str:
-    return os.environ["NITRO_UNIT"]
