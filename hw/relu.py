@@ -5,7 +5,7 @@ from amaranth import Cat, Module, Mux, signed
 from amaranth.lib import data
 
 from model.divider import divider_constants
-from model.layers import ACT_MAX, INT32_MAX, check_slope_inv
+from model.layers import ACT_MAX, INT32_MAX, SLOPE_INV, check_slope_inv
 
 from .divider import tdiv_datapath, tdiv_latency
 from .stream_unit import PipelinedUnit, Stages, check_int
@@ -22,7 +22,7 @@ class NitroReluForward(PipelinedUnit):
     Latency: the 8-bit divider's levels + 1.
     """
 
-    def __init__(self, slope_inv: int = 4, *, always_ready: bool = False) -> None:
+    def __init__(self, slope_inv: int = SLOPE_INV, *, always_ready: bool = False) -> None:
         self.mu = check_slope_inv(slope_inv)  # NitroError for an unsupported alpha
         self.slope_inv = slope_inv
         self.consts = divider_constants(slope_inv, 8)
@@ -52,7 +52,8 @@ class NitroReluBackward(PipelinedUnit):
     Latency: the delta_width-bit divider's levels + 1.
     """
 
-    def __init__(self, slope_inv: int = 4, delta_width: int = 32, *, always_ready: bool = False) -> None:
+    def __init__(self, slope_inv: int = SLOPE_INV, delta_width: int = 32, *,
+                 always_ready: bool = False) -> None:
         check_slope_inv(slope_inv)
         self.slope_inv = slope_inv
         self.delta_width = check_int("delta_width", delta_width, 2, 32)

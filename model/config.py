@@ -20,11 +20,10 @@ from typing import Any
 from .datasets import image_shape, one_line
 from .fileio import PLAIN_NAME_RULE, is_plain_name
 from .numerics import NitroError, WidthPolicy, Widths
-from .optim import Schedule, ScheduleConfig
-from .layers import check_slope_inv, dropout_rescale
+from .optim import LR_INV, Schedule, ScheduleConfig, sgd_divisor
+from .layers import INT32_MAX, SLOPE_INV, check_slope_inv, dropout_rescale
 from .spec import Hyper, NetworkSpec, Quirks, build_cnn, build_mlp, consulted_quirks
 
-INT32_MAX = 2**31 - 1  # the engine holds hyper-parameters in 32-bit registers
 INT64_MAX = 2**63 - 1
 SEED_MAX = 2**32 - 1  # numpy.random.RandomState takes 32-bit seeds
 MAX_LAYER_WIDTH = 65536  # hidden units; the paper's widest layer has 4096
@@ -47,7 +46,7 @@ class NetworkConfig:
     hidden: tuple[int, ...] = (100, 50)
     architecture: tuple[tuple, ...] = ()  # cnn: ("Conv2d", C, k, s, p) / ("MaxPool2d", k, s)
     pred_decoder_dim: int = 4096
-    slope_inv: int = 4
+    slope_inv: int = SLOPE_INV
     dropout: float = 0.0  # mlp: after every block; cnn: the "fc" dropout placement
 
 
@@ -56,10 +55,10 @@ class TrainConfig:
     seed: int = 42
     batch_size: int = 64
     epochs: int = 150
-    lr_inv: int = 512
-    lr_amp: int = 640
-    fwd_decay_inv: int = 12000
-    subnet_decay_inv: int = 3000
+    lr_inv: int = LR_INV
+    lr_amp: int = Hyper.lr_amp
+    fwd_decay_inv: int = Hyper.fwd_decay_inv
+    subnet_decay_inv: int = Hyper.subnet_decay_inv
     eval_batch: int = 64  # test accuracy over fdiv(N_test, eval_batch) full batches (spec 6.4)
 
 
@@ -122,8 +121,8 @@ SECTIONS = {"data": DataConfig, "network": NetworkConfig, "train": TrainConfig,
             "schedule": ScheduleConfig, "quirks": Quirks, "numerics": NumericsConfig}
 # What a config file must state itself (table -> key, None: the table alone).
 _REQUIRED = {"data": "dataset", "network": "kind", "train": None}
-# (lowest, highest) value of every integer key; widths are checked by numerics.Widths and
-# data.crop_padding against the image side.
+# (lowest, highest) value of every integer key (the engine holds hyper-parameters in 32-bit
+# registers); widths are checked by numerics.Widths and data.crop_padding against the image side.
 _INT_RANGES = {
     "data.onehot_value": (1, 127),  # an int8 one-hot target
     "network.pred_decoder_dim": (1, INT32_MAX),
@@ -339,7 +338,7 @@ def check_divisor(spec: NetworkSpec, lr_inv: int, key: str = "train.lr_inv") -> 
     """Every layer's IntegerSGD divisor lr_inv * amp must fit 64 bits (numerics.tdiv_scalar's int64
     path); `key` names where lr_inv came from."""
     amp = max(layer.amp for layer in spec.param_layers())
-    if lr_inv * amp > INT64_MAX:
+    if sgd_divisor(lr_inv, amp) > INT64_MAX:
         raise NitroError(f"'{key}' * the largest layer amp ({lr_inv} * {amp}) does not fit 64 bits")
 
 

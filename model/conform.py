@@ -19,7 +19,7 @@ import numpy as np
 
 from .config import INT64_MAX, check_divisor, is_int, short_repr
 from .datasets import one_line
-from .layers import check_slope_inv, rss_loss_reference
+from .layers import SLOPE_INV, check_slope_inv, rss_loss_reference
 from .network import Network, Trace
 from .numerics import NitroError
 from .spec import Block, Conv2d, Flatten, Linear, MaxPool2d, NetworkSpec, NitroReLU, Scaling
@@ -94,7 +94,7 @@ def _maxpool_leaf(leaf: dict, what: str) -> MaxPool2d:
 
 
 def _relu_leaf(leaf: dict, what: str) -> NitroReLU:
-    slope = _int(leaf, "negative_slope_inv", what, 1, default=4)
+    slope = _int(leaf, "negative_slope_inv", what, 1, default=SLOPE_INV)
     try:
         check_slope_inv(slope)
     except NitroError as exc:

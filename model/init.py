@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .layers import SLOPE_INV
 from .numerics import NitroError, isqrt
 from .spec import NetworkSpec
 
@@ -11,7 +12,7 @@ KAIMING_GAIN = {3: 1342, 4: 1372, 5: 1387, 7: 1400, 8: 1403, 10: 1407, 15: 1411,
 INIT_CAP = 64
 
 
-def kaiming_bound(fan_in: int, slope_inv: int = 4) -> int:
+def kaiming_bound(fan_in: int, slope_inv: int = SLOPE_INV) -> int:
     """fdiv(gain*128*1732, isqrt(fan_in)*10^6), capped at 64."""
     if fan_in <= 0:
         raise NitroError(f"fan-in must be positive, got {fan_in}")

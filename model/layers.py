@@ -12,6 +12,7 @@ from .gemm import im2col, matmul
 from .numerics import NitroError, tdiv_scalar, wrap
 
 INT32_MAX = (1 << 31) - 1
+SLOPE_INV = 4  # the reference's NITRO-ReLU: negative slope alpha = 1 / 4
 ACT_MAX = 127  # NITRO scaling clips to [-127, 127]: -128 is never produced (spec 2.3)
 
 # Mean correction mu(alpha) of NITRO-ReLU, a table in the reference (spec 2.4).
@@ -108,7 +109,7 @@ def _relu_table(slope_inv: int) -> np.ndarray:
 _RELU_TABLES = {alpha: _relu_table(alpha) for alpha in RELU_MEAN_CORRECTION}
 
 
-def nitro_relu_forward(s: np.ndarray, slope_inv: int = 4) -> np.ndarray:
+def nitro_relu_forward(s: np.ndarray, slope_inv: int = SLOPE_INV) -> np.ndarray:
     """NITRO-ReLU: (clip(s,0,127) + tdiv(clip(s,-127,0), alpha)) - mu, int8 arithmetic; int8 out.
 
     Evaluated once per int8 value into a 256-entry table (the input is always int8).
@@ -122,7 +123,7 @@ def nitro_relu_forward(s: np.ndarray, slope_inv: int = 4) -> np.ndarray:
     return _RELU_TABLES[slope_inv][s.view(np.uint8)]
 
 
-def nitro_relu_backward(delta: np.ndarray, s: np.ndarray, slope_inv: int = 4) -> np.ndarray:
+def nitro_relu_backward(delta: np.ndarray, s: np.ndarray, slope_inv: int = SLOPE_INV) -> np.ndarray:
     """delta / g(s) truncated, g = 1 on [0,126], alpha on [-127,-1], INT32_MAX otherwise; int32 out.
 
     The asymmetry is the reference's: s = 127 blocks the gradient, s = -127 passes delta/alpha.

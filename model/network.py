@@ -12,7 +12,7 @@ import numpy as np
 
 from . import layers as L
 from .numerics import NitroError, WidthPolicy
-from .optim import integer_sgd_update
+from .optim import integer_sgd_update, sgd_divisor
 from .spec import Block, Conv2d, Dropout, Flatten, Linear, MaxPool2d, NetworkSpec
 
 INT8_MIN = -128
@@ -94,7 +94,8 @@ class Network:
     def _update(self, layer: Linear | Conv2d, grad: np.ndarray, lr_inv: int, trace: Trace | None,
                 policy: WidthPolicy):
         g = policy.narrow(grad, "gradient", layer.name, "weight gradient")
-        w_new, u = integer_sgd_update(self.params[layer.name], g, lr_inv * layer.amp, layer.decay_inv)
+        w_new, u = integer_sgd_update(self.params[layer.name], g, sgd_divisor(lr_inv, layer.amp),
+                                      layer.decay_inv)
         u = policy.narrow(u, "weight", layer.name, "weight update")
         self.params[layer.name] = policy.narrow(w_new, "weight", layer.name, "weight")
         if trace is not None:

@@ -44,6 +44,15 @@ class PlateauState:
     epochs: int = 0
 
 
+LR_INV = 512  # the reference's initial lr_inv (learning rate 1 / 512)
+
+
+def sgd_divisor(lr_inv: int, amp: int) -> int:
+    """IntegerSGD's divisor D = lr_inv * amp of a layer whose learning rate is amplified by amp
+    (spec 4.1)."""
+    return lr_inv * amp
+
+
 @dataclass(frozen=True)
 class ScheduleConfig:
     """The plateau rule (x`factor` on lr_inv after `patience` epochs from `start` without a
@@ -65,7 +74,7 @@ class ScheduleConfig:
 class Schedule:
     """lr_inv schedule and early stopping on the test accuracy; mirrors the reference exactly."""
 
-    lr_inv: int = 512
+    lr_inv: int = LR_INV
     rule: ScheduleConfig = field(default_factory=ScheduleConfig)
     plateau: PlateauState = field(default_factory=PlateauState)
     stopper: PlateauState = field(default_factory=PlateauState)

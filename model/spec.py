@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .layers import check_slope_inv, dropout_rescale
+from .layers import SLOPE_INV, check_slope_inv, dropout_rescale
 from .numerics import NitroError
 
 
@@ -71,7 +71,7 @@ class Scaling:
 @dataclass(frozen=True)
 class NitroReLU:
     name: str
-    slope_inv: int = 4
+    slope_inv: int = SLOPE_INV
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,11 @@ def consulted_quirks(spec: NetworkSpec) -> set[str]:
     return {"loss_grad_wrap"} | ({"maxpool_pad_zero"} if padded else set())
 
 
+def scaling_factor(fan_in: int) -> int:
+    """A scaling layer's SF = 256 x the fan-in of the GEMM before it (spec 2.3)."""
+    return 256 * fan_in
+
+
 def _positive(name: str, v: object) -> int:
     if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
         raise NitroError(f"{name} must be a positive integer, got {v!r}")
@@ -152,7 +157,7 @@ class Hyper:
     lr_amp: int = 640
     fwd_decay_inv: int = 12000
     subnet_decay_inv: int = 3000
-    slope_inv: int = 4
+    slope_inv: int = SLOPE_INV
     num_classes: int = 10
 
     def __post_init__(self) -> None:
@@ -170,12 +175,12 @@ def _linear_block(idx: int, fin: int, fout: int, hp: Hyper) -> Block:
     return Block(
         name=f"linear_block_{n}",
         layer=Linear(f"linear_encoder_{n}", fin, fout, hp.lr_amp, hp.fwd_decay_inv),
-        scaling=Scaling(f"scaling_{n}", 256 * fin),
+        scaling=Scaling(f"scaling_{n}", scaling_factor(fin)),
         relu=NitroReLU(f"non_linearity_{n}", hp.slope_inv),
         pool=None,
         flatten=None,
         pred=Linear(f"linear_pred_{n}", fout, hp.num_classes, 1, hp.subnet_decay_inv),
-        pred_scaling=Scaling(f"scaling_pred_{n}", 256 * fout),
+        pred_scaling=Scaling(f"scaling_pred_{n}", scaling_factor(fout)),
     )
 
 
@@ -194,7 +199,7 @@ def _mlp_items(fin: int, hidden: list[int], i0: int, hp: Hyper, dropout: float):
         fin = h
     n = f"{i0 + len(hidden):02d}"
     out = Linear(f"linear_{n}", fin, hp.num_classes, 1, hp.subnet_decay_inv)
-    return items, out, Scaling(f"scaling_{n}", 256 * fin)
+    return items, out, Scaling(f"scaling_{n}", scaling_factor(fin))
 
 
 def build_mlp(
@@ -264,12 +269,12 @@ def build_cnn(
             items.append(Block(
                 name=f"conv_block_{n}",
                 layer=Conv2d(f"conv_encoder_{n}", c, cout, k, pad, amp, hp.fwd_decay_inv),
-                scaling=Scaling(f"scaling_{n}", 256 * c * k * k),
+                scaling=Scaling(f"scaling_{n}", scaling_factor(c * k * k)),
                 relu=NitroReLU(f"non_linearity_{n}", hp.slope_inv),
                 pool=pool,
                 flatten=Flatten(f"flatten_pred_{n}"),
                 pred=Linear(f"linear_pred_{n}", n_pred, hp.num_classes, 1, hp.subnet_decay_inv),
-                pred_scaling=Scaling(f"scaling_pred_{n}", 256 * n_pred),
+                pred_scaling=Scaling(f"scaling_pred_{n}", scaling_factor(n_pred)),
             ))
             c, side = cout, side_out
         elif kind == "MaxPool2d":

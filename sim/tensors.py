@@ -9,33 +9,41 @@ the cocotb test folder.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from model.conform import VectorSet, load_set
 from model.numerics import NitroError
 from model.paths import SHARED_VECTORS
 from model.vectors import set_file
-
-FILE = "tensors.json"
+from sim.job import SimJob
 
 
 @dataclass(frozen=True)
-class TensorSource:
+class TensorSource(SimJob):
+    FILE: ClassVar[str] = "tensors.json"
     folder: str
     trained_mlp: str
     initial_mlp: str
     cnn: str | None = None
     description: str = ""
 
-    def load(self, part: str, which: str = "trained_mlp") -> dict[str, np.ndarray]:
-        """Every array of `<tag>_<part>.npz` of the set playing `which` (a field name)."""
+    def _tag(self, which: str) -> str:
         tag = getattr(self, which)
         if tag is None:
             raise NitroError(f"tensor source {self.description or self.folder} has no {which} set")
-        path = set_file(self.folder, tag, part)
+        return tag
+
+    def vector_set(self, which: str = "trained_mlp") -> VectorSet:
+        """The set playing `which`: its network (the layers' amp and decay), lr_inv and arrays."""
+        return load_set(Path(self.folder), self._tag(which))
+
+    def load(self, part: str, which: str = "trained_mlp") -> dict[str, np.ndarray]:
+        """Every array of `<tag>_<part>.npz` of the set playing `which` (a field name)."""
+        path = set_file(self.folder, self._tag(which), part)
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
@@ -45,12 +53,7 @@ class TensorSource:
     def save(self, folder: Path) -> None:
         """Into the cocotb test folder, which is the simulator's working directory: so the
         tensor folder is stored absolute."""
-        doc = asdict(self) | {"folder": str(Path(self.folder).resolve())}
-        (Path(folder) / FILE).write_text(json.dumps(doc))
-
-    @staticmethod
-    def read(folder: Path = Path(".")) -> TensorSource:
-        return TensorSource(**json.loads((Path(folder) / FILE).read_text()))
+        SimJob.save(replace(self, folder=str(Path(self.folder).resolve())), folder)
 
 
 def official() -> TensorSource:

@@ -25,6 +25,7 @@ from hw.relu import NitroReluBackward, NitroReluForward
 from hw.scaling import NitroScaling, ScaleClip
 from hw.sgd import IntegerSGDUpdate
 from model.layers import RELU_MEAN_CORRECTION
+from model.spec import scaling_factor
 
 from .bank import Bank
 
@@ -34,7 +35,7 @@ SLOPES = sorted(RELU_MEAN_CORRECTION)
 # (sim/formal.py) covers the constants of every layer's SF, and scripts/exhaustive_divider.py
 # runs all 2^32 inputs through the SF = 200704 netlist.
 FAN_INS = [784, 100, 50, 3000, 9, 4096]
-SCALING_FACTORS = [256 * f for f in FAN_INS]
+SCALING_FACTORS = [scaling_factor(f) for f in FAN_INS]
 # Constant dividers at 32 bits: decay inverses, small and awkward divisors, beyond the input range.
 DIVISORS_32 = [3, 7, 641, 12000, 200704, (1 << 31) - 1, (1 << 32) + 1]  # 200704: rtl's const_divider
 DIVISORS_16 = [2, 3, 5, 7, 127, 256, 12345, 32767]

@@ -30,6 +30,7 @@ from model.divider import divider_constants
 from model.gemm import im2col
 from model.layers import RELU_MEAN_CORRECTION
 from model.numerics import NitroError
+from model.optim import LR_INV, sgd_divisor
 from model.spec import Block, Conv2d, Dropout, Flatten, Linear, MaxPool2d, NetworkSpec
 
 def cdiv(a: int, b: int) -> int:
@@ -449,7 +450,7 @@ class _Stage:
 
 
 def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None = None,
-                    lr_inv: int = 512) -> Program:
+                    lr_inv: int = LR_INV) -> Program:
     """External memory map + GEMM list of one training step of `spec` at batch size `batch`."""
     p = params or EngineParams()
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
@@ -664,7 +665,7 @@ def set_lr(prog: Program, lr_inv: int) -> None:
     for g in prog.gemms:
         if g.sgd is None:
             continue
-        d = lr_inv * g.sgd.amp
+        d = sgd_divisor(lr_inv, g.sgd.amp)
         if d > p.max_divisor:
             raise NitroError(f"engine: IntegerSGD divisor lr_inv*amp = {d} exceeds the engine's "
                              f"max {p.max_divisor} ({g.name})")
@@ -684,10 +685,7 @@ def validate_gemm(g: Gemm, p: EngineParams) -> None:
     where = f"engine: command {g.name}"
     if g.pool is not None:
         _in_mem(where, "pool source", g.a.sel, g.a.base + g.a.words - 1, p)
-        for slot, t in g.outs.items():
-            if t.sel != (g.a.sel if slot == "o0" else SEL_SMEM) or slot not in ("o0", "o2", "o3"):
-                raise NitroError(f"{where}: output slot {slot} cannot address {MEM_NAMES[t.sel]}")
-            _in_mem(where, f"output slot {slot}", t.sel, t.base + t.words - 1, p)
+        _check_slots(where, g, p)
         return
     layout = command_layout(p)
     widths = {name: f.width for name, f in layout}
@@ -718,21 +716,51 @@ def validate_gemm(g: Gemm, p: EngineParams) -> None:
         b_hi = g.b.base + g.b.words - 1
     _in_mem(where, "A operand", g.a.sel, a_hi, p)
     _in_mem(where, "B operand", g.b.sel, b_hi, p)
+    _check_slots(where, g, p)
+
+
+def _check_slots(where: str, g: Gemm, p: EngineParams) -> None:
+    """Each output slot addresses the scratchpad its op's slot does (`OP_SLOTS`), inside it."""
     for slot, t in g.outs.items():
-        if t.sel != OUT_SLOTS[g.op].get(slot):
+        use = OP_SLOTS[g.op].get(slot)
+        if use is None or t.sel != (g.a.sel if use.sel is None else use.sel):
             raise NitroError(f"{where}: output slot {slot} cannot address {MEM_NAMES[t.sel]}")
         _in_mem(where, f"output slot {slot}", t.sel, t.base + t.words - 1, p)
 
 
 PARTIAL_OPS = (OP_SCALE_RELU, OP_SCALE_LOSS, OP_SGD)  # the serial ops: their elements pass PMEM
 
-# output slot -> the scratchpad each op's slot addresses (`core.Engine`'s write and read ports)
-OUT_SLOTS = {
-    OP_SCALE_RELU: {"o0": SEL_AMEM_C, "o1": SEL_AMEM_R, "o2": SEL_SMEM},
-    OP_SCALE_LOSS: {"o0": SEL_AMEM_C, "o1": SEL_DMEM, "o2": SEL_SMEM, "o3": SEL_YMEM},
-    OP_RELU_BWD: {"o1": SEL_DMEM, "o2": SEL_SMEM},
-    OP_SGD: {"o3": SEL_WMEM, "o4": SEL_WTMEM},
+
+@dataclass(frozen=True)
+class SlotUse:
+    """What an op does with one output slot: the scratchpad it addresses (None: the A operand's),
+    and whether the op reads it (its block is loaded before RUN) and writes it (stored after)."""
+
+    sel: int | None
+    reads: bool = False
+    writes: bool = True
+
+
+# each op's output slots (`core.Engine`'s write and read ports, the pool's source and mask)
+OP_SLOTS = {
+    OP_SCALE_RELU: {"o0": SlotUse(SEL_AMEM_C), "o1": SlotUse(SEL_AMEM_R), "o2": SlotUse(SEL_SMEM)},
+    OP_SCALE_LOSS: {"o0": SlotUse(SEL_AMEM_C), "o1": SlotUse(SEL_DMEM), "o2": SlotUse(SEL_SMEM),
+                    "o3": SlotUse(SEL_YMEM, reads=True, writes=False)},
+    OP_RELU_BWD: {"o1": SlotUse(SEL_DMEM), "o2": SlotUse(SEL_SMEM, reads=True, writes=False)},
+    OP_SGD: {"o3": SlotUse(SEL_WMEM, reads=True), "o4": SlotUse(SEL_WTMEM)},
+    OP_POOL: {"o0": SlotUse(None), "o2": SlotUse(SEL_SMEM, reads=True, writes=False),
+              "o3": SlotUse(SEL_SMEM)},
 }
+
+
+def read_slots(op: int) -> tuple[str, ...]:
+    """The slots op `op` reads: their blocks are loaded before the RUN."""
+    return tuple(s for s, u in OP_SLOTS.get(op, {}).items() if u.reads)
+
+
+def written_slots(op: int) -> tuple[str, ...]:
+    """The slots op `op` writes: their blocks are stored after the RUN."""
+    return tuple(s for s, u in OP_SLOTS.get(op, {}).items() if u.writes)
 
 
 def _in_mem(where: str, what: str, sel: int, hi: int, p: EngineParams) -> None:

@@ -22,6 +22,7 @@ from functools import cache
 from amaranth import signed, unsigned
 from amaranth.lib import data
 
+from model.layers import SLOPE_INV
 from model.numerics import NitroError
 
 # ---- opcodes of the output pipeline (what happens to each finished C tile) ------------------
@@ -51,8 +52,30 @@ SEL_SMEM = 5  # int8 stored NITRO-ReLU inputs s and layer outputs y_hat, row lay
 SEL_YMEM = 6  # int8 one-hot targets, row layout
 SEL_CMEM = 7  # commands
 SEL_CTR = 8  # performance counters (read only)
-MEM_NAMES = {SEL_AMEM_C: "amem_c", SEL_AMEM_R: "amem_r", SEL_WMEM: "wmem", SEL_WTMEM: "wtmem",
-             SEL_DMEM: "dmem", SEL_SMEM: "smem", SEL_YMEM: "ymem", SEL_CMEM: "cmem"}
+
+
+@dataclass(frozen=True)
+class Scratchpad:
+    """An on-chip memory: its selector, its name, and the `EngineParams` fields that give its
+    depth in words and its lanes' width in bits (None: the commands' 64-bit words)."""
+
+    sel: int
+    name: str
+    depth: str
+    lane_bits: str | None
+
+
+SCRATCHPADS = {s.sel: s for s in (
+    Scratchpad(SEL_AMEM_C, "amem_c", "amem_c_depth", "act_bits"),
+    Scratchpad(SEL_AMEM_R, "amem_r", "amem_r_depth", "act_bits"),
+    Scratchpad(SEL_WMEM, "wmem", "wmem_depth", "weight_bits"),
+    Scratchpad(SEL_WTMEM, "wtmem", "wtmem_depth", "weight_bits"),
+    Scratchpad(SEL_DMEM, "dmem", "dmem_depth", "delta_bits"),
+    Scratchpad(SEL_SMEM, "smem", "smem_depth", "act_bits"),
+    Scratchpad(SEL_YMEM, "ymem", "ymem_depth", "act_bits"),
+    Scratchpad(SEL_CMEM, "cmem", "cmem_depth", None),
+)}
+MEM_NAMES = {sel: s.name for sel, s in SCRATCHPADS.items()}
 A_SOURCES = {0: SEL_AMEM_C, 1: SEL_AMEM_R}  # cmd.a_sel -> memory
 B_SOURCES = {0: SEL_WMEM, 1: SEL_WTMEM, 2: SEL_DMEM}  # cmd.b_sel -> memory
 
@@ -76,7 +99,7 @@ class EngineParams:
     weight_bits: int = 16
     delta_bits: int = 24
     acc_bits: int = 32
-    slope_inv: int = 4  # NITRO-ReLU alpha built into the ReLU units
+    slope_inv: int = SLOPE_INV  # NITRO-ReLU alpha built into the ReLU units
     # scratchpads (the engine's only tensor storage: everything else is in external memory)
     # two sets of each (double buffering): 160 of the LFE5U-85F's 208 block RAMs, leaving the
     # router room around them. AMEM_C holds the source rows of a VGG8B forward tile (3808 words);
@@ -111,8 +134,7 @@ class EngineParams:
         if self.bus_bits not in (64, 128):
             raise NitroError(f"the engine's memory port is 64 or 128 bits wide, got bus_bits = "
                              f"{self.bus_bits}")
-        for k in ("amem_c_depth", "amem_r_depth", "wmem_depth", "wtmem_depth", "dmem_depth",
-                  "smem_depth", "ymem_depth", "cmem_depth"):
+        for k in (s.depth for s in SCRATCHPADS.values()):
             d = getattr(self, k)
             if not 1 <= d <= (1 << ADDR_W):
                 raise NitroError(f"{k} must be in 1..{1 << ADDR_W}, got {d}")
@@ -129,15 +151,16 @@ class EngineParams:
         return self.rows.bit_length() - 1
 
     def depth(self, sel: int) -> int:
-        return {SEL_AMEM_C: self.amem_c_depth, SEL_AMEM_R: self.amem_r_depth,
-                SEL_WMEM: self.wmem_depth, SEL_WTMEM: self.wtmem_depth, SEL_DMEM: self.dmem_depth,
-                SEL_SMEM: self.smem_depth, SEL_YMEM: self.ymem_depth,
-                SEL_CMEM: self.cmem_depth * self.cmd_words}[sel]
+        """Words of scratchpad `sel` (the command memory's in 64-bit words)."""
+        words = getattr(self, SCRATCHPADS[sel].depth)
+        return words * self.cmd_words if sel == SEL_CMEM else words
 
     def lane_width(self, sel: int) -> int:
-        return {SEL_AMEM_C: self.act_bits, SEL_AMEM_R: self.act_bits, SEL_WMEM: self.weight_bits,
-                SEL_WTMEM: self.weight_bits, SEL_DMEM: self.delta_bits, SEL_SMEM: self.act_bits,
-                SEL_YMEM: self.act_bits}[sel]
+        """Bits of each lane of scratchpad `sel`'s words (KeyError for the command memory)."""
+        lane = SCRATCHPADS[sel].lane_bits
+        if lane is None:
+            raise KeyError(sel)
+        return getattr(self, lane)
 
     @property
     def grad_div(self) -> tuple[int, int]:

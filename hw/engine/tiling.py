@@ -36,11 +36,12 @@ import numpy as np
 from model.numerics import NitroError
 
 from .compiler import (
-    BATCH_TENSORS, PARTIAL_OPS, SLOTS, Gemm, Program, Tensor, cdiv, pack_command, validate_gemm,
+    BATCH_TENSORS, PARTIAL_OPS, SLOTS, Gemm, Program, Tensor, cdiv, pack_command, read_slots,
+    validate_gemm, written_slots,
 )
 from .image import tensor_span
 from .params import (
-    CTR_KINDS, MEM_NAMES, N_PHASES, OP_END, OP_POOL, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU,
+    CTR_KINDS, MEM_NAMES, N_PHASES, OP_END, OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU,
     OP_SGD, SEL_CMEM, SEL_CTR, EngineParams,
 )
 from .program import (
@@ -49,9 +50,6 @@ from .program import (
 )
 from .tilecost import by_rows, mac_cycles
 
-# slots an op reads (loaded before RUN) and writes (stored after RUN)
-READS = {OP_SCALE_LOSS: ("o3",), OP_RELU_BWD: ("o2",), OP_SGD: ("o3",), OP_POOL: ("o2",)}
-READ_ONLY = {OP_SCALE_LOSS: ("o3",), OP_RELU_BWD: ("o2",), OP_POOL: ("o2",)}
 N_COUNTERS = N_PHASES * len(CTR_KINDS)
 
 
@@ -808,8 +806,8 @@ def _chain(groups: list[list[Gemm]], i: int, p: EngineParams) -> tuple[list[Gemm
 
 def touched(g: Gemm) -> tuple[set[str], set[str]]:
     """The names of the tensors GEMM `g` reads and of those it writes."""
-    reads = {g.a.name, g.b.name} | {g.outs[s].name for s in READS.get(g.op, ())}
-    return reads, {t.name for s, t in g.outs.items() if s not in READ_ONLY.get(g.op, ())}
+    reads = {g.a.name, g.b.name} | {g.outs[s].name for s in read_slots(g.op)}
+    return reads, {t.name for s, t in g.outs.items() if s in written_slots(g.op)}
 
 
 def _deferrable(group: list[Gemm], later: list[Gemm]) -> bool:
@@ -1126,7 +1124,7 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
     g = cut.g
     hold = cut.k1 < g.k and g.pool is None
     blocks = _blocks(g, cut.m0, cut.m1, cut.n0, cut.n1, cut.k0, cut.k1, outs=not hold)
-    reads = tuple(r for r in ("a", "b") + (() if hold else READS.get(g.op, ())) if r in blocks)
+    reads = tuple(r for r in ("a", "b") + (() if hold else read_slots(g.op)) if r in blocks)
     new = [_key(b) for b in blocks.values() if _key(b) not in run.held]
     if any(_meets(k, h) for k in new for h in run.held):  # (run.written is part of run.held)
         return None, False
@@ -1145,7 +1143,7 @@ def _tile(cut: _Cut, p: EngineParams, run: Run) -> tuple[Tile | None, bool]:
             if role in reads:
                 loads += transfers(b, base, p)
         local[role] = run.held[key]
-        if role in SLOTS and role not in READ_ONLY.get(g.op, ()) and key not in run.written:
+        if role in SLOTS and role in written_slots(g.op) and key not in run.written:
             run.written.add(key)
             stores += transfers(b, local[role].base, p)
     ks = f", {cut.k0}:{cut.k1}" if cut.k1 - cut.k0 < g.k else ""

@@ -2,6 +2,7 @@
 import numpy as np
 
 from model.numerics import tdiv
+from model.optim import sgd_divisor
 from sim.tb.common import UnitBench, cocotb_test, corner_ints, tensors
 
 
@@ -58,9 +59,10 @@ async def multiples(dut):
 @cocotb_test()
 async def real_sgd_divisions(dut):
     b = UnitBench(dut)
-    r = tensors().load("step1")
-    n = np.concatenate([r["wgrad/linear_encoder_00"].ravel(), r["wgrad/linear_pred_00"].ravel()])
-    n = n.astype(np.int64)
-    d = np.where(np.arange(len(n)) < r["wgrad/linear_encoder_00"].size, 512 * 640, 512)
+    vs, r = tensors().vector_set(), tensors().load("step1")
+    layers = vs.net.spec.param_layers()
+    n = np.concatenate([r[f"wgrad/{L.name}"].ravel() for L in layers]).astype(np.int64)
+    d = np.concatenate([np.full(r[f"wgrad/{L.name}"].size, sgd_divisor(vs.lr_inv, L.amp))
+                        for L in layers])
     await b.check("real MNIST weight gradients / D, random valid/ready", payload(b, n, d),
                   lambda v: tdiv(n, d), valid_p=0.7, ready_p=0.7)

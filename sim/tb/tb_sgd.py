@@ -2,7 +2,7 @@
 import numpy as np
 
 from model.numerics import wrap
-from model.optim import integer_sgd_update
+from model.optim import integer_sgd_update, sgd_divisor
 from sim.tb.common import UnitBench, cocotb_test, corner_ints, tensors
 
 SCHEDULE = [d for d in (512 * 3 ** k * amp for k in range(12) for amp in (1, 640)) if d < 1 << 32]
@@ -67,13 +67,12 @@ async def corners(dut):
 @cocotb_test()
 async def real_step(dut):
     b = UnitBench(dut)
-    init, step = tensors().load("init"), tensors().load("step1")
+    vs, step = tensors().vector_set(), tensors().load("step1")
     w, g, d = [], [], []
-    for layer, amp in (("linear_encoder_00", 640), ("linear_encoder_01", 640),
-                       ("linear_pred_00", 1), ("linear_02", 1)):
-        w.append(init[f"{layer}.weight"].ravel())
-        g.append(step[f"wgrad/{layer}"].ravel())
-        d.append(np.full(w[-1].size, 512 * amp))
+    for layer in vs.net.spec.param_layers():
+        w.append(vs.net.params[layer.name].ravel())
+        g.append(step[f"wgrad/{layer.name}"].ravel())
+        d.append(np.full(w[-1].size, sgd_divisor(vs.lr_inv, layer.amp)))
     w, g, d = (np.concatenate(x).astype(np.int64) for x in (w, g, d))
     v, golden = build(b, w, g, d)
     await b.check("real MNIST step (W, G, D), random valid/ready", v, golden, valid_p=0.8,

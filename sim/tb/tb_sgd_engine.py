@@ -2,6 +2,7 @@
 weight): corners, every decay inverse class, a real MNIST step with each layer's eta."""
 import numpy as np
 
+from model.optim import sgd_divisor
 from sim.tb.common import UnitBench, cocotb_test, tensors
 from sim.tb.tb_sgd import build, corner_operands
 
@@ -33,14 +34,13 @@ async def corners(dut):
 @cocotb_test()
 async def real_step(dut):
     b = UnitBench(dut)
-    init, step = tensors().load("init"), tensors().load("step1")
+    vs, step = tensors().vector_set(), tensors().load("step1")
     w, g, d, eta = [], [], [], []
-    for layer, amp, e in (("linear_encoder_00", 640, 12000), ("linear_encoder_01", 640, 12000),
-                          ("linear_pred_00", 1, 3000), ("linear_pred_01", 1, 3000), ("linear_02", 1, 3000)):
-        w.append(init[f"{layer}.weight"].ravel())
-        g.append(step[f"wgrad/{layer}"].ravel())
-        d.append(np.full(w[-1].size, 512 * amp))
-        eta.append(np.full(w[-1].size, e))
+    for layer in vs.net.spec.param_layers():
+        w.append(vs.net.params[layer.name].ravel())
+        g.append(step[f"wgrad/{layer.name}"].ravel())
+        d.append(np.full(w[-1].size, sgd_divisor(vs.lr_inv, layer.amp)))
+        eta.append(np.full(w[-1].size, layer.decay_inv))
     w, g, d, eta = (np.concatenate(x).astype(np.int64) for x in (w, g, d, eta))
     v, golden = build(b, w, g, d, eta)
     await b.check("real MNIST step (W, G, D, eta), random valid/ready", v, golden, valid_p=0.8,
