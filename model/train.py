@@ -36,7 +36,6 @@ OUTPUTS = (CHECKPOINT, "metrics.csv", "metrics.json", "curves.png")  # what a ru
 @dataclass
 class TrainResult:
     best_test_acc: float
-    train_acc_at_best: float
     best_epoch: int
     epochs_run: int
     history: list[dict]
@@ -182,7 +181,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
                        range(start + 1, total + 1), progress)
     finally:
         stepper.close()
-    return TrainResult(best["test_acc"], best["train_acc"], best["epoch"], len(history), history, net)
+    return TrainResult(best["test_acc"], best["epoch"], len(history), history, net)
 
 
 def batches_per_epoch(cfg: ExperimentConfig, ds: IntegerDataset) -> int:
