@@ -19,6 +19,10 @@ from model.spec import Hyper, Quirks, build_cnn, build_mlp
 from hw.engine import compiler as C
 from hw.engine import perf
 from hw.engine.memory_model import MemoryModel
+from hw.engine import runs as R
+from hw.engine import schedule as S
+from hw.engine.tiles import Run, Tile
+from hw.engine.tileshape import tile_shape
 from hw.engine import tiling as T
 from hw.engine.image import tensor_span
 from hw.engine.tilecost import mac_cycles
@@ -49,7 +53,7 @@ def test_step_order_keeps_every_dependency(hidden):
     """The engine's GEMM order differs from the reference's backward order; it must still read
     every tensor after the GEMM that writes it and before the GEMM that next overwrites it."""
     prog = C.compile_network(mnist_spec(hidden), 64)
-    reads, writes = zip(*map(T.touched, prog.gemms))
+    reads, writes = zip(*map(R.touched, prog.gemms))
     weights = {n for n, t in prog.tensors.items() if t.sel in (SEL_WMEM, SEL_WTMEM)}
     raw = war = 0  # pairs checked: an activation read after its write, a weight read before its update
     for i, r in enumerate(reads):
@@ -151,7 +155,7 @@ def _prefetch_lands(cmds, warm):
 
 @pytest.mark.parametrize("hidden", [[100, 50], [64, 32]])
 def test_prefetch_loads_the_next_first_run_from_the_staged_batch(hidden):
-    """Steps back to back (`tiling.Prefetch`): during the last run the next step's first run is
+    """Steps back to back (`tiles.Prefetch`): during the last run the next step's first run is
     loaded into the host's set, its batch blocks from the staged copy, and nothing touches that
     set after it; the warm program is the program without those first loads, and finds them on
     the host's side (an even number of runs: it starts with the SWAP) or on the core's (odd)."""
@@ -159,7 +163,7 @@ def test_prefetch_loads_the_next_first_run_from_the_staged_batch(hidden):
     ep = T.lower(prog)
     pf, cold = ep.prefetch, ep.commands
     head = cold[:cold.index(SWAP)]
-    assert [c.xfer for c in head] == ep.runs[0].loads + [T._ucode_load(ep.runs[0], prog.params)]
+    assert [c.xfer for c in head] == ep.runs[0].loads + [S.ucode_load(ep.runs[0], prog.params)]
     even = len(ep.runs) % 2 == 0
     assert pf.commands[0] == (SWAP if even else RUN)
     assert [c for c in pf.commands if c != SYNC] == [c for c in cold[len(head) + (not even):] if c != SYNC]
@@ -172,7 +176,7 @@ def test_prefetch_loads_the_next_first_run_from_the_staged_batch(hidden):
     fetch.sort(key=lambda f: (f[0].sel, f[0].spad))
     for (x, side), h in zip(fetch, sorted(head, key=lambda c: (c.xfer.sel, c.xfer.spad))):
         assert side == int(even) and replace(x, ext=h.xfer.ext) == h.xfer
-        batch = [n for n in T.BATCH_TENSORS if prog.tensors[n].ext <= h.xfer.ext < prog.tensors[n].ext
+        batch = [n for n in C.BATCH_TENSORS if prog.tensors[n].ext <= h.xfer.ext < prog.tensors[n].ext
                  + T._bytes(prog.tensors[n], p)]
         if batch:
             t, s = prog.tensors[batch[0]], pf.staged[batch[0]]
@@ -228,9 +232,9 @@ def test_learning_gemms_follow_the_forward_column_blocks():
     g = lambda a, b, **outs: SimpleNamespace(a=SimpleNamespace(name=a), b=SimpleNamespace(name=b),  # noqa: E731
                                              op=OP_SGD, outs={k: SimpleNamespace(name=v) for k, v in outs.items()})
     upd = g("a.r", "e.d", o3="wl", o4="wl.w")
-    assert T._deferrable([upd], [g("x.r", "d", o3="w")])
-    assert not T._deferrable([upd], [g("x.r", "d", o3="e.d")])
-    assert not T._deferrable([upd], [g("wl.w", "d", o3="w")])
+    assert R._deferrable([upd], [g("x.r", "d", o3="w")])
+    assert not R._deferrable([upd], [g("x.r", "d", o3="e.d")])
+    assert not R._deferrable([upd], [g("wl.w", "d", o3="w")])
 
 
 def test_no_prefetch_of_what_the_last_run_writes():
@@ -240,11 +244,11 @@ def test_no_prefetch_of_what_the_last_run_writes():
     x, w = Transfer(SEL_AMEM_C, 0, 1, 64, 0, 512), Transfer(SEL_WMEM, 0, 1, 32, 4096, 512)
 
     def run(loads, stores):
-        return T.Run([T.Tile(object(), None, loads, stores)], ucode_ext=1 << 16)
+        return Run([Tile(object(), None, loads, stores)], ucode_ext=1 << 16)
 
     for written, skip in ((w, 0), (replace(w, ext=8192), 3)):  # 2 loads and the command words
-        fetch = [x, w, T._ucode_load(run([], []), p)]
-        cmds, got = T._schedule([run([x, w], []), run([x], [written])], p, fetch)
+        fetch = [x, w, S.ucode_load(run([], []), p)]
+        cmds, got = S.schedule([run([x, w], []), run([x], [written])], p, fetch)
         last = len(cmds) - cmds[::-1].index(RUN)
         assert got == skip and [c.xfer for c in cmds[last:] if c.op == SOP_LOAD] == fetch[:skip]
 
@@ -335,16 +339,16 @@ def test_dependent_load_cut_into_early_and_late_pieces(rows, row_words, gap, cut
     bpw = ext_word_bytes(p, SEL_AMEM_C)
     x = Transfer(SEL_AMEM_C, 100, rows, row_words, 4096, (row_words + gap) * bpw)
     spans = sorted((4096 + a * bpw // 4, 4096 + (a + n) * bpw // 4) for a, n in cuts)
-    early, late = T._cut_by(x, spans, p)
+    early, late = S._cut_by(x, spans, p)
 
     def words(xs):  # (scratchpad word, external byte address) of every word
         return {(y.spad + r * y.row_words + c, y.ext + r * y.stride + c * bpw)
                 for y in xs for r in range(y.rows) for c in range(y.row_words)}
 
     assert sorted(words(early) | words(late)) == sorted(words([x]))
-    assert sum(y.words for y in early + late) == x.words and len(early + late) <= T.MAX_CUT_PIECES
-    assert not T._overlap(T._spans(early, p), spans)
-    assert all(T._overlap(T._spans([y], p), spans) for y in late)
+    assert sum(y.words for y in early + late) == x.words and len(early + late) <= S.MAX_CUT_PIECES
+    assert not S._overlap(S._spans(early, p), spans)
+    assert all(S._overlap(S._spans([y], p), spans) for y in late)
 
 
 def test_dependent_load_cut_where_its_rows_turn_dependent():
@@ -354,11 +358,11 @@ def test_dependent_load_cut_where_its_rows_turn_dependent():
     p = EngineParams()
     bpw = ext_word_bytes(p, SEL_AMEM_C)
     x = Transfer(SEL_AMEM_C, 10, 5, 4, 8192, 16 * bpw)
-    early, late = T._cut_by(x, [(8192 + 3 * 16 * bpw, 8192 + 4 * 16 * bpw + 1)], p)
+    early, late = S._cut_by(x, [(8192 + 3 * 16 * bpw, 8192 + 4 * 16 * bpw + 1)], p)
     assert early == [Transfer(SEL_AMEM_C, 10, 3, 4, 8192, 16 * bpw)]
     assert late == [Transfer(SEL_AMEM_C, 22, 2, 4, 8192 + 48 * bpw, 16 * bpw)]
     odd_rows = [(8192 + r * 16 * bpw, 8192 + r * 16 * bpw + 1) for r in (1, 3)]
-    assert T._cut_by(x, odd_rows, p) == ([], [x])
+    assert S._cut_by(x, odd_rows, p) == ([], [x])
 
 
 def test_loads_wait_for_the_stores_they_touch():
@@ -374,22 +378,22 @@ def test_loads_wait_for_the_stores_they_touch():
     same_bytes = Transfer(SEL_AMEM_C, 0, 1, 2, 0x11000 + 6 * bpw, 0)  # row 1's last words
     next_row = Transfer(SEL_AMEM_C, 0, 1, 2, 0x10000 + 8 * bpw, 0)  # between the two rows
     for x, synced in ((other_sel, False), (next_row, False), (same_words, True), (same_bytes, True)):
-        assert T._synced([store(out), load(x), END], p) == (
+        assert S.synced([store(out), load(x), END], p) == (
             [store(out)] + [SYNC] * synced + [load(x), END]), x
     # one SYNC covers every STORE before it; a SWAP waits for them too
-    assert T._synced([store(out), load(same_words), load(same_bytes), END], p) == [
+    assert S.synced([store(out), load(same_words), load(same_bytes), END], p) == [
         store(out), SYNC, load(same_words), load(same_bytes), END]
-    assert T._synced([store(out), SWAP, load(same_words), END], p) == [
+    assert S.synced([store(out), SWAP, load(same_words), END], p) == [
         store(out), SWAP, load(same_words), END]
     # a STORE no LOAD after it touches moves past the SYNC, beside the LOADs after it; not one
     # that writes bytes of a STORE the SYNC waits for, and not when no SYNC follows it
     free = Transfer(SEL_WMEM, 0, 1, 4, 0x60000, 0)
-    assert T._synced([store(free), store(out), load(other_sel), load(same_words), END], p) == [
+    assert S.synced([store(free), store(out), load(other_sel), load(same_words), END], p) == [
         store(out), load(other_sel), SYNC, store(free), load(same_words), END]
     first = replace(free, ext=out.ext)
-    assert T._synced([store(first), store(out), load(same_words), END], p) == [
+    assert S.synced([store(first), store(out), load(same_words), END], p) == [
         store(first), store(out), SYNC, load(same_words), END]
-    assert T._synced([store(free), load(other_sel), END], p) == [store(free), load(other_sel), END]
+    assert S.synced([store(free), load(other_sel), END], p) == [store(free), load(other_sel), END]
 
 
 def test_loads_wait_for_their_own_stores_only():
@@ -402,11 +406,11 @@ def test_loads_wait_for_their_own_stores_only():
     s1, l1 = Transfer(SEL_AMEM_C, 0, 1, 8, 0x10000, 0), Transfer(SEL_AMEM_C, 0, 1, 32, 0x20000, 0)
     s3, l3 = Transfer(SEL_WMEM, 0, 1, 2, 0x30000, 0), Transfer(SEL_WMEM, 0, 1, 16, 0x40000, 0)
     l2 = Transfer(SEL_WTMEM, 0, 1, 64, 0x50000, 0)
-    assert T._synced([RUN, store(s1), store(s3), load(l1), load(l3), load(l2), END], p) == [
+    assert S.synced([RUN, store(s1), store(s3), load(l1), load(l3), load(l2), END], p) == [
         RUN, store(s3), load(l2), SYNC, store(s1), load(l3), SYNC, load(l1), END]
     long_store = replace(s3, row_words=64)  # 128 beats before a 32-beat LOAD
     s4, l4 = Transfer(SEL_WTMEM, 0, 1, 16, 0x60000, 0), Transfer(SEL_WTMEM, 0, 1, 8, 0x70000, 0)
-    assert T._synced([RUN, store(s1), store(long_store), store(s4), load(l4), load(l3), load(l1), END],
+    assert S.synced([RUN, store(s1), store(long_store), store(s4), load(l4), load(l3), load(l1), END],
                      p) == [RUN, store(s1), SYNC, store(long_store), load(l1), SYNC, store(s4), load(l3),
                             SYNC, load(l4), END]
 
@@ -435,7 +439,7 @@ def test_synced_programs_keep_every_store_load_order(segments, x):
     after them, every LOAD and STORE that touch the same scratchpad words or external bytes (and
     every two STOREs that write the same bytes, every two LOADs that write the same words) keep
     their order, with a SYNC, SWAP or END between a STORE and a LOAD after it; no transfer
-    crosses a SWAP; only SYNCs are added. Segments are as `_schedule` writes them (a RUN, STOREs,
+    crosses a SWAP; only SYNCs are added. Segments are as `schedule.schedule` writes them (a RUN, STOREs,
     LOADs); the program stores `x` first and loads it last, so every example has a pair to check."""
     p = EngineParams()
     segments[0][1].insert(0, x)
@@ -444,7 +448,7 @@ def test_synced_programs_keep_every_store_load_order(segments, x):
     for run, stores, loads in segments:
         cmds += [RUN] * run + [store(y) for y in stores] + [load(y) for y in loads] + [SWAP]
     cmds[-1] = END
-    out = T._synced(cmds, p)
+    out = S.synced(cmds, p)
     pos = {id(c): k for k, c in enumerate(out) if c.xfer}
     assert sorted(pos) == sorted(id(c) for c in cmds if c.xfer)  # the same commands, SYNCs added
     assert [c for c in out if c.xfer is None and c.op != SOP_SYNC] == [c for c in cmds if c.xfer is None]
@@ -482,7 +486,7 @@ def test_long_k_runs_in_chunks():
     """A K longer than the scratchpads hold (the weights after a 1200-wide layer, 1200 x 2 words
     of wmem per panel) runs as chunks of K; the rest of the step is tiled as before (the first
     GEMM, whose loads nothing overlaps, in chunks too: test_first_gemm_in_chunks; the learning
-    layer after a forward cut into column blocks in two chunks: `tiling._column_follow`)."""
+    layer after a forward cut into column blocks in two chunks: `runs._column_follow`)."""
     ep = T.lower(C.compile_network(mnist_spec((1200, 50)), 64))
     chunked = {t.parent.name for t in ep.tiles if t.gemm.k_hold or t.gemm.p_out}
     assert chunked == {"linear_block_00/fwd", "linear_block_01/fwd", "linear_block_00/learn",
@@ -494,14 +498,14 @@ def test_first_gemm_in_chunks(monkeypatch):
     runs in chunks of K (partial sums in PMEM; the first one shorter still, `_short_first`),
     whose first loads are shorter, and the performance model predicts the step faster than with
     whole-K tiles; every other GEMM is cut as before (its learning GEMMs join its blocks' runs:
-    `tiling._chain`)."""
+    `runs._chain`)."""
     prog = C.compile_network(mnist_spec(), 64)
     g, p = prog.gemms[0], prog.params
-    whole, chunked = T.tile_shape(g, p), T.tile_shape(g, p, exposed=True)
+    whole, chunked = tile_shape(g, p), tile_shape(g, p, exposed=True)
     assert whole.k is None and chunked.k < g.k and chunked.partial
     ep = T.lower(prog)
-    orig = T.tile_shape
-    monkeypatch.setattr(T, "tile_shape", lambda g, p, share=1, exposed=False: orig(g, p, share))
+    orig = tile_shape
+    monkeypatch.setattr(R, "tile_shape", lambda g, p, share=1, exposed=False: orig(g, p, share))
     ep_whole = T.lower(prog)
     first, first_whole = ep.runs[0].tiles[0], ep_whole.runs[0].tiles[0]
     assert first.gemm.k == p.lanes ** 2 < chunked.k and first_whole.gemm.k == g.k  # `_short_first`
@@ -530,7 +534,7 @@ def test_short_first_chunk_and_a_short_last_run(monkeypatch):
     assert first.tiles[0].gemm.k == p.lanes ** 2 < ep.runs[1].tiles[0].gemm.k
     beats = sum(x.words * beats_per_word(p, x.sel) for x in first.loads)
     assert beats <= mac_cycles(p, 100, 10, 64) == sum(perf.tile_cycles(t, p) for t in last.tiles)
-    monkeypatch.setattr(T, "_short_first", lambda cuts, last, p: cuts)
+    monkeypatch.setattr(R, "_short_first", lambda cuts, last, p: cuts)
     equal = T.lower(prog)
     assert len(equal.runs) == len(ep.runs) - 1
     for warm in (False, True):

@@ -40,7 +40,7 @@ from .program import (
     SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, SOP_SYNC, Transfer, beats_per_word,
 )
 from .tilecost import by_rows, mac_cycles
-from .tiling import EngineProgram, Run, Tile
+from .tiles import EngineProgram, Run, Tile
 from .top import DMA_MAX_BURST, DMA_OUTSTANDING, STORE_QUEUE
 
 FETCH_CYCLES = 7
@@ -111,7 +111,7 @@ def run_cycles(run: Run, p: EngineParams) -> list[float]:
 
 
 def predict(ep: EngineProgram, memory: MemoryModel = MemoryModel(), warm: bool = False) -> Prediction:
-    """Cycles of one run of program `ep` (`warm`: its warm start, `tiling.Prefetch`) on `memory`."""
+    """Cycles of one run of program `ep` (`warm`: its warm start, `tiles.Prefetch`) on `memory`."""
     p, stall = ep.params, memory.stall_pct / 100
     latency, gap = memory.latency, memory.gap
     pred = Prediction(phases={ph: 0.0 for ph in ep.prog.phases})

@@ -484,7 +484,7 @@ def units_text(u: dict) -> str:
 
 
 def warm_text(res: dict) -> str:
-    """How many steps started warm (`tiling.Prefetch`) and their cycles and utilization."""
+    """How many steps started warm (`tiles.Prefetch`) and their cycles and utilization."""
     cyc = [c for c, w in zip(res["cycles_per_step_list"], res.get("warm_list", [])) if w]
     if not cyc:
         return "every step started cold"

@@ -8,7 +8,7 @@ transfer), and the host sleeps on the interrupt edge.
 
 Steps back to back: given the next batch too, the host writes it to its staged copy before the
 step, the step's program loads the next step's first run from it during its last run, and the
-next step starts the warm program (`tiling.Prefetch`), as a board's driver with two batch
+next step starts the warm program (`tiles.Prefetch`), as a board's driver with two batch
 buffers would.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ class HwStep:
     counters: dict[str, dict[str, int]]  # phase -> {cycles, mac_busy, mac_stall, drain_wait}
     units: dict[str, int]  # cycles and the UNIT_COUNTERS from the register file
     sim_cycles: int = 0  # harness clock cycles of the whole step (host writes, run, read-back)
-    warm: bool = False  # the step started warm (`tiling.Prefetch`)
+    warm: bool = False  # the step started warm (`tiles.Prefetch`)
 
 
 class EngineBackend:
@@ -189,7 +189,7 @@ class EngineBackend:
                          following: tuple[np.ndarray, np.ndarray] | None = None) -> HwStep:
         """Write the batch (and the command words when lr_inv changed), run one step, read back.
         `following`: the next step's batch, staged so that this step prefetches its first run
-        (`tiling.Prefetch`); a step whose batch was prefetched that way, with nothing written
+        (`tiles.Prefetch`); a step whose batch was prefetched that way, with nothing written
         or run since and the same lr_inv (the first run's command words), starts warm."""
         c0 = self.now()
         pf = self.ep.prefetch
