@@ -8,6 +8,34 @@
 // AW only. Memory: WORDS bus words; a rising `load` reads mem.hex into it (only the words the
 // file names: `@address` lines place regions), a rising `dump` writes words dump_lo..dump_hi to
 // mem_out.hex (files in the simulation's folder).
+// The wires of a harness that connects a DUT's AXI4 port (m_axi__*) to this model, and the two
+// port lists (sim/dma_tb.sv, sim/engine/engine_tb.sv: this file is compiled before them).
+`define AXI_MEM_WIRES \
+    logic [31:0] araddr, awaddr; \
+    logic [7:0] arlen, awlen; \
+    logic [2:0] arsize, awsize; \
+    logic [1:0] arburst, awburst, rresp, bresp; \
+    logic arid, awid, rid, bid, arvalid, arready, awvalid, awready, wvalid, wready, wlast; \
+    logic rvalid, rready, rlast, bvalid, bready; \
+    logic [DATA_W-1:0] wdata, rdata; \
+    logic [DATA_W/8-1:0] wstrb;
+`define AXI_MEM_DUT_PORTS \
+        .m_axi__arid(arid), .m_axi__araddr(araddr), .m_axi__arlen(arlen), .m_axi__arsize(arsize), \
+        .m_axi__arburst(arburst), .m_axi__arvalid(arvalid), .m_axi__arready(arready), \
+        .m_axi__rid(rid), .m_axi__rdata(rdata), .m_axi__rresp(rresp), .m_axi__rlast(rlast), \
+        .m_axi__rvalid(rvalid), .m_axi__rready(rready), \
+        .m_axi__awid(awid), .m_axi__awaddr(awaddr), .m_axi__awlen(awlen), .m_axi__awsize(awsize), \
+        .m_axi__awburst(awburst), .m_axi__awvalid(awvalid), .m_axi__awready(awready), \
+        .m_axi__wdata(wdata), .m_axi__wstrb(wstrb), .m_axi__wlast(wlast), .m_axi__wvalid(wvalid), \
+        .m_axi__wready(wready), .m_axi__bid(bid), .m_axi__bresp(bresp), .m_axi__bvalid(bvalid), \
+        .m_axi__bready(bready)
+`define AXI_MEM_PORTS \
+        .arid(arid), .awid(awid), .araddr(araddr), .awaddr(awaddr), .arlen(arlen), .awlen(awlen), \
+        .arsize(arsize), .awsize(awsize), .arburst(arburst), .awburst(awburst), \
+        .arvalid(arvalid), .awvalid(awvalid), .wvalid(wvalid), .wlast(wlast), .rready(rready), \
+        .bready(bready), .arready(arready), .awready(awready), .wready(wready), .rvalid(rvalid), \
+        .rlast(rlast), .bvalid(bvalid), .wdata(wdata), .wstrb(wstrb), .rdata(rdata), .rid(rid), \
+        .bid(bid), .rresp(rresp), .bresp(bresp)
 // verilator coverage_off
 module axi_mem #(
     parameter int DATA_W = 64,

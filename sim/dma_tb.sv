@@ -36,14 +36,7 @@ module dma_tb #(
     logic [3:0] rst_count = 0;
     logic rd_ready, wr_ready;
 
-    logic [31:0] araddr, awaddr;
-    logic [7:0] arlen, awlen;
-    logic [2:0] arsize, awsize;
-    logic [1:0] arburst, awburst, rresp, bresp;
-    logic arid, awid, rid, bid, arvalid, arready, awvalid, awready, wvalid, wready, wlast;
-    logic rvalid, rready, rlast, bvalid, bready;
-    logic [DATA_W-1:0] wdata, rdata;
-    logic [DATA_W/8-1:0] wstrb;
+    `AXI_MEM_WIRES
 
     initial begin
         load_done = 0; run_done = 0; dump_done = 0; run_cycles = 0;
@@ -55,26 +48,13 @@ module dma_tb #(
         .rd_cmd__ready(rd_ready),
         .wr_cmd__valid(running && wr_i < n_cmds), .wr_cmd__payload(wr_cmds[wr_i[$clog2(CMDS)-1:0]]),
         .wr_cmd__ready(wr_ready),
-        .m_axi__arid(arid), .m_axi__araddr(araddr), .m_axi__arlen(arlen), .m_axi__arsize(arsize),
-        .m_axi__arburst(arburst), .m_axi__arvalid(arvalid), .m_axi__arready(arready),
-        .m_axi__rid(rid), .m_axi__rdata(rdata), .m_axi__rresp(rresp), .m_axi__rlast(rlast),
-        .m_axi__rvalid(rvalid), .m_axi__rready(rready),
-        .m_axi__awid(awid), .m_axi__awaddr(awaddr), .m_axi__awlen(awlen), .m_axi__awsize(awsize),
-        .m_axi__awburst(awburst), .m_axi__awvalid(awvalid), .m_axi__awready(awready),
-        .m_axi__wdata(wdata), .m_axi__wstrb(wstrb), .m_axi__wlast(wlast), .m_axi__wvalid(wvalid),
-        .m_axi__wready(wready), .m_axi__bid(bid), .m_axi__bresp(bresp), .m_axi__bvalid(bvalid),
-        .m_axi__bready(bready)
+        `AXI_MEM_DUT_PORTS
     );
 
     axi_mem #(.DATA_W(DATA_W), .WORDS(WORDS)) memory (
         .clk(clk), .rst(rst), .load(load_go), .dump(dump_go), .latency(latency), .gap(gap), .stall_pct(stall_pct), .seed(seed),
         .dump_lo(0), .dump_hi(WORDS - 1),
-        .arid(arid), .awid(awid), .araddr(araddr), .awaddr(awaddr), .arlen(arlen), .awlen(awlen),
-        .arsize(arsize), .awsize(awsize), .arburst(arburst), .awburst(awburst),
-        .arvalid(arvalid), .awvalid(awvalid), .wvalid(wvalid), .wlast(wlast), .rready(rready),
-        .bready(bready), .arready(arready), .awready(awready), .wready(wready), .rvalid(rvalid),
-        .rlast(rlast), .bvalid(bvalid), .wdata(wdata), .wstrb(wstrb), .rdata(rdata), .rid(rid),
-        .bid(bid), .rresp(rresp), .bresp(bresp)
+        `AXI_MEM_PORTS
     );
 
     always_ff @(posedge clk) begin

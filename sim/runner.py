@@ -144,14 +144,15 @@ def build_unit(name: str) -> Built:
 
 def build_component(name: str, component, harness: tuple[Path, ...] = ()) -> Built:
     """A component as the Verilator toplevel `top`, its ports driven by the cocotb module directly
-    (the AXI protocol tests); or, with `harness` files (the first one's module is the toplevel),
-    as module `dut` inside a Verilog harness with its own clock. Cached by content hash."""
+    (the AXI protocol tests); or, with `harness` files (compiled in this order; the last one's
+    module is the toplevel), as module `dut` inside a Verilog harness with its own clock. Cached
+    by content hash."""
     setup_verilator()
     v_text = verilog.convert(component, name="dut" if harness else "top")
     files = {f"{name}.v": v_text, **{h.name: h.read_text() for h in harness}}
     key = hashlib.sha256((without_src("".join(files.values())) + json.dumps(build_args())).encode())
     bdir = build_root() / f"{name}-{key.hexdigest()[:12]}"
-    toplevel = harness[0].stem if harness else "top"
+    toplevel = harness[-1].stem if harness else "top"
     _build_locked(bdir, files, toplevel, {}, timing=bool(harness))
     return Built(name, bdir, bdir / f"{name}.v", toplevel)
 

@@ -94,6 +94,6 @@ SIM_TOPS: dict[str, SimTop] = {
     "dma128": SimTop(lambda: DmaLoopback(32, 128, max_burst=64, max_outstanding=2)),
     "control_regs": SimTop(ControlRegisters),
     "dma64_mem": SimTop(lambda: DmaLoopback(32, 64, max_burst=16, max_outstanding=4),
-                        (HERE / "dma_tb.sv", HERE / "axi_mem.sv")),
+                        (HERE / "axi_mem.sv", HERE / "dma_tb.sv")),
     "engine_axi": SimTop(StreamEngine),
 }

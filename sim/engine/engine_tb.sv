@@ -47,14 +47,7 @@ module tb #(
     logic clk /*verilator public_flat_rw*/ = 1'b0;
     always #5 clk = ~clk;
 
-    logic [31:0] araddr, awaddr;
-    logic [7:0] arlen, awlen;
-    logic [2:0] arsize, awsize;
-    logic [1:0] arburst, awburst, rresp, bresp;
-    logic arid, awid, rid, bid, arvalid, arready, awvalid, awready, wvalid, wready, wlast;
-    logic rvalid, rready, rlast, bvalid, bready;
-    logic [DATA_W-1:0] wdata, rdata;
-    logic [DATA_W/8-1:0] wstrb;
+    `AXI_MEM_WIRES
 
     initial begin
         cycle = 0; mem_dumped = 0;
@@ -75,25 +68,12 @@ module tb #(
         .s_axil__arvalid(s_axil__arvalid), .s_axil__arready(s_axil__arready),
         .s_axil__rdata(s_axil__rdata), .s_axil__rresp(s_axil__rresp),
         .s_axil__rvalid(s_axil__rvalid), .s_axil__rready(s_axil__rready),
-        .m_axi__arid(arid), .m_axi__araddr(araddr), .m_axi__arlen(arlen), .m_axi__arsize(arsize),
-        .m_axi__arburst(arburst), .m_axi__arvalid(arvalid), .m_axi__arready(arready),
-        .m_axi__rid(rid), .m_axi__rdata(rdata), .m_axi__rresp(rresp), .m_axi__rlast(rlast),
-        .m_axi__rvalid(rvalid), .m_axi__rready(rready),
-        .m_axi__awid(awid), .m_axi__awaddr(awaddr), .m_axi__awlen(awlen), .m_axi__awsize(awsize),
-        .m_axi__awburst(awburst), .m_axi__awvalid(awvalid), .m_axi__awready(awready),
-        .m_axi__wdata(wdata), .m_axi__wstrb(wstrb), .m_axi__wlast(wlast), .m_axi__wvalid(wvalid),
-        .m_axi__wready(wready), .m_axi__bid(bid), .m_axi__bresp(bresp), .m_axi__bvalid(bvalid),
-        .m_axi__bready(bready)
+        `AXI_MEM_DUT_PORTS
     );
 
     axi_mem #(.DATA_W(DATA_W), .WORDS(WORDS)) memory (
         .clk(clk), .rst(rst), .load(mem_load), .dump(mem_dump), .latency(latency), .gap(gap),
         .stall_pct(stall_pct), .seed(seed), .dump_lo(dump_lo), .dump_hi(dump_hi),
-        .arid(arid), .awid(awid), .araddr(araddr), .awaddr(awaddr), .arlen(arlen), .awlen(awlen),
-        .arsize(arsize), .awsize(awsize), .arburst(arburst), .awburst(awburst),
-        .arvalid(arvalid), .awvalid(awvalid), .wvalid(wvalid), .wlast(wlast), .rready(rready),
-        .bready(bready), .arready(arready), .awready(awready), .wready(wready), .rvalid(rvalid),
-        .rlast(rlast), .bvalid(bvalid), .wdata(wdata), .wstrb(wstrb), .rdata(rdata), .rid(rid),
-        .bid(bid), .rresp(rresp), .bresp(bresp)
+        `AXI_MEM_PORTS
     );
 endmodule
