@@ -564,88 +564,131 @@ def _gemms(spec, stages, last, batch, layers, tensors, p, train: bool) -> list[G
     runs its whole backward, forward-layer update included, twice right after its forward: the
     second pass reads the weights the first one wrote, as the reference's does. A max-pool
     between blocks follows the forward of the block before it, in both layouts."""
-    classes = spec.num_classes
-    gemms: list[Gemm] = []
-    late: list[Gemm] = []  # the forward-layer updates, after the output layer
+    low = _Lowering(spec, batch, layers, tensors, p, train)
+    for st in stages:
+        low.block(st)
+    low.output(last)
+    return low.gemms + low.late
 
-    def scale(sf: int) -> dict:
-        if sf > p.max_scale:
-            raise NitroError(f"engine: scaling factor {sf} exceeds the engine's max {p.max_scale}")
+
+class _Lowering:
+    """The GEMM list of one step being built (`_gemms`): one method per kind of GEMM group."""
+
+    def __init__(self, spec, batch, layers, tensors, p, train: bool) -> None:
+        self.spec, self.batch, self.layers, self.tensors, self.p = spec, batch, layers, tensors, p
+        self.train = train
+        self.gemms: list[Gemm] = []
+        self.late: list[Gemm] = []  # the forward-layer updates, after the output layer
+
+    def scale(self, sf: int) -> dict:
+        if sf > self.p.max_scale:
+            raise NitroError(f"engine: scaling factor {sf} exceeds the engine's max {self.p.max_scale}")
         return {"sc_sf": sf}
 
-    def gemm(name, op, a, b, m, k, n, consts=None, sgd=None, conv=None, to=None, pool=None,
-             unpool=None, **outs):
-        (gemms if to is None else to).append(Gemm(name, _phase(name), op, a, b, m, k, n, outs,
-                                                  consts or {}, sgd, conv=conv, pool=pool,
-                                                  unpool=unpool))
+    def gemm(self, name, op, a, b, m, k, n, consts=None, sgd=None, conv=None, to=None, pool=None,
+             unpool=None, **outs) -> None:
+        (self.gemms if to is None else to).append(Gemm(name, _phase(name), op, a, b, m, k, n, outs,
+                                                       consts or {}, sgd, conv=conv, pool=pool,
+                                                       unpool=unpool))
 
-    def max_pool(name: str, src: _Act, dst: _Act) -> None:
+    def max_pool(self, name: str, src: _Act, dst: _Act) -> None:
         h, w, c = src.image
-        for t, d, words in ((src.c, dst.c, c), (src.r, dst.r, c // p.lanes)):
+        for t, d, words in ((src.c, dst.c, c), (src.r, dst.r, c // self.p.lanes)):
             g = PoolGeom(h, w, words, 2, 2)
-            gemm(f"{name}/pool", OP_POOL, t, t, batch, words, g.ho, pool=g, o0=d)
+            self.gemm(f"{name}/pool", OP_POOL, t, t, self.batch, words, g.ho, pool=g, o0=d)
 
-    for st in stages:
-        b, x, out = st.block, st.x, st.out
-        lf, lp = b.layer, b.pred
-        s_t, delta = tensors[f"{b.name}.s"], tensors[f"{b.name}.delta"]
-        s_mark = tensors.get(f"{b.name}.s.marked", s_t)  # what the ReLU backward reads
-        wf = layers[lf.name].w
-        cg = None
-        if isinstance(lf, Conv2d):
-            h, w, ci = x.image
-            cg = ConvGeom(h, w, lf.in_channels, lf.out_channels)
-            gemm(f"{b.name}/fwd", OP_SCALE_RELU, x.c, wf, batch * h * w, 9 * ci, lf.out_channels,
-                 scale(b.scaling.factor), conv=cg, o0=out.c, o1=out.r, o2=s_t)
-        else:
-            gemm(f"{b.name}/fwd", OP_SCALE_RELU, x.c, wf, batch, lf.in_features, lf.out_features,
-                 scale(b.scaling.factor), o0=out.c, o1=out.r, o2=s_t)
+    def block(self, st: _Stage) -> None:
+        """A block: its forward, the max-pools after it, its learning pool, its local learning
+        (once, or as often as the reference trains it per step) and its forward-layer update."""
+        b, out = st.block, st.out
+        s_t = self.tensors[f"{b.name}.s"]
+        cg = self.conv_forward(st, s_t) if isinstance(b.layer, Conv2d) else self.linear_forward(st, s_t)
         src = out
         for name, dst in st.pools:
-            max_pool(name, src, dst)
+            self.max_pool(name, src, dst)
             src = dst
-        unpool = None
-        if b.pool is not None:  # the learning pool: the arg-max marks s (`hw.engine.pool`)
-            h, w, c = out.image
-            unpool = PoolGeom(h, w, c // p.lanes, *b.pool.kernel, *b.pool.padding)
-            if train:
-                gemm(f"{b.name}/pool", OP_POOL, out.r, out.r, batch, unpool.words, unpool.ho,
-                     pool=replace(unpool, mask=True), o0=st.learn.r, o2=s_t, o3=s_mark)
-            gemm(f"{b.name}/pool", OP_POOL, out.c, out.c, batch, c, unpool.ho,
-                 pool=replace(unpool, words=c), o0=st.learn.c)
-        passes = spec.backward_order.count(b.name) if train else 1
+        unpool = self.learning_pool(st, s_t) if b.pool is not None else None
+        passes = self.spec.backward_order.count(b.name) if self.train else 1
         for _ in range(passes):
-            gemm(f"{b.name}/learn", OP_SCALE_LOSS, st.learn.c, layers[lp.name].w, batch,
-                 lp.in_features, classes, scale(b.pred_scaling.factor), o0=tensors[f"{b.name}.e.c"],
-                 o1=tensors[f"{b.name}.e.d"], o2=tensors[f"{b.name}.yhat"], o3=tensors["y"])
-            if not train:
-                continue
-            # (image rows no window covers keep the zero delta the host wrote: `Program.cleared`)
-            n = out.c.feats if unpool is None else out.c.feats // unpool.h * unpool.covered
-            gemm(f"{b.name}/delta", OP_RELU_BWD, tensors[f"{b.name}.e.c"], layers[lp.name].wt,
-                 batch, classes, n, unpool=unpool, o1=delta, o2=s_mark)
-            gemm(f"{b.name}/update_learn", OP_SGD, st.learn.r, tensors[f"{b.name}.e.d"],
-                 lp.in_features, batch, classes, sgd=lp, o3=layers[lp.name].w,
-                 o4=layers[lp.name].wt)
-            to = late if passes == 1 else None
-            if cg is None:
-                gemm(f"{b.name}/update_fwd", OP_SGD, x.r, delta, lf.in_features, batch,
-                     lf.out_features, sgd=lf, o3=wf, to=to)
-            else:  # one weight-gradient GEMM per window position, or two of a tap-packed input
-                wins = ([(1, 1, TAP_LANES, 1), (1, 0, 1, 0)] if x.r.taps else
-                        [(ky, kx, lf.in_channels, None) for ky in range(3) for kx in range(3)])
-                for ky, kx, rows, tap in wins:
-                    gemm(f"{b.name}/update_fwd", OP_SGD, x.r, delta, rows, batch * cg.pixels,
-                         lf.out_channels, sgd=lf, conv=replace(cg, window=(ky, kx), tap=tap),
-                         o3=wf, to=to)
-    o = spec.output
-    gemm("output/fwd", OP_SCALE_LOSS, last.c, layers[o.name].w, batch, o.in_features, classes,
-         scale(spec.output_scaling.factor), o0=tensors["out.e.c"], o1=tensors["out.e.d"],
-         o2=tensors["out.yhat"], o3=tensors["y"])
-    if train:
-        gemm("output/update", OP_SGD, last.r, tensors["out.e.d"], o.in_features, batch, classes,
-             sgd=o, o3=layers[o.name].w)
-    return gemms + late
+            self.local_learning(st, unpool)
+            if self.train:
+                to = self.late if passes == 1 else None
+                if cg is None:
+                    self.linear_update(st, to)
+                else:
+                    self.conv_update(st, cg, to)
+
+    def linear_forward(self, st: _Stage, s_t: Tensor) -> None:
+        b, lf = st.block, st.block.layer
+        self.gemm(f"{b.name}/fwd", OP_SCALE_RELU, st.x.c, self.layers[lf.name].w, self.batch,
+                  lf.in_features, lf.out_features, self.scale(b.scaling.factor), o0=st.out.c,
+                  o1=st.out.r, o2=s_t)
+
+    def conv_forward(self, st: _Stage, s_t: Tensor) -> ConvGeom:
+        b, lf = st.block, st.block.layer
+        h, w, ci = st.x.image
+        cg = ConvGeom(h, w, lf.in_channels, lf.out_channels)
+        self.gemm(f"{b.name}/fwd", OP_SCALE_RELU, st.x.c, self.layers[lf.name].w, self.batch * h * w,
+                  9 * ci, lf.out_channels, self.scale(b.scaling.factor), conv=cg, o0=st.out.c,
+                  o1=st.out.r, o2=s_t)
+        return cg
+
+    def learning_pool(self, st: _Stage, s_t: Tensor) -> PoolGeom:
+        """The learning pool (training: the arg-max marks s, `hw.engine.pool`); its geometry."""
+        b, out = st.block, st.out
+        h, w, c = out.image
+        unpool = PoolGeom(h, w, c // self.p.lanes, *b.pool.kernel, *b.pool.padding)
+        if self.train:
+            s_mark = self.tensors[f"{b.name}.s.marked"]
+            self.gemm(f"{b.name}/pool", OP_POOL, out.r, out.r, self.batch, unpool.words, unpool.ho,
+                      pool=replace(unpool, mask=True), o0=st.learn.r, o2=s_t, o3=s_mark)
+        self.gemm(f"{b.name}/pool", OP_POOL, out.c, out.c, self.batch, c, unpool.ho,
+                  pool=replace(unpool, words=c), o0=st.learn.c)
+        return unpool
+
+    def local_learning(self, st: _Stage, unpool: PoolGeom | None) -> None:
+        """The learning layer and its loss gradient; training: the delta and its update."""
+        b, lp, t = st.block, st.block.pred, self.tensors
+        self.gemm(f"{b.name}/learn", OP_SCALE_LOSS, st.learn.c, self.layers[lp.name].w, self.batch,
+                  lp.in_features, self.spec.num_classes, self.scale(b.pred_scaling.factor),
+                  o0=t[f"{b.name}.e.c"], o1=t[f"{b.name}.e.d"], o2=t[f"{b.name}.yhat"], o3=t["y"])
+        if not self.train:
+            return
+        # (image rows no window covers keep the zero delta the host wrote: `Program.cleared`)
+        n = st.out.c.feats if unpool is None else st.out.c.feats // unpool.h * unpool.covered
+        s_mark = t.get(f"{b.name}.s.marked", t[f"{b.name}.s"])  # what the ReLU backward reads
+        self.gemm(f"{b.name}/delta", OP_RELU_BWD, t[f"{b.name}.e.c"], self.layers[lp.name].wt,
+                  self.batch, self.spec.num_classes, n, unpool=unpool, o1=t[f"{b.name}.delta"],
+                  o2=s_mark)
+        self.gemm(f"{b.name}/update_learn", OP_SGD, st.learn.r, t[f"{b.name}.e.d"], lp.in_features,
+                  self.batch, self.spec.num_classes, sgd=lp, o3=self.layers[lp.name].w,
+                  o4=self.layers[lp.name].wt)
+
+    def linear_update(self, st: _Stage, to: list | None) -> None:
+        b, lf = st.block, st.block.layer
+        self.gemm(f"{b.name}/update_fwd", OP_SGD, st.x.r, self.tensors[f"{b.name}.delta"],
+                  lf.in_features, self.batch, lf.out_features, sgd=lf, o3=self.layers[lf.name].w,
+                  to=to)
+
+    def conv_update(self, st: _Stage, cg: ConvGeom, to: list | None) -> None:
+        """One weight-gradient GEMM per window position, or two of a tap-packed input."""
+        b, lf, x = st.block, st.block.layer, st.x
+        wins = ([(1, 1, TAP_LANES, 1), (1, 0, 1, 0)] if x.r.taps else
+                [(ky, kx, lf.in_channels, None) for ky in range(3) for kx in range(3)])
+        for ky, kx, rows, tap in wins:
+            self.gemm(f"{b.name}/update_fwd", OP_SGD, x.r, self.tensors[f"{b.name}.delta"], rows,
+                      self.batch * cg.pixels, lf.out_channels, sgd=lf,
+                      conv=replace(cg, window=(ky, kx), tap=tap), o3=self.layers[lf.name].w, to=to)
+
+    def output(self, last: _Act) -> None:
+        """The output layer and its loss gradient; training: its update."""
+        o, t, classes = self.spec.output, self.tensors, self.spec.num_classes
+        self.gemm("output/fwd", OP_SCALE_LOSS, last.c, self.layers[o.name].w, self.batch,
+                  o.in_features, classes, self.scale(self.spec.output_scaling.factor),
+                  o0=t["out.e.c"], o1=t["out.e.d"], o2=t["out.yhat"], o3=t["y"])
+        if self.train:
+            self.gemm("output/update", OP_SGD, last.r, t["out.e.d"], o.in_features, self.batch,
+                      classes, sgd=o, o3=self.layers[o.name].w)
 
 
 def _phase(name: str) -> str:
