@@ -12,6 +12,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 
+def output_key(k: int) -> str:
+    """The field of a Bank's output that carries unit k's."""
+    return f"u{k}"
+
+
 class Bank(wiring.Component):
     """o.payload = StructLayout {u0: out of units[0], u1: ...}; i.payload = the common input."""
 
@@ -23,7 +28,7 @@ class Bank(wiring.Component):
             if u.i.payload.shape() != in_shape:
                 raise ValueError("Bank: all units must take the same input payload layout")
         self.units = units
-        out_layout = data.StructLayout({f"u{k}": u.o.payload.shape() for k, u in enumerate(units)})
+        out_layout = data.StructLayout({output_key(k): u.o.payload.shape() for k, u in enumerate(units)})
         super().__init__({
             "i": In(stream.Signature(in_shape)), "o": Out(stream.Signature(out_layout)),
         })
@@ -32,7 +37,7 @@ class Bank(wiring.Component):
         m = Module()
         us = self.units
         for k, u in enumerate(us):
-            m.submodules[f"u{k}"] = u
+            m.submodules[output_key(k)] = u
         all_ready = 1
         all_valid = 1
         for u in us:
@@ -50,6 +55,6 @@ class Bank(wiring.Component):
                 u.i.payload.eq(self.i.payload),
                 u.i.valid.eq(self.i.valid & others_ready),
                 u.o.ready.eq(self.o.ready & others_valid),
-                self.o.payload[f"u{k}"].eq(u.o.payload),
+                self.o.payload[output_key(k)].eq(u.o.payload),
             ]
         return m

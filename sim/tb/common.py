@@ -16,6 +16,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 
+from sim.bank import output_key
 from sim.codec import Codec, concat, count, take
 from sim.job import UnitJob
 from sim.tensors import TensorSource
@@ -73,6 +74,15 @@ class UnitBench:
         await ClockCycles(dut.clk, 1)
         dut.dump.value = 0
         return self.out_codec.read_hex(Path("resp.hex"), n_out)
+
+    def per_unit(self, model: Callable) -> Callable:
+        """The golden callback for `check`: `model(inputs, unit)` for each unit of a Bank (keyed as
+        its outputs), or for the one unit under test."""
+        def golden(v):
+            if not hasattr(self.unit, "units"):
+                return model(v, self.unit)
+            return {output_key(k): model(v, u) for k, u in enumerate(self.units)}
+        return golden
 
     async def check(self, label: str, inputs, golden: Callable, *, valid_p: float = 1.0,
                     ready_p: float = 1.0, seed: int = 1) -> int:

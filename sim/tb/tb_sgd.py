@@ -21,19 +21,16 @@ def build(bench, w, g, d, eta=None):
         ecs = np.array([u0.e_constants(int(e)) for e in epool])
         v["e_mult"], v["e_shift"] = ecs[eidx, 0], ecs[eidx, 1]
 
-    def golden(_):
-        out = {}
-        for k, u in enumerate(bench.units):
-            etas = eta if eta is not None else np.full(len(w), u.decay_inv)
-            res = np.zeros(len(w), dtype=np.int64)
-            order = np.lexsort((etas, d))  # the golden update takes scalar divisors: group by (D, eta)
-            cuts = np.flatnonzero(np.diff(d[order]) | np.diff(etas[order])) + 1
-            for sel in np.split(order, cuts):
-                new = integer_sgd_update(w[sel], g[sel], int(d[sel[0]]), int(etas[sel[0]]))[0]
-                res[sel] = wrap(new, u.weight_width)
-            out[f"u{k}"] = res
-        return out if hasattr(bench.unit, "units") else out["u0"]
-    return v, golden
+    def model(_, u):
+        etas = eta if eta is not None else np.full(len(w), u.decay_inv)
+        res = np.zeros(len(w), dtype=np.int64)
+        order = np.lexsort((etas, d))  # the golden update takes scalar divisors: group by (D, eta)
+        cuts = np.flatnonzero(np.diff(d[order]) | np.diff(etas[order])) + 1
+        for sel in np.split(order, cuts):
+            new = integer_sgd_update(w[sel], g[sel], int(d[sel[0]]), int(etas[sel[0]]))[0]
+            res[sel] = wrap(new, u.weight_width)
+        return res
+    return v, bench.per_unit(model)
 
 
 @cocotb_test()
