@@ -1,0 +1,364 @@
+"""benchmarks/engine/README.md, generated from the records (`write_readme`; every `bench_engine`
+mode ends with it)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hw.engine.memory_model import DDR3_TEXT
+from model.fileio import write_atomic
+from scripts.engine_records import (
+    CNN_RUNS, LONG, LONG_SEGMENTS, LONG_STEPS, OFFICIAL_SETS, OUT, TRAINED, VGG, VGG_RTL_BATCH,
+    cnn_file, cosim_file, cosim_runs, long_files, synth_name, trained_file,
+)
+
+
+def _floorplan_lines(fp: dict, png: str) -> list[str]:
+    """Where the units landed (sim.engine.floorplan): cells and spread per unit, the unit pairs
+    with the most long connections."""
+    lines = [f"Where nextpnr put each unit (`{png}`; spread: the tiles between the 5th and 95th "
+             f"percentile of its cells, on a {fp['die_tiles'][0]} x {fp['die_tiles'][1]}-tile die), "
+             f"and the unit pairs with the most of the {fp['long_connections']:,} connections of at "
+             f"least {fp['long_tiles']} tiles:", "",
+             "| unit | cells | spread x | spread y |", "|---|---:|---:|---:|"]
+    lines += [f"| {u} | {v['cells']} | {v['spread_tiles'][0]:.0f} | {v['spread_tiles'][1]:.0f} |"
+              for u, v in list(fp["units"].items())[:12]]
+    lines += ["", "| from | to | connections >= " + str(fp["long_tiles"]) + " tiles | longest |",
+              "|---|---|---:|---:|"]
+    lines += [f"| {p['from']} | {p['to']} | {p['connections']} | {p['longest_tiles']} |"
+              for p in fp["long_by_unit_pair"][:10]]
+    return lines + [""]
+
+
+def _pinned_record(seed: int, speed: int) -> dict | None:
+    """The recorded route of the engine with its pins for this seed and speed grade, if any."""
+    f = OUT / f"{synth_name(speed)}_seed{seed}.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def _pinless_lines() -> list[str]:
+    """The pinless timing probe beside the engine's routed seeds."""
+    recs = [json.loads(f.read_text()) for f in sorted(OUT.glob("routing_pinless_speed*_seed*.json"))]
+    if not recs:
+        return []
+    lines = ["## routing_pinless_speed<G>_seed<K>.json: the engine without its pin ring (timing probe)", "",
+             "The same engine with its AXI ports inside the chip, as in an SoC "
+             "(`sim.engine.synth.EnginePinlessTop`: each channel's inputs from a shift register, its "
+             "outputs folded by registered XORs into one pin), placed and routed with the flow's "
+             "options. Against the seeds of synth.json (the 360 AXI pins), it shows how much of the "
+             "Fmax the pin ring costs.", "",
+             "| speed | seed | Fmax (MHz) | with the pins | critical path | late register inputs at 150 MHz "
+             "(with the pins) | place and route |", "|---:|---:|---:|---:|---|---:|---:|"]
+    for r in recs:
+        pinned = _pinned_record(r["seed"], r["speed"])
+        same = pinned is not None and pinned["verilog_sha256"] == r["engine_verilog_sha256"]
+        lines.append(f"| {r['speed']} | {r['seed']} | {r['fmax_mhz']} | {pinned['fmax_mhz'] if same else '-'} | "
+                     f"{r['critical_path']} | {r['late_inputs_at_150mhz']} "
+                     f"({pinned['late_endpoints']['count'] if same else '-'}) | {r['nextpnr_minutes']} min |")
+    lines += ["", "Worst groups of late register inputs: " + "; ".join(
+        f"seed {r['seed']} (speed {r['speed']}): " + (", ".join(r["worst_groups"][:4]) or "none") for r in recs), ""]
+    return lines
+
+
+def resource_table(util: dict) -> list[str]:
+    return (["| resource | used | available | % |", "|---|---:|---:|---:|"]
+            + [f"| {k} | {v['used']} | {v['available']} | {v['percent']} |" for k, v in util.items()])
+
+
+def _cosim_lines(f: Path, memory: str, bus: int, per_phase: bool = False) -> list[str]:
+    """A recorded co-simulation in the README: bit-exactness, cycles, utilization, inference
+    (and per phase: the convolutions per layer)."""
+    from sim.engine.cosim import units_text, warm_text
+    r = json.loads(f.read_text())
+    u = r["units"]
+    t = r.get("test", {})
+    first = r.get("start_step", 0)
+    steps = (f"steps {first}..{first + r['steps_run'] - 1} (the golden model trained the {first} "
+             "before alone)" if first else f"{r['steps_run']} steps")
+    lines = [f"## {f.name}", "",
+             f"- {r['network']} batch {r['batch']}, {steps}, memory {memory}, "
+             f"{bus}-bit port, bit-identical after every step: **{r['ok']}**; {r['tiles']} "
+             f"tiles in {r.get('runs', r['tiles'])} runs, {r['program_commands']} program "
+             "commands per step",
+             f"- cycles per step: **{r['cycles_per_step']:.0f}** = {units_text(u)}; predicted "
+             f"{r['predicted']['cycles_per_step']:.0f} ({100 * r['predicted']['error']:+.2f}%)",
+             f"- useful-MAC utilization **{100 * r['mac_util']:.1f}%** of the step "
+             f"({100 * r['gemm_mac_util']:.1f}% of the core's cycles)", f"- {warm_text(r)}"]
+    if t:
+        lines.append(f"- inference on {t['images']} test images: engine accuracy "
+                     f"{100 * t['engine_acc']:.2f}%, golden model {100 * t['golden_acc']:.2f}%, "
+                     f"predictions identical: {t['identical']}")
+    if "constant_tensors" in r:
+        lines.append("- compared tensors that stayed one constant in every step: "
+                     + (", ".join(r["constant_tensors"]) or "none")
+                     + (f" (from {r['start']})" if "start" in r else ""))
+    lines += [f"- wall time {r.get('run_s', r['wall_s']):.0f} s (simulator {r['sim_khz']:.0f} "
+              f"kcycles/s)" + (f"; commit {r['commit']}" if "commit" in r else ""), ""]
+    if per_phase:
+        lines += ["| phase | core cycles | MAC busy | useful-MAC utilization |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {ph} | {v['cycles']:.0f} | {100 * v['busy_frac']:.1f}% | "
+                  f"{100 * v['mac_util']:.1f}% |" for ph, v in r["phases"].items() if v["cycles"]]
+        lines.append("")
+    return lines
+
+
+def _vgg_lines() -> list[str]:
+    """VGG8B: the performance model's numbers, then its co-simulated step."""
+    f = OUT / f"{VGG}_model.json"
+    if not f.exists():
+        return []
+    r = json.loads(f.read_text())
+    synth = OUT / "synth.json"
+    worst = json.loads(synth.read_text()).get("worst_fmax_mhz") if synth.exists() else None
+
+    def at_routed(img_s: float) -> str:
+        return (f"; {img_s * worst / r['target_mhz']:.2f} at the slowest routed seed's {worst} MHz "
+                "(synth.json)" if worst else "; the engine has not routed")
+
+    lines = [f"## {f.name}: VGG8B MNIST on the engine (performance model, batch {r['batch']})", "",
+             f"- {r['tiles']} tiles in {r['runs']} runs (compiled and tiled in {r['compile_s']:.0f} s), "
+             f"{r['useful_macs_per_step']:.3g} useful MACs per step"]
+    lines += [f"- {name} memory: **{m['cycles_per_step']:.4g} cycles per step**, useful-MAC "
+              f"utilization {100 * m['mac_util']:.1f}%: **{m['img_s_at_target']} images/s** at "
+              f"{r['target_mhz']:.0f} MHz (the target)"
+              + at_routed(m["img_s_at_target"])
+              for name, m in r["memories"].items()]
+    lines += ["", "| phase | cycles (ideal memory) | useful-MAC utilization |", "|---|---:|---:|"]
+    lines += [f"| {ph} | {v['cycles']:.4g} | {100 * v['util']:.1f}% |"
+              for ph, v in r["memories"]["ideal"]["phases"].items() if v["cycles"]]
+    lines += ["", "Per convolution GEMM, the core's own cycles (its loads overlapped):", "",
+              "| GEMM | core cycles | useful-MAC utilization |", "|---|---:|---:|"]
+    lines += [f"| {k} | {v['core_cycles']:.4g} | {100 * v['core_util']:.1f}% |"
+              for k, v in r["gemms"].items() if k.startswith("conv") and k.endswith(("/fwd", "/update_fwd"))]
+    rtl = OUT / f"cosim_{VGG}_1steps_b{VGG_RTL_BATCH}_ideal.json"
+    return lines + [""] + (_cosim_lines(rtl, "ideal", 64, per_phase=True) if rtl.exists() else [])
+
+
+def _run_lines() -> list[str]:
+    """The header and each recorded co-simulation: MLPs, CNNs, the long run, VGG8B."""
+    lines = ["# Streaming NITRO-D engine: recorded results", "",
+             "Produced by `scripts/bench_engine.py` (see its docstring). One generated engine: 8x8 "
+             "int8 x int24 MAC array (int32 wrap), int16 weights, double-buffered scratchpads, a "
+             "64-bit AXI4 memory port (`_bus128`: the same engine generated with a 128-bit port); "
+             "tensors in external memory. Memory models (`nitro cosim "
+             "--memory`): ideal = first beat 1 cycle after the address, one beat per cycle; ddr3 = "
+             f"{DDR3_TEXT}.", ""]
+    for config, memory, bus in cosim_runs():
+        f = cosim_file(config, memory, bus)
+        if f.exists():
+            lines += _cosim_lines(f, memory, bus)
+    for f in map(trained_file, TRAINED):
+        if f.exists():
+            lines += _cosim_lines(f, "ideal", 64)
+    for f in map(cnn_file, CNN_RUNS):
+        if f.exists():
+            lines += _cosim_lines(f, "ideal", 64, per_phase=True)
+    if any(f.exists() for f in long_files()):
+        lines += [f"The long run of {LONG} ({LONG_STEPS} steps at batch 64, `bench_engine.py long`) "
+                  f"in {LONG_SEGMENTS} segments simulated side by side: each segment's golden model "
+                  "trains the steps before it alone and the engine starts from its weights (`nitro "
+                  "cosim --start-step`), so every step ran on the engine from the weights the step "
+                  "before produced, which the segment before found bit-identical. Its cycles are "
+                  f"the engine's at the commit shown; the current engine's are in "
+                  f"`{cnn_file(LONG).name}` above.", ""]
+    for k, f in enumerate(long_files()):
+        if f.exists():
+            lines += _cosim_lines(f, "ideal", 64, per_phase=k == 0)
+    lines += _vgg_lines()
+    return lines
+
+
+def _conform_lines() -> list[str]:
+    """`nitro conform --engine` on the official sets."""
+    lines = []
+    for f in (OUT / f"conform_{tag}.json" for tag in OFFICIAL_SETS):
+        if f.exists():
+            r = json.loads(f.read_text())
+            steps = ", ".join(f"{k}: {v['arrays']} arrays, {v['differ']} differ"
+                              for k, v in r["steps"].items())
+            lines += [f"## {f.name}", "",
+                      f"- `nitro conform --engine` on the official `{r['set']}` set: every "
+                      f"array matches: **{r['ok']}** ({steps}); {r['wall_s']:.0f} s",
+                      "- arrays of the set that hold one value throughout (a match shows little "
+                      f"about them): {', '.join(r['constant_arrays']) or 'none'}", ""]
+    return lines
+
+
+def _perf_model_lines() -> list[str]:
+    """The performance model against the runs, and what bounds utilization."""
+    lines = []
+    from hw.engine.perf import COMMAND_CYCLES, RUN_OVERHEAD_CYCLES
+
+    pm = OUT / "perf_model.json"
+    if pm.exists():
+        r = json.loads(pm.read_text())
+        lines += ["## perf_model.json: predicted vs measured cycles per step", "",
+                  "| run | predicted | measured | error |", "|---|---:|---:|---:|"]
+        lines += [f"| {k} | {v['predicted']:.0f} | {v['measured']:.0f} | {100 * v['error']:+.2f}% |"
+                  for k, v in r["runs"].items()]
+        lines += ["", "What bounds useful-MAC utilization with the ideal memory "
+                  "(`utilization_ceiling`): the core's own cycles (the 8x8 array pads the learning "
+                  "layers' 10 outputs to 16, serial output ops take 64 cycles per C tile when K < 64, "
+                  f"{RUN_OVERHEAD_CYCLES} cycles for a run's first command and {COMMAND_CYCLES} for "
+                  "each further one) and, in a step that starts cold, the first run's loads, which "
+                  "nothing overlaps (a warm step found them loaded):", "",
+                  "| network | useful MAC cycles | core cycles | core-bound | first-run load beats "
+                  "| with them | measured |", "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {k} | {v['useful_mac_cycles']:.0f} | {v['core_cycles']:.0f} | "
+                  f"{100 * v['core_bound']:.1f}% | {v['first_run_load_beats']} | "
+                  f"{100 * v['with_first_load']:.1f}% | {100 * v['measured']:.1f}% |"
+                  for k, v in r.get("utilization_ceiling", {}).items()]
+        lines.append("")
+    return lines
+
+
+def _synth_lines() -> list[str]:
+    """The routed engine: Fmax per seed, the slowest seed's late inputs, resources, projections."""
+    lines = []
+    s = OUT / "synth.json"
+    if s.exists():
+        r = json.loads(s.read_text())
+        lines += [f"## synth.json: the whole engine on the {r['device']} ({r['package']}, speed "
+                  f"{r['speed']}), AXI ports as pins, each channel on adjacent pins "
+                  f"(sim/engine/pinout.py), target {r['target_mhz']} MHz", "",
+                  "| nextpnr seed | Fmax (MHz) | critical path | late register inputs | place and route |",
+                  "|---|---:|---|---:|---:|"]
+        for seed, v in r["seeds"].items():
+            cp = v["critical_path"]
+            path = (f"{cp['delay_ns']} ns: {cp['from']} -> {cp['to']} ({cp['cells']} cells, routing "
+                    f"{cp['routing_ns']} ns)" if cp else v.get("status"))
+            lines.append(f"| {seed} | {v['fmax_mhz'] or '-'} | {path} | {v.get('late_inputs') or '-'} | "
+                         f"{v['nextpnr_s'] / 60:.0f} min |")
+        worst = min((v for v in r["seeds"].values() if v["fmax_mhz"]), key=lambda v: v["fmax_mhz"],
+                    default={})
+        if worst.get("late_groups"):
+            lines += ["", "The slowest seed's late register inputs by group (what to pipeline next):", "",
+                      "| registers | input | inputs | worst arrival (ns) |", "|---|---|---:|---:|"]
+            lines += [f"| `{g['registers']}` | {g.get('input', '-')} | {g['endpoints']} | "
+                      f"{g['worst_arrival_ns']} |" for g in worst["late_groups"]]
+        lines += [""] + resource_table(r["utilization"])
+        lines += ["", f"Projected training throughput at the slowest routed seed's Fmax ({r['worst_fmax_mhz']} MHz): "
+                  + ", ".join(f"{k}: {v:.0f} images/s" for k, v in r["projected_img_s_at_worst_fmax"].items())
+                  + f" (golden model on this CPU: {r['golden_model_cpu_img_s']:.0f} images/s).", ""]
+    return lines
+
+
+def _which_netlist(r: dict) -> str:
+    """Whether record `r` holds the netlist routed in synth.json or an earlier one."""
+    routed = OUT / "synth.json"
+    routed_sha = json.loads(routed.read_text()).get("verilog_sha256") if routed.exists() else None
+    return ("the netlist routed in synth.json" if r.get("verilog_sha256") == routed_sha else
+            f"Verilog {str(r.get('verilog_sha256'))[:8]}, an earlier RTL than the one routed in "
+            f"synth.json ({str(routed_sha)[:8]})")
+
+
+def _placed_lines() -> list[str]:
+    """The placed-only engine: nextpnr's estimate, resources, floorplan."""
+    lines = []
+    pl = OUT / "synth_placed_seed1.json"
+    if pl.exists():
+        r = json.loads(pl.read_text())
+        lines += [f"## {pl.name}: the whole engine placed, not routed ({r['device']}, {r['package']}, "
+                  f"speed {r['speed']}, AXI ports as pins)", "",
+                  f"Placed: {_which_netlist(r)}. nextpnr's estimate after placement: "
+                  f"**{r['pre_route_fmax_estimate_mhz']} MHz** "
+                  f"(target {r['target_mhz']} MHz). The estimate charges a fixed delay per tile of "
+                  "distance and is dominated by die-spanning nets, so it does not predict the routed "
+                  "Fmax (the first engine's reduced variant: 95 MHz estimated, 130-151 MHz routed, "
+                  "`v1/`).", ""]
+        lines += resource_table(r["utilization"]) + [""]
+        if r.get("floorplan"):
+            lines += _floorplan_lines(r["floorplan"], "floorplan_placed_seed1.png")
+    return lines
+
+
+def _congestion_lines() -> list[str]:
+    """router2's congestion runs."""
+    lines = []
+    for c in sorted(OUT.glob("routing_congestion_seed*.json")):
+        r = json.loads(c.read_text())
+        its = r["overused_by_iteration"]
+        lines += [f"## {c.name}: where routing the whole engine congests (router2, seed {r['seed']})", "",
+                  f"Routed: {_which_netlist(r)}. {r['iterations']} router2 iterations in {r['minutes']} minutes, then "
+                  + (f"routed at {r['fmax_mhz']} MHz." if r.get("fmax_mhz") else "stopped, not routed.")
+                  + f" Overused wires after each: {', '.join(f'{v:,}' for v in its[:3])} ... "
+                  f"{', '.join(f'{v:,}' for v in its[-3:])}." + (f" ({r['note']}.)" if r.get("note") else ""), "",
+                  f"Overuse on a 4 x 4 split of the die at iteration {r['heatmap_iteration']} (%; "
+                  "rows: bands of tile columns x from the left, columns: bands of rows y):", "",
+                  "| x \\ y | 1 | 2 | 3 | 4 |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {i + 1} | " + " | ".join(str(v) for v in row) + " |"
+                  for i, row in enumerate(r["overuse_by_region_pct"])]
+        lines += ["", "Congested nets by module (% of router2's per-net congestion count):", "",
+                  "| module | % |", "|---|---:|"]
+        lines += [f"| `{k}` | {v} |" for k, v in r["congested_nets_by_module_pct"].items()]
+        lines += ["", "The packed design against the device's capacity:", ""]
+        lines += resource_table(r["utilization"]) + [""]
+    return lines
+
+
+def _ebr_lines() -> list[str]:
+    """A block RAM read routed alone, with and without its output register."""
+    lines = []
+    e = OUT / "ebr_outreg.json"
+    if e.exists():
+        r = json.loads(e.read_text())
+        lines += [f"## ebr_outreg.json: a block RAM read, {r['memory']} alone on the LFE5U-85F", ""]
+        for k, title in (("yosys_map", "as yosys maps it (DP16KD output register unused)"),
+                         ("output_register_packed", "output register packed (sim.ebr_outreg)")):
+            cp = r[k]["critical_path"]
+            lines.append(f"- {title}: **{r[k]['fmax_mhz']} MHz**; critical path {cp['delay_ns']} ns "
+                         f"({cp['from']} -> {cp['to']}: logic {cp['logic_ns']} ns, routing "
+                         f"{cp['routing_ns']} ns)")
+        lines.append("")
+    return lines
+
+
+def _margin_lines() -> list[str]:
+    """The flush margin: runs without it and with less, until one differs."""
+    f = OUT / "flush_margin.json"
+    if not f.exists():
+        return []
+    r = json.loads(f.read_text())
+    lines = [f"## flush_margin.json: the sequencer's flush without its margin of "
+             f"{r['default_wait_cycles']} cycles, and shorter until a run differs", "",
+             "Flush per command kind (cycles): " + "; ".join(
+                 f"wait_cycles {w}: " + ", ".join(f"{k} {v}" for k, v in f.items())
+                 for w, f in r["flush"].items()), "",
+             "| run | steps | bit-identical | first difference |", "|---|---:|---|---|"]
+    for k, v in r["runs"].items():
+        mm = v["mismatch"]
+        lines.append(f"| {k} (batch {v['batch']}) | {v['steps_run']} | {v['ok']} | "
+                     + (f"step {mm['step']}, {mm['tensor']}, {mm['count']} elements" if mm else "")
+                     + " |")
+    if r["all_identical_down_to"] is not None:
+        w = r["all_identical_down_to"]
+        lines += ["", f"Every run (from {r['start']}) is bit-identical down to wait_cycles {w}, "
+                  "cycles under the computed flush: "
+                  + ", ".join(f"{k} {v}" for k, v in r["under"][str(w)].items()) + "."]
+    if r["first_caught"] is not None:
+        w = r["first_caught"]
+        lines += [f"At wait_cycles {w} a run differs, cycles under: "
+                  + ", ".join(f"{k} {v}" for k, v in r["under"][str(w)].items()) + "."]
+    return lines + ["", f"Commit {r['commit']}.", ""]
+
+
+def _widths_lines() -> list[str]:
+    """The storage widths checked on real training."""
+    lines = []
+    for w in sorted(OUT.glob("widths*.json")):
+        r = json.loads(w.read_text())
+        found = (f"stopped after {r['seconds']:.0f} s of training at the first value that does not "
+                 f"fit: {r['first_overflow']}" if r["overflows"] else
+                 f"{r['epochs']} epoch(s), no overflow; max |W| per layer {r['max_abs_weight']}")
+        lines += [f"## {w.name}", "",
+                  f"- golden model, check mode, int{r['declared_widths']['weight']} weights and "
+                  f"int{r['declared_widths']['delta']} deltas, {r['config']}: {found}", ""]
+    return lines
+
+
+def write_readme() -> None:
+    lines = [*_run_lines(), *_conform_lines(), *_perf_model_lines(), *_synth_lines(),
+             *_placed_lines(), *_pinless_lines(), *_congestion_lines(), *_ebr_lines(), *_margin_lines(), *_widths_lines(),
+             "The first engine's results (all tensors on chip) are in `v1/`.", ""]
+    write_atomic(OUT / "README.md", ("\n".join(lines)).encode())
