@@ -82,7 +82,7 @@ from scripts.engine_records import (
     widths_file,
 )
 from scripts.provenance import commit
-from sim.engine.device import DEVICE, SPEED_GRADES
+from sim.device import ENGINE_DEVICE, SPEED_GRADES
 
 DEFAULT_DATA = SHARED_DATASETS
 
@@ -452,7 +452,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--jobs", type=int, default=1, help="synth: seeds routed side by side")
     ap.add_argument("--route-minutes", type=float, help="synth: stop a seed's nextpnr after this long")
-    ap.add_argument("--speed", type=int, choices=SPEED_GRADES, default=DEVICE["speed"],
+    ap.add_argument("--speed", type=int, choices=SPEED_GRADES, default=ENGINE_DEVICE.speed,
                     help="synth: the LFE5U-85F's speed grade (another than the target's 6 records "
                          "synth_speed<G>*.json)")
     ap.add_argument("--name", help="experiment: the netlist's name")

@@ -13,7 +13,7 @@ from scripts.engine_records import (
     OUT, TARGET_MHZ, cosim_file, cosim_runs, pinless_file, seed_dir, stamp, synth_name,
 )
 from scripts.provenance import commit
-from sim.engine.device import DEVICE
+from sim.device import ENGINE_DEVICE
 
 
 def golden_img_s(data_dir: str) -> tuple[float, str]:
@@ -28,13 +28,13 @@ def golden_img_s(data_dir: str) -> tuple[float, str]:
     return float(r["images_per_s"]), "measured by scripts/bench_engine.py (scripts.bench_train._rate, 200 steps)"
 
 
-def _route_seed(seed: int, minutes: float | None, speed: int = DEVICE["speed"]) -> dict:
+def _route_seed(seed: int, minutes: float | None, speed: int = ENGINE_DEVICE.speed) -> dict:
     from sim.engine.synth import synthesize_engine
 
     res = synthesize_engine(seed_dir(seed, speed), seed=seed, route_minutes=minutes, project=False,
                             speed=speed)
     write_atomic(OUT / f"{synth_name(speed)}_seed{seed}.json", json.dumps(res, indent=1).encode())
-    if res.get("floorplan") and speed == DEVICE["speed"]:
+    if res.get("floorplan") and speed == ENGINE_DEVICE.speed:
         _record_floorplan(seed, res["floorplan"])
     return res
 
@@ -63,7 +63,7 @@ def bench_floorplan(seed: int) -> Path:
 
 
 def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float | None = None,
-                speed: int = DEVICE["speed"]) -> Path:
+                speed: int = ENGINE_DEVICE.speed) -> Path:
     """Route the engine once per nextpnr seed, `jobs` seeds at a time (each nextpnr is one
     thread), each stopped after `minutes` (a "not routed" record); a seed whose record
     (synth_seed<K>.json) was made from this RTL's Verilog and pin constraints is kept.
@@ -134,7 +134,7 @@ def seed_summary(rec: dict) -> dict:
             "verilog_sha256": rec["verilog_sha256"]}
 
 
-def _routed_seeds(records: Path, speed: int = DEVICE["speed"]) -> dict[str, dict]:
+def _routed_seeds(records: Path, speed: int = ENGINE_DEVICE.speed) -> dict[str, dict]:
     """The routed seeds of one netlist in `records` (records of two netlists side by side, e.g. a
     branch's beside the ones it was cloned with, are refused)."""
     seeds, name = {}, synth_name(speed)
@@ -150,7 +150,7 @@ def _routed_seeds(records: Path, speed: int = DEVICE["speed"]) -> dict[str, dict
     return seeds
 
 
-def bench_experiment(name: str, changes: str, records: Path, speed: int = DEVICE["speed"],
+def bench_experiment(name: str, changes: str, records: Path, speed: int = ENGINE_DEVICE.speed,
                      flow: bool = False) -> Path:
     """timing_experiments.json with the experiment `name` (routed seeds from `records`, of speed
     grade `speed`) added or replaced (what else its entry holds, e.g. the seeds not routed, is

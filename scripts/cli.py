@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from model.numerics import NitroError
-from sim.engine.device import DEVICE, SPEED_GRADES
+from sim.device import ENGINE_DEVICE, SPEED_GRADES
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -213,7 +213,7 @@ def _synth(args: argparse.Namespace) -> int:
                                 route_minutes=args.route_minutes, speed=args.speed)
         print(f"engine results: {Path(args.out) / 'engine'}/synth.json")
         return 0 if not res.get("error") else 1
-    if args.seed != 1 or args.route_minutes or args.no_route or args.speed != DEVICE["speed"]:
+    if args.seed != 1 or args.route_minutes or args.no_route or args.speed != ENGINE_DEVICE.speed:
         raise NitroError("--seed, --route-minutes, --speed and --no-route apply to the engine (--engine)")
     from sim.synth import synthesize
 
@@ -347,8 +347,8 @@ def _add_hardware_commands(sub) -> None:
                    help="overwrite Verilog changed since nitro rtl wrote it (or not written by it)")
     r.set_defaults(func=_rtl)
 
-    y = sub.add_parser("synth", help=f"yosys synth_ecp5 + nextpnr ({DEVICE['device']}, speed "
-                         f"{DEVICE['speed']}): resources and Fmax")
+    y = sub.add_parser("synth", help=f"yosys synth_ecp5 + nextpnr ({ENGINE_DEVICE.device}, speed "
+                         f"{ENGINE_DEVICE.speed}): resources and Fmax")
     y.add_argument("--out", type=path_arg, default="build/synth", help="output folder (default build/synth)")
     y.add_argument("--unit", action="append", help="only this unit (repeatable)")
     y.add_argument("--no-pnr", action="store_true", help="synthesis only (cell counts, no Fmax)")
@@ -357,8 +357,8 @@ def _add_hardware_commands(sub) -> None:
     y.add_argument("--no-route", action="store_true",
                    help="engine: place only (packed resources, nextpnr's pre-route estimate, no Fmax)")
     y.add_argument("--seed", type=positive_int, default=1, help="engine: nextpnr's seed (default 1)")
-    y.add_argument("--speed", type=int, choices=SPEED_GRADES, default=DEVICE["speed"],
-                   help=f"engine: the {DEVICE['device']}'s speed grade (default {DEVICE['speed']}, the slowest)")
+    y.add_argument("--speed", type=int, choices=SPEED_GRADES, default=ENGINE_DEVICE.speed,
+                   help=f"engine: the {ENGINE_DEVICE.device}'s speed grade (default {ENGINE_DEVICE.speed}, the slowest)")
     y.add_argument("--route-minutes", type=positive_int, metavar="MIN",
                    help="engine: stop nextpnr after this long (a 'not routed' record with how far it got)")
     y.add_argument("--force", action="store_true", help="overwrite an earlier synth.json in --out")

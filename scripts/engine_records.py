@@ -9,7 +9,7 @@ from pathlib import Path
 from model.fileio import write_atomic
 from model.paths import REPO
 from scripts.provenance import commit
-from sim.engine.device import DEVICE
+from sim.device import ENGINE_DEVICE
 
 
 OUT = REPO / "benchmarks" / "engine"
@@ -84,12 +84,12 @@ def widths_file(config: str, weight_bits: int) -> Path:
     return OUT / f"widths_{config}_w{weight_bits}.json"
 
 
-def synth_name(speed: int = DEVICE["speed"]) -> str:
+def synth_name(speed: int = ENGINE_DEVICE.speed) -> str:
     """The records' name: synth for the target speed grade, synth_speed<G> for another."""
-    return "synth" if speed == DEVICE["speed"] else f"synth_speed{speed}"
+    return "synth" if speed == ENGINE_DEVICE.speed else f"synth_speed{speed}"
 
 
-def seed_dir(seed: int, speed: int = DEVICE["speed"]) -> Path:
+def seed_dir(seed: int, speed: int = ENGINE_DEVICE.speed) -> Path:
     return REPO / "build" / "engine" / f"{synth_name(speed)}_seed{seed}"
 
 

