@@ -17,7 +17,9 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import BOUNDARY, BURST_INCR, MAX_BURST_BEATS, RESP_OKAY, axi4, connect_channels
+from .axi import (
+    BOUNDARY, BURST_INCR, MAX_BURST_BEATS, RESP_OKAY, AxiRegisterSlice, axi4, connect_channels,
+)
 from .stream_unit import CreditFIFO
 
 BEATS_W = 24  # beats per command: up to 16 Mi bus words
@@ -261,7 +263,7 @@ class DmaWriter(_Dma):
 
 class DmaLoopback(wiring.Component):
     """Test and bring-up top: a reader and a writer on one AXI4 port, the read stream fed to the
-    writer (memory-to-memory copy)."""
+    writer (memory-to-memory copy). The port is behind a register slice, as `DmaWriter` needs."""
 
     def __init__(self, addr_width: int = 32, data_width: int = 64, **kw) -> None:
         self.reader = DmaReader(addr_width, data_width, **kw)
@@ -279,8 +281,10 @@ class DmaLoopback(wiring.Component):
         wiring.connect(m, wiring.flipped(self.rd_cmd), self.reader.cmd)
         wiring.connect(m, wiring.flipped(self.wr_cmd), self.writer.cmd)
         wiring.connect(m, self.reader.data, self.writer.data)
-        connect_channels(m, self.m_axi, self.reader.bus)
-        connect_channels(m, self.m_axi, self.writer.bus)
+        m.submodules.port = port = AxiRegisterSlice(self.reader.addr_width, self.reader.data_width)
+        wiring.connect(m, port.m, wiring.flipped(self.m_axi))
+        connect_channels(m, port.s, self.reader.bus)
+        connect_channels(m, port.s, self.writer.bus)
         m.d.comb += [self.busy.eq(self.reader.busy | self.writer.busy),
                      self.error.eq(self.reader.error | self.writer.error)]
         return m

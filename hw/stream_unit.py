@@ -148,10 +148,12 @@ def skid_output(m: Module, pipe_valid: Value, pipe: Value, o, cap: int, banks: i
 
 
 class RegisterSlice(wiring.Component):
-    """A stream through registers both ways (a two-entry skid buffer): `o.valid`, `o.payload`
+    """A stream through registers both ways (a `BEATS`-entry skid buffer): `o.valid`, `o.payload`
     and `i.ready` are flip-flops, so neither side's handshake logic reaches into the other's.
     One beat per cycle, one cycle of latency; a beat that finds the output held waits in the
     skid register, and `i.ready` falls until it has moved on."""
+
+    BEATS = 2  # the output register and the skid register
 
     def __init__(self, width: int) -> None:
         super().__init__({"i": In(stream.Signature(unsigned(width))),

@@ -72,6 +72,18 @@ def pause_all(model, seed: int, p: float) -> None:
         ch.set_pause_generator(stalls(seed + k, p))
 
 
+def aw_after_w(dut, prefix: str, ram) -> None:
+    """Make `ram` the write slave AXI4 allows (IHI 0022 A3.3.1): AWREADY only once WVALID has been
+    seen. A manager whose W waits for its AW handshake deadlocks against it."""
+    wvalid = getattr(dut, f"{prefix}__wvalid")
+
+    def pauses():
+        while True:
+            yield not wvalid.value
+
+    ram.write_if.aw_channel.set_pause_generator(pauses())
+
+
 class _ChannelMonitor(abc.ABC):
     """Samples a port's channels once per cycle, after the cycle's values have settled."""
 

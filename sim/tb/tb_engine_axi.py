@@ -24,7 +24,7 @@ from model.init import init_params
 from model.network import Network, Trace
 from model.spec import Hyper, build_mlp
 from sim.engine.host import RamBackend
-from sim.tb.axi_common import StabilityChecker, pause_all, quiet_axi_models, start
+from sim.tb.axi_common import StabilityChecker, aw_after_w, pause_all, quiet_axi_models, start
 from sim.tb.common import record
 
 AXI_CHANNELS = {"ar": ["araddr", "arlen"], "r": ["rdata", "rlast"], "aw": ["awaddr", "awlen"],
@@ -35,10 +35,14 @@ BATCH, SHAPE = 4, (1, 16, 16)
 READ_FAULT, WRITE_FAULT = range(0x9_0000, 0xA_0000), range(0xA_0000, 0xB_0000)  # SLVERR there
 
 
-async def setup(dut, seed: int):
+async def setup(dut, seed: int, w_first: bool = False):
+    """The engine's memory (random pauses on every channel; with `w_first`, AW pauses until W is
+    offered instead: `aw_after_w`), its host, and the ports' stability checkers."""
     quiet_axi_models()
     ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator="__"), dut.clk, dut.rst, size=1 << 20)
     pause_all(ram, seed, 0.3)
+    if w_first:
+        aw_after_w(dut, "m_axi", ram)
     spec = build_mlp(SHAPE, [12, 12, 12], Hyper())  # 7 runs: the steps after the first start warm
     # weights x16: at their initial scale every forward output scales to 0 and no result would
     # depend on the batch the first run reads
@@ -65,7 +69,7 @@ def _fault(interface, method: str, region: range) -> None:
 
 @cocotb.test()
 async def training_steps_over_cocotbext_axi(dut):
-    net, eng, checkers = await setup(dut, 3)
+    net, eng, checkers = await setup(dut, 3, w_first=True)
     rng = np.random.RandomState(4)
     await eng.load_weights(net.params)
     checked = 0
@@ -91,7 +95,7 @@ async def training_steps_over_cocotbext_axi(dut):
         assert not c.violations, c.violations[:3]
         assert all(c.handshakes.values()), c.handshakes  # every channel was exercised
     record("engine_axi", "weights and outputs of 3 steps (2 warm) and 10 predictions, random pauses on "
-           "both ports",
+           "both ports, AW taken only once W is offered",
            checked, dut._log)
 
 
@@ -158,6 +162,9 @@ async def errors_end_in_error_status(dut):
     fetch = PROGRAM_WORD_BITS // p.bus_bits  # the LOAD command's beats; END is never fetched
     ended_in_error((status, code, moved["r"]) == (STATUS_ERROR, ERR_BUS, fetch + _beats(bad_load, p)),
                    "SLVERR on a LOAD")
+    # SLVERR on the program's own fetch: its beats read as 0, which is END, yet the run is an error
+    status, code, moved = await run_bad(eng, dut, checkers, [end], base=READ_FAULT[0])
+    ended_in_error((status, code, moved["ar"]) == (STATUS_ERROR, ERR_BUS, 1), "SLVERR on a fetch")
     bad_store = Transfer(SEL_AMEM_C, 0, 2, 4, WRITE_FAULT[0], 256)
     status, code, moved = await run_bad(eng, dut, checkers, [store(bad_store), end])
     ended_in_error((status, code) == (STATUS_ERROR, ERR_BUS) and moved["b"] == _bursts(bad_store, p),
