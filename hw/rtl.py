@@ -19,6 +19,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
+from model.layers import SLOPE_INV
 from model.fileio import writable_folder, write_atomic
 from model.numerics import NitroError
 
@@ -48,8 +49,8 @@ UNITS: dict[str, tuple[type, dict[str, Any]]] = {
     "prog_divider": (ProgDivider, {"in_width": 32, "max_divisor": (1 << 32) - 1}),
     "nitro_scaling": (NitroScaling, {"factor": 200704, "in_width": 32}),
     "scale_clip": (ScaleClip, {"in_width": 32, "max_scale": EngineParams.max_scale}),
-    "nitro_relu_forward": (NitroReluForward, {"slope_inv": 4}),
-    "nitro_relu_backward": (NitroReluBackward, {"slope_inv": 4, "delta_width": 32}),
+    "nitro_relu_forward": (NitroReluForward, {"slope_inv": SLOPE_INV}),
+    "nitro_relu_backward": (NitroReluBackward, {"slope_inv": SLOPE_INV, "delta_width": 32}),
     "integer_sgd_update": (IntegerSGDUpdate, {"weight_width": 32, "grad_width": 32,
                                               "decay_inv": 12000}),
     "loss_gradient": (LossGradient, {"wrap_int8": True}),
