@@ -440,11 +440,31 @@ def bench_widths(config: str, epochs: int, data_dir: str, weight_bits: int | Non
     return out
 
 
+# mode -> what it runs with the parsed arguments; "all" runs those marked True, in this order
+MODES = {
+    "cosim": (lambda a: bench_cosim(a.data_dir), True),
+    "trained": (lambda a: bench_trained(a.data_dir), True),
+    "cnn": (lambda a: bench_cnn(a.data_dir), True),
+    "long": (lambda a: bench_long(a.data_dir), True),
+    "conform": (lambda a: bench_conform(SHARED_VECTORS), True),
+    "vgg": (lambda a: bench_vgg(a.data_dir), True),
+    "model": (lambda a: bench_model(), True),
+    "margin": (lambda a: bench_margin(a.data_dir), True),
+    "widths": (lambda a: bench_widths(a.config, a.epochs, a.data_dir, a.weight_bits), True),
+    "synth": (lambda a: bench_synth(a.seeds, a.data_dir, a.jobs, a.route_minutes, a.speed), True),
+    "experiment": (lambda a: bench_experiment(a.name, a.changes, a.records, a.speed, a.flow), False),
+    "place": (lambda a: bench_place(a.data_dir), False),
+    "small": (lambda a: bench_small(a.data_dir), False),
+    "pinless": (lambda a: bench_pinless(a.seeds, a.speed), False),
+    "ebr": (lambda a: bench_ebr(), False),
+    "congestion": (lambda a: bench_congestion(a.minutes), False),
+    "floorplan": (lambda a: [bench_floorplan(seed) for seed in a.seeds], False),
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["cosim", "trained", "cnn", "long", "conform", "vgg", "model", "margin", "widths", "synth",
-                                     "experiment", "place", "small", "pinless", "ebr", "congestion", "floorplan",
-                                     "all", "readme"])
+    ap.add_argument("what", choices=[*MODES, "all", "readme"])
     ap.add_argument("--minutes", type=float, default=60.0, help="congestion: router2's time limit")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--config", default="mlp_mnist", help="widths: the experiment config")
@@ -465,41 +485,9 @@ def main() -> None:
     if a.what == "experiment" and not (a.name and a.changes and a.records):
         ap.error("experiment needs --name, --changes and --records")
     OUT.mkdir(parents=True, exist_ok=True)
-    if a.what in ("cosim", "all"):
-        bench_cosim(a.data_dir)
-    if a.what in ("trained", "all"):
-        bench_trained(a.data_dir)
-    if a.what in ("cnn", "all"):
-        bench_cnn(a.data_dir)
-    if a.what in ("long", "all"):
-        bench_long(a.data_dir)
-    if a.what in ("conform", "all"):
-        bench_conform(SHARED_VECTORS)
-    if a.what in ("vgg", "all"):
-        bench_vgg(a.data_dir)
-    if a.what in ("model", "all"):
-        bench_model()
-    if a.what in ("margin", "all"):
-        bench_margin(a.data_dir)
-    if a.what in ("widths", "all"):
-        bench_widths(a.config, a.epochs, a.data_dir, a.weight_bits)
-    if a.what in ("synth", "all"):
-        bench_synth(a.seeds, a.data_dir, a.jobs, a.route_minutes, a.speed)
-    if a.what == "experiment":
-        bench_experiment(a.name, a.changes, a.records, a.speed, a.flow)
-    if a.what == "place":
-        bench_place(a.data_dir)
-    if a.what == "small":
-        bench_small(a.data_dir)
-    if a.what == "pinless":
-        bench_pinless(a.seeds, a.speed)
-    if a.what == "ebr":
-        bench_ebr()
-    if a.what == "congestion":
-        bench_congestion(a.minutes)
-    if a.what == "floorplan":
-        for seed in a.seeds:
-            bench_floorplan(seed)
+    for mode, (run, in_all) in MODES.items():
+        if a.what == mode or (a.what == "all" and in_all):
+            run(a)
     write_readme()
 
 
