@@ -6,5 +6,5 @@
     tb_cosim.py  the cocotb test module run inside the simulator
     synth.py     synthesize_engine (the `nitro synth` entry for the engine): LFE5U-85F
     pinout.py    its pin constraints: each AXI channel on adjacent package pins
-    device.py    the FPGA (LFE5U-85F, CABGA756) and its speed grades
+    (the FPGA parts and speed grades: sim/device.py)
 """
