@@ -161,3 +161,69 @@ def test_register_slice_passes_every_beat_in_order(p_in, p_out):
     assert out == beats
     if p_in == p_out == 0.0:
         assert cycles[0] == len(beats) + 1
+
+
+def _valid_never_reads_ready(dut, pairs, inputs, cycles: int = 800, seed: int = 1) -> dict:
+    """AXI's rule that a VALID must not depend on its READY (IHI 0022 A3.1.1), in the Amaranth
+    simulator: every cycle, each READY is set 0 then 1 within the cycle and its VALID must not
+    change; then every input in `inputs` (the READYs included) takes a random value for the
+    cycle. Returns the cycles each VALID was high."""
+    rng, high = random.Random(seed), {name: 0 for name, _, _ in pairs}
+
+    async def bench(ctx):
+        for _ in range(cycles):
+            for name, valid, ready in pairs:
+                seen = set()
+                for r in (0, 1):
+                    ctx.set(ready, r)
+                    seen.add(ctx.get(valid))
+                assert len(seen) == 1, f"{name}: VALID follows READY in the same cycle"
+                high[name] += seen.pop()
+            for sig, values in inputs:
+                ctx.set(sig, rng.choice(values))
+            await ctx.tick()
+
+    simulate(dut, bench)
+    return high
+
+
+def test_valid_never_reads_ready():
+    """The DMA's AR, AW and W (behind DmaLoopback's port slice and bare), and the register file's
+    R and B: their VALIDs, under random commands and random bus inputs, never follow the READY
+    of the same cycle, and each of them was high at some point."""
+    from hw.dma import DmaLoopback
+    from hw.engine.control import ControlRegisters
+
+    def dma_inputs(bus, cmds):
+        return [(bus.arready, [0, 1]), (bus.awready, [0, 1]), (bus.wready, [0, 1]),
+                (bus.rvalid, [0, 1]), (bus.rlast, [0, 1]), (bus.bvalid, [0, 0, 1]),
+                *[(c.valid, [0, 1]) for c in cmds], *[(c.payload.beats, [1, 3, 16, 40]) for c in cmds],
+                *[(c.payload.addr, [0x1000, 0x2ff8, 0x40000]) for c in cmds]]
+
+    def master(bus, chans):
+        return [(ch, getattr(bus, f"{ch}valid"), getattr(bus, f"{ch}ready")) for ch in chans]
+
+    loop = DmaLoopback(32, 64, max_burst=16, max_outstanding=4)
+    high = _valid_never_reads_ready(loop, master(loop.m_axi, ("ar", "aw", "w")),
+                                    dma_inputs(loop.m_axi, (loop.rd_cmd, loop.wr_cmd)))
+    assert all(high.values()), high
+    for dma, chans in ((DmaReader(32, 64), ("ar",)), (DmaWriter(32, 64), ("aw", "w"))):
+        bus = dma.bus
+        inputs = [(dma.cmd.valid, [0, 1]), (dma.cmd.payload.beats, [1, 3, 16, 40]),
+                  (dma.cmd.payload.addr, [0x1000, 0x2ff8])]
+        if chans == ("ar",):
+            inputs += [(bus.arready, [0, 1]), (bus.rvalid, [0, 1]), (bus.rlast, [0, 1]),
+                       (dma.data.ready, [0, 1])]
+        else:
+            inputs += [(bus.awready, [0, 1]), (bus.wready, [0, 1]), (bus.bvalid, [0, 0, 1]),
+                       (dma.data.valid, [0, 1])]
+        high = _valid_never_reads_ready(dma, master(bus, chans), inputs)
+        assert all(high.values()), (type(dma).__name__, high)
+    regs = ControlRegisters()
+    bus = regs.bus
+    high = _valid_never_reads_ready(
+        regs, [("r", bus.rvalid, bus.rready), ("b", bus.bvalid, bus.bready)],
+        [(bus.awvalid, [0, 1]), (bus.wvalid, [0, 1]), (bus.arvalid, [0, 1]),
+         (bus.awaddr, [0x010, 0x018, 0x030, 0x100]), (bus.araddr, [0x000, 0x014, 0x040, 0x100]),
+         (bus.wdata, [0, 1, 3]), (bus.wstrb, [0xF, 0x1])])
+    assert all(high.values()), high
