@@ -25,6 +25,15 @@ def quiet_axi_models() -> None:
     warnings.filterwarnings("ignore", "The data field will be removed", DeprecationWarning)
 
 
+# every payload field of each AXI4 channel that the port has, which must hold while VALID waits
+AXI4_FIELDS = {"ar": ["araddr", "arlen", "arsize", "arburst", "arid"],
+               "aw": ["awaddr", "awlen", "awsize", "awburst", "awid"],
+               "w": ["wdata", "wstrb", "wlast"], "r": ["rdata", "rresp", "rlast", "rid"],
+               "b": ["bresp", "bid"]}
+AXI4_LITE_FIELDS = {"aw": ["awaddr", "awprot"], "w": ["wdata", "wstrb"], "b": ["bresp"],
+                    "ar": ["araddr", "arprot"], "r": ["rdata", "rresp"]}
+
+
 def top_name() -> str:
     """The component under test's name in SIM_TOPS, from the runner's `UnitJob`."""
     return UnitJob.read().unit

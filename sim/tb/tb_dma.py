@@ -9,12 +9,10 @@ from cocotbext.axi import AxiBus, AxiRam
 
 from hw.stream_unit import RegisterSlice
 from sim.tb.axi_common import (
-    StabilityChecker, aw_after_w, quiet_axi_models, send, stalls, start, top, top_name,
+    AXI4_FIELDS, StabilityChecker, aw_after_w, quiet_axi_models, send, stalls, start, top, top_name,
 )
 from sim.tb.common import record
 
-CHANNELS = {"ar": ["araddr", "arlen"], "aw": ["awaddr", "awlen"], "w": ["wdata", "wlast"],
-            "r": ["rdata", "rlast"], "b": ["bresp"]}
 RAM_BYTES = 1 << 20
 
 
@@ -89,7 +87,7 @@ async def run_copies(dut, seed: int, p_stall: float, n: int, p_w: float | None =
     rng = random.Random(seed)
     ram = ram_with_stalls(dut, seed, p_stall, p_w, w_first)
     await start(dut)
-    checker = StabilityChecker(dut, "m_axi", CHANNELS)
+    checker = StabilityChecker(dut, "m_axi", AXI4_FIELDS)
     bursts = BurstMonitor(dut, unit.reader.buffer_beats + 2 * RegisterSlice.BEATS)
     jobs = copies(rng, beat, n)
     written = [rng.randbytes(beats * beat) for _, _, beats in jobs]

@@ -24,13 +24,11 @@ from model.init import init_params
 from model.network import Network, Trace
 from model.spec import Hyper, build_mlp
 from sim.engine.host import RamBackend
-from sim.tb.axi_common import StabilityChecker, aw_after_w, pause_all, quiet_axi_models, start
+from sim.tb.axi_common import (
+    AXI4_FIELDS, AXI4_LITE_FIELDS, StabilityChecker, aw_after_w, pause_all, quiet_axi_models, start,
+)
 from sim.tb.common import record
 
-AXI_CHANNELS = {"ar": ["araddr", "arlen"], "r": ["rdata", "rlast"], "aw": ["awaddr", "awlen"],
-                "w": ["wdata", "wlast"], "b": ["bresp"]}
-LITE_CHANNELS = {"aw": ["awaddr"], "w": ["wdata", "wstrb"], "b": ["bresp"], "ar": ["araddr"],
-                 "r": ["rdata", "rresp"]}
 BATCH, SHAPE = 4, (1, 16, 16)
 READ_FAULT, WRITE_FAULT = range(0x9_0000, 0xA_0000), range(0xA_0000, 0xB_0000)  # SLVERR there
 
@@ -49,7 +47,7 @@ async def setup(dut, seed: int, w_first: bool = False):
     net = Network(spec, {k: v * 16 for k, v in init_params(spec, np.random.RandomState(seed)).items()})
     eng = RamBackend(dut, compile_network(spec, BATCH, EngineParams(), 512), ram)
     pause_all(eng.master, seed + 7, 0.5)
-    checkers = [StabilityChecker(dut, "m_axi", AXI_CHANNELS), StabilityChecker(dut, "s_axil", LITE_CHANNELS)]
+    checkers = [StabilityChecker(dut, "m_axi", AXI4_FIELDS), StabilityChecker(dut, "s_axil", AXI4_LITE_FIELDS)]
     await start(dut)
     _fault(ram.read_if, "_read", READ_FAULT)
     _fault(ram.write_if, "_write", WRITE_FAULT)

@@ -11,12 +11,10 @@ from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 from cocotbext.axi.constants import AxiResp
 
 from sim.tb.axi_common import (
-    StabilityChecker, WriteOrder, pause_all, quiet_axi_models, start, top, top_name,
+    AXI4_LITE_FIELDS, StabilityChecker, WriteOrder, pause_all, quiet_axi_models, start, top, top_name,
 )
 from sim.tb.common import record
 
-CHANNELS = {"aw": ["awaddr"], "w": ["wdata", "wstrb"], "b": ["bresp"], "ar": ["araddr"],
-            "r": ["rdata", "rresp"]}
 
 
 async def setup(dut, seed: int):
@@ -28,7 +26,7 @@ async def setup(dut, seed: int):
         if r.access in ("ro", "w1c"):
             getattr(dut, r.name).value = 0
     await start(dut)
-    return regs.regmap, master, StabilityChecker(dut, "bus", CHANNELS), WriteOrder(dut, "bus")
+    return regs.regmap, master, StabilityChecker(dut, "bus", AXI4_LITE_FIELDS), WriteOrder(dut, "bus")
 
 
 async def read(master, offset: int) -> tuple[int, AxiResp]:
