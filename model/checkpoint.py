@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import re
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,40 @@ from .vectors import read_npz
 FORMAT = "nitro-checkpoint-2"  # 2: the state records its data digest
 READABLE = ("nitro-checkpoint-1", FORMAT)
 MT_KEYS = 624  # words of numpy's MT19937 state
-# The per-epoch row train.py appends to the history (csv.DictWriter needs the same keys in every row).
-HISTORY_FIELDS = {"epoch": int, "lr_inv": int, "train_acc": float, "test_acc": float, "train_s": float,
-                  "train_img_s": float, "wraps": int, "stopped": bool}
-BEST_FIELDS = {"test_acc": float, "train_acc": float, "epoch": int}
-PLATEAU_FIELDS = {f.name: type(f.default) for f in fields(PlateauState)}
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch of a run: the row train.py appends to the history (and to metrics.csv)."""
+
+    epoch: int
+    lr_inv: int
+    train_acc: float
+    test_acc: float
+    train_s: float
+    train_img_s: float
+    wraps: int
+    stopped: bool
+
+
+@dataclass(frozen=True)
+class BestEpoch:
+    """The epoch with the best test accuracy so far (test_acc -1.0 before the first)."""
+
+    test_acc: float = -1.0
+    train_acc: float = 0.0
+    epoch: int = 0
+
+
+def _field_types(cls) -> dict[str, type]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+# what a checkpoint's state holds, as JSON objects with these keys and types
+HISTORY_FIELDS = _field_types(EpochRecord)
+BEST_FIELDS = _field_types(BestEpoch)
+PLATEAU_FIELDS = _field_types(PlateauState)
 STATE_KEYS = ("lr_inv", "plateau", "stopper", "best", "history", "wraps")
 
 

@@ -11,14 +11,14 @@ import csv
 import io
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import BestEpoch, Checkpoint, EpochRecord, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig, load_config
 from .datasets import load_raw
 from .fileio import writable_folder, write_atomic, write_figure
@@ -65,10 +65,6 @@ def prepare(cfg: ExperimentConfig, data_dir: str | Path | None) -> tuple[Integer
     return ds, net, rng
 
 
-def _fresh_best() -> dict:
-    return {"test_acc": -1.0, "train_acc": 0.0, "epoch": 0}
-
-
 def start_checkpoint(cfg: ExperimentConfig, params: dict[str, np.ndarray] | None = None,
                      data_dir: str | Path | None = None, scale: int = 1) -> Checkpoint:
     """What a fresh run of `cfg` holds before its first epoch, with `params` for its weights (by
@@ -81,7 +77,7 @@ def start_checkpoint(cfg: ExperimentConfig, params: dict[str, np.ndarray] | None
     ds, net, rng = prepare(cfg, data_dir)
     if params is None:
         params = {k: v * scale for k, v in net.params.items()}
-    return Checkpoint(0, params, rng.get_state(), _state(cfg.make_schedule(), _fresh_best(), [], {}, ds),
+    return Checkpoint(0, params, rng.get_state(), _state(cfg.make_schedule(), asdict(BestEpoch()), [], {}, ds),
                       cfg.source, cfg.digest(), np.arange(len(ds.train_x)))
 
 
@@ -153,7 +149,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
     check_sizes(cfg, len(ds.train_x), len(ds.test_x))
     schedule = cfg.make_schedule()
     history: list[dict] = []
-    best = _fresh_best()
+    best = asdict(BestEpoch())
     start = 0
     order = np.arange(len(ds.train_x))
     if ck is not None:
@@ -221,13 +217,11 @@ def _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history, epo
         stepper.sync(net)
         train_s = time.perf_counter() - t0
         test_acc = evaluate(net, ds.test_x, ds.test_labels, cfg.train.eval_batch)
-        row = {"epoch": epoch, "lr_inv": lr_inv, "train_acc": correct / seen, "test_acc": test_acc,
-               "train_s": round(train_s, 3), "train_img_s": round(seen / train_s, 1),
-               "wraps": int(sum(net.policy.wraps.values()))}
         if test_acc > best["test_acc"]:
-            best = {"test_acc": test_acc, "train_acc": row["train_acc"], "epoch": epoch}
+            best = asdict(BestEpoch(test_acc, correct / seen, epoch))
         stop = schedule.end_epoch(test_acc)
-        row["stopped"] = stop
+        row = asdict(EpochRecord(epoch, lr_inv, correct / seen, test_acc, round(train_s, 3),
+                                 round(seen / train_s, 1), int(sum(net.policy.wraps.values())), stop))
         history.append(row)
         tqdm.write(f"epoch {epoch}: train {row['train_acc']:.4f}  test {test_acc:.4f}  "
                    f"lr_inv {lr_inv}  {row['train_img_s']:.0f} img/s")  # also without the bar
