@@ -118,10 +118,13 @@ def sweep(configs: list[Path], seeds: list[int], epochs: int | None, out: Path, 
     results = {t: r for t in trials if (r := finished(out, t)) is not None}
     failures: dict[Trial, str] = {}
     todo = [t for t in trials if t not in results]
-    print(f"sweep: {len(trials)} trials, {len(results)} finished earlier (skipped), {len(todo)} to run")
-    if todo:
+    plan = f"sweep: {len(trials)} trials, {len(results)} finished earlier (skipped), {len(todo)} to run"
+    if not todo:
+        print(plan)
+    else:
         with ray_session(address) as ray:
             check_task_cpus(ray, cpus_per_trial, "--cpus-per-trial", cluster=bool(address))
+            print(plan)  # once the trials can run
             threads = str(max(1, int(cpus_per_trial)))
             task = ray.remote(run_trial).options(
                 num_cpus=cpus_per_trial, max_retries=0,
