@@ -1,4 +1,5 @@
-"""Formal checks of the DMA masters (`hw.dma`) against the AXI4 rules they must keep: a bounded
+"""Formal checks of the DMA masters (`hw.dma`) against the AXI4 rules they must keep (and of the
+AXI4-Lite register file, `RegsCheck`, against the subordinate's): a bounded
 model check (yosys-smtbmc, `sim.formal.prove`) of each master, small parameters, every input
 free except for what the protocol makes the other side promise (assumed).
 
@@ -196,4 +197,52 @@ class WriterCheck(_DmaCheck):
         return m
 
 
-CHECKS = {"dma_reader": ReaderCheck, "dma_writer": WriterCheck}
+class RegsCheck(Elaboratable):
+    """`hw.regs.AxiLiteRegisters` (a small map: rw, ro, w1c with its interrupt enable, pulse)
+    under any AXI4-Lite manager that keeps VALID and its payload until the handshake, and any
+    register inputs. Asserted: B and R VALID held with their payload until taken; at most one
+    write and one read in the subordinate at a time (requests taken minus responses given is
+    0 or 1 on each of AW, W and AR), no B before its write's AW and W, no R before its AR."""
+
+    def __init__(self, depth: int = 16) -> None:
+        from hw.regs import AxiLiteRegisters, Register, RegisterMap
+
+        self.depth = depth
+        self.dut = AxiLiteRegisters(RegisterMap((
+            Register("ctrl", 0x0, "rw", width=8), Register("state", 0x4, "ro", width=8),
+            Register("status", 0x8, "w1c", width=2), Register("irq_en", 0xC, "rw", width=2),
+            Register("go", 0x10, "pulse", width=1)), irq=("status", "irq_en"), addr_width=5))
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        bus = dut.bus
+        m.d.comb += Assume(~ResetSignal())
+        for sig in (bus.awvalid, bus.awaddr, bus.awprot, bus.wvalid, bus.wdata, bus.wstrb,
+                    bus.bready, bus.arvalid, bus.araddr, bus.arprot, bus.rready, dut.state,
+                    dut.status):
+            _free(m, sig)
+        held(m, bus.awvalid, bus.awready, [bus.awaddr, bus.awprot], Assume)
+        held(m, bus.wvalid, bus.wready, [bus.wdata, bus.wstrb], Assume)
+        held(m, bus.arvalid, bus.arready, [bus.araddr, bus.arprot], Assume)
+        held(m, bus.bvalid, bus.bready, [bus.bresp], Assert)
+        held(m, bus.rvalid, bus.rready, [bus.rdata, bus.rresp], Assert)
+        taken = {}
+        for ch, valid, ready in (("aw", bus.awvalid, bus.awready), ("w", bus.wvalid, bus.wready),
+                                 ("ar", bus.arvalid, bus.arready), ("b", bus.bvalid, bus.bready),
+                                 ("r", bus.rvalid, bus.rready)):
+            taken[ch] = n = Signal(range(2 * self.depth), name=f"{ch}_taken")
+            m.d.sync += n.eq(n + (valid & ready))
+        for req, resp in (("aw", "b"), ("w", "b"), ("ar", "r")):
+            m.d.comb += Assert((taken[req] == taken[resp]) | (taken[req] == taken[resp] + 1))
+        with m.If(bus.bvalid):  # the write it answers was taken, both its parts
+            m.d.comb += [Assert(taken["aw"] == taken["b"] + 1), Assert(taken["w"] == taken["b"] + 1)]
+        with m.If(bus.rvalid):
+            m.d.comb += Assert(taken["ar"] == taken["r"] + 1)
+        m.d.comb += [Cover(bus.bvalid & (bus.bresp == 0)), Cover(bus.bvalid & (bus.bresp != 0)),
+                     Cover(bus.rvalid & (bus.rresp == 0)), Cover(bus.rvalid & (bus.rresp != 0)),
+                     Cover(dut.irq)]
+        return m
+
+
+CHECKS = {"dma_reader": ReaderCheck, "dma_writer": WriterCheck, "axilite_regs": RegsCheck}

@@ -1,5 +1,6 @@
-"""Bounded model checks of the DMA masters against the AXI4 rules (sim.formal_axi): every rule
-holds for 16 cycles from reset against any slave and command source, every cover is reached in
+"""Bounded model checks of the DMA masters against the AXI4 rules, and of the AXI4-Lite register
+file against the subordinate's (sim.formal_axi): every rule holds for 16 cycles from reset
+against any slave (or manager) and command source, every cover is reached in
 them (the environment is not too tight to exercise the rules), and a master with a fault fails."""
 from concurrent.futures import ThreadPoolExecutor
 
