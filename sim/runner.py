@@ -237,8 +237,7 @@ def run_tb(built: Built, tb_module: str, test_dir_name: str, testcase: str | Non
     if tdir.exists():
         shutil.rmtree(tdir)
     tdir.mkdir(parents=True)
-    (tensors or official()).save(tdir)
-    for job in (UnitJob(built.name), *jobs):
+    for job in (UnitJob(built.name), tensors or official(), *jobs):
         job.save(tdir)
     results = get_runner("verilator").test(
         test_module=tb_module, hdl_toplevel=built.toplevel, hdl_toplevel_lang="verilog",

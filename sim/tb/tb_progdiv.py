@@ -59,7 +59,8 @@ async def multiples(dut):
 @cocotb_test()
 async def real_sgd_divisions(dut):
     b = UnitBench(dut)
-    vs, r = tensors().vector_set(), tensors().load("step1")
+    vs = tensors().vector_set()
+    r = vs.refs["1"]
     layers = vs.net.spec.param_layers()
     n = np.concatenate([r[f"wgrad/{L.name}"].ravel() for L in layers]).astype(np.int64)
     d = np.concatenate([np.full(r[f"wgrad/{L.name}"].size, sgd_divisor(vs.lr_inv, L.amp))

@@ -64,7 +64,8 @@ async def corners(dut):
 @cocotb_test()
 async def real_step(dut):
     b = UnitBench(dut)
-    vs, step = tensors().vector_set(), tensors().load("step1")
+    vs = tensors().vector_set()
+    step = vs.refs["1"]
     w, g, d = [], [], []
     for layer in vs.net.spec.param_layers():
         w.append(vs.net.params[layer.name].ravel())
