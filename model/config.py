@@ -94,14 +94,14 @@ class ExperimentConfig:
         """'<name> = <value>' for each quirk set otherwise than the reference that changes how this
         network trains: one the network consults as it trains, or one that shapes its spec."""
         spec = self.build_spec(input_shape)
+        consulted, own = consulted_quirks(spec), replace(spec, quirks=Quirks())
 
         def shape(q: Quirks) -> NetworkSpec:
             return replace(replace(self, quirks=q).build_spec(input_shape), quirks=Quirks())
 
         return [f"{f.name} = {str(v).lower()}" for f in fields(Quirks)
                 if (v := getattr(self.quirks, f.name)) != f.default
-                and (f.name in consulted_quirks(spec)
-                     or shape(self.quirks) != shape(replace(self.quirks, **{f.name: f.default})))]
+                and (f.name in consulted or own != shape(replace(self.quirks, **{f.name: f.default})))]
 
     def policy(self) -> WidthPolicy:
         return WidthPolicy(self.numerics.widths, self.numerics.mode)
