@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from amaranth.back import verilog  # noqa: E402
 from hw.divider import ConstDivider  # noqa: E402
 from model.fileio import write_atomic  # noqa: E402
 from model.numerics import tdiv  # noqa: E402
+from scripts.provenance import host, today  # noqa: E402
 from sim.runner import LINT_WAIVERS, build_root, setup_verilator  # noqa: E402
 
 # Verilator mangles the double underscore of Amaranth port names (i__valid) into i___05Fvalid.
@@ -117,8 +117,8 @@ def main() -> int:
         "passed": r.returncode == 0 and mismatches == 0 and checked == args.count and golden_agrees,
         "summary": summary[-1] if summary else r.stderr[-500:],
         "build_s": round(t_build, 1), "run_s": round(t_run, 1), "verilator": vver,
-        "host": f"{platform.machine()} {platform.system()}, {__import__('os').cpu_count()} cores",
-        "date": time.strftime("%Y-%m-%d"),
+        "host": host(),
+        "date": today(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out, (json.dumps(result, indent=1) + "\n").encode())
