@@ -194,30 +194,22 @@ def test_valid_never_reads_ready():
     from hw.dma import DmaLoopback
     from hw.engine.control import ControlRegisters
 
-    def dma_inputs(bus, cmds):
-        return [(bus.arready, [0, 1]), (bus.awready, [0, 1]), (bus.wready, [0, 1]),
-                (bus.rvalid, [0, 1]), (bus.rlast, [0, 1]), (bus.bvalid, [0, 0, 1]),
-                *[(c.valid, [0, 1]) for c in cmds], *[(c.payload.beats, [1, 3, 16, 40]) for c in cmds],
-                *[(c.payload.addr, [0x1000, 0x2ff8, 0x40000]) for c in cmds]]
+    def bus_inputs(bus):  # the inputs of the channels the port has
+        values = {"arready": [0, 1], "rvalid": [0, 1], "rlast": [0, 1], "awready": [0, 1],
+                  "wready": [0, 1], "bvalid": [0, 0, 1]}
+        return [(getattr(bus, name), v) for name, v in values.items() if hasattr(bus, name)]
 
-    def master(bus, chans):
-        return [(ch, getattr(bus, f"{ch}valid"), getattr(bus, f"{ch}ready")) for ch in chans]
+    def command_inputs(*cmds):
+        return [x for c in cmds for x in ((c.valid, [0, 1]), (c.payload.beats, [1, 3, 16, 40]),
+                                          (c.payload.addr, [0x1000, 0x2ff8, 0x40000]))]
 
-    loop = DmaLoopback(32, 64, max_burst=16, max_outstanding=4)
-    high = _valid_never_reads_ready(loop, master(loop.m_axi, ("ar", "aw", "w")),
-                                    dma_inputs(loop.m_axi, (loop.rd_cmd, loop.wr_cmd)))
-    assert all(high.values()), high
-    for dma, chans in ((DmaReader(32, 64), ("ar",)), (DmaWriter(32, 64), ("aw", "w"))):
-        bus = dma.bus
-        inputs = [(dma.cmd.valid, [0, 1]), (dma.cmd.payload.beats, [1, 3, 16, 40]),
-                  (dma.cmd.payload.addr, [0x1000, 0x2ff8])]
-        if chans == ("ar",):
-            inputs += [(bus.arready, [0, 1]), (bus.rvalid, [0, 1]), (bus.rlast, [0, 1]),
-                       (dma.data.ready, [0, 1])]
-        else:
-            inputs += [(bus.awready, [0, 1]), (bus.wready, [0, 1]), (bus.bvalid, [0, 0, 1]),
-                       (dma.data.valid, [0, 1])]
-        high = _valid_never_reads_ready(dma, master(bus, chans), inputs)
+    loop, rd, wr = DmaLoopback(32, 64, max_burst=16, max_outstanding=4), DmaReader(32, 64), DmaWriter(32, 64)
+    for dma, bus, chans, inputs in (
+            (loop, loop.m_axi, ("ar", "aw", "w"), command_inputs(loop.rd_cmd, loop.wr_cmd)),
+            (rd, rd.bus, ("ar",), command_inputs(rd.cmd) + [(rd.data.ready, [0, 1])]),
+            (wr, wr.bus, ("aw", "w"), command_inputs(wr.cmd) + [(wr.data.valid, [0, 1])])):
+        pairs = [(ch, getattr(bus, f"{ch}valid"), getattr(bus, f"{ch}ready")) for ch in chans]
+        high = _valid_never_reads_ready(dma, pairs, bus_inputs(bus) + inputs)
         assert all(high.values()), (type(dma).__name__, high)
     regs = ControlRegisters()
     bus = regs.bus
