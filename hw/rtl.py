@@ -19,8 +19,8 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
-from model.layers import SLOPE_INV
 from model.fileio import writable_folder, write_atomic
+from model.layers import SLOPE_INV
 from model.numerics import NitroError
 
 from .divider import ConstDivider, ProgDivider

@@ -223,10 +223,10 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _cosim(args: argparse.Namespace) -> int:
+    from hw.engine.memory_model import MemoryModel
     from hw.engine.params import EngineParams
     from model.fileio import refuse_overwrite
     from sim.engine.cosim import run_cosim
-    from hw.engine.memory_model import MemoryModel
 
     if args.out and not Path(args.out).is_dir():  # (a folder: run_cosim's error names it)
         refuse_overwrite(Path(args.out), args.force)

@@ -24,7 +24,6 @@ import numpy as np
 from hw.engine.params import EngineParams
 from model.conform import Mismatch, StepReport, compare_arrays, load_set
 from model.numerics import NitroError
-
 from sim.job import SimJob
 
 RESULT_FILE = "conform_result.json"

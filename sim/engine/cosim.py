@@ -21,7 +21,6 @@ from hw.engine.memory_model import MemoryModel
 from hw.engine.params import EngineParams
 from model.fileio import writable_folder, write_atomic
 from model.numerics import NitroError
-
 from sim.job import SimJob
 
 RESULT_FILE = "cosim_result.json"

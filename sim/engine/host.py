@@ -32,7 +32,6 @@ from model.numerics import NitroError
 from .build import MEM_WORDS
 
 
-
 def programs(prog: Program):
     """The training and the inference program, one after the other in the simulated memory
     (NitroError when they do not fit it; tensors that alone do not fit, before compiling)."""

@@ -30,11 +30,11 @@ from hw.engine.top import StreamEngine, engine_signature
 from model.fileio import write_atomic
 from model.numerics import NitroError
 from model.paths import REPO
+from sim.device import ENGINE_DEVICE, SPEED_GRADES
 from sim.ebr_outreg import pack_ebr_output_registers
 from sim.synth import ECP5, critical_path, yosys_cells
 from sim.synth import synth_ecp5 as unit_synth_ecp5
 
-from sim.device import ENGINE_DEVICE, SPEED_GRADES
 from .floorplan import floorplan_files, late_inputs
 from .pinout import CLOCK_PIN, channel_lpf
 
