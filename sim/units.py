@@ -25,7 +25,8 @@ from hw.relu import NitroReluBackward, NitroReluForward
 from hw.scaling import NitroScaling, ScaleClip
 from hw.sgd import IntegerSGDUpdate
 from model.layers import RELU_MEAN_CORRECTION
-from model.spec import scaling_factor
+from model.optim import LR_INV, ScheduleConfig, sgd_divisor
+from model.spec import Hyper, scaling_factor
 
 from .bank import Bank
 
@@ -36,6 +37,10 @@ SLOPES = sorted(RELU_MEAN_CORRECTION)
 # runs all 2^32 inputs through the SF = 200704 netlist.
 FAN_INS = [784, 100, 50, 3000, 9, 4096]
 SCALING_FACTORS = [scaling_factor(f) for f in FAN_INS]
+# IntegerSGD's divisors D = lr_inv * amp over a long schedule: 11 plateau reductions of the initial
+# lr_inv, amp 1 (the learning layers) and the forward layers' amplification.
+SGD_DIVISORS = [sgd_divisor(LR_INV * ScheduleConfig.factor ** k, amp)
+                for k in range(12) for amp in (1, Hyper.lr_amp)]
 # Constant dividers at 32 bits: decay inverses, small and awkward divisors, beyond the input range.
 DIVISORS_32 = [3, 7, 641, 12000, 200704, (1 << 31) - 1, (1 << 32) + 1]  # 200704: rtl's const_divider
 DIVISORS_16 = [2, 3, 5, 7, 127, 256, 12345, 32767]

@@ -104,8 +104,8 @@ def test_engine_run_in_segments(engine_build, tmp_path):
     rc, res = _cosim(tmp_path, cfg, 2, fault="5:linear_encoder_00:0,0:1", train_images=48,
                      start_step=5)
     mm = res["mismatch"]
-    assert rc == 1 and res["fault_injected"] and (mm["step"], mm["layer"], mm["index"]) == (
-        5, "linear_encoder_00", [0, 0])
+    assert rc == 1 and res["fault_injected"] and (mm["step"], mm["layer"], mm["index"], mm["count"]) == (
+        5, "linear_encoder_00", [0, 0], 1)  # the flipped bit alone
     with pytest.raises(NitroError, match="step 4 never runs on the engine"):
         _cosim(tmp_path, cfg, 2, fault="4:linear_encoder_00:0,0:1", train_images=48, start_step=5)
 

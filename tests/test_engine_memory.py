@@ -23,6 +23,15 @@ RAM_READ = READ_LATENCY - 3  # the RAM's read, its output register, the bank sel
 COLLIDE = RAM_READ - WRITE_LATENCY  # a read in cycle i meets the write of cycle i + COLLIDE
 
 
+def _masked(word: int, data: int, en: int, lanes: int, lw: int) -> int:
+    """`word` with the lanes `en` enables taken from `data` (lanes of `lw` bits)."""
+    for k in range(lanes):
+        if en >> k & 1:
+            mask = ((1 << lw) - 1) << (k * lw)
+            word = (word & ~mask) | (data & mask)
+    return word
+
+
 def _model(width: int, depth: int, lane: int | None, ops) -> dict[int, int]:
     """Reference: a read sees the writes that landed at earlier clock edges. Returns {i: word
     read for the address presented in cycle i}."""
@@ -33,10 +42,7 @@ def _model(width: int, depth: int, lane: int | None, ops) -> dict[int, int]:
         j = i + COLLIDE - 1  # the last write to land before this read
         if 0 <= j < len(ops):
             _, wa, wd, we = ops[j]
-            for k in range(lanes):
-                if we >> k & 1:
-                    mask = ((1 << lw) - 1) << (k * lw)
-                    words[wa] = (words[wa] & ~mask) | (wd & mask)
+            words[wa] = _masked(words[wa], wd, we, lanes, lw)
         out[i] = words[ra]
     return out
 
@@ -70,14 +76,6 @@ def test_banked_memory_matches_array(width, depth, lane):
     assert set(readback) <= set(checked)  # the read-back of every address written, at least
     for i in checked:  # data of cycle i's address: on rd_data in cycle i + READ_LATENCY
         assert got[i + READ_LATENCY - 1] == ram[i], (i, ops[i])
-
-
-def _masked(word: int, data: int, en: int, lanes: int, lw: int) -> int:
-    for k in range(lanes):
-        if en >> k & 1:
-            mask = ((1 << lw) - 1) << (k * lw)
-            word = (word & ~mask) | (data & mask)
-    return word
 
 
 @pytest.mark.parametrize("width,depth,lane", [(192, 2048, 24), (64, 1500, 8), (64, 16, None)])

@@ -4,8 +4,9 @@ engine's banked memories, against model.layers.maxpool_forward: the pooled words
 copy of s (every window position but its lane's first maximum reads -128). Cases: several words
 per pixel and images, ties, all-negative windows whose maximum is the padding's 0, a tile of
 output rows away from the top, windows that leave rows uncovered, a pool between blocks (no
-marked copy); one window position read per cycle. Mutations of the first-maximum rule and of the
-padding's 0 fail it."""
+marked copy); one window position read per cycle. The tile with padded windows fails with a
+padding of -128 instead of 0, the case with ties fails with ties routed to the last maximum
+instead of the first."""
 from dataclasses import replace
 
 import numpy as np
@@ -130,11 +131,19 @@ def _run(pg: PoolGeom, a: np.ndarray, s: np.ndarray, y0: int, rows: int) -> tupl
             out["cycles"])
 
 
-def _expected(pg: PoolGeom, a: np.ndarray, s: np.ndarray, y0: int, rows: int) -> tuple:
+def _expected(pg: PoolGeom, a: np.ndarray, s: np.ndarray, y0: int, rows: int, pad_value: int = 0,
+              last_max: bool = False) -> tuple:
     """The golden model's pool of every output row, cut to the tile, and the marked copy the
-    unit writes for the tile's windows (positions of other rows keep the sentinel 99)."""
+    unit writes for the tile's windows (positions of other rows keep the sentinel 99). The
+    mutations a test must tell apart: `pad_value` other than the reference's 0, and `last_max`
+    (unpadded only): ties routed to the window's last maximum instead of its first."""
     kh, kw, ph, pw = pg.kh, pg.kw, pg.ph, pg.pw
-    out, arg = maxpool_forward(a.transpose(0, 3, 1, 2), (kh, kw), (ph, pw), pad_value=0)
+    x = a.transpose(0, 3, 1, 2)
+    out, arg = maxpool_forward(x, (kh, kw), (ph, pw), pad_value=pad_value)
+    if last_max:  # a later window position wins a tie: its index as the lowest digit of x
+        assert not ph and not pw
+        pos = (np.arange(pg.h)[:, None] % kh) * kw + np.arange(pg.w) % kw
+        arg = maxpool_forward(x.astype(np.int32) * kh * kw + pos, (kh, kw), (0, 0))[1]
     pooled = out.transpose(0, 2, 3, 1)[:, y0:y0 + rows]
     if not pg.mask:
         return pooled, np.full_like(s, 99)
@@ -151,17 +160,17 @@ def _expected(pg: PoolGeom, a: np.ndarray, s: np.ndarray, y0: int, rows: int) ->
     return pooled, marked
 
 
-@pytest.mark.parametrize("h, w, c, k, pad, y0, rows, low, mask", [
-    (6, 6, 16, (2, 2), (0, 0), 0, 3, -3, True),    # two words per pixel, ties in 7 values
-    (6, 4, 8, (4, 2), (1, 0), 0, 2, -100, True),   # padded rows: all-negative windows pool to 0
-    (8, 6, 8, (4, 2), (2, 0), 1, 1, -120, True),   # a tile of one output row away from the top
-    (7, 5, 8, (2, 2), (0, 0), 0, 3, -127, True),   # a row and a column no window covers (floor)
-    (6, 6, 16, (2, 2), (0, 0), 0, 3, -3, False),   # a pool between blocks: no marked copy
+@pytest.mark.parametrize("h, w, c, k, pad, y0, rows, low, high, mask", [
+    (6, 6, 16, (2, 2), (0, 0), 0, 3, -3, 3, True),      # two words per pixel, ties in 7 values
+    (6, 4, 8, (4, 2), (1, 0), 0, 2, -100, 0, True),     # padded rows: all-negative windows pool to 0
+    (8, 6, 8, (4, 2), (2, 0), 1, 1, -120, 126, True),   # a tile of one output row away from the top
+    (7, 5, 8, (2, 2), (0, 0), 0, 3, -127, 126, True),   # a row and a column no window covers (floor)
+    (6, 6, 16, (2, 2), (0, 0), 0, 3, -3, 3, False),     # a pool between blocks: no marked copy
 ])
-def test_pool_unit_matches_the_golden_model(h, w, c, k, pad, y0, rows, low, mask):
+def test_pool_unit_matches_the_golden_model(h, w, c, k, pad, y0, rows, low, high, mask):
     rng = np.random.default_rng(h * 100 + w * 10 + c + y0)
     n_img = 3
-    a = rng.integers(low, 4 if low == -3 else 127, (n_img, h, w, c)).astype(np.int8)
+    a = rng.integers(low, high, (n_img, h, w, c), endpoint=True).astype(np.int8)
     s = rng.integers(-127, 128, (n_img, h, w, c)).astype(np.int8)
     pg = PoolGeom(h, w, c // L, *k, *pad, mask=mask)
     got_pool, got_mark, cycles = _run(pg, a, s, y0, rows)
@@ -169,5 +178,10 @@ def test_pool_unit_matches_the_golden_model(h, w, c, k, pad, y0, rows, low, mask
     assert want_pool.size and (want_mark != 99).any() == mask  # something was pooled (and marked)
     np.testing.assert_array_equal(got_pool, want_pool)
     np.testing.assert_array_equal(got_mark, want_mark)
+    # the cases tell the reference's rules from their mutations
+    if pad != (0, 0) and y0 == 0:  # a tile with padded windows
+        assert not np.array_equal(got_pool, _expected(pg, a, s, y0, rows, pad_value=-128)[0])
+    elif mask and low == -3:
+        assert not np.array_equal(got_mark, _expected(pg, a, s, y0, rows, last_max=True)[1])
     # one window position read per cycle (twice with marks), as the performance model counts
     assert cycles == pool_cycles(n_img * rows * pg.wo * pg.words, k[0] * k[1], mask)

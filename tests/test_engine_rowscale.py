@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hw.engine.params import EngineParams
 from hw.engine.rowscale import WRITES, RowScale
 from model.layers import nitro_relu_forward, nitro_scaling
+from sim.tb.common import extremes
 from sim.testing import simulate
 
 P = EngineParams()
@@ -73,6 +74,7 @@ def _expected(sf, m_len, n_len, z):
 @settings(max_examples=12, deadline=None)
 @example(9, 8, 16, 1)  # whole tiles: every lane of every row and column
 @example(256 * 784, 13, 8, 2)
+@example(1, 3, 5, 7)  # SF 1: the int32 extremes clip
 @given(st.sampled_from([9, 256 * 9, 256 * 784, 1]), st.integers(1, 2 * L + 3),
        st.integers(1, 2 * L + 3), st.integers(0, 2**32 - 1))
 def test_row_scale_writes_the_golden_values(sf, m_len, n_len, seed):
@@ -81,6 +83,8 @@ def test_row_scale_writes_the_golden_values(sf, m_len, n_len, seed):
     k = rng.integers(-130, 131, (mp, np_))  # around the clip points, and anywhere
     z = np.where(rng.random((mp, np_)) < 0.5, k * sf + rng.integers(-2, 3, (mp, np_)),
                  rng.integers(-2**31, 2**31, (mp, np_))).clip(-2**31, 2**31 - 1)
+    inside = z[:m_len, :n_len]  # a view: the int32 extremes among the elements written
+    inside.flat[:min(inside.size, 7)] = extremes(32)[:inside.size]
     gaps = rng.choice([0, 0, 0, 1, 3], mp * np_ // L).tolist()
     got, writes = _simulate(sf, m_len, n_len, z, gaps)
     want = _expected(sf, m_len, n_len, z)

@@ -22,6 +22,7 @@ from model.divider import divider_constants
 from model.layers import INT32_MAX, RELU_MEAN_CORRECTION
 from model.spec import scaling_factor
 from sim.formal import FormalTop, prove, prove_divider_constants, spec_clip, spec_tdiv
+from sim.units import SGD_DIVISORS
 
 SLOPES = sorted(RELU_MEAN_CORRECTION)
 
@@ -183,7 +184,6 @@ def test_bit_level_proof_checks_the_pipeline():
     assert not r.passed and "Assert failed" in r.log, r.log
 
 
-SGD_DIVISORS = [512 * 3 ** k * amp for k in range(12) for amp in (1, 640)]
 LAYER_SF = [scaling_factor(f) for f in (784, 100, 50, 200, 3000, 3072, 9, 27, 1152, 2304, 4608, 3584, 512,
                                1024, 2048, 4096)]
 DECAY = [3000, 8000, 10000, 12000, 25000, 30000]

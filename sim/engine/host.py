@@ -27,7 +27,7 @@ from hw.engine.image import tensor_from_words, tensor_span, tensor_words
 from hw.engine.params import CTR_KINDS, SEL_CTR
 from hw.engine.program import ext_word_bytes
 from hw.engine.tiling import N_COUNTERS, lower, program_words, ucode_words
-from model.numerics import NitroError
+from model.numerics import NitroError, wrap
 
 from .build import MEM_WORDS
 
@@ -246,8 +246,7 @@ class EngineBackend:
         o, i = index
         if lm.perm is not None:
             i = int(np.flatnonzero(lm.perm == i)[0])
-        lim = 1 << (self.p.weight_bits - 1)
-        w[i, o] = ((int(w[i, o]) ^ (1 << bit)) + lim) % (2 * lim) - lim
+        w[i, o] = wrap(np.int64(w[i, o]) ^ (1 << bit), self.p.weight_bits)
         await self.write_memory([(first, tensor_words(self.p, t, w))])
         self._ready = None  # a prefetched block may hold the weight before the flip
 

@@ -173,6 +173,29 @@ def corner_ints(rng: np.random.Generator, width: int, n: int, pivots=()) -> np.n
     return np.concatenate(parts)[:max(n, len(fixed))]
 
 
+
+def extremes(width: int) -> np.ndarray:
+    """The signed `width`-bit values a corner test pairs with every value of the other operand:
+    both ends and their neighbours, -1, 0 and 1."""
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    return np.array([lo, lo + 1, -1, 0, 1, hi - 1, hi], dtype=np.int64)
+
+
+CLIP_POINTS = (-129, -128, -127, -1, 0, 1, 127, 128, 129)  # k: numerators k * SF at the int8 clip
+
+
+def scaling_stimulus(rng: np.random.Generator, sfs: np.ndarray, n: int,
+                     max_scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """(z, sf) for a runtime-SF scaler, about n pairs: every int32 extreme with SF 1, 2, 3, 255
+    and `max_scale`; numerators +-2 around k * SF at the clip points k; corner_ints' values, its
+    fixed corners first. SFs of the last two parts drawn from `sfs`."""
+    z0, sf0 = (a.ravel() for a in np.meshgrid(extremes(32), [1, 2, 3, 255, max_scale]))
+    m = (n - len(z0)) // 2
+    sf1 = rng.choice(sfs, m)
+    near = np.clip(rng.choice(CLIP_POINTS, m) * sf1 + rng.integers(-2, 3, m), -(1 << 31), (1 << 31) - 1)
+    z2 = corner_ints(rng, 32, n - len(z0) - m)
+    return np.concatenate([z0, near, z2]), np.concatenate([sf0, sf1, rng.choice(sfs, len(z2))])
+
 # The MLP steps the elementwise units' real-data testcases take: two of a trained network, one at init.
 MLP_STEPS = (("step1", "trained_mlp"), ("step2", "trained_mlp"), ("step1", "initial_mlp"))
 
@@ -180,6 +203,17 @@ MLP_STEPS = (("step1", "trained_mlp"), ("step2", "trained_mlp"), ("step1", "init
 def tensors() -> TensorSource:
     """The training-tensor source the runner laid in this test folder (sim.tensors)."""
     return TensorSource.read()
+
+
+def real_gemm_outputs() -> list[np.ndarray]:
+    """The first 4 rows of every linear and convolution output (z, int32) of the MLP steps and,
+    when the source has one, a CNN step: real scaling inputs, one array per layer and step."""
+    src, out = tensors(), []
+    for part, which in MLP_STEPS + ((("step1", "cnn"),) if src.cnn else ()):
+        r = src.load(part, which)
+        out += [r[k][:4].ravel().astype(np.int64) for k in r
+                if k.startswith("fwd/linear") or k.startswith("fwd/conv")]
+    return out
 
 
 def cocotb_test(**kw):

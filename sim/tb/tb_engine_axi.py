@@ -77,7 +77,11 @@ async def training_steps_over_cocotbext_axi(dut):
     assert eng.ep.prefetch is not None
     for step, (x, y) in enumerate(batches):
         trace = Trace()
+        before = {k: v.copy() for k, v in net.params.items()}
         net.train_step(x, y, 512, trace=trace)
+        # what is compared depends on the step: outputs that vary, weights the step moved
+        assert len(np.unique(trace["out"])) > 1 and any(
+            np.any(before[k] != w) for k, w in net.params.items()), step
         hw = await eng.train_step(x, y, 512, following=(batches + [None])[step + 1])
         assert hw.warm == (step > 0), step
         for name, w in net.params.items():

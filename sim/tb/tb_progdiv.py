@@ -4,14 +4,14 @@ import numpy as np
 from model.numerics import tdiv
 from model.optim import sgd_divisor
 from sim.tb.common import UnitBench, cocotb_test, corner_ints, tensors
+from sim.units import SGD_DIVISORS
 
 
 def divisor_pool(rng) -> np.ndarray:
-    # IntegerSGD's D = lr_inv * amp over the schedule (x3 per reduction), plus log-uniform others
-    sched = [512 * 3 ** k * amp for k in range(12) for amp in (1, 640)]
+    # IntegerSGD's D over the schedule, plus log-uniform others
     rand = np.floor(2.0 ** rng.uniform(0, 32, 200)).astype(np.int64)
     extra = [1, 2, 3, 7, (1 << 31) - 1, 1 << 31, (1 << 32) - 1]
-    return np.unique(np.clip(np.array(sched + extra + rand.tolist()), 1, (1 << 32) - 1))
+    return np.unique(np.clip(np.array(SGD_DIVISORS + extra + rand.tolist()), 1, (1 << 32) - 1))
 
 
 def payload(bench, n, d):

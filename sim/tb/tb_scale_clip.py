@@ -3,7 +3,7 @@ outputs, against model.layers.nitro_scaling."""
 import numpy as np
 
 from model.layers import nitro_scaling
-from sim.tb.common import MLP_STEPS, UnitBench, cocotb_test, corner_ints, tensors
+from sim.tb.common import UnitBench, cocotb_test, real_gemm_outputs, scaling_stimulus
 from sim.units import SCALING_FACTORS
 
 
@@ -26,26 +26,18 @@ async def corners(dut):
     b = UnitBench(dut)
     rng = np.random.default_rng(8)
     pool = sf_pool(rng, b.unit.max_scale)
-    # numerators around k * SF for the clip points k = +-127, +-128 and small k
-    sf = rng.choice(pool, 1_000_000)
-    k = rng.choice([-129, -128, -127, -1, 0, 1, 127, 128, 129], len(sf))
-    near = np.clip(k * sf + rng.integers(-2, 3, len(sf)), -(1 << 31), (1 << 31) - 1)
-    z = np.where(rng.random(len(sf)) < 0.5, near, corner_ints(rng, 32, len(sf)))
-    await b.check("32-bit corners x 200 runtime SFs (+-k*SF+-2 at the clip points)",
+    z, sf = scaling_stimulus(rng, pool, 1_000_000, b.unit.max_scale)
+    await b.check("int32 extremes x SF 1, 2, 3, 255, max; 32-bit corners x 200 runtime SFs "
+                  "(+-k*SF+-2 at the clip points)",
                   {"z": z, "sf": sf}, lambda v: golden(z, sf))
 
 
 @cocotb_test()
 async def real_tensors(dut):
     b = UnitBench(dut)
-    src, z, sf = tensors(), [], []
-    for part, which in MLP_STEPS + ((("step1", "cnn"),) if src.cnn else ()):
-        r = src.load(part, which)
-        for k in r:
-            if k.startswith("fwd/linear") or k.startswith("fwd/conv"):
-                v = r[k][:4].ravel()
-                z.append(v)
-                sf.append(np.full(len(v), SCALING_FACTORS[len(sf) % len(SCALING_FACTORS)]))
-    z, sf = np.concatenate(z).astype(np.int64), np.concatenate(sf)
+    outs = real_gemm_outputs()
+    z = np.concatenate(outs)
+    sf = np.concatenate([np.full(len(v), SCALING_FACTORS[i % len(SCALING_FACTORS)])
+                         for i, v in enumerate(outs)])
     await b.check("real MNIST GEMM outputs, random valid/ready", {"z": z, "sf": sf},
                   lambda v: golden(z, sf), valid_p=0.8, ready_p=0.6)

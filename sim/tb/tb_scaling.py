@@ -2,7 +2,7 @@
 import numpy as np
 
 from model.layers import nitro_scaling
-from sim.tb.common import MLP_STEPS, UnitBench, cocotb_test, corner_ints, tensors
+from sim.tb.common import UnitBench, cocotb_test, corner_ints, real_gemm_outputs
 
 
 def model(z, u):
@@ -29,10 +29,6 @@ async def corners(dut):
 @cocotb_test()
 async def real_tensors(dut):
     b = UnitBench(dut)
-    src, z = tensors(), []
-    for part, which in MLP_STEPS + ((("step1", "cnn"),) if src.cnn else ()):
-        r = src.load(part, which)
-        z += [r[k][:4].ravel() for k in r if k.startswith("fwd/linear") or k.startswith("fwd/conv")]
-    z = np.concatenate(z).astype(np.int64)
+    z = np.concatenate(real_gemm_outputs())
     await b.check("real MNIST GEMM outputs, random valid/ready", z, b.per_unit(model), valid_p=0.8,
                   ready_p=0.6)

@@ -4,8 +4,14 @@ import numpy as np
 from model.numerics import wrap
 from model.optim import integer_sgd_update, sgd_divisor
 from sim.tb.common import UnitBench, cocotb_test, corner_ints, tensors
+from sim.units import SGD_DIVISORS
 
-SCHEDULE = [d for d in (512 * 3 ** k * amp for k in range(12) for amp in (1, 640)) if d < 1 << 32]
+SCHEDULE = [d for d in SGD_DIVISORS if d < 1 << 32]
+
+
+# spec 4.1's worked rows (W, G, D, eta); the model's tests pin their results
+SPEC_ROWS = (np.array([5000, -30000, 7, 3001, -2999]), np.array([1_000_000, -400_000, -1000, 0, 0]),
+             np.array([327_680, 327_680, 512, 512, 512]), np.array([12_000, 25_000, 3000, 3000, 3000]))
 
 
 def build(bench, w, g, d, eta=None):
@@ -38,10 +44,7 @@ async def appendix_a(dut):
     """Spec 4.1's (W, G, D) rows on every unit, each with the unit's own decay (the rows with
     their own eta: tb_sgd_engine's spec_rows; the model's tests pin the spec's values)."""
     b = UnitBench(dut)
-    w = np.array([5000, -30000, 7, 3001, -2999])
-    g = np.array([1_000_000, -400_000, -1000, 0, 0])
-    d = np.array([327_680, 327_680, 512, 512, 512])
-    v, golden = build(b, w, g, d)
+    v, golden = build(b, *SPEC_ROWS[:3])
     await b.check("spec 4.1 rows", v, golden)
 
 
@@ -61,17 +64,21 @@ async def corners(dut):
     await b.check("32-bit W x G corners x schedule divisors", v, golden, seed=9)
 
 
+def real_operands() -> tuple[np.ndarray, ...]:
+    """(W, G, D, eta) of every weight of the vector set's first step: its initial weights, the
+    step's weight gradients, each layer's divisor and decay inverse."""
+    vs = tensors().vector_set()
+    layers = vs.net.spec.param_layers()
+    w = [vs.net.params[layer.name].ravel() for layer in layers]
+    g = [vs.refs["1"][f"wgrad/{layer.name}"].ravel() for layer in layers]
+    d = [np.full(x.size, sgd_divisor(vs.lr_inv, layer.amp)) for x, layer in zip(w, layers, strict=True)]
+    eta = [np.full(x.size, layer.decay_inv) for x, layer in zip(w, layers, strict=True)]
+    return tuple(np.concatenate(x).astype(np.int64) for x in (w, g, d, eta))
+
+
 @cocotb_test()
 async def real_step(dut):
     b = UnitBench(dut)
-    vs = tensors().vector_set()
-    step = vs.refs["1"]
-    w, g, d = [], [], []
-    for layer in vs.net.spec.param_layers():
-        w.append(vs.net.params[layer.name].ravel())
-        g.append(step[f"wgrad/{layer.name}"].ravel())
-        d.append(np.full(w[-1].size, sgd_divisor(vs.lr_inv, layer.amp)))
-    w, g, d = (np.concatenate(x).astype(np.int64) for x in (w, g, d))
-    v, golden = build(b, w, g, d)
+    v, golden = build(b, *real_operands()[:3])
     await b.check("real MNIST step (W, G, D), random valid/ready", v, golden, valid_p=0.8,
                   ready_p=0.6)

@@ -2,9 +2,8 @@
 weight): corners, every decay inverse class, a real MNIST step with each layer's eta."""
 import numpy as np
 
-from model.optim import sgd_divisor
-from sim.tb.common import UnitBench, cocotb_test, tensors
-from sim.tb.tb_sgd import build, corner_operands
+from sim.tb.common import UnitBench, cocotb_test
+from sim.tb.tb_sgd import SPEC_ROWS, build, corner_operands, real_operands
 
 ETAS = [0, 1, 2, 3, 3000, 12000, 30000, (1 << 16) - 1]
 
@@ -13,10 +12,7 @@ ETAS = [0, 1, 2, 3, 3000, 12000, 30000, (1 << 16) - 1]
 async def spec_rows(dut):
     """Spec 4.1's (W, G, D, eta) rows, each with its own eta (the model's tests pin the values)."""
     b = UnitBench(dut)
-    w = np.array([5000, -30000, 7, 3001, -2999])
-    g = np.array([1_000_000, -400_000, -1000, 0, 0])
-    d = np.array([327_680, 327_680, 512, 512, 512])
-    v, golden = build(b, w, g, d, np.array([12_000, 25_000, 3000, 3000, 3000]))
+    v, golden = build(b, *SPEC_ROWS)
     await b.check("spec 4.1 rows with their eta", v, golden)
 
 
@@ -34,15 +30,6 @@ async def corners(dut):
 @cocotb_test()
 async def real_step(dut):
     b = UnitBench(dut)
-    vs = tensors().vector_set()
-    step = vs.refs["1"]
-    w, g, d, eta = [], [], [], []
-    for layer in vs.net.spec.param_layers():
-        w.append(vs.net.params[layer.name].ravel())
-        g.append(step[f"wgrad/{layer.name}"].ravel())
-        d.append(np.full(w[-1].size, sgd_divisor(vs.lr_inv, layer.amp)))
-        eta.append(np.full(w[-1].size, layer.decay_inv))
-    w, g, d, eta = (np.concatenate(x).astype(np.int64) for x in (w, g, d, eta))
-    v, golden = build(b, w, g, d, eta)
+    v, golden = build(b, *real_operands())
     await b.check("real MNIST step (W, G, D, eta), random valid/ready", v, golden, valid_p=0.8,
                   ready_p=0.6)
