@@ -7,6 +7,7 @@ knows the data directories.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import math
 import os
@@ -252,7 +253,7 @@ def _not_found(name: str, searched: list[str], where: str) -> str:
         need = f"{', '.join(MNIST_FILES)} (each optionally .gz)"
     return (
         f"dataset {name!r} not found in {where}; searched: {'; '.join(searched)}. "
-        f"Put {need} in <dir>/{name}/ and pass data_dir=<dir> or set {DATA_DIR_ENV}=<dir>"
+        f"Put {need} in <dir>/{name}/ and pass --data-dir <dir> or set {DATA_DIR_ENV}=<dir>"
     )
 
 
@@ -274,7 +275,24 @@ def load_raw(name: str, data_dir: str | Path | None = None) -> RawDataset:
         shape = image_shape(key)
         tr_x, tr_y = _load_idx_pair(folder, "train", shape)
         te_x, te_y = _load_idx_pair(folder, "t10k", shape)
+        _check_identity(key, te_y, folder)
     return RawDataset(key, tr_x, tr_y, te_x, te_y, folder)
+
+
+# MNIST and Fashion-MNIST share file names and shapes: the full sets' test labels tell them apart
+TEST_LABELS_SHA256 = {
+    "mnist": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+    "fashion-mnist": "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
+}
+
+
+def _check_identity(name: str, test_y: np.ndarray, folder: Path) -> None:
+    """Refuse a folder that holds the other full dataset (files of neither are taken as given)."""
+    digest = hashlib.sha256(np.ascontiguousarray(test_y).tobytes()).hexdigest()
+    other = [n for n, d in TEST_LABELS_SHA256.items() if d == digest and n != name]
+    if other:
+        raise NitroError(f"{folder} holds {other[0]}, not {name}: point --data-dir at the {name} "
+                         f"files (or at the folder holding {name}/)")
 
 
 def _load_idx_pair(folder: Path, split: str, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -526,3 +526,12 @@ def test_make_embedded_subset_script(tmp_path, no_default_dirs):
     np.testing.assert_array_equal(raw.test_x[:, 0], arrays["t10k-images-idx3-ubyte"][:2])
     np.testing.assert_array_equal(raw.test_y, arrays["t10k-labels-idx1-ubyte"][:2])
     assert script.main(["--src", str(tmp_path / "full"), "--out", str(out), "--train", "7"]) == 1
+
+
+@pytest.mark.parametrize("asked, other", [("fashion-mnist", "mnist"), ("mnist", "fashion-mnist")])
+def test_the_other_dataset_in_the_folder_is_refused(asked, other):
+    """MNIST and Fashion-MNIST share file names and shapes: each full set is known by its test
+    labels, so one given for the other is an error, not a silent swap."""
+    with pytest.raises(NitroError, match=f"holds {other}, not {asked}"):
+        load_raw(asked, shared(f"datasets/{other}"))
+    assert load_raw(asked, shared("datasets")).name == asked  # the parent folder finds the right one
