@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -189,15 +190,37 @@ def _check_ours(out_dir: Path, texts: dict[str, str], entries: dict | None) -> N
                          f"it: choose another --out, or pass --force to overwrite it")
 
 
-def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = True,
-              force: bool = False) -> Path:
-    """Write <unit>.v for each unit (default: all) and manifest.json; returns the manifest path."""
+@dataclass
+class RtlPlan:
+    """The Verilog `write_rtl` will write into `out_dir`, converted and checked against what is
+    there: made before a long job that ends in writing it (the flow), so a refusal comes first."""
+
+    out_dir: Path
+    force: bool
+    made: list[tuple[str, wiring.Component]]
+    texts: dict[str, str]
+
+
+def plan_rtl(out_dir: Path, units: list[str] | None = None, force: bool = False) -> RtlPlan:
+    """Convert each unit (default: all) and check that writing it into `out_dir` loses nothing."""
     names = unit_names(units)  # unknown names: before any write
     out_dir = writable_folder(out_dir)  # checked before the conversions, which take seconds
     earlier = _check_targets(out_dir, names, force)
     made = [(name, make_unit(name)) for name in names]
     texts = {name: verilog.convert(unit, name=name) for name, unit in made}
     _check_ours(out_dir, texts, earlier)
+    return RtlPlan(out_dir, force, made, texts)
+
+
+def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = True,
+              force: bool = False, plan: RtlPlan | None = None) -> Path:
+    """Write <unit>.v for each unit (default: all) and manifest.json; returns the manifest path.
+    `plan`: what `plan_rtl` converted earlier, checked again against the folder now."""
+    if plan is None:
+        plan = plan_rtl(out_dir, units, force)
+    else:
+        _check_ours(plan.out_dir, plan.texts, _check_targets(plan.out_dir, list(plan.texts), plan.force))
+    out_dir, made, texts = plan.out_dir, plan.made, plan.texts
     entries = []
     for name, unit in made:
         v_file = out_dir / f"{name}.v"

@@ -75,7 +75,7 @@ def step_conform(ctx: dict) -> str:
 def step_rtl(ctx: dict) -> str:
     from hw.rtl import write_rtl
 
-    manifest = write_rtl(ctx["out"] / "rtl", force=ctx["force"])
+    manifest = write_rtl(ctx["out"] / "rtl", force=ctx["force"], plan=ctx["rtl"])
     units = json.loads(manifest.read_text())["units"]
     dirty = [u["unit"] for u in units if u["lint"] != "clean"]
     if dirty or not units:
@@ -211,10 +211,15 @@ def run_flow(out: Path, config: Path = DEFAULT_CONFIG, data_dir: str | None = No
     start over in a folder holding other files or an earlier flow's (training from scratch)."""
     from sim.engine.cosim import prepare_cosim
 
+    from hw.rtl import plan_rtl
+
     # bad input fails before any step: the config, what the engine can run, the output folder
+    # and the Verilog in it that the rtl step would replace
     prepare_cosim(Path(config), COSIM_STEPS, data_dir=data_dir)
-    ctx = {"out": claim_folder(out, force), "config": config, "data_dir": data_dir, "epochs": epochs,
-           "shared": Path(shared), "progress": progress, "failed": False, "force": force}
+    out = claim_folder(out, force)
+    ctx = {"out": out, "config": config, "data_dir": data_dir, "epochs": epochs,
+           "shared": Path(shared), "progress": progress, "failed": False, "force": force,
+           "rtl": plan_rtl(out / "rtl", force=force)}
     lines = []
     for name, step in STEPS:
         t0 = time.perf_counter()

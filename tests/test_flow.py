@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import scripts.flow as flow
+from model.numerics import NitroError
 from sim.tensors import official
 from sim.testing import run_unit
 
@@ -31,7 +32,7 @@ def test_flow_on_a_plain_clone(tmp_path, monkeypatch):
 
 def _ctx(tmp_path, **kw):
     return {"out": tmp_path, "config": flow.DEFAULT_CONFIG, "data_dir": None, "epochs": 1,
-            "shared": NO_SHARED, "progress": False, "failed": False, "force": False, **kw}
+            "shared": NO_SHARED, "progress": False, "failed": False, "force": False, "rtl": None, **kw}
 
 
 def test_conformance_that_compared_no_array_fails(tmp_path, monkeypatch):
@@ -46,7 +47,7 @@ def test_conformance_that_compared_no_array_fails(tmp_path, monkeypatch):
 def test_rtl_with_no_unit_fails(tmp_path, monkeypatch):
     import hw.rtl
 
-    def empty(out, units=None, force=False):
+    def empty(out, force=False, plan=None):
         (out / "manifest.json").parent.mkdir(parents=True, exist_ok=True)
         (out / "manifest.json").write_text('{"units": []}')
         return out / "manifest.json"
@@ -55,6 +56,20 @@ def test_rtl_with_no_unit_fails(tmp_path, monkeypatch):
     ctx = _ctx(tmp_path)
     flow.step_rtl(ctx)
     assert ctx["failed"]
+
+
+def test_verilog_the_flow_would_replace_is_checked_before_training(tmp_path, monkeypatch):
+    """A hand-edited file in the flow's rtl/ stops the flow before its first step, not after
+    minutes of training."""
+    import hw.rtl
+
+    def refuse(out, force=False):
+        raise NitroError(f"{out}/mac.v was changed since nitro rtl wrote it")
+
+    monkeypatch.setattr(hw.rtl, "plan_rtl", refuse)
+    monkeypatch.setattr(flow, "train", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(NitroError, match="mac.v was changed"):
+        flow.run_flow(tmp_path / "f", progress=False)
 
 
 def test_training_that_learned_nothing_fails_the_flow(tmp_path):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from hw.rtl import LINT_WAIVERS, UNITS, write_rtl
+from hw.rtl import LINT_WAIVERS, UNITS, plan_rtl, write_rtl
 from model.numerics import NitroError
 
 
@@ -75,6 +75,18 @@ def test_write_rtl_keeps_a_hand_edited_or_foreign_file_unless_forced(tmp_path):
     with pytest.raises(NitroError, match="loss_gradient.v is not a file"):
         write_rtl(other, ["loss_gradient"], run_lint=False, force=True)
 
+
+
+def test_a_plan_is_checked_again_when_it_is_written(tmp_path):
+    """The flow converts and checks its Verilog before training and writes it after: a file
+    edited in between is still not lost."""
+    write_rtl(tmp_path, ["loss_gradient"], run_lint=False)
+    plan = plan_rtl(tmp_path, ["loss_gradient"])
+    v = tmp_path / "loss_gradient.v"
+    v.write_text(v.read_text() + "// my edit\n")
+    with pytest.raises(NitroError, match="loss_gradient.v was changed since nitro rtl wrote it"):
+        write_rtl(tmp_path, run_lint=False, plan=plan)
+    assert v.read_text().endswith("// my edit\n")
 
 def _components(c):
     """A simulated design and the units inside it that `nitro rtl` could export on their own."""
