@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -109,9 +110,18 @@ def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path
     for p in folder.iterdir():
         m = _TEMP.match(p.name)
         if m and (name is None or m["name"] == name) and not _alive(int(m["pid"])):
-            p.unlink(missing_ok=True)
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+def temp_folder(parent: Path, name: str) -> Path:
+    """A staging folder in `parent` for what will become `name`, named as write_atomic names its
+    temp files: the next writable_folder of `parent` removes it if this process dies first."""
+    return Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=parent))
 
 
 def _alive(pid: int) -> bool:

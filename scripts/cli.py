@@ -5,7 +5,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from model.numerics import NitroError
@@ -85,7 +84,7 @@ def _numerics(args: argparse.Namespace) -> int:
 
 def _vectors(args: argparse.Namespace) -> int:
     from model.config import load_config
-    from model.fileio import writable_folder
+    from model.fileio import temp_folder, writable_folder
     from model.vectors import ARCHIVES, check_replayable, check_tag, export_vectors, set_file, set_files
 
     out = Path(args.out)
@@ -106,7 +105,7 @@ def _vectors(args: argparse.Namespace) -> int:
         raise NitroError(f"--test-images {args.test_images}: the data has {len(ds.test_x)} test images")
     batches = [(ds.train_x[k * bs:(k + 1) * bs], ds.train_y[k * bs:(k + 1) * bs]) for k in range(args.steps)]
     # the new set is written beside the old one and takes its place only once it is complete
-    stage = Path(tempfile.mkdtemp(prefix=f".{args.tag}.", dir=out))
+    stage = temp_folder(out, args.tag)
     try:
         export_vectors(net, batches, ds.test_x[:args.test_images], cfg.train.lr_inv, stage, args.tag)
         for p in taken:  # --force: no file of the old set outlives the new one

@@ -340,6 +340,21 @@ def test_next_write_of_the_same_file_removes_a_dead_writers_temp(tmp_path):
     assert f.read_bytes() == b"newer" and temps(tmp_path) == []
 
 
+
+def test_a_dead_exports_staging_folder_is_removed_by_the_next_run(capsys, tmp_path):
+    """`nitro vectors` stages a set in a folder named like a temp file: one left by a killed
+    export goes with the next run into that folder."""
+    out = tmp_path / "vec"
+    out.mkdir()
+    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                    "from model.fileio import temp_folder; "
+                    "(temp_folder(Path(sys.argv[1]), 'k') / 'k_step1.npz').write_bytes(b'partial')",
+                    str(out)], cwd=REPO, check=True)
+    assert len(temps(out)) == 1
+    rc, _ = nitro(capsys, "vectors", "--config", str(REPO / "configs/embedded_mlp.toml"), "--out", out,
+                  "--tag", "k", "--steps", "1", "--test-images", "8")
+    assert rc == 0 and temps(out) == [] and (out / "k_meta.json").is_file()
+
 def test_a_live_writers_temp_is_kept(tmp_path):
     live = tmp_path / f".x.{os.getpid()}.abc.tmp"
     live.write_text("in progress")
