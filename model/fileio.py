@@ -6,6 +6,7 @@ writer is gone, so `remove_stale_temps` (called by every write and at the start 
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
 _PLAIN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 PLAIN_NAME_RULE = "A-Z a-z 0-9 . _ -, at most 128 characters, no '..', not starting with '.'"
 _made: list[list[Path]] = []  # per open `removed_if_left_empty`: the folders writable_folder made
+_locks: list[dict[Path, int]] = []  # per open `removed_if_left_empty`: the folders it locked
 
 
 def is_plain_name(name) -> bool:
@@ -61,9 +63,11 @@ def refuse_overwrite(path: Path, force: bool) -> None:
                          f"or pass --force to overwrite it")
 
 
-def writable_folder(folder: str | Path) -> Path:
+def writable_folder(folder: str | Path, lock: bool = True) -> Path:
     """Create `folder` if needed and prove it writable before any work starts (NitroError if not);
-    temp files of interrupted writes in it are removed."""
+    temp files of interrupted writes in it are removed. In a command's scope
+    (`removed_if_left_empty`) and with `lock`, the folder is the command's until the scope ends:
+    another nitro command that claims it meanwhile is refused."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NitroError(f"output folder {folder} exists and is not a folder")
@@ -76,8 +80,28 @@ def writable_folder(folder: str | Path) -> Path:
             pass
     except OSError as exc:
         raise NitroError(f"output folder {folder} is not writable: {exc.strerror or exc}") from None
+    if lock:
+        _lock(folder)
     remove_stale_temps(folder)
     return folder
+
+
+def _lock(folder: Path) -> None:
+    """An exclusive flock on `folder` held until the innermost command scope ends (none outside
+    one: a library caller owns its folders). The kernel drops it when the process dies."""
+    if not _locks:
+        return
+    key = folder.resolve()
+    if any(key in held for held in _locks):
+        return
+    fd = os.open(key, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise NitroError(f"output folder {folder} is in use by another nitro command: wait for it "
+                         f"to end, or choose another --out") from None
+    _locks[-1][key] = fd
 
 
 @contextmanager
@@ -86,6 +110,7 @@ def removed_if_left_empty():
     creates) is removed again when the command raises and leaves it empty, so a failed run leaves
     no trace; a folder holding anything (a checkpoint, a report) is kept."""
     _made.append([])
+    _locks.append({})
     try:
         yield
     except BaseException:
@@ -98,6 +123,8 @@ def removed_if_left_empty():
             _made[-2].extend(_made[-1])
     finally:
         _made.pop()
+        for fd in _locks.pop().values():
+            os.close(fd)
 
 
 def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]:

@@ -355,6 +355,32 @@ def test_a_dead_exports_staging_folder_is_removed_by_the_next_run(capsys, tmp_pa
                   "--tag", "k", "--steps", "1", "--test-images", "8")
     assert rc == 0 and temps(out) == [] and (out / "k_meta.json").is_file()
 
+
+HOLDER = """import sys, time
+from model.fileio import removed_if_left_empty, writable_folder
+with removed_if_left_empty():
+    writable_folder(sys.argv[1])
+    print("holding", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_folder_another_command_holds_is_refused(capsys, tiny, tmp_path):
+    """Two runs into one folder: the second is refused while the first runs (both used to end
+    with exit 0, one's results silently replacing the other's), and runs once the first ends."""
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], cwd=REPO, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        rc, err = nitro(capsys, "train", "--config", tiny, "--out", out, "--no-progress")
+        assert rc == 2 and "is in use by another nitro command" in err
+        assert not (out / "checkpoint.npz").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert nitro(capsys, "train", "--config", tiny, "--out", out, "--no-progress")[0] == 0
+
 def test_a_live_writers_temp_is_kept(tmp_path):
     live = tmp_path / f".x.{os.getpid()}.abc.tmp"
     live.write_text("in progress")

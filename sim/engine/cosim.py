@@ -419,7 +419,7 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
     if out is not None:  # the result file's place, proven before the simulation
         if Path(out).is_dir():
             raise NitroError(f"--out {out} is a folder: name the result's JSON file")
-        writable_folder(Path(out).parent)
+        writable_folder(Path(out).parent, lock=False)  # a file's folder, not the run's
     cfg, prog = prepare_cosim(Path(config), steps, batch, fault, data_dir, params, train_images,
                               start_step, test_images, checkpoint)
     t0 = time.perf_counter()
