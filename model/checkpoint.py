@@ -136,7 +136,7 @@ def load_checkpoint(path: Path, config_digest: str | None = None) -> Checkpoint:
 def _same_config(path: Path, written: str, wanted: str) -> None:
     if written != wanted:
         raise NitroError(f"checkpoint {path} was written for a different config (digest {written}, "
-                         f"this run {wanted}); resume with the config it was trained with")
+                         f"this config {wanted}): use it with the config it was trained with")
 
 
 def load_checkpoint_for(path: Path, cfg: ExperimentConfig) -> tuple[Checkpoint, ExperimentConfig]:

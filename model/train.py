@@ -143,8 +143,8 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
     ck = load_checkpoint(ck_path, cfg.digest()) if resume else None
     total = cfg.train.epochs if epochs is None else epochs
     if ck is not None and ck.epoch > total:
-        raise NitroError(f"--resume: {ck_path} has trained {ck.epoch} epochs already, more than the "
-                         f"{total} asked for")
+        raise NitroError(f"{ck_path} has trained {ck.epoch} epochs already, more than the {total} "
+                         f"asked for: continuing it needs at least {ck.epoch} epochs")
     ds, net, rng = prepare(cfg, data_dir)
     check_sizes(cfg, len(ds.train_x), len(ds.test_x))
     schedule = cfg.make_schedule()

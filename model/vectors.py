@@ -34,14 +34,16 @@ def read_npz(path: Path, kind: str) -> dict[str, np.ndarray]:
     bad = f"cannot read {kind} {path}: corrupt or not a {kind}"
     try:
         with open(path, "rb") as f:  # np.load leaves a file it opened itself open when it fails
-            archive = np.load(f, allow_pickle=False)
-            arrays = _members(archive) if isinstance(archive, np.lib.npyio.NpzFile) else None
+            if f.read(4) != b"PK\x03\x04":  # else np.load calls any other file pickled data
+                raise NitroError(f"{bad} (not an .npz archive)")
+            f.seek(0)
+            arrays = _members(np.load(f, allow_pickle=False))  # a zip file loads as an NpzFile
     except FileNotFoundError:
         raise NitroError(f"{kind} {path} does not exist") from None
+    except NitroError:
+        raise
     except Exception as exc:  # zipfile, format, pickle, size and OS errors all mean an unreadable file
         raise NitroError(f"{bad} ({one_line(exc)})") from None
-    if arrays is None:
-        raise NitroError(f"{bad} (a single .npy array, not an .npz archive)")
     foreign = sorted(k for k, a in arrays.items() if not isinstance(a, np.ndarray))
     if foreign:  # np.load hands members that are not .npy files over as raw bytes
         raise NitroError(f"{bad} (members {foreign} are not .npy arrays)")

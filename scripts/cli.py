@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from model.layers import INT32_MAX
 from model.numerics import NitroError
 from sim.device import ENGINE_DEVICE, SPEED_GRADES
 
@@ -199,6 +200,14 @@ def _rtl(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from model.fileio import refuse_overwrite
 
+    engine_only = args.seed or args.route_minutes or args.no_route or args.speed != ENGINE_DEVICE.speed
+    if engine_only and not args.engine:
+        raise NitroError("--seed, --route-minutes, --speed and --no-route apply to the engine (--engine)")
+    if args.engine and (args.unit or args.no_pnr):
+        raise NitroError("--unit and --no-pnr apply to the units (without --engine; the engine's "
+                         "placement only is --no-route)")
+    if args.no_route and args.route_minutes:
+        raise NitroError("--route-minutes limits the route: not with --no-route")
     # the records (the netlists beside them are the tool's cache: a rerun reuses them)
     records = ("synth.json", "floorplan.png") if args.engine else ("synth.json", "synth.md", "synth.png")
     for name in records:
@@ -206,18 +215,10 @@ def _synth(args: argparse.Namespace) -> int:
     if args.engine:
         from sim.engine.synth import synthesize_engine
 
-        if args.unit or args.no_pnr:
-            raise NitroError("--unit and --no-pnr apply to the units (without --engine; the engine's "
-                             "placement only is --no-route)")
-        if args.no_route and args.route_minutes:
-            raise NitroError("--route-minutes limits the route: not with --no-route")
-
-        res = synthesize_engine(Path(args.out) / "engine", seed=args.seed, route=not args.no_route,
+        res = synthesize_engine(Path(args.out) / "engine", seed=args.seed or 1, route=not args.no_route,
                                 route_minutes=args.route_minutes, speed=args.speed)
         print(f"engine results: {Path(args.out) / 'engine'}/synth.json")
         return 0 if not res.get("error") else 1
-    if args.seed != 1 or args.route_minutes or args.no_route or args.speed != ENGINE_DEVICE.speed:
-        raise NitroError("--seed, --route-minutes, --speed and --no-route apply to the engine (--engine)")
     from sim.synth import synthesize
 
     rows = synthesize(Path(args.out), args.unit or None, pnr=not args.no_pnr)
@@ -231,6 +232,8 @@ def _cosim(args: argparse.Namespace) -> int:
     from model.fileio import refuse_overwrite
     from sim.engine.cosim import run_cosim
 
+    if args.force and not args.out:
+        raise NitroError("--force overwrites an earlier result at --out: give --out")
     if args.out and not Path(args.out).is_dir():  # (a folder: run_cosim's error names it)
         refuse_overwrite(Path(args.out), args.force)
     return run_cosim(Path(args.config), args.steps, args.data_dir, Path(args.out) if args.out else None,
@@ -260,8 +263,8 @@ def positive_int(text: str) -> int:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    if not 0 < v <= INT32_MAX:  # counts the config caps there too (epochs, steps, images)
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..{INT32_MAX}, got {v}")
     return v
 
 
@@ -285,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a config on the golden model")
-    t.add_argument("--config", required=True, help="experiment TOML (see configs/)")
+    t.add_argument("--config", type=path_arg, required=True, help="experiment TOML (see configs/)")
     t.add_argument("--epochs", type=positive_int, help="stop after this many epochs (default: the config's)")
     t.add_argument("--seed", type=int, help="override the config's seed")
     t.add_argument("--data-dir", type=path_arg, help="dataset folder (else $NITRO_DATA_DIR, /usr/share/datasets)")
@@ -314,7 +317,7 @@ def _add_model_commands(sub) -> None:
     e.set_defaults(func=_eval)
 
     n = sub.add_parser("numerics", help="declared width vs observed range of every tensor, per layer")
-    n.add_argument("--config", required=True)
+    n.add_argument("--config", type=path_arg, required=True)
     n.add_argument("--steps", type=positive_int, default=50, help="training steps to observe (default 50)")
     n.add_argument("--checkpoint", type=path_arg, help="start from trained weights (a checkpoint of this config)")
     n.add_argument("--data-dir", type=path_arg)
@@ -322,7 +325,7 @@ def _add_model_commands(sub) -> None:
     n.set_defaults(func=_numerics)
 
     v = sub.add_parser("vectors", help="export conformance vectors (reference format) from the golden model")
-    v.add_argument("--config", required=True)
+    v.add_argument("--config", type=path_arg, required=True)
     v.add_argument("--out", type=path_arg, required=True, help="output folder")
     v.add_argument("--tag", default="golden", help="vector set name (file prefix)")
     v.add_argument("--steps", type=positive_int, default=3)
@@ -360,7 +363,7 @@ def _add_hardware_commands(sub) -> None:
                    help="the training engine instead of the units: resources, Fmax, projected images/s")
     y.add_argument("--no-route", action="store_true",
                    help="engine: place only (packed resources, nextpnr's pre-route estimate, no Fmax)")
-    y.add_argument("--seed", type=positive_int, default=1, help="engine: nextpnr's seed (default 1)")
+    y.add_argument("--seed", type=positive_int, help="engine: nextpnr's seed (default 1)")
     y.add_argument("--speed", type=int, choices=SPEED_GRADES, default=ENGINE_DEVICE.speed,
                    help=f"engine: the {ENGINE_DEVICE.device}'s speed grade (default {ENGINE_DEVICE.speed}, the slowest)")
     y.add_argument("--route-minutes", type=positive_int, metavar="MIN",
@@ -369,14 +372,16 @@ def _add_hardware_commands(sub) -> None:
     y.set_defaults(func=_synth)
 
     s = sub.add_parser("cosim", help="train N steps on the Verilated engine, checked against the golden model")
-    s.add_argument("--config", required=True,
+    s.add_argument("--config", type=path_arg, required=True,
                    help="experiment TOML (an MLP or CNN, e.g. configs/mlp_mnist.toml, configs/cnn_small_mnist.toml)")
-    s.add_argument("--steps", type=positive_int, default=10)
+    s.add_argument("--steps", type=positive_int, default=10, help="training steps on the engine (default 10)")
     s.add_argument("--batch", type=positive_int, help="override the config's batch size")
     s.add_argument("--data-dir", type=path_arg)
     s.add_argument("--out", type=path_arg, help="write the result (cycles, phases, utilization) as JSON here")
     s.add_argument("--force", action="store_true", help="overwrite an earlier result at --out")
-    s.add_argument("--fault", help="inject a fault STEP:LAYER:OUT,IN:BIT (the check must catch it)")
+    s.add_argument("--fault", help="inject a fault STEP:LAYER:OUT,IN:BIT: flip BIT of weight (OUT, IN) of "
+                        "LAYER the engine wrote at STEP, counted from 0 as --start-step is (the check "
+                        "must catch it)")
     s.add_argument("--memory", default="ideal",
                    help="memory model: 'ideal' (one beat per cycle, latency 1), 'ddr3' (latency=30,stall=10,"
                         "seed=1: a DDR3-class memory at 150 MHz) or KEY=N,... with "
@@ -409,7 +414,7 @@ def _add_hardware_commands(sub) -> None:
 def _add_run_commands(sub) -> None:
     """Multi-run commands: sweep, flow."""
     w = sub.add_parser("sweep", help="every (config, seed) as a Ray task: resumable, table and plot")
-    w.add_argument("--config", nargs="+", required=True, help="experiment TOMLs")
+    w.add_argument("--config", type=path_arg, nargs="+", required=True, help="experiment TOMLs")
     w.add_argument("--seeds", nargs="+", type=int, required=True, help="seeds of every config")
     w.add_argument("--epochs", type=positive_int, help="stop each trial after this many epochs")
     w.add_argument("--out", type=path_arg, required=True, help="sweep folder: a folder per trial, summary.md/json/png")
@@ -420,7 +425,7 @@ def _add_run_commands(sub) -> None:
     w.set_defaults(func=_sweep)
 
     f = sub.add_parser("flow", help="the co-design flow: train, conform, RTL, simulate, report")
-    f.add_argument("--config", help="experiment TOML (default: configs/embedded_mlp.toml, shipped data)")
+    f.add_argument("--config", type=path_arg, help="experiment TOML (default: configs/embedded_mlp.toml, shipped data)")
     f.add_argument("--data-dir", type=path_arg)
     f.add_argument("--epochs", type=positive_int)
     f.add_argument("--out", type=path_arg, default="runs/flow",

@@ -96,7 +96,8 @@ def test_train_force_overwrites(capsys, tiny, tmp_path):
 
 
 @pytest.mark.parametrize("argv, msg", [
-    (["--epochs", "0"], "--epochs: expected a positive integer, got 0"),
+    (["--epochs", "0"], "--epochs: expected an integer in 1..2147483647, got 0"),
+    (["--epochs", "99999999999"], "--epochs: expected an integer in 1..2147483647, got 99999999999"),
     (["--epochs", "x"], "--epochs: expected a positive integer"),
     (["--seed", "-1"], "train.seed"),
     (["--seed", str(1 << 32)], "train.seed"),
@@ -217,6 +218,10 @@ def test_unknown_command_and_missing_argument_are_one_line(capsys):
     assert nitro(capsys, "bogus")[0] == 2
     assert nitro(capsys, "train")[0] == 2
     assert nitro(capsys, "cosim", "--config", "x", "--batch", "0")[0] == 2
+    rc, err = nitro(capsys, "cosim", "--config", "x", "--force")  # nothing it could overwrite
+    assert rc == 2 and "give --out" in err
+    rc, err = nitro(capsys, "train", "--config", "")
+    assert rc == 2 and "--config: expected a path" in err
 
 
 def test_cosim_checkpoint_of_another_network_is_refused_before_the_build(capsys, tmp_path, monkeypatch):
@@ -254,9 +259,11 @@ def test_cosim_refuses_widths_the_engine_does_not_compute_with(capsys, tiny, tmp
 
 @pytest.mark.parametrize("argv, msg", [
     (["--seed", "2"], "apply to the engine"),
+    (["--seed", "1"], "apply to the engine"),  # the default's value, given without --engine
+    (["--unit", "stream_engine"], "synthesized by `nitro synth --engine`"),
     (["--no-route"], "apply to the engine"),
     (["--speed", "8"], "apply to the engine"),
-    (["--engine", "--seed", "0"], "expected a positive integer"),
+    (["--engine", "--seed", "0"], "expected an integer in 1..2147483647"),
     (["--engine", "--route-minutes", "x"], "expected a positive integer"),
     (["--unit", "mac", "--unit", "bogus"], "unknown unit 'bogus'"),
     (["--engine", "--unit", "mac"], "apply to the units"),
