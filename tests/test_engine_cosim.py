@@ -2,6 +2,8 @@
 whole MLP training steps, bit-identical to the golden model after every step (issue 13, acceptance
 1 and 3). One generated engine (cached by content hash) serves every network."""
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -186,6 +188,22 @@ def test_engine_fault_is_caught(engine_build, tmp_path):
     assert abs(mm["engine"] - mm["golden"]) == 16
     assert "step 1: layer linear_encoder_00" in res["message"] and "(3, 17)" in res["message"]
 
+
+
+def test_a_passed_run_leaves_no_run_folder(engine_build, tmp_path):
+    """Each run's test folder and log in the build folder carry its process id: a passed run
+    removes them, a failed one keeps them for its debugging."""
+    cfg = _config(tmp_path, [8], 8)
+    start = _scaled_start(tmp_path, cfg, None)
+
+    def left() -> list[Path]:
+        return sorted(engine_build.build_dir.glob(f"cosim-engine_test-{os.getpid()}*"))
+
+    assert run_cosim(cfg, 1, None, None, False, checkpoint=start) == 0 and left() == []
+    assert run_cosim(cfg, 2, None, None, False, checkpoint=start, fault="1:linear_encoder_00:0,0:1") == 1
+    assert [p.suffix for p in left()] == ["", ".log"]
+    for p in left():
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 def test_engine_build_cache_holds_no_checkout_path(engine_build):
     """The source-hash link names its build folder relative to the build root, so a copied

@@ -120,6 +120,13 @@ def build_engine(params: EngineParams | None = None, waves: bool = False) -> Eng
     return EngineBuild(p, bdir, v_file, time.perf_counter() - t0 if built else 0.0, waves)
 
 
+def remove_run_folder(test_dir: Path) -> None:
+    """A passed run's test folder and log in the build folder: one per process id, they would
+    pile up (a failed run's stay, for its debugging)."""
+    shutil.rmtree(test_dir, ignore_errors=True)
+    test_dir.with_name(f"{test_dir.name}.log").unlink(missing_ok=True)
+
+
 def run_engine_test(build: EngineBuild, test_module: str, test_dir: Path, job,
                     log_file: Path | None = None) -> None:
     """Run a cocotb module against the engine build (SystemExit if a cocotb test fails)."""

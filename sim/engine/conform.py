@@ -137,7 +137,7 @@ def run_engine_conformance(vec_dir: str | Path, tag: str,
     replay it on the Verilated engine (`params`: its EngineParams, default the shipped engine's);
     the reports as `model.conform.run_conformance` gives them."""
     from hw.engine.compiler import compile_network
-    from .build import build_engine, run_engine_test
+    from .build import build_engine, remove_run_folder, run_engine_test
     from .host import programs
 
     vec_dir = Path(vec_dir).resolve()
@@ -171,5 +171,7 @@ def run_engine_conformance(vec_dir: str | Path, tag: str,
             on_step(rep)
     if not sum(r.arrays for r in reports):
         raise NitroError("conform --engine: no array was compared")
+    if not work_dir and not any(r.mismatches for r in reports):
+        remove_run_folder(tdir)
     print(f"(engine simulation {time.perf_counter() - t0:.1f} s)")
     return reports

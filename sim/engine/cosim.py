@@ -410,7 +410,7 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
     fault: 'STEP:LAYER:OUT,IN:BIT' flips one bit of a weight the engine computed at that step
     (the check must then name that step, layer and element, and the exit code is 1).
     """
-    from .build import build_engine, run_engine_test
+    from .build import build_engine, remove_run_folder, run_engine_test
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise NitroError(f"--steps must be a positive integer, got {steps!r}")
@@ -451,6 +451,8 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
     report(res)
     if out is not None:
         write_atomic(Path(out), json.dumps(res, indent=1).encode())
+    if res["ok"] and not waves and not work_dir:
+        remove_run_folder(tdir)
     return 0 if res["ok"] else 1
 
 
