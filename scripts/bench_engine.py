@@ -40,7 +40,7 @@
   place  : yosys + nextpnr placement only (seed 1) -> synth_placed_seed1.json: resources and the
            pre-route Fmax estimate
   small  : the same engine with a quarter of the scratchpad depths, placed and routed (seed 1):
-           how much of the Fmax the block RAMs' spread costs -> synth_small_seed1.json (not the
+           how much of the Fmax the block RAMs' spread costs -> routing_small_seed1.json (not the
            whole engine: a timing probe)
   pinless: the whole engine with its AXI ports inside the chip (sim.engine.synth.EnginePinlessTop:
            no ring of 360 pins), placed and routed (--seeds, --speed): how much of the Fmax the pin

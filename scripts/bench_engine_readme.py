@@ -103,6 +103,21 @@ def _cosim_lines(f: Path, memory: str, bus: int, per_phase: bool = False) -> lis
     return lines
 
 
+
+def _same_cycles() -> str:
+    """How the long run's cycles relate to the short record of the same network: the same
+    engine gives the same cycles for the steps both ran."""
+    if not cnn_file(LONG).exists():
+        return ""
+    short = json.loads(cnn_file(LONG).read_text())["cycles_per_step_list"]
+    first = long_files()[0]
+    long_ = json.loads(first.read_text())["cycles_per_step_list"][:len(short)] if first.exists() else []
+    if long_ == short:
+        return (f"Its first {len(short)} steps took the cycles `{cnn_file(LONG).name}` above records, "
+                "step for step.")
+    return (f"Its cycles are the engine's at the commit shown; `{cnn_file(LONG).name}` above has "
+            "the current engine's.")
+
 def _vgg_lines() -> list[str]:
     """VGG8B: the performance model's numbers, then its co-simulated step."""
     f = OUT / f"{VGG}_model.json"
@@ -159,9 +174,8 @@ def _run_lines() -> list[str]:
                   f"in {LONG_SEGMENTS} segments simulated side by side: each segment's golden model "
                   "trains the steps before it alone and the engine starts from its weights (`nitro "
                   "cosim --start-step`), so every step ran on the engine from the weights the step "
-                  "before produced, which the segment before found bit-identical. Its cycles are "
-                  f"the engine's at the commit shown; the current engine's are in "
-                  f"`{cnn_file(LONG).name}` above.", ""]
+                  f"before produced, which the segment before found bit-identical. {_same_cycles()}",
+                  ""]
     for k, f in enumerate(long_files()):
         if f.exists():
             lines += _cosim_lines(f, "ideal", 64, per_phase=k == 0)
@@ -265,8 +279,8 @@ def _placed_lines() -> list[str]:
                   f"**{r['pre_route_fmax_estimate_mhz']} MHz** "
                   f"(target {r['target_mhz']} MHz). The estimate charges a fixed delay per tile of "
                   "distance and is dominated by die-spanning nets, so it does not predict the routed "
-                  "Fmax (the first engine's reduced variant: 95 MHz estimated, 130-151 MHz routed, "
-                  "`v1/`).", ""]
+                  "Fmax (the first engine's reduced variant, placed with a 95.1 MHz estimate, routed "
+                  "at 130.68 MHz: `v1/routing_attempts.json`, reduced-b27308e-tw30-r1).", ""]
         lines += resource_table(r["utilization"]) + [""]
         if r.get("floorplan"):
             lines += _floorplan_lines(r["floorplan"], "floorplan_placed_seed1.png")

@@ -210,7 +210,7 @@ def bench_small(data_dir: str, seed: int = 1) -> Path:
                             golden_img_s=img_s)
     res["note"] = (f"timing probe: the engine with its scratchpad depths divided by {SMALL_DIVISOR}; "
                    "the cycles and projections are the whole engine's")
-    out = OUT / f"synth_small_seed{seed}.json"
+    out = OUT / f"routing_small_seed{seed}.json"
     write_atomic(out, json.dumps(res, indent=1).encode())
     return out
 

@@ -203,9 +203,9 @@ def _synth(args: argparse.Namespace) -> int:
     engine_only = args.seed or args.route_minutes or args.no_route or args.speed != ENGINE_DEVICE.speed
     if engine_only and not args.engine:
         raise NitroError("--seed, --route-minutes, --speed and --no-route apply to the engine (--engine)")
-    if args.engine and (args.unit or args.no_pnr):
-        raise NitroError("--unit and --no-pnr apply to the units (without --engine; the engine's "
-                         "placement only is --no-route)")
+    if args.engine and (args.unit or args.no_pnr or args.baseline):
+        raise NitroError("--unit, --no-pnr and --baseline apply to the units (without --engine; the "
+                         "engine's placement only is --no-route)")
     if args.no_route and args.route_minutes:
         raise NitroError("--route-minutes limits the route: not with --no-route")
     # the records (the netlists beside them are the tool's cache: a rerun reuses them)
@@ -221,7 +221,7 @@ def _synth(args: argparse.Namespace) -> int:
         return 0 if not res.get("error") else 1
     from sim.synth import synthesize
 
-    rows = synthesize(Path(args.out), args.unit or None, pnr=not args.no_pnr)
+    rows = synthesize(Path(args.out), args.unit or None, pnr=not args.no_pnr, baseline=args.baseline)
     print(f"results: {args.out}/synth.md, synth.json")
     return 0 if all(not r.get("error") for r in rows) else 1
 
@@ -264,7 +264,7 @@ def positive_int(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if not 0 < v <= INT32_MAX:  # counts the config caps there too (epochs, steps, images)
-        raise argparse.ArgumentTypeError(f"expected an integer in 1..{INT32_MAX}, got {v}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer up to {INT32_MAX}, got {v}")
     return v
 
 
@@ -359,6 +359,9 @@ def _add_hardware_commands(sub) -> None:
     y.add_argument("--unit", action="append",
                    help="only this unit (repeatable; default every unit but the engine: --engine)")
     y.add_argument("--no-pnr", action="store_true", help="synthesis only (cell counts, no Fmax)")
+    y.add_argument("--baseline", action="store_true",
+                   help="units: also record the rows as synth_baseline.json's entry for this yosys "
+                        "version in --out (what the resource regression test compares against)")
     y.add_argument("--engine", action="store_true",
                    help="the training engine instead of the units: resources, Fmax, projected images/s")
     y.add_argument("--no-route", action="store_true",
