@@ -268,6 +268,7 @@ def test_cosim_refuses_widths_the_engine_does_not_compute_with(capsys, tiny, tmp
     (["--unit", "mac", "--unit", "bogus"], "unknown unit 'bogus'"),
     (["--engine", "--unit", "mac"], "apply to the units"),
     (["--engine", "--no-pnr"], "apply to the units"),
+    (["--engine", "--baseline"], "apply to the units"),
     (["--engine", "--no-route", "--route-minutes", "5"], "not with --no-route"),
 ])
 def test_synth_bad_arguments(capsys, tmp_path, argv, msg):
