@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -38,7 +38,7 @@ class TrainResult:
     best_test_acc: float
     best_epoch: int
     epochs_run: int
-    history: list[dict]
+    history: list[EpochRecord]
     network: Network
 
 
@@ -77,7 +77,7 @@ def start_checkpoint(cfg: ExperimentConfig, params: dict[str, np.ndarray] | None
     ds, net, rng = prepare(cfg, data_dir)
     if params is None:
         params = {k: v * scale for k, v in net.params.items()}
-    return Checkpoint(0, params, rng.get_state(), _state(cfg.make_schedule(), asdict(BestEpoch()), [], {}, ds),
+    return Checkpoint(0, params, rng.get_state(), _state(cfg.make_schedule(), BestEpoch(), [], {}, ds),
                       cfg.source, cfg.digest(), np.arange(len(ds.train_x)))
 
 
@@ -88,12 +88,12 @@ def save_start_checkpoint(config: str | Path, path: Path, data_dir: str | Path |
     return path
 
 
-def _state(schedule, best: dict, history: list, wraps, ds: IntegerDataset) -> dict:
+def _state(schedule, best: BestEpoch, history: list[EpochRecord], wraps, ds: IntegerDataset) -> dict:
     return {
         "data": ds.digest,
         "lr_inv": schedule.lr_inv,
         "plateau": vars(schedule.plateau), "stopper": vars(schedule.stopper),
-        "best": best, "history": history,
+        "best": asdict(best), "history": [asdict(r) for r in history],
         "wraps": [[layer, tensor, n] for (layer, tensor), n in sorted(wraps.items())],
     }
 
@@ -148,8 +148,8 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
     ds, net, rng = prepare(cfg, data_dir)
     check_sizes(cfg, len(ds.train_x), len(ds.test_x))
     schedule = cfg.make_schedule()
-    history: list[dict] = []
-    best = asdict(BestEpoch())
+    history: list[EpochRecord] = []
+    best = BestEpoch()
     start = 0
     order = np.arange(len(ds.train_x))
     if ck is not None:
@@ -158,7 +158,8 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
         schedule.lr_inv = ck.state["lr_inv"]
         schedule.plateau = PlateauState(**ck.state["plateau"])
         schedule.stopper = PlateauState(**ck.state["stopper"])
-        best, history, start = ck.state["best"], ck.state["history"], ck.epoch
+        best, start = BestEpoch(**ck.state["best"]), ck.epoch
+        history = [EpochRecord(**row) for row in ck.state["history"]]
         if ck.order.shape != order.shape:
             raise NitroError(f"checkpoint {ck_path} was trained on {len(ck.order)} images, this data has {len(order)}")
         if ck.state.get("data", ds.digest) != ds.digest:  # an older checkpoint holds no digest
@@ -168,7 +169,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
         order = ck.order
         for layer, tensor, n in ck.state["wraps"]:
             net.policy.wraps[(layer, tensor)] = n
-        if history and history[-1].get("stopped"):
+        if history and history[-1].stopped:
             start = total  # nothing left to do
     steps_left = (total - start) * batches_per_epoch(cfg, ds)
     stepper = make_stepper(net, steps_left) if make_stepper else LocalStepper(net)
@@ -177,7 +178,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
                        range(start + 1, total + 1), progress)
     finally:
         stepper.close()
-    return TrainResult(best["test_acc"], best["epoch"], len(history), history, net)
+    return TrainResult(best.test_acc, best.epoch, len(history), history, net)
 
 
 def batches_per_epoch(cfg: ExperimentConfig, ds: IntegerDataset) -> int:
@@ -198,7 +199,7 @@ def epoch_batches(cfg: ExperimentConfig, ds: IntegerDataset, order: np.ndarray,
         yield x, ds.train_y[rows]
 
 
-def _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history, epochs, progress) -> dict:
+def _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history, epochs, progress) -> BestEpoch:
     """The epoch loop (shuffle, augment, step, evaluate, schedule, checkpoint, metrics); appends to
     `history` and returns the best epoch's record."""
     n_batches = batches_per_epoch(cfg, ds)
@@ -217,14 +218,14 @@ def _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history, epo
         stepper.sync(net)
         train_s = time.perf_counter() - t0
         test_acc = evaluate(net, ds.test_x, ds.test_labels, cfg.train.eval_batch)
-        if test_acc > best["test_acc"]:
-            best = asdict(BestEpoch(test_acc, correct / seen, epoch))
+        if test_acc > best.test_acc:
+            best = BestEpoch(test_acc, correct / seen, epoch)
         stop = schedule.end_epoch(test_acc)
-        row = asdict(EpochRecord(epoch, lr_inv, correct / seen, test_acc, round(train_s, 3),
-                                 round(seen / train_s, 1), int(sum(net.policy.wraps.values())), stop))
+        row = EpochRecord(epoch, lr_inv, correct / seen, test_acc, round(train_s, 3),
+                          round(seen / train_s, 1), int(sum(net.policy.wraps.values())), stop)
         history.append(row)
-        tqdm.write(f"epoch {epoch}: train {row['train_acc']:.4f}  test {test_acc:.4f}  "
-                   f"lr_inv {lr_inv}  {row['train_img_s']:.0f} img/s")  # also without the bar
+        tqdm.write(f"epoch {epoch}: train {row.train_acc:.4f}  test {test_acc:.4f}  "
+                   f"lr_inv {lr_inv}  {row.train_img_s:.0f} img/s")  # also without the bar
         ck = Checkpoint(epoch, net.params, rng.get_state(), _state(schedule, best, history, net.policy.wraps, ds),
                         cfg.source, cfg.digest(), order)
         save_checkpoint(out / CHECKPOINT, ck)
@@ -234,35 +235,37 @@ def _epochs(cfg, out, ds, net, rng, schedule, stepper, order, best, history, epo
     return best
 
 
-def write_metrics(out: Path, history: list[dict], best: dict, name: str, policy: WidthPolicy) -> None:
+def write_metrics(out: Path, history: list[EpochRecord], best: BestEpoch, name: str,
+                  policy: WidthPolicy) -> None:
     """metrics.csv, metrics.json and curves.png, each written atomically."""
     if not history:
         return
+    rows = [asdict(r) for r in history]
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(history[0]))
+    w = csv.DictWriter(buf, fieldnames=[f.name for f in fields(EpochRecord)])
     w.writeheader()
-    w.writerows(history)
+    w.writerows(rows)
     write_atomic(out / "metrics.csv", buf.getvalue().encode())
-    doc = {"name": name, "best": best, "epochs": history,
+    doc = {"name": name, "best": asdict(best), "epochs": rows,
            "wraps": {f"{layer}/{tensor}": n for (layer, tensor), n in sorted(policy.wraps.items())},
            "ranges": range_report(policy)}
     write_atomic(out / "metrics.json", json.dumps(doc, indent=1).encode())
     plot_curves(out / "curves.png", history, name)
 
 
-def plot_curves(path: Path, history: list[dict], title: str) -> None:
+def plot_curves(path: Path, history: list[EpochRecord], title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ep = [r["epoch"] for r in history]
+    ep = [r.epoch for r in history]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(ep, [100 * r["train_acc"] for r in history], label="train (training-mode forward)")
-    ax.plot(ep, [100 * r["test_acc"] for r in history], label="test")
+    ax.plot(ep, [100 * r.train_acc for r in history], label="train (training-mode forward)")
+    ax.plot(ep, [100 * r.test_acc for r in history], label="test")
     for r0, r1 in zip(history, history[1:]):
-        if r1["lr_inv"] != r0["lr_inv"]:
-            ax.axvline(r1["epoch"], color="grey", ls=":", lw=1)
+        if r1.lr_inv != r0.lr_inv:
+            ax.axvline(r1.epoch, color="grey", ls=":", lw=1)
     ax.set_xlabel("epoch (dotted: lr_inv x3)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)

@@ -47,13 +47,13 @@ def step_train(ctx: dict) -> str:
     res = train(cfg, run_dir, ctx["data_dir"], epochs=ctx["epochs"], resume=resume,
                 progress=ctx["progress"], force=ctx["force"])
     ctx["network"] = res.network
-    rate = sum(r["train_img_s"] for r in res.history) / max(len(res.history), 1)
+    rate = sum(r.train_img_s for r in res.history) / max(len(res.history), 1)
     floor = 2 / res.network.spec.num_classes  # twice chance: a run that learned nothing fails
     learned = "" if res.best_test_acc > floor else f"FAILED: did not learn (<= {100 * floor:.0f}%); "
     ctx["failed"] |= bool(learned)
     return (f"{learned}trained `{cfg.name}` on the golden model ({cfg.data.dataset} data): best test accuracy {100 * res.best_test_acc:.2f}% "
             f"(epoch {res.best_epoch} of {res.epochs_run}), {rate:.0f} training images/s; "
-            f"int32 wraps: {res.history[-1]['wraps'] if res.history else 0} — ![curves](train/curves.png)")
+            f"int32 wraps: {res.history[-1].wraps if res.history else 0} — ![curves](train/curves.png)")
 
 
 def step_conform(ctx: dict) -> str:
