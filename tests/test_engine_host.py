@@ -482,6 +482,25 @@ def test_network_too_big_for_engine():
         C.compile_network(mnist_spec((40000, 40000)), 64)
 
 
+
+def test_program_beyond_the_address_space_is_refused():
+    """The tensors fit, but what lower() lays out after them (command words, counters, the staged
+    next batch, both programs) would pass 4 GiB, which the 32-bit AXI addresses do not reach."""
+    prog = C.compile_network(mnist_spec((100, 50)), 64)
+    assert T.lower(prog, base=(1 << 32) - (1 << 20)).prog_ext < 1 << 32
+    with pytest.raises(NitroError, match=r"GiB of external memory; the engine's AXI addresses are 32 bits"):
+        T.lower(prog, base=(1 << 32) - 8192)
+
+
+@pytest.mark.parametrize("field, value, msg", [
+    ("cmem_depth", 1, "cmem_depth must be in 2.."),  # a run is a GEMM and END
+    ("cmem_depth", 9000, "cmem_depth must be in 2.."),
+    ("wmem_depth", 1 << 16, "wmem_depth must be in 1..65535"),  # the 16-bit depth registers
+])
+def test_engine_parameters_the_engine_cannot_hold_are_refused(field, value, msg):
+    with pytest.raises(NitroError, match=msg):
+        replace(EngineParams(), **{field: value})
+
 def test_long_k_runs_in_chunks():
     """A K longer than the scratchpads hold (the weights after a 1200-wide layer, 1200 x 2 words
     of wmem per panel) runs as chunks of K; the rest of the step is tiled as before (the first

@@ -136,8 +136,12 @@ class EngineParams:
                              f"{self.bus_bits}")
         for k in (s.depth for s in SCRATCHPADS.values()):
             d = getattr(self, k)
-            if not 1 <= d <= (1 << ADDR_W):
-                raise NitroError(f"{k} must be in 1..{1 << ADDR_W}, got {d}")
+            if not 1 <= d < (1 << ADDR_W):  # the depth registers are ADDR_W bits wide
+                raise NitroError(f"{k} must be in 1..{(1 << ADDR_W) - 1}, got {d}")
+        if not 2 <= self.cmem_depth <= ((1 << ADDR_W) - 1) // self.cmd_words:
+            # a run is at least one GEMM command and END; CMEM's words are addressed in ADDR_W bits
+            raise NitroError(f"cmem_depth must be in 2..{((1 << ADDR_W) - 1) // self.cmd_words}, "
+                             f"got {self.cmem_depth}")
         if self.pmem_depth % (self.rows * self.cols) or not 0 < self.pmem_depth <= 1 << ADDR_W:
             raise NitroError(f"pmem_depth must be a multiple of rows x cols = {self.rows * self.cols} "
                              f"up to {1 << ADDR_W}, got {self.pmem_depth}")

@@ -32,10 +32,14 @@ from dataclasses import replace
 
 import numpy as np
 
+from model.numerics import NitroError
+
 from .compiler import BATCH_TENSORS, Program, Tensor, cdiv, pack_command
 from .image import tensor_span
 from .params import CTR_KINDS, N_PHASES, OP_END, SEL_CMEM, SEL_CTR, EngineParams
-from .program import END, PROGRAM_WORD_BITS, SWAP, Command, Transfer, bus_words, ext_word_bytes, store
+from .program import (
+    END, EXT_ADDR_W, PROGRAM_WORD_BITS, SWAP, Command, Transfer, bus_words, ext_word_bytes, store,
+)
 from .runs import group_runs, step_cuts, window_groups
 from .schedule import schedule, synced, ucode_load
 from .tiles import EngineProgram, Prefetch
@@ -69,6 +73,10 @@ def lower(prog: Program, inference: bool = False, base: int | None = None) -> En
         warm = cold[skip:]
         pf = Prefetch(staged, warm, _align(end))
         end = pf.ext + len(warm) * PROGRAM_WORD_BITS // 8
+    if _align(end) > 1 << EXT_ADDR_W:
+        raise NitroError(f"engine: the tensors, command words, counters, staged batch and programs "
+                         f"need {_align(end) / (1 << 30):.2f} GiB of external memory; the engine's "
+                         f"AXI addresses are {EXT_ADDR_W} bits (4 GiB): a smaller batch fits")
     return EngineProgram(prog, runs, cold, runs[0].ucode_ext, prog_ext, ctr_ext, _align(end), pf)
 
 
