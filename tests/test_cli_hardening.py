@@ -225,8 +225,8 @@ def test_unknown_command_and_missing_argument_are_one_line(capsys):
 
 
 def test_cosim_checkpoint_of_another_network_is_refused_before_the_build(capsys, tmp_path, monkeypatch):
-    """--checkpoint: a missing file, or a run of another network, is one error line; nothing is
-    built."""
+    """--checkpoint: a missing file, a run of another network, or weights wider than the engine
+    stores, is one error line; nothing is built."""
     import sim.engine.build
     from model.checkpoint import save_checkpoint
     from model.config import load_config
@@ -242,6 +242,11 @@ def test_cosim_checkpoint_of_another_network_is_refused_before_the_build(capsys,
     save_checkpoint(tmp_path / "wide.npz", start_checkpoint(wcfg))
     rc, err = nitro(capsys, "cosim", "--config", cfg, "--checkpoint", tmp_path / "wide.npz")
     assert rc == 2 and "written for a different config" in err
+    # weights a run grew past the engine's storage (CNN weights outgrow int16): refused up front
+    big = start_checkpoint(load_config(cfg), scale=4096)
+    save_checkpoint(tmp_path / "big.npz", big)
+    rc, err = nitro(capsys, "cosim", "--config", cfg, "--checkpoint", tmp_path / "big.npz")
+    assert rc == 2 and "exceed the engine's 16-bit weight storage (|W| up to" in err
 
 
 def test_cosim_refuses_widths_the_engine_does_not_compute_with(capsys, tiny, tmp_path, monkeypatch):

@@ -857,7 +857,8 @@ def weight_tensors(prog: Program, params: dict[str, np.ndarray]) -> list[tuple[T
                              f"{lm.layer.weight_shape}")
         if w.size and (w.min() < -lim or w.max() >= lim):
             raise NitroError(f"engine: weights of {name} exceed the engine's "
-                             f"{prog.params.weight_bits}-bit weight storage")
+                             f"{prog.params.weight_bits}-bit weight storage (|W| up to "
+                             f"{int(np.abs(w.astype(np.int64)).max())})")
         we = lm.to_engine(w)
         out.append((lm.w, we.T))
         if lm.wt is not None:

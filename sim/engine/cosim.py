@@ -365,17 +365,19 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     from model.datasets import image_shape
     from model.train import check_sizes
 
-    from hw.engine.compiler import compile_network
+    from hw.engine.compiler import compile_network, weight_tensors
 
     from .host import programs
 
     cfg = load_config(config)
-    if checkpoint is not None:
-        load_checkpoint_for(Path(checkpoint), cfg)  # intact, and a run of `config` (any seed)
+    # intact, and a run of `config` (any seed)
+    ck = load_checkpoint_for(Path(checkpoint), cfg)[0] if checkpoint is not None else None
     p = params or EngineParams()
     b = batch or cfg.train.batch_size
     spec = cfg.build_spec(image_shape(cfg.data.dataset))
     prog = compile_network(spec, b, p, cfg.train.lr_inv)
+    if ck is not None:
+        weight_tensors(prog, ck.params)  # trained weights may have outgrown the engine's storage
     if changed := cfg.numerics.widths.changes():
         raise NitroError(f"engine: it computes what the reference's widths give (int32 wrap); "
                          f"the config sets {', '.join('numerics.widths.' + c for c in changed)}")
