@@ -5,6 +5,9 @@
            ideal memory and the DDR3-class model -> cosim_<config>_<N>steps_<memory>.json
   trained: the F-MNIST MLP's run (ideal memory) from a checkpoint trained one epoch on the golden
            model, every compared tensor varying -> cosim_<config>_<N>steps_ideal_trained.json
+  wide   : cnn_small_mnist trained one epoch on the golden model (its weights outgrow int16): the
+           shipped engine refuses the checkpoint, the engine generated with 24-bit weights runs two
+           steps from it bit-identically -> cosim_cnn_small_mnist_w24_2steps_b64_ideal_trained.json
   cnn    : CNN training on the engine: configs/engine_cnn_mnist.toml (50 steps, batch 16,
            inference on 256 test images) and two steps of cnn_small_mnist at batch 64 (the
            current engine's cycles; `long` is the long run), per-phase cycles (the convolutions
@@ -78,8 +81,8 @@ from scripts.bench_engine_synth import (
 )
 from scripts.engine_records import (
     CNN_RUNS, LONG, LONG_SEGMENTS, LONG_STEPS, LONG_TEST, OFFICIAL_SETS, OUT, RUNS, TARGET_MHZ,
-    TRAINED, VGG, VGG_RTL_BATCH, cnn_file, cosim_file, cosim_runs, long_files, stamp, trained_file,
-    widths_file,
+    TRAINED, VGG, VGG_RTL_BATCH, WIDE, WIDE_BITS, WIDE_STEPS, cnn_file, cosim_file, cosim_runs,
+    long_files, stamp, trained_file, wide_file, widths_file,
 )
 from scripts.provenance import commit
 from sim.device import ENGINE_DEVICE, SPEED_GRADES
@@ -128,7 +131,7 @@ def _record_scaled(config: str, steps: int, data_dir: str, out: Path, **kw) -> P
     scale = START_SCALE[config]
     ck = scaled_start(config, scale, data_dir)
     return _require_varied(_record_cosim(config, steps, data_dir, out, checkpoint=ck, **kw,
-                                         stamp=_start_stamp(ck, f"the initial weights x{scale}")))
+                                         extra=_start_stamp(ck, f"the initial weights x{scale}")))
 
 
 def _start_stamp(ck: Path, start: str) -> dict:
@@ -152,8 +155,35 @@ def bench_trained(data_dir: str) -> list[Path]:
             train(load_config(REPO / "configs" / f"{config}.toml"), run, data_dir, epochs=1, force=True)
         outs.append(_require_varied(_record_cosim(
             config, RUNS[config], data_dir, trained_file(config), test_images=256, checkpoint=ck,
-            stamp=_start_stamp(ck, "a checkpoint trained one epoch on the golden model"))))
+            extra=_start_stamp(ck, "a checkpoint trained one epoch on the golden model"))))
     return outs
+
+
+def bench_wide(data_dir: str) -> Path:
+    """WIDE trained one epoch on the golden model: the shipped engine (int16 weights) refuses the
+    checkpoint's weights, the engine generated with WIDE_BITS-bit weights trains WIDE_STEPS steps
+    from them bit-identically (every weight update in the wider storage)."""
+    from dataclasses import replace
+
+    from model.config import load_config
+    from model.numerics import NitroError
+    from model.train import CHECKPOINT, train
+    from sim.engine.cosim import prepare_cosim
+
+    config = REPO / "configs" / f"{WIDE}.toml"
+    ck = REPO / "build" / "trained" / WIDE / CHECKPOINT
+    if not ck.exists():
+        train(load_config(config), ck.parent, data_dir, epochs=1, force=True)
+    try:
+        prepare_cosim(config, WIDE_STEPS, data_dir=data_dir, checkpoint=ck)
+    except NitroError as exc:
+        refused = str(exc)
+    else:
+        raise SystemExit(f"the int16 engine took {ck}'s weights: the record would show nothing")
+    return _record_cosim(WIDE, WIDE_STEPS, data_dir, wide_file(), checkpoint=ck,
+                         params=replace(EngineParams(), weight_bits=WIDE_BITS),
+                         extra={**_start_stamp(ck, "a checkpoint trained one epoch on the golden model"),
+                                "weight_bits": WIDE_BITS, "int16_engine": refused})
 
 
 # the flush margin: config -> (batch, steps) run on engines with less of it; the margins tried
@@ -208,17 +238,17 @@ def bench_margin(data_dir: str) -> Path:
     return f
 
 
-def _record_cosim(config: str, steps: int, data_dir: str, out: Path, stamp: dict | None = None,
+def _record_cosim(config: str, steps: int, data_dir: str, out: Path, extra: dict | None = None,
                   **kw) -> Path:
     """`steps` co-simulated steps of configs/<config>.toml recorded in `out` (with the wall time
-    including the engine build, the commit and `stamp`); SystemExit when the engine and the
+    including the engine build, the commit and `extra`); SystemExit when the engine and the
     golden model differ."""
     from sim.engine.cosim import run_cosim
 
     t0 = time.perf_counter()
     rc = run_cosim(REPO / "configs" / f"{config}.toml", steps, _data(config, data_dir), out, progress=True,
                    **kw)
-    res = stamp(out, total_wall_s_incl_build=round(time.perf_counter() - t0, 1), **(stamp or {}))
+    res = stamp(out, total_wall_s_incl_build=round(time.perf_counter() - t0, 1), **(extra or {}))
     if rc:
         raise SystemExit(f"cosim failed: {res.get('message')}")
     return out
@@ -444,6 +474,7 @@ def bench_widths(config: str, epochs: int, data_dir: str, weight_bits: int | Non
 MODES = {
     "cosim": (lambda a: bench_cosim(a.data_dir), True),
     "trained": (lambda a: bench_trained(a.data_dir), True),
+    "wide": (lambda a: bench_wide(a.data_dir), True),
     "cnn": (lambda a: bench_cnn(a.data_dir), True),
     "long": (lambda a: bench_long(a.data_dir), True),
     "conform": (lambda a: bench_conform(SHARED_VECTORS), True),

@@ -40,6 +40,14 @@ def trained_file(config: str) -> Path:
 
 TRAINED = ("mlp_fmnist",)  # from its initial weights, two block activations stay constant for 20 steps
 
+# a CNN whose weights outgrow int16 within its first epoch (widths_<config>_w16.json): the engine
+# generated with 24-bit weights, from a checkpoint trained that epoch
+WIDE, WIDE_STEPS, WIDE_BITS = "cnn_small_mnist", 2, 24
+
+
+def wide_file() -> Path:
+    return OUT / f"cosim_{WIDE}_w{WIDE_BITS}_{WIDE_STEPS}steps_b64_ideal_trained.json"
+
 
 def stamp(out: Path, **extra) -> dict:
     """Add the commit (and `extra`) to a recorded result."""
