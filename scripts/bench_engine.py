@@ -5,7 +5,7 @@
            ideal memory and the DDR3-class model -> cosim_<config>_<N>steps_<memory>.json
   trained: the F-MNIST MLP's run (ideal memory) from a checkpoint trained one epoch on the golden
            model, every compared tensor varying -> cosim_<config>_<N>steps_ideal_trained.json
-  wide   : cnn_small_mnist trained one epoch on the golden model (its weights outgrow int16): the
+  w24    : cnn_small_mnist trained one epoch on the golden model (its weights outgrow int16): the
            shipped engine refuses the checkpoint, the engine generated with 24-bit weights runs two
            steps from it bit-identically -> cosim_cnn_small_mnist_w24_2steps_b64_ideal_trained.json
   cnn    : CNN training on the engine: configs/engine_cnn_mnist.toml (50 steps, batch 16,
@@ -81,8 +81,8 @@ from scripts.bench_engine_synth import (
 )
 from scripts.engine_records import (
     CNN_RUNS, LONG, LONG_SEGMENTS, LONG_STEPS, LONG_TEST, OFFICIAL_SETS, OUT, RUNS, TARGET_MHZ,
-    TRAINED, VGG, VGG_RTL_BATCH, WIDE, WIDE_BITS, WIDE_STEPS, cnn_file, cosim_file, cosim_runs,
-    long_files, stamp, trained_file, wide_file, widths_file,
+    TRAINED, VGG, VGG_RTL_BATCH, W24, W24_BITS, W24_STEPS, cnn_file, cosim_file, cosim_runs,
+    long_files, stamp, trained_file, w24_file, widths_file,
 )
 from scripts.provenance import commit
 from sim.device import ENGINE_DEVICE, SPEED_GRADES
@@ -159,9 +159,9 @@ def bench_trained(data_dir: str) -> list[Path]:
     return outs
 
 
-def bench_wide(data_dir: str) -> Path:
-    """WIDE trained one epoch on the golden model: the shipped engine (int16 weights) refuses the
-    checkpoint's weights, the engine generated with WIDE_BITS-bit weights trains WIDE_STEPS steps
+def bench_w24(data_dir: str) -> Path:
+    """W24 trained one epoch on the golden model: the shipped engine (int16 weights) refuses the
+    checkpoint's weights, the engine generated with W24_BITS-bit weights trains W24_STEPS steps
     from them bit-identically (every weight update in the wider storage)."""
     from dataclasses import replace
 
@@ -170,20 +170,20 @@ def bench_wide(data_dir: str) -> Path:
     from model.train import CHECKPOINT, train
     from sim.engine.cosim import prepare_cosim
 
-    config = REPO / "configs" / f"{WIDE}.toml"
-    ck = REPO / "build" / "trained" / WIDE / CHECKPOINT
+    config = REPO / "configs" / f"{W24}.toml"
+    ck = REPO / "build" / "trained" / W24 / CHECKPOINT
     if not ck.exists():
         train(load_config(config), ck.parent, data_dir, epochs=1, force=True)
     try:
-        prepare_cosim(config, WIDE_STEPS, data_dir=data_dir, checkpoint=ck)
+        prepare_cosim(config, W24_STEPS, data_dir=data_dir, checkpoint=ck)
     except NitroError as exc:
         refused = str(exc)
     else:
         raise SystemExit(f"the int16 engine took {ck}'s weights: the record would show nothing")
-    return _record_cosim(WIDE, WIDE_STEPS, data_dir, wide_file(), checkpoint=ck,
-                         params=replace(EngineParams(), weight_bits=WIDE_BITS),
+    return _record_cosim(W24, W24_STEPS, data_dir, w24_file(), checkpoint=ck,
+                         params=replace(EngineParams(), weight_bits=W24_BITS),
                          extra={**_start_stamp(ck, "a checkpoint trained one epoch on the golden model"),
-                                "weight_bits": WIDE_BITS, "int16_engine": refused})
+                                "weight_bits": W24_BITS, "int16_engine": refused})
 
 
 # the flush margin: config -> (batch, steps) run on engines with less of it; the margins tried
@@ -474,7 +474,7 @@ def bench_widths(config: str, epochs: int, data_dir: str, weight_bits: int | Non
 MODES = {
     "cosim": (lambda a: bench_cosim(a.data_dir), True),
     "trained": (lambda a: bench_trained(a.data_dir), True),
-    "wide": (lambda a: bench_wide(a.data_dir), True),
+    "w24": (lambda a: bench_w24(a.data_dir), True),
     "cnn": (lambda a: bench_cnn(a.data_dir), True),
     "long": (lambda a: bench_long(a.data_dir), True),
     "conform": (lambda a: bench_conform(SHARED_VECTORS), True),

@@ -8,8 +8,8 @@ from pathlib import Path
 from hw.engine.memory_model import DDR3_TEXT
 from model.fileio import write_atomic
 from scripts.engine_records import (
-    CNN_RUNS, LONG, LONG_SEGMENTS, LONG_STEPS, OFFICIAL_SETS, OUT, TRAINED, VGG, VGG_RTL_BATCH, WIDE,
-    cnn_file, cosim_file, cosim_runs, long_files, synth_name, trained_file, wide_file, widths_file,
+    CNN_RUNS, LONG, LONG_SEGMENTS, LONG_STEPS, OFFICIAL_SETS, OUT, TRAINED, VGG, VGG_RTL_BATCH, W24,
+    cnn_file, cosim_file, cosim_runs, long_files, synth_name, trained_file, w24_file, widths_file,
 )
 
 
@@ -179,14 +179,14 @@ def _run_lines() -> list[str]:
     for k, f in enumerate(long_files()):
         if f.exists():
             lines += _cosim_lines(f, "ideal", 64, per_phase=k == 0)
-    if wide_file().exists():
-        r = json.loads(wide_file().read_text())
-        lines += [f"Weights wider than int16 (`bench_engine.py wide`): {WIDE}'s weights outgrow the "
-                  f"engine's int16 storage in training (`{widths_file(WIDE, 16).name}` below). From "
+    if w24_file().exists():
+        r = json.loads(w24_file().read_text())
+        lines += [f"Weights wider than int16 (`bench_engine.py w24`): {W24}'s weights outgrow the "
+                  f"engine's int16 storage in training (`{widths_file(W24, 16).name}` below). From "
                   f"{r['start']} (`{r['checkpoint']}`) the shipped engine refuses them (\"{r['int16_engine']}\"); "
                   f"the engine generated with {r['weight_bits']}-bit weights (`nitro cosim "
                   f"--weight-bits {r['weight_bits']}`) trains from them:", ""]
-        lines += _cosim_lines(wide_file(), "ideal", 64)
+        lines += _cosim_lines(w24_file(), "ideal", 64)
     lines += _vgg_lines()
     return lines
 

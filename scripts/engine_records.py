@@ -42,11 +42,11 @@ TRAINED = ("mlp_fmnist",)  # from its initial weights, two block activations sta
 
 # a CNN whose weights outgrow int16 within its first epoch (widths_<config>_w16.json): the engine
 # generated with 24-bit weights, from a checkpoint trained that epoch
-WIDE, WIDE_STEPS, WIDE_BITS = "cnn_small_mnist", 2, 24
+W24, W24_STEPS, W24_BITS = "cnn_small_mnist", 2, 24
 
 
-def wide_file() -> Path:
-    return OUT / f"cosim_{WIDE}_w{WIDE_BITS}_{WIDE_STEPS}steps_b64_ideal_trained.json"
+def w24_file() -> Path:
+    return OUT / f"cosim_{W24}_w{W24_BITS}_{W24_STEPS}steps_b64_ideal_trained.json"
 
 
 def stamp(out: Path, **extra) -> dict:
