@@ -16,7 +16,9 @@ from pathlib import Path
 
 from .numerics import NitroError
 
-_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+# what write_atomic and temp_folder name their temps: tempfile's 8 random characters between the
+# writer's pid and .tmp (a user's file merely shaped like one is not taken for it)
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}\.tmp$")
 _PLAIN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 PLAIN_NAME_RULE = "A-Z a-z 0-9 . _ -, at most 128 characters, no '..', not starting with '.'"
 _made: list[list[Path]] = []  # per open `removed_if_left_empty`: the folders writable_folder made

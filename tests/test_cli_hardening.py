@@ -395,9 +395,16 @@ def test_a_folder_another_command_holds_is_refused(capsys, tiny, tmp_path):
     assert nitro(capsys, "train", "--config", tiny, "--out", out, "--no-progress")[0] == 0
 
 def test_a_live_writers_temp_is_kept(tmp_path):
-    live = tmp_path / f".x.{os.getpid()}.abc.tmp"
+    live = tmp_path / f".x.{os.getpid()}.abcd1234.tmp"
     live.write_text("in progress")
     assert remove_stale_temps(tmp_path) == [] and live.exists()
+
+
+def test_a_users_file_shaped_like_a_temp_is_kept(tmp_path):
+    """Only tempfile's own names count as temps: a dead pid in a name of the user's is not enough."""
+    mine = tmp_path / ".mynotes.999999999.x.tmp"
+    mine.write_text("my notes")
+    assert remove_stale_temps(tmp_path) == [] and mine.exists()
 
 
 def test_vectors_force_that_fails_keeps_the_old_set(capsys, tiny, tmp_path):
