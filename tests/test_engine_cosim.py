@@ -205,6 +205,30 @@ def test_a_passed_run_leaves_no_run_folder(engine_build, tmp_path):
     for p in left():
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
+
+def test_engine_with_24_bit_weights_trains_weights_past_int16(tmp_path):
+    """`--weight-bits 24` (CNN weights outgrow int16 in training): from forward weights past
+    int16's range, which the shipped engine refuses, the wider engine's steps are bit-identical.
+    (The learning layers keep their own weights: their deltas are what the int24 DMEM holds.)"""
+    from hw.engine.params import EngineParams
+    from model.checkpoint import save_checkpoint
+    from model.config import load_config
+    from model.numerics import NitroError
+    from model.train import start_checkpoint
+
+    cfg = _config(tmp_path, [12], 8)
+    init = start_checkpoint(load_config(cfg)).params
+    wide = {k: w * 4096 if k.startswith("linear_encoder") else w for k, w in init.items()}
+    assert max(int(abs(w).max()) for w in wide.values()) > 1 << 15
+    ck = tmp_path / "wide.npz"
+    save_checkpoint(ck, start_checkpoint(load_config(cfg), params=wide))
+    with pytest.raises(NitroError, match="16-bit weight storage"):
+        run_cosim(cfg, 2, None, None, False, checkpoint=ck)
+    out = tmp_path / "r.json"
+    assert run_cosim(cfg, 3, None, out, False, checkpoint=ck, work_dir=tmp_path / "sim",
+                     params=EngineParams(weight_bits=24)) == 0
+    assert json.loads(out.read_text())["steps_run"] == 3
+
 def test_engine_build_cache_holds_no_checkout_path(engine_build):
     """The source-hash link names its build folder relative to the build root, so a copied
     checkout uses its own build folder, never the original's."""
