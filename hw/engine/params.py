@@ -9,7 +9,8 @@ benchmarks/engine/widths.json):
     eta (12 000 / 3 000 for the MNIST MLP) is a soft bound: the reference's trained model has max
     |W| 11 999; the golden model in check mode over 3 MNIST epochs peaked at 14 265. int16
     (+-32 767) holds that with a 2.3x margin and halves the weight scratchpads and the weights'
-    memory traffic against int32;
+    memory traffic against int32. A CNN's weights outgrow it (cnn_small: -32 807 within 150 s of
+    training, widths_cnn_small_mnist_w16.json; int24 holds 3 epochs): weight_bits = 24 for them;
   * deltas delta_p = e . W_l: |delta_p| <= classes * 128 * max|W_l| (spec 9.2: 23 bits for the MNIST
     MLP with |W_l| <= eta_sub = 3000); stored as int24, which also holds the sign-extended int8 e;
   * GEMM accumulators and weight gradients: int32 with wrap-around, exactly as the reference.
