@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def read_npz(path: Path, kind: str) -> dict[str, np.ndarray]:
     bad = f"cannot read {kind} {path}: corrupt or not a {kind}"
     try:
         with open(path, "rb") as f:  # np.load leaves a file it opened itself open when it fails
-            if f.read(4) != b"PK\x03\x04":  # else np.load calls any other file pickled data
+            if not zipfile.is_zipfile(f):  # else np.load calls any other file pickled data
                 raise NitroError(f"{bad} (not an .npz archive)")
             f.seek(0)
             arrays = _members(np.load(f, allow_pickle=False))  # a zip file loads as an NpzFile

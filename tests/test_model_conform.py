@@ -2,6 +2,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from model.conform import constant_arrays, load_set, run_conformance, spec_from_meta
@@ -45,6 +46,17 @@ def test_cli_conform_reports_first_mismatch(tampered_mlp_set, capsys):
     out = capsys.readouterr().out
     assert "mlp step 1: 59 arrays, all match" in out
     assert "MISMATCH step 2, array 'wgrad/linear_pred_01' at index (3, 7)" in out
+
+
+def test_a_step_file_holding_no_array_is_refused(tampered_mlp_set, capsys):
+    """What keeps a replay from passing with nothing compared: a step's file without arrays is
+    refused when the set is read, before any step is replayed."""
+    with np.load(tampered_mlp_set({}) / "mlp_step2.npz") as f:
+        names = list(f.files)
+    folder = tampered_mlp_set(dict.fromkeys(names))
+    assert main(["conform", str(folder), "mlp"]) == 2
+    err = capsys.readouterr()
+    assert "mlp_step2.npz holds no arrays: nothing to compare" in err.err and "step 1" not in err.out
 
 
 def test_constant_arrays_are_named(tampered_mlp_set, capsys):
