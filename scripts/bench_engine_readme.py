@@ -183,7 +183,8 @@ def _run_lines() -> list[str]:
         r = json.loads(w24_file().read_text())
         lines += [f"Weights wider than int16 (`bench_engine.py w24`): {W24}'s weights outgrow the "
                   f"engine's int16 storage in training (`{widths_file(W24, 16).name}` below). From "
-                  f"{r['start']} (`{r['checkpoint']}`) the shipped engine refuses them (\"{r['int16_engine']}\"); "
+                  f"{r['start']} (`{r['checkpoint']}`) the shipped engine refuses them "
+                  f"(\"{r['int16_engine']}\"); "
                   f"the engine generated with {r['weight_bits']}-bit weights (`nitro cosim "
                   f"--weight-bits {r['weight_bits']}`) trains from them:", ""]
         lines += _cosim_lines(w24_file(), "ideal", 64)

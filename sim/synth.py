@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from hw.rtl import UNITS, make_unit, unit_names
 from model.fileio import writable_folder, write_atomic, write_figure
 from model.numerics import NitroError
 from sim.device import UNIT_DEVICE
-from sim.tools import nextpnr_command, run_tool, tool_env
+from sim.tools import nextpnr_command, run_tool
 
 TARGET_MHZ = 250
 
@@ -183,8 +182,8 @@ def place_and_route(unit, top: str, wd: Path) -> dict:
                 "critical_path": critical_path(rep), "pnr_s": float((wd / "pnr_s.txt").read_text())}
     synth_ecp5(f"read_verilog {v.name}", f"{top}_pnr", wd, json_out=f"{top}_pnr.json")
     t0 = time.time()
-    r = subprocess.run(nextpnr_command(UNIT_DEVICE, f"{top}_pnr.json", TARGET_MHZ, 1, f"{top}_report.json",
-                                       f"{top}_pnr.log"), cwd=wd, env=tool_env(), capture_output=True, text=True)
+    r = run_tool(nextpnr_command(UNIT_DEVICE, f"{top}_pnr.json", TARGET_MHZ, 1, f"{top}_report.json",
+                                 f"{top}_pnr.log"), wd)
     if r.returncode:
         raise RuntimeError(f"nextpnr failed on {top}: {r.stderr[-2000:]}")
     rep = json.loads((wd / f"{top}_report.json").read_text())

@@ -190,7 +190,8 @@ def synthesize_engine(out_dir: Path, params: EngineParams | None = None, freq_mh
         report = routed_report(out / "report.json") if finished else unrouted_report(out, (t2 - t1) / 60)
         if finished:
             report["floorplan"] = floorplan_files(out, 1e3 / freq_mhz, f"engine, nextpnr seed {seed}")
-    res = {**ENGINE_DEVICE.record(), "speed": speed, "target_mhz": freq_mhz, "tools": tool_versions(), **report,
+    res = {**ENGINE_DEVICE.record(), "speed": speed, "target_mhz": freq_mhz, "tools": tool_versions(),
+           **report,
            "yosys_s": round(t1 - t0, 1), "nextpnr_s": round(t2 - t1, 1),
            "nextpnr_options": ["--seed", str(seed), "--router", router, *PLACER_OPTS],
            "params": p.__dict__, "verilog_sha256": verilog_digest((out / "top.v").read_text()),
