@@ -71,7 +71,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.engine.params import EngineParams
+from hw.engine.params import CNN_WEIGHT_BITS, MLP_WEIGHT_BITS, EngineParams
 from model.fileio import write_atomic
 from model.paths import REPO, SHARED_DATASETS, SHARED_VECTORS
 from scripts.bench_engine_readme import write_readme
@@ -81,7 +81,7 @@ from scripts.bench_engine_synth import (
 )
 from scripts.engine_records import (
     CNN_RUNS, LONG, LONG_SEGMENTS, LONG_STEPS, LONG_TEST, OFFICIAL_SETS, OUT, RUNS, TARGET_MHZ,
-    TRAINED, VGG, VGG_RTL_BATCH, W24, W24_BITS, W24_STEPS, cnn_file, cosim_file, cosim_runs,
+    TRAINED, VGG, VGG_RTL_BATCH, W24, W24_STEPS, cnn_file, cosim_file, cosim_runs,
     long_files, stamp, trained_file, w24_file, widths_file,
 )
 from scripts.provenance import commit
@@ -160,11 +160,10 @@ def bench_trained(data_dir: str) -> list[Path]:
 
 
 def bench_w24(data_dir: str) -> Path:
-    """W24 trained one epoch on the golden model: the shipped engine (int16 weights) refuses the
-    checkpoint's weights, the engine generated with W24_BITS-bit weights trains W24_STEPS steps
-    from them bit-identically (every weight update in the wider storage)."""
-    from dataclasses import replace
-
+    """W24 trained one epoch on the golden model: the MLPs' engine (int16 weights) refuses the
+    checkpoint's weights, the engine `nitro cosim` generates for a CNN (CNN_WEIGHT_BITS-bit
+    weights) trains W24_STEPS steps from them bit-identically (every weight update in the wider
+    storage)."""
     from model.config import load_config
     from model.numerics import NitroError
     from model.train import CHECKPOINT, train
@@ -175,15 +174,14 @@ def bench_w24(data_dir: str) -> Path:
     if not ck.exists():
         train(load_config(config), ck.parent, data_dir, epochs=1, force=True)
     try:
-        prepare_cosim(config, W24_STEPS, data_dir=data_dir, checkpoint=ck)
+        prepare_cosim(config, W24_STEPS, data_dir=data_dir, checkpoint=ck, params=EngineParams())
     except NitroError as exc:
         refused = str(exc)
     else:
         raise SystemExit(f"the int16 engine took {ck}'s weights: the record would show nothing")
     return _record_cosim(W24, W24_STEPS, data_dir, w24_file(), checkpoint=ck,
-                         params=replace(EngineParams(), weight_bits=W24_BITS),
                          extra={**_start_stamp(ck, "a checkpoint trained one epoch on the golden model"),
-                                "weight_bits": W24_BITS, "int16_engine": refused})
+                                "int16_engine": refused})
 
 
 # the flush margin: config -> (batch, steps) run on engines with less of it; the margins tried
@@ -292,7 +290,7 @@ def utilization_ceiling(config: str) -> dict:
             "measured": r["mac_util"]}
 
 
-def _program(config: str, batch: int, p):
+def _program(config: str, batch: int, p: EngineParams | None = None):
     from hw.engine.compiler import compile_network
     from hw.engine.tiling import lower
     from model.config import load_config
@@ -361,13 +359,13 @@ def bench_vgg(data_dir: str) -> list[Path]:
     from hw.engine.perf import predict, run_cycles
     from hw.engine.memory_model import DDR3, MemoryModel
 
-    p = EngineParams()
     t0 = time.perf_counter()
-    ep = _program(VGG, 64, p)
+    ep = _program(VGG, 64)
     compile_s = time.perf_counter() - t0
+    p = ep.prog.params
     macs = ep.prog.macs
     warm = ep.prefetch is not None  # steps back to back: the steady state starts warm
-    res = {"config": VGG, "batch": 64, "tiles": len(ep.tiles), "runs": len(ep.runs),
+    res = {"config": VGG, "batch": 64, "params": vars(p), "tiles": len(ep.tiles), "runs": len(ep.runs),
            "compile_s": round(compile_s, 1), "target_mhz": TARGET_MHZ, "warm": warm,
            "useful_macs_per_step": sum(macs.values()), "memories": {}, "commit": commit()}
     for name, mm in (("ideal", MemoryModel()), ("ddr3", DDR3)):
@@ -429,10 +427,11 @@ def bench_widths(config: str, epochs: int, data_dir: str, weight_bits: int | Non
     from model.numerics import WidthOverflowError, Widths
     from model.train import train
 
-    p = EngineParams()
-    if weight_bits is not None:
-        p = replace(p, weight_bits=weight_bits)
+    from hw.engine.params import EngineChoice
+    from model.datasets import image_shape
+
     cfg = load_config(REPO / "configs" / f"{config}.toml")
+    p = EngineChoice(weight_bits=weight_bits).params(cfg.build_spec(image_shape(cfg.data.dataset)))
     widths = Widths(weight=p.weight_bits, delta=p.delta_bits)
     cfg = replace(cfg, numerics=replace(cfg.numerics, mode="check", widths=widths))
     run_dir = REPO / "build" / "engine" / f"widths_run_{config}"
@@ -482,7 +481,8 @@ MODES = {
     "model": (lambda a: bench_model(), True),
     "margin": (lambda a: bench_margin(a.data_dir), True),
     "widths": (lambda a: bench_widths(a.config, a.epochs, a.data_dir, a.weight_bits), True),
-    "synth": (lambda a: bench_synth(a.seeds, a.data_dir, a.jobs, a.route_minutes, a.speed), True),
+    "synth": (lambda a: bench_synth(a.seeds, a.data_dir, a.jobs, a.route_minutes, a.speed,
+                                    a.weight_bits or MLP_WEIGHT_BITS), True),
     "experiment": (lambda a: bench_experiment(a.name, a.changes, a.records, a.speed, a.flow), False),
     "place": (lambda a: bench_place(a.data_dir), False),
     "small": (lambda a: bench_small(a.data_dir), False),
@@ -499,7 +499,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60.0, help="congestion: router2's time limit")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--config", default="mlp_mnist", help="widths: the experiment config")
-    ap.add_argument("--weight-bits", type=int, help="widths: another weight width than the engine's")
+    ap.add_argument("--weight-bits", type=int, choices=(MLP_WEIGHT_BITS, CNN_WEIGHT_BITS),
+                    help="widths: another weight width than the config's engine's; synth: route the engine "
+                         "generated with it (the CNNs' 24: synth_w24*.json)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--jobs", type=int, default=1, help="synth: seeds routed side by side")
     ap.add_argument("--route-minutes", type=float, help="synth: stop a seed's nextpnr after this long")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hw.engine.memory_model import DDR3_TEXT
+from hw.engine.memory_model import DDR3, DDR3_TEXT, MemoryModel
+from hw.engine.params import CNN_WEIGHT_BITS, MLP_WEIGHT_BITS
 from model.fileio import write_atomic
 from scripts.engine_records import (
     CNN_RUNS, LONG, LONG_SEGMENTS, LONG_STEPS, OFFICIAL_SETS, OUT, TRAINED, VGG, VGG_RTL_BATCH, W24,
@@ -65,19 +66,25 @@ def resource_table(util: dict) -> list[str]:
             + [f"| {k} | {v['used']} | {v['available']} | {v['percent']} |" for k, v in util.items()])
 
 
-def _cosim_lines(f: Path, memory: str, bus: int, per_phase: bool = False) -> list[str]:
+def _memory_name(m: dict) -> str:
+    """A recorded memory model by the name `nitro cosim --memory` knows it by."""
+    return {MemoryModel(): "ideal", DDR3: "ddr3"}.get(MemoryModel(**m), str(m))
+
+
+def _cosim_lines(f: Path, per_phase: bool = False) -> list[str]:
     """A recorded co-simulation in the README: bit-exactness, cycles, utilization, inference
     (and per phase: the convolutions per layer)."""
     from sim.engine.cosim import units_text, warm_text
     r = json.loads(f.read_text())
-    u = r["units"]
+    u, p = r["units"], r["params"]
     t = r.get("test", {})
     first = r.get("start_step", 0)
     steps = (f"steps {first}..{first + r['steps_run'] - 1} (the golden model trained the {first} "
              "before alone)" if first else f"{r['steps_run']} steps")
     lines = [f"## {f.name}", "",
-             f"- {r['network']} batch {r['batch']}, {steps}, memory {memory}, "
-             f"{bus}-bit port, bit-identical after every step: **{r['ok']}**; {r['tiles']} "
+             f"- {r['network']} batch {r['batch']}, {steps}, memory {_memory_name(r['memory'])}, "
+             f"{p['bus_bits']}-bit port, int{p['weight_bits']} weights, bit-identical after every "
+             f"step: **{r['ok']}**; {r['tiles']} "
              f"tiles in {r.get('runs', r['tiles'])} runs, {r['program_commands']} program "
              "commands per step",
              f"- cycles per step: **{r['cycles_per_step']:.0f}** = {units_text(u)}; predicted "
@@ -107,16 +114,19 @@ def _cosim_lines(f: Path, memory: str, bus: int, per_phase: bool = False) -> lis
 def _same_cycles() -> str:
     """How the long run's cycles relate to the short record of the same network: the same
     engine gives the same cycles for the steps both ran."""
-    if not cnn_file(LONG).exists():
-        return ""
-    short = json.loads(cnn_file(LONG).read_text())["cycles_per_step_list"]
     first = long_files()[0]
-    long_ = json.loads(first.read_text())["cycles_per_step_list"][:len(short)] if first.exists() else []
-    if long_ == short:
-        return (f"Its first {len(short)} steps took the cycles `{cnn_file(LONG).name}` above records, "
-                "step for step.")
+    if not (cnn_file(LONG).exists() and first.exists()):
+        return ""
+    short, long_ = (json.loads(f.read_text()) for f in (cnn_file(LONG), first))
+    if short["params"] != long_["params"]:
+        return (f"It ran on the engine generated with int{long_['params']['weight_bits']} weights, "
+                f"`{cnn_file(LONG).name}` above on the CNN engine (int{short['params']['weight_bits']}).")
+    n = len(short["cycles_per_step_list"])
+    if long_["cycles_per_step_list"][:n] == short["cycles_per_step_list"]:
+        return f"Its first {n} steps took the cycles `{cnn_file(LONG).name}` above records, step for step."
     return (f"Its cycles are the engine's at the commit shown; `{cnn_file(LONG).name}` above has "
             "the current engine's.")
+
 
 def _vgg_lines() -> list[str]:
     """VGG8B: the performance model's numbers, then its co-simulated step."""
@@ -124,12 +134,12 @@ def _vgg_lines() -> list[str]:
     if not f.exists():
         return []
     r = json.loads(f.read_text())
-    synth = OUT / "synth.json"
+    synth = OUT / f"{synth_name(weight_bits=r['params']['weight_bits'])}.json"
     worst = json.loads(synth.read_text()).get("worst_fmax_mhz") if synth.exists() else None
 
     def at_routed(img_s: float) -> str:
         return (f"; {img_s * worst / r['target_mhz']:.2f} at the slowest routed seed's {worst} MHz "
-                "(synth.json)" if worst else "; the engine has not routed")
+                f"({synth.name})" if worst else f"; the engine has not routed ({synth.name})")
 
     lines = [f"## {f.name}: VGG8B MNIST on the engine (performance model, batch {r['batch']})", "",
              f"- {r['tiles']} tiles in {r['runs']} runs (compiled and tiled in {r['compile_s']:.0f} s), "
@@ -147,28 +157,31 @@ def _vgg_lines() -> list[str]:
     lines += [f"| {k} | {v['core_cycles']:.4g} | {100 * v['core_util']:.1f}% |"
               for k, v in r["gemms"].items() if k.startswith("conv") and k.endswith(("/fwd", "/update_fwd"))]
     rtl = OUT / f"cosim_{VGG}_1steps_b{VGG_RTL_BATCH}_ideal.json"
-    return lines + [""] + (_cosim_lines(rtl, "ideal", 64, per_phase=True) if rtl.exists() else [])
+    return lines + [""] + (_cosim_lines(rtl, per_phase=True) if rtl.exists() else [])
 
 
 def _run_lines() -> list[str]:
     """The header and each recorded co-simulation: MLPs, CNNs, the long run, VGG8B."""
     lines = ["# Streaming NITRO-D engine: recorded results", "",
-             "Produced by `scripts/bench_engine.py` (see its docstring). One generated engine: 8x8 "
-             "int8 x int24 MAC array (int32 wrap), int16 weights, double-buffered scratchpads, a "
-             "64-bit AXI4 memory port (`_bus128`: the same engine generated with a 128-bit port); "
-             "tensors in external memory. Memory models (`nitro cosim "
+             "Produced by `scripts/bench_engine.py` (see its docstring). One engine design: 8x8 "
+             "int8 x int24 MAC array (int32 wrap), double-buffered scratchpads, a 64-bit AXI4 "
+             "memory port (`_bus128`: the same engine generated with a 128-bit port); tensors in "
+             "external memory. Weights are stored as int16 in the engine generated for an MLP and "
+             "as int24 in the one for a CNN, whose weights outgrow int16 in training (`nitro "
+             "cosim` picks by the network; `--weight-bits` overrides; each record names its "
+             "width). Memory models (`nitro cosim "
              "--memory`): ideal = first beat 1 cycle after the address, one beat per cycle; ddr3 = "
              f"{DDR3_TEXT}.", ""]
     for config, memory, bus in cosim_runs():
         f = cosim_file(config, memory, bus)
         if f.exists():
-            lines += _cosim_lines(f, memory, bus)
+            lines += _cosim_lines(f)
     for f in map(trained_file, TRAINED):
         if f.exists():
-            lines += _cosim_lines(f, "ideal", 64)
+            lines += _cosim_lines(f)
     for f in map(cnn_file, CNN_RUNS):
         if f.exists():
-            lines += _cosim_lines(f, "ideal", 64, per_phase=True)
+            lines += _cosim_lines(f, per_phase=True)
     if any(f.exists() for f in long_files()):
         lines += [f"The long run of {LONG} ({LONG_STEPS} steps at batch 64, `bench_engine.py long`) "
                   f"in {LONG_SEGMENTS} segments simulated side by side: each segment's golden model "
@@ -178,16 +191,15 @@ def _run_lines() -> list[str]:
                   ""]
     for k, f in enumerate(long_files()):
         if f.exists():
-            lines += _cosim_lines(f, "ideal", 64, per_phase=k == 0)
+            lines += _cosim_lines(f, per_phase=k == 0)
     if w24_file().exists():
         r = json.loads(w24_file().read_text())
-        lines += [f"Weights wider than int16 (`bench_engine.py w24`): {W24}'s weights outgrow the "
-                  f"engine's int16 storage in training (`{widths_file(W24, 16).name}` below). From "
-                  f"{r['start']} (`{r['checkpoint']}`) the shipped engine refuses them "
-                  f"(\"{r['int16_engine']}\"); "
-                  f"the engine generated with {r['weight_bits']}-bit weights (`nitro cosim "
-                  f"--weight-bits {r['weight_bits']}`) trains from them:", ""]
-        lines += _cosim_lines(w24_file(), "ideal", 64)
+        lines += [f"Weights wider than int16 (`bench_engine.py w24`): {W24}'s weights outgrow "
+                  f"int16 in training (`{widths_file(W24, MLP_WEIGHT_BITS).name}` below). From "
+                  f"{r['start']} (`{r['checkpoint']}`) the MLPs' int16 engine refuses them "
+                  f"(\"{r['int16_engine']}\"); the CNN engine, with int"
+                  f"{r['params']['weight_bits']} weights, trains from them:", ""]
+        lines += _cosim_lines(w24_file())
     lines += _vgg_lines()
     return lines
 
@@ -237,34 +249,44 @@ def _perf_model_lines() -> list[str]:
 
 
 def _synth_lines() -> list[str]:
-    """The routed engine: Fmax per seed, the slowest seed's late inputs, resources, projections."""
+    """Each routed engine (the MLPs', the CNNs'): Fmax per seed, the slowest seed's late inputs,
+    resources, projections."""
     lines = []
-    s = OUT / "synth.json"
-    if s.exists():
-        r = json.loads(s.read_text())
-        lines += [f"## synth.json: the whole engine on the {r['device']} ({r['package']}, speed "
-                  f"{r['speed']}), AXI ports as pins, each channel on adjacent pins "
-                  f"(sim/engine/pinout.py), target {r['target_mhz']} MHz", "",
-                  "| nextpnr seed | Fmax (MHz) | critical path | late register inputs | place and route |",
-                  "|---|---:|---|---:|---:|"]
-        for seed, v in r["seeds"].items():
-            cp = v["critical_path"]
-            path = (f"{cp['delay_ns']} ns: {cp['from']} -> {cp['to']} ({cp['cells']} cells, routing "
-                    f"{cp['routing_ns']} ns)" if cp else v.get("status"))
-            lines.append(f"| {seed} | {v['fmax_mhz'] or '-'} | {path} | {v.get('late_inputs') or '-'} | "
-                         f"{v['nextpnr_s'] / 60:.0f} min |")
-        worst = min((v for v in r["seeds"].values() if v["fmax_mhz"]), key=lambda v: v["fmax_mhz"],
-                    default={})
-        if worst.get("late_groups"):
-            lines += ["", "The slowest seed's late register inputs by group (what to pipeline next):", "",
-                      "| registers | input | inputs | worst arrival (ns) |", "|---|---|---:|---:|"]
-            lines += [f"| `{g['registers']}` | {g.get('input', '-')} | {g['endpoints']} | "
-                      f"{g['worst_arrival_ns']} |" for g in worst["late_groups"]]
-        lines += [""] + resource_table(r["utilization"])
-        lines += ["", f"Projected training throughput at the slowest routed seed's Fmax ({r['worst_fmax_mhz']} MHz): "
-                  + ", ".join(f"{k}: {v:.0f} images/s" for k, v in r["projected_img_s_at_worst_fmax"].items())
-                  + f" (golden model on this CPU: {r['golden_model_cpu_img_s']:.0f} images/s).", ""]
+    for bits, what in ((MLP_WEIGHT_BITS, "the whole engine"),
+                       (CNN_WEIGHT_BITS, f"the CNN engine (int{CNN_WEIGHT_BITS} weights)")):
+        s = OUT / f"{synth_name(weight_bits=bits)}.json"
+        if s.exists():
+            lines += _routed_lines(s, what)
     return lines
+
+
+def _routed_lines(s: Path, what: str) -> list[str]:
+    r = json.loads(s.read_text())
+    lines = [f"## {s.name}: {what} on the {r['device']} ({r['package']}, speed "
+             f"{r['speed']}), AXI ports as pins, each channel on adjacent pins "
+             f"(sim/engine/pinout.py), target {r['target_mhz']} MHz", "",
+             "| nextpnr seed | Fmax (MHz) | critical path | late register inputs | place and route |",
+             "|---|---:|---|---:|---:|"]
+    for seed, v in r["seeds"].items():
+        cp = v["critical_path"]
+        path = (f"{cp['delay_ns']} ns: {cp['from']} -> {cp['to']} ({cp['cells']} cells, routing "
+                f"{cp['routing_ns']} ns)" if cp else v.get("status"))
+        lines.append(f"| {seed} | {v['fmax_mhz'] or '-'} | {path} | {v.get('late_inputs') or '-'} | "
+                     f"{v['nextpnr_s'] / 60:.0f} min |")
+    worst = min((v for v in r["seeds"].values() if v["fmax_mhz"]), key=lambda v: v["fmax_mhz"],
+                default={})
+    if worst.get("late_groups"):
+        lines += ["", "The slowest seed's late register inputs by group (what to pipeline next):", "",
+                  "| registers | input | inputs | worst arrival (ns) |", "|---|---|---:|---:|"]
+        lines += [f"| `{g['registers']}` | {g.get('input', '-')} | {g['endpoints']} | "
+                  f"{g['worst_arrival_ns']} |" for g in worst["late_groups"]]
+    lines += [""] + resource_table(r["utilization"])
+    if r["projected_img_s_at_worst_fmax"]:
+        lines += ["", f"Projected training throughput at the slowest routed seed's Fmax "
+                  f"({r['worst_fmax_mhz']} MHz), from the co-simulations recorded on this engine: "
+                  + ", ".join(f"{k}: {v:.0f} images/s" for k, v in r["projected_img_s_at_worst_fmax"].items())
+                  + f" (golden model on this CPU: {r['golden_model_cpu_img_s']:.0f} images/s)."]
+    return lines + [""]
 
 
 def _which_netlist(r: dict) -> str:

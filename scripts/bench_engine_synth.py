@@ -6,11 +6,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from hw.engine.params import EngineParams
+from hw.engine.params import MLP_WEIGHT_BITS, EngineParams
 from model.fileio import write_atomic
 from model.paths import REPO
 from scripts.engine_records import (
-    OUT, TARGET_MHZ, cosim_file, cosim_runs, pinless_file, seed_dir, stamp, synth_name,
+    OUT, TARGET_MHZ, pinless_file, seed_dir, stamp, synth_name,
 )
 from scripts.provenance import commit
 from sim.device import ENGINE_DEVICE
@@ -28,13 +28,14 @@ def golden_img_s(data_dir: str) -> tuple[float, str]:
     return float(r["images_per_s"]), "measured by scripts/bench_engine.py (scripts.bench_train._rate, 200 steps)"
 
 
-def _route_seed(seed: int, minutes: float | None, speed: int = ENGINE_DEVICE.speed) -> dict:
+def _route_seed(seed: int, minutes: float | None, speed: int, p: EngineParams) -> dict:
     from sim.engine.synth import synthesize_engine
 
-    res = synthesize_engine(seed_dir(seed, speed), seed=seed, route_minutes=minutes, project=False,
-                            speed=speed)
-    write_atomic(OUT / f"{synth_name(speed)}_seed{seed}.json", json.dumps(res, indent=1).encode())
-    if res.get("floorplan") and speed == ENGINE_DEVICE.speed:
+    res = synthesize_engine(seed_dir(seed, speed, p.weight_bits), p, seed=seed, route_minutes=minutes,
+                            project=False, speed=speed)
+    write_atomic(OUT / f"{synth_name(speed, p.weight_bits)}_seed{seed}.json",
+                 json.dumps(res, indent=1).encode())
+    if res.get("floorplan") and (speed, p) == (ENGINE_DEVICE.speed, EngineParams()):
         _record_floorplan(seed, res["floorplan"])
     return res
 
@@ -63,32 +64,35 @@ def bench_floorplan(seed: int) -> Path:
 
 
 def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float | None = None,
-                speed: int = ENGINE_DEVICE.speed) -> Path:
+                speed: int = ENGINE_DEVICE.speed, weight_bits: int = MLP_WEIGHT_BITS) -> Path:
     """Route the engine once per nextpnr seed, `jobs` seeds at a time (each nextpnr is one
     thread), each stopped after `minutes` (a "not routed" record); a seed whose record
     (synth_seed<K>.json) was made from this RTL's Verilog and pin constraints is kept.
     synth.json: every seed's Fmax, critical path and routing time, the resources, and the
-    training throughput projected at the worst Fmax. Another speed grade than the target's:
-    the same as synth_speed<G>_seed<K>.json and synth_speed<G>.json."""
+    training throughput projected at the worst Fmax from the co-simulations recorded on this
+    engine. Another speed grade than the target's: the same as synth_speed<G>_seed<K>.json and
+    synth_speed<G>.json; the engine with `weight_bits`-bit weights (the CNNs'): synth_w<B>*."""
     from concurrent.futures import ProcessPoolExecutor
 
     from sim.engine.synth import engine_lpf, engine_verilog, share_netlist, verilog_digest
 
+    p = EngineParams(weight_bits=weight_bits)
+    name = synth_name(speed, weight_bits)
     img_s, src = golden_img_s(data_dir)
-    current = (verilog_digest(engine_verilog(EngineParams())),
-               hashlib.sha256(engine_lpf(EngineParams()).encode()).hexdigest())
+    current = (verilog_digest(engine_verilog(p)), hashlib.sha256(engine_lpf(p).encode()).hexdigest())
     runs = {}
     for seed in seeds:
-        f = OUT / f"{synth_name(speed)}_seed{seed}.json"
+        f = OUT / f"{name}_seed{seed}.json"
         if f.exists():
             rec = json.loads(f.read_text())
             if (rec.get("verilog_sha256"), rec.get("lpf_sha256")) == current:
                 runs[seed] = rec
     todo = [s for s in seeds if s not in runs]
     if todo:
-        share_netlist([seed_dir(s, speed) for s in todo], EngineParams())
-    with ProcessPoolExecutor(max(1, min(jobs, len(todo) or 1))) as pool:
-        runs |= dict(zip(todo, pool.map(_route_seed, todo, [minutes] * len(todo), [speed] * len(todo))))
+        share_netlist([seed_dir(s, speed, weight_bits) for s in todo], p)
+    n = len(todo)
+    with ProcessPoolExecutor(max(1, min(jobs, n or 1))) as pool:
+        runs |= dict(zip(todo, pool.map(_route_seed, todo, [minutes] * n, [speed] * n, [p] * n)))
     runs = {s: runs[s] for s in seeds}
     routed = [r["fmax_mhz"] for r in runs.values() if r["fmax_mhz"] is not None]
     worst = min(routed) if routed else None
@@ -105,13 +109,12 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
     summary["worst_fmax_mhz"] = worst
     summary["golden_model_cpu_img_s"], summary["golden_model_cpu_img_s_source"] = img_s, src
     summary["projected_img_s_at_worst_fmax"] = {}
-    for config, memory, bus in cosim_runs():
-        f = cosim_file(config, memory, bus)
-        if f.exists() and bus == summary["params"]["bus_bits"] and worst is not None:
-            c = json.loads(f.read_text())
-            summary["projected_img_s_at_worst_fmax"][f"{config} {memory}"] = round(
+    for f in sorted(OUT.glob("cosim_*.json")):
+        c = json.loads(f.read_text())
+        if c.get("params") == summary["params"] and worst is not None:
+            summary["projected_img_s_at_worst_fmax"][f.stem.removeprefix("cosim_")] = round(
                 worst * 1e6 / c["cycles_per_step"] * c["batch"], 1)
-    out = OUT / f"{synth_name(speed)}.json"
+    out = OUT / f"{name}.json"
     write_atomic(out, json.dumps(summary, indent=1).encode())
     print(json.dumps(summary, indent=1))
     return out

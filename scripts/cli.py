@@ -225,7 +225,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _cosim(args: argparse.Namespace) -> int:
     from hw.engine.memory_model import MemoryModel
-    from hw.engine.params import EngineParams
+    from hw.engine.params import EngineChoice
     from model.fileio import refuse_overwrite
     from sim.engine.cosim import run_cosim
 
@@ -237,7 +237,7 @@ def _cosim(args: argparse.Namespace) -> int:
                      progress=not args.no_progress, fault=args.fault, batch=args.batch,
                      memory=MemoryModel.parse(args.memory), train_images=args.train_images,
                      test_images=args.test_images, waves=args.waves,
-                     params=EngineParams(bus_bits=args.bus_bits, weight_bits=args.weight_bits),
+                     params=EngineChoice(args.bus_bits, args.weight_bits),
                      start_step=args.start_step,
                      checkpoint=Path(args.checkpoint) if args.checkpoint else None)
 
@@ -404,10 +404,10 @@ def _add_hardware_commands(sub) -> None:
                         "outputs mostly round to 0")
     s.add_argument("--bus-bits", type=int, choices=(64, 128), default=64,
                    help="the engine's AXI4 memory port width (a separate build per width)")
-    s.add_argument("--weight-bits", type=int, choices=(16, 24), default=16,
-                   help="the engine's weight storage width: int16 holds the MLPs' weights, CNN "
-                        "weights outgrow it in training (benchmarks/engine/widths_*.json); a "
-                        "separate build per width")
+    s.add_argument("--weight-bits", type=int, choices=(16, 24),
+                   help="the engine's weight storage width (default: 16 for an MLP, 24 for a CNN, "
+                        "whose weights outgrow int16 in training: benchmarks/engine/widths_*.json); "
+                        "a separate build per width")
     s.add_argument("--waves", action="store_true",
                    help="record every signal of the run to an FST, dump.fst in the run's build folder "
                         "(its path is printed and in --out as 'waves'; a separate, slower build: keep "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hw.engine.params import CNN_WEIGHT_BITS, MLP_WEIGHT_BITS
 from model.fileio import write_atomic
 from model.paths import REPO
 from scripts.provenance import commit
@@ -40,13 +41,13 @@ def trained_file(config: str) -> Path:
 
 TRAINED = ("mlp_fmnist",)  # from its initial weights, two block activations stay constant for 20 steps
 
-# a CNN whose weights outgrow int16 within its first epoch (widths_<config>_w16.json): the engine
-# generated with 24-bit weights, from a checkpoint trained that epoch
-W24, W24_STEPS, W24_BITS = "cnn_small_mnist", 2, 24
+# a CNN whose weights outgrow int16 within its first epoch (widths_<config>_w16.json): the CNN
+# engine (24-bit weights), from a checkpoint trained that epoch
+W24, W24_STEPS = "cnn_small_mnist", 2
 
 
 def w24_file() -> Path:
-    return OUT / f"cosim_{W24}_w{W24_BITS}_{W24_STEPS}steps_b64_ideal_trained.json"
+    return OUT / f"cosim_{W24}_w{CNN_WEIGHT_BITS}_{W24_STEPS}steps_b64_ideal_trained.json"
 
 
 def stamp(out: Path, **extra) -> dict:
@@ -92,13 +93,15 @@ def widths_file(config: str, weight_bits: int) -> Path:
     return OUT / f"widths_{config}_w{weight_bits}.json"
 
 
-def synth_name(speed: int = ENGINE_DEVICE.speed) -> str:
-    """The records' name: synth for the target speed grade, synth_speed<G> for another."""
-    return "synth" if speed == ENGINE_DEVICE.speed else f"synth_speed{speed}"
+def synth_name(speed: int = ENGINE_DEVICE.speed, weight_bits: int = MLP_WEIGHT_BITS) -> str:
+    """The records' name: synth for the target speed grade, synth_speed<G> for another; _w<B>
+    for the engine generated with B-bit weights (the CNN engine) instead of the MLPs' int16."""
+    name = "synth" if speed == ENGINE_DEVICE.speed else f"synth_speed{speed}"
+    return name if weight_bits == MLP_WEIGHT_BITS else f"{name}_w{weight_bits}"
 
 
-def seed_dir(seed: int, speed: int = ENGINE_DEVICE.speed) -> Path:
-    return REPO / "build" / "engine" / f"{synth_name(speed)}_seed{seed}"
+def seed_dir(seed: int, speed: int = ENGINE_DEVICE.speed, weight_bits: int = MLP_WEIGHT_BITS) -> Path:
+    return REPO / "build" / "engine" / f"{synth_name(speed, weight_bits)}_seed{seed}"
 
 
 def pinless_file(seed: int, speed: int) -> Path:

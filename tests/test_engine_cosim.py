@@ -208,7 +208,7 @@ def test_a_passed_run_leaves_no_run_folder(engine_build, tmp_path):
 
 def test_engine_with_24_bit_weights_trains_weights_past_int16(tmp_path):
     """`--weight-bits 24` (CNN weights outgrow int16 in training): from forward weights past
-    int16's range, which the shipped engine refuses, the wider engine's steps are bit-identical.
+    int16's range, which an MLP's engine refuses, the wider engine's steps are bit-identical.
     (The learning layers keep their own weights: their deltas are what the int24 DMEM holds.)"""
     from hw.engine.params import EngineParams
     from model.checkpoint import save_checkpoint

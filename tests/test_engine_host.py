@@ -577,6 +577,21 @@ def _cnn(arch, **kw):
     return build_cnn((1, 28, 28), arch, [16], Hyper(), pred_decoder_dim=8192, **kw)
 
 
+def test_the_engine_generated_for_a_network():
+    """An MLP's engine stores int16 weights, a CNN's int24 (its weights outgrow int16 in
+    training); a chosen width or a whole EngineParams overrides, and the program is the engine's."""
+    from hw.engine.params import CNN_WEIGHT_BITS, MLP_WEIGHT_BITS, EngineChoice, engine_params
+
+    cnn = _cnn([["Conv2d", 8, 3, 1, 1]])
+    assert engine_params(None, mnist_spec()) == EngineParams(weight_bits=MLP_WEIGHT_BITS)
+    assert engine_params(None, cnn) == EngineParams(weight_bits=CNN_WEIGHT_BITS)
+    assert engine_params(EngineChoice(128, 16), cnn) == EngineParams(bus_bits=128, weight_bits=16)
+    assert engine_params(EngineChoice(weight_bits=24), mnist_spec()).weight_bits == 24
+    assert engine_params(EngineParams(), cnn) == EngineParams()
+    assert C.compile_network(cnn, 8).params.weight_bits == CNN_WEIGHT_BITS
+    assert C.compile_network(mnist_spec(), 8).params.weight_bits == MLP_WEIGHT_BITS
+
+
 @pytest.mark.parametrize("arch, batch, message", [
     ([["Conv2d", 8, 5, 1, 2]], 8, "conv_encoder_00: kernel 5, padding 2; .* 3x3 convolutions"),
     ([["Conv2d", 8, 3, 1, 0]], 8, "conv_encoder_00: kernel 3, padding 0"),

@@ -24,7 +24,7 @@ import numpy as np
 from .params import (
     ADDR_W, A_SOURCES, B_SOURCES, CV_BITS, CV_N0_BITS, MEM_NAMES, N_PHASES, OP_POOL, OP_RELU_BWD,
     OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, SEL_AMEM_R, SEL_DMEM, SEL_SMEM,
-    SEL_WMEM, SEL_WTMEM, SEL_YMEM, EngineParams, command_layout,
+    SEL_WMEM, SEL_WTMEM, SEL_YMEM, EngineParams, command_layout, engine_params,
 )
 from model.divider import divider_constants
 from model.gemm import im2col
@@ -451,8 +451,9 @@ class _Stage:
 
 def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None = None,
                     lr_inv: int = LR_INV) -> Program:
-    """External memory map + GEMM list of one training step of `spec` at batch size `batch`."""
-    p = params or EngineParams()
+    """External memory map + GEMM list of one training step of `spec` at batch size `batch` on
+    the engine `params` (default: the one generated for `spec`, `EngineChoice`)."""
+    p = engine_params(params, spec)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise NitroError(f"engine: batch size must be a positive integer, got {batch!r}")
     blocks = check_supported(spec, p)

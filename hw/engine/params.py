@@ -5,12 +5,15 @@ the command layout and the memory map shared by the RTL (`hw.engine.core`) and t
 Storage widths (spec 9, checked on real training by `tests/test_engine_widths.py` and recorded in
 benchmarks/engine/widths.json):
   * activations, loss gradients, stored NITRO-ReLU inputs, network outputs: int8 (exact by construction);
-  * weights: int16. IntegerSGD's decay term pulls every weight back once |W| >= eta (spec 4.1), so
-    eta (12 000 / 3 000 for the MNIST MLP) is a soft bound: the reference's trained model has max
-    |W| 11 999; the golden model in check mode over 3 MNIST epochs peaked at 14 265. int16
-    (+-32 767) holds that with a 2.3x margin and halves the weight scratchpads and the weights'
-    memory traffic against int32. A CNN's weights outgrow it (cnn_small: -32 807 within 150 s of
-    training, widths_cnn_small_mnist_w16.json; int24 holds 3 epochs): weight_bits = 24 for them;
+  * weights: int16 on the engine generated for an MLP, int24 on the one for a CNN (`engine_for`).
+    IntegerSGD's decay term pulls every weight back once |W| >= eta (spec 4.1), so eta (12 000 /
+    3 000 for the MNIST MLP) is a soft bound: the reference's trained model has max |W| 11 999;
+    the golden model in check mode over 3 MNIST epochs peaked at 14 265. int16 (+-32 767) holds
+    that with a 2.3x margin and keeps the MLPs' weight traffic at two 64-bit beats per word (at
+    int24 the MNIST MLP's step is 1.5 % longer: 89.1 % useful-MAC utilization instead of 90.4 %).
+    A CNN's weights outgrow int16 (cnn_small: -32 807 within 150 s of training,
+    widths_cnn_small_mnist_w16.json); int24 holds 3 epochs (|W| up to 56 375, _w24.json) and costs
+    its step 0.06 % (its traffic is activations);
   * deltas delta_p = e . W_l: |delta_p| <= classes * 128 * max|W_l| (spec 9.2: 23 bits for the MNIST
     MLP with |W_l| <= eta_sub = 3000); stored as int24, which also holds the sign-extended int8 e;
   * GEMM accumulators and weight gradients: int32 with wrap-around, exactly as the reference.
@@ -46,8 +49,8 @@ def row_scaled(op, p_in, p_out):
 # ---- memory selectors (operand sources and host port) ---------------------------------------
 SEL_AMEM_C = 0  # int8 lanes packed along the batch (A operand of forward / delta GEMMs)
 SEL_AMEM_R = 1  # int8 lanes packed along features (A operand of weight-gradient GEMMs)
-SEL_WMEM = 2  # int16 weights, W^T layout: word (in, out-tile), lanes along outputs
-SEL_WTMEM = 3  # int16 learning-layer weights, W layout: word (class, in-tile), lanes along inputs
+SEL_WMEM = 2  # weights (weight_bits lanes), W^T layout: word (in, out-tile), lanes along outputs
+SEL_WTMEM = 3  # learning-layer weights, W layout: word (class, in-tile), lanes along inputs
 SEL_DMEM = 4  # int24 deltas and loss gradients, row layout
 SEL_SMEM = 5  # int8 stored NITRO-ReLU inputs s and layer outputs y_hat, row layout
 SEL_YMEM = 6  # int8 one-hot targets, row layout
@@ -88,6 +91,9 @@ CV_BITS = 8  # convolution image sides (and window pixel offsets, signed)
 CV_N0_BITS = 10  # beats per source pixel along K (input channels of a forward window)
 
 
+MLP_WEIGHT_BITS, CNN_WEIGHT_BITS = 16, 24  # weight storage (module docstring)
+
+
 @dataclass(frozen=True)
 class EngineParams:
     """Generation parameters of one engine instance. Depths are in words (one word = `cols` or
@@ -97,7 +103,7 @@ class EngineParams:
     rows: int = 8  # MAC array rows (M tile)
     cols: int = 8  # MAC array columns (N tile); also the lane count of every memory word
     act_bits: int = 8
-    weight_bits: int = 16
+    weight_bits: int = MLP_WEIGHT_BITS
     delta_bits: int = 24
     acc_bits: int = 32
     slope_inv: int = SLOPE_INV  # NITRO-ReLU alpha built into the ReLU units
@@ -199,6 +205,29 @@ class EngineParams:
 
     def key(self) -> str:
         return repr(self)
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """What a user picks of the engine to generate (`nitro cosim --bus-bits/--weight-bits`); the
+    weight width left open follows the network (`params`)."""
+
+    bus_bits: int = 64
+    weight_bits: int | None = None
+
+    def params(self, spec) -> EngineParams:
+        """The engine that trains `spec` (a `model.spec.NetworkSpec`): int24 weights once it has
+        a convolution, int16 otherwise (module docstring)."""
+        from model.spec import Conv2d
+
+        conv = any(isinstance(b.layer, Conv2d) for b in spec.blocks.values())
+        return EngineParams(bus_bits=self.bus_bits, weight_bits=self.weight_bits or (
+            CNN_WEIGHT_BITS if conv else MLP_WEIGHT_BITS))
+
+
+def engine_params(given: EngineParams | EngineChoice | None, spec) -> EngineParams:
+    """The engine a run generates: `given` itself, or the one chosen for `spec`."""
+    return given if isinstance(given, EngineParams) else (given or EngineChoice()).params(spec)
 
 
 def _slot() -> data.StructLayout:

@@ -21,7 +21,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from hw.engine.params import EngineParams
+from hw.engine.params import EngineParams, engine_params
 from model.conform import Mismatch, StepReport, compare_arrays, load_set
 from model.numerics import NitroError
 from sim.job import SimJob
@@ -134,7 +134,7 @@ def run_engine_conformance(vec_dir: str | Path, tag: str,
                            on_step: Callable[[StepReport], None] | None = None,
                            work_dir: Path | None = None, params=None) -> list[StepReport]:
     """Check the set and the engine's support for its network before building anything, then
-    replay it on the Verilated engine (`params`: its EngineParams, default the shipped engine's);
+    replay it on the Verilated engine (`params`: its EngineParams, default the one generated for the set's network);
     the reports as `model.conform.run_conformance` gives them."""
     from hw.engine.compiler import compile_network
     from .build import build_engine, remove_run_folder, run_engine_test
@@ -142,7 +142,7 @@ def run_engine_conformance(vec_dir: str | Path, tag: str,
 
     vec_dir = Path(vec_dir).resolve()
     vs = load_set(vec_dir, tag)
-    p = params or EngineParams()
+    p = engine_params(params, vs.net.spec)
     programs(compile_network(vs.net.spec, len(vs.data["step1_x"]), p, vs.lr_inv))
     for step, ref in vs.refs.items():  # every array the engine produces must be in the set
         missing = [n for n in required_arrays(vs.net, step) if n not in ref]

@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from hw.engine.memory_model import MemoryModel
-from hw.engine.params import EngineParams
+from hw.engine.params import EngineParams, engine_params
 from model.fileio import writable_folder, write_atomic
 from model.numerics import NitroError
 from sim.job import SimJob
@@ -359,7 +359,6 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
                   start_step: int = 0, test_images: int = 0, checkpoint: Path | None = None):
     """Every check that can fail before simulation: config, checkpoint, engine capacity,
     commands, fault, data."""
-    from hw.engine.params import EngineParams
     from model.checkpoint import load_checkpoint_for
     from model.config import load_config
     from model.datasets import image_shape
@@ -372,9 +371,9 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     cfg = load_config(config)
     # intact, and a run of `config` (any seed)
     ck = load_checkpoint_for(Path(checkpoint), cfg)[0] if checkpoint is not None else None
-    p = params or EngineParams()
     b = batch or cfg.train.batch_size
     spec = cfg.build_spec(image_shape(cfg.data.dataset))
+    p = engine_params(params, spec)
     prog = compile_network(spec, b, p, cfg.train.lr_inv)
     if ck is not None:
         weight_tensors(prog, ck.params)  # trained weights may have outgrown the engine's storage
