@@ -672,6 +672,14 @@ def test_weights_beyond_engine_width():
     params["linear_encoder_00"][0, 0] = 40000
     with pytest.raises(NitroError, match="exceed the engine's 16-bit weight storage"):
         C.weight_tensors(prog, params)
+    # a learning layer: |e . W| <= 128 x a column's sum of |W| must fit the int24 deltas
+    params["linear_encoder_00"][0, 0] = 0
+    params["linear_pred_00"][:, 3] = -6553  # 10 classes: 128 x 65 530 < 2^23
+    assert C.weight_tensors(prog, params)
+    params["linear_pred_00"][0, 3] = 6559  # 128 x 65 536 = 2^23
+    with pytest.raises(NitroError, match="linear_pred_00's weights could carry its deltas .* "
+                                         "24-bit delta storage .* 8388608"):
+        C.weight_tensors(prog, params)
 
 
 def test_command_referencing_missing_memory():

@@ -848,8 +848,10 @@ def unpack_tensor(t: Tensor, lanes: np.ndarray) -> np.ndarray:
 
 
 def weight_tensors(prog: Program, params: dict[str, np.ndarray]) -> list[tuple[Tensor, np.ndarray]]:
-    """(tensor, matrix) pairs of every weight region, checked against the engine's weight width."""
-    lim = 1 << (prog.params.weight_bits - 1)
+    """(tensor, matrix) pairs of every weight region, checked against the engine's weight width,
+    and a learning layer's against its delta width: delta = e . W with int8 e (|e| <= 128) reaches
+    128 x the largest column sum of |W| (spec 9.2)."""
+    lim, dlim = 1 << (prog.params.weight_bits - 1), 1 << (prog.params.delta_bits - 1)
     out = []
     for name, lm in prog.layers.items():
         w = np.asarray(params[name])
@@ -863,6 +865,11 @@ def weight_tensors(prog: Program, params: dict[str, np.ndarray]) -> list[tuple[T
         we = lm.to_engine(w)
         out.append((lm.w, we.T))
         if lm.wt is not None:
+            reach = 128 * int(np.abs(w.astype(np.int64)).sum(axis=0).max(initial=0))
+            if reach >= dlim:
+                raise NitroError(f"engine: {name}'s weights could carry its deltas e . W past the "
+                                 f"engine's {prog.params.delta_bits}-bit delta storage (|e . W| up "
+                                 f"to {reach}: 128 x its largest column sum of |W|)")
             out.append((lm.wt, we))
     return out
 
