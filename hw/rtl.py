@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from model.numerics import NitroError
 from .divider import ConstDivider, ProgDivider
 from .dma import DmaReader, DmaWriter
 from .engine.control import ControlRegisters
-from .engine.params import EngineParams
+from .engine.params import CNN_WEIGHT_BITS, WEIGHT_STORAGE, EngineParams
 from .engine.top import StreamEngine
 from .lossgrad import LossGradient
 from .mac import Mac, MacArray
@@ -65,7 +65,10 @@ UNITS: dict[str, tuple[type, dict[str, Any]]] = {
     "dma_reader": (DmaReader, {"addr_width": 32, "data_width": 64, "max_burst": 16, "max_outstanding": 4}),
     "dma_writer": (DmaWriter, {"addr_width": 32, "data_width": 64, "max_burst": 16, "max_outstanding": 4}),
     "engine_control": (ControlRegisters, {}),
-    "stream_engine": (StreamEngine, {}),  # the whole training engine: AXI4 memory, AXI4-Lite control
+    # the whole training engine (AXI4 memory, AXI4-Lite control) as generated for an MLP and for
+    # a CNN (int24 weights: `hw.engine.params.EngineChoice`)
+    "stream_engine": (StreamEngine, {"params": EngineParams()}),
+    "stream_engine_cnn": (StreamEngine, {"params": EngineParams(**WEIGHT_STORAGE[CNN_WEIGHT_BITS])}),
 }
 
 
@@ -228,7 +231,8 @@ def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = Tr
         cls, params = UNITS[name]
         entries.append({
             "unit": name, "class": f"{cls.__module__}.{cls.__name__}", "module": name,
-            "file": v_file.name, "sha256": _sha256(texts[name].encode()), "parameters": params,
+            "file": v_file.name, "sha256": _sha256(texts[name].encode()),
+            "parameters": {k: asdict(v) if is_dataclass(v) else v for k, v in params.items()},
             "latency_cycles": getattr(unit, "latency", None),
             "ports": ports(unit),
             "lint": lint(v_file, name) if run_lint else "not run",

@@ -197,9 +197,11 @@ def _rtl(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from model.fileio import refuse_overwrite
 
-    engine_only = args.seed or args.route_minutes or args.no_route or args.speed != ENGINE_DEVICE.speed
+    engine_only = (args.seed or args.route_minutes or args.no_route or args.weight_bits
+                   or args.speed != ENGINE_DEVICE.speed)
     if engine_only and not args.engine:
-        raise NitroError("--seed, --route-minutes, --speed and --no-route apply to the engine (--engine)")
+        raise NitroError("--seed, --route-minutes, --speed, --weight-bits and --no-route apply to the "
+                         "engine (--engine)")
     if args.engine and (args.unit or args.no_pnr or args.baseline):
         raise NitroError("--unit, --no-pnr and --baseline apply to the units (without --engine; the "
                          "engine's placement only is --no-route)")
@@ -210,9 +212,12 @@ def _synth(args: argparse.Namespace) -> int:
     for name in records:
         refuse_overwrite(Path(args.out) / ("engine" if args.engine else "") / name, args.force)
     if args.engine:
+        from hw.engine.params import MLP_WEIGHT_BITS, WEIGHT_STORAGE, EngineParams
         from sim.engine.synth import synthesize_engine
 
-        res = synthesize_engine(Path(args.out) / "engine", seed=args.seed or 1, route=not args.no_route,
+        res = synthesize_engine(Path(args.out) / "engine",
+                                EngineParams(**WEIGHT_STORAGE[args.weight_bits or MLP_WEIGHT_BITS]),
+                                seed=args.seed or 1, route=not args.no_route,
                                 route_minutes=args.route_minutes, speed=args.speed)
         print(f"engine results: {Path(args.out) / 'engine'}/synth.json")
         return 0 if not res.get("error") else 1
@@ -365,6 +370,9 @@ def _add_hardware_commands(sub) -> None:
     y.add_argument("--no-route", action="store_true",
                    help="engine: place only (packed resources, nextpnr's pre-route estimate, no Fmax)")
     y.add_argument("--seed", type=positive_int, help="engine: nextpnr's seed (default 1)")
+    y.add_argument("--weight-bits", type=int, choices=(16, 24),
+                   help="engine: its weight storage, 16 (the MLPs' engine, the default) or 24 (the "
+                        "CNNs')")
     y.add_argument("--speed", type=int, choices=SPEED_GRADES, default=ENGINE_DEVICE.speed,
                    help=f"engine: the {ENGINE_DEVICE.device}'s speed grade (default {ENGINE_DEVICE.speed}, the slowest)")
     y.add_argument("--route-minutes", type=positive_int, metavar="MIN",

@@ -25,6 +25,7 @@ from amaranth import Cat, Elaboratable, Module, Signal, Value
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
+from hw.engine.top import StreamEngine
 from hw.rtl import UNITS, make_unit, unit_names
 from model.fileio import writable_folder, write_atomic, write_figure
 from model.numerics import NitroError
@@ -192,15 +193,16 @@ def place_and_route(unit, top: str, wd: Path) -> dict:
     return {"fmax_mhz": round(fmax, 1), "critical_path": critical_path(rep), "pnr_s": round(time.time() - t0, 1)}
 
 
-ENGINE_UNIT = "stream_engine"  # placed and routed by its own flow, its AXI ports on pins (sim.engine.synth)
+# placed and routed by their own flow, their AXI ports on pins (sim.engine.synth)
+ENGINE_UNITS = tuple(n for n, (cls, _) in UNITS.items() if cls is StreamEngine)
 
 
 def synth_unit_names(units: list[str] | None) -> list[str]:
-    """The units asked for (default: every unit but the engine), each once."""
-    names = unit_names(units or [n for n in UNITS if n != ENGINE_UNIT])
-    if ENGINE_UNIT in names:
-        raise NitroError(f"{ENGINE_UNIT} is synthesized by `nitro synth --engine` (its AXI ports on "
-                         f"pins), not as a unit")
+    """The units asked for (default: every unit but the engines), each once."""
+    names = unit_names(units or [n for n in UNITS if n not in ENGINE_UNITS])
+    if engines := [n for n in names if n in ENGINE_UNITS]:
+        raise NitroError(f"{engines[0]} is synthesized by `nitro synth --engine [--weight-bits B]` "
+                         f"(its AXI ports on pins), not as a unit")
     return names
 
 

@@ -265,7 +265,9 @@ def test_cosim_refuses_widths_the_engine_does_not_compute_with(capsys, tiny, tmp
 @pytest.mark.parametrize("argv, msg", [
     (["--seed", "2"], "apply to the engine"),
     (["--seed", "1"], "apply to the engine"),  # the default's value, given without --engine
-    (["--unit", "stream_engine"], "synthesized by `nitro synth --engine`"),
+    (["--unit", "stream_engine"], "synthesized by `nitro synth --engine"),
+    (["--unit", "stream_engine_cnn"], "synthesized by `nitro synth --engine"),
+    (["--weight-bits", "24"], "apply to the engine"),
     (["--no-route"], "apply to the engine"),
     (["--speed", "8"], "apply to the engine"),
     (["--engine", "--seed", "0"], "expected a positive integer up to 2147483647"),

@@ -210,7 +210,7 @@ def test_engine_with_24_bit_weights_trains_weights_past_int16(tmp_path):
     """`--weight-bits 24` (CNN weights outgrow int16 in training): from forward weights past
     int16's range, which an MLP's engine refuses, the wider engine's steps are bit-identical.
     (The learning layers keep their own weights: their deltas are what the int24 DMEM holds.)"""
-    from hw.engine.params import EngineParams
+    from hw.engine.params import EngineChoice
     from model.checkpoint import save_checkpoint
     from model.config import load_config
     from model.numerics import NitroError
@@ -226,7 +226,7 @@ def test_engine_with_24_bit_weights_trains_weights_past_int16(tmp_path):
         run_cosim(cfg, 2, None, None, False, checkpoint=ck)
     out = tmp_path / "r.json"
     assert run_cosim(cfg, 3, None, out, False, checkpoint=ck, work_dir=tmp_path / "sim",
-                     params=EngineParams(weight_bits=24)) == 0
+                     params=EngineChoice(weight_bits=24)) == 0
     assert json.loads(out.read_text())["steps_run"] == 3
 
 def test_engine_build_cache_holds_no_checkout_path(engine_build):

@@ -47,12 +47,13 @@ def _model(width: int, depth: int, lane: int | None, ops) -> dict[int, int]:
     return out
 
 
-@pytest.mark.parametrize("width,depth,lane", [(128, 2 * 1024 + 600, 16), (64, 3000, 8), (64, 100, None)])
+@pytest.mark.parametrize("width,depth,lane", [(128, 2 * 1024 + 600, 16), (64, 3000, 8), (64, 100, None),
+                                              (192, 1024, 24), (96, 1500, 24)])
 def test_banked_memory_matches_array(width, depth, lane):
     rng = np.random.default_rng(depth)
     mem = BankedMemory(width, depth, lane)
     lanes = width // lane if lane else 1
-    bd = bank_depth(lane)
+    bd = bank_depth(lane, depth)
     # addresses at bank edges, the padded tail and random ones; writes and reads interleaved
     hot = [a for a in (0, 1, bd - 1, bd, bd + 1, depth - 1) if a < depth]
     hot += [int(a) for a in rng.integers(0, depth, 40)]

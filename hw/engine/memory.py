@@ -25,7 +25,9 @@ starts and ends at a register next to them:
         3  registered per bank, only for the bank that holds the address
 
 Banks are as deep as one DP16KD configuration that holds a whole lane per block RAM column:
-1024 words (1024 x 18) for 10- to 18-bit lanes, else 2048 (2048 x 9; wider lanes take several).
+1024 words (1024 x 18) for 10- to 18-bit lanes, else 2048 (2048 x 9; wider lanes take several),
+but for 19- to 36-bit lanes 1024 words where the memory is no deeper (a 24-bit lane then takes
+two 1024 x 18 block RAMs, not three of 2048 x 9 half empty).
 yosys maps each bank on its own, so the depth mux is ours and registered; a last bank deeper than
 512 words is padded to the full bank depth (yosys would split 1408 words into 1024 + 384, with a
 mux of its own behind the RAMs).
@@ -60,8 +62,10 @@ READ_LATENCY = BANK_READ_LATENCY + 2
 WRITE_LATENCY = 3  # edges from a write presented on wr_* to the word in the RAM
 
 
-def bank_depth(granularity: int | None) -> int:
-    return 1024 if granularity is not None and 9 < granularity <= 18 else 2048
+def bank_depth(granularity: int | None, depth: int) -> int:
+    if granularity is None:
+        return 2048
+    return 1024 if 9 < granularity <= 18 or (18 < granularity <= 36 and depth <= 1024) else 2048
 
 
 class BankedMemory(wiring.Component):
@@ -76,7 +80,7 @@ class BankedMemory(wiring.Component):
         if not 1 <= depth <= 1 << ADDR_W:
             raise ValueError(f"depth must be in 1..{1 << ADDR_W}, got {depth}")
         self.width, self.depth, self.granularity = width, depth, granularity
-        self.bank_depth = bank_depth(granularity)
+        self.bank_depth = bank_depth(granularity, depth)
         lanes = width // granularity if granularity else 1
         super().__init__({
             "rd_addr": In(ADDR_W), "rd_data": Out(width),

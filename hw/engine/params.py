@@ -92,6 +92,12 @@ CV_N0_BITS = 10  # beats per source pixel along K (input channels of a forward w
 
 
 MLP_WEIGHT_BITS, CNN_WEIGHT_BITS = 16, 24  # weight storage (module docstring)
+# what each weight width changes of the engine: int24 lanes take two 1024 x 18 block RAMs (int16
+# one), so the CNN engine's WMEM is halved to 512 words (one 512 x 36 per lane): 176 block RAMs
+# against the MLP engine's 160 (WTMEM keeps 1024: VGG8B's learning-pool deltas read up to 1280
+# words of it at 512). At 1024 words of WMEM it would take 192, at 2048 x 9 banks 224 (107 %).
+WEIGHT_STORAGE = {MLP_WEIGHT_BITS: {"weight_bits": MLP_WEIGHT_BITS},
+                  CNN_WEIGHT_BITS: {"weight_bits": CNN_WEIGHT_BITS, "wmem_depth": 512}}
 
 
 @dataclass(frozen=True)
@@ -220,9 +226,11 @@ class EngineChoice:
         a convolution, int16 otherwise (module docstring)."""
         from model.spec import Conv2d
 
-        conv = any(isinstance(b.layer, Conv2d) for b in spec.blocks.values())
-        return EngineParams(bus_bits=self.bus_bits, weight_bits=self.weight_bits or (
-            CNN_WEIGHT_BITS if conv else MLP_WEIGHT_BITS))
+        bits = self.weight_bits
+        if bits is None:
+            conv = any(isinstance(b.layer, Conv2d) for b in spec.blocks.values())
+            bits = CNN_WEIGHT_BITS if conv else MLP_WEIGHT_BITS
+        return EngineParams(bus_bits=self.bus_bits, **WEIGHT_STORAGE[bits])
 
 
 def engine_params(given: EngineParams | EngineChoice | None, spec) -> EngineParams:
