@@ -92,10 +92,11 @@ CV_N0_BITS = 10  # beats per source pixel along K (input channels of a forward w
 
 
 MLP_WEIGHT_BITS, CNN_WEIGHT_BITS = 16, 24  # weight storage (module docstring)
-# what each weight width changes of the engine: int24 lanes take two 1024 x 18 block RAMs (int16
-# one), so the CNN engine's WMEM is halved to 512 words (one 512 x 36 per lane): 176 block RAMs
-# against the MLP engine's 160 (WTMEM keeps 1024: VGG8B's learning-pool deltas read up to 1280
-# words of it at 512). At 1024 words of WMEM it would take 192, at 2048 x 9 banks 224 (107 %).
+# what each weight width changes of the engine: a 1024-word memory of int24 lanes takes half as
+# many block RAMs again as one of int16 lanes, so the CNN engine's WMEM is halved to 512 words
+# (512 x 36 block RAMs): yosys maps 164 block RAMs against the MLP engine's 160 (WTMEM keeps 1024
+# words: VGG8B's learning-pool deltas need more than 512 of it). With its banks in 2048 x 9 the
+# int24 engine took 224 of the 208 (`hw.engine.memory`).
 WEIGHT_STORAGE = {MLP_WEIGHT_BITS: {"weight_bits": MLP_WEIGHT_BITS},
                   CNN_WEIGHT_BITS: {"weight_bits": CNN_WEIGHT_BITS, "wmem_depth": 512}}
 
