@@ -6,7 +6,7 @@
   trained: the F-MNIST MLP's run (ideal memory) from a checkpoint trained one epoch on the golden
            model, every compared tensor varying -> cosim_<config>_<N>steps_ideal_trained.json
   w24    : cnn_small_mnist trained one epoch on the golden model (its weights outgrow int16): the
-           shipped engine refuses the checkpoint, the engine generated with 24-bit weights runs two
+           MLPs' engine (int16 weights) refuses the checkpoint, the CNN engine (int24) runs two
            steps from it bit-identically -> cosim_cnn_small_mnist_w24_2steps_b64_ideal_trained.json
   cnn    : CNN training on the engine: configs/engine_cnn_mnist.toml (50 steps, batch 16,
            inference on 256 test images) and two steps of cnn_small_mnist at batch 64 (the
@@ -27,15 +27,17 @@
   margin : the sequencer's flush without its margin (wait_cycles 0: the computed pipe depths must
            suffice), then shorter (down to -20) until a run differs from the golden model, a few
            steps of a CNN and an MLP -> flush_margin.json
-  widths : the golden model in "check" mode with the engine's storage widths (int16 weights, int24
-           deltas, or --weight-bits) over real training (--config, --epochs) -> widths.json for
+  widths : the golden model in "check" mode with the storage widths of the engine generated for
+           --config (weights int16 for an MLP, int24 for a CNN, or --weight-bits; int24 deltas)
+           over real training (--epochs) -> widths.json for
            the MNIST MLP, widths_<config>_w<bits>.json otherwise; a value that does not fit is
            recorded
   synth  : yosys + nextpnr for LFE5U-85F with several nextpnr seeds (--jobs of them side by side;
            a seed already routed from the current RTL and pins is kept) -> synth_seed<K>.json and the
            summary synth.json (resources, Fmax per seed, projected images/s at the worst Fmax);
            --speed 7 or 8: the same on a faster speed grade -> synth_speed<G>_seed<K>.json and
-           synth_speed<G>.json
+           synth_speed<G>.json; --weight-bits 24: the CNN engine -> synth_w24_seed<K>.json and
+           synth_w24.json
   experiment: a netlist that was routed but did not land (a branch's bench_engine synth records,
            --records DIR, named by --name and described by --changes) added to
            timing_experiments.json beside the landed netlist's seeds; --flow (with --speed G for
