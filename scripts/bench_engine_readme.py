@@ -284,8 +284,10 @@ def _routed_lines(s: Path, what: str) -> list[str]:
     if r["projected_img_s_at_worst_fmax"]:
         lines += ["", f"Projected training throughput at the slowest routed seed's Fmax "
                   f"({r['worst_fmax_mhz']} MHz), from the co-simulations recorded on this engine: "
-                  + ", ".join(f"{k}: {v:.0f} images/s" for k, v in r["projected_img_s_at_worst_fmax"].items())
-                  + f" (golden model on this CPU: {r['golden_model_cpu_img_s']:.0f} images/s)."]
+                  + ", ".join(f"{k}: {v:,.0f} images/s" if v >= 100 else f"{k}: {v:.1f} images/s"
+                              for k, v in r["projected_img_s_at_worst_fmax"].items())
+                  + f" (the golden model trains the MNIST MLP at {r['golden_model_cpu_img_s']:,.0f} "
+                    "images/s on this CPU)."]
     return lines + [""]
 
 
