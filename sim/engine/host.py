@@ -148,7 +148,17 @@ class EngineBackend:
         await ClockCycles(dut.clk, 4)
         dut.rst.value = 0
         await ClockCycles(dut.clk, 2)
+        await self.check_engine()
         await self.reg_write("irq_enable", STATUS_DONE | STATUS_ERROR)
+
+    async def check_engine(self) -> None:
+        """The engine behind the port is the one the program was compiled for: its ID/parameter
+        block (every constant register: identifier, map version, array side, bus width, the
+        scratchpad depths, which tell the MLP engine from the CNN engine) reads as the map says."""
+        for r in self.regs.registers:
+            if r.access == "const" and (got := await self.reg_read(r.name)) != r.reset:
+                raise NitroError(f"engine: its {r.name} register reads {got:#x}, the program was "
+                                 f"compiled for an engine where it is {r.reset:#x} ({r.doc})")
 
     async def run(self, ep, budget_cycles: int, warm: bool = False) -> dict[str, int]:
         """Start program `ep` (`warm`: its warm start) and sleep until the interrupt; the unit

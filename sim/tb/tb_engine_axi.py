@@ -15,13 +15,14 @@ from cocotbext.axi import AxiBus, AxiRam
 
 from hw.engine.compiler import compile_network
 from hw.axi import burst_split
-from hw.engine.control import ERR_ALIGN, ERR_BUS, ERR_OPCODE, STATUS_DONE, STATUS_ERROR
-from hw.engine.params import SEL_AMEM_C, EngineParams
+from hw.engine.control import ERR_ALIGN, ERR_BUS, ERR_OPCODE, STATUS_DONE, STATUS_ERROR, control_map
+from hw.engine.params import CNN_WEIGHT_BITS, SEL_AMEM_C, WEIGHT_STORAGE, EngineParams
 from hw.engine.program import (
     PROGRAM_WORD_BITS, SOP_END, Command, Transfer, beats_per_word, bus_words, load, store,
 )
 from model.init import init_params
 from model.network import Network, Trace
+from model.numerics import NitroError
 from model.spec import Hyper, build_mlp
 from sim.engine.host import RamBackend
 from sim.tb.axi_common import (
@@ -99,6 +100,27 @@ async def training_steps_over_cocotbext_axi(dut):
     record("engine_axi", "weights and outputs of 3 steps (2 warm) and 10 predictions, random pauses on "
            "both ports, AW taken only once W is offered",
            checked, dut._log)
+
+
+@cocotb.test()
+async def a_host_refuses_another_engine(dut):
+    """The host reads the ID/parameter block before it runs anything: a program compiled for
+    another engine (the CNN engine's 512-word WMEM, a 128-bit memory port) is refused, naming
+    the register that differs; the program's own engine passes."""
+    _, eng, _ = await setup(dut, 6)
+    await eng.reset()
+    refused = 0
+    for other, reg in ((EngineParams(**WEIGHT_STORAGE[CNN_WEIGHT_BITS]), "depth_w"),
+                       (EngineParams(bus_bits=128), "params")):
+        eng.regs = control_map(other)
+        try:
+            await eng.check_engine()
+        except NitroError as e:
+            assert f"its {reg} register reads" in str(e), str(e)
+            refused += 1
+    eng.regs = control_map(eng.p)
+    await eng.check_engine()
+    record("engine_axi", "programs compiled for another engine refused", refused, dut._log)
 
 
 async def run_bad(eng, dut, checkers, commands: list[Command], base: int = 0x8_0000) -> tuple[int, int, dict]:
