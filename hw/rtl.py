@@ -27,7 +27,7 @@ from model.numerics import NitroError
 from .divider import ConstDivider, ProgDivider
 from .dma import DmaReader, DmaWriter
 from .engine.control import ControlRegisters
-from .engine.params import CNN_WEIGHT_BITS, WEIGHT_STORAGE, EngineParams
+from .engine.params import CNN_WEIGHT_BITS, EngineParams, engine_with_weights
 from .engine.top import StreamEngine
 from .lossgrad import LossGradient
 from .mac import Mac, MacArray
@@ -68,7 +68,7 @@ UNITS: dict[str, tuple[type, dict[str, Any]]] = {
     # the whole training engine (AXI4 memory, AXI4-Lite control) as generated for an MLP and for
     # a CNN (int24 weights: `hw.engine.params.EngineChoice`)
     "stream_engine": (StreamEngine, {"params": EngineParams()}),
-    "stream_engine_cnn": (StreamEngine, {"params": EngineParams(**WEIGHT_STORAGE[CNN_WEIGHT_BITS])}),
+    "stream_engine_cnn": (StreamEngine, {"params": engine_with_weights(CNN_WEIGHT_BITS)}),
 }
 
 

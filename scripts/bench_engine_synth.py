@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from hw.engine.params import MLP_WEIGHT_BITS, WEIGHT_STORAGE, EngineParams
+from hw.engine.params import MLP_WEIGHT_BITS, EngineParams, engine_with_weights
 from model.fileio import write_atomic
 from model.paths import REPO
 from scripts.engine_records import (
@@ -76,7 +76,7 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
 
     from sim.engine.synth import engine_lpf, engine_verilog, share_netlist, verilog_digest
 
-    p = EngineParams(**WEIGHT_STORAGE[weight_bits])
+    p = engine_with_weights(weight_bits)
     name = synth_name(speed, weight_bits)
     img_s, src = golden_img_s(data_dir)
     current = (verilog_digest(engine_verilog(p)), hashlib.sha256(engine_lpf(p).encode()).hexdigest())

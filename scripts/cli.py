@@ -212,11 +212,11 @@ def _synth(args: argparse.Namespace) -> int:
     for name in records:
         refuse_overwrite(Path(args.out) / ("engine" if args.engine else "") / name, args.force)
     if args.engine:
-        from hw.engine.params import MLP_WEIGHT_BITS, WEIGHT_STORAGE, EngineParams
+        from hw.engine.params import MLP_WEIGHT_BITS, engine_with_weights
         from sim.engine.synth import synthesize_engine
 
         res = synthesize_engine(Path(args.out) / "engine",
-                                EngineParams(**WEIGHT_STORAGE[args.weight_bits or MLP_WEIGHT_BITS]),
+                                engine_with_weights(args.weight_bits or MLP_WEIGHT_BITS),
                                 seed=args.seed or 1, route=not args.no_route,
                                 route_minutes=args.route_minutes, speed=args.speed)
         print(f"engine results: {Path(args.out) / 'engine'}/synth.json")

@@ -581,12 +581,13 @@ def test_the_engine_generated_for_a_network():
     """An MLP's engine stores int16 weights, a CNN's int24 (its weights outgrow int16 in
     training); a chosen width or a whole EngineParams overrides, and the program is the engine's."""
     from hw.engine.params import (
-        CNN_WEIGHT_BITS, MLP_WEIGHT_BITS, WEIGHT_STORAGE, EngineChoice, engine_params,
+        CNN_WEIGHT_BITS, MLP_WEIGHT_BITS, WEIGHT_STORAGE, EngineChoice, engine_params, engine_with_weights,
     )
 
     cnn = _cnn([["Conv2d", 8, 3, 1, 1]])
     assert engine_params(None, mnist_spec()) == EngineParams(weight_bits=MLP_WEIGHT_BITS)
     assert engine_params(None, cnn) == EngineParams(**WEIGHT_STORAGE[CNN_WEIGHT_BITS])
+    assert engine_with_weights(CNN_WEIGHT_BITS) == engine_params(None, cnn)
     assert engine_params(EngineChoice(128, 16), cnn) == EngineParams(bus_bits=128, weight_bits=16)
     assert engine_params(EngineChoice(weight_bits=24), mnist_spec()).weight_bits == 24
     assert engine_params(EngineParams(), cnn) == EngineParams()

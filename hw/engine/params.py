@@ -5,7 +5,7 @@ the command layout and the memory map shared by the RTL (`hw.engine.core`) and t
 Storage widths (spec 9, checked on real training by `tests/test_engine_widths.py` and recorded in
 benchmarks/engine/widths.json):
   * activations, loss gradients, stored NITRO-ReLU inputs, network outputs: int8 (exact by construction);
-  * weights: int16 on the engine generated for an MLP, int24 on the one for a CNN (`engine_for`).
+  * weights: int16 on the engine generated for an MLP, int24 on the one for a CNN (`EngineChoice`).
     IntegerSGD's decay term pulls every weight back once |W| >= eta (spec 4.1), so eta (12 000 /
     3 000 for the MNIST MLP) is a soft bound: the reference's trained model has max |W| 11 999;
     the golden model in check mode over 3 MNIST epochs peaked at 14 265. int16 (+-32 767) holds
@@ -231,7 +231,12 @@ class EngineChoice:
         if bits is None:
             conv = any(isinstance(b.layer, Conv2d) for b in spec.blocks.values())
             bits = CNN_WEIGHT_BITS if conv else MLP_WEIGHT_BITS
-        return EngineParams(bus_bits=self.bus_bits, **WEIGHT_STORAGE[bits])
+        return engine_with_weights(bits, self.bus_bits)
+
+
+def engine_with_weights(bits: int, bus_bits: int = 64) -> EngineParams:
+    """The engine generated with `bits`-bit weight storage (WEIGHT_STORAGE: the MLPs' or the CNNs')."""
+    return EngineParams(bus_bits=bus_bits, **WEIGHT_STORAGE[bits])
 
 
 def engine_params(given: EngineParams | EngineChoice | None, spec) -> EngineParams:

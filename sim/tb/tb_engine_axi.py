@@ -16,7 +16,7 @@ from cocotbext.axi import AxiBus, AxiRam
 from hw.engine.compiler import compile_network
 from hw.axi import burst_split
 from hw.engine.control import ERR_ALIGN, ERR_BUS, ERR_OPCODE, STATUS_DONE, STATUS_ERROR, control_map
-from hw.engine.params import CNN_WEIGHT_BITS, SEL_AMEM_C, WEIGHT_STORAGE, EngineParams
+from hw.engine.params import CNN_WEIGHT_BITS, SEL_AMEM_C, EngineParams, engine_with_weights
 from hw.engine.program import (
     PROGRAM_WORD_BITS, SOP_END, Command, Transfer, beats_per_word, bus_words, load, store,
 )
@@ -110,7 +110,7 @@ async def a_host_refuses_another_engine(dut):
     _, eng, _ = await setup(dut, 6)
     await eng.reset()
     refused = 0
-    for other, reg in ((EngineParams(**WEIGHT_STORAGE[CNN_WEIGHT_BITS]), "depth_w"),
+    for other, reg in ((engine_with_weights(CNN_WEIGHT_BITS), "depth_w"),
                        (EngineParams(bus_bits=128), "params")):
         eng.regs = control_map(other)
         try:
