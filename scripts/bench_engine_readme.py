@@ -137,8 +137,8 @@ def _vgg_lines() -> list[str]:
     synth = OUT / f"{synth_name(weight_bits=r['params']['weight_bits'])}.json"
     worst = json.loads(synth.read_text()).get("worst_fmax_mhz") if synth.exists() else None
 
-    def at_routed(img_s: float) -> str:
-        return (f"; {img_s * worst / r['target_mhz']:.2f} at the slowest routed seed's {worst} MHz "
+    def at_routed(cycles: float) -> str:
+        return (f"; {r['batch'] * worst * 1e6 / cycles:.2f} at the slowest routed seed's {worst} MHz "
                 f"({synth.name})" if worst else f"; the engine has not routed ({synth.name})")
 
     lines = [f"## {f.name}: VGG8B MNIST on the engine (performance model, batch {r['batch']})", "",
@@ -147,7 +147,7 @@ def _vgg_lines() -> list[str]:
     lines += [f"- {name} memory: **{m['cycles_per_step']:.4g} cycles per step**, useful-MAC "
               f"utilization {100 * m['mac_util']:.1f}%: **{m['img_s_at_target']} images/s** at "
               f"{r['target_mhz']:.0f} MHz (the target)"
-              + at_routed(m["img_s_at_target"])
+              + at_routed(m["cycles_per_step"])
               for name, m in r["memories"].items()]
     lines += ["", "| phase | cycles (ideal memory) | useful-MAC utilization |", "|---|---:|---:|"]
     lines += [f"| {ph} | {v['cycles']:.4g} | {100 * v['util']:.1f}% |"

@@ -20,7 +20,7 @@ def test_a_record_is_stamped_with_its_start_and_commit(tmp_path, monkeypatch):
     out = tmp_path / "r.json"
     assert B._record_cosim("mlp_mnist", 2, None, out, extra={"start": "x64"}) == out
     res = json.loads(out.read_text())
-    assert res["start"] == "x64" and res["commit"] and res["total_wall_s_incl_build"] >= 0
+    assert res["start"] == "x64" and res["commit"] and "total_wall_s_incl_build" in res
 
 
 def test_a_run_that_differs_is_an_error(tmp_path, monkeypatch):

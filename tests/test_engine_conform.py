@@ -63,6 +63,7 @@ def _trained_cnn_set(tmp_path, channels: int, p) -> tuple:
     from hw.engine.compiler import compile_network
     from hw.engine.tiling import lower
     from model.config import load_config
+    from model.conform import constant_arrays, load_set
     from sim.engine.conform import run_engine_conformance
 
     cfg = tmp_path / "w.toml"
@@ -78,6 +79,8 @@ def _trained_cnn_set(tmp_path, channels: int, p) -> tuple:
         assert main(["vectors", "--config", str(cfg), "--checkpoint",
                      str(tmp_path / "run" / "checkpoint.npz"), "--out", str(tmp_path / "v"),
                      "--tag", "w", "--steps", "2", "--test-images", "16"]) == 0
+        # (the predicted class is the host's argmax of pred_out, compared and varying itself)
+        assert set(constant_arrays(load_set(tmp_path / "v", "w"))) <= {"pred_class"}
         reports = run_engine_conformance(tmp_path / "v", "w", params=p, work_dir=tmp_path / "sim")
         assert [(r.step, r.arrays, r.mismatches) for r in reports] == [
             ("1", 27, []), ("2", 27, []), ("after", 15, [])]

@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hw.engine.memory_model import MemoryModel
@@ -227,7 +228,8 @@ def test_engine_with_24_bit_weights_trains_weights_past_int16(tmp_path):
     out = tmp_path / "r.json"
     assert run_cosim(cfg, 3, None, out, False, checkpoint=ck, work_dir=tmp_path / "sim",
                      params=EngineChoice(weight_bits=24)) == 0
-    assert json.loads(out.read_text())["steps_run"] == 3
+    res = json.loads(out.read_text())
+    assert res["steps_run"] == 3 and res["constant_tensors"] == [], res["constant_tensors"]
 
 def test_engine_build_cache_holds_no_checkout_path(engine_build):
     """The source-hash link names its build folder relative to the build root, so a copied
@@ -315,3 +317,16 @@ def test_engine_learning_pool_leaving_rows_uncovered(tmp_path):
     rc, res = _cosim(tmp_path, config, 2, batch=16)
     assert rc == 0, res.get("message")
     assert res["steps_run"] == 2
+
+
+def test_weights_no_step_changed_could_not_show_an_error():
+    """A weight tensor counts as checked only in a step that changed it (an engine that never
+    wrote an update back would match); an output, when its golden values are not one constant."""
+    from sim.engine.cosim import _could_differ
+
+    varied, flat = np.arange(4), np.zeros(4)
+    checks = [("l1.weight", "l1", varied, varied), ("l1.weight (engine's transposed copy)", "l1", varied, varied),
+              ("l2.weight", "l2", varied, varied), ("s1 (learning-layer output)", "l2", varied, varied),
+              ("a1 (block activation)", "l1", flat, flat)]
+    assert _could_differ(checks, {"l1"}) == {"l1.weight", "l1.weight (engine's transposed copy)",
+                                             "s1 (learning-layer output)"}

@@ -64,9 +64,9 @@ def test_relu_backward_row_wraps_to_the_delta_width():
               for c in range(N + dut.latency + 1)]
     word_bits = L * P.delta_bits
     out = clocked(dut, cycles, Cat(dut.out_word, dut.out_addr, dut.out_valid))
-    got = {(v >> word_bits) & ((1 << len(dut.out_addr)) - 1): v & ((1 << word_bits) - 1)
-           for v in out if v >> (word_bits + len(dut.out_addr)) & 1}
-    assert sorted(got) == list(range(N))
+    valid = [v for v in out if v >> (word_bits + len(dut.out_addr)) & 1]
+    got = {(v >> word_bits) & ((1 << len(dut.out_addr)) - 1): v & ((1 << word_bits) - 1) for v in valid}
+    assert sorted(got) == list(range(N)) and len(valid) == N  # each row written once
     want = wrap(nitro_relu_backward(rows, s.astype(np.int8), P.slope_inv), P.delta_bits)
     np.testing.assert_array_equal(_fields([got[i] for i in range(N)], P.delta_bits, L), want)
     assert np.any(want != nitro_relu_backward(rows, s.astype(np.int8), P.slope_inv))  # wraps seen
@@ -103,16 +103,17 @@ def test_output_ops_add_partial_sums_with_int32_wrap():
                       (dut.e.j, (c - 2) % L)] if 2 <= c < n + 2 else [])
                   + ([(dut.p_word, int(part[c - 2 - rl]))] if 2 + rl <= c < n + 2 + rl else [])
                   for c in range(n + 2 + dut.latency + 8)]
-        written = {}
+        written, writes = {}, 0
         for v in clocked(dut, cycles, Cat(dut.pmem_wr_en, dut.pmem_wr_addr, dut.pmem_wr_data,
                                            dut.smem_wr_en != 0, dut.smem_wr_addr, dut.smem_wr_data[:8])):
             pmem_en, pmem_addr, pmem_data, smem_en, smem_addr, smem_s = _split(v, 1, ADDR_W, 32, 1, ADDR_W, 8)
             assert not (pmem_en and smem_en)
+            writes += pmem_en or smem_en
             if pmem_en:
                 written[pmem_addr] = int(wrap(np.int64(pmem_data), 32))
             if smem_en:
                 written[smem_addr] = int(wrap(np.int64(smem_s), 8))
         total = summed if p_in else z
         want = total if p_out else nitro_scaling(total, sf)
-        assert sorted(written) == list(range(n)), (p_in, p_out)
+        assert sorted(written) == list(range(n)) and writes == n, (p_in, p_out)  # each once
         np.testing.assert_array_equal([written[i] for i in range(n)], want, err_msg=f"{p_in} {p_out}")

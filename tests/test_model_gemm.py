@@ -88,10 +88,20 @@ def test_training_steps_identical_on_fast_and_integer_gemm(shared_dir, monkeypat
     def refused(*a):
         raise AssertionError("a float GEMM ran under reference_gemm")
 
+    fast, float_matmul = [], model.gemm._float_matmul
+
+    def counted(*a):
+        fast.append(1)
+        return float_matmul(*a)
+
     for k in (1, 2, 3):
-        nets[0].train_step(data[f"step{k}_x"], data[f"step{k}_y_onehot"], 512)
+        with monkeypatch.context() as mp:
+            mp.setattr(model.gemm, "_float_matmul", counted)
+            nets[0].train_step(data[f"step{k}_x"], data[f"step{k}_y_onehot"], 512)
         with reference_gemm(), monkeypatch.context() as mp:
             mp.setattr(model.gemm, "_float_matmul", refused)
             nets[1].train_step(data[f"step{k}_x"], data[f"step{k}_y_onehot"], 512)
+    assert fast  # the fast path took BLAS products
     for name, w in nets[0].params.items():
+        assert np.any(w != init[name] * 97), name  # the steps changed every layer
         np.testing.assert_array_equal(nets[1].params[name], w)

@@ -68,6 +68,15 @@ def compared(hw, net, trace, prog) -> list[tuple[str, str, np.ndarray, np.ndarra
             for label, layer, got, exp in checks]
 
 
+def _could_differ(checks, moved: set[str]) -> set[str]:
+    """The labels of `compared` checks that could show an engine error: an output or activation
+    whose golden values are not one constant, a weight tensor of a layer (in `moved`) the step
+    changed (an engine that never wrote an update back matches a step that changed nothing)."""
+    return {label for label, layer, _, exp in checks
+            if (layer in moved if label.startswith(f"{layer}.weight")
+                else exp.size and exp.min() != exp.max())}
+
+
 def first_difference(step: int, checks) -> dict | None:
     """The first engine tensor of `compared` that differs from the golden model, with its first
     differing element; None when everything is bit-identical."""
@@ -162,7 +171,7 @@ def _summary(prog, counters: list[dict], units: list[dict]) -> dict:
 @dataclass
 class _Tally:
     """What the engine's steps measured, step by step, and the tensors compared: their labels and
-    those whose golden values were not one constant."""
+    those that could show an engine error in some step (`_could_differ`)."""
     counters: list = field(default_factory=list)
     units: list = field(default_factory=list)
     step_cycles: list = field(default_factory=list)
@@ -219,7 +228,8 @@ async def cosim_main(dut) -> None:
             result["message"] = (f"inference: the engine's predictions differ from the golden "
                                  f"model's on {result['test']['differing_images']} test images")
     # a tensor that was one constant in every step compared (e.g. the scaled outputs of initial
-    # weights, all rounding to 0) could not have shown most engine errors in what produced it
+    # weights, all rounding to 0), or weights no step changed, could not have shown most engine
+    # errors in what produced it
     result["constant_tensors"] = [label for label in tally.labels if label not in tally.varied]
     summ = _summary(prog, tally.counters, tally.units) if tally.counters else {}
     result.update(summ)
@@ -258,6 +268,7 @@ async def _run_steps(eng, net, rng, prog, batches, run: CosimRun, fault, result:
                 await eng.load_weights(net.params)
             t0 = time.perf_counter()
             trace = Trace()
+            before = {name: net.params[name].copy() for name in prog.layers}
             net.train_step(x, y, lr_inv, rng=rng, trace=trace)
             following = next(batches, None)  # (after the step, as the training loop draws it)
             t1 = time.perf_counter()
@@ -275,7 +286,8 @@ async def _run_steps(eng, net, rng, prog, batches, run: CosimRun, fault, result:
             tally.sim_cycles.append(hw.sim_cycles)
             checks = compared(hw, net, trace, prog)
             tally.labels = [c[0] for c in checks]
-            tally.varied.update(label for label, _, _, exp in checks if exp.size and exp.min() != exp.max())
+            moved = {name for name in prog.layers if not np.array_equal(before[name], net.params[name])}
+            tally.varied.update(_could_differ(checks, moved))
             mm = first_difference(step, checks)
             result["steps_run"] = step + 1 - run.start_step
             bar.update(1)
@@ -530,6 +542,7 @@ def report(res: dict) -> None:
     else:
         print(f"  {'MISMATCH' if res['mismatch'] else 'FAILED'}: {res['message']}")
     if res.get("constant_tensors"):
-        print(f"  note: one constant in every step compared (the golden model's too), so they could "
+        print(f"  note: one constant in every step compared (the golden model's too; weights: no "
+              f"step changed them), so they could "
               f"not show most errors (start from trained weights, --checkpoint, or run longer): "
               f"{', '.join(res['constant_tensors'])}")
