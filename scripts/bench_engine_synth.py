@@ -67,7 +67,8 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
                 speed: int = ENGINE_DEVICE.speed, weight_bits: int = MLP_WEIGHT_BITS) -> Path:
     """Route the engine once per nextpnr seed, `jobs` seeds at a time (each nextpnr is one
     thread), each stopped after `minutes` (a "not routed" record); a seed whose record
-    (synth_seed<K>.json) was made from this RTL's Verilog and pin constraints is kept.
+    (synth_seed<K>.json) routed this RTL's Verilog and pin constraints is kept (one not routed
+    is tried again).
     synth.json: every seed's Fmax, critical path and routing time, the resources, and the
     training throughput projected at the worst Fmax from the co-simulations recorded on this
     engine. Another speed grade than the target's: the same as synth_speed<G>_seed<K>.json and
@@ -85,7 +86,7 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
         f = OUT / f"{name}_seed{seed}.json"
         if f.exists():
             rec = json.loads(f.read_text())
-            if (rec.get("verilog_sha256"), rec.get("lpf_sha256")) == current:
+            if (rec.get("verilog_sha256"), rec.get("lpf_sha256")) == current and rec["fmax_mhz"]:
                 runs[seed] = rec
     todo = [s for s in seeds if s not in runs]
     if todo:
