@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hw.engine.memory_model import DDR3, DDR3_TEXT, MemoryModel
+from hw.engine.memory_model import DDR3_TEXT, MemoryModel
 from hw.engine.params import CNN_WEIGHT_BITS, MLP_WEIGHT_BITS
 from model.fileio import write_atomic
 from scripts.engine_records import (
@@ -68,7 +68,7 @@ def resource_table(util: dict) -> list[str]:
 
 def _memory_name(m: dict) -> str:
     """A recorded memory model by the name `nitro cosim --memory` knows it by."""
-    return {MemoryModel(): "ideal", DDR3: "ddr3"}.get(MemoryModel(**m), str(m))
+    return MemoryModel(**m).name
 
 
 def _cosim_lines(f: Path, per_phase: bool = False) -> list[str]:

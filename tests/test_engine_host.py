@@ -785,7 +785,14 @@ def test_run_cosim_fails_before_simulation(tmp_path, monkeypatch):
     ("latency=30,gap=1,stall=25,seed=7", MemoryModel(30, 1, 25, 7)),
 ])
 def test_memory_model_settings(text, want):
-    assert MemoryModel.parse(text) == want
+    """Parsed as given, and named (in records and reports) by a text that parses back to it."""
+    assert MemoryModel.parse(text) == want and MemoryModel.parse(want.name) == want
+
+
+def test_memory_models_named_as_the_option_takes_them():
+    from hw.engine.memory_model import DDR3
+
+    assert (MemoryModel().name, DDR3.name) == ("ideal", "ddr3")
 
 
 @pytest.mark.parametrize("text, msg", [

@@ -25,6 +25,12 @@ class MemoryModel:
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise NitroError(f"memory model: {name} must be an integer in {lo}..{hi}, got {v!r}")
 
+    @property
+    def name(self) -> str:
+        """What `parse` takes it back from: 'ideal', 'ddr3' or its KEY=N list."""
+        return ({MemoryModel(): "ideal", DDR3: "ddr3"}.get(self)
+                or f"latency={self.latency},gap={self.gap},stall={self.stall_pct},seed={self.seed}")
+
     @classmethod
     def parse(cls, text: str) -> MemoryModel:
         """'latency=100,gap=1,stall=30,seed=2' (any subset), 'ideal' (the default) or 'ddr3'."""

@@ -213,7 +213,7 @@ async def cosim_main(dut) -> None:
     result = {"config": cfg.name, "batch": batch, "start_step": start, "checkpoint": run.checkpoint,
               "steps_requested": steps, "steps_run": 0,
               "ok": True, "mismatch": None, "fault": run.fault, "fault_injected": False,
-              "network": _net_desc(prog), "memory": asdict(run.memory) if run.memory else {},
+              "network": _net_desc(prog), "memory": asdict(run.memory or MemoryModel()),
               "tiles": len(eng.ep.tiles), "runs": len(eng.ep.runs),
               "k_chunks": sum(t.gemm.k_hold or t.gemm.k_cont or t.gemm.p_in or t.gemm.p_out
                                 for t in eng.ep.tiles),
@@ -517,7 +517,7 @@ def report(res: dict) -> None:
     if res.get("phases"):
         u = res["units"]
         print(f"  {res['tiles']} tiles, {res['program_commands']} program commands; memory model "
-              f"{res['memory'] or 'ideal'}")
+              f"{MemoryModel(**res['memory']).name}")
         print(f"  cycles per step: {res['cycles_per_step']:.0f} = {units_text(u)}; useful-MAC "
               f"utilization {100 * res['mac_util']:.1f}% of the step, "
               f"{100 * res['gemm_mac_util']:.1f}% of the core's cycles (MAC busy "
