@@ -306,8 +306,9 @@ WIDTHS_NOTE = (
     "Weights: the decay term tdiv(W, eta) pulls every |W| >= eta back by >= 1 per step, so eta "
     "(decay_inv) is a soft bound (spec 4.1: the reference's fully trained MLP has max |W| 11 999 for "
     "eta 12 000); transient excursions above eta occur (see max_abs_weight), which is why a layer "
-    "with eta 30 000 does not fit int16. Learning-layer deltas: |delta_p| <= classes * 128 * "
-    "max|W_l| (delta_p_bound). Check mode raises on the first value beyond the declared widths; "
+    "with eta 30 000 does not fit int16. Learning-layer deltas: |delta_p| <= 128 x the largest "
+    "column sum of |W_l| after training (delta_reach, the bound the host checks before it runs a "
+    "checkpoint). Check mode raises on the first value beyond the declared widths; "
     "on the engine such a value would also show up as a cosim mismatch.")
 
 
@@ -429,6 +430,7 @@ def bench_widths(config: str, epochs: int, data_dir: str, weight_bits: int | Non
     from model.numerics import WidthOverflowError, Widths
     from model.train import train
 
+    from hw.engine.compiler import delta_reach
     from hw.engine.params import EngineChoice
     from model.datasets import image_shape
 
@@ -462,7 +464,7 @@ def bench_widths(config: str, epochs: int, data_dir: str, weight_bits: int | Non
         "decay_inv": {b.layer.name: b.layer.decay_inv for b in spec.blocks.values()}
                      | {b.pred.name: b.pred.decay_inv for b in spec.blocks.values()}
                      | {spec.output.name: spec.output.decay_inv},
-        "delta_p_bound": {n: spec.num_classes * 128 * maxw[n] for n in learn},
+        "delta_reach": {n: delta_reach(net.params[n]) for n in learn},
         "best_test_acc": res.best_test_acc,
         "note": WIDTHS_NOTE,
     }

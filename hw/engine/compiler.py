@@ -847,10 +847,15 @@ def unpack_tensor(t: Tensor, lanes: np.ndarray) -> np.ndarray:
     return lanes.reshape(t.rows, fp)[:, :t.feats]
 
 
+def delta_reach(w: np.ndarray) -> int:
+    """The largest |e . W| a learning layer's weights `w` (out, in) give its delta with int8 e
+    (|e| <= 128): 128 x the largest column sum of |W| (spec 9.2)."""
+    return 128 * int(np.abs(np.asarray(w, np.int64)).sum(axis=0).max(initial=0))
+
+
 def weight_tensors(prog: Program, params: dict[str, np.ndarray]) -> list[tuple[Tensor, np.ndarray]]:
     """(tensor, matrix) pairs of every weight region, checked against the engine's weight width,
-    and a learning layer's against its delta width: delta = e . W with int8 e (|e| <= 128) reaches
-    128 x the largest column sum of |W| (spec 9.2)."""
+    and a learning layer's against its delta width (`delta_reach`)."""
     lim, dlim = 1 << (prog.params.weight_bits - 1), 1 << (prog.params.delta_bits - 1)
     out = []
     for name, lm in prog.layers.items():
@@ -865,8 +870,7 @@ def weight_tensors(prog: Program, params: dict[str, np.ndarray]) -> list[tuple[T
         we = lm.to_engine(w)
         out.append((lm.w, we.T))
         if lm.wt is not None:
-            reach = 128 * int(np.abs(w.astype(np.int64)).sum(axis=0).max(initial=0))
-            if reach >= dlim:
+            if (reach := delta_reach(w)) >= dlim:
                 raise NitroError(f"engine: {name}'s weights could carry its deltas e . W past the "
                                  f"engine's {prog.params.delta_bits}-bit delta storage (|e . W| up "
                                  f"to {reach}: 128 x its largest column sum of |W|)")
