@@ -63,6 +63,18 @@ def bench_floorplan(seed: int) -> Path:
     return _record_floorplan(seed, floorplan_files(d, 1e3 / TARGET_MHZ, f"engine, nextpnr seed {seed}"))
 
 
+def routed_records(name: str, seeds: list[int], current: tuple[str, str]) -> dict[int, dict]:
+    """seed -> its record <name>_seed<K>.json, for the seeds whose record routed the Verilog and
+    pin constraints whose digests are `current` (a seed not routed is to be tried again)."""
+    runs = {}
+    for seed in seeds:
+        f = OUT / f"{name}_seed{seed}.json"
+        rec = json.loads(f.read_text()) if f.exists() else {}
+        if (rec.get("verilog_sha256"), rec.get("lpf_sha256")) == current and rec.get("fmax_mhz"):
+            runs[seed] = rec
+    return runs
+
+
 def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float | None = None,
                 speed: int = ENGINE_DEVICE.speed, weight_bits: int = MLP_WEIGHT_BITS) -> Path:
     """Route the engine once per nextpnr seed, `jobs` seeds at a time (each nextpnr is one
@@ -81,13 +93,7 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
     name = synth_name(speed, weight_bits)
     img_s, src = golden_img_s(data_dir)
     current = (verilog_digest(engine_verilog(p)), hashlib.sha256(engine_lpf(p).encode()).hexdigest())
-    runs = {}
-    for seed in seeds:
-        f = OUT / f"{name}_seed{seed}.json"
-        if f.exists():
-            rec = json.loads(f.read_text())
-            if (rec.get("verilog_sha256"), rec.get("lpf_sha256")) == current and rec["fmax_mhz"]:
-                runs[seed] = rec
+    runs = routed_records(name, seeds, current)
     todo = [s for s in seeds if s not in runs]
     if todo:
         share_netlist([seed_dir(s, speed, weight_bits) for s in todo], p)
