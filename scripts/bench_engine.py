@@ -359,8 +359,8 @@ def bench_vgg(data_dir: str) -> list[Path]:
     """VGG8B MNIST: the compiled program's predicted cycles per step (batch 64, both memory
     models, per phase with the useful-MAC utilization of its GEMMs) and images/s at the 150 MHz
     target; then one step at batch 8 from `scaled_start`'s weights co-simulated and bit-checked."""
-    from hw.engine.perf import predict, run_cycles
-    from hw.engine.memory_model import DDR3, MemoryModel
+    from hw.engine.perf import images_per_s, predict, run_cycles
+    from hw.engine.memory_model import NAMED_MODELS
 
     t0 = time.perf_counter()
     ep = _program(VGG, 64)
@@ -371,11 +371,11 @@ def bench_vgg(data_dir: str) -> list[Path]:
     res = {"config": VGG, "batch": 64, "params": vars(p), "tiles": len(ep.tiles), "runs": len(ep.runs),
            "compile_s": round(compile_s, 1), "target_mhz": TARGET_MHZ, "warm": warm,
            "useful_macs_per_step": sum(macs.values()), "memories": {}, "commit": commit()}
-    for name, mm in (("ideal", MemoryModel()), ("ddr3", DDR3)):
+    for name, mm in NAMED_MODELS.items():
         pr = predict(ep, mm, warm)
         res["memories"][name] = {
             "cycles_per_step": pr.cycles, "units": pr.units,
-            "img_s_at_target": round(64 * TARGET_MHZ * 1e6 / pr.cycles, 2),
+            "img_s_at_target": round(images_per_s(TARGET_MHZ, 64, pr.cycles), 2),
             "mac_util": sum(macs.values()) / (p.rows * p.cols * pr.cycles),
             "phases": {ph: {"cycles": c, "util": macs.get(ph, 0) / (p.rows * p.cols * c) if c else 0.0}
                        for ph, c in pr.phases.items()}}

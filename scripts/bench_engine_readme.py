@@ -66,11 +66,6 @@ def resource_table(util: dict) -> list[str]:
             + [f"| {k} | {v['used']} | {v['available']} | {v['percent']} |" for k, v in util.items()])
 
 
-def _memory_name(m: dict) -> str:
-    """A recorded memory model by the name `nitro cosim --memory` knows it by."""
-    return MemoryModel(**m).name
-
-
 def _cosim_lines(f: Path, per_phase: bool = False) -> list[str]:
     """A recorded co-simulation in the README: bit-exactness, cycles, utilization, inference
     (and per phase: the convolutions per layer)."""
@@ -82,7 +77,7 @@ def _cosim_lines(f: Path, per_phase: bool = False) -> list[str]:
     steps = (f"steps {first}..{first + r['steps_run'] - 1} (the golden model trained the {first} "
              "before alone)" if first else f"{r['steps_run']} steps")
     lines = [f"## {f.name}", "",
-             f"- {r['network']} batch {r['batch']}, {steps}, memory {_memory_name(r['memory'])}, "
+             f"- {r['network']} batch {r['batch']}, {steps}, memory {MemoryModel(**r['memory']).name}, "
              f"{p['bus_bits']}-bit port, int{p['weight_bits']} weights, bit-identical after every "
              f"step: **{r['ok']}**; {r['tiles']} "
              f"tiles in {r.get('runs', r['tiles'])} runs, {r['program_commands']} program "
@@ -130,6 +125,8 @@ def _same_cycles() -> str:
 
 def _vgg_lines() -> list[str]:
     """VGG8B: the performance model's numbers, then its co-simulated step."""
+    from hw.engine.perf import images_per_s
+
     f = OUT / f"{VGG}_model.json"
     if not f.exists():
         return []
@@ -138,7 +135,7 @@ def _vgg_lines() -> list[str]:
     worst = json.loads(synth.read_text()).get("worst_fmax_mhz") if synth.exists() else None
 
     def at_routed(cycles: float) -> str:
-        return (f"; {r['batch'] * worst * 1e6 / cycles:.2f} at the slowest routed seed's {worst} MHz "
+        return (f"; {images_per_s(worst, r['batch'], cycles):.2f} at the slowest routed seed's {worst} MHz "
                 f"({synth.name})" if worst else f"; the engine has not routed ({synth.name})")
 
     lines = [f"## {f.name}: VGG8B MNIST on the engine (performance model, batch {r['batch']})", "",

@@ -87,6 +87,7 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
     synth_speed<G>.json; the engine with `weight_bits`-bit weights (the CNNs'): synth_w<B>*."""
     from concurrent.futures import ProcessPoolExecutor
 
+    from hw.engine.perf import images_per_s
     from sim.engine.synth import engine_lpf, engine_verilog, share_netlist, verilog_digest
 
     p = engine_with_weights(weight_bits)
@@ -120,7 +121,7 @@ def bench_synth(seeds: list[int], data_dir: str, jobs: int = 1, minutes: float |
         c = json.loads(f.read_text())
         if c.get("params") == summary["params"] and worst is not None:
             summary["projected_img_s_at_worst_fmax"][f.stem.removeprefix("cosim_")] = round(
-                worst * 1e6 / c["cycles_per_step"] * c["batch"], 1)
+                images_per_s(worst, c["batch"], c["cycles_per_step"]), 1)
     out = OUT / f"{name}.json"
     write_atomic(out, json.dumps(summary, indent=1).encode())
     print(json.dumps(summary, indent=1))

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from model.numerics import NitroError
 
+# `--memory KEY=N,...`: each key and the field it sets
+OPTION_KEYS = {"latency": "latency", "gap": "gap", "stall": "stall_pct", "seed": "seed"}
+
 
 @dataclass(frozen=True)
 class MemoryModel:
@@ -28,27 +31,24 @@ class MemoryModel:
     @property
     def name(self) -> str:
         """What `parse` takes it back from: 'ideal', 'ddr3' or its KEY=N list."""
-        return ({MemoryModel(): "ideal", DDR3: "ddr3"}.get(self)
-                or f"latency={self.latency},gap={self.gap},stall={self.stall_pct},seed={self.seed}")
+        return (next((n for n, m in NAMED_MODELS.items() if m == self), None)
+                or ",".join(f"{k}={getattr(self, f)}" for k, f in OPTION_KEYS.items()))
 
     @classmethod
     def parse(cls, text: str) -> MemoryModel:
         """'latency=100,gap=1,stall=30,seed=2' (any subset), 'ideal' (the default) or 'ddr3'."""
-        if text in ("", "ideal"):
-            return cls()
-        if text == "ddr3":
-            return DDR3
-        keys = {"latency": "latency", "gap": "gap", "stall": "stall_pct", "seed": "seed"}
+        if text in NAMED_MODELS or not text:
+            return NAMED_MODELS[text or "ideal"]
         kw = {}
         for part in text.split(","):
             k, sep, v = part.partition("=")
             key, value = k.strip(), v.strip()
-            if not sep or key not in keys or not (value.isascii() and value.isdigit()):
+            if not sep or key not in OPTION_KEYS or not (value.isascii() and value.isdigit()):
                 raise NitroError(f"memory model must be 'ideal', 'ddr3' or KEY=N,... with keys "
-                                 f"{', '.join(keys)} (e.g. latency=100,stall=30,seed=2), got {text!r}")
-            if keys[key] in kw:
+                                 f"{', '.join(OPTION_KEYS)} (e.g. latency=100,stall=30,seed=2), got {text!r}")
+            if OPTION_KEYS[key] in kw:
                 raise NitroError(f"memory model: {key} given twice in {text!r}")
-            kw[keys[key]] = int(value)
+            kw[OPTION_KEYS[key]] = int(value)
         return cls(**kw)
 
 
@@ -57,5 +57,6 @@ class MemoryModel:
 # (1.2 GB/s, under a DDR3-1600 x16 device's 3.2 GB/s peak), and 10 % of cycles stalled on every
 # channel for refresh, row misses and read/write turnarounds.
 DDR3 = MemoryModel(latency=30, gap=0, stall_pct=10, seed=1)
+NAMED_MODELS = {"ideal": MemoryModel(), "ddr3": DDR3}  # what --memory takes by name
 DDR3_TEXT = ("first beat 30 cycles (200 ns at 150 MHz) after the address, then one beat per cycle "
              "(64 bits; 128 on the `_bus128` engine's port), 10 % of cycles stalled on every channel (refresh, row misses, turnarounds)")

@@ -64,6 +64,11 @@ class Prediction:
     phases: dict[str, float] = field(default_factory=dict)
 
 
+def images_per_s(mhz: float, batch: int, cycles_per_step: float) -> float:
+    """Training images/s at `mhz` of steps of `batch` images, `cycles_per_step` each."""
+    return mhz * 1e6 / cycles_per_step * batch
+
+
 def bursts(x: Transfer, p: EngineParams) -> int:
     """AXI bursts of a transfer: each row cut at DMA_MAX_BURST beats and at 4 KiB boundaries."""
     bb, beats = p.bus_bits // 8, x.row_words * beats_per_word(p, x.sel)

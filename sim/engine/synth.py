@@ -25,6 +25,7 @@ from amaranth.lib.wiring import In
 
 from hw.engine.memory import BankedMemory
 from hw.engine.params import ADDR_W, EngineParams
+from hw.engine.perf import images_per_s
 from hw.engine.top import StreamEngine, engine_signature
 from model.fileio import write_atomic
 from model.numerics import NitroError
@@ -444,8 +445,8 @@ def _projection(res: dict, cosim_result: Path | None, golden_img_s: float | None
     if (ref := recorded_reference_img_s()) is not None:
         res["reference_img_s"] = round(ref)
     if fmax is not None:
-        res["projected_img_s_at_fmax"] = round(fmax * 1e6 / cyc * cos["batch"], 1)
-    res["projected_img_s"] = {f"{f:g}MHz": round(f * 1e6 / cyc * cos["batch"])
+        res["projected_img_s_at_fmax"] = round(images_per_s(fmax, cos["batch"], cyc), 1)
+    res["projected_img_s"] = {f"{f:g}MHz": round(images_per_s(f, cos["batch"], cyc))
                               for f in sorted({50.0, 100.0, float(freq_mhz)})}
     if golden_img_s:
         res["golden_model_cpu_img_s"] = golden_img_s
