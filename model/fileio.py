@@ -54,7 +54,7 @@ def write_figure(path: str | Path, fig, dpi: int = 110) -> None:
 
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")  # nothing clipped: long tick labels
     write_atomic(path, buf.getvalue())
 
 

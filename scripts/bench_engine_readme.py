@@ -401,8 +401,20 @@ def _widths_lines() -> list[str]:
     return lines
 
 
+def _figure_lines() -> list[str]:
+    """The figures (`bench_engine_plots`), written from the records now."""
+    from scripts.bench_engine_plots import FMAX_PNG, UTILIZATION_PNG, write_figures
+
+    captions = {UTILIZATION_PNG: "Useful-MAC utilization of each convolution GEMM (red: under "
+                                 "issue 14's 85 %), from the records below",
+                FMAX_PNG: "Fmax after routing, per nextpnr seed, of the landed engines and of "
+                          "every timing experiment (`timing_experiments.json`)"}
+    return [f"![{f}]({f})\n\n*{captions[f]}.*\n" for f in write_figures()]
+
+
 def write_readme() -> None:
-    lines = [*_run_lines(), *_conform_lines(), *_perf_model_lines(), *_synth_lines(),
-             *_placed_lines(), *_pinless_lines(), *_congestion_lines(), *_ebr_lines(), *_margin_lines(), *_widths_lines(),
+    run = _run_lines()  # the title and the engine's description, then the figures
+    lines = [*run[:4], *_figure_lines(), *run[4:], *_conform_lines(), *_perf_model_lines(),
+             *_synth_lines(), *_placed_lines(), *_pinless_lines(), *_congestion_lines(), *_ebr_lines(), *_margin_lines(), *_widths_lines(),
              "The first engine's results (all tensors on chip) are in `v1/`.", ""]
     write_atomic(OUT / "README.md", ("\n".join(lines)).encode())

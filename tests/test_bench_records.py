@@ -42,3 +42,18 @@ def test_synth_keeps_only_seeds_that_routed_the_current_rtl(tmp_path, monkeypatc
     for seed, rec in recs.items():
         (tmp_path / f"synth_w24_seed{seed}.json").write_text(json.dumps(rec))
     assert S.routed_records("synth_w24", [1, 2, 3, 4], current) == {1: recs[1]}
+
+
+def test_the_figures_show_every_recorded_conv_gemm_and_routed_seed(tmp_path):
+    """benchmarks/engine's figures are drawn from the records: each conv GEMM of the cnn_small run
+    and of VGG8B's model, each landed engine's routed seeds, against the targets."""
+    import scripts.bench_engine_plots as P
+
+    panels = dict(P._conv_gemms())
+    assert len(panels) == 2 and all(len(g) >= 4 for g in panels.values())
+    assert all(0 < u <= 1 for g in panels.values() for u in g.values())
+    target, rows = P._routed_netlists()
+    landed = [seeds for name, seeds in rows if "(landed)" in name]
+    assert target == 150.0 and len(landed) == 2 and all(landed)
+    assert P.write_figures(tmp_path) == [P.UTILIZATION_PNG, P.FMAX_PNG]
+    assert all((tmp_path / f).stat().st_size > 10_000 for f in (P.UTILIZATION_PNG, P.FMAX_PNG))
