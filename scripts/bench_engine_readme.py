@@ -97,12 +97,22 @@ def _cosim_lines(f: Path, per_phase: bool = False) -> list[str]:
     lines += [f"- wall time {r.get('run_s', r['wall_s']):.0f} s (simulator {r['sim_khz']:.0f} "
               f"kcycles/s)" + (f"; commit {r['commit']}" if "commit" in r else ""), ""]
     if per_phase:
-        lines += ["| phase | core cycles | MAC busy | useful-MAC utilization |",
-                  "|---|---:|---:|---:|"]
-        lines += [f"| {ph} | {v['cycles']:.0f} | {100 * v['busy_frac']:.1f}% | "
-                  f"{100 * v['mac_util']:.1f}% |" for ph, v in r["phases"].items() if v["cycles"]]
+        lines += ["| phase | core cycles | predicted | MAC busy | useful-MAC utilization |",
+                  "|---|---:|---:|---:|---:|"]
+        predicted = r["predicted"]["phases"]
+        lines += [f"| {ph} | {v['cycles']:.0f} | {_predicted(v['cycles'], predicted.get(ph))} | "
+                  f"{100 * v['busy_frac']:.1f}% | {100 * v['mac_util']:.1f}% |"
+                  for ph, v in r["phases"].items() if v["cycles"]]
         lines.append("")
     return lines
+
+
+def _predicted(measured: float, predicted: float | None) -> str:
+    """A phase's predicted core cycles and their error; the runs' END commands (phase control)
+    the model counts in each run's overhead, spread over the phases."""
+    if not predicted:
+        return "in the others' run overhead"
+    return f"{predicted:.0f} ({100 * (predicted / measured - 1):+.1f}%)"
 
 
 
