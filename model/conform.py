@@ -279,6 +279,8 @@ def _read_meta(path: Path, tag: str) -> dict:
     try:
         text = path.read_bytes()
     except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise NitroError(f"vector folder {path.parent} not found (no such folder)") from None
         raise NitroError(f"no vector set {tag!r} in {path.parent} (missing {path.name})") from None
     except OSError as exc:
         raise NitroError(f"cannot read meta file {path}: {exc.strerror or one_line(exc)}") from None

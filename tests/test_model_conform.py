@@ -73,6 +73,8 @@ def test_constant_arrays_are_named(tampered_mlp_set, capsys):
 
 
 def test_cli_conform_missing_or_corrupt_vectors(shared_dir, tmp_path, capsys):
+    assert main(["conform", str(tmp_path / "absent"), "mlp"]) == 2
+    assert "absent not found (no such folder)" in capsys.readouterr().err
     assert main(["conform", str(tmp_path), "mlp"]) == 2
     assert "no vector set 'mlp'" in capsys.readouterr().err
     shutil.copy(shared_dir / "refvectors" / "mlp_meta.json", tmp_path)
