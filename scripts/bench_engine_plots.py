@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hw.engine.params import CNN_WEIGHT_BITS, MLP_WEIGHT_BITS
 from model.fileio import write_figure
-from scripts.engine_records import LONG, OUT, VGG, cnn_file, synth_name
+from scripts.engine_records import LONG, OUT, VGG, cnn_file, conv_gemms, synth_name
 
 CONV_UTIL_TARGET = 0.85  # issue 14, acceptance item 4: every conv GEMM, ideal memory
 UTILIZATION_PNG, FMAX_PNG = "utilization.png", "fmax.png"
@@ -25,10 +25,9 @@ def _conv_gemms() -> list[tuple[str, dict[str, float]]]:
                        {k: v["mac_util"] for k, v in phases.items() if "conv_block" in k}))
     f = OUT / f"{VGG}_model.json"
     if f.exists():
-        gemms = json.loads(f.read_text())["gemms"]
+        gemms = conv_gemms(json.loads(f.read_text())["gemms"])
         panels.append((f"{VGG}, batch 64: performance model ({f.name})",
-                       {k: v["core_util"] for k, v in gemms.items()
-                        if k.startswith("conv") and k.endswith(("/fwd", "/update_fwd"))}))
+                       {k: v["core_util"] for k, v in gemms.items()}))
     return panels
 
 

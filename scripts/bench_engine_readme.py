@@ -10,7 +10,8 @@ from hw.engine.params import CNN_WEIGHT_BITS, MLP_WEIGHT_BITS
 from model.fileio import write_atomic
 from scripts.engine_records import (
     CNN_RUNS, LONG, LONG_SEGMENTS, LONG_STEPS, OFFICIAL_SETS, OUT, TRAINED, VGG, VGG_RTL_BATCH, W24,
-    cnn_file, cosim_file, cosim_runs, long_files, synth_name, trained_file, w24_file, widths_file,
+    cnn_file, conv_gemms, cosim_file, cosim_runs, long_files, synth_name, trained_file, w24_file,
+    widths_file,
 )
 
 
@@ -162,14 +163,14 @@ def _vgg_lines() -> list[str]:
     lines += ["", "Per convolution GEMM, the core's own cycles (its loads overlapped):", "",
               "| GEMM | core cycles | useful-MAC utilization |", "|---|---:|---:|"]
     lines += [f"| {k} | {v['core_cycles']:.4g} | {100 * v['core_util']:.1f}% |"
-              for k, v in r["gemms"].items() if k.startswith("conv") and k.endswith(("/fwd", "/update_fwd"))]
+              for k, v in conv_gemms(r["gemms"]).items()]
     rtl = OUT / f"cosim_{VGG}_1steps_b{VGG_RTL_BATCH}_ideal.json"
     return lines + [""] + (_cosim_lines(rtl, per_phase=True) if rtl.exists() else [])
 
 
-def _run_lines() -> list[str]:
-    """The header and each recorded co-simulation: MLPs, CNNs, the long run, VGG8B."""
-    lines = ["# Streaming NITRO-D engine: recorded results", "",
+def _header_lines() -> list[str]:
+    """The title and the engine's description."""
+    return ["# Streaming NITRO-D engine: recorded results", "",
              "Produced by `scripts/bench_engine.py` (see its docstring). One engine design: 8x8 "
              "int8 x int24 MAC array (int32 wrap), double-buffered scratchpads, a 64-bit AXI4 "
              "memory port (`_bus128`: the same engine generated with a 128-bit port); tensors in "
@@ -179,6 +180,11 @@ def _run_lines() -> list[str]:
              "width). Memory models (`nitro cosim "
              "--memory`): ideal = first beat 1 cycle after the address, one beat per cycle; ddr3 = "
              f"{DDR3_TEXT}.", ""]
+
+
+def _run_lines() -> list[str]:
+    """Each recorded co-simulation: MLPs, CNNs, the long run, VGG8B."""
+    lines = []
     for config, memory, bus in cosim_runs():
         f = cosim_file(config, memory, bus)
         if f.exists():
@@ -423,8 +429,8 @@ def _figure_lines() -> list[str]:
 
 
 def write_readme() -> None:
-    run = _run_lines()  # the title and the engine's description, then the figures
-    lines = [*run[:4], *_figure_lines(), *run[4:], *_conform_lines(), *_perf_model_lines(),
-             *_synth_lines(), *_placed_lines(), *_pinless_lines(), *_congestion_lines(), *_ebr_lines(), *_margin_lines(), *_widths_lines(),
+    lines = [*_header_lines(), *_figure_lines(), *_run_lines(), *_conform_lines(),
+             *_perf_model_lines(), *_synth_lines(), *_placed_lines(), *_pinless_lines(),
+             *_congestion_lines(), *_ebr_lines(), *_margin_lines(), *_widths_lines(),
              "The first engine's results (all tensors on chip) are in `v1/`.", ""]
     write_atomic(OUT / "README.md", ("\n".join(lines)).encode())

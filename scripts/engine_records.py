@@ -64,6 +64,13 @@ CNN_RUNS = {"engine_cnn_mnist": (16, 50, 256), "cnn_small_mnist": (64, 2, 0)}
 VGG = "vgg8b_mnist"
 
 
+def conv_gemms(gemms: dict[str, dict]) -> dict[str, dict]:
+    """The convolution GEMMs (forward and weight gradient) of a performance-model record's
+    `gemms` (GEMM name -> its cycles and utilization)."""
+    return {k: v for k, v in gemms.items()
+            if k.startswith("conv") and k.endswith(("/fwd", "/update_fwd"))}
+
+
 def cnn_file(config: str) -> Path:
     batch, steps, _ = CNN_RUNS[config]
     return OUT / f"cosim_{config}_{steps}steps_b{batch}_ideal.json"
