@@ -18,12 +18,13 @@
            inference on 1000 test images -> cosim_cnn_small_mnist_steps<first>-<last>_b64_ideal.json
   conform: `nitro conform --engine` on the official sets mlp, mlp_warm1500, cnn and cnnx ->
            conform_<tag>.json
-  vgg    : VGG8B MNIST: the performance model's cycles per step at batch
-           64 for the ideal and the DDR3-class memory, per phase, and images/s at 150 MHz ->
-           vgg8b_mnist_model.json; one training step of it at batch 8 on the Verilated engine
-           from the initial weights x256, every compared tensor varying (about 16 minutes) ->
+  vgg    : one VGG8B MNIST training step at batch 8 on the Verilated engine from the initial
+           weights x256, every compared tensor varying (about 16 minutes) ->
            cosim_vgg8b_mnist_1steps_b8_ideal.json
-  model  : the performance model (hw.engine.perf) against those runs -> perf_model.json
+  model  : the performance model (hw.engine.perf) against those runs -> perf_model.json; and
+           VGG8B MNIST in it: cycles per step at batch 64 for the ideal and the DDR3-class
+           memory, per phase, images/s at 150 MHz, per GEMM the core's cycles and its waits ->
+           vgg8b_mnist_model.json
   margin : the sequencer's flush without its margin (wait_cycles 0: the computed pipe depths must
            suffice), then shorter (down to -20) until a run differs from the golden model, a few
            steps of a CNN and an MLP -> flush_margin.json
@@ -355,11 +356,11 @@ def _long_start(step: int) -> str:
             f"the golden model's weights after {step} steps from the initial weights")
 
 
-def bench_vgg(data_dir: str) -> list[Path]:
-    """VGG8B MNIST: the compiled program's predicted cycles per step (batch 64, both memory
-    models, per phase with the useful-MAC utilization of its GEMMs) and images/s at the 150 MHz
-    target; then one step at batch 8 from `scaled_start`'s weights co-simulated and bit-checked."""
-    from hw.engine.perf import images_per_s, predict, run_cycles
+def bench_vgg_model() -> Path:
+    """VGG8B MNIST in the performance model: cycles per step at batch 64 for the ideal and the
+    DDR3-class memory, per phase with the useful-MAC utilization of its GEMMs, images/s at the
+    150 MHz target, and per GEMM the core's cycles and its waits (`perf.Prediction`)."""
+    from hw.engine.perf import by_gemm, images_per_s, predict
     from hw.engine.memory_model import NAMED_MODELS
 
     t0 = time.perf_counter()
@@ -379,20 +380,23 @@ def bench_vgg(data_dir: str) -> list[Path]:
             "mac_util": sum(macs.values()) / (p.rows * p.cols * pr.cycles),
             "phases": {ph: {"cycles": c, "util": macs.get(ph, 0) / (p.rows * p.cols * c) if c else 0.0}
                        for ph, c in pr.phases.items()}}
-    layers: dict[str, dict] = {}  # per GEMM of the step: the core's cycles (loads overlapped)
-    for run in ep.runs:
-        for t, c in zip(run.tiles, run_cycles(run, p)):
-            d = layers.setdefault(t.parent.name, {"core_cycles": 0, "useful_macs": 0})
-            d["core_cycles"] += c
+    per = predict(ep, NAMED_MODELS["ideal"], warm, key=by_gemm)
+    useful = {g.name: 0 for g in ep.prog.gemms}
     for g in ep.prog.gemms:
-        layers[g.name]["useful_macs"] += g.m * g.n * g.k
-    res["gemms"] = {k: v | {"core_util": v["useful_macs"] / (p.rows * p.cols * v["core_cycles"])}
-                    for k, v in layers.items()}
+        useful[g.name] += g.m * g.n * g.k
+    res["gemms"] = {k: {"core_cycles": c, "wait_cycles": per.waits[k], "useful_macs": useful[k],
+                        "core_util": useful[k] / (p.rows * p.cols * c)}
+                    for k, c in per.phases.items()}
     out = OUT / f"{VGG}_model.json"
     write_atomic(out, json.dumps(res, indent=1).encode())
-    rtl = _record_scaled(VGG, 1, data_dir, OUT / f"cosim_{VGG}_1steps_b{VGG_RTL_BATCH}_ideal.json",
-                         batch=VGG_RTL_BATCH)
-    return [out, rtl]
+    return out
+
+
+def bench_vgg(data_dir: str) -> Path:
+    """One VGG8B MNIST training step at batch 8 on the Verilated engine, from `scaled_start`'s
+    weights, bit-checked."""
+    return _record_scaled(VGG, 1, data_dir, OUT / f"cosim_{VGG}_1steps_b{VGG_RTL_BATCH}_ideal.json",
+                          batch=VGG_RTL_BATCH)
 
 
 def bench_conform(vec_dir: Path) -> list[Path]:
@@ -482,7 +486,7 @@ MODES = {
     "long": (lambda a: bench_long(a.data_dir), True),
     "conform": (lambda a: bench_conform(SHARED_VECTORS), True),
     "vgg": (lambda a: bench_vgg(a.data_dir), True),
-    "model": (lambda a: bench_model(), True),
+    "model": (lambda a: [bench_model(), bench_vgg_model()], True),
     "margin": (lambda a: bench_margin(a.data_dir), True),
     "widths": (lambda a: bench_widths(a.config, a.epochs, a.data_dir, a.weight_bits), True),
     "synth": (lambda a: bench_synth(a.seeds, a.data_dir, a.jobs, a.route_minutes, a.speed,

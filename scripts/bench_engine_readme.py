@@ -98,14 +98,29 @@ def _cosim_lines(f: Path, per_phase: bool = False) -> list[str]:
     lines += [f"- wall time {r.get('run_s', r['wall_s']):.0f} s (simulator {r['sim_khz']:.0f} "
               f"kcycles/s)" + (f"; commit {r['commit']}" if "commit" in r else ""), ""]
     if per_phase:
-        lines += ["| phase | core cycles | predicted | MAC busy | useful-MAC utilization |",
-                  "|---|---:|---:|---:|---:|"]
-        predicted = r["predicted"]["phases"]
+        # (records made before the model gave its waits have no such column)
+        predicted, waits = r["predicted"]["phases"], r["predicted"].get("waits")
+        lines += ["| phase | core cycles | predicted | MAC busy | useful-MAC utilization |"
+                  + (" core idle before it (model) |" if waits else ""),
+                  "|---|---:|---:|---:|---:|" + ("---:|" if waits else "")]
         lines += [f"| {ph} | {v['cycles']:.0f} | {_predicted(v['cycles'], predicted.get(ph))} | "
                   f"{100 * v['busy_frac']:.1f}% | {100 * v['mac_util']:.1f}% |"
+                  + (f" {_waits(predicted.get(ph), waits.get(ph))} |" if waits else "")
                   for ph, v in r["phases"].items() if v["cycles"]]
-        lines.append("")
+        lines += ["", WAITS_TEXT, ""] if waits else [""]
     return lines
+
+
+WAITS_TEXT = ("Core idle before it: in the performance model, the cycles between the end of a run and "
+              "the start of the next, in which the sequencer moves the next run's LOADs and command "
+              "words or waits on STOREs, charged to the next run's phases (or GEMMs) as their core "
+              "cycles share the run; in brackets as a share of their core cycles. Where it is large, "
+              "the memory port, not the MAC array, bounds that part of the step "
+              "(`hw.engine.perf.Prediction`).")
+
+
+def _waits(core: float | None, wait: float | None) -> str:
+    return f"{wait:.0f} ({100 * wait / core:.0f}%)" if core else "-"
 
 
 def _predicted(measured: float, predicted: float | None) -> str:
@@ -160,10 +175,14 @@ def _vgg_lines() -> list[str]:
     lines += ["", "| phase | cycles (ideal memory) | useful-MAC utilization |", "|---|---:|---:|"]
     lines += [f"| {ph} | {v['cycles']:.4g} | {100 * v['util']:.1f}% |"
               for ph, v in r["memories"]["ideal"]["phases"].items() if v["cycles"]]
-    lines += ["", "Per convolution GEMM, the core's own cycles (its loads overlapped):", "",
-              "| GEMM | core cycles | useful-MAC utilization |", "|---|---:|---:|"]
-    lines += [f"| {k} | {v['core_cycles']:.4g} | {100 * v['core_util']:.1f}% |"
+    lines += ["", "Per convolution GEMM, the core's own cycles (its loads overlapped) and, with the "
+              "ideal memory, the core idle before its runs:", "",
+              "| GEMM | core cycles | useful-MAC utilization | core idle before it (model) |",
+              "|---|---:|---:|---:|"]
+    lines += [f"| {k} | {v['core_cycles']:.4g} | {100 * v['core_util']:.1f}% | "
+              f"{v['wait_cycles']:.4g} ({100 * v['wait_cycles'] / v['core_cycles']:.0f}%) |"
               for k, v in conv_gemms(r["gemms"]).items()]
+    lines += ["", WAITS_TEXT]
     rtl = OUT / f"cosim_{VGG}_1steps_b{VGG_RTL_BATCH}_ideal.json"
     return lines + [""] + (_cosim_lines(rtl, per_phase=True) if rtl.exists() else [])
 

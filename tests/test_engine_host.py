@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from hw.engine.params import (
     OP_RELU_BWD, OP_SCALE_LOSS, OP_SCALE_RELU, OP_SGD, SEL_AMEM_C, SEL_CTR, SEL_WMEM, SEL_WTMEM,
-    EngineParams,
+    EngineParams, engine_with_weights,
 )
 from model.divider import divider_constants
 from model.numerics import NitroError
@@ -558,6 +558,27 @@ def test_short_first_chunk_and_a_short_last_run(monkeypatch):
     assert len(equal.runs) == len(ep.runs) - 1
     for warm in (False, True):
         assert perf.predict(ep, warm=warm).cycles < perf.predict(equal, warm=warm).cycles - 500
+
+
+def test_predicted_waits_cover_the_step():
+    """The model's core cycles and its idle cycles before each run, per phase or per GEMM, add
+    up to the step but for the last STOREs' tail; a 1-channel convolution's weight gradient,
+    whose int24 deltas take more bus beats than its MAC-array beats, waits for them, and a wider
+    port shortens the wait, not the core's cycles."""
+    spec = _cnn([["Conv2d", 16, 3, 1, 1], ["MaxPool2d", 2, 2]])
+    wgrad = "conv_block_00/update_fwd"
+    preds = {}
+    for bus in (64, 128):
+        ep = T.lower(C.compile_network(spec, 16, engine_with_weights(24, bus)))
+        for key in (perf.by_phase, perf.by_gemm):
+            pr = perf.predict(ep, key=key)
+            covered = sum(pr.phases.values()) + sum(pr.waits.values())
+            assert 0 < pr.cycles - covered < 0.01 * pr.cycles
+            assert min(pr.waits.values()) >= 0
+        preds[bus] = pr
+    core, wait = preds[64].phases[wgrad], preds[64].waits[wgrad]
+    assert wait > 0.3 * core and preds[128].phases[wgrad] == core
+    assert preds[128].waits[wgrad] < 0.5 * wait
 
 
 @pytest.mark.parametrize("batch", [0, -3, 2.5, True])

@@ -28,6 +28,7 @@ with the counters of whole co-simulated training steps: benchmarks/engine/perf_m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from hw.axi import burst_split
 
@@ -59,9 +60,17 @@ BURST_SLOT_CYCLES = 1  # a burst holds its outstanding slot for the latency, its
 
 @dataclass
 class Prediction:
+    """Cycles per step, per unit, and per phase (or per GEMM, `predict`'s `key`): the core's own
+    cycles (`phases`) and the cycles it sat idle between the run before and a run (`waits`: the
+    sequencer moving the run's LOADs and command words, or waiting on STOREs, a full store queue
+    or a SYNC; before the first run, the cold start), shared among the run's tiles as their core
+    cycles are. Together they cover the step up to the last run's end; the rest is the last
+    STOREs' tail."""
+
     cycles: float = 0.0
     units: dict[str, float] = field(default_factory=lambda: dict.fromkeys(UNIT_COUNTERS, 0.0))
     phases: dict[str, float] = field(default_factory=dict)
+    waits: dict[str, float] = field(default_factory=dict)
 
 
 def images_per_s(mhz: float, batch: int, cycles_per_step: float) -> float:
@@ -115,11 +124,23 @@ def run_cycles(run: Run, p: EngineParams) -> list[float]:
             + fl.of(t.gemm.k_hold, t.gemm.p_in, t.gemm.p_out, t.gemm.op) for k, t in enumerate(run.tiles)]
 
 
-def predict(ep: EngineProgram, memory: MemoryModel = MemoryModel(), warm: bool = False) -> Prediction:
-    """Cycles of one run of program `ep` (`warm`: its warm start, `tiles.Prefetch`) on `memory`."""
+def by_phase(tile: Tile) -> str:
+    return tile.gemm.phase
+
+
+def by_gemm(tile: Tile) -> str:
+    """The GEMM of the step a tile belongs to (`compiler.Gemm.name`: a layer's forward, update...)."""
+    return tile.parent.name
+
+
+def predict(ep: EngineProgram, memory: MemoryModel = MemoryModel(), warm: bool = False,
+            key: Callable[[Tile], str] = by_phase) -> Prediction:
+    """Cycles of one run of program `ep` (`warm`: its warm start, `tiles.Prefetch`) on `memory`,
+    the core's per `key` of its tiles (the counters' phases, or `by_gemm`)."""
     p, stall = ep.params, memory.stall_pct / 100
     latency, gap = memory.latency, memory.gap
-    pred = Prediction(phases={ph: 0.0 for ph in ep.prog.phases})
+    names = ep.prog.phases if key is by_phase else list(dict.fromkeys(key(t) for t in ep.tiles))
+    pred = Prediction(phases=dict.fromkeys(names, 0.0), waits=dict.fromkeys(names, 0.0))
     t, core_free = 0.0, 0.0
     queued: list[float] = []  # when each STORE in the queue or the unit finishes, in order
 
@@ -151,10 +172,12 @@ def predict(ep: EngineProgram, memory: MemoryModel = MemoryModel(), warm: bool =
         elif c.op == SOP_RUN:
             run = next(runs)
             rs = run_cycles(run, p)
+            idle = t + 1 - core_free  # since the run before ended (the step's start: 0)
             core_free = t + 1 + sum(rs)
             pred.units["run_cycles"] += sum(rs)
             for tile, r in zip(run.tiles, rs):
-                pred.phases[tile.gemm.phase] += r
+                pred.phases[key(tile)] += r
+                pred.waits[key(tile)] += idle * r / sum(rs)
         elif c.op == SOP_SYNC:
             wait_until(stores_done())
         elif c.op in (SOP_SWAP, SOP_END):

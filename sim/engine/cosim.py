@@ -302,8 +302,9 @@ async def _run_steps(eng, net, rng, prog, batches, run: CosimRun, fault, result:
 
 
 def _prediction(eng, warm: list[bool], measured: float) -> dict:
-    """The performance model's cycles per step, per unit and per phase, averaged over the steps
-    run (cold and warm as they came), and its error against the `measured` cycles per step."""
+    """The performance model's cycles per step, per unit and per phase (the core's, and its
+    waits before the phase's runs: `perf.Prediction`), averaged over the steps run (cold and
+    warm as they came), and its error against the `measured` cycles per step."""
     from hw.engine.perf import predict
 
     mm = eng.memory
@@ -315,7 +316,7 @@ def _prediction(eng, warm: list[bool], measured: float) -> dict:
 
     cyc = float(np.mean([pred[w].cycles for w in warm]))
     return {"cycles_per_step": cyc, "units": mean("units"), "phases": mean("phases"),
-            "error": cyc / measured - 1}
+            "waits": mean("waits"), "error": cyc / measured - 1}
 
 
 def _batches(cfg, ds, net, rng, schedule, total: int):
