@@ -139,6 +139,18 @@ def _same_config(path: Path, written: str, wanted: str) -> None:
                          f"this config {wanted}): use it with the config it was trained with")
 
 
+def load_checkpoint_to_resume(path: Path, cfg: ExperimentConfig) -> Checkpoint:
+    """A checkpoint of `cfg`'s own run; one of `cfg` run with another seed is named as such (the
+    run resumes with the same --seed)."""
+    ck = load_checkpoint(path)
+    if ck.config_digest != cfg.digest():
+        seed = parse_config(ck.config_text, cfg.name).train.seed
+        if with_seed(cfg, seed).digest() == ck.config_digest:
+            raise NitroError(f"checkpoint {path} was trained with seed {seed}: resume it with --seed {seed}")
+        _same_config(Path(path), ck.config_digest, cfg.digest())
+    return ck
+
+
 def load_checkpoint_for(path: Path, cfg: ExperimentConfig) -> tuple[Checkpoint, ExperimentConfig]:
     """A checkpoint of `cfg`'s run, or of `cfg` run with another seed (`train --seed`), and the
     config it was written for (`cfg`, or `cfg` with that seed)."""

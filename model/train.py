@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from .checkpoint import BestEpoch, Checkpoint, EpochRecord, load_checkpoint, save_checkpoint
+from .checkpoint import BestEpoch, Checkpoint, EpochRecord, load_checkpoint_to_resume, save_checkpoint
 from .config import ExperimentConfig, load_config
 from .datasets import load_raw
 from .fileio import writable_folder, write_atomic, write_figure
@@ -140,7 +140,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, data_dir: str | Path | Non
         raise NitroError(f"--epochs must be a positive integer, got {epochs!r}")
     prepare_output(out, resume, force)
     ck_path = out / CHECKPOINT
-    ck = load_checkpoint(ck_path, cfg.digest()) if resume else None
+    ck = load_checkpoint_to_resume(ck_path, cfg) if resume else None
     total = cfg.train.epochs if epochs is None else epochs
     if ck is not None and ck.epoch > total:
         raise NitroError(f"{ck_path} has trained {ck.epoch} epochs already, more than the {total} "

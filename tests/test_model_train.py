@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from model.checkpoint import load_checkpoint
-from model.config import load_config
+from model.config import load_config, with_seed
 from model.numerics import NitroError
 from model.train import batches_per_epoch, prepare, train
 
@@ -64,6 +64,11 @@ def test_checkpoint_guards(small_cfg, tmp_path):
     other = load_config(REPO / "configs/mlp_mnist.toml")
     with pytest.raises(NitroError, match="different config"):
         train(other, tmp_path, "embedded", epochs=2, resume=True, progress=False)
+    seeded = tmp_path / "seeded"  # a --seed run resumed without its --seed is told which
+    train(with_seed(small_cfg, 7), seeded, epochs=1, progress=False)
+    with pytest.raises(NitroError, match="trained with seed 7: resume it with --seed 7"):
+        train(small_cfg, seeded, epochs=2, resume=True, progress=False)
+    assert train(with_seed(small_cfg, 7), seeded, epochs=2, resume=True, progress=False).epochs_run == 2
     damaged = bytearray(before)
     damaged[len(damaged) // 2] ^= 0xFF
     ck.write_bytes(bytes(damaged))
