@@ -195,7 +195,7 @@ def _search(roots: list[Path], name: str, searched: list[str]) -> Path | None:
             if missing == []:
                 return folder
             if missing is None:
-                searched.append(f"{folder} (no such folder)")
+                searched.append(f"{folder} ({'not a folder' if folder.exists() else 'no such folder'})")
             else:
                 searched.append(f"{folder} (missing {', '.join(missing)})")
     return None

@@ -817,7 +817,8 @@ def test_memory_models_named_as_the_option_takes_them():
 
 
 @pytest.mark.parametrize("text, msg", [
-    ("latency", "KEY=N"), ("speed=3", "KEY=N"), ("latency=-1", "KEY=N"), ("stall=100", "stall_pct"),
+    ("latency", "KEY=N"), ("speed=3", "KEY=N"), ("latency=-1", "KEY=N"), ("", "KEY=N"),
+    ("stall=100", "stall must be an integer in 0..99"),
     ("latency=0", "latency must be an integer in 1..65535"), ("gap=70000", "gap"), ("latency=\u00b2", "KEY=N"),
     ("latency=5,latency=6", "given twice"),
 ])

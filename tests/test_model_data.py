@@ -186,6 +186,11 @@ def test_missing_dataset_lists_searched_locations(tmp_path, no_default_dirs, mon
     assert f"{env / 'mnist'} (missing train-labels-idx1-ubyte, t10k-images" in msg
     assert f"{no_default_dirs / 'mnist'} (no such folder)" in msg
 
+    a_file = tmp_path / "a_file"  # --data-dir given a file
+    a_file.write_bytes(b"")
+    with pytest.raises(NitroError, match=f"{a_file} \\(not a folder\\)"):
+        find_dataset_dir("mnist", a_file)
+
 
 def test_directory_precedence(tmp_path, no_default_dirs, monkeypatch):
     explicit, env, system = tmp_path / "explicit", tmp_path / "env", no_default_dirs

@@ -22,11 +22,11 @@ class MemoryModel:
     seed: int = 1
 
     def __post_init__(self) -> None:
-        for name, lo, hi in (("latency", 1, (1 << 16) - 1), ("gap", 0, (1 << 16) - 1),
-                             ("stall_pct", 0, 99), ("seed", 0, (1 << 32) - 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise NitroError(f"memory model: {name} must be an integer in {lo}..{hi}, got {v!r}")
+        for key, lo, hi in (("latency", 1, (1 << 16) - 1), ("gap", 0, (1 << 16) - 1),
+                            ("stall", 0, 99), ("seed", 0, (1 << 32) - 1)):
+            v = getattr(self, OPTION_KEYS[key])
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:  # (named as --memory takes it)
+                raise NitroError(f"memory model: {key} must be an integer in {lo}..{hi}, got {v!r}")
 
     @property
     def name(self) -> str:
@@ -37,8 +37,8 @@ class MemoryModel:
     @classmethod
     def parse(cls, text: str) -> MemoryModel:
         """'latency=100,gap=1,stall=30,seed=2' (any subset), 'ideal' (the default) or 'ddr3'."""
-        if text in NAMED_MODELS or not text:
-            return NAMED_MODELS[text or "ideal"]
+        if text in NAMED_MODELS:
+            return NAMED_MODELS[text]
         kw = {}
         for part in text.split(","):
             k, sep, v = part.partition("=")
