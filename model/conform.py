@@ -19,11 +19,11 @@ import numpy as np
 
 from .config import INT64_MAX, check_divisor, is_int, short_repr
 from .datasets import one_line
-from .layers import SLOPE_INV, check_slope_inv, rss_loss_reference
-from .network import Network, Trace
+from .layers import SLOPE_INV, check_slope_inv
+from .network import Network
 from .numerics import NitroError
 from .spec import Block, Conv2d, Flatten, Linear, MaxPool2d, NetworkSpec, NitroReLU, Scaling
-from .vectors import check_tag, read_npz, set_file
+from .vectors import check_tag, final_arrays, read_npz, set_file, step_arrays
 
 _MISSING = object()
 
@@ -365,34 +365,21 @@ def constant_arrays(vs: VectorSet) -> list[str]:
             if np.unique(np.concatenate([np.ravel(ref[n]) for ref in vs.refs.values() if n in ref])).size == 1]
 
 
-def _step_arrays(vs: VectorSet, k: str) -> dict[str, np.ndarray]:
-    """Train recorded step k; every traced tensor plus the reference's accuracy and loss."""
-    trace = Trace()
-    res = vs.net.train_step(vs.data[f"step{k}_x"], vs.data[f"step{k}_y_onehot"], vs.lr_inv, trace=trace)
-    ours = dict(trace)
-    ours["ref_train_acc"] = np.float64(res.correct / len(res.y_hat))
-    ours["ref_l2_loss_output"] = np.float64(rss_loss_reference(trace["out"], trace["y_onehot"]))
-    return ours
-
-
-def _final_arrays(vs: VectorSet) -> dict[str, np.ndarray]:
-    """The weights after the recorded steps and the predictions on the test images."""
-    test_x = vs.data["test_x"]
-    pred = vs.net.predict(test_x, batch=128)
-    ours = {f"{k}.weight": v for k, v in vs.net.params.items()}
-    ours["pred_out"] = pred
-    ours["pred_class"] = np.argmax(pred, axis=1).astype(np.int64)
-    ours.update({f"pred_local/{k}": v for k, v in vs.net.predict_local(test_x, batch=128).items()})
-    return ours
-
-
 def run_conformance(vec_dir: str | Path, tag: str,
                     on_step: Callable[[StepReport], None] | None = None) -> list[StepReport]:
-    """Replay the recorded steps of `tag` from its initial weights; compare every array."""
+    """Replay the recorded steps of `tag` from its initial weights; compare every array, and
+    every array the golden model produces must be in the set (else NitroError: a set missing
+    some would pass on what it holds)."""
     vs = load_set(Path(vec_dir), tag)
     reports = []
     for step, ref in vs.refs.items():
-        reports.append(compare_arrays(step, ref, _final_arrays(vs) if step == "after" else _step_arrays(vs, step)))
+        ours = (final_arrays(vs.net, vs.data["test_x"]) if step == "after" else
+                step_arrays(vs.net, vs.data[f"step{step}_x"], vs.data[f"step{step}_y_onehot"], vs.lr_inv))
+        if lacking := [n for n in ours if n not in ref]:
+            raise NitroError(f"vector set {tag!r} step {step} lacks {len(lacking)} of the {len(ours)} "
+                             f"arrays the golden model produces ({', '.join(lacking[:3])}"
+                             f"{', ...' if len(lacking) > 3 else ''}): they could not be compared")
+        reports.append(compare_arrays(step, ref, ours))
         if on_step:
             on_step(reports[-1])
     return reports

@@ -18,6 +18,7 @@ import numpy as np
 from .config import ExperimentConfig
 from .datasets import image_shape, one_line
 from .fileio import PLAIN_NAME_RULE, is_plain_name, write_atomic
+from .layers import rss_loss_reference
 from .network import Network, Trace
 from .numerics import NitroError
 from .spec import Block, Conv2d, Dropout, Flatten, Linear, MaxPool2d, NitroReLU, Scaling
@@ -137,6 +138,26 @@ def set_files(folder: Path, tag: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if name.fullmatch(p.name) and p.is_file())
 
 
+def step_arrays(net: Network, x: np.ndarray, y: np.ndarray, lr_inv: int) -> dict[str, np.ndarray]:
+    """One training step of `net` (which is advanced), as a set's step file holds it: every traced
+    tensor, and the step's accuracy and output loss as the reference computes them."""
+    trace = Trace()
+    res = net.train_step(x, y, lr_inv, trace=trace)
+    out = dict(trace)
+    out["ref_train_acc"] = np.float64(res.correct / len(res.y_hat))
+    out["ref_l2_loss_output"] = np.float64(rss_loss_reference(trace["out"], trace["y_onehot"]))
+    return out
+
+
+def final_arrays(net: Network, test_x: np.ndarray) -> dict[str, np.ndarray]:
+    """A set's after-file: the weights after the recorded steps and the predictions on `test_x`."""
+    pred = net.predict(test_x, batch=128)
+    out = {f"{k}.weight": v for k, v in net.params.items()}
+    out.update({"pred_out": pred, "pred_class": np.argmax(pred, axis=1).astype(np.int64)})
+    out.update({f"pred_local/{k}": v for k, v in net.predict_local(test_x, batch=128).items()})
+    return out
+
+
 def export_vectors(net: Network, batches: list[tuple[np.ndarray, np.ndarray]], test_x: np.ndarray,
                    lr_inv: int, out_dir: str | Path, tag: str) -> Path:
     """Record len(batches) training steps of `net` (which is advanced) and its predictions after them."""
@@ -147,15 +168,9 @@ def export_vectors(net: Network, batches: list[tuple[np.ndarray, np.ndarray]], t
     data = {"test_x": test_x}
     for k, (x, y) in enumerate(batches, 1):
         data[f"step{k}_x"], data[f"step{k}_y_onehot"] = x, y
-        trace = Trace()
-        net.train_step(x, y, lr_inv, trace=trace)
-        _save_npz(set_file(out, tag, f"step{k}"), dict(trace))
+        _save_npz(set_file(out, tag, f"step{k}"), step_arrays(net, x, y, lr_inv))
     _save_npz(set_file(out, tag, "data"), data)
-    pred = net.predict(test_x)
-    after = {f"{k}.weight": v for k, v in net.params.items()}
-    after.update({"pred_out": pred, "pred_class": np.argmax(pred, axis=1).astype(np.int64)})
-    after.update({f"pred_local/{k}": v for k, v in net.predict_local(test_x).items()})
-    _save_npz(set_file(out, tag, "after3"), after)
+    _save_npz(set_file(out, tag, "after3"), final_arrays(net, test_x))
     meta = {"tag": tag, "producer": "nitro golden model", "steps": len(batches),
             "config": {"lr_inv": lr_inv}, **describe(net)}
     write_atomic(set_file(out, tag, "meta"), json.dumps(meta, indent=1).encode())

@@ -4,12 +4,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 from model.layers import INT32_MAX
 from model.numerics import NitroError
 from sim.device import ENGINE_DEVICE, SPEED_GRADES
+
+DATA_DIR_HELP = "dataset folder (else $NITRO_DATA_DIR, /usr/share/datasets)"
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -93,17 +96,17 @@ def _vectors(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     check_replayable(cfg)
     writable_folder(out)
-    for part in ("meta", *ARCHIVES, *(f"step{k}" for k in range(1, args.steps + 1))):
-        if (f := set_file(out, args.tag, part)).exists() and not f.is_file():
-            raise NitroError(f"{f} is not a file: the set's {part} part goes there")
     taken = set_files(out, args.tag)
     if taken and not args.force:
         raise NitroError(f"{out} already holds vector set {args.tag!r} ({', '.join(p.name for p in taken)}): "
                          f"choose another --out or --tag, or pass --force to overwrite")
     cfg, ds, net, _ = _prepared(args)
-    bs = _checked_batch_size(args.steps, cfg, ds)
+    bs = _checked_batch_size(args.steps, cfg, ds)  # (before a look at every step's file)
     if args.test_images > len(ds.test_x):
         raise NitroError(f"--test-images {args.test_images}: the data has {len(ds.test_x)} test images")
+    for part in ("meta", *ARCHIVES, *(f"step{k}" for k in range(1, args.steps + 1))):
+        if (f := set_file(out, args.tag, part)).exists() and not f.is_file():
+            raise NitroError(f"{f} is not a file: the set's {part} part goes there")
     batches = [(ds.train_x[k * bs:(k + 1) * bs], ds.train_y[k * bs:(k + 1) * bs]) for k in range(args.steps)]
     # the new set is written beside the old one and takes its place only once it is complete
     stage = temp_folder(out, args.tag)
@@ -156,8 +159,13 @@ def _conform(args: argparse.Namespace) -> int:
     if first is not None:
         print(first)
         return 1
-    print(f"{args.tag}: every array of every step matches bit for bit "
-          f"({sum(r.arrays for r in reports)} arrays, {len(reports)} steps)")
+    compared = f"({sum(r.arrays for r in reports)} arrays, {len(reports)} steps"
+    if args.engine:
+        print(f"{args.tag}: every array the engine produces matches bit for bit {compared}: the "
+              f"tensors it stores, its weights after every step and its predictions; the set's "
+              f"intermediate tensors, which the engine does not keep, are not compared)")
+    else:
+        print(f"{args.tag}: every array of every step matches bit for bit {compared})")
     if const := constant_arrays(load_set(Path(args.vector_dir), args.tag)):
         print(f"{args.tag}: {len(const)} of them hold one value throughout (a match shows little "
               f"about what produced them): {', '.join(const)}")
@@ -198,7 +206,7 @@ def _synth(args: argparse.Namespace) -> int:
     from model.fileio import refuse_overwrite
 
     engine_only = (args.seed or args.route_minutes or args.no_route or args.weight_bits
-                   or args.speed != ENGINE_DEVICE.speed)
+                   or args.speed is not None)
     if engine_only and not args.engine:
         raise NitroError("--seed, --route-minutes, --speed, --weight-bits and --no-route apply to the "
                          "engine (--engine)")
@@ -218,7 +226,7 @@ def _synth(args: argparse.Namespace) -> int:
         res = synthesize_engine(Path(args.out) / "engine",
                                 engine_with_weights(args.weight_bits or MLP_WEIGHT_BITS),
                                 seed=args.seed or 1, route=not args.no_route,
-                                route_minutes=args.route_minutes, speed=args.speed)
+                                route_minutes=args.route_minutes, speed=args.speed or ENGINE_DEVICE.speed)
         print(f"engine results: {Path(args.out) / 'engine'}/synth.json")
         return 0 if not res.get("error") else 1
     from sim.synth import synthesize
@@ -294,7 +302,7 @@ def _add_train(sub) -> None:
     t.add_argument("--config", type=path_arg, required=True, help="experiment TOML (see configs/)")
     t.add_argument("--epochs", type=positive_int, help="stop after this many epochs (default: the config's)")
     t.add_argument("--seed", type=int, help="override the config's seed")
-    t.add_argument("--data-dir", type=path_arg, help="dataset folder (else $NITRO_DATA_DIR, /usr/share/datasets)")
+    t.add_argument("--data-dir", type=path_arg, help=DATA_DIR_HELP)
     t.add_argument("--out", type=path_arg, help="output folder (default runs/<config name>)")
     again = t.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly")
@@ -315,27 +323,28 @@ def _add_train(sub) -> None:
 def _add_model_commands(sub) -> None:
     """The golden model's commands: eval, numerics, vectors, conform."""
     e = sub.add_parser("eval", help="test accuracy of a checkpoint")
-    e.add_argument("--checkpoint", type=path_arg, required=True)
-    e.add_argument("--data-dir", type=path_arg)
+    e.add_argument("--checkpoint", type=path_arg, required=True, help="checkpoint.npz of a training run")
+    e.add_argument("--data-dir", type=path_arg, help=DATA_DIR_HELP)
     e.set_defaults(func=_eval)
 
     n = sub.add_parser("numerics", help="declared width vs observed range of every tensor, per layer")
-    n.add_argument("--config", type=path_arg, required=True)
+    n.add_argument("--config", type=path_arg, required=True, help="experiment TOML")
     n.add_argument("--steps", type=positive_int, default=50, help="training steps to observe (default 50)")
     n.add_argument("--checkpoint", type=path_arg, help="start from trained weights (a checkpoint of this config)")
-    n.add_argument("--data-dir", type=path_arg)
-    n.add_argument("--no-progress", action="store_true")
+    n.add_argument("--data-dir", type=path_arg, help=DATA_DIR_HELP)
+    n.add_argument("--no-progress", action="store_true", help="no progress bar")
     n.set_defaults(func=_numerics)
 
     v = sub.add_parser("vectors", help="export conformance vectors (reference format) from the golden model")
-    v.add_argument("--config", type=path_arg, required=True)
+    v.add_argument("--config", type=path_arg, required=True, help="experiment TOML")
     v.add_argument("--out", type=path_arg, required=True, help="output folder")
     v.add_argument("--tag", default="golden", help="vector set name (file prefix)")
-    v.add_argument("--steps", type=positive_int, default=3)
-    v.add_argument("--test-images", type=positive_int, default=256)
+    v.add_argument("--steps", type=positive_int, default=3, help="training steps recorded (default 3)")
+    v.add_argument("--test-images", type=positive_int, default=256,
+                   help="test images whose predictions are recorded (default 256)")
     v.add_argument("--force", action="store_true", help="overwrite a vector set of the same tag in --out")
     v.add_argument("--checkpoint", type=path_arg, help="start from trained weights (a checkpoint of this config)")
-    v.add_argument("--data-dir", type=path_arg)
+    v.add_argument("--data-dir", type=path_arg, help=DATA_DIR_HELP)
     v.set_defaults(func=_vectors)
 
     c = sub.add_parser("conform", help="replay reference vectors and compare every array bit for bit")
@@ -373,7 +382,7 @@ def _add_hardware_commands(sub) -> None:
     y.add_argument("--weight-bits", type=int, choices=(16, 24),
                    help="engine: its weight storage, 16 (the MLPs' engine, the default) or 24 (the "
                         "CNNs')")
-    y.add_argument("--speed", type=int, choices=SPEED_GRADES, default=ENGINE_DEVICE.speed,
+    y.add_argument("--speed", type=int, choices=SPEED_GRADES,
                    help=f"engine: the {ENGINE_DEVICE.device}'s speed grade (default {ENGINE_DEVICE.speed}, the slowest)")
     y.add_argument("--route-minutes", type=positive_int, metavar="MIN",
                    help="engine: stop nextpnr after this long (a 'not routed' record with how far it got)")
@@ -385,7 +394,7 @@ def _add_hardware_commands(sub) -> None:
                    help="experiment TOML (an MLP or CNN, e.g. configs/mlp_mnist.toml, configs/cnn_small_mnist.toml)")
     s.add_argument("--steps", type=positive_int, default=10, help="training steps on the engine (default 10)")
     s.add_argument("--batch", type=positive_int, help="override the config's batch size")
-    s.add_argument("--data-dir", type=path_arg)
+    s.add_argument("--data-dir", type=path_arg, help=DATA_DIR_HELP)
     s.add_argument("--out", type=path_arg, help="write the result (cycles, phases, utilization) as JSON here")
     s.add_argument("--force", action="store_true", help="overwrite an earlier result at --out")
     s.add_argument("--fault", help="inject a fault STEP:LAYER:OUT,IN:BIT: flip BIT of weight (OUT, IN) of "
@@ -420,7 +429,7 @@ def _add_hardware_commands(sub) -> None:
                    help="record every signal of the run to an FST, dump.fst in the run's build folder "
                         "(its path is printed and in --out as 'waves'; a separate, slower build: keep "
                         "--steps small)")
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.set_defaults(func=_cosim)
 
 
@@ -431,22 +440,22 @@ def _add_run_commands(sub) -> None:
     w.add_argument("--seeds", nargs="+", type=int, required=True, help="seeds of every config")
     w.add_argument("--epochs", type=positive_int, help="stop each trial after this many epochs")
     w.add_argument("--out", type=path_arg, required=True, help="sweep folder: a folder per trial, summary.md/json/png")
-    w.add_argument("--data-dir", type=path_arg)
+    w.add_argument("--data-dir", type=path_arg, help=DATA_DIR_HELP)
     w.add_argument("--address", help="join this Ray cluster (default: a local instance)")
     w.add_argument("--cpus-per-trial", type=positive_int, default=1, help="CPUs (and BLAS threads) per trial")
-    w.add_argument("--no-progress", action="store_true")
+    w.add_argument("--no-progress", action="store_true", help="no progress bars")
     w.set_defaults(func=_sweep)
 
     f = sub.add_parser("flow", help="the co-design flow: train, conform, RTL, simulate, report")
     f.add_argument("--config", type=path_arg,
                    help="experiment TOML (default: configs/embedded_mlp.toml, shipped data)")
-    f.add_argument("--data-dir", type=path_arg)
-    f.add_argument("--epochs", type=positive_int)
+    f.add_argument("--data-dir", type=path_arg, help=DATA_DIR_HELP)
+    f.add_argument("--epochs", type=positive_int, help="training epochs (default: the config's)")
     f.add_argument("--out", type=path_arg, default="runs/flow",
                    help="output folder (default runs/flow); a folder an earlier flow wrote is continued")
     f.add_argument("--force", action="store_true",
                    help="start over, in a folder holding other files or an earlier flow's")
-    f.add_argument("--no-progress", action="store_true")
+    f.add_argument("--no-progress", action="store_true", help="no progress bars")
     f.set_defaults(func=_flow)
 
 
@@ -460,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     except NitroError as exc:
         print(f"nitro: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)  # one line, always
         return 2
+    except BrokenPipeError:  # the reader of our output went away (`| head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the exit's flush)
+        return 128 + signal.SIGPIPE
     except OSError as exc:  # the file system refused (full disk, permissions, a vanished file)
         where = f": {exc.filename}" if exc.filename else ""
         print(f"nitro: error: {exc.strerror or exc}{where}", file=sys.stderr)
@@ -468,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nitro: error: {args.cmd}: out of memory (a smaller batch or network fits)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # every output is written atomically: nothing is left half-written
-        kept = " (the last checkpoint is intact)" if args.cmd in ("train", "flow", "sweep") else ""
+        kept = " (a checkpoint written before is intact)" if args.cmd in ("train", "flow", "sweep") else ""
         print(f"nitro: interrupted{kept}", file=sys.stderr)
         return 130
 

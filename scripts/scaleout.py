@@ -129,7 +129,7 @@ def train_distributed(cfg, out: Path, data_dir, epochs, resume: bool, progress: 
     from model.parallel import check_shards, check_stages, plan_stages
     from model.train import CHECKPOINT, prepare_output, train
 
-    if address:
+    if address is not None:  # ("" too: refused by its format)
         reachable(address)  # bad input before the run folder is made and Ray starts
     prepare_output(Path(out), resume, force)  # (train checks it again, as for a run without Ray)
     check_stages(cfg.build_spec(image_shape(cfg.data.dataset)), plan.stages)

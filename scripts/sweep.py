@@ -110,7 +110,7 @@ def sweep(configs: list[Path], seeds: list[int], epochs: int | None, out: Path, 
     from .scaleout import check_task_cpus, ray_session, reachable
 
     trials = plan_trials(configs, seeds, data_dir, epochs)
-    if address:
+    if address is not None:  # ("" too: refused by its format)
         reachable(address)  # before the plan is printed
     out = writable_folder(out)
     summary_is_ours(out)

@@ -14,7 +14,7 @@ import pytest
 from model.checkpoint import load_checkpoint
 from model.fileio import remove_stale_temps, write_atomic
 from model.numerics import NitroError
-from scripts.cli import main
+from scripts.cli import build_parser, main
 
 from conftest import REPO
 
@@ -191,6 +191,9 @@ def test_vectors_refuse_to_overwrite_a_set(capsys, tiny, tmp_path):
     assert (out / "golden_meta.json").read_text() == "{}"
     rc, err = nitro(capsys, "vectors", "--config", tiny, "--out", tmp_path / "v2", "--steps", "1000")
     assert rc == 2 and "--steps 1000 needs 64000 training images" in err
+    # checked before a look at each step's file (2^31 of them took hours)
+    rc, err = nitro(capsys, "vectors", "--config", tiny, "--out", tmp_path / "v2", "--steps", "2147483647")
+    assert rc == 2 and "--steps 2147483647 needs 137438953408 training images" in err
 
 
 def test_vectors_force_replaces_the_whole_set_and_only_it(capsys, tiny, tmp_path):
@@ -262,6 +265,17 @@ def test_cosim_refuses_widths_the_engine_does_not_compute_with(capsys, tiny, tmp
                         "numerics.widths.accumulator = 12, numerics.widths.delta = 20") in err
 
 
+def test_every_option_says_what_it_does():
+    """`nitro CMD --help` explains each option (and its default where it has one)."""
+    import argparse
+
+    subs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert len(subs.choices) >= 10
+    bare = [f"{name} {'/'.join(a.option_strings)}" for name, p in subs.choices.items()
+            for a in p._actions if a.option_strings and a.help is None]
+    assert bare == []
+
+
 @pytest.mark.parametrize("argv, msg", [
     (["--seed", "2"], "apply to the engine"),
     (["--seed", "1"], "apply to the engine"),  # the default's value, given without --engine
@@ -270,6 +284,7 @@ def test_cosim_refuses_widths_the_engine_does_not_compute_with(capsys, tiny, tmp
     (["--weight-bits", "24"], "apply to the engine"),
     (["--no-route"], "apply to the engine"),
     (["--speed", "8"], "apply to the engine"),
+    (["--speed", "6"], "apply to the engine"),  # the default grade, given without --engine
     (["--engine", "--seed", "0"], "expected a positive integer up to 2147483647"),
     (["--engine", "--route-minutes", "x"], "expected a positive integer"),
     (["--unit", "mac", "--unit", "bogus"], "unknown unit 'bogus'"),

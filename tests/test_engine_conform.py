@@ -14,6 +14,7 @@ def test_official_mlp_sets_on_the_engine(shared_dir, tag, capsys):
         assert f"{tag} step {k}: 19 arrays, all match" in out
     # after: 5 weights + 2 copies + pred_out, pred_class and 2 local predictions
     assert f"{tag} step after: 11 arrays, all match" in out
+    assert f"{tag}: every array the engine produces matches bit for bit (68 arrays, 4 steps: " in out
 
 
 def test_any_mlp_set_the_meta_describes(tmp_path, capsys):

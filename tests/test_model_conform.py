@@ -1,11 +1,13 @@
 """Bit-exact conformance with the official implementation's vectors (../shared/refvectors)."""
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
 
 from model.conform import constant_arrays, load_set, run_conformance, spec_from_meta
+from model.paths import REPO
 from model.spec import Hyper, build_cnn, build_mlp
 from scripts.cli import main
 
@@ -57,6 +59,38 @@ def test_a_step_file_holding_no_array_is_refused(tampered_mlp_set, capsys):
     assert main(["conform", str(folder), "mlp"]) == 2
     err = capsys.readouterr()
     assert "mlp_step2.npz holds no arrays: nothing to compare" in err.err and "step 1" not in err.out
+
+
+@pytest.mark.parametrize("dropped", [["wgrad/linear_pred_01"], ["fwd/scaling_00", "out", "y_onehot", "wupd/linear_02"]])
+def test_a_set_lacking_arrays_the_model_produces_is_refused(tampered_mlp_set, capsys, dropped):
+    """A set missing some of a step's arrays would pass on those it holds: the replay names them
+    instead (exit 2), and step 1, which holds them all, still matched."""
+    folder = tampered_mlp_set(dict.fromkeys(dropped))
+    assert main(["conform", str(folder), "mlp"]) == 2
+    cap = capsys.readouterr()
+    assert "mlp step 1: 59 arrays, all match" in cap.out and "step 2" not in cap.out
+    named = re.search(r"step 2 lacks (\d+) of the 59 arrays the golden model produces \((.*?)(, \.\.\.)?\)",
+                      cap.err)
+    assert named and int(named[1]) == len(dropped) and set(named[2].split(", ")) <= set(dropped)
+    assert len(named[2].split(", ")) == min(3, len(dropped)) and bool(named[3]) == (len(dropped) > 3)
+
+
+def test_piped_output_closed_early_is_no_error(shared_dir):
+    """A reader that stops reading (`nitro conform ... | head -1`) ends the command quietly with
+    the SIGPIPE status, not with "nitro: error: Broken pipe"."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)  # the first write fails
+    try:
+        p = subprocess.run([sys.executable, "-m", "scripts.cli", "conform", str(shared_dir / "refvectors"),
+                            "mlp"], stdout=w, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    finally:
+        os.close(w)
+    assert (p.returncode, p.stderr) == (128 + signal.SIGPIPE, "")
 
 
 def test_constant_arrays_are_named(tampered_mlp_set, capsys):

@@ -249,7 +249,7 @@ def test_an_address_that_is_not_a_ray_cluster_is_one_error_line(capsys, tmp_path
 
 
 @pytest.mark.parametrize("address", ["localhost:\u00b2", "localhost:99999999999999999999", "localhost:65536",
-                                     "localhost", ":80"])
+                                     "localhost", ":80", ""])
 def test_malformed_address_is_one_error_line(capsys, tmp_path, address):
     rc, cap = nitro(capsys, "train", "--config", mlp_config(tmp_path, 0.0), "--out", tmp_path / "r",
                     "--address", address, "--no-progress")
