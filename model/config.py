@@ -284,7 +284,8 @@ def parse_config(text: str, name: str = "experiment", complete: bool = False) ->
     doc = _toml(text)
     unknown = set(doc) - set(SECTIONS) - {"name"}
     if unknown:
-        raise NitroError(f"unknown table(s) {sorted(unknown)} (known: {sorted(SECTIONS)})")
+        raise NitroError(f"unknown top-level key(s) {sorted(unknown)} (known: 'name' and the tables "
+                         f"{sorted(SECTIONS)})")
     parts = {k: _section(cls, doc.get(k, {}), k, _CONVERT) for k, cls in SECTIONS.items()}
     if complete:
         _check_complete(doc)

@@ -42,6 +42,10 @@ def read_npz(path: Path, kind: str) -> dict[str, np.ndarray]:
             arrays = _members(np.load(f, allow_pickle=False))  # a zip file loads as an NpzFile
     except FileNotFoundError:
         raise NitroError(f"{kind} {path} does not exist") from None
+    except IsADirectoryError:
+        raise NitroError(f"{kind} {path} is a folder, not a file") from None
+    except PermissionError:
+        raise NitroError(f"cannot read {kind} {path}: permission denied") from None
     except NitroError:
         raise
     except Exception as exc:  # zipfile, format, pickle, size and OS errors all mean an unreadable file

@@ -155,7 +155,7 @@ def summarize(trials: list[Trial], results: dict) -> list[dict]:
     for name in dict.fromkeys(t.config_name for t in trials):
         accs = [100 * results[t]["best_test_acc"] for t in trials if t.config_name == name and t in results]
         rows.append({"config": name, "seeds": len(accs), "mean": statistics.fmean(accs) if accs else None,
-                     "std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "best_test_acc": accs})
+                     "std": statistics.stdev(accs) if len(accs) > 1 else None, "best_test_acc": accs})
     return rows
 
 
@@ -183,7 +183,8 @@ def write_summary(out: Path, trials: list[Trial], results: dict, failures: dict)
     md = ["# Sweep: best test accuracy per config (mean +- std over seeds)", "",
           "| config | seeds | best test accuracy (%) |", "|---|---|---|"]
     for r in rows:
-        acc = f"{r['mean']:.2f} +- {r['std']:.2f}" if r["mean"] is not None else "no result"
+        acc = ("no result" if r["mean"] is None else f"{r['mean']:.2f}" + (
+            f" +- {r['std']:.2f}" if r["std"] is not None else " (one seed: no spread)"))
         md.append(f"| {r['config']} | {r['seeds']} | {acc} |")
     if failures:
         md += ["", "Failed trials:", *(f"- {t.folder}: {why}" for t, why in failures.items())]
@@ -204,7 +205,7 @@ def plot_summary(path: Path, rows: list[dict]) -> None:
     rows = [r for r in rows if r["mean"] is not None]
     fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(rows) + 2), 4))
     x = range(len(rows))
-    ax.bar(x, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], capsize=6, color="#8fb8de",
+    ax.bar(x, [r["mean"] for r in rows], yerr=[r["std"] or 0.0 for r in rows], capsize=6, color="#8fb8de",
            label="mean +- std")
     for i, r in enumerate(rows):
         ax.plot([i] * len(r["best_test_acc"]), r["best_test_acc"], "k.", label="seeds" if i == 0 else None)

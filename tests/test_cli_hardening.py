@@ -239,6 +239,8 @@ def test_cosim_checkpoint_of_another_network_is_refused_before_the_build(capsys,
     cfg = REPO / "configs" / "embedded_mlp.toml"
     rc, err = nitro(capsys, "cosim", "--config", cfg, "--checkpoint", tmp_path / "none.npz")
     assert rc == 2 and "does not exist" in err
+    rc, err = nitro(capsys, "cosim", "--config", cfg, "--checkpoint", tmp_path)
+    assert rc == 2 and f"checkpoint {tmp_path} is a folder, not a file" in err
     wide = tmp_path / "wide.toml"
     wide.write_text(cfg.read_text().replace("hidden = [100, 50]", "hidden = [120, 50]"))
     wcfg = load_config(wide)

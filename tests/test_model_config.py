@@ -35,7 +35,8 @@ def test_every_config_parses(path):
     ('[numerics]\nwidths = { weight = 1 }', "width of 'weight'"),
     ('[network]\nkind = "cnn"\narchitecture = [["Conv2d", 8, 3, 2, 1]]', "only stride 1"),
     ('[network]\nkind = "cnn"\narchitecture = [["MaxPool2d", 64, 64]]', "larger than side"),
-    ('[model]\nx = 1', "unknown table"),
+    ('[model]\nx = 1', "unknown top-level key"),
+    ('nme = "x"', "['nme'] (known: 'name' and the tables"),
     ('[network\n', "invalid TOML"),
 ])
 def test_bad_configs_are_rejected_clearly(text, message):

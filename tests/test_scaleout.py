@@ -269,6 +269,19 @@ def sweep_configs(tmp_path: Path) -> list[Path]:
     return files
 
 
+def test_sweep_summary_of_one_seed_claims_no_spread(tmp_path):
+    """One seed has no standard deviation: the table says so instead of "+- 0.00"."""
+    from scripts.sweep import Trial, write_summary
+
+    trials = [Trial("", "one_cfg", 1, "d1", 1), Trial("", "two_cfg", 1, "d2", 1),
+              Trial("", "two_cfg", 2, "d3", 1)]
+    write_summary(tmp_path, trials, {t: {"best_test_acc": a} for t, a in zip(trials, (0.9, 0.8, 0.85))}, {})
+    md = (tmp_path / "summary.md").read_text()
+    assert "| one_cfg | 1 | 90.00 (one seed: no spread) |" in md and "| two_cfg | 2 | 82.50 +- 3.54 |" in md
+    rows = json.loads((tmp_path / "summary.json").read_text())["rows"]
+    assert [r["std"] for r in rows] == [None, pytest.approx(statistics.stdev([80.0, 85.0]))]
+
+
 def test_sweep_table_plot_and_a_failing_trial(ray_local, capsys, tmp_path):
     cfgs = sweep_configs(tmp_path)
     bad = tmp_path / "sweep_bad.toml"
