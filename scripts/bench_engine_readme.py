@@ -119,8 +119,8 @@ WAITS_TEXT = ("Core idle before it: in the performance model, the cycles between
               "(`hw.engine.perf.Prediction`).")
 
 
-def _waits(core: float | None, wait: float | None) -> str:
-    return f"{wait:.0f} ({100 * wait / core:.0f}%)" if core else "-"
+def _waits(core: float | None, wait: float | None, spec: str = ".0f") -> str:
+    return f"{wait:{spec}} ({100 * wait / core:.0f}%)" if core else "-"
 
 
 def _predicted(measured: float, predicted: float | None) -> str:
@@ -180,8 +180,7 @@ def _vgg_lines() -> list[str]:
               "| GEMM | core cycles | useful-MAC utilization | core idle before it (model) |",
               "|---|---:|---:|---:|"]
     lines += [f"| {k} | {v['core_cycles']:.4g} | {100 * v['core_util']:.1f}% | "
-              f"{v['wait_cycles']:.4g} ({100 * v['wait_cycles'] / v['core_cycles']:.0f}%) |"
-              for k, v in conv_gemms(r["gemms"]).items()]
+              f"{_waits(v['core_cycles'], v['wait_cycles'], '.4g')} |" for k, v in conv_gemms(r["gemms"]).items()]
     lines += ["", WAITS_TEXT]
     rtl = OUT / f"cosim_{VGG}_1steps_b{VGG_RTL_BATCH}_ideal.json"
     return lines + [""] + (_cosim_lines(rtl, per_phase=True) if rtl.exists() else [])

@@ -23,9 +23,9 @@ class MemoryModel:
 
     def __post_init__(self) -> None:
         for key, lo, hi in (("latency", 1, (1 << 16) - 1), ("gap", 0, (1 << 16) - 1),
-                            ("stall", 0, 99), ("seed", 0, (1 << 32) - 1)):
+                            ("stall", 0, 99), ("seed", 0, (1 << 32) - 1)):  # as --memory names them
             v = getattr(self, OPTION_KEYS[key])
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:  # (named as --memory takes it)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise NitroError(f"memory model: {key} must be an integer in {lo}..{hi}, got {v!r}")
 
     @property
