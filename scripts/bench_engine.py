@@ -491,7 +491,8 @@ MODES = {
     "widths": (lambda a: bench_widths(a.config, a.epochs, a.data_dir, a.weight_bits), True),
     "synth": (lambda a: bench_synth(a.seeds, a.data_dir, a.jobs, a.route_minutes, a.speed,
                                     a.weight_bits or MLP_WEIGHT_BITS), True),
-    "experiment": (lambda a: bench_experiment(a.name, a.changes, a.records, a.speed, a.flow), False),
+    "experiment": (lambda a: bench_experiment(a.name, a.changes, a.records, a.speed, a.flow, a.weight_bits),
+                   False),
     "place": (lambda a: bench_place(a.data_dir), False),
     "small": (lambda a: bench_small(a.data_dir), False),
     "pinless": (lambda a: bench_pinless(a.seeds, a.speed), False),
@@ -509,7 +510,7 @@ def main() -> None:
     ap.add_argument("--config", default="mlp_mnist", help="widths: the experiment config")
     ap.add_argument("--weight-bits", type=int, choices=(MLP_WEIGHT_BITS, CNN_WEIGHT_BITS),
                     help="widths: another weight width than the config's engine's; synth: route the engine "
-                         "generated with it (the CNNs' 24: synth_w24*.json)")
+                         "generated with it (the CNNs' 24: synth_w24*.json); experiment: its records")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--jobs", type=int, default=1, help="synth: seeds routed side by side")
     ap.add_argument("--route-minutes", type=float, help="synth: stop a seed's nextpnr after this long")

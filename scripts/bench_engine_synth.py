@@ -145,34 +145,41 @@ def seed_summary(rec: dict) -> dict:
             "verilog_sha256": rec["verilog_sha256"]}
 
 
-def _routed_seeds(records: Path, speed: int = ENGINE_DEVICE.speed) -> dict[str, dict]:
-    """The routed seeds of one netlist in `records` (records of two netlists side by side, e.g. a
-    branch's beside the ones it was cloned with, are refused)."""
-    seeds, name = {}, synth_name(speed)
+def _seed_records(records: Path, speed: int = ENGINE_DEVICE.speed,
+                  weight_bits: int = MLP_WEIGHT_BITS) -> tuple[dict[str, dict], dict[str, str]]:
+    """One netlist's seeds in `records`: the routed ones in brief, and how far the others got
+    (records of two netlists side by side, e.g. a branch's beside the ones it was cloned with,
+    are refused)."""
+    routed, unrouted, name = {}, {}, synth_name(speed, weight_bits)
     for f in sorted(records.glob(f"{name}_seed*.json")):
-        rec = json.loads(f.read_text())
+        rec, seed = json.loads(f.read_text()), f.stem.removeprefix(f"{name}_seed")
         if rec.get("fmax_mhz") is not None:
-            seeds[f.stem.removeprefix(f"{name}_seed")] = seed_summary(rec)
-    if not seeds:
-        raise SystemExit(f"no routed {name}_seed<K>.json in {records}")
-    if len({v["verilog_sha256"] for v in seeds.values()}) > 1:
+            routed[seed] = seed_summary(rec)
+        else:
+            unrouted[seed] = rec.get("status") or "not routed"
+    if not routed and not unrouted:
+        raise SystemExit(f"no {name}_seed<K>.json in {records}")
+    if len({v["verilog_sha256"] for v in routed.values()}) > 1:
         raise SystemExit(f"the routed records in {records} are of different netlists: "
-                         + ", ".join(f"seed {s}: {v['verilog_sha256'][:8]}" for s, v in seeds.items()))
-    return seeds
+                         + ", ".join(f"seed {s}: {v['verilog_sha256'][:8]}" for s, v in routed.items()))
+    return routed, unrouted
 
 
 def bench_experiment(name: str, changes: str, records: Path, speed: int = ENGINE_DEVICE.speed,
-                     flow: bool = False) -> Path:
-    """timing_experiments.json with the experiment `name` (routed seeds from `records`, of speed
-    grade `speed`) added or replaced (what else its entry holds, e.g. the seeds not routed, is
-    kept), and the landed netlist's seeds (this checkout's records) as the baseline. `flow`: an
-    experiment with the flow (a netlist routed another way), under flow_experiments."""
+                     flow: bool = False, weight_bits: int | None = None) -> Path:
+    """timing_experiments.json with the experiment `name` (the seeds in `records` of speed grade
+    `speed` and of the engine with `weight_bits`-bit weights: the routed ones, and as `unrouted`
+    how far the others got) added or replaced, and the landed netlist's seeds (this checkout's
+    records) as the baseline. `flow`: an experiment with the flow (a netlist routed another way),
+    under flow_experiments."""
     doc = json.loads(EXPERIMENTS.read_text()) if EXPERIMENTS.exists() else {}
-    doc["baseline"] = _routed_seeds(OUT)
+    doc["baseline"] = _seed_records(OUT)[0]
     section = "flow_experiments" if flow else "experiments"
     old = {e["name"]: e for e in doc.get(section, [])}
-    entry = {**old.get(name, {}), "name": name, "changes": changes,
-             "seeds": _routed_seeds(records, speed)}
+    routed, unrouted = _seed_records(records, speed, weight_bits or MLP_WEIGHT_BITS)
+    entry = {**old.get(name, {}), "name": name, "changes": changes, "seeds": routed}
+    if unrouted:
+        entry["unrouted"] = unrouted
     doc[section] = [entry if e["name"] == name else e for e in old.values()] + (
         [] if name in old else [entry])
     write_atomic(EXPERIMENTS, (json.dumps(doc, indent=1) + "\n").encode())

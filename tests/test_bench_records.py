@@ -57,3 +57,28 @@ def test_the_figures_show_every_recorded_conv_gemm_and_routed_seed(tmp_path):
     assert target == 150.0 and len(landed) == 2 and all(landed)
     assert P.write_figures(tmp_path) == [P.UTILIZATION_PNG, P.FMAX_PNG]
     assert all((tmp_path / f).stat().st_size > 10_000 for f in (P.UTILIZATION_PNG, P.FMAX_PNG))
+
+
+def test_an_experiment_records_its_routed_and_unrouted_seeds(tmp_path, monkeypatch):
+    """`bench_engine.py experiment` on the CNN engine's records at another speed grade: the routed
+    seed in brief, and how far a seed that did not route got; the earlier experiments are kept."""
+    import shutil
+
+    import scripts.bench_engine_synth as S
+
+    doc = tmp_path / "timing_experiments.json"
+    shutil.copy(S.EXPERIMENTS, doc)
+    monkeypatch.setattr(S, "EXPERIMENTS", doc)
+    recs = tmp_path / "records"
+    recs.mkdir()
+    shutil.copy(S.OUT / "synth_w24_seed5.json", recs / "synth_speed8_w24_seed5.json")
+    (recs / "synth_speed8_w24_seed6.json").write_text(json.dumps({"fmax_mhz": None, "status": "not routed: x"}))
+    (recs / "synth_speed8_seed1.json").write_text(json.dumps({"fmax_mhz": None, "status": "the MLP engine's"}))
+    before = json.loads(doc.read_text())
+    S.bench_experiment("cnn at 8", "what", recs, speed=8, flow=True, weight_bits=24)
+    after = json.loads(doc.read_text())
+    entry = after["flow_experiments"][-1]
+    assert entry["name"] == "cnn at 8" and entry["unrouted"] == {"6": "not routed: x"}
+    assert entry["seeds"]["5"]["fmax_mhz"] == json.loads((S.OUT / "synth_w24_seed5.json").read_text())["fmax_mhz"]
+    assert after["experiments"] == before["experiments"]
+    assert after["flow_experiments"][:-1] == before["flow_experiments"]
