@@ -86,7 +86,8 @@ def _cosim_lines(f: Path, per_phase: bool = False) -> list[str]:
              f"- cycles per step: **{r['cycles_per_step']:.0f}** = {units_text(u)}; predicted "
              f"{r['predicted']['cycles_per_step']:.0f} ({100 * r['predicted']['error']:+.2f}%)",
              f"- useful-MAC utilization **{100 * r['mac_util']:.1f}%** of the step "
-             f"({100 * r['gemm_mac_util']:.1f}% of the core's cycles)", f"- {warm_text(r)}"]
+             f"({100 * r['gemm_mac_util']:.1f}% of the core's cycles in GEMMs, END commands "
+             f"excluded)", f"- {warm_text(r)}"]
     if t:
         lines.append(f"- inference on {t['images']} test images: engine accuracy "
                      f"{100 * t['engine_acc']:.2f}%, golden model {100 * t['golden_acc']:.2f}%, "
@@ -235,9 +236,21 @@ def _run_lines() -> list[str]:
     return lines
 
 
+CONFORM_TEXT = ("What `nitro conform --engine` compares (`sim/engine/conform.py`): per step the tensors "
+                "the engine stores (block and output activations as the set names them, the stored "
+                "NITRO-ReLU inputs, loss gradients and deltas) and every layer's weights after the "
+                "step, plus the learning layers' transposed copies against the same weights; after "
+                "the steps the predictions. The set's weights after each step are its initial "
+                "weights less its recorded updates (`wupd/*`). The set's other arrays (int32 GEMM "
+                "outputs, weight gradients) are intermediate tensors the engine does not keep; "
+                "`nitro conform` without `--engine` compares every one of them on the golden model.")
+
+
 def _conform_lines() -> list[str]:
     """`nitro conform --engine` on the official sets."""
     lines = []
+    if any((OUT / f"conform_{tag}.json").exists() for tag in OFFICIAL_SETS):
+        lines += [CONFORM_TEXT, ""]
     for f in (OUT / f"conform_{tag}.json" for tag in OFFICIAL_SETS):
         if f.exists():
             r = json.loads(f.read_text())
@@ -245,7 +258,8 @@ def _conform_lines() -> list[str]:
                               for k, v in r["steps"].items())
             lines += [f"## {f.name}", "",
                       f"- `nitro conform --engine` on the official `{r['set']}` set: every "
-                      f"array matches: **{r['ok']}** ({steps}); {r['wall_s']:.0f} s",
+                      f"array the engine produces matches: **{r['ok']}** ({steps}); "
+                      f"{r['wall_s']:.0f} s",
                       "- arrays of the set that hold one value throughout (a match shows little "
                       f"about them): {', '.join(r['constant_arrays']) or 'none'}", ""]
     return lines
@@ -437,10 +451,11 @@ def _widths_lines() -> list[str]:
 
 def _figure_lines() -> list[str]:
     """The figures (`bench_engine_plots`), written from the records now."""
-    from scripts.bench_engine_plots import FMAX_PNG, UTILIZATION_PNG, write_figures
+    from scripts.bench_engine_plots import CONV_UTIL_TARGET, FMAX_PNG, UTILIZATION_PNG, write_figures
 
-    captions = {UTILIZATION_PNG: "Useful-MAC utilization of each convolution GEMM (red: under "
-                                 "issue 14's 85 %), from the records below",
+    captions = {UTILIZATION_PNG: "Useful-MAC utilization of each convolution GEMM with the ideal "
+                                 f"memory, from the records below (red: under the project's target of "
+                                 f"{100 * CONV_UTIL_TARGET:.0f} % for every convolution GEMM)",
                 FMAX_PNG: "Fmax after routing, per nextpnr seed, of the landed engines and of "
                           "every timing experiment (`timing_experiments.json`)"}
     return [f"![{f}]({f})\n\n*{captions[f]}.*\n" for f in write_figures()]

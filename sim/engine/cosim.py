@@ -491,11 +491,13 @@ def verdict(res: dict) -> None:
 
 
 def units_text(u: dict) -> str:
-    """The sequencer's share of a step: the commands it fetched, LOADs and waits (STOREs run
-    beside them), and the core's run, which overlaps all of them."""
+    """The sequencer's share of a step: the commands it fetched, LOADs, waits, and its other
+    cycles (decoding and issuing the other commands; STOREs run beside them), and the core's run,
+    which overlaps all of them."""
+    rest = u["cycles"] - u["fetch_cycles"] - u["load_cycles"] - u["wait_cycles"]
     return (f"fetch {u['fetch_cycles']:.0f} + load {u['load_cycles']:.0f} + waiting for the core "
-            f"or the stores {u['wait_cycles']:.0f} (stores moved for {u['store_cycles']:.0f}, "
-            f"the core ran {u['run_cycles']:.0f})")
+            f"or the stores {u['wait_cycles']:.0f} + issuing the other commands {rest:.0f} (stores "
+            f"moved for {u['store_cycles']:.0f}, the core ran {u['run_cycles']:.0f})")
 
 
 def warm_text(res: dict) -> str:
@@ -521,7 +523,7 @@ def report(res: dict) -> None:
               f"{MemoryModel(**res['memory']).name}")
         print(f"  cycles per step: {res['cycles_per_step']:.0f} = {units_text(u)}; useful-MAC "
               f"utilization {100 * res['mac_util']:.1f}% of the step, "
-              f"{100 * res['gemm_mac_util']:.1f}% of the core's cycles (MAC busy "
+              f"{100 * res['gemm_mac_util']:.1f}% of the core's GEMM cycles (MAC busy "
               f"{100 * res['mac_busy_frac']:.1f}%)")
         pr = res["predicted"]
         print(f"  performance model (hw.engine.perf): {pr['cycles_per_step']:.0f} cycles per step "
