@@ -140,14 +140,12 @@ def _same_config(path: Path, written: str, wanted: str) -> None:
 
 
 def load_checkpoint_to_resume(path: Path, cfg: ExperimentConfig) -> Checkpoint:
-    """A checkpoint of `cfg`'s own run; one of `cfg` run with another seed is named as such (the
-    run resumes with the same --seed)."""
-    ck = load_checkpoint(path)
-    if ck.config_digest != cfg.digest():
-        seed = parse_config(ck.config_text, cfg.name).train.seed
-        if with_seed(cfg, seed).digest() == ck.config_digest:
-            raise NitroError(f"checkpoint {path} was trained with seed {seed}: resume it with --seed {seed}")
-        _same_config(Path(path), ck.config_digest, cfg.digest())
+    """A checkpoint of `cfg`'s own run; one of `cfg` run with another seed (`load_checkpoint_for`)
+    is named as such (the run resumes with the same --seed)."""
+    ck, written_for = load_checkpoint_for(path, cfg)
+    if written_for is not cfg:
+        seed = written_for.train.seed
+        raise NitroError(f"checkpoint {path} was trained with seed {seed}: resume it with --seed {seed}")
     return ck
 
 

@@ -172,12 +172,12 @@ def predict(ep: EngineProgram, memory: MemoryModel = MemoryModel(), warm: bool =
         elif c.op == SOP_RUN:
             run = next(runs)
             rs = run_cycles(run, p)
-            idle = t + 1 - core_free  # since the run before ended (the step's start: 0)
-            core_free = t + 1 + sum(rs)
-            pred.units["run_cycles"] += sum(rs)
+            core, idle = sum(rs), t + 1 - core_free  # idle since the run before ended (or the start)
+            core_free = t + 1 + core
+            pred.units["run_cycles"] += core
             for tile, r in zip(run.tiles, rs):
                 pred.phases[key(tile)] += r
-                pred.waits[key(tile)] += idle * r / sum(rs)
+                pred.waits[key(tile)] += idle * r / core
         elif c.op == SOP_SYNC:
             wait_until(stores_done())
         elif c.op in (SOP_SWAP, SOP_END):
