@@ -365,6 +365,15 @@ def constant_arrays(vs: VectorSet) -> list[str]:
             if np.unique(np.concatenate([np.ravel(ref[n]) for ref in vs.refs.values() if n in ref])).size == 1]
 
 
+def require_arrays(tag: str, step, ref: dict, names: list[str], producer: str) -> None:
+    """NitroError unless step `step` of set `tag` holds every array in `names` (those `producer`
+    produces): a set missing some would pass on what it holds."""
+    if lacking := [n for n in names if n not in ref]:
+        raise NitroError(f"vector set {tag!r} step {step} lacks {len(lacking)} of the {len(names)} "
+                         f"arrays {producer} produces ({', '.join(lacking[:3])}"
+                         f"{', ...' if len(lacking) > 3 else ''}): they could not be compared")
+
+
 def run_conformance(vec_dir: str | Path, tag: str,
                     on_step: Callable[[StepReport], None] | None = None) -> list[StepReport]:
     """Replay the recorded steps of `tag` from its initial weights; compare every array, and
@@ -375,10 +384,7 @@ def run_conformance(vec_dir: str | Path, tag: str,
     for step, ref in vs.refs.items():
         ours = (final_arrays(vs.net, vs.data["test_x"]) if step == "after" else
                 step_arrays(vs.net, vs.data[f"step{step}_x"], vs.data[f"step{step}_y_onehot"], vs.lr_inv))
-        if lacking := [n for n in ours if n not in ref]:
-            raise NitroError(f"vector set {tag!r} step {step} lacks {len(lacking)} of the {len(ours)} "
-                             f"arrays the golden model produces ({', '.join(lacking[:3])}"
-                             f"{', ...' if len(lacking) > 3 else ''}): they could not be compared")
+        require_arrays(tag, step, ref, list(ours), "the golden model")
         reports.append(compare_arrays(step, ref, ours))
         if on_step:
             on_step(reports[-1])

@@ -165,19 +165,37 @@ def _seed_records(records: Path, speed: int = ENGINE_DEVICE.speed,
     return routed, unrouted
 
 
+def _merge_seeds(prior: dict, routed: dict[str, dict],
+                 unrouted: dict[str, str]) -> tuple[dict[str, dict], dict[str, str]]:
+    """An experiment's seeds with those of new records (`routed`, `unrouted`) added: a seed in the
+    new records replaces its earlier result, the others are kept (seeds routed in several
+    sessions); a netlist other than the one recorded before is refused."""
+    shas = {v["verilog_sha256"] for v in [*prior.get("seeds", {}).values(), *routed.values()]}
+    if len(shas) > 1:
+        raise SystemExit(f"experiment {prior['name']!r} was routed on another netlist: name this one anew")
+    fresh = routed.keys() | unrouted.keys()
+
+    def keep(old: dict, new: dict) -> dict:
+        return dict(sorted(({s: v for s, v in old.items() if s not in fresh} | new).items(),
+                           key=lambda kv: int(kv[0])))
+    return keep(prior.get("seeds", {}), routed), keep(prior.get("unrouted", {}), unrouted)
+
+
 def bench_experiment(name: str, changes: str, records: Path, speed: int = ENGINE_DEVICE.speed,
                      flow: bool = False, weight_bits: int | None = None) -> Path:
     """timing_experiments.json with the experiment `name` (the seeds in `records` of speed grade
     `speed` and of the engine with `weight_bits`-bit weights: the routed ones, and as `unrouted`
-    how far the others got) added or replaced, and the landed netlist's seeds (this checkout's
-    records) as the baseline. `flow`: an experiment with the flow (a netlist routed another way),
-    under flow_experiments."""
+    how far the others got) added, or its seeds merged with these (`_merge_seeds`), and the
+    landed netlist's seeds (this checkout's records) as the baseline. `flow`: an experiment with
+    the flow (a netlist routed another way), under flow_experiments."""
     doc = json.loads(EXPERIMENTS.read_text()) if EXPERIMENTS.exists() else {}
     doc["baseline"] = _seed_records(OUT)[0]
     section = "flow_experiments" if flow else "experiments"
     old = {e["name"]: e for e in doc.get(section, [])}
-    routed, unrouted = _seed_records(records, speed, weight_bits or MLP_WEIGHT_BITS)
-    entry = {**old.get(name, {}), "name": name, "changes": changes, "seeds": routed}
+    routed, unrouted = _merge_seeds(old.get(name, {}),
+                                    *_seed_records(records, speed, weight_bits or MLP_WEIGHT_BITS))
+    entry = {k: v for k, v in old.get(name, {}).items() if k != "unrouted"}
+    entry |= {"name": name, "changes": changes, "seeds": routed}
     if unrouted:
         entry["unrouted"] = unrouted
     doc[section] = [entry if e["name"] == name else e for e in old.values()] + (

@@ -82,3 +82,32 @@ def test_an_experiment_records_its_routed_and_unrouted_seeds(tmp_path, monkeypat
     assert entry["seeds"]["5"]["fmax_mhz"] == json.loads((S.OUT / "synth_w24_seed5.json").read_text())["fmax_mhz"]
     assert after["experiments"] == before["experiments"]
     assert after["flow_experiments"][:-1] == before["flow_experiments"]
+
+
+def test_seeds_routed_later_join_their_experiment(tmp_path, monkeypatch):
+    """Seeds of an experiment routed in a later session are added to its entry: a new result
+    replaces its seed's (a seed that did not route before and now did), the others are kept; a
+    record of another netlist under the same name is refused."""
+    import shutil
+
+    import scripts.bench_engine_synth as S
+
+    doc = tmp_path / "timing_experiments.json"
+    shutil.copy(S.EXPERIMENTS, doc)
+    monkeypatch.setattr(S, "EXPERIMENTS", doc)
+    name = next(e["name"] for e in json.loads(doc.read_text())["flow_experiments"] if "2b0c1734" in e["name"])
+    before = next(e for e in json.loads(doc.read_text())["flow_experiments"] if e["name"] == name)
+    assert {"2", "6"} <= before["seeds"].keys() and "5" in before["unrouted"]
+    recs = tmp_path / "records"
+    recs.mkdir()
+    landed = json.loads((S.OUT / "synth_w24_seed5.json").read_text())  # the same netlist at grade 6
+    (recs / "synth_speed8_w24_seed5.json").write_text(json.dumps(landed))
+    (recs / "synth_speed8_w24_seed9.json").write_text(json.dumps({"fmax_mhz": None, "status": "not routed: y"}))
+    S.bench_experiment(name, before["changes"], recs, speed=8, flow=True, weight_bits=24)
+    entry = next(e for e in json.loads(doc.read_text())["flow_experiments"] if e["name"] == name)
+    assert list(entry["seeds"]) == sorted({*before["seeds"], "5"}, key=int)
+    assert entry["seeds"]["5"]["fmax_mhz"] == landed["fmax_mhz"]
+    assert entry["unrouted"] == {**{s: v for s, v in before["unrouted"].items() if s != "5"}, "9": "not routed: y"}
+    (recs / "synth_speed8_w24_seed5.json").write_text(json.dumps({**landed, "verilog_sha256": "0" * 64}))
+    with pytest.raises(SystemExit, match="routed on another netlist"):
+        S.bench_experiment(name, before["changes"], recs, speed=8, flow=True, weight_bits=24)

@@ -137,7 +137,8 @@ def test_engine_conform_refuses_a_set_lacking_an_engine_array(tampered_mlp_set, 
     folder = tampered_mlp_set({"bwd_out/non_linearity_01": None})
     assert main(["conform", "--engine", str(folder), "mlp"]) == 2
     err = capsys.readouterr().err
-    assert "mlp step 2 lacks bwd_out/non_linearity_01" in err and err.count("\n") == 1
+    assert "'mlp' step 2 lacks 1 of the" in err and "arrays the engine produces (bwd_out/non_linearity_01)" in err
+    assert err.count("\n") == 1
 
 
 @pytest.mark.parametrize("bad", ["float64", "shape (3, 3)", "shape (1,)"])

@@ -22,7 +22,7 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from hw.engine.params import EngineParams, engine_params
-from model.conform import Mismatch, StepReport, compare_arrays, load_set
+from model.conform import Mismatch, StepReport, compare_arrays, load_set, require_arrays
 from model.numerics import NitroError
 from sim.job import SimJob
 
@@ -145,11 +145,7 @@ def run_engine_conformance(vec_dir: str | Path, tag: str,
     p = engine_params(params, vs.net.spec)
     programs(compile_network(vs.net.spec, len(vs.data["step1_x"]), p, vs.lr_inv))
     for step, ref in vs.refs.items():  # every array the engine produces must be in the set
-        missing = [n for n in required_arrays(vs.net, step) if n not in ref]
-        if missing:
-            raise NitroError(f"conform --engine: {tag} step {step} lacks {', '.join(missing[:3])}"
-                             f"{' ...' if len(missing) > 3 else ''}: the engine's arrays could not "
-                             f"all be compared")
+        require_arrays(tag, step, ref, required_arrays(vs.net, step), "the engine")
         _check_updates(vs, step, ref)
     build = build_engine(p)
     tdir = Path(work_dir) if work_dir else build.build_dir / f"conform-{tag}-{os.getpid()}"
