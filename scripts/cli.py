@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from model.config import SEED_MAX
 from model.layers import INT32_MAX
 from model.numerics import NitroError
 from sim.device import ENGINE_DEVICE, SPEED_GRADES
@@ -269,24 +270,26 @@ def path_arg(text: str) -> str:
     return text
 
 
-def positive_int(text: str) -> int:
+def _int_arg(text: str, lo: int, hi: int, what: str) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if not 0 < v <= INT32_MAX:  # counts the config caps there too (epochs, steps, images)
-        raise argparse.ArgumentTypeError(f"expected a positive integer up to {INT32_MAX}, got {v}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not lo <= v <= hi:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {v}")
     return v
+
+
+def positive_int(text: str) -> int:  # counts: the config caps them at INT32_MAX too
+    return _int_arg(text, 1, INT32_MAX, f"a positive integer up to {INT32_MAX}")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
+    return _int_arg(text, 0, INT32_MAX, f"an integer from 0 to {INT32_MAX}")
+
+
+def seed_int(text: str) -> int:
+    return _int_arg(text, 0, SEED_MAX, f"a seed from 0 to {SEED_MAX}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,7 +304,7 @@ def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a config on the golden model")
     t.add_argument("--config", type=path_arg, required=True, help="experiment TOML (see configs/)")
     t.add_argument("--epochs", type=positive_int, help="stop after this many epochs (default: the config's)")
-    t.add_argument("--seed", type=int, help="override the config's seed")
+    t.add_argument("--seed", type=seed_int, help="override the config's seed")
     t.add_argument("--data-dir", type=path_arg, help=DATA_DIR_HELP)
     t.add_argument("--out", type=path_arg, help="output folder (default runs/<config name>)")
     again = t.add_mutually_exclusive_group()
@@ -437,7 +440,7 @@ def _add_run_commands(sub) -> None:
     """Multi-run commands: sweep, flow."""
     w = sub.add_parser("sweep", help="every (config, seed) as a Ray task: resumable, table and plot")
     w.add_argument("--config", type=path_arg, nargs="+", required=True, help="experiment TOMLs")
-    w.add_argument("--seeds", nargs="+", type=int, required=True, help="seeds of every config")
+    w.add_argument("--seeds", nargs="+", type=seed_int, required=True, help="seeds of every config")
     w.add_argument("--epochs", type=positive_int, help="stop each trial after this many epochs")
     w.add_argument("--out", type=path_arg, required=True, help="sweep folder: a folder per trial, summary.md/json/png")
     w.add_argument("--data-dir", type=path_arg, help=DATA_DIR_HELP)

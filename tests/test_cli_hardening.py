@@ -99,8 +99,8 @@ def test_train_force_overwrites(capsys, tiny, tmp_path):
     (["--epochs", "0"], "--epochs: expected a positive integer up to 2147483647, got 0"),
     (["--epochs", "99999999999"], "--epochs: expected a positive integer up to 2147483647, got 99999999999"),
     (["--epochs", "x"], "--epochs: expected a positive integer"),
-    (["--seed", "-1"], "train.seed"),
-    (["--seed", str(1 << 32)], "train.seed"),
+    (["--seed", "-1"], "--seed: expected a seed from 0 to 4294967295, got -1"),
+    (["--seed", str(1 << 32)], "--seed: expected a seed from 0 to 4294967295, got 4294967296"),
     (["--resume", "--force"], "not allowed with argument --resume"),
 ])
 def test_train_bad_arguments(capsys, tiny, tmp_path, argv, msg):
