@@ -79,7 +79,8 @@ def _fmax_figure(plt, target: float | None, rows, out: Path) -> None:
             ax.plot(f, y, "o", color=f"C{int(s) % 10}", label=f"seed {s}")
     if target:
         ax.axvline(target, color="k", ls="--", lw=1, label=f"target {target:.0f} MHz")
-    handles = dict(zip(*reversed(ax.get_legend_handles_labels())))
+    handles = dict(sorted(zip(*reversed(ax.get_legend_handles_labels())),
+                          key=lambda kv: (not kv[0].startswith("seed"), kv[0].split()[-1].zfill(3))))
     ax.legend(handles.values(), handles.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_yticks(range(len(rows)), [n for n, _ in rows], fontsize=7)
     ax.invert_yaxis()
