@@ -641,6 +641,16 @@ def test_conv_forward_chunks_fit_for_every_window_row():
         assert fwd and all(g.k < 9 * 512 for g in fwd)  # chunked, and every chunk validated
 
 
+def test_conv_forward_short_of_pmem_is_named():
+    """A convolution whose K must be chunked (a small WMEM) but whose partial sums of one image
+    row do not fit PMEM: PMEM is named, not a scratchpad that holds the tile."""
+    arch = [["Conv2d", 8, 3, 1, 1], ["MaxPool2d", 2, 2], ["Conv2d", 16, 3, 1, 1]]
+    small = replace(EngineParams(), wmem_depth=16, wtmem_depth=128, pmem_depth=64)
+    with pytest.raises(NitroError, match=r"conv_block_02/fwd \(convolution of 14-pixel rows, 72 inputs\) "
+                                         r"needs 896 words of PMEM .* the engine has 64"):
+        T.lower(C.compile_network(_cnn(arch), 16, small))
+
+
 def test_conv_lowering():
     """A conv block lowers to forward tiles of L images x whole output rows (the rows their
     windows read loaded beside them) and one weight-gradient GEMM per window position, in

@@ -175,14 +175,6 @@ def test_with_seed_checks_names_and_restates_the_seed():
             with_seed(cfg, bad)
 
 
-def test_cli_seed_out_of_range_is_one_line(tmp_path, capsys):
-    cfg = str(REPO / "configs/embedded_mlp.toml")
-    assert main(["train", "--config", cfg, "--seed", str(2**32), "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("nitro: error: 'train.seed' must be at most")
-    assert not (tmp_path / "o").exists()
-
-
 # conv4 whose learning pool (8, 8) pads 4 rows and columns, and conv4 - pool - conv4 whose pools
 # (4, 4) and (2, 2) tile their maps exactly, with an FC block after them
 QUIRK_NETS = {

@@ -233,6 +233,10 @@ def _conv_fwd_shape(g: Gemm, p: EngineParams) -> TileShape:
         b = best(kc, tiles)
         if b is not None:
             return TileShape(b[1] * row, b[2], False, kc, kc is not None)
+    if tile_fits(g, p, row, L, cg.c_in):  # the scratchpads hold a row's tap: PMEM does not
+        raise NitroError(f"engine: {g.name} (convolution of {cg.w}-pixel rows, {g.k} inputs) needs "
+                         f"{cg.w * L * L} words of PMEM for the partial sums of one row of {L} "
+                         f"images and {L} channels; the engine has {p.pmem_depth}")
     s, u, d = _overflow(g, p, row, L, cg.c_in)
     raise NitroError(f"engine: {g.name} (convolution of {cg.w}-pixel rows, {g.k} inputs, "
                      f"{g.n} outputs) needs {u} words of the {s} scratchpad for one row "
