@@ -1,11 +1,12 @@
 """Engine host side without simulation: compilation, memory map, packing, and clear errors on bad
 input before any simulation starts (issue 13, acceptance 6; issue 14, acceptance 6)."""
+import re
 from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hw.engine.params import (
@@ -649,6 +650,37 @@ def test_conv_forward_short_of_pmem_is_named():
     with pytest.raises(NitroError, match=r"conv_block_02/fwd \(convolution of 14-pixel rows, 72 inputs\) "
                                          r"needs 896 words of PMEM .* the engine has 64"):
         T.lower(C.compile_network(_cnn(arch), 16, small))
+
+
+SCRATCH_DEPTHS = ("amem_c_depth", "amem_r_depth", "wmem_depth", "wtmem_depth", "dmem_depth",
+                  "smem_depth", "ymem_depth")
+SMALL_CNNS = [  # a second block reading 8 or 16 channels, learning pools that pad or tile
+    [["Conv2d", 8, 3, 1, 1], ["MaxPool2d", 2, 2], ["Conv2d", 16, 3, 1, 1]],
+    [["Conv2d", 16, 3, 1, 1], ["MaxPool2d", 2, 2], ["Conv2d", 16, 3, 1, 1]],
+]
+
+
+@settings(max_examples=80, deadline=None)
+@given(arch=st.sampled_from(range(len(SMALL_CNNS))), decoder=st.sampled_from([128, 512]),
+       batch=st.sampled_from([8, 16]),
+       depths=st.dictionaries(st.sampled_from(SCRATCH_DEPTHS), st.sampled_from([8, 32, 128, 512, 1024]),
+                              min_size=1, max_size=4),
+       pmem=st.sampled_from([64, 256, 4096]))
+@example(arch=0, decoder=512, batch=16, pmem=4096,  # a pool band away from the top overflows SMEM
+         depths={"wtmem_depth": 8, "smem_depth": 512, "ymem_depth": 32, "wmem_depth": 512})
+@example(arch=1, decoder=512, batch=16, pmem=64,
+         depths={"wmem_depth": 128, "dmem_depth": 512, "smem_depth": 256})
+def test_an_engine_too_small_names_the_limit(arch, decoder, batch, depths, pmem):
+    """Any scratchpad sizes: the CNN lowers, or is refused naming the GEMM, the scratchpad (or
+    PMEM) and the words it needs (the search's failure was once reported from a tile that fit,
+    ending in a StopIteration)."""
+    p = replace(EngineParams(), pmem_depth=pmem, **depths)
+    spec = build_cnn((1, 28, 28), SMALL_CNNS[arch], [32], Hyper(), pred_decoder_dim=decoder)
+    try:
+        assert T.lower(C.compile_network(spec, batch, p)).tiles
+    except NitroError as e:
+        assert re.fullmatch(r"engine: \S+ .*needs \d+ words of (the \w+ scratchpad|PMEM) .*"
+                            r"the engine has \d+", str(e)), e
 
 
 def test_conv_lowering():

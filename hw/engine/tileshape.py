@@ -159,7 +159,8 @@ def _pool_shape(g: Gemm, p: EngineParams) -> TileShape:
                 for r in [largest(0, g.n, lambda r: fits(i, r, wc))] if r), default=None)
     if best is not None:
         return TileShape(best[1], best[2], False, best[3])
-    s, u, d = _overflow(g, p, step, 1, 1)
+    n0 = min(1, g.n - 1)
+    s, u, d = _overflow(g, p, (step, n0 + 1, 1, {"n0": n0}))
     raise NitroError(f"engine: {g.name} needs {u} words of the {s} scratchpad for one word of "
                      f"each pixel of one output row of {step} image(s); the engine has {d}")
 
@@ -174,12 +175,19 @@ def _unpool_shape(g: Gemm, p: EngineParams) -> TileShape:
     if best is not None:
         return TileShape(best[1], best[2] * row, False)
     px, mm = row // pg.w, min(L, g.m)
+
+    def cuts(s: int) -> list[int]:  # segment edges (pixel columns) of s windows each
+        return sorted({0, pg.w} | {x for x in range(s * pg.kw - pg.pw, pg.w, s * pg.kw) if x > 0})
+
+    def segments(xs: list[int]) -> list[tuple]:  # the tiles, as _overflow takes them
+        return [(mm, x1 * px, None, {"n0": x0 * px}) for x0, x1 in zip(xs, xs[1:])]
+
     for s in range(pg.wo, 0, -1):  # windows per segment
-        xs = sorted({0, pg.w} | {x for x in range(s * pg.kw - pg.pw, pg.w, s * pg.kw) if x > 0})
-        if all(tile_fits(g, p, mm, x1 * px, n0=x0 * px) for x0, x1 in zip(xs, xs[1:])):
+        xs = cuts(s)
+        if all(tile_fits(g, p, m, n, **at) for m, n, _, at in segments(xs)):
             edges = sorted({y * row + x * px for y in range(rows) for x in xs})
             return TileShape(mm, 0, False, n_cuts=tuple(edges))
-    s, u, d = _overflow(g, p, mm, pg.kw * px)
+    s, u, d = _overflow(g, p, *segments(cuts(1)))
     raise NitroError(f"engine: {g.name} needs {u} words of the {s} scratchpad for one pooling "
                      f"window of {L} images; the engine has {d}")
 
@@ -233,11 +241,14 @@ def _conv_fwd_shape(g: Gemm, p: EngineParams) -> TileShape:
         b = best(kc, tiles)
         if b is not None:
             return TileShape(b[1] * row, b[2], False, kc, kc is not None)
-    if tile_fits(g, p, row, L, cg.c_in):  # the scratchpads hold a row's tap: PMEM does not
+    m0 = row * min(1, cg.h - 1)  # one row of a tap of each window row, as `fits` tried them
+    over = _overflow(g, p, *((m0 + row, L, k0 + cg.c_in, {"m0": m0, "k0": k0})
+                             for k0 in range(0, g.k, cg.c_in)))
+    if over is None:  # the scratchpads hold a row's tap: PMEM does not
         raise NitroError(f"engine: {g.name} (convolution of {cg.w}-pixel rows, {g.k} inputs) needs "
                          f"{cg.w * L * L} words of PMEM for the partial sums of one row of {L} "
                          f"images and {L} channels; the engine has {p.pmem_depth}")
-    s, u, d = _overflow(g, p, row, L, cg.c_in)
+    s, u, d = over
     raise NitroError(f"engine: {g.name} (convolution of {cg.w}-pixel rows, {g.k} inputs, "
                      f"{g.n} outputs) needs {u} words of the {s} scratchpad for one row "
                      f"of {L} images, {L} channels and one window tap; the engine has {d}")
@@ -266,7 +277,8 @@ def _wgrad_shape(g: Gemm, p: EngineParams, share: int) -> TileShape:
 
     sh = _chunk_shape(g, p, chunk, share)[1]
     if sh is None:
-        s, u, d = _overflow(g, p, min(L, g.m), min(L, g.n), cg.w)
+        k0 = cg.w * min(1, cg.h - 1)  # one image row away from the top, as `band` tried it
+        s, u, d = _overflow(g, p, (min(L, g.m), min(L, g.n), k0 + cg.w, {"k0": k0}))
         raise NitroError(f"engine: {g.name} (weight gradient over {cg.w}-pixel image rows) needs "
                          f"{u} words of the {s} scratchpad for one row; the engine has {d}")
     return sh
@@ -319,7 +331,7 @@ def tile_shape(g: Gemm, p: EngineParams, share: int = 1, exposed: bool = False) 
     if not tile_fits(g, p, *one):
         sh = _chunk_shape(g, p, chunk)[1]
         if sh is None:
-            s, u, d = _overflow(g, p, *one, 1)
+            s, u, d = _overflow(g, p, (*one, 1, {}))
             raise NitroError(f"engine: {g.name} (M={g.m}, K={g.k}, N={g.n}) needs {u} words of the "
                              f"{s} scratchpad for one {L}x{L} tile; the engine has {d}")
         return sh
@@ -375,11 +387,15 @@ def tile_fits(g: Gemm, p: EngineParams, mm: int, nn: int, kk: int | None = None,
     return all(u <= p.depth(s) for s, u in _usage(g, mm, nn, kk, **at).items())
 
 
-def _overflow(g: Gemm, p: EngineParams, mm: int, nn: int,
-              kk: int | None = None) -> tuple[str, int, int]:
-    """(scratchpad name, words needed, words it has) of the first scratchpad the tile overflows."""
-    s, u = next((s, u) for s, u in _usage(g, mm, nn, kk).items() if u > p.depth(s))
-    return MEM_NAMES[s], u, p.depth(s)
+def _overflow(g: Gemm, p: EngineParams, *tiles: tuple) -> tuple[str, int, int] | None:
+    """(scratchpad name, words needed, words it has) of the first scratchpad that one of `tiles`
+    overflows: (mm, nn, kk, starts as `_usage` takes them) of the smallest tiles a shape search
+    tried. None when they all fit (the search failed on another limit)."""
+    for mm, nn, kk, at in tiles:
+        for s, u in _usage(g, mm, nn, kk, **at).items():
+            if u > p.depth(s):
+                return MEM_NAMES[s], u, p.depth(s)
+    return None
 
 
 def largest(lo: int, hi: int, ok) -> int:
