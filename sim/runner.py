@@ -150,10 +150,11 @@ def build_component(name: str, component, harness: tuple[Path, ...] = ()) -> Bui
     setup_verilator()
     v_text = verilog.convert(component, name="dut" if harness else "top")
     files = {f"{name}.v": v_text, **{h.name: h.read_text() for h in harness}}
-    key = hashlib.sha256((without_src("".join(files.values())) + json.dumps(build_args())).encode())
+    public = None if harness else "public_depth 1"
+    key = hashlib.sha256((without_src("".join(files.values())) + json.dumps([build_args(), public])).encode())
     bdir = build_root() / f"{name}-{key.hexdigest()[:12]}"
     toplevel = harness[-1].stem if harness else "top"
-    _build_locked(bdir, files, toplevel, {}, timing=bool(harness))
+    _build_locked(bdir, files, toplevel, {}, timing=bool(harness), lean=not harness)  # ports only
     return Built(name, bdir, bdir / f"{name}.v", toplevel)
 
 
@@ -174,13 +175,31 @@ def build_locked(bdir: Path, files: dict[str, str], toplevel: str, runner, args:
         return True
 
 
+def lean_verilator(public_depth: int = 0):
+    """cocotb's Verilator runner with signals public (`--public-depth`) only in the first
+    `public_depth` levels of modules instead of everywhere (`--public-flat-rw`): 0 where the
+    harness marks what cocotb touches public, 1 for a toplevel driven through its ports.
+    Verilator may then optimise the rest: the engine simulates ~2x faster, and the AXI
+    testbench's engine compiles in two thirds of the time."""
+    from cocotb_tools.runner import Verilator
+
+    class _Lean(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"] + (
+                ["--public-depth", str(public_depth)] if public_depth else [])
+            return cmds
+
+    return _Lean()
+
+
 def _build_locked(bdir: Path, files: dict[str, str], toplevel: str, params: dict,
-                  timing: bool = False) -> None:
+                  timing: bool = False, lean: bool = False) -> None:
     """`build_locked` with the units' flags. timing: the harness runs its own clock
-    (`always #5`), no Python per cycle."""
+    (`always #5`), no Python per cycle. lean: `lean_verilator` public to the toplevel's ports."""
     from cocotb_tools.runner import get_runner
 
-    build_locked(bdir, files, toplevel, get_runner("verilator"),
+    build_locked(bdir, files, toplevel, lean_verilator(1) if lean else get_runner("verilator"),
                  build_args() + (["--timing"] if timing else []), params,
                  ("1ns", "1ps") if timing else None)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from hw.engine.params import EngineParams
 from hw.engine.top import StreamEngine
 from sim.runner import (
+    lean_verilator,
     LINT_WAIVERS, REPO, build_locked, check_results, ignored_root, module_tests, setup_verilator,
     without_src,
 )
@@ -60,20 +61,6 @@ def _source_key(p: EngineParams, hparams: dict, waves: bool = False) -> str:
     return h.hexdigest()[:16]
 
 
-def _runner():
-    """cocotb's Verilator runner without `--public-flat-rw`: cocotb only touches the harness ports
-    (marked public in engine_tb.sv), so Verilator may optimise the whole engine (~2x faster)."""
-    from cocotb_tools.runner import Verilator
-
-    class _Lean(Verilator):
-        def _build_command(self):
-            cmds = super()._build_command()
-            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
-            return cmds
-
-    return _Lean()
-
-
 def _harness_params(p: EngineParams) -> dict:
     return {"WORDS": MEM_WORDS * 64 // p.bus_bits, "DATA_W": p.bus_bits}
 
@@ -113,7 +100,7 @@ def build_engine(params: EngineParams | None = None, waves: bool = False) -> Eng
     t0 = time.perf_counter()
     v_file = bdir / "engine.v"
     built = build_locked(bdir, {v_file.name: v_text, "axi_mem.sv": MEMORY_MODEL.read_text(),
-                                "engine_tb.sv": HARNESS.read_text()}, "tb", _runner(),
+                                "engine_tb.sv": HARNESS.read_text()}, "tb", lean_verilator(),
                          _build_args(waves), hparams, ("1ns", "1ps"), waves)
     (bdir / "params.json").write_text(json.dumps(p.__dict__))
     link.write_text(bdir.name)
