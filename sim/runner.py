@@ -129,7 +129,8 @@ def build_plan(name: str, coverage: bool | None = None) -> tuple[Path, str, dict
     in_w, out_w = payload_widths(unit)
     params = {"IN_W": in_w, "OUT_W": out_w, "DEPTH": spec.depth}
     key = hashlib.sha256(
-        (without_src(v_text) + HARNESS.read_text() + json.dumps([build_args(cov), params])).encode()
+        (without_src(v_text) + HARNESS.read_text()
+         + json.dumps([build_args(cov), params, UNIT_PUBLIC_DEPTH])).encode()
     ).hexdigest()[:12]
     return build_root() / f"{name}{'-cov' if cov else ''}-{key}", v_text, params
 
@@ -150,11 +151,11 @@ def build_component(name: str, component, harness: tuple[Path, ...] = ()) -> Bui
     setup_verilator()
     v_text = verilog.convert(component, name="dut" if harness else "top")
     files = {f"{name}.v": v_text, **{h.name: h.read_text() for h in harness}}
-    public = None if harness else "public_depth 1"
-    key = hashlib.sha256((without_src("".join(files.values())) + json.dumps([build_args(), public])).encode())
+    key = hashlib.sha256((without_src("".join(files.values()))
+                          + json.dumps([build_args(), UNIT_PUBLIC_DEPTH])).encode())
     bdir = build_root() / f"{name}-{key.hexdigest()[:12]}"
     toplevel = harness[-1].stem if harness else "top"
-    _build_locked(bdir, files, toplevel, {}, timing=bool(harness), lean=not harness)  # ports only
+    _build_locked(bdir, files, toplevel, {}, timing=bool(harness))
     return Built(name, bdir, bdir / f"{name}.v", toplevel)
 
 
@@ -193,13 +194,16 @@ def lean_verilator(public_depth: int = 0):
     return _Lean()
 
 
-def _build_locked(bdir: Path, files: dict[str, str], toplevel: str, params: dict,
-                  timing: bool = False, lean: bool = False) -> None:
-    """`build_locked` with the units' flags. timing: the harness runs its own clock
-    (`always #5`), no Python per cycle. lean: `lean_verilator` public to the toplevel's ports."""
-    from cocotb_tools.runner import get_runner
+# cocotb touches the units' harnesses and the AXI testbenches' toplevels only through the
+# toplevel's ports and signals
+UNIT_PUBLIC_DEPTH = 1
 
-    build_locked(bdir, files, toplevel, lean_verilator(1) if lean else get_runner("verilator"),
+
+def _build_locked(bdir: Path, files: dict[str, str], toplevel: str, params: dict,
+                  timing: bool = False) -> None:
+    """`build_locked` with the units' flags. timing: the harness runs its own clock
+    (`always #5`), no Python per cycle."""
+    build_locked(bdir, files, toplevel, lean_verilator(UNIT_PUBLIC_DEPTH),
                  build_args() + (["--timing"] if timing else []), params,
                  ("1ns", "1ps") if timing else None)
 
