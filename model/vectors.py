@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -57,7 +58,10 @@ def read_npz(path: Path, kind: str) -> dict[str, np.ndarray]:
 
 
 def _members(archive: np.lib.npyio.NpzFile) -> dict:
-    with archive:
+    # a header NumPy can only guess at (it warns, e.g. of a Python 2 file) is a malformed member:
+    # the error, not a warning beside it
+    with archive, warnings.catch_warnings():
+        warnings.simplefilter("error")
         return {k: archive[k] for k in archive.files}
 
 

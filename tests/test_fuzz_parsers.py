@@ -84,6 +84,8 @@ def _array_edit(key, value):
     pytest.param(lambda: _array_edit("order", np.zeros(10000, np.int64)), id="order not a permutation"),
     pytest.param(lambda: _array_edit("state", np.frombuffer(b"[1, 2]", np.uint8)), id="state a list"),
     pytest.param(lambda: ("unsealed", {"meta": np.frombuffer(b"[1]", np.uint8)}), id="meta a list"),
+    # a member's .npy header that NumPy parses only as a Python 2 file, warning on stderr
+    pytest.param(lambda: ("raw", fz._flip(fz.checkpoint_base()[0], [(139, 122)])), id="python 2 npy header"),
 ])
 def test_checkpoints_fuzzing_found_are_refused(case):
     assert fz.check_checkpoint(case()) == 2
