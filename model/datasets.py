@@ -13,6 +13,7 @@ import math
 import os
 import pickle
 import pickletools
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -348,7 +349,18 @@ def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         # 2^40 bytes: MemoryError, and CPython prints a SystemError of its own on stderr).
         for _ in pickletools.genops(data):
             pass
-        obj = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
+        # NumPy reports some corrupt arrays only to sys.unraisablehook (a traceback on stderr)
+        old_hook, unraisable = sys.unraisablehook, []
+        sys.unraisablehook = unraisable.append
+        try:
+            obj = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
+        except Exception:
+            if not unraisable:
+                raise
+        finally:
+            sys.unraisablehook = old_hook
+        if unraisable:  # the error NumPy reported that way, not the one it left behind
+            raise unraisable[0].exc_value
     except Exception as e:  # a corrupt pickle can raise almost anything
         raise NitroError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {one_line(e)})") from None
     if not isinstance(obj, dict):

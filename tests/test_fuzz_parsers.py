@@ -52,9 +52,12 @@ def test_idx_files_fuzzing_found_are_refused(name, content):
     pytest.param(b"P0\n.", id="persistent id: a two-line pickle error"),
     pytest.param(fz._cifar_batch(np.zeros((1, 3072), np.uint8), np.complex64(1)), id="complex labels: a warning"),
     pytest.param(b"\x80\x05\x96" + (2**40).to_bytes(8, "little") + b".", id="bytearray of 2^40 bytes"),
+    # an array NumPy cannot clear, reported only to sys.unraisablehook (a traceback on stderr)
+    pytest.param(lambda: fz._flip((fz.cifar_base() / fz.CIFAR10_FILES[0]).read_bytes(), [(256, 3)]),
+                 id="array numpy cannot clear"),
 ])
 def test_cifar_batches_fuzzing_found_are_refused(content):
-    assert fz.check_cifar(("data_batch_1", content)) == 2
+    assert fz.check_cifar(("data_batch_1", content() if callable(content) else content)) == 2
 
 
 def _state_edit(**changes):
@@ -89,6 +92,22 @@ def _array_edit(key, value):
 ])
 def test_checkpoints_fuzzing_found_are_refused(case):
     assert fz.check_checkpoint(case()) == 2
+
+
+def test_an_error_numpy_reports_only_to_the_unraisable_hook_is_the_one_line(tmp_path, monkeypatch):
+    """A CIFAR-10 batch with an array NumPy cannot clear: its error goes to sys.unraisablehook (a
+    traceback on stderr beside the error line); the loader reports it in the error instead."""
+    import sys
+
+    from model.datasets import _load_cifar_batch
+
+    f = tmp_path / "data_batch_1"
+    f.write_bytes(fz._flip((fz.cifar_base() / fz.CIFAR10_FILES[0]).read_bytes(), [(256, 3)]))
+    hooked = []
+    monkeypatch.setattr(sys, "unraisablehook", hooked.append)
+    with pytest.raises(NitroError, match=r"not a CIFAR-10 python batch \(RuntimeError: "):
+        _load_cifar_batch(f)
+    assert hooked == []
 
 
 def test_a_checkpoint_without_a_data_digest_still_loads(monkeypatch):
