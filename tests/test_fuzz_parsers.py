@@ -47,14 +47,18 @@ def test_idx_files_fuzzing_found_are_refused(name, content):
     assert fz.check_idx((name, content)) == 2  # refused, not accepted
 
 
+def _uncleared_cifar() -> bytes:
+    """A CIFAR-10 batch with an array NumPy cannot clear: it reports that only to
+    sys.unraisablehook (a traceback on stderr)."""
+    return fz._flip((fz.cifar_base() / fz.CIFAR10_FILES[0]).read_bytes(), [(256, 3)])
+
+
 @pytest.mark.parametrize("content", [
     pytest.param(fz._cifar_batch(np.zeros((16, 3072), np.uint8), [2**70] * 16), id="labels beyond int64"),
     pytest.param(b"P0\n.", id="persistent id: a two-line pickle error"),
     pytest.param(fz._cifar_batch(np.zeros((1, 3072), np.uint8), np.complex64(1)), id="complex labels: a warning"),
     pytest.param(b"\x80\x05\x96" + (2**40).to_bytes(8, "little") + b".", id="bytearray of 2^40 bytes"),
-    # an array NumPy cannot clear, reported only to sys.unraisablehook (a traceback on stderr)
-    pytest.param(lambda: fz._flip((fz.cifar_base() / fz.CIFAR10_FILES[0]).read_bytes(), [(256, 3)]),
-                 id="array numpy cannot clear"),
+    pytest.param(_uncleared_cifar, id="array numpy cannot clear"),
 ])
 def test_cifar_batches_fuzzing_found_are_refused(content):
     assert fz.check_cifar(("data_batch_1", content() if callable(content) else content)) == 2
@@ -95,14 +99,14 @@ def test_checkpoints_fuzzing_found_are_refused(case):
 
 
 def test_an_error_numpy_reports_only_to_the_unraisable_hook_is_the_one_line(tmp_path, monkeypatch):
-    """A CIFAR-10 batch with an array NumPy cannot clear: its error goes to sys.unraisablehook (a
-    traceback on stderr beside the error line); the loader reports it in the error instead."""
+    """`_uncleared_cifar`: the loader reports the error NumPy sends to sys.unraisablehook in the
+    one error line instead of a traceback beside it."""
     import sys
 
     from model.datasets import _load_cifar_batch
 
     f = tmp_path / "data_batch_1"
-    f.write_bytes(fz._flip((fz.cifar_base() / fz.CIFAR10_FILES[0]).read_bytes(), [(256, 3)]))
+    f.write_bytes(_uncleared_cifar())
     hooked = []
     monkeypatch.setattr(sys, "unraisablehook", hooked.append)
     with pytest.raises(NitroError, match=r"not a CIFAR-10 python batch \(RuntimeError: "):

@@ -149,9 +149,12 @@ def _pool_shape(g: Gemm, p: EngineParams) -> TileShape:
     the most output words per tile."""
     step = p.lanes if g.a.layout == "col" else 1
 
-    def fits(i: int, r: int, wc: int) -> bool:  # a band away from the top reads kh rows each
+    def band(i: int, r: int, wc: int) -> tuple:  # away from the top: it reads kh rows each
         n0 = min(1, g.n - r)
-        return tile_fits(g, p, i, n0 + r, wc, n0=n0)
+        return i, n0 + r, wc, {"n0": n0}
+
+    def fits(i: int, r: int, wc: int) -> bool:
+        return _fits(g, p, band(i, r, wc))
 
     # some words of each pixel: of L images at most when batch-packed (a strided block)
     best = max(((i * r * wc, i, r, wc) for wc in range(1, g.k + 1) if g.k % wc == 0
@@ -159,8 +162,7 @@ def _pool_shape(g: Gemm, p: EngineParams) -> TileShape:
                 for r in [largest(0, g.n, lambda r: fits(i, r, wc))] if r), default=None)
     if best is not None:
         return TileShape(best[1], best[2], False, best[3])
-    n0 = min(1, g.n - 1)
-    s, u, d = _overflow(g, p, (step, n0 + 1, 1, {"n0": n0}))
+    s, u, d = _overflow(g, p, band(step, 1, 1))
     raise NitroError(f"engine: {g.name} needs {u} words of the {s} scratchpad for one word of "
                      f"each pixel of one output row of {step} image(s); the engine has {d}")
 
@@ -184,7 +186,7 @@ def _unpool_shape(g: Gemm, p: EngineParams) -> TileShape:
 
     for s in range(pg.wo, 0, -1):  # windows per segment
         xs = cuts(s)
-        if all(tile_fits(g, p, m, n, **at) for m, n, _, at in segments(xs)):
+        if all(_fits(g, p, t) for t in segments(xs)):
             edges = sorted({y * row + x * px for y in range(rows) for x in xs})
             return TileShape(mm, 0, False, n_cuts=tuple(edges))
     s, u, d = _overflow(g, p, *segments(cuts(1)))
@@ -224,14 +226,16 @@ def _conv_fwd_shape(g: Gemm, p: EngineParams) -> TileShape:
     L, cg = p.lanes, g.conv
     row = L * cg.w
 
+    def chunks(r: int, nc: int, kc: int | None) -> list[tuple]:
+        # a tile away from the top reads the most source rows, and of the chunks the one
+        # whose taps read the most rows (a whole-image tile: the middle window row's)
+        m0 = row * min(1, cg.h - r)
+        return [(m0 + r * row, nc, k0 + kc if kc else None, {"m0": m0, "k0": k0})
+                for k0 in (range(0, g.k, kc) if kc else (0,))]
+
     def best(kc: int | None, tiles: float) -> tuple | None:
         def fits(r: int, nc: int) -> bool:
-            # a tile away from the top reads the most source rows, and of the chunks the one
-            # whose taps read the most rows (a whole-image tile: the middle window row's)
-            m0 = row * min(1, cg.h - r)
-            return r * cg.w * nc // L <= tiles and all(
-                tile_fits(g, p, m0 + r * row, nc, k0 + kc if kc else None, m0=m0, k0=k0)
-                for k0 in (range(0, g.k, kc) if kc else (0,)))
+            return r * cg.w * nc // L <= tiles and all(_fits(g, p, t) for t in chunks(r, nc, kc))
 
         return max(((r * nc, r, nc) for nc in range(L, g.n + 1, L) if g.n % nc == 0
                     for r in range(cg.h, 0, -1) if cg.h % r == 0 and fits(r, nc)), default=None)
@@ -241,9 +245,7 @@ def _conv_fwd_shape(g: Gemm, p: EngineParams) -> TileShape:
         b = best(kc, tiles)
         if b is not None:
             return TileShape(b[1] * row, b[2], False, kc, kc is not None)
-    m0 = row * min(1, cg.h - 1)  # one row of a tap of each window row, as `fits` tried them
-    over = _overflow(g, p, *((m0 + row, L, k0 + cg.c_in, {"m0": m0, "k0": k0})
-                             for k0 in range(0, g.k, cg.c_in)))
+    over = _overflow(g, p, *chunks(1, L, cg.c_in))  # one row, L channels, a tap per chunk
     if over is None:  # the scratchpads hold a row's tap: PMEM does not
         raise NitroError(f"engine: {g.name} (convolution of {cg.w}-pixel rows, {g.k} inputs) needs "
                          f"{cg.w * L * L} words of PMEM for the partial sums of one row of {L} "
@@ -263,22 +265,20 @@ def _wgrad_shape(g: Gemm, p: EngineParams, share: int) -> TileShape:
         return TileShape(g.m, g.n, False)
     n = g.k // hw
 
+    def band(mm: int, nn: int, r: int) -> tuple:  # rows of one image away from its top: it reads
+        k0 = cg.w * min(1, cg.h - r)  # two more source rows
+        return mm, nn, k0 + r * cg.w, {"k0": k0}
+
     def chunk(mm: int, nn: int) -> int | None:
         if tile_fits(g, p, mm, nn, hw):
             images = largest(1, n, lambda i: tile_fits(g, p, mm, nn, i * hw))
             return cdiv(n, cdiv(n, images)) * hw
-
-        def band(r: int) -> bool:  # rows of one image, away from its top (two more source rows)
-            k0 = cg.w * min(1, cg.h - r)
-            return tile_fits(g, p, mm, nn, k0 + r * cg.w, k0=k0)
-
-        rows = [r for r in range(cg.h - 1, 0, -1) if cg.h % r == 0 and band(r)]
+        rows = [r for r in range(cg.h - 1, 0, -1) if cg.h % r == 0 and _fits(g, p, band(mm, nn, r))]
         return rows[0] * cg.w if rows else None
 
     sh = _chunk_shape(g, p, chunk, share)[1]
     if sh is None:
-        k0 = cg.w * min(1, cg.h - 1)  # one image row away from the top, as `band` tried it
-        s, u, d = _overflow(g, p, (min(L, g.m), min(L, g.n), k0 + cg.w, {"k0": k0}))
+        s, u, d = _overflow(g, p, band(min(L, g.m), min(L, g.n), 1))
         raise NitroError(f"engine: {g.name} (weight gradient over {cg.w}-pixel image rows) needs "
                          f"{u} words of the {s} scratchpad for one row; the engine has {d}")
     return sh
@@ -385,6 +385,12 @@ def operand_beats(g: Gemm, p: EngineParams, mm: int, nn: int, kk: int | None = N
 def tile_fits(g: Gemm, p: EngineParams, mm: int, nn: int, kk: int | None = None, **at: int) -> bool:
     """The tile [m0, mm) x [n0, nn) x [k0, kk) (`at`: its starts) fits every scratchpad."""
     return all(u <= p.depth(s) for s, u in _usage(g, mm, nn, kk, **at).items())
+
+
+def _fits(g: Gemm, p: EngineParams, tile: tuple) -> bool:
+    """`tile_fits` of a tile as the shape searches build them: (mm, nn, kk, starts)."""
+    mm, nn, kk, at = tile
+    return tile_fits(g, p, mm, nn, kk, **at)
 
 
 def _overflow(g: Gemm, p: EngineParams, *tiles: tuple) -> tuple[str, int, int] | None:
