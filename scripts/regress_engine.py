@@ -1,0 +1,252 @@
+"""Constrained-random regression of the streaming engine against the golden model.
+
+Each case draws, from its own generator (numpy's, seeded with the run's seed and the case's
+index, so `--case K` redraws case K exactly), a network within what the engine supports (an MLP
+of 1-3 hidden layers of 1-256 units, or a CNN of one or two 3x3 convolutions of 8-32 channels with
+or without 2x2 max-pools, a learning-layer pool from pred_decoder_dim, an FC block or none, the
+quirks' fixes the engine builds), a batch (1-64; a CNN's 8 or 16), a learning rate, the initial
+weights' scale, a memory model (ideal, DDR3-class, or random latency, gap and stalls), the engine
+generated with 16- or 24-bit weights, a 128-bit port or small scratchpads that force every cut,
+sometimes a training set short enough to cross an epoch boundary, and inference on test images.
+It trains 1-3 steps on the Verilated engine next to the golden model (`nitro cosim`'s
+`run_cosim`): the case passes when every weight and output is bit-identical after every step and
+the predictions match. A case the compiler refuses (its one error line names a limit) is counted
+by reason; a mismatch or any other exception fails the run. The record,
+benchmarks/engine/regression.json, is rewritten after every case; it lists each case, the
+refusals by reason, and the functional coverage of the cases that passed (how many hit each bin).
+
+    .venv/bin/python scripts/regress_engine.py [--cases 200] [--seed 1] [--jobs 2] [--out FILE]
+    .venv/bin/python scripts/regress_engine.py --case 17 [--case 40 ...]   # rerun, no record
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import re
+import sys
+import tempfile
+import time
+import tomllib
+import traceback
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import redirect_stdout
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hw.engine.memory_model import MemoryModel
+from hw.engine.params import EngineParams, engine_with_weights
+from model.config import toml_document
+from model.fileio import write_atomic
+from model.numerics import NitroError
+from model.paths import REPO
+from scripts.provenance import commit, host, today
+
+RESULT = REPO / "benchmarks" / "engine" / "regression.json"
+# The engines the cases run on: the two the CLI generates, the MLP one with a 128-bit port, and
+# one with scratchpads small enough that every GEMM is cut (tests/test_engine_cosim.py's).
+ENGINES = {
+    "w16": engine_with_weights(16),
+    "w24": engine_with_weights(24),
+    "w16_bus128": engine_with_weights(16, 128),
+    "small": EngineParams(wmem_depth=128, dmem_depth=512, smem_depth=256, pmem_depth=64),
+}
+ENGINE_ODDS = {"mlp": {"w16": .5, "w24": .2, "w16_bus128": .2, "small": .1},
+               "cnn": {"w24": .6, "small": .25, "w16_bus128": .15}}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One drawn case: a config's TOML text and how `run_cosim` runs it."""
+
+    index: int
+    config: str
+    kind: str
+    engine: str  # a key of ENGINES
+    batch: int
+    steps: int
+    memory: str  # MemoryModel.name: what --memory takes
+    scale: int  # the initial weights x scale (at x1 most scaled outputs round to 0)
+    test_images: int
+    train_images: int | None  # a training set this short crosses an epoch boundary
+
+
+def _pick(rng: np.random.Generator, odds: dict):
+    keys = list(odds)
+    return keys[rng.choice(len(keys), p=np.array(list(odds.values())) / sum(odds.values()))]
+
+
+def _mlp(rng: np.random.Generator) -> tuple[dict, int]:
+    width = lambda: int(rng.integers(1, 25) if rng.random() < .4 else rng.integers(25, 257))  # noqa: E731
+    return {"kind": "mlp", "hidden": [width() for _ in range(rng.integers(1, 4))]}, int(rng.integers(1, 65))
+
+
+def _cnn(rng: np.random.Generator) -> tuple[dict, int]:
+    arch = [["Conv2d", 8 * int(rng.integers(1, 4)), 3, 1, 1]]
+    if rng.random() < .7:
+        arch.append(["MaxPool2d", 2, 2])
+    if rng.random() < .6:
+        arch.append(["Conv2d", 8 * int(rng.integers(1, 5)), 3, 1, 1])
+        if rng.random() < .4:
+            arch.append(["MaxPool2d", 2, 2])
+    net = {"kind": "cnn", "architecture": arch,
+           "hidden": [int(rng.integers(4, 65))] if rng.random() < .6 else [],
+           "pred_decoder_dim": int(rng.choice([64, 128, 256, 512, 1024, 2048, 4096, 8192]))}
+    return net, 8 * int(rng.integers(1, 3))
+
+
+def _memory(rng: np.random.Generator) -> str:
+    r = rng.random()
+    if r < .6:
+        return "ideal" if r < .4 else "ddr3"
+    return MemoryModel(latency=int(rng.integers(1, 100)), gap=int(rng.integers(0, 4)),
+                       stall_pct=int(rng.integers(0, 50)), seed=int(rng.integers(0, 1 << 32))).name
+
+
+def draw_case(seed: int, index: int) -> Case:
+    rng = np.random.default_rng([seed, index])
+    kind = "cnn" if rng.random() < .5 else "mlp"
+    network, batch = (_cnn if kind == "cnn" else _mlp)(rng)
+    quirks = ({"fc_double_update": bool(rng.random() < .7), "conv_amp_inert": bool(rng.random() < .8)}
+              if kind == "cnn" else {})
+    doc = {"name": f"case{index}", "data": {"dataset": "embedded"}, "network": network,
+           "train": {"seed": int(rng.integers(0, 1 << 32)), "batch_size": batch,
+                     "lr_inv": int(rng.choice([128, 512, 2048]))}, "quirks": quirks}
+    steps = int(rng.integers(1, 4 if kind == "mlp" else 3))
+    short = rng.random() < .3
+    return Case(index, toml_document({k: v for k, v in doc.items() if v}), kind,
+                _pick(rng, ENGINE_ODDS[kind]), batch, steps, _memory(rng),
+                int(rng.choice([1, 16, 64, 128], p=[.1, .3, .4, .2])),
+                int(rng.choice([0, 16])), batch * int(rng.integers(1, 3)) if short else None)
+
+
+def run_case(case: Case, work: Path, fault: str | None = None) -> dict:
+    """Train the case on the engine next to the golden model: its outcome ('passed', 'refused',
+    'failed' or 'crashed'), what the result says, and the wall time."""
+    from model.train import save_start_checkpoint
+    from sim.engine.cosim import run_cosim
+
+    work.mkdir(parents=True, exist_ok=True)
+    config, out, t0 = work / "case.toml", work / "result.json", time.perf_counter()
+    config.write_text(case.config)
+    row = {"index": case.index}
+    try:
+        with (work / "cosim.log").open("w") as log, redirect_stdout(log):
+            start = save_start_checkpoint(config, work / "start.npz", None, case.scale)
+            rc = run_cosim(config, case.steps, None, out, False, fault=fault, batch=case.batch,
+                           params=ENGINES[case.engine], work_dir=work / "sim",
+                           memory=MemoryModel.parse(case.memory), train_images=case.train_images,
+                           test_images=case.test_images, checkpoint=start)
+    except NitroError as exc:
+        row.update(outcome="refused", reason=str(exc))
+    except Exception:  # a crash of the compiler, the harness or the model: the case fails
+        row.update(outcome="crashed", reason=traceback.format_exc(limit=-3))
+    else:
+        res = json.loads(out.read_text())
+        row.update(outcome="passed" if rc == 0 else "failed", network=res["network"],
+                   tiles=res["tiles"], k_chunks=res["k_chunks"], cycles_per_step=res["cycles_per_step"],
+                   constant_tensors=res["constant_tensors"])
+        if rc:
+            row["reason"] = res["message"]
+    row["wall_s"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def _run_in(case: Case, root: str) -> dict:
+    return run_case(case, Path(root) / f"case{case.index}")
+
+
+def coverage(cases: list[Case], rows: list[dict]) -> dict[str, int]:
+    """Functional coverage: how many passed cases hit each bin."""
+    by_index, bins = {c.index: c for c in cases}, Counter()
+    for row in (r for r in rows if r["outcome"] == "passed"):
+        c = by_index[row["index"]]
+        doc = tomllib.loads(c.config)
+        net, quirks = doc["network"], doc.get("quirks", {})
+        marks = [f"kind {c.kind}", f"engine {c.engine}", f"{c.steps} steps",
+                 "memory " + (c.memory if c.memory in ("ideal", "ddr3") else "random"),
+                 f"weights x{c.scale}", "batch 1" if c.batch == 1 else
+                 "batch not a multiple of 8" if c.batch % 8 else "batch a multiple of 8",
+                 "GEMM K in chunks" if row["k_chunks"] else "no K chunks",
+                 "inference" if c.test_images else "no inference",
+                 "epoch boundary crossed" if c.train_images and c.steps * c.batch > c.train_images
+                 else "one epoch",
+                 "a tensor stayed constant" if row["constant_tensors"] else "every compared tensor varied"]
+        if c.kind == "cnn":
+            layers = [e[0] for e in net["architecture"]]
+            marks += [f"{layers.count('Conv2d')} convolutions", f"{layers.count('MaxPool2d')} max-pools",
+                      f"{len(net['hidden'])} FC blocks", f"pred_decoder_dim {net['pred_decoder_dim']}",
+                      *(f"{q} " + ("quirk" if quirks[q] else "fix") for q in sorted(quirks))]
+        else:
+            marks.append(f"{len(net['hidden'])} hidden layers")
+        bins.update(marks)
+    return dict(sorted(bins.items()))
+
+
+def _reason_key(reason: str) -> str:
+    """A refusal's message with its numbers and names generalised: refusals tallied by kind."""
+    return re.sub(r"\d+", "N", reason.splitlines()[0])[:120]
+
+
+def summary(cases: list[Case], rows: list[dict], seed: int, head: str, seconds: float) -> dict:
+    out, steps = Counter(r["outcome"] for r in rows), {c.index: c.steps for c in cases}
+    return {
+        "note": "scripts/regress_engine.py (its docstring): random networks trained on the Verilated "
+                "engine next to the golden model, bit-identical after every step or the case fails",
+        "git_commit": head, "date": today(), "machine": host(), "seed": seed,
+        "cases": len(rows), "passed": out["passed"], "refused": out["refused"],
+        "failed": out["failed"] + out["crashed"], "seconds": round(seconds, 1),
+        "simulated_cycles": int(sum(r.get("cycles_per_step", 0) * steps[r["index"]] for r in rows)),
+        "engines": {k: asdict(v) for k, v in ENGINES.items()},
+        "refusals": dict(Counter(_reason_key(r["reason"]) for r in rows if r["outcome"] == "refused")
+                         .most_common()),
+        "failures": [{**r, "case": asdict(c)} for c in cases for r in rows
+                     if r["index"] == c.index and r["outcome"] in ("failed", "crashed")],
+        "coverage": coverage(cases, rows),
+        "rows": sorted(rows, key=lambda r: r["index"]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", type=int, default=200, help="cases drawn (default 200)")
+    ap.add_argument("--seed", type=int, default=1, help="the run's seed (default 1)")
+    ap.add_argument("--case", type=int, action="append", help="run only this case (repeatable)")
+    ap.add_argument("--jobs", type=int, default=1, help="cases simulated side by side")
+    ap.add_argument("--out", type=Path, help=f"the record (default {RESULT.relative_to(REPO)}; "
+                                             "none with --case)")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    from tqdm import tqdm
+
+    out = args.out or (None if args.case else RESULT)
+    cases = [draw_case(args.seed, k) for k in (args.case or range(args.cases))]
+    head, t0, rows = commit(), time.perf_counter(), []
+    with tempfile.TemporaryDirectory(prefix="nitro-regress-") as root, \
+            ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        todo = [pool.submit(_run_in, c, root) for c in cases]
+        bar = tqdm(as_completed(todo), total=len(todo), unit="case", disable=args.no_progress)
+        for done in bar:
+            rows.append(row := done.result())
+            bar.set_postfix(Counter(r["outcome"] for r in rows))
+            if row["outcome"] in ("failed", "crashed"):
+                tqdm.write(f"case {row['index']} {row['outcome']}: {row['reason']}")
+            if out:
+                doc = summary(cases, rows, args.seed, head, time.perf_counter() - t0)
+                write_atomic(out, (json.dumps(doc, indent=1) + "\n").encode())
+    doc = summary(cases, rows, args.seed, head, time.perf_counter() - t0)
+    for row in doc["rows"] if args.case else ():
+        print(json.dumps(row))
+    print(f"{doc['cases']} cases: {doc['passed']} passed, {doc['refused']} refused, "
+          f"{doc['failed']} failed ({doc['seconds']:.0f} s)" + (f"; record: {out}" if out else ""))
+    if not args.case and not doc["passed"]:
+        print("no case passed: the regression checked nothing", file=sys.stderr)
+        return 1
+    return 1 if doc["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The engine's constrained-random regression (scripts/regress_engine.py): its cases are
+reproducible, spread over the space it names and mostly within what the engine runs; a run
+records what passed and what the compiler refused, a wrong engine result fails its case, and a
+run in which no case passed fails."""
+import json
+
+from hw.engine.compiler import compile_network
+from model.config import parse_config
+from model.numerics import NitroError
+from scripts.regress_engine import ENGINES, draw_case, main, run_case
+
+
+def _compiles(case) -> bool:
+    spec = parse_config(case.config, "case").build_spec((1, 28, 28))
+    try:
+        compile_network(spec, case.batch, ENGINES[case.engine])
+    except NitroError:
+        return False
+    return True
+
+
+def test_cases_are_reproducible_and_spread():
+    cases = [draw_case(1, k) for k in range(200)]
+    assert cases == [draw_case(1, k) for k in range(200)] and draw_case(2, 0) != cases[0]
+    assert {c.kind for c in cases} == {"mlp", "cnn"} and {c.engine for c in cases} == set(ENGINES)
+    assert {c.memory for c in cases} >= {"ideal", "ddr3"} and len({c.memory for c in cases}) > 50
+    assert {c.steps for c in cases} == {1, 2, 3} and {c.scale for c in cases} == {1, 16, 64, 128}
+    assert any(c.batch % 8 for c in cases) and any(c.train_images for c in cases)
+    assert sum(map(_compiles, cases)) >= 0.8 * len(cases)
+
+
+def test_a_run_records_passed_and_refused_cases(tmp_path):
+    out = tmp_path / "regression.json"
+    assert main(["--cases", "2", "--out", str(out), "--no-progress"]) == 0
+    doc = json.loads(out.read_text())
+    assert (doc["cases"], doc["passed"], doc["refused"], doc["failed"]) == (2, 1, 1, 0)
+    assert doc["coverage"]["kind mlp"] == 1 and len(doc["refusals"]) == 1
+
+
+def test_a_wrong_engine_result_fails_its_case(tmp_path):
+    case = draw_case(1, 0)
+    assert case.kind == "mlp" and case.engine == "w16" and case.steps == 2
+    row = run_case(case, tmp_path, fault="1:linear_encoder_00:3,17:4")
+    assert row["outcome"] == "failed" and "step 1" in row["reason"], row
+
+
+def test_a_run_where_nothing_passed_fails(tmp_path):
+    seed = next(s for s in range(100) if not _compiles(draw_case(s, 0)))
+    assert main(["--cases", "1", "--seed", str(seed), "--out", str(tmp_path / "r.json"),
+                 "--no-progress"]) == 1
