@@ -4,8 +4,8 @@ Each case draws, from its own generator (numpy's, seeded with the run's seed and
 index, so `--case K` redraws case K exactly), a network within what the engine supports (an MLP
 of 1-3 hidden layers of 1-256 units, or a CNN of one or two 3x3 convolutions of 8-32 channels with
 or without 2x2 max-pools, a learning-layer pool from pred_decoder_dim, an FC block or none, the
-quirks' fixes the engine builds), a batch (1-64; a CNN's 8 or 16), a learning rate, the initial
-weights' scale, a memory model (ideal, DDR3-class, or random latency, gap and stalls), the engine
+quirks' fixes the engine builds), a batch (1-64; a CNN's 8 or 16), a learning rate, weight
+decays (none included), the initial weights' scale, a memory model (ideal, DDR3-class, or random latency, gap and stalls), the engine
 generated with 16- or 24-bit weights, a 128-bit port or small scratchpads that force every cut,
 sometimes a training set short enough to cross an epoch boundary, and inference on test images.
 It trains 1-3 steps on the Verilated engine next to the golden model (`nitro cosim`'s
@@ -114,7 +114,9 @@ def draw_case(seed: int, index: int) -> Case:
               if kind == "cnn" else {})
     doc = {"name": f"case{index}", "data": {"dataset": "embedded"}, "network": network,
            "train": {"seed": int(rng.integers(0, 1 << 32)), "batch_size": batch,
-                     "lr_inv": int(rng.choice([128, 512, 2048]))}, "quirks": quirks}
+                     "lr_inv": int(rng.choice([128, 512, 2048])),
+                     "fwd_decay_inv": int(rng.choice([0, 1000, 12000, 30000])),
+                     "subnet_decay_inv": int(rng.choice([0, 300, 3000]))}, "quirks": quirks}
     steps = int(rng.integers(1, 4 if kind == "mlp" else 3))
     short = rng.random() < .3
     return Case(index, toml_document({k: v for k, v in doc.items() if v}), kind,
