@@ -10,8 +10,10 @@ generated with 16- or 24-bit weights, a 128-bit port or small scratchpads that f
 sometimes a training set short enough to cross an epoch boundary, and inference on test images.
 It trains 1-3 steps on the Verilated engine next to the golden model (`nitro cosim`'s
 `run_cosim`): the case passes when every weight and output is bit-identical after every step and
-the predictions match. A case the compiler refuses (its one error line names a limit) is counted
-by reason; a mismatch or any other exception fails the run. The record,
+the predictions match. A case the compiler refuses (its one error line names a limit), or whose
+golden weights outgrow the engine's weight storage mid-run (the engine would hold them wrapped;
+the run stops there, the steps before compared), is counted by reason; a mismatch or any other
+exception fails the run. The record,
 benchmarks/engine/regression.json, is rewritten after every case; it lists each case, the
 refusals by reason, and the functional coverage of the cases that passed (how many hit each bin).
 
@@ -127,7 +129,7 @@ def draw_case(seed: int, index: int) -> Case:
 
 def run_case(case: Case, work: Path, fault: str | None = None) -> dict:
     """Train the case on the engine next to the golden model: its outcome ('passed', 'refused',
-    'failed' or 'crashed'), what the result says, and the wall time."""
+    'outgrew', 'failed' or 'crashed'), what the result says, and the wall time."""
     from model.train import save_start_checkpoint
     from sim.engine.cosim import run_cosim
 
@@ -148,7 +150,8 @@ def run_case(case: Case, work: Path, fault: str | None = None) -> dict:
         row.update(outcome="crashed", reason=traceback.format_exc(limit=-3))
     else:
         res = json.loads(out.read_text())
-        row.update(outcome="passed" if rc == 0 else "failed", network=res["network"],
+        outcome = "passed" if rc == 0 else "failed" if res["outgrown"] is None else "outgrew"
+        row.update(outcome=outcome, network=res["network"],
                    tiles=res["tiles"], k_chunks=res["k_chunks"], cycles_per_step=res["cycles_per_step"],
                    constant_tensors=res["constant_tensors"])
         if rc:
@@ -199,12 +202,12 @@ def summary(cases: list[Case], rows: list[dict], seed: int, head: str, seconds: 
         "note": "scripts/regress_engine.py (its docstring): random networks trained on the Verilated "
                 "engine next to the golden model, bit-identical after every step or the case fails",
         "git_commit": head, "date": today(), "machine": host(), "seed": seed,
-        "cases": len(rows), "passed": out["passed"], "refused": out["refused"],
+        "cases": len(rows), "passed": out["passed"], "refused": out["refused"], "outgrew": out["outgrew"],
         "failed": out["failed"] + out["crashed"], "seconds": round(seconds, 1),
         "simulated_cycles": int(sum(r.get("cycles_per_step", 0) * steps[r["index"]] for r in rows)),
         "engines": {k: asdict(v) for k, v in ENGINES.items()},
-        "refusals": dict(Counter(_reason_key(r["reason"]) for r in rows if r["outcome"] == "refused")
-                         .most_common()),
+        "refusals": dict(Counter(_reason_key(r["reason"]) for r in rows
+                                 if r["outcome"] in ("refused", "outgrew")).most_common()),
         "failures": [{**r, "case": asdict(c)} for c in cases for r in rows
                      if r["index"] == c.index and r["outcome"] in ("failed", "crashed")],
         "coverage": coverage(cases, rows),
@@ -242,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = summary(cases, rows, args.seed, head, time.perf_counter() - t0)
     for row in doc["rows"] if args.case else ():
         print(json.dumps(row))
-    print(f"{doc['cases']} cases: {doc['passed']} passed, {doc['refused']} refused, "
-          f"{doc['failed']} failed ({doc['seconds']:.0f} s)" + (f"; record: {out}" if out else ""))
+    print(f"{doc['cases']} cases: {doc['passed']} passed, {doc['refused']} refused, {doc['outgrew']} "
+          f"outgrew the engine, {doc['failed']} failed ({doc['seconds']:.0f} s)" + (f"; record: {out}" if out else ""))
     if not args.case and not doc["passed"]:
         print("no case passed: the regression checked nothing", file=sys.stderr)
         return 1

@@ -207,6 +207,21 @@ def test_a_passed_run_leaves_no_run_folder(engine_build, tmp_path):
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
+def test_weights_outgrowing_the_engine_stop_the_run(engine_build, tmp_path):
+    """A run whose golden weights leave the engine's int16 storage mid-run (found by the random
+    regression: x64 initial weights at lr_inv 128) stops at that step naming the layer and the
+    width, not as a mismatch the engine's wrapped weights would show; the steps before are
+    compared."""
+    cfg = tmp_path / "fast.toml"
+    cfg.write_text('name = "fast"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\n'
+                   'hidden = [63, 76]\n[train]\nseed = 148490193\nbatch_size = 56\nlr_inv = 128\n'
+                   'fwd_decay_inv = 30000\nsubnet_decay_inv = 300\n')
+    rc, res = _cosim(tmp_path, cfg, 3)
+    assert rc == 1 and res["outgrown"] == 2 and res["steps_run"] == 2 and res["mismatch"] is None
+    assert res["message"].startswith("step 2: the golden model's weights of linear_encoder_01 "
+                                     "exceed the engine's 16-bit weight storage"), res["message"]
+
+
 def test_engine_with_24_bit_weights_trains_weights_past_int16(tmp_path):
     """`--weight-bits 24` (CNN weights outgrow int16 in training): from forward weights past
     int16's range, which an MLP's engine refuses, the wider engine's steps are bit-identical.

@@ -853,20 +853,26 @@ def delta_reach(w: np.ndarray) -> int:
     return 128 * int(np.abs(np.asarray(w, np.int64)).sum(axis=0).max(initial=0))
 
 
+def check_weight_storage(prog: Program, name: str, w: np.ndarray) -> None:
+    """NitroError when layer `name`'s weights `w` do not fit the engine's weight storage (it would
+    hold them wrapped)."""
+    lim = 1 << (prog.params.weight_bits - 1)
+    if w.size and (w.min() < -lim or w.max() >= lim):
+        raise NitroError(f"engine: weights of {name} exceed the engine's {prog.params.weight_bits}-bit "
+                         f"weight storage (|W| up to {int(np.abs(w.astype(np.int64)).max())})")
+
+
 def weight_tensors(prog: Program, params: dict[str, np.ndarray]) -> list[tuple[Tensor, np.ndarray]]:
     """(tensor, matrix) pairs of every weight region, checked against the engine's weight width,
     and a learning layer's against its delta width (`delta_reach`)."""
-    lim, dlim = 1 << (prog.params.weight_bits - 1), 1 << (prog.params.delta_bits - 1)
+    dlim = 1 << (prog.params.delta_bits - 1)
     out = []
     for name, lm in prog.layers.items():
         w = np.asarray(params[name])
         if w.shape != lm.layer.weight_shape:
             raise NitroError(f"engine: weights of {name} have shape {w.shape}, expected "
                              f"{lm.layer.weight_shape}")
-        if w.size and (w.min() < -lim or w.max() >= lim):
-            raise NitroError(f"engine: weights of {name} exceed the engine's "
-                             f"{prog.params.weight_bits}-bit weight storage (|W| up to "
-                             f"{int(np.abs(w.astype(np.int64)).max())})")
+        check_weight_storage(prog, name, w)
         we = lm.to_engine(w)
         out.append((lm.w, we.T))
         if lm.wt is not None:

@@ -92,6 +92,19 @@ def first_difference(step: int, checks) -> dict | None:
     return None
 
 
+def _outgrown(prog, params) -> str | None:
+    """Why the engine cannot follow the golden model past this step: a layer's weights that left
+    the engine's weight storage (which wraps them); None while every weight fits."""
+    from hw.engine.compiler import check_weight_storage
+
+    try:
+        for name in prog.layers:
+            check_weight_storage(prog, name, params[name])
+    except NitroError as exc:
+        return str(exc).removeprefix("engine: ")
+    return None
+
+
 def _last(trace, key: str):
     """The value `key` was last given in the step (a block trained twice puts it twice)."""
     n = 2
@@ -212,7 +225,7 @@ async def cosim_main(dut) -> None:
     eng = EngineBackend(dut, prog, run.memory)
     result = {"config": cfg.name, "batch": batch, "start_step": start, "checkpoint": run.checkpoint,
               "steps_requested": steps, "steps_run": 0,
-              "ok": True, "mismatch": None, "fault": run.fault, "fault_injected": False,
+              "ok": True, "mismatch": None, "outgrown": None, "fault": run.fault, "fault_injected": False,
               "network": _net_desc(prog), "memory": asdict(run.memory or MemoryModel()),
               "tiles": len(eng.ep.tiles), "runs": len(eng.ep.runs),
               "k_chunks": sum(t.gemm.k_hold or t.gemm.k_cont or t.gemm.p_in or t.gemm.p_out
@@ -284,6 +297,10 @@ async def _run_steps(eng, net, rng, prog, batches, run: CosimRun, fault, result:
             tally.units.append(hw.units)
             tally.step_cycles.append(hw.units["cycles"])
             tally.sim_cycles.append(hw.sim_cycles)
+            if (outgrown := _outgrown(prog, net.params)) is not None:
+                result["ok"], result["outgrown"] = False, step  # not the engine's error: its limit
+                result["message"] = f"step {step}: the golden model's {outgrown}; the run stops here"
+                break
             checks = compared(hw, net, trace, prog)
             tally.labels = [c[0] for c in checks]
             moved = {name for name in prog.layers if not np.array_equal(before[name], net.params[name])}
@@ -474,6 +491,8 @@ def verdict(res: dict) -> None:
     """A run that compared nothing, or a fault that was not injected or not caught, is a failure:
     such a run could not have shown a wrong engine."""
     failure = None
+    if res.get("outgrown") is not None:  # stopped, with its reason, before the step it names
+        return
     if res["steps_run"] == 0:
         failure = "no training step was compared"
     elif res["ok"] and res["steps_run"] != res["steps_requested"]:
