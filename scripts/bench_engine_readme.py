@@ -265,6 +265,28 @@ def _conform_lines() -> list[str]:
     return lines
 
 
+def _regression_lines() -> list[str]:
+    """The constrained-random regression (`scripts/regress_engine.py`)."""
+    from scripts.regress_engine import RESULT
+
+    if not RESULT.exists():
+        return []
+    r = json.loads(RESULT.read_text())
+    lines = [f"## {RESULT.name}: random networks on the engine (`scripts/regress_engine.py`)", "",
+             f"- seed {r['seed']}, {r['cases']} cases at {r['git_commit']}: **{r['passed']} passed** "
+             f"(bit-identical after every step, predictions identical), {r['refused']} refused by the "
+             f"compiler, {r['outgrew']} stopped where the golden weights outgrew the engine's weight "
+             f"storage, **{r['failed']} failed**; {r['simulated_cycles'] / 1e6:.0f} M engine cycles "
+             f"simulated, {r['seconds'] / 60:.0f} minutes on {r['machine']}", "",
+             "| refused or stopped by | cases |", "|---|---:|",
+             *(f"| {why} | {n} |" for why, n in r["refusals"].items()), "",
+             "Functional coverage, the passed cases in each bin:", "", "| bin | cases |", "|---|---:|",
+             *(f"| {b} | {n} |" for b, n in r["coverage"].items()), ""]
+    for f in r["failures"]:
+        lines += [f"- case {f['index']} {f['outcome']}: {f['reason'].splitlines()[0]}"]
+    return lines + ([""] if r["failures"] else [])
+
+
 def _perf_model_lines() -> list[str]:
     """The performance model against the runs, and what bounds utilization."""
     lines = []
@@ -462,7 +484,7 @@ def _figure_lines() -> list[str]:
 
 
 def write_readme() -> None:
-    lines = [*_header_lines(), *_figure_lines(), *_run_lines(), *_conform_lines(),
+    lines = [*_header_lines(), *_figure_lines(), *_run_lines(), *_conform_lines(), *_regression_lines(),
              *_perf_model_lines(), *_synth_lines(), *_placed_lines(), *_pinless_lines(),
              *_congestion_lines(), *_ebr_lines(), *_margin_lines(), *_widths_lines(),
              "The first engine's results (all tensors on chip) are in `v1/`.", ""]

@@ -2,12 +2,13 @@
 
 Each case draws, from its own generator (numpy's, seeded with the run's seed and the case's
 index, so `--case K` redraws case K exactly), a network within what the engine supports (an MLP
-of 1-3 hidden layers of 1-256 units, or a CNN of one or two 3x3 convolutions of 8-32 channels with
-or without 2x2 max-pools, a learning-layer pool from pred_decoder_dim, an FC block or none, the
-quirks' fixes the engine builds), a batch (1-64; a CNN's 8 or 16), a learning rate, weight
-decays (none included), the initial weights' scale, a memory model (ideal, DDR3-class, or random latency, gap and stalls), the engine
-generated with 16- or 24-bit weights, a 128-bit port or small scratchpads that force every cut,
-sometimes a training set short enough to cross an epoch boundary, and inference on test images.
+of 1-3 hidden layers of 1-1024 units, or a CNN of one to three 3x3 convolutions of 8-48 channels
+with or without 2x2 max-pools, a learning-layer pool from pred_decoder_dim, an FC block or none,
+the quirks' fixes the engine builds), a batch (1-128; a CNN's 8-32), a learning rate, weight
+decays (none included), the initial weights' scale, a memory model (ideal, DDR3-class, or random
+latency, gap and stalls), the engine generated with 16- or 24-bit weights, a 128-bit port or
+small scratchpads that force every cut, sometimes a training set short enough to cross an epoch
+boundary, and inference on test images.
 It trains 1-3 steps on the Verilated engine next to the golden model (`nitro cosim`'s
 `run_cosim`): the case passes when every weight and output is bit-identical after every step and
 the predictions match. A case the compiler refuses (its one error line names a limit), or whose
@@ -82,22 +83,24 @@ def _pick(rng: np.random.Generator, odds: dict):
 
 
 def _mlp(rng: np.random.Generator) -> tuple[dict, int]:
-    width = lambda: int(rng.integers(1, 25) if rng.random() < .4 else rng.integers(25, 257))  # noqa: E731
-    return {"kind": "mlp", "hidden": [width() for _ in range(rng.integers(1, 4))]}, int(rng.integers(1, 65))
+    def width() -> int:
+        return int(rng.choice([rng.integers(1, 25), rng.integers(25, 257), rng.integers(257, 1025)],
+                              p=[.4, .45, .15]))
+
+    batch = rng.integers(1, 65) if rng.random() < .9 else rng.integers(65, 129)
+    return {"kind": "mlp", "hidden": [width() for _ in range(rng.integers(1, 4))]}, int(batch)
 
 
 def _cnn(rng: np.random.Generator) -> tuple[dict, int]:
-    arch = [["Conv2d", 8 * int(rng.integers(1, 4)), 3, 1, 1]]
-    if rng.random() < .7:
-        arch.append(["MaxPool2d", 2, 2])
-    if rng.random() < .6:
-        arch.append(["Conv2d", 8 * int(rng.integers(1, 5)), 3, 1, 1])
-        if rng.random() < .4:
+    arch, convs = [], 1 + int(rng.random() < .6) + int(rng.random() < .2)
+    for k in range(convs):  # each convolution followed by a 2x2 max-pool or not
+        arch.append(["Conv2d", 8 * int(rng.integers(1, 7)), 3, 1, 1])
+        if rng.random() < (.7 if k == 0 else .4):
             arch.append(["MaxPool2d", 2, 2])
     net = {"kind": "cnn", "architecture": arch,
            "hidden": [int(rng.integers(4, 65))] if rng.random() < .6 else [],
            "pred_decoder_dim": int(rng.choice([64, 128, 256, 512, 1024, 2048, 4096, 8192]))}
-    return net, 8 * int(rng.integers(1, 3))
+    return net, 8 * int(rng.choice([1, 2, 3, 4], p=[.4, .3, .15, .15]))
 
 
 def _memory(rng: np.random.Generator) -> str:
@@ -176,6 +179,7 @@ def coverage(cases: list[Case], rows: list[dict]) -> dict[str, int]:
                  f"weights x{c.scale}", "batch 1" if c.batch == 1 else
                  "batch not a multiple of 8" if c.batch % 8 else "batch a multiple of 8",
                  "GEMM K in chunks" if row["k_chunks"] else "no K chunks",
+                 "batch over 64" if c.batch > 64 else "batch up to 64",
                  "inference" if c.test_images else "no inference",
                  "epoch boundary crossed" if c.train_images and c.steps * c.batch > c.train_images
                  else "one epoch",
