@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from hw.engine.params import BUS_WIDTHS, CNN_WEIGHT_BITS, MLP_WEIGHT_BITS, WEIGHT_STORAGE
 from model.config import SEED_MAX
 from model.layers import INT32_MAX
 from model.numerics import NitroError
@@ -221,7 +222,7 @@ def _synth(args: argparse.Namespace) -> int:
     for name in records:
         refuse_overwrite(Path(args.out) / ("engine" if args.engine else "") / name, args.force)
     if args.engine:
-        from hw.engine.params import MLP_WEIGHT_BITS, engine_with_weights
+        from hw.engine.params import engine_with_weights
         from sim.engine.synth import synthesize_engine
 
         res = synthesize_engine(Path(args.out) / "engine",
@@ -382,9 +383,9 @@ def _add_hardware_commands(sub) -> None:
     y.add_argument("--no-route", action="store_true",
                    help="engine: place only (packed resources, nextpnr's pre-route estimate, no Fmax)")
     y.add_argument("--seed", type=positive_int, help="engine: nextpnr's seed (default 1)")
-    y.add_argument("--weight-bits", type=int, choices=(16, 24),
-                   help="engine: its weight storage, 16 (the MLPs' engine, the default) or 24 (the "
-                        "CNNs')")
+    y.add_argument("--weight-bits", type=int, choices=sorted(WEIGHT_STORAGE),
+                   help=f"engine: its weight storage, {MLP_WEIGHT_BITS} (the MLPs' engine, the default) "
+                        f"or {CNN_WEIGHT_BITS} (the CNNs')")
     y.add_argument("--speed", type=int, choices=SPEED_GRADES,
                    help=f"engine: the {ENGINE_DEVICE.device}'s speed grade (default {ENGINE_DEVICE.speed}, the slowest)")
     y.add_argument("--route-minutes", type=positive_int, metavar="MIN",
@@ -422,10 +423,11 @@ def _add_hardware_commands(sub) -> None:
                    help="start the engine and the golden model from this checkpoint's weights (a "
                         "`nitro train` run of --config) instead of the initial ones, whose scaled "
                         "outputs mostly round to 0")
-    s.add_argument("--bus-bits", type=int, choices=(64, 128), default=64,
+    s.add_argument("--bus-bits", type=int, choices=BUS_WIDTHS, default=BUS_WIDTHS[0],
                    help="the engine's AXI4 memory port width (a separate build per width)")
-    s.add_argument("--weight-bits", type=int, choices=(16, 24),
-                   help="the engine's weight storage width (default: 16 for an MLP, 24 for a CNN, "
+    s.add_argument("--weight-bits", type=int, choices=sorted(WEIGHT_STORAGE),
+                   help=f"the engine's weight storage width (default: {MLP_WEIGHT_BITS} for an MLP, "
+                        f"{CNN_WEIGHT_BITS} for a CNN, "
                         "whose weights outgrow int16 in training: benchmarks/engine/widths_*.json); "
                         "a separate build per width")
     s.add_argument("--waves", action="store_true",

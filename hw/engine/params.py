@@ -91,6 +91,7 @@ CV_BITS = 8  # convolution image sides (and window pixel offsets, signed)
 CV_N0_BITS = 10  # beats per source pixel along K (input channels of a forward window)
 
 
+BUS_WIDTHS = (64, 128)  # the memory port's data widths (AXI4 bits)
 MLP_WEIGHT_BITS, CNN_WEIGHT_BITS = 16, 24  # weight storage (module docstring)
 # what each weight width changes of the engine: a 1024-word memory of int24 lanes takes half as
 # many block RAMs again as one of int16 lanes, so the CNN engine's WMEM is halved to 512 words
@@ -145,7 +146,7 @@ class EngineParams:
         if self.rows & (self.rows - 1) or not 4 <= self.rows <= 16:
             # >= 4: the drain's registered "last tile" flags are read three rows after they change
             raise NitroError("MAC array side must be a power of two in 4..16")
-        if self.bus_bits not in (64, 128):
+        if self.bus_bits not in BUS_WIDTHS:
             raise NitroError(f"the engine's memory port is 64 or 128 bits wide, got bus_bits = "
                              f"{self.bus_bits}")
         for k in (s.depth for s in SCRATCHPADS.values()):
