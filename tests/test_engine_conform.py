@@ -157,3 +157,19 @@ def test_a_malformed_update_array_is_named_before_the_build(tampered_mlp_set, ca
     assert main(["conform", "--engine", str(folder), "mlp"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "wupd/linear_02 of step 2 is" in err[0] and "the update of linear_02 is int32(10, 50)" in err[0]
+
+
+def test_a_set_whose_weights_outgrow_the_engine_is_refused_before_the_build(tampered_mlp_set, capsys,
+                                                                             monkeypatch):
+    """The engine holds weights past its storage width wrapped: a set whose weights leave it
+    during the replay (here an update that takes one weight past int16 in step 2) is refused
+    before the build, naming the step, the layer and the width, instead of replayed into a
+    mismatch the engine would be blamed for."""
+    import sim.engine.build
+
+    monkeypatch.setattr(sim.engine.build, "build_engine", lambda *a, **k: pytest.fail("built"))
+    folder = tampered_mlp_set({"wupd/linear_02": ((1, 2), -40_000)})
+    assert main(["conform", "--engine", str(folder), "mlp"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("at the end of step 2, the set's weights of linear_02 exceed the "
+                              "engine's 16-bit weight storage") in err[0], err

@@ -89,11 +89,7 @@ async def conform_main(dut) -> None:
         hw = await eng.train_step(*batches[i], vs.lr_inv, following=following)
         ours = engine_arrays(spec, hw.outputs)
         ref = {name: vs.refs[k][name] for name in ours}
-        for name in weights:  # every update of the step (a doubly trained layer's @2 too)
-            layer = name.removesuffix(".weight")
-            upd = [u for u in vs.refs[k] if u == f"wupd/{layer}" or u.startswith(f"wupd/{layer}@")]
-            weights[name] = (weights[name].astype(np.int64)
-                             - sum(vs.refs[k][u].astype(np.int64) for u in upd)).astype(np.int32)
+        weights = _weights_after(vs, k, weights)
         reports.append(_compare(k, ref, ours, weights, hw))
     pred = await eng.predict(vs.data["test_x"])
     ours = {"pred_out": pred["out"], "pred_class": np.argmax(pred["out"], axis=1).astype(np.int64),
@@ -104,6 +100,35 @@ async def conform_main(dut) -> None:
     Path(RESULT_FILE).write_text(json.dumps([{"step": r.step, "arrays": r.arrays,
                                               "mismatches": [asdict(m) for m in r.mismatches]}
                                              for r in reports]))
+
+
+def _weights_after(vs, step: str, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The weights after `step` (keyed by layer, or by layer + '.weight'): `weights` less every
+    update the set recorded in the step (a doubly trained layer's @2 too)."""
+    out = {}
+    for name, w in weights.items():
+        layer, ref = name.removesuffix(".weight"), vs.refs[step]
+        upd = [u for u in ref if u == f"wupd/{layer}" or u.startswith(f"wupd/{layer}@")]
+        out[name] = (w.astype(np.int64) - sum(ref[u].astype(np.int64) for u in upd)).astype(np.int32)
+    return out
+
+
+def _check_weight_storage(vs, prog) -> None:
+    """The set's weights, at the start and after every step, fit the engine's weight storage
+    (which would hold them wrapped): else NitroError naming the step and the layer, before the
+    build."""
+    from hw.engine.compiler import check_weight_storage
+
+    weights, step = {k: np.asarray(v) for k, v in vs.net.params.items()}, "the start"
+    for following in [k for k in vs.refs if k != "after"] + [None]:
+        for layer, w in weights.items():
+            try:
+                check_weight_storage(prog, layer, w)
+            except NitroError as exc:
+                raise NitroError(f"conform --engine: at {step}, the set's "
+                                 f"{str(exc).removeprefix('engine: ')}") from None
+        if following is not None:
+            weights, step = _weights_after(vs, following, weights), f"the end of step {following}"
 
 
 def _check_updates(vs, step: str, ref: dict) -> None:
@@ -143,10 +168,12 @@ def run_engine_conformance(vec_dir: str | Path, tag: str,
     vec_dir = Path(vec_dir).resolve()
     vs = load_set(vec_dir, tag)
     p = engine_params(params, vs.net.spec)
-    programs(compile_network(vs.net.spec, len(vs.data["step1_x"]), p, vs.lr_inv))
+    prog = compile_network(vs.net.spec, len(vs.data["step1_x"]), p, vs.lr_inv)
+    programs(prog)
     for step, ref in vs.refs.items():  # every array the engine produces must be in the set
         require_arrays(tag, step, ref, required_arrays(vs.net, step), "the engine")
         _check_updates(vs, step, ref)
+    _check_weight_storage(vs, prog)
     build = build_engine(p)
     tdir = Path(work_dir) if work_dir else build.build_dir / f"conform-{tag}-{os.getpid()}"
     t0 = time.perf_counter()
