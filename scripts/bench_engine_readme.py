@@ -273,13 +273,18 @@ def _regression_lines() -> list[str]:
         return []
     r = json.loads(RESULT.read_text())
     lines = [f"## {RESULT.name}: random networks on the engine (`scripts/regress_engine.py`)", "",
-             f"- seed {r['seed']}, {r['cases']} cases at {r['git_commit']}: **{r['passed']} passed** "
+             f"- seed {r['seed']}, {r['cases']} of {r['cases_drawn']} drawn cases at {r['git_commit']}: **{r['passed']} passed** "
              f"(bit-identical after every step, predictions identical), {r['refused']} refused by the "
              f"compiler, {r['outgrew']} stopped where the golden weights outgrew the engine's weight "
              f"storage, **{r['failed']} failed**; {r['simulated_cycles'] / 1e6:.0f} M engine cycles "
              f"simulated, {r['seconds'] / 60:.0f} minutes on {r['machine']}", "",
              "| refused or stopped by | cases |", "|---|---:|",
              *(f"| {why} | {n} |" for why, n in r["refusals"].items()), "",
+             "The performance model's cycles per step against the RTL counters on the passed cases, "
+             "per memory kind:", "",
+             "| memory | cases | mean abs error | max abs error (case) | within 5 % |", "|---|---:|---:|---:|---:|",
+             *(f"| {m} | {e['cases']} | {100 * e['mean_abs_error']:.2f} % | {100 * e['max_abs_error']:.2f} % "
+               f"({e['worst_case']}) | {e['within_5pct']} |" for m, e in r["prediction"].items()), "",
              "Functional coverage, the passed cases in each bin:", "", "| bin | cases |", "|---|---:|",
              *(f"| {b} | {n} |" for b, n in r["coverage"].items()), ""]
     for f in r["failures"]:

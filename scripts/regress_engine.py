@@ -16,7 +16,8 @@ golden weights outgrow the engine's weight storage mid-run (the engine would hol
 the run stops there, the steps before compared), is counted by reason; a mismatch or any other
 exception fails the run. The record,
 benchmarks/engine/regression.json, is rewritten after every case; it lists each case, the
-refusals by reason, and the functional coverage of the cases that passed (how many hit each bin).
+refusals by reason, the functional coverage of the cases that passed (how many hit each bin) and
+the performance model's error against the RTL's cycles on them.
 
     .venv/bin/python scripts/regress_engine.py [--cases 200] [--seed 1] [--jobs 2] [--out FILE]
     .venv/bin/python scripts/regress_engine.py --case 17 [--case 40 ...]   # rerun, no record
@@ -156,6 +157,7 @@ def run_case(case: Case, work: Path, fault: str | None = None) -> dict:
         outcome = "passed" if rc == 0 else "failed" if res["outgrown"] is None else "outgrew"
         row.update(outcome=outcome, network=res["network"],
                    tiles=res["tiles"], k_chunks=res["k_chunks"], cycles_per_step=res["cycles_per_step"],
+                   predicted_error=res["predicted"]["error"], mac_util=res["mac_util"],
                    constant_tensors=res["constant_tensors"])
         if rc:
             row["reason"] = res["message"]
@@ -175,7 +177,7 @@ def coverage(cases: list[Case], rows: list[dict]) -> dict[str, int]:
         doc = tomllib.loads(c.config)
         net, quirks = doc["network"], doc.get("quirks", {})
         marks = [f"kind {c.kind}", f"engine {c.engine}", f"{c.steps} steps",
-                 "memory " + (c.memory if c.memory in ("ideal", "ddr3") else "random"),
+                 f"memory {memory_kind(c)}",
                  f"weights x{c.scale}", "batch 1" if c.batch == 1 else
                  "batch not a multiple of 8" if c.batch % 8 else "batch a multiple of 8",
                  "GEMM K in chunks" if row["k_chunks"] else "no K chunks",
@@ -200,13 +202,33 @@ def _reason_key(reason: str) -> str:
     return re.sub(r"\d+", "N", reason.splitlines()[0])[:120]
 
 
+def memory_kind(case: Case) -> str:
+    return case.memory if case.memory in ("ideal", "ddr3") else "random"
+
+
+def prediction(cases: list[Case], rows: list[dict]) -> dict[str, dict]:
+    """The performance model against the RTL counters over the cases that ran every step, per
+    memory kind (ideal, ddr3, random): its error in cycles per step (predicted / measured - 1)."""
+    kind = {c.index: memory_kind(c) for c in cases}
+    out = {}
+    for mem in ("ideal", "ddr3", "random"):
+        errors = {r["index"]: r["predicted_error"] for r in rows
+                  if r["outcome"] == "passed" and kind[r["index"]] == mem}
+        if errors:
+            worst = max(errors, key=lambda k: abs(errors[k]))
+            out[mem] = {"cases": len(errors), "mean_abs_error": float(np.mean(np.abs(list(errors.values())))),
+                        "max_abs_error": abs(errors[worst]), "worst_case": worst,
+                        "within_5pct": sum(abs(e) <= .05 for e in errors.values())}
+    return out
+
+
 def summary(cases: list[Case], rows: list[dict], seed: int, head: str, seconds: float) -> dict:
     out, steps = Counter(r["outcome"] for r in rows), {c.index: c.steps for c in cases}
     return {
         "note": "scripts/regress_engine.py (its docstring): random networks trained on the Verilated "
                 "engine next to the golden model, bit-identical after every step or the case fails",
         "git_commit": head, "date": today(), "machine": host(), "seed": seed,
-        "cases": len(rows), "passed": out["passed"], "refused": out["refused"], "outgrew": out["outgrew"],
+        "cases_drawn": len(cases), "cases": len(rows), "passed": out["passed"], "refused": out["refused"], "outgrew": out["outgrew"],
         "failed": out["failed"] + out["crashed"], "seconds": round(seconds, 1),
         "simulated_cycles": int(sum(r.get("cycles_per_step", 0) * steps[r["index"]] for r in rows)),
         "engines": {k: asdict(v) for k, v in ENGINES.items()},
@@ -214,7 +236,7 @@ def summary(cases: list[Case], rows: list[dict], seed: int, head: str, seconds: 
                                  if r["outcome"] in ("refused", "outgrew")).most_common()),
         "failures": [{**r, "case": asdict(c)} for c in cases for r in rows
                      if r["index"] == c.index and r["outcome"] in ("failed", "crashed")],
-        "coverage": coverage(cases, rows),
+        "coverage": coverage(cases, rows), "prediction": prediction(cases, rows),
         "rows": sorted(rows, key=lambda r: r["index"]),
     }
 

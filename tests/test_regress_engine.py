@@ -40,6 +40,7 @@ def test_a_run_records_passed_and_refused_cases(tmp_path):
     doc = json.loads(out.read_text())
     assert (doc["cases"], doc["passed"], doc["refused"], doc["failed"]) == (2, 1, 1, 0)
     assert doc["coverage"]["kind mlp"] == 1 and len(doc["refusals"]) == 1
+    assert sum(p["cases"] for p in doc["prediction"].values()) == 1  # the model against the RTL
 
 
 def test_a_wrong_engine_result_fails_its_case(tmp_path):
