@@ -15,7 +15,7 @@ stores, SWAP and END for them and the core. The parts:
                (1 + gap for reads), and at most DMA_OUTSTANDING
                bursts are in flight, each for the latency plus its beats: a transfer takes the
                slowest of the three, plus the first beat's latency and a fixed tail; stalls
-               stretch it by 1 / (1 - stall probability)
+               stretch a beat's cycle by 1 / (1 - stall probability) (a read beat's after its gap)
   core run   : RUN_OVERHEAD_CYCLES, COMMAND_CYCLES per further GEMM of the run, and for every
                MAC-array tile of C, max(K, what its output op needs): the serializer takes
                rows x cols cycles per tile (scale, loss, update), the row paths (ReLU backward,
@@ -89,7 +89,9 @@ def transfer_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, st
     """The slowest of: issuing the bursts, moving the beats, and keeping at most DMA_OUTSTANDING
     bursts in flight (each holds its slot for the latency, its beats and BURST_SLOT_CYCLES)."""
     slow = 1.0 / (1.0 - stall)  # handshakes withheld with probability `stall`
-    move = x.words * beats_per_word(p, x.sel) * (1 if store else 1 + gap) * slow
+    # a read beat waits out the gap, then for the first cycle its channel is not stalled (a stall
+    # during the gap costs nothing)
+    move = x.words * beats_per_word(p, x.sel) * (slow if store else gap + slow)
     n = bursts(x, p)
     slots = (n * (latency + BURST_SLOT_CYCLES) + move) / DMA_OUTSTANDING
     # a row's first burst leaves a cycle after the one before, a further burst of the same row
