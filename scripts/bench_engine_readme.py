@@ -279,7 +279,7 @@ def _regression_lines() -> list[str]:
              f"storage, **{r['failed']} failed**; {r['simulated_cycles'] / 1e6:.0f} M engine cycles "
              f"simulated, {r['seconds'] / 60:.0f} minutes on {r['machine']}", "",
              "| refused or stopped by | cases |", "|---|---:|",
-             *(f"| {why} | {n} |" for why, n in r["refusals"].items()), "",
+             *(f"| {why.replace('|', chr(92) + '|')} | {n} |" for why, n in r["refusals"].items()), "",
              "The performance model's cycles per step against the RTL counters on the passed cases, "
              "per memory kind:", "",
              "| memory | cases | mean abs error | max abs error (case) | within 5 % |", "|---|---:|---:|---:|---:|",
