@@ -13,8 +13,8 @@ It trains 1-3 steps on the Verilated engine next to the golden model (`nitro cos
 `run_cosim`): the case passes when every weight and output is bit-identical after every step and
 the predictions match. A case the compiler refuses (its one error line names a limit), or whose
 golden weights outgrow the engine's weight storage mid-run (the engine would hold them wrapped;
-the run stops there, the steps before compared), is counted by reason; a mismatch or any other
-exception fails the run. The record,
+the run stops there, the steps before compared), is counted by reason; a mismatch, a simulation
+that fails (a cocotb test, a timeout) or any other exception fails the run. The record,
 benchmarks/engine/regression.json, is rewritten after every case; it lists each case, the
 refusals by reason, the functional coverage of the cases that passed (how many hit each bin) and
 the performance model's error against the RTL's cycles on them.
@@ -135,6 +135,7 @@ def run_case(case: Case, work: Path, fault: str | None = None) -> dict:
     """Train the case on the engine next to the golden model: its outcome ('passed', 'refused',
     'outgrew', 'failed' or 'crashed'), what the result says, and the wall time."""
     from model.train import save_start_checkpoint
+    from sim.engine.build import SimulationFailed
     from sim.engine.cosim import run_cosim
 
     work.mkdir(parents=True, exist_ok=True)
@@ -148,6 +149,8 @@ def run_case(case: Case, work: Path, fault: str | None = None) -> dict:
                            params=ENGINES[case.engine], work_dir=work / "sim",
                            memory=MemoryModel.parse(case.memory), train_images=case.train_images,
                            test_images=case.test_images, checkpoint=start)
+    except SimulationFailed as exc:  # a cocotb test, a timeout: the engine's failure, not a limit
+        row.update(outcome="crashed", reason=str(exc))
     except NitroError as exc:
         row.update(outcome="refused", reason=str(exc))
     except Exception:  # a crash of the compiler, the harness or the model: the case fails

@@ -53,3 +53,18 @@ def test_a_run_where_nothing_passed_fails(tmp_path):
     seed = next(s for s in range(100) if not _compiles(draw_case(s, 0)))
     assert main(["--cases", "1", "--seed", str(seed), "--out", str(tmp_path / "r.json"),
                  "--no-progress"]) == 1
+
+
+def test_a_simulation_that_fails_is_a_failure_not_a_refusal(tmp_path, monkeypatch):
+    """The simulation's own failure (here every cocotb run exits as a failed test would) ends in
+    an error line too, but it is the engine's failure: the case fails, it is not tallied as a
+    limit the compiler named."""
+    import sim.engine.build
+
+    def failed_test(*args, **kwargs):
+        raise SystemExit("cocotb: 1 test failed")
+
+    monkeypatch.setattr(sim.engine.build, "run_engine_test", failed_test)
+    case = next(c for k in range(100) if _small_mlp(c := draw_case(1, k)))
+    row = run_case(case, tmp_path)
+    assert row["outcome"] == "crashed" and "the simulation failed" in row["reason"], row

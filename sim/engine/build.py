@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hw.engine.params import EngineParams
 from hw.engine.top import StreamEngine
+from model.numerics import NitroError
 from sim.runner import (
     lean_verilator,
     LINT_WAIVERS, REPO, build_locked, check_results, ignored_root, module_tests, setup_verilator,
@@ -68,6 +69,11 @@ def _harness_params(p: EngineParams) -> dict:
 def source_link(p: EngineParams, waves: bool = False) -> Path:
     """The file naming the build folder of the current sources' engine (the fast path)."""
     return ENGINE_BUILD_ROOT / f"src-{_source_key(p, _harness_params(p), waves)}"
+
+
+class SimulationFailed(NitroError):
+    """The simulation itself failed (a cocotb test, a timeout, no result): not a limit of what
+    the user gave, which the caller checked before it started."""
 
 
 @dataclass

@@ -162,7 +162,7 @@ def run_engine_conformance(vec_dir: str | Path, tag: str,
     replay it on the Verilated engine (`params`: its EngineParams, default the one generated for the set's network);
     the reports as `model.conform.run_conformance` gives them."""
     from hw.engine.compiler import compile_network
-    from .build import build_engine, remove_run_folder, run_engine_test
+    from .build import SimulationFailed, build_engine, remove_run_folder, run_engine_test
     from .host import programs
 
     vec_dir = Path(vec_dir).resolve()
@@ -181,10 +181,10 @@ def run_engine_conformance(vec_dir: str | Path, tag: str,
         run_engine_test(build, "sim.engine.tb_conform", tdir, ConformRun(str(vec_dir), tag, p),
                         log_file=tdir.parent / f"{tdir.name}.log")
     except SystemExit as e:
-        raise NitroError(f"conform --engine: the simulation failed ({e}); see {tdir}") from None
+        raise SimulationFailed(f"conform --engine: the simulation failed ({e}); see {tdir}") from None
     res_file = tdir / RESULT_FILE
     if not res_file.exists():
-        raise NitroError(f"conform --engine: the simulation wrote no result ({tdir})")
+        raise SimulationFailed(f"conform --engine: the simulation wrote no result ({tdir})")
     reports = [StepReport(r["step"], r["arrays"], [Mismatch(**{**m, "index": tuple(m["index"])
                                                               if m["index"] is not None else None})
                                                    for m in r["mismatches"]])

@@ -441,7 +441,7 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
     fault: 'STEP:LAYER:OUT,IN:BIT' flips one bit of a weight the engine computed at that step
     (the check must then name that step, layer and element, and the exit code is 1).
     """
-    from .build import build_engine, remove_run_folder, run_engine_test
+    from .build import SimulationFailed, build_engine, remove_run_folder, run_engine_test
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise NitroError(f"--steps must be a positive integer, got {steps!r}")
@@ -469,11 +469,11 @@ def run_cosim(config: Path, steps: int, data_dir: str | None, out: Path | None, 
         run_engine_test(build, "sim.engine.tb_cosim", tdir, run,
                         log_file=None if progress else tdir.parent / f"{tdir.name}.log")
     except SystemExit as e:
-        raise NitroError(f"cosim: the simulation failed ({e}); see {tdir}") from None
+        raise SimulationFailed(f"cosim: the simulation failed ({e}); see {tdir}") from None
     t_run = time.perf_counter() - t1
     res_file = tdir / RESULT_FILE
     if not res_file.exists():
-        raise NitroError(f"cosim: the simulation wrote no result ({tdir})")
+        raise SimulationFailed(f"cosim: the simulation wrote no result ({tdir})")
     res = json.loads(res_file.read_text())
     res["build_s"], res["run_s"] = t_build, t_run
     if waves:
