@@ -259,6 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (None if args.case else RESULT)
     cases = [draw_case(args.seed, k) for k in (args.case or range(args.cases))]
     head, t0, rows = commit(), time.perf_counter(), []
+
+    def record() -> dict:  # the summary so far, written to `out` (a stopped run keeps it)
+        doc = summary(cases, rows, args.seed, head, time.perf_counter() - t0)
+        if out:
+            write_atomic(out, (json.dumps(doc, indent=1) + "\n").encode())
+        return doc
+
     with tempfile.TemporaryDirectory(prefix="nitro-regress-") as root, \
             ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         todo = [pool.submit(_run_in, c, root) for c in cases]
@@ -268,10 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             bar.set_postfix(Counter(r["outcome"] for r in rows))
             if row["outcome"] in ("failed", "crashed"):
                 tqdm.write(f"case {row['index']} {row['outcome']}: {row['reason']}")
-            if out:
-                doc = summary(cases, rows, args.seed, head, time.perf_counter() - t0)
-                write_atomic(out, (json.dumps(doc, indent=1) + "\n").encode())
-    doc = summary(cases, rows, args.seed, head, time.perf_counter() - t0)
+            record()
+    doc = record()
     for row in doc["rows"] if args.case else ():
         print(json.dumps(row))
     print(f"{doc['cases']} cases: {doc['passed']} passed, {doc['refused']} refused, {doc['outgrew']} "
