@@ -272,6 +272,7 @@ def _regression_lines() -> list[str]:
     if not RESULT.exists():
         return []
     r = json.loads(RESULT.read_text())
+    escaped = [(why.replace("|", r"\|"), n) for why, n in r["refusals"].items()]  # in a table cell
     lines = [f"## {RESULT.name}: random networks on the engine (`scripts/regress_engine.py`)", "",
              f"- seed {r['seed']}, {r['cases']} of {r['cases_drawn']} drawn cases at {r['git_commit']}: **{r['passed']} passed** "
              f"(bit-identical after every step, predictions identical), {r['refused']} refused by the "
@@ -279,7 +280,7 @@ def _regression_lines() -> list[str]:
              f"storage, **{r['failed']} failed**; {r['simulated_cycles'] / 1e6:.0f} M engine cycles "
              f"simulated, {r['seconds'] / 60:.0f} minutes on {r['machine']}", "",
              "| refused or stopped by | cases |", "|---|---:|",
-             *(f"| {why.replace('|', chr(92) + '|')} | {n} |" for why, n in r["refusals"].items()), "",
+             *(f"| {why} | {n} |" for why, n in escaped), "",
              "The performance model's cycles per step against the RTL counters on the passed cases, "
              "per memory kind:", "",
              "| memory | cases | mean abs error | max abs error (case) | within 5 % |", "|---|---:|---:|---:|---:|",

@@ -8,7 +8,9 @@ import signal
 import sys
 from pathlib import Path
 
-from hw.engine.params import BUS_WIDTHS, CNN_WEIGHT_BITS, MLP_WEIGHT_BITS, WEIGHT_STORAGE
+from hw.engine.params import (
+    BUS_WIDTHS, CNN_WEIGHT_BITS, MLP_WEIGHT_BITS, WEIGHT_STORAGE, EngineChoice, engine_with_weights,
+)
 from model.config import SEED_MAX
 from model.layers import INT32_MAX
 from model.numerics import NitroError
@@ -222,7 +224,6 @@ def _synth(args: argparse.Namespace) -> int:
     for name in records:
         refuse_overwrite(Path(args.out) / ("engine" if args.engine else "") / name, args.force)
     if args.engine:
-        from hw.engine.params import engine_with_weights
         from sim.engine.synth import synthesize_engine
 
         res = synthesize_engine(Path(args.out) / "engine",
@@ -240,7 +241,6 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _cosim(args: argparse.Namespace) -> int:
     from hw.engine.memory_model import MemoryModel
-    from hw.engine.params import EngineChoice
     from model.fileio import refuse_overwrite
     from sim.engine.cosim import run_cosim
 

@@ -119,16 +119,20 @@ def _check_weight_storage(vs, prog) -> None:
     build."""
     from hw.engine.compiler import check_weight_storage
 
-    weights, step = {k: np.asarray(v) for k, v in vs.net.params.items()}, "the start"
-    for following in [k for k in vs.refs if k != "after"] + [None]:
+    def states():  # (when, the weights then)
+        weights = {k: np.asarray(v) for k, v in vs.net.params.items()}
+        yield "the start", weights
+        for step in (k for k in vs.refs if k != "after"):
+            weights = _weights_after(vs, step, weights)
+            yield f"the end of step {step}", weights
+
+    for when, weights in states():
         for layer, w in weights.items():
             try:
                 check_weight_storage(prog, layer, w)
             except NitroError as exc:
-                raise NitroError(f"conform --engine: at {step}, the set's "
+                raise NitroError(f"conform --engine: at {when}, the set's "
                                  f"{str(exc).removeprefix('engine: ')}") from None
-        if following is not None:
-            weights, step = _weights_after(vs, following, weights), f"the end of step {following}"
 
 
 def _check_updates(vs, step: str, ref: dict) -> None:
