@@ -149,6 +149,25 @@ def write_idx(path: str | Path, arr: np.ndarray) -> None:
     write_atomic(path, payload)
 
 
+def write_random_cifar10(folder: str | Path, n_per_batch: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR-10 folder in the official python-batch format holding random images and labels,
+    `n_per_batch` in each of its six files (CIFAR-10 itself is not shipped: tests and the
+    engine's regression train on CIFAR-shaped inputs from this). Returns every file's rows
+    (N x 3072) and labels, in file order."""
+    folder, rng = Path(folder), np.random.RandomState(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, labels = [], []
+    for name in CIFAR10_FILES:
+        data = rng.randint(0, 256, (n_per_batch, 3072)).astype(np.uint8)
+        lab = [int(v) for v in rng.randint(0, NUM_CLASSES, n_per_batch)]
+        batch = {b"batch_label": name.encode(), b"labels": lab, b"data": data,
+                 b"filenames": [b"img%d.png" % i for i in range(n_per_batch)]}
+        write_atomic(folder / name, pickle.dumps(batch, protocol=2))
+        rows.append(data)
+        labels.append(lab)
+    return np.concatenate(rows), np.concatenate(labels)
+
+
 # ------------------------------------------------------------------------------- directory look-up
 
 

@@ -1,7 +1,9 @@
 """Constrained-random regression of the streaming engine against the golden model.
 
 Each case draws, from its own generator (numpy's, seeded with the run's seed and the case's
-index, so `--case K` redraws case K exactly), a network within what the engine supports (an MLP
+index, so `--case K` redraws case K exactly), its input (MNIST-shaped 1x28x28 images from the
+embedded subset, or CIFAR-shaped 3x32x32 ones: random images in CIFAR-10's own file format,
+written beside the case, CIFAR-10 itself not being here), a network within what the engine supports (an MLP
 of 1-3 hidden layers of 1-1024 units, or a CNN of one to three 3x3 convolutions of 8-48 channels
 with or without 2x2 max-pools, a learning-layer pool from pred_decoder_dim, an FC block or none,
 the quirks' fixes the engine builds), a batch (1-128; a CNN's 8-32), a learning rate, weight
@@ -44,6 +46,7 @@ import numpy as np
 from hw.engine.memory_model import MemoryModel
 from hw.engine.params import EngineParams, engine_with_weights
 from model.config import toml_document
+from model.datasets import image_shape, write_random_cifar10
 from model.fileio import write_atomic
 from model.numerics import NitroError
 from model.paths import REPO
@@ -60,6 +63,8 @@ ENGINES = {
 }
 ENGINE_ODDS = {"mlp": {"w16": .5, "w24": .2, "w16_bus128": .2, "small": .1},
                "cnn": {"w24": .6, "small": .25, "w16_bus128": .15}}
+CIFAR_SHARE = .3  # of the cases, CIFAR-shaped inputs (3 channels: conv1 not tap-packed)
+CIFAR_IMAGES_PER_FILE = 128  # 640 training images (a case needs at most 3 batches of 128), 128 test
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,11 @@ class Case:
     scale: int  # the initial weights x scale (at x1 most scaled outputs round to 0)
     test_images: int
     train_images: int | None  # a training set this short crosses an epoch boundary
+    dataset: str = "embedded"  # or "cifar10": random CIFAR-shaped images (`cifar_folder`)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return image_shape(self.dataset)
 
 
 def _pick(rng: np.random.Generator, odds: dict):
@@ -118,17 +128,29 @@ def draw_case(seed: int, index: int) -> Case:
     network, batch = (_cnn if kind == "cnn" else _mlp)(rng)
     quirks = ({"fc_double_update": bool(rng.random() < .7), "conv_amp_inert": bool(rng.random() < .8)}
               if kind == "cnn" else {})
-    doc = {"name": f"case{index}", "data": {"dataset": "embedded"}, "network": network,
-           "train": {"seed": int(rng.integers(0, 1 << 32)), "batch_size": batch,
-                     "lr_inv": int(rng.choice([128, 512, 2048])),
-                     "fwd_decay_inv": int(rng.choice([0, 1000, 12000, 30000])),
-                     "subnet_decay_inv": int(rng.choice([0, 300, 3000]))}, "quirks": quirks}
+    train = {"seed": int(rng.integers(0, 1 << 32)), "batch_size": batch,
+             "lr_inv": int(rng.choice([128, 512, 2048])),
+             "fwd_decay_inv": int(rng.choice([0, 1000, 12000, 30000])),
+             "subnet_decay_inv": int(rng.choice([0, 300, 3000]))}
     steps = int(rng.integers(1, 4 if kind == "mlp" else 3))
     short = rng.random() < .3
-    return Case(index, toml_document({k: v for k, v in doc.items() if v}), kind,
-                _pick(rng, ENGINE_ODDS[kind]), batch, steps, _memory(rng),
-                int(rng.choice([1, 16, 64, 128], p=[.1, .3, .4, .2])),
-                int(rng.choice([0, 16])), batch * int(rng.integers(1, 3)) if short else None)
+    engine, memory = _pick(rng, ENGINE_ODDS[kind]), _memory(rng)
+    scale = int(rng.choice([1, 16, 64, 128], p=[.1, .3, .4, .2]))
+    test_images = int(rng.choice([0, 16]))
+    train_images = batch * int(rng.integers(1, 3)) if short else None
+    dataset = "cifar10" if rng.random() < CIFAR_SHARE else "embedded"  # drawn last: the rest as before
+    doc = {"name": f"case{index}", "data": {"dataset": dataset}, "network": network, "train": train,
+           "quirks": quirks}
+    return Case(index, toml_document({k: v for k, v in doc.items() if v}), kind, engine, batch,
+                steps, memory, scale, test_images, train_images, dataset)
+
+
+def cifar_folder(work: Path) -> Path:
+    """A CIFAR-10 folder of random images for a CIFAR-shaped case, enough for any drawn batch,
+    step count and test: the same images for every case."""
+    folder = work / "cifar10"
+    write_random_cifar10(folder, CIFAR_IMAGES_PER_FILE)
+    return folder
 
 
 def run_case(case: Case, work: Path, fault: str | None = None) -> dict:
@@ -144,8 +166,9 @@ def run_case(case: Case, work: Path, fault: str | None = None) -> dict:
     row = {"index": case.index}
     try:
         with (work / "cosim.log").open("w") as log, redirect_stdout(log):
-            start = save_start_checkpoint(config, work / "start.npz", None, case.scale)
-            rc = run_cosim(config, case.steps, None, out, False, fault=fault, batch=case.batch,
+            data_dir = cifar_folder(work) if case.dataset == "cifar10" else None
+            start = save_start_checkpoint(config, work / "start.npz", data_dir, case.scale)
+            rc = run_cosim(config, case.steps, data_dir, out, False, fault=fault, batch=case.batch,
                            params=ENGINES[case.engine], work_dir=work / "sim",
                            memory=MemoryModel.parse(case.memory), train_images=case.train_images,
                            test_images=case.test_images, checkpoint=start)
@@ -179,7 +202,8 @@ def coverage(cases: list[Case], rows: list[dict]) -> dict[str, int]:
         c = by_index[row["index"]]
         doc = tomllib.loads(c.config)
         net, quirks = doc["network"], doc.get("quirks", {})
-        marks = [f"kind {c.kind}", f"engine {c.engine}", f"{c.steps} steps",
+        marks = [f"kind {c.kind}", f"input {'x'.join(map(str, c.input_shape))}", f"engine {c.engine}",
+                 f"{c.steps} steps",
                  f"memory {memory_kind(c)}",
                  f"weights x{c.scale}", "batch 1" if c.batch == 1 else
                  "batch not a multiple of 8" if c.batch % 8 else "batch a multiple of 8",

@@ -349,3 +349,27 @@ def test_weights_no_step_changed_could_not_show_an_error():
               ("a1 (block activation)", "l1", flat, flat)]
     assert _could_differ(checks, {"l1"}) == {"l1.weight", "l1.weight (engine's transposed copy)",
                                              "s1 (learning-layer output)"}
+
+
+def test_engine_cnn_on_three_channel_images(engine_build, tmp_path):
+    """CIFAR-shaped inputs (3x32x32: random images in CIFAR-10's file format, CIFAR-10 itself not
+    being here): the first convolution reads three channels padded to a whole word of its row
+    layout (not tap-packed as a one-channel image is), its weight gradient's K is 9 taps of that
+    word; 32x32 pools to 16x16 and 8x8. Every weight and output bit-identical after each of 2
+    steps; inference predictions identical."""
+    from hw.engine.compiler import compile_network
+    from model.config import load_config
+    from model.datasets import write_random_cifar10
+
+    write_random_cifar10(tmp_path / "cifar10", 64)  # a test set of one evaluation batch
+    config = tmp_path / "cifar_cnn.toml"
+    config.write_text('name = "cifar_cnn"\n[data]\ndataset = "cifar10"\n[network]\nkind = "cnn"\n'
+                      'architecture = [["Conv2d", 8, 3, 1, 1], ["MaxPool2d", 2, 2], '
+                      '["Conv2d", 16, 3, 1, 1], ["MaxPool2d", 2, 2]]\nhidden = [16]\n'
+                      'pred_decoder_dim = 1024\n[train]\nbatch_size = 16\n')
+    x = compile_network(load_config(config).build_spec((3, 32, 32)), 16).tensors["x.r"]
+    assert (x.image, x.taps) == ((32, 32, 8), False)
+    rc, res = _cosim(tmp_path, config, 2, batch=16, test_images=16, data_dir=str(tmp_path / "cifar10"))
+    assert rc == 0, res.get("message")
+    assert res["steps_run"] == 2 and res["network"] == "3072-conv8-pool2-conv16-pool2-16-10"
+    assert res["test"]["images"] == 16 and res["test"]["identical"]

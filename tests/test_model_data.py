@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from model import datasets
-from model.datasets import MNIST_FILES, find_dataset_dir, load_raw, read_idx, write_idx
+from model.datasets import MNIST_FILES, find_dataset_dir, load_raw, read_idx, write_idx, write_random_cifar10
 from model.numerics import NitroError
 from model.preprocess import augment_batch, epoch_permutation, normalize_images, one_hot, preprocess
 
@@ -221,25 +221,8 @@ def test_embedded_selectors(monkeypatch, no_default_dirs):
 # ------------------------------------------------------------------------------------------ CIFAR-10
 
 
-def write_cifar(folder: Path, n_per_batch: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Official python-format batches; returns all rows (N x 3072) and labels in file order."""
-    rng = np.random.RandomState(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    rows, labels = [], []
-    for name in datasets.CIFAR10_FILES:
-        data = rng.randint(0, 256, (n_per_batch, 3072)).astype(np.uint8)
-        lab = [int(v) for v in rng.randint(0, 10, n_per_batch)]
-        batch = {b"batch_label": name.encode(), b"labels": lab, b"data": data,
-                 b"filenames": [b"img%d.png" % i for i in range(n_per_batch)]}
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f, protocol=2)
-        rows.append(data)
-        labels.append(lab)
-    return np.concatenate(rows), np.concatenate(labels)
-
-
 def test_cifar10_loader_shapes_and_channel_order(tmp_path, no_default_dirs):
-    rows, labels = write_cifar(tmp_path / "cifar10" / "cifar-10-batches-py")
+    rows, labels = write_random_cifar10(tmp_path / "cifar10" / "cifar-10-batches-py")
     raw = load_raw("cifar10", tmp_path)
     assert raw.source == tmp_path / "cifar10" / "cifar-10-batches-py"
     assert raw.train_x.shape == (10, 3, 32, 32) and raw.train_x.dtype == np.uint8
@@ -256,14 +239,14 @@ def test_cifar10_loader_shapes_and_channel_order(tmp_path, no_default_dirs):
 
 def test_cifar10_corrupt_batches(tmp_path, no_default_dirs):
     folder = tmp_path / "cifar10"
-    write_cifar(folder)
+    write_random_cifar10(folder)
     bad = folder / "data_batch_3"
     bad.write_bytes(bad.read_bytes()[:100])
     with pytest.raises(NitroError, match="data_batch_3: not a CIFAR-10 python batch") as err:
         load_raw("cifar10", tmp_path)
     assert str(bad) in str(err.value)
 
-    write_cifar(folder)
+    write_random_cifar10(folder)
     bad.write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": os.getcwd}))
     with pytest.raises(NitroError, match=r"data_batch_3: .*refusing to load"):
         load_raw("cifar10", tmp_path)
@@ -278,7 +261,7 @@ def test_cifar10_corrupt_batches(tmp_path, no_default_dirs):
 
 
 def test_cifar10_missing_file_named(tmp_path, no_default_dirs):
-    write_cifar(tmp_path / "cifar10")
+    write_random_cifar10(tmp_path / "cifar10")
     (tmp_path / "cifar10" / "test_batch").unlink()
     with pytest.raises(NitroError, match=f"{tmp_path / 'cifar10'} \\(missing test_batch\\)"):
         load_raw("cifar10", tmp_path)

@@ -11,7 +11,7 @@ from scripts.regress_engine import ENGINES, draw_case, main, run_case
 
 
 def _compiles(case) -> bool:
-    spec = parse_config(case.config, "case").build_spec((1, 28, 28))
+    spec = parse_config(case.config, "case").build_spec(case.input_shape)
     try:
         compile_network(spec, case.batch, ENGINES[case.engine])
     except NitroError:
@@ -23,6 +23,8 @@ def test_cases_are_reproducible_and_spread():
     cases = [draw_case(1, k) for k in range(200)]
     assert cases == [draw_case(1, k) for k in range(200)] and draw_case(2, 0) != cases[0]
     assert {c.kind for c in cases} == {"mlp", "cnn"} and {c.engine for c in cases} == set(ENGINES)
+    assert {(c.kind, c.input_shape) for c in cases} == {(k, s) for k in ("mlp", "cnn")
+                                                        for s in ((1, 28, 28), (3, 32, 32))}
     assert {c.memory for c in cases} >= {"ideal", "ddr3"} and len({c.memory for c in cases}) > 50
     assert {c.steps for c in cases} == {1, 2, 3} and {c.scale for c in cases} == {1, 16, 64, 128}
     assert any(c.batch % 8 for c in cases) and any(c.train_images for c in cases)
