@@ -146,6 +146,8 @@ class Network:
                 else:
                     mask = rng.binomial(1, 1.0 - it.rate, size=h.shape)
                 h = L.dropout_forward(h, mask, it.rate)
+                if trace is not None:
+                    trace.put(f"fwd/{it.name}", h)
         return h
 
     def output_forward(self, h: np.ndarray, trace: Trace | None = None) -> np.ndarray:

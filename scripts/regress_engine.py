@@ -10,8 +10,8 @@ the quirks' fixes the engine builds), a batch (1-128; a CNN's 8-32), a learning 
 decays (none included), the initial weights' scale, a memory model (ideal, DDR3-class, or random
 latency, gap and stalls), the engine generated with 16- or 24-bit weights, a 128-bit port or
 small scratchpads that force every cut, sometimes a training set short enough to cross an epoch
-boundary (half of those with lr_inv changed at every epoch boundary), and inference on test
-images.
+boundary (half of those with lr_inv changed at every epoch boundary), inference on test
+images, and dropout (rates 0.05-0.25, and 0.5, which the compiler refuses).
 It trains 1-3 steps on the Verilated engine next to the golden model (`nitro cosim`'s
 `run_cosim`): the case passes when every weight and output is bit-identical after every step and
 the predictions match. A case the compiler refuses (its one error line names a limit), or whose
@@ -66,6 +66,9 @@ ENGINE_ODDS = {"mlp": {"w16": .5, "w24": .2, "w16_bus128": .2, "small": .1},
                "cnn": {"w24": .6, "small": .25, "w16_bus128": .15}}
 CIFAR_SHARE = .3  # of the cases, CIFAR-shaped inputs (3 channels: conv1 not tap-packed)
 CIFAR_IMAGES_PER_FILE = 128  # 640 training images (a case needs at most 3 batches of 128), 128 test
+# dropout after every block (a CNN's also before its last feature-extractor layer): 0.5 leaves
+# int8, which the compiler refuses
+DROPOUT_RATES, DROPOUT_ODDS = (0.0, 0.05, 0.1, 0.15, 0.25, 0.5), (.6, .08, .1, .1, .08, .04)
 # lr_inv x3 at every epoch boundary (no epoch improves the accuracy by 1.0): a short training set's
 # steps change IntegerSGD's constants mid-run
 LR_AT_EVERY_EPOCH = {"start": 0, "patience": 1, "min_delta": 1.0}
@@ -145,6 +148,8 @@ def draw_case(seed: int, index: int) -> Case:
     # drawn last, so that every draw above is the one earlier runs made
     dataset = "cifar10" if rng.random() < CIFAR_SHARE else "embedded"
     schedule = LR_AT_EVERY_EPOCH if short and rng.random() < .5 else {}
+    if rate := float(rng.choice(DROPOUT_RATES, p=DROPOUT_ODDS)):
+        network["dropout"] = rate
     doc = {"name": f"case{index}", "data": {"dataset": dataset}, "network": network, "train": train,
            "schedule": schedule, "quirks": quirks}
     return Case(index, toml_document({k: v for k, v in doc.items() if v}), kind, engine, batch,
@@ -219,7 +224,8 @@ def coverage(cases: list[Case], rows: list[dict]) -> dict[str, int]:
                  "epoch boundary crossed" if c.train_images and c.steps * c.batch > c.train_images
                  else "one epoch",
                  "a tensor stayed constant" if row["constant_tensors"] else "every compared tensor varied",
-                 "lr_inv changed mid-run" if row["lr_inv"] != doc["train"]["lr_inv"] else "one lr_inv"]
+                 "lr_inv changed mid-run" if row["lr_inv"] != doc["train"]["lr_inv"] else "one lr_inv",
+                 f"dropout {net['dropout']}" if net.get("dropout") else "no dropout"]
         if c.kind == "cnn":
             layers = [e[0] for e in net["architecture"]]
             marks += [f"{layers.count('Conv2d')} convolutions", f"{layers.count('MaxPool2d')} max-pools",

@@ -351,12 +351,14 @@ def test_weights_no_step_changed_could_not_show_an_error():
                                              "s1 (learning-layer output)"}
 
 
-def test_engine_cnn_on_three_channel_images(engine_build, tmp_path):
+def test_engine_cnn_on_three_channel_images_with_dropout(engine_build, tmp_path):
     """CIFAR-shaped inputs (3x32x32: random images in CIFAR-10's file format, CIFAR-10 itself not
     being here): the first convolution reads three channels padded to a whole word of its row
     layout (not tap-packed as a one-channel image is), its weight gradient's K is 9 taps of that
-    word; 32x32 pools to 16x16 and 8x8. Every weight and output bit-identical after each of 2
-    steps; inference predictions identical."""
+    word; 32x32 pools to 16x16 and 8x8. Dropout 0.15 where VGG8B CIFAR-10 has it: before the
+    last max-pool and after the FC block, the masks the golden model draws written by the host
+    each step. Every weight, output and dropout output bit-identical after each of 2 steps;
+    inference (dropout the identity) predictions identical."""
     from hw.engine.compiler import compile_network
     from model.config import load_config
     from model.datasets import write_random_cifar10
@@ -366,10 +368,26 @@ def test_engine_cnn_on_three_channel_images(engine_build, tmp_path):
     config.write_text('name = "cifar_cnn"\n[data]\ndataset = "cifar10"\n[network]\nkind = "cnn"\n'
                       'architecture = [["Conv2d", 8, 3, 1, 1], ["MaxPool2d", 2, 2], '
                       '["Conv2d", 16, 3, 1, 1], ["MaxPool2d", 2, 2]]\nhidden = [16]\n'
-                      'pred_decoder_dim = 1024\n[train]\nbatch_size = 16\n')
+                      'pred_decoder_dim = 1024\ndropout = 0.15\n[train]\nbatch_size = 16\n')
     x = compile_network(load_config(config).build_spec((3, 32, 32)), 16).tensors["x.r"]
     assert (x.image, x.taps) == ((32, 32, 8), False)
     rc, res = _cosim(tmp_path, config, 2, batch=16, test_images=16, data_dir=str(tmp_path / "cifar10"))
     assert rc == 0, res.get("message")
-    assert res["steps_run"] == 2 and res["network"] == "3072-conv8-pool2-conv16-pool2-16-10"
+    assert res["steps_run"] == 2
+    assert res["network"] == "3072-conv8-pool2-conv16-drop0.15-pool2-16-drop0.15-10"
     assert res["test"]["images"] == 16 and res["test"]["identical"]
+
+
+def test_engine_mlp_with_dropout_across_epochs(engine_build, tmp_path):
+    """An MLP with dropout 0.25 (the highest rate whose outputs stay int8) after each block,
+    over an epoch boundary: each step's masks are drawn right after its batch, as the training
+    loop's forward draws them, and staged with the next batch so that steps still start warm.
+    Bit-identical after each of 4 steps, inference identical; a rate beyond int8 is refused."""
+    cfg = tmp_path / "drop.toml"
+    cfg.write_text('name = "drop"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\n'
+                   'hidden = [40, 24]\ndropout = 0.25\n[train]\nbatch_size = 16\n')
+    rc, res = _cosim(tmp_path, cfg, 4, train_images=32, test_images=64)
+    assert rc == 0, res.get("message")
+    assert res["steps_run"] == 4 and res["network"] == "784-40-drop0.25-24-drop0.25-10"
+    assert sum(res["warm_list"]) == 3 and res["test"]["identical"]
+    assert {"dropout_00 (dropout output)", "dropout_01 (dropout output)"} <= set(res["compared"])

@@ -589,8 +589,10 @@ def test_bad_batch_size(batch):
 
 
 def test_unsupported_layers():
-    with pytest.raises(NitroError, match="dropout is not supported"):
-        C.compile_network(mnist_spec(dropout=0.1), 64)
+    with pytest.raises(NitroError, match=r"dropout_00: dropout rate 0.3 rescales NITRO-ReLU outputs "
+                                         r"-67..91 by 1428/1000 to -95..129, beyond the engine's int8 "
+                                         r"activations \(it runs rates up to 0.25\)"):
+        C.compile_network(mnist_spec(dropout=0.3), 64)
     with pytest.raises(NitroError, match="alpha 8"):
         C.compile_network(build_mlp((1, 28, 28), [16], Hyper(slope_inv=8)), 8)
 
@@ -820,8 +822,8 @@ def test_run_cosim_fails_before_simulation(tmp_path, monkeypatch):
         run_cosim(big, 1, None, None, False)
     drop = tmp_path / "drop.toml"
     drop.write_text('name = "d"\n[data]\ndataset = "embedded"\n[network]\nkind = "mlp"\nhidden = [16]\n'
-                    'dropout = 0.1\n[train]\n')
-    with pytest.raises(NitroError, match="dropout"):
+                    'dropout = 0.5\n[train]\n')
+    with pytest.raises(NitroError, match="dropout rate 0.5"):
         run_cosim(drop, 1, None, None, False)
     with pytest.raises(NitroError, match="steps"):
         run_cosim(REPO / "configs" / "embedded_mlp.toml", 0, None, None, False)

@@ -6,7 +6,8 @@ per pixel and images, ties, all-negative windows whose maximum is the padding's 
 output rows away from the top, windows that leave rows uncovered, a pool between blocks (no
 marked copy); one window position read per cycle. The tile with padded windows fails with a
 padding of -128 instead of 0, the case with ties fails with ties routed to the last maximum
-instead of the first."""
+instead of the first. Dropout (`drop`, 1x1 windows with a keep mask) against
+model.layers.dropout_forward."""
 from dataclasses import replace
 
 import numpy as np
@@ -18,7 +19,8 @@ from hw.engine.memory import READ_LATENCY, BankedMemory
 from hw.engine.params import OP_POOL, SEL_AMEM_R, SEL_SMEM, EngineParams, command_layout
 from hw.engine.perf import pool_cycles
 from hw.engine.pool import MASK, PoolUnit
-from model.layers import maxpool_backward, maxpool_forward
+from hw.engine.dropout import dropout_multiplier
+from model.layers import dropout_forward, maxpool_backward, maxpool_forward, nitro_relu_forward
 from sim.testing import simulate
 
 P = EngineParams()
@@ -86,7 +88,7 @@ def _run(pg: PoolGeom, a: np.ndarray, s: np.ndarray, y0: int, rows: int) -> tupl
     s_t = Tensor("s", SEL_SMEM, "row", n_img, h * w * c, first)
     mk_t = Tensor("m", SEL_SMEM, "row", n_img, h * w * c, n_img * h * w * pg.words + first)
     mk_region = mk_t.base - first
-    outs = {"o0": dst_t} | ({"o2": s_t, "o3": mk_t} if pg.mask else {})
+    outs = {"o0": dst_t} | ({"o2": s_t, "o3": mk_t} if pg.mask else {"o2": s_t} if pg.drop else {})
     g = Gemm("pool", "pool", OP_POOL, src_t, src_t, n_img, pg.words, rows, outs, pool=pg)
     cmd = pack_command(P, replace(pg, y0=y0).fields(g, 0))
     sentinel = np.full_like(s, 99)
@@ -185,3 +187,24 @@ def test_pool_unit_matches_the_golden_model(h, w, c, k, pad, y0, rows, low, high
         assert not np.array_equal(got_mark, _expected(pg, a, s, y0, rows, last_max=True)[1])
     # one window position read per cycle (twice with marks), as the performance model counts
     assert cycles == pool_cycles(n_img * rows * pg.wo * pg.words, k[0] * k[1], mask)
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.15, 0.25])
+def test_pool_unit_dropout_matches_the_golden_model(rate):
+    """Dropout over 1x1 windows: each word kept where its mask byte is not 0 and rescaled,
+    tdiv(x * R, 1000), for NITRO-ReLU outputs over their whole range (both ends included); the
+    mask read in the marking pass marks nothing; two cycles per word, and dropout's stages."""
+    rng = np.random.default_rng(int(rate * 100))
+    n_img, h, w, c = 3, 4, 6, 16
+    relu = nitro_relu_forward(np.arange(-128, 128).astype(np.int8), P.slope_inv)
+    lo, hi = int(relu.min()), int(relu.max())
+    a = rng.integers(lo, hi, (n_img, h, w, c), endpoint=True).astype(np.int8)
+    a.flat[:2] = lo, hi
+    keep = rng.integers(0, 2, (n_img, h, w, c)).astype(np.int8)
+    pg = PoolGeom(h, w, c // L, 1, 1, drop=dropout_multiplier(rate))
+    got, marked, cycles = _run(pg, a, keep, 0, h)
+    want = dropout_forward(a.transpose(0, 3, 1, 2), keep.transpose(0, 3, 1, 2), rate).transpose(0, 2, 3, 1)
+    assert (want != a).any() and (want[keep == 1] != 0).any()  # dropped and rescaled values
+    np.testing.assert_array_equal(got, want)
+    assert (marked == 99).all()
+    assert cycles == pool_cycles(n_img * h * w * pg.words, 1, False, True)

@@ -29,6 +29,7 @@ def test_cases_are_reproducible_and_spread():
     assert {c.steps for c in cases} == {1, 2, 3} and {c.scale for c in cases} == {1, 16, 64, 128}
     assert any(c.batch % 8 for c in cases) and any(c.train_images for c in cases)
     assert any("[schedule]" in c.config for c in cases)  # lr_inv changes at epoch boundaries
+    assert any("dropout = 0.25" in c.config for c in cases)
     assert sum(map(_compiles, cases)) >= 0.8 * len(cases)
 
 

@@ -3,9 +3,10 @@ training step (`hw.engine.tiling` then cuts them into scratchpad tiles and the p
 packing of matrices into memory words.
 
 Everything here runs before simulation and raises `NitroError` with one clear line when the engine
-cannot run the network: a layer it has no lowering for (dropout; a convolution other than 3x3 with
-padding 1; a pool between blocks other than 2x2 unpadded), a constant beyond the engine's
-dividers, a batch of the wrong shape, a command that points outside a scratchpad.
+cannot run the network: a layer it has no lowering for (a convolution other than 3x3 with
+padding 1; a pool between blocks other than 2x2 unpadded; a dropout rate whose outputs leave
+int8), a constant beyond the engine's dividers, a batch of the wrong shape, a command that points
+outside a scratchpad.
 
 Layouts (L = lanes per word = MAC array side); each tensor is loaded into the scratchpad `sel`:
   act "col"  (AMEM_C): word (b / L) * F + f,        lanes b % L   (A of forward GEMMs)
@@ -32,6 +33,8 @@ from model.layers import RELU_MEAN_CORRECTION
 from model.numerics import NitroError
 from model.optim import LR_INV, sgd_divisor
 from model.spec import Block, Conv2d, Dropout, Flatten, Linear, MaxPool2d, NetworkSpec
+
+from .dropout import check_dropout, dropout_multiplier, flat_geometry
 
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
@@ -201,8 +204,9 @@ class PoolGeom:
     """Max-pooling of h x w images (channels innermost, `words` scratchpad words per pixel),
     kh x kw windows with stride = kernel and padding (ph, pw) of value 0 (the reference's int8
     pools, quirk D9); `mask`: copy the stored s (o2) into o3 with every non-arg-max position
-    marked (`hw.engine.pool`). A tile covers output rows from y0; a delta tile through the
-    pool's map (`map_fields`) covers image rows from y0, or `seg` pixels of row y0 from x0."""
+    marked (`hw.engine.pool`); `drop` (1x1 windows): dropout with this multiplier, the keep
+    mask in o2 (`hw.engine.dropout`). A tile covers output rows from y0; a delta tile through
+    the pool's map (`map_fields`) covers image rows from y0, or `seg` pixels of row y0 from x0."""
 
     h: int
     w: int
@@ -212,6 +216,7 @@ class PoolGeom:
     ph: int = 0
     pw: int = 0
     mask: bool = False
+    drop: int = 0
     y0: int = 0
     x0: int = 0
     seg: int = 0
@@ -234,13 +239,16 @@ class PoolGeom:
         first = (top - self.source_rows(self.y0, self.y0 + 1)[0]) * self.w - self.pw
         a_sel = [k for k, v in A_SOURCES.items() if v == a.sel][0]
         blocks = cdiv(a.rows, a.lanes) if a.layout == "col" else a.rows
-        f = dict(op=g.op, phase=phase_index, a_sel=a_sel, conv=int(self.mask), m_len=blocks,
+        f = dict(op=g.op, phase=phase_index, a_sel=a_sel, conv=int(self.mask or self.drop > 0),
+                 drop=int(self.drop > 0), d_mult=self.drop, m_len=blocks,
                  k_len=g.n, cv_w=self.w, cv_h=self.h, cv_x0=-self.pw, cv_y0=top, cv_mw=self.wo,
                  cv_n0=cw, cv_n1=self.kw, cv_n2=self.kh, a_base=(a.base + first * cw) % mod,
                  a_sm=a.stride, a_sk=(self.w - self.kw + 1) * cw, a_skr=self.kw * cw,
                  b_sk=self.kh * self.w * cw, o0={"base": d.base, "stride": d.stride})
-        for slot in ("o2", "o3") if self.mask else ():  # s and its marked copy, laid out as
-            t = g.outs[slot]  # the source: their bases at the same (padded) first position
+        # s and its marked copy, or the keep mask, laid out as the source: their bases at the
+        # same (padded) first position
+        for slot in ("o2", "o3") if self.mask else ("o2",) if self.drop else ():
+            t = g.outs[slot]
             f[slot] = {"base": (t.base + first * cw) % mod, "stride": t.stride}
         return f
 
@@ -361,8 +369,9 @@ def check_supported(spec: NetworkSpec, params: EngineParams) -> list[Block]:
                 raise NitroError(f"engine: {it.name}: the engine pools convolution outputs only")
             side //= 2
         elif isinstance(it, Dropout):
-            raise NitroError(f"engine: {it.name}: dropout is not supported by the engine "
-                             f"(it needs a random-number source in the RTL)")
+            if not blocks:
+                raise NitroError(f"engine: {it.name}: the engine drops block outputs only")
+            check_dropout(it, params)
         elif not isinstance(it, Flatten):
             raise NitroError(f"engine: layer {it.name} ({type(it).__name__}) is not supported")
     if not blocks:
@@ -440,13 +449,14 @@ class _Act:
 
 @dataclass
 class _Stage:
-    """A block with its input and output, and the max-pools that follow it (name, to)."""
+    """A block with its input and output, and the max-pools and dropouts that follow it (the
+    layer, its output), in order."""
 
     block: Block
     x: _Act
     out: _Act
     learn: _Act  # the learning layer's input: out, or out through the learning pool
-    pools: list[tuple[str, _Act]] = field(default_factory=list)
+    after: list[tuple[MaxPool2d | Dropout, _Act]] = field(default_factory=list)
 
 
 def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None = None,
@@ -486,7 +496,14 @@ def compile_network(spec: NetworkSpec, batch: int, params: EngineParams | None =
             h, w, c = cur.image
             g = PoolGeom(h, w, c, *it.kernel)
             cur = act(it.name, g.ho * g.wo * c, (g.ho, g.wo, c))
-            stages[-1].pools.append((it.name, cur))
+            stages[-1].after.append((it, cur))
+            continue
+        if isinstance(it, Dropout):  # the keep masks, as the source: per step from the host
+            feats = cur.c.feats
+            alloc(f"{it.name}.mask.c", SEL_SMEM, "col", batch, feats, cur.image)
+            alloc(f"{it.name}.mask.r", SEL_SMEM, "row", batch, feats, cur.image)
+            cur = act(it.name, feats, cur.image, cur.r.image)
+            stages[-1].after.append((it, cur))
             continue
         if not isinstance(it, Block):
             continue
@@ -598,6 +615,19 @@ class _Lowering:
             g = PoolGeom(h, w, words, 2, 2)
             self.gemm(f"{name}/pool", OP_POOL, t, t, self.batch, words, g.ho, pool=g, o0=d)
 
+    def dropout(self, d: Dropout, src: _Act, dst: _Act) -> None:
+        """Dropout in both layouts, each with its keep mask (training); inference copies."""
+        mult = dropout_multiplier(d.rate) if self.train else 0
+        for t, to in ((src.c, dst.c), (src.r, dst.r)):
+            if src.image is None:  # a feature vector: one row of pixels
+                h, (w, words) = 1, flat_geometry(t.stride)
+            else:
+                h, w, c = src.image
+                words = c if t.layout == "col" else c // self.p.lanes
+            g = PoolGeom(h, w, words, 1, 1, drop=mult)
+            mask = {"o2": self.tensors[f"{d.name}.mask.{t.layout[0]}"]} if self.train else {}
+            self.gemm(f"{d.name}/drop", OP_POOL, t, t, self.batch, words, h, pool=g, o0=to, **mask)
+
     def block(self, st: _Stage) -> None:
         """A block: its forward, the max-pools after it, its learning pool, its local learning
         (once, or as often as the reference trains it per step) and its forward-layer update."""
@@ -605,8 +635,11 @@ class _Lowering:
         s_t = self.tensors[f"{b.name}.s"]
         cg = self.conv_forward(st, s_t) if isinstance(b.layer, Conv2d) else self.linear_forward(st, s_t)
         src = out
-        for name, dst in st.pools:
-            self.max_pool(name, src, dst)
+        for it, dst in st.after:
+            if isinstance(it, MaxPool2d):
+                self.max_pool(it.name, src, dst)
+            else:
+                self.dropout(it, src, dst)
             src = dst
         unpool = self.learning_pool(st, s_t) if b.pool is not None else None
         passes = self.spec.backward_order.count(b.name) if self.train else 1
@@ -887,8 +920,20 @@ def weight_tensors(prog: Program, params: dict[str, np.ndarray]) -> list[tuple[T
 BATCH_TENSORS = ("x.c", "x.r", "y")  # what the host writes per step: the batch in both layouts, targets
 
 
-def batch_tensors(prog: Program, x: np.ndarray, y: np.ndarray) -> list[tuple[Tensor, np.ndarray]]:
-    """The per-step host stream: the int8 batch (both layouts) and the one-hot targets."""
+def dropouts(prog: Program) -> list[Dropout]:
+    return [it for it in prog.spec.items if isinstance(it, Dropout)]
+
+
+def batch_names(prog: Program) -> tuple[str, ...]:
+    """The tensors the host writes per training step: BATCH_TENSORS and each dropout's keep
+    mask in both layouts."""
+    return BATCH_TENSORS + tuple(f"{d.name}.mask.{k}" for d in dropouts(prog) for k in "cr")
+
+
+def batch_tensors(prog: Program, x: np.ndarray, y: np.ndarray,
+                  masks: dict[str, np.ndarray] | None = None) -> list[tuple[Tensor, np.ndarray]]:
+    """The per-step host stream: the int8 batch (both layouts), the one-hot targets and, for
+    training, each dropout's 0/1 keep mask (`masks`: as `NitroNet.draw_masks` draws them)."""
     spec = prog.spec
     want_x = (prog.batch, *spec.input_shape)
     x = np.asarray(x)
@@ -911,7 +956,23 @@ def batch_tensors(prog: Program, x: np.ndarray, y: np.ndarray) -> list[tuple[Ten
         return x.reshape(prog.batch, -1) if tx.image is None else to_hwc(x, tx.image[2])
 
     xc, xr, yt = (t[name] for name in BATCH_TENSORS)
-    return [(xc, image(xc)), (xr, image(xr)), (yt, y)]
+    return [(xc, image(xc)), (xr, image(xr)), (yt, y)] + _mask_tensors(prog, masks or {})
+
+
+def _mask_tensors(prog: Program, masks: dict[str, np.ndarray]) -> list[tuple[Tensor, np.ndarray]]:
+    names = [d.name for d in dropouts(prog)] if masks else []
+    if sorted(masks) != sorted(names):
+        raise NitroError(f"engine: dropout masks for {sorted(masks)}, the network has {sorted(names)}")
+    out = []
+    for name in names:
+        t, k = prog.tensors[f"{name}.mask.c"], np.asarray(masks[name])
+        want = (prog.batch, t.feats) if t.image is None else (prog.batch, t.image[2], *t.image[:2])
+        if k.shape != want or not np.isin(k, (0, 1)).all():
+            raise NitroError(f"engine: the keep mask of {name} must be {want} values of 0 or 1, "
+                             f"got shape {k.shape}")
+        mat = k if t.image is None else to_hwc(k)
+        out += [(t, mat), (prog.tensors[f"{name}.mask.r"], mat)]
+    return out
 
 
 def pack_command(p: EngineParams, fields: dict) -> int:

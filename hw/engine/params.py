@@ -89,6 +89,10 @@ ADDR_W = 16
 CMD_WORD_BITS = 64
 CV_BITS = 8  # convolution image sides (and window pixel offsets, signed)
 CV_N0_BITS = 10  # beats per source pixel along K (input channels of a forward window)
+# dropout in the max-pool unit (`hw.engine.pool`): tdiv(x * R, 1000) of an int8 x as
+# sign(x) * (|x| * d_mult >> DROP_SHIFT), exact for every |x| <= 128 and every rescale R of the
+# spec's table (`compiler.dropout_multiplier`); the rates the engine admits fit DROP_MULT_BITS
+DROP_SHIFT, DROP_MULT_BITS = 16, 18
 
 
 BUS_WIDTHS = (64, 128)  # the memory port's data widths (AXI4 bits)
@@ -271,6 +275,8 @@ def command_layout(p: EngineParams) -> data.StructLayout:
     (the forward GEMM: M = pixels, K = window x channels), and the row slots step n_tiles
     words per m tile (pixels x channels, channels innermost); with cv_mw = 0 the pixel does not
     move along M (the weight gradient of one window position: M = channels, K = pixels).
+    A max-pool (OP_POOL) with `drop` is dropout: 1x1 windows whose word is kept where the mask
+    (o2, read in the marking pass that `conv` turns on) is not 0, rescaled by d_mult.
     With `bpool` the n tiles are the pixels (x channel words) of a cv_w-wide image read through a
     learning layer's max-pool map: the B tile of a pixel is its window's (kw x kh = cv_n1 x
     cv_n2, cv_n0 words per pixel, the first tile at window position (-cv_x0, -cv_y0)), so the
@@ -298,7 +304,7 @@ def command_layout(p: EngineParams) -> data.StructLayout:
         "conv": unsigned(1), "cv_w": unsigned(CV_BITS), "cv_h": unsigned(CV_BITS),
         "cv_x0": signed(CV_BITS), "cv_y0": signed(CV_BITS), "cv_mw": unsigned(CV_BITS),
         "cv_n0": unsigned(CV_N0_BITS), "cv_n1": unsigned(CV_BITS), "cv_n2": unsigned(CV_BITS),
-        "a_skr": unsigned(ADDR_W), "bpool": unsigned(1),
+        "a_skr": unsigned(ADDR_W), "bpool": unsigned(1), "drop": unsigned(1),
         "o0": _slot(), "o1": _slot(), "o2": _slot(), "o3": _slot(), "o4": _slot(),
         "sc_sf": unsigned(p.max_scale.bit_length()),
         "d_mult": unsigned(gmw), "d_shift": unsigned(gsw),

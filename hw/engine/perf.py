@@ -37,6 +37,7 @@ from .core import command_flush
 from .memory import READ_LATENCY
 from .memory_model import MemoryModel
 from .params import EngineParams
+from .pool import DROP_STAGES
 from .program import (
     SOP_END, SOP_LOAD, SOP_RUN, SOP_STORE, SOP_SWAP, SOP_SYNC, Transfer, beats_per_word,
 )
@@ -101,10 +102,12 @@ def transfer_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, st
     return busiest + latency + (STORE_TAIL_CYCLES if store else LOAD_TAIL_CYCLES)
 
 
-def pool_cycles(words: int, window: int, mask: bool) -> int:
+def pool_cycles(words: int, window: int, mask: bool, drop: bool = False) -> int:
     """A max-pool command (`hw.engine.pool`): one read per window position and pooled word
-    (twice with the marked copy of s), then the last writes after the read latency."""
-    return words * window * (2 if mask else 1) + READ_LATENCY + 6
+    (twice with the marked copy of s, or the keep mask of dropout), then the last writes after
+    the read latency (and dropout's stages)."""
+    return (words * window * (2 if mask or drop else 1) + READ_LATENCY + 6
+            + (DROP_STAGES if drop else 0))
 
 
 def tile_cycles(tile: Tile, p: EngineParams) -> float:
@@ -112,7 +115,8 @@ def tile_cycles(tile: Tile, p: EngineParams) -> float:
     g = tile.gemm
     if g.pool is not None:
         pg = g.pool
-        return pool_cycles(g.fields(0)["m_len"] * g.n * pg.wo * pg.words, pg.kh * pg.kw, pg.mask)
+        return pool_cycles(g.fields(0)["m_len"] * g.n * pg.wo * pg.words, pg.kh * pg.kw, pg.mask,
+                           pg.drop > 0)
     if g.k_hold:  # a chunk of K that ends no tile: its beats only
         return g.k
     return mac_cycles(p, g.m, g.n, g.k, by_rows(g.op, g.p_in, g.p_out))

@@ -19,6 +19,11 @@ first window's top-left position (padding included); `o0.base` the first destina
 output is contiguous within a block). With `conv` set, s is read in SMEM at `o2.base` + (the
 source word - a_base) and its marked copy written at `o3.base` + (the same), both regions laid
 out as the source (their bases at its first window's top-left position).
+
+With `drop` the command is dropout (spec 2.8) over 1x1 windows: the marking pass reads the mask
+(o2, laid out as the source; a position is kept where its byte is not 0) instead of s, and each
+lane's word x is written as tdiv(x * keep * R, 1000) = sign(x) * (|x| * d_mult >> DROP_SHIFT),
+DROP_STAGES cycles later than a pooled word; nothing is marked.
 """
 from __future__ import annotations
 
@@ -31,12 +36,15 @@ from amaranth.lib.wiring import In, Out
 from hw.fanout import replicated_reg
 
 from .memory import READ_LATENCY
-from .params import ADDR_W, CV_BITS, CV_N0_BITS, EngineParams, command_layout
+from .params import (
+    ADDR_W, CV_BITS, CV_N0_BITS, DROP_MULT_BITS, DROP_SHIFT, EngineParams, command_layout,
+)
 from .pipeline import Countdown, data_reg, delayed
 
 MASK = -128  # s of a position whose delta is dropped
 PW = CV_BITS + 3  # signed pixel coordinates: the padding below zero
 WIN = 2 * CV_BITS  # window positions (kh x kw)
+DROP_STAGES = 3  # |x| and the keep bit, the product, the word
 
 
 @dataclass
@@ -104,13 +112,19 @@ class PoolUnit(wiring.Component):
         # window's first word replaces `best` only at the end of that cycle)
         wr_v = delayed(m, w.issue & w.last, DL + 1, "pool_wr", False)
         wr_at = delayed(m, w.dst, DL + 1, "pool_dst")
-        m.d.comb += [self.wr_addr.eq(wr_at), self.wr_data.eq(best.as_value()),
-                     self.wr_en.eq(Mux(wr_v, (1 << L) - 1, 0))]
+        # dropout: the word (a 1x1 window's) with its mask, which the marking pass read a cycle
+        # after it, DROP_STAGES cycles on
+        dropped = self._dropout(m, best, s_rd, cmd)
+        drop_v = delayed(m, wr_v, DROP_STAGES, "drop_wr", False)
+        drop_at = delayed(m, wr_at, DROP_STAGES, "drop_dst")
+        m.d.comb += [self.wr_addr.eq(Mux(cmd.drop, drop_at, wr_at)),
+                     self.wr_data.eq(Mux(cmd.drop, dropped, best.as_value())),
+                     self.wr_en.eq(Mux(Mux(cmd.drop, drop_v, wr_v), (1 << L) - 1, 0))]
         # the marked copy of s: each position's word DL cycles after its read, MASK in the
         # lanes whose arg-max is elsewhere. Each lane's compare is registered where its arg-max
         # is (`hit`: arg is final only in that cycle), the word formed a cycle later, so that no
         # compare drives the word registers' synchronous set/reset across the die.
-        mk_v = delayed(m, w.marking & w.inside, DL + 1, "mark_v", False)
+        mk_v = delayed(m, w.marking & w.inside & ~cmd.drop, DL + 1, "mark_v", False)
         mk_at = delayed(m, w.addr + w.mk_copy, DL + 2, "mark_addr")
         s_mk = delayed(m, s_rd, 1, "s_mk")
         hit = Signal(L, name="mark_hit")
@@ -121,6 +135,25 @@ class PoolUnit(wiring.Component):
                                       for j in range(L))))]
         m.d.comb += [self.mk_addr.eq(mk_at), self.mk_en.eq(mk_en), self.mk_data.eq(mk_data)]
         return m
+
+    def _dropout(self, m: Module, best, s_rd, cmd):
+        """Each lane's word x kept where its mask byte is not 0 and rescaled: sign(x) * (|x| *
+        d_mult >> DROP_SHIFT), registered in DROP_STAGES steps (the product a multiplier's)."""
+        L, AB = self.p.lanes, self.p.act_bits
+        mult = data_reg(DROP_MULT_BITS, name="drop_mult")
+        word = data_reg(L * AB, name="drop_word")
+        m.d.sync += mult.eq(cmd.d_mult[:DROP_MULT_BITS])
+        for j in range(L):
+            x = best[j]
+            mag, neg, keep = data_reg(AB, name=f"drop_mag{j}"), data_reg(), data_reg()
+            m.d.sync += [mag.eq(Mux(x < 0, -x, x)), neg.eq(x < 0),
+                         keep.eq(s_rd.word_select(j, AB) != 0)]
+            prod = data_reg(AB + DROP_MULT_BITS, name=f"drop_prod{j}")
+            neg2, keep2 = data_reg(), data_reg()
+            m.d.sync += [prod.eq(mag * mult), neg2.eq(neg), keep2.eq(keep)]
+            q = prod[DROP_SHIFT:DROP_SHIFT + AB]
+            m.d.sync += word.word_select(j, AB).eq(Mux(keep2, Mux(neg2, -q, q), 0))
+        return word
 
     def _per_lane(self, m: Module, platform, v, n: int, name: str, reset_less: bool = True) -> list:
         """`v` delayed by n cycles, its last register a copy per lane (`hw.fanout`: the lanes lie
@@ -175,7 +208,7 @@ class PoolUnit(wiring.Component):
         npx, nrow, nblk = (data_reg(ADDR_W, name=n) for n in ("next_pix", "next_row", "next_blk"))
         dst_blk = data_reg(ADDR_W)
         iy0, ix0 = data_reg(signed(PW)), data_reg(signed(PW))  # the window's top-left pixel
-        wait = data_reg(range(RL + 4))
+        wait = data_reg(range(RL + 5 + DROP_STAGES))
         mk_off = data_reg(ADDR_W)  # source -> s
         active, done, walking, marking, flushing = (
             Signal(name=n) for n in ("active", "done", "walking", "marking", "flushing"))
@@ -227,7 +260,8 @@ class PoolUnit(wiring.Component):
                                      w.dst.eq(ndst), iy0.eq(cmd.cv_y0)]
                         start(nblk, cmd.cv_y0, cmd.cv_x0)
                         with m.If(blk.last):
-                            m.d.sync += [flushing.eq(1), wait.eq(RL + 4)]
+                            m.d.sync += [flushing.eq(1),
+                                         wait.eq(Mux(cmd.drop, RL + 4 + DROP_STAGES, RL + 4))]
                             m.d.comb += walking_n.eq(0)
 
         with m.If(walking):  # one source (issue) or s (marking) word per cycle

@@ -34,7 +34,7 @@ import numpy as np
 
 from model.numerics import NitroError
 
-from .compiler import BATCH_TENSORS, Program, Tensor, cdiv, pack_command
+from .compiler import Program, Tensor, batch_names, cdiv, pack_command
 from .image import tensor_span
 from .params import CTR_KINDS, N_PHASES, OP_END, SEL_CMEM, SEL_CTR, EngineParams
 from .program import (
@@ -88,7 +88,7 @@ def _bytes(t: Tensor, p: EngineParams) -> int:
 def _staged(prog: Program, base: int) -> dict[str, Tensor]:
     """A copy of every batch tensor from byte `base`, for the next step's batch."""
     out = {}
-    for name in BATCH_TENSORS:
+    for name in batch_names(prog):
         t = prog.tensors[name]
         out[name] = replace(t, ext=base)
         base = _align(base + _bytes(t, prog.params))

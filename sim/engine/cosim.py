@@ -59,6 +59,9 @@ def compared(hw, net, trace, prog) -> list[tuple[str, str, np.ndarray, np.ndarra
                        hw.outputs[f"{b.name}.yhat"], _last(trace, f"fwd/{b.pred_scaling.name}")))
         checks.append((f"{b.relu.name} (block activation)", b.layer.name,
                        hw.outputs[f"{b.name}.a.c"], trace[f"fwd/{b.relu.name}"]))
+    for d, layer in _dropped(spec):
+        checks.append((f"{d.name} (dropout output)", layer, hw.outputs[f"{d.name}.c"],
+                       trace[f"fwd/{d.name}"]))
     for name in prog.layers:
         checks.append((f"{name}.weight", name, hw.weights[name], net.params[name]))
         if name in hw.wcopies:
@@ -66,6 +69,19 @@ def compared(hw, net, trace, prog) -> list[tuple[str, str, np.ndarray, np.ndarra
                            net.params[name]))
     return [(label, layer, np.asarray(got, np.int64), np.asarray(exp, np.int64))
             for label, layer, got, exp in checks]
+
+
+def _dropped(spec) -> list:
+    """(dropout layer, the layer of the block whose output it drops) of every dropout."""
+    from model.spec import Block, Dropout
+
+    out, layer = [], None
+    for it in spec.items:
+        if isinstance(it, Block):
+            layer = it.layer.name
+        elif isinstance(it, Dropout):
+            out.append((it, layer))
+    return out
 
 
 def _could_differ(checks, moved: set[str]) -> set[str]:
@@ -243,6 +259,7 @@ async def cosim_main(dut) -> None:
     # a tensor that was one constant in every step compared (e.g. the scaled outputs of initial
     # weights, all rounding to 0), or weights no step changed, could not have shown most engine
     # errors in what produced it
+    result["compared"] = tally.labels
     result["constant_tensors"] = [label for label in tally.labels if label not in tally.varied]
     summ = _summary(prog, tally.counters, tally.units) if tally.counters else {}
     result.update(summ)
@@ -272,9 +289,9 @@ async def _run_steps(eng, net, rng, prog, batches, run: CosimRun, fault, result:
     following = next(batches, None)
     try:
         while following is not None:
-            step, x, y, lr_inv = following
+            step, x, y, lr_inv, masks = following
             if step < run.start_step:
-                net.train_step(x, y, lr_inv, rng=rng)
+                net.train_step(x, y, lr_inv, rng=rng, masks=masks)
                 following = next(batches, None)
                 continue
             if step == run.start_step:
@@ -282,12 +299,12 @@ async def _run_steps(eng, net, rng, prog, batches, run: CosimRun, fault, result:
             t0 = time.perf_counter()
             trace = Trace()
             before = {name: net.params[name].copy() for name in prog.layers}
-            net.train_step(x, y, lr_inv, rng=rng, trace=trace)
+            net.train_step(x, y, lr_inv, rng=rng, trace=trace, masks=masks)
             following = next(batches, None)  # (after the step, as the training loop draws it)
             t1 = time.perf_counter()
             flt = fault[1:] if fault is not None and fault[0] == step else None
-            hw = await eng.train_step(x, y, lr_inv, fault=flt,
-                                      following=following and following[1:3])
+            hw = await eng.train_step(x, y, lr_inv, fault=flt, masks=masks,
+                                      following=following and (*following[1:3], following[4]))
             tally.warm.append(hw.warm)
             result["fault_injected"] |= flt is not None
             t2 = time.perf_counter()
@@ -337,20 +354,23 @@ def _prediction(eng, warm: list[bool], measured: float) -> dict:
 
 
 def _batches(cfg, ds, net, rng, schedule, total: int):
-    """(step, x, y, lr_inv) of model.train.train's loop for `total` steps: each epoch's shuffled
-    batches, and after each full epoch the reference's test evaluation feeding the lr_inv
-    schedule."""
+    """(step, x, y, lr_inv, masks) of model.train.train's loop for `total` steps: each epoch's
+    shuffled batches, and after each full epoch the reference's test evaluation feeding the
+    lr_inv schedule. `masks`: the step's dropout masks, drawn right after its batch, where the
+    training step's forward draws them (None without dropout)."""
     from model.preprocess import epoch_permutation
+    from model.spec import Dropout
     from model.train import epoch_batches, evaluate
 
     step, order = 0, np.arange(len(ds.train_x))
+    drop = any(isinstance(it, Dropout) for it in net.spec.items)
     while True:
         order = order[epoch_permutation(rng, len(order))]
         lr_inv = schedule.lr_inv
         for x, y in epoch_batches(cfg, ds, order, rng):
             if step >= total:
                 return
-            yield step, x, y, lr_inv
+            yield step, x, y, lr_inv, net.draw_masks(len(x), rng) if drop else None
             step += 1
         if step >= total:
             return
@@ -369,13 +389,15 @@ async def _test_accuracy(eng, net, ds, n: int) -> dict:
 
 
 def _net_desc(prog) -> str:
-    from model.spec import Block, MaxPool2d
+    from model.spec import Block, Dropout, MaxPool2d
 
     spec = prog.spec
     dims = [int(np.prod(spec.input_shape))]
     for it in spec.items:
         if isinstance(it, MaxPool2d):
             dims.append(f"pool{it.kernel[0]}")
+        elif isinstance(it, Dropout):
+            dims.append(f"drop{it.rate:g}")
         elif isinstance(it, Block):
             dims.append(f"conv{it.layer.out_channels}" if hasattr(it.layer, "out_channels")
                         else it.layer.out_features)

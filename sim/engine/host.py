@@ -195,16 +195,17 @@ class EngineBackend:
                                 + [(self.infer.ucode_ext // 8, ucode_words(self.infer))])
 
     async def train_step(self, x: np.ndarray, y: np.ndarray, lr_inv: int, fault=None,
-                         following: tuple[np.ndarray, np.ndarray] | None = None) -> HwStep:
-        """Write the batch (and the command words when lr_inv changed), run one step, read back.
-        `following`: the next step's batch, staged so that this step prefetches its first run
-        (`tiles.Prefetch`); a step whose batch was prefetched that way, with nothing written
-        or run since and the same lr_inv (the first run's command words), starts warm."""
+                         following: tuple | None = None, masks: dict | None = None) -> HwStep:
+        """Write the batch and its dropout masks (and the command words when lr_inv changed),
+        run one step, read back. `following`: the next step's (x, y, masks), staged so that this
+        step prefetches its first run (`tiles.Prefetch`); a step whose batch was prefetched that
+        way, with nothing written or run since and the same lr_inv (the first run's command
+        words), starts warm."""
         c0 = self.now()
         pf = self.ep.prefetch
         warm = (pf is not None and self._ready is not None and self._lr == lr_inv
-                and all(np.array_equal(a, b) for a, b in zip(self._ready, (x, y))))
-        regions = self._regions(batch_tensors(self.prog, x, y))
+                and _same(self._ready, _snapshot((x, y, masks))))
+        regions = self._regions(batch_tensors(self.prog, x, y, masks))
         if pf is not None and following is not None:
             staged = batch_tensors(self.prog, *following)
             regions += self._regions((pf.staged[t.name], m) for t, m in staged)
@@ -214,7 +215,7 @@ class EngineBackend:
             self._lr = lr_inv
         await self.write_memory(regions)
         units = await self.run(self.ep, self._budget(self.ep), warm)
-        self._ready = None if following is None else tuple(np.array(a) for a in following)
+        self._ready = None if following is None else _snapshot(following)
         if fault is not None:
             await self.flip_weight_bit(*fault)
         step = await self._read_back(units)
@@ -280,6 +281,18 @@ class EngineBackend:
         ctr = {ph: {CTR_KINDS[j]: int(vals[i * k + j]) for j in range(k)}
                for i, ph in enumerate(self.prog.phases)}
         return HwStep(out, wts, wcp, ctr, units)
+
+
+def _snapshot(inputs: tuple) -> tuple:
+    """A copy of a step's (x, y[, dropout masks]), the masks as a dict (empty without dropout)."""
+    x, y, *rest = inputs
+    masks = (rest[0] if rest else None) or {}
+    return np.array(x), np.array(y), {k: np.array(v) for k, v in masks.items()}
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    return (all(np.array_equal(u, v) for u, v in zip(a[:2], b[:2])) and a[2].keys() == b[2].keys()
+            and all(np.array_equal(a[2][k], b[2][k]) for k in a[2]))
 
 
 class RamBackend(EngineBackend):
