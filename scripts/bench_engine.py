@@ -22,9 +22,9 @@
            weights x256, every compared tensor varying (about 16 minutes) ->
            cosim_vgg8b_mnist_1steps_b8_ideal.json
   model  : the performance model (hw.engine.perf) against those runs -> perf_model.json; and
-           VGG8B MNIST in it: cycles per step at batch 64 for the ideal and the DDR3-class
-           memory, per phase, images/s at 150 MHz, per GEMM the core's cycles and its waits ->
-           vgg8b_mnist_model.json
+           the paper's CNNs in it (VGG8B on MNIST, F-MNIST and CIFAR-10, VGG11B on CIFAR-10):
+           cycles per step at batch 64 for the ideal and the DDR3-class memory, per phase,
+           images/s at 150 MHz, per GEMM the core's cycles and its waits -> <config>_model.json
   margin : the sequencer's flush without its margin (wait_cycles 0: the computed pipe depths must
            suffice), then shorter (down to -20) until a run differs from the golden model, a few
            steps of a CNN and an MLP -> flush_margin.json
@@ -84,7 +84,7 @@ from scripts.bench_engine_synth import (
 )
 from scripts.engine_records import (
     CNN_RUNS, LONG, LONG_SEGMENTS, LONG_STEPS, LONG_TEST, OFFICIAL_SETS, OUT, RUNS, TARGET_MHZ,
-    TRAINED, VGG, VGG_RTL_BATCH, W24, W24_STEPS, cnn_file, cosim_file, cosim_runs,
+    PAPER_CNNS, TRAINED, VGG, VGG_RTL_BATCH, W24, W24_STEPS, cnn_file, cosim_file, cosim_runs,
     long_files, stamp, trained_file, w24_file, widths_file,
 )
 from scripts.provenance import commit
@@ -356,20 +356,21 @@ def _long_start(step: int) -> str:
             f"the golden model's weights after {step} steps from the initial weights")
 
 
-def bench_vgg_model() -> Path:
-    """VGG8B MNIST in the performance model: cycles per step at batch 64 for the ideal and the
-    DDR3-class memory, per phase with the useful-MAC utilization of its GEMMs, images/s at the
-    150 MHz target, and per GEMM the core's cycles and its waits (`perf.Prediction`)."""
+def bench_vgg_model(config: str = VGG) -> Path:
+    """A paper CNN (`config`, VGG8B MNIST by default) in the performance model: cycles per step
+    at batch 64 for the ideal and the DDR3-class memory, per phase with the useful-MAC
+    utilization of its GEMMs, images/s at the 150 MHz target, and per GEMM the core's cycles and
+    its waits (`perf.Prediction`)."""
     from hw.engine.perf import by_gemm, images_per_s, predict
     from hw.engine.memory_model import NAMED_MODELS
 
     t0 = time.perf_counter()
-    ep = _program(VGG, 64)
+    ep = _program(config, 64)
     compile_s = time.perf_counter() - t0
     p = ep.prog.params
     macs = ep.prog.macs
     warm = ep.prefetch is not None  # steps back to back: the steady state starts warm
-    res = {"config": VGG, "batch": 64, "params": vars(p), "tiles": len(ep.tiles), "runs": len(ep.runs),
+    res = {"config": config, "batch": 64, "params": vars(p), "tiles": len(ep.tiles), "runs": len(ep.runs),
            "compile_s": round(compile_s, 1), "target_mhz": TARGET_MHZ, "warm": warm,
            "useful_macs_per_step": sum(macs.values()), "memories": {}, "commit": commit()}
     for name, mm in NAMED_MODELS.items():
@@ -387,7 +388,7 @@ def bench_vgg_model() -> Path:
     res["gemms"] = {k: {"core_cycles": c, "wait_cycles": per.waits[k], "useful_macs": useful[k],
                         "core_util": useful[k] / (p.rows * p.cols * c)}
                     for k, c in per.phases.items()}
-    out = OUT / f"{VGG}_model.json"
+    out = OUT / f"{config}_model.json"
     write_atomic(out, json.dumps(res, indent=1).encode())
     return out
 
@@ -486,7 +487,7 @@ MODES = {
     "long": (lambda a: bench_long(a.data_dir), True),
     "conform": (lambda a: bench_conform(SHARED_VECTORS), True),
     "vgg": (lambda a: bench_vgg(a.data_dir), True),
-    "model": (lambda a: [bench_model(), bench_vgg_model()], True),
+    "model": (lambda a: [bench_model(), *map(bench_vgg_model, PAPER_CNNS)], True),
     "margin": (lambda a: bench_margin(a.data_dir), True),
     "widths": (lambda a: bench_widths(a.config, a.epochs, a.data_dir, a.weight_bits), True),
     "synth": (lambda a: bench_synth(a.seeds, a.data_dir, a.jobs, a.route_minutes, a.speed,

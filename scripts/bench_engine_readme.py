@@ -9,7 +9,7 @@ from hw.engine.memory_model import DDR3_TEXT, MemoryModel
 from hw.engine.params import CNN_WEIGHT_BITS, MLP_WEIGHT_BITS
 from model.fileio import write_atomic
 from scripts.engine_records import (
-    CNN_RUNS, LONG, LONG_SEGMENTS, LONG_STEPS, OFFICIAL_SETS, OUT, TRAINED, VGG, VGG_RTL_BATCH, W24,
+    CNN_RUNS, LONG, LONG_SEGMENTS, LONG_STEPS, OFFICIAL_SETS, OUT, PAPER_CNNS, TRAINED, VGG, VGG_RTL_BATCH, W24,
     cnn_file, conv_gemms, cosim_file, cosim_runs, long_files, synth_name, trained_file, w24_file,
     widths_file,
 )
@@ -150,6 +150,36 @@ def _same_cycles() -> str:
             "the current engine's.")
 
 
+def _routed_fmax(r: dict) -> tuple[Path, float | None]:
+    """The synth record of a performance-model record's engine, and its slowest routed Fmax."""
+    synth = OUT / f"{synth_name(weight_bits=r['params']['weight_bits'])}.json"
+    return synth, json.loads(synth.read_text()).get("worst_fmax_mhz") if synth.exists() else None
+
+
+def _paper_cnn_lines() -> list[str]:
+    """The paper's other CNNs in the performance model, a row each."""
+    from hw.engine.perf import images_per_s
+
+    recs = [json.loads(f.read_text()) for c in PAPER_CNNS[1:] if (f := OUT / f"{c}_model.json").exists()]
+    if not recs:
+        return []
+    lines = ["## <config>_model.json: the paper's other CNNs on the engine (performance model, batch 64)", "",
+             "F-MNIST's and CIFAR-10's VGG8B train with dropout (0.1, 0.15: the host writes the "
+             "masks, `hw/engine/dropout.py`); CIFAR-10 is not available here, so these are "
+             "projections only.", "",
+             "| config | tiles (runs) | useful MACs per step | memory | cycles per step | useful-MAC "
+             "utilization | images/s at 150 MHz | at the slowest routed seed |",
+             "|---|---:|---:|---|---:|---:|---:|---:|"]
+    for r in recs:
+        synth, worst = _routed_fmax(r)
+        for name, m in r["memories"].items():
+            at = f"{images_per_s(worst, r['batch'], m['cycles_per_step']):.2f} ({worst} MHz)" if worst else "-"
+            lines.append(f"| {r['config']} | {r['tiles']} ({r['runs']}) | {r['useful_macs_per_step']:.3g} | "
+                         f"{name} | {m['cycles_per_step']:.4g} | {100 * m['mac_util']:.1f}% | "
+                         f"{m['img_s_at_target']} | {at} |")
+    return lines + [""]
+
+
 def _vgg_lines() -> list[str]:
     """VGG8B: the performance model's numbers, then its co-simulated step."""
     from hw.engine.perf import images_per_s
@@ -158,8 +188,7 @@ def _vgg_lines() -> list[str]:
     if not f.exists():
         return []
     r = json.loads(f.read_text())
-    synth = OUT / f"{synth_name(weight_bits=r['params']['weight_bits'])}.json"
-    worst = json.loads(synth.read_text()).get("worst_fmax_mhz") if synth.exists() else None
+    synth, worst = _routed_fmax(r)
 
     def at_routed(cycles: float) -> str:
         return (f"; {images_per_s(worst, r['batch'], cycles):.2f} at the slowest routed seed's {worst} MHz "
@@ -232,7 +261,7 @@ def _run_lines() -> list[str]:
                   f"(\"{r['int16_engine']}\"); the CNN engine, with int"
                   f"{r['params']['weight_bits']} weights, trains from them:", ""]
         lines += _cosim_lines(w24_file())
-    lines += _vgg_lines()
+    lines += _vgg_lines() + _paper_cnn_lines()
     return lines
 
 
@@ -353,7 +382,7 @@ def _routed_lines(s: Path, what: str) -> list[str]:
                   "| registers | input | inputs | worst arrival (ns) |", "|---|---|---:|---:|"]
         lines += [f"| `{g['registers']}` | {g.get('input', '-')} | {g['endpoints']} | "
                   f"{g['worst_arrival_ns']} |" for g in worst["late_groups"]]
-    lines += [""] + resource_table(r["utilization"])
+    lines += [""] + resource_table(r["utilization"]) + _rtl_since(r)
     if r["projected_img_s_at_worst_fmax"]:
         lines += ["", f"Projected training throughput at the slowest routed seed's Fmax "
                   f"({r['worst_fmax_mhz']} MHz), from the co-simulations recorded on this engine: "
@@ -362,6 +391,17 @@ def _routed_lines(s: Path, what: str) -> list[str]:
                   + f" (the golden model trains the MNIST MLP at {r['golden_model_cpu_img_s']:,.0f} "
                     "images/s on this CPU)."]
     return lines + [""]
+
+
+def _rtl_since(r: dict) -> list[str]:
+    """A line when the engine's RTL has changed since the routed netlist."""
+    from hw.engine.params import EngineParams
+    from sim.engine.synth import engine_verilog, verilog_digest
+
+    now = verilog_digest(engine_verilog(EngineParams(**r["params"])))
+    return [] if now == r["verilog_sha256"] else [
+        "", f"These seeds routed Verilog {r['verilog_sha256'][:8]}; the engine's RTL has changed "
+            f"since (now Verilog {now[:8]}, see `git log hw/`) and has not been routed."]
 
 
 def _which_netlist(r: dict) -> str:

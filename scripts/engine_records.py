@@ -62,6 +62,9 @@ CNN_RUNS = {"engine_cnn_mnist": (16, 50, 256), "cnn_small_mnist": (64, 2, 0)}
 
 
 VGG = "vgg8b_mnist"
+# the paper's CNNs in the performance model (`bench_engine.py model`): VGG8B on its three datasets
+# (F-MNIST's and CIFAR-10's with dropout) and VGG11B on CIFAR-10
+PAPER_CNNS = (VGG, "vgg8b_fmnist", "vgg8b_cifar10", "vgg11b_cifar10")
 
 
 def conv_gemms(gemms: dict[str, dict]) -> dict[str, dict]:
