@@ -76,6 +76,7 @@ import numpy as np
 
 from hw.engine.params import CNN_WEIGHT_BITS, MLP_WEIGHT_BITS, EngineParams
 from model.fileio import write_atomic
+from model.numerics import NitroError
 from model.paths import REPO, SHARED_DATASETS, SHARED_VECTORS
 from scripts.bench_engine_readme import write_readme
 from scripts.bench_engine_synth import (
@@ -168,7 +169,6 @@ def bench_w24(data_dir: str) -> Path:
     weights) trains W24_STEPS steps from them bit-identically (every weight update in the wider
     storage)."""
     from model.config import load_config
-    from model.numerics import NitroError
     from model.train import CHECKPOINT, train
     from sim.engine.cosim import prepare_cosim
 
@@ -360,12 +360,18 @@ def bench_vgg_model(config: str = VGG) -> Path:
     """A paper CNN (`config`, VGG8B MNIST by default) in the performance model: cycles per step
     at batch 64 for the ideal and the DDR3-class memory, per phase with the useful-MAC
     utilization of its GEMMs, images/s at the 150 MHz target, and per GEMM the core's cycles and
-    its waits (`perf.Prediction`)."""
+    its waits (`perf.Prediction`); or the limit of the engine that refuses it."""
     from hw.engine.perf import by_gemm, images_per_s, predict
     from hw.engine.memory_model import NAMED_MODELS
 
     t0 = time.perf_counter()
-    ep = _program(config, 64)
+    out = OUT / f"{config}_model.json"
+    try:
+        ep = _program(config, 64)
+    except NitroError as exc:  # a limit of the engine: recorded as such
+        write_atomic(out, json.dumps({"config": config, "batch": 64, "refused": str(exc),
+                                      "commit": commit()}, indent=1).encode())
+        return out
     compile_s = time.perf_counter() - t0
     p = ep.prog.params
     macs = ep.prog.macs
@@ -388,7 +394,6 @@ def bench_vgg_model(config: str = VGG) -> Path:
     res["gemms"] = {k: {"core_cycles": c, "wait_cycles": per.waits[k], "useful_macs": useful[k],
                         "core_util": useful[k] / (p.rows * p.cols * c)}
                     for k, c in per.phases.items()}
-    out = OUT / f"{config}_model.json"
     write_atomic(out, json.dumps(res, indent=1).encode())
     return out
 

@@ -165,12 +165,15 @@ def _paper_cnn_lines() -> list[str]:
         return []
     lines = ["## <config>_model.json: the paper's other CNNs on the engine (performance model, batch 64)", "",
              "F-MNIST's and CIFAR-10's VGG8B train with dropout (0.1, 0.15: the host writes the "
-             "masks, `hw/engine/dropout.py`); CIFAR-10 is not available here, so these are "
-             "projections only.", "",
+             "masks, `hw/engine/dropout.py`). A network the engine refuses is listed with the "
+             "limit it meets.", "",
              "| config | tiles (runs) | useful MACs per step | memory | cycles per step | useful-MAC "
              "utilization | images/s at 150 MHz | at the slowest routed seed |",
              "|---|---:|---:|---|---:|---:|---:|---:|"]
     for r in recs:
+        if "refused" in r:
+            lines.append(f"| {r['config']} | refused: {r['refused']} | | | | | | |")
+            continue
         synth, worst = _routed_fmax(r)
         for name, m in r["memories"].items():
             at = f"{images_per_s(worst, r['batch'], m['cycles_per_step']):.2f} ({worst} MHz)" if worst else "-"

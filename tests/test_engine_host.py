@@ -932,3 +932,31 @@ def test_cosim_cli_bad_input_is_one_line(args, msg, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("nitro: error:") and err.count("\n") == 1 and msg in err
+
+
+@pytest.mark.parametrize("feats", [991, 1000])
+def test_dropout_tiles_of_some_words_of_a_vector(feats):
+    """Dropout over a feature vector in the row layout, cut into tiles of some of each row's
+    words: a tile's blocks (source, destination, keep mask) are whole words, 8 features each,
+    the last tile's ending with the vector (a partial last word, at 991). The regression's case 16
+    of seed 3 (991 features) failed with blocks of 7 features per word, its split taken from
+    the features per word rounded down."""
+    from hw.engine.tileshape import operand_blocks
+
+    prog = C.compile_network(mnist_spec((feats, 24), dropout=0.15), 32)
+    g = next(g for g in prog.gemms if g.name == "dropout_00/drop" and g.a.layout == "row")
+    words = g.k
+    assert words == -(-feats // 8)
+    for k0, k1 in ((0, 31), (words - 31, words)):
+        blocks = operand_blocks(g, 0, 32, 0, 1, k0, k1)
+        assert {(b.f0, b.f1) for b in blocks.values()} == {(8 * k0, min(8 * k1, feats))}
+
+
+def test_dropout_over_a_vector_the_pool_walk_cannot_cut():
+    """A vector of 8190 features is 1024 row-layout words with a partial last one: more than the
+    pool unit walks in one pixel, and a partial word cannot be split across pixels."""
+    with pytest.raises(NitroError, match=r"dropout over 1024 words per row: the max-pool unit walks "
+                                         r"rows of at most 255 pixels of 1023 words, and 1024 has no "
+                                         r"such split \(its last word partial: one pixel\)"):
+        C.compile_network(mnist_spec((8190, 24), dropout=0.1), 8)
+    C.compile_network(mnist_spec((8192, 24), dropout=0.1), 8)  # whole words: 2 pixels of 512

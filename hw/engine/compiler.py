@@ -620,7 +620,7 @@ class _Lowering:
         mult = dropout_multiplier(d.rate) if self.train else 0
         for t, to in ((src.c, dst.c), (src.r, dst.r)):
             if src.image is None:  # a feature vector: one row of pixels
-                h, (w, words) = 1, flat_geometry(t.stride)
+                h, (w, words) = 1, flat_geometry(t.stride, t.feats % t.lanes == 0 or t.layout == "col")
             else:
                 h, w, c = src.image
                 words = c if t.layout == "col" else c // self.p.lanes

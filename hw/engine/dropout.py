@@ -49,13 +49,15 @@ def check_dropout(d: Dropout, p: EngineParams) -> None:
                          f"the engine's int8 activations (it runs rates up to {top})")
 
 
-def flat_geometry(words: int) -> tuple[int, int]:
+def flat_geometry(words: int, whole: bool = True) -> tuple[int, int]:
     """(pixels, words per pixel) of a feature vector of `words` scratchpad words per row seen as
     a one-row image for the pool unit's 1x1 walk: the pixels within the window generator's image
-    side, the words within its count; NitroError when no such split exists."""
+    side, the words within its count; a vector whose last word is partial (not `whole`) in one
+    pixel. NitroError when no such split exists."""
     side, n0 = (1 << CV_BITS) - 1, (1 << CV_N0_BITS) - 1
-    for px in range(1, side + 1):
+    for px in range(1, side + 1 if whole else 2):
         if words % px == 0 and words // px <= n0:
             return px, words // px
     raise NitroError(f"engine: dropout over {words} words per row: the max-pool unit walks rows of "
-                     f"at most {side} pixels of {n0} words, and {words} has no such split")
+                     f"at most {side} pixels of {n0} words, and {words} has no such split"
+                     + ("" if whole else " (its last word partial: one pixel)"))

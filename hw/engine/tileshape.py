@@ -98,8 +98,8 @@ def _pool_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
         fp = t.feats // pixels  # features per pixel
         if k1 - k0 == pg.words:
             return Block(t, m0, m1, r0 * w * fp, r1 * w * fp)
-        fw = fp // pg.words  # features per word
-        return Block(t, m0, m1, r0 * w * fp + k0 * fw, r0 * w * fp + k1 * fw, fp, (r1 - r0) * w)
+        fw = cdiv(fp, pg.words)  # features per word (a vector's last row-layout word may be partial)
+        return Block(t, m0, m1, r0 * w * fp + k0 * fw, r0 * w * fp + min(k1 * fw, fp), fp, (r1 - r0) * w)
 
     blocks = {"a": rows(g.a, s0, s1, pg.w, pg.h * pg.w)}
     for slot, t in g.outs.items() if outs else ():
