@@ -31,13 +31,14 @@ UNIT_COUNTERS = {
 }
 
 
-def control_map(p: EngineParams | None = None, version: int = 3) -> RegisterMap:
+def control_map(p: EngineParams | None = None, version: int = 4) -> RegisterMap:
     p = p or EngineParams()
     array_side, bus_bits = p.rows, p.bus_bits
     depths = (p.amem_c_depth, p.wmem_depth, p.dmem_depth)
     return RegisterMap((
         Register("id", 0x000, "const", reset=ENGINE_ID, doc="engine identifier 'NITR'"),
-        Register("version", 0x004, "const", reset=version, doc="register-map version"),
+        Register("version", 0x004, "const", reset=version,
+                 doc="register-map and command-format version (4: the dropout command field)"),
         Register("params", 0x008, "const", width=16, reset=(array_side << 8) | (bus_bits // 8),
                  doc="[15:8] MAC array side, [7:0] bus bytes per beat"),
         Register("ctrl", 0x010, "pulse", width=1,
