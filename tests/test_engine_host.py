@@ -960,3 +960,13 @@ def test_dropout_over_a_vector_the_pool_walk_cannot_cut():
                                          r"such split \(its last word partial: one pixel\)"):
         C.compile_network(mnist_spec((8190, 24), dropout=0.1), 8)
     C.compile_network(mnist_spec((8192, 24), dropout=0.1), 8)  # whole words: 2 pixels of 512
+
+
+def test_dropout_of_a_batch_under_a_word_of_images():
+    """A batch of 4 images is one word of the batch-packed layout: dropout over a 1-feature
+    vector (one word per image row, so no tile of some words either) takes a tile of that
+    word. The regression's case 87 of seed 3 (784-1-drop0.25-21-drop0.25-10 at batch 4) found
+    the tile search with no candidate (a TypeError in its error path)."""
+    ep = T.lower(C.compile_network(mnist_spec((1, 21), dropout=0.25), 4))
+    tiles = [t.gemm for t in ep.tiles if t.parent.name == "dropout_00/drop"]
+    assert [(g.a.layout, g.m, g.k) for g in tiles] == [("col", 4, 1), ("row", 4, 1)]

@@ -156,9 +156,11 @@ def _pool_shape(g: Gemm, p: EngineParams) -> TileShape:
     def fits(i: int, r: int, wc: int) -> bool:
         return _fits(g, p, band(i, r, wc))
 
-    # some words of each pixel: of L images at most when batch-packed (a strided block)
+    # some words of each pixel: of L images at most when batch-packed (a strided block); the
+    # images in whole words of the batch-packed layout (a batch under L is one word of them)
+    top = cdiv(g.m, step) * step
     best = max(((i * r * wc, i, r, wc) for wc in range(1, g.k + 1) if g.k % wc == 0
-                for i in range(step, (g.m if wc == g.k or step == 1 else step) + 1, step)
+                for i in range(step, (top if wc == g.k or step == 1 else step) + 1, step)
                 for r in [largest(0, g.n, lambda r: fits(i, r, wc))] if r), default=None)
     if best is not None:
         return TileShape(best[1], best[2], False, best[3])
