@@ -114,7 +114,7 @@ class PoolUnit(wiring.Component):
         wr_at = delayed(m, w.dst, DL + 1, "pool_dst")
         # dropout: the word (a 1x1 window's) with its mask, which the marking pass read a cycle
         # after it, DROP_STAGES cycles on
-        dropped = self._dropout(m, best, s_rd, cmd)
+        dropped = self._dropout(m, platform, best, s_rd, cmd)
         drop_v = delayed(m, wr_v, DROP_STAGES, "drop_wr", False)
         drop_at = delayed(m, wr_at, DROP_STAGES, "drop_dst")
         m.d.comb += [self.wr_addr.eq(Mux(cmd.drop, drop_at, wr_at)),
@@ -136,14 +136,14 @@ class PoolUnit(wiring.Component):
         m.d.comb += [self.mk_addr.eq(mk_at), self.mk_en.eq(mk_en), self.mk_data.eq(mk_data)]
         return m
 
-    def _dropout(self, m: Module, best, s_rd, cmd):
+    def _dropout(self, m: Module, platform, best, s_rd, cmd):
         """Each lane's word x kept where its mask byte is not 0 and rescaled: sign(x) * (|x| *
-        d_mult >> DROP_SHIFT), registered in DROP_STAGES steps (the product a multiplier's)."""
+        d_mult >> DROP_SHIFT), registered in DROP_STAGES steps (the product a multiplier's, its
+        operands registers of the lane's own: the lanes' multipliers lie apart on the die)."""
         L, AB = self.p.lanes, self.p.act_bits
-        mult = data_reg(DROP_MULT_BITS, name="drop_mult")
+        mults = self._per_lane(m, platform, cmd.d_mult[:DROP_MULT_BITS], 1, "drop_mult")
         word = data_reg(L * AB, name="drop_word")
-        m.d.sync += mult.eq(cmd.d_mult[:DROP_MULT_BITS])
-        for j in range(L):
+        for j, mult in enumerate(mults):
             x = best[j]
             mag, neg, keep = data_reg(AB, name=f"drop_mag{j}"), data_reg(), data_reg()
             m.d.sync += [mag.eq(Mux(x < 0, -x, x)), neg.eq(x < 0),
