@@ -225,7 +225,7 @@ def coverage(cases: list[Case], rows: list[dict]) -> dict[str, int]:
                  else "one epoch",
                  "a tensor stayed constant" if row["constant_tensors"] else "every compared tensor varied",
                  "lr_inv changed mid-run" if row["lr_inv"] != doc["train"]["lr_inv"] else "one lr_inv",
-                 f"dropout {net['dropout']}" if net.get("dropout") else "no dropout"]
+                 f"dropout {net['dropout']}" if "drop" in row["network"] else "no dropout"]
         if c.kind == "cnn":
             layers = [e[0] for e in net["architecture"]]
             marks += [f"{layers.count('Conv2d')} convolutions", f"{layers.count('MaxPool2d')} max-pools",
