@@ -79,7 +79,7 @@ class EngineBackend:
         for side in (self.master.write_if, self.master.read_if):  # else a log line per access
             side.log.setLevel(logging.WARNING)
         self._lr = None
-        self._ready = None  # the batch whose first run the last step prefetched (x, y)
+        self._ready = None  # the staged batch stream whose first run the last step prefetched
 
     # ---- memory ------------------------------------------------------------------------------
     async def write_memory(self, regions: list[tuple[int, np.ndarray]]) -> None:
@@ -204,9 +204,12 @@ class EngineBackend:
         words), starts warm."""
         c0 = self.now()
         pf = self.ep.prefetch
+        stream, staged = batch_tensors(self.prog, x, y, masks), None
         warm = (pf is not None and self._ready is not None and self._lr == lr_inv
-                and _same(self._ready, _snapshot((x, y, masks))))
-        regions = self._regions(batch_tensors(self.prog, x, y, masks))
+                and len(stream) == len(self._ready)
+                and all(name == t.name and np.array_equal(m, k)
+                        for (name, m), (t, k) in zip(self._ready, stream)))
+        regions = self._regions(stream)
         if pf is not None and following is not None:
             staged = batch_tensors(self.prog, *following)
             regions += self._regions((pf.staged[t.name], m) for t, m in staged)
@@ -216,7 +219,8 @@ class EngineBackend:
             self._lr = lr_inv
         await self.write_memory(regions)
         units = await self.run(self.ep, self._budget(self.ep), warm)
-        self._ready = None if following is None else _snapshot(following)
+        # what the staged copy holds: the next step starts warm when its stream is the same
+        self._ready = None if staged is None else [(t.name, np.array(m)) for t, m in staged]
         if fault is not None:
             await self.flip_weight_bit(*fault)
         step = await self._read_back(units)
@@ -282,18 +286,6 @@ class EngineBackend:
         ctr = {ph: {CTR_KINDS[j]: int(vals[i * k + j]) for j in range(k)}
                for i, ph in enumerate(self.prog.phases)}
         return HwStep(out, wts, wcp, ctr, units)
-
-
-def _snapshot(inputs: tuple) -> tuple:
-    """A copy of a step's (x, y[, dropout masks]), the masks as a dict (empty without dropout)."""
-    x, y, *rest = inputs
-    masks = (rest[0] if rest else None) or {}
-    return np.array(x), np.array(y), {k: np.array(v) for k, v in masks.items()}
-
-
-def _same(a: tuple, b: tuple) -> bool:
-    return (all(np.array_equal(u, v) for u, v in zip(a[:2], b[:2])) and a[2].keys() == b[2].keys()
-            and all(np.array_equal(a[2][k], b[2][k]) for k in a[2]))
 
 
 class RamBackend(EngineBackend):
