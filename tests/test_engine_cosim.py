@@ -27,21 +27,21 @@ def _config(tmp_path: Path, hidden: list[int], batch: int) -> Path:
     return cfg
 
 
-def _scaled_start(tmp_path: Path, config: Path, data_dir: str | None) -> Path:
-    """A checkpoint of `config` at epoch 0 holding its initial weights x64. At their own scale
-    most scaled outputs of the initial weights round to 0, where a wrong forward would go unseen;
-    x64, every tensor the cosim compares varies from the first step."""
+def _scaled_start(tmp_path: Path, config: Path, data_dir: str | None, scale: int = 64) -> Path:
+    """A checkpoint of `config` at epoch 0 holding its initial weights x`scale`. At their own
+    scale most scaled outputs of the initial weights round to 0, where a wrong forward would go
+    unseen; x64, every tensor the cosim compares varies from the first step."""
     from model.train import save_start_checkpoint
 
-    return save_start_checkpoint(config, tmp_path / "start.npz", data_dir, 64)
+    return save_start_checkpoint(config, tmp_path / "start.npz", data_dir, scale)
 
 
-def _cosim(tmp_path, config, steps, fault=None, batch=None, **kw):
+def _cosim(tmp_path, config, steps, fault=None, batch=None, scale=64, **kw):
     """run_cosim from the weights of `_scaled_start`; a run that passed must have compared no
     tensor that stayed one constant."""
     out, data_dir = tmp_path / "result.json", kw.pop("data_dir", None)
-    rc = run_cosim(config, steps, data_dir, out, False, fault=fault, batch=batch,
-                   work_dir=tmp_path / "sim", checkpoint=_scaled_start(tmp_path, config, data_dir), **kw)
+    rc = run_cosim(config, steps, data_dir, out, False, fault=fault, batch=batch, work_dir=tmp_path / "sim",
+                   checkpoint=_scaled_start(tmp_path, config, data_dir, scale), **kw)
     res = json.loads(out.read_text())
     assert rc != 0 or res["constant_tensors"] == [], res["constant_tensors"]
     return rc, res
@@ -391,3 +391,30 @@ def test_engine_mlp_with_dropout_across_epochs(engine_build, tmp_path):
     assert res["steps_run"] == 4 and res["network"] == "784-40-drop0.25-24-drop0.25-10"
     assert sum(res["warm_list"]) == 3 and res["test"]["identical"]
     assert {"dropout_00 (dropout output)", "dropout_01 (dropout output)"} <= set(res["compared"])
+
+
+def test_engine_convolution_in_chunks_of_some_channels_of_a_tap(engine_build, tmp_path):
+    """A 128 -> 8 convolution of 32-pixel rows (VGG8B CIFAR-10's second layer reads 128
+    channels of 32-pixel rows too): one window tap of one source row of 8 images is 32 x 128 =
+    4096 words of AMEM_C, which with the output row's 256 the engine does not hold, so its
+    forward runs in chunks of K of 64 input channels of one tap (strided blocks of the source
+    rows, the partial sums in PMEM). Bit-identical after a step from the initial weights x256
+    (x64, the output layer's outputs stay one constant in a step)."""
+    from hw.engine.compiler import compile_network
+    from hw.engine.params import SEL_AMEM_C
+    from hw.engine.tiling import lower
+    from model.config import load_config
+    from model.datasets import write_random_cifar10
+
+    write_random_cifar10(tmp_path / "cifar10", 64)  # a test set of one evaluation batch
+    config = tmp_path / "wide.toml"
+    config.write_text('name = "wide"\n[data]\ndataset = "cifar10"\n[network]\nkind = "cnn"\n'
+                      'architecture = [["Conv2d", 128, 3, 1, 1], ["Conv2d", 8, 3, 1, 1]]\n'
+                      'hidden = []\npred_decoder_dim = 512\n[train]\nbatch_size = 8\n')
+    ep = lower(compile_network(load_config(config).build_spec((3, 32, 32)), 8))
+    fwd = [t for t in ep.tiles if t.parent.name == "conv_block_01/fwd"]
+    assert {(t.gemm.k, t.gemm.conv.a_words) for t in fwd} == {(64, 64)}
+    assert {(x.rows, x.row_words) for t in fwd for x in t.loads if x.sel == SEL_AMEM_C} == {(32, 64)}
+    rc, res = _cosim(tmp_path, config, 1, scale=256, data_dir=str(tmp_path / "cifar10"))
+    assert rc == 0, res.get("message")
+    assert res["steps_run"] == 1 and res["network"] == "3072-conv128-conv8-10"

@@ -146,8 +146,8 @@ class ConvGeom:
     pixels, N = c_out), the MAC-array tile at A word a_word and B word b_word; `tap`: the
     weight row (tap) of its A words' lane 0 when not the window's own (a tap-packed input). A tile covers
     output rows from y0 (of one image, or whole images); its A block starts at source row a_row.
-    A forward chunk of K is the window taps `taps` (rows ky0..ky1, columns kx0..kx1, all
-    channels; K order is (ky, kx, c_in))."""
+    A forward chunk of K is the window taps `taps` (rows ky0..ky1, columns kx0..kx1; K order
+    is (ky, kx, c_in)), all their channels, or `a_words` channels of one tap."""
 
     h: int
     w: int
@@ -177,9 +177,9 @@ class ConvGeom:
         a, mod = g.a, 1 << ADDR_W
         f = dict(conv=1, cv_w=self.w, cv_h=self.h)
         top = self.y0 - self.a_row  # the tile's first output row in its A block
-        if self.window is None:  # an A word is one channel of L images: a pixel is c_in words
+        if self.window is None:  # an A word is one channel of L images: a pixel is ci words
             ky0, ky1, kx0, kx1 = self.taps
-            ci, first = self.c_in, (top - 1 + ky0) * self.w - 1 + kx0  # the first tap's pixel
+            ci, first = self.a_words or self.c_in, (top - 1 + ky0) * self.w - 1 + kx0  # the first tap's pixel
             f |= dict(cv_x0=kx0 - 1, cv_y0=self.y0 - 1 + ky0, cv_mw=self.w, cv_n0=ci,
                       cv_n1=kx1 - kx0, cv_n2=ky1 - ky0, a_base=(a.base + first * ci) % mod,
                       a_sm=ci, a_sk=1, a_skr=(self.w - (kx1 - kx0)) * ci + 1)

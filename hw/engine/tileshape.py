@@ -41,8 +41,10 @@ def _conv_blocks(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
     if cg.window is None:
         i0, y0, y1, s0, s1 = _fwd_rows(cg, m0, m1, g.a.lanes, _taps(cg, k0, k1))
         ci, co, w = cg.c_in, cg.c_out, cg.w
-        blocks = {"a": Block(g.a, i0, i0 + g.a.lanes, s0 * w * ci, s1 * w * ci),
-                  "b": Block(g.b, k0, k1, n0, n1)}
+        c0, c1 = _channels(cg, k0, k1)
+        a = (Block(g.a, i0, i0 + g.a.lanes, s0 * w * ci, s1 * w * ci) if c1 - c0 == ci else
+             Block(g.a, i0, i0 + g.a.lanes, s0 * w * ci + c0, s0 * w * ci + c1, ci, (s1 - s0) * w))
+        blocks = {"a": a, "b": Block(g.b, k0, k1, n0, n1)}
         if n1 - n0 == co:
             out = {slot: Block(t, i0, i0 + g.a.lanes, y0 * w * co, y1 * w * co)
                    for slot, t in g.outs.items()}
@@ -210,11 +212,19 @@ def _fwd_rows(cg, m0: int, m1: int, L: int,
 
 def _taps(cg, k0: int, k1: int) -> tuple[int, int, int, int]:
     """The window taps (ky0, ky1, kx0, kx1) of a forward chunk [k0, k1) of K = (ky, kx, c_in):
-    whole window rows, or taps of one row."""
-    t0, t1 = k0 // cg.c_in, k1 // cg.c_in
+    whole window rows, taps of one row, or some channels of one tap."""
+    t0, t1 = k0 // cg.c_in, cdiv(k1, cg.c_in)
     if t0 % 3 == 0 and t1 % 3 == 0:
         return t0 // 3, t1 // 3, 0, 3
     return t0 // 3, t0 // 3 + 1, t0 % 3, t0 % 3 + t1 - t0
+
+
+def _channels(cg, k0: int, k1: int) -> tuple[int, int]:
+    """The input channels [c0, c1) a forward chunk [k0, k1) of K reads at each of its taps: all,
+    or some of one tap's."""
+    if k1 - k0 >= cg.c_in:
+        return 0, cg.c_in
+    return k0 % cg.c_in, k0 % cg.c_in + k1 - k0
 
 
 def _conv_shape(g: Gemm, p: EngineParams, share: int) -> TileShape:
@@ -224,7 +234,8 @@ def _conv_shape(g: Gemm, p: EngineParams, share: int) -> TileShape:
 def _conv_fwd_shape(g: Gemm, p: EngineParams) -> TileShape:
     """L images x the most output rows (a divisor of the image's) x output channels that fit with
     the source rows their windows read; when none does with all of K, chunks of K of whole window
-    rows or single taps (all input channels), their partial sums in PMEM."""
+    rows, single taps (all input channels) or the most input channels of a tap (a divisor of
+    c_in), their partial sums in PMEM."""
     L, cg = p.lanes, g.conv
     row = L * cg.w
 
@@ -243,19 +254,21 @@ def _conv_fwd_shape(g: Gemm, p: EngineParams) -> TileShape:
                     for r in range(cg.h, 0, -1) if cg.h % r == 0 and fits(r, nc)), default=None)
 
     most = p.pmem_depth // (L * L)  # C tiles: pixels x channel words
-    for kc, tiles in ((None, float("inf")), (3 * cg.c_in, most), (cg.c_in, most)):  # all, a row, a tap
+    some = [c for c in range(cg.c_in - 1, 0, -1) if cg.c_in % c == 0]  # some channels of a tap
+    for kc, tiles in ((None, float("inf")), (3 * cg.c_in, most), (cg.c_in, most), *((c, most) for c in some)):
         b = best(kc, tiles)
         if b is not None:
             return TileShape(b[1] * row, b[2], False, kc, kc is not None)
-    over = _overflow(g, p, *chunks(1, L, cg.c_in))  # one row, L channels, a tap per chunk
-    if over is None:  # the scratchpads hold a row's tap: PMEM does not
+    over = _overflow(g, p, *chunks(1, L, 1))  # one row, L output channels, one input channel per chunk
+    if over is None:  # the scratchpads hold a row's channel of a tap: PMEM does not
         raise NitroError(f"engine: {g.name} (convolution of {cg.w}-pixel rows, {g.k} inputs) needs "
                          f"{cg.w * L * L} words of PMEM for the partial sums of one row of {L} "
                          f"images and {L} channels; the engine has {p.pmem_depth}")
     s, u, d = over
     raise NitroError(f"engine: {g.name} (convolution of {cg.w}-pixel rows, {g.k} inputs, "
                      f"{g.n} outputs) needs {u} words of the {s} scratchpad for one row "
-                     f"of {L} images, {L} channels and one window tap; the engine has {d}")
+                     f"of {L} images, {L} output channels and one input channel of a window tap; "
+                     f"the engine has {d}")
 
 
 def _wgrad_shape(g: Gemm, p: EngineParams, share: int) -> TileShape:
@@ -477,7 +490,8 @@ def tile_geometry(g: Gemm, m0: int, m1: int, n0: int, n1: int, k0: int, k1: int,
     elif conv is not None:
         taps = _taps(conv, k0, k1)
         _, y0, _, s0, _ = _fwd_rows(conv, m0, m1, p.lanes, taps)
-        conv = replace(conv, y0=y0, a_row=s0, taps=taps)
+        c0, c1 = _channels(conv, k0, k1)
+        conv = replace(conv, y0=y0, a_row=s0, taps=taps, a_words=0 if c1 - c0 == conv.c_in else c1 - c0)
     pool = None if g.pool is None else replace(g.pool, y0=n0, words=k1 - k0)
     unpool = None
     if g.unpool is not None:
