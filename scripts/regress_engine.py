@@ -39,7 +39,7 @@ import traceback
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import redirect_stdout
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,14 +54,18 @@ from model.paths import REPO
 from scripts.provenance import commit, host, today
 
 RESULT = REPO / "benchmarks" / "engine" / "regression.json"
-# The engines the cases run on: the two the CLI generates, the MLP one with a 128-bit port, and
-# one with scratchpads small enough that every GEMM is cut (tests/test_engine_cosim.py's).
+# The engines the cases run on: the two the CLI generates, the MLP one with a 128-bit port, one
+# with scratchpads small enough that every GEMM is cut (tests/test_engine_cosim.py's), and the CNN
+# one with an AMEM_C small enough that the drawn convolutions' forwards run in chunks of some
+# channels of a window tap, as the CIFAR-10 VGGs' do on the CNN engine.
 ENGINES = {
     "w16": engine_with_weights(16),
     "w24": engine_with_weights(24),
     "w16_bus128": engine_with_weights(16, 128),
     "small": EngineParams(wmem_depth=128, dmem_depth=512, smem_depth=256, pmem_depth=64),
+    "w24_amem512": replace(engine_with_weights(24), amem_c_depth=512),
 }
+NARROW_SHARE = .3  # of the CNN cases drawn on the w24 engine, those moved to w24_amem512
 ENGINE_ODDS = {"mlp": {"w16": .5, "w24": .2, "w16_bus128": .2, "small": .1},
                "cnn": {"w24": .6, "small": .25, "w16_bus128": .15}}
 CIFAR_SHARE = .3  # of the cases, CIFAR-shaped inputs (3 channels: conv1 not tap-packed)
@@ -150,6 +154,8 @@ def draw_case(seed: int, index: int) -> Case:
     schedule = LR_AT_EVERY_EPOCH if short and rng.random() < .5 else {}
     if rate := float(rng.choice(DROPOUT_RATES, p=DROPOUT_ODDS)):
         network["dropout"] = rate
+    if kind == "cnn" and engine == "w24" and rng.random() < NARROW_SHARE:
+        engine = "w24_amem512"
     doc = {"name": f"case{index}", "data": {"dataset": dataset}, "network": network, "train": train,
            "schedule": schedule, "quirks": quirks}
     return Case(index, toml_document({k: v for k, v in doc.items() if v}), kind, engine, batch,
@@ -193,7 +199,8 @@ def run_case(case: Case, work: Path, fault: str | None = None) -> dict:
         res = json.loads(out.read_text())
         outcome = "passed" if rc == 0 else "failed" if res["outgrown"] is None else "outgrew"
         row.update(outcome=outcome, network=res["network"],
-                   tiles=res["tiles"], k_chunks=res["k_chunks"], cycles_per_step=res["cycles_per_step"],
+                   tiles=res["tiles"], k_chunks=res["k_chunks"], channel_chunks=res["channel_chunks"],
+                   cycles_per_step=res["cycles_per_step"],
                    predicted_error=res["predicted"]["error"], mac_util=res["mac_util"], lr_inv=res["lr_inv"],
                    constant_tensors=res["constant_tensors"])
         if rc:
@@ -219,6 +226,8 @@ def coverage(cases: list[Case], rows: list[dict]) -> dict[str, int]:
                  f"weights x{c.scale}", "batch 1" if c.batch == 1 else
                  "batch not a multiple of 8" if c.batch % 8 else "batch a multiple of 8",
                  "GEMM K in chunks" if row["k_chunks"] else "no K chunks",
+                 "convolution in chunks of some channels of a tap" if row.get("channel_chunks")
+                 else "no channel chunks",
                  "batch over 64" if c.batch > 64 else "batch up to 64",
                  "inference" if c.test_images else "no inference",
                  "epoch boundary crossed" if c.train_images and c.steps * c.batch > c.train_images

@@ -246,6 +246,8 @@ async def cosim_main(dut) -> None:
               "tiles": len(eng.ep.tiles), "runs": len(eng.ep.runs),
               "k_chunks": sum(t.gemm.k_hold or t.gemm.k_cont or t.gemm.p_in or t.gemm.p_out
                                 for t in eng.ep.tiles),
+              "channel_chunks": sum(t.gemm.conv is not None and t.gemm.conv.window is None
+                                    and t.gemm.conv.a_words > 0 for t in eng.ep.tiles),
               "program_commands": len(eng.ep.commands)}
     tally = _Tally()
     await _run_steps(eng, net, rng, prog, _batches(cfg, ds, net, rng, schedule, start + steps),
