@@ -5,8 +5,9 @@ A tile covers whole MAC-array tiles of C: rows [m0, m1) and columns [n0, n1) of 
 all of K, or one chunk of K when all of K does not fit (`tileshape`): the chunks of a tile run
 one after another and accumulate either in the array (one MAC-array tile) or, for the serial ops,
 in the partial-sum memory (up to `pmem_depth` elements of C, so each chunk's operands are loaded
-once for all of its MAC-array tiles). A convolution's forward is chunked by window taps, a delta
-GEMM through a learning pool cut into segments of image rows. Its operands and outputs are 2-D
+once for all of its MAC-array tiles). A convolution's forward is chunked by window taps (or some
+input channels of one), a delta GEMM through a learning pool cut into segments of image rows.
+Its operands and outputs are 2-D
 blocks of the tensors in external memory; each is LOADed to (or STOREd from) a region of its
 scratchpad, where it is contiguous, and the tile's GEMM command addresses those regions. The tile
 shape is the one with the fewest operand beats that fits every scratchpad; a GEMM whose outputs
