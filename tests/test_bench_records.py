@@ -100,7 +100,9 @@ def test_seeds_routed_later_join_their_experiment(tmp_path, monkeypatch):
     assert {"2", "6"} <= before["seeds"].keys() and "5" in before["unrouted"]
     recs = tmp_path / "records"
     recs.mkdir()
-    landed = json.loads((S.OUT / "synth_w24_seed5.json").read_text())  # the same netlist at grade 6
+    # a landed seed's record, as if of the experiment's netlist
+    sha = next(iter(before["seeds"].values()))["verilog_sha256"]
+    landed = {**json.loads((S.OUT / "synth_w24_seed5.json").read_text()), "verilog_sha256": sha}
     (recs / "synth_speed8_w24_seed5.json").write_text(json.dumps(landed))
     (recs / "synth_speed8_w24_seed9.json").write_text(json.dumps({"fmax_mhz": None, "status": "not routed: y"}))
     S.bench_experiment(name, before["changes"], recs, speed=8, flow=True, weight_bits=24)
