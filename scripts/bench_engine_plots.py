@@ -14,20 +14,24 @@ CONV_UTIL_TARGET = 0.85  # issue 14, acceptance item 4: every conv GEMM, ideal m
 UTILIZATION_PNG, FMAX_PNG = "utilization.png", "fmax.png"
 
 
+MODEL_PANELS = (VGG, "vgg8b_cifar10", "vgg11b_cifar10")  # (VGG8B F-MNIST's GEMMs are MNIST's)
+
+
 def _conv_gemms() -> list[tuple[str, dict[str, float]]]:
     """(panel title, GEMM -> useful-MAC utilization of the core's cycles) for the measured
-    cnn_small run and VGG8B's performance model, whichever is recorded."""
+    cnn_small run and the paper CNNs' performance models, whichever is recorded (a network the
+    engine refused has none)."""
     panels = []
     f = cnn_file(LONG)
     if f.exists():
         phases = json.loads(f.read_text())["phases"]
         panels.append((f"{LONG}, batch 64: RTL counters ({f.name})",
                        {k: v["mac_util"] for k, v in phases.items() if "conv_block" in k}))
-    f = OUT / f"{VGG}_model.json"
-    if f.exists():
-        gemms = conv_gemms(json.loads(f.read_text())["gemms"])
-        panels.append((f"{VGG}, batch 64: performance model ({f.name})",
-                       {k: v["core_util"] for k, v in gemms.items()}))
+    for config in MODEL_PANELS:
+        f = OUT / f"{config}_model.json"
+        if f.exists() and "gemms" in (r := json.loads(f.read_text())):
+            panels.append((f"{config}, batch 64: performance model ({f.name})",
+                           {k: v["core_util"] for k, v in conv_gemms(r["gemms"]).items()}))
     return panels
 
 

@@ -46,11 +46,12 @@ def test_synth_keeps_only_seeds_that_routed_the_current_rtl(tmp_path, monkeypatc
 
 def test_the_figures_show_every_recorded_conv_gemm_and_routed_seed(tmp_path):
     """benchmarks/engine's figures are drawn from the records: each conv GEMM of the cnn_small run
-    and of VGG8B's model, each landed engine's routed seeds, against the targets."""
+    and of the VGGs' models (VGG8B MNIST, VGG8B and VGG11B CIFAR-10), each landed engine's routed
+    seeds, against the targets."""
     import scripts.bench_engine_plots as P
 
     panels = dict(P._conv_gemms())
-    assert len(panels) == 2 and all(len(g) >= 4 for g in panels.values())
+    assert len(panels) == 4 and all(len(g) >= 4 for g in panels.values())
     assert all(0 < u <= 1 for g in panels.values() for u in g.values())
     target, rows = P._routed_netlists()
     landed = [seeds for name, seeds in rows if "(landed)" in name]
