@@ -165,8 +165,11 @@ def _paper_cnn_lines() -> list[str]:
         return []
     lines = ["## <config>_model.json: the paper's other CNNs on the engine (performance model, batch 64)", "",
              "F-MNIST's and CIFAR-10's VGG8B train with dropout (0.1, 0.15: the host writes the "
-             "masks, `hw/engine/dropout.py`). A network the engine refuses is listed with the "
-             "limit it meets.", "",
+             "masks, `hw/engine/dropout.py`). On CIFAR-10, one window tap of a 32-pixel source "
+             "row of 128 channels does not fit AMEM_C beside its output row: those convolutions' "
+             "forwards run in chunks of some input channels of a tap (`hw/engine/tileshape.py`); "
+             "each convolution GEMM's utilization is in utilization.png. A network the engine "
+             "refuses is listed with the limit it meets.", "",
              "| config | tiles (runs) | useful MACs per step | memory | cycles per step | useful-MAC "
              "utilization | images/s at 150 MHz | at the slowest routed seed |",
              "|---|---:|---:|---|---:|---:|---:|---:|"]
