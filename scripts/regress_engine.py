@@ -226,7 +226,7 @@ def coverage(cases: list[Case], rows: list[dict]) -> dict[str, int]:
                  f"weights x{c.scale}", "batch 1" if c.batch == 1 else
                  "batch not a multiple of 8" if c.batch % 8 else "batch a multiple of 8",
                  "GEMM K in chunks" if row["k_chunks"] else "no K chunks",
-                 "convolution in chunks of some channels of a tap" if row.get("channel_chunks")
+                 "convolution in chunks of some channels of a tap" if row["channel_chunks"]
                  else "no channel chunks",
                  "batch over 64" if c.batch > 64 else "batch up to 64",
                  "inference" if c.test_images else "no inference",

@@ -254,8 +254,8 @@ def _conv_fwd_shape(g: Gemm, p: EngineParams) -> TileShape:
                     for r in range(cg.h, 0, -1) if cg.h % r == 0 and fits(r, nc)), default=None)
 
     most = p.pmem_depth // (L * L)  # C tiles: pixels x channel words
-    some = [c for c in range(cg.c_in - 1, 0, -1) if cg.c_in % c == 0]  # some channels of a tap
-    for kc, tiles in ((None, float("inf")), (3 * cg.c_in, most), (cg.c_in, most), *((c, most) for c in some)):
+    per_tap = [c for c in range(cg.c_in, 0, -1) if cg.c_in % c == 0]  # a tap's channels, or some
+    for kc, tiles in ((None, float("inf")), (3 * cg.c_in, most), *((c, most) for c in per_tap)):
         b = best(kc, tiles)
         if b is not None:
             return TileShape(b[1] * row, b[2], False, kc, kc is not None)
