@@ -4,7 +4,8 @@ phase of the core.
 
 The sequencer is replayed command by command: a fetch, then a LOAD to completion, a STORE into
 the store queue (waiting while STORE_QUEUE are queued; the store unit moves them one after
-another in the background), RUN starting the core in the background, SYNC waiting for the
+another in the background, each as soon as the one before has sent its last beat: that one's
+responses come back while the next one's beats go out), RUN starting the core in the background, SYNC waiting for the
 stores, SWAP and END for them and the core. The parts:
 
   fetch      : FETCH_CYCLES + the read port's latency (the memory's first-beat latency +
@@ -14,7 +15,8 @@ stores, SWAP and END for them and the core. The parts:
                of a row BURST_ISSUE_CYCLES after the one before, the bus takes one cycle per beat
                (1 + gap for reads), and at most DMA_OUTSTANDING
                bursts are in flight, each for the latency plus its beats: a transfer takes the
-               slowest of the three, plus the first beat's latency and a fixed tail; stalls
+               slowest of the three, plus the first beat's latency and a fixed tail (a STORE:
+               its start before the first beat, the last response after it); stalls
                stretch a beat's cycle by 1 / (1 - stall probability) (a read beat's after its gap)
   core run   : RUN_OVERHEAD_CYCLES, COMMAND_CYCLES per further GEMM of the run, and for every
                MAC-array tile of C, max(K, what its output op needs): the serializer takes
@@ -53,7 +55,8 @@ READ_PORT_CYCLES = 5
 WAIT_SEEN_CYCLES = 1  # the sequencer sees a unit turn idle through a register
 BURST_ISSUE_CYCLES = 3
 LOAD_TAIL_CYCLES = 8
-STORE_TAIL_CYCLES = 17  # the command slice, the scratchpad read latency, the FIFO, the response
+STORE_START_CYCLES = 12  # the queue, the command slice, the scratchpad read latency, the FIFO
+STORE_RESPONSE_CYCLES = 5  # the last beat out and its response back through the register slices
 RUN_OVERHEAD_CYCLES = 118  # the first command's fetch from the scratchpad, pipeline fill, drain, flush, END
 COMMAND_CYCLES = 104  # a further GEMM of the same run: fill, drain, flush (its fetch overlaps the flush)
 BURST_SLOT_CYCLES = 1  # a burst holds its outstanding slot for the latency, its beats and the AR handshake
@@ -85,8 +88,8 @@ def bursts(x: Transfer, p: EngineParams) -> int:
     return sum(1 for r in range(x.rows) for _ in burst_split(x.ext + r * x.stride, beats, bb, DMA_MAX_BURST))
 
 
-def transfer_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, store: bool,
-                    gap: int = 0) -> float:
+def moving_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, store: bool,
+                  gap: int = 0) -> float:
     """The slowest of: issuing the bursts, moving the beats, and keeping at most DMA_OUTSTANDING
     bursts in flight (each holds its slot for the latency, its beats and BURST_SLOT_CYCLES)."""
     slow = 1.0 / (1.0 - stall)  # handshakes withheld with probability `stall`
@@ -98,8 +101,12 @@ def transfer_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, st
     # a row's first burst leaves a cycle after the one before, a further burst of the same row
     # BURST_ISSUE_CYCLES after its own; only the AR / AW handshake waits on stalls
     issue = x.rows + (n - x.rows) * BURST_ISSUE_CYCLES + n * stall * slow
-    busiest = max(move, issue, slots)
-    return busiest + latency + (STORE_TAIL_CYCLES if store else LOAD_TAIL_CYCLES)
+    return max(move, issue, slots)
+
+
+def load_cycles(x: Transfer, p: EngineParams, latency: int, stall: float, gap: int = 0) -> float:
+    """A LOAD from its start to its last word written."""
+    return moving_cycles(x, p, latency, stall, False, gap) + latency + LOAD_TAIL_CYCLES
 
 
 def pool_cycles(words: int, window: int, mask: bool, drop: bool = False) -> int:
@@ -148,10 +155,11 @@ def predict(ep: EngineProgram, memory: MemoryModel = MemoryModel(), warm: bool =
     names = ep.prog.phases if key is by_phase else list(dict.fromkeys(key(t) for t in ep.tiles))
     pred = Prediction(phases=dict.fromkeys(names, 0.0), waits=dict.fromkeys(names, 0.0))
     t, core_free = 0.0, 0.0
-    queued: list[float] = []  # when each STORE in the queue or the unit finishes, in order
+    starts: list[float] = []  # when each STORE leaves the queue for the store unit, in order
+    store_free, stores_end = 0.0, 0.0  # the store unit's last beat sent; its last response
 
     def stores_done() -> float:
-        return queued[-1] if queued else 0.0
+        return stores_end
 
     def wait_until(free: float) -> None:
         nonlocal t
@@ -166,15 +174,18 @@ def predict(ep: EngineProgram, memory: MemoryModel = MemoryModel(), warm: bool =
         t += f
         pred.units["fetch_cycles"] += f
         if c.op == SOP_LOAD:
-            d = transfer_cycles(c.xfer, p, read_latency, stall, False, gap)
+            d = load_cycles(c.xfer, p, read_latency, stall, gap)
             t += d
             pred.units["load_cycles"] += d
         elif c.op == SOP_STORE:  # queued for the store unit; the sequencer goes on
-            while len(queued) >= STORE_QUEUE:
-                wait_until(queued.pop(0))
-            d = transfer_cycles(c.xfer, p, latency, stall, True, gap)
-            queued = [e for e in queued if e > t] + [max(t, stores_done()) + d]
-            pred.units["store_cycles"] += d
+            starts = [s for s in starts if s > t]
+            while len(starts) >= STORE_QUEUE:
+                wait_until(starts.pop(0))
+            starts.append(max(t, store_free))
+            store_free = starts[-1] + STORE_START_CYCLES + moving_cycles(c.xfer, p, latency, stall, True)
+            end = store_free + latency + STORE_RESPONSE_CYCLES
+            pred.units["store_cycles"] += end - max(t, stores_end)  # a STORE queued or moving
+            stores_end = end
         elif c.op == SOP_RUN:
             run = next(runs)
             rs = run_cycles(run, p)
