@@ -20,10 +20,14 @@ the run stops there, the steps before compared), is counted by reason; a mismatc
 that fails (a cocotb test, a timeout) or any other exception fails the run. The record,
 benchmarks/engine/regression.json, is rewritten after every case; it lists each case, the
 refusals by reason, the functional coverage of the cases that passed (how many hit each bin) and
-the performance model's error against the RTL's cycles on them.
+the performance model's error against the RTL's cycles on them. `--remodel RECORD` applies the
+current performance model to a record's passed cases (each recompiled, kept only where its
+program is the one that ran: `program_sha256`) against their measured cycles, without simulating:
+how a change of the model fares on every measurement recorded so far.
 
     .venv/bin/python scripts/regress_engine.py [--cases 200] [--seed 1] [--jobs 2] [--out FILE]
     .venv/bin/python scripts/regress_engine.py --case 17 [--case 40 ...]   # rerun, no record
+    .venv/bin/python scripts/regress_engine.py --remodel benchmarks/engine/regression_seed5.json
 """
 from __future__ import annotations
 
@@ -202,7 +206,8 @@ def run_case(case: Case, work: Path, fault: str | None = None) -> dict:
                    tiles=res["tiles"], k_chunks=res["k_chunks"], channel_chunks=res["channel_chunks"],
                    cycles_per_step=res["cycles_per_step"],
                    predicted_error=res["predicted"]["error"], mac_util=res["mac_util"], lr_inv=res["lr_inv"],
-                   constant_tensors=res["constant_tensors"])
+                   constant_tensors=res["constant_tensors"], program_sha256=res["program_sha256"],
+                   warm_list=res["warm_list"])
         if rc:
             row["reason"] = res["message"]
     row["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -271,6 +276,49 @@ def prediction(cases: list[Case], rows: list[dict]) -> dict[str, dict]:
     return out
 
 
+def case_program(case: Case):
+    """The training program `run_cosim` compiles for `case` (`tiling.EngineProgram`)."""
+    from hw.engine.compiler import compile_network
+    from hw.engine.tiling import lower
+    from model.config import parse_config
+
+    cfg = parse_config(case.config, f"case{case.index}")
+    prog = compile_network(cfg.build_spec(case.input_shape), case.batch, ENGINES[case.engine],
+                           cfg.make_schedule().lr_inv)
+    return lower(prog)
+
+
+def remodel(record: Path) -> dict:
+    """The current performance model against the measured cycles of `record`'s passed cases whose
+    program is unchanged (`program_sha256`), each step cold or warm as it ran; beside it the
+    model the record ran with, on the same cases."""
+    from hw.engine.perf import predict
+    from hw.engine.tiling import program_digest
+
+    doc = json.loads(record.read_text())
+    cases = [draw_case(doc["seed"], r["index"]) for r in doc["rows"]]
+    ran, now, changed = [], [], []
+    for case, row in zip(cases, doc["rows"]):
+        if row["outcome"] != "passed":
+            continue
+        ep = case_program(case)
+        if row.get("program_sha256") != program_digest(ep):
+            changed.append(row["index"])
+            continue
+        mm = MemoryModel.parse(case.memory)
+        cycles = {w: predict(ep, mm, w).cycles for w in set(row["warm_list"])}
+        predicted = float(np.mean([cycles[w] for w in row["warm_list"]]))
+        ran.append(row)
+        now.append({**row, "predicted_error": predicted / row["cycles_per_step"] - 1})
+    if not now:
+        raise SystemExit(f"{record}: no passed case with its program unchanged (or recorded): "
+                         "nothing to compare")
+    return {"record": str(record), "record_commit": doc["git_commit"], "model_commit": commit(),
+            "cases": len(now), "program_changed": changed,
+            "prediction": prediction(cases, now), "recorded": prediction(cases, ran),
+            "errors": {r["index"]: r["predicted_error"] for r in now}}
+
+
 def summary(cases: list[Case], rows: list[dict], seed: int, head: str, seconds: float) -> dict:
     out, steps = Counter(r["outcome"] for r in rows), {c.index: c.steps for c in cases}
     return {
@@ -298,8 +346,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="cases simulated side by side")
     ap.add_argument("--out", type=Path, help=f"the record (default {RESULT.relative_to(REPO)}; "
                                              "none with --case)")
+    ap.add_argument("--remodel", type=Path, metavar="RECORD",
+                    help="apply the current performance model to a record's cases, no simulation "
+                         "(with --out: write the comparison there)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    if args.remodel:
+        doc = remodel(args.remodel)
+        if args.out:
+            write_atomic(args.out, (json.dumps(doc, indent=1) + "\n").encode())
+        for mem, new in doc["prediction"].items():
+            old = doc["recorded"][mem]
+            print(f"{mem}: {new['cases']} cases, mean |error| {100 * old['mean_abs_error']:.2f} % -> "
+                  f"{100 * new['mean_abs_error']:.2f} %, largest {100 * old['max_abs_error']:.2f} % -> "
+                  f"{100 * new['max_abs_error']:.2f} % (case {new['worst_case']}), within 5 % "
+                  f"{old['within_5pct']} -> {new['within_5pct']}")
+        print(f"{doc['cases']} cases compared; {len(doc['program_changed'])} left out, their "
+              f"program changed since the record (or unrecorded)")
+        return 0
     from tqdm import tqdm
 
     out = args.out or (None if args.case else RESULT)

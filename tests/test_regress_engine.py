@@ -4,6 +4,8 @@ records what passed and what the compiler refused, a wrong engine result fails i
 run in which no case passed fails."""
 import json
 
+import pytest
+
 from hw.engine.compiler import compile_network
 from model.config import parse_config
 from model.numerics import NitroError
@@ -45,6 +47,17 @@ def test_a_run_records_passed_and_refused_cases(tmp_path):
     assert (doc["cases"], doc["passed"], doc["refused"], doc["failed"]) == (2, 1, 1, 0)
     assert doc["coverage"]["kind mlp"] == 1 and len(doc["refusals"]) == 1
     assert sum(p["cases"] for p in doc["prediction"].values()) == 1  # the model against the RTL
+    # the model applied again, without simulating, to the recompiled program: the recorded
+    # prediction, since the model is the same; a program that is not the one that ran is left out
+    assert main(["--remodel", str(out), "--out", str(tmp_path / "remodel.json")]) == 0
+    again = json.loads((tmp_path / "remodel.json").read_text())
+    (row,) = [r for r in doc["rows"] if r["outcome"] == "passed"]
+    assert again["cases"] == 1 and again["program_changed"] == []
+    assert again["errors"] == {str(row["index"]): pytest.approx(row["predicted_error"], abs=1e-12)}
+    row["program_sha256"] = "0" * 64
+    out.write_text(json.dumps(doc))
+    with pytest.raises(SystemExit, match="no passed case with its program unchanged"):
+        main(["--remodel", str(out)])
 
 
 def test_a_wrong_engine_result_fails_its_case(tmp_path):

@@ -29,6 +29,7 @@ last run also loads the next step's first run (`tiles.Prefetch`).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 import numpy as np
@@ -133,3 +134,13 @@ def program_words(commands: list[Command]) -> np.ndarray:
     for i, c in enumerate(commands):
         out[i] = bus_words(c.pack(), words)
     return out.reshape(-1)
+
+
+def program_digest(ep: EngineProgram) -> str:
+    """SHA-256 of all the engine runs of `ep` but its data: the program's words, its warm start's
+    and the runs' command words, so that a recorded run can be matched with a recompiled one."""
+    h = hashlib.sha256(program_words(ep.commands).tobytes())
+    if ep.prefetch is not None:
+        h.update(program_words(ep.prefetch.commands).tobytes())
+    h.update(ucode_words(ep).tobytes())
+    return h.hexdigest()

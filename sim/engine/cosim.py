@@ -221,6 +221,7 @@ async def cosim_main(dut) -> None:
     from model.train import prepare
 
     from hw.engine.compiler import compile_network
+    from hw.engine.tiling import program_digest
 
     from .host import EngineBackend
 
@@ -248,7 +249,7 @@ async def cosim_main(dut) -> None:
                                 for t in eng.ep.tiles),
               "channel_chunks": sum(t.gemm.conv is not None and t.gemm.conv.window is None
                                     and t.gemm.conv.a_words > 0 for t in eng.ep.tiles),
-              "program_commands": len(eng.ep.commands)}
+              "program_commands": len(eng.ep.commands), "program_sha256": program_digest(eng.ep)}
     tally = _Tally()
     await _run_steps(eng, net, rng, prog, _batches(cfg, ds, net, rng, schedule, start + steps),
                      run, fault, result, tally)
