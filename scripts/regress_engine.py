@@ -207,7 +207,7 @@ def run_case(case: Case, work: Path, fault: str | None = None) -> dict:
                    cycles_per_step=res["cycles_per_step"],
                    predicted_error=res["predicted"]["error"], mac_util=res["mac_util"], lr_inv=res["lr_inv"],
                    constant_tensors=res["constant_tensors"], program_sha256=res["program_sha256"],
-                   warm_list=res["warm_list"])
+                   memory=case.memory, warm_list=res["warm_list"])
         if rc:
             row["reason"] = res["message"]
     row["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -288,12 +288,25 @@ def case_program(case: Case):
     return lower(prog)
 
 
+def _same_program(case: Case, row: dict):
+    """The program `case` compiles to now, if it is the one that ran in `row` on the same
+    memory model (else None: the compiler, the draw or the record has changed)."""
+    from hw.engine.tiling import program_digest
+
+    if row.get("memory") != case.memory:
+        return None
+    try:
+        ep = case_program(case)
+    except NitroError:  # refused now
+        return None
+    return ep if row.get("program_sha256") == program_digest(ep) else None
+
+
 def remodel(record: Path) -> dict:
     """The current performance model against the measured cycles of `record`'s passed cases whose
     program is unchanged (`program_sha256`), each step cold or warm as it ran; beside it the
     model the record ran with, on the same cases."""
-    from hw.engine.perf import predict
-    from hw.engine.tiling import program_digest
+    from sim.engine.cosim import predicted
 
     doc = json.loads(record.read_text())
     cases = [draw_case(doc["seed"], r["index"]) for r in doc["rows"]]
@@ -301,15 +314,12 @@ def remodel(record: Path) -> dict:
     for case, row in zip(cases, doc["rows"]):
         if row["outcome"] != "passed":
             continue
-        ep = case_program(case)
-        if row.get("program_sha256") != program_digest(ep):
+        if (ep := _same_program(case, row)) is None:
             changed.append(row["index"])
             continue
-        mm = MemoryModel.parse(case.memory)
-        cycles = {w: predict(ep, mm, w).cycles for w in set(row["warm_list"])}
-        predicted = float(np.mean([cycles[w] for w in row["warm_list"]]))
+        pr = predicted(ep, MemoryModel.parse(case.memory), row["warm_list"], row["cycles_per_step"])
         ran.append(row)
-        now.append({**row, "predicted_error": predicted / row["cycles_per_step"] - 1})
+        now.append({**row, "predicted_error": pr["error"]})
     if not now:
         raise SystemExit(f"{record}: no passed case with its program unchanged (or recorded): "
                          "nothing to compare")
@@ -338,10 +348,39 @@ def summary(cases: list[Case], rows: list[dict], seed: int, head: str, seconds: 
     }
 
 
+def _check_remodel(ap: argparse.ArgumentParser, args) -> None:
+    """--remodel reads a record and simulates nothing: no case options, no record overwritten."""
+    if args.case or args.jobs != 1 or args.cases is not None or args.seed is not None:
+        ap.error("--remodel takes a record's own cases: no --case, --cases, --seed or --jobs")
+    if args.out and args.out.exists():
+        ap.error(f"--out {args.out} exists: --remodel writes a new file, never over a record")
+    try:
+        doc = json.loads(args.remodel.read_text())
+    except (OSError, ValueError):
+        doc = None
+    if not isinstance(doc, dict) or not {"seed", "rows"} <= doc.keys():
+        ap.error(f"--remodel {args.remodel}: not a regression record (scripts/regress_engine.py's)")
+
+
+def _remodel_main(record: Path, out: Path | None) -> int:
+    doc = remodel(record)
+    if out:
+        write_atomic(out, (json.dumps(doc, indent=1) + "\n").encode())
+    for mem, new in doc["prediction"].items():
+        old = doc["recorded"][mem]
+        print(f"{mem}: {new['cases']} cases, mean |error| {100 * old['mean_abs_error']:.2f} % -> "
+              f"{100 * new['mean_abs_error']:.2f} %, largest {100 * old['max_abs_error']:.2f} % -> "
+              f"{100 * new['max_abs_error']:.2f} % (case {new['worst_case']}), within 5 % "
+              f"{old['within_5pct']} -> {new['within_5pct']}")
+    print(f"{doc['cases']} cases compared; {len(doc['program_changed'])} left out: their program "
+          f"or memory model is not the recorded one, or the record predates program digests")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", type=int, default=200, help="cases drawn (default 200)")
-    ap.add_argument("--seed", type=int, default=1, help="the run's seed (default 1)")
+    ap.add_argument("--cases", type=int, help="cases drawn (default 200)")
+    ap.add_argument("--seed", type=int, help="the run's seed (default 1)")
     ap.add_argument("--case", type=int, action="append", help="run only this case (repeatable)")
     ap.add_argument("--jobs", type=int, default=1, help="cases simulated side by side")
     ap.add_argument("--out", type=Path, help=f"the record (default {RESULT.relative_to(REPO)}; "
@@ -352,26 +391,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     if args.remodel:
-        doc = remodel(args.remodel)
-        if args.out:
-            write_atomic(args.out, (json.dumps(doc, indent=1) + "\n").encode())
-        for mem, new in doc["prediction"].items():
-            old = doc["recorded"][mem]
-            print(f"{mem}: {new['cases']} cases, mean |error| {100 * old['mean_abs_error']:.2f} % -> "
-                  f"{100 * new['mean_abs_error']:.2f} %, largest {100 * old['max_abs_error']:.2f} % -> "
-                  f"{100 * new['max_abs_error']:.2f} % (case {new['worst_case']}), within 5 % "
-                  f"{old['within_5pct']} -> {new['within_5pct']}")
-        print(f"{doc['cases']} cases compared; {len(doc['program_changed'])} left out, their "
-              f"program changed since the record (or unrecorded)")
-        return 0
+        _check_remodel(ap, args)
+        return _remodel_main(args.remodel, args.out)
     from tqdm import tqdm
 
     out = args.out or (None if args.case else RESULT)
-    cases = [draw_case(args.seed, k) for k in (args.case or range(args.cases))]
+    seed = 1 if args.seed is None else args.seed
+    cases = [draw_case(seed, k) for k in (args.case or range(200 if args.cases is None else args.cases))]
     head, t0, rows = commit(), time.perf_counter(), []
 
     def record() -> dict:  # the summary so far, written to `out` (a stopped run keeps it)
-        doc = summary(cases, rows, args.seed, head, time.perf_counter() - t0)
+        doc = summary(cases, rows, seed, head, time.perf_counter() - t0)
         if out:
             write_atomic(out, (json.dumps(doc, indent=1) + "\n").encode())
         return doc

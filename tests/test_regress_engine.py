@@ -54,10 +54,19 @@ def test_a_run_records_passed_and_refused_cases(tmp_path):
     (row,) = [r for r in doc["rows"] if r["outcome"] == "passed"]
     assert again["cases"] == 1 and again["program_changed"] == []
     assert again["errors"] == {str(row["index"]): pytest.approx(row["predicted_error"], abs=1e-12)}
-    row["program_sha256"] = "0" * 64
-    out.write_text(json.dumps(doc))
-    with pytest.raises(SystemExit, match="no passed case with its program unchanged"):
-        main(["--remodel", str(out)])
+    other_memory = "ddr3" if row["memory"] != "ddr3" else "ideal"
+    for field, other in (("program_sha256", "0" * 64), ("memory", other_memory)):
+        out.write_text(json.dumps({**doc, "rows": [{**row, field: other}]}))
+        with pytest.raises(SystemExit, match="no passed case with its program unchanged"):
+            main(["--remodel", str(out)])
+    for args in (["--seed", "3"], ["--out", str(out)]):  # no case options; no record overwritten
+        with pytest.raises(SystemExit) as exc:
+            main(["--remodel", str(out), *args])
+        assert exc.value.code == 2
+    (tmp_path / "other.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit) as exc:
+        main(["--remodel", str(tmp_path / "other.json")])
+    assert exc.value.code == 2
 
 
 def test_a_wrong_engine_result_fails_its_case(tmp_path):

@@ -5,7 +5,9 @@ phase of the core.
 The sequencer is replayed command by command: a fetch, then a LOAD to completion, a STORE into
 the store queue (waiting while STORE_QUEUE are queued; the store unit moves them one after
 another in the background, each as soon as the one before has sent its last beat: that one's
-responses come back while the next one's beats go out), RUN starting the core in the background, SYNC waiting for the
+responses come back while the next one's beats go out; the next one's bursts are counted as if
+every outstanding-burst slot were free, so with long latencies and short bursts it is
+optimistic), RUN starting the core in the background, SYNC waiting for the
 stores, SWAP and END for them and the core. The parts:
 
   fetch      : FETCH_CYCLES + the read port's latency (the memory's first-beat latency +
@@ -158,9 +160,6 @@ def predict(ep: EngineProgram, memory: MemoryModel = MemoryModel(), warm: bool =
     starts: list[float] = []  # when each STORE leaves the queue for the store unit, in order
     store_free, stores_end = 0.0, 0.0  # the store unit's last beat sent; its last response
 
-    def stores_done() -> float:
-        return stores_end
-
     def wait_until(free: float) -> None:
         nonlocal t
         wait = max(0.0, free + WAIT_SEEN_CYCLES - t) if free > t else 0.0
@@ -196,8 +195,8 @@ def predict(ep: EngineProgram, memory: MemoryModel = MemoryModel(), warm: bool =
                 pred.phases[key(tile)] += r
                 pred.waits[key(tile)] += idle * r / core
         elif c.op == SOP_SYNC:
-            wait_until(stores_done())
+            wait_until(stores_end)
         elif c.op in (SOP_SWAP, SOP_END):
-            wait_until(max(core_free, stores_done()))
+            wait_until(max(core_free, stores_end))
     pred.cycles = t
     return pred

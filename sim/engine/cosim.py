@@ -267,7 +267,7 @@ async def cosim_main(dut) -> None:
     summ = _summary(prog, tally.counters, tally.units) if tally.counters else {}
     result.update(summ)
     if tally.counters:
-        result["predicted"] = _prediction(eng, tally.warm, summ["cycles_per_step"])
+        result["predicted"] = predicted(eng.ep, eng.memory, tally.warm, summ["cycles_per_step"])
         result["warm_list"] = tally.warm
     result.update({
         "cycles_per_step_list": tally.step_cycles,
@@ -338,14 +338,14 @@ async def _run_steps(eng, net, rng, prog, batches, run: CosimRun, fault, result:
         bar.close()
 
 
-def _prediction(eng, warm: list[bool], measured: float) -> dict:
-    """The performance model's cycles per step, per unit and per phase (the core's, and its
-    waits before the phase's runs: `perf.Prediction`), averaged over the steps run (cold and
-    warm as they came), and its error against the `measured` cycles per step."""
+def predicted(ep, mm: MemoryModel, warm: list[bool], measured: float) -> dict:
+    """The performance model's cycles per step of program `ep` on memory `mm`, per unit and per
+    phase (the core's, and its waits before the phase's runs: `perf.Prediction`), averaged over
+    the steps run (cold and warm as they came), and its error against the `measured` cycles per
+    step."""
     from hw.engine.perf import predict
 
-    mm = eng.memory
-    pred = {w: predict(eng.ep, mm, w) for w in set(warm)}
+    pred = {w: predict(ep, mm, w) for w in set(warm)}
 
     def mean(part: str) -> dict:
         return {k: float(np.mean([getattr(pred[w], part)[k] for w in warm]))
