@@ -302,13 +302,12 @@ def _same_program(case: Case, row: dict):
     return ep if row.get("program_sha256") == program_digest(ep) else None
 
 
-def remodel(record: Path) -> dict:
-    """The current performance model against the measured cycles of `record`'s passed cases whose
-    program is unchanged (`program_sha256`), each step cold or warm as it ran; beside it the
-    model the record ran with, on the same cases."""
+def remodel(record: Path, doc: dict) -> dict:
+    """The current performance model against the measured cycles of the passed cases of `doc`
+    (the regression record read from `record`) whose program is unchanged (`program_sha256`),
+    each step cold or warm as it ran; beside it the model the record ran with, on the same cases."""
     from sim.engine.cosim import predicted
 
-    doc = json.loads(record.read_text())
     cases = [draw_case(doc["seed"], r["index"]) for r in doc["rows"]]
     ran, now, changed = [], [], []
     for case, row in zip(cases, doc["rows"]):
@@ -348,8 +347,8 @@ def summary(cases: list[Case], rows: list[dict], seed: int, head: str, seconds: 
     }
 
 
-def _check_remodel(ap: argparse.ArgumentParser, args) -> None:
-    """--remodel reads a record and simulates nothing: no case options, no record overwritten."""
+def _read_remodel(ap: argparse.ArgumentParser, args) -> dict:
+    """The record --remodel reads; it simulates nothing: no case options, no record overwritten."""
     if args.case or args.jobs != 1 or args.cases is not None or args.seed is not None:
         ap.error("--remodel takes a record's own cases: no --case, --cases, --seed or --jobs")
     if args.out and args.out.exists():
@@ -360,10 +359,11 @@ def _check_remodel(ap: argparse.ArgumentParser, args) -> None:
         doc = None
     if not isinstance(doc, dict) or not {"seed", "rows"} <= doc.keys():
         ap.error(f"--remodel {args.remodel}: not a regression record (scripts/regress_engine.py's)")
+    return doc
 
 
-def _remodel_main(record: Path, out: Path | None) -> int:
-    doc = remodel(record)
+def _remodel_main(record: Path, recorded: dict, out: Path | None) -> int:
+    doc = remodel(record, recorded)
     if out:
         write_atomic(out, (json.dumps(doc, indent=1) + "\n").encode())
     for mem, new in doc["prediction"].items():
@@ -391,8 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     if args.remodel:
-        _check_remodel(ap, args)
-        return _remodel_main(args.remodel, args.out)
+        return _remodel_main(args.remodel, _read_remodel(ap, args), args.out)
     from tqdm import tqdm
 
     out = args.out or (None if args.case else RESULT)
