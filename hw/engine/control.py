@@ -2,10 +2,14 @@
 the RTL register file (`hw.regs.AxiLiteRegisters`), the host driver and the documentation all come
 from it. A host writes the program's base address, sets START, and waits for DONE (or the
 interrupt); ERROR and ERROR_CODE say why a run stopped; the ID/parameter block tells the host
-what this instance can run (array side, bus width, scratchpad depths: the tile limits); CYCLES
-counts the clock cycles of the last run, and the *_CYCLES counters split them by unit.
+what this instance is: every generation parameter (`EngineParams`: array side, operand widths,
+scratchpad depths, bus width, divider and scaling limits), one constant register each, so a program
+compiled for another instance is refused before it runs; CYCLES counts the clock cycles of the last
+run, and the *_CYCLES counters split them by unit.
 """
 from __future__ import annotations
+
+from dataclasses import fields
 
 from hw.regs import AxiLiteRegisters, Register, RegisterMap
 
@@ -29,18 +33,18 @@ UNIT_COUNTERS = {
     "wait_cycles": "cycles the sequencer waited for the core or the stores (SWAP, SYNC, END, a "
                    "full store queue)",
 }
+# The parameter block: one constant register per EngineParams field, in the dataclass's order,
+# named param_<field>.
+PARAMS_BASE = 0x080
 
 
-def control_map(p: EngineParams | None = None, version: int = 4) -> RegisterMap:
+def control_map(p: EngineParams | None = None, version: int = 5) -> RegisterMap:
     p = p or EngineParams()
-    array_side, bus_bits = p.rows, p.bus_bits
-    depths = (p.amem_c_depth, p.wmem_depth, p.dmem_depth)
     return RegisterMap((
         Register("id", 0x000, "const", reset=ENGINE_ID, doc="engine identifier 'NITR'"),
         Register("version", 0x004, "const", reset=version,
-                 doc="register-map and command-format version (4: the dropout command field)"),
-        Register("params", 0x008, "const", width=16, reset=(array_side << 8) | (bus_bits // 8),
-                 doc="[15:8] MAC array side, [7:0] bus bytes per beat"),
+                 doc="register-map and command-format version (5: every generation parameter "
+                     "in the parameter block)"),
         Register("ctrl", 0x010, "pulse", width=1,
                  doc="write 1: start the program at prog_base (ignored while busy)"),
         Register("status", 0x014, "w1c", width=2, doc="[0] done, [1] error; write 1 to clear"),
@@ -56,12 +60,9 @@ def control_map(p: EngineParams | None = None, version: int = 4) -> RegisterMap:
         Register("cycles_hi", 0x044, "ro", doc="bits 63:32"),
         *(Register(name, UNIT_COUNTERS_BASE + 4 * k, "ro", doc=doc)
           for k, (name, doc) in enumerate(UNIT_COUNTERS.items())),
-        Register("depth_a", 0x060, "const", width=16, reset=depths[0],
-                 doc="activation scratchpad words (A tiles: K x M/side)"),
-        Register("depth_w", 0x064, "const", width=16, reset=depths[1],
-                 doc="weight scratchpad words (B tiles: K x N/side)"),
-        Register("depth_d", 0x068, "const", width=16, reset=depths[2],
-                 doc="delta scratchpad words"),
+        *(Register(f"param_{f.name}", PARAMS_BASE + 4 * k, "const", reset=getattr(p, f.name),
+                   doc=f"generation parameter `EngineParams.{f.name}`")
+          for k, f in enumerate(fields(p))),
     ), irq=("status", "irq_enable"))
 
 

@@ -105,13 +105,14 @@ async def training_steps_over_cocotbext_axi(dut):
 @cocotb.test()
 async def a_host_refuses_another_engine(dut):
     """The host reads the ID/parameter block before it runs anything: a program compiled for
-    another engine (the CNN engine's 512-word WMEM, a 128-bit memory port) is refused, naming
-    the register that differs; the program's own engine passes."""
+    another engine (the CNN engine's int24 weights, a 128-bit memory port, an int16 engine with a
+    512-word WMEM) is refused, naming the parameter that differs; the program's own engine passes."""
     _, eng, _ = await setup(dut, 6)
     await eng.reset()
     refused = 0
-    for other, reg in ((engine_with_weights(CNN_WEIGHT_BITS), "depth_w"),
-                       (EngineParams(bus_bits=128), "params")):
+    for other, reg in ((engine_with_weights(CNN_WEIGHT_BITS), "param_weight_bits"),
+                       (EngineParams(bus_bits=128), "param_bus_bits"),
+                       (EngineParams(wmem_depth=512), "param_wmem_depth")):
         eng.regs = control_map(other)
         try:
             await eng.check_engine()
