@@ -26,12 +26,13 @@ from model.numerics import NitroError
 
 from .divider import ConstDivider, ProgDivider
 from .dma import DmaReader, DmaWriter
-from .engine.control import ControlRegisters
+from .engine.control import ControlRegisters, control_map
 from .engine.params import CNN_WEIGHT_BITS, EngineParams, engine_with_weights
 from .engine.top import StreamEngine
 from .lossgrad import LossGradient
 from .mac import Mac, MacArray
 from .maxpool import MaxPoolBackward, MaxPoolForward
+from .regs import RegisterMap
 from .relu import NitroReluBackward, NitroReluForward
 from .scaling import NitroScaling, ScaleClip
 from .sgd import IntegerSGDUpdate
@@ -156,12 +157,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _check_targets(out_dir: Path, names: list[str], force: bool) -> dict | None:
+def _check_targets(out_dir: Path, files: list[str], force: bool) -> dict[str, str | None] | None:
     """Before the conversions: every output name free for a file and, unless `force`, a manifest
-    there that nitro rtl wrote (its entries by file; None with `force`)."""
-    for name in names:
-        if (out_dir / f"{name}.v").exists() and not (out_dir / f"{name}.v").is_file():
-            raise NitroError(f"{out_dir / f'{name}.v'} is not a file: nitro rtl writes {name}'s Verilog there")
+    there that nitro rtl wrote (the files it lists with their sha256, None where it recorded none;
+    None with `force`)."""
+    for name in files:
+        if (out_dir / name).exists() and not (out_dir / name).is_file():
+            raise NitroError(f"{out_dir / name} is not a file: nitro rtl writes {name} there")
     manifest = out_dir / "manifest.json"
     if manifest.exists() and not manifest.is_file():
         raise NitroError(f"{manifest} is not a file: nitro rtl writes its manifest there")
@@ -171,67 +173,100 @@ def _check_targets(out_dir: Path, names: list[str], force: bool) -> dict | None:
     if units is None:
         raise NitroError(f"{manifest} is not a manifest nitro rtl wrote: choose another --out, or "
                          f"pass --force to overwrite it")
-    return {e["file"]: e for e in units}
+    recorded = {}
+    for e in units:
+        recorded[e["file"]] = e.get("sha256")
+        extra = e.get("register_files")
+        recorded |= {k: v for k, v in extra.items() if isinstance(v, str)} if isinstance(extra, dict) else {}
+    return recorded
 
 
-def _check_ours(out_dir: Path, texts: dict[str, str], entries: dict | None) -> None:
-    """Without `force` (entries None) a file is replaced only when it holds what write_rtl writes
+def _check_ours(out_dir: Path, texts: dict[str, str], recorded: dict[str, str | None] | None) -> None:
+    """Without `force` (recorded None) a file is replaced only when it holds what write_rtl writes
     now, or what an earlier write_rtl wrote there and nobody changed since (the manifest's sha256;
     an entry of a nitro rtl that recorded no hashes vouches for its file): a hand edit or a file of
     the user's is not lost."""
-    if entries is None:
+    if recorded is None:
         return
     for name, text in texts.items():
-        v_file = out_dir / f"{name}.v"
-        if not v_file.exists():
+        path = out_dir / name
+        if not path.exists():
             continue
-        digest = _sha256(v_file.read_bytes())
-        entry = entries.get(v_file.name)
-        if digest == _sha256(text.encode()) or (entry is not None and entry.get("sha256", digest) == digest):
+        digest = _sha256(path.read_bytes())
+        if digest == _sha256(text.encode()) or (name in recorded and recorded[name] in (None, digest)):
             continue
-        raise NitroError(f"{v_file} was changed since nitro rtl wrote it, or was not written by "
+        raise NitroError(f"{path} was changed since nitro rtl wrote it, or was not written by "
                          f"it: choose another --out, or pass --force to overwrite it")
+
+
+def _register_map(name: str) -> RegisterMap | None:
+    """The register map of unit `name`, without building it (a unit built and never converted
+    warns): the engine's control map for the units that hold one."""
+    cls, params = UNITS[name]
+    return control_map(params.get("params")) if cls in (ControlRegisters, StreamEngine) else None
+
+
+def _file_names(name: str) -> list[str]:
+    """What nitro rtl writes of a unit: its Verilog and, for a unit with a register map, the map
+    as a C header for a driver and as Markdown."""
+    return [f"{name}.v", *([f"{name}_regs.h", f"{name}_regs.md"] if _register_map(name) else [])]
+
+
+def unit_files(name: str, unit: wiring.Component) -> dict[str, str]:
+    """The files of `_file_names` with their texts."""
+    texts = [verilog.convert(unit, name=name)]
+    if (regmap := _register_map(name)) is not None:
+        texts += [regmap.c_header(name.upper()), f"# {name}: AXI4-Lite registers\n\n{regmap.markdown()}\n"]
+    return dict(zip(_file_names(name), texts, strict=True))
 
 
 @dataclass
 class RtlPlan:
-    """The Verilog `write_rtl` will write into `out_dir`, converted and checked against what is
-    there: made before a long job that ends in writing it (the flow), so a refusal comes first."""
+    """The files `write_rtl` will write into `out_dir` (unit -> file name -> text), converted and
+    checked against what is there: made before a long job that ends in writing them (the flow),
+    so a refusal comes first."""
 
     out_dir: Path
     force: bool
     made: list[tuple[str, wiring.Component]]
-    texts: dict[str, str]
+    files: dict[str, dict[str, str]]
+
+    @property
+    def texts(self) -> dict[str, str]:
+        return {n: t for unit in self.files.values() for n, t in unit.items()}
 
 
 def plan_rtl(out_dir: Path, units: list[str] | None = None, force: bool = False) -> RtlPlan:
     """Convert each unit (default: all) and check that writing it into `out_dir` loses nothing."""
     names = unit_names(units)  # unknown names: before any write
     out_dir = writable_folder(out_dir)  # checked before the conversions, which take seconds
-    earlier = _check_targets(out_dir, names, force)
+    earlier = _check_targets(out_dir, [f for name in names for f in _file_names(name)], force)
     made = [(name, make_unit(name)) for name in names]
-    texts = {name: verilog.convert(unit, name=name) for name, unit in made}
-    _check_ours(out_dir, texts, earlier)
-    return RtlPlan(out_dir, force, made, texts)
+    plan = RtlPlan(out_dir, force, made, {name: unit_files(name, unit) for name, unit in made})
+    _check_ours(out_dir, plan.texts, earlier)
+    return plan
 
 
 def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = True,
               force: bool = False, plan: RtlPlan | None = None) -> Path:
-    """Write <unit>.v for each unit (default: all) and manifest.json; returns the manifest path.
-    `plan`: what `plan_rtl` converted earlier, checked again against the folder now."""
+    """Write <unit>.v for each unit (default: all; <unit>_regs.h and .md beside it for a unit with
+    a register map) and manifest.json; returns the manifest path. `plan`: what `plan_rtl`
+    converted earlier, checked again against the folder now."""
     if plan is None:
         plan = plan_rtl(out_dir, units, force)
     else:
         _check_ours(plan.out_dir, plan.texts, _check_targets(plan.out_dir, list(plan.texts), plan.force))
-    out_dir, made, texts = plan.out_dir, plan.made, plan.texts
+    out_dir = plan.out_dir
     entries = []
-    for name, unit in made:
-        v_file = out_dir / f"{name}.v"
-        write_atomic(v_file, texts[name].encode())
-        cls, params = UNITS[name]
+    for name, unit in plan.made:
+        for file, text in plan.files[name].items():
+            write_atomic(out_dir / file, text.encode())
+        v_file, cls, params = out_dir / f"{name}.v", *UNITS[name]
+        digests = {file: _sha256(text.encode()) for file, text in plan.files[name].items()}
         entries.append({
             "unit": name, "class": f"{cls.__module__}.{cls.__name__}", "module": name,
-            "file": v_file.name, "sha256": _sha256(texts[name].encode()),
+            "file": v_file.name, "sha256": digests.pop(v_file.name),
+            **({"register_files": digests} if digests else {}),
             "parameters": {k: asdict(v) if is_dataclass(v) else v for k, v in params.items()},
             "latency_cycles": getattr(unit, "latency", None),
             "ports": ports(unit),

@@ -2,6 +2,8 @@
 """`write_rtl` (nitro rtl): every unit's Verilog, a manifest of parameters/ports/widths, lint clean."""
 import hashlib
 import json
+import shutil
+import subprocess
 
 import pytest
 
@@ -23,11 +25,53 @@ def test_write_rtl_all_units_lint_clean(tmp_path):
             assert f" {p['name']};" in (tmp_path / u["file"]).read_text()
             if "fields" in p:
                 assert sum(f["width"] for f in p["fields"]) == p["width"]
+        if "register_files" in u:
+            assert_header_is_the_map(tmp_path, u["unit"], UNITS[u["unit"]][0](**UNITS[u["unit"]][1]).regmap)
         if u["latency_cycles"] is None:  # the AXI components
             assert any(n.endswith(("__araddr", "__awaddr")) for n in names)
         else:  # the pipelined stream units
             assert {"i__payload", "i__valid", "i__ready", "o__payload", "o__valid", "o__ready"} <= set(names)
             assert u["latency_cycles"] >= 1
+
+
+def assert_header_is_the_map(folder, unit: str, regmap) -> None:
+    """<unit>_regs.h, compiled by the C compiler, gives every register's offset, every constant
+    register's value and every constant of `regmap`; <unit>_regs.md lists every register."""
+    cc = shutil.which("cc")
+    assert cc, "a C compiler is needed to check the register header"
+    p = unit.upper()
+    want = {f"{p}_{r.name.upper()}_OFFSET": r.offset for r in regmap.registers}
+    want |= {f"{p}_{r.name.upper()}_VALUE": r.reset for r in regmap.registers if r.access == "const"}
+    want |= {f"{p}_{c.name.upper()}": c.value for c in regmap.constants}
+    prog = folder / f"{unit}_check.c"
+    prog.write_text(f'#include <stdio.h>\n#include "{unit}_regs.h"\nint main(void) {{\n'
+                    + "".join(f'    printf("%lu\\n", (unsigned long)({m}));\n' for m in want)
+                    + "    return 0;\n}\n")
+    subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-o", str(folder / unit), str(prog)], check=True)
+    got = subprocess.run([str(folder / unit)], capture_output=True, text=True, check=True).stdout.split()
+    assert dict(zip(want, map(int, got), strict=True)) == want
+    md = (folder / f"{unit}_regs.md").read_text()
+    assert all(f"| {r.offset:#05x} | {r.name} |" in md for r in regmap.registers)
+
+
+def test_a_register_map_is_written_as_a_c_header_and_markdown(tmp_path):
+    """The engine's control registers: their map as a C header for a driver (checked by compiling
+    it) and as Markdown, recorded in the manifest; a hand edit of the header is kept unless
+    forced, like one of the Verilog."""
+    doc = json.loads(write_rtl(tmp_path, ["engine_control"], run_lint=False).read_text())
+    files = doc["units"][0]["register_files"]
+    assert sorted(files) == ["engine_control_regs.h", "engine_control_regs.md"]
+    for name, digest in files.items():
+        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == digest
+    cls, params = UNITS["engine_control"]
+    assert_header_is_the_map(tmp_path, "engine_control", cls(**params).regmap)
+    h = tmp_path / "engine_control_regs.h"
+    h.write_text(h.read_text() + "/* my edit */\n")
+    with pytest.raises(NitroError, match="engine_control_regs.h was changed since nitro rtl wrote it"):
+        write_rtl(tmp_path, ["engine_control"], run_lint=False)
+    assert h.read_text().endswith("/* my edit */\n")
+    write_rtl(tmp_path, ["engine_control"], run_lint=False, force=True)
+    assert "my edit" not in h.read_text()
 
 
 def test_write_rtl_subset(tmp_path):

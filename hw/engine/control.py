@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from hw.regs import AxiLiteRegisters, Register, RegisterMap
+from hw.regs import AxiLiteRegisters, Constant, Register, RegisterMap
 
 from .params import EngineParams
 
@@ -63,7 +63,12 @@ def control_map(p: EngineParams | None = None, version: int = 5) -> RegisterMap:
         *(Register(f"param_{f.name}", PARAMS_BASE + 4 * k, "const", reset=getattr(p, f.name),
                    doc=f"generation parameter `EngineParams.{f.name}`")
           for k, f in enumerate(fields(p))),
-    ), irq=("status", "irq_enable"))
+    ), irq=("status", "irq_enable"), constants=(
+        Constant("status_done", STATUS_DONE, "status bit: the run ended"),
+        Constant("status_error", STATUS_ERROR, "status bit: the run stopped on an error (error_code)"),
+        *(Constant(name, code, f"error_code: {ERROR_NAMES[code]}")
+          for name, code in (("err_bus", ERR_BUS), ("err_opcode", ERR_OPCODE), ("err_align", ERR_ALIGN))),
+    ))
 
 
 class ControlRegisters(AxiLiteRegisters):
