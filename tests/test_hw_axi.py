@@ -2,13 +2,15 @@
 """AXI4 DMA and the AXI4-Lite register file on Verilator against cocotbext-axi's models (issue 13:
 the protocol test of both AXI ports), and their parameter checks."""
 import random
+from dataclasses import fields
 
 import pytest
 
 from hw.axi import axi4, axilite, burst_split
 from hw.dma import BurstSplitter, DmaReader, DmaWriter
-from hw.engine.control import control_map
-from hw.regs import Register, RegisterMap
+from hw.engine.control import MAP_VERSION, PARAMS_BASE, control_map
+from hw.engine.params import CNN_WEIGHT_BITS, engine_with_weights
+from hw.regs import Constant, Register, RegisterMap
 from sim.testing import run_unit, simulate
 
 
@@ -59,6 +61,12 @@ def test_port_and_map_parameters_are_checked():
         RegisterMap((Register("a", 0, "rx"),))
     with pytest.raises(ValueError, match="irq needs"):
         RegisterMap((Register("s", 0, "ro"), Register("e", 4, "rw")), irq=("s", "e"))
+    with pytest.raises(ValueError, match="C identifier"):
+        RegisterMap((Register("Ctrl", 0, "rw"),))
+    with pytest.raises(ValueError, match="'a_value' twice"):  # A_VALUE: register a's and the constant
+        RegisterMap((Register("a", 0, "const"),), constants=(Constant("a_value", 1),))
+    with pytest.raises(ValueError, match="32-bit"):
+        RegisterMap((Register("a", 0, "rw"),), constants=(Constant("minus", -1),))
     table = control_map().markdown()
     assert "| 0x010 | ctrl | pulse | 1 |" in table and "| err_align | 0x3 |" in table
     assert table.count("\n| 0x") == len(control_map().registers)
@@ -222,3 +230,23 @@ def test_valid_never_reads_ready():
          (bus.awaddr, [0x010, 0x018, 0x030, 0x100]), (bus.araddr, [0x000, 0x014, 0x040, 0x100]),
          (bus.wdata, [0, 1, 3]), (bus.wstrb, [0xF, 0x1])])
     assert all(high.values()), high
+
+
+# the parameter block of map version 5: drivers hold these offsets
+V5_FIELDS = ("rows", "cols", "act_bits", "weight_bits", "delta_bits", "acc_bits", "slope_inv",
+             "amem_c_depth", "amem_r_depth", "wmem_depth", "wtmem_depth", "dmem_depth", "smem_depth",
+             "ymem_depth", "cmem_depth", "pmem_depth", "bus_bits", "max_divisor", "max_eta",
+             "max_scale", "wait_cycles")
+
+
+def test_the_parameter_block_is_pinned_to_its_map_version():
+    """Every generation parameter is a constant register holding its value, at the offset map
+    version 5 gave it: a field of EngineParams added or moved fails here until MAP_VERSION (and
+    this list) changes with it."""
+    p = engine_with_weights(CNN_WEIGHT_BITS)
+    regs = control_map(p)
+    assert MAP_VERSION == 5 and regs["version"].reset == 5
+    assert tuple(f.name for f in fields(p)) == V5_FIELDS
+    for k, name in enumerate(V5_FIELDS):
+        r = regs[f"param_{name}"]
+        assert (r.offset, r.access, r.reset) == (PARAMS_BASE + 4 * k, "const", getattr(p, name))

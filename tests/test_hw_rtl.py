@@ -26,12 +26,19 @@ def test_write_rtl_all_units_lint_clean(tmp_path):
             if "fields" in p:
                 assert sum(f["width"] for f in p["fields"]) == p["width"]
         if "register_files" in u:
-            assert_header_is_the_map(tmp_path, u["unit"], UNITS[u["unit"]][0](**UNITS[u["unit"]][1]).regmap)
+            assert_header_is_the_map(tmp_path, u["unit"], built_map(u["unit"]))
         if u["latency_cycles"] is None:  # the AXI components
             assert any(n.endswith(("__araddr", "__awaddr")) for n in names)
         else:  # the pipelined stream units
             assert {"i__payload", "i__valid", "i__ready", "o__payload", "o__valid", "o__ready"} <= set(names)
             assert u["latency_cycles"] >= 1
+
+
+def built_map(unit: str):
+    """The register map of the unit as built (here, so that this file's marker silences the
+    warning of a unit built and never converted)."""
+    cls, params = UNITS[unit]
+    return cls(**params).regmap
 
 
 def assert_header_is_the_map(folder, unit: str, regmap) -> None:
@@ -63,8 +70,7 @@ def test_a_register_map_is_written_as_a_c_header_and_markdown(tmp_path):
     assert sorted(files) == ["engine_control_regs.h", "engine_control_regs.md"]
     for name, digest in files.items():
         assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == digest
-    cls, params = UNITS["engine_control"]
-    assert_header_is_the_map(tmp_path, "engine_control", cls(**params).regmap)
+    assert_header_is_the_map(tmp_path, "engine_control", built_map("engine_control"))
     h = tmp_path / "engine_control_regs.h"
     h.write_text(h.read_text() + "/* my edit */\n")
     with pytest.raises(NitroError, match="engine_control_regs.h was changed since nitro rtl wrote it"):

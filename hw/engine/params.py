@@ -155,7 +155,7 @@ class EngineParams:
                              f"{self.bus_bits}")
         for k in (s.depth for s in SCRATCHPADS.values()):
             d = getattr(self, k)
-            if not 1 <= d < (1 << ADDR_W):  # the depth registers are ADDR_W bits wide
+            if not 1 <= d < (1 << ADDR_W):  # a transfer's 16-bit word count spans a whole scratchpad
                 raise NitroError(f"{k} must be in 1..{(1 << ADDR_W) - 1}, got {d}")
         if not 2 <= self.cmem_depth <= ((1 << ADDR_W) - 1) // self.cmd_words:
             # a run is at least one GEMM command and END; CMEM's words are addressed in ADDR_W bits

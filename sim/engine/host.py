@@ -153,9 +153,8 @@ class EngineBackend:
 
     async def check_engine(self) -> None:
         """The engine behind the port is the one the program was compiled for: its ID/parameter
-        block (every constant register: identifier, register-map and command-format version,
-        array side, bus width, the scratchpad depths, which tell the MLP engine from the CNN
-        engine) reads as the map says."""
+        block (every constant register: identifier, register-map and command-format version, and
+        every `EngineParams` field) reads as the map says."""
         for r in self.regs.registers:
             if r.access == "const" and (got := await self.reg_read(r.name)) != r.reset:
                 raise NitroError(f"engine: its {r.name} register reads {got:#x}, the program was "
