@@ -80,8 +80,10 @@ def step_rtl(ctx: dict) -> str:
     dirty = [u["unit"] for u in units if u["lint"] != "clean"]
     if dirty or not units:
         ctx["failed"] = True
-    return (f"generated Verilog of {len(units)} units in rtl/ (manifest.json); Verilator lint: "
-            + ("clean" if not dirty else f"NOT clean: {', '.join(dirty)}"))
+    maps = [u["unit"] for u in units if u.get("register_files")]
+    headers = f", the register maps of {', '.join(maps)} as C headers (<unit>_regs.h)" if maps else ""
+    return (f"generated Verilog of {len(units)} units in rtl/ (manifest.json){headers}; Verilator "
+            "lint: " + ("clean" if not dirty else f"NOT clean: {', '.join(dirty)}"))
 
 
 # The units of one training step's datapath, each with its real-data testcase (sim/tb/tb_<unit>.py).
