@@ -61,6 +61,18 @@ def assert_header_is_the_map(folder, unit: str, regmap) -> None:
     assert all(f"| {r.offset:#05x} | {r.name} |" in md for r in regmap.registers)
 
 
+def assert_edit_kept_unless_forced(folder, unit: str, file: str, edit: str) -> None:
+    """A hand edit of `file` makes nitro rtl refuse to write `unit` there, the edit kept; with
+    --force the file is replaced."""
+    f = folder / file
+    f.write_text(f.read_text() + edit)
+    with pytest.raises(NitroError, match=f"{file} was changed since nitro rtl wrote it"):
+        write_rtl(folder, [unit], run_lint=False)
+    assert f.read_text().endswith(edit)
+    write_rtl(folder, [unit], run_lint=False, force=True)
+    assert edit not in f.read_text()
+
+
 def test_a_register_map_is_written_as_a_c_header_and_markdown(tmp_path):
     """The engine's control registers: their map as a C header for a driver (checked by compiling
     it) and as Markdown, recorded in the manifest; a hand edit of the header is kept unless
@@ -71,13 +83,7 @@ def test_a_register_map_is_written_as_a_c_header_and_markdown(tmp_path):
     for name, digest in files.items():
         assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == digest
     assert_header_is_the_map(tmp_path, "engine_control", built_map("engine_control"))
-    h = tmp_path / "engine_control_regs.h"
-    h.write_text(h.read_text() + "/* my edit */\n")
-    with pytest.raises(NitroError, match="engine_control_regs.h was changed since nitro rtl wrote it"):
-        write_rtl(tmp_path, ["engine_control"], run_lint=False)
-    assert h.read_text().endswith("/* my edit */\n")
-    write_rtl(tmp_path, ["engine_control"], run_lint=False, force=True)
-    assert "my edit" not in h.read_text()
+    assert_edit_kept_unless_forced(tmp_path, "engine_control", "engine_control_regs.h", "/* my edit */\n")
 
 
 def test_write_rtl_subset(tmp_path):
@@ -99,12 +105,7 @@ def test_write_rtl_keeps_a_hand_edited_or_foreign_file_unless_forced(tmp_path):
     v = tmp_path / "loss_gradient.v"
     assert doc["units"][0]["sha256"] == hashlib.sha256(v.read_bytes()).hexdigest()
     write_rtl(tmp_path, ["loss_gradient"], run_lint=False)  # its own unchanged output: replaced
-    v.write_text(v.read_text() + "// my edit\n")
-    with pytest.raises(NitroError, match="loss_gradient.v was changed since nitro rtl wrote it"):
-        write_rtl(tmp_path, ["loss_gradient"], run_lint=False)
-    assert v.read_text().endswith("// my edit\n")
-    write_rtl(tmp_path, ["loss_gradient"], run_lint=False, force=True)
-    assert "// my edit" not in v.read_text()
+    assert_edit_kept_unless_forced(tmp_path, "loss_gradient", "loss_gradient.v", "// my edit\n")
     (tmp_path / "manifest.json").unlink()  # no record, but what it writes now: replaced
     write_rtl(tmp_path, ["loss_gradient"], run_lint=False)
     doc = json.loads((tmp_path / "manifest.json").read_text())
