@@ -223,7 +223,8 @@ def _register_map(name: str) -> RegisterMap | None:
 def _file_names(name: str) -> list[str]:
     """What nitro rtl writes of a unit: its Verilog and, for a unit with a register map, the map
     (REGISTER_FILES: a C header for a driver, Markdown)."""
-    return [f"{name}.v", *(f"{name}{x}" for x in REGISTER_FILES if _register_map(name) is not None)]
+    maps = _register_map(name) is not None
+    return [f"{name}.v", *(f"{name}{x}" for x in REGISTER_FILES if maps)]
 
 
 def _unit_files(name: str, unit: wiring.Component) -> dict[str, str]:
