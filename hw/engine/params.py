@@ -91,8 +91,10 @@ CV_BITS = 8  # convolution image sides (and window pixel offsets, signed)
 CV_N0_BITS = 10  # beats per source pixel along K (input channels of a forward window)
 # dropout in the max-pool unit (`hw.engine.pool`): tdiv(x * R, 1000) of an int8 x as
 # sign(x) * (|x| * d_mult >> DROP_SHIFT), exact for every |x| <= 128 and every rescale R of the
-# spec's table (`compiler.dropout_multiplier`); the rates the engine admits fit DROP_MULT_BITS
-DROP_SHIFT, DROP_MULT_BITS = 16, 18
+# spec's table (`compiler.dropout_multiplier`); the rates the engine admits fit DROP_MULT_BITS,
+# 17 so that the multiplier is one DSP operand (at slope_inv 4 the int8 range admits rates up to
+# 0.25, multipliers up to 87 360)
+DROP_SHIFT, DROP_MULT_BITS = 16, 17
 
 
 BUS_WIDTHS = (64, 128)  # the memory port's data widths (AXI4 bits)

@@ -33,6 +33,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.dsp import registered_mul
 from hw.fanout import replicated_reg
 
 from .memory import READ_LATENCY
@@ -138,19 +139,18 @@ class PoolUnit(wiring.Component):
 
     def _dropout(self, m: Module, platform, best, s_rd, cmd):
         """Each lane's word x kept where its mask byte is not 0 and rescaled: sign(x) * (|x| *
-        d_mult >> DROP_SHIFT), registered in DROP_STAGES steps (the product a multiplier's, its
-        operands registers of the lane's own: the lanes' multipliers lie apart on the die)."""
+        d_mult >> DROP_SHIFT), registered in DROP_STAGES steps (|x| and d_mult in the operand
+        registers of the lane's own DSP, `hw.dsp.registered_mul`: a product without them is a
+        combinational DSP path, too slow for the engine's clock)."""
         L, AB = self.p.lanes, self.p.act_bits
-        mults = self._per_lane(m, platform, cmd.d_mult[:DROP_MULT_BITS], 1, "drop_mult")
         word = data_reg(L * AB, name="drop_word")
-        for j, mult in enumerate(mults):
+        for j in range(L):
             x = best[j]
-            mag, neg, keep = data_reg(AB, name=f"drop_mag{j}"), data_reg(), data_reg()
-            m.d.sync += [mag.eq(Mux(x < 0, -x, x)), neg.eq(x < 0),
-                         keep.eq(s_rd.word_select(j, AB) != 0)]
-            prod = data_reg(AB + DROP_MULT_BITS, name=f"drop_prod{j}")
-            neg2, keep2 = data_reg(), data_reg()
-            m.d.sync += [prod.eq(mag * mult), neg2.eq(neg), keep2.eq(keep)]
+            prod = registered_mul(m, platform, Mux(x < 0, -x, x)[:AB], cmd.d_mult[:DROP_MULT_BITS],
+                                  f"drop{j}")
+            neg, keep, neg2, keep2 = data_reg(), data_reg(), data_reg(), data_reg()
+            m.d.sync += [neg.eq(x < 0), keep.eq(s_rd.word_select(j, AB) != 0),
+                         neg2.eq(neg), keep2.eq(keep)]
             q = prod[DROP_SHIFT:DROP_SHIFT + AB]
             m.d.sync += word.word_select(j, AB).eq(Mux(keep2, Mux(neg2, -q, q), 0))
         return word
