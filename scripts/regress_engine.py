@@ -278,14 +278,12 @@ def prediction(cases: list[Case], rows: list[dict]) -> dict[str, dict]:
 
 def case_program(case: Case):
     """The training program `run_cosim` compiles for `case` (`tiling.EngineProgram`)."""
-    from hw.engine.compiler import compile_network
     from hw.engine.tiling import lower
     from model.config import parse_config
+    from sim.engine.cosim import training_program
 
     cfg = parse_config(case.config, f"case{case.index}")
-    prog = compile_network(cfg.build_spec(case.input_shape), case.batch, ENGINES[case.engine],
-                           cfg.make_schedule().lr_inv)
-    return lower(prog)
+    return lower(training_program(cfg, case.input_shape, case.batch, ENGINES[case.engine]))
 
 
 def _same_program(case: Case, row: dict):

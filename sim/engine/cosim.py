@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from hw.engine.memory_model import MemoryModel
-from hw.engine.params import EngineParams, engine_params
+from hw.engine.params import EngineParams
 from model.fileio import writable_folder, write_atomic
 from model.numerics import NitroError
 from sim.job import SimJob
@@ -220,7 +220,6 @@ async def cosim_main(dut) -> None:
     from model.network import Network
     from model.train import prepare
 
-    from hw.engine.compiler import compile_network
     from hw.engine.tiling import program_digest
 
     from .host import EngineBackend
@@ -237,7 +236,7 @@ async def cosim_main(dut) -> None:
         ds = replace(ds, train_x=ds.train_x[:run.train_images], train_y=ds.train_y[:run.train_images])
     params = run.params
     schedule = cfg.make_schedule()
-    prog = compile_network(net.spec, batch, params, schedule.lr_inv)
+    prog = training_program(cfg, net.spec.input_shape, batch, params)
     fault = parse_fault(run.fault, prog, steps, start)
     eng = EngineBackend(dut, prog, run.memory)
     result = {"config": cfg.name, "batch": batch, "start_step": start, "checkpoint": run.checkpoint,
@@ -409,6 +408,16 @@ def _net_desc(prog) -> str:
 
 # ---- host entry points ------------------------------------------------------------------------
 
+def training_program(cfg, input_shape: tuple[int, int, int], batch: int,
+                     params: EngineParams | None = None):
+    """The training step a co-simulation of `cfg` runs (`compiler.Program`): its network on
+    `input_shape` inputs at `batch` on the engine `params`, at the schedule's first lr_inv (the
+    host rewrites the register when the schedule changes it)."""
+    from hw.engine.compiler import compile_network
+
+    return compile_network(cfg.build_spec(input_shape), batch, params, cfg.make_schedule().lr_inv)
+
+
 def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str | None = None,
                   data_dir: str | None = None, params=None, train_images: int | None = None,
                   start_step: int = 0, test_images: int = 0, checkpoint: Path | None = None):
@@ -419,7 +428,7 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     from model.datasets import image_shape
     from model.train import check_sizes
 
-    from hw.engine.compiler import compile_network, weight_tensors
+    from hw.engine.compiler import weight_tensors
 
     from .host import programs
 
@@ -427,9 +436,7 @@ def prepare_cosim(config: Path, steps: int, batch: int | None = None, fault: str
     # intact, and a run of `config` (any seed)
     ck = load_checkpoint_for(Path(checkpoint), cfg)[0] if checkpoint is not None else None
     b = batch or cfg.train.batch_size
-    spec = cfg.build_spec(image_shape(cfg.data.dataset))
-    p = engine_params(params, spec)
-    prog = compile_network(spec, b, p, cfg.train.lr_inv)
+    prog = training_program(cfg, image_shape(cfg.data.dataset), b, params)
     if ck is not None:
         weight_tensors(prog, ck.params)  # trained weights may have outgrown the engine's storage
     if changed := cfg.numerics.widths.changes():
